@@ -1,0 +1,38 @@
+# Slipway: `make run` sets up and starts the server; `make test` runs every test.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/slipway
+export SLIPWAY_ORT_LIB ?= $(HOME)/.cache/slipway/onnxruntime-1.30.0/libonnxruntime.so.1
+export CGO_ENABLED := 1
+
+.PHONY: ort run deps build examples test test-go test-python bench lint clean
+
+run: deps build examples ## set up everything and start the server on 127.0.0.1:8080 (data in ./slipway-data)
+	./$(BIN) server
+
+deps: ## system packages (apt) and ONNX Runtime (npm)
+	./scripts/install-deps.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/slipway
+
+examples: ## train the example models (scikit-learn pickle, ONNX)
+	./examples/build.sh
+
+test: build examples test-python test-go ## every test: Go (race detector, end to end through the binary) and Python
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-python:
+	cd internal/modelruntime/python && /usr/bin/python3 -m unittest -v test_harness
+
+bench: build examples
+	./bench/run.sh
+
+clean:
+	rm -rf bin
+
+ort: ## ONNX Runtime shared library only
+	./scripts/install-ort.sh

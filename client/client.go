@@ -1,0 +1,255 @@
+// Package client is the Go client of Slipway's REST API (/api/v1). The CLI, the end-to-end tests and users'
+// programs drive the server through it. Every call takes a context, sends the bearer token and returns an
+// *Error for any non-2xx answer.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// Version is the version reported in the User-Agent header ("slipway-cli/<Version>") and by `slipway
+// version`. Release builds set it with -ldflags "-X github.com/slipway-ml/slipway/client.Version=v1.2.3".
+var Version = "dev"
+
+// Client calls one Slipway server. It is safe for concurrent use.
+type Client struct {
+	base      string // scheme://host[/prefix], without a trailing slash
+	token     string
+	http      *http.Client
+	userAgent string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient makes the client send its requests through hc (timeouts, proxies, TLS, test transports).
+// Prefer contexts to hc.Timeout: uploads and downloads of large artifacts can take minutes.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) { c.http = hc }
+}
+
+// WithUserAgent replaces the default "slipway-cli/<Version>" User-Agent.
+func WithUserAgent(ua string) Option {
+	return func(c *Client) { c.userAgent = ua }
+}
+
+// New returns a client of the server at baseURL (for example "http://127.0.0.1:8080") that authenticates
+// with token. An empty token sends no Authorization header (only public routes will answer).
+func New(baseURL, token string, opts ...Option) *Client {
+	c := &Client{
+		base:      strings.TrimRight(baseURL, "/"),
+		token:     token,
+		http:      &http.Client{},
+		userAgent: "slipway-cli/" + Version,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Problem is an RFC 9457 problem details body, as the server writes it.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	Instance  string `json:"instance,omitempty"`
+	Code      string `json:"code"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Error is returned for every non-2xx response. When the body is not problem+json (a proxy's HTML page, an
+// empty body) Problem is filled from the status and the start of the body.
+type Error struct {
+	Status  int
+	Problem Problem
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Problem.Code, e.Problem.Detail)
+}
+
+// Unwrap exposes the problem as a *slipway.Error, so that slipway.ErrorCode(err) gives the server's code
+// (slipway.ENOTFOUND, slipway.ECONFLICT...) for errors returned by the client.
+func (e *Error) Unwrap() error {
+	return &slipway.Error{Code: e.Problem.Code, Message: e.Problem.Detail}
+}
+
+// maxErrorBody bounds how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// responseError builds the *Error of a non-2xx response, falling back gracefully when the body is not a
+// problem document.
+func responseError(resp *http.Response) *Error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	e := &Error{Status: resp.StatusCode}
+	var p Problem
+	if err := json.Unmarshal(body, &p); err == nil && (p.Detail != "" || p.Code != "") {
+		e.Problem = p
+	}
+	if e.Problem.Status == 0 {
+		e.Problem.Status = resp.StatusCode
+	}
+	if e.Problem.Title == "" {
+		e.Problem.Title = http.StatusText(resp.StatusCode)
+	}
+	if e.Problem.Code == "" {
+		e.Problem.Code = codeOf(resp.StatusCode)
+	}
+	if e.Problem.Detail == "" {
+		e.Problem.Detail = fallbackDetail(resp, body)
+	}
+	if e.Problem.RequestID == "" {
+		e.Problem.RequestID = resp.Header.Get("X-Request-Id")
+	}
+	return e
+}
+
+func fallbackDetail(resp *http.Response, body []byte) string {
+	text := strings.Join(strings.Fields(string(body)), " ")
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	switch {
+	case text == "":
+		text = http.StatusText(resp.StatusCode)
+	case ct == "text/html":
+		text = http.StatusText(resp.StatusCode) + " (HTML page: is --url a Slipway server?)"
+	}
+	return fmt.Sprintf("%s %s: %s", resp.Request.Method, resp.Request.URL.Path, text)
+}
+
+// codeOf maps a status to the domain code the server would have used.
+func codeOf(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return slipway.EINVALID
+	case http.StatusUnauthorized:
+		return slipway.EUNAUTHORIZED
+	case http.StatusForbidden:
+		return slipway.EFORBIDDEN
+	case http.StatusNotFound:
+		return slipway.ENOTFOUND
+	case http.StatusConflict:
+		return slipway.ECONFLICT
+	case http.StatusRequestEntityTooLarge:
+		return slipway.ETOOLARGE
+	case http.StatusTooManyRequests:
+		return slipway.EOVERLOADED
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return slipway.EUNAVAILABLE
+	}
+	return slipway.EINTERNAL
+}
+
+// apiPath joins escaped path segments under /api/v1.
+func apiPath(segments ...string) string {
+	var b strings.Builder
+	b.WriteString("/api/v1")
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	return b.String()
+}
+
+// newRequest builds a request with the client's headers.
+func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("Accept", "application/json, application/problem+json")
+	return req, nil
+}
+
+// send performs req and returns the response if it is 2xx; otherwise it reads the body into an *Error.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		return nil, responseError(resp)
+	}
+	return resp, nil
+}
+
+// do sends a JSON request (in may be nil) and decodes a JSON response into out (may be nil).
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("client: %s %s: encode request: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, query, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return decodeResponse(resp, out)
+}
+
+func decodeResponse(resp *http.Response, out any) error {
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("client: %s %s: decode response: %w", resp.Request.Method, resp.Request.URL.Path, err)
+	}
+	return nil
+}
+
+// page is the envelope of list responses.
+type page[T any] struct {
+	Items  []T `json:"items"`
+	Total  int `json:"total"`
+	Offset int `json:"offset"`
+	Limit  int `json:"limit"`
+}
+
+// pageQuery encodes offset and limit; zero values are left to the server's defaults.
+func pageQuery(q url.Values, offset, limit int) url.Values {
+	if q == nil {
+		q = url.Values{}
+	}
+	if offset > 0 {
+		q.Set("offset", strconv.Itoa(offset))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return q
+}

@@ -1,0 +1,44 @@
+package client
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// Whoami returns the token making the requests.
+func (c *Client) Whoami(ctx context.Context) (*slipway.Token, error) {
+	var t slipway.Token
+	if err := c.do(ctx, http.MethodGet, apiPath("whoami"), nil, nil, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// CreateToken creates a token (admin only). The returned Token's Secret is the only copy of the secret.
+func (c *Client) CreateToken(ctx context.Context, name string, role slipway.Role) (*slipway.Token, error) {
+	in := struct {
+		Name string       `json:"name"`
+		Role slipway.Role `json:"role"`
+	}{name, role}
+	var t slipway.Token
+	if err := c.do(ctx, http.MethodPost, apiPath("tokens"), nil, in, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// ListTokens lists every token, revoked ones included (admin only). Secrets are never returned.
+func (c *Client) ListTokens(ctx context.Context) ([]*slipway.Token, error) {
+	var p page[*slipway.Token]
+	if err := c.do(ctx, http.MethodGet, apiPath("tokens"), nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return p.Items, nil
+}
+
+// RevokeToken revokes the token with the given id (admin only).
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("tokens", id), nil, nil, nil)
+}

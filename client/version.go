@@ -1,0 +1,214 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"strings"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// PushVersion registers a new version of model from artifact: a .zip, .tar or .tar.gz archive, or a single
+// file such as model.onnx (filename names it; the server detects archives by their content). meta may be nil:
+// the server then infers the runtime from the files.
+//
+// The upload is streamed: artifact is read while the request is sent, never buffered whole in memory.
+// progress, when not nil, is called from another goroutine with the artifact bytes sent so far and total
+// (pass total < 0 when unknown, for example for an archive built on the fly). PushVersion stops reading
+// artifact before it returns.
+//
+// A version whose checks failed is still registered: it comes back with State FAILED and a nil error.
+func (c *Client) PushVersion(ctx context.Context, model string, artifact io.Reader, filename string,
+	meta *slipway.VersionMetadata, progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
+	var metaJSON []byte
+	if meta != nil {
+		var err error
+		if metaJSON, err = json.Marshal(meta); err != nil {
+			return nil, fmt.Errorf("client: push %s: encode metadata: %w", model, err)
+		}
+	}
+	if filename == "" {
+		filename = "artifact"
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	path := apiPath("models", model, "versions")
+	req, err := c.newRequest(ctx, http.MethodPost, path, nil, pr)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+
+	done := make(chan error, 1)
+	go func() {
+		err := writeUpload(mw, metaJSON, artifact, filename, progress, total)
+		pw.CloseWithError(err) // nil ends the body with EOF
+		done <- err
+	}()
+	resp, err := c.send(req)
+	// The request is over: unblock the writer if the server stopped reading early, then wait for it so that
+	// artifact is no longer read once we return.
+	pr.CloseWithError(errUploadEnded)
+	var werr error
+	select {
+	case werr = <-done:
+	case <-ctx.Done():
+	}
+	var rerr *artifactError
+	if errors.As(werr, &rerr) {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, fmt.Errorf("client: push %s: read artifact: %w", model, rerr.err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var v slipway.ModelVersion
+	if err := decodeResponse(resp, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+var errUploadEnded = errors.New("client: upload request ended")
+
+// artifactError marks a failure to read the caller's artifact (as opposed to a failure to send it).
+type artifactError struct{ err error }
+
+func (e *artifactError) Error() string { return e.err.Error() }
+
+type artifactReader struct{ r io.Reader }
+
+func (a artifactReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &artifactError{err}
+	}
+	return n, err
+}
+
+// progressWriter reports the bytes written through it.
+type progressWriter struct {
+	w     io.Writer
+	sent  int64
+	total int64
+	fn    func(sent, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.sent += int64(n)
+	if p.fn != nil && n > 0 {
+		p.fn(p.sent, p.total)
+	}
+	return n, err
+}
+
+// writeUpload writes the multipart body: the metadata part (when given) and then the artifact part.
+func writeUpload(mw *multipart.Writer, metaJSON []byte, artifact io.Reader, filename string,
+	progress func(sent, total int64), total int64) error {
+	if metaJSON != nil {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", `form-data; name="metadata"`)
+		h.Set("Content-Type", "application/json")
+		w, err := mw.CreatePart(h)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(metaJSON); err != nil {
+			return err
+		}
+	}
+	w, err := mw.CreateFormFile("artifact", filename)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(&progressWriter{w: w, total: total, fn: progress}, artifactReader{artifact}); err != nil {
+		return err
+	}
+	return mw.Close()
+}
+
+// ListVersions lists a model's versions, newest first, and returns the total number of versions.
+func (c *Client) ListVersions(ctx context.Context, model string, offset, limit int) ([]*slipway.ModelVersion, int, error) {
+	var p page[*slipway.ModelVersion]
+	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "versions"), pageQuery(nil, offset, limit), nil, &p); err != nil {
+		return nil, 0, err
+	}
+	return p.Items, p.Total, nil
+}
+
+// GetVersion returns one version; version is a number ("3") or an alias ("@champion", "@latest").
+func (c *Client) GetVersion(ctx context.Context, model, version string) (*slipway.ModelVersion, error) {
+	var v slipway.ModelVersion
+	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "versions", version), nil, nil, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// ListFiles returns a version's manifest: every file with its size and sha256.
+func (c *Client) ListFiles(ctx context.Context, model, version string) ([]slipway.File, error) {
+	var p page[slipway.File]
+	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "versions", version, "files"), nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return p.Items, nil
+}
+
+// DownloadArtifact streams a version's files as a tar.gz. The caller must close the reader. A download cut
+// short by the server ends with an error, never with a short but valid archive.
+func (c *Client) DownloadArtifact(ctx context.Context, model, version string) (io.ReadCloser, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, apiPath("models", model, "versions", version, "artifact"), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/gzip, application/problem+json")
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// AliasInfo is an alias of a model: the version it points at and its history, oldest move first.
+type AliasInfo struct {
+	Model   string               `json:"model"`
+	Alias   string               `json:"alias"`
+	Version int                  `json:"version"`
+	History []*slipway.AliasMove `json:"history"`
+}
+
+// SetAlias points alias at version (which must be READY) and returns the move.
+func (c *Client) SetAlias(ctx context.Context, model, alias string, version int) (*slipway.AliasMove, error) {
+	in := struct {
+		Version int `json:"version"`
+	}{version}
+	var m slipway.AliasMove
+	if err := c.do(ctx, http.MethodPut, apiPath("models", model, "aliases", strings.TrimPrefix(alias, "@")), nil, in, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// DeleteAlias removes an alias (the removal is kept in its history).
+func (c *Client) DeleteAlias(ctx context.Context, model, alias string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("models", model, "aliases", strings.TrimPrefix(alias, "@")), nil, nil, nil)
+}
+
+// GetAlias returns the version an alias points at and the alias's history.
+func (c *Client) GetAlias(ctx context.Context, model, alias string) (*AliasInfo, error) {
+	var a AliasInfo
+	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "aliases", strings.TrimPrefix(alias, "@")), nil, nil, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}

@@ -1,0 +1,75 @@
+package slipway
+
+import (
+	"context"
+	"time"
+)
+
+// DeploymentState is the lifecycle of a deployment (the OCI Data Science states).
+type DeploymentState string
+
+const (
+	DeploymentCreating       DeploymentState = "CREATING"
+	DeploymentActive         DeploymentState = "ACTIVE"
+	DeploymentUpdating       DeploymentState = "UPDATING"
+	DeploymentInactive       DeploymentState = "INACTIVE"
+	DeploymentFailed         DeploymentState = "FAILED"
+	DeploymentNeedsAttention DeploymentState = "NEEDS_ATTENTION"
+	DeploymentDeleting       DeploymentState = "DELETING"
+)
+
+// Deployment is a stable endpoint serving one model version with N replicas.
+type Deployment struct {
+	Name        string            `json:"name"`
+	State       DeploymentState   `json:"state"`
+	Reason      string            `json:"reason"`
+	Model       string            `json:"model"`
+	Version     int               `json:"version"`
+	Alias       string            `json:"alias,omitempty"`
+	FollowAlias bool              `json:"follow_alias"`
+	Replicas    int               `json:"replicas"`
+	Batching    *Batching         `json:"batching,omitempty"`
+	TimeoutMS   int               `json:"timeout_ms"`
+	MaxQueue    int               `json:"max_queue"`
+	Env         map[string]string `json:"env,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	// Filled by the API from the live pool, not stored.
+	ReplicaStatus []ReplicaStatus `json:"replica_status"`
+	URLs          *DeploymentURLs `json:"urls,omitempty"`
+}
+
+// Batching merges concurrent small requests into one model call.
+type Batching struct {
+	MaxBatchSize int `json:"max_batch_size"`
+	MaxWaitMS    int `json:"max_wait_ms"`
+}
+
+// ReplicaStatus is one replica process as the pool sees it.
+type ReplicaStatus struct {
+	ID        string    `json:"id"`
+	Version   int       `json:"version"`
+	State     string    `json:"state"` // STARTING, READY, DRAINING, STOPPED, FAILED
+	PID       int       `json:"pid,omitempty"`
+	Restarts  int       `json:"restarts"`
+	InFlight  int       `json:"in_flight"`
+	StartedAt time.Time `json:"started_at"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// DeploymentURLs are the stable prediction endpoints.
+type DeploymentURLs struct {
+	Predict     string `json:"predict"`
+	Invocations string `json:"invocations"`
+	V2Infer     string `json:"v2_infer"`
+}
+
+// DeploymentStore persists deployments (desired state); the live replica state is in memory.
+type DeploymentStore interface {
+	CreateDeployment(ctx context.Context, d *Deployment) error
+	FindDeployment(ctx context.Context, name string) (*Deployment, error)
+	FindDeployments(ctx context.Context) ([]*Deployment, error)
+	UpdateDeployment(ctx context.Context, d *Deployment) error
+	SetDeploymentState(ctx context.Context, name string, to DeploymentState, reason string) error
+	DeleteDeployment(ctx context.Context, name string) error
+}

@@ -1,0 +1,181 @@
+// Package app is the composition root: it turns a Config into stores, services and the HTTP server, and owns
+// their lifecycle (Open → Run → Close).
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/archive"
+	"github.com/slipway-ml/slipway/internal/blob"
+	"github.com/slipway-ml/slipway/internal/catalog"
+	"github.com/slipway-ml/slipway/internal/config"
+	"github.com/slipway-ml/slipway/internal/httpapi"
+	"github.com/slipway-ml/slipway/internal/modelruntime"
+	"github.com/slipway-ml/slipway/internal/sqlstore"
+)
+
+// App is a running Slipway server.
+type App struct {
+	cfg     config.Config
+	log     *slog.Logger
+	lock    *os.File
+	db      *sqlstore.DB
+	catalog *catalog.Service
+	api     *httpapi.Server
+}
+
+// Open acquires the data folder, opens the stores, recovers from a previous crash and prepares the API.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	a := &App{cfg: cfg, log: log}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a.lock = lock
+	if err := a.open(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) open(ctx context.Context) error {
+	var err error
+	if a.db, err = sqlstore.OpenSQLite(ctx, filepath.Join(a.cfg.DataDir, "slipway.db")); err != nil {
+		return err
+	}
+	blobs, err := blob.OpenLocal(filepath.Join(a.cfg.DataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	rt, err := modelruntime.New(modelruntime.Config{Python: a.cfg.Python, ORTLibrary: a.cfg.ORTLibrary,
+		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime")})
+	if err != nil {
+		return err
+	}
+	limits := archive.DefaultLimits()
+	limits.MaxFiles, limits.MaxUnpackedBytes, limits.MaxRatio = a.cfg.MaxFiles, a.cfg.MaxUnpackedBytes, a.cfg.MaxRatio
+	a.catalog, err = catalog.New(catalog.Config{Store: a.db, Blobs: blobs, Runtimes: rt, Limits: limits,
+		WorkDir: filepath.Join(a.cfg.DataDir, "work"), Log: a.log})
+	if err != nil {
+		return err
+	}
+	if err := a.catalog.Recover(ctx); err != nil {
+		return err
+	}
+	if err := a.bootstrapAdmin(ctx); err != nil {
+		return err
+	}
+	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Log: a.log, Ready: a.db.Ping,
+		MaxUploadBytes: a.cfg.MaxUploadBytes, TempDir: blobs.TempDir()})
+	return nil
+}
+
+// bootstrapAdmin creates the first admin token when the database has none, storing only its hash and writing
+// the secret to DATA_DIR/admin.token (0600).
+func (a *App) bootstrapAdmin(ctx context.Context) error {
+	n, err := a.db.CountTokens(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	t := &slipway.Token{ID: "admin", Name: "admin", Role: slipway.RoleAdmin, CreatedAt: time.Now().UTC(), Secret: httpapi.NewTokenSecret()}
+	path := filepath.Join(a.cfg.DataDir, "admin.token")
+	if err := writeSecret(path, t.Secret+"\n"); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	if err := a.db.CreateToken(ctx, t, httpapi.HashToken(t.Secret)); err != nil {
+		return err
+	}
+	a.log.Info("created the admin token", "path", path)
+	fmt.Fprintf(os.Stderr, "\nSlipway created an admin token in %s (mode 0600).\nThe CLI on this machine finds it; elsewhere: export SLIPWAY_TOKEN=$(cat %s)\n\n", path, path)
+	return nil
+}
+
+func writeSecret(path, content string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Handler is the whole HTTP surface (for in-process tests).
+func (a *App) Handler() http.Handler { return a.api.Handler() }
+
+// Run serves until ctx is cancelled, then shuts down gracefully within the configured timeout.
+func (a *App) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	a.log.Info("slipway listening", "addr", "http://"+ln.Addr().String(), "data_dir", a.cfg.DataDir)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }() // owned by Run: ends when Shutdown closes the listener
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close releases the stores and the data folder lock.
+func (a *App) Close() error {
+	var errs []error
+	if a.db != nil {
+		errs = append(errs, a.db.Close())
+	}
+	if a.lock != nil {
+		errs = append(errs, unlockDataDir(a.lock))
+	}
+	return errors.Join(errs...)
+}
+
+// NewLogger builds the process logger.
+func NewLogger(format, level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

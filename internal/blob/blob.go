@@ -1,0 +1,355 @@
+// Package blob is a content-addressed artifact store on a local folder.
+//
+// Layout under the store directory:
+//
+//	sha256/ab/cdef...   blob whose SHA-256 is "abcdef..." (two-character fan-out)
+//	tmp/                scratch space on the same filesystem; emptied by OpenLocal
+//
+// Digests are 64 lowercase hex characters with no "sha256:" prefix. Upper-case
+// or prefixed digests are refused with ErrInvalid rather than normalised, so
+// that every blob has exactly one spelling (in URLs, database rows and logs).
+//
+// A Local is safe for concurrent use, also by several Local values on the same
+// directory, except that OpenLocal empties tmp/: open the store once, at
+// startup, before anything writes to it.
+package blob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+var (
+	// ErrNotFound: no blob with that digest.
+	ErrNotFound = errors.New("blob: not found")
+	// ErrCorrupt: the stored content does not match its digest.
+	ErrCorrupt = errors.New("blob: corrupt")
+	// ErrInvalid: the digest is not 64 lowercase hex characters.
+	ErrInvalid = errors.New("blob: invalid digest")
+)
+
+const (
+	objectsDir = "sha256"
+	tmpDir     = "tmp"
+	blobPerm   = 0o444 // blobs are immutable
+	dirPerm    = 0o755
+)
+
+// Local stores blobs in a local directory.
+type Local struct {
+	dir     string
+	objects string
+	tmp     string
+}
+
+// OpenLocal opens (creating if needed) the store in dir, and removes
+// anything left in dir/tmp by a crash.
+func OpenLocal(dir string) (*Local, error) {
+	s := &Local{
+		dir:     dir,
+		objects: filepath.Join(dir, objectsDir),
+		tmp:     filepath.Join(dir, tmpDir),
+	}
+	for _, d := range []string{s.objects, s.tmp} {
+		if err := os.MkdirAll(d, dirPerm); err != nil {
+			return nil, fmt.Errorf("blob: open store: %w", err)
+		}
+	}
+	if err := s.removeStale(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Local) removeStale() error {
+	entries, err := os.ReadDir(s.tmp)
+	if err != nil {
+		return fmt.Errorf("blob: clean tmp: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(s.tmp, e.Name())); err != nil {
+			return fmt.Errorf("blob: clean tmp: %w", err)
+		}
+	}
+	return nil
+}
+
+// TempDir returns the store's scratch directory, on the same filesystem as
+// the blobs, for callers that spool uploads before Put or PutFile. Files left
+// there are removed by the next OpenLocal.
+func (s *Local) TempDir() string { return s.tmp }
+
+// ValidDigest reports whether d is 64 lowercase hex characters.
+func ValidDigest(d string) bool {
+	if len(d) != sha256.Size*2 {
+		return false
+	}
+	for i := range len(d) {
+		c := d[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// path returns the blob's file path. It is the only place that builds a
+// path from a digest, and it refuses anything not validated.
+func (s *Local) path(digest string) (string, error) {
+	if !ValidDigest(digest) {
+		return "", fmt.Errorf("%w: %q (want 64 lowercase hex characters)", ErrInvalid, digest)
+	}
+	return filepath.Join(s.objects, digest[:2], digest[2:]), nil
+}
+
+// Put stores the content of r and returns its SHA-256 digest and size.
+// Content already stored is not written again.
+func (s *Local) Put(ctx context.Context, r io.Reader) (digest string, size int64, err error) {
+	f, err := os.CreateTemp(s.tmp, "put-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("blob: put: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	size, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
+	if err != nil {
+		return "", 0, fmt.Errorf("blob: put: copy: %w", err)
+	}
+	digest = hex.EncodeToString(h.Sum(nil))
+	if err := s.commit(f, digest, size); err != nil {
+		return "", 0, err
+	}
+	return digest, size, nil
+}
+
+// commit makes the temp file f durable and moves it into place as digest.
+// On success f is closed and gone from tmp/.
+func (s *Local) commit(f *os.File, digest string, size int64) error {
+	if err := f.Chmod(blobPerm); err != nil {
+		return fmt.Errorf("blob: put: chmod: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("blob: put: sync: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("blob: put: close: %w", err)
+	}
+	final, _ := s.path(digest) // digest comes from our own hash
+	if st, err := os.Stat(final); err == nil && st.Size() == size {
+		return removeTemp(f.Name()) // dedupe
+	}
+	// Absent, or present with the wrong size (damaged): rename atomically
+	// replaces it with the same content.
+	if err := s.mkdirFanout(filepath.Dir(final)); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), final); err != nil {
+		return fmt.Errorf("blob: put: rename: %w", err)
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+func removeTemp(name string) error {
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("blob: put: remove temp: %w", err)
+	}
+	return nil
+}
+
+// mkdirFanout creates sha256/ab/ if needed, durably.
+func (s *Local) mkdirFanout(dir string) error {
+	err := os.Mkdir(dir, dirPerm)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("blob: put: mkdir: %w", err)
+	}
+	return syncDir(s.objects)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("blob: sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("blob: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// PutFile stores the content of the file at path.
+func (s *Local) PutFile(ctx context.Context, path string) (digest string, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, fmt.Errorf("blob: put file: %w", err)
+	}
+	defer f.Close()
+	return s.Put(ctx, f)
+}
+
+// Open returns the blob's content. The reader verifies the digest as it
+// goes: the Read that reaches the end returns an error wrapping ErrCorrupt
+// instead of io.EOF if the content does not match. A caller that stops
+// early gets no verification.
+func (s *Local) Open(ctx context.Context, digest string) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("blob: open: %w", err)
+	}
+	p, err := s.path(digest)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, digest)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: open: %w", err)
+	}
+	return &verifier{ctx: ctx, f: f, h: sha256.New(), want: digest}, nil
+}
+
+// verifier hashes what it reads and checks the digest at EOF.
+type verifier struct {
+	ctx  context.Context
+	f    *os.File
+	h    hash.Hash
+	want string
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	if err := v.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("blob: read: %w", err)
+	}
+	n, err := v.f.Read(p)
+	v.h.Write(p[:n])
+	if err != io.EOF {
+		return n, err
+	}
+	if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want {
+		return n, fmt.Errorf("%w: blob %s has content with digest %s", ErrCorrupt, v.want, got)
+	}
+	return n, io.EOF
+}
+
+func (v *verifier) Close() error { return v.f.Close() }
+
+// Stat returns the blob's size.
+func (s *Local) Stat(ctx context.Context, digest string) (size int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("blob: stat: %w", err)
+	}
+	p, err := s.path(digest)
+	if err != nil {
+		return 0, err
+	}
+	st, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, digest)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("blob: stat: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return 0, fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, digest)
+	}
+	return st.Size(), nil
+}
+
+// Delete removes the blob. Deleting a missing blob returns ErrNotFound.
+func (s *Local) Delete(ctx context.Context, digest string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("blob: delete: %w", err)
+	}
+	p, err := s.path(digest)
+	if err != nil {
+		return err
+	}
+	err = os.Remove(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, digest)
+	}
+	if err != nil {
+		return fmt.Errorf("blob: delete: %w", err)
+	}
+	return nil
+}
+
+// Walk calls fn for every stored blob, in digest order, for garbage
+// collection. Files that are not blobs are ignored. Blobs deleted during
+// the walk may or may not be reported. An error from fn stops the walk and
+// is returned unchanged.
+func (s *Local) Walk(ctx context.Context, fn func(digest string, size int64) error) error {
+	fanouts, err := os.ReadDir(s.objects)
+	if err != nil {
+		return fmt.Errorf("blob: walk: %w", err)
+	}
+	for _, d := range fanouts {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("blob: walk: %w", err)
+		}
+		if !d.IsDir() || len(d.Name()) != 2 {
+			continue
+		}
+		if err := s.walkFanout(ctx, d.Name(), fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Local) walkFanout(ctx context.Context, prefix string, fn func(string, int64) error) error {
+	entries, err := os.ReadDir(filepath.Join(s.objects, prefix))
+	if err != nil {
+		return fmt.Errorf("blob: walk: %w", err)
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("blob: walk: %w", err)
+		}
+		digest := prefix + e.Name()
+		if !ValidDigest(digest) || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("blob: walk: %w", err)
+		}
+		if err := fn(digest, info.Size()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ctxReader stops a copy when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,208 @@
+// Package catalog registers model versions: it unpacks an untrusted upload, stores its files as
+// content-addressed blobs with a manifest, runs the introspection checks and records the result. It also
+// materialises a version's files for the runtimes and streams them back as a tar.gz.
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/archive"
+	"github.com/slipway-ml/slipway/internal/blob"
+	"github.com/slipway-ml/slipway/internal/modelruntime"
+)
+
+// Service is the model catalog.
+type Service struct {
+	store    slipway.ModelStore
+	blobs    *blob.Local
+	runtimes *modelruntime.Runtimes
+	limits   archive.Limits
+	staging  string // extraction folders of uploads being registered
+	cache    string // materialised versions, read by replicas
+	log      *slog.Logger
+	// LoadTimeout bounds load_model() plus the sample prediction at registration.
+	LoadTimeout time.Duration
+}
+
+// Config wires a Service.
+type Config struct {
+	Store    slipway.ModelStore
+	Blobs    *blob.Local
+	Runtimes *modelruntime.Runtimes
+	Limits   archive.Limits
+	WorkDir  string // holds staging/ and models/
+	Log      *slog.Logger
+}
+
+// New returns a catalog service; it creates its folders.
+func New(cfg Config) (*Service, error) {
+	s := &Service{store: cfg.Store, blobs: cfg.Blobs, runtimes: cfg.Runtimes, limits: cfg.Limits,
+		staging: filepath.Join(cfg.WorkDir, "staging"), cache: filepath.Join(cfg.WorkDir, "models"),
+		log: cfg.Log, LoadTimeout: 2 * time.Minute}
+	for _, d := range []string{s.staging, s.cache} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Upload is a version to register: the uploaded file already spooled to disk (size-capped by the caller).
+type Upload struct {
+	Model    string
+	Filename string // the client's file name (used for single-file artifacts)
+	Path     string
+	Metadata slipway.VersionMetadata
+	By       string // token name, recorded as created_by
+}
+
+// Register stores the upload as the model's next version, runs the checks and returns the version in its final
+// state (READY, or FAILED with the failing checks). Nothing is left behind when the upload itself is refused.
+func (s *Service) Register(ctx context.Context, up Upload) (*slipway.ModelVersion, error) {
+	if err := slipway.ValidateName("model", up.Model); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(s.staging, "upload-")
+	if err != nil {
+		return nil, fmt.Errorf("catalog: staging folder: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	entries, err := archive.Extract(ctx, up.Path, up.Filename, dir, s.limits)
+	if err != nil {
+		return nil, uploadError(err)
+	}
+	if len(entries) == 0 {
+		return nil, slipway.Errorf(slipway.EINVALID, "the artifact holds no files")
+	}
+	meta := up.Metadata
+	if meta.Runtime == "" {
+		meta.Runtime = guessRuntime(entries)
+	}
+	if meta.Runtime != slipway.RuntimePython && meta.Runtime != slipway.RuntimeONNX {
+		return nil, slipway.Errorf(slipway.EINVALID, "unknown runtime %q in metadata: use %q or %q", meta.Runtime, slipway.RuntimePython, slipway.RuntimeONNX)
+	}
+	files, manifest, size, err := s.storeFiles(ctx, dir, entries)
+	if err != nil {
+		return nil, err
+	}
+	v := &slipway.ModelVersion{Model: up.Model, CreatedBy: up.By, VersionMetadata: meta}
+	if err := s.store.CreateVersion(ctx, v); err != nil {
+		return nil, err
+	}
+	v.Files, v.Digest, v.Size = files, manifest, size
+	v.Checks = s.runChecks(ctx, dir, v)
+	v.State = slipway.VersionReady
+	for _, c := range v.Checks {
+		if !c.Passed {
+			v.State = slipway.VersionFailed
+		}
+	}
+	// Registration outlives a client that hung up: finishing must not be cancelled half way.
+	if err := s.store.FinishVersion(context.WithoutCancel(ctx), v); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "model version registered", "model", v.Model, "version", v.Version, "state", v.State, "files", len(files), "bytes", size)
+	return s.store.FindVersion(ctx, v.Model, slipway.VersionRef{Number: v.Version})
+}
+
+func uploadError(err error) error {
+	switch {
+	case errors.Is(err, archive.ErrTooLarge):
+		return slipway.Wrap(slipway.ETOOLARGE, err, "artifact refused: %v", err)
+	case errors.Is(err, archive.ErrUnsafe):
+		return slipway.Wrap(slipway.EINVALID, err, "artifact refused: %v", err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return slipway.Wrap(slipway.EINVALID, err, "artifact could not be unpacked: %v", err)
+}
+
+func guessRuntime(entries []archive.Entry) string {
+	for _, e := range entries {
+		if filepath.Ext(e.Path) == ".onnx" {
+			return slipway.RuntimeONNX
+		}
+	}
+	return slipway.RuntimePython
+}
+
+// storeFiles puts every file into the blob store and then the manifest; it returns the manifest's digest.
+func (s *Service) storeFiles(ctx context.Context, dir string, entries []archive.Entry) ([]slipway.File, string, int64, error) {
+	files := make([]slipway.File, 0, len(entries))
+	var total int64
+	for _, e := range entries {
+		digest, size, err := s.blobs.PutFile(ctx, filepath.Join(dir, filepath.FromSlash(e.Path)))
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("catalog: store %s: %w", e.Path, err)
+		}
+		files = append(files, slipway.File{Path: e.Path, Size: size, SHA256: digest, Mode: uint32(e.Mode.Perm())})
+		total += size
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	manifest, err := json.Marshal(files)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("catalog: encode manifest: %w", err)
+	}
+	digest, _, err := s.blobs.Put(ctx, bytesReader(manifest))
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("catalog: store manifest: %w", err)
+	}
+	return files, digest, total, nil
+}
+
+// Recover runs at startup before the API serves: versions a crash left REGISTERING are removed (their number is
+// free again), staging folders are emptied and blobs no manifest references are deleted.
+func (s *Service) Recover(ctx context.Context) error {
+	stale, err := s.store.DeleteStaleRegistering(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: recover: %w", err)
+	}
+	for _, v := range stale {
+		s.log.WarnContext(ctx, "removed version interrupted during registration", "model", v.Model, "version", v.Version)
+	}
+	if err := os.RemoveAll(s.staging); err != nil {
+		return fmt.Errorf("catalog: clean staging: %w", err)
+	}
+	if err := os.MkdirAll(s.staging, 0o755); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	return s.collectGarbage(ctx)
+}
+
+func (s *Service) collectGarbage(ctx context.Context) error {
+	keep, err := s.store.ReferencedDigests(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: gc: %w", err)
+	}
+	var orphans []string
+	err = s.blobs.Walk(ctx, func(digest string, size int64) error {
+		if !keep[digest] {
+			orphans = append(orphans, digest)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: gc: %w", err)
+	}
+	for _, d := range orphans {
+		if err := s.blobs.Delete(ctx, d); err != nil {
+			return fmt.Errorf("catalog: gc %s: %w", d, err)
+		}
+	}
+	if len(orphans) > 0 {
+		s.log.InfoContext(ctx, "removed unreferenced blobs", "count", len(orphans))
+	}
+	return nil
+}
+
+// Store exposes the model store for read paths.
+func (s *Service) Store() slipway.ModelStore { return s.store }

@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/slipway-ml/slipway"
+)
+
+func (a *app) modelsPushCommand() *cobra.Command {
+	var model, alias, metaFile string
+	cmd := &cobra.Command{
+		Use:   "push PATH --model NAME [--alias ALIAS] [--metadata FILE]",
+		Short: "Register a new version of a model from a directory or a file",
+		Long: `Register a new version of a model. PATH is a model directory (sent as a tar.gz built on the fly,
+without __pycache__, .git, .gitignore and *.pyc) or a single file: an archive (.zip, .tar, .tar.gz) or a model file such as
+model.onnx, sent as is. The server unpacks it, runs the checks and answers READY or FAILED; a FAILED push
+prints the checks and exits with status 1.`,
+		Example: `  slipway models push examples/sklearn-churn --model churn --metadata examples/sklearn-churn/metadata.json --alias champion
+  slipway models push model.onnx --model churn-onnx`,
+		Args: exactArgs(1, "one path (a directory or a file)"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			return a.push(cmd.Context(), args[0], model, alias, metaFile)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVarP(&model, "model", "m", "", "model name (created if it does not exist)")
+	f.StringVar(&alias, "alias", "", "point this alias at the new version when it is READY")
+	f.StringVar(&metaFile, "metadata", "", "JSON file of version metadata (runtime, schemas, sample_input, metrics...)")
+	cmd.MarkFlagRequired("model")
+	return cmd
+}
+
+func (a *app) push(ctx context.Context, path, model, alias, metaFile string) error {
+	if err := slipway.ValidateName("model", model); err != nil {
+		return err
+	}
+	alias = strings.TrimPrefix(alias, "@")
+	if alias != "" {
+		if err := validAlias(alias); err != nil {
+			return err
+		}
+	}
+	var meta *slipway.VersionMetadata
+	if metaFile != "" {
+		var err error
+		if meta, err = readMetadata(metaFile); err != nil {
+			return err
+		}
+	}
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	art, err := openArtifact(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer art.Close()
+
+	bar := a.newProgress(art.total)
+	body := &eofNotifier{r: art, onEOF: func() { bar.describe("checking") }}
+	v, err := c.PushVersion(ctx, model, body, art.name, meta, bar.set, art.total)
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	if v.State == slipway.VersionReady && alias != "" {
+		move, err := c.SetAlias(ctx, model, alias, v.Version)
+		if err != nil {
+			a.printPushed(v)
+			return fmt.Errorf("version %d is READY but setting alias %q failed: %w", v.Version, alias, err)
+		}
+		v.Aliases = append(v.Aliases, move.Alias)
+	}
+	a.printPushed(v)
+	if v.State == slipway.VersionFailed {
+		failed := 0
+		for _, c := range v.Checks {
+			if !c.Passed {
+				failed++
+			}
+		}
+		msg := fmt.Sprintf("version %d of %s is FAILED: %d of %d checks failed", v.Version, v.Model, failed, len(v.Checks))
+		if alias != "" {
+			msg += fmt.Sprintf("; alias %q was not moved", alias)
+		}
+		return errors.New(msg)
+	}
+	return nil
+}
+
+func (a *app) printPushed(v *slipway.ModelVersion) {
+	if a.jsonOutput() {
+		a.printJSON(v)
+		return
+	}
+	tw := newTable(a.stdout)
+	row(tw, "Model:", v.Model)
+	row(tw, "Version:", v.Version)
+	row(tw, "State:", v.State)
+	row(tw, "Runtime:", v.Runtime)
+	row(tw, "Files:", fmt.Sprintf("%d (%s)", len(v.Files), formatBytes(v.Size)))
+	if len(v.Aliases) > 0 {
+		row(tw, "Aliases:", strings.Join(v.Aliases, ", "))
+	}
+	tw.Flush()
+	a.printChecks(v.Checks)
+}
+
+// readMetadata reads a metadata file, refusing unknown fields here rather than after the upload.
+func readMetadata(path string) (*slipway.VersionMetadata, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m slipway.VersionMetadata
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("metadata file %s: %w", path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("metadata file %s: unexpected data after the JSON object", path)
+	}
+	return &m, nil
+}
+
+// artifact is what push uploads: a file as is, or a directory as a tar.gz stream.
+type artifact struct {
+	io.Reader
+	name  string // file name sent to the server
+	total int64  // bytes, or -1 when unknown (a directory)
+	close func() error
+}
+
+func (a *artifact) Close() error { return a.close() }
+
+func openArtifact(ctx context.Context, path string) (*artifact, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().IsRegular() {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return &artifact{Reader: f, name: filepath.Base(path), total: fi.Size(), close: f.Close}, nil
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is neither a directory nor a regular file", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	// The archive is written into a pipe while the upload reads it: nothing is buffered whole.
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(writeTarGz(ctx, pw, abs))
+	}()
+	closeFn := func() error {
+		pr.CloseWithError(errors.New("push ended")) // stops the writer if the upload ended early
+		<-done
+		return nil
+	}
+	return &artifact{Reader: pr, name: filepath.Base(abs) + ".tar.gz", total: -1, close: closeFn}, nil
+}
+
+// skipped reports whether a directory entry stays out of the pushed archive.
+func skipped(d fs.DirEntry) bool {
+	name := d.Name()
+	if d.IsDir() {
+		return name == "__pycache__" || name == ".git"
+	}
+	return strings.HasSuffix(name, ".pyc") || name == ".gitignore" || name == ".DS_Store"
+}
+
+// writeTarGz writes the regular files under root as a tar.gz, with slash-separated relative names. Links
+// and special files are refused: the server would refuse them too, after the upload.
+func writeTarGz(ctx context.Context, w io.Writer, root string) error {
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	files := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		if skipped(d) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%s is a symbolic link: artifacts may not contain links; copy the file it points to instead", p)
+		case !d.Type().IsRegular():
+			return fmt.Errorf("%s is not a regular file (%s): artifacts hold only files and directories", p, d.Type())
+		}
+		files++
+		return addFile(tw, p, filepath.ToSlash(rel))
+	})
+	if err != nil {
+		return err
+	}
+	if files == 0 {
+		return fmt.Errorf("%s holds no files to push", root)
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
+}
+
+func addFile(tw *tar.Writer, path, name string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: fi.Size(), Mode: int64(fi.Mode().Perm()), ModTime: fi.ModTime()}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s shrank while it was being read: push again once it is written", path)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// eofNotifier calls onEOF once, when r is read to its end.
+type eofNotifier struct {
+	r     io.Reader
+	onEOF func()
+	once  sync.Once
+}
+
+func (e *eofNotifier) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.once.Do(e.onEOF)
+	}
+	return n, err
+}
+
+// progress is the upload progress bar on stderr; it does nothing when stderr is not a terminal.
+type progress struct {
+	bar *progressbar.ProgressBar
+}
+
+func (a *app) newProgress(total int64) *progress {
+	f, ok := a.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return &progress{}
+	}
+	if total <= 0 {
+		total = -1 // unknown: a spinner with the bytes sent
+	}
+	return &progress{bar: progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(f),
+		progressbar.OptionSetDescription("uploading"),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionClearOnFinish(),
+	)}
+}
+
+func (p *progress) set(sent, total int64) {
+	if p.bar != nil {
+		p.bar.Set64(sent)
+	}
+}
+
+func (p *progress) describe(s string) {
+	if p.bar != nil {
+		p.bar.Describe(s)
+	}
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+	}
+}

@@ -1,0 +1,105 @@
+// Package config turns flags and environment variables into the server's Config. Nothing else reads them.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Config is everything `slipway server` needs.
+type Config struct {
+	DataDir          string
+	Addr             string
+	LogFormat        string // text or json
+	LogLevel         string
+	Python           string
+	ORTLibrary       string
+	MaxUploadBytes   int64
+	MaxUnpackedBytes int64
+	MaxFiles         int
+	MaxRatio         float64
+	ShutdownTimeout  time.Duration
+}
+
+// Default returns the defaults documented in the README.
+func Default() Config {
+	return Config{
+		DataDir: "./slipway-data", Addr: "127.0.0.1:8080", LogFormat: "text", LogLevel: "info",
+		Python: "/usr/bin/python3", MaxUploadBytes: 1 << 30, MaxUnpackedBytes: 4 << 30, MaxFiles: 10_000,
+		MaxRatio: 200, ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Parse reads flags from args, with SLIPWAY_* environment variables (looked up with getenv) as defaults.
+func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	c := Default()
+	envStr := func(dst *string, key string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	envStr(&c.DataDir, "SLIPWAY_DATA_DIR")
+	envStr(&c.Addr, "SLIPWAY_ADDR")
+	envStr(&c.LogFormat, "SLIPWAY_LOG_FORMAT")
+	envStr(&c.LogLevel, "SLIPWAY_LOG_LEVEL")
+	envStr(&c.Python, "SLIPWAY_PYTHON")
+	envStr(&c.ORTLibrary, "SLIPWAY_ORT_LIB")
+	if v := getenv("SLIPWAY_MAX_UPLOAD_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return c, fmt.Errorf("SLIPWAY_MAX_UPLOAD_BYTES=%q: not a number", v)
+		}
+		c.MaxUploadBytes = n
+	}
+
+	fs := flag.NewFlagSet("slipway server", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "folder for the database, artifacts and the admin token (env SLIPWAY_DATA_DIR)")
+	fs.StringVar(&c.Addr, "addr", c.Addr, "host:port to listen on (env SLIPWAY_ADDR)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json (env SLIPWAY_LOG_FORMAT)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error (env SLIPWAY_LOG_LEVEL)")
+	fs.StringVar(&c.Python, "python", c.Python, "Python interpreter for python-runtime models (env SLIPWAY_PYTHON)")
+	fs.StringVar(&c.ORTLibrary, "ort-lib", c.ORTLibrary, "path to libonnxruntime.so (env SLIPWAY_ORT_LIB; default: where scripts/install-ort.sh puts it)")
+	fs.Int64Var(&c.MaxUploadBytes, "max-upload-bytes", c.MaxUploadBytes, "largest artifact upload accepted (env SLIPWAY_MAX_UPLOAD_BYTES)")
+	fs.Int64Var(&c.MaxUnpackedBytes, "max-unpacked-bytes", c.MaxUnpackedBytes, "largest total size of an unpacked artifact")
+	fs.IntVar(&c.MaxFiles, "max-files", c.MaxFiles, "most files (entries) in an artifact archive")
+	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (flags only; see slipway server --help)", fs.Arg(0))
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values and makes the data folder absolute.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: want host:port (e.g. 127.0.0.1:8080)", c.Addr))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+	}
+	if c.MaxUploadBytes <= 0 || c.MaxUnpackedBytes <= 0 || c.MaxFiles <= 0 || c.MaxRatio <= 1 {
+		errs = append(errs, errors.New("upload limits must be positive (and the compression ratio above 1)"))
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--data-dir %q: %w", c.DataDir, err))
+	}
+	c.DataDir = abs
+	return errors.Join(errs...)
+}
+
+// Getenv is os.Getenv, named for callers that pass the real environment.
+var Getenv = os.Getenv

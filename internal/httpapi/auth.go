@@ -1,0 +1,120 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// roleAny admits every valid token, whatever its role.
+const roleAny slipway.Role = "any"
+
+// tokenCacheTTL bounds how long a revoked token may still work on another server sharing the database;
+// on this server a revoke evicts the cache at once.
+const tokenCacheTTL = 10 * time.Second
+
+// authenticator resolves bearer tokens, caching lookups so that the prediction path does not hit the database.
+type authenticator struct {
+	store slipway.TokenStore
+	mu    sync.Mutex
+	cache map[string]cachedToken
+}
+
+type cachedToken struct {
+	token   *slipway.Token
+	fetched time.Time
+}
+
+func newAuthenticator(store slipway.TokenStore) *authenticator {
+	return &authenticator{store: store, cache: map[string]cachedToken{}}
+}
+
+// HashToken is how a token secret is stored: its SHA-256, hex. Secrets are 256-bit random, so no salt or
+// slow hash is needed.
+func HashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+func (a *authenticator) lookup(ctx context.Context, secret string) (*slipway.Token, error) {
+	hash := HashToken(secret)
+	a.mu.Lock()
+	c, ok := a.cache[hash]
+	a.mu.Unlock()
+	if ok && time.Since(c.fetched) < tokenCacheTTL {
+		return c.token, nil
+	}
+	t, err := a.store.FindTokenByHash(ctx, hash)
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "invalid token: check SLIPWAY_TOKEN or the token file")
+	} else if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	if len(a.cache) > 10_000 { // bounded: random invalid tokens never reach the cache, this is only a backstop
+		clear(a.cache)
+	}
+	a.cache[hash] = cachedToken{token: t, fetched: time.Now()}
+	a.mu.Unlock()
+	return t, nil
+}
+
+func (a *authenticator) evict() {
+	a.mu.Lock()
+	clear(a.cache)
+	a.mu.Unlock()
+}
+
+// authenticate returns the request's token or an EUNAUTHORIZED error.
+func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "missing bearer token: send \"Authorization: Bearer <token>\" (the admin token is in DATA_DIR/admin.token)")
+	}
+	scheme, secret, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "malformed Authorization header: use \"Bearer <token>\"")
+	}
+	t, err := s.auth.lookup(r.Context(), strings.TrimSpace(secret))
+	if err != nil {
+		return nil, err
+	}
+	if t.RevokedAt != nil {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "token %q was revoked on %s", t.Name, t.RevokedAt.Format(time.RFC3339))
+	}
+	return t, nil
+}
+
+// requireRole admits requests whose token has the needed role.
+func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t, err := s.authenticate(r)
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		if need != roleAny && !t.Role.Allows(need) {
+			s.problem(w, r, slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need))
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), ctxToken, t)))
+	}
+}
+
+func tokenOf(r *http.Request) *slipway.Token {
+	t, _ := r.Context().Value(ctxToken).(*slipway.Token)
+	return t
+}
+
+func actor(r *http.Request) string {
+	if t := tokenOf(r); t != nil {
+		return t.Name
+	}
+	return ""
+}

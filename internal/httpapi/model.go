@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/slipway-ml/slipway"
+)
+
+func (s *Server) handleModelCreate(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name        string            `json:"name"`
+		Description string            `json:"description"`
+		Tags        map[string]string `json:"tags"`
+	}
+	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if err := slipway.ValidateName("model", in.Name); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	m := &slipway.Model{Name: in.Name, Description: in.Description, Tags: in.Tags}
+	if err := s.catalog.Store().CreateModel(r.Context(), m); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	m, err := s.catalog.Store().FindModel(r.Context(), in.Name)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/models/"+m.Name)
+	writeJSON(w, http.StatusCreated, m)
+}
+
+func (s *Server) handleModelList(w http.ResponseWriter, r *http.Request) {
+	offset, limit, err := pageParams(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	f := slipway.ModelFilter{Name: q.Get("name"), Tag: q.Get("tag"), Offset: offset, Limit: limit}
+	ms, total, err := s.catalog.Store().FindModels(r.Context(), f)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(ms, total, offset, limit))
+}
+
+// modelName validates the {model} path value.
+func modelName(r *http.Request) (string, error) {
+	name := r.PathValue("model")
+	if err := slipway.ValidateName("model", name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (s *Server) handleModelGet(w http.ResponseWriter, r *http.Request) {
+	name, err := modelName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	m, err := s.catalog.Store().FindModel(r.Context(), name)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) handleModelUpdate(w http.ResponseWriter, r *http.Request) {
+	name, err := modelName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var u slipway.ModelUpdate
+	if err := decodeJSON(w, r, &u, 1<<20); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	m, err := s.catalog.Store().UpdateModel(r.Context(), name, u)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) handleModelDelete(w http.ResponseWriter, r *http.Request) {
+	name, err := modelName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if err := s.catalog.Store().DeleteModel(r.Context(), name); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

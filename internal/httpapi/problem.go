@@ -1,0 +1,154 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// statusOf maps a domain error code to an HTTP status. This is the only place that does it.
+func statusOf(code string) int {
+	switch code {
+	case slipway.EINVALID:
+		return http.StatusBadRequest
+	case slipway.ENOTFOUND:
+		return http.StatusNotFound
+	case slipway.ECONFLICT:
+		return http.StatusConflict
+	case slipway.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case slipway.EFORBIDDEN:
+		return http.StatusForbidden
+	case slipway.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case slipway.EOVERLOADED:
+		return http.StatusTooManyRequests
+	case slipway.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	Instance  string `json:"instance,omitempty"`
+	Code      string `json:"code"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// problem writes err as application/problem+json. Only internal errors are logged, with their cause.
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		err = slipway.Errorf(slipway.ETOOLARGE, "request body larger than the limit of %d bytes", mbe.Limit)
+	}
+	code := slipway.ErrorCode(err)
+	status := statusOf(code)
+	if status == http.StatusInternalServerError {
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "error", err)
+	}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
+	}
+	writeProblem(w, Problem{
+		Type: "https://slipway.dev/problems/" + code, Title: http.StatusText(status), Status: status,
+		Detail: slipway.ErrorMessage(err), Instance: r.URL.Path, Code: code, RequestID: requestID(r),
+	})
+}
+
+func writeProblem(w http.ResponseWriter, p Problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// decodeJSON reads a JSON body of at most limit bytes into v, refusing unknown fields (a misspelt field is a
+// bug the client wants to hear about) and trailing data.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	return decodeStrict(body, v, "request body")
+}
+
+func decodeStrict(body io.Reader, v any, what string) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err, what)
+	}
+	if dec.More() {
+		return slipway.Errorf(slipway.EINVALID, "%s: unexpected data after the JSON value", what)
+	}
+	return nil
+}
+
+func jsonError(err error, what string) error {
+	var mbe *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return slipway.Errorf(slipway.ETOOLARGE, "%s larger than the limit of %d bytes", what, mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return slipway.Errorf(slipway.EINVALID, "%s is empty: send a JSON object", what)
+	case errors.As(err, &syn):
+		return slipway.Errorf(slipway.EINVALID, "%s is not valid JSON at byte %d: %v", what, syn.Offset, err)
+	case errors.As(err, &typ):
+		return slipway.Errorf(slipway.EINVALID, "%s: field %q must be %s, not %s", what, typ.Field, typ.Type, typ.Value)
+	}
+	return slipway.Errorf(slipway.EINVALID, "%s: %v", what, err)
+}
+
+// pageParams reads ?limit= (1..1000, default 100) and ?offset= (≥ 0).
+func pageParams(r *http.Request) (offset, limit int, err error) {
+	limit, offset = 100, 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return 0, 0, slipway.Errorf(slipway.EINVALID, "limit must be a number from 1 to 1000, got %q", v)
+		}
+	}
+	if v := r.URL.Query().Get("offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return 0, 0, slipway.Errorf(slipway.EINVALID, "offset must be a number ≥ 0, got %q", v)
+		}
+	}
+	return offset, limit, nil
+}
+
+// Page is the envelope of list responses.
+type Page[T any] struct {
+	Items  []T `json:"items"`
+	Total  int `json:"total"`
+	Offset int `json:"offset"`
+	Limit  int `json:"limit"`
+}
+
+func newPage[T any](items []T, total, offset, limit int) Page[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return Page[T]{Items: items, Total: total, Offset: offset, Limit: limit}
+}
+
+func pathError(name, value string) error {
+	return slipway.Errorf(slipway.EINVALID, "invalid %s %q in the URL", name, value)
+}

@@ -1,0 +1,166 @@
+// Package httpapi is Slipway's REST API under /api/v1: one route table, one problem writer, bearer-token auth
+// by role, and the OpenAPI document that describes every route.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/catalog"
+)
+
+// Config wires the API server.
+type Config struct {
+	Tokens         slipway.TokenStore
+	Catalog        *catalog.Service
+	Log            *slog.Logger
+	Ready          func(context.Context) error // readiness probe (database reachable)
+	MaxUploadBytes int64                       // artifact upload cap
+	TempDir        string                      // where uploads are spooled (same filesystem as the blob store)
+}
+
+// Server serves the API.
+type Server struct {
+	tokens  slipway.TokenStore
+	auth    *authenticator
+	catalog *catalog.Service
+	log     *slog.Logger
+	ready   func(context.Context) error
+	maxUp   int64
+	tempDir string
+	mux     *http.ServeMux
+	routes  []route
+}
+
+// route is one line of the API table: pattern, handler and the role it needs ("" = public).
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+	role    slipway.Role
+}
+
+// New builds the server and its route table.
+func New(cfg Config) *Server {
+	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
+		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux()}
+	s.routes = []route{
+		{"GET /healthz", s.handleHealthz, ""},
+		{"GET /readyz", s.handleReadyz, ""},
+		{"GET /api/v1/openapi.json", s.handleOpenAPI, ""},
+		{"GET /api/v1/whoami", s.handleWhoami, roleAny},
+
+		{"POST /api/v1/tokens", s.handleTokenCreate, slipway.RoleAdmin},
+		{"GET /api/v1/tokens", s.handleTokenList, slipway.RoleAdmin},
+		{"DELETE /api/v1/tokens/{id}", s.handleTokenRevoke, slipway.RoleAdmin},
+
+		{"POST /api/v1/models", s.handleModelCreate, slipway.RoleEditor},
+		{"GET /api/v1/models", s.handleModelList, slipway.RoleViewer},
+		{"GET /api/v1/models/{model}", s.handleModelGet, slipway.RoleViewer},
+		{"PATCH /api/v1/models/{model}", s.handleModelUpdate, slipway.RoleEditor},
+		{"DELETE /api/v1/models/{model}", s.handleModelDelete, slipway.RoleEditor},
+
+		{"POST /api/v1/models/{model}/versions", s.handleVersionCreate, slipway.RoleEditor},
+		{"GET /api/v1/models/{model}/versions", s.handleVersionList, slipway.RoleViewer},
+		{"GET /api/v1/models/{model}/versions/{version}", s.handleVersionGet, slipway.RoleViewer},
+		{"GET /api/v1/models/{model}/versions/{version}/files", s.handleVersionFiles, slipway.RoleViewer},
+		{"GET /api/v1/models/{model}/versions/{version}/artifact", s.handleVersionArtifact, slipway.RoleViewer},
+
+		{"GET /api/v1/models/{model}/aliases/{alias}", s.handleAliasGet, slipway.RoleViewer},
+		{"PUT /api/v1/models/{model}/aliases/{alias}", s.handleAliasSet, slipway.RoleEditor},
+		{"DELETE /api/v1/models/{model}/aliases/{alias}", s.handleAliasDelete, slipway.RoleEditor},
+	}
+	for _, rt := range s.routes {
+		h := rt.handler
+		if rt.role != "" {
+			h = s.requireRole(rt.role, h)
+		}
+		s.mux.HandleFunc(rt.pattern, h)
+	}
+	s.mux.HandleFunc("/", s.handleNotFound)
+	return s
+}
+
+// Patterns lists the registered route patterns (the OpenAPI test compares them with the document).
+func (s *Server) Patterns() []string {
+	out := make([]string, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = r.pattern
+	}
+	return out
+}
+
+// Handler returns the API with request ids, access logging and panic recovery.
+func (s *Server) Handler() http.Handler {
+	return s.withRequestID(s.withRecover(s.mux))
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.problem(w, r, slipway.Errorf(slipway.ENOTFOUND, "no route for %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if s.ready != nil {
+		if err := s.ready(ctx); err != nil {
+			s.problem(w, r, slipway.Wrap(slipway.EUNAVAILABLE, err, "not ready: metadata store unreachable"))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type ctxKey int
+
+const (
+	ctxRequestID ctxKey = iota
+	ctxToken
+)
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(ctxRequestID).(string)
+	return id
+}
+
+// withRequestID honours a client's X-Request-Id (if sane) or makes one, and echoes it on the response.
+func (s *Server) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 {
+			id = newID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxRequestID, id)))
+	})
+}
+
+func (s *Server) withRecover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(r.Context(), "panic in handler", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				s.problem(w, r, slipway.Errorf(slipway.EINTERNAL, "internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,272 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/catalog"
+)
+
+const maxMetadataBytes = 1 << 20
+
+// handleVersionCreate registers a version from a multipart upload: `metadata` (JSON) and `artifact` (an
+// archive or a single file). The artifact is streamed to a temp file under a size cap, never held in memory.
+func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) {
+	name, err := modelName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxMetadataBytes+64<<10)
+	up, cleanup, err := s.readUpload(r)
+	defer cleanup()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	up.Model, up.By = name, actor(r)
+	v, err := s.catalog.Register(r.Context(), up)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/v1/models/%s/versions/%d", v.Model, v.Version))
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func (s *Server) readUpload(r *http.Request) (catalog.Upload, func(), error) {
+	var up catalog.Upload
+	cleanup := func() {
+		if up.Path != "" {
+			os.Remove(up.Path)
+		}
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return up, cleanup, slipway.Errorf(slipway.EINVALID, "send multipart/form-data with parts \"artifact\" (file) and \"metadata\" (JSON): %v", err)
+	}
+	var haveMeta bool
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return up, cleanup, uploadReadError(err)
+		}
+		switch part.FormName() {
+		case "metadata":
+			if err := decodeStrict(io.LimitReader(part, maxMetadataBytes), &up.Metadata, "metadata"); err != nil {
+				return up, cleanup, err
+			}
+			haveMeta = true
+		case "artifact":
+			if up.Path != "" {
+				return up, cleanup, slipway.Errorf(slipway.EINVALID, "more than one \"artifact\" part: send one file or archive")
+			}
+			up.Filename = path.Base(part.FileName())
+			if up.Path, err = s.spool(part); err != nil {
+				return up, cleanup, err
+			}
+		default:
+			return up, cleanup, slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only \"artifact\" and \"metadata\"", part.FormName())
+		}
+	}
+	if up.Path == "" {
+		return up, cleanup, slipway.Errorf(slipway.EINVALID, "missing the \"artifact\" part: attach a .zip, .tar, .tar.gz or a single model file")
+	}
+	_ = haveMeta // metadata is optional: the runtime is inferred from the artifact
+	return up, cleanup, nil
+}
+
+// spool copies the artifact part into a temp file next to the blob store, refusing it past the upload cap.
+func (s *Server) spool(part *multipart.Part) (string, error) {
+	f, err := os.CreateTemp(s.tempDir, "upload-*")
+	if err != nil {
+		return "", fmt.Errorf("httpapi: spool upload: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(part, s.maxUp+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > s.maxUp {
+		err = slipway.Errorf(slipway.ETOOLARGE, "artifact larger than the upload limit of %d bytes (server flag --max-upload-bytes)", s.maxUp)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", uploadReadError(err)
+	}
+	return f.Name(), nil
+}
+
+func uploadReadError(err error) error {
+	var mbe *http.MaxBytesError
+	var se *slipway.Error
+	switch {
+	case errors.As(err, &se):
+		return err
+	case errors.As(err, &mbe):
+		return slipway.Errorf(slipway.ETOOLARGE, "upload larger than the limit of %d bytes (server flag --max-upload-bytes)", mbe.Limit)
+	}
+	return slipway.Wrap(slipway.EINVALID, err, "upload interrupted or malformed: %v", err)
+}
+
+func (s *Server) handleVersionList(w http.ResponseWriter, r *http.Request) {
+	name, err := modelName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	offset, limit, err := pageParams(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	vs, total, err := s.catalog.Store().FindVersions(r.Context(), name, offset, limit)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(vs, total, offset, limit))
+}
+
+// version resolves {model} and {version} (a number or @alias).
+func (s *Server) version(r *http.Request) (*slipway.ModelVersion, error) {
+	name, err := modelName(r)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := slipway.ParseVersionRef(r.PathValue("version"))
+	if err != nil {
+		return nil, err
+	}
+	return s.catalog.Store().FindVersion(r.Context(), name, ref)
+}
+
+func (s *Server) handleVersionGet(w http.ResponseWriter, r *http.Request) {
+	v, err := s.version(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) handleVersionFiles(w http.ResponseWriter, r *http.Request) {
+	v, err := s.version(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(v.Files, len(v.Files), 0, len(v.Files)))
+}
+
+func (s *Server) handleVersionArtifact(w http.ResponseWriter, r *http.Request) {
+	v, err := s.version(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if v.State != slipway.VersionReady && v.State != slipway.VersionFailed {
+		s.problem(w, r, slipway.Errorf(slipway.ECONFLICT, "version %d of %s is %s: its files are not complete yet", v.Version, v.Model, v.State))
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%d.tar.gz"`, v.Model, v.Version))
+	w.Header().Set("X-Slipway-Manifest-Digest", v.Digest)
+	if err := s.catalog.WriteArtifact(r.Context(), v, w); err != nil {
+		// Headers are gone: abort the stream so the client sees a broken download, not a short valid one.
+		s.log.ErrorContext(r.Context(), "artifact stream failed", "model", v.Model, "version", v.Version, "error", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) handleAliasSet(w http.ResponseWriter, r *http.Request) {
+	name, err := modelName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	alias := r.PathValue("alias")
+	if err := validAlias(alias); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var in struct {
+		Version int `json:"version"`
+	}
+	if err := decodeJSON(w, r, &in, 64<<10); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if in.Version < 1 {
+		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "body must be {\"version\": N} with N ≥ 1"))
+		return
+	}
+	move, err := s.catalog.Store().SetAlias(r.Context(), name, alias, in.Version, actor(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, move)
+}
+
+func validAlias(alias string) error {
+	if err := slipway.ValidateName("alias", alias); err != nil {
+		return err
+	}
+	if alias == "latest" {
+		return slipway.Errorf(slipway.EINVALID, "alias \"latest\" is reserved: it always means the newest READY version")
+	}
+	if _, err := strconv.Atoi(alias); err == nil {
+		return slipway.Errorf(slipway.EINVALID, "alias %q is a number: aliases must not look like version numbers", alias)
+	}
+	return nil
+}
+
+func (s *Server) handleAliasDelete(w http.ResponseWriter, r *http.Request) {
+	name, err := modelName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if err := slipway.ValidateName("alias", r.PathValue("alias")); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if err := s.catalog.Store().DeleteAlias(r.Context(), name, r.PathValue("alias"), actor(r)); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleAliasGet(w http.ResponseWriter, r *http.Request) {
+	name, err := modelName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	alias := r.PathValue("alias")
+	if err := slipway.ValidateName("alias", alias); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	current, err := s.catalog.Store().FindVersion(r.Context(), name, slipway.VersionRef{Alias: alias})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	hist, err := s.catalog.Store().FindAliasHistory(r.Context(), name, alias)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"model": name, "alias": alias, "version": current.Version, "history": hist})
+}

@@ -1,0 +1,447 @@
+"""Slipway Python model harness.
+
+Embedded in the slipway binary and run as ``python3 -u harness.py <mode> ...``.
+
+Modes
+  serve   --model-dir DIR                     load DIR/score.py and answer frames on stdin/stdout
+  inspect --model-dir DIR --packages a,b,...  print one JSON object describing score.py and packages
+
+The wire protocol is described in docs/worker-protocol.md. Only the standard library and numpy are
+required; pandas is used when it is installed (tabular tensor requests become DataFrames).
+"""
+
+import argparse
+import ast
+import inspect
+import json
+import math
+import os
+import platform
+import struct
+import sys
+import traceback
+
+try:
+    import numpy as np
+except ImportError:  # inspect mode still works; serve reports the problem in its hello frame
+    np = None
+
+try:
+    import pandas as pd
+except ImportError:
+    pd = None
+
+MAX_FRAME = 256 << 20
+_HEADER = struct.Struct(">IB")
+
+
+class ProtocolError(Exception):
+    """A frame the harness cannot understand."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Framing
+
+
+def read_frame(stream):
+    """Return (kind, payload bytearray) or None at a clean EOF."""
+    header = _read_exact(stream, 4, allow_eof=True)
+    if header is None:
+        return None
+    (length,) = struct.unpack(">I", header)
+    if length < 1 or length > MAX_FRAME:
+        raise ProtocolError("bad frame length %d" % length)
+    body = _read_exact(stream, length)
+    return chr(body[0]), memoryview(body)[1:]
+
+
+def _read_exact(stream, n, allow_eof=False):
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = stream.readinto(view[got:])
+        if not k:
+            if got == 0 and allow_eof:
+                return None
+            raise ProtocolError("unexpected EOF inside a frame")
+        got += k
+    return buf
+
+
+def write_frame(out, kind, chunks=()):
+    """Write one frame whose payload is the concatenation of the bytes-like chunks."""
+    if isinstance(chunks, (bytes, bytearray, memoryview)):
+        chunks = (chunks,)
+    size = sum(memoryview(c).nbytes for c in chunks)
+    if size + 1 > MAX_FRAME:
+        raise ValueError("response of %d bytes exceeds the 256 MiB frame limit" % size)
+    out.write(_HEADER.pack(size + 1, ord(kind)))
+    for c in chunks:
+        out.write(c)
+    out.flush()
+
+
+def write_json(out, kind, value):
+    write_frame(out, kind, to_json(value).encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON conversion (numpy / pandas values -> plain JSON, NaN/Inf -> null)
+
+
+def to_json(value):
+    try:  # fast path: plain JSON, or numpy/pandas values without NaN
+        return json.dumps(value, allow_nan=False, default=_plain, separators=(",", ":"))
+    except ValueError:  # a NaN/Inf somewhere: clean the whole value
+        return json.dumps(_plain(value), allow_nan=False, separators=(",", ":"))
+
+
+def _plain(o):
+    """Convert o (recursively) to plain Python values accepted by json; NaN/Inf become None."""
+    if o is None or isinstance(o, (str, bool, int)):
+        return o
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {(k if isinstance(k, str) else str(_plain(k))): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in o]
+    if np is not None:
+        if isinstance(o, np.ndarray):
+            return _array_to_list(o)
+        if isinstance(o, np.generic):
+            return _plain(o.item())
+    if pd is not None:
+        if isinstance(o, pd.DataFrame):
+            return {str(c): _array_to_list(_column_array(o[c])) for c in o.columns}
+        if isinstance(o, (pd.Series, pd.Index)):
+            return _array_to_list(_column_array(o))
+        if o is pd.NaT or o is pd.NA:
+            return None
+    if isinstance(o, (bytes, bytearray)):
+        return bytes(o).decode("utf-8", "replace")
+    if hasattr(o, "isoformat"):  # datetime, date, pandas Timestamp
+        return o.isoformat()
+    if hasattr(o, "tolist"):
+        return _plain(o.tolist())
+    raise TypeError("Object of type %s is not JSON serializable" % type(o).__name__)
+
+
+def _array_to_list(a):
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a)
+        if bad.any():
+            a = a.astype(object)
+            a[bad] = None
+        return a.tolist()
+    if a.dtype.kind in "biu":
+        return a.tolist()
+    return [_plain(v) for v in a.tolist()] if a.ndim else _plain(a.item())
+
+
+def _column_array(s):
+    """numpy array for a pandas Series/Index, turning nullable numeric dtypes into float64 + NaN."""
+    if not isinstance(s.dtype, np.dtype) and pd.api.types.is_numeric_dtype(s.dtype):
+        return s.to_numpy(dtype="float64", na_value=np.nan)
+    return s.to_numpy()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tensor frames
+
+
+def _numeric_dtypes():
+    return {
+        "BOOL": np.dtype(np.bool_), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"),
+        "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"),
+        "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
+        "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+    }
+
+
+def decode_tensors(buf):
+    """Decode a tensor frame into a list of (name, numpy array). Arrays share memory with buf."""
+    buf = memoryview(buf)
+    dtypes = _numeric_dtypes()
+    try:
+        (ncols,) = struct.unpack_from("<I", buf, 0)
+        pos = 4
+        cols = []
+        for _ in range(ncols):
+            (nlen,) = struct.unpack_from("<H", buf, pos)
+            name = bytes(buf[pos + 2:pos + 2 + nlen]).decode("utf-8")
+            pos += 2 + nlen
+            dlen = buf[pos]
+            dt = bytes(buf[pos + 1:pos + 1 + dlen]).decode("ascii")
+            pos += 1 + dlen
+            ndim = buf[pos]
+            dims = struct.unpack_from("<%dq" % ndim, buf, pos + 1)
+            pos += 1 + 8 * ndim
+            (dsize,) = struct.unpack_from("<Q", buf, pos)
+            pos += 8
+            if pos + dsize > len(buf):
+                raise ProtocolError("column %r: data runs past the end of the frame" % name)
+            data = buf[pos:pos + dsize]
+            pos += dsize
+            if any(d < 0 for d in dims):
+                raise ProtocolError("column %r: negative dimension in %r" % (name, dims))
+            count = math.prod(dims)
+            if dt == "BYTES":
+                arr = _decode_bytes(data, count, name)
+            elif dt in dtypes:
+                want = count * dtypes[dt].itemsize
+                if dsize != want:
+                    raise ProtocolError("column %r: %s%r needs %d bytes, got %d" % (name, dt, list(dims), want, dsize))
+                arr = np.frombuffer(data, dtype=dtypes[dt], count=count)
+            else:
+                raise ProtocolError("column %r: unknown datatype %r" % (name, dt))
+            cols.append((name, arr.reshape(dims)))
+        if pos != len(buf):
+            raise ProtocolError("%d trailing bytes after the last column" % (len(buf) - pos))
+        return cols
+    except (struct.error, IndexError, UnicodeDecodeError) as e:
+        raise ProtocolError("malformed tensor frame: %s" % e) from None
+
+
+def _decode_bytes(data, count, name):
+    out = np.empty(count, dtype=object)
+    pos, end = 0, len(data)
+    unpack = struct.Struct("<I").unpack_from
+    for i in range(count):
+        if pos + 4 > end:
+            raise ProtocolError("column %r: BYTES data too short" % name)
+        (n,) = unpack(data, pos)
+        raw = bytes(data[pos + 4:pos + 4 + n])
+        if len(raw) != n:
+            raise ProtocolError("column %r: BYTES data too short" % name)
+        pos += 4 + n
+        try:
+            out[i] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            out[i] = raw  # binary payloads stay bytes
+    if pos != end:
+        raise ProtocolError("column %r: %d extra bytes after %d BYTES elements" % (name, end - pos, count))
+    return out
+
+
+def tensors_to_input(cols):
+    """What predict() receives for a T request (see docs/worker-protocol.md)."""
+    if cols and pd is not None and all(a.ndim == 1 for _, a in cols) and len({len(a) for _, a in cols}) == 1:
+        return pd.DataFrame({name: a for name, a in cols})
+    if len(cols) == 1:
+        return cols[0][1]
+    return {name: a for name, a in cols}
+
+
+def result_to_tensors(result, default_name="predictions"):
+    """Turn predict()'s return value into a list of (name, numpy array)."""
+    if pd is not None and isinstance(result, pd.DataFrame):
+        return [(str(c), _column_array(result[c])) for c in result.columns]
+    if pd is not None and isinstance(result, pd.Series):
+        return [(default_name, _column_array(result))]
+    if isinstance(result, dict):
+        for key in ("predictions", "prediction"):
+            # {"predictions": [...], "model": "v3"} -> just the list; a dict of arrays -> one output per key
+            if key in result and any(np.ndim(v) == 0 for v in result.values()):
+                return result_to_tensors(result[key], default_name)
+        return [(str(k), _column_array(v) if pd is not None and isinstance(v, pd.Series) else np.asarray(v))
+                for k, v in result.items()]
+    return [(default_name, np.asarray(result))]
+
+
+def encode_tensors(cols):
+    """Encode (name, array) pairs as a list of byte chunks forming one tensor frame."""
+    chunks = [struct.pack("<I", len(cols))]
+    for name, a in cols:
+        dt, data = _encode_array(name, a)
+        nb = name.encode("utf-8")
+        chunks.append(struct.pack("<H", len(nb)) + nb + struct.pack("<B", len(dt)) + dt.encode("ascii")
+                      + struct.pack("<B%dq" % a.ndim, a.ndim, *a.shape) + struct.pack("<Q", len(data)))
+        chunks.append(data)
+    return chunks
+
+
+_KIND_NAMES = {("b", 1): "BOOL", ("u", 1): "UINT8", ("u", 2): "UINT16", ("u", 4): "UINT32", ("u", 8): "UINT64",
+               ("i", 1): "INT8", ("i", 2): "INT16", ("i", 4): "INT32", ("i", 8): "INT64",
+               ("f", 2): "FP16", ("f", 4): "FP32", ("f", 8): "FP64"}
+
+
+def _encode_array(name, a):
+    key = (a.dtype.kind, a.dtype.itemsize)
+    if key in _KIND_NAMES:
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+        return _KIND_NAMES[key], memoryview(a.reshape(-1).view(np.uint8))
+    if a.dtype.kind in "USOmM":
+        parts = []
+        for v in a.ravel().tolist():
+            b = v if isinstance(v, bytes) else ("" if v is None else str(v)).encode("utf-8")
+            parts.append(struct.pack("<I", len(b)))
+            parts.append(b)
+        return "BYTES", b"".join(parts)
+    raise TypeError("output %r has unsupported dtype %s" % (name, a.dtype))
+
+
+# ---------------------------------------------------------------------------------------------------
+# serve
+
+
+def _format_exc(e):
+    return "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
+
+
+def _accepts_model_kwarg(fn):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "model" or p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _load(model_dir):
+    """Import score.py, call load_model() and describe(). Returns (predict, model, inputs, outputs)."""
+    if np is None:
+        raise ImportError("numpy is required by the slipway harness but is not installed")
+    if not os.path.isfile(os.path.join(model_dir, "score.py")):
+        raise FileNotFoundError("no score.py in %s" % model_dir)
+    sys.path.insert(0, model_dir)
+    sys.dont_write_bytecode = True  # leave the model directory as it was: no __pycache__
+    import score  # noqa: E402  (the user's module)
+
+    predict = getattr(score, "predict", None)
+    if not callable(predict):
+        raise AttributeError("score.py does not define predict()")
+    load_model = getattr(score, "load_model", None)
+    model = load_model() if callable(load_model) else None
+    inputs, outputs = [], []
+    describe = getattr(score, "describe", None)
+    if callable(describe):
+        d = describe() or {}
+        inputs, outputs = list(d.get("inputs") or []), list(d.get("outputs") or [])
+    return predict, model, inputs, outputs
+
+
+def serve(model_dir):
+    # Frames go to a private copy of stdout; fd 1 (and sys.stdout) become the log so stray prints are harmless.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    inp = sys.stdin.buffer
+
+    try:
+        predict, model, inputs, outputs = _load(os.path.abspath(model_dir))
+    except BaseException as e:  # noqa: B902 - SystemExit in score.py is a load failure too
+        msg = _format_exc(e)
+        sys.stderr.write(msg)
+        write_json(out, "H", {"ok": False, "error": msg})
+        return 1
+    write_json(out, "H", {"ok": True, "runtime": "python", "pid": os.getpid(), "inputs": inputs, "outputs": outputs})
+
+    with_model = _accepts_model_kwarg(predict)
+    out_name = outputs[0].get("name", "predictions") if len(outputs) == 1 and isinstance(outputs[0], dict) else "predictions"
+
+    def call(data):
+        return predict(data, model=model) if with_model else predict(data)
+
+    while True:
+        try:
+            frame = read_frame(inp)
+        except ProtocolError as e:
+            sys.stderr.write("slipway harness: %s\n" % e)
+            return 2
+        if frame is None:
+            return 0
+        kind, payload = frame
+        try:
+            if kind == "J":
+                reply = ("j", to_json(call(json.loads(bytes(payload)))).encode("utf-8"))
+            elif kind == "T":
+                result = call(tensors_to_input(decode_tensors(payload)))
+                reply = ("t", encode_tensors(result_to_tensors(result, out_name)))
+            elif kind == "Q":
+                reply = ("q", b"")
+            else:
+                raise ProtocolError("unknown frame kind %r" % kind)
+        except Exception as e:
+            sys.stderr.write(_format_exc(e))
+            sys.stderr.flush()
+            reply = ("E", to_json({"error": str(e) or type(e).__name__, "type": type(e).__name__}).encode("utf-8"))
+        try:
+            write_frame(out, *reply)
+        except ValueError as e:  # response too large for one frame
+            write_json(out, "E", {"error": str(e), "type": type(e).__name__})
+        except OSError:  # the server went away
+            return 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# inspect
+
+
+def inspect_score(model_dir):
+    path = os.path.join(model_dir, "score.py")
+    info = {"exists": os.path.isfile(path), "parses": False, "error": None, "functions": []}
+    if not info["exists"]:
+        info["error"] = "score.py not found in %s" % model_dir
+        return info
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), filename="score.py")
+    except SyntaxError as e:
+        info["error"] = "%s: %s line %s" % (type(e).__name__, e.msg, e.lineno)
+        return info
+    except (OSError, ValueError) as e:
+        info["error"] = "%s: %s" % (type(e).__name__, e)
+        return info
+    info["parses"] = True
+    info["functions"] = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return info
+
+
+def package_version(name):
+    """Installed version of a distribution (or of the distribution providing an import name), else None."""
+    from importlib import metadata
+
+    for candidate in (name, name.replace("_", "-"), name.replace("-", "_")):
+        try:
+            return metadata.version(candidate)
+        except metadata.PackageNotFoundError:
+            pass
+        except Exception:  # broken metadata on disk
+            return None
+    for dist in metadata.packages_distributions().get(name, []):  # import name, e.g. sklearn -> scikit-learn
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return None
+
+
+def run_inspect(model_dir, packages):
+    names = [p.strip() for p in packages.split(",") if p.strip()]
+    result = {
+        "python": platform.python_version(),
+        "score_py": inspect_score(model_dir),
+        "packages": {n: package_version(n) for n in names},
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="harness.py", description="Slipway Python model harness")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("serve", help="serve score.py over the frame protocol on stdin/stdout")
+    p.add_argument("--model-dir", required=True)
+    p = sub.add_parser("inspect", help="describe score.py and installed packages as JSON")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--packages", default="")
+    args = parser.parse_args(argv)
+    if args.mode == "serve":
+        return serve(args.model_dir)
+    return run_inspect(args.model_dir, args.packages)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

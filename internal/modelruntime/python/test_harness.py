@@ -1,0 +1,386 @@
+"""Tests for harness.py: run it as a subprocess and speak the frame protocol (docs/worker-protocol.md).
+
+    cd internal/modelruntime/python && /usr/bin/python3 -m unittest -v test_harness
+"""
+
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+HARNESS = os.path.join(HERE, "harness.py")
+EXAMPLES = os.path.normpath(os.path.join(HERE, "..", "..", "..", "examples"))
+
+# --- a small, independent implementation of the wire format ----------------------------------------
+
+NUMERIC = {"BOOL": "|b1", "INT32": "<i4", "INT64": "<i8", "FP32": "<f4", "FP64": "<f8", "UINT8": "|u1"}
+
+
+def encode_tensors(cols):
+    out = [struct.pack("<I", len(cols))]
+    for name, dt, arr in cols:
+        arr = np.asarray(arr, dtype=object if dt == "BYTES" else NUMERIC[dt])
+        if dt == "BYTES":
+            data = b"".join(struct.pack("<I", len(b)) + b for b in (s.encode() for s in arr.ravel()))
+        else:
+            data = arr.tobytes()
+        nb = name.encode()
+        out.append(struct.pack("<H", len(nb)) + nb + struct.pack("<B", len(dt)) + dt.encode())
+        out.append(struct.pack("<B", arr.ndim) + struct.pack("<%dq" % arr.ndim, *arr.shape))
+        out.append(struct.pack("<Q", len(data)) + data)
+    return b"".join(out)
+
+
+def decode_tensors(buf):
+    (n,), pos, cols = struct.unpack_from("<I", buf), 4, {}
+    for _ in range(n):
+        (ln,) = struct.unpack_from("<H", buf, pos)
+        name = buf[pos + 2:pos + 2 + ln].decode()
+        pos += 2 + ln
+        dt = buf[pos + 1:pos + 1 + buf[pos]].decode()
+        pos += 1 + buf[pos]
+        ndim = buf[pos]
+        dims = struct.unpack_from("<%dq" % ndim, buf, pos + 1)
+        pos += 1 + 8 * ndim
+        (size,) = struct.unpack_from("<Q", buf, pos)
+        data = buf[pos + 8:pos + 8 + size]
+        pos += 8 + size
+        if dt == "BYTES":
+            items, p = [], 0
+            while p < len(data):
+                (k,) = struct.unpack_from("<I", data, p)
+                items.append(data[p + 4:p + 4 + k].decode())
+                p += 4 + k
+            arr = np.array(items, dtype=object).reshape(dims)
+        else:
+            arr = np.frombuffer(data, dtype=NUMERIC[dt]).reshape(dims)
+        cols[name] = (dt, arr)
+    assert pos == len(buf), "trailing bytes"
+    return cols
+
+
+class Worker:
+    def __init__(self, model_dir):
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-u", HARNESS, "serve", "--model-dir", model_dir],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+
+    def send(self, kind, payload=b""):
+        self.proc.stdin.write(struct.pack(">IB", len(payload) + 1, ord(kind)) + payload)
+        self.proc.stdin.flush()
+
+    def recv(self):
+        header = self.proc.stdout.read(5)
+        if len(header) < 5:
+            raise EOFError("worker closed stdout; log:\n" + self.stderr())
+        length, kind = struct.unpack(">IB", header)
+        payload = self.proc.stdout.read(length - 1)
+        return chr(kind), payload
+
+    def recv_json(self, want):
+        kind, payload = self.recv()
+        value = json.loads(payload)
+        assert kind == want, "got %r %r, want %r" % (kind, value, want)
+        return value
+
+    def call_json(self, value):
+        self.send("J", json.dumps(value).encode())
+        return self.recv()
+
+    def close(self, timeout=10):
+        self.proc.stdin.close()
+        rc = self.proc.wait(timeout)
+        self.proc.stdout.close()
+        return rc
+
+    def dispose(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.log):
+            f.close()
+
+    def stderr(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+
+def model_dir(tmp, source, name="m"):
+    d = os.path.join(tmp, name)
+    os.makedirs(d)
+    with open(os.path.join(d, "score.py"), "w") as f:
+        f.write(textwrap.dedent(source))
+    return d
+
+
+SCORE = """
+import numpy as np
+import pandas as pd
+
+print("stray print at import")
+
+
+def load_model(model_file_name="weights.bin"):
+    print("stray print in load_model")
+    return {"file": model_file_name}
+
+
+def describe():
+    return {"inputs": [{"name": "x", "datatype": "FP64", "shape": [-1]}],
+            "outputs": [{"name": "y", "datatype": "FP64", "shape": [-1]}]}
+
+
+def predict(data, model=None):
+    print("stray print in predict", type(data).__name__)
+    if isinstance(data, pd.DataFrame) and "op" in data:  # tensor requests can reach the JSON ops too
+        data = {"op": data["op"].iloc[0], "msg": "from tensors"}
+    if isinstance(data, pd.DataFrame):
+        out = pd.DataFrame({"x2": data["x"] * 2, "n1": data["n"] + 1, "s_up": data["s"].str.upper()})
+        out["seen"] = ",".join("%s:%s" % (c, t) for c, t in data.dtypes.items())
+        return out
+    if isinstance(data, np.ndarray):
+        return data.sum(axis=1)
+    if isinstance(data, dict) and data.get("op") == "raise":
+        raise ValueError("bad input: " + data["msg"])
+    if isinstance(data, dict) and data.get("op") == "numpy":
+        return {"f": np.float32(1.5), "i": np.int64(7), "arr": np.array([1.0, np.nan, np.inf]),
+                "df": pd.DataFrame({"a": [1, 2], "b": ["x", None]}), "s": pd.Series([0.5, None]),
+                "nan": float("nan"), "b": np.bool_(True)}
+    if isinstance(data, dict) and data.get("op") == "unwrap":
+        return {"predictions": [1, 2, 3], "model_version": "v3"}
+    if isinstance(data, dict) and any(isinstance(v, np.ndarray) for v in data.values()):
+        return {k: v.shape for k, v in data.items()}
+    return {"echo": data, "model": model}
+"""
+
+
+class ServeTest(unittest.TestCase):
+    """One worker shared by the request/response tests."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.w = Worker(model_dir(cls.tmp.name, SCORE))
+        cls.hello = cls.w.recv_json("H")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.close()
+        cls.w.dispose()
+        cls.tmp.cleanup()
+
+    def test_hello(self):
+        self.assertEqual(self.hello["ok"], True)
+        self.assertEqual(self.hello["runtime"], "python")
+        self.assertEqual(self.hello["pid"], self.w.proc.pid)
+        self.assertEqual(self.hello["inputs"], [{"name": "x", "datatype": "FP64", "shape": [-1]}])
+        self.assertEqual(self.hello["outputs"][0]["name"], "y")
+
+    def test_json_round_trip(self):
+        value = {"data": [[1.5, "a"], [2, None]], "columns": ["x", "y"], "ü": True}
+        kind, payload = self.w.call_json(value)
+        self.assertEqual(kind, "j")
+        self.assertEqual(json.loads(payload), {"echo": value, "model": {"file": "weights.bin"}})
+
+    def test_json_numpy_pandas_values(self):
+        kind, payload = self.w.call_json({"op": "numpy"})
+        self.assertEqual(kind, "j")
+        self.assertNotIn(b"NaN", payload)
+        self.assertEqual(json.loads(payload), {
+            "f": 1.5, "i": 7, "arr": [1.0, None, None], "df": {"a": [1, 2], "b": ["x", None]},
+            "s": [0.5, None], "nan": None, "b": True})
+
+    def test_tensor_dataframe_round_trip(self):
+        frame = encode_tensors([("x", "FP64", [1.5, -2.0, 0.0]), ("n", "INT64", [1, 2, 3]),
+                                ("s", "BYTES", ["basic", "pro", "ünï"])])
+        self.w.send("T", frame)
+        kind, payload = self.w.recv()
+        self.assertEqual(kind, "t", payload)
+        out = decode_tensors(payload)
+        self.assertEqual(list(out), ["x2", "n1", "s_up", "seen"])
+        self.assertEqual(out["x2"][0], "FP64")
+        np.testing.assert_array_equal(out["x2"][1], [3.0, -4.0, 0.0])
+        self.assertEqual(out["n1"][0], "INT64")
+        np.testing.assert_array_equal(out["n1"][1], [2, 3, 4])
+        self.assertEqual(out["s_up"], ("BYTES", out["s_up"][1]))
+        self.assertEqual(out["s_up"][1].tolist(), ["BASIC", "PRO", "ÜNÏ"])
+        self.assertEqual(out["seen"][1][0], "x:float64,n:int64,s:object")
+
+    def test_tensor_single_2d_column_is_ndarray(self):
+        self.w.send("T", encode_tensors([("features", "FP32", np.arange(6).reshape(2, 3))]))
+        kind, payload = self.w.recv()
+        self.assertEqual(kind, "t", payload)
+        out = decode_tensors(payload)
+        self.assertEqual(list(out), ["y"])  # the single declared output's name
+        self.assertEqual(out["y"][0], "FP32")
+        np.testing.assert_array_equal(out["y"][1], [3.0, 12.0])
+
+    def test_tensor_mixed_shapes_is_dict(self):
+        self.w.send("T", encode_tensors([("a", "FP32", np.zeros((2, 3))), ("b", "INT32", [1, 2, 3])]))
+        out = decode_tensors(self.w.recv()[1])
+        self.assertEqual(out["a"][0], "INT64")
+        np.testing.assert_array_equal(out["a"][1], [2, 3])
+        np.testing.assert_array_equal(out["b"][1], [3])
+
+    def test_tensor_unwraps_predictions(self):
+        # predict returns {"predictions": [1, 2, 3], "model_version": "v3"}: only the list goes back
+        self.w.send("T", encode_tensors([("op", "BYTES", ["unwrap"])]))
+        kind, payload = self.w.recv()
+        self.assertEqual(kind, "t", payload)
+        out = decode_tensors(payload)
+        self.assertEqual(list(out), ["y"])
+        self.assertEqual(out["y"][0], "INT64")
+        np.testing.assert_array_equal(out["y"][1], [1, 2, 3])
+
+    def test_tensor_predict_error(self):
+        self.w.send("T", encode_tensors([("op", "BYTES", ["raise"])]))
+        self.assertEqual(self.w.recv_json("E"), {"error": "bad input: from tensors", "type": "ValueError"})
+
+    def test_malformed_tensor_frame_is_error(self):
+        self.w.send("T", b"\x01\x00\x00\x00\x01")
+        err = self.w.recv_json("E")
+        self.assertEqual(err["type"], "ProtocolError")
+        self.assertEqual(self.w.call_json(1)[0], "j")
+
+    def test_predict_error_then_still_serving(self):
+        err = json.loads(self.w.call_json({"op": "raise", "msg": "no plan"})[1])
+        self.assertEqual(err, {"error": "bad input: no plan", "type": "ValueError"})
+        self.w.send("Q")
+        self.assertEqual(self.w.recv(), ("q", b""))
+        self.assertEqual(self.w.call_json([1, 2])[0], "j")
+
+    def test_stray_prints_go_to_log(self):
+        self.assertEqual(self.w.call_json("hi")[0], "j")
+        log = self.w.stderr()
+        for what in ("at import", "in load_model", "in predict"):
+            self.assertIn("stray print " + what, log)
+
+    def test_unknown_kind(self):
+        self.w.send("Z", b"{}")
+        self.assertEqual(self.w.recv_json("E")["type"], "ProtocolError")
+
+
+class LifecycleTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def start(self, source):
+        w = Worker(model_dir(self.tmp.name, source))
+        self.addCleanup(w.dispose)
+        return w
+
+    def test_load_model_raises(self):
+        w = self.start("def load_model():\n    raise RuntimeError('weights missing')\ndef predict(d):\n    return d\n")
+        hello = w.recv_json("H")
+        self.assertFalse(hello["ok"])
+        self.assertTrue(hello["error"].startswith("RuntimeError: weights missing\n"), hello["error"])
+        self.assertIn("Traceback", hello["error"])
+        self.assertEqual(w.close(), 1)
+        self.assertIn("weights missing", w.stderr())
+
+    def test_import_error(self):
+        w = self.start("import not_a_real_module_xyz\n")
+        hello = w.recv_json("H")
+        self.assertFalse(hello["ok"])
+        self.assertIn("ModuleNotFoundError", hello["error"])
+        self.assertEqual(w.close(), 1)
+
+    def test_predict_without_model_kwarg_and_eof(self):
+        w = self.start("def load_model():\n    return 3\ndef predict(data):\n    return [data, data]\n")
+        self.assertTrue(w.recv_json("H")["ok"])
+        self.assertEqual(w.call_json({"a": 1}), ("j", b'[{"a":1},{"a":1}]'))
+        self.assertEqual(w.close(), 0)
+
+    def test_no_load_model(self):
+        w = self.start("def predict(data, model=None):\n    return model\n")
+        self.assertTrue(w.recv_json("H")["ok"])
+        self.assertEqual(w.call_json(1), ("j", b"null"))
+        self.assertEqual(w.close(), 0)
+
+
+def run_inspect(model_dir, packages):
+    r = subprocess.run([sys.executable, HARNESS, "inspect", "--model-dir", model_dir, "--packages", packages],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+class InspectTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def test_good(self):
+        d = model_dir(self.tmp.name, "import not_installed_ok\nX = 1\ndef load_model():\n    pass\n"
+                                     "async def predict(d):\n    pass\nclass C:\n    def m(self):\n        pass\n")
+        got = run_inspect(d, "scikit-learn, sklearn,numpy,PyYAML,no-such-pkg-xyz")
+        self.assertEqual(got["python"], "%d.%d.%d" % sys.version_info[:3])
+        self.assertEqual(got["score_py"], {"exists": True, "parses": True, "error": None,
+                                           "functions": ["load_model", "predict"]})
+        pk = got["packages"]
+        self.assertRegex(pk["scikit-learn"], r"^\d+\.\d+")
+        self.assertEqual(pk["sklearn"], pk["scikit-learn"])
+        self.assertEqual(pk["numpy"], np.__version__)
+        self.assertIsNotNone(pk["PyYAML"])
+        self.assertIsNone(pk["no-such-pkg-xyz"])
+
+    def test_broken(self):
+        d = model_dir(self.tmp.name, "def load_model():\n    return 1\n\ndef predict(x)\n    return x\n")
+        got = run_inspect(d, "")
+        self.assertEqual(got["packages"], {})
+        self.assertTrue(got["score_py"]["exists"])
+        self.assertFalse(got["score_py"]["parses"])
+        self.assertRegex(got["score_py"]["error"], r"^SyntaxError: .* line 4$")
+
+    def test_missing(self):
+        got = run_inspect(self.tmp.name, "numpy")
+        self.assertFalse(got["score_py"]["exists"])
+        self.assertFalse(got["score_py"]["parses"])
+        self.assertEqual(got["score_py"]["functions"], [])
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(EXAMPLES, "sklearn-churn", "model.pkl")),
+                     "run examples/build.sh first")
+class ChurnExampleTest(unittest.TestCase):
+    def test_churn_json_and_tensors(self):
+        d = os.path.join(EXAMPLES, "sklearn-churn")
+        with open(os.path.join(d, "metadata.json")) as f:
+            sample = json.load(f)["sample_input"]
+        w = Worker(d)
+        try:
+            self.assertTrue(w.recv_json("H")["ok"])
+            kind, payload = w.call_json(sample)
+            self.assertEqual(kind, "j", payload)
+            res = json.loads(payload)
+            self.assertEqual(len(res["prediction"]), 3)
+            self.assertTrue(all(0 <= p <= 1 for p in res["probability"]))
+            rows = sample["data"]
+            # the same rows as records, and as a tensor request (a DataFrame in predict)
+            records = [dict(zip(sample["columns"], r)) for r in rows]
+            self.assertEqual(json.loads(w.call_json(records)[1]), res)
+            cols = list(zip(*rows))
+            w.send("T", encode_tensors([(name, "BYTES" if name == "plan" else "FP64", list(col))
+                                        for name, col in zip(sample["columns"], cols)]))
+            kind, payload = w.recv()
+            self.assertEqual(kind, "t", payload)
+            out = decode_tensors(payload)
+            self.assertEqual(out["prediction"][0], "INT64")
+            self.assertEqual(out["prediction"][1].tolist(), res["prediction"])
+            np.testing.assert_allclose(out["probability"][1], res["probability"])
+            self.assertFalse(any(math.isnan(p) for p in res["probability"]))
+            self.assertEqual(w.close(), 0)
+        finally:
+            w.dispose()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,155 @@
+package modelruntime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/modelruntime/python"
+)
+
+// Config says where the runtimes' executables are.
+type Config struct {
+	// Python is the interpreter for `python` models: Debian's /usr/bin/python3 by default.
+	Python string
+	// WorkerCommand starts the Go worker (`slipway worker`); "onnx --model FILE" is appended.
+	WorkerCommand []string
+	// ORTLibrary is the ONNX Runtime shared library passed to workers (SLIPWAY_ORT_LIB).
+	ORTLibrary string
+	// ScratchDir holds the extracted harness.
+	ScratchDir string
+}
+
+// Runtimes starts replicas and inspects artifacts for each runtime.
+type Runtimes struct {
+	cfg     Config
+	harness string
+}
+
+// New writes the embedded Python harness into cfg.ScratchDir and returns the runtimes.
+func New(cfg Config) (*Runtimes, error) {
+	if cfg.Python == "" {
+		cfg.Python = "/usr/bin/python3"
+	}
+	if len(cfg.WorkerCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("modelruntime: find own executable for workers: %w", err)
+		}
+		cfg.WorkerCommand = []string{exe, "worker"}
+	}
+	if err := os.MkdirAll(cfg.ScratchDir, 0o755); err != nil {
+		return nil, fmt.Errorf("modelruntime: %w", err)
+	}
+	harness := filepath.Join(cfg.ScratchDir, "slipway_harness.py")
+	if err := writeFileAtomic(harness, python.Harness); err != nil {
+		return nil, fmt.Errorf("modelruntime: write python harness: %w", err)
+	}
+	return &Runtimes{cfg: cfg, harness: harness}, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Python returns the configured interpreter.
+func (rt *Runtimes) Python() string { return rt.cfg.Python }
+
+// ReplicaSpec says how to start a replica of a model whose files are in dir.
+func (rt *Runtimes) ReplicaSpec(runtime, dir string, files []slipway.File, extraEnv map[string]string) (ProcessSpec, error) {
+	env := baseEnv(extraEnv)
+	switch runtime {
+	case slipway.RuntimePython:
+		return ProcessSpec{Path: rt.cfg.Python, Args: []string{"-u", rt.harness, "serve", "--model-dir", dir},
+			Env: append(env, "PYTHONDONTWRITEBYTECODE=1"), Dir: dir}, nil
+	case slipway.RuntimeONNX:
+		model, err := ONNXFile(files)
+		if err != nil {
+			return ProcessSpec{}, err
+		}
+		args := append(append([]string{}, rt.cfg.WorkerCommand[1:]...), "onnx", "--model", filepath.Join(dir, model))
+		if rt.cfg.ORTLibrary != "" {
+			env = append(env, "SLIPWAY_ORT_LIB="+rt.cfg.ORTLibrary)
+		}
+		return ProcessSpec{Path: rt.cfg.WorkerCommand[0], Args: args, Env: env, Dir: dir}, nil
+	}
+	return ProcessSpec{}, slipway.Errorf(slipway.EINVALID, "unknown runtime %q: use %q or %q", runtime, slipway.RuntimePython, slipway.RuntimeONNX)
+}
+
+// baseEnv is the child's environment: the server's PATH/HOME/LANG and the worker's own variables only, so
+// that server secrets (tokens) never reach user code.
+func baseEnv(extra map[string]string) []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SLIPWAY_ORT_LIB", "SLIPWAY_TEST_WORKER", "GOCOVERDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// ONNXFile picks the model file of an onnx artifact: the only .onnx file, or model.onnx among several.
+func ONNXFile(files []slipway.File) (string, error) {
+	var found []string
+	for _, f := range files {
+		if strings.HasSuffix(strings.ToLower(f.Path), ".onnx") {
+			found = append(found, f.Path)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) == 0:
+		return "", slipway.Errorf(slipway.EINVALID, "no .onnx file in the artifact: an onnx model needs exactly one .onnx file (or one named model.onnx)")
+	}
+	for _, p := range found {
+		if filepath.Base(p) == "model.onnx" {
+			return p, nil
+		}
+	}
+	return "", slipway.Errorf(slipway.EINVALID, "several .onnx files (%s): name the one to serve model.onnx", strings.Join(found, ", "))
+}
+
+// PythonInspection is what the harness reports about a python artifact without importing it.
+type PythonInspection struct {
+	Python  string `json:"python"`
+	ScorePy struct {
+		Exists    bool     `json:"exists"`
+		Parses    bool     `json:"parses"`
+		Error     string   `json:"error"`
+		Functions []string `json:"functions"`
+	} `json:"score_py"`
+	Packages map[string]*string `json:"packages"`
+}
+
+// InspectPython runs the harness's inspect mode on dir, asking for the versions of packages.
+func (rt *Runtimes) InspectPython(ctx context.Context, dir string, packages []string) (*PythonInspection, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rt.cfg.Python, rt.harness, "inspect", "--model-dir", dir, "--packages", strings.Join(packages, ","))
+	cmd.Env = baseEnv(nil)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("python inspect (%s): %w: %s", rt.cfg.Python, err, strings.TrimSpace(stderr.String()))
+	}
+	var res PythonInspection
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		return nil, fmt.Errorf("python inspect: decode %q: %w", stdout.String(), err)
+	}
+	return &res, nil
+}

@@ -1,0 +1,177 @@
+// Package sqlstore keeps Slipway's metadata in SQL through database/sql: SQLite (embedded, default) today,
+// PostgreSQL later behind the same methods. Queries are written with '?' placeholders and rebound per dialect.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is the metadata store. Writes go through one connection (SQLite has one writer; queuing in Go beats
+// queuing in busy_timeout), reads through a pool.
+type DB struct {
+	w   *sql.DB
+	r   *sql.DB
+	now func() time.Time
+}
+
+// OpenSQLite opens (creating if needed) the SQLite database at path and applies pending migrations.
+func OpenSQLite(ctx context.Context, path string) (*DB, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+		"&_pragma=foreign_keys(1)&_txlock=immediate"
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	db := &DB{w: w, r: r, now: time.Now}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	return errors.Join(db.r.Close(), db.w.Close())
+}
+
+// Ping checks that the database answers (readiness).
+func (db *DB) Ping(ctx context.Context) error {
+	return db.r.PingContext(ctx)
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("sqlstore: create schema_migrations: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("sqlstore: list migrations: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := db.applyMigration(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) applyMigration(ctx context.Context, path string) error {
+	base := strings.TrimPrefix(path, "migrations/")
+	n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+	if err != nil {
+		return fmt.Errorf("sqlstore: migration %s: name must start with a number", base)
+	}
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var exists int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, n).Scan(&exists); err != nil {
+			return fmt.Errorf("sqlstore: check migration %d: %w", n, err)
+		}
+		if exists > 0 {
+			return nil
+		}
+		body, err := migrations.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("sqlstore: read migration %s: %w", base, err)
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return fmt.Errorf("sqlstore: apply migration %s: %w", base, err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			n, base, formatTime(db.now()))
+		return err
+	})
+}
+
+// tx runs fn in a write transaction, committing when it returns nil.
+func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: commit: %w", err)
+	}
+	return nil
+}
+
+// mapErr translates driver errors to domain errors; what describes the object for the message.
+func mapErr(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return slipway.Errorf(slipway.ENOTFOUND, "%s not found", what)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return slipway.Wrap(slipway.ECONFLICT, err, "%s already exists", what)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return slipway.Wrap(slipway.ECONFLICT, err, "%s is still referenced", what)
+		}
+	}
+	return fmt.Errorf("sqlstore: %s: %w", what, err)
+}
+
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+func parseNullTime(s sql.NullString) *time.Time {
+	if !s.Valid {
+		return nil
+	}
+	t := parseTime(s.String)
+	return &t
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+// affectedOne turns an exec result into ENOTFOUND when no row matched.
+func affectedOne(res sql.Result, err error, what string) error {
+	if err != nil {
+		return mapErr(err, what)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return mapErr(err, what)
+	} else if n == 0 {
+		return slipway.Errorf(slipway.ENOTFOUND, "%s not found", what)
+	}
+	return nil
+}

@@ -1,0 +1,326 @@
+package workerproto
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+// echo answers tensors with themselves (renamed) and JSON by wrapping it.
+type echo struct{}
+
+func (echo) PredictTensors(in []Tensor) ([]Tensor, error) {
+	if len(in) > 0 && in[0].Name == "raise" {
+		return nil, &ModelError{Message: "bad input", Type: "ValueError"}
+	}
+	if len(in) > 0 && in[0].Name == "fail" {
+		return nil, errors.New("plain failure")
+	}
+	out := make([]Tensor, len(in))
+	for i, t := range in {
+		t.Name = "out_" + t.Name
+		out[i] = t
+	}
+	return out, nil
+}
+
+func (echo) PredictJSON(body []byte) ([]byte, error) {
+	if string(body) == `"raise"` {
+		return nil, &ModelError{Message: "no", Type: "KeyError"}
+	}
+	return []byte(`{"echo":` + string(body) + `}`), nil
+}
+
+var testHello = Hello{OK: true, Runtime: "test", PID: 42,
+	Inputs:  []Column{{Name: "x", Datatype: "FP32", Shape: []int64{-1, 4}}},
+	Outputs: []Column{{Name: "y", Datatype: "FP32"}}}
+
+// startServe connects a Client to Serve over two io.Pipes. Cleanup closes the client
+// (EOF for Serve) and waits for Serve to return nil.
+func startServe(tb testing.TB, hello Hello, h Handler) *Client {
+	tb.Helper()
+	reqR, reqW := io.Pipe()
+	respR, respW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := Serve(reqR, respW, hello, h)
+		respW.CloseWithError(io.EOF)
+		reqR.Close() // unblock a client still writing
+		done <- err
+	}()
+	c := NewClient(reqW, respR)
+	tb.Cleanup(func() {
+		c.Close()
+		if err := <-done; err != nil {
+			tb.Errorf("Serve: %v", err)
+		}
+	})
+	return c
+}
+
+func TestClientServe(t *testing.T) {
+	c := startServe(t, testHello, echo{})
+	h, err := c.ReadHello()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.PID != 42 || h.Runtime != "test" || len(h.Inputs) != 1 || h.Inputs[0].Shape[1] != 4 {
+		t.Fatalf("hello = %+v", h)
+	}
+	if err := c.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	in := []Tensor{NewFloat32("x", []int64{2, 2}, []float32{1, 2, 3, 4}), NewBytes("s", nil, []string{"a", "bc"})}
+	out, err := c.PredictTensors(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[0].Name != "out_x" || out[1].Name != "out_s" || string(out[1].Strings[1]) != "bc" {
+		t.Fatalf("out = %+v", out)
+	}
+	if v, _ := out[0].Float32s(); fmt.Sprint(v) != "[1 2 3 4]" {
+		t.Fatalf("values = %v", v)
+	}
+	got, err := c.PredictJSON([]byte(`[1,2]`))
+	if err != nil || string(got) != `{"echo":[1,2]}` {
+		t.Fatalf("PredictJSON = %s, %v", got, err)
+	}
+}
+
+func TestClientModelErrors(t *testing.T) {
+	c := startServe(t, testHello, echo{})
+	if _, err := c.ReadHello(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		call func() error
+		want ModelError
+	}{
+		{"tensor ModelError keeps its type", func() error {
+			_, err := c.PredictTensors([]Tensor{NewInt64("raise", nil, []int64{1})})
+			return err
+		}, ModelError{"bad input", "ValueError"}},
+		{"plain error gets type Error", func() error {
+			_, err := c.PredictTensors([]Tensor{NewInt64("fail", nil, []int64{1})})
+			return err
+		}, ModelError{"plain failure", "Error"}},
+		{"json ModelError", func() error {
+			_, err := c.PredictJSON([]byte(`"raise"`))
+			return err
+		}, ModelError{"no", "KeyError"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var me *ModelError
+			if err := tt.call(); !errors.As(err, &me) || *me != tt.want {
+				t.Fatalf("got %v, want %+v", err, tt.want)
+			}
+		})
+	}
+	if err := c.Ping(); err != nil {
+		t.Fatalf("replica unhealthy after model errors: %v", err)
+	}
+}
+
+func TestClientRejectsInvalidTensorsBeforeSending(t *testing.T) {
+	c := startServe(t, testHello, echo{})
+	if _, err := c.ReadHello(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.PredictTensors([]Tensor{NewFloat32("x", []int64{3}, []float32{1})})
+	var me *ModelError
+	if !errors.As(err, &me) || me.Type != "ValueError" || !strings.Contains(err.Error(), "needs 12 data bytes") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = c.PredictJSON(make([]byte, MaxFrame))
+	if !errors.As(err, &me) || me.ModelErrorType() != "ValueError" || !strings.Contains(err.Error(), "exceeds 256 MiB") {
+		t.Fatalf("oversized JSON: %v", err)
+	}
+	if err := c.Ping(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadHelloFailure(t *testing.T) {
+	c := startServe(t, Hello{OK: false, Error: "Traceback: boom"}, echo{})
+	_, err := c.ReadHello()
+	if err == nil || !strings.Contains(err.Error(), "Traceback: boom") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestHelloJSON(t *testing.T) {
+	tests := []struct {
+		name  string
+		hello Hello
+		want  string
+	}{
+		{"failure has no columns", Hello{Error: "boom"}, `{"ok":false,"error":"boom"}`},
+		{"success has arrays", Hello{OK: true, Runtime: "onnx", PID: 7}, `{"ok":true,"runtime":"onnx","pid":7,"inputs":[],"outputs":[]}`},
+		{"unknown shape omitted, scalar kept", Hello{OK: true,
+			Inputs: []Column{{Name: "a", Datatype: "FP64"}, {Name: "b", Datatype: "INT64", Shape: []int64{}}}},
+			`{"ok":true,"inputs":[{"name":"a","datatype":"FP64"},{"name":"b","datatype":"INT64","shape":[]}],"outputs":[]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.hello)
+			if err != nil || string(b) != tt.want {
+				t.Fatalf("got %s (%v), want %s", b, err, tt.want)
+			}
+		})
+	}
+	var h Hello
+	if err := json.Unmarshal([]byte(`{"ok":true,"inputs":[{"name":"a","datatype":"FP64","shape":null}],"outputs":[]}`), &h); err != nil || h.Inputs[0].Shape != nil {
+		t.Fatalf("null shape: %+v %v", h, err)
+	}
+}
+
+// fakeChild answers every request with the given raw bytes, then closes its stdout.
+func fakeChild(t *testing.T, raw []byte) *Client {
+	t.Helper()
+	reqR, reqW := io.Pipe()
+	respR, respW := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = respW.Write(raw)
+		respW.Close()
+		_, _ = io.Copy(io.Discard, reqR)
+	}()
+	c := NewClient(reqW, respR)
+	t.Cleanup(func() {
+		c.Close()
+		<-done
+	})
+	return c
+}
+
+func TestClientProtocolErrorsAreSticky(t *testing.T) {
+	hello, _ := json.Marshal(testHello)
+	var helloFrame bytes.Buffer
+	if err := WriteFrame(&helloFrame, KindHello, hello); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		raw     []byte
+		wantErr string
+	}{
+		{"stray print", []byte("Using TensorFlow backend\n"), "stray print"},
+		{"pong instead of hello", []byte{0, 0, 0, 1, 'q'}, "expected hello"},
+		{"child died", nil, "closed its stdout"},
+		{"garbage hello", []byte{0, 0, 0, 2, 'H', '{'}, "decode hello"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fakeChild(t, tt.raw)
+			_, err := c.ReadHello()
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want %q", err, tt.wantErr)
+			}
+			if err2 := c.Ping(); err2 != err {
+				t.Fatalf("later call got %v, want the sticky %v", err2, err)
+			}
+		})
+	}
+	t.Run("unexpected result kind", func(t *testing.T) {
+		raw := append(bytes.Clone(helloFrame.Bytes()), 0, 0, 0, 1, 'q')
+		c := fakeChild(t, raw)
+		if _, err := c.ReadHello(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.PredictJSON([]byte(`1`)); err == nil || !strings.Contains(err.Error(), "expected j (result-json), got frame q (pong)") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestClientClose(t *testing.T) {
+	c := startServe(t, testHello, echo{})
+	if _, err := c.ReadHello(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("got %v, want ErrClosed", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestServeAnswersBadFramesWithErrors(t *testing.T) {
+	reqR, reqW := io.Pipe()
+	respR, respW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(reqR, respW, testHello, echo{})
+		respW.Close()
+	}()
+	defer func() {
+		reqW.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	if k, _, err := ReadFrame(respR, nil); err != nil || k != KindHello {
+		t.Fatalf("hello: %v %v", k, err)
+	}
+	tests := []struct {
+		name    string
+		kind    Kind
+		payload []byte
+		want    ModelError
+	}{
+		{"undecodable tensors", KindPredictTensors, []byte{1, 2}, ModelError{"workerproto: tensor frame: truncated", "ProtocolError"}},
+		{"server-only kind", KindResultJSON, nil, ModelError{"unexpected frame j (result-json) from the server", "ProtocolError"}},
+		{"unknown kind", Kind('Z'), nil, ModelError{"unexpected frame 0x5a (unknown) from the server", "ProtocolError"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := WriteFrame(reqW, tt.kind, tt.payload); err != nil {
+				t.Fatal(err)
+			}
+			k, p, err := ReadFrame(respR, nil)
+			if err != nil || k != KindError {
+				t.Fatalf("got %v %v", k, err)
+			}
+			var me ModelError
+			if err := json.Unmarshal(p, &me); err != nil || me != tt.want {
+				t.Fatalf("got %s, want %+v", p, tt.want)
+			}
+		})
+	}
+	if err := WriteFrame(reqW, KindPing, nil); err != nil {
+		t.Fatal(err)
+	}
+	if k, _, err := ReadFrame(respR, nil); err != nil || k != KindPong {
+		t.Fatalf("ping after errors: %v %v", k, err)
+	}
+}
+
+func BenchmarkClientServeRoundTrip(b *testing.B) {
+	for _, rows := range []int{1, 100} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			c := startServe(b, testHello, echo{})
+			if _, err := c.ReadHello(); err != nil {
+				b.Fatal(err)
+			}
+			in := []Tensor{NewFloat32("features", []int64{int64(rows), 4}, make([]float32, rows*4))}
+			b.SetBytes(int64(EncodedLen(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.PredictTensors(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what Slipway and its tests need on a Debian machine: system packages (apt) and the ONNX Runtime
+# library (npm). Idempotent: packages already present are not reinstalled.
+set -euo pipefail
+packages=(gcc libc6-dev make python3 python3-numpy python3-scipy python3-sklearn python3-pandas python3-onnx
+  python3-yaml python3-flask gunicorn postgresql wrk npm)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo=sudo
+  echo "install-deps: apt-get install ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+"$(dirname "$0")/install-ort.sh"
