@@ -17,6 +17,7 @@ const (
 	ETOOLARGE     = "too_large"
 	EOVERLOADED   = "overloaded"
 	EUNAVAILABLE  = "unavailable"
+	ETIMEOUT      = "timeout"
 	EINTERNAL     = "internal"
 )
 

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/slipway-ml/slipway"
 )
@@ -70,10 +71,14 @@ type Problem struct {
 }
 
 // Error is returned for every non-2xx response. When the body is not problem+json (a proxy's HTML page, an
-// empty body) Problem is filled from the status and the start of the body.
+// empty body) Problem is filled from the status and the start of the body; an Open Inference Protocol v2
+// error body ({"error": "message"}) gives the Detail, with the Code taken from the status.
 type Error struct {
 	Status  int
 	Problem Problem
+	// RetryAfter is the Retry-After header of a 429 or 503 answer (0 when absent): how long to wait
+	// before sending the request again.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -94,9 +99,20 @@ const maxErrorBody = 64 << 10
 func responseError(resp *http.Response) *Error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	e := &Error{Status: resp.StatusCode}
-	var p Problem
-	if err := json.Unmarshal(body, &p); err == nil && (p.Detail != "" || p.Code != "") {
-		e.Problem = p
+	var p struct {
+		Problem
+		V2Error string `json:"error"` // the OIP v2 error body
+	}
+	if err := json.Unmarshal(body, &p); err == nil {
+		switch {
+		case p.Detail != "" || p.Code != "":
+			e.Problem = p.Problem
+		case p.V2Error != "":
+			e.Problem.Detail = p.V2Error
+		}
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s >= 0 {
+		e.RetryAfter = time.Duration(s) * time.Second
 	}
 	if e.Problem.Status == 0 {
 		e.Problem.Status = resp.StatusCode

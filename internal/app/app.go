@@ -19,6 +19,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/blob"
 	"github.com/slipway-ml/slipway/internal/catalog"
 	"github.com/slipway-ml/slipway/internal/config"
+	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
@@ -31,6 +32,7 @@ type App struct {
 	lock    *os.File
 	db      *sqlstore.DB
 	catalog *catalog.Service
+	deploy  *deploy.Service
 	api     *httpapi.Server
 }
 
@@ -79,8 +81,17 @@ func (a *App) open(ctx context.Context) error {
 	if err := a.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Log: a.log, Ready: a.db.Ping,
-		MaxUploadBytes: a.cfg.MaxUploadBytes, TempDir: blobs.TempDir()})
+	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log})
+	a.deploy.ReadyTimeout = a.cfg.ReadyTimeout
+	a.catalog.LoadTimeout = a.cfg.ReadyTimeout
+	a.deploy.ReplicaLog = func(deployment, replica, line string) {
+		a.log.Debug("replica output", "deployment", deployment, "replica", replica, "line", line)
+	}
+	if err := a.deploy.Recover(ctx); err != nil {
+		return err
+	}
+	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
+		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes, TempDir: blobs.TempDir()})
 	return nil
 }
 
@@ -155,9 +166,12 @@ func (a *App) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the stores and the data folder lock.
+// Close stops the deployments' replicas, then releases the stores and the data folder lock.
 func (a *App) Close() error {
 	var errs []error
+	if a.deploy != nil {
+		a.deploy.Close()
+	}
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 	}

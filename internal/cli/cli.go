@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -37,15 +38,17 @@ const defaultDataDir = "slipway-data"
 // Execute runs the CLI with args (without the program name) and returns the exit code: 0, or 1 after printing
 // "Error: ..." on stderr.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer, hooks Hooks) int {
-	a := &app{stdout: stdout, stderr: stderr, hooks: hooks, getenv: os.Getenv}
+	a := &app{stdin: os.Stdin, stdout: stdout, stderr: stderr, hooks: hooks, getenv: os.Getenv}
 	return a.execute(ctx, args)
 }
 
 // app is one run of the CLI: its streams, environment and global flags.
 type app struct {
+	stdin          io.Reader // `slipway predict --data -`
 	stdout, stderr io.Writer
 	hooks          Hooks
 	getenv         func(string) string
+	poll           time.Duration // how often waiting commands read a deployment; 0 is defaultPoll
 
 	url    string
 	token  string
@@ -116,6 +119,8 @@ func (a *app) rootCommand() *cobra.Command {
   slipway server                 run the server (see 'slipway server --help')
   slipway models push DIR --model NAME
   slipway models list
+  slipway deploy NAME --model MODEL@ALIAS
+  slipway predict NAME --data input.json
 
 The client commands talk to --url (env SLIPWAY_URL) with --token (env SLIPWAY_TOKEN; by default the
 admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or ./slipway-data).`,
@@ -141,8 +146,8 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	pf.StringVar(&a.token, "token", "", "API token (env SLIPWAY_TOKEN; else $SLIPWAY_DATA_DIR/admin.token or ./slipway-data/admin.token)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
-	root.AddCommand(a.serverCommand(), a.workerCommand(), a.modelsCommand(), a.tokensCommand(),
-		a.whoamiCommand(), a.versionCommand())
+	root.AddCommand(a.serverCommand(), a.workerCommand(), a.modelsCommand(), a.deployCommand(), a.deploymentsCommand(),
+		a.predictCommand(), a.tokensCommand(), a.whoamiCommand(), a.versionCommand())
 	return root
 }
 

@@ -22,18 +22,20 @@ type Config struct {
 	Python           string
 	ORTLibrary       string
 	MaxUploadBytes   int64
+	MaxPayloadBytes  int64
 	MaxUnpackedBytes int64
 	MaxFiles         int
 	MaxRatio         float64
 	ShutdownTimeout  time.Duration
+	ReadyTimeout     time.Duration
 }
 
 // Default returns the defaults documented in the README.
 func Default() Config {
 	return Config{
 		DataDir: "./slipway-data", Addr: "127.0.0.1:8080", LogFormat: "text", LogLevel: "info",
-		Python: "/usr/bin/python3", MaxUploadBytes: 1 << 30, MaxUnpackedBytes: 4 << 30, MaxFiles: 10_000,
-		MaxRatio: 200, ShutdownTimeout: 30 * time.Second,
+		Python: "/usr/bin/python3", MaxUploadBytes: 1 << 30, MaxPayloadBytes: 10 << 20, MaxUnpackedBytes: 4 << 30, MaxFiles: 10_000,
+		MaxRatio: 200, ShutdownTimeout: 30 * time.Second, ReadyTimeout: 2 * time.Minute,
 	}
 }
 
@@ -68,9 +70,11 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.Python, "python", c.Python, "Python interpreter for python-runtime models (env SLIPWAY_PYTHON)")
 	fs.StringVar(&c.ORTLibrary, "ort-lib", c.ORTLibrary, "path to libonnxruntime.so (env SLIPWAY_ORT_LIB; default: where scripts/install-ort.sh puts it)")
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload-bytes", c.MaxUploadBytes, "largest artifact upload accepted (env SLIPWAY_MAX_UPLOAD_BYTES)")
+	fs.Int64Var(&c.MaxPayloadBytes, "max-payload-bytes", c.MaxPayloadBytes, "largest prediction request body (larger → 413)")
 	fs.Int64Var(&c.MaxUnpackedBytes, "max-unpacked-bytes", c.MaxUnpackedBytes, "largest total size of an unpacked artifact")
 	fs.IntVar(&c.MaxFiles, "max-files", c.MaxFiles, "most files (entries) in an artifact archive")
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
+	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -90,7 +94,7 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
 	}
-	if c.MaxUploadBytes <= 0 || c.MaxUnpackedBytes <= 0 || c.MaxFiles <= 0 || c.MaxRatio <= 1 {
+	if c.MaxUploadBytes <= 0 || c.MaxPayloadBytes <= 0 || c.MaxUnpackedBytes <= 0 || c.MaxFiles <= 0 || c.MaxRatio <= 1 {
 		errs = append(errs, errors.New("upload limits must be positive (and the compression ratio above 1)"))
 	}
 	abs, err := filepath.Abs(c.DataDir)

@@ -82,7 +82,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 
 // noClientErrors are the operations that take no input and need no token: nothing a client sends can make them
 // answer 4xx, so they are exempt from the 4xx rule below.
-var noClientErrors = []string{"GET /healthz", "GET /readyz", "GET /api/v1/openapi.json"}
+var noClientErrors = []string{"GET /healthz", "GET /readyz", "GET /api/v1/openapi.json", "GET /v2/health/live", "GET /v2/health/ready"}
 
 func TestOpenAPIOperations(t *testing.T) {
 	doc := readOpenAPI(t)
@@ -134,7 +134,10 @@ func TestOpenAPIOperations(t *testing.T) {
 	}
 }
 
-// TestOpenAPIProblemResponses checks that error responses are problem+json documents referencing Problem.
+// TestOpenAPIProblemResponses checks that error responses are problem+json documents referencing Problem,
+// except under /v2, where the Open Inference Protocol's errors are application/json documents ({"error": "..."},
+// or a readiness answer) with a V2 schema. Missing or insufficient tokens (401, 403) are Problems everywhere:
+// the authentication in front of every route writes them.
 func TestOpenAPIProblemResponses(t *testing.T) {
 	var doc struct {
 		Components struct {
@@ -168,6 +171,14 @@ func TestOpenAPIProblemResponses(t *testing.T) {
 			resp, ok := doc.Components.Responses[name]
 			if !ok {
 				t.Errorf("%s %s: no components/responses/%s", key, code, name)
+				continue
+			}
+			_, path, _ := strings.Cut(key, " ")
+			if (path == "/v2" || strings.HasPrefix(path, "/v2/")) && code != "401" && code != "403" {
+				got := resp.Content["application/json"].Schema.Ref
+				if !strings.HasPrefix(got, "#/components/schemas/V2") || len(resp.Content) != 1 {
+					t.Errorf("%s %s: components/responses/%s must be only application/json with a V2 schema such as V2Error (got %q)", key, code, name, got)
+				}
 				continue
 			}
 			if got := resp.Content["application/problem+json"].Schema.Ref; got != "#/components/schemas/Problem" {

@@ -29,6 +29,8 @@ func statusOf(code string) int {
 		return http.StatusTooManyRequests
 	case slipway.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
+	case slipway.ETIMEOUT:
+		return http.StatusGatewayTimeout
 	}
 	return http.StatusInternalServerError
 }

@@ -13,29 +13,34 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/catalog"
+	"github.com/slipway-ml/slipway/internal/deploy"
 )
 
 // Config wires the API server.
 type Config struct {
 	Tokens         slipway.TokenStore
 	Catalog        *catalog.Service
+	Deployments    *deploy.Service
 	Log            *slog.Logger
 	Ready          func(context.Context) error // readiness probe (database reachable)
 	MaxUploadBytes int64                       // artifact upload cap
 	TempDir        string                      // where uploads are spooled (same filesystem as the blob store)
+	MaxPayload     int64                       // prediction request body cap
 }
 
 // Server serves the API.
 type Server struct {
-	tokens  slipway.TokenStore
-	auth    *authenticator
-	catalog *catalog.Service
-	log     *slog.Logger
-	ready   func(context.Context) error
-	maxUp   int64
-	tempDir string
-	mux     *http.ServeMux
-	routes  []route
+	tokens      slipway.TokenStore
+	auth        *authenticator
+	catalog     *catalog.Service
+	deployments *deploy.Service
+	maxPayload  int64
+	log         *slog.Logger
+	ready       func(context.Context) error
+	maxUp       int64
+	tempDir     string
+	mux         *http.ServeMux
+	routes      []route
 }
 
 // route is one line of the API table: pattern, handler and the role it needs ("" = public).
@@ -48,7 +53,11 @@ type route struct {
 // New builds the server and its route table.
 func New(cfg Config) *Server {
 	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
-		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux()}
+		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
+		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload}
+	if s.maxPayload <= 0 {
+		s.maxPayload = 10 << 20
+	}
 	s.routes = []route{
 		{"GET /healthz", s.handleHealthz, ""},
 		{"GET /readyz", s.handleReadyz, ""},
@@ -74,6 +83,27 @@ func New(cfg Config) *Server {
 		{"GET /api/v1/models/{model}/aliases/{alias}", s.handleAliasGet, slipway.RoleViewer},
 		{"PUT /api/v1/models/{model}/aliases/{alias}", s.handleAliasSet, slipway.RoleEditor},
 		{"DELETE /api/v1/models/{model}/aliases/{alias}", s.handleAliasDelete, slipway.RoleEditor},
+
+		{"POST /api/v1/deployments", s.handleDeploymentCreate, slipway.RoleEditor},
+		{"GET /api/v1/deployments", s.handleDeploymentList, slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}", s.handleDeploymentGet, slipway.RoleViewer},
+		{"PATCH /api/v1/deployments/{name}", s.handleDeploymentUpdate, slipway.RoleEditor},
+		{"DELETE /api/v1/deployments/{name}", s.handleDeploymentDelete, slipway.RoleEditor},
+		{"POST /api/v1/deployments/{name}/activate", s.handleDeploymentActivate, slipway.RoleEditor},
+		{"POST /api/v1/deployments/{name}/deactivate", s.handleDeploymentDeactivate, slipway.RoleEditor},
+
+		{"POST /deployments/{name}/predict", s.handlePredict, slipway.RolePredict},
+		{"POST /deployments/{name}/invocations", s.handleInvocations, slipway.RolePredict},
+
+		{"GET /v2/health/live", s.handleV2Live, ""},
+		{"GET /v2/health/ready", s.handleV2Ready, ""},
+		{"GET /v2", s.handleV2Server, slipway.RolePredict},
+		{"GET /v2/models/{name}", s.handleV2ModelMetadata, slipway.RolePredict},
+		{"GET /v2/models/{name}/ready", s.handleV2ModelReady, slipway.RolePredict},
+		{"POST /v2/models/{name}/infer", s.handleV2Infer, slipway.RolePredict},
+		{"GET /v2/models/{name}/versions/{version}", s.handleV2ModelMetadata, slipway.RolePredict},
+		{"GET /v2/models/{name}/versions/{version}/ready", s.handleV2ModelReady, slipway.RolePredict},
+		{"POST /v2/models/{name}/versions/{version}/infer", s.handleV2Infer, slipway.RolePredict},
 	}
 	for _, rt := range s.routes {
 		h := rt.handler

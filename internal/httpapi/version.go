@@ -214,6 +214,9 @@ func (s *Server) handleAliasSet(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
+	if s.deployments != nil {
+		s.deployments.AliasMoved(r.Context(), name, alias, in.Version)
+	}
 	writeJSON(w, http.StatusOK, move)
 }
 

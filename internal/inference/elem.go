@@ -16,8 +16,8 @@ import (
 // element.
 type column struct {
 	dt    dtype
-	what  string // what the elements are for, in "expected a number for %s": "INT32", `column "age"`
-	is    string // the datatype, in "1.5 is not an integer (%s)": "INT32", `column "age" is int64`
+	col   string // the column's name in messages; "" for OIP tensors, where messages name the datatype
+	label string // the column's dtype as the user wrote it (int64), when col is set
 	data  []byte
 	arena []byte
 	ends  []int
@@ -25,7 +25,7 @@ type column struct {
 }
 
 func newColumn(dt dtype, capacity int) *column {
-	c := &column{dt: dt, what: dt.String(), is: dt.String()}
+	c := &column{dt: dt}
 	if dt == dtBytes {
 		c.ends = make([]int, 0, capacity)
 	} else {
@@ -54,7 +54,23 @@ func (c *column) tensor(name string, shape []int64) workerproto.Tensor {
 }
 
 func (c *column) expected(want string, src []byte, t tok) error {
-	return fmt.Errorf("expected %s for %s, got %s", want, c.what, describe(src, t))
+	return fmt.Errorf("expected %s for %s, got %s", want, c.what(), describe(src, t))
+}
+
+// what names what the elements are for, as in "expected a number for INT32" or `for column "age"`.
+func (c *column) what() string {
+	if c.col == "" {
+		return c.dt.String()
+	}
+	return fmt.Sprintf("column %q", c.col)
+}
+
+// is names the datatype, as in "1.5 is not an integer (INT32)" or `(column "age" is int64)`.
+func (c *column) is() string {
+	if c.col == "" {
+		return c.dt.String()
+	}
+	return fmt.Sprintf("column %q is %s", c.col, c.label)
 }
 
 // add converts one JSON value and appends it.
@@ -88,25 +104,25 @@ func (c *column) add(src []byte, t tok) error {
 		case kInt:
 			var ok bool
 			if neg, mag, ok = parseIntText(raw); !ok {
-				return fmt.Errorf("%s is out of range (%s)", clip(raw), c.is)
+				return fmt.Errorf("%s is out of range (%s)", clip(raw), c.is())
 			}
 		case kFloat:
 			f, err := strconv.ParseFloat(string(raw), 64)
 			if err != nil && math.IsInf(f, 0) {
-				return fmt.Errorf("%s is out of range (%s)", clip(raw), c.is)
+				return fmt.Errorf("%s is out of range (%s)", clip(raw), c.is())
 			}
 			if f != math.Trunc(f) {
-				return fmt.Errorf("%s is not an integer (%s)", clip(raw), c.is)
+				return fmt.Errorf("%s is not an integer (%s)", clip(raw), c.is())
 			}
 			if math.Abs(f) > 1<<53 {
-				return fmt.Errorf("%s: write integers beyond 2^53 without a fraction or exponent (%s)", clip(raw), c.is)
+				return fmt.Errorf("%s: write integers beyond 2^53 without a fraction or exponent (%s)", clip(raw), c.is())
 			}
 			neg, mag = f < 0, uint64(math.Abs(f))
 		default:
 			return c.expected("an integer", src, t)
 		}
 		if !intFits(c.dt, neg, mag) {
-			return fmt.Errorf("%s is out of range (%s)", clip(raw), c.is)
+			return fmt.Errorf("%s is out of range (%s)", clip(raw), c.is())
 		}
 		c.data = appendUint(c.data, c.dt.size(), intBits(neg, mag))
 	default:
@@ -125,16 +141,20 @@ func (c *column) float(src []byte, t tok) (float64, error) {
 	switch t.k {
 	case kInt, kFloat:
 		raw := t.raw(src)
-		bits := 64
-		if c.dt == dtFP32 {
-			bits = 32 // round once, from the decimal text
+		f, ok := fastFloat(raw, c.dt == dtFP32)
+		if !ok {
+			bits := 64
+			if c.dt == dtFP32 {
+				bits = 32 // round once, from the decimal text
+			}
+			var err error
+			f, err = strconv.ParseFloat(string(raw), bits)
+			if err != nil && math.IsInf(f, 0) { // an underflow to zero or a subnormal is fine
+				return 0, fmt.Errorf("%s is out of range (%s)", clip(raw), c.is())
+			}
 		}
-		f, err := strconv.ParseFloat(string(raw), bits)
-		if err != nil && !math.IsInf(f, 0) {
-			err = nil // underflow to zero or a subnormal is fine
-		}
-		if err != nil || c.dt == dtFP16 && !halfFits(f) {
-			return 0, fmt.Errorf("%s is out of range (%s)", clip(raw), c.is)
+		if c.dt == dtFP16 && !halfFits(f) {
+			return 0, fmt.Errorf("%s is out of range (%s)", clip(raw), c.is())
 		}
 		return f, nil
 	case kNull:
@@ -145,6 +165,96 @@ func (c *column) float(src []byte, t tok) (float64, error) {
 		}
 	}
 	return 0, c.expected("a number", src, t)
+}
+
+var (
+	pow10f64 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+	pow10f32 = [...]float32{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10}
+)
+
+// fastFloat converts a JSON number (validated by the scanner) with few digits and a small exponent,
+// the common case, without strconv's general algorithm: when the decimal mantissa and the power of
+// ten are both exact in the float type, one multiplication or division rounds correctly (Clinger's
+// fast path, which strconv also takes after its own parse). It reports false for anything else.
+func fastFloat(b []byte, f32 bool) (float64, bool) {
+	i, neg := 0, false
+	if i < len(b) && b[i] == '-' {
+		neg, i = true, i+1
+	}
+	var mant uint64
+	digits, exp := 0, 0
+	for ; i < len(b) && isDigit(b[i]); i++ {
+		if mant != 0 || b[i] != '0' {
+			digits++
+		}
+		mant = mant*10 + uint64(b[i]-'0')
+		if digits > 15 {
+			return 0, false
+		}
+	}
+	if i < len(b) && b[i] == '.' {
+		for i++; i < len(b) && isDigit(b[i]); i++ {
+			if mant != 0 || b[i] != '0' {
+				digits++
+			}
+			mant = mant*10 + uint64(b[i]-'0')
+			exp--
+			if digits > 15 {
+				return 0, false
+			}
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			eneg, i = b[i] == '-', i+1
+		}
+		e := 0
+		for ; i < len(b) && isDigit(b[i]); i++ {
+			e = e*10 + int(b[i]-'0')
+			if e > 100 {
+				return 0, false
+			}
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	if i != len(b) {
+		return 0, false
+	}
+	var f float64
+	switch {
+	case mant == 0:
+		f = 0
+	case f32:
+		if mant >= 1<<24 || exp < -10 || exp > 10 {
+			return 0, false
+		}
+		x := float32(mant)
+		if exp < 0 {
+			x /= pow10f32[-exp]
+		} else {
+			x *= pow10f32[exp]
+		}
+		f = float64(x)
+	default:
+		if exp < -22 || exp > 22 { // mant < 10^15 < 2^53: exact
+			return 0, false
+		}
+		f = float64(mant)
+		if exp < 0 {
+			f /= pow10f64[-exp]
+		} else {
+			f *= pow10f64[exp]
+		}
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
 }
 
 // specialFloat recognises the names of NaN and the infinities (case-insensitive).

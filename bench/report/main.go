@@ -1,0 +1,228 @@
+// Command report turns the JSON lines written by bench/loadgen (one per measured cell, with -meta target=…
+// and -meta rows=…) and by bench/run.sh (one {"meta":{"target":…},"skipped":…} per target that could not run)
+// into the Markdown table and the ratios of the serving benchmark. It never fails on a missed target: the
+// verdicts are information.
+//
+//	report -in bench/results/RUN.jsonl
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Record is one line of the results file.
+type Record struct {
+	Label       string            `json:"label"`
+	Meta        map[string]string `json:"meta"`
+	Skipped     string            `json:"skipped"`
+	Concurrency int               `json:"c"`
+	DurationS   float64           `json:"duration_s"`
+	OK          uint64            `json:"ok"`
+	Errors      uint64            `json:"errors"`
+	FirstError  string            `json:"first_error"`
+	RPS         float64           `json:"rps"`
+	P50MS       float64           `json:"p50_ms"`
+	P90MS       float64           `json:"p90_ms"`
+	P99MS       float64           `json:"p99_ms"`
+	MaxMS       float64           `json:"max_ms"`
+	Conns       uint64            `json:"conns"`
+}
+
+func (r *Record) target() string { return r.Meta["target"] }
+func (r *Record) rows() int      { n, _ := strconv.Atoi(r.Meta["rows"]); return n }
+
+// Ratio is one headline comparison: req/s of Num over req/s of Den at the same rows and concurrency.
+type Ratio struct {
+	Name     string
+	Num, Den string
+	Rows, C  int
+	Target   float64
+}
+
+// Ratios are the benchmark's goals (see bench/README.md).
+var Ratios = []Ratio{
+	{Name: "Slipway ONNX / Go net/http ceiling", Num: "slipway-onnx", Den: "ceiling", Rows: 1, C: 32, Target: 0.6},
+	{Name: "Slipway Python / Flask+gunicorn", Num: "slipway-python", Den: "flask-gunicorn", Rows: 1, C: 32, Target: 2},
+	{Name: "Slipway Python / Flask+gunicorn", Num: "slipway-python", Den: "flask-gunicorn", Rows: 100, C: 32, Target: 2},
+	{Name: "Batching on / off (RandomForest)", Num: "slipway-forest-batch", Den: "slipway-forest-nobatch", Rows: 1, C: 32, Target: 4},
+}
+
+// Read parses a results file; blank lines are ignored.
+func Read(r io.Reader) ([]*Record, error) {
+	var out []*Record
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		rec := &Record{}
+		if err := json.Unmarshal([]byte(line), rec); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if rec.target() == "" {
+			return nil, fmt.Errorf("line %d: no meta.target", n)
+		}
+		out = append(out, rec)
+	}
+	return out, sc.Err()
+}
+
+// find returns the last measured cell of target at rows and c (a re-run replaces an earlier one).
+func find(recs []*Record, target string, rows, c int) *Record {
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if r.Skipped == "" && r.target() == target && r.rows() == rows && r.Concurrency == c {
+			return r
+		}
+	}
+	return nil
+}
+
+func skipped(recs []*Record, target string) string {
+	for _, r := range recs {
+		if r.Skipped != "" && r.target() == target {
+			return r.Skipped
+		}
+	}
+	return ""
+}
+
+// fmtNum formats a number for the tables.
+func fmtNum(v float64) string {
+	switch {
+	case v >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func escape(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
+
+// Write renders the table and the ratios.
+func Write(w io.Writer, recs []*Record) {
+	var order []string
+	for _, r := range recs {
+		if !slices.Contains(order, r.target()) {
+			order = append(order, r.target())
+		}
+	}
+	fmt.Fprintln(w, "| target | rows | c | req/s | p50 ms | p90 ms | p99 ms | max ms | errors |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, t := range order {
+		var cells []*Record
+		for _, r := range recs {
+			if r.Skipped == "" && r.target() == t && find(recs, t, r.rows(), r.Concurrency) == r {
+				cells = append(cells, r)
+			}
+		}
+		slices.SortStableFunc(cells, func(a, b *Record) int {
+			return cmp.Or(cmp.Compare(a.rows(), b.rows()), cmp.Compare(a.Concurrency, b.Concurrency))
+		})
+		for _, r := range cells {
+			errs := strconv.FormatUint(r.Errors, 10)
+			if r.Errors > 0 {
+				errs = "**" + errs + "**"
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", t, r.rows(), r.Concurrency,
+				fmtNum(r.RPS), fmtNum(r.P50MS), fmtNum(r.P90MS), fmtNum(r.P99MS), fmtNum(r.MaxMS), errs)
+		}
+		if why := skipped(recs, t); why != "" && len(cells) == 0 {
+			fmt.Fprintf(w, "| %s | | | not run: %s | | | | | |\n", t, escape(why))
+		}
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| ratio (req/s) | rows | c | measured | target | verdict | note |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|---|---|")
+	for _, q := range Ratios {
+		measured, verdict, note := Evaluate(recs, q)
+		fmt.Fprintf(w, "| %s | %d | %d | %s | ≥ %g | %s | %s |\n", q.Name, q.Rows, q.C, measured, q.Target, verdict, escape(note))
+	}
+
+	var errNotes []string
+	for _, r := range recs {
+		if r.Skipped == "" && r.Errors > 0 && find(recs, r.target(), r.rows(), r.Concurrency) == r {
+			errNotes = append(errNotes, fmt.Sprintf("- %s rows=%d c=%d: %d errors, first: %s", r.target(), r.rows(),
+				r.Concurrency, r.Errors, escape(r.FirstError)))
+		}
+	}
+	if len(errNotes) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Errors:")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, strings.Join(errNotes, "\n"))
+	}
+}
+
+// Evaluate computes one ratio: the formatted value, PASS/MISS (or n/a when a side was not measured) and a note.
+func Evaluate(recs []*Record, q Ratio) (measured, verdict, note string) {
+	num, den := find(recs, q.Num, q.Rows, q.C), find(recs, q.Den, q.Rows, q.C)
+	var missing []string
+	for _, side := range []struct {
+		name string
+		rec  *Record
+	}{{q.Num, num}, {q.Den, den}} {
+		if side.rec == nil {
+			why := skipped(recs, side.name)
+			if why == "" {
+				why = "not measured"
+			}
+			missing = append(missing, side.name+": "+why)
+		}
+	}
+	if len(missing) > 0 {
+		return "–", "n/a", strings.Join(missing, "; ")
+	}
+	if den.RPS == 0 {
+		return "–", "n/a", q.Den + " served no successful request"
+	}
+	r := num.RPS / den.RPS
+	verdict = "MISS"
+	if r >= q.Target {
+		verdict = "PASS"
+	}
+	note = fmt.Sprintf("%s vs %s req/s; p99 %s vs %s ms", fmtNum(num.RPS), fmtNum(den.RPS), fmtNum(num.P99MS), fmtNum(den.P99MS))
+	if num.Errors > 0 || den.Errors > 0 {
+		note += fmt.Sprintf("; ERRORS (%d vs %d): the ratio is not trustworthy", num.Errors, den.Errors)
+	}
+	return fmt.Sprintf("%.2f×", r), verdict, note
+}
+
+func main() {
+	in := flag.String("in", "", "results file (JSON lines); default stdin")
+	flag.Parse()
+	var r io.Reader = os.Stdin
+	if *in != "" {
+		f, err := os.Open(*in)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		r = f
+	}
+	recs, err := Read(r)
+	if err == nil && len(recs) == 0 {
+		err = errors.New("no results")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	Write(os.Stdout, recs)
+}

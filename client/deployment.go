@@ -1,0 +1,132 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// DeploymentSpec is the body of CreateDeployment and UpdateDeployment. Nil fields are not sent: on create
+// the server's defaults apply (1 replica, no batching, timeout 30000 ms, queue 100), on update they are left
+// unchanged.
+type DeploymentSpec struct {
+	// Name and Model are required on create. On update Name may only repeat the deployment's name and
+	// Model its model: a deployment is never renamed nor moved to another model.
+	Name  string `json:"name,omitempty"`
+	Model string `json:"model,omitempty"`
+	// Version pins a version number; Alias (with or without '@') resolves an alias when the deployment is
+	// created or updated. Give at most one; with neither, create deploys the newest READY version.
+	Version *int    `json:"version,omitempty"`
+	Alias   *string `json:"alias,omitempty"`
+	// FollowAlias rolls the deployment out to the alias's new version whenever the alias moves.
+	FollowAlias *bool `json:"follow_alias,omitempty"`
+	Replicas    *int  `json:"replicas,omitempty"`
+	// Batching merges concurrent requests into one model call; MaxBatchSize 0 (or 1) turns it off.
+	Batching  *slipway.Batching `json:"batching,omitempty"`
+	TimeoutMS *int              `json:"timeout_ms,omitempty"`
+	MaxQueue  *int              `json:"max_queue,omitempty"`
+	// Env is the replicas' extra environment. It replaces the whole environment: a nil map is not sent,
+	// an empty one clears it.
+	Env map[string]string `json:"env,omitzero"`
+}
+
+// CreateDeployment creates a deployment. It answers at once with the deployment in state CREATING: the
+// replicas start in the background (see WaitDeployment).
+func (c *Client) CreateDeployment(ctx context.Context, spec DeploymentSpec) (*slipway.Deployment, error) {
+	var d slipway.Deployment
+	if err := c.do(ctx, http.MethodPost, apiPath("deployments"), nil, spec, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// ListDeployments returns every deployment, by name, with the live status of its replicas.
+func (c *Client) ListDeployments(ctx context.Context) ([]*slipway.Deployment, error) {
+	var p page[*slipway.Deployment]
+	if err := c.do(ctx, http.MethodGet, apiPath("deployments"), nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return p.Items, nil
+}
+
+// GetDeployment returns a deployment with the live status of its replicas and its prediction URLs.
+func (c *Client) GetDeployment(ctx context.Context, name string) (*slipway.Deployment, error) {
+	var d slipway.Deployment
+	if err := c.do(ctx, http.MethodGet, apiPath("deployments", name), nil, nil, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// UpdateDeployment changes a deployment (nil fields of spec are left unchanged). A new version or
+// environment rolls out in the background with the deployment in state UPDATING; the previous replicas
+// keep serving until the new ones are ready, and stay if they fail (the state is then ACTIVE again with a
+// reason saying why the update was rejected).
+func (c *Client) UpdateDeployment(ctx context.Context, name string, spec DeploymentSpec) (*slipway.Deployment, error) {
+	var d slipway.Deployment
+	if err := c.do(ctx, http.MethodPatch, apiPath("deployments", name), nil, spec, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// DeleteDeployment stops a deployment's replicas and deletes it.
+func (c *Client) DeleteDeployment(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("deployments", name), nil, nil, nil)
+}
+
+// ActivateDeployment starts the replicas of an INACTIVE or FAILED deployment again, in the background.
+func (c *Client) ActivateDeployment(ctx context.Context, name string) (*slipway.Deployment, error) {
+	var d slipway.Deployment
+	if err := c.do(ctx, http.MethodPost, apiPath("deployments", name, "activate"), nil, nil, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// DeactivateDeployment stops a deployment's replicas and keeps its configuration and URLs.
+func (c *Client) DeactivateDeployment(ctx context.Context, name string) (*slipway.Deployment, error) {
+	var d slipway.Deployment
+	if err := c.do(ctx, http.MethodPost, apiPath("deployments", name, "deactivate"), nil, nil, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// DefaultPoll is WaitDeployment's interval when poll is 0.
+const DefaultPoll = time.Second
+
+// WaitDeployment polls a deployment every poll (DefaultPoll when 0) until until returns true for it, and
+// returns that deployment. The first poll is immediate. Any error of the API ends the wait with that error.
+// When ctx ends first, it returns the last deployment it saw (nil if none) with an error wrapping ctx.Err(),
+// so that the caller can say what state it was stuck in.
+func (c *Client) WaitDeployment(ctx context.Context, name string, until func(*slipway.Deployment) bool, poll time.Duration) (*slipway.Deployment, error) {
+	if poll <= 0 {
+		poll = DefaultPoll
+	}
+	var last *slipway.Deployment
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("client: wait for deployment %s: %w", name, ctx.Err())
+		case <-timer.C:
+		}
+		d, err := c.GetDeployment(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, fmt.Errorf("client: wait for deployment %s: %w", name, ctx.Err())
+			}
+			return last, err
+		}
+		last = d
+		if until(d) {
+			return d, nil
+		}
+		timer.Reset(poll)
+	}
+}

@@ -1,0 +1,628 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// churnRows reads the first n feature rows of the bundled data set.
+func churnRows(t *testing.T, n int) (cols []string, rows [][]any) {
+	t.Helper()
+	f, err := os.Open(examplePath("data", "churn.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols = []string{"age", "tenure_months", "monthly_charges", "plan", "support_calls"}
+	idx := map[string]int{}
+	for i, h := range recs[0] {
+		idx[h] = i
+	}
+	for _, rec := range recs[1 : n+1] {
+		row := make([]any, len(cols))
+		for j, c := range cols {
+			if c == "plan" {
+				row[j] = rec[idx[c]]
+			} else {
+				row[j], _ = strconv.ParseFloat(rec[idx[c]], 64)
+			}
+		}
+		rows = append(rows, row)
+	}
+	return cols, rows
+}
+
+// pythonReference runs the pickled model directly in Python on the same rows: the ground truth.
+func pythonReference(t *testing.T, n int) (pred []int, prob []float64) {
+	t.Helper()
+	script := fmt.Sprintf(`
+import json, pickle, pandas as pd
+m = pickle.load(open(%q, "rb"))
+df = pd.read_csv(%q).head(%d)[["age", "tenure_months", "monthly_charges", "plan", "support_calls"]]
+print(json.dumps({"pred": m.predict(df).tolist(), "prob": m.predict_proba(df)[:, 1].tolist()}))
+`, examplePath("sklearn-churn", "model.pkl"), examplePath("data", "churn.csv"), n)
+	out, err := exec.Command("/usr/bin/python3", "-c", script).Output()
+	if err != nil {
+		t.Fatalf("python reference: %v", err)
+	}
+	var ref struct {
+		Pred []int     `json:"pred"`
+		Prob []float64 `json:"prob"`
+	}
+	if err := json.Unmarshal(out, &ref); err != nil {
+		t.Fatal(err)
+	}
+	return ref.Pred, ref.Prob
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// deploy creates a deployment through the CLI and waits until it is ACTIVE.
+func deploy(t *testing.T, s *server, args ...string) {
+	t.Helper()
+	out, errOut, code := s.cli(append([]string{"deploy"}, args...)...)
+	if code != 0 {
+		t.Fatalf("deploy %v: exit %d\n%s\n%s", args, code, out, errOut)
+	}
+}
+
+func pushExamples(t *testing.T, s *server) {
+	t.Helper()
+	if out, errOut, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",
+		"--metadata", examplePath("sklearn-churn", "metadata.json"), "--alias", "champion"); code != 0 {
+		t.Fatalf("push: %s %s", out, errOut)
+	}
+	if out, errOut, code := s.cli("models", "push", examplePath("onnx-churn", "model.onnx"), "--model", "churn-onnx",
+		"--metadata", examplePath("onnx-churn", "metadata.json")); code != 0 {
+		t.Fatalf("push onnx: %s %s", out, errOut)
+	}
+}
+
+func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(1, math.Abs(b)) }
+
+// The same rows through all three protocols give the predictions of the model run directly in Python.
+func TestDeployThreeProtocolsMatchPython(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	deploy(t, s, "churn", "--model", "churn@champion", "--replicas", "2")
+	const n = 20
+	cols, rows := churnRows(t, n)
+	wantPred, wantProb := pythonReference(t, n)
+
+	check := func(proto string, pred []int, prob []float64) {
+		t.Helper()
+		if len(pred) != n || len(prob) != n {
+			t.Fatalf("%s: %d predictions, %d probabilities; want %d", proto, len(pred), len(prob), n)
+		}
+		for i := range pred {
+			if pred[i] != wantPred[i] || !closeTo(prob[i], wantProb[i]) {
+				t.Fatalf("%s row %d: got %d/%v, python %d/%v", proto, i, pred[i], prob[i], wantPred[i], wantProb[i])
+			}
+		}
+	}
+
+	// OCI predict: the body goes to predict() as is.
+	resp, body := s.do(t, "POST", "/deployments/churn/predict", s.Token, bytes.NewReader(mustJSON(map[string]any{"data": rows, "columns": cols})), "application/json")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("X-Slipway-Model-Version") != "1" {
+		t.Fatalf("predict: %d %s %v", resp.StatusCode, body, resp.Header)
+	}
+	var oci struct {
+		Prediction  []int     `json:"prediction"`
+		Probability []float64 `json:"probability"`
+	}
+	json.Unmarshal(body, &oci)
+	check("predict", oci.Prediction, oci.Probability)
+
+	// MLflow: dataframe_split, dataframe_records and CSV.
+	records := make([]map[string]any, n)
+	var csvBuf strings.Builder
+	csvBuf.WriteString(strings.Join(cols, ",") + "\n")
+	for i, r := range rows {
+		records[i] = map[string]any{}
+		fields := make([]string, len(r))
+		for j, c := range cols {
+			records[i][c] = r[j]
+			fields[j] = fmt.Sprint(r[j])
+		}
+		csvBuf.WriteString(strings.Join(fields, ",") + "\n")
+	}
+	for _, tc := range []struct {
+		name, ct string
+		body     []byte
+	}{
+		{"dataframe_split", "application/json", mustJSON(map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows}})},
+		{"dataframe_records", "application/json", mustJSON(map[string]any{"dataframe_records": records})},
+		{"csv", "text/csv", []byte(csvBuf.String())},
+	} {
+		resp, body := s.do(t, "POST", "/deployments/churn/invocations", s.Token, bytes.NewReader(tc.body), tc.ct)
+		if resp.StatusCode != 200 {
+			t.Fatalf("invocations %s: %d %s", tc.name, resp.StatusCode, body)
+		}
+		var ml struct {
+			Predictions []struct {
+				Prediction  int     `json:"prediction"`
+				Probability float64 `json:"probability"`
+			} `json:"predictions"`
+		}
+		if err := json.Unmarshal(body, &ml); err != nil {
+			t.Fatalf("%s: %v: %s", tc.name, err, body)
+		}
+		pred, prob := make([]int, len(ml.Predictions)), make([]float64, len(ml.Predictions))
+		for i, p := range ml.Predictions {
+			pred[i], prob[i] = p.Prediction, p.Probability
+		}
+		check("invocations "+tc.name, pred, prob)
+	}
+
+	// Open Inference Protocol v2: one tensor per feature.
+	inputs := make([]map[string]any, len(cols))
+	for j, c := range cols {
+		data := make([]any, n)
+		for i := range rows {
+			data[i] = rows[i][j]
+		}
+		dt := "FP64"
+		if c == "plan" {
+			dt = "BYTES"
+		}
+		inputs[j] = map[string]any{"name": c, "shape": []int{n}, "datatype": dt, "data": data}
+	}
+	resp, body = s.do(t, "POST", "/v2/models/churn/infer", s.Token, bytes.NewReader(mustJSON(map[string]any{"id": "req-42", "inputs": inputs})), "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("v2 infer: %d %s", resp.StatusCode, body)
+	}
+	var v2 struct {
+		ID      string `json:"id"`
+		Model   string `json:"model_name"`
+		Outputs []struct {
+			Name string    `json:"name"`
+			Data []float64 `json:"data"`
+		} `json:"outputs"`
+	}
+	json.Unmarshal(body, &v2)
+	if v2.ID != "req-42" || v2.Model != "churn" {
+		t.Fatalf("v2 envelope: %s", body)
+	}
+	var pred []int
+	var prob []float64
+	for _, o := range v2.Outputs {
+		switch o.Name {
+		case "prediction":
+			for _, v := range o.Data {
+				pred = append(pred, int(v))
+			}
+		case "probability":
+			prob = o.Data
+		}
+	}
+	check("v2", pred, prob)
+	for _, path := range []string{"/v2/health/live", "/v2/health/ready"} {
+		if resp, body := s.do(t, "GET", path, "", nil, ""); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if resp, body := s.do(t, "GET", "/v2/models/churn/ready", s.Token, nil, ""); resp.StatusCode != 200 {
+		t.Fatalf("model ready: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := s.do(t, "GET", "/v2/models/churn", s.Token, nil, ""); resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"monthly_charges"`)) {
+		t.Fatalf("model metadata: %d %s", resp.StatusCode, body)
+	}
+}
+
+type expectedONNX struct {
+	Features      [][]float64 `json:"features"`
+	Probabilities [][]float64 `json:"probabilities"`
+	Labels        []int       `json:"label"`
+}
+
+func TestDeployONNXMatchesReference(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	deploy(t, s, "churn-onnx", "--model", "churn-onnx:1", "--replicas", "2")
+	raw, err := os.ReadFile(examplePath("onnx-churn", "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp expectedONNX
+	if err := json.Unmarshal(raw, &exp); err != nil {
+		t.Fatalf("expected.json: %v", err)
+	}
+	n := len(exp.Features)
+	flat := make([]float64, 0, n*4)
+	for _, r := range exp.Features {
+		flat = append(flat, r...)
+	}
+	compare := func(proto string, probs [][]float64, labels []int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if labels[i] != exp.Labels[i] || math.Abs(probs[i][1]-exp.Probabilities[i][1]) > 1e-5 {
+				t.Fatalf("%s row %d: %v/%d, want %v/%d", proto, i, probs[i], labels[i], exp.Probabilities[i], exp.Labels[i])
+			}
+		}
+	}
+	// MLflow tensor input.
+	resp, body := s.do(t, "POST", "/deployments/churn-onnx/invocations", s.Token, bytes.NewReader(mustJSON(map[string]any{"inputs": exp.Features})), "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("invocations: %d %s", resp.StatusCode, body)
+	}
+	// Several outputs, not all 1-D: MLflow answers {"predictions": {output: nested list}}.
+	var ml struct {
+		Predictions struct {
+			Probabilities [][]float64 `json:"probabilities"`
+			Label         []int       `json:"label"`
+		} `json:"predictions"`
+	}
+	if err := json.Unmarshal(body, &ml); err != nil || len(ml.Predictions.Label) != n {
+		t.Fatalf("invocations body %s: %v", body, err)
+	}
+	probs, labels := ml.Predictions.Probabilities, ml.Predictions.Label
+	compare("invocations", probs, labels)
+
+	// V2 with the model's own input.
+	req := map[string]any{"inputs": []map[string]any{{"name": "features", "shape": []int{n, 4}, "datatype": "FP32", "data": flat}}}
+	resp, body = s.do(t, "POST", "/v2/models/churn-onnx/infer", s.Token, bytes.NewReader(mustJSON(req)), "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("v2: %d %s", resp.StatusCode, body)
+	}
+	var v2 struct {
+		Outputs []struct {
+			Name  string    `json:"name"`
+			Shape []int     `json:"shape"`
+			Data  []float64 `json:"data"`
+		} `json:"outputs"`
+	}
+	json.Unmarshal(body, &v2)
+	for _, o := range v2.Outputs {
+		switch o.Name {
+		case "probabilities":
+			for i := range probs {
+				probs[i] = o.Data[2*i : 2*i+2]
+			}
+		case "label":
+			for i := range labels {
+				labels[i] = int(o.Data[i])
+			}
+		}
+	}
+	compare("v2", probs, labels)
+
+	// OCI predict on an ONNX model: {"inputs": {name: nested list}}.
+	resp, body = s.do(t, "POST", "/deployments/churn-onnx/predict", s.Token, bytes.NewReader(mustJSON(map[string]any{"inputs": map[string]any{"features": exp.Features}})), "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("predict: %d %s", resp.StatusCode, body)
+	}
+	var oci struct {
+		Outputs struct {
+			Probabilities [][]float64 `json:"probabilities"`
+			Label         []int       `json:"label"`
+		} `json:"outputs"`
+	}
+	json.Unmarshal(body, &oci)
+	compare("predict", oci.Outputs.Probabilities, oci.Outputs.Label)
+}
+
+// Bad payloads get a clear 4xx in each protocol.
+func TestBadPayloads(t *testing.T) {
+	s := startServer(t, "", "--max-payload-bytes", "4096")
+	pushExamples(t, s)
+	deploy(t, s, "churn", "--model", "churn@champion")
+	deploy(t, s, "onnx", "--model", "churn-onnx")
+	big := bytes.Repeat([]byte("1"), 5000)
+	tests := []struct {
+		name, path, ct, body string
+		status               int
+		detail               string
+	}{
+		{"not json", "/deployments/churn/invocations", "application/json", "{not json", 400, "JSON"},
+		{"no mlflow key", "/deployments/churn/invocations", "application/json", `{"rows": []}`, 400, "dataframe_split"},
+		{"two mlflow keys", "/deployments/churn/invocations", "application/json", `{"instances": [[1]], "inputs": [[1]]}`, 400, "instances"},
+		{"missing feature", "/deployments/churn/invocations", "application/json", `{"dataframe_split": {"columns": ["age"], "data": [[1.0]]}}`, 400, "tenure_months"},
+		{"wrong dtype", "/deployments/churn/invocations", "application/json", `{"dataframe_split": {"columns": ["age","tenure_months","monthly_charges","plan","support_calls"], "data": [["old", 1, 2, "pro", 0]]}}`, 400, "age"},
+		{"value not allowed", "/deployments/churn/invocations", "application/json", `{"dataframe_split": {"columns": ["age","tenure_months","monthly_charges","plan","support_calls"], "data": [[30, 1, 2, "platinum", 0]]}}`, 400, "platinum"},
+		{"csv wrong field count", "/deployments/churn/invocations", "text/csv", "age,tenure_months,monthly_charges,plan,support_calls\n1,2,3\n", 400, "line"},
+		{"too large", "/deployments/churn/invocations", "application/json", string(big), 413, "limit"},
+		{"empty body", "/deployments/churn/predict", "application/json", "", 400, "empty"},
+		{"model rejects input", "/deployments/churn/predict", "application/json", `{"data": [[1]]}`, 400, "rejected"},
+		{"v2 wrong shape", "/v2/models/onnx/infer", "application/json", `{"inputs": [{"name": "features", "shape": [2, 4], "datatype": "FP32", "data": [1,2,3]}]}`, 400, "inputs[0]"},
+		{"v2 wrong dtype", "/v2/models/onnx/infer", "application/json", `{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": ["a","b","c","d"]}]}`, 400, "inputs[0]"},
+		{"v2 missing inputs", "/v2/models/onnx/infer", "application/json", `{"id": "x"}`, 400, "inputs"},
+		{"v2 unknown model", "/v2/models/nope/infer", "application/json", `{"inputs": []}`, 404, "nope"},
+		{"unknown deployment", "/deployments/nope/predict", "application/json", `{}`, 404, "nope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := s.do(t, "POST", tc.path, s.Token, strings.NewReader(tc.body), tc.ct)
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.detail) {
+				t.Fatalf("%d %s; want %d mentioning %q", resp.StatusCode, body, tc.status, tc.detail)
+			}
+		})
+	}
+}
+
+// load steadily calls a deployment until stop; it counts outcomes by status.
+type load struct {
+	mu     sync.Mutex
+	status map[int]int
+	errs   []string
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startLoad(t *testing.T, s *server, path string, body []byte, workers int) *load {
+	l := &load{status: map[int]int{}, stop: make(chan struct{})}
+	client := &http.Client{Timeout: 60 * time.Second}
+	for i := 0; i < workers; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("POST", s.URL+path, bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+s.Token)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				l.mu.Lock()
+				if err != nil {
+					l.status[-1]++
+					l.errs = append(l.errs, err.Error())
+				} else {
+					b := new(bytes.Buffer)
+					b.ReadFrom(resp.Body)
+					resp.Body.Close()
+					l.status[resp.StatusCode]++
+					if resp.StatusCode != 200 && len(l.errs) < 20 {
+						l.errs = append(l.errs, fmt.Sprintf("%d %s", resp.StatusCode, b.String()))
+					}
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() (map[int]int, []string) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.status, l.errs
+}
+
+func sampleBody(t *testing.T) []byte {
+	cols, rows := churnRows(t, 1)
+	return mustJSON(map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows}})
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill -9 one replica under steady load: no failed requests (in-flight ones are retried), a replacement is
+// ready within seconds.
+func TestReplicaCrashUnderLoad(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	deploy(t, s, "churn", "--model", "churn@champion", "--replicas", "2")
+	c := s.Client()
+	ctx := context.Background()
+	d, err := c.GetDeployment(ctx, "churn")
+	if err != nil || len(d.ReplicaStatus) != 2 {
+		t.Fatalf("deployment %+v, %v", d, err)
+	}
+	victim := d.ReplicaStatus[0].PID
+	l := startLoad(t, s, "/deployments/churn/invocations", sampleBody(t), 4)
+	time.Sleep(500 * time.Millisecond)
+	syscall.Kill(victim, syscall.SIGKILL)
+	waitFor(t, "replacement replica", 30*time.Second, func() bool {
+		d, err := c.GetDeployment(ctx, "churn")
+		if err != nil {
+			return false
+		}
+		ready, restarts := 0, 0
+		for _, r := range d.ReplicaStatus {
+			if r.State == "READY" && r.PID != victim {
+				ready++
+			}
+			restarts += r.Restarts
+		}
+		return ready == 2 && restarts >= 1
+	})
+	time.Sleep(300 * time.Millisecond)
+	status, errs := l.finish()
+	if len(status) != 1 || status[200] == 0 {
+		t.Fatalf("statuses %v (want only 200): %v", status, errs)
+	}
+	t.Logf("%d requests, all 200, across a replica kill", status[200])
+}
+
+// Overload answers 429 with Retry-After at once, and the server stays responsive.
+func TestOverload429(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	out, errOut, code := s.cli("deploy", "slow", "--model", "churn@champion", "--max-queue", "1", "--replicas", "1")
+	if code != 0 {
+		t.Fatalf("%s %s", out, errOut)
+	}
+	l := startLoad(t, s, "/deployments/slow/invocations", sampleBody(t), 24)
+	saw429 := false
+	waitFor(t, "a 429", 30*time.Second, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		saw429 = l.status[429] > 0
+		return saw429
+	})
+	// Health and the API answer while the deployment is saturated.
+	for _, path := range []string{"/healthz", "/api/v1/deployments/slow"} {
+		if resp, body := s.do(t, "GET", path, s.Token, nil, ""); resp.StatusCode != 200 {
+			t.Fatalf("%s during overload: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	resp, _ := s.do(t, "POST", "/deployments/slow/invocations", s.Token, bytes.NewReader(sampleBody(t)), "application/json")
+	status, _ := l.finish()
+	if status[-1] > 0 || status[500] > 0 || status[504] > 0 {
+		t.Fatalf("statuses %v", status)
+	}
+	if resp.StatusCode == 429 && resp.Header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	t.Logf("statuses under overload: %v", status)
+}
+
+// A version update and deactivate/activate under load: no 5xx during the update; the URL never changes.
+func TestUpdateAndDeactivateUnderLoad(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	if _, _, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",
+		"--metadata", examplePath("sklearn-churn", "metadata.json")); code != 0 {
+		t.Fatal("push v2")
+	}
+	deploy(t, s, "churn", "--model", "churn:1", "--replicas", "2")
+	c := s.Client()
+	ctx := context.Background()
+	l := startLoad(t, s, "/deployments/churn/invocations", sampleBody(t), 4)
+	time.Sleep(300 * time.Millisecond)
+	if out, errOut, code := s.cli("deployments", "update", "churn", "--model-version", "2"); code != 0 {
+		t.Fatalf("update: %s %s", out, errOut)
+	}
+	d, err := c.GetDeployment(ctx, "churn")
+	if err != nil || d.Version != 2 || d.State != slipway.DeploymentActive {
+		t.Fatalf("after update: %+v, %v", d, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	status, errs := l.finish()
+	if len(status) != 1 || status[200] == 0 {
+		t.Fatalf("statuses during update %v: %v", status, errs)
+	}
+	resp, _ := s.do(t, "POST", "/deployments/churn/invocations", s.Token, bytes.NewReader(sampleBody(t)), "application/json")
+	if resp.Header.Get("X-Slipway-Model-Version") != "2" {
+		t.Fatalf("serving version %q after update", resp.Header.Get("X-Slipway-Model-Version"))
+	}
+
+	if out, errOut, code := s.cli("deployments", "deactivate", "churn"); code != 0 {
+		t.Fatalf("deactivate: %s %s", out, errOut)
+	}
+	resp, body := s.do(t, "POST", "/deployments/churn/invocations", s.Token, bytes.NewReader(sampleBody(t)), "application/json")
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "INACTIVE") {
+		t.Fatalf("inactive deployment answered %d %s", resp.StatusCode, body)
+	}
+	if out, errOut, code := s.cli("deployments", "activate", "churn"); code != 0 {
+		t.Fatalf("activate: %s %s", out, errOut)
+	}
+	resp, body = s.do(t, "POST", "/deployments/churn/invocations", s.Token, bytes.NewReader(sampleBody(t)), "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("after activate: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A model whose load_model() raises, hangs or exits at deploy time: FAILED with its own output, server fine.
+func TestBrokenModelsFailDeployment(t *testing.T) {
+	s := startServer(t, "", "--replica-ready-timeout", "5s")
+	score := `
+import os, sys, time
+def load_model():
+    mode = os.environ.get("BREAK", "")
+    if mode == "raise":
+        raise RuntimeError("cannot open weights.bin")
+    if mode == "hang":
+        time.sleep(3600)
+    if mode == "exit":
+        print("fatal: GPU not found", file=sys.stderr)
+        os._exit(3)
+    return 1
+def predict(data, model=None):
+    return {"prediction": [1]}
+`
+	v, err := push(t, s.Client(), "fragile", tarGz(t, pythonArtifact(score, nil)), "a.tar.gz", pythonMeta(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertReady(t, v)
+	for _, tc := range []struct{ mode, reason string }{
+		{"raise", "cannot open weights.bin"},
+		{"hang", "did not become ready within 5s"},
+		{"exit", "GPU not found"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			out, errOut, code := s.cli("deploy", "fragile-"+tc.mode, "--model", "fragile:1", "--env", "BREAK="+tc.mode)
+			if code == 0 {
+				t.Fatalf("deploy succeeded: %s", out)
+			}
+			d, err := s.Client().GetDeployment(context.Background(), "fragile-"+tc.mode)
+			if err != nil || d.State != slipway.DeploymentFailed || !strings.Contains(d.Reason, tc.reason) {
+				t.Fatalf("deployment %+v, %v\n%s", d, err, errOut)
+			}
+		})
+	}
+	if resp, _ := s.do(t, "GET", "/healthz", "", nil, ""); resp.StatusCode != 200 {
+		t.Fatal("server unhealthy after broken models")
+	}
+}
+
+// A deployment that follows an alias moves when the alias moves; a model in use cannot be deleted.
+func TestFollowAliasAndDeleteGuard(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	if _, _, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",
+		"--metadata", examplePath("sklearn-churn", "metadata.json")); code != 0 {
+		t.Fatal("push v2")
+	}
+	deploy(t, s, "churn", "--model", "churn@champion", "--follow-alias")
+	c := s.Client()
+	ctx := context.Background()
+	if _, err := c.SetAlias(ctx, "churn", "champion", 2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "deployment to follow the alias", 60*time.Second, func() bool {
+		d, err := c.GetDeployment(ctx, "churn")
+		return err == nil && d.Version == 2 && d.State == slipway.DeploymentActive
+	})
+	var ce int32
+	if err := c.DeleteModel(ctx, "churn"); err == nil {
+		t.Fatal("deleted a model in use")
+	} else if !strings.Contains(err.Error(), "used by a deployment") {
+		t.Fatalf("delete error: %v", err)
+	}
+	atomic.AddInt32(&ce, 1)
+	if err := c.DeleteDeployment(ctx, "churn"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteModel(ctx, "churn"); err != nil {
+		t.Fatalf("delete after the deployment is gone: %v", err)
+	}
+}

@@ -1,0 +1,781 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
+)
+
+// defaultPoll is how often a waiting command reads the deployment (app.poll overrides it in tests).
+const defaultPoll = time.Second
+
+// defaultBatchWaitMS is --batch-wait-ms when --batch-size turns batching on without it.
+const defaultBatchWaitMS = 5
+
+// deploymentFlags are the flags deploy and deployments update share. A flag changes the deployment only when
+// it is given: the others keep the server's defaults (deploy) or the current values (update).
+type deploymentFlags struct {
+	replicas, batchSize, batchWaitMS, timeoutMS, maxQueue int
+	env                                                   []string
+	followAlias                                           bool
+	noWait                                                bool
+	waitTimeout                                           time.Duration
+}
+
+// register adds the flags to cmd. The defaults shown are the server's for a new deployment; on update a
+// flag not given leaves the value as it is, so no default is shown.
+func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
+	def := func(v int) int {
+		if create {
+			return v
+		}
+		return 0
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&f.replicas, "replicas", def(1), "number of replica processes (1-64)")
+	fs.IntVar(&f.batchSize, "batch-size", 0, "merge up to N concurrent requests into one model call (0 or 1: no batching)")
+	waitUsage := "with --batch-size: longest wait for a batch to fill, in ms"
+	if !create {
+		waitUsage += " (unchanged when not given, 5 if batching was off)"
+	}
+	fs.IntVar(&f.batchWaitMS, "batch-wait-ms", def(defaultBatchWaitMS), waitUsage)
+	fs.IntVar(&f.timeoutMS, "timeout-ms", def(30_000), "answer 504 when the model takes longer than this, in ms")
+	fs.IntVar(&f.maxQueue, "max-queue", def(100), "requests waiting for a replica beyond this are refused with 429")
+	fs.StringArrayVar(&f.env, "env", nil, "environment variable of the replicas, KEY=VALUE (repeat the flag for more)")
+	fs.BoolVar(&f.noWait, "no-wait", false, "return at once instead of waiting until the replicas are ready")
+	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long (the server carries on)")
+}
+
+// fill sets the fields of sp whose flags were given. current is the deployment's batching when it is
+// known (update), so that --batch-size alone keeps the current wait and --batch-wait-ms alone the size.
+func (f *deploymentFlags) fill(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Batching) error {
+	changed := cmd.Flags().Changed
+	if changed("replicas") {
+		sp.Replicas = &f.replicas
+	}
+	if changed("timeout-ms") {
+		sp.TimeoutMS = &f.timeoutMS
+	}
+	if changed("max-queue") {
+		sp.MaxQueue = &f.maxQueue
+	}
+	switch {
+	case changed("batch-size") && f.batchSize <= 1:
+		sp.Batching = &slipway.Batching{} // off
+	case changed("batch-size"):
+		wait := f.batchWaitMS
+		switch {
+		case changed("batch-wait-ms"):
+		case current != nil:
+			wait = current.MaxWaitMS
+		default:
+			wait = defaultBatchWaitMS
+		}
+		sp.Batching = &slipway.Batching{MaxBatchSize: f.batchSize, MaxWaitMS: wait}
+	case changed("batch-wait-ms") && current != nil:
+		sp.Batching = &slipway.Batching{MaxBatchSize: current.MaxBatchSize, MaxWaitMS: f.batchWaitMS}
+	case changed("batch-wait-ms"):
+		return errors.New("--batch-wait-ms needs --batch-size: batching is off")
+	}
+	if changed("env") {
+		env, err := parseEnv(f.env)
+		if err != nil {
+			return err
+		}
+		sp.Env = env
+	}
+	return nil
+}
+
+// parseEnv reads KEY=VALUE pairs; a key given twice is refused (which one was meant?).
+func parseEnv(pairs []string) (map[string]string, error) {
+	env := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("invalid --env %q: use KEY=VALUE", p)
+		}
+		if _, dup := env[k]; dup {
+			return nil, fmt.Errorf("--env %s is given twice", k)
+		}
+		env[k] = v
+	}
+	return env, nil
+}
+
+func (a *app) deployCommand() *cobra.Command {
+	var model string
+	var f deploymentFlags
+	cmd := &cobra.Command{
+		Use:   "deploy NAME --model MODEL[@ALIAS|:VERSION]",
+		Short: "Serve a model version behind stable prediction URLs",
+		Long: `Create a deployment: NAME gets replicas of the model version and stable prediction URLs (OCI-style
+predict, MLflow invocations and Open Inference Protocol v2). Without @ALIAS or :VERSION the newest READY
+version is deployed; with --follow-alias the deployment rolls out to the alias's version whenever it moves.
+
+The command waits until the replicas are ready and then prints the URLs with curl examples (exit 0), or
+the reason the deployment FAILED (exit 1). --no-wait returns at once; the replicas keep starting on the
+server ('slipway deployments get NAME' shows them).`,
+		Example: `  slipway deploy churn-api --model churn@champion --follow-alias --replicas 2
+  slipway deploy churn-api --model churn:3 --batch-size 32 --batch-wait-ms 5 --env OMP_NUM_THREADS=1`,
+		Args: exactArgs(1, "one deployment name"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := slipway.ValidateName("deployment", name); err != nil {
+				return err
+			}
+			m, ref, err := slipway.ParseModelRef(model)
+			if err != nil {
+				return err
+			}
+			sp := client.DeploymentSpec{Name: name, Model: m}
+			switch {
+			case ref.Alias != "":
+				sp.Alias = &ref.Alias
+			case ref.Number > 0:
+				sp.Version = &ref.Number
+			}
+			if f.followAlias {
+				if ref.Alias == "" {
+					return fmt.Errorf("--follow-alias needs an alias to follow: --model %s@ALIAS", m)
+				}
+				sp.FollowAlias = &f.followAlias
+			}
+			if err := f.fill(cmd, &sp, nil); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.CreateDeployment(cmd.Context(), sp)
+			if err != nil {
+				return err
+			}
+			return a.finishDeployment(cmd.Context(), c, d, f, true)
+		}),
+	}
+	cmd.Flags().StringVarP(&model, "model", "m", "", "model to serve: NAME (newest READY version), NAME@ALIAS or NAME:VERSION")
+	cmd.Flags().BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever the alias moves")
+	f.register(cmd, true)
+	cmd.MarkFlagRequired("model")
+	return cmd
+}
+
+// finishDeployment waits for d unless --no-wait, then prints it; examples adds the curl examples of a
+// deployment that became ACTIVE.
+func (a *app) finishDeployment(ctx context.Context, c *client.Client, d *slipway.Deployment, f deploymentFlags, examples bool) error {
+	if f.noWait {
+		a.printDeploymentResult(ctx, c, d, false)
+		if !a.jsonOutput() && !settled(d) {
+			fmt.Fprintf(a.stderr, "Not waiting: 'slipway deployments get %s' shows its progress.\n", d.Name)
+		}
+		return nil
+	}
+	d, err := a.awaitDeployment(ctx, c, d, f.waitTimeout)
+	if d != nil {
+		a.printDeploymentResult(ctx, c, d, examples && err == nil)
+	}
+	return err
+}
+
+// settled reports whether d is done changing: not CREATING, UPDATING or DELETING.
+func settled(d *slipway.Deployment) bool {
+	switch d.State {
+	case slipway.DeploymentCreating, slipway.DeploymentUpdating, slipway.DeploymentDeleting:
+		return false
+	}
+	return true
+}
+
+// awaitDeployment waits until d settles, showing its progress on stderr when that is a terminal. It returns
+// the last state seen and an error unless that state is ACTIVE without a reason (an ACTIVE deployment with
+// a reason is one whose update was rejected: the previous version still serves).
+func (a *app) awaitDeployment(ctx context.Context, c *client.Client, d *slipway.Deployment, timeout time.Duration) (*slipway.Deployment, error) {
+	if !settled(d) {
+		spin := a.newSpinner(progressLine(d))
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		last, err := c.WaitDeployment(wctx, d.Name, func(d *slipway.Deployment) bool {
+			spin.describe(progressLine(d))
+			return settled(d)
+		}, a.pollInterval())
+		cancel()
+		spin.finish()
+		if last != nil {
+			d = last
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return d, fmt.Errorf("deployment %s is still %s after %s (%s): it carries on on the server; 'slipway deployments get %s' shows its progress",
+				d.Name, d.State, timeout, readiness(d), d.Name)
+		} else if err != nil {
+			return d, err
+		}
+	}
+	switch {
+	case d.State == slipway.DeploymentActive && d.Reason == "":
+		return d, nil
+	case d.Reason != "":
+		reason, more := firstLine(d.Reason)
+		if more {
+			reason += " (the full reason is above)"
+		}
+		return d, fmt.Errorf("deployment %s is %s: %s", d.Name, d.State, reason)
+	}
+	return d, fmt.Errorf("deployment %s is %s", d.Name, d.State)
+}
+
+func (a *app) pollInterval() time.Duration {
+	if a.poll > 0 {
+		return a.poll
+	}
+	return defaultPoll
+}
+
+// readyReplicas counts the replicas serving the deployment's version.
+func readyReplicas(d *slipway.Deployment) int {
+	n := 0
+	for _, r := range d.ReplicaStatus {
+		if r.State == "READY" && r.Version == d.Version {
+			n++
+		}
+	}
+	return n
+}
+
+func readiness(d *slipway.Deployment) string {
+	return fmt.Sprintf("%d/%d replicas of version %d ready", readyReplicas(d), d.Replicas, d.Version)
+}
+
+func progressLine(d *slipway.Deployment) string {
+	return fmt.Sprintf("%s %s: %s", d.Name, d.State, readiness(d))
+}
+
+// spinner shows a waiting command's progress on stderr; it does nothing when stderr is not a terminal.
+type spinner struct {
+	bar *progressbar.ProgressBar
+}
+
+func (a *app) newSpinner(desc string) *spinner {
+	f, ok := a.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return &spinner{}
+	}
+	return &spinner{bar: progressbar.NewOptions(-1,
+		progressbar.OptionSetWriter(f),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetRenderBlankState(true),
+		progressbar.OptionClearOnFinish(),
+	)}
+}
+
+func (s *spinner) describe(desc string) {
+	if s.bar != nil {
+		s.bar.Describe(desc)
+	}
+}
+
+func (s *spinner) finish() {
+	if s.bar != nil {
+		s.bar.Finish()
+	}
+}
+
+// printDeploymentResult prints d as -o asks; examples adds how to call it.
+func (a *app) printDeploymentResult(ctx context.Context, c *client.Client, d *slipway.Deployment, examples bool) {
+	if a.jsonOutput() {
+		a.printJSON(d)
+		return
+	}
+	a.printDeployment(d)
+	if examples {
+		var v *slipway.ModelVersion
+		if d.Version > 0 {
+			v, _ = c.GetVersion(ctx, d.Model, strconv.Itoa(d.Version)) // only to make the examples concrete
+		}
+		fmt.Fprintln(a.stdout)
+		a.printExamples(d, v)
+	}
+}
+
+// absURL makes a server-relative path absolute on --url.
+func (a *app) absURL(path string) string {
+	return strings.TrimRight(a.url, "/") + path
+}
+
+// printDeployment shows a deployment's configuration, state, URLs and replicas.
+func (a *app) printDeployment(d *slipway.Deployment) {
+	tw := newTable(a.stdout)
+	row(tw, "Name:", d.Name)
+	row(tw, "State:", d.State)
+	reason, longReason := firstLine(d.Reason)
+	if reason != "" {
+		row(tw, "Reason:", reason)
+	}
+	version := fmt.Sprintf("%s version %d", d.Model, d.Version)
+	if d.Alias != "" {
+		version += " (@" + d.Alias
+		if d.FollowAlias {
+			version += ", followed"
+		}
+		version += ")"
+	}
+	row(tw, "Model:", version)
+	row(tw, "Replicas:", fmt.Sprintf("%d (%d ready)", d.Replicas, readyReplicas(d)))
+	row(tw, "Batching:", formatBatching(d.Batching))
+	row(tw, "Timeout:", fmt.Sprintf("%d ms", d.TimeoutMS))
+	row(tw, "Max queue:", d.MaxQueue)
+	if len(d.Env) > 0 {
+		// Names only: values may be secrets (-o json shows them).
+		row(tw, "Env:", strings.Join(slices.Sorted(maps.Keys(d.Env)), ", "))
+	}
+	row(tw, "Created:", formatTime(d.CreatedAt))
+	row(tw, "Updated:", formatTime(d.UpdatedAt))
+	if u := d.URLs; u != nil {
+		row(tw, "Predict URL:", a.absURL(u.Predict))
+		row(tw, "Invocations URL:", a.absURL(u.Invocations))
+		row(tw, "V2 infer URL:", a.absURL(u.V2Infer))
+	}
+	tw.Flush()
+	if longReason {
+		// A replica's traceback: in full, below the table it would break.
+		fmt.Fprintln(a.stdout, "\nReason in full:")
+		for line := range strings.Lines(strings.TrimSpace(d.Reason)) {
+			fmt.Fprintln(a.stdout, "  "+strings.TrimRight(line, "\r\n"))
+		}
+	}
+	a.printReplicas(d.ReplicaStatus)
+}
+
+// firstLine returns the first non-empty line of s, trimmed, and whether s has more than that line.
+func firstLine(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	first, rest, _ := strings.Cut(s, "\n")
+	return strings.TrimSpace(first), strings.TrimSpace(rest) != ""
+}
+
+// lastErrorSummary fits a replica's last error in a table cell: its first line, at most 100 characters.
+func lastErrorSummary(s string) string {
+	line, more := firstLine(s)
+	if r := []rune(line); len(r) > 100 {
+		line, more = string(r[:99]), true
+	}
+	if more {
+		line += "…"
+	}
+	return line
+}
+
+func formatBatching(b *slipway.Batching) string {
+	if b == nil || b.MaxBatchSize <= 1 {
+		return "off"
+	}
+	return fmt.Sprintf("up to %d requests, waiting at most %d ms", b.MaxBatchSize, b.MaxWaitMS)
+}
+
+func (a *app) printReplicas(rs []slipway.ReplicaStatus) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintln(a.stdout)
+	tw := newTable(a.stdout)
+	row(tw, "ID", "VERSION", "STATE", "PID", "RESTARTS", "IN FLIGHT", "LAST ERROR")
+	for _, r := range rs {
+		pid := ""
+		if r.PID > 0 {
+			pid = strconv.Itoa(r.PID)
+		}
+		row(tw, r.ID, r.Version, r.State, pid, r.Restarts, r.InFlight, lastErrorSummary(r.LastError))
+	}
+	tw.Flush()
+}
+
+// printExamples shows how to call the three prediction protocols with curl. With the version's metadata the
+// bodies are real: its sample_input for predict, one row built from its input schema for the others.
+func (a *app) printExamples(d *slipway.Deployment, v *slipway.ModelVersion) {
+	if d.URLs == nil {
+		return
+	}
+	predictBody, mlflowBody, v2Body := "@input.json", `'{"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}'`,
+		`'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}]}'`
+	if v != nil {
+		if s := compactJSON(v.SampleInput); s != "" && len(s) <= 500 {
+			predictBody = shellQuote(s)
+		}
+		if m, v2, ok := schemaExamples(v.InputSchema); ok {
+			mlflowBody, v2Body = shellQuote(m), shellQuote(v2)
+		}
+	}
+	auth := `-H "Authorization: Bearer $SLIPWAY_TOKEN" -H "Content-Type: application/json"`
+	w := a.stdout
+	fmt.Fprintln(w, "Try it (with a token of role predict, editor or admin in $SLIPWAY_TOKEN):")
+	fmt.Fprintln(w, "\n  # OCI-style: the body goes to the model's predict() as is")
+	fmt.Fprintf(w, "  curl -X POST %s \\\n    %s \\\n    -d %s\n", a.absURL(d.URLs.Predict), auth, predictBody)
+	fmt.Fprintln(w, "\n  # MLflow scoring: dataframe_split, dataframe_records, instances or inputs (or -H \"Content-Type: text/csv\")")
+	fmt.Fprintf(w, "  curl -X POST %s \\\n    %s \\\n    -d %s\n", a.absURL(d.URLs.Invocations), auth, mlflowBody)
+	fmt.Fprintln(w, "\n  # Open Inference Protocol v2 (KServe, Triton clients)")
+	fmt.Fprintf(w, "  curl -X POST %s \\\n    %s \\\n    -d %s\n", a.absURL(d.URLs.V2Infer), auth, v2Body)
+	fmt.Fprintf(w, "\n  # or: slipway predict %s --data input.json\n", d.Name)
+}
+
+func compactJSON(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	b, err := json.Marshal(raw) // compacts
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// v2Datatypes maps schema dtypes to OIP v2 datatypes.
+var v2Datatypes = map[string]string{"float64": "FP64", "float32": "FP32", "int64": "INT64", "int32": "INT32",
+	"bool": "BOOL", "string": "BYTES"}
+
+// schemaExamples builds one-row MLflow and OIP v2 bodies from an input schema, with a plausible value per
+// column (its first allowed value, its minimum, or zero): a tabular schema gives an MLflow dataframe_split,
+// one with tensor columns (a shape) gives MLflow "inputs" with one row per tensor. ok is false for schemas it
+// cannot express (unknown dtypes, tensors of more than 64 elements per row).
+func schemaExamples(s *slipway.Schema) (mlflow, v2 string, ok bool) {
+	if s == nil || len(s.Columns) == 0 {
+		return "", "", false
+	}
+	type v2Input struct {
+		Name     string  `json:"name"`
+		Shape    []int64 `json:"shape"`
+		Datatype string  `json:"datatype"`
+		Data     []any   `json:"data"`
+	}
+	var names []string
+	var row []any
+	tensors := map[string]any{}
+	tabular := true
+	var inputs []v2Input
+	for _, c := range s.Columns {
+		dt, known := v2Datatypes[c.Dtype]
+		if !known {
+			return "", "", false
+		}
+		var val any
+		switch {
+		case len(c.Allowed) > 0:
+			val = c.Allowed[0]
+		case c.Min != nil:
+			val = *c.Min
+		case c.Dtype == "string":
+			val = ""
+		case c.Dtype == "bool":
+			val = false
+		default:
+			val = 0
+		}
+		shape := []int64{1}
+		if len(c.Shape) > 0 {
+			tabular = false
+			shape = make([]int64, len(c.Shape))
+			for i, d := range c.Shape {
+				shape[i] = max(d, 1) // one row for the variable dimension
+			}
+		}
+		n := int64(1)
+		for _, d := range shape {
+			n *= d
+			if n > 64 {
+				return "", "", false
+			}
+		}
+		names = append(names, c.Name)
+		row = append(row, val)
+		tensors[c.Name] = nested(shape, val)
+		inputs = append(inputs, v2Input{Name: c.Name, Shape: shape, Datatype: dt, Data: slices.Repeat([]any{val}, int(n))})
+	}
+	var body any = map[string]any{"inputs": tensors}
+	if tabular {
+		body = map[string]any{"dataframe_split": map[string]any{"columns": names, "data": [][]any{row}}}
+	}
+	m, err1 := json.Marshal(body)
+	i, err2 := json.Marshal(map[string]any{"inputs": inputs})
+	if err1 != nil || err2 != nil {
+		return "", "", false
+	}
+	return string(m), string(i), true
+}
+
+// nested returns val repeated in nested lists of the given shape.
+func nested(shape []int64, val any) any {
+	if len(shape) == 0 {
+		return val
+	}
+	out := make([]any, shape[0])
+	for i := range out {
+		out[i] = nested(shape[1:], val)
+	}
+	return out
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func (a *app) deploymentsCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "deployments",
+		Aliases: []string{"deployment"},
+		Short:   "List, inspect, update, activate, deactivate and delete deployments",
+		Long: `List, inspect, update, activate, deactivate and delete deployments ('slipway deploy' creates them).
+
+States: CREATING → ACTIVE; UPDATING while a change rolls out (the previous replicas serve until the new
+ones are ready); INACTIVE when deactivated; FAILED when the replicas could not start; NEEDS_ATTENTION when
+replicas keep crashing.`,
+	}
+	cmd.AddCommand(a.deploymentsListCommand(), a.deploymentsGetCommand(), a.deploymentsUpdateCommand(),
+		a.deploymentsActivateCommand(), a.deploymentsDeactivateCommand(), a.deploymentsDeleteCommand())
+	return cmd
+}
+
+func (a *app) deploymentsListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List deployments",
+		Args:    exactArgs(0, "no arguments"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ds, err := c.ListDeployments(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				if ds == nil {
+					ds = []*slipway.Deployment{}
+				}
+				return a.printJSON(listJSON[*slipway.Deployment]{ds, len(ds), 0, len(ds)})
+			}
+			tw := newTable(a.stdout)
+			row(tw, "NAME", "STATE", "MODEL", "VERSION", "ALIAS", "REPLICAS", "UPDATED")
+			for _, d := range ds {
+				alias := d.Alias
+				if alias != "" && d.FollowAlias {
+					alias += " (followed)"
+				}
+				row(tw, d.Name, d.State, d.Model, d.Version, alias, fmt.Sprintf("%d/%d", readyReplicas(d), d.Replicas),
+					formatTime(d.UpdatedAt))
+			}
+			tw.Flush()
+			return nil
+		}),
+	}
+}
+
+func (a *app) deploymentsGetCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a deployment: its configuration, state, URLs and replicas",
+		Args:  exactArgs(1, "one deployment name"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := slipway.ValidateName("deployment", args[0]); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.GetDeployment(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				return a.printJSON(d)
+			}
+			a.printDeployment(d)
+			return nil
+		}),
+	}
+}
+
+func (a *app) deploymentsUpdateCommand() *cobra.Command {
+	var version int
+	var alias string
+	var f deploymentFlags
+	cmd := &cobra.Command{
+		Use:   "update NAME [--model-version N | --alias ALIAS] [flags]",
+		Short: "Change a deployment: roll out another version, scale, tune batching, timeout, queue or env",
+		Long: `Change a deployment; only the flags given change. A new version (or --env, which replaces the whole
+environment) rolls out a new set of replicas: the current ones keep serving until all the new ones are
+ready, and if the new ones fail the current ones stay and the command exits 1 with the reason. Scaling,
+batching, timeout and queue changes apply in place. --batch-size 0 turns batching off.
+
+The command waits until the change is done unless --no-wait.`,
+		Example: `  slipway deployments update churn-api --model-version 4
+  slipway deployments update churn-api --alias champion --follow-alias
+  slipway deployments update churn-api --replicas 4 --batch-size 0`,
+		Args: exactArgs(1, "one deployment name"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := slipway.ValidateName("deployment", name); err != nil {
+				return err
+			}
+			changed := cmd.Flags().Changed
+			var sp client.DeploymentSpec
+			if changed("model-version") {
+				if version < 1 {
+					return fmt.Errorf("invalid --model-version %d: versions start at 1", version)
+				}
+				sp.Version = &version
+			}
+			if changed("alias") {
+				alias = strings.TrimPrefix(alias, "@")
+				if err := slipway.ValidateName("alias", alias); err != nil {
+					return err
+				}
+				sp.Alias = &alias
+			}
+			if changed("follow-alias") {
+				sp.FollowAlias = &f.followAlias
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var current *slipway.Batching
+			if changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batchSize > 1 {
+				// One half of the batching given: keep the other half as it is.
+				d, err := c.GetDeployment(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				current = d.Batching
+			}
+			if err := f.fill(cmd, &sp, current); err != nil {
+				return err
+			}
+			if noChange(sp) {
+				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue or --env")
+			}
+			d, err := c.UpdateDeployment(cmd.Context(), name, sp)
+			if err != nil {
+				return err
+			}
+			if d.State == slipway.DeploymentInactive { // stored; nothing runs until it is activated
+				a.printDeploymentResult(cmd.Context(), c, d, false)
+				if !a.jsonOutput() {
+					fmt.Fprintf(a.stderr, "Updated; %s is INACTIVE: 'slipway deployments activate %s' starts it.\n", name, name)
+				}
+				return nil
+			}
+			return a.finishDeployment(cmd.Context(), c, d, f, false)
+		}),
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&version, "model-version", 0, "roll out this version number of the model")
+	fs.StringVar(&alias, "alias", "", "roll out the version this alias points at")
+	fs.BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever it moves (--follow-alias=false stops)")
+	f.register(cmd, false)
+	cmd.MarkFlagsMutuallyExclusive("model-version", "alias")
+	return cmd
+}
+
+// noChange reports whether sp changes nothing.
+func noChange(sp client.DeploymentSpec) bool {
+	return sp.Version == nil && sp.Alias == nil && sp.FollowAlias == nil && sp.Replicas == nil && sp.Batching == nil &&
+		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil
+}
+
+func (a *app) deploymentsActivateCommand() *cobra.Command {
+	var f deploymentFlags
+	cmd := &cobra.Command{
+		Use:   "activate NAME",
+		Short: "Start an INACTIVE or FAILED deployment's replicas again",
+		Long:  "Start an INACTIVE or FAILED deployment's replicas again, at its configured version, and wait until they are ready unless --no-wait.",
+		Args:  exactArgs(1, "one deployment name"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := slipway.ValidateName("deployment", args[0]); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.ActivateDeployment(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.finishDeployment(cmd.Context(), c, d, f, false)
+		}),
+	}
+	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "return at once instead of waiting until the replicas are ready")
+	cmd.Flags().DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long (the server carries on)")
+	return cmd
+}
+
+func (a *app) deploymentsDeactivateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "deactivate NAME",
+		Short: "Stop a deployment's replicas, keeping its configuration and URLs",
+		Args:  exactArgs(1, "one deployment name"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := slipway.ValidateName("deployment", args[0]); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.DeactivateDeployment(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				return a.printJSON(d)
+			}
+			fmt.Fprintf(a.stdout, "Deployment %s is %s: its replicas are stopped. 'slipway deployments activate %s' starts them again.\n",
+				d.Name, d.State, d.Name)
+			return nil
+		}),
+	}
+}
+
+func (a *app) deploymentsDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Stop a deployment's replicas and delete it",
+		Args:  exactArgs(1, "one deployment name"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := slipway.ValidateName("deployment", args[0]); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteDeployment(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				return a.printJSON(map[string]any{"deleted": args[0]})
+			}
+			fmt.Fprintf(a.stdout, "Deleted deployment %s.\n", args[0])
+			return nil
+		}),
+	}
+}

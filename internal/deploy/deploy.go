@@ -1,0 +1,214 @@
+// Package deploy is the control plane of deployments: it validates desired state, stores it, and drives the
+// serving pools to match (create, roll out a new version, scale, deactivate, activate, delete), recording the
+// lifecycle state and the reason for it. Long operations run in the background, one at a time per deployment.
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/modelruntime"
+	"github.com/slipway-ml/slipway/internal/serving"
+)
+
+// Materializer gives the folder holding a version's files.
+type Materializer interface {
+	Materialize(ctx context.Context, v *slipway.ModelVersion) (string, error)
+}
+
+// Service manages deployments.
+type Service struct {
+	store    slipway.DeploymentStore
+	models   slipway.ModelStore
+	files    Materializer
+	runtimes *modelruntime.Runtimes
+	log      *slog.Logger
+
+	mu     sync.RWMutex
+	served map[string]*Served
+	locks  map[string]*sync.Mutex // one operation at a time per deployment
+
+	ctx    context.Context // background operations
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// ReadyTimeout bounds a replica's start (load_model()).
+	ReadyTimeout time.Duration
+	// ReplicaLog receives every line replicas write to stderr.
+	ReplicaLog func(deployment, replica, line string)
+}
+
+// Served is a deployment's live pool with the version it serves.
+type Served struct {
+	Pool    *serving.Pool
+	mu      sync.RWMutex
+	version *slipway.ModelVersion
+}
+
+// Version is the model version currently served.
+func (s *Served) Version() *slipway.ModelVersion {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.version
+}
+
+func (s *Served) setVersion(v *slipway.ModelVersion) {
+	s.mu.Lock()
+	s.version = v
+	s.mu.Unlock()
+}
+
+// Config wires a Service.
+type Config struct {
+	Store    slipway.DeploymentStore
+	Models   slipway.ModelStore
+	Files    Materializer
+	Runtimes *modelruntime.Runtimes
+	Log      *slog.Logger
+}
+
+// New returns a Service; call Recover to bring stored deployments back and Close to stop everything.
+func New(cfg Config) *Service {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Service{store: cfg.Store, models: cfg.Models, files: cfg.Files, runtimes: cfg.Runtimes, log: cfg.Log,
+		served: map[string]*Served{}, locks: map[string]*sync.Mutex{}, ctx: ctx, cancel: cancel,
+		ReadyTimeout: 2 * time.Minute}
+}
+
+// Served returns the live pool of a deployment, or an error a prediction client can act on.
+func (s *Service) Served(name string) (*Served, error) {
+	s.mu.RLock()
+	sv := s.served[name]
+	s.mu.RUnlock()
+	if sv != nil {
+		return sv, nil
+	}
+	return nil, s.notServing(name)
+}
+
+func (s *Service) notServing(name string) error {
+	d, err := s.store.FindDeployment(context.Background(), name)
+	if err != nil {
+		return err
+	}
+	return slipway.Errorf(slipway.EUNAVAILABLE, "deployment %s is %s%s: it is not serving", name, d.State, reasonSuffix(d.Reason))
+}
+
+func reasonSuffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return " (" + reason + ")"
+}
+
+// Get returns a deployment with its live replica status.
+func (s *Service) Get(ctx context.Context, name string) (*slipway.Deployment, error) {
+	d, err := s.store.FindDeployment(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s.decorate(d)
+	return d, nil
+}
+
+// List returns every deployment with live status.
+func (s *Service) List(ctx context.Context) ([]*slipway.Deployment, error) {
+	ds, err := s.store.FindDeployments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		s.decorate(d)
+	}
+	return ds, nil
+}
+
+func (s *Service) decorate(d *slipway.Deployment) {
+	d.ReplicaStatus = []slipway.ReplicaStatus{}
+	s.mu.RLock()
+	sv := s.served[d.Name]
+	s.mu.RUnlock()
+	if sv != nil {
+		d.ReplicaStatus = sv.Pool.Status()
+	}
+	d.URLs = &slipway.DeploymentURLs{
+		Predict:     "/deployments/" + d.Name + "/predict",
+		Invocations: "/deployments/" + d.Name + "/invocations",
+		V2Infer:     "/v2/models/" + d.Name + "/infer",
+	}
+}
+
+func (s *Service) lock(name string) func() {
+	s.mu.Lock()
+	l := s.locks[name]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.locks[name] = l
+	}
+	s.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// background runs op for a deployment after any running operation on it, owned by the service.
+func (s *Service) background(name string, op func(ctx context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		unlock := s.lock(name)
+		defer unlock()
+		if s.ctx.Err() != nil {
+			return
+		}
+		op(s.ctx)
+	}()
+}
+
+// setState records a state; failures to record are logged (the next operation records again).
+func (s *Service) setState(ctx context.Context, name string, to slipway.DeploymentState, reason string) {
+	if err := s.store.SetDeploymentState(context.WithoutCancel(ctx), name, to, reason); err != nil {
+		s.log.Error("record deployment state", "deployment", name, "state", to, "error", err)
+		return
+	}
+	s.log.Info("deployment state", "deployment", name, "state", to, "reason", reason)
+}
+
+// starter returns how to start one replica of v for d.
+func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir string) serving.Starter {
+	name := d.Name
+	env := d.Env
+	return func(ctx context.Context) (*modelruntime.Replica, error) {
+		spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, env)
+		if err != nil {
+			return nil, err
+		}
+		replicaID := fmt.Sprintf("%s-v%d", name, v.Version)
+		return modelruntime.Start(ctx, spec, s.ReadyTimeout, func(line string) {
+			if s.ReplicaLog != nil {
+				s.ReplicaLog(name, replicaID, line)
+			}
+		})
+	}
+}
+
+// Close stops background operations and every pool (their replicas exit).
+func (s *Service) Close() {
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	pools := s.served
+	s.served = map[string]*Served{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, sv := range pools {
+		wg.Add(1)
+		go func() { defer wg.Done(); sv.Pool.Close() }()
+	}
+	wg.Wait()
+}
+
+func msDuration(ms int) time.Duration { return time.Duration(ms) * time.Millisecond }

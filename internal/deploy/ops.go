@@ -1,0 +1,388 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/serving"
+)
+
+// Spec is a create or update request. On update, nil fields are unchanged.
+type Spec struct {
+	Name        string            `json:"name"`
+	Model       string            `json:"model"`
+	Version     *int              `json:"version"`
+	Alias       *string           `json:"alias"`
+	FollowAlias *bool             `json:"follow_alias"`
+	Replicas    *int              `json:"replicas"`
+	Batching    *slipway.Batching `json:"batching"`
+	TimeoutMS   *int              `json:"timeout_ms"`
+	MaxQueue    *int              `json:"max_queue"`
+	Env         map[string]string `json:"env"`
+}
+
+// Defaults for a new deployment.
+const (
+	DefaultReplicas  = 1
+	DefaultTimeoutMS = 30_000
+	DefaultMaxQueue  = 100
+)
+
+func validate(d *slipway.Deployment) error {
+	var problems []string
+	if d.Replicas < 1 || d.Replicas > 64 {
+		problems = append(problems, fmt.Sprintf("replicas must be 1-64, got %d", d.Replicas))
+	}
+	if d.TimeoutMS < 1 || d.TimeoutMS > 600_000 {
+		problems = append(problems, fmt.Sprintf("timeout_ms must be 1-600000, got %d", d.TimeoutMS))
+	}
+	if d.MaxQueue < 0 || d.MaxQueue > 100_000 {
+		problems = append(problems, fmt.Sprintf("max_queue must be 0-100000, got %d", d.MaxQueue))
+	}
+	if b := d.Batching; b != nil && (b.MaxBatchSize < 1 || b.MaxBatchSize > 10_000 || b.MaxWaitMS < 0 || b.MaxWaitMS > 10_000) {
+		problems = append(problems, fmt.Sprintf("batching needs max_batch_size 1-10000 and max_wait_ms 0-10000, got %d and %d", b.MaxBatchSize, b.MaxWaitMS))
+	}
+	for k := range d.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.HasPrefix(k, "SLIPWAY_") {
+			problems = append(problems, fmt.Sprintf("env name %q is not allowed (empty, contains '=', or reserved SLIPWAY_ prefix)", k))
+		}
+	}
+	if d.FollowAlias && d.Alias == "" {
+		problems = append(problems, "follow_alias needs an alias")
+	}
+	if len(problems) > 0 {
+		return slipway.Errorf(slipway.EINVALID, "deployment %s: %s", d.Name, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// apply merges spec into d (nil fields unchanged).
+func apply(d *slipway.Deployment, sp Spec) {
+	if sp.Version != nil {
+		d.Version, d.Alias = *sp.Version, ""
+		d.FollowAlias = false
+	}
+	if sp.Alias != nil {
+		d.Alias = strings.TrimPrefix(*sp.Alias, "@")
+	}
+	if sp.FollowAlias != nil {
+		d.FollowAlias = *sp.FollowAlias
+	}
+	if sp.Replicas != nil {
+		d.Replicas = *sp.Replicas
+	}
+	if sp.Batching != nil {
+		d.Batching = sp.Batching
+		if sp.Batching.MaxBatchSize <= 1 {
+			d.Batching = nil // {"max_batch_size": 0|1} turns batching off
+		}
+	}
+	if sp.TimeoutMS != nil {
+		d.TimeoutMS = *sp.TimeoutMS
+	}
+	if sp.MaxQueue != nil {
+		d.MaxQueue = *sp.MaxQueue
+	}
+	if sp.Env != nil {
+		d.Env = sp.Env
+	}
+}
+
+// resolve finds the READY version d names (by number or alias) and records its number.
+func (s *Service) resolve(ctx context.Context, d *slipway.Deployment) (*slipway.ModelVersion, error) {
+	ref := slipway.VersionRef{Number: d.Version, Alias: d.Alias}
+	if d.Alias != "" {
+		ref.Number = 0
+	} else if d.Version == 0 {
+		ref.Alias = "latest"
+	}
+	v, err := s.models.FindVersion(ctx, d.Model, ref)
+	if err != nil {
+		return nil, err
+	}
+	if v.State != slipway.VersionReady {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "version %d of model %s is %s: only READY versions can be deployed", v.Version, v.Model, v.State)
+	}
+	d.Version = v.Version
+	return v, nil
+}
+
+// Create stores a deployment in CREATING and starts its replicas in the background.
+func (s *Service) Create(ctx context.Context, sp Spec) (*slipway.Deployment, error) {
+	if err := slipway.ValidateName("deployment", sp.Name); err != nil {
+		return nil, err
+	}
+	if err := slipway.ValidateName("model", sp.Model); err != nil {
+		return nil, err
+	}
+	if sp.Version != nil && sp.Alias != nil {
+		return nil, slipway.Errorf(slipway.EINVALID, "give either version or alias, not both")
+	}
+	d := &slipway.Deployment{Name: sp.Name, Model: sp.Model, State: slipway.DeploymentCreating,
+		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue}
+	apply(d, sp)
+	if err := validate(d); err != nil {
+		return nil, err
+	}
+	v, err := s.resolve(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateDeployment(ctx, d); err != nil {
+		return nil, err
+	}
+	s.background(d.Name, func(ctx context.Context) { s.start(ctx, d, v, slipway.DeploymentFailed) })
+	s.decorate(d)
+	return d, nil
+}
+
+// start brings up a pool for d at v; on failure the deployment goes to failState with the replica's error.
+func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion, failState slipway.DeploymentState) {
+	sv, err := s.newServed(ctx, d, v)
+	if err != nil {
+		s.setState(ctx, d.Name, failState, err.Error())
+		return
+	}
+	s.mu.Lock()
+	s.served[d.Name] = sv
+	s.mu.Unlock()
+	s.setState(ctx, d.Name, slipway.DeploymentActive, "")
+}
+
+func (s *Service) newServed(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion) (*Served, error) {
+	dir, err := s.files.Materialize(ctx, v)
+	if err != nil {
+		return nil, fmt.Errorf("prepare model files: %w", err)
+	}
+	name := d.Name
+	pool := serving.NewPool(name, options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
+	if err := pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	sv := &Served{Pool: pool}
+	sv.setVersion(v)
+	return sv, nil
+}
+
+func options(d *slipway.Deployment) serving.Options {
+	return serving.Options{MaxQueue: d.MaxQueue, Timeout: msDuration(d.TimeoutMS), Batching: d.Batching}
+}
+
+func (s *Service) onPoolEvent(name string, e serving.Event) {
+	s.background(name, func(ctx context.Context) {
+		d, err := s.store.FindDeployment(ctx, name)
+		if err != nil {
+			return
+		}
+		switch {
+		case e.Kind == "crashloop" && d.State == slipway.DeploymentActive:
+			s.setState(ctx, name, slipway.DeploymentNeedsAttention, e.Message)
+		case e.Kind == "recovered" && d.State == slipway.DeploymentNeedsAttention:
+			s.setState(ctx, name, slipway.DeploymentActive, "")
+		}
+	})
+}
+
+// Update changes a deployment. A new version (or env) rolls out a new generation of replicas and switches to
+// it only once all are ready; replicas scale in place; queue, timeout and batching apply at once. If the new
+// generation fails to start, the old one keeps serving and the reason says why.
+func (s *Service) Update(ctx context.Context, name string, sp Spec) (*slipway.Deployment, error) {
+	unlock := s.lock(name)
+	defer unlock()
+	d, err := s.store.FindDeployment(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if sp.Model != "" && sp.Model != d.Model {
+		return nil, slipway.Errorf(slipway.EINVALID, "a deployment cannot change model (%s → %s): create a new deployment", d.Model, sp.Model)
+	}
+	if d.State == slipway.DeploymentDeleting || d.State == slipway.DeploymentCreating {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is %s: wait until it settles", name, d.State)
+	}
+	prev := *d
+	prev.Env = maps.Clone(d.Env)
+	apply(d, sp)
+	if err := validate(d); err != nil {
+		return nil, err
+	}
+	v, err := s.resolve(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if d.State == slipway.DeploymentInactive {
+		if err := s.store.UpdateDeployment(ctx, d); err != nil {
+			return nil, err
+		}
+		return s.Get(ctx, name)
+	}
+	d.State, d.Reason = slipway.DeploymentUpdating, ""
+	if err := s.store.UpdateDeployment(ctx, d); err != nil {
+		return nil, err
+	}
+	s.background(name, func(ctx context.Context) { s.finishUpdate(ctx, &prev, d, v) })
+	return s.Get(ctx, name)
+}
+
+func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment, v *slipway.ModelVersion) {
+	s.mu.RLock()
+	sv := s.served[d.Name]
+	s.mu.RUnlock()
+	if sv == nil { // FAILED or NEEDS_ATTENTION without a pool: start afresh
+		s.start(ctx, d, v, slipway.DeploymentFailed)
+		return
+	}
+	err := s.reshape(ctx, sv, prev, d, v)
+	if err != nil {
+		prev.State, prev.Reason = slipway.DeploymentActive, fmt.Sprintf("update rejected, still serving version %d: %v", prev.Version, err)
+		if serr := s.store.UpdateDeployment(context.WithoutCancel(ctx), prev); serr != nil {
+			s.log.Error("record failed update", "deployment", d.Name, "error", serr)
+		}
+		s.log.Warn("deployment update failed; previous version kept", "deployment", d.Name, "error", err)
+		return
+	}
+	s.setState(ctx, d.Name, slipway.DeploymentActive, "")
+}
+
+func (s *Service) reshape(ctx context.Context, sv *Served, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {
+	sv.Pool.SetOptions(options(d))
+	if v.Version != sv.Version().Version || !maps.Equal(prev.Env, d.Env) {
+		dir, err := s.files.Materialize(ctx, v)
+		if err != nil {
+			return err
+		}
+		if err := sv.Pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
+			sv.Pool.SetOptions(options(prev))
+			return err
+		}
+		sv.setVersion(v)
+		return nil
+	}
+	if d.Replicas != prev.Replicas {
+		return sv.Pool.Scale(ctx, d.Replicas)
+	}
+	return nil
+}
+
+// Deactivate stops the replicas and keeps the configuration and URL.
+func (s *Service) Deactivate(ctx context.Context, name string) (*slipway.Deployment, error) {
+	unlock := s.lock(name)
+	defer unlock()
+	d, err := s.store.FindDeployment(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if d.State == slipway.DeploymentInactive {
+		return s.Get(ctx, name)
+	}
+	if d.State == slipway.DeploymentDeleting || d.State == slipway.DeploymentCreating || d.State == slipway.DeploymentUpdating {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is %s: wait until it settles", name, d.State)
+	}
+	s.stopPool(name)
+	s.setState(ctx, name, slipway.DeploymentInactive, "")
+	return s.Get(ctx, name)
+}
+
+func (s *Service) stopPool(name string) {
+	s.mu.Lock()
+	sv := s.served[name]
+	delete(s.served, name)
+	s.mu.Unlock()
+	if sv != nil {
+		sv.Pool.Close()
+	}
+}
+
+// Activate starts an INACTIVE (or FAILED) deployment's replicas again at its configured version.
+func (s *Service) Activate(ctx context.Context, name string) (*slipway.Deployment, error) {
+	unlock := s.lock(name)
+	defer unlock()
+	d, err := s.store.FindDeployment(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	switch d.State {
+	case slipway.DeploymentActive:
+		return s.Get(ctx, name)
+	case slipway.DeploymentInactive, slipway.DeploymentFailed:
+	default:
+		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is %s: only INACTIVE or FAILED deployments can be activated", name, d.State)
+	}
+	v, err := s.resolve(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	fail := d.State
+	d.State, d.Reason = slipway.DeploymentUpdating, ""
+	if err := s.store.UpdateDeployment(ctx, d); err != nil {
+		return nil, err
+	}
+	s.background(name, func(ctx context.Context) { s.start(ctx, d, v, failStateFor(fail)) })
+	return s.Get(ctx, name)
+}
+
+func failStateFor(from slipway.DeploymentState) slipway.DeploymentState {
+	if from == slipway.DeploymentInactive {
+		return slipway.DeploymentFailed
+	}
+	return from
+}
+
+// Delete stops the replicas and removes the deployment.
+func (s *Service) Delete(ctx context.Context, name string) error {
+	unlock := s.lock(name)
+	defer unlock()
+	if _, err := s.store.FindDeployment(ctx, name); err != nil {
+		return err
+	}
+	s.setState(ctx, name, slipway.DeploymentDeleting, "")
+	s.stopPool(name)
+	return s.store.DeleteDeployment(context.WithoutCancel(ctx), name)
+}
+
+// AliasMoved updates the deployments that follow model@alias to version.
+func (s *Service) AliasMoved(ctx context.Context, model, alias string, version int) {
+	ds, err := s.store.FindDeployments(ctx)
+	if err != nil {
+		s.log.Error("alias moved: list deployments", "error", err)
+		return
+	}
+	for _, d := range ds {
+		if d.Model == model && d.Alias == alias && d.FollowAlias && d.Version != version && d.State != slipway.DeploymentInactive {
+			a := alias
+			if _, err := s.Update(ctx, d.Name, Spec{Alias: &a}); err != nil {
+				s.log.Error("alias moved: update deployment", "deployment", d.Name, "error", err)
+			}
+		}
+	}
+}
+
+// Recover brings back, at server start, every deployment that was serving (or on its way) when the server
+// stopped, and finishes deletions that were interrupted.
+func (s *Service) Recover(ctx context.Context) error {
+	ds, err := s.store.FindDeployments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		switch d.State {
+		case slipway.DeploymentInactive, slipway.DeploymentFailed:
+		case slipway.DeploymentDeleting:
+			if err := s.store.DeleteDeployment(ctx, d.Name); err != nil {
+				return err
+			}
+		default:
+			v, err := s.resolve(ctx, d)
+			if err != nil {
+				s.setState(ctx, d.Name, slipway.DeploymentFailed, "cannot restore after restart: "+slipway.ErrorMessage(err))
+				continue
+			}
+			s.setState(ctx, d.Name, slipway.DeploymentCreating, "restoring after server restart")
+			s.background(d.Name, func(ctx context.Context) { s.start(ctx, d, v, slipway.DeploymentFailed) })
+		}
+	}
+	return nil
+}

@@ -1,0 +1,280 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/deploy"
+	"github.com/slipway-ml/slipway/internal/inference"
+	"github.com/slipway-ml/slipway/internal/workerproto"
+)
+
+// The prediction endpoints. They are the hot path: no database access (tokens are cached), one decoder per
+// protocol, the model call, one encoder.
+
+// readPayload reads a prediction body up to the configured limit.
+func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxPayload))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, slipway.Errorf(slipway.ETOOLARGE, "payload larger than the limit of %d bytes (server flag --max-payload-bytes)", s.maxPayload)
+		}
+		return nil, slipway.Wrap(slipway.EINVALID, err, "could not read the request body: %v", err)
+	}
+	if len(body) == 0 {
+		return nil, slipway.Errorf(slipway.EINVALID, "empty request body: send the input as JSON")
+	}
+	return body, nil
+}
+
+// served resolves {name} to a live deployment.
+func (s *Server) served(r *http.Request) (string, *deploy.Served, error) {
+	name := r.PathValue("name")
+	if err := slipway.ValidateName("deployment", name); err != nil {
+		return name, nil, err
+	}
+	sv, err := s.deployments.Served(name)
+	return name, sv, err
+}
+
+func predictHeaders(w http.ResponseWriter, version int, replica string) {
+	h := w.Header()
+	h.Set("X-Slipway-Model-Version", strconv.Itoa(version))
+	if replica != "" {
+		h.Set("X-Slipway-Replica", replica)
+	}
+}
+
+// modelErrorStatus: an exception from predict() about its input is the client's (400); anything else is the
+// model's (500). Either way the model's own message is returned: it is what the caller needs to fix the input.
+func predictError(err error) error {
+	var me *workerproto.ModelError
+	if !errors.As(err, &me) {
+		return err
+	}
+	switch me.Type {
+	case "ValueError", "KeyError", "TypeError", "IndexError", "InputError":
+		return slipway.Errorf(slipway.EINVALID, "the model rejected the input: %s: %s", me.Type, me.Message)
+	}
+	return slipway.Errorf(EMODEL, "the model failed: %s: %s", me.Type, me.Message)
+}
+
+// EMODEL is a failure inside the model's predict() that is not about the input (HTTP 500, message shown).
+const EMODEL = "model_error"
+
+func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	_, sv, err := s.served(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	body, err := s.readPayload(w, r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out, replica, err := sv.Pool.PredictJSON(r.Context(), body)
+	if err != nil {
+		s.problem(w, r, predictError(err))
+		return
+	}
+	predictHeaders(w, sv.Version().Version, replica)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(out)
+}
+
+func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
+	_, sv, err := s.served(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	body, err := s.readPayload(w, r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	v := sv.Version()
+	var req *inference.MLflowRequest
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "text/csv":
+		req, err = inference.DecodeMLflowCSV(body, v.InputSchema)
+	case "application/json", "":
+		req, err = inference.DecodeMLflowJSON(body, v.InputSchema)
+	default:
+		err = slipway.Errorf(slipway.EINVALID, "unsupported Content-Type %q: use application/json (dataframe_split, dataframe_records, instances, inputs) or text/csv", ct)
+	}
+	if err == nil && req.Tabular {
+		err = inference.ValidateSchema(req.Columns, v.InputSchema)
+	}
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	res, err := sv.Pool.PredictTensors(r.Context(), req.Columns)
+	if err != nil {
+		s.problem(w, r, predictError(err))
+		return
+	}
+	out, err := inference.EncodeMLflowResponse(res.Outputs)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	predictHeaders(w, v.Version, res.Replica)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(out)
+}
+
+// v2Error writes the Open Inference Protocol's error body {"error": "..."} with the status of err's code.
+func (s *Server) v2Error(w http.ResponseWriter, r *http.Request, err error) {
+	code := slipway.ErrorCode(err)
+	status := statusOf(code)
+	if code == EMODEL {
+		status = http.StatusInternalServerError
+	}
+	if status == http.StatusInternalServerError && code != EMODEL {
+		s.log.ErrorContext(r.Context(), "v2 request failed", "path", r.URL.Path, "request_id", requestID(r), "error", err)
+	}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(inference.V2Error(slipway.ErrorMessage(err)))
+}
+
+// v2Served resolves a V2 model name (our deployment) and an optional version that must be the served one.
+func (s *Server) v2Served(r *http.Request) (*deploy.Served, error) {
+	name, sv, err := s.served(r)
+	if err != nil {
+		return nil, err
+	}
+	if want := r.PathValue("version"); want != "" && want != strconv.Itoa(sv.Version().Version) {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %d, not %s", name, sv.Version().Version, want)
+	}
+	return sv, nil
+}
+
+func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
+	sv, err := s.v2Served(r)
+	if err != nil {
+		s.v2Error(w, r, err)
+		return
+	}
+	body, err := s.readPayload(w, r)
+	if err != nil {
+		s.v2Error(w, r, err)
+		return
+	}
+	req, err := inference.DecodeV2Request(body)
+	if err != nil {
+		s.v2Error(w, r, err)
+		return
+	}
+	res, err := sv.Pool.PredictTensors(r.Context(), req.Inputs)
+	if err != nil {
+		s.v2Error(w, r, predictError(err))
+		return
+	}
+	id := req.ID
+	if id == "" {
+		id = requestID(r)
+	}
+	v := sv.Version()
+	out, err := inference.EncodeV2Response(r.PathValue("name"), strconv.Itoa(v.Version), id, res.Outputs, req.Outputs)
+	if err != nil {
+		s.v2Error(w, r, err)
+		return
+	}
+	predictHeaders(w, v.Version, res.Replica)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(out)
+}
+
+func (s *Server) handleV2Live(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"live": true})
+}
+
+func (s *Server) handleV2Ready(w http.ResponseWriter, r *http.Request) {
+	if s.ready != nil {
+		if err := s.ready(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]bool{"ready": false})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ready": true})
+}
+
+func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(inference.EncodeV2ServerMetadata(Version, []string{}))
+}
+
+func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
+	sv, err := s.v2Served(r)
+	if err != nil {
+		s.v2Error(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if !sv.Pool.Ready() {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"name": r.PathValue("name"), "ready": status == http.StatusOK})
+}
+
+func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request) {
+	sv, err := s.v2Served(r)
+	if err != nil {
+		s.v2Error(w, r, err)
+		return
+	}
+	v := sv.Version()
+	inputs, outputs := schemaColumns(v.InputSchema), schemaColumns(v.OutputSchema)
+	if _, rep := sv.Pool.Hello(); rep != nil && len(rep.Hello().Inputs) > 0 {
+		inputs, outputs = rep.Hello().Inputs, rep.Hello().Outputs
+	}
+	platform := map[string]string{slipway.RuntimeONNX: "onnxruntime_onnx", slipway.RuntimePython: "slipway_python"}[v.Runtime]
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(inference.EncodeV2ModelMetadata(r.PathValue("name"), []string{strconv.Itoa(v.Version)}, platform, inputs, outputs))
+}
+
+// schemaColumns describes a schema in V2 terms (datatype names, shapes) for the model metadata endpoint.
+func schemaColumns(s *slipway.Schema) []workerproto.Column {
+	if s == nil {
+		return []workerproto.Column{}
+	}
+	out := make([]workerproto.Column, 0, len(s.Columns))
+	for _, c := range s.Columns {
+		shape := c.Shape
+		if shape == nil {
+			shape = []int64{-1}
+		}
+		out = append(out, workerproto.Column{Name: c.Name, Datatype: datatypeOf(c.Dtype), Shape: shape})
+	}
+	return out
+}
+
+// Version is the server version reported by GET /v2.
+var Version = "dev"
+
+// datatypeOf maps a schema dtype (numpy style) to the Open Inference Protocol datatype.
+func datatypeOf(dtype string) string {
+	switch dtype {
+	case "string", "object", "str":
+		return "BYTES"
+	case "bool":
+		return "BOOL"
+	case "float16", "float32", "float64":
+		return "FP" + dtype[5:]
+	}
+	return strings.ToUpper(dtype)
+}

@@ -1,0 +1,694 @@
+package inference
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/slipway-ml/slipway/internal/workerproto"
+)
+
+// V2Request is a decoded Open Inference Protocol v2 inference request
+// (POST /v2/models/{name}/infer).
+type V2Request struct {
+	ID string
+	// Parameters are the request's parameters; numbers are json.Number, so they re-encode exactly.
+	Parameters map[string]any
+	Inputs     []workerproto.Tensor
+	// Outputs names the requested outputs, in request order; empty means all of them.
+	Outputs []string
+}
+
+// DecodeV2Request decodes an inference request body: {"id", "parameters", "inputs": [{"name", "shape",
+// "datatype", "parameters", "data"}], "outputs": [{"name", "parameters"}]}. Each input's data may be flat
+// (row-major) or nested as the shape; its element count must be the product of the shape and every
+// element must fit the datatype. The binary data extension (binary_data_size) is not supported.
+func DecodeV2Request(body []byte) (*V2Request, error) {
+	s, err := newScanner(body)
+	if err != nil {
+		return nil, err
+	}
+	if s.peek() != kObject {
+		return nil, notA(s, "", `a JSON object like {"inputs": [...]}`)
+	}
+	s.enter()
+	req := &V2Request{}
+	var seen [4]bool
+	dup := func(i int, name string) error {
+		if seen[i] {
+			return invalid("", "duplicate key %q in the request body", name)
+		}
+		seen[i] = true
+		return nil
+	}
+	for n := 0; s.next('}', n); n++ {
+		k := s.key()
+		if s.err != nil {
+			break
+		}
+		var err error
+		switch {
+		case keyIs(body, k, "id"):
+			if err = dup(0, "id"); err == nil {
+				req.ID, err = optString(s, "id")
+			}
+		case keyIs(body, k, "parameters"):
+			if err = dup(1, "parameters"); err == nil {
+				req.Parameters, err = decodeParams(s, "parameters")
+			}
+		case keyIs(body, k, "inputs"):
+			if err = dup(2, "inputs"); err == nil {
+				req.Inputs, err = decodeV2Inputs(s)
+			}
+		case keyIs(body, k, "outputs"):
+			if err = dup(3, "outputs"); err == nil {
+				req.Outputs, err = decodeV2Outputs(s)
+			}
+		default:
+			s.value()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.end()
+	if s.err != nil {
+		return nil, s.err
+	}
+	if !seen[2] {
+		return nil, invalid("inputs", `missing: send "inputs": [{"name", "shape", "datatype", "data"}, ...]`)
+	}
+	if len(req.Inputs) == 0 {
+		return nil, invalid("inputs", "empty: send at least one input tensor")
+	}
+	return req, nil
+}
+
+// notA consumes the next value and returns the error "where: expected want, got ..." (or the syntax
+// error found while reading it).
+func notA(s *scanner, where, want string) error {
+	t := s.value()
+	if s.err != nil {
+		return s.err
+	}
+	return invalid(where, "expected %s, got %s", want, describe(s.b, t))
+}
+
+// optString reads a string (or null, as "").
+func optString(s *scanner, where string) (string, error) {
+	t := s.value()
+	switch {
+	case s.err != nil:
+		return "", s.err
+	case t.k == kNull:
+		return "", nil
+	case t.k != kString:
+		return "", invalid(where, "expected a string, got %s", describe(s.b, t))
+	}
+	return tokString(s.b, t), nil
+}
+
+// name reads a tensor or column name: a non-empty UTF-8 string of at most 65535 bytes.
+func readName(s *scanner, where string) (string, error) {
+	t := s.value()
+	if s.err != nil {
+		return "", s.err
+	}
+	if t.k != kString {
+		return "", invalid(where, "expected a string, got %s", describe(s.b, t))
+	}
+	return checkName(tokString(s.b, t), where)
+}
+
+func checkName(name, where string) (string, error) {
+	switch {
+	case name == "":
+		return "", invalid(where, "empty name")
+	case len(name) > math.MaxUint16 || !utf8.ValidString(name):
+		return "", invalid(where, "a name must be valid UTF-8 of at most 65535 bytes")
+	}
+	return name, nil
+}
+
+// decodeParams decodes a parameters object (or null) with numbers as json.Number.
+func decodeParams(s *scanner, where string) (map[string]any, error) {
+	t := s.value()
+	switch {
+	case s.err != nil:
+		return nil, s.err
+	case t.k == kNull:
+		return nil, nil
+	case t.k != kObject:
+		return nil, invalid(where, "expected an object, got %s", describe(s.b, t))
+	}
+	d := json.NewDecoder(bytes.NewReader(t.raw(s.b)))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil { // unreachable: the scanner validated it
+		return nil, invalid(where, "%v", err)
+	}
+	return m, nil
+}
+
+func decodeV2Inputs(s *scanner) ([]workerproto.Tensor, error) {
+	if s.peek() != kArray {
+		return nil, notA(s, "inputs", "a list of tensors")
+	}
+	s.enter()
+	var ins []workerproto.Tensor
+	for i := 0; s.next(']', i); i++ {
+		t, err := decodeV2Input(s, i)
+		if err != nil {
+			return nil, err
+		}
+		for j := range ins {
+			if ins[j].Name == t.Name {
+				return nil, invalid(fmt.Sprintf("inputs[%d].name", i), "duplicate input %q (also inputs[%d])", t.Name, j)
+			}
+		}
+		ins = append(ins, t)
+	}
+	return ins, s.err
+}
+
+func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
+	var t workerproto.Tensor
+	at := func(field string) string { return fmt.Sprintf("inputs[%d].%s", i, field) }
+	if s.peek() != kObject {
+		return t, notA(s, fmt.Sprintf("inputs[%d]", i), `a tensor object {"name", "shape", "datatype", "data"}`)
+	}
+	s.enter()
+	var (
+		dt                  dtype
+		shape               []int64
+		haveShape, haveData bool
+		data                tok
+		d                   *v2Data
+	)
+	var seen [4]bool
+	once := func(j int, key string) error {
+		if seen[j] {
+			return invalid(fmt.Sprintf("inputs[%d]", i), "duplicate key %q", key)
+		}
+		seen[j] = true
+		return nil
+	}
+	for n := 0; s.next('}', n); n++ {
+		k := s.key()
+		if s.err != nil {
+			break
+		}
+		var err error
+		for j, key := range [...]string{"name", "datatype", "shape", "data"} {
+			if err == nil && keyIs(s.b, k, key) {
+				err = once(j, key)
+			}
+		}
+		if err != nil {
+			return t, err
+		}
+		switch {
+		case keyIs(s.b, k, "name"):
+			t.Name, err = readName(s, at("name"))
+		case keyIs(s.b, k, "datatype"):
+			var name string
+			if name, err = optString(s, at("datatype")); err == nil {
+				if dt = dtypeOf(name); dt == dtNone {
+					err = invalid(at("datatype"), "unknown datatype %q (use one of %s)", name, datatypeList)
+				}
+			}
+		case keyIs(s.b, k, "shape"):
+			shape, err = readShape(s, at("shape"))
+			haveShape = true
+		case keyIs(s.b, k, "parameters"):
+			err = checkInputParams(s, at("parameters"))
+		case keyIs(s.b, k, "data"):
+			haveData = true
+			if dt == dtNone || !haveShape {
+				data = s.value() // decoded once shape and datatype are known
+				break
+			}
+			// The usual key order (shape and datatype first): convert while scanning.
+			if d, err = newV2Data(s.b, i, dt, shape, len(s.b)-s.i); err == nil {
+				err = d.decode(s)
+			}
+		default:
+			s.value()
+		}
+		if err != nil {
+			return t, err
+		}
+	}
+	if s.err != nil {
+		return t, s.err
+	}
+	switch {
+	case t.Name == "":
+		return t, invalid(at("name"), "missing")
+	case dt == dtNone:
+		return t, invalid(at("datatype"), "missing (use one of %s)", datatypeList)
+	case !haveShape:
+		return t, invalid(at("shape"), "missing")
+	case !haveData:
+		return t, invalid(at("data"), "missing")
+	}
+	if d == nil {
+		var err error
+		if d, err = newV2Data(s.b, i, dt, shape, int(data.end-data.start)); err == nil {
+			err = d.decode(&scanner{b: s.b[:data.end], i: int(data.start)})
+		}
+		if err != nil {
+			return t, err
+		}
+	}
+	return d.col.tensor(t.Name, shape), nil
+}
+
+// readShape reads a list of non-negative integers.
+func readShape(s *scanner, where string) ([]int64, error) {
+	if s.peek() != kArray {
+		return nil, notA(s, where, "a list of dimensions")
+	}
+	s.enter()
+	shape := make([]int64, 0, 4)
+	for j := 0; s.next(']', j); j++ {
+		t := s.value()
+		if s.err != nil {
+			break
+		}
+		neg, mag, ok := false, uint64(0), false
+		if t.k == kInt {
+			neg, mag, ok = parseIntText(t.raw(s.b))
+		}
+		if !ok || neg && mag != 0 || mag > math.MaxInt64 {
+			return nil, invalid(fmt.Sprintf("%s[%d]", where, j), "expected a non-negative integer, got %s", describe(s.b, t))
+		}
+		if j == maxRank {
+			return nil, invalid(where, "more than %d dimensions", maxRank)
+		}
+		shape = append(shape, int64(mag))
+	}
+	return shape, s.err
+}
+
+// checkInputParams skips an input's parameters, refusing the binary data extension.
+func checkInputParams(s *scanner, where string) error {
+	if s.peek() != kObject {
+		t := s.value()
+		if s.err == nil && t.k != kNull {
+			return invalid(where, "expected an object, got %s", describe(s.b, t))
+		}
+		return s.err
+	}
+	s.enter()
+	for n := 0; s.next('}', n); n++ {
+		k := s.key()
+		if s.err == nil && keyIs(s.b, k, "binary_data_size") {
+			return invalid(where+".binary_data_size", "the binary tensor data extension is not supported: send the data as JSON")
+		}
+		s.value()
+	}
+	return s.err
+}
+
+func decodeV2Outputs(s *scanner) ([]string, error) {
+	if s.peek() != kArray {
+		return nil, notA(s, "outputs", `a list of {"name": ...} objects`)
+	}
+	s.enter()
+	var names []string
+	for i := 0; s.next(']', i); i++ {
+		where := fmt.Sprintf("outputs[%d]", i)
+		if s.peek() != kObject {
+			return nil, notA(s, where, `an object {"name": ...}`)
+		}
+		s.enter()
+		name := ""
+		for n := 0; s.next('}', n); n++ {
+			k := s.key()
+			if s.err == nil && keyIs(s.b, k, "name") {
+				var err error
+				if name, err = readName(s, where+".name"); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			s.value() // parameters (binary_data, classification) are not supported and ignored
+		}
+		if s.err != nil {
+			return nil, s.err
+		}
+		if name == "" {
+			return nil, invalid(where+".name", "missing")
+		}
+		for j, prev := range names {
+			if prev == name {
+				return nil, invalid(where+".name", "output %q is already requested by outputs[%d]", name, j)
+			}
+		}
+		names = append(names, name)
+	}
+	return names, s.err
+}
+
+// v2Data decodes one input's data against its shape.
+type v2Data struct {
+	src   []byte
+	input int
+	col   *column
+	shape []int64
+	want  int64 // product of shape
+	idx   []int // position in nested data, for errors
+}
+
+// newV2Data prepares to decode the data of an input; avail bounds the data's size in bytes.
+func newV2Data(src []byte, input int, dt dtype, shape []int64, avail int) (*v2Data, error) {
+	want := int64(1)
+	for _, d := range shape {
+		hi, lo := bits.Mul64(uint64(want), uint64(d))
+		if hi != 0 || lo > math.MaxInt64 {
+			return nil, invalid(fmt.Sprintf("inputs[%d].shape", input), "%v has too many elements", shape)
+		}
+		want = int64(lo)
+	}
+	// Every element but the last takes at least two bytes ("1,"), so avail bounds the allocation.
+	capacity := min(want, int64(avail)/2+1)
+	return &v2Data{src: src, input: input, col: newColumn(dt, int(capacity)), shape: shape, want: want}, nil
+}
+
+func (d *v2Data) path() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "inputs[%d].data", d.input)
+	for _, i := range d.idx {
+		fmt.Fprintf(&b, "[%d]", i)
+	}
+	return b.String()
+}
+
+// add converts one element at the current path.
+func (d *v2Data) add(t tok) error {
+	if err := d.col.add(d.src, t); err != nil {
+		return invalid(d.path(), "%v", err)
+	}
+	return nil
+}
+
+func (d *v2Data) nestedTooDeep() error {
+	return invalid(d.path(), "expected a value for %s, got a list (the data is nested deeper than shape %v)", d.col.dt, d.shape)
+}
+
+// decode reads the data value at s.
+func (d *v2Data) decode(s *scanner) error {
+	switch s.peek() {
+	case kArray:
+		j := s.i
+		s.enter()
+		first := s.peek()
+		s.i = j
+		if first == kArray {
+			return d.nested(s, 0)
+		}
+		return d.flat(s)
+	case kObject:
+		return notA(s, d.path(), "a list of elements")
+	}
+	t := s.value() // a bare scalar: one element
+	if s.err != nil {
+		return s.err
+	}
+	if d.want != 1 {
+		return invalid(d.path(), "expected %d elements for shape %v, got 1", d.want, d.shape)
+	}
+	return d.add(t)
+}
+
+// flat reads a list of values in row-major order.
+func (d *v2Data) flat(s *scanner) error {
+	s.enter()
+	n := 0
+	for ; s.next(']', n); n++ {
+		t := s.value()
+		if s.err != nil {
+			return s.err
+		}
+		if int64(n) < d.want {
+			d.idx = append(d.idx[:0], n)
+			if t.k == kArray || t.k == kObject {
+				return invalid(d.path(), "expected a value for %s, got %s (the data mixes lists and values)", d.col.dt, describe(s.b, t))
+			}
+			if err := d.add(t); err != nil {
+				return err
+			}
+		}
+	}
+	d.idx = d.idx[:0]
+	if s.err != nil {
+		return s.err
+	}
+	if int64(n) != d.want {
+		return invalid(d.path(), "expected %d elements for shape %v, got %d", d.want, d.shape, n)
+	}
+	return nil
+}
+
+// nested reads a list at nesting depth, which must have shape[depth] elements.
+func (d *v2Data) nested(s *scanner, depth int) error {
+	if depth >= len(d.shape) {
+		return d.nestedTooDeep()
+	}
+	s.enter()
+	want := d.shape[depth]
+	last := depth == len(d.shape)-1
+	n := 0
+	for ; s.next(']', n); n++ {
+		if int64(n) >= want {
+			s.value() // counted for the error below
+			continue
+		}
+		d.idx = append(d.idx, n)
+		if last {
+			t := s.value()
+			if s.err != nil {
+				return s.err
+			}
+			if t.k == kArray || t.k == kObject {
+				return d.nestedTooDeep()
+			}
+			if err := d.add(t); err != nil {
+				return err
+			}
+		} else {
+			if s.peek() != kArray {
+				return notA(s, d.path(), fmt.Sprintf("a list of %d elements (dim %d of shape %v)", d.shape[depth+1], depth+1, d.shape))
+			}
+			if err := d.nested(s, depth+1); err != nil {
+				return err
+			}
+		}
+		d.idx = d.idx[:len(d.idx)-1]
+	}
+	if s.err != nil {
+		return s.err
+	}
+	if int64(n) != want {
+		return invalid(d.path(), "expected %d elements (dim %d of shape %v), got %d", want, depth, d.shape, n)
+	}
+	return nil
+}
+
+// EncodeV2Response encodes an inference response: {"model_name", "model_version", "id", "outputs":
+// [{"name", "datatype", "shape", "data"}]} with flat data. model_version and id are left out when empty.
+// When requested is not empty, only those outputs are sent, in that order; an unknown name is an error.
+// NaN and ±Inf are encoded as null.
+func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.Tensor, requested []string) ([]byte, error) {
+	sel := outputs
+	if len(requested) > 0 {
+		sel = make([]workerproto.Tensor, 0, len(requested))
+		for i, name := range requested {
+			j := indexOf(outputs, name)
+			if j < 0 {
+				return nil, invalid(fmt.Sprintf("outputs[%d]", i), "unknown output %q: the model returns %s", name, quoteList(names(outputs)))
+			}
+			sel = append(sel, outputs[j])
+		}
+	}
+	size := 64 + len(modelName) + len(modelVersion) + len(id)
+	for i := range sel {
+		if _, err := checkOutput(&sel[i]); err != nil {
+			return nil, err
+		}
+		size += 64 + len(sel[i].Name) + estimateJSON(&sel[i])
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"model_name":`...)
+	b = appendString(b, modelName)
+	if modelVersion != "" {
+		b = append(b, `,"model_version":`...)
+		b = appendString(b, modelVersion)
+	}
+	if id != "" {
+		b = append(b, `,"id":`...)
+		b = appendString(b, id)
+	}
+	b = append(b, `,"outputs":[`...)
+	for i := range sel {
+		t := &sel[i]
+		dt := dtypeOf(t.Datatype)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendString(b, t.Name)
+		b = append(b, `,"datatype":"`...)
+		b = append(b, t.Datatype...)
+		b = append(b, `","shape":`...)
+		b = appendShape(b, t.Shape)
+		b = append(b, `,"data":[`...)
+		n := elemCount(t, dt)
+		for j := range n {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendElemJSON(b, t, dt, j)
+		}
+		b = append(b, "]}"...)
+	}
+	return append(b, "]}"...), nil
+}
+
+// checkOutput checks that a model output is a consistent tensor of a known datatype.
+func checkOutput(t *workerproto.Tensor) (dtype, error) { return checkTensor(t, "model output") }
+
+// checkTensor checks that t (a "model output", a "column") is a consistent tensor of a known datatype.
+func checkTensor(t *workerproto.Tensor, noun string) (dtype, error) {
+	dt := dtypeOf(t.Datatype)
+	if dt == dtNone {
+		return dt, invalid("", "%s %q has unknown datatype %q", noun, t.Name, t.Datatype)
+	}
+	if err := t.Validate(); err != nil {
+		return dt, invalid("", "%s %q is malformed: %v", noun, t.Name, err)
+	}
+	return dt, nil
+}
+
+// elemCount is the number of elements of a tensor that passed checkOutput or was built here.
+func elemCount(t *workerproto.Tensor, dt dtype) int {
+	if dt == dtBytes {
+		return len(t.Strings)
+	}
+	return len(t.Data) / dt.size()
+}
+
+// estimateJSON guesses the JSON size of a tensor's data.
+func estimateJSON(t *workerproto.Tensor) int {
+	if t.Datatype == "BYTES" {
+		n := 0
+		for _, s := range t.Strings {
+			n += len(s) + 3
+		}
+		return n
+	}
+	return len(t.Data) * 3
+}
+
+func appendShape(b []byte, shape []int64) []byte {
+	b = append(b, '[')
+	for i, d := range shape {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, d, 10)
+	}
+	return append(b, ']')
+}
+
+func indexOf(ts []workerproto.Tensor, name string) int {
+	for i := range ts {
+		if ts[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func names(ts []workerproto.Tensor) []string {
+	out := make([]string, len(ts))
+	for i := range ts {
+		out[i] = ts[i].Name
+	}
+	return out
+}
+
+// V2Error is the body of an OIP v2 error response: {"error": msg}.
+func V2Error(msg string) []byte {
+	b := append(make([]byte, 0, len(msg)+16), `{"error":`...)
+	b = appendString(b, msg)
+	return append(b, '}')
+}
+
+// appendV2Tensors appends [{"name", "datatype", "shape"}, ...]; an unknown shape is sent as [-1] (the
+// protocol requires one).
+func appendV2Tensors(b []byte, cols []workerproto.Column) []byte {
+	b = append(b, '[')
+	for i, c := range cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendString(b, c.Name)
+		b = append(b, `,"datatype":`...)
+		b = appendString(b, c.Datatype)
+		b = append(b, `,"shape":`...)
+		if c.Shape == nil {
+			b = append(b, "[-1]"...)
+		} else {
+			b = appendShape(b, c.Shape)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+// EncodeV2ModelMetadata encodes the model metadata response (GET /v2/models/{name}):
+// {"name", "versions", "platform", "inputs": [{"name", "datatype", "shape"}], "outputs": [...]}.
+// A column whose shape is unknown is given shape [-1]; lists are never null.
+func EncodeV2ModelMetadata(name string, versions []string, platform string, inputs, outputs []workerproto.Column) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"name":`...)
+	b = appendString(b, name)
+	b = append(b, `,"versions":`...)
+	b = appendStrings(b, versions)
+	b = append(b, `,"platform":`...)
+	b = appendString(b, platform)
+	b = append(b, `,"inputs":`...)
+	b = appendV2Tensors(b, inputs)
+	b = append(b, `,"outputs":`...)
+	b = appendV2Tensors(b, outputs)
+	return append(b, '}')
+}
+
+// EncodeV2ServerMetadata encodes the server metadata response (GET /v2):
+// {"name": "slipway", "version", "extensions"}.
+func EncodeV2ServerMetadata(version string, extensions []string) []byte {
+	b := append(make([]byte, 0, 128), `{"name":"slipway","version":`...)
+	b = appendString(b, version)
+	b = append(b, `,"extensions":`...)
+	b = appendStrings(b, extensions)
+	return append(b, '}')
+}

@@ -1,0 +1,419 @@
+// Package serving is the data plane of deployments: a pool of replica processes per deployment, least-loaded
+// dispatch with a bounded queue (full → EOVERLOADED, never an unbounded backlog), per-request timeouts, one
+// retry on another replica when a replica dies mid-request, supervision with restart backoff, health pings,
+// zero-downtime generation switches, and optional dynamic batching.
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/modelruntime"
+)
+
+// Starter starts one replica process of a given model version.
+type Starter func(ctx context.Context) (*modelruntime.Replica, error)
+
+// Options are the pool's tunables; they can change while it serves.
+type Options struct {
+	MaxQueue int
+	Timeout  time.Duration
+	Batching *slipway.Batching
+}
+
+// Event tells the control plane about replica health.
+type Event struct {
+	Kind    string // "crashloop" (repeated crashes: needs attention) or "recovered"
+	Message string
+}
+
+// Slot states.
+const (
+	stateStarting = "STARTING"
+	stateReady    = "READY"
+	stateDead     = "RESTARTING"
+	stateDraining = "DRAINING"
+	stateStopped  = "STOPPED"
+)
+
+// slot is one replica position: it keeps its id across restarts.
+type slot struct {
+	id        string
+	version   int
+	start     Starter
+	rep       *modelruntime.Replica // current process; nil while (re)starting
+	state     string
+	busy      bool
+	restarts  int
+	startedAt time.Time
+	lastErr   string
+	crashes   []time.Time
+}
+
+// Pool serves one deployment.
+type Pool struct {
+	name    string
+	log     *slog.Logger
+	onEvent func(Event)
+
+	mu      sync.Mutex
+	opts    Options
+	slots   []*slot
+	free    []*slot // READY and idle, current generation; front = next to use
+	waiters []chan *slot
+	nextID  int
+	batcher *batcher
+
+	ctx    context.Context // supervision lifetime
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // supervisors and stoppers
+
+	// Tunables for supervision (tests shorten them).
+	HealthInterval time.Duration
+	StopGrace      time.Duration
+}
+
+// NewPool returns an empty pool; Start adds replicas.
+func NewPool(name string, opts Options, log *slog.Logger, onEvent func(Event)) *Pool {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{name: name, log: log, onEvent: onEvent, opts: opts, ctx: ctx, cancel: cancel,
+		HealthInterval: 5 * time.Second, StopGrace: 10 * time.Second}
+	p.setBatching(opts.Batching)
+	return p
+}
+
+// ErrClosed is returned for requests to a pool that was stopped.
+var ErrClosed = slipway.Errorf(slipway.EUNAVAILABLE, "deployment is not serving (inactive or being deleted)")
+
+// Rollout starts n replicas of version with start and, once all are ready, makes them the pool's only serving
+// generation: later requests go to them, the previous replicas finish their current request and stop. If any
+// new replica fails to start, the new ones are stopped, the old ones keep serving and the error says why.
+func (p *Pool) Rollout(ctx context.Context, version, n int, start Starter) error {
+	fresh, err := p.startSlots(ctx, version, n, start)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	old := slices.Clone(p.slots)
+	p.slots = append(p.slots, fresh...)
+	for _, s := range old {
+		p.retireLocked(s)
+	}
+	for _, s := range fresh {
+		p.superviseLocked(s)
+		p.releaseLocked(s, s.rep)
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// Scale changes the number of replicas of the current generation.
+func (p *Pool) Scale(ctx context.Context, n int) error {
+	p.mu.Lock()
+	current := p.currentLocked()
+	p.mu.Unlock()
+	if len(current) == 0 {
+		return fmt.Errorf("serving: scale %s: no replicas to copy", p.name)
+	}
+	switch diff := n - len(current); {
+	case diff > 0:
+		tmpl := current[0]
+		fresh, err := p.startSlots(ctx, tmpl.version, diff, tmpl.start)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.slots = append(p.slots, fresh...)
+		for _, s := range fresh {
+			p.superviseLocked(s)
+			p.releaseLocked(s, s.rep)
+		}
+		p.mu.Unlock()
+	case diff < 0:
+		p.mu.Lock()
+		// Retire idle replicas first so that no request waits for a drain.
+		slices.SortStableFunc(current, func(a, b *slot) int { return boolInt(a.busy) - boolInt(b.busy) })
+		for _, s := range current[:-diff] {
+			p.retireLocked(s)
+		}
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (p *Pool) currentLocked() []*slot {
+	var out []*slot
+	for _, s := range p.slots {
+		if s.state != stateDraining && s.state != stateStopped {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// startSlots starts n replicas in parallel; all or nothing.
+func (p *Pool) startSlots(ctx context.Context, version, n int, start Starter) ([]*slot, error) {
+	fresh := make([]*slot, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	p.mu.Lock()
+	for i := range fresh {
+		p.nextID++
+		fresh[i] = &slot{id: fmt.Sprintf("%s-%d", p.name, p.nextID), version: version, start: start, state: stateStarting}
+	}
+	p.mu.Unlock()
+	for i, s := range fresh {
+		wg.Add(1)
+		go func() { // bounded by Start's own ready timeout
+			defer wg.Done()
+			rep, err := start(ctx)
+			if err != nil {
+				errs[i] = fmt.Errorf("replica %s: %w", s.id, err)
+				return
+			}
+			s.rep, s.state, s.startedAt = rep, stateReady, time.Now()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range fresh {
+			if s.rep != nil {
+				s.rep.Stop(p.StopGrace)
+			}
+		}
+		return nil, err
+	}
+	return fresh, nil
+}
+
+// retireLocked takes s out of service; it stops now if idle, else when its request finishes.
+func (p *Pool) retireLocked(s *slot) {
+	if s.state == stateDraining || s.state == stateStopped {
+		return
+	}
+	s.state = stateDraining
+	p.free = slices.DeleteFunc(p.free, func(f *slot) bool { return f == s })
+	if !s.busy {
+		p.stopLocked(s)
+	}
+}
+
+func (p *Pool) stopLocked(s *slot) {
+	s.state = stateStopped
+	rep := s.rep
+	p.slots = slices.DeleteFunc(p.slots, func(f *slot) bool { return f == s })
+	if rep == nil {
+		return
+	}
+	p.wg.Add(1)
+	go func() { // owned by the pool (wg): bounded by StopGrace
+		defer p.wg.Done()
+		rep.Stop(p.StopGrace)
+	}()
+}
+
+// acquire takes an idle replica, or waits in the bounded queue for one.
+func (p *Pool) acquire(ctx context.Context) (*slot, *modelruntime.Replica, error) {
+	p.mu.Lock()
+	if p.ctx.Err() != nil {
+		p.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	if len(p.free) > 0 {
+		s := p.free[0]
+		p.free = p.free[1:]
+		s.busy = true
+		p.mu.Unlock()
+		return s, s.rep, nil
+	}
+	if len(p.waiters) >= p.opts.MaxQueue {
+		p.mu.Unlock()
+		return nil, nil, slipway.Errorf(slipway.EOVERLOADED, "deployment %s is at capacity (%d requests queued): retry after a moment, or add replicas", p.name, p.opts.MaxQueue)
+	}
+	ch := make(chan *slot, 1)
+	p.waiters = append(p.waiters, ch)
+	p.mu.Unlock()
+	select {
+	case s := <-ch:
+		if s == nil {
+			return nil, nil, ErrClosed
+		}
+		return s, s.rep, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		p.waiters = slices.DeleteFunc(p.waiters, func(w chan *slot) bool { return w == ch })
+		p.mu.Unlock()
+		select {
+		case s := <-ch: // handed over just as we gave up: pass it on
+			if s != nil {
+				p.release(s, s.rep)
+			}
+		default:
+		}
+		return nil, nil, ctx.Err()
+	}
+}
+
+func (p *Pool) release(s *slot, rep *modelruntime.Replica) {
+	p.mu.Lock()
+	p.releaseLocked(s, rep)
+	p.mu.Unlock()
+}
+
+// releaseLocked returns s to service: to the first waiter, else the free list. A stale release (the replica
+// was replaced meanwhile) is ignored; a draining slot stops.
+func (p *Pool) releaseLocked(s *slot, rep *modelruntime.Replica) {
+	if s.rep != rep {
+		return
+	}
+	s.busy = false
+	switch s.state {
+	case stateDraining:
+		p.stopLocked(s)
+		return
+	case stateReady:
+	default:
+		return
+	}
+	select {
+	case <-rep.Done():
+		return // died while busy: its supervisor restarts it
+	default:
+	}
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		s.busy = true
+		w <- s
+		return
+	}
+	p.free = append(p.free, s)
+}
+
+// Do runs fn on a replica: least-loaded (an idle one, else the first to free up), within the pool's timeout,
+// retried once on another replica if the first died before answering.
+func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, rep *modelruntime.Replica) error) (replica string, err error) {
+	p.mu.Lock()
+	timeout := p.opts.Timeout
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		s, rep, err := p.acquire(ctx)
+		if err != nil {
+			return "", p.timeoutError(err, timeout)
+		}
+		err = fn(ctx, rep)
+		p.release(s, rep)
+		if errors.Is(err, modelruntime.ErrReplicaDied) && attempt == 0 {
+			p.log.Warn("replica died during a request; retrying on another", "deployment", p.name, "replica", s.id, "error", err)
+			continue
+		}
+		return s.id, p.timeoutError(err, timeout)
+	}
+}
+
+func (p *Pool) timeoutError(err error, timeout time.Duration) error {
+	if timeout == 0 {
+		p.mu.Lock()
+		timeout = p.opts.Timeout
+		p.mu.Unlock()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return slipway.Errorf(slipway.ETIMEOUT, "deployment %s did not answer within %s (timeout_ms)", p.name, timeout)
+	}
+	var merr interface{ ModelErrorType() string }
+	if errors.As(err, &merr) {
+		return err
+	}
+	if errors.Is(err, modelruntime.ErrReplicaDied) {
+		return slipway.Wrap(slipway.EUNAVAILABLE, err, "the model process died while answering (retried once): %v", err)
+	}
+	return err
+}
+
+// SetOptions changes queue bound, timeout and batching while serving.
+func (p *Pool) SetOptions(o Options) {
+	p.mu.Lock()
+	p.opts = o
+	p.mu.Unlock()
+	p.setBatching(o.Batching)
+}
+
+// Status reports every replica.
+func (p *Pool) Status() []slipway.ReplicaStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]slipway.ReplicaStatus, 0, len(p.slots))
+	for _, s := range p.slots {
+		st := slipway.ReplicaStatus{ID: s.id, Version: s.version, State: s.state, Restarts: s.restarts, StartedAt: s.startedAt, LastError: s.lastErr}
+		if s.busy {
+			st.InFlight = 1
+		}
+		if s.rep != nil && s.state != stateDead {
+			st.PID = s.rep.PID()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Ready reports whether at least one replica can serve.
+func (p *Pool) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.slots {
+		if s.state == stateReady {
+			return true
+		}
+	}
+	return false
+}
+
+// Hello returns what a ready replica of the current generation reported (inputs/outputs).
+func (p *Pool) Hello() (version int, rep *modelruntime.Replica) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.slots {
+		if s.state == stateReady && s.rep != nil {
+			return s.version, s.rep
+		}
+	}
+	return 0, nil
+}
+
+// Close stops every replica and supervisor; waiting requests get ErrClosed.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.cancel()
+	for _, w := range p.waiters {
+		w <- nil
+	}
+	p.waiters = nil
+	for _, s := range slices.Clone(p.slots) {
+		p.retireLocked(s)
+		if s.state == stateDraining { // busy: the server stopped taking requests, so do not wait for it
+			p.stopLocked(s)
+		}
+	}
+	b := p.batcher
+	p.batcher = nil
+	p.mu.Unlock()
+	if b != nil {
+		b.close()
+	}
+	p.wg.Wait()
+}

@@ -1,0 +1,272 @@
+package serving
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/modelruntime"
+	"github.com/slipway-ml/slipway/internal/workerproto"
+)
+
+// A real python replica: score.py answers {"version": V, "pid": pid, "echo": data} after an optional sleep.
+const testScore = `
+import os, time
+VERSION = int(open(os.path.join(os.path.dirname(__file__), "VERSION")).read())
+def load_model():
+    return VERSION
+def predict(data, model=None):
+    if isinstance(data, dict):
+        time.sleep(data.get("sleep", 0))
+        return {"version": model, "pid": os.getpid(), "echo": data.get("x")}
+    return {"prediction": [model] * len(data)}
+`
+
+func modelDir(t *testing.T, version int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "model")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "score.py"), []byte(testScore), 0o644)
+	os.WriteFile(filepath.Join(dir, "VERSION"), []byte(string(rune('0'+version))), 0o644)
+	return dir
+}
+
+func starter(t *testing.T, rt *modelruntime.Runtimes, dir string) Starter {
+	return func(ctx context.Context) (*modelruntime.Replica, error) {
+		spec, err := rt.ReplicaSpec(slipway.RuntimePython, dir, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		return modelruntime.Start(ctx, spec, time.Minute, nil)
+	}
+}
+
+func newTestPool(t *testing.T, replicas int, opts Options) (*Pool, *modelruntime.Runtimes) {
+	t.Helper()
+	rt, err := modelruntime.New(modelruntime.Config{ScratchDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	p := NewPool("test", opts, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	p.StopGrace = time.Second
+	if err := p.Rollout(context.Background(), 1, replicas, starter(t, rt, modelDir(t, 1))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p, rt
+}
+
+type answer struct {
+	Version int    `json:"version"`
+	PID     int    `json:"pid"`
+	Echo    any    `json:"echo"`
+	Err     string `json:"-"`
+}
+
+func call(t *testing.T, p *Pool, body string) (answer, error) {
+	out, _, err := p.PredictJSON(context.Background(), []byte(body))
+	if err != nil {
+		return answer{}, err
+	}
+	var a answer
+	if err := json.Unmarshal(out, &a); err != nil {
+		t.Fatalf("decode %s: %v", out, err)
+	}
+	return a, nil
+}
+
+func TestOverloadAnswersAtOnce(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 1})
+	var wg sync.WaitGroup
+	var ok, overloaded atomic.Int32
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := call(t, p, `{"sleep": 0.3}`)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case slipway.ErrorCode(err) == slipway.EOVERLOADED:
+				overloaded.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	// One in flight + one queued can succeed at any moment; the rest must be refused, not queued.
+	if overloaded.Load() == 0 || ok.Load() == 0 || ok.Load()+overloaded.Load() != 6 {
+		t.Fatalf("ok %d, overloaded %d", ok.Load(), overloaded.Load())
+	}
+}
+
+func TestReplicaKilledMidRequestIsRetried(t *testing.T) {
+	p, _ := newTestPool(t, 2, Options{MaxQueue: 10})
+	first, err := call(t, p, `{"x": 1}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kill the replica that will take the next request: the free list rotates, so find it by asking.
+	done := make(chan answer, 1)
+	go func() {
+		a, err := call(t, p, `{"sleep": 1.0, "x": 2}`)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- a
+	}()
+	var victim int
+	deadline := time.Now().Add(10 * time.Second)
+	for victim == 0 && time.Now().Before(deadline) {
+		for _, st := range p.Status() {
+			if st.InFlight == 1 {
+				victim = st.PID
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if victim == 0 {
+		t.Fatal("no request in flight")
+	}
+	syscall.Kill(victim, syscall.SIGKILL)
+	a := <-done
+	if a.PID == victim || a.PID == 0 {
+		t.Fatalf("answered by %d after killing %d", a.PID, victim)
+	}
+	_ = first
+	// The dead replica is replaced.
+	for time.Now().Before(deadline) {
+		ready, restarts := 0, 0
+		for _, st := range p.Status() {
+			if st.State == stateReady {
+				ready++
+			}
+			restarts += st.Restarts
+		}
+		if ready == 2 && restarts == 1 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("replica not replaced: %+v", p.Status())
+}
+
+func TestTimeoutKillsStuckReplica(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 10, Timeout: 300 * time.Millisecond})
+	_, err := call(t, p, `{"sleep": 5}`)
+	if slipway.ErrorCode(err) != slipway.ETIMEOUT {
+		t.Fatalf("err %v, want timeout", err)
+	}
+	// The next request is served by a fresh replica.
+	p.SetOptions(Options{MaxQueue: 10, Timeout: 30 * time.Second})
+	if _, err := call(t, p, `{"x": 1}`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRolloutUnderLoadDropsNothing(t *testing.T) {
+	p, rt := newTestPool(t, 2, Options{MaxQueue: 100})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	var seenV2 atomic.Bool
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				a, err := call(t, p, `{"sleep": 0.01}`)
+				if err != nil {
+					failures.Add(1)
+					t.Log(err)
+				} else if a.Version == 2 {
+					seenV2.Store(true)
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := p.Rollout(context.Background(), 2, 2, starter(t, rt, modelDir(t, 2))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	if failures.Load() != 0 || !seenV2.Load() {
+		t.Fatalf("failures %d, served v2 %v", failures.Load(), seenV2.Load())
+	}
+	for _, st := range p.Status() {
+		if st.Version != 2 {
+			t.Fatalf("old replica still listed: %+v", st)
+		}
+	}
+}
+
+func TestFailedRolloutKeepsServing(t *testing.T) {
+	p, rt := newTestPool(t, 1, Options{MaxQueue: 10})
+	broken := filepath.Join(t.TempDir(), "broken")
+	os.MkdirAll(broken, 0o755)
+	os.WriteFile(filepath.Join(broken, "score.py"), []byte("def load_model():\n    raise RuntimeError('no weights')\ndef predict(d, model=None):\n    return d\n"), 0o644)
+	err := p.Rollout(context.Background(), 2, 1, starter(t, rt, broken))
+	if err == nil || !strings.Contains(err.Error(), "no weights") {
+		t.Fatalf("rollout error %v, want the model's own message", err)
+	}
+	a, err := call(t, p, `{"x": 1}`)
+	if err != nil || a.Version != 1 {
+		t.Fatalf("after failed rollout: %+v, %v", a, err)
+	}
+}
+
+func TestBatchingMergesConcurrentRequests(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 100, Batching: &slipway.Batching{MaxBatchSize: 8, MaxWaitMS: 50}})
+	var wg sync.WaitGroup
+	var maxBatch atomic.Int32
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := []workerproto.Tensor{workerproto.NewFloat64("x", nil, []float64{float64(i)})}
+			res, err := p.PredictTensors(context.Background(), in)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(res.Outputs) != 1 || res.Outputs[0].Shape[0] != 1 {
+				t.Errorf("outputs %+v: want one row back", res.Outputs)
+			}
+			for {
+				cur := maxBatch.Load()
+				if int32(res.Batch) <= cur || maxBatch.CompareAndSwap(cur, int32(res.Batch)) {
+					break
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if maxBatch.Load() < 2 {
+		t.Fatalf("largest batch %d: concurrent requests were not merged", maxBatch.Load())
+	}
+}
+
+func TestClosedPoolRefuses(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 10})
+	p.Close()
+	if _, err := call(t, p, `{}`); !errors.Is(err, ErrClosed) {
+		t.Fatalf("err %v", err)
+	}
+}
