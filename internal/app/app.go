@@ -16,12 +16,15 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/archive"
+	"github.com/slipway-ml/slipway/internal/batch"
 	"github.com/slipway-ml/slipway/internal/blob"
 	"github.com/slipway-ml/slipway/internal/catalog"
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/httpapi"
+	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
+	"github.com/slipway-ml/slipway/internal/monitor"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
 )
 
@@ -34,6 +37,13 @@ type App struct {
 	catalog *catalog.Service
 	deploy  *deploy.Service
 	api     *httpapi.Server
+
+	blobs    *blob.Local
+	runtimes *modelruntime.Runtimes
+	monitor  *monitor.Service
+	jobs     *jobs.Service
+	batch    *batch.Service
+	closers  []func() error // feature areas' Close, run in reverse order before the stores close
 }
 
 // Open acquires the data folder, opens the stores, recovers from a previous crash and prepares the API.
@@ -90,8 +100,15 @@ func (a *App) open(ctx context.Context) error {
 	if err := a.deploy.Recover(ctx); err != nil {
 		return err
 	}
+	a.blobs, a.runtimes = blobs, rt
+	for _, open := range []func() error{a.openMonitor, a.openJobs, a.openBatch} {
+		if err := open(); err != nil {
+			return err
+		}
+	}
 	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
-		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes, TempDir: blobs.TempDir()})
+		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes, TempDir: blobs.TempDir(),
+		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch})
 	return nil
 }
 
@@ -169,6 +186,9 @@ func (a *App) Run(ctx context.Context) error {
 // Close stops the deployments' replicas, then releases the stores and the data folder lock.
 func (a *App) Close() error {
 	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
 	if a.deploy != nil {
 		a.deploy.Close()
 	}

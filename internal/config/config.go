@@ -28,6 +28,14 @@ type Config struct {
 	MaxRatio         float64
 	ShutdownTimeout  time.Duration
 	ReadyTimeout     time.Duration
+
+	// Monitoring
+	MetricsRetention time.Duration // 1-minute series kept in the store
+	// Jobs
+	MaxConcurrentRuns int
+	// Batch predictions
+	ImportDir   string   // files batch predictions may read (default DATA_DIR/imports)
+	Connections []string // NAME=sqlite:///path or NAME=postgres://... (repeatable --connection)
 }
 
 // Default returns the defaults documented in the README.
@@ -36,6 +44,7 @@ func Default() Config {
 		DataDir: "./slipway-data", Addr: "127.0.0.1:8080", LogFormat: "text", LogLevel: "info",
 		Python: "/usr/bin/python3", MaxUploadBytes: 1 << 30, MaxPayloadBytes: 10 << 20, MaxUnpackedBytes: 4 << 30, MaxFiles: 10_000,
 		MaxRatio: 200, ShutdownTimeout: 30 * time.Second, ReadyTimeout: 2 * time.Minute,
+		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4,
 	}
 }
 
@@ -75,6 +84,13 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.IntVar(&c.MaxFiles, "max-files", c.MaxFiles, "most files (entries) in an artifact archive")
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
 	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
+	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
+	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
+	fs.StringVar(&c.ImportDir, "import-dir", c.ImportDir, "folder batch predictions may read input files from (default DATA_DIR/imports)")
+	fs.Func("connection", "named database for batch predictions: NAME=sqlite:///path/to.db or NAME=postgres://... (repeatable)", func(v string) error {
+		c.Connections = append(c.Connections, v)
+		return nil
+	})
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -102,6 +118,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--data-dir %q: %w", c.DataDir, err))
 	}
 	c.DataDir = abs
+	if c.ImportDir == "" {
+		c.ImportDir = filepath.Join(abs, "imports")
+	}
 	return errors.Join(errs...)
 }
 

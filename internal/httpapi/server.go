@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/batch"
 	"github.com/slipway-ml/slipway/internal/catalog"
 	"github.com/slipway-ml/slipway/internal/deploy"
+	"github.com/slipway-ml/slipway/internal/jobs"
+	"github.com/slipway-ml/slipway/internal/monitor"
 )
 
 // Config wires the API server.
@@ -21,6 +24,9 @@ type Config struct {
 	Tokens         slipway.TokenStore
 	Catalog        *catalog.Service
 	Deployments    *deploy.Service
+	Monitor        *monitor.Service
+	Jobs           *jobs.Service
+	Batch          *batch.Service
 	Log            *slog.Logger
 	Ready          func(context.Context) error // readiness probe (database reachable)
 	MaxUploadBytes int64                       // artifact upload cap
@@ -34,6 +40,9 @@ type Server struct {
 	auth        *authenticator
 	catalog     *catalog.Service
 	deployments *deploy.Service
+	monitor     *monitor.Service
+	jobs        *jobs.Service
+	batch       *batch.Service
 	maxPayload  int64
 	log         *slog.Logger
 	ready       func(context.Context) error
@@ -54,7 +63,7 @@ type route struct {
 func New(cfg Config) *Server {
 	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
-		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload}
+		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch}
 	if s.maxPayload <= 0 {
 		s.maxPayload = 10 << 20
 	}
@@ -105,6 +114,10 @@ func New(cfg Config) *Server {
 		{"GET /v2/models/{name}/versions/{version}/ready", s.handleV2ModelReady, slipway.RolePredict},
 		{"POST /v2/models/{name}/versions/{version}/infer", s.handleV2Infer, slipway.RolePredict},
 	}
+	// Each feature area lists its routes in its own file (monitor.go, jobs.go, batch.go in this package).
+	s.routes = append(s.routes, s.monitorRoutes()...)
+	s.routes = append(s.routes, s.jobRoutes()...)
+	s.routes = append(s.routes, s.batchRoutes()...)
 	for _, rt := range s.routes {
 		h := rt.handler
 		if rt.role != "" {

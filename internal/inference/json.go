@@ -356,7 +356,7 @@ func unquote(src []byte, t tok) []byte {
 	return appendUnescaped(make([]byte, 0, len(inner)), inner)
 }
 
-// str returns a string token as a Go string.
+// tokString returns a string token as a Go string.
 func tokString(src []byte, t tok) string {
 	if !t.esc {
 		return string(src[t.start+1 : t.end-1])

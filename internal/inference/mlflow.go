@@ -175,7 +175,6 @@ func (c *rawCol) elemPath(k int) string {
 type mlDecoder struct {
 	src    []byte
 	schema []slipway.ColumnSpec // empty: none
-	dtypes []dtype              // of schema columns
 	cols   []*rawCol
 	byName map[string]int // index into cols, once there are many columns
 }
@@ -184,9 +183,8 @@ func newMLDecoder(src []byte, schema *slipway.Schema) (*mlDecoder, error) {
 	m := &mlDecoder{src: src}
 	if schema != nil && len(schema.Columns) > 0 {
 		m.schema = schema.Columns
-		m.dtypes = make([]dtype, len(m.schema))
-		for i, c := range m.schema {
-			if m.dtypes[i] = schemaDtype(c.Dtype); m.dtypes[i] == dtNone {
+		for _, c := range m.schema {
+			if schemaDtype(c.Dtype) == dtNone {
 				return nil, invalid("", "the input schema's column %q has unsupported dtype %q", c.Name, c.Dtype)
 			}
 		}
@@ -627,9 +625,6 @@ func (m *mlDecoder) tensors(s *scanner, where string) (bool, error) {
 			}
 			name := tokString(m.src, k)
 			at := where + fieldRef(name)
-			if _, err := checkName(name, at); err != nil {
-				return false, err
-			}
 			c, err := m.addCol(name, at, loc{prefix: at, col: -1})
 			if err != nil {
 				return false, err
@@ -840,6 +835,9 @@ func EncodeMLflowResponse(outputs []workerproto.Tensor) ([]byte, error) {
 		if dts[i], err = checkOutput(t); err != nil {
 			return nil, err
 		}
+		if lists := nestedLists(t.Shape); lists > 1<<24 {
+			return nil, invalid("", "model output %q of shape %v would be %d nested lists", t.Name, t.Shape, lists)
+		}
 		size += 16 + len(t.Name) + estimateJSON(t)
 		if len(t.Shape) != 1 || t.Shape[0] != outputs[0].Shape[0] {
 			records = false
@@ -887,6 +885,25 @@ func EncodeMLflowResponse(outputs []workerproto.Tensor) ([]byte, error) {
 		b = append(b, '}')
 	}
 	return append(b, '}'), nil
+}
+
+// nestedLists counts the lists appendNested writes for shape (large only for shapes with a 0 dim,
+// whose data does not bound them), saturating at 1<<62.
+func nestedLists(shape []int64) int64 {
+	total, level := int64(0), int64(1)
+	for _, d := range shape {
+		if total += level; total >= 1<<62 {
+			return 1 << 62
+		}
+		if d == 0 {
+			break
+		}
+		if level > (1<<62)/d {
+			return 1 << 62
+		}
+		level *= d
+	}
+	return total
 }
 
 // appendNested appends the elements of t from index i as lists nested by shape; it returns the next index.

@@ -254,3 +254,8 @@ func TestEncodeMLflowResponse(t *testing.T) {
 	_, err := EncodeMLflowResponse(nil)
 	wantInvalid(t, err, "the model returned no outputs")
 }
+
+func TestEncodeMLflowResponseBoundsEmptyLists(t *testing.T) {
+	_, err := EncodeMLflowResponse([]workerproto.Tensor{{Name: "x", Datatype: "FP32", Shape: []int64{1 << 40, 0}, Data: []byte{}}})
+	wantInvalid(t, err, `model output "x" of shape [1099511627776 0] would be 1099511627777 nested lists`)
+}

@@ -113,7 +113,7 @@ func optString(s *scanner, where string) (string, error) {
 	return tokString(s.b, t), nil
 }
 
-// name reads a tensor or column name: a non-empty UTF-8 string of at most 65535 bytes.
+// readName reads a tensor or column name: a non-empty UTF-8 string of at most 65535 bytes.
 func readName(s *scanner, where string) (string, error) {
 	t := s.value()
 	if s.err != nil {
