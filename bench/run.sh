@@ -119,12 +119,15 @@ skip() {
 
 lg_prefix=()
 [[ -n $loadgen_cpus ]] && lg_prefix=(taskset -c "$loadgen_cpus")
-# measure TARGET ROWS C URL BODY [loadgen args...]
+# measure TARGET ROWS C URL BODY [loadgen args...]: one cell. The CPU use of the machine is sampled for 1 s just
+# before (the target's server is idle then), so a cell measured while something else ran is visible in the table.
 measure() {
-  local target=$1 rows=$2 c=$3 url=$4 body=$5
+  local target=$1 rows=$2 c=$3 url=$4 body=$5 bg
   shift 5
+  bg=$(background_cpu)
   "${lg_prefix[@]}" "$work/bin/loadgen" -url "$url" -body-file "$body" -c "$c" -duration "$duration" -warmup "$warmup" \
-    -label "$target rows=$rows" -meta "target=$target" -meta "rows=$rows" -json "$jsonl" -expect predictions "$@" ||
+    -label "$target rows=$rows" -meta "target=$target" -meta "rows=$rows" -meta "bg_cpu=$bg" -json "$jsonl" \
+    -expect predictions "$@" ||
     fail "loadgen failed for $target rows=$rows c=$c"
 }
 # grid TARGET URL BODY_PREFIX [loadgen args...]: payloads of 1 and 100 rows × concurrency 1, 8, 32.

@@ -59,6 +59,7 @@ func sha256File(t *testing.T, path string) string {
 
 // The README's path: push both examples with the CLI, see them READY, alias, pull, compare digests.
 func TestCatalogEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	out, errOut, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",
 		"--metadata", examplePath("sklearn-churn", "metadata.json"), "--alias", "champion")
@@ -192,6 +193,7 @@ func push(t *testing.T, c *client.Client, model string, artifact []byte, filenam
 
 // Each introspection check, failing on purpose, names itself and says what to do.
 func TestIntrospectionChecksFail(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	c := s.Client()
 	tests := []struct {
@@ -292,7 +294,7 @@ func bombTarGz(t *testing.T) []byte {
 	var buf bytes.Buffer
 	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	tw := tar.NewWriter(gz)
-	const size = 1 << 30
+	const size = 256 << 20
 	tw.WriteHeader(&tar.Header{Name: "zeros.bin", Mode: 0o644, Size: size, Typeflag: tar.TypeReg})
 	zeros := make([]byte, 1<<20)
 	for i := 0; i < size/len(zeros); i++ {
@@ -324,6 +326,7 @@ func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 // Hostile archives are refused with a clear error and leave nothing behind: no version, no blob, no temp file.
 func TestHostileUploadsLeaveNoTrace(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	c := s.Client()
 	tests := []struct {
@@ -341,8 +344,8 @@ func TestHostileUploadsLeaveNoTrace(t *testing.T) {
 			{Name: "link/passwd", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg}}, []string{"", "x"}), "a.tar", 400, "link"},
 		{"hard link", tarWith(t, []*tar.Header{{Name: "h", Linkname: "/etc/passwd", Typeflag: tar.TypeLink}}, []string{""}), "a.tar", 400, "link"},
 		{"device file", tarWith(t, []*tar.Header{{Name: "dev", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}}, []string{""}), "a.tar", 400, "dev"},
-		{"bomb", bombTarGz(t), "bomb.tar.gz", 413, "limit"},
-		{"100k tiny files", manyFilesTar(t, 100_000), "many.tar.gz", 413, "limit"},
+		{"bomb", bombTarGz(t), "bomb.tar.gz", 413, "--max-compression-ratio"},
+		{"100k tiny files", manyFilesTar(t, 100_000), "many.tar.gz", 413, "--max-files"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -379,6 +382,7 @@ func asClientError(err error, target **client.Error) bool {
 
 // Auth: every /api/v1 call needs a valid, unrevoked token with the right role.
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	admin := s.Client()
 	ctx := context.Background()
@@ -451,6 +455,7 @@ func TestAuth(t *testing.T) {
 
 // SIGKILL in the middle of an upload: after restart no half version is visible and no temp file is left.
 func TestKillDuringUpload(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	s := startServer(t, dataDir)
 	pr, pw := io.Pipe()
@@ -496,6 +501,7 @@ func TestKillDuringUpload(t *testing.T) {
 }
 
 func TestSecondServerRefused(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	cmd := exec_(binary, "server", "--data-dir", s.dataDir, "--addr", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()

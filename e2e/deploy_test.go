@@ -108,6 +108,7 @@ func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(1, math.
 
 // The same rows through all three protocols give the predictions of the model run directly in Python.
 func TestDeployThreeProtocolsMatchPython(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	pushExamples(t, s)
 	deploy(t, s, "churn", "--model", "churn@champion", "--replicas", "2")
@@ -242,6 +243,7 @@ type expectedONNX struct {
 }
 
 func TestDeployONNXMatchesReference(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	pushExamples(t, s)
 	deploy(t, s, "churn-onnx", "--model", "churn-onnx:1", "--replicas", "2")
@@ -329,6 +331,7 @@ func TestDeployONNXMatchesReference(t *testing.T) {
 
 // Bad payloads get a clear 4xx in each protocol.
 func TestBadPayloads(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "", "--max-payload-bytes", "4096")
 	pushExamples(t, s)
 	deploy(t, s, "churn", "--model", "churn@champion")
@@ -436,6 +439,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // kill -9 one replica under steady load: no failed requests (in-flight ones are retried), a replacement is
 // ready within seconds.
 func TestReplicaCrashUnderLoad(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	pushExamples(t, s)
 	deploy(t, s, "churn", "--model", "churn@champion", "--replicas", "2")
@@ -473,6 +477,7 @@ func TestReplicaCrashUnderLoad(t *testing.T) {
 
 // Overload answers 429 with Retry-After at once, and the server stays responsive.
 func TestOverload429(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	pushExamples(t, s)
 	out, errOut, code := s.cli("deploy", "slow", "--model", "churn@champion", "--max-queue", "1", "--replicas", "1")
@@ -506,6 +511,7 @@ func TestOverload429(t *testing.T) {
 
 // A version update and deactivate/activate under load: no 5xx during the update; the URL never changes.
 func TestUpdateAndDeactivateUnderLoad(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	pushExamples(t, s)
 	if _, _, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",
@@ -552,7 +558,8 @@ func TestUpdateAndDeactivateUnderLoad(t *testing.T) {
 
 // A model whose load_model() raises, hangs or exits at deploy time: FAILED with its own output, server fine.
 func TestBrokenModelsFailDeployment(t *testing.T) {
-	s := startServer(t, "", "--replica-ready-timeout", "5s")
+	t.Parallel()
+	s := startServer(t, "", "--replica-ready-timeout", "20s")
 	score := `
 import os, sys, time
 def load_model():
@@ -575,7 +582,7 @@ def predict(data, model=None):
 	assertReady(t, v)
 	for _, tc := range []struct{ mode, reason string }{
 		{"raise", "cannot open weights.bin"},
-		{"hang", "did not become ready within 5s"},
+		{"hang", "did not become ready within 20s"},
 		{"exit", "GPU not found"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
@@ -596,6 +603,7 @@ def predict(data, model=None):
 
 // A deployment that follows an alias moves when the alias moves; a model in use cannot be deleted.
 func TestFollowAliasAndDeleteGuard(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, "")
 	pushExamples(t, s)
 	if _, _, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",

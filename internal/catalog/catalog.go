@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/slipway-ml/slipway"
@@ -117,13 +118,31 @@ func (s *Service) Register(ctx context.Context, up Upload) (*slipway.ModelVersio
 func uploadError(err error) error {
 	switch {
 	case errors.Is(err, archive.ErrTooLarge):
-		return slipway.Wrap(slipway.ETOOLARGE, err, "artifact refused: %v", err)
+		return slipway.Wrap(slipway.ETOOLARGE, err, "artifact refused: %s", limitHint(err))
 	case errors.Is(err, archive.ErrUnsafe):
 		return slipway.Wrap(slipway.EINVALID, err, "artifact refused: %v", err)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return err
+	case errors.Is(err, archive.ErrInvalid):
+		return slipway.Wrap(slipway.EINVALID, err, "artifact could not be unpacked: %v", err)
 	}
-	return slipway.Wrap(slipway.EINVALID, err, "artifact could not be unpacked: %v", err)
+	return fmt.Errorf("catalog: unpack upload: %w", err) // disk full, permissions: the server's problem
+}
+
+// limitHint names the server flag that raises the limit an upload hit.
+func limitHint(err error) string {
+	var le *archive.LimitError
+	if !errors.As(err, &le) {
+		return err.Error()
+	}
+	flag := map[string]string{"MaxFiles": "--max-files", "MaxUnpackedBytes": "--max-unpacked-bytes",
+		"MaxFileBytes": "--max-unpacked-bytes", "MaxRatio": "--max-compression-ratio"}[le.Limit]
+	msg := strings.TrimPrefix(err.Error(), "archive: ")
+	if i := strings.Index(msg, "; an operator"); i >= 0 {
+		msg = msg[:i]
+	}
+	if flag == "" {
+		return msg
+	}
+	return msg + "; the server's " + flag + " flag sets this limit"
 }
 
 func guessRuntime(entries []archive.Entry) string {

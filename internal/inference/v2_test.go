@@ -151,7 +151,7 @@ func TestV2RoundTrip(t *testing.T) {
 	// A response's outputs, sent back as a request, decode to the same tensors.
 	outputs := []workerproto.Tensor{
 		workerproto.NewFloat32("f32", []int64{2, 2}, []float32{0.1, -1e-30, 3.4028235e38, 1}),
-		workerproto.NewFloat64("f64", nil, []float64{math.Pi, -0.0, 1e-310, math.MaxFloat64}),
+		workerproto.NewFloat64("f64", nil, []float64{math.Pi, math.Copysign(0, -1), 1e-310, math.MaxFloat64}),
 		workerproto.NewInt64("i64", nil, []int64{math.MinInt64, math.MaxInt64, 0}),
 		workerproto.NewBytes("s", nil, []string{"a\"b\\c", "\x00\x1f", "é"}),
 		{Name: "u64", Datatype: "UINT64", Shape: []int64{1}, Data: binary.LittleEndian.AppendUint64(nil, math.MaxUint64)},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,7 +189,7 @@ func (p *Pool) startSlots(ctx context.Context, version, n int, start Starter) ([
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := joinDistinct(errs); err != nil {
 		for _, s := range fresh {
 			if s.rep != nil {
 				s.rep.Stop(p.StopGrace)
@@ -416,4 +417,24 @@ func (p *Pool) Close() {
 		b.close()
 	}
 	p.wg.Wait()
+}
+
+// joinDistinct joins errors, keeping one copy of each message (N replicas failing the same way say it once).
+func joinDistinct(errs []error) error {
+	seen := map[string]bool{}
+	var out []error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		msg := err.Error()
+		if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "replica ") {
+			msg = msg[i+2:] // "replica churn-3: ..." → compare the cause
+		}
+		if !seen[msg] {
+			seen[msg] = true
+			out = append(out, err)
+		}
+	}
+	return errors.Join(out...)
 }

@@ -1,0 +1,193 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/slipway-ml/slipway"
+)
+
+var _ slipway.BatchStore = (*DB)(nil)
+
+const batchColumns = `id, state, reason, model, version, spec, rows_total, rows_done, rows_skipped, rows_per_second,
+	errors, output, created_by, created_at, started_at, finished_at, updated_at`
+
+// CreateBatchRun inserts r (its ID is set by the caller).
+func (db *DB) CreateBatchRun(ctx context.Context, r *slipway.BatchRun) error {
+	now := db.now().UTC()
+	r.CreatedAt, r.UpdatedAt = now, now
+	spec, err := json.Marshal(r.Spec)
+	if err != nil {
+		return fmt.Errorf("sqlstore: encode batch spec: %w", err)
+	}
+	errs, _ := json.Marshal(nonNilErrors(r.Errors))
+	out, _ := json.Marshal(r.Output)
+	_, err = db.w.ExecContext(ctx, `INSERT INTO batch_runs (`+batchColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`,
+		r.ID, string(r.State), r.Reason, r.Model, r.Version, string(spec), r.RowsTotal, r.RowsDone, r.RowsSkipped,
+		r.RowsPerSecond, string(errs), string(out), r.CreatedBy, formatTime(now), formatTime(now))
+	return mapErr(err, fmt.Sprintf("batch prediction %q", r.ID))
+}
+
+func nonNilErrors(e []slipway.BatchError) []slipway.BatchError {
+	if e == nil {
+		return []slipway.BatchError{}
+	}
+	return e
+}
+
+func scanBatchRun(row interface{ Scan(...any) error }) (*slipway.BatchRun, error) {
+	var r slipway.BatchRun
+	var spec, errs, out, created, updated string
+	var started, finished sql.NullString
+	if err := row.Scan(&r.ID, &r.State, &r.Reason, &r.Model, &r.Version, &spec, &r.RowsTotal, &r.RowsDone, &r.RowsSkipped,
+		&r.RowsPerSecond, &errs, &out, &r.CreatedBy, &created, &started, &finished, &updated); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
+		return nil, fmt.Errorf("decode spec of batch %s: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(errs), &r.Errors); err != nil {
+		return nil, fmt.Errorf("decode errors of batch %s: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(out), &r.Output); err != nil {
+		return nil, fmt.Errorf("decode output of batch %s: %w", r.ID, err)
+	}
+	r.CreatedAt, r.UpdatedAt = parseTime(created), parseTime(updated)
+	r.StartedAt, r.FinishedAt = parseNullTime(started), parseNullTime(finished)
+	return &r, nil
+}
+
+// FindBatchRun returns one run.
+func (db *DB) FindBatchRun(ctx context.Context, id string) (*slipway.BatchRun, error) {
+	r, err := scanBatchRun(db.r.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batch_runs WHERE id = ?`, id))
+	return r, mapErr(err, fmt.Sprintf("batch prediction %q", id))
+}
+
+// FindBatchRuns lists runs, newest first, with the total matching the filter.
+func (db *DB) FindBatchRuns(ctx context.Context, f slipway.BatchFilter) ([]*slipway.BatchRun, int, error) {
+	where, args := "", []any{}
+	if f.State != nil {
+		where, args = ` WHERE state = ?`, append(args, string(*f.State))
+	}
+	var total int
+	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM batch_runs`+where, args...).Scan(&total); err != nil {
+		return nil, 0, mapErr(err, "batch predictions")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT `+batchColumns+` FROM batch_runs`+where+
+		` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, f.Offset)...)
+	if err != nil {
+		return nil, 0, mapErr(err, "batch predictions")
+	}
+	defer rows.Close()
+	var out []*slipway.BatchRun
+	for rows.Next() {
+		r, err := scanBatchRun(rows)
+		if err != nil {
+			return nil, 0, mapErr(err, "batch predictions")
+		}
+		out = append(out, r)
+	}
+	return out, total, mapErr(rows.Err(), "batch predictions")
+}
+
+// SetBatchState moves a run from → to (ECONFLICT when it is no longer in from), stamping started_at on the
+// first move to IN_PROGRESS and finished_at on a terminal state.
+func (db *DB) SetBatchState(ctx context.Context, id string, from, to slipway.BatchState, reason string) error {
+	now := formatTime(db.now())
+	var started, finished any
+	if to == slipway.BatchInProgress {
+		started = now
+	}
+	if to.Terminal() {
+		finished = now
+	}
+	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET state = ?, reason = ?, updated_at = ?,
+		started_at = COALESCE(started_at, ?), finished_at = COALESCE(?, finished_at)
+		WHERE id = ? AND state = ?`, string(to), reason, now, started, finished, id, string(from))
+	if err != nil {
+		return mapErr(err, fmt.Sprintf("batch prediction %q", id))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return mapErr(err, fmt.Sprintf("batch prediction %q", id))
+	} else if n == 0 {
+		if _, err := db.FindBatchRun(ctx, id); err != nil {
+			return err
+		}
+		return slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is no longer %s", id, from)
+	}
+	return nil
+}
+
+// UpdateBatchProgress records rows done/total, the rate and the errors of a run.
+func (db *DB) UpdateBatchProgress(ctx context.Context, id string, p slipway.BatchProgress) error {
+	errs, _ := json.Marshal(nonNilErrors(p.Errors))
+	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET rows_total = ?, rows_done = ?, rows_skipped = ?,
+		rows_per_second = ?, errors = ?, updated_at = ? WHERE id = ?`,
+		p.RowsTotal, p.RowsDone, p.RowsSkipped, p.RowsPerSecond, string(errs), formatTime(db.now()), id)
+	return affectedOne(res, err, fmt.Sprintf("batch prediction %q", id))
+}
+
+// SetBatchOutput records where a run's output is.
+func (db *DB) SetBatchOutput(ctx context.Context, id string, out slipway.BatchOutput) error {
+	b, _ := json.Marshal(out)
+	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET output = ?, updated_at = ? WHERE id = ?`,
+		string(b), formatTime(db.now()), id)
+	return affectedOne(res, err, fmt.Sprintf("batch prediction %q", id))
+}
+
+// CreateUploadedFile records an uploaded input file.
+func (db *DB) CreateUploadedFile(ctx context.Context, f *slipway.UploadedFile) error {
+	f.CreatedAt = db.now().UTC()
+	_, err := db.w.ExecContext(ctx, `INSERT INTO batch_files (id, name, size, sha256, created_by, created_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, f.ID, f.Name, f.Size, f.SHA256, f.CreatedBy, formatTime(f.CreatedAt))
+	return mapErr(err, fmt.Sprintf("file %q", f.ID))
+}
+
+const fileColumns = `id, name, size, sha256, created_by, created_at`
+
+func scanUploadedFile(row interface{ Scan(...any) error }) (*slipway.UploadedFile, error) {
+	var f slipway.UploadedFile
+	var created string
+	if err := row.Scan(&f.ID, &f.Name, &f.Size, &f.SHA256, &f.CreatedBy, &created); err != nil {
+		return nil, err
+	}
+	f.CreatedAt = parseTime(created)
+	return &f, nil
+}
+
+// FindUploadedFile returns one uploaded file's record.
+func (db *DB) FindUploadedFile(ctx context.Context, id string) (*slipway.UploadedFile, error) {
+	f, err := scanUploadedFile(db.r.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM batch_files WHERE id = ?`, id))
+	return f, mapErr(err, fmt.Sprintf("file %q", id))
+}
+
+// FindUploadedFiles lists uploaded files, newest first.
+func (db *DB) FindUploadedFiles(ctx context.Context) ([]*slipway.UploadedFile, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+fileColumns+` FROM batch_files ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, mapErr(err, "files")
+	}
+	defer rows.Close()
+	var out []*slipway.UploadedFile
+	for rows.Next() {
+		f, err := scanUploadedFile(rows)
+		if err != nil {
+			return nil, mapErr(err, "files")
+		}
+		out = append(out, f)
+	}
+	return out, mapErr(rows.Err(), "files")
+}
+
+// DeleteUploadedFile removes a file's record.
+func (db *DB) DeleteUploadedFile(ctx context.Context, id string) error {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM batch_files WHERE id = ?`, id)
+	return affectedOne(res, err, fmt.Sprintf("file %q", id))
+}
