@@ -634,3 +634,66 @@ func TestFollowAliasAndDeleteGuard(t *testing.T) {
 		t.Fatalf("delete after the deployment is gone: %v", err)
 	}
 }
+
+// SIGTERM: the server stops accepting, finishes the request in flight, stops its replicas and exits 0.
+func TestSigtermDrainsAndStopsReplicas(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	score := "import time\ndef load_model():\n    return 1\ndef predict(data, model=None):\n    time.sleep(data.get('sleep', 0))\n    return {'prediction': [1]}\n"
+	v, err := push(t, s.Client(), "sleepy", tarGz(t, pythonArtifact(score, nil)), "a.tar.gz", pythonMeta(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertReady(t, v)
+	deploy(t, s, "sleepy", "--model", "sleepy:1", "--replicas", "2")
+	d, err := s.Client().GetDeployment(context.Background(), "sleepy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", s.URL+"/deployments/sleepy/predict", strings.NewReader(`{"sleep": 2}`))
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		done <- result{status: resp.StatusCode}
+	}()
+	waitFor(t, "the request to be in flight", 30*time.Second, func() bool {
+		d, err := s.Client().GetDeployment(context.Background(), "sleepy")
+		if err != nil {
+			return false
+		}
+		for _, r := range d.ReplicaStatus {
+			if r.InFlight > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	res := <-done
+	if res.err != nil || res.status != 200 {
+		t.Fatalf("in-flight request during shutdown: %d, %v", res.status, res.err)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("server did not exit after SIGTERM")
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	for _, r := range d.ReplicaStatus {
+		if err := syscall.Kill(r.PID, 0); err == nil {
+			t.Errorf("replica pid %d still alive after shutdown", r.PID)
+		}
+	}
+}

@@ -3,7 +3,9 @@
 # library (npm). Idempotent: packages already present are not reinstalled.
 set -euo pipefail
 packages=(gcc libc6-dev make python3 python3-numpy python3-scipy python3-sklearn python3-pandas python3-onnx
-  python3-yaml python3-flask gunicorn postgresql wrk npm)
+  python3-yaml python3-flask gunicorn postgresql wrk)
+# npm comes with the machine's Node.js (Debian's npm package conflicts with it); install it only when absent.
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
