@@ -270,3 +270,53 @@ func TestClosedPoolRefuses(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// A replica that crashes again and again is restarted with backoff and reported as a crash loop; once it
+// serves again the pool reports recovery.
+func TestCrashLoopIsReported(t *testing.T) {
+	rt, err := modelruntime.New(modelruntime.Config{ScratchDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "model")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "score.py"), []byte("import os\ndef load_model():\n    return 1\ndef predict(d, model=None):\n    if d.get('crash'):\n        os._exit(7)\n    return {'ok': 1}\n"), 0o644)
+	events := make(chan Event, 10)
+	p := NewPool("loop", Options{MaxQueue: 10, Timeout: 30 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		func(e Event) { events <- e })
+	p.StopGrace = time.Second
+	t.Cleanup(p.Close)
+	if err := p.Rollout(context.Background(), 1, 1, starter(t, rt, dir)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < crashLoopCount; i++ {
+		// Wait for the replica to be back, then crash it again with a request (retried once, then 503).
+		deadline := time.Now().Add(30 * time.Second)
+		for !p.Ready() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		_, _, err := p.PredictJSON(context.Background(), []byte(`{"crash": true}`))
+		if slipway.ErrorCode(err) != slipway.EUNAVAILABLE {
+			t.Fatalf("crash %d: err %v, want unavailable", i, err)
+		}
+	}
+	select {
+	case e := <-events:
+		if e.Kind != "crashloop" || !strings.Contains(e.Message, "exit status 7") {
+			t.Fatalf("event %+v", e)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no crash loop reported")
+	}
+	select {
+	case e := <-events:
+		if e.Kind != "recovered" {
+			t.Fatalf("event %+v, want recovered", e)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no recovery reported")
+	}
+	if _, _, err := p.PredictJSON(context.Background(), []byte(`{}`)); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
