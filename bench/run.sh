@@ -119,15 +119,16 @@ skip() {
 
 lg_prefix=()
 [[ -n $loadgen_cpus ]] && lg_prefix=(taskset -c "$loadgen_cpus")
-# measure TARGET ROWS C URL BODY [loadgen args...]: one cell. The CPU use of the machine is sampled for 1 s just
-# before (the target's server is idle then), so a cell measured while something else ran is visible in the table.
+# measure TARGET ROWS C URL BODY [loadgen args...]: one cell. loadgen also splits the CPU time of the window into
+# the target ($target_pid and its descendants), itself and everything else: the "other" share shows a cell
+# measured while something else ran on the machine.
+target_pid=0
 measure() {
-  local target=$1 rows=$2 c=$3 url=$4 body=$5 bg
+  local target=$1 rows=$2 c=$3 url=$4 body=$5
   shift 5
-  bg=$(background_cpu)
   "${lg_prefix[@]}" "$work/bin/loadgen" -url "$url" -body-file "$body" -c "$c" -duration "$duration" -warmup "$warmup" \
-    -label "$target rows=$rows" -meta "target=$target" -meta "rows=$rows" -meta "bg_cpu=$bg" -json "$jsonl" \
-    -expect predictions "$@" ||
+    -label "$target rows=$rows" -meta "target=$target" -meta "rows=$rows" -json "$jsonl" -expect predictions \
+    -watch-pid "$target_pid" "$@" ||
     fail "loadgen failed for $target rows=$rows c=$c"
 }
 # grid TARGET URL BODY_PREFIX [loadgen args...]: payloads of 1 and 100 rows × concurrency 1, 8, 32.
@@ -221,6 +222,7 @@ fi
   echo "- load generator: bench/loadgen on the same machine${loadgen_cpus:+ (taskset -c $loadgen_cpus)}, closed loop, keep-alive; ${warmup} warm-up then ${duration} measured per cell$( ((quick)) && echo ' (--quick)')"
   echo "- $(go version | cut -d' ' -f3), Python $("$PY" -c 'import platform, sklearn, pandas; print(platform.python_version(), "scikit-learn", sklearn.__version__, "pandas", pandas.__version__)'), $("$GUNICORN" --version 2>&1 | head -n1)"
   echo "- background CPU use (1 s sample before the run, nothing of the benchmark running): ${busy_before}%"
+  echo "- CPU columns: share of all $(nproc) CPUs during each window used by the target (server and its processes), the load generator, and everything else"
   echo "- req/s counts 2xx responses; latencies are of 2xx responses (ms); errors are non-2xx and transport failures"
   echo
 } >"$md"
@@ -229,6 +231,7 @@ fi
 if want ceiling; then
   say "ceiling: bare Go net/http handler"
   start "$logs/gohttp.log" "$work/bin/gohttp" -addr 127.0.0.1:0
+  target_pid=$started
   if addr=$(wait_for "$logs/gohttp.log" "$started" 'addr=http://[^ ]+' 30); then
     url=${addr#addr=}/invocations
     if preflight ceiling "$url" "$work/payloads/tensor-1.json"; then
@@ -247,6 +250,7 @@ if want flask; then
   say "flask-gunicorn: Flask app under gunicorn, 2 sync workers, examples/sklearn-churn/model.pkl"
   start "$logs/gunicorn.log" "$GUNICORN" --workers 2 --worker-class sync --timeout 60 --bind 127.0.0.1:0 \
     --chdir "$root/bench/baseline" flask_app:app
+  target_pid=$started
   if addr=$(wait_for "$logs/gunicorn.log" "$started" 'Listening at: http://[^ ]+' 60); then
     url=${addr#Listening at: }/invocations
     if preflight flask-gunicorn "$url" "$work/payloads/frame-1.json"; then
@@ -340,6 +344,7 @@ if ((${#slipway_targets[@]})); then
   fi
   start "$logs/slipway.log" "$SLIPWAY" server --data-dir "$work/data" --addr 127.0.0.1:0
   slipway_pid=$started
+  target_pid=$started
   if addr=$(wait_for "$logs/slipway.log" "$slipway_pid" 'addr=http://[^ ]+' 60); then
     slipway_url=${addr#addr=}
     token=$(tr -d '[:space:]' <"$work/data/admin.token")
@@ -413,9 +418,6 @@ fi
   "$work/bin/report" -in "$jsonl"
   echo
   echo "Background CPU use after the run: ${busy_after}% (before: ${busy_before}%)."
-  if ((busy_before > 15 || busy_after > 15)); then
-    echo "**Warning**: other processes were using the CPU: the figures (and the ratios, measured minutes apart) are unreliable; run again on a quiet machine."
-  fi
 } >>"$md"
 if ((${#wrk_lines[@]})); then
   {

@@ -17,10 +17,15 @@
 //   - latency is from just before the request is written to the end of the response body, for successful
 //     requests only, recorded in a log-linear (HDR-like) histogram: percentiles are within 0.4% (bucket
 //     midpoint), min and max are exact. Percentiles use the nearest-rank definition.
+//
+// With -watch-pid PID (Linux), the CPU time of the window is split into the target (PID and its descendants),
+// the load generator and everything else, in percent of all CPUs: "other" above a few percent means the cell was
+// measured on a busy machine.
 package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +35,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +57,8 @@ type Config struct {
 	Expect      string        // if set, a 2xx body must contain it
 	Label       string
 	Meta        map[string]string
+	WatchPID    int    // if > 0, split the machine's CPU over the window into loadgen / this process tree / other
+	Proc        string // the proc filesystem (default /proc)
 }
 
 // Result is what a run measured. Times are milliseconds.
@@ -81,6 +89,8 @@ type Result struct {
 	P99MS       float64           `json:"p99_ms"`
 	MaxMS       float64           `json:"max_ms"`
 	Conns       uint64            `json:"conns"` // TCP connections opened (c with keep-alive; ~requests if the server closes them)
+	CPUs        int               `json:"cpus"`
+	CPU         *CPUShare         `json:"cpu,omitempty"` // with -watch-pid: % of all CPUs during the window
 }
 
 // workerStats is one goroutine's tally; merged after the run so the hot path takes no locks.
@@ -173,6 +183,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		stats[i] = w
 		wg.Go(func() { worker(runCtx, client, &cfg, measureStart, end, w) })
 	}
+	var cpu *CPUShare
+	ncpu := runtime.NumCPU() // this process's affinity (taskset): /proc/stat counts the machine's
+	if cfg.WatchPID > 0 {
+		cpu, ncpu = watchCPU(runCtx, cfg, measureStart, end, ncpu)
+	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -181,7 +196,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Label: cfg.Label, Meta: cfg.Meta, Time: begin.UTC().Format(time.RFC3339), URL: cfg.URL,
 		Method: cfg.Method, BodyBytes: len(cfg.Body), Concurrency: cfg.Concurrency,
 		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(), Status: map[string]uint64{},
-		Conns: conns.Load()}
+		Conns: conns.Load(), CPUs: ncpu, CPU: cpu}
 	var h Histogram
 	for _, w := range stats {
 		h.Merge(&w.hist)
@@ -203,6 +218,43 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.MinMS, res.MeanMS, res.MaxMS = ms(h.Min()), ms(h.Mean()), ms(h.Max())
 	res.P50MS, res.P90MS, res.P99MS = ms(h.Percentile(50)), ms(h.Percentile(90)), ms(h.Percentile(99))
 	return res, nil
+}
+
+// watchCPU samples the CPU at the start and the end of the window; nil (and ncpu unchanged) if /proc cannot be read.
+func watchCPU(ctx context.Context, cfg Config, start, end time.Time, ncpu int) (*CPUShare, int) {
+	proc := cfg.Proc
+	if proc == "" {
+		proc = "/proc"
+	}
+	sleepUntil := func(t time.Time) bool {
+		timer := time.NewTimer(time.Until(t))
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if !sleepUntil(start) {
+		return nil, ncpu
+	}
+	a, err := sampleCPU(proc, cfg.WatchPID)
+	if err != nil || !sleepUntil(end) {
+		return nil, ncpu
+	}
+	b, err := sampleCPU(proc, cfg.WatchPID)
+	if err != nil {
+		return nil, ncpu
+	}
+	s, ok := share(a, b)
+	if !ok {
+		return nil, ncpu
+	}
+	if b.ncpu > 0 {
+		ncpu = b.ncpu
+	}
+	return &s, ncpu
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
@@ -292,12 +344,13 @@ func snippet(b []byte) string {
 
 // Line is the one-line human summary of a result.
 func (r *Result) Line() string {
-	label := r.Label
-	if label == "" {
-		label = r.URL
-	}
-	return fmt.Sprintf("%s c=%d: %.1f req/s, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms, errors %d (%d ok in %.1f s, %d conns)",
+	label := cmp.Or(r.Label, r.URL)
+	line := fmt.Sprintf("%s c=%d: %.1f req/s, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms, errors %d (%d ok in %.1f s, %d conns)",
 		label, r.Concurrency, r.RPS, r.P50MS, r.P90MS, r.P99MS, r.MaxMS, r.Errors, r.OK, r.DurationS, r.Conns)
+	if r.CPU != nil {
+		line += fmt.Sprintf("; CPU (%% of %d CPUs): target %.0f%%, loadgen %.0f%%, other %.0f%%", r.CPUs, r.CPU.Target, r.CPU.Loadgen, r.CPU.Other)
+	}
+	return line
 }
 
 // AppendJSON appends r as one line of JSON to path.
@@ -363,6 +416,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, string, error) {
 	fs.StringVar(&cfg.Label, "label", "", "name printed with the result")
 	fs.Var(metaFlag(cfg.Meta), "meta", "`key=value` stored in the JSON result (repeatable)")
 	fs.StringVar(&jsonOut, "json", "", "append the result as one JSON line to this file")
+	fs.IntVar(&cfg.WatchPID, "watch-pid", 0, "Linux: report the CPU used during the window by this process and its descendants, by loadgen, and by everything else")
 	if err := fs.Parse(args); err != nil {
 		return cfg, "", err
 	}
@@ -404,7 +458,7 @@ func main() {
 	fmt.Println(res.Line())
 	if res.Errors > 0 {
 		fmt.Fprintf(os.Stderr, "loadgen: %s: %d errors (non-2xx %d, transport %d, bad body %d, stalled %d), first: %s\n",
-			cfg.Label, res.Errors, res.Non2xx, res.Transport, res.BadBody, res.Stalled, res.FirstError)
+			cmp.Or(cfg.Label, cfg.URL), res.Errors, res.Non2xx, res.Transport, res.BadBody, res.Stalled, res.FirstError)
 	}
 	if jsonOut != "" {
 		if err := AppendJSON(jsonOut, res); err != nil {

@@ -36,10 +36,21 @@ type Record struct {
 	P99MS       float64           `json:"p99_ms"`
 	MaxMS       float64           `json:"max_ms"`
 	Conns       uint64            `json:"conns"`
+	CPU         *struct {
+		Loadgen float64 `json:"loadgen"`
+		Target  float64 `json:"target"`
+		Other   float64 `json:"other"`
+	} `json:"cpu"`
 }
 
 func (r *Record) target() string { return r.Meta["target"] }
 func (r *Record) rows() int      { n, _ := strconv.Atoi(r.Meta["rows"]); return n }
+
+// BusyThreshold is the share of the machine's CPU (%) used by other processes during a window above which the
+// cell is flagged as measured on a busy machine.
+const BusyThreshold = 10
+
+func (r *Record) busy() bool { return r.CPU != nil && r.CPU.Other > BusyThreshold }
 
 // Ratio is one headline comparison: req/s of Num over req/s of Den at the same rows and concurrency.
 type Ratio struct {
@@ -121,8 +132,9 @@ func Write(w io.Writer, recs []*Record) {
 			order = append(order, r.target())
 		}
 	}
-	fmt.Fprintln(w, "| target | rows | c | req/s | p50 ms | p90 ms | p99 ms | max ms | errors |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| target | rows | c | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | CPU % target / loadgen / other |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	busy := 0
 	for _, t := range order {
 		var cells []*Record
 		for _, r := range recs {
@@ -138,12 +150,26 @@ func Write(w io.Writer, recs []*Record) {
 			if r.Errors > 0 {
 				errs = "**" + errs + "**"
 			}
-			fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", t, r.rows(), r.Concurrency,
-				fmtNum(r.RPS), fmtNum(r.P50MS), fmtNum(r.P90MS), fmtNum(r.P99MS), fmtNum(r.MaxMS), errs)
+			bg := "?"
+			if r.CPU != nil {
+				bg = fmt.Sprintf("%.0f / %.0f / %.0f", r.CPU.Target, r.CPU.Loadgen, r.CPU.Other)
+				if r.busy() {
+					bg = "**" + bg + "**"
+					busy++
+				}
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", t, r.rows(), r.Concurrency,
+				fmtNum(r.RPS), fmtNum(r.P50MS), fmtNum(r.P90MS), fmtNum(r.P99MS), fmtNum(r.MaxMS), errs, bg)
 		}
 		if why := skipped(recs, t); why != "" && len(cells) == 0 {
-			fmt.Fprintf(w, "| %s | | | not run: %s | | | | | |\n", t, escape(why))
+			fmt.Fprintf(w, "| %s | | | not run: %s | | | | | | |\n", t, escape(why))
 		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU: share of the whole machine (all CPUs) used during the measured window by the target's processes, by the load generator, and by everything else.")
+	if busy > 0 {
+		fmt.Fprintf(w, "**%d cell(s) measured on a busy machine (other > %d%%)**: their figures, and the ratios using them, are unreliable.\n",
+			busy, BusyThreshold)
 	}
 
 	fmt.Fprintln(w)
@@ -197,6 +223,9 @@ func Evaluate(recs []*Record, q Ratio) (measured, verdict, note string) {
 		verdict = "PASS"
 	}
 	note = fmt.Sprintf("%s vs %s req/s; p99 %s vs %s ms", fmtNum(num.RPS), fmtNum(den.RPS), fmtNum(num.P99MS), fmtNum(den.P99MS))
+	if num.busy() || den.busy() {
+		note += "; measured on a busy machine"
+	}
 	if num.Errors > 0 || den.Errors > 0 {
 		note += fmt.Sprintf("; ERRORS (%d vs %d): the ratio is not trustworthy", num.Errors, den.Errors)
 	}

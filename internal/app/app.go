@@ -163,6 +163,10 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	if a.jobs != nil {
+		a.jobs.SetURL("http://" + ln.Addr().String()) // runs reach the API here (SLIPWAY_URL); they start once it is known
+		srv.RegisterOnShutdown(a.jobs.EndStreams)     // `logs?follow=1` streams end so that Shutdown does not wait for them
+	}
 	a.log.Info("slipway listening", "addr", "http://"+ln.Addr().String(), "data_dir", a.cfg.DataDir)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }() // owned by Run: ends when Shutdown closes the listener

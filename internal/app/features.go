@@ -1,10 +1,112 @@
 package app
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/archive"
+	"github.com/slipway-ml/slipway/internal/batch"
+	"github.com/slipway-ml/slipway/internal/catalog"
+	"github.com/slipway-ml/slipway/internal/deploy"
+	"github.com/slipway-ml/slipway/internal/executor"
+	"github.com/slipway-ml/slipway/internal/httpapi"
+	"github.com/slipway-ml/slipway/internal/jobs"
+	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/serving"
+	"github.com/slipway-ml/slipway/internal/sqlstore"
+)
+
 // Feature areas wire themselves here, one function each (monitor, jobs, batch), called by open() after the
 // catalog and deployments exist. Each returns a closer run by Close in reverse order.
 
-func (a *App) openMonitor() error { return nil }
+// openMonitor wires monitoring: its append-heavy data in DATA/monitor.db (a second SQLite file, so that captures
+// and logs never queue behind the metadata), its configuration and history in the main database, the serving
+// pools' observers and the replicas' output into the predict log.
+func (a *App) openMonitor() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	data, err := sqlstore.OpenMonitorSQLite(ctx, filepath.Join(a.cfg.DataDir, "monitor.db"))
+	if err != nil {
+		return err
+	}
+	m, err := monitor.New(monitor.Config{Store: a.db, Data: data, Models: a.db, Deployments: a.db, Log: a.log,
+		MetricsRetention: a.cfg.MetricsRetention, TempDir: a.blobs.TempDir(),
+		Serving: func() []monitor.ServingInfo {
+			var out []monitor.ServingInfo
+			for name, p := range a.deploy.Pools() {
+				out = append(out, monitor.ServingInfo{Deployment: name, QueueLen: p.QueueLen(), Replicas: p.Status()})
+			}
+			return out
+		}})
+	if err != nil {
+		data.Close()
+		return err
+	}
+	m.Start()
+	a.monitor = m
+	a.deploy.SetMonitor(func(name string) serving.Observer { return m.Observer(name) },
+		func(deployment, replica, line string) {
+			a.log.Debug("replica output", "deployment", deployment, "replica", replica, "line", line)
+			m.ReplicaLog(deployment, replica, line)
+		})
+	a.closers = append(a.closers, func() error { return errors.Join(m.Close(), data.Close()) })
+	return nil
+}
 
-func (a *App) openJobs() error { return nil }
+// openJobs wires jobs, pipelines and schedules: artifacts, run folders and logs under DATA/jobs, processes
+// through the local executor (resource limits applied by re-executing this binary as `slipway exec-limited`),
+// and recovery of the runs a previous server left in progress. Runs start once Run knows the listen address.
+func (a *App) openJobs() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("jobs: find own executable for exec-limited: %w", err)
+	}
+	limits := archive.DefaultLimits()
+	limits.MaxFiles, limits.MaxUnpackedBytes, limits.MaxRatio = a.cfg.MaxFiles, a.cfg.MaxUnpackedBytes, a.cfg.MaxRatio
+	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: executor.NewLocal([]string{exe, "exec-limited"}),
+		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
+		Log: a.log,
+		NewToken: func() (string, string) {
+			secret := httpapi.NewTokenSecret()
+			return secret, httpapi.HashToken(secret)
+		},
+		Register: func(ctx context.Context, model, path, filename string, meta slipway.VersionMetadata, by string) (*slipway.ModelVersion, error) {
+			return a.catalog.Register(ctx, catalog.Upload{Model: model, Path: path, Filename: filename, Metadata: meta, By: by})
+		},
+		Deployer: jobs.Deployer{
+			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
+				return a.deploy.Update(ctx, name, deploy.Spec{Version: &version})
+			},
+			Get:        a.deploy.Get,
+			AliasMoved: a.deploy.AliasMoved,
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if a.jobs, err = jobs.Open(ctx, cfg); err != nil {
+		return err
+	}
+	a.closers = append(a.closers, a.jobs.Close)
+	return nil
+}
 
-func (a *App) openBatch() error { return nil }
+// openBatch wires batch predictions: named connections (refused at startup when malformed), uploaded
+// files and run outputs under DATA/batch, and the runs a previous server left unfinished (resumed).
+func (a *App) openBatch() error {
+	conns, err := batch.ParseConnections(a.cfg.Connections)
+	if err != nil {
+		return err
+	}
+	a.batch = batch.New(batch.Config{Store: a.db, Models: a.db, Deployments: a.db, Files: a.catalog, Runtimes: a.runtimes,
+		Log: a.log, Dir: filepath.Join(a.cfg.DataDir, "batch"), ImportDir: a.cfg.ImportDir, Connections: conns,
+		ReadyTimeout: a.cfg.ReadyTimeout, MaxUploadBytes: a.cfg.MaxUploadBytes})
+	a.closers = append(a.closers, a.batch.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return a.batch.Open(ctx)
+}

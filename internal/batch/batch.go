@@ -1,5 +1,244 @@
-// Package batch is being built; see docs/architecture.md.
+// Package batch runs batch predictions: it reads an input (a CSV, JSON Lines or Parquet file, or a SQL query
+// on a named connection) chunk by chunk, scores each chunk with the model's real runtime in the run's own
+// replica processes (serving.Pool), and writes the predictions to a table (SQLite, PostgreSQL) or a file
+// (CSV, Parquet). Each chunk is committed together with its checkpoint, so that a run interrupted by a crash
+// resumes where it stopped and the output holds every row exactly once.
 package batch
 
-// Service is the batch service.
-type Service struct{}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/modelruntime"
+)
+
+// Defaults and limits of a run.
+const (
+	DefaultChunkSize   = 10_000
+	MaxChunkSize       = 1_000_000
+	DefaultParallelism = 2
+	MaxParallelism     = 32
+	DefaultTimeoutMS   = 600_000
+	maxRunErrors       = 100 // errors kept in a run's record; the errors table keeps them all
+)
+
+// Materializer gives the folder holding a version's files.
+type Materializer interface {
+	Materialize(ctx context.Context, v *slipway.ModelVersion) (string, error)
+}
+
+// Config wires a Service.
+type Config struct {
+	Store       slipway.BatchStore
+	Models      slipway.ModelStore
+	Deployments slipway.DeploymentStore
+	Files       Materializer
+	Runtimes    *modelruntime.Runtimes
+	Log         *slog.Logger
+	// Dir holds uploaded files (files/) and the runs' file outputs (runs/ID/).
+	Dir string
+	// ImportDir is the folder input paths are relative to; nothing outside it can be read.
+	ImportDir   string
+	Connections map[string]*Conn
+	// MaxRuns is how many runs score at once (others wait in ACCEPTED); default 2.
+	MaxRuns        int
+	ReadyTimeout   time.Duration
+	MaxUploadBytes int64
+}
+
+// Service manages batch prediction runs.
+type Service struct {
+	store     slipway.BatchStore
+	models    slipway.ModelStore
+	deploys   slipway.DeploymentStore
+	files     Materializer
+	runtimes  *modelruntime.Runtimes
+	log       *slog.Logger
+	dir       string
+	importDir string
+	conns     map[string]*Conn
+	maxUpload int64
+	ready     time.Duration
+	slots     chan struct{}
+
+	mu     sync.Mutex
+	active map[string]*activeRun
+
+	ctx    context.Context // runs' lifetime: Close cancels it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// ProgressEvery bounds how often a run's progress is written to the store.
+	ProgressEvery time.Duration
+	// afterCommit, when set (tests), is called after each chunk is committed.
+	afterCommit func(runID string, chunk int)
+}
+
+type activeRun struct {
+	cancel context.CancelCauseFunc
+	prog   *progress
+}
+
+// errCanceled is the cause of a run's context when a user cancels it.
+var errCanceled = errors.New("batch prediction canceled")
+
+// New returns a Service; Open resumes interrupted runs, Close stops running ones (they resume at next Open).
+func New(cfg Config) *Service {
+	ctx, cancel := context.WithCancel(context.Background())
+	if cfg.MaxRuns <= 0 {
+		cfg.MaxRuns = 2
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 2 * time.Minute
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = 1 << 30
+	}
+	if cfg.Connections == nil {
+		cfg.Connections = map[string]*Conn{}
+	}
+	return &Service{store: cfg.Store, models: cfg.Models, deploys: cfg.Deployments, files: cfg.Files, runtimes: cfg.Runtimes,
+		log: cfg.Log, dir: cfg.Dir, importDir: cfg.ImportDir, conns: cfg.Connections, maxUpload: cfg.MaxUploadBytes,
+		ready: cfg.ReadyTimeout, slots: make(chan struct{}, cfg.MaxRuns), active: map[string]*activeRun{},
+		ctx: ctx, cancel: cancel, ProgressEvery: 500 * time.Millisecond}
+}
+
+// Open prepares the folders and resumes the runs a previous server left ACCEPTED or IN_PROGRESS.
+func (s *Service) Open(ctx context.Context) error {
+	for _, d := range []string{s.dir, s.filesDir(), filepath.Join(s.dir, "runs"), s.importDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("batch: create %s: %w", d, err)
+		}
+	}
+	// Leftover temp files of uploads interrupted by a crash.
+	if tmps, _ := filepath.Glob(filepath.Join(s.filesDir(), ".tmp-*")); len(tmps) > 0 {
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
+	var resume []*slipway.BatchRun
+	for _, st := range []slipway.BatchState{slipway.BatchInProgress, slipway.BatchAccepted} {
+		runs, _, err := s.store.FindBatchRuns(ctx, slipway.BatchFilter{State: &st})
+		if err != nil {
+			return err
+		}
+		resume = append(resume, runs...)
+	}
+	slices.SortFunc(resume, func(a, b *slipway.BatchRun) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	for _, r := range resume {
+		s.log.Info("resuming batch prediction", "run_id", r.ID, "state", r.State, "rows_done", r.RowsDone)
+		s.launch(r)
+	}
+	return nil
+}
+
+// Close stops every run (left IN_PROGRESS: they resume at the next start) and closes the connections.
+func (s *Service) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	var errs []error
+	for _, c := range s.conns {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Connections lists the named connections without credentials.
+func (s *Service) Connections() []slipway.Connection { return publicConnections(s.conns) }
+
+// Get returns a run, with the live progress when it is running here.
+func (s *Service) Get(ctx context.Context, id string) (*slipway.BatchRun, error) {
+	r, err := s.store.FindBatchRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.overlay(r)
+	return r, nil
+}
+
+// List returns runs, newest first.
+func (s *Service) List(ctx context.Context, f slipway.BatchFilter) ([]*slipway.BatchRun, int, error) {
+	runs, total, err := s.store.FindBatchRuns(ctx, f)
+	for _, r := range runs {
+		s.overlay(r)
+	}
+	return runs, total, err
+}
+
+func (s *Service) overlay(r *slipway.BatchRun) {
+	if r.Errors == nil {
+		r.Errors = []slipway.BatchError{}
+	}
+	if r.State != slipway.BatchInProgress {
+		return
+	}
+	s.mu.Lock()
+	a := s.active[r.ID]
+	s.mu.Unlock()
+	if a != nil && a.prog != nil {
+		p := a.prog.snapshot()
+		if p.RowsDone >= r.RowsDone {
+			r.RowsTotal, r.RowsDone, r.RowsSkipped, r.RowsPerSecond, r.Errors = p.RowsTotal, p.RowsDone, p.RowsSkipped, p.RowsPerSecond, p.Errors
+		}
+	}
+}
+
+// Cancel stops a run. Chunks already committed stay in the output (their rows carry the run's batch_id).
+func (s *Service) Cancel(ctx context.Context, id, by string) (*slipway.BatchRun, error) {
+	for attempt := 0; ; attempt++ {
+		r, err := s.store.FindBatchRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if r.State.Terminal() {
+			return nil, slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is already %s", id, r.State)
+		}
+		reason := "canceled"
+		if by != "" {
+			reason += " by " + by
+		}
+		err = s.store.SetBatchState(ctx, id, r.State, slipway.BatchCanceled, reason)
+		if slipway.ErrorCode(err) == slipway.ECONFLICT && attempt == 0 {
+			continue // it moved meanwhile (ACCEPTED → IN_PROGRESS): try from the new state
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		a := s.active[id]
+		s.mu.Unlock()
+		if a != nil {
+			a.cancel(errCanceled)
+		}
+		return s.Get(ctx, id)
+	}
+}
+
+// OutputFile returns the path of a succeeded run's output file and the name to download it as.
+func (s *Service) OutputFile(ctx context.Context, id string) (string, string, error) {
+	r, err := s.store.FindBatchRun(ctx, id)
+	if err != nil {
+		return "", "", err
+	}
+	if r.Spec.Output.Format == "" {
+		return "", "", slipway.Errorf(slipway.ENOTFOUND, "batch prediction %s writes to table %s on connection %s: it has no file to download", id, r.Spec.Output.Table, r.Spec.Output.Connection)
+	}
+	if r.State != slipway.BatchSucceeded {
+		return "", "", slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is %s: its output file is ready once it SUCCEEDED", id, r.State)
+	}
+	p := filepath.Join(s.runDir(id), OutputName(r.Spec.Output.Format))
+	if _, err := os.Stat(p); err != nil {
+		return "", "", slipway.Wrap(slipway.ENOTFOUND, err, "the output file of batch prediction %s is missing from the server", id)
+	}
+	return p, "predictions-" + id + "." + r.Spec.Output.Format, nil
+}
+
+func (s *Service) runDir(id string) string { return filepath.Join(s.dir, "runs", filepath.Base(id)) }

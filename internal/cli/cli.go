@@ -147,7 +147,9 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
 	root.AddCommand(a.serverCommand(), a.workerCommand(), a.modelsCommand(), a.deployCommand(), a.deploymentsCommand(),
-		a.predictCommand(), a.tokensCommand(), a.whoamiCommand(), a.versionCommand())
+		a.predictCommand(), a.tokensCommand(), a.whoamiCommand(), a.versionCommand(), a.batchCommand(), a.filesCommand(),
+		a.jobsCommand(), a.pipelinesCommand(), a.schedulesCommand(), a.execLimitedCommand())
+	root.AddCommand(a.monitorCommands()...)
 	return root
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipway-ml/slipway"
@@ -40,6 +41,41 @@ type Service struct {
 	ReadyTimeout time.Duration
 	// ReplicaLog receives every line replicas write to stderr.
 	ReplicaLog func(deployment, replica, line string)
+
+	// Set by SetMonitor (after deployments may already be serving): the pools' observer and the replica log sink.
+	observe    func(deployment string) serving.Observer // guarded by mu
+	replicaLog atomic.Pointer[func(deployment, replica, line string)]
+}
+
+// SetMonitor connects monitoring: observe gives each deployment's pool its observer (nil: none), and replicaLog
+// receives every line replicas write, in place of ReplicaLog. It applies to the pools already serving too.
+func (s *Service) SetMonitor(observe func(deployment string) serving.Observer, replicaLog func(deployment, replica, line string)) {
+	if replicaLog != nil {
+		s.replicaLog.Store(&replicaLog)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observe = observe
+	for name, sv := range s.served {
+		s.observeLocked(name, sv.Pool)
+	}
+}
+
+func (s *Service) observeLocked(name string, p *serving.Pool) {
+	if s.observe != nil {
+		p.SetObserver(s.observe(name))
+	}
+}
+
+// Pools returns the live pools by deployment name (a snapshot).
+func (s *Service) Pools() map[string]*serving.Pool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]*serving.Pool, len(s.served))
+	for name, sv := range s.served {
+		out[name] = sv.Pool
+	}
+	return out
 }
 
 // Served is a deployment's live pool with the version it serves.
@@ -188,7 +224,9 @@ func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir st
 		}
 		replicaID := fmt.Sprintf("%s-v%d", name, v.Version)
 		return modelruntime.Start(ctx, spec, s.ReadyTimeout, func(line string) {
-			if s.ReplicaLog != nil {
+			if fn := s.replicaLog.Load(); fn != nil {
+				(*fn)(name, replicaID, line)
+			} else if s.ReplicaLog != nil {
 				s.ReplicaLog(name, replicaID, line)
 			}
 		})

@@ -148,6 +148,7 @@ func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.M
 	}
 	s.mu.Lock()
 	s.served[d.Name] = sv
+	s.observeLocked(d.Name, sv.Pool)
 	s.mu.Unlock()
 	s.setState(ctx, d.Name, slipway.DeploymentActive, "")
 }

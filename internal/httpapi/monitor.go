@@ -1,6 +1,480 @@
 package httpapi
 
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+)
+
 // monitorRoutes lists the routes of this feature area; they join the table in server.go.
 func (s *Server) monitorRoutes() []route {
-	return nil
+	return []route{
+		{"GET /metrics", s.handleMetricsPrometheus, slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/metrics", s.handleMetricsGet, slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/logs", s.handleLogsGet, slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/monitoring", s.handleMonitoringGet, slipway.RoleViewer},
+		{"PUT /api/v1/deployments/{name}/monitoring", s.handleMonitoringPut, slipway.RoleEditor},
+		{"POST /api/v1/deployments/{name}/feedback", s.handleFeedbackCreate, slipway.RolePredict},
+		{"GET /api/v1/deployments/{name}/drift", s.handleDriftGet, slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/drift/windows", s.handleDriftWindows, slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/performance", s.handlePerformanceGet, slipway.RoleViewer},
+		{"PUT /api/v1/models/{model}/versions/{version}/baseline", s.handleBaselinePut, slipway.RoleEditor},
+		{"GET /api/v1/models/{model}/versions/{version}/baseline", s.handleBaselineGet, slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/alerts", s.handleAlertList, slipway.RoleViewer},
+		{"POST /api/v1/deployments/{name}/alerts", s.handleAlertCreate, slipway.RoleEditor},
+		{"DELETE /api/v1/deployments/{name}/alerts/{id}", s.handleAlertDelete, slipway.RoleEditor},
+		{"GET /api/v1/deployments/{name}/alerts/history", s.handleAlertHistory, slipway.RoleViewer},
+		{"POST /api/v1/deployments/{name}/alerts/evaluate", s.handleAlertEvaluate, slipway.RoleEditor},
+	}
+}
+
+// monitorOn returns the monitor or an error saying monitoring is not running.
+func (s *Server) monitorOn() (*monitor.Service, error) {
+	if s.monitor == nil {
+		return nil, slipway.Errorf(slipway.EUNAVAILABLE, "monitoring is not running on this server")
+	}
+	return s.monitor, nil
+}
+
+// monitorDeployment validates {name} and returns the monitor.
+func (s *Server) monitorDeployment(r *http.Request) (*monitor.Service, string, error) {
+	m, err := s.monitorOn()
+	if err != nil {
+		return nil, "", err
+	}
+	name, err := deploymentName(r)
+	return m, name, err
+}
+
+// parseTimeParam reads an RFC 3339 time, or a duration meaning that long ago ("90m", "24h"); "" is zero.
+func parseTimeParam(r *http.Request, key string, now time.Time) (time.Time, error) {
+	v := r.URL.Query().Get(key)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t.UTC(), nil
+	}
+	if d, err := time.ParseDuration(strings.TrimPrefix(v, "-")); err == nil && d >= 0 {
+		return now.Add(-d).UTC(), nil
+	}
+	return time.Time{}, slipway.Errorf(slipway.EINVALID, "%s=%q: give an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (30m, 24h)", key, v)
+}
+
+func timeRange(r *http.Request) (from, to time.Time, err error) {
+	now := time.Now()
+	if from, err = parseTimeParam(r, "from", now); err != nil {
+		return
+	}
+	to, err = parseTimeParam(r, "to", now)
+	return
+}
+
+func durationParam(r *http.Request, key string) (time.Duration, error) {
+	v := r.URL.Query().Get(key)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, slipway.Errorf(slipway.EINVALID, "%s=%q: give a positive duration such as 15m or 1h", key, v)
+	}
+	return d, nil
+}
+
+func (s *Server) handleMetricsPrometheus(w http.ResponseWriter, r *http.Request) {
+	m, err := s.monitorOn()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{ErrorLog: nil}).ServeHTTP(w, r)
+}
+
+// MetricsResponse is a deployment's operational figures.
+type MetricsResponse struct {
+	Deployment string                    `json:"deployment"`
+	From       time.Time                 `json:"from"`
+	To         time.Time                 `json:"to"`
+	Points     []*monitoring.MetricPoint `json:"points"`
+	Current    *monitoring.MetricPoint   `json:"current"` // the minute in progress
+	Replicas   []slipway.ReplicaStatus   `json:"replicas"`
+}
+
+func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	from, to, err := timeRange(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if to.IsZero() {
+		to = time.Now().UTC()
+	}
+	if from.IsZero() {
+		from = to.Add(-time.Hour)
+	}
+	if to.Sub(from) > 31*24*time.Hour || !from.Before(to) {
+		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "from must be before to, at most 31 days apart"))
+		return
+	}
+	pts, err := m.Metrics(r.Context(), name, from, to)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	resp := MetricsResponse{Deployment: name, From: from, To: to, Points: pts, Current: m.Live(name), Replicas: []slipway.ReplicaStatus{}}
+	if d, err := s.deployments.Get(r.Context(), name); err == nil {
+		resp.Replicas = d.ReplicaStatus
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// LogsResponse is a page of log lines; Next is the id to pass as after= to continue (follow).
+type LogsResponse struct {
+	Items []*monitoring.LogLine `json:"items"`
+	Next  int64                 `json:"next"`
+}
+
+func (s *Server) handleLogsGet(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	f := monitoring.LogFilter{Deployment: name, Kind: q.Get("kind"), Replica: q.Get("replica")}
+	if v := q.Get("after"); v != "" {
+		if f.AfterID, err = strconv.ParseInt(v, 10, 64); err != nil || f.AfterID < 0 {
+			s.problem(w, r, slipway.Errorf(slipway.EINVALID, "after=%q: give the next id of the previous page", v))
+			return
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 5000 {
+			s.problem(w, r, slipway.Errorf(slipway.EINVALID, "limit must be a number from 1 to 5000, got %q", v))
+			return
+		}
+	}
+	if f.Since, err = parseTimeParam(r, "since", time.Now()); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	wait, err := durationParam(r, "wait")
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	lines, err := m.Logs(r.Context(), f, wait)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	next := f.AfterID
+	if n := len(lines); n > 0 {
+		next = lines[n-1].ID
+	}
+	writeJSON(w, http.StatusOK, LogsResponse{Items: lines, Next: next})
+}
+
+func (s *Server) handleMonitoringGet(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	st, err := m.Settings(r.Context(), name)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var in monitoring.Settings
+	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	st, err := m.PutSettings(r.Context(), name, in)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// maxFeedbackBody bounds a feedback request (MaxFeedbackItems items of a few hundred bytes each).
+const maxFeedbackBody = 8 << 20
+
+func (s *Server) handleFeedbackCreate(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var items []monitor.FeedbackItem
+	if err := decodeJSON(w, r, &items, maxFeedbackBody); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) || slipway.ErrorCode(err) == slipway.ETOOLARGE {
+			err = slipway.Errorf(slipway.ETOOLARGE, "feedback body larger than %d MB: send at most %d items per request", maxFeedbackBody>>20, monitor.MaxFeedbackItems)
+		}
+		s.problem(w, r, err)
+		return
+	}
+	res, err := m.Feedback(r.Context(), name, items)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	from, to, err := timeRange(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	rep, err := m.Drift(r.Context(), name, from, to)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) handleDriftWindows(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	from, to, err := timeRange(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if to.IsZero() {
+		to = time.Now().UTC()
+	}
+	if from.IsZero() {
+		from = to.Add(-24 * time.Hour)
+	}
+	reps, err := m.DriftWindows(r.Context(), name, from, to)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(reps, len(reps), 0, len(reps)))
+}
+
+func (s *Server) handlePerformanceGet(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	from, to, err := timeRange(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	window, err := durationParam(r, "window")
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	perf, err := m.Performance(r.Context(), name, from, to, window)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(perf, len(perf), 0, len(perf)))
+}
+
+// baselineVersion reads {model} and {version} (a number or @alias).
+func baselineVersion(r *http.Request) (string, slipway.VersionRef, error) {
+	model := r.PathValue("model")
+	if err := slipway.ValidateName("model", model); err != nil {
+		return "", slipway.VersionRef{}, err
+	}
+	ref, err := slipway.ParseVersionRef(r.PathValue("version"))
+	return model, ref, err
+}
+
+func (s *Server) handleBaselinePut(w http.ResponseWriter, r *http.Request) {
+	m, err := s.monitorOn()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	model, ref, err := baselineVersion(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var format string
+	switch ct {
+	case "text/csv", "application/csv":
+		format = monitor.FormatCSV
+	case "application/vnd.apache.parquet", "application/x-parquet", "application/parquet":
+		format = monitor.FormatParquet
+	default:
+		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "unsupported Content-Type %q: send the sample as text/csv (with a header row) or application/vnd.apache.parquet", ct))
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, monitor.MaxBaselineBytes)
+	b, err := m.PutBaseline(r.Context(), model, ref, format, io.Reader(body), actor(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, publicBaseline(b))
+}
+
+func publicBaseline(b *monitoring.Baseline) *monitoring.Baseline {
+	out := *b
+	out.Profile = b.Profile.Public()
+	if out.Ignored == nil {
+		out.Ignored = []string{}
+	}
+	return &out
+}
+
+func (s *Server) handleBaselineGet(w http.ResponseWriter, r *http.Request) {
+	m, err := s.monitorOn()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	model, ref, err := baselineVersion(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	b, err := m.GetBaseline(r.Context(), model, ref)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, publicBaseline(b))
+}
+
+func (s *Server) handleAlertList(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	rules, err := m.AlertRules(r.Context(), name)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
+}
+
+// AlertRuleSpec is the body that creates an alert rule.
+type AlertRuleSpec struct {
+	Name      string              `json:"name"`
+	Metric    string              `json:"metric"`
+	Op        string              `json:"op"`
+	Threshold float64             `json:"threshold"`
+	Window    monitoring.Duration `json:"window"`
+	Webhook   *monitoring.Webhook `json:"webhook"`
+	Action    *monitoring.Action  `json:"action"`
+}
+
+func (s *Server) handleAlertCreate(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var in AlertRuleSpec
+	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	rule, err := m.CreateAlertRule(r.Context(), name, monitoring.AlertRule{Name: in.Name, Metric: in.Metric, Op: in.Op,
+		Threshold: in.Threshold, Window: in.Window, Webhook: in.Webhook, Action: in.Action})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/deployments/"+name+"/alerts/"+rule.ID)
+	writeJSON(w, http.StatusCreated, rule)
+}
+
+func (s *Server) handleAlertDelete(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if err := m.DeleteAlertRule(r.Context(), name, r.PathValue("id")); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleAlertHistory(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	_, limit, err := pageParams(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	evs, err := m.AlertEvents(r.Context(), name, limit)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(evs, len(evs), 0, limit))
+}
+
+func (s *Server) handleAlertEvaluate(w http.ResponseWriter, r *http.Request) {
+	m, name, err := s.monitorDeployment(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	rules, err := m.EvaluateAlerts(r.Context(), name)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
 }

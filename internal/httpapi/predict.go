@@ -11,6 +11,7 @@ import (
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/inference"
+	"github.com/slipway-ml/slipway/internal/monitor"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
@@ -69,37 +70,50 @@ func predictError(err error) error {
 const EMODEL = "model_error"
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	s.monitored(w, r, monitor.ProtoPredict, s.predict)
+}
+
+func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
 	_, sv, err := s.served(r)
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
+	ex.Serving(sv.Version().Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
+	ex.SetBytesIn(len(body))
 	out, replica, err := sv.Pool.PredictJSON(r.Context(), body)
 	if err != nil {
 		s.problem(w, r, predictError(err))
 		return
 	}
+	ex.JSON(sv.Version().Version, replica, body, out)
 	predictHeaders(w, sv.Version().Version, replica)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)
 }
 
 func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
+	s.monitored(w, r, monitor.ProtoInvocations, s.invocations)
+}
+
+func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
 	_, sv, err := s.served(r)
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
+	ex.Serving(sv.Version().Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
+	ex.SetBytesIn(len(body))
 	v := sv.Version()
 	var req *inference.MLflowRequest
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -128,6 +142,7 @@ func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
+	ex.Tensors(v.Version, res.Replica, req.Columns, res.Outputs)
 	predictHeaders(w, v.Version, res.Replica)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)
@@ -164,16 +179,22 @@ func (s *Server) v2Served(r *http.Request) (*deploy.Served, error) {
 }
 
 func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
+	s.monitored(w, r, monitor.ProtoV2, s.v2Infer)
+}
+
+func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
 	sv, err := s.v2Served(r)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
 	}
+	ex.Serving(sv.Version().Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
 	}
+	ex.SetBytesIn(len(body))
 	req, err := inference.DecodeV2Request(body)
 	if err != nil {
 		s.v2Error(w, r, err)
@@ -194,6 +215,8 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		s.v2Error(w, r, err)
 		return
 	}
+	ex.SetRequestID(id)
+	ex.Tensors(v.Version, res.Replica, req.Inputs, res.Outputs)
 	predictHeaders(w, v.Version, res.Replica)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)

@@ -118,6 +118,9 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor) (Result, 
 	select {
 	case b.reqs <- r:
 	default:
+		if o := b.pool.observer(); o != nil {
+			o.Rejected()
+		}
 		return Result{}, slipway.Errorf(slipway.EOVERLOADED, "deployment %s is at capacity (batch queue full): retry after a moment, or add replicas", b.pool.name)
 	}
 	select {
@@ -185,6 +188,13 @@ func (b *batcher) run(batch []*batchReq) {
 			r.done <- batchResp{res, err}
 		}
 		return
+	}
+	if o := b.pool.observer(); o != nil {
+		total := 0
+		for _, n := range rows {
+			total += n
+		}
+		o.Batch(total, len(live))
 	}
 	// The batch outlives any single client: it runs under the pool's timeout, not a request's context.
 	res, err := b.pool.predictDirect(context.WithoutCancel(live[0].ctx), merged)

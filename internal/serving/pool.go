@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipway-ml/slipway"
@@ -32,6 +33,16 @@ type Options struct {
 type Event struct {
 	Kind    string // "crashloop" (repeated crashes: needs attention) or "recovered"
 	Message string
+}
+
+// Observer receives a pool's capacity signals (monitoring). Its methods are called on the request path, some
+// under the pool's lock: they must be quick and never block.
+type Observer interface {
+	Queued(depth int)         // a request joined the queue, which now holds depth requests
+	Batch(rows, requests int) // the batcher made one model call
+	Rejected()                // a request was refused: queue full (429)
+	TimedOut()                // a request passed the timeout (504)
+	Restarted(replica string) // a dead replica process was replaced
 }
 
 // Slot states.
@@ -70,6 +81,7 @@ type Pool struct {
 	waiters []chan *slot
 	nextID  int
 	batcher *batcher
+	obs     atomic.Pointer[Observer]
 
 	ctx    context.Context // supervision lifetime
 	cancel context.CancelFunc
@@ -87,6 +99,29 @@ func NewPool(name string, opts Options, log *slog.Logger, onEvent func(Event)) *
 		HealthInterval: 5 * time.Second, StopGrace: 10 * time.Second}
 	p.setBatching(opts.Batching)
 	return p
+}
+
+// SetObserver sets the pool's observer (nil removes it).
+func (p *Pool) SetObserver(o Observer) {
+	if o == nil {
+		p.obs.Store(nil)
+		return
+	}
+	p.obs.Store(&o)
+}
+
+func (p *Pool) observer() Observer {
+	if o := p.obs.Load(); o != nil {
+		return *o
+	}
+	return nil
+}
+
+// QueueLen is the number of requests waiting for a replica.
+func (p *Pool) QueueLen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waiters)
 }
 
 // ErrClosed is returned for requests to a pool that was stopped.
@@ -242,11 +277,18 @@ func (p *Pool) acquire(ctx context.Context) (*slot, *modelruntime.Replica, error
 	}
 	if len(p.waiters) >= p.opts.MaxQueue {
 		p.mu.Unlock()
+		if o := p.observer(); o != nil {
+			o.Rejected()
+		}
 		return nil, nil, slipway.Errorf(slipway.EOVERLOADED, "deployment %s is at capacity (%d requests queued): retry after a moment, or add replicas", p.name, p.opts.MaxQueue)
 	}
 	ch := make(chan *slot, 1)
 	p.waiters = append(p.waiters, ch)
+	depth := len(p.waiters)
 	p.mu.Unlock()
+	if o := p.observer(); o != nil {
+		o.Queued(depth)
+	}
 	select {
 	case s := <-ch:
 		if s == nil {
@@ -334,6 +376,9 @@ func (p *Pool) timeoutError(err error, timeout time.Duration) error {
 		p.mu.Unlock()
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
+		if o := p.observer(); o != nil {
+			o.TimedOut()
+		}
 		return slipway.Errorf(slipway.ETIMEOUT, "deployment %s did not answer within %s (timeout_ms)", p.name, timeout)
 	}
 	var merr interface{ ModelErrorType() string }

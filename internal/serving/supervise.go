@@ -95,6 +95,9 @@ func (p *Pool) restart(s *slot, dead *modelruntime.Replica) bool {
 		p.releaseLocked(s, rep)
 		p.mu.Unlock()
 		p.log.Info("replica restarted", "deployment", p.name, "replica", s.id, "pid", rep.PID(), "restarts", s.restarts)
+		if o := p.observer(); o != nil {
+			o.Restarted(s.id)
+		}
 		if looping {
 			p.emit(Event{Kind: "recovered", Message: "replica " + s.id + " is serving again"})
 		}

@@ -1,0 +1,157 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// CreateBatchPrediction starts a batch prediction. The server checks the request, the model version, the
+// input and the connection first (errors come back at once), then answers with the run in state ACCEPTED:
+// it scores in the background (see WaitBatchPrediction).
+func (c *Client) CreateBatchPrediction(ctx context.Context, spec slipway.BatchSpec) (*slipway.BatchRun, error) {
+	var r slipway.BatchRun
+	if err := c.do(ctx, http.MethodPost, apiPath("batch-predictions"), nil, spec, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// GetBatchPrediction returns a run with its progress, errors and output.
+func (c *Client) GetBatchPrediction(ctx context.Context, id string) (*slipway.BatchRun, error) {
+	var r slipway.BatchRun
+	if err := c.do(ctx, http.MethodGet, apiPath("batch-predictions", id), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ListBatchPredictions returns runs, newest first, and the total; state "" lists every state.
+func (c *Client) ListBatchPredictions(ctx context.Context, state slipway.BatchState, offset, limit int) ([]*slipway.BatchRun, int, error) {
+	q := pageQuery(nil, offset, limit)
+	if state != "" {
+		q.Set("state", string(state))
+	}
+	var p page[*slipway.BatchRun]
+	if err := c.do(ctx, http.MethodGet, apiPath("batch-predictions"), q, nil, &p); err != nil {
+		return nil, 0, err
+	}
+	return p.Items, p.Total, nil
+}
+
+// CancelBatchPrediction stops a run; chunks already committed stay in the output.
+func (c *Client) CancelBatchPrediction(ctx context.Context, id string) (*slipway.BatchRun, error) {
+	var r slipway.BatchRun
+	if err := c.do(ctx, http.MethodPost, apiPath("batch-predictions", id, "cancel"), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// WaitBatchPrediction polls a run every poll (DefaultPoll when ≤ 0), calling progress with each state seen
+// (may be nil), until it is SUCCEEDED, FAILED or CANCELED or ctx ends. It returns the last run seen.
+func (c *Client) WaitBatchPrediction(ctx context.Context, id string, progress func(*slipway.BatchRun), poll time.Duration) (*slipway.BatchRun, error) {
+	if poll <= 0 {
+		poll = DefaultPoll
+	}
+	var last *slipway.BatchRun
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("client: wait for batch prediction %s: %w", id, ctx.Err())
+		case <-timer.C:
+		}
+		r, err := c.GetBatchPrediction(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, fmt.Errorf("client: wait for batch prediction %s: %w", id, ctx.Err())
+			}
+			return last, err
+		}
+		last = r
+		if progress != nil {
+			progress(r)
+		}
+		if r.State.Terminal() {
+			return r, nil
+		}
+		timer.Reset(poll)
+	}
+}
+
+// DownloadBatchOutput writes a succeeded run's output file (CSV or Parquet) to w.
+func (c *Client) DownloadBatchOutput(ctx context.Context, id string, w io.Writer) (int64, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, apiPath("batch-predictions", id, "output"), nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "*/*")
+	resp, err := c.send(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("client: download output of batch prediction %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// UploadFile uploads an input file for batch predictions (streamed; the name's extension tells the format).
+func (c *Client) UploadFile(ctx context.Context, name string, r io.Reader) (*slipway.UploadedFile, error) {
+	req, err := c.newRequest(ctx, http.MethodPost, apiPath("files"), url.Values{"name": {name}}, r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var f slipway.UploadedFile
+	return &f, decodeResponse(resp, &f)
+}
+
+// UploadFilePath uploads the file at path under its base name.
+func (c *Client) UploadFilePath(ctx context.Context, path string) (*slipway.UploadedFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("client: upload %s: %w", path, err)
+	}
+	defer f.Close()
+	return c.UploadFile(ctx, filepath.Base(path), f)
+}
+
+// ListUploadedFiles returns the uploaded input files, newest first.
+func (c *Client) ListUploadedFiles(ctx context.Context) ([]*slipway.UploadedFile, error) {
+	var p page[*slipway.UploadedFile]
+	if err := c.do(ctx, http.MethodGet, apiPath("files"), nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return p.Items, nil
+}
+
+// DeleteUploadedFile deletes an uploaded input file.
+func (c *Client) DeleteUploadedFile(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("files", id), nil, nil, nil)
+}
+
+// ListConnections returns the server's named database connections (never their credentials).
+func (c *Client) ListConnections(ctx context.Context) ([]slipway.Connection, error) {
+	var p page[slipway.Connection]
+	if err := c.do(ctx, http.MethodGet, apiPath("connections"), nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return p.Items, nil
+}

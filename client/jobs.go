@@ -1,0 +1,434 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// RunInput overrides a job's arguments (nil: the job's) and adds environment variables for one run.
+type RunInput struct {
+	Args []string          `json:"args,omitempty"`
+	Env  map[string]string `json:"env,omitempty"`
+}
+
+// OutputFile is one file of a run's output folder.
+type OutputFile struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// JobRunFilter selects job runs; empty fields match everything.
+type JobRunFilter struct {
+	Job         string
+	PipelineRun string
+	State       slipway.RunState
+	Offset      int
+	Limit       int
+}
+
+// postMultipart streams a multipart body: one JSON/text part named partName, then the artifact (when not nil).
+func (c *Client) postMultipart(ctx context.Context, path, partName, partType string, part []byte, artifact io.Reader, filename string, out any) error {
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	req, err := c.newRequest(ctx, http.MethodPost, path, nil, pr)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	done := make(chan error, 1)
+	go func() { // ends when the body is written or the request ended (pr closed below)
+		err := func() error {
+			h := textproto.MIMEHeader{}
+			h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q`, partName))
+			h.Set("Content-Type", partType)
+			w, err := mw.CreatePart(h)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(part); err != nil {
+				return err
+			}
+			if artifact != nil {
+				if filename == "" {
+					filename = "artifact"
+				}
+				w, err := mw.CreateFormFile("artifact", filename)
+				if err != nil {
+					return err
+				}
+				if _, err := io.Copy(w, artifactReader{artifact}); err != nil {
+					return err
+				}
+			}
+			return mw.Close()
+		}()
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	resp, err := c.send(req)
+	pr.CloseWithError(errUploadEnded)
+	werr := <-done
+	var rerr *artifactError
+	if errors.As(werr, &rerr) {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return fmt.Errorf("client: read artifact: %w", rerr.err)
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return decodeResponse(resp, out)
+}
+
+// CreateJob creates a job from spec and its artifact: a single .py/.sh/.jar file (filename names it) or a
+// .zip/.tar/.tar.gz project. The server checks that the entrypoint exists.
+func (c *Client) CreateJob(ctx context.Context, spec slipway.JobSpec, artifact io.Reader, filename string) (*slipway.Job, error) {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("client: encode job spec: %w", err)
+	}
+	var j slipway.Job
+	if err := c.postMultipart(ctx, apiPath("jobs"), "spec", "application/json", b, artifact, filename, &j); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// ListJobs returns every job.
+func (c *Client) ListJobs(ctx context.Context) ([]*slipway.Job, error) {
+	var p page[*slipway.Job]
+	err := c.do(ctx, http.MethodGet, apiPath("jobs"), nil, nil, &p)
+	return p.Items, err
+}
+
+// GetJob returns a job.
+func (c *Client) GetJob(ctx context.Context, name string) (*slipway.Job, error) {
+	var j slipway.Job
+	if err := c.do(ctx, http.MethodGet, apiPath("jobs", name), nil, nil, &j); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// DeleteJob deletes a job without queued or running runs.
+func (c *Client) DeleteJob(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("jobs", name), nil, nil, nil)
+}
+
+// RunJob queues a run of a job (state ACCEPTED; it starts when a slot is free).
+func (c *Client) RunJob(ctx context.Context, name string, in RunInput) (*slipway.JobRun, error) {
+	var r slipway.JobRun
+	if err := c.do(ctx, http.MethodPost, apiPath("jobs", name, "runs"), nil, in, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ListJobRuns lists job runs, newest first, with the total matching.
+func (c *Client) ListJobRuns(ctx context.Context, f JobRunFilter) ([]*slipway.JobRun, int, error) {
+	q := pageQuery(nil, f.Offset, f.Limit)
+	for k, v := range map[string]string{"job": f.Job, "pipeline_run": f.PipelineRun, "state": string(f.State)} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var p page[*slipway.JobRun]
+	err := c.do(ctx, http.MethodGet, apiPath("job-runs"), q, nil, &p)
+	return p.Items, p.Total, err
+}
+
+// GetJobRun returns a job run.
+func (c *Client) GetJobRun(ctx context.Context, id string) (*slipway.JobRun, error) {
+	var r slipway.JobRun
+	if err := c.do(ctx, http.MethodGet, apiPath("job-runs", id), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// CancelJobRun cancels a run; it returns once the run is CANCELED (its whole process group gone).
+func (c *Client) CancelJobRun(ctx context.Context, id string) (*slipway.JobRun, error) {
+	var r slipway.JobRun
+	if err := c.do(ctx, http.MethodPost, apiPath("job-runs", id, "cancel"), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// JobRunLogs opens a run's log from byte offset; with follow the body streams until the run is over (or the
+// server ends the stream: resume from the bytes read so far, as FollowJobRunLogs does).
+func (c *Client) JobRunLogs(ctx context.Context, id string, offset int64, follow bool) (io.ReadCloser, error) {
+	q := url.Values{}
+	if offset > 0 {
+		q.Set("offset", strconv.FormatInt(offset, 10))
+	}
+	if follow {
+		q.Set("follow", "1")
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, apiPath("job-runs", id, "logs"), q, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// FollowJobRunLogs copies a run's log to w as it grows until the run is over, reconnecting where it left
+// off when a stream ends early (server restart, shutdown), and returns the finished run.
+func (c *Client) FollowJobRunLogs(ctx context.Context, id string, w io.Writer) (*slipway.JobRun, error) {
+	var off int64
+	for {
+		body, err := c.JobRunLogs(ctx, id, off, true)
+		if err != nil {
+			return nil, err
+		}
+		n, err := io.Copy(w, body)
+		body.Close()
+		off += n
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		r, gerr := c.GetJobRun(ctx, id)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if r.State.Terminal() {
+			// Lines written between the last read and the end.
+			if rest, err := c.JobRunLogs(ctx, id, off, false); err == nil {
+				io.Copy(w, rest)
+				rest.Close()
+			}
+			return r, nil
+		}
+		if err != nil || n == 0 {
+			select { // the server ended the stream without data: do not spin
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// ListJobRunOutputs lists the files a run left in its output folder.
+func (c *Client) ListJobRunOutputs(ctx context.Context, id string) ([]OutputFile, error) {
+	var p page[OutputFile]
+	err := c.do(ctx, http.MethodGet, apiPath("job-runs", id, "outputs"), nil, nil, &p)
+	return p.Items, err
+}
+
+// DownloadJobRunOutput opens one output file of a run.
+func (c *Client) DownloadJobRunOutput(ctx context.Context, id, path string) (io.ReadCloser, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, apiPath("job-runs", id, "outputs", "file"), url.Values{"path": {path}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// WaitJobRun polls a run every poll (DefaultPoll when 0) until it is over or ctx ends.
+func (c *Client) WaitJobRun(ctx context.Context, id string, poll time.Duration) (*slipway.JobRun, error) {
+	return waitFor(ctx, poll, func() (*slipway.JobRun, bool, error) {
+		r, err := c.GetJobRun(ctx, id)
+		return r, err == nil && r.State.Terminal(), err
+	})
+}
+
+// waitFor calls get every poll until it says done, an error occurs or ctx ends (the last value is returned
+// with ctx's error).
+func waitFor[T any](ctx context.Context, poll time.Duration, get func() (T, bool, error)) (T, error) {
+	if poll <= 0 {
+		poll = DefaultPoll
+	}
+	var last T
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("client: wait: %w", ctx.Err())
+		case <-t.C:
+		}
+		v, done, err := get()
+		if err != nil {
+			return last, err
+		}
+		last = v
+		if done {
+			return v, nil
+		}
+		t.Reset(poll)
+	}
+}
+
+// CreatePipeline creates a pipeline from its definition (JSON or YAML). artifact, when not nil, is the
+// project folder (an archive) its script steps run in.
+func (c *Client) CreatePipeline(ctx context.Context, definition []byte, artifact io.Reader, filename string) (*slipway.Pipeline, error) {
+	var p slipway.Pipeline
+	ct := "application/yaml"
+	if t := bytes.TrimSpace(definition); len(t) > 0 && t[0] == '{' {
+		ct = "application/json"
+	}
+	if artifact != nil {
+		if err := c.postMultipart(ctx, apiPath("pipelines"), "pipeline", ct, definition, artifact, filename, &p); err != nil {
+			return nil, err
+		}
+		return &p, nil
+	}
+	req, err := c.newRequest(ctx, http.MethodPost, apiPath("pipelines"), nil, bytes.NewReader(definition))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", ct)
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return &p, decodeResponse(resp, &p)
+}
+
+// ListPipelines returns every pipeline.
+func (c *Client) ListPipelines(ctx context.Context) ([]*slipway.Pipeline, error) {
+	var p page[*slipway.Pipeline]
+	err := c.do(ctx, http.MethodGet, apiPath("pipelines"), nil, nil, &p)
+	return p.Items, err
+}
+
+// GetPipeline returns a pipeline.
+func (c *Client) GetPipeline(ctx context.Context, name string) (*slipway.Pipeline, error) {
+	var p slipway.Pipeline
+	if err := c.do(ctx, http.MethodGet, apiPath("pipelines", name), nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// DeletePipeline deletes a pipeline without runs in progress.
+func (c *Client) DeletePipeline(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("pipelines", name), nil, nil, nil)
+}
+
+// RunPipeline starts a run with params merged over the pipeline's defaults.
+func (c *Client) RunPipeline(ctx context.Context, name string, params map[string]any) (*slipway.PipelineRun, error) {
+	var r slipway.PipelineRun
+	body := map[string]any{"params": params}
+	if err := c.do(ctx, http.MethodPost, apiPath("pipelines", name, "runs"), nil, body, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ListPipelineRuns lists runs (of one pipeline when pipeline is not empty), newest first.
+func (c *Client) ListPipelineRuns(ctx context.Context, pipeline string, offset, limit int) ([]*slipway.PipelineRun, int, error) {
+	q := pageQuery(nil, offset, limit)
+	if pipeline != "" {
+		q.Set("pipeline", pipeline)
+	}
+	var p page[*slipway.PipelineRun]
+	err := c.do(ctx, http.MethodGet, apiPath("pipeline-runs"), q, nil, &p)
+	return p.Items, p.Total, err
+}
+
+// GetPipelineRun returns a run with its steps.
+func (c *Client) GetPipelineRun(ctx context.Context, id string) (*slipway.PipelineRun, error) {
+	var r slipway.PipelineRun
+	if err := c.do(ctx, http.MethodGet, apiPath("pipeline-runs", id), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// CancelPipelineRun asks a run to stop (it ends CANCELED after its on_exit step).
+func (c *Client) CancelPipelineRun(ctx context.Context, id string) (*slipway.PipelineRun, error) {
+	var r slipway.PipelineRun
+	if err := c.do(ctx, http.MethodPost, apiPath("pipeline-runs", id, "cancel"), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// RetryPipelineRun resumes a FAILED or CANCELED run from its failed steps.
+func (c *Client) RetryPipelineRun(ctx context.Context, id string) (*slipway.PipelineRun, error) {
+	var r slipway.PipelineRun
+	if err := c.do(ctx, http.MethodPost, apiPath("pipeline-runs", id, "retry"), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// WaitPipelineRun polls a run every poll (DefaultPoll when 0) until it is over or ctx ends.
+func (c *Client) WaitPipelineRun(ctx context.Context, id string, poll time.Duration) (*slipway.PipelineRun, error) {
+	return waitFor(ctx, poll, func() (*slipway.PipelineRun, bool, error) {
+		r, err := c.GetPipelineRun(ctx, id)
+		return r, err == nil && r.State.Terminal(), err
+	})
+}
+
+// ScheduleSpec is the body of CreateSchedule.
+type ScheduleSpec struct {
+	Name     string `json:"name"`
+	Cron     string `json:"cron"`               // 5 fields, 6 with seconds first, or @daily...
+	Timezone string `json:"timezone,omitempty"` // IANA name, default UTC
+	Target   struct {
+		Kind string `json:"kind"` // job or pipeline
+		Name string `json:"name"`
+	} `json:"target"`
+	Args              []string          `json:"args,omitempty"`
+	Env               map[string]string `json:"env,omitempty"`
+	Params            map[string]any    `json:"params,omitempty"`
+	ConcurrencyPolicy string            `json:"concurrency_policy,omitempty"` // allow, forbid (default), replace
+	CatchUp           *bool             `json:"catch_up,omitempty"`
+}
+
+// CreateSchedule creates a schedule.
+func (c *Client) CreateSchedule(ctx context.Context, spec ScheduleSpec) (*slipway.Schedule, error) {
+	var s slipway.Schedule
+	if err := c.do(ctx, http.MethodPost, apiPath("schedules"), nil, spec, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// ListSchedules returns every schedule with its next tick.
+func (c *Client) ListSchedules(ctx context.Context) ([]*slipway.Schedule, error) {
+	var p page[*slipway.Schedule]
+	err := c.do(ctx, http.MethodGet, apiPath("schedules"), nil, nil, &p)
+	return p.Items, err
+}
+
+// GetSchedule returns a schedule with its recent ticks.
+func (c *Client) GetSchedule(ctx context.Context, name string) (*slipway.Schedule, error) {
+	var s slipway.Schedule
+	if err := c.do(ctx, http.MethodGet, apiPath("schedules", name), nil, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// DeleteSchedule deletes a schedule.
+func (c *Client) DeleteSchedule(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("schedules", name), nil, nil, nil)
+}

@@ -1,0 +1,417 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// The monitoring API: settings, metrics, logs, feedback, baselines, drift, performance and alerts. The types
+// mirror the server's JSON; times are UTC.
+
+// MonitoringSettings is how a deployment is monitored (durations are Go duration text: "15m", "168h").
+type MonitoringSettings struct {
+	SamplingRate       float64                    `json:"sampling_rate"`
+	CaptureRetention   string                     `json:"capture_retention,omitempty"`
+	CaptureMaxRequests int64                      `json:"capture_max_requests,omitempty"`
+	LogRetention       string                     `json:"log_retention,omitempty"`
+	LogMaxLines        int64                      `json:"log_max_lines,omitempty"`
+	DriftWindow        string                     `json:"drift_window,omitempty"`
+	Features           map[string]FeatureSettings `json:"features,omitempty"`
+	Task               string                     `json:"task,omitempty"`
+	PredictionOutput   string                     `json:"prediction_output,omitempty"`
+	ScoreOutput        string                     `json:"score_output,omitempty"`
+	PositiveLabel      string                     `json:"positive_label,omitempty"`
+}
+
+// FeatureSettings overrides one feature's drift test.
+type FeatureSettings struct {
+	Method    string   `json:"method,omitempty"`
+	Threshold *float64 `json:"threshold,omitempty"`
+}
+
+// MetricPoint is one minute of a deployment's operational figures.
+type MetricPoint struct {
+	Time           time.Time `json:"time"`
+	Requests       int64     `json:"requests"`
+	Status2xx      int64     `json:"status_2xx"`
+	Status4xx      int64     `json:"status_4xx"`
+	Status5xx      int64     `json:"status_5xx"`
+	Rejected       int64     `json:"rejected"`
+	Timeouts       int64     `json:"timeouts"`
+	BytesIn        int64     `json:"bytes_in"`
+	BytesOut       int64     `json:"bytes_out"`
+	LatencyMeanMS  float64   `json:"latency_mean_ms"`
+	LatencyP50MS   float64   `json:"latency_p50_ms"`
+	LatencyP95MS   float64   `json:"latency_p95_ms"`
+	LatencyP99MS   float64   `json:"latency_p99_ms"`
+	LatencyMaxMS   float64   `json:"latency_max_ms"`
+	QueueMax       int64     `json:"queue_max"`
+	Batches        int64     `json:"batches"`
+	BatchRows      int64     `json:"batch_rows"`
+	Restarts       int64     `json:"restarts"`
+	CPUUtilization float64   `json:"cpu_utilization"`
+	MemoryBytes    int64     `json:"memory_bytes"`
+	Replicas       int64     `json:"replicas"`
+	Captured       int64     `json:"captured"`
+	CaptureDropped int64     `json:"capture_dropped"`
+}
+
+// Metrics is a deployment's minute series; Current is the minute in progress.
+type Metrics struct {
+	Deployment string                  `json:"deployment"`
+	From       time.Time               `json:"from"`
+	To         time.Time               `json:"to"`
+	Points     []MetricPoint           `json:"points"`
+	Current    *MetricPoint            `json:"current"`
+	Replicas   []slipway.ReplicaStatus `json:"replicas"`
+}
+
+// LogLine is one line of a deployment's log.
+type LogLine struct {
+	ID        int64           `json:"id"`
+	Time      time.Time       `json:"time"`
+	Kind      string          `json:"kind"`
+	Replica   string          `json:"replica,omitempty"`
+	RequestID string          `json:"request_id,omitempty"`
+	Line      string          `json:"line"`
+	Fields    json.RawMessage `json:"fields,omitempty"`
+}
+
+// LogQuery selects log lines. Wait makes the server hold the request until a line arrives (at most 10 s).
+type LogQuery struct {
+	Since   time.Time
+	After   int64
+	Kind    string
+	Replica string
+	Limit   int
+	Wait    time.Duration
+}
+
+// Logs is a page of log lines; pass Next as LogQuery.After to continue.
+type Logs struct {
+	Items []LogLine `json:"items"`
+	Next  int64     `json:"next"`
+}
+
+// Feedback is one ground truth: Label for a classifier (string, integer or bool), Value for a regressor.
+type Feedback struct {
+	RequestID string     `json:"request_id"`
+	Row       *int       `json:"row,omitempty"`
+	Label     any        `json:"label,omitempty"`
+	Value     *float64   `json:"value,omitempty"`
+	Timestamp *time.Time `json:"timestamp,omitempty"`
+}
+
+// FeedbackResult says what the server stored; Unknown lists truths for predictions it has not captured.
+type FeedbackResult struct {
+	Received     int `json:"received"`
+	Inserted     int `json:"inserted"`
+	Updated      int `json:"updated"`
+	Unchanged    int `json:"unchanged"`
+	UnknownCount int `json:"unknown_count"`
+	Unknown      []struct {
+		RequestID string `json:"request_id"`
+		Row       int    `json:"row"`
+		Reason    string `json:"reason"`
+	} `json:"unknown"`
+}
+
+// FeatureDrift is the drift test of one feature.
+type FeatureDrift struct {
+	Feature   string   `json:"feature"`
+	Kind      string   `json:"kind"`
+	Method    string   `json:"method"`
+	Statistic *float64 `json:"statistic"`
+	PValue    *float64 `json:"p_value"`
+	Distance  *float64 `json:"distance"`
+	Threshold float64  `json:"threshold"`
+	Drifted   bool     `json:"drifted"`
+	PSI       *float64 `json:"psi"`
+	Rows      int64    `json:"rows"`
+	Missing   int64    `json:"missing"`
+	Exact     bool     `json:"exact"`
+	Note      string   `json:"note,omitempty"`
+}
+
+// DriftReport is drift over a range of captured inputs (Features) and outputs (Outputs).
+type DriftReport struct {
+	Deployment   string         `json:"deployment"`
+	Model        string         `json:"model"`
+	Version      int            `json:"version"`
+	From         time.Time      `json:"from"`
+	To           time.Time      `json:"to"`
+	Rows         int64          `json:"rows"`
+	DriftShare   float64        `json:"drift_share"`
+	DatasetDrift bool           `json:"dataset_drift"`
+	Features     []FeatureDrift `json:"features"`
+	Outputs      []FeatureDrift `json:"outputs"`
+	Stored       bool           `json:"stored"`
+	ComputedAt   time.Time      `json:"computed_at"`
+}
+
+// Performance is model quality over one window.
+type Performance struct {
+	From           time.Time `json:"from"`
+	To             time.Time `json:"to"`
+	Labelled       int       `json:"labelled"`
+	Task           string    `json:"task"`
+	Classification *struct {
+		N         int      `json:"n"`
+		Accuracy  float64  `json:"accuracy"`
+		Precision float64  `json:"precision"`
+		Recall    float64  `json:"recall"`
+		F1        float64  `json:"f1"`
+		ROCAUC    *float64 `json:"roc_auc"`
+		LogLoss   *float64 `json:"log_loss"`
+	} `json:"classification,omitempty"`
+	Regression *struct {
+		N    int     `json:"n"`
+		MAE  float64 `json:"mae"`
+		RMSE float64 `json:"rmse"`
+		R2   float64 `json:"r2"`
+	} `json:"regression,omitempty"`
+}
+
+// Baseline is the profile kept for a model version.
+type Baseline struct {
+	Model   string   `json:"model"`
+	Version int      `json:"version"`
+	Format  string   `json:"format"`
+	Ignored []string `json:"ignored_columns"`
+	Profile struct {
+		Rows     int64 `json:"rows"`
+		Features []struct {
+			Name       string             `json:"name"`
+			Kind       string             `json:"kind"`
+			Count      int64              `json:"count"`
+			Missing    int64              `json:"missing"`
+			Distinct   int64              `json:"distinct"`
+			Min        *float64           `json:"min"`
+			Max        *float64           `json:"max"`
+			Mean       *float64           `json:"mean"`
+			Std        *float64           `json:"std"`
+			Quantiles  map[string]float64 `json:"quantiles"`
+			Categories []struct {
+				Value string  `json:"value"`
+				Count float64 `json:"count"`
+			} `json:"categories"`
+		} `json:"features"`
+	} `json:"profile"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+}
+
+// AlertRule watches one figure of a deployment. Create it with Name, Metric, Op ("above" or "below"), Threshold,
+// Window ("15m"), and optionally a Webhook and an Action.
+type AlertRule struct {
+	ID            string       `json:"id,omitempty"`
+	Deployment    string       `json:"deployment,omitempty"`
+	Name          string       `json:"name"`
+	Metric        string       `json:"metric"`
+	Op            string       `json:"op"`
+	Threshold     float64      `json:"threshold"`
+	Window        string       `json:"window,omitempty"`
+	Webhook       *Webhook     `json:"webhook,omitempty"`
+	Action        *AlertAction `json:"action,omitempty"`
+	State         string       `json:"state,omitempty"`
+	Value         *float64     `json:"value,omitempty"`
+	Since         *time.Time   `json:"since,omitempty"`
+	LastEvaluated *time.Time   `json:"last_evaluated,omitempty"`
+	CreatedAt     *time.Time   `json:"created_at,omitempty"`
+}
+
+// Webhook receives an alert's transitions, signed with Secret (write-only).
+type Webhook struct {
+	URL       string `json:"url"`
+	Secret    string `json:"secret,omitempty"`
+	HasSecret bool   `json:"has_secret,omitempty"`
+}
+
+// AlertAction is what an alert starts when it fires.
+type AlertAction struct {
+	Kind   string `json:"kind"`
+	Target string `json:"target"`
+}
+
+// AlertEvent is one transition of an alert.
+type AlertEvent struct {
+	ID         int64     `json:"id"`
+	RuleID     string    `json:"rule_id"`
+	Deployment string    `json:"deployment"`
+	Rule       string    `json:"rule"`
+	State      string    `json:"state"`
+	Value      *float64  `json:"value"`
+	Threshold  float64   `json:"threshold"`
+	Message    string    `json:"message"`
+	Time       time.Time `json:"time"`
+}
+
+// TimeRange bounds a query; zero times take the server's defaults.
+type TimeRange struct {
+	From, To time.Time
+}
+
+func (r TimeRange) query() url.Values {
+	q := url.Values{}
+	if !r.From.IsZero() {
+		q.Set("from", r.From.UTC().Format(time.RFC3339Nano))
+	}
+	if !r.To.IsZero() {
+		q.Set("to", r.To.UTC().Format(time.RFC3339Nano))
+	}
+	return q
+}
+
+// MonitoringSettings returns a deployment's monitoring settings.
+func (c *Client) MonitoringSettings(ctx context.Context, deployment string) (*MonitoringSettings, error) {
+	var s MonitoringSettings
+	return &s, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "monitoring"), nil, nil, &s)
+}
+
+// SetMonitoringSettings replaces a deployment's monitoring settings (fields left zero take the defaults).
+func (c *Client) SetMonitoringSettings(ctx context.Context, deployment string, s MonitoringSettings) (*MonitoringSettings, error) {
+	var out MonitoringSettings
+	return &out, c.do(ctx, http.MethodPut, apiPath("deployments", deployment, "monitoring"), nil, s, &out)
+}
+
+// Metrics returns a deployment's minute series.
+func (c *Client) Metrics(ctx context.Context, deployment string, r TimeRange) (*Metrics, error) {
+	var m Metrics
+	return &m, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "metrics"), r.query(), nil, &m)
+}
+
+// Logs returns a deployment's log lines.
+func (c *Client) Logs(ctx context.Context, deployment string, lq LogQuery) (*Logs, error) {
+	q := url.Values{}
+	if !lq.Since.IsZero() {
+		q.Set("since", lq.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if lq.After > 0 {
+		q.Set("after", strconv.FormatInt(lq.After, 10))
+	}
+	if lq.Kind != "" {
+		q.Set("kind", lq.Kind)
+	}
+	if lq.Replica != "" {
+		q.Set("replica", lq.Replica)
+	}
+	if lq.Limit > 0 {
+		q.Set("limit", strconv.Itoa(lq.Limit))
+	}
+	if lq.Wait > 0 {
+		q.Set("wait", lq.Wait.String())
+	}
+	var l Logs
+	return &l, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "logs"), q, nil, &l)
+}
+
+// SendFeedback sends ground truth for captured predictions.
+func (c *Client) SendFeedback(ctx context.Context, deployment string, items []Feedback) (*FeedbackResult, error) {
+	var r FeedbackResult
+	return &r, c.do(ctx, http.MethodPost, apiPath("deployments", deployment, "feedback"), nil, items, &r)
+}
+
+// Drift returns drift over a range of captured inputs (the last full window when r is zero).
+func (c *Client) Drift(ctx context.Context, deployment string, r TimeRange) (*DriftReport, error) {
+	var d DriftReport
+	return &d, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "drift"), r.query(), nil, &d)
+}
+
+// DriftWindows returns the stored drift windows starting in the range.
+func (c *Client) DriftWindows(ctx context.Context, deployment string, r TimeRange) ([]DriftReport, error) {
+	var p page[DriftReport]
+	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "drift", "windows"), r.query(), nil, &p)
+}
+
+// Performance returns model quality per window (window 0: the deployment's drift window).
+func (c *Client) Performance(ctx context.Context, deployment string, r TimeRange, window time.Duration) ([]Performance, error) {
+	q := r.query()
+	if window > 0 {
+		q.Set("window", window.String())
+	}
+	var p page[Performance]
+	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "performance"), q, nil, &p)
+}
+
+// Baseline formats for PutBaseline.
+const (
+	BaselineCSV     = "text/csv"
+	BaselineParquet = "application/vnd.apache.parquet"
+)
+
+// PutBaseline uploads a sample of a version's training data (contentType BaselineCSV or BaselineParquet) and
+// returns the profile the server keeps. version is a number or "@alias".
+func (c *Client) PutBaseline(ctx context.Context, model, version string, body io.Reader, contentType string) (*Baseline, error) {
+	req, err := c.newRequest(ctx, http.MethodPut, apiPath("models", model, "versions", version, "baseline"), nil, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var b Baseline
+	return &b, decodeResponse(resp, &b)
+}
+
+// GetBaseline returns a version's baseline profile.
+func (c *Client) GetBaseline(ctx context.Context, model, version string) (*Baseline, error) {
+	var b Baseline
+	return &b, c.do(ctx, http.MethodGet, apiPath("models", model, "versions", version, "baseline"), nil, nil, &b)
+}
+
+// AlertRules lists a deployment's alert rules with their state.
+func (c *Client) AlertRules(ctx context.Context, deployment string) ([]AlertRule, error) {
+	var p page[AlertRule]
+	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "alerts"), nil, nil, &p)
+}
+
+// CreateAlertRule creates an alert rule.
+func (c *Client) CreateAlertRule(ctx context.Context, deployment string, r AlertRule) (*AlertRule, error) {
+	var out AlertRule
+	return &out, c.do(ctx, http.MethodPost, apiPath("deployments", deployment, "alerts"), nil, r, &out)
+}
+
+// DeleteAlertRule deletes an alert rule and its history.
+func (c *Client) DeleteAlertRule(ctx context.Context, deployment, id string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("deployments", deployment, "alerts", id), nil, nil, nil)
+}
+
+// EvaluateAlerts evaluates a deployment's rules now and returns their states.
+func (c *Client) EvaluateAlerts(ctx context.Context, deployment string) ([]AlertRule, error) {
+	var p page[AlertRule]
+	return p.Items, c.do(ctx, http.MethodPost, apiPath("deployments", deployment, "alerts", "evaluate"), nil, nil, &p)
+}
+
+// AlertHistory returns a deployment's alert transitions, newest first.
+func (c *Client) AlertHistory(ctx context.Context, deployment string, limit int) ([]AlertEvent, error) {
+	var p page[AlertEvent]
+	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "alerts", "history"), pageQuery(nil, 0, limit), nil, &p)
+}
+
+// PrometheusMetrics returns the server's /metrics text.
+func (c *Client) PrometheusMetrics(ctx context.Context) ([]byte, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/metrics", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain")
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, err = io.Copy(&buf, resp.Body)
+	return buf.Bytes(), err
+}

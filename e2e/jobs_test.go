@@ -1,0 +1,490 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
+)
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func createShellJob(t *testing.T, c *client.Client, name, body string, spec slipway.JobSpec) {
+	t.Helper()
+	spec.Name = name
+	if _, err := c.CreateJob(ctxFor(t, time.Minute), spec, strings.NewReader(body), name+".sh"); err != nil {
+		t.Fatalf("create job %s: %v", name, err)
+	}
+}
+
+func waitJobRun(t *testing.T, c *client.Client, id string) *slipway.JobRun {
+	t.Helper()
+	r, err := c.WaitJobRun(ctxFor(t, 2*time.Minute), id, 100*time.Millisecond)
+	if err != nil {
+		t.Fatalf("wait for run %s: %v (last seen %+v)", id, err, r)
+	}
+	return r
+}
+
+func waitPipelineRun(t *testing.T, c *client.Client, id string) *slipway.PipelineRun {
+	t.Helper()
+	r, err := c.WaitPipelineRun(ctxFor(t, 3*time.Minute), id, 100*time.Millisecond)
+	if err != nil {
+		t.Fatalf("wait for pipeline run %s: %v", id, err)
+	}
+	return r
+}
+
+func stepNamed(r *slipway.PipelineRun, name string) *slipway.StepRun {
+	for _, s := range r.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	return &slipway.StepRun{}
+}
+
+// pidFromOutput waits until the run wrote a pid file into its output folder and returns the pid.
+func pidFromOutput(t *testing.T, c *client.Client, runID, file string) int {
+	t.Helper()
+	var pid int
+	waitFor(t, "pid file "+file+" of "+runID, time.Minute, func() bool {
+		body, err := c.DownloadJobRunOutput(context.Background(), runID, file)
+		if err != nil {
+			return false
+		}
+		defer body.Close()
+		b, _ := io.ReadAll(body)
+		if !bytes.HasSuffix(b, []byte("\n")) {
+			return false
+		}
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid > 0
+	})
+	return pid
+}
+
+// alive reports whether pid is a live (non-zombie) process on this machine.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+const treeScript = `sh -c 'sleep 300' &
+echo $! > "$SLIPWAY_OUTPUT_DIR/child.pid"
+echo "started child"
+wait
+`
+
+// TestRetrainPipelineExample runs the shipped examples/retrain pipeline twice: the first model becomes
+// @champion; the second, deliberately worse, is registered but stopped by the evaluate gate, and the alias
+// does not move.
+func TestRetrainPipelineExample(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	out, errOut, code := s.cli("pipelines", "create", "examples/retrain/pipeline.yaml", "--artifact", "examples")
+	if code != 0 {
+		t.Fatalf("pipelines create: %s %s", out, errOut)
+	}
+	out, errOut, code = s.cli("pipelines", "run", "retrain", "--wait")
+	if code != 0 {
+		t.Fatalf("first run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	champion, err := c.GetVersion(ctxFor(t, time.Minute), "churn", "@champion")
+	if err != nil || champion.Version != 1 || champion.Provenance == nil || !strings.HasPrefix(champion.Provenance.TrainingRun, "jr-") {
+		t.Fatalf("after the first run: champion %+v, %v", champion, err)
+	}
+
+	out, errOut, code = s.cli("pipelines", "run", "retrain", "--param", "features=minimal", "--wait", "-o", "json")
+	if code == 0 {
+		t.Fatalf("the worse model passed the gate:\n%s", out)
+	}
+	var second slipway.PipelineRun
+	if err := json.Unmarshal([]byte(out), &second); err != nil {
+		t.Fatalf("decode run: %v\n%s\n%s", err, out, errOut)
+	}
+	eval := stepNamed(&second, "evaluate")
+	if second.State != slipway.RunFailed || eval.State != slipway.StepFailed || !strings.Contains(eval.Reason, "roc_auc") ||
+		stepNamed(&second, "promote").State != slipway.StepSkipped || stepNamed(&second, "report").State != slipway.StepSucceeded {
+		t.Fatalf("second run = %s %q; evaluate %s %q; promote %s", second.State, second.Reason, eval.State, eval.Reason, stepNamed(&second, "promote").State)
+	}
+	if v := stepNamed(&second, "register").Outputs["version"]; v != 2.0 {
+		t.Errorf("the worse model should still be registered as version 2, got %v", v)
+	}
+	champion, err = c.GetVersion(ctxFor(t, time.Minute), "churn", "@champion")
+	if err != nil || champion.Version != 1 {
+		t.Errorf("the gate must leave @champion on version 1: %+v, %v", champion, err)
+	}
+	out, _, _ = s.cli("pipelines", "get", second.ID)
+	if !strings.Contains(out, "evaluate") || !strings.Contains(out, "SKIPPED") {
+		t.Errorf("pipelines get shows no DAG:\n%s", out)
+	}
+}
+
+func TestJobTimeoutCancelAndLogs(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	createShellJob(t, c, "sleepy", "echo going to sleep\nsleep 300\n", slipway.JobSpec{MaxRuntimeSeconds: 1})
+	createShellJob(t, c, "tree", treeScript, slipway.JobSpec{})
+
+	// Timeout: FAILED with the reason, the log says why.
+	r, err := c.RunJob(ctxFor(t, time.Minute), "sleepy", client.RunInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = waitJobRun(t, c, r.ID)
+	if r.State != slipway.RunFailed || r.Reason != "exceeded max runtime 1s" {
+		t.Errorf("timed-out run = %s %q", r.State, r.Reason)
+	}
+	out, _, _ := s.cli("jobs", "logs", r.ID)
+	if !strings.Contains(out, "stdout going to sleep") || !strings.Contains(out, "exceeded max runtime 1s") {
+		t.Errorf("log:\n%s", out)
+	}
+
+	// Cancel: the whole process tree dies, including the grandchild.
+	r, err = c.RunJob(ctxFor(t, time.Minute), "tree", client.RunInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := pidFromOutput(t, c, r.ID, "child.pid")
+	if !alive(child) {
+		t.Fatalf("grandchild %d is not running before the cancel", child)
+	}
+	// A follower sees the lines as they come and ends when the run does.
+	followed := make(chan string, 1)
+	go func() {
+		out, _, _ := s.cli("jobs", "logs", r.ID, "--follow")
+		followed <- out
+	}()
+	out, errOut, code := s.cli("jobs", "cancel", r.ID)
+	if code != 0 || !strings.Contains(out, "CANCELED") {
+		t.Fatalf("jobs cancel: %s %s", out, errOut)
+	}
+	if alive(child) {
+		t.Errorf("grandchild %d survived the cancel", child)
+	}
+	if got := <-followed; !strings.Contains(got, "stdout started child") || !strings.Contains(got, "run canceled") {
+		t.Errorf("followed log:\n%s", got)
+	}
+	r, _ = c.GetJobRun(ctxFor(t, time.Minute), r.ID)
+	if r.State != slipway.RunCanceled || !strings.HasPrefix(r.Reason, "canceled by ") {
+		t.Errorf("canceled run = %s %q", r.State, r.Reason)
+	}
+}
+
+func TestJobEnvironmentAndOutputs(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	// The run proves its token works against the API, and that the server's own environment (the harness
+	// starts it with SLIPWAY_LOG_LEVEL) does not reach it.
+	body := `import json, os, sys, urllib.request
+req = urllib.request.Request(os.environ["SLIPWAY_URL"] + "/api/v1/whoami", headers={"Authorization": "Bearer " + os.environ["SLIPWAY_TOKEN"]})
+who = json.load(urllib.request.urlopen(req))
+leaked = [k for k in os.environ if k.startswith("SLIPWAY_LOG") or k == "SLIPWAY_DATA_DIR"]
+json.dump({"role": who["role"], "args": sys.argv[1:], "leaked": leaked, "greeting": os.environ.get("GREETING")},
+          open(os.path.join(os.environ["SLIPWAY_OUTPUT_DIR"], "outputs.json"), "w"))
+open(os.path.join(os.environ["SLIPWAY_OUTPUT_DIR"], "note.txt"), "w").write("kept\n")
+`
+	if _, err := c.CreateJob(ctxFor(t, time.Minute), slipway.JobSpec{Name: "env", Env: map[string]string{"GREETING": "hi"}}, strings.NewReader(body), "env.py"); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := s.cli("jobs", "run", "env", "--wait", "--", "a", "b")
+	if code != 0 {
+		t.Fatalf("jobs run: %s %s", out, errOut)
+	}
+	runs, _, err := c.ListJobRuns(ctxFor(t, time.Minute), client.JobRunFilter{Job: "env"})
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs: %v %v", runs, err)
+	}
+	o := runs[0].Outputs
+	if o["role"] != "editor" || o["greeting"] != "hi" || len(o["leaked"].([]any)) != 0 || len(o["args"].([]any)) != 2 {
+		t.Errorf("outputs = %v", o)
+	}
+	files, err := c.ListJobRunOutputs(ctxFor(t, time.Minute), runs[0].ID)
+	if err != nil || len(files) != 2 {
+		t.Errorf("output files = %+v, %v", files, err)
+	}
+	// The run's token was revoked when it ended.
+	toks, _ := c.ListTokens(ctxFor(t, time.Minute))
+	for _, tok := range toks {
+		if strings.HasPrefix(tok.Name, "run-") && tok.RevokedAt == nil {
+			t.Errorf("token %s of a finished run is not revoked", tok.Name)
+		}
+	}
+}
+
+func TestJobAndPipelineValidation(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	ctx := ctxFor(t, time.Minute)
+	_, err := c.CreateJob(ctx, slipway.JobSpec{Name: "x", Entrypoint: "missing.py"}, strings.NewReader("print(1)"), "train.py")
+	assertProblem(t, err, 400, `entrypoint "missing.py" is not in the artifact`)
+	_, err = c.CreateJob(ctx, slipway.JobSpec{Name: "x", Entrypoint: "train.py"}, bytes.NewReader(zipWith(t, "../evil.py", "x")), "p.zip")
+	assertProblem(t, err, 400, "artifact refused")
+	_, err = c.CreatePipeline(ctx, []byte("name: p\nsteps:\n  - {name: a, script: x, depends_on: [b]}\n  - {name: b, script: x, depends_on: [a]}\n"), nil, "")
+	assertProblem(t, err, 400, "cycle")
+	_, err = c.CreatePipeline(ctx, []byte(`{"name": "p", "steps": [{"name": "a", "job": "nope"}, {"name": "b", "script": "echo ${params.x}"}]}`), nil, "")
+	assertProblem(t, err, 400, `job "nope" does not exist`)
+	assertProblem(t, err, 400, "declares no param x")
+	createShellJob(t, c, "ok", "true", slipway.JobSpec{})
+	_, err = c.CreateSchedule(ctx, client.ScheduleSpec{Name: "s", Cron: "61 * * * *", Target: struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+	}{"job", "ok"}})
+	assertProblem(t, err, 400, "invalid cron")
+	if _, err := c.CreatePipeline(ctx, []byte("name: p\nparams: {n: null}\nsteps: [{name: a, script: \"true\"}]\n"), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.RunPipeline(ctx, "p", nil)
+	assertProblem(t, err, 400, "missing param n")
+	// problem+json on the wire.
+	resp, b := s.do(t, http.MethodPost, "/api/v1/pipelines", s.Token, strings.NewReader("name: q\nsteps: []\n"), "application/yaml")
+	if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/problem+json" || !bytes.Contains(b, []byte("no steps")) {
+		t.Errorf("POST /pipelines with no steps = %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+}
+
+func assertProblem(t *testing.T, err error, status int, detail string) {
+	t.Helper()
+	var ce *client.Error
+	if !asClientError(err, &ce) || ce.Status != status || !strings.Contains(ce.Problem.Detail, detail) {
+		t.Errorf("err = %v, want %d with %q", err, status, detail)
+	}
+}
+
+// TestPipelineRetriesCacheAndResume: a job step that fails twice then succeeds (attempts and backoff recorded),
+// a cached step reused by the next run, and a failed run resumed from its failed step only.
+func TestPipelineRetriesCacheAndResume(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	shared := t.TempDir()
+	createShellJob(t, c, "flaky", `n=$(cat "$STATE/attempts" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$STATE/attempts"
+if [ "$n" -lt 3 ]; then echo "attempt $n failed on purpose" >&2; exit 2; fi
+echo "{\"attempt\": $n}" > "$SLIPWAY_OUTPUT_DIR/outputs.json"
+`, slipway.JobSpec{})
+	def := `
+name: robust
+params: {dir: null}
+steps:
+  - name: prepare
+    cache: true
+    script: |
+      echo ran >> "${params.dir}/prepare.log"
+      echo '{"rows": 100}' > "$SLIPWAY_OUTPUT_DIR/outputs.json"
+  - name: flaky
+    job: flaky
+    depends_on: [prepare]
+    retries: 3
+    retry_backoff_seconds: 0.2
+    with: {env: {STATE: "${params.dir}"}}
+  - name: gate
+    depends_on: [flaky]
+    script: test -f "${params.dir}/open" || { echo "gate is closed" >&2; exit 1; }
+`
+	if _, err := c.CreatePipeline(ctxFor(t, time.Minute), []byte(def), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.RunPipeline(ctxFor(t, time.Minute), "robust", map[string]any{"dir": shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = waitPipelineRun(t, c, r.ID)
+	flaky := stepNamed(r, "flaky")
+	if r.State != slipway.RunFailed || stepNamed(r, "gate").State != slipway.StepFailed {
+		t.Fatalf("first run = %s %q", r.State, r.Reason)
+	}
+	if flaky.State != slipway.StepSucceeded || flaky.Attempts != 3 || len(flaky.History) != 3 ||
+		flaky.History[0].State != slipway.StepFailed || !strings.Contains(flaky.History[0].Reason, "attempt 1 failed on purpose") {
+		t.Fatalf("flaky = %+v", flaky)
+	}
+	for i, want := range []time.Duration{200 * time.Millisecond, 400 * time.Millisecond} { // exponential backoff
+		if gap := flaky.History[i+1].StartedAt.Sub(*flaky.History[i].FinishedAt); gap < want {
+			t.Errorf("attempt %d started %s after attempt %d ended, want ≥ %s", i+2, gap, i+1, want)
+		}
+	}
+
+	// Resume from the failed step: prepare and flaky keep their results.
+	os.WriteFile(filepath.Join(shared, "open"), nil, 0o644)
+	out, errOut, code := s.cli("pipelines", "retry", r.ID)
+	if code != 0 {
+		t.Fatalf("retry: %s %s", out, errOut)
+	}
+	r = waitPipelineRun(t, c, r.ID)
+	if r.State != slipway.RunSucceeded || r.Retries != 1 || stepNamed(r, "prepare").Attempts != 1 || stepNamed(r, "flaky").Attempts != 3 ||
+		stepNamed(r, "gate").Attempts != 2 {
+		t.Errorf("resumed run = %s; attempts prepare %d flaky %d gate %d", r.State, stepNamed(r, "prepare").Attempts, stepNamed(r, "flaky").Attempts, stepNamed(r, "gate").Attempts)
+	}
+
+	// A new run reuses the cached prepare step.
+	r2, err := c.RunPipeline(ctxFor(t, time.Minute), "robust", map[string]any{"dir": shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 = waitPipelineRun(t, c, r2.ID)
+	prep := stepNamed(r2, "prepare")
+	if r2.State != slipway.RunSucceeded || !prep.Cached || prep.JobRun != stepNamed(r, "prepare").JobRun || prep.Outputs["rows"] != 100.0 {
+		t.Errorf("second run = %s; prepare %+v", r2.State, prep)
+	}
+	log, _ := os.ReadFile(filepath.Join(shared, "prepare.log"))
+	if string(log) != "ran\n" {
+		t.Errorf("prepare ran %q, want once", log)
+	}
+}
+
+// TestScheduleForbidWhileRunning: a every-second schedule on a job that takes longer than a second; with
+// policy forbid the ticks during a run are recorded as skipped and runs never overlap.
+func TestScheduleForbidWhileRunning(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	createShellJob(t, c, "slow", "sleep 3\n", slipway.JobSpec{})
+	out, errOut, code := s.cli("schedules", "create", "every-second", "--cron", "* * * * * *", "--job", "slow", "--policy", "forbid")
+	if code != 0 {
+		t.Fatalf("schedules create: %s %s", out, errOut)
+	}
+	var sch *slipway.Schedule
+	waitFor(t, "a skipped tick and two started runs", 2*time.Minute, func() bool {
+		var err error
+		if sch, err = c.GetSchedule(context.Background(), "every-second"); err != nil {
+			t.Fatal(err)
+		}
+		started, skipped := 0, 0
+		for _, tk := range sch.Ticks {
+			switch tk.Action {
+			case "started":
+				started++
+			case "skipped":
+				skipped++
+			}
+		}
+		return started >= 2 && skipped >= 1
+	})
+	if _, _, code := s.cli("schedules", "delete", "every-second"); code != 0 {
+		t.Fatal("schedules delete failed")
+	}
+	for _, tk := range sch.Ticks {
+		if tk.Action == "skipped" && !strings.Contains(tk.Reason, "still going (policy forbid)") {
+			t.Errorf("skipped tick reason = %q", tk.Reason)
+		}
+	}
+	runs, _, err := c.ListJobRuns(ctxFor(t, time.Minute), client.JobRunFilter{Job: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		waitJobRun(t, c, r.ID)
+	}
+	runs, _, _ = c.ListJobRuns(ctxFor(t, time.Minute), client.JobRunFilter{Job: "slow"})
+	for i := 0; i+1 < len(runs); i++ { // newest first: each run started after the previous one finished
+		if newer, older := runs[i], runs[i+1]; newer.StartedAt.Before(*older.FinishedAt) {
+			t.Errorf("runs %s and %s overlap under policy forbid", older.ID, newer.ID)
+		}
+	}
+	for _, r := range runs {
+		if r.CreatedBy != "schedule:every-second" {
+			t.Errorf("run %s created by %q", r.ID, r.CreatedBy)
+		}
+	}
+}
+
+// TestJobRunsAfterServerKill9: kill -9 the server while a job and a pipeline step run; after a restart no run is
+// IN_PROGRESS without a live process, the orphaned process trees are gone, and the pipeline step is retried.
+func TestJobRunsAfterServerKill9(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	c := s.Client()
+	shared := t.TempDir()
+	createShellJob(t, c, "tree", treeScript, slipway.JobSpec{})
+	def := `
+name: survivor
+params: {dir: null}
+steps:
+  - name: work
+    retries: 1
+    script: |
+      if [ ! -f "${params.dir}/first" ]; then
+        touch "${params.dir}/first"
+        sh -c 'sleep 300' &
+        echo $! > "$SLIPWAY_OUTPUT_DIR/child.pid"
+        wait
+      fi
+      echo second attempt
+`
+	if _, err := c.CreatePipeline(ctxFor(t, time.Minute), []byte(def), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	jr, err := c.RunJob(ctxFor(t, time.Minute), "tree", client.RunInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := c.RunPipeline(ctxFor(t, time.Minute), "survivor", map[string]any{"dir": shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobChild := pidFromOutput(t, c, jr.ID, "child.pid")
+	var stepRun string
+	waitFor(t, "the pipeline step's job run", time.Minute, func() bool {
+		r, _ := c.GetPipelineRun(context.Background(), pr.ID)
+		stepRun = stepNamed(r, "work").JobRun
+		return stepRun != ""
+	})
+	stepChild := pidFromOutput(t, c, stepRun, "child.pid")
+	jr, _ = c.GetJobRun(ctxFor(t, time.Minute), jr.ID)
+	leader := jr.PID
+
+	s.Kill()
+	if !alive(jobChild) || !alive(leader) {
+		t.Fatalf("the job's processes should outlive a crashed server (child %d leader %d)", jobChild, leader)
+	}
+
+	s2 := startServer(t, dir)
+	c2 := s2.Client()
+	jr, err = c2.GetJobRun(ctxFor(t, time.Minute), jr.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr.State != slipway.RunFailed || !strings.Contains(jr.Reason, "server restarted") {
+		t.Errorf("job run after restart = %s %q", jr.State, jr.Reason)
+	}
+	for _, pid := range []int{leader, jobChild, stepChild} {
+		if alive(pid) {
+			t.Errorf("process %d of an interrupted run is still alive", pid)
+		}
+	}
+	// Every run the killed server left IN_PROGRESS is over (the step's retry is a new run).
+	for _, id := range []string{jr.ID, stepRun} {
+		if r, err := c2.GetJobRun(ctxFor(t, time.Minute), id); err != nil || r.State != slipway.RunFailed {
+			t.Errorf("run %s after restart: %+v, %v; want FAILED", id, r, err)
+		}
+	}
+	p := waitPipelineRun(t, c2, pr.ID)
+	work := stepNamed(p, "work")
+	if p.State != slipway.RunSucceeded || work.Attempts != 2 || !strings.Contains(work.History[0].Reason, "server restarted") {
+		t.Errorf("pipeline after restart = %s %q; work %+v", p.State, p.Reason, work)
+	}
+}

@@ -1,0 +1,350 @@
+package batch
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// Output file formats.
+const (
+	FormatCSV     = "csv"
+	FormatParquet = "parquet"
+	FormatJSONL   = "jsonl"
+)
+
+// fileSink writes each chunk as a part file (temp file, fsync, rename), then a marker file recording the
+// chunk's rows: the marker is the checkpoint. finish merges the parts in chunk order into one output file
+// (again temp + rename) and removes the parts.
+type fileSink struct {
+	dir     string // the run's folder
+	format  string
+	runID   string
+	model   string
+	version int
+	cols    []outCol
+	schema  *parquet.Schema
+	leaf    []int // parquet: leaf index of each column (the schema orders fields by name)
+}
+
+func newFileSink(dir, format, runID, model string, version int) *fileSink {
+	return &fileSink{dir: dir, format: format, runID: runID, model: model, version: version}
+}
+
+func (s *fileSink) partsDir() string { return filepath.Join(s.dir, "parts") }
+
+// OutputName is the file name of a run's merged output.
+func OutputName(format string) string { return "output." + format }
+
+func (s *fileSink) prepare(ctx context.Context, cols []outCol) error {
+	s.cols = append(append([]outCol{}, cols...), metaCols...)
+	seen := map[string]bool{}
+	for _, c := range s.cols {
+		if seen[c.name] {
+			return slipway.Errorf(slipway.EINVALID, "the output would have two columns named %q: rename the key column or the model output", c.name)
+		}
+		seen[c.name] = true
+	}
+	if s.format == FormatParquet {
+		g := parquet.Group{}
+		for _, c := range s.cols {
+			g[c.name] = parquet.Optional(parquetNode(c.kind))
+		}
+		s.schema = parquet.NewSchema("predictions", g)
+		s.leaf = make([]int, len(s.cols))
+		for i, c := range s.cols {
+			leaf, ok := s.schema.Lookup(c.name)
+			if !ok {
+				return fmt.Errorf("batch: parquet schema lost column %q", c.name)
+			}
+			s.leaf[i] = leaf.ColumnIndex
+		}
+	}
+	return os.MkdirAll(s.partsDir(), 0o755)
+}
+
+func parquetNode(k kind) parquet.Node {
+	switch k {
+	case kindInt:
+		return parquet.Int(64)
+	case kindFloat:
+		return parquet.Leaf(parquet.DoubleType)
+	case kindBool:
+		return parquet.Leaf(parquet.BooleanType)
+	case kindTime:
+		return parquet.Timestamp(parquet.Microsecond)
+	}
+	return parquet.String()
+}
+
+type partMarker struct {
+	Rows    int64                `json:"rows"`
+	Skipped int64                `json:"skipped"`
+	Errors  []slipway.BatchError `json:"errors,omitempty"`
+}
+
+func (s *fileSink) partName(i int) string {
+	return filepath.Join(s.partsDir(), fmt.Sprintf("part-%06d.%s", i, s.format))
+}
+
+func (s *fileSink) committed(ctx context.Context) (map[int]chunkRecord, error) {
+	out := map[int]chunkRecord{}
+	entries, err := os.ReadDir(s.partsDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("batch: list parts: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "part-") || !strings.HasSuffix(name, ".done") {
+			continue
+		}
+		i, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "part-"), ".done"))
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.partsDir(), name))
+		if err != nil {
+			return nil, fmt.Errorf("batch: read %s: %w", name, err)
+		}
+		var m partMarker
+		if err := json.Unmarshal(b, &m); err != nil {
+			continue // torn marker cannot happen (rename), but a foreign file must not stop the run
+		}
+		out[i] = chunkRecord{rows: m.Rows, skipped: m.Skipped, errors: m.Errors}
+	}
+	return out, nil
+}
+
+func (s *fileSink) write(ctx context.Context, out *chunkOut) error {
+	if err := writeAtomic(s.partName(out.index), func(w io.Writer) error { return s.encode(w, out) }); err != nil {
+		return fmt.Errorf("batch: write part %d: %w", out.index, err)
+	}
+	m, _ := json.Marshal(partMarker{Rows: int64(out.rows), Skipped: int64(out.skipped), Errors: out.errors})
+	marker := filepath.Join(s.partsDir(), fmt.Sprintf("part-%06d.done", out.index))
+	if err := writeAtomic(marker, func(w io.Writer) error { _, err := w.Write(m); return err }); err != nil {
+		return fmt.Errorf("batch: write checkpoint of part %d: %w", out.index, err)
+	}
+	return syncDir(s.partsDir())
+}
+
+func (s *fileSink) encode(w io.Writer, out *chunkOut) error {
+	meta := []string{s.model, strconv.Itoa(s.version), s.runID, out.scoredAt.UTC().Format(time.RFC3339Nano)}
+	if s.format == FormatCSV {
+		cw := csv.NewWriter(w)
+		rec := make([]string, 0, len(s.cols))
+		for r := range out.rows {
+			rec = rec[:0]
+			for _, c := range out.cols {
+				rec = append(rec, c.text(r))
+			}
+			rec = append(rec, meta...)
+			if err := cw.Write(rec); err != nil {
+				return err
+			}
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	pw := parquet.NewWriter(w, s.schema, parquet.Compression(&parquet.Snappy))
+	rows := make([]parquet.Row, 0, 1024)
+	metaVals := []any{s.model, int64(s.version), s.runID, out.scoredAt}
+	for r := range out.rows {
+		row := make(parquet.Row, len(s.cols))
+		for i, c := range out.cols {
+			row[s.leaf[i]] = parquetValue(c.value(r), s.leaf[i])
+		}
+		for j, v := range metaVals {
+			i := len(out.cols) + j
+			row[s.leaf[i]] = parquetValue(v, s.leaf[i])
+		}
+		rows = append(rows, row)
+		if len(rows) == cap(rows) {
+			if _, err := pw.WriteRows(rows); err != nil {
+				return err
+			}
+			rows = rows[:0]
+		}
+	}
+	if _, err := pw.WriteRows(rows); err != nil {
+		return err
+	}
+	return pw.Close()
+}
+
+func parquetValue(v any, col int) parquet.Value {
+	var pv parquet.Value
+	switch x := v.(type) {
+	case nil:
+		return parquet.NullValue().Level(0, 0, col)
+	case int64:
+		pv = parquet.Int64Value(x)
+	case float64:
+		pv = parquet.DoubleValue(x)
+	case bool:
+		pv = parquet.BooleanValue(x)
+	case string:
+		pv = parquet.ByteArrayValue([]byte(x))
+	case time.Time:
+		pv = parquet.Int64Value(x.UnixMicro())
+	}
+	return pv.Level(0, 1, col)
+}
+
+// finish merges the parts in chunk order into the output file.
+func (s *fileSink) finish(ctx context.Context) (slipway.BatchOutput, error) {
+	entries, err := os.ReadDir(s.partsDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return slipway.BatchOutput{}, fmt.Errorf("batch: list parts: %w", err)
+	}
+	var parts []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), "."+s.format) && strings.HasPrefix(e.Name(), "part-") {
+			if _, err := os.Stat(filepath.Join(s.partsDir(), strings.TrimSuffix(e.Name(), "."+s.format)+".done")); err == nil {
+				parts = append(parts, filepath.Join(s.partsDir(), e.Name()))
+			}
+		}
+	}
+	sort.Strings(parts)
+	final := filepath.Join(s.dir, OutputName(s.format))
+	err = writeAtomic(final, func(w io.Writer) error {
+		if s.format == FormatCSV {
+			return s.mergeCSV(ctx, w, parts)
+		}
+		return s.mergeParquet(ctx, w, parts)
+	})
+	if err != nil {
+		return slipway.BatchOutput{}, fmt.Errorf("batch: merge output: %w", err)
+	}
+	st, err := os.Stat(final)
+	if err != nil {
+		return slipway.BatchOutput{}, fmt.Errorf("batch: merge output: %w", err)
+	}
+	os.RemoveAll(s.partsDir())
+	return slipway.BatchOutput{Format: s.format, Download: "/api/v1/batch-predictions/" + s.runID + "/output", Size: st.Size()}, nil
+}
+
+func (s *fileSink) mergeCSV(ctx context.Context, w io.Writer, parts []string) error {
+	header := make([]string, len(s.cols))
+	for i, c := range s.cols {
+		header[i] = c.name
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(header); err != nil {
+		return err
+	}
+	cw.Flush()
+	for _, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(w, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *fileSink) mergeParquet(ctx context.Context, w io.Writer, parts []string) error {
+	pw := parquet.NewWriter(w, s.schema, parquet.Compression(&parquet.Snappy))
+	buf := make([]parquet.Row, 1024)
+	for _, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := copyParquet(pw, p, buf); err != nil {
+			return err
+		}
+	}
+	return pw.Close()
+}
+
+func copyParquet(pw *parquet.Writer, path string, buf []parquet.Row) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pf, err := openParquet(f, st.Size())
+	if err != nil {
+		return fmt.Errorf("part %s: %w", filepath.Base(path), err)
+	}
+	r := parquet.NewReader(pf)
+	defer r.Close()
+	for {
+		n, err := r.ReadRows(buf)
+		if n > 0 {
+			if _, werr := pw.WriteRows(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *fileSink) close() error { return nil }
+
+// writeAtomic writes path through a temp file in the same folder: fsync, then rename.
+func writeAtomic(path string, fill func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	err = fill(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

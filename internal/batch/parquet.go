@@ -1,0 +1,214 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// parquetSource reads a flat Parquet file (one leaf column per field) row group by row group.
+type parquetSource struct {
+	f      *os.File
+	pf     *parquet.File
+	cols   []srcColumn
+	units  []time.Duration // per column: timestamp unit, or 24h for DATE, 0 otherwise
+	r      *parquet.Reader
+	buf    []parquet.Row
+	pend   []parquet.Row // rows read but not yet returned
+	sel    []selected
+	row    int64
+	chunkN int
+}
+
+func newParquetSource(f *os.File) (*parquetSource, error) {
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("batch: stat parquet input: %w", err)
+	}
+	if st.Size() == 0 {
+		f.Close()
+		return nil, slipway.Errorf(slipway.EINVALID, "the input file is empty: a Parquet input needs a Parquet file with at least a schema")
+	}
+	pf, err := openParquet(f, st.Size())
+	if err != nil {
+		f.Close()
+		return nil, slipway.Wrap(slipway.EINVALID, err, "the input is not a readable Parquet file: %v", err)
+	}
+	s := &parquetSource{f: f, pf: pf}
+	for _, field := range pf.Schema().Fields() {
+		if !field.Leaf() || field.Repeated() {
+			f.Close()
+			return nil, slipway.Errorf(slipway.EINVALID, "Parquet column %q is nested or repeated: batch inputs take flat tables (one value per column per row)", field.Name())
+		}
+		k, unit := parquetKind(field.Type())
+		s.cols = append(s.cols, srcColumn{name: field.Name(), kind: k})
+		s.units = append(s.units, unit)
+	}
+	return s, nil
+}
+
+// openParquet opens a file, turning the library's panics on malformed input into errors.
+func openParquet(r io.ReaderAt, size int64) (pf *parquet.File, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			pf, err = nil, fmt.Errorf("malformed file (%v)", v)
+		}
+	}()
+	return parquet.OpenFile(r, size)
+}
+
+// parquetKind maps a leaf type to a column kind (kindNone: a type batch inputs do not read).
+func parquetKind(t parquet.Type) (kind, time.Duration) {
+	if lt := t.LogicalType(); lt != nil {
+		switch v := lt.Value.(type) {
+		case *format.TimestampType:
+			if v.Unit.Value != nil {
+				return kindTime, v.Unit.Value.Duration()
+			}
+		case *format.DateType:
+			return kindTime, 24 * time.Hour
+		case *format.DecimalType:
+			return kindNone, 0
+		}
+	}
+	switch t.Kind() {
+	case parquet.Boolean:
+		return kindBool, 0
+	case parquet.Int32, parquet.Int64:
+		return kindInt, 0
+	case parquet.Float, parquet.Double:
+		return kindFloat, 0
+	case parquet.ByteArray:
+		return kindString, 0
+	}
+	return kindNone, 0
+}
+
+func (s *parquetSource) columns() []srcColumn { return s.cols }
+
+func (s *parquetSource) sample(ctx context.Context, cols []int, n int) ([]kind, error) {
+	out := make([]kind, len(cols))
+	for j, c := range cols {
+		out[j] = s.cols[c].kind
+	}
+	return out, nil
+}
+
+func (s *parquetSource) total(ctx context.Context) (int64, error) { return s.pf.NumRows(), nil }
+
+func (s *parquetSource) start(ctx context.Context, sel []selected) error {
+	for _, sl := range sel {
+		if s.cols[sl.src].kind == kindNone {
+			return slipway.Errorf(slipway.EINVALID, "Parquet column %q has a type batch inputs do not read (%s): cast it to a number, string, boolean or timestamp", sl.name, s.pf.Schema().Fields()[sl.src].Type())
+		}
+	}
+	s.r = parquet.NewReader(s.pf)
+	s.buf = make([]parquet.Row, 1024)
+	s.sel = sel
+	return nil
+}
+
+func (s *parquetSource) next(ctx context.Context, n int) (c *chunk, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			c, err = nil, slipway.Errorf(slipway.EINVALID, "the Parquet input is malformed after row %d: %v", s.row, v)
+		}
+	}()
+	c = newChunk(s.sel, n)
+	c.index, c.start = s.chunkN, s.row
+	for c.n < n {
+		if len(s.pend) == 0 {
+			m, err := s.r.ReadRows(s.buf)
+			if m == 0 && errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, slipway.Wrap(slipway.EINVALID, err, "the Parquet input is malformed after row %d: %v", s.row+int64(c.n), err)
+			}
+			s.pend = s.buf[:m]
+		}
+		take := min(len(s.pend), n-c.n)
+		for _, row := range s.pend[:take] {
+			r := c.n
+			for j, sl := range s.sel {
+				if err := s.appendValue(c.cols[j], row[sl.src], sl.src); err != nil {
+					c.cols[j].appendNull()
+					c.markBad(r, fmt.Sprintf("column %q: %v", sl.name, err))
+				}
+			}
+			c.n++
+		}
+		s.pend = s.pend[take:]
+	}
+	if c.n == 0 {
+		return nil, nil
+	}
+	s.row += int64(c.n)
+	s.chunkN++
+	return c, nil
+}
+
+// appendValue converts one Parquet value to the column's kind.
+func (s *parquetSource) appendValue(col *column, v parquet.Value, src int) error {
+	if v.IsNull() {
+		col.appendNull()
+		return nil
+	}
+	var x any
+	switch v.Kind() {
+	case parquet.Boolean:
+		x = v.Boolean()
+	case parquet.Int32:
+		x = int64(v.Int32())
+	case parquet.Int64:
+		x = v.Int64()
+	case parquet.Float:
+		x = float64(v.Float())
+	case parquet.Double:
+		x = v.Double()
+	case parquet.ByteArray, parquet.FixedLenByteArray:
+		x = string(v.ByteArray())
+	default:
+		return fmt.Errorf("unsupported Parquet value %s", v.Kind())
+	}
+	if unit := s.units[src]; unit > 0 {
+		if n, ok := x.(int64); ok {
+			x = timeOf(n, unit)
+		}
+	}
+	if col.kind == kindFloat {
+		if f, ok := x.(float64); ok { // fast path: no boxing round trip through appendAny
+			col.f = append(col.f, f)
+			col.markValue()
+			return nil
+		}
+	}
+	return col.appendAny(x)
+}
+
+func timeOf(n int64, unit time.Duration) time.Time {
+	if unit == 24*time.Hour {
+		return time.Unix(n*86400, 0).UTC()
+	}
+	if unit >= time.Second || n > math.MaxInt64/int64(unit) || n < math.MinInt64/int64(unit) {
+		return time.Unix(0, 0).Add(time.Duration(n) * unit).UTC()
+	}
+	return time.Unix(0, n*int64(unit)).UTC()
+}
+
+func (s *parquetSource) close() error {
+	if s.r != nil {
+		s.r.Close()
+	}
+	return s.f.Close()
+}

@@ -1,0 +1,56 @@
+// Package executor runs job processes behind an interface (Start/Wait/Stop/Recover, the shape of a Nomad task
+// driver) so that a cluster scheduler can take the local executor's place. Local runs each process in its own
+// process group with resource limits, captures its output line by line and kills the whole group on stop.
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// Spec is one process to run.
+type Spec struct {
+	ID     string // the run id: names the process in Wait/Stop
+	Path   string
+	Args   []string
+	Env    []string // the child's whole environment
+	Dir    string
+	Limits slipway.JobLimits
+	// Output receives every line the process writes, with the stream ("stdout" or "stderr") and the time it
+	// was read. It is called from the executor's goroutines, one line at a time.
+	Output func(stream string, at time.Time, line string)
+}
+
+// Handle identifies a started process across server restarts.
+type Handle struct {
+	ID        string
+	PID       int
+	ProcStart uint64 // process start time (clock ticks since boot), 0 when unknown
+}
+
+// Exit is how a process ended.
+type Exit struct {
+	Code     int    // exit status, -1 when killed by a signal
+	Signal   string // "killed", "terminated", "CPU time limit exceeded"... when killed by a signal
+	LastLine string // the last stderr line (or stdout when stderr was silent): why it failed, in its own words
+}
+
+// ErrLost is returned by Recover when a process from an earlier server cannot be re-attached. The executor has
+// made sure it is no longer running.
+var ErrLost = errors.New("executor: process lost")
+
+// Executor starts and supervises processes.
+type Executor interface {
+	// Start launches spec; the process runs until it exits or Stop ends it, independent of ctx.
+	Start(ctx context.Context, spec Spec) (Handle, error)
+	// Wait blocks until the process id exits (or ctx ends) and reports how.
+	Wait(ctx context.Context, id string) (Exit, error)
+	// Stop asks the process and everything it started to end (SIGTERM), then kills them after grace.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Recover re-attaches to a process started by an earlier server, or returns ErrLost after making sure it
+	// is gone (a dead process, or one whose output can no longer be captured).
+	Recover(ctx context.Context, h Handle) error
+}

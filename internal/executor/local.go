@@ -1,0 +1,313 @@
+package executor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// maxLine is the longest line passed to Output in one piece; longer lines arrive in pieces.
+const maxLine = 64 << 10
+
+// drainTimeout bounds how long output is still read after a process exited: a descendant that escaped the
+// process group (setsid) may hold the pipes open forever.
+const drainTimeout = 5 * time.Second
+
+// Local runs processes on this machine. Each process leads its own process group, so that Stop and the end of a
+// run reach everything it started; resource limits are applied by re-executing Shim (the `slipway exec-limited`
+// command: setrlimit, then exec) in front of the program.
+type Local struct {
+	shim  []string
+	mu    sync.Mutex
+	procs map[string]*proc
+}
+
+type proc struct {
+	pgid int
+	done chan struct{} // closed once the process exited and its output was read
+	exit Exit
+}
+
+var _ Executor = (*Local)(nil)
+
+// NewLocal returns a local executor. shim is the command that applies limits (for example
+// [/usr/bin/slipway exec-limited]); with an empty shim, specs with limits are refused.
+func NewLocal(shim []string) *Local {
+	return &Local{shim: shim, procs: map[string]*proc{}}
+}
+
+// Start launches spec in a new process group, its stdin /dev/null and its output piped to spec.Output.
+func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
+	path, args := spec.Path, spec.Args
+	if la := LimitArgs(spec.Limits); len(la) > 0 {
+		if len(l.shim) == 0 {
+			return Handle{}, slipway.Errorf(slipway.EUNAVAILABLE, "this executor cannot apply resource limits (no exec-limited shim)")
+		}
+		path = l.shim[0]
+		args = append(append(append(append([]string{}, l.shim[1:]...), la...), "--", spec.Path), spec.Args...)
+	}
+	l.mu.Lock()
+	_, dup := l.procs[spec.ID]
+	l.mu.Unlock()
+	if dup {
+		return Handle{}, fmt.Errorf("executor: process %s already started", spec.ID)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return Handle{}, fmt.Errorf("executor: pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return Handle{}, fmt.Errorf("executor: pipe: %w", err)
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env, cmd.Dir = spec.Env, spec.Dir
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	outW.Close() // the child holds its own copies
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return Handle{}, slipway.Wrap(slipway.EINVALID, err, "cannot start %s: %v", spec.Path, err)
+	}
+	p := &proc{pgid: cmd.Process.Pid, done: make(chan struct{})}
+	l.mu.Lock()
+	l.procs[spec.ID] = p
+	l.mu.Unlock()
+
+	out := spec.Output
+	if out == nil {
+		out = func(string, time.Time, string) {}
+	}
+	var lastOut, lastErr lastLine
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); readLines(outR, "stdout", out, &lastOut) }() // ends at EOF or when outR is closed
+	go func() { defer readers.Done(); readLines(errR, "stderr", out, &lastErr) }()
+	go func() { // the reaper, owned by p: ends when the process has exited and its output is drained
+		state, werr := cmd.Process.Wait()
+		// The run is over: whatever it left behind in its group goes too.
+		syscall.Kill(-p.pgid, syscall.SIGKILL)
+		drained := make(chan struct{})
+		go func() { readers.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(drainTimeout):
+			outR.Close()
+			errR.Close()
+			<-drained
+		}
+		outR.Close()
+		errR.Close()
+		p.exit = exitOf(state, werr)
+		p.exit.LastLine = lastErr.get()
+		if p.exit.LastLine == "" {
+			p.exit.LastLine = lastOut.get()
+		}
+		close(p.done)
+	}()
+	return Handle{ID: spec.ID, PID: p.pgid, ProcStart: procStart(p.pgid)}, nil
+}
+
+func exitOf(state *os.ProcessState, err error) Exit {
+	if state == nil {
+		return Exit{Code: -1, Signal: fmt.Sprintf("wait failed: %v", err)}
+	}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return Exit{Code: -1, Signal: ws.Signal().String()}
+	}
+	return Exit{Code: state.ExitCode()}
+}
+
+func (l *Local) get(id string) (*proc, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.procs[id]
+	if !ok {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no process %s on this server", id)
+	}
+	return p, nil
+}
+
+// Wait blocks until the process exited and its output was read, then forgets it.
+func (l *Local) Wait(ctx context.Context, id string) (Exit, error) {
+	p, err := l.get(id)
+	if err != nil {
+		return Exit{}, err
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return Exit{}, ctx.Err()
+	}
+	l.mu.Lock()
+	delete(l.procs, id)
+	l.mu.Unlock()
+	return p.exit, nil
+}
+
+// Stop sends SIGTERM to the process group, then SIGKILL after grace (at once when grace is 0).
+func (l *Local) Stop(ctx context.Context, id string, grace time.Duration) error {
+	p, err := l.get(id)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if grace > 0 {
+		syscall.Kill(-p.pgid, syscall.SIGTERM)
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-p.done:
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	syscall.Kill(-p.pgid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Recover cannot re-attach (the output pipes died with the previous server), so it makes sure the process
+// group of h is gone and returns ErrLost. The group is killed only when it is provably the one h started: the
+// leader's start time matches, or the leader is gone and its PID unused while the group lives on.
+func (l *Local) Recover(ctx context.Context, h Handle) error {
+	if h.PID <= 0 {
+		return ErrLost
+	}
+	start := procStart(h.PID)
+	ours := (start != 0 && start == h.ProcStart) || (start == 0 && groupExists(h.PID))
+	if !ours {
+		return ErrLost
+	}
+	syscall.Kill(-h.PID, syscall.SIGKILL)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for groupExists(h.PID) || procStart(h.PID) == h.ProcStart && h.ProcStart != 0 {
+		select {
+		case <-ctx.Done():
+			return errors.Join(ErrLost, ctx.Err())
+		case <-deadline:
+			return fmt.Errorf("executor: process group %d still alive after SIGKILL: %w", h.PID, ErrLost)
+		case <-tick.C:
+		}
+	}
+	return ErrLost
+}
+
+// Alive reports whether the process of h (same PID and start time) is running: tests and recovery checks.
+func Alive(h Handle) bool {
+	return h.PID > 0 && h.ProcStart != 0 && procStart(h.PID) == h.ProcStart
+}
+
+// groupExists reports whether a live (non-zombie) process is in process group pgid. kill(-pgid, 0) would also
+// count zombies, which linger when PID 1 of a container does not reap orphans.
+func groupExists(pgid int) bool {
+	if syscall.Kill(-pgid, 0) != nil {
+		return false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 2 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" && f[0] != "X" && pid > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// procStart reads the start time of pid (field 22 of /proc/PID/stat, clock ticks since boot); 0 when the
+// process does not exist or is a zombie.
+func procStart(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 20 || fields[0] == "Z" || fields[0] == "X" {
+		return 0
+	}
+	n, _ := strconv.ParseUint(fields[19], 10, 64)
+	return n
+}
+
+// lastLine keeps the last non-empty line of a stream.
+type lastLine struct {
+	mu sync.Mutex
+	s  string
+}
+
+func (l *lastLine) set(s string) {
+	if strings.TrimSpace(s) == "" {
+		return
+	}
+	l.mu.Lock()
+	l.s = s
+	l.mu.Unlock()
+}
+
+func (l *lastLine) get() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.s
+}
+
+func readLines(r io.Reader, stream string, out func(string, time.Time, string), last *lastLine) {
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		b, err := br.ReadSlice('\n')
+		if len(b) > 0 {
+			line := strings.TrimRight(string(b), "\r\n")
+			out(stream, time.Now(), line)
+			last.set(line)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}

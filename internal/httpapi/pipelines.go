@@ -1,0 +1,197 @@
+package httpapi
+
+import (
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/jobs"
+)
+
+// handlePipelineCreate creates a pipeline from its definition (JSON or YAML body), or from a multipart upload
+// with the definition in `pipeline` and the project folder its scripts run in as `artifact`.
+func (s *Server) handlePipelineCreate(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var def []byte
+	var up jobs.Upload
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" {
+		r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxJobSpecBytes+64<<10)
+		var cleanup func()
+		def, up, cleanup, err = s.readJobUpload(r, "pipeline", false)
+		defer cleanup()
+	} else {
+		def, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxJobSpecBytes))
+	}
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	spec, err := jobs.ParsePipeline(def)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p, err := svc.CreatePipeline(r.Context(), spec, up, actor(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/pipelines/"+p.Name)
+	writeJSON(w, http.StatusCreated, p)
+}
+
+func (s *Server) handlePipelineList(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	list, err := svc.ListPipelines(r.Context())
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+}
+
+func pipelineName(r *http.Request) (string, error) {
+	name := r.PathValue("pipeline")
+	if err := slipway.ValidateName("pipeline", name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (s *Server) handlePipelineGet(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	name, err := pipelineName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p, err := svc.GetPipeline(r.Context(), name)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) handlePipelineDelete(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	name, err := pipelineName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if err := svc.DeletePipeline(r.Context(), name); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handlePipelineRunCreate starts a run: {"params": {...}} (optional).
+func (s *Server) handlePipelineRunCreate(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	name, err := pipelineName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var in struct {
+		Params map[string]any `json:"params"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeJSON(w, r, &in, 1<<20); err != nil && !isEmptyBody(err) {
+			s.problem(w, r, err)
+			return
+		}
+	}
+	run, err := svc.RunPipeline(r.Context(), name, in.Params, "api", actor(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/pipeline-runs/"+run.ID)
+	writeJSON(w, http.StatusCreated, run)
+}
+
+func (s *Server) handlePipelineRunList(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	offset, limit, err := pageParams(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	runs, total, err := svc.ListPipelineRuns(r.Context(), r.URL.Query().Get("pipeline"), offset, limit)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(runs, total, offset, limit))
+}
+
+func (s *Server) handlePipelineRunGet(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	run, err := svc.GetPipelineRun(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (s *Server) handlePipelineRunCancel(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	run, err := svc.CancelPipelineRun(r.Context(), r.PathValue("id"), actor(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, run)
+}
+
+func (s *Server) handlePipelineRunRetry(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	run, err := svc.RetryPipelineRun(r.Context(), r.PathValue("id"), actor(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, run)
+}

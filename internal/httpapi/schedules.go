@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// scheduleCreate is the body of POST /api/v1/schedules.
+type scheduleCreate struct {
+	Name     string `json:"name"`
+	Cron     string `json:"cron"`
+	Timezone string `json:"timezone"`
+	Target   struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+	} `json:"target"`
+	Args              []string          `json:"args"`
+	Env               map[string]string `json:"env"`
+	Params            map[string]any    `json:"params"`
+	ConcurrencyPolicy string            `json:"concurrency_policy"`
+	CatchUp           *bool             `json:"catch_up"`
+}
+
+func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var in scheduleCreate
+	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	sch := &slipway.Schedule{Name: in.Name, Cron: in.Cron, Timezone: in.Timezone, Args: in.Args, Env: in.Env, Params: in.Params,
+		ConcurrencyPolicy: in.ConcurrencyPolicy, CatchUp: in.CatchUp}
+	sch.Target.Kind, sch.Target.Name = in.Target.Kind, in.Target.Name
+	created, err := svc.CreateSchedule(r.Context(), sch, actor(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/schedules/"+created.Name)
+	writeJSON(w, http.StatusCreated, created)
+}
+
+func (s *Server) handleScheduleList(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	list, err := svc.ListSchedules(r.Context())
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+}
+
+func scheduleName(r *http.Request) (string, error) {
+	name := r.PathValue("schedule")
+	if err := slipway.ValidateName("schedule", name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (s *Server) handleScheduleGet(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	name, err := scheduleName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	sch, err := svc.GetSchedule(r.Context(), name)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sch)
+}
+
+func (s *Server) handleScheduleDelete(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.jobsService()
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	name, err := scheduleName(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if err := svc.DeleteSchedule(r.Context(), name); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,604 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway/internal/workerproto"
+)
+
+// Exchange is one prediction request as the monitor sees it. The HTTP layer fills it (nil-safe setters) and calls
+// Finish when the response is written.
+type Exchange struct {
+	Deployment string
+	Protocol   string
+	Start      time.Time
+	RequestID  string
+	BytesIn    int64
+
+	known   bool // the deployment exists and serves: only then are metrics labelled with its name
+	version int
+	replica string
+	rows    int
+	inputs  []workerproto.Tensor
+	outputs []workerproto.Tensor
+	inJSON  []byte
+	outJSON []byte
+}
+
+// Serving marks the deployment as found and serving version (before the model call).
+func (e *Exchange) Serving(version int) {
+	if e != nil {
+		e.known, e.version = true, version
+	}
+}
+
+// SetBytesIn records the request body's size.
+func (e *Exchange) SetBytesIn(n int) {
+	if e != nil {
+		e.BytesIn = int64(n)
+	}
+}
+
+// SetRequestID replaces the request id (the Open Inference Protocol's own "id").
+func (e *Exchange) SetRequestID(id string) {
+	if e != nil && id != "" {
+		e.RequestID = id
+	}
+}
+
+// Tensors records a tensor prediction for capture. The tensors must not be modified afterwards.
+func (e *Exchange) Tensors(version int, replica string, in, out []workerproto.Tensor) {
+	if e != nil {
+		e.version, e.replica, e.inputs, e.outputs = version, replica, in, out
+	}
+}
+
+// JSON records an OCI predict() call (opaque JSON bodies) for capture. The bodies must not be modified afterwards.
+func (e *Exchange) JSON(version int, replica string, in, out []byte) {
+	if e != nil {
+		e.version, e.replica, e.inJSON, e.outJSON = version, replica, in, out
+	}
+}
+
+// depState is a deployment's live monitoring state.
+type depState struct {
+	name    string
+	pending *pending
+	sample  atomic.Uint64 // capture when rand.Uint64() < sample; MaxUint64 = always
+	minute  atomic.Pointer[minuteAcc]
+	reqs    sync.Map // uint32(proto<<16|code) → prometheus.Counter
+	latency [3]prometheus.Observer
+	bytesIn prometheus.Counter
+	bytesOut,
+	captured, dropped, rejected, timeouts prometheus.Counter
+	batchRows prometheus.Observer
+}
+
+// latency buckets of the minute roll-up: upper bounds growing by 10% from 50 µs (percentiles within 10%).
+const (
+	latBuckets = 180
+	latFirst   = 50e-6
+	latGrowth  = 1.1
+)
+
+var latBounds = func() []float64 {
+	b := make([]float64, latBuckets)
+	v := latFirst
+	for i := range b {
+		b[i] = v
+		v *= latGrowth
+	}
+	return b
+}()
+
+func latBucket(sec float64) int {
+	if sec <= latFirst {
+		return 0
+	}
+	i := int(math.Ceil(math.Log(sec/latFirst) / math.Log(latGrowth)))
+	return min(i, latBuckets-1)
+}
+
+// minuteAcc accumulates one deployment-minute with atomics.
+type minuteAcc struct {
+	start                                         int64 // unix minute
+	requests, s2xx, s4xx, s5xx, rejected, timeout atomic.Int64
+	bytesIn, bytesOut                             atomic.Int64
+	latSumNS, latMaxNS                            atomic.Int64
+	lat                                           [latBuckets]atomic.Int64
+	queueMax, batches, batchRows, restarts        atomic.Int64
+	captured, dropped                             atomic.Int64
+}
+
+func protoIndex(p string) int {
+	switch p {
+	case ProtoInvocations:
+		return 1
+	case ProtoV2:
+		return 2
+	}
+	return 0
+}
+
+var protoNames = [3]string{ProtoPredict, ProtoInvocations, ProtoV2}
+
+// state returns (creating) a deployment's state.
+func (s *Service) state(name string) *depState {
+	if v, ok := s.deps.Load(name); ok {
+		return v.(*depState)
+	}
+	m := s.metrics
+	d := &depState{name: name, pending: &s.pending,
+		bytesIn:   m.bytesIn.WithLabelValues(name),
+		bytesOut:  m.bytesOut.WithLabelValues(name),
+		captured:  m.captured.WithLabelValues(name),
+		dropped:   m.dropped.WithLabelValues(name),
+		rejected:  m.rejected.WithLabelValues(name),
+		timeouts:  m.timeouts.WithLabelValues(name),
+		batchRows: m.batchRows.WithLabelValues(name),
+	}
+	for i, p := range protoNames {
+		d.latency[i] = m.latency.WithLabelValues(name, p)
+	}
+	d.sample.Store(math.MaxUint64)
+	if st, err := s.Settings(s.ctx, name); err == nil {
+		d.setSampling(st.SamplingRate)
+	}
+	v, _ := s.deps.LoadOrStore(name, d)
+	return v.(*depState)
+}
+
+func (d *depState) setSampling(rate float64) {
+	switch {
+	case rate >= 1:
+		d.sample.Store(math.MaxUint64)
+	case rate <= 0:
+		d.sample.Store(0)
+	default:
+		d.sample.Store(uint64(rate * math.MaxUint64))
+	}
+}
+
+func (d *depState) acc(now time.Time) *minuteAcc {
+	m := now.Unix() / 60
+	a := d.minute.Load()
+	for a == nil || a.start < m {
+		fresh := &minuteAcc{start: m}
+		if d.minute.CompareAndSwap(a, fresh) {
+			// The replaced minute is picked up by the roll-up through the pending list.
+			if a != nil {
+				d.pending.add(d.name, a)
+			}
+			return fresh
+		}
+		a = d.minute.Load()
+	}
+	return a
+}
+
+// pending holds finished minutes until the roll-up writes them.
+type pending struct {
+	mu    sync.Mutex
+	items []pendingMinute
+}
+
+type pendingMinute struct {
+	dep string
+	acc *minuteAcc
+}
+
+func (p *pending) add(dep string, a *minuteAcc) {
+	p.mu.Lock()
+	p.items = append(p.items, pendingMinute{dep, a})
+	p.mu.Unlock()
+}
+
+func (p *pending) take() []pendingMinute {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.items
+	p.items = nil
+	return out
+}
+
+func (d *depState) counter(s *Service, proto string, code int) prometheus.Counter {
+	key := uint32(protoIndex(proto))<<16 | uint32(code)
+	if c, ok := d.reqs.Load(key); ok {
+		return c.(prometheus.Counter)
+	}
+	c := s.metrics.requests.WithLabelValues(d.name, proto, strconv.Itoa(code))
+	d.reqs.Store(key, c)
+	return c
+}
+
+// Finish records a finished prediction request: counters and latency (memory only), then offers the access log
+// line and, if sampled, the capture to their queues without waiting.
+func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
+	if s == nil || e == nil || !e.known {
+		return
+	}
+	now := s.now()
+	elapsed := now.Sub(e.Start)
+	if status == 0 {
+		status = 200
+	}
+	d := s.state(e.Deployment)
+	d.counter(s, e.Protocol, status).Inc()
+	sec := elapsed.Seconds()
+	d.latency[protoIndex(e.Protocol)].Observe(sec)
+	d.bytesIn.Add(float64(max(e.BytesIn, 0)))
+	d.bytesOut.Add(float64(bytesOut))
+	a := d.acc(now)
+	a.requests.Add(1)
+	switch {
+	case status < 300:
+		a.s2xx.Add(1)
+	case status < 500:
+		a.s4xx.Add(1)
+	default:
+		a.s5xx.Add(1)
+	}
+	a.bytesIn.Add(max(e.BytesIn, 0))
+	a.bytesOut.Add(bytesOut)
+	ns := elapsed.Nanoseconds()
+	a.latSumNS.Add(ns)
+	for {
+		old := a.latMaxNS.Load()
+		if ns <= old || a.latMaxNS.CompareAndSwap(old, ns) {
+			break
+		}
+	}
+	a.lat[latBucket(sec)].Add(1)
+
+	s.offerLog(&monitoring.LogLine{Deployment: e.Deployment, Time: now, Kind: monitoring.LogAccess, Replica: e.replica,
+		RequestID: e.RequestID, Line: accessLine(e, status, elapsed, bytesOut),
+		Fields: accessFields(e, status, elapsed, bytesOut)})
+
+	if status >= 300 || (e.inputs == nil && e.inJSON == nil) {
+		return
+	}
+	if th := d.sample.Load(); th == 0 || (th != math.MaxUint64 && rand.Uint64() >= th) {
+		return
+	}
+	c := &monitoring.Capture{Deployment: e.Deployment, RequestID: e.RequestID, ModelVersion: e.version, Time: e.Start,
+		Protocol: e.Protocol}
+	select {
+	case s.captures <- captureItem{c: c, in: e.inputs, out: e.outputs, inJSON: e.inJSON, outJSON: e.outJSON}:
+		d.captured.Inc()
+		a.captured.Add(1)
+	default:
+		d.dropped.Inc()
+		a.dropped.Add(1)
+	}
+}
+
+func accessLine(e *Exchange, status int, elapsed time.Duration, bytesOut int64) string {
+	return strconv.Itoa(status) + " " + e.Protocol + " v" + strconv.Itoa(e.version) + " " +
+		strconv.FormatFloat(float64(elapsed.Microseconds())/1000, 'f', 2, 64) + "ms in=" +
+		strconv.FormatInt(max(e.BytesIn, 0), 10) + "B out=" + strconv.FormatInt(bytesOut, 10) + "B"
+}
+
+func accessFields(e *Exchange, status int, elapsed time.Duration, bytesOut int64) json.RawMessage {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"protocol":"`...)
+	b = append(b, e.Protocol...)
+	b = append(b, `","version":`...)
+	b = strconv.AppendInt(b, int64(e.version), 10)
+	b = append(b, `,"latency_ms":`...)
+	b = strconv.AppendFloat(b, float64(elapsed.Microseconds())/1000, 'f', 3, 64)
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendInt(b, max(e.BytesIn, 0), 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, bytesOut, 10)
+	b = append(b, '}')
+	return b
+}
+
+// Observer returns the serving pool observer of a deployment (capacity signals); nil on a nil Service.
+func (s *Service) Observer(deployment string) *PoolObserver {
+	if s == nil {
+		return nil
+	}
+	return &PoolObserver{s: s, dep: deployment}
+}
+
+// PoolObserver receives a serving pool's capacity signals. Its methods never block.
+type PoolObserver struct {
+	s   *Service
+	dep string
+}
+
+// Queued records the queue depth after a request joined the queue.
+func (o *PoolObserver) Queued(depth int) {
+	a := o.s.state(o.dep).acc(o.s.now())
+	for {
+		old := a.queueMax.Load()
+		if int64(depth) <= old || a.queueMax.CompareAndSwap(old, int64(depth)) {
+			return
+		}
+	}
+}
+
+// Batch records one model call of the batcher.
+func (o *PoolObserver) Batch(rows, requests int) {
+	d := o.s.state(o.dep)
+	d.batchRows.Observe(float64(rows))
+	a := d.acc(o.s.now())
+	a.batches.Add(1)
+	a.batchRows.Add(int64(rows))
+}
+
+// Rejected records a request refused because the queue was full.
+func (o *PoolObserver) Rejected() {
+	d := o.s.state(o.dep)
+	d.rejected.Inc()
+	d.acc(o.s.now()).rejected.Add(1)
+}
+
+// TimedOut records a request that passed the deployment's timeout.
+func (o *PoolObserver) TimedOut() {
+	d := o.s.state(o.dep)
+	d.timeouts.Inc()
+	d.acc(o.s.now()).timeout.Add(1)
+}
+
+// Restarted records a replica process restarted after it died.
+func (o *PoolObserver) Restarted(replica string) {
+	o.s.metrics.restarts.WithLabelValues(o.dep, replica).Inc()
+	o.s.state(o.dep).acc(o.s.now()).restarts.Add(1)
+}
+
+// promMetrics are the Prometheus collectors.
+type promMetrics struct {
+	s                                                 *Service
+	requests                                          *prometheus.CounterVec
+	latency                                           *prometheus.HistogramVec
+	bytesIn, bytesOut, captured, dropped              *prometheus.CounterVec
+	rejected, timeouts, restarts, logDropped          *prometheus.CounterVec
+	batchRows                                         *prometheus.HistogramVec
+	queueDesc, replicasDesc, cpuDesc, memDesc, qlDesc *prometheus.Desc
+}
+
+func newPromMetrics(s *Service) *promMetrics {
+	dep := []string{"deployment"}
+	return &promMetrics{s: s,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_requests_total",
+			Help: "Prediction requests answered, by deployment, protocol and HTTP status code."}, []string{"deployment", "protocol", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_predict_request_duration_seconds",
+			Help:    "Time from the request's arrival to its response, by deployment and protocol.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"deployment", "protocol"}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_request_bytes_total",
+			Help: "Bytes of prediction request bodies received."}, dep),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_response_bytes_total",
+			Help: "Bytes of prediction response bodies sent."}, dep),
+		captured: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_queued_total",
+			Help: "Predictions queued for capture."}, dep),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_dropped_total",
+			Help: "Predictions not captured because the capture queue was full."}, dep),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_deployment_rejected_total",
+			Help: "Requests refused with 429 because the deployment's queue was full."}, dep),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_deployment_timeouts_total",
+			Help: "Requests that exceeded the deployment's timeout (504)."}, dep),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_replica_restarts_total",
+			Help: "Replica processes restarted after they died."}, []string{"deployment", "replica"}),
+		logDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_log_lines_dropped_total",
+			Help: "Log lines not stored because the log queue was full."}, dep),
+		batchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_deployment_batch_rows",
+			Help: "Rows per model call of the dynamic batcher.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}, dep),
+		queueDesc: prometheus.NewDesc("slipway_deployment_queue_depth", "Requests waiting for a replica.", dep, nil),
+		replicasDesc: prometheus.NewDesc("slipway_deployment_replicas", "Replicas of a deployment by state.",
+			[]string{"deployment", "state"}, nil),
+		cpuDesc: prometheus.NewDesc("slipway_replica_cpu_seconds_total", "CPU time used by a replica process (user+system, from /proc).",
+			[]string{"deployment", "replica"}, nil),
+		memDesc: prometheus.NewDesc("slipway_replica_resident_memory_bytes", "Resident memory of a replica process (from /proc).",
+			[]string{"deployment", "replica"}, nil),
+		qlDesc: prometheus.NewDesc("slipway_monitor_queue_length", "Items waiting in the monitor's write queues.", []string{"queue"}, nil),
+	}
+}
+
+func (m *promMetrics) register(reg *prometheus.Registry) error {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.captured, m.dropped,
+		m.rejected, m.timeouts, m.restarts, m.logDropped, m.batchRows, m,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Describe and Collect make promMetrics the collector of the figures read at scrape time.
+func (m *promMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.queueDesc
+	ch <- m.replicasDesc
+	ch <- m.cpuDesc
+	ch <- m.memDesc
+	ch <- m.qlDesc
+}
+
+func (m *promMetrics) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(m.qlDesc, prometheus.GaugeValue, float64(len(m.s.captures)), "capture")
+	ch <- prometheus.MustNewConstMetric(m.qlDesc, prometheus.GaugeValue, float64(len(m.s.logs)), "log")
+	if m.s.cfg.Serving == nil {
+		return
+	}
+	for _, sv := range m.s.cfg.Serving() {
+		ch <- prometheus.MustNewConstMetric(m.queueDesc, prometheus.GaugeValue, float64(sv.QueueLen), sv.Deployment)
+		states := map[string]int{}
+		for _, r := range sv.Replicas {
+			states[r.State]++
+			if r.PID <= 0 {
+				continue
+			}
+			if u, err := readProc(r.PID); err == nil {
+				ch <- prometheus.MustNewConstMetric(m.cpuDesc, prometheus.CounterValue, u.cpuSeconds, sv.Deployment, r.ID)
+				ch <- prometheus.MustNewConstMetric(m.memDesc, prometheus.GaugeValue, float64(u.rssBytes), sv.Deployment, r.ID)
+			}
+		}
+		for st, n := range states {
+			ch <- prometheus.MustNewConstMetric(m.replicasDesc, prometheus.GaugeValue, float64(n), sv.Deployment, st)
+		}
+	}
+}
+
+// cpuSample remembers a replica's CPU time at the last roll-up, for utilisation.
+type cpuSample struct {
+	at  time.Time
+	cpu float64
+}
+
+// rollMinutes writes the minutes that ended (once per second it checks; a minute is written a few seconds after
+// its end so that requests finishing at the boundary are in it).
+func (s *Service) rollMinutes(ctx context.Context) {
+	now := s.now()
+	if now.Second() < 3 {
+		return
+	}
+	// Rotate every deployment's accumulator so that idle minutes are written too.
+	s.deps.Range(func(_, v any) bool {
+		v.(*depState).acc(now)
+		return true
+	})
+	s.flushMinutes(ctx, false)
+}
+
+// flushMinutes writes the pending (finished) minutes; with current, also the minute in progress (at Close).
+func (s *Service) flushMinutes(ctx context.Context, current bool) {
+	items := s.pending.take()
+	if current {
+		s.deps.Range(func(_, v any) bool {
+			d := v.(*depState)
+			if a := d.minute.Load(); a != nil {
+				items = append(items, pendingMinute{d.name, a})
+			}
+			return true
+		})
+	}
+	if len(items) == 0 {
+		return
+	}
+	usage := s.replicaUsage()
+	var points []*monitoring.MetricPoint
+	for _, it := range items {
+		p := it.acc.point(it.dep)
+		if u, ok := usage[it.dep]; ok {
+			p.CPUUtilization, p.MemoryBytes, p.Replicas = u.cpu, u.mem, u.replicas
+		}
+		points = append(points, p)
+	}
+	if err := s.data.UpsertMetricPoints(ctx, points); err != nil {
+		s.log.Error("store metric points", "error", err)
+	}
+}
+
+type usage struct {
+	cpu      float64
+	mem      int64
+	replicas int64
+}
+
+// replicaUsage samples /proc for every replica: CPU utilisation since the previous sample and resident memory.
+func (s *Service) replicaUsage() map[string]usage {
+	out := map[string]usage{}
+	if s.cfg.Serving == nil {
+		return out
+	}
+	now := time.Now()
+	cpuSamples := &s.cpu
+	cpuSamples.Lock()
+	defer cpuSamples.Unlock()
+	if cpuSamples.m == nil {
+		cpuSamples.m = map[int]cpuSample{}
+	}
+	seen := map[int]bool{}
+	for _, sv := range s.cfg.Serving() {
+		u := out[sv.Deployment]
+		for _, r := range sv.Replicas {
+			if r.PID <= 0 {
+				continue
+			}
+			u.replicas++
+			p, err := readProc(r.PID)
+			if err != nil {
+				continue
+			}
+			seen[r.PID] = true
+			u.mem += p.rssBytes
+			if prev, ok := cpuSamples.m[r.PID]; ok && now.After(prev.at) {
+				u.cpu += (p.cpuSeconds - prev.cpu) / now.Sub(prev.at).Seconds()
+			}
+			cpuSamples.m[r.PID] = cpuSample{at: now, cpu: p.cpuSeconds}
+		}
+		out[sv.Deployment] = u
+	}
+	for pid := range cpuSamples.m {
+		if !seen[pid] {
+			delete(cpuSamples.m, pid)
+		}
+	}
+	return out
+}
+
+func (a *minuteAcc) point(dep string) *monitoring.MetricPoint {
+	p := &monitoring.MetricPoint{Deployment: dep, Minute: time.Unix(a.start*60, 0).UTC(),
+		Requests: a.requests.Load(), Status2xx: a.s2xx.Load(), Status4xx: a.s4xx.Load(), Status5xx: a.s5xx.Load(),
+		Rejected: a.rejected.Load(), Timeouts: a.timeout.Load(), BytesIn: a.bytesIn.Load(), BytesOut: a.bytesOut.Load(),
+		LatencyMaxMS: float64(a.latMaxNS.Load()) / 1e6, QueueMax: a.queueMax.Load(), Batches: a.batches.Load(),
+		BatchRows: a.batchRows.Load(), Restarts: a.restarts.Load(), Captured: a.captured.Load(), CaptureDropped: a.dropped.Load()}
+	if p.Requests > 0 {
+		p.LatencyMeanMS = float64(a.latSumNS.Load()) / 1e6 / float64(p.Requests)
+		var counts [latBuckets]int64
+		var total int64
+		for i := range counts {
+			counts[i] = a.lat[i].Load()
+			total += counts[i]
+		}
+		pct := func(q float64) float64 {
+			rank := int64(math.Ceil(q * float64(total)))
+			var cum int64
+			for i, c := range counts {
+				cum += c
+				if cum >= max(rank, 1) {
+					return math.Min(latBounds[i]*1000, p.LatencyMaxMS)
+				}
+			}
+			return p.LatencyMaxMS
+		}
+		p.LatencyP50MS, p.LatencyP95MS, p.LatencyP99MS = pct(.5), pct(.95), pct(.99)
+	}
+	return p
+}
+
+// Live returns the minute in progress of a deployment (not yet stored).
+func (s *Service) Live(deployment string) *monitoring.MetricPoint {
+	v, ok := s.deps.Load(deployment)
+	if !ok {
+		return nil
+	}
+	a := v.(*depState).minute.Load()
+	if a == nil {
+		return nil
+	}
+	return a.point(deployment)
+}
+
+// Metrics returns the stored minute points of a deployment in [from, to).
+func (s *Service) Metrics(ctx context.Context, deployment string, from, to time.Time) ([]*monitoring.MetricPoint, error) {
+	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
+		return nil, err
+	}
+	return s.data.FindMetricPoints(ctx, deployment, from, to)
+}

@@ -1,0 +1,165 @@
+package monitor
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway/internal/stats"
+	"github.com/slipway-ml/slipway/internal/workerproto"
+)
+
+// MaxWindows bounds how many windows one performance or metrics query returns.
+const MaxWindows = 2000
+
+// Performance computes model quality from ground truth joined with captured predictions, per window of the given
+// length (0: the deployment's drift window) over [from, to); windows without labelled rows are left out.
+func (s *Service) Performance(ctx context.Context, deployment string, from, to time.Time, window time.Duration) ([]*monitoring.Performance, error) {
+	d, err := s.cfg.Deployments.FindDeployment(ctx, deployment)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.Settings(ctx, deployment)
+	if err != nil {
+		return nil, err
+	}
+	if window <= 0 {
+		window = st.DriftWindow.D()
+	}
+	if to.IsZero() {
+		to = s.now().UTC()
+	}
+	if from.IsZero() {
+		from = to.Add(-24 * time.Hour)
+	}
+	if !from.Before(to) {
+		return nil, invalidf("from must be before to")
+	}
+	if to.Sub(from)/window > MaxWindows {
+		return nil, invalidf("%s windows from %s to %s would be more than %d: use a longer window or a shorter range", window, from.Format(time.RFC3339), to.Format(time.RFC3339), MaxWindows)
+	}
+	tg := s.target(ctx, d, st)
+	type acc struct {
+		truth, pred []string
+		scores      []float64
+		hasScores   bool
+		yt, yp      []float64
+	}
+	wins := map[int64]*acc{}
+	start := from.Truncate(window)
+	err = s.data.ScanLabelled(ctx, deployment, from, to, func(c *monitoring.Capture, fbs []*monitoring.Feedback) error {
+		outs, err := workerproto.DecodeTensors(c.Outputs)
+		if err != nil {
+			return nil // an undecodable capture is skipped
+		}
+		var pred, score *workerproto.Tensor
+		for i := range outs {
+			switch outs[i].Name {
+			case tg.prediction:
+				pred = &outs[i]
+			case tg.score:
+				score = &outs[i]
+			}
+		}
+		if pred == nil && len(outs) == 1 {
+			pred = &outs[0]
+		}
+		if pred == nil {
+			return nil
+		}
+		k := int64(c.Time.Sub(start) / window)
+		a := wins[k]
+		if a == nil {
+			a = &acc{hasScores: score != nil}
+			wins[k] = a
+		}
+		for _, f := range fbs {
+			if f.Row >= int(pred.NumElements()) {
+				continue
+			}
+			switch {
+			case f.Value != nil:
+				a.yt = append(a.yt, *f.Value)
+				a.yp = append(a.yp, tensorFloat(pred, f.Row))
+			case f.Label != nil:
+				a.truth = append(a.truth, *f.Label)
+				a.pred = append(a.pred, tensorText(pred, f.Row, tg.dtype))
+				if score != nil && f.Row < int(score.NumElements()) {
+					a.scores = append(a.scores, scoreOf(score, f.Row))
+				} else {
+					a.hasScores = false
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []*monitoring.Performance
+	for k := int64(0); start.Add(time.Duration(k) * window).Before(to); k++ {
+		a := wins[k]
+		if a == nil {
+			continue
+		}
+		p := &monitoring.Performance{From: start.Add(time.Duration(k) * window), To: start.Add(time.Duration(k+1) * window)}
+		switch {
+		case len(a.truth) > 0:
+			var scores []float64
+			if a.hasScores && len(a.scores) == len(a.truth) {
+				scores = a.scores
+			}
+			c := stats.ClassificationMetrics(a.truth, a.pred, scores, st.PositiveLabel)
+			p.Task, p.Labelled, p.Classification = "classification", len(a.truth), &c
+		case len(a.yt) > 0:
+			r := stats.RegressionMetrics(a.yt, a.yp)
+			p.Task, p.Labelled, p.Regression = "regression", len(a.yt), &r
+		default:
+			continue
+		}
+		out = append(out, p)
+	}
+	if out == nil {
+		out = []*monitoring.Performance{}
+	}
+	return out, nil
+}
+
+// tensorFloat reads element i of a numeric tensor (NaN for text that is not a number).
+func tensorFloat(t *workerproto.Tensor, i int) float64 {
+	if t.Datatype == "BYTES" {
+		v, err := strconv.ParseFloat(string(t.Strings[i]), 64)
+		if err != nil {
+			return math.NaN()
+		}
+		return v
+	}
+	size, _ := workerproto.ElemSize(t.Datatype)
+	return elemFloat(t.Datatype, t.Data[i*size:])
+}
+
+// tensorText renders element i the way labels are normalised (integers in decimal, booleans as true/false).
+func tensorText(t *workerproto.Tensor, i int, dtype string) string {
+	if t.Datatype == "BYTES" {
+		return string(t.Strings[i])
+	}
+	v := tensorFloat(t, i)
+	if t.Datatype == "BOOL" || dtype == "bool" {
+		return strconv.FormatBool(v != 0)
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+		return strconv.FormatInt(int64(v), 10)
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+// scoreOf reads the positive class's probability of row i: a [N] tensor, or the last column of a [N, K] one.
+func scoreOf(t *workerproto.Tensor, i int) float64 {
+	k := 1
+	for _, d := range t.Shape[1:] {
+		k *= int(d)
+	}
+	return tensorFloat(t, i*k+k-1)
+}

@@ -1,0 +1,554 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+)
+
+// MonitorDB keeps monitoring's append-heavy data (captures, feedback, logs, metric points, drift windows) in its
+// own SQLite file, PocketBase-style: its writes (batched, from background writers) never queue behind or block
+// the metadata database, and it can be deleted without losing any configuration. Times are Unix milliseconds
+// (integers), the cheapest to compare in range scans.
+type MonitorDB struct {
+	w, r *sql.DB
+}
+
+var _ monitoring.DataStore = (*MonitorDB)(nil)
+
+// monitorSchema is the schema of monitor.db, applied in order: entry i moves user_version from i to i+1.
+var monitorSchema = []string{`
+CREATE TABLE captures (
+    id            INTEGER PRIMARY KEY,
+    deployment    TEXT    NOT NULL,
+    request_id    TEXT    NOT NULL,
+    model_version INTEGER NOT NULL,
+    ts            INTEGER NOT NULL,
+    rows          INTEGER NOT NULL,
+    protocol      TEXT    NOT NULL,
+    inputs        BLOB    NOT NULL,
+    outputs       BLOB    NOT NULL
+);
+CREATE INDEX captures_deployment_ts ON captures (deployment, ts);
+CREATE INDEX captures_deployment_request ON captures (deployment, request_id);
+
+CREATE TABLE feedback (
+    deployment  TEXT    NOT NULL,
+    request_id  TEXT    NOT NULL,
+    row         INTEGER NOT NULL,
+    label       TEXT,
+    value       REAL,
+    ts          INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (deployment, request_id, row)
+);
+CREATE INDEX feedback_received ON feedback (deployment, received_at);
+
+CREATE TABLE logs (
+    id         INTEGER PRIMARY KEY,
+    deployment TEXT    NOT NULL,
+    ts         INTEGER NOT NULL,
+    kind       TEXT    NOT NULL,
+    replica    TEXT    NOT NULL DEFAULT '',
+    request_id TEXT    NOT NULL DEFAULT '',
+    line       TEXT    NOT NULL,
+    fields     TEXT
+);
+CREATE INDEX logs_deployment_id ON logs (deployment, id);
+CREATE INDEX logs_ts ON logs (ts);
+
+CREATE TABLE metric_points (
+    deployment TEXT    NOT NULL,
+    minute     INTEGER NOT NULL,
+    point      TEXT    NOT NULL,
+    PRIMARY KEY (deployment, minute)
+);
+
+CREATE TABLE drift_windows (
+    deployment  TEXT    NOT NULL,
+    start_ts    INTEGER NOT NULL,
+    end_ts      INTEGER NOT NULL,
+    report      TEXT    NOT NULL,
+    PRIMARY KEY (deployment, start_ts, end_ts)
+);
+`}
+
+// OpenMonitorSQLite opens (creating if needed) monitor.db at path: one writer connection, a read pool, the same
+// pragmas as the main database.
+func OpenMonitorSQLite(ctx context.Context, path string) (*MonitorDB, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	db := &MonitorDB{w: w, r: r}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *MonitorDB) migrate(ctx context.Context) error {
+	var v int
+	if err := db.w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return fmt.Errorf("sqlstore: monitor.db version: %w", err)
+	}
+	if v > len(monitorSchema) {
+		return fmt.Errorf("sqlstore: monitor.db has schema version %d, newer than this server (%d): use a newer slipway or move monitor.db away", v, len(monitorSchema))
+	}
+	for ; v < len(monitorSchema); v++ {
+		tx, err := db.w.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlstore: migrate monitor.db: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, monitorSchema[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlstore: migrate monitor.db to %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlstore: migrate monitor.db to %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlstore: migrate monitor.db to %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+// Close closes both pools.
+func (db *MonitorDB) Close() error { return errors.Join(db.r.Close(), db.w.Close()) }
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+// batch runs fn in one write transaction.
+func (db *MonitorDB) batch(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: monitor.db begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: monitor.db commit: %w", err)
+	}
+	return nil
+}
+
+// InsertCaptures appends captures in one transaction and sets their ids.
+func (db *MonitorDB) InsertCaptures(ctx context.Context, cs []*monitoring.Capture) error {
+	return db.batch(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO captures (deployment, request_id, model_version, ts, rows, protocol, inputs, outputs)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return fmt.Errorf("sqlstore: insert captures: %w", err)
+		}
+		defer st.Close()
+		for _, c := range cs {
+			res, err := st.ExecContext(ctx, c.Deployment, c.RequestID, c.ModelVersion, ms(c.Time), c.Rows, c.Protocol, c.Inputs, c.Outputs)
+			if err != nil {
+				return fmt.Errorf("sqlstore: insert capture: %w", err)
+			}
+			c.ID, _ = res.LastInsertId()
+		}
+		return nil
+	})
+}
+
+// ScanCaptures streams the captures of a deployment in [from, to), oldest first.
+func (db *MonitorDB) ScanCaptures(ctx context.Context, deployment string, from, to time.Time, fn func(*monitoring.Capture) error) error {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, request_id, model_version, ts, rows, protocol, inputs, outputs FROM captures
+		WHERE deployment = ? AND ts >= ? AND ts < ? ORDER BY ts, id`, deployment, ms(from), ms(to))
+	if err != nil {
+		return fmt.Errorf("sqlstore: scan captures: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c := monitoring.Capture{Deployment: deployment}
+		var ts int64
+		if err := rows.Scan(&c.ID, &c.RequestID, &c.ModelVersion, &ts, &c.Rows, &c.Protocol, &c.Inputs, &c.Outputs); err != nil {
+			return fmt.Errorf("sqlstore: scan captures: %w", err)
+		}
+		c.Time = fromMS(ts)
+		if err := fn(&c); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// CaptureRows returns the row counts of the given request ids that were captured.
+func (db *MonitorDB) CaptureRows(ctx context.Context, deployment string, ids []string) (map[string]int, error) {
+	out := map[string]int{}
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
+		args := []any{deployment}
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		rows, err := db.r.QueryContext(ctx, `SELECT request_id, MAX(rows) FROM captures WHERE deployment = ? AND request_id IN (?`+
+			strings.Repeat(", ?", len(chunk)-1)+`) GROUP BY request_id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: find captures: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			var n int
+			if err := rows.Scan(&id, &n); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlstore: find captures: %w", err)
+			}
+			out[id] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("sqlstore: find captures: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// UpsertFeedback stores ground truth, idempotently by (deployment, request id, row): the same truth again is
+// unchanged, a different one replaces it (a correction).
+func (db *MonitorDB) UpsertFeedback(ctx context.Context, fs []*monitoring.Feedback) (monitoring.FeedbackResult, error) {
+	var res monitoring.FeedbackResult
+	err := db.batch(ctx, func(tx *sql.Tx) error {
+		res = monitoring.FeedbackResult{}
+		for _, f := range fs {
+			var label sql.NullString
+			var value sql.NullFloat64
+			err := tx.QueryRowContext(ctx, `SELECT label, value FROM feedback WHERE deployment = ? AND request_id = ? AND row = ?`,
+				f.Deployment, f.RequestID, f.Row).Scan(&label, &value)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				res.Inserted++
+			case err != nil:
+				return fmt.Errorf("sqlstore: read feedback: %w", err)
+			case sameTruth(label, value, f):
+				res.Unchanged++
+				continue
+			default:
+				res.Updated++
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO feedback (deployment, request_id, row, label, value, ts, received_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (deployment, request_id, row) DO UPDATE SET label = excluded.label,
+				value = excluded.value, ts = excluded.ts, received_at = excluded.received_at`,
+				f.Deployment, f.RequestID, f.Row, nullString(f.Label), nullFloat(f.Value), ms(f.Time), ms(f.ReceivedAt)); err != nil {
+				return fmt.Errorf("sqlstore: store feedback: %w", err)
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+func sameTruth(label sql.NullString, value sql.NullFloat64, f *monitoring.Feedback) bool {
+	if (f.Label != nil) != label.Valid || (f.Value != nil) != value.Valid {
+		return false
+	}
+	return (f.Label == nil || *f.Label == label.String) && (f.Value == nil || *f.Value == value.Float64)
+}
+
+func nullString(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
+
+// ScanLabelled streams the captured requests in [from, to) that have feedback, each with its feedback rows. When
+// a request id was captured more than once, the latest capture is used.
+func (db *MonitorDB) ScanLabelled(ctx context.Context, deployment string, from, to time.Time, fn func(*monitoring.Capture, []*monitoring.Feedback) error) error {
+	rows, err := db.r.QueryContext(ctx, `SELECT c.id, c.request_id, c.model_version, c.ts, c.rows, c.protocol, c.outputs,
+			f.row, f.label, f.value, f.ts, f.received_at
+		FROM feedback f JOIN captures c ON c.id = (SELECT MAX(id) FROM captures WHERE deployment = f.deployment AND request_id = f.request_id)
+		WHERE f.deployment = ? AND c.ts >= ? AND c.ts < ? ORDER BY c.ts, c.id, f.row`, deployment, ms(from), ms(to))
+	if err != nil {
+		return fmt.Errorf("sqlstore: scan feedback: %w", err)
+	}
+	defer rows.Close()
+	var cur *monitoring.Capture
+	var fbs []*monitoring.Feedback
+	for rows.Next() {
+		var c monitoring.Capture
+		var f monitoring.Feedback
+		var ts, fts, frecv int64
+		var label sql.NullString
+		var value sql.NullFloat64
+		if err := rows.Scan(&c.ID, &c.RequestID, &c.ModelVersion, &ts, &c.Rows, &c.Protocol, &c.Outputs,
+			&f.Row, &label, &value, &fts, &frecv); err != nil {
+			return fmt.Errorf("sqlstore: scan feedback: %w", err)
+		}
+		if cur != nil && cur.ID != c.ID {
+			if err := fn(cur, fbs); err != nil {
+				return err
+			}
+			cur, fbs = nil, nil
+		}
+		if cur == nil {
+			c.Deployment, c.Time = deployment, fromMS(ts)
+			cur = &c
+		}
+		f.Deployment, f.RequestID, f.Time, f.ReceivedAt = deployment, cur.RequestID, fromMS(fts), fromMS(frecv)
+		if label.Valid {
+			f.Label = &label.String
+		}
+		if value.Valid {
+			f.Value = &value.Float64
+		}
+		fbs = append(fbs, &f)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlstore: scan feedback: %w", err)
+	}
+	if cur != nil {
+		return fn(cur, fbs)
+	}
+	return nil
+}
+
+// InsertLogs appends log lines in one transaction and sets their ids.
+func (db *MonitorDB) InsertLogs(ctx context.Context, ls []*monitoring.LogLine) error {
+	return db.batch(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO logs (deployment, ts, kind, replica, request_id, line, fields) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return fmt.Errorf("sqlstore: insert logs: %w", err)
+		}
+		defer st.Close()
+		for _, l := range ls {
+			var fields any
+			if len(l.Fields) > 0 {
+				fields = string(l.Fields)
+			}
+			res, err := st.ExecContext(ctx, l.Deployment, ms(l.Time), l.Kind, l.Replica, l.RequestID, l.Line, fields)
+			if err != nil {
+				return fmt.Errorf("sqlstore: insert log line: %w", err)
+			}
+			l.ID, _ = res.LastInsertId()
+		}
+		return nil
+	})
+}
+
+// FindLogs returns log lines oldest first.
+func (db *MonitorDB) FindLogs(ctx context.Context, f monitoring.LogFilter) ([]*monitoring.LogLine, error) {
+	q := `SELECT id, ts, kind, replica, request_id, line, fields FROM logs WHERE deployment = ? AND id > ?`
+	args := []any{f.Deployment, f.AfterID}
+	if !f.Since.IsZero() {
+		q += ` AND ts >= ?`
+		args = append(args, ms(f.Since))
+	}
+	if f.Kind != "" {
+		q += ` AND kind = ?`
+		args = append(args, f.Kind)
+	}
+	if f.Replica != "" {
+		q += ` AND replica = ?`
+		args = append(args, f.Replica)
+	}
+	q += ` ORDER BY id LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: find logs: %w", err)
+	}
+	defer rows.Close()
+	out := []*monitoring.LogLine{}
+	for rows.Next() {
+		l := monitoring.LogLine{Deployment: f.Deployment}
+		var ts int64
+		var fields sql.NullString
+		if err := rows.Scan(&l.ID, &ts, &l.Kind, &l.Replica, &l.RequestID, &l.Line, &fields); err != nil {
+			return nil, fmt.Errorf("sqlstore: find logs: %w", err)
+		}
+		l.Time = fromMS(ts)
+		if fields.Valid {
+			l.Fields = json.RawMessage(fields.String)
+		}
+		out = append(out, &l)
+	}
+	return out, rows.Err()
+}
+
+// UpsertMetricPoints stores minute points, adding to a minute already stored (a restart within a minute).
+func (db *MonitorDB) UpsertMetricPoints(ctx context.Context, ps []*monitoring.MetricPoint) error {
+	return db.batch(ctx, func(tx *sql.Tx) error {
+		for _, p := range ps {
+			var raw string
+			err := tx.QueryRowContext(ctx, `SELECT point FROM metric_points WHERE deployment = ? AND minute = ?`, p.Deployment, ms(p.Minute)).Scan(&raw)
+			if err == nil {
+				var old monitoring.MetricPoint
+				if json.Unmarshal([]byte(raw), &old) == nil {
+					p = mergePoints(&old, p)
+				}
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("sqlstore: read metric point: %w", err)
+			}
+			b, _ := json.Marshal(p)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO metric_points (deployment, minute, point) VALUES (?, ?, ?)
+				ON CONFLICT (deployment, minute) DO UPDATE SET point = excluded.point`, p.Deployment, ms(p.Minute), string(b)); err != nil {
+				return fmt.Errorf("sqlstore: store metric point: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// mergePoints adds the counters of two points of the same minute (percentiles: the later point's).
+func mergePoints(a, b *monitoring.MetricPoint) *monitoring.MetricPoint {
+	out := *b
+	total := a.Requests + b.Requests
+	if total > 0 {
+		out.LatencyMeanMS = (a.LatencyMeanMS*float64(a.Requests) + b.LatencyMeanMS*float64(b.Requests)) / float64(total)
+	}
+	out.Requests = total
+	out.Status2xx += a.Status2xx
+	out.Status4xx += a.Status4xx
+	out.Status5xx += a.Status5xx
+	out.Rejected += a.Rejected
+	out.Timeouts += a.Timeouts
+	out.BytesIn += a.BytesIn
+	out.BytesOut += a.BytesOut
+	out.LatencyMaxMS = max(a.LatencyMaxMS, b.LatencyMaxMS)
+	out.QueueMax = max(a.QueueMax, b.QueueMax)
+	out.Batches += a.Batches
+	out.BatchRows += a.BatchRows
+	out.Restarts += a.Restarts
+	out.Captured += a.Captured
+	out.CaptureDropped += a.CaptureDropped
+	return &out
+}
+
+// FindMetricPoints returns a deployment's minute points in [from, to), oldest first.
+func (db *MonitorDB) FindMetricPoints(ctx context.Context, deployment string, from, to time.Time) ([]*monitoring.MetricPoint, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT minute, point FROM metric_points WHERE deployment = ? AND minute >= ? AND minute < ? ORDER BY minute`,
+		deployment, ms(from), ms(to))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: find metric points: %w", err)
+	}
+	defer rows.Close()
+	out := []*monitoring.MetricPoint{}
+	for rows.Next() {
+		var minute int64
+		var raw string
+		if err := rows.Scan(&minute, &raw); err != nil {
+			return nil, fmt.Errorf("sqlstore: find metric points: %w", err)
+		}
+		var p monitoring.MetricPoint
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			return nil, fmt.Errorf("sqlstore: decode metric point: %w", err)
+		}
+		p.Deployment, p.Minute = deployment, fromMS(minute)
+		out = append(out, &p)
+	}
+	return out, rows.Err()
+}
+
+// PutDriftWindow stores (or replaces) the drift report of a window.
+func (db *MonitorDB) PutDriftWindow(ctx context.Context, r *monitoring.DriftReport) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("sqlstore: encode drift report: %w", err)
+	}
+	_, err = db.w.ExecContext(ctx, `INSERT INTO drift_windows (deployment, start_ts, end_ts, report) VALUES (?, ?, ?, ?)
+		ON CONFLICT (deployment, start_ts, end_ts) DO UPDATE SET report = excluded.report`, r.Deployment, ms(r.From), ms(r.To), string(b))
+	if err != nil {
+		return fmt.Errorf("sqlstore: store drift window: %w", err)
+	}
+	return nil
+}
+
+// FindDriftWindow returns the stored report of exactly [from, to) (ENOTFOUND when there is none).
+func (db *MonitorDB) FindDriftWindow(ctx context.Context, deployment string, from, to time.Time) (*monitoring.DriftReport, error) {
+	var raw string
+	err := db.r.QueryRowContext(ctx, `SELECT report FROM drift_windows WHERE deployment = ? AND start_ts = ? AND end_ts = ?`,
+		deployment, ms(from), ms(to)).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no stored drift window for %s from %s to %s", deployment, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlstore: find drift window: %w", err)
+	}
+	var r monitoring.DriftReport
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return nil, fmt.Errorf("sqlstore: decode drift window: %w", err)
+	}
+	return &r, nil
+}
+
+// FindDriftWindows returns the stored windows that start in [from, to), oldest first.
+func (db *MonitorDB) FindDriftWindows(ctx context.Context, deployment string, from, to time.Time) ([]*monitoring.DriftReport, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT report FROM drift_windows WHERE deployment = ? AND start_ts >= ? AND start_ts < ? ORDER BY start_ts`,
+		deployment, ms(from), ms(to))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: find drift windows: %w", err)
+	}
+	defer rows.Close()
+	out := []*monitoring.DriftReport{}
+	for rows.Next() {
+		var raw string
+		if err := rows.Scan(&raw); err != nil {
+			return nil, fmt.Errorf("sqlstore: find drift windows: %w", err)
+		}
+		var r monitoring.DriftReport
+		if err := json.Unmarshal([]byte(raw), &r); err != nil {
+			return nil, fmt.Errorf("sqlstore: decode drift window: %w", err)
+		}
+		out = append(out, &r)
+	}
+	return out, rows.Err()
+}
+
+// Prune deletes rows past retention: by age, then beyond the newest MaxCaptures / MaxLogLines of the deployment.
+func (db *MonitorDB) Prune(ctx context.Context, p monitoring.Prune) (int64, error) {
+	var total int64
+	exec := func(q string, args ...any) error {
+		res, err := db.w.ExecContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("sqlstore: prune monitor.db: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		return nil
+	}
+	dep, all := p.Deployment, p.Deployment == ""
+	steps := []struct {
+		ok   bool
+		q    string
+		args []any
+	}{
+		{!p.CapturesBefore.IsZero(), `DELETE FROM captures WHERE (? OR deployment = ?) AND ts < ?`, []any{all, dep, ms(p.CapturesBefore)}},
+		{!p.CapturesBefore.IsZero(), `DELETE FROM feedback WHERE (? OR deployment = ?) AND received_at < ?`, []any{all, dep, ms(p.CapturesBefore)}},
+		{!all && p.MaxCaptures > 0, `DELETE FROM captures WHERE deployment = ? AND id <= (SELECT id FROM captures WHERE deployment = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, []any{dep, dep, p.MaxCaptures}},
+		{!p.LogsBefore.IsZero(), `DELETE FROM logs WHERE (? OR deployment = ?) AND ts < ?`, []any{all, dep, ms(p.LogsBefore)}},
+		{!all && p.MaxLogLines > 0, `DELETE FROM logs WHERE deployment = ? AND id <= (SELECT id FROM logs WHERE deployment = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, []any{dep, dep, p.MaxLogLines}},
+		{!p.MetricsBefore.IsZero(), `DELETE FROM metric_points WHERE (? OR deployment = ?) AND minute < ?`, []any{all, dep, ms(p.MetricsBefore)}},
+		{!p.MetricsBefore.IsZero(), `DELETE FROM drift_windows WHERE (? OR deployment = ?) AND start_ts < ?`, []any{all, dep, ms(p.MetricsBefore)}},
+	}
+	for _, s := range steps {
+		if s.ok {
+			if err := exec(s.q, s.args...); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
