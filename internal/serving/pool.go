@@ -352,14 +352,20 @@ func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, rep *modelru
 	p.mu.Lock()
 	timeout := p.opts.Timeout
 	p.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	deadline := time.Now().Add(timeout)
+	// A client that gives up leaves the queue at once (waitCtx), but a model call, once started, runs to its
+	// answer or to the deadline (callCtx): a call cut short kills its replica, and a client hanging up must not
+	// be able to restart replicas at will.
+	waitCtx, cancelWait := context.WithDeadline(ctx, deadline)
+	defer cancelWait()
+	callCtx, cancelCall := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancelCall()
 	for attempt := 0; ; attempt++ {
-		s, rep, err := p.acquire(ctx)
+		s, rep, err := p.acquire(waitCtx)
 		if err != nil {
 			return "", p.timeoutError(err, timeout)
 		}
-		err = fn(ctx, rep)
+		err = fn(callCtx, rep)
 		p.release(s, rep)
 		if errors.Is(err, modelruntime.ErrReplicaDied) && attempt == 0 {
 			p.log.Warn("replica died during a request; retrying on another", "deployment", p.name, "replica", s.id, "error", err)

@@ -320,3 +320,19 @@ func TestCrashLoopIsReported(t *testing.T) {
 		t.Fatalf("after recovery: %v", err)
 	}
 }
+
+// A client that hangs up mid-call does not cost the replica its life: the call finishes and the replica serves on.
+func TestClientCancelKeepsReplica(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 10})
+	before := p.Status()[0].PID
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	p.PredictJSON(ctx, []byte(`{"sleep": 0.3}`))
+	a, err := call(t, p, `{"x": 1}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.PID != before || p.Status()[0].Restarts != 0 {
+		t.Fatalf("replica replaced after a client hung up: pid %d → %d, status %+v", before, a.PID, p.Status())
+	}
+}
