@@ -161,6 +161,10 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
+	if err := a.serveDebug(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("debug listener on %s: %w", a.cfg.DebugAddr, err)
+	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	if a.jobs != nil {

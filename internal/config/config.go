@@ -28,6 +28,7 @@ type Config struct {
 	MaxRatio         float64
 	ShutdownTimeout  time.Duration
 	ReadyTimeout     time.Duration
+	DebugAddr        string // pprof listener, off when empty
 
 	// Monitoring
 	MetricsRetention time.Duration // 1-minute series kept in the store
@@ -84,6 +85,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.IntVar(&c.MaxFiles, "max-files", c.MaxFiles, "most files (entries) in an artifact archive")
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
 	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
+	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
 	fs.StringVar(&c.ImportDir, "import-dir", c.ImportDir, "folder batch predictions may read input files from (default DATA_DIR/imports)")
