@@ -281,6 +281,7 @@ const (
 const (
 	TargetJob      = "job"
 	TargetPipeline = "pipeline"
+	TargetBatch    = "batch"
 )
 
 // Schedule starts a job or a pipeline on a cron expression.
@@ -289,12 +290,13 @@ type Schedule struct {
 	Cron     string `json:"cron"`     // 5 fields, or 6 with seconds first
 	Timezone string `json:"timezone"` // IANA name; default UTC
 	Target   struct {
-		Kind string `json:"kind"` // job, pipeline (batch later)
+		Kind string `json:"kind"` // job, pipeline, batch
 		Name string `json:"name"`
 	} `json:"target"`
 	Args              []string          `json:"args,omitempty"`   // job runs
 	Env               map[string]string `json:"env,omitempty"`    // job runs
 	Params            map[string]any    `json:"params,omitempty"` // pipeline runs
+	Batch             *BatchSpec        `json:"batch,omitempty"`  // batch prediction runs (target kind "batch")
 	ConcurrencyPolicy string            `json:"concurrency_policy"`
 	// CatchUp starts one run at server start when ticks were missed while it was down (default true).
 	CatchUp    *bool      `json:"catch_up,omitempty"`

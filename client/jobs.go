@@ -393,14 +393,15 @@ type ScheduleSpec struct {
 	Cron     string `json:"cron"`               // 5 fields, 6 with seconds first, or @daily...
 	Timezone string `json:"timezone,omitempty"` // IANA name, default UTC
 	Target   struct {
-		Kind string `json:"kind"` // job or pipeline
+		Kind string `json:"kind"` // job, pipeline or batch
 		Name string `json:"name"`
 	} `json:"target"`
-	Args              []string          `json:"args,omitempty"`
-	Env               map[string]string `json:"env,omitempty"`
-	Params            map[string]any    `json:"params,omitempty"`
-	ConcurrencyPolicy string            `json:"concurrency_policy,omitempty"` // allow, forbid (default), replace
-	CatchUp           *bool             `json:"catch_up,omitempty"`
+	Args              []string           `json:"args,omitempty"`
+	Env               map[string]string  `json:"env,omitempty"`
+	Params            map[string]any     `json:"params,omitempty"`
+	Batch             *slipway.BatchSpec `json:"batch,omitempty"`              // target kind batch
+	ConcurrencyPolicy string             `json:"concurrency_policy,omitempty"` // allow, forbid (default), replace
+	CatchUp           *bool              `json:"catch_up,omitempty"`
 }
 
 // CreateSchedule creates a schedule.

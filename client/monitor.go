@@ -18,17 +18,18 @@ import (
 
 // MonitoringSettings is how a deployment is monitored (durations are Go duration text: "15m", "168h").
 type MonitoringSettings struct {
-	SamplingRate       float64                    `json:"sampling_rate"`
-	CaptureRetention   string                     `json:"capture_retention,omitempty"`
-	CaptureMaxRequests int64                      `json:"capture_max_requests,omitempty"`
-	LogRetention       string                     `json:"log_retention,omitempty"`
-	LogMaxLines        int64                      `json:"log_max_lines,omitempty"`
-	DriftWindow        string                     `json:"drift_window,omitempty"`
-	Features           map[string]FeatureSettings `json:"features,omitempty"`
-	Task               string                     `json:"task,omitempty"`
-	PredictionOutput   string                     `json:"prediction_output,omitempty"`
-	ScoreOutput        string                     `json:"score_output,omitempty"`
-	PositiveLabel      string                     `json:"positive_label,omitempty"`
+	SamplingRate        float64                    `json:"sampling_rate"`
+	CaptureMaxPerSecond int64                      `json:"capture_max_per_second,omitempty"`
+	CaptureRetention    string                     `json:"capture_retention,omitempty"`
+	CaptureMaxRequests  int64                      `json:"capture_max_requests,omitempty"`
+	LogRetention        string                     `json:"log_retention,omitempty"`
+	LogMaxLines         int64                      `json:"log_max_lines,omitempty"`
+	DriftWindow         string                     `json:"drift_window,omitempty"`
+	Features            map[string]FeatureSettings `json:"features,omitempty"`
+	Task                string                     `json:"task,omitempty"`
+	PredictionOutput    string                     `json:"prediction_output,omitempty"`
+	ScoreOutput         string                     `json:"score_output,omitempty"`
+	PositiveLabel       string                     `json:"positive_label,omitempty"`
 }
 
 // FeatureSettings overrides one feature's drift test.

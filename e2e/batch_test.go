@@ -20,6 +20,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
 	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
@@ -415,4 +416,44 @@ func TestBatchBadInputErrors(t *testing.T) {
 			t.Fatalf("unknown run: %d %s", resp.StatusCode, body)
 		}
 	})
+}
+
+// A schedule starts batch predictions: a cron tick runs the batch spec it carries.
+func TestScheduleStartsBatchPrediction(t *testing.T) {
+	t.Parallel()
+	imports := t.TempDir()
+	_, lines := readChurn(t, 200)
+	os.WriteFile(filepath.Join(imports, "customers.csv"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	s := startServer(t, "", "--import-dir", imports)
+	pushExamples(t, s)
+	c := s.Client()
+	ctx := context.Background()
+	spec := client.ScheduleSpec{Name: "nightly-scores", Cron: "*/2 * * * * *", ConcurrencyPolicy: "forbid",
+		Batch: &slipway.BatchSpec{Model: "churn", Alias: "champion", Input: slipway.BatchInput{Path: "customers.csv"},
+			Output: slipway.BatchOutput{Format: "csv"}, KeyColumns: []string{"customer_id"}}}
+	spec.Target.Kind, spec.Target.Name = "batch", "churn-scores"
+	if _, err := c.CreateSchedule(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	var done *slipway.BatchRun
+	waitFor(t, "a scheduled batch prediction to succeed", 120*time.Second, func() bool {
+		runs, _, err := c.ListBatchPredictions(ctx, slipway.BatchSucceeded, 0, 10)
+		if err != nil || len(runs) == 0 {
+			return false
+		}
+		done = runs[0]
+		return true
+	})
+	if done.RowsDone != 200 {
+		t.Fatalf("scheduled run scored %d rows, want 200", done.RowsDone)
+	}
+	if err := c.DeleteSchedule(ctx, "nightly-scores"); err != nil {
+		t.Fatal(err)
+	}
+	// A batch schedule without its spec is refused at creation.
+	bad := client.ScheduleSpec{Name: "no-spec", Cron: "@daily"}
+	bad.Target.Kind, bad.Target.Name = "batch", "x"
+	if _, err := c.CreateSchedule(ctx, bad); err == nil || !strings.Contains(err.Error(), `"batch"`) {
+		t.Fatalf("schedule without batch spec: %v", err)
+	}
 }

@@ -441,6 +441,16 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
+	// Use is recorded.
+	list, err := admin.ListTokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range list {
+		if tok.Name == "viewer-1" && tok.LastUsedAt == nil {
+			t.Fatal("last_used_at not recorded for a token that was used")
+		}
+	}
 	// The token file is private, and only a hash of the secret is stored.
 	info, err := os.Stat(filepath.Join(s.dataDir, "admin.token"))
 	if err != nil || info.Mode().Perm() != 0o600 {

@@ -123,7 +123,7 @@ func TestMonitorEndToEnd(t *testing.T) {
 	t.Run("baseline errors", func(t *testing.T) {
 		for _, tc := range []struct {
 			name, ct, body, want string
-			status           int
+			status               int
 		}{
 			{"empty", "text/csv", "", "empty", 400},
 			{"header only", "text/csv", "age,tenure_months,monthly_charges,plan,support_calls\n", "no rows", 400},

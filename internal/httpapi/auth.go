@@ -56,6 +56,16 @@ func (a *authenticator) lookup(ctx context.Context, secret string) (*slipway.Tok
 	} else if err != nil {
 		return nil, err
 	}
+	// Recorded on cache misses only (at most once per token per tokenCacheTTL): cheap, and close enough to
+	// tell a token in use from a forgotten one.
+	if toucher, ok := a.store.(interface {
+		TouchToken(context.Context, string) error
+	}); ok && t.RevokedAt == nil {
+		if err := toucher.TouchToken(ctx, t.ID); err == nil {
+			now := time.Now().UTC()
+			t.LastUsedAt = &now
+		}
+	}
 	a.mu.Lock()
 	if len(a.cache) > 10_000 { // bounded: random invalid tokens never reach the cache, this is only a backstop
 		clear(a.cache)

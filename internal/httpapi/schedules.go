@@ -15,11 +15,12 @@ type scheduleCreate struct {
 		Kind string `json:"kind"`
 		Name string `json:"name"`
 	} `json:"target"`
-	Args              []string          `json:"args"`
-	Env               map[string]string `json:"env"`
-	Params            map[string]any    `json:"params"`
-	ConcurrencyPolicy string            `json:"concurrency_policy"`
-	CatchUp           *bool             `json:"catch_up"`
+	Args              []string           `json:"args"`
+	Env               map[string]string  `json:"env"`
+	Params            map[string]any     `json:"params"`
+	Batch             *slipway.BatchSpec `json:"batch"`
+	ConcurrencyPolicy string             `json:"concurrency_policy"`
+	CatchUp           *bool              `json:"catch_up"`
 }
 
 func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request) {
@@ -34,7 +35,7 @@ func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sch := &slipway.Schedule{Name: in.Name, Cron: in.Cron, Timezone: in.Timezone, Args: in.Args, Env: in.Env, Params: in.Params,
-		ConcurrencyPolicy: in.ConcurrencyPolicy, CatchUp: in.CatchUp}
+		Batch: in.Batch, ConcurrencyPolicy: in.ConcurrencyPolicy, CatchUp: in.CatchUp}
 	sch.Target.Kind, sch.Target.Name = in.Target.Kind, in.Target.Name
 	created, err := svc.CreateSchedule(r.Context(), sch, actor(r))
 	if err != nil {

@@ -45,6 +45,8 @@ type RegisterFunc func(ctx context.Context, model, path, filename string, meta s
 
 // Config wires the service.
 type Config struct {
+	// Targets adds schedule target kinds beyond job and pipeline (the app registers "batch").
+	Targets  map[string]ScheduleTarget
 	Store    Store
 	Tokens   slipway.TokenStore
 	Models   slipway.ModelStore
@@ -132,6 +134,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		schedWake:  make(chan struct{}, 1), streamsDone: make(chan struct{})}
 	s.targets[slipway.TargetJob] = jobTarget{s}
 	s.targets[slipway.TargetPipeline] = pipelineTarget{s}
+	for kind, t := range cfg.Targets { // registered before the scheduler starts: catch-up ticks find them
+		s.targets[kind] = t
+	}
 	for _, d := range []string{s.artifactsDir(), s.runsDir(), s.tmpDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("jobs: %w", err)

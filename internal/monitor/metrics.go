@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -76,12 +77,14 @@ type depState struct {
 	name    string
 	pending *pending
 	sample  atomic.Uint64 // capture when rand.Uint64() < sample; MaxUint64 = always
-	minute  atomic.Pointer[minuteAcc]
-	reqs    sync.Map // uint32(proto<<16|code) → prometheus.Counter
-	latency [3]prometheus.Observer
-	bytesIn prometheus.Counter
+	// At most capLimit captures per second: capSecond is the current second, capCount its captures so far.
+	capLimit, capSecond, capCount atomic.Int64
+	minute                        atomic.Pointer[minuteAcc]
+	reqs                          sync.Map // uint32(proto<<16|code) → prometheus.Counter
+	latency                       [3]prometheus.Observer
+	bytesIn                       prometheus.Counter
 	bytesOut,
-	captured, dropped, rejected, timeouts prometheus.Counter
+	captured, dropped, rejected, timeouts, rateLimited prometheus.Counter
 	batchRows prometheus.Observer
 }
 
@@ -140,20 +143,23 @@ func (s *Service) state(name string) *depState {
 	}
 	m := s.metrics
 	d := &depState{name: name, pending: &s.pending,
-		bytesIn:   m.bytesIn.WithLabelValues(name),
-		bytesOut:  m.bytesOut.WithLabelValues(name),
-		captured:  m.captured.WithLabelValues(name),
-		dropped:   m.dropped.WithLabelValues(name),
-		rejected:  m.rejected.WithLabelValues(name),
-		timeouts:  m.timeouts.WithLabelValues(name),
-		batchRows: m.batchRows.WithLabelValues(name),
+		bytesIn:     m.bytesIn.WithLabelValues(name),
+		bytesOut:    m.bytesOut.WithLabelValues(name),
+		captured:    m.captured.WithLabelValues(name),
+		dropped:     m.dropped.WithLabelValues(name),
+		rateLimited: m.rateLimited.WithLabelValues(name),
+		rejected:    m.rejected.WithLabelValues(name),
+		timeouts:    m.timeouts.WithLabelValues(name),
+		batchRows:   m.batchRows.WithLabelValues(name),
 	}
 	for i, p := range protoNames {
 		d.latency[i] = m.latency.WithLabelValues(name, p)
 	}
 	d.sample.Store(math.MaxUint64)
+	d.capLimit.Store(monitoring.DefaultSettings().CaptureMaxPerSecond)
 	if st, err := s.Settings(s.ctx, name); err == nil {
 		d.setSampling(st.SamplingRate)
+		d.capLimit.Store(st.CaptureMaxPerSecond)
 	}
 	v, _ := s.deps.LoadOrStore(name, d)
 	return v.(*depState)
@@ -204,12 +210,21 @@ func (p *pending) add(dep string, a *minuteAcc) {
 	p.mu.Unlock()
 }
 
-func (p *pending) take() []pendingMinute {
+// peek returns the pending minutes; they stay pending until drop, after they are stored, so that a reader
+// never misses a minute that is between memory and the database.
+func (p *pending) peek() []pendingMinute {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := p.items
-	p.items = nil
-	return out
+	return append([]pendingMinute(nil), p.items...)
+}
+
+// drop removes minutes that have been stored.
+func (p *pending) drop(done []pendingMinute) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.items = slices.DeleteFunc(p.items, func(it pendingMinute) bool {
+		return slices.ContainsFunc(done, func(d pendingMinute) bool { return d.acc == it.acc })
+	})
 }
 
 func (d *depState) counter(s *Service, proto string, code int) prometheus.Counter {
@@ -269,6 +284,14 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 		return
 	}
 	if th := d.sample.Load(); th == 0 || (th != math.MaxUint64 && rand.Uint64() >= th) {
+		return
+	}
+	if sec := now.Unix(); d.capSecond.Load() != sec {
+		d.capSecond.Store(sec) // a race between two requests at the turn of a second lets a few more through
+		d.capCount.Store(0)
+	}
+	if d.capCount.Add(1) > d.capLimit.Load() {
+		d.rateLimited.Inc()
 		return
 	}
 	c := &monitoring.Capture{Deployment: e.Deployment, RequestID: e.RequestID, ModelVersion: e.version, Time: e.Start,
@@ -368,6 +391,7 @@ type promMetrics struct {
 	latency                                           *prometheus.HistogramVec
 	bytesIn, bytesOut, captured, dropped              *prometheus.CounterVec
 	rejected, timeouts, restarts, logDropped          *prometheus.CounterVec
+	rateLimited                                       *prometheus.CounterVec
 	batchRows                                         *prometheus.HistogramVec
 	queueDesc, replicasDesc, cpuDesc, memDesc, qlDesc *prometheus.Desc
 }
@@ -388,6 +412,8 @@ func newPromMetrics(s *Service) *promMetrics {
 			Help: "Predictions queued for capture."}, dep),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_dropped_total",
 			Help: "Predictions not captured because the capture queue was full."}, dep),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_rate_limited_total",
+			Help: "Sampled predictions not captured because the deployment's capture_max_per_second was reached."}, dep),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_deployment_rejected_total",
 			Help: "Requests refused with 429 because the deployment's queue was full."}, dep),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_deployment_timeouts_total",
@@ -410,7 +436,7 @@ func newPromMetrics(s *Service) *promMetrics {
 }
 
 func (m *promMetrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.captured, m.dropped,
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.captured, m.dropped, m.rateLimited,
 		m.rejected, m.timeouts, m.restarts, m.logDropped, m.batchRows, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
@@ -477,7 +503,8 @@ func (s *Service) rollMinutes(ctx context.Context) {
 
 // flushMinutes writes the pending (finished) minutes; with current, also the minute in progress (at Close).
 func (s *Service) flushMinutes(ctx context.Context, current bool) {
-	items := s.pending.take()
+	finished := s.pending.peek()
+	items := finished
 	if current {
 		s.deps.Range(func(_, v any) bool {
 			d := v.(*depState)
@@ -501,7 +528,9 @@ func (s *Service) flushMinutes(ctx context.Context, current bool) {
 	}
 	if err := s.data.UpsertMetricPoints(ctx, points); err != nil {
 		s.log.Error("store metric points", "error", err)
+		return // still pending: the next roll-up retries
 	}
+	s.pending.drop(finished)
 }
 
 type usage struct {
@@ -600,5 +629,22 @@ func (s *Service) Metrics(ctx context.Context, deployment string, from, to time.
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
 		return nil, err
 	}
-	return s.data.FindMetricPoints(ctx, deployment, from, to)
+	stored, err := s.data.FindMetricPoints(ctx, deployment, from, to)
+	if err != nil {
+		return nil, err
+	}
+	// Finished minutes not yet written are served from memory (they replace a stored copy of the same minute).
+	for _, it := range s.pending.peek() {
+		if it.dep != deployment {
+			continue
+		}
+		p := it.acc.point(deployment)
+		if p.Minute.Before(from) || (!to.IsZero() && !p.Minute.Before(to)) {
+			continue
+		}
+		stored = slices.DeleteFunc(stored, func(q *monitoring.MetricPoint) bool { return q.Minute.Equal(p.Minute) })
+		stored = append(stored, p)
+	}
+	slices.SortFunc(stored, func(a, b *monitoring.MetricPoint) int { return a.Minute.Compare(b.Minute) })
+	return stored, nil
 }

@@ -608,3 +608,24 @@ func TestSettingsValidation(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+// capture_max_per_second bounds the captures whatever the traffic; the next second captures again.
+func TestCaptureRateLimit(t *testing.T) {
+	e := newEnv(t, nil)
+	if _, err := e.s.PutSettings(context.Background(), "churn", monitoring.Settings{SamplingRate: 1, CaptureMaxPerSecond: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 {
+		e.predict(fmt.Sprint(i), []float64{1}, []string{"a"}, []int64{0}, []float64{.1})
+	}
+	e.now.Add(time.Second)
+	for i := range 5 {
+		e.predict(fmt.Sprint("next", i), []float64{1}, []string{"a"}, []int64{0}, []float64{.1})
+	}
+	if got := len(e.s.captures); got != 15 {
+		t.Errorf("%d captures queued, want 10 + 5", got)
+	}
+	if _, err := e.s.PutSettings(context.Background(), "churn", monitoring.Settings{CaptureMaxPerSecond: -1}); slipway.ErrorCode(err) != slipway.EINVALID {
+		t.Errorf("negative limit: %v", err)
+	}
+}

@@ -66,6 +66,9 @@ func (s *Service) PutSettings(ctx context.Context, deployment string, in monitor
 	if in.CaptureRetention == 0 {
 		in.CaptureRetention = def.CaptureRetention
 	}
+	if in.CaptureMaxPerSecond == 0 {
+		in.CaptureMaxPerSecond = def.CaptureMaxPerSecond
+	}
 	if in.CaptureMaxRequests == 0 {
 		in.CaptureMaxRequests = def.CaptureMaxRequests
 	}
@@ -90,7 +93,9 @@ func (s *Service) PutSettings(ctx context.Context, deployment string, in monitor
 	s.settingsMu.Lock()
 	s.settings[deployment] = &settingsEntry{s: in, fetched: s.now()}
 	s.settingsMu.Unlock()
-	s.state(deployment).setSampling(in.SamplingRate)
+	d := s.state(deployment)
+	d.setSampling(in.SamplingRate)
+	d.capLimit.Store(in.CaptureMaxPerSecond)
 	return in, nil
 }
 
@@ -101,6 +106,9 @@ func validateSettings(in *monitoring.Settings) error {
 	}
 	if in.CaptureRetention.D() < time.Minute || in.LogRetention.D() < time.Minute {
 		problems = append(problems, "capture_retention and log_retention must be at least 1m")
+	}
+	if in.CaptureMaxPerSecond < 1 || in.CaptureMaxPerSecond > 1_000_000 {
+		problems = append(problems, fmt.Sprintf("capture_max_per_second must be from 1 to 1000000, got %d", in.CaptureMaxPerSecond))
 	}
 	if in.CaptureMaxRequests < 1 || in.LogMaxLines < 1 {
 		problems = append(problems, "capture_max_requests and log_max_lines must be positive")

@@ -13,9 +13,10 @@ var _ slipway.ScheduleStore = (*DB)(nil)
 
 // scheduleInput is what a schedule passes to the runs it starts.
 type scheduleInput struct {
-	Args   []string          `json:"args,omitempty"`
-	Env    map[string]string `json:"env,omitempty"`
-	Params map[string]any    `json:"params,omitempty"`
+	Args   []string           `json:"args,omitempty"`
+	Env    map[string]string  `json:"env,omitempty"`
+	Params map[string]any     `json:"params,omitempty"`
+	Batch  *slipway.BatchSpec `json:"batch,omitempty"`
 }
 
 const scheduleColumns = `name, cron, timezone, target_kind, target_name, input, policy, catch_up, created_at, created_by, last_tick_at, last_run_id`
@@ -25,7 +26,7 @@ func (db *DB) CreateSchedule(ctx context.Context, s *slipway.Schedule) error {
 	if s.CreatedAt.IsZero() {
 		s.CreatedAt = db.now().UTC()
 	}
-	input, err := json.Marshal(scheduleInput{Args: s.Args, Env: s.Env, Params: s.Params})
+	input, err := json.Marshal(scheduleInput{Args: s.Args, Env: s.Env, Params: s.Params, Batch: s.Batch})
 	if err != nil {
 		return fmt.Errorf("sqlstore: encode schedule %s: %w", s.Name, err)
 	}
@@ -49,7 +50,7 @@ func scanSchedule(row interface{ Scan(...any) error }) (*slipway.Schedule, error
 	if err := json.Unmarshal([]byte(input), &in); err != nil {
 		return nil, fmt.Errorf("decode input of schedule %s: %w", s.Name, err)
 	}
-	s.Args, s.Env, s.Params = in.Args, in.Env, in.Params
+	s.Args, s.Env, s.Params, s.Batch = in.Args, in.Env, in.Params, in.Batch
 	s.CatchUp = &catchUp
 	s.CreatedAt, s.LastTickAt = parseTime(created), parseNullTime(last)
 	return &s, nil

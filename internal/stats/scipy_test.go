@@ -269,10 +269,10 @@ func TestCategoricalAgreesWithSciPy(t *testing.T) {
 		{"single category", map[string]float64{"a": 100}, map[string]float64{"a": 30}},
 	}
 	var want []struct {
-		Chi  float64 `json:"chi"`
-		P    float64 `json:"p"`
-		JS   float64 `json:"js"`
-		PSI  float64 `json:"psi"`
+		Chi float64 `json:"chi"`
+		P   float64 `json:"p"`
+		JS  float64 `json:"js"`
+		PSI float64 `json:"psi"`
 	}
 	python(t, `
 import json, sys, numpy as np

@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -50,7 +51,16 @@ func main() {
 	dir := flag.String("dir", "", "folder with cur.f64 and ref-N.f64")
 	pyPath := flag.String("python-results", "", "drift.py's output (one JSON object per reference size)")
 	batch := flag.Int("batch", 10000, "rows per captured batch fed to the engine")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile")
 	flag.Parse()
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			fail(err)
+		}
+		pprof.StartCPUProfile(pf)
+		defer pprof.StopCPUProfile()
+	}
 	f, err := os.Open(*pyPath)
 	if err != nil {
 		fail(err)
@@ -73,6 +83,7 @@ func main() {
 	for _, py := range pys {
 		ok = run(*dir, py, cur, *batch) && ok
 	}
+	pprof.StopCPUProfile()
 	if !ok {
 		os.Exit(1)
 	}

@@ -38,6 +38,9 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 type Settings struct {
 	// SamplingRate is the share of successful predictions captured (0..1; 0 turns capture off).
 	SamplingRate float64 `json:"sampling_rate"`
+	// CaptureMaxPerSecond caps the captured requests per second (beyond, requests are not captured, as if not
+	// sampled): it bounds the write load whatever the traffic. Drift needs a sample, not every request.
+	CaptureMaxPerSecond int64 `json:"capture_max_per_second"`
 	// CaptureRetention and CaptureMaxRequests bound the captured predictions (and their feedback) kept.
 	CaptureRetention   Duration `json:"capture_retention"`
 	CaptureMaxRequests int64    `json:"capture_max_requests"`
@@ -65,7 +68,7 @@ type FeatureSettings struct {
 
 // DefaultSettings are the settings of a deployment nobody configured.
 func DefaultSettings() Settings {
-	return Settings{SamplingRate: 1, CaptureRetention: Duration(7 * 24 * time.Hour), CaptureMaxRequests: 1_000_000,
+	return Settings{SamplingRate: 1, CaptureMaxPerSecond: 500, CaptureRetention: Duration(7 * 24 * time.Hour), CaptureMaxRequests: 1_000_000,
 		LogRetention: Duration(72 * time.Hour), LogMaxLines: 100_000, DriftWindow: Duration(time.Hour), PositiveLabel: "1"}
 }
 
