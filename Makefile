@@ -5,7 +5,7 @@ BIN := bin/slipway
 export SLIPWAY_ORT_LIB ?= $(HOME)/.cache/slipway/onnxruntime-1.30.0/libonnxruntime.so.1
 export CGO_ENABLED := 1
 
-.PHONY: ort run deps build examples test test-go test-python bench lint clean
+.PHONY: ort run deps build examples test test-go test-python bench bench-batch bench-monitor lint clean
 
 run: deps build examples ## set up everything and start the server on 127.0.0.1:8080 (data in ./slipway-data)
 	./$(BIN) server
@@ -28,8 +28,14 @@ test-go:
 test-python:
 	cd internal/modelruntime/python && /usr/bin/python3 -m unittest -v test_harness
 
-bench: build examples
+bench: build examples ## serving: ceiling, Flask+gunicorn, ONNX, Python, batching (ratios in one run)
 	./bench/run.sh
+
+bench-batch: build examples ## 1M rows Parquet → PostgreSQL vs pandas + predict + COPY
+	./bench/batch/run.sh
+
+bench-monitor: build examples ## drift on 1M rows × 20 features vs numpy/scipy; capture overhead on serving
+	./bench/monitor/run.sh
 
 clean:
 	rm -rf bin
