@@ -110,11 +110,7 @@ func (s *Server) handleBatchGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := s.batch.Get(r.Context(), id)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, run)
+	s.respond(w, r, http.StatusOK, run, err)
 }
 
 func (s *Server) handleBatchCancel(w http.ResponseWriter, r *http.Request) {
@@ -127,11 +123,7 @@ func (s *Server) handleBatchCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := s.batch.Cancel(r.Context(), id, actor(r))
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, run)
+	s.respond(w, r, http.StatusOK, run, err)
 }
 
 func (s *Server) handleBatchOutput(w http.ResponseWriter, r *http.Request) {
@@ -244,11 +236,7 @@ func (s *Server) handleFileGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, err := s.batch.File(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, f)
+	s.respond(w, r, http.StatusOK, f, err)
 }
 
 func (s *Server) handleFileDelete(w http.ResponseWriter, r *http.Request) {

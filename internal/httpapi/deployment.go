@@ -46,11 +46,7 @@ func (s *Server) handleDeploymentGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d, err := s.deployments.Get(r.Context(), name)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	s.respond(w, r, http.StatusOK, d, err)
 }
 
 func (s *Server) handleDeploymentUpdate(w http.ResponseWriter, r *http.Request) {
@@ -69,11 +65,7 @@ func (s *Server) handleDeploymentUpdate(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	d, err := s.deployments.Update(r.Context(), name, in)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	s.respond(w, r, http.StatusOK, d, err)
 }
 
 func (s *Server) handleDeploymentDelete(w http.ResponseWriter, r *http.Request) {
@@ -96,11 +88,7 @@ func (s *Server) handleDeploymentActivate(w http.ResponseWriter, r *http.Request
 		return
 	}
 	d, err := s.deployments.Activate(r.Context(), name)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	s.respond(w, r, http.StatusOK, d, err)
 }
 
 func (s *Server) handleDeploymentDeactivate(w http.ResponseWriter, r *http.Request) {
@@ -110,9 +98,5 @@ func (s *Server) handleDeploymentDeactivate(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	d, err := s.deployments.Deactivate(r.Context(), name)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	s.respond(w, r, http.StatusOK, d, err)
 }

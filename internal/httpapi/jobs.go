@@ -169,11 +169,7 @@ func (s *Server) handleJobGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := svc.GetJob(r.Context(), name)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, j)
+	s.respond(w, r, http.StatusOK, j, err)
 }
 
 func (s *Server) handleJobDelete(w http.ResponseWriter, r *http.Request) {
@@ -255,11 +251,7 @@ func (s *Server) handleJobRunGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := svc.GetRun(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, run)
+	s.respond(w, r, http.StatusOK, run, err)
 }
 
 // handleJobRunLogs answers the log as text; ?follow=1 streams it until the run is over; ?offset=N starts at byte N
@@ -303,11 +295,7 @@ func (s *Server) handleJobRunCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := svc.CancelRun(r.Context(), r.PathValue("id"), actor(r))
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, run)
+	s.respond(w, r, http.StatusOK, run, err)
 }
 
 func (s *Server) handleJobRunOutputs(w http.ResponseWriter, r *http.Request) {

@@ -66,11 +66,7 @@ func (s *Server) handleModelGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m, err := s.catalog.Store().FindModel(r.Context(), name)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, m)
+	s.respond(w, r, http.StatusOK, m, err)
 }
 
 func (s *Server) handleModelUpdate(w http.ResponseWriter, r *http.Request) {
@@ -85,11 +81,7 @@ func (s *Server) handleModelUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m, err := s.catalog.Store().UpdateModel(r.Context(), name, u)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, m)
+	s.respond(w, r, http.StatusOK, m, err)
 }
 
 func (s *Server) handleModelDelete(w http.ResponseWriter, r *http.Request) {

@@ -198,11 +198,7 @@ func (s *Server) handleMonitoringGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := m.Settings(r.Context(), name)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	s.respond(w, r, http.StatusOK, st, err)
 }
 
 func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request) {
@@ -217,11 +213,7 @@ func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := m.PutSettings(r.Context(), name, in)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	s.respond(w, r, http.StatusOK, st, err)
 }
 
 // maxFeedbackBody bounds a feedback request (MaxFeedbackItems items of a few hundred bytes each).
@@ -243,11 +235,7 @@ func (s *Server) handleFeedbackCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := m.Feedback(r.Context(), name, items)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	s.respond(w, r, http.StatusOK, res, err)
 }
 
 func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request) {
@@ -262,11 +250,7 @@ func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep, err := m.Drift(r.Context(), name, from, to)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rep)
+	s.respond(w, r, http.StatusOK, rep, err)
 }
 
 func (s *Server) handleDriftWindows(w http.ResponseWriter, r *http.Request) {

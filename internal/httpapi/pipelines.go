@@ -80,11 +80,7 @@ func (s *Server) handlePipelineGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := svc.GetPipeline(r.Context(), name)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
+	s.respond(w, r, http.StatusOK, p, err)
 }
 
 func (s *Server) handlePipelineDelete(w http.ResponseWriter, r *http.Request) {
@@ -161,11 +157,7 @@ func (s *Server) handlePipelineRunGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := svc.GetPipelineRun(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, run)
+	s.respond(w, r, http.StatusOK, run, err)
 }
 
 func (s *Server) handlePipelineRunCancel(w http.ResponseWriter, r *http.Request) {
@@ -175,11 +167,7 @@ func (s *Server) handlePipelineRunCancel(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	run, err := svc.CancelPipelineRun(r.Context(), r.PathValue("id"), actor(r))
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, run)
+	s.respond(w, r, http.StatusAccepted, run, err)
 }
 
 func (s *Server) handlePipelineRunRetry(w http.ResponseWriter, r *http.Request) {
@@ -189,9 +177,5 @@ func (s *Server) handlePipelineRunRetry(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	run, err := svc.RetryPipelineRun(r.Context(), r.PathValue("id"), actor(r))
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, run)
+	s.respond(w, r, http.StatusAccepted, run, err)
 }

@@ -154,3 +154,12 @@ func newPage[T any](items []T, total, offset, limit int) Page[T] {
 func pathError(name, value string) error {
 	return slipway.Errorf(slipway.EINVALID, "invalid %s %q in the URL", name, value)
 }
+
+// respond ends a handler: the problem for err, else v as JSON with status.
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, status, v)
+}

@@ -80,11 +80,7 @@ func (s *Server) handleScheduleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sch, err := svc.GetSchedule(r.Context(), name)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, sch)
+	s.respond(w, r, http.StatusOK, sch, err)
 }
 
 func (s *Server) handleScheduleDelete(w http.ResponseWriter, r *http.Request) {

@@ -151,11 +151,7 @@ func (s *Server) version(r *http.Request) (*slipway.ModelVersion, error) {
 
 func (s *Server) handleVersionGet(w http.ResponseWriter, r *http.Request) {
 	v, err := s.version(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	s.respond(w, r, http.StatusOK, v, err)
 }
 
 func (s *Server) handleVersionFiles(w http.ResponseWriter, r *http.Request) {
