@@ -90,6 +90,10 @@ func TestLocalStopKillsTheGroupAndRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	exit, _ := x.Wait(context.Background(), "tree")
+	// The kernel delivers the group's SIGKILL asynchronously: give the last members a moment to disappear.
+	for deadline := time.Now().Add(10 * time.Second); (Alive(h) || groupExists(h.PID)) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if exit.Code != -1 || Alive(h) || groupExists(h.PID) {
 		t.Errorf("after Stop: exit %+v, leader alive %v, group alive %v", exit, Alive(h), groupExists(h.PID))
 	}
