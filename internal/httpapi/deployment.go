@@ -7,13 +7,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/deploy"
 )
 
-func deploymentName(r *http.Request) (string, error) {
-	name := r.PathValue("name")
-	if err := slipway.ValidateName("deployment", name); err != nil {
-		return "", err
-	}
-	return name, nil
-}
+func deploymentName(r *http.Request) (string, error) { return pathName(r, "name", "deployment") }
 
 func (s *Server) handleDeploymentCreate(w http.ResponseWriter, r *http.Request) {
 	var in deploy.Spec

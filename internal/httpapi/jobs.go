@@ -149,13 +149,7 @@ func (s *Server) handleJobList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
 }
 
-func jobName(r *http.Request) (string, error) {
-	name := r.PathValue("job")
-	if err := slipway.ValidateName("job", name); err != nil {
-		return "", err
-	}
-	return name, nil
-}
+func jobName(r *http.Request) (string, error) { return pathName(r, "job", "job") }
 
 func (s *Server) handleJobGet(w http.ResponseWriter, r *http.Request) {
 	svc, err := s.jobsService()

@@ -51,13 +51,7 @@ func (s *Server) handleModelList(w http.ResponseWriter, r *http.Request) {
 }
 
 // modelName validates the {model} path value.
-func modelName(r *http.Request) (string, error) {
-	name := r.PathValue("model")
-	if err := slipway.ValidateName("model", name); err != nil {
-		return "", err
-	}
-	return name, nil
-}
+func modelName(r *http.Request) (string, error) { return pathName(r, "model", "model") }
 
 func (s *Server) handleModelGet(w http.ResponseWriter, r *http.Request) {
 	name, err := modelName(r)

@@ -5,7 +5,6 @@ import (
 	"mime"
 	"net/http"
 
-	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/jobs"
 )
 
@@ -60,13 +59,7 @@ func (s *Server) handlePipelineList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
 }
 
-func pipelineName(r *http.Request) (string, error) {
-	name := r.PathValue("pipeline")
-	if err := slipway.ValidateName("pipeline", name); err != nil {
-		return "", err
-	}
-	return name, nil
-}
+func pipelineName(r *http.Request) (string, error) { return pathName(r, "pipeline", "pipeline") }
 
 func (s *Server) handlePipelineGet(w http.ResponseWriter, r *http.Request) {
 	svc, err := s.jobsService()

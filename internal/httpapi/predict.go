@@ -36,8 +36,8 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, er
 
 // served resolves {name} to a live deployment.
 func (s *Server) served(r *http.Request) (string, *deploy.Served, error) {
-	name := r.PathValue("name")
-	if err := slipway.ValidateName("deployment", name); err != nil {
+	name, err := deploymentName(r)
+	if err != nil {
 		return name, nil, err
 	}
 	sv, err := s.deployments.Served(name)
@@ -79,7 +79,8 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		s.problem(w, r, err)
 		return
 	}
-	ex.Serving(sv.Version().Version)
+	version := sv.Version().Version // one snapshot per request: a rollout may switch versions meanwhile
+	ex.Serving(version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
 		s.problem(w, r, err)
@@ -91,8 +92,8 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		s.problem(w, r, predictError(err))
 		return
 	}
-	ex.JSON(sv.Version().Version, replica, body, out)
-	predictHeaders(w, sv.Version().Version, replica)
+	ex.JSON(version, replica, body, out)
+	predictHeaders(w, version, replica)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)
 }
@@ -107,14 +108,14 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 		s.problem(w, r, err)
 		return
 	}
-	ex.Serving(sv.Version().Version)
+	v := sv.Version()
+	ex.Serving(v.Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
 	ex.SetBytesIn(len(body))
-	v := sv.Version()
 	var req *inference.MLflowRequest
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch ct {
@@ -172,8 +173,8 @@ func (s *Server) v2Served(r *http.Request) (*deploy.Served, error) {
 	if err != nil {
 		return nil, err
 	}
-	if want := r.PathValue("version"); want != "" && want != strconv.Itoa(sv.Version().Version) {
-		return nil, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %d, not %s", name, sv.Version().Version, want)
+	if want, served := r.PathValue("version"), sv.Version().Version; want != "" && want != strconv.Itoa(served) {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %d, not %s", name, served, want)
 	}
 	return sv, nil
 }
@@ -188,7 +189,8 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		s.v2Error(w, r, err)
 		return
 	}
-	ex.Serving(sv.Version().Version)
+	v := sv.Version()
+	ex.Serving(v.Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
 		s.v2Error(w, r, err)
@@ -209,7 +211,6 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 	if id == "" {
 		id = requestID(r)
 	}
-	v := sv.Version()
 	out, err := inference.EncodeV2Response(r.PathValue("name"), strconv.Itoa(v.Version), id, res.Outputs, req.Outputs)
 	if err != nil {
 		s.v2Error(w, r, err)

@@ -163,3 +163,12 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, v a
 	}
 	writeJSON(w, status, v)
 }
+
+// pathName returns the {key} path value after checking it is a valid name of that kind.
+func pathName(r *http.Request, key, kind string) (string, error) {
+	name := r.PathValue(key)
+	if err := slipway.ValidateName(kind, name); err != nil {
+		return "", err
+	}
+	return name, nil
+}

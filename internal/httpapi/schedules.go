@@ -60,13 +60,7 @@ func (s *Server) handleScheduleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
 }
 
-func scheduleName(r *http.Request) (string, error) {
-	name := r.PathValue("schedule")
-	if err := slipway.ValidateName("schedule", name); err != nil {
-		return "", err
-	}
-	return name, nil
-}
+func scheduleName(r *http.Request) (string, error) { return pathName(r, "schedule", "schedule") }
 
 func (s *Server) handleScheduleGet(w http.ResponseWriter, r *http.Request) {
 	svc, err := s.jobsService()
