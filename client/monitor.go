@@ -1,6 +1,8 @@
 package client
 
 import (
+	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -38,32 +40,9 @@ type FeatureSettings struct {
 	Threshold *float64 `json:"threshold,omitempty"`
 }
 
-// MetricPoint is one minute of a deployment's operational figures.
-type MetricPoint struct {
-	Time           time.Time `json:"time"`
-	Requests       int64     `json:"requests"`
-	Status2xx      int64     `json:"status_2xx"`
-	Status4xx      int64     `json:"status_4xx"`
-	Status5xx      int64     `json:"status_5xx"`
-	Rejected       int64     `json:"rejected"`
-	Timeouts       int64     `json:"timeouts"`
-	BytesIn        int64     `json:"bytes_in"`
-	BytesOut       int64     `json:"bytes_out"`
-	LatencyMeanMS  float64   `json:"latency_mean_ms"`
-	LatencyP50MS   float64   `json:"latency_p50_ms"`
-	LatencyP95MS   float64   `json:"latency_p95_ms"`
-	LatencyP99MS   float64   `json:"latency_p99_ms"`
-	LatencyMaxMS   float64   `json:"latency_max_ms"`
-	QueueMax       int64     `json:"queue_max"`
-	Batches        int64     `json:"batches"`
-	BatchRows      int64     `json:"batch_rows"`
-	Restarts       int64     `json:"restarts"`
-	CPUUtilization float64   `json:"cpu_utilization"`
-	MemoryBytes    int64     `json:"memory_bytes"`
-	Replicas       int64     `json:"replicas"`
-	Captured       int64     `json:"captured"`
-	CaptureDropped int64     `json:"capture_dropped"`
-}
+// MetricPoint is one minute of a deployment's operational figures (the server's own type: one definition of
+// the JSON shape).
+type MetricPoint = monitoring.MetricPoint
 
 // Metrics is a deployment's minute series; Current is the minute in progress.
 type Metrics struct {

@@ -262,7 +262,7 @@ func printMetrics(w io.Writer, m *client.Metrics, since string, minutes bool) {
 		tw = newTable(w)
 		row(tw, "MINUTE", "REQUESTS", "5XX", "429", "P50 MS", "P99 MS", "IN", "OUT", "QUEUE", "CPU", "MEMORY")
 		for _, p := range pts {
-			row(tw, p.Time.Local().Format("15:04"), p.Requests, p.Status5xx, p.Rejected, fmt.Sprintf("%.2f", p.LatencyP50MS),
+			row(tw, p.Minute.Local().Format("15:04"), p.Requests, p.Status5xx, p.Rejected, fmt.Sprintf("%.2f", p.LatencyP50MS),
 				fmt.Sprintf("%.2f", p.LatencyP99MS), formatBytes(p.BytesIn), formatBytes(p.BytesOut), p.QueueMax,
 				fmt.Sprintf("%.0f%%", 100*p.CPUUtilization), formatBytes(p.MemoryBytes))
 		}
