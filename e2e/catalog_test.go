@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -310,7 +311,7 @@ func manyFilesTar(t *testing.T, n int) []byte {
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
 	for i := 0; i < n; i++ {
-		tw.WriteHeader(&tar.Header{Name: "f/" + strings.Repeat("x", 3) + string(rune('a'+i%26)) + "/" + itoa(i), Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+		tw.WriteHeader(&tar.Header{Name: "f/" + strings.Repeat("x", 3) + string(rune('a'+i%26)) + "/" + strconv.Itoa(i), Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
 		tw.Write([]byte("x"))
 	}
 	tw.Close()

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -620,13 +619,11 @@ func TestFollowAliasAndDeleteGuard(t *testing.T) {
 		d, err := c.GetDeployment(ctx, "churn")
 		return err == nil && d.Version == 2 && d.State == slipway.DeploymentActive
 	})
-	var ce int32
 	if err := c.DeleteModel(ctx, "churn"); err == nil {
 		t.Fatal("deleted a model in use")
 	} else if !strings.Contains(err.Error(), "used by a deployment") {
 		t.Fatalf("delete error: %v", err)
 	}
-	atomic.AddInt32(&ce, 1)
 	if err := c.DeleteDeployment(ctx, "churn"); err != nil {
 		t.Fatal(err)
 	}

@@ -117,8 +117,7 @@ func TestOverloadAnswersAtOnce(t *testing.T) {
 
 func TestReplicaKilledMidRequestIsRetried(t *testing.T) {
 	p, _ := newTestPool(t, 2, Options{MaxQueue: 10})
-	first, err := call(t, p, `{"x": 1}`)
-	if err != nil {
+	if _, err := call(t, p, `{"x": 1}`); err != nil {
 		t.Fatal(err)
 	}
 	// Kill the replica that will take the next request: the free list rotates, so find it by asking.
@@ -148,7 +147,6 @@ func TestReplicaKilledMidRequestIsRetried(t *testing.T) {
 	if a.PID == victim || a.PID == 0 {
 		t.Fatalf("answered by %d after killing %d", a.PID, victim)
 	}
-	_ = first
 	// The dead replica is replaced.
 	for time.Now().Before(deadline) {
 		ready, restarts := 0, 0
