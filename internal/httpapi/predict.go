@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -20,7 +21,7 @@ import (
 
 // readPayload reads a prediction body up to the configured limit.
 func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxPayload))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.maxPayload), r.ContentLength, s.maxPayload)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -32,6 +33,30 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, er
 		return nil, slipway.Errorf(slipway.EINVALID, "empty request body: send the input as JSON")
 	}
 	return body, nil
+}
+
+// readBody reads all of r. With a declared length within the limit it allocates exactly once (io.ReadAll starts
+// at 512 bytes and grows: most prediction bodies are far smaller or far larger); the limit reader still
+// guards a length that lies.
+func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
+	if declared <= 0 || declared > limit {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, declared+1) // +1: a body longer than declared reads on below
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case int64(n) == declared && errors.Is(err, io.ErrUnexpectedEOF):
+		return buf[:n], nil
+	case int64(n) < declared:
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("body ended after %d of the %d bytes its Content-Length declares: %w", n, declared, err)
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(r) // more than declared: net/http normally refuses this first
+	return append(buf, rest...), err
 }
 
 // served resolves {name} to a live deployment.

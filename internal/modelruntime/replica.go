@@ -147,8 +147,10 @@ func (r *Replica) ExitErr() error {
 // ErrReplicaDied reports that the process died while handling a request (safe to retry elsewhere).
 var ErrReplicaDied = errors.New("replica died")
 
-// call runs fn with the replica locked. A pipe read cannot be cancelled, so on ctx expiry the process is killed:
-// a model stuck past the request deadline is not trusted to serve the next one.
+// call runs fn with the replica locked. A pipe read cannot be cancelled, so on ctx expiry the process is killed
+// (which ends fn: its pipes close): a model stuck past the request deadline is not trusted to serve the next one.
+// fn runs on the caller's goroutine; the kill is armed with context.AfterFunc, so the hot path starts no
+// goroutine of its own.
 func (r *Replica) call(ctx context.Context, fn func() error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -157,21 +159,24 @@ func (r *Replica) call(ctx context.Context, fn func() error) error {
 		return fmt.Errorf("%w: %v%s", ErrReplicaDied, r.err, r.tailSuffix())
 	default:
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- fn() }() // ends when fn returns: the child answers or its pipes close
-	select {
-	case err := <-errc:
-		var merr *workerproto.ModelError
-		if err != nil && !errors.As(err, &merr) {
-			<-r.waitOrKill(time.Second)
-			return fmt.Errorf("%w: %v%s", ErrReplicaDied, err, r.tailSuffix())
-		}
+	if err := ctx.Err(); err != nil {
 		return err
-	case <-ctx.Done():
-		r.kill()
-		<-errc
+	}
+	stop := context.AfterFunc(ctx, r.kill)
+	err := fn()
+	killed := !stop()
+	if err == nil {
+		return nil // the answer arrived (if the deadline struck just after, the supervisor replaces the process)
+	}
+	if killed {
 		return ctx.Err()
 	}
+	var merr *workerproto.ModelError
+	if !errors.As(err, &merr) {
+		<-r.waitOrKill(time.Second)
+		return fmt.Errorf("%w: %v%s", ErrReplicaDied, err, r.tailSuffix())
+	}
+	return err
 }
 
 // waitOrKill gives a child whose pipe broke a moment to exit on its own, then kills it.

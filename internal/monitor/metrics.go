@@ -74,15 +74,14 @@ func (e *Exchange) JSON(version int, replica string, in, out []byte) {
 
 // depState is a deployment's live monitoring state.
 type depState struct {
-	name    string
-	pending *pending
-	sample  atomic.Uint64 // capture when rand.Uint64() < sample; MaxUint64 = always
-	// At most capLimit captures per second: capSecond is the current second, capCount its captures so far.
-	capLimit, capSecond, capCount atomic.Int64
-	minute                        atomic.Pointer[minuteAcc]
-	reqs                          sync.Map // uint32(proto<<16|code) → prometheus.Counter
-	latency                       [3]prometheus.Observer
-	bytesIn                       prometheus.Counter
+	name                  string
+	pending               *pending
+	sample                atomic.Uint64 // capture when rand.Uint64() < sample; MaxUint64 = always
+	captures, accessLines perSecond     // caps per second
+	minute                atomic.Pointer[minuteAcc]
+	reqs                  sync.Map // uint32(proto<<16|code) → prometheus.Counter
+	latency               [3]prometheus.Observer
+	bytesIn               prometheus.Counter
 	bytesOut,
 	captured, dropped, rejected, timeouts, rateLimited prometheus.Counter
 	batchRows prometheus.Observer
@@ -156,13 +155,31 @@ func (s *Service) state(name string) *depState {
 		d.latency[i] = m.latency.WithLabelValues(name, p)
 	}
 	d.sample.Store(math.MaxUint64)
-	d.capLimit.Store(monitoring.DefaultSettings().CaptureMaxPerSecond)
+	d.applyLimits(monitoring.DefaultSettings())
 	if st, err := s.Settings(s.ctx, name); err == nil {
 		d.setSampling(st.SamplingRate)
-		d.capLimit.Store(st.CaptureMaxPerSecond)
+		d.applyLimits(st)
 	}
 	v, _ := s.deps.LoadOrStore(name, d)
 	return v.(*depState)
+}
+
+func (d *depState) applyLimits(st monitoring.Settings) {
+	d.captures.limit.Store(st.CaptureMaxPerSecond)
+	d.accessLines.limit.Store(st.AccessLogMaxPerSecond)
+}
+
+// perSecond lets at most limit events through per wall-clock second, without locks.
+type perSecond struct {
+	limit, second, count atomic.Int64
+}
+
+func (p *perSecond) allow(now time.Time) bool {
+	if sec := now.Unix(); p.second.Load() != sec {
+		p.second.Store(sec) // a race between two requests at the turn of a second lets a few more through
+		p.count.Store(0)
+	}
+	return p.count.Add(1) <= p.limit.Load()
 }
 
 func (d *depState) setSampling(rate float64) {
@@ -276,9 +293,11 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 	}
 	a.lat[latBucket(sec)].Add(1)
 
-	s.offerLog(&monitoring.LogLine{Deployment: e.Deployment, Time: now, Kind: monitoring.LogAccess, Replica: e.replica,
-		RequestID: e.RequestID, Line: accessLine(e, status, elapsed, bytesOut),
-		Fields: accessFields(e, status, elapsed, bytesOut)})
+	if status >= 300 || d.accessLines.allow(now) {
+		s.offerLog(&monitoring.LogLine{Deployment: e.Deployment, Time: now, Kind: monitoring.LogAccess, Replica: e.replica,
+			RequestID: e.RequestID, Line: accessLine(e, status, elapsed, bytesOut),
+			Fields: accessFields(e, status, elapsed, bytesOut)})
+	}
 
 	if status >= 300 || (e.inputs == nil && e.inJSON == nil) {
 		return
@@ -286,11 +305,7 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 	if th := d.sample.Load(); th == 0 || (th != math.MaxUint64 && rand.Uint64() >= th) {
 		return
 	}
-	if sec := now.Unix(); d.capSecond.Load() != sec {
-		d.capSecond.Store(sec) // a race between two requests at the turn of a second lets a few more through
-		d.capCount.Store(0)
-	}
-	if d.capCount.Add(1) > d.capLimit.Load() {
+	if !d.captures.allow(now) {
 		d.rateLimited.Inc()
 		return
 	}

@@ -629,3 +629,30 @@ func TestCaptureRateLimit(t *testing.T) {
 		t.Errorf("negative limit: %v", err)
 	}
 }
+
+// access_log_max_per_second bounds the access lines of successful requests; errors are always logged, and the
+// next second logs again.
+func TestAccessLogRateLimit(t *testing.T) {
+	e := newEnv(t, nil)
+	if _, err := e.s.PutSettings(context.Background(), "churn", monitoring.Settings{SamplingRate: 1, AccessLogMaxPerSecond: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 {
+		e.predict(fmt.Sprint(i), []float64{1}, []string{"a"}, []int64{0}, []float64{.1})
+	}
+	for i := range 3 {
+		ex := &Exchange{Deployment: "churn", Protocol: ProtoV2, Start: e.now.Now(), RequestID: fmt.Sprint("bad", i)}
+		ex.Serving(1)
+		e.s.Finish(ex, 400, 10)
+	}
+	e.now.Add(time.Second)
+	for i := range 5 {
+		e.predict(fmt.Sprint("next", i), []float64{1}, []string{"a"}, []int64{0}, []float64{.1})
+	}
+	if got := len(e.s.logs); got != 10+3+5 {
+		t.Errorf("%d access lines queued, want 10 + 3 errors + 5", got)
+	}
+	if _, err := e.s.PutSettings(context.Background(), "churn", monitoring.Settings{AccessLogMaxPerSecond: -1}); slipway.ErrorCode(err) != slipway.EINVALID {
+		t.Errorf("negative limit: %v", err)
+	}
+}

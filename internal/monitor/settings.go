@@ -50,6 +50,8 @@ func (s *Service) Settings(ctx context.Context, deployment string) (monitoring.S
 		st = &d
 	case err != nil:
 		return monitoring.Settings{}, err
+	default:
+		fillDefaults(st)
 	}
 	s.settingsMu.Lock()
 	s.settings[deployment] = &settingsEntry{s: *st, fetched: s.now()}
@@ -62,12 +64,33 @@ func (s *Service) PutSettings(ctx context.Context, deployment string, in monitor
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
 		return monitoring.Settings{}, err
 	}
+	fillDefaults(&in)
+	if err := validateSettings(&in); err != nil {
+		return monitoring.Settings{}, err
+	}
+	if err := s.store.PutSettings(ctx, deployment, &in); err != nil {
+		return monitoring.Settings{}, err
+	}
+	s.settingsMu.Lock()
+	s.settings[deployment] = &settingsEntry{s: in, fetched: s.now()}
+	s.settingsMu.Unlock()
+	d := s.state(deployment)
+	d.setSampling(in.SamplingRate)
+	d.applyLimits(in)
+	return in, nil
+}
+
+// fillDefaults gives unset fields (also fields added after the settings were stored) their default.
+func fillDefaults(in *monitoring.Settings) {
 	def := monitoring.DefaultSettings()
 	if in.CaptureRetention == 0 {
 		in.CaptureRetention = def.CaptureRetention
 	}
 	if in.CaptureMaxPerSecond == 0 {
 		in.CaptureMaxPerSecond = def.CaptureMaxPerSecond
+	}
+	if in.AccessLogMaxPerSecond == 0 {
+		in.AccessLogMaxPerSecond = def.AccessLogMaxPerSecond
 	}
 	if in.CaptureMaxRequests == 0 {
 		in.CaptureMaxRequests = def.CaptureMaxRequests
@@ -84,19 +107,6 @@ func (s *Service) PutSettings(ctx context.Context, deployment string, in monitor
 	if in.PositiveLabel == "" {
 		in.PositiveLabel = def.PositiveLabel
 	}
-	if err := validateSettings(&in); err != nil {
-		return monitoring.Settings{}, err
-	}
-	if err := s.store.PutSettings(ctx, deployment, &in); err != nil {
-		return monitoring.Settings{}, err
-	}
-	s.settingsMu.Lock()
-	s.settings[deployment] = &settingsEntry{s: in, fetched: s.now()}
-	s.settingsMu.Unlock()
-	d := s.state(deployment)
-	d.setSampling(in.SamplingRate)
-	d.capLimit.Store(in.CaptureMaxPerSecond)
-	return in, nil
 }
 
 func validateSettings(in *monitoring.Settings) error {
@@ -109,6 +119,9 @@ func validateSettings(in *monitoring.Settings) error {
 	}
 	if in.CaptureMaxPerSecond < 1 || in.CaptureMaxPerSecond > 1_000_000 {
 		problems = append(problems, fmt.Sprintf("capture_max_per_second must be from 1 to 1000000, got %d", in.CaptureMaxPerSecond))
+	}
+	if in.AccessLogMaxPerSecond < 1 || in.AccessLogMaxPerSecond > 1_000_000 {
+		problems = append(problems, fmt.Sprintf("access_log_max_per_second must be from 1 to 1000000, got %d", in.AccessLogMaxPerSecond))
 	}
 	if in.CaptureMaxRequests < 1 || in.LogMaxLines < 1 {
 		problems = append(problems, "capture_max_requests and log_max_lines must be positive")

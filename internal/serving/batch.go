@@ -2,6 +2,7 @@ package serving
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -33,17 +34,25 @@ func (p *Pool) PredictTensors(ctx context.Context, in []workerproto.Tensor) (Res
 
 func (p *Pool) predictDirect(ctx context.Context, in []workerproto.Tensor) (Result, error) {
 	var res Result
-	rows, _ := inference.Rows(in)
 	id, err := p.Do(ctx, func(ctx context.Context, rep *modelruntime.Replica) error {
-		adapted, err := inference.AdaptToModel(in, rep.Hello().Inputs)
-		if err != nil {
-			return err
-		}
-		res.Outputs, err = rep.PredictTensors(ctx, adapted)
+		var err error
+		res, err = predictOn(ctx, rep, in)
 		return err
 	})
-	res.Replica, res.Batch = id, rows
+	res.Replica = id
 	return res, err
+}
+
+// predictOn adapts the columns to the replica's declared inputs (stacking feature columns, casting dtypes) and
+// runs them.
+func predictOn(ctx context.Context, rep *modelruntime.Replica, in []workerproto.Tensor) (Result, error) {
+	rows, _ := inference.Rows(in)
+	adapted, err := inference.AdaptToModel(in, rep.Hello().Inputs)
+	if err != nil {
+		return Result{}, err
+	}
+	out, err := rep.PredictTensors(ctx, adapted)
+	return Result{Outputs: out, Batch: rows}, err
 }
 
 // PredictJSON sends a JSON body to predict() unchanged (the OCI contract). JSON requests are not batched:
@@ -74,21 +83,26 @@ func (p *Pool) setBatching(cfg *slipway.Batching) {
 	}
 }
 
-// batcher merges concurrent tensor requests into one model call of up to MaxBatchSize rows, waiting at most
-// MaxWaitMS for the batch to fill (the Triton/BentoML adaptive batching scheme).
+// batcher merges concurrent tensor requests into one model call of up to MaxBatchSize rows. Batches are formed
+// when a replica is free, not before: while every replica is busy, requests pile up and the next free replica
+// takes all of them at once, so batches grow with the load and an idle deployment adds no delay. MaxWaitMS,
+// counted from the first request's arrival, is how long a batch may wait for more rows once a replica is free
+// (0: take what is there). This is the adaptive scheme of Triton's dynamic batcher and BentoML.
 type batcher struct {
-	pool *Pool
-	cfg  slipway.Batching
-	reqs chan *batchReq
-	stop chan struct{}
-	wg   sync.WaitGroup
+	pool   *Pool
+	cfg    slipway.Batching
+	reqs   chan *batchReq
+	ctx    context.Context // ends on close: a batch waiting for a replica gives up
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 type batchReq struct {
-	ctx  context.Context
-	in   []workerproto.Tensor
-	rows int
-	done chan batchResp
+	ctx     context.Context
+	in      []workerproto.Tensor
+	rows    int
+	arrived time.Time
+	done    chan batchResp
 }
 
 type batchResp struct {
@@ -97,7 +111,8 @@ type batchResp struct {
 }
 
 func newBatcher(p *Pool, cfg slipway.Batching, queue int) *batcher {
-	b := &batcher{pool: p, cfg: cfg, reqs: make(chan *batchReq, queue), stop: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &batcher{pool: p, cfg: cfg, reqs: make(chan *batchReq, queue), ctx: ctx, cancel: cancel}
 	b.wg.Add(1)
 	go func() { // owned by the batcher: ends on close
 		defer b.wg.Done()
@@ -114,7 +129,7 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor) (Result, 
 	if rows >= b.cfg.MaxBatchSize {
 		return b.pool.predictDirect(ctx, in) // already a full batch
 	}
-	r := &batchReq{ctx: ctx, in: in, rows: rows, done: make(chan batchResp, 1)}
+	r := &batchReq{ctx: ctx, in: in, rows: rows, arrived: time.Now(), done: make(chan batchResp, 1)}
 	select {
 	case b.reqs <- r:
 	default:
@@ -131,43 +146,87 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor) (Result, 
 	}
 }
 
+// loop forms one batch at a time: it takes the first request, waits for a free replica (requests arriving
+// meanwhile join the batch), fills the batch, and hands it and the replica to a goroutine of its own.
 func (b *batcher) loop() {
-	wait := time.Duration(b.cfg.MaxWaitMS) * time.Millisecond
+	var pending *batchReq // a request that did not fit in the previous batch
 	for {
-		var first *batchReq
-		select {
-		case first = <-b.reqs:
-		case <-b.stop:
-			return
-		}
-		batch, rows := []*batchReq{first}, first.rows
-		timer := time.NewTimer(wait)
-	fill:
-		for rows < b.cfg.MaxBatchSize {
+		first := pending
+		pending = nil
+		if first == nil {
 			select {
-			case r := <-b.reqs:
-				batch = append(batch, r)
-				rows += r.rows
-			case <-timer.C:
-				break fill
-			case <-b.stop:
-				timer.Stop()
-				b.fail(batch, ErrClosed)
+			case first = <-b.reqs:
+			case <-b.ctx.Done():
 				return
 			}
 		}
-		timer.Stop()
+		timeout := b.pool.timeout()
+		deadline := time.Now().Add(timeout)
+		s, rep, err := b.pool.acquire(b.ctx, deadline)
+		if err != nil {
+			if b.ctx.Err() != nil {
+				err = ErrClosed
+			}
+			b.fail([]*batchReq{first}, b.pool.timeoutError(err, timeout))
+			continue
+		}
+		batch := []*batchReq{first}
+		batch, pending = b.fill(batch, first.rows)
 		b.wg.Add(1)
 		go func() { // owned by the batcher: bounded by the pool timeout
 			defer b.wg.Done()
-			b.run(batch)
+			b.run(batch, s, rep, deadline)
 		}()
 	}
 }
 
-// run makes one model call for the batch and hands each request its rows. Requests that cannot be merged
-// (different columns or dtypes) run on their own.
-func (b *batcher) run(batch []*batchReq) {
+// fill adds queued requests to batch until it holds MaxBatchSize rows or MaxWaitMS has passed since the first
+// request arrived. It returns the batch and the request that would have overfilled it, if any.
+func (b *batcher) fill(batch []*batchReq, rows int) ([]*batchReq, *batchReq) {
+	add := func(r *batchReq) *batchReq {
+		if rows+r.rows > b.cfg.MaxBatchSize {
+			return r
+		}
+		batch = append(batch, r)
+		rows += r.rows
+		return nil
+	}
+	for rows < b.cfg.MaxBatchSize { // what is already queued, without waiting
+		select {
+		case r := <-b.reqs:
+			if over := add(r); over != nil {
+				return batch, over
+			}
+			continue
+		default:
+		}
+		break
+	}
+	wait := time.Until(batch[0].arrived.Add(time.Duration(b.cfg.MaxWaitMS) * time.Millisecond))
+	if rows >= b.cfg.MaxBatchSize || wait <= 0 {
+		return batch, nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for rows < b.cfg.MaxBatchSize {
+		select {
+		case r := <-b.reqs:
+			if over := add(r); over != nil {
+				return batch, over
+			}
+		case <-timer.C:
+			return batch, nil
+		case <-b.ctx.Done():
+			return batch, nil // run what we have: the replica is ours until the deadline
+		}
+	}
+	return batch, nil
+}
+
+// run makes one model call for the batch on the replica the loop acquired, and hands each request its rows.
+// Requests that cannot be merged (different columns or dtypes) run on their own; if the replica dies, the
+// batch is retried once through the pool.
+func (b *batcher) run(batch []*batchReq, s *slot, rep *modelruntime.Replica, deadline time.Time) {
 	live := batch[:0]
 	for _, r := range batch {
 		if r.ctx.Err() == nil {
@@ -175,6 +234,7 @@ func (b *batcher) run(batch []*batchReq) {
 		}
 	}
 	if len(live) == 0 {
+		b.pool.release(s, rep)
 		return
 	}
 	inputs := make([][]workerproto.Tensor, len(live))
@@ -183,6 +243,7 @@ func (b *batcher) run(batch []*batchReq) {
 	}
 	merged, rows, err := inference.Concat(inputs)
 	if err != nil {
+		b.pool.release(s, rep)
 		for _, r := range live {
 			res, err := b.pool.predictDirect(r.ctx, r.in)
 			r.done <- batchResp{res, err}
@@ -197,7 +258,19 @@ func (b *batcher) run(batch []*batchReq) {
 		o.Batch(total, len(live))
 	}
 	// The batch outlives any single client: it runs under the pool's timeout, not a request's context.
-	res, err := b.pool.predictDirect(context.WithoutCancel(live[0].ctx), merged)
+	ctx := context.WithoutCancel(live[0].ctx)
+	var res Result
+	err = b.pool.runOn(ctx, s, rep, deadline, func(ctx context.Context, rep *modelruntime.Replica) error {
+		res, err = predictOn(ctx, rep, merged)
+		return err
+	})
+	res.Replica = s.id
+	if errors.Is(err, modelruntime.ErrReplicaDied) {
+		b.pool.log.Warn("replica died during a batch; retrying on another", "deployment", b.pool.name, "replica", s.id, "error", err)
+		res, err = b.pool.predictDirect(ctx, merged)
+	} else {
+		err = b.pool.timeoutError(err, 0)
+	}
 	if err != nil {
 		b.fail(live, err)
 		return
@@ -219,7 +292,7 @@ func (b *batcher) fail(batch []*batchReq, err error) {
 }
 
 func (b *batcher) close() {
-	close(b.stop)
+	b.cancel()
 	b.wg.Wait()
 	for {
 		select {

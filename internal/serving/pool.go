@@ -261,8 +261,9 @@ func (p *Pool) stopLocked(s *slot) {
 	}()
 }
 
-// acquire takes an idle replica, or waits in the bounded queue for one.
-func (p *Pool) acquire(ctx context.Context) (*slot, *modelruntime.Replica, error) {
+// acquire takes an idle replica, or waits in the bounded queue for one until the deadline or ctx ends.
+// The fast path (a replica is idle) creates no timer.
+func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelruntime.Replica, error) {
 	p.mu.Lock()
 	if p.ctx.Err() != nil {
 		p.mu.Unlock()
@@ -289,6 +290,9 @@ func (p *Pool) acquire(ctx context.Context) (*slot, *modelruntime.Replica, error
 	if o := p.observer(); o != nil {
 		o.Queued(depth)
 	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var err error
 	select {
 	case s := <-ch:
 		if s == nil {
@@ -296,18 +300,21 @@ func (p *Pool) acquire(ctx context.Context) (*slot, *modelruntime.Replica, error
 		}
 		return s, s.rep, nil
 	case <-ctx.Done():
-		p.mu.Lock()
-		p.waiters = slices.DeleteFunc(p.waiters, func(w chan *slot) bool { return w == ch })
-		p.mu.Unlock()
-		select {
-		case s := <-ch: // handed over just as we gave up: pass it on
-			if s != nil {
-				p.release(s, s.rep)
-			}
-		default:
-		}
-		return nil, nil, ctx.Err()
+		err = ctx.Err()
+	case <-timer.C:
+		err = context.DeadlineExceeded
 	}
+	p.mu.Lock()
+	p.waiters = slices.DeleteFunc(p.waiters, func(w chan *slot) bool { return w == ch })
+	p.mu.Unlock()
+	select {
+	case s := <-ch: // handed over just as we gave up: pass it on
+		if s != nil {
+			p.release(s, s.rep)
+		}
+	default:
+	}
+	return nil, nil, err
 }
 
 func (p *Pool) release(s *slot, rep *modelruntime.Replica) {
@@ -349,24 +356,17 @@ func (p *Pool) releaseLocked(s *slot, rep *modelruntime.Replica) {
 // Do runs fn on a replica: least-loaded (an idle one, else the first to free up), within the pool's timeout,
 // retried once on another replica if the first died before answering.
 func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, rep *modelruntime.Replica) error) (replica string, err error) {
-	p.mu.Lock()
-	timeout := p.opts.Timeout
-	p.mu.Unlock()
+	timeout := p.timeout()
 	deadline := time.Now().Add(timeout)
-	// A client that gives up leaves the queue at once (waitCtx), but a model call, once started, runs to its
-	// answer or to the deadline (callCtx): a call cut short kills its replica, and a client hanging up must not
-	// be able to restart replicas at will.
-	waitCtx, cancelWait := context.WithDeadline(ctx, deadline)
-	defer cancelWait()
-	callCtx, cancelCall := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	defer cancelCall()
 	for attempt := 0; ; attempt++ {
-		s, rep, err := p.acquire(waitCtx)
+		// A client that gives up leaves the queue at once, but a model call, once started, runs to its answer
+		// or to the deadline (runOn): a call cut short kills its replica, and a client hanging up must not be
+		// able to restart replicas at will.
+		s, rep, err := p.acquire(ctx, deadline)
 		if err != nil {
 			return "", p.timeoutError(err, timeout)
 		}
-		err = fn(callCtx, rep)
-		p.release(s, rep)
+		err = p.runOn(ctx, s, rep, deadline, fn)
 		if errors.Is(err, modelruntime.ErrReplicaDied) && attempt == 0 {
 			p.log.Warn("replica died during a request; retrying on another", "deployment", p.name, "replica", s.id, "error", err)
 			continue
@@ -375,11 +375,24 @@ func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, rep *modelru
 	}
 }
 
+// runOn runs fn on an acquired replica until the deadline (whatever becomes of ctx), then releases it.
+func (p *Pool) runOn(ctx context.Context, s *slot, rep *modelruntime.Replica, deadline time.Time, fn func(ctx context.Context, rep *modelruntime.Replica) error) error {
+	callCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	err := fn(callCtx, rep)
+	cancel()
+	p.release(s, rep)
+	return err
+}
+
+func (p *Pool) timeout() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.opts.Timeout
+}
+
 func (p *Pool) timeoutError(err error, timeout time.Duration) error {
 	if timeout == 0 {
-		p.mu.Lock()
-		timeout = p.opts.Timeout
-		p.mu.Unlock()
+		timeout = p.timeout()
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		if o := p.observer(); o != nil {

@@ -261,6 +261,53 @@ func TestBatchingMergesConcurrentRequests(t *testing.T) {
 	}
 }
 
+// Batches form when a replica frees up: requests that arrive while every replica is busy go out together in
+// the next call (even with max_wait_ms 0), split into calls of at most max_batch_size rows.
+func TestBatchesFormWhenAReplicaFrees(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 100, Batching: &slipway.Batching{MaxBatchSize: 4, MaxWaitMS: 0}})
+	busy := make(chan error, 1)
+	go func() { // holds the only replica until the batch requests are queued
+		_, err := call(t, p, `{"sleep": 2}`)
+		busy <- err
+	}()
+	for p.Status()[0].InFlight == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	const n = 6
+	batches := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := p.PredictTensors(context.Background(), []workerproto.Tensor{workerproto.NewFloat64("x", nil, []float64{float64(i)})})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			batches <- res.Batch
+		}()
+	}
+	// One request waits for the replica in the batcher; the others queue behind it.
+	for deadline := time.Now().Add(30 * time.Second); len(p.batcher.reqs) < n-1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests queued, want %d", len(p.batcher.reqs), n-1)
+		}
+	}
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(batches)
+	sizes := map[int]int{}
+	for b := range batches {
+		sizes[b]++
+	}
+	if sizes[4] != 4 || sizes[2] != 2 {
+		t.Fatalf("batch sizes seen by the %d requests: %v, want 4 requests in a batch of 4 and 2 in a batch of 2", n, sizes)
+	}
+}
+
 func TestClosedPoolRefuses(t *testing.T) {
 	p, _ := newTestPool(t, 1, Options{MaxQueue: 10})
 	p.Close()

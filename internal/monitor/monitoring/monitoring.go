@@ -44,6 +44,10 @@ type Settings struct {
 	// CaptureRetention and CaptureMaxRequests bound the captured predictions (and their feedback) kept.
 	CaptureRetention   Duration `json:"capture_retention"`
 	CaptureMaxRequests int64    `json:"capture_max_requests"`
+	// AccessLogMaxPerSecond caps the access-log lines of successful requests per second (errors are always
+	// logged; every request is counted in the metrics whatever the cap): at tens of thousands of requests per
+	// second a line each would be most of the server's work and of the disk.
+	AccessLogMaxPerSecond int64 `json:"access_log_max_per_second"`
 	// LogRetention and LogMaxLines bound the access and predict log kept.
 	LogRetention Duration `json:"log_retention"`
 	LogMaxLines  int64    `json:"log_max_lines"`
@@ -68,7 +72,7 @@ type FeatureSettings struct {
 
 // DefaultSettings are the settings of a deployment nobody configured.
 func DefaultSettings() Settings {
-	return Settings{SamplingRate: 1, CaptureMaxPerSecond: 500, CaptureRetention: Duration(7 * 24 * time.Hour), CaptureMaxRequests: 1_000_000,
+	return Settings{SamplingRate: 1, CaptureMaxPerSecond: 500, AccessLogMaxPerSecond: 100, CaptureRetention: Duration(7 * 24 * time.Hour), CaptureMaxRequests: 1_000_000,
 		LogRetention: Duration(72 * time.Hour), LogMaxLines: 100_000, DriftWindow: Duration(time.Hour), PositiveLabel: "1"}
 }
 

@@ -1,0 +1,61 @@
+package httpapi
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func TestReadBody(t *testing.T) {
+	const limit = 16
+	tests := []struct {
+		name     string
+		body     io.Reader
+		declared int64
+		want     string
+		wantErr  string
+	}{
+		{"exact length", strings.NewReader(`{"a": 1}`), 8, `{"a": 1}`, ""},
+		{"unknown length", strings.NewReader(`{"a": 1}`), -1, `{"a": 1}`, ""},
+		{"declared past the limit", strings.NewReader(`{"a": 1}`), 100, `{"a": 1}`, ""},
+		{"one byte at a time", iotest.OneByteReader(strings.NewReader(`{"a": 1}`)), 8, `{"a": 1}`, ""},
+		{"longer than declared", strings.NewReader(`{"a": 1}xx`), 8, `{"a": 1}xx`, ""},
+		{"shorter than declared", strings.NewReader(`{"a"`), 8, "", "4 of the 8 bytes"},
+		{"read error", iotest.ErrReader(errors.New("connection reset")), 8, "", "connection reset"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readBody(tt.body, tt.declared, limit)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// The payload limit holds whatever Content-Length says.
+func TestReadBodyLimit(t *testing.T) {
+	for _, declared := range []int64{-1, 8, 17} {
+		w := httptest.NewRecorder()
+		body := http.MaxBytesReader(w, io.NopCloser(bytes.NewReader(make([]byte, 17))), 16)
+		_, err := readBody(body, declared, 16)
+		var mbe *http.MaxBytesError
+		if declared != 8 && !errors.As(err, &mbe) {
+			t.Errorf("declared %d: err = %v, want a MaxBytesError", declared, err)
+		}
+		if declared == 8 && err == nil {
+			t.Errorf("declared 8 of 17 bytes: no error")
+		}
+	}
+}
