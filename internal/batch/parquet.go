@@ -27,6 +27,7 @@ type parquetSource struct {
 	sel    []selected
 	row    int64
 	chunkN int
+	intern map[string]string // text values seen, shared by the chunks' string columns
 }
 
 func newParquetSource(f *os.File) (*parquetSource, error) {
@@ -115,6 +116,7 @@ func (s *parquetSource) start(ctx context.Context, sel []selected) error {
 	s.r = parquet.NewReader(s.pf)
 	s.buf = make([]parquet.Row, 1024)
 	s.sel = sel
+	s.intern = map[string]string{}
 	return nil
 }
 
@@ -141,6 +143,9 @@ func (s *parquetSource) next(ctx context.Context, n int) (c *chunk, err error) {
 		for _, row := range s.pend[:take] {
 			r := c.n
 			for j, sl := range s.sel {
+				if s.appendFast(c.cols[j], row[sl.src], sl.src) {
+					continue
+				}
 				if err := s.appendValue(c.cols[j], row[sl.src], sl.src); err != nil {
 					c.cols[j].appendNull()
 					c.markBad(r, fmt.Sprintf("column %q: %v", sl.name, err))
@@ -186,14 +191,57 @@ func (s *parquetSource) appendValue(col *column, v parquet.Value, src int) error
 			x = timeOf(n, unit)
 		}
 	}
-	if col.kind == kindFloat {
-		if f, ok := x.(float64); ok { // fast path: no boxing round trip through appendAny
-			col.f = append(col.f, f)
-			col.markValue()
-			return nil
-		}
-	}
 	return col.appendAny(x)
+}
+
+// appendFast appends the common cases (numbers to float/int columns, text to string columns) without boxing
+// the value in an interface, and reports whether it did. Text values are interned: categorical columns
+// repeat a few values, and a string per row was most of the read's allocations.
+func (s *parquetSource) appendFast(col *column, v parquet.Value, src int) bool {
+	if s.units[src] > 0 || v.IsNull() {
+		return false
+	}
+	switch col.kind {
+	case kindFloat:
+		switch v.Kind() {
+		case parquet.Double:
+			col.f = append(col.f, v.Double())
+		case parquet.Float:
+			col.f = append(col.f, float64(v.Float()))
+		case parquet.Int64:
+			col.f = append(col.f, float64(v.Int64()))
+		case parquet.Int32:
+			col.f = append(col.f, float64(v.Int32()))
+		default:
+			return false
+		}
+	case kindInt:
+		switch v.Kind() {
+		case parquet.Int64:
+			col.i = append(col.i, v.Int64())
+		case parquet.Int32:
+			col.i = append(col.i, int64(v.Int32()))
+		default:
+			return false
+		}
+	case kindString:
+		if k := v.Kind(); k != parquet.ByteArray && k != parquet.FixedLenByteArray {
+			return false
+		}
+		b := v.ByteArray()
+		str, ok := s.intern[string(b)] // no allocation for the lookup
+		if !ok {
+			str = string(b)
+			if len(s.intern) < 4096 && len(b) <= 64 {
+				s.intern[str] = str
+			}
+		}
+		col.s = append(col.s, str)
+	default:
+		return false
+	}
+	col.markValue()
+	return true
 }
 
 func timeOf(n int64, unit time.Duration) time.Time {

@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -109,6 +110,7 @@ type sqlSink struct {
 	version int
 	skip    bool
 	cols    []outCol
+	binary  bool // PostgreSQL: every column has the type binaryCopy writes, so chunks skip pgx's per-value encoding
 }
 
 func newSQLSink(conn *Conn, table tableName, runID, model string, version int, skip bool) (*sqlSink, error) {
@@ -200,6 +202,13 @@ func (s *sqlSink) prepare(ctx context.Context, cols []outCol) error {
 			return err
 		}
 	}
+	if s.pg() {
+		existing, err := s.describe(ctx, s.table)
+		if err != nil {
+			return err
+		}
+		s.binary = binaryCopyFits(s.cols, existing)
+	}
 	ckpt := s.table.sibling(checkpointTable)
 	_, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+ckpt.quoted()+` (
 		batch_id TEXT NOT NULL, chunk INTEGER NOT NULL, rows_written INTEGER NOT NULL, rows_skipped INTEGER NOT NULL,
@@ -208,6 +217,21 @@ func (s *sqlSink) prepare(ctx context.Context, cols []outCol) error {
 		return s.dbError(err, "create the checkpoint table %s", ckpt)
 	}
 	return nil
+}
+
+// binaryCopyFits reports whether every column the run writes exists with exactly the type appendPGCopy
+// encodes (binary COPY does not convert: an INTEGER column would refuse 8-byte values).
+func binaryCopyFits(cols []outCol, existing []existingCol) bool {
+	types := map[string]string{}
+	for _, e := range existing {
+		types[e.name] = e.typ
+	}
+	for _, c := range cols {
+		if int(c.kind) >= len(pgBinaryType) || pgBinaryType[c.kind] == "" || types[c.name] != pgBinaryType[c.kind] {
+			return false
+		}
+	}
+	return true
 }
 
 var errorCols = []outCol{{"batch_id", kindString}, {"chunk", kindInt}, {"row_start", kindInt}, {"row_end", kindInt}, {"error", kindString}, {"recorded_at", kindTime}}
@@ -467,12 +491,18 @@ func (s *sqlSink) writePG(ctx context.Context, out *chunkOut) error {
 		if s.table.schema != "" {
 			ident = pgx.Identifier{s.table.schema, s.table.name}
 		}
-		var row []any
-		if _, err := tx.CopyFrom(ctx, ident, s.colNames(), pgx.CopyFromSlice(out.rows, func(r int) ([]any, error) {
-			row = s.rowValues(out, r, row)
-			return row, nil
-		})); err != nil {
-			return err
+		if s.binary {
+			if err := s.copyBinary(ctx, pc, out); err != nil {
+				return err
+			}
+		} else {
+			var row []any
+			if _, err := tx.CopyFrom(ctx, ident, s.colNames(), pgx.CopyFromSlice(out.rows, func(r int) ([]any, error) {
+				row = s.rowValues(out, r, row)
+				return row, nil
+			})); err != nil {
+				return err
+			}
 		}
 		if err := s.writeErrorsAndCheckpoint(ctx, out, func(q string, args ...any) error {
 			_, err := tx.Exec(ctx, q, args...)
@@ -482,6 +512,19 @@ func (s *sqlSink) writePG(ctx context.Context, out *chunkOut) error {
 		}
 		return tx.Commit(ctx)
 	})
+}
+
+// copyBinary sends the chunk as one binary COPY on pc, inside the transaction the caller opened on it.
+func (s *sqlSink) copyBinary(ctx context.Context, pc *pgx.Conn, out *chunkOut) error {
+	quoted := make([]string, len(s.cols))
+	for i, c := range s.cols {
+		quoted[i] = quoteIdent(c.name)
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	*bp = appendPGCopy((*bp)[:0], out, s.model, s.version, s.runID)
+	_, err := pc.PgConn().CopyFrom(ctx, bytes.NewReader(*bp), `COPY `+s.table.quoted()+` (`+strings.Join(quoted, ", ")+`) FROM STDIN (FORMAT binary)`)
+	return err
 }
 
 func (s *sqlSink) finish(ctx context.Context) (slipway.BatchOutput, error) {

@@ -314,6 +314,49 @@ def run_inspect(model_dir, packages):
     return json.loads(r.stdout)
 
 
+class DecodeTest(unittest.TestCase):
+    """The BYTES decoder and result conversion, in process (the hot path of batch scoring)."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, HERE)
+        import harness
+        cls.h = harness
+
+    @staticmethod
+    def blob(values):
+        return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+    def test_bytes_values(self):
+        vals = [b"basic", b"", "\u00fcn\u00ef".encode(), b"\xff\xfe", b"basic", b"pro"] * 3
+        arr = self.h._decode_bytes(memoryview(self.blob(vals)), len(vals), "c")
+        self.assertEqual(arr.dtype, object)
+        want = [v.decode() if v != b"\xff\xfe" else v for v in vals]
+        self.assertEqual(arr.tolist(), want)
+        self.assertEqual(self.h._decode_bytes(b"", 0, "c").tolist(), [])
+
+    def test_bytes_malformed(self):
+        good = self.blob([b"basic", b"pro"])
+        for data, count, msg in [
+            (good[:-1], 2, "too short"),            # last value cut
+            (good + b"x", 2, "extra bytes"),       # trailing garbage
+            (good, 3, "too short"),                 # one element more than the data
+            (good[:7], 2, "too short"),             # cut inside the second length
+            (self.blob([b"basic", b"basic"])[:-2], 2, "too short"),  # cut value that is a cached prefix
+        ]:
+            with self.assertRaisesRegex(self.h.ProtocolError, msg):
+                self.h._decode_bytes(data, count, "c")
+
+    def test_result_unwrap_keeps_semantics(self):
+        r = self.h.result_to_tensors({"prediction": [1, 0], "probability": [0.5, 0.25]})
+        self.assertEqual([(n, a.dtype.kind, a.tolist()) for n, a in r],
+                         [("prediction", "i", [1, 0]), ("probability", "f", [0.5, 0.25])])
+        r = self.h.result_to_tensors({"predictions": [1, 2], "model": "v3"})
+        self.assertEqual([(n, a.tolist()) for n, a in r], [("predictions", [1, 2])])
+        r = self.h.result_to_tensors({"predictions": np.array([3]), "info": {"a": 1}})  # a dict value is a scalar
+        self.assertEqual([(n, a.tolist()) for n, a in r], [("predictions", [3])])
+
+
 class InspectTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
