@@ -266,8 +266,8 @@ fi
 
 # ---- 2, 3a, 4: Slipway deployments ----
 slipway_targets=()
-want onnx && slipway_targets+=(slipway-onnx)
-want python && slipway_targets+=(slipway-python)
+want onnx && slipway_targets+=(slipway-onnx slipway-onnx-batch)
+want python && slipway_targets+=(slipway-python slipway-python-batch)
 want batching && slipway_targets+=(slipway-forest-nobatch slipway-forest-batch)
 
 # api METHOD PATH [BODY]: calls the Slipway API; sets $api_code and $api_body.
@@ -325,6 +325,19 @@ deploy() {
   return 1
 }
 # undeploy NAME: deletes a deployment so its replicas do not compete for the CPU with the next target.
+# serve_grid TARGET MODEL BATCHING_JSON PAYLOAD: deploys MODEL (2 replicas) as TARGET, measures the grid with
+# bench/work/payloads/PAYLOAD-{1,100}.json, removes the deployment.
+serve_grid() {
+  local target=$1 model=$2 batching=$3 payload=$4 url
+  say "$target: $model via /deployments/$target/invocations${batching:+, batching $batching}"
+  deploy "$target" "$target" "$model" "$batching" || return 0
+  url=$slipway_url/deployments/$target/invocations
+  if preflight "$target" "$url" "$work/payloads/$payload-1.json" -H "Authorization: Bearer $token"; then
+    grid "$target" "$url" "$work/payloads/$payload" "${auth[@]}"
+    cross_check "$target" "$url" "$work/payloads/$payload-1.json" "Bearer $token"
+  fi
+  undeploy "$target"
+}
 undeploy() {
   api DELETE "/api/v1/deployments/$1"
   local i
@@ -350,31 +363,25 @@ if ((${#slipway_targets[@]})); then
     token=$(tr -d '[:space:]' <"$work/data/admin.token")
     auth=(-header "Authorization: Bearer $token")
 
+    # Each model is measured as deployed by default (no batching) and with adaptive batching: batches form when
+    # a replica frees up, max_wait_ms 0 (no added delay when idle), max_batch_size in rows.
     if want onnx; then
-      say "slipway-onnx: examples/onnx-churn/model.onnx via /deployments/churn-onnx/invocations"
-      if ! push churn-onnx examples/onnx-churn/model.onnx examples/onnx-churn/metadata.json; then
-        fail "pushing examples/onnx-churn failed"; skip slipway-onnx "pushing the model failed (bench/work/logs/push-churn-onnx.log)"
-      elif deploy slipway-onnx churn-onnx churn-onnx ""; then
-        url=$slipway_url/deployments/churn-onnx/invocations
-        if preflight slipway-onnx "$url" "$work/payloads/tensor-1.json" -H "Authorization: Bearer $token"; then
-          grid slipway-onnx "$url" "$work/payloads/tensor" "${auth[@]}"
-          cross_check slipway-onnx "$url" "$work/payloads/tensor-1.json" "Bearer $token"
-        fi
-        undeploy churn-onnx
+      if push churn-onnx examples/onnx-churn/model.onnx examples/onnx-churn/metadata.json; then
+        serve_grid slipway-onnx churn-onnx "" tensor
+        serve_grid slipway-onnx-batch churn-onnx '{"max_batch_size": 64, "max_wait_ms": 0}' tensor
+      else
+        fail "pushing examples/onnx-churn failed"
+        for t in slipway-onnx slipway-onnx-batch; do skip $t "pushing the model failed (bench/work/logs/push-churn-onnx.log)"; done
       fi
     fi
 
     if want python; then
-      say "slipway-python: examples/sklearn-churn via /deployments/churn/invocations (no batching)"
-      if ! push churn examples/sklearn-churn examples/sklearn-churn/metadata.json; then
-        fail "pushing examples/sklearn-churn failed"; skip slipway-python "pushing the model failed (bench/work/logs/push-churn.log)"
-      elif deploy slipway-python churn churn ""; then
-        url=$slipway_url/deployments/churn/invocations
-        if preflight slipway-python "$url" "$work/payloads/frame-1.json" -H "Authorization: Bearer $token"; then
-          grid slipway-python "$url" "$work/payloads/frame" "${auth[@]}"
-          cross_check slipway-python "$url" "$work/payloads/frame-1.json" "Bearer $token"
-        fi
-        undeploy churn
+      if push churn examples/sklearn-churn examples/sklearn-churn/metadata.json; then
+        serve_grid slipway-python churn "" frame
+        serve_grid slipway-python-batch churn '{"max_batch_size": 1024, "max_wait_ms": 0}' frame
+      else
+        fail "pushing examples/sklearn-churn failed"
+        for t in slipway-python slipway-python-batch; do skip $t "pushing the model failed (bench/work/logs/push-churn.log)"; done
       fi
     fi
 

@@ -63,8 +63,11 @@ type Ratio struct {
 // Ratios are the benchmark's goals (see bench/README.md).
 var Ratios = []Ratio{
 	{Name: "Slipway ONNX / Go net/http ceiling", Num: "slipway-onnx", Den: "ceiling", Rows: 1, C: 32, Target: 0.6},
+	{Name: "Slipway ONNX, adaptive batching / ceiling", Num: "slipway-onnx-batch", Den: "ceiling", Rows: 1, C: 32, Target: 0.6},
 	{Name: "Slipway Python / Flask+gunicorn", Num: "slipway-python", Den: "flask-gunicorn", Rows: 1, C: 32, Target: 2},
 	{Name: "Slipway Python / Flask+gunicorn", Num: "slipway-python", Den: "flask-gunicorn", Rows: 100, C: 32, Target: 2},
+	{Name: "Slipway Python, adaptive batching / Flask+gunicorn", Num: "slipway-python-batch", Den: "flask-gunicorn", Rows: 1, C: 32, Target: 2},
+	{Name: "Slipway Python, adaptive batching / Flask+gunicorn", Num: "slipway-python-batch", Den: "flask-gunicorn", Rows: 100, C: 32, Target: 2},
 	{Name: "Batching on / off (RandomForest)", Num: "slipway-forest-batch", Den: "slipway-forest-nobatch", Rows: 1, C: 32, Target: 4},
 }
 

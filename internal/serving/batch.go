@@ -43,6 +43,23 @@ func (p *Pool) predictDirect(ctx context.Context, in []workerproto.Tensor) (Resu
 	return res, err
 }
 
+// predictOnAcquired runs in on a replica already acquired, until the deadline; if that replica dies, once more
+// through the pool.
+func (p *Pool) predictOnAcquired(ctx context.Context, s *slot, rep *modelruntime.Replica, in []workerproto.Tensor, deadline time.Time) (Result, error) {
+	var res Result
+	err := p.runOn(ctx, s, rep, deadline, func(ctx context.Context, rep *modelruntime.Replica) error {
+		var err error
+		res, err = predictOn(ctx, rep, in)
+		return err
+	})
+	if errors.Is(err, modelruntime.ErrReplicaDied) {
+		p.log.Warn("replica died during a request; retrying on another", "deployment", p.name, "replica", s.id, "error", err)
+		return p.predictDirect(ctx, in)
+	}
+	res.Replica = s.id
+	return res, p.timeoutError(err, 0)
+}
+
 // predictOn adapts the columns to the replica's declared inputs (stacking feature columns, casting dtypes) and
 // runs them.
 func predictOn(ctx context.Context, rep *modelruntime.Replica, in []workerproto.Tensor) (Result, error) {
@@ -128,6 +145,16 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor) (Result, 
 	}
 	if rows >= b.cfg.MaxBatchSize {
 		return b.pool.predictDirect(ctx, in) // already a full batch
+	}
+	if b.cfg.MaxWaitMS == 0 && len(b.reqs) == 0 {
+		// Nothing to merge with and nothing to wait for: an idle replica answers at once, without the hand-offs
+		// through the batcher (the same outcome as a batch of one, for less CPU and latency).
+		if s, rep, ok := b.pool.tryAcquire(); ok {
+			if o := b.pool.observer(); o != nil {
+				o.Batch(rows, 1)
+			}
+			return b.pool.predictOnAcquired(ctx, s, rep, in, time.Now().Add(b.pool.timeout()))
+		}
 	}
 	r := &batchReq{ctx: ctx, in: in, rows: rows, arrived: time.Now(), done: make(chan batchResp, 1)}
 	select {
@@ -258,19 +285,7 @@ func (b *batcher) run(batch []*batchReq, s *slot, rep *modelruntime.Replica, dea
 		o.Batch(total, len(live))
 	}
 	// The batch outlives any single client: it runs under the pool's timeout, not a request's context.
-	ctx := context.WithoutCancel(live[0].ctx)
-	var res Result
-	err = b.pool.runOn(ctx, s, rep, deadline, func(ctx context.Context, rep *modelruntime.Replica) error {
-		res, err = predictOn(ctx, rep, merged)
-		return err
-	})
-	res.Replica = s.id
-	if errors.Is(err, modelruntime.ErrReplicaDied) {
-		b.pool.log.Warn("replica died during a batch; retrying on another", "deployment", b.pool.name, "replica", s.id, "error", err)
-		res, err = b.pool.predictDirect(ctx, merged)
-	} else {
-		err = b.pool.timeoutError(err, 0)
-	}
+	res, err := b.pool.predictOnAcquired(context.WithoutCancel(live[0].ctx), s, rep, merged, deadline)
 	if err != nil {
 		b.fail(live, err)
 		return

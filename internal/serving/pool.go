@@ -269,10 +269,7 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 		p.mu.Unlock()
 		return nil, nil, ErrClosed
 	}
-	if len(p.free) > 0 {
-		s := p.free[0]
-		p.free = p.free[1:]
-		s.busy = true
+	if s := p.takeFreeLocked(); s != nil {
 		p.mu.Unlock()
 		return s, s.rep, nil
 	}
@@ -315,6 +312,29 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 	default:
 	}
 	return nil, nil, err
+}
+
+// tryAcquire takes an idle replica if there is one, without queueing.
+func (p *Pool) tryAcquire() (*slot, *modelruntime.Replica, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return nil, nil, false
+	}
+	if s := p.takeFreeLocked(); s != nil {
+		return s, s.rep, true
+	}
+	return nil, nil, false
+}
+
+func (p *Pool) takeFreeLocked() *slot {
+	if len(p.free) == 0 {
+		return nil
+	}
+	s := p.free[0]
+	p.free = p.free[1:]
+	s.busy = true
+	return s
 }
 
 func (p *Pool) release(s *slot, rep *modelruntime.Replica) {

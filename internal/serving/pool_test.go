@@ -306,6 +306,11 @@ func TestBatchesFormWhenAReplicaFrees(t *testing.T) {
 	if sizes[4] != 4 || sizes[2] != 2 {
 		t.Fatalf("batch sizes seen by the %d requests: %v, want 4 requests in a batch of 4 and 2 in a batch of 2", n, sizes)
 	}
+	// Idle again: a lone request goes straight to the replica.
+	res, err := p.PredictTensors(context.Background(), []workerproto.Tensor{workerproto.NewFloat64("x", nil, []float64{1, 2})})
+	if err != nil || res.Batch != 2 || len(res.Outputs) != 1 || res.Outputs[0].Shape[0] != 2 {
+		t.Fatalf("lone request: %+v, %v", res, err)
+	}
 }
 
 func TestClosedPoolRefuses(t *testing.T) {
