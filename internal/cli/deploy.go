@@ -23,8 +23,9 @@ import (
 // defaultPoll is how often a waiting command reads the deployment (app.poll overrides it in tests).
 const defaultPoll = time.Second
 
-// defaultBatchWaitMS is --batch-wait-ms when --batch-size turns batching on without it.
-const defaultBatchWaitMS = 5
+// defaultBatchWaitMS is --batch-wait-ms when --batch-size turns batching on without it: batches form when a
+// replica frees up, so waiting is rarely worth its latency.
+const defaultBatchWaitMS = 0
 
 // deploymentFlags are the flags deploy and deployments update share. A flag changes the deployment only when
 // it is given: the others keep the server's defaults (deploy) or the current values (update).
@@ -48,9 +49,9 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 	fs := cmd.Flags()
 	fs.IntVar(&f.replicas, "replicas", def(1), "number of replica processes (1-64)")
 	fs.IntVar(&f.batchSize, "batch-size", 0, "merge up to N concurrent requests into one model call (0 or 1: no batching)")
-	waitUsage := "with --batch-size: longest wait for a batch to fill, in ms"
+	waitUsage := "with --batch-size: how long a batch may wait for more rows once a replica is free, in ms"
 	if !create {
-		waitUsage += " (unchanged when not given, 5 if batching was off)"
+		waitUsage += " (unchanged when not given, 0 if batching was off)"
 	}
 	fs.IntVar(&f.batchWaitMS, "batch-wait-ms", def(defaultBatchWaitMS), waitUsage)
 	fs.IntVar(&f.timeoutMS, "timeout-ms", def(30_000), "answer 504 when the model takes longer than this, in ms")
@@ -131,7 +132,7 @@ The command waits until the replicas are ready and then prints the URLs with cur
 the reason the deployment FAILED (exit 1). --no-wait returns at once; the replicas keep starting on the
 server ('slipway deployments get NAME' shows them).`,
 		Example: `  slipway deploy churn-api --model churn@champion --follow-alias --replicas 2
-  slipway deploy churn-api --model churn:3 --batch-size 32 --batch-wait-ms 5 --env OMP_NUM_THREADS=1`,
+  slipway deploy churn-api --model churn:3 --batch-size 32 --env OMP_NUM_THREADS=1`,
 		Args: exactArgs(1, "one deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			name := args[0]

@@ -214,7 +214,7 @@ func TestDeploy(t *testing.T) {
 			gets: []*slipway.Deployment{testDeployment(slipway.DeploymentCreating, 2, 0), testDeployment(slipway.DeploymentCreating, 2, 1),
 				testDeployment(slipway.DeploymentActive, 2, 2)},
 			wantWrite: `POST /api/v1/deployments {"name":"churn-api","model":"churn","alias":"champion","follow_alias":true,"replicas":2,` +
-				`"batching":{"max_batch_size":32,"max_wait_ms":5},"env":{"API_KEY":"hunter2","OMP_NUM_THREADS":"1"}}`,
+				`"batching":{"max_batch_size":32,"max_wait_ms":0},"env":{"API_KEY":"hunter2","OMP_NUM_THREADS":"1"}}`,
 			wantGets: 3,
 			wantStdout: []string{
 				"State:            ACTIVE\n",

@@ -113,13 +113,17 @@ func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc) http.Hand
 			s.problem(w, r, slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need))
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), ctxToken, t)))
+		if info, ok := r.Context().Value(ctxKey{}).(*requestInfo); ok {
+			info.token = t
+			next(w, r)
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestInfo{token: t}))) // no withRequestID in front (tests)
 	}
 }
 
 func tokenOf(r *http.Request) *slipway.Token {
-	t, _ := r.Context().Value(ctxToken).(*slipway.Token)
-	return t
+	return infoOf(r).token
 }
 
 func actor(r *http.Request) string {

@@ -163,17 +163,24 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-type ctxKey int
+type ctxKey struct{}
 
-const (
-	ctxRequestID ctxKey = iota
-	ctxToken
-)
-
-func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(ctxRequestID).(string)
-	return id
+// requestInfo is what the middleware learns about a request. One value in the context, filled in as the request
+// passes through: each r.WithContext copies the whole request, which the prediction path pays per call.
+type requestInfo struct {
+	id    string
+	token *slipway.Token // set by requireRole
 }
+
+func infoOf(r *http.Request) *requestInfo {
+	info, _ := r.Context().Value(ctxKey{}).(*requestInfo)
+	if info == nil {
+		return &requestInfo{}
+	}
+	return info
+}
+
+func requestID(r *http.Request) string { return infoOf(r).id }
 
 // withRequestID honours a client's X-Request-Id (if sane) or makes one, and echoes it on the response.
 func (s *Server) withRequestID(next http.Handler) http.Handler {
@@ -183,7 +190,7 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 			id = newID()
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxRequestID, id)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestInfo{id: id})))
 	})
 }
 
