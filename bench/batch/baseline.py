@@ -6,6 +6,7 @@ on Debian by default). It also measures pure predict() throughput in the same pr
 memory, scored chunk by chunk (the chunk size Slipway uses) and in one call.
 
     python3 baseline.py --csv customers.csv --model-dir examples/sklearn-churn --psql "psql -h SOCK -p PORT -U postgres -d bench" --chunk-size 10000
+    python3 baseline.py --csv customers.csv --model-dir DIR --psql - --predict-only     (pure predict() only)
 
 Prints one JSON object on stdout.
 """
@@ -40,6 +41,8 @@ def main():
     ap.add_argument("--psql", required=True, help="psql command line (connection options included)")
     ap.add_argument("--chunk-size", type=int, default=10000)
     ap.add_argument("--table", default="baseline_scores")
+    ap.add_argument("--predict-only", action="store_true",
+                    help="read and pure predict() in chunks only: no one-call predict, no COPY (slow models)")
     a = ap.parse_args()
 
     score = load_score(a.model_dir)
@@ -58,6 +61,10 @@ def main():
         preds.extend(out["prediction"])
         probs.extend(out["probability"])
     t_pred = time.perf_counter() - t1
+    if a.predict_only:
+        print(json.dumps({"rows": n, "read_s": round(t_read, 3), "predict_s": round(t_pred, 3),
+                          "pure_predict_rows_per_s": round(n / t_pred)}))
+        return
     t1b = time.perf_counter()
     score.predict(df[FEATURES], model=model)
     t_pred_one = time.perf_counter() - t1b

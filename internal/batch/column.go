@@ -369,6 +369,22 @@ func (c *column) tensor(name, dt string, idx []int) (workerproto.Tensor, error) 
 		}
 	case "BYTES":
 		t.Strings = make([][]byte, n)
+		if c.kind == kindString {
+			// One backing array for the chunk's strings instead of one allocation per row.
+			size := 0
+			for _, r := range idx {
+				size += len(c.s[r])
+			}
+			buf := make([]byte, 0, size)
+			for j, r := range idx {
+				start := len(buf)
+				if !c.isNull(r) {
+					buf = append(buf, c.s[r]...)
+				}
+				t.Strings[j] = buf[start:len(buf):len(buf)]
+			}
+			break
+		}
 		for j, r := range idx {
 			t.Strings[j] = []byte(c.text(r))
 		}

@@ -161,28 +161,29 @@ func (s *fileSink) encode(w io.Writer, out *chunkOut) error {
 		cw.Flush()
 		return cw.Error()
 	}
+	// Column by column through the writer's column writers: no row is assembled, and the constant meta
+	// columns are one value repeated (row assembly was most of the part's CPU).
 	pw := parquet.NewWriter(w, s.schema, parquet.Compression(&parquet.Snappy))
-	rows := make([]parquet.Row, 0, 1024)
-	metaVals := []any{s.model, int64(s.version), s.runID, out.scoredAt}
-	for r := range out.rows {
-		row := make(parquet.Row, len(s.cols))
-		for i, c := range out.cols {
-			row[s.leaf[i]] = parquetValue(c.value(r), s.leaf[i])
+	writers := pw.ColumnWriters()
+	vals := make([]parquet.Value, out.rows)
+	for i, c := range out.cols {
+		leaf := s.leaf[i]
+		for r := range out.rows {
+			vals[r] = parquetValue(c.value(r), leaf)
 		}
-		for j, v := range metaVals {
-			i := len(out.cols) + j
-			row[s.leaf[i]] = parquetValue(v, s.leaf[i])
-		}
-		rows = append(rows, row)
-		if len(rows) == cap(rows) {
-			if _, err := pw.WriteRows(rows); err != nil {
-				return err
-			}
-			rows = rows[:0]
+		if _, err := writers[leaf].WriteRowValues(vals); err != nil {
+			return err
 		}
 	}
-	if _, err := pw.WriteRows(rows); err != nil {
-		return err
+	for j, v := range []any{s.model, int64(s.version), s.runID, out.scoredAt} {
+		leaf := s.leaf[len(out.cols)+j]
+		pv := parquetValue(v, leaf)
+		for r := range vals {
+			vals[r] = pv
+		}
+		if _, err := writers[leaf].WriteRowValues(vals); err != nil {
+			return err
+		}
 	}
 	return pw.Close()
 }
@@ -294,6 +295,19 @@ func copyParquet(pw *parquet.Writer, path string, buf []parquet.Row) error {
 	if err != nil {
 		return fmt.Errorf("part %s: %w", filepath.Base(path), err)
 	}
+	// Each part's row groups are spliced in as they are (compressed pages copied, nothing decoded) when the
+	// writer can; a part written by an older version with another schema layout is copied row by row.
+	for _, rg := range pf.RowGroups() {
+		if _, err := pw.WriteRowGroup(rg); errors.Is(err, parquet.ErrRowGroupSchemaMismatch) {
+			return copyParquetRows(pw, pf, buf)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyParquetRows(pw *parquet.Writer, pf *parquet.File, buf []parquet.Row) error {
 	r := parquet.NewReader(pf)
 	defer r.Close()
 	for {
