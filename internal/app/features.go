@@ -79,6 +79,7 @@ func (a *App) openJobs() error {
 			return a.catalog.Register(ctx, catalog.Upload{Model: model, Path: path, Filename: filename, Metadata: meta, By: by})
 		},
 		Targets: map[string]jobs.ScheduleTarget{slipway.TargetBatch: batchTarget{a.batch}},
+		Batch:   pipelineBatch{a.batch},
 		Deployer: jobs.Deployer{
 			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
 				return a.deploy.Update(ctx, name, deploy.Spec{Version: &version})

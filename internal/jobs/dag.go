@@ -29,6 +29,7 @@ const (
 	BuiltinRegister = "register"
 	BuiltinEvaluate = "evaluate"
 	BuiltinDeploy   = "deploy"
+	BuiltinBatch    = "batch"
 )
 
 var (
@@ -224,8 +225,10 @@ func validateStep(p *problems, st *slipway.StepSpec, isExit bool, steps map[stri
 			if st.With["alias"] == nil && st.With["deployment"] == nil {
 				p.add("step %s: a deploy step needs with.alias (move an alias) and/or with.deployment (update a deployment)", st.Name)
 			}
+		case BuiltinBatch:
+			validateBatchWith(p, st)
 		default:
-			p.add("step %s: unknown builtin %q: use register, evaluate or deploy", st.Name, st.Builtin)
+			p.add("step %s: unknown builtin %q: use register, evaluate, deploy or batch", st.Name, st.Builtin)
 		}
 	}
 	seen := map[string]bool{}
@@ -251,6 +254,30 @@ func validateStep(p *problems, st *slipway.StepSpec, isExit bool, steps map[stri
 	if st.TimeoutSeconds < 0 || st.TimeoutSeconds > maxStepTimeout {
 		p.add("step %s: timeout_seconds must be 0-%d (0: the job's max runtime)", st.Name, maxStepTimeout)
 	}
+}
+
+// batchWith are the keys of a batch step's with: the body of POST /api/v1/batch-predictions.
+var batchWith = map[string]string{"model": "string", "version": "scalar", "alias": "string", "deployment": "string",
+	"input": "map", "output": "map", "key_columns": "list", "chunk_size": "scalar", "parallelism": "scalar",
+	"on_bad_rows": "string", "chunk_timeout_ms": "scalar"}
+
+// validateBatchWith checks the shape of a batch step's with; the batch service checks the rest (the model, the
+// input, the connection) when the step starts, with the references substituted.
+func validateBatchWith(p *problems, st *slipway.StepSpec) {
+	checkWith(p, st, batchWith, []string{"input", "output"})
+	if st.With["model"] == nil && st.With["deployment"] == nil {
+		p.add("step %s: a batch step needs with.model (or with.deployment: score with the version it serves)", st.Name)
+	}
+	sub := func(key string, known ...string) {
+		m, _ := st.With[key].(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if !slices.Contains(known, k) {
+				p.add("step %s: unknown with.%s.%s (known: %s)", st.Name, key, k, strings.Join(known, ", "))
+			}
+		}
+	}
+	sub("input", "connection", "file", "format", "path", "query")
+	sub("output", "connection", "format", "table")
 }
 
 // checkWith checks the keys and value types of a step's with.

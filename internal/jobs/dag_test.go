@@ -85,6 +85,17 @@ func TestValidatePipeline(t *testing.T) {
 		{"retries bound", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "a", Script: "x", Retries: 99}}}, "retries must be"},
 		{"on_exit with depends_on", slipway.PipelineSpec{Steps: []slipway.StepSpec{script("a", "x")}, OnExit: &slipway.StepSpec{Name: "z", Script: "x", DependsOn: []string{"a"}}}, "must not have depends_on"},
 		{"depends on on_exit", slipway.PipelineSpec{Steps: []slipway.StepSpec{script("a", "x", "z")}, OnExit: &slipway.StepSpec{Name: "z", Script: "x"}}, "on_exit step z"},
+		{"batch step", slipway.PipelineSpec{Params: map[string]any{"m": "churn"}, Steps: []slipway.StepSpec{{Name: "b", Builtin: "batch", With: map[string]any{"model": "${params.m}",
+			"version": "@champion", "input": map[string]any{"path": "x.csv"}, "output": map[string]any{"connection": "wh", "table": "t"},
+			"key_columns": []any{"id"}, "chunk_size": 100.0, "parallelism": "${params.m}", "on_bad_rows": "skip", "chunk_timeout_ms": 1000.0}}}}, ""},
+		{"batch needs input and output", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "b", Builtin: "batch", With: map[string]any{"model": "m"}}}}, "missing with.input; step b: missing with.output"},
+		{"batch needs a model", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "b", Builtin: "batch", With: map[string]any{"input": map[string]any{}, "output": map[string]any{}}}}}, "needs with.model"},
+		{"batch unknown keys", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "b", Builtin: "batch", With: map[string]any{"model": "m", "chunks": 1.0,
+			"input": map[string]any{"pth": "x"}, "output": map[string]any{"tabel": "t"}}}}}, "unknown with.chunks"},
+		{"batch unknown input key", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "b", Builtin: "batch", With: map[string]any{"model": "m",
+			"input": map[string]any{"pth": "x"}, "output": map[string]any{"tabel": "t"}}}}}, "unknown with.input.pth (known: connection, file, format, path, query); step b: unknown with.output.tabel"},
+		{"batch key columns are a list", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "b", Builtin: "batch", With: map[string]any{"model": "m",
+			"input": map[string]any{}, "output": map[string]any{}, "key_columns": "id"}}}}, "with.key_columns must be a list"},
 		{"bad param name", slipway.PipelineSpec{Params: map[string]any{"9x": 1.0}, Steps: []slipway.StepSpec{script("a", "x")}}, "param name"},
 	}
 	for _, tc := range cases {

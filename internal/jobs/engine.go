@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -24,6 +25,14 @@ type builtinState struct {
 	started time.Time
 	done    bool
 	result  stepResult
+	// progress is what a long built-in (batch) reported since the driver last recorded it in the step.
+	progress *stepProgress
+}
+
+// stepProgress is a running built-in's outputs and reason so far (the batch step: its batch id and rows).
+type stepProgress struct {
+	outputs map[string]any
+	reason  string
 }
 
 // stepResult is how one attempt of a step ended.
@@ -50,6 +59,7 @@ func (s *Service) startDriver(id string) {
 			s.mu.Lock()
 			delete(s.drivers, id)
 			s.mu.Unlock()
+			s.changed.notify() // waiters for "over and no longer driven" (retry, tests) see it
 		}()
 		s.drive(ctx, id)
 	})
@@ -132,6 +142,11 @@ func (s *Service) advance(ctx context.Context, id string) (next time.Time, done 
 		if st.State != slipway.StepInProgress {
 			continue
 		}
+		if st.Kind == "builtin:"+BuiltinBatch {
+			if err := s.reattachBatch(ctx, run, st, specs[st.Name]); err != nil {
+				return next, false, err
+			}
+		}
 		res, finished, err := s.poll(ctx, st, run.ID)
 		if err != nil {
 			return next, false, err
@@ -140,7 +155,16 @@ func (s *Service) advance(ctx context.Context, id string) (next time.Time, done 
 			if err := s.applyResult(ctx, run, st, specs[st.Name], res); err != nil {
 				return next, false, err
 			}
-		} else if run.CancelRequested && !st.OnExit {
+			continue
+		}
+		if p := s.takeProgress(run.ID, st.Name); p != nil {
+			st.Outputs, st.Reason = p.outputs, p.reason
+			if err := s.store.UpdateStepRun(ctx, run.ID, st); err != nil {
+				return next, false, err
+			}
+			s.changed.notify() // followers of the run see the progress
+		}
+		if run.CancelRequested && !st.OnExit {
 			s.stopStep(ctx, run.ID, st)
 		}
 	}
@@ -454,7 +478,7 @@ func (s *Service) launch(ctx context.Context, run *slipway.PipelineRun, st *slip
 	if err := s.store.UpdateStepRun(ctx, run.ID, st); err != nil {
 		return err
 	}
-	s.startBuiltin(run, st.Name, spec, with)
+	s.startBuiltin(run, st, spec, with)
 	s.changed.notify()
 	return nil
 }
@@ -502,27 +526,45 @@ func cacheKey(run *slipway.PipelineRun, spec *slipway.StepSpec, rs *slipway.RunS
 }
 
 // startBuiltin runs a built-in step in a goroutine owned by the service; the driver picks up its result.
-func (s *Service) startBuiltin(run *slipway.PipelineRun, step string, spec *slipway.StepSpec, with map[string]any) {
-	timeout := defaultBuiltinTimeout
-	if spec.TimeoutSeconds > 0 {
-		timeout = time.Duration(spec.TimeoutSeconds) * time.Second
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	bs := &builtinState{cancel: cancel, started: s.now().UTC()}
-	s.mu.Lock()
-	s.builtins[run.ID+"/"+step] = bs
-	s.mu.Unlock()
+func (s *Service) startBuiltin(run *slipway.PipelineRun, st *slipway.StepRun, spec *slipway.StepSpec, with map[string]any) {
 	outputDirs := map[string]string{}
-	for _, st := range run.Steps {
-		if st.State == slipway.StepSucceeded {
-			outputDirs[st.Name] = st.OutputDir
+	for _, other := range run.Steps {
+		if other.State == slipway.StepSucceeded {
+			outputDirs[other.Name] = other.OutputDir
 		}
 	}
+	step, attempt := st.Name, st.Attempts
+	s.goBuiltin(run.ID, step, s.now().UTC(), builtinTimeout(spec), func(ctx context.Context, bs *builtinState) (map[string]any, error) {
+		if spec.Builtin == BuiltinBatch {
+			return s.builtinBatch(ctx, run, step, attempt, with, "", bs)
+		}
+		return s.runBuiltin(ctx, run, spec.Builtin, with, outputDirs)
+	})
+}
+
+// builtinTimeout bounds each attempt of a built-in step.
+func builtinTimeout(spec *slipway.StepSpec) time.Duration {
+	if spec != nil && spec.TimeoutSeconds > 0 {
+		return time.Duration(spec.TimeoutSeconds) * time.Second
+	}
+	return defaultBuiltinTimeout
+}
+
+// goBuiltin runs fn as the current attempt of a built-in step, started at started and bounded by timeout
+// from then, in a goroutine owned by the service. Its result waits in s.builtins for the driver.
+func (s *Service) goBuiltin(runID, step string, started time.Time, timeout time.Duration, fn func(ctx context.Context, bs *builtinState) (map[string]any, error)) {
+	ctx, cancel := context.WithDeadline(s.ctx, started.Add(timeout))
+	bs := &builtinState{cancel: cancel, started: started}
+	s.mu.Lock()
+	s.builtins[runID+"/"+step] = bs
+	s.mu.Unlock()
 	s.goFunc(func(context.Context) {
 		defer cancel()
-		outputs, err := s.runBuiltin(ctx, run, spec.Builtin, with, outputDirs)
+		outputs, err := fn(ctx, bs)
 		res := stepResult{ok: err == nil, outputs: outputs, started: &bs.started, finished: ptr(s.now().UTC())}
 		if err != nil {
+			var c interface{ stepCanceled() }
+			res.canceled = errors.As(err, &c)
 			res.reason = slipway.ErrorMessage(err)
 			if slipway.ErrorCode(err) == slipway.EINTERNAL {
 				res.reason = err.Error()
@@ -536,6 +578,27 @@ func (s *Service) startBuiltin(run *slipway.PipelineRun, step string, spec *slip
 		s.mu.Unlock()
 		s.changed.notify()
 	})
+}
+
+// report records a running built-in's progress for the driver to store in the step, and wakes the driver.
+func (s *Service) report(bs *builtinState, p stepProgress) {
+	s.mu.Lock()
+	bs.progress = &p
+	s.mu.Unlock()
+	s.changed.notify()
+}
+
+// takeProgress returns the progress a running built-in reported since the last call (nil: none).
+func (s *Service) takeProgress(runID, step string) *stepProgress {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bs := s.builtins[runID+"/"+step]
+	if bs == nil || bs.done {
+		return nil
+	}
+	p := bs.progress
+	bs.progress = nil
+	return p
 }
 
 // resumePipelines starts a driver for every run left in progress by a previous server.

@@ -40,6 +40,17 @@ type Deployer struct {
 	AliasMoved func(ctx context.Context, model, alias string, version int)
 }
 
+// BatchRunner is the batch predictions service as the `batch` step uses it: the app passes its batch service
+// (jobs does not import batch, nor batch jobs). Nil: the step refuses to run.
+type BatchRunner interface {
+	// Create validates a request (the body of POST /api/v1/batch-predictions), stores the run and starts it.
+	Create(ctx context.Context, spec slipway.BatchSpec, by string) (*slipway.BatchRun, error)
+	Get(ctx context.Context, id string) (*slipway.BatchRun, error)
+	// List returns runs newest first.
+	List(ctx context.Context, f slipway.BatchFilter) ([]*slipway.BatchRun, int, error)
+	Cancel(ctx context.Context, id, by string) (*slipway.BatchRun, error)
+}
+
 // RegisterFunc registers a model version from the archive (or single file) at path, as catalog.Register does.
 type RegisterFunc func(ctx context.Context, model, path, filename string, meta slipway.VersionMetadata, by string) (*slipway.ModelVersion, error)
 
@@ -52,10 +63,14 @@ type Config struct {
 	Models   slipway.ModelStore
 	Register RegisterFunc
 	Deployer Deployer
-	Executor executor.Executor
-	Limits   archive.Limits // for uploaded job and pipeline artifacts
-	Dir      string         // DATA_DIR/jobs: artifacts/, runs/, tmp/
-	Python   string         // interpreter for .py entrypoints (default /usr/bin/python3)
+	// Batch runs the `batch` step's batch predictions.
+	Batch BatchRunner
+	// BatchPoll is how often a `batch` step reads its run's progress (default 500ms).
+	BatchPoll time.Duration
+	Executor  executor.Executor
+	Limits    archive.Limits // for uploaded job and pipeline artifacts
+	Dir       string         // DATA_DIR/jobs: artifacts/, runs/, tmp/
+	Python    string         // interpreter for .py entrypoints (default /usr/bin/python3)
 	// MaxConcurrentRuns bounds the processes of job runs and pipeline steps running at once (default 4).
 	MaxConcurrentRuns int
 	// URL is the server's base URL given to runs as SLIPWAY_URL. When empty, runs wait for SetURL (the server
@@ -119,6 +134,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 5 * time.Second
+	}
+	if cfg.BatchPoll <= 0 {
+		cfg.BatchPoll = 500 * time.Millisecond
 	}
 	if cfg.MaxLog <= 0 {
 		cfg.MaxLog = 16 << 20

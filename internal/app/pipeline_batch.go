@@ -1,0 +1,32 @@
+package app
+
+import (
+	"context"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/batch"
+	"github.com/slipway-ml/slipway/internal/jobs"
+)
+
+// pipelineBatch lets the pipelines' `batch` step start and follow batch predictions. Like batchTarget, it
+// lives in the composition root so that neither jobs nor batch imports the other: jobs sees only its
+// BatchRunner interface.
+type pipelineBatch struct{ svc *batch.Service }
+
+var _ jobs.BatchRunner = pipelineBatch{}
+
+func (p pipelineBatch) Create(ctx context.Context, spec slipway.BatchSpec, by string) (*slipway.BatchRun, error) {
+	return p.svc.Create(ctx, spec, by)
+}
+
+func (p pipelineBatch) Get(ctx context.Context, id string) (*slipway.BatchRun, error) {
+	return p.svc.Get(ctx, id)
+}
+
+func (p pipelineBatch) List(ctx context.Context, f slipway.BatchFilter) ([]*slipway.BatchRun, int, error) {
+	return p.svc.List(ctx, f)
+}
+
+func (p pipelineBatch) Cancel(ctx context.Context, id, by string) (*slipway.BatchRun, error) {
+	return p.svc.Cancel(ctx, id, by)
+}
