@@ -100,7 +100,17 @@ func (a *App) openJobs() error {
 // openBatch wires batch predictions: named connections (refused at startup when malformed), uploaded
 // files and run outputs under DATA/batch, and the runs a previous server left unfinished (resumed).
 func (a *App) openBatch() error {
-	conns, err := batch.ParseConnections(a.cfg.Connections)
+	for _, w := range a.cfg.Warnings {
+		a.log.Warn(w)
+	}
+	specs, err := batch.FlagConnSpecs(a.cfg.Connections)
+	if err != nil {
+		return err
+	}
+	for _, fc := range a.cfg.FileConnections {
+		specs = append(specs, batch.ConnSpec{Name: fc.Name, DSN: fc.DSN, Origin: fc.Origin})
+	}
+	conns, err := batch.ParseConnSpecs(specs)
 	if err != nil {
 		return err
 	}

@@ -41,58 +41,91 @@ type Conn struct {
 
 var connNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$`)
 
+// ConnSpec is one named connection to open: its DSN and where it was given (for error messages: "--connection
+// wh", "connection wh (connections file /etc/slipway/connections.yaml, line 3)").
+type ConnSpec struct {
+	Name, DSN, Origin string
+}
+
 // ParseConnections reads --connection values: NAME=sqlite:///absolute/path.db (or sqlite://relative/path.db,
 // made absolute against the working directory) and NAME=postgres://user:password@host:port/db?sslmode=...
 // (postgresql:// too). A bad value is an error naming it, never a silently skipped connection.
 func ParseConnections(values []string) (map[string]*Conn, error) {
-	out := map[string]*Conn{}
+	specs, err := FlagConnSpecs(values)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConnSpecs(specs)
+}
+
+// FlagConnSpecs splits --connection NAME=URL values.
+func FlagConnSpecs(values []string) ([]ConnSpec, error) {
+	specs := make([]ConnSpec, 0, len(values))
 	for _, v := range values {
 		name, dsn, ok := strings.Cut(v, "=")
 		if !ok || name == "" || dsn == "" {
 			return nil, fmt.Errorf("--connection %q: use NAME=sqlite:///path/to.db or NAME=postgres://user@host:5432/db", redactValue(v))
 		}
-		if !connNamePattern.MatchString(name) {
-			return nil, fmt.Errorf("--connection %s: invalid name: use 1-64 lowercase letters, digits, '_' or '-'", name)
+		specs = append(specs, ConnSpec{Name: name, DSN: dsn, Origin: "--connection " + name})
+	}
+	return specs, nil
+}
+
+// ParseConnSpecs opens the named connections of the command line and the connections file: each must have a
+// valid name, a name given once, and a DSN of a supported database. Errors name the connection's origin.
+func ParseConnSpecs(specs []ConnSpec) (map[string]*Conn, error) {
+	out := map[string]*Conn{}
+	origins := map[string]string{}
+	for _, sp := range specs {
+		if sp.Origin == "" {
+			sp.Origin = "connection " + sp.Name
 		}
-		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("--connection %s is given twice", name)
+		if !connNamePattern.MatchString(sp.Name) {
+			return nil, fmt.Errorf("%s: invalid name %q: use 1-64 lowercase letters, digits, '_' or '-'", sp.Origin, sp.Name)
 		}
-		c, err := parseConn(name, dsn)
+		if first, dup := origins[sp.Name]; dup {
+			if first == sp.Origin {
+				return nil, fmt.Errorf("%s is given twice", sp.Origin)
+			}
+			return nil, fmt.Errorf("connection %s is given twice: as %s and as %s; keep one", sp.Name, first, sp.Origin)
+		}
+		c, err := parseConn(sp.Origin, sp.Name, sp.DSN)
 		if err != nil {
 			return nil, err
 		}
-		out[name] = c
+		out[sp.Name], origins[sp.Name] = c, sp.Origin
 	}
 	return out, nil
 }
 
-func parseConn(name, dsn string) (*Conn, error) {
+// parseConn reads one DSN; origin prefixes its errors.
+func parseConn(origin, name, dsn string) (*Conn, error) {
 	switch {
 	case strings.HasPrefix(dsn, "sqlite://"):
 		p := strings.TrimPrefix(dsn, "sqlite://")
 		if i := strings.IndexByte(p, '?'); i >= 0 {
-			return nil, fmt.Errorf("--connection %s: sqlite URLs take no options (%q): the server sets WAL and a busy timeout itself", name, p[i:])
+			return nil, fmt.Errorf("%s: sqlite URLs take no options (%q): the server sets WAL and a busy timeout itself", origin, p[i:])
 		}
 		if p == "" || p == "/" {
-			return nil, fmt.Errorf("--connection %s: sqlite URL has no path: use sqlite:///absolute/path.db", name)
+			return nil, fmt.Errorf("%s: sqlite URL has no path: use sqlite:///absolute/path.db", origin)
 		}
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			return nil, fmt.Errorf("--connection %s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", origin, err)
 		}
 		if st, err := os.Stat(filepath.Dir(abs)); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("--connection %s: folder %s does not exist (the database file is created on first write, its folder must exist)", name, filepath.Dir(abs))
+			return nil, fmt.Errorf("%s: folder %s does not exist (the database file is created on first write, its folder must exist)", origin, filepath.Dir(abs))
 		}
 		return &Conn{Name: name, Driver: DriverSQLite, path: abs}, nil
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		cfg, err := pgx.ParseConfig(dsn)
 		if err != nil {
 			// pgx's message may quote the URL: keep only its kind.
-			return nil, fmt.Errorf("--connection %s: invalid PostgreSQL URL (want postgres://user:password@host:5432/dbname?sslmode=disable): %s", name, redactValue(err.Error()))
+			return nil, fmt.Errorf("%s: invalid PostgreSQL URL (want postgres://user:password@host:5432/dbname?sslmode=disable): %s", origin, redactValue(err.Error()))
 		}
 		return &Conn{Name: name, Driver: DriverPostgres, pg: cfg}, nil
 	}
-	return nil, fmt.Errorf("--connection %s: unsupported database URL %q: use sqlite:///path/to.db or postgres://...", name, redactValue(dsn))
+	return nil, fmt.Errorf("%s: unsupported database URL %q: use sqlite:///path/to.db or postgres://...", origin, redactValue(dsn))
 }
 
 var passwordInURL = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,13 @@ type Config struct {
 	// Batch predictions
 	ImportDir   string   // files batch predictions may read (default DATA_DIR/imports)
 	Connections []string // NAME=sqlite:///path or NAME=postgres://... (repeatable --connection)
+	// ConnectionsFile maps more names to database URLs (YAML or JSON, ${ENV_VAR} expanded); its connections,
+	// read by Parse, are in FileConnections.
+	ConnectionsFile string
+	FileConnections []FileConnection
+
+	// Warnings are things the server should log once it has a logger (a connections file others can read).
+	Warnings []string
 }
 
 // Default returns the defaults documented in the README.
@@ -63,6 +71,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	envStr(&c.LogLevel, "SLIPWAY_LOG_LEVEL")
 	envStr(&c.Python, "SLIPWAY_PYTHON")
 	envStr(&c.ORTLibrary, "SLIPWAY_ORT_LIB")
+	envStr(&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE")
 	if v := getenv("SLIPWAY_MAX_UPLOAD_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -93,6 +102,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		c.Connections = append(c.Connections, v)
 		return nil
 	})
+	fs.StringVar(&c.ConnectionsFile, "connections-file", c.ConnectionsFile, "YAML or JSON file of NAME: URL connections for batch predictions; ${ENV_VAR} in URLs is expanded (env SLIPWAY_CONNECTIONS_FILE)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -100,7 +110,35 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags only; see slipway server --help)", fs.Arg(0))
 	}
+	if err := c.loadConnections(getenv); err != nil {
+		return c, err
+	}
 	return c, c.Validate()
+}
+
+// loadConnections reads the connections file, if any: a name it shares with a --connection is an error
+// that names both.
+func (c *Config) loadConnections(getenv func(string) string) error {
+	if c.ConnectionsFile == "" {
+		return nil
+	}
+	conns, warnings, err := loadConnectionsFile(c.ConnectionsFile, getenv)
+	if err != nil {
+		return err
+	}
+	flags := map[string]bool{}
+	for _, v := range c.Connections {
+		if name, _, ok := strings.Cut(v, "="); ok {
+			flags[name] = true
+		}
+	}
+	for _, fc := range conns {
+		if flags[fc.Name] {
+			return fmt.Errorf("connection %s is given both on the command line (--connection %s=...) and in the connections file: %s; keep one", fc.Name, fc.Name, fc.Origin)
+		}
+	}
+	c.FileConnections, c.Warnings = conns, append(c.Warnings, warnings...)
+	return nil
 }
 
 // Validate checks values and makes the data folder absolute.
