@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--chunk", type=int, required=True)
     ap.add_argument("--parallelism", type=int, required=True)
     ap.add_argument("--repeat", type=int, required=True)
-    ap.add_argument("--forest-rows", type=int, default=0)
+    ap.add_argument("--forest", type=int, default=0)
     ap.add_argument("--load", default="")
     a = ap.parse_args()
     d = a.results
@@ -98,12 +98,12 @@ def main():
         "Python script phases: read %s s, predict %s s, write %s s (of which COPY %s s). One-chunk run (start-up): %s."
         % (b["read_s"], b["predict_s"], b["write_s"], b["copy_only_s"], cpu_cell(small, a.rows).replace("per 1M", "")),
     ]
-    if a.forest_rows > 0:
+    if a.forest:
         fb = load(d, "forest-baseline.json")
         fpure = fb["pure_predict_rows_per_s"]
         fsmall, f1, fpg = Run(d, "forest-small"), Run(d, "forest-1"), Run(d, "forest-pg")
         L += [
-            "", "## Model-bound: RandomForest (train.py --model forest, ~%.0f µs/row), %s rows" % (1e6 / fpure, format(a.forest_rows, ",")), "",
+            "", "## Model-bound: RandomForest (train.py --model forest, ~%.0f µs/row), the same rows" % (1e6 / fpure), "",
             "| what | rows/s | CPU s per 1M rows |", "|---|---:|---|",
             "| Slipway → Parquet file, parallelism 1 (one replica, as one Python process), end to end | %s | %s |" % (format(round(f1.rps), ","), cpu_cell(f1, f1.rows)),
             "| the same without replica start-up (one-chunk run: %.2f s) | %s | |" % (fsmall.s, format(round(steady(f1, fsmall)), ",")),

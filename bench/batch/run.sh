@@ -7,10 +7,10 @@
 # Target: Slipway's rows/s ≥ 0.8× pure predict(). Every Slipway run also records CPU seconds by process
 # (server, replicas, PostgreSQL): wall-clock figures on a shared machine are noisy, CPU per row is not.
 #
-#   ./bench/batch/run.sh [--rows N] [--chunk-size N] [--parallelism N] [--repeat N] [--forest-rows N]
+#   ./bench/batch/run.sh [--rows N] [--chunk-size N] [--parallelism N] [--repeat N] [--no-forest]
 #
 # --repeat (default 3): runs of each logistic-regression case, the best is reported (noise only slows).
-# --forest-rows (default 200000, 0 skips): rows for the RandomForest case (~45 µs/row: model-bound).
+# --no-forest: skip the RandomForest case (same rows; ~7 µs/row, ten times the logistic regression's).
 # Environment: SLIPWAY_BIN (default bin/slipway, built when missing), PYTHON (default /usr/bin/python3),
 # WORK (scratch folder, default a new temp folder, removed at the end unless KEEP=1), PPROF=1 (save a CPU
 # profile of the server during the first PostgreSQL run next to the report).
@@ -20,14 +20,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
-rows=1000000 chunk=10000 par=2 repeat=3 forest_rows=200000
+rows=1000000 chunk=10000 par=2 repeat=3 forest=1
 while (($#)); do
   case $1 in
     --rows) rows=${2:?}; shift ;;
     --chunk-size) chunk=${2:?}; shift ;;
     --parallelism) par=${2:?}; shift ;;
     --repeat) repeat=${2:?}; shift ;;
-    --forest-rows) forest_rows=${2:?}; shift ;;
+    --no-forest) forest=0 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -55,11 +55,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== data: $rows rows resampled from examples/data/churn.csv (+ one chunk, + $forest_rows rows for the forest)"
-mkdir -p "$work/imports/small" "$work/imports/forest" "$work/results"
+echo "== data: $rows rows resampled from examples/data/churn.csv (+ one chunk)"
+mkdir -p "$work/imports/small" "$work/results"
 go run ./bench/batch/gen -rows "$rows" -out "$work/imports"
 go run ./bench/batch/gen -rows "$chunk" -out "$work/imports/small"   # one chunk: the fixed cost of a run
-((forest_rows > 0)) && go run ./bench/batch/gen -rows "$forest_rows" -out "$work/imports/forest"
 ls -l "$work/imports" | tail -n +2
 
 echo "== PostgreSQL ($pgbin)"
@@ -93,7 +92,7 @@ for _ in $(seq 1 600); do
 done
 export SLIPWAY_URL=$addr SLIPWAY_TOKEN=$(cat "$work/data/admin.token")
 "$bin" models push examples/sklearn-churn --model churn --metadata examples/sklearn-churn/metadata.json --alias champion >/dev/null
-if ((forest_rows > 0)); then
+if ((forest)); then
   "$py" examples/sklearn-churn/train.py --model forest --out "$work/forest" >/dev/null
   "$bin" models push "$work/forest" --model churn-forest --metadata "$work/forest/metadata.json" --alias champion >/dev/null
 fi
@@ -136,12 +135,12 @@ echo "== Python baseline: pandas read_csv + predict() + COPY (psql), pure predic
 "$py" bench/batch/baseline.py --csv "$work/imports/customers.csv" --model-dir examples/sklearn-churn \
   --psql "${asPG[*]} psql -h $work/pg/sock -p $port -U postgres -d bench" --chunk-size "$chunk" | tee "$work/results/baseline.json"
 
-if ((forest_rows > 0)); then
-  echo "== Model-bound case: RandomForest, $forest_rows rows"
+if ((forest)); then
+  echo "== Model-bound case: RandomForest, the same rows"
   slip forest-small churn-forest small/customers.parquet 1 --output-format parquet
-  slip forest-1 churn-forest forest/customers.parquet 1 --output-format parquet
-  slip forest-pg churn-forest forest/customers.parquet "$par" --output-table forest_scores --connection pg
-  "$py" bench/batch/baseline.py --csv "$work/imports/forest/customers.csv" --model-dir "$work/forest" --psql - \
+  slip forest-1 churn-forest customers.parquet 1 --output-format parquet
+  slip forest-pg churn-forest customers.parquet "$par" --output-table forest_scores --connection pg
+  "$py" bench/batch/baseline.py --csv "$work/imports/customers.csv" --model-dir "$work/forest" --psql - \
     --chunk-size "$chunk" --predict-only | tee "$work/results/forest-baseline.json"
 fi
 
@@ -150,7 +149,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 report=bench/results/batch-$stamp.md
 [[ -f $work/results/server.pprof ]] && cp "$work/results/server.pprof" "bench/results/batch-$stamp-server.pprof"
 "$py" bench/batch/report.py --results "$work/results" --rows "$rows" --chunk "$chunk" --parallelism "$par" \
-  --repeat "$repeat" --forest-rows "$forest_rows" --load "$(cut -d' ' -f1-3 /proc/loadavg)" >"$report"
+  --repeat "$repeat" --forest "$forest" --load "$(cut -d' ' -f1-3 /proc/loadavg)" >"$report"
 cat "$report"
 echo
 echo "Report: $report"
