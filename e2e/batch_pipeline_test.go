@@ -29,7 +29,8 @@ func TestPipelineBatchStepWithConnectionsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(connFile, 0o640)
-	s := startServer(t, "", "--import-dir", imports, "--connections-file", connFile)
+	args := []string{"--import-dir", imports, "--connections-file", connFile}
+	s := startServer(t, "", args...)
 	c := s.Client()
 	if !strings.Contains(s.Log(), "connections file "+connFile+" is readable by group or others (mode 0640) and holds a password for pg (line 3)") {
 		t.Errorf("no warning about the readable password in the log:\n%s", s.Log())
@@ -125,13 +126,14 @@ steps:
 		pushSlowChurn(t, s)
 		if _, err := c.CreatePipeline(ctxFor(t, time.Minute), []byte(`
 name: slow-score
+params: {table: slow_scores}
 steps:
   - name: predict
     builtin: batch
     with:
       model: churn-slow
       input: {path: customers.csv}
-      output: {connection: wh, table: slow_scores}
+      output: {connection: wh, table: "${params.table}"}
       key_columns: [customer_id]
       chunk_size: 5
       parallelism: 1
@@ -142,17 +144,7 @@ steps:
 		if err != nil {
 			t.Fatal(err)
 		}
-		var id string
-		waitFor(t, "the batch step to report progress", 2*time.Minute, func() bool {
-			cur, err := c.GetPipelineRun(context.Background(), r.ID)
-			if err != nil {
-				return false
-			}
-			st := stepNamed(cur, "predict")
-			id, _ = st.Outputs["batch_id"].(string)
-			done, _ := st.Outputs["rows_done"].(float64)
-			return id != "" && done > 0 && strings.Contains(st.Reason, "IN_PROGRESS")
-		})
+		id := waitBatchStepProgress(t, c, r.ID)
 		if _, err := c.CancelPipelineRun(ctxFor(t, time.Minute), r.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -167,6 +159,55 @@ steps:
 			t.Fatalf("run %s; step %s %q; batch %s %q after %d rows", r.State, st.State, st.Reason, b.State, b.Reason, b.RowsDone)
 		}
 	})
+
+	t.Run("a server killed mid-step re-attaches to the same batch run", func(t *testing.T) {
+		r, err := c.RunPipeline(ctxFor(t, time.Minute), "slow-score", map[string]any{"table": "restart_scores"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := waitBatchStepProgress(t, c, r.ID)
+		s.Kill() // SIGKILL: the batch run and the step are left IN_PROGRESS
+		s2 := startServer(t, s.dataDir, args...)
+		c2 := s2.Client()
+		r = waitPipelineRun(t, c2, r.ID)
+		st := stepNamed(r, "predict")
+		if r.State != slipway.RunSucceeded || st.Attempts != 1 || st.Outputs["batch_id"] != id || st.Outputs["rows_done"] != 300.0 {
+			t.Fatalf("after restart: run %s %q; step %s after %d attempts, outputs %v (batch %s before)", r.State, r.Reason, st.State, st.Attempts, st.Outputs, id)
+		}
+		all, _, err := c2.ListBatchPredictions(ctxFor(t, time.Minute), "", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range all {
+			if strings.HasPrefix(b.CreatedBy, "pipeline:"+r.ID+"/") && b.ID != id {
+				t.Fatalf("the resumed step started a second batch run %s", b.ID)
+			}
+		}
+		if got := tableRows(t, "sqlite", outDB, "restart_scores"); len(got) != 300 { // fails on a duplicate customer
+			t.Fatalf("%d rows in the output table, want 300", len(got))
+		}
+		if !strings.Contains(s2.Log(), "pipeline step re-attached to its batch prediction") {
+			t.Errorf("the restarted server did not say it re-attached:\n%s", s2.Log())
+		}
+	})
+}
+
+// waitBatchStepProgress waits until the predict step of a pipeline run reports rows done by its batch run,
+// and returns the batch run's id.
+func waitBatchStepProgress(t *testing.T, c *client.Client, runID string) string {
+	t.Helper()
+	var id string
+	waitFor(t, "the batch step to report progress", 2*time.Minute, func() bool {
+		cur, err := c.GetPipelineRun(context.Background(), runID)
+		if err != nil {
+			return false
+		}
+		st := stepNamed(cur, "predict")
+		id, _ = st.Outputs["batch_id"].(string)
+		done, _ := st.Outputs["rows_done"].(float64)
+		return id != "" && done > 0 && strings.Contains(st.Reason, "IN_PROGRESS")
+	})
+	return id
 }
 
 // pushSlowChurn registers the churn model as churn-slow, with predict() slowed down (50 ms per call) so that a
