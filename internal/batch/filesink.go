@@ -164,6 +164,9 @@ func (s *fileSink) encode(w io.Writer, out *chunkOut) error {
 	// Column by column through the writer's column writers: no row is assembled, and the constant meta
 	// columns are one value repeated (row assembly was most of the part's CPU).
 	pw := parquet.NewWriter(w, s.schema, parquet.Compression(&parquet.Snappy))
+	if out.rows == 0 { // every row of the chunk was skipped: an empty part
+		return pw.Close()
+	}
 	writers := pw.ColumnWriters()
 	vals := make([]parquet.Value, out.rows)
 	for i, c := range out.cols {

@@ -129,3 +129,77 @@ func TestParquetColumnReader(t *testing.T) {
 		t.Fatalf("read %d rows, want %d", seen, total)
 	}
 }
+
+// TestParquetFileSinkParts writes parts column by column (one of them empty: every row of its chunk was
+// skipped) and merges them by splicing row groups; the output holds every row in chunk order.
+func TestParquetFileSinkParts(t *testing.T) {
+	dir := t.TempDir()
+	s := newFileSink(dir, FormatParquet, "b-1", "churn", 2)
+	ctx := context.Background()
+	if err := s.prepare(ctx, []outCol{{"id", kindInt}, {"label", kindInt}, {"score", kindFloat}, {"cat", kindString}}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	part := func(index, from, n int) *chunkOut {
+		out := &chunkOut{index: index, rows: n, scoredAt: at}
+		id, label, score, cat := newColumn(kindInt, n), newColumn(kindInt, n), newColumn(kindFloat, n), newColumn(kindString, n)
+		for i := from; i < from+n; i++ {
+			id.i = append(id.i, int64(i))
+			label.i = append(label.i, int64(i%2))
+			score.f = append(score.f, float64(i)/10)
+			if i%3 == 0 {
+				score.f[len(score.f)-1] = math.NaN() // stored as null
+			}
+			cat.s = append(cat.s, fmt.Sprint("c", i%4))
+		}
+		out.cols = []*column{id, label, score, cat}
+		return out
+	}
+	for _, p := range []*chunkOut{part(2, 20, 10), part(0, 0, 10), part(1, 10, 0)} {
+		if err := s.write(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	type outRow struct {
+		ID           int64    `parquet:"id"`
+		Label        int64    `parquet:"label"`
+		Score        *float64 `parquet:"score,optional"`
+		Cat          string   `parquet:"cat"`
+		Model        string   `parquet:"model"`
+		ModelVersion int64    `parquet:"model_version"`
+		BatchID      string   `parquet:"batch_id"`
+	}
+	rows, err := parquet.ReadFile[outRow](filepath.Join(dir, OutputName(FormatParquet)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 20 {
+		t.Fatalf("%d rows, want 20", len(rows))
+	}
+	f, err := os.Open(filepath.Join(dir, OutputName(FormatParquet)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(pf.RowGroups()); n != 2 { // spliced: one row group per non-empty part, nothing re-encoded
+		t.Fatalf("%d row groups, want 2", n)
+	}
+	for k, r := range rows {
+		i := k
+		if k >= 10 {
+			i = k + 10 // chunk 1 was empty, chunk 2 holds 20..29
+		}
+		if r.ID != int64(i) || r.Label != int64(i%2) || r.Cat != fmt.Sprint("c", i%4) || r.Model != "churn" || r.ModelVersion != 2 || r.BatchID != "b-1" ||
+			(i%3 == 0) != (r.Score == nil) || r.Score != nil && *r.Score != float64(i)/10 {
+			t.Fatalf("row %d: %+v", k, r)
+		}
+	}
+}

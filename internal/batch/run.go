@@ -192,8 +192,10 @@ func (s *Service) starter(run *slipway.BatchRun, v *slipway.ModelVersion, dir st
 // in a run's replicas to the run's share of the CPUs. A run already uses the cores with parallelism
 // replicas; each replica's pools default to every core and their idle threads spin: with 2 replicas on 2
 // cores that burned ~40% more replica CPU per row than the work itself (measured, bench/batch), CPU taken
-// from the other replica and from the server. Pools split output rows, not sums, for the matrix products
-// models use, so predictions do not change.
+// from the other replica and from the server. Matrix products and per-row loops are split by output rows,
+// so each prediction is computed the same way whatever the thread count (the e2e test compares batch and
+// real-time predictions bit for bit); only a predict() that splits one long sum across threads (a BLAS dot
+// product of two long vectors) could differ in the last bit from a replica with more threads.
 func replicaThreads(parallel int) map[string]string {
 	n := strconv.Itoa(max(1, runtime.NumCPU()/max(1, parallel)))
 	return map[string]string{"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}

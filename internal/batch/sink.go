@@ -110,7 +110,7 @@ type sqlSink struct {
 	version int
 	skip    bool
 	cols    []outCol
-	binary  bool // PostgreSQL: every column has the type binaryCopy writes, so chunks skip pgx's per-value encoding
+	binary  bool // PostgreSQL: every column has the type appendPGCopy encodes, so chunks skip pgx's per-value encoding
 }
 
 func newSQLSink(conn *Conn, table tableName, runID, model string, version int, skip bool) (*sqlSink, error) {
