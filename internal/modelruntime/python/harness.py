@@ -208,11 +208,58 @@ _U32 = struct.Struct("<I")
 
 
 def _decode_bytes(data, count, name):
-    # Hot path of batch scoring (one Python iteration per string, the only per-row Python work on input):
-    # one struct call per element and one decode per distinct value (categorical columns repeat a few
-    # values), ~1.6x faster than int.from_bytes on slices. Bounds are checked by the slice and the final
-    # position, not per element.
+    """BYTES column -> numpy object array of str (bytes where a value is not UTF-8)."""
     b = bytes(data)
+    out = _split_short_strings(b, count)
+    if out is None:
+        out = _walk_strings(b, count, name)
+    arr = np.empty(count, dtype=object)
+    arr[:] = out
+    return arr
+
+
+class _Decoded(dict):
+    """piece (a value followed by one more byte) -> the value decoded; each distinct piece decoded once."""
+
+    def __missing__(self, piece):
+        raw = piece[:-1]
+        try:
+            s = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            s = raw  # binary payloads stay bytes
+        self[piece] = s
+        return s
+
+
+def _split_short_strings(b, count):
+    """Fast path for text columns (the common case: short, non-empty values without NUL bytes), ~2x faster
+    than walking the lengths: every length prefix is then [len, 0, 0, 0] and the only zero bytes of the data
+    are those triples, so bytes.split(b"\0\0\0") (in C) cuts the data into the values, each followed by the
+    next length byte. The layout is verified exactly with numpy first (zeros only in triples, each value as
+    long as its length byte says, ending where the next begins); None when it does not hold."""
+    if count == 0 or len(b) < 4 * count:
+        return None
+    u = np.frombuffer(b, dtype=np.uint8)
+    z = np.flatnonzero(u == 0)
+    if len(z) != 3 * count:
+        return None
+    starts = z[0::3]
+    if starts[0] != 1 or not (np.array_equal(z[1::3], starts + 1) and np.array_equal(z[2::3], starts + 2)):
+        return None
+    ends = starts + 3 + u[starts - 1].astype(np.int64)  # where each value ends: the next length byte
+    if ends[-1] != len(b) or not np.array_equal(ends[:-1] + 1, starts[1:]):
+        return None
+    pieces = b.split(b"\0\0\0")  # [len0, value0+len1, value1+len2, ..., last value]
+    decoded = _Decoded()
+    out = list(map(decoded.__getitem__, pieces[1:count]))
+    out.append(decoded[pieces[count] + b"\0"])
+    return out
+
+
+def _walk_strings(b, count, name):
+    # General case, one Python iteration per value: one struct call per element and one decode per distinct
+    # value (categorical columns repeat a few values). Bounds are checked by the slice and the final position,
+    # not per element.
     out = [None] * count
     cache = {}
     pos, end = 0, len(b)
@@ -240,9 +287,7 @@ def _decode_bytes(data, count, name):
         if pos > end:
             raise ProtocolError("column %r: BYTES data too short" % name)
         raise ProtocolError("column %r: %d extra bytes after %d BYTES elements" % (name, end - pos, count))
-    arr = np.empty(count, dtype=object)
-    arr[:] = out
-    return arr
+    return out
 
 
 def tensors_to_input(cols):

@@ -335,6 +335,32 @@ class DecodeTest(unittest.TestCase):
         self.assertEqual(arr.tolist(), want)
         self.assertEqual(self.h._decode_bytes(b"", 0, "c").tolist(), [])
 
+    def test_bytes_fast_path_matches_walk(self):
+        # The split fast path (short values, no NUL) must give exactly what walking the lengths gives, and
+        # step aside (None) whenever its layout does not hold: empty values, NUL bytes, values >= 256 bytes.
+        import random
+        rng = random.Random(7)
+        alphabet = [b"a", b"b", b"\x00", b"\xc3\xbc", b"\xff", b" ", b"\x01"]
+        fast = 0
+        for trial in range(400):
+            n = rng.choice([1, 2, 3, 17, 100])
+            vals = []
+            for _ in range(n):
+                k = rng.choice([0, 1, 2, 5, 40, 255, 256, 300]) if trial % 4 == 0 else rng.choice([1, 3, 10])
+                vals.append(b"".join(rng.choice(alphabet if trial % 3 == 0 else alphabet[:2] + alphabet[3:4]) for _ in range(k)))
+            data = self.blob(vals)
+            walked = self.h._walk_strings(data, n, "c")
+            split = self.h._split_short_strings(data, n)
+            if split is not None:
+                fast += 1
+                self.assertEqual(split, walked, vals)
+                self.assertTrue(all(v and b"\x00" not in v and len(v) < 256 for v in vals))
+            elif all(v and b"\x00" not in v and len(v) < 256 for v in vals):
+                self.fail("fast path refused %r" % vals)
+            for cut in (1, 3):  # truncated data never passes the fast path's check
+                self.assertIsNone(self.h._split_short_strings(data[:-cut], n))
+        self.assertGreater(fast, 100)
+
     def test_bytes_malformed(self):
         good = self.blob([b"basic", b"pro"])
         for data, count, msg in [
