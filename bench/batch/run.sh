@@ -55,10 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== data: $rows rows resampled from examples/data/churn.csv (+ one chunk)"
-mkdir -p "$work/imports/small" "$work/results"
+echo "== data: $rows rows resampled from examples/data/churn.csv"
+mkdir -p "$work/imports" "$work/results"
 go run ./bench/batch/gen -rows "$rows" -out "$work/imports"
-go run ./bench/batch/gen -rows "$chunk" -out "$work/imports/small"   # one chunk: the fixed cost of a run
 ls -l "$work/imports" | tail -n +2
 
 echo "== PostgreSQL ($pgbin)"
@@ -97,8 +96,9 @@ if ((forest)); then
   "$bin" models push "$work/forest" --model churn-forest --metadata "$work/forest/metadata.json" --alias champion >/dev/null
 fi
 
-# slip NAME MODEL INPUT PARALLELISM OUTPUT-FLAGS...: one Slipway run; its JSON (created_at → finished_at is the
-# end-to-end time on the server's clock, replica start-up included) and CPU seconds by process in $work/results.
+# slip NAME MODEL INPUT PARALLELISM OUTPUT-FLAGS...: one Slipway run through the API (bench/batch/slip.py: its
+# JSON, created_at → finished_at is the end-to-end time on the server's clock, replica start-up included, and the
+# rate after the first committed chunk) and CPU seconds by process, in $work/results.
 slip() {
   local name=$1 model=$2 input=$3 p=$4
   shift 4
@@ -106,14 +106,12 @@ slip() {
   "$py" bench/batch/cpu.py --out "$work/results/$name.cpu.json" --ready "$work/results/$name.ready" "$server_pid" "$pg_pid" &
   local cpu=$!
   while [[ ! -e $work/results/$name.ready ]]; do sleep 0.05; done
-  "$bin" batch run --model "$model@champion" --import-path "$input" --key customer_id \
-    --chunk-size "$chunk" --parallelism "$p" -o json "$@" >"$work/results/$name.json"
+  "$py" bench/batch/slip.py --out "$work/results/$name.json" --model "$model" --path "$input" \
+    --chunk-size "$chunk" --parallelism "$p" "$@"
   kill "$cpu"
   wait "$cpu" || true
 }
 
-echo "== Slipway: one chunk into PostgreSQL (the fixed cost of a run: replica start-up, table creation)"
-slip small-pg churn small/customers.parquet "$par" --output-table scores_small --connection pg
 for i in $(seq 1 "$repeat"); do
   echo "== Slipway: Parquet → PostgreSQL (chunk $chunk, parallelism $par), run $i/$repeat"
   if [[ $i == 1 && ${PPROF:-0} == 1 ]]; then
@@ -121,13 +119,13 @@ for i in $(seq 1 "$repeat"); do
     curl -s -o "$work/results/server.pprof" "$dbg/debug/pprof/profile?seconds=5" &
     prof_pid=$!
   fi
-  slip "pg-$i" churn customers.parquet "$par" --output-table "scores_$i" --connection pg
+  slip "pg-$i" churn customers.parquet "$par" --table "scores_$i" --connection pg
   count=$("${psql[@]}" -d bench -A -t -c "SELECT COUNT(*) FROM scores_$i")
   dups=$("${psql[@]}" -d bench -A -t -c "SELECT COUNT(*) - COUNT(DISTINCT customer_id) FROM scores_$i")
   [[ $count == "$rows" && $dups == 0 ]] || { echo "run.sh: the table has $count rows ($dups duplicates), want $rows" >&2; exit 1; }
   echo "== Slipway: Parquet → Parquet file, Parquet → CSV file (no database), run $i/$repeat"
-  slip "parquet-$i" churn customers.parquet "$par" --output-format parquet
-  slip "csv-$i" churn customers.parquet "$par" --output-format csv
+  slip "parquet-$i" churn customers.parquet "$par" --format parquet
+  slip "csv-$i" churn customers.parquet "$par" --format csv
 done
 [[ -n ${prof_pid:-} ]] && wait "$prof_pid"
 
@@ -137,9 +135,8 @@ echo "== Python baseline: pandas read_csv + predict() + COPY (psql), pure predic
 
 if ((forest)); then
   echo "== Model-bound case: RandomForest, the same rows"
-  slip forest-small churn-forest small/customers.parquet 1 --output-format parquet
-  slip forest-1 churn-forest customers.parquet 1 --output-format parquet
-  slip forest-pg churn-forest customers.parquet "$par" --output-table forest_scores --connection pg
+  slip forest-1 churn-forest customers.parquet 1 --format parquet
+  slip forest-pg churn-forest customers.parquet "$par" --table forest_scores --connection pg
   "$py" bench/batch/baseline.py --csv "$work/imports/customers.csv" --model-dir "$work/forest" --psql - \
     --chunk-size "$chunk" --predict-only | tee "$work/results/forest-baseline.json"
 fi

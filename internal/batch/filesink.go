@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -88,7 +91,9 @@ func parquetNode(k kind) parquet.Node {
 	case kindTime:
 		return parquet.Timestamp(parquet.Microsecond)
 	}
-	return parquet.String()
+	// Dictionary-encoded: text outputs repeat (every row carries the model name and the run id, labels are
+	// categorical), and compressing 10k copies of a run id per part was the biggest cost of writing it.
+	return parquet.Encoded(parquet.String(), &parquet.RLEDictionary)
 }
 
 type partMarker struct {
@@ -144,22 +149,8 @@ func (s *fileSink) write(ctx context.Context, out *chunkOut) error {
 }
 
 func (s *fileSink) encode(w io.Writer, out *chunkOut) error {
-	meta := []string{s.model, strconv.Itoa(s.version), s.runID, out.scoredAt.UTC().Format(time.RFC3339Nano)}
 	if s.format == FormatCSV {
-		cw := csv.NewWriter(w)
-		rec := make([]string, 0, len(s.cols))
-		for r := range out.rows {
-			rec = rec[:0]
-			for _, c := range out.cols {
-				rec = append(rec, c.text(r))
-			}
-			rec = append(rec, meta...)
-			if err := cw.Write(rec); err != nil {
-				return err
-			}
-		}
-		cw.Flush()
-		return cw.Error()
+		return s.encodeCSV(w, out)
 	}
 	// Column by column through the writer's column writers: no row is assembled, and the constant meta
 	// columns are one value repeated (row assembly was most of the part's CPU).
@@ -172,7 +163,7 @@ func (s *fileSink) encode(w io.Writer, out *chunkOut) error {
 	for i, c := range out.cols {
 		leaf := s.leaf[i]
 		for r := range out.rows {
-			vals[r] = parquetValue(c.value(r), leaf)
+			vals[r] = parquetValueAt(c, r, leaf)
 		}
 		if _, err := writers[leaf].WriteRowValues(vals); err != nil {
 			return err
@@ -189,6 +180,118 @@ func (s *fileSink) encode(w io.Writer, out *chunkOut) error {
 		}
 	}
 	return pw.Close()
+}
+
+// parquetValueAt is parquetValue(c.value(r), col) without boxing the value in an interface.
+func parquetValueAt(c *column, r, col int) parquet.Value {
+	if c.isNull(r) {
+		return parquet.NullValue().Level(0, 0, col)
+	}
+	var pv parquet.Value
+	switch c.kind {
+	case kindInt:
+		pv = parquet.Int64Value(c.i[r])
+	case kindFloat:
+		if math.IsNaN(c.f[r]) {
+			return parquet.NullValue().Level(0, 0, col)
+		}
+		pv = parquet.DoubleValue(c.f[r])
+	case kindBool:
+		pv = parquet.BooleanValue(c.b[r])
+	case kindString:
+		pv = parquet.ByteArrayValue([]byte(c.s[r]))
+	case kindTime:
+		pv = parquet.Int64Value(c.t[r].UnixMicro())
+	default:
+		return parquet.NullValue().Level(0, 0, col)
+	}
+	return pv.Level(0, 1, col)
+}
+
+// encodeCSV writes the rows exactly as encoding/csv's Writer does (comma, LF line ends: mergeCSV's header is
+// written with it), but formats numbers straight into one row buffer: a string per value and csv.Writer's
+// per-field checks were most of a CSV part's CPU.
+func (s *fileSink) encodeCSV(w io.Writer, out *chunkOut) error {
+	var meta []byte // the same on every row
+	for _, v := range []string{s.model, strconv.Itoa(s.version), s.runID, out.scoredAt.UTC().Format(time.RFC3339Nano)} {
+		meta = appendCSVField(append(meta, ','), v)
+	}
+	meta = append(meta, '\n')
+	if len(out.cols) == 0 {
+		meta = meta[1:]
+	}
+	buf := make([]byte, 0, 64<<10)
+	for r := range out.rows {
+		for i, c := range out.cols {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendCSVValue(buf, c, r)
+		}
+		buf = append(buf, meta...)
+		if len(buf) >= 60<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+// appendCSVValue appends c.text(r) as a CSV field. Numbers, booleans and timestamps never need quotes.
+func appendCSVValue(dst []byte, c *column, r int) []byte {
+	if c.isNull(r) {
+		return dst
+	}
+	switch c.kind {
+	case kindInt:
+		return strconv.AppendInt(dst, c.i[r], 10)
+	case kindFloat:
+		if math.IsNaN(c.f[r]) {
+			return dst
+		}
+		return strconv.AppendFloat(dst, c.f[r], 'g', -1, 64)
+	case kindBool:
+		return strconv.AppendBool(dst, c.b[r])
+	case kindTime:
+		return c.t[r].UTC().AppendFormat(dst, time.RFC3339Nano)
+	}
+	return appendCSVField(dst, c.text(r))
+}
+
+// appendCSVField appends field quoted as encoding/csv's Writer quotes it (Comma ',', UseCRLF false).
+func appendCSVField(dst []byte, field string) []byte {
+	if !csvNeedsQuotes(field) {
+		return append(dst, field...)
+	}
+	dst = append(dst, '"')
+	for i := 0; i < len(field); i++ {
+		if field[i] == '"' {
+			dst = append(dst, '"')
+		}
+		dst = append(dst, field[i])
+	}
+	return append(dst, '"')
+}
+
+// csvNeedsQuotes is encoding/csv's Writer.fieldNeedsQuotes for Comma ','.
+func csvNeedsQuotes(field string) bool {
+	if field == "" {
+		return false
+	}
+	if field == `\.` {
+		return true
+	}
+	for i := 0; i < len(field); i++ {
+		switch field[i] {
+		case '\n', '\r', '"', ',':
+			return true
+		}
+	}
+	r1, _ := utf8.DecodeRuneInString(field)
+	return unicode.IsSpace(r1)
 }
 
 func parquetValue(v any, col int) parquet.Value {
