@@ -11,35 +11,38 @@ import (
 	"regexp"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/batch"
 )
 
 // batchRoutes lists the routes of this feature area; they join the table in server.go.
 func (s *Server) batchRoutes() []route {
 	return []route{
-		{"POST /api/v1/batch-predictions", s.handleBatchCreate, slipway.RoleEditor},
-		{"GET /api/v1/batch-predictions", s.handleBatchList, slipway.RoleViewer},
-		{"GET /api/v1/batch-predictions/{id}", s.handleBatchGet, slipway.RoleViewer},
-		{"POST /api/v1/batch-predictions/{id}/cancel", s.handleBatchCancel, slipway.RoleEditor},
-		{"GET /api/v1/batch-predictions/{id}/output", s.handleBatchOutput, slipway.RoleViewer},
+		{"POST /api/v1/batch-predictions", s.withBatch(s.handleBatchCreate), slipway.RoleEditor},
+		{"GET /api/v1/batch-predictions", s.withBatch(s.handleBatchList), slipway.RoleViewer},
+		{"GET /api/v1/batch-predictions/{id}", s.withBatch(s.handleBatchGet), slipway.RoleViewer},
+		{"POST /api/v1/batch-predictions/{id}/cancel", s.withBatch(s.handleBatchCancel), slipway.RoleEditor},
+		{"GET /api/v1/batch-predictions/{id}/output", s.withBatch(s.handleBatchOutput), slipway.RoleViewer},
 
-		{"POST /api/v1/files", s.handleFileUpload, slipway.RoleEditor},
-		{"GET /api/v1/files", s.handleFileList, slipway.RoleViewer},
-		{"GET /api/v1/files/{id}", s.handleFileGet, slipway.RoleViewer},
-		{"DELETE /api/v1/files/{id}", s.handleFileDelete, slipway.RoleEditor},
+		{"POST /api/v1/files", s.withBatch(s.handleFileUpload), slipway.RoleEditor},
+		{"GET /api/v1/files", s.withBatch(s.handleFileList), slipway.RoleViewer},
+		{"GET /api/v1/files/{id}", s.withBatch(s.handleFileGet), slipway.RoleViewer},
+		{"DELETE /api/v1/files/{id}", s.withBatch(s.handleFileDelete), slipway.RoleEditor},
 
-		{"GET /api/v1/connections", s.handleConnectionList, slipway.RoleViewer},
+		{"GET /api/v1/connections", s.withBatch(s.handleConnectionList), slipway.RoleViewer},
 	}
 }
 
 var batchIDPattern = regexp.MustCompile(`^b-[0-9a-f]{20}$`)
 
-// batchReady answers 503 when the server runs without the batch service (in-process tests of other areas).
-func (s *Server) batchReady(w http.ResponseWriter, r *http.Request) bool {
-	if s.batch == nil {
-		s.problem(w, r, slipway.Errorf(slipway.EUNAVAILABLE, "batch predictions are not enabled on this server"))
-		return false
-	}
-	return true
+// withBatch adapts a handler of the batch area: it gets the batch service, and a server running without it (in-process
+// tests of other areas) answers EUNAVAILABLE.
+func (s *Server) withBatch(h func(w http.ResponseWriter, r *http.Request, svc *batch.Service) error) http.HandlerFunc {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		if s.batch == nil {
+			return slipway.Errorf(slipway.EUNAVAILABLE, "batch predictions are not enabled on this server")
+		}
+		return h(w, r, s.batch)
+	})
 }
 
 func batchID(r *http.Request) (string, error) {
@@ -50,36 +53,26 @@ func batchID(r *http.Request) (string, error) {
 	return id, nil
 }
 
-func (s *Server) handleBatchCreate(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
-	}
+func (s *Server) handleBatchCreate(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	var in slipway.BatchSpec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if in.Source != nil {
-		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "source_fingerprint is set by the server: leave it out"))
-		return
+		return slipway.Errorf(slipway.EINVALID, "source_fingerprint is set by the server: leave it out")
 	}
-	run, err := s.batch.Create(r.Context(), in, actor(r))
+	run, err := svc.Create(r.Context(), in, actor(r))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/batch-predictions/"+run.ID)
-	writeJSON(w, http.StatusAccepted, run)
+	return reply(w, http.StatusAccepted, run)
 }
 
-func (s *Server) handleBatchList(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
-	}
+func (s *Server) handleBatchList(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	offset, limit, err := pageParams(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	f := slipway.BatchFilter{Offset: offset, Limit: limit}
 	if v := r.URL.Query().Get("state"); v != "" {
@@ -87,69 +80,58 @@ func (s *Server) handleBatchList(w http.ResponseWriter, r *http.Request) {
 		switch st {
 		case slipway.BatchAccepted, slipway.BatchInProgress, slipway.BatchSucceeded, slipway.BatchFailed, slipway.BatchCanceled:
 		default:
-			s.problem(w, r, slipway.Errorf(slipway.EINVALID, "state %q: use ACCEPTED, IN_PROGRESS, SUCCEEDED, FAILED or CANCELED", v))
-			return
+			return slipway.Errorf(slipway.EINVALID, "state %q: use ACCEPTED, IN_PROGRESS, SUCCEEDED, FAILED or CANCELED", v)
 		}
 		f.State = &st
 	}
-	runs, total, err := s.batch.List(r.Context(), f)
+	runs, total, err := svc.List(r.Context(), f)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(runs, total, offset, limit))
+	return reply(w, http.StatusOK, newPage(runs, total, offset, limit))
 }
 
-func (s *Server) handleBatchGet(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
-	}
+func (s *Server) handleBatchGet(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	id, err := batchID(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	run, err := s.batch.Get(r.Context(), id)
-	s.respond(w, r, http.StatusOK, run, err)
+	run, err := svc.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, run)
 }
 
-func (s *Server) handleBatchCancel(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
-	}
+func (s *Server) handleBatchCancel(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	id, err := batchID(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	run, err := s.batch.Cancel(r.Context(), id, actor(r))
-	s.respond(w, r, http.StatusOK, run, err)
+	run, err := svc.Cancel(r.Context(), id, actor(r))
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, run)
 }
 
-func (s *Server) handleBatchOutput(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
-	}
+func (s *Server) handleBatchOutput(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	id, err := batchID(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	p, name, err := s.batch.OutputFile(r.Context(), id)
+	p, name, err := svc.OutputFile(r.Context(), id)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		s.problem(w, r, fmt.Errorf("httpapi: open batch output: %w", err))
-		return
+		return fmt.Errorf("httpapi: open batch output: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		s.problem(w, r, fmt.Errorf("httpapi: stat batch output: %w", err))
-		return
+		return fmt.Errorf("httpapi: stat batch output: %w", err)
 	}
 	ct := "text/csv"
 	if path.Ext(name) == ".parquet" {
@@ -158,14 +140,12 @@ func (s *Server) handleBatchOutput(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	http.ServeContent(w, r, name, st.ModTime(), f) // Range requests resume interrupted downloads
+	return nil
 }
 
 // handleFileUpload stores an input file: multipart/form-data with one part "file", or the raw bytes as the
 // body with ?name=data.csv. It is streamed to disk under the upload cap.
-func (s *Server) handleFileUpload(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
-	}
+func (s *Server) handleFileUpload(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+64<<10)
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var (
@@ -173,24 +153,22 @@ func (s *Server) handleFileUpload(w http.ResponseWriter, r *http.Request) {
 		err error
 	)
 	if ct == "multipart/form-data" {
-		f, err = s.uploadMultipart(r)
+		f, err = uploadMultipart(r, svc)
 	} else {
 		name := r.URL.Query().Get("name")
 		if name == "" {
-			s.problem(w, r, slipway.Errorf(slipway.EINVALID, "give the file name: ?name=data.csv (its extension tells the format), or send multipart/form-data with a \"file\" part"))
-			return
+			return slipway.Errorf(slipway.EINVALID, "give the file name: ?name=data.csv (its extension tells the format), or send multipart/form-data with a \"file\" part")
 		}
-		f, err = s.batch.SaveFile(r.Context(), name, r.Body, actor(r))
+		f, err = svc.SaveFile(r.Context(), name, r.Body, actor(r))
 	}
 	if err != nil {
-		s.problem(w, r, uploadReadError(err))
-		return
+		return uploadReadError(err)
 	}
 	w.Header().Set("Location", "/api/v1/files/"+f.ID)
-	writeJSON(w, http.StatusCreated, f)
+	return reply(w, http.StatusCreated, f)
 }
 
-func (s *Server) uploadMultipart(r *http.Request) (*slipway.UploadedFile, error) {
+func uploadMultipart(r *http.Request, svc *batch.Service) (*slipway.UploadedFile, error) {
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return nil, slipway.Errorf(slipway.EINVALID, "malformed multipart body: %v", err)
@@ -209,7 +187,7 @@ func (s *Server) uploadMultipart(r *http.Request) (*slipway.UploadedFile, error)
 		if f != nil {
 			return nil, slipway.Errorf(slipway.EINVALID, "more than one \"file\" part: upload one file per request")
 		}
-		if f, err = s.batch.SaveFile(r.Context(), part.FileName(), part, actor(r)); err != nil {
+		if f, err = svc.SaveFile(r.Context(), part.FileName(), part, actor(r)); err != nil {
 			return nil, err
 		}
 	}
@@ -219,41 +197,30 @@ func (s *Server) uploadMultipart(r *http.Request) (*slipway.UploadedFile, error)
 	return f, nil
 }
 
-func (s *Server) handleFileList(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
-	}
-	files, err := s.batch.Files(r.Context())
+func (s *Server) handleFileList(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
+	files, err := svc.Files(r.Context())
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(files, len(files), 0, len(files)))
+	return reply(w, http.StatusOK, newPage(files, len(files), 0, len(files)))
 }
 
-func (s *Server) handleFileGet(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
+func (s *Server) handleFileGet(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
+	f, err := svc.File(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
 	}
-	f, err := s.batch.File(r.Context(), r.PathValue("id"))
-	s.respond(w, r, http.StatusOK, f, err)
+	return reply(w, http.StatusOK, f)
 }
 
-func (s *Server) handleFileDelete(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
+func (s *Server) handleFileDelete(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
+	if err := svc.DeleteFile(r.Context(), r.PathValue("id")); err != nil {
+		return err
 	}
-	if err := s.batch.DeleteFile(r.Context(), r.PathValue("id")); err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent(w)
 }
 
-func (s *Server) handleConnectionList(w http.ResponseWriter, r *http.Request) {
-	if !s.batchReady(w, r) {
-		return
-	}
-	conns := s.batch.Connections()
-	writeJSON(w, http.StatusOK, newPage(conns, len(conns), 0, len(conns)))
+func (s *Server) handleConnectionList(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
+	conns := svc.Connections()
+	return reply(w, http.StatusOK, newPage(conns, len(conns), 0, len(conns)))
 }

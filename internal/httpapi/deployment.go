@@ -9,88 +9,89 @@ import (
 
 func deploymentName(r *http.Request) (string, error) { return pathName(r, "name", "deployment") }
 
-func (s *Server) handleDeploymentCreate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeploymentCreate(w http.ResponseWriter, r *http.Request) error {
 	var in deploy.Spec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	d, err := s.deployments.Create(r.Context(), in)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/deployments/"+d.Name)
-	writeJSON(w, http.StatusCreated, d)
+	return reply(w, http.StatusCreated, d)
 }
 
-func (s *Server) handleDeploymentList(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeploymentList(w http.ResponseWriter, r *http.Request) error {
 	ds, err := s.deployments.List(r.Context())
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(ds, len(ds), 0, len(ds)))
+	return reply(w, http.StatusOK, newPage(ds, len(ds), 0, len(ds)))
 }
 
-func (s *Server) handleDeploymentGet(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeploymentGet(w http.ResponseWriter, r *http.Request) error {
 	name, err := deploymentName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	d, err := s.deployments.Get(r.Context(), name)
-	s.respond(w, r, http.StatusOK, d, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, d)
 }
 
-func (s *Server) handleDeploymentUpdate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeploymentUpdate(w http.ResponseWriter, r *http.Request) error {
 	name, err := deploymentName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	var in deploy.Spec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if in.Name != "" && in.Name != name {
-		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "a deployment cannot be renamed (%s → %s)", name, in.Name))
-		return
+		return slipway.Errorf(slipway.EINVALID, "a deployment cannot be renamed (%s → %s)", name, in.Name)
 	}
 	d, err := s.deployments.Update(r.Context(), name, in)
-	s.respond(w, r, http.StatusOK, d, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, d)
 }
 
-func (s *Server) handleDeploymentDelete(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeploymentDelete(w http.ResponseWriter, r *http.Request) error {
 	name, err := deploymentName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if err := s.deployments.Delete(r.Context(), name); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent(w)
 }
 
-func (s *Server) handleDeploymentActivate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeploymentActivate(w http.ResponseWriter, r *http.Request) error {
 	name, err := deploymentName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	d, err := s.deployments.Activate(r.Context(), name)
-	s.respond(w, r, http.StatusOK, d, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, d)
 }
 
-func (s *Server) handleDeploymentDeactivate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeploymentDeactivate(w http.ResponseWriter, r *http.Request) error {
 	name, err := deploymentName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	d, err := s.deployments.Deactivate(r.Context(), name)
-	s.respond(w, r, http.StatusOK, d, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, d)
 }

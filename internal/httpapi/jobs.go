@@ -17,44 +17,47 @@ import (
 // jobRoutes lists the routes of this feature area; they join the table in server.go.
 func (s *Server) jobRoutes() []route {
 	return []route{
-		{"POST /api/v1/jobs", s.handleJobCreate, slipway.RoleEditor},
-		{"GET /api/v1/jobs", s.handleJobList, slipway.RoleViewer},
-		{"GET /api/v1/jobs/{job}", s.handleJobGet, slipway.RoleViewer},
-		{"DELETE /api/v1/jobs/{job}", s.handleJobDelete, slipway.RoleEditor},
-		{"POST /api/v1/jobs/{job}/runs", s.handleJobRunCreate, slipway.RoleEditor},
+		{"POST /api/v1/jobs", s.withJobs(s.handleJobCreate), slipway.RoleEditor},
+		{"GET /api/v1/jobs", s.withJobs(s.handleJobList), slipway.RoleViewer},
+		{"GET /api/v1/jobs/{job}", s.withJobs(s.handleJobGet), slipway.RoleViewer},
+		{"DELETE /api/v1/jobs/{job}", s.withJobs(s.handleJobDelete), slipway.RoleEditor},
+		{"POST /api/v1/jobs/{job}/runs", s.withJobs(s.handleJobRunCreate), slipway.RoleEditor},
 
-		{"GET /api/v1/job-runs", s.handleJobRunList, slipway.RoleViewer},
-		{"GET /api/v1/job-runs/{id}", s.handleJobRunGet, slipway.RoleViewer},
-		{"GET /api/v1/job-runs/{id}/logs", s.handleJobRunLogs, slipway.RoleViewer},
-		{"POST /api/v1/job-runs/{id}/cancel", s.handleJobRunCancel, slipway.RoleEditor},
-		{"GET /api/v1/job-runs/{id}/outputs", s.handleJobRunOutputs, slipway.RoleViewer},
-		{"GET /api/v1/job-runs/{id}/outputs/file", s.handleJobRunOutputFile, slipway.RoleViewer},
+		{"GET /api/v1/job-runs", s.withJobs(s.handleJobRunList), slipway.RoleViewer},
+		{"GET /api/v1/job-runs/{id}", s.withJobs(s.handleJobRunGet), slipway.RoleViewer},
+		{"GET /api/v1/job-runs/{id}/logs", s.withJobs(s.handleJobRunLogs), slipway.RoleViewer},
+		{"POST /api/v1/job-runs/{id}/cancel", s.withJobs(s.handleJobRunCancel), slipway.RoleEditor},
+		{"GET /api/v1/job-runs/{id}/outputs", s.withJobs(s.handleJobRunOutputs), slipway.RoleViewer},
+		{"GET /api/v1/job-runs/{id}/outputs/file", s.withJobs(s.handleJobRunOutputFile), slipway.RoleViewer},
 
-		{"POST /api/v1/pipelines", s.handlePipelineCreate, slipway.RoleEditor},
-		{"GET /api/v1/pipelines", s.handlePipelineList, slipway.RoleViewer},
-		{"GET /api/v1/pipelines/{pipeline}", s.handlePipelineGet, slipway.RoleViewer},
-		{"DELETE /api/v1/pipelines/{pipeline}", s.handlePipelineDelete, slipway.RoleEditor},
-		{"POST /api/v1/pipelines/{pipeline}/runs", s.handlePipelineRunCreate, slipway.RoleEditor},
-		{"GET /api/v1/pipeline-runs", s.handlePipelineRunList, slipway.RoleViewer},
-		{"GET /api/v1/pipeline-runs/{id}", s.handlePipelineRunGet, slipway.RoleViewer},
-		{"POST /api/v1/pipeline-runs/{id}/cancel", s.handlePipelineRunCancel, slipway.RoleEditor},
-		{"POST /api/v1/pipeline-runs/{id}/retry", s.handlePipelineRunRetry, slipway.RoleEditor},
+		{"POST /api/v1/pipelines", s.withJobs(s.handlePipelineCreate), slipway.RoleEditor},
+		{"GET /api/v1/pipelines", s.withJobs(s.handlePipelineList), slipway.RoleViewer},
+		{"GET /api/v1/pipelines/{pipeline}", s.withJobs(s.handlePipelineGet), slipway.RoleViewer},
+		{"DELETE /api/v1/pipelines/{pipeline}", s.withJobs(s.handlePipelineDelete), slipway.RoleEditor},
+		{"POST /api/v1/pipelines/{pipeline}/runs", s.withJobs(s.handlePipelineRunCreate), slipway.RoleEditor},
+		{"GET /api/v1/pipeline-runs", s.withJobs(s.handlePipelineRunList), slipway.RoleViewer},
+		{"GET /api/v1/pipeline-runs/{id}", s.withJobs(s.handlePipelineRunGet), slipway.RoleViewer},
+		{"POST /api/v1/pipeline-runs/{id}/cancel", s.withJobs(s.handlePipelineRunCancel), slipway.RoleEditor},
+		{"POST /api/v1/pipeline-runs/{id}/retry", s.withJobs(s.handlePipelineRunRetry), slipway.RoleEditor},
 
-		{"POST /api/v1/schedules", s.handleScheduleCreate, slipway.RoleEditor},
-		{"GET /api/v1/schedules", s.handleScheduleList, slipway.RoleViewer},
-		{"GET /api/v1/schedules/{schedule}", s.handleScheduleGet, slipway.RoleViewer},
-		{"DELETE /api/v1/schedules/{schedule}", s.handleScheduleDelete, slipway.RoleEditor},
+		{"POST /api/v1/schedules", s.withJobs(s.handleScheduleCreate), slipway.RoleEditor},
+		{"GET /api/v1/schedules", s.withJobs(s.handleScheduleList), slipway.RoleViewer},
+		{"GET /api/v1/schedules/{schedule}", s.withJobs(s.handleScheduleGet), slipway.RoleViewer},
+		{"DELETE /api/v1/schedules/{schedule}", s.withJobs(s.handleScheduleDelete), slipway.RoleEditor},
 	}
 }
 
 const maxJobSpecBytes = 1 << 20
 
-// jobsService returns the jobs service, or an EUNAVAILABLE error on a server built without it.
-func (s *Server) jobsService() (*jobs.Service, error) {
-	if s.jobs == nil {
-		return nil, slipway.Errorf(slipway.EUNAVAILABLE, "jobs are not enabled on this server")
-	}
-	return s.jobs, nil
+// withJobs adapts a handler of the jobs area (jobs, pipelines, schedules): it gets the jobs service, and a server
+// built without it answers EUNAVAILABLE.
+func (s *Server) withJobs(h func(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error) http.HandlerFunc {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		if s.jobs == nil {
+			return slipway.Errorf(slipway.EUNAVAILABLE, "jobs are not enabled on this server")
+		}
+		return h(w, r, s.jobs)
+	})
 }
 
 // readJobUpload reads the multipart parts of a job or pipeline creation: the artifact (spooled to disk under
@@ -108,167 +111,113 @@ func (s *Server) readJobUpload(r *http.Request, partName string, required bool) 
 }
 
 // handleJobCreate creates a job from a multipart upload: `spec` (JSON) and `artifact`.
-func (s *Server) handleJobCreate(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobCreate(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxJobSpecBytes+64<<10)
 	raw, up, cleanup, err := s.readJobUpload(r, "spec", true)
 	defer cleanup()
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	var spec slipway.JobSpec
 	if err := decodeStrict(bytesReader(raw), &spec, "spec"); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	j, err := svc.CreateJob(r.Context(), spec, up, actor(r))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/jobs/"+j.Name)
-	writeJSON(w, http.StatusCreated, j)
+	return reply(w, http.StatusCreated, j)
 }
 
-func (s *Server) handleJobList(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	list, err := svc.ListJobs(r.Context())
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+	return reply(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
 }
 
 func jobName(r *http.Request) (string, error) { return pathName(r, "job", "job") }
 
-func (s *Server) handleJobGet(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobGet(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	name, err := jobName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	j, err := svc.GetJob(r.Context(), name)
-	s.respond(w, r, http.StatusOK, j, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, j)
 }
 
-func (s *Server) handleJobDelete(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobDelete(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	name, err := jobName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if err := svc.DeleteJob(r.Context(), name); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent(w)
 }
 
 // handleJobRunCreate queues a run: {"args": [...], "env": {...}} (both optional; an empty body is fine).
-func (s *Server) handleJobRunCreate(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobRunCreate(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	name, err := jobName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	var in jobs.RunInput
-	if r.ContentLength != 0 {
-		if err := decodeJSON(w, r, &in, 1<<20); err != nil && !isEmptyBody(err) {
-			s.problem(w, r, err)
-			return
-		}
+	if err := decodeOptionalJSON(w, r, &in, 1<<20); err != nil {
+		return err
 	}
 	run, err := svc.RunJob(r.Context(), name, in, actor(r))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/job-runs/"+run.ID)
-	writeJSON(w, http.StatusCreated, run)
+	return reply(w, http.StatusCreated, run)
 }
 
-func isEmptyBody(err error) bool {
-	var se *slipway.Error
-	return errors.As(err, &se) && se.Message == "request body is empty: send a JSON object"
-}
-
-func (s *Server) handleJobRunList(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobRunList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	offset, limit, err := pageParams(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	runs, total, err := svc.ListRuns(r.Context(), slipway.JobRunFilter{Job: q.Get("job"), PipelineRun: q.Get("pipeline_run"),
 		State: slipway.RunState(q.Get("state")), Offset: offset, Limit: limit})
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(runs, total, offset, limit))
+	return reply(w, http.StatusOK, newPage(runs, total, offset, limit))
 }
 
-func (s *Server) handleJobRunGet(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobRunGet(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	run, err := svc.GetRun(r.Context(), r.PathValue("id"))
-	s.respond(w, r, http.StatusOK, run, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, run)
 }
 
 // handleJobRunLogs answers the log as text; ?follow=1 streams it until the run is over; ?offset=N starts at byte N
-// (a follower that was cut off resumes there).
-func (s *Server) handleJobRunLogs(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+// (a follower that was cut off resumes there). Once the stream has started, an error is only logged.
+func (s *Server) handleJobRunLogs(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	id := r.PathValue("id")
 	q := r.URL.Query()
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	var offset int64
 	if v := q.Get("offset"); v != "" {
+		var err error
 		if offset, err = strconv.ParseInt(v, 10, 64); err != nil || offset < 0 {
-			s.problem(w, r, slipway.Errorf(slipway.EINVALID, "offset must be a number ≥ 0, got %q", v))
-			return
+			return slipway.Errorf(slipway.EINVALID, "offset must be a number ≥ 0, got %q", v)
 		}
 	}
 	if _, err := svc.GetRun(r.Context(), id); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -280,48 +229,34 @@ func (s *Server) handleJobRunLogs(w http.ResponseWriter, r *http.Request) {
 	if err := svc.WriteLogs(r.Context(), id, offset, w, follow, flush); err != nil {
 		s.log.WarnContext(r.Context(), "log stream ended with an error", "run_id", id, "error", err)
 	}
+	return nil
 }
 
-func (s *Server) handleJobRunCancel(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobRunCancel(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	run, err := svc.CancelRun(r.Context(), r.PathValue("id"), actor(r))
-	s.respond(w, r, http.StatusOK, run, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, run)
 }
 
-func (s *Server) handleJobRunOutputs(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobRunOutputs(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	files, err := svc.Outputs(r.Context(), r.PathValue("id"))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(files, len(files), 0, len(files)))
+	return reply(w, http.StatusOK, newPage(files, len(files), 0, len(files)))
 }
 
 // handleJobRunOutputFile downloads one output file: ?path=model/model.pkl.
-func (s *Server) handleJobRunOutputFile(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleJobRunOutputFile(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	p := r.URL.Query().Get("path")
 	if p == "" {
-		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "missing ?path=: name the output file (see GET .../outputs)"))
-		return
+		return slipway.Errorf(slipway.EINVALID, "missing ?path=: name the output file (see GET .../outputs)")
 	}
 	f, err := svc.OpenOutput(r.Context(), r.PathValue("id"), p)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -329,7 +264,8 @@ func (s *Server) handleJobRunOutputFile(w http.ResponseWriter, r *http.Request) 
 	if st, err := f.Stat(); err == nil {
 		w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
 	}
-	io.Copy(w, f)
+	io.Copy(w, f) // the body has started: a copy error can only cut the download short
+	return nil
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -19,41 +19,45 @@ import (
 // monitorRoutes lists the routes of this feature area; they join the table in server.go.
 func (s *Server) monitorRoutes() []route {
 	return []route{
-		{"GET /metrics", s.handleMetricsPrometheus, slipway.RoleViewer},
-		{"GET /api/v1/deployments/{name}/metrics", s.handleMetricsGet, slipway.RoleViewer},
-		{"GET /api/v1/deployments/{name}/logs", s.handleLogsGet, slipway.RoleViewer},
-		{"GET /api/v1/deployments/{name}/monitoring", s.handleMonitoringGet, slipway.RoleViewer},
-		{"PUT /api/v1/deployments/{name}/monitoring", s.handleMonitoringPut, slipway.RoleEditor},
-		{"POST /api/v1/deployments/{name}/feedback", s.handleFeedbackCreate, slipway.RolePredict},
-		{"GET /api/v1/deployments/{name}/drift", s.handleDriftGet, slipway.RoleViewer},
-		{"GET /api/v1/deployments/{name}/drift/windows", s.handleDriftWindows, slipway.RoleViewer},
-		{"GET /api/v1/deployments/{name}/performance", s.handlePerformanceGet, slipway.RoleViewer},
-		{"PUT /api/v1/models/{model}/versions/{version}/baseline", s.handleBaselinePut, slipway.RoleEditor},
-		{"GET /api/v1/models/{model}/versions/{version}/baseline", s.handleBaselineGet, slipway.RoleViewer},
-		{"GET /api/v1/deployments/{name}/alerts", s.handleAlertList, slipway.RoleViewer},
-		{"POST /api/v1/deployments/{name}/alerts", s.handleAlertCreate, slipway.RoleEditor},
-		{"DELETE /api/v1/deployments/{name}/alerts/{id}", s.handleAlertDelete, slipway.RoleEditor},
-		{"GET /api/v1/deployments/{name}/alerts/history", s.handleAlertHistory, slipway.RoleViewer},
-		{"POST /api/v1/deployments/{name}/alerts/evaluate", s.handleAlertEvaluate, slipway.RoleEditor},
+		{"GET /metrics", s.withMonitor(s.handleMetricsPrometheus), slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/metrics", s.withMonitorDeployment(s.handleMetricsGet), slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/logs", s.withMonitorDeployment(s.handleLogsGet), slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/monitoring", s.withMonitorDeployment(s.handleMonitoringGet), slipway.RoleViewer},
+		{"PUT /api/v1/deployments/{name}/monitoring", s.withMonitorDeployment(s.handleMonitoringPut), slipway.RoleEditor},
+		{"POST /api/v1/deployments/{name}/feedback", s.withMonitorDeployment(s.handleFeedbackCreate), slipway.RolePredict},
+		{"GET /api/v1/deployments/{name}/drift", s.withMonitorDeployment(s.handleDriftGet), slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/drift/windows", s.withMonitorDeployment(s.handleDriftWindows), slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/performance", s.withMonitorDeployment(s.handlePerformanceGet), slipway.RoleViewer},
+		{"PUT /api/v1/models/{model}/versions/{version}/baseline", s.withMonitor(s.handleBaselinePut), slipway.RoleEditor},
+		{"GET /api/v1/models/{model}/versions/{version}/baseline", s.withMonitor(s.handleBaselineGet), slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}/alerts", s.withMonitorDeployment(s.handleAlertList), slipway.RoleViewer},
+		{"POST /api/v1/deployments/{name}/alerts", s.withMonitorDeployment(s.handleAlertCreate), slipway.RoleEditor},
+		{"DELETE /api/v1/deployments/{name}/alerts/{id}", s.withMonitorDeployment(s.handleAlertDelete), slipway.RoleEditor},
+		{"GET /api/v1/deployments/{name}/alerts/history", s.withMonitorDeployment(s.handleAlertHistory), slipway.RoleViewer},
+		{"POST /api/v1/deployments/{name}/alerts/evaluate", s.withMonitorDeployment(s.handleAlertEvaluate), slipway.RoleEditor},
 	}
 }
 
-// monitorOn returns the monitor or an error saying monitoring is not running.
-func (s *Server) monitorOn() (*monitor.Service, error) {
-	if s.monitor == nil {
-		return nil, slipway.Errorf(slipway.EUNAVAILABLE, "monitoring is not running on this server")
-	}
-	return s.monitor, nil
+// withMonitor adapts a handler of the monitoring area: it gets the monitor, and a server running without it
+// answers EUNAVAILABLE.
+func (s *Server) withMonitor(h func(w http.ResponseWriter, r *http.Request, m *monitor.Service) error) http.HandlerFunc {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		if s.monitor == nil {
+			return slipway.Errorf(slipway.EUNAVAILABLE, "monitoring is not running on this server")
+		}
+		return h(w, r, s.monitor)
+	})
 }
 
-// monitorDeployment validates {name} and returns the monitor.
-func (s *Server) monitorDeployment(r *http.Request) (*monitor.Service, string, error) {
-	m, err := s.monitorOn()
-	if err != nil {
-		return nil, "", err
-	}
-	name, err := deploymentName(r)
-	return m, name, err
+// withMonitorDeployment is withMonitor for the routes under /deployments/{name}: it also validates {name}.
+func (s *Server) withMonitorDeployment(h func(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error) http.HandlerFunc {
+	return s.withMonitor(func(w http.ResponseWriter, r *http.Request, m *monitor.Service) error {
+		name, err := deploymentName(r)
+		if err != nil {
+			return err
+		}
+		return h(w, r, m, name)
+	})
 }
 
 // parseTimeParam reads an RFC 3339 time, or a duration meaning that long ago ("90m", "24h"); "" is zero.
@@ -92,13 +96,9 @@ func durationParam(r *http.Request, key string) (time.Duration, error) {
 	return d, nil
 }
 
-func (s *Server) handleMetricsPrometheus(w http.ResponseWriter, r *http.Request) {
-	m, err := s.monitorOn()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleMetricsPrometheus(w http.ResponseWriter, r *http.Request, m *monitor.Service) error {
 	promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{ErrorLog: nil}).ServeHTTP(w, r)
+	return nil
 }
 
 // MetricsResponse is a deployment's operational figures.
@@ -111,16 +111,10 @@ type MetricsResponse struct {
 	Replicas   []slipway.ReplicaStatus   `json:"replicas"`
 }
 
-func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	from, to, err := timeRange(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if to.IsZero() {
 		to = time.Now().UTC()
@@ -129,19 +123,17 @@ func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request) {
 		from = to.Add(-time.Hour)
 	}
 	if to.Sub(from) > 31*24*time.Hour || !from.Before(to) {
-		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "from must be before to, at most 31 days apart"))
-		return
+		return slipway.Errorf(slipway.EINVALID, "from must be before to, at most 31 days apart")
 	}
 	pts, err := m.Metrics(r.Context(), name, from, to)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	resp := MetricsResponse{Deployment: name, From: from, To: to, Points: pts, Current: m.Live(name), Replicas: []slipway.ReplicaStatus{}}
 	if d, err := s.deployments.Get(r.Context(), name); err == nil {
 		resp.Replicas = d.ReplicaStatus
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return reply(w, http.StatusOK, resp)
 }
 
 // LogsResponse is a page of log lines; Next is the id to pass as after= to continue (follow).
@@ -150,119 +142,93 @@ type LogsResponse struct {
 	Next  int64                 `json:"next"`
 }
 
-func (s *Server) handleLogsGet(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleLogsGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	q := r.URL.Query()
 	f := monitoring.LogFilter{Deployment: name, Kind: q.Get("kind"), Replica: q.Get("replica")}
+	var err error
 	if v := q.Get("after"); v != "" {
 		if f.AfterID, err = strconv.ParseInt(v, 10, 64); err != nil || f.AfterID < 0 {
-			s.problem(w, r, slipway.Errorf(slipway.EINVALID, "after=%q: give the next id of the previous page", v))
-			return
+			return slipway.Errorf(slipway.EINVALID, "after=%q: give the next id of the previous page", v)
 		}
 	}
 	if v := q.Get("limit"); v != "" {
 		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 5000 {
-			s.problem(w, r, slipway.Errorf(slipway.EINVALID, "limit must be a number from 1 to 5000, got %q", v))
-			return
+			return slipway.Errorf(slipway.EINVALID, "limit must be a number from 1 to 5000, got %q", v)
 		}
 	}
 	if f.Since, err = parseTimeParam(r, "since", time.Now()); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	wait, err := durationParam(r, "wait")
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	lines, err := m.Logs(r.Context(), f, wait)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	next := f.AfterID
 	if n := len(lines); n > 0 {
 		next = lines[n-1].ID
 	}
-	writeJSON(w, http.StatusOK, LogsResponse{Items: lines, Next: next})
+	return reply(w, http.StatusOK, LogsResponse{Items: lines, Next: next})
 }
 
-func (s *Server) handleMonitoringGet(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleMonitoringGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	st, err := m.Settings(r.Context(), name)
-	s.respond(w, r, http.StatusOK, st, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, st)
 }
 
-func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	var in monitoring.Settings
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	st, err := m.PutSettings(r.Context(), name, in)
-	s.respond(w, r, http.StatusOK, st, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, st)
 }
 
 // maxFeedbackBody bounds a feedback request (MaxFeedbackItems items of a few hundred bytes each).
 const maxFeedbackBody = 8 << 20
 
-func (s *Server) handleFeedbackCreate(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleFeedbackCreate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	var items []monitor.FeedbackItem
 	if err := decodeJSON(w, r, &items, maxFeedbackBody); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) || slipway.ErrorCode(err) == slipway.ETOOLARGE {
 			err = slipway.Errorf(slipway.ETOOLARGE, "feedback body larger than %d MB: send at most %d items per request", maxFeedbackBody>>20, monitor.MaxFeedbackItems)
 		}
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	res, err := m.Feedback(r.Context(), name, items)
-	s.respond(w, r, http.StatusOK, res, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, res)
 }
 
-func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	from, to, err := timeRange(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	rep, err := m.Drift(r.Context(), name, from, to)
-	s.respond(w, r, http.StatusOK, rep, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, rep)
 }
 
-func (s *Server) handleDriftWindows(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleDriftWindows(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	from, to, err := timeRange(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if to.IsZero() {
 		to = time.Now().UTC()
@@ -272,34 +238,25 @@ func (s *Server) handleDriftWindows(w http.ResponseWriter, r *http.Request) {
 	}
 	reps, err := m.DriftWindows(r.Context(), name, from, to)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(reps, len(reps), 0, len(reps)))
+	return reply(w, http.StatusOK, newPage(reps, len(reps), 0, len(reps)))
 }
 
-func (s *Server) handlePerformanceGet(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePerformanceGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	from, to, err := timeRange(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	window, err := durationParam(r, "window")
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	perf, err := m.Performance(r.Context(), name, from, to, window)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(perf, len(perf), 0, len(perf)))
+	return reply(w, http.StatusOK, newPage(perf, len(perf), 0, len(perf)))
 }
 
 // baselineVersion reads {model} and {version} (a number or @alias).
@@ -312,16 +269,10 @@ func baselineVersion(r *http.Request) (string, slipway.VersionRef, error) {
 	return model, ref, err
 }
 
-func (s *Server) handleBaselinePut(w http.ResponseWriter, r *http.Request) {
-	m, err := s.monitorOn()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleBaselinePut(w http.ResponseWriter, r *http.Request, m *monitor.Service) error {
 	model, ref, err := baselineVersion(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var format string
@@ -331,16 +282,14 @@ func (s *Server) handleBaselinePut(w http.ResponseWriter, r *http.Request) {
 	case "application/vnd.apache.parquet", "application/x-parquet", "application/parquet":
 		format = monitor.FormatParquet
 	default:
-		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "unsupported Content-Type %q: send the sample as text/csv (with a header row) or application/vnd.apache.parquet", ct))
-		return
+		return slipway.Errorf(slipway.EINVALID, "unsupported Content-Type %q: send the sample as text/csv (with a header row) or application/vnd.apache.parquet", ct)
 	}
 	body := http.MaxBytesReader(w, r.Body, monitor.MaxBaselineBytes)
 	b, err := m.PutBaseline(r.Context(), model, ref, format, io.Reader(body), actor(r))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, publicBaseline(b))
+	return reply(w, http.StatusOK, publicBaseline(b))
 }
 
 func publicBaseline(b *monitoring.Baseline) *monitoring.Baseline {
@@ -352,37 +301,24 @@ func publicBaseline(b *monitoring.Baseline) *monitoring.Baseline {
 	return &out
 }
 
-func (s *Server) handleBaselineGet(w http.ResponseWriter, r *http.Request) {
-	m, err := s.monitorOn()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleBaselineGet(w http.ResponseWriter, r *http.Request, m *monitor.Service) error {
 	model, ref, err := baselineVersion(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	b, err := m.GetBaseline(r.Context(), model, ref)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, publicBaseline(b))
+	return reply(w, http.StatusOK, publicBaseline(b))
 }
 
-func (s *Server) handleAlertList(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleAlertList(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	rules, err := m.AlertRules(r.Context(), name)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
+	return reply(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
 }
 
 // AlertRuleSpec is the body that creates an alert rule.
@@ -396,69 +332,43 @@ type AlertRuleSpec struct {
 	Action    *monitoring.Action  `json:"action"`
 }
 
-func (s *Server) handleAlertCreate(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleAlertCreate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	var in AlertRuleSpec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	rule, err := m.CreateAlertRule(r.Context(), name, monitoring.AlertRule{Name: in.Name, Metric: in.Metric, Op: in.Op,
 		Threshold: in.Threshold, Window: in.Window, Webhook: in.Webhook, Action: in.Action})
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/deployments/"+name+"/alerts/"+rule.ID)
-	writeJSON(w, http.StatusCreated, rule)
+	return reply(w, http.StatusCreated, rule)
 }
 
-func (s *Server) handleAlertDelete(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleAlertDelete(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	if err := m.DeleteAlertRule(r.Context(), name, r.PathValue("id")); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent(w)
 }
 
-func (s *Server) handleAlertHistory(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleAlertHistory(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	_, limit, err := pageParams(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	evs, err := m.AlertEvents(r.Context(), name, limit)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(evs, len(evs), 0, limit))
+	return reply(w, http.StatusOK, newPage(evs, len(evs), 0, limit))
 }
 
-func (s *Server) handleAlertEvaluate(w http.ResponseWriter, r *http.Request) {
-	m, name, err := s.monitorDeployment(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleAlertEvaluate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	rules, err := m.EvaluateAlerts(r.Context(), name)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
+	return reply(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
 }

@@ -10,14 +10,10 @@ import (
 
 // handlePipelineCreate creates a pipeline from its definition (JSON or YAML body), or from a multipart upload
 // with the definition in `pipeline` and the project folder its scripts run in as `artifact`.
-func (s *Server) handlePipelineCreate(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineCreate(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	var def []byte
 	var up jobs.Upload
+	var err error
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "multipart/form-data" {
 		r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxJobSpecBytes+64<<10)
@@ -28,147 +24,105 @@ func (s *Server) handlePipelineCreate(w http.ResponseWriter, r *http.Request) {
 		def, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxJobSpecBytes))
 	}
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	spec, err := jobs.ParsePipeline(def)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	p, err := svc.CreatePipeline(r.Context(), spec, up, actor(r))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/pipelines/"+p.Name)
-	writeJSON(w, http.StatusCreated, p)
+	return reply(w, http.StatusCreated, p)
 }
 
-func (s *Server) handlePipelineList(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	list, err := svc.ListPipelines(r.Context())
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+	return reply(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
 }
 
 func pipelineName(r *http.Request) (string, error) { return pathName(r, "pipeline", "pipeline") }
 
-func (s *Server) handlePipelineGet(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineGet(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	name, err := pipelineName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	p, err := svc.GetPipeline(r.Context(), name)
-	s.respond(w, r, http.StatusOK, p, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, p)
 }
 
-func (s *Server) handlePipelineDelete(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineDelete(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	name, err := pipelineName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if err := svc.DeletePipeline(r.Context(), name); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent(w)
 }
 
 // handlePipelineRunCreate starts a run: {"params": {...}} (optional).
-func (s *Server) handlePipelineRunCreate(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineRunCreate(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	name, err := pipelineName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	var in struct {
 		Params map[string]any `json:"params"`
 	}
-	if r.ContentLength != 0 {
-		if err := decodeJSON(w, r, &in, 1<<20); err != nil && !isEmptyBody(err) {
-			s.problem(w, r, err)
-			return
-		}
+	if err := decodeOptionalJSON(w, r, &in, 1<<20); err != nil {
+		return err
 	}
 	run, err := svc.RunPipeline(r.Context(), name, in.Params, "api", actor(r))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/pipeline-runs/"+run.ID)
-	writeJSON(w, http.StatusCreated, run)
+	return reply(w, http.StatusCreated, run)
 }
 
-func (s *Server) handlePipelineRunList(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineRunList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	offset, limit, err := pageParams(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	runs, total, err := svc.ListPipelineRuns(r.Context(), r.URL.Query().Get("pipeline"), offset, limit)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(runs, total, offset, limit))
+	return reply(w, http.StatusOK, newPage(runs, total, offset, limit))
 }
 
-func (s *Server) handlePipelineRunGet(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineRunGet(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	run, err := svc.GetPipelineRun(r.Context(), r.PathValue("id"))
-	s.respond(w, r, http.StatusOK, run, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, run)
 }
 
-func (s *Server) handlePipelineRunCancel(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineRunCancel(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	run, err := svc.CancelPipelineRun(r.Context(), r.PathValue("id"), actor(r))
-	s.respond(w, r, http.StatusAccepted, run, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusAccepted, run)
 }
 
-func (s *Server) handlePipelineRunRetry(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handlePipelineRunRetry(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	run, err := svc.RetryPipelineRun(r.Context(), r.PathValue("id"), actor(r))
-	s.respond(w, r, http.StatusAccepted, run, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusAccepted, run)
 }

@@ -155,13 +155,46 @@ func pathError(name, value string) error {
 	return slipway.Errorf(slipway.EINVALID, "invalid %s %q in the URL", name, value)
 }
 
-// respond ends a handler: the problem for err, else v as JSON with status.
-func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
-	if err != nil {
-		s.problem(w, r, err)
-		return
+// apiHandler is a handler that returns its error instead of writing it: s.handle turns the error into the
+// problem response. A handler that has started its response (streamed a body, written a status) deals with
+// later errors itself and returns nil, since a problem can no longer be sent.
+type apiHandler func(w http.ResponseWriter, r *http.Request) error
+
+// handle adapts h to net/http: a returned error becomes s.problem(w, r, err).
+func (s *Server) handle(h apiHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.problem(w, r, err)
+		}
 	}
+}
+
+// reply ends an apiHandler with v as JSON and status.
+func reply(w http.ResponseWriter, status int, v any) error {
 	writeJSON(w, status, v)
+	return nil
+}
+
+// noContent ends an apiHandler with 204 No Content.
+func noContent(w http.ResponseWriter) error {
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// decodeOptionalJSON is decodeJSON for a body that may be left out: no body, or an empty one, leaves v as it is.
+func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	if err := decodeJSON(w, r, v, limit); err != nil && !isEmptyBody(err) {
+		return err
+	}
+	return nil
+}
+
+func isEmptyBody(err error) bool {
+	var se *slipway.Error
+	return errors.As(err, &se) && se.Message == "request body is empty: send a JSON object"
 }
 
 // pathName returns the {key} path value after checking it is a valid name of that kind.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/jobs"
 )
 
 // scheduleCreate is the body of POST /api/v1/schedules.
@@ -23,74 +24,51 @@ type scheduleCreate struct {
 	CatchUp           *bool              `json:"catch_up"`
 }
 
-func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	var in scheduleCreate
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	sch := &slipway.Schedule{Name: in.Name, Cron: in.Cron, Timezone: in.Timezone, Args: in.Args, Env: in.Env, Params: in.Params,
 		Batch: in.Batch, ConcurrencyPolicy: in.ConcurrencyPolicy, CatchUp: in.CatchUp}
 	sch.Target.Kind, sch.Target.Name = in.Target.Kind, in.Target.Name
 	created, err := svc.CreateSchedule(r.Context(), sch, actor(r))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/schedules/"+created.Name)
-	writeJSON(w, http.StatusCreated, created)
+	return reply(w, http.StatusCreated, created)
 }
 
-func (s *Server) handleScheduleList(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleScheduleList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	list, err := svc.ListSchedules(r.Context())
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+	return reply(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
 }
 
 func scheduleName(r *http.Request) (string, error) { return pathName(r, "schedule", "schedule") }
 
-func (s *Server) handleScheduleGet(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleScheduleGet(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	name, err := scheduleName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	sch, err := svc.GetSchedule(r.Context(), name)
-	s.respond(w, r, http.StatusOK, sch, err)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, sch)
 }
 
-func (s *Server) handleScheduleDelete(w http.ResponseWriter, r *http.Request) {
-	svc, err := s.jobsService()
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
+func (s *Server) handleScheduleDelete(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	name, err := scheduleName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if err := svc.DeleteSchedule(r.Context(), name); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent(w)
 }

@@ -69,37 +69,37 @@ func New(cfg Config) *Server {
 	}
 	s.routes = []route{
 		{"GET /healthz", s.handleHealthz, ""},
-		{"GET /readyz", s.handleReadyz, ""},
+		{"GET /readyz", s.handle(s.handleReadyz), ""},
 		{"GET /api/v1/openapi.json", s.handleOpenAPI, ""},
 		{"GET /api/v1/whoami", s.handleWhoami, roleAny},
 
-		{"POST /api/v1/tokens", s.handleTokenCreate, slipway.RoleAdmin},
-		{"GET /api/v1/tokens", s.handleTokenList, slipway.RoleAdmin},
-		{"DELETE /api/v1/tokens/{id}", s.handleTokenRevoke, slipway.RoleAdmin},
+		{"POST /api/v1/tokens", s.handle(s.handleTokenCreate), slipway.RoleAdmin},
+		{"GET /api/v1/tokens", s.handle(s.handleTokenList), slipway.RoleAdmin},
+		{"DELETE /api/v1/tokens/{id}", s.handle(s.handleTokenRevoke), slipway.RoleAdmin},
 
-		{"POST /api/v1/models", s.handleModelCreate, slipway.RoleEditor},
-		{"GET /api/v1/models", s.handleModelList, slipway.RoleViewer},
-		{"GET /api/v1/models/{model}", s.handleModelGet, slipway.RoleViewer},
-		{"PATCH /api/v1/models/{model}", s.handleModelUpdate, slipway.RoleEditor},
-		{"DELETE /api/v1/models/{model}", s.handleModelDelete, slipway.RoleEditor},
+		{"POST /api/v1/models", s.handle(s.handleModelCreate), slipway.RoleEditor},
+		{"GET /api/v1/models", s.handle(s.handleModelList), slipway.RoleViewer},
+		{"GET /api/v1/models/{model}", s.handle(s.handleModelGet), slipway.RoleViewer},
+		{"PATCH /api/v1/models/{model}", s.handle(s.handleModelUpdate), slipway.RoleEditor},
+		{"DELETE /api/v1/models/{model}", s.handle(s.handleModelDelete), slipway.RoleEditor},
 
-		{"POST /api/v1/models/{model}/versions", s.handleVersionCreate, slipway.RoleEditor},
-		{"GET /api/v1/models/{model}/versions", s.handleVersionList, slipway.RoleViewer},
-		{"GET /api/v1/models/{model}/versions/{version}", s.handleVersionGet, slipway.RoleViewer},
-		{"GET /api/v1/models/{model}/versions/{version}/files", s.handleVersionFiles, slipway.RoleViewer},
-		{"GET /api/v1/models/{model}/versions/{version}/artifact", s.handleVersionArtifact, slipway.RoleViewer},
+		{"POST /api/v1/models/{model}/versions", s.handle(s.handleVersionCreate), slipway.RoleEditor},
+		{"GET /api/v1/models/{model}/versions", s.handle(s.handleVersionList), slipway.RoleViewer},
+		{"GET /api/v1/models/{model}/versions/{version}", s.handle(s.handleVersionGet), slipway.RoleViewer},
+		{"GET /api/v1/models/{model}/versions/{version}/files", s.handle(s.handleVersionFiles), slipway.RoleViewer},
+		{"GET /api/v1/models/{model}/versions/{version}/artifact", s.handle(s.handleVersionArtifact), slipway.RoleViewer},
 
-		{"GET /api/v1/models/{model}/aliases/{alias}", s.handleAliasGet, slipway.RoleViewer},
-		{"PUT /api/v1/models/{model}/aliases/{alias}", s.handleAliasSet, slipway.RoleEditor},
-		{"DELETE /api/v1/models/{model}/aliases/{alias}", s.handleAliasDelete, slipway.RoleEditor},
+		{"GET /api/v1/models/{model}/aliases/{alias}", s.handle(s.handleAliasGet), slipway.RoleViewer},
+		{"PUT /api/v1/models/{model}/aliases/{alias}", s.handle(s.handleAliasSet), slipway.RoleEditor},
+		{"DELETE /api/v1/models/{model}/aliases/{alias}", s.handle(s.handleAliasDelete), slipway.RoleEditor},
 
-		{"POST /api/v1/deployments", s.handleDeploymentCreate, slipway.RoleEditor},
-		{"GET /api/v1/deployments", s.handleDeploymentList, slipway.RoleViewer},
-		{"GET /api/v1/deployments/{name}", s.handleDeploymentGet, slipway.RoleViewer},
-		{"PATCH /api/v1/deployments/{name}", s.handleDeploymentUpdate, slipway.RoleEditor},
-		{"DELETE /api/v1/deployments/{name}", s.handleDeploymentDelete, slipway.RoleEditor},
-		{"POST /api/v1/deployments/{name}/activate", s.handleDeploymentActivate, slipway.RoleEditor},
-		{"POST /api/v1/deployments/{name}/deactivate", s.handleDeploymentDeactivate, slipway.RoleEditor},
+		{"POST /api/v1/deployments", s.handle(s.handleDeploymentCreate), slipway.RoleEditor},
+		{"GET /api/v1/deployments", s.handle(s.handleDeploymentList), slipway.RoleViewer},
+		{"GET /api/v1/deployments/{name}", s.handle(s.handleDeploymentGet), slipway.RoleViewer},
+		{"PATCH /api/v1/deployments/{name}", s.handle(s.handleDeploymentUpdate), slipway.RoleEditor},
+		{"DELETE /api/v1/deployments/{name}", s.handle(s.handleDeploymentDelete), slipway.RoleEditor},
+		{"POST /api/v1/deployments/{name}/activate", s.handle(s.handleDeploymentActivate), slipway.RoleEditor},
+		{"POST /api/v1/deployments/{name}/deactivate", s.handle(s.handleDeploymentDeactivate), slipway.RoleEditor},
 
 		{"POST /deployments/{name}/predict", s.handlePredict, slipway.RolePredict},
 		{"POST /deployments/{name}/invocations", s.handleInvocations, slipway.RolePredict},
@@ -151,16 +151,15 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if s.ready != nil {
 		if err := s.ready(ctx); err != nil {
-			s.problem(w, r, slipway.Wrap(slipway.EUNAVAILABLE, err, "not ready: metadata store unreachable"))
-			return
+			return slipway.Wrap(slipway.EUNAVAILABLE, err, "not ready: metadata store unreachable")
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return reply(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 type ctxKey struct{}

@@ -17,53 +17,46 @@ func NewTokenSecret() string {
 	return "slw_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
-func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Name string       `json:"name"`
 		Role slipway.Role `json:"role"`
 	}
 	if err := decodeJSON(w, r, &in, 64<<10); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if err := slipway.ValidateName("token", in.Name); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if !in.Role.Valid() {
-		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "invalid role %q: use admin, editor, viewer or predict", in.Role))
-		return
+		return slipway.Errorf(slipway.EINVALID, "invalid role %q: use admin, editor, viewer or predict", in.Role)
 	}
 	t := &slipway.Token{ID: newID()[:16], Name: in.Name, Role: in.Role, CreatedAt: time.Now().UTC(), Secret: NewTokenSecret()}
 	if err := s.tokens.CreateToken(r.Context(), t, HashToken(t.Secret)); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", "/api/v1/tokens/"+t.ID)
-	writeJSON(w, http.StatusCreated, t)
+	return reply(w, http.StatusCreated, t)
 }
 
-func (s *Server) handleTokenList(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleTokenList(w http.ResponseWriter, r *http.Request) error {
 	ts, err := s.tokens.FindTokens(r.Context())
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(ts, len(ts), 0, len(ts)))
+	return reply(w, http.StatusOK, newPage(ts, len(ts), 0, len(ts)))
 }
 
-func (s *Server) handleTokenRevoke(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleTokenRevoke(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if t := tokenOf(r); t != nil && t.ID == id {
-		s.problem(w, r, slipway.Errorf(slipway.ECONFLICT, "refusing to revoke the token making this request: use another admin token"))
-		return
+		return slipway.Errorf(slipway.ECONFLICT, "refusing to revoke the token making this request: use another admin token")
 	}
 	if err := s.tokens.RevokeToken(r.Context(), id); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	s.auth.evict()
-	w.WriteHeader(http.StatusNoContent)
+	return noContent(w)
 }
 
 func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {

@@ -18,27 +18,24 @@ const maxMetadataBytes = 1 << 20
 
 // handleVersionCreate registers a version from a multipart upload: `metadata` (JSON) and `artifact` (an
 // archive or a single file). The artifact is streamed to a temp file under a size cap, never held in memory.
-func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) error {
 	name, err := modelName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxMetadataBytes+64<<10)
 	up, cleanup, err := s.readUpload(r)
 	defer cleanup()
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	up.Model, up.By = name, actor(r)
 	v, err := s.catalog.Register(r.Context(), up)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/models/%s/versions/%d", v.Model, v.Version))
-	writeJSON(w, http.StatusCreated, v)
+	return reply(w, http.StatusCreated, v)
 }
 
 func (s *Server) readUpload(r *http.Request) (catalog.Upload, func(), error) {
@@ -117,23 +114,20 @@ func uploadReadError(err error) error {
 	return slipway.Wrap(slipway.EINVALID, err, "upload interrupted or malformed: %v", err)
 }
 
-func (s *Server) handleVersionList(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleVersionList(w http.ResponseWriter, r *http.Request) error {
 	name, err := modelName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	offset, limit, err := pageParams(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	vs, total, err := s.catalog.Store().FindVersions(r.Context(), name, offset, limit)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(vs, total, offset, limit))
+	return reply(w, http.StatusOK, newPage(vs, total, offset, limit))
 }
 
 // version resolves {model} and {version} (a number or @alias).
@@ -149,29 +143,29 @@ func (s *Server) version(r *http.Request) (*slipway.ModelVersion, error) {
 	return s.catalog.Store().FindVersion(r.Context(), name, ref)
 }
 
-func (s *Server) handleVersionGet(w http.ResponseWriter, r *http.Request) {
-	v, err := s.version(r)
-	s.respond(w, r, http.StatusOK, v, err)
-}
-
-func (s *Server) handleVersionFiles(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleVersionGet(w http.ResponseWriter, r *http.Request) error {
 	v, err := s.version(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, newPage(v.Files, len(v.Files), 0, len(v.Files)))
+	return reply(w, http.StatusOK, v)
 }
 
-func (s *Server) handleVersionArtifact(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleVersionFiles(w http.ResponseWriter, r *http.Request) error {
 	v, err := s.version(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
+	}
+	return reply(w, http.StatusOK, newPage(v.Files, len(v.Files), 0, len(v.Files)))
+}
+
+func (s *Server) handleVersionArtifact(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.version(r)
+	if err != nil {
+		return err
 	}
 	if v.State != slipway.VersionReady && v.State != slipway.VersionFailed {
-		s.problem(w, r, slipway.Errorf(slipway.ECONFLICT, "version %d of %s is %s: its files are not complete yet", v.Version, v.Model, v.State))
-		return
+		return slipway.Errorf(slipway.ECONFLICT, "version %d of %s is %s: its files are not complete yet", v.Version, v.Model, v.State)
 	}
 	w.Header().Set("Content-Type", "application/gzip")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%d.tar.gz"`, v.Model, v.Version))
@@ -181,39 +175,35 @@ func (s *Server) handleVersionArtifact(w http.ResponseWriter, r *http.Request) {
 		s.log.ErrorContext(r.Context(), "artifact stream failed", "model", v.Model, "version", v.Version, "error", err)
 		panic(http.ErrAbortHandler)
 	}
+	return nil
 }
 
-func (s *Server) handleAliasSet(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAliasSet(w http.ResponseWriter, r *http.Request) error {
 	name, err := modelName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	alias := r.PathValue("alias")
 	if err := validAlias(alias); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	var in struct {
 		Version int `json:"version"`
 	}
 	if err := decodeJSON(w, r, &in, 64<<10); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if in.Version < 1 {
-		s.problem(w, r, slipway.Errorf(slipway.EINVALID, "body must be {\"version\": N} with N ≥ 1"))
-		return
+		return slipway.Errorf(slipway.EINVALID, "body must be {\"version\": N} with N ≥ 1")
 	}
 	move, err := s.catalog.Store().SetAlias(r.Context(), name, alias, in.Version, actor(r))
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if s.deployments != nil {
 		s.deployments.AliasMoved(r.Context(), name, alias, in.Version)
 	}
-	writeJSON(w, http.StatusOK, move)
+	return reply(w, http.StatusOK, move)
 }
 
 func validAlias(alias string) error {
@@ -229,43 +219,36 @@ func validAlias(alias string) error {
 	return nil
 }
 
-func (s *Server) handleAliasDelete(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAliasDelete(w http.ResponseWriter, r *http.Request) error {
 	name, err := modelName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if err := slipway.ValidateName("alias", r.PathValue("alias")); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	if err := s.catalog.Store().DeleteAlias(r.Context(), name, r.PathValue("alias"), actor(r)); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent(w)
 }
 
-func (s *Server) handleAliasGet(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAliasGet(w http.ResponseWriter, r *http.Request) error {
 	name, err := modelName(r)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	alias := r.PathValue("alias")
 	if err := slipway.ValidateName("alias", alias); err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	current, err := s.catalog.Store().FindVersion(r.Context(), name, slipway.VersionRef{Alias: alias})
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
 	hist, err := s.catalog.Store().FindAliasHistory(r.Context(), name, alias)
 	if err != nil {
-		s.problem(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"model": name, "alias": alias, "version": current.Version, "history": hist})
+	return reply(w, http.StatusOK, map[string]any{"model": name, "alias": alias, "version": current.Version, "history": hist})
 }
