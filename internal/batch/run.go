@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -178,7 +176,7 @@ func (s *Service) openSink(run *slipway.BatchRun) (sink, error) {
 // starter starts one replica of v for the run: the same process a deployment starts.
 func (s *Service) starter(run *slipway.BatchRun, v *slipway.ModelVersion, dir string) serving.Starter {
 	log := s.log.With("run_id", run.ID, "model", v.Model, "version", v.Version)
-	env := replicaThreads(run.Spec.Parallel)
+	env := modelruntime.ThreadEnv(run.Spec.Parallel, nil)
 	return func(ctx context.Context) (*modelruntime.Replica, error) {
 		spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, env)
 		if err != nil {
@@ -186,19 +184,6 @@ func (s *Service) starter(run *slipway.BatchRun, v *slipway.ModelVersion, dir st
 		}
 		return modelruntime.Start(ctx, spec, s.ready, func(line string) { log.Debug("replica output", "line", line) })
 	}
-}
-
-// replicaThreads caps the thread pools of numeric libraries (OpenBLAS, OpenMP as used by scikit-learn, MKL)
-// in a run's replicas to the run's share of the CPUs. A run already uses the cores with parallelism
-// replicas; each replica's pools default to every core and their idle threads spin: with 2 replicas on 2
-// cores that burned ~40% more replica CPU per row than the work itself (measured, bench/batch), CPU taken
-// from the other replica and from the server. Matrix products and per-row loops are split by output rows,
-// so each prediction is computed the same way whatever the thread count (the e2e test compares batch and
-// real-time predictions bit for bit); only a predict() that splits one long sum across threads (a BLAS dot
-// product of two long vectors) could differ in the last bit from a replica with more threads.
-func replicaThreads(parallel int) map[string]string {
-	n := strconv.Itoa(max(1, runtime.NumCPU()/max(1, parallel)))
-	return map[string]string{"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 }
 
 // runner is one execution of a run.

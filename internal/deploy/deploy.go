@@ -216,7 +216,7 @@ func (s *Service) setState(ctx context.Context, name string, to slipway.Deployme
 // starter returns how to start one replica of v for d.
 func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir string) serving.Starter {
 	name := d.Name
-	env := d.Env
+	env := modelruntime.ThreadEnv(d.Replicas, d.Env)
 	return func(ctx context.Context) (*modelruntime.Replica, error) {
 		spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, env)
 		if err != nil {

@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +88,22 @@ func (rt *Runtimes) ReplicaSpec(runtime, dir string, files []slipway.File, extra
 		return ProcessSpec{Path: rt.cfg.WorkerCommand[0], Args: args, Env: env, Dir: dir}, nil
 	}
 	return ProcessSpec{}, slipway.Errorf(slipway.EINVALID, "unknown runtime %q: use %q or %q", runtime, slipway.RuntimePython, slipway.RuntimeONNX)
+}
+
+// ThreadEnv caps the thread pools of numeric libraries (OpenBLAS, OpenMP as used by scikit-learn, MKL) in each
+// of `replicas` replica processes to their share of the CPUs, under env (which wins: a deployment's own
+// OMP_NUM_THREADS stays). The processes already use the cores by being several; each one's pools default to
+// every core and their idle threads spin: with 2 replicas on 2 cores that burned ~40% more replica CPU per row
+// than the work itself (measured, bench/batch), CPU taken from the other replica and from the server. Batch
+// runs and deployments use the same rule, so a model computes the same way in both. Matrix products and
+// per-row loops are split by output rows, so each prediction is computed the same way whatever the thread
+// count; only a predict() that splits one long sum across threads (a BLAS dot product of two long vectors)
+// could differ in the last bit between replicas with different caps.
+func ThreadEnv(replicas int, env map[string]string) map[string]string {
+	n := strconv.Itoa(max(1, goruntime.NumCPU()/max(1, replicas)))
+	out := map[string]string{"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+	maps.Copy(out, env)
+	return out
 }
 
 // baseEnv is the child's environment: the server's PATH/HOME/LANG and the worker's own variables only, so
