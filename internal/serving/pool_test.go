@@ -120,7 +120,7 @@ func TestReplicaKilledMidRequestIsRetried(t *testing.T) {
 	if _, err := call(t, p, `{"x": 1}`); err != nil {
 		t.Fatal(err)
 	}
-	// Kill the replica that will take the next request: the free list rotates, so find it by asking.
+	// Kill the replica that takes the next request: find it by asking.
 	done := make(chan answer, 1)
 	go func() {
 		a, err := call(t, p, `{"sleep": 1.0, "x": 2}`)
