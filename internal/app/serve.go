@@ -31,8 +31,8 @@ func Main(ctx context.Context, args []string) error {
 
 // serverGCPercent is the server's GOGC unless the environment sets one. The server's live heap is small (tens of
 // MB) while the prediction path allocates a few KB per request, so with Go's default (100) the collector runs
-// hundreds of times a second under load; 400 trades a few more MB of heap for about a tenth of the CPU per
-// request (measured with `make bench`, docs/benchmarks.md).
+// hundreds of times a second under load; 400 trades a few MB of heap for 3-5% less CPU per request (measured:
+// ONNX deployment with batching at c=32, ~17,000 req/s, three alternating rounds of GOGC 100 and 400).
 const serverGCPercent = 400
 
 func tuneGC(log *slog.Logger) {
