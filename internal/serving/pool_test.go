@@ -313,6 +313,24 @@ func TestBatchesFormWhenAReplicaFrees(t *testing.T) {
 	}
 }
 
+// At low concurrency the replica that answered last takes the next request (its caches are warm).
+func TestIdleReplicasAreReusedLastInFirstOut(t *testing.T) {
+	p, _ := newTestPool(t, 2, Options{MaxQueue: 10})
+	first, err := call(t, p, `{"x": 1}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		a, err := call(t, p, `{"x": 1}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.PID != first.PID {
+			t.Fatalf("request %d went to pid %d, want the warm replica %d", i+2, a.PID, first.PID)
+		}
+	}
+}
+
 func TestClosedPoolRefuses(t *testing.T) {
 	p, _ := newTestPool(t, 1, Options{MaxQueue: 10})
 	p.Close()
