@@ -154,17 +154,17 @@ func (s *Service) state(name string) *depState {
 	for i, p := range protoNames {
 		d.latency[i] = m.latency.WithLabelValues(name, p)
 	}
-	d.sample.Store(math.MaxUint64)
-	d.applyLimits(monitoring.DefaultSettings())
+	d.apply(monitoring.DefaultSettings())
 	if st, err := s.Settings(s.ctx, name); err == nil {
-		d.setSampling(st.SamplingRate)
-		d.applyLimits(st)
+		d.apply(st)
 	}
 	v, _ := s.deps.LoadOrStore(name, d)
 	return v.(*depState)
 }
 
-func (d *depState) applyLimits(st monitoring.Settings) {
+// apply makes the request path follow a deployment's settings.
+func (d *depState) apply(st monitoring.Settings) {
+	d.setSampling(st.SamplingRate)
 	d.captures.limit.Store(st.CaptureMaxPerSecond)
 	d.accessLines.limit.Store(st.AccessLogMaxPerSecond)
 }

@@ -74,9 +74,7 @@ func (s *Service) PutSettings(ctx context.Context, deployment string, in monitor
 	s.settingsMu.Lock()
 	s.settings[deployment] = &settingsEntry{s: in, fetched: s.now()}
 	s.settingsMu.Unlock()
-	d := s.state(deployment)
-	d.setSampling(in.SamplingRate)
-	d.applyLimits(in)
+	s.state(deployment).apply(in)
 	return in, nil
 }
 

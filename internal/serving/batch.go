@@ -2,7 +2,6 @@ package serving
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -23,53 +22,43 @@ type Result struct {
 // PredictTensors runs one batch of columns through the model, merged with concurrent requests when batching
 // is on. Inputs are adapted to the replica's declared inputs (stacking feature columns, casting dtypes).
 func (p *Pool) PredictTensors(ctx context.Context, in []workerproto.Tensor) (Result, error) {
+	rows, err := inference.Rows(in)
 	p.mu.Lock()
 	b := p.batcher
 	p.mu.Unlock()
-	if b != nil {
-		return b.submit(ctx, in)
+	if b == nil {
+		return p.predictDirect(ctx, in, rows) // columns of unequal length are the model's to judge: it may broadcast
 	}
-	return p.predictDirect(ctx, in)
-}
-
-func (p *Pool) predictDirect(ctx context.Context, in []workerproto.Tensor) (Result, error) {
-	var res Result
-	id, err := p.Do(ctx, func(ctx context.Context, rep *modelruntime.Replica) error {
-		var err error
-		res, err = predictOn(ctx, rep, in)
-		return err
-	})
-	res.Replica = id
-	return res, err
-}
-
-// predictOnAcquired runs in on a replica already acquired, until the deadline; if that replica dies, once more
-// through the pool.
-func (p *Pool) predictOnAcquired(ctx context.Context, s *slot, rep *modelruntime.Replica, in []workerproto.Tensor, deadline time.Time) (Result, error) {
-	var res Result
-	err := p.runOn(ctx, s, rep, deadline, func(ctx context.Context, rep *modelruntime.Replica) error {
-		var err error
-		res, err = predictOn(ctx, rep, in)
-		return err
-	})
-	if errors.Is(err, modelruntime.ErrReplicaDied) {
-		p.log.Warn("replica died during a request; retrying on another", "deployment", p.name, "replica", s.id, "error", err)
-		return p.predictDirect(ctx, in)
-	}
-	res.Replica = s.id
-	return res, p.timeoutError(err, 0)
-}
-
-// predictOn adapts the columns to the replica's declared inputs (stacking feature columns, casting dtypes) and
-// runs them.
-func predictOn(ctx context.Context, rep *modelruntime.Replica, in []workerproto.Tensor) (Result, error) {
-	rows, _ := inference.Rows(in)
-	adapted, err := inference.AdaptToModel(in, rep.Hello().Inputs)
 	if err != nil {
-		return Result{}, err
+		return Result{}, err // rows cannot be merged or split without a common row count
 	}
-	out, err := rep.PredictTensors(ctx, adapted)
-	return Result{Outputs: out, Batch: rows}, err
+	return b.submit(ctx, in, rows)
+}
+
+func (p *Pool) predictDirect(ctx context.Context, in []workerproto.Tensor, rows int) (Result, error) {
+	var out []workerproto.Tensor
+	id, err := p.Do(ctx, modelCall(in, &out))
+	return Result{Outputs: out, Replica: id, Batch: rows}, err
+}
+
+// predictOn is predictDirect on a replica already acquired, until the deadline.
+func (p *Pool) predictOn(ctx context.Context, s *slot, rep *modelruntime.Replica, in []workerproto.Tensor, rows int, deadline time.Time) (Result, error) {
+	var out []workerproto.Tensor
+	id, err := p.doOn(ctx, s, rep, deadline, modelCall(in, &out))
+	return Result{Outputs: out, Replica: id, Batch: rows}, err
+}
+
+// modelCall runs in on a replica, adapted to its declared inputs (stacking feature columns, casting dtypes),
+// and stores the outputs in *out.
+func modelCall(in []workerproto.Tensor, out *[]workerproto.Tensor) func(ctx context.Context, rep *modelruntime.Replica) error {
+	return func(ctx context.Context, rep *modelruntime.Replica) error {
+		adapted, err := inference.AdaptToModel(in, rep.Hello().Inputs)
+		if err != nil {
+			return err
+		}
+		*out, err = rep.PredictTensors(ctx, adapted)
+		return err
+	}
 }
 
 // PredictJSON sends a JSON body to predict() unchanged (the OCI contract). JSON requests are not batched:
@@ -138,13 +127,9 @@ func newBatcher(p *Pool, cfg slipway.Batching, queue int) *batcher {
 	return b
 }
 
-func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor) (Result, error) {
-	rows, err := inference.Rows(in)
-	if err != nil {
-		return Result{}, err
-	}
+func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int) (Result, error) {
 	if rows >= b.cfg.MaxBatchSize {
-		return b.pool.predictDirect(ctx, in) // already a full batch
+		return b.pool.predictDirect(ctx, in, rows) // already a full batch
 	}
 	if b.cfg.MaxWaitMS == 0 && len(b.reqs) == 0 {
 		// Nothing to merge with and nothing to wait for: an idle replica answers at once, without the hand-offs
@@ -153,7 +138,7 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor) (Result, 
 			if o := b.pool.observer(); o != nil {
 				o.Batch(rows, 1)
 			}
-			return b.pool.predictOnAcquired(ctx, s, rep, in, time.Now().Add(b.pool.timeout()))
+			return b.pool.predictOn(ctx, s, rep, in, rows, time.Now().Add(b.pool.timeout()))
 		}
 	}
 	r := &batchReq{ctx: ctx, in: in, rows: rows, arrived: time.Now(), done: make(chan batchResp, 1)}
@@ -218,16 +203,16 @@ func (b *batcher) fill(batch []*batchReq, rows int) ([]*batchReq, *batchReq) {
 		rows += r.rows
 		return nil
 	}
-	for rows < b.cfg.MaxBatchSize { // what is already queued, without waiting
+drain: // what is already queued, without waiting
+	for rows < b.cfg.MaxBatchSize {
 		select {
 		case r := <-b.reqs:
 			if over := add(r); over != nil {
 				return batch, over
 			}
-			continue
 		default:
+			break drain
 		}
-		break
 	}
 	wait := time.Until(batch[0].arrived.Add(time.Duration(b.cfg.MaxWaitMS) * time.Millisecond))
 	if rows >= b.cfg.MaxBatchSize || wait <= 0 {
@@ -272,20 +257,20 @@ func (b *batcher) run(batch []*batchReq, s *slot, rep *modelruntime.Replica, dea
 	if err != nil {
 		b.pool.release(s, rep)
 		for _, r := range live {
-			res, err := b.pool.predictDirect(r.ctx, r.in)
+			res, err := b.pool.predictDirect(r.ctx, r.in, r.rows)
 			r.done <- batchResp{res, err}
 		}
 		return
 	}
+	total := 0
+	for _, n := range rows {
+		total += n
+	}
 	if o := b.pool.observer(); o != nil {
-		total := 0
-		for _, n := range rows {
-			total += n
-		}
 		o.Batch(total, len(live))
 	}
 	// The batch outlives any single client: it runs under the pool's timeout, not a request's context.
-	res, err := b.pool.predictOnAcquired(context.WithoutCancel(live[0].ctx), s, rep, merged, deadline)
+	res, err := b.pool.predictOn(context.WithoutCancel(live[0].ctx), s, rep, merged, total, deadline)
 	if err != nil {
 		b.fail(live, err)
 		return

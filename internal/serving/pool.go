@@ -381,21 +381,27 @@ func (p *Pool) releaseLocked(s *slot, rep *modelruntime.Replica) {
 func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, rep *modelruntime.Replica) error) (replica string, err error) {
 	timeout := p.timeout()
 	deadline := time.Now().Add(timeout)
-	for attempt := 0; ; attempt++ {
-		// A client that gives up leaves the queue at once, but a model call, once started, runs to its answer
-		// or to the deadline (runOn): a call cut short kills its replica, and a client hanging up must not be
-		// able to restart replicas at will.
-		s, rep, err := p.acquire(ctx, deadline)
-		if err != nil {
-			return "", p.timeoutError(err, timeout)
+	s, rep, err := p.acquire(ctx, deadline)
+	if err != nil {
+		return "", p.timeoutError(err, timeout)
+	}
+	return p.doOn(ctx, s, rep, deadline, fn)
+}
+
+// doOn runs fn on an acquired replica; if that replica died before answering, once more on another, under the
+// same deadline. A client that gives up leaves the queue at once, but a model call, once started, runs to its
+// answer or to the deadline (runOn): a call cut short kills its replica, and a client hanging up must not be
+// able to restart replicas at will.
+func (p *Pool) doOn(ctx context.Context, s *slot, rep *modelruntime.Replica, deadline time.Time, fn func(ctx context.Context, rep *modelruntime.Replica) error) (replica string, err error) {
+	err = p.runOn(ctx, s, rep, deadline, fn)
+	if errors.Is(err, modelruntime.ErrReplicaDied) {
+		p.log.Warn("replica died during a request; retrying on another", "deployment", p.name, "replica", s.id, "error", err)
+		if s, rep, err = p.acquire(ctx, deadline); err != nil {
+			return "", p.timeoutError(err, 0)
 		}
 		err = p.runOn(ctx, s, rep, deadline, fn)
-		if errors.Is(err, modelruntime.ErrReplicaDied) && attempt == 0 {
-			p.log.Warn("replica died during a request; retrying on another", "deployment", p.name, "replica", s.id, "error", err)
-			continue
-		}
-		return s.id, p.timeoutError(err, timeout)
 	}
+	return s.id, p.timeoutError(err, 0)
 }
 
 // runOn runs fn on an acquired replica until the deadline (whatever becomes of ctx), then releases it.
