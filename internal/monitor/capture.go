@@ -30,41 +30,54 @@ const (
 
 // captureWriter encodes queued captures and writes them in batches until the service closes, then drains the queue.
 func (s *Service) captureWriter() {
-	var batch []*monitoring.Capture
-	t := time.NewTicker(writeInterval)
-	defer t.Stop()
-	flush := func() {
+	writeInBatches(s.ctx, s.captures, func(items []captureItem) {
+		batch := make([]*monitoring.Capture, 0, len(items))
+		for _, it := range items {
+			c, err := s.encodeCapture(it)
+			if err != nil {
+				s.log.Warn("prediction not captured", "deployment", it.c.Deployment, "request_id", it.c.RequestID, "error", err)
+				continue
+			}
+			batch = append(batch, c)
+		}
 		if len(batch) == 0 {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		if err := s.data.InsertCaptures(ctx, batch); err != nil {
 			s.log.Error("store captured predictions", "error", err, "count", len(batch))
 		}
-		cancel()
-		batch = batch[:0]
-	}
-	add := func(it captureItem) {
-		if c, err := s.encodeCapture(it); err != nil {
-			s.log.Warn("prediction not captured", "deployment", it.c.Deployment, "request_id", it.c.RequestID, "error", err)
-		} else {
-			batch = append(batch, c)
-		}
-		if len(batch) >= writeBatch {
-			flush()
+	})
+}
+
+// writeInBatches hands what arrives on q to write, in batches of up to writeBatch items and at least every
+// writeInterval, until ctx ends; then it drains q and writes the rest. write must not keep the slice.
+func writeInBatches[T any](ctx context.Context, q <-chan T, write func([]T)) {
+	var batch []T
+	t := time.NewTicker(writeInterval)
+	defer t.Stop()
+	flush := func() {
+		if len(batch) > 0 {
+			write(batch)
+			batch = batch[:0]
 		}
 	}
 	for {
 		select {
-		case it := <-s.captures:
-			add(it)
+		case it := <-q:
+			if batch = append(batch, it); len(batch) >= writeBatch {
+				flush()
+			}
 		case <-t.C:
 			flush()
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			for {
 				select {
-				case it := <-s.captures:
-					add(it)
+				case it := <-q:
+					if batch = append(batch, it); len(batch) >= writeBatch {
+						flush()
+					}
 				default:
 					flush()
 					return

@@ -38,45 +38,17 @@ func (s *Service) ReplicaLog(deployment, replica, line string) {
 // logWriter writes queued lines in batches until the service closes, then drains the queue. After each batch it
 // wakes the readers following a log.
 func (s *Service) logWriter() {
-	var batch []*monitoring.LogLine
-	t := time.NewTicker(writeInterval)
-	defer t.Stop()
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
+	writeInBatches(s.ctx, s.logs, func(batch []*monitoring.LogLine) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		if err := s.data.InsertLogs(ctx, batch); err != nil {
 			s.log.Error("store log lines", "error", err, "count", len(batch))
 		}
-		cancel()
-		batch = batch[:0]
 		s.logNotify.Lock()
 		close(s.logWake)
 		s.logWake = make(chan struct{})
 		s.logNotify.Unlock()
-	}
-	for {
-		select {
-		case l := <-s.logs:
-			batch = append(batch, l)
-			if len(batch) >= writeBatch {
-				flush()
-			}
-		case <-t.C:
-			flush()
-		case <-s.ctx.Done():
-			for {
-				select {
-				case l := <-s.logs:
-					batch = append(batch, l)
-				default:
-					flush()
-					return
-				}
-			}
-		}
-	}
+	})
 }
 
 // MaxLogWait bounds how long a log read waits for new lines.
