@@ -104,61 +104,14 @@ type FeedbackResult struct {
 	} `json:"unknown"`
 }
 
-// FeatureDrift is the drift test of one feature.
-type FeatureDrift struct {
-	Feature   string   `json:"feature"`
-	Kind      string   `json:"kind"`
-	Method    string   `json:"method"`
-	Statistic *float64 `json:"statistic"`
-	PValue    *float64 `json:"p_value"`
-	Distance  *float64 `json:"distance"`
-	Threshold float64  `json:"threshold"`
-	Drifted   bool     `json:"drifted"`
-	PSI       *float64 `json:"psi"`
-	Rows      int64    `json:"rows"`
-	Missing   int64    `json:"missing"`
-	Exact     bool     `json:"exact"`
-	Note      string   `json:"note,omitempty"`
-}
+// FeatureDrift is the drift test of one feature (the server's type).
+type FeatureDrift = monitoring.FeatureDrift
 
 // DriftReport is drift over a range of captured inputs (Features) and outputs (Outputs).
-type DriftReport struct {
-	Deployment   string         `json:"deployment"`
-	Model        string         `json:"model"`
-	Version      int            `json:"version"`
-	From         time.Time      `json:"from"`
-	To           time.Time      `json:"to"`
-	Rows         int64          `json:"rows"`
-	DriftShare   float64        `json:"drift_share"`
-	DatasetDrift bool           `json:"dataset_drift"`
-	Features     []FeatureDrift `json:"features"`
-	Outputs      []FeatureDrift `json:"outputs"`
-	Stored       bool           `json:"stored"`
-	ComputedAt   time.Time      `json:"computed_at"`
-}
+type DriftReport = monitoring.DriftReport
 
 // Performance is model quality over one window.
-type Performance struct {
-	From           time.Time `json:"from"`
-	To             time.Time `json:"to"`
-	Labelled       int       `json:"labelled"`
-	Task           string    `json:"task"`
-	Classification *struct {
-		N         int      `json:"n"`
-		Accuracy  float64  `json:"accuracy"`
-		Precision float64  `json:"precision"`
-		Recall    float64  `json:"recall"`
-		F1        float64  `json:"f1"`
-		ROCAUC    *float64 `json:"roc_auc"`
-		LogLoss   *float64 `json:"log_loss"`
-	} `json:"classification,omitempty"`
-	Regression *struct {
-		N    int     `json:"n"`
-		MAE  float64 `json:"mae"`
-		RMSE float64 `json:"rmse"`
-		R2   float64 `json:"r2"`
-	} `json:"regression,omitempty"`
-}
+type Performance = monitoring.Performance
 
 // Baseline is the profile kept for a model version.
 type Baseline struct {
@@ -222,17 +175,7 @@ type AlertAction struct {
 }
 
 // AlertEvent is one transition of an alert.
-type AlertEvent struct {
-	ID         int64     `json:"id"`
-	RuleID     string    `json:"rule_id"`
-	Deployment string    `json:"deployment"`
-	Rule       string    `json:"rule"`
-	State      string    `json:"state"`
-	Value      *float64  `json:"value"`
-	Threshold  float64   `json:"threshold"`
-	Message    string    `json:"message"`
-	Time       time.Time `json:"time"`
-}
+type AlertEvent = monitoring.AlertEvent
 
 // TimeRange bounds a query; zero times take the server's defaults.
 type TimeRange struct {

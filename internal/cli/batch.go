@@ -373,14 +373,7 @@ func (a *app) batchGetCommand() *cobra.Command {
 				return err
 			}
 			r, err := c.GetBatchPrediction(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(r)
-			}
-			a.printBatch(r)
-			return nil
+			return show(a, r, err, a.printBatch)
 		}),
 	}
 }

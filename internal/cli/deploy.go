@@ -588,28 +588,29 @@ func (a *app) deploymentsListCommand() *cobra.Command {
 	}
 }
 
+// onDeployment is the body of a command whose only argument is a deployment name: it checks the name and
+// connects before calling fn.
+func (a *app) onDeployment(fn func(cmd *cobra.Command, c *client.Client, name string) error) func(*cobra.Command, []string) error {
+	return run(func(cmd *cobra.Command, args []string) error {
+		if err := slipway.ValidateName("deployment", args[0]); err != nil {
+			return err
+		}
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		return fn(cmd, c, args[0])
+	})
+}
+
 func (a *app) deploymentsGetCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show a deployment: its configuration, state, URLs and replicas",
 		Args:  exactArgs(1, "one deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := slipway.ValidateName("deployment", args[0]); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			d, err := c.GetDeployment(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(d)
-			}
-			a.printDeployment(d)
-			return nil
+		RunE: a.onDeployment(func(cmd *cobra.Command, c *client.Client, name string) error {
+			d, err := c.GetDeployment(cmd.Context(), name)
+			return show(a, d, err, a.printDeployment)
 		}),
 	}
 }
@@ -709,15 +710,8 @@ func (a *app) deploymentsActivateCommand() *cobra.Command {
 		Short: "Start an INACTIVE or FAILED deployment's replicas again",
 		Long:  "Start an INACTIVE or FAILED deployment's replicas again, at its configured version, and wait until they are ready unless --no-wait.",
 		Args:  exactArgs(1, "one deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := slipway.ValidateName("deployment", args[0]); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			d, err := c.ActivateDeployment(cmd.Context(), args[0])
+		RunE: a.onDeployment(func(cmd *cobra.Command, c *client.Client, name string) error {
+			d, err := c.ActivateDeployment(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -734,24 +728,12 @@ func (a *app) deploymentsDeactivateCommand() *cobra.Command {
 		Use:   "deactivate NAME",
 		Short: "Stop a deployment's replicas, keeping its configuration and URLs",
 		Args:  exactArgs(1, "one deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := slipway.ValidateName("deployment", args[0]); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			d, err := c.DeactivateDeployment(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(d)
-			}
-			fmt.Fprintf(a.stdout, "Deployment %s is %s: its replicas are stopped. 'slipway deployments activate %s' starts them again.\n",
-				d.Name, d.State, d.Name)
-			return nil
+		RunE: a.onDeployment(func(cmd *cobra.Command, c *client.Client, name string) error {
+			d, err := c.DeactivateDeployment(cmd.Context(), name)
+			return show(a, d, err, func(d *slipway.Deployment) {
+				fmt.Fprintf(a.stdout, "Deployment %s is %s: its replicas are stopped. 'slipway deployments activate %s' starts them again.\n",
+					d.Name, d.State, d.Name)
+			})
 		}),
 	}
 }
@@ -761,22 +743,11 @@ func (a *app) deploymentsDeleteCommand() *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Stop a deployment's replicas and delete it",
 		Args:  exactArgs(1, "one deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := slipway.ValidateName("deployment", args[0]); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteDeployment(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(map[string]any{"deleted": args[0]})
-			}
-			fmt.Fprintf(a.stdout, "Deleted deployment %s.\n", args[0])
-			return nil
+		RunE: a.onDeployment(func(cmd *cobra.Command, c *client.Client, name string) error {
+			err := c.DeleteDeployment(cmd.Context(), name)
+			return show(a, map[string]any{"deleted": name}, err, func(map[string]any) {
+				fmt.Fprintf(a.stdout, "Deleted deployment %s.\n", name)
+			})
 		}),
 	}
 }

@@ -106,14 +106,7 @@ version: state, runtime, files, checks and schemas.`,
 			}
 			if ref != (slipway.VersionRef{}) {
 				v, err := c.GetVersion(cmd.Context(), name, ref.String())
-				if err != nil {
-					return err
-				}
-				if a.jsonOutput() {
-					return a.printJSON(v)
-				}
-				a.printVersion(v)
-				return nil
+				return show(a, v, err, a.printVersion)
 			}
 			m, err := c.GetModel(cmd.Context(), name)
 			if err != nil {
@@ -306,14 +299,7 @@ func (a *app) modelsAliasCommand() *cobra.Command {
 				return err
 			}
 			move, err := c.SetAlias(cmd.Context(), name, alias, version)
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(move)
-			}
-			a.printMove(move)
-			return nil
+			return show(a, move, err, a.printMove)
 		}),
 	}
 }

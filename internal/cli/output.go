@@ -68,3 +68,15 @@ func yesNo(b bool) string {
 	}
 	return "no"
 }
+
+// show prints v as JSON with -o json, else with text; a non-nil err (from fetching v) is returned as is.
+func show[T any](a *app, v T, err error, text func(T)) error {
+	if err != nil {
+		return err
+	}
+	if a.jsonOutput() {
+		return a.printJSON(v)
+	}
+	text(v)
+	return nil
+}

@@ -230,14 +230,7 @@ func (a *app) pipelinesGetCommand() *cobra.Command {
 			}
 			if strings.HasPrefix(args[0], "pr-") {
 				r, err := c.GetPipelineRun(cmd.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				if a.jsonOutput() {
-					return a.printJSON(r)
-				}
-				a.printPipelineRun(r)
-				return nil
+				return show(a, r, err, a.printPipelineRun)
 			}
 			p, err := c.GetPipeline(cmd.Context(), args[0])
 			if err != nil {
