@@ -96,7 +96,7 @@ func newHarness(t *testing.T, conns ...string) *harness {
 // open starts a Service on the harness's store and folders (a server start).
 func (h *harness) open() *Service {
 	h.t.Helper()
-	conns, err := ParseConnections(h.conns)
+	conns, err := parseConnections(h.conns)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -700,7 +700,7 @@ func TestParseConnections(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseConnections(tc.values)
+			got, err := parseConnections(tc.values)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "pw@") {
 					t.Fatalf("err = %v; want %q (and no password)", err, tc.wantErr)
@@ -726,4 +726,13 @@ func TestSafeName(t *testing.T) {
 			t.Errorf("safeName(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// parseConnections opens --connection values the way the server does (flags only).
+func parseConnections(values []string) (map[string]*Conn, error) {
+	specs, err := FlagConnSpecs(values)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConnSpecs(specs)
 }

@@ -47,17 +47,6 @@ type ConnSpec struct {
 	Name, DSN, Origin string
 }
 
-// ParseConnections reads --connection values: NAME=sqlite:///absolute/path.db (or sqlite://relative/path.db,
-// made absolute against the working directory) and NAME=postgres://user:password@host:port/db?sslmode=...
-// (postgresql:// too). A bad value is an error naming it, never a silently skipped connection.
-func ParseConnections(values []string) (map[string]*Conn, error) {
-	specs, err := FlagConnSpecs(values)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConnSpecs(specs)
-}
-
 // FlagConnSpecs splits --connection NAME=URL values.
 func FlagConnSpecs(values []string) ([]ConnSpec, error) {
 	specs := make([]ConnSpec, 0, len(values))

@@ -18,7 +18,7 @@ import (
 func TestPGBinaryCopyMatchesPgx(t *testing.T) {
 	pg := slipwaytest.StartPostgres(t)
 	dsn := pg.CreateDatabase(t, "copytest")
-	conns, err := ParseConnections([]string{"pg=" + dsn})
+	conns, err := parseConnections([]string{"pg=" + dsn})
 	if err != nil {
 		t.Fatal(err)
 	}
