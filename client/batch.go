@@ -17,20 +17,12 @@ import (
 // input and the connection first (errors come back at once), then answers with the run in state ACCEPTED:
 // it scores in the background (see WaitBatchPrediction).
 func (c *Client) CreateBatchPrediction(ctx context.Context, spec slipway.BatchSpec) (*slipway.BatchRun, error) {
-	var r slipway.BatchRun
-	if err := c.do(ctx, http.MethodPost, apiPath("batch-predictions"), nil, spec, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.BatchRun](ctx, c, http.MethodPost, apiPath("batch-predictions"), nil, spec)
 }
 
 // GetBatchPrediction returns a run with its progress, errors and output.
 func (c *Client) GetBatchPrediction(ctx context.Context, id string) (*slipway.BatchRun, error) {
-	var r slipway.BatchRun
-	if err := c.do(ctx, http.MethodGet, apiPath("batch-predictions", id), nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.BatchRun](ctx, c, http.MethodGet, apiPath("batch-predictions", id), nil, nil)
 }
 
 // ListBatchPredictions returns runs, newest first, and the total; state "" lists every state.
@@ -48,11 +40,7 @@ func (c *Client) ListBatchPredictions(ctx context.Context, state slipway.BatchSt
 
 // CancelBatchPrediction stops a run; chunks already committed stay in the output.
 func (c *Client) CancelBatchPrediction(ctx context.Context, id string) (*slipway.BatchRun, error) {
-	var r slipway.BatchRun
-	if err := c.do(ctx, http.MethodPost, apiPath("batch-predictions", id, "cancel"), nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.BatchRun](ctx, c, http.MethodPost, apiPath("batch-predictions", id, "cancel"), nil, nil)
 }
 
 // WaitBatchPrediction polls a run every poll (DefaultPoll when ≤ 0), calling progress with each state seen

@@ -213,6 +213,15 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 }
 
 // do sends a JSON request (in may be nil) and decodes a JSON response into out (may be nil).
+// call is do for a call that answers one JSON object.
+func call[T any](ctx context.Context, c *Client, method, path string, query url.Values, in any) (*T, error) {
+	var out T
+	if err := c.do(ctx, method, path, query, in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	var body io.Reader
 	if in != nil {

@@ -36,11 +36,7 @@ type DeploymentSpec struct {
 // CreateDeployment creates a deployment. It answers at once with the deployment in state CREATING: the
 // replicas start in the background (see WaitDeployment).
 func (c *Client) CreateDeployment(ctx context.Context, spec DeploymentSpec) (*slipway.Deployment, error) {
-	var d slipway.Deployment
-	if err := c.do(ctx, http.MethodPost, apiPath("deployments"), nil, spec, &d); err != nil {
-		return nil, err
-	}
-	return &d, nil
+	return call[slipway.Deployment](ctx, c, http.MethodPost, apiPath("deployments"), nil, spec)
 }
 
 // ListDeployments returns every deployment, by name, with the live status of its replicas.
@@ -54,11 +50,7 @@ func (c *Client) ListDeployments(ctx context.Context) ([]*slipway.Deployment, er
 
 // GetDeployment returns a deployment with the live status of its replicas and its prediction URLs.
 func (c *Client) GetDeployment(ctx context.Context, name string) (*slipway.Deployment, error) {
-	var d slipway.Deployment
-	if err := c.do(ctx, http.MethodGet, apiPath("deployments", name), nil, nil, &d); err != nil {
-		return nil, err
-	}
-	return &d, nil
+	return call[slipway.Deployment](ctx, c, http.MethodGet, apiPath("deployments", name), nil, nil)
 }
 
 // UpdateDeployment changes a deployment (nil fields of spec are left unchanged). A new version or
@@ -66,11 +58,7 @@ func (c *Client) GetDeployment(ctx context.Context, name string) (*slipway.Deplo
 // keep serving until the new ones are ready, and stay if they fail (the state is then ACTIVE again with a
 // reason saying why the update was rejected).
 func (c *Client) UpdateDeployment(ctx context.Context, name string, spec DeploymentSpec) (*slipway.Deployment, error) {
-	var d slipway.Deployment
-	if err := c.do(ctx, http.MethodPatch, apiPath("deployments", name), nil, spec, &d); err != nil {
-		return nil, err
-	}
-	return &d, nil
+	return call[slipway.Deployment](ctx, c, http.MethodPatch, apiPath("deployments", name), nil, spec)
 }
 
 // DeleteDeployment stops a deployment's replicas and deletes it.
@@ -80,20 +68,12 @@ func (c *Client) DeleteDeployment(ctx context.Context, name string) error {
 
 // ActivateDeployment starts the replicas of an INACTIVE or FAILED deployment again, in the background.
 func (c *Client) ActivateDeployment(ctx context.Context, name string) (*slipway.Deployment, error) {
-	var d slipway.Deployment
-	if err := c.do(ctx, http.MethodPost, apiPath("deployments", name, "activate"), nil, nil, &d); err != nil {
-		return nil, err
-	}
-	return &d, nil
+	return call[slipway.Deployment](ctx, c, http.MethodPost, apiPath("deployments", name, "activate"), nil, nil)
 }
 
 // DeactivateDeployment stops a deployment's replicas and keeps its configuration and URLs.
 func (c *Client) DeactivateDeployment(ctx context.Context, name string) (*slipway.Deployment, error) {
-	var d slipway.Deployment
-	if err := c.do(ctx, http.MethodPost, apiPath("deployments", name, "deactivate"), nil, nil, &d); err != nil {
-		return nil, err
-	}
-	return &d, nil
+	return call[slipway.Deployment](ctx, c, http.MethodPost, apiPath("deployments", name, "deactivate"), nil, nil)
 }
 
 // DefaultPoll is WaitDeployment's interval when poll is 0.

@@ -118,11 +118,7 @@ func (c *Client) ListJobs(ctx context.Context) ([]*slipway.Job, error) {
 
 // GetJob returns a job.
 func (c *Client) GetJob(ctx context.Context, name string) (*slipway.Job, error) {
-	var j slipway.Job
-	if err := c.do(ctx, http.MethodGet, apiPath("jobs", name), nil, nil, &j); err != nil {
-		return nil, err
-	}
-	return &j, nil
+	return call[slipway.Job](ctx, c, http.MethodGet, apiPath("jobs", name), nil, nil)
 }
 
 // DeleteJob deletes a job without queued or running runs.
@@ -132,11 +128,7 @@ func (c *Client) DeleteJob(ctx context.Context, name string) error {
 
 // RunJob queues a run of a job (state ACCEPTED; it starts when a slot is free).
 func (c *Client) RunJob(ctx context.Context, name string, in RunInput) (*slipway.JobRun, error) {
-	var r slipway.JobRun
-	if err := c.do(ctx, http.MethodPost, apiPath("jobs", name, "runs"), nil, in, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.JobRun](ctx, c, http.MethodPost, apiPath("jobs", name, "runs"), nil, in)
 }
 
 // ListJobRuns lists job runs, newest first, with the total matching.
@@ -154,20 +146,12 @@ func (c *Client) ListJobRuns(ctx context.Context, f JobRunFilter) ([]*slipway.Jo
 
 // GetJobRun returns a job run.
 func (c *Client) GetJobRun(ctx context.Context, id string) (*slipway.JobRun, error) {
-	var r slipway.JobRun
-	if err := c.do(ctx, http.MethodGet, apiPath("job-runs", id), nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.JobRun](ctx, c, http.MethodGet, apiPath("job-runs", id), nil, nil)
 }
 
 // CancelJobRun cancels a run; it returns once the run is CANCELED (its whole process group gone).
 func (c *Client) CancelJobRun(ctx context.Context, id string) (*slipway.JobRun, error) {
-	var r slipway.JobRun
-	if err := c.do(ctx, http.MethodPost, apiPath("job-runs", id, "cancel"), nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.JobRun](ctx, c, http.MethodPost, apiPath("job-runs", id, "cancel"), nil, nil)
 }
 
 // JobRunLogs opens a run's log from byte offset; with follow the body streams until the run is over (or the
@@ -319,11 +303,7 @@ func (c *Client) ListPipelines(ctx context.Context) ([]*slipway.Pipeline, error)
 
 // GetPipeline returns a pipeline.
 func (c *Client) GetPipeline(ctx context.Context, name string) (*slipway.Pipeline, error) {
-	var p slipway.Pipeline
-	if err := c.do(ctx, http.MethodGet, apiPath("pipelines", name), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return call[slipway.Pipeline](ctx, c, http.MethodGet, apiPath("pipelines", name), nil, nil)
 }
 
 // DeletePipeline deletes a pipeline without runs in progress.
@@ -354,29 +334,17 @@ func (c *Client) ListPipelineRuns(ctx context.Context, pipeline string, offset, 
 
 // GetPipelineRun returns a run with its steps.
 func (c *Client) GetPipelineRun(ctx context.Context, id string) (*slipway.PipelineRun, error) {
-	var r slipway.PipelineRun
-	if err := c.do(ctx, http.MethodGet, apiPath("pipeline-runs", id), nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.PipelineRun](ctx, c, http.MethodGet, apiPath("pipeline-runs", id), nil, nil)
 }
 
 // CancelPipelineRun asks a run to stop (it ends CANCELED after its on_exit step).
 func (c *Client) CancelPipelineRun(ctx context.Context, id string) (*slipway.PipelineRun, error) {
-	var r slipway.PipelineRun
-	if err := c.do(ctx, http.MethodPost, apiPath("pipeline-runs", id, "cancel"), nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.PipelineRun](ctx, c, http.MethodPost, apiPath("pipeline-runs", id, "cancel"), nil, nil)
 }
 
 // RetryPipelineRun resumes a FAILED or CANCELED run from its failed steps.
 func (c *Client) RetryPipelineRun(ctx context.Context, id string) (*slipway.PipelineRun, error) {
-	var r slipway.PipelineRun
-	if err := c.do(ctx, http.MethodPost, apiPath("pipeline-runs", id, "retry"), nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[slipway.PipelineRun](ctx, c, http.MethodPost, apiPath("pipeline-runs", id, "retry"), nil, nil)
 }
 
 // WaitPipelineRun polls a run every poll (DefaultPoll when 0) until it is over or ctx ends.
@@ -406,11 +374,7 @@ type ScheduleSpec struct {
 
 // CreateSchedule creates a schedule.
 func (c *Client) CreateSchedule(ctx context.Context, spec ScheduleSpec) (*slipway.Schedule, error) {
-	var s slipway.Schedule
-	if err := c.do(ctx, http.MethodPost, apiPath("schedules"), nil, spec, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return call[slipway.Schedule](ctx, c, http.MethodPost, apiPath("schedules"), nil, spec)
 }
 
 // ListSchedules returns every schedule with its next tick.
@@ -422,11 +386,7 @@ func (c *Client) ListSchedules(ctx context.Context) ([]*slipway.Schedule, error)
 
 // GetSchedule returns a schedule with its recent ticks.
 func (c *Client) GetSchedule(ctx context.Context, name string) (*slipway.Schedule, error) {
-	var s slipway.Schedule
-	if err := c.do(ctx, http.MethodGet, apiPath("schedules", name), nil, nil, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return call[slipway.Schedule](ctx, c, http.MethodGet, apiPath("schedules", name), nil, nil)
 }
 
 // DeleteSchedule deletes a schedule.

@@ -16,11 +16,7 @@ func (c *Client) CreateModel(ctx context.Context, name, description string, tags
 		Description string            `json:"description,omitempty"`
 		Tags        map[string]string `json:"tags,omitempty"`
 	}{name, description, tags}
-	var m slipway.Model
-	if err := c.do(ctx, http.MethodPost, apiPath("models"), nil, in, &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return call[slipway.Model](ctx, c, http.MethodPost, apiPath("models"), nil, in)
 }
 
 // ListModelsOptions filters and pages ListModels. Zero values mean "no filter" and the server's defaults.
@@ -49,20 +45,12 @@ func (c *Client) ListModels(ctx context.Context, opts ListModelsOptions) ([]*sli
 
 // GetModel returns a model with its aliases and latest version number.
 func (c *Client) GetModel(ctx context.Context, name string) (*slipway.Model, error) {
-	var m slipway.Model
-	if err := c.do(ctx, http.MethodGet, apiPath("models", name), nil, nil, &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return call[slipway.Model](ctx, c, http.MethodGet, apiPath("models", name), nil, nil)
 }
 
 // UpdateModel changes a model's description and/or tags (nil fields are left unchanged).
 func (c *Client) UpdateModel(ctx context.Context, name string, u slipway.ModelUpdate) (*slipway.Model, error) {
-	var m slipway.Model
-	if err := c.do(ctx, http.MethodPatch, apiPath("models", name), nil, u, &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return call[slipway.Model](ctx, c, http.MethodPatch, apiPath("models", name), nil, u)
 }
 
 // DeleteModel deletes a model with all its versions and aliases.

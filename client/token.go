@@ -9,11 +9,7 @@ import (
 
 // Whoami returns the token making the requests.
 func (c *Client) Whoami(ctx context.Context) (*slipway.Token, error) {
-	var t slipway.Token
-	if err := c.do(ctx, http.MethodGet, apiPath("whoami"), nil, nil, &t); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return call[slipway.Token](ctx, c, http.MethodGet, apiPath("whoami"), nil, nil)
 }
 
 // CreateToken creates a token (admin only). The returned Token's Secret is the only copy of the secret.
@@ -22,11 +18,7 @@ func (c *Client) CreateToken(ctx context.Context, name string, role slipway.Role
 		Name string       `json:"name"`
 		Role slipway.Role `json:"role"`
 	}{name, role}
-	var t slipway.Token
-	if err := c.do(ctx, http.MethodPost, apiPath("tokens"), nil, in, &t); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return call[slipway.Token](ctx, c, http.MethodPost, apiPath("tokens"), nil, in)
 }
 
 // ListTokens lists every token, revoked ones included (admin only). Secrets are never returned.

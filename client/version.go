@@ -148,11 +148,7 @@ func (c *Client) ListVersions(ctx context.Context, model string, offset, limit i
 
 // GetVersion returns one version; version is a number ("3") or an alias ("@champion", "@latest").
 func (c *Client) GetVersion(ctx context.Context, model, version string) (*slipway.ModelVersion, error) {
-	var v slipway.ModelVersion
-	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "versions", version), nil, nil, &v); err != nil {
-		return nil, err
-	}
-	return &v, nil
+	return call[slipway.ModelVersion](ctx, c, http.MethodGet, apiPath("models", model, "versions", version), nil, nil)
 }
 
 // ListFiles returns a version's manifest: every file with its size and sha256.
@@ -192,11 +188,7 @@ func (c *Client) SetAlias(ctx context.Context, model, alias string, version int)
 	in := struct {
 		Version int `json:"version"`
 	}{version}
-	var m slipway.AliasMove
-	if err := c.do(ctx, http.MethodPut, apiPath("models", model, "aliases", strings.TrimPrefix(alias, "@")), nil, in, &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return call[slipway.AliasMove](ctx, c, http.MethodPut, apiPath("models", model, "aliases", strings.TrimPrefix(alias, "@")), nil, in)
 }
 
 // DeleteAlias removes an alias (the removal is kept in its history).
@@ -206,9 +198,5 @@ func (c *Client) DeleteAlias(ctx context.Context, model, alias string) error {
 
 // GetAlias returns the version an alias points at and the alias's history.
 func (c *Client) GetAlias(ctx context.Context, model, alias string) (*AliasInfo, error) {
-	var a AliasInfo
-	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "aliases", strings.TrimPrefix(alias, "@")), nil, nil, &a); err != nil {
-		return nil, err
-	}
-	return &a, nil
+	return call[AliasInfo](ctx, c, http.MethodGet, apiPath("models", model, "aliases", strings.TrimPrefix(alias, "@")), nil, nil)
 }
