@@ -110,16 +110,24 @@ func (db *DB) applyMigration(ctx context.Context, path string) error {
 
 // tx runs fn in a write transaction, committing when it returns nil.
 func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := db.w.BeginTx(ctx, nil)
+	return inTx(ctx, db.w, "", fn)
+}
+
+// inTx runs fn in a transaction on w, committing when it returns nil; errors name the database (file) if given.
+func inTx(ctx context.Context, w *sql.DB, file string, fn func(*sql.Tx) error) error {
+	if file != "" {
+		file = " " + file
+	}
+	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlstore: begin: %w", err)
+		return fmt.Errorf("sqlstore:%s begin: %w", file, err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlstore: commit: %w", err)
+		return fmt.Errorf("sqlstore:%s commit: %w", file, err)
 	}
 	return nil
 }

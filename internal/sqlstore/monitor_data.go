@@ -159,18 +159,7 @@ func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
 // batch runs fn in one write transaction.
 func (db *MonitorDB) batch(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlstore: monitor.db begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlstore: monitor.db commit: %w", err)
-	}
-	return nil
+	return inTx(ctx, db.w, "monitor.db", fn)
 }
 
 // insertChunk is how many rows one multi-row INSERT carries: one statement per chunk instead of per row divides
