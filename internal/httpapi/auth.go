@@ -113,12 +113,8 @@ func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc) http.Hand
 			s.problem(w, r, slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need))
 			return
 		}
-		if info, ok := r.Context().Value(ctxKey{}).(*requestInfo); ok {
-			info.token = t
-			next(w, r)
-			return
-		}
-		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestInfo{token: t}))) // no withRequestID in front (tests)
+		infoOf(r).token = t // Handler puts the request's info in its context (withRequestID) before any route
+		next(w, r)
 	}
 }
 
