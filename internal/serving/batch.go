@@ -2,6 +2,7 @@ package serving
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -94,13 +95,23 @@ func (p *Pool) setBatching(cfg *slipway.Batching) {
 // takes all of them at once, so batches grow with the load and an idle deployment adds no delay. MaxWaitMS,
 // counted from the first request's arrival, is how long a batch may wait for more rows once a replica is free
 // (0: take what is there). This is the adaptive scheme of Triton's dynamic batcher and BentoML.
+//
+// The batcher has no goroutine of its own: the requests' goroutines do the work (leader and followers). The
+// oldest waiting request acquires a replica for the queue, then leads the batch: it takes the queue, makes the
+// model call and hands each follower its rows; it hands the turn to acquire to the oldest request left over.
+// Each request's goroutine is woken once (for its turn, or for its rows): a batch costs one hand-off per
+// request, where a batcher goroutine added three per batch (wake the loop, hand it a replica, start the call),
+// which on a 2-core host cost as much CPU as the model call itself.
 type batcher struct {
-	pool   *Pool
-	cfg    slipway.Batching
-	reqs   chan *batchReq
-	ctx    context.Context // ends on close: a batch waiting for a replica gives up
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	pool     *Pool
+	cfg      slipway.Batching
+	maxQueue int
+
+	mu      sync.Mutex
+	queue   []*batchReq   // waiting for a batch, oldest first
+	owned   bool          // a request is acquiring a replica for the queue, or filling its batch from it
+	filling chan struct{} // while a leader waits for rows (MaxWaitMS): arrivals wake it
+	closed  bool
 }
 
 type batchReq struct {
@@ -108,137 +119,188 @@ type batchReq struct {
 	in      []workerproto.Tensor
 	rows    int
 	arrived time.Time
-	done    chan batchResp
+	done    chan batchResp // capacity 1: a queued request gets exactly one message
 }
 
+// batchResp is the one message a queued request gets.
 type batchResp struct {
-	res Result
-	err error
+	res   Result
+	err   error
+	turn  bool // acquire a replica for the queue, then lead the batch
+	alone bool // run without batching (the batcher closed, or the batch could not be merged)
 }
 
 func newBatcher(p *Pool, cfg slipway.Batching, queue int) *batcher {
-	ctx, cancel := context.WithCancel(context.Background())
-	b := &batcher{pool: p, cfg: cfg, reqs: make(chan *batchReq, queue), ctx: ctx, cancel: cancel}
-	b.wg.Add(1)
-	go func() { // owned by the batcher: ends on close
-		defer b.wg.Done()
-		b.loop()
-	}()
-	return b
+	return &batcher{pool: p, cfg: cfg, maxQueue: queue}
 }
 
 func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int) (Result, error) {
 	if rows >= b.cfg.MaxBatchSize {
 		return b.pool.predictDirect(ctx, in, rows) // already a full batch
 	}
-	if b.cfg.MaxWaitMS == 0 && len(b.reqs) == 0 {
-		// Nothing to merge with and nothing to wait for: an idle replica answers at once, without the hand-offs
-		// through the batcher (the same outcome as a batch of one, for less CPU and latency).
-		if s, rep, ok := b.pool.tryAcquire(); ok {
-			if o := b.pool.observer(); o != nil {
-				o.Batch(rows, 1)
-			}
-			return b.pool.predictOn(ctx, s, rep, in, rows, time.Now().Add(b.pool.timeout()))
-		}
-	}
-	r := &batchReq{ctx: ctx, in: in, rows: rows, arrived: time.Now(), done: make(chan batchResp, 1)}
-	select {
-	case b.reqs <- r:
-	default:
+	r := &batchReq{ctx: ctx, in: in, rows: rows, arrived: time.Now()}
+	b.mu.Lock()
+	switch {
+	case b.closed:
+		b.mu.Unlock()
+		return b.pool.predictDirect(ctx, in, rows)
+	case !b.owned && len(b.queue) == 0:
+		// Nobody is waiting: this request acquires a replica itself (at once if one is idle, without any
+		// hand-off: the same outcome as a batch of one).
+		b.owned = true
+		b.mu.Unlock()
+		return b.acquireAndLead(r)
+	case len(b.queue) >= b.maxQueue:
+		b.mu.Unlock()
 		if o := b.pool.observer(); o != nil {
 			o.Rejected()
 		}
 		return Result{}, slipway.Errorf(slipway.EOVERLOADED, "deployment %s is at capacity (batch queue full): retry after a moment, or add replicas", b.pool.name)
 	}
+	r.done = make(chan batchResp, 1)
+	b.queue = append(b.queue, r)
+	if b.filling != nil {
+		select {
+		case b.filling <- struct{}{}:
+		default:
+		}
+	}
+	b.mu.Unlock()
 	select {
 	case resp := <-r.done:
-		return resp.res, resp.err
+		return b.follow(r, resp)
 	case <-ctx.Done():
-		return Result{}, b.pool.timeoutError(ctx.Err(), 0)
+		return b.abandon(r)
 	}
 }
 
-// loop forms one batch at a time: it takes the first request, waits for a free replica (requests arriving
-// meanwhile join the batch), fills the batch, and hands it and the replica to a goroutine of its own.
-func (b *batcher) loop() {
-	var pending *batchReq // a request that did not fit in the previous batch
-	for {
-		first := pending
-		pending = nil
-		if first == nil {
+// follow acts on the message a queued request got.
+func (b *batcher) follow(r *batchReq, resp batchResp) (Result, error) {
+	switch {
+	case resp.turn:
+		return b.acquireAndLead(r)
+	case resp.alone:
+		return b.pool.predictDirect(r.ctx, r.in, r.rows)
+	}
+	return resp.res, resp.err
+}
+
+// abandon takes a request whose client gave up out of the queue. If it was taken already, its rows are in a
+// batch (the answer is dropped), or it was handed the turn to acquire, which passes to the next request.
+func (b *batcher) abandon(r *batchReq) (Result, error) {
+	b.mu.Lock()
+	if i := slices.Index(b.queue, r); i >= 0 {
+		b.queue = slices.Delete(b.queue, i, i+1)
+		b.mu.Unlock()
+		return Result{}, b.pool.timeoutError(r.ctx.Err(), 0)
+	}
+	b.mu.Unlock()
+	select {
+	case resp := <-r.done: // a turn is sent under b.mu, together with leaving the queue: it is here
+		if resp.turn {
+			b.passTurn()
+		}
+	default:
+	}
+	return Result{}, b.pool.timeoutError(r.ctx.Err(), 0)
+}
+
+// passTurn gives the turn to acquire to the oldest queued request, if any.
+func (b *batcher) passTurn() {
+	b.mu.Lock()
+	b.owned = false
+	b.handOnLocked()
+	b.mu.Unlock()
+}
+
+func (b *batcher) handOnLocked() {
+	if b.owned || b.closed || len(b.queue) == 0 {
+		return
+	}
+	next := b.queue[0]
+	b.queue = b.queue[1:]
+	b.owned = true
+	next.done <- batchResp{turn: true}
+}
+
+// queued is the number of requests waiting for a batch.
+func (b *batcher) queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
+// acquireAndLead waits for a replica on the queue's behalf (the pool's timeout counts from here, as the
+// batch's deadline), then leads the batch.
+func (b *batcher) acquireAndLead(r *batchReq) (Result, error) {
+	timeout := b.pool.timeout()
+	deadline := time.Now().Add(timeout)
+	s, rep, err := b.pool.acquire(r.ctx, deadline)
+	if err != nil {
+		b.passTurn() // the queue still needs someone to wait for a replica
+		return Result{}, b.pool.timeoutError(err, timeout)
+	}
+	batch, rows := b.gather(r)
+	return b.run(r, batch, rows, s, rep, deadline)
+}
+
+// gather forms the batch led by first: queued requests, oldest first, up to MaxBatchSize rows; if there is
+// room and MaxWaitMS allows, it waits for more. Requests left over get the turn to acquire the next replica.
+func (b *batcher) gather(first *batchReq) ([]*batchReq, int) {
+	batch, rows := []*batchReq{first}, first.rows
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	batch, rows = b.takeLocked(batch, rows)
+	wait := time.Until(first.arrived.Add(time.Duration(b.cfg.MaxWaitMS) * time.Millisecond))
+	if rows < b.cfg.MaxBatchSize && len(b.queue) == 0 && wait > 0 {
+		wake := make(chan struct{}, 1)
+		b.filling = wake
+		b.mu.Unlock()
+		timer := time.NewTimer(wait)
+	fill:
+		for {
 			select {
-			case first = <-b.reqs:
-			case <-b.ctx.Done():
-				return
+			case <-wake:
+			case <-timer.C:
+				break fill
+			}
+			b.mu.Lock()
+			batch, rows = b.takeLocked(batch, rows)
+			full := rows >= b.cfg.MaxBatchSize || len(b.queue) > 0
+			b.mu.Unlock()
+			if full {
+				break
 			}
 		}
-		timeout := b.pool.timeout()
-		deadline := time.Now().Add(timeout)
-		s, rep, err := b.pool.acquire(b.ctx, deadline)
-		if err != nil {
-			if b.ctx.Err() != nil {
-				err = ErrClosed
-			}
-			b.fail([]*batchReq{first}, b.pool.timeoutError(err, timeout))
-			continue
-		}
-		batch := []*batchReq{first}
-		batch, pending = b.fill(batch, first.rows)
-		b.wg.Add(1)
-		go func() { // owned by the batcher: bounded by the pool timeout
-			defer b.wg.Done()
-			b.run(batch, s, rep, deadline)
-		}()
+		timer.Stop()
+		b.mu.Lock()
+		b.filling = nil
+		batch, rows = b.takeLocked(batch, rows)
 	}
+	b.owned = false
+	b.handOnLocked()
+	return batch, rows
 }
 
-// fill adds queued requests to batch until it holds MaxBatchSize rows or MaxWaitMS has passed since the first
-// request arrived. It returns the batch and the request that would have overfilled it, if any.
-func (b *batcher) fill(batch []*batchReq, rows int) ([]*batchReq, *batchReq) {
-	add := func(r *batchReq) *batchReq {
+// takeLocked moves queued requests into batch, oldest first, while they fit in MaxBatchSize rows.
+func (b *batcher) takeLocked(batch []*batchReq, rows int) ([]*batchReq, int) {
+	n := 0
+	for _, r := range b.queue {
 		if rows+r.rows > b.cfg.MaxBatchSize {
-			return r
+			break
 		}
 		batch = append(batch, r)
 		rows += r.rows
-		return nil
+		n++
 	}
-drain: // what is already queued, without waiting
-	for rows < b.cfg.MaxBatchSize {
-		select {
-		case r := <-b.reqs:
-			if over := add(r); over != nil {
-				return batch, over
-			}
-		default:
-			break drain
-		}
-	}
-	wait := time.Until(batch[0].arrived.Add(time.Duration(b.cfg.MaxWaitMS) * time.Millisecond))
-	if rows >= b.cfg.MaxBatchSize || wait <= 0 {
-		return batch, nil
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for rows < b.cfg.MaxBatchSize {
-		select {
-		case r := <-b.reqs:
-			if over := add(r); over != nil {
-				return batch, over
-			}
-		case <-timer.C:
-			return batch, nil
-		case <-b.ctx.Done():
-			return batch, nil // run what we have: the replica is ours until the deadline
-		}
-	}
-	return batch, nil
+	b.queue = b.queue[n:]
+	return batch, rows
 }
 
-// run makes one model call for the batch on the replica the loop acquired, and hands each request its rows.
-// Requests that cannot be merged (different columns or dtypes) run on their own; if the replica dies, the
-// batch is retried once through the pool.
-func (b *batcher) run(batch []*batchReq, s *slot, rep *modelruntime.Replica, deadline time.Time) {
+// run makes one model call for the batch on the replica its leader acquired, hands each follower its rows
+// and returns the leader's. If the requests cannot be merged (different columns or dtypes), each runs on its
+// own; if the replica dies, the batch is retried once through the pool.
+func (b *batcher) run(leader *batchReq, batch []*batchReq, rows int, s *slot, rep *modelruntime.Replica, deadline time.Time) (Result, error) {
 	live := batch[:0]
 	for _, r := range batch {
 		if r.ctx.Err() == nil {
@@ -247,59 +309,63 @@ func (b *batcher) run(batch []*batchReq, s *slot, rep *modelruntime.Replica, dea
 	}
 	if len(live) == 0 {
 		b.pool.release(s, rep)
-		return
+		return Result{}, b.pool.timeoutError(leader.ctx.Err(), 0)
+	}
+	if o := b.pool.observer(); o != nil {
+		o.Batch(rows, len(live))
+	}
+	if len(live) == 1 && live[0] == leader { // nothing to merge or split
+		return b.pool.predictOn(leader.ctx, s, rep, leader.in, leader.rows, deadline)
 	}
 	inputs := make([][]workerproto.Tensor, len(live))
 	for i, r := range live {
 		inputs[i] = r.in
 	}
-	merged, rows, err := inference.Concat(inputs)
+	merged, parts, err := inference.Concat(inputs)
 	if err != nil {
 		b.pool.release(s, rep)
-		for _, r := range live {
-			res, err := b.pool.predictDirect(r.ctx, r.in, r.rows)
-			r.done <- batchResp{res, err}
-		}
-		return
+		return b.reply(leader, live, nil, batchResp{alone: true})
 	}
 	total := 0
-	for _, n := range rows {
+	for _, n := range parts {
 		total += n
 	}
-	if o := b.pool.observer(); o != nil {
-		o.Batch(total, len(live))
-	}
 	// The batch outlives any single client: it runs under the pool's timeout, not a request's context.
-	res, err := b.pool.predictOn(context.WithoutCancel(live[0].ctx), s, rep, merged, total, deadline)
+	res, err := b.pool.predictOn(context.WithoutCancel(leader.ctx), s, rep, merged, total, deadline)
 	if err != nil {
-		b.fail(live, err)
-		return
+		return b.reply(leader, live, nil, batchResp{err: err})
 	}
-	parts, err := inference.Split(res.Outputs, rows)
+	outs, err := inference.Split(res.Outputs, parts)
 	if err != nil {
-		b.fail(live, err)
-		return
+		return b.reply(leader, live, nil, batchResp{err: err})
 	}
+	return b.reply(leader, live, outs, batchResp{res: Result{Replica: res.Replica, Version: res.Version, Batch: res.Batch}})
+}
+
+// reply sends each follower its message (with its own outputs, when there are any) and returns the leader's.
+func (b *batcher) reply(leader *batchReq, live []*batchReq, outs [][]workerproto.Tensor, msg batchResp) (Result, error) {
+	mine := batchResp{err: b.pool.timeoutError(leader.ctx.Err(), 0)} // the leader's client left: its rows were not sent
 	for i, r := range live {
-		r.done <- batchResp{Result{Outputs: parts[i], Replica: res.Replica, Batch: res.Batch}, nil}
-	}
-}
-
-func (b *batcher) fail(batch []*batchReq, err error) {
-	for _, r := range batch {
-		r.done <- batchResp{err: err}
-	}
-}
-
-func (b *batcher) close() {
-	b.cancel()
-	b.wg.Wait()
-	for {
-		select {
-		case r := <-b.reqs:
-			r.done <- batchResp{err: ErrClosed}
-		default:
-			return
+		m := msg
+		if outs != nil {
+			m.res.Outputs = outs[i]
 		}
+		if r == leader {
+			mine = m
+			continue
+		}
+		r.done <- m
 	}
+	return b.follow(leader, mine)
+}
+
+// close stops batching: queued requests run on their own; a batch being formed or run finishes.
+func (b *batcher) close() {
+	b.mu.Lock()
+	queued := b.queue
+	b.queue, b.closed = nil, true
+	for _, r := range queued {
+		r.done <- batchResp{alone: true}
+	}
+	b.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -265,14 +266,7 @@ func TestBatchingMergesConcurrentRequests(t *testing.T) {
 // the next call (even with max_wait_ms 0), split into calls of at most max_batch_size rows.
 func TestBatchesFormWhenAReplicaFrees(t *testing.T) {
 	p, _ := newTestPool(t, 1, Options{MaxQueue: 100, Batching: &slipway.Batching{MaxBatchSize: 4, MaxWaitMS: 0}})
-	busy := make(chan error, 1)
-	go func() { // holds the only replica until the batch requests are queued
-		_, err := call(t, p, `{"sleep": 2}`)
-		busy <- err
-	}()
-	for p.Status()[0].InFlight == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	busy := holdReplica(t, p, 2) // until the batch requests are queued
 	const n = 6
 	batches := make(chan int, n)
 	var wg sync.WaitGroup
@@ -289,9 +283,9 @@ func TestBatchesFormWhenAReplicaFrees(t *testing.T) {
 		}()
 	}
 	// One request waits for the replica in the batcher; the others queue behind it.
-	for deadline := time.Now().Add(30 * time.Second); len(p.batcher.reqs) < n-1; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); p.batcher.queued() < n-1; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d requests queued, want %d", len(p.batcher.reqs), n-1)
+			t.Fatalf("%d requests queued, want %d", p.batcher.queued(), n-1)
 		}
 	}
 	if err := <-busy; err != nil {
@@ -402,5 +396,99 @@ func TestClientCancelKeepsReplica(t *testing.T) {
 	}
 	if a.PID != before || p.Status()[0].Restarts != 0 {
 		t.Fatalf("replica replaced after a client hung up: pid %d → %d, status %+v", before, a.PID, p.Status())
+	}
+}
+
+// holdReplica keeps the pool's only replica busy until the returned channel is read.
+func holdReplica(t *testing.T, p *Pool, seconds float64) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := call(t, p, fmt.Sprintf(`{"sleep": %g}`, seconds))
+		done <- err
+	}()
+	for p.Status()[0].InFlight == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return done
+}
+
+type predicted struct {
+	res Result
+	err error
+}
+
+func predictAsync(p *Pool, ctx context.Context, x ...float64) <-chan predicted {
+	out := make(chan predicted, 1)
+	go func() {
+		res, err := p.PredictTensors(ctx, []workerproto.Tensor{workerproto.NewFloat64("x", nil, x)})
+		out <- predicted{res, err}
+	}()
+	return out
+}
+
+func waitQueued(t *testing.T, p *Pool, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); p.batcher.queued() != n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests queued for a batch, want %d", p.batcher.queued(), n)
+		}
+	}
+}
+
+// The batcher's queue loses nothing when a client gives up: a queued client leaves at once, and when the one
+// waiting for a replica on the queue's behalf leaves, the next in line takes over.
+func TestBatchQueueSurvivesClientsLeaving(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 10, Batching: &slipway.Batching{MaxBatchSize: 8}})
+	busy := holdReplica(t, p, 1)
+
+	acquirerCtx, leaveAcquirer := context.WithCancel(context.Background())
+	acquirer := predictAsync(p, acquirerCtx, 1) // waits for the replica for the queue
+	for p.QueueLen() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	queuedCtx, leaveQueue := context.WithCancel(context.Background())
+	leaver := predictAsync(p, queuedCtx, 2)
+	stayer := predictAsync(p, context.Background(), 3, 4)
+	waitQueued(t, p, 2)
+
+	leaveQueue()
+	if r := <-leaver; r.err == nil {
+		t.Fatal("a client that left the queue got an answer")
+	}
+	waitQueued(t, p, 1)
+	leaveAcquirer()
+	if r := <-acquirer; r.err == nil {
+		t.Fatal("a client that left while waiting for a replica got an answer")
+	}
+	waitQueued(t, p, 0) // the stayer took over the wait for a replica
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+	r := <-stayer
+	if r.err != nil || r.res.Batch != 2 || r.res.Outputs[0].Shape[0] != 2 {
+		t.Fatalf("the request that stayed: %+v, %v; want its own 2 rows in a batch of 2", r.res, r.err)
+	}
+}
+
+// Changing the batching settings while requests are queued: they run without batching, none fails.
+func TestBatchingChangeKeepsQueuedRequests(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 10, Timeout: 30 * time.Second, Batching: &slipway.Batching{MaxBatchSize: 8}})
+	busy := holdReplica(t, p, 1)
+	var pending []<-chan predicted
+	pending = append(pending, predictAsync(p, context.Background(), 1))
+	for p.QueueLen() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	pending = append(pending, predictAsync(p, context.Background(), 2), predictAsync(p, context.Background(), 3))
+	waitQueued(t, p, 2)
+	p.SetOptions(Options{MaxQueue: 10, Timeout: 30 * time.Second, Batching: &slipway.Batching{MaxBatchSize: 4}})
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range pending {
+		if r := <-ch; r.err != nil || r.res.Outputs[0].Shape[0] != 1 {
+			t.Fatalf("request %d: %+v, %v", i, r.res, r.err)
+		}
 	}
 }
