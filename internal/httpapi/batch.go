@@ -147,7 +147,7 @@ func (s *Server) handleBatchOutput(w http.ResponseWriter, r *http.Request, svc *
 // body with ?name=data.csv. It is streamed to disk under the upload cap.
 func (s *Server) handleFileUpload(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+64<<10)
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := mediaType(r)
 	var (
 		f   *slipway.UploadedFile
 		err error

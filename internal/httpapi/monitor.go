@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -274,7 +273,7 @@ func (s *Server) handleBaselinePut(w http.ResponseWriter, r *http.Request, m *mo
 	if err != nil {
 		return err
 	}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := mediaType(r)
 	var format string
 	switch ct {
 	case "text/csv", "application/csv":

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"io"
-	"mime"
 	"net/http"
 
 	"github.com/slipway-ml/slipway/internal/jobs"
@@ -14,7 +13,7 @@ func (s *Server) handlePipelineCreate(w http.ResponseWriter, r *http.Request, sv
 	var def []byte
 	var up jobs.Upload
 	var err error
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt := mediaType(r)
 	if mt == "multipart/form-data" {
 		r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxJobSpecBytes+64<<10)
 		var cleanup func()

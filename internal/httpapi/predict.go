@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -142,7 +141,7 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 	}
 	ex.SetBytesIn(len(body))
 	var req *inference.MLflowRequest
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := mediaType(r)
 	switch ct {
 	case "text/csv":
 		req, err = inference.DecodeMLflowCSV(body, v.InputSchema)

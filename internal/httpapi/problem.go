@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 
@@ -198,6 +199,17 @@ func isEmptyBody(err error) bool {
 }
 
 // pathName returns the {key} path value after checking it is a valid name of that kind.
+// mediaType is the request's Content-Type without parameters ("" when absent or malformed). The common
+// exact values skip the parser, which allocates: this runs on every prediction.
+func mediaType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	if ct == "application/json" || ct == "text/csv" || ct == "" {
+		return ct
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt
+}
+
 func pathName(r *http.Request, key, kind string) (string, error) {
 	name := r.PathValue(key)
 	if err := slipway.ValidateName(kind, name); err != nil {
