@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Slipway serving benchmark (see bench/README.md). `make bench` builds bin/slipway and the examples, then runs this.
 #
-#   ./bench/run.sh [--quick] [--duration 10s] [--warmup 2s] [--only LIST] [--loadgen-cpus LIST] [--wrk]
+#   ./bench/run.sh [--quick] [--duration 10s] [--warmup 2s] [--rounds 3] [--only LIST] [--loadgen-cpus LIST] [--wrk]
 #
 #   --quick             3 s per cell after a 1 s warm-up (smoke run, noisier figures)
 #   --duration D        measured window per cell (default 10s); --warmup D: unrecorded load before it (default 2s)
+#   --rounds N          interleaved rounds for the ONNX / ceiling ratios (default 3; 0: the grid cells only)
 #   --only LIST         comma-separated subset of: ceiling,flask,onnx,python,batching (default: all)
 #   --loadgen-cpus LIST run the load generator under `taskset -c LIST` (e.g. 0 on a 4-core machine, servers elsewhere)
 #   --wrk               also cross-check each target at c=32, 1 row with wrk (req/s and latency as wrk measures them)
@@ -18,13 +19,15 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-duration=10s warmup=2s only=all loadgen_cpus="" use_wrk=0 quick=0
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+duration=10s warmup=2s only=all loadgen_cpus="" use_wrk=0 quick=0 rounds=3
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case $1 in
     --quick) quick=1 duration=3s warmup=1s ;;
     --duration) duration=${2:?--duration needs a value}; shift ;;
     --warmup) warmup=${2:?--warmup needs a value}; shift ;;
+    --rounds) rounds=${2:?--rounds needs a number}; shift
+      [[ $rounds =~ ^[0-9]+$ ]] || { echo "run.sh: --rounds needs a number, got $rounds" >&2; exit 2; } ;;
     --only) only=${2:?--only needs a list}; shift ;;
     --loadgen-cpus) loadgen_cpus=${2:?--loadgen-cpus needs a CPU list}; shift ;;
     --wrk) use_wrk=1 ;;
@@ -349,6 +352,37 @@ undeploy() {
   echo "run.sh: deployment $1 still present 30 s after DELETE (HTTP $api_code); continuing" >&2
 }
 
+# onnx_rounds: the two ONNX ratios measured again in interleaved rounds (ceiling, slipway-onnx,
+# slipway-onnx-batch; then again), c=32, 1 row. This machine's speed drifts by ±15% over minutes, so cells
+# measured minutes apart (the grid) compare the drift as much as the servers; the report takes the median of
+# the per-round ratios.
+onnx_rounds() {
+  local k t gohttp_pid addr ceiling_url ok=1
+  say "interleaved rounds: ceiling, slipway-onnx, slipway-onnx-batch at c=32, 1 row, $rounds rounds"
+  deploy slipway-onnx slipway-onnx churn-onnx "" || ok=0
+  deploy slipway-onnx-batch slipway-onnx-batch churn-onnx '{"max_batch_size": 64, "max_wait_ms": 0}' || ok=0
+  if ((ok)); then
+    start "$logs/gohttp-rounds.log" "$work/bin/gohttp" -addr 127.0.0.1:0
+    gohttp_pid=$started
+    if addr=$(wait_for "$logs/gohttp-rounds.log" "$gohttp_pid" 'addr=http://[^ ]+' 30); then
+      ceiling_url=${addr#addr=}/invocations
+      for ((k = 1; k <= rounds; k++)); do
+        target_pid=$gohttp_pid
+        measure ceiling 1 32 "$ceiling_url" "$work/payloads/tensor-1.json" -meta "round=$k"
+        target_pid=$slipway_pid
+        for t in slipway-onnx slipway-onnx-batch; do
+          measure "$t" 1 32 "$slipway_url/deployments/$t/invocations" "$work/payloads/tensor-1.json" "${auth[@]}" -meta "round=$k"
+        done
+      done
+    else
+      fail "the Go ceiling server did not start for the interleaved rounds"
+    fi
+    stop "$gohttp_pid"
+  fi
+  undeploy slipway-onnx
+  undeploy slipway-onnx-batch
+}
+
 if ((${#slipway_targets[@]})); then
   say "Slipway: server, models, deployments (2 replicas each)"
   if want batching; then
@@ -369,6 +403,7 @@ if ((${#slipway_targets[@]})); then
       if push churn-onnx examples/onnx-churn/model.onnx examples/onnx-churn/metadata.json; then
         serve_grid slipway-onnx churn-onnx "" tensor
         serve_grid slipway-onnx-batch churn-onnx '{"max_batch_size": 64, "max_wait_ms": 0}' tensor
+        want ceiling && ((rounds > 0)) && onnx_rounds
       else
         fail "pushing examples/onnx-churn failed"
         for t in slipway-onnx slipway-onnx-batch; do skip $t "pushing the model failed (bench/work/logs/push-churn-onnx.log)"; done

@@ -3,6 +3,10 @@
 // into the Markdown table and the ratios of the serving benchmark. It never fails on a missed target: the
 // verdicts are information.
 //
+// Cells with -meta round=K are interleaved rounds: the two sides of a ratio measured one after the other,
+// K = 1, 2, …, on a shared machine whose speed drifts by ±15% over minutes. A ratio with rounds on both sides
+// is the median of the per-round ratios; the grid's single pair of cells, minutes apart, is in its note.
+//
 //	report -in bench/results/RUN.jsonl
 package main
 
@@ -45,6 +49,7 @@ type Record struct {
 
 func (r *Record) target() string { return r.Meta["target"] }
 func (r *Record) rows() int      { n, _ := strconv.Atoi(r.Meta["rows"]); return n }
+func (r *Record) round() int     { n, _ := strconv.Atoi(r.Meta["round"]); return n }
 
 // BusyThreshold is the share of the machine's CPU (%) used by other processes during a window above which the
 // cell is flagged as measured on a busy machine.
@@ -93,11 +98,11 @@ func Read(r io.Reader) ([]*Record, error) {
 	return out, sc.Err()
 }
 
-// find returns the last measured cell of target at rows and c (a re-run replaces an earlier one).
+// find returns the last measured grid cell of target at rows and c (a re-run replaces an earlier one).
 func find(recs []*Record, target string, rows, c int) *Record {
 	for i := len(recs) - 1; i >= 0; i-- {
 		r := recs[i]
-		if r.Skipped == "" && r.target() == target && r.rows() == rows && r.Concurrency == c {
+		if r.Skipped == "" && r.round() == 0 && r.target() == target && r.rows() == rows && r.Concurrency == c {
 			return r
 		}
 	}
@@ -183,9 +188,11 @@ func Write(w io.Writer, recs []*Record) {
 		fmt.Fprintf(w, "| %s | %d | %d | %s | ≥ %g | %s | %s |\n", q.Name, q.Rows, q.C, measured, q.Target, verdict, escape(note))
 	}
 
+	writeRounds(w, recs)
+
 	var errNotes []string
 	for _, r := range recs {
-		if r.Skipped == "" && r.Errors > 0 && find(recs, r.target(), r.rows(), r.Concurrency) == r {
+		if r.Skipped == "" && r.Errors > 0 && (r.round() > 0 || find(recs, r.target(), r.rows(), r.Concurrency) == r) {
 			errNotes = append(errNotes, fmt.Sprintf("- %s rows=%d c=%d: %d errors, first: %s", r.target(), r.rows(),
 				r.Concurrency, r.Errors, escape(r.FirstError)))
 		}
@@ -198,8 +205,93 @@ func Write(w io.Writer, recs []*Record) {
 	}
 }
 
+// writeRounds lists the interleaved rounds, one row per round and target.
+func writeRounds(w io.Writer, recs []*Record) {
+	var rs []*Record
+	for _, r := range recs {
+		if r.Skipped == "" && r.round() > 0 {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Interleaved rounds (each target in turn, round after round, so that all sides of a ratio share the machine's drift):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| round | target | rows | c | req/s | p50 ms | p99 ms | errors | CPU % target / loadgen / other |")
+	fmt.Fprintln(w, "|--:|---|--:|--:|--:|--:|--:|--:|--:|")
+	for _, r := range rs {
+		bg := "?"
+		if r.CPU != nil {
+			bg = fmt.Sprintf("%.0f / %.0f / %.0f", r.CPU.Target, r.CPU.Loadgen, r.CPU.Other)
+		}
+		fmt.Fprintf(w, "| %d | %s | %d | %d | %s | %s | %s | %d | %s |\n", r.round(), r.target(), r.rows(), r.Concurrency,
+			fmtNum(r.RPS), fmtNum(r.P50MS), fmtNum(r.P99MS), r.Errors, bg)
+	}
+}
+
+// rounds returns the interleaved rounds of target at rows and c, by round number.
+func rounds(recs []*Record, target string, rows, c int) map[int]*Record {
+	out := map[int]*Record{}
+	for _, r := range recs {
+		if r.Skipped == "" && r.round() > 0 && r.target() == target && r.rows() == rows && r.Concurrency == c {
+			out[r.round()] = r
+		}
+	}
+	return out
+}
+
+// RoundRatios are the per-round ratios of q, in round order, for the rounds measured on both sides.
+func RoundRatios(recs []*Record, q Ratio) []float64 {
+	num, den := rounds(recs, q.Num, q.Rows, q.C), rounds(recs, q.Den, q.Rows, q.C)
+	var ks []int
+	for k := range num {
+		if d, ok := den[k]; ok && d.RPS > 0 {
+			ks = append(ks, k)
+		}
+	}
+	slices.Sort(ks)
+	out := make([]float64, len(ks))
+	for i, k := range ks {
+		out[i] = num[k].RPS / den[k].RPS
+	}
+	return out
+}
+
+// median of a non-empty slice.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
 // Evaluate computes one ratio: the formatted value, PASS/MISS (or n/a when a side was not measured) and a note.
+// With interleaved rounds the ratio is their median; otherwise it is the grid cells'.
 func Evaluate(recs []*Record, q Ratio) (measured, verdict, note string) {
+	if rs := RoundRatios(recs, q); len(rs) > 0 {
+		m := median(rs)
+		parts := make([]string, len(rs))
+		for i, r := range rs {
+			parts[i] = fmt.Sprintf("%.2f", r)
+		}
+		verdict = "MISS"
+		if m >= q.Target {
+			verdict = "PASS"
+		}
+		note = fmt.Sprintf("median of %d interleaved rounds (%s)", len(rs), strings.Join(parts, ", "))
+		if _, _, grid := evaluateGrid(recs, q); grid != "" {
+			note += "; grid cells: " + grid
+		}
+		return fmt.Sprintf("%.2f×", m), verdict, note
+	}
+	return evaluateGrid(recs, q)
+}
+
+func evaluateGrid(recs []*Record, q Ratio) (measured, verdict, note string) {
 	num, den := find(recs, q.Num, q.Rows, q.C), find(recs, q.Den, q.Rows, q.C)
 	var missing []string
 	for _, side := range []struct {
@@ -225,7 +317,7 @@ func Evaluate(recs []*Record, q Ratio) (measured, verdict, note string) {
 	if r >= q.Target {
 		verdict = "PASS"
 	}
-	note = fmt.Sprintf("%s vs %s req/s; p99 %s vs %s ms", fmtNum(num.RPS), fmtNum(den.RPS), fmtNum(num.P99MS), fmtNum(den.P99MS))
+	note = fmt.Sprintf("%s vs %s req/s (%.2f×); p99 %s vs %s ms", fmtNum(num.RPS), fmtNum(den.RPS), r, fmtNum(num.P99MS), fmtNum(den.P99MS))
 	if num.busy() || den.busy() {
 		note += "; measured on a busy machine"
 	}
