@@ -492,3 +492,38 @@ func TestBatchingChangeKeepsQueuedRequests(t *testing.T) {
 		}
 	}
 }
+
+// While model calls are short, a batch waits for the replica of the batch in flight rather than start on an
+// idle one (fewer, fuller batches); once calls are long, it takes the idle replica at once.
+func TestShortCallsConcentrateOnABusyReplica(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		callNanos time.Duration
+		waits     bool
+	}{
+		{"short calls wait for the busy replica", 100 * time.Microsecond, true},
+		{"long calls use the idle replica", 5 * time.Millisecond, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _ := newTestPool(t, 2, Options{MaxQueue: 10, Batching: &slipway.Batching{MaxBatchSize: 8}})
+			b := p.batcher
+			b.concentrateFor = time.Minute
+			b.callNanos.Store(int64(tt.callNanos))
+			b.mu.Lock()
+			b.inflight = 1 // a batch in flight on another replica
+			b.mu.Unlock()
+			got := predictAsync(p, context.Background(), 1)
+			if tt.waits {
+				select {
+				case r := <-got:
+					t.Fatalf("answered (%v) while the other batch was still in flight", r.err)
+				case <-time.After(200 * time.Millisecond):
+				}
+				b.callReturned()
+			}
+			if r := <-got; r.err != nil || r.res.Batch != 1 {
+				t.Fatalf("%+v, %v", r.res, r.err)
+			}
+		})
+	}
+}
