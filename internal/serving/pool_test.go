@@ -31,6 +31,9 @@ def predict(data, model=None):
     if isinstance(data, dict):
         time.sleep(data.get("sleep", 0))
         return {"version": model, "pid": os.getpid(), "echo": data.get("x")}
+    first = float(__import__("numpy").asarray(data).ravel()[0])
+    if first < 0:  # tensor requests ask for a slow call with a negative first value: -seconds
+        time.sleep(-first)
     return {"prediction": [model] * len(data)}
 `
 
@@ -163,6 +166,33 @@ func TestReplicaKilledMidRequestIsRetried(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("replica not replaced: %+v", p.Status())
+}
+
+// A batch whose replica dies mid-call is retried once on another replica: its requests all get their rows.
+func TestBatchRetriedWhenItsReplicaDies(t *testing.T) {
+	p, _ := newTestPool(t, 2, Options{MaxQueue: 10, Batching: &slipway.Batching{MaxBatchSize: 8}})
+	p.batcher.callNanos.Store(int64(time.Second)) // long calls: no waiting for a busy replica
+	slow := predictAsync(p, context.Background(), -1) // a 1 s call
+	var victim int
+	var victimID string
+	for deadline := time.Now().Add(30 * time.Second); victim == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no batch in flight")
+		}
+		for _, st := range p.Status() {
+			if st.InFlight == 1 {
+				victim, victimID = st.PID, st.ID
+			}
+		}
+	}
+	syscall.Kill(victim, syscall.SIGKILL)
+	r := <-slow
+	if r.err != nil || r.res.Batch != 1 || r.res.Outputs[0].Shape[0] != 1 {
+		t.Fatalf("after its replica died: %+v, %v", r.res, r.err)
+	}
+	if r.res.Replica == victimID {
+		t.Fatalf("answered by the killed replica %s (pid %d)", victimID, victim)
+	}
 }
 
 func TestTimeoutKillsStuckReplica(t *testing.T) {
