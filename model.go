@@ -159,7 +159,6 @@ func (r VersionRef) String() string {
 	return strconv.Itoa(r.Number)
 }
 
-
 // ValidateName checks a model, alias, deployment or job name: lowercase letters, digits, '.', '_', '-',
 // 1–64 characters, starting and ending with a letter or digit. Names appear in URLs and file names.
 func ValidateName(kind, name string) error {

@@ -171,7 +171,7 @@ func TestReplicaKilledMidRequestIsRetried(t *testing.T) {
 // A batch whose replica dies mid-call is retried once on another replica: its requests all get their rows.
 func TestBatchRetriedWhenItsReplicaDies(t *testing.T) {
 	p, _ := newTestPool(t, 2, Options{MaxQueue: 10, Batching: &slipway.Batching{MaxBatchSize: 8}})
-	p.batcher.callNanos.Store(int64(time.Second)) // long calls: no waiting for a busy replica
+	p.batcher.callNanos.Store(int64(time.Second))     // long calls: no waiting for a busy replica
 	slow := predictAsync(p, context.Background(), -1) // a 1 s call
 	var victim int
 	var victimID string
