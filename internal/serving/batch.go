@@ -121,9 +121,10 @@ type batcher struct {
 	filling  chan struct{} // while a leader waits for rows (MaxWaitMS): arrivals wake it
 	closed   bool
 	inflight int           // batches making their model call
-	returned chan struct{} // closed (and replaced) when a batch's model call returns
+	awaited  bool          // a queue owner waits on returned
+	returned chan struct{} // closed (and replaced) when a batch's model call returns while awaited
 
-	callNanos      atomic.Int64  // moving average of the model calls' wall time
+	callNanos      atomic.Int64  // moving average of the model calls' wall time (a racing update may lose a sample)
 	concentrateFor time.Duration // the longest a queue owner waits for a busy replica (tests lengthen it)
 }
 
@@ -155,7 +156,10 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int)
 	if rows >= b.cfg.MaxBatchSize {
 		return b.pool.predictDirect(ctx, in, rows) // already a full batch
 	}
-	r := &batchReq{ctx: ctx, in: in, rows: rows, arrived: time.Now()}
+	r := &batchReq{ctx: ctx, in: in, rows: rows}
+	if b.cfg.MaxWaitMS > 0 {
+		r.arrived = time.Now() // only a batch that may wait for rows needs it
+	}
 	b.mu.Lock()
 	switch {
 	case b.closed:
@@ -240,13 +244,6 @@ func (b *batcher) handOnLocked() {
 	next.done <- batchResp{turn: true}
 }
 
-// queued is the number of requests waiting for a batch.
-func (b *batcher) queued() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.queue)
-}
-
 // acquireAndLead waits for a replica on the queue's behalf (the pool's timeout counts from here, as the
 // batch's deadline), then leads the batch.
 func (b *batcher) acquireAndLead(r *batchReq) (Result, error) {
@@ -258,8 +255,7 @@ func (b *batcher) acquireAndLead(r *batchReq) (Result, error) {
 		b.passTurn() // the queue still needs someone to wait for a replica
 		return Result{}, b.pool.timeoutError(err, timeout)
 	}
-	batch, rows := b.gather(r)
-	return b.run(r, batch, rows, s, rep, deadline)
+	return b.run(r, b.gather(r), s, rep, deadline)
 }
 
 // awaitBusyReplica waits, while model calls are short, for a batch in flight to return (or concentrateFor to
@@ -273,6 +269,7 @@ func (b *batcher) awaitBusyReplica(ctx context.Context) {
 		b.mu.Unlock()
 		return
 	}
+	b.awaited = true
 	returned := b.returned
 	b.mu.Unlock()
 	timer := time.NewTimer(b.concentrateFor)
@@ -318,13 +315,15 @@ func (b *batcher) callReturned() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.inflight--
-	close(b.returned)
-	b.returned = make(chan struct{})
+	if b.awaited {
+		close(b.returned)
+		b.returned, b.awaited = make(chan struct{}), false
+	}
 }
 
 // gather forms the batch led by first: queued requests, oldest first, up to MaxBatchSize rows; if there is
 // room and MaxWaitMS allows, it waits for more. Requests left over get the turn to acquire the next replica.
-func (b *batcher) gather(first *batchReq) ([]*batchReq, int) {
+func (b *batcher) gather(first *batchReq) []*batchReq {
 	batch, rows := []*batchReq{first}, first.rows
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -358,7 +357,7 @@ func (b *batcher) gather(first *batchReq) ([]*batchReq, int) {
 	b.inflight++ // before the next owner looks
 	b.owned = false
 	b.handOnLocked()
-	return batch, rows
+	return batch
 }
 
 // takeLocked moves queued requests into batch, oldest first, while they fit in MaxBatchSize rows.
@@ -379,11 +378,12 @@ func (b *batcher) takeLocked(batch []*batchReq, rows int) ([]*batchReq, int) {
 // run makes one model call for the batch on the replica its leader acquired, hands each follower its rows
 // and returns the leader's. If the requests cannot be merged (different columns or dtypes), each runs on its
 // own; if the replica dies, the batch is retried once through the pool.
-func (b *batcher) run(leader *batchReq, batch []*batchReq, rows int, s *slot, rep *modelruntime.Replica, deadline time.Time) (Result, error) {
-	live := batch[:0]
+func (b *batcher) run(leader *batchReq, batch []*batchReq, s *slot, rep *modelruntime.Replica, deadline time.Time) (Result, error) {
+	live, rows := batch[:0], 0
 	for _, r := range batch {
 		if r.ctx.Err() == nil {
 			live = append(live, r)
+			rows += r.rows
 		}
 	}
 	if len(live) == 0 {
@@ -405,12 +405,8 @@ func (b *batcher) run(leader *batchReq, batch []*batchReq, rows int, s *slot, re
 		b.release(s, rep)
 		return b.reply(leader, live, nil, batchResp{alone: true})
 	}
-	total := 0
-	for _, n := range parts {
-		total += n
-	}
 	// The batch outlives any single client: it runs under the pool's timeout, not a request's context.
-	res, err := b.call(context.WithoutCancel(leader.ctx), s, rep, merged, total, deadline)
+	res, err := b.call(context.WithoutCancel(leader.ctx), s, rep, merged, rows, deadline)
 	if err != nil {
 		return b.reply(leader, live, nil, batchResp{err: err})
 	}
@@ -423,19 +419,22 @@ func (b *batcher) run(leader *batchReq, batch []*batchReq, rows int, s *slot, re
 
 // reply sends each follower its message (with its own outputs, when there are any) and returns the leader's.
 func (b *batcher) reply(leader *batchReq, live []*batchReq, outs [][]workerproto.Tensor, msg batchResp) (Result, error) {
-	mine := batchResp{err: b.pool.timeoutError(leader.ctx.Err(), 0)} // the leader's client left: its rows were not sent
+	var mine *batchResp
 	for i, r := range live {
 		m := msg
 		if outs != nil {
 			m.res.Outputs = outs[i]
 		}
 		if r == leader {
-			mine = m
+			mine = &m
 			continue
 		}
 		r.done <- m
 	}
-	return b.follow(leader, mine)
+	if mine == nil { // the leader's client left: its rows were not sent
+		return Result{}, b.pool.timeoutError(leader.ctx.Err(), 0)
+	}
+	return b.follow(leader, *mine)
 }
 
 // close stops batching: queued requests run on their own; a batch being formed or run finishes.

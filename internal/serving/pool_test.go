@@ -457,6 +457,13 @@ func predictAsync(p *Pool, ctx context.Context, x ...float64) <-chan predicted {
 	return out
 }
 
+// queued is the number of requests waiting for a batch.
+func (b *batcher) queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
 func waitQueued(t *testing.T, p *Pool, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); p.batcher.queued() != n; time.Sleep(5 * time.Millisecond) {
@@ -537,12 +544,16 @@ func TestShortCallsConcentrateOnABusyReplica(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, _ := newTestPool(t, 2, Options{MaxQueue: 10, Batching: &slipway.Batching{MaxBatchSize: 8}})
 			b := p.batcher
-			b.concentrateFor = time.Minute
+			b.concentrateFor = time.Hour
 			b.callNanos.Store(int64(tt.callNanos))
 			b.mu.Lock()
 			b.inflight = 1 // a batch in flight on another replica
 			b.mu.Unlock()
-			got := predictAsync(p, context.Background(), 1)
+			// A request that waited for the busy replica when it should not have would outlive this context
+			// (the fake batch in flight never returns) and fail.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got := predictAsync(p, ctx, 1)
 			if tt.waits {
 				select {
 				case r := <-got:
