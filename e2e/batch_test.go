@@ -264,22 +264,7 @@ func TestBatchResumesAfterSIGKILL(t *testing.T) {
 	t.Parallel()
 	e := newBatchEnv(t)
 	s := e.s
-	// The churn model, slowed down (50 ms per chunk) so that the kill lands mid-run.
-	slow := filepath.Join(t.TempDir(), "churn-slow")
-	os.MkdirAll(slow, 0o755)
-	for _, name := range []string{"model.pkl", "score.py", "runtime.yaml", "requirements.txt"} {
-		b, err := os.ReadFile(examplePath("sklearn-churn", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if name == "score.py" {
-			b = append(b, "\nimport time as _time\n_predict = predict\n\ndef predict(data, model=None):\n    _time.sleep(0.05)\n    return _predict(data, model=model)\n"...)
-		}
-		os.WriteFile(filepath.Join(slow, name), b, 0o644)
-	}
-	if out, errOut, code := s.cli("models", "push", slow, "--model", "churn-slow", "--metadata", examplePath("sklearn-churn", "metadata.json")); code != 0 {
-		t.Fatalf("push: %s %s", out, errOut)
-	}
+	pushSlowChurn(t, s) // 50 ms per chunk, so that the kill lands mid-run
 	rows, lines := readChurn(t, 3000)
 	os.WriteFile(filepath.Join(e.imports, "all.csv"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 	r, err := s.Client().CreateBatchPrediction(context.Background(), slipway.BatchSpec{Model: "churn-slow",

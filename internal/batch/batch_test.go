@@ -701,18 +701,7 @@ func TestParseConnections(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseConnections(tc.values)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "pw@") {
-					t.Fatalf("err = %v; want %q (and no password)", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if pub := publicConnections(got); fmt.Sprint(pub) != fmt.Sprint(tc.want) {
-				t.Fatalf("got %+v, want %+v", pub, tc.want)
-			}
+			checkConnections(t, got, err, tc.want, tc.wantErr)
 		})
 	}
 }

@@ -33,18 +33,25 @@ func TestParseConnSpecs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseConnSpecs(tc.specs)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "pw@") {
-					t.Fatalf("err = %v; want %q (and no password)", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if pub := publicConnections(got); fmt.Sprint(pub) != fmt.Sprint(tc.want) {
-				t.Fatalf("got %+v, want %+v", pub, tc.want)
-			}
+			checkConnections(t, got, err, tc.want, tc.wantErr)
 		})
+	}
+}
+
+// checkConnections compares parsed connections (as the API lists them: no credentials) or the parse error with
+// the expected ones; an error must never show a password.
+func checkConnections(t *testing.T, got map[string]*Conn, err error, want []slipway.Connection, wantErr string) {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) || strings.Contains(err.Error(), "pw@") {
+			t.Fatalf("err = %v; want %q (and no password)", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub := publicConnections(got); fmt.Sprint(pub) != fmt.Sprint(want) {
+		t.Fatalf("got %+v, want %+v", pub, want)
 	}
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/executor"
-	"github.com/slipway-ml/slipway/internal/sqlstore"
 )
 
 // fakeBatch is the batch service as the batch step sees it. A run created with input.path "slow.csv" stays
@@ -271,11 +270,7 @@ func TestBatchStepReattachesAfterRestart(t *testing.T) {
 		t.Run(fmt.Sprintf("id recorded %v", !forget), func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
-			db, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "slipway.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
+			db := openDB(t, dir)
 			fb := newFakeBatch()
 			open := func() *Service {
 				s, err := Open(ctx, Config{Store: db, Tokens: db, Models: db, Executor: executor.NewLocal(nil), Dir: filepath.Join(dir, "jobs"),

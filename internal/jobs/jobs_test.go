@@ -37,10 +37,7 @@ type env struct {
 func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "slipway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openDB(t, t.TempDir())
 	cfg := Config{Store: db, Tokens: db, Models: db, Executor: executor.NewLocal([]string{os.Args[0], shimArg}),
 		Dir: t.TempDir(), URL: "http://127.0.0.1:9", StopGrace: 500 * time.Millisecond,
 		NewToken: func() (string, string) { id := newID("secret"); return id, "hash-" + id }}
@@ -51,11 +48,19 @@ func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.Close()
-		db.Close()
-	})
+	t.Cleanup(func() { s.Close() }) // before the database closes (cleanups run last first)
 	return &env{s: s, db: db}
+}
+
+// openDB opens a SQLite store in dir, closed when the test ends.
+func openDB(t *testing.T, dir string) *sqlstore.DB {
+	t.Helper()
+	db, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(dir, "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // createJob stores a job whose artifact is one file with body.
@@ -256,11 +261,7 @@ func TestQueueRespectsConcurrencyLimit(t *testing.T) {
 func TestRecoverFailsOrphanedRunsAndKillsTheirGroup(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "slipway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t, dir)
 	// A process left behind by a "crashed" server: its own group, recorded on an IN_PROGRESS run.
 	cmd := exec.Command("sleep", "300")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
