@@ -314,19 +314,6 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 	return nil, nil, err
 }
 
-// tryAcquire takes an idle replica if there is one, without queueing.
-func (p *Pool) tryAcquire() (*slot, *modelruntime.Replica, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ctx.Err() != nil {
-		return nil, nil, false
-	}
-	if s := p.takeFreeLocked(); s != nil {
-		return s, s.rep, true
-	}
-	return nil, nil, false
-}
-
 func (p *Pool) takeFreeLocked() *slot {
 	if len(p.free) == 0 {
 		return nil
