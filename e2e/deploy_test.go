@@ -246,6 +246,7 @@ func TestDeployONNXMatchesReference(t *testing.T) {
 	s := startServer(t, "")
 	pushExamples(t, s)
 	deploy(t, s, "churn-onnx", "--model", "churn-onnx:1", "--replicas", "2")
+	checkBatchScheduling(t, s, "churn-onnx")
 	raw, err := os.ReadFile(examplePath("onnx-churn", "expected.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -326,6 +327,30 @@ func TestDeployONNXMatchesReference(t *testing.T) {
 	}
 	json.Unmarshal(body, &oci)
 	compare("predict", oci.Outputs.Probabilities, oci.Outputs.Label)
+}
+
+// checkBatchScheduling: by default every thread of every replica runs under SCHED_BATCH, as chrt sees it.
+func checkBatchScheduling(t *testing.T, s *server, name string) {
+	t.Helper()
+	d, err := s.Client().GetDeployment(context.Background(), name)
+	if err != nil || len(d.ReplicaStatus) == 0 {
+		t.Fatalf("deployment %+v, %v", d, err)
+	}
+	for _, r := range d.ReplicaStatus {
+		out, err := exec.Command("chrt", "--all-tasks", "--pid", strconv.Itoa(r.PID)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("chrt: %v: %s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		for _, line := range lines {
+			if strings.Contains(line, "policy") && !strings.HasSuffix(line, "SCHED_BATCH") {
+				t.Errorf("replica %d: %s", r.PID, line)
+			}
+		}
+		if len(lines) < 4 { // a Go worker has several threads: each has a policy and a priority line
+			t.Errorf("replica %d: chrt listed %d lines: %s", r.PID, len(lines), out)
+		}
+	}
 }
 
 // Bad payloads get a clear 4xx in each protocol.

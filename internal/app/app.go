@@ -74,7 +74,7 @@ func (a *App) open(ctx context.Context) error {
 		return err
 	}
 	rt, err := modelruntime.New(modelruntime.Config{Python: a.cfg.Python, ORTLibrary: a.cfg.ORTLibrary,
-		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime")})
+		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime"), Scheduling: modelruntime.Scheduling(a.cfg.ReplicaScheduling)})
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ type Config struct {
 	ShutdownTimeout  time.Duration
 	ReadyTimeout     time.Duration
 	DebugAddr        string // pprof listener, off when empty
+	// ReplicaScheduling is the Linux scheduling policy of model replicas: batch or normal.
+	ReplicaScheduling string
 
 	// Monitoring
 	MetricsRetention time.Duration // 1-minute series kept in the store
@@ -53,7 +55,7 @@ func Default() Config {
 		DataDir: "./slipway-data", Addr: "127.0.0.1:8080", LogFormat: "text", LogLevel: "info",
 		Python: "/usr/bin/python3", MaxUploadBytes: 1 << 30, MaxPayloadBytes: 10 << 20, MaxUnpackedBytes: 4 << 30, MaxFiles: 10_000,
 		MaxRatio: 200, ShutdownTimeout: 30 * time.Second, ReadyTimeout: 2 * time.Minute,
-		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4,
+		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4, ReplicaScheduling: "batch",
 	}
 }
 
@@ -72,6 +74,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	envStr(&c.Python, "SLIPWAY_PYTHON")
 	envStr(&c.ORTLibrary, "SLIPWAY_ORT_LIB")
 	envStr(&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE")
+	envStr(&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING")
 	if v := getenv("SLIPWAY_MAX_UPLOAD_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -94,6 +97,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.IntVar(&c.MaxFiles, "max-files", c.MaxFiles, "most files (entries) in an artifact archive")
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
 	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
+	fs.StringVar(&c.ReplicaScheduling, "replica-scheduling", c.ReplicaScheduling, "Linux scheduling policy of model replicas: batch (SCHED_BATCH: waking a replica does not preempt the HTTP front end) or normal (env SLIPWAY_REPLICA_SCHEDULING)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
@@ -149,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+	}
+	if c.ReplicaScheduling != "batch" && c.ReplicaScheduling != "normal" {
+		errs = append(errs, fmt.Errorf("--replica-scheduling %q: want batch or normal", c.ReplicaScheduling))
 	}
 	if c.MaxUploadBytes <= 0 || c.MaxPayloadBytes <= 0 || c.MaxUnpackedBytes <= 0 || c.MaxFiles <= 0 || c.MaxRatio <= 1 {
 		errs = append(errs, errors.New("upload limits must be positive (and the compression ratio above 1)"))

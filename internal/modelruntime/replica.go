@@ -23,6 +23,8 @@ type ProcessSpec struct {
 	Args []string
 	Env  []string // full environment of the child
 	Dir  string
+	// Scheduling is applied once the replica is ready (loading the model runs under the default policy).
+	Scheduling Scheduling
 }
 
 // Replica is one running model process. Requests are serialised: one in flight at a time.
@@ -72,6 +74,11 @@ func Start(ctx context.Context, spec ProcessSpec, readyTimeout time.Duration, lo
 		close(r.done)
 	}()
 	if err := r.awaitHello(ctx, readyTimeout); err != nil {
+		r.kill()
+		<-r.done
+		return nil, err
+	}
+	if err := spec.Scheduling.apply(r.PID()); err != nil {
 		r.kill()
 		<-r.done
 		return nil, err

@@ -28,6 +28,8 @@ type Config struct {
 	ORTLibrary string
 	// ScratchDir holds the extracted harness.
 	ScratchDir string
+	// Scheduling is the policy replicas run under (SchedulingNormal when empty).
+	Scheduling Scheduling
 }
 
 // Runtimes starts replicas and inspects artifacts for each runtime.
@@ -75,7 +77,7 @@ func (rt *Runtimes) ReplicaSpec(runtime, dir string, files []slipway.File, extra
 	switch runtime {
 	case slipway.RuntimePython:
 		return ProcessSpec{Path: rt.cfg.Python, Args: []string{"-u", rt.harness, "serve", "--model-dir", dir},
-			Env: append(env, "PYTHONDONTWRITEBYTECODE=1"), Dir: dir}, nil
+			Env: append(env, "PYTHONDONTWRITEBYTECODE=1"), Dir: dir, Scheduling: rt.cfg.Scheduling}, nil
 	case slipway.RuntimeONNX:
 		model, err := ONNXFile(files)
 		if err != nil {
@@ -85,7 +87,7 @@ func (rt *Runtimes) ReplicaSpec(runtime, dir string, files []slipway.File, extra
 		if rt.cfg.ORTLibrary != "" {
 			env = append(env, "SLIPWAY_ORT_LIB="+rt.cfg.ORTLibrary)
 		}
-		return ProcessSpec{Path: rt.cfg.WorkerCommand[0], Args: args, Env: env, Dir: dir}, nil
+		return ProcessSpec{Path: rt.cfg.WorkerCommand[0], Args: args, Env: env, Dir: dir, Scheduling: rt.cfg.Scheduling}, nil
 	}
 	return ProcessSpec{}, slipway.Errorf(slipway.EINVALID, "unknown runtime %q: use %q or %q", runtime, slipway.RuntimePython, slipway.RuntimeONNX)
 }
