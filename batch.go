@@ -152,6 +152,8 @@ type BatchStore interface {
 	SetBatchState(ctx context.Context, id string, from, to BatchState, reason string) error
 	UpdateBatchProgress(ctx context.Context, id string, p BatchProgress) error
 	SetBatchOutput(ctx context.Context, id string, out BatchOutput) error
+	// DeleteBatchRun removes a finished run's record (SUCCEEDED, FAILED or CANCELED: ECONFLICT otherwise).
+	DeleteBatchRun(ctx context.Context, id string) error
 
 	CreateUploadedFile(ctx context.Context, f *UploadedFile) error
 	FindUploadedFile(ctx context.Context, id string) (*UploadedFile, error)

@@ -43,6 +43,11 @@ func (c *Client) CancelBatchPrediction(ctx context.Context, id string) (*slipway
 	return call[slipway.BatchRun](ctx, c, http.MethodPost, apiPath("batch-predictions", id, "cancel"), nil, nil)
 }
 
+// DeleteBatchPrediction removes a finished run and its output file (a table output stays in its database).
+func (c *Client) DeleteBatchPrediction(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, apiPath("batch-predictions", id), nil, nil, nil)
+}
+
 // WaitBatchPrediction polls a run every poll (DefaultPoll when ≤ 0), calling progress with each state seen
 // (may be nil), until it is SUCCEEDED, FAILED or CANCELED or ctx ends. It returns the last run seen.
 func (c *Client) WaitBatchPrediction(ctx context.Context, id string, progress func(*slipway.BatchRun), poll time.Duration) (*slipway.BatchRun, error) {

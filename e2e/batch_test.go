@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -395,6 +396,20 @@ func TestBatchBadInputErrors(t *testing.T) {
 		pf, err := parquet.OpenFile(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 		if err != nil || pf.NumRows() != 100 {
 			t.Fatalf("downloaded parquet: %v rows, %v", pf, err)
+		}
+		// Deleting the run removes its record and its file on the server.
+		outDir := filepath.Join(s.dataDir, "batch", "runs", r.ID)
+		if _, err := os.Stat(outDir); err != nil {
+			t.Fatalf("output folder: %v", err)
+		}
+		if out, errOut, code := s.cli("batch", "delete", r.ID); code != 0 || !strings.Contains(out, "Deleted batch prediction "+r.ID) {
+			t.Fatalf("batch delete: exit %d\n%s\n%s", code, out, errOut)
+		}
+		if _, err := os.Stat(outDir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("output folder after delete: %v", err)
+		}
+		if out, errOut, code := s.cli("batch", "delete", r.ID); code == 0 || !strings.Contains(errOut, "not found") {
+			t.Fatalf("second delete: exit %d\n%s\n%s", code, out, errOut)
 		}
 		resp, body := s.do(t, "GET", "/api/v1/batch-predictions/b-00000000000000000000", s.Token, nil, "")
 		if resp.StatusCode != 404 {

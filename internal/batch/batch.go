@@ -124,6 +124,9 @@ func (s *Service) Open(ctx context.Context) error {
 			os.Remove(t)
 		}
 	}
+	if err := s.removeOrphanOutputs(ctx); err != nil {
+		return err
+	}
 	var resume []*slipway.BatchRun
 	for _, st := range []slipway.BatchState{slipway.BatchInProgress, slipway.BatchAccepted} {
 		runs, _, err := s.store.FindBatchRuns(ctx, slipway.BatchFilter{State: &st})
@@ -239,6 +242,53 @@ func (s *Service) OutputFile(ctx context.Context, id string) (string, string, er
 		return "", "", slipway.Wrap(slipway.ENOTFOUND, err, "the output file of batch prediction %s is missing from the server", id)
 	}
 	return p, "predictions-" + id + "." + r.Spec.Output.Format, nil
+}
+
+// Delete removes a finished run: its record and its file output. A run in progress must be canceled first.
+// A table output stays in its database: those rows are the user's data (they carry the run's batch_id).
+func (s *Service) Delete(ctx context.Context, id string) error {
+	r, err := s.store.FindBatchRun(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !r.State.Terminal() {
+		return slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is %s: cancel it first (slipway batch cancel %s)", id, r.State, id)
+	}
+	s.mu.Lock()
+	_, stopping := s.active[id]
+	s.mu.Unlock()
+	if stopping { // canceled, but its goroutine may still be writing a part file
+		return slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is still stopping: retry in a moment", id)
+	}
+	if err := s.store.DeleteBatchRun(ctx, id); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.runDir(id)); err != nil {
+		return fmt.Errorf("batch: delete the output of %s (the next start removes it): %w", id, err)
+	}
+	return nil
+}
+
+// removeOrphanOutputs deletes run folders without a run record: left by a Delete whose file removal failed
+// or by a crash in between.
+func (s *Service) removeOrphanOutputs(ctx context.Context) error {
+	entries, err := os.ReadDir(filepath.Join(s.dir, "runs"))
+	if err != nil {
+		return fmt.Errorf("batch: list run outputs: %w", err)
+	}
+	for _, e := range entries {
+		_, err := s.store.FindBatchRun(ctx, e.Name())
+		switch {
+		case slipway.ErrorCode(err) == slipway.ENOTFOUND:
+			if err := os.RemoveAll(s.runDir(e.Name())); err != nil {
+				return fmt.Errorf("batch: remove the output of deleted run %s: %w", e.Name(), err)
+			}
+			s.log.Info("removed the output of a deleted batch prediction", "run_id", e.Name())
+		case err != nil:
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Service) runDir(id string) string { return filepath.Join(s.dir, "runs", filepath.Base(id)) }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -724,4 +725,82 @@ func parseConnections(values []string) (map[string]*Conn, error) {
 		return nil, err
 	}
 	return ParseConnSpecs(specs)
+}
+
+// Delete removes a finished run and its output file; a run that is running or still stopping is refused, and
+// output folders left without a run are removed at the next start.
+func TestBatchDelete(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.writeInput("in.csv", makeRows(2000))
+	kept, err := h.svc.Create(ctx, spec(slipway.BatchInput{Path: "in.csv"}, slipway.BatchOutput{Format: "csv"}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := h.wait(kept.ID); r.State != slipway.BatchSucceeded {
+		t.Fatalf("%s: %s", r.State, r.Reason)
+	}
+
+	var once atomic.Bool
+	refusals := make(chan error, 2)
+	h.svc.afterCommit = func(id string, chunk int) {
+		if !once.CompareAndSwap(false, true) {
+			return
+		}
+		refusals <- h.svc.Delete(ctx, id) // IN_PROGRESS
+		if _, err := h.svc.Cancel(ctx, id, ""); err != nil {
+			t.Error(err)
+		}
+		refusals <- h.svc.Delete(ctx, id) // CANCELED, but this goroutine is still writing
+	}
+	sp := spec(slipway.BatchInput{Path: "in.csv"}, slipway.BatchOutput{Format: "csv"})
+	sp.Parallel = 1
+	r, err := h.svc.Create(ctx, sp, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"is IN_PROGRESS: cancel it first", "is still stopping"} {
+		if err := <-refusals; slipway.ErrorCode(err) != slipway.ECONFLICT || !strings.Contains(err.Error(), want) {
+			t.Fatalf("delete of a run that is not finished: %v, want a conflict saying %q", err, want)
+		}
+	}
+	h.wait(r.ID)
+	dir := h.svc.runDir(r.ID)
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the canceled run has no output folder to delete: %v", err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		err := h.svc.Delete(ctx, r.ID)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "still stopping") || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("output folder after delete: %v", err)
+	}
+	if _, err := h.svc.Get(ctx, r.ID); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Fatalf("get after delete: %v", err)
+	}
+	if err := h.svc.Delete(ctx, r.ID); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Fatalf("second delete: %v", err)
+	}
+
+	// A folder without a run (a delete interrupted between the record and the files) goes at the next start;
+	// the other runs' outputs stay.
+	orphan := h.svc.runDir("b-00000000000000000000")
+	if err := os.MkdirAll(orphan, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(orphan, "part-000000.csv"), []byte("x\n"), 0o644)
+	h.svc.Close()
+	h.svc = h.open()
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("orphan output folder after a restart: %v", err)
+	}
+	if _, _, err := h.svc.OutputFile(ctx, kept.ID); err != nil {
+		t.Fatalf("the output of a run that was not deleted: %v", err)
+	}
 }

@@ -22,7 +22,7 @@ func (a *app) batchCommand() *cobra.Command {
 		Use:   "batch",
 		Short: "Score a whole data set into a table or a file (batch predictions)",
 	}
-	cmd.AddCommand(a.batchRunCommand(), a.batchListCommand(), a.batchGetCommand(), a.batchCancelCommand(), a.batchDownloadCommand())
+	cmd.AddCommand(a.batchRunCommand(), a.batchListCommand(), a.batchGetCommand(), a.batchCancelCommand(), a.batchDeleteCommand(), a.batchDownloadCommand())
 	return cmd
 }
 
@@ -396,6 +396,27 @@ func (a *app) batchCancelCommand() *cobra.Command {
 				return a.printJSON(r)
 			}
 			fmt.Fprintf(a.stdout, "Batch prediction %s is %s (%d/%d rows were done).\n", r.ID, r.State, r.RowsDone, r.RowsTotal)
+			return nil
+		}),
+	}
+}
+
+func (a *app) batchDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete ID...",
+		Short: "Delete finished batch predictions and their output files (table outputs stay in their database)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			for _, id := range args {
+				if err := c.DeleteBatchPrediction(cmd.Context(), id); err != nil {
+					return fmt.Errorf("delete %s: %w", id, err)
+				}
+				fmt.Fprintf(a.stdout, "Deleted batch prediction %s.\n", id)
+			}
 			return nil
 		}),
 	}

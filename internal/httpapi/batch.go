@@ -22,6 +22,7 @@ func (s *Server) batchRoutes() []route {
 		{"GET /api/v1/batch-predictions/{id}", s.withBatch(s.handleBatchGet), slipway.RoleViewer},
 		{"POST /api/v1/batch-predictions/{id}/cancel", s.withBatch(s.handleBatchCancel), slipway.RoleEditor},
 		{"GET /api/v1/batch-predictions/{id}/output", s.withBatch(s.handleBatchOutput), slipway.RoleViewer},
+		{"DELETE /api/v1/batch-predictions/{id}", s.withBatch(s.handleBatchDelete), slipway.RoleEditor},
 
 		{"POST /api/v1/files", s.withBatch(s.handleFileUpload), slipway.RoleEditor},
 		{"GET /api/v1/files", s.withBatch(s.handleFileList), slipway.RoleViewer},
@@ -113,6 +114,17 @@ func (s *Server) handleBatchCancel(w http.ResponseWriter, r *http.Request, svc *
 		return err
 	}
 	return reply(w, http.StatusOK, run)
+}
+
+func (s *Server) handleBatchDelete(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
+	id, err := batchID(r)
+	if err != nil {
+		return err
+	}
+	if err := svc.Delete(r.Context(), id); err != nil {
+		return err
+	}
+	return noContent(w)
 }
 
 func (s *Server) handleBatchOutput(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {

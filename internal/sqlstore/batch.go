@@ -142,6 +142,26 @@ func (db *DB) SetBatchOutput(ctx context.Context, id string, out slipway.BatchOu
 	return affectedOne(res, err, fmt.Sprintf("batch prediction %q", id))
 }
 
+// DeleteBatchRun removes a finished run's record. The state condition is in the statement, so that a run
+// cannot be resumed or moved while it is being deleted.
+func (db *DB) DeleteBatchRun(ctx context.Context, id string) error {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM batch_runs WHERE id = ? AND state IN (?, ?, ?)`, id,
+		string(slipway.BatchSucceeded), string(slipway.BatchFailed), string(slipway.BatchCanceled))
+	if err != nil {
+		return mapErr(err, fmt.Sprintf("batch prediction %q", id))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return mapErr(err, fmt.Sprintf("batch prediction %q", id))
+	} else if n == 0 {
+		r, err := db.FindBatchRun(ctx, id)
+		if err != nil {
+			return err
+		}
+		return slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is %s: cancel it first, only finished runs can be deleted", id, r.State)
+	}
+	return nil
+}
+
 // CreateUploadedFile records an uploaded input file.
 func (db *DB) CreateUploadedFile(ctx context.Context, f *slipway.UploadedFile) error {
 	f.CreatedAt = db.now().UTC()
