@@ -23,7 +23,7 @@ const tokenCacheTTL = 10 * time.Second
 type authenticator struct {
 	store slipway.TokenStore
 	mu    sync.Mutex
-	cache map[string]cachedToken
+	cache map[[sha256.Size]byte]cachedToken // by the secret's SHA-256: no hex string per request
 }
 
 type cachedToken struct {
@@ -32,7 +32,7 @@ type cachedToken struct {
 }
 
 func newAuthenticator(store slipway.TokenStore) *authenticator {
-	return &authenticator{store: store, cache: map[string]cachedToken{}}
+	return &authenticator{store: store, cache: map[[sha256.Size]byte]cachedToken{}}
 }
 
 // HashToken is how a token secret is stored: its SHA-256, hex. Secrets are 256-bit random, so no salt or
@@ -43,14 +43,14 @@ func HashToken(secret string) string {
 }
 
 func (a *authenticator) lookup(ctx context.Context, secret string) (*slipway.Token, error) {
-	hash := HashToken(secret)
+	sum := sha256.Sum256([]byte(secret))
 	a.mu.Lock()
-	c, ok := a.cache[hash]
+	c, ok := a.cache[sum]
 	a.mu.Unlock()
 	if ok && time.Since(c.fetched) < tokenCacheTTL {
 		return c.token, nil
 	}
-	t, err := a.store.FindTokenByHash(ctx, hash)
+	t, err := a.store.FindTokenByHash(ctx, hex.EncodeToString(sum[:]))
 	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
 		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "invalid token: check SLIPWAY_TOKEN or the token file")
 	} else if err != nil {
@@ -70,7 +70,7 @@ func (a *authenticator) lookup(ctx context.Context, secret string) (*slipway.Tok
 	if len(a.cache) > 10_000 { // bounded: random invalid tokens never reach the cache, this is only a backstop
 		clear(a.cache)
 	}
-	a.cache[hash] = cachedToken{token: t, fetched: time.Now()}
+	a.cache[sum] = cachedToken{token: t, fetched: time.Now()}
 	a.mu.Unlock()
 	return t, nil
 }

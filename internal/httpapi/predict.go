@@ -118,7 +118,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 	}
 	ex.JSON(version, replica, body, out)
 	predictHeaders(w, version, replica)
-	w.Header().Set("Content-Type", "application/json")
+	setJSONContentType(w.Header())
 	w.Write(out)
 }
 
@@ -169,7 +169,7 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 	}
 	ex.Tensors(v.Version, res.Replica, req.Columns, res.Outputs)
 	predictHeaders(w, v.Version, res.Replica)
-	w.Header().Set("Content-Type", "application/json")
+	setJSONContentType(w.Header())
 	w.Write(out)
 }
 
@@ -186,7 +186,7 @@ func (s *Server) v2Error(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	w.Header().Set("Content-Type", "application/json")
+	setJSONContentType(w.Header())
 	w.WriteHeader(status)
 	w.Write(inference.V2Error(slipway.ErrorMessage(err)))
 }
@@ -243,7 +243,7 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 	ex.SetRequestID(id)
 	ex.Tensors(v.Version, res.Replica, req.Inputs, res.Outputs)
 	predictHeaders(w, v.Version, res.Replica)
-	w.Header().Set("Content-Type", "application/json")
+	setJSONContentType(w.Header())
 	w.Write(out)
 }
 
@@ -262,7 +262,7 @@ func (s *Server) handleV2Ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
+	setJSONContentType(w.Header())
 	w.Write(inference.EncodeV2ServerMetadata(Version, []string{}))
 }
 
@@ -291,7 +291,7 @@ func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request) {
 		inputs, outputs = rep.Hello().Inputs, rep.Hello().Outputs
 	}
 	platform := map[string]string{slipway.RuntimeONNX: "onnxruntime_onnx", slipway.RuntimePython: "slipway_python"}[v.Runtime]
-	w.Header().Set("Content-Type", "application/json")
+	setJSONContentType(w.Header())
 	w.Write(inference.EncodeV2ModelMetadata(r.PathValue("name"), []string{strconv.Itoa(v.Version)}, platform, inputs, outputs))
 }
 
@@ -326,3 +326,10 @@ func datatypeOf(dtype string) string {
 	}
 	return strings.ToUpper(dtype)
 }
+
+// jsonContentType is the one Content-Type value of every JSON prediction response. Header values are not
+// modified after a handler sets them (net/http copies the map before writing it), so all responses share it
+// instead of allocating one slice each.
+var jsonContentType = []string{"application/json"}
+
+func setJSONContentType(h http.Header) { h["Content-Type"] = jsonContentType }

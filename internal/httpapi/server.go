@@ -210,6 +210,8 @@ func (s *Server) withRecover(next http.Handler) http.Handler {
 
 func newID() string {
 	var b [16]byte
+	var out [32]byte
 	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	hex.Encode(out[:], b[:])
+	return string(out[:])
 }

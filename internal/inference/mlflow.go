@@ -646,7 +646,10 @@ func (m *mlDecoder) tensors(s *scanner, where string) (bool, error) {
 
 // tensor reads a (rectangular) nested list, or a scalar, into c.
 func (m *mlDecoder) tensor(s *scanner, c *rawCol) error {
-	n := nester{s: s, rank: -1, at: func(idx []int) string { return c.loc.path(toInt64s(idx)) }}
+	// Room for a few rows of features and two levels of nesting: a small request's leaves and shape need one
+	// allocation each instead of one per doubling.
+	n := nester{s: s, rank: -1, toks: make([]tok, 0, 16), shape: make([]int64, 0, 2), idx: make([]int, 0, 2),
+		at: func(idx []int) string { return c.loc.path(toInt64s(idx)) }}
 	if err := n.walk(0); err != nil {
 		return err
 	}
