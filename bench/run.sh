@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Slipway serving benchmark (see bench/README.md). `make bench` builds bin/slipway and the examples, then runs this.
 #
-#   ./bench/run.sh [--quick] [--duration 10s] [--warmup 2s] [--rounds 3] [--only LIST] [--loadgen-cpus LIST] [--wrk]
+#   ./bench/run.sh [--quick] [--duration 10s] [--warmup 2s] [--rounds 5] [--only LIST] [--loadgen-cpus LIST] [--wrk]
 #
 #   --quick             3 s per cell after a 1 s warm-up (smoke run, noisier figures)
 #   --duration D        measured window per cell (default 10s); --warmup D: unrecorded load before it (default 2s)
-#   --rounds N          interleaved rounds for the ONNX / ceiling ratios (default 3; 0: the grid cells only)
+#   --rounds N          interleaved rounds for the ONNX / ceiling ratios (default 5; 0: the grid cells only)
 #   --only LIST         comma-separated subset of: ceiling,flask,onnx,python,batching (default: all)
 #   --loadgen-cpus LIST run the load generator under `taskset -c LIST` (e.g. 0 on a 4-core machine, servers elsewhere)
 #   --wrk               also cross-check each target at c=32, 1 row with wrk (req/s and latency as wrk measures them)
@@ -19,7 +19,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-duration=10s warmup=2s only=all loadgen_cpus="" use_wrk=0 quick=0 rounds=3
+duration=10s warmup=2s only=all loadgen_cpus="" use_wrk=0 quick=0 rounds=5
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case $1 in
