@@ -32,11 +32,20 @@ type Deployment struct {
 	TimeoutMS   int               `json:"timeout_ms"`
 	MaxQueue    int               `json:"max_queue"`
 	Env         map[string]string `json:"env,omitempty"`
+	Canary      *Canary           `json:"canary,omitempty"`
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	// Filled by the API from the live pool, not stored.
 	ReplicaStatus []ReplicaStatus `json:"replica_status"`
 	URLs          *DeploymentURLs `json:"urls,omitempty"`
+}
+
+// Canary is another version of the deployment's model that takes Weight percent of the prediction requests,
+// on Replicas replicas of its own, beside the deployment's version (which takes the rest).
+type Canary struct {
+	Version  int `json:"version"`
+	Weight   int `json:"weight"`
+	Replicas int `json:"replicas"`
 }
 
 // Batching merges concurrent small requests into one model call.

@@ -31,6 +31,8 @@ type DeploymentSpec struct {
 	// Env is the replicas' extra environment. It replaces the whole environment: a nil map is not sent,
 	// an empty one clears it.
 	Env map[string]string `json:"env,omitzero"`
+	// Canary sends a share of the requests to another version on replicas of its own; {Weight: 0} removes it.
+	Canary *slipway.Canary `json:"canary,omitempty"`
 }
 
 // CreateDeployment creates a deployment. It answers at once with the deployment in state CREATING: the

@@ -74,6 +74,23 @@ print(json.dumps({"pred": m.predict(df).tolist(), "prob": m.predict_proba(df)[:,
 	return ref.Pred, ref.Prob
 }
 
+// v2Inputs are churn rows as Open Inference Protocol v2 inputs: one tensor per feature.
+func v2Inputs(cols []string, rows [][]any) []map[string]any {
+	inputs := make([]map[string]any, len(cols))
+	for j, c := range cols {
+		data := make([]any, len(rows))
+		for i := range rows {
+			data[i] = rows[i][j]
+		}
+		dt := "FP64"
+		if c == "plan" {
+			dt = "BYTES"
+		}
+		inputs[j] = map[string]any{"name": c, "shape": []int{len(rows)}, "datatype": dt, "data": data}
+	}
+	return inputs
+}
+
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -100,6 +117,15 @@ func pushExamples(t *testing.T, s *server) {
 	if out, errOut, code := s.cli("models", "push", examplePath("onnx-churn", "model.onnx"), "--model", "churn-onnx",
 		"--metadata", examplePath("onnx-churn", "metadata.json")); code != 0 {
 		t.Fatalf("push onnx: %s %s", out, errOut)
+	}
+}
+
+// pushChurnV2 registers the scikit-learn example again: version 2 of churn.
+func pushChurnV2(t *testing.T, s *server) {
+	t.Helper()
+	if out, errOut, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",
+		"--metadata", examplePath("sklearn-churn", "metadata.json")); code != 0 {
+		t.Fatalf("push churn v2: %s %s", out, errOut)
 	}
 }
 
@@ -181,19 +207,7 @@ func TestDeployThreeProtocolsMatchPython(t *testing.T) {
 	}
 
 	// Open Inference Protocol v2: one tensor per feature.
-	inputs := make([]map[string]any, len(cols))
-	for j, c := range cols {
-		data := make([]any, n)
-		for i := range rows {
-			data[i] = rows[i][j]
-		}
-		dt := "FP64"
-		if c == "plan" {
-			dt = "BYTES"
-		}
-		inputs[j] = map[string]any{"name": c, "shape": []int{n}, "datatype": dt, "data": data}
-	}
-	resp, body = s.do(t, "POST", "/v2/models/churn/infer", s.Token, bytes.NewReader(mustJSON(map[string]any{"id": "req-42", "inputs": inputs})), "application/json")
+	resp, body = s.do(t, "POST", "/v2/models/churn/infer", s.Token, bytes.NewReader(mustJSON(map[string]any{"id": "req-42", "inputs": v2Inputs(cols, rows)})), "application/json")
 	if resp.StatusCode != 200 {
 		t.Fatalf("v2 infer: %d %s", resp.StatusCode, body)
 	}
@@ -538,10 +552,7 @@ func TestUpdateAndDeactivateUnderLoad(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "")
 	pushExamples(t, s)
-	if _, _, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",
-		"--metadata", examplePath("sklearn-churn", "metadata.json")); code != 0 {
-		t.Fatal("push v2")
-	}
+	pushChurnV2(t, s)
 	deploy(t, s, "churn", "--model", "churn:1", "--replicas", "2")
 	c := s.Client()
 	ctx := context.Background()
@@ -577,6 +588,99 @@ func TestUpdateAndDeactivateUnderLoad(t *testing.T) {
 	resp, body = s.do(t, "POST", "/deployments/churn/invocations", s.Token, bytes.NewReader(sampleBody(t)), "application/json")
 	if resp.StatusCode != 200 {
 		t.Fatalf("after activate: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A canary takes its share of the requests on replicas of its own; V2's versioned paths reach either version;
+// it survives deactivate/activate; promoting it sends every request to its version. Bad canaries are refused
+// before anything starts.
+func TestCanaryTraffic(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	pushExamples(t, s)
+	pushChurnV2(t, s)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--canary-version", "1"}, "the canary's version 1 is the deployment's own"},
+		{[]string{"--canary-version", "9"}, "version 9"},
+		{[]string{"--canary-version", "2", "--canary-weight", "100"}, "canary weight must be 1-99"},
+		{[]string{"--canary-weight", "20"}, "the deployment has no canary: give --canary-version"},
+	} {
+		out, errOut, code := s.cli(append([]string{"deploy", "bad", "--model", "churn:1", "--no-wait"}, tc.args...)...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Fatalf("deploy %v: exit %d, want an error saying %q\n%s\n%s", tc.args, code, tc.want, out, errOut)
+		}
+	}
+	deploy(t, s, "churn", "--model", "churn:1", "--canary-version", "2", "--canary-weight", "50")
+	body := sampleBody(t)
+	versions := func(n int) map[string]int {
+		t.Helper()
+		seen := map[string]int{}
+		for range n {
+			resp, out := s.do(t, "POST", "/deployments/churn/invocations", s.Token, bytes.NewReader(body), "application/json")
+			if resp.StatusCode != 200 {
+				t.Fatalf("invocations: %d %s", resp.StatusCode, out)
+			}
+			seen[resp.Header.Get("X-Slipway-Model-Version")]++
+		}
+		return seen
+	}
+	// 200 requests at 50%: each side outside 50-150 has a probability under 1e-12.
+	if seen := versions(200); len(seen) != 2 || seen["1"] < 50 || seen["2"] < 50 {
+		t.Fatalf("versions that answered 200 requests: %v, want about half each of 1 and 2", seen)
+	}
+	// Prometheus counts each version's requests apart, so that the canary can be compared.
+	if resp, out := s.do(t, "GET", "/metrics", s.Token, nil, ""); resp.StatusCode != 200 ||
+		!strings.Contains(string(out), `slipway_predict_requests_total{code="200",deployment="churn",protocol="invocations",version="1"}`) ||
+		!strings.Contains(string(out), `slipway_predict_requests_total{code="200",deployment="churn",protocol="invocations",version="2"}`) {
+		t.Fatalf("metrics by version: %d\n%s", resp.StatusCode, out)
+	}
+	d, err := s.Client().GetDeployment(context.Background(), "churn")
+	if err != nil || d.Canary == nil || *d.Canary != (slipway.Canary{Version: 2, Weight: 50, Replicas: 1}) || len(d.ReplicaStatus) != 2 {
+		t.Fatalf("deployment with a canary: %+v %+v, %v", d, d.Canary, err)
+	}
+	if out, _, _ := s.cli("deployments", "get", "churn"); !strings.Contains(out, "version 2 takes 50% of the requests on 1 replica(s)") {
+		t.Fatalf("deployments get does not show the canary:\n%s", out)
+	}
+
+	// The versioned V2 paths reach either version, and say which ones exist.
+	cols, rows := churnRows(t, 1)
+	infer := mustJSON(map[string]any{"inputs": v2Inputs(cols, rows)})
+	for _, v := range []string{"1", "2"} {
+		resp, out := s.do(t, "POST", "/v2/models/churn/versions/"+v+"/infer", s.Token, bytes.NewReader(infer), "application/json")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Slipway-Model-Version") != v || !strings.Contains(string(out), `"model_version":"`+v+`"`) {
+			t.Fatalf("v2 infer of version %s: %d %s %s", v, resp.StatusCode, resp.Header.Get("X-Slipway-Model-Version"), out)
+		}
+	}
+	resp, out := s.do(t, "POST", "/v2/models/churn/versions/3/infer", s.Token, bytes.NewReader(infer), "application/json")
+	if resp.StatusCode != 404 || !strings.Contains(string(out), "serves version 1 and 2, not 3") {
+		t.Fatalf("v2 infer of an unknown version: %d %s", resp.StatusCode, out)
+	}
+	if resp, out := s.do(t, "GET", "/v2/models/churn", s.Token, nil, ""); resp.StatusCode != 200 || !strings.Contains(string(out), `"versions":["1","2"]`) {
+		t.Fatalf("v2 model metadata: %d %s", resp.StatusCode, out)
+	}
+
+	// Deactivate and activate bring the canary back.
+	for _, verb := range []string{"deactivate", "activate"} {
+		if out, errOut, code := s.cli("deployments", verb, "churn"); code != 0 {
+			t.Fatalf("%s: %s %s", verb, out, errOut)
+		}
+	}
+	if seen := versions(100); len(seen) != 2 {
+		t.Fatalf("versions after deactivate/activate: %v, want 1 and 2", seen)
+	}
+
+	// Promote: the canary's version becomes the deployment's, and the canary goes.
+	if out, errOut, code := s.cli("deployments", "update", "churn", "--model-version", "2", "--no-canary"); code != 0 {
+		t.Fatalf("promote: %s %s", out, errOut)
+	}
+	if seen := versions(50); seen["2"] != 50 {
+		t.Fatalf("versions after promotion: %v, want only 2", seen)
+	}
+	if d, err := s.Client().GetDeployment(context.Background(), "churn"); err != nil || d.Canary != nil || len(d.ReplicaStatus) != 1 || d.ReplicaStatus[0].Version != 2 {
+		t.Fatalf("after promotion: %+v, %v", d, err)
 	}
 }
 
@@ -630,19 +734,17 @@ func TestFollowAliasAndDeleteGuard(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "")
 	pushExamples(t, s)
-	if _, _, code := s.cli("models", "push", examplePath("sklearn-churn"), "--model", "churn",
-		"--metadata", examplePath("sklearn-churn", "metadata.json")); code != 0 {
-		t.Fatal("push v2")
-	}
-	deploy(t, s, "churn", "--model", "churn@champion", "--follow-alias")
+	pushChurnV2(t, s)
+	// Version 2 as a canary first: the alias moving to it promotes it.
+	deploy(t, s, "churn", "--model", "churn@champion", "--follow-alias", "--canary-version", "2", "--canary-weight", "5")
 	c := s.Client()
 	ctx := context.Background()
 	if _, err := c.SetAlias(ctx, "churn", "champion", 2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "deployment to follow the alias", 60*time.Second, func() bool {
+	waitFor(t, "deployment to follow the alias and promote its canary", 60*time.Second, func() bool {
 		d, err := c.GetDeployment(ctx, "churn")
-		return err == nil && d.Version == 2 && d.State == slipway.DeploymentActive
+		return err == nil && d.Version == 2 && d.Canary == nil && d.State == slipway.DeploymentActive && len(d.ReplicaStatus) == 1
 	})
 	if err := c.DeleteModel(ctx, "churn"); err == nil {
 		t.Fatal("deleted a model in use")

@@ -38,8 +38,13 @@ func (a *App) openMonitor() error {
 		MetricsRetention: a.cfg.MetricsRetention, TempDir: a.blobs.TempDir(),
 		Serving: func() []monitor.ServingInfo {
 			var out []monitor.ServingInfo
-			for name, p := range a.deploy.Pools() {
-				out = append(out, monitor.ServingInfo{Deployment: name, QueueLen: p.QueueLen(), Replicas: p.Status()})
+			for name, pools := range a.deploy.Pools() {
+				info := monitor.ServingInfo{Deployment: name}
+				for _, p := range pools { // the deployment's and its canary's
+					info.QueueLen += p.QueueLen()
+					info.Replicas = append(info.Replicas, p.Status()...)
+				}
+				out = append(out, info)
 			}
 			return out
 		}})

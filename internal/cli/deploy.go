@@ -33,6 +33,8 @@ type deploymentFlags struct {
 	replicas, batchSize, batchWaitMS, timeoutMS, maxQueue int
 	env                                                   []string
 	followAlias                                           bool
+	canaryVersion, canaryWeight, canaryReplicas           int
+	noCanary                                              bool
 	noWait                                                bool
 	waitTimeout                                           time.Duration
 }
@@ -57,6 +59,12 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 	fs.IntVar(&f.timeoutMS, "timeout-ms", def(30_000), "answer 504 when the model takes longer than this, in ms")
 	fs.IntVar(&f.maxQueue, "max-queue", def(100), "requests waiting for a replica beyond this are refused with 429")
 	fs.StringArrayVar(&f.env, "env", nil, "environment variable of the replicas, KEY=VALUE (repeat the flag for more)")
+	fs.IntVar(&f.canaryVersion, "canary-version", 0, "canary: another version of the model, on replicas of its own, that takes --canary-weight percent of the requests")
+	fs.IntVar(&f.canaryWeight, "canary-weight", def(10), "percent of the requests the canary takes (1-99)")
+	fs.IntVar(&f.canaryReplicas, "canary-replicas", def(1), "replica processes of the canary (1-64)")
+	if !create {
+		fs.BoolVar(&f.noCanary, "no-canary", false, "remove the canary: every request goes to the deployment's version")
+	}
 	fs.BoolVar(&f.noWait, "no-wait", false, "return at once instead of waiting until the replicas are ready")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long (the server carries on)")
 }
@@ -102,6 +110,55 @@ func (f *deploymentFlags) fill(cmd *cobra.Command, sp *client.DeploymentSpec, cu
 	return nil
 }
 
+// canaryChanged reports whether a canary flag was given.
+func canaryChanged(cmd *cobra.Command) bool {
+	for _, name := range []string{"canary-version", "canary-weight", "canary-replicas", "no-canary"} {
+		if cmd.Flags().Changed(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// fillCanary sets sp.Canary from the canary flags. current is the deployment's canary (update; nil when it
+// has none), so that --canary-weight alone reweights it and --canary-replicas alone scales it.
+func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Canary) error {
+	changed := cmd.Flags().Changed
+	switch {
+	case f.noCanary && (changed("canary-version") || changed("canary-weight") || changed("canary-replicas")):
+		return errors.New("--no-canary removes the canary: give it without the other --canary flags")
+	case f.noCanary:
+		sp.Canary = &slipway.Canary{}
+		return nil
+	case !canaryChanged(cmd):
+		return nil
+	}
+	c := slipway.Canary{Version: f.canaryVersion, Weight: f.canaryWeight, Replicas: f.canaryReplicas}
+	if current != nil {
+		if !changed("canary-version") {
+			c.Version = current.Version
+		}
+		if !changed("canary-weight") {
+			c.Weight = current.Weight
+		}
+		if !changed("canary-replicas") {
+			c.Replicas = current.Replicas
+		}
+	} else {
+		if !changed("canary-version") {
+			return errors.New("the deployment has no canary: give --canary-version")
+		}
+		if !changed("canary-weight") {
+			c.Weight = 10
+		}
+		if !changed("canary-replicas") {
+			c.Replicas = 1
+		}
+	}
+	sp.Canary = &c
+	return nil
+}
+
 // parseEnv reads KEY=VALUE pairs; a key given twice is refused (which one was meant?).
 func parseEnv(pairs []string) (map[string]string, error) {
 	env := make(map[string]string, len(pairs))
@@ -132,7 +189,8 @@ The command waits until the replicas are ready and then prints the URLs with cur
 the reason the deployment FAILED (exit 1). --no-wait returns at once; the replicas keep starting on the
 server ('slipway deployments get NAME' shows them).`,
 		Example: `  slipway deploy churn-api --model churn@champion --follow-alias --replicas 2
-  slipway deploy churn-api --model churn:3 --batch-size 32 --env OMP_NUM_THREADS=1`,
+  slipway deploy churn-api --model churn:3 --batch-size 32 --env OMP_NUM_THREADS=1
+  slipway deploy churn-api --model churn:3 --canary-version 4 --canary-weight 20`,
 		Args: exactArgs(1, "one deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -157,6 +215,9 @@ server ('slipway deployments get NAME' shows them).`,
 				sp.FollowAlias = &f.followAlias
 			}
 			if err := f.fill(cmd, &sp, nil); err != nil {
+				return err
+			}
+			if err := f.fillCanary(cmd, &sp, nil); err != nil {
 				return err
 			}
 			c, err := a.client()
@@ -338,6 +399,9 @@ func (a *app) printDeployment(d *slipway.Deployment) {
 	}
 	row(tw, "Model:", version)
 	row(tw, "Replicas:", fmt.Sprintf("%d (%d ready)", d.Replicas, readyReplicas(d)))
+	if c := d.Canary; c != nil {
+		row(tw, "Canary:", fmt.Sprintf("version %d takes %d%% of the requests on %d replica(s)", c.Version, c.Weight, c.Replicas))
+	}
 	row(tw, "Batching:", formatBatching(d.Batching))
 	row(tw, "Timeout:", fmt.Sprintf("%d ms", d.TimeoutMS))
 	row(tw, "Max queue:", d.MaxQueue)
@@ -630,7 +694,9 @@ batching, timeout and queue changes apply in place. --batch-size 0 turns batchin
 The command waits until the change is done unless --no-wait.`,
 		Example: `  slipway deployments update churn-api --model-version 4
   slipway deployments update churn-api --alias champion --follow-alias
-  slipway deployments update churn-api --replicas 4 --batch-size 0`,
+  slipway deployments update churn-api --replicas 4 --batch-size 0
+  slipway deployments update churn-api --canary-version 5 --canary-weight 10   # 10% of the requests to version 5
+  slipway deployments update churn-api --model-version 5 --no-canary           # promote it`,
 		Args: exactArgs(1, "one deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -659,20 +725,24 @@ The command waits until the change is done unless --no-wait.`,
 			if err != nil {
 				return err
 			}
-			var current *slipway.Batching
-			if changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batchSize > 1 {
-				// One half of the batching given: keep the other half as it is.
-				d, err := c.GetDeployment(cmd.Context(), name)
-				if err != nil {
+			var current *slipway.Deployment
+			halfBatching := changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batchSize > 1
+			if halfBatching || canaryChanged(cmd) && !f.noCanary {
+				// Part of the batching or of the canary given: keep the rest as it is.
+				if current, err = c.GetDeployment(cmd.Context(), name); err != nil {
 					return err
 				}
-				current = d.Batching
+			} else {
+				current = &slipway.Deployment{}
 			}
-			if err := f.fill(cmd, &sp, current); err != nil {
+			if err := f.fill(cmd, &sp, current.Batching); err != nil {
+				return err
+			}
+			if err := f.fillCanary(cmd, &sp, current.Canary); err != nil {
 				return err
 			}
 			if noChange(sp) {
-				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue or --env")
+				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env or a --canary flag")
 			}
 			d, err := c.UpdateDeployment(cmd.Context(), name, sp)
 			if err != nil {
@@ -700,7 +770,7 @@ The command waits until the change is done unless --no-wait.`,
 // noChange reports whether sp changes nothing.
 func noChange(sp client.DeploymentSpec) bool {
 	return sp.Version == nil && sp.Alias == nil && sp.FollowAlias == nil && sp.Replicas == nil && sp.Batching == nil &&
-		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil
+		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil
 }
 
 func (a *app) deploymentsActivateCommand() *cobra.Command {

@@ -168,6 +168,12 @@ func runCLI(tb testing.TB, env map[string]string, stdin string, args ...string) 
 var testTime = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
 // testDeployment returns a deployment of churn version 3 in state with ready of its replicas READY.
+func withCanary(d *slipway.Deployment, c slipway.Canary) *slipway.Deployment {
+	out := *d
+	out.Canary = &c
+	return &out
+}
+
 func testDeployment(state slipway.DeploymentState, replicas, ready int) *slipway.Deployment {
 	d := &slipway.Deployment{Name: "churn-api", State: state, Model: "churn", Version: 3, Alias: "champion", FollowAlias: true,
 		Replicas: replicas, Batching: &slipway.Batching{MaxBatchSize: 32, MaxWaitMS: 5}, TimeoutMS: 30000, MaxQueue: 100,
@@ -480,6 +486,35 @@ func TestDeploymentsUpdate(t *testing.T) {
 			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
 		},
 		{
+			name: "a canary with the default weight and replicas",
+			args: []string{"deployments", "update", "churn-api", "--canary-version", "5", "--no-wait"},
+			gets: []*slipway.Deployment{active}, wantGets: 1,
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"canary":{"version":5,"weight":10,"replicas":1}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
+			name: "--canary-weight alone reweights the current canary",
+			args: []string{"deployments", "update", "churn-api", "--canary-weight", "30", "--no-wait"},
+			gets: []*slipway.Deployment{withCanary(active, slipway.Canary{Version: 5, Weight: 10, Replicas: 2})}, wantGets: 1,
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"canary":{"version":5,"weight":30,"replicas":2}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
+			name: "--canary-weight without a canary",
+			args: []string{"deployments", "update", "churn-api", "--canary-weight", "30", "--no-wait"},
+			gets: []*slipway.Deployment{active}, wantGets: 1, wantCode: 1,
+			wantStderr: "Error: the deployment has no canary: give --canary-version\n",
+		},
+		{
+			name: "--no-canary removes it", args: []string{"deployments", "update", "churn-api", "--no-canary", "--no-wait"},
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"canary":{"version":0,"weight":0,"replicas":0}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
+			name: "--no-canary with another canary flag", args: []string{"deployments", "update", "churn-api", "--no-canary", "--canary-weight", "5"},
+			wantCode: 1, wantStderr: "Error: --no-canary removes the canary: give it without the other --canary flags\n",
+		},
+		{
 			name: "a rejected update exits 1 with the reason",
 			args: []string{"deployments", "update", "churn-api", "--model-version", "4"},
 			gets: []*slipway.Deployment{withReason(testDeployment(slipway.DeploymentActive, 2, 2),
@@ -495,7 +530,7 @@ func TestDeploymentsUpdate(t *testing.T) {
 		},
 		{
 			name: "nothing to change", args: []string{"deployments", "update", "churn-api", "--no-wait"}, wantCode: 1,
-			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue or --env\n",
+			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env or a --canary flag\n",
 		},
 		{
 			name: "version and alias", args: []string{"deployments", "update", "churn-api", "--model-version", "4", "--alias", "x"}, wantCode: 1,

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,9 @@ func (s *Service) SetMonitor(observe func(deployment string) serving.Observer, r
 	defer s.mu.Unlock()
 	s.observe = observe
 	for name, sv := range s.served {
-		s.observeLocked(name, sv.Pool)
+		for _, p := range sv.Pools() {
+			s.observeLocked(name, p)
+		}
 	}
 }
 
@@ -67,29 +70,99 @@ func (s *Service) observeLocked(name string, p *serving.Pool) {
 	}
 }
 
-// Pools returns the live pools by deployment name (a snapshot).
-func (s *Service) Pools() map[string]*serving.Pool {
+// Pools returns the live pools by deployment name (a snapshot): the deployment's, then its canary's.
+func (s *Service) Pools() map[string][]*serving.Pool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make(map[string]*serving.Pool, len(s.served))
+	out := make(map[string][]*serving.Pool, len(s.served))
 	for name, sv := range s.served {
-		out[name] = sv.Pool
+		out[name] = sv.Pools()
 	}
 	return out
 }
 
-// Served is a deployment's live pool with the version it serves.
+// Served is a deployment's live pool with the version it serves, and its canary's when it has one.
 type Served struct {
 	Pool    *serving.Pool
 	mu      sync.RWMutex
 	version *slipway.ModelVersion
+	canary  *canaryTarget
 }
 
-// Version is the model version currently served.
+// canaryTarget is a canary's live pool: its own replicas of another version, taking weight percent of the
+// requests.
+type canaryTarget struct {
+	pool     *serving.Pool
+	version  *slipway.ModelVersion
+	weight   int
+	replicas int
+}
+
+// Version is the model version currently served (the deployment's own, not its canary's).
 func (s *Served) Version() *slipway.ModelVersion {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.version
+}
+
+// Pick chooses the pool and version that serve one request: the canary's for its share of the requests, at
+// random, else the deployment's.
+func (s *Served) Pick() (*serving.Pool, *slipway.ModelVersion) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c := s.canary; c != nil && rand.IntN(100) < c.weight {
+		return c.pool, c.version
+	}
+	return s.Pool, s.version
+}
+
+// ForVersion is the pool serving version n, the deployment's or its canary's, for a request that names one.
+func (s *Served) ForVersion(n int) (*serving.Pool, *slipway.ModelVersion, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch {
+	case s.version.Version == n:
+		return s.Pool, s.version, true
+	case s.canary != nil && s.canary.version.Version == n:
+		return s.canary.pool, s.canary.version, true
+	}
+	return nil, nil, false
+}
+
+// Versions are the version numbers served: the deployment's, then its canary's.
+func (s *Served) Versions() []int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.canary != nil {
+		return []int{s.version.Version, s.canary.version.Version}
+	}
+	return []int{s.version.Version}
+}
+
+// Pools are the live pools: the deployment's, then its canary's.
+func (s *Served) Pools() []*serving.Pool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.canary != nil {
+		return []*serving.Pool{s.Pool, s.canary.pool}
+	}
+	return []*serving.Pool{s.Pool}
+}
+
+// swapCanary installs c (nil: none) and returns the one it replaces, for the caller to close.
+func (s *Served) swapCanary(c *canaryTarget) *canaryTarget {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.canary
+	s.canary = c
+	return old
+}
+
+func (s *Served) close() {
+	if old := s.swapCanary(nil); old != nil {
+		old.pool.Close()
+	}
+	s.Pool.Close()
 }
 
 func (s *Served) setVersion(v *slipway.ModelVersion) {
@@ -169,7 +242,9 @@ func (s *Service) decorate(d *slipway.Deployment) {
 	sv := s.served[d.Name]
 	s.mu.RUnlock()
 	if sv != nil {
-		d.ReplicaStatus = sv.Pool.Status()
+		for _, p := range sv.Pools() {
+			d.ReplicaStatus = append(d.ReplicaStatus, p.Status()...)
+		}
 	}
 	d.URLs = &slipway.DeploymentURLs{
 		Predict:     "/deployments/" + d.Name + "/predict",
@@ -244,7 +319,7 @@ func (s *Service) Close() {
 	var wg sync.WaitGroup
 	for _, sv := range pools {
 		wg.Add(1)
-		go func() { defer wg.Done(); sv.Pool.Close() }()
+		go func() { defer wg.Done(); sv.close() }()
 	}
 	wg.Wait()
 }

@@ -22,6 +22,8 @@ type Spec struct {
 	TimeoutMS   *int              `json:"timeout_ms"`
 	MaxQueue    *int              `json:"max_queue"`
 	Env         map[string]string `json:"env"`
+	// Canary replaces the canary; {"weight": 0} removes it.
+	Canary *slipway.Canary `json:"canary"`
 }
 
 // Defaults for a new deployment.
@@ -52,6 +54,17 @@ func validate(d *slipway.Deployment) error {
 	}
 	if d.FollowAlias && d.Alias == "" {
 		problems = append(problems, "follow_alias needs an alias")
+	}
+	if c := d.Canary; c != nil {
+		if c.Version < 1 {
+			problems = append(problems, "canary needs a version")
+		}
+		if c.Weight < 1 || c.Weight > 99 {
+			problems = append(problems, fmt.Sprintf("canary weight must be 1-99 (percent of the requests; 0 removes the canary), got %d", c.Weight))
+		}
+		if c.Replicas < 1 || c.Replicas > 64 {
+			problems = append(problems, fmt.Sprintf("canary replicas must be 1-64, got %d", c.Replicas))
+		}
 	}
 	if len(problems) > 0 {
 		return slipway.Errorf(slipway.EINVALID, "deployment %s: %s", d.Name, strings.Join(problems, "; "))
@@ -89,6 +102,16 @@ func apply(d *slipway.Deployment, sp Spec) {
 	if sp.Env != nil {
 		d.Env = sp.Env
 	}
+	if c := sp.Canary; c != nil {
+		d.Canary = nil
+		if c.Weight != 0 || c.Version != 0 {
+			canary := *c
+			if canary.Replicas == 0 {
+				canary.Replicas = 1
+			}
+			d.Canary = &canary
+		}
+	}
 }
 
 // resolve finds the READY version d names (by number or alias) and records its number.
@@ -107,6 +130,21 @@ func (s *Service) resolve(ctx context.Context, d *slipway.Deployment) (*slipway.
 		return nil, slipway.Errorf(slipway.ECONFLICT, "version %d of model %s is %s: only READY versions can be deployed", v.Version, v.Model, v.State)
 	}
 	d.Version = v.Version
+	if c := d.Canary; c != nil && c.Version == v.Version {
+		return nil, slipway.Errorf(slipway.EINVALID, "deployment %s: the canary's version %d is the deployment's own: to promote it, set the version and remove the canary (\"canary\": {\"weight\": 0})", d.Name, c.Version)
+	}
+	return v, nil
+}
+
+// resolveCanary finds the READY version d's canary serves.
+func (s *Service) resolveCanary(ctx context.Context, d *slipway.Deployment) (*slipway.ModelVersion, error) {
+	v, err := s.models.FindVersion(ctx, d.Model, slipway.VersionRef{Number: d.Canary.Version})
+	if err != nil {
+		return nil, err
+	}
+	if v.State != slipway.VersionReady {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "canary version %d of model %s is %s: only READY versions can be deployed", v.Version, v.Model, v.State)
+	}
 	return v, nil
 }
 
@@ -131,6 +169,11 @@ func (s *Service) Create(ctx context.Context, sp Spec) (*slipway.Deployment, err
 	if err != nil {
 		return nil, err
 	}
+	if d.Canary != nil {
+		if _, err := s.resolveCanary(ctx, d); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.store.CreateDeployment(ctx, d); err != nil {
 		return nil, err
 	}
@@ -150,7 +193,65 @@ func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.M
 	s.served[d.Name] = sv
 	s.observeLocked(d.Name, sv.Pool)
 	s.mu.Unlock()
-	s.setState(ctx, d.Name, slipway.DeploymentActive, "")
+	s.setState(ctx, d.Name, slipway.DeploymentActive, s.canaryReason(ctx, d, sv))
+}
+
+// syncCanary makes sv's canary match d's: started (all its replicas ready before it takes traffic), scaled,
+// reweighted, replaced by another version, or stopped.
+func (s *Service) syncCanary(ctx context.Context, d *slipway.Deployment, sv *Served) error {
+	sv.mu.RLock()
+	cur := sv.canary
+	sv.mu.RUnlock()
+	want := d.Canary
+	if want == nil {
+		if old := sv.swapCanary(nil); old != nil {
+			old.pool.Close()
+		}
+		return nil
+	}
+	if cur != nil && cur.version.Version == want.Version {
+		cur.pool.SetOptions(options(d))
+		if cur.replicas != want.Replicas {
+			if err := cur.pool.Scale(ctx, want.Replicas); err != nil {
+				return err
+			}
+		}
+		sv.swapCanary(&canaryTarget{pool: cur.pool, version: cur.version, weight: want.Weight, replicas: want.Replicas})
+		return nil
+	}
+	v, err := s.resolveCanary(ctx, d)
+	if err != nil {
+		return err
+	}
+	dir, err := s.files.Materialize(ctx, v)
+	if err != nil {
+		return fmt.Errorf("prepare canary model files: %w", err)
+	}
+	cd := *d
+	cd.Replicas = want.Replicas // the canary's replicas share the CPUs like the deployment's
+	name := d.Name
+	pool := serving.NewPool(name+"-canary", options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
+	if err := pool.Rollout(ctx, v.Version, want.Replicas, s.starter(&cd, v, dir)); err != nil {
+		pool.Close()
+		return err
+	}
+	s.mu.Lock()
+	s.observeLocked(name, pool)
+	s.mu.Unlock()
+	if old := sv.swapCanary(&canaryTarget{pool: pool, version: v, weight: want.Weight, replicas: want.Replicas}); old != nil {
+		old.pool.Close()
+	}
+	return nil
+}
+
+// canaryReason syncs the canary and says, for the deployment's reason, why it takes no traffic when it could
+// not start: the deployment itself serves on.
+func (s *Service) canaryReason(ctx context.Context, d *slipway.Deployment, sv *Served) string {
+	if err := s.syncCanary(ctx, d, sv); err != nil {
+		s.log.Warn("canary did not start", "deployment", d.Name, "version", d.Canary.Version, "error", err)
+		return fmt.Sprintf("canary version %d did not start, all requests go to version %d: %v", d.Canary.Version, d.Version, err)
+	}
+	return ""
 }
 
 func (s *Service) newServed(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion) (*Served, error) {
@@ -214,6 +315,11 @@ func (s *Service) Update(ctx context.Context, name string, sp Spec) (*slipway.De
 	if err != nil {
 		return nil, err
 	}
+	if d.Canary != nil {
+		if _, err := s.resolveCanary(ctx, d); err != nil {
+			return nil, err
+		}
+	}
 	if d.State == slipway.DeploymentInactive {
 		if err := s.store.UpdateDeployment(ctx, d); err != nil {
 			return nil, err
@@ -245,7 +351,7 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 		s.log.Warn("deployment update failed; previous version kept", "deployment", d.Name, "error", err)
 		return
 	}
-	s.setState(ctx, d.Name, slipway.DeploymentActive, "")
+	s.setState(ctx, d.Name, slipway.DeploymentActive, s.canaryReason(ctx, d, sv))
 }
 
 func (s *Service) reshape(ctx context.Context, sv *Served, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {
@@ -293,7 +399,7 @@ func (s *Service) stopPool(name string) {
 	delete(s.served, name)
 	s.mu.Unlock()
 	if sv != nil {
-		sv.Pool.Close()
+		sv.close()
 	}
 }
 
@@ -354,7 +460,11 @@ func (s *Service) AliasMoved(ctx context.Context, model, alias string, version i
 	for _, d := range ds {
 		if d.Model == model && d.Alias == alias && d.FollowAlias && d.Version != version && d.State != slipway.DeploymentInactive {
 			a := alias
-			if _, err := s.Update(ctx, d.Name, Spec{Alias: &a}); err != nil {
+			sp := Spec{Alias: &a}
+			if d.Canary != nil && d.Canary.Version == version {
+				sp.Canary = &slipway.Canary{} // the alias moved to the canary's version: that promotes it
+			}
+			if _, err := s.Update(ctx, d.Name, sp); err != nil {
 				s.log.Error("alias moved: update deployment", "deployment", d.Name, "error", err)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/inference"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
@@ -103,7 +104,8 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		s.problem(w, r, err)
 		return
 	}
-	version := sv.Version().Version // one snapshot per request: a rollout may switch versions meanwhile
+	pool, v := sv.Pick() // one snapshot per request: a rollout may switch versions meanwhile
+	version := v.Version
 	ex.Serving(version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
@@ -111,7 +113,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		return
 	}
 	ex.SetBytesIn(len(body))
-	out, replica, err := sv.Pool.PredictJSON(r.Context(), body)
+	out, replica, err := pool.PredictJSON(r.Context(), body)
 	if err != nil {
 		s.problem(w, r, predictError(err))
 		return
@@ -132,7 +134,7 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 		s.problem(w, r, err)
 		return
 	}
-	v := sv.Version()
+	pool, v := sv.Pick()
 	ex.Serving(v.Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
@@ -157,7 +159,7 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 		s.problem(w, r, err)
 		return
 	}
-	res, err := sv.Pool.PredictTensors(r.Context(), req.Columns)
+	res, err := pool.PredictTensors(r.Context(), req.Columns)
 	if err != nil {
 		s.problem(w, r, predictError(err))
 		return
@@ -191,16 +193,35 @@ func (s *Server) v2Error(w http.ResponseWriter, r *http.Request, err error) {
 	w.Write(inference.V2Error(slipway.ErrorMessage(err)))
 }
 
-// v2Served resolves a V2 model name (our deployment) and an optional version that must be the served one.
-func (s *Server) v2Served(r *http.Request) (*deploy.Served, error) {
+// v2Target resolves a V2 model name (our deployment) to the pool and version that serve the request: the
+// version the path names (the deployment's or its canary's); without one, pick (inference) takes the canary's
+// share of the requests at random, and otherwise the deployment's own version answers.
+func (s *Server) v2Target(r *http.Request, pick bool) (*deploy.Served, *serving.Pool, *slipway.ModelVersion, error) {
 	name, sv, err := s.served(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	if want, served := r.PathValue("version"), sv.Version().Version; want != "" && want != strconv.Itoa(served) {
-		return nil, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %d, not %s", name, served, want)
+	if want := r.PathValue("version"); want != "" {
+		if n, err := strconv.Atoi(want); err == nil {
+			if pool, v, ok := sv.ForVersion(n); ok {
+				return sv, pool, v, nil
+			}
+		}
+		return nil, nil, nil, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %s, not %s", name, strings.Join(versionStrings(sv.Versions()), " and "), want)
 	}
-	return sv, nil
+	if pick {
+		pool, v := sv.Pick()
+		return sv, pool, v, nil
+	}
+	return sv, sv.Pool, sv.Version(), nil
+}
+
+func versionStrings(ns []int) []string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return s
 }
 
 func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
@@ -208,12 +229,11 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
-	sv, err := s.v2Served(r)
+	_, pool, v, err := s.v2Target(r, true)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
 	}
-	v := sv.Version()
 	ex.Serving(v.Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
@@ -226,7 +246,7 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		s.v2Error(w, r, err)
 		return
 	}
-	res, err := sv.Pool.PredictTensors(r.Context(), req.Inputs)
+	res, err := pool.PredictTensors(r.Context(), req.Inputs)
 	if err != nil {
 		s.v2Error(w, r, predictError(err))
 		return
@@ -267,32 +287,35 @@ func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
-	sv, err := s.v2Served(r)
+	_, pool, _, err := s.v2Target(r, false)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
 	}
 	status := http.StatusOK
-	if !sv.Pool.Ready() {
+	if !pool.Ready() {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, map[string]any{"name": r.PathValue("name"), "ready": status == http.StatusOK})
 }
 
 func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request) {
-	sv, err := s.v2Served(r)
+	sv, pool, v, err := s.v2Target(r, false)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
 	}
-	v := sv.Version()
+	versions := []string{strconv.Itoa(v.Version)}
+	if r.PathValue("version") == "" {
+		versions = versionStrings(sv.Versions())
+	}
 	inputs, outputs := schemaColumns(v.InputSchema), schemaColumns(v.OutputSchema)
-	if _, rep := sv.Pool.Hello(); rep != nil && len(rep.Hello().Inputs) > 0 {
+	if _, rep := pool.Hello(); rep != nil && len(rep.Hello().Inputs) > 0 {
 		inputs, outputs = rep.Hello().Inputs, rep.Hello().Outputs
 	}
 	platform := map[string]string{slipway.RuntimeONNX: "onnxruntime_onnx", slipway.RuntimePython: "slipway_python"}[v.Runtime]
 	setJSONContentType(w.Header())
-	w.Write(inference.EncodeV2ModelMetadata(r.PathValue("name"), []string{strconv.Itoa(v.Version)}, platform, inputs, outputs))
+	w.Write(inference.EncodeV2ModelMetadata(r.PathValue("name"), versions, platform, inputs, outputs))
 }
 
 // schemaColumns describes a schema in V2 terms (datatype names, shapes) for the model metadata endpoint.

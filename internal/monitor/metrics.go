@@ -79,7 +79,7 @@ type depState struct {
 	sample                atomic.Uint64 // capture when rand.Uint64() < sample; MaxUint64 = always
 	captures, accessLines perSecond     // caps per second
 	minute                atomic.Pointer[minuteAcc]
-	reqs                  sync.Map // uint32(proto<<16|code) → prometheus.Counter
+	reqs                  sync.Map // counterKey → prometheus.Counter
 	latency               [3]prometheus.Observer
 	bytesIn               prometheus.Counter
 	bytesOut,
@@ -244,12 +244,18 @@ func (p *pending) drop(done []pendingMinute) {
 	})
 }
 
-func (d *depState) counter(s *Service, proto string, code int) prometheus.Counter {
-	key := uint32(protoIndex(proto))<<16 | uint32(code)
+// counterKey picks a deployment's request counter: a canary's requests count under its own version.
+type counterKey struct {
+	proto         int
+	code, version int
+}
+
+func (d *depState) counter(s *Service, proto string, code, version int) prometheus.Counter {
+	key := counterKey{protoIndex(proto), code, version}
 	if c, ok := d.reqs.Load(key); ok {
 		return c.(prometheus.Counter)
 	}
-	c := s.metrics.requests.WithLabelValues(d.name, proto, strconv.Itoa(code))
+	c := s.metrics.requests.WithLabelValues(d.name, proto, strconv.Itoa(code), strconv.Itoa(version))
 	d.reqs.Store(key, c)
 	return c
 }
@@ -266,7 +272,7 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 		status = 200
 	}
 	d := s.state(e.Deployment)
-	d.counter(s, e.Protocol, status).Inc()
+	d.counter(s, e.Protocol, status, e.version).Inc()
 	sec := elapsed.Seconds()
 	d.latency[protoIndex(e.Protocol)].Observe(sec)
 	d.bytesIn.Add(float64(max(e.BytesIn, 0)))
@@ -415,7 +421,7 @@ func newPromMetrics(s *Service) *promMetrics {
 	dep := []string{"deployment"}
 	return &promMetrics{s: s,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_requests_total",
-			Help: "Prediction requests answered, by deployment, protocol and HTTP status code."}, []string{"deployment", "protocol", "code"}),
+			Help: "Prediction requests answered, by deployment, protocol, HTTP status code and the model version that served them (a canary's apart)."}, []string{"deployment", "protocol", "code", "version"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_predict_request_duration_seconds",
 			Help:    "Time from the request's arrival to its response, by deployment and protocol.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"deployment", "protocol"}),
