@@ -33,6 +33,7 @@ type Deployment struct {
 	MaxQueue    int               `json:"max_queue"`
 	Env         map[string]string `json:"env,omitempty"`
 	Canary      *Canary           `json:"canary,omitempty"`
+	Shadow      *Shadow           `json:"shadow,omitempty"`
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	// Filled by the API from the live pool, not stored.
@@ -45,6 +46,13 @@ type Deployment struct {
 type Canary struct {
 	Version  int `json:"version"`
 	Weight   int `json:"weight"`
+	Replicas int `json:"replicas"`
+}
+
+// Shadow is another version of the deployment's model, on Replicas replicas of its own, that gets a copy of
+// every prediction request the deployment's model answers; its answers are dropped, its outcomes counted.
+type Shadow struct {
+	Version  int `json:"version"`
 	Replicas int `json:"replicas"`
 }
 

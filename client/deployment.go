@@ -33,6 +33,8 @@ type DeploymentSpec struct {
 	Env map[string]string `json:"env,omitzero"`
 	// Canary sends a share of the requests to another version on replicas of its own; {Weight: 0} removes it.
 	Canary *slipway.Canary `json:"canary,omitempty"`
+	// Shadow sends a copy of every request to another version on replicas of its own; {Version: 0} removes it.
+	Shadow *slipway.Shadow `json:"shadow,omitempty"`
 }
 
 // CreateDeployment creates a deployment. It answers at once with the deployment in state CREATING: the

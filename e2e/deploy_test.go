@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -681,6 +682,57 @@ func TestCanaryTraffic(t *testing.T) {
 	}
 	if d, err := s.Client().GetDeployment(context.Background(), "churn"); err != nil || d.Canary != nil || len(d.ReplicaStatus) != 1 || d.ReplicaStatus[0].Version != 2 {
 		t.Fatalf("after promotion: %+v, %v", d, err)
+	}
+}
+
+// A shadow gets a copy of every request on replicas of its own; the deployment's version alone answers, and
+// the copies' outcomes are counted.
+func TestShadowTraffic(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	pushExamples(t, s)
+	pushChurnV2(t, s)
+	if out, errOut, code := s.cli("deploy", "bad", "--model", "churn:1", "--shadow-version", "1", "--no-wait"); code == 0 || !strings.Contains(errOut, "the shadow's version 1 is the deployment's own") {
+		t.Fatalf("shadow of the deployment's own version: exit %d\n%s\n%s", code, out, errOut)
+	}
+	deploy(t, s, "churn", "--model", "churn:1", "--shadow-version", "2")
+	const n = 30
+	body := sampleBody(t)
+	for range n {
+		resp, out := s.do(t, "POST", "/deployments/churn/invocations", s.Token, bytes.NewReader(body), "application/json")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Slipway-Model-Version") != "1" {
+			t.Fatalf("invocations with a shadow: %d version %q %s", resp.StatusCode, resp.Header.Get("X-Slipway-Model-Version"), out)
+		}
+	}
+	shadowed := func() map[string]float64 {
+		_, out := s.do(t, "GET", "/metrics", s.Token, nil, "")
+		seen := map[string]float64{}
+		for _, m := range regexp.MustCompile(`slipway_shadow_requests_total\{deployment="churn",outcome="(\w+)",version="2"\} (\d+)`).FindAllStringSubmatch(string(out), -1) {
+			seen[m[1]], _ = strconv.ParseFloat(m[2], 64)
+		}
+		return seen
+	}
+	waitFor(t, "every copy to be counted", 60*time.Second, func() bool {
+		seen := shadowed()
+		return seen["ok"]+seen["error"]+seen["dropped"] == n
+	})
+	seen := shadowed()
+	if seen["ok"] == 0 || seen["error"] != 0 {
+		t.Fatalf("shadow outcomes %v: want copies answered and none failed", seen)
+	}
+	t.Logf("shadow outcomes of %d requests: %v", n, seen)
+	d, err := s.Client().GetDeployment(context.Background(), "churn")
+	if err != nil || d.Shadow == nil || *d.Shadow != (slipway.Shadow{Version: 2, Replicas: 1}) || len(d.ReplicaStatus) != 2 {
+		t.Fatalf("deployment with a shadow: %+v, %v", d, err)
+	}
+	if out, _, _ := s.cli("deployments", "get", "churn"); !strings.Contains(out, "version 2 gets a copy of every request on 1 replica(s)") {
+		t.Fatalf("deployments get does not show the shadow:\n%s", out)
+	}
+	if out, errOut, code := s.cli("deployments", "update", "churn", "--no-shadow"); code != 0 {
+		t.Fatalf("remove the shadow: %s %s", out, errOut)
+	}
+	if d, err := s.Client().GetDeployment(context.Background(), "churn"); err != nil || d.Shadow != nil || len(d.ReplicaStatus) != 1 {
+		t.Fatalf("after removing the shadow: %+v, %v", d, err)
 	}
 }
 

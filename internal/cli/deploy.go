@@ -34,7 +34,8 @@ type deploymentFlags struct {
 	env                                                   []string
 	followAlias                                           bool
 	canaryVersion, canaryWeight, canaryReplicas           int
-	noCanary                                              bool
+	shadowVersion, shadowReplicas                         int
+	noCanary, noShadow                                    bool
 	noWait                                                bool
 	waitTimeout                                           time.Duration
 }
@@ -62,8 +63,11 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 	fs.IntVar(&f.canaryVersion, "canary-version", 0, "canary: another version of the model, on replicas of its own, that takes --canary-weight percent of the requests")
 	fs.IntVar(&f.canaryWeight, "canary-weight", def(10), "percent of the requests the canary takes (1-99)")
 	fs.IntVar(&f.canaryReplicas, "canary-replicas", def(1), "replica processes of the canary (1-64)")
+	fs.IntVar(&f.shadowVersion, "shadow-version", 0, "shadow: another version of the model, on replicas of its own, that gets a copy of every request (its answers are dropped, its outcomes counted)")
+	fs.IntVar(&f.shadowReplicas, "shadow-replicas", def(1), "replica processes of the shadow (1-64)")
 	if !create {
 		fs.BoolVar(&f.noCanary, "no-canary", false, "remove the canary: every request goes to the deployment's version")
+		fs.BoolVar(&f.noShadow, "no-shadow", false, "remove the shadow")
 	}
 	fs.BoolVar(&f.noWait, "no-wait", false, "return at once instead of waiting until the replicas are ready")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long (the server carries on)")
@@ -110,14 +114,48 @@ func (f *deploymentFlags) fill(cmd *cobra.Command, sp *client.DeploymentSpec, cu
 	return nil
 }
 
-// canaryChanged reports whether a canary flag was given.
-func canaryChanged(cmd *cobra.Command) bool {
-	for _, name := range []string{"canary-version", "canary-weight", "canary-replicas", "no-canary"} {
+// anyChanged reports whether one of the flags was given.
+func anyChanged(cmd *cobra.Command, names ...string) bool {
+	for _, name := range names {
 		if cmd.Flags().Changed(name) {
 			return true
 		}
 	}
 	return false
+}
+
+func canaryChanged(cmd *cobra.Command) bool {
+	return anyChanged(cmd, "canary-version", "canary-weight", "canary-replicas", "no-canary")
+}
+
+// fillShadow sets sp.Shadow from the shadow flags. current is the deployment's shadow (update; nil when it
+// has none), so that --shadow-replicas alone scales it.
+func (f *deploymentFlags) fillShadow(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Shadow) error {
+	changed := cmd.Flags().Changed
+	switch {
+	case f.noShadow && anyChanged(cmd, "shadow-version", "shadow-replicas"):
+		return errors.New("--no-shadow removes the shadow: give it without the other --shadow flags")
+	case f.noShadow:
+		sp.Shadow = &slipway.Shadow{}
+		return nil
+	case !anyChanged(cmd, "shadow-version", "shadow-replicas"):
+		return nil
+	}
+	sh := slipway.Shadow{Version: f.shadowVersion, Replicas: f.shadowReplicas}
+	switch {
+	case !changed("shadow-version") && current == nil:
+		return errors.New("the deployment has no shadow: give --shadow-version")
+	case !changed("shadow-version"):
+		sh.Version = current.Version
+	}
+	if !changed("shadow-replicas") {
+		sh.Replicas = 1
+		if current != nil {
+			sh.Replicas = current.Replicas
+		}
+	}
+	sp.Shadow = &sh
+	return nil
 }
 
 // fillCanary sets sp.Canary from the canary flags. current is the deployment's canary (update; nil when it
@@ -218,6 +256,9 @@ server ('slipway deployments get NAME' shows them).`,
 				return err
 			}
 			if err := f.fillCanary(cmd, &sp, nil); err != nil {
+				return err
+			}
+			if err := f.fillShadow(cmd, &sp, nil); err != nil {
 				return err
 			}
 			c, err := a.client()
@@ -401,6 +442,9 @@ func (a *app) printDeployment(d *slipway.Deployment) {
 	row(tw, "Replicas:", fmt.Sprintf("%d (%d ready)", d.Replicas, readyReplicas(d)))
 	if c := d.Canary; c != nil {
 		row(tw, "Canary:", fmt.Sprintf("version %d takes %d%% of the requests on %d replica(s)", c.Version, c.Weight, c.Replicas))
+	}
+	if sh := d.Shadow; sh != nil {
+		row(tw, "Shadow:", fmt.Sprintf("version %d gets a copy of every request on %d replica(s)", sh.Version, sh.Replicas))
 	}
 	row(tw, "Batching:", formatBatching(d.Batching))
 	row(tw, "Timeout:", fmt.Sprintf("%d ms", d.TimeoutMS))
@@ -696,7 +740,8 @@ The command waits until the change is done unless --no-wait.`,
   slipway deployments update churn-api --alias champion --follow-alias
   slipway deployments update churn-api --replicas 4 --batch-size 0
   slipway deployments update churn-api --canary-version 5 --canary-weight 10   # 10% of the requests to version 5
-  slipway deployments update churn-api --model-version 5 --no-canary           # promote it`,
+  slipway deployments update churn-api --model-version 5 --no-canary           # promote it
+  slipway deployments update churn-api --shadow-version 6                      # a copy of every request to version 6`,
 		Args: exactArgs(1, "one deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -727,8 +772,8 @@ The command waits until the change is done unless --no-wait.`,
 			}
 			var current *slipway.Deployment
 			halfBatching := changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batchSize > 1
-			if halfBatching || canaryChanged(cmd) && !f.noCanary {
-				// Part of the batching or of the canary given: keep the rest as it is.
+			if halfBatching || canaryChanged(cmd) && !f.noCanary || anyChanged(cmd, "shadow-version", "shadow-replicas") && !f.noShadow {
+				// Part of the batching, the canary or the shadow given: keep the rest as it is.
 				if current, err = c.GetDeployment(cmd.Context(), name); err != nil {
 					return err
 				}
@@ -741,8 +786,11 @@ The command waits until the change is done unless --no-wait.`,
 			if err := f.fillCanary(cmd, &sp, current.Canary); err != nil {
 				return err
 			}
+			if err := f.fillShadow(cmd, &sp, current.Shadow); err != nil {
+				return err
+			}
 			if noChange(sp) {
-				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env or a --canary flag")
+				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, a --canary or a --shadow flag")
 			}
 			d, err := c.UpdateDeployment(cmd.Context(), name, sp)
 			if err != nil {
@@ -770,7 +818,7 @@ The command waits until the change is done unless --no-wait.`,
 // noChange reports whether sp changes nothing.
 func noChange(sp client.DeploymentSpec) bool {
 	return sp.Version == nil && sp.Alias == nil && sp.FollowAlias == nil && sp.Replicas == nil && sp.Batching == nil &&
-		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil
+		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil && sp.Shadow == nil
 }
 
 func (a *app) deploymentsActivateCommand() *cobra.Command {

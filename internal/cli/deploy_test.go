@@ -515,6 +515,22 @@ func TestDeploymentsUpdate(t *testing.T) {
 			wantCode: 1, wantStderr: "Error: --no-canary removes the canary: give it without the other --canary flags\n",
 		},
 		{
+			name: "a shadow with the default replicas", args: []string{"deployments", "update", "churn-api", "--shadow-version", "6", "--no-wait"},
+			gets: []*slipway.Deployment{active}, wantGets: 1,
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"shadow":{"version":6,"replicas":1}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
+			name: "--shadow-replicas without a shadow", args: []string{"deployments", "update", "churn-api", "--shadow-replicas", "2"},
+			gets: []*slipway.Deployment{active}, wantGets: 1, wantCode: 1,
+			wantStderr: "Error: the deployment has no shadow: give --shadow-version\n",
+		},
+		{
+			name: "--no-shadow removes it", args: []string{"deployments", "update", "churn-api", "--no-shadow", "--no-wait"},
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"shadow":{"version":0,"replicas":0}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
 			name: "a rejected update exits 1 with the reason",
 			args: []string{"deployments", "update", "churn-api", "--model-version", "4"},
 			gets: []*slipway.Deployment{withReason(testDeployment(slipway.DeploymentActive, 2, 2),
@@ -530,7 +546,7 @@ func TestDeploymentsUpdate(t *testing.T) {
 		},
 		{
 			name: "nothing to change", args: []string{"deployments", "update", "churn-api", "--no-wait"}, wantCode: 1,
-			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env or a --canary flag\n",
+			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, a --canary or a --shadow flag\n",
 		},
 		{
 			name: "version and alias", args: []string{"deployments", "update", "churn-api", "--model-version", "4", "--alias", "x"}, wantCode: 1,

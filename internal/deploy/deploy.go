@@ -58,9 +58,12 @@ func (s *Service) SetMonitor(observe func(deployment string) serving.Observer, r
 	defer s.mu.Unlock()
 	s.observe = observe
 	for name, sv := range s.served {
-		for _, p := range sv.Pools() {
-			s.observeLocked(name, p)
+		s.observeLocked(name, sv.Pool)
+		sv.mu.RLock()
+		if sv.canary != nil {
+			s.observeLocked(name, sv.canary.pool)
 		}
+		sv.mu.RUnlock()
 	}
 }
 
@@ -68,6 +71,16 @@ func (s *Service) observeLocked(name string, p *serving.Pool) {
 	if s.observe != nil {
 		p.SetObserver(s.observe(name))
 	}
+}
+
+// observer returns the deployment's observer (nil without monitoring).
+func (s *Service) observer(name string) serving.Observer {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.observe == nil {
+		return nil
+	}
+	return s.observe(name)
 }
 
 // Pools returns the live pools by deployment name (a snapshot): the deployment's, then its canary's.
@@ -81,21 +94,77 @@ func (s *Service) Pools() map[string][]*serving.Pool {
 	return out
 }
 
-// Served is a deployment's live pool with the version it serves, and its canary's when it has one.
+// Served is a deployment's live pool with the version it serves, and its canary's and shadow's when it has
+// them.
 type Served struct {
 	Pool    *serving.Pool
 	mu      sync.RWMutex
 	version *slipway.ModelVersion
-	canary  *canaryTarget
+	canary  *sideTarget // takes weight percent of the requests
+	shadow  *sideTarget // gets a copy of every request; its answers are dropped
 }
 
-// canaryTarget is a canary's live pool: its own replicas of another version, taking weight percent of the
-// requests.
-type canaryTarget struct {
+// sideTarget is a canary's or a shadow's live pool: its own replicas of another version.
+type sideTarget struct {
 	pool     *serving.Pool
 	version  *slipway.ModelVersion
-	weight   int
+	weight   int // canary: percent of the requests
 	replicas int
+
+	// Shadow copies: at most cap(inflight) at once (more are dropped), each in a goroutine owned by the target.
+	observer func() serving.Observer // the deployment's, looked up per copy: monitoring may connect later
+	inflight chan struct{}
+	mu       sync.Mutex
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// shadowObserver is the part of a deployment's observer that records shadow copies.
+type shadowObserver interface {
+	Shadowed(version int, outcome string, took time.Duration)
+}
+
+// mirror runs call on the shadow's pool in the background, or drops it when the shadow is saturated.
+func (t *sideTarget) mirror(call func(ctx context.Context, p *serving.Pool) error) {
+	select {
+	case t.inflight <- struct{}{}:
+	default:
+		t.record("dropped", 0)
+		return
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		<-t.inflight
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() { // owned by t: close waits for it; the pool's timeout bounds it
+		defer t.wg.Done()
+		defer func() { <-t.inflight }()
+		start := time.Now()
+		outcome := "ok"
+		if err := call(context.Background(), t.pool); err != nil {
+			outcome = "error"
+		}
+		t.record(outcome, time.Since(start))
+	}()
+}
+
+func (t *sideTarget) record(outcome string, took time.Duration) {
+	if o, ok := t.observer().(shadowObserver); ok {
+		o.Shadowed(t.version.Version, outcome, took)
+	}
+}
+
+// close stops the pool and waits for the copies in flight (the closed pool fails them at once).
+func (t *sideTarget) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.pool.Close()
+	t.wg.Wait()
 }
 
 // Version is the model version currently served (the deployment's own, not its canary's).
@@ -103,6 +172,12 @@ func (s *Served) Version() *slipway.ModelVersion {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.version
+}
+
+func (s *Served) setVersion(v *slipway.ModelVersion) {
+	s.mu.Lock()
+	s.version = v
+	s.mu.Unlock()
 }
 
 // Pick chooses the pool and version that serve one request: the canary's for its share of the requests, at
@@ -114,6 +189,17 @@ func (s *Served) Pick() (*serving.Pool, *slipway.ModelVersion) {
 		return c.pool, c.version
 	}
 	return s.Pool, s.version
+}
+
+// Mirror sends a copy of a request to the shadow, if the deployment has one, without waiting for it: call
+// makes the prediction on the shadow's pool and its answer is dropped.
+func (s *Served) Mirror(call func(ctx context.Context, p *serving.Pool) error) {
+	s.mu.RLock()
+	t := s.shadow
+	s.mu.RUnlock()
+	if t != nil {
+		t.mirror(call)
+	}
 }
 
 // ForVersion is the pool serving version n, the deployment's or its canary's, for a request that names one.
@@ -129,7 +215,7 @@ func (s *Served) ForVersion(n int) (*serving.Pool, *slipway.ModelVersion, bool) 
 	return nil, nil, false
 }
 
-// Versions are the version numbers served: the deployment's, then its canary's.
+// Versions are the version numbers that answer requests: the deployment's, then its canary's.
 func (s *Served) Versions() []int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -139,36 +225,44 @@ func (s *Served) Versions() []int {
 	return []int{s.version.Version}
 }
 
-// Pools are the live pools: the deployment's, then its canary's.
+// Pools are the live pools: the deployment's, then its canary's and its shadow's.
 func (s *Served) Pools() []*serving.Pool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.canary != nil {
-		return []*serving.Pool{s.Pool, s.canary.pool}
+	pools := []*serving.Pool{s.Pool}
+	for _, t := range []*sideTarget{s.canary, s.shadow} {
+		if t != nil {
+			pools = append(pools, t.pool)
+		}
 	}
-	return []*serving.Pool{s.Pool}
+	return pools
 }
 
-// swapCanary installs c (nil: none) and returns the one it replaces, for the caller to close.
-func (s *Served) swapCanary(c *canaryTarget) *canaryTarget {
+// side returns the canary's or the shadow's slot.
+func (s *Served) side(shadow bool) **sideTarget {
+	if shadow {
+		return &s.shadow
+	}
+	return &s.canary
+}
+
+// swapSide installs t (nil: none) in a slot and returns the target it replaces, for the caller to close.
+func (s *Served) swapSide(shadow bool, t *sideTarget) *sideTarget {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.canary
-	s.canary = c
+	slot := s.side(shadow)
+	old := *slot
+	*slot = t
 	return old
 }
 
 func (s *Served) close() {
-	if old := s.swapCanary(nil); old != nil {
-		old.pool.Close()
+	for _, shadow := range []bool{false, true} {
+		if old := s.swapSide(shadow, nil); old != nil {
+			old.close()
+		}
 	}
 	s.Pool.Close()
-}
-
-func (s *Served) setVersion(v *slipway.ModelVersion) {
-	s.mu.Lock()
-	s.version = v
-	s.mu.Unlock()
 }
 
 // Config wires a Service.

@@ -24,6 +24,8 @@ type Spec struct {
 	Env         map[string]string `json:"env"`
 	// Canary replaces the canary; {"weight": 0} removes it.
 	Canary *slipway.Canary `json:"canary"`
+	// Shadow replaces the shadow; {"version": 0} removes it.
+	Shadow *slipway.Shadow `json:"shadow"`
 }
 
 // Defaults for a new deployment.
@@ -64,6 +66,14 @@ func validate(d *slipway.Deployment) error {
 		}
 		if c.Replicas < 1 || c.Replicas > 64 {
 			problems = append(problems, fmt.Sprintf("canary replicas must be 1-64, got %d", c.Replicas))
+		}
+	}
+	if sh := d.Shadow; sh != nil {
+		if sh.Version < 1 {
+			problems = append(problems, fmt.Sprintf("shadow version must be a version number, got %d", sh.Version))
+		}
+		if sh.Replicas < 1 || sh.Replicas > 64 {
+			problems = append(problems, fmt.Sprintf("shadow replicas must be 1-64, got %d", sh.Replicas))
 		}
 	}
 	if len(problems) > 0 {
@@ -112,6 +122,16 @@ func apply(d *slipway.Deployment, sp Spec) {
 			d.Canary = &canary
 		}
 	}
+	if sh := sp.Shadow; sh != nil {
+		d.Shadow = nil
+		if sh.Version != 0 {
+			shadow := *sh
+			if shadow.Replicas == 0 {
+				shadow.Replicas = 1
+			}
+			d.Shadow = &shadow
+		}
+	}
 }
 
 // resolve finds the READY version d names (by number or alias) and records its number.
@@ -133,19 +153,49 @@ func (s *Service) resolve(ctx context.Context, d *slipway.Deployment) (*slipway.
 	if c := d.Canary; c != nil && c.Version == v.Version {
 		return nil, slipway.Errorf(slipway.EINVALID, "deployment %s: the canary's version %d is the deployment's own: to promote it, set the version and remove the canary (\"canary\": {\"weight\": 0})", d.Name, c.Version)
 	}
+	if sh := d.Shadow; sh != nil && sh.Version == v.Version {
+		return nil, slipway.Errorf(slipway.EINVALID, "deployment %s: the shadow's version %d is the deployment's own: a shadow runs another version (remove it with \"shadow\": {\"version\": 0})", d.Name, sh.Version)
+	}
 	return v, nil
 }
 
-// resolveCanary finds the READY version d's canary serves.
-func (s *Service) resolveCanary(ctx context.Context, d *slipway.Deployment) (*slipway.ModelVersion, error) {
-	v, err := s.models.FindVersion(ctx, d.Model, slipway.VersionRef{Number: d.Canary.Version})
+// resolveSide finds the READY version n of d's model, for its canary or shadow.
+func (s *Service) resolveSide(ctx context.Context, d *slipway.Deployment, n int) (*slipway.ModelVersion, error) {
+	v, err := s.models.FindVersion(ctx, d.Model, slipway.VersionRef{Number: n})
 	if err != nil {
 		return nil, err
 	}
 	if v.State != slipway.VersionReady {
-		return nil, slipway.Errorf(slipway.ECONFLICT, "canary version %d of model %s is %s: only READY versions can be deployed", v.Version, v.Model, v.State)
+		return nil, slipway.Errorf(slipway.ECONFLICT, "version %d of model %s is %s: only READY versions can be deployed", v.Version, v.Model, v.State)
 	}
 	return v, nil
+}
+
+// checkSides finds the versions of d's canary and shadow, so that a bad one is refused before anything starts.
+func (s *Service) checkSides(ctx context.Context, d *slipway.Deployment) error {
+	for _, n := range []int{canaryVersion(d), shadowVersion(d)} {
+		if n == 0 {
+			continue
+		}
+		if _, err := s.resolveSide(ctx, d, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func canaryVersion(d *slipway.Deployment) int {
+	if d.Canary == nil {
+		return 0
+	}
+	return d.Canary.Version
+}
+
+func shadowVersion(d *slipway.Deployment) int {
+	if d.Shadow == nil {
+		return 0
+	}
+	return d.Shadow.Version
 }
 
 // Create stores a deployment in CREATING and starts its replicas in the background.
@@ -169,10 +219,8 @@ func (s *Service) Create(ctx context.Context, sp Spec) (*slipway.Deployment, err
 	if err != nil {
 		return nil, err
 	}
-	if d.Canary != nil {
-		if _, err := s.resolveCanary(ctx, d); err != nil {
-			return nil, err
-		}
+	if err := s.checkSides(ctx, d); err != nil {
+		return nil, err
 	}
 	if err := s.store.CreateDeployment(ctx, d); err != nil {
 		return nil, err
@@ -193,63 +241,93 @@ func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.M
 	s.served[d.Name] = sv
 	s.observeLocked(d.Name, sv.Pool)
 	s.mu.Unlock()
-	s.setState(ctx, d.Name, slipway.DeploymentActive, s.canaryReason(ctx, d, sv))
+	s.setState(ctx, d.Name, slipway.DeploymentActive, s.sidesReason(ctx, d, sv))
 }
 
-// syncCanary makes sv's canary match d's: started (all its replicas ready before it takes traffic), scaled,
-// reweighted, replaced by another version, or stopped.
-func (s *Service) syncCanary(ctx context.Context, d *slipway.Deployment, sv *Served) error {
+// syncSides makes sv's canary and shadow match d's.
+func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, sv *Served) error {
+	var canary, shadow *sideSpec
+	if c := d.Canary; c != nil {
+		canary = &sideSpec{version: c.Version, replicas: c.Replicas, weight: c.Weight}
+	}
+	if sh := d.Shadow; sh != nil {
+		shadow = &sideSpec{version: sh.Version, replicas: sh.Replicas}
+	}
+	if err := s.syncSide(ctx, d, sv, false, canary); err != nil {
+		return fmt.Errorf("canary version %d did not start: %w", d.Canary.Version, err)
+	}
+	if err := s.syncSide(ctx, d, sv, true, shadow); err != nil {
+		return fmt.Errorf("shadow version %d did not start: %w", d.Shadow.Version, err)
+	}
+	return nil
+}
+
+// sideSpec is what a canary or a shadow should run.
+type sideSpec struct{ version, replicas, weight int }
+
+// syncSide makes sv's canary (or shadow) match want (nil: none): scaled and reweighted in place when its
+// version stays, else started beside the old one (all its replicas ready before it gets a request) and swapped
+// in.
+func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, sv *Served, shadow bool, want *sideSpec) error {
 	sv.mu.RLock()
-	cur := sv.canary
+	cur := *sv.side(shadow)
 	sv.mu.RUnlock()
-	want := d.Canary
 	if want == nil {
-		if old := sv.swapCanary(nil); old != nil {
-			old.pool.Close()
+		if old := sv.swapSide(shadow, nil); old != nil {
+			old.close()
 		}
 		return nil
 	}
-	if cur != nil && cur.version.Version == want.Version {
+	if cur != nil && cur.version.Version == want.version {
 		cur.pool.SetOptions(options(d))
-		if cur.replicas != want.Replicas {
-			if err := cur.pool.Scale(ctx, want.Replicas); err != nil {
+		if cur.replicas != want.replicas {
+			if err := cur.pool.Scale(ctx, want.replicas); err != nil {
 				return err
 			}
 		}
-		sv.swapCanary(&canaryTarget{pool: cur.pool, version: cur.version, weight: want.Weight, replicas: want.Replicas})
+		sv.mu.Lock()
+		cur.weight, cur.replicas = want.weight, want.replicas
+		sv.mu.Unlock()
 		return nil
 	}
-	v, err := s.resolveCanary(ctx, d)
+	v, err := s.resolveSide(ctx, d, want.version)
 	if err != nil {
 		return err
 	}
 	dir, err := s.files.Materialize(ctx, v)
 	if err != nil {
-		return fmt.Errorf("prepare canary model files: %w", err)
+		return fmt.Errorf("prepare model files: %w", err)
 	}
-	cd := *d
-	cd.Replicas = want.Replicas // the canary's replicas share the CPUs like the deployment's
-	name := d.Name
-	pool := serving.NewPool(name+"-canary", options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
-	if err := pool.Rollout(ctx, v.Version, want.Replicas, s.starter(&cd, v, dir)); err != nil {
+	sd := *d
+	sd.Replicas = want.replicas // its replicas share the CPUs like the deployment's
+	name, suffix := d.Name, "-canary"
+	if shadow {
+		suffix = "-shadow"
+	}
+	pool := serving.NewPool(name+suffix, options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
+	if err := pool.Rollout(ctx, v.Version, want.replicas, s.starter(&sd, v, dir)); err != nil {
 		pool.Close()
 		return err
 	}
-	s.mu.Lock()
-	s.observeLocked(name, pool)
-	s.mu.Unlock()
-	if old := sv.swapCanary(&canaryTarget{pool: pool, version: v, weight: want.Weight, replicas: want.Replicas}); old != nil {
-		old.pool.Close()
+	t := &sideTarget{pool: pool, version: v, weight: want.weight, replicas: want.replicas,
+		observer: func() serving.Observer { return s.observer(name) }, inflight: make(chan struct{}, 4*want.replicas)}
+	if !shadow { // a shadow's queue-full and timeouts are not the deployment's: only its outcomes are counted
+		s.mu.Lock()
+		s.observeLocked(name, pool)
+		s.mu.Unlock()
+	}
+	if old := sv.swapSide(shadow, t); old != nil {
+		old.close()
 	}
 	return nil
 }
 
-// canaryReason syncs the canary and says, for the deployment's reason, why it takes no traffic when it could
-// not start: the deployment itself serves on.
-func (s *Service) canaryReason(ctx context.Context, d *slipway.Deployment, sv *Served) string {
-	if err := s.syncCanary(ctx, d, sv); err != nil {
-		s.log.Warn("canary did not start", "deployment", d.Name, "version", d.Canary.Version, "error", err)
-		return fmt.Sprintf("canary version %d did not start, all requests go to version %d: %v", d.Canary.Version, d.Version, err)
+// sidesReason syncs the canary and the shadow and says, for the deployment's reason, which could not start:
+// the deployment itself serves on.
+func (s *Service) sidesReason(ctx context.Context, d *slipway.Deployment, sv *Served) string {
+	if err := s.syncSides(ctx, d, sv); err != nil {
+		s.log.Warn("canary or shadow did not start", "deployment", d.Name, "error", err)
+		return fmt.Sprintf("%v; every request goes to version %d", err, d.Version)
 	}
 	return ""
 }
@@ -315,10 +393,8 @@ func (s *Service) Update(ctx context.Context, name string, sp Spec) (*slipway.De
 	if err != nil {
 		return nil, err
 	}
-	if d.Canary != nil {
-		if _, err := s.resolveCanary(ctx, d); err != nil {
-			return nil, err
-		}
+	if err := s.checkSides(ctx, d); err != nil {
+		return nil, err
 	}
 	if d.State == slipway.DeploymentInactive {
 		if err := s.store.UpdateDeployment(ctx, d); err != nil {
@@ -351,7 +427,7 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 		s.log.Warn("deployment update failed; previous version kept", "deployment", d.Name, "error", err)
 		return
 	}
-	s.setState(ctx, d.Name, slipway.DeploymentActive, s.canaryReason(ctx, d, sv))
+	s.setState(ctx, d.Name, slipway.DeploymentActive, s.sidesReason(ctx, d, sv))
 }
 
 func (s *Service) reshape(ctx context.Context, sv *Served, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {

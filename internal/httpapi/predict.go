@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -113,6 +115,10 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		return
 	}
 	ex.SetBytesIn(len(body))
+	sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
+		_, _, err := p.PredictJSON(ctx, body)
+		return err
+	})
 	out, replica, err := pool.PredictJSON(r.Context(), body)
 	if err != nil {
 		s.problem(w, r, predictError(err))
@@ -159,6 +165,7 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 		s.problem(w, r, err)
 		return
 	}
+	mirrorTensors(sv, req.Columns)
 	res, err := pool.PredictTensors(r.Context(), req.Columns)
 	if err != nil {
 		s.problem(w, r, predictError(err))
@@ -216,6 +223,15 @@ func (s *Server) v2Target(r *http.Request, pick bool) (*deploy.Served, *serving.
 	return sv, sv.Pool, sv.Version(), nil
 }
 
+// mirrorTensors sends a copy of a tensor request to the deployment's shadow, if any. The copy has its own
+// slice of tensors; their data is only read.
+func mirrorTensors(sv *deploy.Served, in []workerproto.Tensor) {
+	sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
+		_, err := p.PredictTensors(ctx, slices.Clone(in))
+		return err
+	})
+}
+
 func versionStrings(ns []int) []string {
 	s := make([]string, len(ns))
 	for i, n := range ns {
@@ -229,7 +245,7 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
-	_, pool, v, err := s.v2Target(r, true)
+	sv, pool, v, err := s.v2Target(r, true)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
@@ -246,6 +262,7 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		s.v2Error(w, r, err)
 		return
 	}
+	mirrorTensors(sv, req.Inputs)
 	res, err := pool.PredictTensors(r.Context(), req.Inputs)
 	if err != nil {
 		s.v2Error(w, r, predictError(err))

@@ -399,6 +399,16 @@ func (o *PoolObserver) TimedOut() {
 	d.acc(o.s.now()).timeout.Add(1)
 }
 
+// Shadowed records a copy of a request sent to the deployment's shadow version: its outcome (ok, error or
+// dropped) and, unless dropped, how long the shadow took.
+func (o *PoolObserver) Shadowed(version int, outcome string, took time.Duration) {
+	v := strconv.Itoa(version)
+	o.s.metrics.shadowRequests.WithLabelValues(o.dep, v, outcome).Inc()
+	if outcome != "dropped" {
+		o.s.metrics.shadowLatency.WithLabelValues(o.dep, v).Observe(took.Seconds())
+	}
+}
+
 // Restarted records a replica process restarted after it died.
 func (o *PoolObserver) Restarted(replica string) {
 	o.s.metrics.restarts.WithLabelValues(o.dep, replica).Inc()
@@ -414,6 +424,8 @@ type promMetrics struct {
 	rejected, timeouts, restarts, logDropped          *prometheus.CounterVec
 	rateLimited                                       *prometheus.CounterVec
 	batchRows                                         *prometheus.HistogramVec
+	shadowRequests                                    *prometheus.CounterVec
+	shadowLatency                                     *prometheus.HistogramVec
 	queueDesc, replicasDesc, cpuDesc, memDesc, qlDesc *prometheus.Desc
 }
 
@@ -445,6 +457,12 @@ func newPromMetrics(s *Service) *promMetrics {
 			Help: "Log lines not stored because the log queue was full."}, dep),
 		batchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_deployment_batch_rows",
 			Help: "Rows per model call of the dynamic batcher.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}, dep),
+		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_shadow_requests_total",
+			Help: "Copies of prediction requests sent to a deployment's shadow version, by outcome: ok, error, or dropped (the shadow was saturated)."},
+			[]string{"deployment", "version", "outcome"}),
+		shadowLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_shadow_request_duration_seconds",
+			Help:    "Time the shadow version took to answer a copy, by deployment and version.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"deployment", "version"}),
 		queueDesc: prometheus.NewDesc("slipway_deployment_queue_depth", "Requests waiting for a replica.", dep, nil),
 		replicasDesc: prometheus.NewDesc("slipway_deployment_replicas", "Replicas of a deployment by state.",
 			[]string{"deployment", "state"}, nil),
@@ -458,7 +476,7 @@ func newPromMetrics(s *Service) *promMetrics {
 
 func (m *promMetrics) register(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.captured, m.dropped, m.rateLimited,
-		m.rejected, m.timeouts, m.restarts, m.logDropped, m.batchRows, m,
+		m.rejected, m.timeouts, m.restarts, m.logDropped, m.batchRows, m.shadowRequests, m.shadowLatency, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -10,7 +10,7 @@ import (
 
 var _ slipway.DeploymentStore = (*DB)(nil)
 
-const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, created_at, updated_at`
+const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, created_at, updated_at`
 
 // CreateDeployment inserts d; ECONFLICT when the name is taken.
 func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error {
@@ -19,21 +19,25 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error
 	batching, _ := json.Marshal(d.Batching)
 	env, _ := json.Marshal(nonNilTags(d.Env))
 	canary, _ := json.Marshal(d.Canary)
-	_, err := db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	shadow, _ := json.Marshal(d.Shadow)
+	_, err := db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.Name, string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, string(batching),
-		d.TimeoutMS, d.MaxQueue, string(env), string(canary), formatTime(now), formatTime(now))
+		d.TimeoutMS, d.MaxQueue, string(env), string(canary), string(shadow), formatTime(now), formatTime(now))
 	return mapErr(err, fmt.Sprintf("deployment %q", d.Name))
 }
 
 func scanDeployment(row interface{ Scan(...any) error }) (*slipway.Deployment, error) {
 	var d slipway.Deployment
-	var batching, env, canary, created, updated string
+	var batching, env, canary, shadow, created, updated string
 	if err := row.Scan(&d.Name, &d.State, &d.Reason, &d.Model, &d.Version, &d.Alias, &d.FollowAlias, &d.Replicas,
-		&batching, &d.TimeoutMS, &d.MaxQueue, &env, &canary, &created, &updated); err != nil {
+		&batching, &d.TimeoutMS, &d.MaxQueue, &env, &canary, &shadow, &created, &updated); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(canary), &d.Canary); err != nil {
 		return nil, fmt.Errorf("decode canary of %s: %w", d.Name, err)
+	}
+	if err := json.Unmarshal([]byte(shadow), &d.Shadow); err != nil {
+		return nil, fmt.Errorf("decode shadow of %s: %w", d.Name, err)
 	}
 	if err := json.Unmarshal([]byte(batching), &d.Batching); err != nil {
 		return nil, fmt.Errorf("decode batching of %s: %w", d.Name, err)
@@ -75,11 +79,12 @@ func (db *DB) UpdateDeployment(ctx context.Context, d *slipway.Deployment) error
 	batching, _ := json.Marshal(d.Batching)
 	env, _ := json.Marshal(nonNilTags(d.Env))
 	canary, _ := json.Marshal(d.Canary)
+	shadow, _ := json.Marshal(d.Shadow)
 	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, model = ?, version = ?, alias = ?,
-		follow_alias = ?, replicas = ?, batching = ?, timeout_ms = ?, max_queue = ?, env = ?, canary = ?, updated_at = ?
-		WHERE name = ?`,
+		follow_alias = ?, replicas = ?, batching = ?, timeout_ms = ?, max_queue = ?, env = ?, canary = ?, shadow = ?,
+		updated_at = ? WHERE name = ?`,
 		string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, string(batching), d.TimeoutMS,
-		d.MaxQueue, string(env), string(canary), formatTime(d.UpdatedAt), d.Name)
+		d.MaxQueue, string(env), string(canary), string(shadow), formatTime(d.UpdatedAt), d.Name)
 	return affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name))
 }
 

@@ -1,0 +1,78 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/serving"
+)
+
+// shadowRecorder is a deployment observer that keeps the shadow outcomes.
+type shadowRecorder struct {
+	mu       sync.Mutex
+	outcomes map[string]int
+}
+
+func (r *shadowRecorder) Queued(int)       {}
+func (r *shadowRecorder) Batch(int, int)   {}
+func (r *shadowRecorder) Rejected()        {}
+func (r *shadowRecorder) TimedOut()        {}
+func (r *shadowRecorder) Restarted(string) {}
+func (r *shadowRecorder) Shadowed(version int, outcome string, took time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.outcomes[outcome]++
+}
+
+func (r *shadowRecorder) get() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range r.outcomes {
+		out[k] = v
+	}
+	return out
+}
+
+// Shadow copies beyond the in-flight bound are dropped at once, never queued; the others run in the
+// background and their outcomes are counted; close waits for them and later copies are ignored.
+func TestShadowMirrorIsBounded(t *testing.T) {
+	rec := &shadowRecorder{outcomes: map[string]int{}}
+	pool := serving.NewPool("test-shadow", serving.Options{MaxQueue: 1, Timeout: time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	target := &sideTarget{pool: pool, version: &slipway.ModelVersion{Version: 2}, replicas: 1,
+		observer: func() serving.Observer { return rec }, inflight: make(chan struct{}, 2)}
+	sv := &Served{shadow: target}
+
+	release := make(chan struct{})
+	started := make(chan struct{}, 5)
+	for i := range 5 {
+		sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
+			started <- struct{}{}
+			<-release
+			if i == 1 {
+				return errors.New("model error")
+			}
+			return nil
+		})
+	}
+	<-started
+	<-started
+	if got := rec.get(); got["dropped"] != 3 {
+		t.Fatalf("outcomes while 2 copies run: %v, want 3 dropped", got)
+	}
+	close(release)
+	target.close() // waits for the 2 copies
+	if got := rec.get(); got["ok"] != 1 || got["error"] != 1 || got["dropped"] != 3 {
+		t.Fatalf("outcomes: %v, want 1 ok, 1 error, 3 dropped", got)
+	}
+	sv.Mirror(func(context.Context, *serving.Pool) error { t.Error("a copy ran after close"); return nil })
+	if got := rec.get(); got["ok"]+got["error"]+got["dropped"] != 5 {
+		t.Fatalf("outcomes after close: %v", got)
+	}
+}
