@@ -202,6 +202,14 @@ func (s *Served) Mirror(call func(ctx context.Context, p *serving.Pool) error) {
 	}
 }
 
+// Shadowing reports whether the deployment has a shadow: callers check it before building a copy, so that a
+// deployment without one pays nothing per request.
+func (s *Served) Shadowing() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.shadow != nil
+}
+
 // ForVersion is the pool serving version n, the deployment's or its canary's, for a request that names one.
 func (s *Served) ForVersion(n int) (*serving.Pool, *slipway.ModelVersion, bool) {
 	s.mu.RLock()

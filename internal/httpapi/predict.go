@@ -115,10 +115,12 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		return
 	}
 	ex.SetBytesIn(len(body))
-	sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
-		_, _, err := p.PredictJSON(ctx, body)
-		return err
-	})
+	if sv.Shadowing() {
+		sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
+			_, _, err := p.PredictJSON(ctx, body)
+			return err
+		})
+	}
 	out, replica, err := pool.PredictJSON(r.Context(), body)
 	if err != nil {
 		s.problem(w, r, predictError(err))
@@ -226,6 +228,9 @@ func (s *Server) v2Target(r *http.Request, pick bool) (*deploy.Served, *serving.
 // mirrorTensors sends a copy of a tensor request to the deployment's shadow, if any. The copy has its own
 // slice of tensors; their data is only read.
 func mirrorTensors(sv *deploy.Served, in []workerproto.Tensor) {
+	if !sv.Shadowing() {
+		return
+	}
 	sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
 		_, err := p.PredictTensors(ctx, slices.Clone(in))
 		return err
