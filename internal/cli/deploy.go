@@ -735,6 +735,11 @@ environment) rolls out a new set of replicas: the current ones keep serving unti
 ready, and if the new ones fail the current ones stay and the command exits 1 with the reason. Scaling,
 batching, timeout and queue changes apply in place. --batch-size 0 turns batching off.
 
+A canary (--canary-version) is another version on replicas of its own that takes --canary-weight percent
+of the requests; a shadow (--shadow-version) gets a copy of every request and its answers are dropped.
+Both start beside the deployment; if one cannot start, the deployment serves on and the command exits 1
+with the reason. Promote a canary with --model-version N --no-canary.
+
 The command waits until the change is done unless --no-wait.`,
 		Example: `  slipway deployments update churn-api --model-version 4
   slipway deployments update churn-api --alias champion --follow-alias
