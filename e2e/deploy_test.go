@@ -605,7 +605,7 @@ func TestCanaryTraffic(t *testing.T) {
 		want string
 	}{
 		{[]string{"--canary-version", "1"}, "the canary's version 1 is the deployment's own"},
-		{[]string{"--canary-version", "9"}, "version 9"},
+		{[]string{"--canary-version", "9"}, "canary: version 9"},
 		{[]string{"--canary-version", "2", "--canary-weight", "100"}, "canary weight must be 1-99"},
 		{[]string{"--canary-weight", "20"}, "the deployment has no canary: give --canary-version"},
 	} {

@@ -40,7 +40,7 @@ func (a *App) openMonitor() error {
 			var out []monitor.ServingInfo
 			for name, pools := range a.deploy.Pools() {
 				info := monitor.ServingInfo{Deployment: name}
-				for _, p := range pools { // the deployment's and its canary's
+				for _, p := range pools { // the deployment's, its canary's and its shadow's
 					info.QueueLen += p.QueueLen()
 					info.Replicas = append(info.Replicas, p.Status()...)
 				}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/serving"
+	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
 // Materializer gives the folder holding a version's files.
@@ -83,7 +85,8 @@ func (s *Service) observer(name string) serving.Observer {
 	return s.observe(name)
 }
 
-// Pools returns the live pools by deployment name (a snapshot): the deployment's, then its canary's.
+// Pools returns the live pools by deployment name (a snapshot): the deployment's, its canary's and its
+// shadow's.
 func (s *Service) Pools() map[string][]*serving.Pool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -180,47 +183,66 @@ func (s *Served) setVersion(v *slipway.ModelVersion) {
 	s.mu.Unlock()
 }
 
-// Pick chooses the pool and version that serve one request: the canary's for its share of the requests, at
-// random, else the deployment's.
-func (s *Served) Pick() (*serving.Pool, *slipway.ModelVersion) {
+// Route is where one request goes: the pool and version that answer it, and the shadow, if any, that gets a
+// copy.
+type Route struct {
+	Pool    *serving.Pool
+	Version *slipway.ModelVersion
+	shadow  *sideTarget
+}
+
+// Pick routes one request, from one snapshot (a rollout may switch versions meanwhile): to the canary for its
+// share of the requests, at random, else to the deployment's version.
+func (s *Served) Pick() Route {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if c := s.canary; c != nil && rand.IntN(100) < c.weight {
-		return c.pool, c.version
+		return Route{Pool: c.pool, Version: c.version, shadow: s.shadow}
 	}
-	return s.Pool, s.version
+	return Route{Pool: s.Pool, Version: s.version, shadow: s.shadow}
 }
 
-// Mirror sends a copy of a request to the shadow, if the deployment has one, without waiting for it: call
-// makes the prediction on the shadow's pool and its answer is dropped.
-func (s *Served) Mirror(call func(ctx context.Context, p *serving.Pool) error) {
-	s.mu.RLock()
-	t := s.shadow
-	s.mu.RUnlock()
-	if t != nil {
-		t.mirror(call)
+// MirrorTensors sends a copy of a tensor request to the shadow, if any, without waiting for it. The copy has
+// its own slice of tensors; their data is only read.
+func (r Route) MirrorTensors(in []workerproto.Tensor) {
+	if r.shadow == nil {
+		return // no copy, no closure: a deployment without a shadow pays nothing
 	}
+	r.shadow.mirror(func(ctx context.Context, p *serving.Pool) error {
+		_, err := p.PredictTensors(ctx, slices.Clone(in))
+		return err
+	})
 }
 
-// Shadowing reports whether the deployment has a shadow: callers check it before building a copy, so that a
-// deployment without one pays nothing per request.
-func (s *Served) Shadowing() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.shadow != nil
+// MirrorJSON sends a copy of a JSON request (the OCI predict body) to the shadow, if any.
+func (r Route) MirrorJSON(body []byte) {
+	if r.shadow == nil {
+		return
+	}
+	r.shadow.mirror(func(ctx context.Context, p *serving.Pool) error {
+		_, _, err := p.PredictJSON(ctx, body)
+		return err
+	})
 }
 
-// ForVersion is the pool serving version n, the deployment's or its canary's, for a request that names one.
-func (s *Served) ForVersion(n int) (*serving.Pool, *slipway.ModelVersion, bool) {
+// ForVersion routes a request that names version n to the deployment's or its canary's pool.
+func (s *Served) ForVersion(n int) (Route, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	switch {
 	case s.version.Version == n:
-		return s.Pool, s.version, true
+		return Route{Pool: s.Pool, Version: s.version, shadow: s.shadow}, true
 	case s.canary != nil && s.canary.version.Version == n:
-		return s.canary.pool, s.canary.version, true
+		return Route{Pool: s.canary.pool, Version: s.canary.version, shadow: s.shadow}, true
 	}
-	return nil, nil, false
+	return Route{}, false
+}
+
+// Main routes to the deployment's own version (model metadata and readiness).
+func (s *Served) Main() Route {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Route{Pool: s.Pool, Version: s.version}
 }
 
 // Versions are the version numbers that answer requests: the deployment's, then its canary's.

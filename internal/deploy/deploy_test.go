@@ -47,12 +47,11 @@ func TestShadowMirrorIsBounded(t *testing.T) {
 	pool := serving.NewPool("test-shadow", serving.Options{MaxQueue: 1, Timeout: time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	target := &sideTarget{pool: pool, version: &slipway.ModelVersion{Version: 2}, replicas: 1,
 		observer: func() serving.Observer { return rec }, inflight: make(chan struct{}, 2)}
-	sv := &Served{shadow: target}
 
 	release := make(chan struct{})
 	started := make(chan struct{}, 5)
 	for i := range 5 {
-		sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
+		target.mirror(func(ctx context.Context, p *serving.Pool) error {
 			started <- struct{}{}
 			<-release
 			if i == 1 {
@@ -71,7 +70,7 @@ func TestShadowMirrorIsBounded(t *testing.T) {
 	if got := rec.get(); got["ok"] != 1 || got["error"] != 1 || got["dropped"] != 3 {
 		t.Fatalf("outcomes: %v, want 1 ok, 1 error, 3 dropped", got)
 	}
-	sv.Mirror(func(context.Context, *serving.Pool) error { t.Error("a copy ran after close"); return nil })
+	target.mirror(func(context.Context, *serving.Pool) error { t.Error("a copy ran after close"); return nil })
 	if got := rec.get(); got["ok"]+got["error"]+got["dropped"] != 5 {
 		t.Fatalf("outcomes after close: %v", got)
 	}

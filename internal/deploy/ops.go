@@ -142,12 +142,9 @@ func (s *Service) resolve(ctx context.Context, d *slipway.Deployment) (*slipway.
 	} else if d.Version == 0 {
 		ref.Alias = "latest"
 	}
-	v, err := s.models.FindVersion(ctx, d.Model, ref)
+	v, err := s.readyVersion(ctx, d.Model, ref)
 	if err != nil {
 		return nil, err
-	}
-	if v.State != slipway.VersionReady {
-		return nil, slipway.Errorf(slipway.ECONFLICT, "version %d of model %s is %s: only READY versions can be deployed", v.Version, v.Model, v.State)
 	}
 	d.Version = v.Version
 	if c := d.Canary; c != nil && c.Version == v.Version {
@@ -159,9 +156,9 @@ func (s *Service) resolve(ctx context.Context, d *slipway.Deployment) (*slipway.
 	return v, nil
 }
 
-// resolveSide finds the READY version n of d's model, for its canary or shadow.
-func (s *Service) resolveSide(ctx context.Context, d *slipway.Deployment, n int) (*slipway.ModelVersion, error) {
-	v, err := s.models.FindVersion(ctx, d.Model, slipway.VersionRef{Number: n})
+// readyVersion finds a version of model that can be deployed.
+func (s *Service) readyVersion(ctx context.Context, model string, ref slipway.VersionRef) (*slipway.ModelVersion, error) {
+	v, err := s.models.FindVersion(ctx, model, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -173,29 +170,24 @@ func (s *Service) resolveSide(ctx context.Context, d *slipway.Deployment, n int)
 
 // checkSides finds the versions of d's canary and shadow, so that a bad one is refused before anything starts.
 func (s *Service) checkSides(ctx context.Context, d *slipway.Deployment) error {
-	for _, n := range []int{canaryVersion(d), shadowVersion(d)} {
-		if n == 0 {
-			continue
-		}
-		if _, err := s.resolveSide(ctx, d, n); err != nil {
-			return err
+	type side struct {
+		role    string
+		version int
+	}
+	var sides []side
+	if d.Canary != nil {
+		sides = append(sides, side{"canary", d.Canary.Version})
+	}
+	if d.Shadow != nil {
+		sides = append(sides, side{"shadow", d.Shadow.Version})
+	}
+	for _, sd := range sides {
+		if _, err := s.readyVersion(ctx, d.Model, slipway.VersionRef{Number: sd.version}); err != nil {
+			// The message says which version of the request is wrong: the deployment's or its canary's?
+			return slipway.Wrap(slipway.ErrorCode(err), err, "%s: %s", sd.role, slipway.ErrorMessage(err))
 		}
 	}
 	return nil
-}
-
-func canaryVersion(d *slipway.Deployment) int {
-	if d.Canary == nil {
-		return 0
-	}
-	return d.Canary.Version
-}
-
-func shadowVersion(d *slipway.Deployment) int {
-	if d.Shadow == nil {
-		return 0
-	}
-	return d.Shadow.Version
 }
 
 // Create stores a deployment in CREATING and starts its replicas in the background.
@@ -290,7 +282,7 @@ func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, sv *Serve
 		sv.mu.Unlock()
 		return nil
 	}
-	v, err := s.resolveSide(ctx, d, want.version)
+	v, err := s.readyVersion(ctx, d.Model, slipway.VersionRef{Number: want.version})
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,10 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -14,7 +12,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/inference"
 	"github.com/slipway-ml/slipway/internal/monitor"
-	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
@@ -106,8 +103,8 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		s.problem(w, r, err)
 		return
 	}
-	pool, v := sv.Pick() // one snapshot per request: a rollout may switch versions meanwhile
-	version := v.Version
+	route := sv.Pick()
+	version := route.Version.Version
 	ex.Serving(version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
@@ -115,13 +112,8 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		return
 	}
 	ex.SetBytesIn(len(body))
-	if sv.Shadowing() {
-		sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
-			_, _, err := p.PredictJSON(ctx, body)
-			return err
-		})
-	}
-	out, replica, err := pool.PredictJSON(r.Context(), body)
+	route.MirrorJSON(body)
+	out, replica, err := route.Pool.PredictJSON(r.Context(), body)
 	if err != nil {
 		s.problem(w, r, predictError(err))
 		return
@@ -142,7 +134,8 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 		s.problem(w, r, err)
 		return
 	}
-	pool, v := sv.Pick()
+	route := sv.Pick()
+	v := route.Version
 	ex.Serving(v.Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
@@ -167,8 +160,8 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 		s.problem(w, r, err)
 		return
 	}
-	mirrorTensors(sv, req.Columns)
-	res, err := pool.PredictTensors(r.Context(), req.Columns)
+	route.MirrorTensors(req.Columns)
+	res, err := route.Pool.PredictTensors(r.Context(), req.Columns)
 	if err != nil {
 		s.problem(w, r, predictError(err))
 		return
@@ -202,39 +195,26 @@ func (s *Server) v2Error(w http.ResponseWriter, r *http.Request, err error) {
 	w.Write(inference.V2Error(slipway.ErrorMessage(err)))
 }
 
-// v2Target resolves a V2 model name (our deployment) to the pool and version that serve the request: the
-// version the path names (the deployment's or its canary's); without one, pick (inference) takes the canary's
-// share of the requests at random, and otherwise the deployment's own version answers.
-func (s *Server) v2Target(r *http.Request, pick bool) (*deploy.Served, *serving.Pool, *slipway.ModelVersion, error) {
+// v2Target resolves a V2 model name (our deployment) to where the request goes: the version the path names
+// (the deployment's or its canary's); without one, pick (inference) takes the canary's share of the requests
+// at random, and otherwise the deployment's own version answers.
+func (s *Server) v2Target(r *http.Request, pick bool) (*deploy.Served, deploy.Route, error) {
 	name, sv, err := s.served(r)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, deploy.Route{}, err
 	}
 	if want := r.PathValue("version"); want != "" {
 		if n, err := strconv.Atoi(want); err == nil {
-			if pool, v, ok := sv.ForVersion(n); ok {
-				return sv, pool, v, nil
+			if route, ok := sv.ForVersion(n); ok {
+				return sv, route, nil
 			}
 		}
-		return nil, nil, nil, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %s, not %s", name, strings.Join(versionStrings(sv.Versions()), " and "), want)
+		return nil, deploy.Route{}, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %s, not %s", name, strings.Join(versionStrings(sv.Versions()), " and "), want)
 	}
 	if pick {
-		pool, v := sv.Pick()
-		return sv, pool, v, nil
+		return sv, sv.Pick(), nil
 	}
-	return sv, sv.Pool, sv.Version(), nil
-}
-
-// mirrorTensors sends a copy of a tensor request to the deployment's shadow, if any. The copy has its own
-// slice of tensors; their data is only read.
-func mirrorTensors(sv *deploy.Served, in []workerproto.Tensor) {
-	if !sv.Shadowing() {
-		return
-	}
-	sv.Mirror(func(ctx context.Context, p *serving.Pool) error {
-		_, err := p.PredictTensors(ctx, slices.Clone(in))
-		return err
-	})
+	return sv, sv.Main(), nil
 }
 
 func versionStrings(ns []int) []string {
@@ -250,11 +230,12 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
-	sv, pool, v, err := s.v2Target(r, true)
+	_, route, err := s.v2Target(r, true)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
 	}
+	v := route.Version
 	ex.Serving(v.Version)
 	body, err := s.readPayload(w, r)
 	if err != nil {
@@ -267,8 +248,8 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exc
 		s.v2Error(w, r, err)
 		return
 	}
-	mirrorTensors(sv, req.Inputs)
-	res, err := pool.PredictTensors(r.Context(), req.Inputs)
+	route.MirrorTensors(req.Inputs)
+	res, err := route.Pool.PredictTensors(r.Context(), req.Inputs)
 	if err != nil {
 		s.v2Error(w, r, predictError(err))
 		return
@@ -309,30 +290,31 @@ func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
-	_, pool, _, err := s.v2Target(r, false)
+	_, route, err := s.v2Target(r, false)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
 	}
 	status := http.StatusOK
-	if !pool.Ready() {
+	if !route.Pool.Ready() {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, map[string]any{"name": r.PathValue("name"), "ready": status == http.StatusOK})
 }
 
 func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request) {
-	sv, pool, v, err := s.v2Target(r, false)
+	sv, route, err := s.v2Target(r, false)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
 	}
+	v := route.Version
 	versions := []string{strconv.Itoa(v.Version)}
 	if r.PathValue("version") == "" {
 		versions = versionStrings(sv.Versions())
 	}
 	inputs, outputs := schemaColumns(v.InputSchema), schemaColumns(v.OutputSchema)
-	if _, rep := pool.Hello(); rep != nil && len(rep.Hello().Inputs) > 0 {
+	if _, rep := route.Pool.Hello(); rep != nil && len(rep.Hello().Inputs) > 0 {
 		inputs, outputs = rep.Hello().Inputs, rep.Hello().Outputs
 	}
 	platform := map[string]string{slipway.RuntimeONNX: "onnxruntime_onnx", slipway.RuntimePython: "slipway_python"}[v.Runtime]
