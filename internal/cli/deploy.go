@@ -61,7 +61,7 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 	fs.IntVar(&f.maxQueue, "max-queue", def(100), "requests waiting for a replica beyond this are refused with 429")
 	fs.StringArrayVar(&f.env, "env", nil, "environment variable of the replicas, KEY=VALUE (repeat the flag for more)")
 	fs.IntVar(&f.canaryVersion, "canary-version", 0, "canary: another version of the model, on replicas of its own, that takes --canary-weight percent of the requests")
-	fs.IntVar(&f.canaryWeight, "canary-weight", def(10), "percent of the requests the canary takes (1-99)")
+	fs.IntVar(&f.canaryWeight, "canary-weight", def(defaultCanaryWeight), "percent of the requests the canary takes (1-99)")
 	fs.IntVar(&f.canaryReplicas, "canary-replicas", def(1), "replica processes of the canary (1-64)")
 	fs.IntVar(&f.shadowVersion, "shadow-version", 0, "shadow: another version of the model, on replicas of its own, that gets a copy of every request (its answers are dropped, its outcomes counted)")
 	fs.IntVar(&f.shadowReplicas, "shadow-replicas", def(1), "replica processes of the shadow (1-64)")
@@ -124,8 +124,44 @@ func anyChanged(cmd *cobra.Command, names ...string) bool {
 	return false
 }
 
-func canaryChanged(cmd *cobra.Command) bool {
-	return anyChanged(cmd, "canary-version", "canary-weight", "canary-replicas", "no-canary")
+// The flags of a canary and of a shadow, beside --no-canary and --no-shadow.
+var (
+	canaryFlags = []string{"canary-version", "canary-weight", "canary-replicas"}
+	shadowFlags = []string{"shadow-version", "shadow-replicas"}
+)
+
+// defaultCanaryWeight is a new canary's share of the requests, in percent.
+const defaultCanaryWeight = 10
+
+// fillCanary sets sp.Canary from the canary flags. current is the deployment's canary (update; nil when it
+// has none), so that --canary-weight alone reweights it and --canary-replicas alone scales it.
+func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Canary) error {
+	changed := cmd.Flags().Changed
+	switch {
+	case f.noCanary && anyChanged(cmd, canaryFlags...):
+		return errors.New("--no-canary removes the canary: give it without the other --canary flags")
+	case f.noCanary:
+		sp.Canary = &slipway.Canary{}
+		return nil
+	case !anyChanged(cmd, canaryFlags...):
+		return nil
+	case current == nil && !changed("canary-version"):
+		return errors.New("the deployment has no canary: give --canary-version")
+	case current == nil:
+		current = &slipway.Canary{Weight: defaultCanaryWeight, Replicas: 1}
+	}
+	c := *current
+	if changed("canary-version") {
+		c.Version = f.canaryVersion
+	}
+	if changed("canary-weight") {
+		c.Weight = f.canaryWeight
+	}
+	if changed("canary-replicas") {
+		c.Replicas = f.canaryReplicas
+	}
+	sp.Canary = &c
+	return nil
 }
 
 // fillShadow sets sp.Shadow from the shadow flags. current is the deployment's shadow (update; nil when it
@@ -133,67 +169,26 @@ func canaryChanged(cmd *cobra.Command) bool {
 func (f *deploymentFlags) fillShadow(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Shadow) error {
 	changed := cmd.Flags().Changed
 	switch {
-	case f.noShadow && anyChanged(cmd, "shadow-version", "shadow-replicas"):
+	case f.noShadow && anyChanged(cmd, shadowFlags...):
 		return errors.New("--no-shadow removes the shadow: give it without the other --shadow flags")
 	case f.noShadow:
 		sp.Shadow = &slipway.Shadow{}
 		return nil
-	case !anyChanged(cmd, "shadow-version", "shadow-replicas"):
+	case !anyChanged(cmd, shadowFlags...):
 		return nil
-	}
-	sh := slipway.Shadow{Version: f.shadowVersion, Replicas: f.shadowReplicas}
-	switch {
-	case !changed("shadow-version") && current == nil:
+	case current == nil && !changed("shadow-version"):
 		return errors.New("the deployment has no shadow: give --shadow-version")
-	case !changed("shadow-version"):
-		sh.Version = current.Version
+	case current == nil:
+		current = &slipway.Shadow{Replicas: 1}
 	}
-	if !changed("shadow-replicas") {
-		sh.Replicas = 1
-		if current != nil {
-			sh.Replicas = current.Replicas
-		}
+	sh := *current
+	if changed("shadow-version") {
+		sh.Version = f.shadowVersion
+	}
+	if changed("shadow-replicas") {
+		sh.Replicas = f.shadowReplicas
 	}
 	sp.Shadow = &sh
-	return nil
-}
-
-// fillCanary sets sp.Canary from the canary flags. current is the deployment's canary (update; nil when it
-// has none), so that --canary-weight alone reweights it and --canary-replicas alone scales it.
-func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Canary) error {
-	changed := cmd.Flags().Changed
-	switch {
-	case f.noCanary && (changed("canary-version") || changed("canary-weight") || changed("canary-replicas")):
-		return errors.New("--no-canary removes the canary: give it without the other --canary flags")
-	case f.noCanary:
-		sp.Canary = &slipway.Canary{}
-		return nil
-	case !canaryChanged(cmd):
-		return nil
-	}
-	c := slipway.Canary{Version: f.canaryVersion, Weight: f.canaryWeight, Replicas: f.canaryReplicas}
-	if current != nil {
-		if !changed("canary-version") {
-			c.Version = current.Version
-		}
-		if !changed("canary-weight") {
-			c.Weight = current.Weight
-		}
-		if !changed("canary-replicas") {
-			c.Replicas = current.Replicas
-		}
-	} else {
-		if !changed("canary-version") {
-			return errors.New("the deployment has no canary: give --canary-version")
-		}
-		if !changed("canary-weight") {
-			c.Weight = 10
-		}
-		if !changed("canary-replicas") {
-			c.Replicas = 1
-		}
-	}
-	sp.Canary = &c
 	return nil
 }
 
@@ -777,7 +772,7 @@ The command waits until the change is done unless --no-wait.`,
 			}
 			var current *slipway.Deployment
 			halfBatching := changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batchSize > 1
-			if halfBatching || canaryChanged(cmd) && !f.noCanary || anyChanged(cmd, "shadow-version", "shadow-replicas") && !f.noShadow {
+			if halfBatching || anyChanged(cmd, canaryFlags...) && !f.noCanary || anyChanged(cmd, shadowFlags...) && !f.noShadow {
 				// Part of the batching, the canary or the shadow given: keep the rest as it is.
 				if current, err = c.GetDeployment(cmd.Context(), name); err != nil {
 					return err

@@ -245,10 +245,7 @@ func (p *pending) drop(done []pendingMinute) {
 }
 
 // counterKey picks a deployment's request counter: a canary's requests count under its own version.
-type counterKey struct {
-	proto         int
-	code, version int
-}
+type counterKey struct{ proto, code, version int }
 
 func (d *depState) counter(s *Service, proto string, code, version int) prometheus.Counter {
 	key := counterKey{protoIndex(proto), code, version}
