@@ -3,7 +3,8 @@
 # library (npm). Idempotent: packages already present are not reinstalled.
 set -euo pipefail
 packages=(gcc libc6-dev make python3 python3-numpy python3-scipy python3-sklearn python3-pandas python3-onnx
-  python3-yaml python3-flask gunicorn postgresql wrk)
+  python3-yaml python3-flask gunicorn postgresql wrk
+  chromium fonts-dejavu-core) # chromium: the web UI's end-to-end test drives it headless
 # npm comes with the machine's Node.js (Debian's npm package conflicts with it); install it only when absent.
 command -v npm >/dev/null || packages+=(npm)
 missing=()

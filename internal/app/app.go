@@ -26,6 +26,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/monitor"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
+	"github.com/slipway-ml/slipway/internal/ui"
 )
 
 // App is a running Slipway server.
@@ -108,7 +109,7 @@ func (a *App) open(ctx context.Context) error {
 	}
 	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes, TempDir: blobs.TempDir(),
-		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch})
+		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler})
 	return nil
 }
 

@@ -28,10 +28,11 @@ type Config struct {
 	Jobs           *jobs.Service
 	Batch          *batch.Service
 	Log            *slog.Logger
-	Ready          func(context.Context) error // readiness probe (database reachable)
-	MaxUploadBytes int64                       // artifact upload cap
-	TempDir        string                      // where uploads are spooled (same filesystem as the blob store)
-	MaxPayload     int64                       // prediction request body cap
+	Ready          func(context.Context) error              // readiness probe (database reachable)
+	MaxUploadBytes int64                                    // artifact upload cap
+	TempDir        string                                   // where uploads are spooled (same filesystem as the blob store)
+	MaxPayload     int64                                    // prediction request body cap
+	UI             func(notFound http.Handler) http.Handler // the browser UI under /ui/ (nil: none); / redirects to it
 }
 
 // Server serves the API.
@@ -124,6 +125,10 @@ func New(cfg Config) *Server {
 			h = s.requireRole(rt.role, h)
 		}
 		s.mux.HandleFunc(rt.pattern, h)
+	}
+	if cfg.UI != nil {
+		s.mux.Handle("GET /ui/", cfg.UI(http.HandlerFunc(s.handleNotFound)))
+		s.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	}
 	s.mux.HandleFunc("/", s.handleNotFound)
 	return s

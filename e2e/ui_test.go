@@ -1,0 +1,297 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts headless Chromium for the test (apt package chromium; scripts/install-deps.sh installs it).
+// Uncaught exceptions and console errors of every page are collected: the test fails on any of them.
+type browser struct {
+	t      *testing.T
+	ctx    context.Context
+	mu     sync.Mutex
+	errors []string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	path := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		t.Fatal("no Chromium found: install it with `apt-get install chromium` (scripts/install-deps.sh does)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.WindowSize(1280, 1000), chromedp.UserDataDir(t.TempDir()))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	b := &browser{t: t, ctx: ctx}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			b.errors = append(b.errors, (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error())
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeError {
+				b.errors = append(b.errors, fmt.Sprintf("console.error %v", e.Args))
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		b.screenshot("failed")
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// waitJS polls a JavaScript condition until it holds (the page fetches and refreshes on its own).
+func (b *browser) waitJS(what, cond string) {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		b.screenshot("failed")
+		main, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		b.t.Fatalf("%s: %v\npage text:\n%s", what, err, main)
+	}
+}
+
+// screenshot keeps a picture of the page in $SLIPWAY_UI_SCREENSHOTS (when set), to look at the UI as a person.
+func (b *browser) screenshot(name string) {
+	dir := os.Getenv("SLIPWAY_UI_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+	}
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+	}
+}
+
+// checkRendered fails when the page shows what a rendering slip prints: an object, an undefined or a null value.
+func (b *browser) checkRendered(page string) {
+	b.t.Helper()
+	text := b.text("main")
+	for _, bad := range []string{"[object ", "undefined", "NaN"} {
+		if strings.Contains(text, bad) {
+			b.t.Errorf("the %s page shows %q:\n%s", page, bad, text)
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.TrimSpace(line) == "null" {
+			b.t.Errorf("the %s page shows a null:\n%s", page, text)
+		}
+	}
+}
+
+func (b *browser) checkNoErrors() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.errors) > 0 {
+		b.t.Fatalf("the page raised errors:\n%s", strings.Join(b.errors, "\n"))
+	}
+}
+
+// featuresCSV writes the first n rows of the bundled data set without the id and the label: the model's inputs.
+func featuresCSV(t *testing.T, n int) string {
+	t.Helper()
+	_, lines := readChurn(t, n)
+	var b strings.Builder
+	for _, l := range lines {
+		f := strings.Split(l, ",")
+		b.WriteString(strings.Join(f[1:len(f)-1], ",") + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "features.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestWebUI drives the browser UI in headless Chromium against the real binary, as a person would: sign in with
+// a token, read the catalog, watch a deployment's live charts, drift report and logs, follow a pipeline run to
+// its job's logs, and sign out. Data from the API is shown as text, never as markup.
+func TestWebUI(t *testing.T) {
+	s := startServer(t, "")
+	if out, errOut, code := s.cli("pipelines", "create", "examples/retrain/pipeline.yaml", "--artifact", "examples"); code != 0 {
+		t.Fatalf("pipelines create: %s %s", out, errOut)
+	}
+	if out, errOut, code := s.cli("pipelines", "run", "retrain", "--wait"); code != 0 {
+		t.Fatalf("pipelines run: %s %s", out, errOut)
+	}
+	deploy(t, s, "churn-api", "--model", "churn@champion", "--replicas", "1")
+	if out, errOut, code := s.cli("baseline", "churn:1", examplePath("data", "churn.csv")); code != 0 {
+		t.Fatalf("baseline: %s %s", out, errOut)
+	}
+	if out, errOut, code := s.cli("predict", "churn-api", "--data", featuresCSV(t, 500)); code != 0 {
+		t.Fatalf("predict: %s %s", out, errOut)
+	}
+	// A description that is markup: the UI must show it as text.
+	const markup = `<img id="pwned" src="x" onerror="document.title='pwned'">`
+	resp, body := s.do(t, "PATCH", "/api/v1/models/churn", s.Token, strings.NewReader(`{"description":`+string(mustJSON(markup))+`}`), "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("patch description: %d %s", resp.StatusCode, body)
+	}
+
+	b := newBrowser(t)
+	b.do("open the server's root", chromedp.Navigate(s.URL+"/"), chromedp.WaitVisible(chromedp.ID("token")))
+	if u, _ := chromedp.Run(b.ctx, chromedp.Location()); !strings.HasSuffix(u, "/ui/") {
+		t.Fatalf("/ redirected to %s, want /ui/", u)
+	}
+
+	t.Run("a wrong token is refused with the reason", func(t *testing.T) {
+		b.do("submit a wrong token", chromedp.SendKeys(chromedp.ID("token"), "not-a-token"), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+		b.waitJS("the error", `!!document.querySelector("form.login .error")`)
+		if got := b.text("form.login .error"); !strings.Contains(got, "Sign-in failed") {
+			t.Fatalf("error = %q", got)
+		}
+	})
+
+	b.do("sign in", chromedp.SetValue(chromedp.ID("token"), s.Token), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+	b.waitJS("the deployments list", `document.body.innerText.includes("churn-api") && document.body.innerText.includes("ACTIVE")`)
+	if who := b.text("#who"); !strings.Contains(who, "admin (admin)") {
+		t.Fatalf("who = %q", who)
+	}
+	b.screenshot("deployments")
+	b.checkRendered("deployments")
+
+	t.Run("deployment: live charts, drift, logs", func(t *testing.T) {
+		b.do("open the deployment", chromedp.Click(chromedp.CSS(`a[href="/ui/deployments/churn-api"]`)))
+		b.waitJS("the request chart has points", `Number(document.querySelector("#requests-chart")?.dataset.points) > 0`)
+		legend := b.text("#requests-chart .legend")
+		if !strings.Contains(legend, "2xx") {
+			t.Fatalf("legend = %q", legend)
+		}
+		b.waitJS("the drift report", `document.querySelector("#drift-report")?.innerText.includes("age")`)
+		if got := b.text("#drift-report"); !strings.Contains(got, "monthly_charges") || !strings.Contains(got, "wasserstein") {
+			t.Fatalf("drift report = %q", got)
+		}
+		b.waitJS("the access log", `document.querySelector("#deployment-log")?.innerText.includes("invocations")`)
+		// Requests made now appear without a reload: the page refreshes itself.
+		before := b.text("#requests-chart .legend")
+		for range 3 {
+			if out, errOut, code := s.cli("predict", "churn-api", "--data", examplePath("sklearn-churn", "sample.csv")); code != 0 {
+				t.Fatalf("predict: %s %s", out, errOut)
+			}
+		}
+		b.waitJS("the chart counts the new requests", fmt.Sprintf(`document.querySelector("#requests-chart .legend").innerText !== %q`, before))
+		b.screenshot("deployment")
+		b.checkRendered("deployment")
+	})
+
+	t.Run("catalog: version with checks, metrics and provenance", func(t *testing.T) {
+		b.do("open the models", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/models"]`)))
+		b.waitJS("the model list", `!!document.querySelector('a[href="/ui/models/churn"]')`)
+		b.do("open the model", chromedp.Click(chromedp.CSS(`a[href="/ui/models/churn"]`)))
+		b.waitJS("the model page", `document.body.innerText.includes("Versions")`)
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.querySelector("#pwned") === null && document.title !== "pwned"`)); !got {
+			t.Fatal("the model description was rendered as markup")
+		}
+		if !strings.Contains(b.text("main"), markup) {
+			t.Fatal("the model description is not shown as text")
+		}
+		b.do("open version 1", chromedp.Click(chromedp.CSS(`a[href="/ui/models/churn/versions/1"]`)))
+		b.waitJS("the version page", `document.body.innerText.includes("Checks at registration")`)
+		page := b.text("main")
+		for _, want := range []string{"model.load", "roc_auc", "training_script", "retrain/train.py", "monthly_charges", "model.pkl"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("version page lacks %q", want)
+			}
+		}
+		b.screenshot("version")
+		b.checkRendered("version")
+	})
+
+	t.Run("runs: pipeline steps and a job's logs", func(t *testing.T) {
+		b.do("open the runs", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/runs"]`)))
+		b.waitJS("the pipeline run", `!!document.querySelector('a[href^="/ui/pipeline-runs/pr-"]')`)
+		b.do("open the pipeline run", chromedp.Click(chromedp.CSS(`a[href^="/ui/pipeline-runs/pr-"]`)))
+		b.waitJS("the steps", `document.body.innerText.includes("builtin:register")`)
+		page := b.text("main")
+		if !strings.Contains(page, "SUCCEEDED") || !strings.Contains(page, "promote") {
+			t.Fatalf("pipeline run page:\n%s", page)
+		}
+		b.do("open the train step's job run", chromedp.Click(chromedp.CSS(`a[href^="/ui/runs/jr-"]`)))
+		b.waitJS("the job's logs", `document.querySelector("#run-log")?.innerText.includes("slipway run succeeded")`)
+		b.screenshot("run")
+		b.checkRendered("run")
+	})
+
+	t.Run("a deep link survives a reload", func(t *testing.T) {
+		b.do("reload a deep link", chromedp.Navigate(s.URL+"/ui/models/churn/versions/1"))
+		b.waitJS("the version page", `document.body.innerText.includes("Checks at registration")`)
+	})
+
+	t.Run("an unknown page and an unknown asset", func(t *testing.T) {
+		b.do("open an unknown page", chromedp.Navigate(s.URL+"/ui/nowhere"))
+		b.waitJS("not found", `document.querySelector("main h1")?.innerText === "Not found"`)
+		resp, body := s.do(t, "GET", "/ui/nowhere.js", "", nil, "")
+		if resp.StatusCode != 404 || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("unknown asset: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	})
+
+	t.Run("sign out forgets the token", func(t *testing.T) {
+		b.do("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("token")))
+		b.do("reload", chromedp.Navigate(s.URL+"/ui/deployments"), chromedp.WaitVisible(chromedp.ID("token")))
+	})
+
+	t.Run("a revoked token signs the browser out", func(t *testing.T) {
+		out, errOut, code := s.cli("tokens", "create", "ui-viewer", "--role", "viewer", "-o", "json")
+		if code != 0 {
+			t.Fatalf("tokens create: %s %s", out, errOut)
+		}
+		var tok struct{ ID, Token string }
+		if err := json.Unmarshal([]byte(out), &tok); err != nil || tok.Token == "" {
+			t.Fatalf("tokens create output %q: %v", out, err)
+		}
+		id, secret := tok.ID, tok.Token
+		b.do("sign in as viewer", chromedp.SetValue(chromedp.ID("token"), secret), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+		b.waitJS("the viewer is signed in", `document.querySelector("#who").innerText.includes("ui-viewer (viewer)")`)
+		if out, errOut, code := s.cli("tokens", "revoke", id); code != 0 {
+			t.Fatalf("tokens revoke: %s %s", out, errOut)
+		}
+		b.do("open the models", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/models"]`)))
+		b.waitJS("back at sign-in, with the reason", `!!document.querySelector("form.login .note")`)
+		if got := b.text("form.login .note"); !strings.Contains(got, "not accepted") {
+			t.Fatalf("note = %q", got)
+		}
+	})
+	b.checkNoErrors()
+}

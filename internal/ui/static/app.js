@@ -1,0 +1,547 @@
+// Slipway UI: a single page over /api/v1. No framework and no build step: pages are functions that fetch JSON
+// and build DOM nodes with el(), which only ever sets text (never HTML), so data from the API cannot inject markup.
+"use strict";
+
+const TOKEN_KEY = "slipway.token";
+const main = document.getElementById("main");
+let timers = [];   // polls of the current page, stopped when the page changes
+let pageSeq = 0;   // bumped per page: a late answer for a page the user left is dropped
+let shownPath = null; // the page on screen: re-rendering it (a refresh) keeps it until the new one is built
+
+// ---- DOM and formatting helpers ----
+
+function el(tag, attrs, ...children) {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") n.className = v;
+    else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+    else n.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    n.append(c instanceof Node ? c : String(c));
+  }
+  return n;
+}
+
+// fill replaces node's children; like el(), it skips null, undefined and false (replaceChildren would print them).
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter(c => c !== undefined && c !== null && c !== false));
+}
+
+const link = (href, text) => el("a", { href: "/ui/" + href, "data-link": true }, text);
+const enc = encodeURIComponent;
+
+function badge(state) {
+  const s = String(state || "");
+  const cls = /^(READY|ACTIVE|SUCCEEDED|OK|yes)$/.test(s) ? "ok"
+    : /^(FAILED|NEEDS_ATTENTION|REJECTED|ERROR|CANCELED|no)$/.test(s) ? "bad"
+    : /^(CREATING|UPDATING|RUNNING|IN_PROGRESS|ACCEPTED|PENDING|QUEUED|STARTING|DELETING|INACTIVE)$/.test(s) ? "warn" : "";
+  return el("span", { class: "badge " + cls }, s);
+}
+
+function when(t) {
+  if (!t) return "–";
+  const d = new Date(t);
+  const secs = (Date.now() - d.getTime()) / 1000;
+  const ago = secs < 90 ? Math.round(secs) + " s ago" : secs < 5400 ? Math.round(secs / 60) + " min ago"
+    : secs < 172800 ? Math.round(secs / 3600) + " h ago" : Math.round(secs / 86400) + " days ago";
+  return el("span", { title: d.toISOString() }, ago);
+}
+
+// clockTime shows a time as local YYYY-MM-DD HH:MM:SS.
+const clockTime = t => new Date(t).toLocaleString("sv-SE");
+
+function num(v, digits = 3) {
+  if (v === null || v === undefined || v === "") return "–";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return v.toLocaleString("en-US");
+  return Number(v.toPrecision(digits)).toString();
+}
+
+function bytes(v) {
+  if (!v) return "0 B";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+  return num(v) + " " + u[i];
+}
+
+const plural = (n, noun) => num(n) + " " + noun + (n === 1 ? "" : "s");
+
+function kv(obj) {
+  const entries = Object.entries(obj || {});
+  if (!entries.length) return "–";
+  return entries.map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v)).join(", ");
+}
+
+function table(headers, rows, empty) {
+  if (!rows.length) return el("p", { class: "muted" }, empty || "None.");
+  return el("table", {},
+    el("thead", {}, el("tr", {}, headers.map(h => el("th", { class: h.endsWith("#") ? "num" : "" }, h.replace(/#$/, ""))))),
+    el("tbody", {}, rows.map(r => el("tr", {}, r.map((c, i) =>
+      el("td", { class: headers[i].endsWith("#") ? "num" : "" }, c))))));
+}
+
+function props(pairs) {
+  return el("dl", { class: "props" }, pairs.filter(p => p).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+// ---- API ----
+
+class APIError extends Error {
+  constructor(status, detail) { super(detail); this.status = status; }
+}
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || localStorage.getItem(TOKEN_KEY); }
+
+async function api(path, opts = {}) {
+  const res = await fetch(path, { ...opts, headers: { Authorization: "Bearer " + token(), ...(opts.headers || {}) } });
+  if (res.status === 401) {
+    signOut("Your token was not accepted (" + await problemText(res) + "). Sign in again.");
+    throw new APIError(401, "signed out");
+  }
+  if (!res.ok) throw new APIError(res.status, await problemText(res));
+  const type = res.headers.get("Content-Type") || "";
+  return type.includes("json") ? res.json() : res.text();
+}
+
+async function problemText(res) {
+  try {
+    const p = await res.json();
+    return p.detail || p.title || res.statusText;
+  } catch {
+    return res.status + " " + res.statusText;
+  }
+}
+
+function errorBox(err) {
+  return el("div", { class: "error", role: "alert" }, err instanceof Error ? err.message : String(err));
+}
+
+// ---- pages and routing ----
+
+const routes = [
+  [/^$/, () => navigate("/ui/deployments", true)],
+  [/^models$/, modelsPage],
+  [/^models\/([^/]+)$/, modelPage],
+  [/^models\/([^/]+)\/versions\/(\d+)$/, versionPage],
+  [/^deployments$/, deploymentsPage],
+  [/^deployments\/([^/]+)$/, deploymentPage],
+  [/^runs$/, runsPage],
+  [/^runs\/(jr-[^/]+)$/, jobRunPage],
+  [/^pipeline-runs\/(pr-[^/]+)$/, pipelineRunPage],
+];
+
+function navigate(href, replace) {
+  if (replace) history.replaceState(null, "", href); else history.pushState(null, "", href);
+  render();
+}
+
+document.addEventListener("click", e => {
+  const a = e.target.closest("a[data-link]");
+  if (!a || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+  e.preventDefault();
+  navigate(a.getAttribute("href"));
+});
+window.addEventListener("popstate", render);
+
+function stopTimers() {
+  timers.forEach(clearInterval);
+  timers = [];
+}
+
+// every runs fn now and then every ms while the page is shown.
+function every(ms, fn) {
+  fn();
+  timers.push(setInterval(fn, ms));
+}
+
+async function render() {
+  stopTimers();
+  const seq = ++pageSeq;
+  if (!token()) return loginPage();
+  document.getElementById("nav").hidden = false;
+  const path = decodeURIComponent(location.pathname.replace(/^\/ui\/?/, "").replace(/\/$/, ""));
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.classList.toggle("active", path.startsWith(a.getAttribute("href").slice(4)));
+  }
+  for (const [re, page] of routes) {
+    const m = path.match(re);
+    if (!m) continue;
+    if (shownPath !== path) fill(main, el("p", { class: "muted" }, "Loading…"));
+    shownPath = path;
+    try {
+      const node = await page(...m.slice(1));
+      if (node && seq === pageSeq) fill(main, node);
+    } catch (err) {
+      if (seq === pageSeq && !(err instanceof APIError && err.status === 401)) fill(main, errorBox(err));
+    }
+    return;
+  }
+  fill(main, el("h1", {}, "Not found"), el("p", {}, "No page at ", el("code", {}, location.pathname), ". ",
+    link("deployments", "Go to the deployments.")));
+}
+
+// ---- sign in ----
+
+function loginPage(message) {
+  shownPath = null;
+  document.getElementById("nav").hidden = true;
+  document.getElementById("who").replaceChildren();
+  const input = el("input", { type: "password", id: "token", autocomplete: "off", placeholder: "token", required: true });
+  const remember = el("input", { type: "checkbox", id: "remember" });
+  const status = el("div");
+  const form = el("form", { class: "login", onsubmit: async e => {
+    e.preventDefault();
+    const t = input.value.trim();
+    const res = await fetch("/api/v1/whoami", { headers: { Authorization: "Bearer " + t } });
+    if (!res.ok) {
+      fill(status, errorBox("Sign-in failed: " + await problemText(res)));
+      return;
+    }
+    (remember.checked ? localStorage : sessionStorage).setItem(TOKEN_KEY, t);
+    showWho(await res.json());
+    render();
+  } },
+  el("h1", {}, "Sign in"),
+  el("p", {}, "Paste an API token. The server wrote the admin token to ", el("code", {}, "DATA_DIR/admin.token"),
+    " on first start; ", el("code", {}, "slipway tokens create NAME --role viewer"), " makes a read-only one."),
+  message ? el("div", { class: "note" }, message) : null,
+  input,
+  el("label", {}, remember, " Remember on this browser (otherwise until the tab closes)"),
+  el("p", {}, el("button", { type: "submit" }, "Sign in")),
+  status);
+  fill(main, form);
+  input.focus();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(TOKEN_KEY);
+  stopTimers();
+  loginPage(message);
+}
+
+function showWho(me) {
+  fill(document.getElementById("who"), me.name + " (" + me.role + ")",
+    el("button", { type: "button", id: "signout", onclick: () => signOut() }, "Sign out"));
+}
+
+// ---- catalog ----
+
+async function modelsPage() {
+  const list = await api("/api/v1/models?limit=500");
+  return el("div", {},
+    el("h1", {}, "Models"),
+    el("p", { class: "muted" }, plural(list.total, "model") + ". Register one with ", el("code", {}, "slipway models push DIR --model NAME"), "."),
+    table(["model", "latest#", "aliases", "tags", "updated"], list.items.map(m => [
+      link("models/" + enc(m.name), m.name), m.latest_version, kv(m.aliases), kv(m.tags), when(m.updated_at)]),
+    "No models yet."));
+}
+
+async function modelPage(name) {
+  const [model, versions] = await Promise.all([
+    api("/api/v1/models/" + enc(name)), api("/api/v1/models/" + enc(name) + "/versions?limit=500")]);
+  const aliasesOf = v => Object.entries(model.aliases || {}).filter(([, n]) => n === v.version).map(([a]) => "@" + a).join(" ");
+  return el("div", {},
+    el("div", { class: "crumbs" }, link("models", "Models"), " / ", name),
+    el("h1", {}, name),
+    model.description ? el("p", {}, model.description) : null,
+    props([["aliases", kv(model.aliases)], ["tags", kv(model.tags)], ["created", when(model.created_at)]]),
+    el("h2", {}, "Versions"),
+    table(["version#", "state", "runtime", "aliases", "metrics", "created by", "created"], versions.items.map(v => [
+      link("models/" + enc(name) + "/versions/" + v.version, String(v.version)), badge(v.state), v.runtime,
+      aliasesOf(v), kv(v.metrics), v.created_by, when(v.created_at)]), "No versions."));
+}
+
+async function versionPage(name, version) {
+  const v = await api("/api/v1/models/" + enc(name) + "/versions/" + version);
+  const columns = s => table(["column", "dtype", "shape", "allowed"], ((s && s.columns) || []).map(c => [
+    c.name, c.dtype, c.shape ? JSON.stringify(c.shape) : "", c.allowed ? c.allowed.join(", ") : ""]), "No schema.");
+  return el("div", {},
+    el("div", { class: "crumbs" }, link("models", "Models"), " / ", link("models/" + enc(name), name), " / version " + version),
+    el("h1", {}, name + " version " + version, " ", badge(v.state)),
+    v.description ? el("p", {}, v.description) : null,
+    v.reason ? el("div", { class: "error" }, v.reason) : null,
+    props([["runtime", v.runtime], ["created", [when(v.created_at), " by ", v.created_by]],
+      ["aliases", (v.aliases || []).map(a => "@" + a).join(" ") || "–"], ["digest", el("code", {}, v.digest)],
+      ["size", bytes(v.size)], ["tags", kv(v.tags)]]),
+    el("h2", {}, "Checks at registration"),
+    table(["check", "result", "message"], (v.checks || []).map(c => [el("code", {}, c.id), badge(c.passed ? "yes" : "no"), c.message])),
+    el("h2", {}, "Metrics"), props(Object.entries(v.metrics || {}).map(([k, x]) => [k, num(x, 4)])),
+    el("h2", {}, "Provenance"), props(Object.entries(v.provenance || {}).map(([k, x]) => [k, String(x)])),
+    v.taxonomy ? [el("h2", {}, "Taxonomy"), props(Object.entries(v.taxonomy).map(([k, x]) => [k, typeof x === "object" ? kv(x) : String(x)]))] : null,
+    v.environment ? [el("h2", {}, "Environment"), props([["python", v.environment.python || "–"], ["packages", kv(v.environment.packages)]])] : null,
+    el("h2", {}, "Input schema"), columns(v.input_schema),
+    el("h2", {}, "Output schema"), columns(v.output_schema),
+    el("h2", {}, "Files"),
+    table(["path", "size#", "sha256"], (v.files || []).map(f => [f.path, bytes(f.size), el("code", {}, f.sha256.slice(0, 16) + "…")])));
+}
+
+// ---- deployments ----
+
+async function deploymentsPage() {
+  const list = await api("/api/v1/deployments?limit=500");
+  return el("div", {},
+    el("h1", {}, "Deployments"),
+    el("p", { class: "muted" }, plural(list.total, "deployment") + ". Create one with ", el("code", {}, "slipway deploy NAME --model MODEL@ALIAS"), "."),
+    table(["deployment", "state", "model", "replicas", "canary / shadow", "updated"], list.items.map(d => [
+      link("deployments/" + enc(d.name), d.name), badge(d.state), d.model + ":" + d.version + (d.alias ? " (@" + d.alias + ")" : ""),
+      readyCount(d) + " / " + d.replicas, sides(d), when(d.updated_at)]), "No deployments yet."));
+}
+
+const readyCount = d => (d.replica_status || []).filter(r => r.state === "READY").length;
+const sides = d => [d.canary ? "canary v" + d.canary.version + " " + d.canary.weight + "%" : "",
+  d.shadow ? "shadow v" + d.shadow.version : ""].filter(Boolean).join(", ") || "–";
+
+async function deploymentPage(name) {
+  const base = "/api/v1/deployments/" + enc(name);
+  const d = await api(base);
+  const summary = el("div");
+  const charts = el("div", { class: "charts" });
+  const drift = el("div");
+  const alerts = el("div");
+  const logs = el("pre", { class: "log", id: "deployment-log" });
+  const range = el("select", { id: "range", onchange: () => refreshMetrics() },
+    ["60m", "6h", "24h"].map(r => el("option", { value: r }, "last " + r.replace("m", " min").replace("h", " h"))));
+  const driftRange = el("select", { id: "drift-range", onchange: () => refreshDrift() },
+    el("option", { value: "1h" }, "last hour"), el("option", { value: "24h" }, "last 24 h"),
+    el("option", { value: "" }, "last full drift window (stored)"));
+  const seq = pageSeq;
+
+  const showSummary = d => fill(summary, 
+    el("h1", {}, name, " ", badge(d.state)),
+    d.reason ? el("div", { class: "error" }, d.reason) : null,
+    props([["model", [link("models/" + enc(d.model), d.model), " version ",
+      link("models/" + enc(d.model) + "/versions/" + d.version, String(d.version)), d.alias ? " (follows @" + d.alias + ")" : ""]],
+    ["replicas", readyCount(d) + " ready of " + d.replicas], ["canary / shadow", sides(d)],
+    ["batching", d.batching ? "up to " + d.batching.max_batch_size + " rows, wait " + d.batching.max_wait_ms + " ms" : "off"],
+    ["timeout", d.timeout_ms + " ms"], ["queue", d.max_queue + " requests"],
+    ["URLs", Object.values(d.urls || {}).map(u => el("div", {}, el("code", {}, location.origin + u)))]]),
+    el("h2", {}, "Replicas"),
+    table(["replica", "version#", "state", "pid#", "restarts#", "in flight#", "started", "last error"], (d.replica_status || []).map(r => [
+      r.id, r.version, badge(r.state), r.pid || r.address || "–", r.restarts, r.in_flight, when(r.started_at), r.last_error || ""])));
+  showSummary(d);
+
+  async function refreshMetrics() {
+    try {
+      const m = await api(base + "/metrics?from=" + range.value);
+      if (seq !== pageSeq) return;
+      fill(charts, ...metricCharts(m));
+    } catch (err) { if (seq === pageSeq) fill(charts, errorBox(err)); }
+  }
+  async function refreshDetails() {
+    try {
+      const fresh = await api(base);
+      if (seq === pageSeq) showSummary(fresh);
+    } catch (err) { if (seq === pageSeq) fill(summary, errorBox(err)); }
+  }
+  async function refreshDrift() {
+    try {
+      const r = await api(base + "/drift" + (driftRange.value ? "?from=" + driftRange.value : ""));
+      if (seq === pageSeq) fill(drift, driftReport(r));
+    } catch (err) {
+      if (seq === pageSeq) fill(drift, el("div", { class: "note" }, err.message));
+    }
+  }
+  async function refreshAlerts() {
+    try {
+      const h = await api(base + "/alerts/history?limit=20");
+      if (seq !== pageSeq) return;
+      fill(alerts, table(["time", "rule", "state", "value#", "threshold#", "message"], (h.items || []).map(a => [
+        when(a.time), a.rule, badge(a.state), num(a.value), num(a.threshold), a.message]), "No alert has changed state."));
+    } catch (err) { if (seq === pageSeq) fill(alerts, errorBox(err)); }
+  }
+  let after = null;
+  const lines = [];
+  async function refreshLogs() {
+    try {
+      const q = after === null ? "since=15m&limit=1000" : "after=" + after + "&limit=1000";
+      const page = await api(base + "/logs?" + q);
+      if (seq !== pageSeq) return;
+      if (page.next !== undefined && page.next !== null) after = page.next;
+      for (const l of page.items || []) lines.push(l.time + " " + l.kind + (l.replica ? " " + l.replica : "") + " " + l.line);
+      lines.splice(0, Math.max(0, lines.length - 200));
+      logs.textContent = lines.length ? lines.join("\n") : "No log lines in the last 15 minutes.";
+      logs.scrollTop = logs.scrollHeight;
+    } catch (err) { if (seq === pageSeq) logs.textContent = err.message; }
+  }
+
+  every(5000, refreshMetrics);
+  timers.push(setInterval(refreshDetails, 5000));
+  every(5000, refreshLogs);
+  every(60000, refreshDrift);
+  every(30000, refreshAlerts);
+  return el("div", {},
+    el("div", { class: "crumbs" }, link("deployments", "Deployments"), " / ", name),
+    summary,
+    el("h2", {}, "Traffic"),
+    el("div", { class: "toolbar" }, range, el("span", { class: "muted" }, "per minute, refreshed every 5 s; the last point is the minute in progress")),
+    charts,
+    el("h2", {}, "Input drift"),
+    el("div", { class: "toolbar" }, driftRange),
+    drift,
+    el("h2", {}, "Alerts"), alerts,
+    el("h2", {}, "Logs"), logs);
+}
+
+// metricCharts draws the minute points. The minute in progress is added where it means something already:
+// its request counts, its latency once it has requests, the replicas' CPU and memory once they were sampled.
+function metricCharts(m) {
+  const full = m.points || [];
+  const cur = m.current && m.current.time ? m.current : null;
+  const upToNow = ready => (cur && ready(cur) ? full.concat([cur]) : full);
+  const series = (pts, field, label, scale = 1) => ({ label, points: pts.map(p => [Date.parse(p.time), (p[field] || 0) * scale]) });
+  const requests = upToNow(() => true), latency = upToNow(c => c.requests > 0), replicas = upToNow(c => c.replicas > 0);
+  return [
+    lineChart("Requests per minute", "requests-chart", [series(requests, "status_2xx", "2xx"), series(requests, "status_4xx", "4xx"),
+      series(requests, "status_5xx", "5xx"), series(requests, "rejected", "429 rejected")]),
+    lineChart("Latency (ms)", "latency-chart", [series(latency, "latency_p50_ms", "p50"), series(latency, "latency_p99_ms", "p99"),
+      series(latency, "latency_max_ms", "max")]),
+    lineChart("Replica CPU (% of one core)", "cpu-chart", [series(replicas, "cpu_utilization", "CPU", 100)]),
+    lineChart("Replica memory (MiB)", "memory-chart", [series(replicas, "memory_bytes", "resident", 1 / 1048576)]),
+  ];
+}
+
+// lineChart draws series of [time ms, value] points as an SVG line chart with a value axis from 0.
+function lineChart(title, id, series) {
+  const W = 400, H = 150, L = 44, B = 18, T = 6, R = 8;
+  const all = series.flatMap(s => s.points);
+  const svgNS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  const add = (tag, attrs, text) => {
+    const n = document.createElementNS(svgNS, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    if (text !== undefined) n.textContent = text;
+    svg.append(n);
+    return n;
+  };
+  const wrap = el("div", { class: "chart", id, "data-points": String(all.length) }, el("h3", {}, title));
+  if (!all.length) {
+    add("text", { x: L, y: H / 2 }, "no requests in this range yet");
+    wrap.append(svg);
+    return wrap;
+  }
+  const t0 = Math.min(...all.map(p => p[0])), t1 = Math.max(...all.map(p => p[0]), t0 + 60000);
+  const vmax = niceMax(Math.max(...all.map(p => p[1])));
+  const x = t => L + (W - L - R) * (t - t0) / (t1 - t0);
+  const y = v => T + (H - T - B) * (1 - v / vmax);
+  for (const f of [0, 0.5, 1]) {
+    add("line", { class: "grid", x1: L, x2: W - R, y1: y(vmax * f), y2: y(vmax * f) });
+    add("text", { x: L - 4, y: y(vmax * f) + 3, "text-anchor": "end" }, num(vmax * f));
+  }
+  const clock = t => new Date(t).toTimeString().slice(0, 5);
+  add("text", { x: L, y: H - 4 }, clock(t0));
+  add("text", { x: W - R, y: H - 4, "text-anchor": "end" }, clock(t1));
+  series.forEach((s, i) => {
+    if (!s.points.length) return;
+    add("polyline", { class: "s" + i, points: s.points.map(p => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" ") });
+    if (s.points.length <= 30) { // a point or a few: show them, a line through one point is invisible
+      for (const p of s.points) add("circle", { class: "s" + i, cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 2.2 });
+    }
+  });
+  const last = s => s.points.length ? num(s.points[s.points.length - 1][1]) : "–";
+  wrap.append(svg, el("div", { class: "legend" }, series.map((s, i) => el("span", {}, el("i", { class: "s" + i }), s.label + " " + last(s)))));
+  return wrap;
+}
+
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  return [1, 2, 5, 10].map(m => m * p).find(m => m >= v);
+}
+
+function driftReport(r) {
+  const features = (r.features || []).concat((r.outputs || []).map(o => ({ ...o, feature: o.feature + " (output)" })));
+  return el("div", { id: "drift-report" },
+    el("p", {}, r.dataset_drift ? badge("DRIFT") : badge("OK"), " ",
+      num(r.rows) + " rows captured from " + clockTime(r.from) + " to " + clockTime(r.to) +
+      ", compared with the baseline of version " + r.version + "; " + num((r.drift_share || 0) * 100) + "% of the features drifted" +
+      (r.stored ? " (stored window)." : ".")),
+    table(["feature", "method", "statistic#", "p-value#", "threshold#", "drifted", "PSI#", "rows#", "missing#"], features.map(f => [
+      f.feature, f.method, num(f.statistic), num(f.p_value), num(f.threshold), badge(f.drifted ? "DRIFT" : "OK"), num(f.psi),
+      num(f.rows), num(f.missing)])));
+}
+
+// ---- runs ----
+
+const TERMINAL = /^(SUCCEEDED|FAILED|CANCELED|SKIPPED)$/;
+
+function duration(a, b) {
+  if (!a) return "–";
+  const s = ((b ? Date.parse(b) : Date.now()) - Date.parse(a)) / 1000;
+  return s < 120 ? num(s, 2) + " s" : num(s / 60, 2) + " min";
+}
+
+async function runsPage() {
+  const [pipelines, jobs] = await Promise.all([api("/api/v1/pipeline-runs?limit=50"), api("/api/v1/job-runs?limit=100")]);
+  return el("div", {},
+    el("h1", {}, "Runs"),
+    el("h2", {}, "Pipeline runs"),
+    table(["run", "pipeline", "state", "trigger", "steps", "started", "duration"], pipelines.items.map(p => [
+      link("pipeline-runs/" + p.id, p.id), p.pipeline, badge(p.state), p.trigger,
+      (p.steps || []).filter(s => s.state === "SUCCEEDED").length + " / " + (p.steps || []).length + " succeeded",
+      when(p.started_at || p.created_at), duration(p.started_at || p.created_at, p.finished_at)]), "No pipeline runs yet."),
+    el("h2", {}, "Job runs"),
+    table(["run", "job / step", "state", "exit#", "started", "duration", "outputs"], jobs.items.map(j => [
+      link("runs/" + j.id, j.id), j.job || (j.pipeline_run ? j.pipeline_run + " / " + j.step : "–"), badge(j.state),
+      j.exit_code ?? "–", when(j.started_at || j.created_at), duration(j.started_at, j.finished_at), kv(j.outputs)]), "No job runs yet."));
+}
+
+async function jobRunPage(id) {
+  const base = "/api/v1/job-runs/" + enc(id);
+  const info = el("div");
+  const log = el("pre", { class: "log", id: "run-log" }, "Loading…");
+  const seq = pageSeq;
+  async function refresh() {
+    try {
+      const [r, text] = await Promise.all([api(base), api(base + "/logs")]);
+      if (seq !== pageSeq) return;
+      fill(info, 
+        el("h1", {}, "Run " + id, " ", badge(r.state)),
+        r.reason ? el("div", { class: "error" }, r.reason) : null,
+        props([["job", r.job || "–"], ["pipeline run", r.pipeline_run ? link("pipeline-runs/" + r.pipeline_run, r.pipeline_run + " / " + r.step) : "–"],
+          ["attempt", r.attempt], ["exit code", r.exit_code ?? "–"], ["args", (r.args || []).join(" ") || "–"],
+          ["started", when(r.started_at)], ["duration", duration(r.started_at, r.finished_at)], ["by", r.created_by],
+          ["outputs", kv(r.outputs)]]));
+      log.textContent = text || "(no output yet)";
+      log.scrollTop = log.scrollHeight;
+      if (TERMINAL.test(r.state)) stopTimers();
+    } catch (err) { if (seq === pageSeq) fill(info, errorBox(err)); }
+  }
+  every(2000, refresh);
+  return el("div", {}, el("div", { class: "crumbs" }, link("runs", "Runs"), " / " + id), info, el("h2", {}, "Logs"), log);
+}
+
+async function pipelineRunPage(id) {
+  const p = await api("/api/v1/pipeline-runs/" + enc(id));
+  if (!TERMINAL.test(p.state)) timers.push(setInterval(() => { if (location.pathname.endsWith(id)) render(); }, 3000));
+  return el("div", {},
+    el("div", { class: "crumbs" }, link("runs", "Runs"), " / " + id),
+    el("h1", {}, "Pipeline run " + id, " ", badge(p.state)),
+    p.reason ? el("div", { class: "error" }, p.reason) : null,
+    props([["pipeline", p.pipeline], ["trigger", p.trigger], ["parameters", kv(p.params)], ["started", when(p.started_at || p.created_at)],
+      ["duration", duration(p.started_at || p.created_at, p.finished_at)]]),
+    el("h2", {}, "Steps"),
+    table(["step", "kind", "after", "state", "attempts#", "job run", "outputs", "reason"], (p.steps || []).map(s => [
+      s.name, s.kind, (s.depends_on || []).join(", ") || "–", badge(s.state), s.attempts,
+      s.job_run ? link("runs/" + s.job_run, s.job_run) : "–", kv(s.outputs), s.reason || ""])));
+}
+
+// ---- start ----
+
+(async () => {
+  if (token()) {
+    try {
+      showWho(await api("/api/v1/whoami"));
+    } catch (err) {
+      if (!(err instanceof APIError && err.status === 401)) fill(main, errorBox(err));
+      return;
+    }
+  }
+  render();
+})();
