@@ -14,6 +14,8 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/slipway-ml/slipway"
 )
 
 // browser starts headless Chromium for the test (apt package chromium; scripts/install-deps.sh installs it).
@@ -66,6 +68,14 @@ func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	if err := chromedp.Do(b.ctx, steps...); err != nil {
 		b.screenshot("failed")
 		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// acceptConfirms answers OK to the page's confirmation questions, as the person clicking would.
+func (b *browser) acceptConfirms() {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(window.confirm = () => true, true)`)); err != nil {
+		b.t.Fatal(err)
 	}
 }
 
@@ -213,6 +223,18 @@ func TestWebUI(t *testing.T) {
 		b.waitJS("the chart counts the new requests", fmt.Sprintf(`document.querySelector("#requests-chart .legend").innerText !== %q`, before))
 		b.screenshot("deployment")
 		b.checkRendered("deployment")
+
+		b.acceptConfirms()
+		b.do("deactivate", chromedp.Click(chromedp.ID("deactivate")))
+		b.waitJS("INACTIVE with an Activate button", `document.querySelector("main h1").innerText.includes("INACTIVE") && !!document.querySelector("#activate")`)
+		if d, err := s.Client().GetDeployment(context.Background(), "churn-api"); err != nil || d.State != slipway.DeploymentInactive {
+			t.Fatalf("after Deactivate: %+v, %v", d, err)
+		}
+		b.do("activate", chromedp.Click(chromedp.ID("activate")))
+		b.waitJS("ACTIVE again", `document.querySelector("main h1").innerText.includes("ACTIVE") && !document.querySelector("main h1").innerText.includes("INACTIVE")`)
+		if d, err := s.Client().GetDeployment(context.Background(), "churn-api"); err != nil || d.State != slipway.DeploymentActive {
+			t.Fatalf("after Activate: %+v, %v", d, err)
+		}
 	})
 
 	t.Run("catalog: version with checks, metrics and provenance", func(t *testing.T) {
@@ -253,6 +275,26 @@ func TestWebUI(t *testing.T) {
 		b.checkRendered("run")
 	})
 
+	t.Run("cancel a running job", func(t *testing.T) {
+		script := filepath.Join(t.TempDir(), "sleeper.sh")
+		if err := os.WriteFile(script, []byte("echo sleeper started\nsleep 300\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, errOut, code := s.cli("jobs", "create", "sleeper", script); code != 0 {
+			t.Fatalf("jobs create: %s %s", out, errOut)
+		}
+		out, errOut, code := s.cli("jobs", "run", "sleeper", "-o", "json")
+		var run struct{ ID string }
+		if code != 0 || json.Unmarshal([]byte(out), &run) != nil || run.ID == "" {
+			t.Fatalf("jobs run: %s %s", out, errOut)
+		}
+		b.do("open the run", chromedp.Navigate(s.URL+"/ui/runs/"+run.ID))
+		b.waitJS("the running job's log", `document.querySelector("#run-log")?.innerText.includes("sleeper started") && !!document.querySelector("#cancel")`)
+		b.acceptConfirms()
+		b.do("cancel", chromedp.Click(chromedp.ID("cancel")))
+		b.waitJS("CANCELED", `document.querySelector("main h1")?.innerText.includes("CANCELED") && !document.querySelector("#cancel")`)
+	})
+
 	t.Run("a deep link survives a reload", func(t *testing.T) {
 		b.do("reload a deep link", chromedp.Navigate(s.URL+"/ui/models/churn/versions/1"))
 		b.waitJS("the version page", `document.body.innerText.includes("Checks at registration")`)
@@ -272,7 +314,7 @@ func TestWebUI(t *testing.T) {
 		b.do("reload", chromedp.Navigate(s.URL+"/ui/deployments"), chromedp.WaitVisible(chromedp.ID("token")))
 	})
 
-	t.Run("a revoked token signs the browser out", func(t *testing.T) {
+	t.Run("a viewer gets no buttons, a revoked token signs the browser out", func(t *testing.T) {
 		out, errOut, code := s.cli("tokens", "create", "ui-viewer", "--role", "viewer", "-o", "json")
 		if code != 0 {
 			t.Fatalf("tokens create: %s %s", out, errOut)
@@ -284,6 +326,11 @@ func TestWebUI(t *testing.T) {
 		id, secret := tok.ID, tok.Token
 		b.do("sign in as viewer", chromedp.SetValue(chromedp.ID("token"), secret), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
 		b.waitJS("the viewer is signed in", `document.querySelector("#who").innerText.includes("ui-viewer (viewer)")`)
+		b.do("open the deployment as viewer", chromedp.Navigate(s.URL+"/ui/deployments/churn-api"))
+		b.waitJS("the deployment page", `document.body.innerText.includes("Replicas")`)
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deactivate") && !document.querySelector("#activate")`)); !got {
+			t.Fatal("a viewer is offered Deactivate/Activate")
+		}
 		if out, errOut, code := s.cli("tokens", "revoke", id); code != 0 {
 			t.Fatalf("tokens revoke: %s %s", out, errOut)
 		}

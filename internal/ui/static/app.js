@@ -6,6 +6,7 @@ const TOKEN_KEY = "slipway.token";
 const main = document.getElementById("main");
 let timers = [];   // polls of the current page, stopped when the page changes
 let pageSeq = 0;   // bumped per page: a late answer for a page the user left is dropped
+let me = null;        // the signed-in token (whoami): its role decides which buttons are shown
 let shownPath = null; // the page on screen: re-rendering it (a refresh) keeps it until the new one is built
 
 // ---- DOM and formatting helpers ----
@@ -120,6 +121,29 @@ function errorBox(err) {
   return el("div", { class: "error", role: "alert" }, err instanceof Error ? err.message : String(err));
 }
 
+// actionButton is a button that POSTs to path (after confirm, when given), shows the server's refusal next to
+// it, and calls done after success. Only tokens that may change things see one: for the others the API would
+// answer 403 anyway.
+function actionButton(label, id, path, done, confirmText) {
+  if (!canEdit()) return null;
+  const status = el("span", { class: "action-status" });
+  const button = el("button", { type: "button", id, onclick: async () => {
+    if (confirmText && !window.confirm(confirmText)) return;
+    button.disabled = true;
+    fill(status, " working…");
+    try {
+      await api(path, { method: "POST" });
+      fill(status);
+      await done();
+    } catch (err) {
+      fill(status, errorBox(err));
+    } finally {
+      button.disabled = false;
+    }
+  } }, label);
+  return el("span", { class: "action" }, button, status);
+}
+
 // ---- pages and routing ----
 
 const routes = [
@@ -218,13 +242,17 @@ function loginPage(message) {
 }
 
 function signOut(message) {
+  me = null;
   sessionStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(TOKEN_KEY);
   stopTimers();
   loginPage(message);
 }
 
-function showWho(me) {
+const canEdit = () => me && (me.role === "editor" || me.role === "admin");
+
+function showWho(who) {
+  me = who;
   fill(document.getElementById("who"), me.name + " (" + me.role + ")",
     el("button", { type: "button", id: "signout", onclick: () => signOut() }, "Sign out"));
 }
@@ -311,8 +339,13 @@ async function deploymentPage(name) {
     el("option", { value: "" }, "last full drift window (stored)"));
   const seq = pageSeq;
 
-  const showSummary = d => fill(summary, 
+  const showSummary = d => fill(summary,
     el("h1", {}, name, " ", badge(d.state)),
+    el("div", { class: "toolbar" },
+      d.state === "INACTIVE"
+        ? actionButton("Activate", "activate", base + "/activate", refreshDetails)
+        : actionButton("Deactivate", "deactivate", base + "/deactivate", refreshDetails,
+          "Deactivate " + name + "? Its replicas stop and its URLs answer 503 until it is activated again.")),
     d.reason ? el("div", { class: "error" }, d.reason) : null,
     props([["model", [link("models/" + enc(d.model), d.model), " version ",
       link("models/" + enc(d.model) + "/versions/" + d.version, String(d.version)), d.alias ? " (follows @" + d.alias + ")" : ""]],
@@ -501,8 +534,10 @@ async function jobRunPage(id) {
     try {
       const [r, text] = await Promise.all([api(base), api(base + "/logs")]);
       if (seq !== pageSeq) return;
-      fill(info, 
+      fill(info,
         el("h1", {}, "Run " + id, " ", badge(r.state)),
+        TERMINAL.test(r.state) ? null : el("div", { class: "toolbar" },
+          actionButton("Cancel", "cancel", base + "/cancel", refresh, "Cancel run " + id + "? Its processes are stopped.")),
         r.reason ? el("div", { class: "error" }, r.reason) : null,
         props([["job", r.job || "–"], ["pipeline run", r.pipeline_run ? link("pipeline-runs/" + r.pipeline_run, r.pipeline_run + " / " + r.step) : "–"],
           ["attempt", r.attempt], ["exit code", r.exit_code ?? "–"], ["args", (r.args || []).join(" ") || "–"],
@@ -523,6 +558,11 @@ async function pipelineRunPage(id) {
   return el("div", {},
     el("div", { class: "crumbs" }, link("runs", "Runs"), " / " + id),
     el("h1", {}, "Pipeline run " + id, " ", badge(p.state)),
+    el("div", { class: "toolbar" },
+      TERMINAL.test(p.state) ? null : actionButton("Cancel", "cancel", "/api/v1/pipeline-runs/" + enc(id) + "/cancel", render,
+        "Cancel pipeline run " + id + "? Its running steps are stopped."),
+      p.state === "FAILED" || p.state === "CANCELED"
+        ? actionButton("Retry", "retry", "/api/v1/pipeline-runs/" + enc(id) + "/retry", render) : null),
     p.reason ? el("div", { class: "error" }, p.reason) : null,
     props([["pipeline", p.pipeline], ["trigger", p.trigger], ["parameters", kv(p.params)], ["started", when(p.started_at || p.created_at)],
       ["duration", duration(p.started_at || p.created_at, p.finished_at)]]),
