@@ -411,38 +411,88 @@ func TestScheduleForbidWhileRunning(t *testing.T) {
 	}
 }
 
-// TestJobRunsAfterServerKill9: kill -9 the server while a job and a pipeline step run; after a restart no run is
-// IN_PROGRESS without a live process, the orphaned process trees are gone, and the pipeline step is retried.
-func TestJobRunsAfterServerKill9(t *testing.T) {
+// waiterScript waits until the file $RELEASE exists, then succeeds with an output: a run whose end the test
+// decides.
+const waiterScript = `echo "waiting for release"
+while [ ! -f "$RELEASE" ]; do sleep 0.05; done
+echo released
+echo '{"released": true}' > "$SLIPWAY_OUTPUT_DIR/outputs.json"
+`
+
+func runLog(t *testing.T, c *client.Client, id string) string {
+	t.Helper()
+	body, err := c.JobRunLogs(ctxFor(t, time.Minute), id, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	b, _ := io.ReadAll(body)
+	return string(b)
+}
+
+func waitLog(t *testing.T, c *client.Client, id, want string) {
+	t.Helper()
+	waitFor(t, "run "+id+" to log "+want, time.Minute, func() bool { return strings.Contains(runLog(t, c, id), want) })
+}
+
+// TestJobRunsOutliveTheServer: runs go on through a graceful restart, a kill -9 of the server and a stretch with
+// no server at all; the next server re-attaches to each, its log has every line once, and cancel, pipeline
+// steps and outputs work on re-attached runs as on any other.
+func TestJobRunsOutliveTheServer(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir, shared := t.TempDir(), t.TempDir()
 	s := startServer(t, dir)
 	c := s.Client()
-	shared := t.TempDir()
 	createShellJob(t, c, "tree", treeScript, slipway.JobSpec{})
+	createShellJob(t, c, "waiter", waiterScript, slipway.JobSpec{})
 	def := `
 name: survivor
-params: {dir: null}
+params: {release: null}
 steps:
   - name: work
-    retries: 1
     script: |
-      if [ ! -f "${params.dir}/first" ]; then
-        touch "${params.dir}/first"
-        sh -c 'sleep 300' &
-        echo $! > "$SLIPWAY_OUTPUT_DIR/child.pid"
-        wait
-      fi
-      echo second attempt
+      echo "step waiting"
+      while [ ! -f "${params.release}" ]; do sleep 0.05; done
+      echo "step released"
 `
 	if _, err := c.CreatePipeline(ctxFor(t, time.Minute), []byte(def), nil, ""); err != nil {
 		t.Fatal(err)
 	}
+	release := func(name string) string { return filepath.Join(shared, name) }
+	runWaiter := func(c *client.Client, name string) *slipway.JobRun {
+		r, err := c.RunJob(ctxFor(t, time.Minute), "waiter", client.RunInput{Env: map[string]string{"RELEASE": release(name)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitLog(t, c, r.ID, "waiting for release")
+		return r
+	}
+
+	// A graceful restart (SIGTERM): the run is left running and re-attached.
+	graceful := runWaiter(c, "graceful")
+	s.Stop()
+	s = startServer(t, dir)
+	c = s.Client()
+	if r, _ := c.GetJobRun(ctxFor(t, time.Minute), graceful.ID); r.State != slipway.RunInProgress {
+		t.Fatalf("after a graceful restart the run is %s %q, want IN_PROGRESS", r.State, r.Reason)
+	}
+	os.WriteFile(release("graceful"), nil, 0o644)
+	if r := waitJobRun(t, c, graceful.ID); r.State != slipway.RunSucceeded || r.Outputs["released"] != true {
+		t.Errorf("re-attached run = %s %q, outputs %v", r.State, r.Reason, r.Outputs)
+	}
+	log := runLog(t, c, graceful.ID)
+	for _, line := range []string{"stdout waiting for release", "the server is shutting down", "re-attached", "stdout released", "run succeeded"} {
+		if strings.Count(log, line) != 1 {
+			t.Errorf("the log has %q %d times:\n%s", line, strings.Count(log, line), log)
+		}
+	}
+
+	// kill -9 of the server while a job (with a child process) and a pipeline step run.
 	jr, err := c.RunJob(ctxFor(t, time.Minute), "tree", client.RunInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := c.RunPipeline(ctxFor(t, time.Minute), "survivor", map[string]any{"dir": shared})
+	pr, err := c.RunPipeline(ctxFor(t, time.Minute), "survivor", map[string]any{"release": release("step")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,38 +503,45 @@ steps:
 		stepRun = stepNamed(r, "work").JobRun
 		return stepRun != ""
 	})
-	stepChild := pidFromOutput(t, c, stepRun, "child.pid")
-	jr, _ = c.GetJobRun(ctxFor(t, time.Minute), jr.ID)
-	leader := jr.PID
-
+	waitLog(t, c, stepRun, "step waiting")
 	s.Kill()
-	if !alive(jobChild) || !alive(leader) {
-		t.Fatalf("the job's processes should outlive a crashed server (child %d leader %d)", jobChild, leader)
+	s = startServer(t, dir)
+	c = s.Client()
+	if !alive(jobChild) {
+		t.Fatalf("the job's child %d died with the server", jobChild)
 	}
-
-	s2 := startServer(t, dir)
-	c2 := s2.Client()
-	jr, err = c2.GetJobRun(ctxFor(t, time.Minute), jr.ID)
-	if err != nil {
+	for _, id := range []string{jr.ID, stepRun} {
+		if r, err := c.GetJobRun(ctxFor(t, time.Minute), id); err != nil || r.State != slipway.RunInProgress {
+			t.Fatalf("run %s after kill -9 and restart: %+v, %v; want IN_PROGRESS", id, r, err)
+		}
+	}
+	// Cancel reaches a re-attached run's whole process tree.
+	if _, err := c.CancelJobRun(ctxFor(t, time.Minute), jr.ID); err != nil {
 		t.Fatal(err)
 	}
-	if jr.State != slipway.RunFailed || !strings.Contains(jr.Reason, "server restarted") {
-		t.Errorf("job run after restart = %s %q", jr.State, jr.Reason)
+	if r := waitJobRun(t, c, jr.ID); r.State != slipway.RunCanceled {
+		t.Errorf("canceled re-attached run = %s %q", r.State, r.Reason)
 	}
-	for _, pid := range []int{leader, jobChild, stepChild} {
-		if alive(pid) {
-			t.Errorf("process %d of an interrupted run is still alive", pid)
-		}
-	}
-	// Every run the killed server left IN_PROGRESS is over (the step's retry is a new run).
-	for _, id := range []string{jr.ID, stepRun} {
-		if r, err := c2.GetJobRun(ctxFor(t, time.Minute), id); err != nil || r.State != slipway.RunFailed {
-			t.Errorf("run %s after restart: %+v, %v; want FAILED", id, r, err)
-		}
-	}
-	p := waitPipelineRun(t, c2, pr.ID)
-	work := stepNamed(p, "work")
-	if p.State != slipway.RunSucceeded || work.Attempts != 2 || !strings.Contains(work.History[0].Reason, "server restarted") {
+	waitFor(t, "the canceled run's child to die", 30*time.Second, func() bool { return !alive(jobChild) })
+	// The pipeline step was re-attached, not retried: one attempt, which succeeds once released.
+	os.WriteFile(release("step"), nil, 0o644)
+	p := waitPipelineRun(t, c, pr.ID)
+	if work := stepNamed(p, "work"); p.State != slipway.RunSucceeded || work.Attempts != 1 {
 		t.Errorf("pipeline after restart = %s %q; work %+v", p.State, p.Reason, work)
+	}
+
+	// A run that ends while no server runs reports its real end when one comes back.
+	offline := runWaiter(c, "offline")
+	offline, _ = c.GetJobRun(ctxFor(t, time.Minute), offline.ID)
+	s.Stop()
+	os.WriteFile(release("offline"), nil, 0o644)
+	waitFor(t, "the run to end with no server", 30*time.Second, func() bool { return !alive(offline.PID) })
+	s = startServer(t, dir)
+	c = s.Client()
+	if r := waitJobRun(t, c, offline.ID); r.State != slipway.RunSucceeded || r.Outputs["released"] != true {
+		t.Errorf("run that ended offline = %s %q, outputs %v", r.State, r.Reason, r.Outputs)
+	}
+	if log := runLog(t, c, offline.ID); !strings.Contains(log, "stdout released") {
+		t.Errorf("the output written while no server ran is missing:\n%s", log)
 	}
 }

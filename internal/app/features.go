@@ -64,8 +64,9 @@ func (a *App) openMonitor() error {
 }
 
 // openJobs wires jobs, pipelines and schedules: artifacts, run folders and logs under DATA/jobs, processes
-// through the local executor (resource limits applied by re-executing this binary as `slipway exec-limited`),
-// and recovery of the runs a previous server left in progress. Runs start once Run knows the listen address.
+// through the local executor (resource limits applied by re-executing this binary as `slipway exec-limited`,
+// each run supervised by `slipway exec-supervise` so that it outlives a server restart), and re-attaching to
+// the runs a previous server left in progress. Runs start once Run knows the listen address.
 func (a *App) openJobs() error {
 	exe, err := os.Executable()
 	if err != nil {
@@ -73,7 +74,7 @@ func (a *App) openJobs() error {
 	}
 	limits := archive.DefaultLimits()
 	limits.MaxFiles, limits.MaxUnpackedBytes, limits.MaxRatio = a.cfg.MaxFiles, a.cfg.MaxUnpackedBytes, a.cfg.MaxRatio
-	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: executor.NewLocal([]string{exe, "exec-limited"}),
+	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: executor.NewLocal([]string{exe, "exec-limited"}).WithSupervisor([]string{exe, "exec-supervise"}),
 		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
 		Log: a.log,
 		NewToken: func() (string, string) {

@@ -31,6 +31,20 @@ func (a *app) execLimitedCommand() *cobra.Command {
 	}
 }
 
+// execSuperviseCommand leads a job run's process group so that the run outlives the server: it spools the
+// program's output and records its exit (internal/executor/supervise.go). Hidden: the server runs it.
+func (a *app) execSuperviseCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "exec-supervise --spool=FILE --exit=FILE -- PROGRAM [ARGS...]",
+		Short:              "Run a job's program, spooling its output and recording its exit (used by the server)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			return executor.Supervise(args)
+		}),
+	}
+}
+
 func (a *app) jobsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "jobs",

@@ -19,6 +19,9 @@ type Spec struct {
 	Env    []string // the child's whole environment
 	Dir    string
 	Limits slipway.JobLimits
+	// StateDir is a folder of the run's own where a supervised process keeps its output spool and exit record
+	// (see Local.WithSupervisor); "" runs the process unsupervised, tied to this server.
+	StateDir string
 	// Output receives every line the process writes, with the stream ("stdout" or "stderr") and the time it
 	// was read. It is called from the executor's goroutines, one line at a time.
 	Output func(stream string, at time.Time, line string)
@@ -29,13 +32,14 @@ type Handle struct {
 	ID        string
 	PID       int
 	ProcStart uint64 // process start time (clock ticks since boot), 0 when unknown
+	StateDir  string // Spec.StateDir: where Recover finds a supervised process's output and exit
 }
 
 // Exit is how a process ended.
 type Exit struct {
-	Code     int    // exit status, -1 when killed by a signal
-	Signal   string // "killed", "terminated", "CPU time limit exceeded"... when killed by a signal
-	LastLine string // the last stderr line (or stdout when stderr was silent): why it failed, in its own words
+	Code     int    `json:"code"`                // exit status, -1 when killed by a signal
+	Signal   string `json:"signal,omitempty"`    // "killed", "terminated", "CPU time limit exceeded"... when killed by a signal
+	LastLine string `json:"last_line,omitempty"` // the last stderr line (or stdout when stderr was silent): why it failed, in its own words
 }
 
 // ErrLost is returned by Recover when a process from an earlier server cannot be re-attached. The executor has
@@ -50,7 +54,12 @@ type Executor interface {
 	Wait(ctx context.Context, id string) (Exit, error)
 	// Stop asks the process and everything it started to end (SIGTERM), then kills them after grace.
 	Stop(ctx context.Context, id string, grace time.Duration) error
-	// Recover re-attaches to a process started by an earlier server, or returns ErrLost after making sure it
-	// is gone (a dead process, or one whose output can no longer be captured).
-	Recover(ctx context.Context, h Handle) error
+	// Recover re-attaches to a process started by an earlier server (its further output goes to output, Wait
+	// and Stop work as for a process started here; one that ended meanwhile reports its real exit), or returns
+	// ErrLost after making sure it is gone (a dead process, or one whose output can no longer be captured).
+	Recover(ctx context.Context, h Handle, output func(stream string, at time.Time, line string)) error
+	// Detach lets a process run on without this server (which is shutting down): its output is no longer read
+	// until a later server re-attaches with Recover. It reports false when the process cannot outlive the
+	// server (it was not supervised); then the caller stops it.
+	Detach(id string) bool
 }

@@ -5,22 +5,42 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/slipway-ml/slipway"
 )
 
-const shimArg = "exec-limited-helper"
+const (
+	shimArg       = "exec-limited-helper"
+	supervisorArg = "exec-supervise-helper"
+)
 
+// The test binary doubles as `slipway exec-limited` and `slipway exec-supervise`.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == shimArg {
-		if err := ExecLimited(os.Args[2:]); err != nil {
-			os.Stderr.WriteString(err.Error() + "\n")
-			os.Exit(127)
+	if len(os.Args) > 1 {
+		for arg, cmd := range map[string]func([]string) error{shimArg: ExecLimited, supervisorArg: Supervise} {
+			if os.Args[1] != arg {
+				continue
+			}
+			if err := cmd(os.Args[2:]); err != nil {
+				os.Stderr.WriteString(err.Error() + "\n")
+				os.Exit(127)
+			}
+			os.Exit(0)
 		}
 	}
 	os.Exit(m.Run())
+}
+
+// locals are the two ways the local executor runs a process: output through pipes to this server, and
+// supervised (surviving the server). Both must behave the same while the server runs.
+func locals() map[string]*Local {
+	return map[string]*Local{
+		"pipes":      NewLocal([]string{os.Args[0], shimArg}),
+		"supervised": NewLocal([]string{os.Args[0], shimArg}).WithSupervisor([]string{os.Args[0], supervisorArg}),
+	}
 }
 
 type lines struct {
@@ -43,7 +63,7 @@ func (l *lines) String() string {
 func start(t *testing.T, x *Local, id, script string, lim slipway.JobLimits, out *lines) Handle {
 	t.Helper()
 	h, err := x.Start(context.Background(), Spec{ID: id, Path: "/bin/sh", Args: []string{"-c", script}, Env: []string{"PATH=/usr/bin:/bin"},
-		Dir: t.TempDir(), Limits: lim, Output: out.add})
+		Dir: t.TempDir(), StateDir: t.TempDir(), Limits: lim, Output: out.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +71,12 @@ func start(t *testing.T, x *Local, id, script string, lim slipway.JobLimits, out
 }
 
 func TestLocalExitAndOutput(t *testing.T) {
-	x := NewLocal([]string{os.Args[0], shimArg})
+	for mode, x := range locals() {
+		t.Run(mode, func(t *testing.T) { testExitAndOutput(t, x) })
+	}
+}
+
+func testExitAndOutput(t *testing.T, x *Local) {
 	cases := []struct {
 		name, script string
 		lim          slipway.JobLimits
@@ -63,6 +88,8 @@ func TestLocalExitAndOutput(t *testing.T) {
 		{"exit code", "echo 'fatal: no data' >&2; exit 3", slipway.JobLimits{}, 3, "", "fatal: no data"},
 		{"open files limit", "ulimit -n", slipway.JobLimits{OpenFiles: 32}, 0, "", "32"},
 		{"cpu limit", "while :; do :; done", slipway.JobLimits{CPUSeconds: 1}, -1, "CPU time limit exceeded", ""},
+		{"no newline at the end", "printf 'partial'", slipway.JobLimits{}, 0, "", "partial"},
+		{"long line", "head -c 70000 /dev/zero | tr '\\0' x; echo; echo after >&2", slipway.JobLimits{}, 0, "", "after"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,14 +100,27 @@ func TestLocalExitAndOutput(t *testing.T) {
 				t.Fatal(err)
 			}
 			if exit.Code != tc.code || exit.Signal != tc.signal || exit.LastLine != tc.last {
-				t.Errorf("exit = %+v, want code %d signal %q last %q; output:\n%s", exit, tc.code, tc.signal, tc.last, out.String())
+				t.Errorf("exit = %+v, want code %d signal %q last %q; output:\n%.300s", exit, tc.code, tc.signal, tc.last, out.String())
+			}
+			if tc.last != "" && !strings.Contains(out.String(), tc.last) {
+				t.Errorf("output lacks %q:\n%.300s", tc.last, out.String())
 			}
 		})
 	}
 }
 
 func TestLocalStopKillsTheGroupAndRecover(t *testing.T) {
+	for mode, x := range locals() {
+		t.Run(mode, func(t *testing.T) { testStopKillsTheGroup(t, x) })
+	}
 	x := NewLocal(nil)
+	// Limits without a shim are refused.
+	if _, err := x.Start(context.Background(), Spec{ID: "x", Path: "/bin/true", Limits: slipway.JobLimits{CPUSeconds: 1}}); slipway.ErrorCode(err) != slipway.EUNAVAILABLE {
+		t.Errorf("limits without shim: %v", err)
+	}
+}
+
+func testStopKillsTheGroup(t *testing.T, x *Local) {
 	var out lines
 	h := start(t, x, "tree", "sleep 300 & echo $!; wait", slipway.JobLimits{}, &out)
 	if !Alive(h) {
@@ -97,13 +137,12 @@ func TestLocalStopKillsTheGroupAndRecover(t *testing.T) {
 	if exit.Code != -1 || Alive(h) || groupExists(h.PID) {
 		t.Errorf("after Stop: exit %+v, leader alive %v, group alive %v", exit, Alive(h), groupExists(h.PID))
 	}
-	// Recover of a dead handle is ErrLost and harmless.
-	if err := x.Recover(context.Background(), h); err != ErrLost {
-		t.Errorf("Recover(dead) = %v", err)
-	}
-	// Limits without a shim are refused.
-	if _, err := x.Start(context.Background(), Spec{ID: "x", Path: "/bin/true", Limits: slipway.JobLimits{CPUSeconds: 1}}); slipway.ErrorCode(err) != slipway.EUNAVAILABLE {
-		t.Errorf("limits without shim: %v", err)
+	// Recover of a dead handle is ErrLost and harmless (a stopped supervised run's exit was collected: its
+	// record is there, so it is re-attached as ended).
+	if h.StateDir == "" || x.supervisor == nil {
+		if err := x.Recover(context.Background(), h, nil); err != ErrLost {
+			t.Errorf("Recover(dead) = %v", err)
+		}
 	}
 }
 
@@ -115,5 +154,109 @@ func TestExecLimitedRefusesBadFlags(t *testing.T) {
 	}
 	if got := LimitArgs(slipway.JobLimits{CPUSeconds: 5, OpenFiles: 64}); strings.Join(got, " ") != "--cpu=5 --nofile=64" {
 		t.Errorf("LimitArgs = %v", got)
+	}
+}
+
+func supervised() *Local {
+	return NewLocal([]string{os.Args[0], shimArg}).WithSupervisor([]string{os.Args[0], supervisorArg})
+}
+
+func waitOutput(t *testing.T, out *lines, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the output:\n%s", want, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A supervised process outlives the server that started it: the server detaches, the process goes on, and a
+// new server re-attaches, reads the rest of its output (nothing lost, nothing twice) and gets its real exit.
+func TestSupervisedSurvivesTheServer(t *testing.T) {
+	first := supervised()
+	var before, after lines
+	h := start(t, first, "train", "echo one; echo warn >&2; sleep 0.6; echo two; sleep 0.6; echo three; exit 3", slipway.JobLimits{}, &before)
+	waitOutput(t, &before, "stdout one")
+	if !first.Detach("train") {
+		t.Fatal("Detach refused a supervised process")
+	}
+	if _, err := first.Wait(context.Background(), "train"); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Fatalf("the first server still knows the detached process: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if !Alive(h) {
+		t.Fatal("the process died with the detach")
+	}
+	second := supervised()
+	if err := second.Recover(context.Background(), h, after.add); err != nil {
+		t.Fatalf("Recover = %v", err)
+	}
+	exit, err := second.Wait(context.Background(), "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exit.Code != 3 || exit.LastLine != "warn" {
+		t.Errorf("exit = %+v, want code 3, last line warn", exit)
+	}
+	all := before.String() + "\n" + after.String()
+	for _, l := range []string{"stdout one", "stderr warn", "stdout two", "stdout three"} {
+		if n := strings.Count(all, l); n != 1 {
+			t.Errorf("%q delivered %d times:\n%s", l, n, all)
+		}
+	}
+	if strings.Contains(after.String(), "one") {
+		t.Errorf("the second server re-read what the first had: %s", after.String())
+	}
+}
+
+// A process that ended while no server ran reports its real exit and its last output when one comes back.
+func TestSupervisedEndedWhileNoServerRan(t *testing.T) {
+	first := supervised()
+	var before, after lines
+	h := start(t, first, "quick", "sleep 0.3; echo done; exit 4", slipway.JobLimits{}, &before)
+	first.Detach("quick")
+	for deadline := time.Now().Add(10 * time.Second); Alive(h); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the process did not end")
+		}
+	}
+	second := supervised()
+	if err := second.Recover(context.Background(), h, after.add); err != nil {
+		t.Fatalf("Recover = %v", err)
+	}
+	exit, err := second.Wait(context.Background(), "quick")
+	if err != nil || exit.Code != 4 || !strings.Contains(after.String(), "stdout done") {
+		t.Errorf("exit %+v, %v; output %q", exit, err, after.String())
+	}
+}
+
+// A supervisor killed outright (kill -9) takes its program with it; the exit says so, nothing hangs.
+func TestSupervisorKilled(t *testing.T) {
+	x := supervised()
+	var out lines
+	h := start(t, x, "victim", "echo up; sleep 300", slipway.JobLimits{}, &out)
+	waitOutput(t, &out, "stdout up")
+	syscall.Kill(h.PID, syscall.SIGKILL)
+	exit, err := x.Wait(context.Background(), "victim")
+	if err != nil || exit.Signal != "killed" || !strings.Contains(exit.LastLine, "without recording the exit") {
+		t.Errorf("exit %+v, %v", exit, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); groupExists(h.PID); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the program outlived its killed supervisor")
+		}
+	}
+	// Nothing to re-attach to: no process, no exit record.
+	if err := supervised().Recover(context.Background(), h, nil); err != ErrLost {
+		t.Errorf("Recover = %v, want ErrLost", err)
+	}
+}
+
+func TestSuperviseRefusesBadArguments(t *testing.T) {
+	for _, args := range [][]string{{"--", "true"}, {"--spool=/tmp/x", "--", "true"}, {"--spool=a", "--exit=b"}, {"--bogus=1", "--", "true"}} {
+		if err := Supervise(args); err == nil {
+			t.Errorf("Supervise(%q) accepted", args)
+		}
 	}
 }

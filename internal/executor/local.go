@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,15 +30,18 @@ const drainTimeout = 5 * time.Second
 // run reach everything it started; resource limits are applied by re-executing Shim (the `slipway exec-limited`
 // command: setrlimit, then exec) in front of the program.
 type Local struct {
-	shim  []string
-	mu    sync.Mutex
-	procs map[string]*proc
+	shim       []string
+	supervisor []string // `slipway exec-supervise`: with it, processes with a StateDir outlive the server
+	mu         sync.Mutex
+	procs      map[string]*proc
 }
 
 type proc struct {
-	pgid int
-	done chan struct{} // closed once the process exited and its output was read
-	exit Exit
+	pgid     int
+	stateDir string        // supervised: where its spool and exit record are (removed once Wait has reported)
+	done     chan struct{} // closed once the process exited and its output was read
+	detach   chan struct{} // closed by Detach (supervised processes only)
+	exit     Exit
 }
 
 var _ Executor = (*Local)(nil)
@@ -46,6 +50,13 @@ var _ Executor = (*Local)(nil)
 // [/usr/bin/slipway exec-limited]); with an empty shim, specs with limits are refused.
 func NewLocal(shim []string) *Local {
 	return &Local{shim: shim, procs: map[string]*proc{}}
+}
+
+// WithSupervisor makes processes started with a StateDir supervised by cmd (the `slipway exec-supervise`
+// command): they survive the server, and a later server re-attaches to them (see supervise.go).
+func (l *Local) WithSupervisor(cmd []string) *Local {
+	l.supervisor = cmd
+	return l
 }
 
 // Start launches spec in a new process group, its stdin /dev/null and its output piped to spec.Output.
@@ -63,6 +74,13 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	l.mu.Unlock()
 	if dup {
 		return Handle{}, fmt.Errorf("executor: process %s already started", spec.ID)
+	}
+	out := spec.Output
+	if out == nil {
+		out = func(string, time.Time, string) {}
+	}
+	if spec.StateDir != "" && len(l.supervisor) > 0 {
+		return l.startSupervised(spec, path, args, out)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -91,10 +109,6 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	l.procs[spec.ID] = p
 	l.mu.Unlock()
 
-	out := spec.Output
-	if out == nil {
-		out = func(string, time.Time, string) {}
-	}
 	var lastOut, lastErr lastLine
 	var readers sync.WaitGroup
 	readers.Add(2)
@@ -104,17 +118,7 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 		state, werr := cmd.Process.Wait()
 		// The run is over: whatever it left behind in its group goes too.
 		syscall.Kill(-p.pgid, syscall.SIGKILL)
-		drained := make(chan struct{})
-		go func() { readers.Wait(); close(drained) }()
-		select {
-		case <-drained:
-		case <-time.After(drainTimeout):
-			outR.Close()
-			errR.Close()
-			<-drained
-		}
-		outR.Close()
-		errR.Close()
+		drainOrClose(&readers, outR, errR)
 		p.exit = exitOf(state, werr)
 		p.exit.LastLine = lastErr.get()
 		if p.exit.LastLine == "" {
@@ -159,6 +163,11 @@ func (l *Local) Wait(ctx context.Context, id string) (Exit, error) {
 	l.mu.Lock()
 	delete(l.procs, id)
 	l.mu.Unlock()
+	if p.stateDir != "" {
+		for _, f := range []string{spoolFile, offsetFile, exitFile, superLog} {
+			os.Remove(filepath.Join(p.stateDir, f))
+		}
+	}
 	return p.exit, nil
 }
 
@@ -193,12 +202,126 @@ func (l *Local) Stop(ctx context.Context, id string, grace time.Duration) error 
 	}
 }
 
-// Recover cannot re-attach (the output pipes died with the previous server), so it makes sure the process
-// group of h is gone and returns ErrLost. The group is killed only when it is provably the one h started: the
-// leader's start time matches, or the leader is gone and its PID unused while the group lives on.
-func (l *Local) Recover(ctx context.Context, h Handle) error {
+// startSupervised starts the supervisor in a new process group with the program behind it; the spool is
+// read while the server runs.
+func (l *Local) startSupervised(spec Spec, path string, args []string, out func(string, time.Time, string)) (Handle, error) {
+	dir := spec.StateDir
+	for _, f := range []string{spoolFile, offsetFile, exitFile} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	logf, err := os.Create(filepath.Join(dir, superLog))
+	if err != nil {
+		return Handle{}, fmt.Errorf("executor: supervisor log: %w", err)
+	}
+	argv := append(append([]string{}, l.supervisor[1:]...), "--spool="+filepath.Join(dir, spoolFile),
+		"--exit="+filepath.Join(dir, exitFile), "--", path)
+	cmd := exec.Command(l.supervisor[0], append(argv, args...)...)
+	cmd.Env, cmd.Dir = spec.Env, spec.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf // not pipes: the supervisor must outlive this server
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	logf.Close()
+	if err != nil {
+		return Handle{}, slipway.Wrap(slipway.EINVALID, err, "cannot start %s: %v", spec.Path, err)
+	}
+	h := Handle{ID: spec.ID, PID: cmd.Process.Pid, ProcStart: procStart(cmd.Process.Pid), StateDir: dir}
+	l.attach(h, out, func(<-chan struct{}) Exit {
+		state, err := cmd.Process.Wait() // our child: reaped here (after a Detach, when it ends or with the server)
+		return exitOf(state, err)
+	})
+	return h, nil
+}
+
+// attach follows a supervised process: it delivers the spool's lines every pollEvery until ended (which
+// blocks until the supervisor has exited and says how it ended) returns, then records the exit.
+func (l *Local) attach(h Handle, out func(string, time.Time, string), ended func(detach <-chan struct{}) Exit) {
+	p := &proc{pgid: h.PID, stateDir: h.StateDir, done: make(chan struct{}), detach: make(chan struct{})}
+	l.mu.Lock()
+	l.procs[h.ID] = p
+	l.mu.Unlock()
+	tail := newSpoolTail(h.StateDir, out)
+	go func() { // owned by p: ends when the supervisor has exited, or at Detach
+		exited := make(chan Exit, 1)
+		go func() { exited <- ended(p.detach) }() // ends with the supervisor, or at Detach when it polls
+		tick := time.NewTicker(pollEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case supervisor := <-exited:
+				tail.poll(true)
+				syscall.Kill(-p.pgid, syscall.SIGKILL) // whatever the program left behind in its group
+				exit, ok := readExit(h.StateDir)
+				if !ok {
+					exit = supervisor
+					exit.LastLine = lastSupervisorLine(h.StateDir)
+				}
+				p.exit = exit
+				close(p.done)
+				return
+			case <-p.detach:
+				tail.poll(false)
+				return
+			case <-tick.C:
+				tail.poll(false)
+			}
+		}
+	}()
+}
+
+// pollEvery is how often a supervised process's spool is read (and, re-attached, its liveness checked).
+const pollEvery = 100 * time.Millisecond
+
+func lastSupervisorLine(dir string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, superLog))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return "the supervisor ended without recording the exit: " + lines[len(lines)-1]
+}
+
+// Detach stops following a supervised process and forgets it; it runs on (see Executor).
+func (l *Local) Detach(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.procs[id]
+	if !ok || p.detach == nil {
+		return false
+	}
+	close(p.detach)
+	delete(l.procs, id)
+	return true
+}
+
+// Recover re-attaches to a supervised process that is still running or that ended while no server ran (its
+// exit is recorded). Otherwise it makes sure the process group of h is gone and returns ErrLost: an
+// unsupervised process cannot be re-attached (its output pipes died with the previous server). The group is
+// killed only when it is provably the one h started: the leader's start time matches, or the leader is gone
+// and its PID unused while the group lives on.
+func (l *Local) Recover(ctx context.Context, h Handle, output func(string, time.Time, string)) error {
 	if h.PID <= 0 {
 		return ErrLost
+	}
+	if output == nil {
+		output = func(string, time.Time, string) {}
+	}
+	if h.StateDir != "" && len(l.supervisor) > 0 {
+		if Alive(h) {
+			l.attach(h, output, func(detach <-chan struct{}) Exit {
+				tick := time.NewTicker(pollEvery)
+				defer tick.Stop()
+				for Alive(h) {
+					select {
+					case <-detach:
+						return Exit{}
+					case <-tick.C:
+					}
+				}
+				return Exit{Code: -1, Signal: "lost"} // not our child: its status is only in the exit record
+			})
+			return nil
+		}
+		if _, ok := readExit(h.StateDir); ok {
+			l.attach(h, output, func(<-chan struct{}) Exit { return Exit{} })
+			return nil
+		}
 	}
 	start := procStart(h.PID)
 	ours := (start != 0 && start == h.ProcStart) || (start == 0 && groupExists(h.PID))

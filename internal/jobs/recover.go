@@ -13,26 +13,37 @@ import (
 )
 
 // recover runs at start, before the queue: every job run left IN_PROGRESS by a previous server is re-attached
-// or, when its process cannot be (the local executor never can: the output pipes died with the server), its
-// process group is killed and the run ends FAILED "server restarted". Pipeline steps then retry as their
-// policy allows when the drivers resume. Tokens of those runs are revoked. Queued runs stay queued.
+// (its process was supervised and lives on, or ended meanwhile and recorded how) and followed to its end as if
+// this server had started it. A run that cannot be re-attached (its process died with its supervisor, or was
+// never supervised) has its process group killed and ends FAILED "server restarted"; pipeline steps then retry
+// as their policy allows when the drivers resume, and the tokens of those runs are revoked. Queued runs stay
+// queued.
 func (s *Service) recover(ctx context.Context) error {
 	runs, _, err := s.store.FindJobRuns(ctx, slipway.JobRunFilter{State: slipway.RunInProgress, Limit: 1 << 30})
 	if err != nil {
 		return fmt.Errorf("jobs: recover: %w", err)
 	}
 	for _, r := range runs {
-		h := executor.Handle{ID: r.ID, PID: r.PID, ProcStart: r.ProcStart}
-		err := s.exec.Recover(ctx, h)
-		if err != nil && !errors.Is(err, executor.ErrLost) {
+		os.MkdirAll(s.runDir(r.ID), 0o755) // a run whose folder was removed still gets its log line
+		lw, err := openLog(s.logPath(r.ID), s.cfg.MaxLog)
+		if err != nil {
+			return fmt.Errorf("jobs: recover run %s: open log: %w", r.ID, err)
+		}
+		h := executor.Handle{ID: r.ID, PID: r.PID, ProcStart: r.ProcStart, StateDir: s.runDir(r.ID)}
+		err = s.exec.Recover(ctx, h, lw.line)
+		if err == nil {
+			lw.note("a restarted server re-attached to the run")
+			s.resume(r, lw)
+			continue
+		}
+		if !errors.Is(err, executor.ErrLost) {
+			lw.close()
 			return fmt.Errorf("jobs: recover run %s: %w", r.ID, err)
 		}
 		s.revoke(ctx, r.TokenID)
 		r.State, r.Reason, r.ExitCode, r.FinishedAt = slipway.RunFailed, "server restarted while the run was in progress", nil, ptr(s.now().UTC())
-		if lw, err := openLog(s.logPath(r.ID), s.cfg.MaxLog); err == nil {
-			lw.note(r.Reason)
-			lw.close()
-		}
+		lw.note(r.Reason)
+		lw.close()
 		if err := s.store.FinishJobRun(ctx, r); err != nil {
 			return fmt.Errorf("jobs: recover run %s: %w", r.ID, err)
 		}
@@ -47,6 +58,33 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// resume follows a re-attached run in a goroutine of the service. It takes a slot of the concurrency limit
+// when one is free: a run re-attached beyond a limit lowered meanwhile runs on without one.
+func (s *Service) resume(r *slipway.JobRun, lw *logWriter) {
+	ar := &activeRun{cancel: make(chan struct{})}
+	s.mu.Lock()
+	s.running[r.ID], s.logs[r.ID] = ar, lw
+	s.mu.Unlock()
+	slot := false
+	select {
+	case s.slots <- struct{}{}:
+		slot = true
+	default:
+	}
+	log := s.log.With("run_id", r.ID, "job", r.Job, "pipeline_run", r.PipelineRun, "step", r.Step)
+	log.Info("job run re-attached", "pid", r.PID)
+	s.goFunc(func(ctx context.Context) {
+		defer func() {
+			s.forget(r.ID)
+			if slot {
+				<-s.slots
+				s.kick()
+			}
+		}()
+		s.supervise(ctx, r, ar, lw, r.TokenID, log)
+	})
 }
 
 func sortedStrings(s []string) []string {

@@ -117,13 +117,7 @@ func (s *Service) execute(ctx context.Context, r *slipway.JobRun) {
 	s.mu.Lock()
 	ar := s.running[r.ID] // registered by claimNext
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.running, r.ID)
-		delete(s.logs, r.ID)
-		s.mu.Unlock()
-		s.changed.notify()
-	}()
+	defer s.forget(r.ID)
 	dbctx := context.WithoutCancel(ctx) // the record of a run is written even while the server shuts down
 	select {
 	case <-ar.cancel: // canceled between the claim and now: never start it
@@ -153,10 +147,28 @@ func (s *Service) execute(ctx context.Context, r *slipway.JobRun) {
 		log.Error("record job run process", "error", err)
 	}
 	log.Info("job run started", "pid", h.PID)
+	s.supervise(ctx, r, ar, lw, tokenID, log)
+}
 
+// forget removes a run that this server no longer follows.
+func (s *Service) forget(id string) {
+	s.mu.Lock()
+	delete(s.running, id)
+	delete(s.logs, id)
+	s.mu.Unlock()
+	s.changed.notify()
+}
+
+// supervise follows a started (or re-attached) run to its end: its exit, its max runtime (counted from its
+// start, also across restarts), a cancel. When the server shuts down, a run whose process can outlive it is
+// left running, IN_PROGRESS, for the next server to re-attach; any other is stopped and fails.
+func (s *Service) supervise(ctx context.Context, r *slipway.JobRun, ar *activeRun, lw *logWriter, tokenID string, log *slog.Logger) {
+	dbctx := context.WithoutCancel(ctx)
+	waitCtx, stopWaiting := context.WithCancel(context.Background())
+	defer stopWaiting()
 	waited := make(chan executor.Exit, 1)
-	go func() { // ends when the process has exited: Stop below guarantees it does
-		exit, err := s.exec.Wait(context.Background(), r.ID)
+	go func() { // ends when the process has exited (Stop below guarantees it does), or at stopWaiting
+		exit, err := s.exec.Wait(waitCtx, r.ID)
 		if err != nil {
 			exit = executor.Exit{Code: -1, Signal: err.Error()}
 		}
@@ -166,7 +178,11 @@ func (s *Service) execute(ctx context.Context, r *slipway.JobRun) {
 	if maxRuntime <= 0 {
 		maxRuntime = DefaultMaxRuntime * time.Second
 	}
-	timer := time.NewTimer(maxRuntime)
+	remaining := maxRuntime
+	if r.StartedAt != nil {
+		remaining -= s.now().Sub(*r.StartedAt)
+	}
+	timer := time.NewTimer(max(remaining, 0))
 	defer timer.Stop()
 	var stopped string // why we stopped it, "" when it ended by itself
 	var state slipway.RunState
@@ -178,6 +194,14 @@ func (s *Service) execute(ctx context.Context, r *slipway.JobRun) {
 	case <-ar.cancel:
 		stopped, state = ar.reason, slipway.RunCanceled
 	case <-ctx.Done():
+		if s.exec.Detach(r.ID) {
+			stopWaiting()
+			<-waited
+			lw.note("the server is shutting down: the run goes on, and the next server on this data folder re-attaches to it")
+			lw.close()
+			log.Info("job run left running for the next server")
+			return
+		}
 		stopped, state = "server shut down while the run was in progress", slipway.RunFailed
 	}
 	if stopped != "" {
@@ -237,7 +261,8 @@ func (s *Service) startProcess(ctx context.Context, r *slipway.JobRun) (*logWrit
 		return lw, "", executor.Handle{}, err
 	}
 	env := s.environment(r, secret, out, tmp)
-	h, err := s.exec.Start(ctx, executor.Spec{ID: r.ID, Path: pathArg, Args: args, Env: env, Dir: work, Limits: r.Spec.Limits, Output: lw.line})
+	h, err := s.exec.Start(ctx, executor.Spec{ID: r.ID, Path: pathArg, Args: args, Env: env, Dir: work, StateDir: dir,
+		Limits: r.Spec.Limits, Output: lw.line})
 	if err != nil {
 		return lw, tokenID, h, err
 	}

@@ -163,10 +163,11 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.URL != "" {
 		s.SetURL(cfg.URL)
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.recover(ctx); err != nil {
+		s.Close() // re-attached runs are left running for the next server
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.goFunc(s.dispatch)
 	if !cfg.NoScheduleLoop {
 		s.goFunc(s.runScheduler)
@@ -178,8 +179,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Close stops the scheduler and the pipeline drivers, stops running processes (their runs end FAILED "server
-// shut down"; queued runs stay queued) and waits for every goroutine of the service.
+// Close stops the scheduler and the pipeline drivers, leaves running processes to the next server (those that
+// cannot outlive this one are stopped: their runs end FAILED "server shut down"; queued runs stay queued) and
+// waits for every goroutine of the service.
 func (s *Service) Close() error {
 	s.cancel()
 	s.wg.Wait()
