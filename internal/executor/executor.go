@@ -22,6 +22,8 @@ type Spec struct {
 	// StateDir is a folder of the run's own where a supervised process keeps its output spool and exit record
 	// (see Local.WithSupervisor); "" runs the process unsupervised, tied to this server.
 	StateDir string
+	// MaxOutput bounds the spooled output of a supervised process (0: the supervisor's default, 64 MiB).
+	MaxOutput int64
 	// Output receives every line the process writes, with the stream ("stdout" or "stderr") and the time it
 	// was read. It is called from the executor's goroutines, one line at a time.
 	Output func(stream string, at time.Time, line string)

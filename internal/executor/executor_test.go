@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -253,8 +254,36 @@ func TestSupervisorKilled(t *testing.T) {
 	}
 }
 
+// A program that writes without end cannot fill the disk through the spool.
+func TestSupervisedOutputIsBounded(t *testing.T) {
+	x := supervised()
+	var out lines
+	h, err := x.Start(context.Background(), Spec{ID: "chatty", Path: "/bin/sh", Args: []string{"-c", "yes spam | head -c 2000000; echo bye >&2"},
+		Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir(), StateDir: t.TempDir(), MaxOutput: 100_000, Output: out.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spoolSize int64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if st, err := os.Stat(filepath.Join(h.StateDir, spoolFile)); err == nil {
+			spoolSize = max(spoolSize, st.Size())
+		}
+		if _, ok := readExit(h.StateDir); ok || time.Now().After(deadline) {
+			break
+		}
+	}
+	exit, err := x.Wait(context.Background(), "chatty")
+	if err != nil || exit.Code != 0 || exit.LastLine != "bye" {
+		t.Errorf("exit %+v, %v", exit, err)
+	}
+	if spoolSize > 100_000+200 || !strings.Contains(out.String(), "slipway output beyond 100000 bytes is dropped") {
+		t.Errorf("spool grew to %d bytes; output ends %q", spoolSize, out.String()[max(0, len(out.String())-200):])
+	}
+}
+
 func TestSuperviseRefusesBadArguments(t *testing.T) {
-	for _, args := range [][]string{{"--", "true"}, {"--spool=/tmp/x", "--", "true"}, {"--spool=a", "--exit=b"}, {"--bogus=1", "--", "true"}} {
+	for _, args := range [][]string{{"--", "true"}, {"--spool=/tmp/x", "--", "true"}, {"--spool=a", "--exit=b"}, {"--bogus=1", "--", "true"},
+		{"--spool=a", "--exit=b", "--max-bytes=0", "--", "true"}, {"--spool=a", "--exit=b", "--max-bytes=x", "--", "true"}} {
 		if err := Supervise(args); err == nil {
 			t.Errorf("Supervise(%q) accepted", args)
 		}

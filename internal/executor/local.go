@@ -214,7 +214,11 @@ func (l *Local) startSupervised(spec Spec, path string, args []string, out func(
 		return Handle{}, fmt.Errorf("executor: supervisor log: %w", err)
 	}
 	argv := append(append([]string{}, l.supervisor[1:]...), "--spool="+filepath.Join(dir, spoolFile),
-		"--exit="+filepath.Join(dir, exitFile), "--", path)
+		"--exit="+filepath.Join(dir, exitFile))
+	if spec.MaxOutput > 0 {
+		argv = append(argv, "--max-bytes="+strconv.FormatInt(spec.MaxOutput, 10))
+	}
+	argv = append(argv, "--", path)
 	cmd := exec.Command(l.supervisor[0], append(argv, args...)...)
 	cmd.Env, cmd.Dir = spec.Env, spec.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf // not pipes: the supervisor must outlive this server

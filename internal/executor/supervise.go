@@ -29,19 +29,31 @@ const (
 	superLog   = "supervisor.log"
 )
 
-// Supervise is `slipway exec-supervise --spool=FILE --exit=FILE -- PROGRAM ARGS...`, started by the executor
-// as the leader of a run's process group. It returns once the program has ended and its exit is recorded.
+// Supervise is `slipway exec-supervise --spool=FILE --exit=FILE [--max-bytes=N] -- PROGRAM ARGS...`, started by
+// the executor as the leader of a run's process group. It returns once the program has ended and its exit is
+// recorded. Output beyond --max-bytes (default 64 MiB) is read and dropped, so that a chatty program cannot
+// fill the disk through the spool.
 func Supervise(args []string) error {
 	var spoolPath, exitPath string
+	maxBytes := int64(defaultMaxSpool)
 	i := 0
 	for ; i < len(args) && args[i] != "--"; i++ {
+		var err error
 		switch {
 		case strings.HasPrefix(args[i], "--spool="):
 			spoolPath = strings.TrimPrefix(args[i], "--spool=")
 		case strings.HasPrefix(args[i], "--exit="):
 			exitPath = strings.TrimPrefix(args[i], "--exit=")
+		case strings.HasPrefix(args[i], "--max-bytes="):
+			maxBytes, err = strconv.ParseInt(strings.TrimPrefix(args[i], "--max-bytes="), 10, 64)
+			if err == nil && maxBytes <= 0 {
+				err = errors.New("not positive")
+			}
 		default:
-			return fmt.Errorf("exec-supervise: bad flag %q: want --spool=FILE and --exit=FILE", args[i])
+			err = errors.New("unknown flag")
+		}
+		if err != nil {
+			return fmt.Errorf("exec-supervise: bad flag %q (%v): want --spool=FILE, --exit=FILE and --max-bytes=N", args[i], err)
 		}
 	}
 	if spoolPath == "" || exitPath == "" || i+1 >= len(args) {
@@ -58,12 +70,15 @@ func Supervise(args []string) error {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
 	defer signal.Stop(signals)
 
-	exit := runSupervised(args[i+1:], spool)
+	exit := runSupervised(args[i+1:], spool, maxBytes)
 	return writeExit(exitPath, exit)
 }
 
-// runSupervised runs the program with its output appended to spool and returns how it ended.
-func runSupervised(argv []string, spool *os.File) Exit {
+// defaultMaxSpool bounds a spool when the executor does not say (jobs pass their log limit).
+const defaultMaxSpool = 64 << 20
+
+// runSupervised runs the program with its output appended to spool (up to maxBytes) and returns how it ended.
+func runSupervised(argv []string, spool *os.File, maxBytes int64) Exit {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return Exit{Code: -1, Signal: "pipe: " + err.Error()}
@@ -81,10 +96,20 @@ func runSupervised(argv []string, spool *os.File) Exit {
 		return Exit{Code: 127, LastLine: "cannot start " + argv[0] + ": " + err.Error()}
 	}
 	var mu sync.Mutex
+	var written int64
 	write := func(stream string, at time.Time, line string) {
 		mu.Lock()
 		defer mu.Unlock()
-		spool.WriteString(strconv.FormatInt(at.UnixNano(), 10) + " " + stream + " " + line + "\n")
+		rec := strconv.FormatInt(at.UnixNano(), 10) + " " + stream + " " + line + "\n"
+		switch {
+		case written > maxBytes:
+			return
+		case written+int64(len(rec)) > maxBytes:
+			rec = fmt.Sprintf("%d slipway output beyond %d bytes is dropped\n", at.UnixNano(), maxBytes)
+			written = maxBytes
+		}
+		n, _ := spool.WriteString(rec)
+		written += int64(n)
 	}
 	var lastOut, lastErr lastLine
 	var readers sync.WaitGroup
