@@ -41,6 +41,7 @@ type proc struct {
 	stateDir string        // supervised: where its spool and exit record are (removed once Wait has reported)
 	done     chan struct{} // closed once the process exited and its output was read
 	detach   chan struct{} // closed by Detach (supervised processes only)
+	followed chan struct{} // closed when the follower of a supervised process has delivered its last line
 	exit     Exit
 }
 
@@ -239,12 +240,13 @@ func (l *Local) startSupervised(spec Spec, path string, args []string, out func(
 // attach follows a supervised process: it delivers the spool's lines every pollEvery until ended (which
 // blocks until the supervisor has exited and says how it ended) returns, then records the exit.
 func (l *Local) attach(h Handle, out func(string, time.Time, string), ended func(detach <-chan struct{}) Exit) {
-	p := &proc{pgid: h.PID, stateDir: h.StateDir, done: make(chan struct{}), detach: make(chan struct{})}
+	p := &proc{pgid: h.PID, stateDir: h.StateDir, done: make(chan struct{}), detach: make(chan struct{}), followed: make(chan struct{})}
 	l.mu.Lock()
 	l.procs[h.ID] = p
 	l.mu.Unlock()
 	tail := newSpoolTail(h.StateDir, out)
 	go func() { // owned by p: ends when the supervisor has exited, or at Detach
+		defer close(p.followed)
 		exited := make(chan Exit, 1)
 		go func() { exited <- ended(p.detach) }() // ends with the supervisor, or at Detach when it polls
 		tick := time.NewTicker(pollEvery)
@@ -281,16 +283,19 @@ func lastSupervisorLine(dir string) string {
 	return "the supervisor ended without recording the exit: " + lines[len(lines)-1]
 }
 
-// Detach stops following a supervised process and forgets it; it runs on (see Executor).
+// Detach stops following a supervised process and forgets it; it runs on (see Executor). It returns once
+// the output read so far is delivered, so that the caller may close what Output writes to.
 func (l *Local) Detach(id string) bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	p, ok := l.procs[id]
 	if !ok || p.detach == nil {
+		l.mu.Unlock()
 		return false
 	}
-	close(p.detach)
 	delete(l.procs, id)
+	l.mu.Unlock()
+	close(p.detach)
+	<-p.followed
 	return true
 }
 

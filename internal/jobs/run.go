@@ -166,13 +166,17 @@ func (s *Service) supervise(ctx context.Context, r *slipway.JobRun, ar *activeRu
 	dbctx := context.WithoutCancel(ctx)
 	waitCtx, stopWaiting := context.WithCancel(context.Background())
 	defer stopWaiting()
-	waited := make(chan executor.Exit, 1)
+	type waitResult struct {
+		exit executor.Exit
+		err  error // the wait itself failed, or stopped at stopWaiting
+	}
+	waited := make(chan waitResult, 1)
 	go func() { // ends when the process has exited (Stop below guarantees it does), or at stopWaiting
 		exit, err := s.exec.Wait(waitCtx, r.ID)
 		if err != nil {
 			exit = executor.Exit{Code: -1, Signal: err.Error()}
 		}
-		waited <- exit
+		waited <- waitResult{exit, err}
 	}()
 	maxRuntime := time.Duration(r.Spec.MaxRuntimeSeconds) * time.Second
 	if maxRuntime <= 0 {
@@ -188,28 +192,33 @@ func (s *Service) supervise(ctx context.Context, r *slipway.JobRun, ar *activeRu
 	var state slipway.RunState
 	var exit executor.Exit
 	select {
-	case exit = <-waited:
+	case res := <-waited:
+		exit = res.exit
 	case <-timer.C:
 		stopped, state = "exceeded max runtime "+humanDuration(maxRuntime), slipway.RunFailed
 	case <-ar.cancel:
 		stopped, state = ar.reason, slipway.RunCanceled
 	case <-ctx.Done():
-		if s.exec.Detach(r.ID) {
-			stopWaiting()
-			<-waited
-			lw.note("the server is shutting down: the run goes on, and the next server on this data folder re-attaches to it")
-			lw.close()
-			log.Info("job run left running for the next server")
-			return
+		if !s.exec.Detach(r.ID) {
+			stopped, state = "server shut down while the run was in progress", slipway.RunFailed
+			break
 		}
-		stopped, state = "server shut down while the run was in progress", slipway.RunFailed
+		stopWaiting()
+		if res := <-waited; res.err == nil {
+			exit = res.exit // it ended just now: record its end rather than leave it to the next server
+			break
+		}
+		lw.note("the server is shutting down: the run goes on, and the next server on this data folder re-attaches to it")
+		lw.close()
+		log.Info("job run left running for the next server")
+		return
 	}
 	if stopped != "" {
 		lw.note("stopping the run: " + stopped)
 		if err := s.exec.Stop(dbctx, r.ID, s.cfg.StopGrace); err != nil {
 			log.Error("stop job run", "error", err)
 		}
-		exit = <-waited
+		exit = (<-waited).exit
 	}
 	s.revoke(dbctx, tokenID)
 	code := exit.Code
