@@ -124,7 +124,7 @@ function errorBox(err) {
 // actionButton is a button that POSTs to path (after confirm, when given), shows the server's refusal next to
 // it, and calls done after success. Only tokens that may change things see one: for the others the API would
 // answer 403 anyway.
-function actionButton(label, id, path, done, confirmText) {
+function actionButton(label, id, path, done, confirmText, method = "POST") {
   if (!canEdit()) return null;
   const status = el("span", { class: "action-status" });
   const button = el("button", { type: "button", id, onclick: async () => {
@@ -132,7 +132,7 @@ function actionButton(label, id, path, done, confirmText) {
     button.disabled = true;
     fill(status, " working…");
     try {
-      await api(path, { method: "POST" });
+      await api(path, { method });
       fill(status);
       await done();
     } catch (err) {
@@ -156,6 +156,9 @@ const routes = [
   [/^runs$/, runsPage],
   [/^runs\/(jr-[^/]+)$/, jobRunPage],
   [/^pipeline-runs\/(pr-[^/]+)$/, pipelineRunPage],
+  [/^batch$/, batchListPage],
+  [/^batch\/([^/]+)$/, batchPage],
+  [/^schedules$/, schedulesPage],
 ];
 
 function navigate(href, replace) {
@@ -570,6 +573,94 @@ async function pipelineRunPage(id) {
     table(["step", "kind", "after", "state", "attempts#", "job run", "outputs", "reason"], (p.steps || []).map(s => [
       s.name, s.kind, (s.depends_on || []).join(", ") || "–", badge(s.state), s.attempts,
       s.job_run ? link("runs/" + s.job_run, s.job_run) : "–", kv(s.outputs), s.reason || ""])));
+}
+
+// ---- batch predictions and schedules ----
+
+const batchTarget = b => b.output.table ? (b.output.connection || "default") + " table " + b.output.table
+  : (b.output.format || "file") + (b.output.size ? ", " + bytes(b.output.size) : "");
+
+function progress(done, total) {
+  const pct = total > 0 ? Math.min(100, 100 * done / total) : 0;
+  return el("span", {}, el("progress", { max: 100, value: pct.toFixed(1) }), " ", num(done) + " / " + (total ? num(total) : "?") + " rows");
+}
+
+async function batchListPage() {
+  const list = await api("/api/v1/batch-predictions?limit=100");
+  return el("div", {},
+    el("h1", {}, "Batch predictions"),
+    el("p", { class: "muted" }, plural(list.total, "batch prediction") + ". Start one with ", el("code", {}, "slipway batch run --model MODEL@ALIAS --input FILE --output-format parquet"), "."),
+    table(["run", "state", "model", "progress", "rows/s#", "output", "created", "duration"], list.items.map(b => [
+      link("batch/" + enc(b.id), b.id), badge(b.state), b.model + ":" + b.version, progress(b.rows_done, b.rows_total),
+      num(b.rows_per_second), batchTarget(b), when(b.created_at), duration(b.started_at, b.finished_at)]), "No batch predictions yet."));
+}
+
+async function batchPage(id) {
+  const base = "/api/v1/batch-predictions/" + enc(id);
+  const info = el("div");
+  const seq = pageSeq;
+  async function refresh() {
+    try {
+      const b = await api(base);
+      if (seq !== pageSeq) return;
+      const done = TERMINAL.test(b.state);
+      fill(info,
+        el("h1", {}, "Batch prediction " + id, " ", badge(b.state)),
+        el("div", { class: "toolbar" },
+          done ? null : actionButton("Cancel", "cancel", base + "/cancel", refresh, "Cancel batch prediction " + id + "?"),
+          done ? actionButton("Delete", "delete", base, () => navigate("/ui/batch"),
+            "Delete batch prediction " + id + " and its output file?", "DELETE") : null,
+          b.state === "SUCCEEDED" && b.output.download ? downloadButton(base + "/output", id + "." + (b.output.format || "out")) : null),
+        b.reason ? el("div", { class: "error" }, b.reason) : null,
+        props([["model", link("models/" + enc(b.model) + "/versions/" + b.version, b.model + " version " + b.version)],
+          ["progress", progress(b.rows_done, b.rows_total)], ["skipped rows", num(b.rows_skipped)],
+          ["rows per second", num(b.rows_per_second)], ["input", kv(b.spec.input)], ["output", batchTarget(b)],
+          ["created", [when(b.created_at), b.created_by ? " by " + b.created_by : ""]],
+          ["duration", duration(b.started_at, b.finished_at)]]),
+        el("h2", {}, "Errors"),
+        table(["chunk#", "rows", "message"], (b.errors || []).map(e => [e.chunk, num(e.row_start) + "–" + num(e.row_end), e.message]), "None."));
+      if (done) stopTimers();
+    } catch (err) { if (seq === pageSeq) fill(info, errorBox(err)); }
+  }
+  every(2000, refresh);
+  return el("div", {}, el("div", { class: "crumbs" }, link("batch", "Batch predictions"), " / " + id), info);
+}
+
+// downloadButton fetches a file with the token (a plain link would carry none) and hands it to the browser.
+function downloadButton(path, filename) {
+  const status = el("span", { class: "action-status" });
+  const button = el("button", { type: "button", id: "download", onclick: async () => {
+    button.disabled = true;
+    try {
+      const res = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
+      if (!res.ok) throw new APIError(res.status, await problemText(res));
+      const url = URL.createObjectURL(await res.blob());
+      const a = el("a", { href: url, download: filename });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      fill(status);
+    } catch (err) {
+      fill(status, errorBox(err));
+    } finally {
+      button.disabled = false;
+    }
+  } }, "Download output");
+  return el("span", { class: "action" }, button, status);
+}
+
+async function schedulesPage() {
+  const list = await api("/api/v1/schedules?limit=500");
+  const target = sc => sc.target.kind + " " + sc.target.name;
+  const lastRun = sc => !sc.last_run_id ? "–" : sc.last_run_id.startsWith("jr-") ? link("runs/" + sc.last_run_id, sc.last_run_id)
+    : sc.last_run_id.startsWith("pr-") ? link("pipeline-runs/" + sc.last_run_id, sc.last_run_id) : link("batch/" + enc(sc.last_run_id), sc.last_run_id);
+  return el("div", {},
+    el("h1", {}, "Schedules"),
+    el("p", { class: "muted" }, plural(list.total, "schedule") + ". Create one with ", el("code", {}, "slipway schedules create NAME --cron EXPR --pipeline P"), "."),
+    table(["schedule", "cron", "timezone", "starts", "policy", "last tick", "next tick", "last run"], list.items.map(sc => [
+      sc.name, el("code", {}, sc.cron), sc.timezone || "UTC", target(sc), sc.concurrency_policy || "allow",
+      when(sc.last_tick_at), sc.next_tick_at ? clockTime(sc.next_tick_at) : "–", lastRun(sc)]), "No schedules yet."));
 }
 
 // ---- start ----
