@@ -44,9 +44,47 @@ type Deployment struct {
 // Canary is another version of the deployment's model that takes Weight percent of the prediction requests,
 // on Replicas replicas of its own, beside the deployment's version (which takes the rest).
 type Canary struct {
-	Version  int `json:"version"`
-	Weight   int `json:"weight"`
-	Replicas int `json:"replicas"`
+	Version  int             `json:"version"`
+	Weight   int             `json:"weight"`
+	Replicas int             `json:"replicas"`
+	Analysis *CanaryAnalysis `json:"analysis,omitempty"` // nil: promoted or removed by hand
+}
+
+// CanaryAnalysis promotes or rolls back a canary by its own requests, compared with the deployment's version:
+// once per interval with at least MinRequests canary requests, the canary fails when more than MaxErrorRate of
+// them were answered 5xx, or when its p99 latency is above MaxLatencyRatio times the version's; a failure
+// removes the canary, PromoteAfter passed intervals in a row make it the deployment's version.
+type CanaryAnalysis struct {
+	IntervalSeconds int     `json:"interval_seconds"`  // default 60
+	MinRequests     int     `json:"min_requests"`      // default 50; an interval with fewer canary requests is extended
+	MaxErrorRate    float64 `json:"max_error_rate"`    // share of 5xx answers, default 0.01
+	MaxLatencyRatio float64 `json:"max_latency_ratio"` // canary p99 / version p99; 0: not checked
+	PromoteAfter    int     `json:"promote_after"`     // default 5
+}
+
+// Defaults of a canary analysis, for the fields left 0.
+const (
+	DefaultAnalysisInterval     = 60
+	DefaultAnalysisMinRequests  = 50
+	DefaultAnalysisMaxErrorRate = 0.01
+	DefaultAnalysisPromoteAfter = 5
+)
+
+// WithDefaults returns a copy with the zero fields set to their defaults (MaxLatencyRatio stays 0: off).
+func (a CanaryAnalysis) WithDefaults() CanaryAnalysis {
+	if a.IntervalSeconds == 0 {
+		a.IntervalSeconds = DefaultAnalysisInterval
+	}
+	if a.MinRequests == 0 {
+		a.MinRequests = DefaultAnalysisMinRequests
+	}
+	if a.MaxErrorRate == 0 {
+		a.MaxErrorRate = DefaultAnalysisMaxErrorRate
+	}
+	if a.PromoteAfter == 0 {
+		a.PromoteAfter = DefaultAnalysisPromoteAfter
+	}
+	return a
 }
 
 // Shadow is another version of the deployment's model, on Replicas replicas of its own, that gets a copy of

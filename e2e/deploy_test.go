@@ -873,3 +873,111 @@ func TestSigtermDrainsAndStopsReplicas(t *testing.T) {
 		}
 	}
 }
+
+// failingScore loads like goodScore and fails every prediction: a canary that must not be promoted.
+const failingScore = `
+def load_model():
+    return {"bias": 1}
+def predict(data, model=None):
+    raise RuntimeError("this version is broken")
+`
+
+// TestCanaryAnalysis: with --canary-analysis the server judges a canary by its own requests. A canary that
+// answers 5xx is removed at its first interval and the deployment says why; a healthy one is promoted after
+// the intervals it must pass; both while the deployment answers every request of its own version.
+func TestCanaryAnalysis(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	meta := &slipway.VersionMetadata{Runtime: "python"} // no sample_input: the broken version registers
+	for i, score := range []string{goodScore, failingScore, goodScore} {
+		if v, err := push(t, c, "toy", tarGz(t, pythonArtifact(score, nil)), "model.tar.gz", meta); err != nil || v.State != slipway.VersionReady {
+			t.Fatalf("push version %d: %+v, %v", i+1, v, err)
+		}
+	}
+	body := []byte(`{"data": [[1, 2]]}`)
+	// Traffic for the analysis: 4 clients until stop; every answer of version 1 must be a 200.
+	traffic := func() (stop func() (ok, canaryErrors int)) {
+		var mu sync.Mutex
+		var ok, canaryErrors int
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					resp, out := s.do(t, "POST", "/deployments/toy/predict", s.Token, bytes.NewReader(body), "application/json")
+					mu.Lock()
+					switch v := resp.Header.Get("X-Slipway-Model-Version"); {
+					case resp.StatusCode == 200:
+						ok++
+					case v != "1" && resp.StatusCode == 500:
+						canaryErrors++
+					default:
+						t.Errorf("version %q answered %d: %s", v, resp.StatusCode, out)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		return func() (int, int) { close(done); wg.Wait(); return ok, canaryErrors }
+	}
+	waitDeployment := func(what string, cond func(d *slipway.Deployment) bool) *slipway.Deployment {
+		t.Helper()
+		var d *slipway.Deployment
+		waitFor(t, what, 90*time.Second, func() bool {
+			var err error
+			d, err = c.GetDeployment(context.Background(), "toy")
+			return err == nil && cond(d)
+		})
+		return d
+	}
+
+	// Refused: analysis on a deployment that follows an alias, and bad thresholds.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--canary-max-error-rate", "2"}, "max_error_rate is a share of the requests, 0-1"},
+		{[]string{"--canary-interval", "1500ms"}, "--canary-interval must be whole seconds"},
+		{[]string{"--canary-promote-after", "-1"}, "promote_after must be 1-1000"},
+	} {
+		args := append([]string{"deploy", "bad", "--model", "toy:1", "--canary-version", "2", "--no-wait"}, tc.args...)
+		if out, errOut, code := s.cli(args...); code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Fatalf("deploy %v: exit %d, want %q\n%s%s", tc.args, code, tc.want, out, errOut)
+		}
+	}
+
+	deploy(t, s, "toy", "--model", "toy:1", "--replicas", "2", "--canary-version", "2", "--canary-weight", "30",
+		"--canary-interval", "1s", "--canary-min-requests", "10")
+	if out, _, _ := s.cli("deployments", "get", "toy"); !strings.Contains(out, "Canary analysis:") || !strings.Contains(out, "every 1s with ≥ 10 requests") {
+		t.Errorf("deployments get does not show the analysis:\n%s", out)
+	}
+	stop := traffic()
+	d := waitDeployment("the broken canary to be removed", func(d *slipway.Deployment) bool { return d.Canary == nil && d.State == slipway.DeploymentActive })
+	ok, canaryErrors := stop()
+	if d.Version != 1 || !strings.Contains(d.Reason, "canary version 2 removed by its analysis: error rate 100.00% > 1.00%") {
+		t.Errorf("after the failed analysis: version %d, reason %q", d.Version, d.Reason)
+	}
+	if ok == 0 || canaryErrors < 10 {
+		t.Errorf("traffic: %d ok, %d canary errors", ok, canaryErrors)
+	}
+
+	// A healthy canary is promoted after two passed intervals, without a failed request.
+	if out, errOut, code := s.cli("deployments", "update", "toy", "--canary-version", "3", "--canary-weight", "30",
+		"--canary-interval", "1s", "--canary-min-requests", "10", "--canary-promote-after", "2", "--canary-max-latency-ratio", "20"); code != 0 {
+		t.Fatalf("update: %s %s", out, errOut)
+	}
+	stop = traffic()
+	d = waitDeployment("the healthy canary to be promoted", func(d *slipway.Deployment) bool {
+		return d.Version == 3 && d.Canary == nil && d.State == slipway.DeploymentActive
+	})
+	ok, canaryErrors = stop()
+	if !strings.Contains(d.Reason, "canary version 3 promoted by its analysis after 2 passed intervals") || canaryErrors != 0 {
+		t.Errorf("after the promotion: reason %q, %d canary errors (%d ok)", d.Reason, canaryErrors, ok)
+	}
+}

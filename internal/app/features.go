@@ -17,6 +17,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
 )
@@ -127,4 +128,18 @@ func (a *App) openBatch() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return a.batch.Open(ctx)
+}
+
+// openRollout starts the canary analysis (internal/rollout): it reads the monitor's per-version totals and
+// promotes or removes canaries through the deployment service. Its goroutine ends at Close.
+func (a *App) openRollout() error {
+	analyzer := rollout.New(a.deploy, a.monitor, a.log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { // owned by the App: ends at Close
+		defer close(done)
+		analyzer.Run(ctx)
+	}()
+	a.closers = append(a.closers, func() error { cancel(); <-done; return nil })
+	return nil
 }

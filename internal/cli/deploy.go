@@ -36,6 +36,7 @@ type deploymentFlags struct {
 	canaryVersion, canaryWeight, canaryReplicas           int
 	shadowVersion, shadowReplicas                         int
 	noCanary, noShadow                                    bool
+	analysis                                              canaryAnalysisFlags
 	noWait                                                bool
 	waitTimeout                                           time.Duration
 }
@@ -63,6 +64,7 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 	fs.IntVar(&f.canaryVersion, "canary-version", 0, "canary: another version of the model, on replicas of its own, that takes --canary-weight percent of the requests")
 	fs.IntVar(&f.canaryWeight, "canary-weight", def(defaultCanaryWeight), "percent of the requests the canary takes (1-99)")
 	fs.IntVar(&f.canaryReplicas, "canary-replicas", def(1), "replica processes of the canary (1-64)")
+	f.analysis.register(cmd, create)
 	fs.IntVar(&f.shadowVersion, "shadow-version", 0, "shadow: another version of the model, on replicas of its own, that gets a copy of every request (its answers are dropped, its outcomes counted)")
 	fs.IntVar(&f.shadowReplicas, "shadow-replicas", def(1), "replica processes of the shadow (1-64)")
 	if !create {
@@ -126,9 +128,72 @@ func anyChanged(cmd *cobra.Command, names ...string) bool {
 
 // The flags of a canary and of a shadow, beside --no-canary and --no-shadow.
 var (
-	canaryFlags = []string{"canary-version", "canary-weight", "canary-replicas"}
+	canaryFlags = append([]string{"canary-version", "canary-weight", "canary-replicas"}, analysisFlags...)
 	shadowFlags = []string{"shadow-version", "shadow-replicas"}
 )
+
+// canaryAnalysisFlags turn on and tune the automatic analysis of a canary (slipway.CanaryAnalysis).
+type canaryAnalysisFlags struct {
+	on, off                     bool
+	interval                    time.Duration
+	minRequests, promoteAfter   int
+	maxErrorRate, maxLatencyRat float64
+}
+
+var analysisFlags = []string{"canary-analysis", "no-canary-analysis", "canary-interval", "canary-min-requests",
+	"canary-max-error-rate", "canary-max-latency-ratio", "canary-promote-after"}
+
+func (a *canaryAnalysisFlags) register(cmd *cobra.Command, create bool) {
+	fs := cmd.Flags()
+	fs.BoolVar(&a.on, "canary-analysis", false, "promote or remove the canary automatically by its error rate (and latency) against the deployment's version; the --canary-* analysis flags below imply it")
+	fs.DurationVar(&a.interval, "canary-interval", 0, "canary analysis: length of an interval (default 1m)")
+	fs.IntVar(&a.minRequests, "canary-min-requests", 0, "canary analysis: canary requests an interval needs before it is judged (default 50)")
+	fs.Float64Var(&a.maxErrorRate, "canary-max-error-rate", 0, "canary analysis: largest share of 5xx answers that passes (default 0.01)")
+	fs.Float64Var(&a.maxLatencyRat, "canary-max-latency-ratio", 0, "canary analysis: largest canary p99 / version p99 that passes (default: latency not checked)")
+	fs.IntVar(&a.promoteAfter, "canary-promote-after", 0, "canary analysis: passed intervals in a row that promote the canary (default 5)")
+	if !create {
+		fs.BoolVar(&a.off, "no-canary-analysis", false, "stop the canary's automatic analysis (the canary stays)")
+	}
+}
+
+// apply sets c.Analysis from the flags that were given, on top of its current analysis.
+func (a *canaryAnalysisFlags) apply(cmd *cobra.Command, c *slipway.Canary) error {
+	changed := cmd.Flags().Changed
+	if a.off {
+		if anyChanged(cmd, analysisFlags[2:]...) || a.on {
+			return errors.New("--no-canary-analysis stops the analysis: give it without the other analysis flags")
+		}
+		c.Analysis = nil
+		return nil
+	}
+	if !anyChanged(cmd, analysisFlags...) {
+		return nil
+	}
+	an := slipway.CanaryAnalysis{}
+	if c.Analysis != nil {
+		an = *c.Analysis
+	}
+	if changed("canary-interval") {
+		if a.interval%time.Second != 0 || a.interval < time.Second {
+			return fmt.Errorf("--canary-interval must be whole seconds, at least 1s, got %s", a.interval)
+		}
+		an.IntervalSeconds = int(a.interval / time.Second)
+	}
+	if changed("canary-min-requests") {
+		an.MinRequests = a.minRequests
+	}
+	if changed("canary-max-error-rate") {
+		an.MaxErrorRate = a.maxErrorRate
+	}
+	if changed("canary-max-latency-ratio") {
+		an.MaxLatencyRatio = a.maxLatencyRat
+	}
+	if changed("canary-promote-after") {
+		an.PromoteAfter = a.promoteAfter
+	}
+	c.Analysis = &an
+	return nil
+}
 
 // defaultCanaryWeight is a new canary's share of the requests, in percent.
 const defaultCanaryWeight = 10
@@ -159,6 +224,9 @@ func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *client.DeploymentSp
 	}
 	if changed("canary-replicas") {
 		c.Replicas = f.canaryReplicas
+	}
+	if err := f.analysis.apply(cmd, &c); err != nil {
+		return err
 	}
 	sp.Canary = &c
 	return nil
@@ -437,6 +505,14 @@ func (a *app) printDeployment(d *slipway.Deployment) {
 	row(tw, "Replicas:", fmt.Sprintf("%d (%d ready)", d.Replicas, readyReplicas(d)))
 	if c := d.Canary; c != nil {
 		row(tw, "Canary:", fmt.Sprintf("version %d takes %d%% of the requests on %d replica(s)", c.Version, c.Weight, c.Replicas))
+		if a := c.Analysis; a != nil {
+			latency := ""
+			if a.MaxLatencyRatio > 0 {
+				latency = fmt.Sprintf(", p99 ≤ %g × the version's", a.MaxLatencyRatio)
+			}
+			row(tw, "Canary analysis:", fmt.Sprintf("every %ds with ≥ %d requests: 5xx ≤ %g%%%s; promoted after %d passed, removed at the first failed",
+				a.IntervalSeconds, a.MinRequests, 100*a.MaxErrorRate, latency, a.PromoteAfter))
+		}
 	}
 	if sh := d.Shadow; sh != nil {
 		row(tw, "Shadow:", fmt.Sprintf("version %d gets a copy of every request on %d replica(s)", sh.Version, sh.Replicas))

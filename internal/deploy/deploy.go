@@ -162,6 +162,20 @@ func (t *sideTarget) record(outcome string, took time.Duration) {
 }
 
 // close stops the pool and waits for the copies in flight (the closed pool fails them at once).
+// sideGrace is how long a replaced canary or shadow keeps taking the requests that were routed to it just
+// before the swap (they are between the routing and the pool, reading or decoding their payload).
+const sideGrace = time.Second
+
+// retire closes a canary or shadow taken out of service without failing a request routed to it: after
+// sideGrace, once its requests are done (at most timeout more, the deployment's request timeout).
+func (t *sideTarget) retire(timeout time.Duration) {
+	time.Sleep(sideGrace)
+	for deadline := time.Now().Add(timeout); !t.pool.Idle() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.close()
+}
+
 func (t *sideTarget) close() {
 	t.mu.Lock()
 	t.closed = true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/serving"
@@ -26,6 +27,9 @@ type Spec struct {
 	Canary *slipway.Canary `json:"canary"`
 	// Shadow replaces the shadow; {"version": 0} removes it.
 	Shadow *slipway.Shadow `json:"shadow"`
+	// Note becomes the deployment's reason once the update has settled, unless something else must be said
+	// (a canary analysis says why it promoted or removed the canary). Not part of the API.
+	Note string `json:"-"`
 }
 
 // Defaults for a new deployment.
@@ -67,6 +71,7 @@ func validate(d *slipway.Deployment) error {
 		if c.Replicas < 1 || c.Replicas > 64 {
 			problems = append(problems, fmt.Sprintf("canary replicas must be 1-64, got %d", c.Replicas))
 		}
+		problems = append(problems, analysisProblems(d, c.Analysis)...)
 	}
 	if sh := d.Shadow; sh != nil {
 		if sh.Version < 1 {
@@ -83,6 +88,33 @@ func validate(d *slipway.Deployment) error {
 }
 
 // apply merges spec into d (nil fields unchanged).
+func analysisProblems(d *slipway.Deployment, a *slipway.CanaryAnalysis) []string {
+	if a == nil {
+		return nil
+	}
+	var problems []string
+	if d.FollowAlias {
+		problems = append(problems, fmt.Sprintf("canary analysis promotes by setting the version, and this deployment follows @%s: "+
+			"promote by moving the alias, or drop follow_alias", d.Alias))
+	}
+	if a.IntervalSeconds < 1 || a.IntervalSeconds > 86400 {
+		problems = append(problems, fmt.Sprintf("canary analysis interval_seconds must be 1-86400, got %d", a.IntervalSeconds))
+	}
+	if a.MinRequests < 1 {
+		problems = append(problems, fmt.Sprintf("canary analysis min_requests must be at least 1, got %d", a.MinRequests))
+	}
+	if a.MaxErrorRate < 0 || a.MaxErrorRate > 1 {
+		problems = append(problems, fmt.Sprintf("canary analysis max_error_rate is a share of the requests, 0-1, got %g", a.MaxErrorRate))
+	}
+	if a.MaxLatencyRatio != 0 && a.MaxLatencyRatio < 1 {
+		problems = append(problems, fmt.Sprintf("canary analysis max_latency_ratio must be at least 1 (or 0: not checked), got %g", a.MaxLatencyRatio))
+	}
+	if a.PromoteAfter < 1 || a.PromoteAfter > 1000 {
+		problems = append(problems, fmt.Sprintf("canary analysis promote_after must be 1-1000 intervals, got %d", a.PromoteAfter))
+	}
+	return problems
+}
+
 func apply(d *slipway.Deployment, sp Spec) {
 	if sp.Version != nil {
 		d.Version, d.Alias = *sp.Version, ""
@@ -118,6 +150,10 @@ func apply(d *slipway.Deployment, sp Spec) {
 			canary := *c
 			if canary.Replicas == 0 {
 				canary.Replicas = 1
+			}
+			if c.Analysis != nil {
+				a := c.Analysis.WithDefaults()
+				canary.Analysis = &a
 			}
 			d.Canary = &canary
 		}
@@ -266,7 +302,7 @@ func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, sv *Serve
 	sv.mu.RUnlock()
 	if want == nil {
 		if old := sv.swapSide(shadow, nil); old != nil {
-			old.close()
+			old.retire(time.Duration(d.TimeoutMS) * time.Millisecond)
 		}
 		return nil
 	}
@@ -309,7 +345,7 @@ func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, sv *Serve
 		s.mu.Unlock()
 	}
 	if old := sv.swapSide(shadow, t); old != nil {
-		old.close()
+		old.retire(time.Duration(d.TimeoutMS) * time.Millisecond)
 	}
 	return nil
 }
@@ -398,11 +434,11 @@ func (s *Service) Update(ctx context.Context, name string, sp Spec) (*slipway.De
 	if err := s.store.UpdateDeployment(ctx, d); err != nil {
 		return nil, err
 	}
-	s.background(name, func(ctx context.Context) { s.finishUpdate(ctx, &prev, d, v) })
+	s.background(name, func(ctx context.Context) { s.finishUpdate(ctx, &prev, d, v, sp.Note) })
 	return s.Get(ctx, name)
 }
 
-func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment, v *slipway.ModelVersion) {
+func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment, v *slipway.ModelVersion, note string) {
 	s.mu.RLock()
 	sv := s.served[d.Name]
 	s.mu.RUnlock()
@@ -419,7 +455,11 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 		s.log.Warn("deployment update failed; previous version kept", "deployment", d.Name, "error", err)
 		return
 	}
-	s.setState(ctx, d.Name, slipway.DeploymentActive, s.sidesReason(ctx, d, sv))
+	reason := s.sidesReason(ctx, d, sv)
+	if reason == "" {
+		reason = note
+	}
+	s.setState(ctx, d.Name, slipway.DeploymentActive, reason)
 }
 
 func (s *Service) reshape(ctx context.Context, sv *Served, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {

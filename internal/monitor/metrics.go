@@ -80,6 +80,7 @@ type depState struct {
 	captures, accessLines perSecond     // caps per second
 	minute                atomic.Pointer[minuteAcc]
 	reqs                  sync.Map // counterKey → prometheus.Counter
+	versions              sync.Map // version (int) → *versionAcc: what canary analysis compares
 	latency               [3]prometheus.Observer
 	bytesIn               prometheus.Counter
 	bytesOut,
@@ -110,6 +111,78 @@ func latBucket(sec float64) int {
 	}
 	i := int(math.Ceil(math.Log(sec/latFirst) / math.Log(latGrowth)))
 	return min(i, latBuckets-1)
+}
+
+// versionAcc counts a deployment version's requests since the server started, with atomics.
+type versionAcc struct {
+	requests, errors atomic.Int64
+	lat              [latBuckets]atomic.Int64
+}
+
+// VersionTotals are a deployment version's requests since the server started: all, answered 5xx, and by
+// latency bucket. Differences of two snapshots describe the interval between them.
+type VersionTotals struct {
+	Requests, Errors int64
+	Latency          [latBuckets]int64
+}
+
+// Sub returns the requests counted in t and not in earlier.
+func (t VersionTotals) Sub(earlier VersionTotals) VersionTotals {
+	d := VersionTotals{Requests: t.Requests - earlier.Requests, Errors: t.Errors - earlier.Errors}
+	for i := range d.Latency {
+		d.Latency[i] = t.Latency[i] - earlier.Latency[i]
+	}
+	return d
+}
+
+// LatencyQuantile is the q-quantile of the latency in seconds (within 10%), 0 without requests.
+func (t VersionTotals) LatencyQuantile(q float64) float64 {
+	return bucketQuantile(t.Latency[:], q, math.Inf(1))
+}
+
+// bucketQuantile is the upper bound of the bucket holding the q-quantile of counts, at most limit.
+func bucketQuantile(counts []int64, q, limit float64) float64 {
+	var total int64
+	for _, c := range counts {
+		total += c
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := max(int64(math.Ceil(q*float64(total))), 1)
+	var cum int64
+	for i, c := range counts {
+		if cum += c; cum >= rank {
+			return math.Min(latBounds[i], limit)
+		}
+	}
+	return limit
+}
+
+// VersionTotals returns the requests a version of deployment has answered since the server started.
+func (s *Service) VersionTotals(deployment string, version int) VersionTotals {
+	var t VersionTotals
+	if s == nil {
+		return t
+	}
+	v, ok := s.state(deployment).versions.Load(version)
+	if !ok {
+		return t
+	}
+	a := v.(*versionAcc)
+	t.Requests, t.Errors = a.requests.Load(), a.errors.Load()
+	for i := range t.Latency {
+		t.Latency[i] = a.lat[i].Load()
+	}
+	return t
+}
+
+func (d *depState) version(v int) *versionAcc {
+	if a, ok := d.versions.Load(v); ok {
+		return a.(*versionAcc)
+	}
+	a, _ := d.versions.LoadOrStore(v, &versionAcc{})
+	return a.(*versionAcc)
 }
 
 // minuteAcc accumulates one deployment-minute with atomics.
@@ -294,7 +367,14 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 			break
 		}
 	}
-	a.lat[latBucket(sec)].Add(1)
+	bucket := latBucket(sec)
+	a.lat[bucket].Add(1)
+	va := d.version(e.version)
+	va.requests.Add(1)
+	va.lat[bucket].Add(1)
+	if status >= 500 {
+		va.errors.Add(1)
+	}
 
 	if status >= 300 || d.accessLines.allow(now) {
 		s.offerLog(&monitoring.LogLine{Deployment: e.Deployment, Time: now, Kind: monitoring.LogAccess, Replica: e.replica,
@@ -626,22 +706,10 @@ func (a *minuteAcc) point(dep string) *monitoring.MetricPoint {
 	if p.Requests > 0 {
 		p.LatencyMeanMS = float64(a.latSumNS.Load()) / 1e6 / float64(p.Requests)
 		var counts [latBuckets]int64
-		var total int64
 		for i := range counts {
 			counts[i] = a.lat[i].Load()
-			total += counts[i]
 		}
-		pct := func(q float64) float64 {
-			rank := int64(math.Ceil(q * float64(total)))
-			var cum int64
-			for i, c := range counts {
-				cum += c
-				if cum >= max(rank, 1) {
-					return math.Min(latBounds[i]*1000, p.LatencyMaxMS)
-				}
-			}
-			return p.LatencyMaxMS
-		}
+		pct := func(q float64) float64 { return bucketQuantile(counts[:], q, p.LatencyMaxMS/1000) * 1000 }
 		p.LatencyP50MS, p.LatencyP95MS, p.LatencyP99MS = pct(.5), pct(.95), pct(.99)
 	}
 	return p

@@ -476,6 +476,20 @@ func (p *Pool) Hello() (version int, rep *modelruntime.Replica) {
 	return 0, nil
 }
 
+// Idle reports whether no request runs on the pool's replicas or waits for one (in its queue or its batcher).
+func (p *Pool) Idle() bool {
+	p.mu.Lock()
+	b := p.batcher
+	busy := len(p.waiters) > 0 || slices.ContainsFunc(p.slots, func(s *slot) bool { return s.busy })
+	p.mu.Unlock()
+	if busy || b == nil {
+		return !busy
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue) == 0 && !b.owned && b.inflight == 0
+}
+
 // Close stops every replica and supervisor; waiting requests get ErrClosed.
 func (p *Pool) Close() {
 	p.mu.Lock()

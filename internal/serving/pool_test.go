@@ -363,6 +363,35 @@ func TestClosedPoolRefuses(t *testing.T) {
 	}
 }
 
+// Idle is what retiring a canary waits for: no request running, none queued.
+func TestIdle(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 10})
+	if !p.Idle() {
+		t.Fatal("a new pool is not idle")
+	}
+	done := holdReplica(t, p, 0.5)
+	if p.Idle() {
+		t.Fatal("idle with a request running")
+	}
+	queued := make(chan error, 1)
+	go func() { _, err := call(t, p, `{}`); queued <- err }()
+	for p.QueueLen() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p.Idle() {
+		t.Fatal("idle with a request queued")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+	if !p.Idle() {
+		t.Fatal("not idle once both requests are answered")
+	}
+}
+
 // A replica that crashes again and again is restarted with backoff and reported as a crash loop; once it
 // serves again the pool reports recovery.
 func TestCrashLoopIsReported(t *testing.T) {

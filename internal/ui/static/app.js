@@ -324,7 +324,7 @@ async function deploymentsPage() {
 }
 
 const readyCount = d => (d.replica_status || []).filter(r => r.state === "READY").length;
-const sides = d => [d.canary ? "canary v" + d.canary.version + " " + d.canary.weight + "%" : "",
+const sides = d => [d.canary ? "canary v" + d.canary.version + " " + d.canary.weight + "%" + (d.canary.analysis ? " (analysed)" : "") : "",
   d.shadow ? "shadow v" + d.shadow.version : ""].filter(Boolean).join(", ") || "–";
 
 async function deploymentPage(name) {
