@@ -179,20 +179,19 @@ func (a *canaryAnalysisFlags) apply(cmd *cobra.Command, c *slipway.Canary) error
 		}
 		an.IntervalSeconds = int(a.interval / time.Second)
 	}
-	if changed("canary-min-requests") {
-		an.MinRequests = a.minRequests
-	}
-	if changed("canary-max-error-rate") {
-		an.MaxErrorRate = a.maxErrorRate
-	}
-	if changed("canary-max-latency-ratio") {
-		an.MaxLatencyRatio = a.maxLatencyRat
-	}
-	if changed("canary-promote-after") {
-		an.PromoteAfter = a.promoteAfter
-	}
+	assign(cmd, "canary-min-requests", &an.MinRequests, a.minRequests)
+	assign(cmd, "canary-max-error-rate", &an.MaxErrorRate, a.maxErrorRate)
+	assign(cmd, "canary-max-latency-ratio", &an.MaxLatencyRatio, a.maxLatencyRat)
+	assign(cmd, "canary-promote-after", &an.PromoteAfter, a.promoteAfter)
 	c.Analysis = &an
 	return nil
+}
+
+// assign sets *dst to v when the flag name was given.
+func assign[T any](cmd *cobra.Command, name string, dst *T, v T) {
+	if cmd.Flags().Changed(name) {
+		*dst = v
+	}
 }
 
 // defaultCanaryWeight is a new canary's share of the requests, in percent.
@@ -216,15 +215,9 @@ func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *client.DeploymentSp
 		current = &slipway.Canary{Weight: defaultCanaryWeight, Replicas: 1}
 	}
 	c := *current
-	if changed("canary-version") {
-		c.Version = f.canaryVersion
-	}
-	if changed("canary-weight") {
-		c.Weight = f.canaryWeight
-	}
-	if changed("canary-replicas") {
-		c.Replicas = f.canaryReplicas
-	}
+	assign(cmd, "canary-version", &c.Version, f.canaryVersion)
+	assign(cmd, "canary-weight", &c.Weight, f.canaryWeight)
+	assign(cmd, "canary-replicas", &c.Replicas, f.canaryReplicas)
 	if err := f.analysis.apply(cmd, &c); err != nil {
 		return err
 	}
@@ -250,12 +243,8 @@ func (f *deploymentFlags) fillShadow(cmd *cobra.Command, sp *client.DeploymentSp
 		current = &slipway.Shadow{Replicas: 1}
 	}
 	sh := *current
-	if changed("shadow-version") {
-		sh.Version = f.shadowVersion
-	}
-	if changed("shadow-replicas") {
-		sh.Replicas = f.shadowReplicas
-	}
+	assign(cmd, "shadow-version", &sh.Version, f.shadowVersion)
+	assign(cmd, "shadow-replicas", &sh.Replicas, f.shadowReplicas)
 	sp.Shadow = &sh
 	return nil
 }
