@@ -25,8 +25,9 @@ test-go:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-test-python:
+test-python: build
 	cd internal/modelruntime/python && /usr/bin/python3 -m unittest -v test_harness
+	cd sdk/python && /usr/bin/python3 -m unittest -v test_sdk
 
 bench: build examples ## serving: ceiling, Flask+gunicorn, ONNX, Python, batching (ratios in one run)
 	./bench/run.sh
