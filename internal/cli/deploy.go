@@ -280,7 +280,8 @@ the reason the deployment FAILED (exit 1). --no-wait returns at once; the replic
 server ('slipway deployments get NAME' shows them).`,
 		Example: `  slipway deploy churn-api --model churn@champion --follow-alias --replicas 2
   slipway deploy churn-api --model churn:3 --batch-size 32 --env OMP_NUM_THREADS=1
-  slipway deploy churn-api --model churn:3 --canary-version 4 --canary-weight 20`,
+  slipway deploy churn-api --model churn:3 --canary-version 4 --canary-weight 20
+  slipway deploy churn-api --model churn:3 --canary-version 4 --canary-analysis --canary-max-error-rate 0.005`,
 		Args: exactArgs(1, "one deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -798,7 +799,11 @@ batching, timeout and queue changes apply in place. --batch-size 0 turns batchin
 A canary (--canary-version) is another version on replicas of its own that takes --canary-weight percent
 of the requests; a shadow (--shadow-version) gets a copy of every request and its answers are dropped.
 Both start beside the deployment; if one cannot start, the deployment serves on and the command exits 1
-with the reason. Promote a canary with --model-version N --no-canary.
+with the reason. Promote a canary with --model-version N --no-canary, or let the server do it:
+--canary-analysis (or any --canary-interval, --canary-min-requests, --canary-max-error-rate,
+--canary-max-latency-ratio, --canary-promote-after) judges the canary every interval by its 5xx share
+and p99 latency against the deployment's version, removes it at the first failed interval and promotes
+it after --canary-promote-after passed ones (docs/deployments.md).
 
 The command waits until the change is done unless --no-wait.`,
 		Example: `  slipway deployments update churn-api --model-version 4
@@ -806,6 +811,7 @@ The command waits until the change is done unless --no-wait.`,
   slipway deployments update churn-api --replicas 4 --batch-size 0
   slipway deployments update churn-api --canary-version 5 --canary-weight 10   # 10% of the requests to version 5
   slipway deployments update churn-api --model-version 5 --no-canary           # promote it
+  slipway deployments update churn-api --canary-version 6 --canary-analysis    # promoted or removed automatically
   slipway deployments update churn-api --shadow-version 6                      # a copy of every request to version 6`,
 		Args: exactArgs(1, "one deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
