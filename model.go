@@ -236,8 +236,14 @@ type ModelStore interface {
 	FinishVersion(ctx context.Context, v *ModelVersion) error
 	FindVersion(ctx context.Context, model string, ref VersionRef) (*ModelVersion, error)
 	FindVersions(ctx context.Context, model string, offset, limit int) ([]*ModelVersion, int, error)
-	// DeleteStaleRegistering removes versions left REGISTERING by a crash; returns what it removed.
+	// StoreVersionFiles records the manifest of a REGISTERING version whose checks run later (asynchronous
+	// registration): a crash then leaves a version whose checks can run again.
+	StoreVersionFiles(ctx context.Context, v *ModelVersion) error
+	// DeleteStaleRegistering removes versions a crash left REGISTERING before their files were recorded;
+	// returns what it removed.
 	DeleteStaleRegistering(ctx context.Context) ([]*ModelVersion, error)
+	// FindRegistering returns the versions left REGISTERING with their files recorded: their checks are due.
+	FindRegistering(ctx context.Context) ([]*ModelVersion, error)
 
 	SetAlias(ctx context.Context, model, alias string, version int, by string) (*AliasMove, error)
 	DeleteAlias(ctx context.Context, model, alias, by string) error

@@ -26,6 +26,18 @@ import (
 // A version whose checks failed is still registered: it comes back with State FAILED and a nil error.
 func (c *Client) PushVersion(ctx context.Context, model string, artifact io.Reader, filename string,
 	meta *slipway.VersionMetadata, progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
+	return c.pushVersion(ctx, model, "", artifact, filename, meta, progress, total)
+}
+
+// PushVersionNoWait is PushVersion that returns as soon as the server has stored the files: the version comes
+// back REGISTERING and its checks run on the server (poll GetVersion).
+func (c *Client) PushVersionNoWait(ctx context.Context, model string, artifact io.Reader, filename string,
+	meta *slipway.VersionMetadata, progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
+	return c.pushVersion(ctx, model, "?wait=false", artifact, filename, meta, progress, total)
+}
+
+func (c *Client) pushVersion(ctx context.Context, model, query string, artifact io.Reader, filename string,
+	meta *slipway.VersionMetadata, progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
 	var metaJSON []byte
 	if meta != nil {
 		var err error
@@ -38,7 +50,7 @@ func (c *Client) PushVersion(ctx context.Context, model string, artifact io.Read
 	}
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
-	path := apiPath("models", model, "versions")
+	path := apiPath("models", model, "versions") + query
 	req, err := c.newRequest(ctx, http.MethodPost, path, nil, pr)
 	if err != nil {
 		return nil, err

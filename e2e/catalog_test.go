@@ -523,3 +523,79 @@ func TestSecondServerRefused(t *testing.T) {
 		t.Fatalf("message: %s", out)
 	}
 }
+
+// slowScore takes a few seconds in load_model(), like a large model.
+const slowScore = `
+import time
+def load_model():
+    time.sleep(3)
+    return {"bias": 1}
+def predict(data, model=None):
+    return {"prediction": [model["bias"] + len(r) for r in data["data"]]}
+`
+
+// TestAsyncRegistration: `models push --no-wait` answers once the files are stored, with the version
+// REGISTERING, and the checks finish on the server. A registration that a crash (kill -9) or a shutdown
+// interrupts is checked again at the next start instead of being lost.
+func TestAsyncRegistration(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	artifact := filepath.Join(t.TempDir(), "slow.tar.gz")
+	if err := os.WriteFile(artifact, tarGz(t, pythonArtifact(slowScore, nil)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	meta := filepath.Join(t.TempDir(), "meta.json")
+	if err := os.WriteFile(meta, mustJSON(pythonMeta("")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pushNoWait := func(s *server) int {
+		t.Helper()
+		out, errOut, code := s.cli("models", "push", artifact, "--model", "slow", "--metadata", meta, "--no-wait", "-o", "json")
+		var v slipway.ModelVersion
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.State != slipway.VersionRegistering || v.Digest == "" {
+			t.Fatalf("push --no-wait: exit %d %s %s", code, out, errOut)
+		}
+		return v.Version
+	}
+	waitReady := func(s *server, version int) *slipway.ModelVersion {
+		t.Helper()
+		var v *slipway.ModelVersion
+		waitFor(t, "version "+itoa(version)+" READY", 2*time.Minute, func() bool {
+			var err error
+			v, err = s.Client().GetVersion(context.Background(), "slow", itoa(version))
+			return err == nil && v.State != slipway.VersionRegistering
+		})
+		assertReady(t, v)
+		return v
+	}
+
+	v1 := pushNoWait(s)
+	// Not READY yet: a deployment of it is refused with the state.
+	if out, errOut, code := s.cli("deploy", "early", "--model", "slow:"+itoa(v1), "--no-wait"); code == 0 || !strings.Contains(errOut, "REGISTERING") {
+		t.Errorf("deploying a REGISTERING version: exit %d %s %s", code, out, errOut)
+	}
+	waitReady(s, v1)
+	if out, errOut, code := s.cli("models", "push", artifact, "--model", "slow", "--no-wait", "--alias", "x"); code == 0 || !strings.Contains(errOut, "--alias needs the checks") {
+		t.Errorf("--no-wait --alias: exit %d %s %s", code, out, errOut)
+	}
+	if resp, body := s.do(t, "POST", "/api/v1/models/slow/versions?wait=maybe", s.Token, strings.NewReader(""), "multipart/form-data; boundary=x"); resp.StatusCode != 400 || !strings.Contains(string(body), "wait must be true or false") {
+		t.Errorf("wait=maybe: %d %s", resp.StatusCode, body)
+	}
+
+	// kill -9 while the checks run: the next server checks the version again.
+	v2 := pushNoWait(s)
+	s.Kill()
+	s = startServer(t, dir)
+	waitReady(s, v2)
+	// A graceful shutdown while the checks run: the same.
+	v3 := pushNoWait(s)
+	s.Stop()
+	s = startServer(t, dir)
+	if got := waitReady(s, v3); got.Version != 3 {
+		t.Errorf("version numbers: %d, %d, %d", v1, v2, got.Version)
+	}
+	if !strings.Contains(s.Log(), "checking a version whose registration was interrupted") {
+		t.Errorf("the restart did not say it checks the interrupted version:\n%s", s.Log())
+	}
+}

@@ -86,6 +86,8 @@ func (a *App) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.catalog.LoadTimeout = a.cfg.ReadyTimeout
+	a.closers = append(a.closers, func() error { a.catalog.Close(); return nil })
 	if err := a.catalog.Recover(ctx); err != nil {
 		return err
 	}
@@ -94,7 +96,6 @@ func (a *App) open(ctx context.Context) error {
 	}
 	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log})
 	a.deploy.ReadyTimeout = a.cfg.ReadyTimeout
-	a.catalog.LoadTimeout = a.cfg.ReadyTimeout
 	a.deploy.ReplicaLog = func(deployment, replica, line string) {
 		a.log.Debug("replica output", "deployment", deployment, "replica", replica, "line", line)
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slipway-ml/slipway"
@@ -30,8 +31,12 @@ type Service struct {
 	staging  string // extraction folders of uploads being registered
 	cache    string // materialised versions, read by replicas
 	log      *slog.Logger
-	// LoadTimeout bounds load_model() plus the sample prediction at registration.
+	// LoadTimeout bounds load_model() plus the sample prediction at registration. Set it before Recover.
 	LoadTimeout time.Duration
+
+	bg     context.Context // asynchronous registrations run under it; Close cancels it
+	stopBg context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // Config wires a Service.
@@ -49,6 +54,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{store: cfg.Store, blobs: cfg.Blobs, runtimes: cfg.Runtimes, limits: cfg.Limits,
 		staging: filepath.Join(cfg.WorkDir, "staging"), cache: filepath.Join(cfg.WorkDir, "models"),
 		log: cfg.Log, LoadTimeout: 2 * time.Minute}
+	s.bg, s.stopBg = context.WithCancel(context.Background())
 	for _, d := range []string{s.staging, s.cache} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("catalog: %w", err)
@@ -69,50 +75,115 @@ type Upload struct {
 // Register stores the upload as the model's next version, runs the checks and returns the version in its final
 // state (READY, or FAILED with the failing checks). Nothing is left behind when the upload itself is refused.
 func (s *Service) Register(ctx context.Context, up Upload) (*slipway.ModelVersion, error) {
-	if err := slipway.ValidateName("model", up.Model); err != nil {
+	v, dir, err := s.stage(ctx, up)
+	if err != nil {
 		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	// Registration outlives a client that hung up: finishing must not be cancelled half way.
+	if err := s.record(context.WithoutCancel(ctx), v, s.runChecks(ctx, dir, v)); err != nil {
+		return nil, err
+	}
+	return s.store.FindVersion(ctx, v.Model, slipway.VersionRef{Number: v.Version})
+}
+
+// RegisterAsync stores the upload as the model's next version and returns it REGISTERING; the checks run in
+// the background and move it to READY or FAILED. A version whose checks a shutdown or a crash interrupted is
+// checked again at the next start (Recover). Refusals of the upload itself are returned at once, as by Register.
+func (s *Service) RegisterAsync(ctx context.Context, up Upload) (*slipway.ModelVersion, error) {
+	v, dir, err := s.stage(ctx, up)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.StoreVersionFiles(ctx, v); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.checkLater(v, dir, true)
+	return s.store.FindVersion(ctx, v.Model, slipway.VersionRef{Number: v.Version})
+}
+
+// stage unpacks the upload into a staging folder, stores its files and creates the REGISTERING version. The
+// caller removes dir.
+func (s *Service) stage(ctx context.Context, up Upload) (*slipway.ModelVersion, string, error) {
+	if err := slipway.ValidateName("model", up.Model); err != nil {
+		return nil, "", err
 	}
 	dir, err := os.MkdirTemp(s.staging, "upload-")
 	if err != nil {
-		return nil, fmt.Errorf("catalog: staging folder: %w", err)
+		return nil, "", fmt.Errorf("catalog: staging folder: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	fail := func(err error) (*slipway.ModelVersion, string, error) {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
 	entries, err := archive.Extract(ctx, up.Path, up.Filename, dir, s.limits)
 	if err != nil {
-		return nil, uploadError(err)
+		return fail(uploadError(err))
 	}
 	if len(entries) == 0 {
-		return nil, slipway.Errorf(slipway.EINVALID, "the artifact holds no files")
+		return fail(slipway.Errorf(slipway.EINVALID, "the artifact holds no files"))
 	}
 	meta := up.Metadata
 	if meta.Runtime == "" {
 		meta.Runtime = guessRuntime(entries)
 	}
 	if meta.Runtime != slipway.RuntimePython && meta.Runtime != slipway.RuntimeONNX {
-		return nil, slipway.Errorf(slipway.EINVALID, "unknown runtime %q in metadata: use %q or %q", meta.Runtime, slipway.RuntimePython, slipway.RuntimeONNX)
+		return fail(slipway.Errorf(slipway.EINVALID, "unknown runtime %q in metadata: use %q or %q", meta.Runtime, slipway.RuntimePython, slipway.RuntimeONNX))
 	}
 	files, manifest, size, err := s.storeFiles(ctx, dir, entries)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	v := &slipway.ModelVersion{Model: up.Model, CreatedBy: up.By, VersionMetadata: meta}
 	if err := s.store.CreateVersion(ctx, v); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	v.Files, v.Digest, v.Size = files, manifest, size
-	v.Checks = s.runChecks(ctx, dir, v)
+	return v, dir, nil
+}
+
+// record stores the checks of v and the state they give it (READY, or FAILED).
+func (s *Service) record(ctx context.Context, v *slipway.ModelVersion, checks []slipway.Check) error {
+	v.Checks = checks
 	v.State = slipway.VersionReady
 	for _, c := range v.Checks {
 		if !c.Passed {
 			v.State = slipway.VersionFailed
 		}
 	}
-	// Registration outlives a client that hung up: finishing must not be cancelled half way.
-	if err := s.store.FinishVersion(context.WithoutCancel(ctx), v); err != nil {
-		return nil, err
+	if err := s.store.FinishVersion(ctx, v); err != nil {
+		return err
 	}
-	s.log.InfoContext(ctx, "model version registered", "model", v.Model, "version", v.Version, "state", v.State, "files", len(files), "bytes", size)
-	return s.store.FindVersion(ctx, v.Model, slipway.VersionRef{Number: v.Version})
+	s.log.InfoContext(ctx, "model version registered", "model", v.Model, "version", v.Version, "state", v.State, "files", len(v.Files), "bytes", v.Size)
+	return nil
+}
+
+// checkLater runs the checks of v in a goroutine of the service (removing dir afterwards when it is a staging
+// folder). When Close interrupts them, v stays REGISTERING for the next start to check again.
+func (s *Service) checkLater(v *slipway.ModelVersion, dir string, removeDir bool) {
+	s.wg.Add(1)
+	go func() { // owned by the service: Close cancels and waits
+		defer s.wg.Done()
+		if removeDir {
+			defer os.RemoveAll(dir)
+		}
+		checks := s.runChecks(s.bg, dir, v)
+		if s.bg.Err() != nil {
+			s.log.Info("registration interrupted by the shutdown; checked again at the next start", "model", v.Model, "version", v.Version)
+			return
+		}
+		if err := s.record(context.Background(), v, checks); err != nil {
+			s.log.Error("record the checks of a version", "model", v.Model, "version", v.Version, "error", err)
+		}
+	}()
+}
+
+// Close stops the checks running in the background (their versions stay REGISTERING and are checked again at
+// the next start) and waits for them.
+func (s *Service) Close() {
+	s.stopBg()
+	s.wg.Wait()
 }
 
 func uploadError(err error) error {
@@ -178,8 +249,10 @@ func (s *Service) storeFiles(ctx context.Context, dir string, entries []archive.
 	return files, digest, total, nil
 }
 
-// Recover runs at startup before the API serves: versions a crash left REGISTERING are removed (their number is
-// free again), staging folders are emptied and blobs no manifest references are deleted.
+// Recover runs at startup before the API serves: versions a crash left REGISTERING before their files were
+// recorded are removed (their number is free again), those with their files recorded (asynchronous
+// registrations) are checked again in the background, staging folders are emptied and blobs no manifest
+// references are deleted.
 func (s *Service) Recover(ctx context.Context) error {
 	stale, err := s.store.DeleteStaleRegistering(ctx)
 	if err != nil {
@@ -187,6 +260,18 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	for _, v := range stale {
 		s.log.WarnContext(ctx, "removed version interrupted during registration", "model", v.Model, "version", v.Version)
+	}
+	pending, err := s.store.FindRegistering(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: recover: %w", err)
+	}
+	for _, v := range pending {
+		dir, err := s.Materialize(ctx, v)
+		if err != nil {
+			return fmt.Errorf("catalog: recover version %s:%d: %w", v.Model, v.Version, err)
+		}
+		s.log.InfoContext(ctx, "checking a version whose registration was interrupted", "model", v.Model, "version", v.Version)
+		s.checkLater(v, dir, false)
 	}
 	if err := os.RemoveAll(s.staging); err != nil {
 		return fmt.Errorf("catalog: clean staging: %w", err)

@@ -25,29 +25,35 @@ import (
 
 func (a *app) modelsPushCommand() *cobra.Command {
 	var model, alias, metaFile string
+	var noWait bool
 	cmd := &cobra.Command{
 		Use:   "push PATH --model NAME [--alias ALIAS] [--metadata FILE]",
 		Short: "Register a new version of a model from a directory or a file",
 		Long: `Register a new version of a model. PATH is a model directory (sent as a tar.gz built on the fly,
 without __pycache__, .git, .gitignore and *.pyc) or a single file: an archive (.zip, .tar, .tar.gz) or a model file such as
 model.onnx, sent as is. The server unpacks it, runs the checks and answers READY or FAILED; a FAILED push
-prints the checks and exits with status 1.`,
+prints the checks and exits with status 1. With --no-wait the command returns once the files are stored,
+with the version REGISTERING; the checks go on on the server ('slipway models get NAME:VERSION' shows them).`,
 		Example: `  slipway models push examples/sklearn-churn --model churn --metadata examples/sklearn-churn/metadata.json --alias champion
   slipway models push model.onnx --model churn-onnx`,
 		Args: exactArgs(1, "one path (a directory or a file)"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			return a.push(cmd.Context(), args[0], model, alias, metaFile)
+			if noWait && alias != "" {
+				return errors.New("--alias needs the checks' verdict: drop --no-wait, or point the alias later with 'slipway models alias'")
+			}
+			return a.push(cmd.Context(), args[0], model, alias, metaFile, noWait)
 		}),
 	}
 	f := cmd.Flags()
 	f.StringVarP(&model, "model", "m", "", "model name (created if it does not exist)")
 	f.StringVar(&alias, "alias", "", "point this alias at the new version when it is READY")
 	f.StringVar(&metaFile, "metadata", "", "JSON file of version metadata (runtime, schemas, sample_input, metrics...)")
+	f.BoolVar(&noWait, "no-wait", false, "return once the files are stored; the checks go on on the server")
 	cmd.MarkFlagRequired("model")
 	return cmd
 }
 
-func (a *app) push(ctx context.Context, path, model, alias, metaFile string) error {
+func (a *app) push(ctx context.Context, path, model, alias, metaFile string, noWait bool) error {
 	if err := slipway.ValidateName("model", model); err != nil {
 		return err
 	}
@@ -76,7 +82,11 @@ func (a *app) push(ctx context.Context, path, model, alias, metaFile string) err
 
 	bar := a.newProgress(art.total)
 	body := &eofNotifier{r: art, onEOF: func() { bar.describe("checking") }}
-	v, err := c.PushVersion(ctx, model, body, art.name, meta, bar.set, art.total)
+	pushVersion := c.PushVersion
+	if noWait {
+		pushVersion = c.PushVersionNoWait
+	}
+	v, err := pushVersion(ctx, model, body, art.name, meta, bar.set, art.total)
 	bar.finish()
 	if err != nil {
 		return err
@@ -122,6 +132,9 @@ func (a *app) printPushed(v *slipway.ModelVersion) {
 	}
 	tw.Flush()
 	a.printChecks(v.Checks)
+	if v.State == slipway.VersionRegistering {
+		fmt.Fprintf(a.stdout, "The checks run on the server: 'slipway models get %s:%d' shows their verdict.\n", v.Model, v.Version)
+	}
 }
 
 // readMetadata reads a metadata file, refusing unknown fields here rather than after the upload.

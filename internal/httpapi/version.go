@@ -18,10 +18,19 @@ const maxMetadataBytes = 1 << 20
 
 // handleVersionCreate registers a version from a multipart upload: `metadata` (JSON) and `artifact` (an
 // archive or a single file). The artifact is streamed to a temp file under a size cap, never held in memory.
+// With ?wait=false it answers 202 with the version REGISTERING once the files are stored; the checks go on.
 func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) error {
 	name, err := modelName(r)
 	if err != nil {
 		return err
+	}
+	wait := true
+	switch q := r.URL.Query().Get("wait"); q {
+	case "", "true":
+	case "false":
+		wait = false
+	default:
+		return slipway.Errorf(slipway.EINVALID, "wait must be true or false, got %q", q)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxMetadataBytes+64<<10)
 	up, cleanup, err := s.readUpload(r)
@@ -30,12 +39,16 @@ func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	up.Model, up.By = name, actor(r)
-	v, err := s.catalog.Register(r.Context(), up)
+	register, status := s.catalog.Register, http.StatusCreated
+	if !wait {
+		register, status = s.catalog.RegisterAsync, http.StatusAccepted
+	}
+	v, err := register(r.Context(), up)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/models/%s/versions/%d", v.Model, v.Version))
-	return reply(w, http.StatusCreated, v)
+	return reply(w, status, v)
 }
 
 func (s *Server) readUpload(r *http.Request) (catalog.Upload, func(), error) {

@@ -207,7 +207,8 @@ on_exit:
 		ch := e.s.Changed()
 		cur, _ := e.s.GetPipelineRun(context.Background(), r.ID)
 		if st := stepOf(cur, "slow"); st.JobRun != "" {
-			if jr, _ := e.s.GetRun(context.Background(), st.JobRun); jr.State == slipway.RunInProgress {
+			// The step records its run's id just before the run is queued: a moment of "not found" is expected.
+			if jr, err := e.s.GetRun(context.Background(), st.JobRun); err == nil && jr.State == slipway.RunInProgress {
 				break
 			}
 		}

@@ -227,6 +227,19 @@ func (db *DB) FinishVersion(ctx context.Context, v *slipway.ModelVersion) error 
 	})
 }
 
+// StoreVersionFiles records the manifest of a REGISTERING version (asynchronous registration).
+func (db *DB) StoreVersionFiles(ctx context.Context, v *slipway.ModelVersion) error {
+	files, err := json.Marshal(v.Files)
+	if err != nil {
+		return fmt.Errorf("sqlstore: encode files: %w", err)
+	}
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		return execOne(ctx, tx, fmt.Sprintf("registering version %s:%d", v.Model, v.Version),
+			`UPDATE model_versions SET digest = ?, size = ?, files = ? WHERE model = ? AND version = ? AND state = 'REGISTERING'`,
+			v.Digest, v.Size, string(files), v.Model, v.Version)
+	})
+}
+
 const versionColumns = `model, version, state, created_at, created_by, metadata, digest, size, files, checks`
 
 func scanVersion(row interface{ Scan(...any) error }) (*slipway.ModelVersion, error) {
@@ -329,27 +342,47 @@ func (db *DB) fillAliases(ctx context.Context, vs []*slipway.ModelVersion) error
 	return nil
 }
 
-// DeleteStaleRegistering removes versions a crash left in REGISTERING. Call only at startup, before serving.
+// DeleteStaleRegistering removes versions a crash left in REGISTERING before their files were recorded. Call
+// only at startup, before serving.
 func (db *DB) DeleteStaleRegistering(ctx context.Context) ([]*slipway.ModelVersion, error) {
 	var stale []*slipway.ModelVersion
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT `+versionColumns+` FROM model_versions WHERE state = 'REGISTERING'`)
-		if err != nil {
-			return mapErr(err, "registering versions")
+		var err error
+		if stale, err = queryVersions(ctx, tx, `state = 'REGISTERING' AND digest = ''`); err != nil {
+			return err
 		}
-		for rows.Next() {
-			v, err := scanVersion(rows)
-			if err != nil {
-				rows.Close()
-				return mapErr(err, "registering versions")
-			}
-			stale = append(stale, v)
-		}
-		rows.Close()
-		_, err = tx.ExecContext(ctx, `DELETE FROM model_versions WHERE state = 'REGISTERING'`)
+		_, err = tx.ExecContext(ctx, `DELETE FROM model_versions WHERE state = 'REGISTERING' AND digest = ''`)
 		return mapErr(err, "registering versions")
 	})
 	return stale, err
+}
+
+// FindRegistering returns the REGISTERING versions whose files are recorded.
+func (db *DB) FindRegistering(ctx context.Context) ([]*slipway.ModelVersion, error) {
+	var vs []*slipway.ModelVersion
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		vs, err = queryVersions(ctx, tx, `state = 'REGISTERING' AND digest <> ''`)
+		return err
+	})
+	return vs, err
+}
+
+func queryVersions(ctx context.Context, tx *sql.Tx, where string) ([]*slipway.ModelVersion, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+versionColumns+` FROM model_versions WHERE `+where+` ORDER BY model, version`)
+	if err != nil {
+		return nil, mapErr(err, "registering versions")
+	}
+	defer rows.Close()
+	var vs []*slipway.ModelVersion
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, mapErr(err, "registering versions")
+		}
+		vs = append(vs, v)
+	}
+	return vs, mapErr(rows.Err(), "registering versions")
 }
 
 // SetAlias points alias at a READY version and appends to its history, atomically.

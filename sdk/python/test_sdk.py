@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import io
 import unittest
 
@@ -91,6 +92,17 @@ class ServerTest(unittest.TestCase):
         with self.assertRaises(slipway.SlipwayError) as e:
             self.sw.predict("churn-api", records)
         self.assertEqual(e.exception.status, 503)
+
+    def test_push_without_waiting(self):
+        v = self.sw.push_model("churn-later", EXAMPLE, metadata=os.path.join(EXAMPLE, "metadata.json"), wait=False)
+        self.assertEqual(v["state"], "REGISTERING")
+        deadline = time.monotonic() + 120
+        while self.sw.get_version("churn-later", v["version"])["state"] == "REGISTERING":
+            self.assertLess(time.monotonic(), deadline, "the checks never finished")
+            time.sleep(0.2)
+        self.assertEqual(self.sw.get_version("churn-later", v["version"])["state"], "READY")
+        with self.assertRaises(ValueError):
+            self.sw.push_model("churn-later", EXAMPLE, alias="champion", wait=False)
 
     def test_errors_carry_the_problem(self):
         with self.assertRaises(slipway.SlipwayError) as e:

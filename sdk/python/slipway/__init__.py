@@ -108,10 +108,13 @@ class Client:
             return self._json("GET", f"/api/v1/models/{_quote(model)}/aliases/{_quote(alias)}")
         return self._json("GET", f"/api/v1/models/{_quote(model)}/versions/{int(version)}")
 
-    def push_model(self, model, path, metadata=None, alias=None):
+    def push_model(self, model, path, metadata=None, alias=None, wait=True):
         """Register a new version: path is a model folder (sent as a tar.gz) or a file (.onnx, .zip, .tar.gz).
         metadata is a dict or the path of a metadata JSON file. Returns the version (READY, or FAILED with
-        its checks); with alias, READY versions get it."""
+        its checks); with alias, READY versions get it. wait=False returns it REGISTERING as soon as the
+        files are stored (the checks go on on the server; get_version shows them)."""
+        if alias and not wait:
+            raise ValueError("alias needs the checks' verdict: push with wait=True, or set_alias later")
         if isinstance(metadata, (str, os.PathLike)):
             with open(metadata) as f:
                 metadata = json.load(f)
@@ -125,7 +128,8 @@ class Client:
             parts.append(("metadata", None, "application/json", json.dumps(metadata).encode()))
         parts.append(("artifact", filename, "application/octet-stream", artifact))
         body, ctype = _multipart(parts)
-        v = self._request("POST", f"/api/v1/models/{_quote(model)}/versions", body, ctype)
+        v = self._request("POST", f"/api/v1/models/{_quote(model)}/versions", body, ctype,
+                          query=None if wait else {"wait": "false"})
         if alias and v.get("state") == "READY":
             self.set_alias(model, alias, v["version"])
         return v
