@@ -190,20 +190,7 @@ func (db *DB) FindUploadedFile(ctx context.Context, id string) (*slipway.Uploade
 
 // FindUploadedFiles lists uploaded files, newest first.
 func (db *DB) FindUploadedFiles(ctx context.Context) ([]*slipway.UploadedFile, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+fileColumns+` FROM batch_files ORDER BY created_at DESC, id`)
-	if err != nil {
-		return nil, mapErr(err, "files")
-	}
-	defer rows.Close()
-	var out []*slipway.UploadedFile
-	for rows.Next() {
-		f, err := scanUploadedFile(rows)
-		if err != nil {
-			return nil, mapErr(err, "files")
-		}
-		out = append(out, f)
-	}
-	return out, mapErr(rows.Err(), "files")
+	return queryAll(ctx, db.r, scanUploadedFile, "files", `SELECT `+fileColumns+` FROM batch_files ORDER BY created_at DESC, id`)
 }
 
 // DeleteUploadedFile removes a file's record.

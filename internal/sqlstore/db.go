@@ -183,3 +183,26 @@ func affectedOne(res sql.Result, err error, what string) error {
 	}
 	return nil
 }
+
+// rowScanner is a *sql.Row or *sql.Rows: what the scan functions read.
+type rowScanner = interface{ Scan(...any) error }
+
+// queryAll runs query and scans every row with scan; what names the rows in errors.
+func queryAll[T any](ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, scan func(rowScanner) (T, error), what, query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, mapErr(err, what)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, mapErr(err, what)
+		}
+		out = append(out, v)
+	}
+	return out, mapErr(rows.Err(), what)
+}

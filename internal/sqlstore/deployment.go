@@ -57,20 +57,7 @@ func (db *DB) FindDeployment(ctx context.Context, name string) (*slipway.Deploym
 
 // FindDeployments lists every deployment by name.
 func (db *DB) FindDeployments(ctx context.Context) ([]*slipway.Deployment, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+deploymentColumns+` FROM deployments ORDER BY name`)
-	if err != nil {
-		return nil, mapErr(err, "deployments")
-	}
-	defer rows.Close()
-	var out []*slipway.Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, mapErr(err, "deployments")
-		}
-		out = append(out, d)
-	}
-	return out, mapErr(rows.Err(), "deployments")
+	return queryAll(ctx, db.r, scanDeployment, "deployments", `SELECT `+deploymentColumns+` FROM deployments ORDER BY name`)
 }
 
 // UpdateDeployment stores d's desired state (everything but name and created_at).

@@ -64,20 +64,7 @@ func (db *DB) FindSchedule(ctx context.Context, name string) (*slipway.Schedule,
 
 // FindSchedules lists schedules by name.
 func (db *DB) FindSchedules(ctx context.Context) ([]*slipway.Schedule, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+scheduleColumns+` FROM schedules ORDER BY name`)
-	if err != nil {
-		return nil, mapErr(err, "schedules")
-	}
-	defer rows.Close()
-	var out []*slipway.Schedule
-	for rows.Next() {
-		s, err := scanSchedule(rows)
-		if err != nil {
-			return nil, mapErr(err, "schedules")
-		}
-		out = append(out, s)
-	}
-	return out, mapErr(rows.Err(), "schedules")
+	return queryAll(ctx, db.r, scanSchedule, "schedules", `SELECT `+scheduleColumns+` FROM schedules ORDER BY name`)
 }
 
 // DeleteSchedule removes a schedule and its ticks.

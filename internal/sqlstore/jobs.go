@@ -52,20 +52,7 @@ func (db *DB) FindJob(ctx context.Context, name string) (*slipway.Job, error) {
 
 // FindJobs lists every job by name.
 func (db *DB) FindJobs(ctx context.Context) ([]*slipway.Job, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs ORDER BY name`)
-	if err != nil {
-		return nil, mapErr(err, "jobs")
-	}
-	defer rows.Close()
-	var out []*slipway.Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, mapErr(err, "jobs")
-		}
-		out = append(out, j)
-	}
-	return out, mapErr(rows.Err(), "jobs")
+	return queryAll(ctx, db.r, scanJob, "jobs", `SELECT `+jobColumns+` FROM jobs ORDER BY name`)
 }
 
 // DeleteJob removes a job; its runs stay.

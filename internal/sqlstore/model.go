@@ -369,20 +369,7 @@ func (db *DB) FindRegistering(ctx context.Context) ([]*slipway.ModelVersion, err
 }
 
 func queryVersions(ctx context.Context, tx *sql.Tx, where string) ([]*slipway.ModelVersion, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+versionColumns+` FROM model_versions WHERE `+where+` ORDER BY model, version`)
-	if err != nil {
-		return nil, mapErr(err, "registering versions")
-	}
-	defer rows.Close()
-	var vs []*slipway.ModelVersion
-	for rows.Next() {
-		v, err := scanVersion(rows)
-		if err != nil {
-			return nil, mapErr(err, "registering versions")
-		}
-		vs = append(vs, v)
-	}
-	return vs, mapErr(rows.Err(), "registering versions")
+	return queryAll(ctx, tx, scanVersion, "registering versions", `SELECT `+versionColumns+` FROM model_versions WHERE `+where+` ORDER BY model, version`)
 }
 
 // SetAlias points alias at a READY version and appends to its history, atomically.

@@ -45,20 +45,7 @@ func (db *DB) FindPipeline(ctx context.Context, name string) (*slipway.Pipeline,
 
 // FindPipelines lists pipelines by name.
 func (db *DB) FindPipelines(ctx context.Context) ([]*slipway.Pipeline, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT name, spec, artifact_digest, created_at, created_by FROM pipelines ORDER BY name`)
-	if err != nil {
-		return nil, mapErr(err, "pipelines")
-	}
-	defer rows.Close()
-	var out []*slipway.Pipeline
-	for rows.Next() {
-		p, err := scanPipeline(rows)
-		if err != nil {
-			return nil, mapErr(err, "pipelines")
-		}
-		out = append(out, p)
-	}
-	return out, mapErr(rows.Err(), "pipelines")
+	return queryAll(ctx, db.r, scanPipeline, "pipelines", `SELECT name, spec, artifact_digest, created_at, created_by FROM pipelines ORDER BY name`)
 }
 
 // DeletePipeline removes a pipeline; its runs stay.

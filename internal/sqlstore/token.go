@@ -40,20 +40,7 @@ func (db *DB) FindTokenByHash(ctx context.Context, hash string) (*slipway.Token,
 
 // FindTokens lists all tokens, newest first, without secrets.
 func (db *DB) FindTokens(ctx context.Context) ([]*slipway.Token, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens ORDER BY created_at DESC, id`)
-	if err != nil {
-		return nil, mapErr(err, "tokens")
-	}
-	defer rows.Close()
-	var out []*slipway.Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, mapErr(err, "tokens")
-		}
-		out = append(out, t)
-	}
-	return out, mapErr(rows.Err(), "tokens")
+	return queryAll(ctx, db.r, scanToken, "tokens", `SELECT `+tokenColumns+` FROM tokens ORDER BY created_at DESC, id`)
 }
 
 // RevokeToken marks a token revoked; revoking twice is not an error.

@@ -63,7 +63,7 @@ class Client:
 
     # ---- transport ----
 
-    def _request(self, method, path, body=None, content_type=None, query=None, raw=False):
+    def _request(self, method, path, body=None, content_type=None, query=None, raw=False, headers=None):
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -72,6 +72,8 @@ class Client:
             req.add_header("Authorization", "Bearer " + self.token)
         if content_type:
             req.add_header("Content-Type", content_type)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 data = resp.read()
@@ -186,18 +188,9 @@ class Client:
         payload = _mlflow_payload(data)
         if params:
             payload["params"] = params
-        path = f"/deployments/{_quote(deployment)}/invocations"
-        req = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(), method="POST")
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", "Bearer " + self.token)
-        if request_id:
-            req.add_header("X-Request-Id", request_id)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())["predictions"]
-        except urllib.error.HTTPError as e:
-            raise _problem(e) from None
+        answer = self._request("POST", f"/deployments/{_quote(deployment)}/invocations", json.dumps(payload).encode(),
+                               "application/json", headers={"X-Request-Id": request_id} if request_id else None)
+        return answer["predictions"]
 
     def predict_raw(self, deployment, body):
         """The OCI-style endpoint: body (any JSON value) goes to the model's predict() as it is."""
