@@ -200,53 +200,53 @@ const defaultCanaryWeight = 10
 // fillCanary sets sp.Canary from the canary flags. current is the deployment's canary (update; nil when it
 // has none), so that --canary-weight alone reweights it and --canary-replicas alone scales it.
 func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Canary) error {
-	changed := cmd.Flags().Changed
-	switch {
-	case f.noCanary && anyChanged(cmd, canaryFlags...):
-		return errors.New("--no-canary removes the canary: give it without the other --canary flags")
-	case f.noCanary:
-		sp.Canary = &slipway.Canary{}
-		return nil
-	case !anyChanged(cmd, canaryFlags...):
-		return nil
-	case current == nil && !changed("canary-version"):
-		return errors.New("the deployment has no canary: give --canary-version")
-	case current == nil:
-		current = &slipway.Canary{Weight: defaultCanaryWeight, Replicas: 1}
+	c, edit, err := sideFlags(cmd, "canary", f.noCanary, canaryFlags, current, slipway.Canary{Weight: defaultCanaryWeight, Replicas: 1})
+	if err != nil || !edit {
+		sp.Canary = c
+		return err
 	}
-	c := *current
 	assign(cmd, "canary-version", &c.Version, f.canaryVersion)
 	assign(cmd, "canary-weight", &c.Weight, f.canaryWeight)
 	assign(cmd, "canary-replicas", &c.Replicas, f.canaryReplicas)
-	if err := f.analysis.apply(cmd, &c); err != nil {
+	if err := f.analysis.apply(cmd, c); err != nil {
 		return err
 	}
-	sp.Canary = &c
+	sp.Canary = c
 	return nil
 }
 
 // fillShadow sets sp.Shadow from the shadow flags. current is the deployment's shadow (update; nil when it
 // has none), so that --shadow-replicas alone scales it.
 func (f *deploymentFlags) fillShadow(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Shadow) error {
-	changed := cmd.Flags().Changed
-	switch {
-	case f.noShadow && anyChanged(cmd, shadowFlags...):
-		return errors.New("--no-shadow removes the shadow: give it without the other --shadow flags")
-	case f.noShadow:
-		sp.Shadow = &slipway.Shadow{}
-		return nil
-	case !anyChanged(cmd, shadowFlags...):
-		return nil
-	case current == nil && !changed("shadow-version"):
-		return errors.New("the deployment has no shadow: give --shadow-version")
-	case current == nil:
-		current = &slipway.Shadow{Replicas: 1}
+	sh, edit, err := sideFlags(cmd, "shadow", f.noShadow, shadowFlags, current, slipway.Shadow{Replicas: 1})
+	if err != nil || !edit {
+		sp.Shadow = sh
+		return err
 	}
-	sh := *current
 	assign(cmd, "shadow-version", &sh.Version, f.shadowVersion)
 	assign(cmd, "shadow-replicas", &sh.Replicas, f.shadowReplicas)
-	sp.Shadow = &sh
+	sp.Shadow = sh
 	return nil
+}
+
+// sideFlags reads what the flags of a canary or a shadow (role) ask for: nil when none was given, the zero
+// value (remove it) for --no-ROLE, else a copy of current (of fresh when there is none) for the caller to
+// change (edit).
+func sideFlags[T any](cmd *cobra.Command, role string, remove bool, flags []string, current *T, fresh T) (side *T, edit bool, err error) {
+	switch {
+	case remove && anyChanged(cmd, flags...):
+		return nil, false, fmt.Errorf("--no-%s removes the %s: give it without the other --%s flags", role, role, role)
+	case remove:
+		return new(T), false, nil
+	case !anyChanged(cmd, flags...):
+		return nil, false, nil
+	case current == nil && !cmd.Flags().Changed(role+"-version"):
+		return nil, false, fmt.Errorf("the deployment has no %s: give --%s-version", role, role)
+	case current == nil:
+		current = &fresh
+	}
+	next := *current
+	return &next, true, nil
 }
 
 // parseEnv reads KEY=VALUE pairs; a key given twice is refused (which one was meant?).

@@ -161,7 +161,6 @@ func (t *sideTarget) record(outcome string, took time.Duration) {
 	}
 }
 
-// close stops the pool and waits for the copies in flight (the closed pool fails them at once).
 // sideGrace is how long a replaced canary or shadow keeps taking the requests that were routed to it just
 // before the swap (they are between the routing and the pool, reading or decoding their payload).
 const sideGrace = time.Second
@@ -176,6 +175,7 @@ func (t *sideTarget) retire(timeout time.Duration) {
 	t.close()
 }
 
+// close stops the pool and waits for the copies in flight (the closed pool fails them at once).
 func (t *sideTarget) close() {
 	t.mu.Lock()
 	t.closed = true

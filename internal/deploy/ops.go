@@ -87,7 +87,7 @@ func validate(d *slipway.Deployment) error {
 	return nil
 }
 
-// apply merges spec into d (nil fields unchanged).
+// analysisProblems checks a canary's analysis (nil: none) of deployment d.
 func analysisProblems(d *slipway.Deployment, a *slipway.CanaryAnalysis) []string {
 	if a == nil {
 		return nil
@@ -115,6 +115,7 @@ func analysisProblems(d *slipway.Deployment, a *slipway.CanaryAnalysis) []string
 	return problems
 }
 
+// apply merges spec into d (nil fields unchanged).
 func apply(d *slipway.Deployment, sp Spec) {
 	if sp.Version != nil {
 		d.Version, d.Alias = *sp.Version, ""

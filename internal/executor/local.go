@@ -76,10 +76,7 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	if dup {
 		return Handle{}, fmt.Errorf("executor: process %s already started", spec.ID)
 	}
-	out := spec.Output
-	if out == nil {
-		out = func(string, time.Time, string) {}
-	}
+	out := orDiscard(spec.Output)
 	if spec.StateDir != "" && len(l.supervisor) > 0 {
 		return l.startSupervised(spec, path, args, out)
 	}
@@ -165,9 +162,7 @@ func (l *Local) Wait(ctx context.Context, id string) (Exit, error) {
 	delete(l.procs, id)
 	l.mu.Unlock()
 	if p.stateDir != "" {
-		for _, f := range []string{spoolFile, offsetFile, exitFile, superLog} {
-			os.Remove(filepath.Join(p.stateDir, f))
-		}
+		removeStateFiles(p.stateDir)
 	}
 	return p.exit, nil
 }
@@ -207,9 +202,7 @@ func (l *Local) Stop(ctx context.Context, id string, grace time.Duration) error 
 // read while the server runs.
 func (l *Local) startSupervised(spec Spec, path string, args []string, out func(string, time.Time, string)) (Handle, error) {
 	dir := spec.StateDir
-	for _, f := range []string{spoolFile, offsetFile, exitFile} {
-		os.Remove(filepath.Join(dir, f))
-	}
+	removeStateFiles(dir) // of an earlier attempt with the same folder
 	logf, err := os.Create(filepath.Join(dir, superLog))
 	if err != nil {
 		return Handle{}, fmt.Errorf("executor: supervisor log: %w", err)
@@ -259,7 +252,7 @@ func (l *Local) attach(h Handle, out func(string, time.Time, string), ended func
 				exit, ok := readExit(h.StateDir)
 				if !ok {
 					exit = supervisor
-					exit.LastLine = lastSupervisorLine(h.StateDir)
+					exit.LastLine = lostExitLine(h.StateDir)
 				}
 				p.exit = exit
 				close(p.done)
@@ -277,10 +270,23 @@ func (l *Local) attach(h Handle, out func(string, time.Time, string), ended func
 // pollEvery is how often a supervised process's spool is read (and, re-attached, its liveness checked).
 const pollEvery = 100 * time.Millisecond
 
-func lastSupervisorLine(dir string) string {
+// orDiscard is out, or a function that drops the lines when nobody reads them.
+func orDiscard(out func(string, time.Time, string)) func(string, time.Time, string) {
+	if out == nil {
+		return func(string, time.Time, string) {}
+	}
+	return out
+}
+
+// lostExitLine explains an exit the supervisor did not record (it was killed, most likely), with its own last
+// words when it wrote any.
+func lostExitLine(dir string) string {
+	msg := "the supervisor ended without recording the exit (was it killed?)"
 	b, _ := os.ReadFile(filepath.Join(dir, superLog))
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return "the supervisor ended without recording the exit: " + lines[len(lines)-1]
+	if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); lines[len(lines)-1] != "" {
+		msg += "; its last words: " + lines[len(lines)-1]
+	}
+	return msg
 }
 
 // Detach stops following a supervised process and forgets it; it runs on (see Executor). It returns once
@@ -308,9 +314,7 @@ func (l *Local) Recover(ctx context.Context, h Handle, output func(string, time.
 	if h.PID <= 0 {
 		return ErrLost
 	}
-	if output == nil {
-		output = func(string, time.Time, string) {}
-	}
+	output = orDiscard(output)
 	if h.StateDir != "" && len(l.supervisor) > 0 {
 		if Alive(h) {
 			l.attach(h, output, func(detach <-chan struct{}) Exit {
@@ -323,7 +327,7 @@ func (l *Local) Recover(ctx context.Context, h Handle, output func(string, time.
 					case <-tick.C:
 					}
 				}
-				return Exit{Code: -1, Signal: "lost"} // not our child: its status is only in the exit record
+				return Exit{Code: -1, Signal: "unknown"} // not our child: its status is only in the exit record
 			})
 			return nil
 		}

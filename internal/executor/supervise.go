@@ -29,6 +29,13 @@ const (
 	superLog   = "supervisor.log"
 )
 
+// removeStateFiles removes a supervised process's files from its state folder.
+func removeStateFiles(dir string) {
+	for _, f := range []string{spoolFile, offsetFile, exitFile, superLog} {
+		os.Remove(filepath.Join(dir, f))
+	}
+}
+
 // Supervise is `slipway exec-supervise --spool=FILE --exit=FILE [--max-bytes=N] -- PROGRAM ARGS...`, started by
 // the executor as the leader of a run's process group. It returns once the program has ended and its exit is
 // recorded. Output beyond --max-bytes (default 64 MiB) is read and dropped, so that a chatty program cannot

@@ -73,7 +73,7 @@ func (s *Service) resume(r *slipway.JobRun, lw *logWriter) {
 		slot = true
 	default:
 	}
-	log := s.log.With("run_id", r.ID, "job", r.Job, "pipeline_run", r.PipelineRun, "step", r.Step)
+	log := s.runLog(r)
 	log.Info("job run re-attached", "pid", r.PID)
 	s.goFunc(func(ctx context.Context) {
 		defer func() {

@@ -113,7 +113,7 @@ func (s *Service) claimNext(ctx context.Context) (*slipway.JobRun, error) {
 
 // execute runs r (IN_PROGRESS) to its end: working folder, token, process, timeout and cancel, outputs.
 func (s *Service) execute(ctx context.Context, r *slipway.JobRun) {
-	log := s.log.With("run_id", r.ID, "job", r.Job, "pipeline_run", r.PipelineRun, "step", r.Step)
+	log := s.runLog(r)
 	s.mu.Lock()
 	ar := s.running[r.ID] // registered by claimNext
 	s.mu.Unlock()
@@ -148,6 +148,11 @@ func (s *Service) execute(ctx context.Context, r *slipway.JobRun) {
 	}
 	log.Info("job run started", "pid", h.PID)
 	s.supervise(ctx, r, ar, lw, tokenID, log)
+}
+
+// runLog is the service's logger with the run's identity.
+func (s *Service) runLog(r *slipway.JobRun) *slog.Logger {
+	return s.log.With("run_id", r.ID, "job", r.Job, "pipeline_run", r.PipelineRun, "step", r.Step)
 }
 
 // forget removes a run that this server no longer follows.

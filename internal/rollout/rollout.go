@@ -40,8 +40,7 @@ type Analyzer struct {
 // progress is a canary's analysis so far: the totals at the start of the current interval, and the passed
 // intervals in a row.
 type progress struct {
-	canary           slipway.Canary // as it was when the analysis started: any change starts it over
-	analysis         slipway.CanaryAnalysis
+	canary           slipway.Canary // as it was when the analysis started (Analysis set): any change starts it over
 	since            time.Time
 	canaryAt, mainAt monitor.VersionTotals
 	passed           int
@@ -86,7 +85,7 @@ func (a *Analyzer) Step(ctx context.Context) {
 			a.canaries[d.Name] = a.start(d)
 			continue
 		}
-		if a.now().Sub(p.since) < time.Duration(p.analysis.IntervalSeconds)*time.Second {
+		if a.now().Sub(p.since) < time.Duration(p.canary.Analysis.IntervalSeconds)*time.Second {
 			continue
 		}
 		a.evaluate(ctx, d, p)
@@ -107,7 +106,7 @@ func (a *Analyzer) start(d *slipway.Deployment) *progress {
 	c := *d.Canary
 	an := *c.Analysis
 	c.Analysis = &an
-	return &progress{canary: c, analysis: an, since: a.now(),
+	return &progress{canary: c, since: a.now(),
 		canaryAt: a.stats.VersionTotals(d.Name, c.Version), mainAt: a.stats.VersionTotals(d.Name, d.Version)}
 }
 
@@ -143,7 +142,8 @@ func Judge(an slipway.CanaryAnalysis, canary, main monitor.VersionTotals) Verdic
 func (a *Analyzer) evaluate(ctx context.Context, d *slipway.Deployment, p *progress) {
 	c := p.canary
 	canaryNow, mainNow := a.stats.VersionTotals(d.Name, c.Version), a.stats.VersionTotals(d.Name, d.Version)
-	v := Judge(p.analysis, canaryNow.Sub(p.canaryAt), mainNow.Sub(p.mainAt))
+	an := *c.Analysis
+	v := Judge(an, canaryNow.Sub(p.canaryAt), mainNow.Sub(p.mainAt))
 	log := a.log.With("deployment", d.Name, "canary_version", c.Version)
 	if !v.Decided {
 		return // the interval goes on until the canary has had enough requests
@@ -156,8 +156,8 @@ func (a *Analyzer) evaluate(ctx context.Context, d *slipway.Deployment, p *progr
 		return
 	}
 	p.passed++
-	log.Info("canary passed an analysis interval", "passed", p.passed, "of", p.analysis.PromoteAfter, "detail", v.Detail)
-	if p.passed < p.analysis.PromoteAfter {
+	log.Info("canary passed an analysis interval", "passed", p.passed, "of", an.PromoteAfter, "detail", v.Detail)
+	if p.passed < an.PromoteAfter {
 		return
 	}
 	version := c.Version

@@ -83,6 +83,9 @@ class ServerTest(unittest.TestCase):
         # Row dicts (dataframe_records) give the same answer.
         records = features.head(3).to_dict(orient="records")
         self.assertEqual(self.sw.predict("churn-api", records), got[:3])
+        # The OCI endpoint hands the body to predict() as it is.
+        raw = self.sw.predict_raw("churn-api", {"data": features.head(3).values.tolist(), "columns": list(features.columns)})
+        self.assertEqual(raw["prediction"], [r["prediction"] for r in got[:3]])
         # Ground truth for the captured request, joined by the id the SDK sent.
         fb = self.sw.feedback("churn-api", [{"request_id": "sdk-test-1", "row": 0, "label": int(want["prediction"][0])}])
         self.assertEqual((fb["received"], fb["inserted"]), (1, 1), fb)
