@@ -39,7 +39,7 @@ type App struct {
 	deploy  *deploy.Service
 	api     *httpapi.Server
 
-	blobs    *blob.Local
+	blobs    blob.Store
 	runtimes *modelruntime.Runtimes
 	monitor  *monitor.Service
 	jobs     *jobs.Service
@@ -65,12 +65,39 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	return a, nil
 }
 
+// openBlobs opens the artifact store: DATA_DIR/blobs, or a bucket. A bucket gets the blobs a local store
+// holds (an installation switching to a bucket), moved and verified, before anything reads them.
+func (a *App) openBlobs(ctx context.Context) (blob.Store, error) {
+	local, err := blob.OpenLocal(filepath.Join(a.cfg.DataDir, "blobs"))
+	if err != nil || a.cfg.ArtifactStore == "" {
+		return local, err
+	}
+	id, err := a.db.InstallationID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bucket, err := blob.OpenS3(ctx, blob.S3Config{URL: a.cfg.ArtifactStore, Endpoint: a.cfg.S3Endpoint, Region: a.cfg.S3Region,
+		TempDir: local.TempDir(), Installation: id})
+	if err != nil {
+		return nil, err
+	}
+	moved, err := blob.MoveAll(ctx, local, bucket)
+	if moved > 0 {
+		a.log.Info("moved local artifacts to the artifact store", "blobs", moved, "store", bucket.Where())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("move local artifacts to %s: %w", bucket.Where(), err)
+	}
+	a.log.Info("artifact store", "store", bucket.Where(), "installation", id)
+	return bucket, nil
+}
+
 func (a *App) open(ctx context.Context) error {
 	var err error
 	if a.db, err = sqlstore.OpenSQLite(ctx, filepath.Join(a.cfg.DataDir, "slipway.db")); err != nil {
 		return err
 	}
-	blobs, err := blob.OpenLocal(filepath.Join(a.cfg.DataDir, "blobs"))
+	blobs, err := a.openBlobs(ctx)
 	if err != nil {
 		return err
 	}

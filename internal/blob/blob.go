@@ -1,4 +1,5 @@
-// Package blob is a content-addressed artifact store on a local folder.
+// Package blob is a content-addressed artifact store: on a local folder (Local) or in an S3-compatible bucket
+// (S3), behind one Store interface.
 //
 // Layout under the store directory:
 //
@@ -43,6 +44,23 @@ const (
 	dirPerm    = 0o755
 )
 
+// Store is what the catalog needs from an artifact store. Every implementation keys blobs by their SHA-256,
+// writes atomically (a blob is visible whole or not at all), verifies content on read and reports ErrNotFound,
+// ErrCorrupt and ErrInvalid as Local does.
+type Store interface {
+	Put(ctx context.Context, r io.Reader) (digest string, size int64, err error)
+	PutFile(ctx context.Context, path string) (digest string, size int64, err error)
+	Open(ctx context.Context, digest string) (io.ReadCloser, error)
+	Stat(ctx context.Context, digest string) (size int64, err error)
+	Delete(ctx context.Context, digest string) error
+	Walk(ctx context.Context, fn func(digest string, size int64) error) error
+	// TempDir is local scratch space for spooling uploads; files left there are removed when the store is
+	// opened again.
+	TempDir() string
+}
+
+var _ Store = (*Local)(nil)
+
 // Local stores blobs in a local directory.
 type Local struct {
 	dir     string
@@ -63,19 +81,20 @@ func OpenLocal(dir string) (*Local, error) {
 			return nil, fmt.Errorf("blob: open store: %w", err)
 		}
 	}
-	if err := s.removeStale(); err != nil {
+	if err := emptyDir(s.tmp); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Local) removeStale() error {
-	entries, err := os.ReadDir(s.tmp)
+// emptyDir removes what a crash left in a scratch directory.
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("blob: clean tmp: %w", err)
 	}
 	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(s.tmp, e.Name())); err != nil {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("blob: clean tmp: %w", err)
 		}
 	}
@@ -86,6 +105,14 @@ func (s *Local) removeStale() error {
 // the blobs, for callers that spool uploads before Put or PutFile. Files left
 // there are removed by the next OpenLocal.
 func (s *Local) TempDir() string { return s.tmp }
+
+// checkDigest refuses anything but 64 lowercase hex characters, before a digest becomes a path or a key.
+func checkDigest(d string) error {
+	if !ValidDigest(d) {
+		return fmt.Errorf("%w: %q (want 64 lowercase hex characters)", ErrInvalid, d)
+	}
+	return nil
+}
 
 // ValidDigest reports whether d is 64 lowercase hex characters.
 func ValidDigest(d string) bool {
@@ -104,8 +131,8 @@ func ValidDigest(d string) bool {
 // path returns the blob's file path. It is the only place that builds a
 // path from a digest, and it refuses anything not validated.
 func (s *Local) path(digest string) (string, error) {
-	if !ValidDigest(digest) {
-		return "", fmt.Errorf("%w: %q (want 64 lowercase hex characters)", ErrInvalid, digest)
+	if err := checkDigest(digest); err != nil {
+		return "", err
 	}
 	return filepath.Join(s.objects, digest[:2], digest[2:]), nil
 }
@@ -222,22 +249,26 @@ func (s *Local) Open(ctx context.Context, digest string) (io.ReadCloser, error) 
 	if err != nil {
 		return nil, fmt.Errorf("blob: open: %w", err)
 	}
-	return &verifier{ctx: ctx, f: f, h: sha256.New(), want: digest}, nil
+	return newVerifier(ctx, f, digest), nil
 }
 
 // verifier hashes what it reads and checks the digest at EOF.
 type verifier struct {
 	ctx  context.Context
-	f    *os.File
+	r    io.ReadCloser
 	h    hash.Hash
 	want string
+}
+
+func newVerifier(ctx context.Context, r io.ReadCloser, digest string) *verifier {
+	return &verifier{ctx: ctx, r: r, h: sha256.New(), want: digest}
 }
 
 func (v *verifier) Read(p []byte) (int, error) {
 	if err := v.ctx.Err(); err != nil {
 		return 0, fmt.Errorf("blob: read: %w", err)
 	}
-	n, err := v.f.Read(p)
+	n, err := v.r.Read(p)
 	v.h.Write(p[:n])
 	if err != io.EOF {
 		return n, err
@@ -248,7 +279,7 @@ func (v *verifier) Read(p []byte) (int, error) {
 	return n, io.EOF
 }
 
-func (v *verifier) Close() error { return v.f.Close() }
+func (v *verifier) Close() error { return v.r.Close() }
 
 // Stat returns the blob's size.
 func (s *Local) Stat(ctx context.Context, digest string) (size int64, err error) {

@@ -40,7 +40,7 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-func put(t *testing.T, s *Local, data []byte) string {
+func put(t *testing.T, s Store, data []byte) string {
 	t.Helper()
 	d, n, err := s.Put(context.Background(), bytes.NewReader(data))
 	if err != nil {
@@ -52,7 +52,7 @@ func put(t *testing.T, s *Local, data []byte) string {
 	return d
 }
 
-func readAll(s *Local, digest string) ([]byte, error) {
+func readAll(s Store, digest string) ([]byte, error) {
 	rc, err := s.Open(context.Background(), digest)
 	if err != nil {
 		return nil, err
@@ -61,7 +61,7 @@ func readAll(s *Local, digest string) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-func assertTmpEmpty(t *testing.T, s *Local) {
+func assertTmpEmpty(t *testing.T, s Store) {
 	t.Helper()
 	entries, err := os.ReadDir(s.TempDir())
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 // Service is the model catalog.
 type Service struct {
 	store    slipway.ModelStore
-	blobs    *blob.Local
+	blobs    blob.Store
 	runtimes *modelruntime.Runtimes
 	limits   archive.Limits
 	staging  string // extraction folders of uploads being registered
@@ -42,7 +42,7 @@ type Service struct {
 // Config wires a Service.
 type Config struct {
 	Store    slipway.ModelStore
-	Blobs    *blob.Local
+	Blobs    blob.Store
 	Runtimes *modelruntime.Runtimes
 	Limits   archive.Limits
 	WorkDir  string // holds staging/ and models/

@@ -70,9 +70,17 @@ func (a *app) execute(ctx context.Context, args []string) int {
 		fmt.Fprintf(a.stderr, "Error: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
 		return 1
 	}
+	if cmd.Annotations[notAClient] != "" {
+		// The server's own errors (an artifact store it cannot reach) are not about reaching a server.
+		fmt.Fprintf(a.stderr, "Error: %v\n", re.err)
+		return 1
+	}
 	fmt.Fprintf(a.stderr, "Error: %s\n", a.message(re.err))
 	return 1
 }
+
+// notAClient annotates the commands that do not talk to a Slipway server (the server and the worker).
+const notAClient = "not-a-client"
 
 // runError marks an error returned by a command's work (as opposed to a command line cobra refused).
 type runError struct{ err error }
@@ -162,6 +170,7 @@ artifacts, admin.token) in --data-dir.
 
 The server parses its own flags (--data-dir, --addr, ...): run 'slipway server --help' to list them.`,
 		DisableFlagParsing: true,
+		Annotations:        map[string]string{notAClient: "yes"},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			if a.hooks.Server == nil {
 				return errors.New("this binary was built without the server")
@@ -179,6 +188,7 @@ func (a *app) workerCommand() *cobra.Command {
 protocol; running one by hand is only useful to debug a runtime. It parses its own flags.`,
 		Hidden:             true,
 		DisableFlagParsing: true,
+		Annotations:        map[string]string{notAClient: "yes"},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			if a.hooks.Worker == nil {
 				return errors.New("this binary was built without the worker")

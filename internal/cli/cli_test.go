@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -608,6 +610,16 @@ func TestHooks(t *testing.T) {
 		t.Errorf("server hook got %q, want %q", got, want)
 	}
 	if code != 1 || stderr.String() != "Error: address already in use\n" {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+
+	// A connection the server itself could not make is reported as it is, not as "cannot reach the server".
+	stderr.Reset()
+	storeDown := Hooks{Server: func(context.Context, []string) error {
+		return fmt.Errorf("artifact store s3://b/p/: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+	}}
+	if code := Execute(t.Context(), []string{"server"}, &stdout, &stderr, storeDown); code != 1 ||
+		stderr.String() != "Error: artifact store s3://b/p/: dial tcp: connection refused\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 

@@ -2,6 +2,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,11 @@ type Config struct {
 	ShutdownTimeout  time.Duration
 	ReadyTimeout     time.Duration
 	DebugAddr        string // pprof listener, off when empty
+	// ArtifactStore is where model artifacts live: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX.
+	ArtifactStore string
+	// S3Endpoint and S3Region come from the AWS variables (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_REGION)
+	// as every AWS client reads them; the artifact store's URL can override both.
+	S3Endpoint, S3Region string
 	// ReplicaScheduling is the Linux scheduling policy of model replicas: batch or normal.
 	ReplicaScheduling string
 
@@ -75,6 +81,9 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	envStr(&c.ORTLibrary, "SLIPWAY_ORT_LIB")
 	envStr(&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE")
 	envStr(&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING")
+	envStr(&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE")
+	c.S3Endpoint = cmp.Or(getenv("AWS_ENDPOINT_URL_S3"), getenv("AWS_ENDPOINT_URL"))
+	c.S3Region = cmp.Or(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"))
 	if v := getenv("SLIPWAY_MAX_UPLOAD_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -98,6 +107,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
 	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
 	fs.StringVar(&c.ReplicaScheduling, "replica-scheduling", c.ReplicaScheduling, "Linux scheduling policy of model replicas: batch (SCHED_BATCH: waking a replica does not preempt the HTTP front end) or normal (env SLIPWAY_REPLICA_SCHEDULING)")
+	fs.StringVar(&c.ArtifactStore, "artifact-store", c.ArtifactStore, "where model artifacts are stored: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX[?endpoint=URL&region=R] for an S3-compatible bucket (env SLIPWAY_ARTIFACT_STORE; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the IAM role)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
@@ -156,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplicaScheduling != "batch" && c.ReplicaScheduling != "normal" {
 		errs = append(errs, fmt.Errorf("--replica-scheduling %q: want batch or normal", c.ReplicaScheduling))
+	}
+	if c.ArtifactStore != "" && !strings.HasPrefix(c.ArtifactStore, "s3://") {
+		errs = append(errs, fmt.Errorf("--artifact-store %q: want s3://BUCKET/PREFIX (or nothing, for DATA_DIR/blobs)", c.ArtifactStore))
 	}
 	if c.MaxUploadBytes <= 0 || c.MaxPayloadBytes <= 0 || c.MaxUnpackedBytes <= 0 || c.MaxFiles <= 0 || c.MaxRatio <= 1 {
 		errs = append(errs, errors.New("upload limits must be positive (and the compression ratio above 1)"))

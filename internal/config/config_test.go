@@ -6,24 +6,33 @@ import (
 	"testing"
 )
 
-func TestReplicaScheduling(t *testing.T) {
+// Settings given by flag or environment variable, with the flag winning, and refused with a clear message.
+func TestStringSettings(t *testing.T) {
+	scheduling := func(c Config) string { return c.ReplicaScheduling }
+	store := func(c Config) string { return c.ArtifactStore }
 	cases := []struct {
-		name string
-		env  string
-		args []string
-		want string
-		err  string
+		name   string
+		envKey string
+		env    string
+		args   []string
+		get    func(Config) string
+		want   string
+		err    string
 	}{
-		{"default", "", nil, "batch", ""},
-		{"flag", "", []string{"--replica-scheduling", "normal"}, "normal", ""},
-		{"environment", "normal", nil, "normal", ""},
-		{"flag wins over environment", "normal", []string{"--replica-scheduling", "batch"}, "batch", ""},
-		{"unknown policy", "", []string{"--replica-scheduling", "fifo"}, "", `--replica-scheduling "fifo": want batch or normal`},
+		{"scheduling default", "SLIPWAY_REPLICA_SCHEDULING", "", nil, scheduling, "batch", ""},
+		{"scheduling flag", "SLIPWAY_REPLICA_SCHEDULING", "", []string{"--replica-scheduling", "normal"}, scheduling, "normal", ""},
+		{"scheduling environment", "SLIPWAY_REPLICA_SCHEDULING", "normal", nil, scheduling, "normal", ""},
+		{"scheduling flag wins over environment", "SLIPWAY_REPLICA_SCHEDULING", "normal", []string{"--replica-scheduling", "batch"}, scheduling, "batch", ""},
+		{"unknown policy", "SLIPWAY_REPLICA_SCHEDULING", "", []string{"--replica-scheduling", "fifo"}, scheduling, "", `--replica-scheduling "fifo": want batch or normal`},
+		{"artifacts on local disk by default", "SLIPWAY_ARTIFACT_STORE", "", nil, store, "", ""},
+		{"artifact store flag", "SLIPWAY_ARTIFACT_STORE", "", []string{"--artifact-store", "s3://models/prod"}, store, "s3://models/prod", ""},
+		{"artifact store environment", "SLIPWAY_ARTIFACT_STORE", "s3://models/env", nil, store, "s3://models/env", ""},
+		{"artifact store not s3", "SLIPWAY_ARTIFACT_STORE", "", []string{"--artifact-store", "/srv/blobs"}, store, "", `--artifact-store "/srv/blobs": want s3://BUCKET/PREFIX`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			getenv := func(k string) string {
-				if k == "SLIPWAY_REPLICA_SCHEDULING" {
+				if k == tc.envKey {
 					return tc.env
 				}
 				return ""
@@ -35,8 +44,8 @@ func TestReplicaScheduling(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || c.ReplicaScheduling != tc.want {
-				t.Fatalf("got %q, %v; want %q", c.ReplicaScheduling, err, tc.want)
+			if got := tc.get(c); err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}

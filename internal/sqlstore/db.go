@@ -4,6 +4,7 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"embed"
 	"errors"
@@ -205,4 +206,18 @@ func queryAll[T any](ctx context.Context, q interface {
 		out = append(out, v)
 	}
 	return out, mapErr(rows.Err(), what)
+}
+
+// InstallationID names this installation (its database), created on first use. Stores that several
+// installations could share (a bucket) record it to refuse a second owner.
+func (db *DB) InstallationID(ctx context.Context) (string, error) {
+	if _, err := db.w.ExecContext(ctx, `INSERT OR IGNORE INTO installation (id, uid, created_at) VALUES (1, ?, ?)`,
+		"slipway-"+rand.Text()[:16], formatTime(time.Now())); err != nil {
+		return "", fmt.Errorf("sqlstore: installation id: %w", err)
+	}
+	var id string
+	if err := db.w.QueryRowContext(ctx, `SELECT uid FROM installation WHERE id = 1`).Scan(&id); err != nil {
+		return "", fmt.Errorf("sqlstore: installation id: %w", err)
+	}
+	return id, nil
 }

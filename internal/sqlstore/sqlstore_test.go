@@ -205,3 +205,30 @@ func TestConcurrentCreateVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestInstallationIDIsStable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "i.db")
+	var ids []string
+	for range 2 {
+		db, err := OpenSQLite(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			id, err := db.InstallationID(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		db.Close()
+	}
+	other, err := openTestDB(t).InstallationID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] == "" || ids[1] != ids[0] || ids[2] != ids[0] || ids[3] != ids[0] || other == ids[0] {
+		t.Fatalf("ids across calls and reopenings %v, another database's %q", ids, other)
+	}
+}

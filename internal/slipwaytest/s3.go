@@ -1,0 +1,66 @@
+package slipwaytest
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+)
+
+// S3 is an S3-protocol server on 127.0.0.1 (gofakes3 with an in-memory backend): the clients under test
+// speak the real protocol over HTTP, with SigV4-signed requests. No real S3 service is reachable from this
+// machine, and MinIO's server is AGPL, so this is the closest real thing a test can start.
+type S3 struct {
+	URL     string         // http://127.0.0.1:PORT
+	Backend *s3mem.Backend // direct access, for tests that damage or inspect objects
+	Denied  atomic.Int64   // requests refused because they were not signed with AccessKey
+	server  *httptest.Server
+}
+
+// S3AccessKey is the access key the server accepts (with any secret: gofakes3 does not check signatures,
+// so the server only checks that requests are signed with this key).
+const S3AccessKey = "slipway-test"
+
+// StartS3 starts the server with the given buckets; it stops when the test ends.
+func StartS3(t testing.TB, buckets ...string) *S3 {
+	t.Helper()
+	backend := s3mem.New()
+	for _, b := range buckets {
+		if err := backend.CreateBucket(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &S3{Backend: backend}
+	fake := gofakes3.New(backend).Server()
+	s.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.Header.Get("Authorization"), "Credential="+S3AccessKey+"/") {
+			s.Denied.Add(1)
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>not signed with the test key</Message></Error>`))
+			return
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	s.URL = s.server.URL
+	t.Cleanup(s.server.Close)
+	return s
+}
+
+// Keys lists the keys under prefix in bucket.
+func (s *S3) Keys(t testing.TB, bucket, prefix string) []string {
+	t.Helper()
+	p := gofakes3.NewPrefix(&prefix, nil)
+	list, err := s.Backend.ListBucket(bucket, &p, gofakes3.ListBucketPage{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, c := range list.Contents {
+		keys = append(keys, c.Key)
+	}
+	return keys
+}
