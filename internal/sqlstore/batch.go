@@ -80,21 +80,9 @@ func (db *DB) FindBatchRuns(ctx context.Context, f slipway.BatchFilter) ([]*slip
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT `+batchColumns+` FROM batch_runs`+where+
+	out, err := queryAll(ctx, db.r, scanBatchRun, "batch predictions", `SELECT `+batchColumns+` FROM batch_runs`+where+
 		` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, f.Offset)...)
-	if err != nil {
-		return nil, 0, mapErr(err, "batch predictions")
-	}
-	defer rows.Close()
-	var out []*slipway.BatchRun
-	for rows.Next() {
-		r, err := scanBatchRun(rows)
-		if err != nil {
-			return nil, 0, mapErr(err, "batch predictions")
-		}
-		out = append(out, r)
-	}
-	return out, total, mapErr(rows.Err(), "batch predictions")
+	return out, total, err
 }
 
 // SetBatchState moves a run from → to (ECONFLICT when it is no longer in from), stamping started_at on the

@@ -111,21 +111,14 @@ func (db *DB) UpdateTick(ctx context.Context, t *slipway.Tick) error {
 
 // FindTicks returns a schedule's most recent ticks, newest first.
 func (db *DB) FindTicks(ctx context.Context, schedule string, limit int) ([]*slipway.Tick, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT schedule, at, recorded_at, action, run_id, reason FROM schedule_ticks
-		WHERE schedule = ? ORDER BY at DESC LIMIT ?`, schedule, limit)
-	if err != nil {
-		return nil, mapErr(err, "ticks")
-	}
-	defer rows.Close()
-	var out []*slipway.Tick
-	for rows.Next() {
+	return queryAll(ctx, db.r, func(rs rowScanner) (*slipway.Tick, error) {
 		var t slipway.Tick
 		var at, recorded string
-		if err := rows.Scan(&t.Schedule, &at, &recorded, &t.Action, &t.RunID, &t.Reason); err != nil {
-			return nil, mapErr(err, "ticks")
+		if err := rs.Scan(&t.Schedule, &at, &recorded, &t.Action, &t.RunID, &t.Reason); err != nil {
+			return nil, err
 		}
 		t.At, t.RecordedAt = parseTime(at), parseTime(recorded)
-		out = append(out, &t)
-	}
-	return out, mapErr(rows.Err(), "ticks")
+		return &t, nil
+	}, "ticks", `SELECT schedule, at, recorded_at, action, run_id, reason FROM schedule_ticks
+		WHERE schedule = ? ORDER BY at DESC LIMIT ?`, schedule, limit)
 }

@@ -142,21 +142,9 @@ func (db *DB) FindJobRuns(ctx context.Context, f slipway.JobRunFilter) ([]*slipw
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT `+jobRunColumns+` FROM job_runs`+cond+` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`,
-		append(args, limit, f.Offset)...)
-	if err != nil {
-		return nil, 0, mapErr(err, "job runs")
-	}
-	defer rows.Close()
-	var out []*slipway.JobRun
-	for rows.Next() {
-		r, err := scanJobRun(rows)
-		if err != nil {
-			return nil, 0, mapErr(err, "job runs")
-		}
-		out = append(out, r)
-	}
-	return out, total, mapErr(rows.Err(), "job runs")
+	out, err := queryAll(ctx, db.r, scanJobRun, "job runs", `SELECT `+jobRunColumns+` FROM job_runs`+cond+
+		` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, f.Offset)...)
+	return out, total, err
 }
 
 // NextAcceptedJobRun returns the oldest queued run.

@@ -98,22 +98,10 @@ func (db *DB) FindModels(ctx context.Context, f slipway.ModelFilter) ([]*slipway
 	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM models m WHERE `+cond, args...).Scan(&total); err != nil {
 		return nil, 0, mapErr(err, "models")
 	}
-	rows, err := db.r.QueryContext(ctx, modelSelect+` WHERE `+cond+` ORDER BY m.name LIMIT ? OFFSET ?`,
-		append(args, f.Limit, f.Offset)...)
+	out, err := queryAll(ctx, db.r, func(rs rowScanner) (*slipway.Model, error) { return db.scanModel(ctx, rs) },
+		"models", modelSelect+` WHERE `+cond+` ORDER BY m.name LIMIT ? OFFSET ?`, append(args, f.Limit, f.Offset)...)
 	if err != nil {
-		return nil, 0, mapErr(err, "models")
-	}
-	defer rows.Close()
-	var out []*slipway.Model
-	for rows.Next() {
-		m, err := db.scanModel(ctx, rows)
-		if err != nil {
-			return nil, 0, mapErr(err, "models")
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, mapErr(err, "models")
+		return nil, 0, err
 	}
 	for _, m := range out {
 		if m.Aliases, err = db.modelAliases(ctx, m.Name); err != nil {
@@ -302,22 +290,10 @@ func (db *DB) FindVersions(ctx context.Context, model string, offset, limit int)
 	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM model_versions WHERE model = ?`, model).Scan(&total); err != nil {
 		return nil, 0, mapErr(err, "versions of "+model)
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT `+versionColumns+` FROM model_versions WHERE model = ?
-		ORDER BY version DESC LIMIT ? OFFSET ?`, model, limit, offset)
+	out, err := queryAll(ctx, db.r, scanVersion, "versions of "+model, `SELECT `+versionColumns+` FROM model_versions
+		WHERE model = ? ORDER BY version DESC LIMIT ? OFFSET ?`, model, limit, offset)
 	if err != nil {
-		return nil, 0, mapErr(err, "versions of "+model)
-	}
-	defer rows.Close()
-	var out []*slipway.ModelVersion
-	for rows.Next() {
-		v, err := scanVersion(rows)
-		if err != nil {
-			return nil, 0, mapErr(err, "versions of "+model)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, mapErr(err, "versions of "+model)
+		return nil, 0, err
 	}
 	return out, total, db.fillAliases(ctx, out)
 }
@@ -426,19 +402,12 @@ func (db *DB) DeleteAlias(ctx context.Context, model, alias, by string) error {
 
 // FindAliasHistory lists an alias's moves, oldest first.
 func (db *DB) FindAliasHistory(ctx context.Context, model, alias string) ([]*slipway.AliasMove, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT version, from_version, moved_at, moved_by FROM alias_history
-		WHERE model = ? AND alias = ? ORDER BY id`, model, alias)
-	if err != nil {
-		return nil, mapErr(err, "alias history")
-	}
-	defer rows.Close()
-	var out []*slipway.AliasMove
-	for rows.Next() {
+	out, err := queryAll(ctx, db.r, func(rs rowScanner) (*slipway.AliasMove, error) {
 		var v, from sql.NullInt64
 		var at string
 		m := &slipway.AliasMove{Model: model, Alias: alias}
-		if err := rows.Scan(&v, &from, &at, &m.MovedBy); err != nil {
-			return nil, mapErr(err, "alias history")
+		if err := rs.Scan(&v, &from, &at, &m.MovedBy); err != nil {
+			return nil, err
 		}
 		m.Version = int(v.Int64)
 		if from.Valid {
@@ -446,10 +415,11 @@ func (db *DB) FindAliasHistory(ctx context.Context, model, alias string) ([]*sli
 			m.FromVersion = &f
 		}
 		m.MovedAt = parseTime(at)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, mapErr(err, "alias history")
+		return m, nil
+	}, "alias history", `SELECT version, from_version, moved_at, moved_by FROM alias_history
+		WHERE model = ? AND alias = ? ORDER BY id`, model, alias)
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "alias %q of model %q has no history", alias, model)

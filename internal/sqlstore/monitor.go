@@ -111,36 +111,31 @@ func (db *DB) FindAlertRules(ctx context.Context, deployment string) ([]*monitor
 		q += ` WHERE deployment = ?`
 		args = append(args, deployment)
 	}
-	rows, err := db.r.QueryContext(ctx, q+` ORDER BY deployment, name`, args...)
-	if err != nil {
-		return nil, mapErr(err, "alert rules")
+	return queryAll(ctx, db.r, scanAlertRule, "alert rules", q+` ORDER BY deployment, name`, args...)
+}
+
+func scanAlertRule(rs rowScanner) (*monitoring.AlertRule, error) {
+	var r monitoring.AlertRule
+	var spec, secret, created string
+	var value sql.NullFloat64
+	var since, evaluated sql.NullString
+	if err := rs.Scan(&r.ID, &r.Deployment, &r.Name, &spec, &secret, &r.State, &value, &since, &evaluated, &created); err != nil {
+		return nil, err
 	}
-	defer rows.Close()
-	var out []*monitoring.AlertRule
-	for rows.Next() {
-		var r monitoring.AlertRule
-		var spec, secret, created string
-		var value sql.NullFloat64
-		var since, evaluated sql.NullString
-		if err := rows.Scan(&r.ID, &r.Deployment, &r.Name, &spec, &secret, &r.State, &value, &since, &evaluated, &created); err != nil {
-			return nil, mapErr(err, "alert rules")
-		}
-		var sp ruleSpec
-		if err := json.Unmarshal([]byte(spec), &sp); err != nil {
-			return nil, fmt.Errorf("sqlstore: decode alert rule %s: %w", r.ID, err)
-		}
-		r.Metric, r.Op, r.Threshold, r.Window, r.Action = sp.Metric, sp.Op, sp.Threshold, sp.Window, sp.Action
-		if sp.Webhook != "" {
-			r.Webhook = &monitoring.Webhook{URL: sp.Webhook, Secret: secret, HasSecret: secret != ""}
-		}
-		if value.Valid {
-			r.Value = &value.Float64
-		}
-		r.Since, r.LastEvaluated = parseNullTime(since), parseNullTime(evaluated)
-		r.CreatedAt = parseTime(created)
-		out = append(out, &r)
+	var sp ruleSpec
+	if err := json.Unmarshal([]byte(spec), &sp); err != nil {
+		return nil, fmt.Errorf("decode alert rule %s: %w", r.ID, err)
 	}
-	return out, mapErr(rows.Err(), "alert rules")
+	r.Metric, r.Op, r.Threshold, r.Window, r.Action = sp.Metric, sp.Op, sp.Threshold, sp.Window, sp.Action
+	if sp.Webhook != "" {
+		r.Webhook = &monitoring.Webhook{URL: sp.Webhook, Secret: secret, HasSecret: secret != ""}
+	}
+	if value.Valid {
+		r.Value = &value.Float64
+	}
+	r.Since, r.LastEvaluated = parseNullTime(since), parseNullTime(evaluated)
+	r.CreatedAt = parseTime(created)
+	return &r, nil
 }
 
 // DeleteAlertRule deletes a rule and its history.
@@ -187,25 +182,18 @@ func nullFloat(v *float64) any {
 
 // FindAlertEvents returns the newest transitions of a deployment's alerts first.
 func (db *DB) FindAlertEvents(ctx context.Context, deployment string, limit int) ([]*monitoring.AlertEvent, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, rule_id, deployment, rule, state, value, threshold, message, at
-		FROM alert_events WHERE deployment = ? ORDER BY id DESC LIMIT ?`, deployment, limit)
-	if err != nil {
-		return nil, mapErr(err, "alert events")
-	}
-	defer rows.Close()
-	var out []*monitoring.AlertEvent
-	for rows.Next() {
+	return queryAll(ctx, db.r, func(rs rowScanner) (*monitoring.AlertEvent, error) {
 		var e monitoring.AlertEvent
 		var value sql.NullFloat64
 		var at string
-		if err := rows.Scan(&e.ID, &e.RuleID, &e.Deployment, &e.Rule, &e.State, &value, &e.Threshold, &e.Message, &at); err != nil {
-			return nil, mapErr(err, "alert events")
+		if err := rs.Scan(&e.ID, &e.RuleID, &e.Deployment, &e.Rule, &e.State, &value, &e.Threshold, &e.Message, &at); err != nil {
+			return nil, err
 		}
 		if value.Valid {
 			e.Value = &value.Float64
 		}
 		e.Time = parseTime(at)
-		out = append(out, &e)
-	}
-	return out, mapErr(rows.Err(), "alert events")
+		return &e, nil
+	}, "alert events", `SELECT id, rule_id, deployment, rule, state, value, threshold, message, at
+		FROM alert_events WHERE deployment = ? ORDER BY id DESC LIMIT ?`, deployment, limit)
 }

@@ -134,20 +134,8 @@ func scanStep(row interface{ Scan(...any) error }) (*slipway.StepRun, error) {
 }
 
 func (db *DB) findSteps(ctx context.Context, runID string) ([]*slipway.StepRun, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+stepColumns+` FROM pipeline_steps WHERE run_id = ? ORDER BY position`, runID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*slipway.StepRun
-	for rows.Next() {
-		s, err := scanStep(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.r, scanStep, "steps of pipeline run "+runID,
+		`SELECT `+stepColumns+` FROM pipeline_steps WHERE run_id = ? ORDER BY position`, runID)
 }
 
 // FindPipelineRun returns a run with its steps.
@@ -157,32 +145,19 @@ func (db *DB) FindPipelineRun(ctx context.Context, id string) (*slipway.Pipeline
 		return nil, mapErr(err, "pipeline run "+id)
 	}
 	if r.Steps, err = db.findSteps(ctx, id); err != nil {
-		return nil, mapErr(err, "steps of pipeline run "+id)
+		return nil, err
 	}
 	return r, nil
 }
 
 func (db *DB) findPipelineRuns(ctx context.Context, query string, args ...any) ([]*slipway.PipelineRun, error) {
-	rows, err := db.r.QueryContext(ctx, query, args...)
+	out, err := queryAll(ctx, db.r, scanPipelineRun, "pipeline runs", query, args...)
 	if err != nil {
-		return nil, mapErr(err, "pipeline runs")
+		return nil, err
 	}
-	var out []*slipway.PipelineRun
-	for rows.Next() {
-		r, err := scanPipelineRun(rows)
-		if err != nil {
-			rows.Close()
-			return nil, mapErr(err, "pipeline runs")
-		}
-		out = append(out, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, mapErr(err, "pipeline runs")
-	}
-	for _, r := range out {
+	for _, r := range out { // after queryAll closed its rows: SQLite's read pool may hold one connection
 		if r.Steps, err = db.findSteps(ctx, r.ID); err != nil {
-			return nil, mapErr(err, "steps of pipeline run "+r.ID)
+			return nil, err
 		}
 	}
 	return out, nil
