@@ -260,6 +260,29 @@ func TestWebUI(t *testing.T) {
 		b.checkRendered("version")
 	})
 
+	t.Run("deploy a version and update the deployment", func(t *testing.T) {
+		b.do("open version 1", chromedp.Navigate(s.URL+"/ui/models/churn/versions/1"))
+		b.waitJS("the deploy form", `!!document.querySelector("#deploy")`)
+		b.do("deploy under a taken name", chromedp.SetValue(chromedp.ID("deploy-name"), "churn-api"), chromedp.Click(chromedp.ID("deploy-submit")))
+		b.waitJS("the server's refusal, next to the form", `document.querySelector("#deploy .error")?.innerText.includes("churn-api")`)
+		if got := b.text("#deploy .error"); !strings.Contains(got, "exists") {
+			t.Fatalf("refusal = %q", got)
+		}
+		b.do("deploy as churn-ui", chromedp.SetValue(chromedp.ID("deploy-name"), "churn-ui"), chromedp.Click(chromedp.ID("deploy-submit")))
+		b.waitJS("the new deployment's page, ACTIVE", `location.pathname === "/ui/deployments/churn-ui" && /\bACTIVE\b/.test(document.querySelector("main h1")?.innerText)`)
+		b.checkRendered("deployment created from the UI")
+
+		b.do("apply without a change", chromedp.Click(chromedp.ID("update-submit")))
+		b.waitJS("told that nothing changes", `document.querySelector("#update .error")?.innerText.includes("Nothing to change")`)
+		b.do("scale to 2 replicas", chromedp.SetValue(chromedp.ID("update-replicas"), "2"), chromedp.Click(chromedp.ID("update-submit")))
+		b.waitJS("2 replicas ready", `document.body.innerText.includes("2 ready of 2")`)
+		d, err := s.Client().GetDeployment(context.Background(), "churn-ui")
+		if err != nil || d.Replicas != 2 || d.Model != "churn" || d.Version != 1 {
+			t.Fatalf("after the UI's deploy and update: %+v, %v", d, err)
+		}
+		b.screenshot("deployment-update")
+	})
+
 	t.Run("runs: pipeline steps and a job's logs", func(t *testing.T) {
 		b.do("open the runs", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/runs"]`)))
 		b.waitJS("the pipeline run", `!!document.querySelector('a[href^="/ui/pipeline-runs/pr-"]')`)
@@ -365,8 +388,13 @@ func TestWebUI(t *testing.T) {
 		b.waitJS("the viewer is signed in", `document.querySelector("#who").innerText.includes("ui-viewer (viewer)")`)
 		b.do("open the deployment as viewer", chromedp.Navigate(s.URL+"/ui/deployments/churn-api"))
 		b.waitJS("the deployment page", `document.body.innerText.includes("Replicas")`)
-		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deactivate") && !document.querySelector("#activate")`)); !got {
-			t.Fatal("a viewer is offered Deactivate/Activate")
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deactivate") && !document.querySelector("#activate") && !document.querySelector("#update")`)); !got {
+			t.Fatal("a viewer is offered Deactivate/Activate or the update form")
+		}
+		b.do("open a version as viewer", chromedp.Navigate(s.URL+"/ui/models/churn/versions/1"))
+		b.waitJS("the version page", `document.body.innerText.includes("Checks at registration")`)
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deploy")`)); !got {
+			t.Fatal("a viewer is offered the deploy form")
 		}
 		if out, errOut, code := s.cli("tokens", "revoke", id); code != 0 {
 			t.Fatalf("tokens revoke: %s %s", out, errOut)

@@ -144,6 +144,35 @@ function actionButton(label, id, path, done, confirmText, method = "POST") {
   return el("span", { class: "action" }, button, status);
 }
 
+// actionForm is a form (only for tokens that may change things) whose submit runs send() and shows the server's
+// refusal next to its button, keeping what the person typed.
+function actionForm(id, label, fields, send) {
+  if (!canEdit()) return null;
+  const status = el("span", { class: "action-status" });
+  const button = el("button", { type: "submit", id: id + "-submit" }, label);
+  const form = el("form", { class: "action-form", id, onsubmit: async ev => {
+    ev.preventDefault();
+    if (!form.reportValidity()) return;
+    button.disabled = true;
+    fill(status, " working…");
+    try {
+      await send();
+      fill(status);
+    } catch (err) {
+      fill(status, errorBox(err));
+    } finally {
+      button.disabled = false;
+    }
+  } }, fields.map(([text, input]) => el("label", {}, text, input)), button, status);
+  return form;
+}
+
+const numberInput = (id, value, min, max) => el("input", { type: "number", id, value: String(value), min: String(min), max: String(max), required: true });
+
+async function sendJSON(path, method, body) {
+  return api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+}
+
 // ---- pages and routing ----
 
 const routes = [
@@ -308,7 +337,23 @@ async function versionPage(name, version) {
     el("h2", {}, "Input schema"), columns(v.input_schema),
     el("h2", {}, "Output schema"), columns(v.output_schema),
     el("h2", {}, "Files"),
-    table(["path", "size#", "sha256"], (v.files || []).map(f => [f.path, bytes(f.size), el("code", {}, f.sha256.slice(0, 16) + "…")])));
+    table(["path", "size#", "sha256"], (v.files || []).map(f => [f.path, bytes(f.size), el("code", {}, f.sha256.slice(0, 16) + "…")])),
+    v.state === "READY" ? deployForm(name, Number(version)) : null);
+}
+
+// deployForm creates a deployment of this version; the deployment's page follows it from CREATING to ACTIVE.
+function deployForm(model, version) {
+  const name = el("input", { type: "text", id: "deploy-name", value: model, required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?",
+    title: "1-64 lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit" });
+  const replicas = numberInput("deploy-replicas", 1, 1, 64);
+  const batch = numberInput("deploy-batch", 0, 0, 100000);
+  const form = actionForm("deploy", "Deploy", [["name", name], ["replicas", replicas], ["batch rows (0: off)", batch]], async () => {
+    const spec = { name: name.value, model, version, replicas: Number(replicas.value) };
+    if (Number(batch.value) > 1) spec.batching = { max_batch_size: Number(batch.value), max_wait_ms: 0 };
+    const d = await sendJSON("/api/v1/deployments", "POST", spec);
+    navigate("/ui/deployments/" + enc(d.name));
+  });
+  return form && [el("h2", {}, "Deploy this version"), form];
 }
 
 // ---- deployments ----
@@ -317,7 +362,7 @@ async function deploymentsPage() {
   const list = await api("/api/v1/deployments?limit=500");
   return el("div", {},
     el("h1", {}, "Deployments"),
-    el("p", { class: "muted" }, plural(list.total, "deployment") + ". Create one with ", el("code", {}, "slipway deploy NAME --model MODEL@ALIAS"), "."),
+    el("p", { class: "muted" }, plural(list.total, "deployment") + ". Create one from a model version's page or with ", el("code", {}, "slipway deploy NAME --model MODEL@ALIAS"), "."),
     table(["deployment", "state", "model", "replicas", "canary / shadow", "updated"], list.items.map(d => [
       link("deployments/" + enc(d.name), d.name), badge(d.state), d.model + ":" + d.version + (d.alias ? " (@" + d.alias + ")" : ""),
       readyCount(d) + " / " + d.replicas, sides(d), when(d.updated_at)]), "No deployments yet."));
@@ -360,6 +405,7 @@ async function deploymentPage(name) {
     table(["replica", "version#", "state", "pid#", "restarts#", "in flight#", "started", "last error"], (d.replica_status || []).map(r => [
       r.id, r.version, badge(r.state), r.pid || r.address || "–", r.restarts, r.in_flight, when(r.started_at), r.last_error || ""])));
   showSummary(d);
+  const update = await updateForm(d, base, () => refreshDetails()).catch(errorBox);
 
   async function refreshMetrics() {
     try {
@@ -413,6 +459,7 @@ async function deploymentPage(name) {
   return el("div", {},
     el("div", { class: "crumbs" }, link("deployments", "Deployments"), " / ", name),
     summary,
+    update,
     el("h2", {}, "Traffic"),
     el("div", { class: "toolbar" }, range, el("span", { class: "muted" }, "per minute, refreshed every 5 s; the last point is the minute in progress")),
     charts,
@@ -421,6 +468,28 @@ async function deploymentPage(name) {
     drift,
     el("h2", {}, "Alerts"), alerts,
     el("h2", {}, "Logs"), logs);
+}
+
+// updateForm moves a deployment to another READY version of its model and/or another replica count, with
+// the zero-downtime update of the API (new replicas ready before the switch). Only changed fields are sent.
+async function updateForm(d, base, done) {
+  if (!canEdit()) return null;
+  const versions = await api("/api/v1/models/" + enc(d.model) + "/versions?limit=500");
+  const version = el("select", { id: "update-version" }, versions.items.filter(v => v.state === "READY").map(v =>
+    el("option", { value: String(v.version), selected: v.version === d.version }, "version " + v.version + (v.version === d.version ? " (serving)" : ""))));
+  const replicas = numberInput("update-replicas", d.replicas, 1, 64);
+  const form = actionForm("update", "Apply", [["version", version], ["replicas", replicas]], async () => {
+    const patch = {};
+    if (Number(version.value) !== d.version) patch.version = Number(version.value);
+    if (Number(replicas.value) !== d.replicas) patch.replicas = Number(replicas.value);
+    if (!Object.keys(patch).length) throw new Error("Nothing to change: pick another version or replica count.");
+    const fresh = await sendJSON(base, "PATCH", patch);
+    d.version = fresh.version;
+    d.replicas = fresh.replicas;
+    await done();
+  });
+  return [el("h2", {}, "Update"),
+    d.follow_alias ? el("p", { class: "muted" }, "Picking another version pins it: the deployment stops following @" + d.alias + ".") : null, form];
 }
 
 // metricCharts draws the minute points. The minute in progress is added where it means something already:
