@@ -260,6 +260,33 @@ func TestWebUI(t *testing.T) {
 		b.checkRendered("version")
 	})
 
+	t.Run("register a version by upload", func(t *testing.T) {
+		b.do("open the models", chromedp.Navigate(s.URL+"/ui/models"))
+		b.waitJS("the register form", `!!document.querySelector("#register")`)
+		notJSON := filepath.Join(t.TempDir(), "metadata.json")
+		os.WriteFile(notJSON, []byte("runtime: onnx"), 0o644)
+		b.do("upload with metadata that is not JSON", chromedp.SetValue(chromedp.ID("register-model"), "churn-web"),
+			chromedp.SetUploadFiles(chromedp.ID("register-artifact"), []string{examplePath("onnx-churn", "model.onnx")}),
+			chromedp.SetUploadFiles(chromedp.ID("register-metadata"), []string{notJSON}),
+			chromedp.Click(chromedp.ID("register-submit")))
+		b.waitJS("the server's refusal", `!!document.querySelector("#register .error")`)
+		if got := b.text("#register .error"); !strings.Contains(got, "metadata") {
+			t.Fatalf("refusal = %q", got)
+		}
+		b.do("upload the ONNX model with its metadata",
+			chromedp.SetUploadFiles(chromedp.ID("register-metadata"), []string{examplePath("onnx-churn", "metadata.json")}),
+			chromedp.Click(chromedp.ID("register-submit")))
+		b.waitJS("the new version's page", `location.pathname === "/ui/models/churn-web/versions/1" && document.body.innerText.includes("Checks at registration")`)
+		if got := b.text("main h1"); !strings.Contains(got, "READY") {
+			t.Fatalf("registered from the UI: %q", got)
+		}
+		v, err := s.Client().GetVersion(context.Background(), "churn-web", "1")
+		if err != nil || v.Runtime != "onnx" || v.Files[0].SHA256 != sha256File(t, examplePath("onnx-churn", "model.onnx")) {
+			t.Fatalf("the uploaded version: %+v, %v", v, err)
+		}
+		b.checkRendered("version registered from the UI")
+	})
+
 	t.Run("deploy a version and update the deployment", func(t *testing.T) {
 		b.do("open version 1", chromedp.Navigate(s.URL+"/ui/models/churn/versions/1"))
 		b.waitJS("the deploy form", `!!document.querySelector("#deploy")`)
@@ -395,6 +422,11 @@ func TestWebUI(t *testing.T) {
 		b.waitJS("the version page", `document.body.innerText.includes("Checks at registration")`)
 		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deploy")`)); !got {
 			t.Fatal("a viewer is offered the deploy form")
+		}
+		b.do("open the models as viewer", chromedp.Navigate(s.URL+"/ui/models"))
+		b.waitJS("the model list", `!!document.querySelector('a[href="/ui/models/churn"]')`)
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#register")`)); !got {
+			t.Fatal("a viewer is offered the register form")
 		}
 		if out, errOut, code := s.cli("tokens", "revoke", id); code != 0 {
 			t.Fatalf("tokens revoke: %s %s", out, errOut)

@@ -295,10 +295,30 @@ async function modelsPage() {
   const list = await api("/api/v1/models?limit=500");
   return el("div", {},
     el("h1", {}, "Models"),
-    el("p", { class: "muted" }, plural(list.total, "model") + ". Register one with ", el("code", {}, "slipway models push DIR --model NAME"), "."),
+    el("p", { class: "muted" }, plural(list.total, "model") + ". Register one below or with ", el("code", {}, "slipway models push DIR --model NAME"), "."),
     table(["model", "latest#", "aliases", "tags", "updated"], list.items.map(m => [
       link("models/" + enc(m.name), m.name), m.latest_version, kv(m.aliases), kv(m.tags), when(m.updated_at)]),
-    "No models yet."));
+    "No models yet."),
+    registerForm());
+}
+
+// registerForm uploads an artifact (an archive or a single model file) and its optional metadata.json as a new
+// version, waits for the registration checks, and opens the version's page (READY, or FAILED with the checks).
+function registerForm() {
+  const model = el("input", { type: "text", id: "register-model", required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?",
+    title: "1-64 lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit" });
+  const artifact = el("input", { type: "file", id: "register-artifact", required: true });
+  const metadata = el("input", { type: "file", id: "register-metadata", accept: ".json,application/json" });
+  const form = actionForm("register", "Register", [["model", model], ["artifact (.zip, .tar.gz or one model file)", artifact],
+    ["metadata.json (optional)", metadata]], async () => {
+    const body = new FormData();
+    if (metadata.files.length) body.append("metadata", metadata.files[0]);
+    body.append("artifact", artifact.files[0]);
+    const v = await api("/api/v1/models/" + enc(model.value) + "/versions", { method: "POST", body });
+    navigate("/ui/models/" + enc(v.model) + "/versions/" + v.version);
+  });
+  return form && [el("h2", {}, "Register a version"),
+    el("p", { class: "muted" }, "The upload is checked as the CLI's is: the model is loaded in a replica and given its sample input."), form];
 }
 
 async function modelPage(name) {
