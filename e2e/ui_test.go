@@ -396,6 +396,31 @@ func TestWebUI(t *testing.T) {
 		}
 	})
 
+	t.Run("tokens: created with the secret shown once, revoked", func(t *testing.T) {
+		b.acceptConfirms()
+		b.do("open the tokens", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/tokens"]`)))
+		b.waitJS("the token list", `document.querySelector("main")?.innerText.includes("Create a token")`)
+		b.do("create a predict token", chromedp.SetValue(chromedp.ID("token-name"), "ci-bot"),
+			chromedp.SetValue(chromedp.ID("token-role"), "predict"), chromedp.Click(chromedp.ID("create-token-submit")))
+		b.waitJS("the secret, once", `!!document.querySelector("#token-secret") && !!document.querySelector("#revoke-ci-bot")`)
+		secret := strings.TrimSpace(b.text("#token-secret"))
+		whoami := func() int {
+			resp, _ := s.do(t, "GET", "/api/v1/whoami", secret, nil, "")
+			return resp.StatusCode
+		}
+		if code := whoami(); code != 200 {
+			t.Fatalf("the secret shown by the UI: whoami %d", code)
+		}
+		b.do("revoke it", chromedp.Click(chromedp.ID("revoke-ci-bot")))
+		b.waitJS("revoked", `!document.querySelector("#revoke-ci-bot")`)
+		if code := whoami(); code != 401 {
+			t.Fatalf("a token revoked in the UI: whoami %d", code)
+		}
+		b.do("revoke the token in use", chromedp.Click(chromedp.ID("revoke-admin")))
+		b.waitJS("refused", `document.querySelector("main .error")?.innerText.includes("token making this request")`)
+		b.checkRendered("tokens")
+	})
+
 	t.Run("sign out forgets the token", func(t *testing.T) {
 		b.do("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("token")))
 		b.do("reload", chromedp.Navigate(s.URL+"/ui/deployments"), chromedp.WaitVisible(chromedp.ID("token")))
@@ -422,6 +447,9 @@ func TestWebUI(t *testing.T) {
 		b.waitJS("the version page", `document.body.innerText.includes("Checks at registration")`)
 		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deploy")`)); !got {
 			t.Fatal("a viewer is offered the deploy form")
+		}
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.querySelector('#nav a[href="/ui/tokens"]').hidden`)); !got {
+			t.Fatal("a viewer is shown the Tokens page")
 		}
 		b.do("open the models as viewer", chromedp.Navigate(s.URL+"/ui/models"))
 		b.waitJS("the model list", `!!document.querySelector('a[href="/ui/models/churn"]')`)

@@ -173,6 +173,39 @@ async function sendJSON(path, method, body) {
   return api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
+// ---- tokens (admin) ----
+
+// tokensPage lists the API tokens (never their secrets, which the server does not keep), creates one and shows
+// its secret once, and revokes.
+async function tokensPage() {
+  const listBox = el("div");
+  const created = el("div", { id: "token-created" });
+  async function refreshList() {
+    const list = await api("/api/v1/tokens");
+    fill(listBox, table(["name", "role", "id", "created", "last used", "revoked", ""], list.items.map(t => [
+      t.name, t.role, el("code", {}, t.id), when(t.created_at), t.last_used_at ? when(t.last_used_at) : "never",
+      t.revoked_at ? when(t.revoked_at) : "–",
+      t.revoked_at ? null : actionButton("Revoke", "revoke-" + t.name, "/api/v1/tokens/" + enc(t.id), refreshList,
+        "Revoke token " + t.name + "? Everything using it is refused from now on.", "DELETE")]), "No tokens."));
+  }
+  await refreshList();
+  const name = el("input", { type: "text", id: "token-name", required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?",
+    title: "1-64 lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit" });
+  const role = el("select", { id: "token-role" }, ["viewer", "predict", "editor", "admin"].map(r => el("option", { value: r }, r)));
+  const form = actionForm("create-token", "Create", [["name", name], ["role", role]], async () => {
+    const t = await sendJSON("/api/v1/tokens", "POST", { name: name.value, role: role.value });
+    fill(created, el("div", { class: "note" }, "Token ", el("strong", {}, t.name), " (" + t.role + "). Copy it now: it is not shown again.",
+      el("pre", { id: "token-secret" }, t.token)));
+    name.value = "";
+    await refreshList();
+  });
+  return el("div", {},
+    el("h1", {}, "Tokens"),
+    el("p", { class: "muted" }, "Roles: admin (everything), editor (register, deploy, run), viewer (read), predict (prediction endpoints only). Only a hash of each secret is stored."),
+    created, listBox,
+    el("h2", {}, "Create a token"), form);
+}
+
 // ---- pages and routing ----
 
 const routes = [
@@ -188,6 +221,7 @@ const routes = [
   [/^batch$/, batchListPage],
   [/^batch\/([^/]+)$/, batchPage],
   [/^schedules$/, schedulesPage],
+  [/^tokens$/, tokensPage],
 ];
 
 function navigate(href, replace) {
@@ -285,6 +319,7 @@ const canEdit = () => me && (me.role === "editor" || me.role === "admin");
 
 function showWho(who) {
   me = who;
+  document.querySelector('#nav a[href="/ui/tokens"]').hidden = me.role !== "admin";
   fill(document.getElementById("who"), me.name + " (" + me.role + ")",
     el("button", { type: "button", id: "signout", onclick: () => signOut() }, "Sign out"));
 }
