@@ -212,7 +212,9 @@ func (s *S3) upload(ctx context.Context, f *os.File, digest string, size int64) 
 	// minio-go signs an empty body as a stream without a Content-Length, which S3 refuses; an empty payload
 	// has nothing to protect anyway.
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: size == 0}
-	_, err := s.client.PutObject(ctx, s.bucket, key, ctxReader{ctx, f}, size, opts)
+	// The file itself, not a wrapper: minio-go uploads a large one in parts read in parallel with ReadAt,
+	// instead of buffering each part in memory. The request's context stops it.
+	_, err := s.client.PutObject(ctx, s.bucket, key, f, size, opts)
 	if err != nil {
 		return s.fail("put", digest, err)
 	}

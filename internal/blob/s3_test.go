@@ -39,7 +39,8 @@ func TestStoreContract(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			s := newStore(t)
-			payloads := [][]byte{{}, []byte("hello"), randomBytes(3 << 20)}
+			// 40 MiB: over minio-go's 16 MiB part size, so the bucket gets a multipart upload.
+			payloads := [][]byte{{}, []byte("hello"), randomBytes(40 << 20)}
 			var digests []string
 			for _, p := range payloads {
 				d := put(t, s, p)
@@ -51,6 +52,9 @@ func TestStoreContract(t *testing.T) {
 					t.Fatalf("Stat = %d, %v; want %d", size, err, len(p))
 				}
 				digests = append(digests, d)
+			}
+			if name == "s3" && srv.Parts.Load() == 0 {
+				t.Fatal("40 MiB went up in one request, not as a multipart upload")
 			}
 			put(t, s, []byte("hello")) // dedupe: no error, same digest
 

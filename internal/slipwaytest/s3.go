@@ -1,8 +1,12 @@
 package slipwaytest
 
 import (
+	"bufio"
+	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +22,7 @@ type S3 struct {
 	URL     string         // http://127.0.0.1:PORT
 	Backend *s3mem.Backend // direct access, for tests that damage or inspect objects
 	Denied  atomic.Int64   // requests refused because they were not signed with AccessKey
+	Parts   atomic.Int64   // parts received by multipart uploads
 	server  *httptest.Server
 }
 
@@ -43,6 +48,12 @@ func StartS3(t testing.TB, buckets ...string) *S3 {
 			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>not signed with the test key</Message></Error>`))
 			return
 		}
+		if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
+			s.Parts.Add(1)
+			if r.Header.Get("X-Amz-Content-Sha256") == streamingPayload {
+				decodeChunkedPart(r) // what S3 does and gofakes3 does only for whole objects
+			}
+		}
 		fake.ServeHTTP(w, r)
 	}))
 	s.URL = s.server.URL
@@ -63,4 +74,33 @@ func (s *S3) Keys(t testing.TB, bucket, prefix string) []string {
 		keys = append(keys, c.Key)
 	}
 	return keys
+}
+
+const streamingPayload = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+
+// decodeChunkedPart replaces the body of an UploadPart request signed chunk by chunk (aws-chunked:
+// "SIZE;chunk-signature=SIG\r\nDATA\r\n" ..., ending with a chunk of size 0) with the data it carries.
+func decodeChunkedPart(r *http.Request) {
+	br := bufio.NewReader(r.Body)
+	var data bytes.Buffer
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		sizeHex, _, _ := strings.Cut(strings.TrimSpace(line), ";")
+		size, err := strconv.ParseInt(sizeHex, 16, 64)
+		if err != nil || size == 0 {
+			break
+		}
+		if _, err := io.CopyN(&data, br, size); err != nil {
+			break
+		}
+		br.Discard(2) // the chunk's CRLF
+	}
+	r.Body = io.NopCloser(&data)
+	r.ContentLength = int64(data.Len())
+	r.Header.Set("Content-Length", strconv.Itoa(data.Len()))
+	r.Header.Del("X-Amz-Content-Sha256")
+	r.Header.Del("X-Amz-Decoded-Content-Length")
 }
