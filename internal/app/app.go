@@ -76,7 +76,7 @@ func (a *App) openBlobs(ctx context.Context) (blob.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	bucket, err := blob.OpenS3(ctx, blob.S3Config{URL: a.cfg.ArtifactStore, Endpoint: a.cfg.S3Endpoint, Region: a.cfg.S3Region,
+	bucket, err := blob.OpenS3(ctx, blob.S3Config{URL: a.cfg.ArtifactStore, Endpoint: a.cfg.S3Endpoint, Region: a.cfg.S3Region, CABundle: a.cfg.S3CABundle,
 		TempDir: local.TempDir(), Installation: id})
 	if err != nil {
 		return nil, err

@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -46,6 +48,9 @@ type S3Config struct {
 	Endpoint string
 	// Region is the bucket's region; empty lets AWS S3 say, and means us-east-1 for other services.
 	Region string
+	// CABundle is a PEM file of certificate authorities to trust besides the system's (a self-hosted store
+	// with a private CA; AWS_CA_BUNDLE).
+	CABundle string
 	// TempDir is local scratch space for spooling uploads (the caller empties it at startup).
 	TempDir string
 	// Installation identifies the database whose references keep these blobs alive.
@@ -66,11 +71,17 @@ func OpenS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := minio.New(loc.endpoint.Host, &minio.Options{
+	opts := &minio.Options{
 		Creds:  credentials.NewChainCredentials([]credentials.Provider{&credentials.EnvAWS{}, &credentials.FileAWSCredentials{}, &credentials.IAM{}}),
 		Secure: loc.endpoint.Scheme == "https", Region: loc.region, BucketLookup: loc.lookup,
 		MaxRetries: 3, // a server that is down should say so at startup, not after ten backoffs
-	})
+	}
+	if cfg.CABundle != "" {
+		if opts.Transport, err = transportTrusting(cfg.CABundle); err != nil {
+			return nil, fmt.Errorf("blob: artifact store %s: %w", cfg.URL, err)
+		}
+	}
+	client, err := minio.New(loc.endpoint.Host, opts)
 	if err != nil {
 		return nil, fmt.Errorf("blob: artifact store %s: %w", cfg.URL, err)
 	}
@@ -88,6 +99,27 @@ func OpenS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// transportTrusting is minio-go's transport with the CAs of a PEM file added to the system's.
+func transportTrusting(caFile string) (*http.Transport, error) {
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("CA bundle %s: no PEM certificate in it", caFile)
+	}
+	tr, err := minio.DefaultTransport(true)
+	if err != nil {
+		return nil, err
+	}
+	tr.TLSClientConfig.RootCAs = pool
+	return tr, nil
 }
 
 type s3Location struct {

@@ -36,6 +36,8 @@ type Config struct {
 	// S3Endpoint and S3Region come from the AWS variables (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_REGION)
 	// as every AWS client reads them; the artifact store's URL can override both.
 	S3Endpoint, S3Region string
+	// S3CABundle is AWS_CA_BUNDLE: more certificate authorities to trust for the bucket's endpoint.
+	S3CABundle string
 	// ReplicaScheduling is the Linux scheduling policy of model replicas: batch or normal.
 	ReplicaScheduling string
 
@@ -84,6 +86,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	envStr(&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE")
 	c.S3Endpoint = cmp.Or(getenv("AWS_ENDPOINT_URL_S3"), getenv("AWS_ENDPOINT_URL"))
 	c.S3Region = cmp.Or(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"))
+	c.S3CABundle = getenv("AWS_CA_BUNDLE")
 	if v := getenv("SLIPWAY_MAX_UPLOAD_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

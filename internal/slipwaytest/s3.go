@@ -3,9 +3,13 @@ package slipwaytest
 import (
 	"bufio"
 	"bytes"
+	"encoding/pem"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,6 +27,7 @@ type S3 struct {
 	Backend *s3mem.Backend // direct access, for tests that damage or inspect objects
 	Denied  atomic.Int64   // requests refused because they were not signed with AccessKey
 	Parts   atomic.Int64   // parts received by multipart uploads
+	CAFile  string         // with StartS3TLS: the server certificate, PEM
 	server  *httptest.Server
 }
 
@@ -30,8 +35,20 @@ type S3 struct {
 // so the server only checks that requests are signed with this key).
 const S3AccessKey = "slipway-test"
 
-// StartS3 starts the server with the given buckets; it stops when the test ends.
+// StartS3 starts the server (plain HTTP) with the given buckets; it stops when the test ends.
 func StartS3(t testing.TB, buckets ...string) *S3 {
+	t.Helper()
+	return startS3(t, false, buckets)
+}
+
+// StartS3TLS starts the server on HTTPS, as AWS S3 is served: URL is https://, and CAFile holds the PEM of the
+// certificate a client must trust.
+func StartS3TLS(t testing.TB, buckets ...string) *S3 {
+	t.Helper()
+	return startS3(t, true, buckets)
+}
+
+func startS3(t testing.TB, useTLS bool, buckets []string) *S3 {
 	t.Helper()
 	backend := s3mem.New()
 	for _, b := range buckets {
@@ -41,7 +58,7 @@ func StartS3(t testing.TB, buckets ...string) *S3 {
 	}
 	s := &S3{Backend: backend}
 	fake := gofakes3.New(backend).Server()
-	s.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.Contains(r.Header.Get("Authorization"), "Credential="+S3AccessKey+"/") {
 			s.Denied.Add(1)
 			w.WriteHeader(http.StatusForbidden)
@@ -56,6 +73,17 @@ func StartS3(t testing.TB, buckets ...string) *S3 {
 		}
 		fake.ServeHTTP(w, r)
 	}))
+	s.server.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are what some tests are about
+	if useTLS {
+		s.server.StartTLS()
+		s.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+		cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.server.Certificate().Raw})
+		if err := os.WriteFile(s.CAFile, cert, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		s.server.Start()
+	}
 	s.URL = s.server.URL
 	t.Cleanup(s.server.Close)
 	return s
