@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/archive"
+	"github.com/slipway-ml/slipway/internal/backup"
 	"github.com/slipway-ml/slipway/internal/batch"
 	"github.com/slipway-ml/slipway/internal/blob"
 	"github.com/slipway-ml/slipway/internal/catalog"
@@ -39,12 +41,14 @@ type App struct {
 	deploy  *deploy.Service
 	api     *httpapi.Server
 
-	blobs    blob.Store
-	runtimes *modelruntime.Runtimes
-	monitor  *monitor.Service
-	jobs     *jobs.Service
-	batch    *batch.Service
-	closers  []func() error // feature areas' Close, run in reverse order before the stores close
+	blobs blob.Store
+	// monitorData is monitor.db, kept for backups.
+	monitorData *sqlstore.MonitorDB
+	runtimes    *modelruntime.Runtimes
+	monitor     *monitor.Service
+	jobs        *jobs.Service
+	batch       *batch.Service
+	closers     []func() error // feature areas' Close, run in reverse order before the stores close
 }
 
 // Open acquires the data folder, opens the stores, recovers from a previous crash and prepares the API.
@@ -137,8 +141,21 @@ func (a *App) open(ctx context.Context) error {
 	}
 	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes, TempDir: blobs.TempDir(),
-		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler})
+		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup})
 	return nil
+}
+
+// backup streams an online backup (internal/backup): the metadata database, the artifacts when they are on
+// local disk, and monitor.db when asked.
+func (a *App) backup(ctx context.Context, w io.Writer, withMonitor bool) error {
+	src := backup.Source{DB: a.db, TempDir: a.blobs.TempDir(), Now: time.Now}
+	if local, ok := a.blobs.(*blob.Local); ok {
+		src.Blobs = local
+	}
+	if withMonitor && a.monitorData != nil {
+		src.Monitor = a.monitorData
+	}
+	return backup.Write(ctx, w, src)
 }
 
 // bootstrapAdmin creates the first admin token when the database has none, storing only its hash and writing

@@ -35,6 +35,7 @@ func (a *App) openMonitor() error {
 	if err != nil {
 		return err
 	}
+	a.monitorData = data
 	m, err := monitor.New(monitor.Config{Store: a.db, Data: data, Models: a.db, Deployments: a.db, Log: a.log,
 		MetricsRetention: a.cfg.MetricsRetention, TempDir: a.blobs.TempDir(),
 		Serving: func() []monitor.ServingInfo {

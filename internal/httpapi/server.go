@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -33,6 +34,8 @@ type Config struct {
 	TempDir        string                                   // where uploads are spooled (same filesystem as the blob store)
 	MaxPayload     int64                                    // prediction request body cap
 	UI             func(notFound http.Handler) http.Handler // the browser UI under /ui/ (nil: none); / redirects to it
+	// Backup streams an online backup as a tar (nil: GET /api/v1/backup answers 404).
+	Backup func(ctx context.Context, w io.Writer, withMonitor bool) error
 }
 
 // Server serves the API.
@@ -48,6 +51,7 @@ type Server struct {
 	log         *slog.Logger
 	ready       func(context.Context) error
 	maxUp       int64
+	backup      func(ctx context.Context, w io.Writer, withMonitor bool) error
 	tempDir     string
 	mux         *http.ServeMux
 	routes      []route
@@ -64,7 +68,8 @@ type route struct {
 func New(cfg Config) *Server {
 	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
-		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch}
+		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
+		backup: cfg.Backup}
 	if s.maxPayload <= 0 {
 		s.maxPayload = 10 << 20
 	}
@@ -77,6 +82,7 @@ func New(cfg Config) *Server {
 		{"POST /api/v1/tokens", s.handle(s.handleTokenCreate), slipway.RoleAdmin},
 		{"GET /api/v1/tokens", s.handle(s.handleTokenList), slipway.RoleAdmin},
 		{"DELETE /api/v1/tokens/{id}", s.handle(s.handleTokenRevoke), slipway.RoleAdmin},
+		{"GET /api/v1/backup", s.handle(s.handleBackup), slipway.RoleAdmin},
 
 		{"POST /api/v1/models", s.handle(s.handleModelCreate), slipway.RoleEditor},
 		{"GET /api/v1/models", s.handle(s.handleModelList), slipway.RoleViewer},

@@ -24,13 +24,9 @@ func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	wait := true
-	switch q := r.URL.Query().Get("wait"); q {
-	case "", "true":
-	case "false":
-		wait = false
-	default:
-		return slipway.Errorf(slipway.EINVALID, "wait must be true or false, got %q", q)
+	wait, err := boolParam(r, "wait", true)
+	if err != nil {
+		return err
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxMetadataBytes+64<<10)
 	up, cleanup, err := s.readUpload(r)

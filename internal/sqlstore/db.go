@@ -221,3 +221,14 @@ func (db *DB) InstallationID(ctx context.Context) (string, error) {
 	}
 	return id, nil
 }
+
+// Snapshot writes a consistent copy of the database to path (which must not exist) while the server runs:
+// VACUUM INTO reads one snapshot (WAL readers do not block the writer) and writes a compact database file.
+func (db *DB) Snapshot(ctx context.Context, path string) error { return vacuumInto(ctx, db.r, path) }
+
+func vacuumInto(ctx context.Context, r *sql.DB, path string) error {
+	if _, err := r.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("sqlstore: snapshot to %s: %w", path, err)
+	}
+	return nil
+}

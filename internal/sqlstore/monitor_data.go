@@ -122,6 +122,11 @@ func OpenMonitorSQLite(ctx context.Context, path string) (*MonitorDB, error) {
 	return db, nil
 }
 
+// Snapshot writes a consistent copy of monitor.db to path (see DB.Snapshot).
+func (db *MonitorDB) Snapshot(ctx context.Context, path string) error {
+	return vacuumInto(ctx, db.r, path)
+}
+
 func (db *MonitorDB) migrate(ctx context.Context) error {
 	var v int
 	if err := db.w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {

@@ -1,0 +1,30 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// Backup streams an online backup of the installation (a tar: slipway.db, local artifacts, monitor.db when
+// withMonitor) into w and returns its size. A stream the server cut short is an error.
+func (c *Client) Backup(ctx context.Context, withMonitor bool, w io.Writer) (int64, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, apiPath("backup"), url.Values{"monitor": {strconv.FormatBool(withMonitor)}}, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "application/x-tar, application/problem+json")
+	resp, err := c.send(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("client: backup: %w", err)
+	}
+	return n, nil
+}
