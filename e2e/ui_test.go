@@ -308,6 +308,30 @@ func TestWebUI(t *testing.T) {
 			t.Fatalf("after the UI's deploy and update: %+v, %v", d, err)
 		}
 		b.screenshot("deployment-update")
+
+		// Version 2: an alias pointed at it, then a canary of it, promoted.
+		pushChurnV2(t, s)
+		b.do("open version 2", chromedp.Navigate(s.URL+"/ui/models/churn/versions/2"))
+		b.waitJS("the alias form", `!!document.querySelector("#set-alias")`)
+		b.do("point @staging here", chromedp.SetValue(chromedp.ID("alias-name"), "staging"), chromedp.Click(chromedp.ID("set-alias-submit")))
+		b.waitJS("the version shows @staging", `document.querySelector("main dl")?.innerText.includes("@staging")`)
+		var alias struct{ Version int }
+		if resp, body := s.do(t, "GET", "/api/v1/models/churn/aliases/staging", s.Token, nil, ""); resp.StatusCode != 200 || json.Unmarshal(body, &alias) != nil || alias.Version != 2 {
+			t.Fatalf("alias set from the UI: %d %s", resp.StatusCode, body)
+		}
+		b.do("open churn-ui", chromedp.Navigate(s.URL+"/ui/deployments/churn-ui"))
+		b.waitJS("the canary form", `!!document.querySelector("#canary")`)
+		b.do("start a canary of version 2", chromedp.SetValue(chromedp.ID("canary-version"), "2"), chromedp.SetValue(chromedp.ID("canary-weight"), "20"),
+			chromedp.Click(chromedp.ID("canary-analysis")), chromedp.Click(chromedp.ID("canary-submit")))
+		b.waitJS("the canary, with its buttons", `document.querySelector("main dl")?.innerText.includes("canary v2 20%") && !!document.querySelector("#promote-canary")`)
+		b.acceptConfirms() // this page was loaded anew
+		b.do("promote it", chromedp.Click(chromedp.ID("promote-canary")))
+		b.waitJS("version 2 serves, no canary", `!document.querySelector("#promote-canary") && /version\s*2/.test(document.querySelector("main dl")?.innerText)`)
+		d, err = s.Client().GetDeployment(context.Background(), "churn-ui")
+		if err != nil || d.Version != 2 || d.Canary != nil {
+			t.Fatalf("after the canary's promotion from the UI: %+v, %v", d, err)
+		}
+		b.checkRendered("deployment after a promotion")
 	})
 
 	t.Run("runs: pipeline steps and a job's logs", func(t *testing.T) {
@@ -440,12 +464,12 @@ func TestWebUI(t *testing.T) {
 		b.waitJS("the viewer is signed in", `document.querySelector("#who").innerText.includes("ui-viewer (viewer)")`)
 		b.do("open the deployment as viewer", chromedp.Navigate(s.URL+"/ui/deployments/churn-api"))
 		b.waitJS("the deployment page", `document.body.innerText.includes("Replicas")`)
-		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deactivate") && !document.querySelector("#activate") && !document.querySelector("#update")`)); !got {
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deactivate") && !document.querySelector("#activate") && !document.querySelector("#update") && !document.querySelector("#canary")`)); !got {
 			t.Fatal("a viewer is offered Deactivate/Activate or the update form")
 		}
 		b.do("open a version as viewer", chromedp.Navigate(s.URL+"/ui/models/churn/versions/1"))
 		b.waitJS("the version page", `document.body.innerText.includes("Checks at registration")`)
-		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deploy")`)); !got {
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deploy") && !document.querySelector("#set-alias")`)); !got {
 			t.Fatal("a viewer is offered the deploy form")
 		}
 		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.querySelector('#nav a[href="/ui/tokens"]').hidden`)); !got {

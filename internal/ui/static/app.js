@@ -124,7 +124,7 @@ function errorBox(err) {
 // actionButton is a button that POSTs to path (after confirm, when given), shows the server's refusal next to
 // it, and calls done after success. Only tokens that may change things see one: for the others the API would
 // answer 403 anyway.
-function actionButton(label, id, path, done, confirmText, method = "POST") {
+function actionButton(label, id, path, done, confirmText, method = "POST", body = undefined) {
   if (!canEdit()) return null;
   const status = el("span", { class: "action-status" });
   const button = el("button", { type: "button", id, onclick: async () => {
@@ -132,7 +132,7 @@ function actionButton(label, id, path, done, confirmText, method = "POST") {
     button.disabled = true;
     fill(status, " working…");
     try {
-      await api(path, { method });
+      await (body === undefined ? api(path, { method }) : sendJSON(path, method, body));
       fill(status);
       await done();
     } catch (err) {
@@ -393,7 +393,18 @@ async function versionPage(name, version) {
     el("h2", {}, "Output schema"), columns(v.output_schema),
     el("h2", {}, "Files"),
     table(["path", "size#", "sha256"], (v.files || []).map(f => [f.path, bytes(f.size), el("code", {}, f.sha256.slice(0, 16) + "…")])),
-    v.state === "READY" ? deployForm(name, Number(version)) : null);
+    v.state === "READY" ? deployForm(name, Number(version)) : null,
+    v.state === "READY" ? aliasForm(name, Number(version)) : null);
+}
+
+// aliasForm points an alias (champion, staging, ...) at this version; deployments that follow it move too.
+function aliasForm(model, version) {
+  const alias = el("input", { type: "text", id: "alias-name", value: "champion", required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?" });
+  const form = actionForm("set-alias", "Point here", [["alias", alias]], async () => {
+    await sendJSON("/api/v1/models/" + enc(model) + "/aliases/" + enc(alias.value), "PUT", { version });
+    await render();
+  });
+  return form && [el("h2", {}, "Alias"), el("p", { class: "muted" }, "Deployments that follow the alias move to this version."), form];
 }
 
 // deployForm creates a deployment of this version; the deployment's page follows it from CREATING to ACTIVE.
@@ -448,7 +459,13 @@ async function deploymentPage(name) {
       d.state === "INACTIVE"
         ? actionButton("Activate", "activate", base + "/activate", refreshDetails)
         : actionButton("Deactivate", "deactivate", base + "/deactivate", refreshDetails,
-          "Deactivate " + name + "? Its replicas stop and its URLs answer 503 until it is activated again.")),
+          "Deactivate " + name + "? Its replicas stop and its URLs answer 503 until it is activated again."),
+      d.canary ? actionButton("Promote canary", "promote-canary", base, refreshDetails,
+        "Make version " + d.canary.version + " the deployment's version (all traffic)?", "PATCH",
+        { version: d.canary.version, canary: { weight: 0 } }) : null,
+      d.canary ? actionButton("Remove canary", "remove-canary", base, refreshDetails,
+        "Remove the canary (version " + d.canary.version + ")? Its traffic goes back to version " + d.version + ".", "PATCH",
+        { canary: { weight: 0 } }) : null),
     d.reason ? el("div", { class: "error" }, d.reason) : null,
     props([["model", [link("models/" + enc(d.model), d.model), " version ",
       link("models/" + enc(d.model) + "/versions/" + d.version, String(d.version)), d.alias ? " (follows @" + d.alias + ")" : ""]],
@@ -543,8 +560,22 @@ async function updateForm(d, base, done) {
     d.replicas = fresh.replicas;
     await done();
   });
+  const ready = versions.items.filter(v => v.state === "READY");
+  const canaryVersion = el("select", { id: "canary-version" }, ready.map(v => el("option", { value: String(v.version) }, "version " + v.version)));
+  const weight = numberInput("canary-weight", 10, 1, 99);
+  const analysis = el("input", { type: "checkbox", id: "canary-analysis", checked: true });
+  const canary = actionForm("canary", "Start canary", [["version", canaryVersion], ["% of requests", weight],
+    ["analysis (promote or remove it by its error rate)", analysis]], async () => {
+    await sendJSON(base, "PATCH", { canary: { version: Number(canaryVersion.value), weight: Number(weight.value), replicas: 1,
+      analysis: analysis.checked && !d.follow_alias ? {} : null } });
+    await done();
+  });
   return [el("h2", {}, "Update"),
-    d.follow_alias ? el("p", { class: "muted" }, "Picking another version pins it: the deployment stops following @" + d.alias + ".") : null, form];
+    d.follow_alias ? el("p", { class: "muted" }, "Picking another version pins it: the deployment stops following @" + d.alias + ".") : null, form,
+    el("h2", {}, "Canary"),
+    el("p", { class: "muted" }, "A share of the requests goes to another version, on its own replica; starting one replaces the current canary. " +
+      "Promote or remove it with the buttons at the top, or let the analysis decide (every 60 s with at least 50 canary requests: " +
+      "removed at the first interval with more than 1% 5xx, promoted after 5 passed)."), canary];
 }
 
 // metricCharts draws the minute points. The minute in progress is added where it means something already:
