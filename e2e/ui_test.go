@@ -347,6 +347,16 @@ func TestWebUI(t *testing.T) {
 		b.waitJS("the job's logs", `document.querySelector("#run-log")?.innerText.includes("slipway run succeeded")`)
 		b.screenshot("run")
 		b.checkRendered("run")
+
+		b.do("back to the runs", chromedp.Navigate(s.URL+"/ui/runs"))
+		b.waitJS("the pipeline, with Run now", `!!document.querySelector("#run-pipeline-retrain")`)
+		b.do("run the pipeline", chromedp.Click(chromedp.ID("run-pipeline-retrain")))
+		b.waitJS("the new run's page, to its end", `location.pathname.startsWith("/ui/pipeline-runs/pr-") && /SUCCEEDED|FAILED/.test(document.querySelector("main h1")?.innerText)`)
+		var runs struct{ Total int }
+		if resp, body := s.do(t, "GET", "/api/v1/pipeline-runs", s.Token, nil, ""); resp.StatusCode != 200 || json.Unmarshal(body, &runs) != nil || runs.Total != 2 {
+			t.Fatalf("pipeline runs after Run now: %d %s", resp.StatusCode, body)
+		}
+		b.checkRendered("pipeline run started from the UI")
 	})
 
 	t.Run("cancel a running job", func(t *testing.T) {
@@ -357,13 +367,10 @@ func TestWebUI(t *testing.T) {
 		if out, errOut, code := s.cli("jobs", "create", "sleeper", script); code != 0 {
 			t.Fatalf("jobs create: %s %s", out, errOut)
 		}
-		out, errOut, code := s.cli("jobs", "run", "sleeper", "-o", "json")
-		var run struct{ ID string }
-		if code != 0 || json.Unmarshal([]byte(out), &run) != nil || run.ID == "" {
-			t.Fatalf("jobs run: %s %s", out, errOut)
-		}
-		b.do("open the run", chromedp.Navigate(s.URL+"/ui/runs/"+run.ID))
-		b.waitJS("the running job's log", `document.querySelector("#run-log")?.innerText.includes("sleeper started") && !!document.querySelector("#cancel")`)
+		b.do("open the runs", chromedp.Navigate(s.URL+"/ui/runs"))
+		b.waitJS("the job, with Run now", `!!document.querySelector("#run-job-sleeper")`)
+		b.do("run it", chromedp.Click(chromedp.ID("run-job-sleeper")))
+		b.waitJS("the running job's log", `location.pathname.startsWith("/ui/runs/jr-") && document.querySelector("#run-log")?.innerText.includes("sleeper started") && !!document.querySelector("#cancel")`)
 		b.acceptConfirms()
 		b.do("cancel", chromedp.Click(chromedp.ID("cancel")))
 		b.waitJS("CANCELED", `document.querySelector("main h1")?.innerText.includes("CANCELED") && !document.querySelector("#cancel")`)

@@ -132,9 +132,9 @@ function actionButton(label, id, path, done, confirmText, method = "POST", body 
     button.disabled = true;
     fill(status, " working…");
     try {
-      await (body === undefined ? api(path, { method }) : sendJSON(path, method, body));
+      const res = await (body === undefined ? api(path, { method }) : sendJSON(path, method, body));
       fill(status);
-      await done();
+      await done(res);
     } catch (err) {
       fill(status, errorBox(err));
     } finally {
@@ -669,9 +669,22 @@ function duration(a, b) {
 }
 
 async function runsPage() {
-  const [pipelines, jobs] = await Promise.all([api("/api/v1/pipeline-runs?limit=50"), api("/api/v1/job-runs?limit=100")]);
+  const [pipelines, jobs, pipelineDefs, jobDefs] = await Promise.all([api("/api/v1/pipeline-runs?limit=50"),
+    api("/api/v1/job-runs?limit=100"), api("/api/v1/pipelines"), api("/api/v1/jobs")]);
+  const required = p => Object.entries(p.spec.params || {}).filter(([, v]) => v === null).map(([k]) => k);
   return el("div", {},
     el("h1", {}, "Runs"),
+    el("h2", {}, "Pipelines"),
+    table(["pipeline", "steps#", "parameters (defaults)", "description", ""], pipelineDefs.items.map(p => [
+      p.name, (p.spec.steps || []).length, kv(p.spec.params), p.spec.description || "",
+      required(p).length ? el("span", { class: "muted" }, "needs " + required(p).join(", ") + ": ", el("code", {}, "slipway pipelines run " + p.name))
+        : actionButton("Run now", "run-pipeline-" + p.name, "/api/v1/pipelines/" + enc(p.name) + "/runs",
+          run => navigate("/ui/pipeline-runs/" + run.id), null, "POST", {})]), "No pipelines. Create one with slipway pipelines create FILE."),
+    el("h2", {}, "Jobs"),
+    table(["job", "entrypoint", "arguments", "description", ""], jobDefs.items.map(j => [
+      j.name, el("code", {}, j.entrypoint), (j.args || []).join(" "), j.description || "",
+      actionButton("Run now", "run-job-" + j.name, "/api/v1/jobs/" + enc(j.name) + "/runs",
+        run => navigate("/ui/runs/" + run.id), null, "POST", {})]), "No jobs. Create one with slipway jobs create."),
     el("h2", {}, "Pipeline runs"),
     table(["run", "pipeline", "state", "trigger", "steps", "started", "duration"], pipelines.items.map(p => [
       link("pipeline-runs/" + p.id, p.id), p.pipeline, badge(p.state), p.trigger,
