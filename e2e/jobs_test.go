@@ -413,10 +413,15 @@ func TestScheduleForbidWhileRunning(t *testing.T) {
 
 // waiterScript waits until the file $RELEASE exists, then succeeds with an output: a run whose end the test
 // decides.
+// waiterScript waits for $RELEASE; then, given $CLI_BINARY, it calls the API (reached_server in its outputs).
 const waiterScript = `echo "waiting for release"
 while [ ! -f "$RELEASE" ]; do sleep 0.05; done
 echo released
-echo '{"released": true}' > "$SLIPWAY_OUTPUT_DIR/outputs.json"
+reached=null
+if [ -n "$CLI_BINARY" ]; then
+  if "$CLI_BINARY" whoami; then reached=true; else reached=false; fi
+fi
+echo "{\"released\": true, \"reached_server\": $reached}" > "$SLIPWAY_OUTPUT_DIR/outputs.json"
 `
 
 func runLog(t *testing.T, c *client.Client, id string) string {
@@ -460,7 +465,7 @@ steps:
 	}
 	release := func(name string) string { return filepath.Join(shared, name) }
 	runWaiter := func(c *client.Client, name string) *slipway.JobRun {
-		r, err := c.RunJob(ctxFor(t, time.Minute), "waiter", client.RunInput{Env: map[string]string{"RELEASE": release(name)}})
+		r, err := c.RunJob(ctxFor(t, time.Minute), "waiter", client.RunInput{Env: map[string]string{"RELEASE": release(name), "CLI_BINARY": binary}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -477,7 +482,8 @@ steps:
 		t.Fatalf("after a graceful restart the run is %s %q, want IN_PROGRESS", r.State, r.Reason)
 	}
 	os.WriteFile(release("graceful"), nil, 0o644)
-	if r := waitJobRun(t, c, graceful.ID); r.State != slipway.RunSucceeded || r.Outputs["released"] != true {
+	// The restarted server listens on another port: the run reaches it through SLIPWAY_URL_FILE.
+	if r := waitJobRun(t, c, graceful.ID); r.State != slipway.RunSucceeded || r.Outputs["released"] != true || r.Outputs["reached_server"] != true {
 		t.Errorf("re-attached run = %s %q, outputs %v", r.State, r.Reason, r.Outputs)
 	}
 	log := runLog(t, c, graceful.ID)

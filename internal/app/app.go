@@ -145,6 +145,9 @@ func (a *App) open(ctx context.Context) error {
 	return nil
 }
 
+// urlFile is DATA_DIR/server.url: where the server listens, written once it does.
+func (a *App) urlFile() string { return filepath.Join(a.cfg.DataDir, "server.url") }
+
 // backup streams an online backup (internal/backup): the metadata database, the artifacts when they are on
 // local disk, and monitor.db when asked.
 func (a *App) backup(ctx context.Context, w io.Writer, withMonitor bool) error {
@@ -167,7 +170,7 @@ func (a *App) bootstrapAdmin(ctx context.Context) error {
 	}
 	t := &slipway.Token{ID: "admin", Name: "admin", Role: slipway.RoleAdmin, CreatedAt: time.Now().UTC(), Secret: httpapi.NewTokenSecret()}
 	path := filepath.Join(a.cfg.DataDir, "admin.token")
-	if err := writeSecret(path, t.Secret+"\n"); err != nil {
+	if err := writePrivateFile(path, t.Secret+"\n"); err != nil {
 		return fmt.Errorf("write admin token: %w", err)
 	}
 	if err := a.db.CreateToken(ctx, t, httpapi.HashToken(t.Secret)); err != nil {
@@ -178,7 +181,8 @@ func (a *App) bootstrapAdmin(ctx context.Context) error {
 	return nil
 }
 
-func writeSecret(path, content string) error {
+// writePrivateFile replaces path atomically with content, readable by this user only.
+func writePrivateFile(path, content string) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -213,6 +217,12 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	// Where this server listens now, for the CLI and the SDK on this machine and for job runs that outlive a
+	// restart on another port (SLIPWAY_URL_FILE).
+	if err := writePrivateFile(a.urlFile(), "http://"+ln.Addr().String()+"\n"); err != nil {
+		ln.Close()
+		return fmt.Errorf("write %s: %w", a.urlFile(), err)
+	}
 	if a.jobs != nil {
 		a.jobs.SetURL("http://" + ln.Addr().String()) // runs reach the API here (SLIPWAY_URL); they start once it is known
 		srv.RegisterOnShutdown(a.jobs.EndStreams)     // `logs?follow=1` streams end so that Shutdown does not wait for them

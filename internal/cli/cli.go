@@ -144,12 +144,8 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return err })
 
-	serverURL := a.getenv("SLIPWAY_URL")
-	if serverURL == "" {
-		serverURL = DefaultURL
-	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.url, "url", serverURL, "server URL (env SLIPWAY_URL)")
+	pf.StringVar(&a.url, "url", a.serverURL(), "server URL (env SLIPWAY_URL; else the server.url the server writes in its data folder)")
 	// No default shown for the token: help output must not print a secret taken from the environment.
 	pf.StringVar(&a.token, "token", "", "API token (env SLIPWAY_TOKEN; else $SLIPWAY_DATA_DIR/admin.token or ./slipway-data/admin.token)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
@@ -209,6 +205,38 @@ func (a *app) client() (*client.Client, error) {
 		return nil, err
 	}
 	return client.New(a.url, token), nil
+}
+
+// serverURL finds the server: $SLIPWAY_URL_FILE (given to job runs: it follows the server across restarts),
+// $SLIPWAY_URL, the server.url file of the server's data folder ($SLIPWAY_DATA_DIR, then ./slipway-data), else
+// DefaultURL.
+func (a *app) serverURL() string {
+	if u := readURLFile(a.getenv("SLIPWAY_URL_FILE")); u != "" {
+		return u
+	}
+	if u := a.getenv("SLIPWAY_URL"); u != "" {
+		return u
+	}
+	for _, dir := range []string{a.getenv("SLIPWAY_DATA_DIR"), defaultDataDir} {
+		if dir == "" {
+			continue
+		}
+		if u := readURLFile(filepath.Join(dir, "server.url")); u != "" {
+			return u
+		}
+	}
+	return DefaultURL
+}
+
+func readURLFile(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // resolveToken finds the token: --token, then SLIPWAY_TOKEN, then the admin.token file of the server's data

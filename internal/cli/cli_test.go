@@ -635,3 +635,32 @@ func TestVersion(t *testing.T) {
 		t.Errorf("exit %d, stdout %q", code, stdout)
 	}
 }
+
+// The server is found through SLIPWAY_URL_FILE first (a job run's pointer that follows the server across
+// restarts), then SLIPWAY_URL, then the server.url its data folder holds.
+func TestServerURLResolution(t *testing.T) {
+	api := newFakeAPI(t)
+	dir := t.TempDir()
+	urlFile := filepath.Join(dir, "server.url")
+	os.WriteFile(urlFile, []byte(api.srv.URL+"\n"), 0o600)
+	const dead = "http://127.0.0.1:1"
+	cases := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"the URL file wins over a stale SLIPWAY_URL", map[string]string{"SLIPWAY_URL_FILE": urlFile, "SLIPWAY_URL": dead}},
+		{"a missing URL file falls back to SLIPWAY_URL", map[string]string{"SLIPWAY_URL_FILE": filepath.Join(dir, "gone"), "SLIPWAY_URL": api.srv.URL}},
+		{"the data folder's server.url", map[string]string{"SLIPWAY_DATA_DIR": dir}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.env["SLIPWAY_TOKEN"] = "tok"
+			if _, stderr, code := cliRun(t, tc.env, "models", "list"); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+		})
+	}
+	if _, stderr, code := cliRun(t, map[string]string{"SLIPWAY_URL": dead, "SLIPWAY_DATA_DIR": dir, "SLIPWAY_TOKEN": "tok"}, "models", "list"); code == 0 || !strings.Contains(stderr, dead) {
+		t.Fatalf("SLIPWAY_URL must win over the data folder's file: exit %d %s", code, stderr)
+	}
+}

@@ -320,6 +320,9 @@ func (s *Service) environment(r *slipway.JobRun, secret, out, tmp string) []stri
 	env["PYTHONUNBUFFERED"] = "1"
 	maps.Copy(env, r.Spec.Env)
 	env["SLIPWAY_URL"] = s.url
+	if s.cfg.URLFile != "" {
+		env["SLIPWAY_URL_FILE"] = s.cfg.URLFile
+	}
 	env["SLIPWAY_TOKEN"] = secret
 	env["SLIPWAY_RUN_ID"] = r.ID
 	env["SLIPWAY_OUTPUT_DIR"] = out

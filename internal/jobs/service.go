@@ -76,6 +76,9 @@ type Config struct {
 	// URL is the server's base URL given to runs as SLIPWAY_URL. When empty, runs wait for SetURL (the server
 	// knows its address only once it listens).
 	URL string
+	// URLFile holds the server's current URL, rewritten at every start: runs get it as SLIPWAY_URL_FILE, so that
+	// one re-attached after a restart on another port still reaches the API (the CLI and the SDK read it first).
+	URLFile string
 	// NewToken returns a fresh token secret and the hash the token store keeps.
 	NewToken  func() (secret, hash string)
 	Log       *slog.Logger

@@ -168,5 +168,23 @@ class UnitTest(unittest.TestCase):
         self.assertEqual(out, "slw_env")
 
 
+    def test_url_discovery(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        with open(os.path.join(d, "server.url"), "w") as f:
+            f.write("http://127.0.0.1:5555\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_URL")}
+        code = "import slipway; print(slipway.Client().url)"
+
+        def url_with(**extra):
+            return subprocess.run([sys.executable, "-c", code], cwd=HERE, env={**env, **extra},
+                                  capture_output=True, text=True, check=True).stdout.strip()
+
+        self.assertEqual(url_with(SLIPWAY_DATA_DIR=d), "http://127.0.0.1:5555")
+        self.assertEqual(url_with(SLIPWAY_DATA_DIR=d, SLIPWAY_URL="http://h:1"), "http://h:1")
+        self.assertEqual(url_with(SLIPWAY_URL="http://h:1", SLIPWAY_URL_FILE=os.path.join(d, "server.url")), "http://127.0.0.1:5555")
+        self.assertEqual(url_with(SLIPWAY_URL="http://h:1", SLIPWAY_URL_FILE=os.path.join(d, "gone")), "http://h:1")
+
+
 if __name__ == "__main__":
     unittest.main()

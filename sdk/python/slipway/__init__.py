@@ -39,6 +39,30 @@ class SlipwayError(Exception):
         self.status, self.detail, self.code, self.problem = status, detail, code, problem or {}
 
 
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _default_url():
+    """Where the server is, as the CLI finds it: SLIPWAY_URL_FILE (given to job runs; it follows the server
+    across restarts), SLIPWAY_URL, the server.url of its data folder, else http://127.0.0.1:8080."""
+    if os.environ.get("SLIPWAY_URL_FILE"):
+        url = _read(os.environ["SLIPWAY_URL_FILE"])
+        if url:
+            return url
+    if os.environ.get("SLIPWAY_URL"):
+        return os.environ["SLIPWAY_URL"]
+    for d in (os.environ.get("SLIPWAY_DATA_DIR"), "slipway-data"):
+        url = d and _read(os.path.join(d, "server.url"))
+        if url:
+            return url
+    return "http://127.0.0.1:8080"
+
+
 def _default_token():
     if os.environ.get("SLIPWAY_TOKEN"):
         return os.environ["SLIPWAY_TOKEN"]
@@ -57,13 +81,16 @@ class Client:
     """A client of one Slipway server. Methods return the API's JSON as dicts and lists."""
 
     def __init__(self, url=None, token=None, timeout=300):
-        self.url = (url or os.environ.get("SLIPWAY_URL") or "http://127.0.0.1:8080").rstrip("/")
+        self._fixed_url = url.rstrip("/") if url else None
+        self.url = self._fixed_url or _default_url().rstrip("/")
         self.token = token if token is not None else _default_token()
         self.timeout = timeout
 
     # ---- transport ----
 
     def _request(self, method, path, body=None, content_type=None, query=None, raw=False, headers=None):
+        if not self._fixed_url:
+            self.url = _default_url().rstrip("/")  # a job run's server may have restarted on another port
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
