@@ -79,7 +79,7 @@ func (a *App) openJobs() error {
 	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: executor.NewLocal([]string{exe, "exec-limited"}).WithSupervisor([]string{exe, "exec-supervise"}),
 		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
 		URLFile: a.urlFile(),
-		Log: a.log,
+		Log:     a.log,
 		NewToken: func() (string, string) {
 			secret := httpapi.NewTokenSecret()
 			return secret, httpapi.HashToken(secret)
