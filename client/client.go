@@ -6,6 +6,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/certpool"
 )
 
 // Version is the version reported in the User-Agent header ("slipway-cli/<Version>") and by `slipway
@@ -37,6 +39,18 @@ type Option func(*Client)
 // Prefer contexts to hc.Timeout: uploads and downloads of large artifacts can take minutes.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) { c.http = hc }
+}
+
+// HTTPClientTrusting returns an HTTP client that trusts the certificates of a PEM file besides the system's
+// (a server with a self-signed certificate or one from a private CA): pass it to WithHTTPClient.
+func HTTPClientTrusting(caFile string) (*http.Client, error) {
+	pool, err := certpool.WithPEMFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
 
 // WithUserAgent replaces the default "slipway-cli/<Version>" User-Agent.

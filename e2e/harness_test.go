@@ -65,9 +65,11 @@ type server struct {
 	mu      sync.Mutex
 	log     strings.Builder
 	exited  chan struct{}
+	caCert  string       // set by trust: an https server's certificate, for the CLI and the clients
+	httpc   *http.Client // nil: http.DefaultClient
 }
 
-var listenRE = regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
+var listenRE = regexp.MustCompile(`addr=(https?://127\.0\.0\.1:\d+)`)
 
 // startServer starts the binary on dataDir (a fresh temp folder when empty) and waits until it listens.
 func startServer(t testing.TB, dataDir string, extraArgs ...string) *server {
@@ -105,7 +107,7 @@ func startServer(t testing.TB, dataDir string, extraArgs ...string) *server {
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	select {
 	case a := <-addr:
-		s.URL = "http://" + a
+		s.URL = a
 	case <-s.exited:
 		t.Fatalf("server exited before listening:\n%s", s.Log())
 	case <-time.After(60 * time.Second):
@@ -132,7 +134,22 @@ func (s *server) Log() string {
 	return s.log.String()
 }
 
-func (s *server) Client() *client.Client { return client.New(s.URL, s.Token) }
+func (s *server) Client() *client.Client {
+	if s.httpc != nil {
+		return client.New(s.URL, s.Token, client.WithHTTPClient(s.httpc))
+	}
+	return client.New(s.URL, s.Token)
+}
+
+// trust makes the CLI, Client and do trust caFile (an https server's certificate).
+func (s *server) trust(caFile string) {
+	s.t.Helper()
+	hc, err := client.HTTPClientTrusting(caFile)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.caCert, s.httpc = caFile, hc
+}
 
 // Stop sends SIGTERM and waits for a clean exit.
 func (s *server) Stop() {
@@ -161,6 +178,9 @@ func (s *server) cli(args ...string) (string, string, int) {
 	s.t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "SLIPWAY_URL="+s.URL, "SLIPWAY_TOKEN="+s.Token)
+	if s.caCert != "" {
+		cmd.Env = append(cmd.Env, "SLIPWAY_CA_CERT="+s.caCert)
+	}
 	cmd.Dir = repoDir
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -189,7 +209,11 @@ func (s *server) do(t testing.TB, method, path, token string, body io.Reader, co
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := http.DefaultClient
+	if s.httpc != nil {
+		hc = s.httpc
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/slipway-ml/slipway"
@@ -145,6 +148,20 @@ func (a *App) open(ctx context.Context) error {
 	return nil
 }
 
+// reloadCertificate answers SIGHUP: the TLS certificate is read again (a renewed one is served from the next
+// handshake on); without TLS there is nothing to reload.
+func (a *App) reloadCertificate(certs *certReloader) {
+	if certs == nil {
+		a.log.Info("SIGHUP: nothing to reload (no --tls-cert)")
+		return
+	}
+	if err := certs.Reload(); err != nil {
+		a.log.Error("SIGHUP: kept the TLS certificate in use", "err", err)
+		return
+	}
+	a.log.Info("SIGHUP: reloaded the TLS certificate", "cert", a.cfg.TLSCert)
+}
+
 // urlFile is DATA_DIR/server.url: where the server listens, written once it does.
 func (a *App) urlFile() string { return filepath.Join(a.cfg.DataDir, "server.url") }
 
@@ -217,23 +234,41 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	scheme, certs := "http", (*certReloader)(nil)
+	if a.cfg.TLSCert != "" {
+		if certs, err = newCertReloader(a.cfg.TLSCert, a.cfg.TLSKey); err != nil {
+			ln.Close()
+			return err
+		}
+		ln, scheme = tls.NewListener(ln, certs.tlsConfig()), "https"
+	}
+	url := scheme + "://" + ln.Addr().String()
 	// Where this server listens now, for the CLI and the SDK on this machine and for job runs that outlive a
 	// restart on another port (SLIPWAY_URL_FILE).
-	if err := writePrivateFile(a.urlFile(), "http://"+ln.Addr().String()+"\n"); err != nil {
+	if err := writePrivateFile(a.urlFile(), url+"\n"); err != nil {
 		ln.Close()
 		return fmt.Errorf("write %s: %w", a.urlFile(), err)
 	}
 	if a.jobs != nil {
-		a.jobs.SetURL("http://" + ln.Addr().String()) // runs reach the API here (SLIPWAY_URL); they start once it is known
-		srv.RegisterOnShutdown(a.jobs.EndStreams)     // `logs?follow=1` streams end so that Shutdown does not wait for them
+		a.jobs.SetURL(url)                        // runs reach the API here (SLIPWAY_URL); they start once it is known
+		srv.RegisterOnShutdown(a.jobs.EndStreams) // `logs?follow=1` streams end so that Shutdown does not wait for them
 	}
-	a.log.Info("slipway listening", "addr", "http://"+ln.Addr().String(), "data_dir", a.cfg.DataDir)
+	a.log.Info("slipway listening", "addr", url, "data_dir", a.cfg.DataDir)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }() // owned by Run: ends when Shutdown closes the listener
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+serve:
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-hup:
+			a.reloadCertificate(certs)
+		case <-ctx.Done():
+			break serve
+		}
 	}
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)

@@ -78,8 +78,8 @@ func (a *App) openJobs() error {
 	limits.MaxFiles, limits.MaxUnpackedBytes, limits.MaxRatio = a.cfg.MaxFiles, a.cfg.MaxUnpackedBytes, a.cfg.MaxRatio
 	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: executor.NewLocal([]string{exe, "exec-limited"}).WithSupervisor([]string{exe, "exec-supervise"}),
 		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
-		URLFile: a.urlFile(),
-		Log:     a.log,
+		URLFile: a.urlFile(), CACert: a.cfg.TLSCert,
+		Log: a.log,
 		NewToken: func() (string, string) {
 			secret := httpapi.NewTokenSecret()
 			return secret, httpapi.HashToken(secret)

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/slipway-ml/slipway/internal/certpool"
 )
 
 // S3 stores blobs in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Cloudflare R2, ...), under
@@ -103,16 +104,9 @@ func OpenS3(ctx context.Context, cfg S3Config) (*S3, error) {
 
 // transportTrusting is minio-go's transport with the CAs of a PEM file added to the system's.
 func transportTrusting(caFile string) (*http.Transport, error) {
-	pemBytes, err := os.ReadFile(caFile)
+	pool, err := certpool.WithPEMFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("CA bundle: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pemBytes) {
-		return nil, fmt.Errorf("CA bundle %s: no PEM certificate in it", caFile)
+		return nil, err
 	}
 	tr, err := minio.DefaultTransport(true)
 	if err != nil {

@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +53,7 @@ type app struct {
 
 	url    string
 	token  string
+	caCert string
 	output string
 }
 
@@ -112,6 +114,8 @@ func (a *app) message(err error) string {
 		return "interrupted"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("cannot reach the Slipway server at %s: connection refused (is `slipway server` running? set --url or SLIPWAY_URL)", a.url)
+	case errors.As(err, new(*tls.CertificateVerificationError)):
+		return fmt.Sprintf("the certificate of %s is not trusted (%v): pass --ca-cert FILE or set SLIPWAY_CA_CERT to the CA (or the server's certificate)", a.url, err)
 	case errors.As(err, &op) && op.Op == "dial":
 		return fmt.Sprintf("cannot reach the Slipway server at %s: %v (set --url or SLIPWAY_URL)", a.url, op.Err)
 	}
@@ -148,6 +152,7 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	pf.StringVar(&a.url, "url", a.serverURL(), "server URL (env SLIPWAY_URL; else the server.url the server writes in its data folder)")
 	// No default shown for the token: help output must not print a secret taken from the environment.
 	pf.StringVar(&a.token, "token", "", "API token (env SLIPWAY_TOKEN; else $SLIPWAY_DATA_DIR/admin.token or ./slipway-data/admin.token)")
+	pf.StringVar(&a.caCert, "ca-cert", a.getenv("SLIPWAY_CA_CERT"), "PEM file of a CA (or the server's self-signed certificate) to trust for an https:// server (env SLIPWAY_CA_CERT)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
 	root.AddCommand(a.serverCommand(), a.workerCommand(), a.modelsCommand(), a.deployCommand(), a.deploymentsCommand(),
@@ -204,7 +209,14 @@ func (a *app) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(a.url, token), nil
+	if a.caCert == "" {
+		return client.New(a.url, token), nil
+	}
+	hc, err := client.HTTPClientTrusting(a.caCert)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-cert: %w", err)
+	}
+	return client.New(a.url, token, client.WithHTTPClient(hc)), nil
 }
 
 // serverURL finds the server: $SLIPWAY_URL_FILE (given to job runs: it follows the server across restarts),

@@ -31,6 +31,8 @@ type Config struct {
 	ShutdownTimeout  time.Duration
 	ReadyTimeout     time.Duration
 	DebugAddr        string // pprof listener, off when empty
+	// TLSCert and TLSKey (PEM files) make the server speak HTTPS; SIGHUP reads them again.
+	TLSCert, TLSKey string
 	// ArtifactStore is where model artifacts live: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX.
 	ArtifactStore string
 	// S3Endpoint and S3Region come from the AWS variables (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_REGION)
@@ -84,6 +86,8 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	envStr(&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE")
 	envStr(&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING")
 	envStr(&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE")
+	envStr(&c.TLSCert, "SLIPWAY_TLS_CERT")
+	envStr(&c.TLSKey, "SLIPWAY_TLS_KEY")
 	c.S3Endpoint = cmp.Or(getenv("AWS_ENDPOINT_URL_S3"), getenv("AWS_ENDPOINT_URL"))
 	c.S3Region = cmp.Or(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"))
 	c.S3CABundle = getenv("AWS_CA_BUNDLE")
@@ -110,6 +114,8 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
 	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
 	fs.StringVar(&c.ReplicaScheduling, "replica-scheduling", c.ReplicaScheduling, "Linux scheduling policy of model replicas: batch (SCHED_BATCH: waking a replica does not preempt the HTTP front end) or normal (env SLIPWAY_REPLICA_SCHEDULING)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve HTTPS with this certificate (PEM; with --tls-key; SIGHUP reloads both; env SLIPWAY_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "the private key of --tls-cert (PEM; env SLIPWAY_TLS_KEY)")
 	fs.StringVar(&c.ArtifactStore, "artifact-store", c.ArtifactStore, "where model artifacts are stored: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX[?endpoint=URL&region=R] for an S3-compatible bucket (env SLIPWAY_ARTIFACT_STORE; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the IAM role)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
@@ -169,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplicaScheduling != "batch" && c.ReplicaScheduling != "normal" {
 		errs = append(errs, fmt.Errorf("--replica-scheduling %q: want batch or normal", c.ReplicaScheduling))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both (HTTPS) or neither (HTTP)"))
 	}
 	if c.ArtifactStore != "" && !strings.HasPrefix(c.ArtifactStore, "s3://") {
 		errs = append(errs, fmt.Errorf("--artifact-store %q: want s3://BUCKET/PREFIX (or nothing, for DATA_DIR/blobs)", c.ArtifactStore))

@@ -323,6 +323,9 @@ func (s *Service) environment(r *slipway.JobRun, secret, out, tmp string) []stri
 	if s.cfg.URLFile != "" {
 		env["SLIPWAY_URL_FILE"] = s.cfg.URLFile
 	}
+	if s.cfg.CACert != "" {
+		env["SLIPWAY_CA_CERT"] = s.cfg.CACert
+	}
 	env["SLIPWAY_TOKEN"] = secret
 	env["SLIPWAY_RUN_ID"] = r.ID
 	env["SLIPWAY_OUTPUT_DIR"] = out

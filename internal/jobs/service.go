@@ -79,6 +79,8 @@ type Config struct {
 	// URLFile holds the server's current URL, rewritten at every start: runs get it as SLIPWAY_URL_FILE, so that
 	// one re-attached after a restart on another port still reaches the API (the CLI and the SDK read it first).
 	URLFile string
+	// CACert is a PEM file runs must trust to reach an https:// server (its --tls-cert), given as SLIPWAY_CA_CERT.
+	CACert string
 	// NewToken returns a fresh token secret and the hash the token store keeps.
 	NewToken  func() (secret, hash string)
 	Log       *slog.Logger

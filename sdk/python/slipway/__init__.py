@@ -18,6 +18,7 @@ Every API error raises SlipwayError with the server's problem details (status, c
 import io
 import json
 import os
+import ssl
 import tarfile
 import time
 import urllib.error
@@ -88,6 +89,12 @@ class Client:
 
     # ---- transport ----
 
+    def _tls(self):
+        """The TLS context for https:// servers: the system's CAs, plus SLIPWAY_CA_CERT's (a private CA or the
+        server's self-signed certificate), as the CLI."""
+        ca = os.environ.get("SLIPWAY_CA_CERT")
+        return ssl.create_default_context(cafile=ca) if ca else None
+
     def _request(self, method, path, body=None, content_type=None, query=None, raw=False, headers=None):
         if not self._fixed_url:
             self.url = _default_url().rstrip("/")  # a job run's server may have restarted on another port
@@ -102,7 +109,7 @@ class Client:
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._tls()) as resp:
                 data = resp.read()
                 if raw:
                     return data
