@@ -363,8 +363,14 @@ func TestMonitorEndToEnd(t *testing.T) {
 	}
 	const secret = "s3cret-shared-with-the-receiver"
 	hook := newWebhookReceiver(t, secret)
+	// The accuracy alert also starts retraining: a pipeline run, whose trigger names the alert.
+	retrain := "name: retrain-churn\nsteps:\n  - name: train\n    script: echo retraining\n"
+	if _, err := c.CreatePipeline(ctx, []byte(retrain), nil, ""); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range []client.AlertRule{
-		{Name: "accuracy-drop", Metric: "accuracy", Op: "below", Threshold: 0.7, Window: "1h", Webhook: &client.Webhook{URL: hook.srv.URL, Secret: secret}},
+		{Name: "accuracy-drop", Metric: "accuracy", Op: "below", Threshold: 0.7, Window: "1h", Webhook: &client.Webhook{URL: hook.srv.URL, Secret: secret},
+			Action: &client.AlertAction{Kind: "pipeline", Target: "retrain-churn"}},
 		{Name: "drift", Metric: "drift_share", Op: "above", Threshold: 0.3, Window: "1h", Webhook: &client.Webhook{URL: hook.srv.URL, Secret: secret}},
 		{Name: "no-traffic", Metric: "requests", Op: "below", Threshold: 1, Window: "1h"},
 	} {
@@ -379,7 +385,8 @@ func TestMonitorEndToEnd(t *testing.T) {
 		{client.AlertRule{Name: "x", Metric: "latency", Op: "above", Threshold: 1}, "metric"},
 		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "under", Threshold: 1}, "op"},
 		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Webhook: &client.Webhook{URL: "ftp://x"}}, "webhook.url"},
-		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Action: &client.AlertAction{Kind: "pipeline", Target: "retrain"}}, "pipeline"},
+		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Action: &client.AlertAction{Kind: "pipeline", Target: "retrain"}}, `action pipeline "retrain"`},
+		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Action: &client.AlertAction{Kind: "email", Target: "ops"}}, `action kind "email" is not available`},
 		{client.AlertRule{Name: "drift", Metric: "accuracy", Op: "below", Threshold: 1}, "already exists"},
 	} {
 		if _, err := c.CreateAlertRule(ctx, "churn", tc.rule); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -418,6 +425,10 @@ func TestMonitorEndToEnd(t *testing.T) {
 	if evs, err := c.AlertHistory(ctx, "churn", 10); err != nil || len(evs) != 2 {
 		t.Errorf("alert history: %+v %v", evs, err)
 	}
+	waitFor(t, "the retraining run started by the accuracy alert", time.Minute, func() bool {
+		runs, _, err := c.ListPipelineRuns(ctx, "retrain-churn", 0, 10)
+		return err == nil && len(runs) == 1 && runs[0].Trigger == "alert:churn/accuracy-drop" && runs[0].State == slipway.RunSucceeded
+	})
 
 	// Prometheus: parses with the official parser; the counters are what was sent.
 	text, err := c.PrometheusMetrics(ctx)

@@ -237,6 +237,33 @@ func TestWebUI(t *testing.T) {
 		}
 	})
 
+	t.Run("alert rules: added and deleted from the deployment's page", func(t *testing.T) {
+		b.do("open churn-api", chromedp.Navigate(s.URL+"/ui/deployments/churn-api"))
+		b.waitJS("the alert form", `!!document.querySelector("#alert")`)
+		add := func(what string) {
+			b.do(what, chromedp.SetValue(chromedp.ID("alert-name"), "drifted"), chromedp.SetValue(chromedp.ID("alert-metric"), "drift_share"),
+				chromedp.SetValue(chromedp.ID("alert-threshold"), "0.3"), chromedp.SetValue(chromedp.ID("alert-pipeline"), "retrain"),
+				chromedp.Click(chromedp.ID("alert-submit")))
+		}
+		add("add a drift rule that retrains")
+		b.waitJS("the rule in the table", `!!document.querySelector("#delete-alert-drifted")`)
+		if got := b.text("main"); !strings.Contains(got, "drift_share above 0.3") || !strings.Contains(got, "start pipeline retrain") {
+			t.Fatalf("rule shown as:\n%s", got)
+		}
+		rules, err := s.Client().AlertRules(context.Background(), "churn-api")
+		if err != nil || len(rules) != 1 || rules[0].Action == nil || rules[0].Action.Target != "retrain" || rules[0].Threshold != 0.3 {
+			t.Fatalf("rules after the UI added one: %+v, %v", rules, err)
+		}
+		add("add it again")
+		b.waitJS("the server's refusal", `!!document.querySelector("#alert .error")`)
+		b.acceptConfirms()
+		b.do("delete it", chromedp.Click(chromedp.ID("delete-alert-drifted")))
+		b.waitJS("gone", `!document.querySelector("#delete-alert-drifted")`)
+		if rules, err := s.Client().AlertRules(context.Background(), "churn-api"); err != nil || len(rules) != 0 {
+			t.Fatalf("rules after the UI deleted it: %+v, %v", rules, err)
+		}
+	})
+
 	t.Run("catalog: version with checks, metrics and provenance", func(t *testing.T) {
 		b.do("open the models", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/models"]`)))
 		b.waitJS("the model list", `!!document.querySelector('a[href="/ui/models/churn"]')`)
@@ -471,7 +498,7 @@ func TestWebUI(t *testing.T) {
 		b.waitJS("the viewer is signed in", `document.querySelector("#who").innerText.includes("ui-viewer (viewer)")`)
 		b.do("open the deployment as viewer", chromedp.Navigate(s.URL+"/ui/deployments/churn-api"))
 		b.waitJS("the deployment page", `document.body.innerText.includes("Replicas")`)
-		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deactivate") && !document.querySelector("#activate") && !document.querySelector("#update") && !document.querySelector("#canary")`)); !got {
+		if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!document.querySelector("#deactivate") && !document.querySelector("#activate") && !document.querySelector("#update") && !document.querySelector("#canary") && !document.querySelector("#alert")`)); !got {
 			t.Fatal("a viewer is offered Deactivate/Activate or the update form")
 		}
 		b.do("open a version as viewer", chromedp.Navigate(s.URL+"/ui/models/churn/versions/1"))

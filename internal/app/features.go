@@ -17,6 +17,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
@@ -103,6 +104,22 @@ func (a *App) openJobs() error {
 		return err
 	}
 	a.closers = append(a.closers, a.jobs.Close)
+	a.monitor.RegisterAction("pipeline", a.startPipelineForAlert, func(ctx context.Context, target string) error {
+		_, err := a.db.FindPipeline(ctx, target)
+		return err
+	})
+	return nil
+}
+
+// startPipelineForAlert is the "pipeline" alert action: a firing alert starts the pipeline with its default
+// parameters (retraining, gated by the pipeline's own checks); the run's trigger names the alert.
+func (a *App) startPipelineForAlert(ctx context.Context, pipeline string, ev *monitoring.AlertEvent) error {
+	by := "alert:" + ev.Deployment + "/" + ev.Rule
+	run, err := a.jobs.RunPipeline(ctx, pipeline, nil, by, by)
+	if err != nil {
+		return fmt.Errorf("start pipeline %s: %w", pipeline, err)
+	}
+	a.log.Info("an alert started a pipeline run", "deployment", ev.Deployment, "rule", ev.Rule, "pipeline", pipeline, "pipeline_run", run.ID)
 	return nil
 }
 

@@ -71,10 +71,15 @@ func (s *Service) CreateAlertRule(ctx context.Context, deployment string, r moni
 	}
 	if r.Action != nil {
 		s.actionsMu.RLock()
-		_, ok := s.actions[r.Action.Kind]
+		a, ok := s.actions[r.Action.Kind]
 		s.actionsMu.RUnlock()
-		if !ok {
+		switch {
+		case !ok:
 			problems = append(problems, fmt.Sprintf("action kind %q is not available on this server (%s)", r.Action.Kind, s.actionKinds()))
+		case a.check != nil:
+			if err := a.check(ctx, r.Action.Target); err != nil {
+				problems = append(problems, fmt.Sprintf("action %s %q: %v", r.Action.Kind, r.Action.Target, err))
+			}
 		}
 	}
 	if len(problems) > 0 {
@@ -92,7 +97,7 @@ func (s *Service) actionKinds() string {
 	s.actionsMu.RLock()
 	defer s.actionsMu.RUnlock()
 	if len(s.actions) == 0 {
-		return "none yet: pipelines register the \"pipeline\" action"
+		return "none registered"
 	}
 	var ks []string
 	for k := range s.actions {
@@ -324,7 +329,7 @@ func (s *Service) notify(r *monitoring.AlertRule, ev *monitoring.AlertEvent) {
 	}
 	if r.Action != nil && ev.State == monitoring.AlertFiring {
 		s.actionsMu.RLock()
-		fn := s.actions[r.Action.Kind]
+		fn := s.actions[r.Action.Kind].run
 		s.actionsMu.RUnlock()
 		if fn == nil {
 			s.log.Error("alert action not available", "deployment", r.Deployment, "rule", r.Name, "action", r.Action.Kind)

@@ -92,7 +92,7 @@ type Service struct {
 	versions   map[baselineKey]*slipway.ModelVersion
 
 	actionsMu sync.RWMutex
-	actions   map[string]ActionFunc
+	actions   map[string]action
 
 	alertMu sync.Mutex // one evaluation at a time
 
@@ -148,7 +148,7 @@ func New(cfg Config) (*Service, error) {
 		logWake:  make(chan struct{}),
 		hooks:    make(chan webhookJob, 1024),
 		settings: map[string]*settingsEntry{}, baselines: map[baselineKey]*monitoring.Baseline{},
-		actions: map[string]ActionFunc{}, ctx: ctx, cancel: cancel}
+		actions: map[string]action{}, ctx: ctx, cancel: cancel}
 	s.metrics = newPromMetrics(s)
 	if err := s.metrics.register(s.reg); err != nil {
 		cancel()
@@ -213,10 +213,19 @@ func (s *Service) Registry() *prometheus.Registry { return s.reg }
 // ActionFunc runs an alert's action (for example, start a pipeline) when the alert fires.
 type ActionFunc func(ctx context.Context, target string, ev *monitoring.AlertEvent) error
 
-// RegisterAction makes rules with action kind available, run by fn. The jobs service registers "pipeline".
-func (s *Service) RegisterAction(kind string, fn ActionFunc) {
+// ActionCheck refuses a rule's action target when the rule is created (a pipeline that does not exist).
+type ActionCheck func(ctx context.Context, target string) error
+
+type action struct {
+	run   ActionFunc
+	check ActionCheck // nil: any target
+}
+
+// RegisterAction makes rules with action kind available: run when an alert fires, check (optional) when a
+// rule is created. The server registers "pipeline" (start a pipeline run: retraining).
+func (s *Service) RegisterAction(kind string, run ActionFunc, check ActionCheck) {
 	s.actionsMu.Lock()
-	s.actions[kind] = fn
+	s.actions[kind] = action{run: run, check: check}
 	s.actionsMu.Unlock()
 }
 

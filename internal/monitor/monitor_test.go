@@ -427,7 +427,13 @@ func TestAlertWebhookRetriesAndSignature(t *testing.T) {
 
 func TestAlertRuleValidation(t *testing.T) {
 	e := newEnv(t, nil)
-	e.s.RegisterAction("pipeline", func(context.Context, string, *monitoring.AlertEvent) error { return nil })
+	e.s.RegisterAction("pipeline", func(context.Context, string, *monitoring.AlertEvent) error { return nil },
+		func(_ context.Context, target string) error {
+			if target != "retrain" {
+				return errors.New("no such pipeline")
+			}
+			return nil
+		})
 	ctx := context.Background()
 	ok := monitoring.AlertRule{Name: "r", Metric: "accuracy", Op: "below", Threshold: 0.8}
 	for _, tc := range []struct {
@@ -436,6 +442,8 @@ func TestAlertRuleValidation(t *testing.T) {
 		want string
 	}{
 		{"valid with a pipeline action", func(r *monitoring.AlertRule) { r.Action = &monitoring.Action{Kind: "pipeline", Target: "retrain"} }, ""},
+		{"a pipeline that does not exist", func(r *monitoring.AlertRule) { r.Action = &monitoring.Action{Kind: "pipeline", Target: "nope"} }, `action pipeline "nope": no such pipeline`},
+		{"an action kind nobody registered", func(r *monitoring.AlertRule) { r.Action = &monitoring.Action{Kind: "email", Target: "x"} }, `action kind "email" is not available`},
 		{"bad name", func(r *monitoring.AlertRule) { r.Name = "Bad Name" }, "invalid alert rule name"},
 		{"bad metric", func(r *monitoring.AlertRule) { r.Metric = "speed" }, "metric"},
 		{"bad op", func(r *monitoring.AlertRule) { r.Op = ">" }, "op must be"},

@@ -502,12 +502,19 @@ async function deploymentPage(name) {
   }
   async function refreshAlerts() {
     try {
-      const h = await api(base + "/alerts/history?limit=20");
+      const [rules, h] = await Promise.all([api(base + "/alerts"), api(base + "/alerts/history?limit=20")]);
       if (seq !== pageSeq) return;
-      fill(alerts, table(["time", "rule", "state", "value#", "threshold#", "message"], (h.items || []).map(a => [
-        when(a.time), a.rule, badge(a.state), num(a.value), num(a.threshold), a.message]), "No alert has changed state."));
+      fill(alerts,
+        table(["rule", "watches", "window", "then", "state", "value#", ""], (rules.items || []).map(r => [
+          r.name, r.metric + " " + r.op + " " + num(r.threshold), r.window, alertThen(r), badge(r.state), num(r.value),
+          actionButton("Delete", "delete-alert-" + r.name, base + "/alerts/" + enc(r.id), refreshAlerts,
+            "Delete the alert rule " + r.name + "?", "DELETE")]), "No alert rules."),
+        el("h3", {}, "History"),
+        table(["time", "rule", "state", "value#", "threshold#", "message"], (h.items || []).map(a => [
+          when(a.time), a.rule, badge(a.state), num(a.value), num(a.threshold), a.message]), "No alert has changed state."));
     } catch (err) { if (seq === pageSeq) fill(alerts, errorBox(err)); }
   }
+  const alertRule = await alertForm(base, () => refreshAlerts()).catch(errorBox);
   let after = null;
   const lines = [];
   async function refreshLogs() {
@@ -538,7 +545,7 @@ async function deploymentPage(name) {
     el("h2", {}, "Input drift"),
     el("div", { class: "toolbar" }, driftRange),
     drift,
-    el("h2", {}, "Alerts"), alerts,
+    el("h2", {}, "Alerts"), alerts, alertRule,
     el("h2", {}, "Logs"), logs);
 }
 
@@ -576,6 +583,35 @@ async function updateForm(d, base, done) {
     el("p", { class: "muted" }, "A share of the requests goes to another version, on its own replica; starting one replaces the current canary. " +
       "Promote or remove it with the buttons at the top, or let the analysis decide (every 60 s with at least 50 canary requests: " +
       "removed at the first interval with more than 1% 5xx, promoted after 5 passed)."), canary];
+}
+
+const alertThen = r => [r.webhook ? "webhook " + r.webhook.url : "", r.action ? "start " + r.action.kind + " " + r.action.target : ""]
+  .filter(Boolean).join(", ") || "log only";
+
+// alertForm adds a rule to the deployment: a figure above or below a threshold over a window, posted to a
+// webhook and/or starting a pipeline (retraining) when it fires.
+async function alertForm(base, done) {
+  if (!canEdit()) return null;
+  const pipelines = await api("/api/v1/pipelines");
+  const name = el("input", { type: "text", id: "alert-name", required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?" });
+  const metric = el("select", { id: "alert-metric" }, ["drift_share", "error_rate", "latency_p99_ms", "requests", "accuracy", "precision",
+    "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2"].map(m => el("option", { value: m }, m)));
+  const op = el("select", { id: "alert-op" }, el("option", { value: "above" }, "above"), el("option", { value: "below" }, "below"));
+  const threshold = el("input", { type: "number", id: "alert-threshold", step: "any", required: true });
+  const windowInput = el("input", { type: "text", id: "alert-window", value: "1h", required: true, pattern: "[0-9]+(s|m|h)", title: "a duration such as 15m or 1h" });
+  const webhook = el("input", { type: "url", id: "alert-webhook", placeholder: "https://… (optional)" });
+  const pipeline = el("select", { id: "alert-pipeline" }, el("option", { value: "" }, "none"),
+    pipelines.items.map(p => el("option", { value: p.name }, p.name)));
+  const form = actionForm("alert", "Add rule", [["name", name], ["figure", metric], ["is", op], ["threshold", threshold],
+    ["over", windowInput], ["webhook", webhook], ["start pipeline", pipeline]], async () => {
+    const rule = { name: name.value, metric: metric.value, op: op.value, threshold: Number(threshold.value), window: windowInput.value };
+    if (webhook.value) rule.webhook = { url: webhook.value };
+    if (pipeline.value) rule.action = { kind: "pipeline", target: pipeline.value };
+    await sendJSON(base + "/alerts", "POST", rule);
+    name.value = "";
+    await done();
+  });
+  return [el("h3", {}, "Add an alert rule"), form];
 }
 
 // metricCharts draws the minute points. The minute in progress is added where it means something already:
