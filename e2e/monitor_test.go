@@ -429,6 +429,18 @@ func TestMonitorEndToEnd(t *testing.T) {
 		runs, _, err := c.ListPipelineRuns(ctx, "retrain-churn", 0, 10)
 		return err == nil && len(runs) == 1 && runs[0].Trigger == "alert:churn/accuracy-drop" && runs[0].State == slipway.RunSucceeded
 	})
+	// The same from the CLI: --start-pipeline, shown by `alerts list`, refused for a pipeline that does not exist.
+	if out, errOut, code := s.cli("alerts", "create", "churn", "--name", "cli-retrain", "--metric", "requests", "--above", "1e9",
+		"--start-pipeline", "retrain-churn"); code != 0 {
+		t.Fatalf("alerts create --start-pipeline: %s %s", out, errOut)
+	}
+	if out, _, _ := s.cli("alerts", "list", "churn"); !strings.Contains(out, "pipeline retrain-churn") {
+		t.Fatalf("alerts list:\n%s", out)
+	}
+	if _, errOut, code := s.cli("alerts", "create", "churn", "--name", "cli-nope", "--metric", "requests", "--above", "1",
+		"--start-pipeline", "nope"); code == 0 || !strings.Contains(errOut, `action pipeline "nope"`) {
+		t.Fatalf("alerts create --start-pipeline nope: exit %d %s", code, errOut)
+	}
 
 	// Prometheus: parses with the official parser; the counters are what was sent.
 	text, err := c.PrometheusMetrics(ctx)

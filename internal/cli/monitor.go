@@ -470,7 +470,7 @@ func (a *app) feedbackCommand() *cobra.Command {
 func (a *app) alertsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "alerts", Short: "Manage a deployment's alert rules"}
 	var rule client.AlertRule
-	var secret, webhook string
+	var secret, webhook, pipeline string
 	create := &cobra.Command{
 		Use:   "create DEPLOYMENT --name NAME --metric METRIC --above X | --below X",
 		Short: "Create an alert rule",
@@ -479,7 +479,8 @@ recall, f1, roc_auc, log_loss, mae, rmse, r2.
 
   slipway alerts create churn --name drift --metric drift_share --above 0.3 --window 1h \
       --webhook https://hooks.example.com/slipway --secret "$SECRET"
-  slipway alerts create churn --name no-traffic --metric requests --below 1 --window 15m`,
+  slipway alerts create churn --name no-traffic --metric requests --below 1 --window 15m
+  slipway alerts create churn --name accuracy-drop --metric accuracy --below 0.7 --window 24h --start-pipeline retrain`,
 		Args: exactArgs(1, "a deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			above, below := cmd.Flags().Changed("above"), cmd.Flags().Changed("below")
@@ -495,6 +496,9 @@ recall, f1, roc_auc, log_loss, mae, rmse, r2.
 			}
 			if webhook != "" {
 				rule.Webhook = &client.Webhook{URL: webhook, Secret: secret}
+			}
+			if pipeline != "" {
+				rule.Action = &client.AlertAction{Kind: "pipeline", Target: pipeline}
 			}
 			c, err := a.client()
 			if err != nil {
@@ -518,6 +522,7 @@ recall, f1, roc_auc, log_loss, mae, rmse, r2.
 	create.Flags().StringVar(&rule.Window, "window", "15m", "trailing window the figure is computed over")
 	create.Flags().StringVar(&webhook, "webhook", "", "URL that receives the transitions (POST, JSON)")
 	create.Flags().StringVar(&secret, "secret", "", "shared secret that signs webhook deliveries (X-Slipway-Signature)")
+	create.Flags().StringVar(&pipeline, "start-pipeline", "", "pipeline to run (with its defaults) when the alert fires: retraining")
 
 	list := &cobra.Command{
 		Use: "list DEPLOYMENT", Short: "List alert rules with their state", Args: exactArgs(1, "a deployment name"),
@@ -589,13 +594,16 @@ func (a *app) printRules(rs []client.AlertRule) error {
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
 	tw := newTable(a.stdout)
-	row(tw, "ID", "NAME", "CONDITION", "WINDOW", "STATE", "VALUE", "WEBHOOK")
+	row(tw, "ID", "NAME", "CONDITION", "WINDOW", "STATE", "VALUE", "WEBHOOK", "STARTS")
 	for _, r := range rs {
-		hook := ""
+		hook, starts := "", ""
 		if r.Webhook != nil {
 			hook = r.Webhook.URL
 		}
-		row(tw, r.ID, r.Name, fmt.Sprintf("%s %s %g", r.Metric, r.Op, r.Threshold), r.Window, r.State, fmtFloat(r.Value, 4), hook)
+		if r.Action != nil {
+			starts = r.Action.Kind + " " + r.Action.Target
+		}
+		row(tw, r.ID, r.Name, fmt.Sprintf("%s %s %g", r.Metric, r.Op, r.Threshold), r.Window, r.State, fmtFloat(r.Value, 4), hook, starts)
 	}
 	return tw.Flush()
 }
