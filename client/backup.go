@@ -12,19 +12,25 @@ import (
 // Backup streams an online backup of the installation (a tar: slipway.db, local artifacts, monitor.db when
 // withMonitor) into w and returns its size. A stream the server cut short is an error.
 func (c *Client) Backup(ctx context.Context, withMonitor bool, w io.Writer) (int64, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("backup"), url.Values{"monitor": {strconv.FormatBool(withMonitor)}}, nil)
+	n, err := c.download(ctx, apiPath("backup"), url.Values{"monitor": {strconv.FormatBool(withMonitor)}},
+		"application/x-tar, application/problem+json", w)
+	if err != nil {
+		return n, fmt.Errorf("client: backup: %w", err)
+	}
+	return n, nil
+}
+
+// download GETs path into w and returns how many bytes it wrote; a body cut short is an error.
+func (c *Client) download(ctx context.Context, path string, query url.Values, accept string, w io.Writer) (int64, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, path, query, nil)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Accept", "application/x-tar, application/problem+json")
+	req.Header.Set("Accept", accept)
 	resp, err := c.send(req)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
-	if err != nil {
-		return n, fmt.Errorf("client: backup: %w", err)
-	}
-	return n, nil
+	return io.Copy(w, resp.Body)
 }

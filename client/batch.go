@@ -83,17 +83,7 @@ func (c *Client) WaitBatchPrediction(ctx context.Context, id string, progress fu
 
 // DownloadBatchOutput writes a succeeded run's output file (CSV or Parquet) to w.
 func (c *Client) DownloadBatchOutput(ctx context.Context, id string, w io.Writer) (int64, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("batch-predictions", id, "output"), nil, nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Accept", "*/*")
-	resp, err := c.send(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
+	n, err := c.download(ctx, apiPath("batch-predictions", id, "output"), nil, "*/*", w)
 	if err != nil {
 		return n, fmt.Errorf("client: download output of batch prediction %s: %w", id, err)
 	}

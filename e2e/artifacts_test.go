@@ -47,9 +47,7 @@ func TestArtifactStoreInABucket(t *testing.T) {
 	}
 
 	deploy(t, s, "churn", "--model", "churn@champion")
-	cols, rows := churnRows(t, 3)
-	resp, body := s.do(t, "POST", "/deployments/churn/invocations", s.Token,
-		bytes.NewReader(mustJSON(map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows}})), "application/json")
+	resp, body := invokeChurn(t, s, "churn", 3)
 	if resp.StatusCode != 200 {
 		t.Fatalf("predict from a model materialised from the bucket: %d %s", resp.StatusCode, body)
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -58,9 +57,7 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatalf("a token created before the backup: whoami %d", resp.StatusCode)
 	}
 	deploy(t, r, "churn-restored", "--model", "churn:1")
-	cols, rows := churnRows(t, 2)
-	resp, body := r.do(t, "POST", "/deployments/churn-restored/invocations", r.Token,
-		bytes.NewReader(mustJSON(map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows}})), "application/json")
+	resp, body := invokeChurn(t, r, "churn-restored", 2)
 	if resp.StatusCode != 200 {
 		t.Fatalf("predict from restored artifacts: %d %s", resp.StatusCode, body)
 	}

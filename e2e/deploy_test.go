@@ -130,6 +130,14 @@ func pushChurnV2(t *testing.T, s *server) {
 	}
 }
 
+// invokeChurn sends n rows of the churn data set to a deployment through the MLflow protocol.
+func invokeChurn(t *testing.T, s *server, deployment string, n int) (*http.Response, []byte) {
+	t.Helper()
+	cols, rows := churnRows(t, n)
+	return s.do(t, "POST", "/deployments/"+deployment+"/invocations", s.Token,
+		bytes.NewReader(mustJSON(map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows}})), "application/json")
+}
+
 func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(1, math.Abs(b)) }
 
 // The same rows through all three protocols give the predictions of the model run directly in Python.

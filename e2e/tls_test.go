@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -94,9 +93,7 @@ func TestHTTPS(t *testing.T) {
 		t.Fatalf("push over HTTPS: %s %s", out, errOut)
 	}
 	deploy(t, s, "churn", "--model", "churn:1")
-	cols, rows := churnRows(t, 2)
-	resp, body := s.do(t, "POST", "/deployments/churn/invocations", s.Token,
-		bytes.NewReader(mustJSON(map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows}})), "application/json")
+	resp, body := invokeChurn(t, s, "churn", 2)
 	if resp.StatusCode != 200 {
 		t.Fatalf("predict over HTTPS: %d %s", resp.StatusCode, body)
 	}
