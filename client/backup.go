@@ -10,10 +10,11 @@ import (
 )
 
 // Backup streams an online backup of the installation (a tar: slipway.db, local artifacts, monitor.db when
-// withMonitor) into w and returns its size. A stream the server cut short is an error.
-func (c *Client) Backup(ctx context.Context, withMonitor bool, w io.Writer) (int64, error) {
+// withMonitor) into w and returns its size. A stream the server cut short is an error. progress (may be nil)
+// is called with the bytes received so far (the total is not known: -1).
+func (c *Client) Backup(ctx context.Context, withMonitor bool, w io.Writer, progress func(received, total int64)) (int64, error) {
 	n, err := c.download(ctx, apiPath("backup"), url.Values{"monitor": {strconv.FormatBool(withMonitor)}},
-		"application/x-tar, application/problem+json", w)
+		"application/x-tar, application/problem+json", &progressWriter{w: w, total: -1, fn: progress})
 	if err != nil {
 		return n, fmt.Errorf("client: backup: %w", err)
 	}

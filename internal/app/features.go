@@ -106,6 +106,9 @@ func (a *App) openJobs() error {
 	a.closers = append(a.closers, a.jobs.Close)
 	a.monitor.RegisterAction("pipeline", a.startPipelineForAlert, func(ctx context.Context, target string) error {
 		_, err := a.db.FindPipeline(ctx, target)
+		if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+			return errors.New("no such pipeline (create it first: slipway pipelines create FILE)")
+		}
 		return err
 	})
 	return nil

@@ -1,5 +1,5 @@
 // Package backup writes an online backup of an installation as one tar stream: a consistent snapshot of the
-// metadata database (slipway.db) and, when the artifacts are on local disk, every blob (blobs/sha256/ab/cdef...,
+// metadata database (slipway.db) and, when the artifacts are on local disk, every blob (blobs/ + blob.RelPath,
 // each verified against its digest as it is read). Restoring is unpacking it into an empty data folder.
 // Artifacts in a bucket are not copied: the bucket is their backup (versioning, replication).
 package backup
@@ -36,7 +36,7 @@ type Source struct {
 const (
 	DatabaseName = "slipway.db"
 	MonitorName  = "monitor.db"
-	BlobsDir     = "blobs/sha256"
+	BlobsDir     = "blobs" // the data folder's blob store: blobs/sha256/ab/cdef...
 )
 
 // Write streams the backup to w. An error after the first byte leaves an incomplete tar (no end marker), which
@@ -105,7 +105,7 @@ func addBlob(ctx context.Context, tw *tar.Writer, blobs *blob.Local, digest stri
 		return err
 	}
 	defer r.Close()
-	name := BlobsDir + "/" + digest[:2] + "/" + digest[2:]
+	name := BlobsDir + "/" + blob.RelPath(digest)
 	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o444, Size: size, ModTime: mtime, Typeflag: tar.TypeReg}); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -134,32 +134,42 @@ func (s *Local) path(digest string) (string, error) {
 	if err := checkDigest(digest); err != nil {
 		return "", err
 	}
-	return filepath.Join(s.objects, digest[:2], digest[2:]), nil
+	return filepath.Join(s.dir, filepath.FromSlash(RelPath(digest))), nil
 }
+
+// RelPath is where a blob lives below a store's root: sha256/ab/cdef... The layout is the same on disk, in a
+// bucket (below its prefix) and in a backup (below blobs/). The digest must be valid.
+func RelPath(digest string) string { return objectsDir + "/" + digest[:2] + "/" + digest[2:] }
 
 // Put stores the content of r and returns its SHA-256 digest and size.
 // Content already stored is not written again.
 func (s *Local) Put(ctx context.Context, r io.Reader) (digest string, size int64, err error) {
-	f, err := os.CreateTemp(s.tmp, "put-*")
+	f, digest, size, err := spool(ctx, s.tmp, r)
 	if err != nil {
-		return "", 0, fmt.Errorf("blob: put: %w", err)
+		return "", 0, err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	h := sha256.New()
-	size, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
-	if err != nil {
-		return "", 0, fmt.Errorf("blob: put: copy: %w", err)
-	}
-	digest = hex.EncodeToString(h.Sum(nil))
 	if err := s.commit(f, digest, size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
 		return "", 0, err
 	}
 	return digest, size, nil
+}
+
+// spool copies r into a new temp file in dir while hashing it: a blob's name is its digest, known only at the
+// end. On success the caller owns the open file; on failure nothing is left.
+func spool(ctx context.Context, dir string, r io.Reader) (f *os.File, digest string, size int64, err error) {
+	f, err = os.CreateTemp(dir, "put-*")
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("blob: put: %w", err)
+	}
+	h := sha256.New()
+	if size, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r}); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, "", 0, fmt.Errorf("blob: put: copy: %w", err)
+	}
+	return f, hex.EncodeToString(h.Sum(nil)), size, nil
 }
 
 // commit makes the temp file f durable and moves it into place as digest.

@@ -152,22 +152,16 @@ func parseS3URL(cfg S3Config) (s3Location, error) {
 // claim records the installation in the prefix's marker, or refuses a prefix another installation claimed.
 func (s *S3) claim(ctx context.Context, installation string) error {
 	key := s.prefix + markerName
-	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
-	if err == nil {
-		var m marker
-		err = json.NewDecoder(io.LimitReader(obj, 1<<16)).Decode(&m)
-		obj.Close()
-		if err == nil {
-			if m.Installation != installation {
-				return fmt.Errorf("blob: artifact store %s belongs to another Slipway installation (%s, since %s): two installations "+
-					"cannot share a prefix, since each deletes the blobs its own database does not reference; use another prefix, "+
-					"for example s3://%s/%s", s.where, m.Installation, m.CreatedAt.Format(time.RFC3339), s.bucket, s.prefix+"other")
-			}
-			return nil
-		}
-	}
-	if minio.ToErrorResponse(err).Code != minio.NoSuchKey {
+	m, err := s.readMarker(ctx, key)
+	switch {
+	case err != nil:
 		return fmt.Errorf("blob: artifact store %s: read %s: %w", s.where, key, err)
+	case m != nil && m.Installation != installation:
+		return fmt.Errorf("blob: artifact store %s belongs to another Slipway installation (%s, since %s): two installations "+
+			"cannot share a prefix, since each deletes the blobs its own database does not reference; use another prefix, "+
+			"for example s3://%s/%s", s.where, m.Installation, m.CreatedAt.Format(time.RFC3339), s.bucket, s.prefix+"other")
+	case m != nil:
+		return nil
 	}
 	body, _ := json.Marshal(marker{Installation: installation, CreatedAt: time.Now().UTC()})
 	_, err = s.client.PutObject(ctx, s.bucket, key, strings.NewReader(string(body)), int64(len(body)),
@@ -176,6 +170,22 @@ func (s *S3) claim(ctx context.Context, installation string) error {
 		return fmt.Errorf("blob: artifact store %s: write %s: %w", s.where, key, err)
 	}
 	return nil
+}
+
+// readMarker returns the prefix's marker, or nil when there is none yet.
+func (s *S3) readMarker(ctx context.Context, key string) (*marker, error) {
+	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err == nil {
+		defer obj.Close()
+		var m marker
+		if err = json.NewDecoder(io.LimitReader(obj, 1<<16)).Decode(&m); err == nil {
+			return &m, nil
+		}
+	}
+	if minio.ToErrorResponse(err).Code == minio.NoSuchKey { // GetObject is lazy: a missing object shows on the read
+		return nil, nil
+	}
+	return nil, err
 }
 
 // Where names the store in logs: s3://bucket/prefix/.
@@ -188,23 +198,18 @@ func (s *S3) key(digest string) (string, error) {
 	if err := checkDigest(digest); err != nil {
 		return "", err
 	}
-	return s.prefix + objectsDir + "/" + digest[:2] + "/" + digest[2:], nil
+	return s.prefix + RelPath(digest), nil
 }
 
 // Put spools r to local scratch space while hashing it (the key is the digest, known only at the end), then
 // uploads it unless the bucket already has it.
 func (s *S3) Put(ctx context.Context, r io.Reader) (digest string, size int64, err error) {
-	f, err := os.CreateTemp(s.tmp, "put-*")
+	f, digest, size, err := spool(ctx, s.tmp, r)
 	if err != nil {
-		return "", 0, fmt.Errorf("blob: put: %w", err)
+		return "", 0, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	h := sha256.New()
-	if size, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r}); err != nil {
-		return "", 0, fmt.Errorf("blob: put: copy: %w", err)
-	}
-	digest = hex.EncodeToString(h.Sum(nil))
 	return digest, size, s.upload(ctx, f, digest, size)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ml/slipway/client"
+	"github.com/slipway-ml/slipway/internal/backup"
 )
 
 func (a *app) backupCommand() *cobra.Command {
@@ -60,7 +61,7 @@ func (a *app) backup(ctx context.Context, file string, withMonitor bool) error {
 	defer os.Remove(tmp.Name())
 	bar := a.newProgress(-1)
 	bar.describe("downloading")
-	_, err = c.Backup(ctx, withMonitor, &progressWriter{w: tmp, bar: bar})
+	_, err = c.Backup(ctx, withMonitor, tmp, bar.set)
 	bar.finish()
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -107,7 +108,7 @@ func checkBackup(path string) (string, error) {
 			return "", err
 		}
 		size += n
-		if strings.HasPrefix(h.Name, "blobs/") {
+		if strings.HasPrefix(h.Name, backup.BlobsDir+"/") {
 			blobs++
 		} else {
 			dbs = append(dbs, h.Name)
@@ -117,18 +118,4 @@ func checkBackup(path string) (string, error) {
 		return "", errors.New("no database in it")
 	}
 	return fmt.Sprintf("%s: %s, %d artifact blobs", formatBytes(size), strings.Join(dbs, ", "), blobs), nil
-}
-
-// progressWriter moves a byte-count bar as it writes.
-type progressWriter struct {
-	w   io.Writer
-	bar *progress
-	n   int64
-}
-
-func (p *progressWriter) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.n += int64(n)
-	p.bar.set(p.n, -1)
-	return n, err
 }

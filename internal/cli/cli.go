@@ -229,15 +229,21 @@ func (a *app) serverURL() string {
 	if u := a.getenv("SLIPWAY_URL"); u != "" {
 		return u
 	}
-	for _, dir := range []string{a.getenv("SLIPWAY_DATA_DIR"), defaultDataDir} {
-		if dir == "" {
-			continue
-		}
+	for _, dir := range a.dataDirs() {
 		if u := readURLFile(filepath.Join(dir, "server.url")); u != "" {
 			return u
 		}
 	}
 	return DefaultURL
+}
+
+// dataDirs are where a server on this machine keeps admin.token and server.url: $SLIPWAY_DATA_DIR, then the
+// server's default ./slipway-data.
+func (a *app) dataDirs() []string {
+	if dir := a.getenv("SLIPWAY_DATA_DIR"); dir != "" {
+		return []string{dir, defaultDataDir}
+	}
+	return []string{defaultDataDir}
 }
 
 func readURLFile(path string) string {
@@ -261,11 +267,9 @@ func (a *app) resolveToken() (string, error) {
 		return t, nil
 	}
 	var candidates []string
-	if dir := a.getenv("SLIPWAY_DATA_DIR"); dir != "" {
-		candidates = append(candidates, filepath.Join(dir, "admin.token"))
-	}
-	candidates = append(candidates, filepath.Join(defaultDataDir, "admin.token"))
-	for _, p := range candidates {
+	for _, dir := range a.dataDirs() {
+		p := filepath.Join(dir, "admin.token")
+		candidates = append(candidates, p)
 		b, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue

@@ -167,6 +167,10 @@ function actionForm(id, label, fields, send) {
   return form;
 }
 
+// nameInput is a text field for a name of the API's form (models, deployments, aliases, tokens, rules), checked
+// by the browser before the server refuses it.
+const nameInput = (id, value = "") => el("input", { type: "text", id, value, required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?",
+  title: "1-64 lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit" });
 const numberInput = (id, value, min, max) => el("input", { type: "number", id, value: String(value), min: String(min), max: String(max), required: true });
 
 async function sendJSON(path, method, body) {
@@ -189,8 +193,7 @@ async function tokensPage() {
         "Revoke token " + t.name + "? Everything using it is refused from now on.", "DELETE")]), "No tokens."));
   }
   await refreshList();
-  const name = el("input", { type: "text", id: "token-name", required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?",
-    title: "1-64 lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit" });
+  const name = nameInput("token-name");
   const role = el("select", { id: "token-role" }, ["viewer", "predict", "editor", "admin"].map(r => el("option", { value: r }, r)));
   const form = actionForm("create-token", "Create", [["name", name], ["role", role]], async () => {
     const t = await sendJSON("/api/v1/tokens", "POST", { name: name.value, role: role.value });
@@ -340,8 +343,7 @@ async function modelsPage() {
 // registerForm uploads an artifact (an archive or a single model file) and its optional metadata.json as a new
 // version, waits for the registration checks, and opens the version's page (READY, or FAILED with the checks).
 function registerForm() {
-  const model = el("input", { type: "text", id: "register-model", required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?",
-    title: "1-64 lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit" });
+  const model = nameInput("register-model");
   const artifact = el("input", { type: "file", id: "register-artifact", required: true });
   const metadata = el("input", { type: "file", id: "register-metadata", accept: ".json,application/json" });
   const form = actionForm("register", "Register", [["model", model], ["artifact (.zip, .tar.gz or one model file)", artifact],
@@ -399,7 +401,7 @@ async function versionPage(name, version) {
 
 // aliasForm points an alias (champion, staging, ...) at this version; deployments that follow it move too.
 function aliasForm(model, version) {
-  const alias = el("input", { type: "text", id: "alias-name", value: "champion", required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?" });
+  const alias = nameInput("alias-name", "champion");
   const form = actionForm("set-alias", "Point here", [["alias", alias]], async () => {
     await sendJSON("/api/v1/models/" + enc(model) + "/aliases/" + enc(alias.value), "PUT", { version });
     await render();
@@ -409,8 +411,7 @@ function aliasForm(model, version) {
 
 // deployForm creates a deployment of this version; the deployment's page follows it from CREATING to ACTIVE.
 function deployForm(model, version) {
-  const name = el("input", { type: "text", id: "deploy-name", value: model, required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?",
-    title: "1-64 lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit" });
+  const name = nameInput("deploy-name", model);
   const replicas = numberInput("deploy-replicas", 1, 1, 64);
   const batch = numberInput("deploy-batch", 0, 0, 100000);
   const form = actionForm("deploy", "Deploy", [["name", name], ["replicas", replicas], ["batch rows (0: off)", batch]], async () => {
@@ -573,8 +574,8 @@ async function updateForm(d, base, done) {
   const analysis = el("input", { type: "checkbox", id: "canary-analysis", checked: true });
   const canary = actionForm("canary", "Start canary", [["version", canaryVersion], ["% of requests", weight],
     ["analysis (promote or remove it by its error rate)", analysis]], async () => {
-    await sendJSON(base, "PATCH", { canary: { version: Number(canaryVersion.value), weight: Number(weight.value), replicas: 1,
-      analysis: analysis.checked && !d.follow_alias ? {} : null } });
+    await sendJSON(base, "PATCH", { canary: { version: Number(canaryVersion.value), weight: Number(weight.value),
+      analysis: analysis.checked ? {} : null } });
     await done();
   });
   return [el("h2", {}, "Update"),
@@ -593,7 +594,7 @@ const alertThen = r => [r.webhook ? "webhook " + r.webhook.url : "", r.action ? 
 async function alertForm(base, done) {
   if (!canEdit()) return null;
   const pipelines = await api("/api/v1/pipelines");
-  const name = el("input", { type: "text", id: "alert-name", required: true, pattern: "[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?" });
+  const name = nameInput("alert-name");
   const metric = el("select", { id: "alert-metric" }, ["drift_share", "error_rate", "latency_p99_ms", "requests", "accuracy", "precision",
     "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2"].map(m => el("option", { value: m }, m)));
   const op = el("select", { id: "alert-op" }, el("option", { value: "above" }, "above"), el("option", { value: "below" }, "below"));

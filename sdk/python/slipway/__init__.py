@@ -55,22 +55,19 @@ def _default_url():
         url = _read(os.environ["SLIPWAY_URL_FILE"])
         if url:
             return url
-    if os.environ.get("SLIPWAY_URL"):
-        return os.environ["SLIPWAY_URL"]
-    for d in (os.environ.get("SLIPWAY_DATA_DIR"), "slipway-data"):
-        url = d and _read(os.path.join(d, "server.url"))
-        if url:
-            return url
-    return "http://127.0.0.1:8080"
+    return os.environ.get("SLIPWAY_URL") or _data_file("server.url") or "http://127.0.0.1:8080"
 
 
 def _default_token():
-    if os.environ.get("SLIPWAY_TOKEN"):
-        return os.environ["SLIPWAY_TOKEN"]
+    return os.environ.get("SLIPWAY_TOKEN") or _data_file("admin.token")
+
+
+def _data_file(name):
+    """The first non-empty NAME in a local server's data folder: $SLIPWAY_DATA_DIR, then ./slipway-data."""
     for d in (os.environ.get("SLIPWAY_DATA_DIR"), "slipway-data"):
-        if d and os.path.isfile(os.path.join(d, "admin.token")):
-            with open(os.path.join(d, "admin.token")) as f:
-                return f.read().strip()
+        content = d and _read(os.path.join(d, name))
+        if content:
+            return content
     return ""
 
 
