@@ -18,8 +18,7 @@ import (
 // An installation moves its artifacts into an S3-compatible bucket, serves and downloads models from there,
 // collects its garbage there, and keeps a second installation off its prefix.
 func TestArtifactStoreInABucket(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", slipwaytest.S3AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-checked")
+	slipwaytest.UseS3Credentials(t)
 	bucket := slipwaytest.StartS3(t, "slipway")
 	store := "s3://slipway/prod?endpoint=" + bucket.URL
 	dir := t.TempDir()

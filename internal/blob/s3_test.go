@@ -12,12 +12,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
-// withS3Credentials puts the test server's key where every AWS client looks first.
-func withS3Credentials(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", slipwaytest.S3AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-checked")
-}
-
 func openS3(t *testing.T, srv *slipwaytest.S3, url, installation string) *S3 {
 	t.Helper()
 	s, err := OpenS3(context.Background(), S3Config{URL: url, Endpoint: srv.URL, TempDir: t.TempDir(), Installation: installation})
@@ -29,7 +23,7 @@ func openS3(t *testing.T, srv *slipwaytest.S3, url, installation string) *S3 {
 
 // TestStoreContract runs the same expectations against every Store.
 func TestStoreContract(t *testing.T) {
-	withS3Credentials(t)
+	slipwaytest.UseS3Credentials(t)
 	srv := slipwaytest.StartS3(t, "models")
 	stores := map[string]func(t *testing.T) Store{
 		"local": func(t *testing.T) Store { s, _ := open(t); return s },
@@ -126,7 +120,7 @@ func sortedStrings(s []string) bool {
 }
 
 func TestS3CorruptDetectedOnRead(t *testing.T) {
-	withS3Credentials(t)
+	slipwaytest.UseS3Credentials(t)
 	srv := slipwaytest.StartS3(t, "models")
 	s := openS3(t, srv, "s3://models/team-a", "inst-1")
 	d := put(t, s, []byte("the real content"))
@@ -141,7 +135,7 @@ func TestS3CorruptDetectedOnRead(t *testing.T) {
 }
 
 func TestS3PrefixBelongsToOneInstallation(t *testing.T) {
-	withS3Credentials(t)
+	slipwaytest.UseS3Credentials(t)
 	srv := slipwaytest.StartS3(t, "models")
 	a := openS3(t, srv, "s3://models/shared", "inst-a")
 	put(t, a, []byte("a's model"))
@@ -158,7 +152,7 @@ func TestS3PrefixBelongsToOneInstallation(t *testing.T) {
 }
 
 func TestOpenS3Errors(t *testing.T) {
-	withS3Credentials(t)
+	slipwaytest.UseS3Credentials(t)
 	srv := slipwaytest.StartS3(t, "models")
 	tests := []struct {
 		name, url, want string
@@ -188,7 +182,7 @@ func TestOpenS3Errors(t *testing.T) {
 }
 
 func TestMoveAll(t *testing.T) {
-	withS3Credentials(t)
+	slipwaytest.UseS3Credentials(t)
 	srv := slipwaytest.StartS3(t, "models")
 	ctx := context.Background()
 	local, _ := open(t)
@@ -231,7 +225,7 @@ func TestMoveAll(t *testing.T) {
 // Over HTTPS, as AWS serves S3: payloads are not signed chunk by chunk, and the endpoint's certificate must be
 // trusted, here through a CA bundle (AWS_CA_BUNDLE).
 func TestS3OverTLS(t *testing.T) {
-	withS3Credentials(t)
+	slipwaytest.UseS3Credentials(t)
 	srv := slipwaytest.StartS3TLS(t, "models")
 	cfg := S3Config{URL: "s3://models/tls", Endpoint: srv.URL, TempDir: t.TempDir(), Installation: "inst-1"}
 

@@ -35,6 +35,13 @@ type S3 struct {
 // so the server only checks that requests are signed with this key).
 const S3AccessKey = "slipway-test"
 
+// UseS3Credentials puts the test server's key where every AWS client looks first (the environment), for the
+// test's duration; the test must not be parallel.
+func UseS3Credentials(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", S3AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-checked")
+}
+
 // StartS3 starts the server (plain HTTP) with the given buckets; it stops when the test ends.
 func StartS3(t testing.TB, buckets ...string) *S3 {
 	t.Helper()
