@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"strings"
-	"time"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/serving"
@@ -261,20 +260,20 @@ func (s *Service) Create(ctx context.Context, sp Spec) (*slipway.Deployment, err
 
 // start brings up a pool for d at v; on failure the deployment goes to failState with the replica's error.
 func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion, failState slipway.DeploymentState) {
-	sv, err := s.newServed(ctx, d, v)
+	rt, err := s.newRouter(ctx, d, v)
 	if err != nil {
 		s.setState(ctx, d.Name, failState, err.Error())
 		return
 	}
 	s.mu.Lock()
-	s.served[d.Name] = sv
-	s.observeLocked(d.Name, sv.Pool)
+	s.routers.Put(d.Name, rt)
+	s.observeLocked(d.Name, rt.Pool)
 	s.mu.Unlock()
-	s.setState(ctx, d.Name, slipway.DeploymentActive, s.sidesReason(ctx, d, sv))
+	s.setState(ctx, d.Name, slipway.DeploymentActive, s.sidesReason(ctx, d, rt))
 }
 
-// syncSides makes sv's canary and shadow match d's.
-func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, sv *Served) error {
+// syncSides makes rt's canary and shadow match d's.
+func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, rt *serving.Router) error {
 	var canary, shadow *sideSpec
 	if c := d.Canary; c != nil {
 		canary = &sideSpec{version: c.Version, replicas: c.Replicas, weight: c.Weight}
@@ -282,10 +281,10 @@ func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, sv *Serv
 	if sh := d.Shadow; sh != nil {
 		shadow = &sideSpec{version: sh.Version, replicas: sh.Replicas}
 	}
-	if err := s.syncSide(ctx, d, sv, false, canary); err != nil {
+	if err := s.syncSide(ctx, d, rt, serving.Canary, canary); err != nil {
 		return fmt.Errorf("canary version %d did not start: %w", d.Canary.Version, err)
 	}
-	if err := s.syncSide(ctx, d, sv, true, shadow); err != nil {
+	if err := s.syncSide(ctx, d, rt, serving.Shadow, shadow); err != nil {
 		return fmt.Errorf("shadow version %d did not start: %w", d.Shadow.Version, err)
 	}
 	return nil
@@ -294,87 +293,82 @@ func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, sv *Serv
 // sideSpec is what a canary or a shadow should run.
 type sideSpec struct{ version, replicas, weight int }
 
-// syncSide makes sv's canary (or shadow) match want (nil: none): scaled and reweighted in place when its
+// syncSide makes rt's canary (or shadow) match want (nil: none): scaled and reweighted in place when its
 // version stays, else started beside the old one (all its replicas ready before it gets a request) and swapped
 // in.
-func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, sv *Served, shadow bool, want *sideSpec) error {
-	sv.mu.RLock()
-	cur := *sv.side(shadow)
-	sv.mu.RUnlock()
+func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, rt *serving.Router, role serving.Role, want *sideSpec) error {
+	cur := rt.Side(role)
 	if want == nil {
-		if old := sv.swapSide(shadow, nil); old != nil {
-			old.retire(time.Duration(d.TimeoutMS) * time.Millisecond)
+		if old := rt.SwapSide(role, nil); old != nil {
+			old.Retire(msDuration(d.TimeoutMS))
 		}
 		return nil
 	}
-	if cur != nil && cur.version.Version == want.version {
-		cur.pool.SetOptions(options(d))
-		if cur.replicas != want.replicas {
-			if err := cur.pool.Scale(ctx, want.replicas); err != nil {
+	if cur != nil && cur.Version().Version == want.version {
+		cur.Pool().SetOptions(options(d))
+		if cur.Replicas() != want.replicas {
+			if err := cur.Pool().Scale(ctx, want.replicas); err != nil {
 				return err
 			}
 		}
-		sv.mu.Lock()
-		cur.weight, cur.replicas = want.weight, want.replicas
-		sv.mu.Unlock()
+		rt.Resize(cur, want.weight, want.replicas)
 		return nil
 	}
 	v, err := s.readyVersion(ctx, d.Model, slipway.VersionRef{Number: want.version})
 	if err != nil {
 		return err
 	}
-	dir, err := s.files.Materialize(ctx, v)
-	if err != nil {
-		return fmt.Errorf("prepare model files: %w", err)
-	}
 	sd := *d
 	sd.Replicas = want.replicas // its replicas share the CPUs like the deployment's
-	name, suffix := d.Name, "-canary"
-	if shadow {
-		suffix = "-shadow"
-	}
-	pool := serving.NewPool(name+suffix, options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
-	if err := pool.Rollout(ctx, v.Version, want.replicas, s.starter(&sd, v, dir)); err != nil {
-		pool.Close()
+	name := d.Name
+	pool, err := s.startPool(ctx, name+"-"+role.String(), &sd, v)
+	if err != nil {
 		return err
 	}
-	t := &sideTarget{pool: pool, version: v, weight: want.weight, replicas: want.replicas,
-		observer: func() serving.Observer { return s.observer(name) }, inflight: make(chan struct{}, 4*want.replicas)}
-	if !shadow { // a shadow's queue-full and timeouts are not the deployment's: only its outcomes are counted
+	side := serving.NewSide(pool, v, want.weight, want.replicas, func() serving.Observer { return s.observer(name) })
+	if role == serving.Canary { // a shadow's queue-full and timeouts are not the deployment's: only its outcomes are counted
 		s.mu.Lock()
 		s.observeLocked(name, pool)
 		s.mu.Unlock()
 	}
-	if old := sv.swapSide(shadow, t); old != nil {
-		old.retire(time.Duration(d.TimeoutMS) * time.Millisecond)
+	if old := rt.SwapSide(role, side); old != nil {
+		old.Retire(msDuration(d.TimeoutMS))
 	}
 	return nil
 }
 
 // sidesReason syncs the canary and the shadow and says, for the deployment's reason, which could not start:
 // the deployment itself serves on.
-func (s *Service) sidesReason(ctx context.Context, d *slipway.Deployment, sv *Served) string {
-	if err := s.syncSides(ctx, d, sv); err != nil {
+func (s *Service) sidesReason(ctx context.Context, d *slipway.Deployment, rt *serving.Router) string {
+	if err := s.syncSides(ctx, d, rt); err != nil {
 		s.log.Warn("canary or shadow did not start", "deployment", d.Name, "error", err)
 		return fmt.Sprintf("%v; every request goes to version %d", err, d.Version)
 	}
 	return ""
 }
 
-func (s *Service) newServed(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion) (*Served, error) {
+func (s *Service) newRouter(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion) (*serving.Router, error) {
+	pool, err := s.startPool(ctx, d.Name, d, v)
+	if err != nil {
+		return nil, err
+	}
+	return serving.NewRouter(pool, v), nil
+}
+
+// startPool starts a pool named poolName of d.Replicas replicas of v, all ready before it returns; its events
+// are d's.
+func (s *Service) startPool(ctx context.Context, poolName string, d *slipway.Deployment, v *slipway.ModelVersion) (*serving.Pool, error) {
 	dir, err := s.files.Materialize(ctx, v)
 	if err != nil {
 		return nil, fmt.Errorf("prepare model files: %w", err)
 	}
 	name := d.Name
-	pool := serving.NewPool(name, options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
+	pool := serving.NewPool(poolName, options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
 	if err := pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	sv := &Served{Pool: pool}
-	sv.setVersion(v)
-	return sv, nil
+	return pool, nil
 }
 
 func options(d *slipway.Deployment) serving.Options {
@@ -440,14 +434,12 @@ func (s *Service) Update(ctx context.Context, name string, sp Spec) (*slipway.De
 }
 
 func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment, v *slipway.ModelVersion, note string) {
-	s.mu.RLock()
-	sv := s.served[d.Name]
-	s.mu.RUnlock()
-	if sv == nil { // FAILED or NEEDS_ATTENTION without a pool: start afresh
+	rt := s.routers.Get(d.Name)
+	if rt == nil { // FAILED or NEEDS_ATTENTION without a pool: start afresh
 		s.start(ctx, d, v, slipway.DeploymentFailed)
 		return
 	}
-	err := s.reshape(ctx, sv, prev, d, v)
+	err := s.reshape(ctx, rt, prev, d, v)
 	if err != nil {
 		prev.State, prev.Reason = slipway.DeploymentActive, fmt.Sprintf("update rejected, still serving version %d: %v", prev.Version, err)
 		if serr := s.store.UpdateDeployment(context.WithoutCancel(ctx), prev); serr != nil {
@@ -456,29 +448,29 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 		s.log.Warn("deployment update failed; previous version kept", "deployment", d.Name, "error", err)
 		return
 	}
-	reason := s.sidesReason(ctx, d, sv)
+	reason := s.sidesReason(ctx, d, rt)
 	if reason == "" {
 		reason = note
 	}
 	s.setState(ctx, d.Name, slipway.DeploymentActive, reason)
 }
 
-func (s *Service) reshape(ctx context.Context, sv *Served, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {
-	sv.Pool.SetOptions(options(d))
-	if v.Version != sv.Version().Version || !maps.Equal(prev.Env, d.Env) {
+func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {
+	rt.Pool.SetOptions(options(d))
+	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) {
 		dir, err := s.files.Materialize(ctx, v)
 		if err != nil {
 			return err
 		}
-		if err := sv.Pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
-			sv.Pool.SetOptions(options(prev))
+		if err := rt.Pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
+			rt.Pool.SetOptions(options(prev))
 			return err
 		}
-		sv.setVersion(v)
+		rt.SetVersion(v)
 		return nil
 	}
 	if d.Replicas != prev.Replicas {
-		return sv.Pool.Scale(ctx, d.Replicas)
+		return rt.Pool.Scale(ctx, d.Replicas)
 	}
 	return nil
 }
@@ -503,12 +495,8 @@ func (s *Service) Deactivate(ctx context.Context, name string) (*slipway.Deploym
 }
 
 func (s *Service) stopPool(name string) {
-	s.mu.Lock()
-	sv := s.served[name]
-	delete(s.served, name)
-	s.mu.Unlock()
-	if sv != nil {
-		sv.close()
+	if rt := s.routers.Take(name); rt != nil {
+		rt.Close()
 	}
 }
 

@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/inference"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
@@ -58,14 +58,16 @@ func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
 	return append(buf, rest...), err
 }
 
-// served resolves {name} to a live deployment.
-func (s *Server) served(r *http.Request) (string, *deploy.Served, error) {
+// router resolves {name} to a serving deployment's router; when there is none, the control plane says why.
+func (s *Server) router(r *http.Request) (string, *serving.Router, error) {
 	name, err := deploymentName(r)
 	if err != nil {
 		return name, nil, err
 	}
-	sv, err := s.deployments.Served(name)
-	return name, sv, err
+	if rt := s.routers.Get(name); rt != nil {
+		return name, rt, nil
+	}
+	return name, nil, s.deployments.NotServing(r.Context(), name)
 }
 
 func predictHeaders(w http.ResponseWriter, version int, replica string) {
@@ -98,12 +100,12 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
-	_, sv, err := s.served(r)
+	_, rt, err := s.router(r)
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
-	route := sv.Pick()
+	route := rt.Pick()
 	version := route.Version.Version
 	ex.Serving(version)
 	body, err := s.readPayload(w, r)
@@ -129,12 +131,12 @@ func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
-	_, sv, err := s.served(r)
+	_, rt, err := s.router(r)
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
-	route := sv.Pick()
+	route := rt.Pick()
 	v := route.Version
 	ex.Serving(v.Version)
 	body, err := s.readPayload(w, r)
@@ -198,23 +200,23 @@ func (s *Server) v2Error(w http.ResponseWriter, r *http.Request, err error) {
 // v2Target resolves a V2 model name (our deployment) to where the request goes: the version the path names
 // (the deployment's or its canary's); without one, pick (inference) takes the canary's share of the requests
 // at random, and otherwise the deployment's own version answers.
-func (s *Server) v2Target(r *http.Request, pick bool) (*deploy.Served, deploy.Route, error) {
-	name, sv, err := s.served(r)
+func (s *Server) v2Target(r *http.Request, pick bool) (*serving.Router, serving.Route, error) {
+	name, rt, err := s.router(r)
 	if err != nil {
-		return nil, deploy.Route{}, err
+		return nil, serving.Route{}, err
 	}
 	if want := r.PathValue("version"); want != "" {
 		if n, err := strconv.Atoi(want); err == nil {
-			if route, ok := sv.ForVersion(n); ok {
-				return sv, route, nil
+			if route, ok := rt.ForVersion(n); ok {
+				return rt, route, nil
 			}
 		}
-		return nil, deploy.Route{}, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %s, not %s", name, strings.Join(versionStrings(sv.Versions()), " and "), want)
+		return nil, serving.Route{}, slipway.Errorf(slipway.ENOTFOUND, "model %s serves version %s, not %s", name, strings.Join(versionStrings(rt.Versions()), " and "), want)
 	}
 	if pick {
-		return sv, sv.Pick(), nil
+		return rt, rt.Pick(), nil
 	}
-	return sv, sv.Main(), nil
+	return rt, rt.Main(), nil
 }
 
 func versionStrings(ns []int) []string {
@@ -303,7 +305,7 @@ func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request) {
-	sv, route, err := s.v2Target(r, false)
+	rt, route, err := s.v2Target(r, false)
 	if err != nil {
 		s.v2Error(w, r, err)
 		return
@@ -311,7 +313,7 @@ func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request) {
 	v := route.Version
 	versions := []string{strconv.Itoa(v.Version)}
 	if r.PathValue("version") == "" {
-		versions = versionStrings(sv.Versions())
+		versions = versionStrings(rt.Versions())
 	}
 	inputs, outputs := schemaColumns(v.InputSchema), schemaColumns(v.OutputSchema)
 	if _, rep := route.Pool.Hello(); rep != nil && len(rep.Hello().Inputs) > 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/serving"
 )
 
 // Config wires the API server.
@@ -44,6 +45,7 @@ type Server struct {
 	auth        *authenticator
 	catalog     *catalog.Service
 	deployments *deploy.Service
+	routers     *serving.Routers // the serving deployments' routers (the prediction hot path)
 	monitor     *monitor.Service
 	jobs        *jobs.Service
 	batch       *batch.Service
@@ -70,6 +72,9 @@ func New(cfg Config) *Server {
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup}
+	if cfg.Deployments != nil {
+		s.routers = cfg.Deployments.Routers()
+	}
 	if s.maxPayload <= 0 {
 		s.maxPayload = 10 << 20
 	}

@@ -1,4 +1,4 @@
-package deploy
+package serving
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/serving"
 )
 
 // shadowRecorder is a deployment observer that keeps the shadow outcomes.
@@ -44,14 +43,14 @@ func (r *shadowRecorder) get() map[string]int {
 // background and their outcomes are counted; close waits for them and later copies are ignored.
 func TestShadowMirrorIsBounded(t *testing.T) {
 	rec := &shadowRecorder{outcomes: map[string]int{}}
-	pool := serving.NewPool("test-shadow", serving.Options{MaxQueue: 1, Timeout: time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	target := &sideTarget{pool: pool, version: &slipway.ModelVersion{Version: 2}, replicas: 1,
-		observer: func() serving.Observer { return rec }, inflight: make(chan struct{}, 2)}
+	pool := NewPool("test-shadow", Options{MaxQueue: 1, Timeout: time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	target := &Side{pool: pool, version: &slipway.ModelVersion{Version: 2}, replicas: 1,
+		observer: func() Observer { return rec }, inflight: make(chan struct{}, 2)}
 
 	release := make(chan struct{})
 	started := make(chan struct{}, 5)
 	for i := range 5 {
-		target.mirror(func(ctx context.Context, p *serving.Pool) error {
+		target.mirror(func(ctx context.Context, p *Pool) error {
 			started <- struct{}{}
 			<-release
 			if i == 1 {
@@ -70,7 +69,7 @@ func TestShadowMirrorIsBounded(t *testing.T) {
 	if got := rec.get(); got["ok"] != 1 || got["error"] != 1 || got["dropped"] != 3 {
 		t.Fatalf("outcomes: %v, want 1 ok, 1 error, 3 dropped", got)
 	}
-	target.mirror(func(context.Context, *serving.Pool) error { t.Error("a copy ran after close"); return nil })
+	target.mirror(func(context.Context, *Pool) error { t.Error("a copy ran after close"); return nil })
 	if got := rec.get(); got["ok"]+got["error"]+got["dropped"] != 5 {
 		t.Fatalf("outcomes after close: %v", got)
 	}

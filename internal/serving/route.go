@@ -1,0 +1,328 @@
+package serving
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/workerproto"
+)
+
+// Routers are the live deployments' routers by name. The control plane (deploy) puts a router in when a
+// deployment starts serving and takes it out when it stops; the prediction handlers look one up per request.
+type Routers struct {
+	mu sync.RWMutex
+	m  map[string]*Router
+}
+
+// NewRouters returns an empty set.
+func NewRouters() *Routers { return &Routers{m: map[string]*Router{}} }
+
+// Get returns the router of a serving deployment, or nil.
+func (rs *Routers) Get(name string) *Router {
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	return rs.m[name]
+}
+
+// Put makes r the deployment's router.
+func (rs *Routers) Put(name string, r *Router) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.m[name] = r
+}
+
+// Take removes the deployment's router and returns it (nil: there was none), for the caller to close.
+func (rs *Routers) Take(name string) *Router {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r := rs.m[name]
+	delete(rs.m, name)
+	return r
+}
+
+// TakeAll removes every router and returns them by deployment name, for the caller to close.
+func (rs *Routers) TakeAll() map[string]*Router {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	all := rs.m
+	rs.m = map[string]*Router{}
+	return all
+}
+
+// All returns the routers by deployment name (a snapshot).
+func (rs *Routers) All() map[string]*Router {
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	out := make(map[string]*Router, len(rs.m))
+	for name, r := range rs.m {
+		out[name] = r
+	}
+	return out
+}
+
+// Router routes one deployment's requests: to its live pool and the version it serves, or to its canary's,
+// with a copy to its shadow when it has one.
+type Router struct {
+	Pool    *Pool
+	mu      sync.RWMutex
+	version *slipway.ModelVersion
+	canary  *Side // takes weight percent of the requests
+	shadow  *Side // gets a copy of every request; its answers are dropped
+}
+
+// NewRouter routes every request to pool, which serves v.
+func NewRouter(pool *Pool, v *slipway.ModelVersion) *Router {
+	return &Router{Pool: pool, version: v}
+}
+
+// Route is where one request goes: the pool and version that answer it, and the shadow, if any, that gets a
+// copy.
+type Route struct {
+	Pool    *Pool
+	Version *slipway.ModelVersion
+	shadow  *Side
+}
+
+// Pick routes one request, from one snapshot (a rollout may switch versions meanwhile): to the canary for its
+// share of the requests, at random, else to the deployment's version.
+func (r *Router) Pick() Route {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if c := r.canary; c != nil && rand.IntN(100) < c.weight {
+		return Route{Pool: c.pool, Version: c.version, shadow: r.shadow}
+	}
+	return Route{Pool: r.Pool, Version: r.version, shadow: r.shadow}
+}
+
+// ForVersion routes a request that names version n to the deployment's or its canary's pool.
+func (r *Router) ForVersion(n int) (Route, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	switch {
+	case r.version.Version == n:
+		return Route{Pool: r.Pool, Version: r.version, shadow: r.shadow}, true
+	case r.canary != nil && r.canary.version.Version == n:
+		return Route{Pool: r.canary.pool, Version: r.canary.version, shadow: r.shadow}, true
+	}
+	return Route{}, false
+}
+
+// Main routes to the deployment's own version (model metadata and readiness).
+func (r *Router) Main() Route {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return Route{Pool: r.Pool, Version: r.version}
+}
+
+// MirrorTensors sends a copy of a tensor request to the shadow, if any, without waiting for it. The copy has
+// its own slice of tensors; their data is only read.
+func (rt Route) MirrorTensors(in []workerproto.Tensor) {
+	if rt.shadow == nil {
+		return // no copy, no closure: a deployment without a shadow pays nothing
+	}
+	rt.shadow.mirror(func(ctx context.Context, p *Pool) error {
+		_, err := p.PredictTensors(ctx, slices.Clone(in))
+		return err
+	})
+}
+
+// MirrorJSON sends a copy of a JSON request (the OCI predict body) to the shadow, if any.
+func (rt Route) MirrorJSON(body []byte) {
+	if rt.shadow == nil {
+		return
+	}
+	rt.shadow.mirror(func(ctx context.Context, p *Pool) error {
+		_, _, err := p.PredictJSON(ctx, body)
+		return err
+	})
+}
+
+// Version is the model version currently served (the deployment's own, not its canary's).
+func (r *Router) Version() *slipway.ModelVersion {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.version
+}
+
+// SetVersion records that the deployment's pool now serves v (after a rollout).
+func (r *Router) SetVersion(v *slipway.ModelVersion) {
+	r.mu.Lock()
+	r.version = v
+	r.mu.Unlock()
+}
+
+// Versions are the version numbers that answer requests: the deployment's, then its canary's.
+func (r *Router) Versions() []int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.canary != nil {
+		return []int{r.version.Version, r.canary.version.Version}
+	}
+	return []int{r.version.Version}
+}
+
+// Pools are the live pools: the deployment's, then its canary's and its shadow's.
+func (r *Router) Pools() []*Pool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	pools := []*Pool{r.Pool}
+	for _, t := range []*Side{r.canary, r.shadow} {
+		if t != nil {
+			pools = append(pools, t.pool)
+		}
+	}
+	return pools
+}
+
+// Role names a router's side slot.
+type Role int
+
+const (
+	Canary Role = iota // takes a share of the requests
+	Shadow             // gets a copy of every request
+)
+
+func (role Role) String() string {
+	if role == Shadow {
+		return "shadow"
+	}
+	return "canary"
+}
+
+// Side returns the canary or the shadow (nil: none).
+func (r *Router) Side(role Role) *Side {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return *r.slot(role)
+}
+
+func (r *Router) slot(role Role) **Side {
+	if role == Shadow {
+		return &r.shadow
+	}
+	return &r.canary
+}
+
+// SwapSide installs t (nil: none) in a slot and returns the side it replaces, for the caller to retire.
+func (r *Router) SwapSide(role Role, t *Side) *Side {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	slot := r.slot(role)
+	old := *slot
+	*slot = t
+	return old
+}
+
+// Resize records a side's new weight and replica count (its pool is scaled by the caller).
+func (r *Router) Resize(t *Side, weight, replicas int) {
+	r.mu.Lock()
+	t.weight, t.replicas = weight, replicas
+	r.mu.Unlock()
+}
+
+// Close closes the canary, the shadow and the deployment's pool (their replicas exit).
+func (r *Router) Close() {
+	for _, role := range []Role{Canary, Shadow} {
+		if old := r.SwapSide(role, nil); old != nil {
+			old.close()
+		}
+	}
+	r.Pool.Close()
+}
+
+// Side is a canary's or a shadow's live pool: its own replicas of another version.
+type Side struct {
+	pool     *Pool
+	version  *slipway.ModelVersion
+	weight   int // canary: percent of the requests
+	replicas int
+
+	// Shadow copies: at most cap(inflight) at once (more are dropped), each in a goroutine owned by the side.
+	observer func() Observer // the deployment's, looked up per copy: monitoring may connect later
+	inflight chan struct{}
+	mu       sync.Mutex
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// NewSide returns a side on pool, which serves v on replicas replicas; a canary takes weight percent of the
+// requests. observer gives the deployment's observer, which counts the shadow's outcomes.
+func NewSide(pool *Pool, v *slipway.ModelVersion, weight, replicas int, observer func() Observer) *Side {
+	return &Side{pool: pool, version: v, weight: weight, replicas: replicas, observer: observer,
+		inflight: make(chan struct{}, 4*replicas)}
+}
+
+// Pool is the side's pool.
+func (t *Side) Pool() *Pool { return t.pool }
+
+// Version is the version the side serves.
+func (t *Side) Version() *slipway.ModelVersion { return t.version }
+
+// Replicas is the side's replica count.
+func (t *Side) Replicas() int { return t.replicas }
+
+// shadowObserver is the part of a deployment's observer that records shadow copies.
+type shadowObserver interface {
+	Shadowed(version int, outcome string, took time.Duration)
+}
+
+// mirror runs call on the shadow's pool in the background, or drops it when the shadow is saturated.
+func (t *Side) mirror(call func(ctx context.Context, p *Pool) error) {
+	select {
+	case t.inflight <- struct{}{}:
+	default:
+		t.record("dropped", 0)
+		return
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		<-t.inflight
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() { // owned by t: close waits for it; the pool's timeout bounds it
+		defer t.wg.Done()
+		defer func() { <-t.inflight }()
+		start := time.Now()
+		outcome := "ok"
+		if err := call(context.Background(), t.pool); err != nil {
+			outcome = "error"
+		}
+		t.record(outcome, time.Since(start))
+	}()
+}
+
+func (t *Side) record(outcome string, took time.Duration) {
+	if o, ok := t.observer().(shadowObserver); ok {
+		o.Shadowed(t.version.Version, outcome, took)
+	}
+}
+
+// sideGrace is how long a replaced canary or shadow keeps taking the requests that were routed to it just
+// before the swap (they are between the routing and the pool, reading or decoding their payload).
+const sideGrace = time.Second
+
+// Retire closes a canary or shadow taken out of service without failing a request routed to it: after
+// sideGrace, once its requests are done (at most timeout more, the deployment's request timeout).
+func (t *Side) Retire(timeout time.Duration) {
+	time.Sleep(sideGrace)
+	for deadline := time.Now().Add(timeout); !t.pool.Idle() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.close()
+}
+
+// close stops the pool and waits for the copies in flight (the closed pool fails them at once).
+func (t *Side) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.pool.Close()
+	t.wg.Wait()
+}
