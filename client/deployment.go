@@ -9,33 +9,8 @@ import (
 	"github.com/slipway-ml/slipway"
 )
 
-// DeploymentSpec is the body of CreateDeployment and UpdateDeployment. Nil fields are not sent: on create
-// the server's defaults apply (1 replica, no batching, timeout 30000 ms, queue 100), on update they are left
-// unchanged.
-type DeploymentSpec struct {
-	// Name and Model are required on create. On update Name may only repeat the deployment's name and
-	// Model its model: a deployment is never renamed nor moved to another model.
-	Name  string `json:"name,omitempty"`
-	Model string `json:"model,omitempty"`
-	// Version pins a version number; Alias (with or without '@') resolves an alias when the deployment is
-	// created or updated. Give at most one; with neither, create deploys the newest READY version.
-	Version *int    `json:"version,omitempty"`
-	Alias   *string `json:"alias,omitempty"`
-	// FollowAlias rolls the deployment out to the alias's new version whenever the alias moves.
-	FollowAlias *bool `json:"follow_alias,omitempty"`
-	Replicas    *int  `json:"replicas,omitempty"`
-	// Batching merges concurrent requests into one model call; MaxBatchSize 0 (or 1) turns it off.
-	Batching  *slipway.Batching `json:"batching,omitempty"`
-	TimeoutMS *int              `json:"timeout_ms,omitempty"`
-	MaxQueue  *int              `json:"max_queue,omitempty"`
-	// Env is the replicas' extra environment. It replaces the whole environment: a nil map is not sent,
-	// an empty one clears it.
-	Env map[string]string `json:"env,omitzero"`
-	// Canary sends a share of the requests to another version on replicas of its own; {Weight: 0} removes it.
-	Canary *slipway.Canary `json:"canary,omitempty"`
-	// Shadow sends a copy of every request to another version on replicas of its own; {Version: 0} removes it.
-	Shadow *slipway.Shadow `json:"shadow,omitempty"`
-}
+// DeploymentSpec is the body of CreateDeployment and UpdateDeployment (nil fields are not sent).
+type DeploymentSpec = slipway.DeploymentSpec
 
 // CreateDeployment creates a deployment. It answers at once with the deployment in state CREATING: the
 // replicas start in the background (see WaitDeployment).

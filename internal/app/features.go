@@ -12,7 +12,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/archive"
 	"github.com/slipway-ml/slipway/internal/batch"
 	"github.com/slipway-ml/slipway/internal/catalog"
-	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/executor"
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
@@ -92,7 +91,7 @@ func (a *App) openJobs() error {
 		Batch:   pipelineBatch{a.batch},
 		Deployer: jobs.Deployer{
 			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
-				return a.deploy.Update(ctx, name, deploy.Spec{Version: &version})
+				return a.deploy.Update(ctx, name, slipway.DeploymentSpec{Version: &version})
 			},
 			Get:        a.deploy.Get,
 			AliasMoved: a.deploy.AliasMoved,

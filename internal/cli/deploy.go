@@ -75,9 +75,14 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long (the server carries on)")
 }
 
+// batching is the batching --batch-size asks for.
+func (f *deploymentFlags) batching() *slipway.Batching {
+	return &slipway.Batching{MaxBatchSize: f.batchSize, MaxWaitMS: f.batchWaitMS}
+}
+
 // fill sets the fields of sp whose flags were given. current is the deployment's batching when it is
 // known (update), so that --batch-size alone keeps the current wait and --batch-wait-ms alone the size.
-func (f *deploymentFlags) fill(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Batching) error {
+func (f *deploymentFlags) fill(cmd *cobra.Command, sp *slipway.DeploymentSpec, current *slipway.Batching) error {
 	changed := cmd.Flags().Changed
 	if changed("replicas") {
 		sp.Replicas = &f.replicas
@@ -89,7 +94,7 @@ func (f *deploymentFlags) fill(cmd *cobra.Command, sp *client.DeploymentSpec, cu
 		sp.MaxQueue = &f.maxQueue
 	}
 	switch {
-	case changed("batch-size") && f.batchSize <= 1:
+	case changed("batch-size") && !f.batching().Enabled():
 		sp.Batching = &slipway.Batching{} // off
 	case changed("batch-size"):
 		wait := f.batchWaitMS
@@ -199,7 +204,7 @@ const defaultCanaryWeight = 10
 
 // fillCanary sets sp.Canary from the canary flags. current is the deployment's canary (update; nil when it
 // has none), so that --canary-weight alone reweights it and --canary-replicas alone scales it.
-func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Canary) error {
+func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *slipway.DeploymentSpec, current *slipway.Canary) error {
 	c, edit, err := sideFlags(cmd, "canary", f.noCanary, canaryFlags, current, slipway.Canary{Weight: defaultCanaryWeight, Replicas: 1})
 	if err != nil || !edit {
 		sp.Canary = c
@@ -217,7 +222,7 @@ func (f *deploymentFlags) fillCanary(cmd *cobra.Command, sp *client.DeploymentSp
 
 // fillShadow sets sp.Shadow from the shadow flags. current is the deployment's shadow (update; nil when it
 // has none), so that --shadow-replicas alone scales it.
-func (f *deploymentFlags) fillShadow(cmd *cobra.Command, sp *client.DeploymentSpec, current *slipway.Shadow) error {
+func (f *deploymentFlags) fillShadow(cmd *cobra.Command, sp *slipway.DeploymentSpec, current *slipway.Shadow) error {
 	sh, edit, err := sideFlags(cmd, "shadow", f.noShadow, shadowFlags, current, slipway.Shadow{Replicas: 1})
 	if err != nil || !edit {
 		sp.Shadow = sh
@@ -292,7 +297,7 @@ server ('slipway deployments get NAME' shows them).`,
 			if err != nil {
 				return err
 			}
-			sp := client.DeploymentSpec{Name: name, Model: m}
+			sp := slipway.DeploymentSpec{Name: name, Model: m}
 			switch {
 			case ref.Alias != "":
 				sp.Alias = &ref.Alias
@@ -552,7 +557,7 @@ func lastErrorSummary(s string) string {
 }
 
 func formatBatching(b *slipway.Batching) string {
-	if b == nil || b.MaxBatchSize <= 1 {
+	if !b.Enabled() {
 		return "off"
 	}
 	return fmt.Sprintf("up to %d requests, waiting at most %d ms", b.MaxBatchSize, b.MaxWaitMS)
@@ -820,7 +825,7 @@ The command waits until the change is done unless --no-wait.`,
 				return err
 			}
 			changed := cmd.Flags().Changed
-			var sp client.DeploymentSpec
+			var sp slipway.DeploymentSpec
 			if changed("model-version") {
 				if version < 1 {
 					return fmt.Errorf("invalid --model-version %d: versions start at 1", version)
@@ -842,7 +847,7 @@ The command waits until the change is done unless --no-wait.`,
 				return err
 			}
 			var current *slipway.Deployment
-			halfBatching := changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batchSize > 1
+			halfBatching := changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batching().Enabled()
 			if halfBatching || anyChanged(cmd, canaryFlags...) && !f.noCanary || anyChanged(cmd, shadowFlags...) && !f.noShadow {
 				// Part of the batching, the canary or the shadow given: keep the rest as it is.
 				if current, err = c.GetDeployment(cmd.Context(), name); err != nil {
@@ -887,7 +892,7 @@ The command waits until the change is done unless --no-wait.`,
 }
 
 // noChange reports whether sp changes nothing.
-func noChange(sp client.DeploymentSpec) bool {
+func noChange(sp slipway.DeploymentSpec) bool {
 	return sp.Version == nil && sp.Alias == nil && sp.FollowAlias == nil && sp.Replicas == nil && sp.Batching == nil &&
 		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil && sp.Shadow == nil
 }

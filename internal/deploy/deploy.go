@@ -191,10 +191,22 @@ func (s *Service) background(name string, op func(ctx context.Context)) {
 	}()
 }
 
-// setState records a state; failures to record are logged (the next operation records again).
+// setState moves a deployment to a state, if that is a legal move from the stored one (compare-and-set:
+// another server on the database may have moved it meanwhile). An illegal move, or a failure to record, is
+// logged and not written (the next operation records again).
 func (s *Service) setState(ctx context.Context, name string, to slipway.DeploymentState, reason string) {
-	if err := s.store.SetDeploymentState(context.WithoutCancel(ctx), name, to, reason); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	d, err := s.store.FindDeployment(ctx, name)
+	if err != nil {
 		s.log.Error("record deployment state", "deployment", name, "state", to, "error", err)
+		return
+	}
+	if !d.State.CanMoveTo(to) {
+		s.log.Error("illegal deployment state change, not recorded", "deployment", name, "from", d.State, "to", to, "reason", reason)
+		return
+	}
+	if err := s.store.SetDeploymentState(ctx, name, d.State, to, reason); err != nil {
+		s.log.Error("record deployment state", "deployment", name, "from", d.State, "state", to, "error", err)
 		return
 	}
 	s.log.Info("deployment state", "deployment", name, "state", to, "reason", reason)

@@ -10,27 +10,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/serving"
 )
 
-// Spec is a create or update request. On update, nil fields are unchanged.
-type Spec struct {
-	Name        string            `json:"name"`
-	Model       string            `json:"model"`
-	Version     *int              `json:"version"`
-	Alias       *string           `json:"alias"`
-	FollowAlias *bool             `json:"follow_alias"`
-	Replicas    *int              `json:"replicas"`
-	Batching    *slipway.Batching `json:"batching"`
-	TimeoutMS   *int              `json:"timeout_ms"`
-	MaxQueue    *int              `json:"max_queue"`
-	Env         map[string]string `json:"env"`
-	// Canary replaces the canary; {"weight": 0} removes it.
-	Canary *slipway.Canary `json:"canary"`
-	// Shadow replaces the shadow; {"version": 0} removes it.
-	Shadow *slipway.Shadow `json:"shadow"`
-	// Note becomes the deployment's reason once the update has settled, unless something else must be said
-	// (a canary analysis says why it promoted or removed the canary). Not part of the API.
-	Note string `json:"-"`
-}
-
 // Defaults for a new deployment.
 const (
 	DefaultReplicas  = 1
@@ -38,84 +17,8 @@ const (
 	DefaultMaxQueue  = 100
 )
 
-func validate(d *slipway.Deployment) error {
-	var problems []string
-	if d.Replicas < 1 || d.Replicas > 64 {
-		problems = append(problems, fmt.Sprintf("replicas must be 1-64, got %d", d.Replicas))
-	}
-	if d.TimeoutMS < 1 || d.TimeoutMS > 600_000 {
-		problems = append(problems, fmt.Sprintf("timeout_ms must be 1-600000, got %d", d.TimeoutMS))
-	}
-	if d.MaxQueue < 0 || d.MaxQueue > 100_000 {
-		problems = append(problems, fmt.Sprintf("max_queue must be 0-100000, got %d", d.MaxQueue))
-	}
-	if b := d.Batching; b != nil && (b.MaxBatchSize < 1 || b.MaxBatchSize > 10_000 || b.MaxWaitMS < 0 || b.MaxWaitMS > 10_000) {
-		problems = append(problems, fmt.Sprintf("batching needs max_batch_size 1-10000 and max_wait_ms 0-10000, got %d and %d", b.MaxBatchSize, b.MaxWaitMS))
-	}
-	for k := range d.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.HasPrefix(k, "SLIPWAY_") {
-			problems = append(problems, fmt.Sprintf("env name %q is not allowed (empty, contains '=', or reserved SLIPWAY_ prefix)", k))
-		}
-	}
-	if d.FollowAlias && d.Alias == "" {
-		problems = append(problems, "follow_alias needs an alias")
-	}
-	if c := d.Canary; c != nil {
-		if c.Version < 1 {
-			problems = append(problems, "canary needs a version")
-		}
-		if c.Weight < 1 || c.Weight > 99 {
-			problems = append(problems, fmt.Sprintf("canary weight must be 1-99 (percent of the requests; 0 removes the canary), got %d", c.Weight))
-		}
-		if c.Replicas < 1 || c.Replicas > 64 {
-			problems = append(problems, fmt.Sprintf("canary replicas must be 1-64, got %d", c.Replicas))
-		}
-		problems = append(problems, analysisProblems(d, c.Analysis)...)
-	}
-	if sh := d.Shadow; sh != nil {
-		if sh.Version < 1 {
-			problems = append(problems, fmt.Sprintf("shadow version must be a version number, got %d", sh.Version))
-		}
-		if sh.Replicas < 1 || sh.Replicas > 64 {
-			problems = append(problems, fmt.Sprintf("shadow replicas must be 1-64, got %d", sh.Replicas))
-		}
-	}
-	if len(problems) > 0 {
-		return slipway.Errorf(slipway.EINVALID, "deployment %s: %s", d.Name, strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-// analysisProblems checks a canary's analysis (nil: none) of deployment d.
-func analysisProblems(d *slipway.Deployment, a *slipway.CanaryAnalysis) []string {
-	if a == nil {
-		return nil
-	}
-	var problems []string
-	if d.FollowAlias {
-		problems = append(problems, fmt.Sprintf("canary analysis promotes by setting the version, and this deployment follows @%s: "+
-			"promote by moving the alias, or drop follow_alias", d.Alias))
-	}
-	if a.IntervalSeconds < 1 || a.IntervalSeconds > 86400 {
-		problems = append(problems, fmt.Sprintf("canary analysis interval_seconds must be 1-86400, got %d", a.IntervalSeconds))
-	}
-	if a.MinRequests < 1 {
-		problems = append(problems, fmt.Sprintf("canary analysis min_requests must be at least 1, got %d", a.MinRequests))
-	}
-	if a.MaxErrorRate < 0 || a.MaxErrorRate > 1 {
-		problems = append(problems, fmt.Sprintf("canary analysis max_error_rate is a share of the requests, 0-1, got %g", a.MaxErrorRate))
-	}
-	if a.MaxLatencyRatio != 0 && a.MaxLatencyRatio < 1 {
-		problems = append(problems, fmt.Sprintf("canary analysis max_latency_ratio must be at least 1 (or 0: not checked), got %g", a.MaxLatencyRatio))
-	}
-	if a.PromoteAfter < 1 || a.PromoteAfter > 1000 {
-		problems = append(problems, fmt.Sprintf("canary analysis promote_after must be 1-1000 intervals, got %d", a.PromoteAfter))
-	}
-	return problems
-}
-
 // apply merges spec into d (nil fields unchanged).
-func apply(d *slipway.Deployment, sp Spec) {
+func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
 	if sp.Version != nil {
 		d.Version, d.Alias = *sp.Version, ""
 		d.FollowAlias = false
@@ -131,7 +34,7 @@ func apply(d *slipway.Deployment, sp Spec) {
 	}
 	if sp.Batching != nil {
 		d.Batching = sp.Batching
-		if sp.Batching.MaxBatchSize <= 1 {
+		if !sp.Batching.Enabled() {
 			d.Batching = nil // {"max_batch_size": 0|1} turns batching off
 		}
 	}
@@ -227,7 +130,7 @@ func (s *Service) checkSides(ctx context.Context, d *slipway.Deployment) error {
 }
 
 // Create stores a deployment in CREATING and starts its replicas in the background.
-func (s *Service) Create(ctx context.Context, sp Spec) (*slipway.Deployment, error) {
+func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipway.Deployment, error) {
 	if err := slipway.ValidateName("deployment", sp.Name); err != nil {
 		return nil, err
 	}
@@ -240,7 +143,7 @@ func (s *Service) Create(ctx context.Context, sp Spec) (*slipway.Deployment, err
 	d := &slipway.Deployment{Name: sp.Name, Model: sp.Model, State: slipway.DeploymentCreating,
 		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue}
 	apply(d, sp)
-	if err := validate(d); err != nil {
+	if err := d.Validate(); err != nil {
 		return nil, err
 	}
 	v, err := s.resolve(ctx, d)
@@ -393,7 +296,7 @@ func (s *Service) onPoolEvent(name string, e serving.Event) {
 // Update changes a deployment. A new version (or env) rolls out a new generation of replicas and switches to
 // it only once all are ready; replicas scale in place; queue, timeout and batching apply at once. If the new
 // generation fails to start, the old one keeps serving and the reason says why.
-func (s *Service) Update(ctx context.Context, name string, sp Spec) (*slipway.Deployment, error) {
+func (s *Service) Update(ctx context.Context, name string, sp slipway.DeploymentSpec) (*slipway.Deployment, error) {
 	unlock := s.lock(name)
 	defer unlock()
 	d, err := s.store.FindDeployment(ctx, name)
@@ -409,7 +312,7 @@ func (s *Service) Update(ctx context.Context, name string, sp Spec) (*slipway.De
 	prev := *d
 	prev.Env = maps.Clone(d.Env)
 	apply(d, sp)
-	if err := validate(d); err != nil {
+	if err := d.Validate(); err != nil {
 		return nil, err
 	}
 	v, err := s.resolve(ctx, d)
@@ -557,7 +460,7 @@ func (s *Service) AliasMoved(ctx context.Context, model, alias string, version i
 	for _, d := range ds {
 		if d.Model == model && d.Alias == alias && d.FollowAlias && d.Version != version && d.State != slipway.DeploymentInactive {
 			a := alias
-			sp := Spec{Alias: &a}
+			sp := slipway.DeploymentSpec{Alias: &a}
 			if d.Canary != nil && d.Canary.Version == version {
 				sp.Canary = &slipway.Canary{} // the alias moved to the canary's version: that promotes it
 			}

@@ -29,11 +29,11 @@ func TestApplyAndValidateCanary(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := base()
-			apply(d, Spec{Canary: tc.spec})
+			apply(d, slipway.DeploymentSpec{Canary: tc.spec})
 			if (d.Canary == nil) != (tc.want == nil) || d.Canary != nil && *d.Canary != *tc.want {
 				t.Fatalf("canary after apply: %+v, want %+v", d.Canary, tc.want)
 			}
-			err := validate(d)
+			err := d.Validate()
 			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 				t.Fatalf("validate: %v, want %q", err, tc.err)
 			}

@@ -4,13 +4,12 @@ import (
 	"net/http"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/deploy"
 )
 
 func deploymentName(r *http.Request) (string, error) { return pathName(r, "name", "deployment") }
 
 func (s *Server) handleDeploymentCreate(w http.ResponseWriter, r *http.Request) error {
-	var in deploy.Spec
+	var in slipway.DeploymentSpec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
 		return err
 	}
@@ -47,7 +46,7 @@ func (s *Server) handleDeploymentUpdate(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	var in deploy.Spec
+	var in slipway.DeploymentSpec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
 		return err
 	}

@@ -12,14 +12,13 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/monitor"
 )
 
 // Deployments is what the analysis needs of the deployment service.
 type Deployments interface {
 	List(ctx context.Context) ([]*slipway.Deployment, error)
-	Update(ctx context.Context, name string, sp deploy.Spec) (*slipway.Deployment, error)
+	Update(ctx context.Context, name string, sp slipway.DeploymentSpec) (*slipway.Deployment, error)
 }
 
 // Stats gives a deployment version's cumulative requests (the monitor).
@@ -152,7 +151,7 @@ func (a *Analyzer) evaluate(ctx context.Context, d *slipway.Deployment, p *progr
 	if !v.Passed {
 		note := fmt.Sprintf("canary version %d removed by its analysis: %s; every request goes to version %d", c.Version, v.Detail, d.Version)
 		log.Warn("canary failed its analysis; removing it", "detail", v.Detail)
-		a.end(ctx, d.Name, deploy.Spec{Canary: &slipway.Canary{}, Note: note})
+		a.end(ctx, d.Name, slipway.DeploymentSpec{Canary: &slipway.Canary{}, Note: note})
 		return
 	}
 	p.passed++
@@ -162,10 +161,10 @@ func (a *Analyzer) evaluate(ctx context.Context, d *slipway.Deployment, p *progr
 	}
 	version := c.Version
 	note := fmt.Sprintf("canary version %d promoted by its analysis after %d passed intervals (last: %s)", c.Version, p.passed, v.Detail)
-	a.end(ctx, d.Name, deploy.Spec{Version: &version, Canary: &slipway.Canary{}, Note: note})
+	a.end(ctx, d.Name, slipway.DeploymentSpec{Version: &version, Canary: &slipway.Canary{}, Note: note})
 }
 
-func (a *Analyzer) end(ctx context.Context, name string, sp deploy.Spec) {
+func (a *Analyzer) end(ctx context.Context, name string, sp slipway.DeploymentSpec) {
 	delete(a.canaries, name)
 	if _, err := a.deployments.Update(ctx, name, sp); err != nil {
 		a.log.Error("canary analysis: update the deployment", "deployment", name, "error", err)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/monitor"
 )
 
@@ -55,7 +54,7 @@ func TestJudge(t *testing.T) {
 
 type fakeDeployments struct {
 	d       *slipway.Deployment
-	updates []deploy.Spec
+	updates []slipway.DeploymentSpec
 }
 
 func (f *fakeDeployments) List(context.Context) ([]*slipway.Deployment, error) {
@@ -63,7 +62,7 @@ func (f *fakeDeployments) List(context.Context) ([]*slipway.Deployment, error) {
 	return []*slipway.Deployment{&c}, nil
 }
 
-func (f *fakeDeployments) Update(_ context.Context, _ string, sp deploy.Spec) (*slipway.Deployment, error) {
+func (f *fakeDeployments) Update(_ context.Context, _ string, sp slipway.DeploymentSpec) (*slipway.Deployment, error) {
 	f.updates = append(f.updates, sp)
 	f.d.Canary = nil
 	if sp.Version != nil {

@@ -81,7 +81,7 @@ func (p *Pool) setBatching(cfg *slipway.Batching) {
 	if p.batcher == nil || cfg == nil || *cfg != p.batcher.cfg {
 		old = p.batcher
 		p.batcher = nil
-		if cfg != nil && cfg.MaxBatchSize > 1 {
+		if cfg.Enabled() {
 			p.batcher = newBatcher(p, *cfg, max(p.opts.MaxQueue, 1))
 		}
 	}

@@ -75,11 +75,17 @@ func (db *DB) UpdateDeployment(ctx context.Context, d *slipway.Deployment) error
 	return affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name))
 }
 
-// SetDeploymentState records a state change with its reason.
-func (db *DB) SetDeploymentState(ctx context.Context, name string, to slipway.DeploymentState, reason string) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, updated_at = ? WHERE name = ?`,
-		string(to), reason, formatTime(db.now()), name)
-	return affectedOne(res, err, fmt.Sprintf("deployment %q", name))
+// SetDeploymentState moves a deployment from → to with its reason (ECONFLICT when it is no longer in from).
+func (db *DB) SetDeploymentState(ctx context.Context, name string, from, to slipway.DeploymentState, reason string) error {
+	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, updated_at = ? WHERE name = ? AND state = ?`,
+		string(to), reason, formatTime(db.now()), name, string(from))
+	if err := affectedOne(res, err, fmt.Sprintf("deployment %q", name)); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		return err
+	}
+	if _, err := db.FindDeployment(ctx, name); err != nil {
+		return err // gone
+	}
+	return slipway.Errorf(slipway.ECONFLICT, "deployment %s is no longer %s", name, from)
 }
 
 // DeleteDeployment removes a deployment.
