@@ -19,6 +19,8 @@ const (
 	EUNAVAILABLE  = "unavailable"
 	ETIMEOUT      = "timeout"
 	EINTERNAL     = "internal"
+	// EMODEL is a failure inside the model's predict() that is not about the input (HTTP 500, message shown).
+	EMODEL = "model_error"
 )
 
 // Error is the domain error. Message is written for the person who made the request: it says what is wrong and

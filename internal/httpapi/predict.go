@@ -89,11 +89,8 @@ func predictError(err error) error {
 	case "ValueError", "KeyError", "TypeError", "IndexError", "InputError":
 		return slipway.Errorf(slipway.EINVALID, "the model rejected the input: %s: %s", me.Type, me.Message)
 	}
-	return slipway.Errorf(EMODEL, "the model failed: %s: %s", me.Type, me.Message)
+	return slipway.Errorf(slipway.EMODEL, "the model failed: %s: %s", me.Type, me.Message)
 }
-
-// EMODEL is a failure inside the model's predict() that is not about the input (HTTP 500, message shown).
-const EMODEL = "model_error"
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	s.monitored(w, r, monitor.ProtoPredict, s.predict)
@@ -183,10 +180,10 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor
 func (s *Server) v2Error(w http.ResponseWriter, r *http.Request, err error) {
 	code := slipway.ErrorCode(err)
 	status := statusOf(code)
-	if code == EMODEL {
+	if code == slipway.EMODEL {
 		status = http.StatusInternalServerError
 	}
-	if status == http.StatusInternalServerError && code != EMODEL {
+	if status == http.StatusInternalServerError && code != slipway.EMODEL {
 		s.log.ErrorContext(r.Context(), "v2 request failed", "path", r.URL.Path, "request_id", requestID(r), "error", err)
 	}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
