@@ -1,6 +1,13 @@
 // Package deploy is the control plane of deployments: it validates desired state, stores it, and drives the
 // serving pools to match (create, roll out a new version, scale, deactivate, activate, delete), recording the
 // lifecycle state and the reason for it. Long operations run in the background, one at a time per deployment.
+//
+// Requests never pass through this package: a serving deployment's serving.Router, which routes them to its
+// pool, canary and shadow, is in the serving.Routers that the prediction handlers read.
+//
+// Files: deploy.go (the service, its state changes and replica starter), spec.go (merging and checking a
+// spec), lifecycle.go (create, update, deactivate, activate, delete), sides.go (canary and shadow),
+// recover.go (server start).
 package deploy
 
 import (

@@ -4,130 +4,10 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/serving"
 )
-
-// Defaults for a new deployment.
-const (
-	DefaultReplicas  = 1
-	DefaultTimeoutMS = 30_000
-	DefaultMaxQueue  = 100
-)
-
-// apply merges spec into d (nil fields unchanged).
-func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
-	if sp.Version != nil {
-		d.Version, d.Alias = *sp.Version, ""
-		d.FollowAlias = false
-	}
-	if sp.Alias != nil {
-		d.Alias = strings.TrimPrefix(*sp.Alias, "@")
-	}
-	if sp.FollowAlias != nil {
-		d.FollowAlias = *sp.FollowAlias
-	}
-	if sp.Replicas != nil {
-		d.Replicas = *sp.Replicas
-	}
-	if sp.Batching != nil {
-		d.Batching = sp.Batching
-		if !sp.Batching.Enabled() {
-			d.Batching = nil // {"max_batch_size": 0|1} turns batching off
-		}
-	}
-	if sp.TimeoutMS != nil {
-		d.TimeoutMS = *sp.TimeoutMS
-	}
-	if sp.MaxQueue != nil {
-		d.MaxQueue = *sp.MaxQueue
-	}
-	if sp.Env != nil {
-		d.Env = sp.Env
-	}
-	if c := sp.Canary; c != nil {
-		d.Canary = nil
-		if c.Weight != 0 || c.Version != 0 {
-			canary := *c
-			if canary.Replicas == 0 {
-				canary.Replicas = 1
-			}
-			if c.Analysis != nil {
-				a := c.Analysis.WithDefaults()
-				canary.Analysis = &a
-			}
-			d.Canary = &canary
-		}
-	}
-	if sh := sp.Shadow; sh != nil {
-		d.Shadow = nil
-		if sh.Version != 0 {
-			shadow := *sh
-			if shadow.Replicas == 0 {
-				shadow.Replicas = 1
-			}
-			d.Shadow = &shadow
-		}
-	}
-}
-
-// resolve finds the READY version d names (by number or alias) and records its number.
-func (s *Service) resolve(ctx context.Context, d *slipway.Deployment) (*slipway.ModelVersion, error) {
-	ref := slipway.VersionRef{Number: d.Version, Alias: d.Alias}
-	if d.Alias != "" {
-		ref.Number = 0
-	} else if d.Version == 0 {
-		ref.Alias = "latest"
-	}
-	v, err := s.readyVersion(ctx, d.Model, ref)
-	if err != nil {
-		return nil, err
-	}
-	d.Version = v.Version
-	if c := d.Canary; c != nil && c.Version == v.Version {
-		return nil, slipway.Errorf(slipway.EINVALID, "deployment %s: the canary's version %d is the deployment's own: to promote it, set the version and remove the canary (\"canary\": {\"weight\": 0})", d.Name, c.Version)
-	}
-	if sh := d.Shadow; sh != nil && sh.Version == v.Version {
-		return nil, slipway.Errorf(slipway.EINVALID, "deployment %s: the shadow's version %d is the deployment's own: a shadow runs another version (remove it with \"shadow\": {\"version\": 0})", d.Name, sh.Version)
-	}
-	return v, nil
-}
-
-// readyVersion finds a version of model that can be deployed.
-func (s *Service) readyVersion(ctx context.Context, model string, ref slipway.VersionRef) (*slipway.ModelVersion, error) {
-	v, err := s.models.FindVersion(ctx, model, ref)
-	if err != nil {
-		return nil, err
-	}
-	if v.State != slipway.VersionReady {
-		return nil, slipway.Errorf(slipway.ECONFLICT, "version %d of model %s is %s: only READY versions can be deployed", v.Version, v.Model, v.State)
-	}
-	return v, nil
-}
-
-// checkSides finds the versions of d's canary and shadow, so that a bad one is refused before anything starts.
-func (s *Service) checkSides(ctx context.Context, d *slipway.Deployment) error {
-	type side struct {
-		role    string
-		version int
-	}
-	var sides []side
-	if d.Canary != nil {
-		sides = append(sides, side{"canary", d.Canary.Version})
-	}
-	if d.Shadow != nil {
-		sides = append(sides, side{"shadow", d.Shadow.Version})
-	}
-	for _, sd := range sides {
-		if _, err := s.readyVersion(ctx, d.Model, slipway.VersionRef{Number: sd.version}); err != nil {
-			// The message says which version of the request is wrong: the deployment's or its canary's?
-			return slipway.Wrap(slipway.ErrorCode(err), err, "%s: %s", sd.role, slipway.ErrorMessage(err))
-		}
-	}
-	return nil
-}
 
 // Create stores a deployment in CREATING and starts its replicas in the background.
 func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipway.Deployment, error) {
@@ -142,15 +22,8 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 	}
 	d := &slipway.Deployment{Name: sp.Name, Model: sp.Model, State: slipway.DeploymentCreating,
 		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue}
-	apply(d, sp)
-	if err := d.Validate(); err != nil {
-		return nil, err
-	}
-	v, err := s.resolve(ctx, d)
+	v, err := s.prepare(ctx, d, sp)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.checkSides(ctx, d); err != nil {
 		return nil, err
 	}
 	if err := s.store.CreateDeployment(ctx, d); err != nil {
@@ -175,81 +48,6 @@ func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.M
 	s.setState(ctx, d.Name, slipway.DeploymentActive, s.sidesReason(ctx, d, rt))
 }
 
-// syncSides makes rt's canary and shadow match d's.
-func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, rt *serving.Router) error {
-	var canary, shadow *sideSpec
-	if c := d.Canary; c != nil {
-		canary = &sideSpec{version: c.Version, replicas: c.Replicas, weight: c.Weight}
-	}
-	if sh := d.Shadow; sh != nil {
-		shadow = &sideSpec{version: sh.Version, replicas: sh.Replicas}
-	}
-	if err := s.syncSide(ctx, d, rt, serving.Canary, canary); err != nil {
-		return fmt.Errorf("canary version %d did not start: %w", d.Canary.Version, err)
-	}
-	if err := s.syncSide(ctx, d, rt, serving.Shadow, shadow); err != nil {
-		return fmt.Errorf("shadow version %d did not start: %w", d.Shadow.Version, err)
-	}
-	return nil
-}
-
-// sideSpec is what a canary or a shadow should run.
-type sideSpec struct{ version, replicas, weight int }
-
-// syncSide makes rt's canary (or shadow) match want (nil: none): scaled and reweighted in place when its
-// version stays, else started beside the old one (all its replicas ready before it gets a request) and swapped
-// in.
-func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, rt *serving.Router, role serving.Role, want *sideSpec) error {
-	cur := rt.Side(role)
-	if want == nil {
-		if old := rt.SwapSide(role, nil); old != nil {
-			old.Retire(msDuration(d.TimeoutMS))
-		}
-		return nil
-	}
-	if cur != nil && cur.Version().Version == want.version {
-		cur.Pool().SetOptions(options(d))
-		if cur.Replicas() != want.replicas {
-			if err := cur.Pool().Scale(ctx, want.replicas); err != nil {
-				return err
-			}
-		}
-		rt.Resize(cur, want.weight, want.replicas)
-		return nil
-	}
-	v, err := s.readyVersion(ctx, d.Model, slipway.VersionRef{Number: want.version})
-	if err != nil {
-		return err
-	}
-	sd := *d
-	sd.Replicas = want.replicas // its replicas share the CPUs like the deployment's
-	name := d.Name
-	pool, err := s.startPool(ctx, name+"-"+role.String(), &sd, v)
-	if err != nil {
-		return err
-	}
-	side := serving.NewSide(pool, v, want.weight, want.replicas, func() serving.Observer { return s.observer(name) })
-	if role == serving.Canary { // a shadow's queue-full and timeouts are not the deployment's: only its outcomes are counted
-		s.mu.Lock()
-		s.observeLocked(name, pool)
-		s.mu.Unlock()
-	}
-	if old := rt.SwapSide(role, side); old != nil {
-		old.Retire(msDuration(d.TimeoutMS))
-	}
-	return nil
-}
-
-// sidesReason syncs the canary and the shadow and says, for the deployment's reason, which could not start:
-// the deployment itself serves on.
-func (s *Service) sidesReason(ctx context.Context, d *slipway.Deployment, rt *serving.Router) string {
-	if err := s.syncSides(ctx, d, rt); err != nil {
-		s.log.Warn("canary or shadow did not start", "deployment", d.Name, "error", err)
-		return fmt.Sprintf("%v; every request goes to version %d", err, d.Version)
-	}
-	return ""
-}
-
 func (s *Service) newRouter(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion) (*serving.Router, error) {
 	pool, err := s.startPool(ctx, d.Name, d, v)
 	if err != nil {
@@ -272,10 +70,6 @@ func (s *Service) startPool(ctx context.Context, poolName string, d *slipway.Dep
 		return nil, err
 	}
 	return pool, nil
-}
-
-func options(d *slipway.Deployment) serving.Options {
-	return serving.Options{MaxQueue: d.MaxQueue, Timeout: msDuration(d.TimeoutMS), Batching: d.Batching}
 }
 
 func (s *Service) onPoolEvent(name string, e serving.Event) {
@@ -311,15 +105,8 @@ func (s *Service) Update(ctx context.Context, name string, sp slipway.Deployment
 	}
 	prev := *d
 	prev.Env = maps.Clone(d.Env)
-	apply(d, sp)
-	if err := d.Validate(); err != nil {
-		return nil, err
-	}
-	v, err := s.resolve(ctx, d)
+	v, err := s.prepare(ctx, d, sp)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.checkSides(ctx, d); err != nil {
 		return nil, err
 	}
 	if d.State == slipway.DeploymentInactive {
@@ -469,31 +256,4 @@ func (s *Service) AliasMoved(ctx context.Context, model, alias string, version i
 			}
 		}
 	}
-}
-
-// Recover brings back, at server start, every deployment that was serving (or on its way) when the server
-// stopped, and finishes deletions that were interrupted.
-func (s *Service) Recover(ctx context.Context) error {
-	ds, err := s.store.FindDeployments(ctx)
-	if err != nil {
-		return err
-	}
-	for _, d := range ds {
-		switch d.State {
-		case slipway.DeploymentInactive, slipway.DeploymentFailed:
-		case slipway.DeploymentDeleting:
-			if err := s.store.DeleteDeployment(ctx, d.Name); err != nil {
-				return err
-			}
-		default:
-			v, err := s.resolve(ctx, d)
-			if err != nil {
-				s.setState(ctx, d.Name, slipway.DeploymentFailed, "cannot restore after restart: "+slipway.ErrorMessage(err))
-				continue
-			}
-			s.setState(ctx, d.Name, slipway.DeploymentCreating, "restoring after server restart")
-			s.background(d.Name, func(ctx context.Context) { s.start(ctx, d, v, slipway.DeploymentFailed) })
-		}
-	}
-	return nil
 }

@@ -1,0 +1,149 @@
+package deploy
+
+import (
+	"context"
+	"strings"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/serving"
+)
+
+// Defaults for a new deployment.
+const (
+	DefaultReplicas  = 1
+	DefaultTimeoutMS = 30_000
+	DefaultMaxQueue  = 100
+)
+
+// apply merges spec into d (nil fields unchanged).
+func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
+	if sp.Version != nil {
+		d.Version, d.Alias = *sp.Version, ""
+		d.FollowAlias = false
+	}
+	if sp.Alias != nil {
+		d.Alias = strings.TrimPrefix(*sp.Alias, "@")
+	}
+	if sp.FollowAlias != nil {
+		d.FollowAlias = *sp.FollowAlias
+	}
+	if sp.Replicas != nil {
+		d.Replicas = *sp.Replicas
+	}
+	if sp.Batching != nil {
+		d.Batching = sp.Batching
+		if !sp.Batching.Enabled() {
+			d.Batching = nil // {"max_batch_size": 0|1} turns batching off
+		}
+	}
+	if sp.TimeoutMS != nil {
+		d.TimeoutMS = *sp.TimeoutMS
+	}
+	if sp.MaxQueue != nil {
+		d.MaxQueue = *sp.MaxQueue
+	}
+	if sp.Env != nil {
+		d.Env = sp.Env
+	}
+	if c := sp.Canary; c != nil {
+		d.Canary = nil
+		if c.Weight != 0 || c.Version != 0 {
+			canary := *c
+			if canary.Replicas == 0 {
+				canary.Replicas = 1
+			}
+			if c.Analysis != nil {
+				a := c.Analysis.WithDefaults()
+				canary.Analysis = &a
+			}
+			d.Canary = &canary
+		}
+	}
+	if sh := sp.Shadow; sh != nil {
+		d.Shadow = nil
+		if sh.Version != 0 {
+			shadow := *sh
+			if shadow.Replicas == 0 {
+				shadow.Replicas = 1
+			}
+			d.Shadow = &shadow
+		}
+	}
+}
+
+// prepare merges sp into d and checks the result: its settings, and the READY versions it names for itself,
+// its canary and its shadow. It returns the deployment's version.
+func (s *Service) prepare(ctx context.Context, d *slipway.Deployment, sp slipway.DeploymentSpec) (*slipway.ModelVersion, error) {
+	apply(d, sp)
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	v, err := s.resolve(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkSides(ctx, d); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// resolve finds the READY version d names (by number or alias) and records its number.
+func (s *Service) resolve(ctx context.Context, d *slipway.Deployment) (*slipway.ModelVersion, error) {
+	ref := slipway.VersionRef{Number: d.Version, Alias: d.Alias}
+	if d.Alias != "" {
+		ref.Number = 0
+	} else if d.Version == 0 {
+		ref.Alias = "latest"
+	}
+	v, err := s.readyVersion(ctx, d.Model, ref)
+	if err != nil {
+		return nil, err
+	}
+	d.Version = v.Version
+	if c := d.Canary; c != nil && c.Version == v.Version {
+		return nil, slipway.Errorf(slipway.EINVALID, "deployment %s: the canary's version %d is the deployment's own: to promote it, set the version and remove the canary (\"canary\": {\"weight\": 0})", d.Name, c.Version)
+	}
+	if sh := d.Shadow; sh != nil && sh.Version == v.Version {
+		return nil, slipway.Errorf(slipway.EINVALID, "deployment %s: the shadow's version %d is the deployment's own: a shadow runs another version (remove it with \"shadow\": {\"version\": 0})", d.Name, sh.Version)
+	}
+	return v, nil
+}
+
+// readyVersion finds a version of model that can be deployed.
+func (s *Service) readyVersion(ctx context.Context, model string, ref slipway.VersionRef) (*slipway.ModelVersion, error) {
+	v, err := s.models.FindVersion(ctx, model, ref)
+	if err != nil {
+		return nil, err
+	}
+	if v.State != slipway.VersionReady {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "version %d of model %s is %s: only READY versions can be deployed", v.Version, v.Model, v.State)
+	}
+	return v, nil
+}
+
+// checkSides finds the versions of d's canary and shadow, so that a bad one is refused before anything starts.
+func (s *Service) checkSides(ctx context.Context, d *slipway.Deployment) error {
+	type side struct {
+		role    string
+		version int
+	}
+	var sides []side
+	if d.Canary != nil {
+		sides = append(sides, side{"canary", d.Canary.Version})
+	}
+	if d.Shadow != nil {
+		sides = append(sides, side{"shadow", d.Shadow.Version})
+	}
+	for _, sd := range sides {
+		if _, err := s.readyVersion(ctx, d.Model, slipway.VersionRef{Number: sd.version}); err != nil {
+			// The message says which version of the request is wrong: the deployment's or its canary's?
+			return slipway.Wrap(slipway.ErrorCode(err), err, "%s: %s", sd.role, slipway.ErrorMessage(err))
+		}
+	}
+	return nil
+}
+
+func options(d *slipway.Deployment) serving.Options {
+	return serving.Options{MaxQueue: d.MaxQueue, Timeout: msDuration(d.TimeoutMS), Batching: d.Batching}
+}
