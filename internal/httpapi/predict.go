@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/inference"
@@ -15,8 +16,204 @@ import (
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
-// The prediction endpoints. They are the hot path: no database access (tokens are cached), one decoder per
-// protocol, the model call, one encoder.
+// The prediction endpoints. They are the hot path: no database access (tokens are cached), the router
+// looked up in memory, one decoder per protocol, the model call, one encoder. The three protocols share one
+// skeleton (serve); a protocol value says what differs, with plain functions so that a request allocates
+// nothing for it.
+
+// protocol is what differs between the prediction endpoints.
+type protocol struct {
+	name string // the monitor's name for it (monitor.Proto*)
+	// route picks where the request goes.
+	route func(s *Server, r *http.Request) (serving.Route, error)
+	// call decodes the body, runs the model (with a copy to the shadow) and encodes the answer; it returns
+	// the answer and the replica that gave it, and reports the exchange to ex.
+	call func(s *Server, r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error)
+	// fail writes an error in the protocol's shape.
+	fail func(s *Server, w http.ResponseWriter, r *http.Request, err error)
+}
+
+var (
+	// predictProtocol is the OCI contract: the JSON body goes to predict() unchanged.
+	predictProtocol = protocol{monitor.ProtoPredict, (*Server).pick, (*Server).callJSON, (*Server).problem}
+	// invocationsProtocol is the MLflow scoring protocol: JSON or CSV dataframes, tensors to the model.
+	invocationsProtocol = protocol{monitor.ProtoInvocations, (*Server).pick, (*Server).callMLflow, (*Server).problem}
+	// v2Protocol is the Open Inference Protocol (V2/KServe) inference, where the path may name a version.
+	v2Protocol = protocol{monitor.ProtoV2, (*Server).v2Pick, (*Server).callV2, (*Server).v2Error}
+)
+
+func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	s.serve(w, r, &predictProtocol)
+}
+
+func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
+	s.serve(w, r, &invocationsProtocol)
+}
+
+func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
+	s.serve(w, r, &v2Protocol)
+}
+
+// serve answers one prediction request in protocol p, reported to the monitor when there is one.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, p *protocol) {
+	if s.monitor == nil {
+		s.predict(w, r, p, nil)
+		return
+	}
+	mw := &monitoredWriter{ResponseWriter: w}
+	mw.ex = monitor.Exchange{Deployment: r.PathValue("name"), Protocol: p.name, Start: time.Now(), RequestID: requestID(r), BytesIn: r.ContentLength}
+	s.predict(mw, r, p, &mw.ex)
+	s.monitor.Finish(&mw.ex, mw.status, mw.bytes)
+}
+
+// predict routes the request, reads its body, lets the protocol call the model and writes the answer.
+func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex *monitor.Exchange) {
+	route, err := p.route(s, r)
+	if err != nil {
+		p.fail(s, w, r, err)
+		return
+	}
+	version := route.Version.Version
+	ex.Serving(version)
+	body, err := s.readPayload(w, r)
+	if err != nil {
+		p.fail(s, w, r, err)
+		return
+	}
+	ex.SetBytesIn(len(body))
+	out, replica, err := p.call(s, r, route, body, ex)
+	if err != nil {
+		p.fail(s, w, r, err)
+		return
+	}
+	predictHeaders(w, version, replica)
+	setJSONContentType(w.Header())
+	w.Write(out)
+}
+
+// monitoredWriter records the status and size of a prediction response for the monitor. It is the only
+// allocation monitoring adds to a prediction request; everything else the monitor does on the request path is
+// atomic counters and non-blocking queue offers.
+type monitoredWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	ex     monitor.Exchange
+}
+
+func (m *monitoredWriter) WriteHeader(code int) {
+	if m.status == 0 {
+		m.status = code
+	}
+	m.ResponseWriter.WriteHeader(code)
+}
+
+func (m *monitoredWriter) Write(b []byte) (int, error) {
+	if m.status == 0 {
+		m.status = http.StatusOK
+	}
+	n, err := m.ResponseWriter.Write(b)
+	m.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (m *monitoredWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter }
+
+// router resolves {name} to a serving deployment's router; when there is none, the control plane says why.
+func (s *Server) router(r *http.Request) (string, *serving.Router, error) {
+	name, err := deploymentName(r)
+	if err != nil {
+		return name, nil, err
+	}
+	if rt := s.routers.Get(name); rt != nil {
+		return name, rt, nil
+	}
+	return name, nil, s.deployments.NotServing(r.Context(), name)
+}
+
+// pick routes a request to the deployment's version, or to its canary for the canary's share.
+func (s *Server) pick(r *http.Request) (serving.Route, error) {
+	_, rt, err := s.router(r)
+	if err != nil {
+		return serving.Route{}, err
+	}
+	return rt.Pick(), nil
+}
+
+func (s *Server) callJSON(r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
+	route.MirrorJSON(body)
+	out, replica, err := route.Pool.PredictJSON(r.Context(), body)
+	if err != nil {
+		return nil, "", predictError(err)
+	}
+	ex.JSON(route.Version.Version, replica, body, out)
+	return out, replica, nil
+}
+
+func (s *Server) callMLflow(r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
+	v := route.Version
+	var req *inference.MLflowRequest
+	var err error
+	ct := mediaType(r)
+	switch ct {
+	case "text/csv":
+		req, err = inference.DecodeMLflowCSV(body, v.InputSchema)
+	case "application/json", "":
+		req, err = inference.DecodeMLflowJSON(body, v.InputSchema)
+	default:
+		err = slipway.Errorf(slipway.EINVALID, "unsupported Content-Type %q: use application/json (dataframe_split, dataframe_records, instances, inputs) or text/csv", ct)
+	}
+	if err == nil && req.Tabular {
+		err = inference.ValidateSchema(req.Columns, v.InputSchema)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	res, err := predictTensors(r, route, req.Columns)
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := inference.EncodeMLflowResponse(res.Outputs)
+	if err != nil {
+		return nil, "", err
+	}
+	ex.Tensors(v.Version, res.Replica, req.Columns, res.Outputs)
+	return out, res.Replica, nil
+}
+
+func (s *Server) callV2(r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
+	req, err := inference.DecodeV2Request(body)
+	if err != nil {
+		return nil, "", err
+	}
+	res, err := predictTensors(r, route, req.Inputs)
+	if err != nil {
+		return nil, "", err
+	}
+	id := req.ID
+	if id == "" {
+		id = requestID(r)
+	}
+	v := route.Version
+	out, err := inference.EncodeV2Response(r.PathValue("name"), strconv.Itoa(v.Version), id, res.Outputs, req.Outputs)
+	if err != nil {
+		return nil, "", err
+	}
+	ex.SetRequestID(id)
+	ex.Tensors(v.Version, res.Replica, req.Inputs, res.Outputs)
+	return out, res.Replica, nil
+}
+
+// predictTensors runs in on the route's pool, with a copy to its shadow.
+func predictTensors(r *http.Request, route serving.Route, in []workerproto.Tensor) (serving.Result, error) {
+	route.MirrorTensors(in)
+	res, err := route.Pool.PredictTensors(r.Context(), in)
+	if err != nil {
+		return res, predictError(err)
+	}
+	return res, nil
+}
 
 // readPayload reads a prediction body up to the configured limit.
 func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
@@ -58,18 +255,6 @@ func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
 	return append(buf, rest...), err
 }
 
-// router resolves {name} to a serving deployment's router; when there is none, the control plane says why.
-func (s *Server) router(r *http.Request) (string, *serving.Router, error) {
-	name, err := deploymentName(r)
-	if err != nil {
-		return name, nil, err
-	}
-	if rt := s.routers.Get(name); rt != nil {
-		return name, rt, nil
-	}
-	return name, nil, s.deployments.NotServing(r.Context(), name)
-}
-
 func predictHeaders(w http.ResponseWriter, version int, replica string) {
 	h := w.Header()
 	h.Set("X-Slipway-Model-Version", strconv.Itoa(version))
@@ -90,90 +275,6 @@ func predictError(err error) error {
 		return slipway.Errorf(slipway.EINVALID, "the model rejected the input: %s: %s", me.Type, me.Message)
 	}
 	return slipway.Errorf(slipway.EMODEL, "the model failed: %s: %s", me.Type, me.Message)
-}
-
-func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
-	s.monitored(w, r, monitor.ProtoPredict, s.predict)
-}
-
-func (s *Server) predict(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
-	_, rt, err := s.router(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	route := rt.Pick()
-	version := route.Version.Version
-	ex.Serving(version)
-	body, err := s.readPayload(w, r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	ex.SetBytesIn(len(body))
-	route.MirrorJSON(body)
-	out, replica, err := route.Pool.PredictJSON(r.Context(), body)
-	if err != nil {
-		s.problem(w, r, predictError(err))
-		return
-	}
-	ex.JSON(version, replica, body, out)
-	predictHeaders(w, version, replica)
-	setJSONContentType(w.Header())
-	w.Write(out)
-}
-
-func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
-	s.monitored(w, r, monitor.ProtoInvocations, s.invocations)
-}
-
-func (s *Server) invocations(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
-	_, rt, err := s.router(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	route := rt.Pick()
-	v := route.Version
-	ex.Serving(v.Version)
-	body, err := s.readPayload(w, r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	ex.SetBytesIn(len(body))
-	var req *inference.MLflowRequest
-	ct := mediaType(r)
-	switch ct {
-	case "text/csv":
-		req, err = inference.DecodeMLflowCSV(body, v.InputSchema)
-	case "application/json", "":
-		req, err = inference.DecodeMLflowJSON(body, v.InputSchema)
-	default:
-		err = slipway.Errorf(slipway.EINVALID, "unsupported Content-Type %q: use application/json (dataframe_split, dataframe_records, instances, inputs) or text/csv", ct)
-	}
-	if err == nil && req.Tabular {
-		err = inference.ValidateSchema(req.Columns, v.InputSchema)
-	}
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	route.MirrorTensors(req.Columns)
-	res, err := route.Pool.PredictTensors(r.Context(), req.Columns)
-	if err != nil {
-		s.problem(w, r, predictError(err))
-		return
-	}
-	out, err := inference.EncodeMLflowResponse(res.Outputs)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	ex.Tensors(v.Version, res.Replica, req.Columns, res.Outputs)
-	predictHeaders(w, v.Version, res.Replica)
-	setJSONContentType(w.Header())
-	w.Write(out)
 }
 
 // v2Error writes the Open Inference Protocol's error body {"error": "..."} with the status of err's code.
@@ -216,57 +317,18 @@ func (s *Server) v2Target(r *http.Request, pick bool) (*serving.Router, serving.
 	return rt, rt.Main(), nil
 }
 
+// v2Pick routes an inference request: to the version the path names, else as pick does.
+func (s *Server) v2Pick(r *http.Request) (serving.Route, error) {
+	_, route, err := s.v2Target(r, true)
+	return route, err
+}
+
 func versionStrings(ns []int) []string {
 	s := make([]string, len(ns))
 	for i, n := range ns {
 		s[i] = strconv.Itoa(n)
 	}
 	return s
-}
-
-func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
-	s.monitored(w, r, monitor.ProtoV2, s.v2Infer)
-}
-
-func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, ex *monitor.Exchange) {
-	_, route, err := s.v2Target(r, true)
-	if err != nil {
-		s.v2Error(w, r, err)
-		return
-	}
-	v := route.Version
-	ex.Serving(v.Version)
-	body, err := s.readPayload(w, r)
-	if err != nil {
-		s.v2Error(w, r, err)
-		return
-	}
-	ex.SetBytesIn(len(body))
-	req, err := inference.DecodeV2Request(body)
-	if err != nil {
-		s.v2Error(w, r, err)
-		return
-	}
-	route.MirrorTensors(req.Inputs)
-	res, err := route.Pool.PredictTensors(r.Context(), req.Inputs)
-	if err != nil {
-		s.v2Error(w, r, predictError(err))
-		return
-	}
-	id := req.ID
-	if id == "" {
-		id = requestID(r)
-	}
-	out, err := inference.EncodeV2Response(r.PathValue("name"), strconv.Itoa(v.Version), id, res.Outputs, req.Outputs)
-	if err != nil {
-		s.v2Error(w, r, err)
-		return
-	}
-	ex.SetRequestID(id)
-	ex.Tensors(v.Version, res.Replica, req.Inputs, res.Outputs)
-	predictHeaders(w, v.Version, res.Replica)
-	setJSONContentType(w.Header())
-	w.Write(out)
 }
 
 func (s *Server) handleV2Live(w http.ResponseWriter, r *http.Request) {
