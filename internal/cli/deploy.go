@@ -71,8 +71,13 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 		fs.BoolVar(&f.noCanary, "no-canary", false, "remove the canary: every request goes to the deployment's version")
 		fs.BoolVar(&f.noShadow, "no-shadow", false, "remove the shadow")
 	}
-	fs.BoolVar(&f.noWait, "no-wait", false, "return at once instead of waiting until the replicas are ready")
-	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long (the server carries on)")
+	f.registerWait(cmd)
+}
+
+// registerWait adds the flags that say whether and how long to wait for the replicas.
+func (f *deploymentFlags) registerWait(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "return at once instead of waiting until the replicas are ready")
+	cmd.Flags().DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long (the server carries on)")
 }
 
 // batching is the batching --batch-size asks for.
@@ -762,31 +767,32 @@ func (a *app) deploymentsListCommand() *cobra.Command {
 	}
 }
 
-// onDeployment is the body of a command whose only argument is a deployment name: it checks the name and
+// deploymentCommand is a command "use NAME" whose only argument is a deployment name: it checks the name and
 // connects before calling fn.
-func (a *app) onDeployment(fn func(cmd *cobra.Command, c *client.Client, name string) error) func(*cobra.Command, []string) error {
-	return run(func(cmd *cobra.Command, args []string) error {
-		if err := slipway.ValidateName("deployment", args[0]); err != nil {
-			return err
-		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		return fn(cmd, c, args[0])
-	})
+func (a *app) deploymentCommand(use, short string, fn func(cmd *cobra.Command, c *client.Client, name string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " NAME",
+		Short: short,
+		Args:  exactArgs(1, "one deployment name"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := slipway.ValidateName("deployment", args[0]); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			return fn(cmd, c, args[0])
+		}),
+	}
 }
 
 func (a *app) deploymentsGetCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a deployment: its configuration, state, URLs and replicas",
-		Args:  exactArgs(1, "one deployment name"),
-		RunE: a.onDeployment(func(cmd *cobra.Command, c *client.Client, name string) error {
+	return a.deploymentCommand("get", "Show a deployment: its configuration, state, URLs and replicas",
+		func(cmd *cobra.Command, c *client.Client, name string) error {
 			d, err := c.GetDeployment(cmd.Context(), name)
 			return show(a, d, err, a.printDeployment)
-		}),
-	}
+		})
 }
 
 func (a *app) deploymentsUpdateCommand() *cobra.Command {
@@ -899,49 +905,36 @@ func noChange(sp slipway.DeploymentSpec) bool {
 
 func (a *app) deploymentsActivateCommand() *cobra.Command {
 	var f deploymentFlags
-	cmd := &cobra.Command{
-		Use:   "activate NAME",
-		Short: "Start an INACTIVE or FAILED deployment's replicas again",
-		Long:  "Start an INACTIVE or FAILED deployment's replicas again, at its configured version, and wait until they are ready unless --no-wait.",
-		Args:  exactArgs(1, "one deployment name"),
-		RunE: a.onDeployment(func(cmd *cobra.Command, c *client.Client, name string) error {
+	cmd := a.deploymentCommand("activate", "Start an INACTIVE or FAILED deployment's replicas again",
+		func(cmd *cobra.Command, c *client.Client, name string) error {
 			d, err := c.ActivateDeployment(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
 			return a.finishDeployment(cmd.Context(), c, d, f, false)
-		}),
-	}
-	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "return at once instead of waiting until the replicas are ready")
-	cmd.Flags().DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long (the server carries on)")
+		})
+	cmd.Long = "Start an INACTIVE or FAILED deployment's replicas again, at its configured version, and wait until they are ready unless --no-wait."
+	f.registerWait(cmd)
 	return cmd
 }
 
 func (a *app) deploymentsDeactivateCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "deactivate NAME",
-		Short: "Stop a deployment's replicas, keeping its configuration and URLs",
-		Args:  exactArgs(1, "one deployment name"),
-		RunE: a.onDeployment(func(cmd *cobra.Command, c *client.Client, name string) error {
+	return a.deploymentCommand("deactivate", "Stop a deployment's replicas, keeping its configuration and URLs",
+		func(cmd *cobra.Command, c *client.Client, name string) error {
 			d, err := c.DeactivateDeployment(cmd.Context(), name)
 			return show(a, d, err, func(d *slipway.Deployment) {
 				fmt.Fprintf(a.stdout, "Deployment %s is %s: its replicas are stopped. 'slipway deployments activate %s' starts them again.\n",
 					d.Name, d.State, d.Name)
 			})
-		}),
-	}
+		})
 }
 
 func (a *app) deploymentsDeleteCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Stop a deployment's replicas and delete it",
-		Args:  exactArgs(1, "one deployment name"),
-		RunE: a.onDeployment(func(cmd *cobra.Command, c *client.Client, name string) error {
+	return a.deploymentCommand("delete", "Stop a deployment's replicas and delete it",
+		func(cmd *cobra.Command, c *client.Client, name string) error {
 			err := c.DeleteDeployment(cmd.Context(), name)
 			return show(a, map[string]any{"deleted": name}, err, func(map[string]any) {
 				fmt.Fprintf(a.stdout, "Deleted deployment %s.\n", name)
 			})
-		}),
-	}
+		})
 }
