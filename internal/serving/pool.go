@@ -2,6 +2,11 @@
 // dispatch with a bounded queue (full → EOVERLOADED, never an unbounded backlog), per-request timeouts, one
 // retry on another replica when a replica dies mid-request, supervision with restart backoff, health pings,
 // zero-downtime generation switches, and optional dynamic batching.
+//
+// A request goes route.go (Routers: the deployment's Router; Router.Pick: its version or its canary, with a
+// copy to its shadow) → batcher.go (merged with concurrent requests when batching is on) → pool.go (a replica,
+// queueing and timeouts) → the replica client (modelruntime). The control plane (deploy) builds the routers
+// and pools; it is never on a request's path.
 package serving
 
 import (
