@@ -352,7 +352,7 @@ func (b *batcher) gather(first *batchReq) []*batchReq {
 		timer.Stop()
 		b.mu.Lock()
 		b.filling = nil
-		batch, rows = b.takeLocked(batch, rows)
+		batch, _ = b.takeLocked(batch, rows) // the last take: the rows are not needed any more
 	}
 	b.inflight++ // before the next owner looks
 	b.owned = false
