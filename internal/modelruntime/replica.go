@@ -178,15 +178,15 @@ func (r *Replica) Ping(ctx context.Context) error {
 	return r.call(ctx, r.client.Ping)
 }
 
-// Stop closes the replica's input (it exits on EOF), waits up to grace, then kills it.
-func (r *Replica) Stop(grace time.Duration) error {
+// Stop closes the replica's input (it exits on EOF), waits up to grace, then kills it. It returns once the
+// replica has exited.
+func (r *Replica) Stop(grace time.Duration) {
 	_ = r.client.Close() // a failed close leaves the replica running: the kill below ends it
 	select {
 	case <-r.conn.Done():
 	case <-time.After(grace):
 		r.killAndWait()
 	}
-	return nil
 }
 
 // Kill ends the replica, and everything it started, at once.
