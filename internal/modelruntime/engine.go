@@ -56,7 +56,9 @@ type Conn interface {
 	Done() <-chan struct{}
 	// ExitErr is how the replica ended (nil for a clean exit); valid once Done is closed.
 	ExitErr() error
-	// Kill ends the replica at once, with everything it started. It may be called at any time, more than once.
+	// Kill ends the replica at once, with everything it started; a Read or Write in progress then returns (a
+	// call past its deadline is cancelled this way) and Done is closed. It may be called at any time, more
+	// than once, also after the replica has exited.
 	Kill()
 	// PID is the replica's process id on this machine, 0 when it is not a local process.
 	PID() int

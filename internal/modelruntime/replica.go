@@ -52,7 +52,7 @@ func (r *Replica) awaitHello(ctx context.Context, timeout time.Duration) error {
 		err error
 	}
 	ch := make(chan result, 1)
-	go func() { // ends when the hello arrives or the child dies (its stdout closes)
+	go func() { // ends when the hello arrives or the replica dies (its stream ends)
 		h, err := r.client.ReadHello()
 		ch <- result{h, err}
 	}()
@@ -72,7 +72,7 @@ func (r *Replica) awaitHello(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// failure explains a child that failed: its hello error if it sent one, else its exit and last stderr lines.
+// failure explains a replica that failed: its hello error if it sent one, else its exit and last stderr lines.
 func (r *Replica) failure(h workerproto.Hello, err error) error {
 	if !h.OK && h.Error != "" {
 		return fmt.Errorf("model failed to load: %s", strings.TrimSpace(h.Error))
@@ -97,7 +97,7 @@ func (r *Replica) PID() int { return r.conn.PID() }
 // Done is closed when the replica has exited.
 func (r *Replica) Done() <-chan struct{} { return r.conn.Done() }
 
-// Tail returns the child's last stderr lines.
+// Tail returns the replica's last stderr lines.
 func (r *Replica) Tail() string { return r.tail.String() }
 
 // ExitErr is the replica's exit status once Done is closed.
@@ -110,11 +110,12 @@ func (r *Replica) ExitErr() error {
 	}
 }
 
-// ErrReplicaDied reports that the process died while handling a request (safe to retry elsewhere).
+// ErrReplicaDied reports that the replica died while handling a request (safe to retry elsewhere).
 var ErrReplicaDied = errors.New("replica died")
 
-// call runs fn with the replica locked. A pipe read cannot be cancelled, so on ctx expiry the process is killed
-// (which ends fn: its pipes close): a model stuck past the request deadline is not trusted to serve the next one.
+// call runs fn with the replica locked. A read of the stream cannot be cancelled, so on ctx expiry the replica
+// is killed (which ends fn: Conn.Kill breaks the stream): a model stuck past the request deadline is not trusted
+// to serve the next one.
 // fn runs on the caller's goroutine; the kill is armed with context.AfterFunc, so the hot path starts no
 // goroutine of its own.
 func (r *Replica) call(ctx context.Context, fn func() error) error {
@@ -132,7 +133,7 @@ func (r *Replica) call(ctx context.Context, fn func() error) error {
 	err := fn()
 	killed := !stop()
 	if err == nil {
-		return nil // the answer arrived (if the deadline struck just after, the supervisor replaces the process)
+		return nil // the answer arrived (if the deadline struck just after, the supervisor replaces the replica)
 	}
 	if killed {
 		return ctx.Err()
