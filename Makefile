@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/slipway
+# golangci-lint, pinned: `go run` builds it from the module cache (once; later runs reuse the built binary).
+GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 export SLIPWAY_ORT_LIB ?= $(HOME)/.cache/slipway/onnxruntime-1.30.0/libonnxruntime.so.1
 export CGO_ENABLED := 1
 
@@ -37,6 +39,9 @@ bench-batch: build examples ## 1M rows Parquet → PostgreSQL vs pandas + predic
 
 bench-monitor: build examples ## drift on 1M rows × 20 features vs numpy/scipy; capture overhead on serving
 	./bench/monitor/run.sh
+
+lint: ## golangci-lint (.golangci.yml): vet, staticcheck, errcheck, ineffassign, unused and the layer rules
+	$(GO) run $(GOLANGCI_LINT) run ./...
 
 clean:
 	rm -rf bin

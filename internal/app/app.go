@@ -137,7 +137,7 @@ func (a *App) open(ctx context.Context) error {
 		return err
 	}
 	a.blobs, a.runtimes = blobs, rt
-	for _, open := range []func() error{a.openMonitor, a.openRollout, a.openBatch, a.openJobs} {
+	for _, open := range []func() error{a.openMonitor, a.openCanary, a.openBatch, a.openJobs} {
 		if err := open(); err != nil {
 			return err
 		}

@@ -11,13 +11,13 @@ import (
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/archive"
 	"github.com/slipway-ml/slipway/internal/batch"
+	"github.com/slipway-ml/slipway/internal/canary"
 	"github.com/slipway-ml/slipway/internal/catalog"
 	"github.com/slipway-ml/slipway/internal/executor"
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
 	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
-	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
 )
@@ -151,10 +151,10 @@ func (a *App) openBatch() error {
 	return a.batch.Open(ctx)
 }
 
-// openRollout starts the canary analysis (internal/rollout): it reads the monitor's per-version totals and
+// openCanary starts the canary analysis (internal/canary): it reads the monitor's per-version totals and
 // promotes or removes canaries through the deployment service. Its goroutine ends at Close.
-func (a *App) openRollout() error {
-	analyzer := rollout.New(a.deploy, a.monitor, a.log)
+func (a *App) openCanary() error {
+	analyzer := canary.New(a.deploy, a.monitor, a.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { // owned by the App: ends at Close

@@ -182,7 +182,7 @@ func (s *Service) starter(run *slipway.BatchRun, v *slipway.ModelVersion, dir st
 		if err != nil {
 			return nil, err
 		}
-		return modelruntime.Start(ctx, spec, s.ready, func(line string) { log.Debug("replica output", "line", line) })
+		return s.runtimes.Start(ctx, spec, s.ready, func(line string) { log.Debug("replica output", "line", line) })
 	}
 }
 

@@ -257,7 +257,7 @@ func (s *Service) runtimeChecks(ctx context.Context, dir string, v *slipway.Mode
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.LoadTimeout)
 	defer cancel()
-	rep, err := modelruntime.Start(ctx, spec, s.LoadTimeout, func(line string) {
+	rep, err := s.runtimes.Start(ctx, spec, s.LoadTimeout, func(line string) {
 		s.log.DebugContext(ctx, "registration check output", "model", v.Model, "version", v.Version, "line", line)
 	})
 	if err != nil {

@@ -229,7 +229,7 @@ func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir st
 			return nil, err
 		}
 		replicaID := fmt.Sprintf("%s-v%d", name, v.Version)
-		return modelruntime.Start(ctx, spec, s.ReadyTimeout, func(line string) {
+		return s.runtimes.Start(ctx, spec, s.ReadyTimeout, func(line string) {
 			if fn := s.replicaLog.Load(); fn != nil {
 				(*fn)(name, replicaID, line)
 			} else if s.ReplicaLog != nil {

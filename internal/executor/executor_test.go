@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 				continue
 			}
 			if err := cmd(os.Args[2:]); err != nil {
-				os.Stderr.WriteString(err.Error() + "\n")
+				_, _ = os.Stderr.WriteString(err.Error() + "\n") // nowhere else to report it
 				os.Exit(127)
 			}
 			os.Exit(0)
@@ -238,7 +238,9 @@ func TestSupervisorKilled(t *testing.T) {
 	var out lines
 	h := start(t, x, "victim", "echo up; sleep 300", slipway.JobLimits{}, &out)
 	waitOutput(t, &out, "stdout up")
-	syscall.Kill(h.PID, syscall.SIGKILL)
+	if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	exit, err := x.Wait(context.Background(), "victim")
 	if err != nil || exit.Signal != "killed" || !strings.Contains(exit.LastLine, "without recording the exit") {
 		t.Errorf("exit %+v, %v", exit, err)

@@ -70,6 +70,6 @@ func ExecLimited(args []string) error {
 			return fmt.Errorf("exec-limited: set %s=%d: %w", st.name, st.rl.Cur, err)
 		}
 	}
-	syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{})
+	_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}) // lowering a limit is always permitted
 	return syscall.Exec(path, args[i+1:], os.Environ())
 }

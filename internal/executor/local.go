@@ -86,8 +86,7 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		outR.Close()
-		outW.Close()
+		closeAll(outR, outW)
 		return Handle{}, fmt.Errorf("executor: pipe: %w", err)
 	}
 	cmd := exec.Command(path, args...)
@@ -95,11 +94,9 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	outW.Close() // the child holds its own copies
-	errW.Close()
+	closeAll(outW, errW) // the child holds its own copies
 	if err != nil {
-		outR.Close()
-		errR.Close()
+		closeAll(outR, errR)
 		return Handle{}, slipway.Wrap(slipway.EINVALID, err, "cannot start %s: %v", spec.Path, err)
 	}
 	p := &proc{pgid: cmd.Process.Pid, done: make(chan struct{})}
@@ -115,7 +112,7 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	go func() { // the reaper, owned by p: ends when the process has exited and its output is drained
 		state, werr := cmd.Process.Wait()
 		// The run is over: whatever it left behind in its group goes too.
-		syscall.Kill(-p.pgid, syscall.SIGKILL)
+		killGroup(p.pgid, syscall.SIGKILL)
 		drainOrClose(&readers, outR, errR)
 		p.exit = exitOf(state, werr)
 		p.exit.LastLine = lastErr.get()
@@ -125,6 +122,20 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 		close(p.done)
 	}()
 	return Handle{ID: spec.ID, PID: p.pgid, ProcStart: procStart(p.pgid)}, nil
+}
+
+// killGroup sends sig to the process group pgid. Its only possible error, ESRCH, means that the group is
+// already gone, which is what every caller wants.
+func killGroup(pgid int, sig syscall.Signal) {
+	_ = syscall.Kill(-pgid, sig)
+}
+
+// closeAll closes files this process no longer uses (pipe ends, a descriptor a child inherited). Nothing was
+// written through them here, so an error on close loses nothing.
+func closeAll(files ...io.Closer) {
+	for _, f := range files {
+		_ = f.Close()
+	}
 }
 
 func exitOf(state *os.ProcessState, err error) Exit {
@@ -179,7 +190,7 @@ func (l *Local) Stop(ctx context.Context, id string, grace time.Duration) error 
 	default:
 	}
 	if grace > 0 {
-		syscall.Kill(-p.pgid, syscall.SIGTERM)
+		killGroup(p.pgid, syscall.SIGTERM)
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
@@ -189,7 +200,7 @@ func (l *Local) Stop(ctx context.Context, id string, grace time.Duration) error 
 		case <-ctx.Done():
 		}
 	}
-	syscall.Kill(-p.pgid, syscall.SIGKILL)
+	killGroup(p.pgid, syscall.SIGKILL)
 	select {
 	case <-p.done:
 		return nil
@@ -218,7 +229,7 @@ func (l *Local) startSupervised(spec Spec, path string, args []string, out func(
 	cmd.Stdout, cmd.Stderr = logf, logf // not pipes: the supervisor must outlive this server
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = cmd.Start()
-	logf.Close()
+	closeAll(logf) // the supervisor holds its own descriptor
 	if err != nil {
 		return Handle{}, slipway.Wrap(slipway.EINVALID, err, "cannot start %s: %v", spec.Path, err)
 	}
@@ -248,7 +259,7 @@ func (l *Local) attach(h Handle, out func(string, time.Time, string), ended func
 			select {
 			case supervisor := <-exited:
 				tail.poll(true)
-				syscall.Kill(-p.pgid, syscall.SIGKILL) // whatever the program left behind in its group
+				killGroup(p.pgid, syscall.SIGKILL) // whatever the program left behind in its group
 				exit, ok := readExit(h.StateDir)
 				if !ok {
 					exit = supervisor
@@ -341,7 +352,7 @@ func (l *Local) Recover(ctx context.Context, h Handle, output func(string, time.
 	if !ours {
 		return ErrLost
 	}
-	syscall.Kill(-h.PID, syscall.SIGKILL)
+	killGroup(h.PID, syscall.SIGKILL)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(10 * time.Second)

@@ -32,7 +32,7 @@ const (
 // removeStateFiles removes a supervised process's files from its state folder.
 func removeStateFiles(dir string) {
 	for _, f := range []string{spoolFile, offsetFile, exitFile, superLog} {
-		os.Remove(filepath.Join(dir, f))
+		_ = os.Remove(filepath.Join(dir, f)) // usually missing already; the folder is the run's own
 	}
 }
 
@@ -92,14 +92,15 @@ func runSupervised(argv []string, spool *os.File, maxBytes int64) Exit {
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
+		closeAll(outR, outW)
 		return Exit{Code: -1, Signal: "pipe: " + err.Error()}
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	err = cmd.Start()
-	outW.Close()
-	errW.Close()
+	closeAll(outW, errW) // the program holds its own copies
 	if err != nil {
+		closeAll(outR, errR)
 		return Exit{Code: 127, LastLine: "cannot start " + argv[0] + ": " + err.Error()}
 	}
 	var mu sync.Mutex
@@ -140,14 +141,10 @@ func drainOrClose(readers *sync.WaitGroup, pipes ...io.Closer) {
 	select {
 	case <-drained:
 	case <-time.After(drainTimeout):
-		for _, p := range pipes {
-			p.Close()
-		}
+		closeAll(pipes...)
 		<-drained
 	}
-	for _, p := range pipes {
-		p.Close()
-	}
+	closeAll(pipes...)
 }
 
 func writeExit(path string, exit Exit) error {
@@ -215,7 +212,8 @@ func (t *spoolTail) poll(final bool) {
 		}
 	}
 	if t.offset != start {
-		os.WriteFile(filepath.Join(t.dir, offsetFile), []byte(strconv.FormatInt(t.offset, 10)), 0o644)
+		// Best effort: without it, a server that re-attaches after a restart delivers these lines again.
+		_ = os.WriteFile(filepath.Join(t.dir, offsetFile), []byte(strconv.FormatInt(t.offset, 10)), 0o644)
 	}
 }
 

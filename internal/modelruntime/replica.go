@@ -1,86 +1,46 @@
-// Package modelruntime knows how to run a model version: which process serves it (the Python harness for
-// `python`, `slipway worker onnx` for `onnx`), how to start that process and speak docs/worker-protocol.md to it.
 package modelruntime
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
-// ProcessSpec is how to start one replica process.
-type ProcessSpec struct {
-	Path string
-	Args []string
-	Env  []string // full environment of the child
-	Dir  string
-	// Scheduling is applied once the replica is ready (loading the model runs under the default policy).
-	Scheduling Scheduling
-}
-
-// Replica is one running model process. Requests are serialised: one in flight at a time.
+// Replica is the client side of one running model: it waits for the hello, then sends calls over the
+// connection its Engine returned. Requests are serialised: one in flight at a time.
 type Replica struct {
-	cmd    *exec.Cmd
+	conn   Conn
 	client *workerproto.Client
 	hello  workerproto.Hello
 	tail   *lineTail
-	done   chan struct{} // closed when the process has exited
-	err    error         // exit status, valid after done
-	mu     sync.Mutex    // serialises requests
+	mu     sync.Mutex // serialises requests
 }
 
-// LogFunc receives each line the child writes to stderr.
-type LogFunc func(line string)
-
-// Start launches the process and waits (up to readyTimeout) for its hello. On failure the error carries the
-// child's own last words (its hello error or the tail of its stderr).
-func Start(ctx context.Context, spec ProcessSpec, readyTimeout time.Duration, log LogFunc) (*Replica, error) {
-	cmd := exec.Command(spec.Path, spec.Args...)
-	cmd.Env, cmd.Dir = spec.Env, spec.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // kill the whole group: models may fork
-	stdin, err := cmd.StdinPipe()
+// startReplica starts spec on engine and waits (up to readyTimeout) for its hello. On failure the error
+// carries the replica's own last words (its hello error or the tail of its stderr).
+func startReplica(ctx context.Context, engine Engine, spec ProcessSpec, readyTimeout time.Duration, log LogFunc) (*Replica, error) {
+	tail := newLineTail(20)
+	conn, err := engine.Start(ctx, spec, func(line string) {
+		tail.add(line)
+		if log != nil {
+			log(line)
+		}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("replica stdin: %w", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("replica stdout: %w", err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, fmt.Errorf("replica stderr: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
-	}
-	r := &Replica{cmd: cmd, client: workerproto.NewClient(stdin, stdout), tail: newLineTail(20), done: make(chan struct{})}
-	stderrDone := make(chan struct{})
-	go func() { // owned by the replica: ends when the child closes stderr (exits)
-		defer close(stderrDone)
-		r.tail.consume(stderr, log)
-	}()
-	go func() { // owned by the replica: reaps the child
-		<-stderrDone
-		r.err = cmd.Wait()
-		close(r.done)
-	}()
-	if err := r.awaitHello(ctx, readyTimeout); err != nil {
-		r.kill()
-		<-r.done
 		return nil, err
 	}
-	if err := spec.Scheduling.apply(r.PID()); err != nil {
-		r.kill()
-		<-r.done
+	r := &Replica{conn: conn, client: workerproto.NewClient(conn, conn), tail: tail}
+	if err := r.awaitHello(ctx, readyTimeout); err != nil {
+		r.killAndWait()
+		return nil, err
+	}
+	if err := conn.Ready(); err != nil {
+		r.killAndWait()
 		return nil, err
 	}
 	return r, nil
@@ -92,7 +52,7 @@ func (r *Replica) awaitHello(ctx context.Context, timeout time.Duration) error {
 		err error
 	}
 	ch := make(chan result, 1)
-	go func() { // ends when the hello arrives or the child dies (its stdout closes)
+	go func() { // ends when the hello arrives or the replica dies (its stream ends)
 		h, err := r.client.ReadHello()
 		ch <- result{h, err}
 	}()
@@ -112,14 +72,13 @@ func (r *Replica) awaitHello(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// failure explains a child that failed: its hello error if it sent one, else its exit and last stderr lines.
+// failure explains a replica that failed: its hello error if it sent one, else its exit and last stderr lines.
 func (r *Replica) failure(h workerproto.Hello, err error) error {
 	if !h.OK && h.Error != "" {
 		return fmt.Errorf("model failed to load: %s", strings.TrimSpace(h.Error))
 	}
-	r.kill()
-	<-r.done
-	return fmt.Errorf("replica exited before it was ready (%v)%s", r.err, r.tailSuffix())
+	r.killAndWait()
+	return fmt.Errorf("replica exited before it was ready (%v)%s", r.conn.ExitErr(), r.tailSuffix())
 }
 
 func (r *Replica) tailSuffix() string {
@@ -132,48 +91,49 @@ func (r *Replica) tailSuffix() string {
 // Hello is what the replica reported when it became ready.
 func (r *Replica) Hello() workerproto.Hello { return r.hello }
 
-// PID is the replica's process id.
-func (r *Replica) PID() int { return r.cmd.Process.Pid }
+// PID is the replica's process id, 0 when its engine runs it elsewhere than in a local process.
+func (r *Replica) PID() int { return r.conn.PID() }
 
-// Done is closed when the process has exited.
-func (r *Replica) Done() <-chan struct{} { return r.done }
+// Done is closed when the replica has exited.
+func (r *Replica) Done() <-chan struct{} { return r.conn.Done() }
 
-// Tail returns the child's last stderr lines.
+// Tail returns the replica's last stderr lines.
 func (r *Replica) Tail() string { return r.tail.String() }
 
-// ExitErr is the process's exit status once Done is closed.
+// ExitErr is the replica's exit status once Done is closed.
 func (r *Replica) ExitErr() error {
 	select {
-	case <-r.done:
-		return r.err
+	case <-r.conn.Done():
+		return r.conn.ExitErr()
 	default:
 		return nil
 	}
 }
 
-// ErrReplicaDied reports that the process died while handling a request (safe to retry elsewhere).
+// ErrReplicaDied reports that the replica died while handling a request (safe to retry elsewhere).
 var ErrReplicaDied = errors.New("replica died")
 
-// call runs fn with the replica locked. A pipe read cannot be cancelled, so on ctx expiry the process is killed
-// (which ends fn: its pipes close): a model stuck past the request deadline is not trusted to serve the next one.
+// call runs fn with the replica locked. A read of the stream cannot be cancelled, so on ctx expiry the replica
+// is killed (which ends fn: Conn.Kill breaks the stream): a model stuck past the request deadline is not trusted
+// to serve the next one.
 // fn runs on the caller's goroutine; the kill is armed with context.AfterFunc, so the hot path starts no
 // goroutine of its own.
 func (r *Replica) call(ctx context.Context, fn func() error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	select {
-	case <-r.done:
-		return fmt.Errorf("%w: %v%s", ErrReplicaDied, r.err, r.tailSuffix())
+	case <-r.conn.Done():
+		return fmt.Errorf("%w: %v%s", ErrReplicaDied, r.conn.ExitErr(), r.tailSuffix())
 	default:
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, r.kill)
+	stop := context.AfterFunc(ctx, r.conn.Kill)
 	err := fn()
 	killed := !stop()
 	if err == nil {
-		return nil // the answer arrived (if the deadline struck just after, the supervisor replaces the process)
+		return nil // the answer arrived (if the deadline struck just after, the supervisor replaces the replica)
 	}
 	if killed {
 		return ctx.Err()
@@ -186,14 +146,14 @@ func (r *Replica) call(ctx context.Context, fn func() error) error {
 	return err
 }
 
-// waitOrKill gives a child whose pipe broke a moment to exit on its own, then kills it.
+// waitOrKill gives a replica whose stream broke a moment to exit on its own, then kills it.
 func (r *Replica) waitOrKill(grace time.Duration) <-chan struct{} {
 	select {
-	case <-r.done:
+	case <-r.conn.Done():
 	case <-time.After(grace):
-		r.kill()
+		r.conn.Kill()
 	}
-	return r.done
+	return r.conn.Done()
 }
 
 // PredictJSON sends a JSON body to predict() and returns its JSON result.
@@ -219,28 +179,26 @@ func (r *Replica) Ping(ctx context.Context) error {
 	return r.call(ctx, r.client.Ping)
 }
 
-// Stop closes the replica's stdin (it exits on EOF), waits up to grace, then kills its process group.
-func (r *Replica) Stop(grace time.Duration) error {
-	r.client.Close()
+// Stop closes the replica's input (it exits on EOF), waits up to grace, then kills it. It returns once the
+// replica has exited.
+func (r *Replica) Stop(grace time.Duration) {
+	_ = r.client.Close() // a failed close leaves the replica running: the kill below ends it
 	select {
-	case <-r.done:
+	case <-r.conn.Done():
 	case <-time.After(grace):
-		r.kill()
-		<-r.done
-	}
-	return nil
-}
-
-// Kill ends the process group at once.
-func (r *Replica) Kill() { r.kill() }
-
-func (r *Replica) kill() {
-	if r.cmd.Process != nil {
-		syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+		r.killAndWait()
 	}
 }
 
-// lineTail keeps the last n lines of a stream and forwards each line.
+// Kill ends the replica, and everything it started, at once.
+func (r *Replica) Kill() { r.conn.Kill() }
+
+func (r *Replica) killAndWait() {
+	r.conn.Kill()
+	<-r.conn.Done()
+}
+
+// lineTail keeps the last n lines of a replica's stderr.
 type lineTail struct {
 	mu    sync.Mutex
 	n     int
@@ -249,22 +207,13 @@ type lineTail struct {
 
 func newLineTail(n int) *lineTail { return &lineTail{n: n} }
 
-func (t *lineTail) consume(r io.Reader, log LogFunc) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		t.mu.Lock()
-		t.lines = append(t.lines, line)
-		if len(t.lines) > t.n {
-			t.lines = t.lines[len(t.lines)-t.n:]
-		}
-		t.mu.Unlock()
-		if log != nil {
-			log(line)
-		}
+func (t *lineTail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = append(t.lines, line)
+	if len(t.lines) > t.n {
+		t.lines = t.lines[len(t.lines)-t.n:]
 	}
-	io.Copy(io.Discard, r) // a line beyond the scanner's limit: keep draining so the child never blocks
 }
 
 // String returns the kept lines, trailing lines of a Python traceback first-class: the last line usually

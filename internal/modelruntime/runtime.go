@@ -1,3 +1,6 @@
+// Package modelruntime knows how to run a model version: what serves it (the Python harness for `python`,
+// `slipway worker onnx` for `onnx`) as a ProcessSpec, where that runs (an Engine: a local child process by
+// default) and how to speak docs/worker-protocol.md to it (Replica).
 package modelruntime
 
 import (
@@ -30,6 +33,8 @@ type Config struct {
 	ScratchDir string
 	// Scheduling is the policy replicas run under (SchedulingNormal when empty).
 	Scheduling Scheduling
+	// Engine runs the replicas: LocalEngine (child processes of the server) when nil.
+	Engine Engine
 }
 
 // Runtimes starts replicas and inspects artifacts for each runtime.
@@ -42,6 +47,9 @@ type Runtimes struct {
 func New(cfg Config) (*Runtimes, error) {
 	if cfg.Python == "" {
 		cfg.Python = "/usr/bin/python3"
+	}
+	if cfg.Engine == nil {
+		cfg.Engine = LocalEngine{}
 	}
 	if len(cfg.WorkerCommand) == 0 {
 		exe, err := os.Executable()
@@ -73,23 +81,32 @@ func (rt *Runtimes) Python() string { return rt.cfg.Python }
 
 // ReplicaSpec says how to start a replica of a model whose files are in dir.
 func (rt *Runtimes) ReplicaSpec(runtime, dir string, files []slipway.File, extraEnv map[string]string) (ProcessSpec, error) {
-	env := baseEnv(extraEnv)
+	spec := ProcessSpec{Runtime: runtime, Env: baseEnv(extraEnv), Dir: dir, Files: files, Scheduling: rt.cfg.Scheduling}
 	switch runtime {
 	case slipway.RuntimePython:
-		return ProcessSpec{Path: rt.cfg.Python, Args: []string{"-u", rt.harness, "serve", "--model-dir", dir},
-			Env: append(env, "PYTHONDONTWRITEBYTECODE=1"), Dir: dir, Scheduling: rt.cfg.Scheduling}, nil
+		spec.Path, spec.Args = rt.cfg.Python, []string{"-u", rt.harness, "serve", "--model-dir", dir}
+		spec.Env = append(spec.Env, "PYTHONDONTWRITEBYTECODE=1")
+		return spec, nil
 	case slipway.RuntimeONNX:
 		model, err := ONNXFile(files)
 		if err != nil {
 			return ProcessSpec{}, err
 		}
-		args := append(append([]string{}, rt.cfg.WorkerCommand[1:]...), "onnx", "--model", filepath.Join(dir, model))
+		spec.Path = rt.cfg.WorkerCommand[0]
+		spec.Args = append(append([]string{}, rt.cfg.WorkerCommand[1:]...), "onnx", "--model", filepath.Join(dir, model))
 		if rt.cfg.ORTLibrary != "" {
-			env = append(env, "SLIPWAY_ORT_LIB="+rt.cfg.ORTLibrary)
+			spec.Env = append(spec.Env, "SLIPWAY_ORT_LIB="+rt.cfg.ORTLibrary)
 		}
-		return ProcessSpec{Path: rt.cfg.WorkerCommand[0], Args: args, Env: env, Dir: dir, Scheduling: rt.cfg.Scheduling}, nil
+		return spec, nil
 	}
 	return ProcessSpec{}, slipway.Errorf(slipway.EINVALID, "unknown runtime %q: use %q or %q", runtime, slipway.RuntimePython, slipway.RuntimeONNX)
+}
+
+// Start runs spec on the configured Engine and waits (up to readyTimeout) for the model to say hello. log, if
+// not nil, receives each line the replica writes to stderr. On failure the error carries the replica's own last
+// words (its hello error or the tail of its stderr).
+func (rt *Runtimes) Start(ctx context.Context, spec ProcessSpec, readyTimeout time.Duration, log LogFunc) (*Replica, error) {
+	return startReplica(ctx, rt.cfg.Engine, spec, readyTimeout, log)
 }
 
 // ThreadEnv caps the thread pools of numeric libraries (OpenBLAS, OpenMP as used by scikit-learn, MKL) in each

@@ -58,7 +58,7 @@ func TestReplicaScheduling(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := Start(context.Background(), spec, time.Minute, nil)
+			r, err := rt.Start(context.Background(), spec, time.Minute, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

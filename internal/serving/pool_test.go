@@ -52,7 +52,7 @@ func starter(t *testing.T, rt *modelruntime.Runtimes, dir string) Starter {
 		if err != nil {
 			return nil, err
 		}
-		return modelruntime.Start(ctx, spec, time.Minute, nil)
+		return rt.Start(ctx, spec, time.Minute, nil)
 	}
 }
 

@@ -1,9 +1,10 @@
-// Package rollout runs canary analysis: for every deployment whose canary has an analysis, it compares the
+// Package canary runs canary analysis: for every deployment whose canary has an analysis, it compares the
 // canary's requests with the deployment version's, interval by interval, and promotes the canary once it has
 // passed enough intervals in a row, or removes it at the first failed one. It is the automated half of a
 // canary (Argo Rollouts' and Flagger's analysis, SageMaker's auto-rollback): the traffic split itself is the
-// deployment's own.
-package rollout
+// data plane's (internal/serving routes by the deployment's spec), and promoting or removing is an update of
+// that spec through internal/deploy.
+package canary
 
 import (
 	"context"

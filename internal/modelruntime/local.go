@@ -1,0 +1,79 @@
+package modelruntime
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"syscall"
+)
+
+// LocalEngine runs each replica as a child process of the server, in its own process group (models may fork:
+// Kill ends them all), speaking the protocol over its stdin and stdout.
+type LocalEngine struct{}
+
+var _ Engine = LocalEngine{}
+
+// Start launches spec.Path. The process does not depend on ctx: it lives until it exits or is killed.
+func (LocalEngine) Start(_ context.Context, spec ProcessSpec, stderr LogFunc) (Conn, error) {
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Env, cmd.Dir = spec.Env, spec.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("replica stdin: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("replica stdout: %w", err)
+	}
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("replica stderr: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
+	}
+	p := &localProcess{WriteCloser: stdin, Reader: stdout, pid: cmd.Process.Pid, scheduling: spec.Scheduling,
+		done: make(chan struct{})}
+	go func() { // owned by p: reaps the child once it closed stderr (exited); Wait closes the pipes
+		forwardLines(errPipe, stderr)
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// localProcess is a replica running as a child process: its stdin and stdout are the connection.
+type localProcess struct {
+	io.WriteCloser // stdin
+	io.Reader      // stdout
+	pid            int
+	scheduling     Scheduling
+	done           chan struct{} // closed when the process has exited
+	err            error         // exit status, valid after done
+}
+
+func (p *localProcess) Ready() error          { return p.scheduling.apply(p.pid) }
+func (p *localProcess) Done() <-chan struct{} { return p.done }
+func (p *localProcess) ExitErr() error        { return p.err }
+func (p *localProcess) PID() int              { return p.pid }
+
+// Kill sends SIGKILL to the whole process group: what the model forked goes too, even after the model itself
+// has exited.
+func (p *localProcess) Kill() {
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // ESRCH: nothing is left of the group, which is what we wanted
+}
+
+// forwardLines passes each line of r to log (if any) until r ends.
+func forwardLines(r io.Reader, log LogFunc) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if log != nil {
+			log(sc.Text())
+		}
+	}
+	_, _ = io.Copy(io.Discard, r) // a line beyond the scanner's limit: keep draining so the child never blocks
+}
