@@ -286,13 +286,10 @@ const (
 
 // Schedule starts a job or a pipeline on a cron expression.
 type Schedule struct {
-	Name     string `json:"name"`
-	Cron     string `json:"cron"`     // 5 fields, or 6 with seconds first
-	Timezone string `json:"timezone"` // IANA name; default UTC
-	Target   struct {
-		Kind string `json:"kind"` // job, pipeline, batch
-		Name string `json:"name"`
-	} `json:"target"`
+	Name              string            `json:"name"`
+	Cron              string            `json:"cron"`     // 5 fields, or 6 with seconds first
+	Timezone          string            `json:"timezone"` // IANA name; default UTC
+	Target            ScheduleTarget    `json:"target"`
 	Args              []string          `json:"args,omitempty"`   // job runs
 	Env               map[string]string `json:"env,omitempty"`    // job runs
 	Params            map[string]any    `json:"params,omitempty"` // pipeline runs
@@ -306,6 +303,27 @@ type Schedule struct {
 	LastRunID  string     `json:"last_run_id,omitempty"`
 	NextTickAt *time.Time `json:"next_tick_at,omitempty"` // computed, not stored
 	Ticks      []*Tick    `json:"recent_ticks,omitempty"` // filled by get
+}
+
+// ScheduleTarget is what a schedule starts: a job, a pipeline or a batch prediction (Kind is a Target
+// constant), by name.
+type ScheduleTarget struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+// ScheduleSpec is the body that creates a schedule: the Schedule fields a client chooses.
+type ScheduleSpec struct {
+	Name              string            `json:"name"`
+	Cron              string            `json:"cron"`               // 5 fields, 6 with seconds first, or @daily...
+	Timezone          string            `json:"timezone,omitempty"` // IANA name, default UTC
+	Target            ScheduleTarget    `json:"target"`
+	Args              []string          `json:"args,omitempty"`
+	Env               map[string]string `json:"env,omitempty"`
+	Params            map[string]any    `json:"params,omitempty"`
+	Batch             *BatchSpec        `json:"batch,omitempty"`              // target kind batch
+	ConcurrencyPolicy string            `json:"concurrency_policy,omitempty"` // allow, forbid (default), replace
+	CatchUp           *bool             `json:"catch_up,omitempty"`
 }
 
 // Tick is a decision a schedule took at one cron time, recorded before any run starts.

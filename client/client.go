@@ -74,15 +74,7 @@ func New(baseURL, token string, opts ...Option) *Client {
 }
 
 // Problem is an RFC 9457 problem details body, as the server writes it.
-type Problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail"`
-	Instance  string `json:"instance,omitempty"`
-	Code      string `json:"code"`
-	RequestID string `json:"request_id,omitempty"`
-}
+type Problem = slipway.Problem
 
 // Error is returned for every non-2xx response. When the body is not problem+json (a proxy's HTML page, an
 // empty body) Problem is filled from the status and the start of the body; an Open Inference Protocol v2

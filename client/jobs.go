@@ -356,21 +356,7 @@ func (c *Client) WaitPipelineRun(ctx context.Context, id string, poll time.Durat
 }
 
 // ScheduleSpec is the body of CreateSchedule.
-type ScheduleSpec struct {
-	Name     string `json:"name"`
-	Cron     string `json:"cron"`               // 5 fields, 6 with seconds first, or @daily...
-	Timezone string `json:"timezone,omitempty"` // IANA name, default UTC
-	Target   struct {
-		Kind string `json:"kind"` // job, pipeline or batch
-		Name string `json:"name"`
-	} `json:"target"`
-	Args              []string           `json:"args,omitempty"`
-	Env               map[string]string  `json:"env,omitempty"`
-	Params            map[string]any     `json:"params,omitempty"`
-	Batch             *slipway.BatchSpec `json:"batch,omitempty"`              // target kind batch
-	ConcurrencyPolicy string             `json:"concurrency_policy,omitempty"` // allow, forbid (default), replace
-	CatchUp           *bool              `json:"catch_up,omitempty"`
-}
+type ScheduleSpec = slipway.ScheduleSpec
 
 // CreateSchedule creates a schedule.
 func (c *Client) CreateSchedule(ctx context.Context, spec ScheduleSpec) (*slipway.Schedule, error) {

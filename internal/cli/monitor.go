@@ -469,7 +469,7 @@ func (a *app) feedbackCommand() *cobra.Command {
 
 func (a *app) alertsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "alerts", Short: "Manage a deployment's alert rules"}
-	var rule client.AlertRule
+	var rule client.AlertRuleSpec
 	var secret, webhook, pipeline string
 	create := &cobra.Command{
 		Use:   "create DEPLOYMENT --name NAME --metric METRIC --above X | --below X",
@@ -519,7 +519,7 @@ recall, f1, roc_auc, log_loss, mae, rmse, r2.
 	create.Flags().StringVar(&rule.Metric, "metric", "", "figure to watch")
 	create.Flags().Float64("above", 0, "fire when the figure is above this")
 	create.Flags().Float64("below", 0, "fire when the figure is below this")
-	create.Flags().StringVar(&rule.Window, "window", "15m", "trailing window the figure is computed over")
+	create.Flags().DurationVar((*time.Duration)(&rule.Window), "window", 15*time.Minute, "trailing window the figure is computed over")
 	create.Flags().StringVar(&webhook, "webhook", "", "URL that receives the transitions (POST, JSON)")
 	create.Flags().StringVar(&secret, "secret", "", "shared secret that signs webhook deliveries (X-Slipway-Signature)")
 	create.Flags().StringVar(&pipeline, "start-pipeline", "", "pipeline to run (with its defaults) when the alert fires: retraining")
@@ -603,7 +603,7 @@ func (a *app) printRules(rs []client.AlertRule) error {
 		if r.Action != nil {
 			starts = r.Action.Kind + " " + r.Action.Target
 		}
-		row(tw, r.ID, r.Name, fmt.Sprintf("%s %s %g", r.Metric, r.Op, r.Threshold), r.Window, r.State, fmtFloat(r.Value, 4), hook, starts)
+		row(tw, r.ID, r.Name, fmt.Sprintf("%s %s %g", r.Metric, r.Op, r.Threshold), r.Window.D().String(), r.State, fmtFloat(r.Value, 4), hook, starts)
 	}
 	return tw.Flush()
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/monitor"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 )
 
 // monitorRoutes lists the routes of this feature area; they join the table in server.go.
@@ -102,12 +101,12 @@ func (s *Server) handleMetricsPrometheus(w http.ResponseWriter, r *http.Request,
 
 // MetricsResponse is a deployment's operational figures.
 type MetricsResponse struct {
-	Deployment string                    `json:"deployment"`
-	From       time.Time                 `json:"from"`
-	To         time.Time                 `json:"to"`
-	Points     []*monitoring.MetricPoint `json:"points"`
-	Current    *monitoring.MetricPoint   `json:"current"` // the minute in progress
-	Replicas   []slipway.ReplicaStatus   `json:"replicas"`
+	Deployment string                  `json:"deployment"`
+	From       time.Time               `json:"from"`
+	To         time.Time               `json:"to"`
+	Points     []*slipway.MetricPoint  `json:"points"`
+	Current    *slipway.MetricPoint    `json:"current"` // the minute in progress
+	Replicas   []slipway.ReplicaStatus `json:"replicas"`
 }
 
 func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
@@ -137,13 +136,13 @@ func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request, m *mon
 
 // LogsResponse is a page of log lines; Next is the id to pass as after= to continue (follow).
 type LogsResponse struct {
-	Items []*monitoring.LogLine `json:"items"`
-	Next  int64                 `json:"next"`
+	Items []*slipway.LogLine `json:"items"`
+	Next  int64              `json:"next"`
 }
 
 func (s *Server) handleLogsGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	q := r.URL.Query()
-	f := monitoring.LogFilter{Deployment: name, Kind: q.Get("kind"), Replica: q.Get("replica")}
+	f := slipway.LogFilter{Deployment: name, Kind: q.Get("kind"), Replica: q.Get("replica")}
 	var err error
 	if v := q.Get("after"); v != "" {
 		if f.AfterID, err = strconv.ParseInt(v, 10, 64); err != nil || f.AfterID < 0 {
@@ -182,7 +181,7 @@ func (s *Server) handleMonitoringGet(w http.ResponseWriter, r *http.Request, m *
 }
 
 func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	var in monitoring.Settings
+	var in slipway.MonitoringSettings
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
 		return err
 	}
@@ -197,7 +196,7 @@ func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request, m *
 const maxFeedbackBody = 8 << 20
 
 func (s *Server) handleFeedbackCreate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	var items []monitor.FeedbackItem
+	var items []slipway.FeedbackItem
 	if err := decodeJSON(w, r, &items, maxFeedbackBody); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) || slipway.ErrorCode(err) == slipway.ETOOLARGE {
@@ -291,7 +290,7 @@ func (s *Server) handleBaselinePut(w http.ResponseWriter, r *http.Request, m *mo
 	return reply(w, http.StatusOK, publicBaseline(b))
 }
 
-func publicBaseline(b *monitoring.Baseline) *monitoring.Baseline {
+func publicBaseline(b *slipway.Baseline) *slipway.Baseline {
 	out := *b
 	out.Profile = b.Profile.Public()
 	if out.Ignored == nil {
@@ -320,23 +319,12 @@ func (s *Server) handleAlertList(w http.ResponseWriter, r *http.Request, m *moni
 	return reply(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
 }
 
-// AlertRuleSpec is the body that creates an alert rule.
-type AlertRuleSpec struct {
-	Name      string              `json:"name"`
-	Metric    string              `json:"metric"`
-	Op        string              `json:"op"`
-	Threshold float64             `json:"threshold"`
-	Window    monitoring.Duration `json:"window"`
-	Webhook   *monitoring.Webhook `json:"webhook"`
-	Action    *monitoring.Action  `json:"action"`
-}
-
 func (s *Server) handleAlertCreate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	var in AlertRuleSpec
+	var in slipway.AlertRuleSpec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
 		return err
 	}
-	rule, err := m.CreateAlertRule(r.Context(), name, monitoring.AlertRule{Name: in.Name, Metric: in.Metric, Op: in.Op,
+	rule, err := m.CreateAlertRule(r.Context(), name, slipway.AlertRule{Name: in.Name, Metric: in.Metric, Op: in.Op,
 		Threshold: in.Threshold, Window: in.Window, Webhook: in.Webhook, Action: in.Action})
 	if err != nil {
 		return err

@@ -36,17 +36,6 @@ func statusOf(code string) int {
 	return http.StatusInternalServerError
 }
 
-// Problem is an RFC 9457 problem details body.
-type Problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail"`
-	Instance  string `json:"instance,omitempty"`
-	Code      string `json:"code"`
-	RequestID string `json:"request_id,omitempty"`
-}
-
 // problem writes err as application/problem+json. Only internal errors are logged, with their cause.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
@@ -64,13 +53,13 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
 	}
-	writeProblem(w, Problem{
+	writeProblem(w, slipway.Problem{
 		Type: "https://slipway.dev/problems/" + code, Title: http.StatusText(status), Status: status,
 		Detail: slipway.ErrorMessage(err), Instance: r.URL.Path, Code: code, RequestID: requestID(r),
 	})
 }
 
-func writeProblem(w http.ResponseWriter, p Problem) {
+func writeProblem(w http.ResponseWriter, p slipway.Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
@@ -227,7 +227,7 @@ func (s *Service) state(name string) *depState {
 	for i, p := range protoNames {
 		d.latency[i] = m.latency.WithLabelValues(name, p)
 	}
-	d.apply(monitoring.DefaultSettings())
+	d.apply(slipway.DefaultMonitoringSettings())
 	if st, err := s.Settings(s.ctx, name); err == nil {
 		d.apply(st)
 	}
@@ -236,7 +236,7 @@ func (s *Service) state(name string) *depState {
 }
 
 // apply makes the request path follow a deployment's settings.
-func (d *depState) apply(st monitoring.Settings) {
+func (d *depState) apply(st slipway.MonitoringSettings) {
 	d.setSampling(st.SamplingRate)
 	d.captures.limit.Store(st.CaptureMaxPerSecond)
 	d.accessLines.limit.Store(st.AccessLogMaxPerSecond)
@@ -377,7 +377,7 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 	}
 
 	if status >= 300 || d.accessLines.allow(now) {
-		s.offerLog(&monitoring.LogLine{Deployment: e.Deployment, Time: now, Kind: monitoring.LogAccess, Replica: e.replica,
+		s.offerLog(&slipway.LogLine{Deployment: e.Deployment, Time: now, Kind: slipway.LogAccess, Replica: e.replica,
 			RequestID: e.RequestID, Line: accessLine(e, status, elapsed, bytesOut),
 			Fields: accessFields(e, status, elapsed, bytesOut)})
 	}
@@ -392,7 +392,7 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 		d.rateLimited.Inc()
 		return
 	}
-	c := &monitoring.Capture{Deployment: e.Deployment, RequestID: e.RequestID, ModelVersion: e.version, Time: e.Start,
+	c := &slipway.Capture{Deployment: e.Deployment, RequestID: e.RequestID, ModelVersion: e.version, Time: e.Start,
 		Protocol: e.Protocol}
 	select {
 	case s.captures <- captureItem{c: c, in: e.inputs, out: e.outputs, inJSON: e.inJSON, outJSON: e.outJSON}:
@@ -634,7 +634,7 @@ func (s *Service) flushMinutes(ctx context.Context, current bool) {
 		return
 	}
 	usage := s.replicaUsage()
-	var points []*monitoring.MetricPoint
+	var points []*slipway.MetricPoint
 	for _, it := range items {
 		p := it.acc.point(it.dep)
 		if u, ok := usage[it.dep]; ok {
@@ -697,8 +697,8 @@ func (s *Service) replicaUsage() map[string]usage {
 	return out
 }
 
-func (a *minuteAcc) point(dep string) *monitoring.MetricPoint {
-	p := &monitoring.MetricPoint{Deployment: dep, Minute: time.Unix(a.start*60, 0).UTC(),
+func (a *minuteAcc) point(dep string) *slipway.MetricPoint {
+	p := &slipway.MetricPoint{Deployment: dep, Minute: time.Unix(a.start*60, 0).UTC(),
 		Requests: a.requests.Load(), Status2xx: a.s2xx.Load(), Status4xx: a.s4xx.Load(), Status5xx: a.s5xx.Load(),
 		Rejected: a.rejected.Load(), Timeouts: a.timeout.Load(), BytesIn: a.bytesIn.Load(), BytesOut: a.bytesOut.Load(),
 		LatencyMaxMS: float64(a.latMaxNS.Load()) / 1e6, QueueMax: a.queueMax.Load(), Batches: a.batches.Load(),
@@ -716,7 +716,7 @@ func (a *minuteAcc) point(dep string) *monitoring.MetricPoint {
 }
 
 // Live returns the minute in progress of a deployment (not yet stored).
-func (s *Service) Live(deployment string) *monitoring.MetricPoint {
+func (s *Service) Live(deployment string) *slipway.MetricPoint {
 	v, ok := s.deps.Load(deployment)
 	if !ok {
 		return nil
@@ -729,7 +729,7 @@ func (s *Service) Live(deployment string) *monitoring.MetricPoint {
 }
 
 // Metrics returns the stored minute points of a deployment in [from, to).
-func (s *Service) Metrics(ctx context.Context, deployment string, from, to time.Time) ([]*monitoring.MetricPoint, error) {
+func (s *Service) Metrics(ctx context.Context, deployment string, from, to time.Time) ([]*slipway.MetricPoint, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
 		return nil, err
 	}
@@ -746,9 +746,9 @@ func (s *Service) Metrics(ctx context.Context, deployment string, from, to time.
 		if p.Minute.Before(from) || (!to.IsZero() && !p.Minute.Before(to)) {
 			continue
 		}
-		stored = slices.DeleteFunc(stored, func(q *monitoring.MetricPoint) bool { return q.Minute.Equal(p.Minute) })
+		stored = slices.DeleteFunc(stored, func(q *slipway.MetricPoint) bool { return q.Minute.Equal(p.Minute) })
 		stored = append(stored, p)
 	}
-	slices.SortFunc(stored, func(a, b *monitoring.MetricPoint) int { return a.Minute.Compare(b.Minute) })
+	slices.SortFunc(stored, func(a, b *slipway.MetricPoint) int { return a.Minute.Compare(b.Minute) })
 	return stored, nil
 }
