@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -56,42 +55,6 @@ func (s *Server) withMonitorDeployment(h func(w http.ResponseWriter, r *http.Req
 		}
 		return h(w, r, m, name)
 	})
-}
-
-// parseTimeParam reads an RFC 3339 time, or a duration meaning that long ago ("90m", "24h"); "" is zero.
-func parseTimeParam(r *http.Request, key string, now time.Time) (time.Time, error) {
-	v := r.URL.Query().Get(key)
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UTC(), nil
-	}
-	if d, err := time.ParseDuration(strings.TrimPrefix(v, "-")); err == nil && d >= 0 {
-		return now.Add(-d).UTC(), nil
-	}
-	return time.Time{}, slipway.Errorf(slipway.EINVALID, "%s=%q: give an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (30m, 24h)", key, v)
-}
-
-func timeRange(r *http.Request) (from, to time.Time, err error) {
-	now := time.Now()
-	if from, err = parseTimeParam(r, "from", now); err != nil {
-		return
-	}
-	to, err = parseTimeParam(r, "to", now)
-	return
-}
-
-func durationParam(r *http.Request, key string) (time.Duration, error) {
-	v := r.URL.Query().Get(key)
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, slipway.Errorf(slipway.EINVALID, "%s=%q: give a positive duration such as 15m or 1h", key, v)
-	}
-	return d, nil
 }
 
 func (s *Server) handleMetricsPrometheus(w http.ResponseWriter, r *http.Request, m *monitor.Service) error {
