@@ -44,11 +44,7 @@ func (a *app) modelsListCommand() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List models",
 		Args:    exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ms, total, err := c.ListModels(cmd.Context(), opts)
 			if err != nil {
 				return err

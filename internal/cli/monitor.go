@@ -59,11 +59,7 @@ quality per window from ground truth.
   slipway monitor churn --from 2h --to 1h
   slipway monitor churn --since 7d --window 24h`,
 		Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			now := time.Now()
 			f, err := sinceTime(from, now)
 			if err != nil {
@@ -171,11 +167,7 @@ func (a *app) metricsCommand() *cobra.Command {
 		Long: `Show requests, errors, latency, bandwidth, queue, batching and replica CPU and memory of a deployment,
 summed over --since (default 1h), with the minute in progress; --minutes lists every minute.`,
 		Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			from, err := sinceTime(since, time.Now())
 			if err != nil {
 				return err
@@ -283,11 +275,7 @@ replicas write) and alert transitions. --follow keeps printing new lines until i
   slipway logs churn --since 10m
   slipway logs churn --follow --kind predict`,
 		Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			from, err := sinceTime(since, time.Now())
 			if err != nil {
 				return err
@@ -526,76 +514,42 @@ recall, f1, roc_auc, log_loss, mae, rmse, r2.
 
 	list := &cobra.Command{
 		Use: "list DEPLOYMENT", Short: "List alert rules with their state", Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			rs, err := c.AlertRules(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.printRules(rs)
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
+			return a.printRules(c.AlertRules(cmd.Context(), args[0]))
 		}),
 	}
 	evaluate := &cobra.Command{
 		Use: "evaluate DEPLOYMENT", Short: "Evaluate alert rules now", Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			rs, err := c.EvaluateAlerts(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.printRules(rs)
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
+			return a.printRules(c.EvaluateAlerts(cmd.Context(), args[0]))
 		}),
 	}
 	del := &cobra.Command{
 		Use: "delete DEPLOYMENT RULE_ID", Short: "Delete an alert rule", Args: exactArgs(2, "a deployment name and a rule id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			return c.DeleteAlertRule(cmd.Context(), args[0], args[1])
 		}),
 	}
 	history := &cobra.Command{
 		Use: "history DEPLOYMENT", Short: "Show alert transitions, newest first", Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			evs, err := c.AlertHistory(cmd.Context(), args[0], 100)
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(evs)
-			}
-			tw := newTable(a.stdout)
-			row(tw, "TIME", "RULE", "STATE", "VALUE", "MESSAGE")
-			for _, e := range evs {
-				row(tw, e.Time.Local().Format("2006-01-02 15:04:05"), e.Rule, e.State, fmtFloat(e.Value, 4), e.Message)
-			}
-			return tw.Flush()
+			return showTable(a, evs, err, []any{"TIME", "RULE", "STATE", "VALUE", "MESSAGE"}, func(e client.AlertEvent) []any {
+				return []any{e.Time.Local().Format("2006-01-02 15:04:05"), e.Rule, e.State, fmtFloat(e.Value, 4), e.Message}
+			})
 		}),
 	}
 	cmd.AddCommand(create, list, evaluate, del, history)
 	return cmd
 }
 
-func (a *app) printRules(rs []client.AlertRule) error {
-	if a.jsonOutput() {
-		return a.printJSON(rs)
+// printRules shows alert rules (the table by name, the JSON in the server's order); a non-nil err (from fetching
+// them) is returned as is.
+func (a *app) printRules(rs []client.AlertRule, err error) error {
+	if !a.jsonOutput() {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
 	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
-	tw := newTable(a.stdout)
-	row(tw, "ID", "NAME", "CONDITION", "WINDOW", "STATE", "VALUE", "WEBHOOK", "STARTS")
-	for _, r := range rs {
+	return showTable(a, rs, err, []any{"ID", "NAME", "CONDITION", "WINDOW", "STATE", "VALUE", "WEBHOOK", "STARTS"}, func(r client.AlertRule) []any {
 		hook, starts := "", ""
 		if r.Webhook != nil {
 			hook = r.Webhook.URL
@@ -603,7 +557,6 @@ func (a *app) printRules(rs []client.AlertRule) error {
 		if r.Action != nil {
 			starts = r.Action.Kind + " " + r.Action.Target
 		}
-		row(tw, r.ID, r.Name, fmt.Sprintf("%s %s %g", r.Metric, r.Op, r.Threshold), r.Window.D().String(), r.State, fmtFloat(r.Value, 4), hook, starts)
-	}
-	return tw.Flush()
+		return []any{r.ID, r.Name, fmt.Sprintf("%s %s %g", r.Metric, r.Op, r.Threshold), r.Window.D().String(), r.State, fmtFloat(r.Value, 4), hook, starts}
+	})
 }
