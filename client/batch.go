@@ -31,11 +31,7 @@ func (c *Client) ListBatchPredictions(ctx context.Context, state slipway.BatchSt
 	if state != "" {
 		q.Set("state", string(state))
 	}
-	var p page[*slipway.BatchRun]
-	if err := c.do(ctx, http.MethodGet, apiPath("batch-predictions"), q, nil, &p); err != nil {
-		return nil, 0, err
-	}
-	return p.Items, p.Total, nil
+	return itemsAndTotal[*slipway.BatchRun](ctx, c, apiPath("batch-predictions"), q)
 }
 
 // CancelBatchPrediction stops a run; chunks already committed stay in the output.
@@ -118,11 +114,7 @@ func (c *Client) UploadFilePath(ctx context.Context, path string) (*slipway.Uplo
 
 // ListUploadedFiles returns the uploaded input files, newest first.
 func (c *Client) ListUploadedFiles(ctx context.Context) ([]*slipway.UploadedFile, error) {
-	var p page[*slipway.UploadedFile]
-	if err := c.do(ctx, http.MethodGet, apiPath("files"), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return p.Items, nil
+	return items[*slipway.UploadedFile](ctx, c, http.MethodGet, apiPath("files"), nil)
 }
 
 // DeleteUploadedFile deletes an uploaded input file.
@@ -132,9 +124,5 @@ func (c *Client) DeleteUploadedFile(ctx context.Context, id string) error {
 
 // ListConnections returns the server's named database connections (never their credentials).
 func (c *Client) ListConnections(ctx context.Context) ([]slipway.Connection, error) {
-	var p page[slipway.Connection]
-	if err := c.do(ctx, http.MethodGet, apiPath("connections"), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return p.Items, nil
+	return items[slipway.Connection](ctx, c, http.MethodGet, apiPath("connections"), nil)
 }

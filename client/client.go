@@ -228,6 +228,24 @@ func call[T any](ctx context.Context, c *Client, method, path string, query url.
 	return &out, nil
 }
 
+// items calls the API and returns the items of the page envelope it answers.
+func items[T any](ctx context.Context, c *Client, method, path string, query url.Values) ([]T, error) {
+	p, err := call[page[T]](ctx, c, method, path, query, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.Items, nil
+}
+
+// itemsAndTotal GETs a page envelope and returns its items and the total number the server counted.
+func itemsAndTotal[T any](ctx context.Context, c *Client, path string, query url.Values) ([]T, int, error) {
+	p, err := call[page[T]](ctx, c, http.MethodGet, path, query, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	return p.Items, p.Total, nil
+}
+
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	var body io.Reader
 	if in != nil {

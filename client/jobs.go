@@ -111,9 +111,7 @@ func (c *Client) CreateJob(ctx context.Context, spec slipway.JobSpec, artifact i
 
 // ListJobs returns every job.
 func (c *Client) ListJobs(ctx context.Context) ([]*slipway.Job, error) {
-	var p page[*slipway.Job]
-	err := c.do(ctx, http.MethodGet, apiPath("jobs"), nil, nil, &p)
-	return p.Items, err
+	return items[*slipway.Job](ctx, c, http.MethodGet, apiPath("jobs"), nil)
 }
 
 // GetJob returns a job.
@@ -139,9 +137,7 @@ func (c *Client) ListJobRuns(ctx context.Context, f JobRunFilter) ([]*slipway.Jo
 			q.Set(k, v)
 		}
 	}
-	var p page[*slipway.JobRun]
-	err := c.do(ctx, http.MethodGet, apiPath("job-runs"), q, nil, &p)
-	return p.Items, p.Total, err
+	return itemsAndTotal[*slipway.JobRun](ctx, c, apiPath("job-runs"), q)
 }
 
 // GetJobRun returns a job run.
@@ -214,9 +210,7 @@ func (c *Client) FollowJobRunLogs(ctx context.Context, id string, w io.Writer) (
 
 // ListJobRunOutputs lists the files a run left in its output folder.
 func (c *Client) ListJobRunOutputs(ctx context.Context, id string) ([]OutputFile, error) {
-	var p page[OutputFile]
-	err := c.do(ctx, http.MethodGet, apiPath("job-runs", id, "outputs"), nil, nil, &p)
-	return p.Items, err
+	return items[OutputFile](ctx, c, http.MethodGet, apiPath("job-runs", id, "outputs"), nil)
 }
 
 // DownloadJobRunOutput opens one output file of a run.
@@ -296,9 +290,7 @@ func (c *Client) CreatePipeline(ctx context.Context, definition []byte, artifact
 
 // ListPipelines returns every pipeline.
 func (c *Client) ListPipelines(ctx context.Context) ([]*slipway.Pipeline, error) {
-	var p page[*slipway.Pipeline]
-	err := c.do(ctx, http.MethodGet, apiPath("pipelines"), nil, nil, &p)
-	return p.Items, err
+	return items[*slipway.Pipeline](ctx, c, http.MethodGet, apiPath("pipelines"), nil)
 }
 
 // GetPipeline returns a pipeline.
@@ -327,9 +319,7 @@ func (c *Client) ListPipelineRuns(ctx context.Context, pipeline string, offset, 
 	if pipeline != "" {
 		q.Set("pipeline", pipeline)
 	}
-	var p page[*slipway.PipelineRun]
-	err := c.do(ctx, http.MethodGet, apiPath("pipeline-runs"), q, nil, &p)
-	return p.Items, p.Total, err
+	return itemsAndTotal[*slipway.PipelineRun](ctx, c, apiPath("pipeline-runs"), q)
 }
 
 // GetPipelineRun returns a run with its steps.
@@ -365,9 +355,7 @@ func (c *Client) CreateSchedule(ctx context.Context, spec ScheduleSpec) (*slipwa
 
 // ListSchedules returns every schedule with its next tick.
 func (c *Client) ListSchedules(ctx context.Context) ([]*slipway.Schedule, error) {
-	var p page[*slipway.Schedule]
-	err := c.do(ctx, http.MethodGet, apiPath("schedules"), nil, nil, &p)
-	return p.Items, err
+	return items[*slipway.Schedule](ctx, c, http.MethodGet, apiPath("schedules"), nil)
 }
 
 // GetSchedule returns a schedule with its recent ticks.

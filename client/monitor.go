@@ -157,8 +157,7 @@ func (c *Client) Drift(ctx context.Context, deployment string, r TimeRange) (*Dr
 
 // DriftWindows returns the stored drift windows starting in the range.
 func (c *Client) DriftWindows(ctx context.Context, deployment string, r TimeRange) ([]DriftReport, error) {
-	var p page[DriftReport]
-	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "drift", "windows"), r.query(), nil, &p)
+	return items[DriftReport](ctx, c, http.MethodGet, apiPath("deployments", deployment, "drift", "windows"), r.query())
 }
 
 // Performance returns model quality per window (window 0: the deployment's drift window).
@@ -167,8 +166,7 @@ func (c *Client) Performance(ctx context.Context, deployment string, r TimeRange
 	if window > 0 {
 		q.Set("window", window.String())
 	}
-	var p page[Performance]
-	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "performance"), q, nil, &p)
+	return items[Performance](ctx, c, http.MethodGet, apiPath("deployments", deployment, "performance"), q)
 }
 
 // Baseline formats for PutBaseline.
@@ -202,8 +200,7 @@ func (c *Client) GetBaseline(ctx context.Context, model, version string) (*Basel
 
 // AlertRules lists a deployment's alert rules with their state.
 func (c *Client) AlertRules(ctx context.Context, deployment string) ([]AlertRule, error) {
-	var p page[AlertRule]
-	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "alerts"), nil, nil, &p)
+	return items[AlertRule](ctx, c, http.MethodGet, apiPath("deployments", deployment, "alerts"), nil)
 }
 
 // CreateAlertRule creates an alert rule.
@@ -219,14 +216,12 @@ func (c *Client) DeleteAlertRule(ctx context.Context, deployment, id string) err
 
 // EvaluateAlerts evaluates a deployment's rules now and returns their states.
 func (c *Client) EvaluateAlerts(ctx context.Context, deployment string) ([]AlertRule, error) {
-	var p page[AlertRule]
-	return p.Items, c.do(ctx, http.MethodPost, apiPath("deployments", deployment, "alerts", "evaluate"), nil, nil, &p)
+	return items[AlertRule](ctx, c, http.MethodPost, apiPath("deployments", deployment, "alerts", "evaluate"), nil)
 }
 
 // AlertHistory returns a deployment's alert transitions, newest first.
 func (c *Client) AlertHistory(ctx context.Context, deployment string, limit int) ([]AlertEvent, error) {
-	var p page[AlertEvent]
-	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "alerts", "history"), pageQuery(nil, 0, limit), nil, &p)
+	return items[AlertEvent](ctx, c, http.MethodGet, apiPath("deployments", deployment, "alerts", "history"), pageQuery(nil, 0, limit))
 }
 
 // PrometheusMetrics returns the server's /metrics text.

@@ -151,11 +151,7 @@ func writeUpload(mw *multipart.Writer, metaJSON []byte, artifact io.Reader, file
 
 // ListVersions lists a model's versions, newest first, and returns the total number of versions.
 func (c *Client) ListVersions(ctx context.Context, model string, offset, limit int) ([]*slipway.ModelVersion, int, error) {
-	var p page[*slipway.ModelVersion]
-	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "versions"), pageQuery(nil, offset, limit), nil, &p); err != nil {
-		return nil, 0, err
-	}
-	return p.Items, p.Total, nil
+	return itemsAndTotal[*slipway.ModelVersion](ctx, c, apiPath("models", model, "versions"), pageQuery(nil, offset, limit))
 }
 
 // GetVersion returns one version; version is a number ("3") or an alias ("@champion", "@latest").
@@ -165,11 +161,7 @@ func (c *Client) GetVersion(ctx context.Context, model, version string) (*slipwa
 
 // ListFiles returns a version's manifest: every file with its size and sha256.
 func (c *Client) ListFiles(ctx context.Context, model, version string) ([]slipway.File, error) {
-	var p page[slipway.File]
-	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "versions", version, "files"), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return p.Items, nil
+	return items[slipway.File](ctx, c, http.MethodGet, apiPath("models", model, "versions", version, "files"), nil)
 }
 
 // DownloadArtifact streams a version's files as a tar.gz. The caller must close the reader. A download cut
