@@ -88,18 +88,8 @@ func (c *Client) DownloadBatchOutput(ctx context.Context, id string, w io.Writer
 
 // UploadFile uploads an input file for batch predictions (streamed; the name's extension tells the format).
 func (c *Client) UploadFile(ctx context.Context, name string, r io.Reader) (*slipway.UploadedFile, error) {
-	req, err := c.newRequest(ctx, http.MethodPost, apiPath("files"), url.Values{"name": {name}}, r)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var f slipway.UploadedFile
-	return &f, decodeResponse(resp, &f)
+	return &f, c.doRaw(ctx, http.MethodPost, apiPath("files"), url.Values{"name": {name}}, r, "application/octet-stream", &f)
 }
 
 // UploadFilePath uploads the file at path under its base name.

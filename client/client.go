@@ -255,19 +255,48 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := c.newRequest(ctx, method, path, query, body)
-	if err != nil {
-		return err
-	}
+	contentType := ""
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		contentType = "application/json"
 	}
-	resp, err := c.send(req)
+	return c.doRaw(ctx, method, path, query, body, contentType, out)
+}
+
+// doRaw is do for a body that is not JSON: it sends body as contentType ("" for none) and decodes the JSON
+// answer into out.
+func (c *Client) doRaw(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string, out any) error {
+	resp, err := c.request(ctx, method, path, query, body, contentType, "")
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	return decodeResponse(resp, out)
+}
+
+// open GETs path and returns the body of the answer, which the caller closes. accept replaces the default
+// Accept header (JSON or a problem) when not empty.
+func (c *Client) open(ctx context.Context, path string, query url.Values, accept string) (io.ReadCloser, error) {
+	resp, err := c.request(ctx, http.MethodGet, path, query, nil, "", accept)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// request sends a request with body of contentType (both may be empty) and returns the 2xx response; accept,
+// when not empty, replaces the default Accept header.
+func (c *Client) request(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType, accept string) (*http.Response, error) {
+	req, err := c.newRequest(ctx, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	return c.send(req)
 }
 
 func decodeResponse(resp *http.Response, out any) error {

@@ -160,15 +160,7 @@ func (c *Client) JobRunLogs(ctx context.Context, id string, offset int64, follow
 	if follow {
 		q.Set("follow", "1")
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("job-runs", id, "logs"), q, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.open(ctx, apiPath("job-runs", id, "logs"), q, "")
 }
 
 // FollowJobRunLogs copies a run's log to w as it grows until the run is over, reconnecting where it left
@@ -215,15 +207,7 @@ func (c *Client) ListJobRunOutputs(ctx context.Context, id string) ([]OutputFile
 
 // DownloadJobRunOutput opens one output file of a run.
 func (c *Client) DownloadJobRunOutput(ctx context.Context, id, path string) (io.ReadCloser, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("job-runs", id, "outputs", "file"), url.Values{"path": {path}}, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.open(ctx, apiPath("job-runs", id, "outputs", "file"), url.Values{"path": {path}}, "")
 }
 
 // WaitJobRun polls a run every poll (DefaultPoll when 0) until it is over or ctx ends.
@@ -275,17 +259,7 @@ func (c *Client) CreatePipeline(ctx context.Context, definition []byte, artifact
 		}
 		return &p, nil
 	}
-	req, err := c.newRequest(ctx, http.MethodPost, apiPath("pipelines"), nil, bytes.NewReader(definition))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", ct)
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	return &p, decodeResponse(resp, &p)
+	return &p, c.doRaw(ctx, http.MethodPost, apiPath("pipelines"), nil, bytes.NewReader(definition), ct, &p)
 }
 
 // ListPipelines returns every pipeline.

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -178,18 +177,8 @@ const (
 // PutBaseline uploads a sample of a version's training data (contentType BaselineCSV or BaselineParquet) and
 // returns the profile the server keeps. version is a number or "@alias".
 func (c *Client) PutBaseline(ctx context.Context, model, version string, body io.Reader, contentType string) (*Baseline, error) {
-	req, err := c.newRequest(ctx, http.MethodPut, apiPath("models", model, "versions", version, "baseline"), nil, body)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var b Baseline
-	return &b, decodeResponse(resp, &b)
+	return &b, c.doRaw(ctx, http.MethodPut, apiPath("models", model, "versions", version, "baseline"), nil, body, contentType, &b)
 }
 
 // GetBaseline returns a version's baseline profile.
@@ -226,17 +215,10 @@ func (c *Client) AlertHistory(ctx context.Context, deployment string, limit int)
 
 // PrometheusMetrics returns the server's /metrics text.
 func (c *Client) PrometheusMetrics(ctx context.Context) ([]byte, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, "/metrics", nil, nil)
+	body, err := c.open(ctx, "/metrics", nil, "text/plain")
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "text/plain")
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	_, err = io.Copy(&buf, resp.Body)
-	return buf.Bytes(), err
+	defer body.Close()
+	return io.ReadAll(body)
 }

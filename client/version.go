@@ -167,16 +167,7 @@ func (c *Client) ListFiles(ctx context.Context, model, version string) ([]slipwa
 // DownloadArtifact streams a version's files as a tar.gz. The caller must close the reader. A download cut
 // short by the server ends with an error, never with a short but valid archive.
 func (c *Client) DownloadArtifact(ctx context.Context, model, version string) (io.ReadCloser, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("models", model, "versions", version, "artifact"), nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/gzip, application/problem+json")
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.open(ctx, apiPath("models", model, "versions", version, "artifact"), nil, "application/gzip, application/problem+json")
 }
 
 // AliasInfo is an alias of a model: the version it points at and its history, oldest move first.
