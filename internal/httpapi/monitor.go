@@ -73,15 +73,9 @@ type MetricsResponse struct {
 }
 
 func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	from, to, err := timeRange(r)
+	from, to, err := timeRangeOr(r, time.Hour)
 	if err != nil {
 		return err
-	}
-	if to.IsZero() {
-		to = time.Now().UTC()
-	}
-	if from.IsZero() {
-		from = to.Add(-time.Hour)
 	}
 	if to.Sub(from) > 31*24*time.Hour || !from.Before(to) {
 		return slipway.Errorf(slipway.EINVALID, "from must be before to, at most 31 days apart")
@@ -137,10 +131,7 @@ func (s *Server) handleLogsGet(w http.ResponseWriter, r *http.Request, m *monito
 
 func (s *Server) handleMonitoringGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	st, err := m.Settings(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, st)
+	return replyOK(w, st, err)
 }
 
 func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
@@ -149,10 +140,7 @@ func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request, m *
 		return err
 	}
 	st, err := m.PutSettings(r.Context(), name, in)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, st)
+	return replyOK(w, st, err)
 }
 
 // maxFeedbackBody bounds a feedback request (MaxFeedbackItems items of a few hundred bytes each).
@@ -168,10 +156,7 @@ func (s *Server) handleFeedbackCreate(w http.ResponseWriter, r *http.Request, m 
 		return err
 	}
 	res, err := m.Feedback(r.Context(), name, items)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, res)
+	return replyOK(w, res, err)
 }
 
 func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
@@ -180,28 +165,16 @@ func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request, m *monit
 		return err
 	}
 	rep, err := m.Drift(r.Context(), name, from, to)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, rep)
+	return replyOK(w, rep, err)
 }
 
 func (s *Server) handleDriftWindows(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	from, to, err := timeRange(r)
+	from, to, err := timeRangeOr(r, 24*time.Hour)
 	if err != nil {
 		return err
-	}
-	if to.IsZero() {
-		to = time.Now().UTC()
-	}
-	if from.IsZero() {
-		from = to.Add(-24 * time.Hour)
 	}
 	reps, err := m.DriftWindows(r.Context(), name, from, to)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(reps, len(reps), 0, len(reps)))
+	return replyAll(w, reps, err)
 }
 
 func (s *Server) handlePerformanceGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
@@ -214,10 +187,7 @@ func (s *Server) handlePerformanceGet(w http.ResponseWriter, r *http.Request, m 
 		return err
 	}
 	perf, err := m.Performance(r.Context(), name, from, to, window)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(perf, len(perf), 0, len(perf)))
+	return replyAll(w, perf, err)
 }
 
 // baselineVersion reads {model} and {version} (a number or @alias).
@@ -276,10 +246,7 @@ func (s *Server) handleBaselineGet(w http.ResponseWriter, r *http.Request, m *mo
 
 func (s *Server) handleAlertList(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	rules, err := m.AlertRules(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
+	return replyAll(w, rules, err)
 }
 
 func (s *Server) handleAlertCreate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
@@ -317,8 +284,5 @@ func (s *Server) handleAlertHistory(w http.ResponseWriter, r *http.Request, m *m
 
 func (s *Server) handleAlertEvaluate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	rules, err := m.EvaluateAlerts(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
+	return replyAll(w, rules, err)
 }

@@ -94,6 +94,22 @@ func reply(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
+// replyOK ends an apiHandler with v as JSON and 200 OK, or with err (from producing v).
+func replyOK(w http.ResponseWriter, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, v)
+}
+
+// replyAll ends an apiHandler with every item in one page, or with err (from fetching the items).
+func replyAll[T any](w http.ResponseWriter, items []T, err error) error {
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, newPage(items, len(items), 0, len(items)))
+}
+
 // noContent ends an apiHandler with 204 No Content.
 func noContent(w http.ResponseWriter) error {
 	w.WriteHeader(http.StatusNoContent)

@@ -137,12 +137,27 @@ func parseTimeParam(r *http.Request, key string, now time.Time) (time.Time, erro
 	return time.Time{}, slipway.Errorf(slipway.EINVALID, "%s=%q: give an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (30m, 24h)", key, v)
 }
 
+// timeRange reads ?from= and ?to= (see parseTimeParam); missing ones are zero.
 func timeRange(r *http.Request) (from, to time.Time, err error) {
 	now := time.Now()
 	if from, err = parseTimeParam(r, "from", now); err != nil {
 		return
 	}
 	to, err = parseTimeParam(r, "to", now)
+	return
+}
+
+// timeRangeOr is timeRange where a missing to is now and a missing from is span before to.
+func timeRangeOr(r *http.Request, span time.Duration) (from, to time.Time, err error) {
+	if from, to, err = timeRange(r); err != nil {
+		return
+	}
+	if to.IsZero() {
+		to = time.Now().UTC()
+	}
+	if from.IsZero() {
+		from = to.Add(-span)
+	}
 	return
 }
 

@@ -24,10 +24,7 @@ func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request, sv
 
 func (s *Server) handleScheduleList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	list, err := svc.ListSchedules(r.Context())
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+	return replyAll(w, list, err)
 }
 
 func scheduleName(r *http.Request) (string, error) { return pathName(r, "schedule", "schedule") }
@@ -38,10 +35,7 @@ func (s *Server) handleScheduleGet(w http.ResponseWriter, r *http.Request, svc *
 		return err
 	}
 	sch, err := svc.GetSchedule(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, sch)
+	return replyOK(w, sch, err)
 }
 
 func (s *Server) handleScheduleDelete(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
