@@ -506,40 +506,48 @@ type promMetrics struct {
 	queueDesc, replicasDesc, cpuDesc, memDesc, qlDesc *prometheus.Desc
 }
 
+// latencyBuckets are the bounds (seconds) of the latency histograms: 0.5 ms to a minute.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// newCounter is a counter vector named name, by labels.
+func newCounter(name, help string, labels []string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
 func newPromMetrics(s *Service) *promMetrics {
 	dep := []string{"deployment"}
 	return &promMetrics{s: s,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_requests_total",
-			Help: "Prediction requests answered, by deployment, protocol, HTTP status code and the model version that served them (a canary's apart)."}, []string{"deployment", "protocol", "code", "version"}),
+		requests: newCounter("slipway_predict_requests_total",
+			"Prediction requests answered, by deployment, protocol, HTTP status code and the model version that served them (a canary's apart).", []string{"deployment", "protocol", "code", "version"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_predict_request_duration_seconds",
 			Help:    "Time from the request's arrival to its response, by deployment and protocol.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"deployment", "protocol"}),
-		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_request_bytes_total",
-			Help: "Bytes of prediction request bodies received."}, dep),
-		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_response_bytes_total",
-			Help: "Bytes of prediction response bodies sent."}, dep),
-		captured: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_queued_total",
-			Help: "Predictions queued for capture."}, dep),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_dropped_total",
-			Help: "Predictions not captured because the capture queue was full."}, dep),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_rate_limited_total",
-			Help: "Sampled predictions not captured because the deployment's capture_max_per_second was reached."}, dep),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_deployment_rejected_total",
-			Help: "Requests refused with 429 because the deployment's queue was full."}, dep),
-		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_deployment_timeouts_total",
-			Help: "Requests that exceeded the deployment's timeout (504)."}, dep),
-		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_replica_restarts_total",
-			Help: "Replica processes restarted after they died."}, []string{"deployment", "replica"}),
-		logDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_log_lines_dropped_total",
-			Help: "Log lines not stored because the log queue was full."}, dep),
+			Buckets: latencyBuckets}, []string{"deployment", "protocol"}),
+		bytesIn: newCounter("slipway_predict_request_bytes_total",
+			"Bytes of prediction request bodies received.", dep),
+		bytesOut: newCounter("slipway_predict_response_bytes_total",
+			"Bytes of prediction response bodies sent.", dep),
+		captured: newCounter("slipway_capture_queued_total",
+			"Predictions queued for capture.", dep),
+		dropped: newCounter("slipway_capture_dropped_total",
+			"Predictions not captured because the capture queue was full.", dep),
+		rateLimited: newCounter("slipway_capture_rate_limited_total",
+			"Sampled predictions not captured because the deployment's capture_max_per_second was reached.", dep),
+		rejected: newCounter("slipway_deployment_rejected_total",
+			"Requests refused with 429 because the deployment's queue was full.", dep),
+		timeouts: newCounter("slipway_deployment_timeouts_total",
+			"Requests that exceeded the deployment's timeout (504).", dep),
+		restarts: newCounter("slipway_replica_restarts_total",
+			"Replica processes restarted after they died.", []string{"deployment", "replica"}),
+		logDropped: newCounter("slipway_log_lines_dropped_total",
+			"Log lines not stored because the log queue was full.", dep),
 		batchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_deployment_batch_rows",
 			Help: "Rows per model call of the dynamic batcher.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}, dep),
-		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_shadow_requests_total",
-			Help: "Copies of prediction requests sent to a deployment's shadow version, by outcome: ok, error, or dropped (the shadow was saturated)."},
+		shadowRequests: newCounter("slipway_shadow_requests_total",
+			"Copies of prediction requests sent to a deployment's shadow version, by outcome: ok, error, or dropped (the shadow was saturated).",
 			[]string{"deployment", "version", "outcome"}),
 		shadowLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_shadow_request_duration_seconds",
 			Help:    "Time the shadow version took to answer a copy, by deployment and version.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"deployment", "version"}),
+			Buckets: latencyBuckets}, []string{"deployment", "version"}),
 		queueDesc: prometheus.NewDesc("slipway_deployment_queue_depth", "Requests waiting for a replica.", dep, nil),
 		replicasDesc: prometheus.NewDesc("slipway_deployment_replicas", "Replicas of a deployment by state.",
 			[]string{"deployment", "state"}, nil),
