@@ -311,12 +311,7 @@ func decodeResponse(resp *http.Response, out any) error {
 }
 
 // page is the envelope of list responses.
-type page[T any] struct {
-	Items  []T `json:"items"`
-	Total  int `json:"total"`
-	Offset int `json:"offset"`
-	Limit  int `json:"limit"`
-}
+type page[T any] = slipway.Page[T]
 
 // pageQuery encodes offset and limit; zero values are left to the server's defaults.
 func pageQuery(q url.Values, offset, limit int) url.Values {

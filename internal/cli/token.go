@@ -72,7 +72,7 @@ func (a *app) tokensListCommand() *cobra.Command {
 				if ts == nil {
 					ts = []*slipway.Token{}
 				}
-				return a.printJSON(listJSON[*slipway.Token]{ts, len(ts), 0, len(ts)})
+				return a.printJSON(listJSON(ts, len(ts), 0, len(ts)))
 			}
 			tw := newTable(a.stdout)
 			row(tw, "ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")

@@ -67,19 +67,12 @@ func pageParams(r *http.Request) (offset, limit int, err error) {
 	return offset, limit, nil
 }
 
-// Page is the envelope of list responses.
-type Page[T any] struct {
-	Items  []T `json:"items"`
-	Total  int `json:"total"`
-	Offset int `json:"offset"`
-	Limit  int `json:"limit"`
-}
-
-func newPage[T any](items []T, total, offset, limit int) Page[T] {
+// newPage is one page of list response; nil items become [] (clients iterate without a check).
+func newPage[T any](items []T, total, offset, limit int) slipway.Page[T] {
 	if items == nil {
 		items = []T{}
 	}
-	return Page[T]{Items: items, Total: total, Offset: offset, Limit: limit}
+	return slipway.Page[T]{Items: items, Total: total, Offset: offset, Limit: limit}
 }
 
 func pathError(name, value string) error {
