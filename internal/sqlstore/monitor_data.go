@@ -102,17 +102,10 @@ func requestHash(id string) int64 {
 // pragmas as the main database.
 func OpenMonitorSQLite(ctx context.Context, path string) (*MonitorDB, error) {
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	w, err := sql.Open("sqlite", dsn)
+	w, r, err := openSQLitePools(path, dsn, 4)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+		return nil, err
 	}
-	w.SetMaxOpenConns(1)
-	r, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
-	}
-	r.SetMaxOpenConns(4)
 	db := &MonitorDB{w: w, r: r}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
