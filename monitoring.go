@@ -189,6 +189,30 @@ type MetricPoint struct {
 	CaptureDropped int64     `json:"capture_dropped"`
 }
 
+// AddCounts adds p's counters to m (requests, statuses, refusals, bytes, batches, restarts, captures), with the
+// mean latency weighted by requests, and keeps the larger queue and maximum latency. Percentiles and gauges
+// (replicas, CPU, memory) are left to the caller: they do not add up.
+func (m *MetricPoint) AddCounts(p *MetricPoint) {
+	if total := m.Requests + p.Requests; total > 0 {
+		m.LatencyMeanMS = (m.LatencyMeanMS*float64(m.Requests) + p.LatencyMeanMS*float64(p.Requests)) / float64(total)
+	}
+	m.Requests += p.Requests
+	m.Status2xx += p.Status2xx
+	m.Status4xx += p.Status4xx
+	m.Status5xx += p.Status5xx
+	m.Rejected += p.Rejected
+	m.Timeouts += p.Timeouts
+	m.BytesIn += p.BytesIn
+	m.BytesOut += p.BytesOut
+	m.Batches += p.Batches
+	m.BatchRows += p.BatchRows
+	m.Restarts += p.Restarts
+	m.Captured += p.Captured
+	m.CaptureDropped += p.CaptureDropped
+	m.LatencyMaxMS = max(m.LatencyMaxMS, p.LatencyMaxMS)
+	m.QueueMax = max(m.QueueMax, p.QueueMax)
+}
+
 // FeatureDrift is the drift test of one feature (or output) in a window.
 type FeatureDrift struct {
 	Feature   string   `json:"feature"`

@@ -198,22 +198,8 @@ func printMetrics(w io.Writer, m *client.Metrics, since string, minutes bool) {
 	var cpu float64
 	var mem int64
 	for _, p := range pts {
-		t.Requests += p.Requests
-		t.Status2xx += p.Status2xx
-		t.Status4xx += p.Status4xx
-		t.Status5xx += p.Status5xx
-		t.Rejected += p.Rejected
-		t.Timeouts += p.Timeouts
-		t.BytesIn += p.BytesIn
-		t.BytesOut += p.BytesOut
-		t.Batches += p.Batches
-		t.BatchRows += p.BatchRows
-		t.Restarts += p.Restarts
-		t.Captured += p.Captured
-		t.CaptureDropped += p.CaptureDropped
-		t.QueueMax = max(t.QueueMax, p.QueueMax)
+		t.AddCounts(&p)
 		t.LatencyP99MS = max(t.LatencyP99MS, p.LatencyP99MS)
-		t.LatencyMaxMS = max(t.LatencyMaxMS, p.LatencyMaxMS)
 		latSum += p.LatencyMeanMS * float64(p.Requests)
 		if p.Replicas > 0 {
 			cpu, mem = p.CPUUtilization, p.MemoryBytes

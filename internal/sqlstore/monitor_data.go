@@ -446,25 +446,7 @@ func (db *MonitorDB) UpsertMetricPoints(ctx context.Context, ps []*slipway.Metri
 // mergePoints adds the counters of two points of the same minute (percentiles: the later point's).
 func mergePoints(a, b *slipway.MetricPoint) *slipway.MetricPoint {
 	out := *b
-	total := a.Requests + b.Requests
-	if total > 0 {
-		out.LatencyMeanMS = (a.LatencyMeanMS*float64(a.Requests) + b.LatencyMeanMS*float64(b.Requests)) / float64(total)
-	}
-	out.Requests = total
-	out.Status2xx += a.Status2xx
-	out.Status4xx += a.Status4xx
-	out.Status5xx += a.Status5xx
-	out.Rejected += a.Rejected
-	out.Timeouts += a.Timeouts
-	out.BytesIn += a.BytesIn
-	out.BytesOut += a.BytesOut
-	out.LatencyMaxMS = max(a.LatencyMaxMS, b.LatencyMaxMS)
-	out.QueueMax = max(a.QueueMax, b.QueueMax)
-	out.Batches += a.Batches
-	out.BatchRows += a.BatchRows
-	out.Restarts += a.Restarts
-	out.Captured += a.Captured
-	out.CaptureDropped += a.CaptureDropped
+	out.AddCounts(a)
 	return &out
 }
 
