@@ -208,11 +208,7 @@ func (s *Service) alertValue(ctx context.Context, r *slipway.AlertRule, now time
 	from := now.Add(-r.Window.D())
 	switch r.Metric {
 	case "drift_share":
-		d, err := s.cfg.Deployments.FindDeployment(ctx, r.Deployment)
-		if err != nil {
-			return nil, err
-		}
-		st, err := s.Settings(ctx, r.Deployment)
+		d, st, err := s.deploymentSettings(ctx, r.Deployment)
 		if err != nil {
 			return nil, err
 		}

@@ -375,11 +375,7 @@ func (t *featureTest) result() slipway.FeatureDrift {
 // Drift computes (or reads, when a stored window is exactly [from, to)) drift of a deployment's captured inputs and
 // outputs against the baseline of the version it serves. A zero from/to means the last full window.
 func (s *Service) Drift(ctx context.Context, deployment string, from, to time.Time) (*slipway.DriftReport, error) {
-	d, err := s.cfg.Deployments.FindDeployment(ctx, deployment)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.Settings(ctx, deployment)
+	d, st, err := s.deploymentSettings(ctx, deployment)
 	if err != nil {
 		return nil, err
 	}

@@ -17,11 +17,7 @@ const MaxWindows = 2000
 // Performance computes model quality from ground truth joined with captured predictions, per window of the given
 // length (0: the deployment's drift window) over [from, to); windows without labelled rows are left out.
 func (s *Service) Performance(ctx context.Context, deployment string, from, to time.Time, window time.Duration) ([]*slipway.Performance, error) {
-	d, err := s.cfg.Deployments.FindDeployment(ctx, deployment)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.Settings(ctx, deployment)
+	d, st, err := s.deploymentSettings(ctx, deployment)
 	if err != nil {
 		return nil, err
 	}

@@ -58,6 +58,16 @@ func (s *Service) Settings(ctx context.Context, deployment string) (slipway.Moni
 	return *st, nil
 }
 
+// deploymentSettings returns a deployment and its monitoring settings: what drift and performance start from.
+func (s *Service) deploymentSettings(ctx context.Context, deployment string) (*slipway.Deployment, slipway.MonitoringSettings, error) {
+	d, err := s.cfg.Deployments.FindDeployment(ctx, deployment)
+	if err != nil {
+		return nil, slipway.MonitoringSettings{}, err
+	}
+	st, err := s.Settings(ctx, deployment)
+	return d, st, err
+}
+
 // PutSettings validates and stores a deployment's settings; unset fields take the defaults.
 func (s *Service) PutSettings(ctx context.Context, deployment string, in slipway.MonitoringSettings) (slipway.MonitoringSettings, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
