@@ -127,7 +127,7 @@ func responseError(resp *http.Response) *Error {
 		e.Problem.Title = http.StatusText(resp.StatusCode)
 	}
 	if e.Problem.Code == "" {
-		e.Problem.Code = codeOf(resp.StatusCode)
+		e.Problem.Code = slipway.ProblemCode(resp.StatusCode)
 	}
 	if e.Problem.Detail == "" {
 		e.Problem.Detail = fallbackDetail(resp, body)
@@ -151,29 +151,6 @@ func fallbackDetail(resp *http.Response, body []byte) string {
 		text = http.StatusText(resp.StatusCode) + " (HTML page: is --url a Slipway server?)"
 	}
 	return fmt.Sprintf("%s %s: %s", resp.Request.Method, resp.Request.URL.Path, text)
-}
-
-// codeOf maps a status to the domain code the server would have used.
-func codeOf(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return slipway.EINVALID
-	case http.StatusUnauthorized:
-		return slipway.EUNAUTHORIZED
-	case http.StatusForbidden:
-		return slipway.EFORBIDDEN
-	case http.StatusNotFound:
-		return slipway.ENOTFOUND
-	case http.StatusConflict:
-		return slipway.ECONFLICT
-	case http.StatusRequestEntityTooLarge:
-		return slipway.ETOOLARGE
-	case http.StatusTooManyRequests:
-		return slipway.EOVERLOADED
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return slipway.EUNAVAILABLE
-	}
-	return slipway.EINTERNAL
 }
 
 // apiPath joins escaped path segments under /api/v1.

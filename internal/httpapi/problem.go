@@ -11,30 +11,8 @@ import (
 	"github.com/slipway-ml/slipway"
 )
 
-// statusOf maps a domain error code to an HTTP status. This is the only place that does it.
-func statusOf(code string) int {
-	switch code {
-	case slipway.EINVALID:
-		return http.StatusBadRequest
-	case slipway.ENOTFOUND:
-		return http.StatusNotFound
-	case slipway.ECONFLICT:
-		return http.StatusConflict
-	case slipway.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case slipway.EFORBIDDEN:
-		return http.StatusForbidden
-	case slipway.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case slipway.EOVERLOADED:
-		return http.StatusTooManyRequests
-	case slipway.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	case slipway.ETIMEOUT:
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusInternalServerError
-}
+// statusOf is the HTTP status of a problem with the error code (slipway.ProblemStatus holds the mapping).
+func statusOf(code string) int { return slipway.ProblemStatus(code) }
 
 // problem writes err as application/problem+json. Only internal errors are logged, with their cause.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
