@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"time"
@@ -39,62 +36,6 @@ type JobRunFilter struct {
 	Limit       int
 }
 
-// postMultipart streams a multipart body: one JSON/text part named partName, then the artifact (when not nil).
-func (c *Client) postMultipart(ctx context.Context, path, partName, partType string, part []byte, artifact io.Reader, filename string, out any) error {
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	req, err := c.newRequest(ctx, http.MethodPost, path, nil, pr)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	done := make(chan error, 1)
-	go func() { // ends when the body is written or the request ended (pr closed below)
-		err := func() error {
-			h := textproto.MIMEHeader{}
-			h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q`, partName))
-			h.Set("Content-Type", partType)
-			w, err := mw.CreatePart(h)
-			if err != nil {
-				return err
-			}
-			if _, err := w.Write(part); err != nil {
-				return err
-			}
-			if artifact != nil {
-				if filename == "" {
-					filename = "artifact"
-				}
-				w, err := mw.CreateFormFile("artifact", filename)
-				if err != nil {
-					return err
-				}
-				if _, err := io.Copy(w, artifactReader{artifact}); err != nil {
-					return err
-				}
-			}
-			return mw.Close()
-		}()
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	resp, err := c.send(req)
-	pr.CloseWithError(errUploadEnded)
-	werr := <-done
-	var rerr *artifactError
-	if errors.As(werr, &rerr) {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		return fmt.Errorf("client: read artifact: %w", rerr.err)
-	}
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return decodeResponse(resp, out)
-}
-
 // CreateJob creates a job from spec and its artifact: a single .py/.sh/.jar file (filename names it) or a
 // .zip/.tar/.tar.gz project. The server checks that the entrypoint exists.
 func (c *Client) CreateJob(ctx context.Context, spec slipway.JobSpec, artifact io.Reader, filename string) (*slipway.Job, error) {
@@ -103,7 +44,7 @@ func (c *Client) CreateJob(ctx context.Context, spec slipway.JobSpec, artifact i
 		return nil, fmt.Errorf("client: encode job spec: %w", err)
 	}
 	var j slipway.Job
-	if err := c.postMultipart(ctx, apiPath("jobs"), "spec", "application/json", b, artifact, filename, &j); err != nil {
+	if err := c.postMultipart(ctx, apiPath("jobs"), "", multipartUpload{partName: "spec", partType: "application/json", part: b, artifact: artifact, filename: filename}, &j); err != nil {
 		return nil, err
 	}
 	return &j, nil
@@ -254,7 +195,7 @@ func (c *Client) CreatePipeline(ctx context.Context, definition []byte, artifact
 		ct = "application/json"
 	}
 	if artifact != nil {
-		if err := c.postMultipart(ctx, apiPath("pipelines"), "pipeline", ct, definition, artifact, filename, &p); err != nil {
+		if err := c.postMultipart(ctx, apiPath("pipelines"), "", multipartUpload{partName: "pipeline", partType: ct, part: definition, artifact: artifact, filename: filename}, &p); err != nil {
 			return nil, err
 		}
 		return &p, nil
