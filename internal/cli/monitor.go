@@ -443,7 +443,7 @@ func (a *app) feedbackCommand() *cobra.Command {
 
 func (a *app) alertsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "alerts", Short: "Manage a deployment's alert rules"}
-	var rule client.AlertRuleSpec
+	var rule slipway.AlertRuleSpec
 	var secret, webhook, pipeline string
 	create := &cobra.Command{
 		Use:   "create DEPLOYMENT --name NAME --metric METRIC --above X | --below X",
@@ -469,10 +469,10 @@ recall, f1, roc_auc, log_loss, mae, rmse, r2.
 				rule.Threshold, _ = cmd.Flags().GetFloat64("above")
 			}
 			if webhook != "" {
-				rule.Webhook = &client.Webhook{URL: webhook, Secret: secret}
+				rule.Webhook = &slipway.Webhook{URL: webhook, Secret: secret}
 			}
 			if pipeline != "" {
-				rule.Action = &client.AlertAction{Kind: "pipeline", Target: pipeline}
+				rule.Action = &slipway.AlertAction{Kind: "pipeline", Target: pipeline}
 			}
 			c, err := a.client()
 			if err != nil {

@@ -22,7 +22,7 @@ func (a *app) schedulesCommand() *cobra.Command {
 }
 
 func (a *app) schedulesCreateCommand() *cobra.Command {
-	var spec client.ScheduleSpec
+	var spec slipway.ScheduleSpec
 	var job, pipeline string
 	var params, env []string
 	var noCatchUp bool
