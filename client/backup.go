@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 )
@@ -23,15 +22,10 @@ func (c *Client) Backup(ctx context.Context, withMonitor bool, w io.Writer, prog
 
 // download GETs path into w and returns how many bytes it wrote; a body cut short is an error.
 func (c *Client) download(ctx context.Context, path string, query url.Values, accept string, w io.Writer) (int64, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, path, query, nil)
+	body, err := c.open(ctx, path, query, accept)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Accept", accept)
-	resp, err := c.send(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	return io.Copy(w, resp.Body)
+	defer body.Close()
+	return io.Copy(w, body)
 }

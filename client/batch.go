@@ -31,11 +31,7 @@ func (c *Client) ListBatchPredictions(ctx context.Context, state slipway.BatchSt
 	if state != "" {
 		q.Set("state", string(state))
 	}
-	var p page[*slipway.BatchRun]
-	if err := c.do(ctx, http.MethodGet, apiPath("batch-predictions"), q, nil, &p); err != nil {
-		return nil, 0, err
-	}
-	return p.Items, p.Total, nil
+	return itemsAndTotal[*slipway.BatchRun](ctx, c, apiPath("batch-predictions"), q)
 }
 
 // CancelBatchPrediction stops a run; chunks already committed stay in the output.
@@ -92,18 +88,8 @@ func (c *Client) DownloadBatchOutput(ctx context.Context, id string, w io.Writer
 
 // UploadFile uploads an input file for batch predictions (streamed; the name's extension tells the format).
 func (c *Client) UploadFile(ctx context.Context, name string, r io.Reader) (*slipway.UploadedFile, error) {
-	req, err := c.newRequest(ctx, http.MethodPost, apiPath("files"), url.Values{"name": {name}}, r)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var f slipway.UploadedFile
-	return &f, decodeResponse(resp, &f)
+	return &f, c.doRaw(ctx, http.MethodPost, apiPath("files"), url.Values{"name": {name}}, r, "application/octet-stream", &f)
 }
 
 // UploadFilePath uploads the file at path under its base name.
@@ -118,11 +104,7 @@ func (c *Client) UploadFilePath(ctx context.Context, path string) (*slipway.Uplo
 
 // ListUploadedFiles returns the uploaded input files, newest first.
 func (c *Client) ListUploadedFiles(ctx context.Context) ([]*slipway.UploadedFile, error) {
-	var p page[*slipway.UploadedFile]
-	if err := c.do(ctx, http.MethodGet, apiPath("files"), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return p.Items, nil
+	return items[*slipway.UploadedFile](ctx, c, http.MethodGet, apiPath("files"), nil)
 }
 
 // DeleteUploadedFile deletes an uploaded input file.
@@ -132,9 +114,5 @@ func (c *Client) DeleteUploadedFile(ctx context.Context, id string) error {
 
 // ListConnections returns the server's named database connections (never their credentials).
 func (c *Client) ListConnections(ctx context.Context) ([]slipway.Connection, error) {
-	var p page[slipway.Connection]
-	if err := c.do(ctx, http.MethodGet, apiPath("connections"), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return p.Items, nil
+	return items[slipway.Connection](ctx, c, http.MethodGet, apiPath("connections"), nil)
 }

@@ -74,15 +74,7 @@ func New(baseURL, token string, opts ...Option) *Client {
 }
 
 // Problem is an RFC 9457 problem details body, as the server writes it.
-type Problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail"`
-	Instance  string `json:"instance,omitempty"`
-	Code      string `json:"code"`
-	RequestID string `json:"request_id,omitempty"`
-}
+type Problem = slipway.Problem
 
 // Error is returned for every non-2xx response. When the body is not problem+json (a proxy's HTML page, an
 // empty body) Problem is filled from the status and the start of the body; an Open Inference Protocol v2
@@ -135,7 +127,7 @@ func responseError(resp *http.Response) *Error {
 		e.Problem.Title = http.StatusText(resp.StatusCode)
 	}
 	if e.Problem.Code == "" {
-		e.Problem.Code = codeOf(resp.StatusCode)
+		e.Problem.Code = slipway.ProblemCode(resp.StatusCode)
 	}
 	if e.Problem.Detail == "" {
 		e.Problem.Detail = fallbackDetail(resp, body)
@@ -159,29 +151,6 @@ func fallbackDetail(resp *http.Response, body []byte) string {
 		text = http.StatusText(resp.StatusCode) + " (HTML page: is --url a Slipway server?)"
 	}
 	return fmt.Sprintf("%s %s: %s", resp.Request.Method, resp.Request.URL.Path, text)
-}
-
-// codeOf maps a status to the domain code the server would have used.
-func codeOf(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return slipway.EINVALID
-	case http.StatusUnauthorized:
-		return slipway.EUNAUTHORIZED
-	case http.StatusForbidden:
-		return slipway.EFORBIDDEN
-	case http.StatusNotFound:
-		return slipway.ENOTFOUND
-	case http.StatusConflict:
-		return slipway.ECONFLICT
-	case http.StatusRequestEntityTooLarge:
-		return slipway.ETOOLARGE
-	case http.StatusTooManyRequests:
-		return slipway.EOVERLOADED
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return slipway.EUNAVAILABLE
-	}
-	return slipway.EINTERNAL
 }
 
 // apiPath joins escaped path segments under /api/v1.
@@ -236,6 +205,24 @@ func call[T any](ctx context.Context, c *Client, method, path string, query url.
 	return &out, nil
 }
 
+// items calls the API and returns the items of the page envelope it answers.
+func items[T any](ctx context.Context, c *Client, method, path string, query url.Values) ([]T, error) {
+	p, err := call[page[T]](ctx, c, method, path, query, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.Items, nil
+}
+
+// itemsAndTotal GETs a page envelope and returns its items and the total number the server counted.
+func itemsAndTotal[T any](ctx context.Context, c *Client, path string, query url.Values) ([]T, int, error) {
+	p, err := call[page[T]](ctx, c, http.MethodGet, path, query, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	return p.Items, p.Total, nil
+}
+
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -245,19 +232,48 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := c.newRequest(ctx, method, path, query, body)
-	if err != nil {
-		return err
-	}
+	contentType := ""
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		contentType = "application/json"
 	}
-	resp, err := c.send(req)
+	return c.doRaw(ctx, method, path, query, body, contentType, out)
+}
+
+// doRaw is do for a body that is not JSON: it sends body as contentType ("" for none) and decodes the JSON
+// answer into out.
+func (c *Client) doRaw(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string, out any) error {
+	resp, err := c.request(ctx, method, path, query, body, contentType, "")
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	return decodeResponse(resp, out)
+}
+
+// open GETs path and returns the body of the answer, which the caller closes. accept replaces the default
+// Accept header (JSON or a problem) when not empty.
+func (c *Client) open(ctx context.Context, path string, query url.Values, accept string) (io.ReadCloser, error) {
+	resp, err := c.request(ctx, http.MethodGet, path, query, nil, "", accept)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// request sends a request with body of contentType (both may be empty) and returns the 2xx response; accept,
+// when not empty, replaces the default Accept header.
+func (c *Client) request(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType, accept string) (*http.Response, error) {
+	req, err := c.newRequest(ctx, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	return c.send(req)
 }
 
 func decodeResponse(resp *http.Response, out any) error {
@@ -272,12 +288,7 @@ func decodeResponse(resp *http.Response, out any) error {
 }
 
 // page is the envelope of list responses.
-type page[T any] struct {
-	Items  []T `json:"items"`
-	Total  int `json:"total"`
-	Offset int `json:"offset"`
-	Limit  int `json:"limit"`
-}
+type page[T any] = slipway.Page[T]
 
 // pageQuery encodes offset and limit; zero values are left to the server's defaults.
 func pageQuery(q url.Values, offset, limit int) url.Values {

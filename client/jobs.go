@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"time"
@@ -39,62 +36,6 @@ type JobRunFilter struct {
 	Limit       int
 }
 
-// postMultipart streams a multipart body: one JSON/text part named partName, then the artifact (when not nil).
-func (c *Client) postMultipart(ctx context.Context, path, partName, partType string, part []byte, artifact io.Reader, filename string, out any) error {
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	req, err := c.newRequest(ctx, http.MethodPost, path, nil, pr)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	done := make(chan error, 1)
-	go func() { // ends when the body is written or the request ended (pr closed below)
-		err := func() error {
-			h := textproto.MIMEHeader{}
-			h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q`, partName))
-			h.Set("Content-Type", partType)
-			w, err := mw.CreatePart(h)
-			if err != nil {
-				return err
-			}
-			if _, err := w.Write(part); err != nil {
-				return err
-			}
-			if artifact != nil {
-				if filename == "" {
-					filename = "artifact"
-				}
-				w, err := mw.CreateFormFile("artifact", filename)
-				if err != nil {
-					return err
-				}
-				if _, err := io.Copy(w, artifactReader{artifact}); err != nil {
-					return err
-				}
-			}
-			return mw.Close()
-		}()
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	resp, err := c.send(req)
-	pr.CloseWithError(errUploadEnded)
-	werr := <-done
-	var rerr *artifactError
-	if errors.As(werr, &rerr) {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		return fmt.Errorf("client: read artifact: %w", rerr.err)
-	}
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return decodeResponse(resp, out)
-}
-
 // CreateJob creates a job from spec and its artifact: a single .py/.sh/.jar file (filename names it) or a
 // .zip/.tar/.tar.gz project. The server checks that the entrypoint exists.
 func (c *Client) CreateJob(ctx context.Context, spec slipway.JobSpec, artifact io.Reader, filename string) (*slipway.Job, error) {
@@ -103,7 +44,7 @@ func (c *Client) CreateJob(ctx context.Context, spec slipway.JobSpec, artifact i
 		return nil, fmt.Errorf("client: encode job spec: %w", err)
 	}
 	var j slipway.Job
-	if err := c.postMultipart(ctx, apiPath("jobs"), "spec", "application/json", b, artifact, filename, &j); err != nil {
+	if err := c.postMultipart(ctx, apiPath("jobs"), "", multipartUpload{partName: "spec", partType: "application/json", part: b, artifact: artifact, filename: filename}, &j); err != nil {
 		return nil, err
 	}
 	return &j, nil
@@ -111,9 +52,7 @@ func (c *Client) CreateJob(ctx context.Context, spec slipway.JobSpec, artifact i
 
 // ListJobs returns every job.
 func (c *Client) ListJobs(ctx context.Context) ([]*slipway.Job, error) {
-	var p page[*slipway.Job]
-	err := c.do(ctx, http.MethodGet, apiPath("jobs"), nil, nil, &p)
-	return p.Items, err
+	return items[*slipway.Job](ctx, c, http.MethodGet, apiPath("jobs"), nil)
 }
 
 // GetJob returns a job.
@@ -139,9 +78,7 @@ func (c *Client) ListJobRuns(ctx context.Context, f JobRunFilter) ([]*slipway.Jo
 			q.Set(k, v)
 		}
 	}
-	var p page[*slipway.JobRun]
-	err := c.do(ctx, http.MethodGet, apiPath("job-runs"), q, nil, &p)
-	return p.Items, p.Total, err
+	return itemsAndTotal[*slipway.JobRun](ctx, c, apiPath("job-runs"), q)
 }
 
 // GetJobRun returns a job run.
@@ -164,15 +101,7 @@ func (c *Client) JobRunLogs(ctx context.Context, id string, offset int64, follow
 	if follow {
 		q.Set("follow", "1")
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("job-runs", id, "logs"), q, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.open(ctx, apiPath("job-runs", id, "logs"), q, "")
 }
 
 // FollowJobRunLogs copies a run's log to w as it grows until the run is over, reconnecting where it left
@@ -214,22 +143,12 @@ func (c *Client) FollowJobRunLogs(ctx context.Context, id string, w io.Writer) (
 
 // ListJobRunOutputs lists the files a run left in its output folder.
 func (c *Client) ListJobRunOutputs(ctx context.Context, id string) ([]OutputFile, error) {
-	var p page[OutputFile]
-	err := c.do(ctx, http.MethodGet, apiPath("job-runs", id, "outputs"), nil, nil, &p)
-	return p.Items, err
+	return items[OutputFile](ctx, c, http.MethodGet, apiPath("job-runs", id, "outputs"), nil)
 }
 
 // DownloadJobRunOutput opens one output file of a run.
 func (c *Client) DownloadJobRunOutput(ctx context.Context, id, path string) (io.ReadCloser, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("job-runs", id, "outputs", "file"), url.Values{"path": {path}}, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.open(ctx, apiPath("job-runs", id, "outputs", "file"), url.Values{"path": {path}}, "")
 }
 
 // WaitJobRun polls a run every poll (DefaultPoll when 0) until it is over or ctx ends.
@@ -276,29 +195,17 @@ func (c *Client) CreatePipeline(ctx context.Context, definition []byte, artifact
 		ct = "application/json"
 	}
 	if artifact != nil {
-		if err := c.postMultipart(ctx, apiPath("pipelines"), "pipeline", ct, definition, artifact, filename, &p); err != nil {
+		if err := c.postMultipart(ctx, apiPath("pipelines"), "", multipartUpload{partName: "pipeline", partType: ct, part: definition, artifact: artifact, filename: filename}, &p); err != nil {
 			return nil, err
 		}
 		return &p, nil
 	}
-	req, err := c.newRequest(ctx, http.MethodPost, apiPath("pipelines"), nil, bytes.NewReader(definition))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", ct)
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	return &p, decodeResponse(resp, &p)
+	return &p, c.doRaw(ctx, http.MethodPost, apiPath("pipelines"), nil, bytes.NewReader(definition), ct, &p)
 }
 
 // ListPipelines returns every pipeline.
 func (c *Client) ListPipelines(ctx context.Context) ([]*slipway.Pipeline, error) {
-	var p page[*slipway.Pipeline]
-	err := c.do(ctx, http.MethodGet, apiPath("pipelines"), nil, nil, &p)
-	return p.Items, err
+	return items[*slipway.Pipeline](ctx, c, http.MethodGet, apiPath("pipelines"), nil)
 }
 
 // GetPipeline returns a pipeline.
@@ -327,9 +234,7 @@ func (c *Client) ListPipelineRuns(ctx context.Context, pipeline string, offset, 
 	if pipeline != "" {
 		q.Set("pipeline", pipeline)
 	}
-	var p page[*slipway.PipelineRun]
-	err := c.do(ctx, http.MethodGet, apiPath("pipeline-runs"), q, nil, &p)
-	return p.Items, p.Total, err
+	return itemsAndTotal[*slipway.PipelineRun](ctx, c, apiPath("pipeline-runs"), q)
 }
 
 // GetPipelineRun returns a run with its steps.
@@ -356,21 +261,7 @@ func (c *Client) WaitPipelineRun(ctx context.Context, id string, poll time.Durat
 }
 
 // ScheduleSpec is the body of CreateSchedule.
-type ScheduleSpec struct {
-	Name     string `json:"name"`
-	Cron     string `json:"cron"`               // 5 fields, 6 with seconds first, or @daily...
-	Timezone string `json:"timezone,omitempty"` // IANA name, default UTC
-	Target   struct {
-		Kind string `json:"kind"` // job, pipeline or batch
-		Name string `json:"name"`
-	} `json:"target"`
-	Args              []string           `json:"args,omitempty"`
-	Env               map[string]string  `json:"env,omitempty"`
-	Params            map[string]any     `json:"params,omitempty"`
-	Batch             *slipway.BatchSpec `json:"batch,omitempty"`              // target kind batch
-	ConcurrencyPolicy string             `json:"concurrency_policy,omitempty"` // allow, forbid (default), replace
-	CatchUp           *bool              `json:"catch_up,omitempty"`
-}
+type ScheduleSpec = slipway.ScheduleSpec
 
 // CreateSchedule creates a schedule.
 func (c *Client) CreateSchedule(ctx context.Context, spec ScheduleSpec) (*slipway.Schedule, error) {
@@ -379,9 +270,7 @@ func (c *Client) CreateSchedule(ctx context.Context, spec ScheduleSpec) (*slipwa
 
 // ListSchedules returns every schedule with its next tick.
 func (c *Client) ListSchedules(ctx context.Context) ([]*slipway.Schedule, error) {
-	var p page[*slipway.Schedule]
-	err := c.do(ctx, http.MethodGet, apiPath("schedules"), nil, nil, &p)
-	return p.Items, err
+	return items[*slipway.Schedule](ctx, c, http.MethodGet, apiPath("schedules"), nil)
 }
 
 // GetSchedule returns a schedule with its recent ticks.

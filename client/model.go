@@ -36,11 +36,7 @@ func (c *Client) ListModels(ctx context.Context, opts ListModelsOptions) ([]*sli
 	if opts.Tag != "" {
 		q.Set("tag", opts.Tag)
 	}
-	var p page[*slipway.Model]
-	if err := c.do(ctx, http.MethodGet, apiPath("models"), pageQuery(q, opts.Offset, opts.Limit), nil, &p); err != nil {
-		return nil, 0, err
-	}
-	return p.Items, p.Total, nil
+	return itemsAndTotal[*slipway.Model](ctx, c, apiPath("models"), pageQuery(q, opts.Offset, opts.Limit))
 }
 
 // GetModel returns a model with its aliases and latest version number.

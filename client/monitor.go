@@ -1,11 +1,7 @@
 package client
 
 import (
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
-
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -18,31 +14,38 @@ import (
 // The monitoring API: settings, metrics, logs, feedback, baselines, drift, performance and alerts. The types
 // mirror the server's JSON; times are UTC.
 
-// MonitoringSettings is how a deployment is monitored (durations are Go duration text: "15m", "168h").
-type MonitoringSettings struct {
-	SamplingRate        float64                    `json:"sampling_rate"`
-	CaptureMaxPerSecond int64                      `json:"capture_max_per_second,omitempty"`
-	CaptureRetention    string                     `json:"capture_retention,omitempty"`
-	CaptureMaxRequests  int64                      `json:"capture_max_requests,omitempty"`
-	LogRetention        string                     `json:"log_retention,omitempty"`
-	LogMaxLines         int64                      `json:"log_max_lines,omitempty"`
-	DriftWindow         string                     `json:"drift_window,omitempty"`
-	Features            map[string]FeatureSettings `json:"features,omitempty"`
-	Task                string                     `json:"task,omitempty"`
-	PredictionOutput    string                     `json:"prediction_output,omitempty"`
-	ScoreOutput         string                     `json:"score_output,omitempty"`
-	PositiveLabel       string                     `json:"positive_label,omitempty"`
-}
-
-// FeatureSettings overrides one feature's drift test.
-type FeatureSettings struct {
-	Method    string   `json:"method,omitempty"`
-	Threshold *float64 `json:"threshold,omitempty"`
-}
-
-// MetricPoint is one minute of a deployment's operational figures (the server's own type: one definition of
-// the JSON shape).
-type MetricPoint = monitoring.MetricPoint
+// The monitoring nouns are the server's own types (the root package): one definition of each JSON shape.
+type (
+	// MonitoringSettings is how a deployment is monitored (durations are Go duration text: "15m", "168h").
+	MonitoringSettings = slipway.MonitoringSettings
+	// FeatureSettings overrides one feature's drift test.
+	FeatureSettings = slipway.FeatureSettings
+	// MetricPoint is one minute of a deployment's operational figures.
+	MetricPoint = slipway.MetricPoint
+	// LogLine is one line of a deployment's log.
+	LogLine = slipway.LogLine
+	// FeedbackResult says what the server stored; Unknown lists truths for predictions it has not captured.
+	FeedbackResult = slipway.FeedbackResponse
+	// FeatureDrift is the drift test of one feature.
+	FeatureDrift = slipway.FeatureDrift
+	// DriftReport is drift over a range of captured inputs (Features) and outputs (Outputs).
+	DriftReport = slipway.DriftReport
+	// Performance is model quality over one window.
+	Performance = slipway.Performance
+	// Baseline is the profile kept for a model version.
+	Baseline = slipway.Baseline
+	// AlertRule watches one figure of a deployment, with its state.
+	AlertRule = slipway.AlertRule
+	// AlertRuleSpec creates an alert rule: Name, Metric, Op ("above" or "below"), Threshold, Window, and
+	// optionally a Webhook and an Action.
+	AlertRuleSpec = slipway.AlertRuleSpec
+	// Webhook receives an alert's transitions, signed with Secret (write-only).
+	Webhook = slipway.Webhook
+	// AlertAction is what an alert starts when it fires.
+	AlertAction = slipway.AlertAction
+	// AlertEvent is one transition of an alert.
+	AlertEvent = slipway.AlertEvent
+)
 
 // Metrics is a deployment's minute series; Current is the minute in progress.
 type Metrics struct {
@@ -52,17 +55,6 @@ type Metrics struct {
 	Points     []MetricPoint           `json:"points"`
 	Current    *MetricPoint            `json:"current"`
 	Replicas   []slipway.ReplicaStatus `json:"replicas"`
-}
-
-// LogLine is one line of a deployment's log.
-type LogLine struct {
-	ID        int64           `json:"id"`
-	Time      time.Time       `json:"time"`
-	Kind      string          `json:"kind"`
-	Replica   string          `json:"replica,omitempty"`
-	RequestID string          `json:"request_id,omitempty"`
-	Line      string          `json:"line"`
-	Fields    json.RawMessage `json:"fields,omitempty"`
 }
 
 // LogQuery selects log lines. Wait makes the server hold the request until a line arrives (at most 10 s).
@@ -81,7 +73,8 @@ type Logs struct {
 	Next  int64     `json:"next"`
 }
 
-// Feedback is one ground truth: Label for a classifier (string, integer or bool), Value for a regressor.
+// Feedback is one ground truth: Label for a classifier (string, integer or bool), Value for a regressor. It is
+// the client's side of slipway.FeedbackItem: Label takes a Go value, which the server reads as raw JSON.
 type Feedback struct {
 	RequestID string     `json:"request_id"`
 	Row       *int       `json:"row,omitempty"`
@@ -89,93 +82,6 @@ type Feedback struct {
 	Value     *float64   `json:"value,omitempty"`
 	Timestamp *time.Time `json:"timestamp,omitempty"`
 }
-
-// FeedbackResult says what the server stored; Unknown lists truths for predictions it has not captured.
-type FeedbackResult struct {
-	Received     int `json:"received"`
-	Inserted     int `json:"inserted"`
-	Updated      int `json:"updated"`
-	Unchanged    int `json:"unchanged"`
-	UnknownCount int `json:"unknown_count"`
-	Unknown      []struct {
-		RequestID string `json:"request_id"`
-		Row       int    `json:"row"`
-		Reason    string `json:"reason"`
-	} `json:"unknown"`
-}
-
-// FeatureDrift is the drift test of one feature (the server's type).
-type FeatureDrift = monitoring.FeatureDrift
-
-// DriftReport is drift over a range of captured inputs (Features) and outputs (Outputs).
-type DriftReport = monitoring.DriftReport
-
-// Performance is model quality over one window.
-type Performance = monitoring.Performance
-
-// Baseline is the profile kept for a model version.
-type Baseline struct {
-	Model   string   `json:"model"`
-	Version int      `json:"version"`
-	Format  string   `json:"format"`
-	Ignored []string `json:"ignored_columns"`
-	Profile struct {
-		Rows     int64 `json:"rows"`
-		Features []struct {
-			Name       string             `json:"name"`
-			Kind       string             `json:"kind"`
-			Count      int64              `json:"count"`
-			Missing    int64              `json:"missing"`
-			Distinct   int64              `json:"distinct"`
-			Min        *float64           `json:"min"`
-			Max        *float64           `json:"max"`
-			Mean       *float64           `json:"mean"`
-			Std        *float64           `json:"std"`
-			Quantiles  map[string]float64 `json:"quantiles"`
-			Categories []struct {
-				Value string  `json:"value"`
-				Count float64 `json:"count"`
-			} `json:"categories"`
-		} `json:"features"`
-	} `json:"profile"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
-}
-
-// AlertRule watches one figure of a deployment. Create it with Name, Metric, Op ("above" or "below"), Threshold,
-// Window ("15m"), and optionally a Webhook and an Action.
-type AlertRule struct {
-	ID            string       `json:"id,omitempty"`
-	Deployment    string       `json:"deployment,omitempty"`
-	Name          string       `json:"name"`
-	Metric        string       `json:"metric"`
-	Op            string       `json:"op"`
-	Threshold     float64      `json:"threshold"`
-	Window        string       `json:"window,omitempty"`
-	Webhook       *Webhook     `json:"webhook,omitempty"`
-	Action        *AlertAction `json:"action,omitempty"`
-	State         string       `json:"state,omitempty"`
-	Value         *float64     `json:"value,omitempty"`
-	Since         *time.Time   `json:"since,omitempty"`
-	LastEvaluated *time.Time   `json:"last_evaluated,omitempty"`
-	CreatedAt     *time.Time   `json:"created_at,omitempty"`
-}
-
-// Webhook receives an alert's transitions, signed with Secret (write-only).
-type Webhook struct {
-	URL       string `json:"url"`
-	Secret    string `json:"secret,omitempty"`
-	HasSecret bool   `json:"has_secret,omitempty"`
-}
-
-// AlertAction is what an alert starts when it fires.
-type AlertAction struct {
-	Kind   string `json:"kind"`
-	Target string `json:"target"`
-}
-
-// AlertEvent is one transition of an alert.
-type AlertEvent = monitoring.AlertEvent
 
 // TimeRange bounds a query; zero times take the server's defaults.
 type TimeRange struct {
@@ -250,8 +156,7 @@ func (c *Client) Drift(ctx context.Context, deployment string, r TimeRange) (*Dr
 
 // DriftWindows returns the stored drift windows starting in the range.
 func (c *Client) DriftWindows(ctx context.Context, deployment string, r TimeRange) ([]DriftReport, error) {
-	var p page[DriftReport]
-	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "drift", "windows"), r.query(), nil, &p)
+	return items[DriftReport](ctx, c, http.MethodGet, apiPath("deployments", deployment, "drift", "windows"), r.query())
 }
 
 // Performance returns model quality per window (window 0: the deployment's drift window).
@@ -260,8 +165,7 @@ func (c *Client) Performance(ctx context.Context, deployment string, r TimeRange
 	if window > 0 {
 		q.Set("window", window.String())
 	}
-	var p page[Performance]
-	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "performance"), q, nil, &p)
+	return items[Performance](ctx, c, http.MethodGet, apiPath("deployments", deployment, "performance"), q)
 }
 
 // Baseline formats for PutBaseline.
@@ -273,18 +177,8 @@ const (
 // PutBaseline uploads a sample of a version's training data (contentType BaselineCSV or BaselineParquet) and
 // returns the profile the server keeps. version is a number or "@alias".
 func (c *Client) PutBaseline(ctx context.Context, model, version string, body io.Reader, contentType string) (*Baseline, error) {
-	req, err := c.newRequest(ctx, http.MethodPut, apiPath("models", model, "versions", version, "baseline"), nil, body)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var b Baseline
-	return &b, decodeResponse(resp, &b)
+	return &b, c.doRaw(ctx, http.MethodPut, apiPath("models", model, "versions", version, "baseline"), nil, body, contentType, &b)
 }
 
 // GetBaseline returns a version's baseline profile.
@@ -295,12 +189,11 @@ func (c *Client) GetBaseline(ctx context.Context, model, version string) (*Basel
 
 // AlertRules lists a deployment's alert rules with their state.
 func (c *Client) AlertRules(ctx context.Context, deployment string) ([]AlertRule, error) {
-	var p page[AlertRule]
-	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "alerts"), nil, nil, &p)
+	return items[AlertRule](ctx, c, http.MethodGet, apiPath("deployments", deployment, "alerts"), nil)
 }
 
 // CreateAlertRule creates an alert rule.
-func (c *Client) CreateAlertRule(ctx context.Context, deployment string, r AlertRule) (*AlertRule, error) {
+func (c *Client) CreateAlertRule(ctx context.Context, deployment string, r AlertRuleSpec) (*AlertRule, error) {
 	var out AlertRule
 	return &out, c.do(ctx, http.MethodPost, apiPath("deployments", deployment, "alerts"), nil, r, &out)
 }
@@ -312,29 +205,20 @@ func (c *Client) DeleteAlertRule(ctx context.Context, deployment, id string) err
 
 // EvaluateAlerts evaluates a deployment's rules now and returns their states.
 func (c *Client) EvaluateAlerts(ctx context.Context, deployment string) ([]AlertRule, error) {
-	var p page[AlertRule]
-	return p.Items, c.do(ctx, http.MethodPost, apiPath("deployments", deployment, "alerts", "evaluate"), nil, nil, &p)
+	return items[AlertRule](ctx, c, http.MethodPost, apiPath("deployments", deployment, "alerts", "evaluate"), nil)
 }
 
 // AlertHistory returns a deployment's alert transitions, newest first.
 func (c *Client) AlertHistory(ctx context.Context, deployment string, limit int) ([]AlertEvent, error) {
-	var p page[AlertEvent]
-	return p.Items, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "alerts", "history"), pageQuery(nil, 0, limit), nil, &p)
+	return items[AlertEvent](ctx, c, http.MethodGet, apiPath("deployments", deployment, "alerts", "history"), pageQuery(nil, 0, limit))
 }
 
 // PrometheusMetrics returns the server's /metrics text.
 func (c *Client) PrometheusMetrics(ctx context.Context) ([]byte, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, "/metrics", nil, nil)
+	body, err := c.open(ctx, "/metrics", nil, "text/plain")
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "text/plain")
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	_, err = io.Copy(&buf, resp.Body)
-	return buf.Bytes(), err
+	defer body.Close()
+	return io.ReadAll(body)
 }

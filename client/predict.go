@@ -48,19 +48,14 @@ func (c *Client) InferV2(ctx context.Context, name string, body []byte) (*Predic
 
 // predict posts body to a prediction endpoint and returns the raw answer.
 func (c *Client) predict(ctx context.Context, path string, body []byte, contentType string) (*PredictResponse, error) {
-	req, err := c.newRequest(ctx, http.MethodPost, path, nil, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := c.send(req)
+	resp, err := c.request(ctx, http.MethodPost, path, nil, bytes.NewReader(body), contentType, "")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("client: %s %s: read response: %w", req.Method, path, err)
+		return nil, fmt.Errorf("client: %s %s: read response: %w", http.MethodPost, path, err)
 	}
 	return &PredictResponse{
 		Body:         b,

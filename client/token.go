@@ -23,11 +23,7 @@ func (c *Client) CreateToken(ctx context.Context, name string, role slipway.Role
 
 // ListTokens lists every token, revoked ones included (admin only). Secrets are never returned.
 func (c *Client) ListTokens(ctx context.Context) ([]*slipway.Token, error) {
-	var p page[*slipway.Token]
-	if err := c.do(ctx, http.MethodGet, apiPath("tokens"), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return p.Items, nil
+	return items[*slipway.Token](ctx, c, http.MethodGet, apiPath("tokens"), nil)
 }
 
 // RevokeToken revokes the token with the given id (admin only).

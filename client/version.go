@@ -3,12 +3,9 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"strings"
 
 	"github.com/slipway-ml/slipway"
@@ -38,124 +35,24 @@ func (c *Client) PushVersionNoWait(ctx context.Context, model string, artifact i
 
 func (c *Client) pushVersion(ctx context.Context, model, query string, artifact io.Reader, filename string,
 	meta *slipway.VersionMetadata, progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
-	var metaJSON []byte
+	u := multipartUpload{artifact: artifact, filename: filename, progress: progress, total: total}
 	if meta != nil {
-		var err error
-		if metaJSON, err = json.Marshal(meta); err != nil {
+		b, err := json.Marshal(meta)
+		if err != nil {
 			return nil, fmt.Errorf("client: push %s: encode metadata: %w", model, err)
 		}
+		u.partName, u.partType, u.part = "metadata", "application/json", b
 	}
-	if filename == "" {
-		filename = "artifact"
-	}
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	path := apiPath("models", model, "versions") + query
-	req, err := c.newRequest(ctx, http.MethodPost, path, nil, pr)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-
-	done := make(chan error, 1)
-	go func() {
-		err := writeUpload(mw, metaJSON, artifact, filename, progress, total)
-		pw.CloseWithError(err) // nil ends the body with EOF
-		done <- err
-	}()
-	resp, err := c.send(req)
-	// The request is over: unblock the writer if the server stopped reading early, then wait for it so that
-	// artifact is no longer read once we return.
-	pr.CloseWithError(errUploadEnded)
-	var werr error
-	select {
-	case werr = <-done:
-	case <-ctx.Done():
-	}
-	var rerr *artifactError
-	if errors.As(werr, &rerr) {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		return nil, fmt.Errorf("client: push %s: read artifact: %w", model, rerr.err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var v slipway.ModelVersion
-	if err := decodeResponse(resp, &v); err != nil {
+	if err := c.postMultipart(ctx, apiPath("models", model, "versions")+query, "push "+model, u, &v); err != nil {
 		return nil, err
 	}
 	return &v, nil
 }
 
-var errUploadEnded = errors.New("client: upload request ended")
-
-// artifactError marks a failure to read the caller's artifact (as opposed to a failure to send it).
-type artifactError struct{ err error }
-
-func (e *artifactError) Error() string { return e.err.Error() }
-
-type artifactReader struct{ r io.Reader }
-
-func (a artifactReader) Read(p []byte) (int, error) {
-	n, err := a.r.Read(p)
-	if err != nil && err != io.EOF {
-		err = &artifactError{err}
-	}
-	return n, err
-}
-
-// progressWriter reports the bytes written through it.
-type progressWriter struct {
-	w     io.Writer
-	sent  int64
-	total int64
-	fn    func(sent, total int64)
-}
-
-func (p *progressWriter) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.sent += int64(n)
-	if p.fn != nil && n > 0 {
-		p.fn(p.sent, p.total)
-	}
-	return n, err
-}
-
-// writeUpload writes the multipart body: the metadata part (when given) and then the artifact part.
-func writeUpload(mw *multipart.Writer, metaJSON []byte, artifact io.Reader, filename string,
-	progress func(sent, total int64), total int64) error {
-	if metaJSON != nil {
-		h := textproto.MIMEHeader{}
-		h.Set("Content-Disposition", `form-data; name="metadata"`)
-		h.Set("Content-Type", "application/json")
-		w, err := mw.CreatePart(h)
-		if err != nil {
-			return err
-		}
-		if _, err := w.Write(metaJSON); err != nil {
-			return err
-		}
-	}
-	w, err := mw.CreateFormFile("artifact", filename)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(&progressWriter{w: w, total: total, fn: progress}, artifactReader{artifact}); err != nil {
-		return err
-	}
-	return mw.Close()
-}
-
 // ListVersions lists a model's versions, newest first, and returns the total number of versions.
 func (c *Client) ListVersions(ctx context.Context, model string, offset, limit int) ([]*slipway.ModelVersion, int, error) {
-	var p page[*slipway.ModelVersion]
-	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "versions"), pageQuery(nil, offset, limit), nil, &p); err != nil {
-		return nil, 0, err
-	}
-	return p.Items, p.Total, nil
+	return itemsAndTotal[*slipway.ModelVersion](ctx, c, apiPath("models", model, "versions"), pageQuery(nil, offset, limit))
 }
 
 // GetVersion returns one version; version is a number ("3") or an alias ("@champion", "@latest").
@@ -165,26 +62,13 @@ func (c *Client) GetVersion(ctx context.Context, model, version string) (*slipwa
 
 // ListFiles returns a version's manifest: every file with its size and sha256.
 func (c *Client) ListFiles(ctx context.Context, model, version string) ([]slipway.File, error) {
-	var p page[slipway.File]
-	if err := c.do(ctx, http.MethodGet, apiPath("models", model, "versions", version, "files"), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return p.Items, nil
+	return items[slipway.File](ctx, c, http.MethodGet, apiPath("models", model, "versions", version, "files"), nil)
 }
 
 // DownloadArtifact streams a version's files as a tar.gz. The caller must close the reader. A download cut
 // short by the server ends with an error, never with a short but valid archive.
 func (c *Client) DownloadArtifact(ctx context.Context, model, version string) (io.ReadCloser, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, apiPath("models", model, "versions", version, "artifact"), nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/gzip, application/problem+json")
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.open(ctx, apiPath("models", model, "versions", version, "artifact"), nil, "application/gzip, application/problem+json")
 }
 
 // AliasInfo is an alias of a model: the version it points at and its history, oldest move first.

@@ -368,26 +368,26 @@ func TestMonitorEndToEnd(t *testing.T) {
 	if _, err := c.CreatePipeline(ctx, []byte(retrain), nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []client.AlertRule{
-		{Name: "accuracy-drop", Metric: "accuracy", Op: "below", Threshold: 0.7, Window: "1h", Webhook: &client.Webhook{URL: hook.srv.URL, Secret: secret},
+	for _, r := range []client.AlertRuleSpec{
+		{Name: "accuracy-drop", Metric: "accuracy", Op: "below", Threshold: 0.7, Window: slipway.Duration(time.Hour), Webhook: &client.Webhook{URL: hook.srv.URL, Secret: secret},
 			Action: &client.AlertAction{Kind: "pipeline", Target: "retrain-churn"}},
-		{Name: "drift", Metric: "drift_share", Op: "above", Threshold: 0.3, Window: "1h", Webhook: &client.Webhook{URL: hook.srv.URL, Secret: secret}},
-		{Name: "no-traffic", Metric: "requests", Op: "below", Threshold: 1, Window: "1h"},
+		{Name: "drift", Metric: "drift_share", Op: "above", Threshold: 0.3, Window: slipway.Duration(time.Hour), Webhook: &client.Webhook{URL: hook.srv.URL, Secret: secret}},
+		{Name: "no-traffic", Metric: "requests", Op: "below", Threshold: 1, Window: slipway.Duration(time.Hour)},
 	} {
 		if _, err := c.CreateAlertRule(ctx, "churn", r); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, tc := range []struct {
-		rule client.AlertRule
+		rule client.AlertRuleSpec
 		want string
 	}{
-		{client.AlertRule{Name: "x", Metric: "latency", Op: "above", Threshold: 1}, "metric"},
-		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "under", Threshold: 1}, "op"},
-		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Webhook: &client.Webhook{URL: "ftp://x"}}, "webhook.url"},
-		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Action: &client.AlertAction{Kind: "pipeline", Target: "retrain"}}, `action pipeline "retrain"`},
-		{client.AlertRule{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Action: &client.AlertAction{Kind: "email", Target: "ops"}}, `action kind "email" is not available`},
-		{client.AlertRule{Name: "drift", Metric: "accuracy", Op: "below", Threshold: 1}, "already exists"},
+		{client.AlertRuleSpec{Name: "x", Metric: "latency", Op: "above", Threshold: 1}, "metric"},
+		{client.AlertRuleSpec{Name: "x", Metric: "accuracy", Op: "under", Threshold: 1}, "op"},
+		{client.AlertRuleSpec{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Webhook: &client.Webhook{URL: "ftp://x"}}, "webhook.url"},
+		{client.AlertRuleSpec{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Action: &client.AlertAction{Kind: "pipeline", Target: "retrain"}}, `action pipeline "retrain"`},
+		{client.AlertRuleSpec{Name: "x", Metric: "accuracy", Op: "below", Threshold: 1, Action: &client.AlertAction{Kind: "email", Target: "ops"}}, `action kind "email" is not available`},
+		{client.AlertRuleSpec{Name: "drift", Metric: "accuracy", Op: "below", Threshold: 1}, "already exists"},
 	} {
 		if _, err := c.CreateAlertRule(ctx, "churn", tc.rule); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("rule %+v: %v, want an error mentioning %q", tc.rule, err, tc.want)

@@ -17,7 +17,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
 )
@@ -115,7 +114,7 @@ func (a *App) openJobs() error {
 
 // startPipelineForAlert is the "pipeline" alert action: a firing alert starts the pipeline with its default
 // parameters (retraining, gated by the pipeline's own checks); the run's trigger names the alert.
-func (a *App) startPipelineForAlert(ctx context.Context, pipeline string, ev *monitoring.AlertEvent) error {
+func (a *App) startPipelineForAlert(ctx context.Context, pipeline string, ev *slipway.AlertEvent) error {
 	by := "alert:" + ev.Deployment + "/" + ev.Rule
 	run, err := a.jobs.RunPipeline(ctx, pipeline, nil, by, by)
 	if err != nil {

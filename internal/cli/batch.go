@@ -57,11 +57,7 @@ returns at once. A run interrupted by a server crash resumes when the server sta
   slipway batch run --model churn:3 --query "SELECT * FROM customers" --key customer_id --output-table scores --connection warehouse
   slipway batch run --model churn@champion --import-path nightly/customers.parquet --output-format parquet --download scores.parquet`,
 		Args: exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			sp, err := f.spec(cmd.Context(), a, c)
 			if err != nil {
 				return err
@@ -329,11 +325,7 @@ func (a *app) batchListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List batch predictions, newest first",
 		Args:  exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			runs, total, err := c.ListBatchPredictions(cmd.Context(), slipway.BatchState(strings.ToUpper(state)), 0, limit)
 			if err != nil {
 				return err
@@ -367,11 +359,7 @@ func (a *app) batchGetCommand() *cobra.Command {
 		Use:   "get ID",
 		Short: "Show a batch prediction: state, rows, errors, output",
 		Args:  exactArgs(1, "one batch prediction id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			r, err := c.GetBatchPrediction(cmd.Context(), args[0])
 			return show(a, r, err, a.printBatch)
 		}),
@@ -383,11 +371,7 @@ func (a *app) batchCancelCommand() *cobra.Command {
 		Use:   "cancel ID",
 		Short: "Cancel a batch prediction (chunks already written stay)",
 		Args:  exactArgs(1, "one batch prediction id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			r, err := c.CancelBatchPrediction(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -406,11 +390,7 @@ func (a *app) batchDeleteCommand() *cobra.Command {
 		Use:   "delete ID...",
 		Short: "Delete finished batch predictions and their output files (table outputs stay in their database)",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			for _, id := range args {
 				if err := c.DeleteBatchPrediction(cmd.Context(), id); err != nil {
 					return fmt.Errorf("delete %s: %w", id, err)
@@ -427,11 +407,7 @@ func (a *app) batchDownloadCommand() *cobra.Command {
 		Use:   "download ID FILE",
 		Short: "Save a succeeded batch prediction's output file",
 		Args:  exactArgs(2, "a batch prediction id and a file to write"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			return a.downloadBatch(cmd.Context(), c, args[0], args[1])
 		}),
 	}
@@ -446,11 +422,7 @@ func (a *app) filesCommand() *cobra.Command {
 		Use:   "upload FILE",
 		Short: "Upload an input file (.csv, .jsonl, .parquet); prints its id for 'batch run'",
 		Args:  exactArgs(1, "one file"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			f, err := c.UploadFilePath(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -466,35 +438,18 @@ func (a *app) filesCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List uploaded files",
 		Args:  exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			files, err := c.ListUploadedFiles(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(files)
-			}
-			tw := newTable(a.stdout)
-			row(tw, "ID", "NAME", "SIZE", "CREATED")
-			for _, f := range files {
-				row(tw, f.ID, f.Name, formatBytes(f.Size), formatTime(f.CreatedAt))
-			}
-			return tw.Flush()
+			return showTable(a, files, err, []any{"ID", "NAME", "SIZE", "CREATED"}, func(f *slipway.UploadedFile) []any {
+				return []any{f.ID, f.Name, formatBytes(f.Size), formatTime(f.CreatedAt)}
+			})
 		}),
 	}
 	del := &cobra.Command{
 		Use:   "delete ID",
 		Short: "Delete an uploaded file",
 		Args:  exactArgs(1, "one file id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			return c.DeleteUploadedFile(cmd.Context(), args[0])
 		}),
 	}

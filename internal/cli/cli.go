@@ -100,6 +100,17 @@ func run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 	}
 }
 
+// runWithClient is run for a command that talks to the server: fn gets a client of the configured server.
+func (a *app) runWithClient(fn func(cmd *cobra.Command, args []string, c *client.Client) error) func(*cobra.Command, []string) error {
+	return run(func(cmd *cobra.Command, args []string) error {
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		return fn(cmd, args, c)
+	})
+}
+
 // message is what the person reads after "Error: ".
 func (a *app) message(err error) string {
 	var ae *client.Error

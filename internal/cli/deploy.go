@@ -749,7 +749,7 @@ func (a *app) deploymentsListCommand() *cobra.Command {
 				if ds == nil {
 					ds = []*slipway.Deployment{}
 				}
-				return a.printJSON(listJSON[*slipway.Deployment]{ds, len(ds), 0, len(ds)})
+				return a.printJSON(listJSON(ds, len(ds), 0, len(ds)))
 			}
 			tw := newTable(a.stdout)
 			row(tw, "NAME", "STATE", "MODEL", "VERSION", "ALIAS", "REPLICAS", "UPDATED")

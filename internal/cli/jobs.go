@@ -220,24 +220,11 @@ func (a *app) jobsListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List jobs",
 		Args:  exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			list, err := c.ListJobs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(list)
-			}
-			tw := newTable(a.stdout)
-			row(tw, "NAME", "KIND", "ENTRYPOINT", "MAX RUNTIME", "CREATED")
-			for _, j := range list {
-				row(tw, j.Name, j.Kind, j.Entrypoint, (time.Duration(j.MaxRuntimeSeconds) * time.Second).String(), formatTime(j.CreatedAt))
-			}
-			return tw.Flush()
+			return showTable(a, list, err, []any{"NAME", "KIND", "ENTRYPOINT", "MAX RUNTIME", "CREATED"}, func(j *slipway.Job) []any {
+				return []any{j.Name, j.Kind, j.Entrypoint, (time.Duration(j.MaxRuntimeSeconds) * time.Second).String(), formatTime(j.CreatedAt)}
+			})
 		}),
 	}
 }
@@ -249,11 +236,7 @@ func (a *app) jobsRunsCommand() *cobra.Command {
 		Use:   "runs [JOB]",
 		Short: "List job runs, newest first",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			f := client.JobRunFilter{State: slipway.RunState(strings.ToUpper(state)), Limit: limit}
 			if len(args) == 1 {
 				f.Job = args[0]
@@ -324,11 +307,7 @@ func (a *app) jobsGetCommand() *cobra.Command {
 		Use:   "get RUN_ID",
 		Short: "Show a job run",
 		Args:  exactArgs(1, "a run id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			r, err := c.GetJobRun(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -351,11 +330,7 @@ func (a *app) jobsLogsCommand() *cobra.Command {
 		Use:   "logs RUN_ID",
 		Short: "Print a run's log (timestamped stdout and stderr lines)",
 		Args:  exactArgs(1, "a run id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if follow {
 				_, err := c.FollowJobRunLogs(cmd.Context(), args[0], a.stdout)
 				return err
@@ -378,11 +353,7 @@ func (a *app) jobsCancelCommand() *cobra.Command {
 		Use:   "cancel RUN_ID",
 		Short: "Cancel a run (its whole process tree is stopped)",
 		Args:  exactArgs(1, "a run id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			r, err := c.CancelJobRun(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -402,11 +373,7 @@ func (a *app) jobsOutputsCommand() *cobra.Command {
 		Use:   "outputs RUN_ID",
 		Short: "List a run's output files, or download one with --get",
 		Args:  exactArgs(1, "a run id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if get != "" {
 				body, err := c.DownloadJobRunOutput(cmd.Context(), args[0], get)
 				if err != nil {
@@ -426,18 +393,9 @@ func (a *app) jobsOutputsCommand() *cobra.Command {
 				return err
 			}
 			files, err := c.ListJobRunOutputs(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(files)
-			}
-			tw := newTable(a.stdout)
-			row(tw, "PATH", "SIZE", "SHA256")
-			for _, f := range files {
-				row(tw, f.Path, formatBytes(f.Size), f.SHA256[:12])
-			}
-			return tw.Flush()
+			return showTable(a, files, err, []any{"PATH", "SIZE", "SHA256"}, func(f client.OutputFile) []any {
+				return []any{f.Path, formatBytes(f.Size), f.SHA256[:12]}
+			})
 		}),
 	}
 	cmd.Flags().StringVar(&get, "get", "", "download this output file")
@@ -450,11 +408,7 @@ func (a *app) jobsDeleteCommand() *cobra.Command {
 		Use:   "delete JOB",
 		Short: "Delete a job (its runs' records stay)",
 		Args:  exactArgs(1, "a job name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if err := c.DeleteJob(cmd.Context(), args[0]); err != nil {
 				return err
 			}

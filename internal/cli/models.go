@@ -30,11 +30,8 @@ number) or NAME@ALIAS (for example churn@champion).`,
 }
 
 // listJSON is the envelope printed by list commands with -o json, as the API returns it.
-type listJSON[T any] struct {
-	Items  []T `json:"items"`
-	Total  int `json:"total"`
-	Offset int `json:"offset"`
-	Limit  int `json:"limit"`
+func listJSON[T any](items []T, total, offset, limit int) slipway.Page[T] {
+	return slipway.Page[T]{Items: items, Total: total, Offset: offset, Limit: limit}
 }
 
 func (a *app) modelsListCommand() *cobra.Command {
@@ -44,11 +41,7 @@ func (a *app) modelsListCommand() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List models",
 		Args:    exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ms, total, err := c.ListModels(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -57,7 +50,7 @@ func (a *app) modelsListCommand() *cobra.Command {
 				if ms == nil {
 					ms = []*slipway.Model{}
 				}
-				return a.printJSON(listJSON[*slipway.Model]{ms, total, opts.Offset, opts.Limit})
+				return a.printJSON(listJSON(ms, total, opts.Offset, opts.Limit))
 			}
 			a.printModels(ms)
 			if shown := opts.Offset + len(ms); shown < total {
@@ -234,6 +227,14 @@ func domain(c slipway.ColumnSpec) string {
 	return strings.Join(parts, " ")
 }
 
+// modelClient checks a model name given as an argument, then returns a client.
+func (a *app) modelClient(model string) (*client.Client, error) {
+	if err := slipway.ValidateName("model", model); err != nil {
+		return nil, err
+	}
+	return a.client()
+}
+
 func (a *app) modelsVersionsCommand() *cobra.Command {
 	var offset, limit int
 	cmd := &cobra.Command{
@@ -241,10 +242,7 @@ func (a *app) modelsVersionsCommand() *cobra.Command {
 		Short: "List a model's versions, newest first",
 		Args:  exactArgs(1, "one model name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := slipway.ValidateName("model", args[0]); err != nil {
-				return err
-			}
-			c, err := a.client()
+			c, err := a.modelClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -256,7 +254,7 @@ func (a *app) modelsVersionsCommand() *cobra.Command {
 				if vs == nil {
 					vs = []*slipway.ModelVersion{}
 				}
-				return a.printJSON(listJSON[*slipway.ModelVersion]{vs, total, offset, limit})
+				return a.printJSON(listJSON(vs, total, offset, limit))
 			}
 			tw := newTable(a.stdout)
 			row(tw, "VERSION", "STATE", "RUNTIME", "ALIASES", "FILES", "SIZE", "CREATED", "BY")
@@ -335,10 +333,7 @@ func (a *app) modelsDeleteCommand() *cobra.Command {
 		Short: "Delete a model with all its versions and aliases",
 		Args:  exactArgs(1, "one model name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := slipway.ValidateName("model", args[0]); err != nil {
-				return err
-			}
-			c, err := a.client()
+			c, err := a.modelClient(args[0])
 			if err != nil {
 				return err
 			}

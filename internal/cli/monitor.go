@@ -59,11 +59,7 @@ quality per window from ground truth.
   slipway monitor churn --from 2h --to 1h
   slipway monitor churn --since 7d --window 24h`,
 		Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			now := time.Now()
 			f, err := sinceTime(from, now)
 			if err != nil {
@@ -171,11 +167,7 @@ func (a *app) metricsCommand() *cobra.Command {
 		Long: `Show requests, errors, latency, bandwidth, queue, batching and replica CPU and memory of a deployment,
 summed over --since (default 1h), with the minute in progress; --minutes lists every minute.`,
 		Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			from, err := sinceTime(since, time.Now())
 			if err != nil {
 				return err
@@ -206,22 +198,8 @@ func printMetrics(w io.Writer, m *client.Metrics, since string, minutes bool) {
 	var cpu float64
 	var mem int64
 	for _, p := range pts {
-		t.Requests += p.Requests
-		t.Status2xx += p.Status2xx
-		t.Status4xx += p.Status4xx
-		t.Status5xx += p.Status5xx
-		t.Rejected += p.Rejected
-		t.Timeouts += p.Timeouts
-		t.BytesIn += p.BytesIn
-		t.BytesOut += p.BytesOut
-		t.Batches += p.Batches
-		t.BatchRows += p.BatchRows
-		t.Restarts += p.Restarts
-		t.Captured += p.Captured
-		t.CaptureDropped += p.CaptureDropped
-		t.QueueMax = max(t.QueueMax, p.QueueMax)
+		t.AddCounts(&p)
 		t.LatencyP99MS = max(t.LatencyP99MS, p.LatencyP99MS)
-		t.LatencyMaxMS = max(t.LatencyMaxMS, p.LatencyMaxMS)
 		latSum += p.LatencyMeanMS * float64(p.Requests)
 		if p.Replicas > 0 {
 			cpu, mem = p.CPUUtilization, p.MemoryBytes
@@ -283,11 +261,7 @@ replicas write) and alert transitions. --follow keeps printing new lines until i
   slipway logs churn --since 10m
   slipway logs churn --follow --kind predict`,
 		Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			from, err := sinceTime(since, time.Now())
 			if err != nil {
 				return err
@@ -469,7 +443,7 @@ func (a *app) feedbackCommand() *cobra.Command {
 
 func (a *app) alertsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "alerts", Short: "Manage a deployment's alert rules"}
-	var rule client.AlertRule
+	var rule slipway.AlertRuleSpec
 	var secret, webhook, pipeline string
 	create := &cobra.Command{
 		Use:   "create DEPLOYMENT --name NAME --metric METRIC --above X | --below X",
@@ -495,10 +469,10 @@ recall, f1, roc_auc, log_loss, mae, rmse, r2.
 				rule.Threshold, _ = cmd.Flags().GetFloat64("above")
 			}
 			if webhook != "" {
-				rule.Webhook = &client.Webhook{URL: webhook, Secret: secret}
+				rule.Webhook = &slipway.Webhook{URL: webhook, Secret: secret}
 			}
 			if pipeline != "" {
-				rule.Action = &client.AlertAction{Kind: "pipeline", Target: pipeline}
+				rule.Action = &slipway.AlertAction{Kind: "pipeline", Target: pipeline}
 			}
 			c, err := a.client()
 			if err != nil {
@@ -519,83 +493,49 @@ recall, f1, roc_auc, log_loss, mae, rmse, r2.
 	create.Flags().StringVar(&rule.Metric, "metric", "", "figure to watch")
 	create.Flags().Float64("above", 0, "fire when the figure is above this")
 	create.Flags().Float64("below", 0, "fire when the figure is below this")
-	create.Flags().StringVar(&rule.Window, "window", "15m", "trailing window the figure is computed over")
+	create.Flags().DurationVar((*time.Duration)(&rule.Window), "window", 15*time.Minute, "trailing window the figure is computed over")
 	create.Flags().StringVar(&webhook, "webhook", "", "URL that receives the transitions (POST, JSON)")
 	create.Flags().StringVar(&secret, "secret", "", "shared secret that signs webhook deliveries (X-Slipway-Signature)")
 	create.Flags().StringVar(&pipeline, "start-pipeline", "", "pipeline to run (with its defaults) when the alert fires: retraining")
 
 	list := &cobra.Command{
 		Use: "list DEPLOYMENT", Short: "List alert rules with their state", Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			rs, err := c.AlertRules(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.printRules(rs)
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
+			return a.printRules(c.AlertRules(cmd.Context(), args[0]))
 		}),
 	}
 	evaluate := &cobra.Command{
 		Use: "evaluate DEPLOYMENT", Short: "Evaluate alert rules now", Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			rs, err := c.EvaluateAlerts(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return a.printRules(rs)
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
+			return a.printRules(c.EvaluateAlerts(cmd.Context(), args[0]))
 		}),
 	}
 	del := &cobra.Command{
 		Use: "delete DEPLOYMENT RULE_ID", Short: "Delete an alert rule", Args: exactArgs(2, "a deployment name and a rule id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			return c.DeleteAlertRule(cmd.Context(), args[0], args[1])
 		}),
 	}
 	history := &cobra.Command{
 		Use: "history DEPLOYMENT", Short: "Show alert transitions, newest first", Args: exactArgs(1, "a deployment name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			evs, err := c.AlertHistory(cmd.Context(), args[0], 100)
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(evs)
-			}
-			tw := newTable(a.stdout)
-			row(tw, "TIME", "RULE", "STATE", "VALUE", "MESSAGE")
-			for _, e := range evs {
-				row(tw, e.Time.Local().Format("2006-01-02 15:04:05"), e.Rule, e.State, fmtFloat(e.Value, 4), e.Message)
-			}
-			return tw.Flush()
+			return showTable(a, evs, err, []any{"TIME", "RULE", "STATE", "VALUE", "MESSAGE"}, func(e client.AlertEvent) []any {
+				return []any{e.Time.Local().Format("2006-01-02 15:04:05"), e.Rule, e.State, fmtFloat(e.Value, 4), e.Message}
+			})
 		}),
 	}
 	cmd.AddCommand(create, list, evaluate, del, history)
 	return cmd
 }
 
-func (a *app) printRules(rs []client.AlertRule) error {
-	if a.jsonOutput() {
-		return a.printJSON(rs)
+// printRules shows alert rules (the table by name, the JSON in the server's order); a non-nil err (from fetching
+// them) is returned as is.
+func (a *app) printRules(rs []client.AlertRule, err error) error {
+	if !a.jsonOutput() {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
 	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
-	tw := newTable(a.stdout)
-	row(tw, "ID", "NAME", "CONDITION", "WINDOW", "STATE", "VALUE", "WEBHOOK", "STARTS")
-	for _, r := range rs {
+	return showTable(a, rs, err, []any{"ID", "NAME", "CONDITION", "WINDOW", "STATE", "VALUE", "WEBHOOK", "STARTS"}, func(r client.AlertRule) []any {
 		hook, starts := "", ""
 		if r.Webhook != nil {
 			hook = r.Webhook.URL
@@ -603,7 +543,6 @@ func (a *app) printRules(rs []client.AlertRule) error {
 		if r.Action != nil {
 			starts = r.Action.Kind + " " + r.Action.Target
 		}
-		row(tw, r.ID, r.Name, fmt.Sprintf("%s %s %g", r.Metric, r.Op, r.Threshold), r.Window, r.State, fmtFloat(r.Value, 4), hook, starts)
-	}
-	return tw.Flush()
+		return []any{r.ID, r.Name, fmt.Sprintf("%s %s %g", r.Metric, r.Op, r.Threshold), r.Window.D().String(), r.State, fmtFloat(r.Value, 4), hook, starts}
+	})
 }

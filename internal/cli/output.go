@@ -80,3 +80,20 @@ func show[T any](a *app, v T, err error, text func(T)) error {
 	text(v)
 	return nil
 }
+
+// showTable prints items as JSON with -o json, else as a table: the header, then the cells of each item. A
+// non-nil err (from fetching items) is returned as is.
+func showTable[T any](a *app, items []T, err error, header []any, cells func(T) []any) error {
+	if err != nil {
+		return err
+	}
+	if a.jsonOutput() {
+		return a.printJSON(items)
+	}
+	tw := newTable(a.stdout)
+	row(tw, header...)
+	for _, it := range items {
+		row(tw, cells(it)...)
+	}
+	return tw.Flush()
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
 )
 
 func (a *app) pipelinesCommand() *cobra.Command {
@@ -158,11 +159,7 @@ func (a *app) pipelinesListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List pipelines",
 		Args:  exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			list, err := c.ListPipelines(cmd.Context())
 			if err != nil {
 				return err
@@ -190,11 +187,7 @@ func (a *app) pipelinesRunsCommand() *cobra.Command {
 		Use:   "runs [PIPELINE]",
 		Short: "List pipeline runs, newest first",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
@@ -223,11 +216,7 @@ func (a *app) pipelinesGetCommand() *cobra.Command {
 		Use:   "get PIPELINE|RUN_ID",
 		Short: "Show a pipeline, or a run with the state of every step",
 		Args:  exactArgs(1, "a pipeline name or a run id (pr-...)"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if strings.HasPrefix(args[0], "pr-") {
 				r, err := c.GetPipelineRun(cmd.Context(), args[0])
 				return show(a, r, err, a.printPipelineRun)
@@ -266,11 +255,7 @@ func (a *app) pipelinesCancelCommand() *cobra.Command {
 		Use:   "cancel RUN_ID",
 		Short: "Cancel a pipeline run (its on_exit step still runs)",
 		Args:  exactArgs(1, "a run id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			r, err := c.CancelPipelineRun(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -289,11 +274,7 @@ func (a *app) pipelinesRetryCommand() *cobra.Command {
 		Use:   "retry RUN_ID",
 		Short: "Resume a FAILED or CANCELED run from its failed steps",
 		Args:  exactArgs(1, "a run id"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			r, err := c.RetryPipelineRun(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -312,11 +293,7 @@ func (a *app) pipelinesDeleteCommand() *cobra.Command {
 		Use:   "delete PIPELINE",
 		Short: "Delete a pipeline (its runs' records stay)",
 		Args:  exactArgs(1, "a pipeline name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if err := c.DeletePipeline(cmd.Context(), args[0]); err != nil {
 				return err
 			}

@@ -22,7 +22,7 @@ func (a *app) schedulesCommand() *cobra.Command {
 }
 
 func (a *app) schedulesCreateCommand() *cobra.Command {
-	var spec client.ScheduleSpec
+	var spec slipway.ScheduleSpec
 	var job, pipeline string
 	var params, env []string
 	var noCatchUp bool
@@ -92,24 +92,11 @@ func (a *app) schedulesListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List schedules",
 		Args:  exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			list, err := c.ListSchedules(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(list)
-			}
-			tw := newTable(a.stdout)
-			row(tw, "NAME", "CRON", "TIMEZONE", "TARGET", "POLICY", "LAST TICK", "NEXT TICK", "LAST RUN")
-			for _, s := range list {
-				row(tw, s.Name, s.Cron, s.Timezone, s.Target.Kind+" "+s.Target.Name, s.ConcurrencyPolicy, formatTimePtr(s.LastTickAt), formatTimePtr(s.NextTickAt), s.LastRunID)
-			}
-			return tw.Flush()
+			return showTable(a, list, err, []any{"NAME", "CRON", "TIMEZONE", "TARGET", "POLICY", "LAST TICK", "NEXT TICK", "LAST RUN"}, func(s *slipway.Schedule) []any {
+				return []any{s.Name, s.Cron, s.Timezone, s.Target.Kind + " " + s.Target.Name, s.ConcurrencyPolicy, formatTimePtr(s.LastTickAt), formatTimePtr(s.NextTickAt), s.LastRunID}
+			})
 		}),
 	}
 }
@@ -119,11 +106,7 @@ func (a *app) schedulesGetCommand() *cobra.Command {
 		Use:   "get NAME",
 		Short: "Show a schedule and its recent ticks",
 		Args:  exactArgs(1, "a schedule name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			s, err := c.GetSchedule(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -148,11 +131,7 @@ func (a *app) schedulesDeleteCommand() *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Delete a schedule (runs it started carry on)",
 		Args:  exactArgs(1, "a schedule name"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if err := c.DeleteSchedule(cmd.Context(), args[0]); err != nil {
 				return err
 			}

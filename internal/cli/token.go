@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
 )
 
 func (a *app) tokensCommand() *cobra.Command {
@@ -62,11 +63,7 @@ func (a *app) tokensListCommand() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List tokens (never their secrets)",
 		Args:    exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ts, err := c.ListTokens(cmd.Context())
 			if err != nil {
 				return err
@@ -75,7 +72,7 @@ func (a *app) tokensListCommand() *cobra.Command {
 				if ts == nil {
 					ts = []*slipway.Token{}
 				}
-				return a.printJSON(listJSON[*slipway.Token]{ts, len(ts), 0, len(ts)})
+				return a.printJSON(listJSON(ts, len(ts), 0, len(ts)))
 			}
 			tw := newTable(a.stdout)
 			row(tw, "ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")
@@ -100,11 +97,7 @@ func (a *app) tokensRevokeCommand() *cobra.Command {
 		Use:   "revoke ID",
 		Short: "Revoke a token: it stops working at once",
 		Args:  exactArgs(1, "one token id (see 'slipway tokens list')"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
 				return err
 			}

@@ -98,10 +98,7 @@ func (s *Server) handleBatchGet(w http.ResponseWriter, r *http.Request, svc *bat
 		return err
 	}
 	run, err := svc.Get(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, run)
+	return replyOK(w, run, err)
 }
 
 func (s *Server) handleBatchCancel(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
@@ -110,10 +107,7 @@ func (s *Server) handleBatchCancel(w http.ResponseWriter, r *http.Request, svc *
 		return err
 	}
 	run, err := svc.Cancel(r.Context(), id, actor(r))
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, run)
+	return replyOK(w, run, err)
 }
 
 func (s *Server) handleBatchDelete(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
@@ -211,18 +205,12 @@ func uploadMultipart(r *http.Request, svc *batch.Service) (*slipway.UploadedFile
 
 func (s *Server) handleFileList(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	files, err := svc.Files(r.Context())
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(files, len(files), 0, len(files)))
+	return replyAll(w, files, err)
 }
 
 func (s *Server) handleFileGet(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	f, err := svc.File(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, f)
+	return replyOK(w, f, err)
 }
 
 func (s *Server) handleFileDelete(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
@@ -234,5 +222,5 @@ func (s *Server) handleFileDelete(w http.ResponseWriter, r *http.Request, svc *b
 
 func (s *Server) handleConnectionList(w http.ResponseWriter, r *http.Request, svc *batch.Service) error {
 	conns := svc.Connections()
-	return reply(w, http.StatusOK, newPage(conns, len(conns), 0, len(conns)))
+	return replyAll(w, conns, nil)
 }

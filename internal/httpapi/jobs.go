@@ -132,10 +132,7 @@ func (s *Server) handleJobCreate(w http.ResponseWriter, r *http.Request, svc *jo
 
 func (s *Server) handleJobList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	list, err := svc.ListJobs(r.Context())
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+	return replyAll(w, list, err)
 }
 
 func jobName(r *http.Request) (string, error) { return pathName(r, "job", "job") }
@@ -146,10 +143,7 @@ func (s *Server) handleJobGet(w http.ResponseWriter, r *http.Request, svc *jobs.
 		return err
 	}
 	j, err := svc.GetJob(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, j)
+	return replyOK(w, j, err)
 }
 
 func (s *Server) handleJobDelete(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
@@ -197,10 +191,7 @@ func (s *Server) handleJobRunList(w http.ResponseWriter, r *http.Request, svc *j
 
 func (s *Server) handleJobRunGet(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	run, err := svc.GetRun(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, run)
+	return replyOK(w, run, err)
 }
 
 // handleJobRunLogs answers the log as text; ?follow=1 streams it until the run is over; ?offset=N starts at byte N
@@ -234,18 +225,12 @@ func (s *Server) handleJobRunLogs(w http.ResponseWriter, r *http.Request, svc *j
 
 func (s *Server) handleJobRunCancel(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	run, err := svc.CancelRun(r.Context(), r.PathValue("id"), actor(r))
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, run)
+	return replyOK(w, run, err)
 }
 
 func (s *Server) handleJobRunOutputs(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	files, err := svc.Outputs(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(files, len(files), 0, len(files)))
+	return replyAll(w, files, err)
 }
 
 // handleJobRunOutputFile downloads one output file: ?path=model/model.pkl.

@@ -53,10 +53,7 @@ func (s *Server) handleModelGet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	m, err := s.catalog.Store().FindModel(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, m)
+	return replyOK(w, m, err)
 }
 
 func (s *Server) handleModelUpdate(w http.ResponseWriter, r *http.Request) error {
@@ -69,10 +66,7 @@ func (s *Server) handleModelUpdate(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	m, err := s.catalog.Store().UpdateModel(r.Context(), name, u)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, m)
+	return replyOK(w, m, err)
 }
 
 func (s *Server) handleModelDelete(w http.ResponseWriter, r *http.Request) error {

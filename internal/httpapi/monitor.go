@@ -5,14 +5,12 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/monitor"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 )
 
 // monitorRoutes lists the routes of this feature area; they join the table in server.go.
@@ -59,42 +57,6 @@ func (s *Server) withMonitorDeployment(h func(w http.ResponseWriter, r *http.Req
 	})
 }
 
-// parseTimeParam reads an RFC 3339 time, or a duration meaning that long ago ("90m", "24h"); "" is zero.
-func parseTimeParam(r *http.Request, key string, now time.Time) (time.Time, error) {
-	v := r.URL.Query().Get(key)
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UTC(), nil
-	}
-	if d, err := time.ParseDuration(strings.TrimPrefix(v, "-")); err == nil && d >= 0 {
-		return now.Add(-d).UTC(), nil
-	}
-	return time.Time{}, slipway.Errorf(slipway.EINVALID, "%s=%q: give an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (30m, 24h)", key, v)
-}
-
-func timeRange(r *http.Request) (from, to time.Time, err error) {
-	now := time.Now()
-	if from, err = parseTimeParam(r, "from", now); err != nil {
-		return
-	}
-	to, err = parseTimeParam(r, "to", now)
-	return
-}
-
-func durationParam(r *http.Request, key string) (time.Duration, error) {
-	v := r.URL.Query().Get(key)
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, slipway.Errorf(slipway.EINVALID, "%s=%q: give a positive duration such as 15m or 1h", key, v)
-	}
-	return d, nil
-}
-
 func (s *Server) handleMetricsPrometheus(w http.ResponseWriter, r *http.Request, m *monitor.Service) error {
 	promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{ErrorLog: nil}).ServeHTTP(w, r)
 	return nil
@@ -102,24 +64,18 @@ func (s *Server) handleMetricsPrometheus(w http.ResponseWriter, r *http.Request,
 
 // MetricsResponse is a deployment's operational figures.
 type MetricsResponse struct {
-	Deployment string                    `json:"deployment"`
-	From       time.Time                 `json:"from"`
-	To         time.Time                 `json:"to"`
-	Points     []*monitoring.MetricPoint `json:"points"`
-	Current    *monitoring.MetricPoint   `json:"current"` // the minute in progress
-	Replicas   []slipway.ReplicaStatus   `json:"replicas"`
+	Deployment string                  `json:"deployment"`
+	From       time.Time               `json:"from"`
+	To         time.Time               `json:"to"`
+	Points     []*slipway.MetricPoint  `json:"points"`
+	Current    *slipway.MetricPoint    `json:"current"` // the minute in progress
+	Replicas   []slipway.ReplicaStatus `json:"replicas"`
 }
 
 func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	from, to, err := timeRange(r)
+	from, to, err := timeRangeOr(r, time.Hour)
 	if err != nil {
 		return err
-	}
-	if to.IsZero() {
-		to = time.Now().UTC()
-	}
-	if from.IsZero() {
-		from = to.Add(-time.Hour)
 	}
 	if to.Sub(from) > 31*24*time.Hour || !from.Before(to) {
 		return slipway.Errorf(slipway.EINVALID, "from must be before to, at most 31 days apart")
@@ -137,13 +93,13 @@ func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request, m *mon
 
 // LogsResponse is a page of log lines; Next is the id to pass as after= to continue (follow).
 type LogsResponse struct {
-	Items []*monitoring.LogLine `json:"items"`
-	Next  int64                 `json:"next"`
+	Items []*slipway.LogLine `json:"items"`
+	Next  int64              `json:"next"`
 }
 
 func (s *Server) handleLogsGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	q := r.URL.Query()
-	f := monitoring.LogFilter{Deployment: name, Kind: q.Get("kind"), Replica: q.Get("replica")}
+	f := slipway.LogFilter{Deployment: name, Kind: q.Get("kind"), Replica: q.Get("replica")}
 	var err error
 	if v := q.Get("after"); v != "" {
 		if f.AfterID, err = strconv.ParseInt(v, 10, 64); err != nil || f.AfterID < 0 {
@@ -175,29 +131,23 @@ func (s *Server) handleLogsGet(w http.ResponseWriter, r *http.Request, m *monito
 
 func (s *Server) handleMonitoringGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	st, err := m.Settings(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, st)
+	return replyOK(w, st, err)
 }
 
 func (s *Server) handleMonitoringPut(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	var in monitoring.Settings
+	var in slipway.MonitoringSettings
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
 		return err
 	}
 	st, err := m.PutSettings(r.Context(), name, in)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, st)
+	return replyOK(w, st, err)
 }
 
 // maxFeedbackBody bounds a feedback request (MaxFeedbackItems items of a few hundred bytes each).
 const maxFeedbackBody = 8 << 20
 
 func (s *Server) handleFeedbackCreate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	var items []monitor.FeedbackItem
+	var items []slipway.FeedbackItem
 	if err := decodeJSON(w, r, &items, maxFeedbackBody); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) || slipway.ErrorCode(err) == slipway.ETOOLARGE {
@@ -206,10 +156,7 @@ func (s *Server) handleFeedbackCreate(w http.ResponseWriter, r *http.Request, m 
 		return err
 	}
 	res, err := m.Feedback(r.Context(), name, items)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, res)
+	return replyOK(w, res, err)
 }
 
 func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
@@ -218,28 +165,16 @@ func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request, m *monit
 		return err
 	}
 	rep, err := m.Drift(r.Context(), name, from, to)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, rep)
+	return replyOK(w, rep, err)
 }
 
 func (s *Server) handleDriftWindows(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	from, to, err := timeRange(r)
+	from, to, err := timeRangeOr(r, 24*time.Hour)
 	if err != nil {
 		return err
-	}
-	if to.IsZero() {
-		to = time.Now().UTC()
-	}
-	if from.IsZero() {
-		from = to.Add(-24 * time.Hour)
 	}
 	reps, err := m.DriftWindows(r.Context(), name, from, to)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(reps, len(reps), 0, len(reps)))
+	return replyAll(w, reps, err)
 }
 
 func (s *Server) handlePerformanceGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
@@ -252,10 +187,7 @@ func (s *Server) handlePerformanceGet(w http.ResponseWriter, r *http.Request, m 
 		return err
 	}
 	perf, err := m.Performance(r.Context(), name, from, to, window)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(perf, len(perf), 0, len(perf)))
+	return replyAll(w, perf, err)
 }
 
 // baselineVersion reads {model} and {version} (a number or @alias).
@@ -291,7 +223,7 @@ func (s *Server) handleBaselinePut(w http.ResponseWriter, r *http.Request, m *mo
 	return reply(w, http.StatusOK, publicBaseline(b))
 }
 
-func publicBaseline(b *monitoring.Baseline) *monitoring.Baseline {
+func publicBaseline(b *slipway.Baseline) *slipway.Baseline {
 	out := *b
 	out.Profile = b.Profile.Public()
 	if out.Ignored == nil {
@@ -314,29 +246,15 @@ func (s *Server) handleBaselineGet(w http.ResponseWriter, r *http.Request, m *mo
 
 func (s *Server) handleAlertList(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	rules, err := m.AlertRules(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
-}
-
-// AlertRuleSpec is the body that creates an alert rule.
-type AlertRuleSpec struct {
-	Name      string              `json:"name"`
-	Metric    string              `json:"metric"`
-	Op        string              `json:"op"`
-	Threshold float64             `json:"threshold"`
-	Window    monitoring.Duration `json:"window"`
-	Webhook   *monitoring.Webhook `json:"webhook"`
-	Action    *monitoring.Action  `json:"action"`
+	return replyAll(w, rules, err)
 }
 
 func (s *Server) handleAlertCreate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
-	var in AlertRuleSpec
+	var in slipway.AlertRuleSpec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
 		return err
 	}
-	rule, err := m.CreateAlertRule(r.Context(), name, monitoring.AlertRule{Name: in.Name, Metric: in.Metric, Op: in.Op,
+	rule, err := m.CreateAlertRule(r.Context(), name, slipway.AlertRule{Name: in.Name, Metric: in.Metric, Op: in.Op,
 		Threshold: in.Threshold, Window: in.Window, Webhook: in.Webhook, Action: in.Action})
 	if err != nil {
 		return err
@@ -366,8 +284,5 @@ func (s *Server) handleAlertHistory(w http.ResponseWriter, r *http.Request, m *m
 
 func (s *Server) handleAlertEvaluate(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
 	rules, err := m.EvaluateAlerts(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(rules, len(rules), 0, len(rules)))
+	return replyAll(w, rules, err)
 }

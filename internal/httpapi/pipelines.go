@@ -39,10 +39,7 @@ func (s *Server) handlePipelineCreate(w http.ResponseWriter, r *http.Request, sv
 
 func (s *Server) handlePipelineList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	list, err := svc.ListPipelines(r.Context())
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+	return replyAll(w, list, err)
 }
 
 func pipelineName(r *http.Request) (string, error) { return pathName(r, "pipeline", "pipeline") }
@@ -53,10 +50,7 @@ func (s *Server) handlePipelineGet(w http.ResponseWriter, r *http.Request, svc *
 		return err
 	}
 	p, err := svc.GetPipeline(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, p)
+	return replyOK(w, p, err)
 }
 
 func (s *Server) handlePipelineDelete(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
@@ -104,10 +98,7 @@ func (s *Server) handlePipelineRunList(w http.ResponseWriter, r *http.Request, s
 
 func (s *Server) handlePipelineRunGet(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	run, err := svc.GetPipelineRun(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, run)
+	return replyOK(w, run, err)
 }
 
 func (s *Server) handlePipelineRunCancel(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {

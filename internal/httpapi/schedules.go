@@ -7,31 +7,13 @@ import (
 	"github.com/slipway-ml/slipway/internal/jobs"
 )
 
-// scheduleCreate is the body of POST /api/v1/schedules.
-type scheduleCreate struct {
-	Name     string `json:"name"`
-	Cron     string `json:"cron"`
-	Timezone string `json:"timezone"`
-	Target   struct {
-		Kind string `json:"kind"`
-		Name string `json:"name"`
-	} `json:"target"`
-	Args              []string           `json:"args"`
-	Env               map[string]string  `json:"env"`
-	Params            map[string]any     `json:"params"`
-	Batch             *slipway.BatchSpec `json:"batch"`
-	ConcurrencyPolicy string             `json:"concurrency_policy"`
-	CatchUp           *bool              `json:"catch_up"`
-}
-
 func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
-	var in scheduleCreate
+	var in slipway.ScheduleSpec
 	if err := decodeJSON(w, r, &in, 1<<20); err != nil {
 		return err
 	}
-	sch := &slipway.Schedule{Name: in.Name, Cron: in.Cron, Timezone: in.Timezone, Args: in.Args, Env: in.Env, Params: in.Params,
-		Batch: in.Batch, ConcurrencyPolicy: in.ConcurrencyPolicy, CatchUp: in.CatchUp}
-	sch.Target.Kind, sch.Target.Name = in.Target.Kind, in.Target.Name
+	sch := &slipway.Schedule{Name: in.Name, Cron: in.Cron, Timezone: in.Timezone, Target: in.Target, Args: in.Args, Env: in.Env,
+		Params: in.Params, Batch: in.Batch, ConcurrencyPolicy: in.ConcurrencyPolicy, CatchUp: in.CatchUp}
 	created, err := svc.CreateSchedule(r.Context(), sch, actor(r))
 	if err != nil {
 		return err
@@ -42,10 +24,7 @@ func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request, sv
 
 func (s *Server) handleScheduleList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
 	list, err := svc.ListSchedules(r.Context())
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(list, len(list), 0, len(list)))
+	return replyAll(w, list, err)
 }
 
 func scheduleName(r *http.Request) (string, error) { return pathName(r, "schedule", "schedule") }
@@ -56,10 +35,7 @@ func (s *Server) handleScheduleGet(w http.ResponseWriter, r *http.Request, svc *
 		return err
 	}
 	sch, err := svc.GetSchedule(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, sch)
+	return replyOK(w, sch, err)
 }
 
 func (s *Server) handleScheduleDelete(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {

@@ -41,10 +41,7 @@ func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) handleTokenList(w http.ResponseWriter, r *http.Request) error {
 	ts, err := s.tokens.FindTokens(r.Context())
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(ts, len(ts), 0, len(ts)))
+	return replyAll(w, ts, err)
 }
 
 func (s *Server) handleTokenRevoke(w http.ResponseWriter, r *http.Request) error {

@@ -154,10 +154,7 @@ func (s *Server) version(r *http.Request) (*slipway.ModelVersion, error) {
 
 func (s *Server) handleVersionGet(w http.ResponseWriter, r *http.Request) error {
 	v, err := s.version(r)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, v)
+	return replyOK(w, v, err)
 }
 
 func (s *Server) handleVersionFiles(w http.ResponseWriter, r *http.Request) error {

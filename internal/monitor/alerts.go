@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 )
 
 // AlertMetrics are the figures a rule can watch.
@@ -36,7 +35,7 @@ func newID() string {
 }
 
 // CreateAlertRule validates and stores a rule (state ok until it is evaluated).
-func (s *Service) CreateAlertRule(ctx context.Context, deployment string, r monitoring.AlertRule) (*monitoring.AlertRule, error) {
+func (s *Service) CreateAlertRule(ctx context.Context, deployment string, r slipway.AlertRule) (*slipway.AlertRule, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
 		return nil, err
 	}
@@ -55,7 +54,7 @@ func (s *Service) CreateAlertRule(ctx context.Context, deployment string, r moni
 		problems = append(problems, "threshold must be a finite number")
 	}
 	if r.Window == 0 {
-		r.Window = monitoring.Duration(15 * time.Minute)
+		r.Window = slipway.Duration(15 * time.Minute)
 	}
 	if w := r.Window.D(); w < time.Minute || w > 31*24*time.Hour {
 		problems = append(problems, fmt.Sprintf("window must be from 1m to 744h, got %s", w))
@@ -85,7 +84,7 @@ func (s *Service) CreateAlertRule(ctx context.Context, deployment string, r moni
 	if len(problems) > 0 {
 		return nil, invalidf("alert rule: %s", strings.Join(problems, "; "))
 	}
-	r.ID, r.State, r.CreatedAt = newID(), monitoring.AlertOK, s.now().UTC()
+	r.ID, r.State, r.CreatedAt = newID(), slipway.AlertOK, s.now().UTC()
 	r.Value, r.Since, r.LastEvaluated = nil, nil, nil
 	if err := s.store.CreateAlertRule(ctx, &r); err != nil {
 		return nil, err
@@ -108,7 +107,7 @@ func (s *Service) actionKinds() string {
 }
 
 // redact hides a rule's webhook secret.
-func redact(r *monitoring.AlertRule) *monitoring.AlertRule {
+func redact(r *slipway.AlertRule) *slipway.AlertRule {
 	if r.Webhook != nil {
 		w := *r.Webhook
 		w.HasSecret, w.Secret = w.Secret != "" || w.HasSecret, ""
@@ -118,7 +117,7 @@ func redact(r *monitoring.AlertRule) *monitoring.AlertRule {
 }
 
 // AlertRules lists a deployment's rules with their state (secrets hidden).
-func (s *Service) AlertRules(ctx context.Context, deployment string) ([]*monitoring.AlertRule, error) {
+func (s *Service) AlertRules(ctx context.Context, deployment string) ([]*slipway.AlertRule, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
 		return nil, err
 	}
@@ -127,7 +126,7 @@ func (s *Service) AlertRules(ctx context.Context, deployment string) ([]*monitor
 		redact(r)
 	}
 	if rs == nil {
-		rs = []*monitoring.AlertRule{}
+		rs = []*slipway.AlertRule{}
 	}
 	return rs, err
 }
@@ -138,19 +137,19 @@ func (s *Service) DeleteAlertRule(ctx context.Context, deployment, id string) er
 }
 
 // AlertEvents returns a deployment's alert history, newest first.
-func (s *Service) AlertEvents(ctx context.Context, deployment string, limit int) ([]*monitoring.AlertEvent, error) {
+func (s *Service) AlertEvents(ctx context.Context, deployment string, limit int) ([]*slipway.AlertEvent, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
 		return nil, err
 	}
 	evs, err := s.store.FindAlertEvents(ctx, deployment, limit)
 	if evs == nil {
-		evs = []*monitoring.AlertEvent{}
+		evs = []*slipway.AlertEvent{}
 	}
 	return evs, err
 }
 
 // EvaluateAlerts evaluates the rules of a deployment ("" = all) now, records transitions, and notifies.
-func (s *Service) EvaluateAlerts(ctx context.Context, deployment string) ([]*monitoring.AlertRule, error) {
+func (s *Service) EvaluateAlerts(ctx context.Context, deployment string) ([]*slipway.AlertRule, error) {
 	s.alertMu.Lock()
 	defer s.alertMu.Unlock()
 	if deployment != "" {
@@ -172,10 +171,10 @@ func (s *Service) EvaluateAlerts(ctx context.Context, deployment string) ([]*mon
 		r.LastEvaluated = &now
 		r.Value = value
 		firing := value != nil && ((r.Op == "above" && *value > r.Threshold) || (r.Op == "below" && *value < r.Threshold))
-		var ev *monitoring.AlertEvent
-		if state := map[bool]string{true: monitoring.AlertFiring, false: monitoring.AlertOK}[firing]; value != nil && state != r.State {
+		var ev *slipway.AlertEvent
+		if state := map[bool]string{true: slipway.AlertFiring, false: slipway.AlertOK}[firing]; value != nil && state != r.State {
 			r.State, r.Since = state, &now
-			ev = &monitoring.AlertEvent{RuleID: r.ID, Deployment: r.Deployment, Rule: r.Name, State: state, Value: value,
+			ev = &slipway.AlertEvent{RuleID: r.ID, Deployment: r.Deployment, Rule: r.Name, State: state, Value: value,
 				Threshold: r.Threshold, Time: now, Message: alertMessage(r, *value)}
 		}
 		if err := s.store.RecordAlertEvaluation(ctx, r, ev); err != nil {
@@ -189,14 +188,14 @@ func (s *Service) EvaluateAlerts(ctx context.Context, deployment string) ([]*mon
 		redact(r)
 	}
 	if rules == nil {
-		rules = []*monitoring.AlertRule{}
+		rules = []*slipway.AlertRule{}
 	}
 	return rules, nil
 }
 
-func alertMessage(r *monitoring.AlertRule, v float64) string {
+func alertMessage(r *slipway.AlertRule, v float64) string {
 	verb := "is"
-	if r.State == monitoring.AlertOK {
+	if r.State == slipway.AlertOK {
 		verb = "is back:"
 	}
 	return fmt.Sprintf("%s on %s: %s %s %s over the last %s (threshold: %s %s)", r.Name, r.Deployment, r.Metric, verb,
@@ -205,15 +204,11 @@ func alertMessage(r *monitoring.AlertRule, v float64) string {
 
 // alertValue computes the watched figure over the rule's window ending now; nil when there is nothing to measure
 // (no labelled rows, no requests for a latency).
-func (s *Service) alertValue(ctx context.Context, r *monitoring.AlertRule, now time.Time) (*float64, error) {
+func (s *Service) alertValue(ctx context.Context, r *slipway.AlertRule, now time.Time) (*float64, error) {
 	from := now.Add(-r.Window.D())
 	switch r.Metric {
 	case "drift_share":
-		d, err := s.cfg.Deployments.FindDeployment(ctx, r.Deployment)
-		if err != nil {
-			return nil, err
-		}
-		st, err := s.Settings(ctx, r.Deployment)
+		d, st, err := s.deploymentSettings(ctx, r.Deployment)
 		if err != nil {
 			return nil, err
 		}
@@ -278,7 +273,7 @@ func (s *Service) alertValue(ctx context.Context, r *monitoring.AlertRule, now t
 	return &v, nil
 }
 
-func perfValue(p *monitoring.Performance, metric string) (float64, bool) {
+func perfValue(p *slipway.Performance, metric string) (float64, bool) {
 	if c := p.Classification; c != nil {
 		switch metric {
 		case "accuracy":
@@ -313,13 +308,13 @@ func perfValue(p *monitoring.Performance, metric string) (float64, bool) {
 }
 
 // notify logs a transition (server log and the deployment's log), queues the webhook and runs the action.
-func (s *Service) notify(r *monitoring.AlertRule, ev *monitoring.AlertEvent) {
-	if ev.State == monitoring.AlertFiring {
+func (s *Service) notify(r *slipway.AlertRule, ev *slipway.AlertEvent) {
+	if ev.State == slipway.AlertFiring {
 		s.log.Warn("alert firing", "deployment", r.Deployment, "rule", r.Name, "value", *ev.Value, "threshold", r.Threshold)
 	} else {
 		s.log.Info("alert resolved", "deployment", r.Deployment, "rule", r.Name, "value", *ev.Value)
 	}
-	s.offerLog(&monitoring.LogLine{Deployment: r.Deployment, Time: ev.Time, Kind: LogAlert, Line: ev.State + ": " + ev.Message})
+	s.offerLog(&slipway.LogLine{Deployment: r.Deployment, Time: ev.Time, Kind: LogAlert, Line: ev.State + ": " + ev.Message})
 	if r.Webhook != nil {
 		select {
 		case s.hooks <- webhookJob{rule: *r, ev: *ev}:
@@ -327,7 +322,7 @@ func (s *Service) notify(r *monitoring.AlertRule, ev *monitoring.AlertEvent) {
 			s.log.Error("alert webhook dropped: too many deliveries pending", "deployment", r.Deployment, "rule", r.Name)
 		}
 	}
-	if r.Action != nil && ev.State == monitoring.AlertFiring {
+	if r.Action != nil && ev.State == slipway.AlertFiring {
 		s.actionsMu.RLock()
 		fn := s.actions[r.Action.Kind].run
 		s.actionsMu.RUnlock()
@@ -349,22 +344,22 @@ func (s *Service) notify(r *monitoring.AlertRule, ev *monitoring.AlertEvent) {
 
 // webhookJob is one alert transition to deliver.
 type webhookJob struct {
-	rule monitoring.AlertRule
-	ev   monitoring.AlertEvent
+	rule slipway.AlertRule
+	ev   slipway.AlertEvent
 }
 
 // WebhookPayload is the JSON body of an alert webhook.
 type WebhookPayload struct {
-	ID         string                `json:"id"`
-	Type       string                `json:"type"` // alert.firing | alert.resolved
-	Deployment string                `json:"deployment"`
-	Rule       WebhookRule           `json:"rule"`
-	State      string                `json:"state"`
-	Value      *float64              `json:"value"`
-	Message    string                `json:"message"`
-	Time       time.Time             `json:"time"`
-	Action     *monitoring.Action    `json:"action,omitempty"`
-	Event      monitoring.AlertEvent `json:"event"`
+	ID         string               `json:"id"`
+	Type       string               `json:"type"` // alert.firing | alert.resolved
+	Deployment string               `json:"deployment"`
+	Rule       WebhookRule          `json:"rule"`
+	State      string               `json:"state"`
+	Value      *float64             `json:"value"`
+	Message    string               `json:"message"`
+	Time       time.Time            `json:"time"`
+	Action     *slipway.AlertAction `json:"action,omitempty"`
+	Event      slipway.AlertEvent   `json:"event"`
 }
 
 // WebhookRule describes the rule in a webhook.
@@ -417,7 +412,7 @@ func (s *Service) deliver(job webhookJob) {
 		Rule: WebhookRule{ID: job.rule.ID, Name: job.rule.Name, Metric: job.rule.Metric, Op: job.rule.Op,
 			Threshold: job.rule.Threshold, Window: job.rule.Window.D().String()},
 		State: ev.State, Value: ev.Value, Message: ev.Message, Time: ev.Time, Action: job.rule.Action, Event: ev}
-	if ev.State == monitoring.AlertOK {
+	if ev.State == slipway.AlertOK {
 		p.Type = "alert.resolved"
 	}
 	body, _ := json.Marshal(p)
@@ -453,7 +448,7 @@ func (s *Service) deliver(job webhookJob) {
 	s.log.Error("alert webhook failed", "deployment", ev.Deployment, "rule", ev.Rule, "attempts", webhookAttempts, "error", lastErr)
 }
 
-func (s *Service) post(w *monitoring.Webhook, p WebhookPayload, body []byte) (int, error) {
+func (s *Service) post(w *slipway.Webhook, p WebhookPayload, body []byte) (int, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))

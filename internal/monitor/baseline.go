@@ -15,7 +15,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 	"github.com/slipway-ml/slipway/internal/stats"
 )
 
@@ -32,7 +31,7 @@ const (
 // profile as the version's baseline, replacing any previous one. The features are the version's input schema
 // columns (every column of the sample when the version has no schema), plus its output schema columns when the
 // sample has them (for prediction drift). Other columns are ignored and reported.
-func (s *Service) PutBaseline(ctx context.Context, model string, ref slipway.VersionRef, format string, body io.Reader, by string) (*monitoring.Baseline, error) {
+func (s *Service) PutBaseline(ctx context.Context, model string, ref slipway.VersionRef, format string, body io.Reader, by string) (*slipway.Baseline, error) {
 	v, err := s.cfg.Models.FindVersion(ctx, model, ref)
 	if err != nil {
 		return nil, err
@@ -75,7 +74,7 @@ func (s *Service) PutBaseline(ctx context.Context, model string, ref slipway.Ver
 	if p.Rows == 0 {
 		return nil, invalidf("the baseline has a header but no rows: send a sample of the training data")
 	}
-	bl := &monitoring.Baseline{Model: v.Model, Version: v.Version, Format: format, Ignored: ignored, Profile: p,
+	bl := &slipway.Baseline{Model: v.Model, Version: v.Version, Format: format, Ignored: ignored, Profile: p,
 		CreatedAt: s.now().UTC(), CreatedBy: by}
 	if err := s.store.PutBaseline(ctx, bl); err != nil {
 		return nil, err
@@ -87,7 +86,7 @@ func (s *Service) PutBaseline(ctx context.Context, model string, ref slipway.Ver
 }
 
 // FindBaseline returns a version's baseline (cached).
-func (s *Service) FindBaseline(ctx context.Context, model string, version int) (*monitoring.Baseline, error) {
+func (s *Service) FindBaseline(ctx context.Context, model string, version int) (*slipway.Baseline, error) {
 	key := baselineKey{model, version}
 	s.baselineMu.Lock()
 	b := s.baselines[key]
@@ -106,7 +105,7 @@ func (s *Service) FindBaseline(ctx context.Context, model string, version int) (
 }
 
 // GetBaseline resolves a version reference and returns its baseline.
-func (s *Service) GetBaseline(ctx context.Context, model string, ref slipway.VersionRef) (*monitoring.Baseline, error) {
+func (s *Service) GetBaseline(ctx context.Context, model string, ref slipway.VersionRef) (*slipway.Baseline, error) {
 	v, err := s.cfg.Models.FindVersion(ctx, model, ref)
 	if err != nil {
 		return nil, err

@@ -11,14 +11,14 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
 // captureItem is a sampled prediction waiting in the capture queue: references to the request's tensors or JSON
 // bodies, encoded by the writer (off the request path).
 type captureItem struct {
-	c               *monitoring.Capture
+	c               *slipway.Capture
 	in, out         []workerproto.Tensor
 	inJSON, outJSON []byte
 }
@@ -31,7 +31,7 @@ const (
 // captureWriter encodes queued captures and writes them in batches until the service closes, then drains the queue.
 func (s *Service) captureWriter() {
 	writeInBatches(s.ctx, s.captures, func(items []captureItem) {
-		batch := make([]*monitoring.Capture, 0, len(items))
+		batch := make([]*slipway.Capture, 0, len(items))
 		for _, it := range items {
 			c, err := s.encodeCapture(it)
 			if err != nil {
@@ -89,7 +89,7 @@ func writeInBatches[T any](ctx context.Context, q <-chan T, write func([]T)) {
 
 // encodeCapture turns a queued prediction into tensor frames. JSON bodies (OCI predict) are read as a table when
 // they have one of the usual shapes; otherwise the capture keeps no columns for that side.
-func (s *Service) encodeCapture(it captureItem) (*monitoring.Capture, error) {
+func (s *Service) encodeCapture(it captureItem) (*slipway.Capture, error) {
 	c := it.c
 	in, out := it.in, it.out
 	if it.inJSON != nil {

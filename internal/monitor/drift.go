@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 	"github.com/slipway-ml/slipway/internal/stats"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
@@ -62,7 +61,7 @@ func chooseMethod(kind string, refRows int64, distinct int64) string {
 
 // NewDriftEngine prepares the tests of the named features of profile. order is the column order of stacked
 // inputs; overrides set a feature's method or threshold.
-func NewDriftEngine(profile *stats.Profile, names, order []string, overrides map[string]monitoring.FeatureSettings) (*DriftEngine, error) {
+func NewDriftEngine(profile *stats.Profile, names, order []string, overrides map[string]slipway.FeatureSettings) (*DriftEngine, error) {
 	e := &DriftEngine{index: map[string]int{}, order: order}
 	for _, name := range names {
 		fp := profile.Feature(name)
@@ -90,7 +89,7 @@ func NewDriftEngine(profile *stats.Profile, names, order []string, overrides map
 				t.note = "the baseline has no values of this feature"
 				break
 			}
-			t.num = stats.NewNumericAcc(ref)
+			t.num = stats.NewNumericAcc((*stats.Dist)(ref))
 			if t.method != MethodWasserstein {
 				t.num.DiscardValues()
 			}
@@ -293,16 +292,16 @@ func fptr(v float64) *float64 {
 }
 
 // Results computes every feature's test.
-func (e *DriftEngine) Results() []monitoring.FeatureDrift {
-	out := make([]monitoring.FeatureDrift, 0, len(e.tests))
+func (e *DriftEngine) Results() []slipway.FeatureDrift {
+	out := make([]slipway.FeatureDrift, 0, len(e.tests))
 	for _, t := range e.tests {
 		out = append(out, t.result())
 	}
 	return out
 }
 
-func (t *featureTest) result() monitoring.FeatureDrift {
-	fd := monitoring.FeatureDrift{Feature: t.name, Kind: t.kind, Method: t.method, Threshold: t.threshold, Note: t.note, Exact: true}
+func (t *featureTest) result() slipway.FeatureDrift {
+	fd := slipway.FeatureDrift{Feature: t.name, Kind: t.kind, Method: t.method, Threshold: t.threshold, Note: t.note, Exact: true}
 	var n float64
 	switch {
 	case t.num != nil:
@@ -375,12 +374,8 @@ func (t *featureTest) result() monitoring.FeatureDrift {
 
 // Drift computes (or reads, when a stored window is exactly [from, to)) drift of a deployment's captured inputs and
 // outputs against the baseline of the version it serves. A zero from/to means the last full window.
-func (s *Service) Drift(ctx context.Context, deployment string, from, to time.Time) (*monitoring.DriftReport, error) {
-	d, err := s.cfg.Deployments.FindDeployment(ctx, deployment)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.Settings(ctx, deployment)
+func (s *Service) Drift(ctx context.Context, deployment string, from, to time.Time) (*slipway.DriftReport, error) {
+	d, st, err := s.deploymentSettings(ctx, deployment)
 	if err != nil {
 		return nil, err
 	}
@@ -402,7 +397,7 @@ func (s *Service) Drift(ctx context.Context, deployment string, from, to time.Ti
 	return s.computeDrift(ctx, d, st, from, to)
 }
 
-func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st monitoring.Settings, from, to time.Time) (*monitoring.DriftReport, error) {
+func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st slipway.MonitoringSettings, from, to time.Time) (*slipway.DriftReport, error) {
 	v, err := s.modelVersion(d.Model, d.Version)
 	if err != nil {
 		return nil, err
@@ -441,7 +436,7 @@ func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st mo
 	if err != nil {
 		return nil, err
 	}
-	err = s.data.ScanCaptures(ctx, d.Name, from, to, func(c *monitoring.Capture) error {
+	err = s.data.ScanCaptures(ctx, d.Name, from, to, func(c *slipway.Capture) error {
 		if err := in.AddFrame(c.Inputs); err != nil {
 			return fmt.Errorf("monitor: capture %d: %w", c.ID, err)
 		}
@@ -455,7 +450,7 @@ func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st mo
 	if err != nil {
 		return nil, err
 	}
-	r := &monitoring.DriftReport{Deployment: d.Name, Model: d.Model, Version: d.Version, From: from.UTC(), To: to.UTC(),
+	r := &slipway.DriftReport{Deployment: d.Name, Model: d.Model, Version: d.Version, From: from.UTC(), To: to.UTC(),
 		Rows: in.Rows(), Features: in.Results(), Outputs: out.Results(), ComputedAt: s.now().UTC()}
 	drifted, tested := 0, 0
 	for _, f := range r.Features {
@@ -483,7 +478,7 @@ func contains(s []string, x string) bool {
 }
 
 // DriftWindows returns the stored windows that start in [from, to).
-func (s *Service) DriftWindows(ctx context.Context, deployment string, from, to time.Time) ([]*monitoring.DriftReport, error) {
+func (s *Service) DriftWindows(ctx context.Context, deployment string, from, to time.Time) ([]*slipway.DriftReport, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
 		return nil, err
 	}

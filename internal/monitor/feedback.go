@@ -12,37 +12,10 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 )
 
 // MaxFeedbackItems is the most ground-truth items one request may carry.
 const MaxFeedbackItems = 10_000
-
-// FeedbackItem is one ground truth as clients send it: the request id (X-Request-Id, or the V2 "id") and row of
-// a prediction, and either a label (classification: text, integer or boolean) or a value (regression).
-type FeedbackItem struct {
-	RequestID string          `json:"request_id"`
-	Row       *int            `json:"row,omitempty"`
-	Label     json.RawMessage `json:"label,omitempty"`
-	Value     json.RawMessage `json:"value,omitempty"`
-	Timestamp *time.Time      `json:"timestamp,omitempty"`
-}
-
-// UnknownFeedback is ground truth for a prediction that was not captured (yet): it is stored all the same and
-// joined if the capture arrives, but the client is told.
-type UnknownFeedback struct {
-	RequestID string `json:"request_id"`
-	Row       int    `json:"row"`
-	Reason    string `json:"reason"`
-}
-
-// FeedbackResponse says what a feedback request did.
-type FeedbackResponse struct {
-	Received int `json:"received"`
-	monitoring.FeedbackResult
-	Unknown      []UnknownFeedback `json:"unknown"`
-	UnknownCount int               `json:"unknown_count"`
-}
 
 // target is what a deployment predicts: the task, the output holding the prediction (and its dtype), and the
 // output holding the positive class's probability.
@@ -56,7 +29,7 @@ var (
 )
 
 // target reads the deployment's task from its settings and the served version's output schema.
-func (s *Service) target(ctx context.Context, d *slipway.Deployment, st monitoring.Settings) target {
+func (s *Service) target(ctx context.Context, d *slipway.Deployment, st slipway.MonitoringSettings) target {
 	t := target{task: st.Task, prediction: st.PredictionOutput, score: st.ScoreOutput}
 	var cols []slipway.ColumnSpec
 	if v, err := s.modelVersion(d.Model, d.Version); err == nil && v.OutputSchema != nil {
@@ -102,7 +75,7 @@ func (s *Service) target(ctx context.Context, d *slipway.Deployment, st monitori
 
 // Feedback validates and stores ground truth for a deployment's predictions. The whole batch is refused when any
 // item is invalid (nothing is stored); items for predictions that were not captured are stored and reported.
-func (s *Service) Feedback(ctx context.Context, deployment string, items []FeedbackItem) (*FeedbackResponse, error) {
+func (s *Service) Feedback(ctx context.Context, deployment string, items []slipway.FeedbackItem) (*slipway.FeedbackResponse, error) {
 	d, err := s.cfg.Deployments.FindDeployment(ctx, deployment)
 	if err != nil {
 		return nil, err
@@ -119,7 +92,7 @@ func (s *Service) Feedback(ctx context.Context, deployment string, items []Feedb
 	}
 	tg := s.target(ctx, d, st)
 	now := s.now().UTC()
-	fbs := make([]*monitoring.Feedback, 0, len(items))
+	fbs := make([]*slipway.Feedback, 0, len(items))
 	var problems []string
 	seen := map[string]int{}
 	for i, it := range items {
@@ -158,7 +131,7 @@ func (s *Service) Feedback(ctx context.Context, deployment string, items []Feedb
 	if err != nil {
 		return nil, err
 	}
-	out := &FeedbackResponse{Received: len(items), FeedbackResult: res, Unknown: []UnknownFeedback{}}
+	out := &slipway.FeedbackResponse{Received: len(items), FeedbackResult: res, Unknown: []slipway.UnknownFeedback{}}
 	for _, f := range fbs {
 		n, ok := rows[f.RequestID]
 		reason := ""
@@ -171,18 +144,18 @@ func (s *Service) Feedback(ctx context.Context, deployment string, items []Feedb
 		if reason != "" {
 			out.UnknownCount++
 			if len(out.Unknown) < 1000 {
-				out.Unknown = append(out.Unknown, UnknownFeedback{RequestID: f.RequestID, Row: f.Row, Reason: reason})
+				out.Unknown = append(out.Unknown, slipway.UnknownFeedback{RequestID: f.RequestID, Row: f.Row, Reason: reason})
 			}
 		}
 	}
 	return out, nil
 }
 
-func parseFeedback(it FeedbackItem, tg target, now time.Time) (*monitoring.Feedback, error) {
+func parseFeedback(it slipway.FeedbackItem, tg target, now time.Time) (*slipway.Feedback, error) {
 	if it.RequestID == "" || len(it.RequestID) > 128 {
 		return nil, fmt.Errorf("request_id must be 1-128 characters (the X-Request-Id of the prediction)")
 	}
-	f := &monitoring.Feedback{RequestID: it.RequestID, Time: now, ReceivedAt: now}
+	f := &slipway.Feedback{RequestID: it.RequestID, Time: now, ReceivedAt: now}
 	if it.Row != nil {
 		if *it.Row < 0 {
 			return nil, fmt.Errorf("row must be >= 0, got %d", *it.Row)

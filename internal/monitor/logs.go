@@ -5,14 +5,14 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway"
 )
 
 // maxLineBytes bounds one stored log line; longer lines are cut (and marked).
 const maxLineBytes = 8 << 10
 
 // offerLog queues a log line without waiting; a full queue drops it (counted).
-func (s *Service) offerLog(l *monitoring.LogLine) {
+func (s *Service) offerLog(l *slipway.LogLine) {
 	select {
 	case s.logs <- l:
 	default:
@@ -32,13 +32,13 @@ func (s *Service) ReplicaLog(deployment, replica, line string) {
 		}
 		line = line[:cut] + " …(cut)"
 	}
-	s.offerLog(&monitoring.LogLine{Deployment: deployment, Time: s.now(), Kind: monitoring.LogPredict, Replica: replica, Line: line})
+	s.offerLog(&slipway.LogLine{Deployment: deployment, Time: s.now(), Kind: slipway.LogPredict, Replica: replica, Line: line})
 }
 
 // logWriter writes queued lines in batches until the service closes, then drains the queue. After each batch it
 // wakes the readers following a log.
 func (s *Service) logWriter() {
-	writeInBatches(s.ctx, s.logs, func(batch []*monitoring.LogLine) {
+	writeInBatches(s.ctx, s.logs, func(batch []*slipway.LogLine) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.data.InsertLogs(ctx, batch); err != nil {
@@ -56,7 +56,7 @@ const MaxLogWait = 10 * time.Second
 
 // Logs returns the log lines matching f, oldest first. With wait > 0 and nothing to return yet, it waits up to wait
 // (at most MaxLogWait) for new lines: following a log is calling it again with AfterID = the last id seen.
-func (s *Service) Logs(ctx context.Context, f monitoring.LogFilter, wait time.Duration) ([]*monitoring.LogLine, error) {
+func (s *Service) Logs(ctx context.Context, f slipway.LogFilter, wait time.Duration) ([]*slipway.LogLine, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, f.Deployment); err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (s *Service) Logs(ctx context.Context, f monitoring.LogFilter, wait time.Du
 		f.Limit = 1000
 	}
 	switch f.Kind {
-	case "", monitoring.LogAccess, monitoring.LogPredict, LogAlert:
+	case "", slipway.LogAccess, slipway.LogPredict, LogAlert:
 	default:
 		return nil, invalidf("kind must be access, predict or alert, got %q", f.Kind)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
@@ -227,7 +227,7 @@ func (s *Service) state(name string) *depState {
 	for i, p := range protoNames {
 		d.latency[i] = m.latency.WithLabelValues(name, p)
 	}
-	d.apply(monitoring.DefaultSettings())
+	d.apply(slipway.DefaultMonitoringSettings())
 	if st, err := s.Settings(s.ctx, name); err == nil {
 		d.apply(st)
 	}
@@ -236,7 +236,7 @@ func (s *Service) state(name string) *depState {
 }
 
 // apply makes the request path follow a deployment's settings.
-func (d *depState) apply(st monitoring.Settings) {
+func (d *depState) apply(st slipway.MonitoringSettings) {
 	d.setSampling(st.SamplingRate)
 	d.captures.limit.Store(st.CaptureMaxPerSecond)
 	d.accessLines.limit.Store(st.AccessLogMaxPerSecond)
@@ -377,7 +377,7 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 	}
 
 	if status >= 300 || d.accessLines.allow(now) {
-		s.offerLog(&monitoring.LogLine{Deployment: e.Deployment, Time: now, Kind: monitoring.LogAccess, Replica: e.replica,
+		s.offerLog(&slipway.LogLine{Deployment: e.Deployment, Time: now, Kind: slipway.LogAccess, Replica: e.replica,
 			RequestID: e.RequestID, Line: accessLine(e, status, elapsed, bytesOut),
 			Fields: accessFields(e, status, elapsed, bytesOut)})
 	}
@@ -392,7 +392,7 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 		d.rateLimited.Inc()
 		return
 	}
-	c := &monitoring.Capture{Deployment: e.Deployment, RequestID: e.RequestID, ModelVersion: e.version, Time: e.Start,
+	c := &slipway.Capture{Deployment: e.Deployment, RequestID: e.RequestID, ModelVersion: e.version, Time: e.Start,
 		Protocol: e.Protocol}
 	select {
 	case s.captures <- captureItem{c: c, in: e.inputs, out: e.outputs, inJSON: e.inJSON, outJSON: e.outJSON}:
@@ -506,40 +506,48 @@ type promMetrics struct {
 	queueDesc, replicasDesc, cpuDesc, memDesc, qlDesc *prometheus.Desc
 }
 
+// latencyBuckets are the bounds (seconds) of the latency histograms: 0.5 ms to a minute.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// newCounter is a counter vector named name, by labels.
+func newCounter(name, help string, labels []string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
 func newPromMetrics(s *Service) *promMetrics {
 	dep := []string{"deployment"}
 	return &promMetrics{s: s,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_requests_total",
-			Help: "Prediction requests answered, by deployment, protocol, HTTP status code and the model version that served them (a canary's apart)."}, []string{"deployment", "protocol", "code", "version"}),
+		requests: newCounter("slipway_predict_requests_total",
+			"Prediction requests answered, by deployment, protocol, HTTP status code and the model version that served them (a canary's apart).", []string{"deployment", "protocol", "code", "version"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_predict_request_duration_seconds",
 			Help:    "Time from the request's arrival to its response, by deployment and protocol.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"deployment", "protocol"}),
-		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_request_bytes_total",
-			Help: "Bytes of prediction request bodies received."}, dep),
-		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_predict_response_bytes_total",
-			Help: "Bytes of prediction response bodies sent."}, dep),
-		captured: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_queued_total",
-			Help: "Predictions queued for capture."}, dep),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_dropped_total",
-			Help: "Predictions not captured because the capture queue was full."}, dep),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_capture_rate_limited_total",
-			Help: "Sampled predictions not captured because the deployment's capture_max_per_second was reached."}, dep),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_deployment_rejected_total",
-			Help: "Requests refused with 429 because the deployment's queue was full."}, dep),
-		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_deployment_timeouts_total",
-			Help: "Requests that exceeded the deployment's timeout (504)."}, dep),
-		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_replica_restarts_total",
-			Help: "Replica processes restarted after they died."}, []string{"deployment", "replica"}),
-		logDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_log_lines_dropped_total",
-			Help: "Log lines not stored because the log queue was full."}, dep),
+			Buckets: latencyBuckets}, []string{"deployment", "protocol"}),
+		bytesIn: newCounter("slipway_predict_request_bytes_total",
+			"Bytes of prediction request bodies received.", dep),
+		bytesOut: newCounter("slipway_predict_response_bytes_total",
+			"Bytes of prediction response bodies sent.", dep),
+		captured: newCounter("slipway_capture_queued_total",
+			"Predictions queued for capture.", dep),
+		dropped: newCounter("slipway_capture_dropped_total",
+			"Predictions not captured because the capture queue was full.", dep),
+		rateLimited: newCounter("slipway_capture_rate_limited_total",
+			"Sampled predictions not captured because the deployment's capture_max_per_second was reached.", dep),
+		rejected: newCounter("slipway_deployment_rejected_total",
+			"Requests refused with 429 because the deployment's queue was full.", dep),
+		timeouts: newCounter("slipway_deployment_timeouts_total",
+			"Requests that exceeded the deployment's timeout (504).", dep),
+		restarts: newCounter("slipway_replica_restarts_total",
+			"Replica processes restarted after they died.", []string{"deployment", "replica"}),
+		logDropped: newCounter("slipway_log_lines_dropped_total",
+			"Log lines not stored because the log queue was full.", dep),
 		batchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_deployment_batch_rows",
 			Help: "Rows per model call of the dynamic batcher.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}, dep),
-		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipway_shadow_requests_total",
-			Help: "Copies of prediction requests sent to a deployment's shadow version, by outcome: ok, error, or dropped (the shadow was saturated)."},
+		shadowRequests: newCounter("slipway_shadow_requests_total",
+			"Copies of prediction requests sent to a deployment's shadow version, by outcome: ok, error, or dropped (the shadow was saturated).",
 			[]string{"deployment", "version", "outcome"}),
 		shadowLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_shadow_request_duration_seconds",
 			Help:    "Time the shadow version took to answer a copy, by deployment and version.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"deployment", "version"}),
+			Buckets: latencyBuckets}, []string{"deployment", "version"}),
 		queueDesc: prometheus.NewDesc("slipway_deployment_queue_depth", "Requests waiting for a replica.", dep, nil),
 		replicasDesc: prometheus.NewDesc("slipway_deployment_replicas", "Replicas of a deployment by state.",
 			[]string{"deployment", "state"}, nil),
@@ -634,7 +642,7 @@ func (s *Service) flushMinutes(ctx context.Context, current bool) {
 		return
 	}
 	usage := s.replicaUsage()
-	var points []*monitoring.MetricPoint
+	var points []*slipway.MetricPoint
 	for _, it := range items {
 		p := it.acc.point(it.dep)
 		if u, ok := usage[it.dep]; ok {
@@ -697,8 +705,8 @@ func (s *Service) replicaUsage() map[string]usage {
 	return out
 }
 
-func (a *minuteAcc) point(dep string) *monitoring.MetricPoint {
-	p := &monitoring.MetricPoint{Deployment: dep, Minute: time.Unix(a.start*60, 0).UTC(),
+func (a *minuteAcc) point(dep string) *slipway.MetricPoint {
+	p := &slipway.MetricPoint{Deployment: dep, Minute: time.Unix(a.start*60, 0).UTC(),
 		Requests: a.requests.Load(), Status2xx: a.s2xx.Load(), Status4xx: a.s4xx.Load(), Status5xx: a.s5xx.Load(),
 		Rejected: a.rejected.Load(), Timeouts: a.timeout.Load(), BytesIn: a.bytesIn.Load(), BytesOut: a.bytesOut.Load(),
 		LatencyMaxMS: float64(a.latMaxNS.Load()) / 1e6, QueueMax: a.queueMax.Load(), Batches: a.batches.Load(),
@@ -716,7 +724,7 @@ func (a *minuteAcc) point(dep string) *monitoring.MetricPoint {
 }
 
 // Live returns the minute in progress of a deployment (not yet stored).
-func (s *Service) Live(deployment string) *monitoring.MetricPoint {
+func (s *Service) Live(deployment string) *slipway.MetricPoint {
 	v, ok := s.deps.Load(deployment)
 	if !ok {
 		return nil
@@ -729,7 +737,7 @@ func (s *Service) Live(deployment string) *monitoring.MetricPoint {
 }
 
 // Metrics returns the stored minute points of a deployment in [from, to).
-func (s *Service) Metrics(ctx context.Context, deployment string, from, to time.Time) ([]*monitoring.MetricPoint, error) {
+func (s *Service) Metrics(ctx context.Context, deployment string, from, to time.Time) ([]*slipway.MetricPoint, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
 		return nil, err
 	}
@@ -746,9 +754,9 @@ func (s *Service) Metrics(ctx context.Context, deployment string, from, to time.
 		if p.Minute.Before(from) || (!to.IsZero() && !p.Minute.Before(to)) {
 			continue
 		}
-		stored = slices.DeleteFunc(stored, func(q *monitoring.MetricPoint) bool { return q.Minute.Equal(p.Minute) })
+		stored = slices.DeleteFunc(stored, func(q *slipway.MetricPoint) bool { return q.Minute.Equal(p.Minute) })
 		stored = append(stored, p)
 	}
-	slices.SortFunc(stored, func(a, b *monitoring.MetricPoint) int { return a.Minute.Compare(b.Minute) })
+	slices.SortFunc(stored, func(a, b *slipway.MetricPoint) int { return a.Minute.Compare(b.Minute) })
 	return stored, nil
 }

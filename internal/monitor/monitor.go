@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 )
 
 // Protocols of the prediction endpoints (the "protocol" label).
@@ -38,8 +37,8 @@ type ServingInfo struct {
 
 // Config wires a Service.
 type Config struct {
-	Store       monitoring.Store
-	Data        monitoring.DataStore
+	Store       slipway.MonitoringStore
+	Data        slipway.MonitoringDataStore
 	Models      slipway.ModelStore
 	Deployments slipway.DeploymentStore
 	// Serving lists the live pools (queue length, replica PIDs); nil means none.
@@ -65,8 +64,8 @@ type Config struct {
 // safe on a nil *Service, which monitors nothing.
 type Service struct {
 	cfg   Config
-	store monitoring.Store
-	data  monitoring.DataStore
+	store slipway.MonitoringStore
+	data  slipway.MonitoringDataStore
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -80,7 +79,7 @@ type Service struct {
 	}
 
 	captures  chan captureItem
-	logs      chan *monitoring.LogLine
+	logs      chan *slipway.LogLine
 	logWake   chan struct{} // closed and replaced after each batch of log lines is stored
 	logNotify sync.Mutex
 	hooks     chan webhookJob
@@ -88,7 +87,7 @@ type Service struct {
 	settingsMu sync.Mutex
 	settings   map[string]*settingsEntry
 	baselineMu sync.Mutex
-	baselines  map[baselineKey]*monitoring.Baseline
+	baselines  map[baselineKey]*slipway.Baseline
 	versions   map[baselineKey]*slipway.ModelVersion
 
 	actionsMu sync.RWMutex
@@ -144,10 +143,10 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, store: cfg.Store, data: cfg.Data, log: cfg.Log, now: cfg.Now,
 		reg:      prometheus.NewRegistry(),
 		captures: make(chan captureItem, cfg.CaptureQueue),
-		logs:     make(chan *monitoring.LogLine, cfg.LogQueue),
+		logs:     make(chan *slipway.LogLine, cfg.LogQueue),
 		logWake:  make(chan struct{}),
 		hooks:    make(chan webhookJob, 1024),
-		settings: map[string]*settingsEntry{}, baselines: map[baselineKey]*monitoring.Baseline{},
+		settings: map[string]*settingsEntry{}, baselines: map[baselineKey]*slipway.Baseline{},
 		actions: map[string]action{}, ctx: ctx, cancel: cancel}
 	s.metrics = newPromMetrics(s)
 	if err := s.metrics.register(s.reg); err != nil {
@@ -211,7 +210,7 @@ func (s *Service) Close() error {
 func (s *Service) Registry() *prometheus.Registry { return s.reg }
 
 // ActionFunc runs an alert's action (for example, start a pipeline) when the alert fires.
-type ActionFunc func(ctx context.Context, target string, ev *monitoring.AlertEvent) error
+type ActionFunc func(ctx context.Context, target string, ev *slipway.AlertEvent) error
 
 // ActionCheck refuses a rule's action target when the rule is created (a pipeline that does not exist).
 type ActionCheck func(ctx context.Context, target string) error

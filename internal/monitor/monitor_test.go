@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
@@ -113,25 +112,25 @@ func (e *env) predict(id string, ages []float64, plans []string, preds []int64, 
 	e.s.Finish(ex, 200, 50)
 }
 
-// blockingData is a DataStore whose InsertCaptures waits until released.
+// blockingData is a MonitoringDataStore whose InsertCaptures waits until released.
 type blockingData struct {
-	monitoring.DataStore
+	slipway.MonitoringDataStore
 	entered chan struct{}
 	release chan struct{}
 	once    sync.Once
 }
 
-func (b *blockingData) InsertCaptures(ctx context.Context, cs []*monitoring.Capture) error {
+func (b *blockingData) InsertCaptures(ctx context.Context, cs []*slipway.Capture) error {
 	b.once.Do(func() { close(b.entered) })
 	<-b.release
-	return b.DataStore.InsertCaptures(ctx, cs)
+	return b.MonitoringDataStore.InsertCaptures(ctx, cs)
 }
 
 // A full capture queue drops and counts: Finish never waits for the writer.
 func TestCaptureQueueFullDropsAndCounts(t *testing.T) {
 	var bd *blockingData
 	e := newEnv(t, func(c *Config) {
-		bd = &blockingData{DataStore: c.Data, entered: make(chan struct{}), release: make(chan struct{})}
+		bd = &blockingData{MonitoringDataStore: c.Data, entered: make(chan struct{}), release: make(chan struct{})}
 		c.Data, c.CaptureQueue = bd, 4
 	})
 	e.s.Start()
@@ -166,23 +165,23 @@ func TestFeedbackValidation(t *testing.T) {
 	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
 	for _, tc := range []struct {
 		name    string
-		items   []FeedbackItem
+		items   []slipway.FeedbackItem
 		code    string
 		want    string
 		unknown int
 	}{
-		{"labels as int, bool and numeric text", []FeedbackItem{{RequestID: "req-1", Label: raw("1")}, {RequestID: "req-1", Row: row(1), Label: raw(`"0"`)}}, "", "", 0},
-		{"bool label for an int prediction", []FeedbackItem{{RequestID: "req-1", Label: raw("true")}}, "", "", 0},
-		{"unknown request and row", []FeedbackItem{{RequestID: "nope", Label: raw("1")}, {RequestID: "req-1", Row: row(5), Label: raw("1")}}, "", "", 2},
-		{"text label for an int prediction", []FeedbackItem{{RequestID: "req-1", Label: raw(`"yes"`)}}, slipway.EINVALID, "must be an integer", 0},
-		{"fractional label", []FeedbackItem{{RequestID: "req-1", Label: raw("0.5")}}, slipway.EINVALID, "for a regressor send value", 0},
-		{"value for a classifier", []FeedbackItem{{RequestID: "req-1", Value: raw("0.5")}}, slipway.EINVALID, "classifier", 0},
-		{"both", []FeedbackItem{{RequestID: "req-1", Label: raw("1"), Value: raw("1")}}, slipway.EINVALID, "exactly one", 0},
-		{"object label", []FeedbackItem{{RequestID: "req-1", Label: raw(`{"a": 1}`)}}, slipway.EINVALID, "must be a class", 0},
-		{"negative row", []FeedbackItem{{RequestID: "req-1", Row: row(-1), Label: raw("1")}}, slipway.EINVALID, "row must be", 0},
-		{"duplicate in batch", []FeedbackItem{{RequestID: "req-1", Label: raw("1")}, {RequestID: "req-1", Label: raw("0")}}, slipway.EINVALID, "already has ground truth", 0},
+		{"labels as int, bool and numeric text", []slipway.FeedbackItem{{RequestID: "req-1", Label: raw("1")}, {RequestID: "req-1", Row: row(1), Label: raw(`"0"`)}}, "", "", 0},
+		{"bool label for an int prediction", []slipway.FeedbackItem{{RequestID: "req-1", Label: raw("true")}}, "", "", 0},
+		{"unknown request and row", []slipway.FeedbackItem{{RequestID: "nope", Label: raw("1")}, {RequestID: "req-1", Row: row(5), Label: raw("1")}}, "", "", 2},
+		{"text label for an int prediction", []slipway.FeedbackItem{{RequestID: "req-1", Label: raw(`"yes"`)}}, slipway.EINVALID, "must be an integer", 0},
+		{"fractional label", []slipway.FeedbackItem{{RequestID: "req-1", Label: raw("0.5")}}, slipway.EINVALID, "for a regressor send value", 0},
+		{"value for a classifier", []slipway.FeedbackItem{{RequestID: "req-1", Value: raw("0.5")}}, slipway.EINVALID, "classifier", 0},
+		{"both", []slipway.FeedbackItem{{RequestID: "req-1", Label: raw("1"), Value: raw("1")}}, slipway.EINVALID, "exactly one", 0},
+		{"object label", []slipway.FeedbackItem{{RequestID: "req-1", Label: raw(`{"a": 1}`)}}, slipway.EINVALID, "must be a class", 0},
+		{"negative row", []slipway.FeedbackItem{{RequestID: "req-1", Row: row(-1), Label: raw("1")}}, slipway.EINVALID, "row must be", 0},
+		{"duplicate in batch", []slipway.FeedbackItem{{RequestID: "req-1", Label: raw("1")}, {RequestID: "req-1", Label: raw("0")}}, slipway.EINVALID, "already has ground truth", 0},
 		{"empty", nil, slipway.EINVALID, "empty", 0},
-		{"too many", make([]FeedbackItem, MaxFeedbackItems+1), slipway.ETOOLARGE, "at most 10000", 0},
+		{"too many", make([]slipway.FeedbackItem, MaxFeedbackItems+1), slipway.ETOOLARGE, "at most 10000", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := e.s.Feedback(ctx, "churn", tc.items)
@@ -201,7 +200,7 @@ func TestFeedbackValidation(t *testing.T) {
 		})
 	}
 	// Idempotent: the same truth again is unchanged, a different one an update.
-	res, err := e.s.Feedback(ctx, "churn", []FeedbackItem{{RequestID: "req-1", Label: raw("1")}, {RequestID: "req-1", Row: row(1), Label: raw("1")}})
+	res, err := e.s.Feedback(ctx, "churn", []slipway.FeedbackItem{{RequestID: "req-1", Label: raw("1")}, {RequestID: "req-1", Row: row(1), Label: raw("1")}})
 	if err != nil || res.Unchanged != 1 || res.Updated != 1 {
 		t.Fatalf("resend: %+v %v", res, err)
 	}
@@ -291,9 +290,9 @@ func TestDriftDetectsShiftedFeatures(t *testing.T) {
 			if _, err := e.s.PutBaseline(ctx, "churn", slipway.VersionRef{Number: 1}, FormatCSV, strings.NewReader(csv.String()), ""); err != nil {
 				t.Fatal(err)
 			}
-			window := func(shiftAge bool, skewPlan bool) *monitoring.DriftReport {
+			window := func(shiftAge bool, skewPlan bool) *slipway.DriftReport {
 				from := e.now.Now()
-				var caps []*monitoring.Capture
+				var caps []*slipway.Capture
 				for i := range 40 {
 					ages, ps := make([]float64, 50), make([]string, 50)
 					for j := range ages {
@@ -307,7 +306,7 @@ func TestDriftDetectsShiftedFeatures(t *testing.T) {
 						}
 					}
 					in := workerproto.EncodeTensors(nil, []workerproto.Tensor{workerproto.NewFloat64("age", nil, ages), workerproto.NewBytes("plan", nil, ps)})
-					caps = append(caps, &monitoring.Capture{Deployment: "churn", RequestID: fmt.Sprint(i), ModelVersion: 1,
+					caps = append(caps, &slipway.Capture{Deployment: "churn", RequestID: fmt.Sprint(i), ModelVersion: 1,
 						Time: e.now.Now(), Rows: 50, Protocol: ProtoV2, Inputs: in, Outputs: workerproto.EncodeTensors(nil, nil)})
 					e.now.Add(time.Second)
 				}
@@ -344,15 +343,15 @@ func TestDriftOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	th := 0.5
-	if _, err := e.s.PutSettings(ctx, "churn", monitoring.Settings{SamplingRate: 1, Features: map[string]monitoring.FeatureSettings{
+	if _, err := e.s.PutSettings(ctx, "churn", slipway.MonitoringSettings{SamplingRate: 1, Features: map[string]slipway.FeatureSettings{
 		"age": {Method: MethodPSI, Threshold: &th}, "plan": {Method: MethodKS}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.PutSettings(ctx, "churn", monitoring.Settings{Features: map[string]monitoring.FeatureSettings{"age": {Method: "magic"}}}); slipway.ErrorCode(err) != slipway.EINVALID {
+	if _, err := e.s.PutSettings(ctx, "churn", slipway.MonitoringSettings{Features: map[string]slipway.FeatureSettings{"age": {Method: "magic"}}}); slipway.ErrorCode(err) != slipway.EINVALID {
 		t.Errorf("unknown method: %v", err)
 	}
 	in := workerproto.EncodeTensors(nil, []workerproto.Tensor{workerproto.NewFloat64("age", nil, []float64{1, 2, 3}), workerproto.NewBytes("plan", nil, []string{"a", "b", "a"})})
-	e.data.InsertCaptures(ctx, []*monitoring.Capture{{Deployment: "churn", RequestID: "x", ModelVersion: 1, Time: e.now.Now(), Rows: 3, Protocol: ProtoV2, Inputs: in, Outputs: in}})
+	e.data.InsertCaptures(ctx, []*slipway.Capture{{Deployment: "churn", RequestID: "x", ModelVersion: 1, Time: e.now.Now(), Rows: 3, Protocol: ProtoV2, Inputs: in, Outputs: in}})
 	rep, err := e.s.Drift(ctx, "churn", e.now.Now().Add(-time.Minute), e.now.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
@@ -390,15 +389,15 @@ func TestAlertWebhookRetriesAndSignature(t *testing.T) {
 	e := newEnv(t, nil)
 	e.s.Start()
 	ctx := context.Background()
-	if _, err := e.s.CreateAlertRule(ctx, "churn", monitoring.AlertRule{Name: "busy", Metric: "requests", Op: "above", Threshold: 2,
-		Window: monitoring.Duration(10 * time.Minute), Webhook: &monitoring.Webhook{URL: srv.URL, Secret: secret}}); err != nil {
+	if _, err := e.s.CreateAlertRule(ctx, "churn", slipway.AlertRule{Name: "busy", Metric: "requests", Op: "above", Threshold: 2,
+		Window: slipway.Duration(10 * time.Minute), Webhook: &slipway.Webhook{URL: srv.URL, Secret: secret}}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
 		e.predict(fmt.Sprint(i), []float64{1}, []string{"a"}, []int64{0}, []float64{.1})
 	}
 	rules, err := e.s.EvaluateAlerts(ctx, "churn")
-	if err != nil || rules[0].State != monitoring.AlertFiring || *rules[0].Value != 3 || rules[0].Webhook.Secret != "" {
+	if err != nil || rules[0].State != slipway.AlertFiring || *rules[0].Value != 3 || rules[0].Webhook.Secret != "" {
 		t.Fatalf("evaluate: %+v %v", rules[0], err)
 	}
 	if p := <-got; p.Type != "alert.firing" || p.Rule.Name != "busy" || *p.Value != 3 {
@@ -413,21 +412,21 @@ func TestAlertWebhookRetriesAndSignature(t *testing.T) {
 	}
 	e.now.Add(20 * time.Minute)
 	rules, _ = e.s.EvaluateAlerts(ctx, "churn")
-	if rules[0].State != monitoring.AlertOK {
+	if rules[0].State != slipway.AlertOK {
 		t.Fatalf("state after the window: %s", rules[0].State)
 	}
 	if p := <-got; p.Type != "alert.resolved" {
 		t.Fatalf("payload: %+v", p)
 	}
 	evs, _ := e.s.AlertEvents(ctx, "churn", 10)
-	if len(evs) != 2 || evs[0].State != monitoring.AlertOK || evs[1].State != monitoring.AlertFiring {
+	if len(evs) != 2 || evs[0].State != slipway.AlertOK || evs[1].State != slipway.AlertFiring {
 		t.Fatalf("history: %+v", evs)
 	}
 }
 
 func TestAlertRuleValidation(t *testing.T) {
 	e := newEnv(t, nil)
-	e.s.RegisterAction("pipeline", func(context.Context, string, *monitoring.AlertEvent) error { return nil },
+	e.s.RegisterAction("pipeline", func(context.Context, string, *slipway.AlertEvent) error { return nil },
 		func(_ context.Context, target string) error {
 			if target != "retrain" {
 				return errors.New("no such pipeline")
@@ -435,22 +434,22 @@ func TestAlertRuleValidation(t *testing.T) {
 			return nil
 		})
 	ctx := context.Background()
-	ok := monitoring.AlertRule{Name: "r", Metric: "accuracy", Op: "below", Threshold: 0.8}
+	ok := slipway.AlertRule{Name: "r", Metric: "accuracy", Op: "below", Threshold: 0.8}
 	for _, tc := range []struct {
 		name string
-		mod  func(*monitoring.AlertRule)
+		mod  func(*slipway.AlertRule)
 		want string
 	}{
-		{"valid with a pipeline action", func(r *monitoring.AlertRule) { r.Action = &monitoring.Action{Kind: "pipeline", Target: "retrain"} }, ""},
-		{"a pipeline that does not exist", func(r *monitoring.AlertRule) { r.Action = &monitoring.Action{Kind: "pipeline", Target: "nope"} }, `action pipeline "nope": no such pipeline`},
-		{"an action kind nobody registered", func(r *monitoring.AlertRule) { r.Action = &monitoring.Action{Kind: "email", Target: "x"} }, `action kind "email" is not available`},
-		{"bad name", func(r *monitoring.AlertRule) { r.Name = "Bad Name" }, "invalid alert rule name"},
-		{"bad metric", func(r *monitoring.AlertRule) { r.Metric = "speed" }, "metric"},
-		{"bad op", func(r *monitoring.AlertRule) { r.Op = ">" }, "op must be"},
-		{"NaN threshold", func(r *monitoring.AlertRule) { r.Threshold = math.NaN() }, "finite"},
-		{"short window", func(r *monitoring.AlertRule) { r.Window = monitoring.Duration(time.Second) }, "window"},
-		{"short secret", func(r *monitoring.AlertRule) { r.Webhook = &monitoring.Webhook{URL: "http://x", Secret: "short"} }, "16 characters"},
-		{"unknown action", func(r *monitoring.AlertRule) { r.Action = &monitoring.Action{Kind: "email"} }, "not available"},
+		{"valid with a pipeline action", func(r *slipway.AlertRule) { r.Action = &slipway.AlertAction{Kind: "pipeline", Target: "retrain"} }, ""},
+		{"a pipeline that does not exist", func(r *slipway.AlertRule) { r.Action = &slipway.AlertAction{Kind: "pipeline", Target: "nope"} }, `action pipeline "nope": no such pipeline`},
+		{"an action kind nobody registered", func(r *slipway.AlertRule) { r.Action = &slipway.AlertAction{Kind: "email", Target: "x"} }, `action kind "email" is not available`},
+		{"bad name", func(r *slipway.AlertRule) { r.Name = "Bad Name" }, "invalid alert rule name"},
+		{"bad metric", func(r *slipway.AlertRule) { r.Metric = "speed" }, "metric"},
+		{"bad op", func(r *slipway.AlertRule) { r.Op = ">" }, "op must be"},
+		{"NaN threshold", func(r *slipway.AlertRule) { r.Threshold = math.NaN() }, "finite"},
+		{"short window", func(r *slipway.AlertRule) { r.Window = slipway.Duration(time.Second) }, "window"},
+		{"short secret", func(r *slipway.AlertRule) { r.Webhook = &slipway.Webhook{URL: "http://x", Secret: "short"} }, "16 characters"},
+		{"unknown action", func(r *slipway.AlertRule) { r.Action = &slipway.AlertAction{Kind: "email"} }, "not available"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok
@@ -586,13 +585,13 @@ func TestSettingsValidation(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
-		s    monitoring.Settings
+		s    slipway.MonitoringSettings
 		want string
 	}{
-		{"defaults", monitoring.Settings{SamplingRate: 0.5}, ""},
-		{"rate above 1", monitoring.Settings{SamplingRate: 2}, "sampling_rate"},
-		{"odd window", monitoring.Settings{DriftWindow: monitoring.Duration(7 * time.Minute)}, "drift_window"},
-		{"bad task", monitoring.Settings{Task: "ranking"}, "task"},
+		{"defaults", slipway.MonitoringSettings{SamplingRate: 0.5}, ""},
+		{"rate above 1", slipway.MonitoringSettings{SamplingRate: 2}, "sampling_rate"},
+		{"odd window", slipway.MonitoringSettings{DriftWindow: slipway.Duration(7 * time.Minute)}, "drift_window"},
+		{"bad task", slipway.MonitoringSettings{Task: "ranking"}, "task"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := e.s.PutSettings(ctx, "churn", tc.s)
@@ -607,10 +606,10 @@ func TestSettingsValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := e.s.PutSettings(ctx, "nope", monitoring.Settings{}); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+	if _, err := e.s.PutSettings(ctx, "nope", slipway.MonitoringSettings{}); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Errorf("unknown deployment: %v", err)
 	}
-	var d monitoring.Duration
+	var d slipway.Duration
 	if err := json.Unmarshal([]byte(`"soon"`), &d); err == nil || !strings.Contains(err.Error(), "90s") {
 		t.Errorf("bad duration: %v", err)
 	}
@@ -620,7 +619,7 @@ func TestSettingsValidation(t *testing.T) {
 // capture_max_per_second bounds the captures whatever the traffic; the next second captures again.
 func TestCaptureRateLimit(t *testing.T) {
 	e := newEnv(t, nil)
-	if _, err := e.s.PutSettings(context.Background(), "churn", monitoring.Settings{SamplingRate: 1, CaptureMaxPerSecond: 10}); err != nil {
+	if _, err := e.s.PutSettings(context.Background(), "churn", slipway.MonitoringSettings{SamplingRate: 1, CaptureMaxPerSecond: 10}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 25 {
@@ -633,7 +632,7 @@ func TestCaptureRateLimit(t *testing.T) {
 	if got := len(e.s.captures); got != 15 {
 		t.Errorf("%d captures queued, want 10 + 5", got)
 	}
-	if _, err := e.s.PutSettings(context.Background(), "churn", monitoring.Settings{CaptureMaxPerSecond: -1}); slipway.ErrorCode(err) != slipway.EINVALID {
+	if _, err := e.s.PutSettings(context.Background(), "churn", slipway.MonitoringSettings{CaptureMaxPerSecond: -1}); slipway.ErrorCode(err) != slipway.EINVALID {
 		t.Errorf("negative limit: %v", err)
 	}
 }
@@ -642,7 +641,7 @@ func TestCaptureRateLimit(t *testing.T) {
 // next second logs again.
 func TestAccessLogRateLimit(t *testing.T) {
 	e := newEnv(t, nil)
-	if _, err := e.s.PutSettings(context.Background(), "churn", monitoring.Settings{SamplingRate: 1, AccessLogMaxPerSecond: 10}); err != nil {
+	if _, err := e.s.PutSettings(context.Background(), "churn", slipway.MonitoringSettings{SamplingRate: 1, AccessLogMaxPerSecond: 10}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 25 {
@@ -660,7 +659,7 @@ func TestAccessLogRateLimit(t *testing.T) {
 	if got := len(e.s.logs); got != 10+3+5 {
 		t.Errorf("%d access lines queued, want 10 + 3 errors + 5", got)
 	}
-	if _, err := e.s.PutSettings(context.Background(), "churn", monitoring.Settings{AccessLogMaxPerSecond: -1}); slipway.ErrorCode(err) != slipway.EINVALID {
+	if _, err := e.s.PutSettings(context.Background(), "churn", slipway.MonitoringSettings{AccessLogMaxPerSecond: -1}); slipway.ErrorCode(err) != slipway.EINVALID {
 		t.Errorf("negative limit: %v", err)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/stats"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
@@ -16,12 +16,8 @@ const MaxWindows = 2000
 
 // Performance computes model quality from ground truth joined with captured predictions, per window of the given
 // length (0: the deployment's drift window) over [from, to); windows without labelled rows are left out.
-func (s *Service) Performance(ctx context.Context, deployment string, from, to time.Time, window time.Duration) ([]*monitoring.Performance, error) {
-	d, err := s.cfg.Deployments.FindDeployment(ctx, deployment)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.Settings(ctx, deployment)
+func (s *Service) Performance(ctx context.Context, deployment string, from, to time.Time, window time.Duration) ([]*slipway.Performance, error) {
+	d, st, err := s.deploymentSettings(ctx, deployment)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +45,7 @@ func (s *Service) Performance(ctx context.Context, deployment string, from, to t
 	}
 	wins := map[int64]*acc{}
 	start := from.Truncate(window)
-	err = s.data.ScanLabelled(ctx, deployment, from, to, func(c *monitoring.Capture, fbs []*monitoring.Feedback) error {
+	err = s.data.ScanLabelled(ctx, deployment, from, to, func(c *slipway.Capture, fbs []*slipway.Feedback) error {
 		outs, err := workerproto.DecodeTensors(c.Outputs)
 		if err != nil {
 			return nil // an undecodable capture is skipped
@@ -98,13 +94,13 @@ func (s *Service) Performance(ctx context.Context, deployment string, from, to t
 	if err != nil {
 		return nil, err
 	}
-	var out []*monitoring.Performance
+	var out []*slipway.Performance
 	for k := int64(0); start.Add(time.Duration(k) * window).Before(to); k++ {
 		a := wins[k]
 		if a == nil {
 			continue
 		}
-		p := &monitoring.Performance{From: start.Add(time.Duration(k) * window), To: start.Add(time.Duration(k+1) * window)}
+		p := &slipway.Performance{From: start.Add(time.Duration(k) * window), To: start.Add(time.Duration(k+1) * window)}
 		switch {
 		case len(a.truth) > 0:
 			var scores []float64
@@ -122,7 +118,7 @@ func (s *Service) Performance(ctx context.Context, deployment string, from, to t
 		out = append(out, p)
 	}
 	if out == nil {
-		out = []*monitoring.Performance{}
+		out = []*slipway.Performance{}
 	}
 	return out, nil
 }

@@ -3,7 +3,7 @@ package monitor
 import (
 	"context"
 
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway"
 )
 
 // prune applies every deployment's retention (captures, feedback, logs) and the metrics retention.
@@ -15,7 +15,7 @@ func (s *Service) prune(ctx context.Context) {
 		return
 	}
 	var deleted int64
-	def := monitoring.DefaultSettings()
+	def := slipway.DefaultMonitoringSettings()
 	maxCapture, maxLog := max(def.CaptureRetention.D(), s.cfg.MetricsRetention), max(def.LogRetention.D(), s.cfg.MetricsRetention)
 	for _, d := range ds {
 		st, err := s.Settings(ctx, d.Name)
@@ -23,7 +23,7 @@ func (s *Service) prune(ctx context.Context) {
 			continue
 		}
 		maxCapture, maxLog = max(maxCapture, st.CaptureRetention.D()), max(maxLog, st.LogRetention.D())
-		n, err := s.data.Prune(ctx, monitoring.Prune{Deployment: d.Name,
+		n, err := s.data.Prune(ctx, slipway.MonitoringPrune{Deployment: d.Name,
 			CapturesBefore: now.Add(-st.CaptureRetention.D()), MaxCaptures: st.CaptureMaxRequests,
 			LogsBefore: now.Add(-st.LogRetention.D()), MaxLogLines: st.LogMaxLines})
 		if err != nil {
@@ -32,7 +32,7 @@ func (s *Service) prune(ctx context.Context) {
 		deleted += n
 	}
 	// Metrics of every deployment; and the data of deleted deployments once the longest retention has passed.
-	n, err := s.data.Prune(ctx, monitoring.Prune{MetricsBefore: now.Add(-s.cfg.MetricsRetention),
+	n, err := s.data.Prune(ctx, slipway.MonitoringPrune{MetricsBefore: now.Add(-s.cfg.MetricsRetention),
 		CapturesBefore: now.Add(-maxCapture), LogsBefore: now.Add(-maxLog)})
 	if err != nil {
 		s.log.Error("retention", "error", err)

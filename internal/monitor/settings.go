@@ -8,12 +8,11 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 )
 
 // settingsEntry caches a deployment's settings for settingsTTL.
 type settingsEntry struct {
-	s       monitoring.Settings
+	s       slipway.MonitoringSettings
 	fetched time.Time
 }
 
@@ -33,7 +32,7 @@ var defaultThresholds = map[string]float64{MethodKS: 0.05, MethodChiSquare: 0.05
 	MethodJensenShannon: 0.1, MethodPSI: 0.1}
 
 // Settings returns a deployment's monitoring settings (the defaults when none were stored).
-func (s *Service) Settings(ctx context.Context, deployment string) (monitoring.Settings, error) {
+func (s *Service) Settings(ctx context.Context, deployment string) (slipway.MonitoringSettings, error) {
 	s.settingsMu.Lock()
 	e := s.settings[deployment]
 	s.settingsMu.Unlock()
@@ -44,12 +43,12 @@ func (s *Service) Settings(ctx context.Context, deployment string) (monitoring.S
 	switch {
 	case slipway.ErrorCode(err) == slipway.ENOTFOUND:
 		if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
-			return monitoring.Settings{}, err
+			return slipway.MonitoringSettings{}, err
 		}
-		d := monitoring.DefaultSettings()
+		d := slipway.DefaultMonitoringSettings()
 		st = &d
 	case err != nil:
-		return monitoring.Settings{}, err
+		return slipway.MonitoringSettings{}, err
 	default:
 		fillDefaults(st)
 	}
@@ -59,17 +58,27 @@ func (s *Service) Settings(ctx context.Context, deployment string) (monitoring.S
 	return *st, nil
 }
 
+// deploymentSettings returns a deployment and its monitoring settings: what drift and performance start from.
+func (s *Service) deploymentSettings(ctx context.Context, deployment string) (*slipway.Deployment, slipway.MonitoringSettings, error) {
+	d, err := s.cfg.Deployments.FindDeployment(ctx, deployment)
+	if err != nil {
+		return nil, slipway.MonitoringSettings{}, err
+	}
+	st, err := s.Settings(ctx, deployment)
+	return d, st, err
+}
+
 // PutSettings validates and stores a deployment's settings; unset fields take the defaults.
-func (s *Service) PutSettings(ctx context.Context, deployment string, in monitoring.Settings) (monitoring.Settings, error) {
+func (s *Service) PutSettings(ctx context.Context, deployment string, in slipway.MonitoringSettings) (slipway.MonitoringSettings, error) {
 	if _, err := s.cfg.Deployments.FindDeployment(ctx, deployment); err != nil {
-		return monitoring.Settings{}, err
+		return slipway.MonitoringSettings{}, err
 	}
 	fillDefaults(&in)
 	if err := validateSettings(&in); err != nil {
-		return monitoring.Settings{}, err
+		return slipway.MonitoringSettings{}, err
 	}
 	if err := s.store.PutSettings(ctx, deployment, &in); err != nil {
-		return monitoring.Settings{}, err
+		return slipway.MonitoringSettings{}, err
 	}
 	s.settingsMu.Lock()
 	s.settings[deployment] = &settingsEntry{s: in, fetched: s.now()}
@@ -79,8 +88,8 @@ func (s *Service) PutSettings(ctx context.Context, deployment string, in monitor
 }
 
 // fillDefaults gives unset fields (also fields added after the settings were stored) their default.
-func fillDefaults(in *monitoring.Settings) {
-	def := monitoring.DefaultSettings()
+func fillDefaults(in *slipway.MonitoringSettings) {
+	def := slipway.DefaultMonitoringSettings()
 	if in.CaptureRetention == 0 {
 		in.CaptureRetention = def.CaptureRetention
 	}
@@ -107,7 +116,7 @@ func fillDefaults(in *monitoring.Settings) {
 	}
 }
 
-func validateSettings(in *monitoring.Settings) error {
+func validateSettings(in *slipway.MonitoringSettings) error {
 	var problems []string
 	if in.SamplingRate < 0 || in.SamplingRate > 1 {
 		problems = append(problems, fmt.Sprintf("sampling_rate must be from 0 to 1, got %g", in.SamplingRate))

@@ -31,21 +31,31 @@ type DB struct {
 	now func() time.Time
 }
 
+// openSQLitePools opens a SQLite database twice: one writer connection (SQLite writes one transaction at a
+// time) and a pool of `readers` connections.
+func openSQLitePools(path, dsn string, readers int) (w, r *sql.DB, err error) {
+	w, err = sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err = sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(readers)
+	return w, r, nil
+}
+
 // OpenSQLite opens (creating if needed) the SQLite database at path and applies pending migrations.
 func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 		"&_pragma=foreign_keys(1)&_txlock=immediate"
-	w, err := sql.Open("sqlite", dsn)
+	w, r, err := openSQLitePools(path, dsn, 8)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+		return nil, err
 	}
-	w.SetMaxOpenConns(1)
-	r, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
-	}
-	r.SetMaxOpenConns(8)
 	db := &DB{w: w, r: r, now: time.Now}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
@@ -183,6 +193,28 @@ func affectedOne(res sql.Result, err error, what string) error {
 		return slipway.Errorf(slipway.ENOTFOUND, "%s not found", what)
 	}
 	return nil
+}
+
+// byName reads and deletes the rows of a table keyed by a name column (jobs, pipelines, schedules...).
+type byName[T any] struct {
+	table, columns string
+	kind           string // names a row in errors: kind "job" gives `job "x" not found`
+	scan           func(rowScanner) (*T, error)
+}
+
+func (t byName[T]) find(ctx context.Context, db *DB, name string) (*T, error) {
+	v, err := t.scan(db.r.QueryRowContext(ctx, `SELECT `+t.columns+` FROM `+t.table+` WHERE name = ?`, name))
+	return v, mapErr(err, fmt.Sprintf("%s %q", t.kind, name))
+}
+
+// all returns every row, by name.
+func (t byName[T]) all(ctx context.Context, db *DB) ([]*T, error) {
+	return queryAll(ctx, db.r, t.scan, t.table, `SELECT `+t.columns+` FROM `+t.table+` ORDER BY name`)
+}
+
+func (t byName[T]) delete(ctx context.Context, db *DB, name string) error {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE name = ?`, name)
+	return affectedOne(res, err, fmt.Sprintf("%s %q", t.kind, name))
 }
 
 // rowScanner is a *sql.Row or *sql.Rows: what the scan functions read.

@@ -37,6 +37,9 @@ func (db *DB) CreateSchedule(ctx context.Context, s *slipway.Schedule) error {
 	return mapErr(err, fmt.Sprintf("schedule %q", s.Name))
 }
 
+// scheduleTable reads and deletes schedules by name.
+var scheduleTable = byName[slipway.Schedule]{table: "schedules", columns: scheduleColumns, kind: "schedule", scan: scanSchedule}
+
 func scanSchedule(row interface{ Scan(...any) error }) (*slipway.Schedule, error) {
 	var s slipway.Schedule
 	var input, created string
@@ -58,19 +61,17 @@ func scanSchedule(row interface{ Scan(...any) error }) (*slipway.Schedule, error
 
 // FindSchedule returns one schedule.
 func (db *DB) FindSchedule(ctx context.Context, name string) (*slipway.Schedule, error) {
-	s, err := scanSchedule(db.r.QueryRowContext(ctx, `SELECT `+scheduleColumns+` FROM schedules WHERE name = ?`, name))
-	return s, mapErr(err, fmt.Sprintf("schedule %q", name))
+	return scheduleTable.find(ctx, db, name)
 }
 
 // FindSchedules lists schedules by name.
 func (db *DB) FindSchedules(ctx context.Context) ([]*slipway.Schedule, error) {
-	return queryAll(ctx, db.r, scanSchedule, "schedules", `SELECT `+scheduleColumns+` FROM schedules ORDER BY name`)
+	return scheduleTable.all(ctx, db)
 }
 
 // DeleteSchedule removes a schedule and its ticks.
 func (db *DB) DeleteSchedule(ctx context.Context, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM schedules WHERE name = ?`, name)
-	return affectedOne(res, err, fmt.Sprintf("schedule %q", name))
+	return scheduleTable.delete(ctx, db, name)
 }
 
 // RecordTick stores t and advances the schedule's last tick, only when t is later than the last tick.

@@ -28,6 +28,9 @@ func (db *DB) CreateJob(ctx context.Context, j *slipway.Job) error {
 
 const jobColumns = `name, spec, kind, digest, files, created_at, created_by`
 
+// jobTable reads and deletes jobs by name.
+var jobTable = byName[slipway.Job]{table: "jobs", columns: jobColumns, kind: "job", scan: scanJob}
+
 func scanJob(row interface{ Scan(...any) error }) (*slipway.Job, error) {
 	var j slipway.Job
 	var name, spec, files, created string
@@ -46,19 +49,17 @@ func scanJob(row interface{ Scan(...any) error }) (*slipway.Job, error) {
 
 // FindJob returns one job.
 func (db *DB) FindJob(ctx context.Context, name string) (*slipway.Job, error) {
-	j, err := scanJob(db.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE name = ?`, name))
-	return j, mapErr(err, fmt.Sprintf("job %q", name))
+	return jobTable.find(ctx, db, name)
 }
 
 // FindJobs lists every job by name.
 func (db *DB) FindJobs(ctx context.Context) ([]*slipway.Job, error) {
-	return queryAll(ctx, db.r, scanJob, "jobs", `SELECT `+jobColumns+` FROM jobs ORDER BY name`)
+	return jobTable.all(ctx, db)
 }
 
 // DeleteJob removes a job; its runs stay.
 func (db *DB) DeleteJob(ctx context.Context, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM jobs WHERE name = ?`, name)
-	return affectedOne(res, err, fmt.Sprintf("job %q", name))
+	return jobTable.delete(ctx, db, name)
 }
 
 const jobRunColumns = `id, job, pipeline_run, step, attempt, state, exit_code, reason, args, env, spec, outputs, output_digest,

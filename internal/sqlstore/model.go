@@ -148,15 +148,7 @@ func (db *DB) UpdateModel(ctx context.Context, name string, u slipway.ModelUpdat
 // execOne runs a statement that must affect exactly one row; zero rows is ENOTFOUND.
 func execOne(ctx context.Context, tx *sql.Tx, what, query string, args ...any) error {
 	res, err := tx.ExecContext(ctx, query, args...)
-	if err != nil {
-		return mapErr(err, what)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return mapErr(err, what)
-	} else if n == 0 {
-		return slipway.Errorf(slipway.ENOTFOUND, "%s not found", what)
-	}
-	return nil
+	return affectedOne(res, err, what)
 }
 
 // DeleteModel deletes a model with its versions, aliases and history. Tables that use a model (deployments)

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
+	"github.com/slipway-ml/slipway"
 )
 
-var _ monitoring.Store = (*DB)(nil)
+var _ slipway.MonitoringStore = (*DB)(nil)
 
 // PutBaseline stores (or replaces) the baseline profile of a model version.
-func (db *DB) PutBaseline(ctx context.Context, b *monitoring.Baseline) error {
+func (db *DB) PutBaseline(ctx context.Context, b *slipway.Baseline) error {
 	profile, err := json.Marshal(b.Profile)
 	if err != nil {
 		return fmt.Errorf("sqlstore: encode baseline profile: %w", err)
@@ -34,8 +34,8 @@ func monitorStrings(s []string) []string {
 }
 
 // FindBaseline returns the baseline of a model version (ENOTFOUND when it has none).
-func (db *DB) FindBaseline(ctx context.Context, model string, version int) (*monitoring.Baseline, error) {
-	var b monitoring.Baseline
+func (db *DB) FindBaseline(ctx context.Context, model string, version int) (*slipway.Baseline, error) {
+	var b slipway.Baseline
 	var ignored, profile, created string
 	err := db.r.QueryRowContext(ctx, `SELECT model, version, format, ignored, profile, created_at, created_by
 		FROM baselines WHERE model = ? AND version = ?`, model, version).
@@ -54,13 +54,13 @@ func (db *DB) FindBaseline(ctx context.Context, model string, version int) (*mon
 }
 
 // FindSettings returns a deployment's monitoring settings (ENOTFOUND when none were stored).
-func (db *DB) FindSettings(ctx context.Context, deployment string) (*monitoring.Settings, error) {
+func (db *DB) FindSettings(ctx context.Context, deployment string) (*slipway.MonitoringSettings, error) {
 	var raw string
 	err := db.r.QueryRowContext(ctx, `SELECT settings FROM monitor_settings WHERE deployment = ?`, deployment).Scan(&raw)
 	if err != nil {
 		return nil, mapErr(err, fmt.Sprintf("monitoring settings of %q", deployment))
 	}
-	var s monitoring.Settings
+	var s slipway.MonitoringSettings
 	if err := json.Unmarshal([]byte(raw), &s); err != nil {
 		return nil, fmt.Errorf("sqlstore: decode monitoring settings of %s: %w", deployment, err)
 	}
@@ -69,7 +69,7 @@ func (db *DB) FindSettings(ctx context.Context, deployment string) (*monitoring.
 
 // PutSettings stores a deployment's monitoring settings (ECONFLICT... when the deployment does not exist: the
 // foreign key refuses it, reported as ENOTFOUND).
-func (db *DB) PutSettings(ctx context.Context, deployment string, s *monitoring.Settings) error {
+func (db *DB) PutSettings(ctx context.Context, deployment string, s *slipway.MonitoringSettings) error {
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("sqlstore: encode monitoring settings: %w", err)
@@ -82,16 +82,16 @@ func (db *DB) PutSettings(ctx context.Context, deployment string, s *monitoring.
 
 // ruleSpec is the part of a rule stored as JSON.
 type ruleSpec struct {
-	Metric    string              `json:"metric"`
-	Op        string              `json:"op"`
-	Threshold float64             `json:"threshold"`
-	Window    monitoring.Duration `json:"window"`
-	Webhook   string              `json:"webhook,omitempty"`
-	Action    *monitoring.Action  `json:"action,omitempty"`
+	Metric    string               `json:"metric"`
+	Op        string               `json:"op"`
+	Threshold float64              `json:"threshold"`
+	Window    slipway.Duration     `json:"window"`
+	Webhook   string               `json:"webhook,omitempty"`
+	Action    *slipway.AlertAction `json:"action,omitempty"`
 }
 
 // CreateAlertRule inserts r (ECONFLICT when the deployment already has a rule of that name).
-func (db *DB) CreateAlertRule(ctx context.Context, r *monitoring.AlertRule) error {
+func (db *DB) CreateAlertRule(ctx context.Context, r *slipway.AlertRule) error {
 	sp := ruleSpec{Metric: r.Metric, Op: r.Op, Threshold: r.Threshold, Window: r.Window, Action: r.Action}
 	secret := ""
 	if r.Webhook != nil {
@@ -104,7 +104,7 @@ func (db *DB) CreateAlertRule(ctx context.Context, r *monitoring.AlertRule) erro
 }
 
 // FindAlertRules lists the rules of a deployment ("" = all), by name. Secrets are included: the caller hides them.
-func (db *DB) FindAlertRules(ctx context.Context, deployment string) ([]*monitoring.AlertRule, error) {
+func (db *DB) FindAlertRules(ctx context.Context, deployment string) ([]*slipway.AlertRule, error) {
 	q := `SELECT id, deployment, name, spec, secret, state, value, since, last_evaluated, created_at FROM alert_rules`
 	var args []any
 	if deployment != "" {
@@ -114,8 +114,8 @@ func (db *DB) FindAlertRules(ctx context.Context, deployment string) ([]*monitor
 	return queryAll(ctx, db.r, scanAlertRule, "alert rules", q+` ORDER BY deployment, name`, args...)
 }
 
-func scanAlertRule(rs rowScanner) (*monitoring.AlertRule, error) {
-	var r monitoring.AlertRule
+func scanAlertRule(rs rowScanner) (*slipway.AlertRule, error) {
+	var r slipway.AlertRule
 	var spec, secret, created string
 	var value sql.NullFloat64
 	var since, evaluated sql.NullString
@@ -128,7 +128,7 @@ func scanAlertRule(rs rowScanner) (*monitoring.AlertRule, error) {
 	}
 	r.Metric, r.Op, r.Threshold, r.Window, r.Action = sp.Metric, sp.Op, sp.Threshold, sp.Window, sp.Action
 	if sp.Webhook != "" {
-		r.Webhook = &monitoring.Webhook{URL: sp.Webhook, Secret: secret, HasSecret: secret != ""}
+		r.Webhook = &slipway.Webhook{URL: sp.Webhook, Secret: secret, HasSecret: secret != ""}
 	}
 	if value.Valid {
 		r.Value = &value.Float64
@@ -145,7 +145,7 @@ func (db *DB) DeleteAlertRule(ctx context.Context, deployment, id string) error 
 }
 
 // RecordAlertEvaluation stores the rule's state and, for a transition, appends ev to the history.
-func (db *DB) RecordAlertEvaluation(ctx context.Context, r *monitoring.AlertRule, ev *monitoring.AlertEvent) error {
+func (db *DB) RecordAlertEvaluation(ctx context.Context, r *slipway.AlertRule, ev *slipway.AlertEvent) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		var since, evaluated any
 		if r.Since != nil {
@@ -181,9 +181,9 @@ func nullFloat(v *float64) any {
 }
 
 // FindAlertEvents returns the newest transitions of a deployment's alerts first.
-func (db *DB) FindAlertEvents(ctx context.Context, deployment string, limit int) ([]*monitoring.AlertEvent, error) {
-	return queryAll(ctx, db.r, func(rs rowScanner) (*monitoring.AlertEvent, error) {
-		var e monitoring.AlertEvent
+func (db *DB) FindAlertEvents(ctx context.Context, deployment string, limit int) ([]*slipway.AlertEvent, error) {
+	return queryAll(ctx, db.r, func(rs rowScanner) (*slipway.AlertEvent, error) {
+		var e slipway.AlertEvent
 		var value sql.NullFloat64
 		var at string
 		if err := rs.Scan(&e.ID, &e.RuleID, &e.Deployment, &e.Rule, &e.State, &value, &e.Threshold, &e.Message, &at); err != nil {

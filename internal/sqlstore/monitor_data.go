@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 )
 
 // MonitorDB keeps monitoring's append-heavy data (captures, feedback, logs, metric points, drift windows) in its
@@ -21,7 +20,7 @@ type MonitorDB struct {
 	w, r *sql.DB
 }
 
-var _ monitoring.DataStore = (*MonitorDB)(nil)
+var _ slipway.MonitoringDataStore = (*MonitorDB)(nil)
 
 // monitorSchema is the schema of monitor.db, applied in order: entry i moves user_version from i to i+1.
 var monitorSchema = []string{`
@@ -103,17 +102,10 @@ func requestHash(id string) int64 {
 // pragmas as the main database.
 func OpenMonitorSQLite(ctx context.Context, path string) (*MonitorDB, error) {
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	w, err := sql.Open("sqlite", dsn)
+	w, r, err := openSQLitePools(path, dsn, 4)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
+		return nil, err
 	}
-	w.SetMaxOpenConns(1)
-	r, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
-	}
-	r.SetMaxOpenConns(4)
 	db := &MonitorDB{w: w, r: r}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
@@ -206,7 +198,7 @@ func insertRows(ctx context.Context, tx *sql.Tx, table, cols string, n int, rows
 }
 
 // InsertCaptures appends captures in one transaction.
-func (db *MonitorDB) InsertCaptures(ctx context.Context, cs []*monitoring.Capture) error {
+func (db *MonitorDB) InsertCaptures(ctx context.Context, cs []*slipway.Capture) error {
 	rows := make([][]any, len(cs))
 	for i, c := range cs {
 		rows[i] = []any{c.Deployment, c.RequestID, requestHash(c.RequestID), c.ModelVersion, ms(c.Time), c.Rows, c.Protocol, c.Inputs, c.Outputs}
@@ -217,7 +209,7 @@ func (db *MonitorDB) InsertCaptures(ctx context.Context, cs []*monitoring.Captur
 }
 
 // ScanCaptures streams the captures of a deployment in [from, to), oldest first.
-func (db *MonitorDB) ScanCaptures(ctx context.Context, deployment string, from, to time.Time, fn func(*monitoring.Capture) error) error {
+func (db *MonitorDB) ScanCaptures(ctx context.Context, deployment string, from, to time.Time, fn func(*slipway.Capture) error) error {
 	rows, err := db.r.QueryContext(ctx, `SELECT id, request_id, model_version, ts, rows, protocol, inputs, outputs FROM captures
 		WHERE deployment = ? AND ts >= ? AND ts < ? ORDER BY ts, id`, deployment, ms(from), ms(to))
 	if err != nil {
@@ -225,7 +217,7 @@ func (db *MonitorDB) ScanCaptures(ctx context.Context, deployment string, from, 
 	}
 	defer rows.Close()
 	for rows.Next() {
-		c := monitoring.Capture{Deployment: deployment}
+		c := slipway.Capture{Deployment: deployment}
 		var ts int64
 		if err := rows.Scan(&c.ID, &c.RequestID, &c.ModelVersion, &ts, &c.Rows, &c.Protocol, &c.Inputs, &c.Outputs); err != nil {
 			return fmt.Errorf("sqlstore: scan captures: %w", err)
@@ -275,10 +267,10 @@ func (db *MonitorDB) CaptureRows(ctx context.Context, deployment string, ids []s
 
 // UpsertFeedback stores ground truth, idempotently by (deployment, request id, row): the same truth again is
 // unchanged, a different one replaces it (a correction).
-func (db *MonitorDB) UpsertFeedback(ctx context.Context, fs []*monitoring.Feedback) (monitoring.FeedbackResult, error) {
-	var res monitoring.FeedbackResult
+func (db *MonitorDB) UpsertFeedback(ctx context.Context, fs []*slipway.Feedback) (slipway.FeedbackResult, error) {
+	var res slipway.FeedbackResult
 	err := db.batch(ctx, func(tx *sql.Tx) error {
-		res = monitoring.FeedbackResult{}
+		res = slipway.FeedbackResult{}
 		for _, f := range fs {
 			var label sql.NullString
 			var value sql.NullFloat64
@@ -307,7 +299,7 @@ func (db *MonitorDB) UpsertFeedback(ctx context.Context, fs []*monitoring.Feedba
 	return res, err
 }
 
-func sameTruth(label sql.NullString, value sql.NullFloat64, f *monitoring.Feedback) bool {
+func sameTruth(label sql.NullString, value sql.NullFloat64, f *slipway.Feedback) bool {
 	if (f.Label != nil) != label.Valid || (f.Value != nil) != value.Valid {
 		return false
 	}
@@ -323,7 +315,7 @@ func nullString(s *string) any {
 
 // ScanLabelled streams the captured requests in [from, to) that have feedback, each with its feedback rows. When
 // a request id was captured more than once, the latest capture is used.
-func (db *MonitorDB) ScanLabelled(ctx context.Context, deployment string, from, to time.Time, fn func(*monitoring.Capture, []*monitoring.Feedback) error) error {
+func (db *MonitorDB) ScanLabelled(ctx context.Context, deployment string, from, to time.Time, fn func(*slipway.Capture, []*slipway.Feedback) error) error {
 	rows, err := db.r.QueryContext(ctx, `SELECT c.id, c.request_id, c.model_version, c.ts, c.rows, c.protocol, c.outputs,
 			f.row, f.label, f.value, f.ts, f.received_at
 		FROM feedback f JOIN captures c ON c.id = (SELECT MAX(id) FROM captures WHERE rid = f.rid AND deployment = f.deployment AND request_id = f.request_id)
@@ -332,11 +324,11 @@ func (db *MonitorDB) ScanLabelled(ctx context.Context, deployment string, from, 
 		return fmt.Errorf("sqlstore: scan feedback: %w", err)
 	}
 	defer rows.Close()
-	var cur *monitoring.Capture
-	var fbs []*monitoring.Feedback
+	var cur *slipway.Capture
+	var fbs []*slipway.Feedback
 	for rows.Next() {
-		var c monitoring.Capture
-		var f monitoring.Feedback
+		var c slipway.Capture
+		var f slipway.Feedback
 		var ts, fts, frecv int64
 		var label sql.NullString
 		var value sql.NullFloat64
@@ -373,7 +365,7 @@ func (db *MonitorDB) ScanLabelled(ctx context.Context, deployment string, from, 
 }
 
 // InsertLogs appends log lines in one transaction.
-func (db *MonitorDB) InsertLogs(ctx context.Context, ls []*monitoring.LogLine) error {
+func (db *MonitorDB) InsertLogs(ctx context.Context, ls []*slipway.LogLine) error {
 	rows := make([][]any, len(ls))
 	for i, l := range ls {
 		var fields any
@@ -388,7 +380,7 @@ func (db *MonitorDB) InsertLogs(ctx context.Context, ls []*monitoring.LogLine) e
 }
 
 // FindLogs returns log lines oldest first.
-func (db *MonitorDB) FindLogs(ctx context.Context, f monitoring.LogFilter) ([]*monitoring.LogLine, error) {
+func (db *MonitorDB) FindLogs(ctx context.Context, f slipway.LogFilter) ([]*slipway.LogLine, error) {
 	q := `SELECT id, ts, kind, replica, request_id, line, fields FROM logs WHERE deployment = ? AND id > ?`
 	args := []any{f.Deployment, f.AfterID}
 	if !f.Since.IsZero() {
@@ -410,9 +402,9 @@ func (db *MonitorDB) FindLogs(ctx context.Context, f monitoring.LogFilter) ([]*m
 		return nil, fmt.Errorf("sqlstore: find logs: %w", err)
 	}
 	defer rows.Close()
-	out := []*monitoring.LogLine{}
+	out := []*slipway.LogLine{}
 	for rows.Next() {
-		l := monitoring.LogLine{Deployment: f.Deployment}
+		l := slipway.LogLine{Deployment: f.Deployment}
 		var ts int64
 		var fields sql.NullString
 		if err := rows.Scan(&l.ID, &ts, &l.Kind, &l.Replica, &l.RequestID, &l.Line, &fields); err != nil {
@@ -428,13 +420,13 @@ func (db *MonitorDB) FindLogs(ctx context.Context, f monitoring.LogFilter) ([]*m
 }
 
 // UpsertMetricPoints stores minute points, adding to a minute already stored (a restart within a minute).
-func (db *MonitorDB) UpsertMetricPoints(ctx context.Context, ps []*monitoring.MetricPoint) error {
+func (db *MonitorDB) UpsertMetricPoints(ctx context.Context, ps []*slipway.MetricPoint) error {
 	return db.batch(ctx, func(tx *sql.Tx) error {
 		for _, p := range ps {
 			var raw string
 			err := tx.QueryRowContext(ctx, `SELECT point FROM metric_points WHERE deployment = ? AND minute = ?`, p.Deployment, ms(p.Minute)).Scan(&raw)
 			if err == nil {
-				var old monitoring.MetricPoint
+				var old slipway.MetricPoint
 				if json.Unmarshal([]byte(raw), &old) == nil {
 					p = mergePoints(&old, p)
 				}
@@ -452,46 +444,28 @@ func (db *MonitorDB) UpsertMetricPoints(ctx context.Context, ps []*monitoring.Me
 }
 
 // mergePoints adds the counters of two points of the same minute (percentiles: the later point's).
-func mergePoints(a, b *monitoring.MetricPoint) *monitoring.MetricPoint {
+func mergePoints(a, b *slipway.MetricPoint) *slipway.MetricPoint {
 	out := *b
-	total := a.Requests + b.Requests
-	if total > 0 {
-		out.LatencyMeanMS = (a.LatencyMeanMS*float64(a.Requests) + b.LatencyMeanMS*float64(b.Requests)) / float64(total)
-	}
-	out.Requests = total
-	out.Status2xx += a.Status2xx
-	out.Status4xx += a.Status4xx
-	out.Status5xx += a.Status5xx
-	out.Rejected += a.Rejected
-	out.Timeouts += a.Timeouts
-	out.BytesIn += a.BytesIn
-	out.BytesOut += a.BytesOut
-	out.LatencyMaxMS = max(a.LatencyMaxMS, b.LatencyMaxMS)
-	out.QueueMax = max(a.QueueMax, b.QueueMax)
-	out.Batches += a.Batches
-	out.BatchRows += a.BatchRows
-	out.Restarts += a.Restarts
-	out.Captured += a.Captured
-	out.CaptureDropped += a.CaptureDropped
+	out.AddCounts(a)
 	return &out
 }
 
 // FindMetricPoints returns a deployment's minute points in [from, to), oldest first.
-func (db *MonitorDB) FindMetricPoints(ctx context.Context, deployment string, from, to time.Time) ([]*monitoring.MetricPoint, error) {
+func (db *MonitorDB) FindMetricPoints(ctx context.Context, deployment string, from, to time.Time) ([]*slipway.MetricPoint, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT minute, point FROM metric_points WHERE deployment = ? AND minute >= ? AND minute < ? ORDER BY minute`,
 		deployment, ms(from), ms(to))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: find metric points: %w", err)
 	}
 	defer rows.Close()
-	out := []*monitoring.MetricPoint{}
+	out := []*slipway.MetricPoint{}
 	for rows.Next() {
 		var minute int64
 		var raw string
 		if err := rows.Scan(&minute, &raw); err != nil {
 			return nil, fmt.Errorf("sqlstore: find metric points: %w", err)
 		}
-		var p monitoring.MetricPoint
+		var p slipway.MetricPoint
 		if err := json.Unmarshal([]byte(raw), &p); err != nil {
 			return nil, fmt.Errorf("sqlstore: decode metric point: %w", err)
 		}
@@ -502,7 +476,7 @@ func (db *MonitorDB) FindMetricPoints(ctx context.Context, deployment string, fr
 }
 
 // PutDriftWindow stores (or replaces) the drift report of a window.
-func (db *MonitorDB) PutDriftWindow(ctx context.Context, r *monitoring.DriftReport) error {
+func (db *MonitorDB) PutDriftWindow(ctx context.Context, r *slipway.DriftReport) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("sqlstore: encode drift report: %w", err)
@@ -516,7 +490,7 @@ func (db *MonitorDB) PutDriftWindow(ctx context.Context, r *monitoring.DriftRepo
 }
 
 // FindDriftWindow returns the stored report of exactly [from, to) (ENOTFOUND when there is none).
-func (db *MonitorDB) FindDriftWindow(ctx context.Context, deployment string, from, to time.Time) (*monitoring.DriftReport, error) {
+func (db *MonitorDB) FindDriftWindow(ctx context.Context, deployment string, from, to time.Time) (*slipway.DriftReport, error) {
 	var raw string
 	err := db.r.QueryRowContext(ctx, `SELECT report FROM drift_windows WHERE deployment = ? AND start_ts = ? AND end_ts = ?`,
 		deployment, ms(from), ms(to)).Scan(&raw)
@@ -525,7 +499,7 @@ func (db *MonitorDB) FindDriftWindow(ctx context.Context, deployment string, fro
 	} else if err != nil {
 		return nil, fmt.Errorf("sqlstore: find drift window: %w", err)
 	}
-	var r monitoring.DriftReport
+	var r slipway.DriftReport
 	if err := json.Unmarshal([]byte(raw), &r); err != nil {
 		return nil, fmt.Errorf("sqlstore: decode drift window: %w", err)
 	}
@@ -533,20 +507,20 @@ func (db *MonitorDB) FindDriftWindow(ctx context.Context, deployment string, fro
 }
 
 // FindDriftWindows returns the stored windows that start in [from, to), oldest first.
-func (db *MonitorDB) FindDriftWindows(ctx context.Context, deployment string, from, to time.Time) ([]*monitoring.DriftReport, error) {
+func (db *MonitorDB) FindDriftWindows(ctx context.Context, deployment string, from, to time.Time) ([]*slipway.DriftReport, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT report FROM drift_windows WHERE deployment = ? AND start_ts >= ? AND start_ts < ? ORDER BY start_ts`,
 		deployment, ms(from), ms(to))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: find drift windows: %w", err)
 	}
 	defer rows.Close()
-	out := []*monitoring.DriftReport{}
+	out := []*slipway.DriftReport{}
 	for rows.Next() {
 		var raw string
 		if err := rows.Scan(&raw); err != nil {
 			return nil, fmt.Errorf("sqlstore: find drift windows: %w", err)
 		}
-		var r monitoring.DriftReport
+		var r slipway.DriftReport
 		if err := json.Unmarshal([]byte(raw), &r); err != nil {
 			return nil, fmt.Errorf("sqlstore: decode drift window: %w", err)
 		}
@@ -556,7 +530,7 @@ func (db *MonitorDB) FindDriftWindows(ctx context.Context, deployment string, fr
 }
 
 // Prune deletes rows past retention: by age, then beyond the newest MaxCaptures / MaxLogLines of the deployment.
-func (db *MonitorDB) Prune(ctx context.Context, p monitoring.Prune) (int64, error) {
+func (db *MonitorDB) Prune(ctx context.Context, p slipway.MonitoringPrune) (int64, error) {
 	var total int64
 	exec := func(q string, args ...any) error {
 		res, err := db.w.ExecContext(ctx, q, args...)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/monitor/monitoring"
 )
 
 func openMonitorDB(t *testing.T) *MonitorDB {
@@ -31,12 +30,12 @@ func TestMonitorCapturesFeedbackAndRetention(t *testing.T) {
 	ctx := context.Background()
 	db := openMonitorDB(t)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var cs []*monitoring.Capture
+	var cs []*slipway.Capture
 	for i := range 200 { // more than one multi-row INSERT
-		cs = append(cs, &monitoring.Capture{Deployment: "d", RequestID: fmt.Sprint("r", i), ModelVersion: 1, Time: t0.Add(time.Duration(i) * time.Second),
+		cs = append(cs, &slipway.Capture{Deployment: "d", RequestID: fmt.Sprint("r", i), ModelVersion: 1, Time: t0.Add(time.Duration(i) * time.Second),
 			Rows: 2, Protocol: "v2", Inputs: []byte{1}, Outputs: []byte{2}})
 	}
-	cs = append(cs, &monitoring.Capture{Deployment: "other", RequestID: "r1", Time: t0, Rows: 5, Inputs: []byte{}, Outputs: []byte{}})
+	cs = append(cs, &slipway.Capture{Deployment: "other", RequestID: "r1", Time: t0, Rows: 5, Inputs: []byte{}, Outputs: []byte{}})
 	if err := db.InsertCaptures(ctx, cs); err != nil {
 		t.Fatal(err)
 	}
@@ -45,11 +44,11 @@ func TestMonitorCapturesFeedbackAndRetention(t *testing.T) {
 		t.Fatalf("capture rows: %v %v", rows, err)
 	}
 	n := 0
-	if err := db.ScanCaptures(ctx, "d", t0.Add(10*time.Second), t0.Add(20*time.Second), func(*monitoring.Capture) error { n++; return nil }); err != nil || n != 10 {
+	if err := db.ScanCaptures(ctx, "d", t0.Add(10*time.Second), t0.Add(20*time.Second), func(*slipway.Capture) error { n++; return nil }); err != nil || n != 10 {
 		t.Fatalf("scan: %d %v", n, err)
 	}
 	one, two := "1", "0"
-	fb := []*monitoring.Feedback{{Deployment: "d", RequestID: "r1", Row: 0, Label: &one, Time: t0, ReceivedAt: t0},
+	fb := []*slipway.Feedback{{Deployment: "d", RequestID: "r1", Row: 0, Label: &one, Time: t0, ReceivedAt: t0},
 		{Deployment: "d", RequestID: "r1", Row: 1, Label: &two, Time: t0, ReceivedAt: t0}}
 	res, err := db.UpsertFeedback(ctx, fb)
 	if err != nil || res.Inserted != 2 {
@@ -60,7 +59,7 @@ func TestMonitorCapturesFeedbackAndRetention(t *testing.T) {
 		t.Fatalf("feedback again: %+v %v", res, err)
 	}
 	var labelled []string
-	err = db.ScanLabelled(ctx, "d", t0, t0.Add(time.Hour), func(c *monitoring.Capture, fs []*monitoring.Feedback) error {
+	err = db.ScanLabelled(ctx, "d", t0, t0.Add(time.Hour), func(c *slipway.Capture, fs []*slipway.Feedback) error {
 		for _, f := range fs {
 			labelled = append(labelled, fmt.Sprintf("%s/%d=%s", c.RequestID, f.Row, *f.Label))
 		}
@@ -70,11 +69,11 @@ func TestMonitorCapturesFeedbackAndRetention(t *testing.T) {
 		t.Fatalf("labelled: %v %v", labelled, err)
 	}
 	// Retention: by age, then by count.
-	if _, err := db.Prune(ctx, monitoring.Prune{Deployment: "d", CapturesBefore: t0.Add(100 * time.Second), MaxCaptures: 50}); err != nil {
+	if _, err := db.Prune(ctx, slipway.MonitoringPrune{Deployment: "d", CapturesBefore: t0.Add(100 * time.Second), MaxCaptures: 50}); err != nil {
 		t.Fatal(err)
 	}
 	n = 0
-	db.ScanCaptures(ctx, "d", t0, t0.Add(time.Hour), func(c *monitoring.Capture) error {
+	db.ScanCaptures(ctx, "d", t0, t0.Add(time.Hour), func(c *slipway.Capture) error {
 		if c.Time.Before(t0.Add(150 * time.Second)) {
 			t.Errorf("capture at %s kept", c.Time)
 		}
@@ -93,37 +92,37 @@ func TestMonitorLogsAndMetrics(t *testing.T) {
 	ctx := context.Background()
 	db := openMonitorDB(t)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var ls []*monitoring.LogLine
+	var ls []*slipway.LogLine
 	for i := range 100 {
-		kind := monitoring.LogAccess
+		kind := slipway.LogAccess
 		if i%2 == 1 {
-			kind = monitoring.LogPredict
+			kind = slipway.LogPredict
 		}
-		ls = append(ls, &monitoring.LogLine{Deployment: "d", Time: t0.Add(time.Duration(i) * time.Second), Kind: kind, Replica: "d-1", Line: fmt.Sprint("line ", i)})
+		ls = append(ls, &slipway.LogLine{Deployment: "d", Time: t0.Add(time.Duration(i) * time.Second), Kind: kind, Replica: "d-1", Line: fmt.Sprint("line ", i)})
 	}
 	if err := db.InsertLogs(ctx, ls); err != nil {
 		t.Fatal(err)
 	}
-	got, err := db.FindLogs(ctx, monitoring.LogFilter{Deployment: "d", Kind: monitoring.LogPredict, Since: t0.Add(90 * time.Second), Limit: 100})
+	got, err := db.FindLogs(ctx, slipway.LogFilter{Deployment: "d", Kind: slipway.LogPredict, Since: t0.Add(90 * time.Second), Limit: 100})
 	if err != nil || len(got) != 5 || got[0].Line != "line 91" {
 		t.Fatalf("logs: %d %v", len(got), err)
 	}
-	page, _ := db.FindLogs(ctx, monitoring.LogFilter{Deployment: "d", AfterID: got[4].ID - 2, Limit: 1})
+	page, _ := db.FindLogs(ctx, slipway.LogFilter{Deployment: "d", AfterID: got[4].ID - 2, Limit: 1})
 	if len(page) != 1 || page[0].ID != got[4].ID-1 {
 		t.Fatalf("after: %+v", page)
 	}
-	if _, err := db.Prune(ctx, monitoring.Prune{Deployment: "d", LogsBefore: t0.Add(50 * time.Second), MaxLogLines: 30}); err != nil {
+	if _, err := db.Prune(ctx, slipway.MonitoringPrune{Deployment: "d", LogsBefore: t0.Add(50 * time.Second), MaxLogLines: 30}); err != nil {
 		t.Fatal(err)
 	}
-	if all, _ := db.FindLogs(ctx, monitoring.LogFilter{Deployment: "d", Limit: 1000}); len(all) != 30 || all[0].Line != "line 70" {
+	if all, _ := db.FindLogs(ctx, slipway.LogFilter{Deployment: "d", Limit: 1000}); len(all) != 30 || all[0].Line != "line 70" {
 		t.Fatalf("after pruning: %d lines, first %q", len(all), all[0].Line)
 	}
-	p := &monitoring.MetricPoint{Deployment: "d", Minute: t0, Requests: 10, LatencyMeanMS: 2, Status2xx: 10}
-	if err := db.UpsertMetricPoints(ctx, []*monitoring.MetricPoint{p}); err != nil {
+	p := &slipway.MetricPoint{Deployment: "d", Minute: t0, Requests: 10, LatencyMeanMS: 2, Status2xx: 10}
+	if err := db.UpsertMetricPoints(ctx, []*slipway.MetricPoint{p}); err != nil {
 		t.Fatal(err)
 	}
 	// The same minute again (a restart within it) adds up.
-	if err := db.UpsertMetricPoints(ctx, []*monitoring.MetricPoint{{Deployment: "d", Minute: t0, Requests: 30, LatencyMeanMS: 4, Status2xx: 30}}); err != nil {
+	if err := db.UpsertMetricPoints(ctx, []*slipway.MetricPoint{{Deployment: "d", Minute: t0, Requests: 30, LatencyMeanMS: 4, Status2xx: 30}}); err != nil {
 		t.Fatal(err)
 	}
 	pts, err := db.FindMetricPoints(ctx, "d", t0, t0.Add(time.Minute))
@@ -133,7 +132,7 @@ func TestMonitorLogsAndMetrics(t *testing.T) {
 	if _, err := db.FindDriftWindow(ctx, "d", t0, t0.Add(time.Hour)); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Fatalf("missing window: %v", err)
 	}
-	if err := db.PutDriftWindow(ctx, &monitoring.DriftReport{Deployment: "d", From: t0, To: t0.Add(time.Hour), Rows: 7}); err != nil {
+	if err := db.PutDriftWindow(ctx, &slipway.DriftReport{Deployment: "d", From: t0, To: t0.Add(time.Hour), Rows: 7}); err != nil {
 		t.Fatal(err)
 	}
 	if w, err := db.FindDriftWindow(ctx, "d", t0, t0.Add(time.Hour)); err != nil || w.Rows != 7 {
@@ -151,30 +150,30 @@ func TestMonitorMainStore(t *testing.T) {
 	if _, err := db.FindSettings(ctx, "d"); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Fatalf("settings: %v", err)
 	}
-	st := monitoring.DefaultSettings()
+	st := slipway.DefaultMonitoringSettings()
 	if err := db.PutSettings(ctx, "d", &st); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.PutSettings(ctx, "nope", &st); err == nil {
 		t.Fatal("settings of a missing deployment stored")
 	}
-	r := &monitoring.AlertRule{ID: "r1", Deployment: "d", Name: "acc", Metric: "accuracy", Op: "below", Threshold: 0.8, State: monitoring.AlertOK,
-		Webhook: &monitoring.Webhook{URL: "http://x", Secret: "0123456789abcdef"}, CreatedAt: time.Now()}
+	r := &slipway.AlertRule{ID: "r1", Deployment: "d", Name: "acc", Metric: "accuracy", Op: "below", Threshold: 0.8, State: slipway.AlertOK,
+		Webhook: &slipway.Webhook{URL: "http://x", Secret: "0123456789abcdef"}, CreatedAt: time.Now()}
 	if err := db.CreateAlertRule(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CreateAlertRule(ctx, &monitoring.AlertRule{ID: "r2", Deployment: "d", Name: "acc", State: "ok", CreatedAt: time.Now()}); slipway.ErrorCode(err) != slipway.ECONFLICT {
+	if err := db.CreateAlertRule(ctx, &slipway.AlertRule{ID: "r2", Deployment: "d", Name: "acc", State: "ok", CreatedAt: time.Now()}); slipway.ErrorCode(err) != slipway.ECONFLICT {
 		t.Fatalf("duplicate rule: %v", err)
 	}
 	now := time.Now()
 	v1 := 0.5
-	r.State, r.Value, r.Since, r.LastEvaluated = monitoring.AlertFiring, &v1, &now, &now
-	ev := &monitoring.AlertEvent{RuleID: "r1", Deployment: "d", Rule: "acc", State: monitoring.AlertFiring, Value: &v1, Threshold: 0.8, Message: "m", Time: now}
+	r.State, r.Value, r.Since, r.LastEvaluated = slipway.AlertFiring, &v1, &now, &now
+	ev := &slipway.AlertEvent{RuleID: "r1", Deployment: "d", Rule: "acc", State: slipway.AlertFiring, Value: &v1, Threshold: 0.8, Message: "m", Time: now}
 	if err := db.RecordAlertEvaluation(ctx, r, ev); err != nil || ev.ID == 0 {
 		t.Fatal(err)
 	}
 	rules, err := db.FindAlertRules(ctx, "d")
-	if err != nil || len(rules) != 1 || rules[0].State != monitoring.AlertFiring || rules[0].Webhook.Secret == "" || *rules[0].Value != 0.5 {
+	if err != nil || len(rules) != 1 || rules[0].State != slipway.AlertFiring || rules[0].Webhook.Secret == "" || *rules[0].Value != 0.5 {
 		t.Fatalf("rules: %+v %v", rules, err)
 	}
 	// Deleting the deployment deletes its rules, history and settings.

@@ -24,6 +24,9 @@ func (db *DB) CreatePipeline(ctx context.Context, p *slipway.Pipeline) error {
 	return mapErr(err, fmt.Sprintf("pipeline %q", p.Name))
 }
 
+// pipelineTable reads and deletes pipelines by name.
+var pipelineTable = byName[slipway.Pipeline]{table: "pipelines", columns: `name, spec, artifact_digest, created_at, created_by`, kind: "pipeline", scan: scanPipeline}
+
 func scanPipeline(row interface{ Scan(...any) error }) (*slipway.Pipeline, error) {
 	var p slipway.Pipeline
 	var spec, created string
@@ -39,19 +42,17 @@ func scanPipeline(row interface{ Scan(...any) error }) (*slipway.Pipeline, error
 
 // FindPipeline returns one pipeline.
 func (db *DB) FindPipeline(ctx context.Context, name string) (*slipway.Pipeline, error) {
-	p, err := scanPipeline(db.r.QueryRowContext(ctx, `SELECT name, spec, artifact_digest, created_at, created_by FROM pipelines WHERE name = ?`, name))
-	return p, mapErr(err, fmt.Sprintf("pipeline %q", name))
+	return pipelineTable.find(ctx, db, name)
 }
 
 // FindPipelines lists pipelines by name.
 func (db *DB) FindPipelines(ctx context.Context) ([]*slipway.Pipeline, error) {
-	return queryAll(ctx, db.r, scanPipeline, "pipelines", `SELECT name, spec, artifact_digest, created_at, created_by FROM pipelines ORDER BY name`)
+	return pipelineTable.all(ctx, db)
 }
 
 // DeletePipeline removes a pipeline; its runs stay.
 func (db *DB) DeletePipeline(ctx context.Context, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM pipelines WHERE name = ?`, name)
-	return affectedOne(res, err, fmt.Sprintf("pipeline %q", name))
+	return pipelineTable.delete(ctx, db, name)
 }
 
 const pipelineRunColumns = `id, pipeline, spec, artifact_digest, params, state, reason, trigger, retries, cancel_requested,

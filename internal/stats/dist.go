@@ -3,26 +3,17 @@ package stats
 import (
 	"math"
 	"slices"
+
+	"github.com/slipway-ml/slipway"
 )
 
 // DefaultMaxPoints bounds a Dist: up to this many distinct values it is exact; beyond, it keeps this many
 // equal-weight centroids (each the mean of a run of neighbouring values, weighted by the run's size).
 const DefaultMaxPoints = 10000
 
-// Dist summarises a numeric sample as sorted distinct points with weights (counts). While Exact it holds every
-// distinct value with its exact count, and statistics computed from it equal those computed from the sample; once
-// compressed it is a quantile summary whose error is bounded by the spread of the runs merged into each point.
-// Mean, Std (population), Min and Max are always exact.
-type Dist struct {
-	Values  []float64 `json:"values"`
-	Weights []float64 `json:"weights"`
-	Count   float64   `json:"count"`
-	Exact   bool      `json:"exact"`
-	Min     float64   `json:"min"`
-	Max     float64   `json:"max"`
-	Mean    float64   `json:"mean"`
-	Std     float64   `json:"std"`
-}
+// Dist is slipway.Distribution (the summary a baseline stores) with the computations on it. It is a defined
+// type rather than an alias so that its methods live here: convert with (*Dist)(d) and (*slipway.Distribution)(d).
+type Dist slipway.Distribution
 
 // DistBuilder builds a Dist in one pass with bounded memory.
 type DistBuilder struct {

@@ -116,7 +116,7 @@ func TestProfileBuilder(t *testing.T) {
 	if p.Rows != 4 || x.Count != 3 || x.Missing != 1 || *x.Mean != 7.0/3 || x.Quantiles["p50"] != 2 || x.Histogram == nil {
 		t.Errorf("numeric: %+v", x)
 	}
-	if c.Count != 3 || c.Missing != 1 || c.Distinct != 2 || c.Categories[0] != (CategoryCount{"a", 2}) {
+	if c.Count != 3 || c.Missing != 1 || c.Distinct != 2 || c.Categories[0] != (CategoryCount{Value: "a", Count: 2}) {
 		t.Errorf("categorical: %+v", c)
 	}
 	if pub := p.Public(); pub.Features[0].Reference != nil || pub.Features[1].CategoryCounts != nil || x.Reference == nil {

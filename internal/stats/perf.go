@@ -4,21 +4,12 @@ import (
 	"math"
 	"slices"
 	"sort"
+
+	"github.com/slipway-ml/slipway"
 )
 
-// Classification is the quality of predicted labels against true labels (scikit-learn's definitions). For two
-// classes, precision, recall and F1 are those of the positive class; for more, their macro averages over the
-// classes present in the labels or the predictions. ROCAUC and LogLoss need the predicted probability of the
-// positive class (binary only) and are nil otherwise, or when only one class is present (AUC).
-type Classification struct {
-	N         int      `json:"n"`
-	Accuracy  float64  `json:"accuracy"`
-	Precision float64  `json:"precision"`
-	Recall    float64  `json:"recall"`
-	F1        float64  `json:"f1"`
-	ROCAUC    *float64 `json:"roc_auc,omitempty"`
-	LogLoss   *float64 `json:"log_loss,omitempty"`
-}
+// Classification is the quality of predicted labels against true labels (a root wire type).
+type Classification = slipway.ClassificationMetrics
 
 // ClassificationMetrics compares predicted with true labels. scores, when not nil, holds the predicted
 // probability of positive for each row (used for ROC AUC and log loss when the problem is binary).
@@ -149,13 +140,8 @@ func LogLoss(y []bool, p []float64) float64 {
 	return sum / float64(len(y))
 }
 
-// Regression is the quality of predicted values against true values.
-type Regression struct {
-	N    int     `json:"n"`
-	MAE  float64 `json:"mae"`
-	RMSE float64 `json:"rmse"`
-	R2   float64 `json:"r2"`
-}
+// Regression is the quality of predicted values against true values (a root wire type).
+type Regression = slipway.RegressionMetrics
 
 // RegressionMetrics is sklearn's mean_absolute_error, sqrt(mean_squared_error) and r2_score (1 for a perfect
 // fit of constant truth, 0 for an imperfect one, as force_finite does).

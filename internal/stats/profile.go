@@ -5,6 +5,8 @@ import (
 	"maps"
 	"math"
 	"slices"
+
+	"github.com/slipway-ml/slipway"
 )
 
 // Feature kinds.
@@ -13,68 +15,20 @@ const (
 	Categorical = "categorical"
 )
 
-// Profile describes a data sample per feature. It is what Slipway keeps of a baseline: the sample itself is not
-// stored. Reference and CategoryCounts are what drift tests need; Public drops them for display.
-type Profile struct {
-	Rows     int64             `json:"rows"`
-	Features []*FeatureProfile `json:"features"`
-}
-
-// FeatureProfile is one feature (column) of a profile.
-type FeatureProfile struct {
-	Name          string             `json:"name"`
-	Kind          string             `json:"kind"`
-	Count         int64              `json:"count"` // non-missing values
-	Missing       int64              `json:"missing"`
-	Distinct      int64              `json:"distinct"`
-	DistinctExact bool               `json:"distinct_exact"` // false once a numeric summary was compressed (Distinct is then a lower bound)
-	Min           *float64           `json:"min,omitempty"`
-	Max           *float64           `json:"max,omitempty"`
-	Mean          *float64           `json:"mean,omitempty"`
-	Std           *float64           `json:"std,omitempty"`
-	Quantiles     map[string]float64 `json:"quantiles,omitempty"`
-	Histogram     *Histogram         `json:"histogram,omitempty"`
-	Categories    []CategoryCount    `json:"categories,omitempty"` // most frequent first, at most TopCategories
-
-	Reference      *Dist              `json:"reference,omitempty"`       // numeric: the distribution summary
-	CategoryCounts map[string]float64 `json:"category_counts,omitempty"` // categorical: every category's count
-}
-
-// Histogram is counts in equal-width bins (len(Edges) = len(Counts)+1).
-type Histogram struct {
-	Edges  []float64 `json:"edges"`
-	Counts []float64 `json:"counts"`
-}
-
-// CategoryCount is one category's frequency.
-type CategoryCount struct {
-	Value string  `json:"value"`
-	Count float64 `json:"count"`
-}
+// The profile types are root wire types (a baseline is stored and shown as JSON); stats builds them.
+type (
+	// Profile is slipway.DataProfile.
+	Profile = slipway.DataProfile
+	// FeatureProfile is one feature (column) of a profile.
+	FeatureProfile = slipway.FeatureProfile
+	// Histogram is counts in equal-width bins.
+	Histogram = slipway.Histogram
+	// CategoryCount is one category's frequency.
+	CategoryCount = slipway.CategoryCount
+)
 
 // TopCategories is how many categories a profile shows.
 const TopCategories = 50
-
-// Feature returns the named feature, or nil.
-func (p *Profile) Feature(name string) *FeatureProfile {
-	for _, f := range p.Features {
-		if f.Name == name {
-			return f
-		}
-	}
-	return nil
-}
-
-// Public returns a copy without the reference data (what the API shows).
-func (p *Profile) Public() *Profile {
-	out := &Profile{Rows: p.Rows, Features: make([]*FeatureProfile, len(p.Features))}
-	for i, f := range p.Features {
-		c := *f
-		c.Reference, c.CategoryCounts = nil, nil
-		out.Features[i] = &c
-	}
-	return out
-}
 
 // ProfileBuilder builds a profile row by row, with memory bounded per feature (DefaultMaxPoints numeric points,
 // MaxCategories categories).
@@ -137,7 +91,7 @@ func (b *ProfileBuilder) Profile() *Profile {
 		if f.kind == Numeric {
 			d := f.dist.Dist()
 			fp.Count, fp.Distinct, fp.DistinctExact = int64(d.Count), int64(len(d.Values)), d.Exact
-			fp.Reference = d
+			fp.Reference = (*slipway.Distribution)(d)
 			if d.Count > 0 {
 				fp.Min, fp.Max, fp.Mean, fp.Std = ptr(d.Min), ptr(d.Max), ptr(d.Mean), ptr(d.Std)
 				fp.Quantiles = map[string]float64{}

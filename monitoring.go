@@ -1,16 +1,14 @@
-// Package monitoring holds the nouns of monitoring (captures, feedback, logs, metric points, drift reports,
-// baselines, settings, alert rules and events) and the two store interfaces the monitor service depends on. It
-// imports only the standard library and stats, so that both the service (internal/monitor) and its adapter
-// (internal/sqlstore) can use it.
-package monitoring
+package slipway
+
+// The nouns of monitoring (captures, feedback, logs, metric points, drift reports, baselines, settings, alert
+// rules and events), the JSON the API writes for them, and the two store interfaces the monitor service
+// (internal/monitor) depends on and its adapter (internal/sqlstore) implements.
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/slipway-ml/slipway/internal/stats"
 )
 
 // Duration is a time.Duration written in JSON as Go's duration text ("90s", "1h", "168h").
@@ -34,8 +32,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // D is the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// Settings is how one deployment is monitored.
-type Settings struct {
+// MonitoringSettings is how one deployment is monitored.
+type MonitoringSettings struct {
 	// SamplingRate is the share of successful predictions captured (0..1; 0 turns capture off).
 	SamplingRate float64 `json:"sampling_rate"`
 	// CaptureMaxPerSecond caps the captured requests per second (beyond, requests are not captured, as if not
@@ -70,9 +68,9 @@ type FeatureSettings struct {
 	Threshold *float64 `json:"threshold,omitempty"`
 }
 
-// DefaultSettings are the settings of a deployment nobody configured.
-func DefaultSettings() Settings {
-	return Settings{SamplingRate: 1, CaptureMaxPerSecond: 500, AccessLogMaxPerSecond: 100, CaptureRetention: Duration(7 * 24 * time.Hour), CaptureMaxRequests: 1_000_000,
+// DefaultMonitoringSettings are the settings of a deployment nobody configured.
+func DefaultMonitoringSettings() MonitoringSettings {
+	return MonitoringSettings{SamplingRate: 1, CaptureMaxPerSecond: 500, AccessLogMaxPerSecond: 100, CaptureRetention: Duration(7 * 24 * time.Hour), CaptureMaxRequests: 1_000_000,
 		LogRetention: Duration(72 * time.Hour), LogMaxLines: 100_000, DriftWindow: Duration(time.Hour), PositiveLabel: "1"}
 }
 
@@ -106,6 +104,33 @@ type FeedbackResult struct {
 	Inserted  int `json:"inserted"`
 	Updated   int `json:"updated"`
 	Unchanged int `json:"unchanged"`
+}
+
+// FeedbackItem is one ground truth as clients send it: the request id (X-Request-Id, or the V2 "id") and row of
+// a prediction, and either a label (classification: text, integer or boolean) or a value (regression). Label and
+// Value stay raw JSON so that the server can tell the text "1" from the number 1.
+type FeedbackItem struct {
+	RequestID string          `json:"request_id"`
+	Row       *int            `json:"row,omitempty"`
+	Label     json.RawMessage `json:"label,omitempty"`
+	Value     json.RawMessage `json:"value,omitempty"`
+	Timestamp *time.Time      `json:"timestamp,omitempty"`
+}
+
+// UnknownFeedback is ground truth for a prediction that was not captured (yet): it is stored all the same and
+// joined if the capture arrives, but the client is told.
+type UnknownFeedback struct {
+	RequestID string `json:"request_id"`
+	Row       int    `json:"row"`
+	Reason    string `json:"reason"`
+}
+
+// FeedbackResponse says what a feedback request did.
+type FeedbackResponse struct {
+	Received int `json:"received"`
+	FeedbackResult
+	Unknown      []UnknownFeedback `json:"unknown"`
+	UnknownCount int               `json:"unknown_count"`
 }
 
 // LogLine is one line of a deployment's log: an access log entry or a line a replica wrote.
@@ -164,6 +189,30 @@ type MetricPoint struct {
 	CaptureDropped int64     `json:"capture_dropped"`
 }
 
+// AddCounts adds p's counters to m (requests, statuses, refusals, bytes, batches, restarts, captures), with the
+// mean latency weighted by requests, and keeps the larger queue and maximum latency. Percentiles and gauges
+// (replicas, CPU, memory) are left to the caller: they do not add up.
+func (m *MetricPoint) AddCounts(p *MetricPoint) {
+	if total := m.Requests + p.Requests; total > 0 {
+		m.LatencyMeanMS = (m.LatencyMeanMS*float64(m.Requests) + p.LatencyMeanMS*float64(p.Requests)) / float64(total)
+	}
+	m.Requests += p.Requests
+	m.Status2xx += p.Status2xx
+	m.Status4xx += p.Status4xx
+	m.Status5xx += p.Status5xx
+	m.Rejected += p.Rejected
+	m.Timeouts += p.Timeouts
+	m.BytesIn += p.BytesIn
+	m.BytesOut += p.BytesOut
+	m.Batches += p.Batches
+	m.BatchRows += p.BatchRows
+	m.Restarts += p.Restarts
+	m.Captured += p.Captured
+	m.CaptureDropped += p.CaptureDropped
+	m.LatencyMaxMS = max(m.LatencyMaxMS, p.LatencyMaxMS)
+	m.QueueMax = max(m.QueueMax, p.QueueMax)
+}
+
 // FeatureDrift is the drift test of one feature (or output) in a window.
 type FeatureDrift struct {
 	Feature   string   `json:"feature"`
@@ -199,36 +248,58 @@ type DriftReport struct {
 
 // Performance is model quality from ground truth over one window.
 type Performance struct {
-	From           time.Time             `json:"from"`
-	To             time.Time             `json:"to"`
-	Labelled       int                   `json:"labelled"`
-	Task           string                `json:"task"`
-	Classification *stats.Classification `json:"classification,omitempty"`
-	Regression     *stats.Regression     `json:"regression,omitempty"`
+	From           time.Time              `json:"from"`
+	To             time.Time              `json:"to"`
+	Labelled       int                    `json:"labelled"`
+	Task           string                 `json:"task"`
+	Classification *ClassificationMetrics `json:"classification,omitempty"`
+	Regression     *RegressionMetrics     `json:"regression,omitempty"`
+}
+
+// ClassificationMetrics is the quality of predicted labels against true labels (scikit-learn's definitions).
+// For two classes, precision, recall and F1 are those of the positive class; for more, their macro averages over
+// the classes present in the labels or the predictions. ROCAUC and LogLoss need the predicted probability of the
+// positive class (binary only) and are nil otherwise, or when only one class is present (AUC).
+type ClassificationMetrics struct {
+	N         int      `json:"n"`
+	Accuracy  float64  `json:"accuracy"`
+	Precision float64  `json:"precision"`
+	Recall    float64  `json:"recall"`
+	F1        float64  `json:"f1"`
+	ROCAUC    *float64 `json:"roc_auc,omitempty"`
+	LogLoss   *float64 `json:"log_loss,omitempty"`
+}
+
+// RegressionMetrics is the quality of predicted values against true values.
+type RegressionMetrics struct {
+	N    int     `json:"n"`
+	MAE  float64 `json:"mae"`
+	RMSE float64 `json:"rmse"`
+	R2   float64 `json:"r2"`
 }
 
 // Baseline is the profile of a model version's training sample.
 type Baseline struct {
-	Model     string         `json:"model"`
-	Version   int            `json:"version"`
-	Format    string         `json:"format"` // csv | parquet
-	Ignored   []string       `json:"ignored_columns"`
-	Profile   *stats.Profile `json:"profile"`
-	CreatedAt time.Time      `json:"created_at"`
-	CreatedBy string         `json:"created_by"`
+	Model     string       `json:"model"`
+	Version   int          `json:"version"`
+	Format    string       `json:"format"` // csv | parquet
+	Ignored   []string     `json:"ignored_columns"`
+	Profile   *DataProfile `json:"profile"`
+	CreatedAt time.Time    `json:"created_at"`
+	CreatedBy string       `json:"created_by"`
 }
 
 // AlertRule watches one figure of a deployment.
 type AlertRule struct {
-	ID         string   `json:"id"`
-	Deployment string   `json:"deployment"`
-	Name       string   `json:"name"`
-	Metric     string   `json:"metric"` // see monitor.AlertMetrics
-	Op         string   `json:"op"`     // above | below
-	Threshold  float64  `json:"threshold"`
-	Window     Duration `json:"window"`
-	Webhook    *Webhook `json:"webhook,omitempty"`
-	Action     *Action  `json:"action,omitempty"`
+	ID         string       `json:"id"`
+	Deployment string       `json:"deployment"`
+	Name       string       `json:"name"`
+	Metric     string       `json:"metric"` // see internal/monitor.AlertMetrics
+	Op         string       `json:"op"`     // above | below
+	Threshold  float64      `json:"threshold"`
+	Window     Duration     `json:"window"`
+	Webhook    *Webhook     `json:"webhook,omitempty"`
+	Action     *AlertAction `json:"action,omitempty"`
 
 	State         string     `json:"state"` // ok | firing
 	Value         *float64   `json:"value"`
@@ -245,10 +316,21 @@ type Webhook struct {
 	HasSecret bool   `json:"has_secret"`
 }
 
-// Action is what an alert starts when it fires, by kind (for example "pipeline" with the pipeline's name).
-type Action struct {
+// AlertAction is what an alert starts when it fires, by kind (for example "pipeline" with the pipeline's name).
+type AlertAction struct {
 	Kind   string `json:"kind"`
 	Target string `json:"target"`
+}
+
+// AlertRuleSpec is the body that creates an alert rule.
+type AlertRuleSpec struct {
+	Name      string       `json:"name"`
+	Metric    string       `json:"metric"`
+	Op        string       `json:"op"`
+	Threshold float64      `json:"threshold"`
+	Window    Duration     `json:"window"`
+	Webhook   *Webhook     `json:"webhook"`
+	Action    *AlertAction `json:"action"`
 }
 
 // Alert states.
@@ -270,13 +352,13 @@ type AlertEvent struct {
 	Time       time.Time `json:"time"`
 }
 
-// Store keeps monitoring configuration and history in the main database.
-type Store interface {
+// MonitoringStore keeps monitoring configuration and history in the main database.
+type MonitoringStore interface {
 	PutBaseline(ctx context.Context, b *Baseline) error
 	FindBaseline(ctx context.Context, model string, version int) (*Baseline, error)
 	// FindSettings returns ENOTFOUND when the deployment has none stored.
-	FindSettings(ctx context.Context, deployment string) (*Settings, error)
-	PutSettings(ctx context.Context, deployment string, s *Settings) error
+	FindSettings(ctx context.Context, deployment string) (*MonitoringSettings, error)
+	PutSettings(ctx context.Context, deployment string, s *MonitoringSettings) error
 
 	CreateAlertRule(ctx context.Context, r *AlertRule) error
 	FindAlertRules(ctx context.Context, deployment string) ([]*AlertRule, error) // "" = every deployment
@@ -287,9 +369,9 @@ type Store interface {
 	FindAlertEvents(ctx context.Context, deployment string, limit int) ([]*AlertEvent, error)
 }
 
-// DataStore keeps the append-heavy data (captures, feedback, logs, metric points, drift windows), in its own
-// database so that it never blocks the main one.
-type DataStore interface {
+// MonitoringDataStore keeps the append-heavy data (captures, feedback, logs, metric points, drift windows), in
+// its own database so that it never blocks the main one.
+type MonitoringDataStore interface {
 	InsertCaptures(ctx context.Context, cs []*Capture) error
 	// ScanCaptures calls fn for the captures of a deployment with from <= time < to, oldest first.
 	ScanCaptures(ctx context.Context, deployment string, from, to time.Time, fn func(*Capture) error) error
@@ -310,11 +392,11 @@ type DataStore interface {
 	FindDriftWindows(ctx context.Context, deployment string, from, to time.Time) ([]*DriftReport, error)
 
 	// Prune deletes what retention no longer keeps and returns how many rows it deleted.
-	Prune(ctx context.Context, p Prune) (int64, error)
+	Prune(ctx context.Context, p MonitoringPrune) (int64, error)
 }
 
-// Prune is one deployment's retention (Deployment "" applies the age limits to every deployment).
-type Prune struct {
+// MonitoringPrune is one deployment's retention (Deployment "" applies the age limits to every deployment).
+type MonitoringPrune struct {
 	Deployment     string
 	CapturesBefore time.Time
 	MaxCaptures    int64
