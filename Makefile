@@ -21,7 +21,7 @@ build:
 examples: ## train the example models (scikit-learn pickle, ONNX)
 	./examples/build.sh
 
-test: build examples test-python test-go ## every test: Go (race detector, end to end through the binary) and Python
+test: lint build examples test-python test-go ## every test: lint (layers), Go (race detector, end to end through the binary) and Python
 
 test-go:
 	$(GO) vet ./...
