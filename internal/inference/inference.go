@@ -36,53 +36,11 @@ import (
 	"strings"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/workerproto"
 )
-
-// dtype is an Open Inference Protocol datatype.
-type dtype uint8
-
-const (
-	dtNone dtype = iota
-	dtBool
-	dtUint8
-	dtUint16
-	dtUint32
-	dtUint64
-	dtInt8
-	dtInt16
-	dtInt32
-	dtInt64
-	dtFP16
-	dtFP32
-	dtFP64
-	dtBytes
-)
-
-var dtNames = [...]string{"", "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"}
-
-var dtSizes = [...]int{0, 1, 1, 2, 4, 8, 1, 2, 4, 8, 2, 4, 8, 0}
 
 // datatypeList is the list of OIP datatypes for error messages.
-var datatypeList = strings.Join(dtNames[1:], ", ")
-
-// dtypeOf returns the dtype named by an OIP datatype name, or dtNone.
-func dtypeOf(name string) dtype {
-	for i, n := range dtNames[1:] {
-		if n == name {
-			return dtype(i + 1)
-		}
-	}
-	return dtNone
-}
-
-func (d dtype) String() string { return dtNames[d] }
-func (d dtype) size() int      { return dtSizes[d] }
-func (d dtype) isInt() bool    { return d >= dtUint8 && d <= dtInt64 }
-func (d dtype) isUint() bool   { return d >= dtUint8 && d <= dtUint64 }
-func (d dtype) isFloat() bool  { return d >= dtFP16 && d <= dtFP64 }
-
-// isNumeric reports whether d holds numbers (BOOL counts: it casts to 0 and 1).
-func (d dtype) isNumeric() bool { return d >= dtBool && d <= dtFP64 }
+var datatypeList = strings.Join(workerproto.Datatypes(), ", ")
 
 // invalid returns an EINVALID error whose message is "where: what".
 func invalid(where, format string, args ...any) error {

@@ -184,7 +184,7 @@ func newMLDecoder(src []byte, schema *slipway.Schema) (*mlDecoder, error) {
 	if schema != nil && len(schema.Columns) > 0 {
 		m.schema = schema.Columns
 		for _, c := range m.schema {
-			if schemaDtype(c.Dtype) == dtNone {
+			if schemaDtype(c.Dtype) == workerproto.NoDatatype {
 				return nil, invalid("", "the input schema's column %q has unsupported dtype %q", c.Name, c.Dtype)
 			}
 		}
@@ -749,7 +749,7 @@ func (m *mlDecoder) finish() ([]workerproto.Tensor, error) {
 
 // typed converts a column's tokens to a tensor of the schema's dtype or the inferred one.
 func (m *mlDecoder) typed(c *rawCol) (workerproto.Tensor, error) {
-	var dt dtype
+	var dt workerproto.Datatype
 	label := ""
 	if c.spec != nil {
 		dt, label = schemaDtype(c.spec.Dtype), c.spec.Dtype
@@ -771,7 +771,7 @@ func (m *mlDecoder) typed(c *rawCol) (workerproto.Tensor, error) {
 }
 
 // infer picks a column's dtype from its values.
-func (m *mlDecoder) infer(c *rawCol) (dtype, error) {
+func (m *mlDecoder) infer(c *rawCol) (workerproto.Datatype, error) {
 	const (
 		none = iota
 		number
@@ -792,7 +792,7 @@ func (m *mlDecoder) infer(c *rawCol) (dtype, error) {
 			cl = number
 			if !float {
 				neg, mag, ok := parseIntText(t.raw(m.src))
-				float = !ok || !intFits(dtInt64, neg, mag)
+				float = !ok || !workerproto.IntFits(workerproto.INT64, neg, mag)
 			}
 		case kFloat:
 			cl, float = number, true
@@ -806,20 +806,20 @@ func (m *mlDecoder) infer(c *rawCol) (dtype, error) {
 			continue
 		}
 		if cl != class {
-			return dtNone, invalid(c.elemPath(k), "expected %s for column %q (as at %s), got %s", kinds[class], c.name, c.elemPath(first), describe(m.src, t))
+			return workerproto.NoDatatype, invalid(c.elemPath(k), "expected %s for column %q (as at %s), got %s", kinds[class], c.name, c.elemPath(first), describe(m.src, t))
 		}
 	}
 	switch {
 	case class == number && !float && firstNull < 0:
-		return dtInt64, nil
+		return workerproto.INT64, nil
 	case class == none || class == number:
-		return dtFP64, nil
+		return workerproto.FP64, nil
 	case firstNull >= 0:
-		return dtNone, invalid(c.elemPath(firstNull), "missing value (null) in column %q: only float columns accept null (as NaN)", c.name)
+		return workerproto.NoDatatype, invalid(c.elemPath(firstNull), "missing value (null) in column %q: only float columns accept null (as NaN)", c.name)
 	case class == text:
-		return dtBytes, nil
+		return workerproto.BYTES, nil
 	}
-	return dtBool, nil
+	return workerproto.BOOL, nil
 }
 
 // EncodeMLflowResponse encodes {"predictions": ...} the way MLflow does: one output → its values as a
@@ -829,7 +829,7 @@ func EncodeMLflowResponse(outputs []workerproto.Tensor) ([]byte, error) {
 	if len(outputs) == 0 {
 		return nil, invalid("", "the model returned no outputs")
 	}
-	dts := make([]dtype, len(outputs))
+	dts := make([]workerproto.Datatype, len(outputs))
 	size := 32
 	records := len(outputs) > 1
 	for i := range outputs {
@@ -910,7 +910,7 @@ func nestedLists(shape []int64) int64 {
 }
 
 // appendNested appends the elements of t from index i as lists nested by shape; it returns the next index.
-func appendNested(b []byte, t *workerproto.Tensor, dt dtype, shape []int64, i int) ([]byte, int) {
+func appendNested(b []byte, t *workerproto.Tensor, dt workerproto.Datatype, shape []int64, i int) ([]byte, int) {
 	if len(shape) == 0 {
 		return appendElemJSON(b, t, dt, i), i + 1
 	}

@@ -184,7 +184,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 	}
 	s.enter()
 	var (
-		dt                  dtype
+		dt                  workerproto.Datatype
 		shape               []int64
 		haveShape, haveData bool
 		data                tok
@@ -218,7 +218,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 		case keyIs(s.b, k, "datatype"):
 			var name string
 			if name, err = optString(s, at("datatype")); err == nil {
-				if dt = dtypeOf(name); dt == dtNone {
+				if dt = workerproto.ParseDatatype(name); dt == workerproto.NoDatatype {
 					err = invalid(at("datatype"), "unknown datatype %q (use one of %s)", name, datatypeList)
 				}
 			}
@@ -229,7 +229,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 			err = checkInputParams(s, at("parameters"))
 		case keyIs(s.b, k, "data"):
 			haveData = true
-			if dt == dtNone || !haveShape {
+			if dt == workerproto.NoDatatype || !haveShape {
 				data = s.value() // decoded once shape and datatype are known
 				break
 			}
@@ -250,7 +250,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 	switch {
 	case t.Name == "":
 		return t, invalid(at("name"), "missing")
-	case dt == dtNone:
+	case dt == workerproto.NoDatatype:
 		return t, invalid(at("datatype"), "missing (use one of %s)", datatypeList)
 	case !haveShape:
 		return t, invalid(at("shape"), "missing")
@@ -367,7 +367,7 @@ type v2Data struct {
 }
 
 // newV2Data prepares to decode the data of an input; avail bounds the data's size in bytes.
-func newV2Data(src []byte, input int, dt dtype, shape []int64, avail int) (*v2Data, error) {
+func newV2Data(src []byte, input int, dt workerproto.Datatype, shape []int64, avail int) (*v2Data, error) {
 	want := int64(1)
 	for _, d := range shape {
 		hi, lo := bits.Mul64(uint64(want), uint64(d))
@@ -538,7 +538,7 @@ func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.
 	b = append(b, `,"outputs":[`...)
 	for i := range sel {
 		t := &sel[i]
-		dt := dtypeOf(t.Datatype)
+		dt := workerproto.ParseDatatype(t.Datatype)
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -562,12 +562,14 @@ func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.
 }
 
 // checkOutput checks that a model output is a consistent tensor of a known datatype.
-func checkOutput(t *workerproto.Tensor) (dtype, error) { return checkTensor(t, "model output") }
+func checkOutput(t *workerproto.Tensor) (workerproto.Datatype, error) {
+	return checkTensor(t, "model output")
+}
 
 // checkTensor checks that t (a "model output", a "column") is a consistent tensor of a known datatype.
-func checkTensor(t *workerproto.Tensor, noun string) (dtype, error) {
-	dt := dtypeOf(t.Datatype)
-	if dt == dtNone {
+func checkTensor(t *workerproto.Tensor, noun string) (workerproto.Datatype, error) {
+	dt := workerproto.ParseDatatype(t.Datatype)
+	if dt == workerproto.NoDatatype {
 		return dt, invalid("", "%s %q has unknown datatype %q", noun, t.Name, t.Datatype)
 	}
 	if err := t.Validate(); err != nil {
@@ -577,11 +579,11 @@ func checkTensor(t *workerproto.Tensor, noun string) (dtype, error) {
 }
 
 // elemCount is the number of elements of a tensor that passed checkOutput or was built here.
-func elemCount(t *workerproto.Tensor, dt dtype) int {
-	if dt == dtBytes {
+func elemCount(t *workerproto.Tensor, dt workerproto.Datatype) int {
+	if dt == workerproto.BYTES {
 		return len(t.Strings)
 	}
-	return len(t.Data) / dt.size()
+	return len(t.Data) / dt.Size()
 }
 
 // estimateJSON guesses the JSON size of a tensor's data.
