@@ -132,19 +132,8 @@ func (c *column) float(src []byte, t tok) (float64, error) {
 	switch t.k {
 	case kInt, kFloat:
 		raw := t.raw(src)
-		f, ok := fastFloat(raw, c.dt == workerproto.FP32)
+		f, ok := parseFloat(raw, c.dt)
 		if !ok {
-			bits := 64
-			if c.dt == workerproto.FP32 {
-				bits = 32 // round once, from the decimal text
-			}
-			var err error
-			f, err = strconv.ParseFloat(string(raw), bits)
-			if err != nil && math.IsInf(f, 0) { // an underflow to zero or a subnormal is fine
-				return 0, fmt.Errorf("%s is out of range (%s)", clip(raw), c.is())
-			}
-		}
-		if !workerproto.FloatFits(c.dt, f) {
 			return 0, fmt.Errorf("%s is out of range (%s)", clip(raw), c.is())
 		}
 		return f, nil
@@ -156,6 +145,24 @@ func (c *column) float(src []byte, t tok) (float64, error) {
 		}
 	}
 	return 0, c.expected("a number", src, t)
+}
+
+// parseFloat converts a JSON number (validated by the scanner) for the float datatype dt: FP32 values
+// come out exactly representable. It reports false when the value does not fit dt.
+func parseFloat(raw []byte, dt workerproto.Datatype) (float64, bool) {
+	f, ok := fastFloat(raw, dt == workerproto.FP32)
+	if !ok {
+		bits := 64
+		if dt == workerproto.FP32 {
+			bits = 32 // round once, from the decimal text
+		}
+		var err error
+		f, err = strconv.ParseFloat(string(raw), bits)
+		if err != nil && math.IsInf(f, 0) { // an underflow to zero or a subnormal is fine
+			return 0, false
+		}
+	}
+	return f, workerproto.FloatFits(dt, f)
 }
 
 var (

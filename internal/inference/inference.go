@@ -6,6 +6,8 @@
 //     metadata documents.
 //   - MLflow scoring (`mlflow models serve`, MLflow 2.x): DecodeMLflowJSON (dataframe_split,
 //     dataframe_records, instances, inputs + params), DecodeMLflowCSV, EncodeMLflowResponse.
+//   - The ONNX worker's JSON (J frames): DecodeWorkerJSON, EncodeWorkerJSON, with the worker's own wording
+//     and number format (see workerjson.go).
 //   - Fitting a frame to a version: ValidateSchema (the input schema's features, dtypes and domains) and
 //     AdaptToModel (the replica's declared inputs: stacking feature columns, casting dtypes).
 //   - Dynamic batching: Rows, Concat, Split.

@@ -666,6 +666,8 @@ type nester struct {
 	toks  []tok
 	idx   []int
 	at    func(idx []int) string
+	// objects makes objects leaves, for a caller that refuses them in its own words.
+	objects bool
 }
 
 func (n *nester) walk(depth int) error {
@@ -675,7 +677,7 @@ func (n *nester) walk(depth int) error {
 		switch {
 		case s.err != nil:
 			return s.err
-		case t.k == kObject:
+		case t.k == kObject && !n.objects:
 			return invalid(n.at(n.idx), "expected a value, got an object")
 		case n.rank >= 0 && depth != n.rank:
 			return invalid(n.at(n.idx), "expected a list (the lists nest unevenly), got %s", describe(s.b, t))
@@ -856,7 +858,7 @@ func EncodeMLflowResponse(outputs []workerproto.Tensor) ([]byte, error) {
 	b = append(b, `{"predictions":`...)
 	switch {
 	case len(outputs) == 1:
-		b, _ = appendNested(b, &outputs[0], dts[0], outputs[0].Shape, 0)
+		b, _ = appendNested(b, &outputs[0], dts[0], outputs[0].Shape, 0, appendElemJSON)
 	case records:
 		b = append(b, '[')
 		for r := range int(outputs[0].Shape[0]) {
@@ -865,27 +867,14 @@ func EncodeMLflowResponse(outputs []workerproto.Tensor) ([]byte, error) {
 			}
 			b = append(b, '{')
 			for i := range outputs {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = appendString(b, outputs[i].Name)
-				b = append(b, ':')
+				b = appendKey(b, i, outputs[i].Name)
 				b = appendElemJSON(b, &outputs[i], dts[i], r)
 			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')
 	default:
-		b = append(b, '{')
-		for i := range outputs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, outputs[i].Name)
-			b = append(b, ':')
-			b, _ = appendNested(b, &outputs[i], dts[i], outputs[i].Shape, 0)
-		}
-		b = append(b, '}')
+		b = appendTensorObject(b, outputs, dts, appendElemJSON)
 	}
 	return append(b, '}'), nil
 }
@@ -909,19 +898,41 @@ func nestedLists(shape []int64) int64 {
 	return total
 }
 
+// elemWriter appends element i of t (of datatype dt, consistent with its data) as a JSON value.
+type elemWriter func(b []byte, t *workerproto.Tensor, dt workerproto.Datatype, i int) []byte
+
 // appendNested appends the elements of t from index i as lists nested by shape; it returns the next index.
-func appendNested(b []byte, t *workerproto.Tensor, dt workerproto.Datatype, shape []int64, i int) ([]byte, int) {
+func appendNested(b []byte, t *workerproto.Tensor, dt workerproto.Datatype, shape []int64, i int, elem elemWriter) ([]byte, int) {
 	if len(shape) == 0 {
-		return appendElemJSON(b, t, dt, i), i + 1
+		return elem(b, t, dt, i), i + 1
 	}
 	b = append(b, '[')
 	for j := range shape[0] {
 		if j > 0 {
 			b = append(b, ',')
 		}
-		b, i = appendNested(b, t, dt, shape[1:], i)
+		b, i = appendNested(b, t, dt, shape[1:], i, elem)
 	}
 	return append(b, ']'), i
+}
+
+// appendTensorObject appends {"name": nested list, ...} for the tensors ts (of datatypes dts), in order.
+func appendTensorObject(b []byte, ts []workerproto.Tensor, dts []workerproto.Datatype, elem elemWriter) []byte {
+	b = append(b, '{')
+	for i := range ts {
+		b = appendKey(b, i, ts[i].Name)
+		b, _ = appendNested(b, &ts[i], dts[i], ts[i].Shape, 0, elem)
+	}
+	return append(b, '}')
+}
+
+// appendKey appends the key of the i-th member of an object, after a comma unless it is the first.
+func appendKey(b []byte, i int, key string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = appendString(b, key)
+	return append(b, ':')
 }
 
 func quoteAll(ss []string) []string {
