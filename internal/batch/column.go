@@ -464,8 +464,11 @@ func fromTensor(t workerproto.Tensor, col, width int) (*column, error) {
 }
 
 // kindOfDatatype is the column kind an output tensor of datatype dt produces.
-func kindOfDatatype(dt string) kind {
-	switch d := workerproto.ParseDatatype(dt); {
+func kindOfDatatype(dt string) kind { return kindOf(workerproto.ParseDatatype(dt)) }
+
+// kindOf is the column kind that carries values of datatype d.
+func kindOf(d workerproto.Datatype) kind {
+	switch {
 	case d.IsFloat():
 		return kindFloat
 	case d.IsInt():

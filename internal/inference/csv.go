@@ -98,7 +98,7 @@ func csvColumn(c *rawCol, vals []string, lines []int) (workerproto.Tensor, error
 	if c.spec != nil {
 		dt, label = schemaDtype(c.spec.Dtype), c.spec.Dtype
 	} else {
-		dt = inferCSV(vals)
+		dt = InferTextType(vals)
 		label = dt.String()
 	}
 	col := newColumn(dt, len(vals))
@@ -203,8 +203,11 @@ func csvBool(t string) (value, ok bool) {
 	return false, false
 }
 
-// inferCSV picks a column's dtype from its text values.
-func inferCSV(vals []string) workerproto.Datatype {
+// InferTextType picks the datatype of a column from its text values (CSV fields), the way pandas'
+// read_csv does: all integers → INT64; all numbers → FP64; all true/false → BOOL; anything else → BYTES.
+// Empty values are missing: they make an integer column FP64 (NaN) and a bool column BYTES, and a
+// column of nothing but empty values is FP64, one of no values at all INT64.
+func InferTextType(vals []string) workerproto.Datatype {
 	ints, nums, bools, empty := true, true, true, false
 	for _, v := range vals {
 		t := strings.TrimSpace(v)
