@@ -4,6 +4,9 @@ import (
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
+// This file cuts frames by rows for the dynamic batcher (serving): Concat merges the frames of several
+// requests into one model call and Split cuts the outputs back.
+
 // Rows returns the number of rows of a frame: the first dimension, shared by every column.
 func Rows(ts []workerproto.Tensor) (int, error) {
 	if len(ts) == 0 {
