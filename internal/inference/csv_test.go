@@ -15,7 +15,7 @@ func TestInferTextType(t *testing.T) {
 		{[]string{"1", "", "3"}, workerproto.FP64}, // a missing integer is NaN
 		{[]string{"1", "2.5", "1e400"}, workerproto.FP64},
 		{[]string{"", " "}, workerproto.FP64},
-		{nil, workerproto.INT64}, // no values: nothing says otherwise
+		{nil, workerproto.INT64},                            // no values: nothing says otherwise
 		{[]string{"9223372036854775808"}, workerproto.FP64}, // beyond INT64
 		{[]string{"true", "False", "TRUE"}, workerproto.BOOL},
 		{[]string{"1", "0"}, workerproto.INT64},

@@ -58,16 +58,22 @@ const maxRank = 32
 
 // quoteList formats names as `"a", "b", "c"` for error messages, eliding after 20.
 func quoteList(names []string) string {
+	return listFor(names, 20, func(b *strings.Builder, n string) { fmt.Fprintf(b, "%q", n) })
+}
+
+// listFor formats items as "a, b, c" for error messages, each with write, eliding after the first most:
+// "a, b, … (3 more)".
+func listFor[T any](items []T, most int, write func(*strings.Builder, T)) string {
 	var b strings.Builder
-	for i, n := range names {
-		if i == 20 {
-			fmt.Fprintf(&b, ", … (%d more)", len(names)-i)
+	for i, x := range items {
+		if i == most {
+			fmt.Fprintf(&b, ", … (%d more)", len(items)-i)
 			break
 		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%q", n)
+		write(&b, x)
 	}
 	return b.String()
 }

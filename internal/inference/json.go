@@ -338,6 +338,35 @@ func (s *scanner) end() {
 	}
 }
 
+// fields reads the object that peek reported, calling field with each key and the scanner at its value,
+// which field must consume. It stops at the first error, field's or the scanner's.
+func (s *scanner) fields(field func(k tok) error) error {
+	s.enter()
+	for n := 0; s.next('}', n); n++ {
+		k := s.key()
+		if s.err != nil {
+			break
+		}
+		if err := field(k); err != nil {
+			return err
+		}
+	}
+	return s.err
+}
+
+// keyOnce marks the known key j of an object (at where; "" for the request body) as seen, failing on its
+// second occurrence: which of the two values counts would be a guess.
+func keyOnce(seen []bool, j int, where, key string) error {
+	switch {
+	case !seen[j]:
+		seen[j] = true
+		return nil
+	case where == "":
+		return invalid("", "duplicate key %q in the request body", key)
+	}
+	return invalid(where, "duplicate key %q", key)
+}
+
 // keyIs reports whether the key token k is name (escaped keys are unescaped to compare).
 func keyIs(src []byte, k tok, name string) bool {
 	if !k.esc {

@@ -48,15 +48,10 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 	if err != nil {
 		return nil, err
 	}
-	s.enter()
 	req := &MLflowRequest{}
 	var keys []tok
 	var found []string
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err != nil {
-			break
-		}
+	err = s.fields(func(k tok) error {
 		keys = append(keys, k)
 		format := ""
 		for _, f := range mlflowFormats {
@@ -64,12 +59,13 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 				format = f
 			}
 		}
+		var err error
 		switch {
 		case format != "":
 			found = append(found, format)
 			if len(found) > 1 {
 				s.value() // an error below
-				continue
+				return nil
 			}
 			switch format { // decoded in place
 			case "dataframe_split":
@@ -86,9 +82,10 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 		default: // ignored, as MLflow does
 			s.value()
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.end()
 	if s.err != nil {
@@ -350,7 +347,6 @@ func (m *mlDecoder) split(s *scanner) error {
 	if s.peek() != kObject {
 		return notA(s, where, `an object {"columns": [...], "data": [[...], ...]}`)
 	}
-	s.enter()
 	var (
 		names              []string
 		haveCols, haveData bool
@@ -358,11 +354,7 @@ func (m *mlDecoder) split(s *scanner) error {
 		rows               int
 		byPos              []*rawCol
 	)
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err != nil {
-			break
-		}
+	err := s.fields(func(k tok) error {
 		var err error
 		switch {
 		case keyIs(m.src, k, "columns"):
@@ -376,12 +368,10 @@ func (m *mlDecoder) split(s *scanner) error {
 		default:
 			s.value()
 		}
-		if err != nil {
-			return err
-		}
-	}
-	if s.err != nil {
-		return s.err
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if !haveData {
 		return invalid(where+".data", "missing: send the rows as a list of lists")

@@ -194,23 +194,15 @@ func allowedNumber(a any) (float64, bool) {
 	return 0, false
 }
 
+// formatAllowed formats a column's allowed values for error messages (strings quoted), eliding after 10.
 func formatAllowed(vals []any) string {
-	var b strings.Builder
-	for i, v := range vals {
-		if i == 10 {
-			fmt.Fprintf(&b, ", … (%d more)", len(vals)-i)
-			break
-		}
-		if i > 0 {
-			b.WriteString(", ")
-		}
+	return listFor(vals, 10, func(b *strings.Builder, v any) {
 		if s, ok := v.(string); ok {
-			fmt.Fprintf(&b, "%q", s)
+			fmt.Fprintf(b, "%q", s)
 		} else {
-			fmt.Fprint(&b, v)
+			fmt.Fprint(b, v)
 		}
-	}
-	return b.String()
+	})
 }
 
 // checkSchemaShape checks a column's shape against the schema's: one value per row without a schema

@@ -36,45 +36,34 @@ func DecodeV2Request(body []byte) (*V2Request, error) {
 	if s.peek() != kObject {
 		return nil, notA(s, "", `a JSON object like {"inputs": [...]}`)
 	}
-	s.enter()
 	req := &V2Request{}
 	var seen [4]bool
-	dup := func(i int, name string) error {
-		if seen[i] {
-			return invalid("", "duplicate key %q in the request body", name)
-		}
-		seen[i] = true
-		return nil
-	}
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err != nil {
-			break
-		}
+	err = s.fields(func(k tok) error {
 		var err error
 		switch {
 		case keyIs(body, k, "id"):
-			if err = dup(0, "id"); err == nil {
+			if err = keyOnce(seen[:], 0, "", "id"); err == nil {
 				req.ID, err = optString(s, "id")
 			}
 		case keyIs(body, k, "parameters"):
-			if err = dup(1, "parameters"); err == nil {
+			if err = keyOnce(seen[:], 1, "", "parameters"); err == nil {
 				req.Parameters, err = decodeParams(s, "parameters")
 			}
 		case keyIs(body, k, "inputs"):
-			if err = dup(2, "inputs"); err == nil {
+			if err = keyOnce(seen[:], 2, "", "inputs"); err == nil {
 				req.Inputs, err = decodeV2Inputs(s)
 			}
 		case keyIs(body, k, "outputs"):
-			if err = dup(3, "outputs"); err == nil {
+			if err = keyOnce(seen[:], 3, "", "outputs"); err == nil {
 				req.Outputs, err = decodeV2Outputs(s)
 			}
 		default:
 			s.value()
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.end()
 	if s.err != nil {
@@ -182,7 +171,6 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 	if s.peek() != kObject {
 		return t, notA(s, fmt.Sprintf("inputs[%d]", i), `a tensor object {"name", "shape", "datatype", "data"}`)
 	}
-	s.enter()
 	var (
 		dt                  workerproto.Datatype
 		shape               []int64
@@ -191,26 +179,15 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 		d                   *v2Data
 	)
 	var seen [4]bool
-	once := func(j int, key string) error {
-		if seen[j] {
-			return invalid(fmt.Sprintf("inputs[%d]", i), "duplicate key %q", key)
-		}
-		seen[j] = true
-		return nil
-	}
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err != nil {
-			break
-		}
+	err := s.fields(func(k tok) error {
 		var err error
 		for j, key := range [...]string{"name", "datatype", "shape", "data"} {
 			if err == nil && keyIs(s.b, k, key) {
-				err = once(j, key)
+				err = keyOnce(seen[:], j, fmt.Sprintf("inputs[%d]", i), key)
 			}
 		}
 		if err != nil {
-			return t, err
+			return err
 		}
 		switch {
 		case keyIs(s.b, k, "name"):
@@ -240,12 +217,10 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 		default:
 			s.value()
 		}
-		if err != nil {
-			return t, err
-		}
-	}
-	if s.err != nil {
-		return t, s.err
+		return err
+	})
+	if err != nil {
+		return t, err
 	}
 	switch {
 	case t.Name == "":
@@ -305,15 +280,13 @@ func checkInputParams(s *scanner, where string) error {
 		}
 		return s.err
 	}
-	s.enter()
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err == nil && keyIs(s.b, k, "binary_data_size") {
+	return s.fields(func(k tok) error {
+		if keyIs(s.b, k, "binary_data_size") {
 			return invalid(where+".binary_data_size", "the binary tensor data extension is not supported: send the data as JSON")
 		}
 		s.value()
-	}
-	return s.err
+		return nil
+	})
 }
 
 func decodeV2Outputs(s *scanner) ([]string, error) {
@@ -327,21 +300,18 @@ func decodeV2Outputs(s *scanner) ([]string, error) {
 		if s.peek() != kObject {
 			return nil, notA(s, where, `an object {"name": ...}`)
 		}
-		s.enter()
 		name := ""
-		for n := 0; s.next('}', n); n++ {
-			k := s.key()
-			if s.err == nil && keyIs(s.b, k, "name") {
+		err := s.fields(func(k tok) error {
+			if keyIs(s.b, k, "name") {
 				var err error
-				if name, err = readName(s, where+".name"); err != nil {
-					return nil, err
-				}
-				continue
+				name, err = readName(s, where+".name")
+				return err
 			}
 			s.value() // parameters (binary_data, classification) are not supported and ignored
-		}
-		if s.err != nil {
-			return nil, s.err
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		if name == "" {
 			return nil, invalid(where+".name", "missing")

@@ -72,28 +72,25 @@ func workerRequest(s *scanner) (data *int, named map[string]int, err error) {
 	if s.peek() != kObject {
 		return nil, nil, badWorkerRequest(s, notA(s, "", "an object"))
 	}
-	s.enter()
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
+	err = s.fields(func(k tok) error {
+		var err error
 		switch {
-		case s.err != nil:
 		case keyIs(s.b, k, "data"):
 			s.ws()
 			at := s.i
 			data = &at
 			s.value()
 		case keyIs(s.b, k, "inputs"):
-			if named, err = workerInputs(s); err != nil {
-				return nil, nil, err
-			}
+			named, err = workerInputs(s)
 		default:
-			return nil, nil, invalid("", "%s: unknown field %s", workerRequestForms, clip(k.raw(s.b)))
+			err = invalid("", "%s: unknown field %s", workerRequestForms, clip(k.raw(s.b)))
 		}
-	}
+		return err
+	})
 	if s.err != nil {
 		return nil, nil, badWorkerRequest(s, s.err)
 	}
-	return data, named, nil
+	return data, named, err
 }
 
 // badWorkerRequest says that the request is not of the worker's form, and why. A body cut short is
@@ -116,18 +113,14 @@ func workerInputs(s *scanner) (map[string]int, error) {
 		return nil, badWorkerRequest(s, notA(s, "inputs", "an object of nested lists"))
 	}
 	named := map[string]int{}
-	s.enter()
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err != nil {
-			break
-		}
+	err := s.fields(func(k tok) error {
 		s.ws()
 		named[tokString(s.b, k)] = s.i
 		s.value()
-	}
-	if s.err != nil {
-		return nil, badWorkerRequest(s, s.err)
+		return nil
+	})
+	if err != nil {
+		return nil, badWorkerRequest(s, err)
 	}
 	return named, nil
 }
