@@ -354,6 +354,15 @@ func (s *scanner) fields(field func(k tok) error) error {
 	return s.err
 }
 
+// bodyFields is fields for the top-level object of a request body, which only whitespace may follow.
+func (s *scanner) bodyFields(field func(k tok) error) error {
+	if err := s.fields(field); err != nil {
+		return err
+	}
+	s.end()
+	return s.err
+}
+
 // keyOnce marks the known key j of an object (at where; "" for the request body) as seen, failing on its
 // second occurrence: which of the two values counts would be a guess.
 func keyOnce(seen []bool, j int, where, key string) error {

@@ -51,7 +51,7 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 	req := &MLflowRequest{}
 	var keys []tok
 	var found []string
-	err = s.fields(func(k tok) error {
+	err = s.bodyFields(func(k tok) error {
 		keys = append(keys, k)
 		format := ""
 		for _, f := range mlflowFormats {
@@ -86,10 +86,6 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 	})
 	if err != nil {
 		return nil, err
-	}
-	s.end()
-	if s.err != nil {
-		return nil, s.err
 	}
 	switch {
 	case len(found) == 0 && len(keys) == 0:

@@ -38,7 +38,7 @@ func DecodeV2Request(body []byte) (*V2Request, error) {
 	}
 	req := &V2Request{}
 	var seen [4]bool
-	err = s.fields(func(k tok) error {
+	err = s.bodyFields(func(k tok) error {
 		var err error
 		switch {
 		case keyIs(body, k, "id"):
@@ -64,10 +64,6 @@ func DecodeV2Request(body []byte) (*V2Request, error) {
 	})
 	if err != nil {
 		return nil, err
-	}
-	s.end()
-	if s.err != nil {
-		return nil, s.err
 	}
 	if !seen[2] {
 		return nil, invalid("inputs", `missing: send "inputs": [{"name", "shape", "datatype", "data"}, ...]`)
