@@ -17,7 +17,7 @@ type column struct {
 	col   string // the column's name in messages; "" for OIP tensors, where messages name the datatype
 	label string // the column's dtype as the user wrote it (int64), when col is set
 	data  []byte
-	strs  *workerproto.BytesBuilder // the elements of a BYTES column
+	strs  workerproto.BytesBuilder // the elements of a BYTES column
 	n     int
 }
 

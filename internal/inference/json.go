@@ -363,17 +363,17 @@ func (s *scanner) bodyFields(field func(k tok) error) error {
 	return s.err
 }
 
-// keyOnce marks the known key j of an object (at where; "" for the request body) as seen, failing on its
+// keyOnce marks the known key j of an object (at where; nil for the request body) as seen, failing on its
 // second occurrence: which of the two values counts would be a guess.
-func keyOnce(seen []bool, j int, where, key string) error {
+func keyOnce(seen []bool, j int, key string, where func() string) error {
 	switch {
 	case !seen[j]:
 		seen[j] = true
 		return nil
-	case where == "":
+	case where == nil:
 		return invalid("", "duplicate key %q in the request body", key)
 	}
-	return invalid(where, "duplicate key %q", key)
+	return invalid(where(), "duplicate key %q", key)
 }
 
 // keyIs reports whether the key token k is name (escaped keys are unescaped to compare).

@@ -49,8 +49,9 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 		return nil, err
 	}
 	req := &MLflowRequest{}
-	var keys []tok
-	var found []string
+	// On the stack for the usual few keys (appends in the callback below would allocate from nil).
+	keys := make([]tok, 0, 4)
+	found := make([]string, 0, 2)
 	err = s.bodyFields(func(k tok) error {
 		keys = append(keys, k)
 		format := ""

@@ -42,19 +42,19 @@ func DecodeV2Request(body []byte) (*V2Request, error) {
 		var err error
 		switch {
 		case keyIs(body, k, "id"):
-			if err = keyOnce(seen[:], 0, "", "id"); err == nil {
+			if err = keyOnce(seen[:], 0, "id", nil); err == nil {
 				req.ID, err = optString(s, "id")
 			}
 		case keyIs(body, k, "parameters"):
-			if err = keyOnce(seen[:], 1, "", "parameters"); err == nil {
+			if err = keyOnce(seen[:], 1, "parameters", nil); err == nil {
 				req.Parameters, err = decodeParams(s, "parameters")
 			}
 		case keyIs(body, k, "inputs"):
-			if err = keyOnce(seen[:], 2, "", "inputs"); err == nil {
+			if err = keyOnce(seen[:], 2, "inputs", nil); err == nil {
 				req.Inputs, err = decodeV2Inputs(s)
 			}
 		case keyIs(body, k, "outputs"):
-			if err = keyOnce(seen[:], 3, "", "outputs"); err == nil {
+			if err = keyOnce(seen[:], 3, "outputs", nil); err == nil {
 				req.Outputs, err = decodeV2Outputs(s)
 			}
 		default:
@@ -175,15 +175,22 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 		d                   *v2Data
 	)
 	var seen [4]bool
-	err := s.fields(func(k tok) error {
+	// A plain loop, not s.fields: at, called in a callback, would no longer be inlined and its
+	// arguments would cost an allocation each.
+	s.enter()
+	for n := 0; s.next('}', n); n++ {
+		k := s.key()
+		if s.err != nil {
+			break
+		}
 		var err error
 		for j, key := range [...]string{"name", "datatype", "shape", "data"} {
 			if err == nil && keyIs(s.b, k, key) {
-				err = keyOnce(seen[:], j, fmt.Sprintf("inputs[%d]", i), key)
+				err = keyOnce(seen[:], j, key, func() string { return fmt.Sprintf("inputs[%d]", i) })
 			}
 		}
 		if err != nil {
-			return err
+			return t, err
 		}
 		switch {
 		case keyIs(s.b, k, "name"):
@@ -213,10 +220,12 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 		default:
 			s.value()
 		}
-		return err
-	})
-	if err != nil {
-		return t, err
+		if err != nil {
+			return t, err
+		}
+	}
+	if s.err != nil {
+		return t, s.err
 	}
 	switch {
 	case t.Name == "":

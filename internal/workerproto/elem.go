@@ -331,15 +331,16 @@ func HalfToFloat64(h uint16) float64 {
 }
 
 // BytesBuilder collects the elements of a BYTES tensor in one backing array, so that a column costs a
-// few allocations instead of one per element.
+// few allocations instead of one per element. The zero value is an empty builder.
 type BytesBuilder struct {
 	arena []byte
 	ends  []int
 }
 
-// NewBytesBuilder returns a builder with room for n elements of size bytes in all.
-func NewBytesBuilder(n, size int) *BytesBuilder {
-	return &BytesBuilder{arena: make([]byte, 0, size), ends: make([]int, 0, n)}
+// NewBytesBuilder returns a builder with room for n elements of size bytes in all. It is a value, to be
+// kept in a variable or field, which costs no allocation of its own.
+func NewBytesBuilder(n, size int) BytesBuilder {
+	return BytesBuilder{arena: make([]byte, 0, size), ends: make([]int, 0, n)}
 }
 
 // Add appends one element.
