@@ -281,6 +281,16 @@ func (s *scanner) composite() {
 // enter consumes the '[' or '{' of the value that peek reported.
 func (s *scanner) enter() { s.i++ }
 
+// firstElem returns the kind of the first element of the list that peek reported, consuming nothing
+// (kInvalid for an empty list).
+func (s *scanner) firstElem() kind {
+	j := s.i
+	s.enter()
+	first := s.peek()
+	s.i = j
+	return first
+}
+
 // next reports whether the array or object being read (closed by close) has an element after the n
 // already read, consuming the comma before it; at the end it consumes close and returns false.
 func (s *scanner) next(close byte, n int) bool {

@@ -583,11 +583,7 @@ func (m *mlDecoder) records(s *scanner, where string) error {
 func (m *mlDecoder) tensors(s *scanner, where string) (bool, error) {
 	switch s.peek() {
 	case kArray:
-		j := s.i
-		s.enter()
-		first := s.peek()
-		s.i = j
-		if first == kObject {
+		if s.firstElem() == kObject {
 			return true, m.records(s, where)
 		}
 		name, spec := "input", (*slipway.ColumnSpec)(nil)

@@ -381,11 +381,7 @@ func (d *v2Data) nestedTooDeep() error {
 func (d *v2Data) decode(s *scanner) error {
 	switch s.peek() {
 	case kArray:
-		j := s.i
-		s.enter()
-		first := s.peek()
-		s.i = j
-		if first == kArray {
+		if s.firstElem() == kArray {
 			return d.nested(s, 0)
 		}
 		return d.flat(s)
