@@ -345,20 +345,16 @@ func (c *column) tensor(name, dt string, idx []int) (workerproto.Tensor, error) 
 	n := len(idx)
 	t := workerproto.Tensor{Name: name, Datatype: dt, Shape: []int64{int64(n)}}
 	switch dt {
-	case "FP64":
-		t.Data = make([]byte, 8*n)
-		for j, r := range idx {
-			binary.LittleEndian.PutUint64(t.Data[8*j:], math.Float64bits(c.float(r)))
-		}
-	case "FP32":
-		t.Data = make([]byte, 4*n)
-		for j, r := range idx {
-			binary.LittleEndian.PutUint32(t.Data[4*j:], math.Float32bits(float32(c.float(r))))
+	case "FP64", "FP32":
+		d := workerproto.ParseDatatype(dt)
+		t.Data = make([]byte, 0, d.Size()*n)
+		for _, r := range idx {
+			t.Data = workerproto.AppendFloat(t.Data, d, c.float(r))
 		}
 	case "INT64":
-		t.Data = make([]byte, 8*n)
-		for j, r := range idx {
-			binary.LittleEndian.PutUint64(t.Data[8*j:], uint64(c.i[r]))
+		t.Data = make([]byte, 0, 8*n)
+		for _, r := range idx {
+			t.Data = binary.LittleEndian.AppendUint64(t.Data, uint64(c.i[r]))
 		}
 	case "BOOL":
 		t.Data = make([]byte, n)
@@ -368,26 +364,26 @@ func (c *column) tensor(name, dt string, idx []int) (workerproto.Tensor, error) 
 			}
 		}
 	case "BYTES":
-		t.Strings = make([][]byte, n)
-		if c.kind == kindString {
-			// One backing array for the chunk's strings instead of one allocation per row.
-			size := 0
-			for _, r := range idx {
-				size += len(c.s[r])
-			}
-			buf := make([]byte, 0, size)
+		if c.kind != kindString {
+			t.Strings = make([][]byte, n)
 			for j, r := range idx {
-				start := len(buf)
-				if !c.isNull(r) {
-					buf = append(buf, c.s[r]...)
-				}
-				t.Strings[j] = buf[start:len(buf):len(buf)]
+				t.Strings[j] = []byte(c.text(r))
 			}
 			break
 		}
-		for j, r := range idx {
-			t.Strings[j] = []byte(c.text(r))
+		size := 0
+		for _, r := range idx {
+			size += len(c.s[r])
 		}
+		strs := workerproto.NewBytesBuilder(n, size)
+		for _, r := range idx {
+			if c.isNull(r) {
+				strs.AddString("")
+			} else {
+				strs.AddString(c.s[r])
+			}
+		}
+		t.Strings = strs.Strings()
 	default:
 		return t, fmt.Errorf("batch: no encoding for %s", dt)
 	}
@@ -433,58 +429,30 @@ func (c *column) text(r int) string {
 // fromTensor turns a model output (or one of its columns, for [N, K] outputs) into a column.
 func fromTensor(t workerproto.Tensor, col, width int) (*column, error) {
 	n := int(t.Shape[0])
-	size, _ := workerproto.ElemSize(t.Datatype)
+	dt := workerproto.ParseDatatype(t.Datatype)
 	at := func(r int) int { return r*width + col }
 	var c *column
-	switch t.Datatype {
-	case "FP64", "FP32", "FP16":
+	switch {
+	case dt.IsFloat():
 		c = newColumn(kindFloat, n)
 		for r := range n {
-			i := at(r)
-			switch t.Datatype {
-			case "FP64":
-				c.f = append(c.f, math.Float64frombits(binary.LittleEndian.Uint64(t.Data[8*i:])))
-			case "FP32":
-				c.f = append(c.f, float64(math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))))
-			default:
-				c.f = append(c.f, halfToFloat(binary.LittleEndian.Uint16(t.Data[2*i:])))
-			}
+			c.f = append(c.f, workerproto.ReadFloat(dt, t.Data, at(r)))
 		}
-	case "INT64", "INT32", "INT16", "INT8", "UINT32", "UINT16", "UINT8", "UINT64":
+	case dt.IsInt():
 		c = newColumn(kindInt, n)
 		for r := range n {
-			b := t.Data[size*at(r):]
-			var v int64
-			switch t.Datatype {
-			case "INT64":
-				v = int64(binary.LittleEndian.Uint64(b))
-			case "UINT64":
-				u := binary.LittleEndian.Uint64(b)
-				if u > math.MaxInt64 {
-					return nil, fmt.Errorf("output %q row %d: %d does not fit a signed 64-bit integer", t.Name, r, u)
-				}
-				v = int64(u)
-			case "INT32":
-				v = int64(int32(binary.LittleEndian.Uint32(b)))
-			case "UINT32":
-				v = int64(binary.LittleEndian.Uint32(b))
-			case "INT16":
-				v = int64(int16(binary.LittleEndian.Uint16(b)))
-			case "UINT16":
-				v = int64(binary.LittleEndian.Uint16(b))
-			case "INT8":
-				v = int64(int8(b[0]))
-			case "UINT8":
-				v = int64(b[0])
+			v, ok := workerproto.ReadNumber(dt, t.Data, at(r)).Int64()
+			if !ok { // a UINT64 above 2^63-1
+				return nil, fmt.Errorf("output %q row %d: %s does not fit a signed 64-bit integer", t.Name, r, workerproto.ReadNumber(dt, t.Data, at(r)))
 			}
 			c.i = append(c.i, v)
 		}
-	case "BOOL":
+	case dt == workerproto.BOOL:
 		c = newColumn(kindBool, n)
 		for r := range n {
 			c.b = append(c.b, t.Data[at(r)] != 0)
 		}
-	case "BYTES":
+	case dt == workerproto.BYTES:
 		c = newColumn(kindString, n)
 		for r := range n {
 			c.s = append(c.s, string(t.Strings[at(r)]))
@@ -495,37 +463,20 @@ func fromTensor(t workerproto.Tensor, col, width int) (*column, error) {
 	return c, nil
 }
 
-func halfToFloat(h uint16) float64 {
-	sign := float64(1)
-	if h&0x8000 != 0 {
-		sign = -1
-	}
-	exp := int(h>>10) & 0x1f
-	frac := float64(h & 0x3ff)
-	switch exp {
-	case 0:
-		return sign * frac * math.Pow(2, -24)
-	case 31:
-		if frac == 0 {
-			return sign * math.Inf(1)
-		}
-		return math.NaN()
-	}
-	return sign * (1 + frac/1024) * math.Pow(2, float64(exp-15))
-}
-
 // kindOfDatatype is the column kind an output tensor of datatype dt produces.
-func kindOfDatatype(dt string) kind {
-	switch dt {
-	case "FP64", "FP32", "FP16":
+func kindOfDatatype(dt string) kind { return kindOf(workerproto.ParseDatatype(dt)) }
+
+// kindOf is the column kind that carries values of datatype d.
+func kindOf(d workerproto.Datatype) kind {
+	switch {
+	case d.IsFloat():
 		return kindFloat
-	case "BOOL":
-		return kindBool
-	case "BYTES":
-		return kindString
-	}
-	if _, ok := workerproto.ElemSize(dt); ok {
+	case d.IsInt():
 		return kindInt
+	case d == workerproto.BOOL:
+		return kindBool
+	case d == workerproto.BYTES:
+		return kindString
 	}
 	return kindNone
 }

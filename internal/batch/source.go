@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/inference"
 )
 
 // chunk is a block of consecutive input rows, columnar, for the selected columns (the plan's order).
@@ -173,41 +173,13 @@ func (s *csvSource) sample(ctx context.Context, cols []int, n int) ([]kind, erro
 	return out, nil
 }
 
-// inferText picks a kind from text values: all integers → integer, all numbers → float, all true/false →
-// boolean, else string (what pandas' read_csv would do). Empty values are missing.
+// inferText picks a kind from text values (CSV fields) as the MLflow CSV codec types its columns; no
+// values at all make a string column.
 func inferText(vals []string) kind {
-	ints, nums, bools, empty := true, true, true, false
-	for _, v := range vals {
-		t := strings.TrimSpace(v)
-		if t == "" {
-			empty = true
-			continue
-		}
-		if ints {
-			_, err := strconv.ParseInt(t, 10, 64)
-			ints = err == nil
-		}
-		if nums {
-			_, err := strconv.ParseFloat(t, 64)
-			nums = err == nil || errors.Is(err, strconv.ErrRange)
-		}
-		if bools {
-			switch t {
-			case "true", "True", "TRUE", "false", "False", "FALSE":
-			default:
-				bools = false
-			}
-		}
+	if len(vals) == 0 {
+		return kindString
 	}
-	switch {
-	case ints && !empty && len(vals) > 0:
-		return kindInt
-	case nums && len(vals) > 0:
-		return kindFloat
-	case bools && !empty && len(vals) > 0:
-		return kindBool
-	}
-	return kindString
+	return kindOf(inference.InferTextType(vals))
 }
 
 func (s *csvSource) total(ctx context.Context) (int64, error) {

@@ -115,7 +115,7 @@ func fit(t workerproto.Tensor, in workerproto.Column) (workerproto.Tensor, error
 		}
 		t.Shape = shape
 	}
-	if dt := dtypeOf(in.Datatype); dt != dtNone && in.Datatype != t.Datatype {
+	if dt := workerproto.ParseDatatype(in.Datatype); dt != workerproto.NoDatatype && in.Datatype != t.Datatype {
 		var err error
 		if t, err = cast(t, dt, in.Name); err != nil {
 			return t, err
@@ -126,21 +126,21 @@ func fit(t workerproto.Tensor, in workerproto.Column) (workerproto.Tensor, error
 }
 
 // cast converts a numeric tensor to the datatype dt (a copy; t itself when it already is dt).
-func cast(t workerproto.Tensor, dt dtype, input string) (workerproto.Tensor, error) {
-	src := dtypeOf(t.Datatype)
+func cast(t workerproto.Tensor, dt workerproto.Datatype, input string) (workerproto.Tensor, error) {
+	src := workerproto.ParseDatatype(t.Datatype)
 	if src == dt {
 		return t, nil
 	}
-	if !src.isNumeric() || !dt.isNumeric() {
+	if !src.IsNumeric() || !dt.IsNumeric() {
 		return t, invalid("", "column %q is %s; model input %q takes %s", t.Name, src, input, dt)
 	}
 	n := elemCount(&t, src)
-	data := make([]byte, 0, n*dt.size())
+	data := make([]byte, 0, n*dt.Size())
 	perRow := rowSize(t.Shape)
 	for i := range n {
 		var err error
-		if data, err = appendVal(data, dt, readVal(src, t.Data, i)); err != nil {
-			return t, castError(err, t.Name, i, perRow, readVal(src, t.Data, i), dt, input)
+		if data, err = workerproto.AppendNumber(data, dt, workerproto.ReadNumber(src, t.Data, i)); err != nil {
+			return t, castError(err, t.Name, i, perRow, workerproto.ReadNumber(src, t.Data, i), dt, input)
 		}
 	}
 	t.Datatype, t.Data = dt.String(), data
@@ -158,12 +158,12 @@ func rowSize(shape []int64) int {
 	return max(n, 1)
 }
 
-func castError(err error, col string, i, perRow int, v val, dt dtype, input string) error {
+func castError(err error, col string, i, perRow int, v workerproto.Number, dt workerproto.Datatype, input string) error {
 	where := fmt.Sprintf("column %q row %d", col, i/perRow)
 	if perRow > 1 {
 		where += fmt.Sprintf(" element %d", i%perRow)
 	}
-	if errors.Is(err, errNotInteger) {
+	if errors.Is(err, workerproto.ErrNotInteger) {
 		return invalid(where, "%s is not an integer, and model input %q is %s", v, input, dt)
 	}
 	return invalid(where, "%s does not fit %s (model input %q)", v, dt, input)
@@ -171,9 +171,9 @@ func castError(err error, col string, i, perRow int, v val, dt dtype, input stri
 
 // stack builds the [N, K] input from K 1-D numeric columns, in frame order.
 func stack(cols []workerproto.Tensor, in workerproto.Column) (workerproto.Tensor, error) {
-	dt := dtypeOf(in.Datatype)
+	dt := workerproto.ParseDatatype(in.Datatype)
 	k := len(cols)
-	if !dt.isNumeric() {
+	if !dt.IsNumeric() {
 		return workerproto.Tensor{}, invalid("", "the model takes %s; the request has %s", describeInputs([]workerproto.Column{in}), quoteList(names(cols)))
 	}
 	if in.Shape[1] >= 0 && in.Shape[1] != int64(k) {
@@ -185,7 +185,7 @@ func stack(cols []workerproto.Tensor, in workerproto.Column) (workerproto.Tensor
 		switch {
 		case len(c.Shape) != 1:
 			return workerproto.Tensor{}, invalid("", "column %q has shape %v; to stack the columns into model input %q each must have one value per row", c.Name, c.Shape, in.Name)
-		case !dtypeOf(c.Datatype).isNumeric():
+		case !workerproto.ParseDatatype(c.Datatype).IsNumeric():
 			return workerproto.Tensor{}, invalid("", "column %q is %s; model input %q takes %s", c.Name, c.Datatype, in.Name, dt)
 		case n >= 0 && c.Shape[0] != n:
 			return workerproto.Tensor{}, invalid("", "column %q has %d rows, column %q has %d", c.Name, c.Shape[0], cols[0].Name, n)
@@ -195,19 +195,19 @@ func stack(cols []workerproto.Tensor, in workerproto.Column) (workerproto.Tensor
 	if in.Shape[0] >= 0 && in.Shape[0] != n {
 		return workerproto.Tensor{}, invalid("", "model input %q takes %d rows (shape %v); the request has %d", in.Name, in.Shape[0], in.Shape, n)
 	}
-	size := dt.size()
+	size := dt.Size()
 	data := make([]byte, int(n)*k*size)
 	for j := range cols {
 		c := &cols[j]
-		src := dtypeOf(c.Datatype)
+		src := workerproto.ParseDatatype(c.Datatype)
 		for r := range int(n) {
 			off := (r*k + j) * size
 			if src == dt {
 				copy(data[off:off+size], c.Data[r*size:])
 				continue
 			}
-			if _, err := appendVal(data[:off], dt, readVal(src, c.Data, r)); err != nil {
-				return workerproto.Tensor{}, castError(err, c.Name, r, 1, readVal(src, c.Data, r), dt, in.Name)
+			if _, err := workerproto.AppendNumber(data[:off], dt, workerproto.ReadNumber(src, c.Data, r)); err != nil {
+				return workerproto.Tensor{}, castError(err, c.Name, r, 1, workerproto.ReadNumber(src, c.Data, r), dt, in.Name)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"testing"
@@ -22,7 +23,7 @@ func boolTensor(name string, v ...bool) workerproto.Tensor {
 func int32Tensor(name string, shape []int64, v ...int32) workerproto.Tensor {
 	var b []byte
 	for _, x := range v {
-		b = appendUint(b, 4, uint64(uint32(x)))
+		b = binary.LittleEndian.AppendUint32(b, uint32(x))
 	}
 	if shape == nil {
 		shape = []int64{int64(len(v))}

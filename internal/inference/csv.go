@@ -94,11 +94,11 @@ func csvError(err error) error {
 
 // csvColumn types the text values of one column.
 func csvColumn(c *rawCol, vals []string, lines []int) (workerproto.Tensor, error) {
-	dt, label := dtNone, ""
+	dt, label := workerproto.NoDatatype, ""
 	if c.spec != nil {
 		dt, label = schemaDtype(c.spec.Dtype), c.spec.Dtype
 	} else {
-		dt = inferCSV(vals)
+		dt = InferTextType(vals)
 		label = dt.String()
 	}
 	col := newColumn(dt, len(vals))
@@ -115,11 +115,10 @@ func csvColumn(c *rawCol, vals []string, lines []int) (workerproto.Tensor, error
 func appendCSV(col *column, v string) ([]byte, error) {
 	dt := col.dt
 	switch {
-	case dt == dtBytes:
-		col.arena = append(col.arena, v...)
-		col.ends = append(col.ends, len(col.arena))
+	case dt == workerproto.BYTES:
+		col.strs.AddString(v)
 		return col.data, nil
-	case dt == dtBool:
+	case dt == workerproto.BOOL:
 		b, ok := csvBool(strings.TrimSpace(v))
 		if !ok {
 			return col.data, fmt.Errorf("expected true or false, got %s", quoteField(v))
@@ -128,23 +127,23 @@ func appendCSV(col *column, v string) ([]byte, error) {
 			return append(col.data, 1), nil
 		}
 		return append(col.data, 0), nil
-	case dt.isFloat():
+	case dt.IsFloat():
 		t := strings.TrimSpace(v)
 		if t == "" {
-			return appendFloatBits(col.data, dt, math.NaN()), nil
+			return workerproto.AppendFloat(col.data, dt, math.NaN()), nil
 		}
 		bits := 64
-		if dt == dtFP32 {
+		if dt == workerproto.FP32 {
 			bits = 32
 		}
 		f, err := strconv.ParseFloat(t, bits)
 		if err != nil && !errors.Is(err, strconv.ErrRange) {
 			return col.data, fmt.Errorf("expected a number, got %s", quoteField(v))
 		}
-		if err != nil && math.IsInf(f, 0) || dt == dtFP16 && !halfFits(f) {
+		if err != nil && math.IsInf(f, 0) || !workerproto.FloatFits(dt, f) {
 			return col.data, fmt.Errorf("%s is out of range", quoteField(v))
 		}
-		return appendFloatBits(col.data, dt, f), nil
+		return workerproto.AppendFloat(col.data, dt, f), nil
 	}
 	t := strings.TrimSpace(v)
 	if t == "" {
@@ -158,10 +157,10 @@ func appendCSV(col *column, v string) ([]byte, error) {
 		}
 		neg, mag = f < 0, uint64(math.Abs(f))
 	}
-	if !intFits(dt, neg, mag) {
+	if !workerproto.IntFits(dt, neg, mag) {
 		return col.data, fmt.Errorf("%s is out of range", quoteField(v))
 	}
-	return appendUint(col.data, dt.size(), intBits(neg, mag)), nil
+	return workerproto.AppendInt(col.data, dt, neg, mag), nil
 }
 
 func quoteField(v string) string {
@@ -204,8 +203,11 @@ func csvBool(t string) (value, ok bool) {
 	return false, false
 }
 
-// inferCSV picks a column's dtype from its text values.
-func inferCSV(vals []string) dtype {
+// InferTextType picks the datatype of a column from its text values (CSV fields), the way pandas'
+// read_csv does: all integers → INT64; all numbers → FP64; all true/false → BOOL; anything else → BYTES.
+// Empty values are missing: they make an integer column FP64 (NaN) and a bool column BYTES, and a
+// column of nothing but empty values is FP64, one of no values at all INT64.
+func InferTextType(vals []string) workerproto.Datatype {
 	ints, nums, bools, empty := true, true, true, false
 	for _, v := range vals {
 		t := strings.TrimSpace(v)
@@ -215,7 +217,7 @@ func inferCSV(vals []string) dtype {
 		}
 		if ints {
 			neg, mag, ok := csvInt(t)
-			ints = ok && intFits(dtInt64, neg, mag)
+			ints = ok && workerproto.IntFits(workerproto.INT64, neg, mag)
 		}
 		if nums && !ints {
 			_, err := strconv.ParseFloat(t, 64)
@@ -231,11 +233,11 @@ func inferCSV(vals []string) dtype {
 	}
 	switch {
 	case ints && !empty:
-		return dtInt64
+		return workerproto.INT64
 	case ints || nums:
-		return dtFP64 // all numbers (or all empty): empty fields are NaN
+		return workerproto.FP64 // all numbers (or all empty): empty fields are NaN
 	case bools && !empty:
-		return dtBool
+		return workerproto.BOOL
 	}
-	return dtBytes
+	return workerproto.BYTES
 }

@@ -162,29 +162,29 @@ func dumpFrame(ts []workerproto.Tensor) string {
 
 // values formats a tensor's elements for tests.
 func values(t workerproto.Tensor) []string {
-	dt := dtypeOf(t.Datatype)
-	if dt == dtBytes {
+	dt := workerproto.ParseDatatype(t.Datatype)
+	if dt == workerproto.BYTES {
 		out := make([]string, len(t.Strings))
 		for i, s := range t.Strings {
 			out[i] = strconv.Quote(string(s))
 		}
 		return out
 	}
-	if dt == dtNone {
+	if dt == workerproto.NoDatatype {
 		return []string{"?"}
 	}
-	n := len(t.Data) / dt.size()
+	n := len(t.Data) / dt.Size()
 	out := make([]string, n)
 	for i := range n {
 		switch dt {
-		case dtBool:
+		case workerproto.BOOL:
 			out[i] = strconv.FormatBool(t.Data[i] != 0)
-		case dtFP16:
-			out[i] = strconv.FormatFloat(halfToFloat64(binary.LittleEndian.Uint16(t.Data[2*i:])), 'g', -1, 64)
-		case dtFP32:
+		case workerproto.FP16:
+			out[i] = strconv.FormatFloat(workerproto.HalfToFloat64(binary.LittleEndian.Uint16(t.Data[2*i:])), 'g', -1, 64)
+		case workerproto.FP32:
 			out[i] = strconv.FormatFloat(float64(math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))), 'g', -1, 32)
 		default:
-			out[i] = readVal(dt, t.Data, i).String()
+			out[i] = workerproto.ReadNumber(dt, t.Data, i).String()
 		}
 	}
 	return out

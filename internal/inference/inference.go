@@ -6,6 +6,8 @@
 //     metadata documents.
 //   - MLflow scoring (`mlflow models serve`, MLflow 2.x): DecodeMLflowJSON (dataframe_split,
 //     dataframe_records, instances, inputs + params), DecodeMLflowCSV, EncodeMLflowResponse.
+//   - The ONNX worker's JSON (J frames): DecodeWorkerJSON, EncodeWorkerJSON, with the worker's own wording
+//     and number format (see workerjson.go).
 //   - Fitting a frame to a version: ValidateSchema (the input schema's features, dtypes and domains) and
 //     AdaptToModel (the replica's declared inputs: stacking feature columns, casting dtypes).
 //   - Dynamic batching: Rows, Concat, Split.
@@ -36,53 +38,11 @@ import (
 	"strings"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/workerproto"
 )
-
-// dtype is an Open Inference Protocol datatype.
-type dtype uint8
-
-const (
-	dtNone dtype = iota
-	dtBool
-	dtUint8
-	dtUint16
-	dtUint32
-	dtUint64
-	dtInt8
-	dtInt16
-	dtInt32
-	dtInt64
-	dtFP16
-	dtFP32
-	dtFP64
-	dtBytes
-)
-
-var dtNames = [...]string{"", "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"}
-
-var dtSizes = [...]int{0, 1, 1, 2, 4, 8, 1, 2, 4, 8, 2, 4, 8, 0}
 
 // datatypeList is the list of OIP datatypes for error messages.
-var datatypeList = strings.Join(dtNames[1:], ", ")
-
-// dtypeOf returns the dtype named by an OIP datatype name, or dtNone.
-func dtypeOf(name string) dtype {
-	for i, n := range dtNames[1:] {
-		if n == name {
-			return dtype(i + 1)
-		}
-	}
-	return dtNone
-}
-
-func (d dtype) String() string { return dtNames[d] }
-func (d dtype) size() int      { return dtSizes[d] }
-func (d dtype) isInt() bool    { return d >= dtUint8 && d <= dtInt64 }
-func (d dtype) isUint() bool   { return d >= dtUint8 && d <= dtUint64 }
-func (d dtype) isFloat() bool  { return d >= dtFP16 && d <= dtFP64 }
-
-// isNumeric reports whether d holds numbers (BOOL counts: it casts to 0 and 1).
-func (d dtype) isNumeric() bool { return d >= dtBool && d <= dtFP64 }
+var datatypeList = strings.Join(workerproto.Datatypes(), ", ")
 
 // invalid returns an EINVALID error whose message is "where: what".
 func invalid(where, format string, args ...any) error {
@@ -98,16 +58,22 @@ const maxRank = 32
 
 // quoteList formats names as `"a", "b", "c"` for error messages, eliding after 20.
 func quoteList(names []string) string {
+	return listFor(names, 20, func(b *strings.Builder, n string) { fmt.Fprintf(b, "%q", n) })
+}
+
+// listFor formats items as "a, b, c" for error messages, each with write, eliding after the first most:
+// "a, b, … (3 more)".
+func listFor[T any](items []T, most int, write func(*strings.Builder, T)) string {
 	var b strings.Builder
-	for i, n := range names {
-		if i == 20 {
-			fmt.Fprintf(&b, ", … (%d more)", len(names)-i)
+	for i, x := range items {
+		if i == most {
+			fmt.Fprintf(&b, ", … (%d more)", len(items)-i)
 			break
 		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%q", n)
+		write(&b, x)
 	}
 	return b.String()
 }

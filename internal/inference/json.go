@@ -281,6 +281,16 @@ func (s *scanner) composite() {
 // enter consumes the '[' or '{' of the value that peek reported.
 func (s *scanner) enter() { s.i++ }
 
+// firstElem returns the kind of the first element of the list that peek reported, consuming nothing
+// (kInvalid for an empty list).
+func (s *scanner) firstElem() kind {
+	j := s.i
+	s.enter()
+	first := s.peek()
+	s.i = j
+	return first
+}
+
 // next reports whether the array or object being read (closed by close) has an element after the n
 // already read, consuming the comma before it; at the end it consumes close and returns false.
 func (s *scanner) next(close byte, n int) bool {
@@ -336,6 +346,44 @@ func (s *scanner) end() {
 	if s.err == nil && s.i != len(s.b) {
 		s.syntax("unexpected data after the top-level value")
 	}
+}
+
+// fields reads the object that peek reported, calling field with each key and the scanner at its value,
+// which field must consume. It stops at the first error, field's or the scanner's.
+func (s *scanner) fields(field func(k tok) error) error {
+	s.enter()
+	for n := 0; s.next('}', n); n++ {
+		k := s.key()
+		if s.err != nil {
+			break
+		}
+		if err := field(k); err != nil {
+			return err
+		}
+	}
+	return s.err
+}
+
+// bodyFields is fields for the top-level object of a request body, which only whitespace may follow.
+func (s *scanner) bodyFields(field func(k tok) error) error {
+	if err := s.fields(field); err != nil {
+		return err
+	}
+	s.end()
+	return s.err
+}
+
+// keyOnce marks the known key j of an object (at where; nil for the request body) as seen, failing on its
+// second occurrence: which of the two values counts would be a guess.
+func keyOnce(seen []bool, j int, key string, where func() string) error {
+	switch {
+	case !seen[j]:
+		seen[j] = true
+		return nil
+	case where == nil:
+		return invalid("", "duplicate key %q in the request body", key)
+	}
+	return invalid(where(), "duplicate key %q", key)
 }
 
 // keyIs reports whether the key token k is name (escaped keys are unescaped to compare).

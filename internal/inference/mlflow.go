@@ -48,15 +48,11 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 	if err != nil {
 		return nil, err
 	}
-	s.enter()
 	req := &MLflowRequest{}
-	var keys []tok
-	var found []string
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err != nil {
-			break
-		}
+	// On the stack for the usual few keys (appends in the callback below would allocate from nil).
+	keys := make([]tok, 0, 4)
+	found := make([]string, 0, 2)
+	err = s.bodyFields(func(k tok) error {
 		keys = append(keys, k)
 		format := ""
 		for _, f := range mlflowFormats {
@@ -64,12 +60,13 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 				format = f
 			}
 		}
+		var err error
 		switch {
 		case format != "":
 			found = append(found, format)
 			if len(found) > 1 {
 				s.value() // an error below
-				continue
+				return nil
 			}
 			switch format { // decoded in place
 			case "dataframe_split":
@@ -86,13 +83,10 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 		default: // ignored, as MLflow does
 			s.value()
 		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	s.end()
-	if s.err != nil {
-		return nil, s.err
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case len(found) == 0 && len(keys) == 0:
@@ -184,7 +178,7 @@ func newMLDecoder(src []byte, schema *slipway.Schema) (*mlDecoder, error) {
 	if schema != nil && len(schema.Columns) > 0 {
 		m.schema = schema.Columns
 		for _, c := range m.schema {
-			if schemaDtype(c.Dtype) == dtNone {
+			if schemaDtype(c.Dtype) == workerproto.NoDatatype {
 				return nil, invalid("", "the input schema's column %q has unsupported dtype %q", c.Name, c.Dtype)
 			}
 		}
@@ -350,7 +344,6 @@ func (m *mlDecoder) split(s *scanner) error {
 	if s.peek() != kObject {
 		return notA(s, where, `an object {"columns": [...], "data": [[...], ...]}`)
 	}
-	s.enter()
 	var (
 		names              []string
 		haveCols, haveData bool
@@ -358,11 +351,7 @@ func (m *mlDecoder) split(s *scanner) error {
 		rows               int
 		byPos              []*rawCol
 	)
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err != nil {
-			break
-		}
+	err := s.fields(func(k tok) error {
 		var err error
 		switch {
 		case keyIs(m.src, k, "columns"):
@@ -376,12 +365,10 @@ func (m *mlDecoder) split(s *scanner) error {
 		default:
 			s.value()
 		}
-		if err != nil {
-			return err
-		}
-	}
-	if s.err != nil {
-		return s.err
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if !haveData {
 		return invalid(where+".data", "missing: send the rows as a list of lists")
@@ -596,11 +583,7 @@ func (m *mlDecoder) records(s *scanner, where string) error {
 func (m *mlDecoder) tensors(s *scanner, where string) (bool, error) {
 	switch s.peek() {
 	case kArray:
-		j := s.i
-		s.enter()
-		first := s.peek()
-		s.i = j
-		if first == kObject {
+		if s.firstElem() == kObject {
 			return true, m.records(s, where)
 		}
 		name, spec := "input", (*slipway.ColumnSpec)(nil)
@@ -666,6 +649,8 @@ type nester struct {
 	toks  []tok
 	idx   []int
 	at    func(idx []int) string
+	// objects makes objects leaves, for a caller that refuses them in its own words.
+	objects bool
 }
 
 func (n *nester) walk(depth int) error {
@@ -675,7 +660,7 @@ func (n *nester) walk(depth int) error {
 		switch {
 		case s.err != nil:
 			return s.err
-		case t.k == kObject:
+		case t.k == kObject && !n.objects:
 			return invalid(n.at(n.idx), "expected a value, got an object")
 		case n.rank >= 0 && depth != n.rank:
 			return invalid(n.at(n.idx), "expected a list (the lists nest unevenly), got %s", describe(s.b, t))
@@ -749,7 +734,7 @@ func (m *mlDecoder) finish() ([]workerproto.Tensor, error) {
 
 // typed converts a column's tokens to a tensor of the schema's dtype or the inferred one.
 func (m *mlDecoder) typed(c *rawCol) (workerproto.Tensor, error) {
-	var dt dtype
+	var dt workerproto.Datatype
 	label := ""
 	if c.spec != nil {
 		dt, label = schemaDtype(c.spec.Dtype), c.spec.Dtype
@@ -771,7 +756,7 @@ func (m *mlDecoder) typed(c *rawCol) (workerproto.Tensor, error) {
 }
 
 // infer picks a column's dtype from its values.
-func (m *mlDecoder) infer(c *rawCol) (dtype, error) {
+func (m *mlDecoder) infer(c *rawCol) (workerproto.Datatype, error) {
 	const (
 		none = iota
 		number
@@ -792,7 +777,7 @@ func (m *mlDecoder) infer(c *rawCol) (dtype, error) {
 			cl = number
 			if !float {
 				neg, mag, ok := parseIntText(t.raw(m.src))
-				float = !ok || !intFits(dtInt64, neg, mag)
+				float = !ok || !workerproto.IntFits(workerproto.INT64, neg, mag)
 			}
 		case kFloat:
 			cl, float = number, true
@@ -806,20 +791,20 @@ func (m *mlDecoder) infer(c *rawCol) (dtype, error) {
 			continue
 		}
 		if cl != class {
-			return dtNone, invalid(c.elemPath(k), "expected %s for column %q (as at %s), got %s", kinds[class], c.name, c.elemPath(first), describe(m.src, t))
+			return workerproto.NoDatatype, invalid(c.elemPath(k), "expected %s for column %q (as at %s), got %s", kinds[class], c.name, c.elemPath(first), describe(m.src, t))
 		}
 	}
 	switch {
 	case class == number && !float && firstNull < 0:
-		return dtInt64, nil
+		return workerproto.INT64, nil
 	case class == none || class == number:
-		return dtFP64, nil
+		return workerproto.FP64, nil
 	case firstNull >= 0:
-		return dtNone, invalid(c.elemPath(firstNull), "missing value (null) in column %q: only float columns accept null (as NaN)", c.name)
+		return workerproto.NoDatatype, invalid(c.elemPath(firstNull), "missing value (null) in column %q: only float columns accept null (as NaN)", c.name)
 	case class == text:
-		return dtBytes, nil
+		return workerproto.BYTES, nil
 	}
-	return dtBool, nil
+	return workerproto.BOOL, nil
 }
 
 // EncodeMLflowResponse encodes {"predictions": ...} the way MLflow does: one output → its values as a
@@ -829,7 +814,7 @@ func EncodeMLflowResponse(outputs []workerproto.Tensor) ([]byte, error) {
 	if len(outputs) == 0 {
 		return nil, invalid("", "the model returned no outputs")
 	}
-	dts := make([]dtype, len(outputs))
+	dts := make([]workerproto.Datatype, len(outputs))
 	size := 32
 	records := len(outputs) > 1
 	for i := range outputs {
@@ -856,7 +841,7 @@ func EncodeMLflowResponse(outputs []workerproto.Tensor) ([]byte, error) {
 	b = append(b, `{"predictions":`...)
 	switch {
 	case len(outputs) == 1:
-		b, _ = appendNested(b, &outputs[0], dts[0], outputs[0].Shape, 0)
+		b, _ = appendNested(b, &outputs[0], dts[0], outputs[0].Shape, 0, appendElemJSON)
 	case records:
 		b = append(b, '[')
 		for r := range int(outputs[0].Shape[0]) {
@@ -865,27 +850,14 @@ func EncodeMLflowResponse(outputs []workerproto.Tensor) ([]byte, error) {
 			}
 			b = append(b, '{')
 			for i := range outputs {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = appendString(b, outputs[i].Name)
-				b = append(b, ':')
+				b = appendKey(b, i, outputs[i].Name)
 				b = appendElemJSON(b, &outputs[i], dts[i], r)
 			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')
 	default:
-		b = append(b, '{')
-		for i := range outputs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, outputs[i].Name)
-			b = append(b, ':')
-			b, _ = appendNested(b, &outputs[i], dts[i], outputs[i].Shape, 0)
-		}
-		b = append(b, '}')
+		b = appendTensorObject(b, outputs, dts, appendElemJSON)
 	}
 	return append(b, '}'), nil
 }
@@ -909,19 +881,41 @@ func nestedLists(shape []int64) int64 {
 	return total
 }
 
+// elemWriter appends element i of t (of datatype dt, consistent with its data) as a JSON value.
+type elemWriter func(b []byte, t *workerproto.Tensor, dt workerproto.Datatype, i int) []byte
+
 // appendNested appends the elements of t from index i as lists nested by shape; it returns the next index.
-func appendNested(b []byte, t *workerproto.Tensor, dt dtype, shape []int64, i int) ([]byte, int) {
+func appendNested(b []byte, t *workerproto.Tensor, dt workerproto.Datatype, shape []int64, i int, elem elemWriter) ([]byte, int) {
 	if len(shape) == 0 {
-		return appendElemJSON(b, t, dt, i), i + 1
+		return elem(b, t, dt, i), i + 1
 	}
 	b = append(b, '[')
 	for j := range shape[0] {
 		if j > 0 {
 			b = append(b, ',')
 		}
-		b, i = appendNested(b, t, dt, shape[1:], i)
+		b, i = appendNested(b, t, dt, shape[1:], i, elem)
 	}
 	return append(b, ']'), i
+}
+
+// appendTensorObject appends {"name": nested list, ...} for the tensors ts (of datatypes dts), in order.
+func appendTensorObject(b []byte, ts []workerproto.Tensor, dts []workerproto.Datatype, elem elemWriter) []byte {
+	b = append(b, '{')
+	for i := range ts {
+		b = appendKey(b, i, ts[i].Name)
+		b, _ = appendNested(b, &ts[i], dts[i], ts[i].Shape, 0, elem)
+	}
+	return append(b, '}')
+}
+
+// appendKey appends the key of the i-th member of an object, after a comma unless it is the first.
+func appendKey(b []byte, i int, key string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = appendString(b, key)
+	return append(b, ':')
 }
 
 func quoteAll(ss []string) []string {

@@ -10,49 +10,49 @@ import (
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
-// schemaDtype maps a schema column's dtype to a datatype, or dtNone. It takes the numpy names of the
+// schemaDtype maps a schema column's dtype to a datatype, or workerproto.NoDatatype. It takes the numpy names of the
 // schema (float64, int32, bool, string...), MLflow's names (double, float, long, integer, boolean, binary,
 // datetime) and OIP names (FP32...). Datetimes travel as strings.
-func schemaDtype(name string) dtype {
+func schemaDtype(name string) workerproto.Datatype {
 	switch strings.ToLower(name) {
 	case "float64", "double":
-		return dtFP64
+		return workerproto.FP64
 	case "float32", "float":
-		return dtFP32
+		return workerproto.FP32
 	case "float16", "half":
-		return dtFP16
+		return workerproto.FP16
 	case "int64", "long", "int":
-		return dtInt64
+		return workerproto.INT64
 	case "int32", "integer":
-		return dtInt32
+		return workerproto.INT32
 	case "int16":
-		return dtInt16
+		return workerproto.INT16
 	case "int8":
-		return dtInt8
+		return workerproto.INT8
 	case "uint64":
-		return dtUint64
+		return workerproto.UINT64
 	case "uint32":
-		return dtUint32
+		return workerproto.UINT32
 	case "uint16":
-		return dtUint16
+		return workerproto.UINT16
 	case "uint8":
-		return dtUint8
+		return workerproto.UINT8
 	case "bool", "boolean":
-		return dtBool
+		return workerproto.BOOL
 	case "string", "str", "object", "binary", "bytes", "datetime":
-		return dtBytes
+		return workerproto.BYTES
 	}
-	return dtypeOf(name)
+	return workerproto.ParseDatatype(name)
 }
 
 // compatible reports whether a tensor of datatype got may carry values of a schema column of datatype
 // want: floats take any number, integers take integers, bool and string only themselves.
-func compatible(want, got dtype) bool {
+func compatible(want, got workerproto.Datatype) bool {
 	switch {
-	case want.isFloat():
-		return got.isFloat() || got.isInt()
-	case want.isInt():
-		return got.isInt()
+	case want.IsFloat():
+		return got.IsFloat() || got.IsInt()
+	case want.IsInt():
+		return got.IsInt()
 	}
 	return want == got
 }
@@ -103,7 +103,7 @@ func specNames(schema *slipway.Schema) []string {
 
 func validateColumn(t *workerproto.Tensor, sc *slipway.ColumnSpec) error {
 	want := schemaDtype(sc.Dtype)
-	if want == dtNone {
+	if want == workerproto.NoDatatype {
 		return invalid("", "the input schema's feature %q has unsupported dtype %q", sc.Name, sc.Dtype)
 	}
 	got, err := checkTensor(t, "feature")
@@ -130,7 +130,7 @@ func validateColumn(t *workerproto.Tensor, sc *slipway.ColumnSpec) error {
 		}
 		return fmt.Sprintf("feature %q row %d element %d", sc.Name, i/perRow, i%perRow)
 	}
-	if got == dtBytes {
+	if got == workerproto.BYTES {
 		if len(sc.Allowed) == 0 {
 			return nil
 		}
@@ -157,8 +157,8 @@ func validateColumn(t *workerproto.Tensor, sc *slipway.ColumnSpec) error {
 		}
 	}
 	for i := range n {
-		v := readVal(got, t.Data, i)
-		f := v.float()
+		v := workerproto.ReadNumber(got, t.Data, i)
+		f := v.Float64()
 		switch {
 		case allowed != nil && !allowed[f]:
 			return invalid(at(i), "%s is not an allowed value (allowed: %s)", v, formatAllowed(sc.Allowed))
@@ -194,23 +194,15 @@ func allowedNumber(a any) (float64, bool) {
 	return 0, false
 }
 
+// formatAllowed formats a column's allowed values for error messages (strings quoted), eliding after 10.
 func formatAllowed(vals []any) string {
-	var b strings.Builder
-	for i, v := range vals {
-		if i == 10 {
-			fmt.Fprintf(&b, ", … (%d more)", len(vals)-i)
-			break
-		}
-		if i > 0 {
-			b.WriteString(", ")
-		}
+	return listFor(vals, 10, func(b *strings.Builder, v any) {
 		if s, ok := v.(string); ok {
-			fmt.Fprintf(&b, "%q", s)
+			fmt.Fprintf(b, "%q", s)
 		} else {
-			fmt.Fprint(&b, v)
+			fmt.Fprint(b, v)
 		}
-	}
-	return b.String()
+	})
 }
 
 // checkSchemaShape checks a column's shape against the schema's: one value per row without a schema

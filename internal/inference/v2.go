@@ -36,49 +36,34 @@ func DecodeV2Request(body []byte) (*V2Request, error) {
 	if s.peek() != kObject {
 		return nil, notA(s, "", `a JSON object like {"inputs": [...]}`)
 	}
-	s.enter()
 	req := &V2Request{}
 	var seen [4]bool
-	dup := func(i int, name string) error {
-		if seen[i] {
-			return invalid("", "duplicate key %q in the request body", name)
-		}
-		seen[i] = true
-		return nil
-	}
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err != nil {
-			break
-		}
+	err = s.bodyFields(func(k tok) error {
 		var err error
 		switch {
 		case keyIs(body, k, "id"):
-			if err = dup(0, "id"); err == nil {
+			if err = keyOnce(seen[:], 0, "id", nil); err == nil {
 				req.ID, err = optString(s, "id")
 			}
 		case keyIs(body, k, "parameters"):
-			if err = dup(1, "parameters"); err == nil {
+			if err = keyOnce(seen[:], 1, "parameters", nil); err == nil {
 				req.Parameters, err = decodeParams(s, "parameters")
 			}
 		case keyIs(body, k, "inputs"):
-			if err = dup(2, "inputs"); err == nil {
+			if err = keyOnce(seen[:], 2, "inputs", nil); err == nil {
 				req.Inputs, err = decodeV2Inputs(s)
 			}
 		case keyIs(body, k, "outputs"):
-			if err = dup(3, "outputs"); err == nil {
+			if err = keyOnce(seen[:], 3, "outputs", nil); err == nil {
 				req.Outputs, err = decodeV2Outputs(s)
 			}
 		default:
 			s.value()
 		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	s.end()
-	if s.err != nil {
-		return nil, s.err
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if !seen[2] {
 		return nil, invalid("inputs", `missing: send "inputs": [{"name", "shape", "datatype", "data"}, ...]`)
@@ -182,22 +167,17 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 	if s.peek() != kObject {
 		return t, notA(s, fmt.Sprintf("inputs[%d]", i), `a tensor object {"name", "shape", "datatype", "data"}`)
 	}
-	s.enter()
 	var (
-		dt                  dtype
+		dt                  workerproto.Datatype
 		shape               []int64
 		haveShape, haveData bool
 		data                tok
 		d                   *v2Data
 	)
 	var seen [4]bool
-	once := func(j int, key string) error {
-		if seen[j] {
-			return invalid(fmt.Sprintf("inputs[%d]", i), "duplicate key %q", key)
-		}
-		seen[j] = true
-		return nil
-	}
+	// A plain loop, not s.fields: at, called in a callback, would no longer be inlined and its
+	// arguments would cost an allocation each.
+	s.enter()
 	for n := 0; s.next('}', n); n++ {
 		k := s.key()
 		if s.err != nil {
@@ -206,7 +186,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 		var err error
 		for j, key := range [...]string{"name", "datatype", "shape", "data"} {
 			if err == nil && keyIs(s.b, k, key) {
-				err = once(j, key)
+				err = keyOnce(seen[:], j, key, func() string { return fmt.Sprintf("inputs[%d]", i) })
 			}
 		}
 		if err != nil {
@@ -218,7 +198,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 		case keyIs(s.b, k, "datatype"):
 			var name string
 			if name, err = optString(s, at("datatype")); err == nil {
-				if dt = dtypeOf(name); dt == dtNone {
+				if dt = workerproto.ParseDatatype(name); dt == workerproto.NoDatatype {
 					err = invalid(at("datatype"), "unknown datatype %q (use one of %s)", name, datatypeList)
 				}
 			}
@@ -229,7 +209,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 			err = checkInputParams(s, at("parameters"))
 		case keyIs(s.b, k, "data"):
 			haveData = true
-			if dt == dtNone || !haveShape {
+			if dt == workerproto.NoDatatype || !haveShape {
 				data = s.value() // decoded once shape and datatype are known
 				break
 			}
@@ -250,7 +230,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 	switch {
 	case t.Name == "":
 		return t, invalid(at("name"), "missing")
-	case dt == dtNone:
+	case dt == workerproto.NoDatatype:
 		return t, invalid(at("datatype"), "missing (use one of %s)", datatypeList)
 	case !haveShape:
 		return t, invalid(at("shape"), "missing")
@@ -305,15 +285,13 @@ func checkInputParams(s *scanner, where string) error {
 		}
 		return s.err
 	}
-	s.enter()
-	for n := 0; s.next('}', n); n++ {
-		k := s.key()
-		if s.err == nil && keyIs(s.b, k, "binary_data_size") {
+	return s.fields(func(k tok) error {
+		if keyIs(s.b, k, "binary_data_size") {
 			return invalid(where+".binary_data_size", "the binary tensor data extension is not supported: send the data as JSON")
 		}
 		s.value()
-	}
-	return s.err
+		return nil
+	})
 }
 
 func decodeV2Outputs(s *scanner) ([]string, error) {
@@ -327,21 +305,18 @@ func decodeV2Outputs(s *scanner) ([]string, error) {
 		if s.peek() != kObject {
 			return nil, notA(s, where, `an object {"name": ...}`)
 		}
-		s.enter()
 		name := ""
-		for n := 0; s.next('}', n); n++ {
-			k := s.key()
-			if s.err == nil && keyIs(s.b, k, "name") {
+		err := s.fields(func(k tok) error {
+			if keyIs(s.b, k, "name") {
 				var err error
-				if name, err = readName(s, where+".name"); err != nil {
-					return nil, err
-				}
-				continue
+				name, err = readName(s, where+".name")
+				return err
 			}
 			s.value() // parameters (binary_data, classification) are not supported and ignored
-		}
-		if s.err != nil {
-			return nil, s.err
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		if name == "" {
 			return nil, invalid(where+".name", "missing")
@@ -367,7 +342,7 @@ type v2Data struct {
 }
 
 // newV2Data prepares to decode the data of an input; avail bounds the data's size in bytes.
-func newV2Data(src []byte, input int, dt dtype, shape []int64, avail int) (*v2Data, error) {
+func newV2Data(src []byte, input int, dt workerproto.Datatype, shape []int64, avail int) (*v2Data, error) {
 	want := int64(1)
 	for _, d := range shape {
 		hi, lo := bits.Mul64(uint64(want), uint64(d))
@@ -406,11 +381,7 @@ func (d *v2Data) nestedTooDeep() error {
 func (d *v2Data) decode(s *scanner) error {
 	switch s.peek() {
 	case kArray:
-		j := s.i
-		s.enter()
-		first := s.peek()
-		s.i = j
-		if first == kArray {
+		if s.firstElem() == kArray {
 			return d.nested(s, 0)
 		}
 		return d.flat(s)
@@ -538,7 +509,7 @@ func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.
 	b = append(b, `,"outputs":[`...)
 	for i := range sel {
 		t := &sel[i]
-		dt := dtypeOf(t.Datatype)
+		dt := workerproto.ParseDatatype(t.Datatype)
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -562,12 +533,14 @@ func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.
 }
 
 // checkOutput checks that a model output is a consistent tensor of a known datatype.
-func checkOutput(t *workerproto.Tensor) (dtype, error) { return checkTensor(t, "model output") }
+func checkOutput(t *workerproto.Tensor) (workerproto.Datatype, error) {
+	return checkTensor(t, "model output")
+}
 
 // checkTensor checks that t (a "model output", a "column") is a consistent tensor of a known datatype.
-func checkTensor(t *workerproto.Tensor, noun string) (dtype, error) {
-	dt := dtypeOf(t.Datatype)
-	if dt == dtNone {
+func checkTensor(t *workerproto.Tensor, noun string) (workerproto.Datatype, error) {
+	dt := workerproto.ParseDatatype(t.Datatype)
+	if dt == workerproto.NoDatatype {
 		return dt, invalid("", "%s %q has unknown datatype %q", noun, t.Name, t.Datatype)
 	}
 	if err := t.Validate(); err != nil {
@@ -577,11 +550,11 @@ func checkTensor(t *workerproto.Tensor, noun string) (dtype, error) {
 }
 
 // elemCount is the number of elements of a tensor that passed checkOutput or was built here.
-func elemCount(t *workerproto.Tensor, dt dtype) int {
-	if dt == dtBytes {
+func elemCount(t *workerproto.Tensor, dt workerproto.Datatype) int {
+	if dt == workerproto.BYTES {
 		return len(t.Strings)
 	}
-	return len(t.Data) / dt.size()
+	return len(t.Data) / dt.Size()
 }
 
 // estimateJSON guesses the JSON size of a tensor's data.

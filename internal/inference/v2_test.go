@@ -245,14 +245,14 @@ func TestV2ErrorAndMetadata(t *testing.T) {
 func TestHalfConversion(t *testing.T) {
 	// Every half survives half → float64 → half, and printing reads back to the same half.
 	for h := range 1 << 16 {
-		f := halfToFloat64(uint16(h))
+		f := workerproto.HalfToFloat64(uint16(h))
 		if math.IsNaN(f) {
 			if uint16(h)&0x7c00 != 0x7c00 || uint16(h)&0x3ff == 0 {
 				t.Fatalf("%#04x: NaN from a non-NaN", h)
 			}
 			continue
 		}
-		if got := halfFromFloat64(f); got != uint16(h) {
+		if got := workerproto.HalfFromFloat64(f); got != uint16(h) {
 			t.Fatalf("%#04x → %v → %#04x", h, f, got)
 		}
 		s := appendHalf(nil, uint16(h))
@@ -263,7 +263,7 @@ func TestHalfConversion(t *testing.T) {
 			continue
 		}
 		var back float64
-		if err := json.Unmarshal(s, &back); err != nil || halfFromFloat64(back) != uint16(h) {
+		if err := json.Unmarshal(s, &back); err != nil || workerproto.HalfFromFloat64(back) != uint16(h) {
 			t.Fatalf("%#04x printed %s, which reads back as %v", h, s, back)
 		}
 	}
@@ -287,8 +287,8 @@ func TestHalfConversion(t *testing.T) {
 		{math.Inf(-1), 0xfc00},
 	}
 	for _, tt := range tests {
-		if got := halfFromFloat64(tt.in); got != tt.want {
-			t.Errorf("halfFromFloat64(%v) = %#04x, want %#04x", tt.in, got, tt.want)
+		if got := workerproto.HalfFromFloat64(tt.in); got != tt.want {
+			t.Errorf("workerproto.HalfFromFloat64(%v) = %#04x, want %#04x", tt.in, got, tt.want)
 		}
 	}
 }

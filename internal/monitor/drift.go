@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"runtime"
@@ -206,12 +205,12 @@ func (t *featureTest) add(col workerproto.Tensor, j, k int) {
 		}
 		return
 	}
-	size, ok := workerproto.ElemSize(col.Datatype)
-	if !ok || size == 0 || len(col.Data) < n*k*size {
+	dt := workerproto.ParseDatatype(col.Datatype)
+	if !dt.IsNumeric() || len(col.Data) < n*k*dt.Size() {
 		return
 	}
 	for r := range n {
-		v := elemFloat(col.Datatype, col.Data[(r*k+j)*size:])
+		v := workerproto.ReadFloat(dt, col.Data, r*k+j)
 		switch {
 		case t.num != nil:
 			t.addNumber(v)
@@ -234,54 +233,6 @@ func (t *featureTest) addNumber(v float64) {
 			t.numCat.Add(v)
 		}
 	}
-}
-
-// elemFloat reads one little-endian element as float64.
-func elemFloat(dt string, b []byte) float64 {
-	switch dt {
-	case "FP64":
-		return math.Float64frombits(binary.LittleEndian.Uint64(b))
-	case "FP32":
-		return float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
-	case "INT64":
-		return float64(int64(binary.LittleEndian.Uint64(b)))
-	case "INT32":
-		return float64(int32(binary.LittleEndian.Uint32(b)))
-	case "INT16":
-		return float64(int16(binary.LittleEndian.Uint16(b)))
-	case "INT8":
-		return float64(int8(b[0]))
-	case "UINT64":
-		return float64(binary.LittleEndian.Uint64(b))
-	case "UINT32":
-		return float64(binary.LittleEndian.Uint32(b))
-	case "UINT16":
-		return float64(binary.LittleEndian.Uint16(b))
-	case "UINT8", "BOOL":
-		return float64(b[0])
-	case "FP16":
-		return halfToFloat(binary.LittleEndian.Uint16(b))
-	}
-	return math.NaN()
-}
-
-func halfToFloat(h uint16) float64 {
-	sign := float64(1)
-	if h&0x8000 != 0 {
-		sign = -1
-	}
-	exp := int(h>>10) & 0x1f
-	frac := float64(h & 0x3ff)
-	switch exp {
-	case 0:
-		return sign * math.Ldexp(frac, -24)
-	case 0x1f:
-		if frac == 0 {
-			return sign * math.Inf(1)
-		}
-		return math.NaN()
-	}
-	return sign * math.Ldexp(1+frac/1024, exp-15)
 }
 
 func fptr(v float64) *float64 {

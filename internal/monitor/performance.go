@@ -132,8 +132,7 @@ func tensorFloat(t *workerproto.Tensor, i int) float64 {
 		}
 		return v
 	}
-	size, _ := workerproto.ElemSize(t.Datatype)
-	return elemFloat(t.Datatype, t.Data[i*size:])
+	return workerproto.ReadFloat(workerproto.ParseDatatype(t.Datatype), t.Data, i)
 }
 
 // tensorText renders element i the way labels are normalised (integers in decimal, booleans as true/false).

@@ -17,7 +17,8 @@
 //
 // with floats in shortest round-trip form (NaN and ±Inf become null), BYTES as strings
 // (invalid UTF-8 replaced by U+FFFD). Request errors are E frames of type ValueError;
-// ONNX Runtime failures are RuntimeError.
+// ONNX Runtime failures are RuntimeError. inference.DecodeWorkerJSON and
+// inference.EncodeWorkerJSON are the codec.
 package worker
 
 import (
@@ -29,6 +30,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/slipway-ml/slipway/internal/inference"
 	"github.com/slipway-ml/slipway/internal/modelruntime/onnx"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
@@ -133,7 +135,7 @@ func (h *onnxHandler) PredictTensors(in []workerproto.Tensor) ([]workerproto.Ten
 }
 
 func (h *onnxHandler) PredictJSON(body []byte) ([]byte, error) {
-	in, err := decodeRequest(body, h.m.Inputs())
+	in, err := inference.DecodeWorkerJSON(body, h.m.Inputs())
 	if err != nil {
 		return nil, &workerproto.ModelError{Message: err.Error(), Type: "ValueError"}
 	}
@@ -141,7 +143,7 @@ func (h *onnxHandler) PredictJSON(body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, modelError(err)
 	}
-	b, err := encodeOutputs(out)
+	b, err := inference.EncodeWorkerJSON(out)
 	if err != nil {
 		return nil, &workerproto.ModelError{Message: err.Error(), Type: "RuntimeError"}
 	}

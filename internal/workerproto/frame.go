@@ -1,6 +1,8 @@
 // Package workerproto implements the server ⇄ replica wire protocol described in
 // docs/worker-protocol.md: length-prefixed frames over the child's stdin/stdout,
-// a little-endian tensor encoding, and the JSON hello/error payloads.
+// a little-endian tensor encoding, and the JSON hello/error payloads. It is also the
+// tensor element layer (elem.go) that every package reading or writing tensor elements
+// uses: Datatype, element readers and writers by datatype, half floats, BYTES builders.
 //
 // Decisions where the document is silent:
 //   - The 256 MiB limit (MaxFrame) applies to the length field, i.e. kind byte plus payload.

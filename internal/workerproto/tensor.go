@@ -38,17 +38,11 @@ const (
 
 var errTooMany = errors.New("too many elements")
 
-var elemSizes = map[string]int{
-	"BOOL": 1, "UINT8": 1, "UINT16": 2, "UINT32": 4, "UINT64": 8,
-	"INT8": 1, "INT16": 2, "INT32": 4, "INT64": 8,
-	"FP16": 2, "FP32": 4, "FP64": 8, "BYTES": 0,
-}
-
 // ElemSize returns the element size in bytes of an OIP v2 datatype name and whether the
 // name is known. BYTES is known but has no fixed size: it returns (0, true).
 func ElemSize(datatype string) (int, bool) {
-	n, ok := elemSizes[datatype]
-	return n, ok
+	dt := ParseDatatype(datatype)
+	return dt.Size(), dt != NoDatatype
 }
 
 // NumElements returns the product of the shape (1 for a scalar), or -1 when a dimension

@@ -43,11 +43,15 @@ func NewInt64(name string, shape []int64, v []int64) Tensor {
 
 // NewBytes builds a BYTES tensor; a nil shape means [len(v)].
 func NewBytes(name string, shape []int64, v []string) Tensor {
-	s := make([][]byte, len(v))
-	for i, x := range v {
-		s[i] = []byte(x)
+	size := 0
+	for _, x := range v {
+		size += len(x)
 	}
-	return Tensor{Name: name, Datatype: "BYTES", Shape: shapeOr(shape, len(v)), Strings: s}
+	s := NewBytesBuilder(len(v), size)
+	for _, x := range v {
+		s.AddString(x)
+	}
+	return Tensor{Name: name, Datatype: "BYTES", Shape: shapeOr(shape, len(v)), Strings: s.Strings()}
 }
 
 // raw checks t's datatype and returns its data.

@@ -1,4 +1,4 @@
-package worker
+package inference
 
 import (
 	"encoding/binary"
@@ -71,7 +71,7 @@ func TestDecodeRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := decodeRequest([]byte(tt.body), tt.inputs)
+			got, err := DecodeWorkerJSON([]byte(tt.body), tt.inputs)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("got %v, want error containing %q", err, tt.wantErr)
@@ -116,7 +116,7 @@ func TestEncodeOutputs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := encodeOutputs(tt.in)
+			got, err := EncodeWorkerJSON(tt.in)
 			if err != nil || string(got) != tt.want {
 				t.Fatalf("got  %s (%v)\nwant %s", got, err, tt.want)
 			}
@@ -124,25 +124,31 @@ func TestEncodeOutputs(t *testing.T) {
 	}
 }
 
-func TestFloat32ToHalf(t *testing.T) {
-	tests := []struct {
-		in   float32
-		want uint16
-	}{
-		{0, 0x0000}, {float32(math.Copysign(0, -1)), 0x8000}, {1, 0x3c00}, {-2, 0xc000}, {3, 0x4200},
-		{0.1, 0x2e66}, {65504, 0x7bff}, {65520, 0x7c00}, {1e6, 0x7c00}, {-1e6, 0xfc00},
-		{5.9604645e-08, 0x0001}, // smallest subnormal, 2^-24
-		{2.9802322e-08, 0x0000}, // 2^-25: tie, rounds to even (0)
-		{6.1035156e-05, 0x0400}, // smallest normal, 2^-14
-		{6.0975552e-05, 0x03ff}, // largest subnormal
-		{1.0009766, 0x3c01},     // 1 + 2^-10
-		{1.0004883, 0x3c00},     // 1 + 2^-11: tie, rounds to even
-		{1.0014648, 0x3c02},     // 1 + 3·2^-11: tie, rounds to even (up)
-		{float32(math.Inf(1)), 0x7c00}, {float32(math.NaN()), 0x7e00},
+func TestWorkerJSONEdges(t *testing.T) {
+	one := []workerproto.Column{{Name: "x", Datatype: "FP32"}}
+	errs := []struct{ body, want string }{
+		{`{"data": [1, 2`, `request must be {"inputs": {name: nested list}} or {"data": nested list}: unexpected EOF`},
+		{`{"data": [1, 2}`, `request must be {"inputs": {name: nested list}} or {"data": nested list}: invalid JSON at byte 14`},
+		{`{"inputs": [1]}`, `request must be {"inputs": {name: nested list}} or {"data": nested list}: inputs: expected an object of nested lists, got a list`},
+		{`{"data": [[1, 2], [3]]}`, "input x: ragged nested list at data[1]: expected 2 elements like data[0], got 1"},
+		{`{"inputs": {"a b": [[1], 2]}}`, `input x: ragged nested list at inputs["a b"][1]: expected a list (the lists nest unevenly), got number 2`},
+		{`{"data": [{"a": 1}]}`, "input x: element 0: expected a number for FP32, got an object"},
+		{`{"data": ["NaN"]}`, "input x: element 0: expected a number for FP32, got a string"},
 	}
-	for _, tt := range tests {
-		if got := float32ToHalf(tt.in); got != tt.want {
-			t.Errorf("float32ToHalf(%g) = %#04x, want %#04x", tt.in, got, tt.want)
+	for _, e := range errs {
+		if _, err := DecodeWorkerJSON([]byte(e.body), one); err == nil || !strings.HasPrefix(err.Error(), e.want) {
+			t.Errorf("%s: got %v, want %q", e.body, err, e.want)
 		}
+	}
+	ts, err := DecodeWorkerJSON([]byte(`{"inputs": {"x": 2.5}}`), one)
+	if err != nil || len(ts) != 1 || len(ts[0].Shape) != 0 || ts[0].Shape == nil {
+		t.Fatalf("scalar: got %+v, %v", ts, err)
+	}
+	out, err := EncodeWorkerJSON([]workerproto.Tensor{
+		{Name: "h", Datatype: "FP16", Shape: []int64{2}, Data: le(uint16(0x2e66), uint16(0x7c00))},
+		workerproto.NewFloat32("big", nil, []float32{123456789}),
+	})
+	if want := `{"outputs":{"h":[0.1,null],"big":[1.2345679e+08]}}`; err != nil || string(out) != want {
+		t.Fatalf("got %s (%v), want %s", out, err, want)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
+// This file cuts frames by rows for the dynamic batcher (serving): Concat merges the frames of several
+// requests into one model call and Split cuts the outputs back.
+
 // Rows returns the number of rows of a frame: the first dimension, shared by every column.
 func Rows(ts []workerproto.Tensor) (int, error) {
 	if len(ts) == 0 {
@@ -77,7 +80,7 @@ func Concat(batches [][]workerproto.Tensor) ([]workerproto.Tensor, []int, error)
 				t.Strings = append(t.Strings, batch[indexOf(batch, f.Name)].Strings...)
 			}
 		} else {
-			t.Data = make([]byte, 0, total*rowSize(f.Shape)*dtypeOf(f.Datatype).size())
+			t.Data = make([]byte, 0, total*rowSize(f.Shape)*workerproto.ParseDatatype(f.Datatype).Size())
 			for _, batch := range batches {
 				t.Data = append(t.Data, batch[indexOf(batch, f.Name)].Data...)
 			}
@@ -116,7 +119,7 @@ func Split(outputs []workerproto.Tensor, rows []int) ([][]workerproto.Tensor, er
 		for _, d := range t.Shape[1:] {
 			inner *= int(d)
 		}
-		size := dtypeOf(t.Datatype).size()
+		size := workerproto.ParseDatatype(t.Datatype).Size()
 		start := 0
 		for b, r := range rows {
 			part := workerproto.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: append([]int64{int64(r)}, t.Shape[1:]...)}
