@@ -23,19 +23,6 @@ import (
 	"github.com/slipway-ml/slipway/client"
 )
 
-func readMetadata(t *testing.T, path string) *slipway.VersionMetadata {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m slipway.VersionMetadata
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	return &m
-}
-
 func assertReady(t *testing.T, v *slipway.ModelVersion) {
 	t.Helper()
 	if v.State != slipway.VersionReady {

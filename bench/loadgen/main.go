@@ -324,7 +324,8 @@ func do(client *http.Client, req *http.Request, expect string, buf *bytes.Buffer
 	if _, err := io.Copy(buf, io.LimitReader(resp.Body, 4<<20)); err != nil {
 		return 0, "reading the response: " + err.Error()
 	}
-	io.Copy(io.Discard, resp.Body) // anything past the limit, so the connection can be reused
+	// Anything past the limit, so that the connection can be reused; the response is judged on what was read.
+	_, _ = io.Copy(io.Discard, resp.Body)
 	if !ok {
 		return status, fmt.Sprintf("HTTP %d: %s", status, snippet(buf.Bytes()))
 	}
@@ -364,8 +365,7 @@ func AppendJSON(path string, r *Result) error {
 		return err
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
+		return errors.Join(err, f.Close())
 	}
 	return f.Close()
 }

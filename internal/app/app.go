@@ -66,8 +66,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	}
 	a.lock = lock
 	if err := a.open(ctx); err != nil {
-		a.Close()
-		return nil, err
+		return nil, errors.Join(err, a.Close())
 	}
 	return a, nil
 }
@@ -206,11 +205,11 @@ func writePrivateFile(path, content string) error {
 		return err
 	}
 	if _, err := f.WriteString(content); err != nil {
-		f.Close()
+		_ = f.Close() // the write failed already: that is the error to report
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close() // the sync failed already: that is the error to report
 		return err
 	}
 	if err := f.Close(); err != nil {
@@ -229,7 +228,7 @@ func (a *App) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
 	if err := a.serveDebug(ctx); err != nil {
-		ln.Close()
+		_ = ln.Close() // never served: closing only frees the port
 		return fmt.Errorf("debug listener on %s: %w", a.cfg.DebugAddr, err)
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -237,7 +236,7 @@ func (a *App) Run(ctx context.Context) error {
 	scheme, certs := "http", (*certReloader)(nil)
 	if a.cfg.TLSCert != "" {
 		if certs, err = newCertReloader(a.cfg.TLSCert, a.cfg.TLSKey); err != nil {
-			ln.Close()
+			_ = ln.Close() // never served: closing only frees the port
 			return err
 		}
 		ln, scheme = tls.NewListener(ln, certs.tlsConfig()), "https"
@@ -246,7 +245,7 @@ func (a *App) Run(ctx context.Context) error {
 	// Where this server listens now, for the CLI and the SDK on this machine and for job runs that outlive a
 	// restart on another port (SLIPWAY_URL_FILE).
 	if err := writePrivateFile(a.urlFile(), url+"\n"); err != nil {
-		ln.Close()
+		_ = ln.Close() // never served: closing only frees the port
 		return fmt.Errorf("write %s: %w", a.urlFile(), err)
 	}
 	if a.jobs != nil {

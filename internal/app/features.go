@@ -50,8 +50,7 @@ func (a *App) openMonitor() error {
 			return out
 		}})
 	if err != nil {
-		data.Close()
-		return err
+		return errors.Join(err, data.Close())
 	}
 	m.Start()
 	a.monitor = m

@@ -19,7 +19,7 @@ func lockDataDir(dir string) (*os.File, error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(path)
-		f.Close()
+		_ = f.Close() // never locked nor written: closing only drops the descriptor
 		pid := strings.TrimSpace(string(holder))
 		if pid == "" {
 			pid = "unknown"
@@ -27,13 +27,14 @@ func lockDataDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("data folder %s is in use by another slipway server (pid %s, lock %s): stop it or use another --data-dir", dir, pid, path)
 	}
 	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		// Best effort: the pid only names the holder in another server's refusal.
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return f, nil
 }
 
 func unlockDataDir(f *os.File) error {
-	f.Truncate(0)
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	_ = f.Truncate(0)                               // the pid, best effort as when it was written
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) // the Close below releases the lock anyway
 	return f.Close()
 }

@@ -96,7 +96,7 @@ func (x *extractor) cleanup() error {
 		return fmt.Errorf("archive: cleanup: %w", err)
 	}
 	names, err := dir.Readdirnames(-1)
-	dir.Close()
+	_ = dir.Close() // opened only to list it
 	if err != nil {
 		return fmt.Errorf("archive: cleanup: %w", err)
 	}

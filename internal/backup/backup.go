@@ -46,7 +46,9 @@ func Write(ctx context.Context, w io.Writer, src Source) error {
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	// The snapshots are copies already streamed, or abandoned: a leftover in the scratch folder goes when the
+	// server next starts and empties it.
+	defer func() { _ = os.RemoveAll(dir) }()
 	dbs := []struct {
 		name string
 		db   Snapshotter
@@ -64,7 +66,7 @@ func Write(ctx context.Context, w io.Writer, src Source) error {
 		if err := addFile(tw, d.name, snap, now); err != nil {
 			return err
 		}
-		os.Remove(snap) // the next snapshot needs the space more than this one
+		_ = os.Remove(snap) // now: the next snapshot needs the space more (the deferred RemoveAll retries)
 	}
 	if src.Blobs != nil {
 		err := src.Blobs.Walk(ctx, func(digest string, size int64) error {

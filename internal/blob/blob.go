@@ -149,8 +149,7 @@ func (s *Local) Put(ctx context.Context, r io.Reader) (digest string, size int64
 		return "", 0, err
 	}
 	if err := s.commit(f, digest, size); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		discardTemp(f)
 		return "", 0, err
 	}
 	return digest, size, nil
@@ -165,11 +164,17 @@ func spool(ctx context.Context, dir string, r io.Reader) (f *os.File, digest str
 	}
 	h := sha256.New()
 	if size, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r}); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		discardTemp(f)
 		return nil, "", 0, fmt.Errorf("blob: put: copy: %w", err)
 	}
 	return f, hex.EncodeToString(h.Sum(nil)), size, nil
+}
+
+// discardTemp closes and removes a spooled file whose content is abandoned. Either may fail harmlessly: f may
+// be closed already, and a file left behind in the scratch folder is removed when the store is opened again.
+func discardTemp(f *os.File) {
+	_ = f.Close()
+	_ = os.Remove(f.Name())
 }
 
 // commit makes the temp file f durable and moves it into place as digest.

@@ -208,8 +208,7 @@ func (s *S3) Put(ctx context.Context, r io.Reader) (digest string, size int64, e
 	if err != nil {
 		return "", 0, err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	defer discardTemp(f) // uploaded or not, the spooled copy is done with
 	return digest, size, s.upload(ctx, f, digest, size)
 }
 
@@ -264,7 +263,7 @@ func (s *S3) Open(ctx context.Context, digest string) (io.ReadCloser, error) {
 	}
 	if err != nil {
 		if obj != nil {
-			obj.Close()
+			_ = obj.Close() // nothing was read: closing only releases the request
 		}
 		return nil, s.fail("open", digest, err)
 	}
@@ -354,7 +353,7 @@ func moveOne(ctx context.Context, from, to Store, digest string) error {
 			return err
 		}
 		got, _, err := to.Put(ctx, r) // reading r to its end verifies the digest
-		r.Close()
+		_ = r.Close()                 // a reader's close reports nothing about what was read
 		if err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ func (s *Service) Materialize(ctx context.Context, v *slipway.ModelVersion) (str
 	if err != nil {
 		return "", fmt.Errorf("catalog: materialize: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer s.removeScratch(tmp) // renamed away on success
 	for _, f := range v.Files {
 		if err := s.writeFile(ctx, tmp, f); err != nil {
 			return "", err
@@ -103,7 +103,7 @@ func (s *Service) writeFile(ctx context.Context, root string, f slipway.File) er
 		return fmt.Errorf("catalog: materialize %s: %w", f.Path, err)
 	}
 	if err := s.copyBlob(ctx, out, f); err != nil {
-		out.Close()
+		_ = out.Close() // the partial file goes with its temp folder
 		return err
 	}
 	return out.Close()

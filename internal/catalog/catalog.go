@@ -79,7 +79,7 @@ func (s *Service) Register(ctx context.Context, up Upload) (*slipway.ModelVersio
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer s.removeScratch(dir)
 	// Registration outlives a client that hung up: finishing must not be cancelled half way.
 	if err := s.record(context.WithoutCancel(ctx), v, s.runChecks(ctx, dir, v)); err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func (s *Service) RegisterAsync(ctx context.Context, up Upload) (*slipway.ModelV
 		return nil, err
 	}
 	if err := s.store.StoreVersionFiles(ctx, v); err != nil {
-		os.RemoveAll(dir)
+		s.removeScratch(dir)
 		return nil, err
 	}
 	s.checkLater(v, dir, true)
@@ -114,7 +114,7 @@ func (s *Service) stage(ctx context.Context, up Upload) (*slipway.ModelVersion, 
 		return nil, "", fmt.Errorf("catalog: staging folder: %w", err)
 	}
 	fail := func(err error) (*slipway.ModelVersion, string, error) {
-		os.RemoveAll(dir)
+		s.removeScratch(dir)
 		return nil, "", err
 	}
 	entries, err := archive.Extract(ctx, up.Path, up.Filename, dir, s.limits)
@@ -143,6 +143,14 @@ func (s *Service) stage(ctx context.Context, up Upload) (*slipway.ModelVersion, 
 	return v, dir, nil
 }
 
+// removeScratch removes a staging or temp folder the service is done with. A failure costs only disk space
+// (staging is emptied again at the next start), so it is logged rather than failing the request.
+func (s *Service) removeScratch(dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		s.log.Warn("catalog: scratch folder left behind", "dir", dir, "error", err)
+	}
+}
+
 // record stores the checks of v and the state they give it (READY, or FAILED).
 func (s *Service) record(ctx context.Context, v *slipway.ModelVersion, checks []slipway.Check) error {
 	v.Checks = checks
@@ -166,7 +174,7 @@ func (s *Service) checkLater(v *slipway.ModelVersion, dir string, removeDir bool
 	go func() { // owned by the service: Close cancels and waits
 		defer s.wg.Done()
 		if removeDir {
-			defer os.RemoveAll(dir)
+			defer s.removeScratch(dir)
 		}
 		checks := s.runChecks(s.bg, dir, v)
 		if s.bg.Err() != nil {

@@ -90,7 +90,7 @@ func (s *Service) builtinRegister(ctx context.Context, run *slipway.PipelineRun,
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tarPath)
+	defer s.removeScratch(tarPath)
 	v, err := s.cfg.Register(ctx, model, tarPath, "model.tar", meta, run.CreatedBy)
 	if err != nil {
 		return nil, err
@@ -133,7 +133,7 @@ func (s *Service) tarDir(dir string) (string, error) {
 			return err
 		}
 		_, err = io.Copy(tw, in)
-		in.Close()
+		_ = in.Close() // read only: its close loses nothing
 		return err
 	})
 	if err == nil {
@@ -143,7 +143,7 @@ func (s *Service) tarDir(dir string) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		s.removeScratch(f.Name())
 		return "", fmt.Errorf("jobs: pack %s for registration: %w", dir, err)
 	}
 	return f.Name(), nil

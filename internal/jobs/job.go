@@ -134,7 +134,7 @@ func (s *Service) storeArtifact(ctx context.Context, up Upload) (string, []archi
 	if err != nil {
 		return "", nil, fmt.Errorf("jobs: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer s.removeScratch(tmp) // renamed away when the artifact is new
 	name := path.Base(up.Filename)
 	if name == "" || name == "." || name == "/" {
 		name = "artifact"
@@ -149,7 +149,7 @@ func (s *Service) storeArtifact(ctx context.Context, up Upload) (string, []archi
 		if src, err = s.tarOne(up.Path, name); err != nil {
 			return "", nil, err
 		}
-		defer os.Remove(src)
+		defer s.removeScratch(src)
 	}
 	entries, err := archive.Extract(ctx, src, name, tmp, s.cfg.Limits)
 	if err != nil {
@@ -198,7 +198,7 @@ func (s *Service) tarOne(path, name string) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(out.Name())
+		s.removeScratch(out.Name())
 		return "", fmt.Errorf("jobs: wrap jar: %w", err)
 	}
 	return out.Name(), nil
@@ -286,7 +286,7 @@ func jarsHold(dir string, files []string, class string) bool {
 				break
 			}
 		}
-		zr.Close()
+		_ = zr.Close() // read only: its close loses nothing
 		if found {
 			return true
 		}

@@ -30,7 +30,7 @@ func openLog(path string, max int64) (*logWriter, error) {
 	}
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close() // nothing written through it
 		return nil, err
 	}
 	return &logWriter{f: f, written: st.Size(), max: max, news: newBroadcaster()}, nil
@@ -67,7 +67,7 @@ func (w *logWriter) close() {
 	defer w.mu.Unlock()
 	if !w.closed {
 		w.closed = true
-		w.f.Close()
+		_ = w.f.Close() // best effort, like every write above: each went straight to the file, unbuffered
 		w.news.notify()
 	}
 }

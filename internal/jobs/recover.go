@@ -24,7 +24,10 @@ func (s *Service) recover(ctx context.Context) error {
 		return fmt.Errorf("jobs: recover: %w", err)
 	}
 	for _, r := range runs {
-		os.MkdirAll(s.runDir(r.ID), 0o755) // a run whose folder was removed still gets its log line
+		// A run whose folder was removed still gets its log line.
+		if err := os.MkdirAll(s.runDir(r.ID), 0o755); err != nil {
+			return fmt.Errorf("jobs: recover run %s: %w", r.ID, err)
+		}
 		lw, err := openLog(s.logPath(r.ID), s.cfg.MaxLog)
 		if err != nil {
 			return fmt.Errorf("jobs: recover run %s: open log: %w", r.ID, err)
@@ -47,14 +50,13 @@ func (s *Service) recover(ctx context.Context) error {
 		if err := s.store.FinishJobRun(ctx, r); err != nil {
 			return fmt.Errorf("jobs: recover run %s: %w", r.ID, err)
 		}
-		os.RemoveAll(filepath.Join(s.runDir(r.ID), "work"))
-		os.RemoveAll(filepath.Join(s.runDir(r.ID), "tmp"))
+		s.removeRunScratch(r.ID)
 		s.log.WarnContext(ctx, "job run interrupted by a server restart", "run_id", r.ID, "pid", r.PID, "pipeline_run", r.PipelineRun, "step", r.Step)
 	}
 	tmp, err := os.ReadDir(s.tmpDir())
 	if err == nil {
 		for _, e := range tmp {
-			os.RemoveAll(filepath.Join(s.tmpDir(), e.Name()))
+			s.removeScratch(filepath.Join(s.tmpDir(), e.Name()))
 		}
 	}
 	return nil

@@ -386,9 +386,22 @@ func (s *Service) finish(ctx context.Context, r *slipway.JobRun, lw *logWriter, 
 	if err := s.store.FinishJobRun(ctx, r); err != nil {
 		log.Warn("record job run end", "error", err)
 	}
-	os.RemoveAll(filepath.Join(s.runDir(r.ID), "work"))
-	os.RemoveAll(filepath.Join(s.runDir(r.ID), "tmp"))
+	s.removeRunScratch(r.ID)
 	log.Info("job run finished", "state", r.State, "reason", r.Reason)
+}
+
+// removeRunScratch removes the working folders of an ended run; its outputs and log stay.
+func (s *Service) removeRunScratch(id string) {
+	s.removeScratch(filepath.Join(s.runDir(id), "work"))
+	s.removeScratch(filepath.Join(s.runDir(id), "tmp"))
+}
+
+// removeScratch removes a file or folder the service is done with. A failure costs only disk space, so it is
+// logged rather than failing what the service was doing.
+func (s *Service) removeScratch(path string) {
+	if err := os.RemoveAll(path); err != nil {
+		s.log.Warn("jobs: scratch file left behind", "path", path, "error", err)
+	}
 }
 
 func signalReason(exit executor.Exit, l slipway.JobLimits) string {
@@ -475,7 +488,7 @@ func digestDir(dir string) (string, error) {
 	}
 	h := sha256.New()
 	for _, f := range files {
-		fmt.Fprintf(h, "%s\x00%s\n", f.Path, f.SHA256)
+		_, _ = fmt.Fprintf(h, "%s\x00%s\n", f.Path, f.SHA256) // a hash never fails a write
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -507,7 +520,7 @@ func (s *Service) OpenOutput(ctx context.Context, id, name string) (*os.File, er
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "run %s has no output file %q", id, name)
 	}
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		f.Close()
+		_ = f.Close() // read only: its close loses nothing
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "output %q of run %s is not a file", name, id)
 	}
 	return f, nil
@@ -547,7 +560,7 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+		_ = out.Close() // the copy failed already: that is the error to report
 		return err
 	}
 	return out.Close()

@@ -194,7 +194,7 @@ func decide(next func(time.Time) time.Time, last, now time.Time, catchUp bool) (
 	case d.Late && catchUp:
 		d.Reason = fmt.Sprintf("catch-up run: the server was down at %s", d.At.Format(time.RFC3339))
 	case d.Late:
-		d.Reason = fmt.Sprintf("missed while the server was down (catch_up is off)")
+		d.Reason = "missed while the server was down (catch_up is off)"
 	}
 	if d.Missed > 0 {
 		d.Reason = strings.TrimPrefix(d.Reason+fmt.Sprintf("; %d earlier missed ticks dropped", d.Missed), "; ")

@@ -170,7 +170,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.recover(ctx); err != nil {
-		s.Close() // re-attached runs are left running for the next server
+		_ = s.Close() // never fails; re-attached runs are left running for the next server
 		return nil, err
 	}
 	s.goFunc(s.dispatch)
@@ -178,7 +178,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		s.goFunc(s.runScheduler)
 	}
 	if err := s.resumePipelines(ctx); err != nil {
-		s.Close()
+		_ = s.Close() // never fails
 		return nil, err
 	}
 	return s, nil

@@ -58,7 +58,9 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		pprof.StartCPUProfile(pf)
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			fail(err)
+		}
 		defer pprof.StopCPUProfile()
 	}
 	f, err := os.Open(*pyPath)
