@@ -85,6 +85,19 @@ func (f *deploymentFlags) batching() *slipway.Batching {
 	return &slipway.Batching{MaxBatchSize: f.batchSize, MaxWaitMS: f.batchWaitMS}
 }
 
+// fillSpec sets the fields of sp whose flags were given, the batching, the canary and the shadow included.
+// current is the deployment as it is (update; only the parts the flags edit need be filled in), or a zero
+// deployment (deploy).
+func (f *deploymentFlags) fillSpec(cmd *cobra.Command, sp *slipway.DeploymentSpec, current *slipway.Deployment) error {
+	if err := f.fill(cmd, sp, current.Batching); err != nil {
+		return err
+	}
+	if err := f.fillCanary(cmd, sp, current.Canary); err != nil {
+		return err
+	}
+	return f.fillShadow(cmd, sp, current.Shadow)
+}
+
 // fill sets the fields of sp whose flags were given. current is the deployment's batching when it is
 // known (update), so that --batch-size alone keeps the current wait and --batch-wait-ms alone the size.
 func (f *deploymentFlags) fill(cmd *cobra.Command, sp *slipway.DeploymentSpec, current *slipway.Batching) error {
@@ -315,13 +328,7 @@ server ('slipway deployments get NAME' shows them).`,
 				}
 				sp.FollowAlias = &f.followAlias
 			}
-			if err := f.fill(cmd, &sp, nil); err != nil {
-				return err
-			}
-			if err := f.fillCanary(cmd, &sp, nil); err != nil {
-				return err
-			}
-			if err := f.fillShadow(cmd, &sp, nil); err != nil {
+			if err := f.fillSpec(cmd, &sp, &slipway.Deployment{}); err != nil {
 				return err
 			}
 			c, err := a.client()
@@ -736,33 +743,17 @@ func (a *app) deploymentsListCommand() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List deployments",
 		Args:    exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ds, err := c.ListDeployments(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				if ds == nil {
-					ds = []*slipway.Deployment{}
-				}
-				return a.printJSON(listJSON(ds, len(ds), 0, len(ds)))
-			}
-			tw := newTable(a.stdout)
-			row(tw, "NAME", "STATE", "MODEL", "VERSION", "ALIAS", "REPLICAS", "UPDATED")
-			for _, d := range ds {
-				alias := d.Alias
-				if alias != "" && d.FollowAlias {
-					alias += " (followed)"
-				}
-				row(tw, d.Name, d.State, d.Model, d.Version, alias, fmt.Sprintf("%d/%d", readyReplicas(d), d.Replicas),
-					formatTime(d.UpdatedAt))
-			}
-			tw.Flush()
-			return nil
+			return showAll(a, ds, err, []any{"NAME", "STATE", "MODEL", "VERSION", "ALIAS", "REPLICAS", "UPDATED"},
+				func(d *slipway.Deployment) []any {
+					alias := d.Alias
+					if alias != "" && d.FollowAlias {
+						alias += " (followed)"
+					}
+					return []any{d.Name, d.State, d.Model, d.Version, alias, fmt.Sprintf("%d/%d", readyReplicas(d), d.Replicas),
+						formatTime(d.UpdatedAt)}
+				})
 		}),
 	}
 }
@@ -775,10 +766,7 @@ func (a *app) deploymentCommand(use, short string, fn func(cmd *cobra.Command, c
 		Short: short,
 		Args:  exactArgs(1, "one deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := slipway.ValidateName("deployment", args[0]); err != nil {
-				return err
-			}
-			c, err := a.client()
+			c, err := a.namedClient("deployment", args[0])
 			if err != nil {
 				return err
 			}
@@ -862,13 +850,7 @@ The command waits until the change is done unless --no-wait.`,
 			} else {
 				current = &slipway.Deployment{}
 			}
-			if err := f.fill(cmd, &sp, current.Batching); err != nil {
-				return err
-			}
-			if err := f.fillCanary(cmd, &sp, current.Canary); err != nil {
-				return err
-			}
-			if err := f.fillShadow(cmd, &sp, current.Shadow); err != nil {
+			if err := f.fillSpec(cmd, &sp, current); err != nil {
 				return err
 			}
 			if noChange(sp) {

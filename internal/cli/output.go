@@ -90,6 +90,26 @@ func showTable[T any](a *app, items []T, err error, header []any, cells func(T) 
 	if a.jsonOutput() {
 		return a.printJSON(items)
 	}
+	return printTable(a, items, header, cells)
+}
+
+// showAll is showTable for a list the server answers whole (deployments, tokens): with -o json it prints the
+// page envelope of all the items, as the API answers it.
+func showAll[T any](a *app, items []T, err error, header []any, cells func(T) []any) error {
+	if err != nil {
+		return err
+	}
+	if a.jsonOutput() {
+		if items == nil {
+			items = []T{}
+		}
+		return a.printJSON(listJSON(items, len(items), 0, len(items)))
+	}
+	return printTable(a, items, header, cells)
+}
+
+// printTable prints the header, then the cells of each item.
+func printTable[T any](a *app, items []T, header []any, cells func(T) []any) error {
 	tw := newTable(a.stdout)
 	row(tw, header...)
 	for _, it := range items {

@@ -11,9 +11,6 @@ import (
 	"github.com/slipway-ml/slipway"
 )
 
-// statusOf is the HTTP status of a problem with the error code (slipway.ProblemStatus holds the mapping).
-func statusOf(code string) int { return slipway.ProblemStatus(code) }
-
 // problem writes err as application/problem+json. Only internal errors are logged, with their cause.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
@@ -21,13 +18,11 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 		err = slipway.Errorf(slipway.ETOOLARGE, "request body larger than the limit of %d bytes", mbe.Limit)
 	}
 	code := slipway.ErrorCode(err)
-	status := statusOf(code)
+	status := slipway.ProblemStatus(code)
 	if status == http.StatusInternalServerError {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "error", err)
 	}
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
+	setRetryAfter(w.Header(), status)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
 	}
@@ -35,6 +30,13 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 		Type: "https://slipway.dev/problems/" + code, Title: http.StatusText(status), Status: status,
 		Detail: slipway.ErrorMessage(err), Instance: r.URL.Path, Code: code, RequestID: requestID(r),
 	})
+}
+
+// setRetryAfter tells the client of an overloaded or unavailable server to try again in a second.
+func setRetryAfter(h http.Header, status int) {
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
 }
 
 func writeProblem(w http.ResponseWriter, p slipway.Problem) {
