@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
@@ -437,36 +435,15 @@ func progressLine(d *slipway.Deployment) string {
 	return fmt.Sprintf("%s %s: %s", d.Name, d.State, readiness(d))
 }
 
-// spinner shows a waiting command's progress on stderr; it does nothing when stderr is not a terminal.
-type spinner struct {
-	bar *progressbar.ProgressBar
-}
-
-func (a *app) newSpinner(desc string) *spinner {
-	f, ok := a.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return &spinner{}
-	}
-	return &spinner{bar: progressbar.NewOptions(-1,
-		progressbar.OptionSetWriter(f),
+// newSpinner returns the spinner of a waiting command on stderr, or a bar that does nothing when stderr is not
+// a terminal.
+func (a *app) newSpinner(desc string) termBar {
+	return a.newBar(-1,
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionSpinnerType(14),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionSetRenderBlankState(true),
-		progressbar.OptionClearOnFinish(),
-	)}
-}
-
-func (s *spinner) describe(desc string) {
-	if s.bar != nil {
-		s.bar.Describe(desc)
-	}
-}
-
-func (s *spinner) finish() {
-	if s.bar != nil {
-		s.bar.Finish()
-	}
+	)
 }
 
 // printDeploymentResult prints d as -o asks; examples adds how to call it.

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
@@ -194,7 +193,7 @@ func (a *app) printPrediction(resp *client.PredictResponse, protocol string) {
 			io.WriteString(a.stdout, "\n")
 		}
 	}
-	if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if _, ok := a.stderrTerminal(); ok {
 		fmt.Fprintf(a.stderr, "(%s: version %s, replica %s, request id %s)\n", protocol, orDash(resp.ModelVersion),
 			orDash(resp.Replica), orDash(resp.RequestID))
 	}

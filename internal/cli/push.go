@@ -18,7 +18,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/slipway-ml/slipway"
 )
@@ -295,21 +294,13 @@ func (e *eofNotifier) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// progress is the upload progress bar on stderr; it does nothing when stderr is not a terminal.
-type progress struct {
-	bar *progressbar.ProgressBar
-}
-
-func (a *app) newProgress(total int64) *progress {
-	f, ok := a.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return &progress{}
-	}
+// newProgress returns the progress bar of an upload or download of total bytes (-1 when unknown: a spinner
+// with the bytes sent) on stderr, or a bar that does nothing when stderr is not a terminal.
+func (a *app) newProgress(total int64) termBar {
 	if total <= 0 {
-		total = -1 // unknown: a spinner with the bytes sent
+		total = -1
 	}
-	return &progress{bar: progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(f),
+	return a.newBar(total,
 		progressbar.OptionSetDescription("uploading"),
 		progressbar.OptionShowBytes(true),
 		progressbar.OptionShowTotalBytes(true),
@@ -317,24 +308,5 @@ func (a *app) newProgress(total int64) *progress {
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSpinnerType(14),
-		progressbar.OptionClearOnFinish(),
-	)}
-}
-
-func (p *progress) set(sent, total int64) {
-	if p.bar != nil {
-		p.bar.Set64(sent)
-	}
-}
-
-func (p *progress) describe(s string) {
-	if p.bar != nil {
-		p.bar.Describe(s)
-	}
-}
-
-func (p *progress) finish() {
-	if p.bar != nil {
-		p.bar.Finish()
-	}
+	)
 }
