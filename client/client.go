@@ -278,7 +278,8 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 
 func decodeResponse(resp *http.Response, out any) error {
 	if out == nil {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		// Drained so that the connection can be reused; the answer is already known to be a success.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {

@@ -179,10 +179,8 @@ func (a *app) followBatch(ctx context.Context, c *client.Client, r *slipway.Batc
 	} else if err != nil {
 		return err
 	}
-	if a.jsonOutput() {
-		a.printJSON(r)
-	} else {
-		a.printBatch(r)
+	if err := show(a, r, nil, a.printBatch); err != nil {
+		return err
 	}
 	if r.State != slipway.BatchSucceeded {
 		return fmt.Errorf("batch prediction %s %s: %s", r.ID, r.State, orDash(r.Reason))
@@ -229,7 +227,7 @@ func (a *app) downloadBatch(ctx context.Context, c *client.Client, id, dest stri
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer removeLeftover(tmp.Name())
 	n, err := c.DownloadBatchOutput(ctx, id, tmp)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -301,7 +299,7 @@ func (a *app) printBatch(r *slipway.BatchRun) {
 			}
 			row(et, e.Chunk, rows, e.Message)
 		}
-		et.Flush()
+		_ = et.Flush() // like every table: a failed write to the terminal has nowhere to be reported
 	}
 }
 

@@ -343,7 +343,7 @@ server ('slipway deployments get NAME' shows them).`,
 	cmd.Flags().StringVarP(&model, "model", "m", "", "model to serve: NAME (newest READY version), NAME@ALIAS or NAME:VERSION")
 	cmd.Flags().BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever the alias moves")
 	f.register(cmd, true)
-	cmd.MarkFlagRequired("model")
+	requireFlags(cmd, "model")
 	return cmd
 }
 
@@ -351,7 +351,9 @@ server ('slipway deployments get NAME' shows them).`,
 // deployment that became ACTIVE.
 func (a *app) finishDeployment(ctx context.Context, c *client.Client, d *slipway.Deployment, f deploymentFlags, examples bool) error {
 	if f.noWait {
-		a.printDeploymentResult(ctx, c, d, false)
+		if err := a.printDeploymentResult(ctx, c, d, false); err != nil {
+			return err
+		}
 		if !a.jsonOutput() && !settled(d) {
 			fmt.Fprintf(a.stderr, "Not waiting: 'slipway deployments get %s' shows its progress.\n", d.Name)
 		}
@@ -359,7 +361,9 @@ func (a *app) finishDeployment(ctx context.Context, c *client.Client, d *slipway
 	}
 	d, err := a.awaitDeployment(ctx, c, d, f.waitTimeout)
 	if d != nil {
-		a.printDeploymentResult(ctx, c, d, examples && err == nil)
+		if perr := a.printDeploymentResult(ctx, c, d, examples && err == nil); err == nil {
+			err = perr
+		}
 	}
 	return err
 }
@@ -447,20 +451,18 @@ func (a *app) newSpinner(desc string) termBar {
 }
 
 // printDeploymentResult prints d as -o asks; examples adds how to call it.
-func (a *app) printDeploymentResult(ctx context.Context, c *client.Client, d *slipway.Deployment, examples bool) {
-	if a.jsonOutput() {
-		a.printJSON(d)
-		return
-	}
-	a.printDeployment(d)
-	if examples {
-		var v *slipway.ModelVersion
-		if d.Version > 0 {
-			v, _ = c.GetVersion(ctx, d.Model, strconv.Itoa(d.Version)) // only to make the examples concrete
+func (a *app) printDeploymentResult(ctx context.Context, c *client.Client, d *slipway.Deployment, examples bool) error {
+	return show(a, d, nil, func(d *slipway.Deployment) {
+		a.printDeployment(d)
+		if examples {
+			var v *slipway.ModelVersion
+			if d.Version > 0 {
+				v, _ = c.GetVersion(ctx, d.Model, strconv.Itoa(d.Version)) // only to make the examples concrete
+			}
+			fmt.Fprintln(a.stdout)
+			a.printExamples(d, v)
 		}
-		fmt.Fprintln(a.stdout)
-		a.printExamples(d, v)
-	}
+	})
 }
 
 // absURL makes a server-relative path absolute on --url.
@@ -838,7 +840,9 @@ The command waits until the change is done unless --no-wait.`,
 				return err
 			}
 			if d.State == slipway.DeploymentInactive { // stored; nothing runs until it is activated
-				a.printDeploymentResult(cmd.Context(), c, d, false)
+				if err := a.printDeploymentResult(cmd.Context(), c, d, false); err != nil {
+					return err
+				}
 				if !a.jsonOutput() {
 					fmt.Fprintf(a.stderr, "Updated; %s is INACTIVE: 'slipway deployments activate %s' starts it.\n", name, name)
 				}

@@ -48,7 +48,7 @@ with the version REGISTERING; the checks go on on the server ('slipway models ge
 	f.StringVar(&alias, "alias", "", "point this alias at the new version when it is READY")
 	f.StringVar(&metaFile, "metadata", "", "JSON file of version metadata (runtime, schemas, sample_input, metrics...)")
 	f.BoolVar(&noWait, "no-wait", false, "return once the files are stored; the checks go on on the server")
-	cmd.MarkFlagRequired("model")
+	requireFlags(cmd, "model")
 	return cmd
 }
 
@@ -93,12 +93,14 @@ func (a *app) push(ctx context.Context, path, model, alias, metaFile string, noW
 	if v.State == slipway.VersionReady && alias != "" {
 		move, err := c.SetAlias(ctx, model, alias, v.Version)
 		if err != nil {
-			a.printPushed(v)
+			_ = a.printPushed(v) // the alias is what failed: that is the error to report
 			return fmt.Errorf("version %d is READY but setting alias %q failed: %w", v.Version, alias, err)
 		}
 		v.Aliases = append(v.Aliases, move.Alias)
 	}
-	a.printPushed(v)
+	if err := a.printPushed(v); err != nil {
+		return err
+	}
 	if v.State == slipway.VersionFailed {
 		failed := 0
 		for _, c := range v.Checks {
@@ -115,11 +117,11 @@ func (a *app) push(ctx context.Context, path, model, alias, metaFile string, noW
 	return nil
 }
 
-func (a *app) printPushed(v *slipway.ModelVersion) {
-	if a.jsonOutput() {
-		a.printJSON(v)
-		return
-	}
+func (a *app) printPushed(v *slipway.ModelVersion) error {
+	return show(a, v, nil, a.printPushedText)
+}
+
+func (a *app) printPushedText(v *slipway.ModelVersion) {
 	tw := newTable(a.stdout)
 	row(tw, "Model:", v.Model)
 	row(tw, "Version:", v.Version)

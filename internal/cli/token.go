@@ -53,7 +53,7 @@ again: only its SHA-256 is stored.`,
 		}),
 	}
 	cmd.Flags().StringVar(&role, "role", "", "admin, editor, viewer or predict")
-	cmd.MarkFlagRequired("role")
+	requireFlags(cmd, "role")
 	return cmd
 }
 
