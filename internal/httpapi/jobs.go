@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path"
 	"strconv"
 
@@ -67,7 +66,7 @@ func (s *Server) readJobUpload(r *http.Request, partName string, required bool) 
 	var spec []byte
 	cleanup := func() {
 		if up.Path != "" {
-			removeFile(up.Path)
+			s.removeTemp(up.Path)
 		}
 	}
 	mr, err := r.MultipartReader()
@@ -214,7 +213,7 @@ func (s *Server) handleJobRunLogs(w http.ResponseWriter, r *http.Request, svc *j
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
-	flush := func() { rc.Flush() }
+	flush := func() { _ = rc.Flush() } // a writer that cannot flush delivers the log at the end
 	w.WriteHeader(http.StatusOK)
 	flush()
 	if err := svc.WriteLogs(r.Context(), id, offset, w, follow, flush); err != nil {
@@ -249,10 +248,10 @@ func (s *Server) handleJobRunOutputFile(w http.ResponseWriter, r *http.Request, 
 	if st, err := f.Stat(); err == nil {
 		w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
 	}
-	io.Copy(w, f) // the body has started: a copy error can only cut the download short
+	if _, err := io.Copy(w, f); err != nil { // the body has started: the download is cut short
+		s.log.WarnContext(r.Context(), "output file download cut short", "path", p, "error", err)
+	}
 	return nil
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
-func removeFile(p string) { os.Remove(p) }

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/slipway-ml/slipway"
@@ -43,15 +44,13 @@ func writeProblem(w http.ResponseWriter, p slipway.Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
-	json.NewEncoder(w).Encode(p)
+	_ = json.NewEncoder(w).Encode(p) // strings and numbers always encode: a failure is a client that has gone
 }
 
+// writeJSON answers v as JSON with status, for the handlers outside the API (probes, whoami) whose answers
+// are fixed shapes that always encode: a failure is a client that has gone.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	_ = reply(w, status, v)
 }
 
 // apiHandler is a handler that returns its error instead of writing it: s.handle turns the error into the
@@ -68,9 +67,16 @@ func (s *Server) handle(h apiHandler) http.HandlerFunc {
 	}
 }
 
-// reply ends an apiHandler with v as JSON and status.
+// reply ends an apiHandler with v as JSON and status. v is encoded before anything is written, so that one
+// that cannot be (a NaN) is answered with a problem rather than a body cut short.
 func reply(w http.ResponseWriter, status int, v any) error {
-	writeJSON(w, status, v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("httpapi: encode the answer: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
 	return nil
 }
 

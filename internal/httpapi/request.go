@@ -1,13 +1,16 @@
 package httpapi
 
-// Reading requests: JSON bodies (strict), paging, path and query parameters, the media type.
+// Reading requests: JSON bodies (strict), paging, path and query parameters, the media type, and removing
+// the uploads a request spooled to disk.
 
 import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -73,10 +76,6 @@ func newPage[T any](items []T, total, offset, limit int) slipway.Page[T] {
 		items = []T{}
 	}
 	return slipway.Page[T]{Items: items, Total: total, Offset: offset, Limit: limit}
-}
-
-func pathError(name, value string) error {
-	return slipway.Errorf(slipway.EINVALID, "invalid %s %q in the URL", name, value)
 }
 
 // decodeOptionalJSON is decodeJSON for a body that may be left out: no body, or an empty one, leaves v as it is.
@@ -164,4 +163,13 @@ func durationParam(r *http.Request, key string) (time.Duration, error) {
 		return 0, slipway.Errorf(slipway.EINVALID, "%s=%q: give a positive duration such as 15m or 1h", key, v)
 	}
 	return d, nil
+}
+
+// removeTemp removes a spooled upload once its request is done with it (a store that took it moved it away).
+// One that cannot be removed is only a stray file in the temporary folder: the request's outcome stands, and
+// the log says which file.
+func (s *Server) removeTemp(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("temporary upload not removed", "path", path, "error", err)
+	}
 }

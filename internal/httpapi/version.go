@@ -51,7 +51,7 @@ func (s *Server) readUpload(r *http.Request) (catalog.Upload, func(), error) {
 	var up catalog.Upload
 	cleanup := func() {
 		if up.Path != "" {
-			os.Remove(up.Path)
+			s.removeTemp(up.Path)
 		}
 	}
 	mr, err := r.MultipartReader()
@@ -105,7 +105,7 @@ func (s *Server) spool(part *multipart.Part) (string, error) {
 		err = slipway.Errorf(slipway.ETOOLARGE, "artifact larger than the upload limit of %d bytes (server flag --max-upload-bytes)", s.maxUp)
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		s.removeTemp(f.Name())
 		return "", uploadReadError(err)
 	}
 	return f.Name(), nil
