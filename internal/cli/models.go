@@ -144,13 +144,18 @@ func (a *app) printModel(m *slipway.Model, latest *slipway.ModelVersion) {
 	}
 }
 
-// printVersion shows one version: summary, checks and schemas.
-func (a *app) printVersion(v *slipway.ModelVersion) {
-	tw := newTable(a.stdout)
+// versionRows writes the rows that say which version v is and what state it is in.
+func versionRows(tw io.Writer, v *slipway.ModelVersion) {
 	row(tw, "Model:", v.Model)
 	row(tw, "Version:", v.Version)
 	row(tw, "State:", v.State)
 	row(tw, "Runtime:", v.Runtime)
+}
+
+// printVersion shows one version: summary, checks and schemas.
+func (a *app) printVersion(v *slipway.ModelVersion) {
+	tw := newTable(a.stdout)
+	versionRows(tw, v)
 	row(tw, "Aliases:", strings.Join(v.Aliases, ", "))
 	created := formatTime(v.CreatedAt)
 	if v.CreatedBy != "" {

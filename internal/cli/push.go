@@ -123,10 +123,7 @@ func (a *app) printPushed(v *slipway.ModelVersion) error {
 
 func (a *app) printPushedText(v *slipway.ModelVersion) {
 	tw := newTable(a.stdout)
-	row(tw, "Model:", v.Model)
-	row(tw, "Version:", v.Version)
-	row(tw, "State:", v.State)
-	row(tw, "Runtime:", v.Runtime)
+	versionRows(tw, v)
 	row(tw, "Files:", fmt.Sprintf("%d (%s)", len(v.Files), formatBytes(v.Size)))
 	if len(v.Aliases) > 0 {
 		row(tw, "Aliases:", strings.Join(v.Aliases, ", "))

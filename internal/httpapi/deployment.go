@@ -18,8 +18,7 @@ func (s *Server) handleDeploymentCreate(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/deployments/"+d.Name)
-	return reply(w, http.StatusCreated, d)
+	return replyCreated(w, "/api/v1/deployments/"+d.Name, d)
 }
 
 func (s *Server) handleDeploymentList(w http.ResponseWriter, r *http.Request) error {

@@ -125,8 +125,7 @@ func (s *Server) handleJobCreate(w http.ResponseWriter, r *http.Request, svc *jo
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/jobs/"+j.Name)
-	return reply(w, http.StatusCreated, j)
+	return replyCreated(w, "/api/v1/jobs/"+j.Name, j)
 }
 
 func (s *Server) handleJobList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
@@ -170,8 +169,7 @@ func (s *Server) handleJobRunCreate(w http.ResponseWriter, r *http.Request, svc 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/job-runs/"+run.ID)
-	return reply(w, http.StatusCreated, run)
+	return replyCreated(w, "/api/v1/job-runs/"+run.ID, run)
 }
 
 func (s *Server) handleJobRunList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {

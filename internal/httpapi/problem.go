@@ -80,6 +80,12 @@ func reply(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
+// replyCreated ends an apiHandler that created v at location with 201 Created.
+func replyCreated(w http.ResponseWriter, location string, v any) error {
+	w.Header().Set("Location", location)
+	return reply(w, http.StatusCreated, v)
+}
+
 // replyOK ends an apiHandler with v as JSON and 200 OK, or with err (from producing v).
 func replyOK(w http.ResponseWriter, v any, err error) error {
 	if err != nil {
