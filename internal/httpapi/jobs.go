@@ -2,9 +2,9 @@ package httpapi
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"path"
 	"strconv"
@@ -62,48 +62,27 @@ func (s *Server) withJobs(h func(w http.ResponseWriter, r *http.Request, svc *jo
 // readJobUpload reads the multipart parts of a job or pipeline creation: the artifact (spooled to disk under
 // the upload cap) and the named JSON/YAML part, returned raw.
 func (s *Server) readJobUpload(r *http.Request, partName string, required bool) ([]byte, jobs.Upload, func(), error) {
-	var up jobs.Upload
 	var spec []byte
-	cleanup := func() {
-		if up.Path != "" {
-			s.removeTemp(up.Path)
+	art, cleanup, err := s.readArtifactForm(r, fmt.Sprintf("%q and \"artifact\" (file)", partName), func(part *multipart.Part) error {
+		if part.FormName() != partName {
+			return slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only %q and \"artifact\"", part.FormName(), partName)
 		}
-	}
-	mr, err := r.MultipartReader()
-	if err != nil {
-		return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "send multipart/form-data with parts %q and \"artifact\" (file): %v", partName, err)
-	}
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, up, cleanup, uploadReadError(err)
+		var err error
+		if spec, err = io.ReadAll(io.LimitReader(part, maxJobSpecBytes+1)); err != nil {
+			return uploadReadError(err)
 		}
-		switch part.FormName() {
-		case partName:
-			if spec, err = io.ReadAll(io.LimitReader(part, maxJobSpecBytes+1)); err != nil {
-				return nil, up, cleanup, uploadReadError(err)
-			}
-			if len(spec) > maxJobSpecBytes {
-				return nil, up, cleanup, slipway.Errorf(slipway.ETOOLARGE, "the %q part is larger than %d bytes", partName, maxJobSpecBytes)
-			}
-		case "artifact":
-			if up.Path != "" {
-				return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "more than one \"artifact\" part: send one file or archive")
-			}
-			up.Filename = path.Base(part.FileName())
-			if up.Path, err = s.spool(part); err != nil {
-				return nil, up, cleanup, err
-			}
-		default:
-			return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only %q and \"artifact\"", part.FormName(), partName)
+		if len(spec) > maxJobSpecBytes {
+			return slipway.Errorf(slipway.ETOOLARGE, "the %q part is larger than %d bytes", partName, maxJobSpecBytes)
 		}
-	}
-	if spec == nil {
+		return nil
+	})
+	up := jobs.Upload{Path: art.path, Filename: art.filename}
+	switch {
+	case err != nil:
+		return nil, up, cleanup, err
+	case spec == nil:
 		return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "missing the %q part", partName)
-	}
-	if required && up.Path == "" {
+	case required && up.Path == "":
 		return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "missing the \"artifact\" part: attach a .py, .sh or .jar file, or a .zip/.tar/.tar.gz project")
 	}
 	return spec, up, cleanup, nil

@@ -49,46 +49,59 @@ func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) err
 
 func (s *Server) readUpload(r *http.Request) (catalog.Upload, func(), error) {
 	var up catalog.Upload
+	// The metadata part is optional: the runtime is inferred from the artifact.
+	art, cleanup, err := s.readArtifactForm(r, `"artifact" (file) and "metadata" (JSON)`, func(part *multipart.Part) error {
+		if part.FormName() != "metadata" {
+			return slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only \"artifact\" and \"metadata\"", part.FormName())
+		}
+		return decodeStrict(io.LimitReader(part, maxMetadataBytes), &up.Metadata, "metadata")
+	})
+	up.Path, up.Filename = art.path, art.filename
+	if err == nil && up.Path == "" {
+		err = slipway.Errorf(slipway.EINVALID, "missing the \"artifact\" part: attach a .zip, .tar, .tar.gz or a single model file")
+	}
+	return up, cleanup, err
+}
+
+// artifactUpload is the "artifact" part of a multipart upload, spooled to a temporary file.
+type artifactUpload struct{ path, filename string }
+
+// readArtifactForm reads a multipart/form-data body: its "artifact" file part (one at most), spooled to disk
+// under the upload cap, and its other parts, which field reads (refusing a name it does not take). parts names
+// the parts for the error of a body that is not multipart. cleanup removes the spooled file: call it once the
+// upload has been taken, after an error too.
+func (s *Server) readArtifactForm(r *http.Request, parts string, field func(*multipart.Part) error) (artifactUpload, func(), error) {
+	var art artifactUpload
 	cleanup := func() {
-		if up.Path != "" {
-			s.removeTemp(up.Path)
+		if art.path != "" {
+			s.removeTemp(art.path)
 		}
 	}
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return up, cleanup, slipway.Errorf(slipway.EINVALID, "send multipart/form-data with parts \"artifact\" (file) and \"metadata\" (JSON): %v", err)
+		return art, cleanup, slipway.Errorf(slipway.EINVALID, "send multipart/form-data with parts %s: %v", parts, err)
 	}
-	var haveMeta bool
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			break
+			return art, cleanup, nil
 		} else if err != nil {
-			return up, cleanup, uploadReadError(err)
+			return art, cleanup, uploadReadError(err)
 		}
-		switch part.FormName() {
-		case "metadata":
-			if err := decodeStrict(io.LimitReader(part, maxMetadataBytes), &up.Metadata, "metadata"); err != nil {
-				return up, cleanup, err
+		if part.FormName() != "artifact" {
+			if err := field(part); err != nil {
+				return art, cleanup, err
 			}
-			haveMeta = true
-		case "artifact":
-			if up.Path != "" {
-				return up, cleanup, slipway.Errorf(slipway.EINVALID, "more than one \"artifact\" part: send one file or archive")
-			}
-			up.Filename = path.Base(part.FileName())
-			if up.Path, err = s.spool(part); err != nil {
-				return up, cleanup, err
-			}
-		default:
-			return up, cleanup, slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only \"artifact\" and \"metadata\"", part.FormName())
+			continue
+		}
+		if art.path != "" {
+			return art, cleanup, slipway.Errorf(slipway.EINVALID, "more than one \"artifact\" part: send one file or archive")
+		}
+		art.filename = path.Base(part.FileName())
+		if art.path, err = s.spool(part); err != nil {
+			return art, cleanup, err
 		}
 	}
-	if up.Path == "" {
-		return up, cleanup, slipway.Errorf(slipway.EINVALID, "missing the \"artifact\" part: attach a .zip, .tar, .tar.gz or a single model file")
-	}
-	_ = haveMeta // metadata is optional: the runtime is inferred from the artifact
-	return up, cleanup, nil
 }
 
 // spool copies the artifact part into a temp file next to the blob store, refusing it past the upload cap.
