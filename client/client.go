@@ -195,7 +195,6 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// do sends a JSON request (in may be nil) and decodes a JSON response into out (may be nil).
 // call is do for a call that answers one JSON object.
 func call[T any](ctx context.Context, c *Client, method, path string, query url.Values, in any) (*T, error) {
 	var out T
@@ -223,6 +222,7 @@ func itemsAndTotal[T any](ctx context.Context, c *Client, path string, query url
 	return p.Items, p.Total, nil
 }
 
+// do sends a JSON request (in may be nil) and decodes a JSON response into out (may be nil).
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -278,7 +278,8 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 
 func decodeResponse(resp *http.Response, out any) error {
 	if out == nil {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		// Drained so that the connection can be reused; the answer is already known to be a success.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {

@@ -20,11 +20,7 @@ func (c *Client) CreateDeployment(ctx context.Context, spec DeploymentSpec) (*sl
 
 // ListDeployments returns every deployment, by name, with the live status of its replicas.
 func (c *Client) ListDeployments(ctx context.Context) ([]*slipway.Deployment, error) {
-	var p page[*slipway.Deployment]
-	if err := c.do(ctx, http.MethodGet, apiPath("deployments"), nil, nil, &p); err != nil {
-		return nil, err
-	}
-	return p.Items, nil
+	return items[*slipway.Deployment](ctx, c, http.MethodGet, apiPath("deployments"), nil)
 }
 
 // GetDeployment returns a deployment with the live status of its replicas and its prediction URLs.

@@ -114,7 +114,7 @@ func (c *Client) FollowJobRunLogs(ctx context.Context, id string, w io.Writer) (
 			return nil, err
 		}
 		n, err := io.Copy(w, body)
-		body.Close()
+		_ = body.Close() // read to its end or failed: err says which
 		off += n
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -125,9 +125,10 @@ func (c *Client) FollowJobRunLogs(ctx context.Context, id string, w io.Writer) (
 		}
 		if r.State.Terminal() {
 			// Lines written between the last read and the end.
+			// Best effort: the run is over and its state is the answer, with or without the tail of the log.
 			if rest, err := c.JobRunLogs(ctx, id, off, false); err == nil {
-				io.Copy(w, rest)
-				rest.Close()
+				_, _ = io.Copy(w, rest)
+				_ = rest.Close()
 			}
 			return r, nil
 		}

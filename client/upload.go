@@ -80,7 +80,7 @@ func (c *Client) postMultipart(ctx context.Context, path, what string, u multipa
 	var rerr *artifactError
 	if errors.As(werr, &rerr) {
 		if resp != nil {
-			resp.Body.Close()
+			_ = resp.Body.Close() // the artifact's error is the one to report
 		}
 		if what != "" {
 			return fmt.Errorf("client: %s: read artifact: %w", what, rerr.err)

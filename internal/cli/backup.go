@@ -58,7 +58,7 @@ func (a *app) backup(ctx context.Context, file string, withMonitor bool) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer removeLeftover(tmp.Name())
 	bar := a.newProgress(-1)
 	bar.describe("downloading")
 	_, err = c.Backup(ctx, withMonitor, tmp, bar.set)

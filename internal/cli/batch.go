@@ -11,7 +11,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
@@ -180,10 +179,8 @@ func (a *app) followBatch(ctx context.Context, c *client.Client, r *slipway.Batc
 	} else if err != nil {
 		return err
 	}
-	if a.jsonOutput() {
-		a.printJSON(r)
-	} else {
-		a.printBatch(r)
+	if err := show(a, r, nil, a.printBatch); err != nil {
+		return err
 	}
 	if r.State != slipway.BatchSucceeded {
 		return fmt.Errorf("batch prediction %s %s: %s", r.ID, r.State, orDash(r.Reason))
@@ -194,20 +191,15 @@ func (a *app) followBatch(ctx context.Context, c *client.Client, r *slipway.Batc
 	return nil
 }
 
-// rowsBar is a progress bar of rows on stderr; it does nothing when stderr is not a terminal.
+// rowsBar is a progress bar of a batch prediction's rows on stderr; it does nothing when stderr is not a
+// terminal.
 type rowsBar struct {
-	bar   *progressbar.ProgressBar
-	id    string
-	total int64
+	termBar
+	total int64 // the bar's, until the run knows its rows
 }
 
 func (a *app) newRowsBar(id string) *rowsBar {
-	f, ok := a.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return &rowsBar{id: id}
-	}
-	return &rowsBar{id: id, total: -1, bar: progressbar.NewOptions64(-1,
-		progressbar.OptionSetWriter(f),
+	return &rowsBar{total: -1, termBar: a.newBar(-1,
 		progressbar.OptionSetDescription(id+" ACCEPTED"),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
@@ -215,26 +207,19 @@ func (a *app) newRowsBar(id string) *rowsBar {
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetRenderBlankState(true),
-		progressbar.OptionClearOnFinish(),
 	)}
 }
 
 func (b *rowsBar) update(r *slipway.BatchRun) {
-	if b.bar == nil {
+	if b.pb == nil {
 		return
 	}
 	if r.RowsTotal >= 0 && r.RowsTotal != b.total {
 		b.total = r.RowsTotal
-		b.bar.ChangeMax64(r.RowsTotal)
+		b.changeMax(r.RowsTotal)
 	}
-	b.bar.Describe(fmt.Sprintf("%s %s", r.ID, r.State))
-	b.bar.Set64(r.RowsDone)
-}
-
-func (b *rowsBar) finish() {
-	if b.bar != nil {
-		b.bar.Finish()
-	}
+	b.describe(fmt.Sprintf("%s %s", r.ID, r.State))
+	b.set(r.RowsDone, b.total)
 }
 
 func (a *app) downloadBatch(ctx context.Context, c *client.Client, id, dest string) error {
@@ -242,7 +227,7 @@ func (a *app) downloadBatch(ctx context.Context, c *client.Client, id, dest stri
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer removeLeftover(tmp.Name())
 	n, err := c.DownloadBatchOutput(ctx, id, tmp)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -314,7 +299,7 @@ func (a *app) printBatch(r *slipway.BatchRun) {
 			}
 			row(et, e.Chunk, rows, e.Message)
 		}
-		et.Flush()
+		_ = et.Flush() // like every table: a failed write to the terminal has nowhere to be reported
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
@@ -83,6 +81,19 @@ func (f *deploymentFlags) registerWait(cmd *cobra.Command) {
 // batching is the batching --batch-size asks for.
 func (f *deploymentFlags) batching() *slipway.Batching {
 	return &slipway.Batching{MaxBatchSize: f.batchSize, MaxWaitMS: f.batchWaitMS}
+}
+
+// fillSpec sets the fields of sp whose flags were given, the batching, the canary and the shadow included.
+// current is the deployment as it is (update; only the parts the flags edit need be filled in), or a zero
+// deployment (deploy).
+func (f *deploymentFlags) fillSpec(cmd *cobra.Command, sp *slipway.DeploymentSpec, current *slipway.Deployment) error {
+	if err := f.fill(cmd, sp, current.Batching); err != nil {
+		return err
+	}
+	if err := f.fillCanary(cmd, sp, current.Canary); err != nil {
+		return err
+	}
+	return f.fillShadow(cmd, sp, current.Shadow)
 }
 
 // fill sets the fields of sp whose flags were given. current is the deployment's batching when it is
@@ -315,13 +326,7 @@ server ('slipway deployments get NAME' shows them).`,
 				}
 				sp.FollowAlias = &f.followAlias
 			}
-			if err := f.fill(cmd, &sp, nil); err != nil {
-				return err
-			}
-			if err := f.fillCanary(cmd, &sp, nil); err != nil {
-				return err
-			}
-			if err := f.fillShadow(cmd, &sp, nil); err != nil {
+			if err := f.fillSpec(cmd, &sp, &slipway.Deployment{}); err != nil {
 				return err
 			}
 			c, err := a.client()
@@ -338,7 +343,7 @@ server ('slipway deployments get NAME' shows them).`,
 	cmd.Flags().StringVarP(&model, "model", "m", "", "model to serve: NAME (newest READY version), NAME@ALIAS or NAME:VERSION")
 	cmd.Flags().BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever the alias moves")
 	f.register(cmd, true)
-	cmd.MarkFlagRequired("model")
+	requireFlags(cmd, "model")
 	return cmd
 }
 
@@ -346,7 +351,9 @@ server ('slipway deployments get NAME' shows them).`,
 // deployment that became ACTIVE.
 func (a *app) finishDeployment(ctx context.Context, c *client.Client, d *slipway.Deployment, f deploymentFlags, examples bool) error {
 	if f.noWait {
-		a.printDeploymentResult(ctx, c, d, false)
+		if err := a.printDeploymentResult(ctx, c, d, false); err != nil {
+			return err
+		}
 		if !a.jsonOutput() && !settled(d) {
 			fmt.Fprintf(a.stderr, "Not waiting: 'slipway deployments get %s' shows its progress.\n", d.Name)
 		}
@@ -354,7 +361,9 @@ func (a *app) finishDeployment(ctx context.Context, c *client.Client, d *slipway
 	}
 	d, err := a.awaitDeployment(ctx, c, d, f.waitTimeout)
 	if d != nil {
-		a.printDeploymentResult(ctx, c, d, examples && err == nil)
+		if perr := a.printDeploymentResult(ctx, c, d, examples && err == nil); err == nil {
+			err = perr
+		}
 	}
 	return err
 }
@@ -430,53 +439,30 @@ func progressLine(d *slipway.Deployment) string {
 	return fmt.Sprintf("%s %s: %s", d.Name, d.State, readiness(d))
 }
 
-// spinner shows a waiting command's progress on stderr; it does nothing when stderr is not a terminal.
-type spinner struct {
-	bar *progressbar.ProgressBar
-}
-
-func (a *app) newSpinner(desc string) *spinner {
-	f, ok := a.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return &spinner{}
-	}
-	return &spinner{bar: progressbar.NewOptions(-1,
-		progressbar.OptionSetWriter(f),
+// newSpinner returns the spinner of a waiting command on stderr, or a bar that does nothing when stderr is not
+// a terminal.
+func (a *app) newSpinner(desc string) termBar {
+	return a.newBar(-1,
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionSpinnerType(14),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionSetRenderBlankState(true),
-		progressbar.OptionClearOnFinish(),
-	)}
-}
-
-func (s *spinner) describe(desc string) {
-	if s.bar != nil {
-		s.bar.Describe(desc)
-	}
-}
-
-func (s *spinner) finish() {
-	if s.bar != nil {
-		s.bar.Finish()
-	}
+	)
 }
 
 // printDeploymentResult prints d as -o asks; examples adds how to call it.
-func (a *app) printDeploymentResult(ctx context.Context, c *client.Client, d *slipway.Deployment, examples bool) {
-	if a.jsonOutput() {
-		a.printJSON(d)
-		return
-	}
-	a.printDeployment(d)
-	if examples {
-		var v *slipway.ModelVersion
-		if d.Version > 0 {
-			v, _ = c.GetVersion(ctx, d.Model, strconv.Itoa(d.Version)) // only to make the examples concrete
+func (a *app) printDeploymentResult(ctx context.Context, c *client.Client, d *slipway.Deployment, examples bool) error {
+	return show(a, d, nil, func(d *slipway.Deployment) {
+		a.printDeployment(d)
+		if examples {
+			var v *slipway.ModelVersion
+			if d.Version > 0 {
+				v, _ = c.GetVersion(ctx, d.Model, strconv.Itoa(d.Version)) // only to make the examples concrete
+			}
+			fmt.Fprintln(a.stdout)
+			a.printExamples(d, v)
 		}
-		fmt.Fprintln(a.stdout)
-		a.printExamples(d, v)
-	}
+	})
 }
 
 // absURL makes a server-relative path absolute on --url.
@@ -736,33 +722,17 @@ func (a *app) deploymentsListCommand() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List deployments",
 		Args:    exactArgs(0, "no arguments"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ds, err := c.ListDeployments(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				if ds == nil {
-					ds = []*slipway.Deployment{}
-				}
-				return a.printJSON(listJSON(ds, len(ds), 0, len(ds)))
-			}
-			tw := newTable(a.stdout)
-			row(tw, "NAME", "STATE", "MODEL", "VERSION", "ALIAS", "REPLICAS", "UPDATED")
-			for _, d := range ds {
-				alias := d.Alias
-				if alias != "" && d.FollowAlias {
-					alias += " (followed)"
-				}
-				row(tw, d.Name, d.State, d.Model, d.Version, alias, fmt.Sprintf("%d/%d", readyReplicas(d), d.Replicas),
-					formatTime(d.UpdatedAt))
-			}
-			tw.Flush()
-			return nil
+			return showAll(a, ds, err, []any{"NAME", "STATE", "MODEL", "VERSION", "ALIAS", "REPLICAS", "UPDATED"},
+				func(d *slipway.Deployment) []any {
+					alias := d.Alias
+					if alias != "" && d.FollowAlias {
+						alias += " (followed)"
+					}
+					return []any{d.Name, d.State, d.Model, d.Version, alias, fmt.Sprintf("%d/%d", readyReplicas(d), d.Replicas),
+						formatTime(d.UpdatedAt)}
+				})
 		}),
 	}
 }
@@ -775,10 +745,7 @@ func (a *app) deploymentCommand(use, short string, fn func(cmd *cobra.Command, c
 		Short: short,
 		Args:  exactArgs(1, "one deployment name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := slipway.ValidateName("deployment", args[0]); err != nil {
-				return err
-			}
-			c, err := a.client()
+			c, err := a.namedClient("deployment", args[0])
 			if err != nil {
 				return err
 			}
@@ -862,13 +829,7 @@ The command waits until the change is done unless --no-wait.`,
 			} else {
 				current = &slipway.Deployment{}
 			}
-			if err := f.fill(cmd, &sp, current.Batching); err != nil {
-				return err
-			}
-			if err := f.fillCanary(cmd, &sp, current.Canary); err != nil {
-				return err
-			}
-			if err := f.fillShadow(cmd, &sp, current.Shadow); err != nil {
+			if err := f.fillSpec(cmd, &sp, current); err != nil {
 				return err
 			}
 			if noChange(sp) {
@@ -879,7 +840,9 @@ The command waits until the change is done unless --no-wait.`,
 				return err
 			}
 			if d.State == slipway.DeploymentInactive { // stored; nothing runs until it is activated
-				a.printDeploymentResult(cmd.Context(), c, d, false)
+				if err := a.printDeploymentResult(cmd.Context(), c, d, false); err != nil {
+					return err
+				}
 				if !a.jsonOutput() {
 					fmt.Fprintf(a.stderr, "Updated; %s is INACTIVE: 'slipway deployments activate %s' starts it.\n", name, name)
 				}

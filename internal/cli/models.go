@@ -144,13 +144,18 @@ func (a *app) printModel(m *slipway.Model, latest *slipway.ModelVersion) {
 	}
 }
 
-// printVersion shows one version: summary, checks and schemas.
-func (a *app) printVersion(v *slipway.ModelVersion) {
-	tw := newTable(a.stdout)
+// versionRows writes the rows that say which version v is and what state it is in.
+func versionRows(tw io.Writer, v *slipway.ModelVersion) {
 	row(tw, "Model:", v.Model)
 	row(tw, "Version:", v.Version)
 	row(tw, "State:", v.State)
 	row(tw, "Runtime:", v.Runtime)
+}
+
+// printVersion shows one version: summary, checks and schemas.
+func (a *app) printVersion(v *slipway.ModelVersion) {
+	tw := newTable(a.stdout)
+	versionRows(tw, v)
 	row(tw, "Aliases:", strings.Join(v.Aliases, ", "))
 	created := formatTime(v.CreatedAt)
 	if v.CreatedBy != "" {
@@ -227,9 +232,9 @@ func domain(c slipway.ColumnSpec) string {
 	return strings.Join(parts, " ")
 }
 
-// modelClient checks a model name given as an argument, then returns a client.
-func (a *app) modelClient(model string) (*client.Client, error) {
-	if err := slipway.ValidateName("model", model); err != nil {
+// namedClient checks the name of a kind ("model", "deployment") given as an argument, then returns a client.
+func (a *app) namedClient(kind, name string) (*client.Client, error) {
+	if err := slipway.ValidateName(kind, name); err != nil {
 		return nil, err
 	}
 	return a.client()
@@ -242,7 +247,7 @@ func (a *app) modelsVersionsCommand() *cobra.Command {
 		Short: "List a model's versions, newest first",
 		Args:  exactArgs(1, "one model name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.modelClient(args[0])
+			c, err := a.namedClient("model", args[0])
 			if err != nil {
 				return err
 			}
@@ -333,7 +338,7 @@ func (a *app) modelsDeleteCommand() *cobra.Command {
 		Short: "Delete a model with all its versions and aliases",
 		Args:  exactArgs(1, "one model name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := a.modelClient(args[0])
+			c, err := a.namedClient("model", args[0])
 			if err != nil {
 				return err
 			}

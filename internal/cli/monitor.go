@@ -403,7 +403,7 @@ func (a *app) feedbackCommand() *cobra.Command {
 "timestamp"}, at most 10000 items per call.`,
 		Args: exactArgs(2, "a deployment name and a JSON file"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			var r io.Reader = a.stdin
+			r := a.stdin
 			if args[1] != "-" {
 				f, err := os.Open(args[1])
 				if err != nil {

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // newTable returns a tab-separated table writer on w; call Flush when done.
@@ -17,18 +20,34 @@ func newTable(w io.Writer) *tabwriter.Writer {
 
 // row writes one tab-separated row.
 func row(w io.Writer, cells ...any) {
+	var b strings.Builder
 	for i, c := range cells {
 		if i > 0 {
-			io.WriteString(w, "\t")
+			b.WriteByte('\t')
 		}
 		s := fmt.Sprint(c)
 		if s == "" {
 			s = "-"
 		}
-		io.WriteString(w, strings.ReplaceAll(s, "\t", " "))
+		b.WriteString(strings.ReplaceAll(s, "\t", " "))
 	}
-	io.WriteString(w, "\n")
+	b.WriteByte('\n')
+	_, _ = io.WriteString(w, b.String()) // into a table: its Flush reports a failed write
 }
+
+// requireFlags marks the command's own flags as required: an error (no such flag) is a bug.
+func requireFlags(cmd *cobra.Command, names ...string) {
+	for _, name := range names {
+		if err := cmd.MarkFlagRequired(name); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// removeLeftover removes a temporary file or folder on the way out. Once it has been renamed into place there
+// is nothing left to remove, and one that cannot be removed is only a stray temporary file: neither changes
+// the command's outcome.
+func removeLeftover(path string) { _ = os.RemoveAll(path) }
 
 // formatTime shows a time in the local zone, to the minute.
 func formatTime(t time.Time) string {
@@ -90,6 +109,26 @@ func showTable[T any](a *app, items []T, err error, header []any, cells func(T) 
 	if a.jsonOutput() {
 		return a.printJSON(items)
 	}
+	return printTable(a, items, header, cells)
+}
+
+// showAll is showTable for a list the server answers whole (deployments, tokens): with -o json it prints the
+// page envelope of all the items, as the API answers it.
+func showAll[T any](a *app, items []T, err error, header []any, cells func(T) []any) error {
+	if err != nil {
+		return err
+	}
+	if a.jsonOutput() {
+		if items == nil {
+			items = []T{}
+		}
+		return a.printJSON(listJSON(items, len(items), 0, len(items)))
+	}
+	return printTable(a, items, header, cells)
+}
+
+// printTable prints the header, then the cells of each item.
+func printTable[T any](a *app, items []T, header []any, cells func(T) []any) error {
 	tw := newTable(a.stdout)
 	row(tw, header...)
 	for _, it := range items {

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
@@ -84,13 +83,12 @@ The token needs role predict, editor or admin.`,
 			if err != nil {
 				return err
 			}
-			a.printPrediction(resp, protocol)
-			return nil
+			return a.printPrediction(resp, protocol)
 		}),
 	}
 	cmd.Flags().StringVarP(&data, "data", "d", "", "request body: a .json or .csv file, or - for stdin")
 	cmd.Flags().StringVar(&protocol, "protocol", "", "invocations (MLflow), predict (OCI) or v2 (Open Inference Protocol); default: from the data")
-	cmd.MarkFlagRequired("data")
+	requireFlags(cmd, "data")
 	return cmd
 }
 
@@ -183,21 +181,25 @@ func isV2Inputs(raw json.RawMessage) bool {
 
 // printPrediction writes the answer on stdout, indented when it is JSON, and which version and replica
 // answered on stderr when that is a terminal.
-func (a *app) printPrediction(resp *client.PredictResponse, protocol string) {
+func (a *app) printPrediction(resp *client.PredictResponse, protocol string) error {
 	var buf bytes.Buffer
 	if json.Indent(&buf, resp.Body, "", "  ") == nil {
 		buf.WriteByte('\n')
-		a.stdout.Write(buf.Bytes())
-	} else {
-		a.stdout.Write(resp.Body)
+	} else { // not JSON: as it came, ending its line
+		buf.Reset()
+		buf.Write(resp.Body)
 		if len(resp.Body) > 0 && resp.Body[len(resp.Body)-1] != '\n' {
-			io.WriteString(a.stdout, "\n")
+			buf.WriteByte('\n')
 		}
 	}
-	if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if _, err := a.stdout.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	if _, ok := a.stderrTerminal(); ok {
 		fmt.Fprintf(a.stderr, "(%s: version %s, replica %s, request id %s)\n", protocol, orDash(resp.ModelVersion),
 			orDash(resp.Replica), orDash(resp.RequestID))
 	}
+	return nil
 }
 
 func orDash(s string) string {

@@ -71,7 +71,7 @@ func (a *app) pull(ctx context.Context, refArg, dir string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer removeLeftover(tmp)
 
 	// Pin the number: an alias may move between the two requests.
 	rc, err := c.DownloadArtifact(ctx, name, strconv.Itoa(v.Version))

@@ -18,7 +18,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/slipway-ml/slipway"
 )
@@ -49,7 +48,7 @@ with the version REGISTERING; the checks go on on the server ('slipway models ge
 	f.StringVar(&alias, "alias", "", "point this alias at the new version when it is READY")
 	f.StringVar(&metaFile, "metadata", "", "JSON file of version metadata (runtime, schemas, sample_input, metrics...)")
 	f.BoolVar(&noWait, "no-wait", false, "return once the files are stored; the checks go on on the server")
-	cmd.MarkFlagRequired("model")
+	requireFlags(cmd, "model")
 	return cmd
 }
 
@@ -94,12 +93,14 @@ func (a *app) push(ctx context.Context, path, model, alias, metaFile string, noW
 	if v.State == slipway.VersionReady && alias != "" {
 		move, err := c.SetAlias(ctx, model, alias, v.Version)
 		if err != nil {
-			a.printPushed(v)
+			_ = a.printPushed(v) // the alias is what failed: that is the error to report
 			return fmt.Errorf("version %d is READY but setting alias %q failed: %w", v.Version, alias, err)
 		}
 		v.Aliases = append(v.Aliases, move.Alias)
 	}
-	a.printPushed(v)
+	if err := a.printPushed(v); err != nil {
+		return err
+	}
 	if v.State == slipway.VersionFailed {
 		failed := 0
 		for _, c := range v.Checks {
@@ -116,16 +117,13 @@ func (a *app) push(ctx context.Context, path, model, alias, metaFile string, noW
 	return nil
 }
 
-func (a *app) printPushed(v *slipway.ModelVersion) {
-	if a.jsonOutput() {
-		a.printJSON(v)
-		return
-	}
+func (a *app) printPushed(v *slipway.ModelVersion) error {
+	return show(a, v, nil, a.printPushedText)
+}
+
+func (a *app) printPushedText(v *slipway.ModelVersion) {
 	tw := newTable(a.stdout)
-	row(tw, "Model:", v.Model)
-	row(tw, "Version:", v.Version)
-	row(tw, "State:", v.State)
-	row(tw, "Runtime:", v.Runtime)
+	versionRows(tw, v)
 	row(tw, "Files:", fmt.Sprintf("%d (%s)", len(v.Files), formatBytes(v.Size)))
 	if len(v.Aliases) > 0 {
 		row(tw, "Aliases:", strings.Join(v.Aliases, ", "))
@@ -295,21 +293,13 @@ func (e *eofNotifier) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// progress is the upload progress bar on stderr; it does nothing when stderr is not a terminal.
-type progress struct {
-	bar *progressbar.ProgressBar
-}
-
-func (a *app) newProgress(total int64) *progress {
-	f, ok := a.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return &progress{}
-	}
+// newProgress returns the progress bar of an upload or download of total bytes (-1 when unknown: a spinner
+// with the bytes sent) on stderr, or a bar that does nothing when stderr is not a terminal.
+func (a *app) newProgress(total int64) termBar {
 	if total <= 0 {
-		total = -1 // unknown: a spinner with the bytes sent
+		total = -1
 	}
-	return &progress{bar: progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(f),
+	return a.newBar(total,
 		progressbar.OptionSetDescription("uploading"),
 		progressbar.OptionShowBytes(true),
 		progressbar.OptionShowTotalBytes(true),
@@ -317,24 +307,5 @@ func (a *app) newProgress(total int64) *progress {
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSpinnerType(14),
-		progressbar.OptionClearOnFinish(),
-	)}
-}
-
-func (p *progress) set(sent, total int64) {
-	if p.bar != nil {
-		p.bar.Set64(sent)
-	}
-}
-
-func (p *progress) describe(s string) {
-	if p.bar != nil {
-		p.bar.Describe(s)
-	}
-}
-
-func (p *progress) finish() {
-	if p.bar != nil {
-		p.bar.Finish()
-	}
+	)
 }

@@ -83,7 +83,7 @@ func (a *app) schedulesCreateCommand() *cobra.Command {
 	f.StringArrayVar(&env, "env", nil, "job environment variable KEY=VALUE")
 	f.StringVar(&spec.ConcurrencyPolicy, "policy", "forbid", "while the previous run is going: allow, forbid (skip the tick) or replace")
 	f.BoolVar(&noCatchUp, "no-catch-up", false, "do not start a catch-up run for ticks missed while the server was down")
-	cmd.MarkFlagRequired("cron")
+	requireFlags(cmd, "cron")
 	return cmd
 }
 

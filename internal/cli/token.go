@@ -53,7 +53,7 @@ again: only its SHA-256 is stored.`,
 		}),
 	}
 	cmd.Flags().StringVar(&role, "role", "", "admin, editor, viewer or predict")
-	cmd.MarkFlagRequired("role")
+	requireFlags(cmd, "role")
 	return cmd
 }
 
@@ -65,18 +65,7 @@ func (a *app) tokensListCommand() *cobra.Command {
 		Args:    exactArgs(0, "no arguments"),
 		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ts, err := c.ListTokens(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				if ts == nil {
-					ts = []*slipway.Token{}
-				}
-				return a.printJSON(listJSON(ts, len(ts), 0, len(ts)))
-			}
-			tw := newTable(a.stdout)
-			row(tw, "ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")
-			for _, t := range ts {
+			return showAll(a, ts, err, []any{"ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"}, func(t *slipway.Token) []any {
 				lastUsed, revoked := "-", "-"
 				if t.LastUsedAt != nil {
 					lastUsed = formatTime(*t.LastUsedAt)
@@ -84,10 +73,8 @@ func (a *app) tokensListCommand() *cobra.Command {
 				if t.RevokedAt != nil {
 					revoked = formatTime(*t.RevokedAt)
 				}
-				row(tw, t.ID, t.Name, t.Role, formatTime(t.CreatedAt), lastUsed, revoked)
-			}
-			tw.Flush()
-			return nil
+				return []any{t.ID, t.Name, t.Role, formatTime(t.CreatedAt), lastUsed, revoked}
+			})
 		}),
 	}
 }

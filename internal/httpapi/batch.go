@@ -170,8 +170,7 @@ func (s *Server) handleFileUpload(w http.ResponseWriter, r *http.Request, svc *b
 	if err != nil {
 		return uploadReadError(err)
 	}
-	w.Header().Set("Location", "/api/v1/files/"+f.ID)
-	return reply(w, http.StatusCreated, f)
+	return replyCreated(w, "/api/v1/files/"+f.ID, f)
 }
 
 func uploadMultipart(r *http.Request, svc *batch.Service) (*slipway.UploadedFile, error) {

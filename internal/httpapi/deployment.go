@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/slipway-ml/slipway"
@@ -17,28 +18,16 @@ func (s *Server) handleDeploymentCreate(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/deployments/"+d.Name)
-	return reply(w, http.StatusCreated, d)
+	return replyCreated(w, "/api/v1/deployments/"+d.Name, d)
 }
 
 func (s *Server) handleDeploymentList(w http.ResponseWriter, r *http.Request) error {
 	ds, err := s.deployments.List(r.Context())
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, newPage(ds, len(ds), 0, len(ds)))
+	return replyAll(w, ds, err)
 }
 
 func (s *Server) handleDeploymentGet(w http.ResponseWriter, r *http.Request) error {
-	name, err := deploymentName(r)
-	if err != nil {
-		return err
-	}
-	d, err := s.deployments.Get(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, d)
+	return replyDeployment(w, r, s.deployments.Get)
 }
 
 func (s *Server) handleDeploymentUpdate(w http.ResponseWriter, r *http.Request) error {
@@ -54,10 +43,7 @@ func (s *Server) handleDeploymentUpdate(w http.ResponseWriter, r *http.Request) 
 		return slipway.Errorf(slipway.EINVALID, "a deployment cannot be renamed (%s → %s)", name, in.Name)
 	}
 	d, err := s.deployments.Update(r.Context(), name, in)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, d)
+	return replyOK(w, d, err)
 }
 
 func (s *Server) handleDeploymentDelete(w http.ResponseWriter, r *http.Request) error {
@@ -72,25 +58,20 @@ func (s *Server) handleDeploymentDelete(w http.ResponseWriter, r *http.Request) 
 }
 
 func (s *Server) handleDeploymentActivate(w http.ResponseWriter, r *http.Request) error {
-	name, err := deploymentName(r)
-	if err != nil {
-		return err
-	}
-	d, err := s.deployments.Activate(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, d)
+	return replyDeployment(w, r, s.deployments.Activate)
 }
 
 func (s *Server) handleDeploymentDeactivate(w http.ResponseWriter, r *http.Request) error {
+	return replyDeployment(w, r, s.deployments.Deactivate)
+}
+
+// replyDeployment ends a request about the deployment named in the path: op reads or changes it, and the
+// answer is the deployment op returns.
+func replyDeployment(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, name string) (*slipway.Deployment, error)) error {
 	name, err := deploymentName(r)
 	if err != nil {
 		return err
 	}
-	d, err := s.deployments.Deactivate(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	return reply(w, http.StatusOK, d)
+	d, err := op(r.Context(), name)
+	return replyOK(w, d, err)
 }

@@ -2,11 +2,10 @@ package httpapi
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
-	"os"
 	"path"
 	"strconv"
 
@@ -63,48 +62,27 @@ func (s *Server) withJobs(h func(w http.ResponseWriter, r *http.Request, svc *jo
 // readJobUpload reads the multipart parts of a job or pipeline creation: the artifact (spooled to disk under
 // the upload cap) and the named JSON/YAML part, returned raw.
 func (s *Server) readJobUpload(r *http.Request, partName string, required bool) ([]byte, jobs.Upload, func(), error) {
-	var up jobs.Upload
 	var spec []byte
-	cleanup := func() {
-		if up.Path != "" {
-			removeFile(up.Path)
+	art, cleanup, err := s.readArtifactForm(r, fmt.Sprintf("%q and \"artifact\" (file)", partName), func(part *multipart.Part) error {
+		if part.FormName() != partName {
+			return slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only %q and \"artifact\"", part.FormName(), partName)
 		}
-	}
-	mr, err := r.MultipartReader()
-	if err != nil {
-		return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "send multipart/form-data with parts %q and \"artifact\" (file): %v", partName, err)
-	}
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, up, cleanup, uploadReadError(err)
+		var err error
+		if spec, err = io.ReadAll(io.LimitReader(part, maxJobSpecBytes+1)); err != nil {
+			return uploadReadError(err)
 		}
-		switch part.FormName() {
-		case partName:
-			if spec, err = io.ReadAll(io.LimitReader(part, maxJobSpecBytes+1)); err != nil {
-				return nil, up, cleanup, uploadReadError(err)
-			}
-			if len(spec) > maxJobSpecBytes {
-				return nil, up, cleanup, slipway.Errorf(slipway.ETOOLARGE, "the %q part is larger than %d bytes", partName, maxJobSpecBytes)
-			}
-		case "artifact":
-			if up.Path != "" {
-				return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "more than one \"artifact\" part: send one file or archive")
-			}
-			up.Filename = path.Base(part.FileName())
-			if up.Path, err = s.spool(part); err != nil {
-				return nil, up, cleanup, err
-			}
-		default:
-			return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only %q and \"artifact\"", part.FormName(), partName)
+		if len(spec) > maxJobSpecBytes {
+			return slipway.Errorf(slipway.ETOOLARGE, "the %q part is larger than %d bytes", partName, maxJobSpecBytes)
 		}
-	}
-	if spec == nil {
+		return nil
+	})
+	up := jobs.Upload{Path: art.path, Filename: art.filename}
+	switch {
+	case err != nil:
+		return nil, up, cleanup, err
+	case spec == nil:
 		return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "missing the %q part", partName)
-	}
-	if required && up.Path == "" {
+	case required && up.Path == "":
 		return nil, up, cleanup, slipway.Errorf(slipway.EINVALID, "missing the \"artifact\" part: attach a .py, .sh or .jar file, or a .zip/.tar/.tar.gz project")
 	}
 	return spec, up, cleanup, nil
@@ -126,8 +104,7 @@ func (s *Server) handleJobCreate(w http.ResponseWriter, r *http.Request, svc *jo
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/jobs/"+j.Name)
-	return reply(w, http.StatusCreated, j)
+	return replyCreated(w, "/api/v1/jobs/"+j.Name, j)
 }
 
 func (s *Server) handleJobList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
@@ -171,8 +148,7 @@ func (s *Server) handleJobRunCreate(w http.ResponseWriter, r *http.Request, svc 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/job-runs/"+run.ID)
-	return reply(w, http.StatusCreated, run)
+	return replyCreated(w, "/api/v1/job-runs/"+run.ID, run)
 }
 
 func (s *Server) handleJobRunList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
@@ -214,7 +190,7 @@ func (s *Server) handleJobRunLogs(w http.ResponseWriter, r *http.Request, svc *j
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
-	flush := func() { rc.Flush() }
+	flush := func() { _ = rc.Flush() } // a writer that cannot flush delivers the log at the end
 	w.WriteHeader(http.StatusOK)
 	flush()
 	if err := svc.WriteLogs(r.Context(), id, offset, w, follow, flush); err != nil {
@@ -249,10 +225,10 @@ func (s *Server) handleJobRunOutputFile(w http.ResponseWriter, r *http.Request, 
 	if st, err := f.Stat(); err == nil {
 		w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
 	}
-	io.Copy(w, f) // the body has started: a copy error can only cut the download short
+	if _, err := io.Copy(w, f); err != nil { // the body has started: the download is cut short
+		s.log.WarnContext(r.Context(), "output file download cut short", "path", p, "error", err)
+	}
 	return nil
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
-func removeFile(p string) { os.Remove(p) }

@@ -26,8 +26,7 @@ func (s *Server) handleModelCreate(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/models/"+m.Name)
-	return reply(w, http.StatusCreated, m)
+	return replyCreated(w, "/api/v1/models/"+m.Name, m)
 }
 
 func (s *Server) handleModelList(w http.ResponseWriter, r *http.Request) error {

@@ -259,8 +259,7 @@ func (s *Server) handleAlertCreate(w http.ResponseWriter, r *http.Request, m *mo
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/deployments/"+name+"/alerts/"+rule.ID)
-	return reply(w, http.StatusCreated, rule)
+	return replyCreated(w, "/api/v1/deployments/"+name+"/alerts/"+rule.ID, rule)
 }
 
 func (s *Server) handleAlertDelete(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {

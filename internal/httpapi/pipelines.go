@@ -33,8 +33,7 @@ func (s *Server) handlePipelineCreate(w http.ResponseWriter, r *http.Request, sv
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/pipelines/"+p.Name)
-	return reply(w, http.StatusCreated, p)
+	return replyCreated(w, "/api/v1/pipelines/"+p.Name, p)
 }
 
 func (s *Server) handlePipelineList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {
@@ -80,8 +79,7 @@ func (s *Server) handlePipelineRunCreate(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/pipeline-runs/"+run.ID)
-	return reply(w, http.StatusCreated, run)
+	return replyCreated(w, "/api/v1/pipeline-runs/"+run.ID, run)
 }
 
 func (s *Server) handlePipelineRunList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {

@@ -263,7 +263,7 @@ func predictHeaders(w http.ResponseWriter, version int, replica string) {
 	}
 }
 
-// modelErrorStatus: an exception from predict() about its input is the client's (400); anything else is the
+// predictError: an exception from predict() about its input is the client's (400); anything else is the
 // model's (500). Either way the model's own message is returned: it is what the caller needs to fix the input.
 func predictError(err error) error {
 	var me *workerproto.ModelError
@@ -280,16 +280,11 @@ func predictError(err error) error {
 // v2Error writes the Open Inference Protocol's error body {"error": "..."} with the status of err's code.
 func (s *Server) v2Error(w http.ResponseWriter, r *http.Request, err error) {
 	code := slipway.ErrorCode(err)
-	status := statusOf(code)
-	if code == slipway.EMODEL {
-		status = http.StatusInternalServerError
-	}
-	if status == http.StatusInternalServerError && code != slipway.EMODEL {
+	status := slipway.ProblemStatus(code)
+	if status == http.StatusInternalServerError && code != slipway.EMODEL { // the model's failure is the model's, not ours
 		s.log.ErrorContext(r.Context(), "v2 request failed", "path", r.URL.Path, "request_id", requestID(r), "error", err)
 	}
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
+	setRetryAfter(w.Header(), status)
 	setJSONContentType(w.Header())
 	w.WriteHeader(status)
 	w.Write(inference.V2Error(slipway.ErrorMessage(err)))

@@ -6,13 +6,11 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/slipway-ml/slipway"
 )
-
-// statusOf is the HTTP status of a problem with the error code (slipway.ProblemStatus holds the mapping).
-func statusOf(code string) int { return slipway.ProblemStatus(code) }
 
 // problem writes err as application/problem+json. Only internal errors are logged, with their cause.
 func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
@@ -21,13 +19,11 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 		err = slipway.Errorf(slipway.ETOOLARGE, "request body larger than the limit of %d bytes", mbe.Limit)
 	}
 	code := slipway.ErrorCode(err)
-	status := statusOf(code)
+	status := slipway.ProblemStatus(code)
 	if status == http.StatusInternalServerError {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "error", err)
 	}
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
+	setRetryAfter(w.Header(), status)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
 	}
@@ -37,19 +33,24 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	})
 }
 
+// setRetryAfter tells the client of an overloaded or unavailable server to try again in a second.
+func setRetryAfter(h http.Header, status int) {
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+}
+
 func writeProblem(w http.ResponseWriter, p slipway.Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
-	json.NewEncoder(w).Encode(p)
+	_ = json.NewEncoder(w).Encode(p) // strings and numbers always encode: a failure is a client that has gone
 }
 
+// writeJSON answers v as JSON with status, for the handlers outside the API (probes, whoami) whose answers
+// are fixed shapes that always encode: a failure is a client that has gone.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	_ = reply(w, status, v)
 }
 
 // apiHandler is a handler that returns its error instead of writing it: s.handle turns the error into the
@@ -66,10 +67,23 @@ func (s *Server) handle(h apiHandler) http.HandlerFunc {
 	}
 }
 
-// reply ends an apiHandler with v as JSON and status.
+// reply ends an apiHandler with v as JSON and status. v is encoded before anything is written, so that one
+// that cannot be (a NaN) is answered with a problem rather than a body cut short.
 func reply(w http.ResponseWriter, status int, v any) error {
-	writeJSON(w, status, v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("httpapi: encode the answer: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
 	return nil
+}
+
+// replyCreated ends an apiHandler that created v at location with 201 Created.
+func replyCreated(w http.ResponseWriter, location string, v any) error {
+	w.Header().Set("Location", location)
+	return reply(w, http.StatusCreated, v)
 }
 
 // replyOK ends an apiHandler with v as JSON and 200 OK, or with err (from producing v).

@@ -1,13 +1,19 @@
 package httpapi
 
-// Reading requests: JSON bodies (strict), paging, path and query parameters, the media type.
+// Reading requests: JSON bodies (strict), paging, path and query parameters, the media type, and multipart
+// uploads (the artifact spooled to disk, removed once the request is done with it).
 
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"mime"
+	"mime/multipart"
 	"net/http"
+	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -73,10 +79,6 @@ func newPage[T any](items []T, total, offset, limit int) slipway.Page[T] {
 		items = []T{}
 	}
 	return slipway.Page[T]{Items: items, Total: total, Offset: offset, Limit: limit}
-}
-
-func pathError(name, value string) error {
-	return slipway.Errorf(slipway.EINVALID, "invalid %s %q in the URL", name, value)
 }
 
 // decodeOptionalJSON is decodeJSON for a body that may be left out: no body, or an empty one, leaves v as it is.
@@ -164,4 +166,86 @@ func durationParam(r *http.Request, key string) (time.Duration, error) {
 		return 0, slipway.Errorf(slipway.EINVALID, "%s=%q: give a positive duration such as 15m or 1h", key, v)
 	}
 	return d, nil
+}
+
+// artifactUpload is the "artifact" part of a multipart upload, spooled to a temporary file.
+type artifactUpload struct{ path, filename string }
+
+// readArtifactForm reads a multipart/form-data body: its "artifact" file part (one at most), spooled to disk
+// under the upload cap, and its other parts, which field reads (refusing a name it does not take). parts names
+// the parts for the error of a body that is not multipart. cleanup removes the spooled file: call it once the
+// upload has been taken, after an error too.
+func (s *Server) readArtifactForm(r *http.Request, parts string, field func(*multipart.Part) error) (artifactUpload, func(), error) {
+	var art artifactUpload
+	cleanup := func() {
+		if art.path != "" {
+			s.removeTemp(art.path)
+		}
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return art, cleanup, slipway.Errorf(slipway.EINVALID, "send multipart/form-data with parts %s: %v", parts, err)
+	}
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return art, cleanup, nil
+		} else if err != nil {
+			return art, cleanup, uploadReadError(err)
+		}
+		if part.FormName() != "artifact" {
+			if err := field(part); err != nil {
+				return art, cleanup, err
+			}
+			continue
+		}
+		if art.path != "" {
+			return art, cleanup, slipway.Errorf(slipway.EINVALID, "more than one \"artifact\" part: send one file or archive")
+		}
+		art.filename = path.Base(part.FileName())
+		if art.path, err = s.spool(part); err != nil {
+			return art, cleanup, err
+		}
+	}
+}
+
+// spool copies the artifact part into a temp file next to the blob store, refusing it past the upload cap.
+func (s *Server) spool(part *multipart.Part) (string, error) {
+	f, err := os.CreateTemp(s.tempDir, "upload-*")
+	if err != nil {
+		return "", fmt.Errorf("httpapi: spool upload: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(part, s.maxUp+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > s.maxUp {
+		err = slipway.Errorf(slipway.ETOOLARGE, "artifact larger than the upload limit of %d bytes (server flag --max-upload-bytes)", s.maxUp)
+	}
+	if err != nil {
+		s.removeTemp(f.Name())
+		return "", uploadReadError(err)
+	}
+	return f.Name(), nil
+}
+
+func uploadReadError(err error) error {
+	var mbe *http.MaxBytesError
+	var se *slipway.Error
+	switch {
+	case errors.As(err, &se):
+		return err
+	case errors.As(err, &mbe):
+		return slipway.Errorf(slipway.ETOOLARGE, "upload larger than the limit of %d bytes (server flag --max-upload-bytes)", mbe.Limit)
+	}
+	return slipway.Wrap(slipway.EINVALID, err, "upload interrupted or malformed: %v", err)
+}
+
+// removeTemp removes a spooled upload once its request is done with it (a store that took it moved it away).
+// One that cannot be removed is only a stray file in the temporary folder: the request's outcome stands, and
+// the log says which file.
+func (s *Server) removeTemp(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("temporary upload not removed", "path", path, "error", err)
+	}
 }

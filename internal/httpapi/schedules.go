@@ -18,8 +18,7 @@ func (s *Server) handleScheduleCreate(w http.ResponseWriter, r *http.Request, sv
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/schedules/"+created.Name)
-	return reply(w, http.StatusCreated, created)
+	return replyCreated(w, "/api/v1/schedules/"+created.Name, created)
 }
 
 func (s *Server) handleScheduleList(w http.ResponseWriter, r *http.Request, svc *jobs.Service) error {

@@ -35,8 +35,7 @@ func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error
 	if err := s.tokens.CreateToken(r.Context(), t, HashToken(t.Secret)); err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/tokens/"+t.ID)
-	return reply(w, http.StatusCreated, t)
+	return replyCreated(w, "/api/v1/tokens/"+t.ID, t)
 }
 
 func (s *Server) handleTokenList(w http.ResponseWriter, r *http.Request) error {

@@ -1,13 +1,10 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
-	"os"
-	"path"
 	"strconv"
 
 	"github.com/slipway-ml/slipway"
@@ -49,78 +46,18 @@ func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) err
 
 func (s *Server) readUpload(r *http.Request) (catalog.Upload, func(), error) {
 	var up catalog.Upload
-	cleanup := func() {
-		if up.Path != "" {
-			os.Remove(up.Path)
+	// The metadata part is optional: the runtime is inferred from the artifact.
+	art, cleanup, err := s.readArtifactForm(r, `"artifact" (file) and "metadata" (JSON)`, func(part *multipart.Part) error {
+		if part.FormName() != "metadata" {
+			return slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only \"artifact\" and \"metadata\"", part.FormName())
 		}
+		return decodeStrict(io.LimitReader(part, maxMetadataBytes), &up.Metadata, "metadata")
+	})
+	up.Path, up.Filename = art.path, art.filename
+	if err == nil && up.Path == "" {
+		err = slipway.Errorf(slipway.EINVALID, "missing the \"artifact\" part: attach a .zip, .tar, .tar.gz or a single model file")
 	}
-	mr, err := r.MultipartReader()
-	if err != nil {
-		return up, cleanup, slipway.Errorf(slipway.EINVALID, "send multipart/form-data with parts \"artifact\" (file) and \"metadata\" (JSON): %v", err)
-	}
-	var haveMeta bool
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return up, cleanup, uploadReadError(err)
-		}
-		switch part.FormName() {
-		case "metadata":
-			if err := decodeStrict(io.LimitReader(part, maxMetadataBytes), &up.Metadata, "metadata"); err != nil {
-				return up, cleanup, err
-			}
-			haveMeta = true
-		case "artifact":
-			if up.Path != "" {
-				return up, cleanup, slipway.Errorf(slipway.EINVALID, "more than one \"artifact\" part: send one file or archive")
-			}
-			up.Filename = path.Base(part.FileName())
-			if up.Path, err = s.spool(part); err != nil {
-				return up, cleanup, err
-			}
-		default:
-			return up, cleanup, slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only \"artifact\" and \"metadata\"", part.FormName())
-		}
-	}
-	if up.Path == "" {
-		return up, cleanup, slipway.Errorf(slipway.EINVALID, "missing the \"artifact\" part: attach a .zip, .tar, .tar.gz or a single model file")
-	}
-	_ = haveMeta // metadata is optional: the runtime is inferred from the artifact
-	return up, cleanup, nil
-}
-
-// spool copies the artifact part into a temp file next to the blob store, refusing it past the upload cap.
-func (s *Server) spool(part *multipart.Part) (string, error) {
-	f, err := os.CreateTemp(s.tempDir, "upload-*")
-	if err != nil {
-		return "", fmt.Errorf("httpapi: spool upload: %w", err)
-	}
-	n, err := io.Copy(f, io.LimitReader(part, s.maxUp+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && n > s.maxUp {
-		err = slipway.Errorf(slipway.ETOOLARGE, "artifact larger than the upload limit of %d bytes (server flag --max-upload-bytes)", s.maxUp)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", uploadReadError(err)
-	}
-	return f.Name(), nil
-}
-
-func uploadReadError(err error) error {
-	var mbe *http.MaxBytesError
-	var se *slipway.Error
-	switch {
-	case errors.As(err, &se):
-		return err
-	case errors.As(err, &mbe):
-		return slipway.Errorf(slipway.ETOOLARGE, "upload larger than the limit of %d bytes (server flag --max-upload-bytes)", mbe.Limit)
-	}
-	return slipway.Wrap(slipway.EINVALID, err, "upload interrupted or malformed: %v", err)
+	return up, cleanup, err
 }
 
 func (s *Server) handleVersionList(w http.ResponseWriter, r *http.Request) error {

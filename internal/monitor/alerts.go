@@ -468,7 +468,8 @@ func (s *Service) post(w *slipway.Webhook, p WebhookPayload, body []byte) (int, 
 	if err != nil {
 		return 0, err
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	defer resp.Body.Close()
+	// Drained so that the connection can be reused; the status is the receiver's answer.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, nil
 }

@@ -40,7 +40,7 @@ func (s *Service) PutBaseline(ctx context.Context, model string, ref slipway.Ver
 	if err != nil {
 		return nil, err
 	}
-	defer func() { f.Close(); os.Remove(f.Name()) }()
+	defer discardSpool(f)
 	var src table
 	switch format {
 	case FormatCSV:
@@ -135,11 +135,17 @@ func spool(body io.Reader, dir string) (*os.File, error) {
 		_, err = f.Seek(0, io.SeekStart)
 	}
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		discardSpool(f)
 		return nil, err
 	}
 	return f, nil
+}
+
+// discardSpool closes and removes a spooled baseline. Neither error matters: the file was only read, and one
+// that cannot be removed is only a stray file in the temporary folder.
+func discardSpool(f *os.File) {
+	_ = f.Close()
+	_ = os.Remove(f.Name())
 }
 
 // table is a baseline sample in some format.
@@ -222,13 +228,18 @@ type csvTable struct {
 	cols []string
 }
 
-func (t *csvTable) reader() (*csv.Reader, error) {
+// rewind reads the file again from the top: it returns the header row and a reader at the first row after it.
+func (t *csvTable) rewind() (*csv.Reader, []string, error) {
 	if _, err := t.f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("monitor: rewind baseline: %w", err)
+		return nil, nil, fmt.Errorf("monitor: rewind baseline: %w", err)
 	}
 	r := csv.NewReader(t.f)
 	r.ReuseRecord = true
-	return r, nil
+	h, err := r.Read()
+	if err != nil {
+		return nil, nil, csvErr(err)
+	}
+	return r, h, nil
 }
 
 func csvErr(err error) error {
@@ -240,13 +251,9 @@ func csvErr(err error) error {
 }
 
 func (t *csvTable) header() ([]string, error) {
-	r, err := t.reader()
+	_, h, err := t.rewind()
 	if err != nil {
 		return nil, err
-	}
-	h, err := r.Read()
-	if err != nil {
-		return nil, csvErr(err)
 	}
 	t.cols = slices.Clone(h)
 	for i, c := range t.cols {
@@ -260,11 +267,10 @@ func (t *csvTable) header() ([]string, error) {
 
 func (t *csvTable) inferKind(col string) (string, error) {
 	j := slices.Index(t.cols, col)
-	r, err := t.reader()
+	r, _, err := t.rewind()
 	if err != nil {
 		return "", err
 	}
-	r.Read() // header
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -285,11 +291,10 @@ func (t *csvTable) scan(names, kinds []string, b *stats.ProfileBuilder) error {
 	for i, n := range names {
 		idx[i] = slices.Index(t.cols, n)
 	}
-	r, err := t.reader()
+	r, _, err := t.rewind()
 	if err != nil {
 		return err
 	}
-	r.Read() // header
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {

@@ -30,7 +30,6 @@ type Exchange struct {
 	known   bool // the deployment exists and serves: only then are metrics labelled with its name
 	version int
 	replica string
-	rows    int
 	inputs  []workerproto.Tensor
 	outputs []workerproto.Tensor
 	inJSON  []byte

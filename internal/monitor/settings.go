@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -90,30 +91,14 @@ func (s *Service) PutSettings(ctx context.Context, deployment string, in slipway
 // fillDefaults gives unset fields (also fields added after the settings were stored) their default.
 func fillDefaults(in *slipway.MonitoringSettings) {
 	def := slipway.DefaultMonitoringSettings()
-	if in.CaptureRetention == 0 {
-		in.CaptureRetention = def.CaptureRetention
-	}
-	if in.CaptureMaxPerSecond == 0 {
-		in.CaptureMaxPerSecond = def.CaptureMaxPerSecond
-	}
-	if in.AccessLogMaxPerSecond == 0 {
-		in.AccessLogMaxPerSecond = def.AccessLogMaxPerSecond
-	}
-	if in.CaptureMaxRequests == 0 {
-		in.CaptureMaxRequests = def.CaptureMaxRequests
-	}
-	if in.LogRetention == 0 {
-		in.LogRetention = def.LogRetention
-	}
-	if in.LogMaxLines == 0 {
-		in.LogMaxLines = def.LogMaxLines
-	}
-	if in.DriftWindow == 0 {
-		in.DriftWindow = def.DriftWindow
-	}
-	if in.PositiveLabel == "" {
-		in.PositiveLabel = def.PositiveLabel
-	}
+	in.CaptureRetention = cmp.Or(in.CaptureRetention, def.CaptureRetention)
+	in.CaptureMaxPerSecond = cmp.Or(in.CaptureMaxPerSecond, def.CaptureMaxPerSecond)
+	in.AccessLogMaxPerSecond = cmp.Or(in.AccessLogMaxPerSecond, def.AccessLogMaxPerSecond)
+	in.CaptureMaxRequests = cmp.Or(in.CaptureMaxRequests, def.CaptureMaxRequests)
+	in.LogRetention = cmp.Or(in.LogRetention, def.LogRetention)
+	in.LogMaxLines = cmp.Or(in.LogMaxLines, def.LogMaxLines)
+	in.DriftWindow = cmp.Or(in.DriftWindow, def.DriftWindow)
+	in.PositiveLabel = cmp.Or(in.PositiveLabel, def.PositiveLabel)
 }
 
 func validateSettings(in *slipway.MonitoringSettings) error {

@@ -41,7 +41,7 @@ func openSQLitePools(path, dsn string, readers int) (w, r *sql.DB, err error) {
 	w.SetMaxOpenConns(1)
 	r, err = sql.Open("sqlite", dsn)
 	if err != nil {
-		w.Close()
+		_ = w.Close() // not used yet: closing it frees a handle and cannot fail in a way that matters
 		return nil, nil, fmt.Errorf("sqlstore: open %s for reading: %w", path, err)
 	}
 	r.SetMaxOpenConns(readers)
@@ -58,8 +58,7 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 	}
 	db := &DB{w: w, r: r, now: time.Now}
 	if err := db.migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
+		return nil, errors.Join(err, db.Close())
 	}
 	return db, nil
 }
@@ -134,7 +133,7 @@ func inTx(ctx context.Context, w *sql.DB, file string, fn func(*sql.Tx) error) e
 		return fmt.Errorf("sqlstore:%s begin: %w", file, err)
 	}
 	if err := fn(tx); err != nil {
-		tx.Rollback()
+		_ = tx.Rollback() // fn's error is the one to report; a rollback that fails still ends the transaction
 		return err
 	}
 	if err := tx.Commit(); err != nil {

@@ -12,38 +12,55 @@ var _ slipway.DeploymentStore = (*DB)(nil)
 
 const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, created_at, updated_at`
 
+var deploymentTable = byName[slipway.Deployment]{table: "deployments", columns: deploymentColumns, kind: "deployment", scan: scanDeployment}
+
 // CreateDeployment inserts d; ECONFLICT when the name is taken.
 func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error {
 	now := db.now().UTC()
 	d.CreatedAt, d.UpdatedAt = now, now
-	batching, _ := json.Marshal(d.Batching)
-	env, _ := json.Marshal(nonNilTags(d.Env))
-	canary, _ := json.Marshal(d.Canary)
-	shadow, _ := json.Marshal(d.Shadow)
-	_, err := db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.Name, string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, string(batching),
-		d.TimeoutMS, d.MaxQueue, string(env), string(canary), string(shadow), formatTime(now), formatTime(now))
+	j, err := encodeDeployment(d)
+	if err != nil {
+		return err
+	}
+	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.Name, string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching,
+		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, formatTime(now), formatTime(now))
 	return mapErr(err, fmt.Sprintf("deployment %q", d.Name))
 }
 
-func scanDeployment(row interface{ Scan(...any) error }) (*slipway.Deployment, error) {
+// deploymentJSON holds the columns of a deployment that are stored as JSON.
+type deploymentJSON struct{ batching, env, canary, shadow string }
+
+func encodeDeployment(d *slipway.Deployment) (deploymentJSON, error) {
+	var j deploymentJSON
+	for _, c := range []struct {
+		dst *string
+		v   any
+	}{{&j.batching, d.Batching}, {&j.env, nonNilTags(d.Env)}, {&j.canary, d.Canary}, {&j.shadow, d.Shadow}} {
+		b, err := json.Marshal(c.v)
+		if err != nil { // a NaN in the canary analysis
+			return j, fmt.Errorf("sqlstore: encode deployment %s: %w", d.Name, err)
+		}
+		*c.dst = string(b)
+	}
+	return j, nil
+}
+
+func scanDeployment(row rowScanner) (*slipway.Deployment, error) {
 	var d slipway.Deployment
-	var batching, env, canary, shadow, created, updated string
+	var j deploymentJSON
+	var created, updated string
 	if err := row.Scan(&d.Name, &d.State, &d.Reason, &d.Model, &d.Version, &d.Alias, &d.FollowAlias, &d.Replicas,
-		&batching, &d.TimeoutMS, &d.MaxQueue, &env, &canary, &shadow, &created, &updated); err != nil {
+		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &created, &updated); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal([]byte(canary), &d.Canary); err != nil {
-		return nil, fmt.Errorf("decode canary of %s: %w", d.Name, err)
-	}
-	if err := json.Unmarshal([]byte(shadow), &d.Shadow); err != nil {
-		return nil, fmt.Errorf("decode shadow of %s: %w", d.Name, err)
-	}
-	if err := json.Unmarshal([]byte(batching), &d.Batching); err != nil {
-		return nil, fmt.Errorf("decode batching of %s: %w", d.Name, err)
-	}
-	if err := json.Unmarshal([]byte(env), &d.Env); err != nil {
-		return nil, fmt.Errorf("decode env of %s: %w", d.Name, err)
+	for _, c := range []struct {
+		name, src string
+		dst       any
+	}{{"canary", j.canary, &d.Canary}, {"shadow", j.shadow, &d.Shadow}, {"batching", j.batching, &d.Batching}, {"env", j.env, &d.Env}} {
+		if err := json.Unmarshal([]byte(c.src), c.dst); err != nil {
+			return nil, fmt.Errorf("decode %s of %s: %w", c.name, d.Name, err)
+		}
 	}
 	d.CreatedAt, d.UpdatedAt = parseTime(created), parseTime(updated)
 	return &d, nil
@@ -51,27 +68,26 @@ func scanDeployment(row interface{ Scan(...any) error }) (*slipway.Deployment, e
 
 // FindDeployment returns one deployment.
 func (db *DB) FindDeployment(ctx context.Context, name string) (*slipway.Deployment, error) {
-	d, err := scanDeployment(db.r.QueryRowContext(ctx, `SELECT `+deploymentColumns+` FROM deployments WHERE name = ?`, name))
-	return d, mapErr(err, fmt.Sprintf("deployment %q", name))
+	return deploymentTable.find(ctx, db, name)
 }
 
 // FindDeployments lists every deployment by name.
 func (db *DB) FindDeployments(ctx context.Context) ([]*slipway.Deployment, error) {
-	return queryAll(ctx, db.r, scanDeployment, "deployments", `SELECT `+deploymentColumns+` FROM deployments ORDER BY name`)
+	return deploymentTable.all(ctx, db)
 }
 
 // UpdateDeployment stores d's desired state (everything but name and created_at).
 func (db *DB) UpdateDeployment(ctx context.Context, d *slipway.Deployment) error {
 	d.UpdatedAt = db.now().UTC()
-	batching, _ := json.Marshal(d.Batching)
-	env, _ := json.Marshal(nonNilTags(d.Env))
-	canary, _ := json.Marshal(d.Canary)
-	shadow, _ := json.Marshal(d.Shadow)
+	j, err := encodeDeployment(d)
+	if err != nil {
+		return err
+	}
 	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, model = ?, version = ?, alias = ?,
 		follow_alias = ?, replicas = ?, batching = ?, timeout_ms = ?, max_queue = ?, env = ?, canary = ?, shadow = ?,
 		updated_at = ? WHERE name = ?`,
-		string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, string(batching), d.TimeoutMS,
-		d.MaxQueue, string(env), string(canary), string(shadow), formatTime(d.UpdatedAt), d.Name)
+		string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching, d.TimeoutMS,
+		d.MaxQueue, j.env, j.canary, j.shadow, formatTime(d.UpdatedAt), d.Name)
 	return affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name))
 }
 
@@ -90,6 +106,5 @@ func (db *DB) SetDeploymentState(ctx context.Context, name string, from, to slip
 
 // DeleteDeployment removes a deployment.
 func (db *DB) DeleteDeployment(ctx context.Context, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM deployments WHERE name = ?`, name)
-	return affectedOne(res, err, fmt.Sprintf("deployment %q", name))
+	return deploymentTable.delete(ctx, db, name)
 }

@@ -243,7 +243,7 @@ func scanVersion(row interface{ Scan(...any) error }) (*slipway.ModelVersion, er
 // FindVersion resolves a version number or alias.
 func (db *DB) FindVersion(ctx context.Context, model string, ref slipway.VersionRef) (*slipway.ModelVersion, error) {
 	var row *sql.Row
-	what := fmt.Sprintf("version %s:%s of model %q", model, ref, model)
+	var what string // names the version in errors
 	if ref.Alias != "" {
 		what = fmt.Sprintf("alias %q of model %q", ref.Alias, model)
 		if ref.Alias == "latest" {

@@ -108,8 +108,7 @@ func OpenMonitorSQLite(ctx context.Context, path string) (*MonitorDB, error) {
 	}
 	db := &MonitorDB{w: w, r: r}
 	if err := db.migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
+		return nil, errors.Join(err, db.Close())
 	}
 	return db, nil
 }
@@ -128,19 +127,14 @@ func (db *MonitorDB) migrate(ctx context.Context) error {
 		return fmt.Errorf("sqlstore: monitor.db has schema version %d, newer than this server (%d): use a newer slipway or move monitor.db away", v, len(monitorSchema))
 	}
 	for ; v < len(monitorSchema); v++ {
-		tx, err := db.w.BeginTx(ctx, nil)
+		err := db.batch(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, monitorSchema[v]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1))
+			return err
+		})
 		if err != nil {
-			return fmt.Errorf("sqlstore: migrate monitor.db: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, monitorSchema[v]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("sqlstore: migrate monitor.db to %d: %w", v+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("sqlstore: migrate monitor.db to %d: %w", v+1, err)
-		}
-		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("sqlstore: migrate monitor.db to %d: %w", v+1, err)
 		}
 	}
@@ -170,7 +164,7 @@ func insertRows(ctx context.Context, tx *sql.Tx, table, cols string, n int, rows
 	defer func() {
 		for _, st := range stmts {
 			if st != nil {
-				st.Close()
+				_ = st.Close() // the transaction's own statements: closing them only frees them
 			}
 		}
 	}()
@@ -230,6 +224,18 @@ func (db *MonitorDB) ScanCaptures(ctx context.Context, deployment string, from, 
 	return rows.Err()
 }
 
+// captureRows is a request's captured row count.
+type captureRows struct {
+	id   string
+	rows int
+}
+
+func scanCaptureRows(r rowScanner) (captureRows, error) {
+	var c captureRows
+	err := r.Scan(&c.id, &c.rows)
+	return c, err
+}
+
 // CaptureRows returns the row counts of the given request ids that were captured.
 func (db *MonitorDB) CaptureRows(ctx context.Context, deployment string, ids []string) (map[string]int, error) {
 	out := map[string]int{}
@@ -241,25 +247,15 @@ func (db *MonitorDB) CaptureRows(ctx context.Context, deployment string, ids []s
 			args = append(args, requestHash(id))
 			want[id] = true
 		}
-		rows, err := db.r.QueryContext(ctx, `SELECT request_id, MAX(rows) FROM captures WHERE deployment = ? AND rid IN (?`+
-			strings.Repeat(", ?", len(chunk)-1)+`) GROUP BY request_id`, args...)
+		found, err := queryAll(ctx, db.r, scanCaptureRows, "find captures", `SELECT request_id, MAX(rows) FROM captures
+			WHERE deployment = ? AND rid IN (?`+strings.Repeat(", ?", len(chunk)-1)+`) GROUP BY request_id`, args...)
 		if err != nil {
-			return nil, fmt.Errorf("sqlstore: find captures: %w", err)
+			return nil, err
 		}
-		for rows.Next() {
-			var id string
-			var n int
-			if err := rows.Scan(&id, &n); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("sqlstore: find captures: %w", err)
+		for _, c := range found {
+			if want[c.id] { // not a hash collision
+				out[c.id] = c.rows
 			}
-			if want[id] { // not a hash collision
-				out[id] = n
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("sqlstore: find captures: %w", err)
 		}
 	}
 	return out, nil
