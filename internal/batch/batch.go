@@ -119,9 +119,10 @@ func (s *Service) Open(ctx context.Context) error {
 		}
 	}
 	// Leftover temp files of uploads interrupted by a crash.
-	if tmps, _ := filepath.Glob(filepath.Join(s.filesDir(), ".tmp-*")); len(tmps) > 0 {
-		for _, t := range tmps {
-			os.Remove(t)
+	tmps, _ := filepath.Glob(filepath.Join(s.filesDir(), ".tmp-*")) // the pattern is valid: no error
+	for _, t := range tmps {
+		if err := os.Remove(t); err != nil {
+			s.log.Warn("remove the temp file of an interrupted upload", "path", t, "error", err)
 		}
 	}
 	if err := s.removeOrphanOutputs(ctx); err != nil {

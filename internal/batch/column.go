@@ -102,8 +102,6 @@ func (c *column) markValue() {
 
 func (c *column) isNull(r int) bool { return c.null != nil && c.null[r] }
 
-var errMissing = errors.New("missing value")
-
 // appendText parses a text field (CSV) into the column's kind. An empty field is a missing value: NaN for
 // floats, "" for strings (pandas' reading), null otherwise.
 func (c *column) appendText(v string) error {

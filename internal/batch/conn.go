@@ -114,7 +114,7 @@ func parseConn(origin, name, dsn string) (*Conn, error) {
 		}
 		return &Conn{Name: name, Driver: DriverPostgres, pg: cfg}, nil
 	}
-	return nil, fmt.Errorf("%s: unsupported database URL %q: use sqlite:///path/to.db or postgres://...", origin, redactValue(dsn))
+	return nil, fmt.Errorf("%s: unsupported database URL %q: use sqlite:///path/to.db or postgres://user:password@host:5432/dbname", origin, redactValue(dsn))
 }
 
 var passwordInURL = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)

@@ -89,7 +89,9 @@ func (s *Service) SaveFile(ctx context.Context, name string, r io.Reader, by str
 	}
 	f.Size, f.SHA256 = n, hex.EncodeToString(h.Sum(nil))
 	if err := s.store.CreateUploadedFile(ctx, f); err != nil {
-		os.Remove(filepath.Join(s.filesDir(), f.ID))
+		if rerr := os.Remove(filepath.Join(s.filesDir(), f.ID)); rerr != nil {
+			s.log.Warn("remove an uploaded file that was not recorded", "file_id", f.ID, "error", rerr)
+		}
 		return nil, err
 	}
 	return f, nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -42,10 +43,11 @@ type fileSink struct {
 	cols    []outCol
 	schema  *parquet.Schema
 	leaf    []int // parquet: leaf index of each column (the schema orders fields by name)
+	log     *slog.Logger
 }
 
-func newFileSink(dir, format, runID, model string, version int) *fileSink {
-	return &fileSink{dir: dir, format: format, runID: runID, model: model, version: version}
+func newFileSink(dir, format, runID, model string, version int, log *slog.Logger) *fileSink {
+	return &fileSink{dir: dir, format: format, runID: runID, model: model, version: version, log: log}
 }
 
 func (s *fileSink) partsDir() string { return filepath.Join(s.dir, "parts") }
@@ -154,7 +156,7 @@ func (s *fileSink) encode(w io.Writer, out *chunkOut) error {
 	}
 	// Column by column through the writer's column writers: no row is assembled, and the constant meta
 	// columns are one value repeated (row assembly was most of the part's CPU).
-	pw := parquet.NewWriter(w, s.schema, parquet.Compression(&parquet.Snappy))
+	pw := parquet.NewGenericWriter[any](w, s.schema, parquet.Compression(&parquet.Snappy))
 	if out.rows == 0 { // every row of the chunk was skipped: an empty part
 		return pw.Close()
 	}
@@ -342,7 +344,10 @@ func (s *fileSink) finish(ctx context.Context) (slipway.BatchOutput, error) {
 	if err != nil {
 		return slipway.BatchOutput{}, fmt.Errorf("batch: merge output: %w", err)
 	}
-	os.RemoveAll(s.partsDir())
+	// The output is complete: parts left behind only take space, and deleting the run removes its folder.
+	if err := os.RemoveAll(s.partsDir()); err != nil {
+		s.log.Warn("remove the parts of a merged batch output", "run_id", s.runID, "error", err)
+	}
 	return slipway.BatchOutput{Format: s.format, Download: "/api/v1/batch-predictions/" + s.runID + "/output", Size: st.Size()}, nil
 }
 
@@ -360,21 +365,26 @@ func (s *fileSink) mergeCSV(ctx context.Context, w io.Writer, parts []string) er
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(w, f)
-		f.Close()
-		if err != nil {
+		if err := copyFile(w, p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// copyFile appends the file at path to w.
+func copyFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
 func (s *fileSink) mergeParquet(ctx context.Context, w io.Writer, parts []string) error {
-	pw := parquet.NewWriter(w, s.schema, parquet.Compression(&parquet.Snappy))
+	pw := parquet.NewGenericWriter[any](w, s.schema, parquet.Compression(&parquet.Snappy))
 	buf := make([]parquet.Row, 1024)
 	for _, p := range parts {
 		if err := ctx.Err(); err != nil {
@@ -387,7 +397,7 @@ func (s *fileSink) mergeParquet(ctx context.Context, w io.Writer, parts []string
 	return pw.Close()
 }
 
-func copyParquet(pw *parquet.Writer, path string, buf []parquet.Row) error {
+func copyParquet(pw *parquet.GenericWriter[any], path string, buf []parquet.Row) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -413,7 +423,7 @@ func copyParquet(pw *parquet.Writer, path string, buf []parquet.Row) error {
 	return nil
 }
 
-func copyParquetRows(pw *parquet.Writer, pf *parquet.File, buf []parquet.Row) error {
+func copyParquetRows(pw *parquet.GenericWriter[any], pf *parquet.File, buf []parquet.Row) error {
 	r := parquet.NewReader(pf)
 	defer r.Close()
 	for {
@@ -455,7 +465,7 @@ func writeAtomic(path string, fill func(io.Writer) error) error {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // the write's error is the one to report; a leftover .tmp- file is never read
 	}
 	return err
 }

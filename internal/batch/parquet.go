@@ -28,25 +28,27 @@ type parquetSource struct {
 	intern  map[string]string // text values seen, shared by the chunks' string columns
 }
 
-func newParquetSource(f *os.File) (*parquetSource, error) {
+// newParquetSource reads the schema of f; the source owns f from here, and closes it if it fails.
+func newParquetSource(f *os.File) (_ *parquetSource, err error) {
+	defer func() {
+		if err != nil {
+			_ = f.Close() // read-only: the error returned says what is wrong with the input
+		}
+	}()
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("batch: stat parquet input: %w", err)
 	}
 	if st.Size() == 0 {
-		f.Close()
 		return nil, slipway.Errorf(slipway.EINVALID, "the input file is empty: a Parquet input needs a Parquet file with at least a schema")
 	}
 	pf, err := openParquet(f, st.Size())
 	if err != nil {
-		f.Close()
 		return nil, slipway.Wrap(slipway.EINVALID, err, "the input is not a readable Parquet file: %v", err)
 	}
 	s := &parquetSource{f: f, pf: pf}
 	for _, field := range pf.Schema().Fields() {
 		if !field.Leaf() || field.Repeated() {
-			f.Close()
 			return nil, slipway.Errorf(slipway.EINVALID, "Parquet column %q is nested or repeated: batch inputs take flat tables (one value per column per row)", field.Name())
 		}
 		k, unit := parquetKind(field.Type())
@@ -149,7 +151,7 @@ func (cv *columnValues) values() ([]parquet.Value, error) {
 		m, err := cv.r.ReadValues(cv.buf)
 		cv.pend = cv.buf[:m]
 		if errors.Is(err, io.EOF) {
-			cv.r.Close()
+			_ = cv.r.Close() // every value was read: closing only releases the chunk's pages
 			cv.r = nil
 		} else if err != nil {
 			return nil, err
@@ -158,11 +160,13 @@ func (cv *columnValues) values() ([]parquet.Value, error) {
 	return cv.pend, nil
 }
 
-func (cv *columnValues) close() {
-	if cv.r != nil {
-		cv.r.Close()
-		cv.r = nil
+func (cv *columnValues) close() error {
+	if cv.r == nil {
+		return nil
 	}
+	err := cv.r.Close()
+	cv.r = nil
+	return err
 }
 
 func (s *parquetSource) next(ctx context.Context, n int) (c *chunk, err error) {
@@ -302,8 +306,9 @@ func timeOf(n int64, unit time.Duration) time.Time {
 }
 
 func (s *parquetSource) close() error {
+	errs := make([]error, 0, len(s.readers)+1)
 	for _, cv := range s.readers {
-		cv.close()
+		errs = append(errs, cv.close())
 	}
-	return s.f.Close()
+	return errors.Join(append(errs, s.f.Close())...)
 }

@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -134,7 +135,7 @@ func TestParquetColumnReader(t *testing.T) {
 // skipped) and merges them by splicing row groups; the output holds every row in chunk order.
 func TestParquetFileSinkParts(t *testing.T) {
 	dir := t.TempDir()
-	s := newFileSink(dir, FormatParquet, "b-1", "churn", 2)
+	s := newFileSink(dir, FormatParquet, "b-1", "churn", 2, slog.New(slog.DiscardHandler))
 	ctx := context.Background()
 	if err := s.prepare(ctx, []outCol{{"id", kindInt}, {"label", kindInt}, {"score", kindFloat}, {"cat", kindString}}); err != nil {
 		t.Fatal(err)

@@ -106,7 +106,7 @@ func (s *Service) flush(ctx context.Context, id string, prog *progress) {
 }
 
 // execute scores a run from its first uncommitted chunk to the end.
-func (s *Service) execute(ctx context.Context, run *slipway.BatchRun, prog *progress) (slipway.BatchOutput, error) {
+func (s *Service) execute(ctx context.Context, run *slipway.BatchRun, prog *progress) (_ slipway.BatchOutput, err error) {
 	sp := run.Spec
 	v, err := s.models.FindVersion(ctx, run.Model, slipway.VersionRef{Number: run.Version})
 	if err != nil {
@@ -116,7 +116,7 @@ func (s *Service) execute(ctx context.Context, run *slipway.BatchRun, prog *prog
 	if err != nil {
 		return slipway.BatchOutput{}, err
 	}
-	defer src.close()
+	defer s.closeSource(src, "run_id", run.ID)
 	p, err := buildPlan(ctx, src, v, sp.KeyColumns)
 	if err != nil {
 		return slipway.BatchOutput{}, err
@@ -129,7 +129,11 @@ func (s *Service) execute(ctx context.Context, run *slipway.BatchRun, prog *prog
 	if err != nil {
 		return slipway.BatchOutput{}, err
 	}
-	defer snk.close()
+	defer func() {
+		if cerr := snk.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("batch: close the output: %w", cerr)
+		}
+	}()
 	done, err := snk.committed(ctx)
 	if err != nil {
 		return slipway.BatchOutput{}, err
@@ -157,10 +161,18 @@ func (s *Service) execute(ctx context.Context, run *slipway.BatchRun, prog *prog
 	return snk.finish(ctx)
 }
 
+// closeSource closes a run's input. The rows are read by then (or the run failed already): an error cannot
+// change the outcome, so it is logged.
+func (s *Service) closeSource(src source, logAttrs ...any) {
+	if err := src.close(); err != nil {
+		s.log.Warn("close batch input", append(logAttrs, "error", err)...)
+	}
+}
+
 func (s *Service) openSink(run *slipway.BatchRun) (sink, error) {
 	out := run.Spec.Output
 	if out.Format != "" {
-		return newFileSink(s.runDir(run.ID), out.Format, run.ID, run.Model, run.Version), nil
+		return newFileSink(s.runDir(run.ID), out.Format, run.ID, run.Model, run.Version, s.log), nil
 	}
 	c, err := s.conn(out.Connection)
 	if err != nil {

@@ -52,6 +52,7 @@ type sink interface {
 	write(ctx context.Context, out *chunkOut) error
 	// finish completes the output once every chunk is committed.
 	finish(ctx context.Context) (slipway.BatchOutput, error)
+	// close releases what the sink holds. An error fails the run: the output may be incomplete.
 	close() error
 }
 
@@ -319,7 +320,9 @@ func (s *sqlSink) committed(ctx context.Context) (map[int]chunkRecord, error) {
 	if err := rows.Err(); err != nil {
 		return nil, s.dbError(err, "read the checkpoints")
 	}
-	rows.Close()
+	if err := rows.Close(); err != nil { // now, to free the connection for the next query
+		return nil, s.dbError(err, "read the checkpoints")
+	}
 	if !s.skip {
 		return out, nil
 	}
@@ -411,7 +414,7 @@ func (s *sqlSink) writeSQLite(ctx context.Context, out *chunkOut) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit a no-op; before, the error returned says what failed
 	quoted := make([]string, len(s.cols))
 	for i, c := range s.cols {
 		quoted[i] = quoteIdent(c.name)
@@ -486,7 +489,8 @@ func (s *sqlSink) writePG(ctx context.Context, out *chunkOut) error {
 		if err != nil {
 			return err
 		}
-		defer tx.Rollback(context.WithoutCancel(ctx))
+		// After Commit a no-op; before, the error returned says what failed.
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 		ident := pgx.Identifier{s.table.name}
 		if s.table.schema != "" {
 			ident = pgx.Identifier{s.table.schema, s.table.name}

@@ -118,7 +118,7 @@ func (s *csvSource) reader() (*os.File, *csv.Reader, error) {
 	}
 	br := bufio.NewReaderSize(f, 256<<10)
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
-		br.Discard(3)
+		_, _ = br.Discard(3) // cannot fail: Peek has just buffered these bytes
 	}
 	r := csv.NewReader(br)
 	r.FieldsPerRecord = -1
@@ -212,7 +212,7 @@ func (s *csvSource) start(ctx context.Context, sel []selected) error {
 		return err
 	}
 	if _, err := r.Read(); err != nil {
-		f.Close()
+		_ = f.Close() // read-only: the header's error is the one to report
 		return csvError(err)
 	}
 	s.f, s.r, s.sel = f, r, sel

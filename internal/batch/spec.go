@@ -27,7 +27,7 @@ func (s *Service) Create(ctx context.Context, spec slipway.BatchSpec, by string)
 	if err != nil {
 		return nil, err
 	}
-	defer src.close()
+	defer s.closeSource(src, "model", v.Model, "version", v.Version)
 	spec.Source = fp
 	if _, err := buildPlan(ctx, src, v, spec.KeyColumns); err != nil {
 		return nil, err
@@ -239,36 +239,44 @@ func (s *Service) openSource(ctx context.Context, sp slipway.BatchSpec) (source,
 	if err != nil {
 		return nil, nil, fileError(label, err)
 	}
-	st, err := f.Stat()
+	fp, err := fingerprint(f, label, sp.Source)
 	if err != nil {
-		f.Close()
-		return nil, nil, fileError(label, err)
-	}
-	if st.IsDir() {
-		f.Close()
-		return nil, nil, slipway.Errorf(slipway.EINVALID, "%s is a folder: give a file", label)
-	}
-	fp := &slipway.BatchSource{Size: st.Size(), ModTime: st.ModTime().UTC()}
-	if old := sp.Source; old != nil && (old.Size != fp.Size || !old.ModTime.Equal(fp.ModTime)) {
-		f.Close()
-		return nil, nil, slipway.Errorf(slipway.ECONFLICT, "%s changed since the run started (size %d → %d, modified %s → %s): a resumed run must read the same rows; start a new run",
-			label, old.Size, fp.Size, old.ModTime.Format("2006-01-02T15:04:05Z"), fp.ModTime.Format("2006-01-02T15:04:05Z"))
+		_ = f.Close() // read-only: the error returned says what is wrong with the input
+		return nil, nil, err
 	}
 	var src source
 	switch format {
 	case FormatParquet:
-		src, err = newParquetSource(f)
+		src, err = newParquetSource(f) // owns f from here
 	case FormatCSV:
-		f.Close()
+		_ = f.Close() // read-only, opened for the fingerprint only: the CSV source reopens the file
 		src, err = newCSVSource(open)
 	case FormatJSONL:
-		f.Close()
+		_ = f.Close() // as for CSV
 		src, err = newJSONLSource(open)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	return src, fp, nil
+}
+
+// fingerprint records the size and modification time of the input open as f, and checks them against old,
+// the fingerprint a resumed run started with (nil for a new run).
+func fingerprint(f *os.File, label string, old *slipway.BatchSource) (*slipway.BatchSource, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fileError(label, err)
+	}
+	if st.IsDir() {
+		return nil, slipway.Errorf(slipway.EINVALID, "%s is a folder: give a file", label)
+	}
+	fp := &slipway.BatchSource{Size: st.Size(), ModTime: st.ModTime().UTC()}
+	if old != nil && (old.Size != fp.Size || !old.ModTime.Equal(fp.ModTime)) {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "%s changed since the run started (size %d → %d, modified %s → %s): a resumed run must read the same rows; start a new run",
+			label, old.Size, fp.Size, old.ModTime.Format("2006-01-02T15:04:05Z"), fp.ModTime.Format("2006-01-02T15:04:05Z"))
+	}
+	return fp, nil
 }
 
 func fileError(label string, err error) error {

@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -202,13 +203,17 @@ func (s *sqlSource) next(ctx context.Context, n int) (*chunk, error) {
 }
 
 func (s *sqlSource) close() error {
+	var errs []error
 	if s.rows != nil {
-		s.rows.Close()
+		errs = append(errs, s.rows.Close())
 	}
+	// The read-only transaction ends by rolling back; a cancelled context has rolled it back already.
 	if s.tx != nil {
-		s.tx.Rollback()
+		if err := s.tx.Rollback(); !errors.Is(err, sql.ErrTxDone) {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // quoteIdent quotes an identifier for SQLite and PostgreSQL alike.

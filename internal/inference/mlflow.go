@@ -143,7 +143,7 @@ func (l loc) path(idx []int64) string {
 // fieldRef formats an object key in a path: .age, or ["my col"] when it is not a plain identifier.
 func fieldRef(key string) string {
 	for i, c := range key {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+		if !identRune(c, i == 0) {
 			return fmt.Sprintf("[%q]", key)
 		}
 	}
@@ -151,6 +151,11 @@ func fieldRef(key string) string {
 		return `[""]`
 	}
 	return "." + key
+}
+
+// identRune reports whether c may appear in a plain identifier: a letter, '_', or a digit after the first.
+func identRune(c rune, first bool) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || !first && c >= '0' && c <= '9'
 }
 
 // elemPath is the path of toks[k] of c.

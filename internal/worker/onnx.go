@@ -101,7 +101,7 @@ func closeOnCancel(ctx context.Context, r io.Reader) (stop func()) {
 	done := make(chan struct{})
 	stopWatch := context.AfterFunc(ctx, func() {
 		defer close(done)
-		c.Close()
+		_ = c.Close() // only to unblock the read: the cancellation is what the caller reports
 	})
 	return func() {
 		if !stopWatch() {
