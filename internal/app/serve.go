@@ -12,7 +12,7 @@ import (
 )
 
 // Main is `slipway server`: parse flags, open, serve until the context (SIGINT/SIGTERM) ends.
-func Main(ctx context.Context, args []string) error {
+func Main(ctx context.Context, args []string) (err error) {
 	cfg, err := config.Parse(args, config.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -25,7 +25,8 @@ func Main(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer a.Close()
+	// A failed close (the database's last checkpoint, say) is the server's exit status too.
+	defer func() { err = errors.Join(err, a.Close()) }()
 	return a.Run(ctx)
 }
 

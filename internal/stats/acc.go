@@ -199,10 +199,9 @@ func (a *NumericAcc) Wasserstein() float64 {
 		F := cr / n1
 		gLo := cc / n2
 		cnt := a.between[i]
-		switch {
-		case cnt == 0:
+		if cnt == 0 {
 			sum += math.Abs(F-gLo) * L
-		default:
+		} else {
 			gHi := gLo + cnt/n2
 			intG := gLo*L + (cnt*b[i]-a.sumBetween[i])/n2
 			switch {
