@@ -85,13 +85,11 @@ func (db *DB) FindModels(ctx context.Context, f slipway.ModelFilter) ([]*slipway
 	}
 	if f.Tag != "" {
 		key, value, hasValue := strings.Cut(f.Tag, "=")
+		cond, condArgs := db.dialect.tagExists("m.tags", key)
 		if hasValue {
-			where = append(where, "json_extract(m.tags, ?) = ?")
-			args = append(args, jsonPath(key), value)
-		} else {
-			where = append(where, "json_type(m.tags, ?) IS NOT NULL")
-			args = append(args, jsonPath(key))
+			cond, condArgs = db.dialect.tagEquals("m.tags", key, value)
 		}
+		where, args = append(where, cond), append(args, condArgs...)
 	}
 	cond := strings.Join(where, " AND ")
 	var total int
