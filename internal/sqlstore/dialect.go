@@ -45,6 +45,14 @@ func (d dialect) String() string {
 	return "sqlite"
 }
 
+// like is the operator of a LIKE that ignores ASCII case, as SQLite's does.
+func (d dialect) like() string {
+	if d == dialectPostgres {
+		return "ILIKE"
+	}
+	return "LIKE"
+}
+
 // tagEquals is a condition on a JSON object column: key has value (two arguments, returned in order).
 func (d dialect) tagEquals(column, key, value string) (string, []any) {
 	if d == dialectPostgres {

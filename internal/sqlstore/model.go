@@ -80,7 +80,7 @@ func (db *DB) modelAliases(ctx context.Context, model string) (map[string]int, e
 func (db *DB) FindModels(ctx context.Context, f slipway.ModelFilter) ([]*slipway.Model, int, error) {
 	where, args := []string{"1=1"}, []any{}
 	if f.Name != "" {
-		where = append(where, "m.name LIKE ? ESCAPE '\\'")
+		where = append(where, "m.name "+db.dialect.like()+" ? ESCAPE '\\'")
 		args = append(args, "%"+escapeLike(f.Name)+"%")
 	}
 	if f.Tag != "" {

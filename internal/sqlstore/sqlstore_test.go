@@ -149,6 +149,7 @@ func TestFindModelsFilters(t *testing.T) {
 		}{
 			{slipway.ModelFilter{Limit: 10}, []string{"churn", "churn-onnx", "fraud"}, 3},
 			{slipway.ModelFilter{Name: "churn", Limit: 10}, []string{"churn", "churn-onnx"}, 2},
+			{slipway.ModelFilter{Name: "CHURN", Limit: 10}, []string{"churn", "churn-onnx"}, 2},
 			{slipway.ModelFilter{Tag: "team=risk", Limit: 10}, []string{"churn", "fraud"}, 2},
 			{slipway.ModelFilter{Tag: "pii", Limit: 10}, []string{"fraud"}, 1},
 			{slipway.ModelFilter{Limit: 1, Offset: 1}, []string{"churn-onnx"}, 3},
