@@ -88,8 +88,13 @@ func (db *DB) Ping(ctx context.Context) error {
 }
 
 func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.w.ExecContext(ctx, db.ddl(`CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`)); err != nil {
+	// In a write transaction: on PostgreSQL, servers starting together on an empty database take turns.
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.ddl(`CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlstore: create schema_migrations: %w", err)
 	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -144,6 +145,12 @@ func openPostgresPools(ctx context.Context, dsn string, lockKey int64, readers i
 	w.SetMaxOpenConns(1)
 	r = sql.OpenDB(pgConnector{Connector: stdlib.GetConnector(*cfg)})
 	r.SetMaxOpenConns(readers)
+	// A PostgreSQL connection is a server process: keep the pool's connections instead of reconnecting under load
+	// (database/sql keeps 2 idle by default), and let idle ones go after a while.
+	for _, p := range []*sql.DB{w, r} {
+		p.SetMaxIdleConns(readers)
+		p.SetConnMaxIdleTime(5 * time.Minute)
+	}
 	if err := w.PingContext(ctx); err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("sqlstore: connect to PostgreSQL: %w", err), w.Close(), r.Close())
 	}
@@ -151,9 +158,9 @@ func openPostgresPools(ctx context.Context, dsn string, lockKey int64, readers i
 }
 
 // redactDSN hides a password that an error message may quote from the URL.
-func redactDSN(s string) string {
-	return regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`).ReplaceAllString(s, "${1}xxxxx@")
-}
+func redactDSN(s string) string { return passwordInURL.ReplaceAllString(s, "${1}xxxxx@") }
+
+var passwordInURL = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
 
 // pgConnector makes pgx connections that take this package's SQL (see pgConn).
 type pgConnector struct {

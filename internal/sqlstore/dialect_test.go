@@ -138,3 +138,38 @@ func TestSnapshotByDialect(t *testing.T) {
 		}
 	})
 }
+
+// Servers starting together on an empty database take turns to migrate it: every one opens it.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, td testDialect) {
+		inst := td.fresh(t)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				db, err := inst.open(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer db.Close()
+				mdb, err := inst.openMonitor(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mdb.Close()
+			}()
+		}
+		wg.Wait()
+	})
+}
+
+func TestPostgresURLErrorHidesPassword(t *testing.T) {
+	_, err := OpenPostgres(context.Background(), "postgres://u:hunter2@db:notaport/x")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v: want one without the password", err)
+	}
+}

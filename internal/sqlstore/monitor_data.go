@@ -134,22 +134,23 @@ func (db *MonitorDB) Snapshot(ctx context.Context, path string) error {
 
 // monitorVersion reads and writes the schema version of the monitoring tables: SQLite's user_version of
 // monitor.db, or a one-row table on PostgreSQL (whose database the metadata's migrations share).
-type monitorVersion struct{ read, write string }
+type monitorVersion struct{ create, read, write string }
 
 var monitorVersions = map[dialect]monitorVersion{
-	dialectSQLite: {`PRAGMA user_version`, `PRAGMA user_version = %d`},
-	dialectPostgres: {`SELECT COALESCE(MAX(version), 0) FROM monitor_schema`,
-		`DELETE FROM monitor_schema; INSERT INTO monitor_schema (version) VALUES (%d)`},
+	dialectSQLite: {read: `PRAGMA user_version`, write: `PRAGMA user_version = %d`},
+	dialectPostgres: {create: `CREATE TABLE IF NOT EXISTS monitor_schema (version BIGINT NOT NULL)`,
+		read:  `SELECT COALESCE(MAX(version), 0) FROM monitor_schema`,
+		write: `DELETE FROM monitor_schema; INSERT INTO monitor_schema (version) VALUES (%d)`},
 }
 
 func (db *MonitorDB) migrate(ctx context.Context) error {
-	if db.dialect == dialectPostgres {
-		if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS monitor_schema (version BIGINT NOT NULL)`); err != nil {
-			return fmt.Errorf("sqlstore: create monitor_schema: %w", err)
-		}
-	}
 	sv := monitorVersions[db.dialect]
 	return db.batch(ctx, func(tx *sql.Tx) error { // one transaction: on PostgreSQL, its lock keeps two servers from both migrating
+		if sv.create != "" {
+			if _, err := tx.ExecContext(ctx, sv.create); err != nil {
+				return fmt.Errorf("sqlstore: create the monitoring schema's version: %w", err)
+			}
+		}
 		var v int
 		if err := tx.QueryRowContext(ctx, sv.read).Scan(&v); err != nil {
 			return fmt.Errorf("sqlstore: monitoring schema version: %w", err)
