@@ -85,6 +85,10 @@ func TestErrorsMapToCodes(t *testing.T) {
 		if err := db.CreateVersion(ctx, pending); err != nil {
 			t.Fatal(err)
 		}
+		if err := db.CreateDeployment(ctx, &slipway.Deployment{Name: "d", State: slipway.DeploymentActive, Model: "churn", Version: 1,
+			Replicas: 1, TimeoutMS: 1, MaxQueue: 1}); err != nil {
+			t.Fatal(err)
+		}
 		tests := []struct {
 			name string
 			err  error
@@ -98,6 +102,9 @@ func TestErrorsMapToCodes(t *testing.T) {
 			{"duplicate model", db.CreateModel(ctx, &slipway.Model{Name: "churn"}), slipway.ECONFLICT},
 			{"revoke unknown token", db.RevokeToken(ctx, "nope"), slipway.ENOTFOUND},
 			{"delete unknown alias", db.DeleteAlias(ctx, "churn", "nope", ""), slipway.ENOTFOUND},
+			{"delete a model a deployment uses", db.DeleteModel(ctx, "churn"), slipway.ECONFLICT},
+			{"duplicate deployment", db.CreateDeployment(ctx, &slipway.Deployment{Name: "d", State: slipway.DeploymentActive, Model: "churn", Version: 1,
+				Replicas: 1, TimeoutMS: 1, MaxQueue: 1}), slipway.ECONFLICT},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
