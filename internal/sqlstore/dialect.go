@@ -39,13 +39,6 @@ const (
 	dialectPostgres
 )
 
-func (d dialect) String() string {
-	if d == dialectPostgres {
-		return "postgres"
-	}
-	return "sqlite"
-}
-
 // like is the operator of a LIKE that ignores ASCII case, as SQLite's does.
 func (d dialect) like() string {
 	if d == dialectPostgres {
