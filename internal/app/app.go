@@ -45,7 +45,7 @@ type App struct {
 	api     *httpapi.Server
 
 	blobs blob.Store
-	// monitorData is monitor.db, kept for backups.
+	// monitorData is the monitoring data (monitor.db on SQLite), kept for backups.
 	monitorData *sqlstore.MonitorDB
 	runtimes    *modelruntime.Runtimes
 	monitor     *monitor.Service
@@ -98,9 +98,29 @@ func (a *App) openBlobs(ctx context.Context) (blob.Store, error) {
 	return bucket, nil
 }
 
+// openDatabase opens the metadata store where --database says: SQLite files (the default, in the data folder)
+// or PostgreSQL.
+func (a *App) openDatabase(ctx context.Context) (*sqlstore.DB, error) {
+	if dsn := a.cfg.Database.Postgres; dsn != "" {
+		a.log.Info("database", "dialect", "postgres")
+		return sqlstore.OpenPostgres(ctx, dsn)
+	}
+	a.log.Info("database", "dialect", "sqlite", "path", a.cfg.Database.SQLite)
+	return sqlstore.OpenSQLite(ctx, a.cfg.Database.SQLite)
+}
+
+// openMonitorData opens the monitoring data's store: monitor.db next to the SQLite database, or the same
+// PostgreSQL database.
+func (a *App) openMonitorData(ctx context.Context) (*sqlstore.MonitorDB, error) {
+	if dsn := a.cfg.Database.Postgres; dsn != "" {
+		return sqlstore.OpenMonitorPostgres(ctx, dsn)
+	}
+	return sqlstore.OpenMonitorSQLite(ctx, filepath.Join(filepath.Dir(a.cfg.Database.SQLite), "monitor.db"))
+}
+
 func (a *App) open(ctx context.Context) error {
 	var err error
-	if a.db, err = sqlstore.OpenSQLite(ctx, filepath.Join(a.cfg.DataDir, "slipway.db")); err != nil {
+	if a.db, err = a.openDatabase(ctx); err != nil {
 		return err
 	}
 	blobs, err := a.openBlobs(ctx)
@@ -165,7 +185,7 @@ func (a *App) reloadCertificate(certs *certReloader) {
 func (a *App) urlFile() string { return filepath.Join(a.cfg.DataDir, "server.url") }
 
 // backup streams an online backup (internal/backup): the metadata database, the artifacts when they are on
-// local disk, and monitor.db when asked.
+// local disk, and monitor.db when asked. On PostgreSQL the store refuses it (pg_dump is the backup there).
 func (a *App) backup(ctx context.Context, w io.Writer, withMonitor bool) error {
 	src := backup.Source{DB: a.db, TempDir: a.blobs.TempDir(), Now: time.Now}
 	if local, ok := a.blobs.(*blob.Local); ok {

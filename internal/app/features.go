@@ -18,19 +18,18 @@ import (
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
 	"github.com/slipway-ml/slipway/internal/serving"
-	"github.com/slipway-ml/slipway/internal/sqlstore"
 )
 
 // Feature areas wire themselves here, one function each (monitor, jobs, batch), called by open() after the
 // catalog and deployments exist. Each returns a closer run by Close in reverse order.
 
 // openMonitor wires monitoring: its append-heavy data in DATA/monitor.db (a second SQLite file, so that captures
-// and logs never queue behind the metadata), its configuration and history in the main database, the serving
+// and logs never queue behind the metadata; on PostgreSQL, the same database through their own connections), its configuration and history in the main database, the serving
 // pools' observers and the replicas' output into the predict log.
 func (a *App) openMonitor() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	data, err := sqlstore.OpenMonitorSQLite(ctx, filepath.Join(a.cfg.DataDir, "monitor.db"))
+	data, err := a.openMonitorData(ctx)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,9 @@ func (a *app) backupCommand() *cobra.Command {
 metadata database (slipway.db: models, versions, aliases, deployments, jobs, pipelines, schedules, tokens,
 monitor settings) and, when the artifacts are on the server's disk, every artifact blob, each verified against
 its digest. Artifacts in an S3 bucket (--artifact-store) are not copied: the bucket is their backup.
---include-monitor adds monitor.db (captured predictions, feedback, logs, metric series).
+--include-monitor adds monitor.db (captured predictions, feedback, logs, metric series). A server whose state
+is in PostgreSQL (--database postgres://...) refuses: back up that database with pg_dump, the bucket with its
+versioning.
 
 The file is written under a temporary name and checked to be a complete archive before it takes its name.
 Restore: stop the server, unpack the file into an empty data folder (tar -xf FILE -C DATA_DIR), start it.

@@ -33,6 +33,10 @@ type Config struct {
 	DebugAddr        string // pprof listener, off when empty
 	// TLSCert and TLSKey (PEM files) make the server speak HTTPS; SIGHUP reads them again.
 	TLSCert, TLSKey string
+	// DatabaseURL is where the state lives, as given: empty or sqlite:///path for SQLite files, or
+	// postgres://... (postgresql://...) for every table in PostgreSQL. Validate reads it into Database.
+	DatabaseURL string
+	Database    Database
 	// ArtifactStore is where model artifacts live: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX.
 	ArtifactStore string
 	// S3Endpoint and S3Region come from the AWS variables (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_REGION)
@@ -86,6 +90,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	envStr(&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE")
 	envStr(&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING")
 	envStr(&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE")
+	envStr(&c.DatabaseURL, "SLIPWAY_DATABASE")
 	envStr(&c.TLSCert, "SLIPWAY_TLS_CERT")
 	envStr(&c.TLSKey, "SLIPWAY_TLS_KEY")
 	c.S3Endpoint = cmp.Or(getenv("AWS_ENDPOINT_URL_S3"), getenv("AWS_ENDPOINT_URL"))
@@ -116,6 +121,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.ReplicaScheduling, "replica-scheduling", c.ReplicaScheduling, "Linux scheduling policy of model replicas: batch (SCHED_BATCH: waking a replica does not preempt the HTTP front end) or normal (env SLIPWAY_REPLICA_SCHEDULING)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve HTTPS with this certificate (PEM; with --tls-key; SIGHUP reloads both; env SLIPWAY_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "the private key of --tls-cert (PEM; env SLIPWAY_TLS_KEY)")
+	fs.StringVar(&c.DatabaseURL, "database", c.DatabaseURL, "where the state lives: sqlite:///path/slipway.db (default: DATA_DIR/slipway.db, with monitor.db next to it) or postgres://user:password@host:5432/db for every table in PostgreSQL (env SLIPWAY_DATABASE)")
 	fs.StringVar(&c.ArtifactStore, "artifact-store", c.ArtifactStore, "where model artifacts are stored: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX[?endpoint=URL&region=R] for an S3-compatible bucket (env SLIPWAY_ARTIFACT_STORE; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the IAM role)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
@@ -190,10 +196,42 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--data-dir %q: %w", c.DataDir, err))
 	}
 	c.DataDir = abs
+	if c.Database, err = parseDatabase(c.DatabaseURL, abs); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ImportDir == "" {
 		c.ImportDir = filepath.Join(abs, "imports")
 	}
 	return errors.Join(errs...)
+}
+
+// Database is the parsed --database: exactly one of its fields is set.
+type Database struct {
+	// SQLite is the metadata database file; the monitoring data is monitor.db in the same folder.
+	SQLite string
+	// Postgres is a postgres:// URL: every table, monitoring included, is in that database.
+	Postgres string
+}
+
+// parseDatabase reads --database; an empty URL is SQLite in the data folder.
+func parseDatabase(url, dataDir string) (Database, error) {
+	switch {
+	case url == "":
+		return Database{SQLite: filepath.Join(dataDir, "slipway.db")}, nil
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return Database{Postgres: url}, nil
+	case strings.HasPrefix(url, "sqlite://"):
+		p := strings.TrimPrefix(url, "sqlite://")
+		if strings.ContainsRune(p, '?') {
+			return Database{}, fmt.Errorf("--database %q: sqlite URLs take no options (the server sets them)", url)
+		}
+		if !filepath.IsAbs(p) || strings.HasSuffix(p, "/") {
+			return Database{}, fmt.Errorf("--database %q: want sqlite:///absolute/path/slipway.db", url)
+		}
+		return Database{SQLite: filepath.Clean(p)}, nil
+	}
+	scheme, _, _ := strings.Cut(url, ":") // the rest may hold a password
+	return Database{}, fmt.Errorf("--database: unsupported URL scheme %q: want sqlite:///path/slipway.db or postgres://user:password@host:5432/db", scheme)
 }
 
 // Getenv is os.Getenv, named for callers that pass the real environment.

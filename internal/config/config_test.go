@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 func TestStringSettings(t *testing.T) {
 	scheduling := func(c Config) string { return c.ReplicaScheduling }
 	store := func(c Config) string { return c.ArtifactStore }
+	database := func(c Config) string { return fmt.Sprintf("%+v", c.Database) }
 	cases := []struct {
 		name   string
 		envKey string
@@ -27,6 +29,12 @@ func TestStringSettings(t *testing.T) {
 		{"artifacts on local disk by default", "SLIPWAY_ARTIFACT_STORE", "", nil, store, "", ""},
 		{"artifact store flag", "SLIPWAY_ARTIFACT_STORE", "", []string{"--artifact-store", "s3://models/prod"}, store, "s3://models/prod", ""},
 		{"artifact store environment", "SLIPWAY_ARTIFACT_STORE", "s3://models/env", nil, store, "s3://models/env", ""},
+		{"database in the data folder by default", "SLIPWAY_DATABASE", "", []string{"--data-dir", "/srv/slipway"}, database, "{SQLite:/srv/slipway/slipway.db Postgres:}", ""},
+		{"sqlite database flag", "SLIPWAY_DATABASE", "", []string{"--database", "sqlite:///var/lib/s.db"}, database, "{SQLite:/var/lib/s.db Postgres:}", ""},
+		{"postgres database environment", "SLIPWAY_DATABASE", "postgres://u:p@db:5432/slipway", nil, database, "{SQLite: Postgres:postgres://u:p@db:5432/slipway}", ""},
+		{"postgresql scheme", "SLIPWAY_DATABASE", "", []string{"--database", "postgresql://db/s"}, database, "{SQLite: Postgres:postgresql://db/s}", ""},
+		{"relative sqlite path", "SLIPWAY_DATABASE", "", []string{"--database", "sqlite://s.db"}, database, "", "want sqlite:///absolute/path"},
+		{"unknown database", "SLIPWAY_DATABASE", "mysql://u:secret@db/s", nil, database, "", `unsupported URL scheme "mysql"`},
 		{"artifact store not s3", "SLIPWAY_ARTIFACT_STORE", "", []string{"--artifact-store", "/srv/blobs"}, store, "", `--artifact-store "/srv/blobs": want s3://BUCKET/PREFIX`},
 	}
 	for _, tc := range cases {

@@ -5,6 +5,7 @@ package slipwaytest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -55,62 +56,94 @@ func pgVersion(initdb string) int {
 // test only when the PostgreSQL server binaries are not installed.
 func StartPostgres(tb testing.TB) *Postgres {
 	tb.Helper()
-	bin := PostgresBinDir()
-	if bin == "" {
-		tb.Skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb): install the postgresql package (scripts/install-deps.sh) to run this test")
+	if PostgresBinDir() == "" {
+		tb.Skip(postgresMissing)
 	}
-	dir, err := os.MkdirTemp("", "slipway-pg-")
+	p, err := NewPostgres()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &Postgres{Dir: dir, bin: bin, asPG: os.Geteuid() == 0}
 	tb.Cleanup(func() {
 		// Leftovers cost only disk space, not the test's verdict: say so and go on.
-		if err := p.stop(); err != nil {
-			tb.Logf("stop the test cluster: %v", err)
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			tb.Logf("remove the test cluster's folder: %v", err)
+		if err := p.Close(); err != nil {
+			tb.Logf("%v", err)
 		}
 	})
+	return p
+}
+
+const postgresMissing = "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb): install the postgresql package (scripts/install-deps.sh) to run this test"
+
+// NewPostgres starts a cluster that outlives any one test: a TestMain's, shared by a package's tests (each in
+// its own database), which is much faster than a cluster per test. Close stops it.
+func NewPostgres() (*Postgres, error) {
+	bin := PostgresBinDir()
+	if bin == "" {
+		return nil, errors.New(postgresMissing)
+	}
+	dir, err := os.MkdirTemp("", "slipway-pg-")
+	if err != nil {
+		return nil, err
+	}
+	p := &Postgres{Dir: dir, bin: bin, asPG: os.Geteuid() == 0}
+	if err := p.start(); err != nil {
+		return nil, errors.Join(err, p.Close())
+	}
+	return p, nil
+}
+
+// Close stops the cluster and removes its folder.
+func (p *Postgres) Close() error {
+	var errs []error
+	if err := p.stop(); err != nil {
+		errs = append(errs, fmt.Errorf("stop the test cluster: %w", err))
+	}
+	if err := os.RemoveAll(p.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove the test cluster's folder: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Postgres) start() error {
 	if p.asPG {
 		// initdb refuses to run as root: the cluster belongs to the postgres user.
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			tb.Fatalf("running as root, the test cluster must belong to the postgres user, which does not exist: %v", err)
+			return fmt.Errorf("running as root, the test cluster must belong to the postgres user, which does not exist: %w", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			tb.Fatal(err)
+		if err := os.Chown(p.Dir, uid, gid); err != nil {
+			return err
 		}
-		if err := os.Chmod(dir, 0o755); err != nil {
-			tb.Fatal(err)
+		if err := os.Chmod(p.Dir, 0o755); err != nil {
+			return err
 		}
 	}
 	if out, err := p.command("initdb", "-D", p.data(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync").CombinedOutput(); err != nil {
-		tb.Fatalf("initdb: %v\n%s", err, out)
+		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	if out, err := p.command("mkdir", "-p", p.sock()).CombinedOutput(); err != nil {
-		tb.Fatalf("create socket folder: %v\n%s", err, out)
+		return fmt.Errorf("create socket folder: %w\n%s", err, out)
 	}
 	// Pick a port by trying: another process may take any port we pick, so a failed bind means try another.
 	for attempt := 0; ; attempt++ {
 		p.Port = 20000 + rand.IntN(40000)
 		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
 			p.Port, p.sock())
-		out, err := p.command(filepath.Join(bin, "pg_ctl"), "-D", p.data(), "-o", opts, "-l", p.logFile(), "-w", "-t", "60", "start").CombinedOutput()
+		out, err := p.command(filepath.Join(p.bin, "pg_ctl"), "-D", p.data(), "-o", opts, "-l", p.logFile(), "-w", "-t", "60", "start").CombinedOutput()
 		if err == nil {
-			return p
+			return nil
 		}
 		log, _ := os.ReadFile(p.logFile())
 		if attempt < 20 && (bytes.Contains(log, []byte("could not bind")) || bytes.Contains(log, []byte("already in use"))) {
 			if err := os.Truncate(p.logFile(), 0); err != nil { // the next attempt is judged by its own lines only
-				tb.Fatal(err)
+				return err
 			}
 			continue
 		}
-		tb.Fatalf("start PostgreSQL: %v\n%s\nserver log:\n%s", err, out, tail(log, 20))
+		p.Port = 0 // not running: nothing to stop
+		return fmt.Errorf("start PostgreSQL: %w\n%s\nserver log:\n%s", err, out, tail(log, 20))
 	}
 }
 

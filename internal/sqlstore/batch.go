@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/slipway-ml/slipway"
 )
@@ -78,7 +79,7 @@ func (db *DB) FindBatchRuns(ctx context.Context, f slipway.BatchFilter) ([]*slip
 	}
 	limit := f.Limit
 	if limit <= 0 {
-		limit = -1
+		limit = math.MaxInt64 // no limit: SQLite reads LIMIT -1 so, PostgreSQL refuses it
 	}
 	out, err := queryAll(ctx, db.r, scanBatchRun, "batch predictions", `SELECT `+batchColumns+` FROM batch_runs`+where+
 		` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, limit, f.Offset)...)

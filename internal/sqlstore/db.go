@@ -1,5 +1,6 @@
-// Package sqlstore keeps Slipway's metadata in SQL through database/sql: SQLite (embedded, default) today,
-// PostgreSQL later behind the same methods. Queries are written with '?' placeholders and rebound per dialect.
+// Package sqlstore keeps Slipway's state in SQL through database/sql: SQLite (embedded, the default) or
+// PostgreSQL, behind the same methods and the same numbered migrations. Queries are written once, with '?'
+// placeholders, and PostgreSQL's connections rewrite what it spells differently (dialect.go).
 package sqlstore
 
 import (
@@ -26,9 +27,10 @@ var migrations embed.FS
 // DB is the metadata store. Writes go through one connection (SQLite has one writer; queuing in Go beats
 // queuing in busy_timeout), reads through a pool.
 type DB struct {
-	w   *sql.DB
-	r   *sql.DB
-	now func() time.Time
+	w       *sql.DB
+	r       *sql.DB
+	dialect dialect
+	now     func() time.Time
 }
 
 // openSQLitePools opens a SQLite database twice: one writer connection (SQLite writes one transaction at a
@@ -56,7 +58,19 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{w: w, r: r, now: time.Now}
+	return openDB(ctx, &DB{w: w, r: r, dialect: dialectSQLite, now: time.Now})
+}
+
+// OpenPostgres connects to the PostgreSQL database at dsn (postgres://...) and applies pending migrations.
+func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+	w, r, err := openPostgresPools(ctx, dsn, pgLockMetadata, 8)
+	if err != nil {
+		return nil, err
+	}
+	return openDB(ctx, &DB{w: w, r: r, dialect: dialectPostgres, now: time.Now})
+}
+
+func openDB(ctx context.Context, db *DB) (*DB, error) {
 	if err := db.migrate(ctx); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -74,8 +88,13 @@ func (db *DB) Ping(ctx context.Context) error {
 }
 
 func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
+	// In a write transaction: on PostgreSQL, servers starting together on an empty database take turns.
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.ddl(`CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlstore: create schema_migrations: %w", err)
 	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
@@ -109,13 +128,21 @@ func (db *DB) applyMigration(ctx context.Context, path string) error {
 		if err != nil {
 			return fmt.Errorf("sqlstore: read migration %s: %w", base, err)
 		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		if _, err := tx.ExecContext(ctx, db.ddl(string(body))); err != nil {
 			return fmt.Errorf("sqlstore: apply migration %s: %w", base, err)
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 			n, base, formatTime(db.now()))
 		return err
 	})
+}
+
+// ddl adapts a schema statement written for SQLite to the database's dialect.
+func (db *DB) ddl(s string) string {
+	if db.dialect == dialectPostgres {
+		return pgDDL(s)
+	}
+	return s
 }
 
 // tx runs fn in a write transaction, committing when it returns nil.
@@ -158,6 +185,9 @@ func mapErr(err error, what string) error {
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 			return slipway.Wrap(slipway.ECONFLICT, err, "%s is still referenced", what)
 		}
+	}
+	if pe := mapPgErr(err, what); pe != nil {
+		return pe
 	}
 	return fmt.Errorf("sqlstore: %s: %w", what, err)
 }
@@ -242,7 +272,8 @@ func queryAll[T any](ctx context.Context, q interface {
 // InstallationID names this installation (its database), created on first use. Stores that several
 // installations could share (a bucket) record it to refuse a second owner.
 func (db *DB) InstallationID(ctx context.Context) (string, error) {
-	if _, err := db.w.ExecContext(ctx, `INSERT OR IGNORE INTO installation (id, uid, created_at) VALUES (1, ?, ?)`,
+	if _, err := db.w.ExecContext(ctx, `INSERT INTO installation (id, uid, created_at) VALUES (1, ?, ?)
+		ON CONFLICT (id) DO NOTHING`,
 		"slipway-"+rand.Text()[:16], formatTime(time.Now())); err != nil {
 		return "", fmt.Errorf("sqlstore: installation id: %w", err)
 	}
@@ -255,9 +286,16 @@ func (db *DB) InstallationID(ctx context.Context) (string, error) {
 
 // Snapshot writes a consistent copy of the database to path (which must not exist) while the server runs:
 // VACUUM INTO reads one snapshot (WAL readers do not block the writer) and writes a compact database file.
-func (db *DB) Snapshot(ctx context.Context, path string) error { return vacuumInto(ctx, db.r, path) }
+// On PostgreSQL there is no such file: the answer says what to use instead.
+func (db *DB) Snapshot(ctx context.Context, path string) error {
+	return vacuumInto(ctx, db.r, db.dialect, path)
+}
 
-func vacuumInto(ctx context.Context, r *sql.DB, path string) error {
+func vacuumInto(ctx context.Context, r *sql.DB, d dialect, path string) error {
+	if d == dialectPostgres {
+		return slipway.Errorf(slipway.EINVALID, "this installation keeps its state in PostgreSQL, which the server does not copy: "+
+			"back up the database with pg_dump (or your provider's snapshots) and the artifact bucket with its versioning")
+	}
 	if _, err := r.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
 		return fmt.Errorf("sqlstore: snapshot to %s: %w", path, err)
 	}

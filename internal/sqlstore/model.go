@@ -80,18 +80,16 @@ func (db *DB) modelAliases(ctx context.Context, model string) (map[string]int, e
 func (db *DB) FindModels(ctx context.Context, f slipway.ModelFilter) ([]*slipway.Model, int, error) {
 	where, args := []string{"1=1"}, []any{}
 	if f.Name != "" {
-		where = append(where, "m.name LIKE ? ESCAPE '\\'")
+		where = append(where, "m.name "+db.dialect.like()+" ? ESCAPE '\\'")
 		args = append(args, "%"+escapeLike(f.Name)+"%")
 	}
 	if f.Tag != "" {
 		key, value, hasValue := strings.Cut(f.Tag, "=")
+		cond, condArgs := db.dialect.tagExists("m.tags", key)
 		if hasValue {
-			where = append(where, "json_extract(m.tags, ?) = ?")
-			args = append(args, jsonPath(key), value)
-		} else {
-			where = append(where, "json_type(m.tags, ?) IS NOT NULL")
-			args = append(args, jsonPath(key))
+			cond, condArgs = db.dialect.tagEquals("m.tags", key, value)
 		}
+		where, args = append(where, cond), append(args, condArgs...)
 	}
 	cond := strings.Join(where, " AND ")
 	var total int

@@ -162,14 +162,10 @@ func (db *DB) RecordAlertEvaluation(ctx context.Context, r *slipway.AlertRule, e
 		if ev == nil {
 			return nil
 		}
-		res, err = tx.ExecContext(ctx, `INSERT INTO alert_events (rule_id, deployment, rule, state, value, threshold, message, at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, ev.RuleID, ev.Deployment, ev.Rule, ev.State, nullFloat(ev.Value), ev.Threshold,
-			ev.Message, formatTime(ev.Time))
-		if err != nil {
-			return mapErr(err, "alert event")
-		}
-		ev.ID, _ = res.LastInsertId()
-		return nil
+		err = tx.QueryRowContext(ctx, `INSERT INTO alert_events (rule_id, deployment, rule, state, value, threshold, message, at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, ev.RuleID, ev.Deployment, ev.Rule, ev.State, nullFloat(ev.Value), ev.Threshold,
+			ev.Message, formatTime(ev.Time)).Scan(&ev.ID)
+		return mapErr(err, "alert event")
 	})
 }
 

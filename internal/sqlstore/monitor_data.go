@@ -14,10 +14,12 @@ import (
 
 // MonitorDB keeps monitoring's append-heavy data (captures, feedback, logs, metric points, drift windows) in its
 // own SQLite file, PocketBase-style: its writes (batched, from background writers) never queue behind or block
-// the metadata database, and it can be deleted without losing any configuration. Times are Unix milliseconds
-// (integers), the cheapest to compare in range scans.
+// the metadata database, and it can be deleted without losing any configuration. On PostgreSQL its tables are in
+// the installation's database, written through their own connections and write lock. Times are Unix
+// milliseconds (integers), the cheapest to compare in range scans.
 type MonitorDB struct {
-	w, r *sql.DB
+	w, r    *sql.DB
+	dialect dialect
 }
 
 var _ slipway.MonitoringDataStore = (*MonitorDB)(nil)
@@ -106,7 +108,19 @@ func OpenMonitorSQLite(ctx context.Context, path string) (*MonitorDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &MonitorDB{w: w, r: r}
+	return openMonitor(ctx, &MonitorDB{w: w, r: r, dialect: dialectSQLite})
+}
+
+// OpenMonitorPostgres keeps the monitoring data in the PostgreSQL database at dsn, next to the metadata.
+func OpenMonitorPostgres(ctx context.Context, dsn string) (*MonitorDB, error) {
+	w, r, err := openPostgresPools(ctx, dsn, pgLockMonitor, 4)
+	if err != nil {
+		return nil, err
+	}
+	return openMonitor(ctx, &MonitorDB{w: w, r: r, dialect: dialectPostgres})
+}
+
+func openMonitor(ctx context.Context, db *MonitorDB) (*MonitorDB, error) {
 	if err := db.migrate(ctx); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -115,30 +129,49 @@ func OpenMonitorSQLite(ctx context.Context, path string) (*MonitorDB, error) {
 
 // Snapshot writes a consistent copy of monitor.db to path (see DB.Snapshot).
 func (db *MonitorDB) Snapshot(ctx context.Context, path string) error {
-	return vacuumInto(ctx, db.r, path)
+	return vacuumInto(ctx, db.r, db.dialect, path)
+}
+
+// monitorVersion reads and writes the schema version of the monitoring tables: SQLite's user_version of
+// monitor.db, or a one-row table on PostgreSQL (whose database the metadata's migrations share).
+type monitorVersion struct{ create, read, write string }
+
+var monitorVersions = map[dialect]monitorVersion{
+	dialectSQLite: {read: `PRAGMA user_version`, write: `PRAGMA user_version = %d`},
+	dialectPostgres: {create: `CREATE TABLE IF NOT EXISTS monitor_schema (version BIGINT NOT NULL)`,
+		read:  `SELECT COALESCE(MAX(version), 0) FROM monitor_schema`,
+		write: `DELETE FROM monitor_schema; INSERT INTO monitor_schema (version) VALUES (%d)`},
 }
 
 func (db *MonitorDB) migrate(ctx context.Context) error {
-	var v int
-	if err := db.w.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
-		return fmt.Errorf("sqlstore: monitor.db version: %w", err)
-	}
-	if v > len(monitorSchema) {
-		return fmt.Errorf("sqlstore: monitor.db has schema version %d, newer than this server (%d): use a newer slipway or move monitor.db away", v, len(monitorSchema))
-	}
-	for ; v < len(monitorSchema); v++ {
-		err := db.batch(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, monitorSchema[v]); err != nil {
-				return err
+	sv := monitorVersions[db.dialect]
+	return db.batch(ctx, func(tx *sql.Tx) error { // one transaction: on PostgreSQL, its lock keeps two servers from both migrating
+		if sv.create != "" {
+			if _, err := tx.ExecContext(ctx, sv.create); err != nil {
+				return fmt.Errorf("sqlstore: create the monitoring schema's version: %w", err)
 			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1))
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("sqlstore: migrate monitor.db to %d: %w", v+1, err)
 		}
-	}
-	return nil
+		var v int
+		if err := tx.QueryRowContext(ctx, sv.read).Scan(&v); err != nil {
+			return fmt.Errorf("sqlstore: monitoring schema version: %w", err)
+		}
+		if v > len(monitorSchema) {
+			return fmt.Errorf("sqlstore: the monitoring data has schema version %d, newer than this server (%d): use a newer slipway or move monitor.db away", v, len(monitorSchema))
+		}
+		for ; v < len(monitorSchema); v++ {
+			schema := monitorSchema[v]
+			if db.dialect == dialectPostgres {
+				schema = pgDDL(schema)
+			}
+			if _, err := tx.ExecContext(ctx, schema); err != nil {
+				return fmt.Errorf("sqlstore: migrate the monitoring data to %d: %w", v+1, err)
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(sv.write, v+1)); err != nil {
+				return fmt.Errorf("sqlstore: migrate the monitoring data to %d: %w", v+1, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Close closes both pools.
@@ -543,15 +576,16 @@ func (db *MonitorDB) Prune(ctx context.Context, p slipway.MonitoringPrune) (int6
 		q    string
 		args []any
 	}{
-		{!p.CapturesBefore.IsZero(), `DELETE FROM captures WHERE (? OR deployment = ?) AND ts < ?`, []any{all, dep, ms(p.CapturesBefore)}},
-		{!p.CapturesBefore.IsZero(), `DELETE FROM feedback WHERE (? OR deployment = ?) AND received_at < ?`, []any{all, dep, ms(p.CapturesBefore)}},
+		// all is bound as 0/1 (flags are integers in both dialects), hence "? = 1".
+		{!p.CapturesBefore.IsZero(), `DELETE FROM captures WHERE (? = 1 OR deployment = ?) AND ts < ?`, []any{all, dep, ms(p.CapturesBefore)}},
+		{!p.CapturesBefore.IsZero(), `DELETE FROM feedback WHERE (? = 1 OR deployment = ?) AND received_at < ?`, []any{all, dep, ms(p.CapturesBefore)}},
 		{!all && p.MaxCaptures > 0, `DELETE FROM captures WHERE deployment = ? AND id <= (SELECT id FROM captures WHERE deployment = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, []any{dep, dep, p.MaxCaptures}},
 		// Log ids grow with time: a deployment's old lines are those below its first line young enough to keep.
 		{!all && !p.LogsBefore.IsZero(), `DELETE FROM logs WHERE deployment = ? AND id < COALESCE((SELECT id FROM logs WHERE deployment = ? AND ts >= ? ORDER BY id LIMIT 1), 9223372036854775807)`, []any{dep, dep, ms(p.LogsBefore)}},
 		{all && !p.LogsBefore.IsZero(), `DELETE FROM logs WHERE ts < ?`, []any{ms(p.LogsBefore)}},
 		{!all && p.MaxLogLines > 0, `DELETE FROM logs WHERE deployment = ? AND id <= (SELECT id FROM logs WHERE deployment = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, []any{dep, dep, p.MaxLogLines}},
-		{!p.MetricsBefore.IsZero(), `DELETE FROM metric_points WHERE (? OR deployment = ?) AND minute < ?`, []any{all, dep, ms(p.MetricsBefore)}},
-		{!p.MetricsBefore.IsZero(), `DELETE FROM drift_windows WHERE (? OR deployment = ?) AND start_ts < ?`, []any{all, dep, ms(p.MetricsBefore)}},
+		{!p.MetricsBefore.IsZero(), `DELETE FROM metric_points WHERE (? = 1 OR deployment = ?) AND minute < ?`, []any{all, dep, ms(p.MetricsBefore)}},
+		{!p.MetricsBefore.IsZero(), `DELETE FROM drift_windows WHERE (? = 1 OR deployment = ?) AND start_ts < ?`, []any{all, dep, ms(p.MetricsBefore)}},
 	}
 	for _, s := range steps {
 		if s.ok {
