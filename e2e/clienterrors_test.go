@@ -89,33 +89,24 @@ func TestBadPayloadsNeverReachTheModel(t *testing.T) {
 		})
 	}
 
-	t.Run("1 MiB header", func(t *testing.T) {
+	withHeader := func(size int) int {
 		req, _ := http.NewRequest("POST", s.URL+"/deployments/counter/predict", strings.NewReader(`{"data": 1}`))
 		req.Header.Set("Authorization", "Bearer "+s.Token)
-		req.Header.Set("X-Padding", strings.Repeat("a", 1<<20))
+		req.Header.Set("X-Padding", strings.Repeat("a", size))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-			t.Fatalf("status %d, want 431", resp.StatusCode)
-		}
-	})
-	t.Run("header within the limit", func(t *testing.T) {
-		req, _ := http.NewRequest("POST", s.URL+"/deployments/counter/predict", strings.NewReader(`{"data": 1}`))
-		req.Header.Set("Authorization", "Bearer "+s.Token)
-		req.Header.Set("X-Padding", strings.Repeat("a", 32<<10))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("status %d with a 32 KiB header, want 200", resp.StatusCode)
-		}
-		before++ // this one reached the model
-	})
+		return resp.StatusCode
+	}
+	if status := withHeader(1 << 20); status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("1 MiB header: status %d, want 431", status)
+	}
+	if status := withHeader(32 << 10); status != 200 {
+		t.Errorf("32 KiB header: status %d, want 200", status)
+	}
+	before++ // the request with a 32 KiB header reached the model
 	t.Run("body a byte at a time", func(t *testing.T) {
 		status, took := trickle(t, s, "/deployments/counter/predict", `{"data": [1, 2, 3, 4, 5, 6, 7, 8]}`)
 		if status != 400 || took > 10*time.Second {
@@ -183,37 +174,18 @@ func TestCanarySurvivesMalformedFlood(t *testing.T) {
 	}
 	deploy(t, s, "toy", "--model", "toy:1", "--canary-version", "2", "--canary-weight", "50",
 		"--canary-interval", "1s", "--canary-min-requests", "10", "--canary-promote-after", "2", "--canary-max-latency-ratio", "20")
-	var mu sync.Mutex
-	status := map[string]map[int]int{"bad": {}, "good": {}}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	send := func(kind, body string) {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			resp, _ := s.do(t, "POST", "/deployments/toy/predict", s.Token, strings.NewReader(body), "application/json")
-			mu.Lock()
-			status[kind][resp.StatusCode]++
-			mu.Unlock()
-		}
-	}
-	for range 3 {
-		wg.Go(func() { send("bad", `{"data": [[1, 2]`) })
-	}
-	wg.Go(func() { send("good", `{"data": [[1, 2]]}`) })
+	bad := startLoad(t, s, "/deployments/toy/predict", []byte(`{"data": [[1, 2]`), 3)
+	good := startLoad(t, s, "/deployments/toy/predict", []byte(`{"data": [[1, 2]]}`), 1)
 	d := waitDeploymentState(t, s, "toy", "the canary to be promoted or removed", func(d *slipway.Deployment) bool {
 		return d.Canary == nil && d.State == slipway.DeploymentActive
 	})
-	close(done)
-	wg.Wait()
+	badStatus, _ := bad.finish()
+	goodStatus, goodErrs := good.finish()
 	if d.Version != 2 || !strings.Contains(d.Reason, "promoted by its analysis") {
 		t.Errorf("under a flood of malformed requests: version %d, reason %q; want the canary promoted", d.Version, d.Reason)
 	}
-	if len(status["bad"]) != 1 || status["bad"][400] == 0 || len(status["good"]) != 1 || status["good"][200] == 0 {
-		t.Errorf("statuses: %v; want only 400 for the malformed requests and 200 for the others", status)
+	if len(badStatus) != 1 || badStatus[400] == 0 || len(goodStatus) != 1 || goodStatus[200] == 0 {
+		t.Errorf("statuses: malformed %v, valid %v %q; want only 400s and only 200s", badStatus, goodStatus, goodErrs)
 	}
 }
 
