@@ -17,6 +17,7 @@ import (
 // countingScore answers how many requests its predict() has seen, and fails on "boom" as a broken model would:
 // with one replica, the count proves which requests reached the model process.
 const countingScore = `
+import time
 CALLS = [0]
 def load_model():
     return None
@@ -24,6 +25,8 @@ def predict(data, model=None):
     CALLS[0] += 1
     if data == "boom":
         raise RuntimeError("the model broke")
+    if data == "slow":
+        time.sleep(2.5)
     return {"calls": CALLS[0]}
 `
 
@@ -113,6 +116,12 @@ func TestBadPayloadsNeverReachTheModel(t *testing.T) {
 			t.Fatalf("status %d after %s, want 400 once --payload-read-timeout (1s) is past", status, took)
 		}
 	})
+
+	// A model slower than --payload-read-timeout still answers: that limit is the body's, not the model's.
+	if resp, body := s.do(t, "POST", "/deployments/counter/predict", s.Token, strings.NewReader(`"slow"`), "application/json"); resp.StatusCode != 200 {
+		t.Errorf("a 2.5 s prediction with --payload-read-timeout 1s: %d %s, want 200", resp.StatusCode, body)
+	}
+	before++
 
 	if after := calls(); after != before+1 {
 		t.Fatalf("the model saw %d requests between two valid ones, want none: a refused request reached it", after-before-1)

@@ -113,19 +113,25 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex
 	}
 	version := route.Version.Version
 	ex.Serving(version)
+	rc := http.NewResponseController(w)
+	if s.readBy > 0 {
+		// A client sending its body a byte at a time is cut off, before any replica is taken (and so is one
+		// whose unread body net/http discards after a 415).
+		_ = rc.SetReadDeadline(time.Now().Add(s.readBy)) // ErrNotSupported: a test's recorder, no connection
+	}
 	if mt := mediaType(r); !p.takes(mt) {
 		p.fail(s, w, r, unsupportedMedia(mt, p.takesWhat))
 		return
-	}
-	rc := http.NewResponseController(w)
-	if s.readBy > 0 {
-		// A client sending its body a byte at a time is cut off here, before any replica is taken.
-		_ = rc.SetReadDeadline(time.Now().Add(s.readBy)) // ErrNotSupported: a test's recorder, no connection
 	}
 	body, err := s.readPayload(w, r)
 	if err != nil {
 		p.fail(s, w, r, err)
 		return
+	}
+	if s.readBy > 0 {
+		// The body is in. net/http now reads on to notice a client hanging up, and a timeout there would cancel
+		// the request: a model call may take its deployment's timeout_ms, longer than the body was allowed.
+		_ = rc.SetReadDeadline(time.Time{})
 	}
 	ex.SetBytesIn(len(body))
 	out, replica, err := p.call(s, r, route, body, ex)
