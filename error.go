@@ -21,6 +21,8 @@ const (
 	EINTERNAL     = "internal"
 	// EMODEL is a failure inside the model's predict() that is not about the input (HTTP 500, message shown).
 	EMODEL = "model_error"
+	// EUNSUPPORTED is a request body in a media type (Content-Type) the endpoint does not take (HTTP 415).
+	EUNSUPPORTED = "unsupported_media_type"
 )
 
 // Error is the domain error. Message is written for the person who made the request: it says what is wrong and

@@ -22,6 +22,7 @@ var problemStatuses = map[string]int{
 	ENOTFOUND:     http.StatusNotFound,
 	ECONFLICT:     http.StatusConflict,
 	ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 	EOVERLOADED:   http.StatusTooManyRequests,
 	EUNAVAILABLE:  http.StatusServiceUnavailable,
 	ETIMEOUT:      http.StatusGatewayTimeout,

@@ -162,7 +162,8 @@ func (a *App) open(ctx context.Context) error {
 		}
 	}
 	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
-		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes, TempDir: blobs.TempDir(),
+		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes,
+		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
 		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup})
 	return nil
 }
@@ -251,8 +252,10 @@ func (a *App) Run(ctx context.Context) error {
 		_ = ln.Close() // never served: closing only frees the port
 		return fmt.Errorf("debug listener on %s: %w", a.cfg.DebugAddr, err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	// No WriteTimeout: it would cut backups, downloads and log streams; the prediction endpoints set their own
+	// (a.cfg.WriteTimeout, through the API's config).
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: a.cfg.ReadHeaderTimeout, IdleTimeout: a.cfg.IdleTimeout,
+		MaxHeaderBytes: a.cfg.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	scheme, certs := "http", (*certReloader)(nil)
 	if a.cfg.TLSCert != "" {
 		if certs, err = newCertReloader(a.cfg.TLSCert, a.cfg.TLSKey); err != nil {

@@ -119,16 +119,19 @@ type Verdict struct {
 
 // Judge compares one interval of a canary with the deployment version's.
 func Judge(an slipway.CanaryAnalysis, canary, main monitor.VersionTotals) Verdict {
-	if canary.Requests < int64(an.MinRequests) {
-		return Verdict{Detail: fmt.Sprintf("%d of the %d canary requests an interval needs", canary.Requests, an.MinRequests)}
+	// Requests that were the client's mistake (4xx: malformed bodies, refused content types) say nothing about
+	// the canary: neither a flood of them nor their quick answers may decide its fate.
+	served := canary.Served()
+	if served < int64(an.MinRequests) {
+		return Verdict{Detail: fmt.Sprintf("%d of the %d canary requests an interval needs", served, an.MinRequests)}
 	}
-	rate := float64(canary.Errors) / float64(canary.Requests)
+	rate := float64(canary.Errors) / float64(served)
 	if rate > an.MaxErrorRate {
 		return Verdict{Decided: true, Detail: fmt.Sprintf("error rate %.2f%% > %.2f%% (%d of %d requests answered 5xx)",
-			100*rate, 100*an.MaxErrorRate, canary.Errors, canary.Requests)}
+			100*rate, 100*an.MaxErrorRate, canary.Errors, served)}
 	}
-	detail := fmt.Sprintf("error rate %.2f%% (%d of %d requests)", 100*rate, canary.Errors, canary.Requests)
-	if an.MaxLatencyRatio > 0 && main.Requests >= int64(an.MinRequests) {
+	detail := fmt.Sprintf("error rate %.2f%% (%d of %d requests)", 100*rate, canary.Errors, served)
+	if an.MaxLatencyRatio > 0 && main.Served() >= int64(an.MinRequests) {
 		cp99, mp99 := canary.LatencyQuantile(0.99), main.LatencyQuantile(0.99)
 		if cp99 > an.MaxLatencyRatio*mp99 {
 			return Verdict{Decided: true, Detail: fmt.Sprintf("p99 latency %.1f ms > %g × %.1f ms of the deployment's version",

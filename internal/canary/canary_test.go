@@ -149,3 +149,24 @@ func TestChangedCanaryStartsOver(t *testing.T) {
 		t.Fatalf("updates = %+v", fd.updates)
 	}
 }
+
+// Client mistakes (4xx) are neither errors of the canary nor requests it served: a flood of malformed requests
+// can neither roll back a good canary nor dilute a bad one's errors below the limit.
+func TestJudgeLeavesClientErrorsOut(t *testing.T) {
+	an := slipway.CanaryAnalysis{MinRequests: 50, MaxErrorRate: 0.01}.WithDefaults()
+	flood := func(t monitor.VersionTotals, n int64) monitor.VersionTotals {
+		t.Requests += n
+		t.ClientErrors += n
+		return t
+	}
+	main := totals(1000, 0, time.Millisecond)
+	if v := Judge(an, flood(totals(100, 0, time.Millisecond), 10_000), main); !v.Passed || !strings.Contains(v.Detail, "(0 of 100 requests)") {
+		t.Errorf("good canary under a flood of 4xx: %+v, want passed, out of its 100 served requests", v)
+	}
+	if v := Judge(an, flood(totals(100, 5, time.Millisecond), 10_000), main); !v.Decided || v.Passed {
+		t.Errorf("bad canary hidden by a flood of 4xx: %+v, want failed", v)
+	}
+	if v := Judge(an, flood(totals(10, 0, time.Millisecond), 10_000), main); v.Decided {
+		t.Errorf("4xx counted towards min_requests: %+v", v)
+	}
+}

@@ -29,8 +29,16 @@ type Config struct {
 	MaxFiles         int
 	MaxRatio         float64
 	ShutdownTimeout  time.Duration
-	ReadyTimeout     time.Duration
-	DebugAddr        string // pprof listener, off when empty
+	// HTTP limits: the largest request header, how long a client may take to send it, how long a kept-alive
+	// connection may sit idle, and, on the prediction endpoints, how long a body may take to arrive and an
+	// answer to be written (downloads, backups and log streams have no write limit: they are long by nature).
+	MaxHeaderBytes     int
+	ReadHeaderTimeout  time.Duration
+	IdleTimeout        time.Duration
+	PayloadReadTimeout time.Duration
+	WriteTimeout       time.Duration
+	ReadyTimeout       time.Duration
+	DebugAddr          string // pprof listener, off when empty
 	// TLSCert and TLSKey (PEM files) make the server speak HTTPS; SIGHUP reads them again.
 	TLSCert, TLSKey string
 	// DatabaseURL is where the state lives, as given: empty or sqlite:///path for SQLite files, or
@@ -69,6 +77,8 @@ func Default() Config {
 		DataDir: "./slipway-data", Addr: "127.0.0.1:8080", LogFormat: "text", LogLevel: "info",
 		Python: "/usr/bin/python3", MaxUploadBytes: 1 << 30, MaxPayloadBytes: 10 << 20, MaxUnpackedBytes: 4 << 30, MaxFiles: 10_000,
 		MaxRatio: 200, ShutdownTimeout: 30 * time.Second, ReadyTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		PayloadReadTimeout: time.Minute, WriteTimeout: time.Minute,
 		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4, ReplicaScheduling: "batch",
 	}
 }
@@ -132,6 +142,11 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		return nil
 	})
 	fs.StringVar(&c.ConnectionsFile, "connections-file", c.ConnectionsFile, "YAML or JSON file of NAME: URL connections for batch predictions; ${ENV_VAR} in URLs is expanded (env SLIPWAY_CONNECTIONS_FILE)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest request header (request line and header fields; larger → 431)")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "how long a client may take to send a request's header before the connection is closed")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a kept-alive connection may wait for its next request")
+	fs.DurationVar(&c.PayloadReadTimeout, "payload-read-timeout", c.PayloadReadTimeout, "how long a prediction request's body may take to arrive (slower → 400, before any replica is involved; 0: no limit)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "how long writing a prediction's answer may take once the model has answered (0: no limit); downloads, backups and log streams are not limited")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -187,6 +202,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ArtifactStore != "" && !strings.HasPrefix(c.ArtifactStore, "s3://") {
 		errs = append(errs, fmt.Errorf("--artifact-store %q: want s3://BUCKET/PREFIX (or nothing, for DATA_DIR/blobs)", c.ArtifactStore))
+	}
+	if c.MaxHeaderBytes < 4<<10 || c.ReadHeaderTimeout <= 0 || c.IdleTimeout <= 0 || c.PayloadReadTimeout < 0 || c.WriteTimeout < 0 {
+		errs = append(errs, errors.New("HTTP limits: --max-header-bytes at least 4096, --read-header-timeout and --idle-timeout positive, --payload-read-timeout and --write-timeout not negative"))
 	}
 	if c.MaxUploadBytes <= 0 || c.MaxPayloadBytes <= 0 || c.MaxUnpackedBytes <= 0 || c.MaxFiles <= 0 || c.MaxRatio <= 1 {
 		errs = append(errs, errors.New("upload limits must be positive (and the compression ratio above 1)"))

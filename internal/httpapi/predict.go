@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +26,10 @@ import (
 // protocol is what differs between the prediction endpoints.
 type protocol struct {
 	name string // the monitor's name for it (monitor.Proto*)
+	// takes says whether the endpoint reads a body of media type mt (mediaType); others answer 415 unread.
+	takes func(mt string) bool
+	// takesWhat names the media types it takes, for the 415's message.
+	takesWhat string
 	// route picks where the request goes.
 	route func(s *Server, r *http.Request) (serving.Route, error)
 	// call decodes the body, runs the model (with a copy to the shadow) and encodes the answer; it returns
@@ -35,12 +41,44 @@ type protocol struct {
 
 var (
 	// predictProtocol is the OCI contract: the JSON body goes to predict() unchanged.
-	predictProtocol = protocol{monitor.ProtoPredict, (*Server).pick, (*Server).callJSON, (*Server).problem}
+	predictProtocol = protocol{monitor.ProtoPredict, isJSONMedia, jsonMedia, (*Server).pick, (*Server).callJSON, (*Server).problem}
 	// invocationsProtocol is the MLflow scoring protocol: JSON or CSV dataframes, tensors to the model.
-	invocationsProtocol = protocol{monitor.ProtoInvocations, (*Server).pick, (*Server).callMLflow, (*Server).problem}
+	invocationsProtocol = protocol{monitor.ProtoInvocations, isMLflowMedia, jsonMedia + " or text/csv",
+		(*Server).pick, (*Server).callMLflow, (*Server).problem}
 	// v2Protocol is the Open Inference Protocol (V2/KServe) inference, where the path may name a version.
-	v2Protocol = protocol{monitor.ProtoV2, (*Server).v2Pick, (*Server).callV2, (*Server).v2Error}
+	v2Protocol = protocol{monitor.ProtoV2, isJSONMedia, jsonMedia, (*Server).v2Pick, (*Server).callV2, (*Server).v2Error}
 )
+
+// jsonMedia names the media types a JSON prediction body may be declared as (isJSONMedia).
+const jsonMedia = "application/json (or no Content-Type)"
+
+// isJSONMedia: the prediction endpoints read JSON, declared as such (application/json, application/*+json) or
+// not declared at all, or under the label generic clients put on any string they send, which a JSON body gets
+// when its sender does not say what it is: curl -d's application/x-www-form-urlencoded and browsers'
+// text/plain. The server checks the JSON itself either way.
+func isJSONMedia(mt string) bool {
+	switch mt {
+	case "application/json", "", "application/x-www-form-urlencoded", "text/plain":
+		return true
+	}
+	return strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
+func isMLflowMedia(mt string) bool { return mt == "text/csv" || isJSONMedia(mt) }
+
+// serializedObjectMedia are the media types of serialized program objects (Python pickles, Java serialization):
+// loading one runs code of the sender's choosing, so no endpoint takes them, whatever the model.
+var serializedObjectMedia = []string{"application/x-python-pickle", "application/python-pickle",
+	"application/x-pickle", "application/pickle", "application/x-python-serialize", "application/x-java-serialized-object"}
+
+// unsupportedMedia is the 415 for a body of media type mt on an endpoint that takes only what takesWhat names.
+func unsupportedMedia(mt, takesWhat string) error {
+	if slices.Contains(serializedObjectMedia, mt) {
+		return slipway.Errorf(slipway.EUNSUPPORTED, "Content-Type %s is refused by design: serialized objects "+
+			"(pickle and the like) run code when loaded, so Slipway never loads one from a request; send %s", mt, takesWhat)
+	}
+	return slipway.Errorf(slipway.EUNSUPPORTED, "unsupported Content-Type %q: send %s", mt, takesWhat)
+}
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	s.serve(w, r, &predictProtocol)
@@ -75,13 +113,33 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex
 	}
 	version := route.Version.Version
 	ex.Serving(version)
+	rc := http.NewResponseController(w)
+	if s.readBy > 0 {
+		// A client sending its body a byte at a time is cut off, before any replica is taken (and so is one
+		// whose unread body net/http discards after a 415).
+		_ = rc.SetReadDeadline(time.Now().Add(s.readBy)) // ErrNotSupported: a test's recorder, no connection
+	}
+	if mt := mediaType(r); !p.takes(mt) {
+		p.fail(s, w, r, unsupportedMedia(mt, p.takesWhat))
+		return
+	}
 	body, err := s.readPayload(w, r)
 	if err != nil {
 		p.fail(s, w, r, err)
 		return
 	}
+	if s.readBy > 0 {
+		// The body is in. net/http now reads on to notice a client hanging up, and a timeout there would cancel
+		// the request: a model call may take its deployment's timeout_ms, longer than the body was allowed.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	ex.SetBytesIn(len(body))
 	out, replica, err := p.call(s, r, route, body, ex)
+	if s.writeBy > 0 {
+		// From the model's answer on, not from the request's start as http.Server.WriteTimeout would: the model
+		// may take its deployment's timeout_ms. net/http clears the deadline once the response is out.
+		_ = rc.SetWriteDeadline(time.Now().Add(s.writeBy))
+	}
 	if err != nil {
 		p.fail(s, w, r, err)
 		return
@@ -141,7 +199,12 @@ func (s *Server) pick(r *http.Request) (serving.Route, error) {
 	return rt.Pick(), nil
 }
 
+// callJSON gives the body to the model's predict() as is, once the server has checked that it is JSON: a body
+// that is not is the client's mistake (400), which must not reach the model and come back as its failure (500).
 func (s *Server) callJSON(r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
+	if err := inference.ValidJSON(body); err != nil {
+		return nil, "", err
+	}
 	route.MirrorJSON(body)
 	out, replica, err := route.Pool.PredictJSON(r.Context(), body)
 	if err != nil {
@@ -155,14 +218,10 @@ func (s *Server) callMLflow(r *http.Request, route serving.Route, body []byte, e
 	v := route.Version
 	var req *inference.MLflowRequest
 	var err error
-	ct := mediaType(r)
-	switch ct {
-	case "text/csv":
+	if mediaType(r) == "text/csv" { // else JSON: predict took only isMLflowMedia
 		req, err = inference.DecodeMLflowCSV(body, v.InputSchema)
-	case "application/json", "":
+	} else {
 		req, err = inference.DecodeMLflowJSON(body, v.InputSchema)
-	default:
-		err = slipway.Errorf(slipway.EINVALID, "unsupported Content-Type %q: use application/json (dataframe_split, dataframe_records, instances, inputs) or text/csv", ct)
 	}
 	if err == nil && req.Tabular {
 		err = inference.ValidateSchema(req.Columns, v.InputSchema)
@@ -222,6 +281,9 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, er
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, slipway.Errorf(slipway.ETOOLARGE, "payload larger than the limit of %d bytes (server flag --max-payload-bytes)", s.maxPayload)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, slipway.Wrap(slipway.EINVALID, err, "the request body did not arrive within %s (server flag --payload-read-timeout)", s.readBy)
 		}
 		return nil, slipway.Wrap(slipway.EINVALID, err, "could not read the request body: %v", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/slipway-ml/slipway"
 )
 
 func TestReadBody(t *testing.T) {
@@ -56,6 +58,31 @@ func TestReadBodyLimit(t *testing.T) {
 		}
 		if declared == 8 && err == nil {
 			t.Errorf("declared 8 of 17 bytes: no error")
+		}
+	}
+}
+
+// What the prediction endpoints take: JSON under the labels JSON bodies come with, CSV on /invocations only;
+// anything else is a 415 whose message names serialized objects as refused by design.
+func TestPredictionMediaTypes(t *testing.T) {
+	for _, mt := range []string{"application/json", "", "application/x-www-form-urlencoded", "text/plain", "application/vnd.api+json"} {
+		if !isJSONMedia(mt) || !isMLflowMedia(mt) {
+			t.Errorf("%q refused", mt)
+		}
+	}
+	if isJSONMedia("text/csv") || !isMLflowMedia("text/csv") {
+		t.Error("text/csv: want it on /invocations only")
+	}
+	for _, mt := range []string{"application/x-python-pickle", "application/python-pickle", "application/x-pickle", "application/octet-stream", "application/xml", "multipart/form-data"} {
+		if isJSONMedia(mt) || isMLflowMedia(mt) {
+			t.Errorf("%q taken", mt)
+		}
+		err := unsupportedMedia(mt, jsonMedia)
+		if slipway.ErrorCode(err) != slipway.EUNSUPPORTED || slipway.ProblemStatus(slipway.ErrorCode(err)) != http.StatusUnsupportedMediaType {
+			t.Errorf("%q: %v, want a 415", mt, err)
+		}
+		if pickle := strings.Contains(mt, "pickle"); pickle != strings.Contains(err.Error(), "refused by design") {
+			t.Errorf("%q: %v", mt, err)
 		}
 	}
 }

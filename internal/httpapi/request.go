@@ -98,10 +98,10 @@ func isEmptyBody(err error) bool {
 }
 
 // mediaType is the request's Content-Type without parameters ("" when absent or malformed). The common
-// exact values skip the parser, which allocates: this runs on every prediction.
+// exact values (curl -d's default among them) skip the parser, which allocates: this runs on every prediction.
 func mediaType(r *http.Request) string {
 	ct := r.Header.Get("Content-Type")
-	if ct == "application/json" || ct == "text/csv" || ct == "" {
+	if ct == "application/json" || ct == "text/csv" || ct == "" || ct == "application/x-www-form-urlencoded" {
 		return ct
 	}
 	mt, _, _ := mime.ParseMediaType(ct)

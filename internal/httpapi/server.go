@@ -37,6 +37,9 @@ type Config struct {
 	UI             func(notFound http.Handler) http.Handler // the browser UI under /ui/ (nil: none); / redirects to it
 	// Backup streams an online backup as a tar (nil: GET /api/v1/backup answers 404).
 	Backup func(ctx context.Context, w io.Writer, withMonitor bool) error
+	// PayloadReadTimeout and WriteTimeout bound how long a prediction's body may take to arrive and its answer
+	// to be written (0: no limit); the rest of the API has no such limit (uploads, downloads and streams are long).
+	PayloadReadTimeout, WriteTimeout time.Duration
 }
 
 // Server serves the API.
@@ -50,6 +53,8 @@ type Server struct {
 	jobs        *jobs.Service
 	batch       *batch.Service
 	maxPayload  int64
+	readBy      time.Duration // prediction body read deadline (Config.PayloadReadTimeout)
+	writeBy     time.Duration // prediction answer write deadline (Config.WriteTimeout)
 	log         *slog.Logger
 	ready       func(context.Context) error
 	maxUp       int64
@@ -71,7 +76,7 @@ func New(cfg Config) *Server {
 	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
-		backup: cfg.Backup}
+		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout}
 	if cfg.Deployments != nil {
 		s.routers = cfg.Deployments.Routers()
 	}

@@ -1,9 +1,12 @@
 package inference
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -60,14 +63,38 @@ func newScanner(b []byte) (*scanner, error) {
 
 func (s *scanner) syntax(format string, args ...any) {
 	if s.err == nil {
-		line := 1
-		for _, c := range s.b[:min(s.i, len(s.b))] {
-			if c == '\n' {
-				line++
-			}
-		}
-		s.err = invalid("", "invalid JSON at byte %d (line %d): %s", s.i, line, fmt.Sprintf(format, args...))
+		s.err = invalidJSON(s.b, s.i, fmt.Sprintf(format, args...))
 	}
+}
+
+// invalidJSON is the client's error for a body that stops being JSON at byte i: where (byte, line) and why.
+func invalidJSON(b []byte, i int, why string) error {
+	line := 1
+	for _, c := range b[:min(i, len(b))] {
+		if c == '\n' {
+			line++
+		}
+	}
+	return invalid("", "invalid JSON at byte %d (line %d): %s", i, line, why)
+}
+
+// ValidJSON checks that body is one JSON value, with an error a person can act on when it is not (400: where
+// it broke, why, and the text up to there). A valid body costs one pass and no allocation (json.Valid pools
+// its scanner); only a failure parses again, for the position.
+func ValidJSON(body []byte) error {
+	if json.Valid(body) {
+		return nil
+	}
+	var se *json.SyntaxError
+	if err := json.Unmarshal(body, new(json.RawMessage)); !errors.As(err, &se) {
+		return invalid("", "the body is not valid JSON") // json.Valid and Unmarshal disagree: not expected
+	}
+	end := min(int(se.Offset), len(body)) // the bytes read, the offending one included
+	at := end
+	if strings.HasPrefix(se.Error(), "invalid character") {
+		at-- // the offending byte's own offset, as the scanner's errors count
+	}
+	return invalidJSON(body, at, fmt.Sprintf("%s, in %q", se.Error(), body[max(0, end-40):end]))
 }
 
 func (s *scanner) ws() {

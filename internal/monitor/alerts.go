@@ -229,10 +229,11 @@ func (s *Service) alertValue(ctx context.Context, r *slipway.AlertRule, now time
 			(len(pts) == 0 || live.Minute.After(pts[len(pts)-1].Minute)) {
 			pts = append(pts, live) // the minute in progress, unless already stored
 		}
-		var reqs, errs int64
+		var reqs, clientErrs, errs int64
 		var p99 float64
 		for _, p := range pts {
 			reqs += p.Requests
+			clientErrs += p.Status4xx
 			errs += p.Status5xx
 			p99 = math.Max(p99, p.LatencyP99MS)
 		}
@@ -240,11 +241,11 @@ func (s *Service) alertValue(ctx context.Context, r *slipway.AlertRule, now time
 		case "requests":
 			v := float64(reqs)
 			return &v, nil
-		case "error_rate":
-			if reqs == 0 {
+		case "error_rate": // 5xx out of the requests that were not the client's mistake (4xx), as canaries count
+			if reqs-clientErrs <= 0 {
 				return nil, nil
 			}
-			v := float64(errs) / float64(reqs)
+			v := float64(errs) / float64(reqs-clientErrs)
 			return &v, nil
 		}
 		if reqs == 0 {

@@ -114,20 +114,25 @@ func latBucket(sec float64) int {
 
 // versionAcc counts a deployment version's requests since the server started, with atomics.
 type versionAcc struct {
-	requests, errors atomic.Int64
-	lat              [latBuckets]atomic.Int64
+	requests, errors, clientErrors atomic.Int64
+	lat                            [latBuckets]atomic.Int64 // the requests that were not the client's mistake
 }
 
-// VersionTotals are a deployment version's requests since the server started: all, answered 5xx, and by
-// latency bucket. Differences of two snapshots describe the interval between them.
+// VersionTotals are a deployment version's requests since the server started: all, answered 5xx (the server's
+// or the model's failures), answered 4xx (the client's mistakes), and the requests that were not the client's
+// mistake by latency bucket. Differences of two snapshots describe the interval between them.
 type VersionTotals struct {
-	Requests, Errors int64
-	Latency          [latBuckets]int64
+	Requests, Errors, ClientErrors int64
+	Latency                        [latBuckets]int64
 }
+
+// Served is the number of requests that were not the client's mistake: what a version's error rate is out of.
+func (t VersionTotals) Served() int64 { return t.Requests - t.ClientErrors }
 
 // Sub returns the requests counted in t and not in earlier.
 func (t VersionTotals) Sub(earlier VersionTotals) VersionTotals {
-	d := VersionTotals{Requests: t.Requests - earlier.Requests, Errors: t.Errors - earlier.Errors}
+	d := VersionTotals{Requests: t.Requests - earlier.Requests, Errors: t.Errors - earlier.Errors,
+		ClientErrors: t.ClientErrors - earlier.ClientErrors}
 	for i := range d.Latency {
 		d.Latency[i] = t.Latency[i] - earlier.Latency[i]
 	}
@@ -169,7 +174,7 @@ func (s *Service) VersionTotals(deployment string, version int) VersionTotals {
 		return t
 	}
 	a := v.(*versionAcc)
-	t.Requests, t.Errors = a.requests.Load(), a.errors.Load()
+	t.Requests, t.Errors, t.ClientErrors = a.requests.Load(), a.errors.Load(), a.clientErrors.Load()
 	for i := range t.Latency {
 		t.Latency[i] = a.lat[i].Load()
 	}
@@ -370,9 +375,14 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 	a.lat[bucket].Add(1)
 	va := d.version(e.version)
 	va.requests.Add(1)
-	va.lat[bucket].Add(1)
-	if status >= 500 {
+	switch {
+	case status >= 500:
 		va.errors.Add(1)
+	case status >= 400: // the client's mistake, quick to answer: it says nothing of the version's latency
+		va.clientErrors.Add(1)
+	}
+	if status < 400 || status >= 500 {
+		va.lat[bucket].Add(1)
 	}
 
 	if status >= 300 || d.accessLines.allow(now) {

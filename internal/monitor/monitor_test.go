@@ -663,3 +663,57 @@ func TestAccessLogRateLimit(t *testing.T) {
 		t.Errorf("negative limit: %v", err)
 	}
 }
+
+// A version's totals keep client mistakes (4xx) apart from failures (5xx), and out of its latency: canary
+// analysis judges a version on the requests that were not the client's mistake.
+func TestVersionTotalsSeparateClientErrors(t *testing.T) {
+	e := newEnv(t, nil)
+	finish := func(status, n int) {
+		for range n {
+			e.s.Finish(&Exchange{Deployment: "churn", Protocol: ProtoPredict, Start: e.now.Now(), known: true, version: 2}, status, 10)
+		}
+	}
+	finish(200, 3)
+	finish(500, 1)
+	finish(400, 50)
+	finish(415, 50)
+	got := e.s.VersionTotals("churn", 2)
+	if got.Requests != 104 || got.Errors != 1 || got.ClientErrors != 100 || got.Served() != 4 {
+		t.Fatalf("totals = requests %d, errors %d, client errors %d, served %d; want 104, 1, 100, 4",
+			got.Requests, got.Errors, got.ClientErrors, got.Served())
+	}
+	var inLatency int64
+	for _, n := range got.Latency {
+		inLatency += n
+	}
+	if inLatency != 4 {
+		t.Errorf("%d requests in the latency buckets, want the 4 that were not 4xx", inLatency)
+	}
+}
+
+// The error_rate alert is 5xx out of the requests that were not the client's mistake: a flood of 4xx neither
+// fires it nor hides the failures it watches.
+func TestErrorRateAlertLeavesClientErrorsOut(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	if _, err := e.s.CreateAlertRule(ctx, "churn", slipway.AlertRule{Name: "failing", Metric: "error_rate", Op: "above",
+		Threshold: 0.1, Window: slipway.Duration(10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	finish := func(status, n int) {
+		for range n {
+			e.s.Finish(&Exchange{Deployment: "churn", Protocol: ProtoPredict, Start: e.now.Now(), known: true, version: 1}, status, 10)
+		}
+	}
+	finish(200, 9)
+	finish(400, 1000)
+	rules, err := e.s.EvaluateAlerts(ctx, "churn")
+	if err != nil || rules[0].State == slipway.AlertFiring || rules[0].Value == nil || *rules[0].Value != 0 {
+		t.Fatalf("after a flood of 400s: %+v, %v; want an error rate of 0, not firing", rules[0], err)
+	}
+	finish(500, 2)
+	rules, err = e.s.EvaluateAlerts(ctx, "churn")
+	if err != nil || rules[0].State != slipway.AlertFiring || rules[0].Value == nil || *rules[0].Value != 2.0/11 {
+		t.Fatalf("2 failures in 11 served requests: %+v, %v; want 2/11, firing", rules[0], err)
+	}
+}
