@@ -363,8 +363,8 @@ func (s *Service) rollDeployment(ctx context.Context, name, model, alias string,
 			if d.Version == version || d.State == slipway.DeploymentUpdating {
 				return nil
 			}
-			return slipway.Errorf(slipway.ECONFLICT, "deployment %s follows @%s but did not roll out to version %d: it is %s %s",
-				name, alias, version, d.State, d.Reason)
+			return slipway.Errorf(slipway.ECONFLICT, "deployment %s follows @%s but did not roll out to version %d: it is %s on version %d (reason %q)",
+				name, alias, version, d.State, d.Version, d.Reason)
 		}
 	}
 	_, err := s.cfg.Deployer.Update(ctx, name, version)
