@@ -41,7 +41,9 @@ func (s DeploymentState) CanMoveTo(to DeploymentState) bool {
 	return s == to || slices.Contains(deploymentMoves[s], to)
 }
 
-// Deployment is a stable endpoint serving one model version with N replicas.
+// Deployment is a stable endpoint serving one model version with N replicas. Alias is the alias the version
+// was deployed by; FollowAlias says whether the deployment moves with it, or stays pinned to Version (the
+// alias's version at the time) when it is false.
 type Deployment struct {
 	Name        string            `json:"name"`
 	State       DeploymentState   `json:"state"`
@@ -154,7 +156,10 @@ type DeploymentSpec struct {
 	// created or updated. Give at most one; with neither, create deploys the newest READY version.
 	Version *int    `json:"version,omitempty"`
 	Alias   *string `json:"alias,omitempty"`
-	// FollowAlias rolls the deployment out to the alias's new version whenever the alias moves.
+	// FollowAlias rolls the deployment out to the alias's new version whenever the alias moves. Left out
+	// (nil) with an Alias, it defaults to true, or to false when the deployment's canary has an analysis
+	// (canary analysis promotes by setting the version); false pins the version the alias names now.
+	// Left out without an Alias, it is unchanged.
 	FollowAlias *bool `json:"follow_alias,omitempty"`
 	Replicas    *int  `json:"replicas,omitempty"`
 	// Batching merges concurrent requests into one model call; MaxBatchSize 0 (or 1) turns it off.

@@ -30,7 +30,7 @@ const defaultBatchWaitMS = 0
 type deploymentFlags struct {
 	replicas, batchSize, batchWaitMS, timeoutMS, maxQueue int
 	env                                                   []string
-	followAlias                                           bool
+	followAlias, noFollow                                 bool
 	canaryVersion, canaryWeight, canaryReplicas           int
 	shadowVersion, shadowReplicas                         int
 	noCanary, noShadow                                    bool
@@ -294,12 +294,16 @@ func (a *app) deployCommand() *cobra.Command {
 		Short: "Serve a model version behind stable prediction URLs",
 		Long: `Create a deployment: NAME gets replicas of the model version and stable prediction URLs (OCI-style
 predict, MLflow invocations and Open Inference Protocol v2). Without @ALIAS or :VERSION the newest READY
-version is deployed; with --follow-alias the deployment rolls out to the alias's version whenever it moves.
+version is deployed. A deployment made by @ALIAS follows the alias: it rolls out to the alias's version
+whenever the alias moves. --no-follow pins the version the alias names now instead; so does
+--canary-analysis (the analysis promotes a canary by setting the version) unless --follow-alias is given,
+which the server then refuses.
 
 The command waits until the replicas are ready and then prints the URLs with curl examples (exit 0), or
 the reason the deployment FAILED (exit 1). --no-wait returns at once; the replicas keep starting on the
 server ('slipway deployments get NAME' shows them).`,
-		Example: `  slipway deploy churn-api --model churn@champion --follow-alias --replicas 2
+		Example: `  slipway deploy churn-api --model churn@champion --replicas 2      # follows @champion
+  slipway deploy churn-api --model churn@champion --no-follow            # pinned to @champion's version now
   slipway deploy churn-api --model churn:3 --batch-size 32 --env OMP_NUM_THREADS=1
   slipway deploy churn-api --model churn:3 --canary-version 4 --canary-weight 20
   slipway deploy churn-api --model churn:3 --canary-version 4 --canary-analysis --canary-max-error-rate 0.005`,
@@ -320,11 +324,13 @@ server ('slipway deployments get NAME' shows them).`,
 			case ref.Number > 0:
 				sp.Version = &ref.Number
 			}
-			if f.followAlias {
-				if ref.Alias == "" {
-					return fmt.Errorf("--follow-alias needs an alias to follow: --model %s@ALIAS", m)
-				}
-				sp.FollowAlias = &f.followAlias
+			switch {
+			case ref.Alias == "" && f.followAlias:
+				return fmt.Errorf("--follow-alias needs an alias to follow: --model %s@ALIAS", m)
+			case ref.Alias == "" && f.noFollow:
+				return fmt.Errorf("--no-follow pins the version an alias names: --model %s@ALIAS (a version, or no alias, is pinned already)", m)
+			case ref.Alias != "":
+				f.fillFollow(cmd, &sp)
 			}
 			if err := f.fillSpec(cmd, &sp, &slipway.Deployment{}); err != nil {
 				return err
@@ -341,10 +347,23 @@ server ('slipway deployments get NAME' shows them).`,
 		}),
 	}
 	cmd.Flags().StringVarP(&model, "model", "m", "", "model to serve: NAME (newest READY version), NAME@ALIAS or NAME:VERSION")
-	cmd.Flags().BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever the alias moves")
+	cmd.Flags().BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever the alias moves (the default with @ALIAS, unless --canary-analysis)")
+	cmd.Flags().BoolVar(&f.noFollow, "no-follow", false, "with @ALIAS: pin the version the alias names now; the deployment stays on it when the alias moves")
+	cmd.MarkFlagsMutuallyExclusive("follow-alias", "no-follow")
 	f.register(cmd, true)
 	requireFlags(cmd, "model")
 	return cmd
+}
+
+// fillFollow sets sp.FollowAlias from --follow-alias or --no-follow; with neither it is not sent, and the
+// server's default applies (a spec that names an alias follows it).
+func (f *deploymentFlags) fillFollow(cmd *cobra.Command, sp *slipway.DeploymentSpec) {
+	switch {
+	case f.noFollow:
+		sp.FollowAlias = new(false)
+	case cmd.Flags().Changed("follow-alias"):
+		sp.FollowAlias = &f.followAlias
+	}
 }
 
 // finishDeployment waits for d unless --no-wait, then prints it; examples adds the curl examples of a
@@ -470,6 +489,15 @@ func (a *app) absURL(path string) string {
 	return strings.TrimRight(a.url, "/") + path
 }
 
+// aliasState says how d relates to the alias it was deployed by: it follows it, or it is pinned to the
+// version the alias named then (the alias may have moved since).
+func aliasState(d *slipway.Deployment) string {
+	if d.FollowAlias {
+		return "@" + d.Alias + ", followed"
+	}
+	return "pinned, from @" + d.Alias
+}
+
 // printDeployment shows a deployment's configuration, state, URLs and replicas.
 func (a *app) printDeployment(d *slipway.Deployment) {
 	tw := newTable(a.stdout)
@@ -481,11 +509,7 @@ func (a *app) printDeployment(d *slipway.Deployment) {
 	}
 	version := fmt.Sprintf("%s version %d", d.Model, d.Version)
 	if d.Alias != "" {
-		version += " (@" + d.Alias
-		if d.FollowAlias {
-			version += ", followed"
-		}
-		version += ")"
+		version += " (" + aliasState(d) + ")"
 	}
 	row(tw, "Model:", version)
 	row(tw, "Replicas:", fmt.Sprintf("%d (%d ready)", d.Replicas, readyReplicas(d)))
@@ -727,8 +751,11 @@ func (a *app) deploymentsListCommand() *cobra.Command {
 			return showAll(a, ds, err, []any{"NAME", "STATE", "MODEL", "VERSION", "ALIAS", "REPLICAS", "UPDATED"},
 				func(d *slipway.Deployment) []any {
 					alias := d.Alias
-					if alias != "" && d.FollowAlias {
+					switch {
+					case alias != "" && d.FollowAlias:
 						alias += " (followed)"
+					case alias != "":
+						alias += " (pinned)"
 					}
 					return []any{d.Name, d.State, d.Model, d.Version, alias, fmt.Sprintf("%d/%d", readyReplicas(d), d.Replicas),
 						formatTime(d.UpdatedAt)}
@@ -783,6 +810,10 @@ with the reason. Promote a canary with --model-version N --no-canary, or let the
 and p99 latency against the deployment's version, removes it at the first failed interval and promotes
 it after --canary-promote-after passed ones (docs/deployments.md).
 
+--alias rolls out the version the alias names and follows the alias from then on (--no-follow: stays on
+that version; so does a deployment with an analysed canary, unless --follow-alias). --no-follow alone
+pins the deployment to the version it serves.
+
 The command waits until the change is done unless --no-wait.`,
 		Example: `  slipway deployments update churn-api --model-version 4
   slipway deployments update churn-api --alias champion --follow-alias
@@ -812,9 +843,7 @@ The command waits until the change is done unless --no-wait.`,
 				}
 				sp.Alias = &alias
 			}
-			if changed("follow-alias") {
-				sp.FollowAlias = &f.followAlias
-			}
+			f.fillFollow(cmd, &sp)
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -854,9 +883,11 @@ The command waits until the change is done unless --no-wait.`,
 	fs := cmd.Flags()
 	fs.IntVar(&version, "model-version", 0, "roll out this version number of the model")
 	fs.StringVar(&alias, "alias", "", "roll out the version this alias points at")
-	fs.BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever it moves (--follow-alias=false stops)")
+	fs.BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever it moves (the default with --alias, unless the canary is analysed)")
+	fs.BoolVar(&f.noFollow, "no-follow", false, "stop following the alias: stay on the version it names now (with --alias: the version that alias names now)")
 	f.register(cmd, false)
 	cmd.MarkFlagsMutuallyExclusive("model-version", "alias")
+	cmd.MarkFlagsMutuallyExclusive("follow-alias", "no-follow")
 	return cmd
 }
 

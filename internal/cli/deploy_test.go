@@ -191,6 +191,12 @@ func testDeployment(state slipway.DeploymentState, replicas, ready int) *slipway
 	return d
 }
 
+// pinned marks d as pinned to the version its alias named.
+func pinned(d *slipway.Deployment) *slipway.Deployment {
+	d.FollowAlias = false
+	return d
+}
+
 func withReason(d *slipway.Deployment, reason string) *slipway.Deployment {
 	d.Reason = reason
 	return d
@@ -303,6 +309,28 @@ func TestDeploy(t *testing.T) {
 		{
 			name: "--follow-alias needs an alias", args: []string{"deploy", "churn-api", "--model", "churn:3", "--follow-alias"},
 			wantCode: 1, wantStderr: "Error: --follow-alias needs an alias to follow: --model churn@ALIAS\n",
+		},
+		{
+			name:      "--no-follow pins the alias's version",
+			args:      []string{"deploy", "churn-api", "--model", "churn@champion", "--no-follow"},
+			gets:      []*slipway.Deployment{pinned(testDeployment(slipway.DeploymentActive, 1, 1))},
+			wantWrite: `POST /api/v1/deployments {"name":"churn-api","model":"churn","alias":"champion","follow_alias":false}`,
+			wantGets:  1, wantStdout: []string{"Model:            churn version 3 (pinned, from @champion)\n"},
+			notStdout: []string{"followed"},
+		},
+		{
+			name:       "canary analysis by alias leaves following to the server",
+			args:       []string{"deploy", "churn-api", "--model", "churn@champion", "--canary-version", "4", "--canary-analysis", "--no-wait"},
+			wantWrite:  `POST /api/v1/deployments {"name":"churn-api","model":"churn","alias":"champion","canary":{"version":4,"weight":10,"replicas":1,"analysis":{"interval_seconds":0,"min_requests":0,"max_error_rate":0,"max_latency_ratio":0,"promote_after":0}}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
+			name: "--no-follow needs an alias", args: []string{"deploy", "churn-api", "--model", "churn:3", "--no-follow"},
+			wantCode: 1, wantStderr: "Error: --no-follow pins the version an alias names: --model churn@ALIAS (a version, or no alias, is pinned already)\n",
+		},
+		{
+			name: "--follow-alias and --no-follow", args: []string{"deploy", "churn-api", "--model", "churn@champion", "--follow-alias", "--no-follow"},
+			wantCode: 1, wantStderr: "Error: if any flags in the group [follow-alias no-follow] are set none of the others can be; [follow-alias no-follow] were all set\nRun 'slipway deploy --help' for usage.\n",
 		},
 		{
 			name: "--batch-wait-ms alone", args: []string{"deploy", "churn-api", "--model", "churn", "--batch-wait-ms", "3"},
@@ -458,6 +486,18 @@ func TestDeploymentsUpdate(t *testing.T) {
 			args:      []string{"deployments", "update", "churn-api", "--alias", "@challenger", "--follow-alias"},
 			gets:      []*slipway.Deployment{active},
 			wantWrite: `PATCH /api/v1/deployments/churn-api {"alias":"challenger","follow_alias":true}`, wantGets: 1,
+		},
+		{
+			name:      "an alias, pinned",
+			args:      []string{"deployments", "update", "churn-api", "--alias", "challenger", "--no-follow"},
+			gets:      []*slipway.Deployment{active},
+			wantWrite: `PATCH /api/v1/deployments/churn-api {"alias":"challenger","follow_alias":false}`, wantGets: 1,
+		},
+		{
+			name:      "--no-follow alone pins the version served",
+			args:      []string{"deployments", "update", "churn-api", "--no-follow"},
+			gets:      []*slipway.Deployment{active},
+			wantWrite: `PATCH /api/v1/deployments/churn-api {"follow_alias":false}`, wantGets: 1,
 		},
 		{
 			name: "stop following, scale, limits, env",

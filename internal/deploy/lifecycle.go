@@ -205,7 +205,7 @@ func (s *Service) Activate(ctx context.Context, name string) (*slipway.Deploymen
 	default:
 		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is %s: only INACTIVE or FAILED deployments can be activated", name, d.State)
 	}
-	v, err := s.resolve(ctx, d)
+	v, err := s.resolve(ctx, d, false)
 	if err != nil {
 		return nil, err
 	}

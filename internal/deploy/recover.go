@@ -21,7 +21,7 @@ func (s *Service) Recover(ctx context.Context) error {
 				return err
 			}
 		default:
-			v, err := s.resolve(ctx, d)
+			v, err := s.resolve(ctx, d, false)
 			if err != nil {
 				s.setState(ctx, d.Name, slipway.DeploymentFailed, "cannot restore after restart: "+slipway.ErrorMessage(err))
 				continue

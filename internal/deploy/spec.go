@@ -15,7 +15,8 @@ const (
 	DefaultMaxQueue  = 100
 )
 
-// apply merges spec into d (nil fields unchanged).
+// apply merges spec into d (nil fields unchanged). A spec that names an alias and leaves follow_alias out
+// follows the alias (followsByDefault); a stored deployment keeps its follow_alias until a spec names an alias.
 func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
 	if sp.Version != nil {
 		d.Version, d.Alias = *sp.Version, ""
@@ -69,6 +70,17 @@ func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
 			d.Shadow = &shadow
 		}
 	}
+	if sp.Alias != nil && sp.FollowAlias == nil {
+		d.FollowAlias = followsByDefault(d)
+	}
+}
+
+// followsByDefault is follow_alias for a deployment whose spec names an alias without saying: it follows,
+// unless its canary is analysed. Canary analysis promotes by setting the version, which a deployment that
+// follows an alias refuses, so asking for the analysis without asking to follow pins the alias's version
+// instead of failing; an explicit follow_alias true with an analysed canary is still refused.
+func followsByDefault(d *slipway.Deployment) bool {
+	return d.Canary == nil || d.Canary.Analysis == nil
 }
 
 // prepare merges sp into d and checks the result: its settings, and the READY versions it names for itself,
@@ -78,7 +90,7 @@ func (s *Service) prepare(ctx context.Context, d *slipway.Deployment, sp slipway
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	v, err := s.resolve(ctx, d)
+	v, err := s.resolve(ctx, d, sp.Alias != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -88,12 +100,15 @@ func (s *Service) prepare(ctx context.Context, d *slipway.Deployment, sp slipway
 	return v, nil
 }
 
-// resolve finds the READY version d names (by number or alias) and records its number.
-func (s *Service) resolve(ctx context.Context, d *slipway.Deployment) (*slipway.ModelVersion, error) {
-	ref := slipway.VersionRef{Number: d.Version, Alias: d.Alias}
-	if d.Alias != "" {
-		ref.Number = 0
-	} else if d.Version == 0 {
+// resolve finds the READY version d names and records its number. The alias names it when d follows the
+// alias or when the spec being applied has just named it (byAlias); a deployment pinned to the version an
+// alias named keeps that version when the alias moves, through updates, activation and restarts.
+func (s *Service) resolve(ctx context.Context, d *slipway.Deployment, byAlias bool) (*slipway.ModelVersion, error) {
+	ref := slipway.VersionRef{Number: d.Version}
+	switch {
+	case d.Alias != "" && (byAlias || d.FollowAlias || d.Version == 0):
+		ref = slipway.VersionRef{Alias: d.Alias}
+	case d.Version == 0:
 		ref.Alias = "latest"
 	}
 	v, err := s.readyVersion(ctx, d.Model, ref)

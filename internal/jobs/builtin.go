@@ -337,7 +337,7 @@ func (s *Service) builtinDeploy(ctx context.Context, run *slipway.PipelineRun, w
 		if s.cfg.Deployer.Update == nil {
 			return out, slipway.Errorf(slipway.EUNAVAILABLE, "this server cannot update deployments from pipelines")
 		}
-		if _, err := s.cfg.Deployer.Update(ctx, name, v.Version); err != nil {
+		if err := s.rollDeployment(ctx, name, model, str(out, "alias"), v.Version); err != nil {
 			return out, err
 		}
 		out["deployment"] = name
@@ -348,6 +348,27 @@ func (s *Service) builtinDeploy(ctx context.Context, run *slipway.PipelineRun, w
 		}
 	}
 	return out, nil
+}
+
+// rollDeployment rolls the deployment name out to version. A deployment that follows the alias the step just
+// moved is left to AliasMoved, which started its rollout: setting its version would pin it and stop it
+// following the alias.
+func (s *Service) rollDeployment(ctx context.Context, name, model, alias string, version int) error {
+	if alias != "" && s.cfg.Deployer.Get != nil {
+		d, err := s.cfg.Deployer.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		if d.FollowAlias && d.Model == model && d.Alias == alias {
+			if d.Version == version || d.State == slipway.DeploymentUpdating {
+				return nil
+			}
+			return slipway.Errorf(slipway.ECONFLICT, "deployment %s follows @%s but did not roll out to version %d: it is %s on version %d (reason %q)",
+				name, alias, version, d.State, d.Version, d.Reason)
+		}
+	}
+	_, err := s.cfg.Deployer.Update(ctx, name, version)
+	return err
 }
 
 func (s *Service) waitDeployment(ctx context.Context, name string, version int) error {

@@ -431,10 +431,12 @@ async function deploymentsPage() {
     el("h1", {}, "Deployments"),
     el("p", { class: "muted" }, plural(list.total, "deployment") + ". Create one from a model version's page or with ", el("code", {}, "slipway deploy NAME --model MODEL@ALIAS"), "."),
     table(["deployment", "state", "model", "replicas", "canary / shadow", "updated"], list.items.map(d => [
-      link("deployments/" + enc(d.name), d.name), badge(d.state), d.model + ":" + d.version + (d.alias ? " (@" + d.alias + ")" : ""),
+      link("deployments/" + enc(d.name), d.name), badge(d.state), d.model + ":" + d.version + aliasNote(d),
       readyCount(d) + " / " + d.replicas, sides(d), when(d.updated_at)]), "No deployments yet."));
 }
 
+// aliasNote says whether a deployment made by an alias follows it or stays on the version it named then.
+const aliasNote = d => !d.alias ? "" : d.follow_alias ? " (follows @" + d.alias + ")" : " (pinned, from @" + d.alias + ")";
 const readyCount = d => (d.replica_status || []).filter(r => r.state === "READY").length;
 const sides = d => [d.canary ? "canary v" + d.canary.version + " " + d.canary.weight + "%" + (d.canary.analysis ? " (analysed)" : "") : "",
   d.shadow ? "shadow v" + d.shadow.version : ""].filter(Boolean).join(", ") || "–";
@@ -469,7 +471,7 @@ async function deploymentPage(name) {
         { canary: { weight: 0 } }) : null),
     d.reason ? el("div", { class: "error" }, d.reason) : null,
     props([["model", [link("models/" + enc(d.model), d.model), " version ",
-      link("models/" + enc(d.model) + "/versions/" + d.version, String(d.version)), d.alias ? " (follows @" + d.alias + ")" : ""]],
+      link("models/" + enc(d.model) + "/versions/" + d.version, String(d.version)), aliasNote(d)]],
     ["replicas", readyCount(d) + " ready of " + d.replicas], ["canary / shadow", sides(d)],
     ["batching", d.batching ? "up to " + d.batching.max_batch_size + " rows, wait " + d.batching.max_wait_ms + " ms" : "off"],
     ["timeout", d.timeout_ms + " ms"], ["queue", d.max_queue + " requests"],
@@ -571,7 +573,8 @@ async function updateForm(d, base, done) {
   const ready = versions.items.filter(v => v.state === "READY");
   const canaryVersion = el("select", { id: "canary-version" }, ready.map(v => el("option", { value: String(v.version) }, "version " + v.version)));
   const weight = numberInput("canary-weight", 10, 1, 99);
-  const analysis = el("input", { type: "checkbox", id: "canary-analysis", checked: true });
+  // The analysis promotes by setting the version, which a deployment following an alias refuses.
+  const analysis = el("input", { type: "checkbox", id: "canary-analysis", checked: !d.follow_alias });
   const canary = actionForm("canary", "Start canary", [["version", canaryVersion], ["% of requests", weight],
     ["analysis (promote or remove it by its error rate)", analysis]], async () => {
     await sendJSON(base, "PATCH", { canary: { version: Number(canaryVersion.value), weight: Number(weight.value),
