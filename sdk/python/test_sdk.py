@@ -135,6 +135,11 @@ class UnitTest(unittest.TestCase):
         self.assertEqual(slipway._mlflow_payload([[1, 2]]), {"inputs": [[1, 2]]})
         self.assertEqual(slipway._mlflow_payload({"instances": [1]}), {"instances": [1]})
 
+    def test_bodies_are_json_the_server_reads(self):
+        body = {"data": [[1.5, float("nan")], (float("inf"), -float("inf"), 2)], "columns": ["a", "b"]}
+        self.assertEqual(json.loads(slipway._dumps(body)), {"data": [[1.5, None], [None, None, 2]], "columns": ["a", "b"]})
+        self.assertEqual(slipway._dumps({"a": 1.0}), b'{"a": 1.0}')
+
     def test_refs(self):
         self.assertEqual(slipway._ref("churn@champion", None, None), ("churn", None, "champion"))
         self.assertEqual(slipway._ref("churn:3", None, None), ("churn", "3", None))

@@ -71,6 +71,25 @@ def _data_file(name):
     return ""
 
 
+def _dumps(value):
+    """JSON as the server reads it (RFC 8259): NaN and ±Infinity, which Python's json writes but JSON has no
+    words for, are sent as null, the missing value. A pandas frame with gaps is the usual source."""
+    try:
+        return json.dumps(value, allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False).encode()
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if value - value == 0 else None  # NaN and ±inf are the floats for which x - x != 0
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _quote(name):
     return urllib.parse.quote(str(name), safe="")
 
@@ -120,7 +139,7 @@ class Client:
                                   "(start it with `make run`, or set SLIPWAY_URL)") from None
 
     def _json(self, method, path, payload=None, query=None):
-        body = None if payload is None else json.dumps(payload).encode()
+        body = None if payload is None else _dumps(payload)
         return self._request(method, path, body, "application/json" if body is not None else None, query)
 
     # ---- catalog ----
@@ -158,7 +177,7 @@ class Client:
                 artifact, filename = f.read(), os.path.basename(path)
         parts = []
         if metadata is not None:
-            parts.append(("metadata", None, "application/json", json.dumps(metadata).encode()))
+            parts.append(("metadata", None, "application/json", _dumps(metadata)))
         parts.append(("artifact", filename, "application/octet-stream", artifact))
         body, ctype = _multipart(parts)
         v = self._request("POST", f"/api/v1/models/{_quote(model)}/versions", body, ctype,
@@ -219,7 +238,7 @@ class Client:
         payload = _mlflow_payload(data)
         if params:
             payload["params"] = params
-        answer = self._request("POST", f"/deployments/{_quote(deployment)}/invocations", json.dumps(payload).encode(),
+        answer = self._request("POST", f"/deployments/{_quote(deployment)}/invocations", _dumps(payload),
                                "application/json", headers={"X-Request-Id": request_id} if request_id else None)
         return answer["predictions"]
 
