@@ -86,23 +86,20 @@ func Default() Config {
 // Parse reads flags from args, with SLIPWAY_* environment variables (looked up with getenv) as defaults.
 func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := Default()
-	envStr := func(dst *string, key string) {
-		if v := getenv(key); v != "" {
-			*dst = v
+	for _, e := range []struct {
+		dst *string
+		key string
+	}{
+		{&c.DataDir, "SLIPWAY_DATA_DIR"}, {&c.Addr, "SLIPWAY_ADDR"}, {&c.LogFormat, "SLIPWAY_LOG_FORMAT"},
+		{&c.LogLevel, "SLIPWAY_LOG_LEVEL"}, {&c.Python, "SLIPWAY_PYTHON"}, {&c.ORTLibrary, "SLIPWAY_ORT_LIB"},
+		{&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE"}, {&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING"},
+		{&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE"}, {&c.DatabaseURL, "SLIPWAY_DATABASE"},
+		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"},
+	} {
+		if v := getenv(e.key); v != "" {
+			*e.dst = v
 		}
 	}
-	envStr(&c.DataDir, "SLIPWAY_DATA_DIR")
-	envStr(&c.Addr, "SLIPWAY_ADDR")
-	envStr(&c.LogFormat, "SLIPWAY_LOG_FORMAT")
-	envStr(&c.LogLevel, "SLIPWAY_LOG_LEVEL")
-	envStr(&c.Python, "SLIPWAY_PYTHON")
-	envStr(&c.ORTLibrary, "SLIPWAY_ORT_LIB")
-	envStr(&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE")
-	envStr(&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING")
-	envStr(&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE")
-	envStr(&c.DatabaseURL, "SLIPWAY_DATABASE")
-	envStr(&c.TLSCert, "SLIPWAY_TLS_CERT")
-	envStr(&c.TLSKey, "SLIPWAY_TLS_KEY")
 	c.S3Endpoint = cmp.Or(getenv("AWS_ENDPOINT_URL_S3"), getenv("AWS_ENDPOINT_URL"))
 	c.S3Region = cmp.Or(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"))
 	c.S3CABundle = getenv("AWS_CA_BUNDLE")
