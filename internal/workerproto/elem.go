@@ -362,9 +362,6 @@ func (b *BytesBuilder) AddFunc(add func(dst []byte) []byte) {
 	b.ends = append(b.ends, len(b.arena))
 }
 
-// Len is the number of elements added.
-func (b *BytesBuilder) Len() int { return len(b.ends) }
-
 // Strings returns the elements, for Tensor.Strings. They share the builder's backing array, capped so
 // that appending to one cannot overwrite the next.
 func (b *BytesBuilder) Strings() [][]byte {
