@@ -6,7 +6,8 @@
 // classification/regression metrics that agree with scikit-learn.
 //
 // The profile, distribution summary and metric types it fills are root wire types (slipway.DataProfile,
-// slipway.Distribution, slipway.ClassificationMetrics...), aliased or converted here: stats imports only the standard library and the root package.
+// slipway.Distribution, slipway.ClassificationMetrics...), aliased or converted here: stats imports only
+// the standard library and the root package.
 //
 // Nothing here does I/O; every function is deterministic. Each test file says which SciPy or scikit-learn function
 // a result is compared with (stats_scipy_test.go runs /usr/bin/python3 on the same samples).
