@@ -32,9 +32,9 @@ type protocol struct {
 	takesWhat string
 	// route picks where the request goes.
 	route func(s *Server, r *http.Request) (serving.Route, error)
-	// call decodes the body, runs the model (with a copy to the shadow) and encodes the answer; it returns
-	// the answer and the replica that gave it, and reports the exchange to ex.
-	call func(s *Server, r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error)
+	// call decodes the body, of media type mt (one it takes), runs the model (with a copy to the shadow) and
+	// encodes the answer; it returns the answer and the replica that gave it, and reports the exchange to ex.
+	call func(s *Server, r *http.Request, route serving.Route, mt string, body []byte, ex *monitor.Exchange) ([]byte, string, error)
 	// fail writes an error in the protocol's shape.
 	fail func(s *Server, w http.ResponseWriter, r *http.Request, err error)
 }
@@ -119,7 +119,8 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex
 		// whose unread body net/http discards after a 415).
 		_ = rc.SetReadDeadline(time.Now().Add(s.readBy)) // ErrNotSupported: a test's recorder, no connection
 	}
-	if mt := mediaType(r); !p.takes(mt) {
+	mt := mediaType(r) // parsed once: call decodes by it
+	if !p.takes(mt) {
 		p.fail(s, w, r, unsupportedMedia(mt, p.takesWhat))
 		return
 	}
@@ -134,7 +135,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex
 		_ = rc.SetReadDeadline(time.Time{})
 	}
 	ex.SetBytesIn(len(body))
-	out, replica, err := p.call(s, r, route, body, ex)
+	out, replica, err := p.call(s, r, route, mt, body, ex)
 	if s.writeBy > 0 {
 		// From the model's answer on, not from the request's start as http.Server.WriteTimeout would: the model
 		// may take its deployment's timeout_ms. net/http clears the deadline once the response is out.
@@ -201,7 +202,7 @@ func (s *Server) pick(r *http.Request) (serving.Route, error) {
 
 // callJSON gives the body to the model's predict() as is, once the server has checked that it is JSON: a body
 // that is not is the client's mistake (400), which must not reach the model and come back as its failure (500).
-func (s *Server) callJSON(r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
+func (s *Server) callJSON(r *http.Request, route serving.Route, _ string, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
 	if err := inference.ValidJSON(body); err != nil {
 		return nil, "", err
 	}
@@ -214,11 +215,11 @@ func (s *Server) callJSON(r *http.Request, route serving.Route, body []byte, ex 
 	return out, replica, nil
 }
 
-func (s *Server) callMLflow(r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
+func (s *Server) callMLflow(r *http.Request, route serving.Route, mt string, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
 	v := route.Version
 	var req *inference.MLflowRequest
 	var err error
-	if mediaType(r) == "text/csv" { // else JSON: predict took only isMLflowMedia
+	if mt == "text/csv" { // else JSON: predict took only isMLflowMedia
 		req, err = inference.DecodeMLflowCSV(body, v.InputSchema)
 	} else {
 		req, err = inference.DecodeMLflowJSON(body, v.InputSchema)
@@ -241,7 +242,7 @@ func (s *Server) callMLflow(r *http.Request, route serving.Route, body []byte, e
 	return out, res.Replica, nil
 }
 
-func (s *Server) callV2(r *http.Request, route serving.Route, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
+func (s *Server) callV2(r *http.Request, route serving.Route, _ string, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
 	req, err := inference.DecodeV2Request(body)
 	if err != nil {
 		return nil, "", err
