@@ -200,8 +200,25 @@ func (c *Config) Validate() error {
 	if c.ArtifactStore != "" && !strings.HasPrefix(c.ArtifactStore, "s3://") {
 		errs = append(errs, fmt.Errorf("--artifact-store %q: want s3://BUCKET/PREFIX (or nothing, for DATA_DIR/blobs)", c.ArtifactStore))
 	}
-	if c.MaxHeaderBytes < 4<<10 || c.ReadHeaderTimeout <= 0 || c.IdleTimeout <= 0 || c.PayloadReadTimeout < 0 || c.WriteTimeout < 0 {
-		errs = append(errs, errors.New("HTTP limits: --max-header-bytes at least 4096, --read-header-timeout and --idle-timeout positive, --payload-read-timeout and --write-timeout not negative"))
+	// Each HTTP limit that is wrong is named with its value, so that a typo is found without reading the help.
+	if c.MaxHeaderBytes < 4<<10 {
+		errs = append(errs, fmt.Errorf("HTTP limits: --max-header-bytes %d: want at least 4096", c.MaxHeaderBytes))
+	}
+	for _, d := range []struct {
+		flag     string
+		v        time.Duration
+		zeroOffs bool // 0 turns the limit off; otherwise it must be positive
+	}{
+		{"read-header-timeout", c.ReadHeaderTimeout, false}, {"idle-timeout", c.IdleTimeout, false},
+		{"payload-read-timeout", c.PayloadReadTimeout, true}, {"write-timeout", c.WriteTimeout, true},
+	} {
+		if d.v < 0 || (d.v == 0 && !d.zeroOffs) {
+			want := "want a positive duration such as 30s"
+			if d.zeroOffs {
+				want = "want a duration such as 30s, or 0 for no limit"
+			}
+			errs = append(errs, fmt.Errorf("HTTP limits: --%s %s: %s", d.flag, d.v, want))
+		}
 	}
 	if c.MaxUploadBytes <= 0 || c.MaxPayloadBytes <= 0 || c.MaxUnpackedBytes <= 0 || c.MaxFiles <= 0 || c.MaxRatio <= 1 {
 		errs = append(errs, errors.New("upload limits must be positive (and the compression ratio above 1)"))

@@ -133,14 +133,16 @@ func (db *MonitorDB) Snapshot(ctx context.Context, path string) error {
 }
 
 // monitorVersion reads and writes the schema version of the monitoring tables: SQLite's user_version of
-// monitor.db, or a one-row table on PostgreSQL (whose database the metadata's migrations share).
-type monitorVersion struct{ create, read, write string }
+// monitor.db, or a one-row table on PostgreSQL (whose database the metadata's migrations share). startOver
+// says how to drop the monitoring data when a newer server's schema cannot be read.
+type monitorVersion struct{ create, read, write, startOver string }
 
 var monitorVersions = map[dialect]monitorVersion{
-	dialectSQLite: {read: `PRAGMA user_version`, write: `PRAGMA user_version = %d`},
+	dialectSQLite: {read: `PRAGMA user_version`, write: `PRAGMA user_version = %d`, startOver: "move monitor.db away"},
 	dialectPostgres: {create: `CREATE TABLE IF NOT EXISTS monitor_schema (version BIGINT NOT NULL)`,
-		read:  `SELECT COALESCE(MAX(version), 0) FROM monitor_schema`,
-		write: `DELETE FROM monitor_schema; INSERT INTO monitor_schema (version) VALUES (%d)`},
+		read:      `SELECT COALESCE(MAX(version), 0) FROM monitor_schema`,
+		write:     `DELETE FROM monitor_schema; INSERT INTO monitor_schema (version) VALUES (%d)`,
+		startOver: "drop the tables captures, feedback, logs, metric_points, drift_windows and monitor_schema"},
 }
 
 func (db *MonitorDB) migrate(ctx context.Context) error {
@@ -156,7 +158,7 @@ func (db *MonitorDB) migrate(ctx context.Context) error {
 			return fmt.Errorf("sqlstore: monitoring schema version: %w", err)
 		}
 		if v > len(monitorSchema) {
-			return fmt.Errorf("sqlstore: the monitoring data has schema version %d, newer than this server (%d): use a newer slipway or move monitor.db away", v, len(monitorSchema))
+			return fmt.Errorf("sqlstore: the monitoring data has schema version %d, newer than this server (%d): use a newer slipway or %s", v, len(monitorSchema), sv.startOver)
 		}
 		for ; v < len(monitorSchema); v++ {
 			schema := monitorSchema[v]

@@ -17,6 +17,7 @@ Every API error raises SlipwayError with the server's problem details (status, c
 
 import io
 import json
+import math
 import os
 import ssl
 import tarfile
@@ -82,7 +83,7 @@ def _dumps(value):
 
 def _finite(value):
     if isinstance(value, float):
-        return value if value - value == 0 else None  # NaN and ±inf are the floats for which x - x != 0
+        return value if math.isfinite(value) else None  # NaN and ±Infinity have no JSON
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
