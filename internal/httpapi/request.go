@@ -48,7 +48,7 @@ func jsonError(err error, what string) error {
 	case errors.As(err, &mbe):
 		return slipway.Errorf(slipway.ETOOLARGE, "%s larger than the limit of %d bytes", what, mbe.Limit)
 	case errors.Is(err, io.EOF):
-		return slipway.Errorf(slipway.EINVALID, "%s is empty: send a JSON object", what)
+		return slipway.Wrap(slipway.EINVALID, io.EOF, "%s is empty: send a JSON object", what)
 	case errors.As(err, &syn):
 		return slipway.Errorf(slipway.EINVALID, "%s is not valid JSON at byte %d: %v", what, syn.Offset, err)
 	case errors.As(err, &typ):
@@ -86,15 +86,10 @@ func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any, limit int
 	if r.ContentLength == 0 {
 		return nil
 	}
-	if err := decodeJSON(w, r, v, limit); err != nil && !isEmptyBody(err) {
+	if err := decodeJSON(w, r, v, limit); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return nil
-}
-
-func isEmptyBody(err error) bool {
-	var se *slipway.Error
-	return errors.As(err, &se) && se.Message == "request body is empty: send a JSON object"
 }
 
 // mediaType is the request's Content-Type without parameters ("" when absent or malformed). The common
