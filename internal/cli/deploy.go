@@ -295,9 +295,9 @@ func (a *app) deployCommand() *cobra.Command {
 		Long: `Create a deployment: NAME gets replicas of the model version and stable prediction URLs (OCI-style
 predict, MLflow invocations and Open Inference Protocol v2). Without @ALIAS or :VERSION the newest READY
 version is deployed. A deployment made by @ALIAS follows the alias: it rolls out to the alias's version
-whenever the alias moves. --no-follow pins the version the alias names now instead; so does
---canary-analysis (the analysis promotes a canary by setting the version) unless --follow-alias is given,
-which the server then refuses.
+whenever the alias moves. --no-follow pins the version the alias names now instead. --canary-analysis
+pins it too, since the analysis promotes a canary by setting the version: with --follow-alias as well,
+the server refuses the deployment.
 
 The command waits until the replicas are ready and then prints the URLs with curl examples (exit 0), or
 the reason the deployment FAILED (exit 1). --no-wait returns at once; the replicas keep starting on the
@@ -811,8 +811,8 @@ and p99 latency against the deployment's version, removes it at the first failed
 it after --canary-promote-after passed ones (docs/deployments.md).
 
 --alias rolls out the version the alias names and follows the alias from then on (--no-follow: stays on
-that version; so does a deployment with an analysed canary, unless --follow-alias). --no-follow alone
-pins the deployment to the version it serves.
+that version; so does a deployment with an analysed canary, which the server refuses to make follow with
+--follow-alias). --no-follow alone pins the deployment to the version it serves.
 
 The command waits until the change is done unless --no-wait.`,
 		Example: `  slipway deployments update churn-api --model-version 4
