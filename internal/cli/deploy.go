@@ -401,7 +401,8 @@ func settled(d *slipway.Deployment) bool {
 // a reason is one whose update was rejected: the previous version still serves).
 func (a *app) awaitDeployment(ctx context.Context, c *client.Client, d *slipway.Deployment, timeout time.Duration) (*slipway.Deployment, error) {
 	if !settled(d) {
-		spin := a.newSpinner(progressLine(d))
+		spin := a.newBar(-1, progressbar.OptionSetDescription(progressLine(d)), progressbar.OptionSpinnerType(14),
+			progressbar.OptionSetElapsedTime(true), progressbar.OptionSetRenderBlankState(true))
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		last, err := c.WaitDeployment(wctx, d.Name, func(d *slipway.Deployment) bool {
 			spin.describe(progressLine(d))
@@ -456,17 +457,6 @@ func readiness(d *slipway.Deployment) string {
 
 func progressLine(d *slipway.Deployment) string {
 	return fmt.Sprintf("%s %s: %s", d.Name, d.State, readiness(d))
-}
-
-// newSpinner returns the spinner of a waiting command on stderr, or a bar that does nothing when stderr is not
-// a terminal.
-func (a *app) newSpinner(desc string) termBar {
-	return a.newBar(-1,
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionSpinnerType(14),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetRenderBlankState(true),
-	)
 }
 
 // printDeploymentResult prints d as -o asks; examples adds how to call it.
