@@ -89,7 +89,10 @@ func (c *Client) DownloadBatchOutput(ctx context.Context, id string, w io.Writer
 // UploadFile uploads an input file for batch predictions (streamed; the name's extension tells the format).
 func (c *Client) UploadFile(ctx context.Context, name string, r io.Reader) (*slipway.UploadedFile, error) {
 	var f slipway.UploadedFile
-	return &f, c.doRaw(ctx, http.MethodPost, apiPath("files"), url.Values{"name": {name}}, r, "application/octet-stream", &f)
+	if err := c.doRaw(ctx, http.MethodPost, apiPath("files"), url.Values{"name": {name}}, r, "application/octet-stream", &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
 }
 
 // UploadFilePath uploads the file at path under its base name.

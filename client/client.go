@@ -206,7 +206,7 @@ func call[T any](ctx context.Context, c *Client, method, path string, query url.
 
 // items calls the API and returns the items of the page envelope it answers.
 func items[T any](ctx context.Context, c *Client, method, path string, query url.Values) ([]T, error) {
-	p, err := call[page[T]](ctx, c, method, path, query, nil)
+	p, err := call[slipway.Page[T]](ctx, c, method, path, query, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +215,7 @@ func items[T any](ctx context.Context, c *Client, method, path string, query url
 
 // itemsAndTotal GETs a page envelope and returns its items and the total number the server counted.
 func itemsAndTotal[T any](ctx context.Context, c *Client, path string, query url.Values) ([]T, int, error) {
-	p, err := call[page[T]](ctx, c, http.MethodGet, path, query, nil)
+	p, err := call[slipway.Page[T]](ctx, c, http.MethodGet, path, query, nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -287,9 +287,6 @@ func decodeResponse(resp *http.Response, out any) error {
 	}
 	return nil
 }
-
-// page is the envelope of list responses.
-type page[T any] = slipway.Page[T]
 
 // pageQuery encodes offset and limit; zero values are left to the server's defaults.
 func pageQuery(q url.Values, offset, limit int) url.Values {

@@ -195,13 +195,16 @@ func (c *Client) CreatePipeline(ctx context.Context, definition []byte, artifact
 	if t := bytes.TrimSpace(definition); len(t) > 0 && t[0] == '{' {
 		ct = "application/json"
 	}
+	var err error
 	if artifact != nil {
-		if err := c.postMultipart(ctx, apiPath("pipelines"), "", multipartUpload{partName: "pipeline", partType: ct, part: definition, artifact: artifact, filename: filename}, &p); err != nil {
-			return nil, err
-		}
-		return &p, nil
+		err = c.postMultipart(ctx, apiPath("pipelines"), "", multipartUpload{partName: "pipeline", partType: ct, part: definition, artifact: artifact, filename: filename}, &p)
+	} else {
+		err = c.doRaw(ctx, http.MethodPost, apiPath("pipelines"), nil, bytes.NewReader(definition), ct, &p)
 	}
-	return &p, c.doRaw(ctx, http.MethodPost, apiPath("pipelines"), nil, bytes.NewReader(definition), ct, &p)
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // ListPipelines returns every pipeline.

@@ -57,18 +57,13 @@ func (u multipartUpload) write(mw *multipart.Writer) error {
 func (c *Client) postMultipart(ctx context.Context, path, what string, u multipartUpload, out any) error {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
-	req, err := c.newRequest(ctx, http.MethodPost, path, nil, pr)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
 	done := make(chan error, 1)
 	go func() { // ends when the body is written or the request ended (pr closed below)
 		err := u.write(mw)
 		pw.CloseWithError(err) // nil ends the body with EOF
 		done <- err
 	}()
-	resp, err := c.send(req)
+	resp, err := c.request(ctx, http.MethodPost, path, nil, pr, mw.FormDataContentType(), "")
 	// The request is over: unblock the writer if the server stopped reading early, then wait for it so that
 	// the artifact is no longer read once we return.
 	pr.CloseWithError(errUploadEnded)

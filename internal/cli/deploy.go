@@ -295,9 +295,9 @@ func (a *app) deployCommand() *cobra.Command {
 		Long: `Create a deployment: NAME gets replicas of the model version and stable prediction URLs (OCI-style
 predict, MLflow invocations and Open Inference Protocol v2). Without @ALIAS or :VERSION the newest READY
 version is deployed. A deployment made by @ALIAS follows the alias: it rolls out to the alias's version
-whenever the alias moves. --no-follow pins the version the alias names now instead; so does
---canary-analysis (the analysis promotes a canary by setting the version) unless --follow-alias is given,
-which the server then refuses.
+whenever the alias moves. --no-follow pins the version the alias names now instead. --canary-analysis
+pins it too, since the analysis promotes a canary by setting the version: with --follow-alias as well,
+the server refuses the deployment.
 
 The command waits until the replicas are ready and then prints the URLs with curl examples (exit 0), or
 the reason the deployment FAILED (exit 1). --no-wait returns at once; the replicas keep starting on the
@@ -401,7 +401,8 @@ func settled(d *slipway.Deployment) bool {
 // a reason is one whose update was rejected: the previous version still serves).
 func (a *app) awaitDeployment(ctx context.Context, c *client.Client, d *slipway.Deployment, timeout time.Duration) (*slipway.Deployment, error) {
 	if !settled(d) {
-		spin := a.newSpinner(progressLine(d))
+		spin := a.newBar(-1, progressbar.OptionSetDescription(progressLine(d)), progressbar.OptionSpinnerType(14),
+			progressbar.OptionSetElapsedTime(true), progressbar.OptionSetRenderBlankState(true))
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		last, err := c.WaitDeployment(wctx, d.Name, func(d *slipway.Deployment) bool {
 			spin.describe(progressLine(d))
@@ -456,17 +457,6 @@ func readiness(d *slipway.Deployment) string {
 
 func progressLine(d *slipway.Deployment) string {
 	return fmt.Sprintf("%s %s: %s", d.Name, d.State, readiness(d))
-}
-
-// newSpinner returns the spinner of a waiting command on stderr, or a bar that does nothing when stderr is not
-// a terminal.
-func (a *app) newSpinner(desc string) termBar {
-	return a.newBar(-1,
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionSpinnerType(14),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetRenderBlankState(true),
-	)
 }
 
 // printDeploymentResult prints d as -o asks; examples adds how to call it.
@@ -811,8 +801,8 @@ and p99 latency against the deployment's version, removes it at the first failed
 it after --canary-promote-after passed ones (docs/deployments.md).
 
 --alias rolls out the version the alias names and follows the alias from then on (--no-follow: stays on
-that version; so does a deployment with an analysed canary, unless --follow-alias). --no-follow alone
-pins the deployment to the version it serves.
+that version; so does a deployment with an analysed canary, which the server refuses to make follow with
+--follow-alias). --no-follow alone pins the deployment to the version it serves.
 
 The command waits until the change is done unless --no-wait.`,
 		Example: `  slipway deployments update churn-api --model-version 4

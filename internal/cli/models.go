@@ -29,8 +29,11 @@ number) or NAME@ALIAS (for example churn@champion).`,
 	return cmd
 }
 
-// listJSON is the envelope printed by list commands with -o json, as the API returns it.
+// listJSON is the envelope printed by list commands with -o json, as the API returns it (no items are []).
 func listJSON[T any](items []T, total, offset, limit int) slipway.Page[T] {
+	if items == nil {
+		items = []T{}
+	}
 	return slipway.Page[T]{Items: items, Total: total, Offset: offset, Limit: limit}
 }
 
@@ -47,9 +50,6 @@ func (a *app) modelsListCommand() *cobra.Command {
 				return err
 			}
 			if a.jsonOutput() {
-				if ms == nil {
-					ms = []*slipway.Model{}
-				}
 				return a.printJSON(listJSON(ms, total, opts.Offset, opts.Limit))
 			}
 			a.printModels(ms)
@@ -256,9 +256,6 @@ func (a *app) modelsVersionsCommand() *cobra.Command {
 				return err
 			}
 			if a.jsonOutput() {
-				if vs == nil {
-					vs = []*slipway.ModelVersion{}
-				}
 				return a.printJSON(listJSON(vs, total, offset, limit))
 			}
 			tw := newTable(a.stdout)

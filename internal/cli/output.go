@@ -119,9 +119,6 @@ func showAll[T any](a *app, items []T, err error, header []any, cells func(T) []
 		return err
 	}
 	if a.jsonOutput() {
-		if items == nil {
-			items = []T{}
-		}
 		return a.printJSON(listJSON(items, len(items), 0, len(items)))
 	}
 	return printTable(a, items, header, cells)

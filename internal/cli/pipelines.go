@@ -161,22 +161,13 @@ func (a *app) pipelinesListCommand() *cobra.Command {
 		Args:  exactArgs(0, "no arguments"),
 		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			list, err := c.ListPipelines(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(list)
-			}
-			tw := newTable(a.stdout)
-			row(tw, "NAME", "STEPS", "PARAMS", "CREATED")
-			for _, p := range list {
+			return showTable(a, list, err, []any{"NAME", "STEPS", "PARAMS", "CREATED"}, func(p *slipway.Pipeline) []any {
 				names := make([]string, len(p.Spec.Steps))
 				for i, s := range p.Spec.Steps {
 					names[i] = s.Name
 				}
-				row(tw, p.Name, strings.Join(names, ","), formatMap(p.Spec.Params), formatTime(p.CreatedAt))
-			}
-			return tw.Flush()
+				return []any{p.Name, strings.Join(names, ","), formatMap(p.Spec.Params), formatTime(p.CreatedAt)}
+			})
 		}),
 	}
 }
@@ -193,18 +184,10 @@ func (a *app) pipelinesRunsCommand() *cobra.Command {
 				name = args[0]
 			}
 			runs, _, err := c.ListPipelineRuns(cmd.Context(), name, 0, limit)
-			if err != nil {
-				return err
-			}
-			if a.jsonOutput() {
-				return a.printJSON(runs)
-			}
-			tw := newTable(a.stdout)
-			row(tw, "ID", "PIPELINE", "STATE", "TRIGGER", "STARTED", "DURATION", "REASON")
-			for _, r := range runs {
-				row(tw, r.ID, r.Pipeline, r.State, r.Trigger, formatTimePtr(r.StartedAt), runDuration(r.StartedAt, r.FinishedAt), truncateText(r.Reason, 80))
-			}
-			return tw.Flush()
+			return showTable(a, runs, err, []any{"ID", "PIPELINE", "STATE", "TRIGGER", "STARTED", "DURATION", "REASON"},
+				func(r *slipway.PipelineRun) []any {
+					return []any{r.ID, r.Pipeline, r.State, r.Trigger, formatTimePtr(r.StartedAt), runDuration(r.StartedAt, r.FinishedAt), truncateText(r.Reason, 80)}
+				})
 		}),
 	}
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many runs to show")

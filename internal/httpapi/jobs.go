@@ -97,7 +97,7 @@ func (s *Server) handleJobCreate(w http.ResponseWriter, r *http.Request, svc *jo
 		return err
 	}
 	var spec slipway.JobSpec
-	if err := decodeStrict(bytesReader(raw), &spec, "spec"); err != nil {
+	if err := decodeStrict(bytes.NewReader(raw), &spec, "spec"); err != nil {
 		return err
 	}
 	j, err := svc.CreateJob(r.Context(), spec, up, actor(r))
@@ -230,5 +230,3 @@ func (s *Server) handleJobRunOutputFile(w http.ResponseWriter, r *http.Request, 
 	}
 	return nil
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

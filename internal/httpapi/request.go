@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -48,13 +49,38 @@ func jsonError(err error, what string) error {
 	case errors.As(err, &mbe):
 		return slipway.Errorf(slipway.ETOOLARGE, "%s larger than the limit of %d bytes", what, mbe.Limit)
 	case errors.Is(err, io.EOF):
-		return slipway.Errorf(slipway.EINVALID, "%s is empty: send a JSON object", what)
+		return slipway.Wrap(slipway.EINVALID, io.EOF, "%s is empty: send a JSON object", what)
 	case errors.As(err, &syn):
 		return slipway.Errorf(slipway.EINVALID, "%s is not valid JSON at byte %d: %v", what, syn.Offset, err)
+	case errors.As(err, &typ) && typ.Field == "":
+		return slipway.Errorf(slipway.EINVALID, "%s must be %s, not %s", what, jsonKind(typ.Type), typ.Value)
 	case errors.As(err, &typ):
-		return slipway.Errorf(slipway.EINVALID, "%s: field %q must be %s, not %s", what, typ.Field, typ.Type, typ.Value)
+		return slipway.Errorf(slipway.EINVALID, "%s: field %q must be %s, not %s", what, typ.Field, jsonKind(typ.Type), typ.Value)
 	}
 	return slipway.Errorf(slipway.EINVALID, "%s: %v", what, err)
+}
+
+// jsonKind names the JSON value a Go type is read from, for a client that knows the JSON and not the Go types.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
 }
 
 // pageParams reads ?limit= (1..1000, default 100) and ?offset= (≥ 0).
@@ -86,15 +112,10 @@ func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any, limit int
 	if r.ContentLength == 0 {
 		return nil
 	}
-	if err := decodeJSON(w, r, v, limit); err != nil && !isEmptyBody(err) {
+	if err := decodeJSON(w, r, v, limit); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return nil
-}
-
-func isEmptyBody(err error) bool {
-	var se *slipway.Error
-	return errors.As(err, &se) && se.Message == "request body is empty: send a JSON object"
 }
 
 // mediaType is the request's Content-Type without parameters ("" when absent or malformed). The common

@@ -99,7 +99,7 @@ func (s *Server) handleVersionFiles(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	return reply(w, http.StatusOK, newPage(v.Files, len(v.Files), 0, len(v.Files)))
+	return replyAll(w, v.Files, nil)
 }
 
 func (s *Server) handleVersionArtifact(w http.ResponseWriter, r *http.Request) error {
