@@ -7,7 +7,7 @@ GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 export SLIPWAY_ORT_LIB ?= $(HOME)/.cache/slipway/onnxruntime-1.30.0/libonnxruntime.so.1
 export CGO_ENABLED := 1
 
-.PHONY: ort run deps build examples test test-go test-python bench bench-batch bench-monitor lint clean
+.PHONY: ort run deps build examples engines test test-go test-python bench bench-batch bench-monitor lint clean
 
 run: deps build examples ## set up everything and start the server on 127.0.0.1:8080 (data in ./slipway-data)
 	./$(BIN) server
@@ -21,7 +21,12 @@ build:
 examples: ## train the example models (scikit-learn pickle, ONNX)
 	./examples/build.sh
 
-test: lint build examples test-python test-go ## every test: lint (layers), Go (race detector, end to end through the binary) and Python
+test: lint build examples engines test-python test-go ## every test: lint (layers), Go (race detector, end to end through the binary) and Python
+
+# engines the tests start, built once into a cache (scripts/engines.sh)
+ENGINES :=
+engines:
+	./scripts/engines.sh $(ENGINES)
 
 test-go:
 	$(GO) vet ./...
