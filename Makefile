@@ -21,7 +21,7 @@ build:
 examples: ## train the example models (scikit-learn pickle, ONNX)
 	./examples/build.sh
 
-test: lint build examples engines test-python test-go ## every test: lint (layers), Go (race detector, end to end through the binary) and Python
+test: deps lint build examples engines test-python test-go ## every test: lint (layers), Go (race detector, end to end through the binary) and Python
 
 # engines the tests start, built once into a cache (scripts/engines.sh)
 ENGINES :=
