@@ -164,6 +164,7 @@ func (a *App) open(ctx context.Context) error {
 	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes,
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
+		MaxTokenTTL: a.cfg.MaxTokenTTL,
 		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup})
 	return nil
 }

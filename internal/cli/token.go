@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,18 +16,19 @@ func (a *app) tokensCommand() *cobra.Command {
 		Aliases: []string{"token"},
 		Short:   "Create, list and revoke API tokens (admin)",
 	}
-	cmd.AddCommand(a.tokensCreateCommand(), a.tokensListCommand(), a.tokensRevokeCommand())
+	cmd.AddCommand(a.tokensCreateCommand(), a.tokensListCommand(), a.tokensRevokeCommand(), a.tokensRotateCommand())
 	return cmd
 }
 
 func (a *app) tokensCreateCommand() *cobra.Command {
-	var role string
+	var role, expiresIn, expiresAt string
 	cmd := &cobra.Command{
-		Use:   "create NAME --role admin|editor|viewer|predict",
+		Use:   "create NAME --role admin|editor|viewer|predict [--expires-in 720h | --expires-at RFC3339]",
 		Short: "Create a token and print its secret (shown only once)",
 		Long: `Create a token. Roles: admin (everything, tokens included), editor (push models, deploy, run jobs),
 viewer (read), predict (call prediction endpoints only). The secret is printed once and cannot be retrieved
-again: only its SHA-256 is stored.`,
+again: only its SHA-256 is stored. A token may expire (--expires-in, --expires-at); the server's
+--max-token-ttl caps the lifetime and is the default when one is set.`,
 		Args: exactArgs(1, "one token name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			r := slipway.Role(role)
@@ -36,23 +38,24 @@ again: only its SHA-256 is stored.`,
 			if err := slipway.ValidateName("token", args[0]); err != nil {
 				return err
 			}
+			at, err := parseOptionalTime("--expires-at", expiresAt)
+			if err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			t, err := c.CreateToken(cmd.Context(), args[0], r)
+			t, err := c.CreateTokenFrom(cmd.Context(), slipway.TokenSpec{Name: args[0], Role: r, ExpiresIn: expiresIn, ExpiresAt: at})
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return a.printJSON(t)
-			}
-			fmt.Fprintf(a.stdout, "Created token %s (id %s, role %s):\n\n    %s\n\n", t.Name, t.ID, t.Role, t.Secret)
-			fmt.Fprintln(a.stdout, "This secret is shown only once: store it now (for example as SLIPWAY_TOKEN). It cannot be retrieved again.")
-			return nil
+			return a.showSecret(t, "Created")
 		}),
 	}
 	cmd.Flags().StringVar(&role, "role", "", "admin, editor, viewer or predict")
+	cmd.Flags().StringVar(&expiresIn, "expires-in", "", "lifetime, e.g. 12h or 720h (default: the server's --max-token-ttl, else never)")
+	cmd.Flags().StringVar(&expiresAt, "expires-at", "", "expiry time, RFC 3339 (e.g. 2027-01-31T00:00:00Z)")
 	requireFlags(cmd, "role")
 	return cmd
 }
@@ -65,15 +68,8 @@ func (a *app) tokensListCommand() *cobra.Command {
 		Args:    exactArgs(0, "no arguments"),
 		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ts, err := c.ListTokens(cmd.Context())
-			return showAll(a, ts, err, []any{"ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"}, func(t *slipway.Token) []any {
-				lastUsed, revoked := "-", "-"
-				if t.LastUsedAt != nil {
-					lastUsed = formatTime(*t.LastUsedAt)
-				}
-				if t.RevokedAt != nil {
-					revoked = formatTime(*t.RevokedAt)
-				}
-				return []any{t.ID, t.Name, t.Role, formatTime(t.CreatedAt), lastUsed, revoked}
+			return showAll(a, ts, err, []any{"ID", "NAME", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED"}, func(t *slipway.Token) []any {
+				return []any{t.ID, t.Name, t.Role, formatTime(t.CreatedAt), orDash(formatTimePtr(t.LastUsedAt)), orDash(formatTimePtr(t.ExpiresAt)), orDash(formatTimePtr(t.RevokedAt))}
 			})
 		}),
 	}
@@ -95,4 +91,91 @@ func (a *app) tokensRevokeCommand() *cobra.Command {
 			return nil
 		}),
 	}
+}
+
+func (a *app) tokensRotateCommand() *cobra.Command {
+	var rot slipway.TokenRotation
+	var expiresAt string
+	cmd := &cobra.Command{
+		Use:   "rotate ID|NAME [--grace 1h] [--expires-in 720h | --expires-at RFC3339]",
+		Short: "Give a token a new secret; the old one keeps working for a grace period",
+		Long: `Rotate a token: print a new secret for it. The old secret keeps working until the grace period ends
+(default 1h; --grace 0s ends it at once), so the clients holding it can be moved over one by one. Revoking the
+token during the grace period stops both secrets. The token keeps its expiry unless --expires-in or
+--expires-at gives a new one.`,
+		Args: exactArgs(1, "one token id or name (see 'slipway tokens list')"),
+		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
+			var err error
+			if rot.ExpiresAt, err = parseOptionalTime("--expires-at", expiresAt); err != nil {
+				return err
+			}
+			id, err := tokenID(cmd, c, args[0])
+			if err != nil {
+				return err
+			}
+			t, err := c.RotateToken(cmd.Context(), id, rot)
+			if err != nil {
+				return err
+			}
+			if err := a.showSecret(t, "Rotated"); err != nil || a.jsonOutput() {
+				return err
+			}
+			if t.PreviousSecretValidUntil != nil {
+				fmt.Fprintf(a.stdout, "The old secret works until %s.\n", formatTime(*t.PreviousSecretValidUntil))
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&rot.Grace, "grace", "", "how long the old secret keeps working (default 1h)")
+	cmd.Flags().StringVar(&rot.ExpiresIn, "expires-in", "", "a new lifetime for the token, e.g. 720h")
+	cmd.Flags().StringVar(&expiresAt, "expires-at", "", "a new expiry time for the token, RFC 3339")
+	return cmd
+}
+
+// showSecret prints a token's new secret, which is shown only this once.
+func (a *app) showSecret(t *slipway.Token, verb string) error {
+	if a.jsonOutput() {
+		return a.printJSON(t)
+	}
+	fmt.Fprintf(a.stdout, "%s token %s (id %s, role %s):\n\n    %s\n\n", verb, t.Name, t.ID, t.Role, t.Secret)
+	if t.ExpiresAt != nil {
+		fmt.Fprintf(a.stdout, "It expires on %s.\n", formatTime(*t.ExpiresAt))
+	}
+	fmt.Fprintln(a.stdout, "This secret is shown only once: store it now (for example as SLIPWAY_TOKEN). It cannot be retrieved again.")
+	return nil
+}
+
+// tokenID resolves a token id or the name of exactly one unrevoked token to its id.
+func tokenID(cmd *cobra.Command, c *client.Client, idOrName string) (string, error) {
+	ts, err := c.ListTokens(cmd.Context())
+	if err != nil {
+		return "", err
+	}
+	var byName []string
+	for _, t := range ts {
+		if t.ID == idOrName {
+			return t.ID, nil
+		}
+		if t.Name == idOrName && t.RevokedAt == nil {
+			byName = append(byName, t.ID)
+		}
+	}
+	switch len(byName) {
+	case 1:
+		return byName[0], nil
+	case 0:
+		return "", fmt.Errorf("no token with id or name %q (see 'slipway tokens list')", idOrName)
+	}
+	return "", fmt.Errorf("%d active tokens are named %q: give the id (see 'slipway tokens list')", len(byName), idOrName)
+}
+
+func parseOptionalTime(flag, v string) (*time.Time, error) {
+	if v == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: use RFC 3339, e.g. 2027-01-31T00:00:00Z", flag, v)
+	}
+	return &t, nil
 }

@@ -38,6 +38,8 @@ type Config struct {
 	PayloadReadTimeout time.Duration
 	WriteTimeout       time.Duration
 	ReadyTimeout       time.Duration
+	// MaxTokenTTL caps how long a token created through the API may last (0: no cap).
+	MaxTokenTTL time.Duration
 	DebugAddr          string // pprof listener, off when empty
 	// TLSCert and TLSKey (PEM files) make the server speak HTTPS; SIGHUP reads them again.
 	TLSCert, TLSKey string
@@ -144,6 +146,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a kept-alive connection may wait for its next request")
 	fs.DurationVar(&c.PayloadReadTimeout, "payload-read-timeout", c.PayloadReadTimeout, "how long a prediction request's body may take to arrive (slower → 400, before any replica is involved; 0: no limit)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "how long writing a prediction's answer may take once the model has answered (0: no limit); downloads, backups and log streams are not limited")
+	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", c.MaxTokenTTL, "longest lifetime of a token created through the API; tokens created without expires_in/expires_at get it (0: no maximum, tokens may never expire)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {
 		return c, err

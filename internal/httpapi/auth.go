@@ -29,6 +29,9 @@ type authenticator struct {
 type cachedToken struct {
 	token   *slipway.Token
 	fetched time.Time
+	// rotatedOut marks a secret that a rotation replaced: it works only until the token's
+	// PreviousSecretValidUntil.
+	rotatedOut bool
 }
 
 func newAuthenticator(store slipway.TokenStore) *authenticator {
@@ -42,25 +45,52 @@ func HashToken(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// lookup finds the token a secret belongs to and checks that it may be used now (not revoked, not expired,
+// not a rotated-out secret past its grace period).
 func (a *authenticator) lookup(ctx context.Context, secret string) (*slipway.Token, error) {
 	sum := sha256.Sum256([]byte(secret))
 	a.mu.Lock()
 	c, ok := a.cache[sum]
 	a.mu.Unlock()
-	if ok && time.Since(c.fetched) < tokenCacheTTL {
-		return c.token, nil
+	if !ok || time.Since(c.fetched) >= tokenCacheTTL {
+		var err error
+		if c, err = a.fetch(ctx, sum); err != nil {
+			return nil, err
+		}
 	}
-	t, err := a.store.FindTokenByHash(ctx, hex.EncodeToString(sum[:]))
-	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "invalid token: check SLIPWAY_TOKEN or the token file")
-	} else if err != nil {
+	now := time.Now()
+	if err := c.token.Usable(now); err != nil {
 		return nil, err
 	}
+	if c.rotatedOut {
+		if until := c.token.PreviousSecretValidUntil; until == nil || !now.Before(*until) {
+			return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "this secret of token %q was replaced (slipway tokens rotate) and stopped working at the end of its grace period: use the new secret", c.token.Name)
+		}
+	}
+	return c.token, nil
+}
+
+// fetch reads the token of a secret's hash from the store (its current secret, else a rotated-out one) and
+// caches it.
+func (a *authenticator) fetch(ctx context.Context, sum [sha256.Size]byte) (cachedToken, error) {
+	hash := hex.EncodeToString(sum[:])
+	c := cachedToken{fetched: time.Now()}
+	t, err := a.store.FindTokenByHash(ctx, hash)
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		t, err = a.store.FindTokenByPreviousHash(ctx, hash)
+		c.rotatedOut = true
+	}
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		return c, slipway.Errorf(slipway.EUNAUTHORIZED, "invalid token: check SLIPWAY_TOKEN or the token file")
+	} else if err != nil {
+		return c, err
+	}
+	c.token = t
 	// Recorded on cache misses only (at most once per token per tokenCacheTTL): cheap, and close enough to
 	// tell a token in use from a forgotten one.
 	if toucher, ok := a.store.(interface {
 		TouchToken(context.Context, string) error
-	}); ok && t.RevokedAt == nil {
+	}); ok && t.Usable(c.fetched) == nil {
 		if err := toucher.TouchToken(ctx, t.ID); err == nil {
 			now := time.Now().UTC()
 			t.LastUsedAt = &now
@@ -70,9 +100,9 @@ func (a *authenticator) lookup(ctx context.Context, secret string) (*slipway.Tok
 	if len(a.cache) > 10_000 { // bounded: random invalid tokens never reach the cache, this is only a backstop
 		clear(a.cache)
 	}
-	a.cache[sum] = cachedToken{token: t, fetched: time.Now()}
+	a.cache[sum] = c
 	a.mu.Unlock()
-	return t, nil
+	return c, nil
 }
 
 func (a *authenticator) evict() {
@@ -91,14 +121,7 @@ func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
 		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "malformed Authorization header: use \"Bearer <token>\"")
 	}
-	t, err := s.auth.lookup(r.Context(), strings.TrimSpace(secret))
-	if err != nil {
-		return nil, err
-	}
-	if t.RevokedAt != nil {
-		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "token %q was revoked on %s", t.Name, t.RevokedAt.Format(time.RFC3339))
-	}
-	return t, nil
+	return s.auth.lookup(r.Context(), strings.TrimSpace(secret))
 }
 
 // requireRole admits requests whose token has the needed role.

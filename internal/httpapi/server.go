@@ -40,6 +40,9 @@ type Config struct {
 	// PayloadReadTimeout and WriteTimeout bound how long a prediction's body may take to arrive and its answer
 	// to be written (0: no limit); the rest of the API has no such limit (uploads, downloads and streams are long).
 	PayloadReadTimeout, WriteTimeout time.Duration
+	// MaxTokenTTL caps the lifetime of tokens created through the API (0: no cap); a token created without
+	// a lifetime gets this one.
+	MaxTokenTTL time.Duration
 }
 
 // Server serves the API.
@@ -55,6 +58,7 @@ type Server struct {
 	maxPayload  int64
 	readBy      time.Duration // prediction body read deadline (Config.PayloadReadTimeout)
 	writeBy     time.Duration // prediction answer write deadline (Config.WriteTimeout)
+	maxTokenTTL time.Duration
 	log         *slog.Logger
 	ready       func(context.Context) error
 	maxUp       int64
@@ -76,7 +80,7 @@ func New(cfg Config) *Server {
 	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
-		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout}
+		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL}
 	if cfg.Deployments != nil {
 		s.routers = cfg.Deployments.Routers()
 	}
@@ -92,6 +96,7 @@ func New(cfg Config) *Server {
 		{"POST /api/v1/tokens", s.handle(s.handleTokenCreate), slipway.RoleAdmin},
 		{"GET /api/v1/tokens", s.handle(s.handleTokenList), slipway.RoleAdmin},
 		{"DELETE /api/v1/tokens/{id}", s.handle(s.handleTokenRevoke), slipway.RoleAdmin},
+		{"POST /api/v1/tokens/{id}/rotate", s.handle(s.handleTokenRotate), slipway.RoleAdmin},
 		{"GET /api/v1/backup", s.handle(s.handleBackup), slipway.RoleAdmin},
 
 		{"POST /api/v1/models", s.handle(s.handleModelCreate), slipway.RoleEditor},

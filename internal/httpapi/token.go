@@ -18,10 +18,7 @@ func NewTokenSecret() string {
 }
 
 func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error {
-	var in struct {
-		Name string       `json:"name"`
-		Role slipway.Role `json:"role"`
-	}
+	var in slipway.TokenSpec
 	if err := decodeJSON(w, r, &in, 64<<10); err != nil {
 		return err
 	}
@@ -31,7 +28,12 @@ func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error
 	if !in.Role.Valid() {
 		return slipway.Errorf(slipway.EINVALID, "invalid role %q: use admin, editor, viewer or predict", in.Role)
 	}
-	t := &slipway.Token{ID: newID()[:16], Name: in.Name, Role: in.Role, CreatedAt: time.Now().UTC(), Secret: NewTokenSecret()}
+	now := time.Now().UTC()
+	expires, err := in.Expiry(now, s.maxTokenTTL)
+	if err != nil {
+		return err
+	}
+	t := &slipway.Token{ID: newID()[:16], Name: in.Name, Role: in.Role, CreatedAt: now, ExpiresAt: expires, Secret: NewTokenSecret()}
 	if err := s.tokens.CreateToken(r.Context(), t, HashToken(t.Secret)); err != nil {
 		return err
 	}
@@ -53,6 +55,33 @@ func (s *Server) handleTokenRevoke(w http.ResponseWriter, r *http.Request) error
 	}
 	s.auth.evict()
 	return noContent(w)
+}
+
+// handleTokenRotate gives a token a new secret. The old secret keeps working for the grace period, so the
+// clients holding it can be moved over one by one; revoking the token ends both at once.
+func (s *Server) handleTokenRotate(w http.ResponseWriter, r *http.Request) error {
+	var in slipway.TokenRotation
+	if err := decodeOptionalJSON(w, r, &in, 64<<10); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	graceUntil, err := in.GraceUntil(now)
+	if err != nil {
+		return err
+	}
+	expires, setExpiry, err := in.NewExpiry(now, s.maxTokenTTL)
+	if err != nil {
+		return err
+	}
+	secret := NewTokenSecret()
+	t, err := s.tokens.RotateToken(r.Context(), r.PathValue("id"), HashToken(secret), graceUntil, expires, setExpiry)
+	if err != nil {
+		return err
+	}
+	s.auth.evict()
+	t.Secret = secret
+	writeJSON(w, http.StatusOK, t)
+	return nil
 }
 
 func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {

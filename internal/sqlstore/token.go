@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/slipway-ml/slipway"
 )
@@ -12,24 +13,61 @@ var _ slipway.TokenStore = (*DB)(nil)
 
 // CreateToken stores t with the SHA-256 hash of its secret.
 func (db *DB) CreateToken(ctx context.Context, t *slipway.Token, hash string) error {
-	_, err := db.w.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-		t.ID, t.Name, string(t.Role), hash, formatTime(t.CreatedAt))
+	_, err := db.w.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Name, string(t.Role), hash, formatTime(t.CreatedAt), nullTime(t.ExpiresAt))
 	return mapErr(err, fmt.Sprintf("token %s", t.Name))
 }
 
-const tokenColumns = `id, name, role, created_at, last_used_at, revoked_at`
+const tokenColumns = `id, name, role, created_at, last_used_at, revoked_at, expires_at, rotated_at, previous_valid_until`
 
 func scanToken(row interface{ Scan(...any) error }) (*slipway.Token, error) {
 	var t slipway.Token
 	var created string
-	var used, revoked sql.NullString
-	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked); err != nil {
+	var used, revoked, expires, rotated, graceUntil sql.NullString
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked, &expires, &rotated, &graceUntil); err != nil {
 		return nil, err
 	}
 	t.CreatedAt = parseTime(created)
 	t.LastUsedAt = parseNullTime(used)
 	t.RevokedAt = parseNullTime(revoked)
+	t.ExpiresAt = parseNullTime(expires)
+	t.RotatedAt = parseNullTime(rotated)
+	t.PreviousSecretValidUntil = parseNullTime(graceUntil)
 	return &t, nil
+}
+
+// FindTokenByPreviousHash returns the token whose rotated-out secret hashes to hash; the caller checks the
+// grace period (PreviousSecretValidUntil).
+func (db *DB) FindTokenByPreviousHash(ctx context.Context, hash string) (*slipway.Token, error) {
+	t, err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE previous_hash = ?`, hash))
+	return t, mapErr(err, "token")
+}
+
+// RotateToken gives an unrevoked token a new secret hash; the old one stays valid until graceUntil.
+func (db *DB) RotateToken(ctx context.Context, id, newHash string, graceUntil time.Time, expiresAt *time.Time, setExpiry bool) (*slipway.Token, error) {
+	var t *slipway.Token
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		cur, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = ?`, id))
+		if err != nil {
+			return mapErr(err, "token "+id)
+		}
+		if cur.RevokedAt != nil {
+			return slipway.Errorf(slipway.ECONFLICT, "token %s (%s) was revoked: create a new token instead", cur.Name, id)
+		}
+		expires := nullTime(cur.ExpiresAt)
+		if setExpiry {
+			expires = nullTime(expiresAt)
+		}
+		// The revoked_at guard makes a revoke that lands between the read and this write win.
+		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET previous_hash = hash, hash = ?, previous_valid_until = ?,
+			rotated_at = ?, expires_at = ? WHERE id = ? AND revoked_at IS NULL`,
+			newHash, formatTime(graceUntil), formatTime(db.now()), expires, id); err != nil {
+			return mapErr(err, "rotate token "+id)
+		}
+		t, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = ?`, id))
+		return mapErr(err, "token "+id)
+	})
+	return t, err
 }
 
 // FindTokenByHash returns the token whose secret hashes to hash (revoked tokens included; the caller decides).

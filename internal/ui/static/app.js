@@ -186,9 +186,9 @@ async function tokensPage() {
   const created = el("div", { id: "token-created" });
   async function refreshList() {
     const list = await api("/api/v1/tokens");
-    fill(listBox, table(["name", "role", "id", "created", "last used", "revoked", ""], list.items.map(t => [
+    fill(listBox, table(["name", "role", "id", "created", "last used", "expires", "revoked", ""], list.items.map(t => [
       t.name, t.role, el("code", {}, t.id), when(t.created_at), t.last_used_at ? when(t.last_used_at) : "never",
-      t.revoked_at ? when(t.revoked_at) : "–",
+      t.expires_at ? when(t.expires_at) : "never", t.revoked_at ? when(t.revoked_at) : "–",
       t.revoked_at ? null : actionButton("Revoke", "revoke-" + t.name, "/api/v1/tokens/" + enc(t.id), refreshList,
         "Revoke token " + t.name + "? Everything using it is refused from now on.", "DELETE")]), "No tokens."));
   }
