@@ -165,7 +165,7 @@ func (a *App) open(ctx context.Context) error {
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes,
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
 		MaxTokenTTL: a.cfg.MaxTokenTTL,
-		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup})
+		Monitor:     a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup})
 	return nil
 }
 

@@ -40,7 +40,7 @@ type Config struct {
 	ReadyTimeout       time.Duration
 	// MaxTokenTTL caps how long a token created through the API may last (0: no cap).
 	MaxTokenTTL time.Duration
-	DebugAddr          string // pprof listener, off when empty
+	DebugAddr   string // pprof listener, off when empty
 	// TLSCert and TLSKey (PEM files) make the server speak HTTPS; SIGHUP reads them again.
 	TLSCert, TLSKey string
 	// DatabaseURL is where the state lives, as given: empty or sqlite:///path for SQLite files, or
