@@ -454,6 +454,16 @@ func TestWebUI(t *testing.T) {
 		}
 	})
 
+	t.Run("audit: the log, filtered, and its chain verified", func(t *testing.T) {
+		b.do("open the audit log", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/audit"]`)))
+		b.waitJS("the entries", `document.querySelector("main")?.innerText.includes("server.start")`)
+		b.do("filter by action", chromedp.SetValue(chromedp.ID("audit-action"), "server.start"), chromedp.Click(chromedp.CSS(`#audit-filter button`)))
+		b.waitJS("only server starts", `location.search.includes("action=server.start") && ![...document.querySelectorAll("main tbody tr")].some(r => !r.innerText.includes("server.start"))`)
+		b.do("verify the chain", chromedp.Click(chromedp.ID("audit-verify-submit")))
+		b.waitJS("the verdict", `document.querySelector("#audit-verify")?.innerText.includes("The chain holds")`)
+		b.checkRendered("audit")
+	})
+
 	t.Run("tokens: created with the secret shown once, revoked", func(t *testing.T) {
 		b.acceptConfirms()
 		b.do("open the tokens", chromedp.Click(chromedp.CSS(`#nav a[href="/ui/tokens"]`)))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/archive"
+	"github.com/slipway-ml/slipway/internal/audit"
 	"github.com/slipway-ml/slipway/internal/backup"
 	"github.com/slipway-ml/slipway/internal/batch"
 	"github.com/slipway-ml/slipway/internal/blob"
@@ -51,6 +52,7 @@ type App struct {
 	monitor     *monitor.Service
 	jobs        *jobs.Service
 	batch       *batch.Service
+	audit       *audit.Service
 	closers     []func() error // feature areas' Close, run in reverse order before the stores close
 }
 
@@ -156,7 +158,7 @@ func (a *App) open(ctx context.Context) error {
 		return err
 	}
 	a.blobs, a.runtimes = blobs, rt
-	for _, open := range []func() error{a.openMonitor, a.openCanary, a.openBatch, a.openJobs} {
+	for _, open := range []func() error{a.openAudit, a.openMonitor, a.openCanary, a.openBatch, a.openJobs} {
 		if err := open(); err != nil {
 			return err
 		}
@@ -164,8 +166,8 @@ func (a *App) open(ctx context.Context) error {
 	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes,
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
-		MaxTokenTTL: a.cfg.MaxTokenTTL,
-		Monitor:     a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup})
+		MaxTokenTTL: a.cfg.MaxTokenTTL, Audit: a.audit,
+		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup})
 	return nil
 }
 

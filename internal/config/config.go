@@ -40,7 +40,9 @@ type Config struct {
 	ReadyTimeout       time.Duration
 	// MaxTokenTTL caps how long a token created through the API may last (0: no cap).
 	MaxTokenTTL time.Duration
-	DebugAddr   string // pprof listener, off when empty
+	// AuditRetention is how long audit entries are kept (0: forever).
+	AuditRetention time.Duration
+	DebugAddr      string // pprof listener, off when empty
 	// TLSCert and TLSKey (PEM files) make the server speak HTTPS; SIGHUP reads them again.
 	TLSCert, TLSKey string
 	// DatabaseURL is where the state lives, as given: empty or sqlite:///path for SQLite files, or
@@ -80,6 +82,7 @@ func Default() Config {
 		Python: "/usr/bin/python3", MaxUploadBytes: 1 << 30, MaxPayloadBytes: 10 << 20, MaxUnpackedBytes: 4 << 30, MaxFiles: 10_000,
 		MaxRatio: 200, ShutdownTimeout: 30 * time.Second, ReadyTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		AuditRetention:     400 * 24 * time.Hour,
 		PayloadReadTimeout: time.Minute, WriteTimeout: time.Minute,
 		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4, ReplicaScheduling: "batch",
 	}
@@ -146,6 +149,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a kept-alive connection may wait for its next request")
 	fs.DurationVar(&c.PayloadReadTimeout, "payload-read-timeout", c.PayloadReadTimeout, "how long a prediction request's body may take to arrive (slower → 400, before any replica is involved; 0: no limit)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "how long writing a prediction's answer may take once the model has answered (0: no limit); downloads, backups and log streams are not limited")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", c.AuditRetention, "how long audit log entries are kept (0: forever)")
 	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", c.MaxTokenTTL, "longest lifetime of a token created through the API; tokens created without expires_in/expires_at get it (0: no maximum, tokens may never expire)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {

@@ -124,16 +124,20 @@ func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
 	return s.auth.lookup(r.Context(), strings.TrimSpace(secret))
 }
 
-// requireRole admits requests whose token has the needed role.
-func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc) http.HandlerFunc {
+// requireRole admits requests whose token has the needed role; auditRefusals records the others in the
+// audit log (routes that audited wraps record every call themselves).
+func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefusals bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t, err := s.authenticate(r)
+		if err == nil && need != roleAny && !t.Role.Allows(need) {
+			infoOf(r).token = t
+			err = slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need)
+		}
 		if err != nil {
 			s.problem(w, r, err)
-			return
-		}
-		if need != roleAny && !t.Role.Allows(need) {
-			s.problem(w, r, slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need))
+			if auditRefusals {
+				s.auditRefusal(r, err)
+			}
 			return
 		}
 		infoOf(r).token = t // Handler puts the request's info in its context (withRequestID) before any route

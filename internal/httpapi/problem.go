@@ -20,6 +20,7 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	code := slipway.ErrorCode(err)
 	status := slipway.ProblemStatus(code)
+	infoOf(r).problem = code
 	if status == http.StatusInternalServerError {
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "error", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/audit"
 	"github.com/slipway-ml/slipway/internal/batch"
 	"github.com/slipway-ml/slipway/internal/catalog"
 	"github.com/slipway-ml/slipway/internal/deploy"
@@ -40,6 +41,8 @@ type Config struct {
 	// PayloadReadTimeout and WriteTimeout bound how long a prediction's body may take to arrive and its answer
 	// to be written (0: no limit); the rest of the API has no such limit (uploads, downloads and streams are long).
 	PayloadReadTimeout, WriteTimeout time.Duration
+	// Audit records state-changing and refused calls (nil: no audit log).
+	Audit *audit.Service
 	// MaxTokenTTL caps the lifetime of tokens created through the API (0: no cap); a token created without
 	// a lifetime gets this one.
 	MaxTokenTTL time.Duration
@@ -59,6 +62,8 @@ type Server struct {
 	readBy      time.Duration // prediction body read deadline (Config.PayloadReadTimeout)
 	writeBy     time.Duration // prediction answer write deadline (Config.WriteTimeout)
 	maxTokenTTL time.Duration
+	audit       *audit.Service
+	actions     map[string]string // route pattern → OpenAPI operationId: the audit log's action names
 	log         *slog.Logger
 	ready       func(context.Context) error
 	maxUp       int64
@@ -80,7 +85,8 @@ func New(cfg Config) *Server {
 	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
-		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL}
+		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
+		audit: cfg.Audit, actions: operationIDs()}
 	if cfg.Deployments != nil {
 		s.routers = cfg.Deployments.Routers()
 	}
@@ -140,10 +146,15 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.monitorRoutes()...)
 	s.routes = append(s.routes, s.jobRoutes()...)
 	s.routes = append(s.routes, s.batchRoutes()...)
+	s.routes = append(s.routes, s.auditRoutes()...)
 	for _, rt := range s.routes {
 		h := rt.handler
+		audited := s.audit != nil && changesState(rt)
 		if rt.role != "" {
-			h = s.requireRole(rt.role, h)
+			h = s.requireRole(rt.role, h, !audited)
+		}
+		if audited {
+			h = s.audited(rt, h)
 		}
 		s.mux.HandleFunc(rt.pattern, h)
 	}
@@ -193,8 +204,9 @@ type ctxKey struct{}
 // requestInfo is what the middleware learns about a request. One value in the context, filled in as the request
 // passes through: each r.WithContext copies the whole request, which the prediction path pays per call.
 type requestInfo struct {
-	id    string
-	token *slipway.Token // set by requireRole
+	id      string
+	token   *slipway.Token // set by requireRole
+	problem string         // the problem code answered, if any (the audit log records it)
 }
 
 func infoOf(r *http.Request) *requestInfo {

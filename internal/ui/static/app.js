@@ -209,6 +209,44 @@ async function tokensPage() {
     el("h2", {}, "Create a token"), form);
 }
 
+// ---- audit log (admin) ----
+
+// auditPage lists the audit log, newest page first, with filters, and checks its hash chain.
+async function auditPage() {
+  const params = new URLSearchParams(location.search);
+  const inputs = {};
+  for (const [key, hint] of [["actor", "token name or id"], ["target", "e.g. deployments/churn"], ["action", "e.g. createDeployment"], ["from", "24h or RFC 3339"]]) {
+    inputs[key] = el("input", { id: "audit-" + key, name: key, placeholder: hint, value: params.get(key) || "" });
+  }
+  const filters = el("form", { class: "action-form", id: "audit-filter", onsubmit: ev => {
+    ev.preventDefault();
+    const q = new URLSearchParams();
+    for (const [k, input] of Object.entries(inputs)) if (input.value.trim()) q.set(k, input.value.trim());
+    navigate("/ui/audit" + (q.toString() ? "?" + q : ""));
+  } }, Object.entries(inputs).map(([k, input]) => el("label", {}, k + " ", input)), el("button", { type: "submit" }, "Filter"));
+  const q = new URLSearchParams();
+  for (const k of Object.keys(inputs)) if (params.get(k)) q.set(k, params.get(k));
+  q.set("limit", "1000");
+  const page = await api("/api/v1/audit?" + q);
+  const rows = page.items.slice().reverse().slice(0, 200).map(e => [
+    e.seq, el("span", { title: e.time }, clockTime(e.time)), e.token_name || "–", e.action, e.target ? el("code", {}, e.target) : "–",
+    e.status ? el("span", { class: "badge " + (e.status >= 400 ? "bad" : "ok") }, String(e.status)) : "–", e.problem || "–", e.client || "–"]);
+  const verdict = el("div", { id: "audit-verify" });
+  const verify = el("button", { id: "audit-verify-submit", onclick: async () => {
+    const v = await api("/api/v1/audit/verify");
+    fill(verdict, v.ok
+      ? el("div", { class: "note" }, "The chain holds: " + plural(v.entries, "entry") + ", seq " + v.first_seq + " to " + v.last_seq + ". Head ", el("code", {}, v.head))
+      : errorBox("The chain is broken at entry " + v.broken_at + ": " + v.reason));
+  } }, "Verify the chain");
+  return el("div", {},
+    el("h1", {}, "Audit log"),
+    el("p", { class: "muted" }, "Every call that may change state, every refused call, and the server's starts and stops. Entries are hash-chained: verifying recomputes every hash. Export with ",
+      el("code", {}, "slipway audit export"), "."),
+    filters, el("p", {}, verify, " ", verdict),
+    table(["seq", "time", "actor", "action", "target", "status", "problem", "client"], rows, "No entries match."),
+    page.items.length > 200 ? el("p", { class: "muted" }, "Showing the newest 200 of the first 1000 matches: narrow the filters, or use the CLI.") : null);
+}
+
 // ---- pages and routing ----
 
 const routes = [
@@ -225,6 +263,7 @@ const routes = [
   [/^batch\/([^/]+)$/, batchPage],
   [/^schedules$/, schedulesPage],
   [/^tokens$/, tokensPage],
+  [/^audit$/, auditPage],
 ];
 
 function navigate(href, replace) {
@@ -322,7 +361,7 @@ const canEdit = () => me && (me.role === "editor" || me.role === "admin");
 
 function showWho(who) {
   me = who;
-  document.querySelector('#nav a[href="/ui/tokens"]').hidden = me.role !== "admin";
+  for (const admin of ["/ui/tokens", "/ui/audit"]) document.querySelector('#nav a[href="' + admin + '"]').hidden = me.role !== "admin";
   fill(document.getElementById("who"), me.name + " (" + me.role + ")",
     el("button", { type: "button", id: "signout", onclick: () => signOut() }, "Sign out"));
 }
