@@ -38,7 +38,6 @@ func auditAfter(t *testing.T, s *server, seq int64, want int) []*slipway.AuditEn
 	}
 }
 
-
 // stateChangingOperations reads the server's own OpenAPI document: every operation that is not a GET and
 // not on the data plane (role predict), with its path parameters filled in.
 func stateChangingOperations(t *testing.T, s *server) []struct{ method, path, route, id string } {
