@@ -23,6 +23,9 @@ const (
 	EMODEL = "model_error"
 	// EUNSUPPORTED is a request body in a media type (Content-Type) the endpoint does not take (HTTP 415).
 	EUNSUPPORTED = "unsupported_media_type"
+	// ERATELIMITED is a token over its own rate limit (HTTP 429 with Retry-After), unlike EOVERLOADED, a
+	// deployment whose queue is full.
+	ERATELIMITED = "rate_limited"
 )
 
 // Error is the domain error. Message is written for the person who made the request: it says what is wrong and

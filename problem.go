@@ -24,6 +24,7 @@ var problemStatuses = map[string]int{
 	ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 	EOVERLOADED:   http.StatusTooManyRequests,
+	ERATELIMITED:  http.StatusTooManyRequests,
 	EUNAVAILABLE:  http.StatusServiceUnavailable,
 	ETIMEOUT:      http.StatusGatewayTimeout,
 }
@@ -43,6 +44,8 @@ func ProblemCode(status int) string {
 	switch status {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return EUNAVAILABLE
+	case http.StatusTooManyRequests:
+		return EOVERLOADED // a rate limit says so in its problem; a bare 429 is taken as load
 	}
 	for code, s := range problemStatuses {
 		if s == status {

@@ -53,6 +53,8 @@ type Token struct {
 	// that the clients holding it can be moved to the new one without an outage.
 	RotatedAt                *time.Time `json:"rotated_at,omitempty"`
 	PreviousSecretValidUntil *time.Time `json:"previous_secret_valid_until,omitempty"`
+	// RateLimit bounds the token's calls to the prediction endpoints (nil: no limit but the deployments' own).
+	RateLimit *TokenRateLimit `json:"rate_limit,omitempty"`
 	// Secret is set only in the responses that create or rotate the token.
 	Secret string `json:"token,omitempty"`
 }
@@ -69,6 +71,29 @@ func (t *Token) Usable(now time.Time) error {
 	return nil
 }
 
+// TokenRateLimit is a token bucket: Burst calls at once, refilled at RequestsPerSecond.
+type TokenRateLimit struct {
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	Burst             int     `json:"burst"`
+}
+
+// Validate checks the limit; a zero Burst means one second's worth of calls (at least 1).
+func (l *TokenRateLimit) Validate() error {
+	if l == nil {
+		return nil
+	}
+	if !(l.RequestsPerSecond > 0) || l.RequestsPerSecond > 1e6 {
+		return Errorf(EINVALID, "rate_limit.requests_per_second %v: want more than 0 and at most 1000000", l.RequestsPerSecond)
+	}
+	if l.Burst < 0 || l.Burst > 1_000_000 {
+		return Errorf(EINVALID, "rate_limit.burst %d: want 0 (one second's worth) to 1000000", l.Burst)
+	}
+	if l.Burst == 0 {
+		l.Burst = max(1, int(l.RequestsPerSecond))
+	}
+	return nil
+}
+
 // TokenSpec is what creating a token takes. At most one of ExpiresIn and ExpiresAt is set; with neither, the
 // token lasts as long as the server's maximum token lifetime allows (forever when it has none).
 type TokenSpec struct {
@@ -76,6 +101,8 @@ type TokenSpec struct {
 	Role      Role       `json:"role"`
 	ExpiresIn string     `json:"expires_in,omitempty"` // a duration: "90s", "12h", "720h"
 	ExpiresAt *time.Time `json:"expires_at,omitempty"` // RFC 3339
+	// RateLimit bounds the token's prediction calls (429 with Retry-After beyond it).
+	RateLimit *TokenRateLimit `json:"rate_limit,omitempty"`
 }
 
 // Expiry resolves the spec's lifetime at now under the server's maximum (0: none): the time the token

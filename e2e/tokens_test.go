@@ -133,3 +133,33 @@ func TestTokenRotation(t *testing.T) {
 		t.Fatalf("rotating an unknown token: exit %d %q", code, errOut)
 	}
 }
+
+func TestTokenRateLimit(t *testing.T) {
+	s := startServer(t, "")
+	limited := cliToken(t, s, "tokens", "create", "partner", "--role", "predict", "--rate-limit", "0.5", "--burst", "2")
+	call := func(token string) *http.Response {
+		resp, _ := s.do(t, http.MethodPost, "/deployments/nope/predict", token, strings.NewReader("{}"), "application/json")
+		return resp
+	}
+	// The burst passes the limiter (and reaches the route: no such deployment), then the token is refused.
+	for i := range 2 {
+		if resp := call(limited.Secret); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("call %d within the burst answered %d", i+1, resp.StatusCode)
+		}
+	}
+	resp, body := s.do(t, http.MethodPost, "/deployments/nope/predict", limited.Secret, strings.NewReader("{}"), "application/json")
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "rate_limited") || resp.Header.Get("Retry-After") != "2" {
+		t.Fatalf("over the limit: %d Retry-After %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	// Another token, and the rest of the API, are not limited by it.
+	if resp := call(s.Token); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("an unlimited token answered %d", resp.StatusCode)
+	}
+	resp, body = s.do(t, http.MethodGet, "/metrics", s.Token, nil, "")
+	if !strings.Contains(string(body), `slipway_token_rate_limited_total{token="partner"} 1`) {
+		t.Fatalf("the refusal is not counted per token: %d\n%s", resp.StatusCode, body)
+	}
+	if _, errOut, code := s.cli("tokens", "create", "bad", "--role", "predict", "--rate-limit", "-3"); code == 0 || !strings.Contains(errOut, "requests_per_second") {
+		t.Fatalf("a negative rate limit: exit %d %q", code, errOut)
+	}
+}

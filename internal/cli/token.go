@@ -22,13 +22,16 @@ func (a *app) tokensCommand() *cobra.Command {
 
 func (a *app) tokensCreateCommand() *cobra.Command {
 	var role, expiresIn, expiresAt string
+	var rps float64
+	var burst int
 	cmd := &cobra.Command{
 		Use:   "create NAME --role admin|editor|viewer|predict [--expires-in 720h | --expires-at RFC3339]",
 		Short: "Create a token and print its secret (shown only once)",
 		Long: `Create a token. Roles: admin (everything, tokens included), editor (push models, deploy, run jobs),
 viewer (read), predict (call prediction endpoints only). The secret is printed once and cannot be retrieved
 again: only its SHA-256 is stored. A token may expire (--expires-in, --expires-at); the server's
---max-token-ttl caps the lifetime and is the default when one is set.`,
+--max-token-ttl caps the lifetime and is the default when one is set. --rate-limit bounds the token's calls
+to the prediction endpoints (beyond it: 429 with Retry-After).`,
 		Args: exactArgs(1, "one token name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			r := slipway.Role(role)
@@ -42,11 +45,18 @@ again: only its SHA-256 is stored. A token may expire (--expires-in, --expires-a
 			if err != nil {
 				return err
 			}
+			spec := slipway.TokenSpec{Name: args[0], Role: r, ExpiresIn: expiresIn, ExpiresAt: at}
+			if rps != 0 || burst != 0 {
+				spec.RateLimit = &slipway.TokenRateLimit{RequestsPerSecond: rps, Burst: burst}
+				if err := spec.RateLimit.Validate(); err != nil {
+					return fmt.Errorf("--rate-limit/--burst: %w", err)
+				}
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			t, err := c.CreateTokenFrom(cmd.Context(), slipway.TokenSpec{Name: args[0], Role: r, ExpiresIn: expiresIn, ExpiresAt: at})
+			t, err := c.CreateTokenFrom(cmd.Context(), spec)
 			if err != nil {
 				return err
 			}
@@ -56,6 +66,8 @@ again: only its SHA-256 is stored. A token may expire (--expires-in, --expires-a
 	cmd.Flags().StringVar(&role, "role", "", "admin, editor, viewer or predict")
 	cmd.Flags().StringVar(&expiresIn, "expires-in", "", "lifetime, e.g. 12h or 720h (default: the server's --max-token-ttl, else never)")
 	cmd.Flags().StringVar(&expiresAt, "expires-at", "", "expiry time, RFC 3339 (e.g. 2027-01-31T00:00:00Z)")
+	cmd.Flags().Float64Var(&rps, "rate-limit", 0, "prediction calls per second this token may make (default: no limit)")
+	cmd.Flags().IntVar(&burst, "burst", 0, "calls at once above --rate-limit (default: one second's worth)")
 	requireFlags(cmd, "role")
 	return cmd
 }

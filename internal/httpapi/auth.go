@@ -133,9 +133,16 @@ func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefu
 			infoOf(r).token = t
 			err = slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need)
 		}
+		if err == nil && need == slipway.RolePredict && t.RateLimit != nil {
+			if ok, wait := s.limiter.allow(t, time.Now()); !ok {
+				var retry string
+				err, retry = s.limiter.refuse(t, wait)
+				w.Header().Set("Retry-After", retry)
+			}
+		}
 		if err != nil {
 			s.problem(w, r, err)
-			if auditRefusals {
+			if auditRefusals && slipway.ErrorCode(err) != slipway.ERATELIMITED { // a rate limit is load, not an access refusal
 				s.auditRefusal(r, err)
 			}
 			return

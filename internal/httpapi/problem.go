@@ -36,7 +36,7 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 
 // setRetryAfter tells the client of an overloaded or unavailable server to try again in a second.
 func setRetryAfter(h http.Header, status int) {
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+	if (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", "1")
 	}
 }

@@ -63,6 +63,7 @@ type Server struct {
 	writeBy     time.Duration // prediction answer write deadline (Config.WriteTimeout)
 	maxTokenTTL time.Duration
 	audit       *audit.Service
+	limiter     *rateLimiter
 	actions     map[string]string // route pattern → OpenAPI operationId: the audit log's action names
 	log         *slog.Logger
 	ready       func(context.Context) error
@@ -86,7 +87,10 @@ func New(cfg Config) *Server {
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
-		audit: cfg.Audit, actions: operationIDs()}
+		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter()}
+	if cfg.Monitor != nil {
+		cfg.Monitor.Registry().MustRegister(s.limiter.limited)
+	}
 	if cfg.Deployments != nil {
 		s.routers = cfg.Deployments.Routers()
 	}

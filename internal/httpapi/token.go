@@ -28,12 +28,16 @@ func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error
 	if !in.Role.Valid() {
 		return slipway.Errorf(slipway.EINVALID, "invalid role %q: use admin, editor, viewer or predict", in.Role)
 	}
+	if err := in.RateLimit.Validate(); err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	expires, err := in.Expiry(now, s.maxTokenTTL)
 	if err != nil {
 		return err
 	}
-	t := &slipway.Token{ID: newID()[:16], Name: in.Name, Role: in.Role, CreatedAt: now, ExpiresAt: expires, Secret: NewTokenSecret()}
+	t := &slipway.Token{ID: newID()[:16], Name: in.Name, Role: in.Role, CreatedAt: now, ExpiresAt: expires, RateLimit: in.RateLimit,
+		Secret: NewTokenSecret()}
 	if err := s.tokens.CreateToken(r.Context(), t, HashToken(t.Secret)); err != nil {
 		return err
 	}

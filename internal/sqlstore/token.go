@@ -13,19 +13,29 @@ var _ slipway.TokenStore = (*DB)(nil)
 
 // CreateToken stores t with the SHA-256 hash of its secret.
 func (db *DB) CreateToken(ctx context.Context, t *slipway.Token, hash string) error {
-	_, err := db.w.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		t.ID, t.Name, string(t.Role), hash, formatTime(t.CreatedAt), nullTime(t.ExpiresAt))
+	var rps, burst any
+	if l := t.RateLimit; l != nil {
+		rps, burst = l.RequestsPerSecond, l.Burst
+	}
+	_, err := db.w.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, expires_at, rate_limit_rps, rate_limit_burst)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Name, string(t.Role), hash, formatTime(t.CreatedAt), nullTime(t.ExpiresAt), rps, burst)
 	return mapErr(err, fmt.Sprintf("token %s", t.Name))
 }
 
-const tokenColumns = `id, name, role, created_at, last_used_at, revoked_at, expires_at, rotated_at, previous_valid_until`
+const tokenColumns = `id, name, role, created_at, last_used_at, revoked_at, expires_at, rotated_at, previous_valid_until,
+	rate_limit_rps, rate_limit_burst`
 
 func scanToken(row interface{ Scan(...any) error }) (*slipway.Token, error) {
 	var t slipway.Token
 	var created string
 	var used, revoked, expires, rotated, graceUntil sql.NullString
-	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked, &expires, &rotated, &graceUntil); err != nil {
+	var rps sql.NullFloat64
+	var burst sql.NullInt64
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked, &expires, &rotated, &graceUntil, &rps, &burst); err != nil {
 		return nil, err
+	}
+	if rps.Valid {
+		t.RateLimit = &slipway.TokenRateLimit{RequestsPerSecond: rps.Float64, Burst: int(burst.Int64)}
 	}
 	t.CreatedAt = parseTime(created)
 	t.LastUsedAt = parseNullTime(used)
