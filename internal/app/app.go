@@ -251,6 +251,7 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
+	ln = limitPerClient(ln, a.cfg.MaxConnsPerClient, a.connRefusalLogger())
 	if err := a.serveDebug(ctx); err != nil {
 		_ = ln.Close() // never served: closing only frees the port
 		return fmt.Errorf("debug listener on %s: %w", a.cfg.DebugAddr, err)

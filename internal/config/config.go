@@ -40,6 +40,8 @@ type Config struct {
 	ReadyTimeout       time.Duration
 	// MaxTokenTTL caps how long a token created through the API may last (0: no cap).
 	MaxTokenTTL time.Duration
+	// MaxConnsPerClient caps the connections open at once from one client address (0: no cap).
+	MaxConnsPerClient int
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration
 	DebugAddr      string // pprof listener, off when empty
@@ -149,6 +151,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a kept-alive connection may wait for its next request")
 	fs.DurationVar(&c.PayloadReadTimeout, "payload-read-timeout", c.PayloadReadTimeout, "how long a prediction request's body may take to arrive (slower → 400, before any replica is involved; 0: no limit)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "how long writing a prediction's answer may take once the model has answered (0: no limit); downloads, backups and log streams are not limited")
+	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", c.MaxConnsPerClient, "connections open at once from one client address; more are closed at once (0: no cap; behind a load balancer every client has its address)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", c.AuditRetention, "how long audit log entries are kept (0: forever)")
 	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", c.MaxTokenTTL, "longest lifetime of a token created through the API; tokens created without expires_in/expires_at get it (0: no maximum, tokens may never expire)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
@@ -210,6 +213,9 @@ func (c *Config) Validate() error {
 	// Each HTTP limit that is wrong is named with its value, so that a typo is found without reading the help.
 	if c.MaxHeaderBytes < 4<<10 {
 		errs = append(errs, fmt.Errorf("HTTP limits: --max-header-bytes %d: want at least 4096", c.MaxHeaderBytes))
+	}
+	if c.MaxConnsPerClient < 0 {
+		errs = append(errs, fmt.Errorf("HTTP limits: --max-conns-per-client %d: want 0 (no cap) or more", c.MaxConnsPerClient))
 	}
 	for _, d := range []struct {
 		flag     string

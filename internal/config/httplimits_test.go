@@ -24,7 +24,7 @@ func TestHTTPLimits(t *testing.T) {
 		c.PayloadReadTimeout != 0 || c.WriteTimeout != 5*time.Second {
 		t.Errorf("flags: %+v, %v", c, err)
 	}
-	for _, args := range [][]string{{"--max-header-bytes", "0"}, {"--read-header-timeout", "0"}, {"--idle-timeout", "-1s"}, {"--write-timeout", "-1s"}} {
+	for _, args := range [][]string{{"--max-header-bytes", "0"}, {"--read-header-timeout", "0"}, {"--idle-timeout", "-1s"}, {"--write-timeout", "-1s"}, {"--max-conns-per-client", "-1"}} {
 		if _, err := Parse(append([]string{"--data-dir", t.TempDir()}, args...), none, io.Discard); err == nil || !strings.Contains(err.Error(), "HTTP limits") {
 			t.Errorf("%v: err = %v, want the HTTP limits refused", args, err)
 		}
