@@ -3,14 +3,17 @@ package e2e
 import (
 	"bytes"
 	"context"
+	byteorder "encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,6 +339,10 @@ func TestDeployONNXMatchesReference(t *testing.T) {
 		}
 	}
 	compare("v2", probs, labels)
+	v2JSON := body
+
+	// V2 with the binary tensor data extension, as Triton's clients send by default: the same answer.
+	checkV2Binary(t, s, "churn-onnx", flat, n, v2JSON)
 
 	// OCI predict on an ONNX model: {"inputs": {name: nested list}}.
 	resp, body = s.do(t, "POST", "/deployments/churn-onnx/predict", s.Token, bytes.NewReader(mustJSON(map[string]any{"inputs": map[string]any{"features": exp.Features}})), "application/json")
@@ -350,6 +357,83 @@ func TestDeployONNXMatchesReference(t *testing.T) {
 	}
 	json.Unmarshal(body, &oci)
 	compare("predict", oci.Outputs.Probabilities, oci.Outputs.Label)
+}
+
+// checkV2Binary sends features (n rows of 4) in the binary tensor data extension, asks for every output in
+// binary, and checks that the answer carries the same outputs as the JSON answer v2JSON.
+func checkV2Binary(t *testing.T, s *server, model string, features []float64, n int, v2JSON []byte) {
+	t.Helper()
+	head := mustJSON(map[string]any{
+		"inputs":     []map[string]any{{"name": "features", "shape": []int{n, 4}, "datatype": "FP32", "parameters": map[string]any{"binary_data_size": 16 * n}}},
+		"parameters": map[string]any{"binary_data_output": true}})
+	body := append([]byte{}, head...)
+	for _, f := range features {
+		body = byteorder.LittleEndian.AppendUint32(body, math.Float32bits(float32(f)))
+	}
+	req, err := http.NewRequest("POST", s.URL+"/v2/models/"+model+"/infer", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(head)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	jsonLen, err := strconv.Atoi(resp.Header.Get("Inference-Header-Content-Length"))
+	if resp.StatusCode != 200 || err != nil || resp.Header.Get("Content-Type") != "application/octet-stream" || jsonLen > len(answer) {
+		t.Fatalf("binary v2: %d %q %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Inference-Header-Content-Length"), answer)
+	}
+	type output struct {
+		Name       string          `json:"name"`
+		Datatype   string          `json:"datatype"`
+		Shape      []int           `json:"shape"`
+		Data       json.RawMessage `json:"data"`
+		Parameters struct {
+			Size int `json:"binary_data_size"`
+		} `json:"parameters"`
+	}
+	var bin, plain struct{ Outputs []output }
+	if err := json.Unmarshal(answer[:jsonLen], &bin); err != nil {
+		t.Fatalf("the JSON part %q: %v", answer[:jsonLen], err)
+	}
+	if err := json.Unmarshal(v2JSON, &plain); err != nil || len(plain.Outputs) != len(bin.Outputs) {
+		t.Fatalf("outputs: binary %d, JSON %d (%v)", len(bin.Outputs), len(plain.Outputs), err)
+	}
+	raw := answer[jsonLen:]
+	for i, o := range bin.Outputs {
+		if o.Data != nil || o.Parameters.Size == 0 || o.Parameters.Size > len(raw) {
+			t.Fatalf("binary output %s: %+v with %d bytes left", o.Name, o, len(raw))
+		}
+		var got []float64
+		for j := 0; j < o.Parameters.Size; {
+			switch o.Datatype {
+			case "FP32":
+				got, j = append(got, float64(math.Float32frombits(byteorder.LittleEndian.Uint32(raw[j:])))), j+4
+			case "INT64":
+				got, j = append(got, float64(int64(byteorder.LittleEndian.Uint64(raw[j:])))), j+8
+			default:
+				t.Fatalf("output %s: datatype %s not expected of this model", o.Name, o.Datatype)
+			}
+		}
+		raw = raw[o.Parameters.Size:]
+		var want []float64
+		err := json.Unmarshal(plain.Outputs[i].Data, &want)
+		if o.Datatype == "FP32" { // JSON writes a float32 in its shortest form: equal as float32, bit for bit
+			for k := range want {
+				want[k] = float64(float32(want[k]))
+			}
+		}
+		if err != nil || plain.Outputs[i].Name != o.Name || !slices.Equal(got, want) {
+			t.Fatalf("output %s in binary %v, in JSON %s %v", o.Name, got, plain.Outputs[i].Data, err)
+		}
+	}
+	if len(raw) != 0 {
+		t.Fatalf("%d bytes after the last output's binary data", len(raw))
+	}
 }
 
 // checkBatchScheduling: by default every thread of every replica runs under SCHED_BATCH, as chrt sees it.

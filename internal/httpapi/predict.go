@@ -46,8 +46,13 @@ var (
 	invocationsProtocol = protocol{monitor.ProtoInvocations, isMLflowMedia, jsonMedia + " or text/csv",
 		(*Server).pick, (*Server).callMLflow, (*Server).problem}
 	// v2Protocol is the Open Inference Protocol (V2/KServe) inference, where the path may name a version.
-	v2Protocol = protocol{monitor.ProtoV2, isJSONMedia, jsonMedia, (*Server).v2Pick, (*Server).callV2, (*Server).v2Error}
+	v2Protocol = protocol{monitor.ProtoV2, isV2Media, jsonMedia + ", or application/octet-stream with Inference-Header-Content-Length",
+		(*Server).v2Pick, (*Server).callV2, (*Server).v2Error}
 )
+
+// isV2Media: JSON, or the binary tensor data extension's JSON-then-binary body, which Triton's client sends
+// as application/octet-stream (or undeclared).
+func isV2Media(mt string) bool { return isJSONMedia(mt) || mt == "application/octet-stream" }
 
 // jsonMedia names the media types a JSON prediction body may be declared as (isJSONMedia).
 const jsonMedia = "application/json (or no Content-Type)"
@@ -146,7 +151,12 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex
 		return
 	}
 	predictHeaders(w, version, replica)
-	setJSONContentType(w.Header())
+	if n := infoOf(r).inferHeaderLen; n > 0 {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Inference-Header-Content-Length", strconv.Itoa(n))
+	} else {
+		setJSONContentType(w.Header())
+	}
 	w.Write(out)
 }
 
@@ -242,8 +252,8 @@ func (s *Server) callMLflow(r *http.Request, route serving.Route, mt string, bod
 	return out, res.Replica, nil
 }
 
-func (s *Server) callV2(r *http.Request, route serving.Route, _ string, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
-	req, err := inference.DecodeV2Request(body)
+func (s *Server) callV2(r *http.Request, route serving.Route, mt string, body []byte, ex *monitor.Exchange) ([]byte, string, error) {
+	req, err := decodeV2Request(r, mt, body)
 	if err != nil {
 		return nil, "", err
 	}
@@ -256,13 +266,33 @@ func (s *Server) callV2(r *http.Request, route serving.Route, _ string, body []b
 		id = requestID(r)
 	}
 	v := route.Version
-	out, err := inference.EncodeV2Response(r.PathValue("name"), strconv.Itoa(v.Version), id, res.Outputs, req.Outputs)
+	out, jsonLen, err := inference.EncodeV2BinaryResponse(r.PathValue("name"), strconv.Itoa(v.Version), id, res.Outputs, req)
 	if err != nil {
 		return nil, "", err
+	}
+	if jsonLen < len(out) {
+		infoOf(r).inferHeaderLen = jsonLen // predict writes the extension's header and content type
 	}
 	ex.SetRequestID(id)
 	ex.Tensors(v.Version, res.Replica, req.Inputs, res.Outputs)
 	return out, res.Replica, nil
+}
+
+// decodeV2Request decodes a V2 inference body: JSON, or with Inference-Header-Content-Length, the binary
+// tensor data extension.
+func decodeV2Request(r *http.Request, mt string, body []byte) (*inference.V2Request, error) {
+	h := r.Header.Get("Inference-Header-Content-Length")
+	if h == "" {
+		if mt == "application/octet-stream" {
+			return nil, slipway.Errorf(slipway.EINVALID, "a binary body needs the header Inference-Header-Content-Length: the length of its JSON part")
+		}
+		return inference.DecodeV2Request(body)
+	}
+	n, err := strconv.Atoi(h)
+	if err != nil {
+		return nil, slipway.Errorf(slipway.EINVALID, "Inference-Header-Content-Length %q: want the length of the body's JSON part in bytes", h)
+	}
+	return inference.DecodeV2BinaryRequest(body, n)
 }
 
 // predictTensors runs in on the route's pool, with a copy to its shadow.
@@ -405,7 +435,7 @@ func (s *Server) handleV2Ready(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
 	setJSONContentType(w.Header())
-	w.Write(inference.EncodeV2ServerMetadata(Version, []string{}))
+	w.Write(inference.EncodeV2ServerMetadata(Version, []string{"binary_tensor_data"}))
 }
 
 func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {

@@ -211,6 +211,8 @@ type requestInfo struct {
 	id      string
 	token   *slipway.Token // set by requireRole
 	problem string         // the problem code answered, if any (the audit log records it)
+	// inferHeaderLen is the JSON part's length of a V2 answer with binary outputs (0: a plain JSON answer).
+	inferHeaderLen int
 }
 
 func infoOf(r *http.Request) *requestInfo {

@@ -22,6 +22,21 @@ type V2Request struct {
 	Inputs     []workerproto.Tensor
 	// Outputs names the requested outputs, in request order; empty means all of them.
 	Outputs []string
+	// binaryOut says, per requested output, whether its parameters ask for binary data (nil: not given), and
+	// binaryAll whether the request's parameters do for every output (binary_data_output).
+	binaryOut []*bool
+	binaryAll bool
+}
+
+// BinaryOutput reports whether the answer should carry output name as binary data (the binary tensor data
+// extension): its own binary_data parameter if given, else the request's binary_data_output.
+func (r *V2Request) BinaryOutput(name string) bool {
+	for i, n := range r.Outputs {
+		if n == name && r.binaryOut[i] != nil {
+			return *r.binaryOut[i]
+		}
+	}
+	return r.binaryAll
 }
 
 // DecodeV2Request decodes an inference request body: {"id", "parameters", "inputs": [{"name", "shape",
@@ -29,14 +44,22 @@ type V2Request struct {
 // (row-major) or nested as the shape; its element count must be the product of the shape and every
 // element must fit the datatype. The binary data extension (binary_data_size) is not supported.
 func DecodeV2Request(body []byte) (*V2Request, error) {
+	req, _, err := decodeV2(body, false)
+	return req, err
+}
+
+// decodeV2 decodes the JSON of a request; with binary, inputs may give binary_data_size instead of data, and
+// the sizes are returned per input (-1 for an input whose data is in the JSON).
+func decodeV2(body []byte, binary bool) (*V2Request, []int64, error) {
 	s, err := newScanner(body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if s.peek() != kObject {
-		return nil, notA(s, "", `a JSON object like {"inputs": [...]}`)
+		return nil, nil, notA(s, "", `a JSON object like {"inputs": [...]}`)
 	}
 	req := &V2Request{}
+	var sizes []int64
 	var seen [4]bool
 	err = s.bodyFields(func(k tok) error {
 		var err error
@@ -48,14 +71,15 @@ func DecodeV2Request(body []byte) (*V2Request, error) {
 		case keyIs(body, k, "parameters"):
 			if err = keyOnce(seen[:], 1, "parameters", nil); err == nil {
 				req.Parameters, err = decodeParams(s, "parameters")
+				req.binaryAll = req.Parameters["binary_data_output"] == true
 			}
 		case keyIs(body, k, "inputs"):
 			if err = keyOnce(seen[:], 2, "inputs", nil); err == nil {
-				req.Inputs, err = decodeV2Inputs(s)
+				req.Inputs, sizes, err = decodeV2Inputs(s, binary)
 			}
 		case keyIs(body, k, "outputs"):
 			if err = keyOnce(seen[:], 3, "outputs", nil); err == nil {
-				req.Outputs, err = decodeV2Outputs(s)
+				req.Outputs, req.binaryOut, err = decodeV2Outputs(s)
 			}
 		default:
 			s.value()
@@ -63,15 +87,15 @@ func DecodeV2Request(body []byte) (*V2Request, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !seen[2] {
-		return nil, invalid("inputs", `missing: send "inputs": [{"name", "shape", "datatype", "data"}, ...]`)
+		return nil, nil, invalid("inputs", `missing: send "inputs": [{"name", "shape", "datatype", "data"}, ...]`)
 	}
 	if len(req.Inputs) == 0 {
-		return nil, invalid("inputs", "empty: send at least one input tensor")
+		return nil, nil, invalid("inputs", "empty: send at least one input tensor")
 	}
-	return req, nil
+	return req, sizes, nil
 }
 
 // notA consumes the next value and returns the error "where: expected want, got ..." (or the syntax
@@ -140,32 +164,34 @@ func decodeParams(s *scanner, where string) (map[string]any, error) {
 	return m, nil
 }
 
-func decodeV2Inputs(s *scanner) ([]workerproto.Tensor, error) {
+func decodeV2Inputs(s *scanner, binary bool) ([]workerproto.Tensor, []int64, error) {
 	if s.peek() != kArray {
-		return nil, notA(s, "inputs", "a list of tensors")
+		return nil, nil, notA(s, "inputs", "a list of tensors")
 	}
 	s.enter()
 	var ins []workerproto.Tensor
+	var sizes []int64
 	for i := 0; s.next(']', i); i++ {
-		t, err := decodeV2Input(s, i)
+		t, size, err := decodeV2Input(s, i, binary)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for j := range ins {
 			if ins[j].Name == t.Name {
-				return nil, invalid(fmt.Sprintf("inputs[%d].name", i), "duplicate input %q (also inputs[%d])", t.Name, j)
+				return nil, nil, invalid(fmt.Sprintf("inputs[%d].name", i), "duplicate input %q (also inputs[%d])", t.Name, j)
 			}
 		}
-		ins = append(ins, t)
+		ins, sizes = append(ins, t), append(sizes, size)
 	}
-	return ins, s.err
+	return ins, sizes, s.err
 }
 
-func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
+func decodeV2Input(s *scanner, i int, binary bool) (workerproto.Tensor, int64, error) {
 	var t workerproto.Tensor
+	binarySize := int64(-1)
 	at := func(field string) string { return fmt.Sprintf("inputs[%d].%s", i, field) }
 	if s.peek() != kObject {
-		return t, notA(s, fmt.Sprintf("inputs[%d]", i), `a tensor object {"name", "shape", "datatype", "data"}`)
+		return t, -1, notA(s, fmt.Sprintf("inputs[%d]", i), `a tensor object {"name", "shape", "datatype", "data"}`)
 	}
 	var (
 		dt                  workerproto.Datatype
@@ -190,7 +216,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 			}
 		}
 		if err != nil {
-			return t, err
+			return t, -1, err
 		}
 		switch {
 		case keyIs(s.b, k, "name"):
@@ -206,7 +232,7 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 			shape, err = readShape(s, at("shape"))
 			haveShape = true
 		case keyIs(s.b, k, "parameters"):
-			err = checkInputParams(s, at("parameters"))
+			binarySize, err = inputParams(s, at("parameters"), binary)
 		case keyIs(s.b, k, "data"):
 			haveData = true
 			if dt == workerproto.NoDatatype || !haveShape {
@@ -221,21 +247,25 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 			s.value()
 		}
 		if err != nil {
-			return t, err
+			return t, -1, err
 		}
 	}
 	if s.err != nil {
-		return t, s.err
+		return t, -1, s.err
 	}
 	switch {
 	case t.Name == "":
-		return t, invalid(at("name"), "missing")
+		return t, -1, invalid(at("name"), "missing")
 	case dt == workerproto.NoDatatype:
-		return t, invalid(at("datatype"), "missing (use one of %s)", datatypeList)
+		return t, -1, invalid(at("datatype"), "missing (use one of %s)", datatypeList)
 	case !haveShape:
-		return t, invalid(at("shape"), "missing")
+		return t, -1, invalid(at("shape"), "missing")
+	case binarySize >= 0 && haveData:
+		return t, -1, invalid(at("data"), "give data or parameters.binary_data_size, not both")
+	case binarySize >= 0:
+		return workerproto.Tensor{Name: t.Name, Datatype: dt.String(), Shape: shape}, binarySize, nil
 	case !haveData:
-		return t, invalid(at("data"), "missing")
+		return t, -1, invalid(at("data"), "missing")
 	}
 	if d == nil {
 		var err error
@@ -243,10 +273,10 @@ func decodeV2Input(s *scanner, i int) (workerproto.Tensor, error) {
 			err = d.decode(&scanner{b: s.b[:data.end], i: int(data.start)})
 		}
 		if err != nil {
-			return t, err
+			return t, -1, err
 		}
 	}
-	return d.col.tensor(t.Name, shape), nil
+	return d.col.tensor(t.Name, shape), -1, nil
 }
 
 // readShape reads a list of non-negative integers.
@@ -276,59 +306,84 @@ func readShape(s *scanner, where string) ([]int64, error) {
 	return shape, s.err
 }
 
-// checkInputParams skips an input's parameters, refusing the binary data extension.
-func checkInputParams(s *scanner, where string) error {
+// inputParams reads an input's parameters: its binary_data_size (the binary tensor data extension, allowed
+// only in a binary request), or -1.
+func inputParams(s *scanner, where string, binary bool) (int64, error) {
+	size := int64(-1)
 	if s.peek() != kObject {
 		t := s.value()
 		if s.err == nil && t.k != kNull {
-			return invalid(where, "expected an object, got %s", describe(s.b, t))
+			return size, invalid(where, "expected an object, got %s", describe(s.b, t))
 		}
-		return s.err
+		return size, s.err
 	}
-	return s.fields(func(k tok) error {
-		if keyIs(s.b, k, "binary_data_size") {
-			return invalid(where+".binary_data_size", "the binary tensor data extension is not supported: send the data as JSON")
+	err := s.fields(func(k tok) error {
+		if !keyIs(s.b, k, "binary_data_size") {
+			s.value()
+			return nil
 		}
-		s.value()
-		return nil
+		if !binary {
+			s.value()
+			return invalid(where+".binary_data_size", "binary tensor data needs the header Inference-Header-Content-Length (the length of the JSON part of the body): send it, or send the data as JSON")
+		}
+		t := s.value()
+		neg, mag, ok := false, uint64(0), false
+		if t.k == kInt {
+			neg, mag, ok = parseIntText(t.raw(s.b))
+		}
+		if s.err == nil && (!ok || neg && mag != 0 || mag > math.MaxInt32) {
+			return invalid(where+".binary_data_size", "expected a byte count, got %s", describe(s.b, t))
+		}
+		size = int64(mag)
+		return s.err
 	})
+	return size, err
 }
 
-func decodeV2Outputs(s *scanner) ([]string, error) {
+func decodeV2Outputs(s *scanner) ([]string, []*bool, error) {
 	if s.peek() != kArray {
-		return nil, notA(s, "outputs", `a list of {"name": ...} objects`)
+		return nil, nil, notA(s, "outputs", `a list of {"name": ...} objects`)
 	}
 	s.enter()
 	var names []string
+	var binary []*bool
 	for i := 0; s.next(']', i); i++ {
 		where := fmt.Sprintf("outputs[%d]", i)
 		if s.peek() != kObject {
-			return nil, notA(s, where, `an object {"name": ...}`)
+			return nil, nil, notA(s, where, `an object {"name": ...}`)
 		}
 		name := ""
+		var bin *bool
 		err := s.fields(func(k tok) error {
-			if keyIs(s.b, k, "name") {
+			switch {
+			case keyIs(s.b, k, "name"):
 				var err error
 				name, err = readName(s, where+".name")
 				return err
+			case keyIs(s.b, k, "parameters"):
+				params, err := decodeParams(s, where+".parameters")
+				if b, ok := params["binary_data"].(bool); ok {
+					bin = &b
+				}
+				return err // other parameters (classification) are not supported and ignored
 			}
-			s.value() // parameters (binary_data, classification) are not supported and ignored
+			s.value()
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if name == "" {
-			return nil, invalid(where+".name", "missing")
+			return nil, nil, invalid(where+".name", "missing")
 		}
 		for j, prev := range names {
 			if prev == name {
-				return nil, invalid(where+".name", "output %q is already requested by outputs[%d]", name, j)
+				return nil, nil, invalid(where+".name", "output %q is already requested by outputs[%d]", name, j)
 			}
 		}
-		names = append(names, name)
+		names, binary = append(names, name), append(binary, bin)
 	}
-	return names, s.err
+	return names, binary, s.err
 }
 
 // v2Data decodes one input's data against its shape.
@@ -477,13 +532,20 @@ func (d *v2Data) nested(s *scanner, depth int) error {
 // When requested is not empty, only those outputs are sent, in that order; an unknown name is an error.
 // NaN and ±Inf are encoded as null.
 func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.Tensor, requested []string) ([]byte, error) {
+	b, _, err := encodeV2Response(modelName, modelVersion, id, outputs, requested, nil)
+	return b, err
+}
+
+// encodeV2Response encodes the answer; the outputs binary selects go after the JSON as binary data (the
+// binary tensor data extension), and jsonLen is then the length of the JSON part.
+func encodeV2Response(modelName, modelVersion, id string, outputs []workerproto.Tensor, requested []string, binary func(string) bool) (body []byte, jsonLen int, err error) {
 	sel := outputs
 	if len(requested) > 0 {
 		sel = make([]workerproto.Tensor, 0, len(requested))
 		for i, name := range requested {
 			j := indexOf(outputs, name)
 			if j < 0 {
-				return nil, invalid(fmt.Sprintf("outputs[%d]", i), "unknown output %q: the model returns %s", name, quoteList(names(outputs)))
+				return nil, 0, invalid(fmt.Sprintf("outputs[%d]", i), "unknown output %q: the model returns %s", name, quoteList(names(outputs)))
 			}
 			sel = append(sel, outputs[j])
 		}
@@ -491,11 +553,12 @@ func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.
 	size := 64 + len(modelName) + len(modelVersion) + len(id)
 	for i := range sel {
 		if _, err := checkOutput(&sel[i]); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		size += 64 + len(sel[i].Name) + estimateJSON(&sel[i])
 	}
 	b := make([]byte, 0, size)
+	var blobs [][]byte
 	b = append(b, `{"model_name":`...)
 	b = appendString(b, modelName)
 	if modelVersion != "" {
@@ -519,6 +582,14 @@ func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.
 		b = append(b, t.Datatype...)
 		b = append(b, `","shape":`...)
 		b = appendShape(b, t.Shape)
+		if binary != nil && binary(t.Name) {
+			blob := binaryTensorData(t, dt)
+			blobs = append(blobs, blob)
+			b = append(b, `,"parameters":{"binary_data_size":`...)
+			b = strconv.AppendInt(b, int64(len(blob)), 10)
+			b = append(b, "}}"...)
+			continue
+		}
 		b = append(b, `,"data":[`...)
 		n := elemCount(t, dt)
 		for j := range n {
@@ -529,7 +600,12 @@ func EncodeV2Response(modelName, modelVersion, id string, outputs []workerproto.
 		}
 		b = append(b, "]}"...)
 	}
-	return append(b, "]}"...), nil
+	b = append(b, "]}"...)
+	jsonLen = len(b)
+	for _, blob := range blobs {
+		b = append(b, blob...)
+	}
+	return b, jsonLen, nil
 }
 
 // checkOutput checks that a model output is a consistent tensor of a known datatype.

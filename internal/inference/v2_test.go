@@ -56,7 +56,7 @@ func TestDecodeV2RequestErrors(t *testing.T) {
 		{"missing data", v2Body(`{"name": "a", "shape": [1], "datatype": "FP32"}`), "inputs[0].data: missing"},
 		{"duplicate input", v2Body(`{"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}, {"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}`), `inputs[1].name: duplicate input "a" (also inputs[0])`},
 		{"duplicate field", v2Body(`{"name": "a", "shape": [1], "shape": [2], "datatype": "FP32", "data": [1]}`), `inputs[0]: duplicate key "shape"`},
-		{"binary data", v2Body(`{"name": "a", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}`), "inputs[0].parameters.binary_data_size: the binary tensor data extension is not supported: send the data as JSON"},
+		{"binary data", v2Body(`{"name": "a", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}`), "inputs[0].parameters.binary_data_size: binary tensor data needs the header Inference-Header-Content-Length (the length of the JSON part of the body): send it, or send the data as JSON"},
 		{"too few", v2Body(`{"name": "a", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7]}`), "inputs[0].data: expected 8 elements for shape [2 4], got 7"},
 		{"too many", v2Body(`{"name": "a", "shape": [2], "datatype": "FP32", "data": [1, 2, 3]}`), "inputs[0].data: expected 2 elements for shape [2], got 3"},
 		{"scalar for many", v2Body(`{"name": "a", "shape": [2], "datatype": "FP32", "data": 1}`), "inputs[0].data: expected 2 elements for shape [2], got 1"},
