@@ -72,7 +72,7 @@ func TestBadPayloadsNeverReachTheModel(t *testing.T) {
 			`unsupported Content-Type \"application/octet-stream\": send application/json`},
 		{"mlflow malformed json", "/deployments/counter/invocations", "application/json", `{"inputs": [1,]}`, 400, slipway.EINVALID, "invalid JSON"},
 		{"mlflow pickle", "/deployments/counter/invocations", "application/x-pickle", pickle, 415, slipway.EUNSUPPORTED, "refused by design"},
-		{"mlflow xml", "/deployments/counter/invocations", "application/xml", "<a/>", 415, slipway.EUNSUPPORTED, "application/json (or no Content-Type) or text/csv"},
+		{"mlflow xml", "/deployments/counter/invocations", "application/xml", "<a/>", 415, slipway.EUNSUPPORTED, "This predictor only supports the following content types: Types: ['text/csv', 'application/json']. Got 'application/xml'."},
 		{"v2 malformed json", "/v2/models/counter/infer", "application/json", `{"inputs": [`, 400, "", "invalid JSON"},
 		{"v2 pickle", "/v2/models/counter/infer", "application/x-python-pickle", pickle, 415, "", "refused by design"},
 	}

@@ -28,8 +28,8 @@ type protocol struct {
 	name string // the monitor's name for it (monitor.Proto*)
 	// takes says whether the endpoint reads a body of media type mt (mediaType); others answer 415 unread.
 	takes func(mt string) bool
-	// takesWhat names the media types it takes, for the 415's message.
-	takesWhat string
+	// refuse is the 415 for a body of a media type it does not take.
+	refuse func(mt string) error
 	// route picks where the request goes.
 	route func(s *Server, r *http.Request) (serving.Route, error)
 	// call decodes the body, of media type mt (one it takes), runs the model (with a copy to the shadow) and
@@ -41,12 +41,12 @@ type protocol struct {
 
 var (
 	// predictProtocol is the OCI contract: the JSON body goes to predict() unchanged.
-	predictProtocol = protocol{monitor.ProtoPredict, isJSONMedia, jsonMedia, (*Server).pick, (*Server).callJSON, (*Server).problem}
+	predictProtocol = protocol{monitor.ProtoPredict, isJSONMedia, refuseMediaBut(jsonMedia), (*Server).pick, (*Server).callJSON, (*Server).problem}
 	// invocationsProtocol is the MLflow scoring protocol: JSON or CSV dataframes, tensors to the model.
-	invocationsProtocol = protocol{monitor.ProtoInvocations, isMLflowMedia, jsonMedia + " or text/csv",
+	invocationsProtocol = protocol{monitor.ProtoInvocations, isMLflowMedia, refuseMLflowMedia,
 		(*Server).pick, (*Server).callMLflow, (*Server).problem}
 	// v2Protocol is the Open Inference Protocol (V2/KServe) inference, where the path may name a version.
-	v2Protocol = protocol{monitor.ProtoV2, isV2Media, jsonMedia + ", or application/octet-stream with Inference-Header-Content-Length",
+	v2Protocol = protocol{monitor.ProtoV2, isV2Media, refuseMediaBut(jsonMedia + ", or application/octet-stream with Inference-Header-Content-Length"),
 		(*Server).v2Pick, (*Server).callV2, (*Server).v2Error}
 )
 
@@ -76,13 +76,25 @@ func isMLflowMedia(mt string) bool { return mt == "text/csv" || isJSONMedia(mt) 
 var serializedObjectMedia = []string{"application/x-python-pickle", "application/python-pickle",
 	"application/x-pickle", "application/pickle", "application/x-python-serialize", "application/x-java-serialized-object"}
 
-// unsupportedMedia is the 415 for a body of media type mt on an endpoint that takes only what takesWhat names.
-func unsupportedMedia(mt, takesWhat string) error {
-	if slices.Contains(serializedObjectMedia, mt) {
-		return slipway.Errorf(slipway.EUNSUPPORTED, "Content-Type %s is refused by design: serialized objects "+
-			"(pickle and the like) run code when loaded, so Slipway never loads one from a request; send %s", mt, takesWhat)
+// refuseMediaBut is the 415 of an endpoint that takes only what takesWhat names.
+func refuseMediaBut(takesWhat string) func(mt string) error {
+	return func(mt string) error {
+		if slices.Contains(serializedObjectMedia, mt) {
+			return slipway.Errorf(slipway.EUNSUPPORTED, "Content-Type %s is refused by design: serialized objects "+
+				"(pickle and the like) run code when loaded, so Slipway never loads one from a request; send %s", mt, takesWhat)
+		}
+		return slipway.Errorf(slipway.EUNSUPPORTED, "unsupported Content-Type %q: send %s", mt, takesWhat)
 	}
-	return slipway.Errorf(slipway.EUNSUPPORTED, "unsupported Content-Type %q: send %s", mt, takesWhat)
+}
+
+// refuseMLflowMedia is /invocations' 415, worded as MLflow's scoring server words it (clients and scripts
+// written against MLflow match on it), in a problem like every other error.
+func refuseMLflowMedia(mt string) error {
+	msg := fmt.Sprintf("This predictor only supports the following content types: Types: ['text/csv', 'application/json']. Got '%s'.", mt)
+	if slices.Contains(serializedObjectMedia, mt) {
+		msg += " Serialized objects (pickle and the like) are refused by design: they run code when loaded."
+	}
+	return slipway.Errorf(slipway.EUNSUPPORTED, "%s", msg)
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +138,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex
 	}
 	mt := mediaType(r) // parsed once: call decodes by it
 	if !p.takes(mt) {
-		p.fail(s, w, r, unsupportedMedia(mt, p.takesWhat))
+		p.fail(s, w, r, p.refuse(mt))
 		return
 	}
 	body, err := s.readPayload(w, r)

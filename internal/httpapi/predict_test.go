@@ -77,12 +77,18 @@ func TestPredictionMediaTypes(t *testing.T) {
 		if isJSONMedia(mt) || isMLflowMedia(mt) {
 			t.Errorf("%q taken", mt)
 		}
-		err := unsupportedMedia(mt, jsonMedia)
-		if slipway.ErrorCode(err) != slipway.EUNSUPPORTED || slipway.ProblemStatus(slipway.ErrorCode(err)) != http.StatusUnsupportedMediaType {
-			t.Errorf("%q: %v, want a 415", mt, err)
+		for _, p := range []*protocol{&predictProtocol, &invocationsProtocol, &v2Protocol} {
+			err := p.refuse(mt)
+			if slipway.ErrorCode(err) != slipway.EUNSUPPORTED || slipway.ProblemStatus(slipway.ErrorCode(err)) != http.StatusUnsupportedMediaType {
+				t.Errorf("%s %q: %v, want a 415", p.name, mt, err)
+			}
+			if pickle := strings.Contains(mt, "pickle"); pickle != strings.Contains(err.Error(), "refused by design") {
+				t.Errorf("%s %q: %v", p.name, mt, err)
+			}
 		}
-		if pickle := strings.Contains(mt, "pickle"); pickle != strings.Contains(err.Error(), "refused by design") {
-			t.Errorf("%q: %v", mt, err)
+		// MLflow's own words, which clients written against its scoring server match on.
+		if msg := slipway.ErrorMessage(invocationsProtocol.refuse(mt)); !strings.HasPrefix(msg, "This predictor only supports the following content types: Types: ['text/csv', 'application/json']. Got '"+mt+"'.") {
+			t.Errorf("/invocations %q: %q", mt, msg)
 		}
 	}
 }
