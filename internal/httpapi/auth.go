@@ -136,7 +136,7 @@ func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefu
 		if err == nil && need == slipway.RolePredict && t.RateLimit != nil {
 			if ok, wait := s.limiter.allow(t, time.Now()); !ok {
 				var retry string
-				err, retry = s.limiter.refuse(t, wait)
+				retry, err = s.limiter.refuse(t, wait)
 				w.Header().Set("Retry-After", retry)
 			}
 		}

@@ -52,10 +52,10 @@ func (l *rateLimiter) allow(t *slipway.Token, now time.Time) (bool, time.Duratio
 	return false, wait
 }
 
-// refuse is the problem of a call over its token's limit, with the Retry-After it carries.
-func (l *rateLimiter) refuse(t *slipway.Token, wait time.Duration) (error, string) {
+// refuse is the Retry-After and the problem of a call over its token's limit.
+func (l *rateLimiter) refuse(t *slipway.Token, wait time.Duration) (string, error) {
 	l.limited.WithLabelValues(t.Name).Inc()
 	secs := max(1, int(math.Ceil(wait.Seconds())))
-	return slipway.Errorf(slipway.ERATELIMITED, "token %q is over its rate limit of %g requests per second (burst %d): retry in %d s",
-		t.Name, t.RateLimit.RequestsPerSecond, t.RateLimit.Burst, secs), strconv.Itoa(secs)
+	return strconv.Itoa(secs), slipway.Errorf(slipway.ERATELIMITED, "token %q is over its rate limit of %g requests per second (burst %d): retry in %d s",
+		t.Name, t.RateLimit.RequestsPerSecond, t.RateLimit.Burst, secs)
 }

@@ -36,7 +36,7 @@ func TestRateLimiterBucket(t *testing.T) {
 	if ok, _ := l.allow(other, t0.Add(10*time.Second)); !ok {
 		t.Fatal("one token's calls used another token's bucket")
 	}
-	if err, retry := l.refuse(tok, 1500*time.Millisecond); slipway.ErrorCode(err) != slipway.ERATELIMITED || retry != "2" {
+	if retry, err := l.refuse(tok, 1500*time.Millisecond); slipway.ErrorCode(err) != slipway.ERATELIMITED || retry != "2" {
 		t.Fatalf("refusal %v with Retry-After %q, want rate_limited and 2", err, retry)
 	}
 }
