@@ -89,6 +89,12 @@ func OpenS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	s := &S3{client: client, bucket: loc.bucket, prefix: loc.prefix, tmp: cfg.TempDir,
 		where: "s3://" + loc.bucket + "/" + loc.prefix}
 	ok, err := client.BucketExists(ctx, s.bucket)
+	if err != nil && minio.ToErrorResponse(err).StatusCode == http.StatusForbidden {
+		// A wrong key and a wrong secret (a bad signature) both come back as 403, often without a body.
+		return nil, fmt.Errorf("blob: artifact store %s at %s refused the credentials (%w): check AWS_ACCESS_KEY_ID and "+
+			"AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials, the instance role) and that they may read and write bucket %q",
+			s.where, loc.endpoint.Redacted(), err, s.bucket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("blob: artifact store %s at %s: %w", s.where, loc.endpoint.Redacted(), err)
 	}
