@@ -58,7 +58,7 @@ SHA-256 of every row in primary-key order, and the report lists both per table.
 
 Stop every server of the source installation first. Artifacts are not in the database and are not copied: a
 server on the new database uses the same artifact folder (--data-dir) or bucket (--artifact-store).`,
-		Example: `  slipway db copy --from sqlite:///var/lib/slipway/slipway.db --to postgres://slipway:PASSWORD@db:5432/slipway`,
+		Example:     `  slipway db copy --from sqlite:///var/lib/slipway/slipway.db --to postgres://slipway:PASSWORD@db:5432/slipway`,
 		Args:        exactArgs(0, "no arguments (use --from and --to)"),
 		Annotations: map[string]string{notAClient: "yes"},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
