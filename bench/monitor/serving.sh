@@ -121,7 +121,7 @@ run() {
   "$bin" server --data-dir "$dir" --addr 127.0.0.1:0 "${dbargs[@]}" >"$log" 2>&1 &
   pid=$!
   pids+=("$pid")
-  for _ in $(seq 100); do addr=$(grep -oE 'addr=http://127\.0\.0\.1:[0-9]+' "$log" | head -n1 | cut -d= -f2) && [[ -n $addr ]] && break; sleep 0.1; done
+  for _ in $(seq 100); do addr=$(grep -oE 'addr=http://127\.0\.0\.1:[0-9]+' "$log" 2>/dev/null | head -n1 | cut -d= -f2) && [[ -n $addr ]] && break; sleep 0.1; done
   export SLIPWAY_URL=$addr SLIPWAY_TOKEN
   SLIPWAY_TOKEN=$(cat "$dir/admin.token")
   "$bin" "${push[@]}" >/dev/null
