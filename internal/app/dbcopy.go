@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -34,7 +35,7 @@ func CopyDatabase(ctx context.Context, req cli.CopyRequest) (_ *cli.CopyResult, 
 		}
 		lock, err := lockDataDir(dir)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: stop every server of the installation before copying its database (%w)", db.SQLite, err)
 		}
 		locked[dir] = true
 		defer func() { err = errors.Join(err, unlockDataDir(lock)) }()
