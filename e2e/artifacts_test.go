@@ -94,6 +94,23 @@ func TestArtifactStoreInABucket(t *testing.T) {
 	deploy(t, s, "churn2", "--model", "churn@champion") // what is referenced stays
 }
 
+// The S3 server checks signatures: a server started with the right key but the wrong secret is refused by the
+// store, and stops at once with a message that names the store and the credentials to check.
+func TestArtifactStoreWrongSecret(t *testing.T) {
+	slipwaytest.UseS3Credentials(t)
+	bucket := slipwaytest.StartS3(t, "slipway")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+	out, err := startFailing(t, "--data-dir", t.TempDir(), "--artifact-store", "s3://slipway/prod?endpoint="+bucket.URL)
+	if err == nil || bucket.Denied.Load() == 0 {
+		t.Fatalf("a server with the wrong secret started (denied %d): %v\n%s", bucket.Denied.Load(), err, out)
+	}
+	for _, want := range []string{"s3://slipway/prod/", "refused the credentials", "AWS_SECRET_ACCESS_KEY"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the server's error does not mention %q:\n%s", want, out)
+		}
+	}
+}
+
 func localBlobs(t *testing.T, dataDir string) []string {
 	t.Helper()
 	found, err := filepath.Glob(filepath.Join(dataDir, "blobs", "sha256", "*", "*"))

@@ -2,7 +2,8 @@
 # Monitoring benchmarks (see docs/monitoring.md, "Benchmarks"):
 #
 #   ./bench/monitor/run.sh drift      # drift over 1,000,000 rows x 20 features: Slipway vs numpy/scipy (~1 minute)
-#   ./bench/monitor/run.sh serving    # req/s without monitoring, with metrics, with metrics + capture (~5 minutes)
+#   ./bench/monitor/run.sh serving    # req/s without monitoring, with metrics, with metrics + capture, on SQLite
+#                                     # and on PostgreSQL (~10 minutes; add --quick for ~4, see serving.sh)
 #   ./bench/monitor/run.sh            # both
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -14,7 +14,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := cli.Execute(ctx, os.Args[1:], os.Stdout, os.Stderr, cli.Hooks{Server: app.Main, Worker: worker.Main})
+	code := cli.Execute(ctx, os.Args[1:], os.Stdout, os.Stderr, cli.Hooks{Server: app.Main, Worker: worker.Main, CopyDatabase: app.CopyDatabase})
 	stop()
 	os.Exit(code)
 }

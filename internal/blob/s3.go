@@ -89,7 +89,17 @@ func OpenS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	s := &S3{client: client, bucket: loc.bucket, prefix: loc.prefix, tmp: cfg.TempDir,
 		where: "s3://" + loc.bucket + "/" + loc.prefix}
 	ok, err := client.BucketExists(ctx, s.bucket)
-	if err != nil {
+	if err == nil && !ok {
+		// A HEAD answer has no body, so any 404 reads as a missing bucket, and some stores answer an unknown
+		// key with 404 (versitygw: XAdminUserNotFound). A listing's answer names the error.
+		err = s.probeList(ctx)
+	}
+	if err != nil && refusedCredentials(err) {
+		return nil, fmt.Errorf("blob: artifact store %s at %s refused the credentials (%w): check AWS_ACCESS_KEY_ID and "+
+			"AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials, the instance role) and that they may read and write bucket %q",
+			s.where, loc.endpoint.Redacted(), err, s.bucket)
+	}
+	if err != nil && minio.ToErrorResponse(err).Code != minio.NoSuchBucket {
 		return nil, fmt.Errorf("blob: artifact store %s at %s: %w", s.where, loc.endpoint.Redacted(), err)
 	}
 	if !ok {
@@ -100,6 +110,27 @@ func OpenS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// probeList lists at most one key of the bucket and returns the store's error, if any.
+func (s *S3) probeList(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // one answer is enough: stop the listing
+	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{MaxKeys: 1}) {
+		return o.Err
+	}
+	return nil
+}
+
+// refusedCredentials says whether the store refused a request for its key or signature: 403 (a wrong secret
+// is a signature that does not match), or an error code naming the key.
+func refusedCredentials(err error) bool {
+	e := minio.ToErrorResponse(err)
+	switch e.Code {
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "XAdminUserNotFound":
+		return true
+	}
+	return e.StatusCode == http.StatusForbidden
 }
 
 // transportTrusting is minio-go's transport with the CAs of a PEM file added to the system's.

@@ -126,9 +126,7 @@ func TestS3CorruptDetectedOnRead(t *testing.T) {
 	d := put(t, s, []byte("the real content"))
 	// Same size, other bytes: only the read's hash can tell.
 	damaged := []byte("THE REAL CONTENT")
-	if _, err := srv.Backend.PutObject("models", "team-a/sha256/"+d[:2]+"/"+d[2:], map[string]string{}, bytes.NewReader(damaged), int64(len(damaged)), nil); err != nil {
-		t.Fatal(err)
-	}
+	srv.PutObject(t, "models", "team-a/sha256/"+d[:2]+"/"+d[2:], damaged)
 	if _, err := readAll(s, d); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("reading a damaged blob gave %v, want ErrCorrupt", err)
 	}
@@ -172,13 +170,27 @@ func TestOpenS3Errors(t *testing.T) {
 			}
 		})
 	}
-	t.Run("wrong credentials", func(t *testing.T) {
-		t.Setenv("AWS_ACCESS_KEY_ID", "someone-else")
-		_, err := OpenS3(context.Background(), S3Config{URL: "s3://models/x?endpoint=" + srv.URL, TempDir: t.TempDir(), Installation: "i"})
-		if err == nil || srv.Denied.Load() == 0 {
-			t.Fatalf("OpenS3 with a key the server refuses = %v (denied %d)", err, srv.Denied.Load())
-		}
-	})
+	// The server checks signatures: an unknown key and a known key with the wrong secret are both refused, and
+	// the error says which store refused what.
+	for _, env := range [][2]string{{"AWS_ACCESS_KEY_ID", "someone-else"}, {"AWS_SECRET_ACCESS_KEY", "not-the-secret"}} {
+		t.Run("wrong "+env[0], func(t *testing.T) {
+			t.Setenv(env[0], env[1])
+			before := srv.Denied.Load()
+			_, err := OpenS3(context.Background(), S3Config{URL: "s3://models/x?endpoint=" + srv.URL, TempDir: t.TempDir(), Installation: "i"})
+			if err == nil {
+				t.Fatal("OpenS3 with credentials the server refuses succeeded")
+			}
+			// A wrong secret is a signature that does not match: 403. (versitygw answers an unknown key 404.)
+			if env[0] == "AWS_SECRET_ACCESS_KEY" && srv.Denied.Load() == before {
+				t.Fatalf("the server did not refuse a bad signature with 403: %v", err)
+			}
+			for _, want := range []string{"s3://models/x/", "refused the credentials", "AWS_SECRET_ACCESS_KEY"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
 }
 
 func TestMoveAll(t *testing.T) {

@@ -28,6 +28,8 @@ import (
 type Hooks struct {
 	Server func(ctx context.Context, args []string) error
 	Worker func(ctx context.Context, args []string) error
+	// CopyDatabase runs `slipway db copy`.
+	CopyDatabase CopyDatabase
 }
 
 // DefaultURL is the server the CLI talks to without --url or SLIPWAY_URL.
@@ -168,7 +170,10 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 
 	root.AddCommand(a.serverCommand(), a.workerCommand(), a.modelsCommand(), a.deployCommand(), a.deploymentsCommand(),
 		a.predictCommand(), a.tokensCommand(), a.whoamiCommand(), a.versionCommand(), a.batchCommand(), a.filesCommand(),
-		a.jobsCommand(), a.pipelinesCommand(), a.schedulesCommand(), a.execLimitedCommand(), a.execSuperviseCommand(), a.backupCommand(), a.auditCommand())
+		a.jobsCommand(), a.pipelinesCommand(), a.schedulesCommand(), a.execLimitedCommand(), a.execSuperviseCommand(), a.backupCommand())
+	// One line per command added since, so that parallel work merges cleanly.
+	root.AddCommand(a.auditCommand())
+	root.AddCommand(a.dbCommand())
 	root.AddCommand(a.monitorCommands()...)
 	return root
 }

@@ -260,23 +260,29 @@ type Database struct {
 
 // parseDatabase reads --database; an empty URL is SQLite in the data folder.
 func parseDatabase(url, dataDir string) (Database, error) {
-	switch {
-	case url == "":
+	if url == "" {
 		return Database{SQLite: filepath.Join(dataDir, "slipway.db")}, nil
+	}
+	return ParseDatabaseURL("--database", url)
+}
+
+// ParseDatabaseURL reads a database URL given as flag: sqlite:///absolute/path/slipway.db or postgres://...
+func ParseDatabaseURL(flag, url string) (Database, error) {
+	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		return Database{Postgres: url}, nil
 	case strings.HasPrefix(url, "sqlite://"):
 		p := strings.TrimPrefix(url, "sqlite://")
 		if strings.ContainsRune(p, '?') {
-			return Database{}, fmt.Errorf("--database %q: sqlite URLs take no options (the server sets them)", url)
+			return Database{}, fmt.Errorf("%s %q: sqlite URLs take no options (the server sets them)", flag, url)
 		}
 		if !filepath.IsAbs(p) || strings.HasSuffix(p, "/") {
-			return Database{}, fmt.Errorf("--database %q: want sqlite:///absolute/path/slipway.db", url)
+			return Database{}, fmt.Errorf("%s %q: want sqlite:///absolute/path/slipway.db", flag, url)
 		}
 		return Database{SQLite: filepath.Clean(p)}, nil
 	}
 	scheme, _, _ := strings.Cut(url, ":") // the rest may hold a password
-	return Database{}, fmt.Errorf("--database: unsupported URL scheme %q: want sqlite:///path/slipway.db or postgres://user:password@host:5432/db", scheme)
+	return Database{}, fmt.Errorf("%s: unsupported URL scheme %q: want sqlite:///path/slipway.db or postgres://user:password@host:5432/db", flag, scheme)
 }
 
 // Getenv is os.Getenv, named for callers that pass the real environment.

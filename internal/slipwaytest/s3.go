@@ -1,45 +1,62 @@
 package slipwaytest
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
-// S3 is an S3-protocol server on 127.0.0.1 (gofakes3 with an in-memory backend): the clients under test
-// speak the real protocol over HTTP, with SigV4-signed requests. No real S3 service is reachable from this
-// machine, and MinIO's server is AGPL, so this is the closest real thing a test can start.
+// S3 is a real S3 server on 127.0.0.1: versitygw (Apache-2.0) with its posix backend in a temporary folder,
+// built once by `scripts/engines.sh versitygw`. It checks every request's SigV4 signature against its root
+// account (S3AccessKey, S3SecretKey), as AWS does. No real S3 service is reachable from this machine, and
+// MinIO's server is AGPL.
+//
+// The clients under test reach it through URL, a pass-through reverse proxy in this process that forwards
+// each request unchanged (the Host header the client signed included) and only counts what the tests ask
+// about: refused requests and multipart parts. With StartS3TLS the proxy also terminates HTTPS, as a load
+// balancer in front of a store does.
 type S3 struct {
-	URL     string         // http://127.0.0.1:PORT
-	Backend *s3mem.Backend // direct access, for tests that damage or inspect objects
-	Denied  atomic.Int64   // requests refused because they were not signed with AccessKey
-	Parts   atomic.Int64   // parts received by multipart uploads
-	CAFile  string         // with StartS3TLS: the server certificate, PEM
-	server  *httptest.Server
+	URL    string       // http://127.0.0.1:PORT (https:// with StartS3TLS): what clients under test use
+	Dir    string       // versitygw's root: the object BUCKET/KEY is the file Dir/BUCKET/KEY
+	Denied atomic.Int64 // requests the server refused with 403 (a wrong key or a bad signature)
+	Parts  atomic.Int64 // parts received by multipart uploads
+	CAFile string       // with StartS3TLS: the proxy's certificate, PEM
+
+	direct string // versitygw's own http:// URL
+	proxy  *httptest.Server
 }
 
-// S3AccessKey is the access key the server accepts (with any secret: gofakes3 does not check signatures,
-// so the server only checks that requests are signed with this key).
-const S3AccessKey = "slipway-test"
+// S3AccessKey and S3SecretKey are the credentials of the server's root account: a request signed with any other
+// key or secret is refused.
+const (
+	S3AccessKey = "slipway-test"
+	S3SecretKey = "slipway-test-secret"
+)
 
 // UseS3Credentials puts the test server's key where every AWS client looks first (the environment), for the
 // test's duration; the test must not be parallel.
 func UseS3Credentials(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", S3AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-checked")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", S3SecretKey)
 }
 
 // StartS3 starts the server (plain HTTP) with the given buckets; it stops when the test ends.
@@ -57,86 +74,150 @@ func StartS3TLS(t testing.TB, buckets ...string) *S3 {
 
 func startS3(t testing.TB, useTLS bool, buckets []string) *S3 {
 	t.Helper()
-	backend := s3mem.New()
-	for _, b := range buckets {
-		if err := backend.CreateBucket(b); err != nil {
-			t.Fatal(err)
-		}
+	bin := filepath.Join(Engine(t, "versitygw"), "versitygw")
+	s := &S3{Dir: t.TempDir()}
+	s.startVersity(t, bin)
+	target, err := url.Parse(s.direct)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := &S3{Backend: backend}
-	fake := gofakes3.New(backend).Server()
-	s.server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(r.Header.Get("Authorization"), "Credential="+S3AccessKey+"/") {
+	rp := httputil.NewSingleHostReverseProxy(target) // keeps the request's Host: the signature covers it
+	rp.ErrorLog = log.New(io.Discard, "", 0)         // a client that hangs up mid-body is what some tests do
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.StatusCode == http.StatusForbidden {
 			s.Denied.Add(1)
-			w.WriteHeader(http.StatusForbidden)
-			// The status is what the tests check: a body lost to a client that hung up changes nothing.
-			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>not signed with the test key</Message></Error>`))
-			return
 		}
+		return nil
+	}
+	s.proxy = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
 			s.Parts.Add(1)
-			if r.Header.Get("X-Amz-Content-Sha256") == streamingPayload {
-				decodeChunkedPart(r) // what S3 does and gofakes3 does only for whole objects
-			}
 		}
-		fake.ServeHTTP(w, r)
+		rp.ServeHTTP(w, r)
 	}))
-	s.server.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are what some tests are about
+	s.proxy.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are what some tests are about
 	if useTLS {
-		s.server.StartTLS()
+		s.proxy.StartTLS()
 		s.CAFile = filepath.Join(t.TempDir(), "ca.pem")
-		cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.server.Certificate().Raw})
+		cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.proxy.Certificate().Raw})
 		if err := os.WriteFile(s.CAFile, cert, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	} else {
-		s.server.Start()
+		s.proxy.Start()
 	}
-	s.URL = s.server.URL
-	t.Cleanup(s.server.Close)
+	s.URL = s.proxy.URL
+	t.Cleanup(s.proxy.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, b := range buckets {
+		if err := s.client(t).MakeBucket(ctx, b, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
+			t.Fatalf("versitygw: create bucket %s: %v", b, err)
+		}
+	}
 	return s
+}
+
+// startVersity runs versitygw on a free port, waits until it answers and stops it (by its pid) at cleanup.
+func (s *S3) startVersity(t testing.TB, bin string) {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logPath := filepath.Join(t.TempDir(), "versitygw.log") // outside Dir, which holds only buckets
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = logFile.Close() }() // the child has its own descriptor: this one only writes nothing
+	output := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	cmd := exec.Command(bin, "--port", addr, "posix", s.Dir)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+S3AccessKey, "ROOT_SECRET_ACCESS_KEY="+S3SecretKey)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start versitygw: %v", err)
+	}
+	var waitErr error // set before exited closes
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		// It may have exited already; how it exits at cleanup changes no test's verdict.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	s.direct = "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// An anonymous GET / is refused (403) once the server is up: the answer is the readiness signal.
+		resp, err := http.Get(s.direct + "/")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusForbidden {
+				return
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("versitygw exited before it served (%v):\n%s", waitErr, output())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("versitygw did not answer on %s within 30 s:\n%s", addr, output())
+		}
+	}
+}
+
+// client is an S3 client of the server itself (not through the proxy, so that the tests' own requests are not
+// counted), signed with the root account.
+func (s *S3) client(t testing.TB) *minio.Client {
+	t.Helper()
+	u, _ := url.Parse(s.direct)
+	c, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(S3AccessKey, S3SecretKey, ""),
+		Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // Keys lists the keys under prefix in bucket.
 func (s *S3) Keys(t testing.TB, bucket, prefix string) []string {
 	t.Helper()
-	p := gofakes3.NewPrefix(&prefix, nil)
-	list, err := s.Backend.ListBucket(bucket, &p, gofakes3.ListBucketPage{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var keys []string
-	for _, c := range list.Contents {
-		keys = append(keys, c.Key)
+	for o := range s.client(t).ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			t.Fatalf("list s3://%s/%s: %v", bucket, prefix, o.Err)
+		}
+		keys = append(keys, o.Key)
 	}
 	return keys
 }
 
-const streamingPayload = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
-
-// decodeChunkedPart replaces the body of an UploadPart request signed chunk by chunk (aws-chunked:
-// "SIZE;chunk-signature=SIG\r\nDATA\r\n" ..., ending with a chunk of size 0) with the data it carries.
-func decodeChunkedPart(r *http.Request) {
-	br := bufio.NewReader(r.Body)
-	var data bytes.Buffer
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			break
-		}
-		sizeHex, _, _ := strings.Cut(strings.TrimSpace(line), ";")
-		size, err := strconv.ParseInt(sizeHex, 16, 64)
-		if err != nil || size == 0 {
-			break
-		}
-		if _, err := io.CopyN(&data, br, size); err != nil {
-			break
-		}
-		_, _ = br.Discard(2) // the chunk's CRLF; a body cut short ends the loop at the next read
+// PutObject writes an object as another client of the bucket would (tests that damage or replace objects).
+func (s *S3) PutObject(t testing.TB, bucket, key string, data []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.client(t).PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("put s3://%s/%s: %v", bucket, key, err)
 	}
-	r.Body = io.NopCloser(&data)
-	r.ContentLength = int64(data.Len())
-	r.Header.Set("Content-Length", strconv.Itoa(data.Len()))
-	r.Header.Del("X-Amz-Content-Sha256")
-	r.Header.Del("X-Amz-Decoded-Content-Length")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
