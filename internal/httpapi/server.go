@@ -40,6 +40,10 @@ type Config struct {
 	// PayloadReadTimeout and WriteTimeout bound how long a prediction's body may take to arrive and its answer
 	// to be written (0: no limit); the rest of the API has no such limit (uploads, downloads and streams are long).
 	PayloadReadTimeout, WriteTimeout time.Duration
+	// Hosts, with several servers on one database, says which server hosts a deployment: calls about it are
+	// forwarded there (forward.go), each bounded by ForwardTimeout (default 2 min). Nil: one server.
+	Hosts          Hosts
+	ForwardTimeout time.Duration
 }
 
 // Server serves the API.
@@ -62,6 +66,7 @@ type Server struct {
 	tempDir     string
 	mux         *http.ServeMux
 	routes      []route
+	fwd         *forwarder // nil: one server, nothing is forwarded
 }
 
 // route is one line of the API table: pattern, handler and the role it needs ("" = public).
@@ -79,6 +84,9 @@ func New(cfg Config) *Server {
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout}
 	if cfg.Deployments != nil {
 		s.routers = cfg.Deployments.Routers()
+	}
+	if cfg.Hosts != nil && s.routers != nil {
+		s.fwd = newForwarder(s, cfg.Hosts, cfg.ForwardTimeout)
 	}
 	if s.maxPayload <= 0 {
 		s.maxPayload = 10 << 20
@@ -137,6 +145,9 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.batchRoutes()...)
 	for _, rt := range s.routes {
 		h := rt.handler
+		if s.fwd != nil && forwardable(rt.pattern) {
+			h = s.forwarding(h)
+		}
 		if rt.role != "" {
 			h = s.requireRole(rt.role, h)
 		}
