@@ -110,6 +110,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.heartbeat(ctx); err != nil {
 		return fmt.Errorf("cluster: join: %w", err)
 	}
+	n.campaign(ctx) // at once: a lone server evaluates alerts from its start
 	lctx, cancel := context.WithCancel(context.Background())
 	n.cancel, n.done = cancel, make(chan struct{})
 	go func() { // owned by the node: ends at Close
@@ -123,7 +124,6 @@ func (n *Node) Start(ctx context.Context) error {
 func (n *Node) loop(ctx context.Context) {
 	t := time.NewTicker(n.ttl / 3)
 	defer t.Stop()
-	n.campaign(ctx)
 	for {
 		select {
 		case <-ctx.Done():
