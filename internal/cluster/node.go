@@ -44,6 +44,11 @@ type Node struct {
 	started time.Time
 	log     *slog.Logger
 
+	// opMu serialises the lease statements with the bookkeeping around them: a renewal never sees a lease
+	// that an Acquire has taken in the database but not yet recorded in held.
+	opMu    sync.Mutex
+	closing bool // guarded by opMu: Close began, no lease is taken any more
+
 	mu        sync.Mutex
 	held      map[string]*held
 	campaigns []string
@@ -148,6 +153,7 @@ func (n *Node) heartbeat(ctx context.Context) error {
 // renew extends every held lease. A lease the database no longer gives this server at the same epoch is lost
 // at once; one that could not be renewed (the database is unreachable) is lost when its deadline passes.
 func (n *Node) renew(ctx context.Context) {
+	n.opMu.Lock()
 	sent := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, n.ttl/3)
 	renewed, err := n.store.RenewLeases(rctx, n.id, n.ttl)
@@ -168,7 +174,21 @@ func (n *Node) renew(ctx context.Context) {
 			}
 		}
 	}
+	// A lease renewed in the database that this server already gave up (its deadline passed while the
+	// database was unreachable, and its work stopped) must not stay ours: nobody else could take it.
+	var strays []string
+	for name := range renewed {
+		if n.held[name] == nil {
+			strays = append(strays, name)
+		}
+	}
 	n.mu.Unlock()
+	for _, name := range strays {
+		if rerr := n.store.ReleaseLease(ctx, name, n.id, renewed[name]); rerr != nil && ctx.Err() == nil {
+			n.log.Warn("cluster: release a lease given up", "lease", name, "error", rerr)
+		}
+	}
+	n.opMu.Unlock()
 	if err != nil && ctx.Err() == nil {
 		n.log.Warn("cluster: renew leases", "error", err)
 	}
@@ -204,6 +224,11 @@ func (n *Node) campaign(ctx context.Context) {
 // Acquire takes the lease name if it is free, expired or already this server's. onLost (may be nil) is called,
 // from the node's goroutine, if a later renewal finds the lease gone; not after Release.
 func (n *Node) Acquire(ctx context.Context, name string, onLost func()) (bool, error) {
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	if n.closing {
+		return false, nil
+	}
 	sent := time.Now()
 	epoch, ok, err := n.store.AcquireLease(ctx, name, n.id, n.ttl)
 	if err != nil || !ok {
@@ -225,6 +250,8 @@ func (n *Node) Holds(name string) bool {
 
 // Release gives the lease up at once, so that another server takes it on its next look.
 func (n *Node) Release(ctx context.Context, name string) error {
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
 	n.mu.Lock()
 	h := n.held[name]
 	delete(n.held, name)
@@ -273,6 +300,9 @@ func (n *Node) Close(ctx context.Context) error {
 		n.cancel()
 		<-n.done
 	}
+	n.opMu.Lock()
+	n.closing = true
+	n.opMu.Unlock()
 	n.mu.Lock()
 	names := make([]string, 0, len(n.held))
 	for name := range n.held {
