@@ -167,6 +167,10 @@ func TestClusterTwoServersShareOneInstallation(t *testing.T) {
 	answered = firstAnswer(t, b2, 30*time.Second)
 	handover := answered.Sub(stopped)
 	<-a.exited
+	if os.Getenv("SLIPWAY_CLUSTER_DEBUG") != "" { // the stopping server's last lines, to see where its exit goes
+		lines := strings.Split(a.Log(), "\n")
+		t.Logf("A's last lines:\n%s", strings.Join(lines[max(0, len(lines)-30):], "\n"))
+	}
 	t.Logf("MEASURED SIGTERM of the host → first answered request through the other server: %s (the host's exit took %s)",
 		handover.Round(100*time.Millisecond), time.Since(stopped).Round(100*time.Millisecond))
 	if holder, idB := leaseHolder(t, pg, "churn"), serverID(t, pg, b2); holder != idB {

@@ -175,17 +175,22 @@ func (s *Service) takeOver(ctx context.Context, name string) {
 	if !ok {
 		return // another server was quicker
 	}
-	s.background(name, func(ctx context.Context) {
-		d, err := s.store.FindDeployment(ctx, name)
-		if err != nil || !hosted(d.State) || s.routers.Get(name) != nil {
-			if err != nil || !hosted(d.State) {
-				s.disown(ctx, name)
-			}
-			return
+	// CREATING is recorded now (under the deployment's lock), the replicas start in the background.
+	unlock := s.lock(name)
+	d, err := s.store.FindDeployment(ctx, name)
+	if err != nil || !hosted(d.State) || s.routers.Get(name) != nil {
+		unlock()
+		if err != nil || !hosted(d.State) {
+			s.disown(ctx, name)
 		}
-		s.log.Info("ownership: hosting a deployment no server was hosting", "deployment", name, "state", d.State, "server", s.owner.ID())
-		s.restore(ctx, d, "restoring on server "+s.owner.ID()+": its previous server stopped")
-	})
+		return
+	}
+	s.log.Info("ownership: hosting a deployment no server was hosting", "deployment", name, "state", d.State, "server", s.owner.ID())
+	v := s.prepareRestore(ctx, d, "restoring on server "+s.owner.ID()+": no server was hosting it")
+	unlock()
+	if v != nil {
+		s.background(name, func(ctx context.Context) { s.start(ctx, d, v, slipway.DeploymentFailed) })
+	}
 }
 
 // finishDelete removes a deployment whose deletion was cut short (its server died), if nobody hosts it.

@@ -7,10 +7,12 @@ import (
 )
 
 // Recover brings back, at server start, every deployment that was serving (or on its way) when the server
-// stopped, and finishes deletions that were interrupted. With ownership (several servers) it does nothing:
-// the ownership loop (StartOwnership) restores what no server hosts, and leaves alone what another one does.
+// stopped, and finishes deletions that were interrupted. With ownership (several servers) it is the ownership
+// loop's first look, run before the server serves: it restores what no server hosts (recording CREATING
+// before the API answers, as on one server) and leaves alone what another server hosts.
 func (s *Service) Recover(ctx context.Context) error {
 	if s.owner != nil {
+		s.reconcile(ctx)
 		return nil
 	}
 	ds, err := s.store.FindDeployments(ctx)
@@ -31,13 +33,6 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// restore starts the replicas of a deployment that should be serving and has none anywhere.
-func (s *Service) restore(ctx context.Context, d *slipway.Deployment, reason string) {
-	if v := s.prepareRestore(ctx, d, reason); v != nil {
-		s.start(ctx, d, v, slipway.DeploymentFailed)
-	}
 }
 
 // prepareRestore resolves the version to restore and records CREATING with reason; nil (and FAILED) when the
