@@ -160,19 +160,28 @@ func TestClusterTwoServersShareOneInstallation(t *testing.T) {
 		t.Fatalf("invoke through the restarted B: %d %s", resp.StatusCode, body)
 	}
 
-	// SIGTERM the host (A): it drains, releases its leases, and B takes the deployment at once (well before the
-	// lease's TTL would have run out).
+	// SIGTERM the host (A) under load through B: A hands the deployment over (releases its lease at once) and
+	// serves it until B has started it; meanwhile B forwards to A. No request fails.
+	l = startLoad(t, b2, "/deployments/churn/invocations", sampleBody(t), 2)
+	time.Sleep(500 * time.Millisecond)
 	stopped := time.Now()
 	a.cmd.Process.Signal(syscall.SIGTERM)
-	answered = firstAnswer(t, b2, 30*time.Second)
-	handover := answered.Sub(stopped)
 	<-a.exited
+	handover := time.Since(stopped)
 	if os.Getenv("SLIPWAY_CLUSTER_DEBUG") != "" { // the stopping server's last lines, to see where its exit goes
 		lines := strings.Split(a.Log(), "\n")
 		t.Logf("A's last lines:\n%s", strings.Join(lines[max(0, len(lines)-30):], "\n"))
 	}
-	t.Logf("MEASURED SIGTERM of the host → first answered request through the other server: %s (the host's exit took %s)",
-		handover.Round(100*time.Millisecond), time.Since(stopped).Round(100*time.Millisecond))
+	time.Sleep(time.Second) // B serves alone
+	status, errs := l.finish()
+	t.Logf("MEASURED SIGTERM of the host → it exited, the deployment ACTIVE on the other server: %s; requests through the other server meanwhile: %v",
+		handover.Round(100*time.Millisecond), status)
+	if len(status) != 1 || status[200] == 0 {
+		t.Errorf("requests failed through B while A handed the deployment over: %v %v", status, errs)
+	}
+	if !strings.Contains(a.Log(), "deployments handed over") {
+		t.Errorf("A did not hand its deployment over")
+	}
 	if holder, idB := leaseHolder(t, pg, "churn"), serverID(t, pg, b2); holder != idB {
 		t.Fatalf("after SIGTERM of A the lease is held by %q, want B (%q)", holder, idB)
 	}

@@ -306,6 +306,7 @@ serve:
 			break serve
 		}
 	}
+	a.handOver() // with other servers: they take the deployments over while this one still serves them
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()

@@ -109,8 +109,18 @@ func (h leaseHosts) ServerID() string { return h.node.ID() }
 
 func (h leaseHosts) Host(ctx context.Context, deployment string) (string, string, bool, error) {
 	holder, ok, err := h.node.Holder(ctx, deploy.LeaseName(deployment))
-	if err != nil || !ok || holder.Server == h.node.ID() || holder.AdvertiseURL == "" {
+	switch {
+	case err != nil || !ok:
 		return "", "", false, err
+	case holder.Server == h.node.ID():
+		// Asked here while this server's replicas start (no router yet): the server that handed the
+		// deployment over still serves it until it has left.
+		if holder.Previous != "" && holder.Previous != h.node.ID() && holder.PreviousURL != "" {
+			return holder.Previous, holder.PreviousURL, true, nil
+		}
+		return "", "", false, nil
+	case holder.AdvertiseURL == "":
+		return "", "", false, nil
 	}
 	return holder.Server, holder.AdvertiseURL, true, nil
 }
@@ -167,6 +177,60 @@ func loopbackURL(raw string) string {
 		u.Host = net.JoinHostPort("127.0.0.1", port)
 	}
 	return u.String()
+}
+
+// handOverPoll is how often a stopping server looks whether its deployments serve elsewhere.
+const handOverPoll = 200 * time.Millisecond
+
+// handOver runs at SIGTERM, before the HTTP server stops: with other servers live, this server gives its
+// deployments' leases up but keeps serving them until each is ACTIVE on another server (bounded by the
+// shutdown timeout), so that a rolling restart drops no request. Alone, it has no one to hand over to.
+func (a *App) handOver() {
+	if a.node == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if others, err := a.node.Others(ctx); err != nil || len(others) == 0 {
+		return
+	}
+	start := time.Now()
+	names := a.deploy.HandOver(ctx)
+	if len(names) == 0 {
+		return
+	}
+	a.log.Info("handing deployments over to the other servers", "deployments", len(names))
+	for _, name := range names {
+		a.waitServedElsewhere(ctx, name, start)
+	}
+	a.log.Info("deployments handed over", "deployments", len(names), "took", time.Since(start).Round(time.Millisecond).String(), "timed_out", ctx.Err() != nil)
+}
+
+// waitServedElsewhere waits until another server holds the deployment's lease and has made it ACTIVE since
+// start (or it is gone, or no longer meant to serve).
+func (a *App) waitServedElsewhere(ctx context.Context, name string, start time.Time) {
+	restarted := false // seen not ACTIVE since the lease was released: the new host is starting it
+	for ctx.Err() == nil {
+		d, err := a.db.FindDeployment(ctx, name)
+		if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+			return
+		}
+		if err == nil {
+			h, held, herr := a.node.Holder(ctx, deploy.LeaseName(name))
+			active := d.State == slipway.DeploymentActive
+			restarted = restarted || !active
+			if herr == nil && held && h.Server != a.node.ID() && active && (restarted || d.UpdatedAt.After(start)) {
+				return
+			}
+			if d.State == slipway.DeploymentInactive || d.State == slipway.DeploymentFailed {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(handOverPoll):
+		}
+	}
 }
 
 // leaveCluster hands this server's work over (after the HTTP server drained): the ownership loop stops (it

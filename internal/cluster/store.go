@@ -19,6 +19,9 @@ type Holder struct {
 	Lease        string
 	Server       string
 	AdvertiseURL string // empty when the holder's server row is gone
+	// Previous is the server that released the lease last, and PreviousURL where it is reached while it is
+	// still a member (empty once it left): during a hand-over it serves until the new holder is ready.
+	Previous, PreviousURL string
 }
 
 // Store keeps membership and leases. Every ownership decision is one compare-and-set statement evaluated on
@@ -37,7 +40,8 @@ type Store interface {
 	// RenewLeases extends, by ttl, every lease holder still holds (nobody took it over: holder unchanged) and
 	// returns their epochs by name.
 	RenewLeases(ctx context.Context, holder string, ttl time.Duration) (map[string]int64, error)
-	// ReleaseLease gives name up at once (expired, no holder) if holder still holds it at epoch.
+	// ReleaseLease gives name up at once (expired, no holder) if holder still holds it at epoch; the lease
+	// remembers holder as its previous holder.
 	ReleaseLease(ctx context.Context, name, holder string, epoch int64) error
 	// LiveLeases lists the unexpired leases whose name starts with prefix, with their holders.
 	LiveLeases(ctx context.Context, prefix string) ([]Holder, error)

@@ -193,6 +193,25 @@ func (s *Service) takeOver(ctx context.Context, name string) {
 	}
 }
 
+// HandOver gives up the leases of the deployments hosted here but keeps their replicas serving (a server
+// stopping gracefully): other servers take the deployments on their next look and, while their replicas
+// start, forward to this server (the lease names it as previous holder). It stops the ownership loop first,
+// so that this server does not take them back. It returns the deployments handed over.
+func (s *Service) HandOver(ctx context.Context) []string {
+	if s.owner == nil {
+		return nil
+	}
+	s.StopOwnership()
+	var names []string
+	for name := range s.routers.All() {
+		if s.owner.Holds(LeaseName(name)) {
+			s.disown(ctx, name)
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // finishDelete removes a deployment whose deletion was cut short (its server died), if nobody hosts it.
 func (s *Service) finishDelete(ctx context.Context, name string) {
 	ok, err := s.own(ctx, name)

@@ -108,7 +108,7 @@ func (db *DB) RenewLeases(ctx context.Context, holder string, ttl time.Duration)
 // ReleaseLease expires the lease now and clears its holder (so that RenewLeases never revives it).
 func (db *DB) ReleaseLease(ctx context.Context, name, holder string, epoch int64) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE leases SET holder = '', expires_ms = 0 WHERE name = ? AND holder = ? AND epoch = ?`,
+		_, err := tx.ExecContext(ctx, `UPDATE leases SET previous = holder, holder = '', expires_ms = 0 WHERE name = ? AND holder = ? AND epoch = ?`,
 			name, holder, epoch)
 		return mapErr(err, "lease "+name)
 	})
@@ -121,8 +121,9 @@ func (db *DB) LiveLeases(ctx context.Context, prefix string) ([]cl.Holder, error
 	}
 	return queryAll(ctx, db.r, func(rs rowScanner) (cl.Holder, error) {
 		var h cl.Holder
-		err := rs.Scan(&h.Lease, &h.Server, &h.AdvertiseURL)
+		err := rs.Scan(&h.Lease, &h.Server, &h.AdvertiseURL, &h.Previous, &h.PreviousURL)
 		return h, err
-	}, "leases", `SELECT l.name, l.holder, COALESCE(s.advertise_url, '') FROM leases l LEFT JOIN servers s ON s.id = l.holder
+	}, "leases", `SELECT l.name, l.holder, COALESCE(s.advertise_url, ''), l.previous, COALESCE(p.advertise_url, '')
+		FROM leases l LEFT JOIN servers s ON s.id = l.holder LEFT JOIN servers p ON p.id = l.previous
 		WHERE l.name LIKE ? AND l.holder <> '' AND l.expires_ms > `+db.dialect.nowMS()+` ORDER BY l.name`, prefix+"%")
 }

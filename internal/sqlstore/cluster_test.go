@@ -88,6 +88,9 @@ func TestLeaseExpiryAndRelease(t *testing.T) {
 		if live := liveHolders(t, db, "deployment/"); live["deployment/d"] != "B" {
 			t.Fatalf("A's stale release freed B's lease: %v", live)
 		}
+		if hs, err := db.LiveLeases(ctx, "deployment/d"); err != nil || len(hs) != 1 || hs[0].Previous != "" {
+			t.Fatalf("a lease taken over after expiry names a previous holder: %+v %v", hs, err)
+		}
 		renewed, err = db.RenewLeases(ctx, "B", time.Minute)
 		if err != nil || renewed["deployment/d"] != e2 {
 			t.Fatalf("B renews: %v %v", renewed, err)
@@ -97,6 +100,16 @@ func TestLeaseExpiryAndRelease(t *testing.T) {
 		}
 		if live := liveHolders(t, db, "deployment/"); len(live) != 0 {
 			t.Fatalf("a released lease is still live: %v", live)
+		}
+		// The next holder learns who released it (for a hand-over).
+		if _, _, err := db.AcquireLease(ctx, "deployment/d", "C", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if hs, err := db.LiveLeases(ctx, "deployment/d"); err != nil || len(hs) != 1 || hs[0].Server != "C" || hs[0].Previous != "B" {
+			t.Fatalf("after B released and C took the lease: %+v %v", hs, err)
+		}
+		if err := db.ReleaseLease(ctx, "deployment/d", "C", e2+1); err != nil {
+			t.Fatal(err)
 		}
 		if renewed, err := db.RenewLeases(ctx, "B", time.Minute); err != nil || len(renewed) != 0 {
 			t.Fatalf("a released lease was renewed: %v %v", renewed, err)

@@ -9,9 +9,12 @@ CREATE TABLE servers (
     heartbeat_ms  INTEGER NOT NULL
 );
 
+-- previous is the server that last released the lease: during a hand-over (SIGTERM) it still serves while the
+-- new holder starts, and the new holder forwards to it meanwhile.
 CREATE TABLE leases (
     name       TEXT NOT NULL PRIMARY KEY,
     holder     TEXT NOT NULL,
     expires_ms INTEGER NOT NULL,
-    epoch      INTEGER NOT NULL
+    epoch      INTEGER NOT NULL,
+    previous   TEXT NOT NULL DEFAULT ''
 );
