@@ -40,8 +40,9 @@ type forwarder struct {
 	timeout time.Duration
 	proxy   *httputil.ReverseProxy
 
-	mu    sync.Mutex
-	cache map[string]hostEntry
+	mu     sync.Mutex
+	cache  map[string]hostEntry
+	warned map[string]time.Time // last failure logged per deployment: a dead host under load fails every request
 }
 
 type hostEntry struct {
@@ -63,7 +64,7 @@ func newForwarder(s *Server, hosts Hosts, timeout time.Duration) *forwarder {
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
-	f := &forwarder{hosts: hosts, timeout: timeout, cache: map[string]hostEntry{}}
+	f := &forwarder{hosts: hosts, timeout: timeout, cache: map[string]hostEntry{}, warned: map[string]time.Time{}}
 	self := hosts.ServerID()
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -86,9 +87,10 @@ func newForwarder(s *Server, hosts Hosts, timeout time.Duration) *forwarder {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			t := r.Context().Value(forwardKey{}).(*forwardTarget)
-			f.forget(t.deployment)
-			s.log.WarnContext(r.Context(), "forward to the deployment's server failed", "deployment", t.deployment, "server", t.server,
-				"url", t.url.String(), "request_id", requestID(r), "error", err)
+			if f.forget(t.deployment) {
+				s.log.WarnContext(r.Context(), "forward to the deployment's server failed", "deployment", t.deployment, "server", t.server,
+					"url", t.url.String(), "request_id", requestID(r), "error", err, "note", "logged once a second at most")
+			}
 			s.problem(w, r, slipway.Wrap(slipway.EUNAVAILABLE, err, "deployment %s is hosted by server %s (%s), which did not answer: "+
 				"retry shortly (if that server is down, another one takes the deployment over within 30 s)", t.deployment, t.server, t.url.Host))
 		},
@@ -119,10 +121,21 @@ func (f *forwarder) host(ctx context.Context, deployment string) (hostEntry, err
 	return e, nil
 }
 
-func (f *forwarder) forget(deployment string) {
+// forget drops the cached host of a deployment whose forward failed; it reports whether to log the failure
+// (once a second per deployment).
+func (f *forwarder) forget(deployment string) bool {
+	now := time.Now()
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	delete(f.cache, deployment)
-	f.mu.Unlock()
+	if now.Sub(f.warned[deployment]) < time.Second {
+		return false
+	}
+	if len(f.warned) > 10_000 {
+		clear(f.warned)
+	}
+	f.warned[deployment] = now
+	return true
 }
 
 // forwardable says whether a route is about one deployment ({name}), and so is answered by its host.
