@@ -25,6 +25,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/batch"
 	"github.com/slipway-ml/slipway/internal/blob"
 	"github.com/slipway-ml/slipway/internal/catalog"
+	"github.com/slipway-ml/slipway/internal/cluster"
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/httpapi"
@@ -54,6 +55,11 @@ type App struct {
 	batch       *batch.Service
 	audit       *audit.Service
 	closers     []func() error // feature areas' Close, run in reverse order before the stores close
+	// Several servers on PostgreSQL (cluster.go): this server's membership and leases (nil on SQLite), whether
+	// other servers were live when it started, and the lock of a SQLite database outside the data folder.
+	node   *cluster.Node
+	shared bool
+	dbLock *os.File
 }
 
 // Open acquires the data folder, opens the stores, recovers from a previous crash and prepares the API.
@@ -125,6 +131,9 @@ func (a *App) open(ctx context.Context) error {
 	if a.db, err = a.openDatabase(ctx); err != nil {
 		return err
 	}
+	if err := a.joinCluster(ctx); err != nil {
+		return err
+	}
 	blobs, err := a.openBlobs(ctx)
 	if err != nil {
 		return err
@@ -143,7 +152,7 @@ func (a *App) open(ctx context.Context) error {
 	}
 	a.catalog.LoadTimeout = a.cfg.ReadyTimeout
 	a.closers = append(a.closers, func() error { a.catalog.Close(); return nil })
-	if err := a.catalog.Recover(ctx); err != nil {
+	if err := a.recoverCatalog(ctx); err != nil {
 		return err
 	}
 	if err := a.bootstrapAdmin(ctx); err != nil {
@@ -151,6 +160,7 @@ func (a *App) open(ctx context.Context) error {
 	}
 	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log})
 	a.deploy.ReadyTimeout = a.cfg.ReadyTimeout
+	a.enableOwnership()
 	a.deploy.ReplicaLog = func(deployment, replica, line string) {
 		a.log.Debug("replica output", "deployment", deployment, "replica", replica, "line", line)
 	}
@@ -167,7 +177,7 @@ func (a *App) open(ctx context.Context) error {
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes,
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
 		MaxTokenTTL: a.cfg.MaxTokenTTL, Audit: a.audit,
-		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup})
+		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup, Hosts: a.hosts()})
 	return nil
 }
 
@@ -279,6 +289,10 @@ func (a *App) Run(ctx context.Context) error {
 		a.jobs.SetURL(url)                        // runs reach the API here (SLIPWAY_URL); they start once it is known
 		srv.RegisterOnShutdown(a.jobs.EndStreams) // `logs?follow=1` streams end so that Shutdown does not wait for them
 	}
+	if err := a.startCluster(ctx, url); err != nil {
+		_ = ln.Close() // never served: closing only frees the port
+		return err
+	}
 	a.log.Info("slipway listening", "addr", url, "data_dir", a.cfg.DataDir)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -296,6 +310,7 @@ serve:
 			break serve
 		}
 	}
+	a.handOver() // with other servers: they take the deployments over while this one still serves them
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
@@ -311,6 +326,7 @@ serve:
 // Close stops the deployments' replicas, then releases the stores and the data folder lock.
 func (a *App) Close() error {
 	var errs []error
+	errs = append(errs, a.leaveCluster()) // first: the other servers start this one's deployments at once
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		errs = append(errs, a.closers[i]())
 	}
@@ -319,6 +335,9 @@ func (a *App) Close() error {
 	}
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
+	}
+	if a.dbLock != nil {
+		errs = append(errs, unlockDataDir(a.dbLock))
 	}
 	if a.lock != nil {
 		errs = append(errs, unlockDataDir(a.lock))

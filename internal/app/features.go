@@ -35,7 +35,7 @@ func (a *App) openMonitor() error {
 	}
 	a.monitorData = data
 	m, err := monitor.New(monitor.Config{Store: a.db, Data: data, Models: a.db, Deployments: a.db, Log: a.log,
-		MetricsRetention: a.cfg.MetricsRetention, TempDir: a.blobs.TempDir(),
+		MetricsRetention: a.cfg.MetricsRetention, TempDir: a.blobs.TempDir(), Leader: a.monitorLeader(),
 		Serving: func() []monitor.ServingInfo {
 			var out []monitor.ServingInfo
 			for name, pools := range a.deploy.Pools() {
@@ -75,7 +75,7 @@ func (a *App) openJobs() error {
 	limits.MaxFiles, limits.MaxUnpackedBytes, limits.MaxRatio = a.cfg.MaxFiles, a.cfg.MaxUnpackedBytes, a.cfg.MaxRatio
 	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: executor.NewLocal([]string{exe, "exec-limited"}).WithSupervisor([]string{exe, "exec-supervise"}),
 		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
-		URLFile: a.urlFile(), CACert: a.cfg.TLSCert,
+		URLFile: a.urlFile(), CACert: a.cfg.TLSCert, NoRecover: a.shared,
 		Log: a.log,
 		NewToken: func() (string, string) {
 			secret := httpapi.NewTokenSecret()
@@ -141,7 +141,7 @@ func (a *App) openBatch() error {
 	}
 	a.batch = batch.New(batch.Config{Store: a.db, Models: a.db, Deployments: a.db, Files: a.catalog, Runtimes: a.runtimes,
 		Log: a.log, Dir: filepath.Join(a.cfg.DataDir, "batch"), ImportDir: a.cfg.ImportDir, Connections: conns,
-		ReadyTimeout: a.cfg.ReadyTimeout, MaxUploadBytes: a.cfg.MaxUploadBytes})
+		ReadyTimeout: a.cfg.ReadyTimeout, MaxUploadBytes: a.cfg.MaxUploadBytes, NoResume: a.shared})
 	a.closers = append(a.closers, a.batch.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -151,7 +151,7 @@ func (a *App) openBatch() error {
 // openCanary starts the canary analysis (internal/canary): it reads the monitor's per-version totals and
 // promotes or removes canaries through the deployment service. Its goroutine ends at Close.
 func (a *App) openCanary() error {
-	analyzer := canary.New(a.deploy, a.monitor, a.log)
+	analyzer := canary.New(a.canaryDeployments(), a.monitor, a.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { // owned by the App: ends at Close

@@ -52,6 +52,9 @@ type Config struct {
 	MaxRuns        int
 	ReadyTimeout   time.Duration
 	MaxUploadBytes int64
+	// NoResume leaves the runs in the store alone at Open: with several servers on one database, another live
+	// server may be running them (internal/app sets it when this server does not start alone).
+	NoResume bool
 }
 
 // Service manages batch prediction runs.
@@ -68,6 +71,7 @@ type Service struct {
 	maxUpload int64
 	ready     time.Duration
 	slots     chan struct{}
+	noResume  bool
 
 	mu     sync.Mutex
 	active map[string]*activeRun
@@ -108,7 +112,7 @@ func New(cfg Config) *Service {
 	return &Service{store: cfg.Store, models: cfg.Models, deploys: cfg.Deployments, files: cfg.Files, runtimes: cfg.Runtimes,
 		log: cfg.Log, dir: cfg.Dir, importDir: cfg.ImportDir, conns: cfg.Connections, maxUpload: cfg.MaxUploadBytes,
 		ready: cfg.ReadyTimeout, slots: make(chan struct{}, cfg.MaxRuns), active: map[string]*activeRun{},
-		ctx: ctx, cancel: cancel, ProgressEvery: 500 * time.Millisecond}
+		ctx: ctx, cancel: cancel, ProgressEvery: 500 * time.Millisecond, noResume: cfg.NoResume}
 }
 
 // Open prepares the folders and resumes the runs a previous server left ACCEPTED or IN_PROGRESS.
@@ -124,6 +128,9 @@ func (s *Service) Open(ctx context.Context) error {
 		if err := os.Remove(t); err != nil {
 			s.log.Warn("remove the temp file of an interrupted upload", "path", t, "error", err)
 		}
+	}
+	if s.noResume {
+		return nil
 	}
 	if err := s.removeOrphanOutputs(ctx); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,6 +61,9 @@ type Config struct {
 	S3CABundle string
 	// ReplicaScheduling is the Linux scheduling policy of model replicas: batch or normal.
 	ReplicaScheduling string
+	// AdvertiseURL is how the other servers sharing the PostgreSQL database reach this one (forwarded
+	// predictions and calls); empty: derived from the listen address (right for servers on one machine).
+	AdvertiseURL string
 
 	// Monitoring
 	MetricsRetention time.Duration // 1-minute series kept in the store
@@ -101,7 +105,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		{&c.LogLevel, "SLIPWAY_LOG_LEVEL"}, {&c.Python, "SLIPWAY_PYTHON"}, {&c.ORTLibrary, "SLIPWAY_ORT_LIB"},
 		{&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE"}, {&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING"},
 		{&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE"}, {&c.DatabaseURL, "SLIPWAY_DATABASE"},
-		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"},
+		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"}, {&c.AdvertiseURL, "SLIPWAY_ADVERTISE_URL"},
 	} {
 		if v := getenv(e.key); v != "" {
 			*e.dst = v
@@ -137,6 +141,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "the private key of --tls-cert (PEM; env SLIPWAY_TLS_KEY)")
 	fs.StringVar(&c.DatabaseURL, "database", c.DatabaseURL, "where the state lives: sqlite:///path/slipway.db (default: DATA_DIR/slipway.db, with monitor.db next to it) or postgres://user:password@host:5432/db for every table in PostgreSQL (env SLIPWAY_DATABASE)")
 	fs.StringVar(&c.ArtifactStore, "artifact-store", c.ArtifactStore, "where model artifacts are stored: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX[?endpoint=URL&region=R] for an S3-compatible bucket (env SLIPWAY_ARTIFACT_STORE; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the IAM role)")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "with several servers on one --database postgres://: the URL the other servers reach this one at, e.g. http://10.0.0.5:8080 (env SLIPWAY_ADVERTISE_URL; default: from --addr, loopback for 0.0.0.0)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
@@ -246,6 +251,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ImportDir == "" {
 		c.ImportDir = filepath.Join(abs, "imports")
+	}
+	if c.AdvertiseURL != "" {
+		if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--advertise-url %q: want http(s)://HOST:PORT, where the other servers reach this one", c.AdvertiseURL))
+		}
+		if c.Database.Postgres == "" {
+			errs = append(errs, fmt.Errorf("--advertise-url is for several servers sharing one PostgreSQL database (--database postgres://...); a SQLite database belongs to one server"))
+		}
 	}
 	return errors.Join(errs...)
 }

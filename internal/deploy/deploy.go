@@ -37,6 +37,9 @@ type Service struct {
 	log      *slog.Logger
 
 	routers *serving.Routers // the serving deployments: the data plane routes by them
+	owner   Ownership        // leases shared with other servers (nil: this server owns every deployment)
+	// stopOwnership ends the ownership loop and waits for it (nil: not started).
+	stopOwnership func()
 
 	mu    sync.RWMutex
 	locks map[string]*sync.Mutex // one operation at a time per deployment
@@ -241,6 +244,7 @@ func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir st
 
 // Close stops background operations and every pool (their replicas exit).
 func (s *Service) Close() {
+	s.StopOwnership()
 	s.cancel()
 	s.wg.Wait()
 	var wg sync.WaitGroup

@@ -26,7 +26,15 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 	if err != nil {
 		return nil, err
 	}
+	// The server taking the request hosts the deployment: its lease is taken before the row exists, so that no
+	// other server's ownership loop sees a deployment to take over in between.
+	if ok, err := s.own(ctx, d.Name); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s already exists (another server hosts it)", d.Name)
+	}
 	if err := s.store.CreateDeployment(ctx, d); err != nil {
+		s.disown(ctx, d.Name)
 		return nil, err
 	}
 	s.background(d.Name, func(ctx context.Context) { s.start(ctx, d, v, slipway.DeploymentFailed) })
@@ -36,9 +44,15 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 
 // start brings up a pool for d at v; on failure the deployment goes to failState with the replica's error.
 func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion, failState slipway.DeploymentState) {
+	if ok, err := s.own(ctx, d.Name); !ok {
+		// Another server took the deployment meanwhile (its ownership loop): it starts the replicas there.
+		s.log.Warn("not starting a deployment another server hosts", "deployment", d.Name, "error", err)
+		return
+	}
 	rt, err := s.newRouter(ctx, d, v)
 	if err != nil {
 		s.setState(ctx, d.Name, failState, err.Error())
+		s.disown(ctx, d.Name)
 		return
 	}
 	s.mu.Lock()
@@ -102,6 +116,13 @@ func (s *Service) Update(ctx context.Context, name string, sp slipway.Deployment
 	}
 	if d.State == slipway.DeploymentDeleting || d.State == slipway.DeploymentCreating {
 		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is %s: wait until it settles", name, d.State)
+	}
+	// The API forwards a change to the deployment's host; a change made here by this server's own services
+	// (an alias move, canary analysis) cannot reshape another server's pool.
+	if host, err := s.hostedElsewhere(ctx, name); err != nil {
+		return nil, err
+	} else if host != "" {
+		return nil, slipway.Errorf(slipway.EUNAVAILABLE, "deployment %s is hosted by server %s: send the change to it (any server's API forwards it there)", name, host)
 	}
 	prev := *d
 	prev.Env = maps.Clone(d.Env)
@@ -181,6 +202,7 @@ func (s *Service) Deactivate(ctx context.Context, name string) (*slipway.Deploym
 	}
 	s.stopPool(name)
 	s.setState(ctx, name, slipway.DeploymentInactive, "")
+	s.disown(ctx, name)
 	return s.Get(ctx, name)
 }
 
@@ -209,9 +231,16 @@ func (s *Service) Activate(ctx context.Context, name string) (*slipway.Deploymen
 	if err != nil {
 		return nil, err
 	}
+	// As with create, the server taking the request hosts the deployment.
+	if ok, err := s.own(ctx, name); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is being started by another server", name)
+	}
 	fail := d.State
 	d.State, d.Reason = slipway.DeploymentUpdating, ""
 	if err := s.store.UpdateDeployment(ctx, d); err != nil {
+		s.disown(ctx, name)
 		return nil, err
 	}
 	s.background(name, func(ctx context.Context) { s.start(ctx, d, v, failStateFor(fail)) })
@@ -234,6 +263,7 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	}
 	s.setState(ctx, name, slipway.DeploymentDeleting, "")
 	s.stopPool(name)
+	defer s.disown(ctx, name)
 	return s.store.DeleteDeployment(context.WithoutCancel(ctx), name)
 }
 

@@ -48,6 +48,9 @@ func (s *Server) audited(rt route, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}
 		next(rec, r)
+		if infoOf(r).forwarded {
+			return
+		}
 		e := s.auditEntry(r, rt.pattern, rec.status())
 		if loc := w.Header().Get("Location"); loc != "" && rec.status() == http.StatusCreated {
 			e.Target = auditTarget(loc)

@@ -46,6 +46,10 @@ type Config struct {
 	// MaxTokenTTL caps the lifetime of tokens created through the API (0: no cap); a token created without
 	// a lifetime gets this one.
 	MaxTokenTTL time.Duration
+	// Hosts, with several servers on one database, says which server hosts a deployment: calls about it are
+	// forwarded there (forward.go), each bounded by ForwardTimeout (default 2 min). Nil: one server.
+	Hosts          Hosts
+	ForwardTimeout time.Duration
 }
 
 // Server serves the API.
@@ -72,6 +76,7 @@ type Server struct {
 	tempDir     string
 	mux         *http.ServeMux
 	routes      []route
+	fwd         *forwarder // nil: one server, nothing is forwarded
 }
 
 // route is one line of the API table: pattern, handler and the role it needs ("" = public).
@@ -93,6 +98,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Deployments != nil {
 		s.routers = cfg.Deployments.Routers()
+	}
+	if cfg.Hosts != nil && s.routers != nil {
+		s.fwd = newForwarder(s, cfg.Hosts, cfg.ForwardTimeout)
 	}
 	if s.maxPayload <= 0 {
 		s.maxPayload = 10 << 20
@@ -153,6 +161,9 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.auditRoutes()...)
 	for _, rt := range s.routes {
 		h := rt.handler
+		if s.fwd != nil && forwardable(rt.pattern) {
+			h = s.forwarding(h)
+		}
 		audited := s.audit != nil && changesState(rt)
 		if rt.role != "" {
 			h = s.requireRole(rt.role, h, !audited)
@@ -211,6 +222,8 @@ type requestInfo struct {
 	id      string
 	token   *slipway.Token // set by requireRole
 	problem string         // the problem code answered, if any (the audit log records it)
+	// forwarded: the call went to the server hosting its deployment, which records it in the audit log.
+	forwarded bool
 	// inferHeaderLen is the JSON part's length of a V2 answer with binary outputs (0: a plain JSON answer).
 	inferHeaderLen int
 }

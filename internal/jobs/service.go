@@ -89,6 +89,9 @@ type Config struct {
 	MaxLog    int64         // bytes of log kept per run (default 16 MiB)
 	// NoScheduleLoop leaves schedules to explicit scheduleDue calls (tests with a fake clock).
 	NoScheduleLoop bool
+	// NoRecover leaves the runs in the store alone at Open (no re-attaching, failing or resuming): with several
+	// servers on one database, another live server may be running them (internal/app sets it then).
+	NoRecover bool
 }
 
 // Service is the jobs, pipelines and schedules service.
@@ -169,7 +172,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		s.SetURL(cfg.URL)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if err := s.recover(ctx); err != nil {
+	if err := s.recoverUnlessShared(ctx); err != nil {
 		_ = s.Close() // never fails; re-attached runs are left running for the next server
 		return nil, err
 	}
@@ -177,11 +180,21 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if !cfg.NoScheduleLoop {
 		s.goFunc(s.runScheduler)
 	}
+	if cfg.NoRecover {
+		return s, nil
+	}
 	if err := s.resumePipelines(ctx); err != nil {
 		_ = s.Close() // never fails
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Service) recoverUnlessShared(ctx context.Context) error {
+	if s.cfg.NoRecover {
+		return nil
+	}
+	return s.recover(ctx)
 }
 
 // Close stops the scheduler and the pipeline drivers, leaves running processes to the next server (those that

@@ -58,6 +58,10 @@ type Config struct {
 	// TempDir is where baseline uploads are spooled (default: the system's).
 	TempDir string
 	Now     func() time.Time
+	// Leader, with several servers on one database, says whether this server holds the "monitor" lease: only
+	// that server evaluates alerts, applies retention and stores drift windows, the work done once for the
+	// whole installation from the shared tables. Nil: this server does it all.
+	Leader func() bool
 }
 
 // Service is the monitor. Its methods are safe for concurrent use; the hot-path ones (Finish, Observer) are also
@@ -164,16 +168,25 @@ func (s *Service) Start() {
 	go func() { defer s.bg.Done(); s.webhookSender() }()
 	s.wg.Add(4)
 	go func() { defer s.wg.Done(); s.every(time.Second, s.rollMinutes) }()
-	go func() { defer s.wg.Done(); s.every(time.Minute, s.prune) }()
-	go func() { defer s.wg.Done(); s.every(s.cfg.DriftInterval, s.storeDriftWindows) }()
+	go func() { defer s.wg.Done(); s.every(time.Minute, s.ifLeader(s.prune)) }()
+	go func() { defer s.wg.Done(); s.every(s.cfg.DriftInterval, s.ifLeader(s.storeDriftWindows)) }()
 	go func() {
 		defer s.wg.Done()
-		s.every(s.cfg.AlertInterval, func(ctx context.Context) {
+		s.every(s.cfg.AlertInterval, s.ifLeader(func(ctx context.Context) {
 			if _, err := s.EvaluateAlerts(ctx, ""); err != nil && ctx.Err() == nil {
 				s.log.Error("evaluate alerts", "error", err)
 			}
-		})
+		}))
 	}()
+}
+
+// ifLeader runs fn only on the server holding the monitor lease (every server without Config.Leader).
+func (s *Service) ifLeader(fn func(ctx context.Context)) func(ctx context.Context) {
+	return func(ctx context.Context) {
+		if s.cfg.Leader == nil || s.cfg.Leader() {
+			fn(ctx)
+		}
+	}
 }
 
 // every runs fn every d until the service closes.
