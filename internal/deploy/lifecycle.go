@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/serving"
@@ -21,7 +22,7 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 		return nil, slipway.Errorf(slipway.EINVALID, "give either version or alias, not both")
 	}
 	d := &slipway.Deployment{Name: sp.Name, Model: sp.Model, State: slipway.DeploymentCreating,
-		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue}
+		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue, Load: slipway.LoadEager}
 	v, err := s.prepare(ctx, d, sp)
 	if err != nil {
 		return nil, err
@@ -41,6 +42,7 @@ func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.M
 		s.setState(ctx, d.Name, failState, err.Error())
 		return
 	}
+	s.scale.setPolicy(d)
 	s.mu.Lock()
 	s.routers.Put(d.Name, rt)
 	s.observeLocked(d.Name, rt.Pool)
@@ -56,16 +58,27 @@ func (s *Service) newRouter(ctx context.Context, d *slipway.Deployment, v *slipw
 	return serving.NewRouter(pool, v), nil
 }
 
-// startPool starts a pool named poolName of d.Replicas replicas of v, all ready before it returns; its events
-// are d's.
+// startPool starts a pool named poolName of d.Replicas replicas of v (none when d loads lazily), all ready
+// before it returns; its events are d's.
 func (s *Service) startPool(ctx context.Context, poolName string, d *slipway.Deployment, v *slipway.ModelVersion) (*serving.Pool, error) {
 	dir, err := s.files.Materialize(ctx, v)
 	if err != nil {
 		return nil, fmt.Errorf("prepare model files: %w", err)
 	}
 	name := d.Name
-	pool := serving.NewPool(poolName, options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
-	if err := pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
+	side := strings.TrimPrefix(strings.TrimPrefix(poolName, name), "-")
+	if side == "" {
+		side = "deployment"
+	}
+	var pool *serving.Pool
+	pool = serving.NewPool(poolName, options(d), s.log, func(e serving.Event) {
+		if e.Kind == serving.EventColdStart { // after NewPool returned: pool is set
+			s.coldStarted(name, side, pool, e)
+			return
+		}
+		s.onPoolEvent(name, e)
+	})
+	if err := pool.Rollout(ctx, v.Version, startCount(d), s.starter(d, v, dir)); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -138,6 +151,7 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 		s.log.Warn("deployment update failed; previous version kept", "deployment", d.Name, "error", err)
 		return
 	}
+	s.scale.setPolicy(d)
 	reason := s.sidesReason(ctx, d, rt)
 	if reason == "" {
 		reason = note
@@ -152,17 +166,40 @@ func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slip
 		if err != nil {
 			return err
 		}
-		if err := rt.Pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
+		if err := rt.Pool.Rollout(ctx, v.Version, rolloutCount(d, rt.Pool), s.starter(d, v, dir)); err != nil {
 			rt.Pool.SetOptions(options(prev))
 			return err
 		}
 		rt.SetVersion(v)
 		return nil
 	}
-	if d.Replicas != prev.Replicas {
-		return rt.Pool.Scale(ctx, d.Replicas)
+	if d.Replicas != prev.Replicas && d.Autoscaling == nil {
+		return rt.Pool.Scale(ctx, d.Replicas) // with autoscaling, replicas is only the starting count
 	}
 	return nil
+}
+
+// startCount is how many replicas d starts with: none when it loads lazily (its first request starts one).
+func startCount(d *slipway.Deployment) int {
+	if d.Load == slipway.LoadLazy {
+		return 0
+	}
+	return d.Replicas
+}
+
+// rolloutCount is how many replicas of a new version replace pool's: d's replicas, or, when it autoscales,
+// as many as serve now (within its bounds): a rollout under load must not shrink the deployment, nor wake
+// one scaled to zero.
+func rolloutCount(d *slipway.Deployment, pool *serving.Pool) int {
+	a := d.Autoscaling
+	if a == nil {
+		return d.Replicas
+	}
+	current, _ := pool.Size()
+	if current == 0 {
+		return 0
+	}
+	return min(max(current, a.MinReplicas, 1), a.MaxReplicas)
 }
 
 // Deactivate stops the replicas and keeps the configuration and URL.
@@ -185,6 +222,7 @@ func (s *Service) Deactivate(ctx context.Context, name string) (*slipway.Deploym
 }
 
 func (s *Service) stopPool(name string) {
+	s.scale.forget(name)
 	if rt := s.routers.Take(name); rt != nil {
 		rt.Close()
 	}
