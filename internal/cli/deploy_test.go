@@ -253,6 +253,19 @@ func TestDeploy(t *testing.T) {
 			wantGets:  1,
 		},
 		{
+			name: "autoscaling to zero, lazy",
+			args: []string{"deploy", "churn-api", "-m", "churn", "--min-replicas", "0", "--max-replicas", "4", "--target-in-flight", "2.5",
+				"--scale-down-after", "2s", "--replicas", "0", "--load", "lazy"},
+			gets: []*slipway.Deployment{testDeployment(slipway.DeploymentActive, 1, 1)},
+			wantWrite: `POST /api/v1/deployments {"name":"churn-api","model":"churn","replicas":0,` +
+				`"autoscaling":{"min_replicas":0,"max_replicas":4,"target_in_flight":2.5,"scale_down_after_s":2},"load":"lazy"}`,
+			wantGets: 1,
+		},
+		{
+			name: "autoscaling needs a maximum", args: []string{"deploy", "churn-api", "-m", "churn", "--min-replicas", "0"},
+			wantCode: 1, wantStderr: "Error: autoscaling needs --max-replicas\n",
+		},
+		{
 			name:      "a pinned version, batching and limits",
 			args:      []string{"deploy", "churn-api", "--model", "churn:3", "--batch-size", "8", "--batch-wait-ms", "20", "--timeout-ms", "500", "--max-queue", "0"},
 			gets:      []*slipway.Deployment{testDeployment(slipway.DeploymentActive, 1, 1)},
@@ -507,6 +520,11 @@ func TestDeploymentsUpdate(t *testing.T) {
 			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
 		},
 		{
+			name: "autoscaling off", args: []string{"deployments", "update", "churn-api", "--no-autoscaling", "--no-wait"},
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"autoscaling":{"min_replicas":0,"max_replicas":0,"target_in_flight":0,"scale_down_after_s":0}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
 			name: "batching off", args: []string{"deployments", "update", "churn-api", "--batch-size", "0", "--no-wait"},
 			wantWrite:  `PATCH /api/v1/deployments/churn-api {"batching":{"max_batch_size":0,"max_wait_ms":0}}`,
 			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
@@ -586,7 +604,7 @@ func TestDeploymentsUpdate(t *testing.T) {
 		},
 		{
 			name: "nothing to change", args: []string{"deployments", "update", "churn-api", "--no-wait"}, wantCode: 1,
-			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, a --canary or a --shadow flag\n",
+			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, an autoscaling flag, a --canary or a --shadow flag\n",
 		},
 		{
 			name: "version and alias", args: []string{"deployments", "update", "churn-api", "--model-version", "4", "--alias", "x"}, wantCode: 1,
