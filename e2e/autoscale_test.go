@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+)
+
+// onnxBody is one row of the ONNX example as an MLflow tensor request, with the label it must get.
+func onnxBody(t *testing.T) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(examplePath("onnx-churn", "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp expectedONNX
+	if err := json.Unmarshal(raw, &exp); err != nil {
+		t.Fatal(err)
+	}
+	return mustJSON(map[string]any{"inputs": exp.Features[:1]})
+}
+
+// decisionsSince are the scaling decisions of a deployment at or after from, oldest first.
+func decisionsSince(d *slipway.Deployment, from time.Time) []slipway.ScaleDecision {
+	var out []slipway.ScaleDecision
+	if d.AutoscalingStatus == nil {
+		return nil
+	}
+	for _, dec := range d.AutoscalingStatus.Decisions {
+		if !dec.At.Before(from) {
+			out = append([]slipway.ScaleDecision{dec}, out...)
+		}
+	}
+	return out
+}
+
+// checkNoFlapping checks that a pool changed at most once per direction per cool-down: scale-ups at least
+// upCoolDown apart, scale-downs at least downAfter after the previous change (server timestamps, the
+// policy's own bounds).
+func checkNoFlapping(t *testing.T, decisions []slipway.ScaleDecision, upCoolDown, downAfter time.Duration) {
+	t.Helper()
+	var lastUp, lastChange time.Time
+	for _, dec := range decisions {
+		if dec.Side != "deployment" {
+			continue
+		}
+		switch dec.Direction {
+		case "up":
+			if !lastUp.IsZero() && dec.At.Sub(lastUp) < upCoolDown {
+				t.Errorf("two scale-ups %s apart (cool-down %s): %+v", dec.At.Sub(lastUp), upCoolDown, decisions)
+			}
+			lastUp = dec.At
+		case "down":
+			if !lastChange.IsZero() && dec.At.Sub(lastChange) < downAfter {
+				t.Errorf("a scale-down %s after the previous change (scale_down_after_s %s): %+v", dec.At.Sub(lastChange), downAfter, decisions)
+			}
+		}
+		lastChange = dec.At
+	}
+}
+
+func TestAutoscaleFollowsAStepOfLoad(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	deploy(t, s, "elastic", "--model", "churn-onnx:1", "--min-replicas", "1", "--max-replicas", "4",
+		"--target-in-flight", "1", "--scale-down-after", "2s", "--max-queue", "1000")
+	body := onnxBody(t)
+	path := "/deployments/elastic/invocations"
+	get := func() *slipway.Deployment {
+		d, err := s.Client().GetDeployment(t.Context(), "elastic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := get(); d.AutoscalingStatus == nil || d.AutoscalingStatus.Current != 1 || d.ReadyReplicas != 1 {
+		t.Fatalf("started with %+v (%d ready), want 1 replica", d.AutoscalingStatus, d.ReadyReplicas)
+	}
+
+	began := time.Now().UTC()
+	low := startLoad(t, s, path, body, 1) // c=1 throughout: the step is added on top of it
+	waitFor(t, "a few requests at c=1", 30*time.Second, func() bool { return s.metric(t, "elastic", "200") > 5 })
+
+	stepStart := time.Now().UTC()
+	step := startLoad(t, s, path, body, 31) // c=32
+	waitDeploymentState(t, s, "elastic", "scaled up to max_replicas under c=32", func(d *slipway.Deployment) bool {
+		return d.AutoscalingStatus != nil && d.AutoscalingStatus.Current == 4 && d.ReadyReplicas == 4
+	})
+	stepStatus, stepErrs := step.finish()
+	stepEnd := time.Now().UTC()
+
+	d := waitDeploymentState(t, s, "elastic", "scaled back down to 1 at c=1", func(d *slipway.Deployment) bool {
+		return d.AutoscalingStatus != nil && d.AutoscalingStatus.Current == 1
+	})
+	lowStatus, lowErrs := low.finish()
+
+	for _, st := range []map[int]int{stepStatus, lowStatus} {
+		if len(st) != 1 || st[200] == 0 {
+			t.Errorf("statuses %v, want only 200s: %q %q", st, stepErrs, lowErrs)
+		}
+	}
+	decisions := decisionsSince(d, began)
+	var ups, downs int
+	for _, dec := range decisions {
+		if dec.Side != "deployment" || dec.Reason == "" || dec.To < 1 || dec.To > 4 {
+			t.Errorf("decision %+v: out of bounds or without its reason", dec)
+		}
+		switch dec.Direction {
+		case "up":
+			ups++
+			if dec.At.Before(stepStart) || dec.At.After(stepEnd) {
+				t.Errorf("scaled up outside the c=32 phase: %+v", dec)
+			}
+		case "down":
+			downs++
+			if dec.At.Before(stepEnd) {
+				t.Errorf("scaled down during the c=32 phase: %+v", dec)
+			}
+		}
+	}
+	if ups == 0 || downs == 0 {
+		t.Errorf("decisions %+v: want scale-ups during the step and scale-downs after it", decisions)
+	}
+	checkNoFlapping(t, decisions, 3*time.Second, 2*time.Second)
+
+	_, metrics := s.do(t, "GET", "/metrics", s.Token, nil, "")
+	for _, want := range []string{`slipway_scale_events_total{deployment="elastic",direction="up"}`,
+		`slipway_scale_events_total{deployment="elastic",direction="down"}`, `slipway_replicas{deployment="elastic",version="1"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	if log := s.Log(); !strings.Contains(log, "msg=autoscale") || !strings.Contains(log, "direction=up") || !strings.Contains(log, "load=") {
+		t.Errorf("the server log does not show the decisions with their figures")
+	}
+}
+
+// metric reads one deployment's prediction count by status code from the server's Prometheus metrics.
+func (s *server) metric(t *testing.T, deployment, code string) int {
+	t.Helper()
+	_, out := s.do(t, "GET", "/metrics", s.Token, nil, "")
+	total := 0
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, "slipway_predict_requests_total{") && strings.Contains(line, `deployment="`+deployment+`"`) &&
+			strings.Contains(line, `code="`+code+`"`) {
+			var n int
+			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n)
+			total += n
+		}
+	}
+	return total
+}
+
+func TestScaleToZeroAndBackOnTheSameURL(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	deploy(t, s, "sleepy", "--model", "churn-onnx:1", "--min-replicas", "0", "--max-replicas", "1",
+		"--target-in-flight", "1", "--scale-down-after", "1s")
+	body := onnxBody(t)
+	url := "/deployments/sleepy/invocations" // the one URL, every round
+	for round := range 20 {
+		d := waitDeploymentState(t, s, "sleepy", fmt.Sprintf("round %d: scaled to zero", round), func(d *slipway.Deployment) bool {
+			return d.ScaledToZero && d.ReadyReplicas == 0 && len(d.ReplicaStatus) == 0
+		})
+		if d.State != slipway.DeploymentActive {
+			t.Fatalf("round %d: scaled to zero in state %s, want ACTIVE", round, d.State)
+		}
+		since := time.Now().UTC()
+		// Concurrent requests during the cold start all wait for the same start.
+		var wg sync.WaitGroup
+		statuses := make([]int, 4)
+		for i := range statuses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("POST", s.URL+url, bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+s.Token)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Errorf("round %d: %v", round, err)
+					return
+				}
+				resp.Body.Close()
+				statuses[i] = resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		for _, st := range statuses {
+			if st != http.StatusOK {
+				t.Fatalf("round %d: statuses %v, want every request 200", round, statuses)
+			}
+		}
+		d, err := s.Client().GetDeployment(t.Context(), "sleepy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups := 0
+		for _, dec := range decisionsSince(d, since) {
+			if dec.Direction == "up" {
+				ups++
+				if !strings.Contains(dec.Reason, "cold start") {
+					t.Errorf("round %d: scale-up %+v is not the cold start", round, dec)
+				}
+			}
+		}
+		if ups != 1 || d.URLs == nil || d.URLs.Invocations != url {
+			t.Fatalf("round %d: %d scale-ups (want one cold start for 4 requests), urls %+v", round, ups, d.URLs)
+		}
+	}
+}
