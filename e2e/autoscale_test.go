@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/slipway-ml/slipway"
 )
 
@@ -141,6 +143,41 @@ func TestAutoscaleFollowsAStepOfLoad(t *testing.T) {
 	if log := s.Log(); !strings.Contains(log, "msg=autoscale") || !strings.Contains(log, "direction=up") || !strings.Contains(log, "load=") {
 		t.Errorf("the server log does not show the decisions with their figures")
 	}
+
+	// The deployment's page shows the policy, the figures and the decisions.
+	b := newBrowser(t)
+	b.do("sign in", chromedp.Navigate(s.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SetValue(chromedp.ID("token"), s.Token), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+	b.waitJS("the deployments list", `document.body.innerText.includes("elastic")`)
+	b.do("open the deployment", chromedp.Navigate(s.URL+"/ui/deployments/elastic"))
+	b.waitJS("the autoscaling section", `document.querySelector("main")?.innerText.includes("Autoscaling")`)
+	page := b.text("main")
+	for _, want := range []string{"autoscaling 1–4", "1 now, 1 desired", "up 1 → ", " → 1", "target_in_flight 1"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the deployment's page has no %q:\n%s", want, page)
+		}
+	}
+	b.checkRendered("deployment")
+	b.checkNoErrors()
+}
+
+// TestLazyDeploymentStartsOnItsFirstRequest deploys the Python example lazily: it is ACTIVE at once with no
+// replica, its first request waits for one and is answered, and it then grows to its replica count.
+func TestLazyDeploymentStartsOnItsFirstRequest(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	deploy(t, s, "lazy", "--model", "churn:1", "--load", "lazy", "--replicas", "2")
+	d, err := s.Client().GetDeployment(t.Context(), "lazy")
+	if err != nil || d.State != slipway.DeploymentActive || !d.ScaledToZero || d.ReadyReplicas != 0 || d.Load != slipway.LoadLazy {
+		t.Fatalf("lazy deployment before a request: %+v, %v; want ACTIVE, scaled to zero", d, err)
+	}
+	resp, body := invokeChurn(t, s, "lazy", 3)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "predictions") {
+		t.Fatalf("first request: %d %s", resp.StatusCode, body)
+	}
+	waitDeploymentState(t, s, "lazy", "its 2 replicas", func(d *slipway.Deployment) bool {
+		return d.ReadyReplicas == 2 && !d.ScaledToZero
+	})
 }
 
 // metric reads one deployment's prediction count by status code from the server's Prometheus metrics.
