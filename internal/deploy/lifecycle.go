@@ -173,10 +173,24 @@ func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slip
 		rt.SetVersion(v)
 		return nil
 	}
-	if d.Replicas != prev.Replicas && d.Autoscaling == nil {
-		return rt.Pool.Scale(ctx, d.Replicas) // with autoscaling, replicas is only the starting count
+	if needsFixedScale(d, rt.Pool, d.Replicas) {
+		return rt.Pool.Scale(ctx, d.Replicas)
 	}
 	return nil
+}
+
+// needsFixedScale reports whether pool, of d or of its canary or shadow, must be scaled to want: d has no
+// autoscaling (with it, replicas is only the starting count; without it, a policy just removed leaves the
+// count the autoscaler chose), and it is not a lazy deployment that no request has started yet.
+func needsFixedScale(d *slipway.Deployment, pool *serving.Pool, want int) bool {
+	if d.Autoscaling != nil {
+		return false
+	}
+	n, _ := pool.Size()
+	if n == 0 && d.Load == slipway.LoadLazy {
+		return false
+	}
+	return n != want
 }
 
 // startCount is how many replicas d starts with: none when it loads lazily (its first request starts one).
@@ -189,15 +203,15 @@ func startCount(d *slipway.Deployment) int {
 
 // rolloutCount is how many replicas of a new version replace pool's: d's replicas, or, when it autoscales,
 // as many as serve now (within its bounds): a rollout under load must not shrink the deployment, nor wake
-// one scaled to zero.
+// one scaled to zero (nor a lazy one no request has started).
 func rolloutCount(d *slipway.Deployment, pool *serving.Pool) int {
-	a := d.Autoscaling
-	if a == nil {
-		return d.Replicas
-	}
 	current, _ := pool.Size()
-	if current == 0 {
+	a := d.Autoscaling
+	switch {
+	case current == 0 && (a != nil || d.Load == slipway.LoadLazy):
 		return 0
+	case a == nil:
+		return d.Replicas
 	}
 	return min(max(current, a.MinReplicas, 1), a.MaxReplicas)
 }
