@@ -254,3 +254,46 @@ func TestScaleToZeroAndBackOnTheSameURL(t *testing.T) {
 		}
 	}
 }
+
+// TestCanaryAndShadowScaleByTheDeploymentsPolicy: with min_replicas 0, the canary's and the shadow's pools scale
+// to zero beside the deployment's, and a request wakes what it reaches.
+func TestCanaryAndShadowScaleByTheDeploymentsPolicy(t *testing.T) {
+	s := startServer(t, "")
+	pushExamples(t, s)
+	for range 2 { // versions 2 and 3 of churn-onnx
+		if out, errOut, code := s.cli("models", "push", examplePath("onnx-churn", "model.onnx"), "--model", "churn-onnx",
+			"--metadata", examplePath("onnx-churn", "metadata.json")); code != 0 {
+			t.Fatalf("push: %s %s", out, errOut)
+		}
+	}
+	deploy(t, s, "sides", "--model", "churn-onnx:1", "--canary-version", "2", "--canary-weight", "50",
+		"--shadow-version", "3", "--min-replicas", "0", "--max-replicas", "2", "--target-in-flight", "1", "--scale-down-after", "1s")
+	d := waitDeploymentState(t, s, "sides", "every side scaled to zero", func(d *slipway.Deployment) bool {
+		return d.ScaledToZero && d.ReadyReplicas == 0 && len(d.ReplicaStatus) == 0
+	})
+	down := map[string]bool{}
+	for _, dec := range d.AutoscalingStatus.Decisions {
+		if dec.Direction == "down" && dec.To == 0 {
+			down[dec.Side] = true
+		}
+	}
+	if !down["deployment"] || !down["canary"] || !down["shadow"] {
+		t.Fatalf("scaled to zero: %v, want the deployment, its canary and its shadow: %+v", down, d.AutoscalingStatus.Decisions)
+	}
+	body := onnxBody(t)
+	for i := range 10 {
+		resp, out := s.do(t, "POST", "/deployments/sides/invocations", s.Token, bytes.NewReader(body), "application/json")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d after scaling to zero: %d %s", i, resp.StatusCode, out)
+		}
+	}
+	// Every request copies to the shadow: it was woken too (a cold start, recorded as the shadow's scale-up).
+	waitDeploymentState(t, s, "sides", "the shadow woken by the copies", func(d *slipway.Deployment) bool {
+		for _, dec := range d.AutoscalingStatus.Decisions {
+			if dec.Side == "shadow" && dec.Direction == "up" && dec.Version == 3 {
+				return true
+			}
+		}
+		return false
+	})
+}
