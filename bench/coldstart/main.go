@@ -49,12 +49,12 @@ func run(bin, examples string, rounds int) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	srv, url, err := startServer(bin, dir)
 	if err != nil {
 		return err
 	}
-	defer func() { srv.Process.Signal(os.Interrupt); srv.Wait() }()
+	defer func() { _ = srv.Process.Signal(os.Interrupt); _ = srv.Wait() }() // the server stops its replicas
 	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
 		return err
@@ -144,7 +144,7 @@ func startServer(bin, dir string) (*exec.Cmd, string, error) {
 	case a := <-addr:
 		return cmd, a, nil
 	case <-time.After(time.Minute):
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		return nil, "", fmt.Errorf("the server did not listen within a minute")
 	}
 }
@@ -192,7 +192,7 @@ func timeRequest(url, token, name, body string) (time.Duration, error) {
 	}
 	var buf bytes.Buffer
 	_, err = buf.ReadFrom(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	took := time.Since(start)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("%s: %d %s %v", name, resp.StatusCode, buf.String(), err)
