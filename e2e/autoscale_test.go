@@ -171,7 +171,18 @@ func TestLazyDeploymentStartsOnItsFirstRequest(t *testing.T) {
 	if err != nil || d.State != slipway.DeploymentActive || !d.ScaledToZero || d.ReadyReplicas != 0 || d.Load != slipway.LoadLazy {
 		t.Fatalf("lazy deployment before a request: %+v, %v; want ACTIVE, scaled to zero", d, err)
 	}
-	resp, body := invokeChurn(t, s, "lazy", 3)
+	// A policy that cannot hold is refused with every problem named, as problem+json.
+	resp, body := s.do(t, "POST", "/api/v1/deployments", s.Token, strings.NewReader(
+		`{"name": "bad", "model": "churn", "replicas": 5, "max_queue": 0, "autoscaling": {"min_replicas": 0, "max_replicas": 65, "target_in_flight": -1}}`), "application/json")
+	if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+		t.Fatalf("bad policy: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	for _, want := range []string{"got min 0, max 65", "target_in_flight", "max_queue of at least 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("bad policy: %s does not name %q", body, want)
+		}
+	}
+	resp, body = invokeChurn(t, s, "lazy", 3)
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "predictions") {
 		t.Fatalf("first request: %d %s", resp.StatusCode, body)
 	}

@@ -189,6 +189,11 @@ func (p *Pool) Scale(ctx context.Context, n int) error {
 			return err
 		}
 		p.mu.Lock()
+		if p.ctx.Err() != nil { // closed while they started (the autoscaler does not hold the deployment's lock)
+			p.mu.Unlock()
+			p.stopAll(fresh)
+			return ErrClosed
+		}
 		p.slots = append(p.slots, fresh...)
 		for _, s := range fresh {
 			p.superviseLocked(s)
@@ -258,6 +263,13 @@ func (p *Pool) startSlots(ctx context.Context, version, n int, start Starter) ([
 		return nil, err
 	}
 	return fresh, nil
+}
+
+// stopAll stops replicas that were started but never took a request.
+func (p *Pool) stopAll(fresh []*slot) {
+	for _, s := range fresh {
+		s.rep.Stop(p.StopGrace)
+	}
 }
 
 // retireLocked takes s out of service; it stops now if idle, else when its request finishes.
@@ -381,8 +393,8 @@ func (p *Pool) wake() {
 	p.mu.Lock()
 	p.waking = false
 	if err == nil && p.ctx.Err() != nil { // closed meanwhile: Close has sent the waiters away
-		fresh[0].rep.Stop(p.StopGrace)
 		p.mu.Unlock()
+		p.stopAll(fresh)
 		return
 	}
 	if err != nil {

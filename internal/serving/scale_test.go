@@ -121,3 +121,39 @@ func TestColdStartFailureIsTheWaitersAnswer(t *testing.T) {
 		t.Fatalf("err = %v, want unavailable with the start's reason", err)
 	}
 }
+
+func TestScaleUpOfAClosedPoolStopsItsReplicas(t *testing.T) {
+	rt, err := modelruntime.New(modelruntime.Config{ScratchDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPool("closing", Options{MaxQueue: 10, Timeout: time.Minute}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	p.StopGrace = time.Second
+	start := starter(t, rt, modelDir(t, 1))
+	started := make(chan *modelruntime.Replica, 1)
+	closed := make(chan struct{})
+	slow := func(ctx context.Context) (*modelruntime.Replica, error) {
+		rep, err := start(ctx)
+		if err == nil {
+			started <- rep
+			<-closed // the pool closes while this replica starts
+		}
+		return rep, err
+	}
+	if err := p.Rollout(context.Background(), 1, 0, slow); err != nil {
+		t.Fatal(err)
+	}
+	scaled := make(chan error, 1)
+	go func() { scaled <- p.Scale(context.Background(), 1) }()
+	rep := <-started
+	p.Close()
+	close(closed)
+	if err := <-scaled; err != ErrClosed {
+		t.Fatalf("scale of a closed pool: %v, want ErrClosed", err)
+	}
+	select {
+	case <-rep.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replica started for a closed pool still runs")
+	}
+}
