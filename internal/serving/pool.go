@@ -220,6 +220,12 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// hasCurrentLocked reports whether the serving generation has a replica (currentLocked without allocating:
+// every queued request asks).
+func (p *Pool) hasCurrentLocked() bool {
+	return slices.ContainsFunc(p.slots, func(s *slot) bool { return s.state != stateDraining && s.state != stateStopped })
+}
+
 func (p *Pool) currentLocked() []*slot {
 	var out []*slot
 	for _, s := range p.slots {
@@ -365,7 +371,7 @@ func (p *Pool) refusedErr() error {
 // wakeLocked starts a replica for the queue when the pool is at zero replicas (scaled to zero, or lazy), once:
 // every request that arrives meanwhile waits in the queue for the same start.
 func (p *Pool) wakeLocked() {
-	if len(p.waiters) == 0 || p.waking || p.tmplStart == nil || p.ctx.Err() != nil || len(p.currentLocked()) > 0 {
+	if len(p.waiters) == 0 || p.waking || p.tmplStart == nil || p.ctx.Err() != nil || p.hasCurrentLocked() {
 		return
 	}
 	p.waking = true
@@ -567,7 +573,7 @@ func (p *Pool) Ready() bool {
 			return true
 		}
 	}
-	return p.tmplStart != nil && len(p.currentLocked()) == 0 && p.ctx.Err() == nil
+	return p.tmplStart != nil && !p.hasCurrentLocked() && p.ctx.Err() == nil
 }
 
 // Size reports the serving generation's replicas (starting, ready or restarting: draining ones leave) and how
