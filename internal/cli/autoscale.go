@@ -101,6 +101,10 @@ func printAutoscaling(tw io.Writer, d *slipway.Deployment) {
 		if i == 3 {
 			break
 		}
-		row(tw, "", fmt.Sprintf("%s %s %s %d→%d: %s", formatTime(dec.At), dec.Side, dec.Direction, dec.From, dec.To, dec.Reason))
+		label := "Last scaled:"
+		if i > 0 {
+			label = " " // a continuation line (row shows an empty cell as "-")
+		}
+		row(tw, label, fmt.Sprintf("%s %s %s %d→%d: %s", formatTime(dec.At), dec.Side, dec.Direction, dec.From, dec.To, dec.Reason))
 	}
 }

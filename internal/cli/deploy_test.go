@@ -705,3 +705,26 @@ func TestDeploymentsLifecycle(t *testing.T) {
 		})
 	}
 }
+
+func TestDeploymentsGetShowsAutoscaling(t *testing.T) {
+	api := newFakeDeployAPI(t)
+	d := testDeployment(slipway.DeploymentActive, 0, 0)
+	d.Autoscaling = &slipway.Autoscaling{MinReplicas: 0, MaxReplicas: 4, TargetInFlight: 2, ScaleDownAfterS: 30}
+	d.ScaledToZero = true
+	d.AutoscalingStatus = &slipway.AutoscalingStatus{Decisions: []slipway.ScaleDecision{{At: testTime, Side: "deployment", Version: 3,
+		Direction: "down", From: 2, To: 0, Reason: "idle for 30s: scaled to zero (the next request starts a replica)"}}}
+	api.gets = []*slipway.Deployment{d}
+	stdout, stderr, code := runCLI(t, api.env(), "", "deployments", "get", "churn-api")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"Autoscaling:      0-4 replicas, 2 requests in flight per replica, down after 30s of low load\n",
+		"Scale:            scaled to zero: the next request starts a replica\n",
+		"Last scaled:      2026-03-01 10:00 deployment down 2→0: idle for 30s: scaled to zero (the next request starts a replica)\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout has no %q:\n%s", want, stdout)
+		}
+	}
+}
