@@ -59,20 +59,76 @@ type Deployment struct {
 	Env         map[string]string `json:"env,omitempty"`
 	Canary      *Canary           `json:"canary,omitempty"`
 	Shadow      *Shadow           `json:"shadow,omitempty"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	// Autoscaling moves the replica count (of the deployment and of its canary and shadow) with the load;
+	// nil: Replicas stay fixed.
+	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
+	// Load is LoadEager (replicas start with the deployment; "" too) or LoadLazy (the first request starts
+	// them).
+	Load      string    `json:"load,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// Filled by the API from the live pool, not stored.
 	ReplicaStatus []ReplicaStatus `json:"replica_status"`
-	URLs          *DeploymentURLs `json:"urls,omitempty"`
+	// ReadyReplicas counts the READY replicas of every side; ScaledToZero says the deployment serves with no
+	// replica at all (the next request starts one).
+	ReadyReplicas     int                `json:"ready_replicas"`
+	ScaledToZero      bool               `json:"scaled_to_zero"`
+	AutoscalingStatus *AutoscalingStatus `json:"autoscaling_status,omitempty"`
+	URLs              *DeploymentURLs    `json:"urls,omitempty"`
+}
+
+// Load modes of a deployment.
+const (
+	LoadEager = "eager"
+	LoadLazy  = "lazy"
+)
+
+// MaxReplicas is the most replicas a deployment (or its canary or shadow) may run or scale to.
+const MaxReplicas = 64
+
+// Autoscaling is a deployment's scaling policy. The server samples the requests in flight and queued on each
+// of its pools; it wants ceil(load / TargetInFlight) replicas within [MinReplicas, MaxReplicas], adds them as
+// soon as the load of the last seconds asks, and removes them only when the highest load of the last
+// ScaleDownAfterS seconds allows. MinReplicas 0 scales an idle deployment to zero: the next request waits
+// (up to timeout_ms) while a replica starts.
+type Autoscaling struct {
+	MinReplicas     int     `json:"min_replicas"`
+	MaxReplicas     int     `json:"max_replicas"`
+	TargetInFlight  float64 `json:"target_in_flight"`
+	ScaleDownAfterS int     `json:"scale_down_after_s"`
+}
+
+// Defaults of an autoscaling policy, for the fields left 0 (MinReplicas 0 is meaningful: scale to zero).
+const (
+	DefaultTargetInFlight  = 4
+	DefaultScaleDownAfterS = 300
+)
+
+// AutoscalingStatus is what the autoscaler sees and did (live, not stored).
+type AutoscalingStatus struct {
+	Current   int             `json:"current"` // the deployment's own replicas (its canary and shadow are in Decisions)
+	Desired   int             `json:"desired"`
+	Load      float64         `json:"load"` // requests in flight and queued, averaged over the last seconds
+	Decisions []ScaleDecision `json:"decisions"`
+}
+
+// ScaleDecision is one change of a pool's replica count, newest first in AutoscalingStatus.
+type ScaleDecision struct {
+	At        time.Time `json:"at"`
+	Side      string    `json:"side"` // "deployment", "canary" or "shadow"
+	Version   int       `json:"version"`
+	Direction string    `json:"direction"` // "up" or "down"
+	From      int       `json:"from"`
+	To        int       `json:"to"`
+	Load      float64   `json:"load"`
+	Reason    string    `json:"reason"`
 }
 
 // Validate checks d's settings (not the model and versions it names: the store knows those). The error,
 // EINVALID, lists every problem.
 func (d *Deployment) Validate() error {
 	var problems []string
-	if d.Replicas < 1 || d.Replicas > 64 {
-		problems = append(problems, fmt.Sprintf("replicas must be 1-64, got %d", d.Replicas))
-	}
+	problems = append(problems, d.replicaProblems()...)
 	if d.TimeoutMS < 1 || d.TimeoutMS > 600_000 {
 		problems = append(problems, fmt.Sprintf("timeout_ms must be 1-600000, got %d", d.TimeoutMS))
 	}
@@ -97,8 +153,8 @@ func (d *Deployment) Validate() error {
 		if c.Weight < 1 || c.Weight > 99 {
 			problems = append(problems, fmt.Sprintf("canary weight must be 1-99 (percent of the requests; 0 removes the canary), got %d", c.Weight))
 		}
-		if c.Replicas < 1 || c.Replicas > 64 {
-			problems = append(problems, fmt.Sprintf("canary replicas must be 1-64, got %d", c.Replicas))
+		if c.Replicas < 1 || c.Replicas > MaxReplicas {
+			problems = append(problems, fmt.Sprintf("canary replicas must be 1-%d, got %d", MaxReplicas, c.Replicas))
 		}
 		problems = append(problems, d.analysisProblems(c.Analysis)...)
 	}
@@ -106,14 +162,46 @@ func (d *Deployment) Validate() error {
 		if sh.Version < 1 {
 			problems = append(problems, fmt.Sprintf("shadow version must be a version number, got %d", sh.Version))
 		}
-		if sh.Replicas < 1 || sh.Replicas > 64 {
-			problems = append(problems, fmt.Sprintf("shadow replicas must be 1-64, got %d", sh.Replicas))
+		if sh.Replicas < 1 || sh.Replicas > MaxReplicas {
+			problems = append(problems, fmt.Sprintf("shadow replicas must be 1-%d, got %d", MaxReplicas, sh.Replicas))
 		}
 	}
 	if len(problems) > 0 {
 		return Errorf(EINVALID, "deployment %s: %s", d.Name, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// replicaProblems checks the starting replica count against the autoscaling policy and the load mode.
+func (d *Deployment) replicaProblems() []string {
+	if d.Load != "" && d.Load != LoadEager && d.Load != LoadLazy {
+		return []string{fmt.Sprintf("load must be %q or %q, got %q", LoadEager, LoadLazy, d.Load)}
+	}
+	a := d.Autoscaling
+	if a == nil {
+		if d.Replicas < 1 || d.Replicas > MaxReplicas {
+			return []string{fmt.Sprintf("replicas must be 1-%d, got %d (0 needs autoscaling with min_replicas 0)", MaxReplicas, d.Replicas)}
+		}
+		return nil
+	}
+	var problems []string
+	if a.MinReplicas < 0 || a.MaxReplicas < 1 || a.MaxReplicas > MaxReplicas || a.MinReplicas > a.MaxReplicas {
+		problems = append(problems, fmt.Sprintf("autoscaling needs 0 <= min_replicas <= max_replicas <= %d and max_replicas >= 1, got min %d, max %d",
+			MaxReplicas, a.MinReplicas, a.MaxReplicas))
+	} else if d.Replicas < a.MinReplicas || d.Replicas > a.MaxReplicas {
+		problems = append(problems, fmt.Sprintf("replicas (the starting count) must be within autoscaling's min_replicas %d and max_replicas %d, got %d",
+			a.MinReplicas, a.MaxReplicas, d.Replicas))
+	}
+	if !(a.TargetInFlight > 0 && a.TargetInFlight <= 10_000) { // also refuses NaN
+		problems = append(problems, fmt.Sprintf("autoscaling target_in_flight (requests in flight or queued per replica) must be above 0 and at most 10000, got %g", a.TargetInFlight))
+	}
+	if a.ScaleDownAfterS < 1 || a.ScaleDownAfterS > 86400 {
+		problems = append(problems, fmt.Sprintf("autoscaling scale_down_after_s must be 1-86400 seconds, got %d", a.ScaleDownAfterS))
+	}
+	if a.MinReplicas == 0 && d.MaxQueue < 1 {
+		problems = append(problems, "autoscaling with min_replicas 0 needs max_queue of at least 1: requests wait in the queue while a replica starts")
+	}
+	return problems
 }
 
 // analysisProblems checks the canary's analysis (nil: none).
@@ -173,6 +261,12 @@ type DeploymentSpec struct {
 	Canary *Canary `json:"canary,omitempty"`
 	// Shadow sends a copy of every request to another version on replicas of its own; {Version: 0} removes it.
 	Shadow *Shadow `json:"shadow,omitempty"`
+	// Autoscaling sets the scaling policy (its zero fields take the defaults, but min_replicas);
+	// {"max_replicas": 0} removes it, and the deployment keeps replicas fixed.
+	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
+	// Load is "eager" (the default: replicas start with the deployment) or "lazy" (the first request starts
+	// them).
+	Load *string `json:"load,omitempty"`
 	// Note becomes the deployment's reason once an update has settled, unless something else must be said
 	// (a canary analysis says why it promoted or removed the canary). Set by the server's own callers, never
 	// sent.

@@ -43,6 +43,7 @@ func (a *App) openMonitor() error {
 				for _, p := range pools { // the deployment's, its canary's and its shadow's
 					info.QueueLen += p.QueueLen()
 					info.Replicas = append(info.Replicas, p.Status()...)
+					info.Versions = append(info.Versions, p.ServedVersion())
 				}
 				out = append(out, info)
 			}

@@ -35,6 +35,7 @@ type deploymentFlags struct {
 	shadowVersion, shadowReplicas                         int
 	noCanary, noShadow                                    bool
 	analysis                                              canaryAnalysisFlags
+	autoscale                                             autoscaleFlags
 	noWait                                                bool
 	waitTimeout                                           time.Duration
 }
@@ -69,6 +70,7 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 		fs.BoolVar(&f.noCanary, "no-canary", false, "remove the canary: every request goes to the deployment's version")
 		fs.BoolVar(&f.noShadow, "no-shadow", false, "remove the shadow")
 	}
+	f.autoscale.register(cmd, create)
 	f.registerWait(cmd)
 }
 
@@ -91,6 +93,9 @@ func (f *deploymentFlags) fillSpec(cmd *cobra.Command, sp *slipway.DeploymentSpe
 		return err
 	}
 	if err := f.fillCanary(cmd, sp, current.Canary); err != nil {
+		return err
+	}
+	if err := f.autoscale.fill(cmd, sp, current.Autoscaling); err != nil {
 		return err
 	}
 	return f.fillShadow(cmd, sp, current.Shadow)
@@ -503,6 +508,7 @@ func (a *app) printDeployment(d *slipway.Deployment) {
 	}
 	row(tw, "Model:", version)
 	row(tw, "Replicas:", fmt.Sprintf("%d (%d ready)", d.Replicas, readyReplicas(d)))
+	printAutoscaling(tw, d)
 	if c := d.Canary; c != nil {
 		row(tw, "Canary:", fmt.Sprintf("version %d takes %d%% of the requests on %d replica(s)", c.Version, c.Weight, c.Replicas))
 		if a := c.Analysis; a != nil {
@@ -840,8 +846,9 @@ The command waits until the change is done unless --no-wait.`,
 			}
 			var current *slipway.Deployment
 			halfBatching := changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batching().Enabled()
-			if halfBatching || anyChanged(cmd, canaryFlags...) && !f.noCanary || anyChanged(cmd, shadowFlags...) && !f.noShadow {
-				// Part of the batching, the canary or the shadow given: keep the rest as it is.
+			if halfBatching || anyChanged(cmd, canaryFlags...) && !f.noCanary || anyChanged(cmd, shadowFlags...) && !f.noShadow ||
+				anyChanged(cmd, autoscaleFlagNames...) && !f.autoscale.noAutoscaling {
+				// Part of the batching, the canary, the shadow or the autoscaling given: keep the rest as it is.
 				if current, err = c.GetDeployment(cmd.Context(), name); err != nil {
 					return err
 				}
@@ -852,7 +859,7 @@ The command waits until the change is done unless --no-wait.`,
 				return err
 			}
 			if noChange(sp) {
-				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, a --canary or a --shadow flag")
+				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, an autoscaling flag, a --canary or a --shadow flag")
 			}
 			d, err := c.UpdateDeployment(cmd.Context(), name, sp)
 			if err != nil {
@@ -884,7 +891,8 @@ The command waits until the change is done unless --no-wait.`,
 // noChange reports whether sp changes nothing.
 func noChange(sp slipway.DeploymentSpec) bool {
 	return sp.Version == nil && sp.Alias == nil && sp.FollowAlias == nil && sp.Replicas == nil && sp.Batching == nil &&
-		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil && sp.Shadow == nil
+		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil && sp.Shadow == nil &&
+		sp.Autoscaling == nil && sp.Load == nil
 }
 
 func (a *app) deploymentsActivateCommand() *cobra.Command {

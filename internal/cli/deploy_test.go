@@ -253,6 +253,19 @@ func TestDeploy(t *testing.T) {
 			wantGets:  1,
 		},
 		{
+			name: "autoscaling to zero, lazy",
+			args: []string{"deploy", "churn-api", "-m", "churn", "--min-replicas", "0", "--max-replicas", "4", "--target-in-flight", "2.5",
+				"--scale-down-after", "2s", "--replicas", "0", "--load", "lazy"},
+			gets: []*slipway.Deployment{testDeployment(slipway.DeploymentActive, 1, 1)},
+			wantWrite: `POST /api/v1/deployments {"name":"churn-api","model":"churn","replicas":0,` +
+				`"autoscaling":{"min_replicas":0,"max_replicas":4,"target_in_flight":2.5,"scale_down_after_s":2},"load":"lazy"}`,
+			wantGets: 1,
+		},
+		{
+			name: "autoscaling needs a maximum", args: []string{"deploy", "churn-api", "-m", "churn", "--min-replicas", "0"},
+			wantCode: 1, wantStderr: "Error: autoscaling needs --max-replicas\n",
+		},
+		{
 			name:      "a pinned version, batching and limits",
 			args:      []string{"deploy", "churn-api", "--model", "churn:3", "--batch-size", "8", "--batch-wait-ms", "20", "--timeout-ms", "500", "--max-queue", "0"},
 			gets:      []*slipway.Deployment{testDeployment(slipway.DeploymentActive, 1, 1)},
@@ -507,6 +520,11 @@ func TestDeploymentsUpdate(t *testing.T) {
 			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
 		},
 		{
+			name: "autoscaling off", args: []string{"deployments", "update", "churn-api", "--no-autoscaling", "--no-wait"},
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"autoscaling":{"min_replicas":0,"max_replicas":0,"target_in_flight":0,"scale_down_after_s":0}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
 			name: "batching off", args: []string{"deployments", "update", "churn-api", "--batch-size", "0", "--no-wait"},
 			wantWrite:  `PATCH /api/v1/deployments/churn-api {"batching":{"max_batch_size":0,"max_wait_ms":0}}`,
 			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
@@ -586,7 +604,7 @@ func TestDeploymentsUpdate(t *testing.T) {
 		},
 		{
 			name: "nothing to change", args: []string{"deployments", "update", "churn-api", "--no-wait"}, wantCode: 1,
-			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, a --canary or a --shadow flag\n",
+			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, an autoscaling flag, a --canary or a --shadow flag\n",
 		},
 		{
 			name: "version and alias", args: []string{"deployments", "update", "churn-api", "--model-version", "4", "--alias", "x"}, wantCode: 1,
@@ -685,5 +703,28 @@ func TestDeploymentsLifecycle(t *testing.T) {
 				t.Errorf("writes %q, want %q", writes, tc.wantWrite)
 			}
 		})
+	}
+}
+
+func TestDeploymentsGetShowsAutoscaling(t *testing.T) {
+	api := newFakeDeployAPI(t)
+	d := testDeployment(slipway.DeploymentActive, 0, 0)
+	d.Autoscaling = &slipway.Autoscaling{MinReplicas: 0, MaxReplicas: 4, TargetInFlight: 2, ScaleDownAfterS: 30}
+	d.ScaledToZero = true
+	d.AutoscalingStatus = &slipway.AutoscalingStatus{Decisions: []slipway.ScaleDecision{{At: testTime, Side: "deployment", Version: 3,
+		Direction: "down", From: 2, To: 0, Reason: "idle for 30s: scaled to zero (the next request starts a replica)"}}}
+	api.gets = []*slipway.Deployment{d}
+	stdout, stderr, code := runCLI(t, api.env(), "", "deployments", "get", "churn-api")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"Autoscaling:      0-4 replicas, 2 requests in flight per replica, down after 30s of low load\n",
+		"Scale:            scaled to zero: the next request starts a replica\n",
+		"Last scaled:      2026-03-01 10:00 deployment down 2→0: idle for 30s: scaled to zero (the next request starts a replica)\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout has no %q:\n%s", want, stdout)
+		}
 	}
 }

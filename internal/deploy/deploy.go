@@ -40,6 +40,7 @@ type Service struct {
 	owner   Ownership        // leases shared with other servers (nil: this server owns every deployment)
 	// stopOwnership ends the ownership loop and waits for it (nil: not started).
 	stopOwnership func()
+	scale         *autoscaler // the deployments' scaling policies, loads and decisions
 
 	mu    sync.RWMutex
 	locks map[string]*sync.Mutex // one operation at a time per deployment
@@ -114,9 +115,15 @@ type Config struct {
 // New returns a Service; call Recover to bring stored deployments back and Close to stop everything.
 func New(cfg Config) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{store: cfg.Store, models: cfg.Models, files: cfg.Files, runtimes: cfg.Runtimes, log: cfg.Log,
-		routers: serving.NewRouters(), locks: map[string]*sync.Mutex{}, ctx: ctx, cancel: cancel,
+	s := &Service{store: cfg.Store, models: cfg.Models, files: cfg.Files, runtimes: cfg.Runtimes, log: cfg.Log,
+		routers: serving.NewRouters(), scale: newAutoscaler(), locks: map[string]*sync.Mutex{}, ctx: ctx, cancel: cancel,
 		ReadyTimeout: 2 * time.Minute}
+	s.wg.Add(1)
+	go func() { // owned by the service: ends with Close
+		defer s.wg.Done()
+		s.autoscale(ctx)
+	}()
+	return s
 }
 
 // Routers are the routers of the serving deployments, which the prediction handlers look up.
@@ -167,6 +174,7 @@ func (s *Service) decorate(d *slipway.Deployment) {
 		for _, p := range rt.Pools() {
 			d.ReplicaStatus = append(d.ReplicaStatus, p.Status()...)
 		}
+		s.scaleStatus(d, rt)
 	}
 	d.URLs = &slipway.DeploymentURLs{
 		Predict:     "/deployments/" + d.Name + "/predict",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/serving"
@@ -21,7 +22,7 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 		return nil, slipway.Errorf(slipway.EINVALID, "give either version or alias, not both")
 	}
 	d := &slipway.Deployment{Name: sp.Name, Model: sp.Model, State: slipway.DeploymentCreating,
-		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue}
+		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue, Load: slipway.LoadEager}
 	v, err := s.prepare(ctx, d, sp)
 	if err != nil {
 		return nil, err
@@ -55,6 +56,7 @@ func (s *Service) start(ctx context.Context, d *slipway.Deployment, v *slipway.M
 		s.disown(ctx, d.Name)
 		return
 	}
+	s.scale.setPolicy(d)
 	s.mu.Lock()
 	s.routers.Put(d.Name, rt)
 	s.observeLocked(d.Name, rt.Pool)
@@ -70,16 +72,27 @@ func (s *Service) newRouter(ctx context.Context, d *slipway.Deployment, v *slipw
 	return serving.NewRouter(pool, v), nil
 }
 
-// startPool starts a pool named poolName of d.Replicas replicas of v, all ready before it returns; its events
-// are d's.
+// startPool starts a pool named poolName of d.Replicas replicas of v (none when d loads lazily), all ready
+// before it returns; its events are d's.
 func (s *Service) startPool(ctx context.Context, poolName string, d *slipway.Deployment, v *slipway.ModelVersion) (*serving.Pool, error) {
 	dir, err := s.files.Materialize(ctx, v)
 	if err != nil {
 		return nil, fmt.Errorf("prepare model files: %w", err)
 	}
 	name := d.Name
-	pool := serving.NewPool(poolName, options(d), s.log, func(e serving.Event) { s.onPoolEvent(name, e) })
-	if err := pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
+	side := strings.TrimPrefix(strings.TrimPrefix(poolName, name), "-")
+	if side == "" {
+		side = "deployment"
+	}
+	var pool *serving.Pool
+	pool = serving.NewPool(poolName, options(d), s.log, func(e serving.Event) {
+		if e.Kind == serving.EventColdStart { // after NewPool returned: pool is set
+			s.coldStarted(name, side, pool, e)
+			return
+		}
+		s.onPoolEvent(name, e)
+	})
+	if err := pool.Rollout(ctx, v.Version, startCount(d), s.starter(d, v, dir)); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -159,6 +172,7 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 		s.log.Warn("deployment update failed; previous version kept", "deployment", d.Name, "error", err)
 		return
 	}
+	s.scale.setPolicy(d)
 	reason := s.sidesReason(ctx, d, rt)
 	if reason == "" {
 		reason = note
@@ -173,17 +187,54 @@ func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slip
 		if err != nil {
 			return err
 		}
-		if err := rt.Pool.Rollout(ctx, v.Version, d.Replicas, s.starter(d, v, dir)); err != nil {
+		if err := rt.Pool.Rollout(ctx, v.Version, rolloutCount(d, rt.Pool), s.starter(d, v, dir)); err != nil {
 			rt.Pool.SetOptions(options(prev))
 			return err
 		}
 		rt.SetVersion(v)
 		return nil
 	}
-	if d.Replicas != prev.Replicas {
+	if needsFixedScale(d, rt.Pool, d.Replicas) {
 		return rt.Pool.Scale(ctx, d.Replicas)
 	}
 	return nil
+}
+
+// needsFixedScale reports whether pool, of d or of its canary or shadow, must be scaled to want: d has no
+// autoscaling (with it, replicas is only the starting count; without it, a policy just removed leaves the
+// count the autoscaler chose), and it is not a lazy deployment that no request has started yet.
+func needsFixedScale(d *slipway.Deployment, pool *serving.Pool, want int) bool {
+	if d.Autoscaling != nil {
+		return false
+	}
+	n, _ := pool.Size()
+	if n == 0 && d.Load == slipway.LoadLazy {
+		return false
+	}
+	return n != want
+}
+
+// startCount is how many replicas d starts with: none when it loads lazily (its first request starts one).
+func startCount(d *slipway.Deployment) int {
+	if d.Load == slipway.LoadLazy {
+		return 0
+	}
+	return d.Replicas
+}
+
+// rolloutCount is how many replicas of a new version replace pool's: d's replicas, or, when it autoscales,
+// as many as serve now (within its bounds): a rollout under load must not shrink the deployment, nor wake
+// one scaled to zero (nor a lazy one no request has started).
+func rolloutCount(d *slipway.Deployment, pool *serving.Pool) int {
+	current, _ := pool.Size()
+	a := d.Autoscaling
+	switch {
+	case current == 0 && (a != nil || d.Load == slipway.LoadLazy):
+		return 0
+	case a == nil:
+		return d.Replicas
+	}
+	return min(max(current, a.MinReplicas, 1), a.MaxReplicas)
 }
 
 // Deactivate stops the replicas and keeps the configuration and URL.
@@ -207,6 +258,7 @@ func (s *Service) Deactivate(ctx context.Context, name string) (*slipway.Deploym
 }
 
 func (s *Service) stopPool(name string) {
+	s.scale.forget(name)
 	if rt := s.routers.Take(name); rt != nil {
 		rt.Close()
 	}

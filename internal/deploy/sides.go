@@ -42,7 +42,7 @@ func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, rt *servi
 	}
 	if cur != nil && cur.Version().Version == want.version {
 		cur.Pool().SetOptions(options(d))
-		if cur.Replicas() != want.replicas {
+		if needsFixedScale(d, cur.Pool(), want.replicas) {
 			if err := cur.Pool().Scale(ctx, want.replicas); err != nil {
 				return err
 			}

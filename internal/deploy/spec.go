@@ -73,6 +73,35 @@ func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
 	if sp.Alias != nil && sp.FollowAlias == nil {
 		d.FollowAlias = followsByDefault(d)
 	}
+	if sp.Load != nil {
+		d.Load = *sp.Load
+	}
+	applyAutoscaling(d, sp)
+}
+
+// applyAutoscaling sets d's policy from sp: {"max_replicas": 0} removes it, zero fields take the defaults
+// (but min_replicas: 0 scales to zero). A policy given without replicas brings the starting count within its
+// bounds.
+func applyAutoscaling(d *slipway.Deployment, sp slipway.DeploymentSpec) {
+	a := sp.Autoscaling
+	if a == nil {
+		return
+	}
+	d.Autoscaling = nil
+	if a.MaxReplicas == 0 {
+		return
+	}
+	policy := *a
+	if policy.TargetInFlight == 0 {
+		policy.TargetInFlight = slipway.DefaultTargetInFlight
+	}
+	if policy.ScaleDownAfterS == 0 {
+		policy.ScaleDownAfterS = slipway.DefaultScaleDownAfterS
+	}
+	d.Autoscaling = &policy
+	if sp.Replicas == nil && policy.MinReplicas <= policy.MaxReplicas {
+		d.Replicas = min(max(d.Replicas, policy.MinReplicas), policy.MaxReplicas)
+	}
 }
 
 // followsByDefault is follow_alias for a deployment whose spec names an alias without saying: it follows,

@@ -501,6 +501,12 @@ func (o *PoolObserver) Restarted(replica string) {
 	o.s.state(o.dep).acc(o.s.now()).restarts.Add(1)
 }
 
+// Scaled records a change of the replica count of one of the deployment's pools (the autoscaler's, or a
+// request's cold start), by direction: up or down.
+func (o *PoolObserver) Scaled(direction string) {
+	o.s.metrics.scaleEvents.WithLabelValues(o.dep, direction).Inc()
+}
+
 // promMetrics are the Prometheus collectors.
 type promMetrics struct {
 	s                                                 *Service
@@ -512,6 +518,8 @@ type promMetrics struct {
 	batchRows                                         *prometheus.HistogramVec
 	shadowRequests                                    *prometheus.CounterVec
 	shadowLatency                                     *prometheus.HistogramVec
+	scaleEvents                                       *prometheus.CounterVec
+	readyDesc                                         *prometheus.Desc
 	queueDesc, replicasDesc, cpuDesc, memDesc, qlDesc *prometheus.Desc
 }
 
@@ -557,6 +565,11 @@ func newPromMetrics(s *Service) *promMetrics {
 		shadowLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_shadow_request_duration_seconds",
 			Help:    "Time the shadow version took to answer a copy, by deployment and version.",
 			Buckets: latencyBuckets}, []string{"deployment", "version"}),
+		scaleEvents: newCounter("slipway_scale_events_total",
+			"Changes of a deployment's replica count by the autoscaler or a cold start (a request to a deployment at zero replicas), by direction: up or down.",
+			[]string{"deployment", "direction"}),
+		readyDesc: prometheus.NewDesc("slipway_replicas", "READY replicas of a deployment by the version they serve (0: scaled to zero).",
+			[]string{"deployment", "version"}, nil),
 		queueDesc: prometheus.NewDesc("slipway_deployment_queue_depth", "Requests waiting for a replica.", dep, nil),
 		replicasDesc: prometheus.NewDesc("slipway_deployment_replicas", "Replicas of a deployment by state.",
 			[]string{"deployment", "state"}, nil),
@@ -570,7 +583,7 @@ func newPromMetrics(s *Service) *promMetrics {
 
 func (m *promMetrics) register(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.captured, m.dropped, m.rateLimited,
-		m.rejected, m.timeouts, m.restarts, m.logDropped, m.batchRows, m.shadowRequests, m.shadowLatency, m,
+		m.rejected, m.timeouts, m.restarts, m.logDropped, m.batchRows, m.shadowRequests, m.shadowLatency, m.scaleEvents, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -582,6 +595,7 @@ func (m *promMetrics) register(reg *prometheus.Registry) error {
 // Describe and Collect make promMetrics the collector of the figures read at scrape time.
 func (m *promMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.queueDesc
+	ch <- m.readyDesc
 	ch <- m.replicasDesc
 	ch <- m.cpuDesc
 	ch <- m.memDesc
@@ -610,7 +624,26 @@ func (m *promMetrics) Collect(ch chan<- prometheus.Metric) {
 		for st, n := range states {
 			ch <- prometheus.MustNewConstMetric(m.replicasDesc, prometheus.GaugeValue, float64(n), sv.Deployment, st)
 		}
+		for v, n := range readyByVersion(sv) {
+			ch <- prometheus.MustNewConstMetric(m.readyDesc, prometheus.GaugeValue, float64(n), sv.Deployment, strconv.Itoa(v))
+		}
 	}
+}
+
+// readyByVersion counts a deployment's READY replicas by version, with 0 for a version served at zero replicas.
+func readyByVersion(sv ServingInfo) map[int]int {
+	out := map[int]int{}
+	for _, v := range sv.Versions {
+		if v > 0 {
+			out[v] += 0
+		}
+	}
+	for _, r := range sv.Replicas {
+		if r.State == "READY" {
+			out[r.Version]++
+		}
+	}
+	return out
 }
 
 // cpuSample remembers a replica's CPU time at the last roll-up, for utilisation.

@@ -33,6 +33,7 @@ type ServingInfo struct {
 	Deployment string
 	QueueLen   int
 	Replicas   []slipway.ReplicaStatus
+	Versions   []int // the versions its pools serve (the deployment's, canary's, shadow's), even at zero replicas
 }
 
 // Config wires a Service.

@@ -24,6 +24,8 @@ type Result struct {
 // PredictTensors runs one batch of columns through the model, merged with concurrent requests when batching
 // is on. Inputs are adapted to the replica's declared inputs (stacking feature columns, casting dtypes).
 func (p *Pool) PredictTensors(ctx context.Context, in []workerproto.Tensor) (Result, error) {
+	p.requests.Add(1) // the autoscaler's load
+	defer p.requests.Add(-1)
 	rows, err := inference.Rows(in)
 	p.mu.Lock()
 	b := p.batcher
@@ -66,6 +68,8 @@ func modelCall(in []workerproto.Tensor, out *[]workerproto.Tensor) func(ctx cont
 // PredictJSON sends a JSON body to predict() unchanged (the OCI contract). JSON requests are not batched:
 // arbitrary JSON cannot be merged.
 func (p *Pool) PredictJSON(ctx context.Context, body []byte) ([]byte, string, error) {
+	p.requests.Add(1) // the autoscaler's load
+	defer p.requests.Add(-1)
 	var out []byte
 	id, err := p.Do(ctx, func(ctx context.Context, rep *modelruntime.Replica) error {
 		var err error

@@ -88,6 +88,15 @@ type Pool struct {
 	batcher *batcher
 	obs     atomic.Pointer[Observer]
 
+	// Scaling: one change of the replica set at a time (Rollout, Scale, a cold start), and what Scale and a
+	// cold start run (the serving generation's version and starter, kept at zero replicas too).
+	resize      sync.Mutex
+	tmplVersion int     // guarded by mu
+	tmplStart   Starter // guarded by mu
+	waking      bool    // guarded by mu: a cold start is under way
+	wakeErr     error   // guarded by mu: why the last cold start failed (its waiters get it)
+	requests    atomic.Int64
+
 	ctx    context.Context // supervision lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // supervisors and stoppers
@@ -135,12 +144,17 @@ var ErrClosed = slipway.Errorf(slipway.EUNAVAILABLE, "deployment is not serving 
 // Rollout starts n replicas of version with start and, once all are ready, makes them the pool's only serving
 // generation: later requests go to them, the previous replicas finish their current request and stop. If any
 // new replica fails to start, the new ones are stopped, the old ones keep serving and the error says why.
+//
+// n may be 0: the pool then serves at zero replicas, and its next request starts one (see acquire).
 func (p *Pool) Rollout(ctx context.Context, version, n int, start Starter) error {
+	p.resize.Lock()
+	defer p.resize.Unlock()
 	fresh, err := p.startSlots(ctx, version, n, start)
 	if err != nil {
 		return err
 	}
 	p.mu.Lock()
+	p.tmplVersion, p.tmplStart = version, start
 	old := slices.Clone(p.slots)
 	p.slots = append(p.slots, fresh...)
 	for _, s := range old {
@@ -150,26 +164,36 @@ func (p *Pool) Rollout(ctx context.Context, version, n int, start Starter) error
 		p.superviseLocked(s)
 		p.releaseLocked(s, s.rep)
 	}
+	p.wakeLocked() // rolled out at zero replicas with requests waiting
 	p.mu.Unlock()
 	return nil
 }
 
-// Scale changes the number of replicas of the current generation.
+// Scale changes the number of replicas of the current generation; added replicas are all ready before they
+// take requests, removed ones finish their request first (idle ones go first). 0 leaves the pool serving at
+// zero replicas: its next request starts one.
 func (p *Pool) Scale(ctx context.Context, n int) error {
+	p.resize.Lock()
+	defer p.resize.Unlock()
 	p.mu.Lock()
 	current := p.currentLocked()
+	version, start := p.tmplVersion, p.tmplStart
 	p.mu.Unlock()
-	if len(current) == 0 {
-		return fmt.Errorf("serving: scale %s: no replicas to copy", p.name)
-	}
 	switch diff := n - len(current); {
 	case diff > 0:
-		tmpl := current[0]
-		fresh, err := p.startSlots(ctx, tmpl.version, diff, tmpl.start)
+		if start == nil {
+			return fmt.Errorf("serving: scale %s: no version rolled out yet", p.name)
+		}
+		fresh, err := p.startSlots(ctx, version, diff, start)
 		if err != nil {
 			return err
 		}
 		p.mu.Lock()
+		if p.ctx.Err() != nil { // closed while they started (the autoscaler does not hold the deployment's lock)
+			p.mu.Unlock()
+			p.stopAll(fresh)
+			return ErrClosed
+		}
 		p.slots = append(p.slots, fresh...)
 		for _, s := range fresh {
 			p.superviseLocked(s)
@@ -183,6 +207,7 @@ func (p *Pool) Scale(ctx context.Context, n int) error {
 		for _, s := range current[:-diff] {
 			p.retireLocked(s)
 		}
+		p.wakeLocked() // scaled to zero with requests waiting behind the draining replicas
 		p.mu.Unlock()
 	}
 	return nil
@@ -193,6 +218,12 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// hasCurrentLocked reports whether the serving generation has a replica (currentLocked without allocating:
+// every queued request asks).
+func (p *Pool) hasCurrentLocked() bool {
+	return slices.ContainsFunc(p.slots, func(s *slot) bool { return s.state != stateDraining && s.state != stateStopped })
 }
 
 func (p *Pool) currentLocked() []*slot {
@@ -238,6 +269,13 @@ func (p *Pool) startSlots(ctx context.Context, version, n int, start Starter) ([
 		return nil, err
 	}
 	return fresh, nil
+}
+
+// stopAll stops replicas that were started but never took a request.
+func (p *Pool) stopAll(fresh []*slot) {
+	for _, s := range fresh {
+		s.rep.Stop(p.StopGrace)
+	}
 }
 
 // retireLocked takes s out of service; it stops now if idle, else when its request finishes.
@@ -288,6 +326,7 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 	ch := make(chan *slot, 1)
 	p.waiters = append(p.waiters, ch)
 	depth := len(p.waiters)
+	p.wakeLocked()
 	p.mu.Unlock()
 	if o := p.observer(); o != nil {
 		o.Queued(depth)
@@ -298,7 +337,7 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 	select {
 	case s := <-ch:
 		if s == nil {
-			return nil, nil, ErrClosed
+			return nil, nil, p.refusedErr()
 		}
 		return s, s.rep, nil
 	case <-ctx.Done():
@@ -318,6 +357,73 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 	}
 	return nil, nil, err
 }
+
+// refusedErr is why a waiting request was sent away: the pool closed, or its cold start failed.
+func (p *Pool) refusedErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() == nil && p.wakeErr != nil {
+		return p.wakeErr
+	}
+	return ErrClosed
+}
+
+// wakeLocked starts a replica for the queue when the pool is at zero replicas (scaled to zero, or lazy), once:
+// every request that arrives meanwhile waits in the queue for the same start.
+func (p *Pool) wakeLocked() {
+	if len(p.waiters) == 0 || p.waking || p.tmplStart == nil || p.ctx.Err() != nil || p.hasCurrentLocked() {
+		return
+	}
+	p.waking = true
+	p.wg.Add(1)
+	go p.wake() // owned by the pool (wg); bounded by the replica's ready timeout and the pool's lifetime
+}
+
+// wake is the cold start: one replica of the serving generation, handed to the oldest waiting request. If it
+// cannot start, the waiting requests get the reason (and the next request tries again).
+func (p *Pool) wake() {
+	defer p.wg.Done()
+	p.resize.Lock()
+	defer p.resize.Unlock()
+	p.mu.Lock()
+	version, start, current := p.tmplVersion, p.tmplStart, len(p.currentLocked())
+	if current > 0 { // a scale-up or a rollout got there first
+		p.waking = false
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	began := time.Now()
+	fresh, err := p.startSlots(p.ctx, version, 1, start)
+	took := time.Since(began)
+	p.mu.Lock()
+	p.waking = false
+	if err == nil && p.ctx.Err() != nil { // closed meanwhile: Close has sent the waiters away
+		p.mu.Unlock()
+		p.stopAll(fresh)
+		return
+	}
+	if err != nil {
+		p.wakeErr = slipway.Wrap(slipway.EUNAVAILABLE, err, "deployment %s was scaled to zero and its replica did not start: %v", p.name, err)
+		for _, w := range p.waiters {
+			w <- nil
+		}
+		p.waiters = nil
+		p.mu.Unlock()
+		p.log.Error("cold start failed", "deployment", p.name, "took", took, "error", err)
+		return
+	}
+	p.wakeErr = nil
+	p.slots = append(p.slots, fresh[0])
+	p.superviseLocked(fresh[0])
+	p.releaseLocked(fresh[0], fresh[0].rep)
+	p.mu.Unlock()
+	p.log.Info("cold start: a request started a replica", "deployment", p.name, "replica", fresh[0].id, "took", took)
+	p.emit(Event{Kind: EventColdStart, Message: fmt.Sprintf("a request started replica %s (cold start %s)", fresh[0].id, took.Round(time.Millisecond))})
+}
+
+// EventColdStart is the Event.Kind of a replica started by a request to a pool at zero replicas.
+const EventColdStart = "coldstart"
 
 func (p *Pool) takeFreeLocked() *slot {
 	if len(p.free) == 0 {
@@ -457,7 +563,8 @@ func (p *Pool) Status() []slipway.ReplicaStatus {
 	return out
 }
 
-// Ready reports whether at least one replica can serve.
+// Ready reports whether at least one replica can serve, or the pool is at zero replicas and its next request
+// starts one.
 func (p *Pool) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -466,7 +573,31 @@ func (p *Pool) Ready() bool {
 			return true
 		}
 	}
-	return false
+	return p.tmplStart != nil && !p.hasCurrentLocked() && p.ctx.Err() == nil
+}
+
+// Size reports the serving generation's replicas (starting, ready or restarting: draining ones leave) and how
+// many of them are READY.
+func (p *Pool) Size() (replicas, ready int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.currentLocked() {
+		replicas++
+		if s.state == stateReady {
+			ready++
+		}
+	}
+	return replicas, ready
+}
+
+// Requests is the number of prediction requests in the pool now: being answered, batched or queued.
+func (p *Pool) Requests() int { return int(p.requests.Load()) }
+
+// ServedVersion is the version the pool's serving generation runs (0 before the first rollout).
+func (p *Pool) ServedVersion() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tmplVersion
 }
 
 // Hello returns what a ready replica of the current generation reported (inputs/outputs).

@@ -10,7 +10,7 @@ import (
 
 var _ slipway.DeploymentStore = (*DB)(nil)
 
-const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, created_at, updated_at`
+const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, created_at, updated_at`
 
 var deploymentTable = byName[slipway.Deployment]{table: "deployments", columns: deploymentColumns, kind: "deployment", scan: scanDeployment}
 
@@ -22,21 +22,21 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error
 	if err != nil {
 		return err
 	}
-	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.Name, string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching,
-		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, formatTime(now), formatTime(now))
+		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, formatTime(now), formatTime(now))
 	return mapErr(err, fmt.Sprintf("deployment %q", d.Name))
 }
 
 // deploymentJSON holds the columns of a deployment that are stored as JSON.
-type deploymentJSON struct{ batching, env, canary, shadow string }
+type deploymentJSON struct{ batching, env, canary, shadow, autoscaling string }
 
 func encodeDeployment(d *slipway.Deployment) (deploymentJSON, error) {
 	var j deploymentJSON
 	for _, c := range []struct {
 		dst *string
 		v   any
-	}{{&j.batching, d.Batching}, {&j.env, nonNilTags(d.Env)}, {&j.canary, d.Canary}, {&j.shadow, d.Shadow}} {
+	}{{&j.batching, d.Batching}, {&j.env, nonNilTags(d.Env)}, {&j.canary, d.Canary}, {&j.shadow, d.Shadow}, {&j.autoscaling, d.Autoscaling}} {
 		b, err := json.Marshal(c.v)
 		if err != nil { // a NaN in the canary analysis
 			return j, fmt.Errorf("sqlstore: encode deployment %s: %w", d.Name, err)
@@ -51,13 +51,13 @@ func scanDeployment(row rowScanner) (*slipway.Deployment, error) {
 	var j deploymentJSON
 	var created, updated string
 	if err := row.Scan(&d.Name, &d.State, &d.Reason, &d.Model, &d.Version, &d.Alias, &d.FollowAlias, &d.Replicas,
-		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &created, &updated); err != nil {
+		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &created, &updated); err != nil {
 		return nil, err
 	}
 	for _, c := range []struct {
 		name, src string
 		dst       any
-	}{{"canary", j.canary, &d.Canary}, {"shadow", j.shadow, &d.Shadow}, {"batching", j.batching, &d.Batching}, {"env", j.env, &d.Env}} {
+	}{{"canary", j.canary, &d.Canary}, {"shadow", j.shadow, &d.Shadow}, {"batching", j.batching, &d.Batching}, {"env", j.env, &d.Env}, {"autoscaling", j.autoscaling, &d.Autoscaling}} {
 		if err := json.Unmarshal([]byte(c.src), c.dst); err != nil {
 			return nil, fmt.Errorf("decode %s of %s: %w", c.name, d.Name, err)
 		}
@@ -85,9 +85,9 @@ func (db *DB) UpdateDeployment(ctx context.Context, d *slipway.Deployment) error
 	}
 	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, model = ?, version = ?, alias = ?,
 		follow_alias = ?, replicas = ?, batching = ?, timeout_ms = ?, max_queue = ?, env = ?, canary = ?, shadow = ?,
-		updated_at = ? WHERE name = ?`,
+		autoscaling = ?, load_mode = ?, updated_at = ? WHERE name = ?`,
 		string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching, d.TimeoutMS,
-		d.MaxQueue, j.env, j.canary, j.shadow, formatTime(d.UpdatedAt), d.Name)
+		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, formatTime(d.UpdatedAt), d.Name)
 	return affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name))
 }
 

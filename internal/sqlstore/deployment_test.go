@@ -42,3 +42,29 @@ func TestDeploymentStateChangesAreCompareAndSet(t *testing.T) {
 		}
 	})
 }
+
+func TestDeploymentAutoscalingAndLoadRoundTrip(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, td testDialect) {
+		db := openTestDB(t, td)
+		ctx := context.Background()
+		v := readyVersion(t, db, "churn")
+		policy := &slipway.Autoscaling{MinReplicas: 0, MaxReplicas: 4, TargetInFlight: 2.5, ScaleDownAfterS: 30}
+		d := &slipway.Deployment{Name: "elastic", State: slipway.DeploymentCreating, Model: v.Model, Version: v.Version,
+			Replicas: 0, TimeoutMS: 1000, MaxQueue: 10, Autoscaling: policy, Load: slipway.LoadLazy}
+		if err := db.CreateDeployment(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.FindDeployment(ctx, "elastic")
+		if err != nil || got.Autoscaling == nil || *got.Autoscaling != *policy || got.Load != slipway.LoadLazy {
+			t.Fatalf("stored = %+v (autoscaling %+v), %v", got, got.Autoscaling, err)
+		}
+		got.Autoscaling, got.Load = nil, slipway.LoadEager
+		if err := db.UpdateDeployment(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		got, err = db.FindDeployment(ctx, "elastic")
+		if err != nil || got.Autoscaling != nil || got.Load != slipway.LoadEager {
+			t.Fatalf("after removing the policy = %+v, %v", got, err)
+		}
+	})
+}

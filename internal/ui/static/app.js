@@ -480,6 +480,27 @@ const readyCount = d => (d.replica_status || []).filter(r => r.state === "READY"
 const sides = d => [d.canary ? "canary v" + d.canary.version + " " + d.canary.weight + "%" + (d.canary.analysis ? " (analysed)" : "") : "",
   d.shadow ? "shadow v" + d.shadow.version : ""].filter(Boolean).join(", ") || "–";
 
+// replicasNote says how many replicas serve, and how they scale.
+function replicasNote(d) {
+  const a = d.autoscaling;
+  let note = d.scaled_to_zero ? "scaled to zero: the next request starts a replica" : d.ready_replicas + " ready of " + (a ? (d.autoscaling_status || {}).current : d.replicas);
+  if (a) note += " (autoscaling " + a.min_replicas + "–" + a.max_replicas + ", " + a.target_in_flight + " requests in flight per replica)";
+  if (d.load === "lazy") note += "; lazy: the first request starts the replicas";
+  return note;
+}
+
+// autoscalingSection shows what the autoscaler sees and its last decisions (cold starts included).
+function autoscalingSection(d) {
+  const st = d.autoscaling_status;
+  if (!d.autoscaling || !st) return [];
+  return [el("h2", {}, "Autoscaling"),
+    props([["replicas", st.current + " now, " + st.desired + " desired"], ["load", st.load.toFixed(2) + " requests in flight or queued"],
+      ["policy", d.autoscaling.min_replicas + "–" + d.autoscaling.max_replicas + " replicas, target " + d.autoscaling.target_in_flight +
+        " per replica, scale down after " + d.autoscaling.scale_down_after_s + " s of low load"]]),
+    table(["when", "side", "version#", "change", "load#", "reason"], st.decisions.map(x => [
+      when(x.at), x.side, x.version, x.direction + " " + x.from + " → " + x.to, x.load.toFixed(2), x.reason]), "No scaling decisions yet.")];
+}
+
 async function deploymentPage(name) {
   const base = "/api/v1/deployments/" + enc(name);
   const d = await api(base);
@@ -511,13 +532,14 @@ async function deploymentPage(name) {
     d.reason ? el("div", { class: "error" }, d.reason) : null,
     props([["model", [link("models/" + enc(d.model), d.model), " version ",
       link("models/" + enc(d.model) + "/versions/" + d.version, String(d.version)), aliasNote(d)]],
-    ["replicas", readyCount(d) + " ready of " + d.replicas], ["canary / shadow", sides(d)],
+    ["replicas", replicasNote(d)], ["canary / shadow", sides(d)],
     ["batching", d.batching ? "up to " + d.batching.max_batch_size + " rows, wait " + d.batching.max_wait_ms + " ms" : "off"],
     ["timeout", d.timeout_ms + " ms"], ["queue", d.max_queue + " requests"],
     ["URLs", Object.values(d.urls || {}).map(u => el("div", {}, el("code", {}, location.origin + u)))]]),
     el("h2", {}, "Replicas"),
     table(["replica", "version#", "state", "pid#", "restarts#", "in flight#", "started", "last error"], (d.replica_status || []).map(r => [
-      r.id, r.version, badge(r.state), r.pid || r.address || "–", r.restarts, r.in_flight, when(r.started_at), r.last_error || ""])));
+      r.id, r.version, badge(r.state), r.pid || r.address || "–", r.restarts, r.in_flight, when(r.started_at), r.last_error || ""])),
+    ...autoscalingSection(d));
   showSummary(d);
   const update = await updateForm(d, base, () => refreshDetails()).catch(errorBox);
 
