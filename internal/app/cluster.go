@@ -110,8 +110,14 @@ func (h leaseHosts) ServerID() string { return h.node.ID() }
 func (h leaseHosts) Host(ctx context.Context, deployment string) (string, string, bool, error) {
 	holder, ok, err := h.node.Holder(ctx, deploy.LeaseName(deployment))
 	switch {
-	case err != nil || !ok:
+	case err != nil:
 		return "", "", false, err
+	case !ok && holder.Server == "" && holder.Previous != "" && holder.Previous != h.node.ID() && holder.PreviousURL != "":
+		// Released by a server handing it over, and not yet taken by another: the releasing server still
+		// serves it (it waits until another server serves it before it stops).
+		return holder.Previous, holder.PreviousURL, true, nil
+	case !ok:
+		return "", "", false, nil
 	case holder.Server == h.node.ID():
 		// Asked here while this server's replicas start (no router yet): the server that handed the
 		// deployment over still serves it until it has left.

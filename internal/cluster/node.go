@@ -267,18 +267,11 @@ func (n *Node) Holders(ctx context.Context, prefix string) ([]Holder, error) {
 	return n.store.LiveLeases(ctx, prefix)
 }
 
-// Holder returns who holds the lease name now; ok is false when nobody does.
+// Holder returns who holds the lease name now; ok is false when nobody does. The Holder is the lease as
+// stored either way: a released lease has no Server but names its Previous holder.
 func (n *Node) Holder(ctx context.Context, name string) (Holder, bool, error) {
-	hs, err := n.store.LiveLeases(ctx, name)
-	if err != nil {
-		return Holder{}, false, err
-	}
-	for _, h := range hs {
-		if h.Lease == name {
-			return h, true, nil
-		}
-	}
-	return Holder{}, false, nil
+	h, live, _, err := n.store.FindLease(ctx, name)
+	return h, live && err == nil, err
 }
 
 // Others lists the other servers that heartbeat within the last TTL.

@@ -45,4 +45,7 @@ type Store interface {
 	ReleaseLease(ctx context.Context, name, holder string, epoch int64) error
 	// LiveLeases lists the unexpired leases whose name starts with prefix, with their holders.
 	LiveLeases(ctx context.Context, prefix string) ([]Holder, error)
+	// FindLease returns lease name as stored (its Server empty once released) and whether it is live; found
+	// is false when it was never taken.
+	FindLease(ctx context.Context, name string) (h Holder, live, found bool, err error)
 }

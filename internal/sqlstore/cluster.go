@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -112,6 +113,20 @@ func (db *DB) ReleaseLease(ctx context.Context, name, holder string, epoch int64
 			name, holder, epoch)
 		return mapErr(err, "lease "+name)
 	})
+}
+
+// FindLease returns lease name as stored, with its holders' advertised URLs, and whether it is live.
+func (db *DB) FindLease(ctx context.Context, name string) (cl.Holder, bool, bool, error) {
+	var h cl.Holder
+	var live int
+	err := db.r.QueryRowContext(ctx, `SELECT l.name, l.holder, COALESCE(s.advertise_url, ''), l.previous, COALESCE(p.advertise_url, ''),
+		CASE WHEN l.holder <> '' AND l.expires_ms > `+db.dialect.nowMS()+` THEN 1 ELSE 0 END
+		FROM leases l LEFT JOIN servers s ON s.id = l.holder LEFT JOIN servers p ON p.id = l.previous
+		WHERE l.name = ?`, name).Scan(&h.Lease, &h.Server, &h.AdvertiseURL, &h.Previous, &h.PreviousURL, &live)
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, false, false, nil
+	}
+	return h, live == 1, err == nil, mapErr(err, "lease "+name)
 }
 
 // LiveLeases lists the unexpired leases under prefix with their holders' advertised URLs.

@@ -101,6 +101,13 @@ func TestLeaseExpiryAndRelease(t *testing.T) {
 		if live := liveHolders(t, db, "deployment/"); len(live) != 0 {
 			t.Fatalf("a released lease is still live: %v", live)
 		}
+		// Released and not yet taken: it names the server handing it over, which still serves meanwhile.
+		if h, live, found, err := db.FindLease(ctx, "deployment/d"); err != nil || !found || live || h.Server != "" || h.Previous != "B" {
+			t.Fatalf("a released lease: %+v live %v found %v %v", h, live, found, err)
+		}
+		if _, _, found, err := db.FindLease(ctx, "deployment/never"); err != nil || found {
+			t.Fatalf("a lease never taken: found %v %v", found, err)
+		}
 		// The next holder learns who released it (for a hand-over).
 		if _, _, err := db.AcquireLease(ctx, "deployment/d", "C", time.Minute); err != nil {
 			t.Fatal(err)
