@@ -59,11 +59,16 @@ type Deployment struct {
 	Env         map[string]string `json:"env,omitempty"`
 	Canary      *Canary           `json:"canary,omitempty"`
 	Shadow      *Shadow           `json:"shadow,omitempty"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	// Engine is where the replicas run: EngineDefault ("", the server's engine) or EngineExternal (network
+	// replicas that announce themselves). Set at create.
+	Engine    string    `json:"engine,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// Filled by the API from the live pool, not stored.
 	ReplicaStatus []ReplicaStatus `json:"replica_status"`
 	URLs          *DeploymentURLs `json:"urls,omitempty"`
+	// RemoteReplicas are the workers announced for an external deployment (address, state, last heartbeat).
+	RemoteReplicas []RemoteReplica `json:"remote_replicas,omitempty"`
 }
 
 // Validate checks d's settings (not the model and versions it names: the store knows those). The error,
@@ -86,6 +91,9 @@ func (d *Deployment) Validate() error {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.HasPrefix(k, "SLIPWAY_") {
 			problems = append(problems, fmt.Sprintf("env name %q is not allowed (empty, contains '=', or reserved SLIPWAY_ prefix)", k))
 		}
+	}
+	if d.Engine != EngineDefault && d.Engine != EngineExternal {
+		problems = append(problems, fmt.Sprintf("engine must be %q (replicas announce themselves) or left out, got %q", EngineExternal, d.Engine))
 	}
 	if d.FollowAlias && d.Alias == "" {
 		problems = append(problems, "follow_alias needs an alias")
@@ -173,6 +181,9 @@ type DeploymentSpec struct {
 	Canary *Canary `json:"canary,omitempty"`
 	// Shadow sends a copy of every request to another version on replicas of its own; {Version: 0} removes it.
 	Shadow *Shadow `json:"shadow,omitempty"`
+	// Engine chooses where the replicas run, at create only: "external" serves from announced network
+	// replicas (`slipway worker serve`); left out, the server's engine.
+	Engine *string `json:"engine,omitempty"`
 	// Note becomes the deployment's reason once an update has settled, unless something else must be said
 	// (a canary analysis says why it promoted or removed the canary). Set by the server's own callers, never
 	// sent.
