@@ -2,6 +2,8 @@ package slipway
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"time"
 )
 
@@ -63,4 +65,29 @@ type ReplicaSpec struct {
 	Secret     []byte `json:"secret"`
 	// CACert is the PEM the server's HTTPS certificate chains to when it is self-signed (optional).
 	CACert string `json:"ca_cert,omitempty"`
+}
+
+// Encode is the spec's opaque form: base64url of its JSON.
+func (s ReplicaSpec) Encode() string {
+	b, _ := json.Marshal(s) // strings, an int and bytes always marshal
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// DecodeReplicaSpec reads Encode's form and checks that it names everything a worker needs.
+func DecodeReplicaSpec(text string) (ReplicaSpec, error) {
+	var s ReplicaSpec
+	if text == "" {
+		return s, Errorf(EINVALID, "no replica spec: pass --spec or set SLIPWAY_REPLICA_SPEC (from `slipway deploy replica-spec NAME`)")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(text)
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		return s, Errorf(EINVALID, "the replica spec is not one `slipway deploy replica-spec` printed: %v", err)
+	}
+	if s.Server == "" || s.Deployment == "" || s.Version < 1 || len(s.Secret) < 16 {
+		return s, Errorf(EINVALID, "the replica spec lacks its server, deployment, version or secret")
+	}
+	return s, nil
 }

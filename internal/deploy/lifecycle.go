@@ -26,6 +26,9 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkEngine(d); err != nil {
+		return nil, err
+	}
 	if err := s.store.CreateDeployment(ctx, d); err != nil {
 		return nil, err
 	}
@@ -99,6 +102,9 @@ func (s *Service) Update(ctx context.Context, name string, sp slipway.Deployment
 	}
 	if sp.Model != "" && sp.Model != d.Model {
 		return nil, slipway.Errorf(slipway.EINVALID, "a deployment cannot change model (%s → %s): create a new deployment", d.Model, sp.Model)
+	}
+	if sp.Engine != nil && *sp.Engine != d.Engine {
+		return nil, slipway.Errorf(slipway.EINVALID, "a deployment cannot change engine (%q → %q): create a new deployment", d.Engine, *sp.Engine)
 	}
 	if d.State == slipway.DeploymentDeleting || d.State == slipway.DeploymentCreating {
 		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is %s: wait until it settles", name, d.State)
