@@ -37,7 +37,7 @@ server and keeps a heartbeat. The replica spec (--spec or SLIPWAY_REPLICA_SPEC) 
 type serveConfig struct {
 	listen, advertise, cacheDir string
 	tlsCert, tlsKey, caCert     string
-	python                      string
+	python, scheduling          string
 	spec                        slipway.ReplicaSpec
 }
 
@@ -53,6 +53,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.tlsKey, "tls-key", "", "serve the replica with TLS: private key (PEM)")
 	fs.StringVar(&c.caCert, "ca-cert", "", "CA (or self-signed certificate) the server's HTTPS certificate chains to")
 	fs.StringVar(&c.python, "python", "/usr/bin/python3", "interpreter for python models")
+	fs.StringVar(&c.scheduling, "scheduling", "batch", "batch: the model runs under SCHED_BATCH once loaded, as the server's local replicas do; normal: the default policy")
 	specText := fs.String("spec", os.Getenv("SLIPWAY_REPLICA_SPEC"), "replica spec (env SLIPWAY_REPLICA_SPEC)")
 	server := fs.String("server", "", "server URL (overrides the spec's)")
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +61,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.listen == "" {
 		return nil, fmt.Errorf("slipway worker serve: --listen is required\n%s", serveUsage)
+	}
+	if c.scheduling != "batch" && c.scheduling != "normal" {
+		return nil, fmt.Errorf("slipway worker serve: --scheduling must be batch or normal, got %q", c.scheduling)
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, errors.New("slipway worker serve: give both --tls-cert and --tls-key, or neither")
@@ -107,6 +111,11 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer model.Close()
+	if cfg.scheduling == "batch" {
+		if err := batchScheduling(os.Getpid()); err != nil {
+			return err
+		}
+	}
 
 	ln, err := listen(cfg)
 	if err != nil {

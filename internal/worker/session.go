@@ -87,6 +87,7 @@ func (s *onnxSession) Close() { s.handler.m.Close() }
 // so no answer to one session's request can reach the next.
 type pythonSessions struct {
 	python, harness, dir string
+	batch                bool // SCHED_BATCH for each child once loaded
 	log                  *slog.Logger
 
 	mu   sync.Mutex
@@ -108,7 +109,8 @@ func startPythonSessions(ctx context.Context, cfg *serveConfig, dir string, log 
 	if err := writeFileAtomic(harness, python.Harness); err != nil {
 		return nil, fmt.Errorf("write the python harness: %w", err)
 	}
-	p := &pythonSessions{python: cfg.python, harness: harness, dir: dir, log: log, wait: make(chan struct{})}
+	p := &pythonSessions{python: cfg.python, harness: harness, dir: dir, log: log, wait: make(chan struct{}),
+		batch: cfg.scheduling == "batch"}
 	child, err := p.start()
 	if err != nil {
 		return nil, err
@@ -159,6 +161,12 @@ func (p *pythonSessions) start() (*pythonChild, error) {
 		return nil, fmt.Errorf("the python model failed to load: %w", err)
 	}
 	c.hello = payload
+	if p.batch {
+		if err := batchScheduling(cmd.Process.Pid); err != nil {
+			c.kill()
+			return nil, err
+		}
+	}
 	p.log.Info("model loaded", "runtime", "python", "pid", cmd.Process.Pid, "seconds", time.Since(start).Seconds())
 	return c, nil
 }
