@@ -23,8 +23,10 @@ import (
 // echoModel answers predict JSON with its input.
 type echoModel struct{}
 
-func (echoModel) PredictTensors(in []workerproto.Tensor) ([]workerproto.Tensor, error) { return in, nil }
-func (echoModel) PredictJSON(b []byte) ([]byte, error)                                 { return b, nil }
+func (echoModel) PredictTensors(in []workerproto.Tensor) ([]workerproto.Tensor, error) {
+	return in, nil
+}
+func (echoModel) PredictJSON(b []byte) ([]byte, error) { return b, nil }
 
 // fakeWorker is the replica side of `slipway worker serve`, in process: handshake, then the protocol.
 func fakeWorker(t *testing.T, secret []byte, cfg *tls.Config) (addr string, conns chan net.Conn) {

@@ -299,6 +299,9 @@ func (s *server) closeSessions() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.sessions {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseRead() // shutdown(2): wakes a read blocked on the session's blocking duplicate
+		}
 		_ = c.Close()
 	}
 }

@@ -76,7 +76,31 @@ func loadONNXSession(ctx context.Context, m *versionManifest, dir string, log *s
 }
 
 func (s *onnxSession) Serve(conn net.Conn) error {
+	if f, ok := blockingSocket(conn); ok {
+		defer f.Close()
+		return workerproto.Serve(f, f, s.hello, s.handler)
+	}
 	return workerproto.Serve(conn, conn, s.hello, s.handler)
+}
+
+// blockingSocket returns a duplicate of a plain TCP connection's socket in blocking mode. The local ONNX worker
+// reads its stdin pipe with blocking read(2) calls; a net.Conn reads through Go's network poller instead,
+// which adds a hand-off per frame (the poller thread wakes, then schedules the serve goroutine), and on a busy
+// 2-core host a hand-off costs about as much as the model call. Reading the socket as the pipe is read keeps a
+// network replica's cost per request close to a local one's. A TLS connection keeps the poller (tls.Conn
+// needs its net.Conn). The worker ends such a session by shutting the socket down (closeSessions), which
+// wakes a blocked read.
+func blockingSocket(conn net.Conn) (*os.File, bool) {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil, false
+	}
+	f, err := tc.File()
+	if err != nil {
+		return nil, false
+	}
+	f.Fd() // puts the descriptor in blocking mode: Read and Write are plain read(2) and write(2)
+	return f, true
 }
 
 func (s *onnxSession) Close() { s.handler.m.Close() }
