@@ -110,7 +110,6 @@ func waitActive(t *testing.T, s *server, name string) *slipway.Deployment {
 type remoteCase struct {
 	runtime, model string
 	body           []byte // a prediction request both answer
-	path           string // the deployment's prediction route, %s = name
 }
 
 // TestRemoteReplicas serves the example ONNX and Python models from `slipway worker serve` processes: they

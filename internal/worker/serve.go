@@ -44,7 +44,7 @@ type serveConfig struct {
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs := flag.NewFlagSet("slipway worker serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, serveUsage) }
+	fs.Usage = func() { _, _ = fmt.Fprintln(stderr, serveUsage) }
 	c := &serveConfig{}
 	fs.StringVar(&c.listen, "listen", "", "host:port to serve the replica on (port 0: a free one)")
 	fs.StringVar(&c.advertise, "advertise", "", "host:port the server dials (default: the listening address)")

@@ -103,7 +103,7 @@ func blockingSocket(conn net.Conn) (*os.File, bool) {
 	return f, true
 }
 
-func (s *onnxSession) Close() { s.handler.m.Close() }
+func (s *onnxSession) Close() { _ = s.handler.m.Close() } // the process is ending
 
 // pythonSessions runs the Python harness as a child per session and relays frames between the connection and
 // the child's stdin/stdout. The next session's child is started (and its model loaded) as soon as the previous
@@ -247,7 +247,9 @@ func (p *pythonSessions) Serve(conn net.Conn) error {
 	}()
 	_, err = io.Copy(conn, c.stdout)
 	_ = conn.Close() // the child is gone (or the connection broke): end the other direction too
-	<-toChild
+	if cerr := <-toChild; err == nil {
+		err = cerr
+	}
 	return err
 }
 
