@@ -27,10 +27,10 @@ type worker struct {
 }
 
 // startWorker runs `slipway worker serve` for spec on a free loopback port, caching files in cacheDir.
-func startWorker(t *testing.T, spec, cacheDir string) *worker {
+func startWorker(t *testing.T, spec, cacheDir string, extra ...string) *worker {
 	t.Helper()
 	w := &worker{t: t, exited: make(chan struct{})}
-	w.cmd = exec.Command(binary, "worker", "serve", "--listen", "127.0.0.1:0", "--cache-dir", cacheDir)
+	w.cmd = exec.Command(binary, append([]string{"worker", "serve", "--listen", "127.0.0.1:0", "--cache-dir", cacheDir}, extra...)...)
 	w.cmd.Env = append(os.Environ(), "SLIPWAY_REPLICA_SPEC="+spec)
 	stderr, err := w.cmd.StderrPipe()
 	if err != nil {
@@ -272,4 +272,65 @@ func copyTree(t *testing.T, src, dst string) string {
 		t.Fatal("no model file in the cache to tamper with")
 	}
 	return victim
+}
+
+// TestRemoteReplicasOverTLS: with an HTTPS server, a worker downloads over HTTPS (trusting the server's
+// certificate with --ca-cert), listens with TLS, and the server dials it with TLS, trusting its own
+// certificate. Deactivate ends the session but keeps the worker; activate connects it again.
+func TestRemoteReplicasOverTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile, 1)
+	s := startServer(t, "", "--tls-cert", certFile, "--tls-key", keyFile)
+	s.trust(certFile)
+	if out, errOut, code := s.cli("models", "push", examplePath("onnx-churn", "model.onnx"), "--model", "churn-onnx",
+		"--metadata", examplePath("onnx-churn", "metadata.json")); code != 0 {
+		t.Fatalf("push onnx: %s %s", out, errOut)
+	}
+	deploy(t, s, "tls-remote", "--model", "churn-onnx:1", "--replicas", "1", "--engine", "external", "--no-wait")
+	spec := replicaSpec(t, s, "tls-remote")
+	if decoded, err := slipway.DecodeReplicaSpec(spec); err != nil || !strings.HasPrefix(decoded.Server, "https://") {
+		t.Fatalf("spec %+v, %v", decoded, err)
+	}
+
+	// Without trusting the server's certificate, the worker cannot download, and says why.
+	untrusting := startWorker(t, spec, t.TempDir())
+	select {
+	case <-untrusting.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("a worker that does not trust the server kept running")
+	}
+	if !strings.Contains(untrusting.Log(), "certificate") {
+		t.Fatalf("untrusting worker log:\n%s", untrusting.Log())
+	}
+
+	w := startWorker(t, spec, t.TempDir(), "--ca-cert", certFile, "--tls-cert", certFile, "--tls-key", keyFile)
+	w.waitReady()
+	d := waitActive(t, s, "tls-remote")
+	if len(d.RemoteReplicas) != 1 || !d.RemoteReplicas[0].TLS || d.RemoteReplicas[0].State != "CONNECTED" {
+		t.Fatalf("remote replicas %+v", d.RemoteReplicas)
+	}
+	body := mustJSON(map[string]any{"inputs": [][]float64{{41, 12, 70.5, 1}}})
+	if resp, b := s.do(t, "POST", "/deployments/tls-remote/invocations", s.Token, bytes.NewReader(body), "application/json"); resp.StatusCode != 200 {
+		t.Fatalf("predict over a TLS replica: %d %s", resp.StatusCode, b)
+	}
+
+	if out, errOut, code := s.cli("deployments", "deactivate", "tls-remote"); code != 0 {
+		t.Fatalf("deactivate: %s %s", out, errOut)
+	}
+	waitFor(t, "the worker AVAILABLE again", time.Minute, func() bool {
+		d, err := s.Client().GetDeployment(context.Background(), "tls-remote")
+		return err == nil && d.State == slipway.DeploymentInactive && len(d.RemoteReplicas) == 1 && d.RemoteReplicas[0].State == "AVAILABLE"
+	})
+	if out, errOut, code := s.cli("deployments", "activate", "tls-remote"); code != 0 {
+		t.Fatalf("activate: %s %s", out, errOut)
+	}
+	waitActive(t, s, "tls-remote")
+	if resp, b := s.do(t, "POST", "/deployments/tls-remote/invocations", s.Token, bytes.NewReader(body), "application/json"); resp.StatusCode != 200 {
+		t.Fatalf("predict after activate: %d %s", resp.StatusCode, b)
+	}
+	if n := strings.Count(w.Log(), "session started"); n != 2 {
+		t.Errorf("the worker served %d sessions, want 2 (before deactivate, after activate):\n%s", n, w.Log())
+	}
 }
