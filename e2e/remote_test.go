@@ -39,15 +39,16 @@ func startWorker(t *testing.T, spec, cacheDir string, extra ...string) *worker {
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { // ends when the worker closes stderr
+	go func() { // ends when the worker (and its children) closed stderr and exited
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			w.mu.Lock()
 			w.log.WriteString(sc.Text() + "\n")
 			w.mu.Unlock()
 		}
+		w.cmd.Wait() // after the last line: Wait closes the pipe
+		close(w.exited)
 	}()
-	go func() { w.cmd.Wait(); close(w.exited) }()
 	t.Cleanup(func() {
 		w.cmd.Process.Kill()
 		<-w.exited
