@@ -334,4 +334,17 @@ func TestRemoteReplicasOverTLS(t *testing.T) {
 	if n := strings.Count(w.Log(), "session started"); n != 2 {
 		t.Errorf("the worker served %d sessions, want 2 (before deactivate, after activate):\n%s", n, w.Log())
 	}
+
+	// Deleting the deployment stops its workers: the next heartbeat is refused.
+	if out, errOut, code := s.cli("deployments", "delete", "tls-remote"); code != 0 {
+		t.Fatalf("delete: %s %s", out, errOut)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("the worker of a deleted deployment kept running")
+	}
+	if !strings.Contains(w.Log(), "refused this worker's heartbeat") {
+		t.Errorf("worker log after the delete:\n%s", w.Log())
+	}
 }

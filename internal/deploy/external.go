@@ -39,6 +39,14 @@ func (s *Service) checkEngine(d *slipway.Deployment) error {
 	return nil
 }
 
+// forgetWorkers drops a deleted deployment's announced workers at once (their secret went with it: their next
+// heartbeat is refused and they stop).
+func (s *Service) forgetWorkers(name string) {
+	if s.remote != nil {
+		s.remote.Forget(name)
+	}
+}
+
 func (s *Service) decorateExternal(d *slipway.Deployment) {
 	if d.Engine == slipway.EngineExternal && s.remote != nil {
 		d.RemoteReplicas = s.remote.Workers(d.Name)

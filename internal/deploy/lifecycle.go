@@ -240,7 +240,11 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	}
 	s.setState(ctx, name, slipway.DeploymentDeleting, "")
 	s.stopPool(name)
-	return s.store.DeleteDeployment(context.WithoutCancel(ctx), name)
+	if err := s.store.DeleteDeployment(context.WithoutCancel(ctx), name); err != nil {
+		return err
+	}
+	s.forgetWorkers(name)
+	return nil
 }
 
 // AliasMoved updates the deployments that follow model@alias to version.
