@@ -64,7 +64,10 @@ type Deployment struct {
 	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
 	// Load is LoadEager (replicas start with the deployment; "" too) or LoadLazy (the first request starts
 	// them).
-	Load      string    `json:"load,omitempty"`
+	Load string `json:"load,omitempty"`
+	// Engine is where the replicas run: EngineDefault ("", the server's engine) or EngineExternal (network
+	// replicas that announce themselves). Set at create.
+	Engine    string    `json:"engine,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// Filled by the API from the live pool, not stored.
@@ -75,6 +78,8 @@ type Deployment struct {
 	ScaledToZero      bool               `json:"scaled_to_zero"`
 	AutoscalingStatus *AutoscalingStatus `json:"autoscaling_status,omitempty"`
 	URLs              *DeploymentURLs    `json:"urls,omitempty"`
+	// RemoteReplicas are the workers announced for an external deployment (address, state, last heartbeat).
+	RemoteReplicas []RemoteReplica `json:"remote_replicas,omitempty"`
 }
 
 // Load modes of a deployment.
@@ -142,6 +147,9 @@ func (d *Deployment) Validate() error {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.HasPrefix(k, "SLIPWAY_") {
 			problems = append(problems, fmt.Sprintf("env name %q is not allowed (empty, contains '=', or reserved SLIPWAY_ prefix)", k))
 		}
+	}
+	if d.Engine != EngineDefault && d.Engine != EngineExternal {
+		problems = append(problems, fmt.Sprintf("engine must be %q (replicas announce themselves) or left out, got %q", EngineExternal, d.Engine))
 	}
 	if d.FollowAlias && d.Alias == "" {
 		problems = append(problems, "follow_alias needs an alias")
@@ -267,6 +275,9 @@ type DeploymentSpec struct {
 	// Load is "eager" (the default: replicas start with the deployment) or "lazy" (the first request starts
 	// them).
 	Load *string `json:"load,omitempty"`
+	// Engine chooses where the replicas run, at create only: "external" serves from announced network
+	// replicas (`slipway worker serve`); left out, the server's engine.
+	Engine *string `json:"engine,omitempty"`
 	// Note becomes the deployment's reason once an update has settled, unless something else must be said
 	// (a canary analysis says why it promoted or removed the canary). Set by the server's own callers, never
 	// sent.

@@ -161,6 +161,9 @@ func (a *App) open(ctx context.Context) error {
 	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log})
 	a.deploy.ReadyTimeout = a.cfg.ReadyTimeout
 	a.enableOwnership()
+	if err := a.openRemote(); err != nil {
+		return err
+	}
 	a.deploy.ReplicaLog = func(deployment, replica, line string) {
 		a.log.Debug("replica output", "deployment", deployment, "replica", replica, "line", line)
 	}

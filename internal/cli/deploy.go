@@ -292,7 +292,7 @@ func parseEnv(pairs []string) (map[string]string, error) {
 }
 
 func (a *app) deployCommand() *cobra.Command {
-	var model string
+	var model, engine string
 	var f deploymentFlags
 	cmd := &cobra.Command{
 		Use:   "deploy NAME --model MODEL[@ALIAS|:VERSION]",
@@ -340,6 +340,9 @@ server ('slipway deployments get NAME' shows them).`,
 			if err := f.fillSpec(cmd, &sp, &slipway.Deployment{}); err != nil {
 				return err
 			}
+			if engine != "" {
+				sp.Engine = &engine
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -352,6 +355,7 @@ server ('slipway deployments get NAME' shows them).`,
 		}),
 	}
 	cmd.Flags().StringVarP(&model, "model", "m", "", "model to serve: NAME (newest READY version), NAME@ALIAS or NAME:VERSION")
+	cmd.Flags().StringVar(&engine, "engine", "", `"external": the replicas are network workers that announce themselves ('slipway deployments replica-spec NAME')`)
 	cmd.Flags().BoolVar(&f.followAlias, "follow-alias", false, "roll out to the alias's new version whenever the alias moves (the default with @ALIAS, unless --canary-analysis)")
 	cmd.Flags().BoolVar(&f.noFollow, "no-follow", false, "with @ALIAS: pin the version the alias names now; the deployment stays on it when the alias moves")
 	cmd.MarkFlagsMutuallyExclusive("follow-alias", "no-follow")
@@ -732,7 +736,8 @@ ones are ready); INACTIVE when deactivated; FAILED when the replicas could not s
 replicas keep crashing.`,
 	}
 	cmd.AddCommand(a.deploymentsListCommand(), a.deploymentsGetCommand(), a.deploymentsUpdateCommand(),
-		a.deploymentsActivateCommand(), a.deploymentsDeactivateCommand(), a.deploymentsDeleteCommand())
+		a.deploymentsActivateCommand(), a.deploymentsDeactivateCommand(), a.deploymentsDeleteCommand(),
+		a.deploymentsReplicaSpecCommand())
 	return cmd
 }
 

@@ -42,6 +42,9 @@ type Service struct {
 	stopOwnership func()
 	scale         *autoscaler // the deployments' scaling policies, loads and decisions
 
+	remote  *modelruntime.RemoteEngine // external deployments' engine (SetRemote; nil: none)
+	secrets slipway.ReplicaSecretStore
+
 	mu    sync.RWMutex
 	locks map[string]*sync.Mutex // one operation at a time per deployment
 
@@ -181,6 +184,7 @@ func (s *Service) decorate(d *slipway.Deployment) {
 		Invocations: "/deployments/" + d.Name + "/invocations",
 		V2Infer:     "/v2/models/" + d.Name + "/infer",
 	}
+	s.decorateExternal(d)
 }
 
 func (s *Service) lock(name string) func() {
@@ -234,13 +238,21 @@ func (s *Service) setState(ctx context.Context, name string, to slipway.Deployme
 func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir string) serving.Starter {
 	name := d.Name
 	env := modelruntime.ThreadEnv(d.Replicas, d.Env)
+	engine := s.engineFor(d)
 	return func(ctx context.Context) (*modelruntime.Replica, error) {
 		spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, env)
 		if err != nil {
 			return nil, err
 		}
+		spec.Deployment, spec.Version = name, v.Version
 		replicaID := fmt.Sprintf("%s-v%d", name, v.Version)
-		return s.runtimes.Start(ctx, spec, s.ReadyTimeout, func(line string) {
+		start := s.runtimes.Start
+		if engine != nil {
+			start = func(ctx context.Context, spec modelruntime.ProcessSpec, ready time.Duration, log modelruntime.LogFunc) (*modelruntime.Replica, error) {
+				return s.runtimes.StartOn(ctx, engine, spec, ready, log)
+			}
+		}
+		return start(ctx, spec, s.ReadyTimeout, func(line string) {
 			if fn := s.replicaLog.Load(); fn != nil {
 				(*fn)(name, replicaID, line)
 			} else if s.ReplicaLog != nil {

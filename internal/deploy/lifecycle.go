@@ -27,6 +27,9 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkEngine(d); err != nil {
+		return nil, err
+	}
 	// The server taking the request hosts the deployment: its lease is taken before the row exists, so that no
 	// other server's ownership loop sees a deployment to take over in between.
 	if ok, err := s.own(ctx, d.Name); err != nil {
@@ -126,6 +129,9 @@ func (s *Service) Update(ctx context.Context, name string, sp slipway.Deployment
 	}
 	if sp.Model != "" && sp.Model != d.Model {
 		return nil, slipway.Errorf(slipway.EINVALID, "a deployment cannot change model (%s → %s): create a new deployment", d.Model, sp.Model)
+	}
+	if sp.Engine != nil && *sp.Engine != d.Engine {
+		return nil, slipway.Errorf(slipway.EINVALID, "a deployment cannot change engine (%q → %q): create a new deployment", d.Engine, *sp.Engine)
 	}
 	if d.State == slipway.DeploymentDeleting || d.State == slipway.DeploymentCreating {
 		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is %s: wait until it settles", name, d.State)
@@ -315,8 +321,13 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	}
 	s.setState(ctx, name, slipway.DeploymentDeleting, "")
 	s.stopPool(name)
-	defer s.disown(ctx, name)
-	return s.store.DeleteDeployment(context.WithoutCancel(ctx), name)
+	if err := s.store.DeleteDeployment(context.WithoutCancel(ctx), name); err != nil {
+		s.disown(ctx, name)
+		return err
+	}
+	s.forgetWorkers(name)
+	s.disown(ctx, name)
+	return nil
 }
 
 // AliasMoved updates the deployments that follow model@alias to version.

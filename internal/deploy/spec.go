@@ -31,6 +31,9 @@ func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
 	if sp.Replicas != nil {
 		d.Replicas = *sp.Replicas
 	}
+	if sp.Engine != nil {
+		d.Engine = *sp.Engine
+	}
 	if sp.Batching != nil {
 		d.Batching = sp.Batching
 		if !sp.Batching.Enabled() {

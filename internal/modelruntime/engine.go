@@ -23,6 +23,10 @@ type ProcessSpec struct {
 	Files []slipway.File
 	// Scheduling is applied once the replica is ready (loading the model runs under the default policy).
 	Scheduling Scheduling
+	// Deployment and Version name what the replica serves, for engines that place or find replicas by it
+	// (RemoteEngine takes an announced worker of this deployment and version). Empty for registration checks.
+	Deployment string
+	Version    int
 }
 
 // LogFunc receives each line a replica writes to stderr.

@@ -10,13 +10,17 @@ import (
 
 // Main is `slipway worker RUNTIME --model PATH`: a model replica process started by the server. It speaks
 // docs/worker-protocol.md on stdin/stdout and logs to stderr; it is not meant to be run by hand.
+// `slipway worker serve` is the network replica (serve.go), which is.
 func Main(ctx context.Context, args []string) error {
 	return run(ctx, args, os.Stdin, os.Stdout, os.Stderr)
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" {
+		return Serve(ctx, args[1:], stderr)
+	}
 	if len(args) == 0 || args[0] != "onnx" {
-		return fmt.Errorf("usage: slipway worker onnx --model PATH (started by the server for each replica)")
+		return fmt.Errorf("usage: slipway worker onnx --model PATH (started by the server for each replica)\n       slipway worker serve --listen ADDR --spec SPEC (a network replica of an external deployment)")
 	}
 	fs := flag.NewFlagSet("slipway worker onnx", flag.ContinueOnError)
 	fs.SetOutput(stderr)

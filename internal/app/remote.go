@@ -1,0 +1,27 @@
+package app
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	"github.com/slipway-ml/slipway/internal/certpool"
+	"github.com/slipway-ml/slipway/internal/modelruntime"
+)
+
+// openRemote enables external deployments: replica slots connect to workers that announce themselves. Workers
+// that listen with TLS are trusted when their certificate chains to the system's roots or to the server's own
+// certificate (a worker given the server's key pair, or a certificate of the same private CA).
+func (a *App) openRemote() error {
+	cfg := modelruntime.RemoteConfig{Secret: a.db.ReplicaSecret, Log: a.log, WaitTimeout: a.cfg.ReadyTimeout}
+	if a.cfg.TLSCert != "" {
+		pool, err := certpool.WithPEMFile(a.cfg.TLSCert)
+		if err != nil {
+			return fmt.Errorf("trust for TLS replica workers: %w", err)
+		}
+		cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	remote := modelruntime.NewRemoteEngine(cfg)
+	a.closers = append(a.closers, func() error { remote.Close(); return nil })
+	a.deploy.SetRemote(remote, a.db)
+	return nil
+}

@@ -1,0 +1,139 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/modelruntime"
+	"github.com/slipway-ml/slipway/internal/workerproto"
+)
+
+// External deployments ("engine": "external") are served by network workers that announce themselves. The
+// pools, batching, retries and health checks are the same as for local replicas; only the engine that starts
+// a replica differs: modelruntime.RemoteEngine, which connects a replica slot to an announced worker.
+
+// SetRemote enables external deployments: engine connects their replica slots to announced workers, secrets
+// keeps each deployment's replica secret. Call it before Recover.
+func (s *Service) SetRemote(engine *modelruntime.RemoteEngine, secrets slipway.ReplicaSecretStore) {
+	s.remote, s.secrets = engine, secrets
+}
+
+// Remote is the engine of external deployments (nil when not enabled).
+func (s *Service) Remote() *modelruntime.RemoteEngine { return s.remote }
+
+// engineFor is the engine d's replicas start on (nil: the runtimes' own).
+func (s *Service) engineFor(d *slipway.Deployment) modelruntime.Engine {
+	if d.Engine == slipway.EngineExternal && s.remote != nil {
+		return s.remote
+	}
+	return nil
+}
+
+func (s *Service) checkEngine(d *slipway.Deployment) error {
+	if d.Engine == slipway.EngineExternal && (s.remote == nil || s.secrets == nil) {
+		return slipway.Errorf(slipway.EINVALID, "this server does not take external replicas")
+	}
+	return nil
+}
+
+// forgetWorkers drops a deleted deployment's announced workers at once (their secret went with it: their next
+// heartbeat is refused and they stop).
+func (s *Service) forgetWorkers(name string) {
+	if s.remote != nil {
+		s.remote.Forget(name)
+	}
+}
+
+func (s *Service) decorateExternal(d *slipway.Deployment) {
+	if d.Engine == slipway.EngineExternal && s.remote != nil {
+		d.RemoteReplicas = s.remote.Workers(d.Name)
+	}
+}
+
+// externalDeployment returns d if it takes network replicas, else an error saying why not.
+func (s *Service) externalDeployment(ctx context.Context, name string) (*slipway.Deployment, error) {
+	d, err := s.store.FindDeployment(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if d.Engine != slipway.EngineExternal || s.remote == nil {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s does not take network replicas: its engine is the server's (create it with \"engine\": \"external\")", name)
+	}
+	return d, nil
+}
+
+// servedVersions are the versions d's replicas may serve: its own, its canary's and its shadow's.
+func servedVersions(d *slipway.Deployment) []int {
+	vs := []int{d.Version}
+	if d.Canary != nil {
+		vs = append(vs, d.Canary.Version)
+	}
+	if d.Shadow != nil {
+		vs = append(vs, d.Shadow.Version)
+	}
+	return vs
+}
+
+// IssueReplicaSpec returns what a network worker needs to serve version (0: the deployment's) of an external
+// deployment, with the deployment's replica secret. Only administrators may ask for it (the API's role).
+func (s *Service) IssueReplicaSpec(ctx context.Context, name string, version int, server string) (slipway.ReplicaSpec, error) {
+	d, err := s.externalDeployment(ctx, name)
+	if err != nil {
+		return slipway.ReplicaSpec{}, err
+	}
+	if version == 0 {
+		version = d.Version
+	}
+	if !slices.Contains(servedVersions(d), version) {
+		return slipway.ReplicaSpec{}, slipway.Errorf(slipway.EINVALID, "deployment %s serves versions %v of %s, not %d", name, servedVersions(d), d.Model, version)
+	}
+	secret, err := s.secrets.ReplicaSecret(ctx, name)
+	if err != nil {
+		return slipway.ReplicaSpec{}, err
+	}
+	return slipway.ReplicaSpec{Server: server, Deployment: name, Version: version, Secret: secret}, nil
+}
+
+// ReplicaAccess is what a verified replica token grants: one version of one deployment's model.
+type ReplicaAccess struct {
+	Deployment *slipway.Deployment
+	Version    *slipway.ModelVersion
+}
+
+// VerifyReplicaToken checks a network worker's token for deployment name: its MAC under the deployment's
+// secret (constant time), its expiry, and that its version is one the deployment serves. Every failure is
+// EUNAUTHORIZED (or the deployment's ENOTFOUND / ECONFLICT) with the reason.
+func (s *Service) VerifyReplicaToken(ctx context.Context, name, token string) (*ReplicaAccess, error) {
+	scope, ok := workerproto.ParseReplicaToken(token)
+	if !ok {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "this route takes a replica token (minted by `slipway worker serve` from its replica spec), not an API token")
+	}
+	if scope.Deployment != name {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "the replica token is for deployment %s, not %s", scope.Deployment, name)
+	}
+	d, err := s.externalDeployment(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := s.secrets.ReplicaSecret(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := scope.Verify(secret, time.Now()); err != nil {
+		if errors.Is(err, workerproto.ErrBadToken) {
+			return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%v", err)
+		}
+		return nil, err
+	}
+	if !slices.Contains(servedVersions(d), scope.Version) {
+		return nil, slipway.Errorf(slipway.EFORBIDDEN, "deployment %s no longer serves version %d (it serves %v): get a new replica spec", name, scope.Version, servedVersions(d))
+	}
+	v, err := s.models.FindVersion(ctx, d.Model, slipway.VersionRef{Number: scope.Version})
+	if err != nil {
+		return nil, err
+	}
+	return &ReplicaAccess{Deployment: d, Version: v}, nil
+}

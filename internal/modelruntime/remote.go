@@ -1,0 +1,402 @@
+package modelruntime
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/workerproto"
+)
+
+// RemoteEngine serves replicas from network workers (`slipway worker serve`) that announce themselves: each
+// Start takes an announced, unconnected worker of the spec's deployment and version, dials it (TLS when it
+// listens with TLS), proves the deployment's secret and checks the worker's proof (workerproto's handshake),
+// and returns the connection as the replica's Conn. One connection is one replica session: when it breaks the
+// replica has "exited", the pool retries its request elsewhere and starts a replacement, which is the next
+// announced worker. Workers that miss their heartbeats are forgotten (and their session, if any, is ended).
+type RemoteEngine struct {
+	cfg RemoteConfig
+
+	mu      sync.Mutex
+	workers map[workerKey]*remoteWorker
+	changed chan struct{} // closed and replaced whenever a worker is announced or freed: wakes waiting Starts
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// RemoteConfig configures a RemoteEngine.
+type RemoteConfig struct {
+	// Secret returns a deployment's replica secret.
+	Secret func(ctx context.Context, deployment string) ([]byte, error)
+	// TLS is the client configuration for workers that listen with TLS (its RootCAs: whom to trust; nil:
+	// the system's roots).
+	TLS *tls.Config
+	// HeartbeatInterval is how often workers announce themselves again (2 s when 0); a worker is forgotten
+	// after 3 intervals without one.
+	HeartbeatInterval time.Duration
+	// WaitTimeout bounds how long a Start waits for a worker to be announced (2 min when 0).
+	WaitTimeout time.Duration
+	// DialTimeout bounds the connection and the handshake (10 s when 0).
+	DialTimeout time.Duration
+	Log         *slog.Logger
+}
+
+type workerKey struct{ deployment, id string }
+
+// remoteWorker is an announced worker; conn is its session while a replica slot holds it.
+type remoteWorker struct {
+	deployment string
+	ann        slipway.ReplicaAnnouncement
+	last       time.Time
+	conn       *remoteConn // nil: available
+	claimed    bool        // a Start is dialling it
+}
+
+var _ Engine = (*RemoteEngine)(nil)
+
+// NewRemoteEngine returns an engine with no workers; Close stops its expiry loop.
+func NewRemoteEngine(cfg RemoteConfig) *RemoteEngine {
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 2 * time.Second
+	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 2 * time.Minute
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &RemoteEngine{cfg: cfg, workers: map[workerKey]*remoteWorker{}, changed: make(chan struct{}), stop: cancel}
+	e.wg.Add(1)
+	go func() { // owned by the engine: ends on Close
+		defer e.wg.Done()
+		e.expireLoop(ctx)
+	}()
+	return e
+}
+
+// Close stops forgetting silent workers. Sessions end with their pools.
+func (e *RemoteEngine) Close() {
+	e.stop()
+	e.wg.Wait()
+}
+
+// HeartbeatInterval is how often workers must announce themselves.
+func (e *RemoteEngine) HeartbeatInterval() time.Duration { return e.cfg.HeartbeatInterval }
+
+func (e *RemoteEngine) ttl() time.Duration { return 3 * e.cfg.HeartbeatInterval }
+
+// Announce records (or refreshes: it is also the heartbeat) a worker of deployment, whose token the caller has
+// verified.
+func (e *RemoteEngine) Announce(deployment string, a slipway.ReplicaAnnouncement) slipway.ReplicaAnnounceReply {
+	now := time.Now()
+	e.mu.Lock()
+	k := workerKey{deployment, a.ID}
+	w := e.workers[k]
+	if w == nil {
+		w = &remoteWorker{deployment: deployment}
+		e.workers[k] = w
+		e.cfg.Log.Info("replica worker announced", "deployment", deployment, "worker", a.ID, "address", a.Address, "version", a.Version)
+	}
+	w.ann, w.last = a, now
+	e.wakeLocked()
+	e.mu.Unlock()
+	return slipway.ReplicaAnnounceReply{HeartbeatIntervalMS: int(e.cfg.HeartbeatInterval / time.Millisecond), ExpiresAt: now.Add(e.ttl()).UTC()}
+}
+
+// Withdraw forgets a worker that is shutting down; its session, if any, ends when it closes the connection.
+func (e *RemoteEngine) Withdraw(deployment, id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := workerKey{deployment, id}
+	_, ok := e.workers[k]
+	delete(e.workers, k)
+	return ok
+}
+
+// Forget drops every worker of a deployment (deleted): their sessions are ended.
+func (e *RemoteEngine) Forget(deployment string) {
+	e.mu.Lock()
+	var conns []*remoteConn
+	for k, w := range e.workers {
+		if k.deployment == deployment {
+			delete(e.workers, k)
+			if w.conn != nil {
+				conns = append(conns, w.conn)
+			}
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.Kill()
+	}
+}
+
+// Workers lists a deployment's announced workers, by ID.
+func (e *RemoteEngine) Workers(deployment string) []slipway.RemoteReplica {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []slipway.RemoteReplica
+	for k, w := range e.workers {
+		if k.deployment != deployment {
+			continue
+		}
+		state := "AVAILABLE"
+		if w.conn != nil || w.claimed {
+			state = "CONNECTED"
+		}
+		out = append(out, slipway.RemoteReplica{ID: w.ann.ID, Address: w.ann.Address, Version: w.ann.Version,
+			Runtime: w.ann.Runtime, TLS: w.ann.TLS, State: state, LastHeartbeat: w.last.UTC()})
+	}
+	slices.SortFunc(out, func(a, b slipway.RemoteReplica) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+func (e *RemoteEngine) wakeLocked() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// expireLoop forgets workers that missed their heartbeats, ending their sessions: a worker that stopped
+// beating may be cut off from the server, and its slot is better served by another.
+func (e *RemoteEngine) expireLoop(ctx context.Context) {
+	t := time.NewTicker(e.cfg.HeartbeatInterval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			var expired []*remoteConn
+			e.mu.Lock()
+			for k, w := range e.workers {
+				if now.Sub(w.last) > e.ttl() {
+					delete(e.workers, k)
+					e.cfg.Log.Warn("replica worker missed its heartbeats; forgotten", "deployment", k.deployment, "worker", k.id, "address", w.ann.Address)
+					if w.conn != nil {
+						expired = append(expired, w.conn)
+					}
+				}
+			}
+			e.mu.Unlock()
+			for _, c := range expired {
+				c.end(fmt.Errorf("worker %s missed its heartbeats", c.worker.id))
+			}
+		}
+	}
+}
+
+// Start connects a replica slot to an announced worker of spec.Deployment at spec.Version, waiting up to
+// WaitTimeout for one to be announced. A worker that cannot be dialled or fails the handshake is forgotten
+// (a live one is announced again by its next heartbeat) and the next one is tried.
+func (e *RemoteEngine) Start(ctx context.Context, spec ProcessSpec, stderr LogFunc) (Conn, error) {
+	if spec.Deployment == "" {
+		return nil, errors.New("remote engine: the replica spec names no deployment")
+	}
+	log := func(format string, args ...any) {
+		if stderr != nil {
+			stderr(fmt.Sprintf(format, args...))
+		}
+	}
+	secret, err := e.cfg.Secret(ctx, spec.Deployment)
+	if err != nil {
+		return nil, fmt.Errorf("replica secret of %s: %w", spec.Deployment, err)
+	}
+	deadline := time.NewTimer(e.cfg.WaitTimeout)
+	defer deadline.Stop()
+	var lastErr error
+	for {
+		k, w, wake := e.claim(spec.Deployment, spec.Version)
+		if w == nil {
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-deadline.C:
+				hint := ""
+				if lastErr != nil {
+					hint = "; last failure: " + lastErr.Error()
+				}
+				return nil, fmt.Errorf("no replica worker for deployment %s version %d was announced within %s: start `slipway worker serve --listen ADDR` with the deployment's replica spec (slipway deploy replica-spec %s)%s",
+					spec.Deployment, spec.Version, e.cfg.WaitTimeout, spec.Deployment, hint)
+			}
+		}
+		c, err := e.dial(ctx, k, w, secret, spec)
+		if err != nil {
+			lastErr = err
+			e.cfg.Log.Warn("replica worker refused or unreachable; forgotten until it announces itself again", "deployment", spec.Deployment, "worker", k.id, "address", w.Address, "error", err)
+			log("worker %s at %s: %v", k.id, w.Address, err)
+			e.unclaim(k, true)
+			continue
+		}
+		log("connected to worker %s at %s", k.id, w.Address)
+		return c, nil
+	}
+}
+
+// claim marks an available worker of deployment@version as being dialled and returns it, or returns the
+// channel that is closed when one may have become available.
+func (e *RemoteEngine) claim(deployment string, version int) (workerKey, *slipway.ReplicaAnnouncement, <-chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var best *remoteWorker
+	var bestKey workerKey
+	for k, w := range e.workers {
+		if k.deployment != deployment || w.ann.Version != version || w.conn != nil || w.claimed {
+			continue
+		}
+		if best == nil || w.last.After(best.last) { // the freshest heartbeat: most likely alive
+			best, bestKey = w, k
+		}
+	}
+	if best == nil {
+		return workerKey{}, nil, e.changed
+	}
+	best.claimed = true
+	ann := best.ann
+	return bestKey, &ann, nil
+}
+
+// unclaim frees a worker; drop forgets it (a broken connection: only a new heartbeat brings it back).
+func (e *RemoteEngine) unclaim(k workerKey, drop bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w := e.workers[k]
+	if w == nil {
+		return
+	}
+	w.claimed, w.conn = false, nil
+	if drop {
+		delete(e.workers, k)
+		return
+	}
+	e.wakeLocked()
+}
+
+func (e *RemoteEngine) dial(ctx context.Context, k workerKey, ann *slipway.ReplicaAnnouncement, secret []byte, spec ProcessSpec) (*remoteConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", ann.Address)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	if ann.TLS {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if e.cfg.TLS != nil {
+			cfg = e.cfg.TLS.Clone()
+		}
+		if host, _, err := net.SplitHostPort(ann.Address); err == nil {
+			cfg.ServerName = host
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		nc = tc
+	}
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) }) // the handshake obeys ctx too
+	err = workerproto.DialReplicaConn(nc, secret, spec.Deployment, spec.Version)
+	stop()
+	if err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	c := &remoteConn{Conn: nc, engine: e, worker: k, addr: ann.Address, done: make(chan struct{})}
+	e.mu.Lock()
+	w := e.workers[k]
+	if w == nil { // forgotten meanwhile (deleted deployment, expired)
+		e.mu.Unlock()
+		_ = nc.Close()
+		return nil, errors.New("forgotten while connecting (missed heartbeats or deployment deleted)")
+	}
+	w.claimed, w.conn = false, c
+	e.mu.Unlock()
+	return c, nil
+}
+
+// remoteConn is one replica session with a network worker.
+type remoteConn struct {
+	net.Conn
+	engine *RemoteEngine
+	worker workerKey
+	addr   string
+	once   sync.Once
+	done   chan struct{}
+	err    error
+}
+
+func (c *remoteConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.end(fmt.Errorf("connection to worker %s at %s lost: %w", c.worker.id, c.addr, err))
+	}
+	return n, err
+}
+
+func (c *remoteConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.end(fmt.Errorf("connection to worker %s at %s lost: %w", c.worker.id, c.addr, err))
+	}
+	return n, err
+}
+
+// Close ends the session cleanly: the worker sees EOF and waits for the next one (it stays announced).
+func (c *remoteConn) Close() error {
+	c.end(nil)
+	return nil
+}
+
+// Kill ends the session at once (a call past its deadline, a failed health check).
+func (c *remoteConn) Kill() { c.end(errors.New("killed")) }
+
+// end closes the connection once; a session that ended on an error forgets its worker, which must announce
+// itself again before it is dialled again.
+func (c *remoteConn) end(err error) {
+	c.once.Do(func() {
+		c.err = err
+		_ = c.Conn.Close()
+		e := c.engine
+		e.mu.Lock()
+		if w := e.workers[c.worker]; w != nil && w.conn == c {
+			w.conn = nil
+			if err != nil {
+				delete(e.workers, c.worker)
+			} else {
+				e.wakeLocked()
+			}
+		}
+		e.mu.Unlock()
+		close(c.done)
+	})
+}
+
+func (c *remoteConn) Ready() error          { return nil }
+func (c *remoteConn) Done() <-chan struct{} { return c.done }
+func (c *remoteConn) ExitErr() error        { return c.err }
+func (c *remoteConn) PID() int              { return 0 }
+
+// StartOn starts spec on engine (not the configured one) and waits for its hello, like Runtimes.Start: the
+// deployments whose replicas run elsewhere (an external deployment's RemoteEngine) start theirs this way.
+func (rt *Runtimes) StartOn(ctx context.Context, engine Engine, spec ProcessSpec, readyTimeout time.Duration, log LogFunc) (*Replica, error) {
+	return startReplica(ctx, engine, spec, readyTimeout, log)
+}
