@@ -391,6 +391,9 @@ type MonitoringDataStore interface {
 	FindDriftWindow(ctx context.Context, deployment string, from, to time.Time) (*DriftReport, error)
 	FindDriftWindows(ctx context.Context, deployment string, from, to time.Time) ([]*DriftReport, error)
 
+	ShadowStore
+	CaptureExportStore
+
 	// Prune deletes what retention no longer keeps and returns how many rows it deleted.
 	Prune(ctx context.Context, p MonitoringPrune) (int64, error)
 }

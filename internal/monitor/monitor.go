@@ -79,6 +79,8 @@ type Service struct {
 	}
 
 	captures  chan captureItem
+	shadowQ   chan *shadowItem // compared shadow answers waiting to be written
+	join      shadowJoin
 	logs      chan *slipway.LogLine
 	logWake   chan struct{} // closed and replaced after each batch of log lines is stored
 	logNotify sync.Mutex
@@ -143,6 +145,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, store: cfg.Store, data: cfg.Data, log: cfg.Log, now: cfg.Now,
 		reg:      prometheus.NewRegistry(),
 		captures: make(chan captureItem, cfg.CaptureQueue),
+		shadowQ:  make(chan *shadowItem, cfg.CaptureQueue),
 		logs:     make(chan *slipway.LogLine, cfg.LogQueue),
 		logWake:  make(chan struct{}),
 		hooks:    make(chan webhookJob, 1024),
@@ -158,8 +161,9 @@ func New(cfg Config) (*Service, error) {
 
 // Start runs the background work: queue writers, the minute roll-up, retention, drift windows and alerts.
 func (s *Service) Start() {
-	s.bg.Add(3)
+	s.bg.Add(4)
 	go func() { defer s.bg.Done(); s.captureWriter() }()
+	go func() { defer s.bg.Done(); s.shadowWriter() }()
 	go func() { defer s.bg.Done(); s.logWriter() }()
 	go func() { defer s.bg.Done(); s.webhookSender() }()
 	s.wg.Add(4)
