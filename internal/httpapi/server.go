@@ -135,6 +135,7 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.monitorRoutes()...)
 	s.routes = append(s.routes, s.jobRoutes()...)
 	s.routes = append(s.routes, s.batchRoutes()...)
+	s.routes = append(s.routes, s.shadowRoutes()...)
 	for _, rt := range s.routes {
 		h := rt.handler
 		if rt.role != "" {
