@@ -168,7 +168,8 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 
 	root.AddCommand(a.serverCommand(), a.workerCommand(), a.modelsCommand(), a.deployCommand(), a.deploymentsCommand(),
 		a.predictCommand(), a.tokensCommand(), a.whoamiCommand(), a.versionCommand(), a.batchCommand(), a.filesCommand(),
-		a.jobsCommand(), a.pipelinesCommand(), a.schedulesCommand(), a.execLimitedCommand(), a.execSuperviseCommand(), a.backupCommand())
+		a.jobsCommand(), a.pipelinesCommand(), a.schedulesCommand(), a.execLimitedCommand(), a.execSuperviseCommand(), a.backupCommand(),
+		a.capturesCommand())
 	root.AddCommand(a.monitorCommands()...)
 	return root
 }
