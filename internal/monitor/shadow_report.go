@@ -20,7 +20,7 @@ import (
 //     integral (a label returned as a float). A regression has none: it counts in the differences only;
 //   - agreement is the share of compared rows with a class on both sides whose classes are equal;
 //   - the absolute differences are over the elements of the floating-point outputs of the same name and width
-//     on both sides (probabilities, regression values);
+//     on both sides (probabilities, regression values), but for a float output read as a row's label;
 //   - latencies are the p99 (nearest rank) of the answered requests: the live one as the server measured the
 //     whole request, the shadow's as its pool call;
 //   - the slices: for each stored input feature, the rows with a class on both sides are cut into quartile
@@ -105,9 +105,9 @@ func (c *shadowComparison) add(p *slipway.ShadowPair) error {
 	liveClass, shadowClass := classOutput(live), classOutput(shadow)
 	for row := range p.Rows {
 		c.rep.Compared++
-		c.addDiffs(live, shadow, row)
 		lc, lok := rowClass(liveClass, row)
 		sc, sok := rowClass(shadowClass, row)
+		c.addDiffs(live, shadow, row, labelName(liveClass, lok && sok), labelName(shadowClass, lok && sok))
 		if !lok || !sok {
 			continue
 		}
@@ -204,11 +204,21 @@ func rowClass(ct classTensor, row int) (string, bool) {
 	return tensorText(t, row, ""), true
 }
 
-// addDiffs adds the absolute differences of row's floating-point elements in outputs of the same name and width.
-func (c *shadowComparison) addDiffs(live, shadow []workerproto.Tensor, row int) {
+// labelName is the name of a floating-point output read as row's class label (a label sent as a JSON number):
+// a label is no numeric output, its differences are not counted. "" otherwise.
+func labelName(ct classTensor, read bool) string {
+	if !read || ct.argmax || !workerproto.ParseDatatype(ct.t.Datatype).IsFloat() {
+		return ""
+	}
+	return ct.t.Name
+}
+
+// addDiffs adds the absolute differences of row's floating-point elements in outputs of the same name and
+// width, but for the outputs read as the row's label on either side.
+func (c *shadowComparison) addDiffs(live, shadow []workerproto.Tensor, row int, liveLabel, shadowLabel string) {
 	for i := range live {
 		l := &live[i]
-		if !workerproto.ParseDatatype(l.Datatype).IsFloat() {
+		if !workerproto.ParseDatatype(l.Datatype).IsFloat() || l.Name == liveLabel || l.Name == shadowLabel {
 			continue
 		}
 		j := slices.IndexFunc(shadow, func(t workerproto.Tensor) bool { return t.Name == l.Name })

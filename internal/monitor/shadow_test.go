@@ -86,6 +86,16 @@ func TestCompareShadow(t *testing.T) {
 			}
 		},
 	}, {
+		name: "labels sent as JSON numbers are classes, not differences",
+		pairs: []*slipway.ShadowPair{{Rows: 2,
+			LiveOutputs:   frames(workerproto.NewFloat64("prediction", nil, []float64{1, 0}), workerproto.NewFloat64("probability", nil, []float64{0.75, 0.25})),
+			ShadowOutputs: frames(workerproto.NewFloat64("prediction", nil, []float64{0, 0}), workerproto.NewFloat64("probability", nil, []float64{0.5, 0.25}))}},
+		check: func(t *testing.T, r *slipway.ShadowReport) {
+			if !near(r.Agreement, 0.5) || !near(r.MeanAbsDiff, 0.125) || !near(r.MaxAbsDiff, 0.25) {
+				t.Errorf("report %+v", r)
+			}
+		},
+	}, {
 		name: "slices by quartile: the disagreement is in the top quarter of age",
 		pairs: func() []*slipway.ShadowPair {
 			var ps []*slipway.ShadowPair
