@@ -61,13 +61,15 @@ func (db *MonitorDB) ScanShadowPairs(ctx context.Context, deployment string, fro
 // The page is read in one statement and its feedback in another, so no read stays open between pages: an export
 // of any length holds one page in memory and never keeps a long read transaction on the database.
 func (db *MonitorDB) PageCaptures(ctx context.Context, p slipway.CapturePage) ([]slipway.LabelledCapture, error) {
+	// The index range starts at the cursor's time (not at from: each page would scan every row before it);
+	// rows of that same millisecond are told apart by id.
 	q := `SELECT id, request_id, model_version, ts, rows, protocol, inputs, outputs FROM captures
-		WHERE deployment = ? AND ts >= ? AND ts < ? AND (ts > ? OR (ts = ? AND id > ?))`
-	after := ms(p.AfterTime)
-	if p.AfterTime.IsZero() {
-		after = ms(p.From) - 1
+		WHERE deployment = ? AND ts >= ? AND ts < ? AND (ts > ? OR id > ?)`
+	start, after := ms(p.From), ms(p.From)-1
+	if !p.AfterTime.IsZero() {
+		start, after = max(start, ms(p.AfterTime)), ms(p.AfterTime)
 	}
-	args := []any{p.Deployment, ms(p.From), ms(p.To), after, after, p.AfterID}
+	args := []any{p.Deployment, start, ms(p.To), after, p.AfterID}
 	if p.Version > 0 {
 		q += ` AND model_version = ?`
 		args = append(args, p.Version)
@@ -87,18 +89,19 @@ func (db *MonitorDB) PageCaptures(ctx context.Context, p slipway.CapturePage) ([
 	return page, db.attachFeedback(ctx, p.Deployment, page)
 }
 
-// attachFeedback reads the feedback of a page's requests (by their hashed ids) and hangs it on the captures.
+// attachFeedback reads the feedback of a page's requests and hangs it on the captures.
 func (db *MonitorDB) attachFeedback(ctx context.Context, deployment string, page []slipway.LabelledCapture) error {
 	byID := map[string][]int{}
 	args := []any{deployment}
 	for i, lc := range page {
 		if _, seen := byID[lc.Capture.RequestID]; !seen {
-			args = append(args, requestHash(lc.Capture.RequestID))
+			args = append(args, lc.Capture.RequestID)
 		}
 		byID[lc.Capture.RequestID] = append(byID[lc.Capture.RequestID], i)
 	}
+	// By the primary key (deployment, request_id, row): the rid column of feedback has no index of its own.
 	rows, err := db.r.QueryContext(ctx, `SELECT request_id, row, label, value, ts, received_at FROM feedback
-		WHERE deployment = ? AND rid IN (?`+strings.Repeat(", ?", len(args)-2)+`) ORDER BY request_id, row`, args...)
+		WHERE deployment = ? AND request_id IN (?`+strings.Repeat(", ?", len(args)-2)+`) ORDER BY request_id, row`, args...)
 	if err != nil {
 		return fmt.Errorf("sqlstore: read the feedback of captures: %w", err)
 	}
@@ -118,7 +121,7 @@ func (db *MonitorDB) attachFeedback(ctx context.Context, deployment string, page
 		if value.Valid {
 			f.Value = &value.Float64
 		}
-		for _, i := range byID[f.RequestID] { // absent: a hash collision with another request
+		for _, i := range byID[f.RequestID] {
 			page[i].Feedback = append(page[i].Feedback, &f)
 		}
 	}
