@@ -244,6 +244,11 @@ type DriftReport struct {
 	Outputs      []FeatureDrift `json:"outputs"`
 	Stored       bool           `json:"stored"` // read from a stored window rather than computed now
 	ComputedAt   time.Time      `json:"computed_at"`
+	// Baseline says what the traffic is compared with: "registered" (the version's baseline) or
+	// "first_window" (it has none: the captures of the version's first drift window, BaselineFrom..To).
+	Baseline     string     `json:"baseline,omitempty"`
+	BaselineFrom *time.Time `json:"baseline_from,omitempty"`
+	BaselineTo   *time.Time `json:"baseline_to,omitempty"`
 }
 
 // Performance is model quality from ground truth over one window.

@@ -353,11 +353,8 @@ func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st sl
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.FindBaseline(ctx, d.Model, d.Version)
-	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		return nil, slipway.Errorf(slipway.ECONFLICT, "version %d of model %s (served by %s) has no baseline: upload a sample of its training data with PUT /api/v1/models/%s/versions/%d/baseline",
-			d.Version, d.Model, d.Name, d.Model, d.Version)
-	} else if err != nil {
+	b, fw, err := s.referenceFor(ctx, d, st)
+	if err != nil {
 		return nil, err
 	}
 	var inputs, order, outputs []string
@@ -402,7 +399,10 @@ func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st sl
 		return nil, err
 	}
 	r := &slipway.DriftReport{Deployment: d.Name, Model: d.Model, Version: d.Version, From: from.UTC(), To: to.UTC(),
-		Rows: in.Rows(), Features: in.Results(), Outputs: out.Results(), ComputedAt: s.now().UTC()}
+		Rows: in.Rows(), Features: in.Results(), Outputs: out.Results(), ComputedAt: s.now().UTC(), Baseline: BaselineRegistered}
+	if fw != nil {
+		r.Baseline, r.BaselineFrom, r.BaselineTo = BaselineFirstWindow, &fw.from, &fw.to
+	}
 	drifted, tested := 0, 0
 	for _, f := range r.Features {
 		if f.Rows > 0 {
@@ -459,12 +459,9 @@ func (s *Service) storeDriftWindows(ctx context.Context) {
 		if _, err := s.data.FindDriftWindow(ctx, d.Name, from, to); err == nil {
 			continue // already stored
 		}
-		if _, err := s.FindBaseline(ctx, d.Model, d.Version); err != nil {
-			continue // no baseline: nothing to compare with
-		}
 		r, err := s.computeDrift(ctx, d, st, from, to)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && slipway.ErrorCode(err) != slipway.ECONFLICT { // ECONFLICT: no reference yet
 				s.log.Warn("drift window", "deployment", d.Name, "error", err)
 			}
 			continue

@@ -91,6 +91,7 @@ type Service struct {
 	baselineMu sync.Mutex
 	baselines  map[baselineKey]*slipway.Baseline
 	versions   map[baselineKey]*slipway.ModelVersion
+	first      firstWindows // profiles of first windows, for versions without a baseline
 
 	actionsMu sync.RWMutex
 	actions   map[string]action
