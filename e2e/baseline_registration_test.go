@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,5 +92,52 @@ func TestBaselineAtRegistration(t *testing.T) {
 	}
 	if _, err := c.GetBaseline(ctx, "churn", "3"); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Fatalf("baseline of version 3: %v", err)
+	}
+}
+
+// The register builtin's with.baseline stores the training sample its step wrote as the version's baseline;
+// a baseline the step did not write fails the step before anything is registered.
+func TestRegisterBuiltinBaseline(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	def := fmt.Sprintf(`
+name: retrain
+params: {baseline: train.csv}
+steps:
+  - name: train
+    script: cp %s/* "$SLIPWAY_OUTPUT_DIR/" && head -n 501 %s > "$SLIPWAY_OUTPUT_DIR/train.csv"
+  - name: register
+    builtin: register
+    depends_on: [train]
+    with: {from: train, model: churn, baseline: "${params.baseline}"}
+`, examplePath("sklearn-churn"), examplePath("data", "churn.csv"))
+	if _, err := c.CreatePipeline(ctxFor(t, time.Minute), []byte(def), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.RunPipeline(ctxFor(t, time.Minute), "retrain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = waitPipelineRun(t, c, r.ID)
+	st := stepNamed(r, "register")
+	if r.State != slipway.RunSucceeded || st.Outputs["baseline"] != "train.csv" {
+		t.Fatalf("run %s %q; register outputs %v", r.State, r.Reason, st.Outputs)
+	}
+	b, err := c.GetBaseline(context.Background(), "churn", "1")
+	if err != nil || b.Profile.Rows != 500 {
+		t.Fatalf("baseline of the registered version: %+v %v", b, err)
+	}
+
+	r, err = c.RunPipeline(ctxFor(t, time.Minute), "retrain", map[string]any{"baseline": "missing.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = waitPipelineRun(t, c, r.ID)
+	if st := stepNamed(r, "register"); r.State != slipway.RunFailed || !strings.Contains(st.Reason, `with.baseline "missing.csv": step train wrote no such file`) {
+		t.Fatalf("a missing baseline: run %s %q; register %s %q", r.State, r.Reason, st.State, st.Reason)
+	}
+	if _, err := c.GetVersion(context.Background(), "churn", "2"); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Fatalf("a version was registered although its baseline is missing: %v", err)
 	}
 }
