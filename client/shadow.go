@@ -45,3 +45,14 @@ func (c *Client) ExportCaptures(ctx context.Context, deployment string, e Captur
 	}
 	return n, nil
 }
+
+// DriftOfVersion is Drift of the requests one version answered (a canary's, say), against that version's
+// reference; 0 is the version the deployment serves.
+func (c *Client) DriftOfVersion(ctx context.Context, deployment string, version int, r TimeRange) (*DriftReport, error) {
+	q := r.query()
+	if version > 0 {
+		q.Set("version", strconv.Itoa(version))
+	}
+	var d DriftReport
+	return &d, c.do(ctx, http.MethodGet, apiPath("deployments", deployment, "drift"), q, nil, &d)
+}

@@ -62,6 +62,14 @@ func TestBaselineAtRegistration(t *testing.T) {
 	if r := drift("with-baseline"); r.Baseline != "registered" || r.BaselineFrom != nil || len(r.Features) != 5 {
 		t.Fatalf("drift with the registered baseline: %+v", r)
 	}
+	// Drift is per version: version 2 answered nothing on this deployment (and its requests elsewhere are not
+	// this deployment's).
+	if _, err := c.DriftOfVersion(ctx, "with-baseline", 2, client.TimeRange{From: time.Now().Add(-time.Hour)}); slipway.ErrorCode(err) != slipway.ECONFLICT {
+		t.Fatalf("drift of version 2 on a deployment it never served: %v", err)
+	}
+	if r, err := c.DriftOfVersion(ctx, "with-baseline", 1, client.TimeRange{From: time.Now().Add(-time.Hour)}); err != nil || r.Rows != 200 {
+		t.Fatalf("drift of version 1: %+v %v", r, err)
+	}
 	r := drift("without-baseline")
 	if r.Baseline != "first_window" || r.BaselineFrom == nil || r.BaselineTo == nil || r.BaselineTo.Sub(*r.BaselineFrom) != time.Hour || len(r.Features) != 5 {
 		t.Fatalf("drift against the first window: %+v", r)

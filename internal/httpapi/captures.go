@@ -22,10 +22,8 @@ func (s *Server) handleCapturesExport(w http.ResponseWriter, r *http.Request, m 
 	if q.Format == "" {
 		q.Format = monitor.ExportJSONL
 	}
-	if v := r.URL.Query().Get("version"); v != "" {
-		if q.Version, err = strconv.Atoi(v); err != nil || q.Version < 1 {
-			return slipway.Errorf(slipway.EINVALID, "version=%q: give a version number", v)
-		}
+	if q.Version, err = versionParam(r); err != nil {
+		return err
 	}
 	if err := q.Check(); err != nil {
 		return err
@@ -52,4 +50,17 @@ func (s *Server) handleCapturesExport(w http.ResponseWriter, r *http.Request, m 
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// versionParam reads the optional ?version= (0 when absent).
+func versionParam(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("version")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, slipway.Errorf(slipway.EINVALID, "version=%q: give a version number", v)
+	}
+	return n, nil
 }

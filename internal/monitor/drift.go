@@ -326,9 +326,21 @@ func (t *featureTest) result() slipway.FeatureDrift {
 // Drift computes (or reads, when a stored window is exactly [from, to)) drift of a deployment's captured inputs and
 // outputs against the baseline of the version it serves. A zero from/to means the last full window.
 func (s *Service) Drift(ctx context.Context, deployment string, from, to time.Time) (*slipway.DriftReport, error) {
+	return s.DriftOfVersion(ctx, deployment, 0, from, to)
+}
+
+// DriftOfVersion is Drift of the traffic one version answered (0: the version the deployment serves), against
+// that version's reference: a canary's requests never mix into the live version's drift, nor the other way.
+func (s *Service) DriftOfVersion(ctx context.Context, deployment string, version int, from, to time.Time) (*slipway.DriftReport, error) {
 	d, st, err := s.deploymentSettings(ctx, deployment)
 	if err != nil {
 		return nil, err
+	}
+	stored := version == 0 || version == d.Version // stored windows are the served version's
+	if version > 0 && version != d.Version {
+		dv := *d
+		dv.Version = version
+		d = &dv
 	}
 	if from.IsZero() && to.IsZero() {
 		to = s.now().UTC().Truncate(st.DriftWindow.D())
@@ -341,7 +353,7 @@ func (s *Service) Drift(ctx context.Context, deployment string, from, to time.Ti
 	if !from.Before(to) {
 		return nil, invalidf("from (%s) must be before to (%s)", from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
-	if r, err := s.data.FindDriftWindow(ctx, deployment, from, to); err == nil {
+	if r, err := s.data.FindDriftWindow(ctx, deployment, from, to); err == nil && stored {
 		r.Stored = true
 		return r, nil
 	}
@@ -385,6 +397,9 @@ func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st sl
 		return nil, err
 	}
 	err = s.data.ScanCaptures(ctx, d.Name, from, to, func(c *slipway.Capture) error {
+		if c.ModelVersion != d.Version {
+			return nil // a canary's (or, during a rollout, the previous version's) traffic
+		}
 		if err := in.AddFrame(c.Inputs); err != nil {
 			return fmt.Errorf("monitor: capture %d: %w", c.ID, err)
 		}
