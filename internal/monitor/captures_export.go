@@ -163,8 +163,7 @@ func elemValue(t *workerproto.Tensor, i int) any {
 }
 
 type jsonlEncoder struct {
-	w   *bufio.Writer
-	buf []byte
+	w *bufio.Writer
 }
 
 // jsonlLine is one exported row in JSON Lines. Columns keep their order through ordered keys.
@@ -189,7 +188,9 @@ func (e *jsonlEncoder) encode(r *exportRow) error {
 	if err != nil {
 		return err
 	}
-	e.w.Write(b)
+	if _, err := e.w.Write(b); err != nil {
+		return err
+	}
 	return e.w.WriteByte('\n')
 }
 

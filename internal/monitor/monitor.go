@@ -167,8 +167,9 @@ func (s *Service) Start() {
 	go func() { defer s.bg.Done(); s.shadowWriter() }()
 	go func() { defer s.bg.Done(); s.logWriter() }()
 	go func() { defer s.bg.Done(); s.webhookSender() }()
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go func() { defer s.wg.Done(); s.every(time.Second, s.rollMinutes) }()
+	go func() { defer s.wg.Done(); s.every(10*time.Second, s.sweepShadow) }()
 	go func() { defer s.wg.Done(); s.every(time.Minute, s.prune) }()
 	go func() { defer s.wg.Done(); s.every(s.cfg.DriftInterval, s.storeDriftWindows) }()
 	go func() {

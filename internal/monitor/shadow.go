@@ -165,13 +165,16 @@ func (s *Service) queueShadow(it *shadowItem) {
 	}
 }
 
-// shadowWriter encodes completed pairs (off the request path) and writes them in batches; it sweeps the join
-// at the same pace.
+// sweepShadow queues the live answers whose shadow did not answer within shadowJoinWait (and forgets the rest).
+func (s *Service) sweepShadow(context.Context) {
+	for _, late := range s.join.sweep(s.now().Add(-shadowJoinWait)) {
+		s.queueShadow(late)
+	}
+}
+
+// shadowWriter encodes completed pairs (off the request path) and writes them in batches.
 func (s *Service) shadowWriter() {
 	writeInBatches(s.ctx, s.shadowQ, func(items []*shadowItem) {
-		for _, late := range s.join.sweep(s.now().Add(-shadowJoinWait)) {
-			items = append(items, late)
-		}
 		batch := make([]*slipway.ShadowPair, 0, len(items))
 		for _, it := range items {
 			p, err := s.encodeShadow(it)

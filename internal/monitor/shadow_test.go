@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -257,5 +258,36 @@ func TestShadowSamplingFollowsCapture(t *testing.T) {
 	ex.Serving(1)
 	if e.s.ShadowSink(ex, true) != nil {
 		t.Fatal("sampling rate 0 still compares")
+	}
+}
+
+// A live answer whose shadow never answers is stored as a shadow error after the join's bounded wait.
+func TestShadowJoinBoundedWait(t *testing.T) {
+	e := newEnv(t, nil)
+	e.s.Start()
+	ex := &Exchange{Deployment: "churn", Protocol: ProtoV2, Start: e.now.Now(), RequestID: "slow"}
+	ex.Serving(1)
+	if e.s.ShadowSink(ex, true) == nil {
+		t.Fatal("no sink")
+	}
+	ex.Tensors(1, "r0", []workerproto.Tensor{workerproto.NewFloat64("age", nil, []float64{30})},
+		[]workerproto.Tensor{workerproto.NewInt64("prediction", nil, []int64{1})})
+	e.s.Finish(ex, 200, 10)
+	e.s.sweepShadow(context.Background()) // within the wait: still waiting
+	e.now.Add(shadowJoinWait + time.Second)
+	e.s.sweepShadow(context.Background())
+	e.s.Close()
+	var pairs []*slipway.ShadowPair
+	if err := e.data.ScanShadowPairs(context.Background(), "churn", ex.Start.Add(-time.Minute), e.now.Now(), func(p *slipway.ShadowPair) error {
+		pairs = append(pairs, p)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(pairs) != 1 || pairs[0].RequestID != "slow" || !strings.Contains(pairs[0].ShadowError, "no answer within 1m0s") || pairs[0].LiveError != "" {
+		t.Fatalf("pairs after the wait: %+v", pairs)
+	}
+	if len(e.s.join.pending) != 0 {
+		t.Fatalf("%d requests still wait", len(e.s.join.pending))
 	}
 }
