@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
 )
@@ -159,6 +161,19 @@ func TestShadowComparison(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &fromCLI) != nil || fromCLI.Requests != rep.Requests {
 		t.Fatalf("deployments shadow -o json: %s", out)
 	}
+
+	// The deployment's page shows the comparison.
+	b := newBrowser(t)
+	b.do("open the UI", chromedp.Navigate(s.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
+	b.do("sign in", chromedp.SetValue(chromedp.ID("token"), s.Token), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+	b.waitJS("the deployments list", `document.body.innerText.includes("churn-api")`)
+	b.do("open the deployment", chromedp.Click(chromedp.CSS(`a[href="/ui/deployments/churn-api"]`)))
+	b.waitJS("the shadow comparison", `document.querySelector("#shadow-comparison")?.innerText.includes("Agreement by age")`)
+	if got := b.text("#shadow-comparison"); !strings.Contains(got, fmt.Sprintf("%g%%", math.Round(1000*float64(wantAgree)/float64(wantRows))/10)) ||
+		!strings.Contains(got, "Shadow version 2 against live version 1") {
+		t.Fatalf("the deployment page's shadow comparison:\n%s", got)
+	}
+	b.checkNoErrors()
 
 	// Without compare, the shadow's answers are dropped again: no new pairs.
 	if out, errOut, code := s.cli("deployments", "update", "churn-api", "--shadow-compare=false"); code != 0 {
