@@ -331,10 +331,13 @@ func (a CanaryAnalysis) WithDefaults() CanaryAnalysis {
 }
 
 // Shadow is another version of the deployment's model, on Replicas replicas of its own, that gets a copy of
-// every prediction request the deployment's model answers; its answers are dropped, its outcomes counted.
+// every prediction request the deployment's model answers; its outcomes are counted. With Compare its answers
+// are kept next to the live ones (sampled like captures) for GET /api/v1/deployments/{name}/shadow; without,
+// they are dropped.
 type Shadow struct {
-	Version  int `json:"version"`
-	Replicas int `json:"replicas"`
+	Version  int  `json:"version"`
+	Replicas int  `json:"replicas"`
+	Compare  bool `json:"compare,omitempty"`
 }
 
 // Batching merges concurrent small requests into one model call.

@@ -244,6 +244,11 @@ type DriftReport struct {
 	Outputs      []FeatureDrift `json:"outputs"`
 	Stored       bool           `json:"stored"` // read from a stored window rather than computed now
 	ComputedAt   time.Time      `json:"computed_at"`
+	// Baseline says what the traffic is compared with: "registered" (the version's baseline) or
+	// "first_window" (it has none: the captures of the version's first drift window, BaselineFrom..To).
+	Baseline     string     `json:"baseline,omitempty"`
+	BaselineFrom *time.Time `json:"baseline_from,omitempty"`
+	BaselineTo   *time.Time `json:"baseline_to,omitempty"`
 }
 
 // Performance is model quality from ground truth over one window.
@@ -390,6 +395,9 @@ type MonitoringDataStore interface {
 	PutDriftWindow(ctx context.Context, r *DriftReport) error
 	FindDriftWindow(ctx context.Context, deployment string, from, to time.Time) (*DriftReport, error)
 	FindDriftWindows(ctx context.Context, deployment string, from, to time.Time) ([]*DriftReport, error)
+
+	ShadowStore
+	CaptureExportStore
 
 	// Prune deletes what retention no longer keeps and returns how many rows it deleted.
 	Prune(ctx context.Context, p MonitoringPrune) (int64, error)

@@ -21,6 +21,7 @@ type multipartUpload struct {
 	filename           string // the artifact's; "artifact" when empty
 	progress           func(sent, total int64)
 	total              int64
+	baseline           *BaselineFile // sent after the artifact (nil: none)
 }
 
 func (u multipartUpload) write(mw *multipart.Writer) error {
@@ -46,6 +47,18 @@ func (u multipartUpload) write(mw *multipart.Writer) error {
 			return err
 		}
 		if _, err := io.Copy(&progressWriter{w: w, total: u.total, fn: u.progress}, artifactReader{u.artifact}); err != nil {
+			return err
+		}
+	}
+	if b := u.baseline; b != nil {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="baseline"; filename=%q`, b.Name))
+		h.Set("Content-Type", b.ContentType)
+		w, err := mw.CreatePart(h)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, artifactReader{b.Body}); err != nil {
 			return err
 		}
 	}

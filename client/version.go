@@ -33,9 +33,30 @@ func (c *Client) PushVersionNoWait(ctx context.Context, model string, artifact i
 	return c.pushVersion(ctx, model, "?wait=false", artifact, filename, meta, progress, total)
 }
 
+// BaselineFile is a sample of a version's training data sent with its registration: CSV with a header row
+// (ContentType BaselineCSV) or Parquet (BaselineParquet). The server keeps its profile as the version's
+// baseline once the version is READY, so that drift works from the version's first deployment.
+type BaselineFile struct {
+	Body        io.Reader
+	Name        string
+	ContentType string
+}
+
+// PushVersionWithBaseline is PushVersion with a baseline: the version is stored with its data profile. A
+// baseline the server refuses fails the call, the version staying registered (the error says so).
+func (c *Client) PushVersionWithBaseline(ctx context.Context, model string, artifact io.Reader, filename string,
+	meta *slipway.VersionMetadata, baseline *BaselineFile, progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
+	return c.pushVersionBaseline(ctx, model, "", artifact, filename, meta, baseline, progress, total)
+}
+
 func (c *Client) pushVersion(ctx context.Context, model, query string, artifact io.Reader, filename string,
 	meta *slipway.VersionMetadata, progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
-	u := multipartUpload{artifact: artifact, filename: filename, progress: progress, total: total}
+	return c.pushVersionBaseline(ctx, model, query, artifact, filename, meta, nil, progress, total)
+}
+
+func (c *Client) pushVersionBaseline(ctx context.Context, model, query string, artifact io.Reader, filename string,
+	meta *slipway.VersionMetadata, baseline *BaselineFile, progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
+	u := multipartUpload{artifact: artifact, filename: filename, progress: progress, total: total, baseline: baseline}
 	if meta != nil {
 		b, err := json.Marshal(meta)
 		if err != nil {

@@ -85,8 +85,9 @@ func (a *App) openJobs() error {
 		Register: func(ctx context.Context, model, path, filename string, meta slipway.VersionMetadata, by string) (*slipway.ModelVersion, error) {
 			return a.catalog.Register(ctx, catalog.Upload{Model: model, Path: path, Filename: filename, Metadata: meta, By: by})
 		},
-		Targets: map[string]jobs.ScheduleTarget{slipway.TargetBatch: batchTarget{a.batch}},
-		Batch:   pipelineBatch{a.batch},
+		Baseline: a.storeBaseline,
+		Targets:  map[string]jobs.ScheduleTarget{slipway.TargetBatch: batchTarget{a.batch}},
+		Batch:    pipelineBatch{a.batch},
 		Deployer: jobs.Deployer{
 			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
 				return a.deploy.Update(ctx, name, slipway.DeploymentSpec{Version: &version})
@@ -161,4 +162,18 @@ func (a *App) openCanary() error {
 	}()
 	a.closers = append(a.closers, func() error { cancel(); <-done; return nil })
 	return nil
+}
+
+// storeBaseline keeps the sample at path as a version's baseline (the register builtin's with.baseline).
+func (a *App) storeBaseline(ctx context.Context, model string, version int, format, path, by string) error {
+	if a.monitor == nil {
+		return slipway.Errorf(slipway.EUNAVAILABLE, "monitoring is not running on this server: no baseline can be stored")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open baseline %s: %w", path, err)
+	}
+	defer f.Close()
+	_, err = a.monitor.PutBaseline(ctx, model, slipway.VersionRef{Number: version}, format, f, by)
+	return err
 }

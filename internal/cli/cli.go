@@ -174,6 +174,7 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	// One line per command added since, so that parallel work merges cleanly.
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.dbCommand())
+	root.AddCommand(a.capturesCommand())
 	root.AddCommand(a.monitorCommands()...)
 	return root
 }

@@ -34,6 +34,7 @@ type deploymentFlags struct {
 	canaryVersion, canaryWeight, canaryReplicas           int
 	shadowVersion, shadowReplicas                         int
 	noCanary, noShadow                                    bool
+	shadowCompare                                         bool
 	analysis                                              canaryAnalysisFlags
 	autoscale                                             autoscaleFlags
 	noWait                                                bool
@@ -66,6 +67,7 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 	f.analysis.register(cmd, create)
 	fs.IntVar(&f.shadowVersion, "shadow-version", 0, "shadow: another version of the model, on replicas of its own, that gets a copy of every request (its answers are dropped, its outcomes counted)")
 	fs.IntVar(&f.shadowReplicas, "shadow-replicas", def(1), "replica processes of the shadow (1-64)")
+	fs.BoolVar(&f.shadowCompare, "shadow-compare", false, "keep the shadow's answers next to the live ones (sampled like captures): see 'slipway deployments shadow NAME'")
 	if !create {
 		fs.BoolVar(&f.noCanary, "no-canary", false, "remove the canary: every request goes to the deployment's version")
 		fs.BoolVar(&f.noShadow, "no-shadow", false, "remove the shadow")
@@ -155,7 +157,7 @@ func anyChanged(cmd *cobra.Command, names ...string) bool {
 // The flags of a canary and of a shadow, beside --no-canary and --no-shadow.
 var (
 	canaryFlags = append([]string{"canary-version", "canary-weight", "canary-replicas"}, analysisFlags...)
-	shadowFlags = []string{"shadow-version", "shadow-replicas"}
+	shadowFlags = []string{"shadow-version", "shadow-replicas", "shadow-compare"}
 )
 
 // canaryAnalysisFlags turn on and tune the automatic analysis of a canary (slipway.CanaryAnalysis).
@@ -251,6 +253,7 @@ func (f *deploymentFlags) fillShadow(cmd *cobra.Command, sp *slipway.DeploymentS
 	}
 	assign(cmd, "shadow-version", &sh.Version, f.shadowVersion)
 	assign(cmd, "shadow-replicas", &sh.Replicas, f.shadowReplicas)
+	assign(cmd, "shadow-compare", &sh.Compare, f.shadowCompare)
 	sp.Shadow = sh
 	return nil
 }
@@ -525,7 +528,11 @@ func (a *app) printDeployment(d *slipway.Deployment) {
 		}
 	}
 	if sh := d.Shadow; sh != nil {
-		row(tw, "Shadow:", fmt.Sprintf("version %d gets a copy of every request on %d replica(s)", sh.Version, sh.Replicas))
+		what := "its answers are dropped"
+		if sh.Compare {
+			what = "its answers are compared: slipway deployments shadow " + d.Name
+		}
+		row(tw, "Shadow:", fmt.Sprintf("version %d gets a copy of every request on %d replica(s); %s", sh.Version, sh.Replicas, what))
 	}
 	row(tw, "Batching:", formatBatching(d.Batching))
 	row(tw, "Timeout:", fmt.Sprintf("%d ms", d.TimeoutMS))
@@ -737,7 +744,7 @@ replicas keep crashing.`,
 	}
 	cmd.AddCommand(a.deploymentsListCommand(), a.deploymentsGetCommand(), a.deploymentsUpdateCommand(),
 		a.deploymentsActivateCommand(), a.deploymentsDeactivateCommand(), a.deploymentsDeleteCommand(),
-		a.deploymentsReplicaSpecCommand())
+		a.deploymentsReplicaSpecCommand(), a.deploymentsShadowCommand())
 	return cmd
 }
 

@@ -108,6 +108,10 @@ func printDrift(w io.Writer, d *client.DriftReport) {
 		fmt.Fprint(w, ": DATASET DRIFT")
 	}
 	fmt.Fprintln(w)
+	if d.Baseline == "first_window" && d.BaselineFrom != nil && d.BaselineTo != nil {
+		fmt.Fprintf(w, "The version has no baseline: compared with its first window of traffic, %s to %s (push with --baseline to compare with the training data)\n",
+			formatTime(*d.BaselineFrom), formatTime(*d.BaselineTo))
+	}
 	tw := newTable(w)
 	row(tw, "FEATURE", "KIND", "METHOD", "STATISTIC", "P-VALUE", "THRESHOLD", "PSI", "ROWS", "DRIFTED")
 	for _, group := range [][]client.FeatureDrift{d.Features, d.Outputs} {

@@ -20,10 +20,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
 )
 
 func (a *app) modelsPushCommand() *cobra.Command {
-	var model, alias, metaFile string
+	var model, alias, metaFile, baseline string
 	var noWait bool
 	cmd := &cobra.Command{
 		Use:   "push PATH --model NAME [--alias ALIAS] [--metadata FILE]",
@@ -32,15 +33,22 @@ func (a *app) modelsPushCommand() *cobra.Command {
 without __pycache__, .git, .gitignore and *.pyc) or a single file: an archive (.zip, .tar, .tar.gz) or a model file such as
 model.onnx, sent as is. The server unpacks it, runs the checks and answers READY or FAILED; a FAILED push
 prints the checks and exits with status 1. With --no-wait the command returns once the files are stored,
-with the version REGISTERING; the checks go on on the server ('slipway models get NAME:VERSION' shows them).`,
+with the version REGISTERING; the checks go on on the server ('slipway models get NAME:VERSION' shows them).
+--baseline FILE sends a sample of the training data (CSV with a header row, or Parquet): the version is
+stored with its data profile, so that drift is measured from its first deployment. Without one, drift
+compares against the deployment's first window of traffic, and says so.`,
 		Example: `  slipway models push examples/sklearn-churn --model churn --metadata examples/sklearn-churn/metadata.json --alias champion
-  slipway models push model.onnx --model churn-onnx`,
+  slipway models push model.onnx --model churn-onnx
+  slipway models push examples/sklearn-churn --model churn --baseline examples/data/churn.csv`,
 		Args: exactArgs(1, "one path (a directory or a file)"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			if noWait && alias != "" {
 				return errors.New("--alias needs the checks' verdict: drop --no-wait, or point the alias later with 'slipway models alias'")
 			}
-			return a.push(cmd.Context(), args[0], model, alias, metaFile, noWait)
+			if noWait && baseline != "" {
+				return errors.New("--baseline is profiled against the checked version: drop --no-wait, or upload it later with 'slipway baseline'")
+			}
+			return a.push(cmd.Context(), args[0], model, alias, metaFile, baseline, noWait)
 		}),
 	}
 	f := cmd.Flags()
@@ -48,11 +56,12 @@ with the version REGISTERING; the checks go on on the server ('slipway models ge
 	f.StringVar(&alias, "alias", "", "point this alias at the new version when it is READY")
 	f.StringVar(&metaFile, "metadata", "", "JSON file of version metadata (runtime, schemas, sample_input, metrics...)")
 	f.BoolVar(&noWait, "no-wait", false, "return once the files are stored; the checks go on on the server")
+	f.StringVar(&baseline, "baseline", "", "a sample of the training data (CSV with a header row, or .parquet) kept as the version's drift baseline")
 	requireFlags(cmd, "model")
 	return cmd
 }
 
-func (a *app) push(ctx context.Context, path, model, alias, metaFile string, noWait bool) error {
+func (a *app) push(ctx context.Context, path, model, alias, metaFile, baselineFile string, noWait bool) error {
 	if err := slipway.ValidateName("model", model); err != nil {
 		return err
 	}
@@ -67,6 +76,18 @@ func (a *app) push(ctx context.Context, path, model, alias, metaFile string, noW
 		var err error
 		if meta, err = readMetadata(metaFile); err != nil {
 			return err
+		}
+	}
+	var baseline *client.BaselineFile
+	if baselineFile != "" {
+		f, err := os.Open(baselineFile)
+		if err != nil {
+			return fmt.Errorf("--baseline: %w", err)
+		}
+		defer f.Close()
+		baseline = &client.BaselineFile{Body: f, Name: filepath.Base(baselineFile), ContentType: client.BaselineCSV}
+		if strings.EqualFold(filepath.Ext(baselineFile), ".parquet") {
+			baseline.ContentType = client.BaselineParquet
 		}
 	}
 	c, err := a.client()
@@ -84,6 +105,12 @@ func (a *app) push(ctx context.Context, path, model, alias, metaFile string, noW
 	pushVersion := c.PushVersion
 	if noWait {
 		pushVersion = c.PushVersionNoWait
+	}
+	if baseline != nil {
+		pushVersion = func(ctx context.Context, model string, artifact io.Reader, filename string, meta *slipway.VersionMetadata,
+			progress func(sent, total int64), total int64) (*slipway.ModelVersion, error) {
+			return c.PushVersionWithBaseline(ctx, model, artifact, filename, meta, baseline, progress, total)
+		}
 	}
 	v, err := pushVersion(ctx, model, body, art.name, meta, bar.set, art.total)
 	bar.finish()

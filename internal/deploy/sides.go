@@ -15,7 +15,7 @@ func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, rt *serv
 		canary = &sideSpec{version: c.Version, replicas: c.Replicas, weight: c.Weight}
 	}
 	if sh := d.Shadow; sh != nil {
-		shadow = &sideSpec{version: sh.Version, replicas: sh.Replicas}
+		shadow = &sideSpec{version: sh.Version, replicas: sh.Replicas, compare: sh.Compare}
 	}
 	if err := s.syncSide(ctx, d, rt, serving.Canary, canary); err != nil {
 		return fmt.Errorf("canary version %d did not start: %w", d.Canary.Version, err)
@@ -27,7 +27,10 @@ func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, rt *serv
 }
 
 // sideSpec is what a canary or a shadow should run.
-type sideSpec struct{ version, replicas, weight int }
+type sideSpec struct {
+	version, replicas, weight int
+	compare                   bool // a shadow whose answers are compared
+}
 
 // syncSide makes rt's canary (or shadow) match want (nil: none): scaled and reweighted in place when its
 // version stays, else started beside the old one (all its replicas ready before it gets a request) and swapped
@@ -48,6 +51,7 @@ func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, rt *servi
 			}
 		}
 		rt.Resize(cur, want.weight, want.replicas)
+		cur.SetCompare(want.compare)
 		return nil
 	}
 	v, err := s.readyVersion(ctx, d.Model, slipway.VersionRef{Number: want.version})
@@ -62,6 +66,7 @@ func (s *Service) syncSide(ctx context.Context, d *slipway.Deployment, rt *servi
 		return err
 	}
 	side := serving.NewSide(pool, v, want.weight, want.replicas, func() serving.Observer { return s.observer(name) })
+	side.SetCompare(want.compare)
 	if role == serving.Canary { // a shadow's queue-full and timeouts are not the deployment's: only its outcomes are counted
 		s.mu.Lock()
 		s.observeLocked(name, pool)

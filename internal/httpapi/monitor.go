@@ -164,7 +164,11 @@ func (s *Server) handleDriftGet(w http.ResponseWriter, r *http.Request, m *monit
 	if err != nil {
 		return err
 	}
-	rep, err := m.Drift(r.Context(), name, from, to)
+	version, err := versionParam(r)
+	if err != nil {
+		return err
+	}
+	rep, err := m.DriftOfVersion(r.Context(), name, version, from, to)
 	return replyOK(w, rep, err)
 }
 

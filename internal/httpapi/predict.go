@@ -228,7 +228,7 @@ func (s *Server) callJSON(r *http.Request, route serving.Route, _ string, body [
 	if err := inference.ValidJSON(body); err != nil {
 		return nil, "", err
 	}
-	route.MirrorJSON(body)
+	route.MirrorJSON(body, s.monitor.ShadowSink(ex, route.ShadowCompares()))
 	out, replica, err := route.Pool.PredictJSON(r.Context(), body)
 	if err != nil {
 		return nil, "", predictError(err)
@@ -252,7 +252,7 @@ func (s *Server) callMLflow(r *http.Request, route serving.Route, mt string, bod
 	if err != nil {
 		return nil, "", err
 	}
-	res, err := predictTensors(r, route, req.Columns)
+	res, err := s.predictTensors(r, route, req.Columns, ex)
 	if err != nil {
 		return nil, "", err
 	}
@@ -269,7 +269,7 @@ func (s *Server) callV2(r *http.Request, route serving.Route, mt string, body []
 	if err != nil {
 		return nil, "", err
 	}
-	res, err := predictTensors(r, route, req.Inputs)
+	res, err := s.predictTensors(r, route, req.Inputs, ex)
 	if err != nil {
 		return nil, "", err
 	}
@@ -307,9 +307,10 @@ func decodeV2Request(r *http.Request, mt string, body []byte) (*inference.V2Requ
 	return inference.DecodeV2BinaryRequest(body, n)
 }
 
-// predictTensors runs in on the route's pool, with a copy to its shadow.
-func predictTensors(r *http.Request, route serving.Route, in []workerproto.Tensor) (serving.Result, error) {
-	route.MirrorTensors(in)
+// predictTensors runs in on the route's pool, with a copy to its shadow (whose answer the monitor keeps when
+// the shadow compares).
+func (s *Server) predictTensors(r *http.Request, route serving.Route, in []workerproto.Tensor, ex *monitor.Exchange) (serving.Result, error) {
+	route.MirrorTensors(in, s.monitor.ShadowSink(ex, route.ShadowCompares()))
 	res, err := route.Pool.PredictTensors(r.Context(), in)
 	if err != nil {
 		return res, predictError(err)

@@ -160,6 +160,7 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.batchRoutes()...)
 	s.routes = append(s.routes, s.auditRoutes()...)
 	s.routes = append(s.routes, s.replicaRoutes()...)
+	s.routes = append(s.routes, s.shadowRoutes()...)
 	for _, rt := range s.routes {
 		h := rt.handler
 		if s.fwd != nil && forwardable(rt.pattern) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/catalog"
+	"github.com/slipway-ml/slipway/internal/monitor"
 )
 
 const maxMetadataBytes = 1 << 20
@@ -25,11 +26,21 @@ func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxMetadataBytes+64<<10)
-	up, cleanup, err := s.readUpload(r)
+	r.Body = http.MaxBytesReader(w, r.Body, s.maxUp+maxMetadataBytes+monitor.MaxBaselineBytes+64<<10)
+	var baseline baselineUpload
+	defer func() {
+		if baseline.path != "" {
+			s.removeTemp(baseline.path)
+		}
+	}()
+	up, cleanup, err := s.readUpload(r, &baseline)
 	defer cleanup()
 	if err != nil {
 		return err
+	}
+	if baseline.path != "" && !wait {
+		return slipway.Errorf(slipway.EINVALID, "a baseline is profiled against the version's checked schema: register with wait=true, "+
+			"or upload the baseline once the version is READY (PUT /api/v1/models/%s/versions/N/baseline)", name)
 	}
 	up.Model, up.By = name, actor(r)
 	register, status := s.catalog.Register, http.StatusCreated
@@ -40,18 +51,26 @@ func (s *Server) handleVersionCreate(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	if err := s.storeBaseline(r.Context(), v, baseline, actor(r)); err != nil {
+		return err
+	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/models/%s/versions/%d", v.Model, v.Version))
 	return reply(w, status, v)
 }
 
-func (s *Server) readUpload(r *http.Request) (catalog.Upload, func(), error) {
+// readUpload reads a registration: the artifact, the optional metadata and the optional baseline (spooled
+// into baseline).
+func (s *Server) readUpload(r *http.Request, baseline *baselineUpload) (catalog.Upload, func(), error) {
 	var up catalog.Upload
 	// The metadata part is optional: the runtime is inferred from the artifact.
-	art, cleanup, err := s.readArtifactForm(r, `"artifact" (file) and "metadata" (JSON)`, func(part *multipart.Part) error {
-		if part.FormName() != "metadata" {
-			return slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only \"artifact\" and \"metadata\"", part.FormName())
+	art, cleanup, err := s.readArtifactForm(r, `"artifact" (file), "metadata" (JSON) and "baseline" (CSV or Parquet)`, func(part *multipart.Part) error {
+		switch part.FormName() {
+		case "metadata":
+			return decodeStrict(io.LimitReader(part, maxMetadataBytes), &up.Metadata, "metadata")
+		case "baseline":
+			return s.readBaselinePart(part, baseline)
 		}
-		return decodeStrict(io.LimitReader(part, maxMetadataBytes), &up.Metadata, "metadata")
+		return slipway.Errorf(slipway.EINVALID, "unexpected form field %q: only \"artifact\", \"metadata\" and \"baseline\"", part.FormName())
 	})
 	up.Path, up.Filename = art.path, art.filename
 	if err == nil && up.Path == "" {

@@ -39,8 +39,10 @@ func str(with map[string]any, key string) string {
 }
 
 // builtinRegister registers a model version from a previous step's output folder: with.from (the step),
-// with.path (a sub-folder), with.model, with.metadata_file (default metadata.json, when present) and
-// with.metadata (fields set over the file's). The version's provenance names the job run that produced it.
+// with.path (a sub-folder), with.model, with.metadata_file (default metadata.json, when present),
+// with.metadata (fields set over the file's) and with.baseline (a sample of the training data in the folder,
+// .csv or .parquet, stored as the version's drift baseline). The version's provenance names the job run that
+// produced it.
 func (s *Service) builtinRegister(ctx context.Context, run *slipway.PipelineRun, with map[string]any, outputDirs map[string]string) (map[string]any, error) {
 	if s.cfg.Register == nil {
 		return nil, slipway.Errorf(slipway.EUNAVAILABLE, "this server cannot register models from pipelines")
@@ -86,6 +88,10 @@ func (s *Service) builtinRegister(ctx context.Context, run *slipway.PipelineRun,
 	if meta.Provenance.TrainingRun == "" {
 		meta.Provenance.TrainingRun = filepath.Base(filepath.Dir(outputDirs[from])) // runs/<job run id>/outputs
 	}
+	baseline, format, err := s.baselineInput(with, dir, from)
+	if err != nil {
+		return nil, err
+	}
 	tarPath, err := s.tarDir(dir)
 	if err != nil {
 		return nil, err
@@ -105,7 +111,40 @@ func (s *Service) builtinRegister(ctx context.Context, run *slipway.PipelineRun,
 		}
 		return out, slipway.Errorf(slipway.EINVALID, "version %d of %s registered %s: %s", v.Version, v.Model, v.State, strings.Join(failing, "; "))
 	}
+	if baseline != "" {
+		if err := s.cfg.Baseline(ctx, v.Model, v.Version, format, baseline, run.CreatedBy); err != nil {
+			return out, fmt.Errorf("version %d of %s is registered (READY), but its baseline %s was refused: %w", v.Version, v.Model, str(with, "baseline"), err)
+		}
+		out["baseline"] = str(with, "baseline")
+	}
 	return out, nil
+}
+
+// baselineInput resolves with.baseline: a .csv or .parquet file inside the step's output folder ("": none).
+func (s *Service) baselineInput(with map[string]any, dir, from string) (path, format string, err error) {
+	rel := str(with, "baseline")
+	if rel == "" {
+		return "", "", nil
+	}
+	if s.cfg.Baseline == nil {
+		return "", "", slipway.Errorf(slipway.EUNAVAILABLE, "this server keeps no baselines (monitoring is off): remove with.baseline")
+	}
+	if !filepath.IsLocal(rel) {
+		return "", "", slipway.Errorf(slipway.EINVALID, "with.baseline %q must be a relative path inside the output folder of step %s", rel, from)
+	}
+	switch strings.ToLower(filepath.Ext(rel)) {
+	case ".csv":
+		format = "csv"
+	case ".parquet":
+		format = "parquet"
+	default:
+		return "", "", slipway.Errorf(slipway.EINVALID, "with.baseline %q must be a .csv (with a header row) or .parquet file", rel)
+	}
+	path = filepath.Join(dir, rel)
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return "", "", slipway.Errorf(slipway.EINVALID, "with.baseline %q: step %s wrote no such file", rel, from)
+	}
+	return path, format, nil
 }
 
 // tarDir writes the regular files of dir into a tar file (the catalog takes archives).

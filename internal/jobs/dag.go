@@ -205,7 +205,7 @@ func validateStep(p *problems, st *slipway.StepSpec, isExit bool, steps map[stri
 	case st.Builtin != "":
 		switch st.Builtin {
 		case BuiltinRegister:
-			checkWith(p, st, map[string]string{"from": "string", "model": "string", "path": "string", "metadata_file": "string", "metadata": "map"}, []string{"from", "model"})
+			checkWith(p, st, map[string]string{"from": "string", "model": "string", "path": "string", "metadata_file": "string", "metadata": "map", "baseline": "string"}, []string{"from", "model"})
 			if from, ok := st.With["from"].(string); ok && !refPattern.MatchString(from) {
 				if steps[from] == nil {
 					p.add("step %s: with.from names an unknown step %q", st.Name, from)

@@ -54,6 +54,10 @@ type BatchRunner interface {
 // RegisterFunc registers a model version from the archive (or single file) at path, as catalog.Register does.
 type RegisterFunc func(ctx context.Context, model, path, filename string, meta slipway.VersionMetadata, by string) (*slipway.ModelVersion, error)
 
+// BaselineFunc stores the sample of training data at path (format "csv" or "parquet") as the baseline of a
+// model version, as PUT .../baseline does.
+type BaselineFunc func(ctx context.Context, model string, version int, format, path, by string) error
+
 // Config wires the service.
 type Config struct {
 	// Targets adds schedule target kinds beyond job and pipeline (the app registers "batch").
@@ -62,6 +66,8 @@ type Config struct {
 	Tokens   slipway.TokenStore
 	Models   slipway.ModelStore
 	Register RegisterFunc
+	// Baseline stores a registered version's baseline (the register builtin's with.baseline); nil: refused.
+	Baseline BaselineFunc
 	Deployer Deployer
 	// Batch runs the `batch` step's batch predictions.
 	Batch BatchRunner

@@ -326,9 +326,21 @@ func (t *featureTest) result() slipway.FeatureDrift {
 // Drift computes (or reads, when a stored window is exactly [from, to)) drift of a deployment's captured inputs and
 // outputs against the baseline of the version it serves. A zero from/to means the last full window.
 func (s *Service) Drift(ctx context.Context, deployment string, from, to time.Time) (*slipway.DriftReport, error) {
+	return s.DriftOfVersion(ctx, deployment, 0, from, to)
+}
+
+// DriftOfVersion is Drift of the traffic one version answered (0: the version the deployment serves), against
+// that version's reference: a canary's requests never mix into the live version's drift, nor the other way.
+func (s *Service) DriftOfVersion(ctx context.Context, deployment string, version int, from, to time.Time) (*slipway.DriftReport, error) {
 	d, st, err := s.deploymentSettings(ctx, deployment)
 	if err != nil {
 		return nil, err
+	}
+	stored := version == 0 || version == d.Version // stored windows are the served version's
+	if version > 0 && version != d.Version {
+		dv := *d
+		dv.Version = version
+		d = &dv
 	}
 	if from.IsZero() && to.IsZero() {
 		to = s.now().UTC().Truncate(st.DriftWindow.D())
@@ -341,7 +353,7 @@ func (s *Service) Drift(ctx context.Context, deployment string, from, to time.Ti
 	if !from.Before(to) {
 		return nil, invalidf("from (%s) must be before to (%s)", from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
-	if r, err := s.data.FindDriftWindow(ctx, deployment, from, to); err == nil {
+	if r, err := s.data.FindDriftWindow(ctx, deployment, from, to); err == nil && stored {
 		r.Stored = true
 		return r, nil
 	}
@@ -353,11 +365,8 @@ func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st sl
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.FindBaseline(ctx, d.Model, d.Version)
-	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		return nil, slipway.Errorf(slipway.ECONFLICT, "version %d of model %s (served by %s) has no baseline: upload a sample of its training data with PUT /api/v1/models/%s/versions/%d/baseline",
-			d.Version, d.Model, d.Name, d.Model, d.Version)
-	} else if err != nil {
+	b, fw, err := s.referenceFor(ctx, d, st)
+	if err != nil {
 		return nil, err
 	}
 	var inputs, order, outputs []string
@@ -388,6 +397,9 @@ func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st sl
 		return nil, err
 	}
 	err = s.data.ScanCaptures(ctx, d.Name, from, to, func(c *slipway.Capture) error {
+		if c.ModelVersion != d.Version {
+			return nil // a canary's (or, during a rollout, the previous version's) traffic
+		}
 		if err := in.AddFrame(c.Inputs); err != nil {
 			return fmt.Errorf("monitor: capture %d: %w", c.ID, err)
 		}
@@ -402,7 +414,10 @@ func (s *Service) computeDrift(ctx context.Context, d *slipway.Deployment, st sl
 		return nil, err
 	}
 	r := &slipway.DriftReport{Deployment: d.Name, Model: d.Model, Version: d.Version, From: from.UTC(), To: to.UTC(),
-		Rows: in.Rows(), Features: in.Results(), Outputs: out.Results(), ComputedAt: s.now().UTC()}
+		Rows: in.Rows(), Features: in.Results(), Outputs: out.Results(), ComputedAt: s.now().UTC(), Baseline: BaselineRegistered}
+	if fw != nil {
+		r.Baseline, r.BaselineFrom, r.BaselineTo = BaselineFirstWindow, &fw.from, &fw.to
+	}
 	drifted, tested := 0, 0
 	for _, f := range r.Features {
 		if f.Rows > 0 {
@@ -459,12 +474,9 @@ func (s *Service) storeDriftWindows(ctx context.Context) {
 		if _, err := s.data.FindDriftWindow(ctx, d.Name, from, to); err == nil {
 			continue // already stored
 		}
-		if _, err := s.FindBaseline(ctx, d.Model, d.Version); err != nil {
-			continue // no baseline: nothing to compare with
-		}
 		r, err := s.computeDrift(ctx, d, st, from, to)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && slipway.ErrorCode(err) != slipway.ECONFLICT { // ECONFLICT: no reference yet
 				s.log.Warn("drift window", "deployment", d.Name, "error", err)
 			}
 			continue

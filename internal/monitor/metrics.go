@@ -34,6 +34,7 @@ type Exchange struct {
 	outputs []workerproto.Tensor
 	inJSON  []byte
 	outJSON []byte
+	shadow  uint64 // the shadow join's key when the shadow's answer is compared (0: not)
 }
 
 // Serving marks the deployment as found and serving version (before the model call).
@@ -77,6 +78,7 @@ type depState struct {
 	pending               *pending
 	sample                atomic.Uint64 // capture when rand.Uint64() < sample; MaxUint64 = always
 	captures, accessLines perSecond     // caps per second
+	shadowPairs           perSecond     // compared shadow answers per second (the capture cap)
 	minute                atomic.Pointer[minuteAcc]
 	reqs                  sync.Map // counterKey → prometheus.Counter
 	versions              sync.Map // version (int) → *versionAcc: what canary analysis compares
@@ -243,6 +245,7 @@ func (s *Service) state(name string) *depState {
 func (d *depState) apply(st slipway.MonitoringSettings) {
 	d.setSampling(st.SamplingRate)
 	d.captures.limit.Store(st.CaptureMaxPerSecond)
+	d.shadowPairs.limit.Store(st.CaptureMaxPerSecond)
 	d.accessLines.limit.Store(st.AccessLogMaxPerSecond)
 }
 
@@ -257,6 +260,13 @@ func (p *perSecond) allow(now time.Time) bool {
 		p.count.Store(0)
 	}
 	return p.count.Add(1) <= p.limit.Load()
+}
+
+// sampled draws whether one request is kept (captured, or its shadow's answer compared), at the deployment's
+// sampling rate.
+func (d *depState) sampled() bool {
+	th := d.sample.Load()
+	return th == math.MaxUint64 || (th != 0 && rand.Uint64() < th)
 }
 
 func (d *depState) setSampling(rate float64) {
@@ -391,10 +401,13 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 			Fields: accessFields(e, status, elapsed, bytesOut)})
 	}
 
+	if e.shadow != 0 {
+		s.liveAnswered(e, status, elapsed)
+	}
 	if status >= 300 || (e.inputs == nil && e.inJSON == nil) {
 		return
 	}
-	if th := d.sample.Load(); th == 0 || (th != math.MaxUint64 && rand.Uint64() >= th) {
+	if !d.sampled() {
 		return
 	}
 	if !d.captures.allow(now) {

@@ -84,6 +84,8 @@ type Service struct {
 	}
 
 	captures  chan captureItem
+	shadowQ   chan *shadowItem // compared shadow answers waiting to be written
+	join      shadowJoin
 	logs      chan *slipway.LogLine
 	logWake   chan struct{} // closed and replaced after each batch of log lines is stored
 	logNotify sync.Mutex
@@ -94,6 +96,7 @@ type Service struct {
 	baselineMu sync.Mutex
 	baselines  map[baselineKey]*slipway.Baseline
 	versions   map[baselineKey]*slipway.ModelVersion
+	first      firstWindows // profiles of first windows, for versions without a baseline
 
 	actionsMu sync.RWMutex
 	actions   map[string]action
@@ -148,6 +151,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, store: cfg.Store, data: cfg.Data, log: cfg.Log, now: cfg.Now,
 		reg:      prometheus.NewRegistry(),
 		captures: make(chan captureItem, cfg.CaptureQueue),
+		shadowQ:  make(chan *shadowItem, cfg.CaptureQueue),
 		logs:     make(chan *slipway.LogLine, cfg.LogQueue),
 		logWake:  make(chan struct{}),
 		hooks:    make(chan webhookJob, 1024),
@@ -163,12 +167,14 @@ func New(cfg Config) (*Service, error) {
 
 // Start runs the background work: queue writers, the minute roll-up, retention, drift windows and alerts.
 func (s *Service) Start() {
-	s.bg.Add(3)
+	s.bg.Add(4)
 	go func() { defer s.bg.Done(); s.captureWriter() }()
+	go func() { defer s.bg.Done(); s.shadowWriter() }()
 	go func() { defer s.bg.Done(); s.logWriter() }()
 	go func() { defer s.bg.Done(); s.webhookSender() }()
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go func() { defer s.wg.Done(); s.every(time.Second, s.rollMinutes) }()
+	go func() { defer s.wg.Done(); s.every(10*time.Second, s.sweepShadow) }()
 	go func() { defer s.wg.Done(); s.every(time.Minute, s.ifLeader(s.prune)) }()
 	go func() { defer s.wg.Done(); s.every(s.cfg.DriftInterval, s.ifLeader(s.storeDriftWindows)) }()
 	go func() {

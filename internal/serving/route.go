@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipway-ml/slipway"
@@ -118,26 +119,34 @@ func (r *Router) Main() Route {
 	return Route{Pool: r.Pool, Version: r.version}
 }
 
+// ShadowDone receives a shadow's answer to a mirrored request, off the request path: its outputs (tensors, or
+// the JSON body of an OCI predict), or the error, and how long the shadow took. It is called exactly once per
+// mirrored request, with slipway.ErrShadowNotSent when the copy was not sent (shadow saturated or closed).
+type ShadowDone func(version int, out []workerproto.Tensor, outJSON []byte, err error, took time.Duration)
+
+// ShadowCompares reports whether the route has a shadow whose answers are compared with the live ones.
+func (rt Route) ShadowCompares() bool { return rt.shadow != nil && rt.shadow.compare.Load() }
+
 // MirrorTensors sends a copy of a tensor request to the shadow, if any, without waiting for it. The copy has
-// its own slice of tensors; their data is only read.
-func (rt Route) MirrorTensors(in []workerproto.Tensor) {
+// its own slice of tensors; their data is only read. done (nil: the answer is dropped) gets the answer.
+func (rt Route) MirrorTensors(in []workerproto.Tensor, done ShadowDone) {
 	if rt.shadow == nil {
 		return // no copy, no closure: a deployment without a shadow pays nothing
 	}
-	rt.shadow.mirror(func(ctx context.Context, p *Pool) error {
-		_, err := p.PredictTensors(ctx, slices.Clone(in))
-		return err
+	rt.shadow.mirror(done, func(ctx context.Context, p *Pool) ([]workerproto.Tensor, []byte, error) {
+		res, err := p.PredictTensors(ctx, slices.Clone(in))
+		return res.Outputs, nil, err
 	})
 }
 
-// MirrorJSON sends a copy of a JSON request (the OCI predict body) to the shadow, if any.
-func (rt Route) MirrorJSON(body []byte) {
+// MirrorJSON sends a copy of a JSON request (the OCI predict body) to the shadow, if any; done as MirrorTensors.
+func (rt Route) MirrorJSON(body []byte, done ShadowDone) {
 	if rt.shadow == nil {
 		return
 	}
-	rt.shadow.mirror(func(ctx context.Context, p *Pool) error {
-		_, _, err := p.PredictJSON(ctx, body)
-		return err
+	rt.shadow.mirror(done, func(ctx context.Context, p *Pool) ([]workerproto.Tensor, []byte, error) {
+		out, _, err := p.PredictJSON(ctx, body)
+		return nil, out, err
 	})
 }
 
@@ -244,6 +253,7 @@ type Side struct {
 	// Shadow copies: at most cap(inflight) at once (more are dropped), each in a goroutine owned by the side.
 	observer func() Observer // the deployment's, looked up per copy: monitoring may connect later
 	inflight chan struct{}
+	compare  atomic.Bool // a shadow whose answers are compared (deploy sets it from the spec)
 	mu       sync.Mutex
 	closed   bool
 	wg       sync.WaitGroup
@@ -270,18 +280,21 @@ type shadowObserver interface {
 	Shadowed(version int, outcome string, took time.Duration)
 }
 
-// mirror runs call on the shadow's pool in the background, or drops it when the shadow is saturated.
-func (t *Side) mirror(call func(ctx context.Context, p *Pool) error) {
+// mirror runs call on the shadow's pool in the background, or drops it when the shadow is saturated; done
+// (nil: none) gets the answer.
+func (t *Side) mirror(done ShadowDone, call func(ctx context.Context, p *Pool) ([]workerproto.Tensor, []byte, error)) {
 	select {
 	case t.inflight <- struct{}{}:
 	default:
 		t.record("dropped", 0)
+		t.answer(done, nil, nil, slipway.ErrShadowNotSent, 0)
 		return
 	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		<-t.inflight
+		t.answer(done, nil, nil, slipway.ErrShadowNotSent, 0)
 		return
 	}
 	t.wg.Add(1)
@@ -291,12 +304,24 @@ func (t *Side) mirror(call func(ctx context.Context, p *Pool) error) {
 		defer func() { <-t.inflight }()
 		start := time.Now()
 		outcome := "ok"
-		if err := call(context.Background(), t.pool); err != nil {
+		out, outJSON, err := call(context.Background(), t.pool)
+		if err != nil {
 			outcome = "error"
 		}
-		t.record(outcome, time.Since(start))
+		took := time.Since(start)
+		t.record(outcome, took)
+		t.answer(done, out, outJSON, err, took)
 	}()
 }
+
+func (t *Side) answer(done ShadowDone, out []workerproto.Tensor, outJSON []byte, err error, took time.Duration) {
+	if done != nil {
+		done(t.version.Version, out, outJSON, err, took)
+	}
+}
+
+// SetCompare says whether the shadow's answers are compared with the live ones (ShadowCompares).
+func (t *Side) SetCompare(on bool) { t.compare.Store(on) }
 
 func (t *Side) record(outcome string, took time.Duration) {
 	if o, ok := t.observer().(shadowObserver); ok {

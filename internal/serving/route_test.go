@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
 // shadowRecorder is a deployment observer that keeps the shadow outcomes.
@@ -49,14 +50,30 @@ func TestShadowMirrorIsBounded(t *testing.T) {
 
 	release := make(chan struct{})
 	started := make(chan struct{}, 5)
+	var mu sync.Mutex
+	answers := map[string]int{} // what the done callbacks got: each mirror calls its own exactly once
+	done := func(version int, out []workerproto.Tensor, _ []byte, err error, _ time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case version != 2:
+			t.Errorf("answer of version %d, want 2", version)
+		case errors.Is(err, slipway.ErrShadowNotSent):
+			answers["not sent"]++
+		case err != nil:
+			answers["error"]++
+		case len(out) == 1 && out[0].Name == "y":
+			answers["ok"]++
+		}
+	}
 	for i := range 5 {
-		target.mirror(func(ctx context.Context, p *Pool) error {
+		target.mirror(done, func(ctx context.Context, p *Pool) ([]workerproto.Tensor, []byte, error) {
 			started <- struct{}{}
 			<-release
 			if i == 1 {
-				return errors.New("model error")
+				return nil, nil, errors.New("model error")
 			}
-			return nil
+			return []workerproto.Tensor{workerproto.NewFloat64("y", nil, []float64{1})}, nil, nil
 		})
 	}
 	<-started
@@ -69,7 +86,15 @@ func TestShadowMirrorIsBounded(t *testing.T) {
 	if got := rec.get(); got["ok"] != 1 || got["error"] != 1 || got["dropped"] != 3 {
 		t.Fatalf("outcomes: %v, want 1 ok, 1 error, 3 dropped", got)
 	}
-	target.mirror(func(context.Context, *Pool) error { t.Error("a copy ran after close"); return nil })
+	target.mirror(done, func(context.Context, *Pool) ([]workerproto.Tensor, []byte, error) {
+		t.Error("a copy ran after close")
+		return nil, nil, nil
+	})
+	mu.Lock()
+	if answers["ok"] != 1 || answers["error"] != 1 || answers["not sent"] != 4 {
+		t.Errorf("answers: %v, want 1 ok, 1 error, 4 not sent (3 dropped, 1 after close)", answers)
+	}
+	mu.Unlock()
 	if got := rec.get(); got["ok"]+got["error"]+got["dropped"] != 5 {
 		t.Fatalf("outcomes after close: %v", got)
 	}

@@ -87,6 +87,26 @@ DROP INDEX captures_deployment_request;
 CREATE INDEX captures_rid ON captures (rid);
 ALTER TABLE feedback ADD COLUMN rid INTEGER NOT NULL DEFAULT 0;
 DROP INDEX logs_ts;
+`, `
+-- A shadow's answers next to the live ones, for the shadow comparison (monitor_shadow.go). Outputs and features
+-- are workerproto tensor frames; errors are '' when the side answered; latencies in milliseconds.
+CREATE TABLE shadow_pairs (
+    id             INTEGER PRIMARY KEY,
+    deployment     TEXT    NOT NULL,
+    request_id     TEXT    NOT NULL,
+    ts             INTEGER NOT NULL,
+    live_version   INTEGER NOT NULL,
+    shadow_version INTEGER NOT NULL,
+    rows           INTEGER NOT NULL,
+    live_outputs   BLOB    NOT NULL,
+    shadow_outputs BLOB    NOT NULL,
+    live_error     TEXT    NOT NULL DEFAULT '',
+    shadow_error   TEXT    NOT NULL DEFAULT '',
+    live_ms        REAL    NOT NULL,
+    shadow_ms      REAL    NOT NULL,
+    features       BLOB    NOT NULL
+);
+CREATE INDEX shadow_pairs_deployment_ts ON shadow_pairs (deployment, ts);
 `}
 
 // requestHash is the rid column: FNV-1a 64 of a request id, as a signed integer. Lookups compare the id too, so
@@ -142,7 +162,7 @@ var monitorVersions = map[dialect]monitorVersion{
 	dialectPostgres: {create: `CREATE TABLE IF NOT EXISTS monitor_schema (version BIGINT NOT NULL)`,
 		read:      `SELECT COALESCE(MAX(version), 0) FROM monitor_schema`,
 		write:     `DELETE FROM monitor_schema; INSERT INTO monitor_schema (version) VALUES (%d)`,
-		startOver: "drop the tables captures, feedback, logs, metric_points, drift_windows and monitor_schema"},
+		startOver: "drop the tables captures, feedback, logs, metric_points, drift_windows, shadow_pairs and monitor_schema"},
 }
 
 func (db *MonitorDB) migrate(ctx context.Context) error {
@@ -581,6 +601,8 @@ func (db *MonitorDB) Prune(ctx context.Context, p slipway.MonitoringPrune) (int6
 		// all is bound as 0/1 (flags are integers in both dialects), hence "? = 1".
 		{!p.CapturesBefore.IsZero(), `DELETE FROM captures WHERE (? = 1 OR deployment = ?) AND ts < ?`, []any{all, dep, ms(p.CapturesBefore)}},
 		{!p.CapturesBefore.IsZero(), `DELETE FROM feedback WHERE (? = 1 OR deployment = ?) AND received_at < ?`, []any{all, dep, ms(p.CapturesBefore)}},
+		{!p.CapturesBefore.IsZero(), `DELETE FROM shadow_pairs WHERE (? = 1 OR deployment = ?) AND ts < ?`, []any{all, dep, ms(p.CapturesBefore)}},
+		{!all && p.MaxCaptures > 0, `DELETE FROM shadow_pairs WHERE deployment = ? AND id <= (SELECT id FROM shadow_pairs WHERE deployment = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, []any{dep, dep, p.MaxCaptures}},
 		{!all && p.MaxCaptures > 0, `DELETE FROM captures WHERE deployment = ? AND id <= (SELECT id FROM captures WHERE deployment = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, []any{dep, dep, p.MaxCaptures}},
 		// Log ids grow with time: a deployment's old lines are those below its first line young enough to keep.
 		{!all && !p.LogsBefore.IsZero(), `DELETE FROM logs WHERE deployment = ? AND id < COALESCE((SELECT id FROM logs WHERE deployment = ? AND ts >= ? ORDER BY id LIMIT 1), 9223372036854775807)`, []any{dep, dep, ms(p.LogsBefore)}},

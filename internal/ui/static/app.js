@@ -478,7 +478,7 @@ async function deploymentsPage() {
 const aliasNote = d => !d.alias ? "" : d.follow_alias ? " (follows @" + d.alias + ")" : " (pinned, from @" + d.alias + ")";
 const readyCount = d => (d.replica_status || []).filter(r => r.state === "READY").length;
 const sides = d => [d.canary ? "canary v" + d.canary.version + " " + d.canary.weight + "%" + (d.canary.analysis ? " (analysed)" : "") : "",
-  d.shadow ? "shadow v" + d.shadow.version : ""].filter(Boolean).join(", ") || "–";
+  d.shadow ? "shadow v" + d.shadow.version + (d.shadow.compare ? " (compared)" : "") : ""].filter(Boolean).join(", ") || "–";
 
 // replicasNote says how many replicas serve, and how they scale.
 function replicasNote(d) {
@@ -507,6 +507,7 @@ async function deploymentPage(name) {
   const summary = el("div");
   const charts = el("div", { class: "charts" });
   const drift = el("div");
+  const shadow = el("div", { id: "shadow-comparison" });
   const alerts = el("div");
   const logs = el("pre", { class: "log", id: "deployment-log" });
   const range = el("select", { id: "range", onchange: () => refreshMetrics() },
@@ -564,6 +565,18 @@ async function deploymentPage(name) {
       if (seq === pageSeq) fill(drift, el("div", { class: "note" }, err.message));
     }
   }
+  async function refreshShadow() {
+    if (!d.shadow || !d.shadow.compare) {
+      fill(shadow, el("p", { class: "muted" }, d.shadow
+        ? "The shadow's answers are dropped: update the deployment with \"shadow\": {\"compare\": true} to compare them."
+        : "No shadow. A shadow gets a copy of every request; with \"compare\": true its answers are compared with the live ones here."));
+      return;
+    }
+    try {
+      const r = await api(base + "/shadow?from=24h");
+      if (seq === pageSeq) fill(shadow, shadowReport(r));
+    } catch (err) { if (seq === pageSeq) fill(shadow, errorBox(err)); }
+  }
   async function refreshAlerts() {
     try {
       const [rules, h] = await Promise.all([api(base + "/alerts"), api(base + "/alerts/history?limit=20")]);
@@ -598,6 +611,7 @@ async function deploymentPage(name) {
   timers.push(setInterval(refreshDetails, 5000));
   every(5000, refreshLogs);
   every(60000, refreshDrift);
+  every(30000, refreshShadow);
   every(30000, refreshAlerts);
   return el("div", {},
     el("div", { class: "crumbs" }, link("deployments", "Deployments"), " / ", name),
@@ -609,6 +623,7 @@ async function deploymentPage(name) {
     el("h2", {}, "Input drift"),
     el("div", { class: "toolbar" }, driftRange),
     drift,
+    el("h2", {}, "Shadow comparison"), shadow,
     el("h2", {}, "Alerts"), alerts, alertRule,
     el("h2", {}, "Logs"), logs);
 }
@@ -757,6 +772,20 @@ function driftReport(r) {
     table(["feature", "method", "statistic#", "p-value#", "threshold#", "drifted", "PSI#", "rows#", "missing#"], features.map(f => [
       f.feature, f.method, num(f.statistic), num(f.p_value), num(f.threshold), badge(f.drifted ? "DRIFT" : "OK"), num(f.psi),
       num(f.rows), num(f.missing)])));
+}
+
+// shadowReport shows how the shadow's answers compare with the live version's (GET .../shadow).
+function shadowReport(r) {
+  if (!r.requests) return el("p", { class: "muted" }, "No compared requests in the last 24 h.");
+  const pct = v => v === null || v === undefined ? "–" : num(v * 100) + "%";
+  return el("div", {},
+    el("p", {}, "Shadow version " + r.version + " against live version " + r.live_version + ", last 24 h: " +
+      num(r.requests) + " requests, " + num(r.compared) + " rows answered by both."),
+    props([["agreement", pct(r.agreement)], ["mean / max abs. difference", num(r.mean_abs_diff) + " / " + num(r.max_abs_diff)],
+      ["errors (live / shadow)", num(r.errors.live) + " / " + num(r.errors.shadow)],
+      ["p99 latency (live / shadow)", num(r.latency_p99_ms.live) + " ms / " + num(r.latency_p99_ms.shadow) + " ms"]]),
+    (r.by_feature_slice || []).map(f => [el("h3", {}, "Agreement by " + f.feature + " (quartiles)"),
+      table(["from#", "to#", "rows#", "agreement#"], f.bins.map(b => [num(b.low), num(b.high), num(b.rows), pct(b.agreement)]))]));
 }
 
 // ---- runs ----
