@@ -247,18 +247,27 @@ func TestScaleToZeroAndBackOnTheSameURL(t *testing.T) {
 				t.Fatalf("round %d: statuses %v, want every request 200", round, statuses)
 			}
 		}
-		d, err := s.Client().GetDeployment(t.Context(), "sleepy")
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The cold start is recorded once its replica serves, which may be just after the answers left: wait
+		// for it (a second one would show up the same way).
 		ups := 0
-		for _, dec := range decisionsSince(d, since) {
-			if dec.Direction == "up" {
-				ups++
-				if !strings.Contains(dec.Reason, "cold start") {
-					t.Errorf("round %d: scale-up %+v is not the cold start", round, dec)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			var err error
+			if d, err = s.Client().GetDeployment(t.Context(), "sleepy"); err != nil {
+				t.Fatal(err)
+			}
+			ups = 0
+			for _, dec := range decisionsSince(d, since) {
+				if dec.Direction == "up" {
+					ups++
+					if !strings.Contains(dec.Reason, "cold start") {
+						t.Errorf("round %d: scale-up %+v is not the cold start", round, dec)
+					}
 				}
 			}
+			if ups > 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		if ups != 1 || d.URLs == nil || d.URLs.Invocations != url {
 			t.Fatalf("round %d: %d scale-ups (want one cold start for 4 requests), urls %+v", round, ups, d.URLs)

@@ -14,6 +14,11 @@ import (
 func (a *App) openRemote() error {
 	cfg := modelruntime.RemoteConfig{Secret: a.db.ReplicaSecret, Log: a.log, WaitTimeout: a.cfg.ReadyTimeout}
 	if a.cfg.TLSCert != "" {
+		// The key pair is checked here, before anything else reads the certificate, so that a wrong path gets
+		// the same message as when the listener loads it.
+		if _, err := newCertReloader(a.cfg.TLSCert, a.cfg.TLSKey); err != nil {
+			return err
+		}
 		pool, err := certpool.WithPEMFile(a.cfg.TLSCert)
 		if err != nil {
 			return fmt.Errorf("trust for TLS replica workers: %w", err)
