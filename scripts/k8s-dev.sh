@@ -7,7 +7,9 @@
 #   scripts/k8s-dev.sh down DIR   stop everything it started, unmount, and remove DIR's cluster state
 #   scripts/k8s-dev.sh status DIR which of its processes run
 # Binaries: scripts/engines.sh kubernetes (built once, ~8 min cold). Images: scripts/image.sh (the runtime image
-# needs bin/slipway: make build), imported with ctr. SLIPWAY_K8S_SKIP_RUNTIME_IMAGE=1 imports the pause image only.
+# needs bin/slipway: make build, or SLIPWAY_BIN), imported with ctr. SLIPWAY_K8S_SKIP_RUNTIME_IMAGE=1 imports the
+# pause image only. SLIPWAY_K8S_CONTAINERD_ROOT=PATH keeps containerd's images there between clusters (importing
+# the 1 GB runtime image takes minutes); a root in use by another running cluster is not shared.
 # The flags below are the ones ../docs/engines.md explains; each non-obvious one says why.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -39,6 +41,12 @@ down() {
     for t in $("${ctr[@]}" tasks ls -q 2>/dev/null); do "${ctr[@]}" tasks rm -f "$t" >/dev/null 2>&1 || true; done
   fi
   local c f
+  # A kept containerd root (SLIPWAY_K8S_CONTAINERD_ROOT) keeps its images, not this cluster's pods.
+  if alive containerd && [[ -f $dir/run/shared-root ]]; then
+    local ctr=(ctr --address "$dir/run/containerd.sock" -n k8s.io) t
+    for t in $("${ctr[@]}" containers ls -q 2>/dev/null); do "${ctr[@]}" containers rm "$t" >/dev/null 2>&1 || true; done
+    rm -f "$(cat "$dir/run/shared-root")/.owner"
+  fi
   for c in "${components[@]}"; do
     if alive "$c"; then stop_pid "$(pid_of "$c")"; fi
     rm -f "$dir/pids/$c"
@@ -184,9 +192,21 @@ KC
   cat >"$dir/cni/10-loopback.conflist" <<'CNI'
 {"cniVersion": "0.4.0", "name": "slipway-dev", "plugins": [{"type": "loopback"}]}
 CNI
+  local root="$dir/containerd/root" shared="${SLIPWAY_K8S_CONTAINERD_ROOT:-}"
+  if [[ -n $shared ]]; then
+    mkdir -p "$shared"
+    local owner
+    owner="$(cat "$shared/.owner" 2>/dev/null || true)"
+    if [[ -z $owner ]] || ! kill -0 "$owner" 2>/dev/null; then
+      root="$shared"
+      echo "$shared" >"$dir/run/shared-root"
+    else
+      echo "k8s-dev: containerd root $shared is in use by pid $owner: this cluster keeps its images in $dir" >&2
+    fi
+  fi
   cat >"$dir/containerd/config.toml" <<TOML
 version = 2
-root = "$dir/containerd/root"
+root = "$root"
 state = "$dir/containerd/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
 [grpc]
@@ -209,14 +229,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     conf_dir = "$dir/cni"
 TOML
   start containerd containerd --config "$dir/containerd/config.toml"
-  local ctr=(ctr --address "$dir/run/containerd.sock" -n k8s.io)
+  [[ -f $dir/run/shared-root ]] && pid_of containerd >"$root/.owner"
+  local ctr=(ctr --address "$dir/run/containerd.sock" -n k8s.io) tar
   wait_for containerd 30 containerd "${ctr[@]}" version
-  "${ctr[@]}" images import --snapshotter overlayfs "$pause_tar" >/dev/null ||
-    die "importing $pause_tar into containerd failed"
-  if [[ -n $runtime_tar ]]; then
-    "${ctr[@]}" images import --snapshotter overlayfs "$runtime_tar" >/dev/null ||
-      die "importing $runtime_tar into containerd failed"
-  fi
+  for tar in "$pause_tar" $runtime_tar; do
+    # The tar's inputs (image.sh keeps them next to it) say whether this root already has exactly this image.
+    local stamp="$root/.imported-$(sha256sum "$tar.inputs" | cut -c1-16)"
+    [[ -f $stamp ]] && continue
+    "${ctr[@]}" images import --snapshotter overlayfs "$tar" >/dev/null || die "importing $tar into containerd failed"
+    touch "$stamp"
+  done
 
   # kubelet: cgroupfs and no QoS cgroups or allocatable enforcement (works on cgroup v1, which this kind of
   # machine has: failCgroupV1 false); no eviction or image garbage collection, which would evict pods and

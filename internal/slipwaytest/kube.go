@@ -53,9 +53,11 @@ func startKubernetes(slipwayBin string) (*Kubernetes, error) {
 	}
 	k := &Kubernetes{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), Image: "localhost/slipway:dev"}
 	cmd := exec.Command(k8sDev(), "up", dir)
-	// The image tar is kept between test binaries: rebuilt only when the binary (or the rootfs) changed.
+	// The image tar and containerd's images are kept between test binaries: the 1 GB image is built and
+	// imported again only when the binary (or the rootfs) changed.
 	cmd.Env = append(os.Environ(), "SLIPWAY_BIN="+slipwayBin,
-		"SLIPWAY_K8S_IMAGE_CACHE="+filepath.Join(EnginesDir(), ".images"))
+		"SLIPWAY_K8S_IMAGE_CACHE="+filepath.Join(EnginesDir(), ".images"),
+		"SLIPWAY_K8S_CONTAINERD_ROOT="+filepath.Join(EnginesDir(), ".containerd"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
