@@ -146,7 +146,7 @@ up() {
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "slipway-dev=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --log-level warn
-  wait_for etcd 30 etcd curl -sf "http://127.0.0.1:$etcd_port/health"
+  wait_for etcd 60 etcd curl -sf "http://127.0.0.1:$etcd_port/health"
 
   # --kubelet-preferred-address-types=Hostname: logs and exec reach the kubelet on "localhost" (the node's
   # name), where it listens; --endpoint-reconciler-type=none: no "kubernetes" service endpoint on loopback.
@@ -157,7 +157,7 @@ up() {
     --service-account-issuer https://kubernetes.default.svc --service-cluster-ip-range 10.96.0.0/24 \
     --kubelet-preferred-address-types Hostname --endpoint-reconciler-type none --allow-privileged
   wait_for "the API server's certificate" 60 kube-apiserver test -s "$dir/pki/apiserver.crt"
-  wait_for "the API server" 90 kube-apiserver api /readyz
+  wait_for "the API server" 240 kube-apiserver api /readyz
 
   cat >"$dir/kubeconfig" <<KC
 apiVersion: v1
@@ -231,7 +231,7 @@ TOML
   start containerd containerd --config "$dir/containerd/config.toml"
   [[ -f $dir/run/shared-root ]] && pid_of containerd >"$root/.owner"
   local ctr=(ctr --address "$dir/run/containerd.sock" -n k8s.io) tar
-  wait_for containerd 30 containerd "${ctr[@]}" version
+  wait_for containerd 60 containerd "${ctr[@]}" version
   for tar in "$pause_tar" $runtime_tar; do
     # The tar's inputs (image.sh keeps them next to it) say whether this root already has exactly this image.
     local stamp="$root/.imported-$(sha256sum "$tar.inputs" | cut -c1-16)"
@@ -273,8 +273,8 @@ serializeImagePulls: false
 YAML
   start kubelet "$bins/kubelet" --config "$dir/kubelet/config.yaml" --kubeconfig "$dir/kubeconfig" \
     --root-dir "$dir/kubelet" --cert-dir "$dir/kubelet/pki" --hostname-override localhost
-  wait_for "the node" 120 kubelet node_ready
-  wait_for "the default service account" 60 kube-controller-manager api /api/v1/namespaces/default/serviceaccounts/default
+  wait_for "the node" 240 kubelet node_ready
+  wait_for "the default service account" 120 kube-controller-manager api /api/v1/namespaces/default/serviceaccounts/default
 
   cat >"$dir/env" <<ENV
 KUBECONFIG=$dir/kubeconfig

@@ -214,7 +214,10 @@ func (k *Kube) waitForPods(ctx context.Context, id, resourceVersion string) {
 	}
 	defer w.Stop()
 	select {
-	case <-w.ResultChan():
+	case _, ok := <-w.ResultChan():
+		if !ok { // the watch ended without an event: do not spin if the API server keeps closing it early
+			sleep(ctx, 200*time.Millisecond)
+		}
 	case <-ctx.Done():
 	}
 }
