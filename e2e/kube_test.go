@@ -4,11 +4,12 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,28 +194,29 @@ func TestKubernetesRestartAdoptsJobs(t *testing.T) {
 	s := startKubeServer(t, k, dir)
 	c := s.Client()
 
-	// The pod (host network) waits until the test opens a port on loopback: no timing guesses.
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := lis.Addr().(*net.TCPAddr).Port
-	lis.Close()
+	// The pod (host network) waits until the test's server on loopback says "go": no timing guesses.
+	var released atomic.Bool
+	release := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if released.Load() {
+			w.Write([]byte("go"))
+		}
+	}))
+	t.Cleanup(release.Close)
 	waiter := `import os, time, urllib.request
 print("waiting for release", flush=True)
 while True:
     try:
-        urllib.request.urlopen(os.environ["RELEASE_URL"], timeout=1)
-        break
+        if urllib.request.urlopen(os.environ["RELEASE_URL"], timeout=1).read() == b"go":
+            break
     except Exception:
-        time.sleep(0.2)
+        pass
+    time.sleep(0.2)
 print("released", flush=True)
 `
 	if _, err := c.CreateJob(ctxFor(t, time.Minute), slipway.JobSpec{Name: "kwaiter"}, strings.NewReader(waiter), "kwaiter.py"); err != nil {
 		t.Fatal(err)
 	}
-	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
-	r, err := c.RunJob(ctxFor(t, time.Minute), "kwaiter", client.RunInput{Env: map[string]string{"RELEASE_URL": url}})
+	r, err := c.RunJob(ctxFor(t, time.Minute), "kwaiter", client.RunInput{Env: map[string]string{"RELEASE_URL": release.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,9 +236,7 @@ print("released", flush=True)
 	if jobs := runJobs(t, cs, r.ID); len(jobs) != 1 {
 		t.Fatalf("after the restarts the run has Jobs %v, want the same one", jobs)
 	}
-	srv := &http.Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {})}
-	go srv.ListenAndServe()
-	t.Cleanup(func() { srv.Close() })
+	released.Store(true)
 	if got := waitKubeRun(t, c, r.ID); got.State != slipway.RunSucceeded {
 		t.Fatalf("adopted run = %s %q\n%s", got.State, got.Reason, runLog(t, c, r.ID))
 	}

@@ -35,6 +35,10 @@ type kubeRun struct {
 	stopped  bool      // Stop deleted the Job
 	detached bool
 	hasExit  bool // exit is the run's
+	// A stream opened at a cursor replays lines from the cursor's second on: those before resumeAt, and the
+	// first skip lines at resumeAt, were delivered already (by this server or an earlier one).
+	resumeAt time.Time
+	skip     int
 }
 
 func (r *kubeRun) markStopped() {
@@ -80,13 +84,16 @@ func (r *kubeRun) saveCursor(force bool) {
 // deliver passes one log line on unless an earlier server (or stream) already delivered it.
 func (r *kubeRun) deliver(at time.Time, line string) {
 	r.mu.Lock()
-	switch {
-	case at.Before(r.rec.Cursor):
+	if at.Before(r.resumeAt) || (at.Equal(r.resumeAt) && r.skip > 0) {
+		if at.Equal(r.resumeAt) {
+			r.skip--
+		}
 		r.mu.Unlock()
 		return
-	case at.Equal(r.rec.Cursor):
+	}
+	if at.Equal(r.rec.Cursor) {
 		r.rec.AtCursor++
-	default:
+	} else {
 		r.rec.Cursor, r.rec.AtCursor = at, 1
 	}
 	r.mu.Unlock()
@@ -347,6 +354,7 @@ func (k *Kube) streamLogs(ctx context.Context, r *kubeRun, pod string, ended <-c
 			since := metav1.NewTime(r.rec.Cursor)
 			opts.SinceTime = &since
 		}
+		r.resumeAt, r.skip = r.rec.Cursor, r.rec.AtCursor
 		r.mu.Unlock()
 		stream, err := k.logs.CoreV1().Pods(k.namespace).GetLogs(pod, opts).Stream(ctx)
 		if err == nil {
