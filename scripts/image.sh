@@ -3,7 +3,8 @@
 # registry with any OCI tool): no registry is reachable where the tests run, so nothing is pulled.
 #   scripts/image.sh runtime OUT.tar [TAG]  the image job runs (and replicas) use: Debian bookworm with Python 3,
 #                                           scikit-learn, pandas, numpy (scripts/engines/rootfs.sh), bin/slipway
-#                                           and the ONNX Runtime library. TAG: localhost/slipway:dev
+#                                           (or $SLIPWAY_BIN) and the ONNX Runtime library ($SLIPWAY_ORT_LIB).
+#                                           TAG: localhost/slipway:dev
 #   scripts/image.sh pause OUT.tar [TAG]    the pod sandbox image: one static binary that sleeps until signalled
 #                                           (scripts/engines/kubernetes/pause). TAG: localhost/slipway-pause:1
 # An image is rebuilt only when its inputs changed (their digests are kept next to OUT.tar).
