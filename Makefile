@@ -24,7 +24,7 @@ examples: ## train the example models (scikit-learn pickle, ONNX)
 test: deps lint build examples engines test-python test-go ## every test: lint (layers), Go (race detector, end to end through the binary) and Python
 
 # engines the tests start, built once into a cache (scripts/engines.sh)
-ENGINES := versitygw
+ENGINES := versitygw kubernetes rootfs
 engines:
 	./scripts/engines.sh $(ENGINES)
 

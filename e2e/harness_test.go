@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway/client"
+	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
 var (
@@ -52,7 +53,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: build examples:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if err := slipwaytest.StopKubernetes(); err != nil { // the cluster of the kubernetes tests, if they started it
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+	}
+	return code
 }
 
 // server is one running `slipway server` process.

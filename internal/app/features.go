@@ -13,7 +13,6 @@ import (
 	"github.com/slipway-ml/slipway/internal/batch"
 	"github.com/slipway-ml/slipway/internal/canary"
 	"github.com/slipway-ml/slipway/internal/catalog"
-	"github.com/slipway-ml/slipway/internal/executor"
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
@@ -68,13 +67,17 @@ func (a *App) openMonitor() error {
 // each run supervised by `slipway exec-supervise` so that it outlives a server restart), and re-attaching to
 // the runs a previous server left in progress. Runs start once Run knows the listen address.
 func (a *App) openJobs() error {
-	exe, err := os.Executable()
+	exe, err := executable()
 	if err != nil {
-		return fmt.Errorf("jobs: find own executable for exec-limited: %w", err)
+		return err
+	}
+	exec, err := a.jobExecutor(exe)
+	if err != nil {
+		return err
 	}
 	limits := archive.DefaultLimits()
 	limits.MaxFiles, limits.MaxUnpackedBytes, limits.MaxRatio = a.cfg.MaxFiles, a.cfg.MaxUnpackedBytes, a.cfg.MaxRatio
-	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: executor.NewLocal([]string{exe, "exec-limited"}).WithSupervisor([]string{exe, "exec-supervise"}),
+	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: exec,
 		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
 		URLFile: a.urlFile(), CACert: a.cfg.TLSCert, NoRecover: a.shared,
 		Log: a.log,

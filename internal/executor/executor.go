@@ -42,6 +42,9 @@ type Exit struct {
 	Code     int    `json:"code"`                // exit status, -1 when killed by a signal
 	Signal   string `json:"signal,omitempty"`    // "killed", "terminated", "CPU time limit exceeded"... when killed by a signal
 	LastLine string `json:"last_line,omitempty"` // the last stderr line (or stdout when stderr was silent): why it failed, in its own words
+	// Reason, when set, is why the run failed in the executor's words rather than the program's: an OOM kill by
+	// the cluster, an image no node has, a pod evicted with its node. The run fails with it as its reason.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ErrLost is returned by Recover when a process from an earlier server cannot be re-attached. The executor has

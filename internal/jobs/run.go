@@ -231,6 +231,11 @@ func (s *Service) supervise(ctx context.Context, r *slipway.JobRun, ar *activeRu
 	switch {
 	case stopped != "":
 		r.State, r.Reason = state, stopped
+	case exit.Reason != "":
+		r.State, r.Reason = slipway.RunFailed, exit.Reason
+		if exit.Code < 0 {
+			r.ExitCode = nil
+		}
 	case exit.Signal != "":
 		r.State, r.Reason = slipway.RunFailed, signalReason(exit, r.Spec.Limits)
 		r.ExitCode = nil
