@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -101,19 +100,10 @@ func (a *app) auditExportCommand() *cobra.Command {
 			_, err := c.ExportAudit(cmd.Context(), f, a.stdout)
 			return err
 		}
-		tmp, err := os.CreateTemp(filepath.Dir(file), ".slipway-audit-*")
+		n, err := a.saveDownload(file, "export", func(w io.Writer, _ func(int64, int64)) (int64, error) {
+			return c.ExportAudit(cmd.Context(), f, w)
+		}, nil)
 		if err != nil {
-			return err
-		}
-		defer removeLeftover(tmp.Name())
-		n, err := c.ExportAudit(cmd.Context(), f, tmp)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("the export is incomplete, nothing saved: %w", err)
-		}
-		if err := os.Rename(tmp.Name(), file); err != nil {
 			return err
 		}
 		fmt.Fprintf(a.stderr, "Exported %d bytes of audit entries to %s.\n", n, file)

@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/slipway-ml/slipway/client"
 	"github.com/slipway-ml/slipway/internal/backup"
 )
 
@@ -56,30 +54,14 @@ func (a *app) backup(ctx context.Context, file string, withMonitor bool) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".slipway-backup-*")
-	if err != nil {
+	var summary string
+	_, err = a.saveDownload(file, "backup", func(w io.Writer, progress func(int64, int64)) (int64, error) {
+		return c.Backup(ctx, withMonitor, w, progress)
+	}, func(tmp string) (err error) {
+		summary, err = checkBackup(tmp)
 		return err
-	}
-	defer removeLeftover(tmp.Name())
-	bar := a.newProgress(-1)
-	bar.describe("downloading")
-	_, err = c.Backup(ctx, withMonitor, tmp, bar.set)
-	bar.finish()
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	var refused *client.Error
-	if errors.As(err, &refused) {
-		return err // refused before the first byte: the problem says why
-	}
+	})
 	if err != nil {
-		return fmt.Errorf("the backup is incomplete, nothing saved (the server log says why it stopped): %w", err)
-	}
-	summary, err := checkBackup(tmp.Name())
-	if err != nil {
-		return fmt.Errorf("the backup is incomplete, nothing saved: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stderr, "Saved the backup (%s) to %s.\n", summary, file)

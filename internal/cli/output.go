@@ -1,16 +1,20 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/slipway-ml/slipway/client"
 )
 
 // newTable returns a tab-separated table writer on w; call Flush when done.
@@ -132,4 +136,35 @@ func printTable[T any](a *app, items []T, header []any, cells func(T) []any) err
 		row(tw, cells(it)...)
 	}
 	return tw.Flush()
+}
+
+// saveDownload saves what fetch streams into file through a temporary file next to it, with a progress bar:
+// file takes its name only once the download is whole and check (if any) accepts the temporary file. what
+// names the download in errors ("backup", "export").
+func (a *app) saveDownload(file, what string, fetch func(w io.Writer, progress func(received, total int64)) (int64, error), check func(tmp string) error) (int64, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".slipway-download-*")
+	if err != nil {
+		return 0, err
+	}
+	defer removeLeftover(tmp.Name())
+	bar := a.newProgress(-1)
+	bar.describe("downloading")
+	n, err := fetch(tmp, bar.set)
+	bar.finish()
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	var refused *client.Error
+	if errors.As(err, &refused) {
+		return n, err // refused before the first byte: the problem says why
+	}
+	if err != nil {
+		return n, fmt.Errorf("the %s is incomplete, nothing saved (the server log says why it stopped): %w", what, err)
+	}
+	if check != nil {
+		if err := check(tmp.Name()); err != nil {
+			return n, fmt.Errorf("the %s is incomplete, nothing saved: %w", what, err)
+		}
+	}
+	return n, os.Rename(tmp.Name(), file)
 }

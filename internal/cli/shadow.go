@@ -2,11 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -132,26 +129,10 @@ func (a *app) exportCaptures(ctx context.Context, c *client.Client, deployment s
 		_, err := c.ExportCaptures(ctx, deployment, e, a.stdout, nil)
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".slipway-captures-*")
+	n, err := a.saveDownload(file, "export", func(w io.Writer, progress func(int64, int64)) (int64, error) {
+		return c.ExportCaptures(ctx, deployment, e, w, progress)
+	}, nil)
 	if err != nil {
-		return err
-	}
-	defer removeLeftover(tmp.Name())
-	bar := a.newProgress(-1)
-	bar.describe("exporting")
-	n, err := c.ExportCaptures(ctx, deployment, e, tmp, bar.set)
-	bar.finish()
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	var refused *client.Error
-	if errors.As(err, &refused) {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("the export is incomplete, nothing saved (the server log says why it stopped): %w", err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stderr, "Exported %s of captures of %s to %s\n", formatBytes(n), deployment, file)
