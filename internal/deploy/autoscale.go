@@ -133,7 +133,7 @@ func (s *Service) autoscaleTick(now time.Time) {
 		s.wg.Add(1)
 		go func() { // owned by the service (wg); bounded by the replicas' ready timeout
 			defer s.wg.Done()
-			s.applyScale(sp, dec)
+			s.applyScale(sp, dec, now)
 		}()
 	}
 	for p, ps := range s.scale.pools { // pools retired or closed
@@ -144,8 +144,9 @@ func (s *Service) autoscaleTick(now time.Time) {
 	s.scale.mu.Unlock()
 }
 
-// applyScale carries out a decision: logged with its figures, counted, kept for the deployment's status.
-func (s *Service) applyScale(sp scaledPool, dec scaleDecision) {
+// applyScale carries out a decision taken at decided: logged with its figures, counted, kept for the
+// deployment's status. The record carries the decision's time, the one the cool-downs count from.
+func (s *Service) applyScale(sp scaledPool, dec scaleDecision, decided time.Time) {
 	version := sp.pool.ServedVersion()
 	s.log.Info("autoscale", "deployment", sp.deployment, "side", sp.side, "version", version,
 		"direction", dec.direction(), "from", dec.current, "to", dec.to, "desired", dec.desired,
@@ -153,7 +154,7 @@ func (s *Service) applyScale(sp scaledPool, dec scaleDecision) {
 	if o, ok := s.observer(sp.deployment).(scaleObserver); ok {
 		o.Scaled(dec.direction())
 	}
-	rec := slipway.ScaleDecision{At: time.Now().UTC(), Side: sp.side, Version: version, Direction: dec.direction(),
+	rec := slipway.ScaleDecision{At: decided.UTC(), Side: sp.side, Version: version, Direction: dec.direction(),
 		From: dec.current, To: dec.to, Load: dec.load, Reason: dec.reason}
 	ctx, cancel := context.WithTimeout(s.ctx, s.ReadyTimeout)
 	err := sp.pool.Scale(ctx, dec.to)
