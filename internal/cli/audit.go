@@ -39,15 +39,9 @@ func auditFilterFlags(cmd *cobra.Command) func() (slipway.AuditFilter, error) {
 	fl.StringVar(&f.Target, "target", "", "a target or its prefix, e.g. deployments/churn or models/churn")
 	fl.StringVar(&f.Action, "action", "", "an action, e.g. createDeployment or server.start")
 	return func() (slipway.AuditFilter, error) {
-		now := time.Now()
-		var err error
-		if f.From, err = sinceTime(from, now); err != nil {
-			return f, fmt.Errorf("--from: %w", err)
-		}
-		if f.To, err = sinceTime(to, now); err != nil {
-			return f, fmt.Errorf("--to: %w", err)
-		}
-		return f, nil
+		tr, err := timeRange("--from", from, "--to", to, time.Now())
+		f.From, f.To = tr.From, tr.To
+		return f, err
 	}
 }
 

@@ -26,6 +26,20 @@ func (a *app) monitorCommands() []*cobra.Command {
 }
 
 // sinceFlag parses "10m" or an RFC 3339 time into a time (zero for "").
+// timeRange reads a --from/--to pair (durations ago or RFC 3339 times, "" for none) at the same now; errors
+// name the flags.
+func timeRange(fromFlag, from, toFlag, to string, now time.Time) (client.TimeRange, error) {
+	f, err := sinceTime(from, now)
+	if err != nil {
+		return client.TimeRange{}, fmt.Errorf("%s: %w", fromFlag, err)
+	}
+	t, err := sinceTime(to, now)
+	if err != nil {
+		return client.TimeRange{}, fmt.Errorf("%s: %w", toFlag, err)
+	}
+	return client.TimeRange{From: f, To: t}, nil
+}
+
 func sinceTime(v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
@@ -61,14 +75,11 @@ quality per window from ground truth.
 		Args: exactArgs(1, "a deployment name"),
 		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			now := time.Now()
-			f, err := sinceTime(from, now)
+			tr, err := timeRange("--from", from, "--to", to, now)
 			if err != nil {
 				return err
 			}
-			t, err := sinceTime(to, now)
-			if err != nil {
-				return err
-			}
+			f, t := tr.From, tr.To
 			if f.IsZero() {
 				f = now.Add(-time.Hour)
 			}

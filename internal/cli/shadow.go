@@ -26,16 +26,11 @@ requests are compared (the deployment's capture sampling rate and per-second cap
 		Example: "  slipway deployments shadow churn-api\n  slipway deployments shadow churn-api --since 24h -o json",
 		Args:    exactArgs(1, "a deployment name"),
 		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
-			now := time.Now()
-			from, err := sinceTime(since, now)
+			tr, err := timeRange("--since", since, "--until", until, time.Now())
 			if err != nil {
 				return err
 			}
-			to, err := sinceTime(until, now)
-			if err != nil {
-				return err
-			}
-			rep, err := c.ShadowReport(cmd.Context(), args[0], client.TimeRange{From: from, To: to})
+			rep, err := c.ShadowReport(cmd.Context(), args[0], tr)
 			if err != nil {
 				return err
 			}
@@ -100,17 +95,11 @@ The file is written under a temporary name and takes its name only once the expo
 			"  slipway captures export churn-api --from 2026-01-01T00:00:00Z --to 2026-01-02T00:00:00Z --version 2 --file day.jsonl",
 		Args: exactArgs(1, "a deployment name"),
 		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
-			now := time.Now()
-			f, err := sinceTime(from, now)
+			tr, err := timeRange("--from", from, "--to", to, time.Now())
 			if err != nil {
 				return err
 			}
-			t, err := sinceTime(to, now)
-			if err != nil {
-				return err
-			}
-			return a.exportCaptures(cmd.Context(), c, args[0], client.CaptureExport{TimeRange: client.TimeRange{From: f, To: t},
-				Version: version, Format: format}, file)
+			return a.exportCaptures(cmd.Context(), c, args[0], client.CaptureExport{TimeRange: tr, Version: version, Format: format}, file)
 		}),
 	}
 	export.Flags().StringVar(&from, "from", "24h", "start: a duration ago (24h, 168h) or an RFC 3339 time")
