@@ -36,6 +36,9 @@ type ReplicaAnnouncement struct {
 	Runtime string `json:"runtime"`
 	// TLS says the worker listens with TLS: the server dials it with TLS and checks its certificate.
 	TLS bool `json:"tls"`
+	// Pod is the Kubernetes pod the worker runs in (SLIPWAY_POD_NAME), empty elsewhere: the server drops the
+	// worker as soon as its watch sees the pod gone or not ready.
+	Pod string `json:"pod,omitempty"`
 }
 
 // ReplicaAnnounceReply tells the worker how often to beat.
@@ -54,6 +57,7 @@ type RemoteReplica struct {
 	TLS           bool      `json:"tls"`
 	State         string    `json:"state"` // AVAILABLE (a stand-by), CONNECTED (serving a replica slot)
 	LastHeartbeat time.Time `json:"last_heartbeat"`
+	Pod           string    `json:"pod,omitempty"`
 }
 
 // ReplicaSpec is what a network replica needs to serve a deployment: the server, the deployment and version,

@@ -26,10 +26,10 @@ import (
 // The kubernetes engine's tests run real pods on the single-node cluster scripts/k8s-dev.sh starts (once per
 // test binary; TestMain stops it).
 
-func startKubeServer(t *testing.T, k *slipwaytest.Kubernetes, dataDir string) *server {
+func startKubeServer(t *testing.T, k *slipwaytest.Kubernetes, dataDir string, extra ...string) *server {
 	t.Helper()
-	return startServer(t, dataDir, "--engine", "kubernetes", "--kubeconfig", k.Kubeconfig, "--namespace", "default",
-		"--image", k.Image)
+	return startServer(t, dataDir, append([]string{"--engine", "kubernetes", "--kubeconfig", k.Kubeconfig, "--namespace", "default",
+		"--image", k.Image}, extra...)...)
 }
 
 func kubeClient(t *testing.T, k *slipwaytest.Kubernetes) kubernetes.Interface {

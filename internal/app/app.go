@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,6 +61,8 @@ type App struct {
 	node   *cluster.Node
 	shared bool
 	dbLock *os.File
+	// kube is the kubernetes engine (--engine kubernetes; nil: local), shared by job runs and replicas.
+	kube atomic.Pointer[kubeReplicas]
 }
 
 // Open acquires the data folder, opens the stores, recovers from a previous crash and prepares the API.
@@ -161,7 +164,13 @@ func (a *App) open(ctx context.Context) error {
 	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log})
 	a.deploy.ReadyTimeout = a.cfg.ReadyTimeout
 	a.enableOwnership()
+	if err := a.openKube(); err != nil {
+		return err
+	}
 	if err := a.openRemote(); err != nil {
+		return err
+	}
+	if err := a.openKubeReplicas(); err != nil {
 		return err
 	}
 	a.deploy.ReplicaLog = func(deployment, replica, line string) {
@@ -292,6 +301,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.jobs.SetURL(url)                        // runs reach the API here (SLIPWAY_URL); they start once it is known
 		srv.RegisterOnShutdown(a.jobs.EndStreams) // `logs?follow=1` streams end so that Shutdown does not wait for them
 	}
+	a.kubeListening(ctx, url)
 	if err := a.startCluster(ctx, url); err != nil {
 		_ = ln.Close() // never served: closing only frees the port
 		return err

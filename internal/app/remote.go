@@ -12,7 +12,20 @@ import (
 // that listen with TLS are trusted when their certificate chains to the system's roots or to the server's own
 // certificate (a worker given the server's key pair, or a certificate of the same private CA).
 func (a *App) openRemote() error {
-	cfg := modelruntime.RemoteConfig{Secret: a.db.ReplicaSecret, Log: a.log, WaitTimeout: a.cfg.ReadyTimeout}
+	cfg := modelruntime.RemoteConfig{Secret: a.db.ReplicaSecret, Log: a.log, WaitTimeout: a.cfg.ReadyTimeout,
+		// The kubernetes engine (openKubeReplicas, right after) sizes its Deployments by the demand and vouches
+		// for its pods' readiness.
+		PodReady: func(pod string) bool {
+			if kr := a.kube.Load(); kr != nil && kr.controller != nil {
+				return kr.controller.PodReady(pod)
+			}
+			return true
+		},
+		DemandChanged: func(deployment string) {
+			if kr := a.kube.Load(); kr != nil && kr.controller != nil {
+				kr.controller.Changed(deployment)
+			}
+		}}
 	if a.cfg.TLSCert != "" {
 		// The key pair is checked here, before anything else reads the certificate, so that a wrong path gets
 		// the same message as when the listener loads it.

@@ -72,6 +72,10 @@ type Config struct {
 	// Engine is where job runs execute: local (processes on this machine) or kubernetes (Jobs, in Namespace of
 	// the cluster Kubeconfig names, or the pod's own cluster when empty, with Image).
 	Engine, Kubeconfig, Namespace, Image string
+	// ReplicaNetwork is how the kubernetes engine's replica pods are reached: "pod" (each pod's own IP, a pod
+	// network) or "host" (hostNetwork: a free port of the node, for clusters without a pod network such as
+	// scripts/k8s-dev.sh's).
+	ReplicaNetwork string
 	// Batch predictions
 	ImportDir   string   // files batch predictions may read (default DATA_DIR/imports)
 	Connections []string // NAME=sqlite:///path or NAME=postgres://... (repeatable --connection)
@@ -94,7 +98,7 @@ func Default() Config {
 		AuditRetention:     400 * 24 * time.Hour,
 		PayloadReadTimeout: time.Minute, WriteTimeout: time.Minute,
 		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4, ReplicaScheduling: "batch",
-		Engine: "local", Namespace: "default", Image: "localhost/slipway:dev",
+		Engine: "local", Namespace: "default", Image: "localhost/slipway:dev", ReplicaNetwork: "pod",
 	}
 }
 
@@ -111,7 +115,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		{&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE"}, {&c.DatabaseURL, "SLIPWAY_DATABASE"},
 		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"}, {&c.AdvertiseURL, "SLIPWAY_ADVERTISE_URL"},
 		{&c.Engine, "SLIPWAY_ENGINE"}, {&c.Kubeconfig, "SLIPWAY_KUBECONFIG"}, {&c.Namespace, "SLIPWAY_NAMESPACE"},
-		{&c.Image, "SLIPWAY_IMAGE"},
+		{&c.Image, "SLIPWAY_IMAGE"}, {&c.ReplicaNetwork, "SLIPWAY_REPLICA_NETWORK"},
 	} {
 		if v := getenv(e.key); v != "" {
 			*e.dst = v
@@ -151,10 +155,11 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
-	fs.StringVar(&c.Engine, "engine", c.Engine, "where job runs execute: local (processes on this machine) or kubernetes (Kubernetes Jobs; model replicas stay local) (env SLIPWAY_ENGINE)")
+	fs.StringVar(&c.Engine, "engine", c.Engine, "where job runs and deployments' replicas execute: local (processes on this machine) or kubernetes (Jobs, and a Deployment of worker pods per served version) (env SLIPWAY_ENGINE)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig of the cluster for --engine kubernetes (env SLIPWAY_KUBECONFIG; empty: the pod's in-cluster configuration)")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "Kubernetes namespace of Slipway's Jobs (env SLIPWAY_NAMESPACE)")
-	fs.StringVar(&c.Image, "image", c.Image, "image of job run pods for --engine kubernetes (env SLIPWAY_IMAGE; scripts/image.sh builds it)")
+	fs.StringVar(&c.Image, "image", c.Image, "image of job run and replica pods for --engine kubernetes (env SLIPWAY_IMAGE; scripts/image.sh builds it)")
+	fs.StringVar(&c.ReplicaNetwork, "replica-network", c.ReplicaNetwork, "how the server reaches replica pods (--engine kubernetes): pod (their pod IPs) or host (hostNetwork, a free port of the node: clusters without a pod network) (env SLIPWAY_REPLICA_NETWORK)")
 	fs.StringVar(&c.ImportDir, "import-dir", c.ImportDir, "folder batch predictions may read input files from (default DATA_DIR/imports)")
 	fs.Func("connection", "named database for batch predictions: NAME=sqlite:///path/to.db or NAME=postgres://... (repeatable)", func(v string) error {
 		c.Connections = append(c.Connections, v)
@@ -218,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplicaScheduling != "batch" && c.ReplicaScheduling != "normal" {
 		errs = append(errs, fmt.Errorf("--replica-scheduling %q: want batch or normal", c.ReplicaScheduling))
+	}
+	if c.ReplicaNetwork != "pod" && c.ReplicaNetwork != "host" {
+		errs = append(errs, fmt.Errorf("--replica-network %q: want pod or host", c.ReplicaNetwork))
 	}
 	if c.Engine != "local" && c.Engine != "kubernetes" {
 		errs = append(errs, fmt.Errorf("--engine %q: want local or kubernetes", c.Engine))

@@ -44,6 +44,7 @@ type Service struct {
 
 	remote  *modelruntime.RemoteEngine // external deployments' engine (SetRemote; nil: none)
 	secrets slipway.ReplicaSecretStore
+	kube    KubeReplicas // the kubernetes engine's replica Deployments (SetKubernetes; nil: local replicas)
 
 	mu    sync.RWMutex
 	locks map[string]*sync.Mutex // one operation at a time per deployment

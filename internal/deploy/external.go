@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -24,12 +25,64 @@ func (s *Service) SetRemote(engine *modelruntime.RemoteEngine, secrets slipway.R
 // Remote is the engine of external deployments (nil when not enabled).
 func (s *Service) Remote() *modelruntime.RemoteEngine { return s.remote }
 
+// KubeReplicas is the kubernetes engine's replica side (internal/kubereplica): it sizes each served version's
+// Deployment of worker pods by the remote engine's demand, and deletes them with their deployment.
+type KubeReplicas interface {
+	Delete(ctx context.Context, deployment string) error
+}
+
+// SetKubernetes makes the server's engine the kubernetes one: the deployments that name no engine are served
+// by worker pods that announce themselves, like external ones (SetRemote must have been called). Call it
+// before Recover.
+func (s *Service) SetKubernetes(k KubeReplicas) { s.kube = k }
+
+// ErrNotServed says a deployment (gone) or a version (no longer its own, its canary's or its shadow's) has no
+// replicas to run.
+var ErrNotServed = errors.New("not served")
+
+// KubeTemplate is what the pods of version of deployment name run: the replica spec (with server, the URL they
+// reach the API at) and the environment. The error wraps ErrNotServed for a version or deployment that is gone.
+func (s *Service) KubeTemplate(ctx context.Context, name string, version int, server string) (slipway.ReplicaSpec, map[string]string, error) {
+	d, err := s.store.FindDeployment(ctx, name)
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		return slipway.ReplicaSpec{}, nil, fmt.Errorf("deployment %s: %w", name, ErrNotServed)
+	}
+	if err != nil {
+		return slipway.ReplicaSpec{}, nil, err
+	}
+	if !slices.Contains(servedVersions(d), version) {
+		return slipway.ReplicaSpec{}, nil, fmt.Errorf("deployment %s version %d: %w", name, version, ErrNotServed)
+	}
+	spec, err := s.IssueReplicaSpec(ctx, name, version, server)
+	if err != nil {
+		return spec, nil, err
+	}
+	return spec, modelruntime.ThreadEnv(d.Replicas, d.Env), nil
+}
+
+// networkReplicas reports whether d's replicas are announced network workers: an external deployment, or any
+// deployment of a server whose engine is kubernetes.
+func (s *Service) networkReplicas(d *slipway.Deployment) bool {
+	if s.remote == nil {
+		return false
+	}
+	return d.Engine == slipway.EngineExternal || (d.Engine == slipway.EngineDefault && s.kube != nil)
+}
+
 // engineFor is the engine d's replicas start on (nil: the runtimes' own).
 func (s *Service) engineFor(d *slipway.Deployment) modelruntime.Engine {
-	if d.Engine == slipway.EngineExternal && s.remote != nil {
+	if s.networkReplicas(d) {
 		return s.remote
 	}
 	return nil
+}
+
+// stoppedWorkers says the engine a deployment's replicas were stopped on purpose (deactivated): the slots
+// that crashed just before do not come back, so its pods go to zero.
+func (s *Service) stoppedWorkers(name string) {
+	if s.remote != nil {
+		s.remote.Release(name)
+	}
 }
 
 func (s *Service) checkEngine(d *slipway.Deployment) error {
@@ -40,15 +93,20 @@ func (s *Service) checkEngine(d *slipway.Deployment) error {
 }
 
 // forgetWorkers drops a deleted deployment's announced workers at once (their secret went with it: their next
-// heartbeat is refused and they stop).
-func (s *Service) forgetWorkers(name string) {
+// heartbeat is refused and they stop), and deletes its pods' Deployments on the kubernetes engine.
+func (s *Service) forgetWorkers(ctx context.Context, name string) {
 	if s.remote != nil {
 		s.remote.Forget(name)
+	}
+	if s.kube != nil {
+		if err := s.kube.Delete(context.WithoutCancel(ctx), name); err != nil {
+			s.log.Error("delete the deployment's Kubernetes Deployments", "deployment", name, "error", err)
+		}
 	}
 }
 
 func (s *Service) decorateExternal(d *slipway.Deployment) {
-	if d.Engine == slipway.EngineExternal && s.remote != nil {
+	if s.networkReplicas(d) {
 		d.RemoteReplicas = s.remote.Workers(d.Name)
 	}
 }
@@ -59,7 +117,7 @@ func (s *Service) externalDeployment(ctx context.Context, name string) (*slipway
 	if err != nil {
 		return nil, err
 	}
-	if d.Engine != slipway.EngineExternal || s.remote == nil {
+	if !s.networkReplicas(d) {
 		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s does not take network replicas: its engine is the server's (create it with \"engine\": \"external\")", name)
 	}
 	return d, nil

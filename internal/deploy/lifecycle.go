@@ -258,6 +258,7 @@ func (s *Service) Deactivate(ctx context.Context, name string) (*slipway.Deploym
 		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s is %s: wait until it settles", name, d.State)
 	}
 	s.stopPool(name)
+	s.stoppedWorkers(name)
 	s.setState(ctx, name, slipway.DeploymentInactive, "")
 	s.disown(ctx, name)
 	return s.Get(ctx, name)
@@ -325,7 +326,7 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 		s.disown(ctx, name)
 		return err
 	}
-	s.forgetWorkers(name)
+	s.forgetWorkers(ctx, name)
 	s.disown(ctx, name)
 	return nil
 }

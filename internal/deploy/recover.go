@@ -26,6 +26,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			if err := s.store.DeleteDeployment(ctx, d.Name); err != nil {
 				return err
 			}
+			s.forgetWorkers(ctx, d.Name)
 		default:
 			if v := s.prepareRestore(ctx, d, "restoring after server restart"); v != nil {
 				s.background(d.Name, func(ctx context.Context) { s.start(ctx, d, v, slipway.DeploymentFailed) })

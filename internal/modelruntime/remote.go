@@ -28,6 +28,12 @@ type RemoteEngine struct {
 	workers map[workerKey]*remoteWorker
 	changed chan struct{} // closed and replaced whenever a worker is announced or freed: wakes waiting Starts
 
+	// Demand (what a cluster engine sizes its replica sets by): Starts under way, and credits of sessions
+	// that ended on an error, whose slot is about to start again (its pool's restart backoff). Without the
+	// credit, a crash would shrink the demand for a moment and the cluster would delete a healthy replica.
+	starting map[demandKey]int
+	credits  map[demandKey][]time.Time
+
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
@@ -46,10 +52,25 @@ type RemoteConfig struct {
 	WaitTimeout time.Duration
 	// DialTimeout bounds the connection and the handshake (10 s when 0).
 	DialTimeout time.Duration
-	Log         *slog.Logger
+	// PodReady, if set, says whether the pod a worker announced from may serve (a watch of the cluster's
+	// pods); workers of a pod it refuses are not dialled. Workers that name no pod are not asked.
+	PodReady func(pod string) bool
+	// DemandChanged, if set, is called (without the engine's lock, from any goroutine; it must not block) when
+	// Demand of a deployment may have changed.
+	DemandChanged func(deployment string)
+	Log           *slog.Logger
 }
 
 type workerKey struct{ deployment, id string }
+
+type demandKey struct {
+	deployment string
+	version    int
+}
+
+// creditTTL bounds how long a crashed session's slot keeps its place in the demand: longer than the pools'
+// longest restart backoff (30 s), so that only a slot that is gone for good (its pool closed) gives it up.
+const creditTTL = 45 * time.Second
 
 // remoteWorker is an announced worker; conn is its session while a replica slot holds it.
 type remoteWorker struct {
@@ -77,7 +98,8 @@ func NewRemoteEngine(cfg RemoteConfig) *RemoteEngine {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &RemoteEngine{cfg: cfg, workers: map[workerKey]*remoteWorker{}, changed: make(chan struct{}), stop: cancel}
+	e := &RemoteEngine{cfg: cfg, workers: map[workerKey]*remoteWorker{}, changed: make(chan struct{}), stop: cancel,
+		starting: map[demandKey]int{}, credits: map[demandKey][]time.Time{}}
 	e.wg.Add(1)
 	go func() { // owned by the engine: ends on Close
 		defer e.wg.Done()
@@ -128,6 +150,7 @@ func (e *RemoteEngine) Withdraw(deployment, id string) bool {
 // Forget drops every worker of a deployment (deleted): their sessions are ended.
 func (e *RemoteEngine) Forget(deployment string) {
 	e.mu.Lock()
+	e.releaseLocked(deployment)
 	var conns []*remoteConn
 	for k, w := range e.workers {
 		if k.deployment == deployment {
@@ -157,7 +180,7 @@ func (e *RemoteEngine) Workers(deployment string) []slipway.RemoteReplica {
 			state = "CONNECTED"
 		}
 		out = append(out, slipway.RemoteReplica{ID: w.ann.ID, Address: w.ann.Address, Version: w.ann.Version,
-			Runtime: w.ann.Runtime, TLS: w.ann.TLS, State: state, LastHeartbeat: w.last.UTC()})
+			Runtime: w.ann.Runtime, TLS: w.ann.TLS, State: state, LastHeartbeat: w.last.UTC(), Pod: w.ann.Pod})
 	}
 	slices.SortFunc(out, func(a, b slipway.RemoteReplica) int {
 		if a.ID < b.ID {
@@ -185,6 +208,7 @@ func (e *RemoteEngine) expireLoop(ctx context.Context) {
 		case now := <-t.C:
 			var expired []*remoteConn
 			e.mu.Lock()
+			changed := e.expireCreditsLocked(now)
 			for k, w := range e.workers {
 				if now.Sub(w.last) > e.ttl() {
 					delete(e.workers, k)
@@ -197,6 +221,9 @@ func (e *RemoteEngine) expireLoop(ctx context.Context) {
 			e.mu.Unlock()
 			for _, c := range expired {
 				c.end(fmt.Errorf("worker %s missed its heartbeats", c.worker.id))
+			}
+			for _, d := range changed {
+				e.demandChanged(d)
 			}
 		}
 	}
@@ -218,6 +245,14 @@ func (e *RemoteEngine) Start(ctx context.Context, spec ProcessSpec, stderr LogFu
 	if err != nil {
 		return nil, fmt.Errorf("replica secret of %s: %w", spec.Deployment, err)
 	}
+	dk := demandKey{spec.Deployment, spec.Version}
+	e.beginStart(dk)
+	counted := true // this Start counts in the demand until it fails or its session does (dial, under the lock)
+	defer func() {
+		if counted {
+			e.endStart(dk)
+		}
+	}()
 	deadline := time.NewTimer(e.cfg.WaitTimeout)
 	defer deadline.Stop()
 	var lastErr error
@@ -238,7 +273,7 @@ func (e *RemoteEngine) Start(ctx context.Context, spec ProcessSpec, stderr LogFu
 					spec.Deployment, spec.Version, e.cfg.WaitTimeout, spec.Deployment, hint)
 			}
 		}
-		c, err := e.dial(ctx, k, w, secret, spec)
+		c, err := e.dial(ctx, k, w, secret, spec, &counted)
 		if err != nil {
 			lastErr = err
 			e.cfg.Log.Warn("replica worker refused or unreachable; forgotten until it announces itself again", "deployment", spec.Deployment, "worker", k.id, "address", w.Address, "error", err)
@@ -261,6 +296,9 @@ func (e *RemoteEngine) claim(deployment string, version int) (workerKey, *slipwa
 	for k, w := range e.workers {
 		if k.deployment != deployment || w.ann.Version != version || w.conn != nil || w.claimed {
 			continue
+		}
+		if w.ann.Pod != "" && e.cfg.PodReady != nil && !e.cfg.PodReady(w.ann.Pod) {
+			continue // its pod is not ready (or gone): the watch wakes the Starts when that changes
 		}
 		if best == nil || w.last.After(best.last) { // the freshest heartbeat: most likely alive
 			best, bestKey = w, k
@@ -290,7 +328,7 @@ func (e *RemoteEngine) unclaim(k workerKey, drop bool) {
 	e.wakeLocked()
 }
 
-func (e *RemoteEngine) dial(ctx context.Context, k workerKey, ann *slipway.ReplicaAnnouncement, secret []byte, spec ProcessSpec) (*remoteConn, error) {
+func (e *RemoteEngine) dial(ctx context.Context, k workerKey, ann *slipway.ReplicaAnnouncement, secret []byte, spec ProcessSpec, counted *bool) (*remoteConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -320,7 +358,7 @@ func (e *RemoteEngine) dial(ctx context.Context, k workerKey, ann *slipway.Repli
 		_ = nc.Close()
 		return nil, err
 	}
-	c := &remoteConn{Conn: nc, engine: e, worker: k, addr: ann.Address, done: make(chan struct{})}
+	c := &remoteConn{Conn: nc, engine: e, worker: k, version: spec.Version, addr: ann.Address, done: make(chan struct{})}
 	e.mu.Lock()
 	w := e.workers[k]
 	if w == nil { // forgotten meanwhile (deleted deployment, expired)
@@ -329,6 +367,10 @@ func (e *RemoteEngine) dial(ctx context.Context, k workerKey, ann *slipway.Repli
 		return nil, errors.New("forgotten while connecting (missed heartbeats or deployment deleted)")
 	}
 	w.claimed, w.conn = false, c
+	// The session now counts in the demand in place of the Start: one change, under the lock, so that the
+	// demand never counts the replica twice.
+	e.starting[demandKey{spec.Deployment, spec.Version}]--
+	*counted = false
 	e.mu.Unlock()
 	return c, nil
 }
@@ -336,12 +378,13 @@ func (e *RemoteEngine) dial(ctx context.Context, k workerKey, ann *slipway.Repli
 // remoteConn is one replica session with a network worker.
 type remoteConn struct {
 	net.Conn
-	engine *RemoteEngine
-	worker workerKey
-	addr   string
-	once   sync.Once
-	done   chan struct{}
-	err    error
+	engine  *RemoteEngine
+	worker  workerKey
+	version int
+	addr    string
+	once    sync.Once
+	done    chan struct{}
+	err     error
 }
 
 func (c *remoteConn) Read(p []byte) (int, error) {
@@ -385,8 +428,13 @@ func (c *remoteConn) end(err error) {
 				e.wakeLocked()
 			}
 		}
+		if err != nil { // a crash, a kill, a lost worker: its slot starts again (and takes the credit)
+			dk := demandKey{c.worker.deployment, c.version}
+			e.credits[dk] = append(e.credits[dk], time.Now())
+		}
 		e.mu.Unlock()
 		close(c.done)
+		e.demandChanged(c.worker.deployment)
 	})
 }
 
@@ -399,4 +447,121 @@ func (c *remoteConn) PID() int              { return 0 }
 // deployments whose replicas run elsewhere (an external deployment's RemoteEngine) start theirs this way.
 func (rt *Runtimes) StartOn(ctx context.Context, engine Engine, spec ProcessSpec, readyTimeout time.Duration, log LogFunc) (*Replica, error) {
 	return startReplica(ctx, engine, spec, readyTimeout, log)
+}
+
+// beginStart counts a Start in the demand; it takes the place of a crashed session's credit, if any.
+func (e *RemoteEngine) beginStart(k demandKey) {
+	e.mu.Lock()
+	e.starting[k]++
+	if c := e.credits[k]; len(c) > 0 {
+		e.credits[k] = c[1:]
+		if len(e.credits[k]) == 0 {
+			delete(e.credits, k)
+		}
+	}
+	e.mu.Unlock()
+	e.demandChanged(k.deployment)
+}
+
+func (e *RemoteEngine) endStart(k demandKey) {
+	e.mu.Lock()
+	e.starting[k]--
+	if e.starting[k] <= 0 {
+		delete(e.starting, k)
+	}
+	e.mu.Unlock()
+	e.demandChanged(k.deployment)
+}
+
+// expireCreditsLocked drops credits older than creditTTL and returns the deployments whose demand fell.
+func (e *RemoteEngine) expireCreditsLocked(now time.Time) []string {
+	var changed []string
+	for k, c := range e.credits {
+		kept := slices.DeleteFunc(c, func(t time.Time) bool { return now.Sub(t) > creditTTL })
+		if len(kept) == len(c) {
+			continue
+		}
+		changed = append(changed, k.deployment)
+		if len(kept) == 0 {
+			delete(e.credits, k)
+		} else {
+			e.credits[k] = kept
+		}
+	}
+	return changed
+}
+
+func (e *RemoteEngine) releaseLocked(deployment string) {
+	for k := range e.credits {
+		if k.deployment == deployment {
+			delete(e.credits, k)
+		}
+	}
+}
+
+// Release drops the credits of a deployment whose replicas were stopped on purpose (deactivated, deleted):
+// none of its crashed sessions is coming back, so its demand falls to what still runs.
+func (e *RemoteEngine) Release(deployment string) {
+	e.mu.Lock()
+	e.releaseLocked(deployment)
+	e.mu.Unlock()
+	e.demandChanged(deployment)
+}
+
+// Demand is how many workers each version of a deployment needs now: its sessions, the Starts waiting for a
+// worker and the slots restarting after a crash. A cluster engine sizes the deployment's replica sets by it.
+func (e *RemoteEngine) Demand(deployment string) map[int]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[int]int{}
+	for k, n := range e.starting {
+		if k.deployment == deployment && n > 0 {
+			out[k.version] += n
+		}
+	}
+	for k, c := range e.credits {
+		if k.deployment == deployment {
+			out[k.version] += len(c)
+		}
+	}
+	for k, w := range e.workers {
+		if k.deployment == deployment && w.conn != nil {
+			out[w.conn.version]++
+		}
+	}
+	return out
+}
+
+func (e *RemoteEngine) demandChanged(deployment string) {
+	if e.cfg.DemandChanged != nil {
+		e.cfg.DemandChanged(deployment)
+	}
+}
+
+// DropPod forgets the workers announced from pod (gone, or no longer ready: the cluster's watch says so) and
+// ends their sessions at once, without waiting for their heartbeats to stop. A worker of a pod that becomes
+// ready again is dialled after its next heartbeat.
+func (e *RemoteEngine) DropPod(pod string) {
+	e.mu.Lock()
+	var conns []*remoteConn
+	for k, w := range e.workers {
+		if w.ann.Pod == pod {
+			delete(e.workers, k)
+			e.cfg.Log.Info("replica worker's pod is gone or not ready; forgotten", "deployment", k.deployment, "worker", k.id, "pod", pod)
+			if w.conn != nil {
+				conns = append(conns, w.conn)
+			}
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.end(fmt.Errorf("pod %s of worker %s is gone or not ready", pod, c.worker.id))
+	}
+}
+
+// Wake makes waiting Starts look at the workers again (a pod became ready).
+func (e *RemoteEngine) Wake() {
+	e.mu.Lock()
+	e.wakeLocked()
+	e.mu.Unlock()
 }

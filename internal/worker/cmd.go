@@ -19,8 +19,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "serve" {
 		return Serve(ctx, args[1:], stderr)
 	}
+	if len(args) > 0 && args[0] == "probe" {
+		return Probe(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "onnx" {
-		return fmt.Errorf("usage: slipway worker onnx --model PATH (started by the server for each replica)\n       slipway worker serve --listen ADDR --spec SPEC (a network replica of an external deployment)")
+		return fmt.Errorf("usage: slipway worker onnx --model PATH (started by the server for each replica)\n       slipway worker serve --listen ADDR --spec SPEC (a network replica of an external deployment)\n       slipway worker probe --status-file FILE (a pod's probe of a network replica)")
 	}
 	fs := flag.NewFlagSet("slipway worker onnx", flag.ContinueOnError)
 	fs.SetOutput(stderr)

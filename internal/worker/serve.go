@@ -26,7 +26,7 @@ import (
 )
 
 const serveUsage = `usage: slipway worker serve --listen ADDR [--spec SPEC] [--cache-dir DIR] [--advertise HOST:PORT]
-       [--tls-cert FILE --tls-key FILE] [--ca-cert FILE] [--server URL] [--python PATH]
+       [--tls-cert FILE --tls-key FILE] [--ca-cert FILE] [--server URL] [--python PATH] [--status-file FILE]
 
 Serves one replica of a deployment whose engine is "external" over TCP: downloads the version's files from the
 server (verifying every digest, caching them in --cache-dir), loads the model, announces its address to the
@@ -36,6 +36,7 @@ server and keeps a heartbeat. The replica spec (--spec or SLIPWAY_REPLICA_SPEC) 
 // serveConfig is `slipway worker serve`'s command line.
 type serveConfig struct {
 	listen, advertise, cacheDir string
+	statusFile, pod             string
 	tlsCert, tlsKey, caCert     string
 	python, scheduling          string
 	spec                        slipway.ReplicaSpec
@@ -47,7 +48,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.Usage = func() { _, _ = fmt.Fprintln(stderr, serveUsage) }
 	c := &serveConfig{}
 	fs.StringVar(&c.listen, "listen", "", "host:port to serve the replica on (port 0: a free one)")
-	fs.StringVar(&c.advertise, "advertise", "", "host:port the server dials (default: the listening address)")
+	fs.StringVar(&c.advertise, "advertise", "", "host:port the server dials (default: the listening address; port 0: the port it listens on)")
+	fs.StringVar(&c.statusFile, "status-file", "", "rewritten at every heartbeat the server accepts: `slipway worker probe` reads it (a pod's readiness and liveness)")
 	fs.StringVar(&c.cacheDir, "cache-dir", "", "where downloaded model files are kept (default: ~/.cache/slipway/replicas)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve the replica with TLS: certificate (PEM)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "serve the replica with TLS: private key (PEM)")
@@ -76,6 +78,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		spec.Server = *server
 	}
 	c.spec = spec
+	c.pod = os.Getenv("SLIPWAY_POD_NAME") // the downward API, in a pod the kubernetes engine started
 	if c.cacheDir == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
@@ -121,12 +124,14 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	advertise := cfg.advertise
-	if advertise == "" {
-		advertise = ln.Addr().String()
+	advertise, err := advertiseAddr(cfg.advertise, ln.Addr())
+	if err != nil {
+		_ = ln.Close()
+		return err
 	}
 	w := &server{spec: cfg.spec, model: model, log: log, ln: ln, sessions: map[net.Conn]struct{}{}}
-	ann := slipway.ReplicaAnnouncement{ID: workerID(), Address: advertise, Version: cfg.spec.Version, Runtime: m.Runtime, TLS: cfg.tlsCert != ""}
+	ann := slipway.ReplicaAnnouncement{ID: workerID(cfg.pod), Address: advertise, Version: cfg.spec.Version, Runtime: m.Runtime,
+		TLS: cfg.tlsCert != "", Pod: cfg.pod}
 	log = log.With("worker", ann.ID, "address", advertise)
 	w.log = log
 
@@ -138,7 +143,7 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 		defer wg.Done()
 		w.acceptLoop()
 	}()
-	err = heartbeat(ctx, api, ann, log)
+	err = heartbeat(ctx, api, ann, &statusWriter{path: cfg.statusFile, log: log}, log)
 	_ = ln.Close()
 	w.closeSessions()
 	wg.Wait()
@@ -189,21 +194,43 @@ func listen(cfg *serveConfig) (net.Listener, error) {
 	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }
 
-func workerID() string {
-	host, _ := os.Hostname()
+// workerID names this process: its pod (or host), pid and a random part (a restarted container may reuse
+// the pid).
+func workerID(pod string) string {
+	host := pod
+	if host == "" {
+		host, _ = os.Hostname()
+	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
 }
 
+// advertiseAddr is the address announced to the server: --advertise, with port 0 standing for the port the
+// worker listens on (a free one on the host's network), or the listening address itself.
+func advertiseAddr(flag string, listening net.Addr) (string, error) {
+	if flag == "" {
+		return listening.String(), nil
+	}
+	host, port, err := net.SplitHostPort(flag)
+	if err != nil {
+		return "", fmt.Errorf("slipway worker serve: --advertise %q: want host:port: %w", flag, err)
+	}
+	if port == "0" {
+		_, port, _ = net.SplitHostPort(listening.String())
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
 // heartbeat announces the worker and keeps announcing it at the interval the server asks for, until ctx ends.
 // The first announcement must succeed; later failures are retried (the server may be restarting), but a
 // refusal (bad secret, deleted deployment) ends the worker.
-func heartbeat(ctx context.Context, api *apiClient, ann slipway.ReplicaAnnouncement, log *slog.Logger) error {
+func heartbeat(ctx context.Context, api *apiClient, ann slipway.ReplicaAnnouncement, status *statusWriter, log *slog.Logger) error {
 	interval, err := announce(ctx, api, ann)
 	if err != nil {
 		return fmt.Errorf("the server refused this worker: %w", err)
 	}
+	status.beat(ann, interval, true)
 	log.Info("ready: announced to the server", "runtime", ann.Runtime, "heartbeat", interval)
 	for {
 		select {
@@ -215,11 +242,13 @@ func heartbeat(ctx context.Context, api *apiClient, ann slipway.ReplicaAnnouncem
 		switch {
 		case err == nil:
 			interval = next
+			status.beat(ann, interval, true)
 		case ctx.Err() != nil:
 			return nil
 		case refused(err):
 			return fmt.Errorf("the server refused this worker's heartbeat: %w", err)
 		default:
+			status.beat(ann, interval, false)
 			log.Warn("heartbeat failed; retrying", "error", err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -274,7 +275,15 @@ func helloError(err error) []byte {
 // childEnv is the harness's environment: the worker's basics, none of its secrets (SLIPWAY_REPLICA_SPEC).
 func childEnv() []string {
 	env := []string{"PYTHONDONTWRITEBYTECODE=1"}
-	for _, k := range []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"} {
+	keys := []string{"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+	// The deployment's own variables (its "env"), which the kubernetes engine puts in the pod and names here;
+	// anything else of the worker's environment (its replica spec) stays out of the model's reach.
+	for k := range strings.SplitSeq(os.Getenv("SLIPWAY_MODEL_ENV"), ",") {
+		if k != "" && !strings.HasPrefix(k, "SLIPWAY_") {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}

@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/kubereplica"
+	"github.com/slipway-ml/slipway/internal/slipwaytest"
+)
+
+// replicaObjects lists a deployment's replica Deployments and their live pods (by Slipway's labels).
+func replicaObjects(t *testing.T, cs kubernetes.Interface, name string) ([]appsv1.Deployment, []corev1.Pod) {
+	t.Helper()
+	sel := kubereplica.ManagedByLabel + "=slipway," + kubereplica.ComponentLabel + "=replica," + kubereplica.DeploymentLabel + "=" + name
+	ds, err := cs.AppsV1().Deployments("default").List(ctxFor(t, time.Minute), metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := cs.CoreV1().Pods("default").List(ctxFor(t, time.Minute), metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live []corev1.Pod
+	for _, p := range ps.Items {
+		if p.DeletionTimestamp == nil {
+			live = append(live, p)
+		}
+	}
+	var dlive []appsv1.Deployment
+	for _, d := range ds.Items {
+		if d.DeletionTimestamp == nil {
+			dlive = append(dlive, d)
+		}
+	}
+	return dlive, live
+}
+
+func readyPods(pods []corev1.Pod) int {
+	n := 0
+	for _, p := range pods {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// workerPID finds, on this machine (the test cluster's only node), the `slipway worker serve` process of a
+// pod: the test kills it with SIGKILL, as an OOM kill or a crash would.
+func workerPID(t *testing.T, pod string) int {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if !bytes.Contains(cmd, []byte("worker\x00serve\x00")) {
+			continue
+		}
+		env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if slices.ContainsFunc(bytes.Split(env, []byte{0}), func(kv []byte) bool { return string(kv) == "SLIPWAY_POD_NAME="+pod }) {
+			return pid
+		}
+	}
+	t.Fatalf("no worker process of pod %s on this machine", pod)
+	return 0
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// connected reports whether deployment name has want announced workers, every one serving a replica slot.
+func connected(s *server, name string, want int) bool {
+	d, err := s.Client().GetDeployment(context.Background(), name)
+	if err != nil || d.State != slipway.DeploymentActive || len(d.RemoteReplicas) != want {
+		return false
+	}
+	for _, r := range d.RemoteReplicas {
+		if r.State != "CONNECTED" || r.Pod == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// TestKubernetesReplicas: with --engine kubernetes a deployment is a Kubernetes Deployment of worker pods
+// (server-side apply, Slipway's labels, probes): the ONNX and Python examples with 2 replicas answer exactly as
+// local replicas do; a kill -9 of one worker under load fails no request and Kubernetes restarts it; deactivate
+// removes the pods and activate brings them back on the same URL; a server restart adopts the Deployment and
+// its pods; delete removes them.
+func TestKubernetesReplicas(t *testing.T) {
+	k := slipwaytest.StartKubernetes(t, binary)
+	cs := kubeClient(t, k)
+	dir, addr := t.TempDir(), freePort(t)
+	start := func() *server {
+		return startKubeServer(t, k, dir, "--replica-network", "host", "--addr", addr)
+	}
+	s := start()
+	local := startServer(t, "")
+	pushExamples(t, s)
+	pushExamples(t, local)
+
+	raw, err := os.ReadFile(examplePath("onnx-churn", "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp expectedONNX
+	if err := json.Unmarshal(raw, &exp); err != nil {
+		t.Fatal(err)
+	}
+	cols, rows := churnRows(t, 40)
+	cases := []remoteCase{
+		{runtime: "onnx", model: "churn-onnx:1", body: mustJSON(map[string]any{"inputs": exp.Features})},
+		{runtime: "python", model: "churn:1", body: mustJSON(map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows}})},
+	}
+	began := time.Now()
+	for _, c := range cases {
+		deploy(t, local, "k"+c.runtime, "--model", c.model, "--replicas", "1")
+		deploy(t, s, "k"+c.runtime, "--model", c.model, "--replicas", "2", "--no-wait")
+	}
+	for _, c := range cases {
+		name := "k" + c.runtime
+		waitActive(t, s, name)
+		t.Logf("%s: deploy to ACTIVE on 2 pods: %s", name, time.Since(began).Round(time.Millisecond))
+		ds, pods := replicaObjects(t, cs, name)
+		if len(ds) != 1 || *ds[0].Spec.Replicas != 2 || ds[0].Name != "slipway-"+name+"-v1" || len(pods) != 2 {
+			t.Fatalf("%s: Deployments %v, %d pods: want one slipway-%s-v1 of 2 replicas", name, names(ds), len(pods), name)
+		}
+		tmpl := ds[0].Spec.Template.Spec
+		if !tmpl.HostNetwork || tmpl.Containers[0].Image != k.Image || tmpl.Containers[0].ReadinessProbe == nil ||
+			tmpl.Containers[0].LivenessProbe == nil || ds[0].Labels[kubereplica.ManagedByLabel] != "slipway" {
+			t.Errorf("%s: pod template %+v, labels %v", name, tmpl, ds[0].Labels)
+		}
+		if !slices.ContainsFunc(ds[0].ManagedFields, func(f metav1.ManagedFieldsEntry) bool {
+			return f.Manager == "slipway" && f.Operation == metav1.ManagedFieldsOperationApply
+		}) {
+			t.Errorf("%s: not written by server-side apply as slipway: %+v", name, ds[0].ManagedFields)
+		}
+		waitFor(t, name+": 2 pods' workers connected", 2*time.Minute, func() bool { return connected(s, name, 2) })
+
+		// Same rows, same answers as the local engine's replicas.
+		path := "/deployments/" + name + "/invocations"
+		lr, lb := local.do(t, "POST", path, local.Token, bytes.NewReader(c.body), "application/json")
+		kr, kb := s.do(t, "POST", path, s.Token, bytes.NewReader(c.body), "application/json")
+		if lr.StatusCode != 200 || kr.StatusCode != 200 || !bytes.Equal(lb, kb) {
+			t.Fatalf("%s: local %d %s\nkubernetes %d %s", name, lr.StatusCode, lb, kr.StatusCode, kb)
+		}
+	}
+
+	// kill -9 one worker process under load: no request fails, the kubelet restarts the container, and the
+	// router takes the restarted worker again.
+	name, body := "konnx", cases[0].body
+	path := "/deployments/" + name + "/invocations"
+	_, pods := replicaObjects(t, cs, name)
+	victim := pods[0].Name
+	l := startLoad(t, s, path, body, 8)
+	waitFor(t, "requests under way", time.Minute, func() bool { return l.count() > 20 })
+	killed := time.Now()
+	if err := syscall.Kill(workerPID(t, victim), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the killed worker's container restarted", 2*time.Minute, func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctxFor(t, time.Minute), victim, metav1.GetOptions{})
+		return err == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 1
+	})
+	waitFor(t, "both workers connected again", 2*time.Minute, func() bool { return connected(s, name, 2) })
+	t.Logf("kill -9 of a worker to its replacement serving: %s", time.Since(killed).Round(time.Millisecond))
+	before := l.count()
+	waitFor(t, "requests served after the restart", time.Minute, func() bool { return l.count() > before+20 })
+	status, errs := l.finish()
+	if len(status) != 1 || status[200] == 0 {
+		t.Fatalf("statuses %v (want only 200) across a worker kill -9: %v", status, errs)
+	}
+	if ds, _ := replicaObjects(t, cs, name); len(ds) != 1 || *ds[0].Spec.Replicas != 2 {
+		t.Errorf("after the kill: Deployments %v, want the same one at 2 replicas", names(ds))
+	}
+	t.Logf("%d requests, all 200, across a worker kill -9", status[200])
+
+	// Deactivate: the Deployment goes to zero, its pods go; activate: they come back, same URL.
+	if out, errOut, code := s.cli("deployments", "deactivate", name); code != 0 {
+		t.Fatalf("deactivate: %s %s", out, errOut)
+	}
+	waitFor(t, "no pods after deactivate", 2*time.Minute, func() bool {
+		ds, pods := replicaObjects(t, cs, name)
+		return len(ds) == 1 && *ds[0].Spec.Replicas == 0 && len(pods) == 0
+	})
+	if out, errOut, code := s.cli("deployments", "activate", name); code != 0 {
+		t.Fatalf("activate: %s %s", out, errOut)
+	}
+	waitActive(t, s, name)
+	if resp, b := s.do(t, "POST", path, s.Token, bytes.NewReader(body), "application/json"); resp.StatusCode != 200 {
+		t.Fatalf("predict after activate: %d %s", resp.StatusCode, b)
+	}
+	if ds, pods := replicaObjects(t, cs, name); len(ds) != 1 || *ds[0].Spec.Replicas != 2 || readyPods(pods) != 2 {
+		t.Fatalf("after activate: Deployments %v, %d ready pods; want one at 2", names(ds), readyPods(pods))
+	}
+
+	// A server restart adopts the Deployments and their pods: no second Deployment, no new pod.
+	dsBefore, podsBefore := replicaObjects(t, cs, name)
+	s.Stop()
+	s = start()
+	waitFor(t, "the adopted workers connected", 2*time.Minute, func() bool { return connected(s, name, 2) })
+	dsAfter, podsAfter := replicaObjects(t, cs, name)
+	if len(dsAfter) != 1 || dsAfter[0].UID != dsBefore[0].UID || !slices.Equal(podUIDs(podsAfter), podUIDs(podsBefore)) {
+		t.Fatalf("after the restart: Deployments %v (before %v), pods %v (before %v): want the same ones", names(dsAfter), names(dsBefore), podUIDs(podsAfter), podUIDs(podsBefore))
+	}
+	if resp, b := s.do(t, "POST", path, s.Token, bytes.NewReader(body), "application/json"); resp.StatusCode != 200 {
+		t.Fatalf("predict after the restart: %d %s", resp.StatusCode, b)
+	}
+
+	// Delete: the Deployments (and with them the pods) go.
+	for _, c := range cases {
+		if out, errOut, code := s.cli("deployments", "delete", "k"+c.runtime); code != 0 {
+			t.Fatalf("delete: %s %s", out, errOut)
+		}
+	}
+	waitFor(t, "no replica Deployments or pods after delete", 2*time.Minute, func() bool {
+		for _, c := range cases {
+			if ds, pods := replicaObjects(t, cs, "k"+c.runtime); len(ds)+len(pods) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func names(ds []appsv1.Deployment) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, fmt.Sprintf("%s(%d)", d.Name, *d.Spec.Replicas))
+	}
+	return out
+}
+
+func podUIDs(pods []corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, string(p.UID))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// count is how many requests the load has sent so far.
+func (l *load) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.status {
+		n += c
+	}
+	return n
+}
