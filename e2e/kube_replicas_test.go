@@ -203,6 +203,27 @@ func TestKubernetesReplicas(t *testing.T) {
 	}
 	t.Logf("%d requests, all 200, across a worker kill -9", status[200])
 
+	// An update to version 2 under load: version 2's Deployment comes up beside version 1's, the router
+	// switches once its workers serve, version 1's Deployment goes; no request fails.
+	if out, errOut, code := s.cli("models", "push", examplePath("onnx-churn", "model.onnx"), "--model", "churn-onnx",
+		"--metadata", examplePath("onnx-churn", "metadata.json")); code != 0 {
+		t.Fatalf("push onnx v2: %s %s", out, errOut)
+	}
+	l = startLoad(t, s, path, body, 8)
+	waitFor(t, "requests under way", time.Minute, func() bool { return l.count() > 20 })
+	if out, errOut, code := s.cli("deployments", "update", name, "--model-version", "2"); code != 0 {
+		t.Fatalf("update to version 2: %s %s", out, errOut)
+	}
+	waitFor(t, "version 2's Deployment alone", 2*time.Minute, func() bool {
+		ds, pods := replicaObjects(t, cs, name)
+		return len(ds) == 1 && ds[0].Name == "slipway-"+name+"-v2" && *ds[0].Spec.Replicas == 2 && len(pods) == 2
+	})
+	before = l.count()
+	waitFor(t, "requests served by version 2", time.Minute, func() bool { return l.count() > before+20 })
+	if status, errs := l.finish(); len(status) != 1 || status[200] == 0 {
+		t.Fatalf("statuses %v (want only 200) across an update: %v", status, errs)
+	}
+
 	// Deactivate: the Deployment goes to zero, its pods go; activate: they come back, same URL.
 	if out, errOut, code := s.cli("deployments", "deactivate", name); code != 0 {
 		t.Fatalf("deactivate: %s %s", out, errOut)
@@ -222,10 +243,34 @@ func TestKubernetesReplicas(t *testing.T) {
 		t.Fatalf("after activate: Deployments %v, %d ready pods; want one at 2", names(ds), readyPods(pods))
 	}
 
-	// A server restart adopts the Deployments and their pods: no second Deployment, no new pod.
+	// A server restart adopts the Deployments and their pods: no second Deployment, no new pod. What Slipway
+	// left of a deployment that no longer exists (deleted while no server ran: here made by hand) is removed;
+	// a Deployment without Slipway's labels is not touched.
+	stray := func(name string, labels map[string]string) {
+		zero := int32(0)
+		sel := map[string]string{"app": name}
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{"slipway.dev/deployment": "ghost"}},
+			Spec: appsv1.DeploymentSpec{Replicas: &zero, Selector: &metav1.LabelSelector{MatchLabels: sel},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: sel},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: k.Image, ImagePullPolicy: corev1.PullNever}}}}}}
+		if _, err := cs.AppsV1().Deployments("default").Create(ctxFor(t, time.Minute), d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cs.AppsV1().Deployments("default").Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	}
+	stray("slipway-ghost-v1", map[string]string{kubereplica.ManagedByLabel: "slipway", kubereplica.ComponentLabel: "replica",
+		kubereplica.DeploymentLabel: "ghost", kubereplica.VersionLabel: "1"})
+	stray("not-slipway", map[string]string{kubereplica.DeploymentLabel: "ghost", kubereplica.VersionLabel: "1"})
 	dsBefore, podsBefore := replicaObjects(t, cs, name)
 	s.Stop()
 	s = start()
+	waitFor(t, "the ghost's Deployment removed", time.Minute, func() bool {
+		ds, _ := replicaObjects(t, cs, "ghost")
+		return len(ds) == 0
+	})
+	if _, err := cs.AppsV1().Deployments("default").Get(ctxFor(t, time.Minute), "not-slipway", metav1.GetOptions{}); err != nil {
+		t.Fatalf("a Deployment without Slipway's labels: %v", err)
+	}
 	waitFor(t, "the adopted workers connected", 2*time.Minute, func() bool { return connected(s, name, 2) })
 	dsAfter, podsAfter := replicaObjects(t, cs, name)
 	if len(dsAfter) != 1 || dsAfter[0].UID != dsBefore[0].UID || !slices.Equal(podUIDs(podsAfter), podUIDs(podsBefore)) {

@@ -151,7 +151,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "the private key of --tls-cert (PEM; env SLIPWAY_TLS_KEY)")
 	fs.StringVar(&c.DatabaseURL, "database", c.DatabaseURL, "where the state lives: sqlite:///path/slipway.db (default: DATA_DIR/slipway.db, with monitor.db next to it) or postgres://user:password@host:5432/db for every table in PostgreSQL (env SLIPWAY_DATABASE)")
 	fs.StringVar(&c.ArtifactStore, "artifact-store", c.ArtifactStore, "where model artifacts are stored: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX[?endpoint=URL&region=R] for an S3-compatible bucket (env SLIPWAY_ARTIFACT_STORE; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the IAM role)")
-	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "with several servers on one --database postgres://: the URL the other servers reach this one at, e.g. http://10.0.0.5:8080 (env SLIPWAY_ADVERTISE_URL; default: from --addr, loopback for 0.0.0.0)")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "the URL the other servers (several on one --database postgres://) and the replica pods of --engine kubernetes reach this one at, e.g. http://10.0.0.5:8080 (env SLIPWAY_ADVERTISE_URL; default: from --addr, loopback for 0.0.0.0)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")

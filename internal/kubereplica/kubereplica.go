@@ -303,6 +303,8 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 				errs = append(errs, c.deleteVersion(ctx, existing[v]))
 			}
 			continue
+		case errors.Is(err, ErrNotServed):
+			continue // the old version of a rollout, still serving until the new one is ready: left as it is
 		case err != nil:
 			errs = append(errs, fmt.Errorf("version %d: %w", v, err))
 			continue
