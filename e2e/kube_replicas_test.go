@@ -243,6 +243,20 @@ func TestKubernetesReplicas(t *testing.T) {
 		t.Fatalf("after activate: Deployments %v, %d ready pods; want one at 2", names(ds), readyPods(pods))
 	}
 
+	// Scaling (by hand here; the autoscaler scales the pools the same way) changes the Deployment's count.
+	for _, n := range []int{3, 1, 2} {
+		if out, errOut, code := s.cli("deployments", "update", name, "--replicas", strconv.Itoa(n)); code != 0 {
+			t.Fatalf("scale to %d: %s %s", n, out, errOut)
+		}
+		waitFor(t, fmt.Sprintf("%d pods serving", n), 2*time.Minute, func() bool {
+			ds, pods := replicaObjects(t, cs, name)
+			return len(ds) == 1 && int(*ds[0].Spec.Replicas) == n && len(pods) == n && connected(s, name, n)
+		})
+	}
+	if resp, b := s.do(t, "POST", path, s.Token, bytes.NewReader(body), "application/json"); resp.StatusCode != 200 {
+		t.Fatalf("predict after scaling: %d %s", resp.StatusCode, b)
+	}
+
 	// A server restart adopts the Deployments and their pods: no second Deployment, no new pod. What Slipway
 	// left of a deployment that no longer exists (deleted while no server ran: here made by hand) is removed;
 	// a Deployment without Slipway's labels is not touched.

@@ -57,15 +57,10 @@ func (a *App) openKubeReplicas() error {
 	remote := a.deploy.Remote()
 	kr.controller = kubereplica.New(kubereplica.Config{Client: api, Watch: watch, Namespace: a.cfg.Namespace,
 		Image: a.cfg.Image, HostNetwork: a.cfg.ReplicaNetwork == "host", Demand: remote.Demand,
-		Template: a.kubeTemplate,
-		PodChanged: func(pod string, ready bool) {
-			if ready {
-				remote.Wake()
-			} else {
-				remote.DropPod(pod)
-			}
-		},
-		Log: a.log})
+		Template:   a.kubeTemplate,
+		PodLost:    remote.DropPod,
+		PodReadied: func(string) { remote.Wake() },
+		Log:        a.log})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := kr.controller.Start(ctx); err != nil {

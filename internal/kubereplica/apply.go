@@ -125,7 +125,7 @@ func (c *Controller) deployment(name string, v int, obj string, replicas int, ha
 	env = append(env, corev1ac.EnvVar().WithName("SLIPWAY_MODEL_ENV").WithValue(strings.Join(own, ",")))
 	probe := func(args ...string) *corev1ac.ProbeApplyConfiguration {
 		return corev1ac.Probe().WithExec(corev1ac.ExecAction().WithCommand(append([]string{podBinary, "worker", "probe", "--status-file", podStatusFile}, args...)...)).
-			WithTimeoutSeconds(5)
+			WithTimeoutSeconds(10) // an exec on a busy node can take seconds
 	}
 	container := corev1ac.Container().WithName("worker").WithImage(c.cfg.Image).WithImagePullPolicy(pullPolicy(c.cfg.Image)).
 		WithCommand(podBinary, "worker", "serve", "--listen", listen, "--advertise", advertise,
@@ -133,10 +133,11 @@ func (c *Controller) deployment(name string, v int, obj string, replicas int, ha
 		WithEnv(env...).
 		WithVolumeMounts(corev1ac.VolumeMount().WithName("slipway").WithMountPath(podDir)).
 		// Loading a model may take minutes: liveness and readiness begin once the worker has announced itself.
-		WithStartupProbe(probe().WithPeriodSeconds(1).WithFailureThreshold(600)).
-		WithReadinessProbe(probe().WithPeriodSeconds(2).WithFailureThreshold(1)).
+		WithStartupProbe(probe().WithPeriodSeconds(2).WithFailureThreshold(300)).
+		// Not ready after 10 s without an accepted heartbeat: no new session goes to the pod.
+		WithReadinessProbe(probe().WithPeriodSeconds(2).WithFailureThreshold(5)).
 		// Alive is "still sends heartbeats", accepted or not: a server that restarts is no reason to restart.
-		WithLivenessProbe(probe("--live").WithPeriodSeconds(10).WithFailureThreshold(3))
+		WithLivenessProbe(probe("--live").WithPeriodSeconds(10).WithFailureThreshold(6))
 	if !c.cfg.HostNetwork {
 		container.WithPorts(corev1ac.ContainerPort().WithName("replica").WithContainerPort(WorkerPort))
 	}

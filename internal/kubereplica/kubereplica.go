@@ -77,9 +77,13 @@ type Config struct {
 	Demand func(deployment string) map[int]int
 	// Template says what a version's pods run; ErrNotServed for a version (or deployment) that is gone.
 	Template func(ctx context.Context, deployment string, version int) (Template, error)
-	// PodChanged is called when a replica pod's readiness changes: ready false (or the pod deleted) drops its
-	// worker, true wakes the Starts waiting for one.
-	PodChanged func(pod string, ready bool)
+	// PodLost is called when a replica pod is deleted, terminating, failed, or its worker container is not
+	// running (killed, crashed, restarting): its worker is dropped at once. A pod that only fails its
+	// readiness probe is not lost: it gets no new session (PodReady) but keeps the ones it has, which the
+	// pools' health checks watch (a probe that times out on a busy node must not cut a healthy session).
+	PodLost func(pod string)
+	// PodReadied is called when a replica pod is ready: it wakes the Starts waiting for a worker.
+	PodReadied func(pod string)
 	// Debounce is how long changes of the demand are gathered before they are applied (500 ms when 0).
 	Debounce time.Duration
 	Log      *slog.Logger
@@ -139,7 +143,7 @@ func (c *Controller) Start(ctx context.Context) error {
 				obj = t.Obj
 			}
 			if p, ok := obj.(*corev1.Pod); ok {
-				c.cfg.PodChanged(p.Name, false)
+				c.cfg.PodLost(p.Name)
 			}
 		},
 	}); err != nil {
@@ -173,7 +177,25 @@ func (c *Controller) podEvent(obj any) {
 	if !ok {
 		return
 	}
-	c.cfg.PodChanged(p.Name, podReady(p))
+	switch {
+	case podLost(p):
+		c.cfg.PodLost(p.Name)
+	case podReady(p):
+		c.cfg.PodReadied(p.Name)
+	}
+}
+
+// podLost: the pod's worker cannot be serving (the pod is going, or its container is not running).
+func podLost(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		return true
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Running == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func podReady(p *corev1.Pod) bool {

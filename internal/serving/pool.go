@@ -71,6 +71,9 @@ type slot struct {
 	startedAt time.Time
 	lastErr   string
 	crashes   []time.Time
+	// stopRestart cancels a restart under way (set while the slot is RESTARTING): a slot taken out of
+	// service must not go on starting replicas (with network replicas, every Start asks for a worker).
+	stopRestart context.CancelFunc
 }
 
 // Pool serves one deployment.
@@ -292,6 +295,9 @@ func (p *Pool) retireLocked(s *slot) {
 
 func (p *Pool) stopLocked(s *slot) {
 	s.state = stateStopped
+	if s.stopRestart != nil {
+		s.stopRestart()
+	}
 	rep := s.rep
 	p.slots = slices.DeleteFunc(p.slots, func(f *slot) bool { return f == s })
 	if rep == nil {

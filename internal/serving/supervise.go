@@ -60,6 +60,9 @@ func (p *Pool) restart(s *slot, dead *modelruntime.Replica) bool {
 	}
 	s.state, s.lastErr = stateDead, reason
 	p.free = slices.DeleteFunc(p.free, func(f *slot) bool { return f == s })
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	s.stopRestart = cancel
 	p.mu.Unlock()
 	p.log.Warn("replica exited; restarting", "deployment", p.name, "replica", s.id, "error", reason)
 	looping := false
@@ -74,10 +77,16 @@ func (p *Pool) restart(s *slot, dead *modelruntime.Replica) bool {
 			looping = true
 			p.emit(Event{Kind: "crashloop", Message: fmt.Sprintf("replica %s crashed %d times in %s; last: %s", s.id, n, crashLoopWindow, s.lastError())})
 		}
-		if !sleepCtx(p.ctx, backoff(n)) {
+		if !sleepCtx(ctx, backoff(n)) {
 			return false
 		}
-		rep, err := s.start(p.ctx)
+		rep, err := s.start(ctx)
+		if ctx.Err() != nil { // the slot was retired (or the pool closed) meanwhile
+			if err == nil {
+				rep.Stop(p.StopGrace)
+			}
+			return false
+		}
 		if err != nil {
 			p.mu.Lock()
 			s.lastErr = err.Error()
