@@ -50,6 +50,9 @@ func (s *Service) KubeTemplate(ctx context.Context, name string, version int, se
 	if err != nil {
 		return slipway.ReplicaSpec{}, nil, err
 	}
+	if d.Engine != slipway.EngineDefault { // an external deployment's workers are started by its operator
+		return slipway.ReplicaSpec{}, nil, fmt.Errorf("deployment %s has engine %q, not the server's: %w", name, d.Engine, ErrNotServed)
+	}
 	if !slices.Contains(servedVersions(d), version) {
 		return slipway.ReplicaSpec{}, nil, fmt.Errorf("deployment %s version %d: %w", name, version, ErrNotServed)
 	}
