@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -336,4 +337,54 @@ func (l *load) count() int {
 		n += c
 	}
 	return n
+}
+
+// TestKubernetesReplicasScaleToZero: the autoscaler's decisions are the Deployment's replica count. An idle
+// deployment with min_replicas 0 has no pod; requests to its URL start one (the cold start waits for the pod's
+// worker) and all succeed; idle again, the pod goes.
+func TestKubernetesReplicasScaleToZero(t *testing.T) {
+	k := slipwaytest.StartKubernetes(t, binary)
+	cs := kubeClient(t, k)
+	s := startKubeServer(t, k, "", "--replica-network", "host")
+	pushExamples(t, s)
+	name := "ksleepy"
+	deploy(t, s, name, "--model", "churn-onnx:1", "--min-replicas", "0", "--max-replicas", "2",
+		"--target-in-flight", "1", "--scale-down-after", "1s")
+	t.Cleanup(func() { s.cli("deployments", "delete", name) })
+	body := onnxBody(t)
+	for round := range 2 {
+		waitFor(t, fmt.Sprintf("round %d: scaled to zero, no pod", round), 3*time.Minute, func() bool {
+			d, err := s.Client().GetDeployment(context.Background(), name)
+			ds, pods := replicaObjects(t, cs, name)
+			return err == nil && d.ScaledToZero && len(ds) == 1 && *ds[0].Spec.Replicas == 0 && len(pods) == 0
+		})
+		began := time.Now()
+		statuses := make([]int, 3)
+		var done = make(chan struct{})
+		for i := range statuses {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				req, _ := http.NewRequest("POST", s.URL+"/deployments/"+name+"/invocations", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+s.Token)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					statuses[i] = -1
+					return
+				}
+				resp.Body.Close()
+				statuses[i] = resp.StatusCode
+			}()
+		}
+		for range statuses {
+			<-done
+		}
+		if slices.ContainsFunc(statuses, func(st int) bool { return st != 200 }) {
+			t.Fatalf("round %d: statuses %v across a cold start on a pod, want all 200", round, statuses)
+		}
+		t.Logf("round %d: cold start on a pod answered in %s", round, time.Since(began).Round(time.Millisecond))
+		if ds, _ := replicaObjects(t, cs, name); len(ds) != 1 || *ds[0].Spec.Replicas < 1 {
+			t.Fatalf("round %d: after the cold start, Deployments %v", round, names(ds))
+		}
+	}
 }
