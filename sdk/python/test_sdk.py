@@ -75,17 +75,25 @@ class ServerTest(unittest.TestCase):
 
         df = pd.read_csv(os.path.join(REPO, "examples", "data", "churn.csv"), nrows=25)
         features = df[["age", "tenure_months", "monthly_charges", "plan", "support_calls"]]
-        got = self.sw.predict("churn-api", features, request_id="sdk-test-1")  # one record per row, as MLflow
+        features.index = features.index + 100  # the answer keeps the caller's index
+        got = self.sw.predict("churn-api", features, request_id="sdk-test-1")  # DataFrame in, DataFrame out
         want = reference_predictions(features)
-        self.assertEqual([r["prediction"] for r in got], [int(x) for x in want["prediction"]])
-        for g, w in zip(got, want["probability"]):
-            self.assertAlmostEqual(g["probability"], float(w), places=6)
-        # Row dicts (dataframe_records) give the same answer.
+        self.assertEqual(list(got.columns), ["prediction", "probability"])
+        self.assertEqual(list(got.index), list(features.index))
+        self.assertEqual(got["prediction"].tolist(), [int(x) for x in want["prediction"]])
+        for g, w in zip(got["probability"], want["probability"]):
+            self.assertAlmostEqual(g, float(w), places=6)
+        # Row dicts (dataframe_records) give the same answer, as MLflow's records.
         records = features.head(3).to_dict(orient="records")
-        self.assertEqual(self.sw.predict("churn-api", records), got[:3])
+        self.assertEqual(self.sw.predict("churn-api", records), got.head(3).to_dict(orient="records"))
+        # V2 inference of the same DataFrame: the same numbers, one column per output.
+        v2 = self.sw.infer("churn-api", features)
+        self.assertEqual(list(v2.index), list(features.index))
+        self.assertEqual(v2["prediction"].tolist(), got["prediction"].tolist())
+        self.assertEqual(v2["probability"].tolist(), got["probability"].tolist())
         # The OCI endpoint hands the body to predict() as it is.
         raw = self.sw.predict_raw("churn-api", {"data": features.head(3).values.tolist(), "columns": list(features.columns)})
-        self.assertEqual(raw["prediction"], [r["prediction"] for r in got[:3]])
+        self.assertEqual(raw["prediction"], got["prediction"].head(3).tolist())
         # Ground truth for the captured request, joined by the id the SDK sent.
         fb = self.sw.feedback("churn-api", [{"request_id": "sdk-test-1", "row": 0, "label": int(want["prediction"][0])}])
         self.assertEqual((fb["received"], fb["inserted"]), (1, 1), fb)
