@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import io
 import unittest
@@ -33,32 +34,46 @@ def reference_predictions(df):
     return score.predict(df, model=score.load_model())
 
 
-class ServerTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
+class Server:
+    """bin/slipway server on a free port with a temporary data folder (stopped by stop())."""
+
+    def __init__(self):
         binary = os.path.join(REPO, "bin", "slipway")
         if not os.path.exists(binary):
             raise RuntimeError("bin/slipway is missing: run `make build` (make test does)")
-        cls.data = tempfile.mkdtemp(prefix="slipway-sdk-")
-        cls.proc = subprocess.Popen([binary, "server", "--data-dir", cls.data, "--addr", "127.0.0.1:0"],
-                                    stderr=subprocess.PIPE, text=True)
-        for line in cls.proc.stderr:
+        self.data = tempfile.mkdtemp(prefix="slipway-sdk-")
+        self.proc = subprocess.Popen([binary, "server", "--data-dir", self.data, "--addr", "127.0.0.1:0"],
+                                     stderr=subprocess.PIPE, text=True)
+        for line in self.proc.stderr:
             m = re.search(r"addr=(http://127\.0\.0\.1:\d+)", line)
             if m:
-                cls.url = m.group(1)
+                self.url = m.group(1)
                 break
         else:
+            self.stop()
             raise RuntimeError("the server exited before listening")
-        with open(os.path.join(cls.data, "admin.token")) as f:
-            cls.token = f.read().strip()
+        # The rest of its log is read (and dropped) so that the server never blocks on a full pipe.
+        self._drain = threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True)
+        self._drain.start()
+        with open(os.path.join(self.data, "admin.token")) as f:
+            self.token = f.read().strip()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+class ServerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+        cls.url, cls.token, cls.data = cls.server.url, cls.server.token, cls.server.data
         cls.sw = slipway.Client(cls.url, cls.token)
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.terminate()
-        cls.proc.wait(timeout=60)
-        cls.proc.stderr.close()
-        shutil.rmtree(cls.data, ignore_errors=True)
+        cls.server.stop()
 
     def test_push_deploy_predict(self):
         v = self.sw.push_model("churn", EXAMPLE, metadata=os.path.join(EXAMPLE, "metadata.json"), alias="champion")

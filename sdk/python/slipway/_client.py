@@ -422,8 +422,10 @@ class Client:
                            columns=("id", "name", "metric", "op", "threshold", "window", "state", "value"))
 
     def create_alert(self, deployment, name, metric, op, threshold, window="5m", webhook=None, action=None):
-        """An alert rule: metric op threshold over window, e.g. create_alert("churn-api", "slow", "p99_ms",
-        ">", 200). webhook={"url": ...} is called on each transition; action={...} as in the API."""
+        """An alert rule: metric ("drift_share", "requests", "error_rate", "latency_p99_ms", "accuracy", ...)
+        op ("above" or "below") threshold over the trailing window, e.g. create_alert("churn-api", "slow",
+        "latency_p99_ms", "above", 200). webhook={"url", "secret"} is posted each transition; action={"kind":
+        "pipeline", "target": NAME} starts a pipeline when it fires."""
         body = {"name": name, "metric": metric, "op": op, "threshold": threshold, "window": window}
         if webhook:
             body["webhook"] = webhook
