@@ -119,6 +119,80 @@ class ServerTest(unittest.TestCase):
             self.sw.predict("churn-api", records)
         self.assertEqual(e.exception.status, 503)
 
+    def test_the_rest_of_the_api(self):
+        """Baselines, captures, feedback, alerts, batch predictions, jobs, pipelines and schedules, with
+        DataFrames where a notebook has them, and the tables notebooks show."""
+        df = pd.read_csv(os.path.join(REPO, "examples", "data", "churn.csv"), nrows=40)
+        features = df[["age", "tenure_months", "monthly_charges", "plan", "support_calls"]]
+        v = self.sw.push_model("cov", EXAMPLE, metadata=os.path.join(EXAMPLE, "metadata.json"), alias="champion",
+                               baseline=features)
+        self.assertEqual(v["aliases"], ["champion"])
+        self.assertEqual(self.sw.get_baseline("cov@champion")["profile"]["rows"], 40)
+        b = self.sw.put_baseline("cov", df, version=v["version"])  # a wider frame: extra columns are ignored
+        self.assertEqual(b["profile"]["rows"], 40)
+        self.assertIn("churned", b["ignored_columns"])
+        versions = self.sw.list_versions("cov")
+        self.assertEqual([x["version"] for x in versions], [v["version"]])
+        self.assertIn("<td>READY</td>", versions._repr_html_())
+        self.assertIn("model.sample_prediction", v._repr_html_())
+
+        d = self.sw.deploy("cov-api", model="cov@champion")
+        self.assertIn("cov-api", self.sw.list_deployments()._repr_html_())
+        self.assertIn("ACTIVE", d._repr_html_())
+        got = self.sw.predict("cov-api", features.head(5), request_id="cov-1")
+        fb = self.sw.feedback("cov-api", pd.DataFrame({"request_id": ["cov-1"] * 2, "row": [0, 1], "label": [1, 0]}))
+        self.assertEqual(fb["received"], 2)
+        deadline = time.monotonic() + 120
+        while True:  # captures are written off the request path, in batches
+            cap = self.sw.captures("cov-api", since="1h")
+            if len(cap) == 5:
+                break
+            self.assertLess(time.monotonic(), deadline, f"captures never arrived: {len(cap)} rows")
+            time.sleep(0.5)
+        self.assertEqual(cap["request_id"].tolist(), ["cov-1"] * 5)
+        self.assertEqual(cap["plan"].tolist(), features.head(5)["plan"].tolist())
+        self.assertEqual(cap["output.prediction"].tolist(), got["prediction"].tolist())
+        self.assertEqual(cap["label"].head(2).tolist(), ["1", "0"])  # labels are kept as the text received
+
+        rule = self.sw.create_alert("cov-api", "no-traffic", "requests", "below", 1, window="5m")
+        self.assertEqual([r["name"] for r in self.sw.alerts("cov-api")], ["no-traffic"])
+        self.assertEqual(len(self.sw.evaluate_alerts("cov-api")), 1)
+        self.assertIsInstance(self.sw.alert_history("cov-api"), list)
+        self.sw.delete_alert("cov-api", rule["id"])
+        self.assertEqual(len(self.sw.alerts("cov-api")), 0)
+        with self.assertRaises(slipway.SlipwayError) as e:
+            self.sw.create_alert("cov-api", "bad", "nope", "above", 1)
+        self.assertIn("metric \"nope\" is not one of", e.exception.detail)
+
+        run = self.sw.batch_predict("cov@champion", features, output={"format": "csv"}, wait=True)
+        self.assertEqual((run["state"], run["rows_done"]), ("SUCCEEDED", 40), run.get("reason"))
+        self.assertIn("batch prediction", run._repr_html_())
+        out = self.sw.batch_output(run["id"])
+        self.assertEqual(out["prediction"].head(5).tolist(), got["prediction"].tolist())
+        self.assertIn(run["id"], [r["id"] for r in self.sw.list_batches()])
+
+        sched = self.sw.create_schedule("nightly-cov", "@daily", {"kind": "batch", "name": "cov"},
+                                        batch={"model": "cov", "alias": "champion", "input": {"file": run["spec"]["input"]["file"]},
+                                               "output": {"format": "csv"}})
+        self.assertEqual(sched["name"], "nightly-cov")
+        self.assertEqual([x["name"] for x in self.sw.list_schedules()], ["nightly-cov"])
+        self.sw.delete_schedule("nightly-cov")
+
+        work = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, work)
+        with open(os.path.join(work, "hello.py"), "w") as f:
+            f.write("import sys\nprint('hello', *sys.argv[1:])\n")
+        self.sw.create_job("hello", os.path.join(work, "hello.py"), "hello.py")
+        jr = self.sw.run_job("hello", args=["notebook"], wait=True)
+        self.assertEqual(jr["state"], "SUCCEEDED", jr.get("reason"))
+        self.assertIn("hello notebook", self.sw.job_logs(jr["id"]))
+        self.assertIn(jr["id"], self.sw.list_job_runs(job="hello")._repr_html_())
+        self.sw.create_pipeline("name: greet\nsteps:\n  - name: say\n    job: hello\n")
+        pr = self.sw.run_pipeline("greet", wait=True)
+        self.assertEqual(pr["state"], "SUCCEEDED", pr.get("reason"))
+        self.assertIn("<td>say</td>", pr._repr_html_())
+        self.assertEqual([r["id"] for r in self.sw.list_pipeline_runs("greet")], [pr["id"]])
+
     def test_push_without_waiting(self):
         v = self.sw.push_model("churn-later", EXAMPLE, metadata=os.path.join(EXAMPLE, "metadata.json"), wait=False)
         self.assertEqual(v["state"], "REGISTERING")

@@ -216,11 +216,7 @@ class Client:
         if isinstance(metadata, (str, os.PathLike)):
             with open(metadata) as f:
                 metadata = json.load(f)
-        if os.path.isdir(path):
-            artifact, filename = _tar_gz(path, exclude), os.path.basename(os.path.abspath(path)) + ".tar.gz"
-        else:
-            with open(path, "rb") as f:
-                artifact, filename = f.read(), os.path.basename(path)
+        artifact, filename = _artifact_of(path, exclude)
         parts = []
         if metadata is not None:
             parts.append(("metadata", None, "application/json", _dumps(metadata)))
@@ -513,6 +509,50 @@ class Client:
 
     # ---- jobs, pipelines and schedules ----
 
+    def create_job(self, name, path, entrypoint, args=None, env=None, **spec):
+        """A job: path is a script or a project folder (sent as a tar.gz), entrypoint the file to run in it
+        (a .py runs with the server's Python); max_runtime_seconds, limits, description go in spec."""
+        body = {"name": name, "entrypoint": entrypoint, **spec}
+        if args is not None:
+            body["args"] = list(args)
+        if env:
+            body["env"] = dict(env)
+        artifact, filename = _artifact_of(path)
+        data, ctype = _multipart([("spec", None, "application/json", _dumps(body)),
+                                  ("artifact", filename, "application/octet-stream", artifact)])
+        return Record(self._request("POST", "/api/v1/jobs", data, ctype))
+
+    def get_job(self, name):
+        return Record(self._json("GET", f"/api/v1/jobs/{_quote(name)}"))
+
+    def list_jobs(self):
+        return self._items("/api/v1/jobs", wrap=Record, columns=("name", "kind", "entrypoint", "description",
+                                                                "created_at"))
+
+    def delete_job(self, name):
+        return self._json("DELETE", f"/api/v1/jobs/{_quote(name)}")
+
+    def create_pipeline(self, definition, path=None):
+        """A pipeline from its definition (YAML text, or a dict sent as JSON), with path (a folder or file)
+        as the artifact its script steps run from."""
+        text = _dumps(definition) if isinstance(definition, dict) else definition.encode()
+        ctype = "application/json" if isinstance(definition, dict) else "application/yaml"
+        if path is None:
+            return Record(self._request("POST", "/api/v1/pipelines", text, ctype))
+        artifact, filename = _artifact_of(path)
+        data, mp = _multipart([("pipeline", None, ctype, text),
+                               ("artifact", filename, "application/octet-stream", artifact)])
+        return Record(self._request("POST", "/api/v1/pipelines", data, mp))
+
+    def get_pipeline(self, name):
+        return Record(self._json("GET", f"/api/v1/pipelines/{_quote(name)}"))
+
+    def list_pipelines(self):
+        return self._items("/api/v1/pipelines", wrap=Record, columns=("name", "description", "created_at"))
+
+    def delete_pipeline(self, name):
+        return self._json("DELETE", f"/api/v1/pipelines/{_quote(name)}")
+
     def run_job(self, job, args=None, env=None, wait=False, timeout=3600):
         body = {}
         if args is not None:
@@ -623,6 +663,14 @@ def _baseline_body(data):
     ctype = "application/vnd.apache.parquet" if path.lower().endswith(".parquet") else "text/csv"
     with open(path, "rb") as f:
         return f.read(), ctype, os.path.basename(path)
+
+
+def _artifact_of(path, exclude=()):
+    """A folder as a tar.gz, or a file as it is: (bytes, file name)."""
+    if os.path.isdir(path):
+        return _tar_gz(path, exclude), os.path.basename(os.path.abspath(path)) + ".tar.gz"
+    with open(path, "rb") as f:
+        return f.read(), os.path.basename(path)
 
 
 def _tar_gz(root, skip_top=()):
