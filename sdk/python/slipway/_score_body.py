@@ -59,7 +59,8 @@ def _columns_of_list(rows, names):
     if not rows:
         raise ValueError("no rows: send at least one row of %s" % ", ".join(FEATURES))
     if all(isinstance(r, dict) for r in rows):
-        return {n: [r.get(n) for r in rows] for n in FEATURES}
+        # A key no record has is a missing feature; a key some records lack is a missing value there.
+        return {n: [r.get(n) for r in rows] for n in FEATURES if any(n in r for r in rows)}
     if not isinstance(rows[0], (list, tuple, np.ndarray)):
         rows = [rows]  # one row
     return _from_rows(rows, names)
