@@ -118,6 +118,32 @@ class PrepareTest(unittest.TestCase):
         with self.assertRaises(TypeError):
             slipway.prepare(object(), X, path=os.path.join(self.dir, "o"))
 
+    def test_the_notebooks_own_modules_travel_with_the_model(self):
+        src = os.path.join(self.dir, "src")
+        os.makedirs(src)
+        with open(os.path.join(src, "mytransforms.py"), "w") as f:
+            f.write("import numpy as np\n\n\nclass Doubler:\n"
+                    "    def fit(self, X, y):\n        return self\n\n"
+                    "    def predict(self, X):\n        return np.asarray(X, dtype=float)[:, 0] * 2\n")
+        sys.path.insert(0, src)
+        self.addCleanup(sys.path.remove, src)
+        import mytransforms
+        X = np.array([[1.0], [2.0]])
+        art = slipway.prepare(mytransforms.Doubler().fit(X, None), X, path=os.path.join(self.dir, "m"), name="m")
+        self.assertIn("mytransforms.py", art.files)
+        self.assertNotIn("mytransforms", art.metadata["environment"]["packages"])
+        self.assertEqual(art.verify()["prediction"].tolist(), [2.0, 4.0])  # a new process, without src on its path
+
+    def test_verify_checks_the_answer_against_the_schema(self):
+        X = pd.DataFrame({"a": [1.0, 2.0]})
+        art = slipway.prepare(LinearRegression().fit(X, [1.0, 2.0]), X, path=os.path.join(self.dir, "v"), name="v")
+        with open(os.path.join(art.path, "score.py"), "a") as f:
+            f.write("\n\n_predict = predict\n\n\ndef predict(data, model=None):\n"
+                    "    return {'prediction': ['text' for _ in _predict(data, model)['prediction']]}\n")
+        with self.assertRaises(slipway.SlipwayError) as e:
+            art.verify()
+        self.assertIn("output column 'prediction' holds 'text', not a float64", e.exception.detail)
+
     def test_tables_and_v2_frames(self):
         df = pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5], "c": ["x", None], "d": [True, False]})
         ins = _tables.v2_inputs(df)

@@ -298,10 +298,37 @@ def _jsonable(v):
 
 
 def _check_output(schema, out):
-    """The server's model.sample_prediction check, here: one list per output column of the right kind."""
+    """The server's model.sample_prediction check, here: an entry per output column, elements of its kind."""
+    def fail(msg):
+        raise SlipwayError(0, "the output of score.py does not match the output schema: " + msg, "verify_failed")
+
+    if not isinstance(out, dict):
+        fail(f"expected an object with keys {[c['name'] for c in schema['columns']]}, got {type(out).__name__}")
     for col in schema["columns"]:
         if col["name"] not in out:
-            raise SlipwayError(0, f"score.py's answer lacks output {col['name']!r} (it has {sorted(out)})", "verify_failed")
+            fail(f"output column {col['name']!r} is missing (the answer has {sorted(out)})")
+        leaves, stack = [], [out[col["name"]]]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, list):
+                stack.extend(v)
+            else:
+                leaves.append(v)
+        for v in leaves:
+            if not _is_kind(col["dtype"], v):
+                fail(f"output column {col['name']!r} holds {v!r}, not a {col['dtype']}")
+
+
+def _is_kind(dtype, v):
+    if dtype.startswith("float"):
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if dtype.startswith(("int", "uint")):
+        return isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer())
+    if dtype == "bool":
+        return isinstance(v, bool)
+    if dtype in ("string", "object"):
+        return isinstance(v, str)
+    return True
 
 
 # ---- the environment ----
