@@ -30,6 +30,7 @@ class SlipwayError(Exception):
         self.title = self.problem.get("title", "")
         self.type = self.problem.get("type", "")
         self.instance = self.problem.get("instance", "")
+        self.request_id = self.problem.get("request_id", "")  # what the server's log names the request by
 
 
 def _read(path):
