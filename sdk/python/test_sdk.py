@@ -237,6 +237,22 @@ class UnitTest(unittest.TestCase):
         self.assertEqual(json.loads(slipway._dumps(body)), {"data": [[1.5, None], [None, None, 2]], "columns": ["a", "b"]})
         self.assertEqual(slipway._dumps({"a": 1.0}), b'{"a": 1.0}')
 
+    def test_lists_read_every_page(self):
+        """The server answers at most 1000 items a request: lists follow offset until the total."""
+        sw, data, offsets = slipway.Client("http://127.0.0.1:1", "t"), list(range(2500)), []
+
+        def page(method, path, payload=None, query=None, wrap=None):
+            off = query.get("offset") or 0
+            offsets.append(off)
+            return {"items": [{"i": i} for i in data[off:off + query["limit"]]], "total": len(data)}
+
+        sw._json = page
+        self.assertEqual([r["i"] for r in sw.list_models()], data)
+        self.assertEqual(offsets, [0, 1000, 2000])
+        offsets.clear()
+        self.assertEqual(len(sw.alert_history("d", limit=5)), 5)  # a limit given is one page
+        self.assertEqual(offsets, [0])
+
     def test_refs(self):
         self.assertEqual(slipway._ref("churn@champion", None, None), ("churn", None, "champion"))
         self.assertEqual(slipway._ref("churn:3", None, None), ("churn", "3", None))

@@ -172,9 +172,17 @@ class Client:
         return wrap(out) if wrap and isinstance(out, dict) else out
 
     def _items(self, path, query=None, wrap=dict, columns=()):
-        page = self._json("GET", path, query={"limit": 1000, **(query or {})})
-        items = page["items"] if isinstance(page, dict) and "items" in page else page
-        return Table([wrap(i) for i in items], columns)
+        """Every item of a list endpoint, page after page (the server answers at most 1000 at a time)."""
+        given = {k: v for k, v in (query or {}).items() if v is not None}
+        items, query = [], {"limit": 1000, **given}
+        while True:
+            page = self._json("GET", path, query={**query, "offset": len(items) or None})
+            if not (isinstance(page, dict) and "items" in page):
+                return Table([wrap(i) for i in page or []], columns)
+            items.extend(page["items"])
+            # A limit the caller gave is one page; otherwise go on until the total is reached.
+            if "limit" in given or not page["items"] or len(items) >= page.get("total", 0):
+                return Table([wrap(i) for i in items], columns)
 
     # ---- catalog ----
 
