@@ -3,6 +3,7 @@ place) and load (import the version's score.py and call its load_model())."""
 
 import hashlib
 import importlib.util
+import io
 import os
 import posixpath
 import re
@@ -10,7 +11,6 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import io
 
 from ._client import SlipwayError, _ref
 

@@ -510,11 +510,12 @@ class Client:
                 f.write(data)
             os.replace(tmp, path)
             return path
-        if _tables.pd is None:
+        pd = _tables.pandas()
+        if pd is None:
             return data
         if data[:4] == b"PAR1":
-            return _tables.pd.read_parquet(io.BytesIO(data))
-        return _tables.pd.read_csv(io.BytesIO(data))
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_csv(io.BytesIO(data))
 
     # ---- jobs, pipelines and schedules ----
 

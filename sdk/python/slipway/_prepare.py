@@ -19,7 +19,6 @@ import sysconfig
 
 from . import _tables
 from ._client import Client, SlipwayError, _dumps, _finite
-from ._tables import Version
 
 MODEL_FILE = "model.joblib"
 BASELINE_FILE = "baseline.csv"
@@ -78,7 +77,8 @@ class PreparedModel:
                 proc.returncode, proc.stderr.decode(errors="replace").strip()[-4000:]), "verify_failed")
         out = json.loads(proc.stdout)
         _check_output(self.metadata["output_schema"], out)
-        return _tables.pd.DataFrame(out) if _tables.pd is not None else out
+        pd = _tables.pandas()
+        return pd.DataFrame(out) if pd is not None else out
 
     def push(self, client=None, alias=None, model=None, baseline=True):
         """Register the artifact as a new version of model (default: the name given to prepare()), with
@@ -261,7 +261,7 @@ def _model_input(features, frame, n):
         arrays[c] = np.asarray(f["values"], dtype=f["numpy"]) if f["numpy"] != "object" else np.asarray(
             f["values"], dtype=object)
     if frame:
-        pd = _tables.pd
+        pd = _tables.pandas()
         df = pd.DataFrame(arrays, columns=list(features))
         for c, f in features.items():
             if f["categories"] is not None:

@@ -6,14 +6,23 @@ import html
 import json
 import math
 
-try:
-    import pandas as pd
-except ImportError:  # the SDK works without pandas; DataFrame conversions are then unavailable
-    pd = None
+_pandas = []
+
+
+def pandas():
+    """pandas, imported on first use (a script that never touches a DataFrame does not pay for it), or None."""
+    if not _pandas:
+        try:
+            import pandas as pd
+        except ImportError:  # the SDK works without pandas; DataFrame conversions are then unavailable
+            pd = None
+        _pandas.append(pd)
+    return _pandas[0]
 
 
 def is_frame(data):
-    return pd is not None and isinstance(data, pd.DataFrame)
+    """A pandas DataFrame (or a subclass, e.g. geopandas'), told without importing pandas."""
+    return any(c.__name__ == "DataFrame" and c.__module__.startswith("pandas") for c in type(data).__mro__)
 
 
 def _cell(value):
@@ -99,19 +108,20 @@ class Table(list):
         return html_table(self, cols)
 
     def to_frame(self):
-        _need_pandas("to_frame()")
-        return pd.DataFrame(list(self))
+        return _need_pandas("to_frame()").DataFrame(list(self))
 
 
 def _need_pandas(what):
+    pd = pandas()
     if pd is None:
         raise ImportError("%s needs pandas (apt install python3-pandas, or pip install pandas)" % what)
+    return pd
 
 
 def frame_from_records(records, index=None):
     """MLflow's answer as a DataFrame: records → columns; one output's list → a "predictions" column (MLflow's
     own name for an unnamed output); an object of equal-length lists → columns."""
-    _need_pandas("a DataFrame answer")
+    pd = _need_pandas("a DataFrame answer")
     if isinstance(records, list) and records and isinstance(records[0], dict):
         return pd.DataFrame.from_records(records, index=index)
     if isinstance(records, dict):
@@ -150,6 +160,7 @@ def _missing(v):
 def v2_outputs_frame(outputs, index=None):
     """V2 outputs as a DataFrame when each is one value per row, else a dict name → (shape, data)."""
     rows = {len(o["data"]) // max(1, math.prod(o["shape"][1:])) if o.get("shape") else len(o["data"]) for o in outputs}
+    pd = pandas()
     if pd is not None and all(len(o.get("shape") or [0]) == 1 for o in outputs) and len(rows) == 1:
         return pd.DataFrame({o["name"]: o["data"] for o in outputs}, index=index)
     return {o["name"]: {"shape": o.get("shape"), "datatype": o.get("datatype"), "data": o["data"]} for o in outputs}
@@ -158,7 +169,7 @@ def v2_outputs_frame(outputs, index=None):
 def read_jsonl_frame(text):
     """Captures exported as JSON lines → a DataFrame: time, request_id, version, row, one column per input,
     output.NAME per output, label, value."""
-    _need_pandas("captures as a DataFrame")
+    pd = _need_pandas("captures as a DataFrame")
     rows = []
     for line in text.splitlines():
         if not line.strip():
