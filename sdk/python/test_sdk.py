@@ -2,6 +2,7 @@
 replica: push the example model from its folder, deploy it, predict a pandas DataFrame, and compare with the
 model run directly; errors come back as SlipwayError with the server's problem details."""
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -252,6 +253,22 @@ class UnitTest(unittest.TestCase):
         offsets.clear()
         self.assertEqual(len(sw.alert_history("d", limit=5)), 5)  # a limit given is one page
         self.assertEqual(offsets, [0])
+
+    def test_a_cut_download_is_refused(self):
+        from slipway import _artifact
+        whole = slipway._tar_gz(os.path.join(REPO, "examples", "sklearn-churn"))
+        with tarfile.open(fileobj=io.BytesIO(whole)) as t:
+            manifest = {m.name: {"size": m.size, "sha256": hashlib.sha256(t.extractfile(m).read()).hexdigest()}
+                        for m in t}
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        _artifact._extract_verified(whole, root, manifest, "churn version 1")  # the whole download is accepted
+        self.assertEqual(sorted(os.listdir(root)), sorted(manifest))
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        with self.assertRaises(slipway.IntegrityError) as e:
+            _artifact._extract_verified(whole[: len(whole) // 2], root, manifest, "churn version 1")
+        self.assertIn("not a complete tar.gz", e.exception.detail)
 
     def test_refs(self):
         self.assertEqual(slipway._ref("churn@champion", None, None), ("churn", None, "champion"))

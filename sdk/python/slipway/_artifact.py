@@ -11,6 +11,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import zlib
 
 from ._client import SlipwayError, _ref
 
@@ -96,12 +97,15 @@ def _safe_name(raw):
 def _extract_verified(data, root, manifest, what):
     """Extract the tar.gz bytes under root, accepting only the manifest's regular files with its sizes and
     sha256; every listed file must be there."""
-    seen = set()
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
-    except (tarfile.TarError, OSError) as e:
-        raise IntegrityError(f"the download of {what} is not a tar.gz: {e}") from None
-    with tar:
+        _extract(data, root, manifest, what)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise IntegrityError(f"the download of {what} is not a complete tar.gz ({e}): nothing was kept") from None
+
+
+def _extract(data, root, manifest, what):
+    seen = set()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for member in tar:
             name = _safe_name(member.name)
             if member.isdir():
