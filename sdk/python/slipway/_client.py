@@ -159,7 +159,10 @@ class Client:
 
     def _request(self, method, path, body=None, content_type=None, query=None, raw=False, headers=None):
         with self._open(method, path, body, content_type, query, headers) as resp:
-            data = resp.read()
+            try:
+                data = resp.read()
+            except TimeoutError:
+                raise SlipwayError(0, f"{method} {path}: the answer from {self.url} stalled for {self.timeout}s") from None
             if raw:
                 return data
             if not data:
