@@ -239,6 +239,46 @@ func TestGRPCInferMatchesHTTP(t *testing.T) {
 	}
 
 	t.Run("python", func(t *testing.T) { checkPythonGRPCClient(t, s, httpAnswer.Outputs) })
+	t.Run("tritonclient", func(t *testing.T) { checkTritonGRPCClient(t, s, httpAnswer.Outputs) })
+}
+
+// checkTritonGRPCClient runs Triton's own client (testdata/tritonclient_grpc.py) when SLIPWAY_TRITONCLIENT
+// names a folder where `import tritonclient.grpc` works. It is not on PyPI-free machines (CI): its source
+// is the public triton-inference-server/client repository (src/python/library) with stubs generated from
+// triton-inference-server/common's protobuf/*.proto (service_pb2 and model_config_pb2, as its build names
+// them); it needs python3-numpy, python3-grpcio, python3-protobuf and python3-packaging.
+func checkTritonGRPCClient(t *testing.T, s *server, want []v2Output) {
+	lib := os.Getenv("SLIPWAY_TRITONCLIENT")
+	if lib == "" {
+		t.Skip("SLIPWAY_TRITONCLIENT is not set: Triton's client is not installed here")
+	}
+	features, n := onnxFeatures(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", filepath.Join(repoDir, "e2e", "testdata", "tritonclient_grpc.py"),
+		s.grpcAddr(), "churn-onnx", strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+lib, "SLIPWAY_TOKEN="+s.Token)
+	cmd.Stdin = bytes.NewReader(mustJSON(features))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tritonclient_grpc.py: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		Outputs  []v2Output
+		Live     bool
+		Ready    bool
+		Platform string
+		BadToken string `json:"bad_token"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("tritonclient_grpc.py output %s: %v", out, err)
+	}
+	sameOutputs(t, "tritonclient.grpc", got.Outputs, want)
+	if !got.Live || !got.Ready || got.Platform != "onnxruntime_onnx" || got.BadToken != "StatusCode.UNAUTHENTICATED" {
+		t.Fatalf("tritonclient.grpc: live %v ready %v platform %q, bad token %q", got.Live, got.Ready, got.Platform, got.BadToken)
+	}
 }
 
 // onnxFeatures are the ONNX example's reference rows, flat (n rows of 4).
