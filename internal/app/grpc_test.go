@@ -172,6 +172,29 @@ func TestGRPCAuthAndErrors(t *testing.T) {
 		t.Fatalf("retry-after trailer: %v", trailer)
 	}
 
+	// The refusals are in the audit log, as HTTP's are (through its queue: wait for the writer); the rate limit
+	// is load, not a refusal.
+	refused := map[string]bool{}
+	for deadline := time.Now().Add(30 * time.Second); len(refused) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_ = a.audit.Scan(context.Background(), slipway.AuditFilter{}, func(e *slipway.AuditEntry) error {
+			if e.Method == "gRPC" {
+				refused[e.Action+" "+e.Problem+" "+e.TokenName] = true
+			}
+			return nil
+		})
+	}
+	for _, want := range []string{inferencepb.GRPCInferenceService_ModelInfer_FullMethodName + " unauthorized ",
+		inferencepb.GRPCInferenceService_ServerMetadata_FullMethodName + " forbidden viewer"} {
+		if !refused[want] {
+			t.Errorf("audit log lacks the refusal %q: %v", want, refused)
+		}
+	}
+	for r := range refused {
+		if strings.Contains(r, "rate_limited") {
+			t.Errorf("a rate limit is in the audit log: %s", r)
+		}
+	}
+
 	// A message beyond --max-payload-bytes is refused by gRPC itself, before any decoding.
 	big := &inferencepb.ModelInferRequest{ModelName: "nope", RawInputContents: [][]byte{make([]byte, 11<<20)}}
 	_, err = c.ModelInfer(bearer(admin), big)
