@@ -28,7 +28,8 @@ func (a *App) startGRPC(certs *certReloader) (*grpcListener, error) {
 		return nil, fmt.Errorf("gRPC listener on %s (--grpc-addr): %w", a.cfg.GRPCAddr, err)
 	}
 	ln = limitPerClient(ln, a.cfg.MaxConnsPerClient, a.connRefusalLogger())
-	opts := a.api.GRPCOptions()
+	// The HTTP server's header limit bounds a call's metadata too (gRPC's default is 16 MiB).
+	opts := append(a.api.GRPCOptions(), grpc.MaxHeaderListSize(uint32(a.cfg.MaxHeaderBytes)))
 	if certs != nil {
 		cfg := certs.tlsConfig()
 		cfg.NextProtos = []string{"h2"} // gRPC is HTTP/2 only
