@@ -346,3 +346,29 @@ func checkPythonGRPCClient(t *testing.T, s *server, want []v2Output) {
 		t.Fatalf("Python client's errors: bad token %s, unknown model %s", got.BadToken, got.UnknownName)
 	}
 }
+
+// checkClusterGRPC: over gRPC the host of deployment churn (host, id hostID) answers, and another server of
+// the installation (other) refuses with UNAVAILABLE naming the host, since gRPC calls are not forwarded.
+func checkClusterGRPC(t *testing.T, other, host *server, hostID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+host.Token), time.Minute)
+	defer cancel()
+	for _, s := range []*server{host, other} {
+		conn, err := grpc.NewClient(s.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		r, err := inferencepb.NewGRPCInferenceServiceClient(conn).ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "churn"})
+		if s == host {
+			if err != nil || !r.Ready {
+				t.Fatalf("gRPC ModelReady on the host: %v %v", r, err)
+			}
+			continue
+		}
+		st, _ := status.FromError(err)
+		if st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "is served by server "+hostID+" ("+host.URL+")") {
+			t.Fatalf("gRPC ModelReady on a server that does not host churn: %v %q, want Unavailable naming %s", st.Code(), st.Message(), hostID)
+		}
+	}
+}

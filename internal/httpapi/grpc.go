@@ -19,6 +19,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/inference"
 	"github.com/slipway-ml/slipway/internal/inference/inferencepb"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/serving"
 )
 
 // The Open Inference Protocol over gRPC (inference.GRPCInferenceService, served on --grpc-addr). It is the
@@ -173,7 +174,7 @@ func (g *grpcInference) ModelReady(ctx context.Context, m *inferencepb.ModelRead
 	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelReady_FullMethodName, slipway.RolePredict); err != nil {
 		return nil, err
 	}
-	_, route, err := g.s.v2TargetNamed(ctx, m.Name, m.Version, false)
+	_, route, err := g.s.grpcTarget(ctx, m.Name, m.Version, false)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +185,7 @@ func (g *grpcInference) ModelMetadata(ctx context.Context, m *inferencepb.ModelM
 	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelMetadata_FullMethodName, slipway.RolePredict); err != nil {
 		return nil, err
 	}
-	rt, route, err := g.s.v2TargetNamed(ctx, m.Name, m.Version, false)
+	rt, route, err := g.s.grpcTarget(ctx, m.Name, m.Version, false)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +198,21 @@ func (g *grpcInference) ModelMetadata(ctx context.Context, m *inferencepb.ModelM
 		res.Outputs = append(res.Outputs, &inferencepb.ModelMetadataResponse_TensorMetadata{Name: c.Name, Datatype: c.Datatype, Shape: c.Shape})
 	}
 	return res, nil
+}
+
+// grpcTarget is v2TargetNamed; with several servers, a deployment another server hosts is refused with that
+// server's name and URL: HTTP calls are forwarded to the host (forward.go), gRPC calls not (yet).
+func (s *Server) grpcTarget(ctx context.Context, model, version string, pick bool) (*serving.Router, serving.Route, error) {
+	rt, route, err := s.v2TargetNamed(ctx, model, version, pick)
+	if err == nil || s.fwd == nil || slipway.ErrorCode(err) != slipway.EUNAVAILABLE {
+		return rt, route, err
+	}
+	if server, url, ok, herr := s.fwd.hosts.Host(ctx, model); herr == nil && ok {
+		return nil, serving.Route{}, slipway.Errorf(slipway.EUNAVAILABLE, "deployment %s is served by server %s (%s): "+
+			"gRPC calls are not forwarded between servers; call that server's gRPC address, or HTTP %s/v2/models/%s/infer "+
+			"(any server forwards HTTP calls)", model, server, url, url, model)
+	}
+	return rt, route, err
 }
 
 // ModelInfer is POST /v2/models/{name}[/versions/{version}]/infer over gRPC, reported to the monitor with
@@ -226,7 +242,7 @@ func (g *grpcInference) ModelInfer(ctx context.Context, m *inferencepb.ModelInfe
 // tensors, runs them through the pool (with the shadow's copy) and encodes the answer: raw when the request
 // was raw (Triton's and KServe's clients read raw_output_contents), else typed contents.
 func (s *Server) modelInfer(ctx context.Context, m *inferencepb.ModelInferRequest, ex *monitor.Exchange) (*inferencepb.ModelInferResponse, error) {
-	_, route, err := s.v2TargetNamed(ctx, m.ModelName, m.ModelVersion, true)
+	_, route, err := s.grpcTarget(ctx, m.ModelName, m.ModelVersion, true)
 	if err != nil {
 		return nil, err
 	}
