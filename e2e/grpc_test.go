@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -172,6 +173,11 @@ func TestGRPCInferMatchesHTTP(t *testing.T) {
 		t.Fatalf("a raw request gets raw outputs: %d raw for %d outputs", len(res.RawOutputContents), len(res.Outputs))
 	}
 	sameOutputs(t, "gRPC raw", grpcOutputs(t, res), httpAnswer.Outputs)
+	res, err = c.ModelInfer(ctx, rawReq, grpc.UseCompressor(gzip.Name)) // as tritonclient's compression_algorithm="gzip"
+	if err != nil {
+		t.Fatalf("ModelInfer compressed: %v", err)
+	}
+	sameOutputs(t, "gRPC raw, gzip", grpcOutputs(t, res), httpAnswer.Outputs)
 
 	// Requested outputs: only those.
 	one := &inferencepb.ModelInferRequest{ModelName: "churn-onnx", Inputs: rawReq.Inputs, RawInputContents: rawReq.RawInputContents,
@@ -222,14 +228,14 @@ func TestGRPCInferMatchesHTTP(t *testing.T) {
 		t.Fatalf("ServerLive: %v %v", r, err)
 	}
 
-	// The monitor counts gRPC requests with the HTTP ones, under protocol="grpc": 3 answered, 3 refused for
+	// The monitor counts gRPC requests with the HTTP ones, under protocol="grpc": 4 answered, 3 refused for
 	// their shapes (400, as HTTP counts them); an unknown deployment or version, or a bad token, is nobody's.
 	resp, body = s.do(t, "GET", "/metrics", s.Token, nil, "")
 	if resp.StatusCode != 200 {
 		t.Fatalf("metrics: %d %s", resp.StatusCode, body)
 	}
 	for _, want := range []string{
-		`slipway_predict_requests_total{code="200",deployment="churn-onnx",protocol="grpc",version="1"} 3`,
+		`slipway_predict_requests_total{code="200",deployment="churn-onnx",protocol="grpc",version="1"} 4`,
 		`slipway_predict_requests_total{code="400",deployment="churn-onnx",protocol="grpc",version="1"} 3`,
 		`slipway_predict_requests_total{code="200",deployment="churn-onnx",protocol="v2",version="1"} 1`,
 	} {

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -195,10 +196,15 @@ func TestGRPCAuthAndErrors(t *testing.T) {
 		}
 	}
 
-	// A message beyond --max-payload-bytes is refused by gRPC itself, before any decoding.
+	// A message beyond --max-payload-bytes is refused by gRPC itself, before any decoding; compressed too (a
+	// gzip bomb is cut at the limit as it inflates), while a compressed call within it is served.
 	big := &inferencepb.ModelInferRequest{ModelName: "nope", RawInputContents: [][]byte{make([]byte, 11<<20)}}
 	_, err = c.ModelInfer(bearer(admin), big)
 	wantCode(t, "too large", err, codes.ResourceExhausted, "larger than max")
+	_, err = c.ModelInfer(bearer(admin), big, grpc.UseCompressor(gzip.Name))
+	wantCode(t, "too large, compressed", err, codes.ResourceExhausted, "larger than max")
+	_, err = c.ModelInfer(bearer(admin), infer, grpc.UseCompressor(gzip.Name))
+	wantCode(t, "compressed", err, codes.NotFound, "nope")
 }
 
 func TestGRPCStopsWithTheServer(t *testing.T) {
