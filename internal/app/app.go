@@ -281,6 +281,12 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		ln, scheme = tls.NewListener(ln, certs.tlsConfig()), "https"
 	}
+	grpcSrv, err := a.startGRPC(certs)
+	if err != nil {
+		_ = ln.Close() // never served: closing only frees the port
+		return err
+	}
+	defer grpcSrv.stopNow() // the returns before the shutdown below (a failed start, a failed Serve)
 	url := scheme + "://" + ln.Addr().String()
 	// Where this server listens now, for the CLI and the SDK on this machine and for job runs that outlive a
 	// restart on another port (SLIPWAY_URL_FILE).
@@ -307,6 +313,8 @@ serve:
 		select {
 		case err := <-errc:
 			return fmt.Errorf("serve: %w", err)
+		case err := <-grpcSrv.failed():
+			return fmt.Errorf("serve gRPC: %w", err)
 		case <-hup:
 			a.reloadCertificate(certs)
 		case <-ctx.Done():
@@ -317,7 +325,13 @@ serve:
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	grpcStopped := make(chan error, 1)
+	go func() { grpcStopped <- grpcSrv.stop(sctx) }() // beside the HTTP server's shutdown, within the same time
+	err = srv.Shutdown(sctx)
+	if gerr := <-grpcStopped; gerr != nil {
+		err = errors.Join(err, fmt.Errorf("gRPC: %w", gerr))
+	}
+	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {

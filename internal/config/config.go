@@ -46,6 +46,9 @@ type Config struct {
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration
 	DebugAddr      string // pprof listener, off when empty
+	// GRPCAddr is where the Open Inference Protocol's gRPC service listens (off when empty); with TLSCert it
+	// speaks TLS with the same certificate.
+	GRPCAddr string
 	// TLSCert and TLSKey (PEM files) make the server speak HTTPS; SIGHUP reads them again.
 	TLSCert, TLSKey string
 	// DatabaseURL is where the state lives, as given: empty or sqlite:///path for SQLite files, or
@@ -111,7 +114,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		{&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE"}, {&c.DatabaseURL, "SLIPWAY_DATABASE"},
 		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"}, {&c.AdvertiseURL, "SLIPWAY_ADVERTISE_URL"},
 		{&c.Engine, "SLIPWAY_ENGINE"}, {&c.Kubeconfig, "SLIPWAY_KUBECONFIG"}, {&c.Namespace, "SLIPWAY_NAMESPACE"},
-		{&c.Image, "SLIPWAY_IMAGE"},
+		{&c.Image, "SLIPWAY_IMAGE"}, {&c.GRPCAddr, "SLIPWAY_GRPC_ADDR"},
 	} {
 		if v := getenv(e.key); v != "" {
 			*e.dst = v
@@ -148,6 +151,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.DatabaseURL, "database", c.DatabaseURL, "where the state lives: sqlite:///path/slipway.db (default: DATA_DIR/slipway.db, with monitor.db next to it) or postgres://user:password@host:5432/db for every table in PostgreSQL (env SLIPWAY_DATABASE)")
 	fs.StringVar(&c.ArtifactStore, "artifact-store", c.ArtifactStore, "where model artifacts are stored: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX[?endpoint=URL&region=R] for an S3-compatible bucket (env SLIPWAY_ARTIFACT_STORE; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the IAM role)")
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "with several servers on one --database postgres://: the URL the other servers reach this one at, e.g. http://10.0.0.5:8080 (env SLIPWAY_ADVERTISE_URL; default: from --addr, loopback for 0.0.0.0)")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "serve the Open Inference Protocol over gRPC (inference.GRPCInferenceService, as Triton and KServe clients call it) on this host:port; TLS with --tls-cert (off by default; env SLIPWAY_GRPC_ADDR)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
@@ -212,6 +216,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr %q: want host:port (e.g. 127.0.0.1:8080)", c.Addr))
+	}
+	if c.GRPCAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--grpc-addr %q: want host:port (e.g. 127.0.0.1:8081)", c.GRPCAddr))
+		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))

@@ -113,7 +113,11 @@ func (a *authenticator) evict() {
 
 // authenticate returns the request's token or an EUNAUTHORIZED error.
 func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
-	h := r.Header.Get("Authorization")
+	return s.authenticateHeader(r.Context(), r.Header.Get("Authorization"))
+}
+
+// authenticateHeader resolves an Authorization value (HTTP header or gRPC metadata) to its token.
+func (s *Server) authenticateHeader(ctx context.Context, h string) (*slipway.Token, error) {
 	if h == "" {
 		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "missing bearer token: send \"Authorization: Bearer <token>\" (the admin token is in DATA_DIR/admin.token)")
 	}
@@ -121,7 +125,7 @@ func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
 		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "malformed Authorization header: use \"Bearer <token>\"")
 	}
-	return s.auth.lookup(r.Context(), strings.TrimSpace(secret))
+	return s.auth.lookup(ctx, strings.TrimSpace(secret))
 }
 
 // requireRole admits requests whose token has the needed role; auditRefusals records the others in the
@@ -129,15 +133,13 @@ func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
 func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefusals bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t, err := s.authenticate(r)
-		if err == nil && need != roleAny && !t.Role.Allows(need) {
-			infoOf(r).token = t
-			err = slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need)
-		}
-		if err == nil && need == slipway.RolePredict && t.RateLimit != nil {
-			if ok, wait := s.limiter.allow(t, time.Now()); !ok {
-				var retry string
-				retry, err = s.limiter.refuse(t, wait)
+		if err == nil {
+			var retry string
+			if retry, err = s.admit(t, need); retry != "" {
 				w.Header().Set("Retry-After", retry)
+			}
+			if slipway.ErrorCode(err) == slipway.EFORBIDDEN {
+				infoOf(r).token = t
 			}
 		}
 		if err != nil {
@@ -150,6 +152,20 @@ func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefu
 		infoOf(r).token = t // Handler puts the request's info in its context (withRequestID) before any route
 		next(w, r)
 	}
+}
+
+// admit checks that token t may make a call that needs role need: its role, and for predictions its rate
+// limit (refused with the seconds to wait before a retry, for Retry-After).
+func (s *Server) admit(t *slipway.Token, need slipway.Role) (retryAfter string, err error) {
+	if need != roleAny && !t.Role.Allows(need) {
+		return "", slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need)
+	}
+	if need == slipway.RolePredict && t.RateLimit != nil {
+		if ok, wait := s.limiter.allow(t, time.Now()); !ok {
+			return s.limiter.refuse(t, wait)
+		}
+	}
+	return "", nil
 }
 
 func tokenOf(r *http.Request) *slipway.Token {

@@ -82,7 +82,7 @@ type depState struct {
 	minute                atomic.Pointer[minuteAcc]
 	reqs                  sync.Map // counterKey → prometheus.Counter
 	versions              sync.Map // version (int) → *versionAcc: what canary analysis compares
-	latency               [3]prometheus.Observer
+	latency               [len(protoNames)]prometheus.Observer
 	bytesIn               prometheus.Counter
 	bytesOut,
 	captured, dropped, rejected, timeouts, rateLimited prometheus.Counter
@@ -208,11 +208,13 @@ func protoIndex(p string) int {
 		return 1
 	case ProtoV2:
 		return 2
+	case ProtoGRPC:
+		return 3
 	}
 	return 0
 }
 
-var protoNames = [3]string{ProtoPredict, ProtoInvocations, ProtoV2}
+var protoNames = [...]string{ProtoPredict, ProtoInvocations, ProtoV2, ProtoGRPC}
 
 // state returns (creating) a deployment's state.
 func (s *Service) state(name string) *depState {

@@ -26,6 +26,7 @@ const (
 	ProtoPredict     = "predict"
 	ProtoInvocations = "invocations"
 	ProtoV2          = "v2"
+	ProtoGRPC        = "grpc" // the Open Inference Protocol over gRPC (ModelInfer)
 )
 
 // ServingInfo is what the monitor reads from a serving deployment: its queue and replicas.
