@@ -192,13 +192,13 @@ func (sp RolloutSpec) Validate() error {
 
 // Rollout moves a deployment to a candidate version step by step, judging each step's window by its gates.
 type Rollout struct {
-	ID         string       `json:"id"`
-	Deployment string       `json:"deployment"`
-	Model      string       `json:"model"`
-	Version    int          `json:"version"`      // the candidate
-	From       int          `json:"from_version"` // the deployment's version when the rollout started
-	State      RolloutState `json:"state"`
-	Reason     string       `json:"reason"`
+	ID         string        `json:"id"`
+	Deployment string        `json:"deployment"`
+	Model      string        `json:"model"`
+	Version    int           `json:"version"`      // the candidate
+	From       int           `json:"from_version"` // the deployment's version when the rollout started
+	State      RolloutState  `json:"state"`
+	Reason     string        `json:"reason"`
 	Steps      []RolloutStep `json:"steps"`
 	Gates      RolloutGates  `json:"gates"`
 	// Step is the index of the current step (len(Steps) once every step passed).
