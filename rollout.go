@@ -273,3 +273,7 @@ type RolloutStore interface {
 	// another writer moved it (a cancel).
 	UpdateRollout(ctx context.Context, r *Rollout, from RolloutState) error
 }
+
+// AlertRolledBack is the state of the alert event each of a deployment's rules records when a rollout of the
+// deployment is rolled back (its webhook's type is "alert.rolled_back").
+const AlertRolledBack = "rolled_back"
