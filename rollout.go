@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -277,3 +278,40 @@ type RolloutStore interface {
 // AlertRolledBack is the state of the alert event each of a deployment's rules records when a rollout of the
 // deployment is rolled back (its webhook's type is "alert.rolled_back").
 const AlertRolledBack = "rolled_back"
+
+// ParseRolloutStep reads a step written as text: shadow=DURATION or canary=PERCENT:DURATION (the CLI's
+// --step, a pipeline's steps).
+func ParseRolloutStep(s string) (RolloutStep, error) {
+	kind, val, ok := strings.Cut(strings.TrimSpace(s), "=")
+	bad := func(why string) error {
+		return fmt.Errorf("step %q: %s (use shadow=DURATION or canary=PERCENT:DURATION, e.g. shadow=10m, canary=50:10m)", s, why)
+	}
+	if !ok {
+		return RolloutStep{}, bad("no '='")
+	}
+	switch kind {
+	case "shadow":
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return RolloutStep{}, bad(fmt.Sprintf("%q is not a duration", val))
+		}
+		sd := Duration(d)
+		return RolloutStep{Shadow: &sd}, nil
+	case "canary":
+		pct, dur, ok := strings.Cut(val, ":")
+		if !ok {
+			return RolloutStep{}, bad("a canary step needs its duration after ':'")
+		}
+		n, err := strconv.Atoi(pct)
+		if err != nil {
+			return RolloutStep{}, bad(fmt.Sprintf("%q is not a whole percent", pct))
+		}
+		d, err := time.ParseDuration(dur)
+		if err != nil {
+			return RolloutStep{}, bad(fmt.Sprintf("%q is not a duration", dur))
+		}
+		sd := Duration(d)
+		return RolloutStep{Canary: n, For: &sd}, nil
+	}
+	return RolloutStep{}, bad(fmt.Sprintf("unknown step kind %q", kind))
+}

@@ -92,6 +92,7 @@ func (a *App) openJobs() error {
 		Baseline: a.storeBaseline,
 		Targets:  map[string]jobs.ScheduleTarget{slipway.TargetBatch: batchTarget{a.batch}},
 		Batch:    pipelineBatch{a.batch},
+		Rollouts: a.rollouts,
 		Deployer: jobs.Deployer{
 			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
 				return a.deploy.Update(ctx, name, slipway.DeploymentSpec{Version: &version})

@@ -92,9 +92,9 @@ func (f *rolloutFlags) spec() (slipway.RolloutSpec, error) {
 		return sp, fmt.Errorf("give at least one --step: shadow=10m or canary=10:10m")
 	}
 	for _, s := range f.steps {
-		st, err := parseRolloutStep(s)
+		st, err := slipway.ParseRolloutStep(s)
 		if err != nil {
-			return sp, err
+			return sp, fmt.Errorf("--%w", err)
 		}
 		sp.Steps = append(sp.Steps, st)
 	}
@@ -104,42 +104,6 @@ func (f *rolloutFlags) spec() (slipway.RolloutSpec, error) {
 		}
 	}
 	return sp, nil
-}
-
-// parseRolloutStep reads shadow=DURATION or canary=PERCENT:DURATION.
-func parseRolloutStep(s string) (slipway.RolloutStep, error) {
-	kind, val, ok := strings.Cut(s, "=")
-	bad := func(why string) error {
-		return fmt.Errorf("--step %q: %s (use shadow=DURATION or canary=PERCENT:DURATION, e.g. shadow=10m, canary=50:10m)", s, why)
-	}
-	if !ok {
-		return slipway.RolloutStep{}, bad("no '='")
-	}
-	switch kind {
-	case "shadow":
-		d, err := time.ParseDuration(val)
-		if err != nil {
-			return slipway.RolloutStep{}, bad(fmt.Sprintf("%q is not a duration", val))
-		}
-		sd := slipway.Duration(d)
-		return slipway.RolloutStep{Shadow: &sd}, nil
-	case "canary":
-		pct, dur, ok := strings.Cut(val, ":")
-		if !ok {
-			return slipway.RolloutStep{}, bad("a canary step needs its duration after ':'")
-		}
-		n, err := strconv.Atoi(pct)
-		if err != nil {
-			return slipway.RolloutStep{}, bad(fmt.Sprintf("%q is not a whole percent", pct))
-		}
-		d, err := time.ParseDuration(dur)
-		if err != nil {
-			return slipway.RolloutStep{}, bad(fmt.Sprintf("%q is not a duration", dur))
-		}
-		sd := slipway.Duration(d)
-		return slipway.RolloutStep{Canary: n, For: &sd}, nil
-	}
-	return slipway.RolloutStep{}, bad(fmt.Sprintf("unknown step kind %q", kind))
 }
 
 // setGate sets one NAME=VALUE gate.

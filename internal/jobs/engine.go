@@ -535,8 +535,11 @@ func (s *Service) startBuiltin(run *slipway.PipelineRun, st *slipway.StepRun, sp
 	}
 	step, attempt := st.Name, st.Attempts
 	s.goBuiltin(run.ID, step, s.now().UTC(), builtinTimeout(spec), func(ctx context.Context, bs *builtinState) (map[string]any, error) {
-		if spec.Builtin == BuiltinBatch {
+		switch spec.Builtin {
+		case BuiltinBatch:
 			return s.builtinBatch(ctx, run, step, attempt, with, "", bs)
+		case BuiltinRollout:
+			return s.builtinRollout(ctx, run, step, with, bs)
 		}
 		return s.runBuiltin(ctx, run, spec.Builtin, with, outputDirs)
 	})
