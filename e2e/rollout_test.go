@@ -363,7 +363,8 @@ func TestRolloutsGateAndPromote(t *testing.T) {
 }
 
 // TestRolloutSurvivesRestart: a rollout whose server is killed mid-step continues on the server started again
-// on the same data folder (its window starts over) and promotes.
+// on the same data folder (its window starts over) and promotes. Then a pipeline's rollout step fails with a
+// disagreeing candidate's rollback and succeeds with a good one's promotion.
 func TestRolloutSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -400,5 +401,44 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 	d, err := s2.Client().GetDeployment(ctx, "churn-api")
 	if err != nil || d.Version != 2 || d.Canary != nil {
 		t.Fatalf("deployment after the promotion: %+v, %v", d, err)
+	}
+
+	// A pipeline ends in a rollout: the step fails with the rollout's reason when it is rolled back, and
+	// succeeds with the promoted rollout's outputs.
+	c := s2.Client()
+	pushChurnFrom(t, s2, churnVariant(t, 30)) // 3: disagrees with the champion
+	if _, err := c.CreatePipeline(ctxFor(t, time.Minute), []byte(`
+name: ship
+params: {version: 3}
+steps:
+  - name: roll
+    builtin: rollout
+    with:
+      deployment: churn-api
+      version: ${params.version}
+      steps: ["shadow=3s", {canary: 50, for: 3s}]
+      gates: {min_agreement: 0.9, min_requests: 10}
+`), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	run, err := c.RunPipeline(ctxFor(t, time.Minute), "ship", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run = waitPipelineRun(t, c, run.ID)
+	step := stepNamed(run, "roll")
+	if run.State != slipway.RunFailed || !strings.Contains(step.Reason, "ROLLED_BACK") || !strings.Contains(step.Reason, "min_agreement") ||
+		step.Outputs["state"] != "ROLLED_BACK" || aliasVersion(t, s2, "churn", "champion") != 2 {
+		t.Fatalf("pipeline with a disagreeing candidate: %s %q; step %q %v", run.State, run.Reason, step.Reason, step.Outputs)
+	}
+	waitActive(t, s2, "churn-api")
+	run, err = c.RunPipeline(ctxFor(t, time.Minute), "ship", map[string]any{"version": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run = waitPipelineRun(t, c, run.ID)
+	step = stepNamed(run, "roll")
+	if run.State != slipway.RunSucceeded || step.Outputs["state"] != "PROMOTED" || step.Outputs["version"] != 1.0 || aliasVersion(t, s2, "churn", "champion") != 1 {
+		t.Fatalf("pipeline with a good candidate: %s %q; step %q %v", run.State, run.Reason, step.Reason, step.Outputs)
 	}
 }

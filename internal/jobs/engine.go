@@ -345,6 +345,9 @@ func (s *Service) applyResult(ctx context.Context, run *slipway.PipelineRun, st 
 		entry.JobRun = st.JobRun
 	}
 	used := st.Attempts - st.RetryBase
+	if !res.ok && res.outputs != nil {
+		st.Outputs = res.outputs // a failed built-in's last word (a rollout's ROLLED_BACK), not its last progress
+	}
 	switch {
 	case res.ok:
 		st.State, st.Reason = slipway.StepSucceeded, ""
