@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
 )
@@ -360,6 +362,21 @@ func TestRolloutsGateAndPromote(t *testing.T) {
 	if _, errOut, code := s.cli("rollouts", "cancel", "churn-api", r.ID); code == 0 || !strings.Contains(errOut, "already PROMOTED") {
 		t.Fatalf("cancel an ended rollout: exit %d %s", code, errOut)
 	}
+
+	// The deployment's page shows each rollout's steps and decisions with the gates' evidence.
+	b := newBrowser(t)
+	b.do("open the UI", chromedp.Navigate(s.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
+	b.do("sign in", chromedp.SetValue(chromedp.ID("token"), s.Token), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+	b.waitJS("the deployments list", `document.body.innerText.includes("churn-api")`)
+	b.do("open the deployment", chromedp.Click(chromedp.CSS(`a[href="/ui/deployments/churn-api"]`)))
+	b.waitJS("the rollouts", `document.querySelector("#rollout-`+r.ID+`")?.innerText.includes("PROMOTED")`)
+	got := b.text("#rollouts")
+	for _, want := range []string{"version 1 → 4", "1. shadow=3s", "2. canary=50:3s", "ROLLED_BACK", "✗ max_error_rate", "✗ min_agreement", "✓ min_agreement"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the deployment page's rollouts lack %q:\n%s", want, got)
+		}
+	}
+	b.checkNoErrors()
 }
 
 // TestRolloutSurvivesRestart: a rollout whose server is killed mid-step continues on the server started again
