@@ -322,7 +322,24 @@ func TestRolloutsGateAndPromote(t *testing.T) {
 		t.Fatal("the erroring candidate answered no failed request: the test did not exercise the gate")
 	}
 
-	// 3. A good candidate: shadow → canary 50% → PROMOTED, @champion moves, no client request fails.
+	// 3. Cancel: a running rollout ends CANCELED, its shadow removed, the deployment on its version.
+	out, errOut, code = s.cli("rollouts", "start", "churn-api", "--version", "4", "--step", "shadow=10m", "--no-wait", "-o", "json")
+	var running client.Rollout
+	if code != 0 || json.Unmarshal([]byte(out), &running) != nil || running.State != slipway.RolloutRunning {
+		t.Fatalf("rollouts start --no-wait: exit %d\n%s\n%s", code, out, errOut)
+	}
+	waitFor(t, "the shadow step's window", 90*time.Second, func() bool {
+		cur, err := c.GetRollout(ctx, "churn-api", running.ID)
+		return err == nil && len(decisionsOf(cur, slipway.RolloutStepStarted)) == 1
+	})
+	if out, errOut, code := s.cli("rollouts", "cancel", "churn-api", running.ID); code != 0 || !strings.Contains(out, "CANCELED") {
+		t.Fatalf("rollouts cancel: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if d := waitActive(t, s, "churn-api"); d.Shadow != nil || d.Version != 1 || aliasVersion(t, s, "churn", "champion") != 1 {
+		t.Fatalf("after the cancel: %+v", d)
+	}
+
+	// 4. A good candidate: shadow → canary 50% → PROMOTED, @champion moves, no client request fails.
 	stop()
 	counts, stop = startTraffic(t, func() string { return s.URL }, s.Token, "churn-api")
 	out, errOut, code = s.cli("rollouts", "start", "churn-api", "--version", "4", "--step", "shadow=3s", "--step", "canary=50:3s",
@@ -338,7 +355,7 @@ func TestRolloutsGateAndPromote(t *testing.T) {
 		t.Fatalf("under load: ok %v, failed %v %v", ok, failedBy, sample)
 	}
 	rs, err = c.ListRollouts(ctx, "churn-api")
-	if err != nil || len(rs) != 3 || rs[0].State != slipway.RolloutPromoted || rs[0].EndedAt == nil || rs[0].CurrentStep != nil {
+	if err != nil || len(rs) != 4 || rs[0].State != slipway.RolloutPromoted || rs[1].State != slipway.RolloutCanceled || rs[0].EndedAt == nil || rs[0].CurrentStep != nil {
 		t.Fatalf("list after the promotion: %+v, %v", rs, err)
 	}
 	r = rs[0]
