@@ -447,8 +447,22 @@ func (s *Service) promote(ctx context.Context, r *slipway.Rollout, d *slipway.De
 		return s.end(ctx, r, slipway.RolloutPromoted, slipway.RolloutDecision{Action: slipway.RolloutPromote,
 			Message: fmt.Sprintf("every step passed: %s (was %d)", how, r.From)})
 	}
-	return s.rollBack(ctx, r, d, slipway.RolloutDecision{Action: slipway.RolloutFailed,
-		Message: fmt.Sprintf("every step passed, but version %d did not start as the deployment's: %s", r.Version, d.Reason)}, slipway.RolloutRolledBack)
+	msg := fmt.Sprintf("every step passed, but version %d did not start as the deployment's: %s", r.Version, d.Reason)
+	if d.FollowAlias && d.Alias != "" {
+		msg += "; " + s.restoreAlias(ctx, r, d)
+	}
+	return s.rollBack(ctx, r, d, slipway.RolloutDecision{Action: slipway.RolloutFailed, Message: msg}, slipway.RolloutRolledBack)
+}
+
+// restoreAlias moves the alias a failed promotion moved back to the version it named before, so that the
+// deployment (and the others following it) do not roll out to the rejected candidate later, at a restart.
+func (s *Service) restoreAlias(ctx context.Context, r *slipway.Rollout, d *slipway.Deployment) string {
+	if _, err := s.cfg.Models.SetAlias(context.WithoutCancel(ctx), d.Model, d.Alias, r.From, "rollout:"+r.ID); err != nil {
+		s.cfg.Log.Error("rollout: move the alias back", "deployment", d.Name, "alias", d.Alias, "error", err)
+		return fmt.Sprintf("@%s could not be moved back to version %d: %v", d.Alias, r.From, err)
+	}
+	s.cfg.Deployments.AliasMoved(context.WithoutCancel(ctx), d.Model, d.Alias, r.From)
+	return fmt.Sprintf("@%s moved back to version %d", d.Alias, r.From)
 }
 
 func (s *Service) requestPromotion(ctx context.Context, r *slipway.Rollout, d *slipway.Deployment) error {
@@ -461,7 +475,7 @@ func (s *Service) requestPromotion(ctx context.Context, r *slipway.Rollout, d *s
 		alias, follow := d.Alias, true
 		none.Alias, none.FollowAlias = &alias, &follow
 		if _, err := s.cfg.Deployments.Update(ctx, d.Name, none); err != nil {
-			return err
+			return fmt.Errorf("%w; %s", err, s.restoreAlias(ctx, r, d))
 		}
 		s.cfg.Deployments.AliasMoved(ctx, d.Model, d.Alias, r.Version) // the other deployments that follow it
 		return nil

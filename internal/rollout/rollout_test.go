@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -86,6 +87,7 @@ type fakeDeployments struct {
 	updates  []slipway.DeploymentSpec
 	moved    []int          // AliasMoved versions
 	aliases  map[string]int // the model's aliases (shared with fakeModels)
+	reject   int            // a version whose replicas do not start as the deployment's: the update is rejected
 }
 
 func (f *fakeDeployments) Get(context.Context, string) (*slipway.Deployment, error) {
@@ -116,6 +118,7 @@ func shadowVersion(s *slipway.Shadow) int {
 func (f *fakeDeployments) Update(_ context.Context, _ string, sp slipway.DeploymentSpec) (*slipway.Deployment, error) {
 	f.updates = append(f.updates, sp)
 	d := f.d
+	prev := d.Version
 	if sp.Version != nil {
 		d.Version, d.Alias, d.FollowAlias = *sp.Version, "", false
 	}
@@ -141,6 +144,9 @@ func (f *fakeDeployments) Update(_ context.Context, _ string, sp slipway.Deploym
 		}
 	}
 	d.Reason = sp.Note
+	if f.reject != 0 && d.Version == f.reject {
+		d.Version, d.Reason = prev, fmt.Sprintf("update rejected, still serving version %d: replica exited", prev)
+	}
 	return f.Get(context.Background(), d.Name)
 }
 
@@ -346,4 +352,17 @@ func decisionsWith(r *slipway.Rollout, action string) []slipway.RolloutDecision 
 		}
 	}
 	return out
+}
+
+func TestRolloutPromotionRejectedMovesTheAliasBack(t *testing.T) {
+	d := active(1)
+	d.Alias, d.FollowAlias = "champion", true
+	h := newHarness(d)
+	h.deps.reject = 2
+	r, _ := h.svc.Start(context.Background(), "churn-api", spec(2, "canary=50:5s"), "alice")
+	r = h.run(t, r.ID, 10, time.Second, 2, 10, 0)
+	if r.State != slipway.RolloutRolledBack || h.mods.aliases["champion"] != 1 || h.deps.d.Version != 1 ||
+		!strings.Contains(r.Reason, "@champion moved back to version 1") || len(h.mon.rolled) != 1 {
+		t.Fatalf("rollout %s (%s); @champion %d, deployment version %d", r.State, r.Reason, h.mods.aliases["champion"], h.deps.d.Version)
+	}
 }
