@@ -16,6 +16,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 )
 
@@ -91,6 +92,7 @@ func (a *App) openJobs() error {
 		Baseline: a.storeBaseline,
 		Targets:  map[string]jobs.ScheduleTarget{slipway.TargetBatch: batchTarget{a.batch}},
 		Batch:    pipelineBatch{a.batch},
+		Rollouts: a.rollouts,
 		Deployer: jobs.Deployer{
 			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
 				return a.deploy.Update(ctx, name, slipway.DeploymentSpec{Version: &version})
@@ -162,6 +164,22 @@ func (a *App) openCanary() error {
 	go func() { // owned by the App: ends at Close
 		defer close(done)
 		analyzer.Run(ctx)
+	}()
+	a.closers = append(a.closers, func() error { cancel(); <-done; return nil })
+	return nil
+}
+
+// openRollouts starts the driver of gated rollouts (internal/rollout): it moves each RUNNING rollout whose
+// deployment this server hosts (whose request counts it reads), resuming those a previous server left. Its
+// goroutine ends at Close, before the deployments stop.
+func (a *App) openRollouts() error {
+	a.rollouts = rollout.New(rollout.Config{Store: a.db, Deployments: a.deploy, Models: a.db, Monitor: a.monitor, Log: a.log,
+		Hosted: func(name string) bool { return a.deploy.Routers().Get(name) != nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { // owned by the App: ends at Close
+		defer close(done)
+		a.rollouts.Run(ctx)
 	}()
 	a.closers = append(a.closers, func() error { cancel(); <-done; return nil })
 	return nil

@@ -175,6 +175,7 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.dbCommand())
 	root.AddCommand(a.capturesCommand())
+	root.AddCommand(a.rolloutsCommand())
 	root.AddCommand(a.monitorCommands()...)
 	return root
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 )
 
@@ -50,6 +51,8 @@ type Config struct {
 	// forwarded there (forward.go), each bounded by ForwardTimeout (default 2 min). Nil: one server.
 	Hosts          Hosts
 	ForwardTimeout time.Duration
+	// Rollouts drives gated rollouts (nil: their routes answer 503).
+	Rollouts *rollout.Service
 }
 
 // Server serves the API.
@@ -77,6 +80,7 @@ type Server struct {
 	mux         *http.ServeMux
 	routes      []route
 	fwd         *forwarder // nil: one server, nothing is forwarded
+	rollouts    *rollout.Service
 }
 
 // route is one line of the API table: pattern, handler and the role it needs ("" = public).
@@ -92,7 +96,7 @@ func New(cfg Config) *Server {
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
-		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter()}
+		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter(), rollouts: cfg.Rollouts}
 	if cfg.Monitor != nil {
 		cfg.Monitor.Registry().MustRegister(s.limiter.limited)
 	}
@@ -161,6 +165,7 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.auditRoutes()...)
 	s.routes = append(s.routes, s.replicaRoutes()...)
 	s.routes = append(s.routes, s.shadowRoutes()...)
+	s.routes = append(s.routes, s.rolloutRoutes()...)
 	for _, rt := range s.routes {
 		h := rt.handler
 		if s.fwd != nil && forwardable(rt.pattern) {

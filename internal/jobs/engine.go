@@ -345,6 +345,9 @@ func (s *Service) applyResult(ctx context.Context, run *slipway.PipelineRun, st 
 		entry.JobRun = st.JobRun
 	}
 	used := st.Attempts - st.RetryBase
+	if !res.ok && res.outputs != nil {
+		st.Outputs = res.outputs // a failed built-in's last word (a rollout's ROLLED_BACK), not its last progress
+	}
 	switch {
 	case res.ok:
 		st.State, st.Reason = slipway.StepSucceeded, ""
@@ -535,8 +538,11 @@ func (s *Service) startBuiltin(run *slipway.PipelineRun, st *slipway.StepRun, sp
 	}
 	step, attempt := st.Name, st.Attempts
 	s.goBuiltin(run.ID, step, s.now().UTC(), builtinTimeout(spec), func(ctx context.Context, bs *builtinState) (map[string]any, error) {
-		if spec.Builtin == BuiltinBatch {
+		switch spec.Builtin {
+		case BuiltinBatch:
 			return s.builtinBatch(ctx, run, step, attempt, with, "", bs)
+		case BuiltinRollout:
+			return s.builtinRollout(ctx, run, step, with, bs)
 		}
 		return s.runBuiltin(ctx, run, spec.Builtin, with, outputDirs)
 	})

@@ -71,7 +71,10 @@ type Config struct {
 	Deployer Deployer
 	// Batch runs the `batch` step's batch predictions.
 	Batch BatchRunner
-	// BatchPoll is how often a `batch` step reads its run's progress (default 500ms).
+	// Rollouts runs the `rollout` step's gated rollouts.
+	Rollouts Rollouts
+	// BatchPoll is how often a `batch` step reads its run's progress (default 500ms), and a `rollout` step
+	// its rollout's.
 	BatchPoll time.Duration
 	Executor  executor.Executor
 	Limits    archive.Limits // for uploaded job and pipeline artifacts
