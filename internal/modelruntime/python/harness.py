@@ -378,6 +378,8 @@ def _load(model_dir):
     if np is None:
         raise ImportError("numpy is required by the slipway harness but is not installed")
     if not os.path.isfile(os.path.join(model_dir, "score.py")):
+        if os.path.isfile(os.path.join(model_dir, "MLmodel")):
+            return _load_mlflow(model_dir)
         raise FileNotFoundError("no score.py in %s" % model_dir)
     sys.path.insert(0, model_dir)
     sys.dont_write_bytecode = True  # leave the model directory as it was: no __pycache__
@@ -394,6 +396,115 @@ def _load(model_dir):
         d = describe() or {}
         inputs, outputs = list(d.get("inputs") or []), list(d.get("outputs") or [])
     return predict, model, inputs, outputs
+
+
+# ---------------------------------------------------------------------------------------------------
+# MLflow model directories (served without the MLflow library; the Go side, internal/mlmodel, refuses at
+# registration what this cannot load)
+
+
+def _inside(model_dir, rel):
+    """model_dir/rel, refusing a path that leaves model_dir (the MLmodel file is untrusted input)."""
+    path = os.path.realpath(os.path.join(model_dir, rel))
+    root = os.path.realpath(model_dir)
+    if path != root and not path.startswith(root + os.sep):
+        raise ValueError("MLmodel path %r leaves the model directory" % rel)
+    return path
+
+
+def _load_mlflow(model_dir):
+    """Load an MLflow model directory: the sklearn flavor's pickle, or a python_function model through its own
+    loader_module. Returns what _load returns, with a predict(data, model=None) that turns MLflow's input forms
+    into a DataFrame first, as MLflow's pyfunc does."""
+    try:
+        import yaml
+    except ImportError:
+        raise ImportError("reading an MLmodel file needs PyYAML (Debian: python3-yaml), which MLflow models depend on anyway") from None
+    if pd is None:
+        raise ImportError("MLflow models take pandas DataFrames: install pandas (Debian: python3-pandas)")
+    with open(os.path.join(model_dir, "MLmodel"), "rb") as f:
+        conf = yaml.safe_load(f) or {}
+    flavors = conf.get("flavors") or {}
+    pyfunc = flavors.get("python_function") or {}
+    signature = conf.get("signature") or {}
+    names = [c.get("name") for c in json.loads(signature.get("inputs") or "[]") if isinstance(c, dict)]
+    names = names if names and all(names) else None
+    outputs = [c for c in json.loads(signature.get("outputs") or "[]") if isinstance(c, dict)]
+
+    if "sklearn" in flavors:
+        sk = flavors["sklearn"]
+        fmt = sk.get("serialization_format") or "pickle"
+        if fmt == "cloudpickle":
+            import cloudpickle as loader
+        elif fmt == "pickle":
+            import pickle as loader
+        else:
+            raise ValueError("sklearn serialization_format %r is not supported (pickle or cloudpickle)" % fmt)
+        with open(_inside(model_dir, sk["pickled_model"]), "rb") as f:
+            model = loader.load(f)
+        method = getattr(model, pyfunc.get("predict_fn") or "predict")
+
+        def impl(frame, params):
+            if params:
+                raise TypeError("this scikit-learn model's predict() takes no params")
+            return method(frame)
+    else:
+        import importlib
+        loader_module = pyfunc.get("loader_module")
+        if not loader_module or loader_module == "mlflow" or loader_module.startswith("mlflow."):
+            raise ValueError("MLflow flavor(s) %s cannot be served without MLflow" % ", ".join(sorted(flavors)))
+        if pyfunc.get("code"):
+            sys.path.insert(0, _inside(model_dir, pyfunc["code"]))
+        data = pyfunc.get("model_path") or pyfunc.get("data")
+        model = importlib.import_module(loader_module)._load_pyfunc(_inside(model_dir, data) if data else model_dir)
+
+        def impl(frame, params):
+            return model.predict(frame, params=params) if params else model.predict(frame)
+
+    def predict(data, model=None):
+        return impl(_mlflow_frame(data, names), None)
+
+    out = [{"name": outputs[0].get("name") or "predictions"}] if len(outputs) == 1 else []
+    return predict, None, [], out
+
+
+def _mlflow_frame(data, names):
+    """MLflow's input forms as a DataFrame: {"dataframe_split": ...}, {"dataframe_records": ...},
+    {"instances"/"inputs": ...}, a split-oriented {"columns", "data"} (MLflow's input_example.json), records,
+    a dict of columns, or rows (named by the signature). Columns are put in the signature's order."""
+    frame = data
+    if isinstance(data, dict):
+        if "dataframe_split" in data:
+            frame = _split_frame(data["dataframe_split"])
+        elif "dataframe_records" in data:
+            frame = pd.DataFrame(data["dataframe_records"])
+        elif "instances" in data or "inputs" in data:
+            frame = _rows_frame(data.get("instances", data.get("inputs")), names)
+        elif "columns" in data and "data" in data and set(data) <= {"columns", "data", "index"}:
+            frame = _split_frame(data)
+        else:
+            frame = pd.DataFrame({k: (v if isinstance(v, list) else [v]) for k, v in data.items()})
+    elif isinstance(data, list):
+        frame = _rows_frame(data, names)
+    elif np is not None and isinstance(data, np.ndarray) and data.ndim == 2 and names and data.shape[1] == len(names):
+        frame = pd.DataFrame(data, columns=names)
+    if isinstance(frame, pd.DataFrame) and names and all(n in frame.columns for n in names):
+        frame = frame[names]
+    return frame
+
+
+def _split_frame(split):
+    return pd.DataFrame(data=split.get("data"), columns=split.get("columns"), index=split.get("index"))
+
+
+def _rows_frame(rows, names):
+    if isinstance(rows, dict):
+        return pd.DataFrame(rows)
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+        return pd.DataFrame(rows)
+    if isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows) and names and all(len(r) == len(names) for r in rows):
+        return pd.DataFrame(rows, columns=names)
+    return np.asarray(rows)
 
 
 def serve(model_dir):
