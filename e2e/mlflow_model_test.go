@@ -151,6 +151,12 @@ func TestMLflowSklearnDirectory(t *testing.T) {
 		t.Fatalf("invocations records: %d %s", code, body)
 	}
 	sameFloats(t, "dataframe_records", predictionsOf(t, body), want)
+	// params for a model whose predict() takes none: refused before the model runs, saying why.
+	code, body = invocations(t, s, "churn-mlflow", map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows},
+		"params": map[string]any{"threshold": 0.5}})
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "takes no params") {
+		t.Errorf("params to a model without params: %d %s", code, body)
+	}
 	// The signature is enforced: a column it does not have is the client's mistake, named.
 	code, body = invocations(t, s, "churn-mlflow", map[string]any{"dataframe_split": map[string]any{"columns": []string{"age"}, "data": [][]any{{1.0}}}})
 	if code != http.StatusBadRequest || !strings.Contains(string(body), "tenure_months") {
@@ -217,6 +223,25 @@ func TestMLflowPythonFunctionLoaderModule(t *testing.T) {
 		t.Fatalf("invocations: %d %s", code, body)
 	}
 	sameFloats(t, "loader_module predict", predictionsOf(t, body), want)
+
+	// MLflow params reach predict(data, params=...): the loader's model answers 0/1 at the threshold given.
+	const threshold = 0.2
+	code, body = invocations(t, s, "churn-pyfunc", map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": rows},
+		"params": map[string]any{"threshold": threshold}})
+	if code != http.StatusOK {
+		t.Fatalf("invocations with params: %d %s", code, body)
+	}
+	wantLabels := make([]float64, len(want))
+	ones := 0
+	for i, p := range want {
+		if p >= threshold {
+			wantLabels[i], ones = 1, ones+1
+		}
+	}
+	if ones == 0 || ones == len(want) {
+		t.Fatalf("threshold %v separates nothing in %v: pick rows that test it", threshold, want)
+	}
+	sameFloats(t, "params threshold", predictionsOf(t, body), wantLabels)
 }
 
 // Flavors Slipway cannot serve without MLflow, and MLmodel files whose paths leave the directory, are refused

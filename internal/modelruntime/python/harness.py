@@ -365,6 +365,15 @@ def _format_exc(e):
     return "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
 
 
+def _accepts_params(fn):
+    """Whether fn takes MLflow's params argument (by name, or through **kwargs)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "params" or p.kind == p.VAR_KEYWORD for p in params)
+
+
 def _accepts_model_kwarg(fn):
     try:
         params = inspect.signature(fn).parameters.values()
@@ -445,9 +454,8 @@ def _load_mlflow(model_dir):
         method = getattr(model, pyfunc.get("predict_fn") or "predict")
 
         def impl(frame, params):
-            if params:
-                raise TypeError("this scikit-learn model's predict() takes no params")
             return method(frame)
+        takes_params = False
     else:
         import importlib
         loader_module = pyfunc.get("loader_module")
@@ -458,11 +466,15 @@ def _load_mlflow(model_dir):
         data = pyfunc.get("model_path") or pyfunc.get("data")
         model = importlib.import_module(loader_module)._load_pyfunc(_inside(model_dir, data) if data else model_dir)
 
-        def impl(frame, params):
-            return model.predict(frame, params=params) if params else model.predict(frame)
+        takes_params = _accepts_params(model.predict)
 
-    def predict(data, model=None):
-        return impl(_mlflow_frame(data, names), None)
+        def impl(frame, params):
+            return model.predict(frame, params=params) if params is not None else model.predict(frame)
+
+    def predict(data, model=None, params=None):
+        return impl(_mlflow_frame(data, names), params)
+
+    predict.slipway_params = takes_params  # the harness's predict always has params; the model's may not
 
     out = [{"name": outputs[0].get("name") or "predictions"}] if len(outputs) == 1 else []
     return predict, None, [], out
@@ -521,13 +533,17 @@ def serve(model_dir):
         sys.stderr.write(msg)
         write_json(out, "H", {"ok": False, "error": msg})
         return 1
-    write_json(out, "H", {"ok": True, "runtime": "python", "pid": os.getpid(), "inputs": inputs, "outputs": outputs})
+    takes_params = getattr(predict, "slipway_params", None)
+    if takes_params is None:
+        takes_params = _accepts_params(predict)
+    write_json(out, "H", {"ok": True, "runtime": "python", "pid": os.getpid(), "inputs": inputs, "outputs": outputs,
+                          "params": takes_params})
 
     with_model = _accepts_model_kwarg(predict)
     out_name = outputs[0].get("name", "predictions") if len(outputs) == 1 and isinstance(outputs[0], dict) else "predictions"
 
-    def call(data):
-        return predict(data, model=model) if with_model else predict(data)
+    def call(data, **params):
+        return predict(data, model=model, **params) if with_model else predict(data, **params)
 
     while True:
         try:
@@ -543,6 +559,11 @@ def serve(model_dir):
                 reply = ("j", to_json(call(json.loads(bytes(payload)))).encode("utf-8"))
             elif kind == "T":
                 result = call(tensors_to_input(decode_tensors(payload)))
+                reply = ("t", encode_tensors(result_to_tensors(result, out_name)))
+            elif kind == "P":  # params (JSON) then tensors, for a predict() that takes params
+                (n,) = struct.unpack_from("<I", payload, 0)
+                params = json.loads(bytes(payload[4:4 + n]))
+                result = call(tensors_to_input(decode_tensors(payload[4 + n:])), params=params)
                 reply = ("t", encode_tensors(result_to_tensors(result, out_name)))
             elif kind == "Q":
                 reply = ("q", b"")
