@@ -259,9 +259,9 @@ func describeMLmodel(m *mlmodel.Model, sources []string) string {
 		fmt.Fprintf(&b, "MLflow model served through its sklearn flavor: %s (%s), %s()", m.ModelPath, m.Serialization, m.PredictFn)
 	default:
 		fmt.Fprintf(&b, "MLflow python_function model served through %s._load_pyfunc(%s)", m.LoaderModule, orDot(m.ModelPath))
-		if m.CodePath != "" {
-			fmt.Fprintf(&b, " with %s on sys.path", m.CodePath)
-		}
+	}
+	if m.CodePath != "" {
+		fmt.Fprintf(&b, " with %s on sys.path", m.CodePath)
 	}
 	fmt.Fprintf(&b, "; flavors %s", strings.Join(m.Flavors, ", "))
 	if len(m.Inputs) > 0 {

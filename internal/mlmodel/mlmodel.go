@@ -38,7 +38,7 @@ type Model struct {
 	Serialization string   // sklearn: "pickle" or "cloudpickle"
 	SklearnVer    string   // sklearn: sklearn_version at save time
 	LoaderModule  string   // pyfunc
-	CodePath      string   // pyfunc: folder put first on sys.path ("" = none)
+	CodePath      string   // folder put first on sys.path before loading ("" = none)
 	PredictFn     string   // sklearn: the method called (predict, predict_proba...)
 	PythonVersion string   // python_function.python_version
 	RunID         string
@@ -149,6 +149,12 @@ func (m *Model) sklearn(sk, pyfunc map[string]any) error {
 		return invalid("sklearn serialization_format %q is not supported: save the model with serialization_format \"pickle\" or \"cloudpickle\"", m.Serialization)
 	}
 	m.SklearnVer = str(sk, "sklearn_version")
+	// code_paths (custom transformers the pickle refers to) are copied into a folder put on sys.path first.
+	if code := str(sk, "code"); code != "" {
+		if m.CodePath, err = relPath("flavors.sklearn.code", code); err != nil {
+			return err
+		}
+	}
 	m.PredictFn = str(pyfunc, "predict_fn")
 	if m.PredictFn == "" {
 		m.PredictFn = "predict"

@@ -64,6 +64,12 @@ func TestParse(t *testing.T) {
 				t.Errorf("parsed %+v", m)
 			}
 		}},
+		{name: "sklearn with code_paths", body: "flavors:\n  sklearn:\n    pickled_model: model.pkl\n    code: code\n", check: func(t *testing.T, m *Model) {
+			if m.CodePath != "code" {
+				t.Errorf("parsed %+v", m)
+			}
+		}},
+		{name: "sklearn code escapes", body: "flavors:\n  sklearn:\n    pickled_model: model.pkl\n    code: ../code\n", wantErr: "leaves the model directory"},
 		{name: "pyfunc with loader_module", body: pyfunc("    loader_module: churn_loader\n    code: code\n    model_path: ./data/model.pkl\n"), check: func(t *testing.T, m *Model) {
 			if m.Kind != KindPyfunc || m.LoaderModule != "churn_loader" || m.CodePath != "code" || m.ModelPath != "data/model.pkl" {
 				t.Errorf("parsed %+v", m)

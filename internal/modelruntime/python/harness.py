@@ -449,6 +449,8 @@ def _load_mlflow(model_dir):
             import pickle as loader
         else:
             raise ValueError("sklearn serialization_format %r is not supported (pickle or cloudpickle)" % fmt)
+        if sk.get("code"):  # code_paths: modules the pickle refers to (custom transformers)
+            sys.path.insert(0, _inside(model_dir, sk["code"]))
         with open(_inside(model_dir, sk["pickled_model"]), "rb") as f:
             model = loader.load(f)
         method = getattr(model, pyfunc.get("predict_fn") or "predict")
