@@ -90,7 +90,12 @@ func TestMLflowSklearnDirectory(t *testing.T) {
 	dirs := map[string]string{}
 	for _, serialization := range []string{"cloudpickle", "pickle"} {
 		model := "churn-mlflow-" + serialization
-		dir := makeMLflowModel(t, "--serialization", serialization)
+		args := []string{"--serialization", serialization}
+		if serialization == "pickle" {
+			// A transformer of the user's own module (code_paths, in code/): the pickle loads only with it.
+			args = append(args, "--with-code")
+		}
+		dir := makeMLflowModel(t, args...)
 		dirs[serialization] = dir
 		out, errOut, code := s.cli("models", "push", dir, "--model", model, "--alias", "champion")
 		if code != 0 {

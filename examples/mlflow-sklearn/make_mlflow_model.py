@@ -2,7 +2,7 @@
 lays it out, without MLflow installed:
 
     /usr/bin/python3 examples/mlflow-sklearn/make_mlflow_model.py --out DIR [--serialization pickle|cloudpickle]
-                                                                 [--kind sklearn|pyfunc] [--data CSV]
+                                                                 [--kind sklearn|pyfunc] [--with-code] [--data CSV]
 
     DIR/MLmodel                      flavors (python_function + sklearn), signature, input example info
     DIR/model.pkl                    the fitted Pipeline, pickled with pickle or cloudpickle
@@ -11,6 +11,9 @@ lays it out, without MLflow installed:
     DIR/requirements.txt             pinned packages, mlflow included as MLflow writes it
     DIR/input_example.json           the input example, pandas split orient: {"columns": [...], "data": [[...]]}
     DIR/serving_input_example.json   the same as a scoring request: {"dataframe_split": {...}}
+
+--with-code adds a transformer from the model's own module (code/churn_features.py), as
+mlflow.sklearn.save_model(..., code_paths=["churn_features.py"]) ships it: the pickle refers to it by name.
 
 --kind pyfunc writes a python_function model whose loader_module is the user's own (code/churn_loader.py,
 loading data model.pkl), as mlflow.pyfunc.save_model(path, loader_module="churn_loader", data_path="model.pkl",
@@ -43,6 +46,27 @@ NUMERIC = ["age", "tenure_months", "monthly_charges", "support_calls"]
 FEATURES = ["age", "tenure_months", "monthly_charges", "plan", "support_calls"]
 MLFLOW_VERSION = "2.14.1"  # the MLflow release whose layout this reproduces
 
+# --with-code: a transformer of the user's own module, which the pickle refers to by module name. MLflow copies
+# such code_paths into code/ and puts that folder on sys.path before unpickling.
+FEATURES_MODULE = '''"""Feature engineering shipped with the model (an MLflow code_path)."""
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class ClipCalls(BaseEstimator, TransformerMixin):
+    """Caps support_calls: a customer calling 20 times is no different from one calling 8 times."""
+
+    def __init__(self, cap=8.0):
+        self.cap = cap
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        X = X.copy()
+        X["support_calls"] = X["support_calls"].clip(upper=self.cap)
+        return X
+'''
+
 LOADER = '''"""A python_function loader module (MLflow's loader_module contract): _load_pyfunc(data_path) returns an
 object with predict(model_input, params=None)."""
 import pickle
@@ -71,11 +95,16 @@ def version(name):
         return None
 
 
-def train(csv):
+def train(csv, with_code_dir=None):
     df = pd.read_csv(csv)
     X, y = df[FEATURES], df["churned"]
     pre = ColumnTransformer([("num", StandardScaler(), NUMERIC), ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])])
-    model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=1000))]).fit(X, y)
+    steps = [("pre", pre), ("clf", LogisticRegression(max_iter=1000))]
+    if with_code_dir:
+        sys.path.insert(0, with_code_dir)
+        from churn_features import ClipCalls
+        steps.insert(0, ("clip", ClipCalls()))
+    model = Pipeline(steps).fit(X, y)
     return model, X
 
 
@@ -94,11 +123,19 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--serialization", choices=["pickle", "cloudpickle"], default="cloudpickle")
     ap.add_argument("--kind", choices=["sklearn", "pyfunc"], default="sklearn")
+    ap.add_argument("--with-code", action="store_true", help="sklearn: a transformer from code/churn_features.py")
     ap.add_argument("--data", default=os.path.join(HERE, "..", "data", "churn.csv"))
     args = ap.parse_args()
 
-    model, X = train(args.data)
     os.makedirs(args.out)
+    code_dir = None
+    if args.with_code or args.kind == "pyfunc":
+        code_dir = os.path.join(args.out, "code")
+        os.makedirs(code_dir)
+    if args.with_code:
+        with open(os.path.join(code_dir, "churn_features.py"), "w") as f:
+            f.write(FEATURES_MODULE)
+    model, X = train(args.data, code_dir if args.with_code else None)
     serialization = args.serialization if args.kind == "sklearn" else "pickle"
     with open(os.path.join(args.out, "model.pkl"), "wb") as f:
         if serialization == "cloudpickle":
@@ -130,13 +167,12 @@ def main():
     pyfunc = {"env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, "model_path": "model.pkl",
               "python_version": python}
     if args.kind == "sklearn":
-        pyfunc.update(loader_module="mlflow.sklearn", predict_fn="predict")
+        pyfunc.update(loader_module="mlflow.sklearn", predict_fn="predict", code="code" if code_dir else None)
         flavors = {"python_function": pyfunc,
-                   "sklearn": {"code": None, "pickled_model": "model.pkl", "serialization_format": serialization,
+                   "sklearn": {"code": "code" if code_dir else None, "pickled_model": "model.pkl", "serialization_format": serialization,
                                "sklearn_version": version("scikit-learn")}}
         outputs = [{"type": "long", "required": True}]
     else:
-        os.makedirs(os.path.join(args.out, "code"))
         with open(os.path.join(args.out, "code", "churn_loader.py"), "w") as f:
             f.write(LOADER)
         pyfunc.update(loader_module="churn_loader", code="code")
