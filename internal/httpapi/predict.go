@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -257,7 +258,12 @@ func (s *Server) callMLflow(r *http.Request, route serving.Route, mt string, bod
 	if err != nil {
 		return nil, "", err
 	}
-	res, err := s.predictTensors(r.Context(), route, req.Columns, ex)
+	var res serving.Result
+	if len(req.Params) > 0 {
+		res, err = s.predictTensorsParams(r.Context(), route, req.Columns, req.Params)
+	} else {
+		res, err = s.predictTensors(r.Context(), route, req.Columns, ex)
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -317,6 +323,21 @@ func decodeV2Request(r *http.Request, mt string, body []byte) (*inference.V2Requ
 func (s *Server) predictTensors(ctx context.Context, route serving.Route, in []workerproto.Tensor, ex *monitor.Exchange) (serving.Result, error) {
 	route.MirrorTensors(in, s.monitor.ShadowSink(ex, route.ShadowCompares()))
 	res, err := route.Pool.PredictTensors(ctx, in)
+	if err != nil {
+		return res, predictError(err)
+	}
+	return res, nil
+}
+
+// predictTensorsParams is predictTensors for an MLflow request with "params": passed to predict(data,
+// params=...), unbatched, and not mirrored to a shadow (whose model may not take params; a comparison of
+// answers to different calls would mean nothing).
+func (s *Server) predictTensorsParams(ctx context.Context, route serving.Route, in []workerproto.Tensor, params map[string]any) (serving.Result, error) {
+	body, err := json.Marshal(params)
+	if err != nil {
+		return serving.Result{}, slipway.Wrap(slipway.EINVALID, err, "params: %v", err)
+	}
+	res, err := route.Pool.PredictTensorsParams(ctx, in, body)
 	if err != nil {
 		return res, predictError(err)
 	}

@@ -174,6 +174,16 @@ func (r *Replica) PredictTensors(ctx context.Context, in []workerproto.Tensor) (
 	return out, err
 }
 
+// PredictTensorsParams sends a batch of columns with the request's params (JSON) to a model whose predict()
+// takes them (Hello().Params).
+func (r *Replica) PredictTensorsParams(ctx context.Context, in []workerproto.Tensor, params []byte) (out []workerproto.Tensor, err error) {
+	err = r.call(ctx, func() error {
+		out, err = r.client.PredictTensorsParams(in, params)
+		return err
+	})
+	return out, err
+}
+
 // Ping checks that the replica answers.
 func (r *Replica) Ping(ctx context.Context) error {
 	return r.call(ctx, r.client.Ping)
