@@ -31,6 +31,8 @@ type DB struct {
 	r       *sql.DB
 	dialect dialect
 	now     func() time.Time
+	// runOwner is this server's id once FenceRuns made it the owner of the runs it claims ("": one server).
+	runOwner string
 }
 
 // openSQLitePools opens a SQLite database twice: one writer connection (SQLite writes one transaction at a
