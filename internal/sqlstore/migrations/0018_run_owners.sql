@@ -6,3 +6,7 @@
 ALTER TABLE job_runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE pipeline_runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE batch_runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+
+-- A deployment's revision counts its stored changes: every write compares it and moves it on (compare-and-set),
+-- so that two servers (or two requests) changing one deployment never write over each other's change.
+ALTER TABLE deployments ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
