@@ -77,6 +77,7 @@ func (s *Service) adoptLoop(ctx context.Context) {
 }
 
 func (s *Service) adoptOrphans(ctx context.Context) error {
+	s.stopCanceledElsewhere(ctx)
 	orphans, err := cluster.OrphanRuns(ctx, s.leases, s.owners, slipway.RunKindBatch)
 	if err != nil {
 		return err
@@ -106,4 +107,22 @@ func (s *Service) adoptOrphans(ctx context.Context) error {
 		s.launch(run)
 	}
 	return nil
+}
+
+// stopCanceledElsewhere stops scoring the runs of this server that were canceled through another server (the
+// cancel is a compare-and-set on the run's state, open to every server; the scoring is here).
+func (s *Service) stopCanceledElsewhere(ctx context.Context) {
+	s.mu.Lock()
+	active := make(map[string]*activeRun, len(s.active))
+	for id, a := range s.active {
+		active[id] = a
+	}
+	s.mu.Unlock()
+	for id, a := range active {
+		r, err := s.store.FindBatchRun(ctx, id)
+		if err == nil && r.State == slipway.BatchCanceled {
+			s.log.Info("batch prediction canceled through another server: stopping it here", "run_id", id)
+			a.cancel(errCanceled)
+		}
+	}
 }

@@ -104,6 +104,11 @@ func (s *Service) drive(ctx context.Context, id string) {
 		if done {
 			return
 		}
+		// With other servers, a step's job run may run on another server, and a cancel may arrive through one:
+		// neither wakes this server's waiters, so the driver also looks every second.
+		if poll := s.now().Add(s.cfg.AdoptEvery); s.cfg.Leases != nil && (next.IsZero() || next.After(poll)) {
+			next = poll
+		}
 		var due <-chan time.Time
 		var timer *time.Timer
 		if !next.IsZero() {
