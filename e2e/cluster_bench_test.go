@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,8 @@ func TestBenchCluster(t *testing.T) {
 	deploy(t, b, "churn-b", "--model", "churn@champion") // hosted by B
 	body := sampleBody(t)
 
-	api := func(s *server) benchTarget { return benchTarget{s: s, method: "GET", path: "/api/v1/deployments/churn-a"} }
+	// A catalog read: answered by whichever server gets it (a deployment's GET is forwarded to its host).
+	api := func(s *server) benchTarget { return benchTarget{s: s, method: "GET", path: "/api/v1/models/churn"} }
 	predict := func(s *server, d string) benchTarget {
 		return benchTarget{s: s, method: "POST", path: "/deployments/" + d + "/invocations", body: body}
 	}
@@ -52,6 +54,7 @@ func TestBenchCluster(t *testing.T) {
 		{"predict-2", []benchTarget{predict(a, "churn-a"), predict(b, "churn-b")}},
 		{"predict-forwarded", []benchTarget{predict(b, "churn-a")}},
 	}
+	loadBefore := loadAverage()
 	rates := map[string][]float64{}
 	for round := range rounds {
 		for _, c := range cases {
@@ -108,17 +111,18 @@ func TestBenchCluster(t *testing.T) {
 	report := fmt.Sprintf(`# Several servers (make bench-cluster, %s)
 
 Two servers on one PostgreSQL database and one versitygw bucket, on this machine; %d closed-loop workers, %d
-rounds of %s per case, interleaved; the median ratio of the rounds.
+rounds of %s per case, interleaved; the median ratio of the rounds. Load average (1 min) before the
+rounds %s, after the kill %s (other processes share the machine: read the ratios, not the rates).
 
 | figure | ratio | rounds (req/s) |
 |---|---|---|
-| API (GET a deployment), 2 servers / 1 | %.2f | 1: %s; 2: %s |
+| API (GET a model), 2 servers / 1 | %.2f | 1: %s; 2: %s |
 | predictions, 2 servers each hosting a deployment / 1 | %.2f | 1: %s; 2: %s |
 | predictions forwarded (sent to the server not hosting) / direct | %.2f | %s |
 
 kill -9 of the host of a deployment under load through the other server → first answered request: %s
 (lease TTL 15 s: %.2f × TTL).
-`, time.Now().UTC().Format(time.RFC3339), workers, rounds, dur, apiRatio, fmtRates(rates["api-1"]), fmtRates(rates["api-2"]),
+`, time.Now().UTC().Format(time.RFC3339), workers, rounds, dur, loadBefore, loadAverage(), apiRatio, fmtRates(rates["api-1"]), fmtRates(rates["api-2"]),
 		predictRatio, fmtRates(rates["predict-1"]), fmtRates(rates["predict-2"]), fwdRatio, fmtRates(rates["predict-forwarded"]),
 		failover.Round(100*time.Millisecond), failover.Seconds()/15)
 	t.Log("\n" + report)
@@ -197,4 +201,17 @@ func fmtRates(v []float64) string {
 		out += fmt.Sprintf("%.0f", r)
 	}
 	return out
+}
+
+// loadAverage is the machine's 1-minute load average ("?" where /proc is not there).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
