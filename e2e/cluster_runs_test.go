@@ -25,11 +25,28 @@ func countLines(t *testing.T, path string) int {
 	return strings.Count(string(b), "\n")
 }
 
-// kill -9 the server that owns a pipeline run (its slow step running there) and a batch run (mid-way through
-// its chunks). The other server adopts both once their leases expire: the step's job run ends FAILED naming the
-// lost server and is retried by the step's policy, the steps that had finished do not run again, and the batch
-// run resumes from its checkpoints so that its table holds every row exactly once.
+// Stop the server that owns a pipeline run (its slow step running there) and a batch run (mid-way through its
+// chunks): the other server finishes both. The steps that had finished do not run again, the interrupted step
+// is retried by its policy, and the batch run resumes from its checkpoints so that its table holds every row
+// exactly once.
+//   - kill -9: the other server adopts both once their leases expire; it fails the step's job run, naming the
+//     lost server.
+//   - SIGTERM: the owner stops the step's process (its job run FAILED "server ... shut down") and its batch
+//     run, and releases the leases: the other server adopts both at once.
 func TestClusterRunsSurviveTheirOwner(t *testing.T) {
+	t.Run("kill -9", func(t *testing.T) {
+		runsSurviveTheirOwner(t, (*server).Kill, "stopped renewing the run's lease",
+			"adopted a pipeline run", "adopted a job run whose server is lost", "resuming batch prediction adopted from another server")
+	})
+	t.Run("SIGTERM", func(t *testing.T) {
+		runsSurviveTheirOwner(t, (*server).Stop, "shut down while the run was in progress",
+			"adopted a pipeline run", "resuming batch prediction adopted from another server")
+	})
+}
+
+// runsSurviveTheirOwner stops the owner with stop; the lost step's job run must fail with a reason naming the
+// owner and containing stepReason, and the other server's log must hold each of logs.
+func runsSurviveTheirOwner(t *testing.T, stop func(*server), stepReason string, logs ...string) {
 	slipwaytest.UseS3Credentials(t)
 	bucket := slipwaytest.StartS3(t, "slipway")
 	store := "s3://slipway/prod?endpoint=" + bucket.URL
@@ -108,12 +125,12 @@ steps:
 	defer cancel()
 	mid, err := ca.WaitBatchPrediction(ctx, br.ID, func(r *slipway.BatchRun) {
 		if r.RowsDone >= 500 && killed.IsZero() {
-			a.Kill() // SIGKILL: no shutdown, no lease released
 			killed = time.Now()
+			stop(a)
 		}
 	}, 20*time.Millisecond)
 	if err == nil || mid == nil || mid.State.Terminal() || killed.IsZero() {
-		t.Fatalf("the batch run finished before the kill (%v, %+v): slow the model down", err, mid)
+		t.Fatalf("the batch run finished before its server stopped (%v, %+v): slow the model down", err, mid)
 	}
 	if n := pg.Psql(t, "warehouse", "SELECT COUNT(*) FROM scores"); n == "3000" {
 		t.Fatalf("the table is complete before the takeover")
@@ -129,7 +146,7 @@ steps:
 		}
 		return false
 	})
-	t.Logf("B adopted the pipeline run and the batch run %s after the kill", adopted.Round(100*time.Millisecond))
+	t.Logf("B adopted the pipeline run and the batch run %s after A was stopped", adopted.Round(100*time.Millisecond))
 
 	r := waitPipelineRun(t, cb, pr.ID)
 	if r.State != slipway.RunSucceeded {
@@ -137,11 +154,11 @@ steps:
 	}
 	slow := stepNamed(r, "slow")
 	if len(slow.History) != 2 || slow.History[0].JobRun != stepRun || slow.History[0].State != slipway.StepFailed ||
-		!strings.Contains(slow.History[0].Reason, "server "+idA+" stopped renewing the run's lease") || slow.State != slipway.StepSucceeded {
+		!strings.Contains(slow.History[0].Reason, "server "+idA+" ") || !strings.Contains(slow.History[0].Reason, stepReason) || slow.State != slipway.StepSucceeded {
 		t.Fatalf("slow step: %s, history %+v", slow.State, slow.History)
 	}
 	jr, err := cb.GetJobRun(ctxFor(t, time.Minute), stepRun)
-	if err != nil || jr.State != slipway.RunFailed || !strings.Contains(jr.Reason, idA) {
+	if err != nil || jr.State != slipway.RunFailed || !strings.Contains(jr.Reason, idA) || !strings.Contains(jr.Reason, stepReason) {
 		t.Fatalf("the lost step's job run: %+v %v", jr, err)
 	}
 	for file, want := range map[string]int{"prepare.log": 1, "slow.log": 2, "report.log": 1} {
@@ -163,7 +180,7 @@ steps:
 	if n := pg.Psql(t, "warehouse", fmt.Sprintf("SELECT COUNT(*) FROM slipway_batch_checkpoints WHERE batch_id = '%s'", br.ID)); n != "60" {
 		t.Fatalf("%s checkpoints, want 60", n)
 	}
-	for _, want := range []string{"adopted a pipeline run", "adopted a job run whose server is lost", "resuming batch prediction adopted from a lost server"} {
+	for _, want := range logs {
 		if !strings.Contains(b.Log(), want) {
 			t.Errorf("B's log does not say %q", want)
 		}

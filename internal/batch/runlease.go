@@ -102,7 +102,7 @@ func (s *Service) adoptOrphans(ctx context.Context) error {
 			s.releaseRun(o.ID)
 			return fmt.Errorf("batch: adopt %s: %w", o.ID, err)
 		}
-		s.log.Info("resuming batch prediction adopted from a lost server", "run_id", run.ID, "state", run.State,
+		s.log.Info("resuming batch prediction adopted from another server", "run_id", run.ID, "state", run.State,
 			"rows_done", run.RowsDone, "lost_owner", cluster.LostOwner(o))
 		s.launch(run)
 	}
