@@ -35,18 +35,19 @@ func countLines(t *testing.T, path string) int {
 //     run, and releases the leases: the other server adopts both at once.
 func TestClusterRunsSurviveTheirOwner(t *testing.T) {
 	t.Run("kill -9", func(t *testing.T) {
-		runsSurviveTheirOwner(t, (*server).Kill, "stopped renewing the run's lease",
+		runsSurviveTheirOwner(t, (*server).Kill, true, "stopped renewing the run's lease",
 			"adopted a pipeline run", "adopted a job run whose server is lost", "resuming batch prediction adopted from another server")
 	})
 	t.Run("SIGTERM", func(t *testing.T) {
-		runsSurviveTheirOwner(t, (*server).Stop, "shut down while the run was in progress",
+		runsSurviveTheirOwner(t, (*server).Stop, false, "shut down while the run was in progress",
 			"adopted a pipeline run", "resuming batch prediction adopted from another server")
 	})
 }
 
 // runsSurviveTheirOwner stops the owner with stop; the lost step's job run must fail with a reason naming the
-// owner and containing stepReason, and the other server's log must hold each of logs.
-func runsSurviveTheirOwner(t *testing.T, stop func(*server), stepReason string, logs ...string) {
+// owner and containing stepReason, and the other server's log must hold each of logs. With stray, the lost
+// step's process outlived its server: the server's restart on its data folder must stop it.
+func runsSurviveTheirOwner(t *testing.T, stop func(*server), stray bool, stepReason string, logs ...string) {
 	slipwaytest.UseS3Credentials(t)
 	bucket := slipwaytest.StartS3(t, "slipway")
 	store := "s3://slipway/prod?endpoint=" + bucket.URL
@@ -179,6 +180,16 @@ steps:
 	}
 	if n := pg.Psql(t, "warehouse", fmt.Sprintf("SELECT COUNT(*) FROM slipway_batch_checkpoints WHERE batch_id = '%s'", br.ID)); n != "60" {
 		t.Fatalf("%s checkpoints, want 60", n)
+	}
+	if stray {
+		if !alive(jr.PID) {
+			t.Fatalf("the lost step's process %d died with its server: nothing left to test", jr.PID)
+		}
+		a2 := startServer(t, a.dataDir, args...)
+		waitFor(t, "A's restart to stop the process its previous life left running", time.Minute, func() bool { return !alive(jr.PID) })
+		if !strings.Contains(a2.Log(), "stopping a process left running by this folder's previous server") {
+			t.Errorf("A's restart did not say it stopped the stray process")
+		}
 	}
 	for _, want := range logs {
 		if !strings.Contains(b.Log(), want) {

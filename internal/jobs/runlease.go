@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/slipway-ml/slipway"
@@ -80,7 +81,10 @@ func (s *Service) adoptLoop(ctx context.Context) {
 	}
 	t := time.NewTicker(s.cfg.AdoptEvery)
 	defer t.Stop()
-	for {
+	for tick := 0; ; tick++ {
+		if tick%strayEvery == 0 {
+			s.stopStrays(ctx)
+		}
 		if err := s.adoptOrphans(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("adopt runs of lost servers", "error", err)
 		}
@@ -174,4 +178,45 @@ func (s *Service) adoptJobRun(ctx context.Context, o slipway.OwnedRun) error {
 		"pipeline_run", r.PipelineRun, "step", r.Step)
 	s.changed.notify()
 	return nil
+}
+
+// strayEvery is how many adoption looks pass between two looks for stray processes.
+const strayEvery = 30
+
+// stopStrays ends the processes that this data folder's previous server (killed) left running for job runs
+// that another server has since taken over: the run ended there (FAILED, naming the lost server) and its step
+// may run again elsewhere, so the old process must not go on. A run's working folder exists only while a
+// process of this folder may run for it (it is removed when the run ends here), which keeps the look short.
+func (s *Service) stopStrays(ctx context.Context) {
+	entries, err := os.ReadDir(s.runsDir())
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		id := e.Name()
+		if !dirExists(filepath.Join(s.runDir(id), "work")) || s.following(id) {
+			continue
+		}
+		r, err := s.store.FindJobRun(ctx, id)
+		if err != nil || !r.State.Terminal() || r.PID == 0 {
+			continue // in progress: its lease decides who follows it (the adoption re-attaches it here)
+		}
+		h := executor.Handle{ID: r.ID, PID: r.PID, ProcStart: r.ProcStart, StateDir: s.runDir(r.ID)}
+		if err := s.exec.Recover(ctx, h, func(string, time.Time, string) {}); err == nil {
+			s.log.WarnContext(ctx, "stopping a process left running by this folder's previous server: its run ended on another server",
+				"run_id", r.ID, "pid", r.PID, "state", r.State)
+			if err := s.exec.Stop(ctx, r.ID, s.cfg.StopGrace); err != nil {
+				s.log.Warn("stop a stray process", "run_id", r.ID, "error", err)
+			}
+			_, _ = s.exec.Wait(ctx, r.ID) // its exit is not the run's: the run is over
+		}
+		s.removeRunScratch(r.ID)
+	}
+}
+
+// following reports whether this server follows job run id now.
+func (s *Service) following(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running[id] != nil
 }
