@@ -7,7 +7,7 @@ GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 export SLIPWAY_ORT_LIB ?= $(HOME)/.cache/slipway/onnxruntime-1.30.0/libonnxruntime.so.1
 export CGO_ENABLED := 1
 
-.PHONY: ort run deps build examples engines test test-go test-python bench bench-batch bench-monitor bench-remote bench-grpc lint clean proto
+.PHONY: ort run deps build examples engines test test-go test-python bench bench-batch bench-monitor bench-remote bench-grpc bench-cluster lint clean proto
 
 run: deps build examples ## set up everything and start the server on 127.0.0.1:8080 (data in ./slipway-data)
 	./$(BIN) server
@@ -49,6 +49,9 @@ bench-remote: build examples ## network replicas (slipway worker serve over TCP)
 
 bench-grpc: build examples ## Open Inference Protocol over gRPC vs HTTP V2 JSON, ONNX, c=32 (ratios in one run)
 	./bench/grpc.sh
+
+bench-cluster: build examples ## 1 vs 2 servers (PostgreSQL + versitygw): API and prediction throughput, kill -9 → first answer
+	SLIPWAY_BENCH_CLUSTER=1 go test -count=1 -timeout 30m -run '^TestBenchCluster$$' -v ./e2e/
 
 bench-monitor: build examples ## drift on 1M rows × 20 features vs numpy/scipy; capture overhead on serving
 	./bench/monitor/run.sh

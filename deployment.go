@@ -2,6 +2,7 @@ package slipway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -70,6 +71,9 @@ type Deployment struct {
 	Engine    string    `json:"engine,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Revision counts the changes of the stored deployment: every write compares it and moves it on, so that
+	// a change based on a stale read is refused rather than written over a newer one.
+	Revision int64 `json:"revision"`
 	// Filled by the API from the live pool, not stored.
 	ReplicaStatus []ReplicaStatus `json:"replica_status"`
 	// ReadyReplicas counts the READY replicas of every side; ScaledToZero says the deployment serves with no
@@ -248,6 +252,9 @@ type DeploymentSpec struct {
 	// Model its model: a deployment is never renamed nor moved to another model.
 	Name  string `json:"name,omitempty"`
 	Model string `json:"model,omitempty"`
+	// Revision, on update, applies the change only if the deployment is still at this revision (a read-modify-
+	// write by a client: ECONFLICT otherwise, read it again and retry). The If-Match header sets it too.
+	Revision *int64 `json:"revision,omitempty"`
 	// Version pins a version number; Alias (with or without '@') resolves an alias when the deployment is
 	// created or updated. Give at most one; with neither, create deploys the newest READY version.
 	Version *int    `json:"version,omitempty"`
@@ -368,11 +375,17 @@ type DeploymentURLs struct {
 	V2Infer     string `json:"v2_infer"`
 }
 
+// ErrStaleDeployment is the cause of a deployment write refused because the deployment changed since it was
+// read (its revision moved on): read it again and apply the change to what it is now.
+var ErrStaleDeployment = errors.New("the deployment changed since it was read")
+
 // DeploymentStore persists deployments (desired state); the live replica state is in memory.
 type DeploymentStore interface {
 	CreateDeployment(ctx context.Context, d *Deployment) error
 	FindDeployment(ctx context.Context, name string) (*Deployment, error)
 	FindDeployments(ctx context.Context) ([]*Deployment, error)
+	// UpdateDeployment stores d if the stored deployment is still at d.Revision, and moves d.Revision on;
+	// ECONFLICT wrapping ErrStaleDeployment otherwise.
 	UpdateDeployment(ctx context.Context, d *Deployment) error
 	// SetDeploymentState moves a deployment from one state to another (compare-and-set: ECONFLICT when it is
 	// no longer in from), recording reason.

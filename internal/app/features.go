@@ -80,7 +80,7 @@ func (a *App) openJobs() error {
 	limits.MaxFiles, limits.MaxUnpackedBytes, limits.MaxRatio = a.cfg.MaxFiles, a.cfg.MaxUnpackedBytes, a.cfg.MaxRatio
 	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: exec,
 		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
-		URLFile: a.urlFile(), CACert: a.cfg.TLSCert, NoRecover: a.shared,
+		URLFile: a.urlFile(), CACert: a.cfg.TLSCert, NoRecover: a.shared, Leases: a.runLeases(),
 		Log: a.log,
 		NewToken: func() (string, string) {
 			secret := httpapi.NewTokenSecret()
@@ -148,7 +148,8 @@ func (a *App) openBatch() error {
 	}
 	a.batch = batch.New(batch.Config{Store: a.db, Models: a.db, Deployments: a.db, Files: a.catalog, Runtimes: a.runtimes,
 		Log: a.log, Dir: filepath.Join(a.cfg.DataDir, "batch"), ImportDir: a.cfg.ImportDir, Connections: conns,
-		ReadyTimeout: a.cfg.ReadyTimeout, MaxUploadBytes: a.cfg.MaxUploadBytes, NoResume: a.shared})
+		ReadyTimeout: a.cfg.ReadyTimeout, MaxUploadBytes: a.cfg.MaxUploadBytes, NoResume: a.shared,
+		Leases: a.runLeases(), Owners: a.db})
 	a.closers = append(a.closers, a.batch.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -46,29 +46,45 @@ type stepResult struct {
 }
 
 // startDriver starts the goroutine that moves a pipeline run forward, unless one is already running.
+// On several servers the driver runs while this server holds the run's lease: it ends when the lease is lost
+// (stopDriver), and releases the lease when it ends, so that another server drives the run at once if it is
+// not over (a shutdown hands it over).
 func (s *Service) startDriver(id string) {
 	s.mu.Lock()
-	if s.drivers[id] {
+	if s.drivers[id] != nil {
 		s.mu.Unlock()
 		return
 	}
-	s.drivers[id] = true
+	dctx, cancel := context.WithCancel(s.ctx)
+	s.drivers[id] = cancel
 	s.mu.Unlock()
-	s.goFunc(func(ctx context.Context) {
+	s.goFunc(func(context.Context) {
 		defer func() {
+			cancel()
 			s.mu.Lock()
 			delete(s.drivers, id)
 			s.mu.Unlock()
+			s.releaseRun(slipway.RunKindPipeline, id)
 			s.changed.notify() // waiters for "over and no longer driven" (retry, tests) see it
 		}()
-		s.drive(ctx, id)
+		s.drive(dctx, id)
 	})
+}
+
+// stopDriver ends the driver of a run (its lease was lost: another server drives it now).
+func (s *Service) stopDriver(id string) {
+	s.mu.Lock()
+	cancel := s.drivers[id]
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 func (s *Service) driving(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.drivers[id]
+	return s.drivers[id] != nil
 }
 
 // drive advances a run each time something changes (or a retry is due) until the run is over. The driver is
@@ -87,6 +103,11 @@ func (s *Service) drive(ctx context.Context, id string) {
 		}
 		if done {
 			return
+		}
+		// With other servers, a step's job run may run on another server, and a cancel may arrive through one:
+		// neither wakes this server's waiters, so the driver also looks every second.
+		if poll := s.now().Add(s.cfg.AdoptEvery); s.cfg.Leases != nil && (next.IsZero() || next.After(poll)) {
+			next = poll
 		}
 		var due <-chan time.Time
 		var timer *time.Timer

@@ -94,11 +94,30 @@ func (s *Service) claimNext(ctx context.Context) (*slipway.JobRun, error) {
 		s.mu.Lock()
 		s.running[r.ID] = &activeRun{cancel: make(chan struct{})}
 		s.mu.Unlock()
-		err = s.store.StartJobRun(ctx, r.ID, at)
+		// The lease before the claim: another server sees the run IN_PROGRESS only once its lease is held.
+		id := r.ID
+		owned, err := s.acquireRun(ctx, slipway.RunKindJob, id, func() { s.lostJobRun(id) })
+		if err == nil && !owned {
+			err = slipway.Errorf(slipway.ECONFLICT, "job run %s is being claimed by another server", id)
+		}
+		if err == nil {
+			err = s.store.StartJobRun(ctx, r.ID, at)
+		}
 		if err != nil {
 			s.mu.Lock()
 			delete(s.running, r.ID)
 			s.mu.Unlock()
+			if owned {
+				s.releaseRun(slipway.RunKindJob, id)
+			}
+		}
+		if slipway.ErrorCode(err) == slipway.ECONFLICT && !owned {
+			select { // another server claims the oldest run right now: let it finish before looking again
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
 		}
 		if slipway.ErrorCode(err) == slipway.ECONFLICT {
 			continue // canceled meanwhile
@@ -155,12 +174,13 @@ func (s *Service) runLog(r *slipway.JobRun) *slog.Logger {
 	return s.log.With("run_id", r.ID, "job", r.Job, "pipeline_run", r.PipelineRun, "step", r.Step)
 }
 
-// forget removes a run that this server no longer follows.
+// forget removes a run that this server no longer follows, and gives its lease up.
 func (s *Service) forget(id string) {
 	s.mu.Lock()
 	delete(s.running, id)
 	delete(s.logs, id)
 	s.mu.Unlock()
+	s.releaseRun(slipway.RunKindJob, id)
 	s.changed.notify()
 }
 
@@ -204,8 +224,12 @@ func (s *Service) supervise(ctx context.Context, r *slipway.JobRun, ar *activeRu
 	case <-ar.cancel:
 		stopped, state = ar.reason, slipway.RunCanceled
 	case <-ctx.Done():
-		if !s.exec.Detach(r.ID) {
+		// With other servers (Leases), the run is not left to a restart of this one: runlease.go says why.
+		if s.cfg.Leases != nil || !s.exec.Detach(r.ID) {
 			stopped, state = "server shut down while the run was in progress", slipway.RunFailed
+			if s.cfg.Leases != nil {
+				stopped = "server " + s.cfg.Leases.ID() + " shut down while the run was in progress"
+			}
 			break
 		}
 		stopWaiting()

@@ -97,9 +97,22 @@ func (db *DB) SetBatchState(ctx context.Context, id string, from, to slipway.Bat
 	if to.Terminal() {
 		finished = now
 	}
+	// Starting a run claims it for this server; only its owner ends a run in progress (anybody cancels it).
+	owner := "owner"
+	if to == slipway.BatchInProgress {
+		owner = "?"
+	}
+	fence, fenceArgs := "", []any(nil)
+	if from == slipway.BatchInProgress && to != slipway.BatchCanceled {
+		fence, fenceArgs = db.ownerFence("owner")
+	}
+	args := []any{string(to), reason, now, started, finished}
+	if to == slipway.BatchInProgress {
+		args = append(args, db.runOwner)
+	}
 	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET state = ?, reason = ?, updated_at = ?,
-		started_at = COALESCE(started_at, ?), finished_at = COALESCE(?, finished_at)
-		WHERE id = ? AND state = ?`, string(to), reason, now, started, finished, id, string(from))
+		started_at = COALESCE(started_at, ?), finished_at = COALESCE(?, finished_at), owner = `+owner+`
+		WHERE id = ? AND state = ?`+fence, append(append(args, id, string(from)), fenceArgs...)...)
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("batch prediction %q", id))
 	}
@@ -109,6 +122,9 @@ func (db *DB) SetBatchState(ctx context.Context, id string, from, to slipway.Bat
 		if _, err := db.FindBatchRun(ctx, id); err != nil {
 			return err
 		}
+		if fence != "" {
+			return db.runConflict(ctx, slipway.RunKindBatch, id)
+		}
 		return slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is no longer %s", id, from)
 	}
 	return nil
@@ -117,18 +133,30 @@ func (db *DB) SetBatchState(ctx context.Context, id string, from, to slipway.Bat
 // UpdateBatchProgress records rows done/total, the rate and the errors of a run.
 func (db *DB) UpdateBatchProgress(ctx context.Context, id string, p slipway.BatchProgress) error {
 	errs, _ := json.Marshal(nonNilErrors(p.Errors))
+	fence, fenceArgs := db.ownerFence("owner")
 	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET rows_total = ?, rows_done = ?, rows_skipped = ?,
-		rows_per_second = ?, errors = ?, updated_at = ? WHERE id = ?`,
-		p.RowsTotal, p.RowsDone, p.RowsSkipped, p.RowsPerSecond, string(errs), formatTime(db.now()), id)
-	return affectedOne(res, err, fmt.Sprintf("batch prediction %q", id))
+		rows_per_second = ?, errors = ?, updated_at = ? WHERE id = ?`+fence,
+		append([]any{p.RowsTotal, p.RowsDone, p.RowsSkipped, p.RowsPerSecond, string(errs), formatTime(db.now()), id}, fenceArgs...)...)
+	return db.fencedBatchWrite(ctx, res, err, id, fence)
 }
 
 // SetBatchOutput records where a run's output is.
 func (db *DB) SetBatchOutput(ctx context.Context, id string, out slipway.BatchOutput) error {
 	b, _ := json.Marshal(out)
-	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET output = ?, updated_at = ? WHERE id = ?`,
-		string(b), formatTime(db.now()), id)
-	return affectedOne(res, err, fmt.Sprintf("batch prediction %q", id))
+	fence, fenceArgs := db.ownerFence("owner")
+	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET output = ?, updated_at = ? WHERE id = ?`+fence,
+		append([]any{string(b), formatTime(db.now()), id}, fenceArgs...)...)
+	return db.fencedBatchWrite(ctx, res, err, id, fence)
+}
+
+// fencedBatchWrite is the outcome of a write to a run that its owner only may make.
+func (db *DB) fencedBatchWrite(ctx context.Context, res sql.Result, err error, id, fence string) error {
+	if err := affectedOne(res, err, fmt.Sprintf("batch prediction %q", id)); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+		return db.runConflict(ctx, slipway.RunKindBatch, id)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // DeleteBatchRun removes a finished run's record. The state condition is in the statement, so that a run

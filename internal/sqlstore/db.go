@@ -31,6 +31,8 @@ type DB struct {
 	r       *sql.DB
 	dialect dialect
 	now     func() time.Time
+	// runOwner is this server's id once FenceRuns made it the owner of the runs it claims ("": one server).
+	runOwner string
 }
 
 // openSQLitePools opens a SQLite database twice: one writer connection (SQLite writes one transaction at a
@@ -155,6 +157,21 @@ func inTx(ctx context.Context, w *sql.DB, file string, fn func(*sql.Tx) error) e
 	if file != "" {
 		file = " " + file
 	}
+	// A transaction PostgreSQL aborted to break a deadlock or a serialization conflict with another server's
+	// did nothing: it runs again (fn must be repeatable, as every fn here is), and the client never sees it.
+	for attempt := 1; ; attempt++ {
+		err := inTxOnce(ctx, w, file, fn)
+		if !retryableTx(err) || attempt == maxTxAttempts || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+	}
+}
+
+// maxTxAttempts bounds the runs of a transaction that keeps meeting deadlocks or serialization conflicts.
+const maxTxAttempts = 5
+
+func inTxOnce(ctx context.Context, w *sql.DB, file string, fn func(*sql.Tx) error) error {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore:%s begin: %w", file, err)

@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/slipway-ml/slipway"
@@ -65,6 +67,47 @@ func TestDeploymentAutoscalingAndLoadRoundTrip(t *testing.T) {
 		got, err = db.FindDeployment(ctx, "elastic")
 		if err != nil || got.Autoscaling != nil || got.Load != slipway.LoadEager {
 			t.Fatalf("after removing the policy = %+v, %v", got, err)
+		}
+	})
+}
+
+// Two servers read a deployment and both write a change: the second write, based on a revision that moved on,
+// is refused instead of overwriting the first (no lost update); a state change moves the revision too.
+func TestDeploymentUpdatesAreCompareAndSet(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, td testDialect) {
+		db := openTestDB(t, td)
+		ctx := context.Background()
+		v := readyVersion(t, db, "churn")
+		d := &slipway.Deployment{Name: "churn-api", State: slipway.DeploymentActive, Model: v.Model, Version: v.Version,
+			Replicas: 1, TimeoutMS: 1000, MaxQueue: 10}
+		if err := db.CreateDeployment(ctx, d); err != nil || d.Revision != 1 {
+			t.Fatalf("create: revision %d, %v", d.Revision, err)
+		}
+		a, _ := db.FindDeployment(ctx, "churn-api")
+		b, _ := db.FindDeployment(ctx, "churn-api")
+		a.MaxQueue = 20
+		if err := db.UpdateDeployment(ctx, a); err != nil || a.Revision != 2 {
+			t.Fatalf("first writer: revision %d, %v", a.Revision, err)
+		}
+		b.TimeoutMS = 5000
+		err := db.UpdateDeployment(ctx, b)
+		if slipway.ErrorCode(err) != slipway.ECONFLICT || !errors.Is(err, slipway.ErrStaleDeployment) ||
+			!strings.Contains(slipway.ErrorMessage(err), "changed by another request meanwhile (revision 2, this change was based on revision 1)") {
+			t.Fatalf("stale writer: %v", err)
+		}
+		if got, _ := db.FindDeployment(ctx, "churn-api"); got.MaxQueue != 20 || got.TimeoutMS != 1000 || got.Revision != 2 {
+			t.Fatalf("after the refused write: %+v", got)
+		}
+		if err := db.SetDeploymentState(ctx, "churn-api", slipway.DeploymentActive, slipway.DeploymentUpdating, ""); err != nil {
+			t.Fatal(err)
+		}
+		a.Reason = "based on the revision before the state change"
+		if err := db.UpdateDeployment(ctx, a); !errors.Is(err, slipway.ErrStaleDeployment) {
+			t.Fatalf("a write based on the revision before a state change: %v", err)
+		}
+		gone := &slipway.Deployment{Name: "nope", Revision: 1}
+		if err := db.UpdateDeployment(ctx, gone); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+			t.Fatalf("unknown deployment: %v", err)
 		}
 	})
 }

@@ -157,8 +157,8 @@ func (db *DB) NextAcceptedJobRun(ctx context.Context) (*slipway.JobRun, error) {
 
 // StartJobRun moves an ACCEPTED run to IN_PROGRESS.
 func (db *DB) StartJobRun(ctx context.Context, id string, at time.Time) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET state = ?, started_at = ? WHERE id = ? AND state = ?`,
-		string(slipway.RunInProgress), formatTime(at), id, string(slipway.RunAccepted))
+	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET state = ?, started_at = ?, owner = ? WHERE id = ? AND state = ?`,
+		string(slipway.RunInProgress), formatTime(at), db.runOwner, id, string(slipway.RunAccepted))
 	if err := affectedOne(res, err, "job run "+id); slipway.ErrorCode(err) == slipway.ENOTFOUND {
 		return slipway.Errorf(slipway.ECONFLICT, "job run %s is no longer ACCEPTED", id)
 	} else if err != nil {
@@ -169,20 +169,28 @@ func (db *DB) StartJobRun(ctx context.Context, id string, at time.Time) error {
 
 // SetJobRunProcess records the process and token of a run.
 func (db *DB) SetJobRunProcess(ctx context.Context, id string, pid int, procStart uint64, tokenID string) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET pid = ?, proc_start = ?, token_id = ? WHERE id = ?`,
-		pid, int64(procStart), tokenID, id)
-	return affectedOne(res, err, "job run "+id)
+	fence, fenceArgs := db.ownerFence("owner")
+	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET pid = ?, proc_start = ?, token_id = ? WHERE id = ?`+fence,
+		append([]any{pid, int64(procStart), tokenID, id}, fenceArgs...)...)
+	if err := affectedOne(res, err, "job run "+id); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+		return db.runConflict(ctx, slipway.RunKindJob, id)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // FinishJobRun moves a run that is not over to r.State.
 func (db *DB) FinishJobRun(ctx context.Context, r *slipway.JobRun) error {
 	outputs, _ := json.Marshal(nonNilMap(r.Outputs))
+	// A queued run is anybody's to cancel; a run in progress is its owner's to finish.
+	fence, fenceArgs := db.ownerFence("owner")
 	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET state = ?, exit_code = ?, reason = ?, outputs = ?, output_digest = ?,
-		started_at = COALESCE(started_at, ?), finished_at = ? WHERE id = ? AND state IN (?, ?)`,
-		string(r.State), r.ExitCode, r.Reason, string(outputs), r.OutputDigest, nullTime(r.StartedAt), nullTime(r.FinishedAt),
-		r.ID, string(slipway.RunAccepted), string(slipway.RunInProgress))
+		started_at = COALESCE(started_at, ?), finished_at = ? WHERE id = ? AND (state = ? OR (state = ?`+fence+`))`,
+		append([]any{string(r.State), r.ExitCode, r.Reason, string(outputs), r.OutputDigest, nullTime(r.StartedAt), nullTime(r.FinishedAt),
+			r.ID, string(slipway.RunAccepted), string(slipway.RunInProgress)}, fenceArgs...)...)
 	if err := affectedOne(res, err, "job run "+r.ID); slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		return slipway.Errorf(slipway.ECONFLICT, "job run %s is already over", r.ID)
+		return db.runConflict(ctx, slipway.RunKindJob, r.ID)
 	} else if err != nil {
 		return err
 	}

@@ -72,9 +72,9 @@ func (db *DB) CreatePipelineRun(ctx context.Context, r *slipway.PipelineRun) err
 		return fmt.Errorf("sqlstore: encode params of %s: %w", r.ID, err)
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO pipeline_runs (`+pipelineRunColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO pipeline_runs (`+pipelineRunColumns+`, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Pipeline, string(spec), r.ArtifactDigest, string(params), string(r.State), r.Reason, r.Trigger, r.Retries,
-			r.CancelRequested, formatTime(r.CreatedAt), nullTime(r.StartedAt), nullTime(r.FinishedAt), r.CreatedBy)
+			r.CancelRequested, formatTime(r.CreatedAt), nullTime(r.StartedAt), nullTime(r.FinishedAt), r.CreatedBy, db.runOwner)
 		if err != nil {
 			return mapErr(err, "pipeline run "+r.ID)
 		}
@@ -191,9 +191,15 @@ func (db *DB) FindActivePipelineRuns(ctx context.Context) ([]*slipway.PipelineRu
 // UpdatePipelineRun stores the run's state, reason and times. The cancel flag is left alone: a cancel request
 // may arrive while the run's driver writes.
 func (db *DB) UpdatePipelineRun(ctx context.Context, r *slipway.PipelineRun) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE pipeline_runs SET state = ?, reason = ?, started_at = ?, finished_at = ? WHERE id = ?`,
-		string(r.State), r.Reason, nullTime(r.StartedAt), nullTime(r.FinishedAt), r.ID)
-	return affectedOne(res, err, "pipeline run "+r.ID)
+	fence, fenceArgs := db.ownerFence("owner")
+	res, err := db.w.ExecContext(ctx, `UPDATE pipeline_runs SET state = ?, reason = ?, started_at = ?, finished_at = ? WHERE id = ?`+fence,
+		append([]any{string(r.State), r.Reason, nullTime(r.StartedAt), nullTime(r.FinishedAt), r.ID}, fenceArgs...)...)
+	if err := affectedOne(res, err, "pipeline run "+r.ID); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+		return db.runConflict(ctx, slipway.RunKindPipeline, r.ID)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // RequestPipelineRunCancel flags an IN_PROGRESS run for cancellation.
@@ -211,7 +217,7 @@ func (db *DB) RequestPipelineRunCancel(ctx context.Context, id, reason string) e
 // ResumePipelineRun moves a FAILED or CANCELED run back to IN_PROGRESS.
 func (db *DB) ResumePipelineRun(ctx context.Context, id string) error {
 	res, err := db.w.ExecContext(ctx, `UPDATE pipeline_runs SET state = ?, reason = '', cancel_requested = 0, finished_at = NULL,
-		retries = retries + 1 WHERE id = ? AND state IN (?, ?)`, string(slipway.RunInProgress), id, string(slipway.RunFailed), string(slipway.RunCanceled))
+		retries = retries + 1, owner = ? WHERE id = ? AND state IN (?, ?)`, string(slipway.RunInProgress), db.runOwner, id, string(slipway.RunFailed), string(slipway.RunCanceled))
 	if err := affectedOne(res, err, "pipeline run "+id); slipway.ErrorCode(err) == slipway.ENOTFOUND {
 		return slipway.Errorf(slipway.ECONFLICT, "pipeline run %s is not FAILED or CANCELED", id)
 	} else if err != nil {
@@ -230,12 +236,19 @@ func (db *DB) UpdateStepRun(ctx context.Context, runID string, s *slipway.StepRu
 	if s.History == nil {
 		history = []byte("[]")
 	}
+	// The steps are the driver's: only the server that owns the run writes them.
+	fence, fenceArgs := db.ownerFence("(SELECT owner FROM pipeline_runs WHERE id = pipeline_steps.run_id)")
 	res, err := db.w.ExecContext(ctx, `UPDATE pipeline_steps SET state = ?, reason = ?, attempts = ?, retry_base = ?, job_run = ?,
 		cached = ?, cache_key = ?, outputs = ?, output_dir = ?, output_digest = ?, history = ?, started_at = ?, finished_at = ?,
-		next_attempt_at = ? WHERE run_id = ? AND name = ?`,
-		string(s.State), s.Reason, s.Attempts, s.RetryBase, s.JobRun, s.Cached, s.CacheKey, string(outputs), s.OutputDir,
-		s.OutputDigest, string(history), nullTime(s.StartedAt), nullTime(s.FinishedAt), nullTime(s.NextAttemptAt), runID, s.Name)
-	return affectedOne(res, err, fmt.Sprintf("step %s of pipeline run %s", s.Name, runID))
+		next_attempt_at = ? WHERE run_id = ? AND name = ?`+fence,
+		append([]any{string(s.State), s.Reason, s.Attempts, s.RetryBase, s.JobRun, s.Cached, s.CacheKey, string(outputs), s.OutputDir,
+			s.OutputDigest, string(history), nullTime(s.StartedAt), nullTime(s.FinishedAt), nullTime(s.NextAttemptAt), runID, s.Name}, fenceArgs...)...)
+	if err := affectedOne(res, err, fmt.Sprintf("step %s of pipeline run %s", s.Name, runID)); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+		return db.runConflict(ctx, slipway.RunKindPipeline, runID)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // FindCachedStep returns the newest SUCCEEDED step of pipeline with the cache key.
