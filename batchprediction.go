@@ -91,6 +91,7 @@ type BatchError struct {
 // BatchRun is one batch prediction.
 type BatchRun struct {
 	ID            string       `json:"id"`
+	Project       string       `json:"project,omitempty"` // the project it belongs to
 	State         BatchState   `json:"state"`
 	Reason        string       `json:"reason,omitempty"`
 	Model         string       `json:"model"`
@@ -128,6 +129,7 @@ type BatchFilter struct {
 // UploadedFile is an input file uploaded for batch predictions.
 type UploadedFile struct {
 	ID        string    `json:"id"`
+	Project   string    `json:"project,omitempty"` // the project it belongs to
 	Name      string    `json:"name"`
 	Size      int64     `json:"size"`
 	SHA256    string    `json:"sha256"`

@@ -46,6 +46,7 @@ func (s DeploymentState) CanMoveTo(to DeploymentState) bool {
 // alias's version at the time) when it is false.
 type Deployment struct {
 	Name        string            `json:"name"`
+	Project     string            `json:"project,omitempty"` // the project it belongs to
 	State       DeploymentState   `json:"state"`
 	Reason      string            `json:"reason"`
 	Model       string            `json:"model"`

@@ -65,9 +65,10 @@ type JobSpec struct {
 // Job is a template for runs: an artifact (a file or an unpacked project), an entrypoint and defaults.
 type Job struct {
 	JobSpec
-	Kind      string    `json:"kind"`   // one of the Entry* kinds
-	Digest    string    `json:"digest"` // identifies the uploaded artifact: sha256 of its content's sha256 and its file name
-	Files     []string  `json:"files"`  // paths of the artifact's files
+	Project   string    `json:"project,omitempty"` // the project it belongs to
+	Kind      string    `json:"kind"`              // one of the Entry* kinds
+	Digest    string    `json:"digest"`            // identifies the uploaded artifact: sha256 of its content's sha256 and its file name
+	Files     []string  `json:"files"`             // paths of the artifact's files
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by"`
 }
@@ -75,6 +76,7 @@ type Job struct {
 // JobRun is one execution of a job or of a pipeline step.
 type JobRun struct {
 	ID          string            `json:"id"`
+	Project     string            `json:"project,omitempty"` // the project it belongs to
 	Job         string            `json:"job,omitempty"`
 	PipelineRun string            `json:"pipeline_run,omitempty"`
 	Step        string            `json:"step,omitempty"`

@@ -11,6 +11,7 @@ import (
 // Model is a named family of versions.
 type Model struct {
 	Name          string            `json:"name"`
+	Project       string            `json:"project,omitempty"` // the project it belongs to
 	Description   string            `json:"description"`
 	Tags          map[string]string `json:"tags"`
 	CreatedAt     time.Time         `json:"created_at"`

@@ -50,6 +50,7 @@ type StepSpec struct {
 // script steps).
 type Pipeline struct {
 	Name           string       `json:"name"`
+	Project        string       `json:"project,omitempty"` // the project it belongs to
 	Spec           PipelineSpec `json:"spec"`
 	ArtifactDigest string       `json:"artifact_digest,omitempty"`
 	CreatedAt      time.Time    `json:"created_at"`
@@ -60,6 +61,7 @@ type Pipeline struct {
 // what it depends on).
 type PipelineRun struct {
 	ID         string         `json:"id"`
+	Project    string         `json:"project,omitempty"` // the project it belongs to
 	Pipeline   string         `json:"pipeline"`
 	State      RunState       `json:"state"`
 	Reason     string         `json:"reason"`

@@ -22,8 +22,9 @@ const (
 // Schedule starts a job or a pipeline on a cron expression.
 type Schedule struct {
 	Name              string            `json:"name"`
-	Cron              string            `json:"cron"`     // 5 fields, or 6 with seconds first
-	Timezone          string            `json:"timezone"` // IANA name; default UTC
+	Project           string            `json:"project,omitempty"` // the project it belongs to
+	Cron              string            `json:"cron"`              // 5 fields, or 6 with seconds first
+	Timezone          string            `json:"timezone"`          // IANA name; default UTC
 	Target            ScheduleTarget    `json:"target"`
 	Args              []string          `json:"args,omitempty"`   // job runs
 	Env               map[string]string `json:"env,omitempty"`    // job runs

@@ -126,12 +126,11 @@ func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
 
 // requireRole admits requests whose token has the needed role; auditRefusals records the others in the
 // audit log (routes that audited wraps record every call themselves).
-func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefusals bool) http.HandlerFunc {
+func (s *Server) requireRole(need slipway.Role, sc routeScope, next http.HandlerFunc, auditRefusals bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t, err := s.authenticate(r)
-		if err == nil && need != roleAny && !t.Role.Allows(need) {
-			infoOf(r).token = t
-			err = slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need)
+		if err == nil {
+			r, err = s.admit(r, t, need, sc)
 		}
 		if err == nil && need == slipway.RolePredict && t.RateLimit != nil {
 			if ok, wait := s.limiter.allow(t, time.Now()); !ok {
@@ -147,8 +146,7 @@ func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefu
 			}
 			return
 		}
-		infoOf(r).token = t // Handler puts the request's info in its context (withRequestID) before any route
-		next(w, r)
+		next(w, r) // admit recorded the token in the request's info (withRequestID put it in the context)
 	}
 }
 

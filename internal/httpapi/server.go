@@ -25,6 +25,7 @@ import (
 // Config wires the API server.
 type Config struct {
 	Tokens         slipway.TokenStore
+	Projects       slipway.ProjectStore // nil: no projects (every call in default, nothing scoped)
 	Catalog        *catalog.Service
 	Deployments    *deploy.Service
 	Monitor        *monitor.Service
@@ -56,6 +57,10 @@ type Config struct {
 type Server struct {
 	tokens      slipway.TokenStore
 	auth        *authenticator
+	projects    slipway.ProjectStore
+	// knownProjects and owners cache which projects exist and which project a deployment is in (project.go).
+	knownProjects projectCache
+	owners        ownerCache
 	catalog     *catalog.Service
 	deployments *deploy.Service
 	routers     *serving.Routers // the serving deployments' routers (the prediction hot path)
@@ -88,7 +93,7 @@ type route struct {
 
 // New builds the server and its route table.
 func New(cfg Config) *Server {
-	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
+	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), projects: cfg.Projects, catalog: cfg.Catalog, log: cfg.Log,
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
@@ -161,6 +166,7 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.auditRoutes()...)
 	s.routes = append(s.routes, s.replicaRoutes()...)
 	s.routes = append(s.routes, s.shadowRoutes()...)
+	s.routes = append(s.routes, s.projectRoutes()...)
 	for _, rt := range s.routes {
 		h := rt.handler
 		if s.fwd != nil && forwardable(rt.pattern) {
@@ -168,7 +174,7 @@ func New(cfg Config) *Server {
 		}
 		audited := s.audit != nil && changesState(rt)
 		if rt.role != "" {
-			h = s.requireRole(rt.role, h, !audited)
+			h = s.requireRole(rt.role, scopeOf(rt.pattern), h, !audited)
 		}
 		if audited {
 			h = s.audited(rt, h)
@@ -223,6 +229,7 @@ type ctxKey struct{}
 type requestInfo struct {
 	id      string
 	token   *slipway.Token // set by requireRole
+	project string         // the project the call works in, set by requireRole (project.go)
 	problem string         // the problem code answered, if any (the audit log records it)
 	// forwarded: the call went to the server hosting its deployment, which records it in the audit log.
 	forwarded bool

@@ -34,6 +34,15 @@ func (s *Service) runBuiltin(ctx context.Context, run *slipway.PipelineRun, name
 	return nil, slipway.Errorf(slipway.EINVALID, "unknown builtin %q", name)
 }
 
+// inRunProject scopes a built-in step's work to its pipeline run's project: what it registers, deploys or
+// predicts must be that project's, as if the run's own token had asked through the API.
+func inRunProject(ctx context.Context, run *slipway.PipelineRun) context.Context {
+	if run.Project == "" {
+		return ctx
+	}
+	return slipway.WithProject(ctx, run.Project)
+}
+
 func str(with map[string]any, key string) string {
 	return formatValue(with[key])
 }

@@ -535,6 +535,7 @@ func (s *Service) startBuiltin(run *slipway.PipelineRun, st *slipway.StepRun, sp
 	}
 	step, attempt := st.Name, st.Attempts
 	s.goBuiltin(run.ID, step, s.now().UTC(), builtinTimeout(spec), func(ctx context.Context, bs *builtinState) (map[string]any, error) {
+		ctx = inRunProject(ctx, run)
 		if spec.Builtin == BuiltinBatch {
 			return s.builtinBatch(ctx, run, step, attempt, with, "", bs)
 		}

@@ -355,11 +355,20 @@ func (s *Service) issueToken(ctx context.Context, r *slipway.JobRun) (secret, id
 		return "", "", nil
 	}
 	secret, hash := s.cfg.NewToken()
-	t := &slipway.Token{ID: "run-" + r.ID, Name: "run-" + r.ID, Role: slipway.RoleEditor, CreatedAt: s.now().UTC()}
+	// An editor of the run's project only: the run's API calls work in it and see nothing of other projects.
+	t := &slipway.Token{ID: "run-" + r.ID, Name: "run-" + r.ID, Projects: map[string]slipway.Role{runProject(r): slipway.RoleEditor},
+		CreatedAt: s.now().UTC()}
 	if err := s.cfg.Tokens.CreateToken(ctx, t, hash); err != nil {
 		return "", "", fmt.Errorf("jobs: token for run %s: %w", r.ID, err)
 	}
 	return secret, t.ID, nil
+}
+
+func runProject(r *slipway.JobRun) string {
+	if r.Project == "" {
+		return slipway.DefaultProject
+	}
+	return r.Project
 }
 
 func (s *Service) revoke(ctx context.Context, tokenID string) {

@@ -232,17 +232,20 @@ type byName[T any] struct {
 }
 
 func (t byName[T]) find(ctx context.Context, db *DB, name string) (*T, error) {
-	v, err := t.scan(db.r.QueryRowContext(ctx, `SELECT `+t.columns+` FROM `+t.table+` WHERE name = ?`, name))
+	cond, args := inProject(ctx, "project")
+	v, err := t.scan(db.r.QueryRowContext(ctx, `SELECT `+t.columns+` FROM `+t.table+` WHERE name = ? AND `+cond, append([]any{name}, args...)...))
 	return v, mapErr(err, fmt.Sprintf("%s %q", t.kind, name))
 }
 
-// all returns every row, by name.
+// all returns every row of the project of ctx, by name.
 func (t byName[T]) all(ctx context.Context, db *DB) ([]*T, error) {
-	return queryAll(ctx, db.r, t.scan, t.table, `SELECT `+t.columns+` FROM `+t.table+` ORDER BY name`)
+	cond, args := inProject(ctx, "project")
+	return queryAll(ctx, db.r, t.scan, t.table, `SELECT `+t.columns+` FROM `+t.table+` WHERE `+cond+` ORDER BY name`, args...)
 }
 
 func (t byName[T]) delete(ctx context.Context, db *DB, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE name = ?`, name)
+	cond, args := inProject(ctx, "project")
+	res, err := db.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE name = ? AND `+cond, append([]any{name}, args...)...)
 	return affectedOne(res, err, fmt.Sprintf("%s %q", t.kind, name))
 }
 
