@@ -55,33 +55,33 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	tokens      slipway.TokenStore
-	auth        *authenticator
-	projects    slipway.ProjectStore
+	tokens   slipway.TokenStore
+	auth     *authenticator
+	projects slipway.ProjectStore
 	// knownProjects and owners cache which projects exist and which project a deployment is in (project.go).
 	knownProjects projectCache
 	owners        ownerCache
-	catalog     *catalog.Service
-	deployments *deploy.Service
-	routers     *serving.Routers // the serving deployments' routers (the prediction hot path)
-	monitor     *monitor.Service
-	jobs        *jobs.Service
-	batch       *batch.Service
-	maxPayload  int64
-	readBy      time.Duration // prediction body read deadline (Config.PayloadReadTimeout)
-	writeBy     time.Duration // prediction answer write deadline (Config.WriteTimeout)
-	maxTokenTTL time.Duration
-	audit       *audit.Service
-	limiter     *rateLimiter
-	actions     map[string]string // route pattern → OpenAPI operationId: the audit log's action names
-	log         *slog.Logger
-	ready       func(context.Context) error
-	maxUp       int64
-	backup      func(ctx context.Context, w io.Writer, withMonitor bool) error
-	tempDir     string
-	mux         *http.ServeMux
-	routes      []route
-	fwd         *forwarder // nil: one server, nothing is forwarded
+	catalog       *catalog.Service
+	deployments   *deploy.Service
+	routers       *serving.Routers // the serving deployments' routers (the prediction hot path)
+	monitor       *monitor.Service
+	jobs          *jobs.Service
+	batch         *batch.Service
+	maxPayload    int64
+	readBy        time.Duration // prediction body read deadline (Config.PayloadReadTimeout)
+	writeBy       time.Duration // prediction answer write deadline (Config.WriteTimeout)
+	maxTokenTTL   time.Duration
+	audit         *audit.Service
+	limiter       *rateLimiter
+	actions       map[string]string // route pattern → OpenAPI operationId: the audit log's action names
+	log           *slog.Logger
+	ready         func(context.Context) error
+	maxUp         int64
+	backup        func(ctx context.Context, w io.Writer, withMonitor bool) error
+	tempDir       string
+	mux           *http.ServeMux
+	routes        []route
+	fwd           *forwarder // nil: one server, nothing is forwarded
 }
 
 // route is one line of the API table: pattern, handler and the role it needs ("" = public).
