@@ -71,16 +71,17 @@ func (s *Server) admit(r *http.Request, t *slipway.Token, need slipway.Role, sc 
 		return r, err
 	}
 	info.project = project
+	// Another project's resource is 404 before any role check: a 403 would say that it exists.
+	if sc.kind != "" {
+		if err := s.checkOwner(r.Context(), sc, r.PathValue(sc.param), project); err != nil {
+			return r, err
+		}
+	}
 	if role := t.RoleIn(project); need != roleAny && !role.Allows(need) {
 		if role == "" {
 			role = "none"
 		}
 		return r, slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s in project %q; this needs role %s", t.Name, role, project, need)
-	}
-	if sc.kind != "" {
-		if err := s.checkOwner(r.Context(), sc, r.PathValue(sc.param), project); err != nil {
-			return r, err
-		}
 	}
 	return r.WithContext(slipway.WithProject(r.Context(), project)), nil
 }
