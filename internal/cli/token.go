@@ -44,7 +44,7 @@ of a global --role: everything in another project answers 404 to it.`,
 			}
 			r := slipway.Role(role)
 			if err := (slipway.TokenSpec{Role: r, Projects: projects}).ValidateAccess(); err != nil {
-				return fmt.Errorf("--role/--project-role: %w", err)
+				return err
 			}
 			if err := slipway.ValidateName("token", args[0]); err != nil {
 				return err
