@@ -95,7 +95,10 @@ EOF
 	mustCLI(t, s, risk.Secret, "jobs", "create", "risk-job", script)
 	runID := jsonID(t, mustCLI(t, s, risk.Secret, "jobs", "run", "risk-job", "--wait", "-o", "json"))
 	pipeline := filepath.Join(dir, "pipeline.yaml")
-	if err := os.WriteFile(pipeline, []byte("name: risk-pipe\nsteps:\n  - name: hello\n    script: echo hello\n"), 0o644); err != nil {
+	// Its built-in step moves an alias of risk's model: it works in the pipeline's project.
+	stage := "steps:\n  - name: hello\n    script: echo hello\n  - name: stage\n    builtin: deploy\n    depends_on: [hello]\n" +
+		"    with: {model: risk-model, version: 1, alias: staging}\n"
+	if err := os.WriteFile(pipeline, []byte("name: risk-pipe\n"+stage), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mustCLI(t, s, risk.Secret, "pipelines", "create", pipeline)
@@ -270,6 +273,39 @@ EOF
 	}
 	if !found {
 		t.Errorf("the run's createModel is not in the audit log with its token and project: %s", b)
+	}
+	// The same step in a growth pipeline does not find risk's model.
+	growthPipeline := filepath.Join(dir, "growth.yaml")
+	if err := os.WriteFile(growthPipeline, []byte("name: growth-pipe\n"+stage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, s, growth.Secret, "pipelines", "create", growthPipeline)
+	out, _, _ := cliAs(s, growth.Secret, "pipelines", "run", "growth-pipe", "--wait", "-o", "json")
+	growthRunID := jsonID(t, out)
+	// What runs do without an API call is audited too: their tokens, and built-in steps, in their project.
+	events := map[string]*slipway.AuditEntry{}
+	resp, b = s.do(t, "GET", "/api/v1/audit?limit=1000", admin, nil, "")
+	var all slipway.Page[*slipway.AuditEntry]
+	if err := json.Unmarshal(b, &all); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("audit: %d %s", resp.StatusCode, b)
+	}
+	for _, e := range all.Items {
+		events[e.Action+" "+e.Target] = e
+	}
+	if e := events["runToken.issue tokens/run-"+runID]; e == nil || e.Project != "risk" || e.TokenName != "run-"+runID {
+		t.Errorf("the run's token issue: %+v", e)
+	}
+	if e := events["runToken.revoke tokens/run-"+runID]; e == nil {
+		t.Errorf("the run's token revocation is not recorded")
+	}
+	if e := events["pipeline.deploy pipeline-runs/"+pipelineRunID]; e == nil || e.Project != "risk" || e.Status != 200 || e.TokenName != pipelineRunID {
+		t.Errorf("risk's deploy step: %+v", e)
+	}
+	if e := events["pipeline.deploy pipeline-runs/"+growthRunID]; e == nil || e.Project != "growth" || e.Status != 404 {
+		t.Errorf("growth's deploy step on risk's model: %+v", e)
+	}
+	if resp, b := s.doIn(t, "risk", "GET", "/api/v1/models/risk-model/aliases/staging", admin); resp.StatusCode != 200 {
+		t.Errorf("risk's pipeline moved no alias: %d %s", resp.StatusCode, b)
 	}
 	if out, errOut, code := s.cli("audit", "verify"); code != 0 {
 		t.Errorf("audit verify with project entries: %s %s", out, errOut)

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -361,6 +362,9 @@ func (s *Service) issueToken(ctx context.Context, r *slipway.JobRun) (secret, id
 	if err := s.cfg.Tokens.CreateToken(ctx, t, hash); err != nil {
 		return "", "", fmt.Errorf("jobs: token for run %s: %w", r.ID, err)
 	}
+	s.record(ctx, &slipway.AuditEntry{Action: "runToken.issue", TokenID: t.ID, TokenName: t.Name, Role: slipway.RoleEditor,
+		Project: runProject(r), Target: "tokens/" + t.ID, Status: http.StatusCreated},
+		map[string]string{"job_run": r.ID, "job": r.Job, "pipeline_run": r.PipelineRun, "step": r.Step})
 	return secret, t.ID, nil
 }
 
@@ -377,7 +381,10 @@ func (s *Service) revoke(ctx context.Context, tokenID string) {
 	}
 	if err := s.cfg.Tokens.RevokeToken(ctx, tokenID); err != nil && slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		s.log.Error("revoke run token", "token", tokenID, "error", err)
+		return
 	}
+	s.record(ctx, &slipway.AuditEntry{Action: "runToken.revoke", TokenID: tokenID, TokenName: tokenID, Target: "tokens/" + tokenID,
+		Status: http.StatusNoContent}, nil)
 }
 
 // finish reads the outputs, records the run's end and cleans its working folder (outputs and log stay).
