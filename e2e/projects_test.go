@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/slipway-ml/slipway"
 )
 
@@ -342,4 +344,36 @@ func openAPIPaths(t *testing.T, s *server) []openAPIOp {
 	}
 	sort.Slice(ops, func(i, j int) bool { return ops[i].path+ops[i].method < ops[j].path+ops[j].method })
 	return ops
+}
+
+// TestWebUIProjectSwitcher: the header's project switcher sets the project of the UI's API calls.
+func TestWebUIProjectSwitcher(t *testing.T) {
+	s := startServer(t, "")
+	mustCLI(t, s, s.Token, "projects", "create", "risk")
+	for _, m := range []struct{ project, name string }{{"", "plain-model"}, {"risk", "risk-model"}} {
+		req, err := http.NewRequest("POST", s.URL+"/api/v1/models", strings.NewReader(`{"name": "`+m.name+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		req.Header.Set("Content-Type", "application/json")
+		if m.project != "" {
+			req.Header.Set(slipway.ProjectHeader, m.project)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 201 {
+			t.Fatalf("create %s: %v %v", m.name, resp, err)
+		}
+		resp.Body.Close()
+	}
+	b := newBrowser(t)
+	b.do("open the UI", chromedp.Navigate(s.URL+"/ui/models"), chromedp.WaitVisible(chromedp.ID("token")))
+	b.do("sign in", chromedp.SetValue(chromedp.ID("token"), s.Token), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+	b.waitJS("default's models, and the projects in the switcher",
+		`document.querySelector("main").innerText.includes("plain-model") && !document.querySelector("main").innerText.includes("risk-model") && document.querySelectorAll("#project option").length === 2`)
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { const p = document.querySelector("#project"); p.value = "risk"; p.dispatchEvent(new Event("change")); return true; })()`)); err != nil {
+		t.Fatalf("switch to risk: %v", err)
+	}
+	b.waitJS("risk's models only", `document.querySelector("main").innerText.includes("risk-model") && !document.querySelector("main").innerText.includes("plain-model") && document.querySelector("#project").value === "risk"`)
+	b.checkNoErrors()
 }
