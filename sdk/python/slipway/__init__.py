@@ -98,11 +98,13 @@ def _quote(name):
 class Client:
     """A client of one Slipway server. Methods return the API's JSON as dicts and lists."""
 
-    def __init__(self, url=None, token=None, timeout=300):
+    def __init__(self, url=None, token=None, timeout=300, project=None):
         self._fixed_url = url.rstrip("/") if url else None
         self.url = self._fixed_url or _default_url().rstrip("/")
         self.token = token if token is not None else _default_token()
         self.timeout = timeout
+        # The project calls work in (Slipway-Project): else SLIPWAY_PROJECT, else the token's only one, else default.
+        self.project = project or os.environ.get("SLIPWAY_PROJECT") or None
 
     # ---- transport ----
 
@@ -121,6 +123,8 @@ class Client:
         req = urllib.request.Request(url, data=body, method=method)
         if self.token:
             req.add_header("Authorization", "Bearer " + self.token)
+        if self.project:
+            req.add_header("Slipway-Project", self.project)
         if content_type:
             req.add_header("Content-Type", content_type)
         for k, v in (headers or {}).items():
