@@ -85,7 +85,8 @@ func TestProjectsIsolateEveryRoute(t *testing.T) {
 	dir := t.TempDir()
 	// The run creates a model with its own token: it must land in risk, and be audited as the run's.
 	script := filepath.Join(dir, "make-model.sh")
-	if err := os.WriteFile(script, []byte(`"$SLIPWAY_PYTHON" - <<'EOF'
+	if err := os.WriteFile(script, []byte(`echo "project=$SLIPWAY_PROJECT"
+"$SLIPWAY_PYTHON" - <<'EOF'
 import json, os, urllib.request
 req = urllib.request.Request(os.environ["SLIPWAY_URL"] + "/api/v1/models", data=json.dumps({"name": "made-by-run"}).encode(),
     headers={"Authorization": "Bearer " + os.environ["SLIPWAY_TOKEN"], "Content-Type": "application/json"}, method="POST")
@@ -96,6 +97,9 @@ EOF
 	}
 	mustCLI(t, s, risk.Secret, "jobs", "create", "risk-job", script)
 	runID := jsonID(t, mustCLI(t, s, risk.Secret, "jobs", "run", "risk-job", "--wait", "-o", "json"))
+	if out := mustCLI(t, s, risk.Secret, "jobs", "logs", runID); !strings.Contains(out, "project=risk") || !strings.Contains(out, "201") {
+		t.Fatalf("the run's log: %q", out)
+	}
 	pipeline := filepath.Join(dir, "pipeline.yaml")
 	// Its built-in step moves an alias of risk's model: it works in the pipeline's project.
 	stage := "steps:\n  - name: hello\n    script: echo hello\n  - name: stage\n    builtin: deploy\n    depends_on: [hello]\n" +

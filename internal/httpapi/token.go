@@ -98,12 +98,15 @@ func (s *Server) handleTokenRotate(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// whoami is the request's token and the project the call works in.
+// whoami is the request's token, the project the call works in, and the token's role there (its global role,
+// else its role in that project), so that a client reads "role" the same way for both kinds of tokens.
 type whoami struct {
 	*slipway.Token
-	Project string `json:"project,omitempty"`
+	Role    slipway.Role `json:"role,omitempty"`
+	Project string       `json:"project,omitempty"`
 }
 
 func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, whoami{Token: tokenOf(r), Project: infoOf(r).project})
+	t, project := tokenOf(r), infoOf(r).project
+	writeJSON(w, http.StatusOK, whoami{Token: t, Role: t.RoleIn(project), Project: project})
 }

@@ -334,6 +334,7 @@ func (s *Service) environment(r *slipway.JobRun, secret, out, tmp string) []stri
 	}
 	env["SLIPWAY_TOKEN"] = secret
 	env["SLIPWAY_RUN_ID"] = r.ID
+	env["SLIPWAY_PROJECT"] = runProject(r) // the only project the run's token may use (the CLI and the SDK send it)
 	env["SLIPWAY_OUTPUT_DIR"] = out
 	env["SLIPWAY_PYTHON"] = s.cfg.Python // the server's interpreter, for scripts: "$SLIPWAY_PYTHON" train.py
 	if r.Job != "" {
