@@ -232,6 +232,20 @@ EOF
 	if resp, _ := s.doIn(t, "risk", "GET", "/api/v1/models", growth.Secret); resp.StatusCode != 404 {
 		t.Errorf("growth's token naming project risk: %d, want 404", resp.StatusCode)
 	}
+	// A token of several projects names one; without it, whoami and the projects' list still answer.
+	both := cliToken(t, s, "tokens", "create", "both", "--project-role", "risk=viewer", "--project-role", "growth=editor")
+	if resp, body := s.doIn(t, "", "GET", "/api/v1/models", both.Secret); resp.StatusCode != 400 || !strings.Contains(string(body), "growth, risk") {
+		t.Errorf("a token of two projects naming none: %d %s, want 400 naming them", resp.StatusCode, body)
+	}
+	if got := strings.Join(modelNames("risk", both.Secret), " "); got != "made-by-run@risk risk-model@risk" {
+		t.Errorf("a token of two projects in risk: %q", got)
+	}
+	if resp, body := s.doIn(t, "", "GET", "/api/v1/whoami", both.Secret); resp.StatusCode != 200 || !strings.Contains(string(body), `"growth": "editor"`) {
+		t.Errorf("whoami of a token of two projects: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := s.doIn(t, "risk", "POST", "/api/v1/models", both.Secret); resp.StatusCode != 403 {
+		t.Errorf("a viewer of risk creates there: %d %s, want 403", resp.StatusCode, body)
+	}
 	if out := mustCLI(t, s, growth.Secret, "projects", "list"); strings.Contains(out, "risk") || !strings.Contains(out, "growth") {
 		t.Errorf("growth's projects list: %q", out)
 	}

@@ -10,7 +10,9 @@ package httpapi
 
 import (
 	"context"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +67,9 @@ func (s *Server) admit(r *http.Request, t *slipway.Token, need slipway.Role, sc 
 	}
 	if sc.global && t.Scoped() {
 		return r, slipway.Errorf(slipway.EFORBIDDEN, "token %q is limited to projects; %s shows every project and needs a token with a global role", t.Name, r.URL.Path)
+	}
+	if need == roleAny && mustNameProject(r, t) {
+		return r, nil // whoami and the projects' list need no project: a token of several answers without one
 	}
 	project, err := s.callProject(r, t)
 	if err != nil {
@@ -127,6 +132,10 @@ func (s *Server) admitDataPlane(r *http.Request, t *slipway.Token, sc routeScope
 // only project, else default. A project the token may not see, or that does not exist, is 404.
 func (s *Server) callProject(r *http.Request, t *slipway.Token) (string, error) {
 	name := strings.TrimSpace(r.Header.Get(slipway.ProjectHeader))
+	if mustNameProject(r, t) {
+		return "", slipway.Errorf(slipway.EINVALID, "token %q works in several projects (%s) and default is not one of them: name one with the %s header (slipway --project NAME)",
+			t.Name, strings.Join(slices.Sorted(maps.Keys(t.Projects)), ", "), slipway.ProjectHeader)
+	}
 	if name == "" {
 		name = t.DefaultProjectOf()
 	} else if err := slipway.ValidateName("project", name); err != nil {
@@ -142,6 +151,13 @@ func (s *Server) callProject(r *http.Request, t *slipway.Token) (string, error) 
 		return "", err
 	}
 	return name, nil
+}
+
+// mustNameProject reports whether the call names no project while its token has no single one to default to:
+// limited to several projects, default not among them.
+func mustNameProject(r *http.Request, t *slipway.Token) bool {
+	return t.Scoped() && len(t.Projects) > 1 && t.Projects[slipway.DefaultProject] == "" &&
+		strings.TrimSpace(r.Header.Get(slipway.ProjectHeader)) == ""
 }
 
 func projectNotFound(name string) error {

@@ -375,17 +375,20 @@ const canEdit = () => myRole() === "editor" || myRole() === "admin";
 function showWho(who) {
   me = who;
   for (const admin of ["/ui/tokens", "/ui/audit"]) document.querySelector('#nav a[href="' + admin + '"]').hidden = me.role !== "admin";
-  const picker = el("select", { id: "project", title: "Project", "aria-label": "Project", onchange: async () => {
+  const picker = el("select", { id: "project", title: "Project", "aria-label": "Project" });
+  picker.onchange = async () => {
     sessionStorage.setItem(PROJECT_KEY, picker.value);
     showWho(await api("/api/v1/whoami"));
     shownPath = null;
     render();
-  } }, el("option", { value: me.project }, me.project));
+  };
+  fill(picker, el("option", { value: me.project || "" }, me.project || "project…"));
   fill(document.getElementById("who"), picker, " ", me.name + " (" + myRole() + ")",
     el("button", { type: "button", id: "signout", onclick: () => signOut() }, "Sign out"));
   // The switcher lists the projects this token may see (one only: the select is just a label).
   api("/api/v1/projects").then(list => {
     fill(picker, list.items.map(p => el("option", { value: p.name, selected: p.name === me.project }, p.name)));
+    if (!me.project && list.items.length) picker.onchange(); // a token of several projects: start in the first
   }).catch(() => {});
 }
 
