@@ -91,7 +91,6 @@ type BatchError struct {
 // BatchRun is one batch prediction.
 type BatchRun struct {
 	ID            string       `json:"id"`
-	Project       string       `json:"project,omitempty"` // the project it belongs to
 	State         BatchState   `json:"state"`
 	Reason        string       `json:"reason,omitempty"`
 	Model         string       `json:"model"`
@@ -108,6 +107,9 @@ type BatchRun struct {
 	StartedAt     *time.Time   `json:"started_at,omitempty"`
 	FinishedAt    *time.Time   `json:"finished_at,omitempty"`
 	UpdatedAt     time.Time    `json:"updated_at"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // BatchProgress is a progress report of a running batch.
@@ -129,12 +131,14 @@ type BatchFilter struct {
 // UploadedFile is an input file uploaded for batch predictions.
 type UploadedFile struct {
 	ID        string    `json:"id"`
-	Project   string    `json:"project,omitempty"` // the project it belongs to
 	Name      string    `json:"name"`
 	Size      int64     `json:"size"`
 	SHA256    string    `json:"sha256"`
 	CreatedBy string    `json:"created_by,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // Connection is a named database of the server, as the API shows it: never with credentials.

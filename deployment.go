@@ -46,7 +46,6 @@ func (s DeploymentState) CanMoveTo(to DeploymentState) bool {
 // alias's version at the time) when it is false.
 type Deployment struct {
 	Name        string            `json:"name"`
-	Project     string            `json:"project,omitempty"` // the project it belongs to
 	State       DeploymentState   `json:"state"`
 	Reason      string            `json:"reason"`
 	Model       string            `json:"model"`
@@ -81,6 +80,9 @@ type Deployment struct {
 	URLs              *DeploymentURLs    `json:"urls,omitempty"`
 	// RemoteReplicas are the workers announced for an external deployment (address, state, last heartbeat).
 	RemoteReplicas []RemoteReplica `json:"remote_replicas,omitempty"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // Load modes of a deployment.

@@ -65,18 +65,19 @@ type JobSpec struct {
 // Job is a template for runs: an artifact (a file or an unpacked project), an entrypoint and defaults.
 type Job struct {
 	JobSpec
-	Project   string    `json:"project,omitempty"` // the project it belongs to
-	Kind      string    `json:"kind"`              // one of the Entry* kinds
-	Digest    string    `json:"digest"`            // identifies the uploaded artifact: sha256 of its content's sha256 and its file name
-	Files     []string  `json:"files"`             // paths of the artifact's files
+	Kind      string    `json:"kind"`   // one of the Entry* kinds
+	Digest    string    `json:"digest"` // identifies the uploaded artifact: sha256 of its content's sha256 and its file name
+	Files     []string  `json:"files"`  // paths of the artifact's files
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // JobRun is one execution of a job or of a pipeline step.
 type JobRun struct {
 	ID          string            `json:"id"`
-	Project     string            `json:"project,omitempty"` // the project it belongs to
 	Job         string            `json:"job,omitempty"`
 	PipelineRun string            `json:"pipeline_run,omitempty"`
 	Step        string            `json:"step,omitempty"`
@@ -98,6 +99,9 @@ type JobRun struct {
 	ProcStart    uint64  `json:"-"` // start time of PID (clock ticks since boot): tells PID reuse apart
 	TokenID      string  `json:"-"`
 	OutputDigest string  `json:"-"` // sha256 over the output folder's files, for step caching
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // RunSpec is the resolved command of a run, frozen when the run is created.

@@ -11,13 +11,15 @@ import (
 // Model is a named family of versions.
 type Model struct {
 	Name          string            `json:"name"`
-	Project       string            `json:"project,omitempty"` // the project it belongs to
 	Description   string            `json:"description"`
 	Tags          map[string]string `json:"tags"`
 	CreatedAt     time.Time         `json:"created_at"`
 	UpdatedAt     time.Time         `json:"updated_at"`
 	LatestVersion int               `json:"latest_version"`
 	Aliases       map[string]int    `json:"aliases"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // VersionState is the lifecycle of a model version: REGISTERING → READY, or FAILED with failing checks.

@@ -50,18 +50,19 @@ type StepSpec struct {
 // script steps).
 type Pipeline struct {
 	Name           string       `json:"name"`
-	Project        string       `json:"project,omitempty"` // the project it belongs to
 	Spec           PipelineSpec `json:"spec"`
 	ArtifactDigest string       `json:"artifact_digest,omitempty"`
 	CreatedAt      time.Time    `json:"created_at"`
 	CreatedBy      string       `json:"created_by"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // PipelineRun is one run of a pipeline: its parameters and the state of every step (a DAG: each step lists
 // what it depends on).
 type PipelineRun struct {
 	ID         string         `json:"id"`
-	Project    string         `json:"project,omitempty"` // the project it belongs to
 	Pipeline   string         `json:"pipeline"`
 	State      RunState       `json:"state"`
 	Reason     string         `json:"reason"`
@@ -77,6 +78,9 @@ type PipelineRun struct {
 	Spec            PipelineSpec `json:"-"` // frozen at creation
 	ArtifactDigest  string       `json:"-"`
 	CancelRequested bool         `json:"-"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // StepRun is the record of one step in a pipeline run.

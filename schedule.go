@@ -22,9 +22,8 @@ const (
 // Schedule starts a job or a pipeline on a cron expression.
 type Schedule struct {
 	Name              string            `json:"name"`
-	Project           string            `json:"project,omitempty"` // the project it belongs to
-	Cron              string            `json:"cron"`              // 5 fields, or 6 with seconds first
-	Timezone          string            `json:"timezone"`          // IANA name; default UTC
+	Cron              string            `json:"cron"`     // 5 fields, or 6 with seconds first
+	Timezone          string            `json:"timezone"` // IANA name; default UTC
 	Target            ScheduleTarget    `json:"target"`
 	Args              []string          `json:"args,omitempty"`   // job runs
 	Env               map[string]string `json:"env,omitempty"`    // job runs
@@ -39,6 +38,9 @@ type Schedule struct {
 	LastRunID  string     `json:"last_run_id,omitempty"`
 	NextTickAt *time.Time `json:"next_tick_at,omitempty"` // computed, not stored
 	Ticks      []*Tick    `json:"recent_ticks,omitempty"` // filled by get
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // ScheduleTarget is what a schedule starts: a job, a pipeline or a batch prediction (Kind is a Target

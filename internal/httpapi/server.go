@@ -55,33 +55,34 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	tokens   slipway.TokenStore
-	auth     *authenticator
-	projects slipway.ProjectStore
-	// knownProjects and owners cache which projects exist and which project a deployment is in (project.go).
+	tokens      slipway.TokenStore
+	auth        *authenticator
+	catalog     *catalog.Service
+	deployments *deploy.Service
+	routers     *serving.Routers // the serving deployments' routers (the prediction hot path)
+	monitor     *monitor.Service
+	jobs        *jobs.Service
+	batch       *batch.Service
+	maxPayload  int64
+	readBy      time.Duration // prediction body read deadline (Config.PayloadReadTimeout)
+	writeBy     time.Duration // prediction answer write deadline (Config.WriteTimeout)
+	maxTokenTTL time.Duration
+	audit       *audit.Service
+	limiter     *rateLimiter
+	actions     map[string]string // route pattern → OpenAPI operationId: the audit log's action names
+	log         *slog.Logger
+	ready       func(context.Context) error
+	maxUp       int64
+	backup      func(ctx context.Context, w io.Writer, withMonitor bool) error
+	tempDir     string
+	mux         *http.ServeMux
+	routes      []route
+	fwd         *forwarder // nil: one server, nothing is forwarded
+
+	// Projects (project.go): the store, and caches of which projects exist and which project a deployment is in.
+	projects      slipway.ProjectStore
 	knownProjects projectCache
 	owners        ownerCache
-	catalog       *catalog.Service
-	deployments   *deploy.Service
-	routers       *serving.Routers // the serving deployments' routers (the prediction hot path)
-	monitor       *monitor.Service
-	jobs          *jobs.Service
-	batch         *batch.Service
-	maxPayload    int64
-	readBy        time.Duration // prediction body read deadline (Config.PayloadReadTimeout)
-	writeBy       time.Duration // prediction answer write deadline (Config.WriteTimeout)
-	maxTokenTTL   time.Duration
-	audit         *audit.Service
-	limiter       *rateLimiter
-	actions       map[string]string // route pattern → OpenAPI operationId: the audit log's action names
-	log           *slog.Logger
-	ready         func(context.Context) error
-	maxUp         int64
-	backup        func(ctx context.Context, w io.Writer, withMonitor bool) error
-	tempDir       string
-	mux           *http.ServeMux
-	routes        []route
-	fwd           *forwarder // nil: one server, nothing is forwarded
 }
 
 // route is one line of the API table: pattern, handler and the role it needs ("" = public).
@@ -93,7 +94,7 @@ type route struct {
 
 // New builds the server and its route table.
 func New(cfg Config) *Server {
-	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), projects: cfg.Projects, catalog: cfg.Catalog, log: cfg.Log,
+	s := &Server{tokens: cfg.Tokens, auth: newAuthenticator(cfg.Tokens), catalog: cfg.Catalog, log: cfg.Log,
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
@@ -167,6 +168,7 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.replicaRoutes()...)
 	s.routes = append(s.routes, s.shadowRoutes()...)
 	s.routes = append(s.routes, s.projectRoutes()...)
+	s.projects = cfg.Projects
 	for _, rt := range s.routes {
 		h := rt.handler
 		if s.fwd != nil && forwardable(rt.pattern) {
