@@ -84,6 +84,9 @@ type Deployment struct {
 	URLs              *DeploymentURLs    `json:"urls,omitempty"`
 	// RemoteReplicas are the workers announced for an external deployment (address, state, last heartbeat).
 	RemoteReplicas []RemoteReplica `json:"remote_replicas,omitempty"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // Load modes of a deployment.

@@ -178,7 +178,7 @@ func (a *App) open(ctx context.Context) error {
 			return err
 		}
 	}
-	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
+	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Projects: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes,
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
 		MaxTokenTTL: a.cfg.MaxTokenTTL, Audit: a.audit,

@@ -81,7 +81,7 @@ func (a *App) openJobs() error {
 	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: exec,
 		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
 		URLFile: a.urlFile(), CACert: a.cfg.TLSCert, NoRecover: a.shared, Leases: a.runLeases(),
-		Log: a.log,
+		Log: a.log, Audit: a.audit.Record,
 		NewToken: func() (string, string) {
 			secret := httpapi.NewTokenSecret()
 			return secret, httpapi.HashToken(secret)

@@ -130,16 +130,16 @@ func (s *Server) authenticateHeader(ctx context.Context, h string) (*slipway.Tok
 
 // requireRole admits requests whose token has the needed role; auditRefusals records the others in the
 // audit log (routes that audited wraps record every call themselves).
-func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefusals bool) http.HandlerFunc {
+func (s *Server) requireRole(need slipway.Role, sc routeScope, next http.HandlerFunc, auditRefusals bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t, err := s.authenticate(r)
 		if err == nil {
+			r, err = s.admit(r, t, need, sc)
+		}
+		if err == nil && need == slipway.RolePredict {
 			var retry string
-			if retry, err = s.admit(t, need); retry != "" {
+			if retry, err = s.limitPredictions(t); retry != "" {
 				w.Header().Set("Retry-After", retry)
-			}
-			if slipway.ErrorCode(err) == slipway.EFORBIDDEN {
-				infoOf(r).token = t
 			}
 		}
 		if err != nil {
@@ -149,21 +149,18 @@ func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefu
 			}
 			return
 		}
-		infoOf(r).token = t // Handler puts the request's info in its context (withRequestID) before any route
-		next(w, r)
+		next(w, r) // admit recorded the token in the request's info (withRequestID put it in the context)
 	}
 }
 
-// admit checks that token t may make a call that needs role need: its role, and for predictions its rate
-// limit (refused with the seconds to wait before a retry, for Retry-After).
-func (s *Server) admit(t *slipway.Token, need slipway.Role) (retryAfter string, err error) {
-	if need != roleAny && !t.Role.Allows(need) {
-		return "", slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need)
+// limitPredictions applies token t's rate limit to a prediction: refused with the seconds to wait before a
+// retry (for Retry-After, or gRPC's retry-after trailer).
+func (s *Server) limitPredictions(t *slipway.Token) (retryAfter string, err error) {
+	if t.RateLimit == nil {
+		return "", nil
 	}
-	if need == slipway.RolePredict && t.RateLimit != nil {
-		if ok, wait := s.limiter.allow(t, time.Now()); !ok {
-			return s.limiter.refuse(t, wait)
-		}
+	if ok, wait := s.limiter.allow(t, time.Now()); !ok {
+		return s.limiter.refuse(t, wait)
 	}
 	return "", nil
 }

@@ -63,6 +63,7 @@ func (s *Server) handleDeploymentDelete(w http.ResponseWriter, r *http.Request) 
 	if err := s.deployments.Delete(r.Context(), name); err != nil {
 		return err
 	}
+	s.owners.evict() // the name may come back in another project
 	return noContent(w)
 }
 

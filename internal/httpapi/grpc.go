@@ -117,9 +117,10 @@ func infoOfContext(ctx context.Context) *requestInfo {
 	return &requestInfo{}
 }
 
-// grpcAdmit checks the call's bearer token (metadata "authorization") as requireRole does over HTTP: its
-// role, the rate limit of a prediction (refused with a retry-after trailer), a refusal in the audit log.
-func (s *Server) grpcAdmit(ctx context.Context, method string, need slipway.Role) error {
+// grpcAdmit checks the call's bearer token (metadata "authorization") as requireRole does over HTTP for a
+// prediction on deployment model ("" for the server's metadata): its role (in the deployment's project),
+// its rate limit (refused with a retry-after trailer), a refusal in the audit log.
+func (s *Server) grpcAdmit(ctx context.Context, method, model string) error {
 	var h string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get("authorization"); len(v) > 0 {
@@ -128,13 +129,20 @@ func (s *Server) grpcAdmit(ctx context.Context, method string, need slipway.Role
 	}
 	t, err := s.authenticateHeader(ctx, h)
 	if err == nil {
+		infoOfContext(ctx).token = t
+		kind := ""
+		if model != "" {
+			kind = slipway.KindDeployment
+		}
+		err = s.admitPrediction(ctx, t, kind, model)
+	}
+	if err == nil {
 		var retry string
-		if retry, err = s.admit(t, need); retry != "" {
+		if retry, err = s.limitPredictions(t); retry != "" {
 			_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", retry)) // only fails after the call's end
 		}
 	}
 	if err == nil {
-		infoOfContext(ctx).token = t
 		return nil
 	}
 	if code := slipway.ErrorCode(err); s.audit != nil && code != slipway.ERATELIMITED { // a rate limit is load, not an access refusal
@@ -146,6 +154,7 @@ func (s *Server) grpcAdmit(ctx context.Context, method string, need slipway.Role
 		if t != nil {
 			e.TokenID, e.TokenName, e.Role = t.ID, t.Name, t.Role
 		}
+		e.Project = infoOfContext(ctx).project
 		s.audit.RecordLater(e)
 	}
 	return err
@@ -163,7 +172,7 @@ func (g *grpcInference) ServerReady(ctx context.Context, _ *inferencepb.ServerRe
 }
 
 func (g *grpcInference) ServerMetadata(ctx context.Context, _ *inferencepb.ServerMetadataRequest) (*inferencepb.ServerMetadataResponse, error) {
-	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ServerMetadata_FullMethodName, slipway.RolePredict); err != nil {
+	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ServerMetadata_FullMethodName, ""); err != nil {
 		return nil, err
 	}
 	return &inferencepb.ServerMetadataResponse{Name: "slipway", Version: Version, Extensions: []string{}}, nil
@@ -172,7 +181,7 @@ func (g *grpcInference) ServerMetadata(ctx context.Context, _ *inferencepb.Serve
 // ModelReady answers whether the deployment's (or the named version's) replicas can take a request; a
 // deployment that does not exist or does not serve is an error, as over HTTP.
 func (g *grpcInference) ModelReady(ctx context.Context, m *inferencepb.ModelReadyRequest) (*inferencepb.ModelReadyResponse, error) {
-	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelReady_FullMethodName, slipway.RolePredict); err != nil {
+	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelReady_FullMethodName, m.Name); err != nil {
 		return nil, err
 	}
 	_, route, err := g.s.grpcTarget(ctx, m.Name, m.Version, false)
@@ -183,7 +192,7 @@ func (g *grpcInference) ModelReady(ctx context.Context, m *inferencepb.ModelRead
 }
 
 func (g *grpcInference) ModelMetadata(ctx context.Context, m *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
-	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelMetadata_FullMethodName, slipway.RolePredict); err != nil {
+	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelMetadata_FullMethodName, m.Name); err != nil {
 		return nil, err
 	}
 	rt, route, err := g.s.grpcTarget(ctx, m.Name, m.Version, false)
@@ -220,7 +229,7 @@ func (s *Server) grpcTarget(ctx context.Context, model, version string, pick boo
 // the HTTP status its error would have had (so that error rates, alerts and canary analysis count it alike).
 func (g *grpcInference) ModelInfer(ctx context.Context, m *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
 	s := g.s
-	if err := s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, slipway.RolePredict); err != nil {
+	if err := s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, m.ModelName); err != nil {
 		return nil, err
 	}
 	if s.monitor == nil {

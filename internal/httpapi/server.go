@@ -26,6 +26,7 @@ import (
 // Config wires the API server.
 type Config struct {
 	Tokens         slipway.TokenStore
+	Projects       slipway.ProjectStore // nil: no projects (every call in default, nothing scoped)
 	Catalog        *catalog.Service
 	Deployments    *deploy.Service
 	Monitor        *monitor.Service
@@ -81,6 +82,11 @@ type Server struct {
 	routes      []route
 	fwd         *forwarder // nil: one server, nothing is forwarded
 	rollouts    *rollout.Service
+
+	// Projects (project.go): the store, and caches of which projects exist and which project a deployment is in.
+	projects      slipway.ProjectStore
+	knownProjects projectCache
+	owners        ownerCache
 }
 
 // route is one line of the API table: pattern, handler and the role it needs ("" = public).
@@ -166,6 +172,8 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.replicaRoutes()...)
 	s.routes = append(s.routes, s.shadowRoutes()...)
 	s.routes = append(s.routes, s.rolloutRoutes()...)
+	s.routes = append(s.routes, s.projectRoutes()...)
+	s.projects = cfg.Projects
 	for _, rt := range s.routes {
 		h := rt.handler
 		if s.fwd != nil && forwardable(rt.pattern) {
@@ -173,7 +181,7 @@ func New(cfg Config) *Server {
 		}
 		audited := s.audit != nil && changesState(rt)
 		if rt.role != "" {
-			h = s.requireRole(rt.role, h, !audited)
+			h = s.requireRole(rt.role, scopeOf(rt.pattern), h, !audited)
 		}
 		if audited {
 			h = s.audited(rt, h)
@@ -228,6 +236,7 @@ type ctxKey struct{}
 type requestInfo struct {
 	id      string
 	token   *slipway.Token // set by requireRole
+	project string         // the project the call works in, set by requireRole (project.go)
 	problem string         // the problem code answered, if any (the audit log records it)
 	// forwarded: the call went to the server hosting its deployment, which records it in the audit log.
 	forwarded bool

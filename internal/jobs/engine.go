@@ -559,13 +559,19 @@ func (s *Service) startBuiltin(run *slipway.PipelineRun, st *slipway.StepRun, sp
 	}
 	step, attempt := st.Name, st.Attempts
 	s.goBuiltin(run.ID, step, s.now().UTC(), builtinTimeout(spec), func(ctx context.Context, bs *builtinState) (map[string]any, error) {
+		ctx = inRunProject(ctx, run)
+		var outputs map[string]any
+		var err error
 		switch spec.Builtin {
 		case BuiltinBatch:
-			return s.builtinBatch(ctx, run, step, attempt, with, "", bs)
+			outputs, err = s.builtinBatch(ctx, run, step, attempt, with, "", bs)
 		case BuiltinRollout:
-			return s.builtinRollout(ctx, run, step, with, bs)
+			outputs, err = s.builtinRollout(ctx, run, step, with, bs)
+		default:
+			outputs, err = s.runBuiltin(ctx, run, spec.Builtin, with, outputDirs)
 		}
-		return s.runBuiltin(ctx, run, spec.Builtin, with, outputDirs)
+		s.auditBuiltin(ctx, run, step, spec.Builtin, outputs, err)
+		return outputs, err
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -357,6 +358,7 @@ func (s *Service) environment(r *slipway.JobRun, secret, out, tmp string) []stri
 	}
 	env["SLIPWAY_TOKEN"] = secret
 	env["SLIPWAY_RUN_ID"] = r.ID
+	env["SLIPWAY_PROJECT"] = runProject(r) // the only project the run's token may use (the CLI and the SDK send it)
 	env["SLIPWAY_OUTPUT_DIR"] = out
 	env["SLIPWAY_PYTHON"] = s.cfg.Python // the server's interpreter, for scripts: "$SLIPWAY_PYTHON" train.py
 	if r.Job != "" {
@@ -379,11 +381,23 @@ func (s *Service) issueToken(ctx context.Context, r *slipway.JobRun) (secret, id
 		return "", "", nil
 	}
 	secret, hash := s.cfg.NewToken()
-	t := &slipway.Token{ID: "run-" + r.ID, Name: "run-" + r.ID, Role: slipway.RoleEditor, CreatedAt: s.now().UTC()}
+	// An editor of the run's project only: the run's API calls work in it and see nothing of other projects.
+	t := &slipway.Token{ID: "run-" + r.ID, Name: "run-" + r.ID, Projects: map[string]slipway.Role{runProject(r): slipway.RoleEditor},
+		CreatedAt: s.now().UTC()}
 	if err := s.cfg.Tokens.CreateToken(ctx, t, hash); err != nil {
 		return "", "", fmt.Errorf("jobs: token for run %s: %w", r.ID, err)
 	}
+	s.record(ctx, &slipway.AuditEntry{Action: "runToken.issue", TokenID: t.ID, TokenName: t.Name, Role: slipway.RoleEditor,
+		Project: runProject(r), Target: "tokens/" + t.ID, Status: http.StatusCreated},
+		map[string]string{"job_run": r.ID, "job": r.Job, "pipeline_run": r.PipelineRun, "step": r.Step})
 	return secret, t.ID, nil
+}
+
+func runProject(r *slipway.JobRun) string {
+	if r.Project == "" {
+		return slipway.DefaultProject
+	}
+	return r.Project
 }
 
 func (s *Service) revoke(ctx context.Context, tokenID string) {
@@ -392,7 +406,10 @@ func (s *Service) revoke(ctx context.Context, tokenID string) {
 	}
 	if err := s.cfg.Tokens.RevokeToken(ctx, tokenID); err != nil && slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		s.log.Error("revoke run token", "token", tokenID, "error", err)
+		return
 	}
+	s.record(ctx, &slipway.AuditEntry{Action: "runToken.revoke", TokenID: tokenID, TokenName: tokenID, Target: "tokens/" + tokenID,
+		Status: http.StatusNoContent}, nil)
 }
 
 // finish reads the outputs, records the run's end and cleans its working folder (outputs and log stay).

@@ -92,6 +92,9 @@ type Config struct {
 	URLFile string
 	// CACert is a PEM file runs must trust to reach an https:// server (its --tls-cert), given as SLIPWAY_CA_CERT.
 	CACert string
+	// Audit records what runs do without an API call in the audit log: their tokens' issue and revocation,
+	// and the built-in steps that change state (register, deploy, batch). Nil: not recorded.
+	Audit func(ctx context.Context, e *slipway.AuditEntry) error
 	// NewToken returns a fresh token secret and the hash the token store keeps.
 	NewToken  func() (secret, hash string)
 	Log       *slog.Logger

@@ -13,7 +13,7 @@ import (
 var _ slipway.BatchStore = (*DB)(nil)
 
 const batchColumns = `id, state, reason, model, version, spec, rows_total, rows_done, rows_skipped, rows_per_second,
-	errors, output, created_by, created_at, started_at, finished_at, updated_at`
+	errors, output, created_by, created_at, started_at, finished_at, updated_at, project`
 
 // CreateBatchRun inserts r (its ID is set by the caller).
 func (db *DB) CreateBatchRun(ctx context.Context, r *slipway.BatchRun) error {
@@ -25,10 +25,11 @@ func (db *DB) CreateBatchRun(ctx context.Context, r *slipway.BatchRun) error {
 	}
 	errs, _ := json.Marshal(nonNilErrors(r.Errors))
 	out, _ := json.Marshal(r.Output)
+	r.Project = slipway.ProjectForCreate(ctx)
 	_, err = db.w.ExecContext(ctx, `INSERT INTO batch_runs (`+batchColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)`,
 		r.ID, string(r.State), r.Reason, r.Model, r.Version, string(spec), r.RowsTotal, r.RowsDone, r.RowsSkipped,
-		r.RowsPerSecond, string(errs), string(out), r.CreatedBy, formatTime(now), formatTime(now))
+		r.RowsPerSecond, string(errs), string(out), r.CreatedBy, formatTime(now), formatTime(now), r.Project)
 	return mapErr(err, fmt.Sprintf("batch prediction %q", r.ID))
 }
 
@@ -44,7 +45,7 @@ func scanBatchRun(row interface{ Scan(...any) error }) (*slipway.BatchRun, error
 	var spec, errs, out, created, updated string
 	var started, finished sql.NullString
 	if err := row.Scan(&r.ID, &r.State, &r.Reason, &r.Model, &r.Version, &spec, &r.RowsTotal, &r.RowsDone, &r.RowsSkipped,
-		&r.RowsPerSecond, &errs, &out, &r.CreatedBy, &created, &started, &finished, &updated); err != nil {
+		&r.RowsPerSecond, &errs, &out, &r.CreatedBy, &created, &started, &finished, &updated, &r.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
@@ -63,15 +64,17 @@ func scanBatchRun(row interface{ Scan(...any) error }) (*slipway.BatchRun, error
 
 // FindBatchRun returns one run.
 func (db *DB) FindBatchRun(ctx context.Context, id string) (*slipway.BatchRun, error) {
-	r, err := scanBatchRun(db.r.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batch_runs WHERE id = ?`, id))
+	cond, args := inProject(ctx, "project")
+	r, err := scanBatchRun(db.r.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batch_runs WHERE id = ? AND `+cond, append([]any{id}, args...)...))
 	return r, mapErr(err, fmt.Sprintf("batch prediction %q", id))
 }
 
 // FindBatchRuns lists runs, newest first, with the total matching the filter.
 func (db *DB) FindBatchRuns(ctx context.Context, f slipway.BatchFilter) ([]*slipway.BatchRun, int, error) {
-	where, args := "", []any{}
+	scope, args := inProject(ctx, "project")
+	where := " WHERE " + scope
 	if f.State != nil {
-		where, args = ` WHERE state = ?`, append(args, string(*f.State))
+		where, args = where+` AND state = ?`, append(args, string(*f.State))
 	}
 	var total int
 	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM batch_runs`+where, args...).Scan(&total); err != nil {
@@ -182,17 +185,18 @@ func (db *DB) DeleteBatchRun(ctx context.Context, id string) error {
 // CreateUploadedFile records an uploaded input file.
 func (db *DB) CreateUploadedFile(ctx context.Context, f *slipway.UploadedFile) error {
 	f.CreatedAt = db.now().UTC()
-	_, err := db.w.ExecContext(ctx, `INSERT INTO batch_files (id, name, size, sha256, created_by, created_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, f.ID, f.Name, f.Size, f.SHA256, f.CreatedBy, formatTime(f.CreatedAt))
+	f.Project = slipway.ProjectForCreate(ctx)
+	_, err := db.w.ExecContext(ctx, `INSERT INTO batch_files (id, name, size, sha256, created_by, created_at, project)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, f.ID, f.Name, f.Size, f.SHA256, f.CreatedBy, formatTime(f.CreatedAt), f.Project)
 	return mapErr(err, fmt.Sprintf("file %q", f.ID))
 }
 
-const fileColumns = `id, name, size, sha256, created_by, created_at`
+const fileColumns = `id, name, size, sha256, created_by, created_at, project`
 
 func scanUploadedFile(row interface{ Scan(...any) error }) (*slipway.UploadedFile, error) {
 	var f slipway.UploadedFile
 	var created string
-	if err := row.Scan(&f.ID, &f.Name, &f.Size, &f.SHA256, &f.CreatedBy, &created); err != nil {
+	if err := row.Scan(&f.ID, &f.Name, &f.Size, &f.SHA256, &f.CreatedBy, &created, &f.Project); err != nil {
 		return nil, err
 	}
 	f.CreatedAt = parseTime(created)
@@ -201,17 +205,20 @@ func scanUploadedFile(row interface{ Scan(...any) error }) (*slipway.UploadedFil
 
 // FindUploadedFile returns one uploaded file's record.
 func (db *DB) FindUploadedFile(ctx context.Context, id string) (*slipway.UploadedFile, error) {
-	f, err := scanUploadedFile(db.r.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM batch_files WHERE id = ?`, id))
+	cond, args := inProject(ctx, "project")
+	f, err := scanUploadedFile(db.r.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM batch_files WHERE id = ? AND `+cond, append([]any{id}, args...)...))
 	return f, mapErr(err, fmt.Sprintf("file %q", id))
 }
 
 // FindUploadedFiles lists uploaded files, newest first.
 func (db *DB) FindUploadedFiles(ctx context.Context) ([]*slipway.UploadedFile, error) {
-	return queryAll(ctx, db.r, scanUploadedFile, "files", `SELECT `+fileColumns+` FROM batch_files ORDER BY created_at DESC, id`)
+	cond, args := inProject(ctx, "project")
+	return queryAll(ctx, db.r, scanUploadedFile, "files", `SELECT `+fileColumns+` FROM batch_files WHERE `+cond+` ORDER BY created_at DESC, id`, args...)
 }
 
 // DeleteUploadedFile removes a file's record.
 func (db *DB) DeleteUploadedFile(ctx context.Context, id string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM batch_files WHERE id = ?`, id)
+	cond, args := inProject(ctx, "project")
+	res, err := db.w.ExecContext(ctx, `DELETE FROM batch_files WHERE id = ? AND `+cond, append([]any{id}, args...)...)
 	return affectedOne(res, err, fmt.Sprintf("file %q", id))
 }

@@ -33,6 +33,8 @@ type DB struct {
 	now     func() time.Time
 	// runOwner is this server's id once FenceRuns made it the owner of the runs it claims ("": one server).
 	runOwner string
+	// migrateUpTo stops the migrations after this number (0: all): tests build an older schema with it.
+	migrateUpTo int
 }
 
 // openSQLitePools opens a SQLite database twice: one writer connection (SQLite writes one transaction at a
@@ -117,6 +119,9 @@ func (db *DB) applyMigration(ctx context.Context, path string) error {
 	n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 	if err != nil {
 		return fmt.Errorf("sqlstore: migration %s: name must start with a number", base)
+	}
+	if db.migrateUpTo > 0 && n > db.migrateUpTo {
+		return nil
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		var exists int
@@ -249,17 +254,20 @@ type byName[T any] struct {
 }
 
 func (t byName[T]) find(ctx context.Context, db *DB, name string) (*T, error) {
-	v, err := t.scan(db.r.QueryRowContext(ctx, `SELECT `+t.columns+` FROM `+t.table+` WHERE name = ?`, name))
+	cond, args := inProject(ctx, "project")
+	v, err := t.scan(db.r.QueryRowContext(ctx, `SELECT `+t.columns+` FROM `+t.table+` WHERE name = ? AND `+cond, append([]any{name}, args...)...))
 	return v, mapErr(err, fmt.Sprintf("%s %q", t.kind, name))
 }
 
-// all returns every row, by name.
+// all returns every row of the project of ctx, by name.
 func (t byName[T]) all(ctx context.Context, db *DB) ([]*T, error) {
-	return queryAll(ctx, db.r, t.scan, t.table, `SELECT `+t.columns+` FROM `+t.table+` ORDER BY name`)
+	cond, args := inProject(ctx, "project")
+	return queryAll(ctx, db.r, t.scan, t.table, `SELECT `+t.columns+` FROM `+t.table+` WHERE `+cond+` ORDER BY name`, args...)
 }
 
 func (t byName[T]) delete(ctx context.Context, db *DB, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE name = ?`, name)
+	cond, args := inProject(ctx, "project")
+	res, err := db.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE name = ? AND `+cond, append([]any{name}, args...)...)
 	return affectedOne(res, err, fmt.Sprintf("%s %q", t.kind, name))
 }
 

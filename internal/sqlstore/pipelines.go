@@ -19,18 +19,19 @@ func (db *DB) CreatePipeline(ctx context.Context, p *slipway.Pipeline) error {
 	if err != nil {
 		return fmt.Errorf("sqlstore: encode pipeline %s: %w", p.Name, err)
 	}
-	_, err = db.w.ExecContext(ctx, `INSERT INTO pipelines (name, spec, artifact_digest, created_at, created_by) VALUES (?, ?, ?, ?, ?)`,
-		p.Name, string(spec), p.ArtifactDigest, formatTime(p.CreatedAt), p.CreatedBy)
+	p.Project = slipway.ProjectForCreate(ctx)
+	_, err = db.w.ExecContext(ctx, `INSERT INTO pipelines (name, spec, artifact_digest, created_at, created_by, project) VALUES (?, ?, ?, ?, ?, ?)`,
+		p.Name, string(spec), p.ArtifactDigest, formatTime(p.CreatedAt), p.CreatedBy, p.Project)
 	return mapErr(err, fmt.Sprintf("pipeline %q", p.Name))
 }
 
 // pipelineTable reads and deletes pipelines by name.
-var pipelineTable = byName[slipway.Pipeline]{table: "pipelines", columns: `name, spec, artifact_digest, created_at, created_by`, kind: "pipeline", scan: scanPipeline}
+var pipelineTable = byName[slipway.Pipeline]{table: "pipelines", columns: `name, spec, artifact_digest, created_at, created_by, project`, kind: "pipeline", scan: scanPipeline}
 
 func scanPipeline(row interface{ Scan(...any) error }) (*slipway.Pipeline, error) {
 	var p slipway.Pipeline
 	var spec, created string
-	if err := row.Scan(&p.Name, &spec, &p.ArtifactDigest, &created, &p.CreatedBy); err != nil {
+	if err := row.Scan(&p.Name, &spec, &p.ArtifactDigest, &created, &p.CreatedBy, &p.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &p.Spec); err != nil {
@@ -56,7 +57,7 @@ func (db *DB) DeletePipeline(ctx context.Context, name string) error {
 }
 
 const pipelineRunColumns = `id, pipeline, spec, artifact_digest, params, state, reason, trigger, retries, cancel_requested,
-	created_at, started_at, finished_at, created_by`
+	created_at, started_at, finished_at, created_by, project`
 
 // CreatePipelineRun inserts r and its steps in one transaction.
 func (db *DB) CreatePipelineRun(ctx context.Context, r *slipway.PipelineRun) error {
@@ -72,9 +73,17 @@ func (db *DB) CreatePipelineRun(ctx context.Context, r *slipway.PipelineRun) err
 		return fmt.Errorf("sqlstore: encode params of %s: %w", r.ID, err)
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO pipeline_runs (`+pipelineRunColumns+`, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		// The run is its pipeline's project's (a schedule starts it without one).
+		p, err := parentProject(ctx, tx, "pipelines", r.Pipeline)
+		if err != nil {
+			return err
+		}
+		if r.Project = p; p == "" {
+			r.Project = slipway.ProjectForCreate(ctx)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO pipeline_runs (`+pipelineRunColumns+`, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Pipeline, string(spec), r.ArtifactDigest, string(params), string(r.State), r.Reason, r.Trigger, r.Retries,
-			r.CancelRequested, formatTime(r.CreatedAt), nullTime(r.StartedAt), nullTime(r.FinishedAt), r.CreatedBy, db.runOwner)
+			r.CancelRequested, formatTime(r.CreatedAt), nullTime(r.StartedAt), nullTime(r.FinishedAt), r.CreatedBy, r.Project, db.runOwner)
 		if err != nil {
 			return mapErr(err, "pipeline run "+r.ID)
 		}
@@ -95,7 +104,7 @@ func scanPipelineRun(row interface{ Scan(...any) error }) (*slipway.PipelineRun,
 	var spec, params, created string
 	var started, finished sql.NullString
 	if err := row.Scan(&r.ID, &r.Pipeline, &spec, &r.ArtifactDigest, &params, &r.State, &r.Reason, &r.Trigger, &r.Retries,
-		&r.CancelRequested, &created, &started, &finished, &r.CreatedBy); err != nil {
+		&r.CancelRequested, &created, &started, &finished, &r.CreatedBy, &r.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
@@ -141,7 +150,9 @@ func (db *DB) findSteps(ctx context.Context, runID string) ([]*slipway.StepRun, 
 
 // FindPipelineRun returns a run with its steps.
 func (db *DB) FindPipelineRun(ctx context.Context, id string) (*slipway.PipelineRun, error) {
-	r, err := scanPipelineRun(db.r.QueryRowContext(ctx, `SELECT `+pipelineRunColumns+` FROM pipeline_runs WHERE id = ?`, id))
+	cond, args := inProject(ctx, "project")
+	r, err := scanPipelineRun(db.r.QueryRowContext(ctx, `SELECT `+pipelineRunColumns+` FROM pipeline_runs WHERE id = ? AND `+cond,
+		append([]any{id}, args...)...))
 	if err != nil {
 		return nil, mapErr(err, "pipeline run "+id)
 	}
@@ -166,9 +177,10 @@ func (db *DB) findPipelineRuns(ctx context.Context, query string, args ...any) (
 
 // FindPipelineRuns lists runs (of one pipeline when pipeline is not empty), newest first.
 func (db *DB) FindPipelineRuns(ctx context.Context, pipeline string, offset, limit int) ([]*slipway.PipelineRun, int, error) {
-	cond, args := "", []any{}
+	scope, args := inProject(ctx, "project")
+	cond := " WHERE " + scope
 	if pipeline != "" {
-		cond, args = " WHERE pipeline = ?", append(args, pipeline)
+		cond, args = cond+" AND pipeline = ?", append(args, pipeline)
 	}
 	var total int
 	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM pipeline_runs`+cond, args...).Scan(&total); err != nil {

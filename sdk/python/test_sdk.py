@@ -218,6 +218,14 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(e.exception.status, 400)
         self.assertIn("replicas must be 1-64", e.exception.detail)
 
+    def test_project(self):
+        self.sw._request("POST", "/api/v1/projects", json.dumps({"name": "sdk-proj"}).encode(), "application/json")
+        self.sw._request("POST", "/api/v1/models", json.dumps({"name": "in-sdk-proj"}).encode(), "application/json",
+                         headers={"Slipway-Project": "sdk-proj"})
+        names = lambda c: [m["name"] for m in c.list_models()]
+        self.assertEqual(names(slipway.Client(self.url, self.token, project="sdk-proj")), ["in-sdk-proj"])
+        self.assertNotIn("in-sdk-proj", names(self.sw))
+
     def test_unreachable_server(self):
         with self.assertRaises(slipway.SlipwayError) as e:
             slipway.Client("http://127.0.0.1:1", "x").whoami()

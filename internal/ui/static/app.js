@@ -3,6 +3,7 @@
 "use strict";
 
 const TOKEN_KEY = "slipway.token";
+const PROJECT_KEY = "slipway.project"; // the project chosen in the header's switcher (sent as Slipway-Project)
 const main = document.getElementById("main");
 let timers = [];   // polls of the current page, stopped when the page changes
 let pageSeq = 0;   // bumped per page: a late answer for a page the user left is dropped
@@ -97,8 +98,17 @@ class APIError extends Error {
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || localStorage.getItem(TOKEN_KEY); }
 
+// authHeaders are every API call's: the token, and the project chosen in the switcher (none: the token's only
+// project, else default).
+function authHeaders() {
+  const h = { Authorization: "Bearer " + token() };
+  const p = sessionStorage.getItem(PROJECT_KEY);
+  if (p) h["Slipway-Project"] = p;
+  return h;
+}
+
 async function api(path, opts = {}) {
-  const res = await fetch(path, { ...opts, headers: { Authorization: "Bearer " + token(), ...(opts.headers || {}) } });
+  const res = await fetch(path, { ...opts, headers: { ...authHeaders(), ...(opts.headers || {}) } });
   if (res.status === 401) {
     signOut("Your token was not accepted (" + await problemText(res) + "). Sign in again.");
     throw new APIError(401, "signed out");
@@ -352,18 +362,34 @@ function loginPage(message) {
 function signOut(message) {
   me = null;
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(PROJECT_KEY);
   localStorage.removeItem(TOKEN_KEY);
   stopTimers();
   loginPage(message);
 }
 
-const canEdit = () => me && (me.role === "editor" || me.role === "admin");
+// myRole is the token's role in the project the pages show: its global role, else its role in that project.
+const myRole = () => me ? (me.role || (me.projects || {})[me.project] || "") : "";
+const canEdit = () => myRole() === "editor" || myRole() === "admin";
 
 function showWho(who) {
   me = who;
   for (const admin of ["/ui/tokens", "/ui/audit"]) document.querySelector('#nav a[href="' + admin + '"]').hidden = me.role !== "admin";
-  fill(document.getElementById("who"), me.name + " (" + me.role + ")",
+  const picker = el("select", { id: "project", title: "Project", "aria-label": "Project" });
+  picker.onchange = async () => {
+    sessionStorage.setItem(PROJECT_KEY, picker.value);
+    showWho(await api("/api/v1/whoami"));
+    shownPath = null;
+    render();
+  };
+  fill(picker, el("option", { value: me.project || "" }, me.project || "project…"));
+  fill(document.getElementById("who"), picker, " ", me.name + " (" + myRole() + ")",
     el("button", { type: "button", id: "signout", onclick: () => signOut() }, "Sign out"));
+  // The switcher lists the projects this token may see (one only: the select is just a label).
+  api("/api/v1/projects").then(list => {
+    fill(picker, list.items.map(p => el("option", { value: p.name, selected: p.name === me.project }, p.name)));
+    if (!me.project && list.items.length) picker.onchange(); // a token of several projects: start in the first
+  }).catch(() => {});
 }
 
 // ---- catalog ----
@@ -963,7 +989,7 @@ function downloadButton(path, filename) {
   const button = el("button", { type: "button", id: "download", onclick: async () => {
     button.disabled = true;
     try {
-      const res = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
+      const res = await fetch(path, { headers: authHeaders() });
       if (!res.ok) throw new APIError(res.status, await problemText(res));
       const url = URL.createObjectURL(await res.blob());
       const a = el("a", { href: url, download: filename });

@@ -114,13 +114,15 @@ class Client:
 
     Every argument is optional; new ones are keyword-only, so Client(url, token) keeps working."""
 
-    def __init__(self, url=None, token=None, timeout=300, *, ca_cert=None, cache_dir=None):
+    def __init__(self, url=None, token=None, timeout=300, *, ca_cert=None, cache_dir=None, project=None):
         self._fixed_url = url.rstrip("/") if url else None
         self.url = self._fixed_url or _default_url().rstrip("/")
         self.token = token if token is not None else _default_token()
         self.timeout = timeout
         self.ca_cert = ca_cert or os.environ.get("SLIPWAY_CA_CERT")
         self.cache_dir = cache_dir  # where load_model() keeps downloaded versions (default: see _artifact)
+        # The project calls work in (Slipway-Project): else SLIPWAY_PROJECT, else the token's only one, else default.
+        self.project = project or os.environ.get("SLIPWAY_PROJECT") or None
 
     def __repr__(self):
         return f"slipway.Client({self.url!r})"
@@ -133,8 +135,11 @@ class Client:
         return ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else None
 
     def _headers(self):
-        """Headers every request carries (the token; the place for more, e.g. a project)."""
-        return {"Authorization": "Bearer " + self.token} if self.token else {}
+        """Headers every request carries: the token, and the project when one is named."""
+        h = {"Authorization": "Bearer " + self.token} if self.token else {}
+        if self.project:
+            h["Slipway-Project"] = self.project
+        return h
 
     def _open(self, method, path, body=None, content_type=None, query=None, headers=None, timeout=None):
         if not self._fixed_url:
