@@ -244,7 +244,7 @@ func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir st
 		if err != nil {
 			return nil, err
 		}
-		spec.Deployment, spec.Version = name, v.Version
+		spec.Deployment, spec.Version, spec.Isolation = name, v.Version, isolation(d)
 		replicaID := fmt.Sprintf("%s-v%d", name, v.Version)
 		start := s.runtimes.Start
 		if engine != nil {

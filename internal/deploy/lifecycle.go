@@ -22,7 +22,8 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 		return nil, slipway.Errorf(slipway.EINVALID, "give either version or alias, not both")
 	}
 	d := &slipway.Deployment{Name: sp.Name, Model: sp.Model, State: slipway.DeploymentCreating,
-		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue, Load: slipway.LoadEager}
+		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue, Load: slipway.LoadEager,
+		Isolation: slipway.IsolationProcess}
 	v, err := s.prepare(ctx, d, sp)
 	if err != nil {
 		return nil, err
@@ -188,7 +189,7 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 
 func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {
 	rt.Pool.SetOptions(options(d))
-	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) {
+	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) || isolation(prev) != isolation(d) {
 		dir, err := s.files.Materialize(ctx, v)
 		if err != nil {
 			return err
@@ -204,6 +205,14 @@ func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slip
 		return rt.Pool.Scale(ctx, d.Replicas)
 	}
 	return nil
+}
+
+// isolation is d's isolation, "" (stored before isolation existed) being a process.
+func isolation(d *slipway.Deployment) string {
+	if d.Isolation == "" {
+		return slipway.IsolationProcess
+	}
+	return d.Isolation
 }
 
 // needsFixedScale reports whether pool, of d or of its canary or shadow, must be scaled to want: d has no

@@ -10,7 +10,7 @@ import (
 
 var _ slipway.DeploymentStore = (*DB)(nil)
 
-const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, engine, created_at, updated_at`
+const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, isolation, engine, created_at, updated_at`
 
 var deploymentTable = byName[slipway.Deployment]{table: "deployments", columns: deploymentColumns, kind: "deployment", scan: scanDeployment}
 
@@ -22,9 +22,9 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error
 	if err != nil {
 		return err
 	}
-	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.Name, string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching,
-		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Engine, formatTime(now), formatTime(now))
+		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, d.Engine, formatTime(now), formatTime(now))
 	return mapErr(err, fmt.Sprintf("deployment %q", d.Name))
 }
 
@@ -51,7 +51,7 @@ func scanDeployment(row rowScanner) (*slipway.Deployment, error) {
 	var j deploymentJSON
 	var created, updated string
 	if err := row.Scan(&d.Name, &d.State, &d.Reason, &d.Model, &d.Version, &d.Alias, &d.FollowAlias, &d.Replicas,
-		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &d.Engine, &created, &updated); err != nil {
+		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &d.Isolation, &d.Engine, &created, &updated); err != nil {
 		return nil, err
 	}
 	for _, c := range []struct {
@@ -85,9 +85,9 @@ func (db *DB) UpdateDeployment(ctx context.Context, d *slipway.Deployment) error
 	}
 	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, model = ?, version = ?, alias = ?,
 		follow_alias = ?, replicas = ?, batching = ?, timeout_ms = ?, max_queue = ?, env = ?, canary = ?, shadow = ?,
-		autoscaling = ?, load_mode = ?, updated_at = ? WHERE name = ?`,
+		autoscaling = ?, load_mode = ?, isolation = ?, updated_at = ? WHERE name = ?`,
 		string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching, d.TimeoutMS,
-		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, formatTime(d.UpdatedAt), d.Name)
+		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, formatTime(d.UpdatedAt), d.Name)
 	return affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name))
 }
 
