@@ -96,11 +96,23 @@ func (s *Service) startPool(ctx context.Context, poolName string, d *slipway.Dep
 		}
 		s.onPoolEvent(name, e)
 	})
+	if s.budget != nil && d.Engine != slipway.EngineExternal { // external replicas hold no memory here
+		pool.SetBudget(s.budget, filesSize(v))
+	}
 	if err := pool.Rollout(ctx, v.Version, startCount(d), s.starter(d, v, dir)); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return pool, nil
+}
+
+// filesSize is the size of a version's files: what a replica is expected to hold until one has been measured.
+func filesSize(v *slipway.ModelVersion) int64 {
+	var n int64
+	for _, f := range v.Files {
+		n += f.Size
+	}
+	return n
 }
 
 func (s *Service) onPoolEvent(name string, e serving.Event) {

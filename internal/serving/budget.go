@@ -3,8 +3,13 @@ package serving
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +39,35 @@ type MemoryBudget struct {
 
 	unloads       atomic.Int64
 	unloadedBytes atomic.Int64
+}
+
+// DefaultMemoryBudget is the budget when none is given: half the memory the server can use, the machine's
+// (MemTotal) or its cgroup's limit (memory.max, cgroup v2) when that is lower. Half leaves the other half to the
+// server itself, the page cache and the requests' buffers. from says which figure it halved.
+func DefaultMemoryBudget() (bytes int64, from string, err error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, "", fmt.Errorf("read the machine's memory: %w", err)
+	}
+	var total int64
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(rest, &kb); err != nil {
+				return 0, "", fmt.Errorf("read MemTotal in /proc/meminfo: %w", err)
+			}
+			total, from = kb<<10, "MemTotal"
+		}
+	}
+	if total == 0 {
+		return 0, "", errors.New("no MemTotal in /proc/meminfo: give --model-memory-budget")
+	}
+	if raw, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil { // "max": no limit
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64); err == nil && n < total {
+			total, from = n, "the cgroup's memory.max"
+		}
+	}
+	return total / 2, from, nil
 }
 
 // NewMemoryBudget returns a budget of limit bytes (> 0).
