@@ -167,7 +167,7 @@ func TestInProcessONNXAnswersAsAProcess(t *testing.T) {
 		{"/deployments/%s/invocations", string(mustJSON(map[string]any{"inputs": exp.Features}))},
 		{"/deployments/%s/predict", string(mustJSON(map[string]any{"inputs": map[string]any{"features": exp.Features}}))},
 		{"/v2/models/%s/infer", string(mustJSON(map[string]any{"inputs": []map[string]any{{"name": "features", "shape": []int{len(exp.Features), 4}, "datatype": "FP32", "data": flat}}}))},
-		{"/deployments/%s/invocations", `{"inputs": [[1, 2]]}`},               // refused before the model
+		{"/deployments/%s/invocations", `{"inputs": [[1, 2]]}`},              // refused before the model
 		{"/deployments/%s/predict", `{"inputs": {"features": [[1, 2, 3]]}}`}, // the model's own error, worded the same
 	}
 	for _, r := range requests {
