@@ -312,15 +312,18 @@ func TestHostileONNXRefusedWithInProcessDeployments(t *testing.T) {
 }
 
 // serverRSS is the server's resident set, from /proc.
-func serverRSS(t testing.TB, s *server) int64 {
+func serverRSS(t testing.TB, s *server) int64 { return procStatus(t, s, "VmRSS") }
+
+// procStatus is a figure of the server's /proc/PID/status, in bytes.
+func procStatus(t testing.TB, s *server, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.cmd.Process.Pid) + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	m := regexp.MustCompile(field + `:\s+(\d+) kB`).FindSubmatch(b)
 	if m == nil {
-		t.Fatalf("no VmRSS in %s", b)
+		t.Fatalf("no %s in %s", field, b)
 	}
 	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
 	return kb << 10
@@ -341,4 +344,93 @@ func metricValue(t testing.TB, s *server, name string) float64 {
 	}
 	t.Fatalf("no %s in /metrics", name)
 	return 0
+}
+
+// envInt is the integer in the environment variable key, or def.
+func envInt(t testing.TB, key string, def int) int {
+	t.Helper()
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", key, v)
+	}
+	return n
+}
+
+// nonGoResident is the server's anonymous resident memory that Go's runtime does not account for (RssAnon less
+// everything Go obtained from the system): the C heap, where in-process models live.
+func nonGoResident(t testing.TB, s *server) int64 {
+	return procStatus(t, s, "RssAnon") - int64(metricValue(t, s, "go_memstats_sys_bytes"))
+}
+
+// Many distinct ONNX models, each pushed and deployed lazy and in-process, on a server whose model memory
+// budget holds a fraction of them: every deployment answers with its own model, twice round (so the first ones
+// come back after they were unloaded); the loaded models, as measured, never pass the budget; the log names
+// every unloaded deployment, the least recently used first; and the server's resident memory outside Go's
+// heap grows by less than the models would take all loaded (what it does hold beyond the budget is a fixed
+// overhead of ONNX Runtime and the allocator, the same with 40 models as with 300: docs/benchmarks.md).
+// SLIPWAY_MANY_MODELS sets the count (default 40; bench/manymodels runs 300).
+func TestManyInProcessDeploymentsUnderABudget(t *testing.T) {
+	n := envInt(t, "SLIPWAY_MANY_MODELS", 40)
+	const hidden = 512 // 1 MiB of weights per model: memory that shows in the resident set
+	const budget = 8 << 20
+	s := startServer(t, "", "--model-memory-budget", "8MiB")
+	models := tinyModels(t, n, hidden)
+	for _, m := range models {
+		if v := pushONNX(t, s.Client(), m.Name, m.file); v.State != slipway.VersionReady {
+			t.Fatalf("%s: %s %+v", m.Name, v.State, v.Checks)
+		}
+	}
+	for _, m := range models {
+		createDeployment(t, s, slipway.DeploymentSpec{Name: m.Name, Model: m.Name, Load: ptr(slipway.LoadLazy),
+			Isolation: ptr(slipway.IsolationInProcess)})
+	}
+	_, y := inferTiny(t, s, models[0].Name, models[0])
+	checkNumpy(t, models[0].Name, models[0], y)
+	base := nonGoResident(t, s) - int64(metricValue(t, s, "slipway_model_memory_loaded_bytes"))
+	peak := base
+	for round := range 2 {
+		for _, m := range models {
+			_, y := inferTiny(t, s, m.Name, m)
+			checkNumpy(t, fmt.Sprintf("%s (round %d)", m.Name, round+1), m, y)
+			if loaded := metricValue(t, s, "slipway_model_memory_loaded_bytes"); loaded > budget {
+				t.Fatalf("after %s: %g bytes of models loaded, budget %d", m.Name, loaded, budget)
+			}
+			peak = max(peak, nonGoResident(t, s))
+		}
+	}
+	unloads := metricValue(t, s, "slipway_model_unloads_total")
+	// What every model measured at its load: those unloaded and those still loaded, over the loads.
+	perModel := (metricValue(t, s, "slipway_model_unloaded_bytes_total") + metricValue(t, s, "slipway_model_memory_loaded_bytes")) /
+		(unloads + float64(countLoaded(t, s, models)))
+	allLoaded := int64(perModel * float64(n))
+	t.Logf("%d models of %.0f bytes each as measured (all loaded: %d), budget %d: resident outside Go's heap grew by %d; %g unloads",
+		n, perModel, allLoaded, budget, peak-base, unloads)
+	logged := regexp.MustCompile(`unloaded an idle replica" deployment=(m\d+)`).FindAllStringSubmatch(s.Log(), -1)
+	if unloads == 0 || len(logged) != int(unloads) {
+		t.Fatalf("%g unloads counted, %d logged", unloads, len(logged))
+	}
+	if logged[0][1] != models[0].Name {
+		t.Errorf("the first unloaded was %s, want the least recently used, %s", logged[0][1], models[0].Name)
+	}
+	if peak-base >= allLoaded {
+		t.Errorf("the server's resident memory outside Go's heap grew by %d bytes: as much as %d models all loaded (%d)", peak-base, n, allLoaded)
+	}
+}
+
+// countLoaded is how many of the models' deployments hold a replica now.
+func countLoaded(t testing.TB, s *server, models []tinyModel) int {
+	t.Helper()
+	n := 0
+	for _, m := range models {
+		d, err := s.Client().GetDeployment(t.Context(), m.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += d.ReadyReplicas
+	}
+	return n
 }

@@ -89,6 +89,7 @@ func (e *InProcessEngine) loadMeasured(path string) (*onnx.Model, int64, error) 
 		return nil, 0, err
 	}
 	after, _ := onnx.HeapInUse()
+	onnx.ReleaseFreeMemory() // what the load used and freed (the parsed protobuf: as much again as the weights)
 	return m, max(after-before, 0), nil
 }
 
@@ -135,6 +136,7 @@ func (r *inProcessReplica) stop(kill bool) {
 			r.model.Cancel()
 		}
 		_ = r.model.Close() // waits for the call in progress; an error here leaves nothing to release
+		onnx.ReleaseFreeMemory()
 		r.killed = kill
 		close(r.done)
 	})

@@ -11,6 +11,8 @@ static size_t slipway_heap_in_use(void) {
 	struct mallinfo2 mi = mallinfo2();
 	return mi.uordblks + mi.hblkhd;
 }
+
+static void slipway_heap_trim(void) { malloc_trim(0); }
 */
 import "C"
 
@@ -20,3 +22,9 @@ import "C"
 // growth of the resident set, it also counts memory that a session reuses after another one was freed (glibc
 // keeps freed pages and hands them out again without the RSS moving).
 func HeapInUse() (int64, bool) { return int64(C.slipway_heap_in_use()), true }
+
+// ReleaseFreeMemory gives the pages the C allocator holds free back to the system (glibc's malloc_trim, which
+// also releases free pages inside its arenas). A session freed by Close leaves its pages free but resident: the
+// server's resident set would keep the high-water mark of every model it ever loaded, spread over the
+// allocator's per-thread arenas, instead of what is loaded now.
+func ReleaseFreeMemory() { C.slipway_heap_trim() }
