@@ -311,9 +311,6 @@ func TestHostileONNXRefusedWithInProcessDeployments(t *testing.T) {
 	checkNumpy(t, "served", m, y)
 }
 
-// serverRSS is the server's resident set, from /proc.
-func serverRSS(t testing.TB, s *server) int64 { return procStatus(t, s, "VmRSS") }
-
 // procStatus is a figure of the server's /proc/PID/status, in bytes.
 func procStatus(t testing.TB, s *server, field string) int64 {
 	t.Helper()
