@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -190,5 +191,31 @@ func TestMemoryBudgetUnloadsTheLeastRecentlyUsed(t *testing.T) {
 	}
 	if n, _ := budget.Unloads(); n != int64(len(names)) {
 		t.Errorf("%d unloads counted, %d logged", n, len(names))
+	}
+}
+
+// The default budget is half of what the machine (or the cgroup) offers, and says which.
+func TestDefaultMemoryBudget(t *testing.T) {
+	got, from, err := DefaultMemoryBudget()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kb int64
+	for line := range strings.Lines(string(raw)) {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			if _, err := fmt.Sscan(rest, &kb); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got <= 0 || got > kb<<10/2 || (from != "MemTotal" && from != "the cgroup's memory.max") {
+		t.Fatalf("default budget %d from %q; MemTotal is %d bytes", got, from, kb<<10)
+	}
+	if from == "MemTotal" && got != kb<<10/2 {
+		t.Fatalf("default budget %d, want half of MemTotal %d", got, kb<<10)
 	}
 }
