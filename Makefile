@@ -7,7 +7,7 @@ GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 export SLIPWAY_ORT_LIB ?= $(HOME)/.cache/slipway/onnxruntime-1.30.0/libonnxruntime.so.1
 export CGO_ENABLED := 1
 
-.PHONY: ort run deps build examples engines test test-go test-python bench bench-batch bench-monitor bench-remote bench-grpc bench-cluster lint clean proto
+.PHONY: ort run deps build examples engines test test-go test-python bench bench-models bench-batch bench-monitor bench-remote bench-grpc bench-cluster lint clean proto
 
 run: deps build examples ## set up everything and start the server on 127.0.0.1:8080 (data in ./slipway-data)
 	./$(BIN) server
@@ -40,6 +40,9 @@ test-python: build
 
 bench: build examples ## serving: ceiling, Flask+gunicorn, ONNX, Python, batching (ratios in one run)
 	./bench/run.sh
+
+bench-models: build examples ## 300 lazy in-process ONNX deployments: server RSS, memory per deployment, cold starts, LRU unloading
+	./bench/manymodels/run.sh 300
 
 bench-batch: build examples ## 1M rows Parquet → PostgreSQL vs pandas + predict + COPY
 	./bench/batch/run.sh

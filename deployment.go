@@ -66,6 +66,9 @@ type Deployment struct {
 	// Load is LoadEager (replicas start with the deployment; "" too) or LoadLazy (the first request starts
 	// them).
 	Load string `json:"load,omitempty"`
+	// Isolation is how an ONNX deployment's replicas run: IsolationProcess (a process each; "" too) or
+	// IsolationInProcess (an ONNX Runtime session inside the server).
+	Isolation string `json:"isolation,omitempty"`
 	// Engine is where the replicas run: EngineDefault ("", the server's engine) or EngineExternal (network
 	// replicas that announce themselves). Set at create.
 	Engine    string    `json:"engine,omitempty"`
@@ -93,6 +96,17 @@ type Deployment struct {
 const (
 	LoadEager = "eager"
 	LoadLazy  = "lazy"
+)
+
+// Isolations of a deployment's replicas.
+const (
+	// IsolationProcess runs each replica as a process of its own (the default): a model that crashes takes its
+	// replica down, and the server restarts it.
+	IsolationProcess = "process"
+	// IsolationInProcess runs each replica of an ONNX model as an ONNX Runtime session inside the server: no
+	// process hop per call and a few hundred KB per loaded model instead of a process, but a crash of the
+	// runtime takes the server down.
+	IsolationInProcess = "in-process"
 )
 
 // MaxReplicas is the most replicas a deployment (or its canary or shadow) may run or scale to.
@@ -154,6 +168,12 @@ func (d *Deployment) Validate() error {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.HasPrefix(k, "SLIPWAY_") {
 			problems = append(problems, fmt.Sprintf("env name %q is not allowed (empty, contains '=', or reserved SLIPWAY_ prefix)", k))
 		}
+	}
+	if d.Isolation != "" && d.Isolation != IsolationProcess && d.Isolation != IsolationInProcess {
+		problems = append(problems, fmt.Sprintf("isolation must be %q or %q, got %q", IsolationProcess, IsolationInProcess, d.Isolation))
+	}
+	if d.Isolation == IsolationInProcess && d.Engine == EngineExternal {
+		problems = append(problems, fmt.Sprintf("isolation %q runs the model inside this server: it cannot be served by external workers (engine %q)", IsolationInProcess, EngineExternal))
 	}
 	if d.Engine != EngineDefault && d.Engine != EngineExternal {
 		problems = append(problems, fmt.Sprintf("engine must be %q (replicas announce themselves) or left out, got %q", EngineExternal, d.Engine))
@@ -285,6 +305,9 @@ type DeploymentSpec struct {
 	// Load is "eager" (the default: replicas start with the deployment) or "lazy" (the first request starts
 	// them).
 	Load *string `json:"load,omitempty"`
+	// Isolation is "process" (the default: each replica a process) or "in-process" (ONNX models only: each
+	// replica an ONNX Runtime session inside the server). Changing it rolls out new replicas.
+	Isolation *string `json:"isolation,omitempty"`
 	// Engine chooses where the replicas run, at create only: "external" serves from announced network
 	// replicas (`slipway worker serve`); left out, the server's engine.
 	Engine *string `json:"engine,omitempty"`

@@ -33,6 +33,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/monitor"
 	"github.com/slipway-ml/slipway/internal/rollout"
+	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
 	"github.com/slipway-ml/slipway/internal/ui"
 )
@@ -46,6 +47,7 @@ type App struct {
 	catalog *catalog.Service
 	deploy  *deploy.Service
 	api     *httpapi.Server
+	budget  *serving.MemoryBudget // the model memory budget (--model-memory-budget)
 
 	blobs blob.Store
 	// monitorData is the monitoring data (monitor.db on SQLite), kept for backups.
@@ -160,7 +162,10 @@ func (a *App) open(ctx context.Context) error {
 	if err := a.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log})
+	if a.budget, err = a.modelMemoryBudget(); err != nil {
+		return err
+	}
+	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log, Budget: a.budget})
 	a.deploy.ReadyTimeout = a.cfg.ReadyTimeout
 	a.enableOwnership()
 	if err := a.openRemote(); err != nil {
@@ -375,4 +380,19 @@ func NewLogger(format, level string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// modelMemoryBudget is the budget of the replicas' memory: --model-memory-budget, else half of what the
+// machine (or the server's cgroup) has.
+func (a *App) modelMemoryBudget() (*serving.MemoryBudget, error) {
+	limit, from := a.cfg.ModelMemoryBudget, "--model-memory-budget"
+	if limit == 0 {
+		half, of, err := serving.DefaultMemoryBudget()
+		if err != nil {
+			return nil, err
+		}
+		limit, from = half, "half of "+of
+	}
+	a.log.Info("model memory budget", "bytes", limit, "from", from)
+	return serving.NewMemoryBudget(limit, a.log), nil
 }

@@ -48,6 +48,10 @@ func (a *App) openMonitor() error {
 				out = append(out, info)
 			}
 			return out
+		},
+		ModelMemory: func() monitor.ModelMemory {
+			n, bytes := a.budget.Unloads()
+			return monitor.ModelMemory{Budget: a.budget.Limit(), Loaded: a.budget.Loaded(), Unloads: n, UnloadedBytes: bytes}
 		}})
 	if err != nil {
 		return errors.Join(err, data.Close())

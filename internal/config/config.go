@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/slipway-ml/slipway"
 )
 
 // Config is everything `slipway server` needs.
@@ -64,6 +66,10 @@ type Config struct {
 	S3CABundle string
 	// ReplicaScheduling is the Linux scheduling policy of model replicas: batch or normal.
 	ReplicaScheduling string
+	// ModelMemoryBudget bounds the measured memory of the loaded replicas (--model-memory-budget, e.g. 8GiB);
+	// beyond it the least recently used idle ones are unloaded. 0: half the memory of the machine (or of the
+	// server's cgroup, when that is less).
+	ModelMemoryBudget int64
 	// AdvertiseURL is how the other servers sharing the PostgreSQL database reach this one (forwarded
 	// predictions and calls); empty: derived from the listen address (right for servers on one machine).
 	AdvertiseURL string
@@ -104,6 +110,7 @@ func Default() Config {
 // Parse reads flags from args, with SLIPWAY_* environment variables (looked up with getenv) as defaults.
 func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := Default()
+	var budget string
 	for _, e := range []struct {
 		dst *string
 		key string
@@ -114,7 +121,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		{&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE"}, {&c.DatabaseURL, "SLIPWAY_DATABASE"},
 		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"}, {&c.AdvertiseURL, "SLIPWAY_ADVERTISE_URL"},
 		{&c.Engine, "SLIPWAY_ENGINE"}, {&c.Kubeconfig, "SLIPWAY_KUBECONFIG"}, {&c.Namespace, "SLIPWAY_NAMESPACE"},
-		{&c.Image, "SLIPWAY_IMAGE"}, {&c.GRPCAddr, "SLIPWAY_GRPC_ADDR"},
+		{&c.Image, "SLIPWAY_IMAGE"}, {&c.GRPCAddr, "SLIPWAY_GRPC_ADDR"}, {&budget, "SLIPWAY_MODEL_MEMORY_BUDGET"},
 	} {
 		if v := getenv(e.key); v != "" {
 			*e.dst = v
@@ -145,6 +152,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.IntVar(&c.MaxFiles, "max-files", c.MaxFiles, "most files (entries) in an artifact archive")
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
 	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
+	fs.StringVar(&budget, "model-memory-budget", budget, "memory the loaded model replicas may hold, measured (e.g. 8GiB); beyond it the least recently used idle replicas are unloaded and reload on their next request (default: half the machine's memory, or of the server's cgroup limit; env SLIPWAY_MODEL_MEMORY_BUDGET)")
 	fs.StringVar(&c.ReplicaScheduling, "replica-scheduling", c.ReplicaScheduling, "Linux scheduling policy of model replicas: batch (SCHED_BATCH: waking a replica does not preempt the HTTP front end) or normal (env SLIPWAY_REPLICA_SCHEDULING)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve HTTPS with this certificate (PEM; with --tls-key; SIGHUP reloads both; env SLIPWAY_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "the private key of --tls-cert (PEM; env SLIPWAY_TLS_KEY)")
@@ -179,6 +187,13 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags only; see slipway server --help)", fs.Arg(0))
+	}
+	if budget != "" {
+		n, err := slipway.ParseBytes(budget)
+		if err != nil {
+			return c, fmt.Errorf("--model-memory-budget: %w", err)
+		}
+		c.ModelMemoryBudget = n
 	}
 	if err := c.loadConnections(getenv); err != nil {
 		return c, err

@@ -23,7 +23,8 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 		return nil, slipway.Errorf(slipway.EINVALID, "give either version or alias, not both")
 	}
 	d := &slipway.Deployment{Name: sp.Name, Model: sp.Model, State: slipway.DeploymentCreating,
-		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue, Load: slipway.LoadEager}
+		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue, Load: slipway.LoadEager,
+		Isolation: slipway.IsolationProcess}
 	v, err := s.prepare(ctx, d, sp)
 	if err != nil {
 		return nil, err
@@ -96,11 +97,23 @@ func (s *Service) startPool(ctx context.Context, poolName string, d *slipway.Dep
 		}
 		s.onPoolEvent(name, e)
 	})
+	if s.budget != nil && d.Engine != slipway.EngineExternal { // external replicas hold no memory here
+		pool.SetBudget(s.budget, filesSize(v))
+	}
 	if err := pool.Rollout(ctx, v.Version, startCount(d), s.starter(d, v, dir)); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return pool, nil
+}
+
+// filesSize is the size of a version's files: what a replica is expected to hold until one has been measured.
+func filesSize(v *slipway.ModelVersion) int64 {
+	var n int64
+	for _, f := range v.Files {
+		n += f.Size
+	}
+	return n
 }
 
 func (s *Service) onPoolEvent(name string, e serving.Event) {
@@ -227,7 +240,7 @@ func (s *Service) storeOver(ctx context.Context, d *slipway.Deployment) error {
 
 func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {
 	rt.Pool.SetOptions(options(d))
-	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) {
+	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) || isolation(prev) != isolation(d) {
 		dir, err := s.files.Materialize(ctx, v)
 		if err != nil {
 			return err
@@ -243,6 +256,14 @@ func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slip
 		return rt.Pool.Scale(ctx, d.Replicas)
 	}
 	return nil
+}
+
+// isolation is d's isolation, "" (stored before isolation existed) being a process.
+func isolation(d *slipway.Deployment) string {
+	if d.Isolation == "" {
+		return slipway.IsolationProcess
+	}
+	return d.Isolation
 }
 
 // needsFixedScale reports whether pool, of d or of its canary or shadow, must be scaled to want: d has no

@@ -10,7 +10,7 @@ import (
 
 var _ slipway.DeploymentStore = (*DB)(nil)
 
-const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, engine, created_at, updated_at, revision, project`
+const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, isolation, engine, created_at, updated_at, revision, project`
 
 var deploymentTable = byName[slipway.Deployment]{table: "deployments", columns: deploymentColumns, kind: "deployment", scan: scanDeployment}
 
@@ -23,9 +23,9 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error
 		return err
 	}
 	d.Project = slipway.ProjectForCreate(ctx)
-	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)`,
+	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)`,
 		d.Name, string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching,
-		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Engine, formatTime(now), formatTime(now), d.Project)
+		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, d.Engine, formatTime(now), formatTime(now), d.Project)
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("deployment %q", d.Name))
 	}
@@ -56,7 +56,7 @@ func scanDeployment(row rowScanner) (*slipway.Deployment, error) {
 	var j deploymentJSON
 	var created, updated string
 	if err := row.Scan(&d.Name, &d.State, &d.Reason, &d.Model, &d.Version, &d.Alias, &d.FollowAlias, &d.Replicas,
-		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &d.Engine, &created, &updated, &d.Revision, &d.Project); err != nil {
+		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &d.Isolation, &d.Engine, &created, &updated, &d.Revision, &d.Project); err != nil {
 		return nil, err
 	}
 	for _, c := range []struct {
@@ -90,9 +90,9 @@ func (db *DB) UpdateDeployment(ctx context.Context, d *slipway.Deployment) error
 	}
 	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, model = ?, version = ?, alias = ?,
 		follow_alias = ?, replicas = ?, batching = ?, timeout_ms = ?, max_queue = ?, env = ?, canary = ?, shadow = ?,
-		autoscaling = ?, load_mode = ?, updated_at = ?, revision = revision + 1 WHERE name = ? AND revision = ?`,
+		autoscaling = ?, load_mode = ?, isolation = ?, updated_at = ?, revision = revision + 1 WHERE name = ? AND revision = ?`,
 		string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching, d.TimeoutMS,
-		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, formatTime(d.UpdatedAt), d.Name, d.Revision)
+		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, formatTime(d.UpdatedAt), d.Name, d.Revision)
 	if err := affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name)); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		if err == nil {
 			d.Revision++

@@ -52,20 +52,20 @@ func TestDeploymentAutoscalingAndLoadRoundTrip(t *testing.T) {
 		v := readyVersion(t, db, "churn")
 		policy := &slipway.Autoscaling{MinReplicas: 0, MaxReplicas: 4, TargetInFlight: 2.5, ScaleDownAfterS: 30}
 		d := &slipway.Deployment{Name: "elastic", State: slipway.DeploymentCreating, Model: v.Model, Version: v.Version,
-			Replicas: 0, TimeoutMS: 1000, MaxQueue: 10, Autoscaling: policy, Load: slipway.LoadLazy}
+			Replicas: 0, TimeoutMS: 1000, MaxQueue: 10, Autoscaling: policy, Load: slipway.LoadLazy, Isolation: slipway.IsolationInProcess}
 		if err := db.CreateDeployment(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 		got, err := db.FindDeployment(ctx, "elastic")
-		if err != nil || got.Autoscaling == nil || *got.Autoscaling != *policy || got.Load != slipway.LoadLazy {
+		if err != nil || got.Autoscaling == nil || *got.Autoscaling != *policy || got.Load != slipway.LoadLazy || got.Isolation != slipway.IsolationInProcess {
 			t.Fatalf("stored = %+v (autoscaling %+v), %v", got, got.Autoscaling, err)
 		}
-		got.Autoscaling, got.Load = nil, slipway.LoadEager
+		got.Autoscaling, got.Load, got.Isolation = nil, slipway.LoadEager, slipway.IsolationProcess
 		if err := db.UpdateDeployment(ctx, got); err != nil {
 			t.Fatal(err)
 		}
 		got, err = db.FindDeployment(ctx, "elastic")
-		if err != nil || got.Autoscaling != nil || got.Load != slipway.LoadEager {
+		if err != nil || got.Autoscaling != nil || got.Load != slipway.LoadEager || got.Isolation != slipway.IsolationProcess {
 			t.Fatalf("after removing the policy = %+v, %v", got, err)
 		}
 	})
