@@ -18,6 +18,9 @@ type AuditEntry struct {
 	TokenID   string    `json:"token_id,omitempty"`
 	TokenName string    `json:"token_name,omitempty"`
 	Role      Role      `json:"role,omitempty"`
+	// Project is the project the call worked in (empty for server events and calls refused before it was
+	// known).
+	Project string `json:"project,omitempty"`
 	// Action is the API operation (its OpenAPI operationId, e.g. "createDeployment") or a server event
 	// ("server.start", "server.stop", "audit.dropped").
 	Action string `json:"action"`
@@ -39,6 +42,9 @@ type AuditEntry struct {
 func (e *AuditEntry) ComputeHash() string {
 	fields := []any{e.Seq, e.Time.UTC().Format(time.RFC3339Nano), e.TokenID, e.TokenName, string(e.Role), e.Action,
 		e.Method, e.Route, e.Target, e.Status, e.Problem, e.RequestID, e.Client, string(e.Detail)}
+	if e.Project != "" { // appended only when set: entries written before projects keep their hashes
+		fields = append(fields, "project", e.Project)
+	}
 	b, err := json.Marshal(fields) // of strings and ints: cannot fail
 	if err != nil {
 		panic(err)
@@ -53,6 +59,7 @@ type AuditFilter struct {
 	Actor    string // a token's name or id
 	Target   string // the target or a prefix of it ending at a path segment ("deployments/churn")
 	Action   string // an operationId or event name
+	Project  string // the project calls worked in
 	After    int64  // entries with a larger Seq only (a cursor)
 	Limit    int    // at most this many (0: no limit)
 }

@@ -107,6 +107,9 @@ type BatchRun struct {
 	StartedAt     *time.Time   `json:"started_at,omitempty"`
 	FinishedAt    *time.Time   `json:"finished_at,omitempty"`
 	UpdatedAt     time.Time    `json:"updated_at"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // BatchProgress is a progress report of a running batch.
@@ -133,6 +136,9 @@ type UploadedFile struct {
 	SHA256    string    `json:"sha256"`
 	CreatedBy string    `json:"created_by,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // Connection is a named database of the server, as the API shows it: never with credentials.

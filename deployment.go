@@ -2,6 +2,7 @@ package slipway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -65,11 +66,17 @@ type Deployment struct {
 	// Load is LoadEager (replicas start with the deployment; "" too) or LoadLazy (the first request starts
 	// them).
 	Load string `json:"load,omitempty"`
+	// Isolation is how an ONNX deployment's replicas run: IsolationProcess (a process each; "" too) or
+	// IsolationInProcess (an ONNX Runtime session inside the server).
+	Isolation string `json:"isolation,omitempty"`
 	// Engine is where the replicas run: EngineDefault ("", the server's engine) or EngineExternal (network
 	// replicas that announce themselves). Set at create.
 	Engine    string    `json:"engine,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Revision counts the changes of the stored deployment: every write compares it and moves it on, so that
+	// a change based on a stale read is refused rather than written over a newer one.
+	Revision int64 `json:"revision"`
 	// Filled by the API from the live pool, not stored.
 	ReplicaStatus []ReplicaStatus `json:"replica_status"`
 	// ReadyReplicas counts the READY replicas of every side; ScaledToZero says the deployment serves with no
@@ -80,12 +87,26 @@ type Deployment struct {
 	URLs              *DeploymentURLs    `json:"urls,omitempty"`
 	// RemoteReplicas are the workers announced for an external deployment (address, state, last heartbeat).
 	RemoteReplicas []RemoteReplica `json:"remote_replicas,omitempty"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // Load modes of a deployment.
 const (
 	LoadEager = "eager"
 	LoadLazy  = "lazy"
+)
+
+// Isolations of a deployment's replicas.
+const (
+	// IsolationProcess runs each replica as a process of its own (the default): a model that crashes takes its
+	// replica down, and the server restarts it.
+	IsolationProcess = "process"
+	// IsolationInProcess runs each replica of an ONNX model as an ONNX Runtime session inside the server: no
+	// process hop per call and a few hundred KB per loaded model instead of a process, but a crash of the
+	// runtime takes the server down.
+	IsolationInProcess = "in-process"
 )
 
 // MaxReplicas is the most replicas a deployment (or its canary or shadow) may run or scale to.
@@ -147,6 +168,12 @@ func (d *Deployment) Validate() error {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.HasPrefix(k, "SLIPWAY_") {
 			problems = append(problems, fmt.Sprintf("env name %q is not allowed (empty, contains '=', or reserved SLIPWAY_ prefix)", k))
 		}
+	}
+	if d.Isolation != "" && d.Isolation != IsolationProcess && d.Isolation != IsolationInProcess {
+		problems = append(problems, fmt.Sprintf("isolation must be %q or %q, got %q", IsolationProcess, IsolationInProcess, d.Isolation))
+	}
+	if d.Isolation == IsolationInProcess && d.Engine == EngineExternal {
+		problems = append(problems, fmt.Sprintf("isolation %q runs the model inside this server: it cannot be served by external workers (engine %q)", IsolationInProcess, EngineExternal))
 	}
 	if d.Engine != EngineDefault && d.Engine != EngineExternal {
 		problems = append(problems, fmt.Sprintf("engine must be %q (replicas announce themselves) or left out, got %q", EngineExternal, d.Engine))
@@ -248,6 +275,9 @@ type DeploymentSpec struct {
 	// Model its model: a deployment is never renamed nor moved to another model.
 	Name  string `json:"name,omitempty"`
 	Model string `json:"model,omitempty"`
+	// Revision, on update, applies the change only if the deployment is still at this revision (a read-modify-
+	// write by a client: ECONFLICT otherwise, read it again and retry). The If-Match header sets it too.
+	Revision *int64 `json:"revision,omitempty"`
 	// Version pins a version number; Alias (with or without '@') resolves an alias when the deployment is
 	// created or updated. Give at most one; with neither, create deploys the newest READY version.
 	Version *int    `json:"version,omitempty"`
@@ -275,6 +305,9 @@ type DeploymentSpec struct {
 	// Load is "eager" (the default: replicas start with the deployment) or "lazy" (the first request starts
 	// them).
 	Load *string `json:"load,omitempty"`
+	// Isolation is "process" (the default: each replica a process) or "in-process" (ONNX models only: each
+	// replica an ONNX Runtime session inside the server). Changing it rolls out new replicas.
+	Isolation *string `json:"isolation,omitempty"`
 	// Engine chooses where the replicas run, at create only: "external" serves from announced network
 	// replicas (`slipway worker serve`); left out, the server's engine.
 	Engine *string `json:"engine,omitempty"`
@@ -368,11 +401,17 @@ type DeploymentURLs struct {
 	V2Infer     string `json:"v2_infer"`
 }
 
+// ErrStaleDeployment is the cause of a deployment write refused because the deployment changed since it was
+// read (its revision moved on): read it again and apply the change to what it is now.
+var ErrStaleDeployment = errors.New("the deployment changed since it was read")
+
 // DeploymentStore persists deployments (desired state); the live replica state is in memory.
 type DeploymentStore interface {
 	CreateDeployment(ctx context.Context, d *Deployment) error
 	FindDeployment(ctx context.Context, name string) (*Deployment, error)
 	FindDeployments(ctx context.Context) ([]*Deployment, error)
+	// UpdateDeployment stores d if the stored deployment is still at d.Revision, and moves d.Revision on;
+	// ECONFLICT wrapping ErrStaleDeployment otherwise.
 	UpdateDeployment(ctx context.Context, d *Deployment) error
 	// SetDeploymentState moves a deployment from one state to another (compare-and-set: ECONFLICT when it is
 	// no longer in from), recording reason.

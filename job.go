@@ -70,6 +70,9 @@ type Job struct {
 	Files     []string  `json:"files"`  // paths of the artifact's files
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // JobRun is one execution of a job or of a pipeline step.
@@ -96,6 +99,9 @@ type JobRun struct {
 	ProcStart    uint64  `json:"-"` // start time of PID (clock ticks since boot): tells PID reuse apart
 	TokenID      string  `json:"-"`
 	OutputDigest string  `json:"-"` // sha256 over the output folder's files, for step caching
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // RunSpec is the resolved command of a run, frozen when the run is created.

@@ -17,6 +17,9 @@ type Model struct {
 	UpdatedAt     time.Time         `json:"updated_at"`
 	LatestVersion int               `json:"latest_version"`
 	Aliases       map[string]int    `json:"aliases"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // VersionState is the lifecycle of a model version: REGISTERING → READY, or FAILED with failing checks.

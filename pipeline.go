@@ -54,6 +54,9 @@ type Pipeline struct {
 	ArtifactDigest string       `json:"artifact_digest,omitempty"`
 	CreatedAt      time.Time    `json:"created_at"`
 	CreatedBy      string       `json:"created_by"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // PipelineRun is one run of a pipeline: its parameters and the state of every step (a DAG: each step lists
@@ -75,6 +78,9 @@ type PipelineRun struct {
 	Spec            PipelineSpec `json:"-"` // frozen at creation
 	ArtifactDigest  string       `json:"-"`
 	CancelRequested bool         `json:"-"`
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // StepRun is the record of one step in a pipeline run.

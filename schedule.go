@@ -38,6 +38,9 @@ type Schedule struct {
 	LastRunID  string     `json:"last_run_id,omitempty"`
 	NextTickAt *time.Time `json:"next_tick_at,omitempty"` // computed, not stored
 	Ticks      []*Tick    `json:"recent_ticks,omitempty"` // filled by get
+
+	// Project is the project it belongs to (docs/projects.md).
+	Project string `json:"project,omitempty"`
 }
 
 // ScheduleTarget is what a schedule starts: a job, a pipeline or a batch prediction (Kind is a Target

@@ -43,7 +43,7 @@ func (r Role) Allows(need Role) bool {
 type Token struct {
 	ID         string     `json:"id"`
 	Name       string     `json:"name"`
-	Role       Role       `json:"role"`
+	Role       Role       `json:"role,omitempty"` // the global role (every project); empty for a token limited to Projects
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
@@ -57,6 +57,10 @@ type Token struct {
 	RateLimit *TokenRateLimit `json:"rate_limit,omitempty"`
 	// Secret is set only in the responses that create or rotate the token.
 	Secret string `json:"token,omitempty"`
+
+	// Projects gives a token without a global role its role in each project it may see; the others do not
+	// exist for it (404).
+	Projects map[string]Role `json:"projects,omitempty"`
 }
 
 // Usable reports why t cannot authenticate a request at now (revoked, expired), or nil when it can.
@@ -98,11 +102,14 @@ func (l *TokenRateLimit) Validate() error {
 // token lasts as long as the server's maximum token lifetime allows (forever when it has none).
 type TokenSpec struct {
 	Name      string     `json:"name"`
-	Role      Role       `json:"role"`
+	Role      Role       `json:"role,omitempty"`
 	ExpiresIn string     `json:"expires_in,omitempty"` // a duration: "90s", "12h", "720h"
 	ExpiresAt *time.Time `json:"expires_at,omitempty"` // RFC 3339
 	// RateLimit bounds the token's prediction calls (429 with Retry-After beyond it).
 	RateLimit *TokenRateLimit `json:"rate_limit,omitempty"`
+
+	// Projects limits the token to these projects, with a role in each (instead of a global Role).
+	Projects map[string]Role `json:"projects,omitempty"`
 }
 
 // Expiry resolves the spec's lifetime at now under the server's maximum (0: none): the time the token

@@ -294,12 +294,13 @@ push() {
     return 1
   fi
 }
-# deploy TARGET NAME MODEL BATCHING_JSON: creates a 2-replica deployment and waits until it is ACTIVE.
+# deploy TARGET NAME MODEL BATCHING_JSON [MORE_JSON]: creates a 2-replica deployment (with MORE_JSON's fields, e.g.
+# "isolation": "in-process") and waits until it is ACTIVE.
 no_api=""
 deploy() {
-  local target=$1 name=$2 model=$3 batching=$4 state reason i
+  local target=$1 name=$2 model=$3 batching=$4 more=${5:-} state reason i
   if [[ -n $no_api ]]; then skip "$target" "$no_api"; return 1; fi
-  api POST /api/v1/deployments "{\"name\": \"$name\", \"model\": \"$model\", \"replicas\": 2${batching:+, \"batching\": $batching}}"
+  api POST /api/v1/deployments "{\"name\": \"$name\", \"model\": \"$model\", \"replicas\": 2${batching:+, \"batching\": $batching}${more:+, $more}}"
   if [[ $api_code == 404 || $api_code == 405 ]] && [[ $api_body == *"no route"* || $api_code == 405 ]]; then
     no_api="this server has no deployments API yet (POST /api/v1/deployments answered HTTP $api_code: $(field "$api_body" detail))"
     skip "$target" "$no_api"
@@ -352,15 +353,17 @@ undeploy() {
   echo "run.sh: deployment $1 still present 30 s after DELETE (HTTP $api_code); continuing" >&2
 }
 
-# onnx_rounds: the two ONNX ratios measured again in interleaved rounds (ceiling, slipway-onnx,
-# slipway-onnx-batch; then again), c=32, 1 row. This machine's speed drifts by ±15% over minutes, so cells
+# onnx_rounds: the ONNX ratios measured again in interleaved rounds (ceiling, slipway-onnx, slipway-onnx-batch,
+# and the same two in-process: slipway-onnx-inproc, slipway-onnx-inproc-batch; then again), c=32, 1 row. This machine's speed drifts by ±15% over minutes, so cells
 # measured minutes apart (the grid) compare the drift as much as the servers; the report takes the median of
 # the per-round ratios.
 onnx_rounds() {
   local k t gohttp_pid addr ceiling_url ok=1
-  say "interleaved rounds: ceiling, slipway-onnx, slipway-onnx-batch at c=32, 1 row, $rounds rounds"
+  say "interleaved rounds: ceiling, slipway-onnx(-inproc), slipway-onnx(-inproc)-batch at c=32, 1 row, $rounds rounds"
   deploy slipway-onnx slipway-onnx churn-onnx "" || ok=0
   deploy slipway-onnx-batch slipway-onnx-batch churn-onnx '{"max_batch_size": 64, "max_wait_ms": 0}' || ok=0
+  deploy slipway-onnx-inproc slipway-onnx-inproc churn-onnx "" '"isolation": "in-process"' || ok=0
+  deploy slipway-onnx-inproc-batch slipway-onnx-inproc-batch churn-onnx '{"max_batch_size": 64, "max_wait_ms": 0}' '"isolation": "in-process"' || ok=0
   if ((ok)); then
     start "$logs/gohttp-rounds.log" "$work/bin/gohttp" -addr 127.0.0.1:0
     gohttp_pid=$started
@@ -370,7 +373,7 @@ onnx_rounds() {
         target_pid=$gohttp_pid
         measure ceiling 1 32 "$ceiling_url" "$work/payloads/tensor-1.json" -meta "round=$k"
         target_pid=$slipway_pid
-        for t in slipway-onnx slipway-onnx-batch; do
+        for t in slipway-onnx slipway-onnx-batch slipway-onnx-inproc slipway-onnx-inproc-batch; do
           measure "$t" 1 32 "$slipway_url/deployments/$t/invocations" "$work/payloads/tensor-1.json" "${auth[@]}" -meta "round=$k"
         done
       done
@@ -379,8 +382,7 @@ onnx_rounds() {
     fi
     stop "$gohttp_pid"
   fi
-  undeploy slipway-onnx
-  undeploy slipway-onnx-batch
+  for t in slipway-onnx slipway-onnx-batch slipway-onnx-inproc slipway-onnx-inproc-batch; do undeploy "$t"; done
 }
 
 if ((${#slipway_targets[@]})); then

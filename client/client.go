@@ -28,6 +28,7 @@ var Version = "dev"
 type Client struct {
 	base      string // scheme://host[/prefix], without a trailing slash
 	token     string
+	project   string // sent as the Slipway-Project header ("" = none: the token's only project, else default)
 	http      *http.Client
 	userAgent string
 }
@@ -51,6 +52,12 @@ func HTTPClientTrusting(caFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return &http.Client{Transport: tr}, nil
+}
+
+// WithProject makes every call work in project (the Slipway-Project header): what it lists, where it creates.
+// Without it, calls work in the token's only project, else in "default".
+func WithProject(project string) Option {
+	return func(c *Client) { c.project = project }
 }
 
 // WithUserAgent replaces the default "slipway-cli/<Version>" User-Agent.
@@ -176,6 +183,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.project != "" {
+		req.Header.Set(slipway.ProjectHeader, c.project)
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json, application/problem+json")

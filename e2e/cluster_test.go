@@ -32,7 +32,7 @@ func clusterMember(t *testing.T, dataDir, dsn, store, token string) *server {
 			t.Fatal(err)
 		}
 	}
-	return startServer(t, dataDir, "--database", dsn, "--artifact-store", store)
+	return startServer(t, dataDir, "--database", dsn, "--artifact-store", store, "--grpc-addr", "127.0.0.1:0")
 }
 
 // leaseHolder reads who holds a deployment's lease, straight from PostgreSQL.
@@ -121,6 +121,8 @@ func TestClusterTwoServersShareOneInstallation(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") != "cluster-forward-1" {
 		t.Fatalf("forwarded prediction: %d, request id %q", resp.StatusCode, resp.Header.Values("X-Request-Id"))
 	}
+	checkClusterGRPC(t, a, b, serverID(t, pg, b))
+
 	// The replica status comes from the host, whichever server is asked.
 	d, err := a.Client().GetDeployment(ctx, "churn")
 	if err != nil || d.State != slipway.DeploymentActive || len(d.ReplicaStatus) != 1 {

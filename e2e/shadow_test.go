@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,22 +23,7 @@ import (
 // with the example on a known set of rows.
 func churnVariant(t *testing.T, minAge float64) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := examplePath("sklearn-churn")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Name() == "score.py" {
-			b = append(b, fmt.Sprintf(`
+	return churnPatched(t, fmt.Sprintf(`
 
 _example_predict = predict
 
@@ -50,13 +33,7 @@ def predict(data, model=None):
     ages = _frame(data)["age"].tolist()
     out["prediction"] = [1 - p if a >= %g else p for p, a in zip(out["prediction"], ages)]
     return out
-`, minAge)...)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+`, minAge))
 }
 
 // shadowAnswered is how many copies the shadow of version answered (ok or error), from /metrics.

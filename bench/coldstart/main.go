@@ -1,6 +1,6 @@
 // Command coldstart measures a deployment's cold start: from a request to a deployment scaled to zero to its
-// answer (the request waits while a replica starts), for the ONNX example (a process replica) and the Python
-// example. Each round waits until the deployment has scaled to zero, times one request, then times one warm
+// answer (the request waits while a replica starts), for the ONNX example (a process replica, and an in-process
+// session) and the Python example. Each round waits until the deployment has scaled to zero, times one request, then times one warm
 // request on the replica it started, and, for Python, the bare floor of a start: a python3 that imports the
 // model's libraries and unpickles it (the baselines of the same run).
 //
@@ -66,6 +66,9 @@ func run(bin, examples string, rounds int) error {
 			push:   []string{"models", "push", filepath.Join(examples, "onnx-churn", "model.onnx"), "--model", "churn-onnx", "--metadata", filepath.Join(examples, "onnx-churn", "metadata.json")},
 			deploy: append([]string{"deploy", "cold-onnx", "--model", "churn-onnx:1"}, scale...),
 			body:   `{"inputs": [[31.0, 29.0, 36.09, 0.0]]}`},
+		{name: "cold-onnx-inproc", runtime: "ONNX (in-process session)",
+			deploy: append([]string{"deploy", "cold-onnx-inproc", "--model", "churn-onnx:1", "--isolation", "in-process"}, scale...),
+			body:   `{"inputs": [[31.0, 29.0, 36.09, 0.0]]}`},
 		{name: "cold-python", runtime: "Python (scikit-learn pipeline)",
 			push:   []string{"models", "push", filepath.Join(examples, "sklearn-churn"), "--model", "churn", "--metadata", filepath.Join(examples, "sklearn-churn", "metadata.json")},
 			deploy: append([]string{"deploy", "cold-python", "--model", "churn:1"}, scale...),
@@ -77,6 +80,9 @@ func run(bin, examples string, rounds int) error {
 	fmt.Printf("| runtime | cold starts | cold: median | min | max | warm request: median | bare start: median | cold / bare start |\n|---|---|---|---|---|---|---|---|\n")
 	for _, tg := range targets {
 		for _, args := range [][]string{tg.push, tg.deploy} {
+			if args == nil { // the model is already pushed
+				continue
+			}
 			if out, err := cli(bin, url, token, args...); err != nil {
 				return fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, out)
 			}

@@ -69,6 +69,8 @@ type Ratio struct {
 var Ratios = []Ratio{
 	{Name: "Slipway ONNX / Go net/http ceiling", Num: "slipway-onnx", Den: "ceiling", Rows: 1, C: 32, Target: 0.6},
 	{Name: "Slipway ONNX, adaptive batching / ceiling", Num: "slipway-onnx-batch", Den: "ceiling", Rows: 1, C: 32, Target: 0.6},
+	{Name: "Slipway ONNX in-process / ceiling", Num: "slipway-onnx-inproc", Den: "ceiling", Rows: 1, C: 32, Target: 0.6},
+	{Name: "Slipway ONNX in-process, adaptive batching / ceiling", Num: "slipway-onnx-inproc-batch", Den: "ceiling", Rows: 1, C: 32, Target: 0.85},
 	{Name: "Slipway Python / Flask+gunicorn", Num: "slipway-python", Den: "flask-gunicorn", Rows: 1, C: 32, Target: 2},
 	{Name: "Slipway Python / Flask+gunicorn", Num: "slipway-python", Den: "flask-gunicorn", Rows: 100, C: 32, Target: 2},
 	{Name: "Slipway Python, adaptive batching / Flask+gunicorn", Num: "slipway-python-batch", Den: "flask-gunicorn", Rows: 1, C: 32, Target: 2},

@@ -33,6 +33,8 @@ import (
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/rollout"
+	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
 	"github.com/slipway-ml/slipway/internal/ui"
 )
@@ -46,12 +48,14 @@ type App struct {
 	catalog *catalog.Service
 	deploy  *deploy.Service
 	api     *httpapi.Server
+	budget  *serving.MemoryBudget // the model memory budget (--model-memory-budget)
 
 	blobs blob.Store
 	// monitorData is the monitoring data (monitor.db on SQLite), kept for backups.
 	monitorData *sqlstore.MonitorDB
 	runtimes    *modelruntime.Runtimes
 	monitor     *monitor.Service
+	rollouts    *rollout.Service
 	jobs        *jobs.Service
 	batch       *batch.Service
 	audit       *audit.Service
@@ -161,7 +165,10 @@ func (a *App) open(ctx context.Context) error {
 	if err := a.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log})
+	if a.budget, err = a.modelMemoryBudget(); err != nil {
+		return err
+	}
+	a.deploy = deploy.New(deploy.Config{Store: a.db, Models: a.db, Files: a.catalog, Runtimes: rt, Log: a.log, Budget: a.budget})
 	a.deploy.ReadyTimeout = a.cfg.ReadyTimeout
 	a.enableOwnership()
 	if err := a.openKube(); err != nil {
@@ -180,16 +187,16 @@ func (a *App) open(ctx context.Context) error {
 		return err
 	}
 	a.blobs, a.runtimes = blobs, rt
-	for _, open := range []func() error{a.openAudit, a.openMonitor, a.openCanary, a.openBatch, a.openJobs} {
+	for _, open := range []func() error{a.openAudit, a.openMonitor, a.openCanary, a.openRollouts, a.openBatch, a.openJobs} {
 		if err := open(); err != nil {
 			return err
 		}
 	}
-	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
+	a.api = httpapi.New(httpapi.Config{Tokens: a.db, Projects: a.db, Catalog: a.catalog, Deployments: a.deploy, Log: a.log,
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes,
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
 		MaxTokenTTL: a.cfg.MaxTokenTTL, Audit: a.audit,
-		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup, Hosts: a.hosts()})
+		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup, Hosts: a.hosts(), Rollouts: a.rollouts})
 	return nil
 }
 
@@ -290,6 +297,12 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		ln, scheme = tls.NewListener(ln, certs.tlsConfig()), "https"
 	}
+	grpcSrv, err := a.startGRPC(certs)
+	if err != nil {
+		_ = ln.Close() // never served: closing only frees the port
+		return err
+	}
+	defer grpcSrv.stopNow() // the returns before the shutdown below (a failed start, a failed Serve)
 	url := scheme + "://" + ln.Addr().String()
 	// Where this server listens now, for the CLI and the SDK on this machine and for job runs that outlive a
 	// restart on another port (SLIPWAY_URL_FILE).
@@ -317,6 +330,8 @@ serve:
 		select {
 		case err := <-errc:
 			return fmt.Errorf("serve: %w", err)
+		case err := <-grpcSrv.failed():
+			return fmt.Errorf("serve gRPC: %w", err)
 		case <-hup:
 			a.reloadCertificate(certs)
 		case <-ctx.Done():
@@ -327,7 +342,13 @@ serve:
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	grpcStopped := make(chan error, 1)
+	go func() { grpcStopped <- grpcSrv.stop(sctx) }() // beside the HTTP server's shutdown, within the same time
+	err = srv.Shutdown(sctx)
+	if gerr := <-grpcStopped; gerr != nil {
+		err = errors.Join(err, fmt.Errorf("gRPC: %w", gerr))
+	}
+	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -369,4 +390,19 @@ func NewLogger(format, level string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// modelMemoryBudget is the budget of the replicas' memory: --model-memory-budget, else half of what the
+// machine (or the server's cgroup) has.
+func (a *App) modelMemoryBudget() (*serving.MemoryBudget, error) {
+	limit, from := a.cfg.ModelMemoryBudget, "--model-memory-budget"
+	if limit == 0 {
+		half, of, err := serving.DefaultMemoryBudget()
+		if err != nil {
+			return nil, err
+		}
+		limit, from = half, "half of "+of
+	}
+	a.log.Info("model memory budget", "bytes", limit, "from", from)
+	return serving.NewMemoryBudget(limit, a.log), nil
 }

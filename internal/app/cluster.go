@@ -36,6 +36,7 @@ func (a *App) joinCluster(ctx context.Context) error {
 	}
 	a.node = cluster.New(cluster.Config{Store: a.db, AdvertiseURL: a.cfg.AdvertiseURL, Log: a.log})
 	a.node.Campaign(monitorLease)
+	a.db.FenceRuns(a.node.ID()) // before any run is claimed: the runs this server claims are owned by it
 	if err := a.node.Start(ctx); err != nil {
 		return err
 	}
@@ -77,6 +78,14 @@ func (a *App) recoverCatalog(ctx context.Context) error {
 		return nil
 	}
 	return a.catalog.Recover(ctx)
+}
+
+// runLeases is what the jobs and batch services own their runs through: nil on one server.
+func (a *App) runLeases() cluster.Leases {
+	if a.node == nil {
+		return nil
+	}
+	return a.node
 }
 
 // enableOwnership shares the deployments with the other servers through leases.
@@ -248,6 +257,15 @@ func (a *App) leaveCluster() error {
 	}
 	if a.deploy != nil {
 		a.deploy.StopOwnership()
+	}
+	// The runs stop before the node leaves: each releases its lease as it stops (its record says where it
+	// stopped), and only then may another server continue it. Stopping them after the leases were released
+	// would let this server and the next owner work on a run at the same time.
+	if a.jobs != nil {
+		_ = a.jobs.Close() // never fails; Close below calls it again, which does nothing
+	}
+	if a.batch != nil {
+		a.batch.StopRuns()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

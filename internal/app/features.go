@@ -16,6 +16,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 )
 
@@ -47,6 +48,10 @@ func (a *App) openMonitor() error {
 				out = append(out, info)
 			}
 			return out
+		},
+		ModelMemory: func() monitor.ModelMemory {
+			n, bytes := a.budget.Unloads()
+			return monitor.ModelMemory{Budget: a.budget.Limit(), Loaded: a.budget.Loaded(), Unloads: n, UnloadedBytes: bytes}
 		}})
 	if err != nil {
 		return errors.Join(err, data.Close())
@@ -79,8 +84,8 @@ func (a *App) openJobs() error {
 	limits.MaxFiles, limits.MaxUnpackedBytes, limits.MaxRatio = a.cfg.MaxFiles, a.cfg.MaxUnpackedBytes, a.cfg.MaxRatio
 	cfg := jobs.Config{Store: a.db, Tokens: a.db, Models: a.db, Executor: exec,
 		Limits: limits, Dir: filepath.Join(a.cfg.DataDir, "jobs"), Python: a.cfg.Python, MaxConcurrentRuns: a.cfg.MaxConcurrentRuns,
-		URLFile: a.urlFile(), CACert: a.cfg.TLSCert, NoRecover: a.shared,
-		Log: a.log,
+		URLFile: a.urlFile(), CACert: a.cfg.TLSCert, NoRecover: a.shared, Leases: a.runLeases(),
+		Log: a.log, Audit: a.audit.Record,
 		NewToken: func() (string, string) {
 			secret := httpapi.NewTokenSecret()
 			return secret, httpapi.HashToken(secret)
@@ -91,6 +96,7 @@ func (a *App) openJobs() error {
 		Baseline: a.storeBaseline,
 		Targets:  map[string]jobs.ScheduleTarget{slipway.TargetBatch: batchTarget{a.batch}},
 		Batch:    pipelineBatch{a.batch},
+		Rollouts: a.rollouts,
 		Deployer: jobs.Deployer{
 			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
 				return a.deploy.Update(ctx, name, slipway.DeploymentSpec{Version: &version})
@@ -146,7 +152,8 @@ func (a *App) openBatch() error {
 	}
 	a.batch = batch.New(batch.Config{Store: a.db, Models: a.db, Deployments: a.db, Files: a.catalog, Runtimes: a.runtimes,
 		Log: a.log, Dir: filepath.Join(a.cfg.DataDir, "batch"), ImportDir: a.cfg.ImportDir, Connections: conns,
-		ReadyTimeout: a.cfg.ReadyTimeout, MaxUploadBytes: a.cfg.MaxUploadBytes, NoResume: a.shared})
+		ReadyTimeout: a.cfg.ReadyTimeout, MaxUploadBytes: a.cfg.MaxUploadBytes, NoResume: a.shared,
+		Leases: a.runLeases(), Owners: a.db})
 	a.closers = append(a.closers, a.batch.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -162,6 +169,22 @@ func (a *App) openCanary() error {
 	go func() { // owned by the App: ends at Close
 		defer close(done)
 		analyzer.Run(ctx)
+	}()
+	a.closers = append(a.closers, func() error { cancel(); <-done; return nil })
+	return nil
+}
+
+// openRollouts starts the driver of gated rollouts (internal/rollout): it moves each RUNNING rollout whose
+// deployment this server hosts (whose request counts it reads), resuming those a previous server left. Its
+// goroutine ends at Close, before the deployments stop.
+func (a *App) openRollouts() error {
+	a.rollouts = rollout.New(rollout.Config{Store: a.db, Deployments: a.deploy, Models: a.db, Monitor: a.monitor, Log: a.log,
+		Hosted: func(name string) bool { return a.deploy.Routers().Get(name) != nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { // owned by the App: ends at Close
+		defer close(done)
+		a.rollouts.Run(ctx)
 	}()
 	a.closers = append(a.closers, func() error { cancel(); <-done; return nil })
 	return nil

@@ -6,6 +6,7 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/cluster"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 )
 
@@ -55,6 +57,13 @@ type Config struct {
 	// NoResume leaves the runs in the store alone at Open: with several servers on one database, another live
 	// server may be running them (internal/app sets it when this server does not start alone).
 	NoResume bool
+	// Leases shares the runs with the other servers of one database (nil: one server). Each run not over is
+	// owned through its lease (cluster.RunLease); Owners records the owner and moves it by compare-and-set.
+	// Another server resumes a run whose lease nobody renews from its checkpoints (runlease.go).
+	Leases cluster.Leases
+	Owners slipway.RunOwnerStore
+	// AdoptEvery is how often a server looks for runs whose owner stopped renewing (default 1s).
+	AdoptEvery time.Duration
 }
 
 // Service manages batch prediction runs.
@@ -72,6 +81,10 @@ type Service struct {
 	ready     time.Duration
 	slots     chan struct{}
 	noResume  bool
+	leases    cluster.Leases
+	owners    slipway.RunOwnerStore
+	adopt     time.Duration
+	closeOnce sync.Once
 
 	mu     sync.Mutex
 	active map[string]*activeRun
@@ -112,7 +125,8 @@ func New(cfg Config) *Service {
 	return &Service{store: cfg.Store, models: cfg.Models, deploys: cfg.Deployments, files: cfg.Files, runtimes: cfg.Runtimes,
 		log: cfg.Log, dir: cfg.Dir, importDir: cfg.ImportDir, conns: cfg.Connections, maxUpload: cfg.MaxUploadBytes,
 		ready: cfg.ReadyTimeout, slots: make(chan struct{}, cfg.MaxRuns), active: map[string]*activeRun{},
-		ctx: ctx, cancel: cancel, ProgressEvery: 500 * time.Millisecond, noResume: cfg.NoResume}
+		ctx: ctx, cancel: cancel, ProgressEvery: 500 * time.Millisecond, noResume: cfg.NoResume || cfg.Leases != nil,
+		leases: cfg.Leases, owners: cfg.Owners, adopt: cmp.Or(cfg.AdoptEvery, time.Second)}
 }
 
 // Open prepares the folders and resumes the runs a previous server left ACCEPTED or IN_PROGRESS.
@@ -128,6 +142,13 @@ func (s *Service) Open(ctx context.Context) error {
 		if err := os.Remove(t); err != nil {
 			s.log.Warn("remove the temp file of an interrupted upload", "path", t, "error", err)
 		}
+	}
+	if s.leases != nil {
+		s.wg.Add(1)
+		go func() { // owned by the service: ends at Close
+			defer s.wg.Done()
+			s.adoptLoop(s.ctx)
+		}()
 	}
 	if s.noResume {
 		return nil
@@ -153,13 +174,21 @@ func (s *Service) Open(ctx context.Context) error {
 
 // Close stops every run (left IN_PROGRESS: they resume at the next start) and closes the connections.
 func (s *Service) Close() error {
+	s.StopRuns()
+	var errs []error
+	s.closeOnce.Do(func() {
+		for _, c := range s.conns {
+			errs = append(errs, c.Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// StopRuns stops every run (left IN_PROGRESS; on several servers their leases are released, so that another
+// server resumes them at once). Creating runs is refused from then on.
+func (s *Service) StopRuns() {
 	s.cancel()
 	s.wg.Wait()
-	var errs []error
-	for _, c := range s.conns {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
 }
 
 // Connections lists the named connections without credentials.

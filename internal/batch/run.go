@@ -36,6 +36,7 @@ func (s *Service) launch(run *slipway.BatchRun) {
 			s.mu.Lock()
 			delete(s.active, run.ID)
 			s.mu.Unlock()
+			s.releaseRun(run.ID) // over, or stopped here: another server resumes it at once
 		}()
 		select {
 		case s.slots <- struct{}{}:
@@ -65,9 +66,12 @@ func (s *Service) finish(ctx context.Context, run *slipway.BatchRun, prog *progr
 		s.flush(bg, run.ID, prog)
 		s.log.Info("batch prediction canceled", "run_id", run.ID)
 		return // Cancel recorded the state
+	case errors.Is(context.Cause(ctx), errLostLease):
+		s.log.Warn("batch prediction stopped here: another server owns it now and resumes it from its checkpoints", "run_id", run.ID)
+		return
 	case s.ctx.Err() != nil:
 		s.flush(bg, run.ID, prog)
-		s.log.Info("batch prediction interrupted by shutdown; it resumes at the next start", "run_id", run.ID)
+		s.log.Info("batch prediction interrupted by shutdown; it resumes at the next start (or on another server)", "run_id", run.ID)
 		return
 	}
 	s.flush(bg, run.ID, prog)

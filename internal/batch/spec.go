@@ -37,7 +37,12 @@ func (s *Service) Create(ctx context.Context, spec slipway.BatchSpec, by string)
 	}
 	run := &slipway.BatchRun{ID: newID("b-"), State: slipway.BatchAccepted, Model: v.Model, Version: v.Version,
 		Spec: spec, RowsTotal: -1, Output: spec.Output, CreatedBy: by}
+	// The lease before the run exists: no other server may take it for an orphan.
+	if err := s.acquireRun(ctx, run.ID); err != nil {
+		return nil, err
+	}
 	if err := s.store.CreateBatchRun(ctx, run); err != nil {
+		s.releaseRun(run.ID)
 		return nil, err
 	}
 	s.log.Info("batch prediction accepted", "run_id", run.ID, "model", run.Model, "version", run.Version, "by", by)

@@ -125,6 +125,11 @@ func (s *Service) stage(ctx context.Context, up Upload) (*slipway.ModelVersion, 
 		return fail(slipway.Errorf(slipway.EINVALID, "the artifact holds no files"))
 	}
 	meta := up.Metadata
+	if isMLflowUpload(entries) {
+		if err := applyMLflow(dir, &meta); err != nil {
+			return fail(err)
+		}
+	}
 	if meta.Runtime == "" {
 		meta.Runtime = guessRuntime(entries)
 	}

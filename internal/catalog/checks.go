@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/mlmodel"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 	"time"
@@ -42,7 +43,11 @@ func fail(id, format string, args ...any) slipway.Check {
 func (s *Service) runChecks(ctx context.Context, dir string, v *slipway.ModelVersion) []slipway.Check {
 	var checks []slipway.Check
 	if v.Runtime == slipway.RuntimePython {
-		static, ok := s.pythonStaticChecks(ctx, dir, v)
+		staticChecks := s.pythonStaticChecks
+		if mlmodel.IsMLflow(v.Files) {
+			staticChecks = s.mlflowStaticChecks
+		}
+		static, ok := staticChecks(ctx, dir, v)
 		checks = append(checks, static...)
 		if !ok {
 			return append(checks, fail(CheckLoad, "not run: fix the checks above first"))
@@ -129,7 +134,8 @@ func readRuntimeYAML(dir string, present bool) (string, slipway.Check) {
 	return py, pass(CheckRuntimeYAML, "runtime.yaml valid (MODEL_ARTIFACT_VERSION %v)", rt.ArtifactVersion)
 }
 
-// readRequirements reads exact pins (name==version); other lines are package names without a version.
+// readRequirements reads exact pins (name==version); other lines are package names without a version. A
+// missing file is nil, not an error.
 func readRequirements(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
@@ -138,21 +144,38 @@ func readRequirements(path string) (map[string]string, error) {
 		return nil, err
 	}
 	defer f.Close()
-	out := map[string]string{}
+	var lines []string
 	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(strings.SplitN(sc.Text(), "#", 2)[0])
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return requirementPins(lines), nil
+}
+
+// requirementPins reads requirement lines (requirements.txt, conda's pip list): name==version is a pin, a name
+// with another specifier is the name with any version; options (-r, -e, --hash) and comments are skipped.
+func requirementPins(lines []string) map[string]string {
+	out := map[string]string{}
+	for _, raw := range lines {
+		line := strings.TrimSpace(strings.SplitN(raw, "#", 2)[0])
 		if line == "" || strings.HasPrefix(line, "-") {
 			continue
 		}
 		line = strings.SplitN(line, ";", 2)[0]
 		name, version, pinned := strings.Cut(line, "==")
 		if !pinned {
-			name = strings.TrimSpace(strings.FieldsFunc(line, func(r rune) bool { return strings.ContainsRune("<>=!~[ ", r) })[0])
+			fields := strings.FieldsFunc(line, func(r rune) bool { return strings.ContainsRune("<>=!~[ ", r) })
+			if len(fields) == 0 {
+				continue
+			}
+			name = fields[0]
 		}
 		out[normalizePackage(name)] = strings.TrimSpace(version)
 	}
-	return out, sc.Err()
+	return out
 }
 
 // normalizePackage applies PEP 503 normalisation so that scikit_learn and Scikit-Learn compare equal.

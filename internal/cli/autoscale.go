@@ -18,6 +18,7 @@ type autoscaleFlags struct {
 	scaleDownAfter           time.Duration
 	noAutoscaling            bool
 	load                     string
+	isolation                string
 }
 
 var autoscaleFlagNames = []string{"min-replicas", "max-replicas", "target-in-flight", "scale-down-after"}
@@ -35,6 +36,7 @@ func (f *autoscaleFlags) register(cmd *cobra.Command, create bool) {
 		fs.StringVar(&f.load, "load", "", usage)
 		fs.BoolVar(&f.noAutoscaling, "no-autoscaling", false, "remove the autoscaling policy: the replica count stays at --replicas")
 	}
+	fs.StringVar(&f.isolation, "isolation", "", "ONNX models: process (the default: each replica a process) or in-process (an ONNX Runtime session inside the server; a crash of the runtime takes the server down)")
 }
 
 // fill sets sp.Autoscaling and sp.Load from the flags given. current is the deployment's policy (update), so
@@ -43,6 +45,9 @@ func (f *autoscaleFlags) fill(cmd *cobra.Command, sp *slipway.DeploymentSpec, cu
 	changed := cmd.Flags().Changed
 	if changed("load") {
 		sp.Load = &f.load
+	}
+	if changed("isolation") {
+		sp.Isolation = &f.isolation
 	}
 	given := anyChanged(cmd, autoscaleFlagNames...)
 	switch {
@@ -81,6 +86,9 @@ func (f *autoscaleFlags) fill(cmd *cobra.Command, sp *slipway.DeploymentSpec, cu
 func printAutoscaling(tw io.Writer, d *slipway.Deployment) {
 	if d.Load == slipway.LoadLazy {
 		row(tw, "Load:", "lazy (the first request starts the replicas)")
+	}
+	if d.Isolation == slipway.IsolationInProcess {
+		row(tw, "Isolation:", "in-process (ONNX Runtime sessions inside the server)")
 	}
 	a := d.Autoscaling
 	if a == nil {

@@ -57,6 +57,8 @@ type app struct {
 	token  string
 	caCert string
 	output string
+	// project is the project calls work in (--project, SLIPWAY_PROJECT), sent as the Slipway-Project header.
+	project string
 }
 
 func (a *app) execute(ctx context.Context, args []string) int {
@@ -167,6 +169,7 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	pf.StringVar(&a.token, "token", "", "API token (env SLIPWAY_TOKEN; else $SLIPWAY_DATA_DIR/admin.token or ./slipway-data/admin.token)")
 	pf.StringVar(&a.caCert, "ca-cert", a.getenv("SLIPWAY_CA_CERT"), "PEM file of a CA (or the server's self-signed certificate) to trust for an https:// server (env SLIPWAY_CA_CERT)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVar(&a.project, "project", a.getenv("SLIPWAY_PROJECT"), "the project to work in (env SLIPWAY_PROJECT; default: the token's only project, else default)")
 
 	root.AddCommand(a.serverCommand(), a.workerCommand(), a.modelsCommand(), a.deployCommand(), a.deploymentsCommand(),
 		a.predictCommand(), a.tokensCommand(), a.whoamiCommand(), a.versionCommand(), a.batchCommand(), a.filesCommand(),
@@ -175,7 +178,9 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	root.AddCommand(a.auditCommand())
 	root.AddCommand(a.dbCommand())
 	root.AddCommand(a.capturesCommand())
+	root.AddCommand(a.rolloutsCommand())
 	root.AddCommand(a.monitorCommands()...)
+	root.AddCommand(a.projectsCommand())
 	return root
 }
 
@@ -226,14 +231,15 @@ func (a *app) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.caCert == "" {
-		return client.New(a.url, token), nil
+	opts := []client.Option{client.WithProject(a.project)}
+	if a.caCert != "" {
+		hc, err := client.HTTPClientTrusting(a.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-cert: %w", err)
+		}
+		opts = append(opts, client.WithHTTPClient(hc))
 	}
-	hc, err := client.HTTPClientTrusting(a.caCert)
-	if err != nil {
-		return nil, fmt.Errorf("--ca-cert: %w", err)
-	}
-	return client.New(a.url, token, client.WithHTTPClient(hc)), nil
+	return client.New(a.url, token, opts...), nil
 }
 
 // serverURL finds the server: $SLIPWAY_URL_FILE (given to job runs: it follows the server across restarts),

@@ -81,7 +81,7 @@ func (a *app) jobsCreateCommand() *cobra.Command {
 				spec.MaxRuntimeSeconds = int(maxRuntime.Round(time.Second) / time.Second)
 			}
 			if memory != "" {
-				if spec.Limits.MemoryBytes, err = parseBytes(memory); err != nil {
+				if spec.Limits.MemoryBytes, err = slipway.ParseBytes(memory); err != nil {
 					return err
 				}
 			}
@@ -116,27 +116,6 @@ func (a *app) jobsCreateCommand() *cobra.Command {
 	f.Int64Var(&spec.Limits.Processes, "processes", 0, "processes limit (per user; not enforced for root)")
 	f.StringVar(&spec.Description, "description", "", "what the job does")
 	return cmd
-}
-
-// parseBytes reads 1073741824, 512MiB, 2GiB, 500MB.
-func parseBytes(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}, {"B", 1}}
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
-			if err != nil || v <= 0 {
-				break
-			}
-			return int64(v * float64(u.mult)), nil
-		}
-	}
-	if v, err := strconv.ParseInt(s, 10, 64); err == nil && v > 0 {
-		return v, nil
-	}
-	return 0, fmt.Errorf("invalid size %q: use bytes or a unit (512MiB, 2GiB)", s)
 }
 
 func (a *app) jobsRunCommand() *cobra.Command {

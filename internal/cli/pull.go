@@ -19,24 +19,41 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/mlmodel"
+)
+
+// Pull formats: the version's files as stored, or an MLflow model directory (the same files, for a version
+// registered from one: checked before anything is downloaded).
+const (
+	pullFormatFiles  = "files"
+	pullFormatMLflow = "mlflow"
 )
 
 func (a *app) modelsPullCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "pull NAME[@ALIAS|:VERSION] DIR",
+	var format string
+	cmd := &cobra.Command{
+		Use:   "pull NAME[@ALIAS|:VERSION] DIR [--format files|mlflow]",
 		Short: "Download a version's files into a new directory, verifying every sha256",
 		Long: `Download a version's files into DIR (which must not exist, or be empty). Without @ALIAS or :VERSION
 the newest READY version is pulled. Every file is checked against the sha256 of the version's manifest; on any
-mismatch nothing is left in DIR.`,
-		Example: "  slipway models pull churn@champion ./churn",
+mismatch nothing is left in DIR.
+--format mlflow writes an MLflow model directory (MLmodel, the model file, the environment files and the input
+example, exactly as they were pushed) for a version registered from one; 'mlflow models serve -m DIR' or
+mlflow.pyfunc.load_model(DIR) read it back.`,
+		Example: "  slipway models pull churn@champion ./churn\n  slipway models pull churn-mlflow@champion ./churn-mlflow --format mlflow",
 		Args:    exactArgs(2, "a model reference and a directory"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			return a.pull(cmd.Context(), args[0], args[1])
+			if format != pullFormatFiles && format != pullFormatMLflow {
+				return fmt.Errorf("--format %q: use %q (the version's files) or %q (an MLflow model directory)", format, pullFormatFiles, pullFormatMLflow)
+			}
+			return a.pull(cmd.Context(), args[0], args[1], format)
 		}),
 	}
+	cmd.Flags().StringVar(&format, "format", pullFormatFiles, "files (the version's files) or mlflow (an MLflow model directory, for a version registered from one)")
+	return cmd
 }
 
-func (a *app) pull(ctx context.Context, refArg, dir string) error {
+func (a *app) pull(ctx context.Context, refArg, dir, format string) error {
 	name, ref, err := slipway.ParseModelRef(refArg)
 	if err != nil {
 		return err
@@ -54,6 +71,9 @@ func (a *app) pull(ctx context.Context, refArg, dir string) error {
 	v, err := c.GetVersion(ctx, name, ref.String())
 	if err != nil {
 		return err
+	}
+	if format == pullFormatMLflow && !mlmodel.IsMLflow(v.Files) {
+		return fmt.Errorf("%s version %d was not registered from an MLflow model directory (it has no MLmodel file, or a score.py serves it): pull it without --format mlflow", v.Model, v.Version)
 	}
 	// Extract into a temporary directory (inside DIR when it exists, else next to it) and move the files into
 	// place at the end, so that a failed or tampered download leaves nothing behind.

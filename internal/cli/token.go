@@ -22,21 +22,29 @@ func (a *app) tokensCommand() *cobra.Command {
 
 func (a *app) tokensCreateCommand() *cobra.Command {
 	var role, expiresIn, expiresAt string
+	var projectRoles []string
 	var rps float64
 	var burst int
 	cmd := &cobra.Command{
-		Use:   "create NAME --role admin|editor|viewer|predict [--expires-in 720h | --expires-at RFC3339]",
+		Use:   "create NAME (--role admin|editor|viewer|predict | --project-role PROJECT=ROLE...) [--expires-in 720h | --expires-at RFC3339]",
 		Short: "Create a token and print its secret (shown only once)",
 		Long: `Create a token. Roles: admin (everything, tokens included), editor (push models, deploy, run jobs),
 viewer (read), predict (call prediction endpoints only). The secret is printed once and cannot be retrieved
 again: only its SHA-256 is stored. A token may expire (--expires-in, --expires-at); the server's
 --max-token-ttl caps the lifetime and is the default when one is set. --rate-limit bounds the token's calls
-to the prediction endpoints (beyond it: 429 with Retry-After).`,
+to the prediction endpoints (beyond it: 429 with Retry-After).
+
+--project-role PROJECT=ROLE (repeatable; editor, viewer or predict) limits the token to those projects instead
+of a global --role: everything in another project answers 404 to it.`,
 		Args: exactArgs(1, "one token name"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
+			projects, err := parseProjectRoles(projectRoles)
+			if err != nil {
+				return err
+			}
 			r := slipway.Role(role)
-			if !r.Valid() {
-				return fmt.Errorf("invalid role %q: use admin, editor, viewer or predict", role)
+			if err := (slipway.TokenSpec{Role: r, Projects: projects}).ValidateAccess(); err != nil {
+				return err
 			}
 			if err := slipway.ValidateName("token", args[0]); err != nil {
 				return err
@@ -45,7 +53,7 @@ to the prediction endpoints (beyond it: 429 with Retry-After).`,
 			if err != nil {
 				return err
 			}
-			spec := slipway.TokenSpec{Name: args[0], Role: r, ExpiresIn: expiresIn, ExpiresAt: at}
+			spec := slipway.TokenSpec{Name: args[0], Role: r, Projects: projects, ExpiresIn: expiresIn, ExpiresAt: at}
 			if rps != 0 || burst != 0 {
 				spec.RateLimit = &slipway.TokenRateLimit{RequestsPerSecond: rps, Burst: burst}
 				if err := spec.RateLimit.Validate(); err != nil {
@@ -63,12 +71,12 @@ to the prediction endpoints (beyond it: 429 with Retry-After).`,
 			return a.showSecret(t, "Created")
 		}),
 	}
-	cmd.Flags().StringVar(&role, "role", "", "admin, editor, viewer or predict")
+	cmd.Flags().StringVar(&role, "role", "", "admin, editor, viewer or predict (every project)")
+	cmd.Flags().StringArrayVar(&projectRoles, "project-role", nil, "PROJECT=ROLE: a role in one project only (repeatable; instead of --role)")
 	cmd.Flags().StringVar(&expiresIn, "expires-in", "", "lifetime, e.g. 12h or 720h (default: the server's --max-token-ttl, else never)")
 	cmd.Flags().StringVar(&expiresAt, "expires-at", "", "expiry time, RFC 3339 (e.g. 2027-01-31T00:00:00Z)")
 	cmd.Flags().Float64Var(&rps, "rate-limit", 0, "prediction calls per second this token may make (default: no limit)")
 	cmd.Flags().IntVar(&burst, "burst", 0, "calls at once above --rate-limit (default: one second's worth)")
-	requireFlags(cmd, "role")
 	return cmd
 }
 
@@ -81,7 +89,7 @@ func (a *app) tokensListCommand() *cobra.Command {
 		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ts, err := c.ListTokens(cmd.Context())
 			return showAll(a, ts, err, []any{"ID", "NAME", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED"}, func(t *slipway.Token) []any {
-				return []any{t.ID, t.Name, t.Role, formatTime(t.CreatedAt), orDash(formatTimePtr(t.LastUsedAt)), orDash(formatTimePtr(t.ExpiresAt)), orDash(formatTimePtr(t.RevokedAt))}
+				return []any{t.ID, t.Name, formatRoles(t), formatTime(t.CreatedAt), orDash(formatTimePtr(t.LastUsedAt)), orDash(formatTimePtr(t.ExpiresAt)), orDash(formatTimePtr(t.RevokedAt))}
 			})
 		}),
 	}

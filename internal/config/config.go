@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/slipway-ml/slipway"
 )
 
 // Config is everything `slipway server` needs.
@@ -46,6 +48,9 @@ type Config struct {
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration
 	DebugAddr      string // pprof listener, off when empty
+	// GRPCAddr is where the Open Inference Protocol's gRPC service listens (off when empty); with TLSCert it
+	// speaks TLS with the same certificate.
+	GRPCAddr string
 	// TLSCert and TLSKey (PEM files) make the server speak HTTPS; SIGHUP reads them again.
 	TLSCert, TLSKey string
 	// DatabaseURL is where the state lives, as given: empty or sqlite:///path for SQLite files, or
@@ -61,6 +66,10 @@ type Config struct {
 	S3CABundle string
 	// ReplicaScheduling is the Linux scheduling policy of model replicas: batch or normal.
 	ReplicaScheduling string
+	// ModelMemoryBudget bounds the measured memory of the loaded replicas (--model-memory-budget, e.g. 8GiB);
+	// beyond it the least recently used idle ones are unloaded. 0: half the memory of the machine (or of the
+	// server's cgroup, when that is less).
+	ModelMemoryBudget int64
 	// AdvertiseURL is how the other servers sharing the PostgreSQL database reach this one (forwarded
 	// predictions and calls); empty: derived from the listen address (right for servers on one machine).
 	AdvertiseURL string
@@ -105,6 +114,7 @@ func Default() Config {
 // Parse reads flags from args, with SLIPWAY_* environment variables (looked up with getenv) as defaults.
 func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := Default()
+	var budget string
 	for _, e := range []struct {
 		dst *string
 		key string
@@ -115,7 +125,8 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		{&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE"}, {&c.DatabaseURL, "SLIPWAY_DATABASE"},
 		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"}, {&c.AdvertiseURL, "SLIPWAY_ADVERTISE_URL"},
 		{&c.Engine, "SLIPWAY_ENGINE"}, {&c.Kubeconfig, "SLIPWAY_KUBECONFIG"}, {&c.Namespace, "SLIPWAY_NAMESPACE"},
-		{&c.Image, "SLIPWAY_IMAGE"}, {&c.ReplicaNetwork, "SLIPWAY_REPLICA_NETWORK"},
+		{&c.Image, "SLIPWAY_IMAGE"}, {&c.ReplicaNetwork, "SLIPWAY_REPLICA_NETWORK"}, {&c.GRPCAddr, "SLIPWAY_GRPC_ADDR"},
+		{&budget, "SLIPWAY_MODEL_MEMORY_BUDGET"},
 	} {
 		if v := getenv(e.key); v != "" {
 			*e.dst = v
@@ -146,12 +157,14 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.IntVar(&c.MaxFiles, "max-files", c.MaxFiles, "most files (entries) in an artifact archive")
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
 	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
+	fs.StringVar(&budget, "model-memory-budget", budget, "memory the loaded model replicas may hold, measured (e.g. 8GiB); beyond it the least recently used idle replicas are unloaded and reload on their next request (default: half the machine's memory, or of the server's cgroup limit; env SLIPWAY_MODEL_MEMORY_BUDGET)")
 	fs.StringVar(&c.ReplicaScheduling, "replica-scheduling", c.ReplicaScheduling, "Linux scheduling policy of model replicas: batch (SCHED_BATCH: waking a replica does not preempt the HTTP front end) or normal (env SLIPWAY_REPLICA_SCHEDULING)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve HTTPS with this certificate (PEM; with --tls-key; SIGHUP reloads both; env SLIPWAY_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "the private key of --tls-cert (PEM; env SLIPWAY_TLS_KEY)")
 	fs.StringVar(&c.DatabaseURL, "database", c.DatabaseURL, "where the state lives: sqlite:///path/slipway.db (default: DATA_DIR/slipway.db, with monitor.db next to it) or postgres://user:password@host:5432/db for every table in PostgreSQL (env SLIPWAY_DATABASE)")
 	fs.StringVar(&c.ArtifactStore, "artifact-store", c.ArtifactStore, "where model artifacts are stored: empty for DATA_DIR/blobs, or s3://BUCKET/PREFIX[?endpoint=URL&region=R] for an S3-compatible bucket (env SLIPWAY_ARTIFACT_STORE; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the IAM role)")
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", c.AdvertiseURL, "the URL the other servers (several on one --database postgres://) and the replica pods of --engine kubernetes reach this one at, e.g. http://10.0.0.5:8080 (env SLIPWAY_ADVERTISE_URL; default: from --addr, loopback for 0.0.0.0)")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "serve the Open Inference Protocol over gRPC (inference.GRPCInferenceService, as Triton and KServe clients call it) on this host:port; TLS with --tls-cert (off by default; env SLIPWAY_GRPC_ADDR)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
@@ -180,6 +193,13 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags only; see slipway server --help)", fs.Arg(0))
+	}
+	if budget != "" {
+		n, err := slipway.ParseBytes(budget)
+		if err != nil {
+			return c, fmt.Errorf("--model-memory-budget: %w", err)
+		}
+		c.ModelMemoryBudget = n
 	}
 	if err := c.loadConnections(getenv); err != nil {
 		return c, err
@@ -217,6 +237,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr %q: want host:port (e.g. 127.0.0.1:8080)", c.Addr))
+	}
+	if c.GRPCAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--grpc-addr %q: want host:port (e.g. 127.0.0.1:8081)", c.GRPCAddr))
+		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))

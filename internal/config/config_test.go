@@ -12,6 +12,7 @@ func TestStringSettings(t *testing.T) {
 	scheduling := func(c Config) string { return c.ReplicaScheduling }
 	store := func(c Config) string { return c.ArtifactStore }
 	database := func(c Config) string { return fmt.Sprintf("%+v", c.Database) }
+	budget := func(c Config) string { return fmt.Sprint(c.ModelMemoryBudget) }
 	cases := []struct {
 		name   string
 		envKey string
@@ -35,6 +36,10 @@ func TestStringSettings(t *testing.T) {
 		{"postgresql scheme", "SLIPWAY_DATABASE", "", []string{"--database", "postgresql://db/s"}, database, "{SQLite: Postgres:postgresql://db/s}", ""},
 		{"relative sqlite path", "SLIPWAY_DATABASE", "", []string{"--database", "sqlite://s.db"}, database, "", "want sqlite:///absolute/path"},
 		{"unknown database", "SLIPWAY_DATABASE", "mysql://u:secret@db/s", nil, database, "", `unsupported URL scheme "mysql"`},
+		{"model memory budget default (0: half the machine's)", "SLIPWAY_MODEL_MEMORY_BUDGET", "", nil, budget, "0", ""},
+		{"model memory budget flag", "SLIPWAY_MODEL_MEMORY_BUDGET", "", []string{"--model-memory-budget", "8GiB"}, budget, "8589934592", ""},
+		{"model memory budget environment", "SLIPWAY_MODEL_MEMORY_BUDGET", "512MiB", nil, budget, "536870912", ""},
+		{"model memory budget not a size", "SLIPWAY_MODEL_MEMORY_BUDGET", "", []string{"--model-memory-budget", "lots"}, budget, "", `--model-memory-budget: invalid size "lots"`},
 		{"artifact store not s3", "SLIPWAY_ARTIFACT_STORE", "", []string{"--artifact-store", "/srv/blobs"}, store, "", `--artifact-store "/srv/blobs": want s3://BUCKET/PREFIX`},
 	}
 	for _, tc := range cases {

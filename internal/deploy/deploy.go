@@ -42,6 +42,7 @@ type Service struct {
 	stopOwnership func()
 	scale         *autoscaler // the deployments' scaling policies, loads and decisions
 
+	budget  *serving.MemoryBudget      // bounds the memory of the local replicas (nil: none)
 	remote  *modelruntime.RemoteEngine // external deployments' engine (SetRemote; nil: none)
 	secrets slipway.ReplicaSecretStore
 	kube    KubeReplicas // the kubernetes engine's replica Deployments (SetKubernetes; nil: local replicas)
@@ -114,12 +115,14 @@ type Config struct {
 	Files    Materializer
 	Runtimes *modelruntime.Runtimes
 	Log      *slog.Logger
+	// Budget bounds the memory of the replicas on this server (nil: none).
+	Budget *serving.MemoryBudget
 }
 
 // New returns a Service; call Recover to bring stored deployments back and Close to stop everything.
 func New(cfg Config) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{store: cfg.Store, models: cfg.Models, files: cfg.Files, runtimes: cfg.Runtimes, log: cfg.Log,
+	s := &Service{store: cfg.Store, models: cfg.Models, files: cfg.Files, runtimes: cfg.Runtimes, log: cfg.Log, budget: cfg.Budget,
 		routers: serving.NewRouters(), scale: newAutoscaler(), locks: map[string]*sync.Mutex{}, ctx: ctx, cancel: cancel,
 		ReadyTimeout: 2 * time.Minute}
 	s.wg.Add(1)
@@ -245,7 +248,7 @@ func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir st
 		if err != nil {
 			return nil, err
 		}
-		spec.Deployment, spec.Version = name, v.Version
+		spec.Deployment, spec.Version, spec.Isolation = name, v.Version, isolation(d)
 		replicaID := fmt.Sprintf("%s-v%d", name, v.Version)
 		start := s.runtimes.Start
 		if engine != nil {

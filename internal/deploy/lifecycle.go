@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -22,7 +23,8 @@ func (s *Service) Create(ctx context.Context, sp slipway.DeploymentSpec) (*slipw
 		return nil, slipway.Errorf(slipway.EINVALID, "give either version or alias, not both")
 	}
 	d := &slipway.Deployment{Name: sp.Name, Model: sp.Model, State: slipway.DeploymentCreating,
-		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue, Load: slipway.LoadEager}
+		Replicas: DefaultReplicas, TimeoutMS: DefaultTimeoutMS, MaxQueue: DefaultMaxQueue, Load: slipway.LoadEager,
+		Isolation: slipway.IsolationProcess}
 	v, err := s.prepare(ctx, d, sp)
 	if err != nil {
 		return nil, err
@@ -95,11 +97,23 @@ func (s *Service) startPool(ctx context.Context, poolName string, d *slipway.Dep
 		}
 		s.onPoolEvent(name, e)
 	})
+	if s.budget != nil && d.Engine != slipway.EngineExternal { // external replicas hold no memory here
+		pool.SetBudget(s.budget, filesSize(v))
+	}
 	if err := pool.Rollout(ctx, v.Version, startCount(d), s.starter(d, v, dir)); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return pool, nil
+}
+
+// filesSize is the size of a version's files: what a replica is expected to hold until one has been measured.
+func filesSize(v *slipway.ModelVersion) int64 {
+	var n int64
+	for _, f := range v.Files {
+		n += f.Size
+	}
+	return n
 }
 
 func (s *Service) onPoolEvent(name string, e serving.Event) {
@@ -120,12 +134,34 @@ func (s *Service) onPoolEvent(name string, e serving.Event) {
 // Update changes a deployment. A new version (or env) rolls out a new generation of replicas and switches to
 // it only once all are ready; replicas scale in place; queue, timeout and batching apply at once. If the new
 // generation fails to start, the old one keeps serving and the reason says why.
+//
+// The change applies to the deployment as it is stored: when another server or request wrote it between this
+// read and this write (its revision moved on), the change is applied again to a fresh read, a few times. A
+// client that gives sp.Revision (a read-modify-write of its own) gets the conflict instead.
 func (s *Service) Update(ctx context.Context, name string, sp slipway.DeploymentSpec) (*slipway.Deployment, error) {
 	unlock := s.lock(name)
 	defer unlock()
+	for attempt := 1; ; attempt++ {
+		d, err := s.updateOnce(ctx, name, sp)
+		if !errors.Is(err, slipway.ErrStaleDeployment) || sp.Revision != nil || attempt == maxStaleRetries {
+			return d, err
+		}
+		s.log.Info("deployment changed while an update was applied: applying it again", "deployment", name, "attempt", attempt)
+	}
+}
+
+// maxStaleRetries bounds how many times a change is applied again to a deployment that keeps changing under it.
+const maxStaleRetries = 5
+
+func (s *Service) updateOnce(ctx context.Context, name string, sp slipway.DeploymentSpec) (*slipway.Deployment, error) {
 	d, err := s.store.FindDeployment(ctx, name)
 	if err != nil {
 		return nil, err
+	}
+	if sp.Revision != nil && *sp.Revision != d.Revision {
+		return nil, slipway.Wrap(slipway.ECONFLICT, slipway.ErrStaleDeployment,
+			"deployment %s is at revision %d, not %d: another request changed it since you read it; read it again and retry with its revision",
+			name, d.Revision, *sp.Revision)
 	}
 	if sp.Model != "" && sp.Model != d.Model {
 		return nil, slipway.Errorf(slipway.EINVALID, "a deployment cannot change model (%s → %s): create a new deployment", d.Model, sp.Model)
@@ -172,7 +208,7 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 	err := s.reshape(ctx, rt, prev, d, v)
 	if err != nil {
 		prev.State, prev.Reason = slipway.DeploymentActive, fmt.Sprintf("update rejected, still serving version %d: %v", prev.Version, err)
-		if serr := s.store.UpdateDeployment(context.WithoutCancel(ctx), prev); serr != nil {
+		if serr := s.storeOver(context.WithoutCancel(ctx), prev); serr != nil {
 			s.log.Error("record failed update", "deployment", d.Name, "error", serr)
 		}
 		s.log.Warn("deployment update failed; previous version kept", "deployment", d.Name, "error", err)
@@ -186,9 +222,25 @@ func (s *Service) finishUpdate(ctx context.Context, prev, d *slipway.Deployment,
 	s.setState(ctx, d.Name, slipway.DeploymentActive, reason)
 }
 
+// storeOver stores d as the deployment's desired state whatever was written since d was read (the rollback of a
+// failed update: what serves is prev), moving the revision on as any write does.
+func (s *Service) storeOver(ctx context.Context, d *slipway.Deployment) error {
+	for attempt := 1; ; attempt++ {
+		now, err := s.store.FindDeployment(ctx, d.Name)
+		if err != nil {
+			return err
+		}
+		d.Revision = now.Revision
+		err = s.store.UpdateDeployment(ctx, d)
+		if !errors.Is(err, slipway.ErrStaleDeployment) || attempt == maxStaleRetries {
+			return err
+		}
+	}
+}
+
 func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {
 	rt.Pool.SetOptions(options(d))
-	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) {
+	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) || isolation(prev) != isolation(d) {
 		dir, err := s.files.Materialize(ctx, v)
 		if err != nil {
 			return err
@@ -204,6 +256,14 @@ func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slip
 		return rt.Pool.Scale(ctx, d.Replicas)
 	}
 	return nil
+}
+
+// isolation is d's isolation, "" (stored before isolation existed) being a process.
+func isolation(d *slipway.Deployment) string {
+	if d.Isolation == "" {
+		return slipway.IsolationProcess
+	}
+	return d.Isolation
 }
 
 // needsFixedScale reports whether pool, of d or of its canary or shadow, must be scaled to want: d has no

@@ -79,6 +79,9 @@ func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
 	if sp.Load != nil {
 		d.Load = *sp.Load
 	}
+	if sp.Isolation != nil {
+		d.Isolation = *sp.Isolation
+	}
 	applyAutoscaling(d, sp)
 }
 
@@ -129,7 +132,40 @@ func (s *Service) prepare(ctx context.Context, d *slipway.Deployment, sp slipway
 	if err := s.checkSides(ctx, d); err != nil {
 		return nil, err
 	}
+	if err := s.checkIsolation(ctx, d, v); err != nil {
+		return nil, err
+	}
 	return v, nil
+}
+
+// checkIsolation refuses an in-process deployment of a version (its own, its canary's or its shadow's) that is
+// not an ONNX model: only ONNX Runtime sessions run inside the server.
+func (s *Service) checkIsolation(ctx context.Context, d *slipway.Deployment, v *slipway.ModelVersion) error {
+	if d.Isolation != slipway.IsolationInProcess {
+		return nil
+	}
+	versions := []*slipway.ModelVersion{v}
+	var sides []int
+	if d.Canary != nil {
+		sides = append(sides, d.Canary.Version)
+	}
+	if d.Shadow != nil {
+		sides = append(sides, d.Shadow.Version)
+	}
+	for _, side := range sides {
+		sv, err := s.readyVersion(ctx, d.Model, slipway.VersionRef{Number: side})
+		if err != nil {
+			return err
+		}
+		versions = append(versions, sv)
+	}
+	for _, mv := range versions {
+		if mv.Runtime != slipway.RuntimeONNX {
+			return slipway.Errorf(slipway.EINVALID, "deployment %s: isolation %q runs ONNX models only, and version %d of %s is a %s model: leave isolation out (or %q)",
+				d.Name, slipway.IsolationInProcess, mv.Version, mv.Model, mv.Runtime, slipway.IsolationProcess)
+		}
+	}
+	return nil
 }
 
 // resolve finds the READY version d names and records its number. The alias names it when d follows the

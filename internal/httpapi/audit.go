@@ -81,7 +81,13 @@ func (s *Server) auditEntry(r *http.Request, pattern string, status int) *slipwa
 		e.Action = pattern
 	}
 	if t := info.token; t != nil {
-		e.TokenID, e.TokenName, e.Role = t.ID, t.Name, t.Role
+		e.TokenID, e.TokenName, e.Role = t.ID, t.Name, t.RoleIn(info.project)
+	}
+	if e.Project = info.project; e.Project == "" {
+		e.Project = r.Header.Get(slipway.ProjectHeader) // refused before the project was settled: what the call asked for
+		if len(e.Project) > 100 {
+			e.Project = e.Project[:100]
+		}
 	}
 	return e
 }
@@ -179,7 +185,8 @@ func (s *Server) streamAudit(w http.ResponseWriter, r *http.Request, f slipway.A
 
 func auditFilter(r *http.Request) (slipway.AuditFilter, error) {
 	q := r.URL.Query()
-	f := slipway.AuditFilter{Actor: q.Get("actor"), Target: strings.Trim(q.Get("target"), "/"), Action: q.Get("action")}
+	f := slipway.AuditFilter{Actor: q.Get("actor"), Target: strings.Trim(q.Get("target"), "/"), Action: q.Get("action"),
+		Project: q.Get("project")}
 	var err error
 	if f.From, f.To, err = timeRange(r); err != nil {
 		return f, err

@@ -113,7 +113,11 @@ func (a *authenticator) evict() {
 
 // authenticate returns the request's token or an EUNAUTHORIZED error.
 func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
-	h := r.Header.Get("Authorization")
+	return s.authenticateHeader(r.Context(), r.Header.Get("Authorization"))
+}
+
+// authenticateHeader resolves an Authorization value (HTTP header or gRPC metadata) to its token.
+func (s *Server) authenticateHeader(ctx context.Context, h string) (*slipway.Token, error) {
 	if h == "" {
 		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "missing bearer token: send \"Authorization: Bearer <token>\" (the admin token is in DATA_DIR/admin.token)")
 	}
@@ -121,22 +125,20 @@ func (s *Server) authenticate(r *http.Request) (*slipway.Token, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
 		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "malformed Authorization header: use \"Bearer <token>\"")
 	}
-	return s.auth.lookup(r.Context(), strings.TrimSpace(secret))
+	return s.auth.lookup(ctx, strings.TrimSpace(secret))
 }
 
 // requireRole admits requests whose token has the needed role; auditRefusals records the others in the
 // audit log (routes that audited wraps record every call themselves).
-func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefusals bool) http.HandlerFunc {
+func (s *Server) requireRole(need slipway.Role, sc routeScope, next http.HandlerFunc, auditRefusals bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		t, err := s.authenticate(r)
-		if err == nil && need != roleAny && !t.Role.Allows(need) {
-			infoOf(r).token = t
-			err = slipway.Errorf(slipway.EFORBIDDEN, "token %q has role %s; this needs role %s", t.Name, t.Role, need)
+		if err == nil {
+			r, err = s.admit(r, t, need, sc)
 		}
-		if err == nil && need == slipway.RolePredict && t.RateLimit != nil {
-			if ok, wait := s.limiter.allow(t, time.Now()); !ok {
-				var retry string
-				retry, err = s.limiter.refuse(t, wait)
+		if err == nil && need == slipway.RolePredict {
+			var retry string
+			if retry, err = s.limitPredictions(t); retry != "" {
 				w.Header().Set("Retry-After", retry)
 			}
 		}
@@ -147,9 +149,20 @@ func (s *Server) requireRole(need slipway.Role, next http.HandlerFunc, auditRefu
 			}
 			return
 		}
-		infoOf(r).token = t // Handler puts the request's info in its context (withRequestID) before any route
-		next(w, r)
+		next(w, r) // admit recorded the token in the request's info (withRequestID put it in the context)
 	}
+}
+
+// limitPredictions applies token t's rate limit to a prediction: refused with the seconds to wait before a
+// retry (for Retry-After, or gRPC's retry-after trailer).
+func (s *Server) limitPredictions(t *slipway.Token) (retryAfter string, err error) {
+	if t.RateLimit == nil {
+		return "", nil
+	}
+	if ok, wait := s.limiter.allow(t, time.Now()); !ok {
+		return s.limiter.refuse(t, wait)
+	}
+	return "", nil
 }
 
 func tokenOf(r *http.Request) *slipway.Token {

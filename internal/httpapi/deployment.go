@@ -3,6 +3,8 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/slipway-ml/slipway"
 )
@@ -42,6 +44,13 @@ func (s *Server) handleDeploymentUpdate(w http.ResponseWriter, r *http.Request) 
 	if in.Name != "" && in.Name != name {
 		return slipway.Errorf(slipway.EINVALID, "a deployment cannot be renamed (%s → %s)", name, in.Name)
 	}
+	if m := r.Header.Get("If-Match"); m != "" && in.Revision == nil {
+		rev, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 64)
+		if err != nil {
+			return slipway.Errorf(slipway.EINVALID, "If-Match %q is not a deployment revision: give the \"revision\" of GET /api/v1/deployments/%s", m, name)
+		}
+		in.Revision = &rev
+	}
 	d, err := s.deployments.Update(r.Context(), name, in)
 	return replyOK(w, d, err)
 }
@@ -54,6 +63,7 @@ func (s *Server) handleDeploymentDelete(w http.ResponseWriter, r *http.Request) 
 	if err := s.deployments.Delete(r.Context(), name); err != nil {
 		return err
 	}
+	s.owners.evict() // the name may come back in another project
 	return noContent(w)
 }
 

@@ -59,7 +59,27 @@ func mergeOpenAPI(files fs.FS) ([]byte, error) {
 			base["tags"] = append(baseTags, tags...)
 		}
 	}
+	addProjectHeader(base)
 	return json.MarshalIndent(base, "", "  ")
+}
+
+// addProjectHeader documents the Slipway-Project header on every operation that works in a project: all that
+// need a token, but the prediction plane's (whose URLs name deployments across projects). Done here, once, so
+// that every area's operations carry it without each fragment repeating it.
+func addProjectHeader(doc map[string]any) {
+	ref := map[string]any{"$ref": "#/components/parameters/ProjectHeader"}
+	paths, _ := doc["paths"].(map[string]any)
+	for _, item := range paths {
+		ops, _ := item.(map[string]any)
+		for _, v := range ops {
+			op, _ := v.(map[string]any)
+			if role, _ := op["x-slipway-role"].(string); role == "" || role == "predict" {
+				continue
+			}
+			params, _ := op["parameters"].([]any)
+			op["parameters"] = append(params, ref)
+		}
+	}
 }
 
 func readJSONObject(files fs.FS, name string) (map[string]any, error) {

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -203,14 +205,18 @@ func (m *monitoredWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter
 
 // router resolves {name} to a serving deployment's router; when there is none, the control plane says why.
 func (s *Server) router(r *http.Request) (string, *serving.Router, error) {
-	name, err := deploymentName(r)
-	if err != nil {
+	return s.routerNamed(r.Context(), r.PathValue("name"))
+}
+
+// routerNamed resolves a deployment name (from a path, or a gRPC request's model_name) to its router.
+func (s *Server) routerNamed(ctx context.Context, name string) (string, *serving.Router, error) {
+	if err := slipway.ValidateName("deployment", name); err != nil {
 		return name, nil, err
 	}
 	if rt := s.routers.Get(name); rt != nil {
 		return name, rt, nil
 	}
-	return name, nil, s.deployments.NotServing(r.Context(), name)
+	return name, nil, s.deployments.NotServing(ctx, name)
 }
 
 // pick routes a request to the deployment's version, or to its canary for the canary's share.
@@ -252,7 +258,12 @@ func (s *Server) callMLflow(r *http.Request, route serving.Route, mt string, bod
 	if err != nil {
 		return nil, "", err
 	}
-	res, err := s.predictTensors(r, route, req.Columns, ex)
+	var res serving.Result
+	if len(req.Params) > 0 {
+		res, err = s.predictTensorsParams(r.Context(), route, req.Columns, req.Params)
+	} else {
+		res, err = s.predictTensors(r.Context(), route, req.Columns, ex)
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -269,7 +280,7 @@ func (s *Server) callV2(r *http.Request, route serving.Route, mt string, body []
 	if err != nil {
 		return nil, "", err
 	}
-	res, err := s.predictTensors(r, route, req.Inputs, ex)
+	res, err := s.predictTensors(r.Context(), route, req.Inputs, ex)
 	if err != nil {
 		return nil, "", err
 	}
@@ -309,9 +320,24 @@ func decodeV2Request(r *http.Request, mt string, body []byte) (*inference.V2Requ
 
 // predictTensors runs in on the route's pool, with a copy to its shadow (whose answer the monitor keeps when
 // the shadow compares).
-func (s *Server) predictTensors(r *http.Request, route serving.Route, in []workerproto.Tensor, ex *monitor.Exchange) (serving.Result, error) {
+func (s *Server) predictTensors(ctx context.Context, route serving.Route, in []workerproto.Tensor, ex *monitor.Exchange) (serving.Result, error) {
 	route.MirrorTensors(in, s.monitor.ShadowSink(ex, route.ShadowCompares()))
-	res, err := route.Pool.PredictTensors(r.Context(), in)
+	res, err := route.Pool.PredictTensors(ctx, in)
+	if err != nil {
+		return res, predictError(err)
+	}
+	return res, nil
+}
+
+// predictTensorsParams is predictTensors for an MLflow request with "params": passed to predict(data,
+// params=...), unbatched, and not mirrored to a shadow (whose model may not take params; a comparison of
+// answers to different calls would mean nothing).
+func (s *Server) predictTensorsParams(ctx context.Context, route serving.Route, in []workerproto.Tensor, params map[string]any) (serving.Result, error) {
+	body, err := json.Marshal(params)
+	if err != nil {
+		return serving.Result{}, slipway.Wrap(slipway.EINVALID, err, "params: %v", err)
+	}
+	res, err := route.Pool.PredictTensorsParams(ctx, in, body)
 	if err != nil {
 		return res, predictError(err)
 	}
@@ -400,11 +426,16 @@ func (s *Server) v2Error(w http.ResponseWriter, r *http.Request, err error) {
 // (the deployment's or its canary's); without one, pick (inference) takes the canary's share of the requests
 // at random, and otherwise the deployment's own version answers.
 func (s *Server) v2Target(r *http.Request, pick bool) (*serving.Router, serving.Route, error) {
-	name, rt, err := s.router(r)
+	return s.v2TargetNamed(r.Context(), r.PathValue("name"), r.PathValue("version"), pick)
+}
+
+// v2TargetNamed is v2Target for a model name and version (empty: none named) given apart from a path.
+func (s *Server) v2TargetNamed(ctx context.Context, model, want string, pick bool) (*serving.Router, serving.Route, error) {
+	name, rt, err := s.routerNamed(ctx, model)
 	if err != nil {
 		return nil, serving.Route{}, err
 	}
-	if want := r.PathValue("version"); want != "" {
+	if want != "" {
 		if n, err := strconv.Atoi(want); err == nil {
 			if route, ok := rt.ForVersion(n); ok {
 				return rt, route, nil
@@ -470,18 +501,31 @@ func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request) {
 		s.v2Error(w, r, err)
 		return
 	}
-	v := route.Version
-	versions := []string{strconv.Itoa(v.Version)}
-	if r.PathValue("version") == "" {
-		versions = versionStrings(rt.Versions())
-	}
-	inputs, outputs := schemaColumns(v.InputSchema), schemaColumns(v.OutputSchema)
-	if _, rep := route.Pool.Hello(); rep != nil && len(rep.Hello().Inputs) > 0 {
-		inputs, outputs = rep.Hello().Inputs, rep.Hello().Outputs
-	}
-	platform := map[string]string{slipway.RuntimeONNX: "onnxruntime_onnx", slipway.RuntimePython: "slipway_python"}[v.Runtime]
+	md := modelMetadataOf(rt, route, r.PathValue("version") != "")
 	setJSONContentType(w.Header())
-	w.Write(inference.EncodeV2ModelMetadata(r.PathValue("name"), versions, platform, inputs, outputs))
+	w.Write(inference.EncodeV2ModelMetadata(r.PathValue("name"), md.versions, md.platform, md.inputs, md.outputs))
+}
+
+// modelMetadata is what the V2 model metadata says of a deployment, over HTTP and gRPC.
+type modelMetadata struct {
+	versions        []string
+	platform        string
+	inputs, outputs []workerproto.Column
+}
+
+// modelMetadataOf describes route's version: its tensors as its replica reports them (else its schemas),
+// and the versions the deployment serves (only route's when the request named it).
+func modelMetadataOf(rt *serving.Router, route serving.Route, versionNamed bool) modelMetadata {
+	v := route.Version
+	md := modelMetadata{versions: []string{strconv.Itoa(v.Version)}, inputs: schemaColumns(v.InputSchema), outputs: schemaColumns(v.OutputSchema),
+		platform: map[string]string{slipway.RuntimeONNX: "onnxruntime_onnx", slipway.RuntimePython: "slipway_python"}[v.Runtime]}
+	if !versionNamed {
+		md.versions = versionStrings(rt.Versions())
+	}
+	if _, rep := route.Pool.Hello(); rep != nil && len(rep.Hello().Inputs) > 0 {
+		md.inputs, md.outputs = rep.Hello().Inputs, rep.Hello().Outputs
+	}
+	return md
 }
 
 // schemaColumns describes a schema in V2 terms (datatype names, shapes) for the model metadata endpoint.

@@ -19,12 +19,14 @@ import (
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 )
 
 // Config wires the API server.
 type Config struct {
 	Tokens         slipway.TokenStore
+	Projects       slipway.ProjectStore // nil: no projects (every call in default, nothing scoped)
 	Catalog        *catalog.Service
 	Deployments    *deploy.Service
 	Monitor        *monitor.Service
@@ -50,6 +52,8 @@ type Config struct {
 	// forwarded there (forward.go), each bounded by ForwardTimeout (default 2 min). Nil: one server.
 	Hosts          Hosts
 	ForwardTimeout time.Duration
+	// Rollouts drives gated rollouts (nil: their routes answer 503).
+	Rollouts *rollout.Service
 }
 
 // Server serves the API.
@@ -77,6 +81,12 @@ type Server struct {
 	mux         *http.ServeMux
 	routes      []route
 	fwd         *forwarder // nil: one server, nothing is forwarded
+	rollouts    *rollout.Service
+
+	// Projects (project.go): the store, and caches of which projects exist and which project a deployment is in.
+	projects      slipway.ProjectStore
+	knownProjects projectCache
+	owners        ownerCache
 }
 
 // route is one line of the API table: pattern, handler and the role it needs ("" = public).
@@ -92,7 +102,7 @@ func New(cfg Config) *Server {
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
-		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter()}
+		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter(), rollouts: cfg.Rollouts}
 	if cfg.Monitor != nil {
 		cfg.Monitor.Registry().MustRegister(s.limiter.limited)
 	}
@@ -161,6 +171,9 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.auditRoutes()...)
 	s.routes = append(s.routes, s.replicaRoutes()...)
 	s.routes = append(s.routes, s.shadowRoutes()...)
+	s.routes = append(s.routes, s.rolloutRoutes()...)
+	s.routes = append(s.routes, s.projectRoutes()...)
+	s.projects = cfg.Projects
 	for _, rt := range s.routes {
 		h := rt.handler
 		if s.fwd != nil && forwardable(rt.pattern) {
@@ -168,7 +181,7 @@ func New(cfg Config) *Server {
 		}
 		audited := s.audit != nil && changesState(rt)
 		if rt.role != "" {
-			h = s.requireRole(rt.role, h, !audited)
+			h = s.requireRole(rt.role, scopeOf(rt.pattern), h, !audited)
 		}
 		if audited {
 			h = s.audited(rt, h)
@@ -223,6 +236,7 @@ type ctxKey struct{}
 type requestInfo struct {
 	id      string
 	token   *slipway.Token // set by requireRole
+	project string         // the project the call works in, set by requireRole (project.go)
 	problem string         // the problem code answered, if any (the audit log records it)
 	// forwarded: the call went to the server hosting its deployment, which records it in the audit log.
 	forwarded bool

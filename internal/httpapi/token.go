@@ -25,8 +25,18 @@ func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error
 	if err := slipway.ValidateName("token", in.Name); err != nil {
 		return err
 	}
-	if !in.Role.Valid() {
-		return slipway.Errorf(slipway.EINVALID, "invalid role %q: use admin, editor, viewer or predict", in.Role)
+	if err := in.ValidateAccess(); err != nil {
+		return err
+	}
+	for p := range in.Projects {
+		if s.projects == nil {
+			return slipway.Errorf(slipway.EINVALID, "this server has no projects")
+		}
+		if _, err := s.projects.FindProject(r.Context(), p); slipway.ErrorCode(err) == slipway.ENOTFOUND {
+			return slipway.Errorf(slipway.EINVALID, "project %q does not exist: create it first (slipway projects create %s)", p, p)
+		} else if err != nil {
+			return err
+		}
 	}
 	if err := in.RateLimit.Validate(); err != nil {
 		return err
@@ -36,7 +46,7 @@ func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	t := &slipway.Token{ID: newID()[:16], Name: in.Name, Role: in.Role, CreatedAt: now, ExpiresAt: expires, RateLimit: in.RateLimit,
+	t := &slipway.Token{ID: newID()[:16], Name: in.Name, Role: in.Role, Projects: in.Projects, CreatedAt: now, ExpiresAt: expires, RateLimit: in.RateLimit,
 		Secret: NewTokenSecret()}
 	if err := s.tokens.CreateToken(r.Context(), t, HashToken(t.Secret)); err != nil {
 		return err
@@ -88,6 +98,15 @@ func (s *Server) handleTokenRotate(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
+// whoami is the request's token, the project the call works in, and the token's role there (its global role,
+// else its role in that project), so that a client reads "role" the same way for both kinds of tokens.
+type whoami struct {
+	*slipway.Token
+	Role    slipway.Role `json:"role,omitempty"`
+	Project string       `json:"project,omitempty"`
+}
+
 func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, tokenOf(r))
+	t, project := tokenOf(r), infoOf(r).project
+	writeJSON(w, http.StatusOK, whoami{Token: t, Role: t.RoleIn(project), Project: project})
 }

@@ -231,7 +231,7 @@ func (s *Service) reattachBatch(ctx context.Context, run *slipway.PipelineRun, s
 		"attempt", st.Attempts, "batch_id", b.ID, "state", b.State)
 	step, attempt, id := st.Name, st.Attempts, b.ID
 	s.goBuiltin(run.ID, step, b.CreatedAt, builtinTimeout(spec), func(ctx context.Context, bs *builtinState) (map[string]any, error) {
-		return s.builtinBatch(ctx, run, step, attempt, nil, id, bs)
+		return s.builtinBatch(inRunProject(ctx, run), run, step, attempt, nil, id, bs)
 	})
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"maps"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,6 +33,51 @@ func (s *Service) runBuiltin(ctx context.Context, run *slipway.PipelineRun, name
 		return s.builtinDeploy(ctx, run, with)
 	}
 	return nil, slipway.Errorf(slipway.EINVALID, "unknown builtin %q", name)
+}
+
+// inRunProject scopes a built-in step's work to its pipeline run's project: what it registers, deploys or
+// predicts must be that project's, as if the run's own token had asked through the API.
+func inRunProject(ctx context.Context, run *slipway.PipelineRun) context.Context {
+	if run.Project == "" {
+		return ctx
+	}
+	return slipway.WithProject(ctx, run.Project)
+}
+
+// auditBuiltin records a built-in step that changes state (register, deploy, batch) in the audit log: it acts
+// for its pipeline run without an API call, so nothing else would. The actor is the pipeline run.
+func (s *Service) auditBuiltin(ctx context.Context, run *slipway.PipelineRun, step, builtin string, outputs map[string]any, err error) {
+	if builtin == BuiltinEvaluate {
+		return // reads only
+	}
+	e := &slipway.AuditEntry{Action: "pipeline." + builtin, TokenName: run.ID, Project: run.Project,
+		Target: "pipeline-runs/" + run.ID, Status: http.StatusOK}
+	detail := map[string]any{"pipeline": run.Pipeline, "step": step, "outputs": outputs}
+	if err != nil {
+		code := slipway.ErrorCode(err)
+		e.Status, e.Problem, detail["error"] = slipway.ProblemStatus(code), code, slipway.ErrorMessage(err)
+	}
+	s.record(ctx, e, detail)
+}
+
+// record appends e, with detail as its JSON detail, to the audit log (when there is one); a failure is logged:
+// the work it records is already done.
+func (s *Service) record(ctx context.Context, e *slipway.AuditEntry, detail any) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	if detail != nil {
+		b, err := json.Marshal(detail)
+		if err != nil {
+			s.log.Error("audit: encode detail", "action", e.Action, "error", err)
+		}
+		e.Detail = b
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.cfg.Audit(ctx, e); err != nil {
+		s.log.Error("audit: a run's action was not recorded", "action", e.Action, "target", e.Target, "error", err)
+	}
 }
 
 func str(with map[string]any, key string) string {

@@ -30,6 +30,7 @@ const (
 	BuiltinEvaluate = "evaluate"
 	BuiltinDeploy   = "deploy"
 	BuiltinBatch    = "batch"
+	BuiltinRollout  = "rollout"
 )
 
 var (
@@ -227,8 +228,10 @@ func validateStep(p *problems, st *slipway.StepSpec, isExit bool, steps map[stri
 			}
 		case BuiltinBatch:
 			validateBatchWith(p, st)
+		case BuiltinRollout:
+			validateRolloutWith(p, st)
 		default:
-			p.add("step %s: unknown builtin %q: use register, evaluate, deploy or batch", st.Name, st.Builtin)
+			p.add("step %s: unknown builtin %q: use register, evaluate, deploy, batch or rollout", st.Name, st.Builtin)
 		}
 	}
 	seen := map[string]bool{}

@@ -96,6 +96,15 @@ func TestValidatePipeline(t *testing.T) {
 			"input": map[string]any{"pth": "x"}, "output": map[string]any{"tabel": "t"}}}}}, "unknown with.input.pth (known: connection, file, format, path, query); step b: unknown with.output.tabel"},
 		{"batch key columns are a list", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "b", Builtin: "batch", With: map[string]any{"model": "m",
 			"input": map[string]any{}, "output": map[string]any{}, "key_columns": "id"}}}}, "with.key_columns must be a list"},
+		{"rollout step", slipway.PipelineSpec{Params: map[string]any{"v": 2.0}, Steps: []slipway.StepSpec{{Name: "r", Builtin: "rollout", With: map[string]any{"deployment": "churn-api",
+			"version": "${params.v}", "steps": []any{"shadow=10s", map[string]any{"canary": 50.0, "for": "10s"}}, "gates": map[string]any{"min_agreement": 0.9, "min_requests": "20"}}}}}, ""},
+		{"rollout step needs steps", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "r", Builtin: "rollout", With: map[string]any{"deployment": "d", "version": "2"}}}}, "missing with.steps"},
+		{"rollout bad step", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "r", Builtin: "rollout", With: map[string]any{"deployment": "d", "version": "2",
+			"steps": []any{"canary=50"}}}}}, `with.steps[0]: step "canary=50": a canary step needs its duration`},
+		{"rollout gate out of range", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "r", Builtin: "rollout", With: map[string]any{"deployment": "d", "version": "2",
+			"steps": []any{"shadow=5s"}, "gates": map[string]any{"min_agreement": 3.0}}}}}, "gates.min_agreement: a share from 0 to 1"},
+		{"rollout unknown gate", slipway.PipelineSpec{Steps: []slipway.StepSpec{{Name: "r", Builtin: "rollout", With: map[string]any{"deployment": "d", "version": "2",
+			"steps": []any{"shadow=5s"}, "gates": map[string]any{"agreement": 0.9}}}}}, `unknown field "agreement"`},
 		{"bad param name", slipway.PipelineSpec{Params: map[string]any{"9x": 1.0}, Steps: []slipway.StepSpec{script("a", "x")}}, "param name"},
 	}
 	for _, tc := range cases {

@@ -46,29 +46,45 @@ type stepResult struct {
 }
 
 // startDriver starts the goroutine that moves a pipeline run forward, unless one is already running.
+// On several servers the driver runs while this server holds the run's lease: it ends when the lease is lost
+// (stopDriver), and releases the lease when it ends, so that another server drives the run at once if it is
+// not over (a shutdown hands it over).
 func (s *Service) startDriver(id string) {
 	s.mu.Lock()
-	if s.drivers[id] {
+	if s.drivers[id] != nil {
 		s.mu.Unlock()
 		return
 	}
-	s.drivers[id] = true
+	dctx, cancel := context.WithCancel(s.ctx)
+	s.drivers[id] = cancel
 	s.mu.Unlock()
-	s.goFunc(func(ctx context.Context) {
+	s.goFunc(func(context.Context) {
 		defer func() {
+			cancel()
 			s.mu.Lock()
 			delete(s.drivers, id)
 			s.mu.Unlock()
+			s.releaseRun(slipway.RunKindPipeline, id)
 			s.changed.notify() // waiters for "over and no longer driven" (retry, tests) see it
 		}()
-		s.drive(ctx, id)
+		s.drive(dctx, id)
 	})
+}
+
+// stopDriver ends the driver of a run (its lease was lost: another server drives it now).
+func (s *Service) stopDriver(id string) {
+	s.mu.Lock()
+	cancel := s.drivers[id]
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 func (s *Service) driving(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.drivers[id]
+	return s.drivers[id] != nil
 }
 
 // drive advances a run each time something changes (or a retry is due) until the run is over. The driver is
@@ -87,6 +103,11 @@ func (s *Service) drive(ctx context.Context, id string) {
 		}
 		if done {
 			return
+		}
+		// With other servers, a step's job run may run on another server, and a cancel may arrive through one:
+		// neither wakes this server's waiters, so the driver also looks every second.
+		if poll := s.now().Add(s.cfg.AdoptEvery); s.cfg.Leases != nil && (next.IsZero() || next.After(poll)) {
+			next = poll
 		}
 		var due <-chan time.Time
 		var timer *time.Timer
@@ -345,6 +366,9 @@ func (s *Service) applyResult(ctx context.Context, run *slipway.PipelineRun, st 
 		entry.JobRun = st.JobRun
 	}
 	used := st.Attempts - st.RetryBase
+	if !res.ok && res.outputs != nil {
+		st.Outputs = res.outputs // a failed built-in's last word (a rollout's ROLLED_BACK), not its last progress
+	}
 	switch {
 	case res.ok:
 		st.State, st.Reason = slipway.StepSucceeded, ""
@@ -535,10 +559,19 @@ func (s *Service) startBuiltin(run *slipway.PipelineRun, st *slipway.StepRun, sp
 	}
 	step, attempt := st.Name, st.Attempts
 	s.goBuiltin(run.ID, step, s.now().UTC(), builtinTimeout(spec), func(ctx context.Context, bs *builtinState) (map[string]any, error) {
-		if spec.Builtin == BuiltinBatch {
-			return s.builtinBatch(ctx, run, step, attempt, with, "", bs)
+		ctx = inRunProject(ctx, run)
+		var outputs map[string]any
+		var err error
+		switch spec.Builtin {
+		case BuiltinBatch:
+			outputs, err = s.builtinBatch(ctx, run, step, attempt, with, "", bs)
+		case BuiltinRollout:
+			outputs, err = s.builtinRollout(ctx, run, step, with, bs)
+		default:
+			outputs, err = s.runBuiltin(ctx, run, spec.Builtin, with, outputDirs)
 		}
-		return s.runBuiltin(ctx, run, spec.Builtin, with, outputDirs)
+		s.auditBuiltin(ctx, run, step, spec.Builtin, outputs, err)
+		return outputs, err
 	})
 }
 

@@ -137,8 +137,8 @@ echo data > "$SLIPWAY_OUTPUT_DIR/model.txt"
 		t.Errorf("outputs = %+v, %v", files, err)
 	}
 	tok, err := e.db.FindTokens(context.Background())
-	if err != nil || len(tok) != 1 || tok[0].RevokedAt == nil || tok[0].Role != slipway.RoleEditor {
-		t.Errorf("the run's token must be an editor token revoked at the end: %+v %v", tok, err)
+	if err != nil || len(tok) != 1 || tok[0].RevokedAt == nil || tok[0].Role != "" || tok[0].Projects[slipway.DefaultProject] != slipway.RoleEditor || len(tok[0].Projects) != 1 {
+		t.Errorf("the run's token must be an editor token of the run's project only, revoked at the end: %+v %v", tok, err)
 	}
 }
 

@@ -86,7 +86,12 @@ func (s *Service) RunPipeline(ctx context.Context, name string, params map[strin
 	if p.Spec.OnExit != nil {
 		add(*p.Spec.OnExit, true)
 	}
+	// The lease before the run exists: no other server may take it for an orphan.
+	if _, err := s.acquireRun(ctx, slipway.RunKindPipeline, r.ID, func() { s.lostPipelineRun(r.ID) }); err != nil {
+		return nil, err // a fresh id's lease is free: only an error stops it
+	}
 	if err := s.store.CreatePipelineRun(ctx, r); err != nil {
+		s.releaseRun(slipway.RunKindPipeline, r.ID)
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "pipeline run started", "pipeline", p.Name, "pipeline_run", r.ID, "trigger", trigger)
@@ -149,6 +154,17 @@ func (s *Service) RetryPipelineRun(ctx context.Context, id, by string) (*slipway
 	if s.driving(id) {
 		return nil, slipway.Errorf(slipway.ECONFLICT, "pipeline run %s is still finishing: retry in a moment", id)
 	}
+	if owned, err := s.acquireRun(ctx, slipway.RunKindPipeline, id, func() { s.lostPipelineRun(id) }); err != nil {
+		return nil, err
+	} else if !owned {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "pipeline run %s is still finishing on another server: retry in a moment", id)
+	}
+	// Resumed (and so owned by this server) before its steps are reset: the store takes the steps' writes from
+	// the run's owner only.
+	if err := s.store.ResumePipelineRun(ctx, id); err != nil {
+		s.releaseRun(slipway.RunKindPipeline, id)
+		return nil, err
+	}
 	for _, st := range r.Steps {
 		if st.State == slipway.StepSucceeded && !st.OnExit {
 			continue
@@ -156,11 +172,9 @@ func (s *Service) RetryPipelineRun(ctx context.Context, id, by string) (*slipway
 		st.State, st.Reason, st.RetryBase = slipway.StepPending, "", st.Attempts
 		st.FinishedAt, st.NextAttemptAt = nil, nil
 		if err := s.store.UpdateStepRun(ctx, id, st); err != nil {
+			s.startDriver(id) // it ends the run again from the steps as they are, and releases the lease
 			return nil, err
 		}
-	}
-	if err := s.store.ResumePipelineRun(ctx, id); err != nil {
-		return nil, err
 	}
 	s.log.InfoContext(ctx, "pipeline run resumed from its failed steps", "pipeline_run", id, "by", by)
 	s.startDriver(id)

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,11 +95,30 @@ func (s *Service) claimNext(ctx context.Context) (*slipway.JobRun, error) {
 		s.mu.Lock()
 		s.running[r.ID] = &activeRun{cancel: make(chan struct{})}
 		s.mu.Unlock()
-		err = s.store.StartJobRun(ctx, r.ID, at)
+		// The lease before the claim: another server sees the run IN_PROGRESS only once its lease is held.
+		id := r.ID
+		owned, err := s.acquireRun(ctx, slipway.RunKindJob, id, func() { s.lostJobRun(id) })
+		if err == nil && !owned {
+			err = slipway.Errorf(slipway.ECONFLICT, "job run %s is being claimed by another server", id)
+		}
+		if err == nil {
+			err = s.store.StartJobRun(ctx, r.ID, at)
+		}
 		if err != nil {
 			s.mu.Lock()
 			delete(s.running, r.ID)
 			s.mu.Unlock()
+			if owned {
+				s.releaseRun(slipway.RunKindJob, id)
+			}
+		}
+		if slipway.ErrorCode(err) == slipway.ECONFLICT && !owned {
+			select { // another server claims the oldest run right now: let it finish before looking again
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
 		}
 		if slipway.ErrorCode(err) == slipway.ECONFLICT {
 			continue // canceled meanwhile
@@ -155,12 +175,13 @@ func (s *Service) runLog(r *slipway.JobRun) *slog.Logger {
 	return s.log.With("run_id", r.ID, "job", r.Job, "pipeline_run", r.PipelineRun, "step", r.Step)
 }
 
-// forget removes a run that this server no longer follows.
+// forget removes a run that this server no longer follows, and gives its lease up.
 func (s *Service) forget(id string) {
 	s.mu.Lock()
 	delete(s.running, id)
 	delete(s.logs, id)
 	s.mu.Unlock()
+	s.releaseRun(slipway.RunKindJob, id)
 	s.changed.notify()
 }
 
@@ -204,8 +225,12 @@ func (s *Service) supervise(ctx context.Context, r *slipway.JobRun, ar *activeRu
 	case <-ar.cancel:
 		stopped, state = ar.reason, slipway.RunCanceled
 	case <-ctx.Done():
-		if !s.exec.Detach(r.ID) {
+		// With other servers (Leases), the run is not left to a restart of this one: runlease.go says why.
+		if s.cfg.Leases != nil || !s.exec.Detach(r.ID) {
 			stopped, state = "server shut down while the run was in progress", slipway.RunFailed
+			if s.cfg.Leases != nil {
+				stopped = "server " + s.cfg.Leases.ID() + " shut down while the run was in progress"
+			}
 			break
 		}
 		stopWaiting()
@@ -333,6 +358,7 @@ func (s *Service) environment(r *slipway.JobRun, secret, out, tmp string) []stri
 	}
 	env["SLIPWAY_TOKEN"] = secret
 	env["SLIPWAY_RUN_ID"] = r.ID
+	env["SLIPWAY_PROJECT"] = runProject(r) // the only project the run's token may use (the CLI and the SDK send it)
 	env["SLIPWAY_OUTPUT_DIR"] = out
 	env["SLIPWAY_PYTHON"] = s.cfg.Python // the server's interpreter, for scripts: "$SLIPWAY_PYTHON" train.py
 	if r.Job != "" {
@@ -355,11 +381,23 @@ func (s *Service) issueToken(ctx context.Context, r *slipway.JobRun) (secret, id
 		return "", "", nil
 	}
 	secret, hash := s.cfg.NewToken()
-	t := &slipway.Token{ID: "run-" + r.ID, Name: "run-" + r.ID, Role: slipway.RoleEditor, CreatedAt: s.now().UTC()}
+	// An editor of the run's project only: the run's API calls work in it and see nothing of other projects.
+	t := &slipway.Token{ID: "run-" + r.ID, Name: "run-" + r.ID, Projects: map[string]slipway.Role{runProject(r): slipway.RoleEditor},
+		CreatedAt: s.now().UTC()}
 	if err := s.cfg.Tokens.CreateToken(ctx, t, hash); err != nil {
 		return "", "", fmt.Errorf("jobs: token for run %s: %w", r.ID, err)
 	}
+	s.record(ctx, &slipway.AuditEntry{Action: "runToken.issue", TokenID: t.ID, TokenName: t.Name, Role: slipway.RoleEditor,
+		Project: runProject(r), Target: "tokens/" + t.ID, Status: http.StatusCreated},
+		map[string]string{"job_run": r.ID, "job": r.Job, "pipeline_run": r.PipelineRun, "step": r.Step})
 	return secret, t.ID, nil
+}
+
+func runProject(r *slipway.JobRun) string {
+	if r.Project == "" {
+		return slipway.DefaultProject
+	}
+	return r.Project
 }
 
 func (s *Service) revoke(ctx context.Context, tokenID string) {
@@ -368,7 +406,10 @@ func (s *Service) revoke(ctx context.Context, tokenID string) {
 	}
 	if err := s.cfg.Tokens.RevokeToken(ctx, tokenID); err != nil && slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		s.log.Error("revoke run token", "token", tokenID, "error", err)
+		return
 	}
+	s.record(ctx, &slipway.AuditEntry{Action: "runToken.revoke", TokenID: tokenID, TokenName: tokenID, Target: "tokens/" + tokenID,
+		Status: http.StatusNoContent}, nil)
 }
 
 // finish reads the outputs, records the run's end and cleans its working folder (outputs and log stay).

@@ -278,6 +278,9 @@ func (s *Service) tick(ctx context.Context, sch *slipway.Schedule, next func(tim
 	if !due {
 		return
 	}
+	if sch.Project != "" { // what the tick starts is the schedule's project's, and sees only that project
+		ctx = slipway.WithProject(ctx, sch.Project)
+	}
 	log := s.log.With("schedule", sch.Name, "tick", d.At)
 	t := &slipway.Tick{Schedule: sch.Name, At: d.At.UTC(), RecordedAt: now.UTC(), Reason: d.Reason}
 	target, err := s.target(sch.Target.Kind)

@@ -80,15 +80,18 @@ func TestPolicyAction(t *testing.T) {
 // fakeTarget records starts and cancels; runs stay active until finished.
 type fakeTarget struct {
 	mu       sync.Mutex
+	projects []string // the project of each start's context ("" for none)
 	started  []string
 	canceled []string
 	active   map[string]bool
 }
 
 func (f *fakeTarget) Validate(context.Context, *slipway.Schedule) error { return nil }
-func (f *fakeTarget) Start(_ context.Context, sch *slipway.Schedule, trigger string) (string, error) {
+func (f *fakeTarget) Start(ctx context.Context, sch *slipway.Schedule, trigger string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	p, _ := slipway.ProjectFromContext(ctx)
+	f.projects = append(f.projects, p)
 	id := "run-" + string(rune('a'+len(f.started)))
 	f.started = append(f.started, id)
 	f.active[id] = true
@@ -201,6 +204,26 @@ func TestSchedulerCatchUpAfterDowntime(t *testing.T) {
 		} else if !strings.Contains(ticks[0].Reason, "4 earlier missed ticks dropped") {
 			t.Errorf("%s reason = %q", name, ticks[0].Reason)
 		}
+	}
+}
+
+// A tick starts its run in the schedule's project: a batch prediction a schedule starts is that project's.
+func TestScheduleStartsInItsProject(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 30, 0, time.UTC)}
+	e := newEnv(t, func(c *Config) { c.Now, c.NoScheduleLoop = clock.Now, true })
+	ft := &fakeTarget{active: map[string]bool{}}
+	e.s.RegisterTarget("fake", ft)
+	if err := e.db.CreateProject(context.Background(), &slipway.Project{Name: "risk"}); err != nil {
+		t.Fatal(err)
+	}
+	sch := &slipway.Schedule{Name: "nightly", Cron: "* * * * *"}
+	sch.Target.Kind, sch.Target.Name = "fake", "x"
+	if _, err := e.s.CreateSchedule(slipway.WithProject(context.Background(), "risk"), sch, "t"); err != nil {
+		t.Fatal(err)
+	}
+	e.s.scheduleDue(context.Background(), clock.Add(time.Minute))
+	if len(ft.projects) != 1 || ft.projects[0] != "risk" {
+		t.Fatalf("the tick started in projects %q, want [risk]", ft.projects)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/archive"
+	"github.com/slipway-ml/slipway/internal/cluster"
 	"github.com/slipway-ml/slipway/internal/executor"
 )
 
@@ -29,6 +30,7 @@ type Store interface {
 	slipway.JobStore
 	slipway.PipelineStore
 	slipway.ScheduleStore
+	slipway.RunOwnerStore
 }
 
 // Deployer is the deployments service as the `deploy` step uses it (nil fields: the step refuses that action).
@@ -71,7 +73,10 @@ type Config struct {
 	Deployer Deployer
 	// Batch runs the `batch` step's batch predictions.
 	Batch BatchRunner
-	// BatchPoll is how often a `batch` step reads its run's progress (default 500ms).
+	// Rollouts runs the `rollout` step's gated rollouts.
+	Rollouts Rollouts
+	// BatchPoll is how often a `batch` step reads its run's progress (default 500ms), and a `rollout` step
+	// its rollout's.
 	BatchPoll time.Duration
 	Executor  executor.Executor
 	Limits    archive.Limits // for uploaded job and pipeline artifacts
@@ -87,6 +92,9 @@ type Config struct {
 	URLFile string
 	// CACert is a PEM file runs must trust to reach an https:// server (its --tls-cert), given as SLIPWAY_CA_CERT.
 	CACert string
+	// Audit records what runs do without an API call in the audit log: their tokens' issue and revocation,
+	// and the built-in steps that change state (register, deploy, batch). Nil: not recorded.
+	Audit func(ctx context.Context, e *slipway.AuditEntry) error
 	// NewToken returns a fresh token secret and the hash the token store keeps.
 	NewToken  func() (secret, hash string)
 	Log       *slog.Logger
@@ -98,6 +106,12 @@ type Config struct {
 	// NoRecover leaves the runs in the store alone at Open (no re-attaching, failing or resuming): with several
 	// servers on one database, another live server may be running them (internal/app sets it then).
 	NoRecover bool
+	// Leases shares the runs with the other servers of one database (nil: one server, every run is this
+	// server's). Each job run and pipeline run in progress is owned through its lease (cluster.RunLease): the
+	// owner renews it, and another server takes over a run whose lease nobody renews (runlease.go).
+	Leases cluster.Leases
+	// AdoptEvery is how often a server looks for runs whose owner stopped renewing (default 1s).
+	AdoptEvery time.Duration
 }
 
 // Service is the jobs, pipelines and schedules service.
@@ -121,11 +135,11 @@ type Service struct {
 	url      string
 
 	mu       sync.Mutex
-	running  map[string]*activeRun     // job run id → its cancel signal
-	logs     map[string]*logWriter     // job run id → its log, while it runs
-	drivers  map[string]bool           // pipeline run ids being driven
-	builtins map[string]*builtinState  // "run/step" → a running built-in step
-	targets  map[string]ScheduleTarget // schedule target kinds
+	running  map[string]*activeRun         // job run id → its cancel signal
+	logs     map[string]*logWriter         // job run id → its log, while it runs
+	drivers  map[string]context.CancelFunc // pipeline run ids being driven → stops the driver
+	builtins map[string]*builtinState      // "run/step" → a running built-in step
+	targets  map[string]ScheduleTarget     // schedule target kinds
 
 	streamsOnce sync.Once
 	streamsDone chan struct{} // closed by EndStreams: log followers return
@@ -149,6 +163,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 5 * time.Second
 	}
+	if cfg.AdoptEvery <= 0 {
+		cfg.AdoptEvery = time.Second
+	}
 	if cfg.BatchPoll <= 0 {
 		cfg.BatchPoll = 500 * time.Millisecond
 	}
@@ -161,7 +178,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, store: cfg.Store, exec: cfg.Executor, log: cfg.Log, now: cfg.Now,
 		slots: make(chan struct{}, cfg.MaxConcurrentRuns), wake: make(chan struct{}, 1), changed: newBroadcaster(),
 		urlReady: make(chan struct{}), running: map[string]*activeRun{}, logs: map[string]*logWriter{},
-		drivers: map[string]bool{}, builtins: map[string]*builtinState{}, targets: map[string]ScheduleTarget{},
+		drivers: map[string]context.CancelFunc{}, builtins: map[string]*builtinState{}, targets: map[string]ScheduleTarget{},
 		cronParser: cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor),
 		schedWake:  make(chan struct{}, 1), streamsDone: make(chan struct{})}
 	s.targets[slipway.TargetJob] = jobTarget{s}
@@ -186,6 +203,10 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if !cfg.NoScheduleLoop {
 		s.goFunc(s.runScheduler)
 	}
+	if cfg.Leases != nil {
+		s.goFunc(s.adoptLoop) // recovers the runs of a previous life too, once their leases expire
+		return s, nil
+	}
 	if cfg.NoRecover {
 		return s, nil
 	}
@@ -197,7 +218,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 }
 
 func (s *Service) recoverUnlessShared(ctx context.Context) error {
-	if s.cfg.NoRecover {
+	if s.cfg.NoRecover || s.cfg.Leases != nil {
 		return nil
 	}
 	return s.recover(ctx)

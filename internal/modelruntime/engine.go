@@ -27,6 +27,9 @@ type ProcessSpec struct {
 	// (RemoteEngine takes an announced worker of this deployment and version). Empty for registration checks.
 	Deployment string
 	Version    int
+	// Isolation is the deployment's (slipway.IsolationInProcess: Runtimes.Start runs it on the in-process
+	// engine); empty for registration checks, which always run the model as a process.
+	Isolation string
 }
 
 // LogFunc receives each line a replica writes to stderr.

@@ -15,11 +15,35 @@ import (
 // connection its Engine returned. Requests are serialised: one in flight at a time.
 type Replica struct {
 	conn   Conn
-	client *workerproto.Client
+	client calls
 	hello  workerproto.Hello
 	tail   *lineTail
 	mu     sync.Mutex // serialises requests
 }
+
+// calls are what a Replica asks of its model: a workerproto.Client over a stream, or a Session directly.
+type calls interface {
+	PredictJSON(body []byte) ([]byte, error)
+	PredictTensors(in []workerproto.Tensor) ([]workerproto.Tensor, error)
+	PredictTensorsParams(in []workerproto.Tensor, params []byte) ([]workerproto.Tensor, error)
+	Ping() error
+	Close() error
+}
+
+// Session is a Conn whose model runs in this process (InProcessEngine): it is loaded when Start returns, and the
+// Replica calls it directly instead of writing frames. Its errors follow the protocol's: a *workerproto.ModelError
+// for what the model answered, anything else for a replica that can no longer serve.
+type Session interface {
+	Conn
+	Hello() workerproto.Hello
+	PredictJSON(body []byte) ([]byte, error)
+	PredictTensors(in []workerproto.Tensor) ([]workerproto.Tensor, error)
+	PredictTensorsParams(in []workerproto.Tensor, params []byte) ([]workerproto.Tensor, error)
+	Ping() error
+}
+
+// sessionCalls are a Session's calls; closing one ends the session, as closing a process's input does.
+type sessionCalls struct{ Session }
 
 // startReplica starts spec on engine and waits (up to readyTimeout) for its hello. On failure the error
 // carries the replica's own last words (its hello error or the tail of its stderr).
@@ -34,8 +58,12 @@ func startReplica(ctx context.Context, engine Engine, spec ProcessSpec, readyTim
 	if err != nil {
 		return nil, err
 	}
-	r := &Replica{conn: conn, client: workerproto.NewClient(conn, conn), tail: tail}
-	if err := r.awaitHello(ctx, readyTimeout); err != nil {
+	if sess, ok := conn.(Session); ok { // loaded by Start: no hello to wait for, no frames to exchange
+		return &Replica{conn: conn, client: sessionCalls{sess}, hello: sess.Hello(), tail: tail}, nil
+	}
+	client := workerproto.NewClient(conn, conn)
+	r := &Replica{conn: conn, client: client, tail: tail}
+	if err := r.awaitHello(ctx, client, readyTimeout); err != nil {
 		r.killAndWait()
 		return nil, err
 	}
@@ -46,14 +74,14 @@ func startReplica(ctx context.Context, engine Engine, spec ProcessSpec, readyTim
 	return r, nil
 }
 
-func (r *Replica) awaitHello(ctx context.Context, timeout time.Duration) error {
+func (r *Replica) awaitHello(ctx context.Context, client *workerproto.Client, timeout time.Duration) error {
 	type result struct {
 		h   workerproto.Hello
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() { // ends when the hello arrives or the replica dies (its stream ends)
-		h, err := r.client.ReadHello()
+		h, err := client.ReadHello()
 		ch <- result{h, err}
 	}()
 	timer := time.NewTimer(timeout)
@@ -169,6 +197,16 @@ func (r *Replica) PredictJSON(ctx context.Context, body []byte) (out []byte, err
 func (r *Replica) PredictTensors(ctx context.Context, in []workerproto.Tensor) (out []workerproto.Tensor, err error) {
 	err = r.call(ctx, func() error {
 		out, err = r.client.PredictTensors(in)
+		return err
+	})
+	return out, err
+}
+
+// PredictTensorsParams sends a batch of columns with the request's params (JSON) to a model whose predict()
+// takes them (Hello().Params).
+func (r *Replica) PredictTensorsParams(ctx context.Context, in []workerproto.Tensor, params []byte) (out []workerproto.Tensor, err error) {
+	err = r.call(ctx, func() error {
+		out, err = r.client.PredictTensorsParams(in, params)
 		return err
 	})
 	return out, err

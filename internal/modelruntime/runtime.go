@@ -35,6 +35,9 @@ type Config struct {
 	Scheduling Scheduling
 	// Engine runs the replicas: LocalEngine (child processes of the server) when nil.
 	Engine Engine
+	// InProcess runs the replicas of in-process deployments (ProcessSpec.Isolation): an InProcessEngine on
+	// ORTLibrary when nil.
+	InProcess Engine
 }
 
 // Runtimes starts replicas and inspects artifacts for each runtime.
@@ -50,6 +53,9 @@ func New(cfg Config) (*Runtimes, error) {
 	}
 	if cfg.Engine == nil {
 		cfg.Engine = LocalEngine{}
+	}
+	if cfg.InProcess == nil {
+		cfg.InProcess = &InProcessEngine{Library: cfg.ORTLibrary}
 	}
 	if len(cfg.WorkerCommand) == 0 {
 		exe, err := os.Executable()
@@ -105,7 +111,12 @@ func (rt *Runtimes) ReplicaSpec(runtime, dir string, files []slipway.File, extra
 // Start runs spec on the configured Engine and waits (up to readyTimeout) for the model to say hello. log, if
 // not nil, receives each line the replica writes to stderr. On failure the error carries the replica's own last
 // words (its hello error or the tail of its stderr).
+//
+// A spec whose Isolation is slipway.IsolationInProcess runs on the in-process engine (Config.InProcess).
 func (rt *Runtimes) Start(ctx context.Context, spec ProcessSpec, readyTimeout time.Duration, log LogFunc) (*Replica, error) {
+	if spec.Isolation == slipway.IsolationInProcess {
+		return startReplica(ctx, rt.cfg.InProcess, spec, readyTimeout, log)
+	}
 	return startReplica(ctx, rt.cfg.Engine, spec, readyTimeout, log)
 }
 

@@ -82,7 +82,7 @@ type depState struct {
 	minute                atomic.Pointer[minuteAcc]
 	reqs                  sync.Map // counterKey → prometheus.Counter
 	versions              sync.Map // version (int) → *versionAcc: what canary analysis compares
-	latency               [3]prometheus.Observer
+	latency               [len(protoNames)]prometheus.Observer
 	bytesIn               prometheus.Counter
 	bytesOut,
 	captured, dropped, rejected, timeouts, rateLimited prometheus.Counter
@@ -208,11 +208,13 @@ func protoIndex(p string) int {
 		return 1
 	case ProtoV2:
 		return 2
+	case ProtoGRPC:
+		return 3
 	}
 	return 0
 }
 
-var protoNames = [3]string{ProtoPredict, ProtoInvocations, ProtoV2}
+var protoNames = [...]string{ProtoPredict, ProtoInvocations, ProtoV2, ProtoGRPC}
 
 // state returns (creating) a deployment's state.
 func (s *Service) state(name string) *depState {
@@ -534,6 +536,7 @@ type promMetrics struct {
 	scaleEvents                                       *prometheus.CounterVec
 	readyDesc                                         *prometheus.Desc
 	queueDesc, replicasDesc, cpuDesc, memDesc, qlDesc *prometheus.Desc
+	budgetDesc, loadedDesc, unloadsDesc, unloadedDesc *prometheus.Desc
 }
 
 // latencyBuckets are the bounds (seconds) of the latency histograms: 0.5 ms to a minute.
@@ -590,7 +593,13 @@ func newPromMetrics(s *Service) *promMetrics {
 			[]string{"deployment", "replica"}, nil),
 		memDesc: prometheus.NewDesc("slipway_replica_resident_memory_bytes", "Resident memory of a replica process (from /proc).",
 			[]string{"deployment", "replica"}, nil),
-		qlDesc: prometheus.NewDesc("slipway_monitor_queue_length", "Items waiting in the monitor's write queues.", []string{"queue"}, nil),
+		qlDesc:     prometheus.NewDesc("slipway_monitor_queue_length", "Items waiting in the monitor's write queues.", []string{"queue"}, nil),
+		budgetDesc: prometheus.NewDesc("slipway_model_memory_budget_bytes", "The model memory budget (--model-memory-budget).", nil, nil),
+		loadedDesc: prometheus.NewDesc("slipway_model_memory_loaded_bytes",
+			"Measured memory of the loaded replicas: resident set of replica processes, C heap of in-process sessions at their load.", nil, nil),
+		unloadsDesc: prometheus.NewDesc("slipway_model_unloads_total",
+			"Idle replicas unloaded (least recently used first) to keep the loaded models within the memory budget.", nil, nil),
+		unloadedDesc: prometheus.NewDesc("slipway_model_unloaded_bytes_total", "Measured memory of the replicas unloaded for the budget.", nil, nil),
 	}
 }
 
@@ -613,11 +622,22 @@ func (m *promMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.cpuDesc
 	ch <- m.memDesc
 	ch <- m.qlDesc
+	ch <- m.budgetDesc
+	ch <- m.loadedDesc
+	ch <- m.unloadsDesc
+	ch <- m.unloadedDesc
 }
 
 func (m *promMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.qlDesc, prometheus.GaugeValue, float64(len(m.s.captures)), "capture")
 	ch <- prometheus.MustNewConstMetric(m.qlDesc, prometheus.GaugeValue, float64(len(m.s.logs)), "log")
+	if m.s.cfg.ModelMemory != nil {
+		mm := m.s.cfg.ModelMemory()
+		ch <- prometheus.MustNewConstMetric(m.budgetDesc, prometheus.GaugeValue, float64(mm.Budget))
+		ch <- prometheus.MustNewConstMetric(m.loadedDesc, prometheus.GaugeValue, float64(mm.Loaded))
+		ch <- prometheus.MustNewConstMetric(m.unloadsDesc, prometheus.CounterValue, float64(mm.Unloads))
+		ch <- prometheus.MustNewConstMetric(m.unloadedDesc, prometheus.CounterValue, float64(mm.UnloadedBytes))
+	}
 	if m.s.cfg.Serving == nil {
 		return
 	}

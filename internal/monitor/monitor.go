@@ -26,6 +26,7 @@ const (
 	ProtoPredict     = "predict"
 	ProtoInvocations = "invocations"
 	ProtoV2          = "v2"
+	ProtoGRPC        = "grpc" // the Open Inference Protocol over gRPC (ModelInfer)
 )
 
 // ServingInfo is what the monitor reads from a serving deployment: its queue and replicas.
@@ -37,6 +38,13 @@ type ServingInfo struct {
 }
 
 // Config wires a Service.
+// ModelMemory is the state of the server's model memory budget (--model-memory-budget).
+type ModelMemory struct {
+	Budget, Loaded         int64 // bytes
+	Unloads, UnloadedBytes int64 // replicas unloaded to make room, since the server started
+}
+
+// Config wires a Service.
 type Config struct {
 	Store       slipway.MonitoringStore
 	Data        slipway.MonitoringDataStore
@@ -44,7 +52,9 @@ type Config struct {
 	Deployments slipway.DeploymentStore
 	// Serving lists the live pools (queue length, replica PIDs); nil means none.
 	Serving func() []ServingInfo
-	Log     *slog.Logger
+	// ModelMemory reads the model memory budget (nil: none).
+	ModelMemory func() ModelMemory
+	Log         *slog.Logger
 	// MetricsRetention is how long minute points and drift windows are kept (default 14 days).
 	MetricsRetention time.Duration
 	// Queue sizes: captures and log lines waiting to be written; beyond, they are dropped and counted.

@@ -17,6 +17,34 @@ const MaxWindows = 2000
 // Performance computes model quality from ground truth joined with captured predictions, per window of the given
 // length (0: the deployment's drift window) over [from, to); windows without labelled rows are left out.
 func (s *Service) Performance(ctx context.Context, deployment string, from, to time.Time, window time.Duration) ([]*slipway.Performance, error) {
+	return s.performance(ctx, deployment, 0, from, to, window)
+}
+
+// VersionAccuracy is the accuracy of the requests version answered in [from, to) (a canary's, or the live
+// version's beside it) against the ground truth that has arrived for them, and how many labelled rows it
+// rests on; nil when none has ground truth yet or the model is not a classifier.
+func (s *Service) VersionAccuracy(ctx context.Context, deployment string, version int, from, to time.Time) (*float64, int, error) {
+	ps, err := s.performance(ctx, deployment, version, from, to, to.Sub(from)+time.Nanosecond)
+	if err != nil {
+		return nil, 0, err
+	}
+	var sum float64
+	var labelled int
+	for _, p := range ps { // [from, to) may straddle two windows of its own length
+		if v, ok := perfValue(p, "accuracy"); ok {
+			sum += v * float64(p.Labelled)
+			labelled += p.Labelled
+		}
+	}
+	if labelled == 0 {
+		return nil, 0, nil
+	}
+	acc := sum / float64(labelled)
+	return &acc, labelled, nil
+}
+
+// performance computes Performance over the requests of version (0: every version).
+func (s *Service) performance(ctx context.Context, deployment string, version int, from, to time.Time, window time.Duration) ([]*slipway.Performance, error) {
 	d, st, err := s.deploymentSettings(ctx, deployment)
 	if err != nil {
 		return nil, err
@@ -46,6 +74,9 @@ func (s *Service) Performance(ctx context.Context, deployment string, from, to t
 	wins := map[int64]*acc{}
 	start := from.Truncate(window)
 	err = s.data.ScanLabelled(ctx, deployment, from, to, func(c *slipway.Capture, fbs []*slipway.Feedback) error {
+		if version != 0 && c.ModelVersion != version {
+			return nil
+		}
 		outs, err := workerproto.DecodeTensors(c.Outputs)
 		if err != nil {
 			return nil // an undecodable capture is skipped

@@ -65,6 +65,30 @@ func modelCall(in []workerproto.Tensor, out *[]workerproto.Tensor) func(ctx cont
 	}
 }
 
+// PredictTensorsParams runs columns through a model whose predict() takes params (MLflow's
+// predict(data, params=...)), with params (a JSON object). It bypasses the batcher: requests with different
+// params cannot share a model call. A model whose predict() takes no params refuses it (EINVALID) before
+// anything is sent.
+func (p *Pool) PredictTensorsParams(ctx context.Context, in []workerproto.Tensor, params []byte) (Result, error) {
+	p.requests.Add(1) // the autoscaler's load
+	defer p.requests.Add(-1)
+	rows, _ := inference.Rows(in)
+	var out []workerproto.Tensor
+	id, err := p.Do(ctx, func(ctx context.Context, rep *modelruntime.Replica) error {
+		if !rep.Hello().Params {
+			return slipway.Errorf(slipway.EINVALID, "this model's predict() takes no params argument, so the request's \"params\" cannot be passed to it: "+
+				"send the request without \"params\", or register a model whose predict is predict(data, params=None)")
+		}
+		adapted, err := inference.AdaptToModel(in, rep.Hello().Inputs)
+		if err != nil {
+			return err
+		}
+		out, err = rep.PredictTensorsParams(ctx, adapted, params)
+		return err
+	})
+	return Result{Outputs: out, Replica: id, Batch: rows}, err
+}
+
 // PredictJSON sends a JSON body to predict() unchanged (the OCI contract). JSON requests are not batched:
 // arbitrary JSON cannot be merged.
 func (p *Pool) PredictJSON(ctx context.Context, body []byte) ([]byte, string, error) {

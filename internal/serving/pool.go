@@ -74,6 +74,10 @@ type slot struct {
 	// stopRestart cancels a restart under way (set while the slot is RESTARTING): a slot taken out of
 	// service must not go on starting replicas (with network replicas, every Start asks for a worker).
 	stopRestart context.CancelFunc
+	// Under a memory budget: the replica's size measured at its start, and when a request last took it
+	// (health checks do not count: an idle replica stays least recently used).
+	bytes    int64
+	lastUsed time.Time
 }
 
 // Pool serves one deployment.
@@ -99,6 +103,11 @@ type Pool struct {
 	waking      bool    // guarded by mu: a cold start is under way
 	wakeErr     error   // guarded by mu: why the last cold start failed (its waiters get it)
 	requests    atomic.Int64
+
+	// budget bounds the memory of the pool's replicas with other pools' (nil: none); expected is the size the
+	// next replica is expected to take (the last one measured).
+	budget   *MemoryBudget
+	expected atomic.Int64
 
 	ctx    context.Context // supervision lifetime
 	cancel context.CancelFunc
@@ -254,12 +263,15 @@ func (p *Pool) startSlots(ctx context.Context, version, n int, start Starter) ([
 		wg.Add(1)
 		go func() { // bounded by Start's own ready timeout
 			defer wg.Done()
+			admitted := p.admitToBudget()
 			rep, err := start(ctx)
 			if err != nil {
+				admitted(s)
 				errs[i] = fmt.Errorf("replica %s: %w", s.id, err)
 				return
 			}
-			s.rep, s.state, s.startedAt = rep, stateReady, time.Now()
+			s.rep, s.state, s.startedAt, s.lastUsed = rep, stateReady, time.Now(), time.Now()
+			admitted(s)
 		}()
 	}
 	wg.Wait()
@@ -441,6 +453,9 @@ func (p *Pool) takeFreeLocked() *slot {
 	s := p.free[len(p.free)-1]
 	p.free = p.free[:len(p.free)-1]
 	s.busy = true
+	if p.budget != nil {
+		s.lastUsed = time.Now()
+	}
 	return s
 }
 
@@ -474,6 +489,9 @@ func (p *Pool) releaseLocked(s *slot, rep *modelruntime.Replica) {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		s.busy = true
+		if p.budget != nil {
+			s.lastUsed = time.Now()
+		}
 		w <- s
 		return
 	}
@@ -653,6 +671,9 @@ func (p *Pool) Close() {
 		b.close()
 	}
 	p.wg.Wait()
+	if p.budget != nil {
+		p.budget.detach(p)
+	}
 }
 
 // joinDistinct joins errors, keeping one copy of each message (N replicas failing the same way say it once).

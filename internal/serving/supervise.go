@@ -101,6 +101,9 @@ func (p *Pool) restart(s *slot, dead *modelruntime.Replica) bool {
 			return false
 		}
 		s.rep, s.state, s.startedAt = rep, stateReady, time.Now()
+		if p.budget != nil {
+			s.bytes = rep.MemoryBytes()
+		}
 		p.releaseLocked(s, rep)
 		p.mu.Unlock()
 		p.log.Info("replica restarted", "deployment", p.name, "replica", s.id, "pid", rep.PID(), "restarts", s.restarts)

@@ -14,7 +14,7 @@ import (
 var _ slipway.AuditStore = (*DB)(nil)
 
 const auditColumns = `seq, time, token_id, token_name, role, action, method, route, target, status, problem,
-	request_id, client, detail, prev_hash, hash`
+	request_id, client, detail, prev_hash, hash, project`
 
 // AppendAudit chains e to the newest entry and stores it. The write transaction (SQLite's single writer,
 // PostgreSQL's advisory lock) makes read-last-then-insert atomic across servers.
@@ -29,9 +29,9 @@ func (db *DB) AppendAudit(ctx context.Context, e *slipway.AuditEntry) error {
 		}
 		e.Seq, e.PrevHash = last+1, prev
 		e.Hash = e.ComputeHash()
-		_, err = tx.ExecContext(ctx, `INSERT INTO audit_log (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO audit_log (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			e.Seq, formatTime(e.Time), e.TokenID, e.TokenName, string(e.Role), e.Action, e.Method, e.Route, e.Target,
-			e.Status, e.Problem, e.RequestID, e.Client, string(e.Detail), e.PrevHash, e.Hash)
+			e.Status, e.Problem, e.RequestID, e.Client, string(e.Detail), e.PrevHash, e.Hash, e.Project)
 		return mapErr(err, "audit entry")
 	})
 }
@@ -40,7 +40,7 @@ func scanAudit(row rowScanner) (*slipway.AuditEntry, error) {
 	var e slipway.AuditEntry
 	var at, role, detail string
 	if err := row.Scan(&e.Seq, &at, &e.TokenID, &e.TokenName, &role, &e.Action, &e.Method, &e.Route, &e.Target,
-		&e.Status, &e.Problem, &e.RequestID, &e.Client, &detail, &e.PrevHash, &e.Hash); err != nil {
+		&e.Status, &e.Problem, &e.RequestID, &e.Client, &detail, &e.PrevHash, &e.Hash, &e.Project); err != nil {
 		return nil, err
 	}
 	e.Time, e.Role = parseTime(at), slipway.Role(role)
@@ -94,6 +94,9 @@ func auditWhere(f slipway.AuditFilter) (string, []any) {
 	}
 	if f.Action != "" {
 		add("action = ?", f.Action)
+	}
+	if f.Project != "" {
+		add("project = ?", f.Project)
 	}
 	if f.After > 0 {
 		add("seq > ?", f.After)

@@ -13,7 +13,7 @@ import (
 var _ slipway.BatchStore = (*DB)(nil)
 
 const batchColumns = `id, state, reason, model, version, spec, rows_total, rows_done, rows_skipped, rows_per_second,
-	errors, output, created_by, created_at, started_at, finished_at, updated_at`
+	errors, output, created_by, created_at, started_at, finished_at, updated_at, project`
 
 // CreateBatchRun inserts r (its ID is set by the caller).
 func (db *DB) CreateBatchRun(ctx context.Context, r *slipway.BatchRun) error {
@@ -25,10 +25,11 @@ func (db *DB) CreateBatchRun(ctx context.Context, r *slipway.BatchRun) error {
 	}
 	errs, _ := json.Marshal(nonNilErrors(r.Errors))
 	out, _ := json.Marshal(r.Output)
+	r.Project = slipway.ProjectForCreate(ctx)
 	_, err = db.w.ExecContext(ctx, `INSERT INTO batch_runs (`+batchColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)`,
 		r.ID, string(r.State), r.Reason, r.Model, r.Version, string(spec), r.RowsTotal, r.RowsDone, r.RowsSkipped,
-		r.RowsPerSecond, string(errs), string(out), r.CreatedBy, formatTime(now), formatTime(now))
+		r.RowsPerSecond, string(errs), string(out), r.CreatedBy, formatTime(now), formatTime(now), r.Project)
 	return mapErr(err, fmt.Sprintf("batch prediction %q", r.ID))
 }
 
@@ -44,7 +45,7 @@ func scanBatchRun(row interface{ Scan(...any) error }) (*slipway.BatchRun, error
 	var spec, errs, out, created, updated string
 	var started, finished sql.NullString
 	if err := row.Scan(&r.ID, &r.State, &r.Reason, &r.Model, &r.Version, &spec, &r.RowsTotal, &r.RowsDone, &r.RowsSkipped,
-		&r.RowsPerSecond, &errs, &out, &r.CreatedBy, &created, &started, &finished, &updated); err != nil {
+		&r.RowsPerSecond, &errs, &out, &r.CreatedBy, &created, &started, &finished, &updated, &r.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
@@ -63,15 +64,17 @@ func scanBatchRun(row interface{ Scan(...any) error }) (*slipway.BatchRun, error
 
 // FindBatchRun returns one run.
 func (db *DB) FindBatchRun(ctx context.Context, id string) (*slipway.BatchRun, error) {
-	r, err := scanBatchRun(db.r.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batch_runs WHERE id = ?`, id))
+	cond, args := inProject(ctx, "project")
+	r, err := scanBatchRun(db.r.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batch_runs WHERE id = ? AND `+cond, append([]any{id}, args...)...))
 	return r, mapErr(err, fmt.Sprintf("batch prediction %q", id))
 }
 
 // FindBatchRuns lists runs, newest first, with the total matching the filter.
 func (db *DB) FindBatchRuns(ctx context.Context, f slipway.BatchFilter) ([]*slipway.BatchRun, int, error) {
-	where, args := "", []any{}
+	scope, args := inProject(ctx, "project")
+	where := " WHERE " + scope
 	if f.State != nil {
-		where, args = ` WHERE state = ?`, append(args, string(*f.State))
+		where, args = where+` AND state = ?`, append(args, string(*f.State))
 	}
 	var total int
 	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM batch_runs`+where, args...).Scan(&total); err != nil {
@@ -97,9 +100,22 @@ func (db *DB) SetBatchState(ctx context.Context, id string, from, to slipway.Bat
 	if to.Terminal() {
 		finished = now
 	}
+	// Starting a run claims it for this server; only its owner ends a run in progress (anybody cancels it).
+	owner := "owner"
+	if to == slipway.BatchInProgress {
+		owner = "?"
+	}
+	fence, fenceArgs := "", []any(nil)
+	if from == slipway.BatchInProgress && to != slipway.BatchCanceled {
+		fence, fenceArgs = db.ownerFence("owner")
+	}
+	args := []any{string(to), reason, now, started, finished}
+	if to == slipway.BatchInProgress {
+		args = append(args, db.runOwner)
+	}
 	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET state = ?, reason = ?, updated_at = ?,
-		started_at = COALESCE(started_at, ?), finished_at = COALESCE(?, finished_at)
-		WHERE id = ? AND state = ?`, string(to), reason, now, started, finished, id, string(from))
+		started_at = COALESCE(started_at, ?), finished_at = COALESCE(?, finished_at), owner = `+owner+`
+		WHERE id = ? AND state = ?`+fence, append(append(args, id, string(from)), fenceArgs...)...)
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("batch prediction %q", id))
 	}
@@ -109,6 +125,9 @@ func (db *DB) SetBatchState(ctx context.Context, id string, from, to slipway.Bat
 		if _, err := db.FindBatchRun(ctx, id); err != nil {
 			return err
 		}
+		if fence != "" {
+			return db.runConflict(ctx, slipway.RunKindBatch, id)
+		}
 		return slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is no longer %s", id, from)
 	}
 	return nil
@@ -117,18 +136,30 @@ func (db *DB) SetBatchState(ctx context.Context, id string, from, to slipway.Bat
 // UpdateBatchProgress records rows done/total, the rate and the errors of a run.
 func (db *DB) UpdateBatchProgress(ctx context.Context, id string, p slipway.BatchProgress) error {
 	errs, _ := json.Marshal(nonNilErrors(p.Errors))
+	fence, fenceArgs := db.ownerFence("owner")
 	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET rows_total = ?, rows_done = ?, rows_skipped = ?,
-		rows_per_second = ?, errors = ?, updated_at = ? WHERE id = ?`,
-		p.RowsTotal, p.RowsDone, p.RowsSkipped, p.RowsPerSecond, string(errs), formatTime(db.now()), id)
-	return affectedOne(res, err, fmt.Sprintf("batch prediction %q", id))
+		rows_per_second = ?, errors = ?, updated_at = ? WHERE id = ?`+fence,
+		append([]any{p.RowsTotal, p.RowsDone, p.RowsSkipped, p.RowsPerSecond, string(errs), formatTime(db.now()), id}, fenceArgs...)...)
+	return db.fencedBatchWrite(ctx, res, err, id, fence)
 }
 
 // SetBatchOutput records where a run's output is.
 func (db *DB) SetBatchOutput(ctx context.Context, id string, out slipway.BatchOutput) error {
 	b, _ := json.Marshal(out)
-	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET output = ?, updated_at = ? WHERE id = ?`,
-		string(b), formatTime(db.now()), id)
-	return affectedOne(res, err, fmt.Sprintf("batch prediction %q", id))
+	fence, fenceArgs := db.ownerFence("owner")
+	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET output = ?, updated_at = ? WHERE id = ?`+fence,
+		append([]any{string(b), formatTime(db.now()), id}, fenceArgs...)...)
+	return db.fencedBatchWrite(ctx, res, err, id, fence)
+}
+
+// fencedBatchWrite is the outcome of a write to a run that its owner only may make.
+func (db *DB) fencedBatchWrite(ctx context.Context, res sql.Result, err error, id, fence string) error {
+	if err := affectedOne(res, err, fmt.Sprintf("batch prediction %q", id)); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+		return db.runConflict(ctx, slipway.RunKindBatch, id)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // DeleteBatchRun removes a finished run's record. The state condition is in the statement, so that a run
@@ -154,17 +185,18 @@ func (db *DB) DeleteBatchRun(ctx context.Context, id string) error {
 // CreateUploadedFile records an uploaded input file.
 func (db *DB) CreateUploadedFile(ctx context.Context, f *slipway.UploadedFile) error {
 	f.CreatedAt = db.now().UTC()
-	_, err := db.w.ExecContext(ctx, `INSERT INTO batch_files (id, name, size, sha256, created_by, created_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, f.ID, f.Name, f.Size, f.SHA256, f.CreatedBy, formatTime(f.CreatedAt))
+	f.Project = slipway.ProjectForCreate(ctx)
+	_, err := db.w.ExecContext(ctx, `INSERT INTO batch_files (id, name, size, sha256, created_by, created_at, project)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, f.ID, f.Name, f.Size, f.SHA256, f.CreatedBy, formatTime(f.CreatedAt), f.Project)
 	return mapErr(err, fmt.Sprintf("file %q", f.ID))
 }
 
-const fileColumns = `id, name, size, sha256, created_by, created_at`
+const fileColumns = `id, name, size, sha256, created_by, created_at, project`
 
 func scanUploadedFile(row interface{ Scan(...any) error }) (*slipway.UploadedFile, error) {
 	var f slipway.UploadedFile
 	var created string
-	if err := row.Scan(&f.ID, &f.Name, &f.Size, &f.SHA256, &f.CreatedBy, &created); err != nil {
+	if err := row.Scan(&f.ID, &f.Name, &f.Size, &f.SHA256, &f.CreatedBy, &created, &f.Project); err != nil {
 		return nil, err
 	}
 	f.CreatedAt = parseTime(created)
@@ -173,17 +205,20 @@ func scanUploadedFile(row interface{ Scan(...any) error }) (*slipway.UploadedFil
 
 // FindUploadedFile returns one uploaded file's record.
 func (db *DB) FindUploadedFile(ctx context.Context, id string) (*slipway.UploadedFile, error) {
-	f, err := scanUploadedFile(db.r.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM batch_files WHERE id = ?`, id))
+	cond, args := inProject(ctx, "project")
+	f, err := scanUploadedFile(db.r.QueryRowContext(ctx, `SELECT `+fileColumns+` FROM batch_files WHERE id = ? AND `+cond, append([]any{id}, args...)...))
 	return f, mapErr(err, fmt.Sprintf("file %q", id))
 }
 
 // FindUploadedFiles lists uploaded files, newest first.
 func (db *DB) FindUploadedFiles(ctx context.Context) ([]*slipway.UploadedFile, error) {
-	return queryAll(ctx, db.r, scanUploadedFile, "files", `SELECT `+fileColumns+` FROM batch_files ORDER BY created_at DESC, id`)
+	cond, args := inProject(ctx, "project")
+	return queryAll(ctx, db.r, scanUploadedFile, "files", `SELECT `+fileColumns+` FROM batch_files WHERE `+cond+` ORDER BY created_at DESC, id`, args...)
 }
 
 // DeleteUploadedFile removes a file's record.
 func (db *DB) DeleteUploadedFile(ctx context.Context, id string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM batch_files WHERE id = ?`, id)
+	cond, args := inProject(ctx, "project")
+	res, err := db.w.ExecContext(ctx, `DELETE FROM batch_files WHERE id = ? AND `+cond, append([]any{id}, args...)...)
 	return affectedOne(res, err, fmt.Sprintf("file %q", id))
 }

@@ -31,6 +31,10 @@ type DB struct {
 	r       *sql.DB
 	dialect dialect
 	now     func() time.Time
+	// runOwner is this server's id once FenceRuns made it the owner of the runs it claims ("": one server).
+	runOwner string
+	// migrateUpTo stops the migrations after this number (0: all): tests build an older schema with it.
+	migrateUpTo int
 }
 
 // openSQLitePools opens a SQLite database twice: one writer connection (SQLite writes one transaction at a
@@ -116,6 +120,9 @@ func (db *DB) applyMigration(ctx context.Context, path string) error {
 	if err != nil {
 		return fmt.Errorf("sqlstore: migration %s: name must start with a number", base)
 	}
+	if db.migrateUpTo > 0 && n > db.migrateUpTo {
+		return nil
+	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		var exists int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, n).Scan(&exists); err != nil {
@@ -155,6 +162,21 @@ func inTx(ctx context.Context, w *sql.DB, file string, fn func(*sql.Tx) error) e
 	if file != "" {
 		file = " " + file
 	}
+	// A transaction PostgreSQL aborted to break a deadlock or a serialization conflict with another server's
+	// did nothing: it runs again (fn must be repeatable, as every fn here is), and the client never sees it.
+	for attempt := 1; ; attempt++ {
+		err := inTxOnce(ctx, w, file, fn)
+		if !retryableTx(err) || attempt == maxTxAttempts || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+	}
+}
+
+// maxTxAttempts bounds the runs of a transaction that keeps meeting deadlocks or serialization conflicts.
+const maxTxAttempts = 5
+
+func inTxOnce(ctx context.Context, w *sql.DB, file string, fn func(*sql.Tx) error) error {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore:%s begin: %w", file, err)
@@ -232,17 +254,20 @@ type byName[T any] struct {
 }
 
 func (t byName[T]) find(ctx context.Context, db *DB, name string) (*T, error) {
-	v, err := t.scan(db.r.QueryRowContext(ctx, `SELECT `+t.columns+` FROM `+t.table+` WHERE name = ?`, name))
+	cond, args := inProject(ctx, "project")
+	v, err := t.scan(db.r.QueryRowContext(ctx, `SELECT `+t.columns+` FROM `+t.table+` WHERE name = ? AND `+cond, append([]any{name}, args...)...))
 	return v, mapErr(err, fmt.Sprintf("%s %q", t.kind, name))
 }
 
-// all returns every row, by name.
+// all returns every row of the project of ctx, by name.
 func (t byName[T]) all(ctx context.Context, db *DB) ([]*T, error) {
-	return queryAll(ctx, db.r, t.scan, t.table, `SELECT `+t.columns+` FROM `+t.table+` ORDER BY name`)
+	cond, args := inProject(ctx, "project")
+	return queryAll(ctx, db.r, t.scan, t.table, `SELECT `+t.columns+` FROM `+t.table+` WHERE `+cond+` ORDER BY name`, args...)
 }
 
 func (t byName[T]) delete(ctx context.Context, db *DB, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE name = ?`, name)
+	cond, args := inProject(ctx, "project")
+	res, err := db.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE name = ? AND `+cond, append([]any{name}, args...)...)
 	return affectedOne(res, err, fmt.Sprintf("%s %q", t.kind, name))
 }
 

@@ -10,7 +10,7 @@ import (
 
 var _ slipway.DeploymentStore = (*DB)(nil)
 
-const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, engine, created_at, updated_at`
+const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, isolation, engine, created_at, updated_at, revision, project`
 
 var deploymentTable = byName[slipway.Deployment]{table: "deployments", columns: deploymentColumns, kind: "deployment", scan: scanDeployment}
 
@@ -22,10 +22,15 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error
 	if err != nil {
 		return err
 	}
-	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	d.Project = slipway.ProjectForCreate(ctx)
+	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)`,
 		d.Name, string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching,
-		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Engine, formatTime(now), formatTime(now))
-	return mapErr(err, fmt.Sprintf("deployment %q", d.Name))
+		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, d.Engine, formatTime(now), formatTime(now), d.Project)
+	if err != nil {
+		return mapErr(err, fmt.Sprintf("deployment %q", d.Name))
+	}
+	d.Revision = 1
+	return nil
 }
 
 // deploymentJSON holds the columns of a deployment that are stored as JSON.
@@ -51,7 +56,7 @@ func scanDeployment(row rowScanner) (*slipway.Deployment, error) {
 	var j deploymentJSON
 	var created, updated string
 	if err := row.Scan(&d.Name, &d.State, &d.Reason, &d.Model, &d.Version, &d.Alias, &d.FollowAlias, &d.Replicas,
-		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &d.Engine, &created, &updated); err != nil {
+		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &d.Isolation, &d.Engine, &created, &updated, &d.Revision, &d.Project); err != nil {
 		return nil, err
 	}
 	for _, c := range []struct {
@@ -85,15 +90,28 @@ func (db *DB) UpdateDeployment(ctx context.Context, d *slipway.Deployment) error
 	}
 	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, model = ?, version = ?, alias = ?,
 		follow_alias = ?, replicas = ?, batching = ?, timeout_ms = ?, max_queue = ?, env = ?, canary = ?, shadow = ?,
-		autoscaling = ?, load_mode = ?, updated_at = ? WHERE name = ?`,
+		autoscaling = ?, load_mode = ?, isolation = ?, updated_at = ?, revision = revision + 1 WHERE name = ? AND revision = ?`,
 		string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching, d.TimeoutMS,
-		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, formatTime(d.UpdatedAt), d.Name)
-	return affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name))
+		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, formatTime(d.UpdatedAt), d.Name, d.Revision)
+	if err := affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name)); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		if err == nil {
+			d.Revision++
+		}
+		return err
+	}
+	now, err := db.FindDeployment(ctx, d.Name)
+	if err != nil {
+		return err // gone
+	}
+	return slipway.Wrap(slipway.ECONFLICT, slipway.ErrStaleDeployment,
+		"deployment %s was changed by another request meanwhile (revision %d, this change was based on revision %d): read it again and retry",
+		d.Name, now.Revision, d.Revision)
 }
 
 // SetDeploymentState moves a deployment from → to with its reason (ECONFLICT when it is no longer in from).
 func (db *DB) SetDeploymentState(ctx context.Context, name string, from, to slipway.DeploymentState, reason string) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, updated_at = ? WHERE name = ? AND state = ?`,
+	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, updated_at = ?, revision = revision + 1
+		WHERE name = ? AND state = ?`,
 		string(to), reason, formatTime(db.now()), name, string(from))
 	if err := affectedOne(res, err, fmt.Sprintf("deployment %q", name)); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		return err

@@ -240,3 +240,10 @@ func mapPgErr(err error, what string) error {
 	}
 	return nil
 }
+
+// retryableTx reports whether PostgreSQL aborted a transaction that may simply run again: a serialization
+// failure or a deadlock it broke.
+func retryableTx(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}

@@ -19,7 +19,7 @@ type scheduleInput struct {
 	Batch  *slipway.BatchSpec `json:"batch,omitempty"`
 }
 
-const scheduleColumns = `name, cron, timezone, target_kind, target_name, input, policy, catch_up, created_at, created_by, last_tick_at, last_run_id`
+const scheduleColumns = `name, cron, timezone, target_kind, target_name, input, policy, catch_up, created_at, created_by, last_tick_at, last_run_id, project`
 
 // CreateSchedule inserts s; ECONFLICT when the name is taken.
 func (db *DB) CreateSchedule(ctx context.Context, s *slipway.Schedule) error {
@@ -31,9 +31,10 @@ func (db *DB) CreateSchedule(ctx context.Context, s *slipway.Schedule) error {
 		return fmt.Errorf("sqlstore: encode schedule %s: %w", s.Name, err)
 	}
 	catchUp := s.CatchUp == nil || *s.CatchUp
-	_, err = db.w.ExecContext(ctx, `INSERT INTO schedules (`+scheduleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	s.Project = slipway.ProjectForCreate(ctx)
+	_, err = db.w.ExecContext(ctx, `INSERT INTO schedules (`+scheduleColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.Name, s.Cron, s.Timezone, s.Target.Kind, s.Target.Name, string(input), s.ConcurrencyPolicy, catchUp,
-		formatTime(s.CreatedAt), s.CreatedBy, nullTime(s.LastTickAt), s.LastRunID)
+		formatTime(s.CreatedAt), s.CreatedBy, nullTime(s.LastTickAt), s.LastRunID, s.Project)
 	return mapErr(err, fmt.Sprintf("schedule %q", s.Name))
 }
 
@@ -46,7 +47,7 @@ func scanSchedule(row interface{ Scan(...any) error }) (*slipway.Schedule, error
 	var catchUp bool
 	var last sql.NullString
 	if err := row.Scan(&s.Name, &s.Cron, &s.Timezone, &s.Target.Kind, &s.Target.Name, &input, &s.ConcurrencyPolicy, &catchUp,
-		&created, &s.CreatedBy, &last, &s.LastRunID); err != nil {
+		&created, &s.CreatedBy, &last, &s.LastRunID, &s.Project); err != nil {
 		return nil, err
 	}
 	var in scheduleInput

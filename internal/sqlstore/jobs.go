@@ -21,12 +21,13 @@ func (db *DB) CreateJob(ctx context.Context, j *slipway.Job) error {
 		return fmt.Errorf("sqlstore: encode job %s: %w", j.Name, err)
 	}
 	files, _ := json.Marshal(nonNilStrings(j.Files))
-	_, err = db.w.ExecContext(ctx, `INSERT INTO jobs (name, spec, kind, digest, files, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		j.Name, string(spec), j.Kind, j.Digest, string(files), formatTime(j.CreatedAt), j.CreatedBy)
+	j.Project = slipway.ProjectForCreate(ctx)
+	_, err = db.w.ExecContext(ctx, `INSERT INTO jobs (name, spec, kind, digest, files, created_at, created_by, project) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.Name, string(spec), j.Kind, j.Digest, string(files), formatTime(j.CreatedAt), j.CreatedBy, j.Project)
 	return mapErr(err, fmt.Sprintf("job %q", j.Name))
 }
 
-const jobColumns = `name, spec, kind, digest, files, created_at, created_by`
+const jobColumns = `name, spec, kind, digest, files, created_at, created_by, project`
 
 // jobTable reads and deletes jobs by name.
 var jobTable = byName[slipway.Job]{table: "jobs", columns: jobColumns, kind: "job", scan: scanJob}
@@ -34,7 +35,7 @@ var jobTable = byName[slipway.Job]{table: "jobs", columns: jobColumns, kind: "jo
 func scanJob(row interface{ Scan(...any) error }) (*slipway.Job, error) {
 	var j slipway.Job
 	var name, spec, files, created string
-	if err := row.Scan(&name, &spec, &j.Kind, &j.Digest, &files, &created, &j.CreatedBy); err != nil {
+	if err := row.Scan(&name, &spec, &j.Kind, &j.Digest, &files, &created, &j.CreatedBy, &j.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &j.JobSpec); err != nil {
@@ -63,7 +64,7 @@ func (db *DB) DeleteJob(ctx context.Context, name string) error {
 }
 
 const jobRunColumns = `id, job, pipeline_run, step, attempt, state, exit_code, reason, args, env, spec, outputs, output_digest,
-	pid, proc_start, token_id, created_at, started_at, finished_at, created_by`
+	pid, proc_start, token_id, created_at, started_at, finished_at, created_by, project`
 
 // CreateJobRun inserts r (normally ACCEPTED).
 func (db *DB) CreateJobRun(ctx context.Context, r *slipway.JobRun) error {
@@ -77,10 +78,13 @@ func (db *DB) CreateJobRun(ctx context.Context, r *slipway.JobRun) error {
 		return fmt.Errorf("sqlstore: encode run %s: %w", r.ID, err)
 	}
 	outputs, _ := json.Marshal(nonNilMap(r.Outputs))
-	_, err = db.w.ExecContext(ctx, `INSERT INTO job_runs (`+jobRunColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if r.Project, err = db.runProject(ctx, r); err != nil {
+		return err
+	}
+	_, err = db.w.ExecContext(ctx, `INSERT INTO job_runs (`+jobRunColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Job, r.PipelineRun, r.Step, r.Attempt, string(r.State), r.ExitCode, r.Reason, string(args), string(env),
 		string(spec), string(outputs), r.OutputDigest, r.PID, int64(r.ProcStart), r.TokenID, formatTime(r.CreatedAt),
-		nullTime(r.StartedAt), nullTime(r.FinishedAt), r.CreatedBy)
+		nullTime(r.StartedAt), nullTime(r.FinishedAt), r.CreatedBy, r.Project)
 	return mapErr(err, fmt.Sprintf("job run %s", r.ID))
 }
 
@@ -91,7 +95,7 @@ func scanJobRun(row interface{ Scan(...any) error }) (*slipway.JobRun, error) {
 	var started, finished sql.NullString
 	var procStart int64
 	if err := row.Scan(&r.ID, &r.Job, &r.PipelineRun, &r.Step, &r.Attempt, &r.State, &exit, &r.Reason, &args, &env,
-		&spec, &outputs, &r.OutputDigest, &r.PID, &procStart, &r.TokenID, &created, &started, &finished, &r.CreatedBy); err != nil {
+		&spec, &outputs, &r.OutputDigest, &r.PID, &procStart, &r.TokenID, &created, &started, &finished, &r.CreatedBy, &r.Project); err != nil {
 		return nil, err
 	}
 	for _, f := range []struct {
@@ -117,24 +121,22 @@ func scanJobRun(row interface{ Scan(...any) error }) (*slipway.JobRun, error) {
 
 // FindJobRun returns one run.
 func (db *DB) FindJobRun(ctx context.Context, id string) (*slipway.JobRun, error) {
-	r, err := scanJobRun(db.r.QueryRowContext(ctx, `SELECT `+jobRunColumns+` FROM job_runs WHERE id = ?`, id))
+	cond, args := inProject(ctx, "project")
+	r, err := scanJobRun(db.r.QueryRowContext(ctx, `SELECT `+jobRunColumns+` FROM job_runs WHERE id = ? AND `+cond, append([]any{id}, args...)...))
 	return r, mapErr(err, fmt.Sprintf("job run %s", id))
 }
 
 // FindJobRuns lists runs, newest first.
 func (db *DB) FindJobRuns(ctx context.Context, f slipway.JobRunFilter) ([]*slipway.JobRun, int, error) {
-	var where []string
-	var args []any
+	scope, args := inProject(ctx, "project")
+	where := []string{scope}
 	for _, c := range []struct{ col, v string }{{"job", f.Job}, {"pipeline_run", f.PipelineRun}, {"state", string(f.State)}} {
 		if c.v != "" {
 			where = append(where, c.col+" = ?")
 			args = append(args, c.v)
 		}
 	}
-	cond := ""
-	if len(where) > 0 {
-		cond = " WHERE " + strings.Join(where, " AND ")
-	}
+	cond := " WHERE " + strings.Join(where, " AND ")
 	var total int
 	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM job_runs`+cond, args...).Scan(&total); err != nil {
 		return nil, 0, mapErr(err, "job runs")
@@ -157,8 +159,8 @@ func (db *DB) NextAcceptedJobRun(ctx context.Context) (*slipway.JobRun, error) {
 
 // StartJobRun moves an ACCEPTED run to IN_PROGRESS.
 func (db *DB) StartJobRun(ctx context.Context, id string, at time.Time) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET state = ?, started_at = ? WHERE id = ? AND state = ?`,
-		string(slipway.RunInProgress), formatTime(at), id, string(slipway.RunAccepted))
+	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET state = ?, started_at = ?, owner = ? WHERE id = ? AND state = ?`,
+		string(slipway.RunInProgress), formatTime(at), db.runOwner, id, string(slipway.RunAccepted))
 	if err := affectedOne(res, err, "job run "+id); slipway.ErrorCode(err) == slipway.ENOTFOUND {
 		return slipway.Errorf(slipway.ECONFLICT, "job run %s is no longer ACCEPTED", id)
 	} else if err != nil {
@@ -169,20 +171,28 @@ func (db *DB) StartJobRun(ctx context.Context, id string, at time.Time) error {
 
 // SetJobRunProcess records the process and token of a run.
 func (db *DB) SetJobRunProcess(ctx context.Context, id string, pid int, procStart uint64, tokenID string) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET pid = ?, proc_start = ?, token_id = ? WHERE id = ?`,
-		pid, int64(procStart), tokenID, id)
-	return affectedOne(res, err, "job run "+id)
+	fence, fenceArgs := db.ownerFence("owner")
+	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET pid = ?, proc_start = ?, token_id = ? WHERE id = ?`+fence,
+		append([]any{pid, int64(procStart), tokenID, id}, fenceArgs...)...)
+	if err := affectedOne(res, err, "job run "+id); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+		return db.runConflict(ctx, slipway.RunKindJob, id)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // FinishJobRun moves a run that is not over to r.State.
 func (db *DB) FinishJobRun(ctx context.Context, r *slipway.JobRun) error {
 	outputs, _ := json.Marshal(nonNilMap(r.Outputs))
+	// A queued run is anybody's to cancel; a run in progress is its owner's to finish.
+	fence, fenceArgs := db.ownerFence("owner")
 	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET state = ?, exit_code = ?, reason = ?, outputs = ?, output_digest = ?,
-		started_at = COALESCE(started_at, ?), finished_at = ? WHERE id = ? AND state IN (?, ?)`,
-		string(r.State), r.ExitCode, r.Reason, string(outputs), r.OutputDigest, nullTime(r.StartedAt), nullTime(r.FinishedAt),
-		r.ID, string(slipway.RunAccepted), string(slipway.RunInProgress))
+		started_at = COALESCE(started_at, ?), finished_at = ? WHERE id = ? AND (state = ? OR (state = ?`+fence+`))`,
+		append([]any{string(r.State), r.ExitCode, r.Reason, string(outputs), r.OutputDigest, nullTime(r.StartedAt), nullTime(r.FinishedAt),
+			r.ID, string(slipway.RunAccepted), string(slipway.RunInProgress)}, fenceArgs...)...)
 	if err := affectedOne(res, err, "job run "+r.ID); slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		return slipway.Errorf(slipway.ECONFLICT, "job run %s is already over", r.ID)
+		return db.runConflict(ctx, slipway.RunKindJob, r.ID)
 	} else if err != nil {
 		return err
 	}
@@ -208,4 +218,21 @@ func nonNilMap(m map[string]any) map[string]any {
 		return map[string]any{}
 	}
 	return m
+}
+
+// runProject is the project of a new job run: its pipeline run's, else its job's, else the project of ctx
+// (runs of a job deleted meanwhile).
+func (db *DB) runProject(ctx context.Context, r *slipway.JobRun) (string, error) {
+	var p string
+	var err error
+	switch {
+	case r.PipelineRun != "":
+		p, err = parentProject(ctx, db.r, "pipeline_runs", r.PipelineRun)
+	case r.Job != "":
+		p, err = parentProject(ctx, db.r, "jobs", r.Job)
+	}
+	if p == "" && err == nil {
+		p = slipway.ProjectForCreate(ctx)
+	}
+	return p, err
 }

@@ -17,8 +17,9 @@ func (db *DB) CreateModel(ctx context.Context, m *slipway.Model) error {
 	now := db.now()
 	m.CreatedAt, m.UpdatedAt = now, now
 	tags, _ := json.Marshal(nonNilTags(m.Tags))
-	_, err := db.w.ExecContext(ctx, `INSERT INTO models (name, description, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
-		m.Name, m.Description, string(tags), formatTime(now), formatTime(now))
+	m.Project = slipway.ProjectForCreate(ctx)
+	_, err := db.w.ExecContext(ctx, `INSERT INTO models (name, description, tags, created_at, updated_at, project) VALUES (?, ?, ?, ?, ?, ?)`,
+		m.Name, m.Description, string(tags), formatTime(now), formatTime(now), m.Project)
 	return mapErr(err, fmt.Sprintf("model %q", m.Name))
 }
 
@@ -30,13 +31,13 @@ func nonNilTags(t map[string]string) map[string]string {
 }
 
 const modelSelect = `SELECT m.name, m.description, m.tags, m.created_at, m.updated_at,
-	COALESCE((SELECT MAX(version) FROM model_versions v WHERE v.model = m.name AND v.state = 'READY'), 0)
+	COALESCE((SELECT MAX(version) FROM model_versions v WHERE v.model = m.name AND v.state = 'READY'), 0), m.project
 	FROM models m`
 
 func (db *DB) scanModel(ctx context.Context, row interface{ Scan(...any) error }) (*slipway.Model, error) {
 	var m slipway.Model
 	var tags, created, updated string
-	if err := row.Scan(&m.Name, &m.Description, &tags, &created, &updated, &m.LatestVersion); err != nil {
+	if err := row.Scan(&m.Name, &m.Description, &tags, &created, &updated, &m.LatestVersion, &m.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(tags), &m.Tags); err != nil {
@@ -48,7 +49,8 @@ func (db *DB) scanModel(ctx context.Context, row interface{ Scan(...any) error }
 
 // FindModel returns a model with its aliases.
 func (db *DB) FindModel(ctx context.Context, name string) (*slipway.Model, error) {
-	m, err := db.scanModel(ctx, db.r.QueryRowContext(ctx, modelSelect+` WHERE m.name = ?`, name))
+	cond, args := inProject(ctx, "m.project")
+	m, err := db.scanModel(ctx, db.r.QueryRowContext(ctx, modelSelect+` WHERE m.name = ? AND `+cond, append([]any{name}, args...)...))
 	if err != nil {
 		return nil, mapErr(err, fmt.Sprintf("model %q", name))
 	}
@@ -78,7 +80,8 @@ func (db *DB) modelAliases(ctx context.Context, model string) (map[string]int, e
 
 // FindModels lists models by name, filtered, with the total count before paging.
 func (db *DB) FindModels(ctx context.Context, f slipway.ModelFilter) ([]*slipway.Model, int, error) {
-	where, args := []string{"1=1"}, []any{}
+	scope, args := inProject(ctx, "m.project")
+	where := []string{scope}
 	if f.Name != "" {
 		where = append(where, "m.name "+db.dialect.like()+" ? ESCAPE '\\'")
 		args = append(args, "%"+escapeLike(f.Name)+"%")
@@ -122,6 +125,9 @@ func jsonPath(key string) string {
 // UpdateModel changes description and/or tags.
 func (db *DB) UpdateModel(ctx context.Context, name string, u slipway.ModelUpdate) (*slipway.Model, error) {
 	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if err := modelInProject(ctx, tx, name); err != nil {
+			return err
+		}
 		if u.Description != nil {
 			if err := execOne(ctx, tx, "model "+name, `UPDATE models SET description = ?, updated_at = ? WHERE name = ?`,
 				*u.Description, formatTime(db.now()), name); err != nil {
@@ -153,7 +159,8 @@ func execOne(ctx context.Context, tx *sql.Tx, what, query string, args ...any) e
 // reference it without ON DELETE CASCADE, so the database refuses while one does.
 func (db *DB) DeleteModel(ctx context.Context, name string) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		err := execOne(ctx, tx, fmt.Sprintf("model %q", name), `DELETE FROM models WHERE name = ?`, name)
+		cond, args := inProject(ctx, "project")
+		err := execOne(ctx, tx, fmt.Sprintf("model %q", name), `DELETE FROM models WHERE name = ? AND `+cond, append([]any{name}, args...)...)
 		if slipway.ErrorCode(err) == slipway.ECONFLICT {
 			return slipway.Wrap(slipway.ECONFLICT, err, "model %q is used by a deployment: delete or move the deployment first", name)
 		}
@@ -169,9 +176,13 @@ func (db *DB) CreateVersion(ctx context.Context, v *slipway.ModelVersion) error 
 	}
 	now := db.now()
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO models (name, description, tags, created_at, updated_at)
-			VALUES (?, '', '{}', ?, ?) ON CONFLICT (name) DO NOTHING`, v.Model, formatTime(now), formatTime(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO models (name, description, tags, created_at, updated_at, project)
+			VALUES (?, '', '{}', ?, ?, ?) ON CONFLICT (name) DO NOTHING`, v.Model, formatTime(now), formatTime(now),
+			slipway.ProjectForCreate(ctx)); err != nil {
 			return mapErr(err, "model "+v.Model)
+		}
+		if err := modelInProject(ctx, tx, v.Model); err != nil { // the name is another project's model
+			return err
 		}
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model = ?`,
 			v.Model).Scan(&v.Version); err != nil {
@@ -240,6 +251,9 @@ func scanVersion(row interface{ Scan(...any) error }) (*slipway.ModelVersion, er
 
 // FindVersion resolves a version number or alias.
 func (db *DB) FindVersion(ctx context.Context, model string, ref slipway.VersionRef) (*slipway.ModelVersion, error) {
+	if err := modelInProject(ctx, db.r, model); err != nil {
+		return nil, err
+	}
 	var row *sql.Row
 	var what string // names the version in errors
 	if ref.Alias != "" {
@@ -440,4 +454,23 @@ func (db *DB) ReferencedDigests(ctx context.Context) (map[string]bool, error) {
 		}
 	}
 	return out, mapErr(rows.Err(), "manifests")
+}
+
+// modelInProject checks that model belongs to the project of ctx (any project without one): versions and
+// aliases have no project of their own, they are their model's.
+func modelInProject(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, model string) error {
+	p, ok := slipway.ProjectFromContext(ctx)
+	if !ok {
+		return nil
+	}
+	owner, err := parentProject(ctx, q, "models", model)
+	if err != nil {
+		return err
+	}
+	if owner != p {
+		return slipway.Errorf(slipway.ENOTFOUND, "model %q not found", model)
+	}
+	return nil
 }

@@ -19,18 +19,19 @@ func (db *DB) CreatePipeline(ctx context.Context, p *slipway.Pipeline) error {
 	if err != nil {
 		return fmt.Errorf("sqlstore: encode pipeline %s: %w", p.Name, err)
 	}
-	_, err = db.w.ExecContext(ctx, `INSERT INTO pipelines (name, spec, artifact_digest, created_at, created_by) VALUES (?, ?, ?, ?, ?)`,
-		p.Name, string(spec), p.ArtifactDigest, formatTime(p.CreatedAt), p.CreatedBy)
+	p.Project = slipway.ProjectForCreate(ctx)
+	_, err = db.w.ExecContext(ctx, `INSERT INTO pipelines (name, spec, artifact_digest, created_at, created_by, project) VALUES (?, ?, ?, ?, ?, ?)`,
+		p.Name, string(spec), p.ArtifactDigest, formatTime(p.CreatedAt), p.CreatedBy, p.Project)
 	return mapErr(err, fmt.Sprintf("pipeline %q", p.Name))
 }
 
 // pipelineTable reads and deletes pipelines by name.
-var pipelineTable = byName[slipway.Pipeline]{table: "pipelines", columns: `name, spec, artifact_digest, created_at, created_by`, kind: "pipeline", scan: scanPipeline}
+var pipelineTable = byName[slipway.Pipeline]{table: "pipelines", columns: `name, spec, artifact_digest, created_at, created_by, project`, kind: "pipeline", scan: scanPipeline}
 
 func scanPipeline(row interface{ Scan(...any) error }) (*slipway.Pipeline, error) {
 	var p slipway.Pipeline
 	var spec, created string
-	if err := row.Scan(&p.Name, &spec, &p.ArtifactDigest, &created, &p.CreatedBy); err != nil {
+	if err := row.Scan(&p.Name, &spec, &p.ArtifactDigest, &created, &p.CreatedBy, &p.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &p.Spec); err != nil {
@@ -56,7 +57,7 @@ func (db *DB) DeletePipeline(ctx context.Context, name string) error {
 }
 
 const pipelineRunColumns = `id, pipeline, spec, artifact_digest, params, state, reason, trigger, retries, cancel_requested,
-	created_at, started_at, finished_at, created_by`
+	created_at, started_at, finished_at, created_by, project`
 
 // CreatePipelineRun inserts r and its steps in one transaction.
 func (db *DB) CreatePipelineRun(ctx context.Context, r *slipway.PipelineRun) error {
@@ -72,9 +73,17 @@ func (db *DB) CreatePipelineRun(ctx context.Context, r *slipway.PipelineRun) err
 		return fmt.Errorf("sqlstore: encode params of %s: %w", r.ID, err)
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO pipeline_runs (`+pipelineRunColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		// The run is its pipeline's project's (a schedule starts it without one).
+		p, err := parentProject(ctx, tx, "pipelines", r.Pipeline)
+		if err != nil {
+			return err
+		}
+		if r.Project = p; p == "" {
+			r.Project = slipway.ProjectForCreate(ctx)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO pipeline_runs (`+pipelineRunColumns+`, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Pipeline, string(spec), r.ArtifactDigest, string(params), string(r.State), r.Reason, r.Trigger, r.Retries,
-			r.CancelRequested, formatTime(r.CreatedAt), nullTime(r.StartedAt), nullTime(r.FinishedAt), r.CreatedBy)
+			r.CancelRequested, formatTime(r.CreatedAt), nullTime(r.StartedAt), nullTime(r.FinishedAt), r.CreatedBy, r.Project, db.runOwner)
 		if err != nil {
 			return mapErr(err, "pipeline run "+r.ID)
 		}
@@ -95,7 +104,7 @@ func scanPipelineRun(row interface{ Scan(...any) error }) (*slipway.PipelineRun,
 	var spec, params, created string
 	var started, finished sql.NullString
 	if err := row.Scan(&r.ID, &r.Pipeline, &spec, &r.ArtifactDigest, &params, &r.State, &r.Reason, &r.Trigger, &r.Retries,
-		&r.CancelRequested, &created, &started, &finished, &r.CreatedBy); err != nil {
+		&r.CancelRequested, &created, &started, &finished, &r.CreatedBy, &r.Project); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(spec), &r.Spec); err != nil {
@@ -141,7 +150,9 @@ func (db *DB) findSteps(ctx context.Context, runID string) ([]*slipway.StepRun, 
 
 // FindPipelineRun returns a run with its steps.
 func (db *DB) FindPipelineRun(ctx context.Context, id string) (*slipway.PipelineRun, error) {
-	r, err := scanPipelineRun(db.r.QueryRowContext(ctx, `SELECT `+pipelineRunColumns+` FROM pipeline_runs WHERE id = ?`, id))
+	cond, args := inProject(ctx, "project")
+	r, err := scanPipelineRun(db.r.QueryRowContext(ctx, `SELECT `+pipelineRunColumns+` FROM pipeline_runs WHERE id = ? AND `+cond,
+		append([]any{id}, args...)...))
 	if err != nil {
 		return nil, mapErr(err, "pipeline run "+id)
 	}
@@ -166,9 +177,10 @@ func (db *DB) findPipelineRuns(ctx context.Context, query string, args ...any) (
 
 // FindPipelineRuns lists runs (of one pipeline when pipeline is not empty), newest first.
 func (db *DB) FindPipelineRuns(ctx context.Context, pipeline string, offset, limit int) ([]*slipway.PipelineRun, int, error) {
-	cond, args := "", []any{}
+	scope, args := inProject(ctx, "project")
+	cond := " WHERE " + scope
 	if pipeline != "" {
-		cond, args = " WHERE pipeline = ?", append(args, pipeline)
+		cond, args = cond+" AND pipeline = ?", append(args, pipeline)
 	}
 	var total int
 	if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM pipeline_runs`+cond, args...).Scan(&total); err != nil {
@@ -191,9 +203,15 @@ func (db *DB) FindActivePipelineRuns(ctx context.Context) ([]*slipway.PipelineRu
 // UpdatePipelineRun stores the run's state, reason and times. The cancel flag is left alone: a cancel request
 // may arrive while the run's driver writes.
 func (db *DB) UpdatePipelineRun(ctx context.Context, r *slipway.PipelineRun) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE pipeline_runs SET state = ?, reason = ?, started_at = ?, finished_at = ? WHERE id = ?`,
-		string(r.State), r.Reason, nullTime(r.StartedAt), nullTime(r.FinishedAt), r.ID)
-	return affectedOne(res, err, "pipeline run "+r.ID)
+	fence, fenceArgs := db.ownerFence("owner")
+	res, err := db.w.ExecContext(ctx, `UPDATE pipeline_runs SET state = ?, reason = ?, started_at = ?, finished_at = ? WHERE id = ?`+fence,
+		append([]any{string(r.State), r.Reason, nullTime(r.StartedAt), nullTime(r.FinishedAt), r.ID}, fenceArgs...)...)
+	if err := affectedOne(res, err, "pipeline run "+r.ID); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+		return db.runConflict(ctx, slipway.RunKindPipeline, r.ID)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // RequestPipelineRunCancel flags an IN_PROGRESS run for cancellation.
@@ -211,7 +229,7 @@ func (db *DB) RequestPipelineRunCancel(ctx context.Context, id, reason string) e
 // ResumePipelineRun moves a FAILED or CANCELED run back to IN_PROGRESS.
 func (db *DB) ResumePipelineRun(ctx context.Context, id string) error {
 	res, err := db.w.ExecContext(ctx, `UPDATE pipeline_runs SET state = ?, reason = '', cancel_requested = 0, finished_at = NULL,
-		retries = retries + 1 WHERE id = ? AND state IN (?, ?)`, string(slipway.RunInProgress), id, string(slipway.RunFailed), string(slipway.RunCanceled))
+		retries = retries + 1, owner = ? WHERE id = ? AND state IN (?, ?)`, string(slipway.RunInProgress), db.runOwner, id, string(slipway.RunFailed), string(slipway.RunCanceled))
 	if err := affectedOne(res, err, "pipeline run "+id); slipway.ErrorCode(err) == slipway.ENOTFOUND {
 		return slipway.Errorf(slipway.ECONFLICT, "pipeline run %s is not FAILED or CANCELED", id)
 	} else if err != nil {
@@ -230,12 +248,19 @@ func (db *DB) UpdateStepRun(ctx context.Context, runID string, s *slipway.StepRu
 	if s.History == nil {
 		history = []byte("[]")
 	}
+	// The steps are the driver's: only the server that owns the run writes them.
+	fence, fenceArgs := db.ownerFence("(SELECT owner FROM pipeline_runs WHERE id = pipeline_steps.run_id)")
 	res, err := db.w.ExecContext(ctx, `UPDATE pipeline_steps SET state = ?, reason = ?, attempts = ?, retry_base = ?, job_run = ?,
 		cached = ?, cache_key = ?, outputs = ?, output_dir = ?, output_digest = ?, history = ?, started_at = ?, finished_at = ?,
-		next_attempt_at = ? WHERE run_id = ? AND name = ?`,
-		string(s.State), s.Reason, s.Attempts, s.RetryBase, s.JobRun, s.Cached, s.CacheKey, string(outputs), s.OutputDir,
-		s.OutputDigest, string(history), nullTime(s.StartedAt), nullTime(s.FinishedAt), nullTime(s.NextAttemptAt), runID, s.Name)
-	return affectedOne(res, err, fmt.Sprintf("step %s of pipeline run %s", s.Name, runID))
+		next_attempt_at = ? WHERE run_id = ? AND name = ?`+fence,
+		append([]any{string(s.State), s.Reason, s.Attempts, s.RetryBase, s.JobRun, s.Cached, s.CacheKey, string(outputs), s.OutputDir,
+			s.OutputDigest, string(history), nullTime(s.StartedAt), nullTime(s.FinishedAt), nullTime(s.NextAttemptAt), runID, s.Name}, fenceArgs...)...)
+	if err := affectedOne(res, err, fmt.Sprintf("step %s of pipeline run %s", s.Name, runID)); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+		return db.runConflict(ctx, slipway.RunKindPipeline, runID)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // FindCachedStep returns the newest SUCCEEDED step of pipeline with the cache key.

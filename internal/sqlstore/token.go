@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -17,13 +18,18 @@ func (db *DB) CreateToken(ctx context.Context, t *slipway.Token, hash string) er
 	if l := t.RateLimit; l != nil {
 		rps, burst = l.RequestsPerSecond, l.Burst
 	}
-	_, err := db.w.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, expires_at, rate_limit_rps, rate_limit_burst)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Name, string(t.Role), hash, formatTime(t.CreatedAt), nullTime(t.ExpiresAt), rps, burst)
+	projects, err := json.Marshal(nonNilRoles(t.Projects))
+	if err != nil {
+		return fmt.Errorf("sqlstore: encode projects of token %s: %w", t.Name, err)
+	}
+	_, err = db.w.ExecContext(ctx, `INSERT INTO tokens (id, name, role, hash, created_at, expires_at, rate_limit_rps, rate_limit_burst, projects)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Name, string(t.Role), hash, formatTime(t.CreatedAt), nullTime(t.ExpiresAt), rps, burst,
+		string(projects))
 	return mapErr(err, fmt.Sprintf("token %s", t.Name))
 }
 
 const tokenColumns = `id, name, role, created_at, last_used_at, revoked_at, expires_at, rotated_at, previous_valid_until,
-	rate_limit_rps, rate_limit_burst`
+	rate_limit_rps, rate_limit_burst, projects`
 
 func scanToken(row interface{ Scan(...any) error }) (*slipway.Token, error) {
 	var t slipway.Token
@@ -31,8 +37,15 @@ func scanToken(row interface{ Scan(...any) error }) (*slipway.Token, error) {
 	var used, revoked, expires, rotated, graceUntil sql.NullString
 	var rps sql.NullFloat64
 	var burst sql.NullInt64
-	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked, &expires, &rotated, &graceUntil, &rps, &burst); err != nil {
+	var projects string
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &created, &used, &revoked, &expires, &rotated, &graceUntil, &rps, &burst, &projects); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(projects), &t.Projects); err != nil {
+		return nil, fmt.Errorf("decode projects of token %s: %w", t.ID, err)
+	}
+	if len(t.Projects) == 0 {
+		t.Projects = nil
 	}
 	if rps.Valid {
 		t.RateLimit = &slipway.TokenRateLimit{RequestsPerSecond: rps.Float64, Burst: int(burst.Int64)}
@@ -115,4 +128,11 @@ func (db *DB) CountTokens(ctx context.Context) (int, error) {
 func (db *DB) TouchToken(ctx context.Context, id string) error {
 	_, err := db.w.ExecContext(ctx, `UPDATE tokens SET last_used_at = ? WHERE id = ?`, formatTime(db.now()), id)
 	return mapErr(err, "token "+id)
+}
+
+func nonNilRoles(m map[string]slipway.Role) map[string]slipway.Role {
+	if m == nil {
+		return map[string]slipway.Role{}
+	}
+	return m
 }

@@ -23,14 +23,12 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"time"
 
-	"github.com/slipway-ml/slipway/internal/inference"
 	"github.com/slipway-ml/slipway/internal/modelruntime/onnx"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
@@ -65,7 +63,7 @@ func RunONNX(ctx context.Context, modelPath string, stdin io.Reader, stdout io.W
 	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "inputs", columnsText(hello.Inputs), "outputs", columnsText(hello.Outputs))
 
 	stop := closeOnCancel(ctx, stdin)
-	err = workerproto.Serve(stdin, stdout, hello, &onnxHandler{m: m})
+	err = workerproto.Serve(stdin, stdout, hello, &onnx.Handler{Model: m})
 	stop()
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -119,42 +117,4 @@ func columnsText(cols []workerproto.Column) string {
 		s += fmt.Sprintf("%s %s %v", c.Name, c.Datatype, c.Shape)
 	}
 	return s
-}
-
-// onnxHandler answers predict frames with an onnx.Model.
-type onnxHandler struct {
-	m *onnx.Model
-}
-
-func (h *onnxHandler) PredictTensors(in []workerproto.Tensor) ([]workerproto.Tensor, error) {
-	out, err := h.m.Predict(in)
-	if err != nil {
-		return nil, modelError(err)
-	}
-	return out, nil
-}
-
-func (h *onnxHandler) PredictJSON(body []byte) ([]byte, error) {
-	in, err := inference.DecodeWorkerJSON(body, h.m.Inputs())
-	if err != nil {
-		return nil, &workerproto.ModelError{Message: err.Error(), Type: "ValueError"}
-	}
-	out, err := h.m.Predict(in)
-	if err != nil {
-		return nil, modelError(err)
-	}
-	b, err := inference.EncodeWorkerJSON(out)
-	if err != nil {
-		return nil, &workerproto.ModelError{Message: err.Error(), Type: "RuntimeError"}
-	}
-	return b, nil
-}
-
-// modelError gives request errors the type ValueError and others RuntimeError.
-func modelError(err error) error {
-	var ie *onnx.InputError
-	if errors.As(err, &ie) {
-		return &workerproto.ModelError{Message: err.Error(), Type: "ValueError"}
-	}
-	return &workerproto.ModelError{Message: err.Error(), Type: "RuntimeError"}
 }

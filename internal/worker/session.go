@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/modelruntime/onnx"
 	"github.com/slipway-ml/slipway/internal/modelruntime/python"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
@@ -42,7 +43,7 @@ func loadModel(ctx context.Context, cfg *serveConfig, m *versionManifest, dir st
 
 // onnxSession serves sessions from one ONNX Runtime session loaded in this process.
 type onnxSession struct {
-	handler *onnxHandler
+	handler *onnx.Handler
 	hello   workerproto.Hello
 }
 
@@ -72,7 +73,7 @@ func loadONNXSession(ctx context.Context, m *versionManifest, dir string, log *s
 		log.Warn(w)
 	}
 	log.Info("model loaded", "runtime", "onnx", "seconds", time.Since(start).Seconds())
-	return &onnxSession{handler: &onnxHandler{m: om},
+	return &onnxSession{handler: &onnx.Handler{Model: om},
 		hello: workerproto.Hello{OK: true, Runtime: "onnx", PID: os.Getpid(), Inputs: om.Inputs(), Outputs: om.Outputs()}}, nil
 }
 
@@ -104,7 +105,7 @@ func blockingSocket(conn net.Conn) (*os.File, bool) {
 	return f, true
 }
 
-func (s *onnxSession) Close() { _ = s.handler.m.Close() } // the process is ending
+func (s *onnxSession) Close() { _ = s.handler.Model.Close() } // the process is ending
 
 // pythonSessions runs the Python harness as a child per session and relays frames between the connection and
 // the child's stdin/stdout. The next session's child is started (and its model loaded) as soon as the previous

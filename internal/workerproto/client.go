@@ -2,6 +2,7 @@ package workerproto
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,6 +111,38 @@ func (c *Client) PredictTensors(in []Tensor) ([]Tensor, error) {
 		return nil, err
 	}
 	out, err := DecodeTensors(payload) // payload is freshly allocated: aliasing is safe
+	if err != nil {
+		return nil, c.broken(err)
+	}
+	return out, nil
+}
+
+// PredictTensorsParams sends a P frame (params, then the tensors) and decodes the t result: for models whose
+// predict() takes params (Hello.Params); the server never sends it to others.
+func (c *Client) PredictTensorsParams(in []Tensor, params []byte) ([]Tensor, error) {
+	for _, t := range in {
+		if err := t.Validate(); err != nil {
+			return nil, rejected(err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	c.wbuf = appendParamsFrame(c.wbuf[:0], params, in)
+	err := c.writeBuf()
+	if cap(c.wbuf) > keepBuf {
+		c.wbuf = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	payload, err := c.result(KindResultTensors)
+	if err != nil {
+		return nil, err
+	}
+	out, err := DecodeTensors(payload)
 	if err != nil {
 		return nil, c.broken(err)
 	}
@@ -228,5 +261,17 @@ func appendTensorFrame(dst []byte, kind Kind, ts []Tensor) []byte {
 	dst = append(dst, make([]byte, headerLen)...)
 	dst = EncodeTensors(dst, ts)
 	putHeader(dst[start:], kind, len(dst)-start-headerLen)
+	return dst
+}
+
+// appendParamsFrame appends a complete P frame to dst: params_len:uint32 (little-endian) | params JSON | the
+// tensor payload.
+func appendParamsFrame(dst, params []byte, ts []Tensor) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, headerLen)...)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(params)))
+	dst = append(dst, params...)
+	dst = EncodeTensors(dst, ts)
+	putHeader(dst[start:], KindPredictParams, len(dst)-start-headerLen)
 	return dst
 }

@@ -324,3 +324,36 @@ func BenchmarkClientServeRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// A P frame is params_len:uint32 LE, the params JSON, then a tensor payload (docs/worker-protocol.md).
+func TestParamsFrameLayout(t *testing.T) {
+	in := []Tensor{NewFloat64("x", []int64{2}, []float64{1, 2})}
+	params := []byte(`{"threshold":0.5}`)
+	frame := appendParamsFrame(nil, params, in)
+	kind, payload, err := ReadFrame(bytes.NewReader(frame), nil)
+	if err != nil || kind != KindPredictParams {
+		t.Fatalf("frame kind %v, %v", kind, err)
+	}
+	n := int(payload[0]) | int(payload[1])<<8 | int(payload[2])<<16 | int(payload[3])<<24
+	if got := string(payload[4 : 4+n]); got != string(params) {
+		t.Fatalf("params %q, want %q", got, params)
+	}
+	out, err := DecodeTensors(payload[4+n:])
+	if err != nil || len(out) != 1 || out[0].Name != "x" || !bytes.Equal(out[0].Data, in[0].Data) {
+		t.Fatalf("tensors %+v, %v", out, err)
+	}
+	// A Go worker (ONNX) never advertises params, so it is never sent one; if it were, it answers an error
+	// and stays up.
+	c := startServe(t, testHello, echo{})
+	if _, err := c.ReadHello(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.PredictTensorsParams(in, params)
+	var me *ModelError
+	if !errors.As(err, &me) || me.Type != "ProtocolError" {
+		t.Fatalf("P frame to a Go worker: %v", err)
+	}
+	if _, err := c.PredictTensors(in); err != nil {
+		t.Fatalf("the worker did not stay up: %v", err)
+	}
+}

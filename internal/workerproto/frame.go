@@ -26,6 +26,7 @@ const (
 	KindHello          Kind = 'H' // child → server, once
 	KindPredictJSON    Kind = 'J' // server → child
 	KindPredictTensors Kind = 'T' // server → child
+	KindPredictParams  Kind = 'P' // server → child: params JSON + tensors, for a predict() that takes params
 	KindResultJSON     Kind = 'j' // child → server
 	KindResultTensors  Kind = 't' // child → server
 	KindError          Kind = 'E' // child → server: the model raised, replica stays up
@@ -46,7 +47,7 @@ const smallFrame = 64 << 10
 var ErrFrameTooLarge = errors.New("workerproto: frame exceeds 256 MiB")
 
 var kindNames = map[Kind]string{
-	KindHello: "hello", KindPredictJSON: "predict-json", KindPredictTensors: "predict-tensors",
+	KindHello: "hello", KindPredictJSON: "predict-json", KindPredictTensors: "predict-tensors", KindPredictParams: "predict-params",
 	KindResultJSON: "result-json", KindResultTensors: "result-tensors", KindError: "error",
 	KindPing: "ping", KindPong: "pong",
 }

@@ -12,7 +12,10 @@ type Hello struct {
 	PID     int      `json:"pid,omitempty"`
 	Inputs  []Column `json:"inputs"`
 	Outputs []Column `json:"outputs"`
-	Error   string   `json:"error,omitempty"`
+	// Params says the model's predict() takes a params argument (MLflow's predict(data, params=...)): only
+	// then does the server send it P frames.
+	Params bool   `json:"params,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // MarshalJSON writes the two shapes the protocol document shows: a failed hello is

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
@@ -25,12 +26,14 @@ type Options struct {
 // Model is a loaded ONNX model. Predict is safe for concurrent use; Close waits for
 // in-flight predictions.
 type Model struct {
-	path     string
-	mu       sync.RWMutex // read-held by Predict, write-held by Close
-	sess     *session     // nil once closed
-	inputs   []workerproto.Column
-	outputs  []workerproto.Column
-	warnings []string
+	path string
+	mu   sync.RWMutex // read-held by Predict, write-held by Close
+	sess *session     // nil once closed
+	// cancelTarget is sess for Cancel, which must not wait for the lock a running prediction holds.
+	cancelTarget atomic.Pointer[session]
+	inputs       []workerproto.Column
+	outputs      []workerproto.Column
+	warnings     []string
 }
 
 // InputError is a request that does not fit the model's inputs (wrong name, datatype,
@@ -79,7 +82,9 @@ func load(path string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Model{path: abs, sess: sess, inputs: sess.inputs, outputs: sess.outputs, warnings: warnings}, nil
+	m := &Model{path: abs, sess: sess, inputs: sess.inputs, outputs: sess.outputs, warnings: warnings}
+	m.cancelTarget.Store(sess)
+	return m, nil
 }
 
 // Inputs describes the model's inputs: names, OIP datatypes, shapes (-1 = dynamic).
@@ -178,6 +183,19 @@ func shapeFits(model, got []int64) bool {
 	return true
 }
 
+// Cancel makes the prediction in progress fail as soon as ONNX Runtime checks (between the graph's nodes), and
+// every later one: it is how a call past its deadline ends in a model that runs inside the server, where there is
+// no process to kill. The model is then only good for Close.
+func (m *Model) Cancel() {
+	// No lock: Close holds it while a prediction runs, and Cancel must reach that prediction. sess is set once
+	// at load and only cleared by Close, under the write lock, which waits for Predict; a Cancel racing a Close
+	// finds either the session (terminate is safe until it is destroyed, which Close does after in-flight
+	// predictions) or nil.
+	if s := m.cancelTarget.Load(); s != nil {
+		s.terminate()
+	}
+}
+
 // Close releases the session after in-flight predictions finish. It is idempotent.
 func (m *Model) Close() error {
 	m.mu.Lock()
@@ -185,6 +203,7 @@ func (m *Model) Close() error {
 	if m.sess == nil {
 		return nil
 	}
+	m.cancelTarget.Store(nil)
 	err := m.sess.close()
 	m.sess = nil
 	if err != nil {

@@ -89,7 +89,10 @@ var elementTypes = func() map[string]ort.TensorElementDataType {
 
 // session is a DynamicAdvancedSession with its served inputs and outputs.
 type session struct {
-	das     *ort.DynamicAdvancedSession
+	das *ort.DynamicAdvancedSession
+	// run is passed to every Run: terminate cancels the call in progress (a deadline passed in an in-process
+	// replica, which cannot be killed as a process can).
+	runOpts *ort.RunOptions
 	inputs  []workerproto.Column
 	outputs []workerproto.Column
 }
@@ -118,8 +121,12 @@ func openSession(path string, opts Options) (*session, []string, error) {
 	if len(s.outputs) == 0 {
 		return nil, warnings, fmt.Errorf("no output can be served (%s)", strings.Join(warnings, "; "))
 	}
+	if s.runOpts, err = ort.NewRunOptions(); err != nil {
+		return nil, warnings, fmt.Errorf("run options: %w", err)
+	}
 	s.das, err = ort.NewDynamicAdvancedSession(path, columnNames(s.inputs), columnNames(s.outputs), so)
 	if err != nil {
+		destroy(s.runOpts)
 		return nil, warnings, err
 	}
 	return s, warnings, nil
@@ -187,7 +194,7 @@ func (s *session) run(in []workerproto.Tensor) ([]workerproto.Tensor, error) {
 	}
 	outputs := make([]ort.Value, len(s.outputs)) // nil: ORT allocates them
 	defer destroyAll(outputs)                    // Run fills this slice in place
-	if err := s.das.Run(values, outputs); err != nil {
+	if err := s.das.RunWithOptions(values, outputs, s.runOpts); err != nil {
 		return nil, err
 	}
 	result := make([]workerproto.Tensor, len(outputs))
@@ -215,7 +222,14 @@ func destroyAll(values []ort.Value) {
 // initialised or released twice, which this file never does: there is no error to act on.
 func destroy(o interface{ Destroy() error }) { _ = o.Destroy() }
 
-func (s *session) close() error { return s.das.Destroy() }
+func (s *session) close() error {
+	err := s.das.Destroy()
+	destroy(s.runOpts)
+	return err
+}
+
+// terminate makes the run in progress, and every later one, fail.
+func (s *session) terminate() { _ = s.runOpts.Terminate() } // fails only for options already released
 
 // newValue wraps a validated tensor as an ORT value. Numeric data is used in place
 // (copied only when misaligned for its element type); strings are copied into ORT.

@@ -20,3 +20,11 @@ func openSession(string, Options) (*session, []string, error) { return nil, nil,
 func (s *session) run([]workerproto.Tensor) ([]workerproto.Tensor, error) { return nil, ErrNoCgo }
 
 func (s *session) close() error { return nil }
+
+func (s *session) terminate() {}
+
+// HeapInUse is unknown without cgo.
+func HeapInUse() (int64, bool) { return 0, false }
+
+// ReleaseFreeMemory has nothing to release without cgo.
+func ReleaseFreeMemory() {}

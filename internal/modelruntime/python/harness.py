@@ -365,6 +365,15 @@ def _format_exc(e):
     return "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc())
 
 
+def _accepts_params(fn):
+    """Whether fn takes MLflow's params argument (by name, or through **kwargs)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "params" or p.kind == p.VAR_KEYWORD for p in params)
+
+
 def _accepts_model_kwarg(fn):
     try:
         params = inspect.signature(fn).parameters.values()
@@ -378,6 +387,8 @@ def _load(model_dir):
     if np is None:
         raise ImportError("numpy is required by the slipway harness but is not installed")
     if not os.path.isfile(os.path.join(model_dir, "score.py")):
+        if os.path.isfile(os.path.join(model_dir, "MLmodel")):
+            return _load_mlflow(model_dir)
         raise FileNotFoundError("no score.py in %s" % model_dir)
     sys.path.insert(0, model_dir)
     sys.dont_write_bytecode = True  # leave the model directory as it was: no __pycache__
@@ -396,6 +407,120 @@ def _load(model_dir):
     return predict, model, inputs, outputs
 
 
+# ---------------------------------------------------------------------------------------------------
+# MLflow model directories (served without the MLflow library; the Go side, internal/mlmodel, refuses at
+# registration what this cannot load)
+
+
+def _inside(model_dir, rel):
+    """model_dir/rel, refusing a path that leaves model_dir (the MLmodel file is untrusted input)."""
+    path = os.path.realpath(os.path.join(model_dir, rel))
+    root = os.path.realpath(model_dir)
+    if path != root and not path.startswith(root + os.sep):
+        raise ValueError("MLmodel path %r leaves the model directory" % rel)
+    return path
+
+
+def _load_mlflow(model_dir):
+    """Load an MLflow model directory: the sklearn flavor's pickle, or a python_function model through its own
+    loader_module. Returns what _load returns, with a predict(data, model=None) that turns MLflow's input forms
+    into a DataFrame first, as MLflow's pyfunc does."""
+    try:
+        import yaml
+    except ImportError:
+        raise ImportError("reading an MLmodel file needs PyYAML (Debian: python3-yaml), which MLflow models depend on anyway") from None
+    if pd is None:
+        raise ImportError("MLflow models take pandas DataFrames: install pandas (Debian: python3-pandas)")
+    with open(os.path.join(model_dir, "MLmodel"), "rb") as f:
+        conf = yaml.safe_load(f) or {}
+    flavors = conf.get("flavors") or {}
+    pyfunc = flavors.get("python_function") or {}
+    signature = conf.get("signature") or {}
+    names = [c.get("name") for c in json.loads(signature.get("inputs") or "[]") if isinstance(c, dict)]
+    names = names if names and all(names) else None
+    outputs = [c for c in json.loads(signature.get("outputs") or "[]") if isinstance(c, dict)]
+
+    if "sklearn" in flavors:
+        sk = flavors["sklearn"]
+        fmt = sk.get("serialization_format") or "pickle"
+        if fmt == "cloudpickle":
+            import cloudpickle as loader
+        elif fmt == "pickle":
+            import pickle as loader
+        else:
+            raise ValueError("sklearn serialization_format %r is not supported (pickle or cloudpickle)" % fmt)
+        if sk.get("code"):  # code_paths: modules the pickle refers to (custom transformers)
+            sys.path.insert(0, _inside(model_dir, sk["code"]))
+        with open(_inside(model_dir, sk["pickled_model"]), "rb") as f:
+            model = loader.load(f)
+        method = getattr(model, pyfunc.get("predict_fn") or "predict")
+
+        def impl(frame, params):
+            return method(frame)
+        takes_params = False
+    else:
+        import importlib
+        loader_module = pyfunc.get("loader_module")
+        if not loader_module or loader_module == "mlflow" or loader_module.startswith("mlflow."):
+            raise ValueError("MLflow flavor(s) %s cannot be served without MLflow" % ", ".join(sorted(flavors)))
+        if pyfunc.get("code"):
+            sys.path.insert(0, _inside(model_dir, pyfunc["code"]))
+        data = pyfunc.get("model_path") or pyfunc.get("data")
+        model = importlib.import_module(loader_module)._load_pyfunc(_inside(model_dir, data) if data else model_dir)
+
+        takes_params = _accepts_params(model.predict)
+
+        def impl(frame, params):
+            return model.predict(frame, params=params) if params is not None else model.predict(frame)
+
+    def predict(data, model=None, params=None):
+        return impl(_mlflow_frame(data, names), params)
+
+    predict.slipway_params = takes_params  # the harness's predict always has params; the model's may not
+
+    out = [{"name": outputs[0].get("name") or "predictions"}] if len(outputs) == 1 else []
+    return predict, None, [], out
+
+
+def _mlflow_frame(data, names):
+    """MLflow's input forms as a DataFrame: {"dataframe_split": ...}, {"dataframe_records": ...},
+    {"instances"/"inputs": ...}, a split-oriented {"columns", "data"} (MLflow's input_example.json), records,
+    a dict of columns, or rows (named by the signature). Columns are put in the signature's order."""
+    frame = data
+    if isinstance(data, dict):
+        if "dataframe_split" in data:
+            frame = _split_frame(data["dataframe_split"])
+        elif "dataframe_records" in data:
+            frame = pd.DataFrame(data["dataframe_records"])
+        elif "instances" in data or "inputs" in data:
+            frame = _rows_frame(data.get("instances", data.get("inputs")), names)
+        elif "columns" in data and "data" in data and set(data) <= {"columns", "data", "index"}:
+            frame = _split_frame(data)
+        else:
+            frame = pd.DataFrame({k: (v if isinstance(v, list) else [v]) for k, v in data.items()})
+    elif isinstance(data, list):
+        frame = _rows_frame(data, names)
+    elif np is not None and isinstance(data, np.ndarray) and data.ndim == 2 and names and data.shape[1] == len(names):
+        frame = pd.DataFrame(data, columns=names)
+    if isinstance(frame, pd.DataFrame) and names and all(n in frame.columns for n in names):
+        frame = frame[names]
+    return frame
+
+
+def _split_frame(split):
+    return pd.DataFrame(data=split.get("data"), columns=split.get("columns"), index=split.get("index"))
+
+
+def _rows_frame(rows, names):
+    if isinstance(rows, dict):
+        return pd.DataFrame(rows)
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+        return pd.DataFrame(rows)
+    if isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows) and names and all(len(r) == len(names) for r in rows):
+        return pd.DataFrame(rows, columns=names)
+    return np.asarray(rows)
+
+
 def serve(model_dir):
     # Frames go to a private copy of stdout; fd 1 (and sys.stdout) become the log so stray prints are harmless.
     out = os.fdopen(os.dup(1), "wb")
@@ -410,13 +535,17 @@ def serve(model_dir):
         sys.stderr.write(msg)
         write_json(out, "H", {"ok": False, "error": msg})
         return 1
-    write_json(out, "H", {"ok": True, "runtime": "python", "pid": os.getpid(), "inputs": inputs, "outputs": outputs})
+    takes_params = getattr(predict, "slipway_params", None)
+    if takes_params is None:
+        takes_params = _accepts_params(predict)
+    write_json(out, "H", {"ok": True, "runtime": "python", "pid": os.getpid(), "inputs": inputs, "outputs": outputs,
+                          "params": takes_params})
 
     with_model = _accepts_model_kwarg(predict)
     out_name = outputs[0].get("name", "predictions") if len(outputs) == 1 and isinstance(outputs[0], dict) else "predictions"
 
-    def call(data):
-        return predict(data, model=model) if with_model else predict(data)
+    def call(data, **params):
+        return predict(data, model=model, **params) if with_model else predict(data, **params)
 
     while True:
         try:
@@ -432,6 +561,11 @@ def serve(model_dir):
                 reply = ("j", to_json(call(json.loads(bytes(payload)))).encode("utf-8"))
             elif kind == "T":
                 result = call(tensors_to_input(decode_tensors(payload)))
+                reply = ("t", encode_tensors(result_to_tensors(result, out_name)))
+            elif kind == "P":  # params (JSON) then tensors, for a predict() that takes params
+                (n,) = struct.unpack_from("<I", payload, 0)
+                params = json.loads(bytes(payload[4:4 + n]))
+                result = call(tensors_to_input(decode_tensors(payload[4 + n:])), params=params)
                 reply = ("t", encode_tensors(result_to_tensors(result, out_name)))
             elif kind == "Q":
                 reply = ("q", b"")

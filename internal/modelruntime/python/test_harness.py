@@ -306,6 +306,56 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(w.call_json(1), ("j", b"null"))
         self.assertEqual(w.close(), 0)
 
+    def test_params_frame(self):
+        # MLflow params: a predict() that takes params says so in its hello and gets them from a P frame.
+        w = self.start("def predict(data, model=None, params=None):\n"
+                       "    return {'y': data['x'] * params['scale']}\n")
+        self.assertTrue(w.recv_json("H")["params"])
+        params = json.dumps({"scale": 3}).encode()
+        w.send("P", struct.pack("<I", len(params)) + params + encode_tensors([("x", "FP64", [1.0, 2.0])]))
+        kind, payload = w.recv()
+        self.assertEqual(kind, "t", payload)
+        self.assertEqual(decode_tensors(payload)["y"][1].tolist(), [3.0, 6.0])
+        self.assertEqual(w.close(), 0)
+
+    def test_no_params_in_hello(self):
+        w = self.start("def predict(data, model=None):\n    return data\n")
+        self.assertFalse(w.recv_json("H")["params"])
+        self.assertEqual(w.close(), 0)
+
+    def test_mlflow_pyfunc_loader_module(self):
+        # An MLflow python_function directory (no score.py) loads through its loader_module, with code/ on
+        # sys.path, turns a split-oriented input into a DataFrame in the signature's order, and passes params.
+        d = os.path.join(self.tmp.name, "mlflow")
+        os.makedirs(os.path.join(d, "code"))
+        with open(os.path.join(d, "MLmodel"), "w") as f:
+            f.write("flavors:\n  python_function:\n    loader_module: my_loader\n    code: code\n    data: weights.json\n"
+                    "signature:\n  inputs: '[{\"name\": \"a\", \"type\": \"double\"}, {\"name\": \"b\", \"type\": \"double\"}]'\n")
+        with open(os.path.join(d, "weights.json"), "w") as f:
+            f.write('{"w": 10}')
+        with open(os.path.join(d, "code", "my_loader.py"), "w") as f:
+            f.write(textwrap.dedent("""
+                import json
+                class M:
+                    def __init__(self, w):
+                        self.w = w
+                    def predict(self, df, params=None):
+                        assert list(df.columns) == ["a", "b"], list(df.columns)
+                        return (df["a"] * self.w + df["b"] + (params or {}).get("bias", 0)).tolist()
+                def _load_pyfunc(path):
+                    return M(json.load(open(path))["w"])
+                """))
+        w = Worker(d)
+        self.addCleanup(w.dispose)
+        self.assertTrue(w.recv_json("H")["params"])
+        self.assertEqual(w.call_json({"columns": ["b", "a"], "data": [[1, 2], [3, 4]]}), ("j", b"[21,43]"))
+        params = json.dumps({"bias": 100}).encode()
+        w.send("P", struct.pack("<I", len(params)) + params + encode_tensors([("a", "FP64", [1.0]), ("b", "FP64", [2.0])]))
+        kind, payload = w.recv()
+        self.assertEqual(kind, "t", payload)
+        self.assertEqual(decode_tensors(payload)["predictions"][1].tolist(), [112.0])
+        self.assertEqual(w.close(), 0)
+
 
 def run_inspect(model_dir, packages):
     r = subprocess.run([sys.executable, HARNESS, "inspect", "--model-dir", model_dir, "--packages", packages],

@@ -3,6 +3,7 @@
 "use strict";
 
 const TOKEN_KEY = "slipway.token";
+const PROJECT_KEY = "slipway.project"; // the project chosen in the header's switcher (sent as Slipway-Project)
 const main = document.getElementById("main");
 let timers = [];   // polls of the current page, stopped when the page changes
 let pageSeq = 0;   // bumped per page: a late answer for a page the user left is dropped
@@ -36,8 +37,8 @@ const enc = encodeURIComponent;
 
 function badge(state) {
   const s = String(state || "");
-  const cls = /^(READY|ACTIVE|SUCCEEDED|OK|yes)$/.test(s) ? "ok"
-    : /^(FAILED|NEEDS_ATTENTION|REJECTED|ERROR|CANCELED|no)$/.test(s) ? "bad"
+  const cls = /^(READY|ACTIVE|SUCCEEDED|OK|yes|PROMOTED|passed|promoted)$/.test(s) ? "ok"
+    : /^(FAILED|NEEDS_ATTENTION|REJECTED|ERROR|CANCELED|no|ROLLED_BACK|failed|rolled_back)$/.test(s) ? "bad"
     : /^(CREATING|UPDATING|RUNNING|IN_PROGRESS|ACCEPTED|PENDING|QUEUED|STARTING|DELETING|INACTIVE)$/.test(s) ? "warn" : "";
   return el("span", { class: "badge " + cls }, s);
 }
@@ -97,8 +98,17 @@ class APIError extends Error {
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || localStorage.getItem(TOKEN_KEY); }
 
+// authHeaders are every API call's: the token, and the project chosen in the switcher (none: the token's only
+// project, else default).
+function authHeaders() {
+  const h = { Authorization: "Bearer " + token() };
+  const p = sessionStorage.getItem(PROJECT_KEY);
+  if (p) h["Slipway-Project"] = p;
+  return h;
+}
+
 async function api(path, opts = {}) {
-  const res = await fetch(path, { ...opts, headers: { Authorization: "Bearer " + token(), ...(opts.headers || {}) } });
+  const res = await fetch(path, { ...opts, headers: { ...authHeaders(), ...(opts.headers || {}) } });
   if (res.status === 401) {
     signOut("Your token was not accepted (" + await problemText(res) + "). Sign in again.");
     throw new APIError(401, "signed out");
@@ -352,18 +362,34 @@ function loginPage(message) {
 function signOut(message) {
   me = null;
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(PROJECT_KEY);
   localStorage.removeItem(TOKEN_KEY);
   stopTimers();
   loginPage(message);
 }
 
-const canEdit = () => me && (me.role === "editor" || me.role === "admin");
+// myRole is the token's role in the project the pages show: its global role, else its role in that project.
+const myRole = () => me ? (me.role || (me.projects || {})[me.project] || "") : "";
+const canEdit = () => myRole() === "editor" || myRole() === "admin";
 
 function showWho(who) {
   me = who;
   for (const admin of ["/ui/tokens", "/ui/audit"]) document.querySelector('#nav a[href="' + admin + '"]').hidden = me.role !== "admin";
-  fill(document.getElementById("who"), me.name + " (" + me.role + ")",
+  const picker = el("select", { id: "project", title: "Project", "aria-label": "Project" });
+  picker.onchange = async () => {
+    sessionStorage.setItem(PROJECT_KEY, picker.value);
+    showWho(await api("/api/v1/whoami"));
+    shownPath = null;
+    render();
+  };
+  fill(picker, el("option", { value: me.project || "" }, me.project || "project…"));
+  fill(document.getElementById("who"), picker, " ", me.name + " (" + myRole() + ")",
     el("button", { type: "button", id: "signout", onclick: () => signOut() }, "Sign out"));
+  // The switcher lists the projects this token may see (one only: the select is just a label).
+  api("/api/v1/projects").then(list => {
+    fill(picker, list.items.map(p => el("option", { value: p.name, selected: p.name === me.project }, p.name)));
+    if (!me.project && list.items.length) picker.onchange(); // a token of several projects: start in the first
+  }).catch(() => {});
 }
 
 // ---- catalog ----
@@ -501,6 +527,30 @@ function autoscalingSection(d) {
       when(x.at), x.side, x.version, x.direction + " " + x.from + " → " + x.to, x.load.toFixed(2), x.reason]), "No scaling decisions yet.")];
 }
 
+// rolloutStep is a rollout step as the CLI writes it: shadow=10m, canary=50:10m.
+function rolloutStep(s) {
+  return s.shadow ? "shadow=" + s.shadow : "canary=" + s.canary + ":" + s.for;
+}
+
+// rolloutsSection shows a deployment's latest rollouts: state, steps (the current one marked), and every
+// decision with the gates' evidence; a running one can be canceled.
+function rolloutsSection(base, rs, refresh) {
+  if (!rs.length) return [el("p", { class: "muted" }, "No rollouts. A rollout moves a candidate version through shadow and canary steps, " +
+    "judged by gates (slipway rollouts start, or POST " + base + "/rollouts).")];
+  return rs.slice(0, 5).map(r => el("div", { class: "rollout", id: "rollout-" + r.id },
+    el("h3", {}, "Rollout " + r.id + ": version " + r.from_version + " → " + r.version + " ", badge(r.state),
+      r.state === "RUNNING" ? actionButton("Cancel", "cancel-rollout-" + r.id, base + "/rollouts/" + enc(r.id) + "/cancel", refresh,
+        "Cancel the rollout of version " + r.version + "? Its canary or shadow is removed; version " + r.from_version + " keeps serving.") : null),
+    el("p", {}, r.steps.map((s, i) => el("span", { class: i === r.step && r.state === "RUNNING" ? "badge warn" : "" },
+      (i + 1) + ". " + rolloutStep(s))).flatMap((x, i) => i ? [" → ", x] : [x]),
+    r.state === "RUNNING" ? " (step " + (r.step + 1) + ", " + (r.step_phase || "") + ")" : ""),
+    r.reason ? el("div", { class: r.state === "PROMOTED" ? "note" : "error" }, r.reason) : null,
+    table(["time", "step#", "decision", "why", "gates"], r.decisions.slice().reverse().map(d => [
+      when(d.time), d.step + 1, badge(d.action), d.message,
+      (d.checks || []).map(c => el("div", { class: c.passed ? "" : "error" },
+        (c.passed ? "✓ " : "✗ ") + c.gate + " " + num(c.threshold) + ": " + c.evidence))]), "No decision yet.")));
+}
+
 async function deploymentPage(name) {
   const base = "/api/v1/deployments/" + enc(name);
   const d = await api(base);
@@ -508,6 +558,7 @@ async function deploymentPage(name) {
   const charts = el("div", { class: "charts" });
   const drift = el("div");
   const shadow = el("div", { id: "shadow-comparison" });
+  const rollouts = el("div", { id: "rollouts" });
   const alerts = el("div");
   const logs = el("pre", { class: "log", id: "deployment-log" });
   const range = el("select", { id: "range", onchange: () => refreshMetrics() },
@@ -577,6 +628,12 @@ async function deploymentPage(name) {
       if (seq === pageSeq) fill(shadow, shadowReport(r));
     } catch (err) { if (seq === pageSeq) fill(shadow, errorBox(err)); }
   }
+  async function refreshRollouts() {
+    try {
+      const r = await api(base + "/rollouts");
+      if (seq === pageSeq) fill(rollouts, ...rolloutsSection(base, r.items || [], refreshRollouts));
+    } catch (err) { if (seq === pageSeq) fill(rollouts, errorBox(err)); }
+  }
   async function refreshAlerts() {
     try {
       const [rules, h] = await Promise.all([api(base + "/alerts"), api(base + "/alerts/history?limit=20")]);
@@ -612,6 +669,7 @@ async function deploymentPage(name) {
   every(5000, refreshLogs);
   every(60000, refreshDrift);
   every(30000, refreshShadow);
+  every(3000, refreshRollouts);
   every(30000, refreshAlerts);
   return el("div", {},
     el("div", { class: "crumbs" }, link("deployments", "Deployments"), " / ", name),
@@ -623,6 +681,7 @@ async function deploymentPage(name) {
     el("h2", {}, "Input drift"),
     el("div", { class: "toolbar" }, driftRange),
     drift,
+    el("h2", {}, "Rollouts"), rollouts,
     el("h2", {}, "Shadow comparison"), shadow,
     el("h2", {}, "Alerts"), alerts, alertRule,
     el("h2", {}, "Logs"), logs);
@@ -930,7 +989,7 @@ function downloadButton(path, filename) {
   const button = el("button", { type: "button", id: "download", onclick: async () => {
     button.disabled = true;
     try {
-      const res = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
+      const res = await fetch(path, { headers: authHeaders() });
       if (!res.ok) throw new APIError(res.status, await problemText(res));
       const url = URL.createObjectURL(await res.blob());
       const a = el("a", { href: url, download: filename });
