@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"flag"
@@ -17,11 +16,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/slipway-ml/slipway/bench/internal/benchserver"
 	"github.com/slipway-ml/slipway/client"
 )
 
@@ -50,7 +49,7 @@ func run(bin, examples string, rounds int) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	srv, url, err := startServer(bin, dir)
+	srv, url, err := benchserver.Start(bin, dir)
 	if err != nil {
 		return err
 	}
@@ -120,39 +119,6 @@ func run(bin, examples string, rounds int) error {
 			ms(median(warm)), bare, ratio)
 	}
 	return nil
-}
-
-var listenRE = regexp.MustCompile(`addr=(https?://127\.0\.0\.1:\d+)`)
-
-// startServer starts the binary on dir and returns once it listens.
-func startServer(bin, dir string) (*exec.Cmd, string, error) {
-	cmd := exec.Command(bin, "server", "--data-dir", dir, "--addr", "127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	addr := make(chan string, 1)
-	go func() { // ends when the server closes stderr
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		return cmd, a, nil
-	case <-time.After(time.Minute):
-		_ = cmd.Process.Kill()
-		return nil, "", fmt.Errorf("the server did not listen within a minute")
-	}
 }
 
 func cli(bin, url, token string, args ...string) (string, error) {

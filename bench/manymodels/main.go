@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/bench/internal/benchserver"
 	"github.com/slipway-ml/slipway/client"
 )
 
@@ -58,7 +58,7 @@ func run(bin string, n, process int) error {
 	if err != nil {
 		return err
 	}
-	srv, url, err := startServer(bin, filepath.Join(dir, "data"))
+	srv, url, err := benchserver.Start(bin, filepath.Join(dir, "data"))
 	if err != nil {
 		return err
 	}
@@ -296,39 +296,6 @@ func procKB(pid int, file, field string) (int64, error) {
 	}
 	kb, err := strconv.ParseInt(string(m[1]), 10, 64)
 	return kb << 10, err
-}
-
-var listenRE = regexp.MustCompile(`addr=(https?://127\.0\.0\.1:\d+)`)
-
-// startServer starts the binary on dir and returns once it listens.
-func startServer(bin, dir string) (*exec.Cmd, string, error) {
-	cmd := exec.Command(bin, "server", "--data-dir", dir, "--addr", "127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	addr := make(chan string, 1)
-	go func() { // ends when the server closes stderr
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		return cmd, a, nil
-	case <-time.After(time.Minute):
-		_ = cmd.Process.Kill()
-		return nil, "", fmt.Errorf("the server did not listen within a minute")
-	}
 }
 
 func median(ds []time.Duration) time.Duration {

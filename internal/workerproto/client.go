@@ -88,6 +88,18 @@ func (c *Client) PredictJSON(body []byte) ([]byte, error) {
 // PredictTensors sends a T frame and decodes the t result. The inputs are validated
 // first. It returns a *ModelError when the model raised or the inputs are invalid.
 func (c *Client) PredictTensors(in []Tensor) ([]Tensor, error) {
+	return c.predictFrame(in, func(buf []byte) []byte { return appendTensorFrame(buf, KindPredictTensors, in) })
+}
+
+// PredictTensorsParams sends a P frame (params, then the tensors) and decodes the t result: for models whose
+// predict() takes params (Hello.Params); the server never sends it to others.
+func (c *Client) PredictTensorsParams(in []Tensor, params []byte) ([]Tensor, error) {
+	return c.predictFrame(in, func(buf []byte) []byte { return appendParamsFrame(buf, params, in) })
+}
+
+// predictFrame validates in, writes the frame that appendFrame builds into the write buffer, and decodes the
+// t result.
+func (c *Client) predictFrame(in []Tensor, appendFrame func(buf []byte) []byte) ([]Tensor, error) {
 	for _, t := range in {
 		if err := t.Validate(); err != nil {
 			return nil, rejected(err)
@@ -98,7 +110,7 @@ func (c *Client) PredictTensors(in []Tensor) ([]Tensor, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
-	c.wbuf = appendTensorFrame(c.wbuf[:0], KindPredictTensors, in)
+	c.wbuf = appendFrame(c.wbuf[:0])
 	err := c.writeBuf()
 	if cap(c.wbuf) > keepBuf {
 		c.wbuf = nil
@@ -111,38 +123,6 @@ func (c *Client) PredictTensors(in []Tensor) ([]Tensor, error) {
 		return nil, err
 	}
 	out, err := DecodeTensors(payload) // payload is freshly allocated: aliasing is safe
-	if err != nil {
-		return nil, c.broken(err)
-	}
-	return out, nil
-}
-
-// PredictTensorsParams sends a P frame (params, then the tensors) and decodes the t result: for models whose
-// predict() takes params (Hello.Params); the server never sends it to others.
-func (c *Client) PredictTensorsParams(in []Tensor, params []byte) ([]Tensor, error) {
-	for _, t := range in {
-		if err := t.Validate(); err != nil {
-			return nil, rejected(err)
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.usable(); err != nil {
-		return nil, err
-	}
-	c.wbuf = appendParamsFrame(c.wbuf[:0], params, in)
-	err := c.writeBuf()
-	if cap(c.wbuf) > keepBuf {
-		c.wbuf = nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	payload, err := c.result(KindResultTensors)
-	if err != nil {
-		return nil, err
-	}
-	out, err := DecodeTensors(payload)
 	if err != nil {
 		return nil, c.broken(err)
 	}

@@ -1,0 +1,44 @@
+// Package benchserver starts the slipway binary for the benchmark programs.
+package benchserver
+
+import (
+	"bufio"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"time"
+)
+
+var listenRE = regexp.MustCompile(`addr=(https?://127\.0\.0\.1:\d+)`)
+
+// Start starts `bin server` on data folder dir at a free loopback port and returns once it listens, with the
+// base URL it logged. The caller stops the process.
+func Start(bin, dir string) (*exec.Cmd, string, error) {
+	cmd := exec.Command(bin, "server", "--data-dir", dir, "--addr", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	addr := make(chan string, 1)
+	go func() { // ends when the server closes stderr
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return cmd, a, nil
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		return nil, "", fmt.Errorf("the server did not listen within a minute")
+	}
+}
