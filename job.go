@@ -144,4 +144,10 @@ type JobStore interface {
 	// FinishJobRun moves r from ACCEPTED or IN_PROGRESS to r.State with its exit code, reason and outputs
 	// (ECONFLICT when it was already over).
 	FinishJobRun(ctx context.Context, r *JobRun) error
+	// RequestJobRunCancel flags an IN_PROGRESS run for cancellation by its owner server, with the reason its
+	// end will carry (ECONFLICT when it is no longer in progress).
+	RequestJobRunCancel(ctx context.Context, id, reason string) error
+	// CancelRequestedJobRuns returns the IN_PROGRESS runs this server owns that are flagged for cancellation:
+	// run id → the cancel's reason.
+	CancelRequestedJobRuns(ctx context.Context) (map[string]string, error)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
 	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
@@ -194,6 +195,53 @@ steps:
 	for _, want := range logs {
 		if !strings.Contains(b.Log(), want) {
 			t.Errorf("B's log does not say %q", want)
+		}
+	}
+}
+
+// A job run in progress on A is canceled through B: B answers as the owner would, once the run is CANCELED,
+// and A has stopped the run's whole process tree. A finished run stays a conflict through either server.
+func TestClusterCancelJobRunThroughAnotherServer(t *testing.T) {
+	slipwaytest.UseS3Credentials(t)
+	bucket := slipwaytest.StartS3(t, "slipway")
+	store := "s3://slipway/prod?endpoint=" + bucket.URL
+	pg := slipwaytest.StartPostgres(t)
+	dsn := pg.CreateDatabase(t, "slipway")
+	a := clusterMember(t, "", dsn, store, "")
+	ca := a.Client()
+	createShellJob(t, ca, "tree", treeScript, slipway.JobSpec{})
+	run, err := ca.RunJob(ctxFor(t, time.Minute), "tree", client.RunInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := pidFromOutput(t, ca, run.ID, "child.pid")
+	// B joins only now: A's queue claimed the run, so A owns it and runs its process.
+	b := clusterMember(t, "", dsn, store, a.Token)
+	cb := b.Client()
+	if owner, idA := pg.Psql(t, "slipway", "SELECT owner FROM job_runs WHERE id = '"+run.ID+"'"), serverID(t, pg, a); owner != idA || idA == "" {
+		t.Fatalf("the run's owner is %q, want A (%s)", owner, idA)
+	}
+	inProgress, err := ca.GetJobRun(ctxFor(t, time.Minute), run.ID)
+	if err != nil || inProgress.State != slipway.RunInProgress || !alive(inProgress.PID) || !alive(child) {
+		t.Fatalf("before the cancel: %+v %v (child alive: %v)", inProgress, err, alive(child))
+	}
+
+	canceled, err := cb.CancelJobRun(ctxFor(t, time.Minute), run.ID)
+	if err != nil || canceled.State != slipway.RunCanceled || !strings.HasPrefix(canceled.Reason, "canceled by ") {
+		t.Fatalf("cancel through B: %+v %v, want the run CANCELED", canceled, err)
+	}
+	for _, pid := range []int{inProgress.PID, child} {
+		if alive(pid) {
+			t.Errorf("process %d survived the cancel through B", pid)
+		}
+	}
+	if !strings.Contains(a.Log(), "job run canceled through another server") {
+		t.Errorf("A's log does not say it stopped the run for another server")
+	}
+	for name, c := range map[string]*client.Client{"A": ca, "B": cb} {
+		if _, err := c.CancelJobRun(ctxFor(t, time.Minute), run.ID); slipway.ErrorCode(err) != slipway.ECONFLICT ||
+			!strings.Contains(err.Error(), "already CANCELED") {
+			t.Errorf("cancel a finished run through %s: %v, want a conflict", name, err)
 		}
 	}
 }

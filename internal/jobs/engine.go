@@ -347,10 +347,18 @@ func (s *Service) stopStep(ctx context.Context, runID string, st *slipway.StepRu
 		return
 	}
 	jr, err := s.store.FindJobRun(ctx, st.JobRun)
-	if err == nil && jr.State == slipway.RunAccepted {
+	switch {
+	case err != nil:
+	case jr.State == slipway.RunAccepted:
 		jr.State, jr.Reason, jr.FinishedAt = slipway.RunCanceled, "the pipeline run was canceled", ptr(s.now().UTC())
 		if err := s.store.FinishJobRun(ctx, jr); err == nil {
 			s.changed.notify()
+		}
+	case jr.State == slipway.RunInProgress && s.cfg.Leases != nil:
+		// Its process runs on another server, the job run's owner: it stops it within a second. The driver
+		// asks on each pass until the attempt is over: asking again rewrites the same flag.
+		if err := s.store.RequestJobRunCancel(ctx, jr.ID, "the pipeline run was canceled"); err != nil && slipway.ErrorCode(err) != slipway.ECONFLICT {
+			s.log.Warn("ask the owner of a step's job run to cancel it", "run_id", jr.ID, "error", err)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/archive"
@@ -410,15 +411,34 @@ func (s *Service) CancelRun(ctx context.Context, id, by string) (*slipway.JobRun
 	s.mu.Lock()
 	ar := s.running[id]
 	s.mu.Unlock()
-	if ar == nil {
-		return nil, slipway.Errorf(slipway.ECONFLICT, "job run %s is not running on this server: retry in a moment", id)
+	switch {
+	case ar != nil:
+		ar.requestCancel(reason)
+	case s.cfg.Leases == nil:
+		// One server: a run in progress that this server does not follow is ending right now.
+		return nil, slipway.Errorf(slipway.ECONFLICT, "job run %s is finishing: retry in a moment", id)
+	default:
+		// Its process runs on its owner server: the owner reads the flag within a second (stopCanceledElsewhere).
+		if err := s.store.RequestJobRunCancel(ctx, id, reason); err != nil {
+			return nil, err
+		}
+		s.log.InfoContext(ctx, "job run cancel requested from its owner server", "run_id", id, "by", by)
 	}
-	ar.requestCancel(reason)
 	return s.waitRun(ctx, id)
 }
 
+// elsewherePoll is how often a waiter reads a run that another server may be changing: that server's changes
+// do not wake this server's waiters.
+const elsewherePoll = 200 * time.Millisecond
+
 // waitRun blocks until run id is over (or ctx ends) and returns it.
 func (s *Service) waitRun(ctx context.Context, id string) (*slipway.JobRun, error) {
+	var poll <-chan time.Time
+	if s.cfg.Leases != nil {
+		t := time.NewTicker(elsewherePoll)
+		defer t.Stop()
+		poll = t.C
+	}
 	for {
 		ch := s.changed.wait()
 		r, err := s.store.FindJobRun(ctx, id)
@@ -427,6 +447,7 @@ func (s *Service) waitRun(ctx context.Context, id string) (*slipway.JobRun, erro
 		}
 		select {
 		case <-ch:
+		case <-poll:
 		case <-ctx.Done():
 			return r, nil
 		}

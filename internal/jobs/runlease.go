@@ -85,6 +85,7 @@ func (s *Service) adoptLoop(ctx context.Context) {
 		if tick%strayEvery == 0 {
 			s.stopStrays(ctx)
 		}
+		s.stopCanceledElsewhere(ctx)
 		if err := s.adoptOrphans(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("adopt runs of lost servers", "error", err)
 		}
@@ -211,6 +212,34 @@ func (s *Service) stopStrays(ctx context.Context) {
 			_, _ = s.exec.Wait(ctx, r.ID) // its exit is not the run's: the run is over
 		}
 		s.removeRunScratch(r.ID)
+	}
+}
+
+// stopCanceledElsewhere stops the processes of the job runs of this server that were canceled through another
+// server (CancelRun there flags the run; the process is here). One query for all of them, and none while this
+// server runs nothing.
+func (s *Service) stopCanceledElsewhere(ctx context.Context) {
+	s.mu.Lock()
+	idle := len(s.running) == 0
+	s.mu.Unlock()
+	if idle {
+		return
+	}
+	flagged, err := s.store.CancelRequestedJobRuns(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("look for job runs canceled through another server", "error", err)
+		}
+		return
+	}
+	for id, reason := range flagged {
+		s.mu.Lock()
+		ar := s.running[id]
+		s.mu.Unlock()
+		if ar != nil {
+			s.log.Info("job run canceled through another server: stopping it here", "run_id", id)
+			ar.requestCancel(reason)
+		}
 	}
 }
 

@@ -142,3 +142,75 @@ steps:
 		t.Fatalf("the interrupted step ran %d times, want 2 (the lost attempt and its retry)", n)
 	}
 }
+
+// Runs whose processes run on A are canceled through B, which owns nothing that runs: a job run (B's call
+// returns once A has stopped it, as A's would) and a pipeline run that B drives while its step's job run runs
+// on A (B's driver flags the step's job run, and A stops it).
+func TestCancelThroughAServerThatDoesNotRunTheProcess(t *testing.T) {
+	dbDir, marks := t.TempDir(), t.TempDir()
+	dbA, dbB := openDB(t, dbDir), openDB(t, dbDir) // two servers on one database
+	nodeA := cluster.New(cluster.Config{Store: dbA, AdvertiseURL: "http://a", TTL: 5 * time.Second})
+	nodeB := cluster.New(cluster.Config{Store: dbB, AdvertiseURL: "http://b", TTL: 5 * time.Second})
+	dbA.FenceRuns(nodeA.ID())
+	dbB.FenceRuns(nodeB.ID())
+	ctx := context.Background()
+	for _, n := range []*cluster.Node{nodeA, nodeB} {
+		if err := n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close(ctx) })
+	}
+	on := func(db *sqlstore.DB, n *cluster.Node) func(*Config) {
+		return func(c *Config) {
+			c.Store, c.Tokens, c.Models, c.Leases, c.AdoptEvery = db, db, db, n, 100*time.Millisecond
+		}
+	}
+	a := newEnv(t, on(dbA, nodeA))
+	// B's queue never starts (it waits for the server's URL): A's queue claims every job run.
+	b := newEnv(t, on(dbB, nodeB), func(c *Config) { c.URL = "" })
+
+	a.createJob(t, "sleepy", "sleepy.sh", "echo started >> \""+marks+"/sleepy.log\"\nsleep 300\n", slipway.JobSpec{})
+	jr := a.run(t, "sleepy", RunInput{})
+	for lineCount(t, filepath.Join(marks, "sleepy.log")) == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !a.s.following(jr.ID) || b.s.following(jr.ID) {
+		t.Fatalf("job run %s: followed by A %v, by B %v; want A only", jr.ID, a.s.following(jr.ID), b.s.following(jr.ID))
+	}
+	got, err := b.s.CancelRun(t.Context(), jr.ID, "alice")
+	if err != nil || got.State != slipway.RunCanceled || got.Reason != "canceled by alice" {
+		t.Fatalf("cancel through B: %+v %v, want CANCELED by alice", got, err)
+	}
+	if _, err := a.s.CancelRun(t.Context(), jr.ID, "alice"); slipway.ErrorCode(err) != slipway.ECONFLICT {
+		t.Fatalf("cancel the finished run through A: %v, want a conflict", err)
+	}
+
+	b.createPipeline(t, `
+name: far
+params: {dir: null}
+steps:
+  - name: slow
+    script: |
+      echo started >> "${params.dir}/slow.log"
+      sleep 300
+`)
+	run := b.runPipeline(t, "far", map[string]any{"dir": marks})
+	for r, _ := b.s.GetPipelineRun(ctx, run.ID); stepOf(r, "slow").JobRun == ""; r, _ = b.s.GetPipelineRun(ctx, run.ID) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.s.kick() // B queued the step's job run: that wakes B's queue only, and A's looks by itself every 30 s
+	for lineCount(t, filepath.Join(marks, "slow.log")) == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := b.s.CancelPipelineRun(ctx, run.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	done := b.waitPipeline(t, run.ID)
+	step := stepOf(done, "slow")
+	if done.State != slipway.RunCanceled || step.State != slipway.StepCanceled {
+		t.Fatalf("pipeline run: %s %q, step %s %q", done.State, done.Reason, step.State, step.Reason)
+	}
+	if sr, err := a.s.GetRun(ctx, step.JobRun); err != nil || sr.State != slipway.RunCanceled || sr.Reason != "the pipeline run was canceled" {
+		t.Fatalf("the step's job run: %+v %v", sr, err)
+	}
+}

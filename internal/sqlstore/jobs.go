@@ -199,6 +199,41 @@ func (db *DB) FinishJobRun(ctx context.Context, r *slipway.JobRun) error {
 	return nil
 }
 
+// RequestJobRunCancel flags an IN_PROGRESS run for cancellation by its owner, with the reason its end will
+// carry (ECONFLICT when the run is no longer in progress).
+func (db *DB) RequestJobRunCancel(ctx context.Context, id, reason string) error {
+	scope, scopeArgs := inProject(ctx, "project")
+	res, err := db.w.ExecContext(ctx, `UPDATE job_runs SET cancel_requested = 1, reason = ? WHERE id = ? AND state = ? AND `+scope,
+		append([]any{reason, id, string(slipway.RunInProgress)}, scopeArgs...)...)
+	if err := affectedOne(res, err, "job run "+id); slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		r, ferr := db.FindJobRun(ctx, id)
+		if ferr != nil {
+			return ferr
+		}
+		return slipway.Errorf(slipway.ECONFLICT, "job run %s is already %s", id, r.State)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// CancelRequestedJobRuns returns the IN_PROGRESS runs owned by this server (FenceRuns) that were flagged for
+// cancellation, run id → the cancel's reason. One statement for all of them: the owner asks every second.
+func (db *DB) CancelRequestedJobRuns(ctx context.Context) (map[string]string, error) {
+	type flagged struct{ id, reason string }
+	scan := func(row rowScanner) (flagged, error) {
+		var f flagged
+		return f, row.Scan(&f.id, &f.reason)
+	}
+	runs, err := queryAll(ctx, db.r, scan, "job runs to cancel",
+		`SELECT id, reason FROM job_runs WHERE state = ? AND cancel_requested = 1 AND owner = ?`, string(slipway.RunInProgress), db.runOwner)
+	out := make(map[string]string, len(runs))
+	for _, f := range runs {
+		out[f.id] = f.reason
+	}
+	return out, err
+}
+
 func nullTime(t *time.Time) any {
 	if t == nil {
 		return nil

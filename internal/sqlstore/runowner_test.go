@@ -116,3 +116,69 @@ func TestRunOwnershipFencesTheOldOwner(t *testing.T) {
 		}
 	})
 }
+
+// A job run canceled through a server that does not own it: the cancel is a flag that only the owner's look
+// finds, with its reason; a run that is over cannot be flagged.
+func TestJobRunCancelRequestReachesItsOwner(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, td testDialect) {
+		ctx := context.Background()
+		inst := td.fresh(t)
+		a, err := inst.open(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		b, err := inst.open(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		a.FenceRuns("A")
+		b.FenceRuns("B")
+		for _, id := range []string{"jr-1", "jr-2", "jr-3"} {
+			if err := a.CreateJobRun(ctx, &slipway.JobRun{ID: id, Job: "j", State: slipway.RunAccepted}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, start := range []struct {
+			db *DB
+			id string
+		}{{a, "jr-1"}, {a, "jr-2"}, {b, "jr-3"}} {
+			if err := start.db.StartJobRun(ctx, start.id, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := a.CancelRequestedJobRuns(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("flagged before any cancel: %v %v", got, err)
+		}
+		// B flags A's jr-1 and its own jr-3; A finds only its own run, with the reason.
+		for _, id := range []string{"jr-1", "jr-3"} {
+			if err := b.RequestJobRunCancel(ctx, id, "canceled by alice"); err != nil {
+				t.Fatalf("flag %s: %v", id, err)
+			}
+		}
+		if got, err := a.CancelRequestedJobRuns(ctx); err != nil || len(got) != 1 || got["jr-1"] != "canceled by alice" {
+			t.Fatalf("A's flagged runs: %v %v, want jr-1 only", got, err)
+		}
+		if got, err := b.CancelRequestedJobRuns(ctx); err != nil || len(got) != 1 || got["jr-3"] != "canceled by alice" {
+			t.Fatalf("B's flagged runs: %v %v, want jr-3 only", got, err)
+		}
+		// The owner ends it: no longer flagged, and a finished run is a conflict.
+		if err := a.FinishJobRun(ctx, &slipway.JobRun{ID: "jr-1", State: slipway.RunCanceled, Reason: "canceled by alice"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := a.CancelRequestedJobRuns(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("flagged after the run ended: %v %v", got, err)
+		}
+		err = b.RequestJobRunCancel(ctx, "jr-1", "canceled by bob")
+		if slipway.ErrorCode(err) != slipway.ECONFLICT || !strings.Contains(slipway.ErrorMessage(err), "already CANCELED") {
+			t.Fatalf("flag a finished run: %v, want a conflict saying it is CANCELED", err)
+		}
+		if err := b.RequestJobRunCancel(ctx, "jr-9", "canceled by bob"); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+			t.Fatalf("flag a missing run: %v", err)
+		}
+		if got, _ := a.FindJobRun(ctx, "jr-2"); got.State != slipway.RunInProgress || got.Reason != "" {
+			t.Fatalf("an unflagged run changed: %+v", got)
+		}
+	})
+}
