@@ -114,7 +114,9 @@ json.dump({"role": who["role"], "args": sys.argv[1:], "greeting": os.environ.get
 	}
 
 	// A shell job that fails: FAILED with its exit code and its last words.
-	createShellJob(t, c, "kfail", "echo working\necho 'cannot read the input table' >&2\nexit 3\n", slipway.JobSpec{})
+	// The pause keeps the two lines in order: a pod's log merges stdout and stderr by arrival, and two writes to
+	// different pipes within microseconds may swap.
+	createShellJob(t, c, "kfail", "echo working\nsleep 0.5\necho 'cannot read the input table' >&2\nexit 3\n", slipway.JobSpec{})
 	r, err = c.RunJob(ctxFor(t, time.Minute), "kfail", client.RunInput{})
 	if err != nil {
 		t.Fatal(err)
