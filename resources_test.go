@@ -62,3 +62,14 @@ func TestDeploymentValidateNamesTheResourcesField(t *testing.T) {
 		t.Fatalf("Validate() = %v, want resources.cpu named", err)
 	}
 }
+
+func TestDeploymentValidateRefusesResourcesInProcess(t *testing.T) {
+	d := &Deployment{Name: "d", Replicas: 1, TimeoutMS: 1000, Isolation: IsolationInProcess, Resources: &Resources{MemoryMB: 512}}
+	if err := d.Validate(); err == nil || !strings.Contains(err.Error(), "resources cannot limit replicas with isolation") {
+		t.Fatalf("Validate() = %v, want the in-process refusal", err)
+	}
+	d.Resources = &Resources{}
+	if err := d.Validate(); err != nil {
+		t.Fatalf("Validate() with empty resources = %v", err)
+	}
+}
