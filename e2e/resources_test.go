@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
 )
 
 // A deployment's resources through the binary: the CLI sets them, the API shows them and refuses bad ones as
@@ -67,5 +71,43 @@ def predict(data, model=None):
 	if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") ||
 		!strings.Contains(p.Detail, "resources.cpu must be > 0 and at most 64") || !strings.Contains(p.Detail, "resources.memory_mb") {
 		t.Fatalf("bad resources: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+}
+
+// A job's resources through the binary: `jobs create --memory-mb` stores them, and on the local engine a run
+// that allocates beyond them fails with Python's MemoryError while one within them succeeds.
+func TestJobResourcesLimitLocalRuns(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	script := filepath.Join(t.TempDir(), "alloc.py")
+	if err := os.WriteFile(script, []byte("import sys\nb = bytearray(int(sys.argv[1]) << 20)\nprint('allocated', len(b) >> 20)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := s.cli("jobs", "create", "alloc", script, "--memory-mb", "256", "--cpu", "0.5"); code != 0 {
+		t.Fatalf("jobs create: %s %s", out, errOut)
+	}
+	c := s.Client()
+	j, err := c.GetJob(ctxFor(t, time.Minute), "alloc")
+	if err != nil || j.Resources == nil || *j.Resources != (slipway.Resources{CPU: 0.5, MemoryMB: 256}) {
+		t.Fatalf("job resources = %+v, %v", j, err)
+	}
+	for _, tc := range []struct {
+		mb     string
+		state  slipway.RunState
+		reason string
+	}{{"512", slipway.RunFailed, "MemoryError"}, {"32", slipway.RunSucceeded, ""}} {
+		r, err := c.RunJob(ctxFor(t, time.Minute), "alloc", client.RunInput{Args: []string{tc.mb}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = waitJobRun(t, c, r.ID)
+		if r.State != tc.state || !strings.Contains(r.Reason, tc.reason) {
+			t.Errorf("allocating %s MiB under memory_mb 256: run %s %q, want %s with %q\n%s", tc.mb, r.State, r.Reason, tc.state, tc.reason, runLog(t, c, r.ID))
+		}
+	}
+	// Bad resources are refused before the artifact is stored, naming the field.
+	_, errOut, code := s.cli("jobs", "create", "bad", script, "--cpu", "65")
+	if code == 0 || !strings.Contains(errOut, "resources.cpu must be > 0 and at most 64") {
+		t.Fatalf("jobs create --cpu 65: exit %d, %s", code, errOut)
 	}
 }
