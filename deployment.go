@@ -181,6 +181,9 @@ func (d *Deployment) Validate() error {
 		problems = append(problems, fmt.Sprintf("engine must be %q (replicas announce themselves) or left out, got %q", EngineExternal, d.Engine))
 	}
 	problems = append(problems, d.Resources.Problems()...)
+	if d.Engine == EngineExternal && !d.Resources.IsZero() {
+		problems = append(problems, fmt.Sprintf("resources cannot limit the workers of engine %q: their operator starts them (`slipway worker serve`) and sets their limits", EngineExternal))
+	}
 	if d.Isolation == IsolationInProcess && !d.Resources.IsZero() {
 		problems = append(problems, fmt.Sprintf("resources cannot limit replicas with isolation %q (they share the server's process): leave resources out or use isolation %q", IsolationInProcess, IsolationProcess))
 	}

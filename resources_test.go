@@ -73,3 +73,10 @@ func TestDeploymentValidateRefusesResourcesInProcess(t *testing.T) {
 		t.Fatalf("Validate() with empty resources = %v", err)
 	}
 }
+
+func TestDeploymentValidateRefusesResourcesOnExternalWorkers(t *testing.T) {
+	d := &Deployment{Name: "d", Replicas: 1, TimeoutMS: 1000, Engine: EngineExternal, Resources: &Resources{CPU: 1}}
+	if err := d.Validate(); err == nil || !strings.Contains(err.Error(), "resources cannot limit the workers") {
+		t.Fatalf("Validate() = %v, want the external refusal", err)
+	}
+}
