@@ -69,6 +69,8 @@ type Deployment struct {
 	// Isolation is how an ONNX deployment's replicas run: IsolationProcess (a process each; "" too) or
 	// IsolationInProcess (an ONNX Runtime session inside the server).
 	Isolation string `json:"isolation,omitempty"`
+	// Resources are what each replica (of every side) may use; nil: not limited.
+	Resources *Resources `json:"resources,omitempty"`
 	// Engine is where the replicas run: EngineDefault ("", the server's engine) or EngineExternal (network
 	// replicas that announce themselves). Set at create.
 	Engine    string    `json:"engine,omitempty"`
@@ -177,6 +179,13 @@ func (d *Deployment) Validate() error {
 	}
 	if d.Engine != EngineDefault && d.Engine != EngineExternal {
 		problems = append(problems, fmt.Sprintf("engine must be %q (replicas announce themselves) or left out, got %q", EngineExternal, d.Engine))
+	}
+	problems = append(problems, d.Resources.Problems()...)
+	if d.Engine == EngineExternal && !d.Resources.IsZero() {
+		problems = append(problems, fmt.Sprintf("resources cannot limit the workers of engine %q: their operator starts them (`slipway worker serve`) and sets their limits", EngineExternal))
+	}
+	if d.Isolation == IsolationInProcess && !d.Resources.IsZero() {
+		problems = append(problems, fmt.Sprintf("resources cannot limit replicas with isolation %q (they share the server's process): leave resources out or use isolation %q", IsolationInProcess, IsolationProcess))
 	}
 	if d.FollowAlias && d.Alias == "" {
 		problems = append(problems, "follow_alias needs an alias")
@@ -308,6 +317,9 @@ type DeploymentSpec struct {
 	// Isolation is "process" (the default: each replica a process) or "in-process" (ONNX models only: each
 	// replica an ONNX Runtime session inside the server). Changing it rolls out new replicas.
 	Isolation *string `json:"isolation,omitempty"`
+	// Resources sets what each replica may use (cpu cores, memory_mb); {} (both 0) removes them. Changing
+	// them rolls out new replicas.
+	Resources *Resources `json:"resources,omitempty"`
 	// Engine chooses where the replicas run, at create only: "external" serves from announced network
 	// replicas (`slipway worker serve`); left out, the server's engine.
 	Engine *string `json:"engine,omitempty"`

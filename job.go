@@ -59,7 +59,9 @@ type JobSpec struct {
 	Env               map[string]string `json:"env,omitempty"`
 	MaxRuntimeSeconds int               `json:"max_runtime_seconds,omitempty"`
 	Limits            JobLimits         `json:"limits"`
-	Description       string            `json:"description,omitempty"`
+	// Resources are what each run may use (cpu cores, memory_mb); nil: not limited.
+	Resources   *Resources `json:"resources,omitempty"`
+	Description string     `json:"description,omitempty"`
 }
 
 // Job is a template for runs: an artifact (a file or an unpacked project), an entrypoint and defaults.
@@ -114,6 +116,7 @@ type RunSpec struct {
 	Env               map[string]string `json:"env"`
 	MaxRuntimeSeconds int               `json:"max_runtime_seconds"`
 	Limits            JobLimits         `json:"limits"`
+	Resources         *Resources        `json:"resources,omitempty"`
 }
 
 // JobRunFilter selects job runs; empty fields match everything.

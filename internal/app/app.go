@@ -145,8 +145,14 @@ func (a *App) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	exe, err := executable()
+	if err != nil {
+		return err
+	}
+	// Replicas that are local processes get their memory limit from `slipway exec-limited`, like job runs.
 	rt, err := modelruntime.New(modelruntime.Config{Python: a.cfg.Python, ORTLibrary: a.cfg.ORTLibrary,
-		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime"), Scheduling: modelruntime.Scheduling(a.cfg.ReplicaScheduling)})
+		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime"), Scheduling: modelruntime.Scheduling(a.cfg.ReplicaScheduling),
+		Engine: modelruntime.LocalEngine{Shim: []string{exe, "exec-limited"}}})
 	if err != nil {
 		return err
 	}

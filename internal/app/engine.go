@@ -17,6 +17,7 @@ func (a *App) jobExecutor(exe string) (executor.Executor, error) {
 	local := executor.NewLocal([]string{exe, "exec-limited"}).WithSupervisor([]string{exe, "exec-supervise"})
 	switch a.cfg.Engine {
 	case "", "local":
+		a.log.Info("engine: resources.memory_mb limits replicas and job runs as an address-space rlimit; resources.cpu is not applied by the local engine (the kubernetes engine applies both)")
 		return local, nil
 	case "kubernetes":
 	default:

@@ -81,7 +81,7 @@ func (a *App) kubeTemplate(ctx context.Context, name string, version int) (kuber
 	if url == nil {
 		return kubereplica.Template{}, errors.New("the server does not listen yet")
 	}
-	spec, env, err := a.deploy.KubeTemplate(ctx, name, version, *url)
+	pods, err := a.deploy.KubeTemplate(ctx, name, version, *url)
 	if errors.Is(err, deploy.ErrNotServed) {
 		return kubereplica.Template{}, fmt.Errorf("%w: %w", kubereplica.ErrNotServed, err)
 	}
@@ -93,9 +93,9 @@ func (a *App) kubeTemplate(ctx context.Context, name string, version int) (kuber
 		if err != nil {
 			return kubereplica.Template{}, fmt.Errorf("read the TLS certificate for the replica pods: %w", err)
 		}
-		spec.CACert = string(pem)
+		pods.Spec.CACert = string(pem)
 	}
-	return kubereplica.Template{Spec: spec, Env: env}, nil
+	return kubereplica.Template{Spec: pods.Spec, Env: pods.Env, Resources: pods.Resources}, nil
 }
 
 // kubeListening gives the replica pods the server's URL (its --advertise-url when set) and looks for replica

@@ -90,6 +90,9 @@ func printAutoscaling(tw io.Writer, d *slipway.Deployment) {
 	if d.Isolation == slipway.IsolationInProcess {
 		row(tw, "Isolation:", "in-process (ONNX Runtime sessions inside the server)")
 	}
+	if r := d.Resources; !r.IsZero() {
+		row(tw, "Resources:", formatResources(r))
+	}
 	a := d.Autoscaling
 	if a == nil {
 		return

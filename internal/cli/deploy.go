@@ -37,6 +37,7 @@ type deploymentFlags struct {
 	shadowCompare                                         bool
 	analysis                                              canaryAnalysisFlags
 	autoscale                                             autoscaleFlags
+	resources                                             resourceFlags
 	noWait                                                bool
 	waitTimeout                                           time.Duration
 }
@@ -73,6 +74,7 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 		fs.BoolVar(&f.noShadow, "no-shadow", false, "remove the shadow")
 	}
 	f.autoscale.register(cmd, create)
+	f.resources.register(cmd, "replica")
 	f.registerWait(cmd)
 }
 
@@ -100,6 +102,7 @@ func (f *deploymentFlags) fillSpec(cmd *cobra.Command, sp *slipway.DeploymentSpe
 	if err := f.autoscale.fill(cmd, sp, current.Autoscaling); err != nil {
 		return err
 	}
+	sp.Resources = f.resources.resources(cmd, current.Resources)
 	return f.fillShadow(cmd, sp, current.Shadow)
 }
 
@@ -859,8 +862,9 @@ The command waits until the change is done unless --no-wait.`,
 			var current *slipway.Deployment
 			halfBatching := changed("batch-wait-ms") && !changed("batch-size") || changed("batch-size") && !changed("batch-wait-ms") && f.batching().Enabled()
 			if halfBatching || anyChanged(cmd, canaryFlags...) && !f.noCanary || anyChanged(cmd, shadowFlags...) && !f.noShadow ||
-				anyChanged(cmd, autoscaleFlagNames...) && !f.autoscale.noAutoscaling {
-				// Part of the batching, the canary, the shadow or the autoscaling given: keep the rest as it is.
+				anyChanged(cmd, autoscaleFlagNames...) && !f.autoscale.noAutoscaling || anyChanged(cmd, resourceFlagNames...) {
+				// Part of the batching, the canary, the shadow, the autoscaling or the resources given: keep the
+				// rest as it is.
 				if current, err = c.GetDeployment(cmd.Context(), name); err != nil {
 					return err
 				}
@@ -871,7 +875,7 @@ The command waits until the change is done unless --no-wait.`,
 				return err
 			}
 			if noChange(sp) {
-				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, an autoscaling flag, a --canary or a --shadow flag")
+				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, --isolation, --cpu, --memory-mb, an autoscaling flag, a --canary or a --shadow flag")
 			}
 			d, err := c.UpdateDeployment(cmd.Context(), name, sp)
 			if err != nil {
@@ -904,7 +908,7 @@ The command waits until the change is done unless --no-wait.`,
 func noChange(sp slipway.DeploymentSpec) bool {
 	return sp.Version == nil && sp.Alias == nil && sp.FollowAlias == nil && sp.Replicas == nil && sp.Batching == nil &&
 		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil && sp.Shadow == nil &&
-		sp.Autoscaling == nil && sp.Load == nil
+		sp.Autoscaling == nil && sp.Load == nil && sp.Isolation == nil && sp.Resources == nil
 }
 
 func (a *app) deploymentsActivateCommand() *cobra.Command {

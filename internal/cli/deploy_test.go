@@ -253,6 +253,13 @@ func TestDeploy(t *testing.T) {
 			wantGets:  1,
 		},
 		{
+			name:      "resources",
+			args:      []string{"deploy", "churn-api", "-m", "churn", "--cpu", "0.5", "--memory-mb", "512"},
+			gets:      []*slipway.Deployment{testDeployment(slipway.DeploymentActive, 1, 1)},
+			wantWrite: `POST /api/v1/deployments {"name":"churn-api","model":"churn","resources":{"cpu":0.5,"memory_mb":512}}`,
+			wantGets:  1,
+		},
+		{
 			name: "autoscaling to zero, lazy",
 			args: []string{"deploy", "churn-api", "-m", "churn", "--min-replicas", "0", "--max-replicas", "4", "--target-in-flight", "2.5",
 				"--scale-down-after", "2s", "--replicas", "0", "--load", "lazy"},
@@ -584,6 +591,18 @@ func TestDeploymentsUpdate(t *testing.T) {
 			wantStderr: "Error: the deployment has no shadow: give --shadow-version\n",
 		},
 		{
+			name: "--cpu alone keeps the memory", args: []string{"deployments", "update", "churn-api", "--cpu", "0.25", "--no-wait"},
+			gets: []*slipway.Deployment{withResources(active, &slipway.Resources{CPU: 1, MemoryMB: 512})}, wantGets: 1,
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"resources":{"cpu":0.25,"memory_mb":512}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
+			name: "--cpu 0 --memory-mb 0 removes them", args: []string{"deployments", "update", "churn-api", "--cpu", "0", "--memory-mb", "0", "--no-wait"},
+			gets: []*slipway.Deployment{withResources(active, &slipway.Resources{CPU: 1, MemoryMB: 512})}, wantGets: 1,
+			wantWrite:  `PATCH /api/v1/deployments/churn-api {"resources":{}}`,
+			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
+		},
+		{
 			name: "--no-shadow removes it", args: []string{"deployments", "update", "churn-api", "--no-shadow", "--no-wait"},
 			wantWrite:  `PATCH /api/v1/deployments/churn-api {"shadow":{"version":0,"replicas":0}}`,
 			wantStderr: "Not waiting: 'slipway deployments get churn-api' shows its progress.\n",
@@ -604,7 +623,7 @@ func TestDeploymentsUpdate(t *testing.T) {
 		},
 		{
 			name: "nothing to change", args: []string{"deployments", "update", "churn-api", "--no-wait"}, wantCode: 1,
-			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, an autoscaling flag, a --canary or a --shadow flag\n",
+			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, --isolation, --cpu, --memory-mb, an autoscaling flag, a --canary or a --shadow flag\n",
 		},
 		{
 			name: "version and alias", args: []string{"deployments", "update", "churn-api", "--model-version", "4", "--alias", "x"}, wantCode: 1,
@@ -727,4 +746,10 @@ func TestDeploymentsGetShowsAutoscaling(t *testing.T) {
 			t.Errorf("stdout has no %q:\n%s", want, stdout)
 		}
 	}
+}
+
+func withResources(d *slipway.Deployment, r *slipway.Resources) *slipway.Deployment {
+	c := *d
+	c.Resources = r
+	return &c
 }

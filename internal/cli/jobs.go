@@ -67,6 +67,7 @@ func (a *app) jobsCreateCommand() *cobra.Command {
 	var env []string
 	var maxRuntime time.Duration
 	var memory string
+	var resources resourceFlags
 	cmd := &cobra.Command{
 		Use:   "create NAME PATH",
 		Short: "Create a job from a file or a project folder",
@@ -85,6 +86,7 @@ func (a *app) jobsCreateCommand() *cobra.Command {
 					return err
 				}
 			}
+			spec.Resources = resources.resources(cmd, nil)
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -115,6 +117,7 @@ func (a *app) jobsCreateCommand() *cobra.Command {
 	f.Int64Var(&spec.Limits.OpenFiles, "open-files", 0, "open files limit")
 	f.Int64Var(&spec.Limits.Processes, "processes", 0, "processes limit (per user; not enforced for root)")
 	f.StringVar(&spec.Description, "description", "", "what the job does")
+	resources.register(cmd, "run")
 	return cmd
 }
 

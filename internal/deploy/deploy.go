@@ -243,12 +243,14 @@ func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir st
 	name := d.Name
 	env := modelruntime.ThreadEnv(d.Replicas, d.Env)
 	engine := s.engineFor(d)
+	resources := d.Resources
 	return func(ctx context.Context) (*modelruntime.Replica, error) {
 		spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, env)
 		if err != nil {
 			return nil, err
 		}
 		spec.Deployment, spec.Version, spec.Isolation = name, v.Version, isolation(d)
+		spec.Resources = resources
 		replicaID := fmt.Sprintf("%s-v%d", name, v.Version)
 		start := s.runtimes.Start
 		if engine != nil {

@@ -40,27 +40,35 @@ func (s *Service) SetKubernetes(k KubeReplicas) { s.kube = k }
 // replicas to run.
 var ErrNotServed = errors.New("not served")
 
+// KubePods is what the pods of one version of a deployment run.
+type KubePods struct {
+	Spec      slipway.ReplicaSpec // with the URL the pods reach the API at
+	Env       map[string]string
+	Resources *slipway.Resources // each pod's requests and limits; nil: none
+}
+
 // KubeTemplate is what the pods of version of deployment name run: the replica spec (with server, the URL they
-// reach the API at) and the environment. The error wraps ErrNotServed for a version or deployment that is gone.
-func (s *Service) KubeTemplate(ctx context.Context, name string, version int, server string) (slipway.ReplicaSpec, map[string]string, error) {
+// reach the API at), the environment and the resources. The error wraps ErrNotServed for a version or
+// deployment that is gone.
+func (s *Service) KubeTemplate(ctx context.Context, name string, version int, server string) (KubePods, error) {
 	d, err := s.store.FindDeployment(ctx, name)
 	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		return slipway.ReplicaSpec{}, nil, fmt.Errorf("deployment %s: %w", name, ErrNotServed)
+		return KubePods{}, fmt.Errorf("deployment %s: %w", name, ErrNotServed)
 	}
 	if err != nil {
-		return slipway.ReplicaSpec{}, nil, err
+		return KubePods{}, err
 	}
 	if d.Engine != slipway.EngineDefault { // an external deployment's workers are started by its operator
-		return slipway.ReplicaSpec{}, nil, fmt.Errorf("deployment %s has engine %q, not the server's: %w", name, d.Engine, ErrNotServed)
+		return KubePods{}, fmt.Errorf("deployment %s has engine %q, not the server's: %w", name, d.Engine, ErrNotServed)
 	}
 	if !slices.Contains(servedVersions(d), version) {
-		return slipway.ReplicaSpec{}, nil, fmt.Errorf("deployment %s version %d: %w", name, version, ErrNotServed)
+		return KubePods{}, fmt.Errorf("deployment %s version %d: %w", name, version, ErrNotServed)
 	}
 	spec, err := s.IssueReplicaSpec(ctx, name, version, server)
 	if err != nil {
-		return spec, nil, err
+		return KubePods{}, err
 	}
-	return spec, modelruntime.ThreadEnv(d.Replicas, d.Env), nil
+	return KubePods{Spec: spec, Env: modelruntime.ThreadEnv(d.Replicas, d.Env), Resources: d.Resources}, nil
 }
 
 // networkReplicas reports whether d's replicas are announced network workers: an external deployment, or any

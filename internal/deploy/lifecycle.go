@@ -240,7 +240,8 @@ func (s *Service) storeOver(ctx context.Context, d *slipway.Deployment) error {
 
 func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slipway.Deployment, v *slipway.ModelVersion) error {
 	rt.Pool.SetOptions(options(d))
-	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) || isolation(prev) != isolation(d) {
+	if v.Version != rt.Version().Version || !maps.Equal(prev.Env, d.Env) || isolation(prev) != isolation(d) ||
+		!sameResources(prev.Resources, d.Resources) {
 		dir, err := s.files.Materialize(ctx, v)
 		if err != nil {
 			return err
@@ -256,6 +257,14 @@ func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slip
 		return rt.Pool.Scale(ctx, d.Replicas)
 	}
 	return nil
+}
+
+// sameResources reports whether a and b limit the same (nil and {} both limit nothing).
+func sameResources(a, b *slipway.Resources) bool {
+	if a.IsZero() || b.IsZero() {
+		return a.IsZero() == b.IsZero()
+	}
+	return *a == *b
 }
 
 // isolation is d's isolation, "" (stored before isolation existed) being a process.

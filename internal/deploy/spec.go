@@ -82,6 +82,13 @@ func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
 	if sp.Isolation != nil {
 		d.Isolation = *sp.Isolation
 	}
+	if r := sp.Resources; r != nil {
+		d.Resources = nil // {} removes them
+		if !r.IsZero() {
+			res := *r
+			d.Resources = &res
+		}
+	}
 	applyAutoscaling(d, sp)
 }
 

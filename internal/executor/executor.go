@@ -19,6 +19,9 @@ type Spec struct {
 	Env    []string // the child's whole environment
 	Dir    string
 	Limits slipway.JobLimits
+	// Resources are what the run may use (nil: not limited). Local applies memory_mb as RLIMIT_AS (the lower
+	// of it and Limits.MemoryBytes); Kube sets the container's requests and limits from both fields.
+	Resources *slipway.Resources
 	// StateDir is a folder of the run's own where a supervised process keeps its output spool and exit record
 	// (see Local.WithSupervisor); "" runs the process unsupervised, tied to this server.
 	StateDir string
@@ -67,4 +70,13 @@ type Executor interface {
 	// until a later server re-attaches with Recover. It reports false when the process cannot outlive the
 	// server (it was not supervised); then the caller stops it.
 	Detach(id string) bool
+}
+
+// rlimits are the process limits Local applies: Limits, with the address space lowered to Resources' memory.
+func (s Spec) rlimits() slipway.JobLimits {
+	l := s.Limits
+	if m := s.Resources.MemoryBytes(); m > 0 && (l.MemoryBytes == 0 || m < l.MemoryBytes) {
+		l.MemoryBytes = m
+	}
+	return l
 }

@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	batchv1ac "k8s.io/client-go/applyconfigurations/batch/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
@@ -246,11 +245,8 @@ func (k *Kube) jobApply(spec Spec, ps podSpec) *batchv1ac.JobApplyConfiguration 
 		WithTerminationMessagePolicy(corev1.TerminationMessageReadFile).
 		WithVolumeMounts(corev1ac.VolumeMount().WithName("files").WithMountPath(podFiles).WithReadOnly(true),
 			corev1ac.VolumeMount().WithName("run").WithMountPath(podRunDir))
-	if m := spec.Limits.MemoryBytes; m > 0 {
-		q := *resource.NewQuantity(m, resource.BinarySI)
-		container.WithResources(corev1ac.ResourceRequirements().
-			WithLimits(corev1.ResourceList{corev1.ResourceMemory: q}).
-			WithRequests(corev1.ResourceList{corev1.ResourceMemory: q}))
+	if req := KubeResources(spec.Resources, spec.Limits.MemoryBytes); req != nil {
+		container.WithResources(req)
 	}
 	pod := corev1ac.PodSpec().WithRestartPolicy(corev1.RestartPolicyNever).WithHostNetwork(true).
 		WithDNSPolicy(corev1.DNSClusterFirstWithHostNet).WithAutomountServiceAccountToken(false).

@@ -63,7 +63,7 @@ func (l *Local) WithSupervisor(cmd []string) *Local {
 // Start launches spec in a new process group, its stdin /dev/null and its output piped to spec.Output.
 func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	path, args := spec.Path, spec.Args
-	if la := LimitArgs(spec.Limits); len(la) > 0 {
+	if la := LimitArgs(spec.rlimits()); len(la) > 0 {
 		if len(l.shim) == 0 {
 			return Handle{}, slipway.Errorf(slipway.EUNAVAILABLE, "this executor cannot apply resource limits (no exec-limited shim)")
 		}

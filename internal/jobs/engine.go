@@ -442,7 +442,8 @@ func (s *Service) launch(ctx context.Context, run *slipway.PipelineRun, st *slip
 			return fail(fmt.Sprintf("job %s: %s", spec.Job, slipway.ErrorMessage(err)))
 		}
 		rs = &slipway.RunSpec{Kind: job.Kind, Entrypoint: job.Entrypoint, ArtifactDir: job.Digest, Args: job.Args,
-			Env: maps.Clone(job.Env), MaxRuntimeSeconds: job.MaxRuntimeSeconds, Limits: job.Limits}
+			Env: maps.Clone(job.Env), MaxRuntimeSeconds: job.MaxRuntimeSeconds, Limits: job.Limits,
+			Resources: job.Resources}
 		if a, ok := with["args"].([]any); ok {
 			rs.Args = make([]string, len(a))
 			for i, v := range a {

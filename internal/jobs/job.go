@@ -59,6 +59,12 @@ func (s *Service) CreateJob(ctx context.Context, spec slipway.JobSpec, up Upload
 	if err := validateLimits(spec.Limits); err != nil {
 		return nil, err
 	}
+	if err := spec.Resources.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Resources.IsZero() {
+		spec.Resources = nil
+	}
 	if _, err := s.store.FindJob(ctx, spec.Name); err == nil {
 		return nil, slipway.Errorf(slipway.ECONFLICT, "job %q already exists: delete it first or pick another name", spec.Name)
 	}
@@ -348,7 +354,8 @@ func (s *Service) RunJob(ctx context.Context, name string, in RunInput, by strin
 	maps.Copy(env, in.Env)
 	r := &slipway.JobRun{ID: newID("jr"), Job: j.Name, State: slipway.RunAccepted, Args: args, Env: in.Env, CreatedBy: by,
 		CreatedAt: s.now().UTC(), Spec: slipway.RunSpec{Kind: j.Kind, Entrypoint: j.Entrypoint, ArtifactDir: j.Digest,
-			Args: args, Env: env, MaxRuntimeSeconds: j.MaxRuntimeSeconds, Limits: j.Limits}}
+			Args: args, Env: env, MaxRuntimeSeconds: j.MaxRuntimeSeconds, Limits: j.Limits,
+			Resources: j.Resources}}
 	return r, s.enqueue(ctx, r)
 }
 

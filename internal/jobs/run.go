@@ -306,7 +306,7 @@ func (s *Service) startProcess(ctx context.Context, r *slipway.JobRun) (*logWrit
 	}
 	env := s.environment(r, secret, out, tmp)
 	h, err := s.exec.Start(ctx, executor.Spec{ID: r.ID, Path: pathArg, Args: args, Env: env, Dir: work, StateDir: dir,
-		MaxOutput: s.cfg.MaxLog + 1<<20, Limits: r.Spec.Limits, Output: lw.line}) // the log notes its own truncation
+		MaxOutput: s.cfg.MaxLog + 1<<20, Limits: r.Spec.Limits, Resources: r.Spec.Resources, Output: lw.line}) // the log notes its own truncation
 	if err != nil {
 		return lw, tokenID, h, err
 	}

@@ -18,6 +18,9 @@ import (
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/executor"
 )
 
 // Paths inside a replica pod (an emptyDir at podDir).
@@ -89,7 +92,8 @@ func templateHash(cfg Config, t Template) string {
 		Env         map[string]string
 		Image       string
 		HostNetwork bool
-	}{t.Spec.Encode(), t.Env, cfg.Image, cfg.HostNetwork})
+		Resources   *slipway.Resources `json:",omitempty"` // omitted when nil: the pods of a server before resources keep their hash
+	}{t.Spec.Encode(), t.Env, cfg.Image, cfg.HostNetwork, t.Resources})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
 }
@@ -138,6 +142,9 @@ func (c *Controller) deployment(name string, v int, obj string, replicas int, ha
 		WithReadinessProbe(probe().WithPeriodSeconds(2).WithFailureThreshold(5)).
 		// Alive is "still sends heartbeats", accepted or not: a server that restarts is no reason to restart.
 		WithLivenessProbe(probe("--live").WithPeriodSeconds(10).WithFailureThreshold(6))
+	if req := executor.KubeResources(t.Resources, 0); req != nil {
+		container.WithResources(req)
+	}
 	if !c.cfg.HostNetwork {
 		container.WithPorts(corev1ac.ContainerPort().WithName("replica").WithContainerPort(WorkerPort))
 	}

@@ -58,6 +58,8 @@ const (
 type Template struct {
 	Spec slipway.ReplicaSpec // the worker's replica spec (its secret travels in a Secret)
 	Env  map[string]string   // the deployment's environment (threads and its own "env")
+	// Resources are each pod's requests and limits (nil: none).
+	Resources *slipway.Resources
 }
 
 // ErrNotServed is what Config.Template returns (wrapped) for a version the deployment no longer serves, or a

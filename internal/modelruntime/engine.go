@@ -30,6 +30,9 @@ type ProcessSpec struct {
 	// Isolation is the deployment's (slipway.IsolationInProcess: Runtimes.Start runs it on the in-process
 	// engine); empty for registration checks, which always run the model as a process.
 	Isolation string
+	// Resources are what the replica may use (nil: not limited). The local engine applies the memory as an
+	// address-space rlimit; the kubernetes engine sets the container's requests and limits.
+	Resources *slipway.Resources
 }
 
 // LogFunc receives each line a replica writes to stderr.

@@ -6,18 +6,35 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"syscall"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/executor"
 )
 
 // LocalEngine runs each replica as a child process of the server, in its own process group (models may fork:
 // Kill ends them all), speaking the protocol over its stdin and stdout.
-type LocalEngine struct{}
+type LocalEngine struct {
+	// Shim is the command that applies a replica's memory limit (spec.Resources.MemoryMB, as RLIMIT_AS) before
+	// it becomes the model: `slipway exec-limited`, as for job runs. Without it, a spec with a memory limit is
+	// refused. CPU is not limited by this engine (docs/engines.md, Resources).
+	Shim []string
+}
 
 var _ Engine = LocalEngine{}
 
 // Start launches spec.Path. The process does not depend on ctx: it lives until it exits or is killed.
-func (LocalEngine) Start(_ context.Context, spec ProcessSpec, stderr LogFunc) (Conn, error) {
-	cmd := exec.Command(spec.Path, spec.Args...)
+func (e LocalEngine) Start(_ context.Context, spec ProcessSpec, stderr LogFunc) (Conn, error) {
+	path, args := spec.Path, spec.Args
+	if la := executor.LimitArgs(slipway.JobLimits{MemoryBytes: spec.Resources.MemoryBytes()}); len(la) > 0 {
+		if len(e.Shim) == 0 {
+			return nil, slipway.Errorf(slipway.EUNAVAILABLE, "this server cannot limit a replica's memory (no exec-limited shim): leave resources.memory_mb out")
+		}
+		path = e.Shim[0]
+		args = slices.Concat(e.Shim[1:], la, []string{"--", spec.Path}, spec.Args)
+	}
+	cmd := exec.Command(path, args...)
 	cmd.Env, cmd.Dir = spec.Env, spec.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()

@@ -111,3 +111,35 @@ func TestDeploymentUpdatesAreCompareAndSet(t *testing.T) {
 		}
 	})
 }
+
+func TestDeploymentResourcesRoundTrip(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, td testDialect) {
+		db := openTestDB(t, td)
+		ctx := context.Background()
+		v := readyVersion(t, db, "churn")
+		res := &slipway.Resources{CPU: 0.5, MemoryMB: 512}
+		d := &slipway.Deployment{Name: "sized", State: slipway.DeploymentCreating, Model: v.Model, Version: v.Version,
+			Replicas: 1, TimeoutMS: 1000, MaxQueue: 10, Resources: res}
+		if err := db.CreateDeployment(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.FindDeployment(ctx, "sized")
+		if err != nil || got.Resources == nil || *got.Resources != *res {
+			t.Fatalf("stored = %+v (resources %+v), %v", got, got.Resources, err)
+		}
+		got.Resources = &slipway.Resources{MemoryMB: 2048}
+		if err := db.UpdateDeployment(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = db.FindDeployment(ctx, "sized"); err != nil || got.Resources == nil || *got.Resources != (slipway.Resources{MemoryMB: 2048}) {
+			t.Fatalf("after the update = %+v, %v", got.Resources, err)
+		}
+		got.Resources = nil
+		if err := db.UpdateDeployment(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = db.FindDeployment(ctx, "sized"); err != nil || got.Resources != nil {
+			t.Fatalf("after removing them = %+v, %v", got.Resources, err)
+		}
+	})
+}
