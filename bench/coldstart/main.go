@@ -8,11 +8,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,27 +147,7 @@ func waitScaledToZero(c *client.Client, name string) error {
 
 // timeRequest times one prediction from its send to the end of its answer.
 func timeRequest(url, token, name, body string) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", url+"/deployments/"+name+"/invocations", bytes.NewReader([]byte(body)))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	var buf bytes.Buffer
-	_, err = buf.ReadFrom(resp.Body)
-	_ = resp.Body.Close()
-	took := time.Since(start)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %d %s %v", name, resp.StatusCode, buf.String(), err)
-	}
-	return took, nil
+	return benchserver.TimePost(url, token, "/deployments/"+name+"/invocations", name, []byte(body))
 }
 
 func median(ds []time.Duration) time.Duration { return ds[len(ds)/2] }

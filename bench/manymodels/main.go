@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,27 +242,7 @@ func predict(url, token, name string, m model) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", url+"/v2/models/"+name+"/infer", bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	var buf bytes.Buffer
-	_, err = buf.ReadFrom(resp.Body)
-	_ = resp.Body.Close()
-	took := time.Since(start)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %d %s %v", name, resp.StatusCode, buf.String(), err)
-	}
-	return took, nil
+	return benchserver.TimePost(url, token, "/v2/models/"+name+"/infer", name, body)
 }
 
 func waitScaledToZero(ctx context.Context, c *client.Client, name string) error {

@@ -14,17 +14,7 @@ import (
 func TestLeaseCompareAndSet(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, td testDialect) {
 		ctx := context.Background()
-		inst := td.fresh(t)
-		a, err := inst.open(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		b, err := inst.open(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+		a, b := twoServers(t, td)
 		for round := range 20 {
 			name := "deployment/race" + string(rune('a'+round))
 			var wg sync.WaitGroup
@@ -174,4 +164,19 @@ func liveHolders(t *testing.T, db *DB, prefix string) map[string]string {
 		out[h.Lease] = h.Server
 	}
 	return out
+}
+
+// twoServers opens one fresh database twice, as two servers do; both close with the test.
+func twoServers(t *testing.T, td testDialect) (a, b *DB) {
+	t.Helper()
+	inst := td.fresh(t)
+	open := func() *DB {
+		db, err := inst.open(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	return open(), open()
 }

@@ -14,17 +14,7 @@ import (
 func TestRunOwnershipFencesTheOldOwner(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, td testDialect) {
 		ctx := context.Background()
-		inst := td.fresh(t)
-		a, err := inst.open(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		b, err := inst.open(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+		a, b := twoServers(t, td)
 		a.FenceRuns("A")
 		b.FenceRuns("B")
 		conflict := func(what string, err error) {
@@ -122,17 +112,7 @@ func TestRunOwnershipFencesTheOldOwner(t *testing.T) {
 func TestJobRunCancelRequestReachesItsOwner(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, td testDialect) {
 		ctx := context.Background()
-		inst := td.fresh(t)
-		a, err := inst.open(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		b, err := inst.open(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
+		a, b := twoServers(t, td)
 		a.FenceRuns("A")
 		b.FenceRuns("B")
 		for _, id := range []string{"jr-1", "jr-2", "jr-3"} {
@@ -170,7 +150,7 @@ func TestJobRunCancelRequestReachesItsOwner(t *testing.T) {
 		if got, err := a.CancelRequestedJobRuns(ctx); err != nil || len(got) != 0 {
 			t.Fatalf("flagged after the run ended: %v %v", got, err)
 		}
-		err = b.RequestJobRunCancel(ctx, "jr-1", "canceled by bob")
+		err := b.RequestJobRunCancel(ctx, "jr-1", "canceled by bob")
 		if slipway.ErrorCode(err) != slipway.ECONFLICT || !strings.Contains(slipway.ErrorMessage(err), "already CANCELED") {
 			t.Fatalf("flag a finished run: %v, want a conflict saying it is CANCELED", err)
 		}
