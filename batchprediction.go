@@ -72,6 +72,20 @@ type BatchOutput struct {
 	// Filled by the server for file outputs once the run succeeded.
 	Download string `json:"download,omitempty"`
 	Size     int64  `json:"size,omitempty"`
+	// SHA256 is the output file's digest: it is kept in the installation's artifact store under it, so that
+	// every server serves it (and checks it as it reads it).
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// BatchPart is one committed chunk of a run's file output: the chunk's rows, encoded in the output's format,
+// are the blob Digest in the installation's artifact store. The part's record is the chunk's checkpoint,
+// shared by every server, so that whichever server resumes the run skips the chunks committed before.
+type BatchPart struct {
+	Chunk   int
+	Digest  string // "" when every row of the chunk was skipped (nothing is stored then)
+	Rows    int64
+	Skipped int64
+	Errors  []BatchError
 }
 
 // BatchSource fingerprints a file input so that a resumed run can tell whether it changed.
@@ -165,4 +179,15 @@ type BatchStore interface {
 	FindUploadedFile(ctx context.Context, id string) (*UploadedFile, error)
 	FindUploadedFiles(ctx context.Context) ([]*UploadedFile, error)
 	DeleteUploadedFile(ctx context.Context, id string) error
+
+	// CommitBatchPart records a chunk of a run's file output, once: ECONFLICT when the chunk is committed
+	// already (another server resumed the run meanwhile) or the run is owned by another server now.
+	CommitBatchPart(ctx context.Context, runID string, p BatchPart) error
+	// FindBatchParts lists a run's committed parts in chunk order.
+	FindBatchParts(ctx context.Context, runID string) ([]BatchPart, error)
+	// DeleteBatchParts forgets a run's parts (their blobs are the caller's to delete).
+	DeleteBatchParts(ctx context.Context, runID string) error
+	// BlobReferenced reports whether any record (a model version, an uploaded file, a batch part or output)
+	// still refers to the blob digest: one that none does may be deleted from the artifact store.
+	BlobReferenced(ctx context.Context, digest string) (bool, error)
 }

@@ -24,8 +24,8 @@ import (
 // monitorLease is held by the one server that evaluates alerts, applies retention and stores drift windows.
 const monitorLease = "monitor"
 
-// ownershipEvery is how often a server looks for deployments nobody hosts: with the lease TTL (15 s) it bounds
-// a takeover after a kill at about 16 s plus the replicas' start.
+// ownershipEvery is how often a server looks for deployments nobody hosts: with the lease TTL (--lease-ttl,
+// 15 s by default) it bounds a takeover after a kill at about TTL + 1 s plus the replicas' start.
 const ownershipEvery = time.Second
 
 // joinCluster makes this server a member on PostgreSQL (before anything recovers: whether other servers are
@@ -34,7 +34,7 @@ func (a *App) joinCluster(ctx context.Context) error {
 	if a.cfg.Database.Postgres == "" {
 		return a.lockSQLite()
 	}
-	a.node = cluster.New(cluster.Config{Store: a.db, AdvertiseURL: a.cfg.AdvertiseURL, Log: a.log})
+	a.node = cluster.New(cluster.Config{Store: a.db, AdvertiseURL: a.cfg.AdvertiseURL, TTL: a.cfg.LeaseTTL, Log: a.log})
 	a.node.Campaign(monitorLease)
 	a.db.FenceRuns(a.node.ID()) // before any run is claimed: the runs this server claims are owned by it
 	if err := a.node.Start(ctx); err != nil {

@@ -151,7 +151,7 @@ func (a *App) openBatch() error {
 		return err
 	}
 	a.batch = batch.New(batch.Config{Store: a.db, Models: a.db, Deployments: a.db, Files: a.catalog, Runtimes: a.runtimes,
-		Log: a.log, Dir: filepath.Join(a.cfg.DataDir, "batch"), ImportDir: a.cfg.ImportDir, Connections: conns,
+		Log: a.log, Blobs: a.blobs, Dir: filepath.Join(a.cfg.DataDir, "batch"), ImportDir: a.cfg.ImportDir, Connections: conns,
 		ReadyTimeout: a.cfg.ReadyTimeout, MaxUploadBytes: a.cfg.MaxUploadBytes, NoResume: a.shared,
 		Leases: a.runLeases(), Owners: a.db})
 	a.closers = append(a.closers, a.batch.Close)

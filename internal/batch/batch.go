@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/blob"
 	"github.com/slipway-ml/slipway/internal/cluster"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 )
@@ -45,7 +47,11 @@ type Config struct {
 	Files       Materializer
 	Runtimes    *modelruntime.Runtimes
 	Log         *slog.Logger
-	// Dir holds uploaded files (files/) and the runs' file outputs (runs/ID/).
+	// Blobs is the installation's artifact store: it keeps the uploaded inputs, the file outputs and their
+	// parts (blobs.go). Default: a local store in Dir/blobs.
+	Blobs blob.Store
+	// Dir is scratch space: the runs' part and merge files (runs/ID/), copies of inputs fetched from a
+	// bucket (cache/).
 	Dir string
 	// ImportDir is the folder input paths are relative to; nothing outside it can be read.
 	ImportDir   string
@@ -72,6 +78,7 @@ type Service struct {
 	models    slipway.ModelStore
 	deploys   slipway.DeploymentStore
 	files     Materializer
+	blobs     blob.Store
 	runtimes  *modelruntime.Runtimes
 	log       *slog.Logger
 	dir       string
@@ -100,6 +107,7 @@ type Service struct {
 }
 
 type activeRun struct {
+	input  string // the digest of its uploaded input ("" for other inputs): its cached copy is in use
 	cancel context.CancelCauseFunc
 	prog   *progress
 }
@@ -122,7 +130,7 @@ func New(cfg Config) *Service {
 	if cfg.Connections == nil {
 		cfg.Connections = map[string]*Conn{}
 	}
-	return &Service{store: cfg.Store, models: cfg.Models, deploys: cfg.Deployments, files: cfg.Files, runtimes: cfg.Runtimes,
+	return &Service{store: cfg.Store, models: cfg.Models, deploys: cfg.Deployments, files: cfg.Files, blobs: cfg.Blobs, runtimes: cfg.Runtimes,
 		log: cfg.Log, dir: cfg.Dir, importDir: cfg.ImportDir, conns: cfg.Connections, maxUpload: cfg.MaxUploadBytes,
 		ready: cfg.ReadyTimeout, slots: make(chan struct{}, cfg.MaxRuns), active: map[string]*activeRun{},
 		ctx: ctx, cancel: cancel, ProgressEvery: 500 * time.Millisecond, noResume: cfg.NoResume || cfg.Leases != nil,
@@ -131,17 +139,24 @@ func New(cfg Config) *Service {
 
 // Open prepares the folders and resumes the runs a previous server left ACCEPTED or IN_PROGRESS.
 func (s *Service) Open(ctx context.Context) error {
-	for _, d := range []string{s.dir, s.filesDir(), filepath.Join(s.dir, "runs"), s.importDir} {
+	if s.blobs == nil {
+		local, err := blob.OpenLocal(filepath.Join(s.dir, "blobs"))
+		if err != nil {
+			return fmt.Errorf("batch: %w", err)
+		}
+		s.blobs = local
+	}
+	// The cache holds copies of inputs fetched for runs of this server's previous life: none runs yet.
+	if err := os.RemoveAll(s.cacheDir()); err != nil {
+		return fmt.Errorf("batch: clear %s: %w", s.cacheDir(), err)
+	}
+	for _, d := range []string{s.dir, filepath.Join(s.dir, "runs"), s.cacheDir(), s.importDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("batch: create %s: %w", d, err)
 		}
 	}
-	// Leftover temp files of uploads interrupted by a crash.
-	tmps, _ := filepath.Glob(filepath.Join(s.filesDir(), ".tmp-*")) // the pattern is valid: no error
-	for _, t := range tmps {
-		if err := os.Remove(t); err != nil {
-			s.log.Warn("remove the temp file of an interrupted upload", "path", t, "error", err)
-		}
+	if err := s.moveLegacyUploads(ctx); err != nil {
+		return err
 	}
 	if s.leases != nil {
 		s.wg.Add(1)
@@ -262,23 +277,76 @@ func (s *Service) Cancel(ctx context.Context, id, by string) (*slipway.BatchRun,
 	}
 }
 
-// OutputFile returns the path of a succeeded run's output file and the name to download it as.
-func (s *Service) OutputFile(ctx context.Context, id string) (string, string, error) {
+// Download is a succeeded run's output file, ready to send.
+type Download struct {
+	Name    string // the name to download it as
+	Size    int64
+	ModTime time.Time
+	// Content is the file: an *os.File (seekable: ranges resume interrupted downloads) on a local store, the
+	// bucket's stream otherwise (verified against the digest as it is read). The caller closes it.
+	Content io.ReadCloser
+}
+
+// OpenOutput opens a succeeded run's output file, from the artifact store: whichever server wrote it.
+func (s *Service) OpenOutput(ctx context.Context, id string) (*Download, error) {
 	r, err := s.store.FindBatchRun(ctx, id)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	if r.Spec.Output.Format == "" {
-		return "", "", slipway.Errorf(slipway.ENOTFOUND, "batch prediction %s writes to table %s on connection %s: it has no file to download", id, r.Spec.Output.Table, r.Spec.Output.Connection)
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "batch prediction %s writes to table %s on connection %s: it has no file to download", id, r.Spec.Output.Table, r.Spec.Output.Connection)
 	}
 	if r.State != slipway.BatchSucceeded {
-		return "", "", slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is %s: its output file is ready once it SUCCEEDED", id, r.State)
+		return nil, slipway.Errorf(slipway.ECONFLICT, "batch prediction %s is %s: its output file is ready once it SUCCEEDED", id, r.State)
 	}
-	p := filepath.Join(s.runDir(id), OutputName(r.Spec.Output.Format))
-	if _, err := os.Stat(p); err != nil {
-		return "", "", slipway.Wrap(slipway.ENOTFOUND, err, "the output file of batch prediction %s is missing from the server", id)
+	d := &Download{Name: "predictions-" + id + "." + r.Spec.Output.Format, Size: r.Output.Size, ModTime: r.UpdatedAt}
+	what := "the output file of batch prediction " + id
+	switch _, local := s.blobs.(localFiles); {
+	case r.Output.SHA256 == "": // written by an earlier version into this server's folder
+		d.Content, err = openLocal(filepath.Join(s.runDir(id), OutputName(r.Spec.Output.Format)), what)
+	case local:
+		var p string
+		if p, _, err = s.blobFile(ctx, r.Output.SHA256, what); err == nil {
+			d.Content, err = openLocal(p, what)
+		}
+	default:
+		var rc io.ReadCloser
+		if rc, err = s.blobs.Open(ctx, r.Output.SHA256); err == nil {
+			d.Content = rc
+		}
+		err = s.blobError(err, what)
 	}
-	return p, "predictions-" + id + "." + r.Spec.Output.Format, nil
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func openLocal(p, what string) (*os.File, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, slipway.Wrap(slipway.ENOTFOUND, err, "%s is missing from the server", what)
+	}
+	return f, nil
+}
+
+// dropParts removes a run's parts once its output no longer needs them (merged, or the run deleted).
+func (s *Service) dropParts(ctx context.Context, id string) error {
+	parts, err := s.store.FindBatchParts(ctx, id)
+	if err != nil {
+		return err
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	// The records first: a part whose record is gone is never read again, a record whose blob is gone would be.
+	if err := s.store.DeleteBatchParts(ctx, id); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		s.dropBlob(ctx, p.Digest, "a part of batch prediction "+id)
+	}
+	return nil
 }
 
 // Delete removes a finished run: its record and its file output. A run in progress must be canceled first.
@@ -300,6 +368,10 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	if err := s.store.DeleteBatchRun(ctx, id); err != nil {
 		return err
 	}
+	if err := s.dropParts(ctx, id); err != nil {
+		return fmt.Errorf("batch: delete the parts of %s (the next lone start collects their blobs): %w", id, err)
+	}
+	s.dropBlob(ctx, r.Output.SHA256, "the output file of batch prediction "+id)
 	if err := os.RemoveAll(s.runDir(id)); err != nil {
 		return fmt.Errorf("batch: delete the output of %s (the next start removes it): %w", id, err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/blob"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/slipwaytest"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
@@ -109,6 +110,26 @@ func (h *harness) open() *Service {
 	}
 	h.t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// output copies a succeeded run's output file out of the artifact store into a file of the test's.
+func (h *harness) output(id string) string {
+	h.t.Helper()
+	d, err := h.svc.OpenOutput(context.Background(), id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer d.Content.Close()
+	p := filepath.Join(h.t.TempDir(), d.Name)
+	f, err := os.Create(p)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	if n, err := io.Copy(f, d.Content); err != nil || n != d.Size {
+		h.t.Fatalf("output of %s: %d bytes copied (%v), want %d", id, n, err, d.Size)
+	}
+	return p
 }
 
 // wait polls a run until it finishes (bounded by the test's deadline, not by a threshold on its speed).
@@ -327,10 +348,7 @@ func TestBatchInputsToOutputs(t *testing.T) {
 			case "":
 				got = readTable(t, "sqlite", dbPath, tc.output.Table)
 			default:
-				p, _, err := h.svc.OutputFile(context.Background(), r.ID)
-				if err != nil {
-					t.Fatal(err)
-				}
+				p := h.output(r.ID)
 				if tc.output.Format == "csv" {
 					got = readCSVOutput(t, p)
 				} else {
@@ -384,7 +402,7 @@ func TestBatchResumesAfterInterruption(t *testing.T) {
 			if output == "table" {
 				got = readTable(t, "sqlite", dbPath, "scores")
 			} else {
-				p, _, _ := h.svc.OutputFile(context.Background(), r.ID)
+				p := h.output(r.ID)
 				got = readCSVOutput(t, p)
 			}
 			checkRows(t, got, expected(rows))
@@ -591,7 +609,7 @@ func TestBatchCancel(t *testing.T) {
 	if _, err := h.svc.Cancel(context.Background(), r.ID, ""); slipway.ErrorCode(err) != slipway.ECONFLICT {
 		t.Fatalf("second cancel: %v", err)
 	}
-	if _, _, err := h.svc.OutputFile(context.Background(), r.ID); slipway.ErrorCode(err) != slipway.ECONFLICT {
+	if _, err := h.svc.OpenOutput(context.Background(), r.ID); slipway.ErrorCode(err) != slipway.ECONFLICT {
 		t.Fatalf("output of a canceled run: %v", err)
 	}
 }
@@ -765,9 +783,9 @@ func TestBatchDelete(t *testing.T) {
 		}
 	}
 	h.wait(r.ID)
-	dir := h.svc.runDir(r.ID)
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("the canceled run has no output folder to delete: %v", err)
+	parts, err := h.db.FindBatchParts(ctx, r.ID)
+	if err != nil || len(parts) == 0 || parts[0].Digest == "" {
+		t.Fatalf("the canceled run has no committed part to delete: %+v %v", parts, err)
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		err := h.svc.Delete(ctx, r.ID)
@@ -778,8 +796,18 @@ func TestBatchDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("output folder after delete: %v", err)
+	if left, err := h.db.FindBatchParts(ctx, r.ID); err != nil || len(left) != 0 {
+		t.Fatalf("parts after delete: %+v %v", left, err)
+	}
+	for _, p := range parts {
+		if _, err := h.svc.blobs.Stat(ctx, p.Digest); !errors.Is(err, blob.ErrNotFound) {
+			t.Fatalf("the blob of a deleted run's part: %v, want not found", err)
+		}
+	}
+	// The kept run's output survives, and the deleted one's output is gone with it.
+	keptRun, _ := h.db.FindBatchRun(ctx, kept.ID)
+	if _, err := h.svc.blobs.Stat(ctx, keptRun.Output.SHA256); err != nil {
+		t.Fatalf("the kept run's output blob: %v", err)
 	}
 	if _, err := h.svc.Get(ctx, r.ID); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Fatalf("get after delete: %v", err)
@@ -800,7 +828,9 @@ func TestBatchDelete(t *testing.T) {
 	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("orphan output folder after a restart: %v", err)
 	}
-	if _, _, err := h.svc.OutputFile(ctx, kept.ID); err != nil {
+	if d, err := h.svc.OpenOutput(ctx, kept.ID); err != nil {
 		t.Fatalf("the output of a run that was not deleted: %v", err)
+	} else {
+		d.Content.Close()
 	}
 }

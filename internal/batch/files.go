@@ -3,7 +3,6 @@ package batch
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,35 +62,21 @@ func formatOf(name string) string {
 
 func (s *Service) filesDir() string { return filepath.Join(s.dir, "files") }
 
-// SaveFile stores an uploaded input file: streamed to a temp file under the size cap, fsynced, renamed to its
-// id. Nothing is recorded for an upload that fails.
+// SaveFile stores an uploaded input file in the artifact store, streamed under the size cap (the store writes
+// it atomically and keys it by its SHA-256). Nothing is recorded for an upload that fails.
 func (s *Service) SaveFile(ctx context.Context, name string, r io.Reader, by string) (*slipway.UploadedFile, error) {
-	if err := os.MkdirAll(s.filesDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("batch: create files folder: %w", err)
-	}
 	f := &slipway.UploadedFile{ID: newID("f-"), Name: safeName(name), CreatedBy: by}
-	h := sha256.New()
-	var n int64
-	err := writeAtomic(filepath.Join(s.filesDir(), f.ID), func(w io.Writer) error {
-		var err error
-		n, err = io.Copy(io.MultiWriter(w, h), io.LimitReader(contextReader{ctx, r}, s.maxUpload+1))
-		if err == nil && n > s.maxUpload {
-			return slipway.Errorf(slipway.ETOOLARGE, "file larger than the upload limit of %d bytes (server flag --max-upload-bytes)", s.maxUpload)
-		}
-		return err
-	})
+	digest, n, err := s.blobs.Put(ctx, &cappedReader{r: contextReader{ctx, r}, left: s.maxUpload, limit: s.maxUpload})
 	if err != nil {
 		var se *slipway.Error
 		if errors.As(err, &se) {
-			return nil, err
+			return nil, se
 		}
 		return nil, fmt.Errorf("batch: store uploaded file: %w", err)
 	}
-	f.Size, f.SHA256 = n, hex.EncodeToString(h.Sum(nil))
+	f.Size, f.SHA256 = n, digest
 	if err := s.store.CreateUploadedFile(ctx, f); err != nil {
-		if rerr := os.Remove(filepath.Join(s.filesDir(), f.ID)); rerr != nil {
-			s.log.Warn("remove an uploaded file that was not recorded", "file_id", f.ID, "error", rerr)
-		}
+		s.dropBlob(context.WithoutCancel(ctx), digest, "uploaded file "+f.ID)
 		return nil, err
 	}
 	return f, nil
@@ -122,16 +107,58 @@ func (s *Service) File(ctx context.Context, id string) (*slipway.UploadedFile, e
 	return s.store.FindUploadedFile(ctx, id)
 }
 
-// DeleteFile removes an uploaded file.
+// DeleteFile removes an uploaded file: its record, and its blob unless another record shares it.
 func (s *Service) DeleteFile(ctx context.Context, id string) error {
-	if _, err := s.File(ctx, id); err != nil {
+	f, err := s.File(ctx, id)
+	if err != nil {
 		return err
 	}
 	if err := s.store.DeleteUploadedFile(ctx, id); err != nil {
 		return err
 	}
-	if err := os.Remove(filepath.Join(s.filesDir(), id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("batch: delete file %s: %w", id, err)
+	s.dropBlob(ctx, f.SHA256, "uploaded file "+id)
+	return nil
+}
+
+// moveLegacyUploads puts the uploads an earlier version kept in DATA/batch/files/ID into the artifact store
+// (verified against their recorded digest), so that every server reads them; the local copies go.
+func (s *Service) moveLegacyUploads(ctx context.Context) error {
+	entries, err := os.ReadDir(s.filesDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("batch: list %s: %w", s.filesDir(), err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(s.filesDir(), e.Name())
+		if strings.HasPrefix(e.Name(), ".tmp-") { // an upload interrupted by a crash
+			if err := os.Remove(p); err != nil {
+				s.log.Warn("remove the temp file of an interrupted upload", "path", p, "error", err)
+			}
+			continue
+		}
+		if !fileIDPattern.MatchString(e.Name()) {
+			continue
+		}
+		f, err := s.store.FindUploadedFile(ctx, e.Name())
+		if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+			continue // deleted through another server: the record is the truth, the file is left alone
+		} else if err != nil {
+			return err
+		}
+		digest, _, err := s.blobs.PutFile(ctx, p)
+		if err != nil {
+			return fmt.Errorf("batch: move uploaded file %s to the artifact store: %w", f.ID, err)
+		}
+		if digest != f.SHA256 {
+			s.log.Warn("an uploaded file's content no longer matches its recorded SHA-256: left in place", "file_id", f.ID, "path", p)
+			s.dropBlob(ctx, digest, "uploaded file "+f.ID)
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("batch: remove %s moved to the artifact store: %w", p, err)
+		}
+		s.log.Info("moved an uploaded file to the artifact store", "file_id", f.ID)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,9 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -31,11 +28,13 @@ const (
 	FormatJSONL   = "jsonl"
 )
 
-// fileSink writes each chunk as a part file (temp file, fsync, rename), then a marker file recording the
-// chunk's rows: the marker is the checkpoint. finish merges the parts in chunk order into one output file
-// (again temp + rename) and removes the parts.
+// fileSink writes each chunk as a part: the chunk's rows encoded in the output's format (a scratch file:
+// temp, fsync, rename), stored as a blob in the artifact store, then recorded in the database. The record is
+// the chunk's checkpoint, shared by every server, and is taken once (another server's commit of the same
+// chunk fails). finish merges the parts in chunk order into one output file, stored as a blob too.
 type fileSink struct {
-	dir     string // the run's folder
+	svc     *Service
+	dir     string // the run's scratch folder
 	format  string
 	runID   string
 	model   string
@@ -46,11 +45,9 @@ type fileSink struct {
 	log     *slog.Logger
 }
 
-func newFileSink(dir, format, runID, model string, version int, log *slog.Logger) *fileSink {
-	return &fileSink{dir: dir, format: format, runID: runID, model: model, version: version, log: log}
+func newFileSink(svc *Service, dir, format, runID, model string, version int, log *slog.Logger) *fileSink {
+	return &fileSink{svc: svc, dir: dir, format: format, runID: runID, model: model, version: version, log: log}
 }
-
-func (s *fileSink) partsDir() string { return filepath.Join(s.dir, "parts") }
 
 // OutputName is the file name of a run's merged output.
 func OutputName(format string) string { return "output." + format }
@@ -79,7 +76,7 @@ func (s *fileSink) prepare(ctx context.Context, cols []outCol) error {
 			s.leaf[i] = leaf.ColumnIndex
 		}
 	}
-	return os.MkdirAll(s.partsDir(), 0o755)
+	return os.MkdirAll(s.dir, 0o755)
 }
 
 func parquetNode(k kind) parquet.Node {
@@ -98,56 +95,52 @@ func parquetNode(k kind) parquet.Node {
 	return parquet.Encoded(parquet.String(), &parquet.RLEDictionary)
 }
 
-type partMarker struct {
-	Rows    int64                `json:"rows"`
-	Skipped int64                `json:"skipped"`
-	Errors  []slipway.BatchError `json:"errors,omitempty"`
-}
-
 func (s *fileSink) partName(i int) string {
-	return filepath.Join(s.partsDir(), fmt.Sprintf("part-%06d.%s", i, s.format))
+	return filepath.Join(s.dir, fmt.Sprintf("part-%06d.%s", i, s.format))
 }
 
 func (s *fileSink) committed(ctx context.Context) (map[int]chunkRecord, error) {
-	out := map[int]chunkRecord{}
-	entries, err := os.ReadDir(s.partsDir())
-	if errors.Is(err, os.ErrNotExist) {
-		return out, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("batch: list parts: %w", err)
+	parts, err := s.svc.store.FindBatchParts(ctx, s.runID)
+	if err != nil {
+		return nil, err
 	}
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasPrefix(name, "part-") || !strings.HasSuffix(name, ".done") {
-			continue
-		}
-		i, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "part-"), ".done"))
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(s.partsDir(), name))
-		if err != nil {
-			return nil, fmt.Errorf("batch: read %s: %w", name, err)
-		}
-		var m partMarker
-		if err := json.Unmarshal(b, &m); err != nil {
-			continue // torn marker cannot happen (rename), but a foreign file must not stop the run
-		}
-		out[i] = chunkRecord{rows: m.Rows, skipped: m.Skipped, errors: m.Errors}
+	out := make(map[int]chunkRecord, len(parts))
+	for _, p := range parts {
+		out[p.Chunk] = chunkRecord{rows: p.Rows, skipped: p.Skipped, errors: p.Errors}
 	}
 	return out, nil
 }
 
 func (s *fileSink) write(ctx context.Context, out *chunkOut) error {
-	if err := writeAtomic(s.partName(out.index), func(w io.Writer) error { return s.encode(w, out) }); err != nil {
-		return fmt.Errorf("batch: write part %d: %w", out.index, err)
+	part := slipway.BatchPart{Chunk: out.index, Rows: int64(out.rows), Skipped: int64(out.skipped), Errors: out.errors}
+	if out.rows > 0 { // a chunk whose rows were all skipped adds nothing to the output: no blob
+		digest, err := s.storePart(ctx, out)
+		if err != nil {
+			return err
+		}
+		part.Digest = digest
 	}
-	m, _ := json.Marshal(partMarker{Rows: int64(out.rows), Skipped: int64(out.skipped), Errors: out.errors})
-	marker := filepath.Join(s.partsDir(), fmt.Sprintf("part-%06d.done", out.index))
-	if err := writeAtomic(marker, func(w io.Writer) error { _, err := w.Write(m); return err }); err != nil {
-		return fmt.Errorf("batch: write checkpoint of part %d: %w", out.index, err)
+	if err := s.svc.store.CommitBatchPart(ctx, s.runID, part); err != nil {
+		if part.Digest != "" { // the part holds this attempt's scored_at: no other record can share it
+			s.svc.dropBlob(context.WithoutCancel(ctx), part.Digest, "a part of batch prediction "+s.runID)
+		}
+		return fmt.Errorf("batch: commit part %d: %w", out.index, err)
 	}
-	return syncDir(s.partsDir())
+	return nil
+}
+
+// storePart encodes a chunk into a scratch file and stores it in the artifact store.
+func (s *fileSink) storePart(ctx context.Context, out *chunkOut) (string, error) {
+	p := s.partName(out.index)
+	defer os.Remove(p) // stored or failed, the scratch copy is done with
+	if err := writeAtomic(p, func(w io.Writer) error { return s.encode(w, out) }); err != nil {
+		return "", fmt.Errorf("batch: write part %d: %w", out.index, err)
+	}
+	digest, _, err := s.svc.blobs.PutFile(ctx, p)
+	if err != nil {
+		return "", fmt.Errorf("batch: store part %d in the artifact store: %w", out.index, err)
+	}
+	return digest, nil
 }
 
 func (s *fileSink) encode(w io.Writer, out *chunkOut) error {
@@ -315,40 +308,35 @@ func parquetValue(v any, col int) parquet.Value {
 	return pv.Level(0, 1, col)
 }
 
-// finish merges the parts in chunk order into the output file.
+// finish merges the parts in chunk order into the output file and stores it in the artifact store. The parts
+// stay until the run's success is recorded (Service.dropParts): a server that dies before resumes from them.
 func (s *fileSink) finish(ctx context.Context) (slipway.BatchOutput, error) {
-	entries, err := os.ReadDir(s.partsDir())
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return slipway.BatchOutput{}, fmt.Errorf("batch: list parts: %w", err)
+	parts, err := s.svc.store.FindBatchParts(ctx, s.runID)
+	if err != nil {
+		return slipway.BatchOutput{}, err
 	}
-	var parts []string
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), "."+s.format) && strings.HasPrefix(e.Name(), "part-") {
-			if _, err := os.Stat(filepath.Join(s.partsDir(), strings.TrimSuffix(e.Name(), "."+s.format)+".done")); err == nil {
-				parts = append(parts, filepath.Join(s.partsDir(), e.Name()))
-			}
+	var digests []string
+	for _, p := range parts {
+		if p.Digest != "" {
+			digests = append(digests, p.Digest)
 		}
 	}
-	sort.Strings(parts)
 	final := filepath.Join(s.dir, OutputName(s.format))
+	defer os.Remove(final) // stored or failed, the scratch copy is done with
 	err = writeAtomic(final, func(w io.Writer) error {
 		if s.format == FormatCSV {
-			return s.mergeCSV(ctx, w, parts)
+			return s.mergeCSV(ctx, w, digests)
 		}
-		return s.mergeParquet(ctx, w, parts)
+		return s.mergeParquet(ctx, w, digests)
 	})
 	if err != nil {
 		return slipway.BatchOutput{}, fmt.Errorf("batch: merge output: %w", err)
 	}
-	st, err := os.Stat(final)
+	digest, size, err := s.svc.blobs.PutFile(ctx, final)
 	if err != nil {
-		return slipway.BatchOutput{}, fmt.Errorf("batch: merge output: %w", err)
+		return slipway.BatchOutput{}, fmt.Errorf("batch: store the output in the artifact store: %w", err)
 	}
-	// The output is complete: parts left behind only take space, and deleting the run removes its folder.
-	if err := os.RemoveAll(s.partsDir()); err != nil {
-		s.log.Warn("remove the parts of a merged batch output", "run_id", s.runID, "error", err)
-	}
-	return slipway.BatchOutput{Format: s.format, Download: "/api/v1/batch-predictions/" + s.runID + "/output", Size: st.Size()}, nil
+	return slipway.BatchOutput{Format: s.format, Download: "/api/v1/batch-predictions/" + s.runID + "/output", Size: size, SHA256: digest}, nil
 }
 
 func (s *fileSink) mergeCSV(ctx context.Context, w io.Writer, parts []string) error {
@@ -361,36 +349,40 @@ func (s *fileSink) mergeCSV(ctx context.Context, w io.Writer, parts []string) er
 		return err
 	}
 	cw.Flush()
-	for _, p := range parts {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := copyFile(w, p); err != nil {
+	for _, d := range parts {
+		if err := s.copyPart(ctx, w, d); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// copyFile appends the file at path to w.
-func copyFile(w io.Writer, path string) error {
-	f, err := os.Open(path)
+// copyPart appends part blob digest to w, verified against its digest as it is read.
+func (s *fileSink) copyPart(ctx context.Context, w io.Writer, digest string) error {
+	rc, err := s.svc.blobs.Open(ctx, digest)
 	if err != nil {
-		return err
+		return s.svc.blobError(err, "a part of batch prediction "+s.runID)
 	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
+	defer rc.Close()
+	if _, err := io.Copy(w, rc); err != nil {
+		return s.svc.blobError(err, "a part of batch prediction "+s.runID)
+	}
+	return nil
 }
 
 func (s *fileSink) mergeParquet(ctx context.Context, w io.Writer, parts []string) error {
 	pw := parquet.NewGenericWriter[any](w, s.schema, parquet.Compression(&parquet.Snappy))
 	buf := make([]parquet.Row, 1024)
-	for _, p := range parts {
-		if err := ctx.Err(); err != nil {
+	for _, d := range parts {
+		p, cached, err := s.svc.blobFile(ctx, d, "a part of batch prediction "+s.runID)
+		if err != nil {
 			return err
 		}
-		if err := copyParquet(pw, p, buf); err != nil {
+		err = copyParquet(pw, p, buf)
+		if cached {
+			_ = os.Remove(p) // a copy fetched for this merge only; the cache is cleared at start anyway
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -2,7 +2,9 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -11,6 +13,11 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/blob"
+	"github.com/slipway-ml/slipway/internal/slipwaytest"
+	"github.com/slipway-ml/slipway/internal/sqlstore"
 )
 
 // TestParquetColumnReader reads a file with several row groups, small pages, dictionary-encoded text,
@@ -133,10 +140,45 @@ func TestParquetColumnReader(t *testing.T) {
 
 // TestParquetFileSinkParts writes parts column by column (one of them empty: every row of its chunk was
 // skipped) and merges them by splicing row groups; the output holds every row in chunk order.
+// The parts and the output live in the artifact store: a local folder, and a real S3 server (versitygw) whose
+// blobs are fetched back for the merge and the read.
 func TestParquetFileSinkParts(t *testing.T) {
-	dir := t.TempDir()
-	s := newFileSink(dir, FormatParquet, "b-1", "churn", 2, slog.New(slog.DiscardHandler))
+	slipwaytest.UseS3Credentials(t)
+	srv := slipwaytest.StartS3(t, "batch")
+	for _, store := range []string{"local", "s3"} {
+		t.Run(store, func(t *testing.T) {
+			var blobs blob.Store
+			if store == "local" {
+				local, err := blob.OpenLocal(filepath.Join(t.TempDir(), "blobs"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				blobs = local
+			} else {
+				s3, err := blob.OpenS3(context.Background(), blob.S3Config{URL: "s3://batch/parts", Endpoint: srv.URL, TempDir: t.TempDir(), Installation: "inst-1"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				blobs = s3
+			}
+			testParquetFileSinkParts(t, blobs)
+		})
+	}
+}
+
+func testParquetFileSinkParts(t *testing.T, blobs blob.Store) {
 	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.CreateBatchRun(ctx, &slipway.BatchRun{ID: "b-1", State: slipway.BatchInProgress, Model: "churn", Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	svc := New(Config{Store: db, Blobs: blobs, Dir: filepath.Join(dir, "batch"), Log: slog.New(slog.DiscardHandler)})
+	s := newFileSink(svc, svc.runDir("b-1"), FormatParquet, "b-1", "churn", 2, slog.New(slog.DiscardHandler))
 	if err := s.prepare(ctx, []outCol{{"id", kindInt}, {"label", kindInt}, {"score", kindFloat}, {"cat", kindString}}); err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +203,38 @@ func TestParquetFileSinkParts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.finish(ctx); err != nil {
+	// A chunk is committed once: a second commit of chunk 0 (another server's, resuming the run) is refused.
+	if err := s.write(ctx, part(0, 0, 10)); slipway.ErrorCode(err) != slipway.ECONFLICT {
+		t.Fatalf("second commit of chunk 0: %v, want a conflict", err)
+	}
+	out, err := s.finish(ctx)
+	if err != nil {
 		t.Fatal(err)
+	}
+	local := filepath.Join(dir, "output.parquet")
+	rc, err := blobs.Open(ctx, out.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc) // verified against the digest at its end
+	rc.Close()
+	if err != nil || int64(len(b)) != out.Size {
+		t.Fatalf("output blob: %d bytes, %v; want %d", len(b), err, out.Size)
+	}
+	os.WriteFile(local, b, 0o644)
+	// The parts stay until the run's success is recorded; dropping them removes their blobs too.
+	parts, _ := db.FindBatchParts(ctx, "b-1")
+	if len(parts) != 3 || parts[0].Digest == "" || parts[1].Digest != "" || parts[2].Rows != 10 {
+		t.Fatalf("parts: %+v", parts)
+	}
+	if err := svc.dropParts(ctx, "b-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blobs.Stat(ctx, parts[0].Digest); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("a dropped part's blob: %v, want not found", err)
+	}
+	if left, _ := db.FindBatchParts(ctx, "b-1"); len(left) != 0 {
+		t.Fatalf("parts after the drop: %+v", left)
 	}
 	type outRow struct {
 		ID           int64    `parquet:"id"`
@@ -173,14 +245,14 @@ func TestParquetFileSinkParts(t *testing.T) {
 		ModelVersion int64    `parquet:"model_version"`
 		BatchID      string   `parquet:"batch_id"`
 	}
-	rows, err := parquet.ReadFile[outRow](filepath.Join(dir, OutputName(FormatParquet)))
+	rows, err := parquet.ReadFile[outRow](local)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rows) != 20 {
 		t.Fatalf("%d rows, want 20", len(rows))
 	}
-	f, err := os.Open(filepath.Join(dir, OutputName(FormatParquet)))
+	f, err := os.Open(local)
 	if err != nil {
 		t.Fatal(err)
 	}

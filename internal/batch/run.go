@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -31,13 +32,26 @@ func (s *Service) launch(run *slipway.BatchRun) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		var input string
 		defer func() {
 			cancel(nil)
 			s.mu.Lock()
 			delete(s.active, run.ID)
 			s.mu.Unlock()
+			s.evictCached(input) // a copy fetched from the bucket for this run
+			if err := os.RemoveAll(s.runDir(run.ID)); err != nil {
+				s.log.Warn("remove a batch prediction's scratch folder", "run_id", run.ID, "error", err)
+			}
 			s.releaseRun(run.ID) // over, or stopped here: another server resumes it at once
 		}()
+		if id := run.Spec.Input.File; id != "" {
+			if f, err := s.store.FindUploadedFile(ctx, id); err == nil {
+				input = f.SHA256
+				s.mu.Lock()
+				s.active[run.ID].input = input
+				s.mu.Unlock()
+			}
+		}
 		select {
 		case s.slots <- struct{}{}:
 		case <-ctx.Done():
@@ -93,6 +107,11 @@ func (s *Service) finish(ctx context.Context, run *slipway.BatchRun, prog *progr
 	}
 	s.log.Info("batch prediction finished", "run_id", run.ID, "state", to, "reason", reason,
 		"rows_done", prog.snapshot().RowsDone)
+	if to == slipway.BatchSucceeded && run.Spec.Output.Format != "" {
+		if err := s.dropParts(bg, run.ID); err != nil {
+			s.log.Warn("remove the merged parts of a batch output (the next lone start collects them)", "run_id", run.ID, "error", err)
+		}
+	}
 }
 
 func failureReason(err error) string {
@@ -176,7 +195,7 @@ func (s *Service) closeSource(src source, logAttrs ...any) {
 func (s *Service) openSink(run *slipway.BatchRun) (sink, error) {
 	out := run.Spec.Output
 	if out.Format != "" {
-		return newFileSink(s.runDir(run.ID), out.Format, run.ID, run.Model, run.Version, s.log), nil
+		return newFileSink(s, s.runDir(run.ID), out.Format, run.ID, run.Model, run.Version, s.log), nil
 	}
 	c, err := s.conn(out.Connection)
 	if err != nil {

@@ -204,6 +204,7 @@ func (s *Service) openSource(ctx context.Context, sp slipway.BatchSpec) (source,
 	format := in.Format
 	var open func() (*os.File, error)
 	var label string
+	var upload *slipway.UploadedFile
 	if in.File != "" {
 		f, err := s.File(ctx, in.File)
 		if err != nil {
@@ -215,9 +216,15 @@ func (s *Service) openSource(ctx context.Context, sp slipway.BatchSpec) (source,
 		if format == "" {
 			return nil, nil, slipway.Errorf(slipway.EINVALID, "cannot tell the format of uploaded file %s (%s) from its name: give input.format (csv, jsonl or parquet)", f.ID, f.Name)
 		}
-		path := filepath.Join(s.filesDir(), f.ID)
-		open = func() (*os.File, error) { return os.Open(path) }
 		label = "uploaded file " + f.ID
+		open = func() (*os.File, error) { // fetched again if its cached copy was evicted meanwhile
+			p, _, err := s.blobFile(ctx, f.SHA256, label)
+			if err != nil {
+				return nil, err
+			}
+			return os.Open(p)
+		}
+		upload = f
 	} else {
 		rel := filepath.Clean(filepath.FromSlash(in.Path))
 		if filepath.IsAbs(in.Path) || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
@@ -241,10 +248,19 @@ func (s *Service) openSource(ctx context.Context, sp slipway.BatchSpec) (source,
 		label = "input.path " + in.Path
 	}
 	f, err := open()
-	if err != nil {
+	if se := (*slipway.Error)(nil); errors.As(err, &se) {
+		return nil, nil, err
+	} else if err != nil {
 		return nil, nil, fileError(label, err)
 	}
-	fp, err := fingerprint(f, label, sp.Source)
+	var fp *slipway.BatchSource
+	if upload != nil {
+		// An upload never changes (the store keys it by its digest and checks it on every fetch): its
+		// fingerprint is its record's, whichever server's copy is read.
+		fp = &slipway.BatchSource{Size: upload.Size, ModTime: upload.CreatedAt.UTC()}
+	} else {
+		fp, err = fingerprint(f, label, sp.Source)
+	}
 	if err != nil {
 		_ = f.Close() // read-only: the error returned says what is wrong with the input
 		return nil, nil, err

@@ -137,6 +137,21 @@ func (s *Local) path(digest string) (string, error) {
 	return filepath.Join(s.dir, filepath.FromSlash(RelPath(digest))), nil
 }
 
+// File returns the path of a stored blob's (read-only) file, for readers that need random access or ranges
+// on a local store. Reading it this way does not verify the digest, as reading any local file does not.
+func (s *Local) File(digest string) (string, error) {
+	p, err := s.path(digest)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w: %s", ErrNotFound, digest)
+	} else if err != nil {
+		return "", fmt.Errorf("blob: stat: %w", err)
+	}
+	return p, nil
+}
+
 // RelPath is where a blob lives below a store's root: sha256/ab/cdef... The layout is the same on disk, in a
 // bucket (below its prefix) and in a backup (below blobs/). The digest must be valid.
 func RelPath(digest string) string { return objectsDir + "/" + digest[:2] + "/" + digest[2:] }

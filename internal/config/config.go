@@ -73,6 +73,9 @@ type Config struct {
 	// AdvertiseURL is how the other servers sharing the PostgreSQL database reach this one (forwarded
 	// predictions and calls); empty: derived from the listen address (right for servers on one machine).
 	AdvertiseURL string
+	// LeaseTTL is how long a lease (a deployment's host, a run's owner, alert evaluation) lives without
+	// renewal (docs/production.md): a server that stops renewing loses its work after at most this long.
+	LeaseTTL time.Duration
 
 	// Monitoring
 	MetricsRetention time.Duration // 1-minute series kept in the store
@@ -97,6 +100,12 @@ type Config struct {
 	Warnings []string
 }
 
+// Bounds of --lease-ttl.
+const (
+	MinLeaseTTL = 3 * time.Second
+	MaxLeaseTTL = 10 * time.Minute
+)
+
 // Default returns the defaults documented in the README.
 func Default() Config {
 	return Config{
@@ -106,7 +115,7 @@ func Default() Config {
 		MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		AuditRetention:     400 * 24 * time.Hour,
 		PayloadReadTimeout: time.Minute, WriteTimeout: time.Minute,
-		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4, ReplicaScheduling: "batch",
+		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4, ReplicaScheduling: "batch", LeaseTTL: 15 * time.Second,
 		Engine: "local", Namespace: "default", Image: "localhost/slipway:dev", ReplicaNetwork: "pod",
 	}
 }
@@ -141,6 +150,13 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 			return c, fmt.Errorf("SLIPWAY_MAX_UPLOAD_BYTES=%q: not a number", v)
 		}
 		c.MaxUploadBytes = n
+	}
+	if v := getenv("SLIPWAY_LEASE_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("SLIPWAY_LEASE_TTL=%q: not a duration (write it as 15s, 30s, 1m)", v)
+		}
+		c.LeaseTTL = d
 	}
 
 	fs := flag.NewFlagSet("slipway server", flag.ContinueOnError)
@@ -187,6 +203,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", c.MaxConnsPerClient, "connections open at once from one client address; more are closed at once (0: no cap; behind a load balancer every client has its address)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", c.AuditRetention, "how long audit log entries are kept (0: forever)")
 	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", c.MaxTokenTTL, "longest lifetime of a token created through the API; tokens created without expires_in/expires_at get it (0: no maximum, tokens may never expire)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "with several servers on one --database postgres://: how long a server's leases (deployments it hosts, runs it owns, alert evaluation) live without renewal; a killed server's work moves to another after about this long (env SLIPWAY_LEASE_TTL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -297,6 +314,10 @@ func (c *Config) Validate() error {
 	}
 	if c.ImportDir == "" {
 		c.ImportDir = filepath.Join(abs, "imports")
+	}
+	if c.LeaseTTL < MinLeaseTTL || c.LeaseTTL > MaxLeaseTTL {
+		errs = append(errs, fmt.Errorf("--lease-ttl %s: want between %s and %s (a server renews its leases every third of it, so it must outlast a few database round trips; a killed server's work waits that long to move)",
+			c.LeaseTTL, MinLeaseTTL, MaxLeaseTTL))
 	}
 	if c.AdvertiseURL != "" {
 		if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -13,6 +13,7 @@ func TestStringSettings(t *testing.T) {
 	store := func(c Config) string { return c.ArtifactStore }
 	database := func(c Config) string { return fmt.Sprintf("%+v", c.Database) }
 	budget := func(c Config) string { return fmt.Sprint(c.ModelMemoryBudget) }
+	lease := func(c Config) string { return c.LeaseTTL.String() }
 	cases := []struct {
 		name   string
 		envKey string
@@ -40,6 +41,13 @@ func TestStringSettings(t *testing.T) {
 		{"model memory budget flag", "SLIPWAY_MODEL_MEMORY_BUDGET", "", []string{"--model-memory-budget", "8GiB"}, budget, "8589934592", ""},
 		{"model memory budget environment", "SLIPWAY_MODEL_MEMORY_BUDGET", "512MiB", nil, budget, "536870912", ""},
 		{"model memory budget not a size", "SLIPWAY_MODEL_MEMORY_BUDGET", "", []string{"--model-memory-budget", "lots"}, budget, "", `--model-memory-budget: invalid size "lots"`},
+		{"lease TTL default", "SLIPWAY_LEASE_TTL", "", nil, lease, "15s", ""},
+		{"lease TTL flag", "SLIPWAY_LEASE_TTL", "", []string{"--lease-ttl", "5s"}, lease, "5s", ""},
+		{"lease TTL environment", "SLIPWAY_LEASE_TTL", "1m", nil, lease, "1m0s", ""},
+		{"lease TTL flag wins over environment", "SLIPWAY_LEASE_TTL", "1m", []string{"--lease-ttl", "20s"}, lease, "20s", ""},
+		{"lease TTL not a duration", "SLIPWAY_LEASE_TTL", "15", nil, lease, "", `SLIPWAY_LEASE_TTL="15": not a duration`},
+		{"lease TTL too short", "SLIPWAY_LEASE_TTL", "", []string{"--lease-ttl", "500ms"}, lease, "", "--lease-ttl 500ms: want between 3s and 10m0s"},
+		{"lease TTL too long", "SLIPWAY_LEASE_TTL", "", []string{"--lease-ttl", "1h"}, lease, "", "--lease-ttl 1h0m0s: want between 3s and 10m0s"},
 		{"artifact store not s3", "SLIPWAY_ARTIFACT_STORE", "", []string{"--artifact-store", "/srv/blobs"}, store, "", `--artifact-store "/srv/blobs": want s3://BUCKET/PREFIX`},
 	}
 	for _, tc := range cases {

@@ -2,13 +2,12 @@ package httpapi
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"os"
 	"path"
 	"regexp"
+	"strconv"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/batch"
@@ -126,26 +125,27 @@ func (s *Server) handleBatchOutput(w http.ResponseWriter, r *http.Request, svc *
 	if err != nil {
 		return err
 	}
-	p, name, err := svc.OutputFile(r.Context(), id)
+	d, err := svc.OpenOutput(r.Context(), id)
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		return fmt.Errorf("httpapi: open batch output: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("httpapi: stat batch output: %w", err)
-	}
+	defer d.Content.Close()
 	ct := "text/csv"
-	if path.Ext(name) == ".parquet" {
+	if path.Ext(d.Name) == ".parquet" {
 		ct = "application/vnd.apache.parquet"
 	}
 	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
-	http.ServeContent(w, r, name, st.ModTime(), f) // Range requests resume interrupted downloads
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": d.Name}))
+	if rs, ok := d.Content.(io.ReadSeeker); ok {
+		http.ServeContent(w, r, d.Name, d.ModTime, rs) // Range requests resume interrupted downloads
+		return nil
+	}
+	// From the bucket: streamed whole. A blob that fails its digest check ends the body short of its
+	// Content-Length, so that the client sees a broken download, not a wrong file.
+	w.Header().Set("Content-Length", strconv.FormatInt(d.Size, 10))
+	if _, err := io.Copy(w, d.Content); err != nil {
+		s.log.Warn("batch output download ended early", "run_id", id, "error", err)
+	}
 	return nil
 }
 

@@ -140,21 +140,21 @@ func (db *DB) UpdateBatchProgress(ctx context.Context, id string, p slipway.Batc
 	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET rows_total = ?, rows_done = ?, rows_skipped = ?,
 		rows_per_second = ?, errors = ?, updated_at = ? WHERE id = ?`+fence,
 		append([]any{p.RowsTotal, p.RowsDone, p.RowsSkipped, p.RowsPerSecond, string(errs), formatTime(db.now()), id}, fenceArgs...)...)
-	return db.fencedBatchWrite(ctx, res, err, id, fence)
+	return db.fencedBatchWrite(ctx, res, err, id, fence, fmt.Sprintf("batch prediction %q", id))
 }
 
 // SetBatchOutput records where a run's output is.
 func (db *DB) SetBatchOutput(ctx context.Context, id string, out slipway.BatchOutput) error {
 	b, _ := json.Marshal(out)
 	fence, fenceArgs := db.ownerFence("owner")
-	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET output = ?, updated_at = ? WHERE id = ?`+fence,
-		append([]any{string(b), formatTime(db.now()), id}, fenceArgs...)...)
-	return db.fencedBatchWrite(ctx, res, err, id, fence)
+	res, err := db.w.ExecContext(ctx, `UPDATE batch_runs SET output = ?, output_digest = ?, updated_at = ? WHERE id = ?`+fence,
+		append([]any{string(b), out.SHA256, formatTime(db.now()), id}, fenceArgs...)...)
+	return db.fencedBatchWrite(ctx, res, err, id, fence, fmt.Sprintf("batch prediction %q", id))
 }
 
 // fencedBatchWrite is the outcome of a write to a run that its owner only may make.
-func (db *DB) fencedBatchWrite(ctx context.Context, res sql.Result, err error, id, fence string) error {
-	if err := affectedOne(res, err, fmt.Sprintf("batch prediction %q", id)); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
+func (db *DB) fencedBatchWrite(ctx context.Context, res sql.Result, err error, id, fence, what string) error {
+	if err := affectedOne(res, err, what); slipway.ErrorCode(err) == slipway.ENOTFOUND && fence != "" {
 		return db.runConflict(ctx, slipway.RunKindBatch, id)
 	} else if err != nil {
 		return err
@@ -221,4 +221,68 @@ func (db *DB) DeleteUploadedFile(ctx context.Context, id string) error {
 	cond, args := inProject(ctx, "project")
 	res, err := db.w.ExecContext(ctx, `DELETE FROM batch_files WHERE id = ? AND `+cond, append([]any{id}, args...)...)
 	return affectedOne(res, err, fmt.Sprintf("file %q", id))
+}
+
+// CommitBatchPart records a chunk of a run's file output, once (the primary key), and only while this server
+// owns the run (its owner fence): a server that lost the run never adds a part behind the new owner's back.
+func (db *DB) CommitBatchPart(ctx context.Context, runID string, p slipway.BatchPart) error {
+	errs, _ := json.Marshal(nonNilErrors(p.Errors))
+	fence, fenceArgs := db.ownerFence("owner")
+	what := fmt.Sprintf("chunk %d of batch prediction %q", p.Chunk, runID)
+	res, err := db.w.ExecContext(ctx, `INSERT INTO batch_parts (run_id, chunk, digest, row_count, skipped_rows, errors)
+		SELECT ?, ?, ?, ?, ?, ? FROM batch_runs WHERE id = ?`+fence,
+		append([]any{runID, p.Chunk, p.Digest, p.Rows, p.Skipped, string(errs), runID}, fenceArgs...)...)
+	return db.fencedBatchWrite(ctx, res, err, runID, fence, what)
+}
+
+// FindBatchParts lists a run's committed parts in chunk order.
+func (db *DB) FindBatchParts(ctx context.Context, runID string) ([]slipway.BatchPart, error) {
+	return queryAll(ctx, db.r, func(row rowScanner) (slipway.BatchPart, error) {
+		var p slipway.BatchPart
+		var errs string
+		if err := row.Scan(&p.Chunk, &p.Digest, &p.Rows, &p.Skipped, &errs); err != nil {
+			return p, err
+		}
+		if err := json.Unmarshal([]byte(errs), &p.Errors); err != nil {
+			return p, fmt.Errorf("decode errors of chunk %d of batch %s: %w", p.Chunk, runID, err)
+		}
+		return p, nil
+	}, "batch parts", `SELECT chunk, digest, row_count, skipped_rows, errors FROM batch_parts WHERE run_id = ? ORDER BY chunk`, runID)
+}
+
+// DeleteBatchParts forgets a run's parts.
+func (db *DB) DeleteBatchParts(ctx context.Context, runID string) error {
+	_, err := db.w.ExecContext(ctx, `DELETE FROM batch_parts WHERE run_id = ?`, runID)
+	return mapErr(err, fmt.Sprintf("parts of batch prediction %q", runID))
+}
+
+// BlobReferenced reports whether a record still refers to digest: a model version (its manifest or one of its
+// files), an uploaded file, a batch part or a batch output.
+func (db *DB) BlobReferenced(ctx context.Context, digest string) (bool, error) {
+	if !validDigest(digest) { // it goes into a LIKE pattern below: only hex may
+		return false, fmt.Errorf("sqlstore: %q is not a blob digest", digest)
+	}
+	var n int
+	err := db.r.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM batch_files WHERE sha256 = ?) +
+		(SELECT COUNT(*) FROM batch_parts WHERE digest = ?) +
+		(SELECT COUNT(*) FROM batch_runs WHERE output_digest = ?) +
+		(SELECT COUNT(*) FROM model_versions WHERE digest = ? OR files LIKE ?)`,
+		digest, digest, digest, digest, "%"+digest+"%").Scan(&n)
+	if err != nil {
+		return false, mapErr(err, "blob references")
+	}
+	return n > 0, nil
+}
+
+func validDigest(d string) bool {
+	if len(d) != 64 {
+		return false
+	}
+	for _, c := range d {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -191,11 +191,40 @@ func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt,
 }
 
 func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	return c.Conn.ExecContext(ctx, rebind(query), args)
+	q := rebind(query)
+	for attempt := 1; ; attempt++ {
+		res, err := c.Conn.ExecContext(ctx, q, args)
+		if !c.retryAlone(ctx, err, attempt) {
+			return res, err
+		}
+	}
 }
 
 func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.Conn.QueryContext(ctx, rebind(query), args)
+	q := rebind(query)
+	for attempt := 1; ; attempt++ {
+		rows, err := c.Conn.QueryContext(ctx, q, args) // an error here: the caller got no row yet
+		if !c.retryAlone(ctx, err, attempt) {
+			return rows, err
+		}
+	}
+}
+
+// retryAlone reports whether a statement that failed with err should run again, after a short pause: a
+// statement outside any transaction (its own, committed or not at all) that PostgreSQL aborted to break a
+// deadlock or a serialization conflict with another server's did nothing, so it runs again, as inTx runs a
+// whole transaction again; the client never sees it. Inside a transaction the transaction is aborted: inTx
+// decides.
+func (c *pgConn) retryAlone(ctx context.Context, err error, attempt int) bool {
+	if err == nil || !retryableTx(err) || attempt >= maxTxAttempts || c.Conn.Conn().PgConn().TxStatus() != 'I' {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+		return true
+	}
 }
 
 // CheckNamedValue binds what SQLite stores as integers or blobs the same way: a bool as 0/1, a nil []byte as

@@ -453,7 +453,22 @@ func (db *DB) ReferencedDigests(ctx context.Context) (map[string]bool, error) {
 			out[f.SHA256] = true
 		}
 	}
-	return out, mapErr(rows.Err(), "manifests")
+	if err := rows.Err(); err != nil {
+		return nil, mapErr(err, "manifests")
+	}
+	// Batch predictions keep their uploaded inputs, their outputs' parts and their outputs in the same store.
+	batch, err := queryAll(ctx, db.r, func(row rowScanner) (string, error) {
+		var d string
+		return d, row.Scan(&d)
+	}, "batch blobs", `SELECT sha256 FROM batch_files UNION SELECT digest FROM batch_parts WHERE digest <> ''
+		UNION SELECT output_digest FROM batch_runs WHERE output_digest <> ''`)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range batch {
+		out[d] = true
+	}
+	return out, nil
 }
 
 // modelInProject checks that model belongs to the project of ctx (any project without one): versions and

@@ -192,3 +192,49 @@ func TestMonitorMainStore(t *testing.T) {
 		}
 	})
 }
+
+// Two servers write the same deployment-minute (a failover or hand-over minute: each served part of it), many
+// times and at once: the stored minute holds the sum of every count, never one server's written over the
+// other's. Each write reads and adds under the monitoring data's write lock.
+func TestMetricMinuteOfTwoServersAddsUp(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, td testDialect) {
+		ctx := context.Background()
+		inst := td.fresh(t)
+		var servers [2]*MonitorDB
+		for i := range servers {
+			db, err := inst.openMonitor(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			servers[i] = db
+		}
+		minute := time.Date(2026, 3, 4, 5, 6, 0, 0, time.UTC)
+		const writes = 25
+		errs := make(chan error, 2*writes)
+		for i, db := range servers {
+			go func() {
+				for w := range writes {
+					p := &slipway.MetricPoint{Deployment: "churn", Minute: minute, Requests: int64(i + 1), Status2xx: int64(i + 1),
+						BytesIn: 100, LatencyMeanMS: float64(10 * (i + 1)), LatencyMaxMS: float64(w + 100*i)}
+					errs <- db.UpsertMetricPoints(ctx, []*slipway.MetricPoint{p})
+				}
+			}()
+		}
+		for range 2 * writes {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		pts, err := servers[0].FindMetricPoints(ctx, "churn", minute, minute.Add(time.Minute))
+		if err != nil || len(pts) != 1 {
+			t.Fatalf("points: %+v %v", pts, err)
+		}
+		p := pts[0]
+		// Server 0 sent 25 × 1 request at 10 ms, server 1 25 × 2 at 20 ms.
+		if p.Requests != 75 || p.Status2xx != 75 || p.BytesIn != 5000 || p.LatencyMaxMS != 124 ||
+			p.LatencyMeanMS < 16.66 || p.LatencyMeanMS > 16.67 {
+			t.Fatalf("the minute of two servers: %+v, want 75 requests, 5000 bytes in, max 124 ms, mean 16.67 ms", p)
+		}
+	})
+}
