@@ -397,16 +397,19 @@ func TestBatchBadInputErrors(t *testing.T) {
 		if err != nil || pf.NumRows() != 100 {
 			t.Fatalf("downloaded parquet: %v rows, %v", pf, err)
 		}
-		// Deleting the run removes its record and its file on the server.
-		outDir := filepath.Join(s.dataDir, "batch", "runs", r.ID)
+		// Deleting the run removes its record and its file from the artifact store (here the data folder's).
+		if r.Output.SHA256 == "" {
+			t.Fatalf("the run's output has no digest: %+v", r.Output)
+		}
+		outDir := filepath.Join(s.dataDir, "blobs", "sha256", r.Output.SHA256[:2], r.Output.SHA256[2:])
 		if _, err := os.Stat(outDir); err != nil {
-			t.Fatalf("output folder: %v", err)
+			t.Fatalf("output blob: %v", err)
 		}
 		if out, errOut, code := s.cli("batch", "delete", r.ID); code != 0 || !strings.Contains(out, "Deleted batch prediction "+r.ID) {
 			t.Fatalf("batch delete: exit %d\n%s\n%s", code, out, errOut)
 		}
 		if _, err := os.Stat(outDir); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("output folder after delete: %v", err)
+			t.Fatalf("output blob after delete: %v", err)
 		}
 		if out, errOut, code := s.cli("batch", "delete", r.ID); code == 0 || !strings.Contains(errOut, "not found") {
 			t.Fatalf("second delete: exit %d\n%s\n%s", code, out, errOut)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/slipway-ml/slipway/internal/inference/inferencepb"
 	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
@@ -37,7 +43,9 @@ func TestBenchCluster(t *testing.T) {
 	pushExamples(t, a)
 	deploy(t, a, "churn-a", "--model", "churn@champion") // hosted by A
 	deploy(t, b, "churn-b", "--model", "churn@champion") // hosted by B
+	deploy(t, a, "onnx-a", "--model", "churn-onnx:1")    // hosted by A: the gRPC figures
 	body := sampleBody(t)
+	grpcInfer := grpcInferTarget(t, "onnx-a")
 
 	// A catalog read: answered by whichever server gets it (a deployment's GET is forwarded to its host).
 	api := func(s *server) benchTarget { return benchTarget{s: s, method: "GET", path: "/api/v1/models/churn"} }
@@ -53,6 +61,8 @@ func TestBenchCluster(t *testing.T) {
 		{"predict-1", []benchTarget{predict(a, "churn-a")}},
 		{"predict-2", []benchTarget{predict(a, "churn-a"), predict(b, "churn-b")}},
 		{"predict-forwarded", []benchTarget{predict(b, "churn-a")}},
+		{"grpc-direct", []benchTarget{grpcInfer(a)}},
+		{"grpc-forwarded", []benchTarget{grpcInfer(b)}},
 	}
 	loadBefore := loadAverage()
 	rates := map[string][]float64{}
@@ -74,6 +84,7 @@ func TestBenchCluster(t *testing.T) {
 		return median(r)
 	}
 	apiRatio, predictRatio, fwdRatio := ratio("api-2", "api-1"), ratio("predict-2", "predict-1"), ratio("predict-forwarded", "predict-1")
+	grpcRatio := ratio("grpc-forwarded", "grpc-direct")
 
 	// kill -9 of a host under load through the other server: the first answer after the kill.
 	stop := make(chan struct{})
@@ -119,11 +130,13 @@ rounds %s, after the kill %s (other processes share the machine: read the ratios
 | API (GET a model), 2 servers / 1 | %.2f | 1: %s; 2: %s |
 | predictions, 2 servers each hosting a deployment / 1 | %.2f | 1: %s; 2: %s |
 | predictions forwarded (sent to the server not hosting) / direct | %.2f | %s |
+| gRPC ModelInfer (ONNX) forwarded / direct | %.2f | direct: %s; forwarded: %s |
 
 kill -9 of the host of a deployment under load through the other server → first answered request: %s
 (lease TTL 15 s: %.2f × TTL).
 `, time.Now().UTC().Format(time.RFC3339), workers, rounds, dur, loadBefore, loadAverage(), apiRatio, fmtRates(rates["api-1"]), fmtRates(rates["api-2"]),
 		predictRatio, fmtRates(rates["predict-1"]), fmtRates(rates["predict-2"]), fwdRatio, fmtRates(rates["predict-forwarded"]),
+		grpcRatio, fmtRates(rates["grpc-direct"]), fmtRates(rates["grpc-forwarded"]),
 		failover.Round(100*time.Millisecond), failover.Seconds()/15)
 	t.Log("\n" + report)
 	dir := filepath.Join("..", "bench", "results")
@@ -137,11 +150,39 @@ kill -9 of the host of a deployment under load through the other server → firs
 	t.Logf("written to %s", out)
 }
 
-// benchTarget is where a worker of the benchmark sends its requests.
+// benchTarget is where a worker of the benchmark sends its requests: an HTTP request, or call (a gRPC call,
+// true when answered).
 type benchTarget struct {
 	s            *server
 	method, path string
 	body         []byte
+	call         func() bool
+}
+
+// grpcInferTarget returns targets that send a gRPC ModelInfer of the ONNX example's rows for deployment to a
+// server's gRPC address (one connection per server, closed with the test).
+func grpcInferTarget(t *testing.T, deployment string) func(*server) benchTarget {
+	features, n := onnxFeatures(t)
+	f32 := make([]float32, len(features))
+	for i, f := range features {
+		f32[i] = float32(f)
+	}
+	req := &inferencepb.ModelInferRequest{ModelName: deployment, Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
+		{Name: "features", Datatype: "FP32", Shape: []int64{int64(n), 4}, Contents: &inferencepb.InferTensorContents{Fp32Contents: f32}}}}
+	return func(s *server) benchTarget {
+		conn, err := grpc.NewClient(s.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		c := inferencepb.NewGRPCInferenceServiceClient(conn)
+		return benchTarget{s: s, call: func() bool {
+			ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+s.Token), time.Minute)
+			defer cancel()
+			_, err := c.ModelInfer(ctx, req)
+			return err == nil
+		}}
+	}
 }
 
 // closedLoop runs workers that each send requests back to back for d, worker i to targets[i mod n]; it
@@ -156,7 +197,7 @@ func closedLoop(targets []benchTarget, workers int, d time.Duration) (float64, i
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
-				if send(tg.s, tg.method, tg.path, tg.body) == 200 {
+				if tg.call != nil && tg.call() || tg.call == nil && send(tg.s, tg.method, tg.path, tg.body) == 200 {
 					ok.Add(1)
 				} else {
 					failed.Add(1)

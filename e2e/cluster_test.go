@@ -121,7 +121,7 @@ func TestClusterTwoServersShareOneInstallation(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") != "cluster-forward-1" {
 		t.Fatalf("forwarded prediction: %d, request id %q", resp.StatusCode, resp.Header.Values("X-Request-Id"))
 	}
-	checkClusterGRPC(t, a, b, serverID(t, pg, b))
+	checkClusterGRPC(t, a, b, serverID(t, pg, b), "churn")
 
 	// The replica status comes from the host, whichever server is asked.
 	d, err := a.Client().GetDeployment(ctx, "churn")

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/slipway-ml/slipway/internal/inference/inferencepb"
 )
@@ -353,28 +354,35 @@ func checkPythonGRPCClient(t *testing.T, s *server, want []v2Output) {
 	}
 }
 
-// checkClusterGRPC: over gRPC the host of deployment churn (host, id hostID) answers, and another server of
-// the installation (other) refuses with UNAVAILABLE naming the host, since gRPC calls are not forwarded.
-func checkClusterGRPC(t *testing.T, other, host *server, hostID string) {
+// checkClusterGRPC: over gRPC the host of deployment (host, id hostID) answers, and another server of
+// the installation (other) forwards the call to the host: the same readiness and metadata, the caller's token
+// checked (a wrong one is refused through either).
+func checkClusterGRPC(t *testing.T, other, host *server, hostID, deployment string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+host.Token), time.Minute)
 	defer cancel()
+	var metas []*inferencepb.ModelMetadataResponse
 	for _, s := range []*server{host, other} {
 		conn, err := grpc.NewClient(s.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		r, err := inferencepb.NewGRPCInferenceServiceClient(conn).ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "churn"})
-		if s == host {
-			if err != nil || !r.Ready {
-				t.Fatalf("gRPC ModelReady on the host: %v %v", r, err)
-			}
-			continue
+		c := inferencepb.NewGRPCInferenceServiceClient(conn)
+		if r, err := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: deployment}); err != nil || !r.Ready {
+			t.Fatalf("gRPC ModelReady through %s (host %s): %v %v", s.URL, hostID, r, err)
 		}
-		st, _ := status.FromError(err)
-		if st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "is served by server "+hostID+" ("+host.URL+")") {
-			t.Fatalf("gRPC ModelReady on a server that does not host churn: %v %q, want Unavailable naming %s", st.Code(), st.Message(), hostID)
+		m, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: deployment})
+		if err != nil {
+			t.Fatalf("gRPC ModelMetadata through %s: %v", s.URL, err)
 		}
+		metas = append(metas, m)
+		bad := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer wrong")
+		if _, err := c.ModelReady(bad, &inferencepb.ModelReadyRequest{Name: deployment}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("gRPC ModelReady with a wrong token through %s: %v, want Unauthenticated", s.URL, err)
+		}
+	}
+	if !proto.Equal(metas[0], metas[1]) {
+		t.Fatalf("ModelMetadata through the other server %v, from the host %v", metas[1], metas[0])
 	}
 }

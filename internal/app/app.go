@@ -203,6 +203,7 @@ func (a *App) open(ctx context.Context) error {
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
 		MaxTokenTTL: a.cfg.MaxTokenTTL, Audit: a.audit,
 		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup, Hosts: a.hosts(), Rollouts: a.rollouts})
+	a.closers = append(a.closers, func() error { a.api.CloseForwarding(); return nil })
 	return nil
 }
 
@@ -321,7 +322,7 @@ func (a *App) Run(ctx context.Context) error {
 		srv.RegisterOnShutdown(a.jobs.EndStreams) // `logs?follow=1` streams end so that Shutdown does not wait for them
 	}
 	a.kubeListening(ctx, url)
-	if err := a.startCluster(ctx, url); err != nil {
+	if err := a.startCluster(ctx, url, grpcSrv.address(certs != nil)); err != nil {
 		_ = ln.Close() // never served: closing only frees the port
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/slipway-ml/slipway"
@@ -116,28 +117,29 @@ type leaseHosts struct{ node *cluster.Node }
 
 func (h leaseHosts) ServerID() string { return h.node.ID() }
 
-func (h leaseHosts) Host(ctx context.Context, deployment string) (string, string, bool, error) {
+func (h leaseHosts) Host(ctx context.Context, deployment string) (httpapi.Host, bool, error) {
 	holder, ok, err := h.node.Holder(ctx, deploy.LeaseName(deployment))
+	previous := httpapi.Host{Server: holder.Previous, AdvertiseURL: holder.PreviousURL, GRPCAddress: holder.PreviousGRPC}
 	switch {
 	case err != nil:
-		return "", "", false, err
+		return httpapi.Host{}, false, err
 	case !ok && holder.Server == "" && holder.Previous != "" && holder.Previous != h.node.ID() && holder.PreviousURL != "":
 		// Released by a server handing it over, and not yet taken by another: the releasing server still
 		// serves it (it waits until another server serves it before it stops).
-		return holder.Previous, holder.PreviousURL, true, nil
+		return previous, true, nil
 	case !ok:
-		return "", "", false, nil
+		return httpapi.Host{}, false, nil
 	case holder.Server == h.node.ID():
 		// Asked here while this server's replicas start (no router yet): the server that handed the
 		// deployment over still serves it until it has left.
 		if holder.Previous != "" && holder.Previous != h.node.ID() && holder.PreviousURL != "" {
-			return holder.Previous, holder.PreviousURL, true, nil
+			return previous, true, nil
 		}
-		return "", "", false, nil
+		return httpapi.Host{}, false, nil
 	case holder.AdvertiseURL == "":
-		return "", "", false, nil
+		return httpapi.Host{}, false, nil
 	}
-	return holder.Server, holder.AdvertiseURL, true, nil
+	return httpapi.Host{Server: holder.Server, AdvertiseURL: holder.AdvertiseURL, GRPCAddress: holder.GRPCAddress}, true, nil
 }
 
 // canaryDeployments is what canary analysis sees: on several servers, only the deployments hosted here (the
@@ -164,13 +166,14 @@ func (h hostedHere) List(ctx context.Context) ([]*slipway.Deployment, error) {
 
 // startCluster runs once the server listens: it publishes where the server is reached and starts hosting
 // deployments.
-func (a *App) startCluster(ctx context.Context, listenURL string) error {
+func (a *App) startCluster(ctx context.Context, listenURL, grpcAddress string) error {
 	if a.node == nil {
 		return nil
 	}
 	if a.cfg.AdvertiseURL == "" {
 		a.node.SetAdvertiseURL(loopbackURL(listenURL))
 	}
+	a.node.SetGRPCAddress(advertisedGRPC(a.cfg.AdvertiseGRPC, grpcAddress, a.node.AdvertiseURL()))
 	if err := a.node.Beat(ctx); err != nil {
 		return fmt.Errorf("cluster: publish the advertise URL: %w", err)
 	}
@@ -192,6 +195,27 @@ func loopbackURL(raw string) string {
 		u.Host = net.JoinHostPort("127.0.0.1", port)
 	}
 	return u.String()
+}
+
+// advertisedGRPC is where the other servers reach this server's gRPC service: --advertise-grpc HOST:PORT if
+// given, else the gRPC listener's address, whose unspecified host (0.0.0.0, ::) becomes the advertise URL's
+// host. listening is grpc[s]://HOST:PORT ("" without --grpc-addr: nothing is advertised).
+func advertisedGRPC(flag, listening, advertiseURL string) string {
+	if listening == "" {
+		return ""
+	}
+	scheme, hostPort, _ := strings.Cut(listening, "://")
+	if flag != "" {
+		return scheme + "://" + flag
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsUnspecified() {
+		return listening
+	}
+	if u, err := url.Parse(advertiseURL); err == nil && u.Hostname() != "" {
+		return scheme + "://" + net.JoinHostPort(u.Hostname(), port)
+	}
+	return scheme + "://" + net.JoinHostPort("127.0.0.1", port)
 }
 
 // handOverPoll is how often a stopping server looks whether its deployments serve elsewhere.

@@ -134,7 +134,8 @@ func (a *App) startPipelineForAlert(ctx context.Context, pipeline string, ev *sl
 }
 
 // openBatch wires batch predictions: named connections (refused at startup when malformed), uploaded
-// files and run outputs under DATA/batch, and the runs a previous server left unfinished (resumed).
+// files and file outputs in the artifact store (scratch space under DATA/batch), and the runs a previous
+// server left unfinished (resumed).
 func (a *App) openBatch() error {
 	for _, w := range a.cfg.Warnings {
 		a.log.Warn(w)

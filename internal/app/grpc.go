@@ -42,6 +42,18 @@ func (a *App) startGRPC(certs *certReloader) (*grpcListener, error) {
 	return g, nil
 }
 
+// address is where the gRPC service listens, as a gRPC address for the servers table: grpc://HOST:PORT, or
+// grpcs://HOST:PORT with TLS ("" without --grpc-addr).
+func (g *grpcListener) address(tls bool) string {
+	if g == nil {
+		return ""
+	}
+	if tls {
+		return "grpcs://" + g.addr
+	}
+	return "grpc://" + g.addr
+}
+
 // stop lets calls in flight finish, as http.Server.Shutdown does, and cuts them when ctx ends first.
 func (g *grpcListener) stop(ctx context.Context) error {
 	if g == nil {

@@ -461,12 +461,3 @@ func writeAtomic(path string, fill func(io.Writer) error) error {
 	}
 	return err
 }
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

@@ -18,9 +18,9 @@ import (
 // committing meets the new owner's checkpoint of the same chunk in the output's database (one of the two
 // commits fails, never both succeed).
 //
-// A run resumes elsewhere only if its input and output are reachable from every server: a SQL connection or
-// an --import-dir path that all servers share, and a table output. An uploaded input file and a file output
-// live in one server's data folder.
+// A run resumes elsewhere if its input and output are reachable from every server: an uploaded input and a
+// file output (its parts and their checkpoints) are in the installation's artifact store and database
+// (blobs.go); a SQL connection, an --import-dir path or a table output must be shared by all servers.
 
 // errLostLease is the cause of a run's context when another server took the run over.
 var errLostLease = errors.New("another server owns the batch prediction now")

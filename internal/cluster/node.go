@@ -40,6 +40,7 @@ type Node struct {
 	store   Store
 	id      string
 	url     string
+	grpc    string // guarded by mu, as url
 	ttl     time.Duration
 	started time.Time
 	log     *slog.Logger
@@ -91,6 +92,14 @@ func newServerID() string {
 func (n *Node) SetAdvertiseURL(u string) {
 	n.mu.Lock()
 	n.url = u
+	n.mu.Unlock()
+}
+
+// SetGRPCAddress sets where the other servers reach this one's gRPC service (grpc://HOST:PORT or
+// grpcs://HOST:PORT); Beat publishes it.
+func (n *Node) SetGRPCAddress(a string) {
+	n.mu.Lock()
+	n.grpc = a
 	n.mu.Unlock()
 }
 
@@ -147,7 +156,10 @@ func (n *Node) heartbeat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.ttl/3)
 	defer cancel()
 	// A server silent for 10 TTLs is forgotten: it holds nothing by then, and the list stays short.
-	return n.store.Heartbeat(ctx, Member{ID: n.id, AdvertiseURL: n.AdvertiseURL(), StartedAt: n.started}, 10*n.ttl)
+	n.mu.Lock()
+	m := Member{ID: n.id, AdvertiseURL: n.url, GRPCAddress: n.grpc, StartedAt: n.started}
+	n.mu.Unlock()
+	return n.store.Heartbeat(ctx, m, 10*n.ttl)
 }
 
 // renew extends every held lease. A lease the database no longer gives this server at the same epoch is lost

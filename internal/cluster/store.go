@@ -9,7 +9,10 @@ import (
 type Member struct {
 	ID           string
 	AdvertiseURL string
-	StartedAt    time.Time
+	// GRPCAddress is where the other servers reach this one's gRPC service: grpc://HOST:PORT, or
+	// grpcs://HOST:PORT when it speaks TLS ("" without --grpc-addr).
+	GRPCAddress string
+	StartedAt   time.Time
 	// HeartbeatAge is how long ago, on the database's clock, the server last heartbeat.
 	HeartbeatAge time.Duration
 }
@@ -19,9 +22,11 @@ type Holder struct {
 	Lease        string
 	Server       string
 	AdvertiseURL string // empty when the holder's server row is gone
+	GRPCAddress  string // the holder's gRPC address (Member.GRPCAddress)
 	// Previous is the server that released the lease last, and PreviousURL where it is reached while it is
 	// still a member (empty once it left): during a hand-over it serves until the new holder is ready.
 	Previous, PreviousURL string
+	PreviousGRPC          string
 }
 
 // Store keeps membership and leases. Every ownership decision is one compare-and-set statement evaluated on

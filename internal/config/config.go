@@ -76,6 +76,10 @@ type Config struct {
 	// LeaseTTL is how long a lease (a deployment's host, a run's owner, alert evaluation) lives without
 	// renewal (docs/production.md): a server that stops renewing loses its work after at most this long.
 	LeaseTTL time.Duration
+	// AdvertiseGRPC is HOST:PORT where the other servers reach this one's gRPC service (--grpc-addr): gRPC
+	// calls about deployments this server hosts are forwarded there. Default: --grpc-addr's, with the
+	// advertise URL's host for an unspecified one (0.0.0.0).
+	AdvertiseGRPC string
 
 	// Monitoring
 	MetricsRetention time.Duration // 1-minute series kept in the store
@@ -133,6 +137,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		{&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE"}, {&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING"},
 		{&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE"}, {&c.DatabaseURL, "SLIPWAY_DATABASE"},
 		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"}, {&c.AdvertiseURL, "SLIPWAY_ADVERTISE_URL"},
+		{&c.AdvertiseGRPC, "SLIPWAY_ADVERTISE_GRPC"},
 		{&c.Engine, "SLIPWAY_ENGINE"}, {&c.Kubeconfig, "SLIPWAY_KUBECONFIG"}, {&c.Namespace, "SLIPWAY_NAMESPACE"},
 		{&c.Image, "SLIPWAY_IMAGE"}, {&c.ReplicaNetwork, "SLIPWAY_REPLICA_NETWORK"}, {&c.GRPCAddr, "SLIPWAY_GRPC_ADDR"},
 		{&budget, "SLIPWAY_MODEL_MEMORY_BUDGET"},
@@ -203,6 +208,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", c.MaxConnsPerClient, "connections open at once from one client address; more are closed at once (0: no cap; behind a load balancer every client has its address)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", c.AuditRetention, "how long audit log entries are kept (0: forever)")
 	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", c.MaxTokenTTL, "longest lifetime of a token created through the API; tokens created without expires_in/expires_at get it (0: no maximum, tokens may never expire)")
+	fs.StringVar(&c.AdvertiseGRPC, "advertise-grpc", c.AdvertiseGRPC, "with several servers on one --database postgres:// and --grpc-addr: HOST:PORT where the other servers reach this one's gRPC service, to forward gRPC calls about the deployments it hosts (env SLIPWAY_ADVERTISE_GRPC; default: --grpc-addr's, with --advertise-url's host for 0.0.0.0)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "with several servers on one --database postgres://: how long a server's leases (deployments it hosts, runs it owns, alert evaluation) live without renewal; a killed server's work moves to another after about this long (env SLIPWAY_LEASE_TTL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests")
 	if err := fs.Parse(args); err != nil {
@@ -318,6 +324,13 @@ func (c *Config) Validate() error {
 	if c.LeaseTTL < MinLeaseTTL || c.LeaseTTL > MaxLeaseTTL {
 		errs = append(errs, fmt.Errorf("--lease-ttl %s: want between %s and %s (a server renews its leases every third of it, so it must outlast a few database round trips; a killed server's work waits that long to move)",
 			c.LeaseTTL, MinLeaseTTL, MaxLeaseTTL))
+	}
+	if c.AdvertiseGRPC != "" {
+		if host, port, err := net.SplitHostPort(c.AdvertiseGRPC); err != nil || host == "" || port == "" || strings.Contains(c.AdvertiseGRPC, "/") {
+			errs = append(errs, fmt.Errorf("--advertise-grpc %q: want HOST:PORT, where the other servers reach this one's gRPC service", c.AdvertiseGRPC))
+		} else if c.GRPCAddr == "" || c.Database.Postgres == "" {
+			errs = append(errs, fmt.Errorf("--advertise-grpc is for several servers sharing one PostgreSQL database (--database postgres://...) that serve gRPC (--grpc-addr)"))
+		}
 	}
 	if c.AdvertiseURL != "" {
 		if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -48,6 +48,9 @@ func TestStringSettings(t *testing.T) {
 		{"lease TTL not a duration", "SLIPWAY_LEASE_TTL", "15", nil, lease, "", `SLIPWAY_LEASE_TTL="15": not a duration`},
 		{"lease TTL too short", "SLIPWAY_LEASE_TTL", "", []string{"--lease-ttl", "500ms"}, lease, "", "--lease-ttl 500ms: want between 3s and 10m0s"},
 		{"lease TTL too long", "SLIPWAY_LEASE_TTL", "", []string{"--lease-ttl", "1h"}, lease, "", "--lease-ttl 1h0m0s: want between 3s and 10m0s"},
+		{"advertise gRPC needs PostgreSQL and --grpc-addr", "SLIPWAY_ADVERTISE_GRPC", "10.0.0.5:9001", nil, lease, "", "--advertise-grpc is for several servers sharing one PostgreSQL database"},
+		{"advertise gRPC not host:port", "SLIPWAY_ADVERTISE_GRPC", "", []string{"--advertise-grpc", "grpc://x:1", "--grpc-addr", ":0", "--database", "postgres://db/s"}, lease, "", `--advertise-grpc "grpc://x:1": want HOST:PORT`},
+		{"advertise gRPC", "SLIPWAY_ADVERTISE_GRPC", "10.0.0.5:9001", []string{"--grpc-addr", ":0", "--database", "postgres://db/s"}, func(c Config) string { return c.AdvertiseGRPC }, "10.0.0.5:9001", ""},
 		{"artifact store not s3", "SLIPWAY_ARTIFACT_STORE", "", []string{"--artifact-store", "/srv/blobs"}, store, "", `--artifact-store "/srv/blobs": want s3://BUCKET/PREFIX`},
 	}
 	for _, tc := range cases {

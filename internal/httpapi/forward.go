@@ -26,9 +26,16 @@ const ForwardedByHeader = "Slipway-Forwarded-By"
 type Hosts interface {
 	// ServerID is this server's id (sent in ForwardedByHeader).
 	ServerID() string
-	// Host returns the server hosting the deployment and its advertised URL when it is another live server;
+	// Host returns the server hosting the deployment and where it is reached when it is another live server;
 	// ok is false when this server or nobody hosts it.
-	Host(ctx context.Context, deployment string) (server, advertiseURL string, ok bool, err error)
+	Host(ctx context.Context, deployment string) (h Host, ok bool, err error)
+}
+
+// Host is a server hosting a deployment, and where the other servers reach it.
+type Host struct {
+	Server       string
+	AdvertiseURL string // its HTTP API
+	GRPCAddress  string // its gRPC service: grpc://HOST:PORT or grpcs://HOST:PORT ("" when it has none)
 }
 
 // hostCacheTTL bounds how stale the forwarding view may be: a takeover is seen within it (it only saves a
@@ -39,6 +46,7 @@ type forwarder struct {
 	hosts   Hosts
 	timeout time.Duration
 	proxy   *httputil.ReverseProxy
+	grpc    grpcConns // gRPC calls forwarded to the hosts' gRPC addresses (grpcforward.go)
 
 	mu     sync.Mutex
 	cache  map[string]hostEntry
@@ -46,9 +54,9 @@ type forwarder struct {
 }
 
 type hostEntry struct {
-	server, url string
-	ok          bool
-	at          time.Time
+	server, url, grpc string
+	ok                bool
+	at                time.Time
 }
 
 type forwardKey struct{}
@@ -107,11 +115,11 @@ func (f *forwarder) host(ctx context.Context, deployment string) (hostEntry, err
 	if hit && now.Sub(e.at) < hostCacheTTL {
 		return e, nil
 	}
-	server, u, ok, err := f.hosts.Host(ctx, deployment)
+	h, ok, err := f.hosts.Host(ctx, deployment)
 	if err != nil {
 		return hostEntry{}, err
 	}
-	e = hostEntry{server: server, url: u, ok: ok, at: now}
+	e = hostEntry{server: h.Server, url: h.AdvertiseURL, grpc: h.GRPCAddress, ok: ok, at: now}
 	f.mu.Lock()
 	if len(f.cache) > 10_000 { // names come from URLs: bound the map
 		clear(f.cache)

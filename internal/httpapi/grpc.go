@@ -184,6 +184,11 @@ func (g *grpcInference) ModelReady(ctx context.Context, m *inferencepb.ModelRead
 	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelReady_FullMethodName, m.Name); err != nil {
 		return nil, err
 	}
+	if res, ok, err := grpcForward(ctx, g.s, m.Name, func(ctx context.Context, c inferencepb.GRPCInferenceServiceClient, opts ...grpc.CallOption) (*inferencepb.ModelReadyResponse, error) {
+		return c.ModelReady(ctx, m, opts...)
+	}); ok {
+		return res, err
+	}
 	_, route, err := g.s.grpcTarget(ctx, m.Name, m.Version, false)
 	if err != nil {
 		return nil, err
@@ -194,6 +199,11 @@ func (g *grpcInference) ModelReady(ctx context.Context, m *inferencepb.ModelRead
 func (g *grpcInference) ModelMetadata(ctx context.Context, m *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
 	if err := g.s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelMetadata_FullMethodName, m.Name); err != nil {
 		return nil, err
+	}
+	if res, ok, err := grpcForward(ctx, g.s, m.Name, func(ctx context.Context, c inferencepb.GRPCInferenceServiceClient, opts ...grpc.CallOption) (*inferencepb.ModelMetadataResponse, error) {
+		return c.ModelMetadata(ctx, m, opts...)
+	}); ok {
+		return res, err
 	}
 	rt, route, err := g.s.grpcTarget(ctx, m.Name, m.Version, false)
 	if err != nil {
@@ -210,19 +220,11 @@ func (g *grpcInference) ModelMetadata(ctx context.Context, m *inferencepb.ModelM
 	return res, nil
 }
 
-// grpcTarget is v2TargetNamed; with several servers, a deployment another server hosts is refused with that
-// server's name and URL: HTTP calls are forwarded to the host (forward.go), gRPC calls not (yet).
+// grpcTarget is v2TargetNamed. A call about a deployment another server hosts was forwarded there before
+// (grpcforward.go); one forwarded here that this server no longer serves (a stale view during a takeover) is
+// answered "not serving" by v2TargetNamed, never forwarded again.
 func (s *Server) grpcTarget(ctx context.Context, model, version string, pick bool) (*serving.Router, serving.Route, error) {
-	rt, route, err := s.v2TargetNamed(ctx, model, version, pick)
-	if err == nil || s.fwd == nil || slipway.ErrorCode(err) != slipway.EUNAVAILABLE {
-		return rt, route, err
-	}
-	if server, url, ok, herr := s.fwd.hosts.Host(ctx, model); herr == nil && ok {
-		return nil, serving.Route{}, slipway.Errorf(slipway.EUNAVAILABLE, "deployment %s is served by server %s (%s): "+
-			"gRPC calls are not forwarded between servers; call that server's gRPC address, or HTTP %s/v2/models/%s/infer "+
-			"(any server forwards HTTP calls)", model, server, url, url, model)
-	}
-	return rt, route, err
+	return s.v2TargetNamed(ctx, model, version, pick)
 }
 
 // ModelInfer is POST /v2/models/{name}[/versions/{version}]/infer over gRPC, reported to the monitor with
@@ -231,6 +233,12 @@ func (g *grpcInference) ModelInfer(ctx context.Context, m *inferencepb.ModelInfe
 	s := g.s
 	if err := s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, m.ModelName); err != nil {
 		return nil, err
+	}
+	// Before the monitor: the host records the call, as it does a forwarded HTTP call.
+	if res, ok, err := grpcForward(ctx, s, m.ModelName, func(ctx context.Context, c inferencepb.GRPCInferenceServiceClient, opts ...grpc.CallOption) (*inferencepb.ModelInferResponse, error) {
+		return c.ModelInfer(ctx, m, opts...)
+	}); ok {
+		return res, err
 	}
 	if s.monitor == nil {
 		return s.modelInfer(ctx, m, nil)

@@ -29,9 +29,10 @@ func (d dialect) nowMS() string {
 func (db *DB) Heartbeat(ctx context.Context, m cl.Member, forget time.Duration) error {
 	now := db.dialect.nowMS()
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO servers (id, advertise_url, started_at, heartbeat_ms) VALUES (?, ?, ?, `+now+`)
-			ON CONFLICT (id) DO UPDATE SET advertise_url = excluded.advertise_url, heartbeat_ms = excluded.heartbeat_ms`,
-			m.ID, m.AdvertiseURL, formatTime(m.StartedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO servers (id, advertise_url, grpc_address, started_at, heartbeat_ms) VALUES (?, ?, ?, ?, `+now+`)
+			ON CONFLICT (id) DO UPDATE SET advertise_url = excluded.advertise_url, grpc_address = excluded.grpc_address,
+			heartbeat_ms = excluded.heartbeat_ms`,
+			m.ID, m.AdvertiseURL, m.GRPCAddress, formatTime(m.StartedAt))
 		if err != nil {
 			return mapErr(err, "server "+m.ID)
 		}
@@ -55,10 +56,10 @@ func (db *DB) Members(ctx context.Context, within time.Duration) ([]cl.Member, e
 		var m cl.Member
 		var started string
 		var ageMS int64
-		err := rs.Scan(&m.ID, &m.AdvertiseURL, &started, &ageMS)
+		err := rs.Scan(&m.ID, &m.AdvertiseURL, &m.GRPCAddress, &started, &ageMS)
 		m.StartedAt, m.HeartbeatAge = parseTime(started), time.Duration(ageMS)*time.Millisecond
 		return m, err
-	}, "servers", `SELECT id, advertise_url, started_at, `+now+` - heartbeat_ms FROM servers
+	}, "servers", `SELECT id, advertise_url, grpc_address, started_at, `+now+` - heartbeat_ms FROM servers
 		WHERE heartbeat_ms >= `+now+` - ? ORDER BY started_at, id`, within.Milliseconds())
 }
 
@@ -115,14 +116,19 @@ func (db *DB) ReleaseLease(ctx context.Context, name, holder string, epoch int64
 	})
 }
 
+// holderColumns are a lease's name and its holder's and previous holder's ids and addresses (l: the lease, s:
+// its holder's server row, p: its previous holder's).
+const holderColumns = `l.name, l.holder, COALESCE(s.advertise_url, ''), COALESCE(s.grpc_address, ''),
+	l.previous, COALESCE(p.advertise_url, ''), COALESCE(p.grpc_address, '')`
+
 // FindLease returns lease name as stored, with its holders' advertised URLs, and whether it is live.
 func (db *DB) FindLease(ctx context.Context, name string) (cl.Holder, bool, bool, error) {
 	var h cl.Holder
 	var live int
-	err := db.r.QueryRowContext(ctx, `SELECT l.name, l.holder, COALESCE(s.advertise_url, ''), l.previous, COALESCE(p.advertise_url, ''),
+	err := db.r.QueryRowContext(ctx, `SELECT `+holderColumns+`,
 		CASE WHEN l.holder <> '' AND l.expires_ms > `+db.dialect.nowMS()+` THEN 1 ELSE 0 END
 		FROM leases l LEFT JOIN servers s ON s.id = l.holder LEFT JOIN servers p ON p.id = l.previous
-		WHERE l.name = ?`, name).Scan(&h.Lease, &h.Server, &h.AdvertiseURL, &h.Previous, &h.PreviousURL, &live)
+		WHERE l.name = ?`, name).Scan(&h.Lease, &h.Server, &h.AdvertiseURL, &h.GRPCAddress, &h.Previous, &h.PreviousURL, &h.PreviousGRPC, &live)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, false, false, nil
 	}
@@ -136,9 +142,9 @@ func (db *DB) LiveLeases(ctx context.Context, prefix string) ([]cl.Holder, error
 	}
 	return queryAll(ctx, db.r, func(rs rowScanner) (cl.Holder, error) {
 		var h cl.Holder
-		err := rs.Scan(&h.Lease, &h.Server, &h.AdvertiseURL, &h.Previous, &h.PreviousURL)
+		err := rs.Scan(&h.Lease, &h.Server, &h.AdvertiseURL, &h.GRPCAddress, &h.Previous, &h.PreviousURL, &h.PreviousGRPC)
 		return h, err
-	}, "leases", `SELECT l.name, l.holder, COALESCE(s.advertise_url, ''), l.previous, COALESCE(p.advertise_url, '')
+	}, "leases", `SELECT `+holderColumns+`
 		FROM leases l LEFT JOIN servers s ON s.id = l.holder LEFT JOIN servers p ON p.id = l.previous
 		WHERE l.name LIKE ? AND l.holder <> '' AND l.expires_ms > `+db.dialect.nowMS()+` ORDER BY l.name`, prefix+"%")
 }

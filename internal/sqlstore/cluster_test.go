@@ -122,21 +122,33 @@ func TestMembership(t *testing.T) {
 		ctx := context.Background()
 		db := openTestDB(t, td)
 		started := time.Now().UTC()
-		for _, m := range []cl.Member{{ID: "A", AdvertiseURL: "http://a", StartedAt: started}, {ID: "B", AdvertiseURL: "http://b", StartedAt: started.Add(time.Second)}} {
+		for _, m := range []cl.Member{{ID: "A", AdvertiseURL: "http://a", StartedAt: started}, {ID: "B", AdvertiseURL: "http://b", GRPCAddress: "grpc://b:9001", StartedAt: started.Add(time.Second)}} {
 			if err := db.Heartbeat(ctx, m, time.Hour); err != nil {
 				t.Fatal(err)
 			}
 		}
 		ms, err := db.Members(ctx, time.Minute)
-		if err != nil || len(ms) != 2 || ms[0].ID != "A" || ms[1].AdvertiseURL != "http://b" {
+		if err != nil || len(ms) != 2 || ms[0].ID != "A" || ms[1].AdvertiseURL != "http://b" || ms[1].GRPCAddress != "grpc://b:9001" || ms[0].GRPCAddress != "" {
 			t.Fatalf("members %+v %v", ms, err)
 		}
 		if _, _, err := db.AcquireLease(ctx, "deployment/x", "B", time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		hs, err := db.LiveLeases(ctx, "deployment/")
-		if err != nil || len(hs) != 1 || hs[0].AdvertiseURL != "http://b" {
+		if err != nil || len(hs) != 1 || hs[0].AdvertiseURL != "http://b" || hs[0].GRPCAddress != "grpc://b:9001" {
 			t.Fatalf("live leases %+v %v", hs, err)
+		}
+		// The gRPC address comes with the holder, and with the previous holder once B released the lease.
+		h, live, _, err := db.FindLease(ctx, "deployment/x")
+		if err != nil || !live || h.GRPCAddress != "grpc://b:9001" {
+			t.Fatalf("lease %+v %v %v", h, live, err)
+		}
+		epoch, _, _ := db.AcquireLease(ctx, "deployment/x", "B", time.Minute)
+		if err := db.ReleaseLease(ctx, "deployment/x", "B", epoch); err != nil {
+			t.Fatal(err)
+		}
+		if h, _, _, err := db.FindLease(ctx, "deployment/x"); err != nil || h.Server != "" || h.PreviousGRPC != "grpc://b:9001" {
+			t.Fatalf("released lease %+v %v", h, err)
 		}
 		if err := db.LeaveCluster(ctx, "B"); err != nil {
 			t.Fatal(err)

@@ -16,3 +16,7 @@ CREATE INDEX batch_parts_digest ON batch_parts (digest);
 ALTER TABLE batch_runs ADD COLUMN output_digest TEXT NOT NULL DEFAULT '';
 CREATE INDEX batch_runs_output_digest ON batch_runs (output_digest);
 CREATE INDEX batch_files_sha256 ON batch_files (sha256);
+
+-- Where each server's gRPC service is reached (grpc://HOST:PORT, grpcs:// with TLS; '' without --grpc-addr):
+-- a gRPC call about a deployment another server hosts is forwarded there, as HTTP calls go to advertise_url.
+ALTER TABLE servers ADD COLUMN grpc_address TEXT NOT NULL DEFAULT '';
