@@ -123,7 +123,7 @@ func grpcForward[T any](ctx context.Context, s *Server, deployment string, call 
 	out.Set("x-request-id", infoOfContext(ctx).id) // the host logs and answers under the same id
 	var header, trailer metadata.MD
 	res, err = call(metadata.NewOutgoingContext(ctx, out), inferencepb.NewGRPCInferenceServiceClient(conn), grpc.Header(&header), grpc.Trailer(&trailer))
-	header.Delete("x-request-id") // already set on our answer, with the same value
+	header.Delete("x-request-id")     // already set on our answer, with the same value
 	_ = grpc.SetHeader(ctx, header)   // fails only once headers are out: none are yet
 	_ = grpc.SetTrailer(ctx, trailer) // fails only after the call's end
 	if st, isStatus := status.FromError(err); err != nil && isStatus && st.Code() == codes.Unavailable && len(header) == 0 {
