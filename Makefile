@@ -51,7 +51,7 @@ bench-remote: build examples ## network replicas (slipway worker serve over TCP)
 	./bench/remote.sh
 
 bench-kube: build examples ## Kubernetes pods (replicas over TCP) vs local pipes, ONNX and Python, c=32; deploy → ACTIVE; kill -9 → serving
-	SLIPWAY_BENCH_KUBE=1 go test -count=1 -timeout 40m -run '^TestBenchKube$$' -v ./e2e/
+	SLIPWAY_BENCH_KUBE=1 go test -count=1 -timeout 40m -run '^TestBenchKube$$' -v ./e2e/  # SLIPWAY_BENCH_KUBE_CPU=0: BestEffort pods
 
 bench-grpc: build examples ## Open Inference Protocol over gRPC vs HTTP V2 JSON, ONNX, c=32 (ratios in one run)
 	./bench/grpc.sh

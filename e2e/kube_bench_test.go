@@ -29,6 +29,17 @@ func TestBenchKube(t *testing.T) {
 		t.Skip("a benchmark: make bench-kube")
 	}
 	rounds, warmup, dur, conc := 3, 2*time.Second, 10*time.Second, 32
+	// Each deployment, on both engines, gets resources.cpu (SLIPWAY_BENCH_KUBE_CPU, default 2: this machine's
+	// cores, so no quota binds). Without it a pod is BestEffort, and the kubelet gives its container cgroup
+	// cpu.shares 2 (against 1024 for the server and the local replicas): on a busy node it starves.
+	cpu := os.Getenv("SLIPWAY_BENCH_KUBE_CPU")
+	if cpu == "" {
+		cpu = "2"
+	}
+	resources := []string{}
+	if cpu != "0" {
+		resources = []string{"--cpu", cpu}
+	}
 	k := slipwaytest.StartKubernetes(t, binary)
 	cs := kubeClient(t, k)
 	kube := startKubeServer(t, k, "", "--replica-network", "host")
@@ -45,9 +56,9 @@ func TestBenchKube(t *testing.T) {
 	}
 	toActive := map[string]time.Duration{}
 	for _, c := range cases {
-		deploy(t, local, c.rt, "--model", c.model, "--replicas", "2")
+		deploy(t, local, append([]string{c.rt, "--model", c.model, "--replicas", "2"}, resources...)...)
 		began := time.Now()
-		deploy(t, kube, c.rt, "--model", c.model, "--replicas", "2", "--no-wait")
+		deploy(t, kube, append([]string{c.rt, "--model", c.model, "--replicas", "2", "--no-wait"}, resources...)...)
 		waitFor(t, c.rt+" ACTIVE on 2 pods", 10*time.Minute, func() bool { return connected(kube, c.rt, 2) })
 		toActive[c.rt] = time.Since(began)
 		t.Logf("%s: deploy to ACTIVE on 2 pods: %s", c.rt, toActive[c.rt].Round(time.Millisecond))
@@ -107,9 +118,9 @@ func TestBenchKube(t *testing.T) {
 	}
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "Kubernetes pods vs local processes: c=%d, 1 row, %d interleaved rounds of %s warm-up + %s; 2 replicas each; "+
+	fmt.Fprintf(&out, "Kubernetes pods vs local processes: c=%d, 1 row, %d interleaved rounds of %s warm-up + %s; 2 replicas each, resources.cpu %s; "+
 		"pods on the single-node cluster of scripts/k8s-dev.sh (host network, worker over loopback TCP); %d CPUs, load average %s before, %s after.\n\n",
-		conc, rounds, warmup, dur, runtime.NumCPU(), loadBefore, loadAverage())
+		conc, rounds, warmup, dur, cpu, runtime.NumCPU(), loadBefore, loadAverage())
 	out.WriteString("| runtime | local req/s | kubernetes req/s | kubernetes/local throughput (median of rounds) | local p99 ms | kubernetes p99 ms | p99 kubernetes/local | deploy → ACTIVE (2 pods) | kill -9 → serving |\n")
 	out.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cases {
