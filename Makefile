@@ -7,7 +7,7 @@ GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 export SLIPWAY_ORT_LIB ?= $(HOME)/.cache/slipway/onnxruntime-1.30.0/libonnxruntime.so.1
 export CGO_ENABLED := 1
 
-.PHONY: ort run deps build examples engines test test-go test-python bench bench-models bench-batch bench-monitor bench-remote bench-grpc bench-cluster lint clean proto
+.PHONY: ort run deps build examples engines test test-go test-python bench bench-models bench-batch bench-monitor bench-remote bench-grpc bench-cluster bench-kube lint clean proto
 
 run: deps build examples ## set up everything and start the server on 127.0.0.1:8080 (data in ./slipway-data)
 	./$(BIN) server
@@ -49,6 +49,9 @@ bench-batch: build examples ## 1M rows Parquet → PostgreSQL vs pandas + predic
 
 bench-remote: build examples ## network replicas (slipway worker serve over TCP) vs local pipes, ONNX and Python, c=32
 	./bench/remote.sh
+
+bench-kube: build examples ## Kubernetes pods (replicas over TCP) vs local pipes, ONNX and Python, c=32; deploy → ACTIVE; kill -9 → serving
+	SLIPWAY_BENCH_KUBE=1 go test -count=1 -timeout 40m -run '^TestBenchKube$$' -v ./e2e/  # SLIPWAY_BENCH_KUBE_CPU=0: BestEffort pods
 
 bench-grpc: build examples ## Open Inference Protocol over gRPC vs HTTP V2 JSON, ONNX, c=32 (ratios in one run)
 	./bench/grpc.sh

@@ -69,6 +69,9 @@ type ReplicaSpec struct {
 	Secret     []byte `json:"secret"`
 	// CACert is the PEM the server's HTTPS certificate chains to when it is self-signed (optional).
 	CACert string `json:"ca_cert,omitempty"`
+	// TLS makes the worker serve TLS with the deployment's key derived from Secret, which the server pins
+	// (the kubernetes engine's pods when the server serves HTTPS).
+	TLS bool `json:"tls,omitempty"`
 }
 
 // Encode is the spec's opaque form: base64url of its JSON.

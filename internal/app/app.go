@@ -29,6 +29,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/cluster"
 	"github.com/slipway-ml/slipway/internal/config"
 	"github.com/slipway-ml/slipway/internal/deploy"
+	"github.com/slipway-ml/slipway/internal/executor"
 	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
@@ -42,6 +43,7 @@ import (
 // App is a running Slipway server.
 type App struct {
 	cfg     config.Config
+	cpu     *executor.CPUCgroups // the local engine's CPU limits (nil: not applied; see localCPU)
 	log     *slog.Logger
 	lock    *os.File
 	db      *sqlstore.DB
@@ -152,7 +154,7 @@ func (a *App) open(ctx context.Context) error {
 	// Replicas that are local processes get their memory limit from `slipway exec-limited`, like job runs.
 	rt, err := modelruntime.New(modelruntime.Config{Python: a.cfg.Python, ORTLibrary: a.cfg.ORTLibrary,
 		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime"), Scheduling: modelruntime.Scheduling(a.cfg.ReplicaScheduling),
-		Engine: modelruntime.LocalEngine{Shim: []string{exe, "exec-limited"}}})
+		Engine: modelruntime.LocalEngine{Shim: []string{exe, "exec-limited"}, CPU: a.localCPU()}})
 	if err != nil {
 		return err
 	}

@@ -14,10 +14,10 @@ import (
 // Deployments' replicas are pods on the kubernetes engine (openKubeReplicas); registration checks and batch
 // predictions stay local processes on either engine, and the server says so when it starts.
 func (a *App) jobExecutor(exe string) (executor.Executor, error) {
-	local := executor.NewLocal([]string{exe, "exec-limited"}).WithSupervisor([]string{exe, "exec-supervise"})
+	local := executor.NewLocal([]string{exe, "exec-limited"}).WithSupervisor([]string{exe, "exec-supervise"}).WithCPU(a.cpu)
 	switch a.cfg.Engine {
 	case "", "local":
-		a.log.Info("engine: resources.memory_mb limits replicas and job runs as an address-space rlimit; resources.cpu is not applied by the local engine (the kubernetes engine applies both)")
+		a.log.Info("engine: resources.memory_mb limits local replicas and job runs as an address-space rlimit (the kubernetes engine: the container's memory)")
 		return local, nil
 	case "kubernetes":
 	default:
@@ -31,6 +31,24 @@ func (a *App) jobExecutor(exe string) (executor.Executor, error) {
 		"kubeconfig", a.cfg.Kubeconfig)
 	a.log.Info("engine: registration checks and batch predictions run as local processes on this machine")
 	return kr.kube, nil
+}
+
+// localCPU finds, once, how the local engine limits resources.cpu (a cgroup per process where the server's
+// cgroup hierarchy is writable) and says in the log which limits apply, or why CPU is not limited.
+func (a *App) localCPU() *executor.CPUCgroups {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		a.log.Info("engine: resources.cpu is not applied to local replicas and job runs: no /proc/self/cgroup", "error", err)
+		return nil
+	}
+	c, why := executor.DetectCPUCgroups("/sys/fs/cgroup", self)
+	if c == nil {
+		a.log.Info("engine: resources.cpu is not applied to local replicas and job runs (the kubernetes engine applies it): " + why)
+		return nil
+	}
+	a.cpu = c
+	a.log.Info("engine: resources.cpu limits local replicas and job runs", "how", c.Describe())
+	return c
 }
 
 // executable is this binary, which the local executor re-executes as its limits shim and supervisor.

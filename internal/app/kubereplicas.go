@@ -60,6 +60,7 @@ func (a *App) openKubeReplicas() error {
 		Template:   a.kubeTemplate,
 		PodLost:    remote.DropPod,
 		PodReadied: func(string) { remote.Wake() },
+		PodFailing: remote.PodFailing,
 		Log:        a.log})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -94,6 +95,8 @@ func (a *App) kubeTemplate(ctx context.Context, name string, version int) (kuber
 			return kubereplica.Template{}, fmt.Errorf("read the TLS certificate for the replica pods: %w", err)
 		}
 		pods.Spec.CACert = string(pem)
+		// The server speaks HTTPS: the pods serve their replicas with TLS too, with the deployment's derived key.
+		pods.Spec.TLS = true
 	}
 	return kubereplica.Template{Spec: pods.Spec, Env: pods.Env, Resources: pods.Resources}, nil
 }

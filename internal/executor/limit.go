@@ -28,8 +28,12 @@ func LimitArgs(l slipway.JobLimits) []string {
 	return out
 }
 
-// ExecLimited is `slipway exec-limited [--cpu=S] [--as=BYTES] [--nofile=N] [--nproc=N] -- PROGRAM ARGS...`:
-// it sets the resource limits on itself and replaces itself with PROGRAM (same PID and process group, so the
+// CgroupArg is ExecLimited's flag that moves the process into the cgroup folder dir (CPUCgroups.Create).
+func CgroupArg(dir string) string { return "--cgroup=" + dir }
+
+// ExecLimited is `slipway exec-limited [--cpu=S] [--as=BYTES] [--nofile=N] [--nproc=N] [--cgroup=DIR] -- PROGRAM
+// ARGS...`: it joins the cgroup DIR (a CPU limit, see CPUCgroups), sets the resource limits on itself and
+// replaces itself with PROGRAM (same PID and process group, so the
 // executor's handle stays valid). Go's os/exec cannot set rlimits on a child, hence this tiny re-exec. CPU time
 // gets SIGXCPU at the limit and SIGKILL one second later; core dumps are always off.
 func ExecLimited(args []string) error {
@@ -45,13 +49,18 @@ func ExecLimited(args []string) error {
 		rl   syscall.Rlimit
 	}
 	var settings []setting
+	var cgroup string
 	i := 0
 	for ; i < len(args) && args[i] != "--"; i++ {
 		name, value, ok := strings.Cut(strings.TrimPrefix(args[i], "--"), "=")
+		if name == "cgroup" && ok && value != "" {
+			cgroup = value
+			continue
+		}
 		lim, known := flags[name]
 		n, err := strconv.ParseUint(value, 10, 64)
 		if !ok || !known || err != nil || n == 0 {
-			return fmt.Errorf("exec-limited: bad flag %q: want --cpu=S, --as=BYTES, --nofile=N or --nproc=N", args[i])
+			return fmt.Errorf("exec-limited: bad flag %q: want --cpu=S, --as=BYTES, --nofile=N, --nproc=N or --cgroup=DIR", args[i])
 		}
 		settings = append(settings, setting{name, lim.res, syscall.Rlimit{Cur: n, Max: n + lim.extra}})
 	}
@@ -64,6 +73,11 @@ func ExecLimited(args []string) error {
 		return fmt.Errorf("exec-limited: %w", err)
 	}
 	// Only now, with the whole command line checked, do the limits apply (to this process, then the program).
+	if cgroup != "" {
+		if err := joinCgroup(cgroup); err != nil {
+			return fmt.Errorf("exec-limited: %w", err)
+		}
+	}
 	for _, st := range settings {
 		// syscall.Setrlimit (not x/sys/unix): it also tells the runtime not to restore its own NOFILE at exec.
 		if err := syscall.Setrlimit(st.res, &st.rl); err != nil {

@@ -31,7 +31,8 @@ const drainTimeout = 5 * time.Second
 // command: setrlimit, then exec) in front of the program.
 type Local struct {
 	shim       []string
-	supervisor []string // `slipway exec-supervise`: with it, processes with a StateDir outlive the server
+	cpu        *CPUCgroups // nil: CPU is not limited
+	supervisor []string    // `slipway exec-supervise`: with it, processes with a StateDir outlive the server
 	mu         sync.Mutex
 	procs      map[string]*proc
 }
@@ -53,6 +54,21 @@ func NewLocal(shim []string) *Local {
 	return &Local{shim: shim, procs: map[string]*proc{}}
 }
 
+// WithCPU makes the executor limit a run's resources.cpu with a cgroup of its own (see CPUCgroups), which
+// the shim joins before it becomes the program. Without it CPU is not limited.
+func (l *Local) WithCPU(c *CPUCgroups) *Local {
+	l.cpu = c
+	return l
+}
+
+// removeCgroup deletes the cgroup of run id, if it had one (its name is the run's: a run recovered after a
+// restart finds it too).
+func (l *Local) removeCgroup(id string) {
+	if l.cpu != nil && id != "" {
+		_ = l.cpu.Remove(filepath.Join(l.cpu.Parent, "slipway-"+id)) // best effort: an empty cgroup holds nothing
+	}
+}
+
 // WithSupervisor makes processes started with a StateDir supervised by cmd (the `slipway exec-supervise`
 // command): they survive the server, and a later server re-attaches to them (see supervise.go).
 func (l *Local) WithSupervisor(cmd []string) *Local {
@@ -63,7 +79,15 @@ func (l *Local) WithSupervisor(cmd []string) *Local {
 // Start launches spec in a new process group, its stdin /dev/null and its output piped to spec.Output.
 func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	path, args := spec.Path, spec.Args
-	if la := LimitArgs(spec.rlimits()); len(la) > 0 {
+	la := LimitArgs(spec.rlimits())
+	if l.cpu != nil && spec.Resources != nil && spec.Resources.CPU > 0 && len(l.shim) > 0 {
+		dir, err := l.cpu.Create(spec.ID, spec.Resources.CPU)
+		if err != nil {
+			return Handle{}, fmt.Errorf("executor: cpu limit of %s: %w", spec.ID, err)
+		}
+		la = append(la, CgroupArg(dir))
+	}
+	if len(la) > 0 {
 		if len(l.shim) == 0 {
 			return Handle{}, slipway.Errorf(slipway.EUNAVAILABLE, "this executor cannot apply resource limits (no exec-limited shim)")
 		}
@@ -97,6 +121,7 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Handle, error) {
 	closeAll(outW, errW) // the child holds its own copies
 	if err != nil {
 		closeAll(outR, errR)
+		l.removeCgroup(spec.ID)
 		return Handle{}, slipway.Wrap(slipway.EINVALID, err, "cannot start %s: %v", spec.Path, err)
 	}
 	p := &proc{pgid: cmd.Process.Pid, done: make(chan struct{})}
@@ -175,6 +200,7 @@ func (l *Local) Wait(ctx context.Context, id string) (Exit, error) {
 	if p.stateDir != "" {
 		removeStateFiles(p.stateDir)
 	}
+	l.removeCgroup(id)
 	return p.exit, nil
 }
 

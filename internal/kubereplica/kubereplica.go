@@ -86,6 +86,11 @@ type Config struct {
 	PodLost func(pod string)
 	// PodReadied is called when a replica pod is ready: it wakes the Starts waiting for a worker.
 	PodReadied func(pod string)
+	// PodFailing, if set, is called when a pod of version v of a deployment cannot serve and will not by
+	// waiting (see podProblem: an image that cannot be pulled, an OOM kill, a container that cannot be
+	// created), with the reason and when the kubelet saw it: the Starts waiting for that version's workers
+	// fail with it instead of waiting out their timeout.
+	PodFailing func(deployment string, version int, problem string, since time.Time)
 	// Debounce is how long changes of the demand are gathered before they are applied (500 ms when 0).
 	Debounce time.Duration
 	Log      *slog.Logger
@@ -105,6 +110,7 @@ type Controller struct {
 	// served versions are left alone, so that a restart never scales down the pods it is about to adopt.
 	demanded map[string]bool
 	kick     chan struct{}
+	problems map[string]string // the last problem logged of each pod (podProblem), so it is logged once
 
 	pods   cache.SharedIndexInformer
 	ctx    context.Context
@@ -123,7 +129,7 @@ func New(cfg Config) *Controller {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Controller{cfg: cfg, dirty: map[string]bool{}, demanded: map[string]bool{}, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+	c := &Controller{cfg: cfg, dirty: map[string]bool{}, demanded: map[string]bool{}, problems: map[string]string{}, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Watch, 0, informers.WithNamespace(cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = ownedSelector() }))
 	c.pods = factory.Core().V1().Pods().Informer()
@@ -145,6 +151,9 @@ func (c *Controller) Start(ctx context.Context) error {
 				obj = t.Obj
 			}
 			if p, ok := obj.(*corev1.Pod); ok {
+				c.mu.Lock()
+				delete(c.problems, p.Name)
+				c.mu.Unlock()
 				c.cfg.PodLost(p.Name)
 			}
 		},
@@ -185,6 +194,22 @@ func (c *Controller) podEvent(obj any) {
 	case podReady(p):
 		c.cfg.PodReadied(p.Name)
 	}
+	if c.cfg.PodFailing == nil || p.DeletionTimestamp != nil {
+		return
+	}
+	problem, since := podProblem(p)
+	v, err := strconv.Atoi(p.Labels[VersionLabel])
+	if problem == "" || err != nil || p.Annotations[deploymentAnnotation] == "" {
+		return
+	}
+	c.mu.Lock()
+	first := c.problems[p.Name] != problem
+	c.problems[p.Name] = problem
+	c.mu.Unlock()
+	if first {
+		c.cfg.Log.Warn("kubernetes engine: replica pod cannot serve", "pod", p.Name, "problem", problem)
+	}
+	c.cfg.PodFailing(p.Annotations[deploymentAnnotation], v, problem, since)
 }
 
 // podLost: the pod's worker cannot be serving (the pod is going, or its container is not running).

@@ -3,6 +3,8 @@ package modelruntime
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os/exec"
@@ -18,8 +20,11 @@ import (
 type LocalEngine struct {
 	// Shim is the command that applies a replica's memory limit (spec.Resources.MemoryMB, as RLIMIT_AS) before
 	// it becomes the model: `slipway exec-limited`, as for job runs. Without it, a spec with a memory limit is
-	// refused. CPU is not limited by this engine (docs/engines.md, Resources).
+	// refused.
 	Shim []string
+	// CPU, if set, limits a replica's resources.cpu with a cgroup of its own, which the shim joins before it
+	// becomes the model; nil: CPU is not limited (the hierarchy is not writable, docs/engines.md Resources).
+	CPU *executor.CPUCgroups
 }
 
 var _ Engine = LocalEngine{}
@@ -27,12 +32,29 @@ var _ Engine = LocalEngine{}
 // Start launches spec.Path. The process does not depend on ctx: it lives until it exits or is killed.
 func (e LocalEngine) Start(_ context.Context, spec ProcessSpec, stderr LogFunc) (Conn, error) {
 	path, args := spec.Path, spec.Args
-	if la := executor.LimitArgs(slipway.JobLimits{MemoryBytes: spec.Resources.MemoryBytes()}); len(la) > 0 {
+	la := executor.LimitArgs(slipway.JobLimits{MemoryBytes: spec.Resources.MemoryBytes()})
+	cgroup := ""
+	if e.CPU != nil && spec.Resources != nil && spec.Resources.CPU > 0 && len(e.Shim) > 0 {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		dir, err := e.CPU.Create("replica-"+hex.EncodeToString(b), spec.Resources.CPU)
+		if err != nil {
+			return nil, fmt.Errorf("replica cpu limit: %w", err)
+		}
+		cgroup = dir
+		la = append(la, executor.CgroupArg(dir))
+	}
+	if len(la) > 0 {
 		if len(e.Shim) == 0 {
 			return nil, slipway.Errorf(slipway.EUNAVAILABLE, "this server cannot limit a replica's memory (no exec-limited shim): leave resources.memory_mb out")
 		}
 		path = e.Shim[0]
 		args = slices.Concat(e.Shim[1:], la, []string{"--", spec.Path}, spec.Args)
+	}
+	removeCgroup := func() {
+		if cgroup != "" {
+			_ = e.CPU.Remove(cgroup) // best effort: an empty cgroup left behind holds nothing
+		}
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Env, cmd.Dir = spec.Env, spec.Dir
@@ -50,6 +72,7 @@ func (e LocalEngine) Start(_ context.Context, spec ProcessSpec, stderr LogFunc) 
 		return nil, fmt.Errorf("replica stderr: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
+		removeCgroup()
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
 	p := &localProcess{WriteCloser: stdin, Reader: stdout, pid: cmd.Process.Pid, scheduling: spec.Scheduling,
@@ -57,6 +80,7 @@ func (e LocalEngine) Start(_ context.Context, spec ProcessSpec, stderr LogFunc) 
 	go func() { // owned by p: reaps the child once it closed stderr (exited); Wait closes the pipes
 		forwardLines(errPipe, stderr)
 		p.err = cmd.Wait()
+		removeCgroup()
 		close(p.done)
 	}()
 	return p, nil

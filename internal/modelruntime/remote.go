@@ -3,6 +3,7 @@ package modelruntime
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,8 @@ type RemoteEngine struct {
 	// credit, a crash would shrink the demand for a moment and the cluster would delete a healthy replica.
 	starting map[demandKey]int
 	credits  map[demandKey][]time.Time
+	// failures are why a version's workers cannot come (PodFailing: its pods' image, an OOM kill), with when.
+	failures map[demandKey]podFailure
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -99,7 +102,7 @@ func NewRemoteEngine(cfg RemoteConfig) *RemoteEngine {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &RemoteEngine{cfg: cfg, workers: map[workerKey]*remoteWorker{}, changed: make(chan struct{}), stop: cancel,
-		starting: map[demandKey]int{}, credits: map[demandKey][]time.Time{}}
+		starting: map[demandKey]int{}, credits: map[demandKey][]time.Time{}, failures: map[demandKey]podFailure{}}
 	e.wg.Add(1)
 	go func() { // owned by the engine: ends on Close
 		defer e.wg.Done()
@@ -255,10 +258,14 @@ func (e *RemoteEngine) Start(ctx context.Context, spec ProcessSpec, stderr LogFu
 	}()
 	deadline := time.NewTimer(e.cfg.WaitTimeout)
 	defer deadline.Stop()
+	began := time.Now()
 	var lastErr error
 	for {
 		k, w, wake := e.claim(spec.Deployment, spec.Version)
 		if w == nil {
+			if err := e.failedSince(dk, began); err != nil {
+				return nil, err
+			}
 			select {
 			case <-wake:
 				continue
@@ -284,6 +291,45 @@ func (e *RemoteEngine) Start(ctx context.Context, spec ProcessSpec, stderr LogFu
 		log("connected to worker %s at %s", k.id, w.Address)
 		return c, nil
 	}
+}
+
+// podFailure is why a version's pods cannot serve (see PodFailing).
+type podFailure struct {
+	problem string
+	at      time.Time
+}
+
+// failureGrace: a failure seen this long before a Start began still fails it. The session of a worker that
+// is OOM-killed ends (the connection breaks) moments after the kill, and its slot's next Start begins after
+// that; the kubelet's time of the kill has a second's resolution.
+const failureGrace = 10 * time.Second
+
+// PodFailing records that the pods of deployment@version cannot serve, and why (a cluster engine's watch
+// says so: an image that cannot be pulled, an OOM kill): the Starts waiting for one of its workers, and those
+// that begin within moments, fail with the reason at once instead of waiting out WaitTimeout.
+func (e *RemoteEngine) PodFailing(deployment string, version int, problem string, at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := demandKey{deployment, version}
+	if f, ok := e.failures[k]; ok && f.at.After(at) {
+		return
+	}
+	e.failures[k] = podFailure{problem: problem, at: at}
+	e.wakeLocked()
+}
+
+// failedSince is the failure of k's pods seen since (about) began, if any. The Start it fails keeps its
+// place in the demand as a crashed session does (a credit), so that its slot's retry does not scale the
+// cluster's replicas down and up.
+func (e *RemoteEngine) failedSince(k demandKey, began time.Time) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f, ok := e.failures[k]
+	if !ok || f.at.Before(began.Add(-failureGrace)) {
+		return nil
+	}
+	e.credits[k] = append(e.credits[k], time.Now())
+	return fmt.Errorf("no replica worker for deployment %s version %d can start: %s", k.deployment, k.version, f.problem)
 }
 
 // claim marks an available worker of deployment@version as being dialled and returns it, or returns the
@@ -337,13 +383,16 @@ func (e *RemoteEngine) dial(ctx context.Context, k workerKey, ann *slipway.Repli
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	if ann.TLS {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		// The worker's certificate carries the deployment's key derived from its secret (the workers a cluster
+		// engine starts), or chains to the roots the server trusts (a worker started by hand with a CA's).
+		var roots *x509.CertPool
 		if e.cfg.TLS != nil {
-			cfg = e.cfg.TLS.Clone()
+			roots = e.cfg.TLS.RootCAs
 		}
-		if host, _, err := net.SplitHostPort(ann.Address); err == nil {
-			cfg.ServerName = host
-		}
+		host, _, _ := net.SplitHostPort(ann.Address)
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host,
+			InsecureSkipVerify: true, // VerifyConnection below is the check, including the chain's
+			VerifyConnection:   workerproto.VerifyReplica(secret, spec.Deployment, roots, host)}
 		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			_ = nc.Close()
@@ -495,6 +544,11 @@ func (e *RemoteEngine) releaseLocked(deployment string) {
 	for k := range e.credits {
 		if k.deployment == deployment {
 			delete(e.credits, k)
+		}
+	}
+	for k := range e.failures {
+		if k.deployment == deployment {
+			delete(e.failures, k)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,5 +160,51 @@ func TestRemoteEnginePodGate(t *testing.T) {
 	}
 	if ws := e.Workers("churn-api"); len(ws) != 0 {
 		t.Errorf("workers after DropPod %+v", ws)
+	}
+}
+
+// A Start waiting for a worker of a version whose pods cannot serve (the cluster's watch says why) fails at
+// once with that reason, keeps its slot's place in the demand, and an old failure does not fail a later Start.
+func TestRemoteEnginePodFailingEndsTheWait(t *testing.T) {
+	secret := bytes.Repeat([]byte{1}, 32)
+	e := NewRemoteEngine(RemoteConfig{Secret: func(context.Context, string) ([]byte, error) { return secret, nil },
+		WaitTimeout: time.Hour, HeartbeatInterval: time.Hour})
+	t.Cleanup(e.Close)
+	failed := make(chan error, 1)
+	go func() {
+		_, err := startReplica(context.Background(), e, remoteSpec, time.Hour, nil)
+		failed <- err
+	}()
+	waitDemand := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); e.Demand("churn-api")[2] != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("demand %v, want %d of version 2", e.Demand("churn-api"), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitDemand(1)
+	e.PodFailing("churn-api", 1, "another version's problem", time.Now())
+	e.PodFailing("churn-api", 2, "image registry.invalid/x:1 of replica pod p could not be pulled", time.Now())
+	select {
+	case err := <-failed:
+		if err == nil || !strings.Contains(err.Error(), "registry.invalid/x:1") || !strings.Contains(err.Error(), "version 2") {
+			t.Fatalf("Start failed with %v, want the pods' problem", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Start kept waiting after the pods of its version failed")
+	}
+	if got := e.Demand("churn-api"); got[2] != 1 {
+		t.Errorf("demand after the failed Start %v: want its slot kept (1 of version 2)", got)
+	}
+
+	// A failure from long before a Start began (an OOM kill an hour ago) does not fail it.
+	e.Release("churn-api")
+	e.PodFailing("churn-api", 2, "OOM-killed long ago", time.Now().Add(-time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := startReplica(ctx, e, remoteSpec, time.Hour, nil); err == nil || strings.Contains(err.Error(), "OOM") {
+		t.Errorf("a Start after an old failure: %v, want it to wait (until its context ends)", err)
 	}
 }

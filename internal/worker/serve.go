@@ -131,7 +131,7 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	w := &server{spec: cfg.spec, model: model, log: log, ln: ln, sessions: map[net.Conn]struct{}{}}
 	ann := slipway.ReplicaAnnouncement{ID: workerID(cfg.pod), Address: advertise, Version: cfg.spec.Version, Runtime: m.Runtime,
-		TLS: cfg.tlsCert != "", Pod: cfg.pod}
+		TLS: cfg.tlsCert != "" || cfg.spec.TLS, Pod: cfg.pod}
 	log = log.With("worker", ann.ID, "address", advertise)
 	w.log = log
 
@@ -183,13 +183,22 @@ func listen(cfg *serveConfig) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slipway worker serve: listen on %s: %w", cfg.listen, err)
 	}
-	if cfg.tlsCert == "" {
+	var cert tls.Certificate
+	switch {
+	case cfg.tlsCert != "":
+		cert, err = tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("slipway worker serve: load TLS certificate %s and key %s: %w", cfg.tlsCert, cfg.tlsKey, err)
+		}
+	case cfg.spec.TLS:
+		// The deployment's key, derived from its replica secret: the server pins it (workerproto.VerifyReplica).
+		if cert, err = workerproto.ReplicaCertificate(cfg.spec.Secret, cfg.spec.Deployment); err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("slipway worker serve: %w", err)
+		}
+	default:
 		return ln, nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
-	if err != nil {
-		_ = ln.Close()
-		return nil, fmt.Errorf("slipway worker serve: load TLS certificate %s and key %s: %w", cfg.tlsCert, cfg.tlsKey, err)
 	}
 	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }
