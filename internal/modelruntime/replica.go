@@ -216,7 +216,9 @@ func (r *Replica) PredictTensorsParams(ctx context.Context, in []workerproto.Ten
 // runtime reports one (the Python harness does: workerproto.Hello.Timings). Call it before releasing the
 // replica to another request.
 func (r *Replica) LastTimings() (workerproto.Timings, bool) {
-	if t, ok := r.client.(interface{ LastTimings() (workerproto.Timings, bool) }); ok {
+	if t, ok := r.client.(interface {
+		LastTimings() (workerproto.Timings, bool)
+	}); ok {
 		return t.LastTimings()
 	}
 	return workerproto.Timings{}, false

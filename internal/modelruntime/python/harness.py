@@ -27,15 +27,38 @@ try:
 except ImportError:  # inspect mode still works; serve reports the problem in its hello frame
     np = None
 
-try:
-    import pandas as pd
-except ImportError:
-    pd = None
+# pandas is imported when first needed (_want_pandas): a model that takes numpy and never touches pandas starts
+# without it (importing pandas is ~40% of such a replica's cold start). Imported as a module (tests, tools), the
+# harness loads it at once, as it always did.
+pd = None
+
+
+def _want_pandas():
+    """The pandas module (imported now if it is not yet), or None when it is not installed."""
+    global pd
+    if pd is None:
+        try:
+            import pandas
+        except ImportError:
+            return None
+        pd = pandas
+    return pd
+
+
+def _adopt_pandas():
+    """Use pandas if the model imported it (its answer may be a DataFrame) without importing it ourselves."""
+    global pd
+    if pd is None:
+        pd = sys.modules.get("pandas")
+
+
+if __name__ != "__main__":
+    _want_pandas()
 
 MAX_FRAME = 256 << 20
-# SLIPWAY_PYTHON_FAST_PATH=0 (a deployment's env) turns the fast path of decode_input off: every request then
+# HARNESS_FAST_PATH=0 (a deployment's env) turns the fast path of decode_input off: every request then
 # takes the general path, and a model declared numpy-in gets DataFrames. For comparing the two; never needed.
-FAST_PATH = os.environ.get("SLIPWAY_PYTHON_FAST_PATH", "1") != "0"
+FAST_PATH = os.environ.get("HARNESS_FAST_PATH", "1") != "0"
 _HEADER = struct.Struct(">IB")
 
 
@@ -96,6 +119,7 @@ def write_json(out, kind, value):
 
 
 def to_json(value):
+    _adopt_pandas()
     try:  # fast path: plain JSON, or numpy/pandas values without NaN
         return json.dumps(value, allow_nan=False, default=_plain, separators=(",", ":"))
     except ValueError:  # a NaN/Inf somewhere: clean the whole value
@@ -244,14 +268,17 @@ def decode_input(buf, numpy_in=False):
     Anything else (strings, tensors, mixed datatypes) takes the general path, tensors_to_input; a numpy-in
     model then gets a table of mixed numeric columns as DataFrame.to_numpy() gives it (their common type)."""
     cols = parse_frame(buf)
-    block = _block(cols) if FAST_PATH and (numpy_in or pd is not None) else None
+    block = _block(cols) if FAST_PATH else None
     if block is None:
+        _want_pandas()
         data = tensors_to_input([(name, _column(name, dt, dims, data)) for name, dt, dims, data in cols])
-        if numpy_in and FAST_PATH and isinstance(data, pd.DataFrame) and all(c[1] != "BYTES" for c in cols):
+        if numpy_in and FAST_PATH and pd is not None and isinstance(data, pd.DataFrame) and all(c[1] != "BYTES" for c in cols):
             return data.to_numpy()
         return data
     if numpy_in:
         return block
+    if _want_pandas() is None:
+        return tensors_to_input([(name, _column(name, dt, dims, data)) for name, dt, dims, data in cols])
     return pd.DataFrame(block, columns=_column_index(tuple(c[0] for c in cols)), copy=False)
 
 
@@ -390,6 +417,7 @@ def tensors_to_input(cols):
 
 def result_to_tensors(result, default_name="predictions"):
     """Turn predict()'s return value into a list of (name, numpy array)."""
+    _adopt_pandas()
     if pd is not None and isinstance(result, pd.DataFrame):
         return [(str(c), _column_array(result[c])) for c in result.columns]
     if pd is not None and isinstance(result, pd.Series):
@@ -518,7 +546,7 @@ def _load_mlflow(model_dir):
         import yaml
     except ImportError:
         raise ImportError("reading an MLmodel file needs PyYAML (Debian: python3-yaml), which MLflow models depend on anyway") from None
-    if pd is None:
+    if _want_pandas() is None:
         raise ImportError("MLflow models take pandas DataFrames: install pandas (Debian: python3-pandas)")
     with open(os.path.join(model_dir, "MLmodel"), "rb") as f:
         conf = yaml.safe_load(f) or {}
@@ -675,6 +703,8 @@ def serve(model_dir):
         model_dir = os.path.abspath(model_dir)
         predict, model, inputs, outputs = _load(model_dir)
         numpy_in = predict_input(model_dir, predict) == "numpy" and FAST_PATH
+        if not numpy_in:
+            _want_pandas()  # DataFrames for every table: loaded before the hello says the replica is ready
     except BaseException as e:  # noqa: B902 - SystemExit in score.py is a load failure too
         msg = _format_exc(e)
         sys.stderr.write(msg)

@@ -644,10 +644,10 @@ class FastPathTest(unittest.TestCase):
 
     def test_worker_fast_and_general_paths_answer_alike(self):
         # Through the harness process: the same frames to a worker with the fast path and one without
-        # (SLIPWAY_PYTHON_FAST_PATH=0) must be handed to predict() identically, and answered identically.
+        # (HARNESS_FAST_PATH=0) must be handed to predict() identically, and answered identically.
         with tempfile.TemporaryDirectory() as tmp:
             d = model_dir(tmp, ECHO_INPUT)
-            fast, general = Worker(d), Worker(d, env={"SLIPWAY_PYTHON_FAST_PATH": "0"})
+            fast, general = Worker(d), Worker(d, env={"HARNESS_FAST_PATH": "0"})
             try:
                 for w in (fast, general):
                     self.assertEqual(w.recv_json("H")["predict_input"], "dataframe")
