@@ -535,6 +535,26 @@ fi
   echo
   echo "Background CPU use after the run: ${busy_after}% (before: ${busy_before}%)."
 } >>"$md"
+if [[ -s $logs/pyfast-profile.txt ]]; then
+  {
+    echo
+    echo "Python per-call profile (slipway_replica_stage_seconds, mean ms per model call over the pyfast rounds and their warm-ups; a batch is one call):"
+    echo
+    echo "| deployment | calls | decode | predict | encode | transport | call |"
+    echo "|---|--:|--:|--:|--:|--:|--:|"
+    awk -F'[{}", =]+' '
+      { kind = ($1 ~ /_sum$/) ? "sum" : "count"; v[$3, $5, kind] = $NF; deps[$3] = 1 }
+      END {
+        for (d in deps) {
+          n = v[d, "call", "count"]; if (n == 0) continue
+          printf "| %s | %d", d, n
+          split("decode predict encode transport call", stages, " ")
+          for (i = 1; i <= 5; i++) printf " | %.3f", 1000 * v[d, stages[i], "sum"] / v[d, stages[i], "count"]
+          printf " |\n"
+        }
+      }' "$logs/pyfast-profile.txt" | sort
+  } >>"$md"
+fi
 if ((${#wrk_lines[@]})); then
   {
     echo
