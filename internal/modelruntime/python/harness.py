@@ -200,8 +200,8 @@ def _dtypes():
 
 
 def parse_frame(buf):
-    """Read a tensor frame's headers: a list of (name, datatype, dims, data memoryview), without touching
-    the data. Raises ProtocolError on anything malformed."""
+    """Read a tensor frame's headers: a list of (name, datatype, dims, data memoryview, data offset), without
+    touching the data. Raises ProtocolError on anything malformed."""
     buf = memoryview(buf)
     dtypes = _dtypes()
     try:
@@ -231,7 +231,7 @@ def parse_frame(buf):
                 want = math.prod(dims) * dtype.itemsize
                 if dsize != want:
                     raise ProtocolError("column %r: %s%r needs %d bytes, got %d" % (name, dt, list(dims), want, dsize))
-            cols.append((name, dt, dims, buf[pos:pos + dsize]))
+            cols.append((name, dt, dims, buf[pos:pos + dsize], pos))
             pos += dsize
         if pos != len(buf):
             raise ProtocolError("%d trailing bytes after the last column" % (len(buf) - pos))
@@ -246,7 +246,7 @@ _unpack_size = struct.Struct("<Q").unpack_from
 
 def decode_tensors(buf):
     """Decode a tensor frame into a list of (name, numpy array). Arrays share memory with buf."""
-    return [(name, _column(name, dt, dims, data)) for name, dt, dims, data in parse_frame(buf)]
+    return [(name, _column(name, dt, dims, data)) for name, dt, dims, data, _ in parse_frame(buf)]
 
 
 def _column(name, dt, dims, data):
@@ -267,18 +267,25 @@ def decode_input(buf, numpy_in=False):
     (numpy_in), else a DataFrame over that block (one block: no per-column consolidation, no further copy).
     Anything else (strings, tensors, mixed datatypes) takes the general path, tensors_to_input; a numpy-in
     model then gets a table of mixed numeric columns as DataFrame.to_numpy() gives it (their common type)."""
+    if FAST_PATH:
+        hit = _known_table(buf)
+        if hit is not None and (numpy_in or pd is not None):
+            block, names = hit
+            return block if numpy_in else pd.DataFrame(block, columns=_column_index(names), copy=False)
     cols = parse_frame(buf)
     block = _block(cols) if FAST_PATH else None
-    if block is None:
+    if block is not None:
+        _remember_table(buf, cols)
+    else:
         _want_pandas()
-        data = tensors_to_input([(name, _column(name, dt, dims, data)) for name, dt, dims, data in cols])
+        data = tensors_to_input([(name, _column(name, dt, dims, data)) for name, dt, dims, data, _ in cols])
         if numpy_in and FAST_PATH and pd is not None and isinstance(data, pd.DataFrame) and all(c[1] != "BYTES" for c in cols):
             return data.to_numpy()
         return data
     if numpy_in:
         return block
     if _want_pandas() is None:
-        return tensors_to_input([(name, _column(name, dt, dims, data)) for name, dt, dims, data in cols])
+        return tensors_to_input([(name, _column(name, dt, dims, data)) for name, dt, dims, data, _ in cols])
     return pd.DataFrame(block, columns=_column_index(tuple(c[0] for c in cols)), copy=False)
 
 
@@ -304,6 +311,42 @@ def _block(cols):
         view[at:at + size] = c[3]
         at += size
     return np.frombuffer(raw, dtype=dtype).reshape(len(cols), rows).T
+
+
+# Requests to a deployment repeat one frame layout: the same columns, datatypes and row count, so the same
+# header bytes at the same offsets and the same length. For a table seen before, the header bytes are compared
+# in one numpy operation and the data gathered in another, instead of parsing each column's header in Python
+# (~8x faster for 30 columns). Equal header bytes at equal offsets in a frame of equal length parse to the same
+# columns, so this gives exactly what parse_frame + _block give. Frame length -> (header byte offsets, their
+# values, data byte offsets, dtype, columns, rows, names); tables up to 64 KiB of data, 64 layouts.
+_TABLES = {}
+_TABLE_DATA_MAX = 64 << 10
+
+
+def _remember_table(buf, cols):
+    size = len(cols[0][3])
+    if size * len(cols) > _TABLE_DATA_MAX:
+        return
+    data_idx = (np.array([c[4] for c in cols], dtype=np.intp)[:, None] + np.arange(size, dtype=np.intp)).ravel()
+    header = np.ones(len(buf), dtype=bool)
+    header[data_idx] = False
+    hdr_idx = np.flatnonzero(header)
+    if len(_TABLES) >= 64:
+        _TABLES.clear()
+    _TABLES[len(buf)] = (hdr_idx, np.frombuffer(buf, dtype=np.uint8)[hdr_idx], data_idx, _dtypes()[cols[0][1]],
+                         len(cols), cols[0][2][0], tuple(c[0] for c in cols))
+
+
+def _known_table(buf):
+    """(block, names) when buf has the layout of a table seen before, else None."""
+    known = _TABLES.get(len(buf))
+    if known is None:
+        return None
+    hdr_idx, hdr, data_idx, dtype, ncols, rows, names = known
+    u8 = np.frombuffer(buf, dtype=np.uint8)
+    if not np.array_equal(u8[hdr_idx], hdr):
+        return None
+    return u8[data_idx].view(dtype).reshape(ncols, rows).T, names  # the gather is the one copy
 
 
 _INDEXES = {}  # column names -> pandas Index: requests repeat their columns, and an Index is immutable

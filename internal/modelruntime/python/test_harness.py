@@ -582,6 +582,7 @@ class FastPathTest(unittest.TestCase):
         for name, cols in table_frames().items():
             with self.subTest(name):
                 frame = encode_tensors(cols)
+                self.h.decode_input(frame)  # the first of a layout is parsed; the one below may take the cache
                 want, got = self.general(frame), self.h.decode_input(frame)
                 self.assertIs(type(got), type(want))
                 if isinstance(want, self.pd.DataFrame):
@@ -597,6 +598,7 @@ class FastPathTest(unittest.TestCase):
         for name, cols in table_frames().items():
             with self.subTest(name):
                 frame = encode_tensors(cols)
+                self.h.decode_input(frame, numpy_in=True)
                 want, got = self.general(frame), self.h.decode_input(frame, numpy_in=True)
                 if name in ("strings and floats (churn)", "strings only", "unequal lengths", "2-D tensor"):
                     # not a numeric table: what the model would get without the declaration
@@ -606,6 +608,28 @@ class FastPathTest(unittest.TestCase):
                 self.assertEqual(got.shape, want.shape)
                 self.assertEqual(got.dtype, want.to_numpy().dtype)  # mixed columns: their common type, as pandas gives it
                 self.assertTrue(self.pd.DataFrame(got).equals(self.pd.DataFrame(want.to_numpy())), (got, want))
+
+    def test_known_layout_is_checked(self):
+        # The second frame of a layout takes the cached path: the same answer; a frame of the same length with
+        # other names, another datatype or other row count must not be mistaken for it.
+        rng = np.random.default_rng(5)
+        for cols in ([("a", "FP64", [1.0, 2.0]), ("b", "FP64", [3.0, 4.0])],
+                     [("x%02d" % i, "FP32", rng.normal(size=3).astype(np.float32).tolist()) for i in range(30)]):
+            frame = encode_tensors(cols)
+            first = self.h.decode_input(frame, numpy_in=True)
+            other = encode_tensors([(n, dt, (np.asarray(v) * 2).tolist()) for n, dt, v in cols])
+            np.testing.assert_array_equal(self.h.decode_input(other, numpy_in=True), first * 2)
+            self.pd.testing.assert_frame_equal(self.h.decode_input(other), self.general(other), check_exact=True)
+        same_len = [
+            [("a", "FP64", [1.0, 2.0]), ("c", "FP64", [3.0, 4.0])],  # another name
+            [("b", "FP64", [1.0, 2.0]), ("a", "FP64", [3.0, 4.0])],  # the columns swapped
+            [("a", "FP32", [1.0, 2.0, 5.0, 6.0]), ("b", "FP32", [3.0, 4.0, 7.0, 8.0])],  # same bytes, 4 rows of FP32
+        ]
+        for cols in same_len:
+            frame = encode_tensors(cols)
+            self.assertEqual(len(frame), len(encode_tensors([("a", "FP64", [1.0, 2.0]), ("b", "FP64", [3.0, 4.0])])))
+            self.pd.testing.assert_frame_equal(self.h.decode_input(frame), self.general(frame), check_exact=True)
+            self.pd.testing.assert_frame_equal(self.h.decode_input(frame), self.general(frame), check_exact=True)
 
     def test_block_is_one_copy(self):
         cols = [("a", "FP64", [1.0, 2.0]), ("b", "FP64", [3.0, 4.0])]
