@@ -38,7 +38,7 @@ test-python: build
 	cd internal/modelruntime/python && /usr/bin/python3 -m unittest -v test_harness
 	cd sdk/python && /usr/bin/python3 -m unittest -v test_sdk test_prepare test_notebook
 
-bench: build examples ## serving: ceiling, Flask+gunicorn, ONNX, Python, batching (ratios in one run)
+bench: build examples ## serving: ceiling, Flask+gunicorn, FastAPI+uvicorn, ONNX, Python, batching (ratios in one run)
 	./bench/run.sh
 
 bench-models: build examples ## 300 lazy in-process ONNX deployments: server RSS, memory per deployment, cold starts, LRU unloading

@@ -66,6 +66,10 @@ type VersionMetadata struct {
 	Provenance               *Provenance        `json:"provenance,omitempty"`
 	Environment              *Environment       `json:"environment,omitempty"`
 	AllowEnvironmentMismatch bool               `json:"allow_environment_mismatch,omitempty"`
+	// PredictInput is what a python model's predict() is handed for a table, as found at registration when
+	// its replica loaded: "numpy" (the 2-D block; runtime.yaml SLIPWAY.PREDICT_INPUT or predict's annotation)
+	// or "dataframe". Set by the server; a value sent with the metadata is replaced.
+	PredictInput string `json:"predict_input,omitempty"`
 }
 
 // Schema describes the columns (features) of an input or output.

@@ -6,11 +6,12 @@
 #   --quick             3 s per cell after a 1 s warm-up (smoke run, noisier figures)
 #   --duration D        measured window per cell (default 10s); --warmup D: unrecorded load before it (default 2s)
 #   --rounds N          interleaved rounds for the ONNX / ceiling ratios (default 5; 0: the grid cells only)
-#   --only LIST         comma-separated subset of: ceiling,flask,onnx,python,batching (default: all)
+#   --only LIST         comma-separated subset of: ceiling,flask,onnx,python,batching,pyfast (default: all)
 #   --loadgen-cpus LIST run the load generator under `taskset -c LIST` (e.g. 0 on a 4-core machine, servers elsewhere)
 #   --wrk               also cross-check each target at c=32, 1 row with wrk (req/s and latency as wrk measures them)
 #
-# Environment: SLIPWAY_BIN (default bin/slipway), PYTHON (default /usr/bin/python3), GUNICORN (default gunicorn).
+# Environment: SLIPWAY_BIN (default bin/slipway), PYTHON (default /usr/bin/python3), GUNICORN (default gunicorn),
+# UVICORN (default: $PYTHON -m uvicorn).
 # Writes bench/results/<UTC timestamp>.md (and .jsonl, the raw cells) and prints the table and the ratios.
 # The verdicts (PASS/MISS) are information: the exit status is 1 only when something could not be run that
 # should have (a baseline did not start, a deployment FAILED, a preflight request was refused).
@@ -38,7 +39,7 @@ while (($#)); do
 done
 want() { [[ $only == all || ,$only, == *,$1,* ]]; }
 for t in ${only//,/ }; do
-  [[ $t == all || $t =~ ^(ceiling|flask|onnx|python|batching)$ ]] || { echo "run.sh: unknown target $t in --only" >&2; exit 2; }
+  [[ $t == all || $t =~ ^(ceiling|flask|onnx|python|batching|pyfast)$ ]] || { echo "run.sh: unknown target $t in --only" >&2; exit 2; }
 done
 
 PY=${PYTHON:-/usr/bin/python3}
@@ -272,6 +273,7 @@ slipway_targets=()
 want onnx && slipway_targets+=(slipway-onnx slipway-onnx-batch)
 want python && slipway_targets+=(slipway-python slipway-python-batch)
 want batching && slipway_targets+=(slipway-forest-nobatch slipway-forest-batch)
+want pyfast && slipway_targets+=(slipway-pywide slipway-pywide-batch)
 
 # api METHOD PATH [BODY]: calls the Slipway API; sets $api_code and $api_body.
 api() {
@@ -385,11 +387,79 @@ onnx_rounds() {
   for t in slipway-onnx slipway-onnx-batch slipway-onnx-inproc slipway-onnx-inproc-batch; do undeploy "$t"; done
 }
 
+# wait_workers LOG PID REGEX N SECONDS: waits until REGEX has matched N lines of LOG (one per worker).
+wait_workers() {
+  local log=$1 pid=$2 re=$3 want=$4 secs=$5 i
+  for ((i = 0; i < secs * 10; i++)); do
+    (($(grep -cE "$re" "$log" 2>/dev/null || true) >= want)) && return 0
+    kill -0 "$pid" 2>/dev/null || { echo "exited before it was ready; last lines of $log:" >&2; tail -n 15 "$log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "$want workers not ready after ${secs}s; last lines of $log:" >&2
+  tail -n 15 "$log" >&2
+  return 1
+}
+# pyfast_rounds: Slipway's Python fast path against the lean Python peer, FastAPI under uvicorn (2 workers, uvloop,
+# httptools, numpy in), all serving bench/pywide's model (StandardScaler + LogisticRegression on 30 floats):
+# slipway-pywide (2 replicas, no batching) and slipway-pywide-batch (adaptive batching), c=32, 1 row,
+# dataframe_split, in interleaved rounds like the ONNX ratios (at least 1 round).
+pyfast_rounds() {
+  local k t uv_pid addr peer_url body=$work/pywide/frame-1.json ok=1 n=$((rounds > 0 ? rounds : 1))
+  say "pyfast: slipway-pywide(-batch) vs fastapi-uvicorn at c=32, 1 row, $n interleaved rounds"
+  if [[ ! -e $work/pywide/model.pkl ]]; then
+    for t in fastapi-uvicorn slipway-pywide slipway-pywide-batch; do skip $t "the pyfast model was not written (bench/work/logs/pywide-model.log)"; done
+    return 0
+  fi
+  if ! push pywide "$work/pywide" "$work/pywide/metadata.json"; then
+    fail "pushing the pyfast model failed"
+    for t in slipway-pywide slipway-pywide-batch; do skip $t "pushing the model failed (bench/work/logs/push-pywide.log)"; done
+    ok=0
+  fi
+  ((ok)) && { deploy slipway-pywide slipway-pywide pywide "" || ok=0; }
+  ((ok)) && { deploy slipway-pywide-batch slipway-pywide-batch pywide '{"max_batch_size": 1024, "max_wait_ms": 0}' || ok=0; }
+  if ((ok)); then
+    # uvicorn prints its address only with a fixed port: take a free one from the kernel first.
+    local port
+    port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # shellcheck disable=SC2086 # UVICORN may be a command with arguments
+    start "$logs/uvicorn.log" env MODEL_PATH="$work/pywide/model.pkl" ${UVICORN:-$PY -m uvicorn} --workers 2 \
+      --loop uvloop --http httptools --no-access-log --app-dir "$root/bench/baseline" --host 127.0.0.1 --port "$port" fastapi_app:app
+    uv_pid=$started
+    if wait_workers "$logs/uvicorn.log" "$uv_pid" 'Application startup complete' 2 60; then
+      peer_url=http://127.0.0.1:$port/invocations
+      if preflight fastapi-uvicorn "$peer_url" "$body" && preflight slipway-pywide "$slipway_url/deployments/slipway-pywide/invocations" "$body" -H "Authorization: Bearer $token"; then
+        for ((k = 1; k <= n; k++)); do
+          target_pid=$uv_pid
+          measure fastapi-uvicorn 1 32 "$peer_url" "$body" -meta "round=$k"
+          target_pid=$slipway_pid
+          for t in slipway-pywide slipway-pywide-batch; do
+            measure "$t" 1 32 "$slipway_url/deployments/$t/invocations" "$body" "${auth[@]}" -meta "round=$k"
+          done
+        done
+        cross_check fastapi-uvicorn "$peer_url" "$body"
+        cross_check slipway-pywide "$slipway_url/deployments/slipway-pywide/invocations" "$body" "Bearer $token"
+      fi
+    else
+      fail "uvicorn did not start"
+      skip fastapi-uvicorn "uvicorn did not start (see bench/work/logs/uvicorn.log)"
+    fi
+    stop "$uv_pid"
+    # The per-stage profile of the Python path, from the server's Prometheus histograms (docs/benchmarks.md).
+    curl -sS -H "Authorization: Bearer $token" "$slipway_url/metrics" 2>/dev/null |
+      grep -E '^slipway_replica_stage_seconds_(sum|count)\{[^}]*deployment="slipway-pywide' >"$logs/pyfast-profile.txt" || true
+  fi
+  for t in slipway-pywide slipway-pywide-batch; do undeploy "$t"; done
+}
+
 if ((${#slipway_targets[@]})); then
   say "Slipway: server, models, deployments (2 replicas each)"
   if want batching; then
     "$PY" examples/sklearn-churn/train.py --model forest --out "$work/forest" >"$logs/train-forest.log" 2>&1 ||
       { fail "training the RandomForest failed: $(tail -n 5 "$logs/train-forest.log")"; }
+  fi
+  if want pyfast; then
+    "$PY" bench/pywide/make_model.py "$work/pywide" >"$logs/pywide-model.log" 2>&1 ||
+      { fail "writing the pyfast model failed: $(tail -n 5 "$logs/pywide-model.log")"; }
   fi
   start "$logs/slipway.log" "$SLIPWAY" server --data-dir "$work/data" --addr 127.0.0.1:0
   slipway_pid=$started
@@ -421,6 +491,8 @@ if ((${#slipway_targets[@]})); then
         for t in slipway-python slipway-python-batch; do skip $t "pushing the model failed (bench/work/logs/push-churn.log)"; done
       fi
     fi
+
+    want pyfast && pyfast_rounds
 
     if want batching; then
       say "batching: RandomForest at c=32, 1 row, batching off then on (max_batch_size 32, max_wait_ms 2)"
@@ -463,6 +535,26 @@ fi
   echo
   echo "Background CPU use after the run: ${busy_after}% (before: ${busy_before}%)."
 } >>"$md"
+if [[ -s $logs/pyfast-profile.txt ]]; then
+  {
+    echo
+    echo "Python per-call profile (slipway_replica_stage_seconds, mean ms per model call over the pyfast rounds and their warm-ups; a batch is one call):"
+    echo
+    echo "| deployment | calls | decode | predict | encode | transport | call |"
+    echo "|---|--:|--:|--:|--:|--:|--:|"
+    awk -F'[{}", =]+' '
+      { kind = ($1 ~ /_sum$/) ? "sum" : "count"; v[$3, $5, kind] = $NF; deps[$3] = 1 }
+      END {
+        for (d in deps) {
+          n = v[d, "call", "count"]; if (n == 0) continue
+          printf "| %s | %d", d, n
+          split("decode predict encode transport call", stages, " ")
+          for (i = 1; i <= 5; i++) printf " | %.3f", 1000 * v[d, stages[i], "sum"] / v[d, stages[i], "count"]
+          printf " |\n"
+        }
+      }' "$logs/pyfast-profile.txt" | sort
+  } >>"$md"
+fi
 if ((${#wrk_lines[@]})); then
   {
     echo

@@ -4,6 +4,7 @@
 set -euo pipefail
 packages=(gcc libc6-dev make python3 python3-numpy python3-scipy python3-sklearn python3-pandas python3-onnx
   python3-yaml python3-flask gunicorn postgresql wrk
+  python3-fastapi python3-uvicorn python3-uvloop python3-httptools # make bench: the lean Python peer (FastAPI+uvicorn)
   python3-cloudpickle # MLflow sklearn models saved with serialization_format cloudpickle (MLflow's default)
   python3-joblib python3-pip python3-venv # the SDK: prepare() saves models with joblib; its test pip-installs it into a venv
   chromium fonts-dejavu-core # chromium: the web UI's end-to-end test drives it headless

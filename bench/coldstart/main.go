@@ -26,8 +26,10 @@ func main() {
 	bin := flag.String("bin", "bin/slipway", "the slipway binary")
 	examples := flag.String("examples", "examples", "the examples folder (after make examples)")
 	rounds := flag.Int("rounds", 10, "cold starts per runtime")
+	pywide := flag.String("pywide", "", "also a numpy-in Python model: a directory written by bench/pywide/make_model.py")
+	only := flag.String("only", "", "measure only the runtimes whose deployment name contains this (cold-python, cold-onnx, cold-pywide)")
 	flag.Parse()
-	if err := run(*bin, *examples, *rounds); err != nil {
+	if err := run(*bin, *examples, *pywide, *only, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "coldstart:", err)
 		os.Exit(1)
 	}
@@ -41,7 +43,7 @@ type target struct {
 	floor         []string // a command doing the least a replica must do before it answers (nil: none)
 }
 
-func run(bin, examples string, rounds int) error {
+func run(bin, examples, pywide, only string, rounds int) error {
 	dir, err := os.MkdirTemp("", "slipway-coldstart")
 	if err != nil {
 		return err
@@ -73,6 +75,18 @@ func run(bin, examples string, rounds int) error {
 			floor: []string{"/usr/bin/python3", "-c", fmt.Sprintf("import pickle, numpy, pandas, sklearn; pickle.load(open(%q, 'rb'))",
 				filepath.Join(examples, "sklearn-churn", "model.pkl"))}},
 	}
+	if pywide != "" { // scikit-learn without pandas: the harness then never imports it (docs/deployments.md)
+		targets = append(targets, target{name: "cold-pywide", runtime: "Python (numpy in, bench/pywide)",
+			push:   []string{"models", "push", pywide, "--model", "pywide", "--metadata", filepath.Join(pywide, "metadata.json")},
+			deploy: append([]string{"deploy", "cold-pywide", "--model", "pywide:1"}, scale...),
+			body:   string(mustRead(filepath.Join(pywide, "frame-1.json"))),
+			floor: []string{"/usr/bin/python3", "-c", fmt.Sprintf("import pickle, numpy; pickle.load(open(%q, 'rb'))",
+				filepath.Join(pywide, "model.pkl"))}})
+	}
+	targets = slices.DeleteFunc(targets, func(tg target) bool {
+		// cold-onnx-inproc reuses the model cold-onnx pushes
+		return only != "" && !strings.Contains(tg.name, only) && !(tg.name == "cold-onnx" && strings.Contains("cold-onnx-inproc", only))
+	})
 	c := client.New(url, token)
 	fmt.Printf("| runtime | cold starts | cold: median | min | max | warm request: median | bare start: median | cold / bare start |\n|---|---|---|---|---|---|---|---|\n")
 	for _, tg := range targets {
@@ -148,6 +162,15 @@ func waitScaledToZero(c *client.Client, name string) error {
 // timeRequest times one prediction from its send to the end of its answer.
 func timeRequest(url, token, name, body string) (time.Duration, error) {
 	return benchserver.TimePost(url, token, "/deployments/"+name+"/invocations", name, []byte(body))
+}
+
+func mustRead(path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "coldstart:", err)
+		os.Exit(1)
+	}
+	return b
 }
 
 func median(ds []time.Duration) time.Duration { return ds[len(ds)/2] }

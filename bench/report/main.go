@@ -75,6 +75,8 @@ var Ratios = []Ratio{
 	{Name: "Slipway Python / Flask+gunicorn", Num: "slipway-python", Den: "flask-gunicorn", Rows: 100, C: 32, Target: 2},
 	{Name: "Slipway Python, adaptive batching / Flask+gunicorn", Num: "slipway-python-batch", Den: "flask-gunicorn", Rows: 1, C: 32, Target: 2},
 	{Name: "Slipway Python, adaptive batching / Flask+gunicorn", Num: "slipway-python-batch", Den: "flask-gunicorn", Rows: 100, C: 32, Target: 2},
+	{Name: "Slipway Python fast path / FastAPI+uvicorn (30 floats, numpy in)", Num: "slipway-pywide", Den: "fastapi-uvicorn", Rows: 1, C: 32, Target: 1.5},
+	{Name: "Slipway Python fast path, adaptive batching / FastAPI+uvicorn", Num: "slipway-pywide-batch", Den: "fastapi-uvicorn", Rows: 1, C: 32, Target: 3},
 	{Name: "Batching on / off (RandomForest)", Num: "slipway-forest-batch", Den: "slipway-forest-nobatch", Rows: 1, C: 32, Target: 4},
 }
 

@@ -274,6 +274,7 @@ func samePythonMinor(declared, actual string) bool {
 
 // runtimeChecks starts the model in its real runtime, as a replica would, and predicts the sample input.
 func (s *Service) runtimeChecks(ctx context.Context, dir string, v *slipway.ModelVersion) []slipway.Check {
+	v.PredictInput = "" // the server's finding (from the replica's hello below), never the client's
 	spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, nil)
 	if err != nil {
 		return []slipway.Check{fail(CheckLoad, "%s", slipway.ErrorMessage(err))}
@@ -289,6 +290,7 @@ func (s *Service) runtimeChecks(ctx context.Context, dir string, v *slipway.Mode
 	defer rep.Stop(5 * time.Second)
 	hello := rep.Hello()
 	fillSchemaFromModel(v, hello)
+	v.PredictInput = hello.PredictInput // what the harness will hand predict(): shown with the version
 	checks := []slipway.Check{pass(CheckLoad, "model loaded by the %s runtime (pid %d)", v.Runtime, hello.PID)}
 	if len(v.SampleInput) == 0 || string(v.SampleInput) == "null" {
 		return append(checks, pass(CheckSample, "skipped: no sample_input in the metadata; add one to have every version run once before it is READY"))

@@ -212,6 +212,18 @@ func (r *Replica) PredictTensorsParams(ctx context.Context, in []workerproto.Ten
 	return out, err
 }
 
+// LastTimings returns the replica's own profile of its last predict call (decode, predict(), encode), when its
+// runtime reports one (the Python harness does: workerproto.Hello.Timings). Call it before releasing the
+// replica to another request.
+func (r *Replica) LastTimings() (workerproto.Timings, bool) {
+	if t, ok := r.client.(interface {
+		LastTimings() (workerproto.Timings, bool)
+	}); ok {
+		return t.LastTimings()
+	}
+	return workerproto.Timings{}, false
+}
+
 // Ping checks that the replica answers.
 func (r *Replica) Ping(ctx context.Context) error {
 	return r.call(ctx, r.client.Ping)

@@ -87,7 +87,11 @@ type depState struct {
 	bytesOut,
 	captured, dropped, rejected, timeouts, rateLimited prometheus.Counter
 	batchRows prometheus.Observer
+	stages    [len(stageNames)]prometheus.Observer
 }
+
+// stageNames are the stage label values of slipway_replica_stage_seconds, in the order of depState.stages.
+var stageNames = [...]string{"decode", "predict", "encode", "call", "transport"}
 
 // latency buckets of the minute roll-up: upper bounds growing by 10% from 50 µs (percentiles within 10%).
 const (
@@ -234,6 +238,9 @@ func (s *Service) state(name string) *depState {
 	}
 	for i, p := range protoNames {
 		d.latency[i] = m.latency.WithLabelValues(name, p)
+	}
+	for i, st := range stageNames {
+		d.stages[i] = m.stages.WithLabelValues(name, st)
 	}
 	d.apply(slipway.DefaultMonitoringSettings())
 	if st, err := s.Settings(s.ctx, name); err == nil {
@@ -486,6 +493,14 @@ func (o *PoolObserver) Batch(rows, requests int) {
 	a.batchRows.Add(int64(rows))
 }
 
+// Stages records a replica's profile of one model call (serving.StageObserver).
+func (o *PoolObserver) Stages(t workerproto.Timings, call time.Duration) {
+	st := o.s.state(o.dep)
+	for i, d := range [len(stageNames)]time.Duration{t.Decode, t.Predict, t.Encode, call, max(0, call-t.Decode-t.Predict-t.Encode)} {
+		st.stages[i].Observe(d.Seconds())
+	}
+}
+
 // Rejected records a request refused because the queue was full.
 func (o *PoolObserver) Rejected() {
 	d := o.s.state(o.dep)
@@ -531,6 +546,7 @@ type promMetrics struct {
 	rejected, timeouts, restarts, logDropped          *prometheus.CounterVec
 	rateLimited                                       *prometheus.CounterVec
 	batchRows                                         *prometheus.HistogramVec
+	stages                                            *prometheus.HistogramVec
 	shadowRequests                                    *prometheus.CounterVec
 	shadowLatency                                     *prometheus.HistogramVec
 	scaleEvents                                       *prometheus.CounterVec
@@ -538,6 +554,9 @@ type promMetrics struct {
 	queueDesc, replicasDesc, cpuDesc, memDesc, qlDesc *prometheus.Desc
 	budgetDesc, loadedDesc, unloadsDesc, unloadedDesc *prometheus.Desc
 }
+
+// stageBuckets are the bounds (seconds) of the per-stage profile: 20 µs to 2.5 s.
+var stageBuckets = []float64{.00002, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 2.5}
 
 // latencyBuckets are the bounds (seconds) of the latency histograms: 0.5 ms to a minute.
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
@@ -573,6 +592,11 @@ func newPromMetrics(s *Service) *promMetrics {
 			"Replica processes restarted after they died.", []string{"deployment", "replica"}),
 		logDropped: newCounter("slipway_log_lines_dropped_total",
 			"Log lines not stored because the log queue was full.", dep),
+		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_replica_stage_seconds",
+			Help: "Per model call, for replicas that profile themselves (Python): stage decode (frame to predict()'s input), predict (the model), " +
+				"encode (its answer to the result frame), as the replica measured them; call (the whole call as the server saw it) and " +
+				"transport (call minus the replica's three: adapting columns, frames, pipes).",
+			Buckets: stageBuckets}, []string{"deployment", "stage"}),
 		batchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipway_deployment_batch_rows",
 			Help: "Rows per model call of the dynamic batcher.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}, dep),
 		shadowRequests: newCounter("slipway_shadow_requests_total",
@@ -605,7 +629,7 @@ func newPromMetrics(s *Service) *promMetrics {
 
 func (m *promMetrics) register(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.captured, m.dropped, m.rateLimited,
-		m.rejected, m.timeouts, m.restarts, m.logDropped, m.batchRows, m.shadowRequests, m.shadowLatency, m.scaleEvents, m,
+		m.rejected, m.timeouts, m.restarts, m.logDropped, m.batchRows, m.stages, m.shadowRequests, m.shadowLatency, m.scaleEvents, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return err

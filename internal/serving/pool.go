@@ -22,6 +22,7 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
+	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
 // Starter starts one replica process of a given model version.
@@ -48,6 +49,13 @@ type Observer interface {
 	Rejected()                // a request was refused: queue full (429)
 	TimedOut()                // a request passed the timeout (504)
 	Restarted(replica string) // a dead replica process was replaced
+}
+
+// StageObserver is an Observer that also takes the per-call profile of replicas that report one (the Python
+// harness): the replica's own decode, predict() and encode times, and the whole call as the server saw it
+// (adapting the columns, writing the frame, the replica's work, reading and decoding the answer).
+type StageObserver interface {
+	Stages(t workerproto.Timings, call time.Duration)
 }
 
 // Slot states.
@@ -529,8 +537,15 @@ func (p *Pool) doOn(ctx context.Context, s *slot, rep *modelruntime.Replica, dea
 // runOn runs fn on an acquired replica until the deadline (whatever becomes of ctx), then releases it.
 func (p *Pool) runOn(ctx context.Context, s *slot, rep *modelruntime.Replica, deadline time.Time, fn func(ctx context.Context, rep *modelruntime.Replica) error) error {
 	callCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	start := time.Now()
 	err := fn(callCtx, rep)
+	took := time.Since(start)
 	cancel()
+	if o, ok := p.observer().(StageObserver); ok && err == nil {
+		if t, ok := rep.LastTimings(); ok { // read before release: the next request would overwrite them
+			o.Stages(t, took)
+		}
+	}
 	p.release(s, rep)
 	return err
 }

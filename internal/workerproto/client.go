@@ -36,6 +36,9 @@ type Client struct {
 	wbuf   []byte
 	err    error // sticky transport/protocol error
 
+	timings Timings // from the m frame before the last result
+	timed   bool    // timings belong to the last call
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -215,11 +218,29 @@ func (c *Client) read() (Kind, []byte, error) {
 	return kind, payload, nil
 }
 
-// result reads the answer to a predict: want's payload, or a *ModelError.
+// LastTimings returns the child's profile of the last predict call, when it sent one (Hello.Timings).
+func (c *Client) LastTimings() (Timings, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.timings, c.timed
+}
+
+// result reads the answer to a predict: want's payload, or a *ModelError. An m frame before it is kept
+// (LastTimings).
 func (c *Client) result(want Kind) ([]byte, error) {
+	c.timed = false
 	kind, payload, err := c.read()
 	if err != nil {
 		return nil, err
+	}
+	if kind == KindTimings {
+		if c.timings, err = decodeTimings(payload); err != nil {
+			return nil, c.broken(err)
+		}
+		c.timed = true
+		if kind, payload, err = c.read(); err != nil {
+			return nil, err
+		}
 	}
 	switch kind {
 	case want:

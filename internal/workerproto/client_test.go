@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -355,5 +356,44 @@ func TestParamsFrameLayout(t *testing.T) {
 	}
 	if _, err := c.PredictTensors(in); err != nil {
 		t.Fatalf("the worker did not stay up: %v", err)
+	}
+}
+
+// TestClientTimings: an m frame before a result is the child's profile of that call (LastTimings); a call
+// answered without one reports none; a malformed one breaks the stream.
+func TestClientTimings(t *testing.T) {
+	frame := func(kind Kind, payload []byte) []byte {
+		var b bytes.Buffer
+		if err := WriteFrame(&b, kind, payload); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	hello, _ := json.Marshal(Hello{OK: true, Timings: true})
+	timings := make([]byte, 24)
+	timings[0], timings[8], timings[16] = 10, 200, 3 // ns, little-endian
+	raw := slices.Concat(frame(KindHello, hello),
+		frame(KindTimings, timings), frame(KindResultJSON, []byte(`1`)),
+		frame(KindResultJSON, []byte(`2`)),
+		frame(KindTimings, timings[:8]), frame(KindResultJSON, []byte(`3`)))
+	c := fakeChild(t, raw)
+	h, err := c.ReadHello()
+	if err != nil || !h.Timings {
+		t.Fatalf("hello %+v, %v", h, err)
+	}
+	if out, err := c.PredictJSON([]byte(`0`)); err != nil || string(out) != "1" {
+		t.Fatalf("first call: %q, %v", out, err)
+	}
+	if got, ok := c.LastTimings(); !ok || got != (Timings{Decode: 10, Predict: 200, Encode: 3}) {
+		t.Fatalf("timings of the first call: %+v, %v", got, ok)
+	}
+	if out, err := c.PredictJSON([]byte(`0`)); err != nil || string(out) != "2" {
+		t.Fatalf("second call: %q, %v", out, err)
+	}
+	if got, ok := c.LastTimings(); ok {
+		t.Fatalf("the second call sent no timings, got %+v", got)
+	}
+	if _, err := c.PredictJSON([]byte(`0`)); err == nil || !strings.Contains(err.Error(), "timings frame of 8 bytes") {
+		t.Fatalf("short timings frame: %v", err)
 	}
 }

@@ -32,6 +32,9 @@ const (
 	KindError          Kind = 'E' // child → server: the model raised, replica stays up
 	KindPing           Kind = 'Q' // server → child
 	KindPong           Kind = 'q' // child → server
+	// KindTimings (child → server, optional) comes right before a result: how long the child spent decoding
+	// the request, in predict() and encoding the answer (Timings).
+	KindTimings Kind = 'm'
 )
 
 // MaxFrame is the largest value of a frame's length field (kind byte + payload).
@@ -49,7 +52,7 @@ var ErrFrameTooLarge = errors.New("workerproto: frame exceeds 256 MiB")
 var kindNames = map[Kind]string{
 	KindHello: "hello", KindPredictJSON: "predict-json", KindPredictTensors: "predict-tensors", KindPredictParams: "predict-params",
 	KindResultJSON: "result-json", KindResultTensors: "result-tensors", KindError: "error",
-	KindPing: "ping", KindPong: "pong",
+	KindPing: "ping", KindPong: "pong", KindTimings: "timings",
 }
 
 func (k Kind) String() string {

@@ -1,8 +1,11 @@
 package workerproto
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"time"
 )
 
 // Hello is the payload of the H frame the child sends once, after loading its model.
@@ -14,8 +17,32 @@ type Hello struct {
 	Outputs []Column `json:"outputs"`
 	// Params says the model's predict() takes a params argument (MLflow's predict(data, params=...)): only
 	// then does the server send it P frames.
-	Params bool   `json:"params,omitempty"`
-	Error  string `json:"error,omitempty"`
+	Params bool `json:"params,omitempty"`
+	// PredictInput is what the Python harness hands predict() for a table: "numpy" (the 2-D block; declared in
+	// runtime.yaml or by predict's annotation) or "dataframe". Empty for other runtimes.
+	PredictInput string `json:"predict_input,omitempty"`
+	// Timings says the child sends an m frame (Timings) before each result.
+	Timings bool   `json:"timings,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Timings is the payload of an m frame: the child's own profile of one request, three uint64 little-endian
+// nanosecond counts.
+type Timings struct {
+	Decode  time.Duration // frame → what predict() takes
+	Predict time.Duration // the model's predict()
+	Encode  time.Duration // predict()'s answer → result frame
+}
+
+// timingsLen is the size of an m frame's payload.
+const timingsLen = 24
+
+func decodeTimings(p []byte) (Timings, error) {
+	if len(p) != timingsLen {
+		return Timings{}, fmt.Errorf("workerproto: timings frame of %d bytes, want %d", len(p), timingsLen)
+	}
+	ns := func(i int) time.Duration { return time.Duration(min(binary.LittleEndian.Uint64(p[i:]), 1<<62)) }
+	return Timings{Decode: ns(0), Predict: ns(8), Encode: ns(16)}, nil
 }
 
 // MarshalJSON writes the two shapes the protocol document shows: a failed hello is

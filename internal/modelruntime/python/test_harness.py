@@ -68,16 +68,28 @@ def decode_tensors(buf):
 
 
 class Worker:
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, env=None):
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-u", HARNESS, "serve", "--model-dir", model_dir],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     env=dict(os.environ, **(env or {})))
 
     def send(self, kind, payload=b""):
         self.proc.stdin.write(struct.pack(">IB", len(payload) + 1, ord(kind)) + payload)
         self.proc.stdin.flush()
 
     def recv(self):
+        """The next frame; an "m" (timings) frame before a result is checked and kept in self.timings."""
+        kind, payload = self._frame()
+        self.timings = None
+        if kind == "m":
+            assert len(payload) == 24, "timings frame of %d bytes" % len(payload)
+            self.timings = struct.unpack("<QQQ", payload)
+            kind, payload = self._frame()
+            assert kind in "jt", "timings before a %r frame" % kind
+        return kind, payload
+
+    def _frame(self):
         header = self.proc.stdout.read(5)
         if len(header) < 5:
             raise EOFError("worker closed stdout; log:\n" + self.stderr())
@@ -499,6 +511,202 @@ class ChurnExampleTest(unittest.TestCase):
             self.assertEqual(w.close(), 0)
         finally:
             w.dispose()
+
+
+# --- the fast path: decode_input against the general path ----------------------------------------------
+
+# A score.py that answers what predict() received: its type, dtypes, shape, column names and values, so two
+# workers (fast path on and off) can be compared on the same frame.
+ECHO_INPUT = """
+import numpy as np
+import pandas as pd
+
+
+def predict(data, model=None):
+    if isinstance(data, pd.DataFrame):
+        return {"type": "DataFrame", "columns": [str(c) for c in data.columns], "index": data.index.tolist(),
+                "dtypes": [str(t) for t in data.dtypes], "values": data.astype(object).values.tolist()}
+    if isinstance(data, np.ndarray):
+        return {"type": "ndarray", "dtype": str(data.dtype), "shape": list(data.shape), "values": data.tolist()}
+    return {"type": type(data).__name__, "keys": sorted(data)}
+"""
+
+NUMPY_IN = """
+import numpy as np
+
+
+def predict(data: np.ndarray, model=None):
+    return {"type": type(data).__name__, "dtype": str(data.dtype), "shape": list(data.shape),
+            "flags": [bool(data.flags.writeable)], "values": data.tolist()}
+"""
+
+
+def table_frames():
+    """Tensor frames of every shape a request becomes (docs/worker-protocol.md): the forms MLflow's
+    dataframe_split, dataframe_records, instances/inputs and CSV decode to, with uniform, mixed and string
+    columns, one column, zero rows, duplicate names, and non-table tensors."""
+    rng = np.random.default_rng(3)
+    floats = [("f%02d" % i, "FP64", rng.normal(size=4).tolist()) for i in range(30)]
+    return {
+        "fp64 x30, 4 rows": floats,
+        "fp64 x30, 1 row": [(n, dt, v[:1]) for n, dt, v in floats],
+        "fp64, 0 rows": [(n, dt, []) for n, dt, v in floats[:3]],
+        "one fp64 column": floats[:1],
+        "int64": [("a", "INT64", [1, -2, 3]), ("b", "INT64", [4, 5, 2 ** 40])],
+        "fp32": [("a", "FP32", [1.5, 2.25]), ("b", "FP32", [-0.5, 3.0])],
+        "bool": [("a", "BOOL", [True, False]), ("b", "BOOL", [False, False])],
+        "mixed fp64 int64 bool": [("x", "FP64", [0.5, float("nan")]), ("n", "INT64", [7, 8]), ("ok", "BOOL", [True, False])],
+        "strings and floats (churn)": [("age", "FP64", [31.0, 45.0]), ("plan", "BYTES", ["pro", "basic"]),
+                                       ("calls", "FP64", [0.0, 2.0])],
+        "strings only": [("s", "BYTES", ["a", "\u00fcber"]), ("t", "BYTES", ["", "x"])],
+        "duplicate names": [("a", "FP64", [1.0, 2.0]), ("a", "FP64", [3.0, 4.0])],
+        "unequal lengths": [("a", "FP64", [1.0, 2.0]), ("b", "FP64", [3.0])],
+        "2-D tensor": [("img", "FP32", [[1.0, 2.0], [3.0, 4.0]])],
+    }
+
+
+class FastPathTest(unittest.TestCase):
+    """decode_input (one 2-D block) gives predict() exactly what the general path gives."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, HERE)
+        import harness
+        import pandas as pd
+        cls.h, cls.pd = harness, pd
+
+    def general(self, frame):
+        return self.h.tensors_to_input(self.h.decode_tensors(frame))
+
+    def test_dataframe_equals_general_path(self):
+        for name, cols in table_frames().items():
+            with self.subTest(name):
+                frame = encode_tensors(cols)
+                self.h.decode_input(frame)  # the first of a layout is parsed; the one below may take the cache
+                want, got = self.general(frame), self.h.decode_input(frame)
+                self.assertIs(type(got), type(want))
+                if isinstance(want, self.pd.DataFrame):
+                    self.pd.testing.assert_frame_equal(got, want, check_exact=True)
+                elif isinstance(want, dict):
+                    self.assertEqual(sorted(got), sorted(want))
+                    for k in want:
+                        np.testing.assert_array_equal(got[k], want[k])
+                else:
+                    np.testing.assert_array_equal(got, want)
+
+    def test_numpy_block_equals_general_path(self):
+        for name, cols in table_frames().items():
+            with self.subTest(name):
+                frame = encode_tensors(cols)
+                self.h.decode_input(frame, numpy_in=True)
+                want, got = self.general(frame), self.h.decode_input(frame, numpy_in=True)
+                if name in ("strings and floats (churn)", "strings only", "unequal lengths", "2-D tensor"):
+                    # not a numeric table: what the model would get without the declaration
+                    self.assertIs(type(got), type(want))
+                    continue
+                self.assertIsInstance(got, np.ndarray)
+                self.assertEqual(got.shape, want.shape)
+                self.assertEqual(got.dtype, want.to_numpy().dtype)  # mixed columns: their common type, as pandas gives it
+                self.assertTrue(self.pd.DataFrame(got).equals(self.pd.DataFrame(want.to_numpy())), (got, want))
+
+    def test_known_layout_is_checked(self):
+        # The second frame of a layout takes the cached path: the same answer; a frame of the same length with
+        # other names, another datatype or other row count must not be mistaken for it.
+        rng = np.random.default_rng(5)
+        for cols in ([("a", "FP64", [1.0, 2.0]), ("b", "FP64", [3.0, 4.0])],
+                     [("x%02d" % i, "FP32", rng.normal(size=3).astype(np.float32).tolist()) for i in range(30)]):
+            frame = encode_tensors(cols)
+            first = self.h.decode_input(frame, numpy_in=True)
+            other = encode_tensors([(n, dt, (np.asarray(v) * 2).tolist()) for n, dt, v in cols])
+            np.testing.assert_array_equal(self.h.decode_input(other, numpy_in=True), first * 2)
+            self.pd.testing.assert_frame_equal(self.h.decode_input(other), self.general(other), check_exact=True)
+        same_len = [
+            [("a", "FP64", [1.0, 2.0]), ("c", "FP64", [3.0, 4.0])],  # another name
+            [("b", "FP64", [1.0, 2.0]), ("a", "FP64", [3.0, 4.0])],  # the columns swapped
+            [("a", "FP32", [1.0, 2.0, 5.0, 6.0]), ("b", "FP32", [3.0, 4.0, 7.0, 8.0])],  # same bytes, 4 rows of FP32
+        ]
+        for cols in same_len:
+            frame = encode_tensors(cols)
+            self.assertEqual(len(frame), len(encode_tensors([("a", "FP64", [1.0, 2.0]), ("b", "FP64", [3.0, 4.0])])))
+            self.pd.testing.assert_frame_equal(self.h.decode_input(frame), self.general(frame), check_exact=True)
+            self.pd.testing.assert_frame_equal(self.h.decode_input(frame), self.general(frame), check_exact=True)
+
+    def test_block_is_one_copy(self):
+        cols = [("a", "FP64", [1.0, 2.0]), ("b", "FP64", [3.0, 4.0])]
+        frame = bytearray(encode_tensors(cols))
+        got = self.h.decode_input(frame, numpy_in=True)
+        self.assertTrue(got.flags.writeable)
+        frame[-8:] = struct.pack("<d", 99.0)  # the frame's buffer is reused for the next request
+        self.assertEqual(got.tolist(), [[1.0, 3.0], [2.0, 4.0]])
+        df = self.h.decode_input(bytes(encode_tensors(cols)))
+        self.assertEqual(len(df._mgr.blocks), 1)  # one block, not one per column
+
+    def test_malformed_frames_still_refused(self):
+        good = encode_tensors([("a", "FP64", [1.0, 2.0])])
+        for bad in (good[:-1], good + b"\0", good.replace(b"FP64", b"FP99")):
+            with self.assertRaises(self.h.ProtocolError):
+                self.h.decode_input(bad)
+
+    def test_predict_input_declared_or_detected(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = model_dir(tmp, NUMPY_IN, "annotated")
+            self.assertEqual(self.h.predict_input(d, lambda data, model=None: None), "dataframe")
+            sys.path.insert(0, d)
+            try:
+                spec = {}
+                exec(compile(NUMPY_IN, "score.py", "exec"), spec)
+            finally:
+                sys.path.remove(d)
+            self.assertEqual(self.h.predict_input(d, spec["predict"]), "numpy")
+            with open(os.path.join(d, "runtime.yaml"), "w") as f:
+                f.write("MODEL_ARTIFACT_VERSION: '3.0'\nSLIPWAY:\n  PREDICT_INPUT: dataframe\n")
+            self.assertEqual(self.h.predict_input(d, spec["predict"]), "dataframe")  # the declaration wins
+            with open(os.path.join(d, "runtime.yaml"), "w") as f:
+                f.write("SLIPWAY:\n  PREDICT_INPUT: tensors\n")
+            with self.assertRaisesRegex(ValueError, "numpy or dataframe"):
+                self.h.predict_input(d, spec["predict"])
+
+    def test_worker_fast_and_general_paths_answer_alike(self):
+        # Through the harness process: the same frames to a worker with the fast path and one without
+        # (HARNESS_FAST_PATH=0) must be handed to predict() identically, and answered identically.
+        with tempfile.TemporaryDirectory() as tmp:
+            d = model_dir(tmp, ECHO_INPUT)
+            fast, general = Worker(d), Worker(d, env={"HARNESS_FAST_PATH": "0"})
+            try:
+                for w in (fast, general):
+                    self.assertEqual(w.recv_json("H")["predict_input"], "dataframe")
+                for name, cols in table_frames().items():
+                    with self.subTest(name):
+                        answers = []
+                        for w in (fast, general):
+                            w.send("T", encode_tensors(cols))
+                            kind, payload = w.recv()
+                            self.assertEqual(kind, "t", payload)
+                            self.assertEqual(len(w.timings), 3)
+                            answers.append(payload)
+                        self.assertEqual(answers[0], answers[1])
+            finally:
+                fast.dispose()
+                general.dispose()
+
+    def test_worker_numpy_in(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = model_dir(tmp, NUMPY_IN)
+            w = Worker(d)
+            try:
+                self.assertEqual(w.recv_json("H")["predict_input"], "numpy")
+                w.send("T", encode_tensors([("a", "FP64", [1.0, 2.0]), ("b", "INT64", [3, 4])]))
+                kind, payload = w.recv()
+                self.assertEqual(kind, "t", payload)
+                out = decode_tensors(payload)
+                self.assertEqual(out["type"][1].tolist(), "ndarray")
+                self.assertEqual(out["dtype"][1].tolist(), "float64")
+                self.assertEqual(out["shape"][1].tolist(), [2, 2])
+                self.assertEqual(out["values"][1].tolist(), [[1.0, 3.0], [2.0, 4.0]])
+                decode_ns, predict_ns, encode_ns = w.timings
+                self.assertGreater(decode_ns + predict_ns + encode_ns, 0)
+            finally:
+                w.dispose()
 
 
 if __name__ == "__main__":
