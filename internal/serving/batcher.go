@@ -2,6 +2,7 @@ package serving
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,14 @@ type batcher struct {
 	concentrateFor time.Duration // the longest a queue owner waits for a busy replica (tests lengthen it)
 }
 
+// gatherYield: a leader that acquired an in-process replica yields its thread once before it takes the queue.
+// An in-process call runs on the leader's own thread in a few microseconds, with no pipe round trip during which
+// other requests reach the queue, so at c=32 on 2 cores batches held 1.5–2 rows: the requests were already
+// read and runnable, but waiting for a thread that the leader held. One runtime.Gosched lets those goroutines
+// run until they park (most of them in the queue) and costs nothing when nothing else is runnable: it is a gather
+// window measured in runnable work, not in time. Measured (ONNX example, 2 sessions, c=32, 1 row): 7.7 rows per
+// batch instead of 1.9, and 15% less server CPU per request. Process replicas do not need it.
+//
 // concentrateBelow: model calls shorter than this are too cheap to be worth a second batch in flight (see
 // batcher). It is also the longest a batch waits for a busy replica.
 const concentrateBelow = time.Millisecond
@@ -282,6 +291,9 @@ func (b *batcher) acquireAndLead(r *batchReq) (Result, error) {
 	if err != nil {
 		b.passTurn() // the queue still needs someone to wait for a replica
 		return Result{}, b.pool.timeoutError(err, timeout)
+	}
+	if rep.InProcess() {
+		runtime.Gosched() // see gatherYield
 	}
 	return b.run(r, b.gather(r), s, rep, deadline)
 }
