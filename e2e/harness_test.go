@@ -79,13 +79,19 @@ var listenRE = regexp.MustCompile(`addr=(https?://127\.0\.0\.1:\d+)`)
 // startServer starts the binary on dataDir (a fresh temp folder when empty) and waits until it listens.
 func startServer(t testing.TB, dataDir string, extraArgs ...string) *server {
 	t.Helper()
+	return startServerEnv(t, nil, dataDir, extraArgs...)
+}
+
+// startServerEnv is startServer with env (KEY=VALUE) added to the server's environment.
+func startServerEnv(t testing.TB, env []string, dataDir string, extraArgs ...string) *server {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	s := &server{t: t, dataDir: dataDir, exited: make(chan struct{})}
 	args := append([]string{"server", "--data-dir", dataDir, "--addr", "127.0.0.1:0"}, extraArgs...)
 	s.cmd = exec.Command(binary, args...)
-	s.cmd.Env = append(os.Environ(), "SLIPWAY_LOG_LEVEL=debug")
+	s.cmd.Env = append(append(os.Environ(), "SLIPWAY_LOG_LEVEL=debug"), env...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

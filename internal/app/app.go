@@ -37,6 +37,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
+	"github.com/slipway-ml/slipway/internal/tracing"
 	"github.com/slipway-ml/slipway/internal/ui"
 )
 
@@ -294,6 +295,12 @@ func (a *App) Run(ctx context.Context) error {
 		_ = ln.Close() // never served: closing only frees the port
 		return fmt.Errorf("debug listener on %s: %w", a.cfg.DebugAddr, err)
 	}
+	stopTracing, err := tracing.Setup(ctx, tracing.Config{Enabled: a.cfg.Tracing}, a.log)
+	if err != nil {
+		_ = ln.Close() // never served: closing only frees the port
+		return err
+	}
+	defer a.flushTraces(stopTracing)
 	// No WriteTimeout: it would cut backups, downloads and log streams; the prediction endpoints set their own
 	// (a.cfg.WriteTimeout, through the API's config).
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: a.cfg.ReadHeaderTimeout, IdleTimeout: a.cfg.IdleTimeout,
@@ -364,6 +371,16 @@ serve:
 		return err
 	}
 	return nil
+}
+
+// flushTraces sends the spans not yet exported, within a few seconds: a collector that does not answer must not
+// hold the server's exit.
+func (a *App) flushTraces(stop func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		a.log.Warn("spans lost at shutdown", "error", err)
+	}
 }
 
 // Close stops the deployments' replicas, then releases the stores and the data folder lock.

@@ -6,10 +6,20 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 )
 
-// serveDebug serves pprof on its own listener (never on the API address) until ctx ends.
+// Sampling rates of the contention profiles served with pprof: one mutex contention event in
+// debugMutexFraction, and blocking events of about debugBlockRateNanos and longer. They cost a little on
+// every contended lock and channel wait, so they are set only when the debug listener is on.
+const (
+	debugMutexFraction  = 100
+	debugBlockRateNanos = 10_000
+)
+
+// serveDebug serves pprof on its own listener (never on the API address) until ctx ends, with the mutex and
+// block profiles switched on.
 func (a *App) serveDebug(ctx context.Context) error {
 	if a.cfg.DebugAddr == "" {
 		return nil
@@ -18,6 +28,8 @@ func (a *App) serveDebug(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	runtime.SetMutexProfileFraction(debugMutexFraction)
+	runtime.SetBlockProfileRate(debugBlockRateNanos)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

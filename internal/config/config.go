@@ -48,6 +48,10 @@ type Config struct {
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration
 	DebugAddr      string // pprof listener, off when empty
+	// Tracing exports OpenTelemetry traces over OTLP/HTTP: on when OTEL_EXPORTER_OTLP_ENDPOINT or
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT names a collector (see TracingFromEnv). The OTel SDK reads its other
+	// standard variables (headers, service name, sampler, ...) itself, as the AWS chain reads its own.
+	Tracing bool
 	// GRPCAddr is where the Open Inference Protocol's gRPC service listens (off when empty); with TLSCert it
 	// speaks TLS with the same certificate.
 	GRPCAddr string
@@ -147,6 +151,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		}
 	}
 	c.S3Endpoint = cmp.Or(getenv("AWS_ENDPOINT_URL_S3"), getenv("AWS_ENDPOINT_URL"))
+	c.Tracing = TracingFromEnv(getenv)
 	c.S3Region = cmp.Or(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"))
 	c.S3CABundle = getenv("AWS_CA_BUNDLE")
 	if v := getenv("SLIPWAY_MAX_UPLOAD_BYTES"); v != "" {
@@ -376,6 +381,19 @@ func ParseDatabaseURL(flag, url string) (Database, error) {
 	}
 	scheme, _, _ := strings.Cut(url, ":") // the rest may hold a password
 	return Database{}, fmt.Errorf("%s: unsupported URL scheme %q: want sqlite:///path/slipway.db or postgres://user:password@host:5432/db", flag, scheme)
+}
+
+// TracingFromEnv says whether the standard OpenTelemetry variables ask for traces: an OTLP endpoint is set
+// (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), the SDK is not disabled
+// (OTEL_SDK_DISABLED=true) and the traces exporter is not "none" (OTEL_TRACES_EXPORTER).
+func TracingFromEnv(getenv func(string) string) bool {
+	if getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+		return false
+	}
+	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+		return false
+	}
+	return !strings.EqualFold(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")), "none")
 }
 
 // Getenv is os.Getenv, named for callers that pass the real environment.

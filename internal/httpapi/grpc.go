@@ -229,8 +229,10 @@ func (s *Server) grpcTarget(ctx context.Context, model, version string, pick boo
 
 // ModelInfer is POST /v2/models/{name}[/versions/{version}]/infer over gRPC, reported to the monitor with
 // the HTTP status its error would have had (so that error rates, alerts and canary analysis count it alike).
-func (g *grpcInference) ModelInfer(ctx context.Context, m *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
+func (g *grpcInference) ModelInfer(ctx context.Context, m *inferencepb.ModelInferRequest) (_ *inferencepb.ModelInferResponse, err error) {
 	s := g.s
+	ctx, endSpan := startModelInferSpan(ctx, m.ModelName)
+	defer func() { endSpan(err) }()
 	if err := s.grpcAdmit(ctx, inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, m.ModelName); err != nil {
 		return nil, err
 	}
@@ -287,6 +289,9 @@ func (s *Server) modelInfer(ctx context.Context, m *inferencepb.ModelInferReques
 		md.Append("x-slipway-replica", result.Replica)
 	}
 	_ = grpc.SetHeader(ctx, md) // headers are not out before the answer
+	if req.ID != "" {
+		traceRequestID(ctx, id)
+	}
 	ex.SetRequestID(id)
 	ex.Tensors(v.Version, result.Replica, req.Inputs, result.Outputs)
 	return res, nil

@@ -296,6 +296,9 @@ func (s *Server) callV2(r *http.Request, route serving.Route, mt string, body []
 	if jsonLen < len(out) {
 		infoOf(r).inferHeaderLen = jsonLen // predict writes the extension's header and content type
 	}
+	if req.ID != "" {
+		traceRequestID(r.Context(), id)
+	}
 	ex.SetRequestID(id)
 	ex.Tensors(v.Version, res.Replica, req.Inputs, res.Outputs)
 	return out, res.Replica, nil

@@ -205,9 +205,9 @@ func (s *Server) Patterns() []string {
 	return out
 }
 
-// Handler returns the API with request ids, access logging and panic recovery.
+// Handler returns the API with request ids, traces (when on), access logging and panic recovery.
 func (s *Server) Handler() http.Handler {
-	return s.withRequestID(s.withRecover(s.mux))
+	return s.withRequestID(s.withTrace(s.withRecover(s.mux)))
 }
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {

@@ -2,14 +2,18 @@ package serving
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/inference"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
+	"github.com/slipway-ml/slipway/internal/tracing"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
@@ -60,7 +64,10 @@ func modelCall(in []workerproto.Tensor, out *[]workerproto.Tensor) func(ctx cont
 		if err != nil {
 			return err
 		}
+		span := modelSpan(ctx)
 		*out, err = rep.PredictTensors(ctx, adapted)
+		tracing.Fail(span, err)
+		span.End()
 		return err
 	}
 }
@@ -83,7 +90,10 @@ func (p *Pool) PredictTensorsParams(ctx context.Context, in []workerproto.Tensor
 		if err != nil {
 			return err
 		}
+		span := modelSpan(ctx)
 		out, err = rep.PredictTensorsParams(ctx, adapted, params)
+		tracing.Fail(span, err)
+		span.End()
 		return err
 	})
 	return Result{Outputs: out, Replica: id, Batch: rows}, err
@@ -97,7 +107,10 @@ func (p *Pool) PredictJSON(ctx context.Context, body []byte) ([]byte, string, er
 	var out []byte
 	id, err := p.Do(ctx, func(ctx context.Context, rep *modelruntime.Replica) error {
 		var err error
+		span := modelSpan(ctx)
 		out, err = rep.PredictJSON(ctx, body)
+		tracing.Fail(span, err)
+		span.End()
 		return err
 	})
 	return out, id, err
@@ -156,6 +169,14 @@ type batcher struct {
 	concentrateFor time.Duration // the longest a queue owner waits for a busy replica (tests lengthen it)
 }
 
+// gatherYield: a leader that acquired an in-process replica yields its thread once before it takes the queue.
+// An in-process call runs on the leader's own thread in a few microseconds, with no pipe round trip during which
+// other requests reach the queue, so at c=32 on 2 cores batches held 1.5–2 rows: the requests were already
+// read and runnable, but waiting for a thread that the leader held. One runtime.Gosched lets those goroutines
+// run until they park (most of them in the queue) and costs nothing when nothing else is runnable: it is a gather
+// window measured in runnable work, not in time. Measured (ONNX example, 2 sessions, c=32, 1 row): 7.7 rows per
+// batch instead of 1.9, and 15% less server CPU per request. Process replicas do not need it.
+//
 // concentrateBelow: model calls shorter than this are too cheap to be worth a second batch in flight (see
 // batcher). It is also the longest a batch waits for a busy replica.
 const concentrateBelow = time.Millisecond
@@ -166,6 +187,7 @@ type batchReq struct {
 	rows    int
 	arrived time.Time
 	done    chan batchResp // capacity 1: a queued request gets exactly one message
+	queued  trace.Span     // its wait until a batch takes it (ended more than once: only the first counts)
 }
 
 // batchResp is the one message a queued request gets.
@@ -188,10 +210,12 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int)
 	if b.cfg.MaxWaitMS > 0 {
 		r.arrived = time.Now() // only a batch that may wait for rows needs it
 	}
+	_, r.queued = tracing.Start(ctx, tracing.SpanQueue)
 	b.mu.Lock()
 	switch {
 	case b.closed:
 		b.mu.Unlock()
+		r.queued.End()
 		return b.pool.predictDirect(ctx, in, rows)
 	case !b.owned && len(b.queue) == 0:
 		// Nobody is waiting: this request acquires a replica itself (at once if one is idle, without any
@@ -204,7 +228,10 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int)
 		if o := b.pool.observer(); o != nil {
 			o.Rejected()
 		}
-		return Result{}, slipway.Errorf(slipway.EOVERLOADED, "deployment %s is at capacity (batch queue full): retry after a moment, or add replicas", b.pool.name)
+		err := slipway.Errorf(slipway.EOVERLOADED, "deployment %s is at capacity (batch queue full): retry after a moment, or add replicas", b.pool.name)
+		tracing.Fail(r.queued, err)
+		r.queued.End()
+		return Result{}, err
 	}
 	r.done = make(chan batchResp, 1)
 	b.queue = append(b.queue, r)
@@ -229,14 +256,18 @@ func (b *batcher) follow(r *batchReq, resp batchResp) (Result, error) {
 	case resp.turn:
 		return b.acquireAndLead(r)
 	case resp.alone:
+		r.queued.End()
 		return b.pool.predictDirect(r.ctx, r.in, r.rows)
 	}
+	r.queued.End()
 	return resp.res, resp.err
 }
 
 // abandon takes a request whose client gave up out of the queue. If it was taken already, its rows are in a
 // batch (the answer is dropped), or it was handed the turn to acquire, which passes to the next request.
 func (b *batcher) abandon(r *batchReq) (Result, error) {
+	tracing.Fail(r.queued, r.ctx.Err())
+	r.queued.End()
 	b.mu.Lock()
 	if i := slices.Index(b.queue, r); i >= 0 {
 		b.queue = slices.Delete(b.queue, i, i+1)
@@ -281,7 +312,13 @@ func (b *batcher) acquireAndLead(r *batchReq) (Result, error) {
 	s, rep, err := b.pool.acquire(r.ctx, deadline)
 	if err != nil {
 		b.passTurn() // the queue still needs someone to wait for a replica
-		return Result{}, b.pool.timeoutError(err, timeout)
+		err = b.pool.timeoutError(err, timeout)
+		tracing.Fail(r.queued, err)
+		r.queued.End()
+		return Result{}, err
+	}
+	if rep.InProcess() {
+		runtime.Gosched() // see gatherYield
 	}
 	return b.run(r, b.gather(r), s, rep, deadline)
 }
@@ -409,6 +446,7 @@ func (b *batcher) takeLocked(batch []*batchReq, rows int) ([]*batchReq, int) {
 func (b *batcher) run(leader *batchReq, batch []*batchReq, s *slot, rep *modelruntime.Replica, deadline time.Time) (Result, error) {
 	live, rows := batch[:0], 0
 	for _, r := range batch {
+		r.queued.End() // taken: its wait is over, alive or not
 		if r.ctx.Err() == nil {
 			live = append(live, r)
 			rows += r.rows
@@ -421,8 +459,10 @@ func (b *batcher) run(leader *batchReq, batch []*batchReq, s *slot, rep *modelru
 	if o := b.pool.observer(); o != nil {
 		o.Batch(rows, len(live))
 	}
+	ctx, span := batchSpan(leader, live, rows)
+	defer span.End()
 	if len(live) == 1 && live[0] == leader { // nothing to merge or split
-		return b.call(leader.ctx, s, rep, leader.in, leader.rows, deadline)
+		return b.call(ctx, s, rep, leader.in, leader.rows, deadline)
 	}
 	inputs := make([][]workerproto.Tensor, len(live))
 	for i, r := range live {
@@ -434,7 +474,7 @@ func (b *batcher) run(leader *batchReq, batch []*batchReq, s *slot, rep *modelru
 		return b.reply(leader, live, nil, batchResp{alone: true})
 	}
 	// The batch outlives any single client: it runs under the pool's timeout, not a request's context.
-	res, err := b.call(context.WithoutCancel(leader.ctx), s, rep, merged, rows, deadline)
+	res, err := b.call(context.WithoutCancel(ctx), s, rep, merged, rows, deadline)
 	if err != nil {
 		return b.reply(leader, live, nil, batchResp{err: err})
 	}
@@ -443,6 +483,22 @@ func (b *batcher) run(leader *batchReq, batch []*batchReq, s *slot, rep *modelru
 		return b.reply(leader, live, nil, batchResp{err: err})
 	}
 	return b.reply(leader, live, outs, batchResp{res: Result{Replica: res.Replica, Version: res.Version, Batch: res.Batch}})
+}
+
+// batchSpan starts the span of a batch's model call: a child of its leader's request, linked to every request
+// it carries (a span has one parent; the followers' traces reach the batch through the links).
+func batchSpan(leader *batchReq, live []*batchReq, rows int) (context.Context, trace.Span) {
+	if !tracing.Enabled() {
+		return tracing.Start(leader.ctx, tracing.SpanBatch) // records nothing
+	}
+	links := make([]trace.Link, 0, len(live))
+	for _, r := range live {
+		if sc := trace.SpanContextFromContext(r.ctx); sc.IsValid() && r != leader {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	return tracing.Start(leader.ctx, tracing.SpanBatch, trace.WithLinks(links...),
+		trace.WithAttributes(tracing.AttrBatchRows.Int(rows), tracing.AttrBatchSize.Int(len(live))))
 }
 
 // reply sends each follower its message (with its own outputs, when there are any) and returns the leader's.

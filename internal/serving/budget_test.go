@@ -34,7 +34,7 @@ type tinyModel struct {
 }
 
 // tinyModels writes n distinct ONNX models (skipping when python3 lacks onnx or numpy).
-func tinyModels(t *testing.T, n int) []tinyModel {
+func tinyModels(t testing.TB, n int) []tinyModel {
 	t.Helper()
 	onnxtest.RunPython(t, "pass") // skips without onnx and numpy
 	dir := t.TempDir()

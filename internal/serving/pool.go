@@ -20,9 +20,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/workerproto"
+
+	"github.com/slipway-ml/slipway/internal/tracing"
 )
 
 // Starter starts one replica process of a given model version.
@@ -511,7 +515,10 @@ func (p *Pool) releaseLocked(s *slot, rep *modelruntime.Replica) {
 func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context, rep *modelruntime.Replica) error) (replica string, err error) {
 	timeout := p.timeout()
 	deadline := time.Now().Add(timeout)
+	_, queued := tracing.Start(ctx, tracing.SpanQueue)
 	s, rep, err := p.acquire(ctx, deadline)
+	tracing.Fail(queued, err)
+	queued.End()
 	if err != nil {
 		return "", p.timeoutError(err, timeout)
 	}
@@ -536,6 +543,10 @@ func (p *Pool) doOn(ctx context.Context, s *slot, rep *modelruntime.Replica, dea
 
 // runOn runs fn on an acquired replica until the deadline (whatever becomes of ctx), then releases it.
 func (p *Pool) runOn(ctx context.Context, s *slot, rep *modelruntime.Replica, deadline time.Time, fn func(ctx context.Context, rep *modelruntime.Replica) error) error {
+	ctx, span := tracing.Start(ctx, tracing.SpanReplica)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.AttrDeployment.String(p.name), tracing.AttrReplica.String(s.id))
+	}
 	callCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	start := time.Now()
 	err := fn(callCtx, rep)
@@ -547,7 +558,19 @@ func (p *Pool) runOn(ctx context.Context, s *slot, rep *modelruntime.Replica, de
 		}
 	}
 	p.release(s, rep)
+	tracing.Fail(span, err)
+	span.End()
 	return err
+}
+
+// modelSpan starts the span of the model's time. The worker protocol carries no time of the model's own, so
+// it is the call on the replica as the server sees it (for an in-process session, the session's run).
+func modelSpan(ctx context.Context) trace.Span {
+	_, span := tracing.Start(ctx, tracing.SpanModel)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.AttrModelTimeSrc.String("call"))
+	}
+	return span
 }
 
 func (p *Pool) timeout() time.Duration {
