@@ -67,7 +67,7 @@ func TestEstimateBinaryExpectation(t *testing.T) {
 	// TP 1.6, FP 0.4, FN 0.6, TN 1.4.
 	want := map[string]float64{"accuracy": 3.0 / 4, "precision": 0.8, "recall": 1.6 / 2.2, "f1": 3.2 / (3.2 + 1.0),
 		// Two thresholds: (fpr 0.4/1.8, tpr 1.6/2.2) then (1, 1).
-		"roc_auc": 0.4 / 1.8 * (1.6 / 2.2) / 2 + (1-0.4/1.8)*(1.6/2.2+1)/2}
+		"roc_auc": 0.4/1.8*(1.6/2.2)/2 + (1-0.4/1.8)*(1.6/2.2+1)/2}
 	got := map[string]float64{"accuracy": e.Accuracy, "precision": e.Precision, "recall": e.Recall, "f1": e.F1, "roc_auc": e.ROCAUC}
 	for k, w := range want {
 		if math.Abs(got[k]-w) > 1e-12 {
