@@ -104,6 +104,9 @@ func (s *Service) calibrationFor(ctx context.Context, deployment string, version
 	if err != nil {
 		return nil, err
 	}
+	if c.cal == nil {
+		return c, nil // not cached: the first labels may arrive any moment, and finding none is cheap
+	}
 	s.cals.mu.Lock()
 	if s.cals.m == nil {
 		s.cals.m = map[firstWindowKey]*calibration{}
