@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
 )
@@ -155,6 +157,21 @@ func TestPerformanceEstimateEndToEnd(t *testing.T) {
 	rules, err := c.EvaluateAlerts(ctx, "churn-api")
 	if err != nil || len(rules) != 1 || rules[0].Value == nil || rules[0].State != slipway.AlertOK {
 		t.Fatalf("estimated_accuracy rule: %+v %v", rules, err)
+	}
+
+	// The CLI and the deployment's page show the estimate next to the realized figures.
+	if out, errOut, code := s.cli("monitor", "churn-api", "--since", "1h", "--window", "24h"); code != 0 ||
+		!strings.Contains(out, "estimated without labels (CBPE") || !strings.Contains(out, fmt.Sprintf(" %d ", len(ref)+len(shifted))) {
+		t.Errorf("slipway monitor: exit %d\n%s\n%s", code, out, errOut)
+	}
+	b := newBrowser(t)
+	b.do("open the UI", chromedp.Navigate(s.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
+	b.do("sign in", chromedp.SetValue(chromedp.ID("token"), s.Token), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+	b.waitJS("the deployments list", `document.body.innerText.includes("churn-api")`)
+	b.do("open the deployment", chromedp.Click(chromedp.CSS(`a[href="/ui/deployments/churn-api"]`)))
+	b.waitJS("the model quality", `document.querySelector("#performance")?.innerText.includes("v1: calibrated on 1,500 labelled rows")`)
+	if got := b.text("#performance"); !strings.Contains(got, "estimated without labels (CBPE") {
+		t.Errorf("the deployment page's model quality: %s", got)
 	}
 
 	// A canary that flips most predictions, judged before any of its labels exist.
