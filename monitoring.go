@@ -259,6 +259,39 @@ type Performance struct {
 	Task           string                 `json:"task"`
 	Classification *ClassificationMetrics `json:"classification,omitempty"`
 	Regression     *RegressionMetrics     `json:"regression,omitempty"`
+	// Estimated is the label-free estimate of a binary classifier's quality over every captured row of the
+	// window, labelled or not (CBPE); nil for regressors, models without a probability output, or more than
+	// two classes. A window with captures and no ground truth yet has only this.
+	Estimated *EstimatedPerformance `json:"estimated,omitempty"`
+}
+
+// EstimatedPerformance is CBPE's (confidence-based performance estimation) expected quality of a window: the
+// expected confusion matrix from the predicted probabilities, calibrated on each version's labelled reference.
+// See docs/monitoring.md for when it holds (calibrated scores, covariate shift only) and its tolerance.
+type EstimatedPerformance struct {
+	Method    string   `json:"method"` // "cbpe"
+	Rows      int      `json:"rows"`   // captured rows with a probability
+	Accuracy  float64  `json:"accuracy"`
+	Precision float64  `json:"precision"`
+	Recall    float64  `json:"recall"`
+	F1        float64  `json:"f1"`
+	ROCAUC    *float64 `json:"roc_auc,omitempty"`
+	// AccuracyStdError is how far the realized accuracy may land from the estimate by the labels' chance
+	// alone (one standard deviation).
+	AccuracyStdError float64 `json:"accuracy_std_error"`
+	// References are the calibrations used, one per version in the window.
+	References []EstimateReference `json:"references"`
+}
+
+// EstimateReference says how a version's scores were calibrated: "isotonic" on the labelled rows of the
+// version's first labelled window (From..To, Rows), or "none" (no labelled reference yet: scores taken as
+// probabilities).
+type EstimateReference struct {
+	Version     int        `json:"version"`
+	Calibration string     `json:"calibration"`
+	From        *time.Time `json:"from,omitempty"`
+	To          *time.Time `json:"to,omitempty"`
+	Rows        int        `json:"rows"`
 }
 
 // ClassificationMetrics is the quality of predicted labels against true labels (scikit-learn's definitions).

@@ -90,6 +90,9 @@ type RolloutGates struct {
 	// MaxAccuracyDrop is the largest drop of accuracy (live minus candidate, from ground truth that arrived
 	// for the window) a canary may show.
 	MaxAccuracyDrop *float64 `json:"max_accuracy_drop,omitempty"`
+	// MaxEstimatedAccuracyDrop is the largest drop of CBPE's label-free estimated accuracy (live minus
+	// candidate, over every captured row of the window) a canary may show.
+	MaxEstimatedAccuracyDrop *float64 `json:"max_estimated_accuracy_drop,omitempty"`
 	// MinRequests is how many of the candidate's requests a window needs before it is judged; a window with
 	// fewer is extended (up to three times its length, then the rollout is rolled back as inconclusive).
 	// Default 20.
@@ -173,6 +176,7 @@ func (sp RolloutSpec) Validate() error {
 	share("max_error_rate", g.MaxErrorRate)
 	share("min_agreement", g.MinAgreement)
 	share("max_accuracy_drop", g.MaxAccuracyDrop)
+	share("max_estimated_accuracy_drop", g.MaxEstimatedAccuracyDrop)
 	if v := g.MaxLatencyRatio; v != nil && (math.IsNaN(*v) || *v < 1 || *v > 1000) {
 		add("gates.max_latency_ratio: a ratio of p99 latencies from 1 to 1000, not %g", *v)
 	}
@@ -184,6 +188,9 @@ func (sp RolloutSpec) Validate() error {
 	}
 	if g.MaxAccuracyDrop != nil && !slices.ContainsFunc(sp.Steps, func(s RolloutStep) bool { return s.Shadow == nil }) {
 		add("gates.max_accuracy_drop: accuracy is measured from the ground truth of a canary's answers; add a canary step")
+	}
+	if g.MaxEstimatedAccuracyDrop != nil && !slices.ContainsFunc(sp.Steps, func(s RolloutStep) bool { return s.Shadow == nil }) {
+		add("gates.max_estimated_accuracy_drop: accuracy is estimated from a canary's captured answers; add a canary step")
 	}
 	if len(problems) > 0 {
 		return Errorf(EINVALID, "invalid rollout: %s", strings.Join(problems, "; "))
@@ -251,8 +258,11 @@ type RolloutWindow struct {
 
 // GateCheck is one rule applied to one window: its threshold, the measured value, and the figures behind it.
 type GateCheck struct {
-	Gate      string  `json:"gate"` // max_error_rate, max_latency_ratio, min_agreement, max_accuracy_drop, min_requests
+	Gate      string  `json:"gate"` // max_error_rate, max_latency_ratio, min_agreement, max_accuracy_drop, max_estimated_accuracy_drop, min_requests
 	Threshold float64 `json:"threshold"`
+	// Source says what a quality gate's value rests on: "ground_truth" (labels that arrived for the window)
+	// or "estimate" (CBPE, from the predicted probabilities, while the labels have not arrived).
+	Source string `json:"source,omitempty"`
 	// Value is the measured figure (nil: nothing to measure in this window, e.g. no ground truth yet).
 	Value  *float64 `json:"value"`
 	Passed bool     `json:"passed"`

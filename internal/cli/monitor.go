@@ -67,7 +67,8 @@ func (a *app) monitorCommand() *cobra.Command {
 		Use:   "monitor DEPLOYMENT",
 		Short: "Show a deployment's drift per feature and its performance trend",
 		Long: `Show drift per feature (the baseline of the served version against the captured inputs) and the model's
-quality per window from ground truth.
+quality per window from ground truth, next to the label-free estimate (CBPE) for classifiers with a
+probability output.
 
   slipway monitor churn                  # drift over the last hour, performance per window over 24h
   slipway monitor churn --from 2h --to 1h
@@ -149,26 +150,39 @@ func countDrifted(fs []client.FeatureDrift) int {
 
 func printPerformance(w io.Writer, ps []client.Performance) {
 	if len(ps) == 0 {
-		fmt.Fprintln(w, "Performance: no ground truth yet (send it with `slipway feedback` or POST .../feedback).")
+		fmt.Fprintln(w, "Performance: no ground truth yet (send it with `slipway feedback` or POST .../feedback), and no predicted probabilities to estimate from.")
 		return
 	}
-	fmt.Fprintln(w, "Performance from ground truth:")
 	tw := newTable(w)
 	if ps[0].Task == "regression" {
+		fmt.Fprintln(w, "Performance from ground truth:")
 		row(tw, "WINDOW", "LABELLED", "MAE", "RMSE", "R2")
 		for _, p := range ps {
 			if r := p.Regression; r != nil {
 				row(tw, formatTime(p.From), p.Labelled, fmt.Sprintf("%.4f", r.MAE), fmt.Sprintf("%.4f", r.RMSE), fmt.Sprintf("%.4f", r.R2))
 			}
 		}
-	} else {
-		row(tw, "WINDOW", "LABELLED", "ACCURACY", "PRECISION", "RECALL", "F1", "ROC AUC", "LOG LOSS")
-		for _, p := range ps {
-			if c := p.Classification; c != nil {
-				row(tw, formatTime(p.From), p.Labelled, fmt.Sprintf("%.4f", c.Accuracy), fmt.Sprintf("%.4f", c.Precision),
-					fmt.Sprintf("%.4f", c.Recall), fmt.Sprintf("%.4f", c.F1), fmtFloat(c.ROCAUC, 4), fmtFloat(c.LogLoss, 4))
-			}
+		tw.Flush()
+		return
+	}
+	fmt.Fprintln(w, "Performance: realized from ground truth / estimated without labels (CBPE; see docs/monitoring.md):")
+	row(tw, "WINDOW", "LABELLED", "ESTIMATED ROWS", "ACCURACY", "PRECISION", "RECALL", "F1", "ROC AUC", "LOG LOSS")
+	for _, p := range ps {
+		var real, est [5]*float64 // accuracy, precision, recall, F1, ROC AUC
+		estRows, logLoss := "-", "-"
+		if c := p.Classification; c != nil {
+			real = [5]*float64{&c.Accuracy, &c.Precision, &c.Recall, &c.F1, c.ROCAUC}
+			logLoss = fmtFloat(c.LogLoss, 4)
 		}
+		if e := p.Estimated; e != nil {
+			est = [5]*float64{&e.Accuracy, &e.Precision, &e.Recall, &e.F1, e.ROCAUC}
+			estRows = fmt.Sprint(e.Rows)
+		}
+		cells := []any{formatTime(p.From), p.Labelled, estRows}
+		for i := range real {
+			cells = append(cells, fmtFloat(real[i], 4)+" / "+fmtFloat(est[i], 4))
+		}
+		row(tw, append(cells, logLoss)...)
 	}
 	tw.Flush()
 }

@@ -46,7 +46,8 @@ the deployment follows one). Durations are Go durations: 30s, 10m, 1h.
 Gates (--gate NAME=VALUE, repeatable): max_error_rate (share of 5xx answers; default 0.01),
 max_latency_ratio (candidate p99 / live p99), min_agreement (shadow steps: share of rows predicting the
 live version's class), max_accuracy_drop (canary steps: live accuracy minus the candidate's, from the
-ground truth that has arrived), min_requests (requests a window needs before it is judged; default 20).
+ground truth that has arrived, else from the label-free estimates), max_estimated_accuracy_drop (canary
+steps: the same from CBPE's estimates, see docs/monitoring.md), min_requests (requests a window needs before it is judged; default 20).
 
 The command prints every decision as it is taken and exits 0 when the rollout is PROMOTED, 1 otherwise.
 --no-wait returns at once; the server drives the rollout either way, across restarts.`,
@@ -76,7 +77,7 @@ The command prints every decision as it is taken and exits 0 when the rollout is
 	fs := cmd.Flags()
 	fs.IntVar(&f.version, "version", 0, "the candidate version of the deployment's model (required)")
 	fs.StringArrayVar(&f.steps, "step", nil, "a step, in order: shadow=DURATION or canary=PERCENT:DURATION (repeat)")
-	fs.StringArrayVar(&f.gates, "gate", nil, "a gate NAME=VALUE: max_error_rate, max_latency_ratio, min_agreement, max_accuracy_drop, min_requests (repeat)")
+	fs.StringArrayVar(&f.gates, "gate", nil, "a gate NAME=VALUE: max_error_rate, max_latency_ratio, min_agreement, max_accuracy_drop, max_estimated_accuracy_drop, min_requests (repeat)")
 	fs.BoolVar(&f.noWait, "no-wait", false, "return at once instead of following the rollout")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 24*time.Hour, "stop following after this long (the rollout carries on)")
 	return cmd
@@ -133,8 +134,10 @@ func setGate(g *slipway.RolloutGates, s string) error {
 		g.MinAgreement = &v
 	case "max_accuracy_drop":
 		g.MaxAccuracyDrop = &v
+	case "max_estimated_accuracy_drop":
+		g.MaxEstimatedAccuracyDrop = &v
 	default:
-		return fmt.Errorf("--gate %q: unknown gate %q (max_error_rate, max_latency_ratio, min_agreement, max_accuracy_drop, min_requests)", s, name)
+		return fmt.Errorf("--gate %q: unknown gate %q (max_error_rate, max_latency_ratio, min_agreement, max_accuracy_drop, max_estimated_accuracy_drop, min_requests)", s, name)
 	}
 	return nil
 }

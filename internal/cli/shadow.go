@@ -85,14 +85,16 @@ func (a *app) capturesCommand() *cobra.Command {
 	var from, to, format, file string
 	var version int
 	export := &cobra.Command{
-		Use:   "export DEPLOYMENT --file FILE [--from 24h] [--to T] [--version N] [--format jsonl|csv]",
+		Use:   "export DEPLOYMENT --file FILE [--from 24h] [--to T] [--version N] [--format jsonl|csv|parquet]",
 		Short: "Export a deployment's captured predictions with their ground truth",
 		Long: `Export the captured rows of a deployment, oldest first: time, request id, version, row, inputs, outputs
 and the ground truth received for the row (label or value). jsonl has one JSON object per row; csv one
-column per input and output (those of the first captured request: use --version when versions differ).
+column per input and output (those of the first captured request: use --version when versions differ);
+parquet the same columns, typed (a list for an output with several values per row), in row groups.
 The file is written under a temporary name and takes its name only once the export is complete.`,
 		Example: "  slipway captures export churn-api --from 168h --format csv --file captures.csv\n" +
-			"  slipway captures export churn-api --from 2026-01-01T00:00:00Z --to 2026-01-02T00:00:00Z --version 2 --file day.jsonl",
+			"  slipway captures export churn-api --from 2026-01-01T00:00:00Z --to 2026-01-02T00:00:00Z --version 2 --file day.jsonl\n" +
+			"  slipway captures export churn-api --from 168h --version 2 --format parquet --file captures.parquet",
 		Args: exactArgs(1, "a deployment name"),
 		RunE: a.runWithClient(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			tr, err := timeRange("--from", from, "--to", to, time.Now())
@@ -105,7 +107,7 @@ The file is written under a temporary name and takes its name only once the expo
 	export.Flags().StringVar(&from, "from", "24h", "start: a duration ago (24h, 168h) or an RFC 3339 time")
 	export.Flags().StringVar(&to, "to", "", "end: a duration ago or an RFC 3339 time (default: now)")
 	export.Flags().IntVar(&version, "version", 0, "only the requests answered by this model version")
-	export.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
+	export.Flags().StringVar(&format, "format", "jsonl", "jsonl, csv or parquet")
 	export.Flags().StringVarP(&file, "file", "f", "", "where to write the export (required; - for stdout)")
 	_ = export.MarkFlagRequired("file")
 	cmd.AddCommand(export)

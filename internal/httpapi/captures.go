@@ -32,9 +32,12 @@ func (s *Server) handleCapturesExport(w http.ResponseWriter, r *http.Request, m 
 		return err
 	}
 	h := w.Header()
-	if q.Format == monitor.ExportCSV {
+	switch q.Format {
+	case monitor.ExportCSV:
 		h.Set("Content-Type", "text/csv; charset=utf-8")
-	} else {
+	case monitor.ExportParquet:
+		h.Set("Content-Type", "application/vnd.apache.parquet")
+	default:
 		h.Set("Content-Type", "application/x-ndjson")
 	}
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-captures.%s"`, name, q.Format))

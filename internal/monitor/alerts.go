@@ -23,7 +23,8 @@ import (
 
 // AlertMetrics are the figures a rule can watch.
 var AlertMetrics = []string{"drift_share", "requests", "error_rate", "latency_p99_ms",
-	"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2"}
+	"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2",
+	"estimated_accuracy", "estimated_precision", "estimated_recall", "estimated_f1", "estimated_roc_auc"}
 
 // LogAlert is the log kind of alert transitions in a deployment's log.
 const LogAlert = "alert"
@@ -264,8 +265,12 @@ func (s *Service) alertValue(ctx context.Context, r *slipway.AlertRule, now time
 		if !ok {
 			continue
 		}
-		sum += v * float64(p.Labelled)
-		total += p.Labelled
+		rows := p.Labelled
+		if p.Estimated != nil && strings.HasPrefix(r.Metric, "estimated_") {
+			rows = p.Estimated.Rows // an estimate covers every captured row, labelled or not
+		}
+		sum += v * float64(rows)
+		total += rows
 	}
 	if total == 0 {
 		return nil, nil
@@ -275,6 +280,22 @@ func (s *Service) alertValue(ctx context.Context, r *slipway.AlertRule, now time
 }
 
 func perfValue(p *slipway.Performance, metric string) (float64, bool) {
+	if e := p.Estimated; e != nil {
+		switch metric {
+		case "estimated_accuracy":
+			return e.Accuracy, true
+		case "estimated_precision":
+			return e.Precision, true
+		case "estimated_recall":
+			return e.Recall, true
+		case "estimated_f1":
+			return e.F1, true
+		case "estimated_roc_auc":
+			if e.ROCAUC != nil {
+				return *e.ROCAUC, true
+			}
+		}
+	}
 	if c := p.Classification; c != nil {
 		switch metric {
 		case "accuracy":

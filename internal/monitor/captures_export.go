@@ -36,8 +36,8 @@ type CaptureExport struct {
 // Check refuses an export that cannot be answered.
 func (q CaptureExport) Check() error {
 	switch {
-	case q.Format != ExportJSONL && q.Format != ExportCSV:
-		return invalidf("format=%q: give jsonl or csv", q.Format)
+	case q.Format != ExportJSONL && q.Format != ExportCSV && q.Format != ExportParquet:
+		return invalidf("format=%q: give jsonl, csv or parquet", q.Format)
 	case !q.From.Before(q.To):
 		return invalidf("from must be before to")
 	case q.Version < 0:
@@ -56,8 +56,11 @@ func (s *Service) ExportCaptures(ctx context.Context, w io.Writer, q CaptureExpo
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var enc rowEncoder = &jsonlEncoder{w: bw}
-	if q.Format == ExportCSV {
+	switch q.Format {
+	case ExportCSV:
 		enc = &csvEncoder{w: csv.NewWriter(bw)}
+	case ExportParquet:
+		enc = &parquetEncoder{out: bw}
 	}
 	page := slipway.CapturePage{Deployment: q.Deployment, From: q.From, To: q.To, Version: q.Version, Limit: exportPage}
 	var rows int64
@@ -73,8 +76,14 @@ func (s *Service) ExportCaptures(ctx context.Context, w io.Writer, q CaptureExpo
 			}
 			rows += n
 		}
+		last := len(items) < page.Limit
 		if err := enc.flush(); err != nil {
 			return rows, err
+		}
+		if last {
+			if err := enc.close(); err != nil {
+				return rows, err
+			}
 		}
 		if err := bw.Flush(); err != nil {
 			return rows, err
@@ -82,11 +91,11 @@ func (s *Service) ExportCaptures(ctx context.Context, w io.Writer, q CaptureExpo
 		if flush != nil {
 			flush()
 		}
-		if len(items) < page.Limit {
+		if last {
 			return rows, nil
 		}
-		last := items[len(items)-1].Capture
-		page.AfterTime, page.AfterID = last.Time, last.ID
+		end := items[len(items)-1].Capture
+		page.AfterTime, page.AfterID = end.Time, end.ID
 	}
 }
 
@@ -100,7 +109,8 @@ type exportRow struct {
 
 type rowEncoder interface {
 	encode(r *exportRow) error
-	flush() error
+	flush() error // after each page of captures
+	close() error // after the last
 }
 
 func exportCapture(enc rowEncoder, lc slipway.LabelledCapture) (int64, error) {
@@ -195,6 +205,7 @@ func (e *jsonlEncoder) encode(r *exportRow) error {
 }
 
 func (e *jsonlEncoder) flush() error { return nil }
+func (e *jsonlEncoder) close() error { return nil }
 
 // orderedObject is {name: value} of the tensors at row, in the tensors' order (a Go map would sort them).
 func orderedObject(ts []workerproto.Tensor, row int) json.RawMessage {
@@ -247,6 +258,8 @@ func (e *csvEncoder) flush() error {
 	e.w.Flush()
 	return e.w.Error()
 }
+
+func (e *csvEncoder) close() error { return e.flush() }
 
 func names(ts []workerproto.Tensor) []string {
 	out := make([]string, len(ts))

@@ -107,6 +107,7 @@ type Service struct {
 	baselines  map[baselineKey]*slipway.Baseline
 	versions   map[baselineKey]*slipway.ModelVersion
 	first      firstWindows // profiles of first windows, for versions without a baseline
+	cals       calibrations // each version's CBPE calibration
 
 	actionsMu sync.RWMutex
 	actions   map[string]action

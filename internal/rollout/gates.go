@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/monitor"
@@ -20,7 +21,11 @@ import (
 //   - min_agreement (shadow steps): the share of compared rows where the shadow's predicted class equals the
 //     live one's (the shadow report's agreement).
 //   - max_accuracy_drop (canary steps): the live version's accuracy minus the canary's, both from the ground
-//     truth that has arrived for the window's requests; not measured (and not failed) while none has.
+//     truth that has arrived for the window's requests; while it has not (for either version), from CBPE's
+//     label-free estimates of both (source "estimate" in the check); not measured (and not failed) when
+//     neither is there.
+//   - max_estimated_accuracy_drop (canary steps): the same drop from CBPE's estimates over every captured row
+//     of the window, whatever ground truth has arrived.
 
 // Verdict is a window's outcome.
 type Verdict struct {
@@ -36,8 +41,19 @@ type CanaryWindow struct {
 	// CanaryAccuracy and LiveAccuracy are from ground truth (nil: none arrived), over Labelled rows.
 	CanaryAccuracy, LiveAccuracy *float64
 	CanaryLabelled, LiveLabelled int
-	CanaryVersion, LiveVersion   int
+	// CanaryEstimate and LiveEstimate are CBPE's estimated accuracies (nil: nothing to estimate), over
+	// EstimatedRows captured rows, calibrated as the references say.
+	CanaryEstimate, LiveEstimate   *float64
+	CanaryEstRows, LiveEstRows     int
+	CanaryReference, LiveReference *slipway.EstimateReference
+	CanaryVersion, LiveVersion     int
 }
+
+// Gate sources, as GateCheck.Source says them.
+const (
+	SourceGroundTruth = "ground_truth"
+	SourceEstimate    = "estimate"
+)
 
 func fptr(v float64) *float64 { return &v }
 
@@ -86,23 +102,60 @@ func JudgeCanary(g slipway.RolloutGates, w CanaryWindow) Verdict {
 	if g.MaxAccuracyDrop != nil {
 		checks = append(checks, accuracyCheck(g, w))
 	}
+	if g.MaxEstimatedAccuracyDrop != nil {
+		c := slipway.GateCheck{Gate: "max_estimated_accuracy_drop", Threshold: *g.MaxEstimatedAccuracyDrop, Passed: true, Figures: map[string]float64{}}
+		checks = append(checks, estimatedAccuracyCheck(c, w))
+	}
 	return verdict(checks)
 }
 
+// accuracyCheck judges max_accuracy_drop on ground truth when it has arrived for both versions, else on the
+// estimates.
 func accuracyCheck(g slipway.RolloutGates, w CanaryWindow) slipway.GateCheck {
 	c := slipway.GateCheck{Gate: "max_accuracy_drop", Threshold: *g.MaxAccuracyDrop, Passed: true,
 		Figures: map[string]float64{"canary_labelled": float64(w.CanaryLabelled), "live_labelled": float64(w.LiveLabelled)}}
 	if w.CanaryAccuracy == nil || w.LiveAccuracy == nil {
-		c.Evidence = fmt.Sprintf("not measured: no ground truth has arrived yet for the window's requests (%d labelled rows of version %d, %d of version %d)",
+		noTruth := fmt.Sprintf("no ground truth has arrived yet for the window's requests (%d labelled rows of version %d, %d of version %d)",
 			w.CanaryLabelled, w.CanaryVersion, w.LiveLabelled, w.LiveVersion)
+		c = estimatedAccuracyCheck(c, w)
+		if c.Value == nil {
+			c.Evidence = "not measured: " + noTruth + ", and " + c.Evidence
+		} else {
+			c.Evidence = noTruth + ": judged on the estimate, " + c.Evidence
+		}
 		return c
 	}
 	drop := *w.LiveAccuracy - *w.CanaryAccuracy
-	c.Value, c.Passed = fptr(drop), drop <= *g.MaxAccuracyDrop
+	c.Value, c.Passed, c.Source = fptr(drop), drop <= *g.MaxAccuracyDrop, SourceGroundTruth
 	c.Figures["canary_accuracy"], c.Figures["live_accuracy"] = *w.CanaryAccuracy, *w.LiveAccuracy
-	c.Evidence = fmt.Sprintf("accuracy %.3f (version %d, %d labelled rows) against %.3f (version %d, %d labelled rows): drop %.3f (max %g)",
-		*w.CanaryAccuracy, w.CanaryVersion, w.CanaryLabelled, *w.LiveAccuracy, w.LiveVersion, w.LiveLabelled, drop, *g.MaxAccuracyDrop)
+	c.Evidence = fmt.Sprintf("accuracy from ground truth %.3f (version %d, %d labelled rows) against %.3f (version %d, %d labelled rows): drop %.3f (max %g)",
+		*w.CanaryAccuracy, w.CanaryVersion, w.CanaryLabelled, *w.LiveAccuracy, w.LiveVersion, w.LiveLabelled, drop, c.Threshold)
 	return c
+}
+
+// estimatedAccuracyCheck fills c (its gate and threshold set) from CBPE's estimates of both versions.
+func estimatedAccuracyCheck(c slipway.GateCheck, w CanaryWindow) slipway.GateCheck {
+	c.Figures["canary_estimated_rows"], c.Figures["live_estimated_rows"] = float64(w.CanaryEstRows), float64(w.LiveEstRows)
+	if w.CanaryEstimate == nil || w.LiveEstimate == nil {
+		c.Evidence = fmt.Sprintf("no label-free estimate either (%d rows of version %d and %d of version %d with a predicted probability)",
+			w.CanaryEstRows, w.CanaryVersion, w.LiveEstRows, w.LiveVersion)
+		return c
+	}
+	drop := *w.LiveEstimate - *w.CanaryEstimate
+	c.Value, c.Passed, c.Source = fptr(drop), drop <= c.Threshold, SourceEstimate
+	c.Figures["canary_estimated_accuracy"], c.Figures["live_estimated_accuracy"] = *w.CanaryEstimate, *w.LiveEstimate
+	c.Evidence = fmt.Sprintf("estimated accuracy (CBPE) %.3f (version %d, %d rows, %s) against %.3f (version %d, %d rows, %s): drop %.3f (max %g)",
+		*w.CanaryEstimate, w.CanaryVersion, w.CanaryEstRows, calibrationNote(w.CanaryReference), *w.LiveEstimate, w.LiveVersion, w.LiveEstRows,
+		calibrationNote(w.LiveReference), drop, c.Threshold)
+	return c
+}
+
+// calibrationNote says how a version's scores were calibrated.
+func calibrationNote(ref *slipway.EstimateReference) string {
+	if ref == nil || ref.Calibration != "isotonic" {
+		return "scores taken as probabilities: no labelled reference yet"
+	}
+	return fmt.Sprintf("calibrated on %d labelled rows from %s", ref.Rows, ref.From.Format(time.RFC3339))
 }
 
 // JudgeShadow applies the gates to a shadow step's window, as the shadow comparison report measured it.

@@ -32,6 +32,42 @@ func checkOf(v Verdict, gate string) *slipway.GateCheck {
 	return nil
 }
 
+// Quality gates: ground truth when it has arrived for both versions, the estimate when not, neither: not
+// measured; max_estimated_accuracy_drop always on the estimate. Each check says its source.
+func TestJudgeCanaryQualitySources(t *testing.T) {
+	live := totals(1000, 0, 0, 10*time.Millisecond)
+	canary := totals(200, 0, 0, 10*time.Millisecond)
+	base := CanaryWindow{Canary: canary, Live: live, CanaryVersion: 2, LiveVersion: 1}
+	truth := base
+	truth.CanaryAccuracy, truth.LiveAccuracy, truth.CanaryLabelled, truth.LiveLabelled = f(0.70), f(0.80), 50, 60
+	truth.CanaryEstimate, truth.LiveEstimate = f(0.80), f(0.80) // the truth wins over a reassuring estimate
+	est := base
+	est.CanaryEstimate, est.LiveEstimate, est.CanaryEstRows, est.LiveEstRows = f(0.70), f(0.80), 200, 1000
+	cases := []struct {
+		name   string
+		gates  slipway.RolloutGates
+		w      CanaryWindow
+		gate   string
+		source string
+		passed bool
+		value  bool
+	}{
+		{"truth", slipway.RolloutGates{MaxAccuracyDrop: f(0.05)}, truth, "max_accuracy_drop", SourceGroundTruth, false, true},
+		{"estimate stands in", slipway.RolloutGates{MaxAccuracyDrop: f(0.05)}, est, "max_accuracy_drop", SourceEstimate, false, true},
+		{"estimate within the gate", slipway.RolloutGates{MaxAccuracyDrop: f(0.15)}, est, "max_accuracy_drop", SourceEstimate, true, true},
+		{"neither: not measured", slipway.RolloutGates{MaxAccuracyDrop: f(0.05)}, base, "max_accuracy_drop", "", true, false},
+		{"estimated gate ignores the truth", slipway.RolloutGates{MaxEstimatedAccuracyDrop: f(0.05)}, truth, "max_estimated_accuracy_drop", SourceEstimate, true, true},
+		{"estimated gate fails", slipway.RolloutGates{MaxEstimatedAccuracyDrop: f(0.05)}, est, "max_estimated_accuracy_drop", SourceEstimate, false, true},
+	}
+	for _, tc := range cases {
+		v := JudgeCanary(tc.gates, tc.w)
+		c := checkOf(v, tc.gate)
+		if c == nil || c.Source != tc.source || c.Passed != tc.passed || (c.Value != nil) != tc.value || v.Passed != tc.passed {
+			t.Errorf("%s: verdict %+v check %+v", tc.name, v, c)
+		}
+	}
+}
+
 func TestJudgeCanary(t *testing.T) {
 	gates := slipway.RolloutGates{MaxErrorRate: f(0.05), MaxLatencyRatio: f(2), MaxAccuracyDrop: f(0.05), MinRequests: n(100)}
 	live := totals(1000, 0, 0, 10*time.Millisecond)

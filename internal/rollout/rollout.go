@@ -45,6 +45,8 @@ type Monitor interface {
 	VersionTotals(deployment string, version int) monitor.VersionTotals
 	ShadowReport(ctx context.Context, deployment string, from, to time.Time) (*slipway.ShadowReport, error)
 	VersionAccuracy(ctx context.Context, deployment string, version int, from, to time.Time) (*float64, int, error)
+	// VersionEstimatedAccuracy is CBPE's label-free estimate over the version's captured rows of the window.
+	VersionEstimatedAccuracy(ctx context.Context, deployment string, version int, from, to time.Time) (*float64, int, *slipway.EstimateReference, error)
 	RolloutRolledBack(ctx context.Context, deployment, message string) error
 }
 
@@ -414,6 +416,17 @@ func (s *Service) measure(ctx context.Context, r *slipway.Rollout, d *slipway.De
 		}
 		if cw.LiveAccuracy, cw.LiveLabelled, err = s.cfg.Monitor.VersionAccuracy(ctx, d.Name, w.liveVersion, from, to); err != nil {
 			return Verdict{}, fmt.Errorf("accuracy of version %d: %w", w.liveVersion, err)
+		}
+	}
+	needEstimate := r.Gates.MaxEstimatedAccuracyDrop != nil ||
+		r.Gates.MaxAccuracyDrop != nil && (cw.CanaryAccuracy == nil || cw.LiveAccuracy == nil) // no truth yet: the estimate stands in
+	if needEstimate {
+		var err error
+		if cw.CanaryEstimate, cw.CanaryEstRows, cw.CanaryReference, err = s.cfg.Monitor.VersionEstimatedAccuracy(ctx, d.Name, r.Version, from, to); err != nil {
+			return Verdict{}, fmt.Errorf("estimated accuracy of version %d: %w", r.Version, err)
+		}
+		if cw.LiveEstimate, cw.LiveEstRows, cw.LiveReference, err = s.cfg.Monitor.VersionEstimatedAccuracy(ctx, d.Name, w.liveVersion, from, to); err != nil {
+			return Verdict{}, fmt.Errorf("estimated accuracy of version %d: %w", w.liveVersion, err)
 		}
 	}
 	return JudgeCanary(r.Gates, cw), nil

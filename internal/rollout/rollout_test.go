@@ -175,6 +175,8 @@ type fakeMonitor struct {
 	totals   map[int]monitor.VersionTotals
 	rolled   []string
 	agreeing float64
+	// estimated is CBPE's estimated accuracy per version (absent: nothing to estimate), over 100 rows.
+	estimated map[int]float64
 }
 
 func (m *fakeMonitor) VersionTotals(_ string, v int) monitor.VersionTotals { return m.totals[v] }
@@ -184,6 +186,13 @@ func (m *fakeMonitor) ShadowReport(context.Context, string, time.Time, time.Time
 }
 func (m *fakeMonitor) VersionAccuracy(context.Context, string, int, time.Time, time.Time) (*float64, int, error) {
 	return nil, 0, nil
+}
+func (m *fakeMonitor) VersionEstimatedAccuracy(_ context.Context, _ string, v int, _, _ time.Time) (*float64, int, *slipway.EstimateReference, error) {
+	acc, ok := m.estimated[v]
+	if !ok {
+		return nil, 0, nil, nil
+	}
+	return &acc, 100, &slipway.EstimateReference{Version: v, Calibration: "none"}, nil
 }
 func (m *fakeMonitor) RolloutRolledBack(_ context.Context, _, msg string) error {
 	m.rolled = append(m.rolled, msg)
@@ -364,5 +373,25 @@ func TestRolloutPromotionRejectedMovesTheAliasBack(t *testing.T) {
 	if r.State != slipway.RolloutRolledBack || h.mods.aliases["champion"] != 1 || h.deps.d.Version != 1 ||
 		!strings.Contains(r.Reason, "@champion moved back to version 1") || len(h.mon.rolled) != 1 {
 		t.Fatalf("rollout %s (%s); @champion %d, deployment version %d", r.State, r.Reason, h.mods.aliases["champion"], h.deps.d.Version)
+	}
+}
+
+// Without ground truth, max_accuracy_drop is judged on CBPE's estimates, and the decision says so: a candidate
+// estimated 20 points less accurate is rolled back before a single label has arrived.
+func TestRolloutAccuracyGateFallsBackToTheEstimate(t *testing.T) {
+	h := newHarness(active(1))
+	h.mon.estimated = map[int]float64{1: 0.85, 2: 0.65}
+	sp := spec(2, "canary=50:5s")
+	sp.Gates.MaxAccuracyDrop = f(0.05)
+	r, err := h.svc.Start(context.Background(), "churn-api", sp, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = h.run(t, r.ID, 10, time.Second, 2, 10, 0)
+	failed := r.Decisions[len(r.Decisions)-2]
+	c := failed.Checks[len(failed.Checks)-1]
+	if r.State != slipway.RolloutRolledBack || c.Gate != "max_accuracy_drop" || c.Source != SourceEstimate || c.Passed ||
+		!strings.Contains(c.Evidence, "no ground truth has arrived") || !strings.Contains(c.Evidence, "estimated accuracy (CBPE) 0.650") {
+		t.Fatalf("rollout %s (%s), check %+v", r.State, r.Reason, c)
 	}
 }

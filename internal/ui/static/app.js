@@ -558,6 +558,7 @@ async function deploymentPage(name) {
   const charts = el("div", { class: "charts" });
   const drift = el("div");
   const shadow = el("div", { id: "shadow-comparison" });
+  const quality = el("div", { id: "performance" });
   const rollouts = el("div", { id: "rollouts" });
   const alerts = el("div");
   const logs = el("pre", { class: "log", id: "deployment-log" });
@@ -628,6 +629,12 @@ async function deploymentPage(name) {
       if (seq === pageSeq) fill(shadow, shadowReport(r));
     } catch (err) { if (seq === pageSeq) fill(shadow, errorBox(err)); }
   }
+  async function refreshQuality() {
+    try {
+      const r = await api(base + "/performance?from=24h");
+      if (seq === pageSeq) fill(quality, performanceReport(r.items || []));
+    } catch (err) { if (seq === pageSeq) fill(quality, errorBox(err)); }
+  }
   async function refreshRollouts() {
     try {
       const r = await api(base + "/rollouts");
@@ -669,6 +676,7 @@ async function deploymentPage(name) {
   every(5000, refreshLogs);
   every(60000, refreshDrift);
   every(30000, refreshShadow);
+  every(60000, refreshQuality);
   every(3000, refreshRollouts);
   every(30000, refreshAlerts);
   return el("div", {},
@@ -681,6 +689,7 @@ async function deploymentPage(name) {
     el("h2", {}, "Input drift"),
     el("div", { class: "toolbar" }, driftRange),
     drift,
+    el("h2", {}, "Model quality"), quality,
     el("h2", {}, "Rollouts"), rollouts,
     el("h2", {}, "Shadow comparison"), shadow,
     el("h2", {}, "Alerts"), alerts, alertRule,
@@ -734,7 +743,8 @@ async function alertForm(base, done) {
   const pipelines = await api("/api/v1/pipelines");
   const name = nameInput("alert-name");
   const metric = el("select", { id: "alert-metric" }, ["drift_share", "error_rate", "latency_p99_ms", "requests", "accuracy", "precision",
-    "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2"].map(m => el("option", { value: m }, m)));
+    "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2", "estimated_accuracy", "estimated_precision", "estimated_recall",
+    "estimated_f1", "estimated_roc_auc"].map(m => el("option", { value: m }, m)));
   const op = el("select", { id: "alert-op" }, el("option", { value: "above" }, "above"), el("option", { value: "below" }, "below"));
   const threshold = el("input", { type: "number", id: "alert-threshold", step: "any", required: true });
   const windowInput = el("input", { type: "text", id: "alert-window", value: "1h", required: true, pattern: "[0-9]+(s|m|h)", title: "a duration such as 15m or 1h" });
@@ -831,6 +841,26 @@ function driftReport(r) {
     table(["feature", "method", "statistic#", "p-value#", "threshold#", "drifted", "PSI#", "rows#", "missing#"], features.map(f => [
       f.feature, f.method, num(f.statistic), num(f.p_value), num(f.threshold), badge(f.drifted ? "DRIFT" : "OK"), num(f.psi),
       num(f.rows), num(f.missing)])));
+}
+
+// performanceReport shows each window's quality from ground truth next to CBPE's label-free estimate
+// (GET .../performance): the estimate is there before the labels, for classifiers with a probability output.
+function performanceReport(ps) {
+  if (!ps.length) return el("p", { class: "muted" }, "No quality figures in the last 24 h: no ground truth, and no predicted probabilities to estimate from.");
+  if (ps.every(p => p.task === "regression")) {
+    return table(["window", "labelled#", "MAE#", "RMSE#", "R²#"], ps.map(p => [clockTime(p.from), num(p.labelled),
+      num(p.regression && p.regression.mae), num(p.regression && p.regression.rmse), num(p.regression && p.regression.r2)]));
+  }
+  const pair = (c, e, k) => (c ? num(c[k]) : "–") + " / " + (e && e[k] !== undefined ? num(e[k]) : "–");
+  const calib = e => !e ? "–" : (e.references || []).map(r => "v" + r.version + ": " +
+    (r.calibration === "isotonic" ? "calibrated on " + num(r.rows) + " labelled rows" : "scores as probabilities")).join("; ");
+  return el("div", {},
+    el("p", { class: "muted" }, "Each figure as realized from ground truth / as estimated without labels (CBPE, valid under covariate shift with calibrated scores; see docs/monitoring.md)."),
+    table(["window", "labelled#", "rows estimated#", "accuracy#", "precision#", "recall#", "F1#", "ROC AUC#", "calibration"], ps.map(p => {
+      const c = p.classification, e = p.estimated;
+      return [clockTime(p.from), num(p.labelled), e ? num(e.rows) : "–", pair(c, e, "accuracy"), pair(c, e, "precision"),
+        pair(c, e, "recall"), pair(c, e, "f1"), pair(c, e, "roc_auc"), calib(e)];
+    })));
 }
 
 // shadowReport shows how the shadow's answers compare with the live version's (GET .../shadow).
