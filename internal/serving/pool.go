@@ -24,9 +24,8 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
-	"github.com/slipway-ml/slipway/internal/workerproto"
-
 	"github.com/slipway-ml/slipway/internal/tracing"
+	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
 // Starter starts one replica process of a given model version.
