@@ -96,6 +96,7 @@ func (a *App) openJobs() error {
 		Baseline: a.storeBaseline,
 		Targets:  map[string]jobs.ScheduleTarget{slipway.TargetBatch: batchTarget{a.batch}},
 		Batch:    pipelineBatch{a.batch},
+		HeldOut:  pipelineBatch{a.batch},
 		Rollouts: a.rollouts,
 		Deployer: jobs.Deployer{
 			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
