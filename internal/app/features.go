@@ -35,7 +35,7 @@ func (a *App) openMonitor() error {
 	}
 	a.monitorData = data
 	m, err := monitor.New(monitor.Config{Store: a.db, Data: data, Models: a.db, Deployments: a.db, Log: a.log,
-		MetricsRetention: a.cfg.MetricsRetention, TempDir: a.blobs.TempDir(), Leader: a.monitorLeader(),
+		MetricsRetention: a.cfg.MetricsRetention, AlertInterval: a.cfg.AlertInterval, TempDir: a.blobs.TempDir(), Leader: a.monitorLeader(),
 		Serving: func() []monitor.ServingInfo {
 			var out []monitor.ServingInfo
 			for name, pools := range a.deploy.Pools() {

@@ -241,7 +241,10 @@ type threshold struct {
 	MinValue          *float64 `json:"min_value,omitempty"`
 	MinAbsoluteChange *float64 `json:"min_absolute_change,omitempty"`
 	MinRelativeChange *float64 `json:"min_relative_change,omitempty"`
-	GreaterIsBetter   *bool    `json:"greater_is_better,omitempty"`
+	// MaxAbsoluteDrop is a tolerance instead of a required gain: the candidate may be worse than the baseline
+	// by at most this much (two models trained on the same kind of data differ by noise either way).
+	MaxAbsoluteDrop *float64 `json:"max_absolute_drop,omitempty"`
+	GreaterIsBetter *bool    `json:"greater_is_better,omitempty"`
 }
 
 // lowerIsBetter are the metrics whose default greater_is_better is false: errors and losses.
@@ -258,13 +261,14 @@ func parseThresholds(raw map[string]any) (map[string]threshold, error) {
 		dec.DisallowUnknownFields()
 		var th threshold
 		if err := dec.Decode(&th); err != nil {
-			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s: %v (fields: min_value, min_absolute_change, min_relative_change, greater_is_better)", metric, err)
+			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s: %v (fields: min_value, min_absolute_change, min_relative_change, max_absolute_drop, greater_is_better)", metric, err)
 		}
-		if th.MinValue == nil && th.MinAbsoluteChange == nil && th.MinRelativeChange == nil {
-			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s sets no criterion: give min_value, min_absolute_change or min_relative_change", metric)
+		if th.MinValue == nil && th.MinAbsoluteChange == nil && th.MinRelativeChange == nil && th.MaxAbsoluteDrop == nil {
+			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s sets no criterion: give min_value, min_absolute_change, min_relative_change or max_absolute_drop", metric)
 		}
-		if (th.MinAbsoluteChange != nil && *th.MinAbsoluteChange < 0) || (th.MinRelativeChange != nil && *th.MinRelativeChange < 0) {
-			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s: min_absolute_change and min_relative_change must be ≥ 0", metric)
+		if (th.MinAbsoluteChange != nil && *th.MinAbsoluteChange < 0) || (th.MinRelativeChange != nil && *th.MinRelativeChange < 0) ||
+			(th.MaxAbsoluteDrop != nil && *th.MaxAbsoluteDrop < 0) {
+			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s: min_absolute_change, min_relative_change and max_absolute_drop must be ≥ 0", metric)
 		}
 		out[metric] = th
 	}
@@ -293,7 +297,7 @@ func Evaluate(thresholds map[string]threshold, candidate, baseline map[string]fl
 				failed = append(failed, fmt.Sprintf("%s %.4g is above the maximum %g (lower is better)", metric, cv, *th.MinValue))
 			}
 		}
-		if baseline == nil || (th.MinAbsoluteChange == nil && th.MinRelativeChange == nil) {
+		if baseline == nil || (th.MinAbsoluteChange == nil && th.MinRelativeChange == nil && th.MaxAbsoluteDrop == nil) {
 			continue
 		}
 		bv, ok := baseline[metric]
@@ -307,6 +311,9 @@ func Evaluate(thresholds map[string]threshold, candidate, baseline map[string]fl
 		}
 		if th.MinAbsoluteChange != nil && change < *th.MinAbsoluteChange {
 			failed = append(failed, fmt.Sprintf("%s %.4g vs %.4g for %s: improvement %.4g is less than min_absolute_change %g", metric, cv, bv, baselineName, change, *th.MinAbsoluteChange))
+		}
+		if th.MaxAbsoluteDrop != nil && -change > *th.MaxAbsoluteDrop {
+			failed = append(failed, fmt.Sprintf("%s %.4g vs %.4g for %s: it is %.4g worse, more than max_absolute_drop %g", metric, cv, bv, baselineName, -change, *th.MaxAbsoluteDrop))
 		}
 		if th.MinRelativeChange != nil {
 			rel := math.Inf(1)

@@ -79,6 +79,15 @@ func TestScoredSetMetrics(t *testing.T) {
 	if failed := Evaluate(th, map[string]float64{"rmse": 0.8}, map[string]float64{"rmse": 1.0}, "champion"); len(failed) != 0 {
 		t.Errorf("a lower RMSE failed: %v", failed)
 	}
+	// A tolerance: up to max_absolute_drop worse passes, more fails.
+	drop := 0.02
+	tol := map[string]threshold{"roc_auc": {MaxAbsoluteDrop: &drop}}
+	if failed := Evaluate(tol, map[string]float64{"roc_auc": 0.85}, map[string]float64{"roc_auc": 0.86}, "champion"); len(failed) != 0 {
+		t.Errorf("0.01 worse, within the tolerance: %v", failed)
+	}
+	if failed := Evaluate(tol, map[string]float64{"roc_auc": 0.83}, map[string]float64{"roc_auc": 0.86}, "champion"); len(failed) != 1 || !strings.Contains(failed[0], "max_absolute_drop") {
+		t.Errorf("0.03 worse: %v", failed)
+	}
 }
 
 func TestPredictionColumns(t *testing.T) {
