@@ -6,6 +6,10 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/client"
 )
 
 // TestClosedLoopExample runs examples/closed-loop/run.py against the binary with alerts evaluated every 2 s:
@@ -50,4 +54,61 @@ func TestClosedLoopExample(t *testing.T) {
 			t.Errorf("the timeline lacks %q", want)
 		}
 	}
+}
+
+// TestAlertStartsOneRunAtATime: an alert whose pipeline is still running does not start a second run (two
+// retraining runs would race to roll out on the same deployment); once the run is over, it starts again.
+func TestAlertStartsOneRunAtATime(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "")
+	c := s.Client()
+	ctx := ctxFor(t, 3*time.Minute)
+	if out, errOut, code := s.cli("models", "push", examplePath("onnx-churn", "model.onnx"), "--model", "churn-onnx",
+		"--metadata", examplePath("onnx-churn", "metadata.json")); code != 0 {
+		t.Fatalf("push: %s %s", out, errOut)
+	}
+	deploy(t, s, "quiet", "--model", "churn-onnx:1")
+	if _, err := c.CreatePipeline(ctx, []byte("name: slow-retrain\nsteps:\n  - name: train\n    script: sleep 120\n"), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	// "No traffic" fires at once on a deployment nobody calls; each new rule starts ok, so it fires again.
+	fire := func(name string) {
+		t.Helper()
+		if _, err := c.CreateAlertRule(ctx, "quiet", client.AlertRuleSpec{Name: name, Metric: "requests", Op: "below", Threshold: 1,
+			Window: slipway.Duration(time.Minute), Action: &client.AlertAction{Kind: "pipeline", Target: "slow-retrain"}}); err != nil {
+			t.Fatal(err)
+		}
+		rules, err := c.EvaluateAlerts(ctx, "quiet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rules {
+			if r.Name == name && r.State != slipway.AlertFiring {
+				t.Fatalf("rule %s is %s, want firing", name, r.State)
+			}
+		}
+	}
+	runs := func() []*slipway.PipelineRun {
+		rs, _, err := c.ListPipelineRuns(ctx, "slow-retrain", 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	fire("quiet-1")
+	waitFor(t, "the alert's run", time.Minute, func() bool { return len(runs()) == 1 })
+	first := runs()[0]
+	fire("quiet-2")
+	waitFor(t, "the second alert's action to be logged", time.Minute, func() bool {
+		return strings.Contains(s.Log(), "an alert fired while its pipeline runs: no second run")
+	})
+	if rs := runs(); len(rs) != 1 {
+		t.Fatalf("a second run started while the first runs: %d runs", len(rs))
+	}
+	if _, err := c.CancelPipelineRun(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitPipelineRun(t, c, first.ID)
+	fire("quiet-3")
+	waitFor(t, "a run once the first is over", time.Minute, func() bool { return len(runs()) == 2 })
 }
