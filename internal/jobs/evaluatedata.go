@@ -240,7 +240,7 @@ func (s *Service) uploadStepFile(ctx context.Context, run *slipway.PipelineRun, 
 	if err != nil {
 		return "", slipway.Errorf(slipway.EINVALID, "with.data: step %s wrote no file %s", h.from, h.path)
 	}
-	defer f.Close() // read only
+	defer func() { _ = f.Close() }() // read only: its close loses nothing
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
 		return "", slipway.Errorf(slipway.EINVALID, "with.data: %s of step %s is not a regular file", h.path, h.from)
 	}
@@ -325,7 +325,7 @@ func (s *Service) readScored(ctx context.Context, b *slipway.BatchRun, h *heldOu
 	if err != nil {
 		return nil, fmt.Errorf("read the held-out predictions of version %d: %w", b.Version, err)
 	}
-	defer f.Close() // read only
+	defer func() { _ = f.Close() }() // read only: its close loses nothing
 	r := csv.NewReader(f)
 	r.ReuseRecord = true
 	header, err := r.Read()
