@@ -95,24 +95,54 @@ echo "started child"
 wait
 `
 
-// TestRetrainPipelineExample runs the shipped examples/retrain pipeline twice: the first model becomes
-// @champion; the second, deliberately worse, is registered but stopped by the evaluate gate, and the alias
-// does not move.
+// TestRetrainPipelineExample runs the shipped examples/retrain pipeline against a live deployment that follows
+// @champion, under steady traffic. A candidate as good as the champion passes the held-out gate and is rolled
+// out through shadow → canary 50% → promote: the deployment serves it, @champion moves, and no client request
+// fails. A deliberately worse one is refused by the gate with the measured figures: no rollout starts and the
+// alias does not move.
 func TestRetrainPipelineExample(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "")
 	c := s.Client()
+	ctx := ctxFor(t, 10*time.Minute)
+	pushExamples(t, s) // churn 1 @champion
+	deploy(t, s, "churn-api", "--model", "churn@champion")
 	out, errOut, code := s.cli("pipelines", "create", "examples/retrain/pipeline.yaml", "--artifact", "examples")
 	if code != 0 {
 		t.Fatalf("pipelines create: %s %s", out, errOut)
 	}
-	out, errOut, code = s.cli("pipelines", "run", "retrain", "--wait")
+	counts, stop := startTraffic(t, func() string { return s.URL }, s.Token, "churn-api")
+	out, errOut, code = s.cli("pipelines", "run", "retrain", "--param", "shadow=3s", "--param", "canary=3s", "--wait", "-o", "json")
 	if code != 0 {
 		t.Fatalf("first run: exit %d\n%s\n%s", code, out, errOut)
 	}
-	champion, err := c.GetVersion(ctxFor(t, time.Minute), "churn", "@champion")
-	if err != nil || champion.Version != 1 || champion.Provenance == nil || !strings.HasPrefix(champion.Provenance.TrainingRun, "jr-") {
+	var first slipway.PipelineRun
+	if err := json.Unmarshal([]byte(out), &first); err != nil {
+		t.Fatalf("decode run: %v\n%s", err, out)
+	}
+	roll := stepNamed(&first, "rollout")
+	if roll.State != slipway.StepSucceeded || roll.Outputs["state"] != "PROMOTED" || roll.Outputs["version"] != 2.0 || roll.Outputs["from_version"] != 1.0 {
+		t.Fatalf("rollout step: %s %q %v", roll.State, roll.Reason, roll.Outputs)
+	}
+	if m, _ := stepNamed(&first, "evaluate").Outputs["measured"].(map[string]any); m["rows"] != 600.0 {
+		t.Fatalf("the gate measured nothing on held-out data: %v", stepNamed(&first, "evaluate").Outputs)
+	}
+	champion, err := c.GetVersion(ctx, "churn", "@champion")
+	if err != nil || champion.Version != 2 || champion.Provenance == nil || !strings.HasPrefix(champion.Provenance.TrainingRun, "jr-") {
 		t.Fatalf("after the first run: champion %+v, %v", champion, err)
+	}
+	d, err := c.GetDeployment(ctx, "churn-api")
+	if err != nil || d.Version != 2 || !d.FollowAlias || d.Alias != "champion" || d.Canary != nil || d.Shadow != nil {
+		t.Fatalf("the deployment follows the promoted version: %+v, %v", d, err)
+	}
+	if _, err := c.GetBaseline(ctx, "churn", "2"); err != nil {
+		t.Errorf("the candidate was registered without its baseline: %v", err)
+	}
+	invokeChurn(t, s, "churn-api", 3)
+	stop()
+	ok, failed, sample := counts.snapshot()
+	if len(failed) != 0 || ok["1"] == 0 || ok["2"] == 0 {
+		t.Fatalf("under load through the rollout: ok %v, failed %v %v", ok, failed, sample)
 	}
 
 	out, errOut, code = s.cli("pipelines", "run", "retrain", "--param", "features=minimal", "--wait", "-o", "json")
@@ -124,16 +154,18 @@ func TestRetrainPipelineExample(t *testing.T) {
 		t.Fatalf("decode run: %v\n%s\n%s", err, out, errOut)
 	}
 	eval := stepNamed(&second, "evaluate")
-	if second.State != slipway.RunFailed || eval.State != slipway.StepFailed || !strings.Contains(eval.Reason, "roc_auc") ||
-		stepNamed(&second, "promote").State != slipway.StepSkipped || stepNamed(&second, "report").State != slipway.StepSucceeded {
-		t.Fatalf("second run = %s %q; evaluate %s %q; promote %s", second.State, second.Reason, eval.State, eval.Reason, stepNamed(&second, "promote").State)
+	if second.State != slipway.RunFailed || eval.State != slipway.StepFailed || !strings.Contains(eval.Reason, "gate failed on held-out data") ||
+		!strings.Contains(eval.Reason, "roc_auc") || stepNamed(&second, "rollout").State != slipway.StepSkipped || stepNamed(&second, "report").State != slipway.StepSucceeded {
+		t.Fatalf("second run = %s %q; evaluate %s %q; rollout %s", second.State, second.Reason, eval.State, eval.Reason, stepNamed(&second, "rollout").State)
 	}
-	if v := stepNamed(&second, "register").Outputs["version"]; v != 2.0 {
-		t.Errorf("the worse model should still be registered as version 2, got %v", v)
+	if v := stepNamed(&second, "register").Outputs["version"]; v != 3.0 {
+		t.Errorf("the worse model should still be registered as version 3, got %v", v)
 	}
-	champion, err = c.GetVersion(ctxFor(t, time.Minute), "churn", "@champion")
-	if err != nil || champion.Version != 1 {
-		t.Errorf("the gate must leave @champion on version 1: %+v, %v", champion, err)
+	if champion, err := c.GetVersion(ctx, "churn", "@champion"); err != nil || champion.Version != 2 {
+		t.Errorf("the gate must leave @champion on version 2: %+v, %v", champion, err)
+	}
+	if rs, err := c.ListRollouts(ctx, "churn-api"); err != nil || len(rs) != 1 {
+		t.Errorf("a refused candidate starts no rollout: %+v, %v", rs, err)
 	}
 	out, _, _ = s.cli("pipelines", "get", second.ID)
 	if !strings.Contains(out, "evaluate") || !strings.Contains(out, "SKIPPED") {

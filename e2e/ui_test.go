@@ -159,7 +159,7 @@ func featuresCSV(t *testing.T, n int) string {
 // its job's logs, and sign out. Data from the API is shown as text, never as markup.
 func TestWebUI(t *testing.T) {
 	s := startServer(t, "")
-	if out, errOut, code := s.cli("pipelines", "create", "examples/retrain/pipeline.yaml", "--artifact", "examples"); code != 0 {
+	if out, errOut, code := s.cli("pipelines", "create", "e2e/testdata/retrain-direct.yaml", "--artifact", "examples"); code != 0 {
 		t.Fatalf("pipelines create: %s %s", out, errOut)
 	}
 	if out, errOut, code := s.cli("pipelines", "run", "retrain", "--wait"); code != 0 {

@@ -4,7 +4,10 @@
 
 Reuses examples/sklearn-churn/train.py (its feature pipeline and metadata contract) and writes a complete model
 directory to DIR: model.pkl, score.py, runtime.yaml, requirements.txt, metadata.json (with the test-split
-metrics the pipeline's evaluate step compares) and outputs.json (the same metrics, for later steps).
+metrics the script measured itself) and outputs.json (the same metrics, for later steps), plus two data files:
+holdout.csv (the test split with its `churned` labels: the pipeline's evaluate step scores the candidate and
+the champion on it in their real runtimes) and baseline.csv (the training features: the version's drift
+baseline, stored at registration).
 
 --features minimal trains on `age` alone: a deliberately worse model that the quality gate must stop.
 """
@@ -82,6 +85,10 @@ def main():
                                "git_repo": "", "git_branch": "", "git_commit": ""})
     with open(os.path.join(out, "metadata.json"), "w") as f:
         json.dump(meta, f, indent=2)
+    holdout = X_test.copy()
+    holdout[base.LABEL] = y_test
+    holdout.to_csv(os.path.join(out, "holdout.csv"), index=False)
+    X_train.to_csv(os.path.join(out, "baseline.csv"), index=False)
     with open(os.path.join(out, "outputs.json"), "w") as f:
         json.dump(metrics, f)
     print("features=%s C=%g: accuracy %.4f, roc_auc %.4f (%.1fs) -> %s" % (

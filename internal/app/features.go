@@ -35,7 +35,7 @@ func (a *App) openMonitor() error {
 	}
 	a.monitorData = data
 	m, err := monitor.New(monitor.Config{Store: a.db, Data: data, Models: a.db, Deployments: a.db, Log: a.log,
-		MetricsRetention: a.cfg.MetricsRetention, TempDir: a.blobs.TempDir(), Leader: a.monitorLeader(),
+		MetricsRetention: a.cfg.MetricsRetention, AlertInterval: a.cfg.AlertInterval, TempDir: a.blobs.TempDir(), Leader: a.monitorLeader(),
 		Serving: func() []monitor.ServingInfo {
 			var out []monitor.ServingInfo
 			for name, pools := range a.deploy.Pools() {
@@ -96,6 +96,7 @@ func (a *App) openJobs() error {
 		Baseline: a.storeBaseline,
 		Targets:  map[string]jobs.ScheduleTarget{slipway.TargetBatch: batchTarget{a.batch}},
 		Batch:    pipelineBatch{a.batch},
+		HeldOut:  pipelineBatch{a.batch},
 		Rollouts: a.rollouts,
 		Deployer: jobs.Deployer{
 			Update: func(ctx context.Context, name string, version int) (*slipway.Deployment, error) {
@@ -125,6 +126,19 @@ func (a *App) openJobs() error {
 // parameters (retraining, gated by the pipeline's own checks); the run's trigger names the alert.
 func (a *App) startPipelineForAlert(ctx context.Context, pipeline string, ev *slipway.AlertEvent) error {
 	by := "alert:" + ev.Deployment + "/" + ev.Rule
+	// An alert that flaps (fires, resolves, fires) while its retraining runs must not start a second one: two
+	// runs would race to roll their candidates out on the same deployment.
+	runs, _, err := a.jobs.ListPipelineRuns(ctx, pipeline, 0, 20)
+	if err != nil {
+		return fmt.Errorf("start pipeline %s: look for a run in progress: %w", pipeline, err)
+	}
+	for _, r := range runs {
+		if !r.State.Terminal() {
+			a.log.Info("an alert fired while its pipeline runs: no second run", "deployment", ev.Deployment, "rule", ev.Rule,
+				"pipeline", pipeline, "pipeline_run", r.ID)
+			return nil
+		}
+	}
 	run, err := a.jobs.RunPipeline(ctx, pipeline, nil, by, by)
 	if err != nil {
 		return fmt.Errorf("start pipeline %s: %w", pipeline, err)

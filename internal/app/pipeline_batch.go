@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"io"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/batch"
@@ -13,7 +14,10 @@ import (
 // BatchRunner interface.
 type pipelineBatch struct{ svc *batch.Service }
 
-var _ jobs.BatchRunner = pipelineBatch{}
+var (
+	_ jobs.BatchRunner  = pipelineBatch{}
+	_ jobs.HeldOutFiles = pipelineBatch{}
+)
 
 func (p pipelineBatch) Create(ctx context.Context, spec slipway.BatchSpec, by string) (*slipway.BatchRun, error) {
 	return p.svc.Create(ctx, spec, by)
@@ -29,4 +33,16 @@ func (p pipelineBatch) List(ctx context.Context, f slipway.BatchFilter) ([]*slip
 
 func (p pipelineBatch) Cancel(ctx context.Context, id, by string) (*slipway.BatchRun, error) {
 	return p.svc.Cancel(ctx, id, by)
+}
+
+func (p pipelineBatch) OutputFile(ctx context.Context, id string) (string, string, error) {
+	return p.svc.OutputFile(ctx, id)
+}
+
+func (p pipelineBatch) SaveFile(ctx context.Context, name string, r io.Reader, by string) (*slipway.UploadedFile, error) {
+	return p.svc.SaveFile(ctx, name, r, by)
+}
+
+func (p pipelineBatch) DeleteFile(ctx context.Context, id string) error {
+	return p.svc.DeleteFile(ctx, id)
 }

@@ -87,6 +87,7 @@ type Config struct {
 
 	// Monitoring
 	MetricsRetention time.Duration // 1-minute series kept in the store
+	AlertInterval    time.Duration // how often alert rules are evaluated
 	// Jobs
 	MaxConcurrentRuns int
 	// Engine is where job runs execute: local (processes on this machine) or kubernetes (Jobs, in Namespace of
@@ -123,7 +124,7 @@ func Default() Config {
 		MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		AuditRetention:     400 * 24 * time.Hour,
 		PayloadReadTimeout: time.Minute, WriteTimeout: time.Minute,
-		MetricsRetention: 14 * 24 * time.Hour, MaxConcurrentRuns: 4, ReplicaScheduling: "batch", LeaseTTL: 15 * time.Second,
+		MetricsRetention: 14 * 24 * time.Hour, AlertInterval: 30 * time.Second, MaxConcurrentRuns: 4, ReplicaScheduling: "batch", LeaseTTL: 15 * time.Second,
 		Engine: "local", Namespace: "default", Image: "localhost/slipway:dev", ReplicaNetwork: "pod",
 	}
 }
@@ -193,6 +194,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "serve the Open Inference Protocol over gRPC (inference.GRPCInferenceService, as Triton and KServe clients call it) on this host:port; TLS with --tls-cert (off by default; env SLIPWAY_GRPC_ADDR)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go pprof profiles on this host:port (off by default; keep it on loopback)")
 	fs.DurationVar(&c.MetricsRetention, "metrics-retention", c.MetricsRetention, "how long 1-minute metric series are kept")
+	fs.DurationVar(&c.AlertInterval, "alert-interval", c.AlertInterval, "how often alert rules are evaluated (shorter: alerts fire sooner, at the cost of a drift computation per drift rule each time)")
 	fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", c.MaxConcurrentRuns, "job and pipeline step processes running at once (others queue)")
 	fs.StringVar(&c.Engine, "engine", c.Engine, "where job runs and deployments' replicas execute: local (processes on this machine) or kubernetes (Jobs, and a Deployment of worker pods per served version) (env SLIPWAY_ENGINE)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig of the cluster for --engine kubernetes (env SLIPWAY_KUBECONFIG; empty: the pod's in-cluster configuration)")
@@ -292,6 +294,9 @@ func (c *Config) Validate() error {
 	// Each HTTP limit that is wrong is named with its value, so that a typo is found without reading the help.
 	if c.MaxHeaderBytes < 4<<10 {
 		errs = append(errs, fmt.Errorf("HTTP limits: --max-header-bytes %d: want at least 4096", c.MaxHeaderBytes))
+	}
+	if c.AlertInterval < time.Second {
+		errs = append(errs, fmt.Errorf("monitoring: --alert-interval %s: want at least 1s", c.AlertInterval))
 	}
 	if c.MaxConnsPerClient < 0 {
 		errs = append(errs, fmt.Errorf("HTTP limits: --max-conns-per-client %d: want 0 (no cap) or more", c.MaxConnsPerClient))

@@ -28,7 +28,7 @@ func (s *Service) runBuiltin(ctx context.Context, run *slipway.PipelineRun, name
 	case BuiltinRegister:
 		return s.builtinRegister(ctx, run, with, outputDirs)
 	case BuiltinEvaluate:
-		return s.builtinEvaluate(ctx, with)
+		return s.builtinEvaluate(ctx, run, with, outputDirs)
 	case BuiltinDeploy:
 		return s.builtinDeploy(ctx, run, with)
 	}
@@ -235,14 +235,20 @@ func (s *Service) tarDir(dir string) (string, error) {
 }
 
 // threshold is an MLflow MetricThreshold: the candidate must reach MinValue, and beat the baseline by at least
-// MinAbsoluteChange and MinRelativeChange (relative to |baseline|). GreaterIsBetter (default true) says which
-// way is better.
+// MinAbsoluteChange and MinRelativeChange (relative to |baseline|). GreaterIsBetter says which way is better:
+// by default true, but for the error metrics the evaluate step measures (lowerIsBetter).
 type threshold struct {
 	MinValue          *float64 `json:"min_value,omitempty"`
 	MinAbsoluteChange *float64 `json:"min_absolute_change,omitempty"`
 	MinRelativeChange *float64 `json:"min_relative_change,omitempty"`
-	GreaterIsBetter   *bool    `json:"greater_is_better,omitempty"`
+	// MaxAbsoluteDrop is a tolerance instead of a required gain: the candidate may be worse than the baseline
+	// by at most this much (two models trained on the same kind of data differ by noise either way).
+	MaxAbsoluteDrop *float64 `json:"max_absolute_drop,omitempty"`
+	GreaterIsBetter *bool    `json:"greater_is_better,omitempty"`
 }
+
+// lowerIsBetter are the metrics whose default greater_is_better is false: errors and losses.
+var lowerIsBetter = map[string]bool{"rmse": true, "mae": true, "log_loss": true}
 
 func parseThresholds(raw map[string]any) (map[string]threshold, error) {
 	if len(raw) == 0 {
@@ -255,13 +261,14 @@ func parseThresholds(raw map[string]any) (map[string]threshold, error) {
 		dec.DisallowUnknownFields()
 		var th threshold
 		if err := dec.Decode(&th); err != nil {
-			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s: %v (fields: min_value, min_absolute_change, min_relative_change, greater_is_better)", metric, err)
+			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s: %v (fields: min_value, min_absolute_change, min_relative_change, max_absolute_drop, greater_is_better)", metric, err)
 		}
-		if th.MinValue == nil && th.MinAbsoluteChange == nil && th.MinRelativeChange == nil {
-			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s sets no criterion: give min_value, min_absolute_change or min_relative_change", metric)
+		if th.MinValue == nil && th.MinAbsoluteChange == nil && th.MinRelativeChange == nil && th.MaxAbsoluteDrop == nil {
+			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s sets no criterion: give min_value, min_absolute_change, min_relative_change or max_absolute_drop", metric)
 		}
-		if (th.MinAbsoluteChange != nil && *th.MinAbsoluteChange < 0) || (th.MinRelativeChange != nil && *th.MinRelativeChange < 0) {
-			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s: min_absolute_change and min_relative_change must be ≥ 0", metric)
+		if (th.MinAbsoluteChange != nil && *th.MinAbsoluteChange < 0) || (th.MinRelativeChange != nil && *th.MinRelativeChange < 0) ||
+			(th.MaxAbsoluteDrop != nil && *th.MaxAbsoluteDrop < 0) {
+			return nil, slipway.Errorf(slipway.EINVALID, "with.thresholds.%s: min_absolute_change, min_relative_change and max_absolute_drop must be ≥ 0", metric)
 		}
 		out[metric] = th
 	}
@@ -274,7 +281,10 @@ func Evaluate(thresholds map[string]threshold, candidate, baseline map[string]fl
 	var failed []string
 	for _, metric := range slices.Sorted(maps.Keys(thresholds)) {
 		th := thresholds[metric]
-		greater := th.GreaterIsBetter == nil || *th.GreaterIsBetter
+		greater := !lowerIsBetter[metric]
+		if th.GreaterIsBetter != nil {
+			greater = *th.GreaterIsBetter
+		}
 		cv, ok := candidate[metric]
 		if !ok {
 			failed = append(failed, fmt.Sprintf("the candidate has no metric %s", metric))
@@ -287,7 +297,7 @@ func Evaluate(thresholds map[string]threshold, candidate, baseline map[string]fl
 				failed = append(failed, fmt.Sprintf("%s %.4g is above the maximum %g (lower is better)", metric, cv, *th.MinValue))
 			}
 		}
-		if baseline == nil || (th.MinAbsoluteChange == nil && th.MinRelativeChange == nil) {
+		if baseline == nil || (th.MinAbsoluteChange == nil && th.MinRelativeChange == nil && th.MaxAbsoluteDrop == nil) {
 			continue
 		}
 		bv, ok := baseline[metric]
@@ -301,6 +311,9 @@ func Evaluate(thresholds map[string]threshold, candidate, baseline map[string]fl
 		}
 		if th.MinAbsoluteChange != nil && change < *th.MinAbsoluteChange {
 			failed = append(failed, fmt.Sprintf("%s %.4g vs %.4g for %s: improvement %.4g is less than min_absolute_change %g", metric, cv, bv, baselineName, change, *th.MinAbsoluteChange))
+		}
+		if th.MaxAbsoluteDrop != nil && -change > *th.MaxAbsoluteDrop {
+			failed = append(failed, fmt.Sprintf("%s %.4g vs %.4g for %s: it is %.4g worse, more than max_absolute_drop %g", metric, cv, bv, baselineName, -change, *th.MaxAbsoluteDrop))
 		}
 		if th.MinRelativeChange != nil {
 			rel := math.Inf(1)
@@ -328,8 +341,10 @@ func versionRef(v any, what string) (slipway.VersionRef, error) {
 
 // builtinEvaluate is the quality gate: with.model, with.candidate (a version or @alias), with.baseline
 // (default @champion; when the model has no such alias the candidate only has to reach min_value) and
-// with.thresholds.
-func (s *Service) builtinEvaluate(ctx context.Context, with map[string]any) (map[string]any, error) {
+// with.thresholds. Without with.data it compares the metrics the versions reported at registration; with it,
+// it scores both versions on that held-out data set in their real runtimes and compares what it measured
+// (evaluatedata.go).
+func (s *Service) builtinEvaluate(ctx context.Context, run *slipway.PipelineRun, with map[string]any, outputDirs map[string]string) (map[string]any, error) {
 	model := str(with, "model")
 	cref, err := versionRef(with["candidate"], "candidate")
 	if err != nil {
@@ -351,6 +366,12 @@ func (s *Service) builtinEvaluate(ctx context.Context, with map[string]any) (map
 	if err != nil {
 		return nil, err
 	}
+	var held *heldOut
+	if with["data"] != nil {
+		if held, err = heldOutOf(with); err != nil {
+			return nil, err
+		}
+	}
 	cand, err := s.cfg.Models.FindVersion(ctx, model, cref)
 	if err != nil {
 		return nil, err
@@ -359,9 +380,7 @@ func (s *Service) builtinEvaluate(ctx context.Context, with map[string]any) (map
 		return nil, slipway.Errorf(slipway.EINVALID, "candidate version %d of %s is %s, not READY", cand.Version, model, cand.State)
 	}
 	out := map[string]any{"model": model, "candidate_version": cand.Version}
-	for k, v := range cand.Metrics {
-		out["candidate_"+k] = v
-	}
+	candMetrics := cand.Metrics
 	var baseMetrics map[string]float64
 	baseName := "no baseline"
 	base, err := s.cfg.Models.FindVersion(ctx, model, bref)
@@ -373,18 +392,44 @@ func (s *Service) builtinEvaluate(ctx context.Context, with map[string]any) (map
 		}
 		baseName = fmt.Sprintf("%s %s (version %d)", model, bname, base.Version)
 		out["baseline_version"] = base.Version
-		for k, v := range base.Metrics {
-			out["baseline_"+k] = v
-		}
 	case slipway.ErrorCode(err) == slipway.ENOTFOUND:
+		base = nil
 		out["baseline_version"] = 0
 	default:
 		return nil, err
 	}
-	failed := Evaluate(th, cand.Metrics, baseMetrics, baseName)
+	if held != nil {
+		versions := []*slipway.ModelVersion{cand}
+		if base != nil {
+			versions = append(versions, base)
+		}
+		m, err := s.measure(ctx, run, held, versions, outputDirs)
+		if err != nil {
+			return out, err
+		}
+		out["measured"] = m.outputs(cand, base)
+		out["reported"] = map[string]any{"candidate": cand.Metrics}
+		candMetrics = m.metrics[cand.Version]
+		if base != nil {
+			out["reported"].(map[string]any)["baseline"] = base.Metrics
+			baseMetrics = m.metrics[base.Version]
+			baseName += " on the same held-out data"
+		}
+	}
+	for k, v := range candMetrics {
+		out["candidate_"+k] = v
+	}
+	for k, v := range baseMetrics {
+		out["baseline_"+k] = v
+	}
+	failed := Evaluate(th, candMetrics, baseMetrics, baseName)
 	out["passed"] = len(failed) == 0
 	if len(failed) > 0 {
-		return out, slipway.Errorf(slipway.EINVALID, "gate failed for version %d of %s: %s", cand.Version, model, strings.Join(failed, "; "))
+		what := "gate failed"
+		if held != nil {
+			what = "gate failed on held-out data"
+		}
+		return out, slipway.Errorf(slipway.EINVALID, "%s for version %d of %s: %s", what, cand.Version, model, strings.Join(failed, "; "))
 	}
 	return out, nil
 }

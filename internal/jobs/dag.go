@@ -215,7 +215,9 @@ func validateStep(p *problems, st *slipway.StepSpec, isExit bool, steps map[stri
 				}
 			}
 		case BuiltinEvaluate:
-			checkWith(p, st, map[string]string{"model": "string", "candidate": "scalar", "baseline": "scalar", "thresholds": "map"}, []string{"model", "candidate", "thresholds"})
+			checkWith(p, st, map[string]string{"model": "string", "candidate": "scalar", "baseline": "scalar", "thresholds": "map",
+				"data": "map", "label": "string", "task": "string", "prediction": "string", "score": "string", "positive": "scalar"}, []string{"model", "candidate", "thresholds"})
+			validateEvaluateData(p, st)
 			if th, ok := st.With["thresholds"].(map[string]any); ok {
 				if _, err := parseThresholds(placeholders(th).(map[string]any)); err != nil {
 					p.add("step %s: %s", st.Name, slipway.ErrorMessage(err))

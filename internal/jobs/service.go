@@ -73,6 +73,9 @@ type Config struct {
 	Deployer Deployer
 	// Batch runs the `batch` step's batch predictions.
 	Batch BatchRunner
+	// HeldOut reads back the batch predictions the `evaluate` step runs on held-out data (nil: with.data is
+	// refused).
+	HeldOut HeldOutFiles
 	// Rollouts runs the `rollout` step's gated rollouts.
 	Rollouts Rollouts
 	// BatchPoll is how often a `batch` step reads its run's progress (default 500ms), and a `rollout` step
