@@ -232,17 +232,21 @@ func (s *Service) mlflowStaticChecks(ctx context.Context, dir string, v *slipway
 		return append(checks, fail(CheckMLmodel, "%s", slipway.ErrorMessage(err))), false
 	}
 	env := mergeEnvironment(v.Environment, fileEnv.Python, fileEnv.Packages)
+	if err := s.choosePythonEnv(&env, ""); err != nil {
+		return append(checks, fail(CheckEnvironment, "%s", slipway.ErrorMessage(err))), false
+	}
 	inspectFor := sortedKeys(env.Packages)
 	if m.Serialization == "cloudpickle" {
 		inspectFor = append(inspectFor, "cloudpickle")
 	}
-	insp, err := s.runtimes.InspectPython(ctx, dir, inspectFor)
+	insp, err := s.runtimes.InspectPython(ctx, env.Name, dir, inspectFor)
 	if err != nil {
-		return append(checks, fail(CheckMLmodel, "could not inspect the artifact with %s: %v", s.runtimes.Python(), err)), false
+		return append(checks, fail(CheckMLmodel, "could not inspect the artifact with %s: %v", s.interpreter(env.Name), err)), false
 	}
 	if m.Serialization == "cloudpickle" && insp.Packages["cloudpickle"] == nil {
-		return append(checks, fail(CheckMLmodel, "the model is saved with cloudpickle (serialization_format), which is not installed for %s: install it (Debian: python3-cloudpickle), or save the model with serialization_format \"pickle\"", s.runtimes.Python())), false
+		return append(checks, fail(CheckMLmodel, "the model is saved with cloudpickle (serialization_format), which is not installed for %s: install it (Debian: python3-cloudpickle), or save the model with serialization_format \"pickle\"", s.interpreter(env.Name))), false
 	}
+	v.Environment = &env
 	checks = append(checks, pass(CheckMLmodel, "%s", describeMLmodel(m, sources)), environmentCheck(env, insp, v.AllowEnvironmentMismatch))
 	for _, c := range checks {
 		if !c.Passed {
