@@ -36,7 +36,7 @@ test-go:
 
 test-python: build
 	cd internal/modelruntime/python && /usr/bin/python3 -m unittest -v test_harness
-	cd sdk/python && /usr/bin/python3 -m unittest -v test_sdk test_prepare test_notebook
+	cd sdk/python && /usr/bin/python3 -m unittest -v test_sdk test_prepare test_notebook test_mlflow_load
 
 bench: build examples ## serving: ceiling, Flask+gunicorn, FastAPI+uvicorn, ONNX, Python, batching (ratios in one run)
 	./bench/run.sh

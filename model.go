@@ -110,6 +110,9 @@ type Provenance struct {
 
 // Environment is the training environment: the Python version and package versions.
 type Environment struct {
+	// Name selects the server's Python environment that serves the version (--python-env NAME=...; runtime.yaml's
+	// INFERENCE_ENV_SLUG says the same); empty: the default one (--python).
+	Name     string            `json:"name,omitempty"`
 	Python   string            `json:"python,omitempty"`
 	Packages map[string]string `json:"packages,omitempty"`
 }

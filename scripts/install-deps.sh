@@ -9,6 +9,7 @@ packages=(gcc libc6-dev make python3 python3-numpy python3-scipy python3-sklearn
   python3-joblib python3-pip python3-venv # the SDK: prepare() saves models with joblib; its test pip-installs it into a venv
   chromium fonts-dejavu-core # chromium: the web UI's end-to-end test drives it headless
   python3-grpcio python3-grpc-tools python3-protobuf # the gRPC service's Python client test (stubs from the .proto)
+  python3-packaging python3-gevent python3-geventhttpclient python3-rapidjson # Triton's client (third_party/tritonclient) in e2e
   containerd runc containernetworking-plugins debootstrap openssl curl) # the Kubernetes engine's node and its image (scripts/k8s-dev.sh)
 # npm comes with the machine's Node.js (Debian's npm package conflicts with it); install it only when absent.
 command -v npm >/dev/null || packages+=(npm)

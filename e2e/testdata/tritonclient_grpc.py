@@ -1,8 +1,8 @@
 """Triton's own gRPC client (tritonclient.grpc) against Slipway, as a Triton user would call it.
 
 Usage: tritonclient_grpc.py HOST:PORT MODEL ROWS < features.json (a flat JSON list of ROWS x 4 floats), with
-SLIPWAY_TOKEN set and tritonclient importable (PYTHONPATH: its source, built from the public
-triton-inference-server/client and common repositories; it needs numpy, grpcio and protobuf). Prints
+SLIPWAY_TOKEN set and tritonclient importable (PYTHONPATH: third_party/tritonclient with its stubs, as
+e2e/grpc_test.go prepares it; it needs numpy, grpcio, protobuf and packaging). Prints
 {"outputs": [...], "live": bool, "ready": bool, "platform": str, "bad_token": str} as JSON.
 """
 

@@ -153,7 +153,7 @@ func (a *App) open(ctx context.Context) error {
 		return err
 	}
 	// Replicas that are local processes get their memory limit from `slipway exec-limited`, like job runs.
-	rt, err := modelruntime.New(modelruntime.Config{Python: a.cfg.Python, ORTLibrary: a.cfg.ORTLibrary,
+	rt, err := modelruntime.New(modelruntime.Config{Python: a.cfg.Python, PythonEnvs: a.cfg.PythonEnvs, ORTLibrary: a.cfg.ORTLibrary,
 		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime"), Scheduling: modelruntime.Scheduling(a.cfg.ReplicaScheduling),
 		Engine: modelruntime.LocalEngine{Shim: []string{exe, "exec-limited"}, CPU: a.localCPU()}})
 	if err != nil {
@@ -205,7 +205,8 @@ func (a *App) open(ctx context.Context) error {
 		Ready: a.db.Ping, MaxUploadBytes: a.cfg.MaxUploadBytes, MaxPayload: a.cfg.MaxPayloadBytes,
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
 		MaxTokenTTL: a.cfg.MaxTokenTTL, Audit: a.audit,
-		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup, Hosts: a.hosts(), Rollouts: a.rollouts})
+		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup, Hosts: a.hosts(), Rollouts: a.rollouts,
+		PythonEnvironments: rt.PythonEnvironments})
 	a.closers = append(a.closers, func() error { a.api.CloseForwarding(); return nil })
 	return nil
 }

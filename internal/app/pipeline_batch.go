@@ -35,8 +35,12 @@ func (p pipelineBatch) Cancel(ctx context.Context, id, by string) (*slipway.Batc
 	return p.svc.Cancel(ctx, id, by)
 }
 
-func (p pipelineBatch) OutputFile(ctx context.Context, id string) (string, string, error) {
-	return p.svc.OutputFile(ctx, id)
+func (p pipelineBatch) OpenOutput(ctx context.Context, id string) (io.ReadCloser, error) {
+	d, err := p.svc.OpenOutput(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return d.Content, nil
 }
 
 func (p pipelineBatch) SaveFile(ctx context.Context, name string, r io.Reader, by string) (*slipway.UploadedFile, error) {

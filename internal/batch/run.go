@@ -213,7 +213,7 @@ func (s *Service) starter(run *slipway.BatchRun, v *slipway.ModelVersion, dir st
 	log := s.log.With("run_id", run.ID, "model", v.Model, "version", v.Version)
 	env := modelruntime.ThreadEnv(run.Spec.Parallel, nil)
 	return func(ctx context.Context) (*modelruntime.Replica, error) {
-		spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, env)
+		spec, err := s.runtimes.VersionSpec(v, dir, env)
 		if err != nil {
 			return nil, err
 		}

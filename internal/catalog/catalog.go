@@ -124,6 +124,9 @@ func (s *Service) stage(ctx context.Context, up Upload) (*slipway.ModelVersion, 
 	if len(entries) == 0 {
 		return fail(slipway.Errorf(slipway.EINVALID, "the artifact holds no files"))
 	}
+	if entries, err = hoistMLflowFolder(dir, entries); err != nil {
+		return fail(err)
+	}
 	meta := up.Metadata
 	if isMLflowUpload(entries) {
 		if err := applyMLflow(dir, &meta); err != nil {

@@ -78,19 +78,50 @@ func (s *Service) pythonStaticChecks(ctx context.Context, dir string, v *slipway
 	if err != nil {
 		checks = append(checks, fail(CheckRuntimeYAML, "requirements.txt: %v", err))
 	}
-	env := mergeEnvironment(v.Environment, declared, reqs)
-	insp, err := s.runtimes.InspectPython(ctx, dir, sortedKeys(env.Packages))
+	env := mergeEnvironment(v.Environment, declared.Python, reqs)
+	if err := s.choosePythonEnv(&env, declared.EnvSlug); err != nil {
+		return append(checks, fail(CheckEnvironment, "%s", slipway.ErrorMessage(err))), false
+	}
+	insp, err := s.runtimes.InspectPython(ctx, env.Name, dir, sortedKeys(env.Packages))
 	if err != nil {
-		checks = append(checks, fail(CheckScorePy, "could not inspect the artifact with %s: %v", s.runtimes.Python(), err))
+		checks = append(checks, fail(CheckScorePy, "could not inspect the artifact with %s: %v", s.interpreter(env.Name), err))
 		return checks, false
 	}
 	checks = append(checks, scorePyCheck(insp), environmentCheck(env, insp, v.AllowEnvironmentMismatch))
+	v.Environment = &env // what was declared, in one place: the deploy-time check compares it again
 	for _, c := range checks {
 		if !c.Passed {
 			return checks, false
 		}
 	}
 	return checks, true
+}
+
+// choosePythonEnv names in env the Python environment the version runs in: metadata.environment.name, or
+// runtime.yaml's INFERENCE_ENV_SLUG (they must agree when both are given), or the default one. The name
+// must be one of the server's environments.
+func (s *Service) choosePythonEnv(env *slipway.Environment, yamlSlug string) error {
+	switch {
+	case env.Name != "" && yamlSlug != "" && env.Name != yamlSlug:
+		return slipway.Errorf(slipway.EINVALID, "metadata.environment.name %q and runtime.yaml INFERENCE_ENV_SLUG %q name different python environments: give one, or the same in both", env.Name, yamlSlug)
+	case env.Name == "":
+		env.Name = yamlSlug
+	}
+	if env.Name == "" || env.Name == slipway.DefaultPythonEnv {
+		env.Name = ""
+		return nil
+	}
+	_, err := s.runtimes.Interpreter(env.Name)
+	return err
+}
+
+// interpreter names the interpreter of a Python environment for messages.
+func (s *Service) interpreter(env string) string {
+	python, err := s.runtimes.Interpreter(env)
+	if err != nil {
+		return env
+	}
+	return python
 }
 
 func presentOf(has func(string) bool, names ...string) []string {
@@ -107,31 +138,38 @@ func presentOf(has func(string) bool, names ...string) []string {
 type runtimeYAML struct {
 	ArtifactVersion any `yaml:"MODEL_ARTIFACT_VERSION"`
 	Deployment      struct {
-		PythonVersion any `yaml:"INFERENCE_PYTHON_VERSION"`
+		PythonVersion any    `yaml:"INFERENCE_PYTHON_VERSION"`
+		EnvSlug       string `yaml:"INFERENCE_ENV_SLUG"`
 	} `yaml:"MODEL_DEPLOYMENT"`
 	Provenance map[string]any `yaml:"MODEL_PROVENANCE"`
 }
 
-func readRuntimeYAML(dir string, present bool) (string, slipway.Check) {
+// declaredRuntime is what runtime.yaml says about the serving environment.
+type declaredRuntime struct {
+	Python  string // INFERENCE_PYTHON_VERSION
+	EnvSlug string // INFERENCE_ENV_SLUG: the server's Python environment to serve in
+}
+
+func readRuntimeYAML(dir string, present bool) (declaredRuntime, slipway.Check) {
 	if !present {
-		return "", pass(CheckRuntimeYAML, "no runtime.yaml (optional when requirements.txt is present)")
+		return declaredRuntime{}, pass(CheckRuntimeYAML, "no runtime.yaml (optional when requirements.txt is present)")
 	}
 	body, err := os.ReadFile(filepath.Join(dir, "runtime.yaml"))
 	if err != nil {
-		return "", fail(CheckRuntimeYAML, "runtime.yaml unreadable: %v", err)
+		return declaredRuntime{}, fail(CheckRuntimeYAML, "runtime.yaml unreadable: %v", err)
 	}
 	var rt runtimeYAML
 	if err := yaml.Unmarshal(body, &rt); err != nil {
-		return "", fail(CheckRuntimeYAML, "runtime.yaml is not valid YAML: %v", err)
+		return declaredRuntime{}, fail(CheckRuntimeYAML, "runtime.yaml is not valid YAML: %v", err)
 	}
 	if rt.ArtifactVersion == nil {
-		return "", fail(CheckRuntimeYAML, "runtime.yaml has no MODEL_ARTIFACT_VERSION: add MODEL_ARTIFACT_VERSION: '3.0' (OCI Data Science artifact format)")
+		return declaredRuntime{}, fail(CheckRuntimeYAML, "runtime.yaml has no MODEL_ARTIFACT_VERSION: add MODEL_ARTIFACT_VERSION: '3.0' (OCI Data Science artifact format)")
 	}
-	py := ""
+	declared := declaredRuntime{EnvSlug: strings.TrimSpace(rt.Deployment.EnvSlug)}
 	if rt.Deployment.PythonVersion != nil {
-		py = fmt.Sprint(rt.Deployment.PythonVersion)
+		declared.Python = fmt.Sprint(rt.Deployment.PythonVersion)
 	}
-	return py, pass(CheckRuntimeYAML, "runtime.yaml valid (MODEL_ARTIFACT_VERSION %v)", rt.ArtifactVersion)
+	return declared, pass(CheckRuntimeYAML, "runtime.yaml valid (MODEL_ARTIFACT_VERSION %v)", rt.ArtifactVersion)
 }
 
 // readRequirements reads exact pins (name==version); other lines are package names without a version. A
@@ -191,6 +229,7 @@ func mergeEnvironment(meta *slipway.Environment, yamlPython string, reqs map[str
 		env.Packages[k] = v
 	}
 	if meta != nil {
+		env.Name = meta.Name
 		if meta.Python != "" {
 			env.Python = meta.Python
 		}
@@ -230,25 +269,11 @@ func scorePyCheck(insp *modelruntime.PythonInspection) slipway.Check {
 	return pass(CheckScorePy, "score.py parses and defines load_model() and predict()")
 }
 
-// environmentCheck compares the declared training environment with the serving interpreter. Python versions
-// compare on major.minor (patch releases keep the ABI and pickles); package versions compare exactly.
+// environmentCheck compares the declared training environment with the serving environment's interpreter.
 func environmentCheck(env slipway.Environment, insp *modelruntime.PythonInspection, allow bool) slipway.Check {
-	var diffs []string
-	if env.Python != "" && !samePythonMinor(env.Python, insp.Python) {
-		diffs = append(diffs, fmt.Sprintf("python %s declared, server has %s", env.Python, insp.Python))
-	}
-	for _, name := range sortedKeys(env.Packages) {
-		want := env.Packages[name]
-		got := insp.Packages[name]
-		switch {
-		case got == nil:
-			diffs = append(diffs, fmt.Sprintf("%s %s declared, not installed on the server", name, orAny(want)))
-		case want != "" && *got != want:
-			diffs = append(diffs, fmt.Sprintf("%s %s declared, server has %s", name, want, *got))
-		}
-	}
+	diffs := modelruntime.EnvironmentDiffs(env, insp)
 	if len(diffs) == 0 {
-		return pass(CheckEnvironment, "serving environment matches the training environment (python %s, %d packages)", insp.Python, len(env.Packages))
+		return pass(CheckEnvironment, "python environment %s matches the training environment (python %s, %d packages)", insp.Env, insp.Python, len(env.Packages))
 	}
 	if allow {
 		return pass(CheckEnvironment, "environment mismatch allowed by the request (allow_environment_mismatch): %s", strings.Join(diffs, "; "))
@@ -256,26 +281,10 @@ func environmentCheck(env slipway.Environment, insp *modelruntime.PythonInspecti
 	return fail(CheckEnvironment, "the serving environment differs from the training environment: %s. Train with the server's versions, or register with \"allow_environment_mismatch\": true to accept the risk", strings.Join(diffs, "; "))
 }
 
-func orAny(v string) string {
-	if v == "" {
-		return "(any version)"
-	}
-	return v
-}
-
-func samePythonMinor(declared, actual string) bool {
-	d := strings.Split(strings.TrimPrefix(declared, "python"), ".")
-	a := strings.Split(actual, ".")
-	if len(d) < 2 || len(a) < 2 {
-		return strings.HasPrefix(actual, declared)
-	}
-	return d[0] == a[0] && d[1] == a[1]
-}
-
 // runtimeChecks starts the model in its real runtime, as a replica would, and predicts the sample input.
 func (s *Service) runtimeChecks(ctx context.Context, dir string, v *slipway.ModelVersion) []slipway.Check {
 	v.PredictInput = "" // the server's finding (from the replica's hello below), never the client's
-	spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, nil)
+	spec, err := s.runtimes.VersionSpec(v, dir, nil)
 	if err != nil {
 		return []slipway.Check{fail(CheckLoad, "%s", slipway.ErrorMessage(err))}
 	}

@@ -232,17 +232,21 @@ func (s *Service) mlflowStaticChecks(ctx context.Context, dir string, v *slipway
 		return append(checks, fail(CheckMLmodel, "%s", slipway.ErrorMessage(err))), false
 	}
 	env := mergeEnvironment(v.Environment, fileEnv.Python, fileEnv.Packages)
+	if err := s.choosePythonEnv(&env, ""); err != nil {
+		return append(checks, fail(CheckEnvironment, "%s", slipway.ErrorMessage(err))), false
+	}
 	inspectFor := sortedKeys(env.Packages)
 	if m.Serialization == "cloudpickle" {
 		inspectFor = append(inspectFor, "cloudpickle")
 	}
-	insp, err := s.runtimes.InspectPython(ctx, dir, inspectFor)
+	insp, err := s.runtimes.InspectPython(ctx, env.Name, dir, inspectFor)
 	if err != nil {
-		return append(checks, fail(CheckMLmodel, "could not inspect the artifact with %s: %v", s.runtimes.Python(), err)), false
+		return append(checks, fail(CheckMLmodel, "could not inspect the artifact with %s: %v", s.interpreter(env.Name), err)), false
 	}
 	if m.Serialization == "cloudpickle" && insp.Packages["cloudpickle"] == nil {
-		return append(checks, fail(CheckMLmodel, "the model is saved with cloudpickle (serialization_format), which is not installed for %s: install it (Debian: python3-cloudpickle), or save the model with serialization_format \"pickle\"", s.runtimes.Python())), false
+		return append(checks, fail(CheckMLmodel, "the model is saved with cloudpickle (serialization_format), which is not installed for %s: install it (Debian: python3-cloudpickle), or save the model with serialization_format \"pickle\"", s.interpreter(env.Name))), false
 	}
+	v.Environment = &env
 	checks = append(checks, pass(CheckMLmodel, "%s", describeMLmodel(m, sources)), environmentCheck(env, insp, v.AllowEnvironmentMismatch))
 	for _, c := range checks {
 		if !c.Passed {
@@ -279,4 +283,76 @@ func orDot(p string) string {
 		return "."
 	}
 	return p
+}
+
+// hoistMLflowFolder accepts an archive holding one MLflow model directory one level down (model/MLmodel, as
+// `tar czf model.tar.gz model/` or a zip of the folder makes it): when nothing is at the top but that folder,
+// its contents move up to dir, so the version is the model directory itself. Anything else is left as is, but
+// several such folders, or files beside the folder, are ambiguous: an error names them.
+func hoistMLflowFolder(dir string, entries []archive.Entry) ([]archive.Entry, error) {
+	var folders, outside []string
+	for _, e := range entries {
+		top, rest, nested := strings.Cut(e.Path, "/")
+		switch {
+		case !nested && (e.Path == mlmodel.FileName || e.Path == "score.py"):
+			return entries, nil // a model at the top: nothing to hoist
+		case nested && rest == mlmodel.FileName:
+			folders = append(folders, top)
+		}
+	}
+	if len(folders) == 0 {
+		return entries, nil
+	}
+	if len(folders) > 1 {
+		return nil, slipway.Errorf(slipway.EINVALID, "the archive holds several MLflow models (%s): upload one model directory per version",
+			strings.Join(prefixEach(folders, "/"+mlmodel.FileName), ", "))
+	}
+	folder := folders[0]
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Path, folder+"/") {
+			outside = append(outside, e.Path)
+		}
+	}
+	if len(outside) > 0 {
+		if len(outside) > 5 {
+			outside = append(outside[:5], "…")
+		}
+		return nil, slipway.Errorf(slipway.EINVALID, "the archive holds an MLflow model in %s/ and also files outside it (%s): upload the model directory alone, or with MLmodel at the top",
+			folder, strings.Join(outside, ", "))
+	}
+	// Move the folder aside first: it may hold an entry of its own name (model/model/...).
+	aside, err := os.MkdirTemp(dir, ".hoist-")
+	if err != nil {
+		return nil, fmt.Errorf("catalog: hoist %s: %w", folder, err)
+	}
+	moved := filepath.Join(aside, "model")
+	if err := os.Rename(filepath.Join(dir, folder), moved); err != nil {
+		return nil, fmt.Errorf("catalog: hoist %s: %w", folder, err)
+	}
+	children, err := os.ReadDir(moved)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: hoist %s: %w", folder, err)
+	}
+	for _, c := range children {
+		if err := os.Rename(filepath.Join(moved, c.Name()), filepath.Join(dir, c.Name())); err != nil {
+			return nil, fmt.Errorf("catalog: hoist %s: %w", folder, err)
+		}
+	}
+	if err := os.RemoveAll(aside); err != nil {
+		return nil, fmt.Errorf("catalog: hoist %s: %w", folder, err)
+	}
+	out := make([]archive.Entry, len(entries))
+	for i, e := range entries {
+		e.Path = strings.TrimPrefix(e.Path, folder+"/")
+		out[i] = e
+	}
+	return out, nil
+}
+
+func prefixEach(names []string, suffix string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n + suffix
+	}
+	return out
 }

@@ -181,6 +181,7 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	root.AddCommand(a.rolloutsCommand())
 	root.AddCommand(a.monitorCommands()...)
 	root.AddCommand(a.projectsCommand())
+	root.AddCommand(a.envsCommand())
 	return root
 }
 

@@ -20,11 +20,14 @@ import (
 
 // Config is everything `slipway server` needs.
 type Config struct {
-	DataDir          string
-	Addr             string
-	LogFormat        string // text or json
-	LogLevel         string
-	Python           string
+	DataDir   string
+	Addr      string
+	LogFormat string // text or json
+	LogLevel  string
+	Python    string
+	// PythonEnvs are the named Python environments beside the default one (Python): name → interpreter path
+	// (--python-env NAME=/path/to/python, repeatable; env SLIPWAY_PYTHON_ENVS=NAME=/path,NAME=/path).
+	PythonEnvs       map[string]string
 	ORTLibrary       string
 	MaxUploadBytes   int64
 	MaxPayloadBytes  int64
@@ -177,6 +180,11 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json (env SLIPWAY_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error (env SLIPWAY_LOG_LEVEL)")
 	fs.StringVar(&c.Python, "python", c.Python, "Python interpreter for python-runtime models (env SLIPWAY_PYTHON)")
+	var pythonEnvs []string // the flags win over SLIPWAY_PYTHON_ENVS, as every flag does over its variable
+	fs.Func("python-env", "a named Python environment, NAME=/path/to/python (repeatable; env SLIPWAY_PYTHON_ENVS=NAME=/path,...): versions choose it by runtime.yaml INFERENCE_ENV_SLUG or metadata.environment.name; --python is the environment named default", func(v string) error {
+		pythonEnvs = append(pythonEnvs, v)
+		return nil
+	})
 	fs.StringVar(&c.ORTLibrary, "ort-lib", c.ORTLibrary, "path to libonnxruntime.so (env SLIPWAY_ORT_LIB; default: where scripts/install-ort.sh puts it)")
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload-bytes", c.MaxUploadBytes, "largest artifact upload accepted (env SLIPWAY_MAX_UPLOAD_BYTES)")
 	fs.Int64Var(&c.MaxPayloadBytes, "max-payload-bytes", c.MaxPayloadBytes, "largest prediction request body (larger → 413)")
@@ -224,6 +232,14 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags only; see slipway server --help)", fs.Arg(0))
 	}
+	if v := getenv("SLIPWAY_PYTHON_ENVS"); v != "" && len(pythonEnvs) == 0 {
+		pythonEnvs = strings.Split(v, ",")
+	}
+	envs, err := parsePythonEnvs(pythonEnvs)
+	if err != nil {
+		return c, err
+	}
+	c.PythonEnvs = envs
 	if budget != "" {
 		n, err := slipway.ParseBytes(budget)
 		if err != nil {
@@ -235,6 +251,36 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		return c, err
 	}
 	return c, c.Validate()
+}
+
+// parsePythonEnvs reads NAME=/path/to/python values: names are unique and not "default" (that is --python),
+// paths are made absolute (the server may change its working folder's meaning for replicas, never for this).
+func parsePythonEnvs(values []string) (map[string]string, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, v := range values {
+		name, path, ok := strings.Cut(strings.TrimSpace(v), "=")
+		if !ok || path == "" {
+			return nil, fmt.Errorf("--python-env %q: want NAME=/path/to/python", v)
+		}
+		if err := slipway.ValidatePythonEnvName(name); err != nil {
+			return nil, fmt.Errorf("--python-env %q: %s", v, slipway.ErrorMessage(err))
+		}
+		if name == slipway.DefaultPythonEnv {
+			return nil, fmt.Errorf("--python-env %q: the environment named default is --python; choose another name", v)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--python-env: environment %s is given twice", name)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("--python-env %q: %w", v, err)
+		}
+		out[name] = abs
+	}
+	return out, nil
 }
 
 // loadConnections reads the connections file, if any: a name it shares with a --connection is an error

@@ -245,7 +245,7 @@ func (s *Service) starter(d *slipway.Deployment, v *slipway.ModelVersion, dir st
 	engine := s.engineFor(d)
 	resources := d.Resources
 	return func(ctx context.Context) (*modelruntime.Replica, error) {
-		spec, err := s.runtimes.ReplicaSpec(v.Runtime, dir, v.Files, env)
+		spec, err := s.runtimes.VersionSpec(v, dir, env)
 		if err != nil {
 			return nil, err
 		}

@@ -84,6 +84,9 @@ func (s *Service) startPool(ctx context.Context, poolName string, d *slipway.Dep
 	if err != nil {
 		return nil, fmt.Errorf("prepare model files: %w", err)
 	}
+	if err := s.checkPythonEnvironment(ctx, d, v, dir); err != nil {
+		return nil, err
+	}
 	name := d.Name
 	side := strings.TrimPrefix(strings.TrimPrefix(poolName, name), "-")
 	if side == "" {
@@ -244,6 +247,9 @@ func (s *Service) reshape(ctx context.Context, rt *serving.Router, prev, d *slip
 		!sameResources(prev.Resources, d.Resources) {
 		dir, err := s.files.Materialize(ctx, v)
 		if err != nil {
+			return err
+		}
+		if err := s.checkPythonEnvironment(ctx, d, v, dir); err != nil {
 			return err
 		}
 		if err := rt.Pool.Rollout(ctx, v.Version, rolloutCount(d, rt.Pool), s.starter(d, v, dir)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"slices"
@@ -104,7 +105,31 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleInvocations(w http.ResponseWriter, r *http.Request) {
+	if err := mlflowMediaParams(r.Header.Get("Content-Type")); err != nil {
+		s.problem(w, r, err)
+		return
+	}
 	s.serve(w, r, &invocationsProtocol)
+}
+
+// mlflowMediaParams refuses a Content-Type parameter other than charset with 415, as MLflow's scoring server
+// does (its test_scoring_server_responds_to_invalid_content_type_request_with_unrecognized_content_param):
+// MLflow 1.x read parameters such as format=pandas-records, and a client still sending one expects its body
+// read that way, which 2.x (and Slipway) would not do.
+func mlflowMediaParams(ct string) error {
+	if !strings.Contains(ct, ";") { // the usual request: nothing to parse
+		return nil
+	}
+	_, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return nil // malformed: the media type check of serve answers it
+	}
+	for k := range params {
+		if k != "charset" {
+			return refuseMLflowMedia(ct)
+		}
+	}
+	return nil
 }
 
 func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {

@@ -54,6 +54,8 @@ type Config struct {
 	ForwardTimeout time.Duration
 	// Rollouts drives gated rollouts (nil: their routes answer 503).
 	Rollouts *rollout.Service
+	// PythonEnvironments describes the server's Python environments (nil: none are listed).
+	PythonEnvironments func(context.Context) []slipway.PythonEnvironment
 }
 
 // Server serves the API.
@@ -82,6 +84,7 @@ type Server struct {
 	routes      []route
 	fwd         *forwarder // nil: one server, nothing is forwarded
 	rollouts    *rollout.Service
+	pythonEnvs  func(context.Context) []slipway.PythonEnvironment
 
 	// Projects (project.go): the store, and caches of which projects exist and which project a deployment is in.
 	projects      slipway.ProjectStore
@@ -102,7 +105,8 @@ func New(cfg Config) *Server {
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
-		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter(), rollouts: cfg.Rollouts}
+		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter(), rollouts: cfg.Rollouts,
+		pythonEnvs: cfg.PythonEnvironments}
 	if cfg.Monitor != nil {
 		cfg.Monitor.Registry().MustRegister(s.limiter.limited)
 	}
@@ -173,6 +177,7 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.shadowRoutes()...)
 	s.routes = append(s.routes, s.rolloutRoutes()...)
 	s.routes = append(s.routes, s.projectRoutes()...)
+	s.routes = append(s.routes, s.environmentRoutes()...)
 	s.projects = cfg.Projects
 	for _, rt := range s.routes {
 		h := rt.handler

@@ -86,6 +86,10 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 		return err
 	})
 	if err != nil {
+		if several := mlflowFormatsIn(body); len(several) > 1 {
+			// The first format failed before the second was seen: the shape is the mistake to name.
+			return nil, invalid("", "the request body has %s: send only one of %s", strings.Join(quoteAll(several), " and "), mlflowFormatList)
+		}
 		return nil, err
 	}
 	switch {
@@ -104,6 +108,26 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 		return nil, err
 	}
 	return req, nil
+}
+
+// mlflowFormatsIn lists the input formats among the top-level keys of body, without decoding their values.
+// Only an invalid request pays for this second pass.
+func mlflowFormatsIn(body []byte) []string {
+	s, err := newScanner(body)
+	if err != nil || s.peek() != kObject {
+		return nil
+	}
+	var found []string
+	_ = s.bodyFields(func(k tok) error {
+		for _, f := range mlflowFormats {
+			if keyIs(body, k, f) {
+				found = append(found, f)
+			}
+		}
+		s.value()
+		return nil
+	})
+	return found
 }
 
 // rawCol is one column (or tensor) of a request: its values as tokens, typed once all are known.

@@ -259,3 +259,17 @@ func TestEncodeMLflowResponseBoundsEmptyLists(t *testing.T) {
 	_, err := EncodeMLflowResponse([]workerproto.Tensor{{Name: "x", Datatype: "FP32", Shape: []int64{1 << 40, 0}, Data: []byte{}}})
 	wantInvalid(t, err, `model output "x" of shape [1099511627776 0] would be 1099511627777 nested lists`)
 }
+
+// A request with two input formats is refused for that, even when the first one is itself invalid (MLflow's
+// test_scoring_server_responds_to_invalid_json_format_with_error_code_and_message).
+func TestMLflowTwoFormatsNamedBeforeTheirContents(t *testing.T) {
+	for _, body := range []string{
+		`{"dataframe_records": [], "dataframe_split": {"data": []}}`,
+		`{"dataframe_split": {"data": [[1]], "index": [1, 2]}, "inputs": [1]}`,
+	} {
+		_, err := DecodeMLflowJSON([]byte(body), nil)
+		if err == nil || !strings.Contains(err.Error(), "send only one of") {
+			t.Errorf("%s: %v, want the two formats named", body, err)
+		}
+	}
+}

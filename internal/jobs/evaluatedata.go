@@ -30,8 +30,8 @@ import (
 // HeldOutFiles is what the evaluate step needs of batch predictions besides BatchRunner: read a run's output
 // file, and hand a step's output file to batch predictions as an uploaded file.
 type HeldOutFiles interface {
-	// OutputFile returns the path of a succeeded file-output run's output.
-	OutputFile(ctx context.Context, id string) (path, name string, err error)
+	// OpenOutput opens a succeeded file-output run's output, wherever the installation keeps it.
+	OpenOutput(ctx context.Context, id string) (io.ReadCloser, error)
 	SaveFile(ctx context.Context, name string, r io.Reader, by string) (*slipway.UploadedFile, error)
 	DeleteFile(ctx context.Context, id string) error
 }
@@ -317,11 +317,7 @@ type scoredSet struct {
 
 // readScored reads a succeeded run's output file: the label (a key column), the prediction and the score.
 func (s *Service) readScored(ctx context.Context, b *slipway.BatchRun, h *heldOut) (*scoredSet, error) {
-	path, _, err := s.cfg.HeldOut.OutputFile(ctx, b.ID)
-	if err != nil {
-		return nil, fmt.Errorf("read the held-out predictions of version %d: %w", b.Version, err)
-	}
-	f, err := os.Open(path)
+	f, err := s.cfg.HeldOut.OpenOutput(ctx, b.ID)
 	if err != nil {
 		return nil, fmt.Errorf("read the held-out predictions of version %d: %w", b.Version, err)
 	}

@@ -5,6 +5,7 @@ package modelruntime
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,6 +26,8 @@ import (
 type Config struct {
 	// Python is the interpreter for `python` models: Debian's /usr/bin/python3 by default.
 	Python string
+	// PythonEnvs are the other named interpreters (name → path); "default" is Python.
+	PythonEnvs map[string]string
 	// WorkerCommand starts the Go worker (`slipway worker`); "onnx --model FILE" is appended.
 	WorkerCommand []string
 	// ORTLibrary is the ONNX Runtime shared library passed to workers (SLIPWAY_ORT_LIB).
@@ -64,6 +67,11 @@ func New(cfg Config) (*Runtimes, error) {
 		}
 		cfg.WorkerCommand = []string{exe, "worker"}
 	}
+	for name, path := range cfg.PythonEnvs {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("modelruntime: python environment %s: %w", name, err)
+		}
+	}
 	if err := os.MkdirAll(cfg.ScratchDir, 0o755); err != nil {
 		return nil, fmt.Errorf("modelruntime: %w", err)
 	}
@@ -85,12 +93,27 @@ func writeFileAtomic(path string, data []byte) error {
 // Python returns the configured interpreter.
 func (rt *Runtimes) Python() string { return rt.cfg.Python }
 
-// ReplicaSpec says how to start a replica of a model whose files are in dir.
+// ReplicaSpec says how to start a replica of a model whose files are in dir (python models in the default
+// environment).
 func (rt *Runtimes) ReplicaSpec(runtime, dir string, files []slipway.File, extraEnv map[string]string) (ProcessSpec, error) {
+	return rt.replicaSpec(slipway.DefaultPythonEnv, runtime, dir, files, extraEnv)
+}
+
+// VersionSpec says how to start a replica of v, whose files are in dir: a python version runs in the Python
+// environment it names (an unknown name is an EINVALID error naming the ones there are).
+func (rt *Runtimes) VersionSpec(v *slipway.ModelVersion, dir string, extraEnv map[string]string) (ProcessSpec, error) {
+	return rt.replicaSpec(slipway.PythonEnvOf(v), v.Runtime, dir, v.Files, extraEnv)
+}
+
+func (rt *Runtimes) replicaSpec(pythonEnv, runtime, dir string, files []slipway.File, extraEnv map[string]string) (ProcessSpec, error) {
 	spec := ProcessSpec{Runtime: runtime, Env: baseEnv(extraEnv), Dir: dir, Files: files, Scheduling: rt.cfg.Scheduling}
 	switch runtime {
 	case slipway.RuntimePython:
-		spec.Path, spec.Args = rt.cfg.Python, []string{"-u", rt.harness, "serve", "--model-dir", dir}
+		python, err := rt.Interpreter(pythonEnv)
+		if err != nil {
+			return ProcessSpec{}, err
+		}
+		spec.Path, spec.Args = python, []string{"-u", rt.harness, "serve", "--model-dir", dir}
 		spec.Env = append(spec.Env, "PYTHONDONTWRITEBYTECODE=1")
 		return spec, nil
 	case slipway.RuntimeONNX:
@@ -183,22 +206,39 @@ type PythonInspection struct {
 		Functions []string `json:"functions"`
 	} `json:"score_py"`
 	Packages map[string]*string `json:"packages"`
+	// Env is the name of the Python environment inspected.
+	Env string `json:"-"`
 }
 
-// InspectPython runs the harness's inspect mode on dir, asking for the versions of packages.
-func (rt *Runtimes) InspectPython(ctx context.Context, dir string, packages []string) (*PythonInspection, error) {
+// InspectPython runs the harness's inspect mode on dir in the Python environment pythonEnv, asking for the
+// versions of packages.
+func (rt *Runtimes) InspectPython(ctx context.Context, pythonEnv, dir string, packages []string) (*PythonInspection, error) {
+	python, err := rt.Interpreter(pythonEnv)
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := rt.runHarness(ctx, python, "inspect", "--model-dir", dir, "--packages", strings.Join(packages, ","))
+	if err != nil {
+		return nil, fmt.Errorf("python inspect: %w", err)
+	}
+	var res PythonInspection
+	if err := json.Unmarshal(stdout, &res); err != nil {
+		return nil, fmt.Errorf("python inspect: decode %q: %w", stdout, err)
+	}
+	res.Env = cmp.Or(pythonEnv, slipway.DefaultPythonEnv)
+	return &res, nil
+}
+
+// runHarness runs the harness in one of its one-shot modes with python and returns what it printed.
+func (rt *Runtimes) runHarness(ctx context.Context, python string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, rt.cfg.Python, rt.harness, "inspect", "--model-dir", dir, "--packages", strings.Join(packages, ","))
+	cmd := exec.CommandContext(ctx, python, append([]string{rt.harness}, args...)...)
 	cmd.Env = baseEnv(nil)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("python inspect (%s): %w: %s", rt.cfg.Python, err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%s: %w: %s", python, err, strings.TrimSpace(stderr.String()))
 	}
-	var res PythonInspection
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		return nil, fmt.Errorf("python inspect: decode %q: %w", stdout.String(), err)
-	}
-	return &res, nil
+	return stdout.Bytes(), nil
 }

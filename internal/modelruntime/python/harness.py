@@ -5,6 +5,7 @@ Embedded in the slipway binary and run as ``python3 -u harness.py <mode> ...``.
 Modes
   serve   --model-dir DIR                     load DIR/score.py and answer frames on stdin/stdout
   inspect --model-dir DIR --packages a,b,...  print one JSON object describing score.py and packages
+  environment                                print one JSON object describing the interpreter and its packages
 
 The wire protocol is described in docs/worker-protocol.md. Only the standard library and numpy are
 required; pandas is used when it is installed (tabular tensor requests become DataFrames).
@@ -873,6 +874,24 @@ def run_inspect(model_dir, packages):
     return 0
 
 
+def run_environment():
+    """Describe this interpreter: version, sys.executable and every installed distribution's version."""
+    from importlib import metadata
+
+    packages = {}
+    for dist in metadata.distributions():
+        try:
+            name = dist.metadata["Name"]
+        except Exception:  # broken metadata on disk
+            continue
+        if name and name not in packages:  # the first on sys.path wins, as for import
+            packages[name] = dist.version
+    result = {"python": platform.python_version(), "executable": sys.executable, "packages": packages}
+    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="harness.py", description="Slipway Python model harness")
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -881,9 +900,12 @@ def main(argv=None):
     p = sub.add_parser("inspect", help="describe score.py and installed packages as JSON")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--packages", default="")
+    sub.add_parser("environment", help="describe this interpreter and its installed distributions as JSON")
     args = parser.parse_args(argv)
     if args.mode == "serve":
         return serve(args.model_dir)
+    if args.mode == "environment":
+        return run_environment()
     return run_inspect(args.model_dir, args.packages)
 
 

@@ -1,5 +1,6 @@
 """Catalog versions on this machine: pull (download, verify every file against the catalog's sha256, move into
-place) and load (import the version's score.py and call its load_model())."""
+place) and load (import the version's score.py and call its load_model(), or load an MLflow model directory as
+MLflow's own loaders would, without MLflow)."""
 
 import hashlib
 import importlib.util
@@ -159,7 +160,119 @@ def import_score(model_dir, module_name):
 
 def load(client, ref, path=None):
     model_dir = pull(client, ref, path)
+    if not os.path.isfile(os.path.join(model_dir, "score.py")) and os.path.isfile(os.path.join(model_dir, "MLmodel")):
+        return load_mlflow(model_dir)
     name = "slipway_model_" + re.sub(r"\W", "_", os.path.basename(os.path.dirname(model_dir)) + "_" +
                                      os.path.basename(model_dir))
     _, model = import_score(model_dir, name)
     return model
+
+
+# ---- MLflow model directories (versions registered from an MLmodel), loaded without MLflow ----
+
+
+def load_mlflow(model_dir):
+    """The model object of an MLflow model directory, as MLflow's loaders return it: the sklearn flavor's
+    unpickled estimator (mlflow.sklearn.load_model; pickle or cloudpickle per serialization_format), or a
+    python_function model's object from its own loader_module's _load_pyfunc(data path). The server serves the
+    same two kinds (and refuses the others at registration); code folders go on sys.path as MLflow puts them."""
+    conf = read_mlmodel(os.path.join(model_dir, "MLmodel"))
+    flavors = conf.get("flavors") or {}
+    if not isinstance(flavors, dict):
+        raise SlipwayError(0, f"{model_dir}/MLmodel: flavors is not a mapping")
+    pyfunc = flavors.get("python_function") or {}
+    if "sklearn" in flavors:
+        sk = flavors["sklearn"] or {}
+        fmt = sk.get("serialization_format") or "pickle"
+        if fmt == "cloudpickle":
+            try:
+                import cloudpickle as loader
+            except ImportError:
+                raise SlipwayError(0, "this MLflow model is saved with cloudpickle: install it (pip install cloudpickle, "
+                                      "Debian: python3-cloudpickle)") from None
+        elif fmt == "pickle":
+            import pickle as loader
+        else:
+            raise SlipwayError(0, f"sklearn serialization_format {fmt!r} is not supported (pickle or cloudpickle)")
+        if sk.get("code"):
+            _put_on_path(_inside(model_dir, sk["code"]))
+        with open(_inside(model_dir, sk.get("pickled_model") or "model.pkl"), "rb") as f:
+            return loader.load(f)
+    loader_module = pyfunc.get("loader_module")
+    if not loader_module or loader_module == "mlflow" or str(loader_module).startswith("mlflow."):
+        raise SlipwayError(0, f"MLflow flavor(s) {', '.join(sorted(flavors)) or '(none)'} cannot be loaded without "
+                              "MLflow: only the sklearn flavor and python_function models with their own loader_module are")
+    if pyfunc.get("code"):
+        _put_on_path(_inside(model_dir, pyfunc["code"]))
+    data = pyfunc.get("model_path") or pyfunc.get("data")
+    module = importlib.import_module(loader_module)
+    return module._load_pyfunc(_inside(model_dir, data) if data else model_dir)
+
+
+def _put_on_path(folder):
+    """A model's code folder, first on sys.path as MLflow puts code_paths (its modules stay importable: the
+    model object refers to them for as long as it lives)."""
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def _inside(model_dir, rel):
+    """model_dir/rel, refusing a path that leaves model_dir (the MLmodel file came from someone else)."""
+    path = os.path.realpath(os.path.join(model_dir, str(rel)))
+    root = os.path.realpath(model_dir)
+    if path != root and not path.startswith(root + os.sep):
+        raise IntegrityError(f"MLmodel path {rel!r} leaves the model directory")
+    return path
+
+
+def read_mlmodel(path):
+    """An MLmodel file as a dict: with PyYAML when it is installed, otherwise with a reader of the block
+    mappings MLflow writes (nested "key: value" by indentation, scalars, quoted strings; list items skipped)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        import yaml
+    except ImportError:
+        return _read_block_mappings(text)
+    conf = yaml.safe_load(text) or {}
+    if not isinstance(conf, dict):
+        raise SlipwayError(0, f"{path} is not a YAML mapping")
+    return conf
+
+
+def _read_block_mappings(text):
+    root = {}
+    stack = [(-1, root)]  # (indentation, mapping)
+    for raw in text.splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        indent = len(raw) - len(raw.lstrip(" "))
+        line = raw.strip()
+        if line.startswith("- ") or line == "-":
+            continue  # lists (code_paths, env dependencies) are not needed to load the model
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue  # a continuation of a multi-line scalar
+        while stack[-1][0] >= indent:
+            stack.pop()
+        parent = stack[-1][1]
+        key, value = _yaml_scalar(key), value.strip()
+        if value == "":
+            child = {}
+            parent[key] = child
+            stack.append((indent, child))
+        else:
+            parent[key] = _yaml_scalar(value)
+    return root
+
+
+def _yaml_scalar(value):
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        inner = value[1:-1]
+        return inner.replace("''", "'") if value[0] == "'" else inner.replace('\\"', '"')
+    if value in ("null", "~"):
+        return None
+    if value in ("true", "false"):
+        return value == "true"
+    return value
