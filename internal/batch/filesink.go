@@ -132,7 +132,7 @@ func (s *fileSink) write(ctx context.Context, out *chunkOut) error {
 // storePart encodes a chunk into a scratch file and stores it in the artifact store.
 func (s *fileSink) storePart(ctx context.Context, out *chunkOut) (string, error) {
 	p := s.partName(out.index)
-	defer os.Remove(p) // stored or failed, the scratch copy is done with
+	defer func() { _ = os.Remove(p) }() // stored or failed, the scratch copy is done with (the run's end removes its folder)
 	if err := writeAtomic(p, func(w io.Writer) error { return s.encode(w, out) }); err != nil {
 		return "", fmt.Errorf("batch: write part %d: %w", out.index, err)
 	}
@@ -322,7 +322,7 @@ func (s *fileSink) finish(ctx context.Context) (slipway.BatchOutput, error) {
 		}
 	}
 	final := filepath.Join(s.dir, OutputName(s.format))
-	defer os.Remove(final) // stored or failed, the scratch copy is done with
+	defer func() { _ = os.Remove(final) }() // stored or failed, the scratch copy is done with (the run's end removes its folder)
 	err = writeAtomic(final, func(w io.Writer) error {
 		if s.format == FormatCSV {
 			return s.mergeCSV(ctx, w, digests)
