@@ -84,8 +84,10 @@ func run(bin, examples, pywide, only string, rounds int) error {
 				filepath.Join(pywide, "model.pkl"))}})
 	}
 	targets = slices.DeleteFunc(targets, func(tg target) bool {
-		// cold-onnx-inproc reuses the model cold-onnx pushes
-		return only != "" && !strings.Contains(tg.name, only) && !(tg.name == "cold-onnx" && strings.Contains("cold-onnx-inproc", only))
+		if only == "" || strings.Contains(tg.name, only) {
+			return false
+		}
+		return tg.name != "cold-onnx" || !strings.Contains("cold-onnx-inproc", only) // cold-onnx-inproc reuses cold-onnx's model
 	})
 	c := client.New(url, token)
 	fmt.Printf("| runtime | cold starts | cold: median | min | max | warm request: median | bare start: median | cold / bare start |\n|---|---|---|---|---|---|---|---|\n")
