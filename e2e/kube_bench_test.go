@@ -29,12 +29,14 @@ func TestBenchKube(t *testing.T) {
 		t.Skip("a benchmark: make bench-kube")
 	}
 	rounds, warmup, dur, conc := 3, 2*time.Second, 10*time.Second, 32
-	// Each deployment, on both engines, gets resources.cpu (SLIPWAY_BENCH_KUBE_CPU, default 2: this machine's
-	// cores, so no quota binds). Without it a pod is BestEffort, and the kubelet gives its container cgroup
-	// cpu.shares 2 (against 1024 for the server and the local replicas): on a busy node it starves.
+	// Each deployment, on both engines, gets resources.cpu (SLIPWAY_BENCH_KUBE_CPU, default 0.5: the 4 pods
+	// of the two deployments must fit the node's 2 cores, as requests equal limits). Without it a pod is
+	// BestEffort, and the kubelet gives its container cgroup cpu.shares 2 (against 1024 for the server and the
+	// local replicas): on a busy node it starves. The local replicas get the same CPU (a cgroup quota where the
+	// hierarchy is writable).
 	cpu := os.Getenv("SLIPWAY_BENCH_KUBE_CPU")
 	if cpu == "" {
-		cpu = "2"
+		cpu = "0.5"
 	}
 	resources := []string{}
 	if cpu != "0" {
