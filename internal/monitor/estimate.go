@@ -59,10 +59,10 @@ var errStopScan = errors.New("stop scan")
 // usual names (a version without an output schema).
 func outputsOf(outs []workerproto.Tensor, tg target) (pred, score *workerproto.Tensor) {
 	for i := range outs {
-		switch {
-		case outs[i].Name == tg.prediction:
+		switch outs[i].Name {
+		case tg.prediction:
 			pred = &outs[i]
-		case outs[i].Name == tg.score:
+		case tg.score:
 			score = &outs[i]
 		}
 	}
