@@ -85,6 +85,11 @@ type Capture struct {
 	Protocol     string
 	Inputs       []byte
 	Outputs      []byte
+	// LatencyMS is how long the request took, as the server measured it (0: captured before it was kept).
+	LatencyMS float64
+	// Holdout marks a request of the deployment's holdout share (its application was told to withhold its
+	// action: Slipway-Holdout: true).
+	Holdout bool
 }
 
 // Feedback is the ground truth of one row of a captured request: a label (classification) or a value

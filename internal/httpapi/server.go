@@ -19,6 +19,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/replay"
 	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 )
@@ -54,6 +55,8 @@ type Config struct {
 	ForwardTimeout time.Duration
 	// Rollouts drives gated rollouts (nil: their routes answer 503).
 	Rollouts *rollout.Service
+	// Replays sends captured requests to candidate versions (nil: their routes answer 503).
+	Replays *replay.Service
 }
 
 // Server serves the API.
@@ -82,6 +85,7 @@ type Server struct {
 	routes      []route
 	fwd         *forwarder // nil: one server, nothing is forwarded
 	rollouts    *rollout.Service
+	replays     *replay.Service
 
 	// Projects (project.go): the store, and caches of which projects exist and which project a deployment is in.
 	projects      slipway.ProjectStore
@@ -102,7 +106,8 @@ func New(cfg Config) *Server {
 		ready: cfg.Ready, maxUp: cfg.MaxUploadBytes, tempDir: cfg.TempDir, mux: http.NewServeMux(),
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
-		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter(), rollouts: cfg.Rollouts}
+		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter(), rollouts: cfg.Rollouts,
+		replays: cfg.Replays}
 	if cfg.Monitor != nil {
 		cfg.Monitor.Registry().MustRegister(s.limiter.limited)
 	}
@@ -172,6 +177,7 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.replicaRoutes()...)
 	s.routes = append(s.routes, s.shadowRoutes()...)
 	s.routes = append(s.routes, s.rolloutRoutes()...)
+	s.routes = append(s.routes, s.replayRoutes()...)
 	s.routes = append(s.routes, s.projectRoutes()...)
 	s.projects = cfg.Projects
 	for _, rt := range s.routes {
