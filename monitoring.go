@@ -264,6 +264,10 @@ type Performance struct {
 	Task           string                 `json:"task"`
 	Classification *ClassificationMetrics `json:"classification,omitempty"`
 	Regression     *RegressionMetrics     `json:"regression,omitempty"`
+	// Holdout and Treated are the same figures over the labelled rows of the deployment's holdout share and
+	// over the rest (the traffic its application acted on); both nil when no labelled row was held out.
+	Holdout *Performance `json:"holdout,omitempty"`
+	Treated *Performance `json:"treated,omitempty"`
 }
 
 // ClassificationMetrics is the quality of predicted labels against true labels (scikit-learn's definitions).

@@ -35,6 +35,7 @@ type deploymentFlags struct {
 	shadowVersion, shadowReplicas                         int
 	noCanary, noShadow                                    bool
 	shadowCompare                                         bool
+	holdout                                               float64
 	analysis                                              canaryAnalysisFlags
 	autoscale                                             autoscaleFlags
 	resources                                             resourceFlags
@@ -73,6 +74,7 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 		fs.BoolVar(&f.noCanary, "no-canary", false, "remove the canary: every request goes to the deployment's version")
 		fs.BoolVar(&f.noShadow, "no-shadow", false, "remove the shadow")
 	}
+	fs.Float64Var(&f.holdout, "holdout", 0, "share of the requests held out (0-0.5; 0 removes it): their responses carry Slipway-Holdout: true so that the application withholds its action, and performance is reported apart for them")
 	f.autoscale.register(cmd, create)
 	f.resources.register(cmd, "replica")
 	f.registerWait(cmd)
@@ -103,6 +105,9 @@ func (f *deploymentFlags) fillSpec(cmd *cobra.Command, sp *slipway.DeploymentSpe
 		return err
 	}
 	sp.Resources = f.resources.resources(cmd, current.Resources)
+	if cmd.Flags().Changed("holdout") {
+		sp.Holdout = &slipway.Holdout{Share: f.holdout}
+	}
 	return f.fillShadow(cmd, sp, current.Shadow)
 }
 
@@ -536,6 +541,9 @@ func (a *app) printDeployment(d *slipway.Deployment) {
 			what = "its answers are compared: slipway deployments shadow " + d.Name
 		}
 		row(tw, "Shadow:", fmt.Sprintf("version %d gets a copy of every request on %d replica(s); %s", sh.Version, sh.Replicas, what))
+	}
+	if h := d.Holdout; h != nil {
+		row(tw, "Holdout:", fmt.Sprintf("%g%% of the requests (Slipway-Holdout: true); performance is reported apart for them", 100*h.Share))
 	}
 	row(tw, "Batching:", formatBatching(d.Batching))
 	row(tw, "Timeout:", fmt.Sprintf("%d ms", d.TimeoutMS))

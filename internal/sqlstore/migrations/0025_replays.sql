@@ -20,3 +20,6 @@ CREATE TABLE replays (
 );
 CREATE INDEX replays_by_deployment ON replays (deployment, created_at);
 CREATE INDEX replays_by_state ON replays (state);
+
+-- A deployment's holdout: the share of its requests whose application withholds its action ('null': none).
+ALTER TABLE deployments ADD COLUMN holdout TEXT NOT NULL DEFAULT 'null';
