@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
 )
@@ -212,6 +214,19 @@ func TestReplayAgreesWithShadowAndCaptures(t *testing.T) {
 	if pids(after) != pids(d) {
 		t.Fatalf("the live replicas changed: %s, were %s", pids(after), pids(d))
 	}
+
+	// The deployment's page shows the replay and its report.
+	b := newBrowser(t)
+	b.do("open the UI", chromedp.Navigate(s.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
+	b.do("sign in", chromedp.SetValue(chromedp.ID("token"), s.Token), chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
+	b.waitJS("the deployments list", `document.body.innerText.includes("churn-api")`)
+	b.do("open the deployment", chromedp.Click(chromedp.CSS(`a[href="/ui/deployments/churn-api"]`)))
+	b.waitJS("the replay", `document.querySelector("#replays")?.innerText.includes("Agreement by age")`)
+	if got := b.text("#replays"); !strings.Contains(got, "Replayed version 2 against the captured answers of version 1") ||
+		!strings.Contains(got, fmt.Sprintf("%d of %d requests", requests, requests)) || !strings.Contains(got, "SUCCEEDED") {
+		t.Fatalf("the deployment page's replays:\n%s", got)
+	}
+	b.checkNoErrors()
 
 	// Bad requests.
 	bad := []struct {

@@ -883,7 +883,7 @@ The command waits until the change is done unless --no-wait.`,
 				return err
 			}
 			if noChange(sp) {
-				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, --isolation, --cpu, --memory-mb, an autoscaling flag, a --canary or a --shadow flag")
+				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, --isolation, --cpu, --memory-mb, --holdout, an autoscaling flag, a --canary or a --shadow flag")
 			}
 			d, err := c.UpdateDeployment(cmd.Context(), name, sp)
 			if err != nil {
@@ -916,7 +916,7 @@ The command waits until the change is done unless --no-wait.`,
 func noChange(sp slipway.DeploymentSpec) bool {
 	return sp.Version == nil && sp.Alias == nil && sp.FollowAlias == nil && sp.Replicas == nil && sp.Batching == nil &&
 		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil && sp.Shadow == nil &&
-		sp.Autoscaling == nil && sp.Load == nil && sp.Isolation == nil && sp.Resources == nil
+		sp.Autoscaling == nil && sp.Load == nil && sp.Isolation == nil && sp.Resources == nil && sp.Holdout == nil
 }
 
 func (a *app) deploymentsActivateCommand() *cobra.Command {
