@@ -2,8 +2,11 @@ package slipway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -60,6 +63,9 @@ type Deployment struct {
 	Env         map[string]string `json:"env,omitempty"`
 	Canary      *Canary           `json:"canary,omitempty"`
 	Shadow      *Shadow           `json:"shadow,omitempty"`
+	// Holdout is the share of requests marked as holdout (Slipway-Holdout: true): the application withholds
+	// its action on them, so that their outcomes show the model's quality without its feedback loop.
+	Holdout *Holdout `json:"holdout,omitempty"`
 	// Autoscaling moves the replica count (of the deployment and of its canary and shadow) with the load;
 	// nil: Replicas stay fixed.
 	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
@@ -210,6 +216,9 @@ func (d *Deployment) Validate() error {
 			problems = append(problems, fmt.Sprintf("shadow replicas must be 1-%d, got %d", MaxReplicas, sh.Replicas))
 		}
 	}
+	if h := d.Holdout; h != nil && (math.IsNaN(h.Share) || h.Share <= 0 || h.Share > MaxHoldoutShare) {
+		problems = append(problems, fmt.Sprintf("holdout share must be above 0 and at most %g (a share of the requests; 0 removes the holdout), got %g", MaxHoldoutShare, h.Share))
+	}
 	if len(problems) > 0 {
 		return Errorf(EINVALID, "deployment %s: %s", d.Name, strings.Join(problems, "; "))
 	}
@@ -308,6 +317,8 @@ type DeploymentSpec struct {
 	Canary *Canary `json:"canary,omitempty"`
 	// Shadow sends a copy of every request to another version on replicas of its own; {Version: 0} removes it.
 	Shadow *Shadow `json:"shadow,omitempty"`
+	// Holdout marks a share of the requests as holdout; {"share": 0} removes it.
+	Holdout *Holdout `json:"holdout,omitempty"`
 	// Autoscaling sets the scaling policy (its zero fields take the defaults, but min_replicas);
 	// {"max_replicas": 0} removes it, and the deployment keeps replicas fixed.
 	Autoscaling *Autoscaling `json:"autoscaling,omitempty"`
@@ -429,4 +440,27 @@ type DeploymentStore interface {
 	// no longer in from), recording reason.
 	SetDeploymentState(ctx context.Context, name string, from, to DeploymentState, reason string) error
 	DeleteDeployment(ctx context.Context, name string) error
+}
+
+// Holdout is the share of a deployment's requests whose application is asked to withhold its action (the
+// response carries Slipway-Holdout: true, the capture is marked), so that performance can be reported apart
+// for held-out and treated traffic: actions taken on predictions change the outcomes they are judged by.
+// A request is held out when the first 8 bytes of its request id's SHA-256 (big-endian) are below Share ×
+// 2^64: the same id is always held out or never, and clients can tell in advance.
+type Holdout struct {
+	Share float64 `json:"share"`
+}
+
+// MaxHoldoutShare bounds the holdout: beyond half, the treated traffic would be the control.
+const MaxHoldoutShare = 0.5
+
+// HeldOut reports whether the request with id falls in a holdout of share: the first 8 bytes of the id's
+// SHA-256, read big-endian, below share × 2^64. (A cheaper hash such as FNV-1a spreads ids that differ in
+// their last characters, req-001, req-002, badly over its high bits.)
+func HeldOut(share float64, id string) bool {
+	if share <= 0 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(id))
+	return float64(binary.BigEndian.Uint64(sum[:8])) < share*math.Exp2(64)
 }

@@ -85,6 +85,11 @@ type Capture struct {
 	Protocol     string
 	Inputs       []byte
 	Outputs      []byte
+	// LatencyMS is how long the request took, as the server measured it (0: captured before it was kept).
+	LatencyMS float64
+	// Holdout marks a request of the deployment's holdout share (its application was told to withhold its
+	// action: Slipway-Holdout: true).
+	Holdout bool
 }
 
 // Feedback is the ground truth of one row of a captured request: a label (classification) or a value
@@ -263,6 +268,10 @@ type Performance struct {
 	// window, labelled or not (CBPE); nil for regressors, models without a probability output, or more than
 	// two classes. A window with captures and no ground truth yet has only this.
 	Estimated *EstimatedPerformance `json:"estimated,omitempty"`
+	// Holdout and Treated are the same figures over the labelled rows of the deployment's holdout share and
+	// over the rest (the traffic its application acted on); both nil when no labelled row was held out.
+	Holdout *Performance `json:"holdout,omitempty"`
+	Treated *Performance `json:"treated,omitempty"`
 }
 
 // EstimatedPerformance is CBPE's (confidence-based performance estimation) expected quality of a window: the

@@ -55,6 +55,8 @@ type Metrics struct {
 	Points     []MetricPoint           `json:"points"`
 	Current    *MetricPoint            `json:"current"`
 	Replicas   []slipway.ReplicaStatus `json:"replicas"`
+	// Version is one version's figures (MetricsOfVersion).
+	Version *slipway.VersionFigures `json:"version,omitempty"`
 }
 
 // LogQuery selects log lines. Wait makes the server hold the request until a line arrives (at most 10 s).

@@ -34,6 +34,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/replay"
 	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 	"github.com/slipway-ml/slipway/internal/sqlstore"
@@ -59,6 +60,7 @@ type App struct {
 	runtimes    *modelruntime.Runtimes
 	monitor     *monitor.Service
 	rollouts    *rollout.Service
+	replays     *replay.Service
 	jobs        *jobs.Service
 	batch       *batch.Service
 	audit       *audit.Service
@@ -196,7 +198,7 @@ func (a *App) open(ctx context.Context) error {
 		return err
 	}
 	a.blobs, a.runtimes = blobs, rt
-	for _, open := range []func() error{a.openAudit, a.openMonitor, a.openCanary, a.openRollouts, a.openBatch, a.openJobs} {
+	for _, open := range []func() error{a.openAudit, a.openMonitor, a.openCanary, a.openRollouts, a.openReplays, a.openBatch, a.openJobs} {
 		if err := open(); err != nil {
 			return err
 		}
@@ -206,7 +208,7 @@ func (a *App) open(ctx context.Context) error {
 		PayloadReadTimeout: a.cfg.PayloadReadTimeout, WriteTimeout: a.cfg.WriteTimeout, TempDir: blobs.TempDir(),
 		MaxTokenTTL: a.cfg.MaxTokenTTL, Audit: a.audit,
 		Monitor: a.monitor, Jobs: a.jobs, Batch: a.batch, UI: ui.Handler, Backup: a.backup, Hosts: a.hosts(), Rollouts: a.rollouts,
-		PythonEnvironments: rt.PythonEnvironments})
+		PythonEnvironments: rt.PythonEnvironments, Replays: a.replays})
 	a.closers = append(a.closers, func() error { a.api.CloseForwarding(); return nil })
 	return nil
 }

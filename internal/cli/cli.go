@@ -179,6 +179,7 @@ admin.token file that the server writes in its data folder: $SLIPWAY_DATA_DIR or
 	root.AddCommand(a.dbCommand())
 	root.AddCommand(a.capturesCommand())
 	root.AddCommand(a.rolloutsCommand())
+	root.AddCommand(a.replaysCommand())
 	root.AddCommand(a.monitorCommands()...)
 	root.AddCommand(a.projectsCommand())
 	root.AddCommand(a.envsCommand())

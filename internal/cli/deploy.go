@@ -35,6 +35,7 @@ type deploymentFlags struct {
 	shadowVersion, shadowReplicas                         int
 	noCanary, noShadow                                    bool
 	shadowCompare                                         bool
+	holdout                                               float64
 	analysis                                              canaryAnalysisFlags
 	autoscale                                             autoscaleFlags
 	resources                                             resourceFlags
@@ -73,6 +74,7 @@ func (f *deploymentFlags) register(cmd *cobra.Command, create bool) {
 		fs.BoolVar(&f.noCanary, "no-canary", false, "remove the canary: every request goes to the deployment's version")
 		fs.BoolVar(&f.noShadow, "no-shadow", false, "remove the shadow")
 	}
+	fs.Float64Var(&f.holdout, "holdout", 0, "share of the requests held out (0-0.5; 0 removes it): their responses carry Slipway-Holdout: true so that the application withholds its action, and performance is reported apart for them")
 	f.autoscale.register(cmd, create)
 	f.resources.register(cmd, "replica")
 	f.registerWait(cmd)
@@ -103,6 +105,9 @@ func (f *deploymentFlags) fillSpec(cmd *cobra.Command, sp *slipway.DeploymentSpe
 		return err
 	}
 	sp.Resources = f.resources.resources(cmd, current.Resources)
+	if cmd.Flags().Changed("holdout") {
+		sp.Holdout = &slipway.Holdout{Share: f.holdout}
+	}
 	return f.fillShadow(cmd, sp, current.Shadow)
 }
 
@@ -537,6 +542,9 @@ func (a *app) printDeployment(d *slipway.Deployment) {
 		}
 		row(tw, "Shadow:", fmt.Sprintf("version %d gets a copy of every request on %d replica(s); %s", sh.Version, sh.Replicas, what))
 	}
+	if h := d.Holdout; h != nil {
+		row(tw, "Holdout:", fmt.Sprintf("%g%% of the requests (Slipway-Holdout: true); performance is reported apart for them", 100*h.Share))
+	}
 	row(tw, "Batching:", formatBatching(d.Batching))
 	row(tw, "Timeout:", fmt.Sprintf("%d ms", d.TimeoutMS))
 	row(tw, "Max queue:", d.MaxQueue)
@@ -875,7 +883,7 @@ The command waits until the change is done unless --no-wait.`,
 				return err
 			}
 			if noChange(sp) {
-				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, --isolation, --cpu, --memory-mb, an autoscaling flag, a --canary or a --shadow flag")
+				return errors.New("nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, --isolation, --cpu, --memory-mb, --holdout, an autoscaling flag, a --canary or a --shadow flag")
 			}
 			d, err := c.UpdateDeployment(cmd.Context(), name, sp)
 			if err != nil {
@@ -908,7 +916,7 @@ The command waits until the change is done unless --no-wait.`,
 func noChange(sp slipway.DeploymentSpec) bool {
 	return sp.Version == nil && sp.Alias == nil && sp.FollowAlias == nil && sp.Replicas == nil && sp.Batching == nil &&
 		sp.TimeoutMS == nil && sp.MaxQueue == nil && sp.Env == nil && sp.Canary == nil && sp.Shadow == nil &&
-		sp.Autoscaling == nil && sp.Load == nil && sp.Isolation == nil && sp.Resources == nil
+		sp.Autoscaling == nil && sp.Load == nil && sp.Isolation == nil && sp.Resources == nil && sp.Holdout == nil
 }
 
 func (a *app) deploymentsActivateCommand() *cobra.Command {

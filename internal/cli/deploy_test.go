@@ -623,7 +623,7 @@ func TestDeploymentsUpdate(t *testing.T) {
 		},
 		{
 			name: "nothing to change", args: []string{"deployments", "update", "churn-api", "--no-wait"}, wantCode: 1,
-			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, --isolation, --cpu, --memory-mb, an autoscaling flag, a --canary or a --shadow flag\n",
+			wantStderr: "Error: nothing to change: give --model-version, --alias, --follow-alias, --replicas, --batch-size, --batch-wait-ms, --timeout-ms, --max-queue, --env, --load, --isolation, --cpu, --memory-mb, --holdout, an autoscaling flag, a --canary or a --shadow flag\n",
 		},
 		{
 			name: "version and alias", args: []string{"deployments", "update", "churn-api", "--model-version", "4", "--alias", "x"}, wantCode: 1,

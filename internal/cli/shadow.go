@@ -52,6 +52,11 @@ func printShadowReport(w io.Writer, r *client.ShadowReport, since string) {
 		return
 	}
 	fmt.Fprintf(w, "Shadow version %d against live version %d, last %s\n", r.Version, r.LiveVersion, since)
+	printComparison(w, r)
+}
+
+// printComparison prints a shadow report's figures and slices (a shadow's, or a replay's).
+func printComparison(w io.Writer, r *client.ShadowReport) {
 	tw := newTable(w)
 	row(tw, "requests compared", fmt.Sprintf("%d (%d rows answered by both)", r.Requests, r.Compared))
 	row(tw, "agreement", fmtPercent(r.Agreement))

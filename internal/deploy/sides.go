@@ -8,8 +8,13 @@ import (
 	"github.com/slipway-ml/slipway/internal/serving"
 )
 
-// syncSides makes rt's canary and shadow match d's.
+// syncSides makes rt's canary, shadow and holdout match d's.
 func (s *Service) syncSides(ctx context.Context, d *slipway.Deployment, rt *serving.Router) error {
+	var holdout float64
+	if d.Holdout != nil {
+		holdout = d.Holdout.Share
+	}
+	rt.SetHoldout(holdout)
 	var canary, shadow *sideSpec
 	if c := d.Canary; c != nil {
 		canary = &sideSpec{version: c.Version, replicas: c.Replicas, weight: c.Weight}

@@ -73,6 +73,13 @@ func apply(d *slipway.Deployment, sp slipway.DeploymentSpec) {
 			d.Shadow = &shadow
 		}
 	}
+	if h := sp.Holdout; h != nil {
+		d.Holdout = nil
+		if h.Share != 0 {
+			holdout := *h
+			d.Holdout = &holdout
+		}
+	}
 	if sp.Alias != nil && sp.FollowAlias == nil {
 		d.FollowAlias = followsByDefault(d)
 	}

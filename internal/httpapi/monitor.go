@@ -70,6 +70,9 @@ type MetricsResponse struct {
 	Points     []*slipway.MetricPoint  `json:"points"`
 	Current    *slipway.MetricPoint    `json:"current"` // the minute in progress
 	Replicas   []slipway.ReplicaStatus `json:"replicas"`
+	// Version is the figures of one version (?version=): its requests, errors and latency on this server
+	// since it started. Points and Current are then left out: the stored minute points are the deployment's.
+	Version *slipway.VersionFigures `json:"version,omitempty"`
 }
 
 func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request, m *monitor.Service, name string) error {
@@ -80,11 +83,29 @@ func (s *Server) handleMetricsGet(w http.ResponseWriter, r *http.Request, m *mon
 	if to.Sub(from) > 31*24*time.Hour || !from.Before(to) {
 		return slipway.Errorf(slipway.EINVALID, "from must be before to, at most 31 days apart")
 	}
-	pts, err := m.Metrics(r.Context(), name, from, to)
+	version, err := versionParam(r)
 	if err != nil {
 		return err
 	}
-	resp := MetricsResponse{Deployment: name, From: from, To: to, Points: pts, Current: m.Live(name), Replicas: []slipway.ReplicaStatus{}}
+	resp := MetricsResponse{Deployment: name, From: from, To: to, Points: []*slipway.MetricPoint{}, Replicas: []slipway.ReplicaStatus{}}
+	if version > 0 {
+		d, err := s.deployments.Get(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		for _, rs := range d.ReplicaStatus {
+			if rs.Version == version {
+				resp.Replicas = append(resp.Replicas, rs)
+			}
+		}
+		f := m.VersionFigures(name, version)
+		resp.Version = &f
+		return reply(w, http.StatusOK, resp)
+	}
+	if resp.Points, err = m.Metrics(r.Context(), name, from, to); err != nil {
+		return err
+	}
+	resp.Current = m.Live(name)
 	if d, err := s.deployments.Get(r.Context(), name); err == nil {
 		resp.Replicas = d.ReplicaStatus
 	}
@@ -190,7 +211,11 @@ func (s *Server) handlePerformanceGet(w http.ResponseWriter, r *http.Request, m 
 	if err != nil {
 		return err
 	}
-	perf, err := m.Performance(r.Context(), name, from, to, window)
+	version, err := versionParam(r)
+	if err != nil {
+		return err
+	}
+	perf, err := m.PerformanceOfVersion(r.Context(), name, version, from, to, window)
 	return replyAll(w, perf, err)
 }
 

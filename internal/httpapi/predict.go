@@ -157,6 +157,9 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex
 	}
 	version := route.Version.Version
 	ex.Serving(version)
+	// A holdout request is told so (its application withholds its action) and marked in its capture.
+	heldOut := route.HeldOut(requestID(r))
+	ex.SetHoldout(heldOut)
 	rc := http.NewResponseController(w)
 	if s.readBy > 0 {
 		// A client sending its body a byte at a time is cut off, before any replica is taken (and so is one
@@ -190,6 +193,9 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, p *protocol, ex
 		return
 	}
 	predictHeaders(w, version, replica)
+	if heldOut {
+		w.Header().Set("Slipway-Holdout", "true")
+	}
 	if n := infoOf(r).inferHeaderLen; n > 0 {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Inference-Header-Content-Length", strconv.Itoa(n))

@@ -19,6 +19,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/deploy"
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/replay"
 	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
 )
@@ -56,6 +57,8 @@ type Config struct {
 	Rollouts *rollout.Service
 	// PythonEnvironments describes the server's Python environments (nil: none are listed).
 	PythonEnvironments func(context.Context) []slipway.PythonEnvironment
+	// Replays sends captured requests to candidate versions (nil: their routes answer 503).
+	Replays *replay.Service
 }
 
 // Server serves the API.
@@ -85,6 +88,7 @@ type Server struct {
 	fwd         *forwarder // nil: one server, nothing is forwarded
 	rollouts    *rollout.Service
 	pythonEnvs  func(context.Context) []slipway.PythonEnvironment
+	replays     *replay.Service
 
 	// Projects (project.go): the store, and caches of which projects exist and which project a deployment is in.
 	projects      slipway.ProjectStore
@@ -106,7 +110,7 @@ func New(cfg Config) *Server {
 		deployments: cfg.Deployments, maxPayload: cfg.MaxPayload, monitor: cfg.Monitor, jobs: cfg.Jobs, batch: cfg.Batch,
 		backup: cfg.Backup, readBy: cfg.PayloadReadTimeout, writeBy: cfg.WriteTimeout, maxTokenTTL: cfg.MaxTokenTTL,
 		audit: cfg.Audit, actions: operationIDs(), limiter: newRateLimiter(), rollouts: cfg.Rollouts,
-		pythonEnvs: cfg.PythonEnvironments}
+		pythonEnvs: cfg.PythonEnvironments, replays: cfg.Replays}
 	if cfg.Monitor != nil {
 		cfg.Monitor.Registry().MustRegister(s.limiter.limited)
 	}
@@ -176,6 +180,7 @@ func New(cfg Config) *Server {
 	s.routes = append(s.routes, s.replicaRoutes()...)
 	s.routes = append(s.routes, s.shadowRoutes()...)
 	s.routes = append(s.routes, s.rolloutRoutes()...)
+	s.routes = append(s.routes, s.replayRoutes()...)
 	s.routes = append(s.routes, s.projectRoutes()...)
 	s.routes = append(s.routes, s.environmentRoutes()...)
 	s.projects = cfg.Projects

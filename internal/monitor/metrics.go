@@ -35,6 +35,14 @@ type Exchange struct {
 	inJSON  []byte
 	outJSON []byte
 	shadow  uint64 // the shadow join's key when the shadow's answer is compared (0: not)
+	holdout bool   // the request is in the deployment's holdout share
+}
+
+// SetHoldout marks the request as one of the deployment's holdout share (kept in its capture).
+func (e *Exchange) SetHoldout(holdout bool) {
+	if e != nil {
+		e.holdout = holdout
+	}
 }
 
 // Serving marks the deployment as found and serving version (before the model call).
@@ -424,7 +432,7 @@ func (s *Service) Finish(e *Exchange, status int, bytesOut int64) {
 		return
 	}
 	c := &slipway.Capture{Deployment: e.Deployment, RequestID: e.RequestID, ModelVersion: e.version, Time: e.Start,
-		Protocol: e.Protocol}
+		Protocol: e.Protocol, LatencyMS: float64(elapsed.Microseconds()) / 1000, Holdout: e.holdout}
 	select {
 	case s.captures <- captureItem{c: c, in: e.inputs, out: e.outputs, inJSON: e.inJSON, outJSON: e.outJSON}:
 		d.captured.Inc()

@@ -69,13 +69,7 @@ func (s *Service) performance(ctx context.Context, deployment string, version in
 		return nil, invalidf("%s windows from %s to %s would be more than %d: use a longer window or a shorter range", window, from.Format(time.RFC3339), to.Format(time.RFC3339), MaxWindows)
 	}
 	tg := s.target(ctx, d, st)
-	type acc struct {
-		truth, pred []string
-		scores      []float64
-		hasScores   bool
-		yt, yp      []float64
-	}
-	wins := map[int64]*acc{}
+	wins := map[int64]*perfWindow{}
 	start := from.Truncate(window)
 	err = s.data.ScanLabelled(ctx, deployment, from, to, func(c *slipway.Capture, fbs []*slipway.Feedback) error {
 		if version != 0 && c.ModelVersion != version {
@@ -101,28 +95,17 @@ func (s *Service) performance(ctx context.Context, deployment string, version in
 			return nil
 		}
 		k := int64(c.Time.Sub(start) / window)
-		a := wins[k]
-		if a == nil {
-			a = &acc{hasScores: score != nil}
-			wins[k] = a
+		w := wins[k]
+		if w == nil {
+			w = &perfWindow{all: newPerfAcc(score != nil), held: newPerfAcc(score != nil), treated: newPerfAcc(score != nil)}
+			wins[k] = w
 		}
-		for _, f := range fbs {
-			if f.Row >= int(pred.NumElements()) {
-				continue
-			}
-			switch {
-			case f.Value != nil:
-				a.yt = append(a.yt, *f.Value)
-				a.yp = append(a.yp, tensorFloat(pred, f.Row))
-			case f.Label != nil:
-				a.truth = append(a.truth, *f.Label)
-				a.pred = append(a.pred, tensorText(pred, f.Row, tg.dtype))
-				if score != nil && f.Row < int(score.NumElements()) {
-					a.scores = append(a.scores, scoreOf(score, f.Row))
-				} else {
-					a.hasScores = false
-				}
-			}
+		side := w.treated
+		if c.Holdout {
+			side, w.anyHeld = w.held, true
+		}
+		for _, a := range []*perfAcc{w.all, side} {
+			a.add(fbs, pred, score, tg.dtype)
 		}
 		return nil
 	})
@@ -131,24 +114,17 @@ func (s *Service) performance(ctx context.Context, deployment string, version in
 	}
 	var out []*slipway.Performance
 	for k := int64(0); start.Add(time.Duration(k) * window).Before(to); k++ {
-		a := wins[k]
-		if a == nil {
+		w := wins[k]
+		if w == nil {
 			continue
 		}
-		p := &slipway.Performance{From: start.Add(time.Duration(k) * window), To: start.Add(time.Duration(k+1) * window)}
-		switch {
-		case len(a.truth) > 0:
-			var scores []float64
-			if a.hasScores && len(a.scores) == len(a.truth) {
-				scores = a.scores
-			}
-			c := stats.ClassificationMetrics(a.truth, a.pred, scores, st.PositiveLabel)
-			p.Task, p.Labelled, p.Classification = "classification", len(a.truth), &c
-		case len(a.yt) > 0:
-			r := stats.RegressionMetrics(a.yt, a.yp)
-			p.Task, p.Labelled, p.Regression = "regression", len(a.yt), &r
-		default:
+		p := w.all.performance(st.PositiveLabel)
+		if p == nil {
 			continue
+		}
+		p.From, p.To = start.Add(time.Duration(k)*window), start.Add(time.Duration(k+1)*window)
+		if w.anyHeld {
+			p.Holdout, p.Treated = w.held.performance(st.PositiveLabel), w.treated.performance(st.PositiveLabel)
 		}
 		out = append(out, p)
 	}
@@ -192,4 +168,63 @@ func scoreOf(t *workerproto.Tensor, i int) float64 {
 		k *= int(d)
 	}
 	return tensorFloat(t, i*k+k-1)
+}
+
+// perfWindow accumulates one window's labelled rows: all of them, and apart those of the holdout share and
+// the treated rest.
+type perfWindow struct {
+	all, held, treated *perfAcc
+	anyHeld            bool
+}
+
+// perfAcc is the truth and the predictions of labelled rows.
+type perfAcc struct {
+	truth, pred []string
+	scores      []float64
+	hasScores   bool
+	yt, yp      []float64
+}
+
+func newPerfAcc(hasScores bool) *perfAcc { return &perfAcc{hasScores: hasScores} }
+
+// add takes a capture's labelled rows: its prediction (and score) against each row's truth.
+func (a *perfAcc) add(fbs []*slipway.Feedback, pred, score *workerproto.Tensor, dtype string) {
+	for _, f := range fbs {
+		if f.Row >= int(pred.NumElements()) {
+			continue
+		}
+		switch {
+		case f.Value != nil:
+			a.yt = append(a.yt, *f.Value)
+			a.yp = append(a.yp, tensorFloat(pred, f.Row))
+		case f.Label != nil:
+			a.truth = append(a.truth, *f.Label)
+			a.pred = append(a.pred, tensorText(pred, f.Row, dtype))
+			if score != nil && f.Row < int(score.NumElements()) {
+				a.scores = append(a.scores, scoreOf(score, f.Row))
+			} else {
+				a.hasScores = false
+			}
+		}
+	}
+}
+
+// performance computes the metrics of the rows taken (nil: none labelled).
+func (a *perfAcc) performance(positive string) *slipway.Performance {
+	p := &slipway.Performance{}
+	switch {
+	case len(a.truth) > 0:
+		var scores []float64
+		if a.hasScores && len(a.scores) == len(a.truth) {
+			scores = a.scores
+		}
+		c := stats.ClassificationMetrics(a.truth, a.pred, scores, positive)
+		p.Task, p.Labelled, p.Classification = "classification", len(a.truth), &c
+	case len(a.yt) > 0:
+		r := stats.RegressionMetrics(a.yt, a.yp)
+		p.Task, p.Labelled, p.Regression = "regression", len(a.yt), &r
+	default:
+		return nil
+	}
+	return p
 }

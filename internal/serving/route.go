@@ -2,6 +2,7 @@ package serving
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -71,9 +72,15 @@ type Router struct {
 	Pool    *Pool
 	mu      sync.RWMutex
 	version *slipway.ModelVersion
-	canary  *Side // takes weight percent of the requests
-	shadow  *Side // gets a copy of every request; its answers are dropped
+	canary  *Side         // takes weight percent of the requests
+	shadow  *Side         // gets a copy of every request; its answers are dropped
+	holdout atomic.Uint64 // the holdout share's float64 bits (0: none)
 }
+
+// SetHoldout sets the share of requests held out (0: none).
+func (r *Router) SetHoldout(share float64) { r.holdout.Store(math.Float64bits(share)) }
+
+func (r *Router) holdoutShare() float64 { return math.Float64frombits(r.holdout.Load()) }
 
 // NewRouter routes every request to pool, which serves v.
 func NewRouter(pool *Pool, v *slipway.ModelVersion) *Router {
@@ -86,7 +93,11 @@ type Route struct {
 	Pool    *Pool
 	Version *slipway.ModelVersion
 	shadow  *Side
+	holdout float64 // the deployment's holdout share
 }
+
+// HeldOut reports whether the request with id is one of the deployment's holdout share.
+func (rt Route) HeldOut(id string) bool { return slipway.HeldOut(rt.holdout, id) }
 
 // Pick routes one request, from one snapshot (a rollout may switch versions meanwhile): to the canary for its
 // share of the requests, at random, else to the deployment's version.
@@ -94,9 +105,9 @@ func (r *Router) Pick() Route {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if c := r.canary; c != nil && rand.IntN(100) < c.weight {
-		return Route{Pool: c.pool, Version: c.version, shadow: r.shadow}
+		return Route{Pool: c.pool, Version: c.version, shadow: r.shadow, holdout: r.holdoutShare()}
 	}
-	return Route{Pool: r.Pool, Version: r.version, shadow: r.shadow}
+	return Route{Pool: r.Pool, Version: r.version, shadow: r.shadow, holdout: r.holdoutShare()}
 }
 
 // ForVersion routes a request that names version n to the deployment's or its canary's pool.
@@ -105,9 +116,9 @@ func (r *Router) ForVersion(n int) (Route, bool) {
 	defer r.mu.RUnlock()
 	switch {
 	case r.version.Version == n:
-		return Route{Pool: r.Pool, Version: r.version, shadow: r.shadow}, true
+		return Route{Pool: r.Pool, Version: r.version, shadow: r.shadow, holdout: r.holdoutShare()}, true
 	case r.canary != nil && r.canary.version.Version == n:
-		return Route{Pool: r.canary.pool, Version: r.canary.version, shadow: r.shadow}, true
+		return Route{Pool: r.canary.pool, Version: r.canary.version, shadow: r.shadow, holdout: r.holdoutShare()}, true
 	}
 	return Route{}, false
 }

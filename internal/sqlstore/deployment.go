@@ -10,7 +10,7 @@ import (
 
 var _ slipway.DeploymentStore = (*DB)(nil)
 
-const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, isolation, resources, engine, created_at, updated_at, revision, project`
+const deploymentColumns = `name, state, reason, model, version, alias, follow_alias, replicas, batching, timeout_ms, max_queue, env, canary, shadow, autoscaling, load_mode, isolation, resources, engine, created_at, updated_at, revision, project, holdout`
 
 var deploymentTable = byName[slipway.Deployment]{table: "deployments", columns: deploymentColumns, kind: "deployment", scan: scanDeployment}
 
@@ -23,9 +23,9 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error
 		return err
 	}
 	d.Project = slipway.ProjectForCreate(ctx)
-	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)`,
+	_, err = db.w.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
 		d.Name, string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching,
-		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, j.resources, d.Engine, formatTime(now), formatTime(now), d.Project)
+		d.TimeoutMS, d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, j.resources, d.Engine, formatTime(now), formatTime(now), d.Project, j.holdout)
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("deployment %q", d.Name))
 	}
@@ -34,14 +34,14 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) error
 }
 
 // deploymentJSON holds the columns of a deployment that are stored as JSON.
-type deploymentJSON struct{ batching, env, canary, shadow, autoscaling, resources string }
+type deploymentJSON struct{ batching, env, canary, shadow, autoscaling, resources, holdout string }
 
 func encodeDeployment(d *slipway.Deployment) (deploymentJSON, error) {
 	var j deploymentJSON
 	for _, c := range []struct {
 		dst *string
 		v   any
-	}{{&j.batching, d.Batching}, {&j.env, nonNilTags(d.Env)}, {&j.canary, d.Canary}, {&j.shadow, d.Shadow}, {&j.autoscaling, d.Autoscaling}, {&j.resources, d.Resources}} {
+	}{{&j.batching, d.Batching}, {&j.env, nonNilTags(d.Env)}, {&j.canary, d.Canary}, {&j.shadow, d.Shadow}, {&j.autoscaling, d.Autoscaling}, {&j.resources, d.Resources}, {&j.holdout, d.Holdout}} {
 		b, err := json.Marshal(c.v)
 		if err != nil { // a NaN in the canary analysis
 			return j, fmt.Errorf("sqlstore: encode deployment %s: %w", d.Name, err)
@@ -56,13 +56,13 @@ func scanDeployment(row rowScanner) (*slipway.Deployment, error) {
 	var j deploymentJSON
 	var created, updated string
 	if err := row.Scan(&d.Name, &d.State, &d.Reason, &d.Model, &d.Version, &d.Alias, &d.FollowAlias, &d.Replicas,
-		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &d.Isolation, &j.resources, &d.Engine, &created, &updated, &d.Revision, &d.Project); err != nil {
+		&j.batching, &d.TimeoutMS, &d.MaxQueue, &j.env, &j.canary, &j.shadow, &j.autoscaling, &d.Load, &d.Isolation, &j.resources, &d.Engine, &created, &updated, &d.Revision, &d.Project, &j.holdout); err != nil {
 		return nil, err
 	}
 	for _, c := range []struct {
 		name, src string
 		dst       any
-	}{{"canary", j.canary, &d.Canary}, {"shadow", j.shadow, &d.Shadow}, {"batching", j.batching, &d.Batching}, {"env", j.env, &d.Env}, {"autoscaling", j.autoscaling, &d.Autoscaling}, {"resources", j.resources, &d.Resources}} {
+	}{{"canary", j.canary, &d.Canary}, {"shadow", j.shadow, &d.Shadow}, {"batching", j.batching, &d.Batching}, {"env", j.env, &d.Env}, {"autoscaling", j.autoscaling, &d.Autoscaling}, {"resources", j.resources, &d.Resources}, {"holdout", j.holdout, &d.Holdout}} {
 		if err := json.Unmarshal([]byte(c.src), c.dst); err != nil {
 			return nil, fmt.Errorf("decode %s of %s: %w", c.name, d.Name, err)
 		}
@@ -90,9 +90,9 @@ func (db *DB) UpdateDeployment(ctx context.Context, d *slipway.Deployment) error
 	}
 	res, err := db.w.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, model = ?, version = ?, alias = ?,
 		follow_alias = ?, replicas = ?, batching = ?, timeout_ms = ?, max_queue = ?, env = ?, canary = ?, shadow = ?,
-		autoscaling = ?, load_mode = ?, isolation = ?, resources = ?, updated_at = ?, revision = revision + 1 WHERE name = ? AND revision = ?`,
+		autoscaling = ?, load_mode = ?, isolation = ?, resources = ?, holdout = ?, updated_at = ?, revision = revision + 1 WHERE name = ? AND revision = ?`,
 		string(d.State), d.Reason, d.Model, d.Version, d.Alias, d.FollowAlias, d.Replicas, j.batching, d.TimeoutMS,
-		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, j.resources, formatTime(d.UpdatedAt), d.Name, d.Revision)
+		d.MaxQueue, j.env, j.canary, j.shadow, j.autoscaling, d.Load, d.Isolation, j.resources, j.holdout, formatTime(d.UpdatedAt), d.Name, d.Revision)
 	if err := affectedOne(res, err, fmt.Sprintf("deployment %q", d.Name)); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		if err == nil {
 			d.Revision++

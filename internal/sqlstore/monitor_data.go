@@ -107,6 +107,11 @@ CREATE TABLE shadow_pairs (
     features       BLOB    NOT NULL
 );
 CREATE INDEX shadow_pairs_deployment_ts ON shadow_pairs (deployment, ts);
+`, `
+-- A capture's latency (the live side of a replay's report) and whether the request was in the deployment's
+-- holdout share (performance is reported apart for holdout and treated traffic).
+ALTER TABLE captures ADD COLUMN latency_ms REAL NOT NULL DEFAULT 0;
+ALTER TABLE captures ADD COLUMN holdout INTEGER NOT NULL DEFAULT 0;
 `}
 
 // requestHash is the rid column: FNV-1a 64 of a request id, as a signed integer. Lookups compare the id too, so
@@ -250,10 +255,11 @@ func insertRows(ctx context.Context, tx *sql.Tx, table, cols string, n int, rows
 func (db *MonitorDB) InsertCaptures(ctx context.Context, cs []*slipway.Capture) error {
 	rows := make([][]any, len(cs))
 	for i, c := range cs {
-		rows[i] = []any{c.Deployment, c.RequestID, requestHash(c.RequestID), c.ModelVersion, ms(c.Time), c.Rows, c.Protocol, c.Inputs, c.Outputs}
+		rows[i] = []any{c.Deployment, c.RequestID, requestHash(c.RequestID), c.ModelVersion, ms(c.Time), c.Rows, c.Protocol, c.Inputs, c.Outputs,
+			c.LatencyMS, c.Holdout}
 	}
 	return db.batch(ctx, func(tx *sql.Tx) error {
-		return insertRows(ctx, tx, "captures", "deployment, request_id, rid, model_version, ts, rows, protocol, inputs, outputs", 9, rows)
+		return insertRows(ctx, tx, "captures", "deployment, request_id, rid, model_version, ts, rows, protocol, inputs, outputs, latency_ms, holdout", 11, rows)
 	})
 }
 
@@ -367,7 +373,7 @@ func nullString(s *string) any {
 // ScanLabelled streams the captured requests in [from, to) that have feedback, each with its feedback rows. When
 // a request id was captured more than once, the latest capture is used.
 func (db *MonitorDB) ScanLabelled(ctx context.Context, deployment string, from, to time.Time, fn func(*slipway.Capture, []*slipway.Feedback) error) error {
-	rows, err := db.r.QueryContext(ctx, `SELECT c.id, c.request_id, c.model_version, c.ts, c.rows, c.protocol, c.outputs,
+	rows, err := db.r.QueryContext(ctx, `SELECT c.id, c.request_id, c.model_version, c.ts, c.rows, c.protocol, c.outputs, c.holdout,
 			f.row, f.label, f.value, f.ts, f.received_at
 		FROM feedback f JOIN captures c ON c.id = (SELECT MAX(id) FROM captures WHERE rid = f.rid AND deployment = f.deployment AND request_id = f.request_id)
 		WHERE f.deployment = ? AND c.ts >= ? AND c.ts < ? ORDER BY c.ts, c.id, f.row`, deployment, ms(from), ms(to))
@@ -383,7 +389,7 @@ func (db *MonitorDB) ScanLabelled(ctx context.Context, deployment string, from, 
 		var ts, fts, frecv int64
 		var label sql.NullString
 		var value sql.NullFloat64
-		if err := rows.Scan(&c.ID, &c.RequestID, &c.ModelVersion, &ts, &c.Rows, &c.Protocol, &c.Outputs,
+		if err := rows.Scan(&c.ID, &c.RequestID, &c.ModelVersion, &ts, &c.Rows, &c.Protocol, &c.Outputs, &c.Holdout,
 			&f.Row, &label, &value, &fts, &frecv); err != nil {
 			return fmt.Errorf("sqlstore: scan feedback: %w", err)
 		}

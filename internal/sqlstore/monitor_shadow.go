@@ -63,7 +63,7 @@ func (db *MonitorDB) ScanShadowPairs(ctx context.Context, deployment string, fro
 func (db *MonitorDB) PageCaptures(ctx context.Context, p slipway.CapturePage) ([]slipway.LabelledCapture, error) {
 	// The index range starts at the cursor's time (not at from: each page would scan every row before it);
 	// rows of that same millisecond are told apart by id.
-	q := `SELECT id, request_id, model_version, ts, rows, protocol, inputs, outputs FROM captures
+	q := `SELECT id, request_id, model_version, ts, rows, protocol, inputs, outputs, latency_ms, holdout FROM captures
 		WHERE deployment = ? AND ts >= ? AND ts < ? AND (ts > ? OR id > ?)`
 	start, after := ms(p.From), ms(p.From)-1
 	if !p.AfterTime.IsZero() {
@@ -79,7 +79,7 @@ func (db *MonitorDB) PageCaptures(ctx context.Context, p slipway.CapturePage) ([
 	page, err := queryAll(ctx, db.r, func(r rowScanner) (slipway.LabelledCapture, error) {
 		c := slipway.Capture{Deployment: p.Deployment}
 		var ts int64
-		err := r.Scan(&c.ID, &c.RequestID, &c.ModelVersion, &ts, &c.Rows, &c.Protocol, &c.Inputs, &c.Outputs)
+		err := r.Scan(&c.ID, &c.RequestID, &c.ModelVersion, &ts, &c.Rows, &c.Protocol, &c.Inputs, &c.Outputs, &c.LatencyMS, &c.Holdout)
 		c.Time = fromMS(ts)
 		return slipway.LabelledCapture{Capture: &c}, err
 	}, "page captures", q, args...)

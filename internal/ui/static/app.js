@@ -551,6 +551,19 @@ function rolloutsSection(base, rs, refresh) {
         (c.passed ? "✓ " : "✗ ") + c.gate + " " + num(c.threshold) + ": " + c.evidence))]), "No decision yet.")));
 }
 
+// replaysSection shows a deployment's latest replays: progress, and the report of a finished one.
+function replaysSection(base, rs, refresh) {
+  if (!rs.length) return [el("p", { class: "muted" }, "No replays. A replay sends captured requests to a candidate version offline " +
+    "and compares its answers with the live ones (slipway replays start, or POST " + base + "/replays).")];
+  return rs.slice(0, 3).map(r => el("div", { class: "replay", id: "replay-" + r.id },
+    el("h3", {}, "Replay " + r.id + ": version " + r.spec.version + ", " + r.sent + " of " + r.total + " requests ", badge(r.state),
+      r.state === "RUNNING" ? actionButton("Cancel", "cancel-replay-" + r.id, base + "/replays/" + enc(r.id) + "/cancel", refresh,
+        "Cancel the replay to version " + r.spec.version + "? Its replicas stop.") : null),
+    r.reason ? el("p", { class: r.state === "FAILED" ? "error" : "muted" }, r.reason) : null,
+    r.report && r.report.requests ? shadowReport(r.report, "Replayed version " + r.report.version + " against the captured answers of version " +
+      r.report.live_version + ", " + when(r.spec.from) + " to " + when(r.spec.to)) : null));
+}
+
 async function deploymentPage(name) {
   const base = "/api/v1/deployments/" + enc(name);
   const d = await api(base);
@@ -560,6 +573,7 @@ async function deploymentPage(name) {
   const shadow = el("div", { id: "shadow-comparison" });
   const quality = el("div", { id: "performance" });
   const rollouts = el("div", { id: "rollouts" });
+  const replays = el("div", { id: "replays" });
   const alerts = el("div");
   const logs = el("pre", { class: "log", id: "deployment-log" });
   const range = el("select", { id: "range", onchange: () => refreshMetrics() },
@@ -586,6 +600,7 @@ async function deploymentPage(name) {
     props([["model", [link("models/" + enc(d.model), d.model), " version ",
       link("models/" + enc(d.model) + "/versions/" + d.version, String(d.version)), aliasNote(d)]],
     ["replicas", replicasNote(d)], ["canary / shadow", sides(d)],
+    ...(d.holdout ? [["holdout", num(d.holdout.share * 100) + "% of the requests (Slipway-Holdout: true)"]] : []),
     ["batching", d.batching ? "up to " + d.batching.max_batch_size + " rows, wait " + d.batching.max_wait_ms + " ms" : "off"],
     ["timeout", d.timeout_ms + " ms"], ["queue", d.max_queue + " requests"],
     ["URLs", Object.values(d.urls || {}).map(u => el("div", {}, el("code", {}, location.origin + u)))]]),
@@ -641,6 +656,12 @@ async function deploymentPage(name) {
       if (seq === pageSeq) fill(rollouts, ...rolloutsSection(base, r.items || [], refreshRollouts));
     } catch (err) { if (seq === pageSeq) fill(rollouts, errorBox(err)); }
   }
+  async function refreshReplays() {
+    try {
+      const r = await api(base + "/replays");
+      if (seq === pageSeq) fill(replays, ...replaysSection(base, r.items || [], refreshReplays));
+    } catch (err) { if (seq === pageSeq) fill(replays, errorBox(err)); }
+  }
   async function refreshAlerts() {
     try {
       const [rules, h] = await Promise.all([api(base + "/alerts"), api(base + "/alerts/history?limit=20")]);
@@ -678,6 +699,7 @@ async function deploymentPage(name) {
   every(30000, refreshShadow);
   every(60000, refreshQuality);
   every(3000, refreshRollouts);
+  every(3000, refreshReplays);
   every(30000, refreshAlerts);
   return el("div", {},
     el("div", { class: "crumbs" }, link("deployments", "Deployments"), " / ", name),
@@ -692,6 +714,7 @@ async function deploymentPage(name) {
     el("h2", {}, "Model quality"), quality,
     el("h2", {}, "Rollouts"), rollouts,
     el("h2", {}, "Shadow comparison"), shadow,
+    el("h2", {}, "Replays"), replays,
     el("h2", {}, "Alerts"), alerts, alertRule,
     el("h2", {}, "Logs"), logs);
 }
@@ -864,11 +887,11 @@ function performanceReport(ps) {
 }
 
 // shadowReport shows how the shadow's answers compare with the live version's (GET .../shadow).
-function shadowReport(r) {
+function shadowReport(r, title) {
   if (!r.requests) return el("p", { class: "muted" }, "No compared requests in the last 24 h.");
   const pct = v => v === null || v === undefined ? "–" : num(v * 100) + "%";
   return el("div", {},
-    el("p", {}, "Shadow version " + r.version + " against live version " + r.live_version + ", last 24 h: " +
+    el("p", {}, (title || "Shadow version " + r.version + " against live version " + r.live_version + ", last 24 h") + ": " +
       num(r.requests) + " requests, " + num(r.compared) + " rows answered by both."),
     props([["agreement", pct(r.agreement)], ["mean / max abs. difference", num(r.mean_abs_diff) + " / " + num(r.max_abs_diff)],
       ["errors (live / shadow)", num(r.errors.live) + " / " + num(r.errors.shadow)],
