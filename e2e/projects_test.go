@@ -123,7 +123,7 @@ EOF
 		"{schedule}": "risk-sched", "{version}": "1", "{alias}": "champion", "{path}": "model.pkl", "{project}": "risk"}
 	idOf := map[string]string{"/api/v1/job-runs/": runID, "/api/v1/pipeline-runs/": pipelineRunID, "/api/v1/files/": fileID,
 		"/api/v1/batch-predictions/": batchID, "/api/v1/tokens/": risk.ID, "/alerts/": "1", "/replicas/": "r1",
-		"/rollouts/": "1"}
+		"/rollouts/": "1", "/replays/": "rp-1"}
 
 	// The risk token sees its resources (the 404s below are about projects, not about missing resources).
 	for _, path := range []string{"/api/v1/models/risk-model", "/api/v1/models/made-by-run", "/api/v1/deployments/risk-dep",

@@ -17,11 +17,7 @@ const MaxWindows = 2000
 // Performance computes model quality from ground truth joined with captured predictions, per window of the given
 // length (0: the deployment's drift window) over [from, to), with CBPE's label-free estimate next to the truth; windows with neither are left out.
 func (s *Service) Performance(ctx context.Context, deployment string, from, to time.Time, window time.Duration) ([]*slipway.Performance, error) {
-	ps, err := s.performance(ctx, deployment, 0, from, to, window)
-	if err != nil {
-		return nil, err
-	}
-	return s.addEstimates(ctx, deployment, 0, from, to, window, ps) // label-free estimates next to the truth
+	return s.PerformanceOfVersion(ctx, deployment, 0, from, to, window)
 }
 
 // VersionAccuracy is the accuracy of the requests version answered in [from, to) (a canary's, or the live

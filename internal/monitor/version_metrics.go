@@ -8,9 +8,13 @@ import (
 )
 
 // PerformanceOfVersion is Performance over the requests one version answered (0: every version): a canary's
-// quality apart from the live version's.
+// quality apart from the live version's, with the label-free estimate of the same requests next to the truth.
 func (s *Service) PerformanceOfVersion(ctx context.Context, deployment string, version int, from, to time.Time, window time.Duration) ([]*slipway.Performance, error) {
-	return s.performance(ctx, deployment, version, from, to, window)
+	ps, err := s.performance(ctx, deployment, version, from, to, window)
+	if err != nil {
+		return nil, err
+	}
+	return s.addEstimates(ctx, deployment, version, from, to, window, ps)
 }
 
 // VersionFigures are version's figures in deployment since this server started.
