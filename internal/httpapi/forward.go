@@ -100,7 +100,7 @@ func newForwarder(s *Server, hosts Hosts, timeout time.Duration) *forwarder {
 					"url", t.url.String(), "request_id", requestID(r), "error", err, "note", "logged once a second at most")
 			}
 			s.problem(w, r, slipway.Wrap(slipway.EUNAVAILABLE, err, "deployment %s is hosted by server %s (%s), which did not answer: "+
-				"retry shortly (if that server is down, another one takes the deployment over within 30 s)", t.deployment, t.server, t.url.Host))
+				"retry shortly (if that server is down, another server takes the deployment over once its lease expires: --lease-ttl, 15 s by default)", t.deployment, t.server, t.url.Host))
 		},
 	}
 	return f
