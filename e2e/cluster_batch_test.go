@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
 // A batch run whose input was uploaded to server A and whose output is a file moves to server B when A is
@@ -21,13 +20,7 @@ import (
 // the parts' checkpoints in the database. B resumes from those checkpoints, the output holds every row exactly
 // once, and it downloads through B (its bytes match the digest recorded for it).
 func TestClusterBatchUploadAndFileOutputMove(t *testing.T) {
-	slipwaytest.UseS3Credentials(t)
-	bucket := slipwaytest.StartS3(t, "slipway")
-	store := "s3://slipway/prod?endpoint=" + bucket.URL
-	pg := slipwaytest.StartPostgres(t)
-	dsn := pg.CreateDatabase(t, "slipway")
-	a := clusterMember(t, "", dsn, store, "")
-	b := clusterMember(t, "", dsn, store, a.Token)
+	a, b, pg := twoClusterMembers(t)
 	ca, cb := a.Client(), b.Client()
 
 	pushSlowChurn(t, a) // 50 ms per chunk, so that the kill lands mid-run

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/slipway-ml/slipway/internal/inference/inferencepb"
-	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
 // TestBenchCluster is `make bench-cluster` (docs/benchmarks.md, "Several servers"): API and prediction
@@ -33,13 +32,7 @@ func TestBenchCluster(t *testing.T) {
 		t.Skip("a benchmark: make bench-cluster")
 	}
 	rounds, dur, workers := 3, 5*time.Second, 8
-	slipwaytest.UseS3Credentials(t)
-	bucket := slipwaytest.StartS3(t, "slipway")
-	store := "s3://slipway/prod?endpoint=" + bucket.URL
-	pg := slipwaytest.StartPostgres(t)
-	dsn := pg.CreateDatabase(t, "slipway")
-	a := clusterMember(t, "", dsn, store, "")
-	b := clusterMember(t, "", dsn, store, a.Token)
+	a, b, _ := twoClusterMembers(t)
 	pushExamples(t, a)
 	deploy(t, a, "churn-a", "--model", "churn@champion") // hosted by A
 	deploy(t, b, "churn-b", "--model", "churn@champion") // hosted by B

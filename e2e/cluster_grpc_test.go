@@ -12,20 +12,13 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/slipway-ml/slipway/internal/inference/inferencepb"
-	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
 // A gRPC ModelInfer sent to the server that does not host the deployment is forwarded to the host's gRPC
 // address (recorded in the servers table): it answers what HTTP answers, with the caller's request id, and the
 // host records the call (its monitor counts it, not the forwarding server's).
 func TestClusterGRPCForwardedToTheHost(t *testing.T) {
-	slipwaytest.UseS3Credentials(t)
-	bucket := slipwaytest.StartS3(t, "slipway")
-	store := "s3://slipway/prod?endpoint=" + bucket.URL
-	pg := slipwaytest.StartPostgres(t)
-	dsn := pg.CreateDatabase(t, "slipway")
-	a := clusterMember(t, "", dsn, store, "")
-	b := clusterMember(t, "", dsn, store, a.Token)
+	a, b, pg := twoClusterMembers(t)
 	if out, errOut, code := b.cli("models", "push", examplePath("onnx-churn", "model.onnx"), "--model", "churn-onnx",
 		"--metadata", examplePath("onnx-churn", "metadata.json")); code != 0 {
 		t.Fatalf("push onnx: %s %s", out, errOut)

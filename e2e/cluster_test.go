@@ -21,6 +21,21 @@ import (
 // folder. These tests are not parallel: the bucket's credentials are in the environment.
 
 // clusterMember starts a server on the shared database and bucket. The first server of an installation creates
+
+// twoClusterMembers starts PostgreSQL, a versitygw bucket and two servers of one installation on them (B joins
+// with A's admin token), and returns the servers and the database (for the tests that read it).
+func twoClusterMembers(t *testing.T) (a, b *server, pg *slipwaytest.Postgres) {
+	t.Helper()
+	slipwaytest.UseS3Credentials(t)
+	bucket := slipwaytest.StartS3(t, "slipway")
+	store := "s3://slipway/prod?endpoint=" + bucket.URL
+	pg = slipwaytest.StartPostgres(t)
+	dsn := pg.CreateDatabase(t, "slipway")
+	a = clusterMember(t, "", dsn, store, "")
+	b = clusterMember(t, "", dsn, store, a.Token)
+	return a, b, pg
+}
+
 // the admin token; the others are given it (their data folders start empty).
 func clusterMember(t *testing.T, dataDir, dsn, store, token string) *server {
 	t.Helper()
@@ -197,13 +212,7 @@ func TestClusterTwoServersShareOneInstallation(t *testing.T) {
 
 // A schedule ticking every 2 s on two servers: each tick starts exactly one run.
 func TestClusterScheduleTicksOnce(t *testing.T) {
-	slipwaytest.UseS3Credentials(t)
-	bucket := slipwaytest.StartS3(t, "slipway")
-	store := "s3://slipway/prod?endpoint=" + bucket.URL
-	pg := slipwaytest.StartPostgres(t)
-	dsn := pg.CreateDatabase(t, "slipway")
-	a := clusterMember(t, "", dsn, store, "")
-	b := clusterMember(t, "", dsn, store, a.Token)
+	a, b, pg := twoClusterMembers(t)
 	ca := a.Client()
 	createShellJob(t, ca, "tick", "echo tick\n", slipway.JobSpec{})
 	if _, err := b.Client().CreateSchedule(ctxFor(t, time.Minute), client.ScheduleSpec{Name: "every-2s", Cron: "*/2 * * * * *",

@@ -11,7 +11,6 @@ import (
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/client"
-	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
 // 50 concurrent API writers spread over two servers. Each creates a token, moves an alias of its own and adds
@@ -19,13 +18,7 @@ import (
 // means somebody else wrote first: read again). Nothing is lost: 50 tokens, 50 aliases, max_queue + 50; and
 // no client ever sees a deadlock, a serialization failure or a 5xx.
 func TestClusterConcurrentWritersLoseNothing(t *testing.T) {
-	slipwaytest.UseS3Credentials(t)
-	bucket := slipwaytest.StartS3(t, "slipway")
-	store := "s3://slipway/prod?endpoint=" + bucket.URL
-	pg := slipwaytest.StartPostgres(t)
-	dsn := pg.CreateDatabase(t, "slipway")
-	a := clusterMember(t, "", dsn, store, "")
-	b := clusterMember(t, "", dsn, store, a.Token)
+	a, b, _ := twoClusterMembers(t)
 	pushExamples(t, a)
 	deploy(t, a, "churn", "--model", "churn@champion")
 	ctx := ctxFor(t, 5*time.Minute)
