@@ -39,6 +39,7 @@ type serveConfig struct {
 	statusFile, pod             string
 	tlsCert, tlsKey, caCert     string
 	python, scheduling          string
+	maxSessions                 int
 	spec                        slipway.ReplicaSpec
 }
 
@@ -56,6 +57,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.caCert, "ca-cert", "", "CA (or self-signed certificate) the server's HTTPS certificate chains to")
 	fs.StringVar(&c.python, "python", "/usr/bin/python3", "interpreter for python models")
 	fs.StringVar(&c.scheduling, "scheduling", "batch", "batch: the model runs under SCHED_BATCH once loaded, as the server's local replicas do; normal: the default policy")
+	fs.IntVar(&c.maxSessions, "max-sessions", 8, "replica sessions served at once: one per server of the installation (each holds its own)")
 	specText := fs.String("spec", os.Getenv("SLIPWAY_REPLICA_SPEC"), "replica spec (env SLIPWAY_REPLICA_SPEC)")
 	server := fs.String("server", "", "server URL (overrides the spec's)")
 	if err := fs.Parse(args); err != nil {
@@ -66,6 +68,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.scheduling != "batch" && c.scheduling != "normal" {
 		return nil, fmt.Errorf("slipway worker serve: --scheduling must be batch or normal, got %q", c.scheduling)
+	}
+	if c.maxSessions < 1 || c.maxSessions > 1024 {
+		return nil, fmt.Errorf("slipway worker serve: --max-sessions must be 1 to 1024, got %d", c.maxSessions)
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, errors.New("slipway worker serve: give both --tls-cert and --tls-key, or neither")
@@ -129,7 +134,7 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = ln.Close()
 		return err
 	}
-	w := &server{spec: cfg.spec, model: model, log: log, ln: ln, sessions: map[net.Conn]struct{}{}}
+	w := &server{spec: cfg.spec, model: model, log: log, ln: ln, sessions: map[net.Conn]struct{}{}, maxSessions: cfg.maxSessions}
 	ann := slipway.ReplicaAnnouncement{ID: workerID(cfg.pod), Address: advertise, Version: cfg.spec.Version, Runtime: m.Runtime,
 		TLS: cfg.tlsCert != "" || cfg.spec.TLS, Pod: cfg.pod}
 	log = log.With("worker", ann.ID, "address", advertise)
@@ -289,15 +294,17 @@ func withdraw(api *apiClient, id string, log *slog.Logger) {
 	_ = resp.Body.Close()
 }
 
-// server accepts replica sessions: one at a time, since a replica serves one request at a time and the pool
-// counts one slot per worker.
+// server accepts replica sessions, up to maxSessions at once: each server of the installation holds its own
+// session to every worker (one pool slot per server), and calls its own requests through it. A server holds
+// one session per worker, so the bound only stops a misbehaving client from piling up connections.
 type server struct {
-	spec  slipway.ReplicaSpec
-	model sessionModel
-	log   *slog.Logger
-	ln    net.Listener
+	spec        slipway.ReplicaSpec
+	model       sessionModel
+	log         *slog.Logger
+	ln          net.Listener
+	maxSessions int
 
-	busy     atomic.Bool
+	active   atomic.Int32 // sessions past the handshake
 	mu       sync.Mutex
 	sessions map[net.Conn]struct{}
 	wg       sync.WaitGroup
@@ -350,13 +357,14 @@ func (s *server) session(conn net.Conn) {
 		s.log.Warn("refused a connection", "peer", peer, "error", err)
 		return
 	}
-	if !s.busy.CompareAndSwap(false, true) {
-		s.log.Warn("refused a second session: this worker serves one replica session at a time", "peer", peer)
-		_ = workerproto.WriteFrame(conn, workerproto.KindHello, []byte(`{"ok":false,"error":"this worker already serves a replica session"}`))
+	if n := s.active.Add(1); int(n) > s.maxSessions {
+		s.active.Add(-1)
+		s.log.Warn("refused a session: this worker already serves its most sessions at once (--max-sessions)", "peer", peer, "max_sessions", s.maxSessions)
+		_ = workerproto.WriteFrame(conn, workerproto.KindHello, helloError(fmt.Errorf("this worker already serves %d replica sessions (--max-sessions)", s.maxSessions)))
 		return
 	}
-	defer s.busy.Store(false)
-	s.log.Info("session started", "peer", peer)
+	defer s.active.Add(-1)
+	s.log.Info("session started", "peer", peer, "sessions", s.active.Load())
 	if err := s.model.Serve(conn); err != nil {
 		s.log.Warn("session ended", "peer", peer, "error", err)
 		return
