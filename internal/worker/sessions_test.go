@@ -77,15 +77,16 @@ func TestWorkerServesSeveralSessionsONNX(t *testing.T) {
 	}
 	// The three sessions call at once, and each gets the classifier's answers (checkClassifier compares
 	// them with numpy's).
-	var wg sync.WaitGroup
-	for _, c := range clients {
-		wg.Go(func() {
-			for range 20 {
-				checkClassifier(t, c)
-			}
-		})
-	}
-	wg.Wait()
+	t.Run("calls at once", func(t *testing.T) {
+		for i, c := range clients {
+			t.Run(fmt.Sprint("session ", i), func(t *testing.T) {
+				t.Parallel()
+				for range 20 {
+					checkClassifier(t, c)
+				}
+			})
+		}
+	})
 	// A session that ends frees its place.
 	clients[0].Close()
 	deadline := time.Now().Add(time.Minute)
