@@ -91,6 +91,10 @@ type Config struct {
 	// created), with the reason and when the kubelet saw it: the Starts waiting for that version's workers
 	// fail with it instead of waiting out their timeout.
 	PodFailing func(deployment string, version int, problem string, since time.Time)
+	// Applies, if set, says whether this server decides the replica count of a deployment's Deployments (it
+	// hosts the deployment, or nobody does). With several servers reaching the same pods, each holds sessions
+	// and so has a demand of its own, but only the host's is the count: the others use the pods that are ready.
+	Applies func(ctx context.Context, deployment string) bool
 	// Debounce is how long changes of the demand are gathered before they are applied (500 ms when 0).
 	Debounce time.Duration
 	Log      *slog.Logger
@@ -327,6 +331,9 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	defer c.applyMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if c.cfg.Applies != nil && !c.cfg.Applies(ctx, name) {
+		return nil // another server hosts it: its demand is the count (it applies it, and adopts on a takeover)
+	}
 	demand := c.cfg.Demand(name)
 	c.mu.Lock()
 	demanded := c.demanded[name]

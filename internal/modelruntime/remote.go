@@ -702,3 +702,22 @@ func (e *RemoteEngine) Wake() {
 	e.wakeLocked()
 	e.mu.Unlock()
 }
+
+// Usable counts the workers of deployment@version this server could hold a session to: announced (here or,
+// through the registry, to another server) and, for a pod's worker, with the pod ready. A server that does not
+// host the deployment sizes its own pool by it (it never asks the cluster for more).
+func (e *RemoteEngine) Usable(deployment string, version int) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for k, w := range e.workers {
+		if k.deployment != deployment || w.ann.Version != version {
+			continue
+		}
+		if w.ann.Pod != "" && e.cfg.PodReady != nil && !e.cfg.PodReady(w.ann.Pod) {
+			continue
+		}
+		n++
+	}
+	return n
+}
