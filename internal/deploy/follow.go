@@ -63,7 +63,11 @@ func (s *Service) followable(d *slipway.Deployment, held map[string]string) bool
 	if s.kube == nil || s.remote == nil || d.Engine != slipway.EngineDefault || d.Canary != nil || d.Shadow != nil {
 		return false
 	}
-	if d.State != slipway.DeploymentActive && d.State != slipway.DeploymentNeedsAttention {
+	switch d.State {
+	case slipway.DeploymentActive, slipway.DeploymentNeedsAttention, slipway.DeploymentUpdating:
+		// UPDATING: the stored version is already the new one; the following pool rolls out to it as soon as
+		// its pods are ready, which the host's pool is waiting for too.
+	default:
 		return false
 	}
 	holder, ok := held[LeaseName(d.Name)]
@@ -107,9 +111,12 @@ func (s *Service) followOne(d *slipway.Deployment) {
 	sig := followSig(d)
 	s.mu.Lock()
 	cur, following := s.followers[d.Name]
-	if s.followPending[d.Name] || (!following && n == 0) {
+	if s.followPending[d.Name] || n == 0 {
+		// No pod of the version is ready: a following pool keeps what it serves (a pod that went keeps its
+		// slot until another is ready; a new version's pods are on their way), and without one the
+		// predictions are forwarded to the host meanwhile.
 		s.mu.Unlock()
-		return // nothing to serve from yet: the predictions are forwarded to the host meanwhile
+		return
 	}
 	if following && cur == sig {
 		rt := s.routers.Get(d.Name)
@@ -117,9 +124,9 @@ func (s *Service) followOne(d *slipway.Deployment) {
 			s.mu.Unlock()
 			return
 		}
-		if size, _ := rt.Pool.Size(); size == n || n == 0 {
+		if size, _ := rt.Pool.Size(); size == n {
 			s.mu.Unlock()
-			return // a pod that went keeps its slot until another is ready (its slot waits for a worker)
+			return
 		}
 	}
 	s.followPending[d.Name] = true

@@ -27,10 +27,11 @@ import (
 
 const serveUsage = `usage: slipway worker serve --listen ADDR [--spec SPEC] [--cache-dir DIR] [--advertise HOST:PORT]
        [--tls-cert FILE --tls-key FILE] [--ca-cert FILE] [--server URL] [--python PATH] [--status-file FILE]
+       [--max-sessions N]
 
 Serves one replica of a deployment whose engine is "external" over TCP: downloads the version's files from the
 server (verifying every digest, caching them in --cache-dir), loads the model, announces its address to the
-server and keeps a heartbeat. The replica spec (--spec or SLIPWAY_REPLICA_SPEC) comes from
+server and keeps a heartbeat. Each server of the installation holds its own session (up to --max-sessions). The replica spec (--spec or SLIPWAY_REPLICA_SPEC) comes from
 "slipway deploy replica-spec NAME".`
 
 // serveConfig is `slipway worker serve`'s command line.
