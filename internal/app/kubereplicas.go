@@ -57,12 +57,13 @@ func (a *App) openKubeReplicas() error {
 	remote := a.deploy.Remote()
 	kr.controller = kubereplica.New(kubereplica.Config{Client: api, Watch: watch, Namespace: a.cfg.Namespace,
 		Image: a.cfg.Image, HostNetwork: a.cfg.ReplicaNetwork == "host", Demand: remote.Demand,
-		Template:   a.kubeTemplate,
-		PodLost:    remote.DropPod,
-		PodReadied: func(string) { remote.Wake() },
-		PodFailing: remote.PodFailing,
-		Applies:    a.deploy.AppliesReplicas,
-		Log:        a.log})
+		Template:     a.kubeTemplate,
+		PodLost:      remote.DropPod,
+		PodReadied:   func(string) { remote.Wake() },
+		PodFailing:   remote.PodFailing,
+		Applies:      a.deploy.AppliesReplicas,
+		PodOOMKilled: a.deploy.ReplicaOOMKilled,
+		Log:          a.log})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := kr.controller.Start(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/cluster"
@@ -243,4 +244,23 @@ func (s *Service) promote(ctx context.Context, d *slipway.Deployment) bool {
 		}
 	})
 	return true
+}
+
+// ReplicaOOMKilled records, as the reason of a deployment this server hosts that is serving version, that one
+// of its replica pods was OOM-killed (the pod restarts by itself, so no state changes): GET shows it until the
+// next change. A kill older than a minute (a pod's last state seen after a restart of the server) is not news.
+func (s *Service) ReplicaOOMKilled(deployment string, version int, problem string, at time.Time) {
+	if time.Since(at) > time.Minute {
+		return
+	}
+	s.background(deployment, func(ctx context.Context) {
+		if !s.AppliesReplicas(ctx, deployment) {
+			return
+		}
+		d, err := s.store.FindDeployment(ctx, deployment)
+		if err != nil || d.State != slipway.DeploymentActive || d.Version != version {
+			return // starting (the Start fails with it), or another version's pod (a rejected rollout says so)
+		}
+		s.setState(ctx, deployment, slipway.DeploymentActive, "a replica was lost and restarts: "+problem)
+	})
 }

@@ -91,6 +91,10 @@ type Config struct {
 	// created), with the reason and when the kubelet saw it: the Starts waiting for that version's workers
 	// fail with it instead of waiting out their timeout.
 	PodFailing func(deployment string, version int, problem string, since time.Time)
+	// PodOOMKilled, if set, is called once per pod and OOM kill (its time) when a replica pod of version v of a
+	// deployment was OOM-killed, with the reason (podProblem's): a pod killed while serving restarts without
+	// failing any Start, and the deployment's host shows why.
+	PodOOMKilled func(deployment string, version int, problem string, at time.Time)
 	// Applies, if set, says whether this server decides the replica count of a deployment's Deployments (it
 	// hosts the deployment, or nobody does). With several servers reaching the same pods, each holds sessions
 	// and so has a demand of its own, but only the host's is the count: the others use the pods that are ready.
@@ -212,6 +216,9 @@ func (c *Controller) podEvent(obj any) {
 	c.mu.Unlock()
 	if first {
 		c.cfg.Log.Warn("kubernetes engine: replica pod cannot serve", "pod", p.Name, "problem", problem)
+		if c.cfg.PodOOMKilled != nil && podOOMKilled(p) {
+			c.cfg.PodOOMKilled(p.Annotations[deploymentAnnotation], v, problem, since)
+		}
 	}
 	c.cfg.PodFailing(p.Annotations[deploymentAnnotation], v, problem, since)
 }

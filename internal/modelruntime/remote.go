@@ -408,8 +408,25 @@ func (e *RemoteEngine) failedSince(k demandKey, began time.Time) error {
 	if !ok || f.at.Before(began.Add(-failureGrace)) {
 		return nil
 	}
+	if e.sessionsLocked(k) > 0 {
+		// The version serves from other pods: a pod that failed while serving (an OOM kill) restarts, and its
+		// slot waits for it rather than fail again and again until the failure is old (a crash loop would put a
+		// serving deployment in NEEDS_ATTENTION for one killed request).
+		return nil
+	}
 	e.credits[k] = append(e.credits[k], time.Now())
 	return fmt.Errorf("no replica worker for deployment %s version %d can start: %s", k.deployment, k.version, f.problem)
+}
+
+// sessionsLocked counts the sessions held with workers of k.
+func (e *RemoteEngine) sessionsLocked(k demandKey) int {
+	n := 0
+	for wk, w := range e.workers {
+		if wk.deployment == k.deployment && w.conn != nil && w.conn.version == k.version {
+			n++
+		}
+	}
+	return n
 }
 
 // claim marks an available worker of deployment@version as being dialled and returns it, or returns the

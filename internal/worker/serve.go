@@ -143,6 +143,9 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if ps, ok := model.(*pythonSessions); ok {
+		ps.fatal = func(err error) { cancel(err) }
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // owned by Serve: ends when the listener closes
@@ -156,6 +159,9 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 	withdraw(api, ann.ID, log)
 	if err != nil {
 		return err
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause // the model's process was OOM-killed: exit non-zero, the container restarts
 	}
 	log.Info("stopped")
 	return nil

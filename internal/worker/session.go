@@ -123,6 +123,9 @@ type pythonSessions struct {
 
 	turn  chan struct{} // capacity 1: held by the call on the child
 	child *pythonChild  // the serving child, guarded by turn (nil or exited: the next call takes the spare)
+	// fatal, if set, stops the worker (Serve sets it): a model process the kernel OOM-killed while serving
+	// makes the worker exit, so that Kubernetes restarts the container and records the OOM kill.
+	fatal func(error)
 
 	mu   sync.Mutex
 	next *pythonChild // the warm spare: started, hello read
@@ -131,11 +134,12 @@ type pythonSessions struct {
 }
 
 type pythonChild struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	hello  []byte // the H frame's payload
-	done   chan struct{}
+	oomKills int64 // the memory cgroup's OOM kill count when the child began to serve (-1: unknown)
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	stdout   *bufio.Reader
+	hello    []byte // the H frame's payload
+	done     chan struct{}
 }
 
 func startPythonSessions(ctx context.Context, cfg *serveConfig, dir string, log *slog.Logger) (*pythonSessions, error) {
@@ -258,6 +262,7 @@ func (p *pythonSessions) acquire(gone <-chan struct{}) (*pythonChild, error) {
 			<-p.turn
 			return nil, err
 		}
+		c.oomKills = oomKills()
 		p.child = c
 	}
 	return p.child, nil
@@ -353,6 +358,11 @@ func (p *pythonSessions) call(ctx context.Context, conn net.Conn, kind workerpro
 	for {
 		k, out, err := workerproto.ReadFrame(c.stdout, nil)
 		if err != nil {
+			if ctx.Err() == nil {
+				if oom := oomKilled(c); oom != nil {
+					return p.oomKilled(conn, oom)
+				}
+			}
 			c.kill()
 			if ctx.Err() != nil {
 				return errSessionGone
@@ -366,6 +376,61 @@ func (p *pythonSessions) call(ctx context.Context, conn net.Conn, kind workerpro
 			return connErr
 		}
 	}
+}
+
+// oomKilled answers the request the model process died on with the reason (a model error: the pool does not
+// send it to another replica, which it would kill too) and stops the worker: Kubernetes restarts the
+// container and keeps the OOM kill in its last state, where the server's pod watch reads it. The sessions of
+// the other servers end with the worker: their requests are retried on other replicas.
+func (p *pythonSessions) oomKilled(conn net.Conn, err error) error {
+	p.log.Error("the model process was OOM-killed while serving; the worker stops", "error", err)
+	_ = workerproto.WriteFrame(conn, workerproto.KindError, modelErrorPayload(err.Error(), "OOMKilled"))
+	if p.fatal != nil {
+		p.fatal(err)
+	}
+	return errSessionGone
+}
+
+// oomKilled reports whether child c, whose output just ended, was killed by the kernel's OOM killer: it died
+// of SIGKILL (which this worker did not send: its session is still open) and the memory cgroup counted an OOM
+// kill since it began to serve.
+func oomKilled(c *pythonChild) error {
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		return nil // still running: it closed its output itself
+	}
+	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		return nil
+	}
+	if n := oomKills(); c.oomKills < 0 || n <= c.oomKills {
+		return nil
+	}
+	return errors.New("the model process was OOM-killed while serving this request: predict() used more memory than the replica's limit (resources.memory_mb); the replica restarts: give the deployment more memory_mb, or send smaller requests")
+}
+
+// oomKills is the number of OOM kills in this process's memory cgroup (cgroup v2 memory.events, v1
+// memory.oom_control, as a container sees its own cgroup), -1 when it cannot be read.
+func oomKills() int64 {
+	for _, f := range []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			var n int64
+			if _, err := fmt.Sscanf(line, "oom_kill %d", &n); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+func modelErrorPayload(message, typ string) []byte {
+	b, _ := json.Marshal(map[string]string{"error": message, "type": typ})
+	return b
 }
 
 // Close stops the serving child and the spare (the worker is stopping; the sessions are closed).
