@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slipway-ml/slipway/internal/httpapi"
 	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
+
+// forwardedToHeader names, on an answer, the server the request was forwarded to (httpapi.ForwardedToHeader).
+const forwardedToHeader = "Slipway-Forwarded-To"
 
 // frontDoor stands in for a Kubernetes Service in front of several servers: each request goes to the next
 // backend in turn, and to the one after when a backend does not answer (a killed server), so that the replica
@@ -88,7 +90,7 @@ func (f *frontDoor) servedBy(backend string) int {
 func predictDirect(t *testing.T, s *server, path string, body []byte) (int, []byte, string) {
 	t.Helper()
 	resp, b := s.do(t, "POST", path, s.Token, bytes.NewReader(body), "application/json")
-	return resp.StatusCode, b, resp.Header.Get(httpapi.ForwardedToHeader)
+	return resp.StatusCode, b, resp.Header.Get(forwardedToHeader)
 }
 
 // TestKubernetesServersReachThePodsDirectly: two servers on one PostgreSQL database and bucket, with the
@@ -156,8 +158,8 @@ func TestKubernetesServersReachThePodsDirectly(t *testing.T) {
 	// Calls that describe or change the deployment are still the host's (forwarded: the header says so, and
 	// proves the check above can see a forward).
 	resp, _ := b.do(t, "GET", "/api/v1/deployments/"+name, b.Token, nil, "")
-	if resp.StatusCode != 200 || resp.Header.Get(httpapi.ForwardedToHeader) != idA {
-		t.Fatalf("GET deployment through B: %d, forwarded to %q, want A (%q)", resp.StatusCode, resp.Header.Get(httpapi.ForwardedToHeader), idA)
+	if resp.StatusCode != 200 || resp.Header.Get(forwardedToHeader) != idA {
+		t.Fatalf("GET deployment through B: %d, forwarded to %q, want A (%q)", resp.StatusCode, resp.Header.Get(forwardedToHeader), idA)
 	}
 	// Each server counts the predictions it served itself: A's count does not include B's.
 	beforeA, beforeB := a.metric(t, name, "200"), b.metric(t, name, "200")
