@@ -34,8 +34,7 @@ func TestForwardableRoutes(t *testing.T) {
 
 // A server following another's deployment (kubernetes engine, several servers) answers only the data plane
 // itself: predictions and the model's metadata (the inference protocols' routes a predict token may call).
-// Everything else about the deployment, the API's feedback route included, is its
-// host's.
+// Everything else about the deployment, the API's feedback route included, is its host's.
 func TestDataPlaneRoutes(t *testing.T) {
 	data := 0
 	for _, rt := range New(Config{}).routes {
