@@ -8,6 +8,8 @@
 // for a worker and the slots restarting after a crash. A pool that starts, scales, rolls out or stops changes
 // the demand, and the Controller applies it (debounced: the N Starts of a rollout are one apply). A watch of
 // the pods (an informer, not polling) drops the worker of a pod that goes away or stops being ready at once.
+// With several servers, every server watches the pods and holds sessions to them, but only the deployment's
+// host applies its demand (Config.Applies): a new host adopts the Deployments unchanged.
 //
 // Slipway owns only objects with its labels (ManagedByLabel=slipway, ComponentLabel=replica): it adopts them
 // after a restart by name and label, and never reads, changes or deletes anything else.
