@@ -27,6 +27,26 @@ type ReplicaSecretStore interface {
 	DeleteReplicaSecret(ctx context.Context, deployment string) error
 }
 
+// ReplicaWorkerStore records network replica workers as they announce themselves, so that every server
+// sharing the database sees every worker, whichever server its heartbeats reach.
+type ReplicaWorkerStore interface {
+	// RecordReplicaWorker inserts or refreshes (a heartbeat) a worker of deployment, with the database's
+	// time; it also forgets workers silent for longer than forget. ENOTFOUND when the deployment is gone.
+	RecordReplicaWorker(ctx context.Context, deployment string, a ReplicaAnnouncement, forget time.Duration) error
+	// DeleteReplicaWorker forgets a worker that withdrew (false: it was not recorded).
+	DeleteReplicaWorker(ctx context.Context, deployment, id string) (bool, error)
+	// ReplicaWorkers lists the workers heard from within the last within, each with its heartbeat's age.
+	ReplicaWorkers(ctx context.Context, within time.Duration) ([]RecordedReplicaWorker, error)
+}
+
+// RecordedReplicaWorker is a worker as the database last heard it.
+type RecordedReplicaWorker struct {
+	Deployment string
+	ReplicaAnnouncement
+	// Age is how long ago its last heartbeat reached a server (by the database's clock).
+	Age time.Duration
+}
+
 // ReplicaAnnouncement is what a network replica sends when it is ready, and again as its heartbeat.
 type ReplicaAnnouncement struct {
 	// ID names the worker process (stable for its life); Address is host:port where it listens.

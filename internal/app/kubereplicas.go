@@ -57,11 +57,13 @@ func (a *App) openKubeReplicas() error {
 	remote := a.deploy.Remote()
 	kr.controller = kubereplica.New(kubereplica.Config{Client: api, Watch: watch, Namespace: a.cfg.Namespace,
 		Image: a.cfg.Image, HostNetwork: a.cfg.ReplicaNetwork == "host", Demand: remote.Demand,
-		Template:   a.kubeTemplate,
-		PodLost:    remote.DropPod,
-		PodReadied: func(string) { remote.Wake() },
-		PodFailing: remote.PodFailing,
-		Log:        a.log})
+		Template:     a.kubeTemplate,
+		PodLost:      remote.DropPod,
+		PodReadied:   func(string) { remote.Wake() },
+		PodFailing:   remote.PodFailing,
+		Applies:      a.deploy.AppliesReplicas,
+		PodOOMKilled: a.deploy.ReplicaOOMKilled,
+		Log:          a.log})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := kr.controller.Start(ctx); err != nil {
@@ -101,15 +103,20 @@ func (a *App) kubeTemplate(ctx context.Context, name string, version int) (kuber
 	return kubereplica.Template{Spec: pods.Spec, Env: pods.Env, Resources: pods.Resources}, nil
 }
 
-// kubeListening gives the replica pods the server's URL (its --advertise-url when set) and looks for replica
-// Deployments left by deployments deleted while no server ran.
+// kubeListening gives the replica pods the URL they announce themselves at: --replica-announce-url (any
+// server: the pods' template is the same whichever server hosts the deployment), else this server's
+// --advertise-url or listen URL. It then looks for replica Deployments left by deployments deleted while no
+// server ran.
 func (a *App) kubeListening(ctx context.Context, listenURL string) {
 	kr := a.kube.Load()
 	if kr == nil || kr.controller == nil {
 		return
 	}
 	url := listenURL
-	if a.cfg.AdvertiseURL != "" {
+	switch {
+	case a.cfg.ReplicaAnnounceURL != "":
+		url = a.cfg.ReplicaAnnounceURL
+	case a.cfg.AdvertiseURL != "":
 		url = a.cfg.AdvertiseURL
 	}
 	kr.serverURL.Store(&url)

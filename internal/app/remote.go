@@ -13,6 +13,9 @@ import (
 // certificate (a worker given the server's key pair, or a certificate of the same private CA).
 func (a *App) openRemote() error {
 	cfg := modelruntime.RemoteConfig{Secret: a.db.ReplicaSecret, Log: a.log, WaitTimeout: a.cfg.ReadyTimeout,
+		// Workers announce themselves to whichever server answers (--replica-announce-url): each server reads
+		// the others' announcements from the database and holds its own session to every worker.
+		Registry: a.db,
 		// The kubernetes engine (openKubeReplicas, right after) sizes its Deployments by the demand and vouches
 		// for its pods' readiness.
 		PodReady: func(pod string) bool {

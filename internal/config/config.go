@@ -100,6 +100,11 @@ type Config struct {
 	// network) or "host" (hostNetwork: a free port of the node, for clusters without a pod network such as
 	// scripts/k8s-dev.sh's).
 	ReplicaNetwork string
+	// ReplicaAnnounceURL is the URL the kubernetes engine's replica pods announce themselves and download their
+	// model at: one that reaches any server of the installation (a Service in front of them all), so that a
+	// change of the hosting server does not change the pods' template. Empty: the hosting server's
+	// --advertise-url (or listen URL).
+	ReplicaAnnounceURL string
 	// Batch predictions
 	ImportDir   string   // files batch predictions may read (default DATA_DIR/imports)
 	Connections []string // NAME=sqlite:///path or NAME=postgres://... (repeatable --connection)
@@ -147,7 +152,8 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"}, {&c.AdvertiseURL, "SLIPWAY_ADVERTISE_URL"},
 		{&c.AdvertiseGRPC, "SLIPWAY_ADVERTISE_GRPC"},
 		{&c.Engine, "SLIPWAY_ENGINE"}, {&c.Kubeconfig, "SLIPWAY_KUBECONFIG"}, {&c.Namespace, "SLIPWAY_NAMESPACE"},
-		{&c.Image, "SLIPWAY_IMAGE"}, {&c.ReplicaNetwork, "SLIPWAY_REPLICA_NETWORK"}, {&c.GRPCAddr, "SLIPWAY_GRPC_ADDR"},
+		{&c.Image, "SLIPWAY_IMAGE"}, {&c.ReplicaNetwork, "SLIPWAY_REPLICA_NETWORK"},
+		{&c.ReplicaAnnounceURL, "SLIPWAY_REPLICA_ANNOUNCE_URL"}, {&c.GRPCAddr, "SLIPWAY_GRPC_ADDR"},
 		{&budget, "SLIPWAY_MODEL_MEMORY_BUDGET"},
 	} {
 		if v := getenv(e.key); v != "" {
@@ -208,6 +214,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig of the cluster for --engine kubernetes (env SLIPWAY_KUBECONFIG; empty: the pod's in-cluster configuration)")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "Kubernetes namespace of Slipway's Jobs (env SLIPWAY_NAMESPACE)")
 	fs.StringVar(&c.Image, "image", c.Image, "image of job run and replica pods for --engine kubernetes (env SLIPWAY_IMAGE; scripts/image.sh builds it)")
+	fs.StringVar(&c.ReplicaAnnounceURL, "replica-announce-url", c.ReplicaAnnounceURL, "--engine kubernetes with several servers: the URL replica pods announce themselves at, one that reaches any server (a Service in front of them all): every server then holds its own session to every pod, and a change of host leaves the pods alone (env SLIPWAY_REPLICA_ANNOUNCE_URL; default: the hosting server's --advertise-url)")
 	fs.StringVar(&c.ReplicaNetwork, "replica-network", c.ReplicaNetwork, "how the server reaches replica pods (--engine kubernetes): pod (their pod IPs) or host (hostNetwork, a free port of the node: clusters without a pod network) (env SLIPWAY_REPLICA_NETWORK)")
 	fs.StringVar(&c.ImportDir, "import-dir", c.ImportDir, "folder batch predictions may read input files from (default DATA_DIR/imports)")
 	fs.Func("connection", "named database for batch predictions: NAME=sqlite:///path/to.db or NAME=postgres://... (repeatable)", func(v string) error {
@@ -324,6 +331,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplicaScheduling != "batch" && c.ReplicaScheduling != "normal" {
 		errs = append(errs, fmt.Errorf("--replica-scheduling %q: want batch or normal", c.ReplicaScheduling))
+	}
+	if c.ReplicaAnnounceURL != "" {
+		if u, err := url.Parse(c.ReplicaAnnounceURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--replica-announce-url %q: want http(s)://HOST:PORT, where the replica pods reach any server", c.ReplicaAnnounceURL))
+		}
 	}
 	if c.ReplicaNetwork != "pod" && c.ReplicaNetwork != "host" {
 		errs = append(errs, fmt.Errorf("--replica-network %q: want pod or host", c.ReplicaNetwork))

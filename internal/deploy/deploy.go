@@ -46,6 +46,11 @@ type Service struct {
 	remote  *modelruntime.RemoteEngine // external deployments' engine (SetRemote; nil: none)
 	secrets slipway.ReplicaSecretStore
 	kube    KubeReplicas // the kubernetes engine's replica Deployments (SetKubernetes; nil: local replicas)
+	// followers are the deployments another server hosts whose predictions this server serves from the same
+	// pods (follow.go), with the shape their pool was built for; followPending: a change under way. Guarded
+	// by mu.
+	followers     map[string]string
+	followPending map[string]bool
 
 	mu    sync.RWMutex
 	locks map[string]*sync.Mutex // one operation at a time per deployment
@@ -124,6 +129,7 @@ func New(cfg Config) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{store: cfg.Store, models: cfg.Models, files: cfg.Files, runtimes: cfg.Runtimes, log: cfg.Log, budget: cfg.Budget,
 		routers: serving.NewRouters(), scale: newAutoscaler(), locks: map[string]*sync.Mutex{}, ctx: ctx, cancel: cancel,
+		followers: map[string]string{}, followPending: map[string]bool{},
 		ReadyTimeout: 2 * time.Minute}
 	s.wg.Add(1)
 	go func() { // owned by the service: ends with Close

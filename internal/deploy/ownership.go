@@ -71,7 +71,7 @@ func (s *Service) disown(ctx context.Context, name string) {
 func (s *Service) lostLease(name string) {
 	s.log.Warn("lost the lease of a deployment: stopping its replicas here", "deployment", name)
 	s.background(name, func(ctx context.Context) {
-		if !s.owner.Holds(LeaseName(name)) {
+		if !s.owner.Holds(LeaseName(name)) && !s.follows(name) {
 			s.stopPool(name)
 		}
 	})
@@ -159,10 +159,11 @@ func (s *Service) reconcile(ctx context.Context) {
 		}
 	}
 	for name := range s.routers.All() {
-		if !s.owner.Holds(LeaseName(name)) {
+		if !s.owner.Holds(LeaseName(name)) && !s.follows(name) {
 			s.lostLease(name)
 		}
 	}
+	s.follow(ctx, ds, hs)
 }
 
 // takeOver takes an unowned deployment's lease and restores its replicas here.
@@ -178,6 +179,10 @@ func (s *Service) takeOver(ctx context.Context, name string) {
 	// CREATING is recorded now (under the deployment's lock), the replicas start in the background.
 	unlock := s.lock(name)
 	d, err := s.store.FindDeployment(ctx, name)
+	if err == nil && hosted(d.State) && s.promote(ctx, d) {
+		unlock()
+		return
+	}
 	if err != nil || !hosted(d.State) || s.routers.Get(name) != nil {
 		unlock()
 		if err != nil || !hosted(d.State) {

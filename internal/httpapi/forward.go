@@ -157,12 +157,25 @@ func forwardable(pattern string) bool {
 	return false
 }
 
+// dataPlane says whether a deployment route is a prediction (or the model's metadata): a server that serves
+// the deployment from its own pool (hosting it, or following another server's with the kubernetes engine)
+// answers it itself. Other routes about the deployment are its host's.
+func dataPlane(pattern string) bool {
+	_, path, _ := strings.Cut(pattern, " ")
+	return strings.HasPrefix(path, "/deployments/{name}/") || strings.HasPrefix(path, "/v2/models/{name}")
+}
+
+// ForwardedToHeader, on an answer, names the server a request was forwarded to.
+const ForwardedToHeader = "Slipway-Forwarded-To"
+
 // forwarding wraps a deployment route: served here when this server runs the deployment's replicas (the
-// prediction hot path pays one map lookup) or nobody else hosts it; proxied to its host otherwise.
+// prediction hot path pays one map lookup) or nobody else hosts it; proxied to its host otherwise. A pool
+// that follows another server's deployment (deploy.Service.Following) serves only the data plane.
 func (s *Server) forwarding(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		if r.Header.Get(ForwardedByHeader) != "" || s.routers.Get(name) != nil || slipway.ValidateName("deployment", name) != nil {
+		local := s.routers.Get(name) != nil && (dataPlane(r.Pattern) || !s.deployments.Following(name))
+		if r.Header.Get(ForwardedByHeader) != "" || local || slipway.ValidateName("deployment", name) != nil {
 			next(w, r)
 			return
 		}
@@ -184,6 +197,7 @@ func (s *Server) forwarding(next http.HandlerFunc) http.HandlerFunc {
 		defer cancel()
 		ctx = context.WithValue(ctx, forwardKey{}, &forwardTarget{url: u, server: e.server, deployment: name})
 		infoOf(r).forwarded = true // the host records the call in the audit log, not this server too
+		w.Header().Set(ForwardedToHeader, e.server)
 		s.fwd.proxy.ServeHTTP(w, r.WithContext(ctx))
 	}
 }

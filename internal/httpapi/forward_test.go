@@ -3,6 +3,8 @@ package httpapi
 import (
 	"strings"
 	"testing"
+
+	"github.com/slipway-ml/slipway"
 )
 
 // Every route about one deployment is answered by the server hosting it (forwarded), whatever file lists it;
@@ -27,5 +29,28 @@ func TestForwardableRoutes(t *testing.T) {
 	}
 	if forwarded < 20 {
 		t.Fatalf("only %d deployment routes found: the route table changed shape", forwarded)
+	}
+}
+
+// A server following another's deployment (kubernetes engine, several servers) answers only the data plane
+// itself: predictions and the model's metadata (the inference protocols' routes a predict token may call).
+// Everything else about the deployment, the API's feedback route included, is its host's.
+func TestDataPlaneRoutes(t *testing.T) {
+	data := 0
+	for _, rt := range New(Config{}).routes {
+		if !forwardable(rt.pattern) {
+			continue
+		}
+		_, path, _ := strings.Cut(rt.pattern, " ")
+		want := rt.role == slipway.RolePredict && !strings.HasPrefix(path, "/api/v1/")
+		if got := dataPlane(rt.pattern); got != want {
+			t.Errorf("%s (role %q): data plane %v, want %v", rt.pattern, rt.role, got, want)
+		}
+		if want {
+			data++
+		}
+	}
+	if data < 5 {
+		t.Fatalf("only %d data-plane routes found: the route table changed shape", data)
 	}
 }

@@ -140,7 +140,11 @@ func (s *Server) handleReplicaAnnounce(w http.ResponseWriter, r *http.Request) e
 	if _, port, err := net.SplitHostPort(a.Address); err != nil || port == "" || port == "0" {
 		return slipway.Errorf(slipway.EINVALID, "address %q is not host:port with a port (listen on a fixed port, or pass --advertise)", a.Address)
 	}
-	return reply(w, http.StatusOK, s.deployments.Remote().Announce(acc.Deployment.Name, a))
+	out, err := s.deployments.Remote().Heard(r.Context(), acc.Deployment.Name, a)
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusOK, out)
 }
 
 func (s *Server) handleReplicaWithdraw(w http.ResponseWriter, r *http.Request) error {
@@ -148,7 +152,11 @@ func (s *Server) handleReplicaWithdraw(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	if !s.deployments.Remote().Withdraw(acc.Deployment.Name, r.PathValue("id")) {
+	ok, err := s.deployments.Remote().Withdraw(r.Context(), acc.Deployment.Name, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return slipway.Errorf(slipway.ENOTFOUND, "deployment %s has no announced worker %q", acc.Deployment.Name, r.PathValue("id"))
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -8,6 +8,8 @@
 // for a worker and the slots restarting after a crash. A pool that starts, scales, rolls out or stops changes
 // the demand, and the Controller applies it (debounced: the N Starts of a rollout are one apply). A watch of
 // the pods (an informer, not polling) drops the worker of a pod that goes away or stops being ready at once.
+// With several servers, every server watches the pods and holds sessions to them, but only the deployment's
+// host applies its demand (Config.Applies): a new host adopts the Deployments unchanged.
 //
 // Slipway owns only objects with its labels (ManagedByLabel=slipway, ComponentLabel=replica): it adopts them
 // after a restart by name and label, and never reads, changes or deletes anything else.
@@ -91,6 +93,14 @@ type Config struct {
 	// created), with the reason and when the kubelet saw it: the Starts waiting for that version's workers
 	// fail with it instead of waiting out their timeout.
 	PodFailing func(deployment string, version int, problem string, since time.Time)
+	// PodOOMKilled, if set, is called once per pod and OOM kill (its time) when a replica pod of version v of a
+	// deployment was OOM-killed, with the reason (podProblem's): a pod killed while serving restarts without
+	// failing any Start, and the deployment's host shows why.
+	PodOOMKilled func(deployment string, version int, problem string, at time.Time)
+	// Applies, if set, says whether this server decides the replica count of a deployment's Deployments (it
+	// hosts the deployment, or nobody does). With several servers reaching the same pods, each holds sessions
+	// and so has a demand of its own, but only the host's is the count: the others use the pods that are ready.
+	Applies func(ctx context.Context, deployment string) bool
 	// Debounce is how long changes of the demand are gathered before they are applied (500 ms when 0).
 	Debounce time.Duration
 	Log      *slog.Logger
@@ -208,6 +218,9 @@ func (c *Controller) podEvent(obj any) {
 	c.mu.Unlock()
 	if first {
 		c.cfg.Log.Warn("kubernetes engine: replica pod cannot serve", "pod", p.Name, "problem", problem)
+		if c.cfg.PodOOMKilled != nil && podOOMKilled(p) {
+			c.cfg.PodOOMKilled(p.Annotations[deploymentAnnotation], v, problem, since)
+		}
 	}
 	c.cfg.PodFailing(p.Annotations[deploymentAnnotation], v, problem, since)
 }
@@ -327,6 +340,9 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	defer c.applyMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if c.cfg.Applies != nil && !c.cfg.Applies(ctx, name) {
+		return nil // another server hosts it: its demand is the count (it applies it, and adopts on a takeover)
+	}
 	demand := c.cfg.Demand(name)
 	c.mu.Lock()
 	demanded := c.demanded[name]

@@ -47,6 +47,16 @@ func podProblem(p *corev1.Pod) (problem string, since time.Time) {
 	return "", time.Time{}
 }
 
+// podOOMKilled reports whether the pod's worker container was OOM-killed (now, or before its restart).
+func podOOMKilled(p *corev1.Pod) bool {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == "worker" && oomKill(cs) != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // oomKill is the worker container's OOM kill, in its current state or (restarted since) its last one.
 func oomKill(cs corev1.ContainerStatus) *corev1.ContainerStateTerminated {
 	if t := cs.State.Terminated; t != nil && t.Reason == "OOMKilled" {

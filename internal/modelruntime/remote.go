@@ -22,6 +22,10 @@ import (
 // and returns the connection as the replica's Conn. One connection is one replica session: when it breaks the
 // replica has "exited", the pool retries its request elsewhere and starts a replacement, which is the next
 // announced worker. Workers that miss their heartbeats are forgotten (and their session, if any, is ended).
+//
+// With a Registry (the database), several servers share the workers: a heartbeat that reaches any server is
+// recorded there, and every server's engine reads the table each half interval, so that each server holds its
+// own session to every worker (the worker takes several) whichever server the worker announces itself to.
 type RemoteEngine struct {
 	cfg RemoteConfig
 
@@ -36,6 +40,9 @@ type RemoteEngine struct {
 	credits  map[demandKey][]time.Time
 	// failures are why a version's workers cannot come (PodFailing: its pods' image, an OOM kill), with when.
 	failures map[demandKey]podFailure
+	// forgotten: workers dropped here (a broken session, a failed dial, a pod gone), with when: the registry
+	// brings one back only with a heartbeat newer than that, as its own next announcement would.
+	forgotten map[workerKey]time.Time
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -58,6 +65,9 @@ type RemoteConfig struct {
 	// PodReady, if set, says whether the pod a worker announced from may serve (a watch of the cluster's
 	// pods); workers of a pod it refuses are not dialled. Workers that name no pod are not asked.
 	PodReady func(pod string) bool
+	// Registry, if set, shares the announced workers with the other servers of the installation (their
+	// announcements are recorded by Heard and read back every half heartbeat interval).
+	Registry slipway.ReplicaWorkerStore
 	// DemandChanged, if set, is called (without the engine's lock, from any goroutine; it must not block) when
 	// Demand of a deployment may have changed.
 	DemandChanged func(deployment string)
@@ -102,7 +112,8 @@ func NewRemoteEngine(cfg RemoteConfig) *RemoteEngine {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &RemoteEngine{cfg: cfg, workers: map[workerKey]*remoteWorker{}, changed: make(chan struct{}), stop: cancel,
-		starting: map[demandKey]int{}, credits: map[demandKey][]time.Time{}, failures: map[demandKey]podFailure{}}
+		starting: map[demandKey]int{}, credits: map[demandKey][]time.Time{}, failures: map[demandKey]podFailure{},
+		forgotten: map[workerKey]time.Time{}}
 	e.wg.Add(1)
 	go func() { // owned by the engine: ends on Close
 		defer e.wg.Done()
@@ -140,14 +151,82 @@ func (e *RemoteEngine) Announce(deployment string, a slipway.ReplicaAnnouncement
 	return slipway.ReplicaAnnounceReply{HeartbeatIntervalMS: int(e.cfg.HeartbeatInterval / time.Millisecond), ExpiresAt: now.Add(e.ttl()).UTC()}
 }
 
-// Withdraw forgets a worker that is shutting down; its session, if any, ends when it closes the connection.
-func (e *RemoteEngine) Withdraw(deployment, id string) bool {
+// Heard records an announcement (or heartbeat) that reached this server's API: in the registry, for every
+// server, and here.
+func (e *RemoteEngine) Heard(ctx context.Context, deployment string, a slipway.ReplicaAnnouncement) (slipway.ReplicaAnnounceReply, error) {
+	if e.cfg.Registry != nil {
+		if err := e.cfg.Registry.RecordReplicaWorker(ctx, deployment, a, 10*e.ttl()); err != nil {
+			return slipway.ReplicaAnnounceReply{}, fmt.Errorf("record replica worker %s: %w", a.ID, err)
+		}
+	}
+	return e.Announce(deployment, a), nil
+}
+
+// Withdraw forgets a worker that is shutting down, here and in the registry; its session, if any, ends when
+// it closes the connection.
+func (e *RemoteEngine) Withdraw(ctx context.Context, deployment, id string) (bool, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	k := workerKey{deployment, id}
 	_, ok := e.workers[k]
 	delete(e.workers, k)
-	return ok
+	e.forgotten[k] = time.Now()
+	e.mu.Unlock()
+	if e.cfg.Registry != nil {
+		recorded, err := e.cfg.Registry.DeleteReplicaWorker(ctx, deployment, id)
+		if err != nil {
+			return ok, err
+		}
+		ok = ok || recorded
+	}
+	return ok, nil
+}
+
+// syncRegistry takes in the workers that announced themselves to other servers (and the heartbeats they
+// sent there). Errors are logged: the workers known here keep serving, and the next look tries again.
+func (e *RemoteEngine) syncRegistry(ctx context.Context) {
+	if e.cfg.Registry == nil {
+		return
+	}
+	ws, err := e.cfg.Registry.ReplicaWorkers(ctx, e.ttl())
+	if err != nil {
+		if ctx.Err() == nil {
+			e.cfg.Log.Warn("read the replica workers other servers heard", "error", err)
+		}
+		return
+	}
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	woke := false
+	for _, r := range ws {
+		k := workerKey{r.Deployment, r.ID}
+		heard := now.Add(-r.Age)
+		if at, ok := e.forgotten[k]; ok && !heard.After(at) {
+			continue // dropped here since: only a newer heartbeat brings it back
+		}
+		w := e.workers[k]
+		if w == nil {
+			w = &remoteWorker{deployment: r.Deployment, ann: r.ReplicaAnnouncement, last: heard}
+			e.workers[k] = w
+			woke = true
+			e.cfg.Log.Info("replica worker announced to another server", "deployment", r.Deployment, "worker", r.ID, "address", r.Address, "version", r.Version)
+			continue
+		}
+		if heard.After(w.last) {
+			w.last = heard
+			if w.conn == nil && !w.claimed {
+				w.ann = r.ReplicaAnnouncement
+			}
+		}
+	}
+	for k, at := range e.forgotten {
+		if now.Sub(at) > 10*e.ttl() {
+			delete(e.forgotten, k)
+		}
+	}
+	if woke {
+		e.wakeLocked()
+	}
 }
 
 // Forget drops every worker of a deployment (deleted): their sessions are ended.
@@ -209,6 +288,7 @@ func (e *RemoteEngine) expireLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			e.syncRegistry(ctx)
 			var expired []*remoteConn
 			e.mu.Lock()
 			changed := e.expireCreditsLocked(now)
@@ -328,8 +408,25 @@ func (e *RemoteEngine) failedSince(k demandKey, began time.Time) error {
 	if !ok || f.at.Before(began.Add(-failureGrace)) {
 		return nil
 	}
+	if e.sessionsLocked(k) > 0 {
+		// The version serves from other pods: a pod that failed while serving (an OOM kill) restarts, and its
+		// slot waits for it rather than fail again and again until the failure is old (a crash loop would put a
+		// serving deployment in NEEDS_ATTENTION for one killed request).
+		return nil
+	}
 	e.credits[k] = append(e.credits[k], time.Now())
 	return fmt.Errorf("no replica worker for deployment %s version %d can start: %s", k.deployment, k.version, f.problem)
+}
+
+// sessionsLocked counts the sessions held with workers of k.
+func (e *RemoteEngine) sessionsLocked(k demandKey) int {
+	n := 0
+	for wk, w := range e.workers {
+		if wk.deployment == k.deployment && w.conn != nil && w.conn.version == k.version {
+			n++
+		}
+	}
+	return n
 }
 
 // claim marks an available worker of deployment@version as being dialled and returns it, or returns the
@@ -369,6 +466,7 @@ func (e *RemoteEngine) unclaim(k workerKey, drop bool) {
 	w.claimed, w.conn = false, nil
 	if drop {
 		delete(e.workers, k)
+		e.forgotten[k] = time.Now()
 		return
 	}
 	e.wakeLocked()
@@ -473,6 +571,7 @@ func (c *remoteConn) end(err error) {
 			w.conn = nil
 			if err != nil {
 				delete(e.workers, c.worker)
+				e.forgotten[c.worker] = time.Now()
 			} else {
 				e.wakeLocked()
 			}
@@ -601,6 +700,7 @@ func (e *RemoteEngine) DropPod(pod string) {
 	for k, w := range e.workers {
 		if w.ann.Pod == pod {
 			delete(e.workers, k)
+			e.forgotten[k] = time.Now()
 			e.cfg.Log.Info("replica worker's pod is gone or not ready; forgotten", "deployment", k.deployment, "worker", k.id, "pod", pod)
 			if w.conn != nil {
 				conns = append(conns, w.conn)
@@ -618,4 +718,23 @@ func (e *RemoteEngine) Wake() {
 	e.mu.Lock()
 	e.wakeLocked()
 	e.mu.Unlock()
+}
+
+// Usable counts the workers of deployment@version this server could hold a session to: announced (here or,
+// through the registry, to another server) and, for a pod's worker, with the pod ready. A server that does not
+// host the deployment sizes its own pool by it (it never asks the cluster for more).
+func (e *RemoteEngine) Usable(deployment string, version int) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for k, w := range e.workers {
+		if k.deployment != deployment || w.ann.Version != version {
+			continue
+		}
+		if w.ann.Pod != "" && e.cfg.PodReady != nil && !e.cfg.PodReady(w.ann.Pod) {
+			continue
+		}
+		n++
+	}
+	return n
 }

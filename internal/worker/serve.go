@@ -27,10 +27,11 @@ import (
 
 const serveUsage = `usage: slipway worker serve --listen ADDR [--spec SPEC] [--cache-dir DIR] [--advertise HOST:PORT]
        [--tls-cert FILE --tls-key FILE] [--ca-cert FILE] [--server URL] [--python PATH] [--status-file FILE]
+       [--max-sessions N]
 
 Serves one replica of a deployment whose engine is "external" over TCP: downloads the version's files from the
 server (verifying every digest, caching them in --cache-dir), loads the model, announces its address to the
-server and keeps a heartbeat. The replica spec (--spec or SLIPWAY_REPLICA_SPEC) comes from
+server and keeps a heartbeat. Each server of the installation holds its own session (up to --max-sessions). The replica spec (--spec or SLIPWAY_REPLICA_SPEC) comes from
 "slipway deploy replica-spec NAME".`
 
 // serveConfig is `slipway worker serve`'s command line.
@@ -39,6 +40,7 @@ type serveConfig struct {
 	statusFile, pod             string
 	tlsCert, tlsKey, caCert     string
 	python, scheduling          string
+	maxSessions                 int
 	spec                        slipway.ReplicaSpec
 }
 
@@ -56,6 +58,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.caCert, "ca-cert", "", "CA (or self-signed certificate) the server's HTTPS certificate chains to")
 	fs.StringVar(&c.python, "python", "/usr/bin/python3", "interpreter for python models")
 	fs.StringVar(&c.scheduling, "scheduling", "batch", "batch: the model runs under SCHED_BATCH once loaded, as the server's local replicas do; normal: the default policy")
+	fs.IntVar(&c.maxSessions, "max-sessions", 8, "replica sessions served at once: one per server of the installation (each holds its own)")
 	specText := fs.String("spec", os.Getenv("SLIPWAY_REPLICA_SPEC"), "replica spec (env SLIPWAY_REPLICA_SPEC)")
 	server := fs.String("server", "", "server URL (overrides the spec's)")
 	if err := fs.Parse(args); err != nil {
@@ -66,6 +69,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.scheduling != "batch" && c.scheduling != "normal" {
 		return nil, fmt.Errorf("slipway worker serve: --scheduling must be batch or normal, got %q", c.scheduling)
+	}
+	if c.maxSessions < 1 || c.maxSessions > 1024 {
+		return nil, fmt.Errorf("slipway worker serve: --max-sessions must be 1 to 1024, got %d", c.maxSessions)
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, errors.New("slipway worker serve: give both --tls-cert and --tls-key, or neither")
@@ -129,7 +135,7 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = ln.Close()
 		return err
 	}
-	w := &server{spec: cfg.spec, model: model, log: log, ln: ln, sessions: map[net.Conn]struct{}{}}
+	w := &server{spec: cfg.spec, model: model, log: log, ln: ln, sessions: map[net.Conn]struct{}{}, maxSessions: cfg.maxSessions}
 	ann := slipway.ReplicaAnnouncement{ID: workerID(cfg.pod), Address: advertise, Version: cfg.spec.Version, Runtime: m.Runtime,
 		TLS: cfg.tlsCert != "" || cfg.spec.TLS, Pod: cfg.pod}
 	log = log.With("worker", ann.ID, "address", advertise)
@@ -137,6 +143,9 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if ps, ok := model.(*pythonSessions); ok {
+		ps.fatal = func(err error) { cancel(err) }
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // owned by Serve: ends when the listener closes
@@ -150,6 +159,9 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 	withdraw(api, ann.ID, log)
 	if err != nil {
 		return err
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause // the model's process was OOM-killed: exit non-zero, the container restarts
 	}
 	log.Info("stopped")
 	return nil
@@ -289,15 +301,17 @@ func withdraw(api *apiClient, id string, log *slog.Logger) {
 	_ = resp.Body.Close()
 }
 
-// server accepts replica sessions: one at a time, since a replica serves one request at a time and the pool
-// counts one slot per worker.
+// server accepts replica sessions, up to maxSessions at once: each server of the installation holds its own
+// session to every worker (one pool slot per server), and calls its own requests through it. A server holds
+// one session per worker, so the bound only stops a misbehaving client from piling up connections.
 type server struct {
-	spec  slipway.ReplicaSpec
-	model sessionModel
-	log   *slog.Logger
-	ln    net.Listener
+	spec        slipway.ReplicaSpec
+	model       sessionModel
+	log         *slog.Logger
+	ln          net.Listener
+	maxSessions int
 
-	busy     atomic.Bool
+	active   atomic.Int32 // sessions past the handshake
 	mu       sync.Mutex
 	sessions map[net.Conn]struct{}
 	wg       sync.WaitGroup
@@ -350,13 +364,14 @@ func (s *server) session(conn net.Conn) {
 		s.log.Warn("refused a connection", "peer", peer, "error", err)
 		return
 	}
-	if !s.busy.CompareAndSwap(false, true) {
-		s.log.Warn("refused a second session: this worker serves one replica session at a time", "peer", peer)
-		_ = workerproto.WriteFrame(conn, workerproto.KindHello, []byte(`{"ok":false,"error":"this worker already serves a replica session"}`))
+	if n := s.active.Add(1); int(n) > s.maxSessions {
+		s.active.Add(-1)
+		s.log.Warn("refused a session: this worker already serves its most sessions at once (--max-sessions)", "peer", peer, "max_sessions", s.maxSessions)
+		_ = workerproto.WriteFrame(conn, workerproto.KindHello, helloError(fmt.Errorf("this worker already serves %d replica sessions (--max-sessions)", s.maxSessions)))
 		return
 	}
-	defer s.busy.Store(false)
-	s.log.Info("session started", "peer", peer)
+	defer s.active.Add(-1)
+	s.log.Info("session started", "peer", peer, "sessions", s.active.Load())
 	if err := s.model.Serve(conn); err != nil {
 		s.log.Warn("session ended", "peer", peer, "error", err)
 		return

@@ -24,9 +24,10 @@ import (
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
-// sessionModel is a loaded model that serves replica sessions, one connection at a time.
+// sessionModel is a loaded model that serves replica sessions: several at once (one per server).
 type sessionModel interface {
-	// Serve runs one session on conn (hello first) until the server closes it.
+	// Serve runs one session on conn (hello first) until the server closes it; it is called from several
+	// goroutines at once.
 	Serve(conn net.Conn) error
 	Close()
 }
@@ -107,27 +108,38 @@ func blockingSocket(conn net.Conn) (*os.File, bool) {
 
 func (s *onnxSession) Close() { _ = s.handler.Model.Close() } // the process is ending
 
-// pythonSessions runs the Python harness as a child per session and relays frames between the connection and
-// the child's stdin/stdout. The next session's child is started (and its model loaded) as soon as the previous
-// one is taken, so a replacement session does not wait for load_model(); a child never outlives its session,
-// so no answer to one session's request can reach the next.
+// pythonSessions serves every session from one Python harness child, one call at a time: several servers
+// each hold a session to this worker, and a second model process per session would multiply the pod's memory
+// (its resources.memory_mb is sized for one). A call holds the child from its request frame to its answer
+// (the protocol is strictly request → response), so the answers of two sessions never mix. A session that
+// ends while its call is on the child (the server's timeout killed it, the connection broke) kills the child:
+// the model may be stuck in predict(), and an answer nobody reads must not reach the next call. The next call,
+// of any session, takes a warm spare started as soon as the previous child was taken, so it does not wait for
+// load_model().
 type pythonSessions struct {
 	python, harness, dir string
 	batch                bool // SCHED_BATCH for each child once loaded
 	log                  *slog.Logger
 
+	turn  chan struct{} // capacity 1: held by the call on the child
+	child *pythonChild  // the serving child, guarded by turn (nil or exited: the next call takes the spare)
+	// fatal, if set, stops the worker (Serve sets it): a model process the kernel OOM-killed while serving
+	// makes the worker exit, so that Kubernetes restarts the container and records the OOM kill.
+	fatal func(error)
+
 	mu   sync.Mutex
-	next *pythonChild // started, hello read
-	err  error        // the next child's start error
+	next *pythonChild // the warm spare: started, hello read
+	err  error        // the spare's start error
 	wait chan struct{}
 }
 
 type pythonChild struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	hello  []byte // the H frame's payload
-	done   chan struct{}
+	oomKills int64 // the memory cgroup's OOM kill count when the child began to serve (-1: unknown)
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	stdout   *bufio.Reader
+	hello    []byte // the H frame's payload
+	done     chan struct{}
 }
 
 func startPythonSessions(ctx context.Context, cfg *serveConfig, dir string, log *slog.Logger) (*pythonSessions, error) {
@@ -136,7 +148,7 @@ func startPythonSessions(ctx context.Context, cfg *serveConfig, dir string, log 
 		return nil, fmt.Errorf("write the python harness: %w", err)
 	}
 	p := &pythonSessions{python: cfg.python, harness: harness, dir: dir, log: log, wait: make(chan struct{}),
-		batch: cfg.scheduling == "batch"}
+		batch: cfg.scheduling == "batch", turn: make(chan struct{}, 1)}
 	child, err := p.start()
 	if err != nil {
 		return nil, err
@@ -202,7 +214,16 @@ func (c *pythonChild) kill() {
 	<-c.done
 }
 
-// take returns the warm child and starts the next one in the background.
+func (c *pythonChild) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// take returns the warm spare and starts the next one in the background.
 func (p *pythonSessions) take() (*pythonChild, error) {
 	p.mu.Lock()
 	wait := p.wait
@@ -227,35 +248,198 @@ func (p *pythonSessions) take() (*pythonChild, error) {
 	return c, err
 }
 
-// Serve relays one session: the child's hello, then frames both ways until either side ends; the child goes
-// with its session.
+// acquire takes the turn on the child (giving up when gone closes first) and returns the serving child,
+// replacing one that exited with the spare. release gives the turn back.
+func (p *pythonSessions) acquire(gone <-chan struct{}) (*pythonChild, error) {
+	select {
+	case p.turn <- struct{}{}:
+	case <-gone:
+		return nil, errSessionGone
+	}
+	if p.child == nil || p.child.exited() {
+		c, err := p.take()
+		if err != nil {
+			<-p.turn
+			return nil, err
+		}
+		c.oomKills = oomKills()
+		p.child = c
+	}
+	return p.child, nil
+}
+
+func (p *pythonSessions) release() { <-p.turn }
+
+var errSessionGone = errors.New("the session ended")
+
+// Serve runs one session: the serving child's hello, then each request frame in turn on the shared child,
+// its answer frames relayed back, until the server closes the session.
 func (p *pythonSessions) Serve(conn net.Conn) error {
-	c, err := p.take()
+	ctx, cancel := context.WithCancel(context.Background()) // cancelled when the session's connection ends
+	defer cancel()
+	c, err := p.acquire(ctx.Done())
 	if err != nil {
 		_ = workerproto.WriteFrame(conn, workerproto.KindHello, helloError(err))
 		return err
 	}
-	defer c.kill()
-	if err := workerproto.WriteFrame(conn, workerproto.KindHello, c.hello); err != nil {
+	hello := c.hello
+	p.release()
+	if err := workerproto.WriteFrame(conn, workerproto.KindHello, hello); err != nil {
 		return err
 	}
-	toChild := make(chan error, 1)
-	go func() { // ends when the connection or the child's stdin does
-		_, err := io.Copy(c.stdin, conn)
-		// The server closed the session (or the connection broke): whatever the model is still computing
-		// has no one to answer, so the child goes now rather than after its current request.
-		c.kill()
-		toChild <- err
-	}()
-	_, err = io.Copy(conn, c.stdout)
-	_ = conn.Close() // the child is gone (or the connection broke): end the other direction too
-	if cerr := <-toChild; err == nil {
-		err = cerr
+	type request struct {
+		kind    workerproto.Kind
+		payload []byte
 	}
-	return err
+	requests := make(chan request, 4) // a server that sends several calls at once gets them answered in turn
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // owned by Serve: ends when the connection does (Serve closes it before waiting)
+		defer wg.Done()
+		defer close(requests)
+		r := bufio.NewReaderSize(conn, 64<<10)
+		for {
+			kind, payload, err := workerproto.ReadFrame(r, nil)
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					readErr = err
+				}
+				cancel() // a call of this session still on the child kills it (call's AfterFunc)
+				return
+			}
+			select {
+			case requests <- request{kind, payload}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer func() { _ = conn.Close() }()
+	for req := range requests {
+		if err := p.call(ctx, conn, req.kind, req.payload); err != nil {
+			cancel()
+			if errors.Is(err, errSessionGone) {
+				break
+			}
+			return err
+		}
+	}
+	return readErr
 }
 
+// answerEnds reports whether a frame from the child ends its answer to one request.
+func answerEnds(k workerproto.Kind) bool {
+	switch k {
+	case workerproto.KindResultJSON, workerproto.KindResultTensors, workerproto.KindError, workerproto.KindPong:
+		return true
+	}
+	return false
+}
+
+// call sends one request frame to the shared child and relays its answer frames to conn. It fails when the
+// child dies (the session ends, as a local replica's would: the server retries the request elsewhere and
+// starts the slot again; the next call takes the spare) or conn fails.
+func (p *pythonSessions) call(ctx context.Context, conn net.Conn, kind workerproto.Kind, payload []byte) error {
+	c, err := p.acquire(ctx.Done())
+	if err != nil {
+		return err
+	}
+	defer p.release()
+	// The session ending mid-call (a timeout on the server) kills the child: predict() may never return.
+	stop := context.AfterFunc(ctx, func() { _ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) })
+	defer stop()
+	if err := workerproto.WriteFrame(c.stdin, kind, payload); err != nil {
+		c.kill()
+		return fmt.Errorf("the python model process is gone: %w", err)
+	}
+	var connErr error
+	for {
+		k, out, err := workerproto.ReadFrame(c.stdout, nil)
+		if err != nil {
+			if ctx.Err() == nil {
+				if oom := oomKilled(c); oom != nil {
+					return p.oomKilled(conn, oom)
+				}
+			}
+			c.kill()
+			if ctx.Err() != nil {
+				return errSessionGone
+			}
+			return fmt.Errorf("the python model process died: %w", err)
+		}
+		if connErr == nil {
+			connErr = workerproto.WriteFrame(conn, k, out)
+		}
+		if answerEnds(k) {
+			return connErr
+		}
+	}
+}
+
+// oomKilled answers the request the model process died on with the reason (a model error: the pool does not
+// send it to another replica, which it would kill too) and stops the worker: Kubernetes restarts the
+// container and keeps the OOM kill in its last state, where the server's pod watch reads it. The sessions of
+// the other servers end with the worker: their requests are retried on other replicas.
+func (p *pythonSessions) oomKilled(conn net.Conn, err error) error {
+	p.log.Error("the model process was OOM-killed while serving; the worker stops", "error", err)
+	_ = workerproto.WriteFrame(conn, workerproto.KindError, modelErrorPayload(err.Error(), "OOMKilled"))
+	if p.fatal != nil {
+		p.fatal(err)
+	}
+	return errSessionGone
+}
+
+// oomKilled reports whether child c, whose output just ended, was killed by the kernel's OOM killer: it died
+// of SIGKILL (which this worker did not send: its session is still open) and the memory cgroup counted an OOM
+// kill since it began to serve.
+func oomKilled(c *pythonChild) error {
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		return nil // still running: it closed its output itself
+	}
+	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		return nil
+	}
+	if n := oomKills(); c.oomKills < 0 || n <= c.oomKills {
+		return nil
+	}
+	return errors.New("the model process was OOM-killed while serving this request: predict() used more memory than the replica's limit (resources.memory_mb); the replica restarts: give the deployment more memory_mb, or send smaller requests")
+}
+
+// oomKills is the number of OOM kills in this process's memory cgroup (cgroup v2 memory.events, v1
+// memory.oom_control, as a container sees its own cgroup), -1 when it cannot be read.
+func oomKills() int64 {
+	for _, f := range []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			var n int64
+			if _, err := fmt.Sscanf(line, "oom_kill %d", &n); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+func modelErrorPayload(message, typ string) []byte {
+	b, _ := json.Marshal(map[string]string{"error": message, "type": typ})
+	return b
+}
+
+// Close stops the serving child and the spare (the worker is stopping; the sessions are closed).
 func (p *pythonSessions) Close() {
+	p.turn <- struct{}{}
+	if p.child != nil {
+		p.child.kill()
+		p.child = nil
+	}
 	p.mu.Lock()
 	wait := p.wait
 	p.mu.Unlock()
