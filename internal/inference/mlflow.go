@@ -111,7 +111,7 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 	}
 	// The request's columns may share d (their list is d.out, a tensor's shape d.first.shapeRoom) and outlive
 	// the call (a capture keeps them): they must not keep the body and its tokens alive.
-	d.s, d.m, d.cols, d.first.toks = scanner{}, mlDecoder{}, [4]*rawCol{}, nil
+	d.s, d.m, d.cols, d.first.toks = scanner{}, mlDecoder{}, [8]*rawCol{}, nil
 	return req, nil
 }
 
@@ -218,7 +218,7 @@ type mlflowDecoding struct {
 	req   MLflowRequest
 	s     scanner
 	m     mlDecoder
-	cols  [4]*rawCol
+	cols  [8]*rawCol
 	out   [2]workerproto.Tensor
 	first rawCol
 }
