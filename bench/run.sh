@@ -535,6 +535,25 @@ fi
   echo
   echo "Background CPU use after the run: ${busy_after}% (before: ${busy_before}%)."
 } >>"$md"
+# CPU per request in the interleaved rounds: on a shared machine the req/s ratios swing with the other tenants,
+# the CPU a target spends per request much less (docs/benchmarks.md, "The Go serving path: CPU per request").
+"$PY" - "$jsonl" >>"$md" <<'EOF'
+import json, statistics, sys
+cells = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    cpu, meta = r.get("cpu") or {}, r.get("meta") or {}
+    if "round" not in meta or not r.get("rps") or "target" not in cpu:
+        continue
+    us = lambda pct: pct / 100 * r["cpus"] / r["rps"] * 1e6
+    cells.setdefault(meta.get("target", r["label"]), []).append((us(cpu["target"]), us(cpu["loadgen"])))
+if cells:
+    print("\nCPU per request in the interleaved rounds (µs of CPU per answered request: CPU share × CPUs ÷ req/s; median of the rounds):\n")
+    print("| target | rounds | server | load generator |")
+    print("|---|--:|--:|--:|")
+    for t, v in cells.items():
+        print("| %s | %d | %.1f | %.1f |" % (t, len(v), statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)))
+EOF
 if [[ -s $logs/pyfast-profile.txt ]]; then
   {
     echo

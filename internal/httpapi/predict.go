@@ -380,7 +380,13 @@ func (s *Server) predictTensorsParams(ctx context.Context, route serving.Route, 
 
 // readPayload reads a prediction body up to the configured limit.
 func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := readBody(http.MaxBytesReader(w, r.Body, s.maxPayload), r.ContentLength, s.maxPayload)
+	src := r.Body
+	if r.ContentLength <= 0 || r.ContentLength > s.maxPayload {
+		// A declared length within the limit needs no limit reader: net/http's body stops at the declared
+		// length (the usual prediction request, which saves the reader's allocation and indirection).
+		src = http.MaxBytesReader(w, r.Body, s.maxPayload)
+	}
+	body, err := readBody(src, r.ContentLength, s.maxPayload)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -398,8 +404,8 @@ func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, er
 }
 
 // readBody reads all of r. With a declared length within the limit it allocates exactly once (io.ReadAll starts
-// at 512 bytes and grows: most prediction bodies are far smaller or far larger); the limit reader still
-// guards a length that lies.
+// at 512 bytes and grows: most prediction bodies are far smaller or far larger) and refuses more than limit bytes
+// from a reader whose length lies (http.MaxBytesError).
 func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
 	if declared <= 0 || declared > limit {
 		return io.ReadAll(r)
@@ -417,16 +423,40 @@ func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
 	case err != nil:
 		return nil, err
 	}
-	rest, err := io.ReadAll(r) // more than declared: net/http normally refuses this first
+	// More than declared: net/http's body never gives this (it stops at the declared length), but another
+	// reader may, and readPayload gives it no limit reader: the limit is kept here.
+	rest, err := io.ReadAll(io.LimitReader(r, limit-declared))
+	if err == nil && int64(len(buf)+len(rest)) > limit {
+		err = &http.MaxBytesError{Limit: limit}
+	}
 	return append(buf, rest...), err
 }
 
+// predictHeaders names the model version and replica that answered. The keys are assigned in canonical form
+// (Header.Set canonicalizes them on every request) and the usual version numbers come from versionHeaders.
 func predictHeaders(w http.ResponseWriter, version int, replica string) {
 	h := w.Header()
-	h.Set("X-Slipway-Model-Version", strconv.Itoa(version))
+	h["X-Slipway-Model-Version"] = versionHeader(version)
 	if replica != "" {
-		h.Set("X-Slipway-Replica", replica)
+		h["X-Slipway-Replica"] = []string{replica}
 	}
+}
+
+// versionHeaders are the X-Slipway-Model-Version value lists of the first versions, shared by every response
+// as jsonContentType is (net/http copies a handler's header values when it writes them).
+var versionHeaders = func() [][]string {
+	vs := make([][]string, 256)
+	for i := range vs {
+		vs[i] = []string{strconv.Itoa(i)}
+	}
+	return vs
+}()
+
+func versionHeader(version int) []string {
+	if version >= 0 && version < len(versionHeaders) {
+		return versionHeaders[version][:1:1] // cap 1: an Add elsewhere copies instead of writing into the shared array
+	}
+	return []string{strconv.Itoa(version)}
 }
 
 // predictError: an exception from predict() about its input is the client's (400); anything else is the

@@ -62,6 +62,21 @@ func TestReadBodyLimit(t *testing.T) {
 	}
 }
 
+// readPayload gives a body whose declared length is within the limit no limit reader: readBody keeps the limit
+// itself when the body holds more than it declared.
+func TestReadBodyLimitWithoutLimitReader(t *testing.T) {
+	for _, n := range []int{16, 17, 64} {
+		got, err := readBody(bytes.NewReader(make([]byte, n)), 8, 16)
+		var mbe *http.MaxBytesError
+		switch {
+		case n <= 16 && (err != nil || len(got) != n):
+			t.Errorf("%d bytes declared as 8: got %d bytes, %v; want all of them", n, len(got), err)
+		case n > 16 && !errors.As(err, &mbe):
+			t.Errorf("%d bytes declared as 8: err = %v, want a MaxBytesError", n, err)
+		}
+	}
+}
+
 // What the prediction endpoints take: JSON under the labels JSON bodies come with, CSV on /invocations only;
 // anything else is a 415 whose message names serialized objects as refused by design.
 func TestPredictionMediaTypes(t *testing.T) {

@@ -252,6 +252,8 @@ type requestInfo struct {
 	forwarded bool
 	// inferHeaderLen is the JSON part's length of a V2 answer with binary outputs (0: a plain JSON answer).
 	inferHeaderLen int
+	// idHeader is the X-Request-Id response header's value list, allocated with the info it belongs to.
+	idHeader [1]string
 }
 
 func infoOf(r *http.Request) *requestInfo {
@@ -271,8 +273,12 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 		if id == "" || len(id) > 128 {
 			id = newID()
 		}
-		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestInfo{id: id})))
+		info := &requestInfo{id: id}
+		info.idHeader[0] = id
+		// Assigned in canonical form, not through Header.Set: this runs on every request, and Set canonicalizes
+		// the key and allocates the value list each time.
+		w.Header()["X-Request-Id"] = info.idHeader[:]
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
 	})
 }
 

@@ -239,6 +239,12 @@ func TestRowsConcatSplit(t *testing.T) {
 	if parts[1][0].Data[0] != merged[0].Data[8] || merged[0].Data[8] == 0xff {
 		t.Fatal("parts share capacity")
 	}
+	// Nor to a part's shape or its list of outputs (they are cut from blocks shared by the parts).
+	_ = append(parts[0][0].Shape, 99)
+	_ = append(parts[0], workerproto.Tensor{Name: "extra"})
+	if got, want := dumpFrame(parts[1]), "x FP32 [2 2]: 3 4 5 6\ns BYTES [2]: \"b\" \"c\"\n"; got != want {
+		t.Fatalf("part 1 after appends to part 0\n%s\nwant\n%s", got, want)
+	}
 	if single, rows, err := Concat([][]workerproto.Tensor{a}); err != nil || len(single) != 2 || rows[0] != 1 {
 		t.Fatalf("single frame: %v %v", rows, err)
 	}

@@ -55,10 +55,17 @@ type scanner struct {
 }
 
 func newScanner(b []byte) (*scanner, error) {
-	if len(b) > maxBody {
-		return nil, invalid("", "request body of %d bytes is too large", len(b))
+	if err := checkBodySize(b); err != nil {
+		return nil, err
 	}
 	return &scanner{b: b}, nil
+}
+
+func checkBodySize(b []byte) error {
+	if len(b) > maxBody {
+		return invalid("", "request body of %d bytes is too large", len(b))
+	}
+	return nil
 }
 
 func (s *scanner) syntax(format string, args ...any) {

@@ -37,22 +37,24 @@ var mlflowFormatList = quoteList(mlflowFormats[:])
 // A list of rows or scalars becomes one tensor named "input", or the schema's column name when the schema
 // has exactly one column.
 func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, error) {
-	s, err := newScanner(body)
-	if err != nil {
+	if err := checkBodySize(body); err != nil {
 		return nil, err
 	}
+	d := &mlflowDecoding{s: scanner{b: body}}
+	s := &d.s
 	if s.peek() != kObject {
 		return nil, notA(s, "", "a JSON object with one of "+mlflowFormatList)
 	}
-	m, err := newMLDecoder(body, schema)
-	if err != nil {
+	m := &d.m
+	if err := m.init(body, schema); err != nil {
 		return nil, err
 	}
-	req := &MLflowRequest{}
+	m.cols, m.out, m.first = d.cols[:0], d.out[:0], &d.first
+	req := &d.req
 	// On the stack for the usual few keys (appends in the callback below would allocate from nil).
 	keys := make([]tok, 0, 4)
 	found := make([]string, 0, 2)
-	err = s.bodyFields(func(k tok) error {
+	err := s.bodyFields(func(k tok) error {
 		keys = append(keys, k)
 		format := ""
 		for _, f := range mlflowFormats {
@@ -107,6 +109,9 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 	if req.Columns, err = m.finish(); err != nil {
 		return nil, err
 	}
+	// The request's columns may share d (their list is d.out, a tensor's shape d.first.shapeRoom) and outlive
+	// the call (a capture keeps them): they must not keep the body and its tokens alive.
+	d.s, d.m, d.cols, d.first.toks = scanner{}, mlDecoder{}, [8]*rawCol{}, nil
 	return req, nil
 }
 
@@ -139,6 +144,9 @@ type rawCol struct {
 	cell    []int64 // shape of a cell (nil: scalar cells), set by the first row
 	lastRow int     // last record that set this column (duplicate check)
 	loc     loc
+	// shapeRoom holds the shape of a tensor of up to two dimensions (a request's usual rows × features)
+	// without an allocation of its own.
+	shapeRoom [2]int64
 }
 
 // loc formats the path of an element of a column for error messages.
@@ -199,20 +207,41 @@ type mlDecoder struct {
 	src    []byte
 	schema []slipway.ColumnSpec // empty: none
 	cols   []*rawCol
-	byName map[string]int // index into cols, once there are many columns
+	byName map[string]int       // index into cols, once there are many columns
+	out    []workerproto.Tensor // room for finish's frame (nil: allocated there)
+	first  *rawCol              // room for a tensor request's one column (nil: allocated)
+}
+
+// mlflowDecoding is all a JSON request's decoding needs for the usual request of one or two tensors or a few
+// columns, in one allocation instead of one per part (a prediction request is decoded on every call).
+type mlflowDecoding struct {
+	req   MLflowRequest
+	s     scanner
+	m     mlDecoder
+	cols  [8]*rawCol
+	out   [2]workerproto.Tensor
+	first rawCol
 }
 
 func newMLDecoder(src []byte, schema *slipway.Schema) (*mlDecoder, error) {
-	m := &mlDecoder{src: src}
+	m := &mlDecoder{}
+	if err := m.init(src, schema); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *mlDecoder) init(src []byte, schema *slipway.Schema) error {
+	m.src = src
 	if schema != nil && len(schema.Columns) > 0 {
 		m.schema = schema.Columns
 		for _, c := range m.schema {
 			if schemaDtype(c.Dtype) == workerproto.NoDatatype {
-				return nil, invalid("", "the input schema's column %q has unsupported dtype %q", c.Name, c.Dtype)
+				return invalid("", "the input schema's column %q has unsupported dtype %q", c.Name, c.Dtype)
 			}
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // schemaNames lists the schema's column names.
@@ -619,7 +648,11 @@ func (m *mlDecoder) tensors(s *scanner, where string) (bool, error) {
 		if len(m.schema) == 1 {
 			name, spec = m.schema[0].Name, &m.schema[0]
 		}
-		c := &rawCol{name: name, spec: spec, loc: loc{prefix: where, col: -1}}
+		c := m.first
+		if c == nil {
+			c = &rawCol{}
+		}
+		*c = rawCol{name: name, spec: spec, loc: loc{prefix: where, col: -1}}
 		if err := m.tensor(s, c); err != nil {
 			return false, err
 		}
@@ -660,7 +693,7 @@ func (m *mlDecoder) tensors(s *scanner, where string) (bool, error) {
 func (m *mlDecoder) tensor(s *scanner, c *rawCol) error {
 	// Room for a few rows of features and two levels of nesting: a small request's leaves and shape need one
 	// allocation each instead of one per doubling.
-	n := nester{s: s, rank: -1, toks: make([]tok, 0, 16), shape: make([]int64, 0, 2), idx: make([]int, 0, 2),
+	n := nester{s: s, rank: -1, toks: make([]tok, 0, 16), shape: c.shapeRoom[:0], idx: make([]int, 0, 2),
 		at: func(idx []int) string { return c.loc.path(toInt64s(idx)) }}
 	if err := n.walk(0); err != nil {
 		return err
@@ -741,7 +774,10 @@ func (m *mlDecoder) finish() ([]workerproto.Tensor, error) {
 	if len(m.cols) == 0 {
 		return nil, invalid("", "the request has no columns")
 	}
-	out := make([]workerproto.Tensor, 0, len(m.cols))
+	out := m.out[:0]
+	if cap(out) < len(m.cols) {
+		out = make([]workerproto.Tensor, 0, len(m.cols))
+	}
 	for _, c := range m.cols {
 		t, err := m.typed(c)
 		if err != nil {

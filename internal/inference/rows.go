@@ -109,9 +109,17 @@ func Split(outputs []workerproto.Tensor, rows []int) ([][]workerproto.Tensor, er
 			return nil, invalid("", "model output %q has shape %v: its first dimension must be the %d rows of the batch to split it between requests", t.Name, t.Shape, total)
 		}
 	}
+	// Three allocations per batch, not one per request and output: every part's tensors are cut from one
+	// block, and their shapes from another (a split runs for every batch of every batched deployment).
 	parts := make([][]workerproto.Tensor, len(rows))
+	block := make([]workerproto.Tensor, len(rows)*len(outputs))
+	dims := 0
+	for i := range outputs {
+		dims += len(outputs[i].Shape)
+	}
+	shapes := make([]int64, 0, len(rows)*dims)
 	for b := range parts {
-		parts[b] = make([]workerproto.Tensor, len(outputs))
+		parts[b] = block[b*len(outputs) : (b+1)*len(outputs) : (b+1)*len(outputs)]
 	}
 	for i := range outputs {
 		t := &outputs[i]
@@ -122,7 +130,9 @@ func Split(outputs []workerproto.Tensor, rows []int) ([][]workerproto.Tensor, er
 		size := workerproto.ParseDatatype(t.Datatype).Size()
 		start := 0
 		for b, r := range rows {
-			part := workerproto.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: append([]int64{int64(r)}, t.Shape[1:]...)}
+			at := len(shapes)
+			shapes = append(append(shapes, int64(r)), t.Shape[1:]...)
+			part := workerproto.Tensor{Name: t.Name, Datatype: t.Datatype, Shape: shapes[at:len(shapes):len(shapes)]}
 			lo, hi := start*inner, (start+r)*inner
 			if t.Datatype == "BYTES" {
 				part.Strings = t.Strings[lo:hi:hi]

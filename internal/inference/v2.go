@@ -51,17 +51,18 @@ func DecodeV2Request(body []byte) (*V2Request, error) {
 // decodeV2 decodes the JSON of a request; with binary, inputs may give binary_data_size instead of data, and
 // the sizes are returned per input (-1 for an input whose data is in the JSON).
 func decodeV2(body []byte, binary bool) (*V2Request, []int64, error) {
-	s, err := newScanner(body)
-	if err != nil {
+	if err := checkBodySize(body); err != nil {
 		return nil, nil, err
 	}
+	d := &v2Decoding{s: scanner{b: body}}
+	s := &d.s
 	if s.peek() != kObject {
 		return nil, nil, notA(s, "", `a JSON object like {"inputs": [...]}`)
 	}
-	req := &V2Request{}
+	req := &d.req
 	var sizes []int64
 	var seen [4]bool
-	err = s.bodyFields(func(k tok) error {
+	err := s.bodyFields(func(k tok) error {
 		var err error
 		switch {
 		case keyIs(body, k, "id"):
@@ -75,7 +76,7 @@ func decodeV2(body []byte, binary bool) (*V2Request, []int64, error) {
 			}
 		case keyIs(body, k, "inputs"):
 			if err = keyOnce(seen[:], 2, "inputs", nil); err == nil {
-				req.Inputs, sizes, err = decodeV2Inputs(s, binary)
+				req.Inputs, sizes, err = decodeV2Inputs(s, binary, d.ins[:0], d.sizes[:0])
 			}
 		case keyIs(body, k, "outputs"):
 			if err = keyOnce(seen[:], 3, "outputs", nil); err == nil {
@@ -95,7 +96,17 @@ func decodeV2(body []byte, binary bool) (*V2Request, []int64, error) {
 	if len(req.Inputs) == 0 {
 		return nil, nil, invalid("inputs", "empty: send at least one input tensor")
 	}
+	d.s = scanner{} // the request may outlive the call (a capture keeps its inputs): not its body
 	return req, sizes, nil
+}
+
+// v2Decoding is what decoding the usual request of one input tensor needs, in one allocation instead of one
+// per part (a prediction request is decoded on every call).
+type v2Decoding struct {
+	req   V2Request
+	s     scanner
+	ins   [1]workerproto.Tensor
+	sizes [1]int64
 }
 
 // notA consumes the next value and returns the error "where: expected want, got ..." (or the syntax
@@ -164,13 +175,12 @@ func decodeParams(s *scanner, where string) (map[string]any, error) {
 	return m, nil
 }
 
-func decodeV2Inputs(s *scanner, binary bool) ([]workerproto.Tensor, []int64, error) {
+// decodeV2Inputs appends the inputs to ins and their binary sizes to sizes.
+func decodeV2Inputs(s *scanner, binary bool, ins []workerproto.Tensor, sizes []int64) ([]workerproto.Tensor, []int64, error) {
 	if s.peek() != kArray {
 		return nil, nil, notA(s, "inputs", "a list of tensors")
 	}
 	s.enter()
-	var ins []workerproto.Tensor
-	var sizes []int64
 	for i := 0; s.next(']', i); i++ {
 		t, size, err := decodeV2Input(s, i, binary)
 		if err != nil {
