@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/slipway-ml/slipway/internal/slipwaytest"
 )
 
@@ -93,12 +95,18 @@ func predictDirect(t *testing.T, s *server, path string, body []byte) (int, []by
 	return resp.StatusCode, b, resp.Header.Get(forwardedToHeader)
 }
 
-// TestKubernetesServersReachThePodsDirectly: two servers on one PostgreSQL database and bucket, with the
-// kubernetes engine and one announce URL in front of both (--replica-announce-url). A deployment of 2 pods is
-// served by each server through its own sessions to the pods (no forwarding to the host), with the local
-// engine's answers; a kill -9 of the host under load through the other server fails no request there, leaves
-// the pods and their Deployment as they were, and the survivor becomes the host.
-func TestKubernetesServersReachThePodsDirectly(t *testing.T) {
+// sharedKube is two servers (A, then B) on one PostgreSQL database and bucket, with the kubernetes engine and
+// the front door in front of both as their --replica-announce-url, the examples pushed.
+type sharedKube struct {
+	k     *slipwaytest.Kubernetes
+	cs    kubernetes.Interface
+	pg    *slipwaytest.Postgres
+	a, b  *server
+	front *frontDoor
+}
+
+func startSharedKube(t *testing.T) *sharedKube {
+	t.Helper()
 	k := slipwaytest.StartKubernetes(t, binary)
 	cs := kubeClient(t, k)
 	slipwaytest.UseS3Credentials(t)
@@ -120,8 +128,19 @@ func TestKubernetesServersReachThePodsDirectly(t *testing.T) {
 	a := member("")
 	b := member(a.Token)
 	front.route(a.URL, b.URL)
-	local := startServer(t, "")
 	pushExamples(t, a)
+	return &sharedKube{k: k, cs: cs, pg: pg, a: a, b: b, front: front}
+}
+
+// TestKubernetesServersReachThePodsDirectly: two servers on one PostgreSQL database and bucket, with the
+// kubernetes engine and one announce URL in front of both (--replica-announce-url). A deployment of 2 pods is
+// served by each server through its own sessions to the pods (no forwarding to the host), with the local
+// engine's answers; a kill -9 of the host under load through the other server fails no request there, leaves
+// the pods and their Deployment as they were, and the survivor becomes the host.
+func TestKubernetesServersReachThePodsDirectly(t *testing.T) {
+	sk := startSharedKube(t)
+	cs, pg, a, b, front := sk.cs, sk.pg, sk.a, sk.b, sk.front
+	local := startServer(t, "")
 	pushExamples(t, local)
 
 	const name = "kshared"

@@ -62,6 +62,7 @@ func (a *App) openKubeReplicas() error {
 		PodReadied:   func(string) { remote.Wake() },
 		PodFailing:   remote.PodFailing,
 		Applies:      a.deploy.AppliesReplicas,
+		Followed:     a.deploy.FollowedVersions,
 		PodOOMKilled: a.deploy.ReplicaOOMKilled,
 		Log:          a.log})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -51,6 +51,7 @@ type Service struct {
 	// by mu.
 	followers     map[string]string
 	followPending map[string]bool
+	followSides   map[string]string // canarySig of the canary each following router has
 
 	mu    sync.RWMutex
 	locks map[string]*sync.Mutex // one operation at a time per deployment
@@ -129,7 +130,7 @@ func New(cfg Config) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{store: cfg.Store, models: cfg.Models, files: cfg.Files, runtimes: cfg.Runtimes, log: cfg.Log, budget: cfg.Budget,
 		routers: serving.NewRouters(), scale: newAutoscaler(), locks: map[string]*sync.Mutex{}, ctx: ctx, cancel: cancel,
-		followers: map[string]string{}, followPending: map[string]bool{},
+		followers: map[string]string{}, followPending: map[string]bool{}, followSides: map[string]string{},
 		ReadyTimeout: 2 * time.Minute}
 	s.wg.Add(1)
 	go func() { // owned by the service: ends with Close

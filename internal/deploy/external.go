@@ -29,6 +29,10 @@ func (s *Service) Remote() *modelruntime.RemoteEngine { return s.remote }
 // Deployment of worker pods by the remote engine's demand, and deletes them with their deployment.
 type KubeReplicas interface {
 	Delete(ctx context.Context, deployment string) error
+	// Keeps reports whether the cluster still runs pods of deployment@version that are not going away: a
+	// version the deployment moved away from keeps them until its host scales them away (once no pool of any
+	// server uses them), and their workers' heartbeats are accepted until then.
+	Keeps(deployment string, version int) bool
 }
 
 // SetKubernetes makes the server's engine the kubernetes one: the deployments that name no engine are served
@@ -197,7 +201,10 @@ func (s *Service) VerifyReplicaToken(ctx context.Context, name, token string) (*
 		}
 		return nil, err
 	}
-	if !slices.Contains(servedVersions(d), scope.Version) {
+	// A version a rollout moves away from is still served by the pools' retiring sessions (on the host and on
+	// the following servers) until its pods are scaled away: a refused heartbeat would end its workers under
+	// them, and with them the requests in flight.
+	if !slices.Contains(servedVersions(d), scope.Version) && (s.kube == nil || d.Engine != slipway.EngineDefault || !s.kube.Keeps(name, scope.Version)) {
 		return nil, slipway.Errorf(slipway.EFORBIDDEN, "deployment %s no longer serves version %d (it serves %v): get a new replica spec", name, scope.Version, servedVersions(d))
 	}
 	v, err := s.models.FindVersion(ctx, d.Model, slipway.VersionRef{Number: scope.Version})

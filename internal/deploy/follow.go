@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +23,15 @@ import (
 // following pool). When the host dies, the server that takes the lease over turns its following pool into the
 // hosting one: the pods, their sessions and its requests in flight are not disturbed.
 //
-// A deployment with a canary or a shadow is not followed (its split is the host's): such deployments are
-// forwarded as before.
+// A canary is split here as on the host (followCanary: the same router side, sized by its ready pods). A
+// deployment with a shadow is not followed (its copies are the host's): its predictions are forwarded.
+//
+// Rollouts: a following pool holds the lease followingLease(deployment, version, server) for every version it
+// holds sessions with. The host never scales a version's pods away (to zero, or deleting its Deployment) while
+// another live server holds such a lease (FollowedVersions, kubereplica's Config.Followed): the follower rolls
+// its pool out to the new version's pods as soon as they are ready, lets its old sessions finish their
+// requests, and only then gives the old version's lease up. A follower that dies gives its leases up with its
+// life (they expire), so it never holds pods for long.
 
 // follows says whether a following pool of this server serves the deployment.
 func (s *Service) follows(name string) bool {
@@ -59,9 +67,10 @@ func followSig(d *slipway.Deployment) string {
 }
 
 // followable says whether this server should run a following pool for d: the kubernetes engine's
-// deployment, settled and serving, without canary or shadow, hosted by another live server.
+// deployment, settled and serving, without a shadow (a canary is split here too), hosted by another live
+// server.
 func (s *Service) followable(d *slipway.Deployment, held map[string]string) bool {
-	if s.kube == nil || s.remote == nil || d.Engine != slipway.EngineDefault || d.Canary != nil || d.Shadow != nil {
+	if s.kube == nil || s.remote == nil || d.Engine != slipway.EngineDefault || d.Shadow != nil {
 		return false
 	}
 	switch d.State {
@@ -109,7 +118,7 @@ func (s *Service) follow(ctx context.Context, ds []*slipway.Deployment, hs []clu
 // time per deployment: the pending mark stops the loop from queueing another meanwhile).
 func (s *Service) followOne(d *slipway.Deployment) {
 	n := s.remote.Usable(d.Name, d.Version)
-	sig := followSig(d)
+	sig, csig := followSig(d), s.canarySig(d)
 	s.mu.Lock()
 	cur, following := s.followers[d.Name]
 	if s.followPending[d.Name] || n == 0 {
@@ -125,8 +134,9 @@ func (s *Service) followOne(d *slipway.Deployment) {
 			s.mu.Unlock()
 			return
 		}
-		if size, _ := rt.Pool.Size(); size == n {
+		if size, _ := rt.Pool.Size(); size == n && s.followSides[d.Name] == csig {
 			s.mu.Unlock()
+			s.reassertFollowing(d.Name, rt.Pool.ServedVersion())
 			return
 		}
 	}
@@ -140,6 +150,10 @@ func (s *Service) followOne(d *slipway.Deployment) {
 		}()
 		if err := s.syncFollower(ctx, d, sig, n); err != nil {
 			s.log.Warn("following pool not started; predictions are forwarded to the deployment's host meanwhile", "deployment", d.Name, "error", err)
+			return
+		}
+		if err := s.followCanary(ctx, d, csig); err != nil {
+			s.log.Warn("following pool: canary not started; this server's requests go to the deployment's version meanwhile", "deployment", d.Name, "error", err)
 		}
 	})
 }
@@ -175,6 +189,8 @@ func (s *Service) syncFollower(ctx context.Context, d *slipway.Deployment, sig s
 		if err := s.checkPythonEnvironment(ctx, &fd, v, dir); err != nil {
 			return err
 		}
+		old := rt.Pool.ServedVersion()
+		s.holdFollowing(ctx, d.Name, v.Version) // before its first session: the host keeps these pods from now on
 		rt.Pool.SetOptions(options(&fd))
 		if err := rt.Pool.Rollout(ctx, v.Version, n, s.starter(&fd, v, dir)); err != nil {
 			return err
@@ -183,8 +199,13 @@ func (s *Service) syncFollower(ctx context.Context, d *slipway.Deployment, sig s
 		s.mu.Lock()
 		s.followers[d.Name] = sig
 		s.mu.Unlock()
+		s.log.Info("following pool rolled out", "deployment", d.Name, "from", old, "version", v.Version, "replicas", n)
+		if old != v.Version {
+			s.leaveFollowed(d.Name, old)
+		}
 		return nil
 	}
+	s.holdFollowing(ctx, d.Name, v.Version)
 	pool, err := s.startPool(ctx, d.Name, &fd, v)
 	if err != nil {
 		return err
@@ -193,6 +214,7 @@ func (s *Service) syncFollower(ctx context.Context, d *slipway.Deployment, sig s
 	if s.owner.Holds(LeaseName(d.Name)) || s.routers.Get(d.Name) != nil { // taken over while the pool started
 		s.mu.Unlock()
 		pool.Close()
+		s.releaseFollowing(ctx, d.Name, -1)
 		return nil
 	}
 	s.routers.Put(d.Name, serving.NewRouter(pool, v))
@@ -208,6 +230,7 @@ func (s *Service) unfollow(name string) {
 	s.mu.Lock()
 	_, ok := s.followers[name]
 	delete(s.followers, name)
+	delete(s.followSides, name)
 	var rt *serving.Router
 	if ok {
 		rt = s.routers.Take(name)
@@ -216,6 +239,9 @@ func (s *Service) unfollow(name string) {
 	if rt != nil {
 		rt.Close()
 		s.log.Info("stopped serving a deployment another server hosts", "deployment", name)
+	}
+	if ok {
+		s.releaseFollowing(s.ctx, name, -1) // its sessions ended with the pool
 	}
 }
 
@@ -226,12 +252,15 @@ func (s *Service) promote(ctx context.Context, d *slipway.Deployment) bool {
 	s.mu.Lock()
 	_, ok := s.followers[d.Name]
 	delete(s.followers, d.Name)
+	delete(s.followSides, d.Name)
 	s.mu.Unlock()
 	rt := s.routers.Get(d.Name)
 	if !ok || rt == nil {
 		return false
 	}
 	s.log.Info("ownership: hosting a deployment this server already served from its pods", "deployment", d.Name, "server", s.owner.ID())
+	// Its sessions are the host's now: the demand they make keeps their pods, the following leases need not.
+	s.releaseFollowing(ctx, d.Name, -1)
 	s.scale.setPolicy(d)
 	if ch, ok := s.kube.(interface{ Changed(string) }); ok {
 		ch.Changed(d.Name) // the cluster's count is this server's demand from now on
@@ -241,6 +270,10 @@ func (s *Service) promote(ctx context.Context, d *slipway.Deployment) bool {
 			if err := rt.Pool.Scale(ctx, d.Replicas); err != nil {
 				s.log.Warn("scale a deployment taken over", "deployment", d.Name, "error", err)
 			}
+		}
+		// A canary followed here was sized by its ready pods: the host's is the deployment's count.
+		if err := s.syncSides(ctx, d, rt); err != nil {
+			s.log.Warn("canary of a deployment taken over", "deployment", d.Name, "error", err)
 		}
 	})
 	return true
@@ -263,4 +296,209 @@ func (s *Service) ReplicaOOMKilled(deployment string, version int, problem strin
 		}
 		s.setState(ctx, deployment, slipway.DeploymentActive, "a replica was lost and restarts: "+problem)
 	})
+}
+
+// followingPrefix starts the names of the leases that say which versions' pods the following pools use.
+const followingPrefix = "following/"
+
+// followingLease is held by server while its following pool of deployment holds sessions with version's
+// pods. Deployment names have no '/', so the name parses back (parseFollowingLease).
+func followingLease(deployment string, version int, server string) string {
+	return followingPrefix + deployment + "/" + strconv.Itoa(version) + "/" + server
+}
+
+// parseFollowingLease returns the deployment and version a following lease names.
+func parseFollowingLease(lease string) (deployment string, version int, ok bool) {
+	rest, ok := strings.CutPrefix(lease, followingPrefix)
+	if !ok {
+		return "", 0, false
+	}
+	deployment, rest, ok = strings.Cut(rest, "/")
+	if !ok {
+		return "", 0, false
+	}
+	v, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return "", 0, false
+	}
+	version, err := strconv.Atoi(v)
+	return deployment, version, err == nil
+}
+
+// holdFollowing takes this server's following lease of name@version. A failure (the database) is logged:
+// the pool serves all the same, only a rollout meanwhile may cut its old sessions short (they are retried).
+func (s *Service) holdFollowing(ctx context.Context, name string, version int) {
+	if s.owner == nil {
+		return
+	}
+	if _, err := s.owner.Acquire(ctx, followingLease(name, version, s.owner.ID()), nil); err != nil {
+		s.log.Warn("record the version a following pool uses", "deployment", name, "version", version, "error", err)
+	}
+}
+
+// reassertFollowing takes the following lease of a settled pool again if it was lost (the database was out
+// of reach past its deadline), in the background.
+func (s *Service) reassertFollowing(name string, version int) {
+	if s.owner == nil || version == 0 || s.owner.Holds(followingLease(name, version, s.owner.ID())) {
+		return
+	}
+	s.background(name, func(ctx context.Context) {
+		if s.follows(name) {
+			s.holdFollowing(ctx, name, version)
+		}
+	})
+}
+
+// releaseFollowing gives up this server's following lease of name@version (every version: -1).
+func (s *Service) releaseFollowing(ctx context.Context, name string, version int) {
+	if s.owner == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	var leases []string
+	if version >= 0 {
+		leases = []string{followingLease(name, version, s.owner.ID())}
+	} else {
+		hs, err := s.owner.Holders(ctx, followingPrefix)
+		if err != nil {
+			s.log.Warn("list the versions a following pool used", "deployment", name, "error", err)
+			return // they expire within the lease TTL
+		}
+		for _, h := range hs {
+			if d, _, ok := parseFollowingLease(h.Lease); ok && d == name && h.Server == s.owner.ID() {
+				leases = append(leases, h.Lease)
+			}
+		}
+	}
+	for _, l := range leases {
+		if err := s.owner.Release(ctx, l); err != nil {
+			s.log.Warn("release a following lease", "lease", l, "error", err)
+		}
+	}
+}
+
+// leaveFollowed gives up the lease of the version a following pool rolled out from once its last session with
+// that version's pods ended (its requests finished), in the background: from then on the host may scale those
+// pods away. Bounded by followDrainTimeout: a session that does not end by then is cut by the scale-down,
+// and its request retried as with any lost replica.
+func (s *Service) leaveFollowed(name string, version int) {
+	s.wg.Add(1)
+	go func() { // owned by the service: ends when the sessions end, at the timeout, or at Close
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, followDrainTimeout)
+		defer cancel()
+		if !s.sessionsEnd(ctx, name, version) && !s.followedHere(name, version) {
+			if s.ctx.Err() != nil {
+				return // closing: the node releases every lease
+			}
+			s.log.Warn("a following pool's old sessions did not end; letting their pods go", "deployment", name, "version", version)
+		}
+		if s.followedHere(name, version) {
+			return // still in use (a rollback, or a canary promoted to the deployment's version)
+		}
+		s.releaseFollowing(s.ctx, name, version)
+		s.log.Info("following pool: no session with a version's pods any more; the host may scale them away", "deployment", name, "version", version)
+	}()
+}
+
+// sessionsEnd waits until this server holds no session with name@version's pods; false if ctx ends first.
+func (s *Service) sessionsEnd(ctx context.Context, name string, version int) bool {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for s.remote.Sessions(name, version) > 0 && !s.followedHere(name, version) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// followedHere says whether this server's pools of name serve version (its own generation or its canary's).
+func (s *Service) followedHere(name string, version int) bool {
+	rt := s.routers.Get(name)
+	if rt == nil {
+		return false
+	}
+	if rt.Pool.ServedVersion() == version {
+		return true
+	}
+	c := rt.Side(serving.Canary)
+	return c != nil && c.Version().Version == version
+}
+
+// followDrainTimeout bounds how long the old version's pods are kept for a following pool's retiring sessions.
+const followDrainTimeout = 2 * time.Minute
+
+// FollowedVersions returns the versions of name whose pods another live server's following pool still holds
+// sessions with: the host keeps their pods (kubereplica's Config.Followed) until they are given up.
+func (s *Service) FollowedVersions(ctx context.Context, name string) (map[int]bool, error) {
+	out := map[int]bool{}
+	if s.owner == nil {
+		return out, nil
+	}
+	// One prefix for all: a deployment's name may hold '_', which a lease prefix may not (LIKE).
+	hs, err := s.owner.Holders(ctx, followingPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("list the versions following servers use: %w", err)
+	}
+	for _, h := range hs {
+		if d, v, ok := parseFollowingLease(h.Lease); ok && d == name && h.Server != s.owner.ID() {
+			out[v] = true
+		}
+	}
+	return out, nil
+}
+
+// canarySig is what a following pool's canary must be brought in line with when it changes: its version,
+// weight and the ready pods of its version ("" without a canary).
+func (s *Service) canarySig(d *slipway.Deployment) string {
+	c := d.Canary
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("v%d|w%d|n%d", c.Version, c.Weight, s.remote.Usable(d.Name, c.Version))
+}
+
+// followCanary makes the following router's canary match d's, with the host's split code (syncSide, the
+// router's weighted pick) and as many replicas as the canary's version has ready pods: a following server
+// splits its requests like the host. While no pod of the canary is ready, the canary it has (or none) stays.
+// A canary replaced or removed gives its version's lease up once its sessions have ended.
+func (s *Service) followCanary(ctx context.Context, d *slipway.Deployment, csig string) error {
+	if s.owner.Holds(LeaseName(d.Name)) || !s.follows(d.Name) {
+		return nil
+	}
+	rt := s.routers.Get(d.Name)
+	if rt == nil {
+		return nil
+	}
+	prev := rt.Side(serving.Canary)
+	var want *sideSpec
+	if c := d.Canary; c != nil {
+		n := s.remote.Usable(d.Name, c.Version)
+		if n == 0 {
+			s.mu.Lock()
+			s.followSides[d.Name] = csig
+			s.mu.Unlock()
+			return nil
+		}
+		want = &sideSpec{version: c.Version, replicas: n, weight: c.Weight}
+		s.holdFollowing(ctx, d.Name, c.Version)
+	}
+	fd := *d
+	fd.Load, fd.Autoscaling = slipway.LoadEager, nil
+	if err := s.syncSide(ctx, &fd, rt, serving.Canary, want); err != nil {
+		return err
+	}
+	if prev != nil && (want == nil || prev.Version().Version != want.version) {
+		s.leaveFollowed(d.Name, prev.Version().Version)
+	}
+	s.mu.Lock()
+	s.followSides[d.Name] = csig
+	s.mu.Unlock()
+	if want != nil && (prev == nil || prev.Version().Version != want.version) {
+		s.log.Info("following pool: canary started", "deployment", d.Name, "version", want.version, "weight", want.weight, "replicas", want.replicas)
+	}
+	return nil
 }

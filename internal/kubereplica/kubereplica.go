@@ -9,7 +9,8 @@
 // the demand, and the Controller applies it (debounced: the N Starts of a rollout are one apply). A watch of
 // the pods (an informer, not polling) drops the worker of a pod that goes away or stops being ready at once.
 // With several servers, every server watches the pods and holds sessions to them, but only the deployment's
-// host applies its demand (Config.Applies): a new host adopts the Deployments unchanged.
+// host applies its demand (Config.Applies): a new host adopts the Deployments unchanged. A version the host
+// no longer demands keeps its pods while another server's following pool still uses them (Config.Followed).
 //
 // Slipway owns only objects with its labels (ManagedByLabel=slipway, ComponentLabel=replica): it adopts them
 // after a restart by name and label, and never reads, changes or deletes anything else.
@@ -101,6 +102,11 @@ type Config struct {
 	// hosts the deployment, or nobody does). With several servers reaching the same pods, each holds sessions
 	// and so has a demand of its own, but only the host's is the count: the others use the pods that are ready.
 	Applies func(ctx context.Context, deployment string) bool
+	// Followed, if set, returns the versions of a deployment whose pods another server's following pool still
+	// holds sessions with. A version this server no longer demands keeps its pods (neither scaled to zero nor
+	// deleted) while it is followed, and is looked at again every couple of seconds: the follower moves to the
+	// new version's pods first, so that a rollout fails none of its requests.
+	Followed func(ctx context.Context, deployment string) (map[int]bool, error)
 	// Debounce is how long changes of the demand are gathered before they are applied (500 ms when 0).
 	Debounce time.Duration
 	Log      *slog.Logger
@@ -121,6 +127,8 @@ type Controller struct {
 	demanded map[string]bool
 	kick     chan struct{}
 	problems map[string]string // the last problem logged of each pod (podProblem), so it is logged once
+	retrying map[string]bool   // deployments with a look again scheduled (retryLater): one at a time
+	kept     map[string]bool   // "deployment@version" kept for a following server (logged once)
 
 	pods   cache.SharedIndexInformer
 	ctx    context.Context
@@ -139,7 +147,7 @@ func New(cfg Config) *Controller {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Controller{cfg: cfg, dirty: map[string]bool{}, demanded: map[string]bool{}, problems: map[string]string{}, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+	c := &Controller{cfg: cfg, dirty: map[string]bool{}, demanded: map[string]bool{}, problems: map[string]string{}, retrying: map[string]bool{}, kept: map[string]bool{}, kick: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Watch, 0, informers.WithNamespace(cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = ownedSelector() }))
 	c.pods = factory.Core().V1().Pods().Informer()
@@ -260,6 +268,19 @@ func (c *Controller) PodReady(pod string) bool {
 	return ok && podReady(p)
 }
 
+// Keeps reports whether the watch sees a pod of version v of deployment that is not being deleted: its
+// Deployment is kept (the host scales it away once no server's pool uses it).
+func (c *Controller) Keeps(deployment string, v int) bool {
+	want := strconv.Itoa(v)
+	for _, obj := range c.pods.GetStore().List() {
+		p, ok := obj.(*corev1.Pod)
+		if ok && p.DeletionTimestamp == nil && p.Annotations[deploymentAnnotation] == deployment && p.Labels[VersionLabel] == want {
+			return true
+		}
+	}
+	return false
+}
+
 // Changed marks a deployment's demand as changed; the loop applies it after the debounce. It never blocks.
 func (c *Controller) Changed(deployment string) {
 	c.mu.Lock()
@@ -321,12 +342,22 @@ func (c *Controller) loop() {
 }
 
 func (c *Controller) retryLater(name string) {
+	c.mu.Lock()
+	if c.retrying[name] {
+		c.mu.Unlock()
+		return
+	}
+	c.retrying[name] = true
+	c.mu.Unlock()
 	c.wg.Add(1)
 	go func() { // owned by the controller: ends after the delay or on Stop
 		defer c.wg.Done()
 		select {
 		case <-c.ctx.Done():
 		case <-time.After(2 * time.Second):
+			c.mu.Lock()
+			delete(c.retrying, name)
+			c.mu.Unlock()
 			c.mark(name)
 		}
 	}()
@@ -351,6 +382,12 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	followed := map[int]bool{}
+	if c.cfg.Followed != nil {
+		if followed, err = c.cfg.Followed(ctx, name); err != nil {
+			return err
+		}
+	}
 	versions := map[int]bool{}
 	for v := range demand {
 		versions[v] = true
@@ -361,6 +398,12 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	var errs []error
 	for _, v := range slices.Sorted(maps.Keys(versions)) {
 		want := demand[v]
+		if keepFollowed(want, followed[v], existing[v]) {
+			c.keeping(name, v, true)
+			c.retryLater(name) // until the follower has moved on
+			continue
+		}
+		c.keeping(name, v, false)
 		t, err := c.cfg.Template(ctx, name, v)
 		switch {
 		case errors.Is(err, ErrNotServed) && want == 0:
@@ -379,6 +422,31 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 		errs = append(errs, c.apply(ctx, name, v, want, t, existing[v]))
 	}
 	return errors.Join(errs...)
+}
+
+// keeping records (and logs, once) that version v's pods are kept for a following server, or no longer.
+func (c *Controller) keeping(name string, v int, kept bool) {
+	key := name + "@" + strconv.Itoa(v)
+	c.mu.Lock()
+	was := c.kept[key]
+	if kept {
+		c.kept[key] = true
+	} else {
+		delete(c.kept, key)
+	}
+	c.mu.Unlock()
+	switch {
+	case kept && !was:
+		c.cfg.Log.Info("kubernetes engine: a version's pods kept for a following server until it has moved on", "deployment", name, "version", v)
+	case !kept && was:
+		c.cfg.Log.Info("kubernetes engine: no following server uses the version's pods any more", "deployment", name, "version", v)
+	}
+}
+
+// keepFollowed says whether a version's Deployment stays as it is although this server wants none of its
+// pods: another server's following pool still holds sessions with them (a rollout it has not finished).
+func keepFollowed(want int, followed bool, existing *appsv1.Deployment) bool {
+	return want == 0 && followed && existing != nil && (existing.Spec.Replicas == nil || *existing.Spec.Replicas > 0)
 }
 
 // list returns the deployment's replica Deployments by version.

@@ -738,3 +738,11 @@ func (e *RemoteEngine) Usable(deployment string, version int) int {
 	}
 	return n
 }
+
+// Sessions counts the sessions this server holds with workers of deployment@version (a following pool's
+// retiring generation ends them as its requests finish).
+func (e *RemoteEngine) Sessions(deployment string, version int) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sessionsLocked(demandKey{deployment, version})
+}
