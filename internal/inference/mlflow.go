@@ -206,10 +206,12 @@ func (c *rawCol) elemPath(k int) string {
 type mlDecoder struct {
 	src    []byte
 	schema []slipway.ColumnSpec // empty: none
-	cols   []*rawCol
-	byName map[string]int       // index into cols, once there are many columns
-	out    []workerproto.Tensor // room for finish's frame (nil: allocated there)
-	first  *rawCol              // room for a tensor request's one column (nil: allocated)
+	// specFrom counts the leading columns that matched the schema's at the same position (see spec).
+	specFrom int
+	cols     []*rawCol
+	byName   map[string]int       // index into cols, once there are many columns
+	out      []workerproto.Tensor // room for finish's frame (nil: allocated there)
+	first    *rawCol              // room for a tensor request's one column (nil: allocated)
 }
 
 // mlflowDecoding is all a JSON request's decoding needs for the usual request of one or two tensors or a few
@@ -253,8 +255,14 @@ func (m *mlDecoder) schemaNames() string {
 	return quoteList(ns)
 }
 
-// spec returns the schema column called name, or nil.
-func (m *mlDecoder) spec(name string) *slipway.ColumnSpec {
+// spec returns the schema column called name, or nil; it tries position hint first (the request's columns
+// usually come in the schema's order). A schema may repeat a name: the hint is taken only when no earlier
+// column has it, so the answer is always the first column of that name.
+func (m *mlDecoder) spec(name string, hint int) *slipway.ColumnSpec {
+	if hint >= 0 && hint < len(m.schema) && m.schema[hint].Name == name && hint == m.specFrom {
+		m.specFrom++
+		return &m.schema[hint]
+	}
 	for i := range m.schema {
 		if m.schema[i].Name == name {
 			return &m.schema[i]
@@ -278,7 +286,7 @@ func (m *mlDecoder) register(c *rawCol, where func() string) error {
 		return invalid(where(), "duplicate column %q", c.name)
 	}
 	if m.schema != nil {
-		if c.spec = m.spec(c.name); c.spec == nil {
+		if c.spec = m.spec(c.name, len(m.cols)); c.spec == nil {
 			return invalid(where(), "unknown column %q (the input schema has %s)", c.name, m.schemaNames())
 		}
 	}
@@ -296,6 +304,14 @@ func (m *mlDecoder) register(c *rawCol, where func() string) error {
 
 // find returns the index of the column called name, or -1.
 func (m *mlDecoder) find(name string) int {
+	return m.findAt(name, -1)
+}
+
+// findAt is find trying position hint first (columns have distinct names: register refuses duplicates).
+func (m *mlDecoder) findAt(name string, hint int) int {
+	if hint >= 0 && hint < len(m.cols) && m.cols[hint].name == name {
+		return hint
+	}
 	if m.byName != nil {
 		if i, ok := m.byName[name]; ok {
 			return i
@@ -329,8 +345,8 @@ func (m *mlDecoder) findKey(k tok) int {
 
 // checkComplete fails when a schema column is absent from the request.
 func (m *mlDecoder) checkComplete(where string) error {
-	for _, sc := range m.schema {
-		if m.find(sc.Name) < 0 {
+	for i, sc := range m.schema {
+		if m.findAt(sc.Name, i) < 0 {
 			return invalid(where, "missing column %q (the input schema has %s)", sc.Name, m.schemaNames())
 		}
 	}
@@ -787,8 +803,8 @@ func (m *mlDecoder) finish() ([]workerproto.Tensor, error) {
 	}
 	if m.schema != nil && len(out) > 1 {
 		ordered := make([]workerproto.Tensor, 0, len(out))
-		for _, sc := range m.schema {
-			if j := m.find(sc.Name); j >= 0 {
+		for i, sc := range m.schema {
+			if j := m.findAt(sc.Name, i); j >= 0 {
 				ordered = append(ordered, out[j])
 			}
 		}
