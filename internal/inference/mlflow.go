@@ -206,6 +206,7 @@ func (c *rawCol) elemPath(k int) string {
 type mlDecoder struct {
 	src    []byte
 	schema []slipway.ColumnSpec // empty: none
+	col    column               // the column being typed (finish)
 	// specFrom counts the leading columns that matched the schema's at the same position (see spec).
 	specFrom int
 	cols     []*rawCol
@@ -430,7 +431,7 @@ func (m *mlDecoder) split(s *scanner) error {
 		switch {
 		case keyIs(m.src, k, "columns"):
 			haveCols = true
-			names, err = readColumnNames(s, where+".columns")
+			names, err = readColumnNames(s, where+".columns", m.schema)
 		case keyIs(m.src, k, "data"):
 			haveData = true
 			byPos, rows, err = m.splitData(s, len(names), haveCols)
@@ -479,14 +480,20 @@ func (m *mlDecoder) split(s *scanner) error {
 		if err := m.register(c, func() string { return fmt.Sprintf("%s.columns[%d]", where, j) }); err != nil {
 			return err
 		}
-		c.shape = append(make([]int64, 0, 1+len(c.cell)), int64(rows))
-		c.shape = append(c.shape, c.cell...)
+		if n := 1 + len(c.cell); n <= len(c.shapeRoom) {
+			c.shape = c.shapeRoom[:0:n] // the usual scalar or vector cell: no allocation per column
+		} else {
+			c.shape = make([]int64, 0, n)
+		}
+		c.shape = append(append(c.shape, int64(rows)), c.cell...)
 	}
 	return m.checkComplete(where + ".columns")
 }
 
 // readColumnNames reads a list of column names (strings; pandas also allows numbers, used as text).
-func readColumnNames(s *scanner, where string) ([]string, error) {
+// A name equal to the schema's column at its position is that column's string (no allocation per name: the
+// usual request names the schema's columns in its order).
+func readColumnNames(s *scanner, where string, schema []slipway.ColumnSpec) ([]string, error) {
 	if s.peek() != kArray {
 		return nil, notA(s, where, "a list of column names")
 	}
@@ -500,11 +507,18 @@ func readColumnNames(s *scanner, where string) ([]string, error) {
 		var name string
 		switch t.k {
 		case kString:
-			name = tokString(s.b, t)
+			if j < len(schema) && !t.esc && string(s.b[t.start+1:t.end-1]) == schema[j].Name {
+				name = schema[j].Name
+			} else {
+				name = tokString(s.b, t)
+			}
 		case kInt, kFloat:
 			name = string(t.raw(s.b))
 		default:
 			return nil, invalid(fmt.Sprintf("%s[%d]", where, j), "expected a column name, got %s", describe(s.b, t))
+		}
+		if names == nil {
+			names = make([]string, 0, max(len(schema), 4))
 		}
 		if _, err := checkName(name, ""); err != nil {
 			return nil, invalid(fmt.Sprintf("%s[%d]", where, j), "%s", slipway.ErrorMessage(err))
@@ -549,8 +563,10 @@ func (m *mlDecoder) splitData(s *scanner, width int, known bool) ([]*rawCol, int
 			}
 			cols = make([]*rawCol, width)
 			backing := make([]rawCol, width) // one allocation for all columns
+			// and one for their first row's scalars: a column's tokens grow out of it on the second row
+			toks := make([]tok, width)
 			for j := range cols {
-				backing[j] = rawCol{loc: loc{prefix: where, col: j}, lastRow: -1}
+				backing[j] = rawCol{loc: loc{prefix: where, col: j}, lastRow: -1, toks: toks[j : j : j+1]}
 				cols[j] = &backing[j]
 			}
 		}
@@ -794,14 +810,17 @@ func (m *mlDecoder) finish() ([]workerproto.Tensor, error) {
 	if cap(out) < len(m.cols) {
 		out = make([]workerproto.Tensor, 0, len(m.cols))
 	}
+	room := m.numericRoom()
 	for _, c := range m.cols {
-		t, err := m.typed(c)
+		t, err := m.typed(c, &room)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, t)
 	}
-	if m.schema != nil && len(out) > 1 {
+	// Columns that all came at their schema position are already in schema order (see spec).
+	inOrder := m.specFrom == len(m.cols) && len(m.schema) == len(m.cols)
+	if m.schema != nil && len(out) > 1 && !inOrder {
 		ordered := make([]workerproto.Tensor, 0, len(out))
 		for i, sc := range m.schema {
 			if j := m.findAt(sc.Name, i); j >= 0 {
@@ -813,8 +832,24 @@ func (m *mlDecoder) finish() ([]workerproto.Tensor, error) {
 	return out, nil
 }
 
-// typed converts a column's tokens to a tensor of the schema's dtype or the inferred one.
-func (m *mlDecoder) typed(c *rawCol) (workerproto.Tensor, error) {
+// numericRoom is one block for the data of every column the schema types as numbers (one allocation per
+// request instead of one per column); other columns allocate their own.
+func (m *mlDecoder) numericRoom() []byte {
+	total := 0
+	for _, c := range m.cols {
+		if c.spec != nil {
+			total += len(c.toks) * schemaDtype(c.spec.Dtype).Size()
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	return make([]byte, total)
+}
+
+// typed converts a column's tokens to a tensor of the schema's dtype or the inferred one; a numeric
+// column's data is cut from *room when it has space.
+func (m *mlDecoder) typed(c *rawCol, room *[]byte) (workerproto.Tensor, error) {
 	var dt workerproto.Datatype
 	label := ""
 	if c.spec != nil {
@@ -826,7 +861,8 @@ func (m *mlDecoder) typed(c *rawCol) (workerproto.Tensor, error) {
 		}
 		label = dt.String()
 	}
-	col := newColumn(dt, len(c.toks))
+	col := &m.col // one per decoder, not per column: the tensor keeps only its data
+	col.init(dt, len(c.toks), room)
 	col.col, col.label = c.name, label
 	for k, t := range c.toks {
 		if err := col.add(m.src, t); err != nil {

@@ -238,3 +238,22 @@ func TestConcatAnyColumnOrder(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestDecodedColumnsDoNotShareCapacity: a request's numeric columns are cut from one block and their shapes
+// from each column's room; appending to one must not write into its neighbour.
+func TestDecodedColumnsDoNotShareCapacity(t *testing.T) {
+	for form, body := range bodies(specNamesOf(mixedSchema), func(n string) string { return mixedRow[n] }) {
+		req, err := DecodeMLflowJSON([]byte(body), mixedSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := dumpFrame(req.Columns)
+		for i := range req.Columns {
+			_ = append(req.Columns[i].Data, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+			_ = append(req.Columns[i].Shape, 7, 7)
+		}
+		if got := dumpFrame(req.Columns); got != want {
+			t.Fatalf("%s: after appends\n%s\nwant\n%s", form, got, want)
+		}
+	}
+}
