@@ -1,8 +1,12 @@
 package inference
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/slipway-ml/slipway"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
 
@@ -47,6 +51,74 @@ func BenchmarkSplit(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Split(outs, rows); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// wideColumns is bench/pywide's frame: 30 float64 features f00..f29 (the Python batched benchmark's request).
+const wideColumns = 30
+
+var wideSchema = func() *slipway.Schema {
+	s := &slipway.Schema{}
+	for j := range wideColumns {
+		s.Columns = append(s.Columns, slipway.ColumnSpec{Name: fmt.Sprintf("f%02d", j), Dtype: "float64"})
+	}
+	return s
+}()
+
+// wideBenchBody is bench/pywide's frame-1.json in form: one row of 30 named columns as dataframe_split.
+func wideBenchBody() []byte {
+	var b strings.Builder
+	b.WriteString(`{"dataframe_split": {"columns": [`)
+	for j := range wideColumns {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `"f%02d"`, j)
+	}
+	b.WriteString(`], "data": [[`)
+	for j := range wideColumns {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.FormatFloat(float64(j%7)*1.37-4.25, 'f', -1, 64))
+	}
+	b.WriteString("]]}}")
+	return []byte(b.String())
+}
+
+// BenchmarkDecodeMLflowWide decodes and validates the Python batched benchmark's request against its schema,
+// as the prediction handler does for every request.
+func BenchmarkDecodeMLflowWide(b *testing.B) {
+	body := wideBenchBody()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		req, err := DecodeMLflowJSON(body, wideSchema)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ValidateSchema(req.Columns, wideSchema); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkConcatWide merges 9 of those requests into one model call, as the batcher does for every batch.
+func BenchmarkConcatWide(b *testing.B) {
+	const n = 9
+	frames := make([][]workerproto.Tensor, n)
+	for i := range frames {
+		req, err := DecodeMLflowJSON(wideBenchBody(), wideSchema)
+		if err != nil {
+			b.Fatal(err)
+		}
+		frames[i] = req.Columns
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Concat(frames); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -22,13 +22,26 @@ type column struct {
 }
 
 func newColumn(dt workerproto.Datatype, capacity int) *column {
-	c := &column{dt: dt}
+	c := &column{}
+	c.init(dt, capacity, nil)
+	return c
+}
+
+// init empties c for capacity elements of dt. A numeric column's data is cut from *room when it has space
+// (and *room advances), its capacity capped so that the column never writes into the next one's share.
+func (c *column) init(dt workerproto.Datatype, capacity int, room *[]byte) {
+	*c = column{dt: dt}
 	if dt == workerproto.BYTES {
 		c.strs = workerproto.NewBytesBuilder(capacity, 0)
-	} else {
-		c.data = make([]byte, 0, capacity*dt.Size())
+		return
 	}
-	return c
+	need := capacity * dt.Size()
+	if room != nil && len(*room) >= need {
+		c.data = (*room)[:0:need]
+		*room = (*room)[need:]
+		return
+	}
+	c.data = make([]byte, 0, need)
 }
 
 // tensor returns the finished tensor.

@@ -206,10 +206,13 @@ func (c *rawCol) elemPath(k int) string {
 type mlDecoder struct {
 	src    []byte
 	schema []slipway.ColumnSpec // empty: none
-	cols   []*rawCol
-	byName map[string]int       // index into cols, once there are many columns
-	out    []workerproto.Tensor // room for finish's frame (nil: allocated there)
-	first  *rawCol              // room for a tensor request's one column (nil: allocated)
+	col    column               // the column being typed (finish)
+	// specFrom counts the leading columns that matched the schema's at the same position (see spec).
+	specFrom int
+	cols     []*rawCol
+	byName   map[string]int       // index into cols, once there are many columns
+	out      []workerproto.Tensor // room for finish's frame (nil: allocated there)
+	first    *rawCol              // room for a tensor request's one column (nil: allocated)
 }
 
 // mlflowDecoding is all a JSON request's decoding needs for the usual request of one or two tensors or a few
@@ -253,8 +256,14 @@ func (m *mlDecoder) schemaNames() string {
 	return quoteList(ns)
 }
 
-// spec returns the schema column called name, or nil.
-func (m *mlDecoder) spec(name string) *slipway.ColumnSpec {
+// spec returns the schema column called name, or nil; it tries position hint first (the request's columns
+// usually come in the schema's order). A schema may repeat a name: the hint is taken only when no earlier
+// column has it, so the answer is always the first column of that name.
+func (m *mlDecoder) spec(name string, hint int) *slipway.ColumnSpec {
+	if hint >= 0 && hint < len(m.schema) && m.schema[hint].Name == name && hint == m.specFrom {
+		m.specFrom++
+		return &m.schema[hint]
+	}
 	for i := range m.schema {
 		if m.schema[i].Name == name {
 			return &m.schema[i]
@@ -278,7 +287,7 @@ func (m *mlDecoder) register(c *rawCol, where func() string) error {
 		return invalid(where(), "duplicate column %q", c.name)
 	}
 	if m.schema != nil {
-		if c.spec = m.spec(c.name); c.spec == nil {
+		if c.spec = m.spec(c.name, len(m.cols)); c.spec == nil {
 			return invalid(where(), "unknown column %q (the input schema has %s)", c.name, m.schemaNames())
 		}
 	}
@@ -296,6 +305,14 @@ func (m *mlDecoder) register(c *rawCol, where func() string) error {
 
 // find returns the index of the column called name, or -1.
 func (m *mlDecoder) find(name string) int {
+	return m.findAt(name, -1)
+}
+
+// findAt is find trying position hint first (columns have distinct names: register refuses duplicates).
+func (m *mlDecoder) findAt(name string, hint int) int {
+	if hint >= 0 && hint < len(m.cols) && m.cols[hint].name == name {
+		return hint
+	}
 	if m.byName != nil {
 		if i, ok := m.byName[name]; ok {
 			return i
@@ -329,8 +346,8 @@ func (m *mlDecoder) findKey(k tok) int {
 
 // checkComplete fails when a schema column is absent from the request.
 func (m *mlDecoder) checkComplete(where string) error {
-	for _, sc := range m.schema {
-		if m.find(sc.Name) < 0 {
+	for i, sc := range m.schema {
+		if m.findAt(sc.Name, i) < 0 {
 			return invalid(where, "missing column %q (the input schema has %s)", sc.Name, m.schemaNames())
 		}
 	}
@@ -414,7 +431,7 @@ func (m *mlDecoder) split(s *scanner) error {
 		switch {
 		case keyIs(m.src, k, "columns"):
 			haveCols = true
-			names, err = readColumnNames(s, where+".columns")
+			names, err = readColumnNames(s, where+".columns", m.schema)
 		case keyIs(m.src, k, "data"):
 			haveData = true
 			byPos, rows, err = m.splitData(s, len(names), haveCols)
@@ -463,14 +480,20 @@ func (m *mlDecoder) split(s *scanner) error {
 		if err := m.register(c, func() string { return fmt.Sprintf("%s.columns[%d]", where, j) }); err != nil {
 			return err
 		}
-		c.shape = append(make([]int64, 0, 1+len(c.cell)), int64(rows))
-		c.shape = append(c.shape, c.cell...)
+		if n := 1 + len(c.cell); n <= len(c.shapeRoom) {
+			c.shape = c.shapeRoom[:0:n] // the usual scalar or vector cell: no allocation per column
+		} else {
+			c.shape = make([]int64, 0, n)
+		}
+		c.shape = append(append(c.shape, int64(rows)), c.cell...)
 	}
 	return m.checkComplete(where + ".columns")
 }
 
 // readColumnNames reads a list of column names (strings; pandas also allows numbers, used as text).
-func readColumnNames(s *scanner, where string) ([]string, error) {
+// A name equal to the schema's column at its position is that column's string (no allocation per name: the
+// usual request names the schema's columns in its order).
+func readColumnNames(s *scanner, where string, schema []slipway.ColumnSpec) ([]string, error) {
 	if s.peek() != kArray {
 		return nil, notA(s, where, "a list of column names")
 	}
@@ -484,11 +507,18 @@ func readColumnNames(s *scanner, where string) ([]string, error) {
 		var name string
 		switch t.k {
 		case kString:
-			name = tokString(s.b, t)
+			if j < len(schema) && !t.esc && string(s.b[t.start+1:t.end-1]) == schema[j].Name {
+				name = schema[j].Name
+			} else {
+				name = tokString(s.b, t)
+			}
 		case kInt, kFloat:
 			name = string(t.raw(s.b))
 		default:
 			return nil, invalid(fmt.Sprintf("%s[%d]", where, j), "expected a column name, got %s", describe(s.b, t))
+		}
+		if names == nil {
+			names = make([]string, 0, max(len(schema), 4))
 		}
 		if _, err := checkName(name, ""); err != nil {
 			return nil, invalid(fmt.Sprintf("%s[%d]", where, j), "%s", slipway.ErrorMessage(err))
@@ -533,8 +563,10 @@ func (m *mlDecoder) splitData(s *scanner, width int, known bool) ([]*rawCol, int
 			}
 			cols = make([]*rawCol, width)
 			backing := make([]rawCol, width) // one allocation for all columns
+			// and one for their first row's scalars: a column's tokens grow out of it on the second row
+			toks := make([]tok, width)
 			for j := range cols {
-				backing[j] = rawCol{loc: loc{prefix: where, col: j}, lastRow: -1}
+				backing[j] = rawCol{loc: loc{prefix: where, col: j}, lastRow: -1, toks: toks[j : j : j+1]}
 				cols[j] = &backing[j]
 			}
 		}
@@ -778,17 +810,20 @@ func (m *mlDecoder) finish() ([]workerproto.Tensor, error) {
 	if cap(out) < len(m.cols) {
 		out = make([]workerproto.Tensor, 0, len(m.cols))
 	}
+	room := m.numericRoom()
 	for _, c := range m.cols {
-		t, err := m.typed(c)
+		t, err := m.typed(c, &room)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, t)
 	}
-	if m.schema != nil && len(out) > 1 {
+	// Columns that all came at their schema position are already in schema order (see spec).
+	inOrder := m.specFrom == len(m.cols) && len(m.schema) == len(m.cols)
+	if m.schema != nil && len(out) > 1 && !inOrder {
 		ordered := make([]workerproto.Tensor, 0, len(out))
-		for _, sc := range m.schema {
-			if j := m.find(sc.Name); j >= 0 {
+		for i, sc := range m.schema {
+			if j := m.findAt(sc.Name, i); j >= 0 {
 				ordered = append(ordered, out[j])
 			}
 		}
@@ -797,8 +832,24 @@ func (m *mlDecoder) finish() ([]workerproto.Tensor, error) {
 	return out, nil
 }
 
-// typed converts a column's tokens to a tensor of the schema's dtype or the inferred one.
-func (m *mlDecoder) typed(c *rawCol) (workerproto.Tensor, error) {
+// numericRoom is one block for the data of every column the schema types as numbers (one allocation per
+// request instead of one per column); other columns allocate their own.
+func (m *mlDecoder) numericRoom() []byte {
+	total := 0
+	for _, c := range m.cols {
+		if c.spec != nil {
+			total += len(c.toks) * schemaDtype(c.spec.Dtype).Size()
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	return make([]byte, total)
+}
+
+// typed converts a column's tokens to a tensor of the schema's dtype or the inferred one; a numeric
+// column's data is cut from *room when it has space.
+func (m *mlDecoder) typed(c *rawCol, room *[]byte) (workerproto.Tensor, error) {
 	var dt workerproto.Datatype
 	label := ""
 	if c.spec != nil {
@@ -810,7 +861,8 @@ func (m *mlDecoder) typed(c *rawCol) (workerproto.Tensor, error) {
 		}
 		label = dt.String()
 	}
-	col := newColumn(dt, len(c.toks))
+	col := &m.col // one per decoder, not per column: the tensor keeps only its data
+	col.init(dt, len(c.toks), room)
 	col.col, col.label = c.name, label
 	for k, t := range c.toks {
 		if err := col.add(m.src, t); err != nil {

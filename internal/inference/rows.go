@@ -53,7 +53,7 @@ func Concat(batches [][]workerproto.Tensor) ([]workerproto.Tensor, []int, error)
 		}
 		for i := range batch {
 			t := &batch[i]
-			j := indexOf(first, t.Name)
+			j := indexAt(first, t.Name, i)
 			if j < 0 {
 				return nil, nil, invalid("", "frame %d has column %q, frame 0 does not", b, t.Name)
 			}
@@ -77,12 +77,12 @@ func Concat(batches [][]workerproto.Tensor) ([]workerproto.Tensor, []int, error)
 		if f.Datatype == "BYTES" {
 			t.Strings = make([][]byte, 0, total*rowSize(f.Shape))
 			for _, batch := range batches {
-				t.Strings = append(t.Strings, batch[indexOf(batch, f.Name)].Strings...)
+				t.Strings = append(t.Strings, batch[indexAt(batch, f.Name, j)].Strings...)
 			}
 		} else {
 			t.Data = make([]byte, 0, total*rowSize(f.Shape)*workerproto.ParseDatatype(f.Datatype).Size())
 			for _, batch := range batches {
-				t.Data = append(t.Data, batch[indexOf(batch, f.Name)].Data...)
+				t.Data = append(t.Data, batch[indexAt(batch, f.Name, j)].Data...)
 			}
 		}
 		out[j] = t

@@ -67,13 +67,13 @@ func ValidateSchema(cols []workerproto.Tensor, schema *slipway.Schema) error {
 		return nil
 	}
 	for i := range cols {
-		if !hasColumn(schema, cols[i].Name) {
+		if !hasColumn(schema, cols[i].Name, i) {
 			return invalid("", "unknown feature %q (the input schema has %s)", cols[i].Name, quoteList(specNames(schema)))
 		}
 	}
 	for i := range schema.Columns {
 		sc := &schema.Columns[i]
-		j := indexOf(cols, sc.Name)
+		j := indexAt(cols, sc.Name, i)
 		if j < 0 {
 			return invalid("", "missing feature %q (the input schema has %s)", sc.Name, quoteList(specNames(schema)))
 		}
@@ -84,7 +84,11 @@ func ValidateSchema(cols []workerproto.Tensor, schema *slipway.Schema) error {
 	return nil
 }
 
-func hasColumn(schema *slipway.Schema, name string) bool {
+// hasColumn reports whether the schema has a column called name, trying position hint first (see indexAt).
+func hasColumn(schema *slipway.Schema, name string, hint int) bool {
+	if hint < len(schema.Columns) && schema.Columns[hint].Name == name {
+		return true
+	}
 	for _, c := range schema.Columns {
 		if c.Name == name {
 			return true

@@ -667,6 +667,17 @@ func appendShape(b []byte, shape []int64) []byte {
 }
 
 func indexOf(ts []workerproto.Tensor, name string) int {
+	return indexAt(ts, name, -1)
+}
+
+// indexAt is indexOf that first tries the position hint: the columns of a frame usually come in the same
+// order as the schema's or as the other frames of a batch, and 30 features looked up by a scan each are
+// 450 string compares per request. The frames given have distinct names (every decoder refuses duplicates),
+// so the hinted match is the only one.
+func indexAt(ts []workerproto.Tensor, name string, hint int) int {
+	if hint >= 0 && hint < len(ts) && ts[hint].Name == name {
+		return hint
+	}
 	for i := range ts {
 		if ts[i].Name == name {
 			return i
