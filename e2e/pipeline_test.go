@@ -45,6 +45,19 @@ func TestPythonReplicaPipelined(t *testing.T) {
 	}
 	want := sklearnProbabilities(t, dir, rows)
 
+	// A NaN (null in a float column) still reaches scikit-learn's own check, which refuses it: a 400
+	// problem+json with scikit-learn's message, and the replica keeps serving.
+	withNaN := append([]any{nil}, make([]any, len(cols)-1)...)
+	for j := 1; j < len(cols); j++ {
+		withNaN[j] = rows[0][j]
+	}
+	resp, body := s.do(t, "POST", "/deployments/wide/invocations", s.Token,
+		bytes.NewReader(mustJSON(map[string]any{"dataframe_split": map[string]any{"columns": cols, "data": [][]any{withNaN}}})), "application/json")
+	if resp.StatusCode != 400 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") ||
+		!strings.Contains(string(body), "the model rejected the input: ValueError: Input X contains NaN") {
+		t.Fatalf("a row with NaN: HTTP %d %s %s, want 400 problem+json with scikit-learn's own message", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+
 	c := s.Client()
 	ctx := context.Background()
 	pid := func() (int, int) {

@@ -522,9 +522,16 @@ func (p *Pool) offerLocked(s *slot, rep *modelruntime.Replica) {
 		p.occupyLocked(s)
 		w <- s
 	}
-	if s.inflight < limit && !slices.Contains(p.free, s) {
-		p.free = append(p.free, s)
+	if s.inflight >= limit {
+		return
 	}
+	if i := slices.Index(p.free, s); i >= 0 {
+		if s.inflight > 0 {
+			return // keeps its place
+		}
+		p.free = slices.Delete(p.free, i, i+1) // idle again: it goes last, the warmest (takeFreeLocked)
+	}
+	p.free = append(p.free, s)
 }
 
 // Do runs fn on a replica: least-loaded (an idle one, else the first to free up), within the pool's timeout,
