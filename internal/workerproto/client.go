@@ -103,14 +103,14 @@ func (c *Client) ReadHello() (Hello, error) {
 	}
 	kind, payload, err := c.read()
 	if err != nil {
-		return Hello{}, c.fail(err)
+		return Hello{}, c.broken(err)
 	}
 	if kind != KindHello {
-		return Hello{}, c.fail(fmt.Errorf("workerproto: expected hello, got frame %s", kind))
+		return Hello{}, c.broken(fmt.Errorf("workerproto: expected hello, got frame %s", kind))
 	}
 	var h Hello
 	if err := json.Unmarshal(payload, &h); err != nil {
-		return Hello{}, c.fail(fmt.Errorf("workerproto: decode hello: %w", err))
+		return Hello{}, c.broken(fmt.Errorf("workerproto: decode hello: %w", err))
 	}
 	if !h.OK {
 		return h, fmt.Errorf("workerproto: replica failed to load its model: %s", h.Error)
@@ -166,7 +166,7 @@ func (c *Client) predictFrame(ctx context.Context, in []Tensor, build func(buf [
 	}
 	out, err := DecodeTensors(payload) // payload is freshly allocated: aliasing is safe
 	if err != nil {
-		return nil, c.fail(err)
+		return nil, c.broken(err)
 	}
 	return out, nil
 }
@@ -202,9 +202,8 @@ func (c *Client) usableLocked() error {
 	return nil
 }
 
-// fail records err as the client's sticky error (the first one wins), fails every call in flight with it, and
-// returns the sticky error.
-func (c *Client) fail(err error) error {
+// fail records err as the client's sticky error (the first one wins) and fails every call in flight with it.
+func (c *Client) fail(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err == nil {
@@ -215,6 +214,14 @@ func (c *Client) fail(err error) error {
 		close(p.done)
 	}
 	c.pending = nil
+}
+
+// broken is fail for a caller that returns the error: it returns the sticky error (err, unless the stream had
+// already failed).
+func (c *Client) broken(err error) error {
+	c.fail(err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.err
 }
 
