@@ -450,6 +450,9 @@ const EventColdStart = "coldstart"
 // takeFreeLocked takes a call's position on the replica with the fewest calls in flight: an idle replica before
 // a busy one, and a busy process replica (which pipelines: MaxInFlight) before none.
 func (p *Pool) takeFreeLocked() *slot {
+	// A replica that died with calls in flight is still listed until one of them returns or its supervisor
+	// notices: a request sent there would only fail and be retried.
+	p.free = slices.DeleteFunc(p.free, func(s *slot) bool { return dead(s.rep) })
 	if len(p.free) == 0 {
 		return nil
 	}
@@ -465,6 +468,16 @@ func (p *Pool) takeFreeLocked() *slot {
 	s := p.free[best]
 	p.occupyLocked(s)
 	return s
+}
+
+// dead reports whether rep has exited.
+func dead(rep *modelruntime.Replica) bool {
+	select {
+	case <-rep.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // occupyLocked counts one more call on s, which has room for it, and takes s off the free list once it is full.
@@ -510,10 +523,9 @@ func (p *Pool) offerLocked(s *slot, rep *modelruntime.Replica) {
 	default:
 		return
 	}
-	select {
-	case <-rep.Done():
-		return // died: its supervisor restarts it
-	default:
+	if dead(rep) { // its supervisor restarts it; meanwhile no request may pick it (a busy slot stays listed)
+		p.free = slices.DeleteFunc(p.free, func(f *slot) bool { return f == s })
+		return
 	}
 	limit := rep.MaxInFlight()
 	for len(p.waiters) > 0 && s.inflight < limit {
