@@ -572,6 +572,23 @@ if [[ -s $logs/pyfast-profile.txt ]]; then
           printf " |\n"
         }
       }' "$logs/pyfast-profile.txt" | sort
+    # CPU per request (the target's share of the machine × CPUs ÷ req/s): steadier than req/s on a shared machine.
+    echo
+    echo "Python CPU per request (pyfast rounds; ms of CPU = the target's CPU share × CPUs ÷ req/s, per round):"
+    echo
+    echo "| target | ms CPU per request, round by round |"
+    echo "|---|---|"
+    "$PY" -c '
+import json, sys
+per = {}
+for line in open(sys.argv[1]):
+    c = json.loads(line)
+    m = c.get("meta") or {}
+    if m.get("target") in ("fastapi-uvicorn", "slipway-pywide", "slipway-pywide-batch") and m.get("round") and c.get("rps"):
+        per.setdefault(m["target"], []).append("%.3f" % (c["cpu"]["target"] / 100 * c["cpus"] / c["rps"] * 1000))
+for t in sorted(per):
+    print("| %s | %s |" % (t, ", ".join(per[t])))
+' "$jsonl" || true
   } >>"$md"
 fi
 if ((${#wrk_lines[@]})); then

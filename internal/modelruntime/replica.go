@@ -12,21 +12,29 @@ import (
 )
 
 // Replica is the client side of one running model: it waits for the hello, then sends calls over the
-// connection its Engine returned. Requests are serialised: one in flight at a time.
+// connection its Engine returned. A process replica takes up to MaxInFlight calls at once: their frames are
+// pipelined on its stream (workerproto.Client) and it answers them in order, so it never waits for a round
+// trip between two calls. An in-process session takes one call at a time.
 type Replica struct {
 	conn   Conn
 	client calls
 	hello  workerproto.Hello
 	tail   *lineTail
-	mu     sync.Mutex // serialises requests
+	gate   chan struct{} // one token per call in flight; its capacity is MaxInFlight
 }
+
+// DefaultMaxInFlight is how many calls a process replica has in flight at once. Two are enough for the replica
+// to find its next request waiting when it finishes one (measured in docs/benchmarks.md, "Python: several calls
+// in flight per replica"); more only lengthen the queue inside the replica, where a request cannot move to
+// another replica that frees up first.
+const DefaultMaxInFlight = 2
 
 // calls are what a Replica asks of its model: a workerproto.Client over a stream, or a Session directly.
 type calls interface {
-	PredictJSON(body []byte) ([]byte, error)
-	PredictTensors(in []workerproto.Tensor) ([]workerproto.Tensor, error)
-	PredictTensorsParams(in []workerproto.Tensor, params []byte) ([]workerproto.Tensor, error)
-	Ping() error
+	PredictJSONContext(ctx context.Context, body []byte) ([]byte, error)
+	PredictTensorsContext(ctx context.Context, in []workerproto.Tensor) ([]workerproto.Tensor, error)
+	PredictTensorsParamsContext(ctx context.Context, in []workerproto.Tensor, params []byte) ([]workerproto.Tensor, error)
+	PingContext(ctx context.Context) error
 	Close() error
 }
 
@@ -42,8 +50,23 @@ type Session interface {
 	Ping() error
 }
 
-// sessionCalls are a Session's calls; closing one ends the session, as closing a process's input does.
+// sessionCalls are a Session's calls; closing one ends the session, as closing a process's input does. A
+// session runs on the caller's thread and cannot abandon a call: Replica.call kills it when ctx ends.
 type sessionCalls struct{ Session }
+
+func (s sessionCalls) PredictJSONContext(_ context.Context, body []byte) ([]byte, error) {
+	return s.PredictJSON(body)
+}
+
+func (s sessionCalls) PredictTensorsContext(_ context.Context, in []workerproto.Tensor) ([]workerproto.Tensor, error) {
+	return s.PredictTensors(in)
+}
+
+func (s sessionCalls) PredictTensorsParamsContext(_ context.Context, in []workerproto.Tensor, params []byte) ([]workerproto.Tensor, error) {
+	return s.PredictTensorsParams(in, params)
+}
+
+func (s sessionCalls) PingContext(context.Context) error { return s.Ping() }
 
 // startReplica starts spec on engine and waits (up to readyTimeout) for its hello. On failure the error
 // carries the replica's own last words (its hello error or the tail of its stderr).
@@ -59,10 +82,10 @@ func startReplica(ctx context.Context, engine Engine, spec ProcessSpec, readyTim
 		return nil, err
 	}
 	if sess, ok := conn.(Session); ok { // loaded by Start: no hello to wait for, no frames to exchange
-		return &Replica{conn: conn, client: sessionCalls{sess}, hello: sess.Hello(), tail: tail}, nil
+		return &Replica{conn: conn, client: sessionCalls{sess}, hello: sess.Hello(), tail: tail, gate: make(chan struct{}, 1)}, nil
 	}
 	client := workerproto.NewClient(conn, conn)
-	r := &Replica{conn: conn, client: client, tail: tail}
+	r := &Replica{conn: conn, client: client, tail: tail, gate: make(chan struct{}, DefaultMaxInFlight)}
 	if err := r.awaitHello(ctx, client, readyTimeout); err != nil {
 		r.killAndWait()
 		return nil, err
@@ -141,14 +164,30 @@ func (r *Replica) ExitErr() error {
 // ErrReplicaDied reports that the replica died while handling a request (safe to retry elsewhere).
 var ErrReplicaDied = errors.New("replica died")
 
-// call runs fn with the replica locked. A read of the stream cannot be cancelled, so on ctx expiry the replica
-// is killed (which ends fn: Conn.Kill breaks the stream): a model stuck past the request deadline is not trusted
-// to serve the next one.
-// fn runs on the caller's goroutine; the kill is armed with context.AfterFunc, so the hot path starts no
-// goroutine of its own.
-func (r *Replica) call(ctx context.Context, fn func() error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// MaxInFlight is how many calls the replica takes at once; more wait in Replica's calls for a turn.
+func (r *Replica) MaxInFlight() int { return cap(r.gate) }
+
+// call runs fn as one of the replica's calls in flight, on the caller's goroutine.
+//
+// When ctx ends, a process replica's call is abandoned (its answer is dropped when it comes) and the replica
+// goes on serving the calls behind it, unless the deadline passed while the replica was working on this very
+// call: a model stuck past the request's deadline is not trusted to serve the next one, so the replica is
+// killed, and the calls in flight behind it fail over to another replica (ErrReplicaDied). An in-process
+// session cannot abandon a call: it is killed when ctx ends (context.AfterFunc, so the hot path starts no
+// goroutine of its own).
+func (r *Replica) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	select {
+	case r.gate <- struct{}{}:
+	default:
+		select { // every position is taken: wait for one
+		case r.gate <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.conn.Done():
+			return fmt.Errorf("%w: %v%s", ErrReplicaDied, r.conn.ExitErr(), r.tailSuffix())
+		}
+	}
+	defer func() { <-r.gate }()
 	select {
 	case <-r.conn.Done():
 		return fmt.Errorf("%w: %v%s", ErrReplicaDied, r.conn.ExitErr(), r.tailSuffix())
@@ -157,21 +196,39 @@ func (r *Replica) call(ctx context.Context, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, r.conn.Kill)
-	err := fn()
-	killed := !stop()
-	if err == nil {
-		return nil // the answer arrived (if the deadline struck just after, the supervisor replaces the replica)
+	_, inProcess := r.client.(sessionCalls)
+	if inProcess {
+		stop := context.AfterFunc(ctx, r.conn.Kill)
+		err := fn(ctx)
+		if killed := !stop(); killed && err != nil {
+			return ctx.Err()
+		}
+		return r.failed(err)
 	}
-	if killed {
-		return ctx.Err()
+	return r.failed(fn(ctx))
+}
+
+// failed classifies a call's error: nil and a model's error pass; an abandoned call returns its context's error
+// (killing the replica if the model overran the deadline on it); anything else means the stream broke, and the
+// replica, given a moment to exit, is reported dead (the request may be retried elsewhere).
+func (r *Replica) failed(err error) error {
+	if err == nil {
+		return nil
 	}
 	var merr *workerproto.ModelError
-	if !errors.As(err, &merr) {
-		<-r.waitOrKill(time.Second)
-		return fmt.Errorf("%w: %v%s", ErrReplicaDied, err, r.tailSuffix())
+	if errors.As(err, &merr) {
+		return err
 	}
-	return err
+	var abandoned *workerproto.AbandonedError
+	if errors.As(err, &abandoned) {
+		if abandoned.Started && errors.Is(abandoned.Err, context.DeadlineExceeded) {
+			r.conn.Kill()
+			<-r.waitOrKill(time.Second)
+		}
+		return abandoned.Err
+	}
+	<-r.waitOrKill(time.Second)
+	return fmt.Errorf("%w: %v%s", ErrReplicaDied, err, r.tailSuffix())
 }
 
 // waitOrKill gives a replica whose stream broke a moment to exit on its own, then kills it.
@@ -186,17 +243,19 @@ func (r *Replica) waitOrKill(grace time.Duration) <-chan struct{} {
 
 // PredictJSON sends a JSON body to predict() and returns its JSON result.
 func (r *Replica) PredictJSON(ctx context.Context, body []byte) (out []byte, err error) {
-	err = r.call(ctx, func() error {
-		out, err = r.client.PredictJSON(body)
+	err = r.call(ctx, func(ctx context.Context) error {
+		out, err = r.client.PredictJSONContext(ctx, body)
 		return err
 	})
 	return out, err
 }
 
-// PredictTensors sends a batch of columns and returns the output columns.
+// PredictTensors sends a batch of columns and returns the output columns. A ctx made with
+// workerproto.WithCallTimings receives the replica's own profile of the call (decode, predict(), encode) when its
+// runtime reports one (the Python harness does: workerproto.Hello.Timings).
 func (r *Replica) PredictTensors(ctx context.Context, in []workerproto.Tensor) (out []workerproto.Tensor, err error) {
-	err = r.call(ctx, func() error {
-		out, err = r.client.PredictTensors(in)
+	err = r.call(ctx, func(ctx context.Context) error {
+		out, err = r.client.PredictTensorsContext(ctx, in)
 		return err
 	})
 	return out, err
@@ -205,28 +264,16 @@ func (r *Replica) PredictTensors(ctx context.Context, in []workerproto.Tensor) (
 // PredictTensorsParams sends a batch of columns with the request's params (JSON) to a model whose predict()
 // takes them (Hello().Params).
 func (r *Replica) PredictTensorsParams(ctx context.Context, in []workerproto.Tensor, params []byte) (out []workerproto.Tensor, err error) {
-	err = r.call(ctx, func() error {
-		out, err = r.client.PredictTensorsParams(in, params)
+	err = r.call(ctx, func(ctx context.Context) error {
+		out, err = r.client.PredictTensorsParamsContext(ctx, in, params)
 		return err
 	})
 	return out, err
 }
 
-// LastTimings returns the replica's own profile of its last predict call (decode, predict(), encode), when its
-// runtime reports one (the Python harness does: workerproto.Hello.Timings). Call it before releasing the
-// replica to another request.
-func (r *Replica) LastTimings() (workerproto.Timings, bool) {
-	if t, ok := r.client.(interface {
-		LastTimings() (workerproto.Timings, bool)
-	}); ok {
-		return t.LastTimings()
-	}
-	return workerproto.Timings{}, false
-}
-
-// Ping checks that the replica answers.
+// Ping checks that the replica answers (after the calls in flight before it).
 func (r *Replica) Ping(ctx context.Context) error {
-	return r.call(ctx, r.client.Ping)
+	return r.call(ctx, r.client.PingContext)
 }
 
 // Stop closes the replica's input (it exits on EOF), waits up to grace, then kills it. It returns once the

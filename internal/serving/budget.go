@@ -213,9 +213,11 @@ func memory(rep *modelruntime.Replica, measured int64) int64 {
 // idleCandidates lists the pool's idle READY replicas with their last use.
 func (p *Pool) idleCandidates() []candidate {
 	p.mu.Lock()
-	free := slices.Clone(p.free)
-	out := make([]candidate, 0, len(free))
-	for _, s := range free {
+	out := make([]candidate, 0, len(p.free))
+	for _, s := range p.free {
+		if s.inflight > 0 {
+			continue
+		}
 		out = append(out, candidate{pool: p, slot: s, rep: s.rep, bytes: s.bytes, lastUsed: s.lastUsed})
 	}
 	p.mu.Unlock()
@@ -229,7 +231,7 @@ func (p *Pool) idleCandidates() []candidate {
 // free). It reports whether it did.
 func (p *Pool) unloadIdle(s *slot, rep *modelruntime.Replica) bool {
 	p.mu.Lock()
-	if s.rep != rep || s.state != stateReady || s.busy || !slices.Contains(p.free, s) {
+	if s.rep != rep || s.state != stateReady || s.inflight > 0 || !slices.Contains(p.free, s) {
 		p.mu.Unlock()
 		return false
 	}

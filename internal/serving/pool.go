@@ -77,7 +77,7 @@ type slot struct {
 	start     Starter
 	rep       *modelruntime.Replica // current process; nil while (re)starting
 	state     string
-	busy      bool
+	inflight  int // calls on rep now (at most rep.MaxInFlight(): a process replica pipelines a few)
 	restarts  int
 	startedAt time.Time
 	lastErr   string
@@ -100,7 +100,7 @@ type Pool struct {
 	mu      sync.Mutex
 	opts    Options
 	slots   []*slot
-	free    []*slot // READY and idle, current generation; the last is the next to use
+	free    []*slot // READY, current generation, with room for another call (see takeFreeLocked)
 	waiters []chan *slot
 	nextID  int
 	batcher *batcher
@@ -185,7 +185,7 @@ func (p *Pool) Rollout(ctx context.Context, version, n int, start Starter) error
 	}
 	for _, s := range fresh {
 		p.superviseLocked(s)
-		p.releaseLocked(s, s.rep)
+		p.offerLocked(s, s.rep)
 	}
 	p.wakeLocked() // rolled out at zero replicas with requests waiting
 	p.mu.Unlock()
@@ -220,13 +220,13 @@ func (p *Pool) Scale(ctx context.Context, n int) error {
 		p.slots = append(p.slots, fresh...)
 		for _, s := range fresh {
 			p.superviseLocked(s)
-			p.releaseLocked(s, s.rep)
+			p.offerLocked(s, s.rep)
 		}
 		p.mu.Unlock()
 	case diff < 0:
 		p.mu.Lock()
 		// Retire idle replicas first so that no request waits for a drain.
-		slices.SortStableFunc(current, func(a, b *slot) int { return boolInt(a.busy) - boolInt(b.busy) })
+		slices.SortStableFunc(current, func(a, b *slot) int { return a.inflight - b.inflight })
 		for _, s := range current[:-diff] {
 			p.retireLocked(s)
 		}
@@ -234,13 +234,6 @@ func (p *Pool) Scale(ctx context.Context, n int) error {
 		p.mu.Unlock()
 	}
 	return nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // hasCurrentLocked reports whether the serving generation has a replica (currentLocked without allocating:
@@ -304,14 +297,14 @@ func (p *Pool) stopAll(fresh []*slot) {
 	}
 }
 
-// retireLocked takes s out of service; it stops now if idle, else when its request finishes.
+// retireLocked takes s out of service; it stops now if idle, else when its calls in flight finish.
 func (p *Pool) retireLocked(s *slot) {
 	if s.state == stateDraining || s.state == stateStopped {
 		return
 	}
 	s.state = stateDraining
 	p.free = slices.DeleteFunc(p.free, func(f *slot) bool { return f == s })
-	if !s.busy {
+	if s.inflight == 0 {
 		p.stopLocked(s)
 	}
 }
@@ -445,7 +438,7 @@ func (p *Pool) wake() {
 	p.wakeErr = nil
 	p.slots = append(p.slots, fresh[0])
 	p.superviseLocked(fresh[0])
-	p.releaseLocked(fresh[0], fresh[0].rep)
+	p.offerLocked(fresh[0], fresh[0].rep)
 	p.mu.Unlock()
 	p.log.Info("cold start: a request started a replica", "deployment", p.name, "replica", fresh[0].id, "took", took)
 	p.emit(Event{Kind: EventColdStart, Message: fmt.Sprintf("a request started replica %s (cold start %s)", fresh[0].id, took.Round(time.Millisecond))})
@@ -454,20 +447,48 @@ func (p *Pool) wake() {
 // EventColdStart is the Event.Kind of a replica started by a request to a pool at zero replicas.
 const EventColdStart = "coldstart"
 
+// takeFreeLocked takes a call's position on the replica with the fewest calls in flight: an idle replica before
+// a busy one, and a busy process replica (which pipelines: MaxInFlight) before none.
 func (p *Pool) takeFreeLocked() *slot {
+	// A replica that died with calls in flight is still listed until one of them returns or its supervisor
+	// notices: a request sent there would only fail and be retried.
+	p.free = slices.DeleteFunc(p.free, func(s *slot) bool { return dead(s.rep) })
 	if len(p.free) == 0 {
 		return nil
 	}
-	// Last in, first out: at low concurrency the replica that just answered takes the next request, with its
-	// caches and pages still warm (round robin made a 1-row scikit-learn request cost ~1.5x the CPU: each
-	// replica ran after the other had evicted it). Under load every replica is busy and the order is moot.
-	s := p.free[len(p.free)-1]
-	p.free = p.free[:len(p.free)-1]
-	s.busy = true
+	// Among equals, last in, first out: at low concurrency the replica that just answered takes the next request,
+	// with its caches and pages still warm (round robin made a 1-row scikit-learn request cost ~1.5x the CPU:
+	// each replica ran after the other had evicted it). Under load every replica is busy and the order is moot.
+	best := len(p.free) - 1
+	for i := best - 1; i >= 0 && p.free[best].inflight > 0; i-- {
+		if p.free[i].inflight < p.free[best].inflight {
+			best = i
+		}
+	}
+	s := p.free[best]
+	p.occupyLocked(s)
+	return s
+}
+
+// dead reports whether rep has exited.
+func dead(rep *modelruntime.Replica) bool {
+	select {
+	case <-rep.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// occupyLocked counts one more call on s, which has room for it, and takes s off the free list once it is full.
+func (p *Pool) occupyLocked(s *slot) {
+	s.inflight++
+	if s.inflight >= s.rep.MaxInFlight() {
+		p.free = slices.DeleteFunc(p.free, func(f *slot) bool { return f == s })
+	}
 	if p.budget != nil {
 		s.lastUsed = time.Now()
 	}
-	return s
 }
 
 func (p *Pool) release(s *slot, rep *modelruntime.Replica) {
@@ -476,35 +497,51 @@ func (p *Pool) release(s *slot, rep *modelruntime.Replica) {
 	p.mu.Unlock()
 }
 
-// releaseLocked returns s to service: to the first waiter, else the free list. A stale release (the replica
-// was replaced meanwhile) is ignored; a draining slot stops.
+// releaseLocked ends one call on s and offers its position. A stale release (the replica was replaced
+// meanwhile: its count started again at 0) is ignored.
 func (p *Pool) releaseLocked(s *slot, rep *modelruntime.Replica) {
 	if s.rep != rep {
 		return
 	}
-	s.busy = false
+	s.inflight--
+	p.offerLocked(s, rep)
+}
+
+// offerLocked puts s's free positions in service: to the waiters first, oldest first, else on the free list. A
+// draining slot stops once its last call finished.
+func (p *Pool) offerLocked(s *slot, rep *modelruntime.Replica) {
+	if s.rep != rep {
+		return
+	}
 	switch s.state {
 	case stateDraining:
-		p.stopLocked(s)
+		if s.inflight == 0 {
+			p.stopLocked(s)
+		}
 		return
 	case stateReady:
 	default:
 		return
 	}
-	select {
-	case <-rep.Done():
-		return // died while busy: its supervisor restarts it
-	default:
+	if dead(rep) { // its supervisor restarts it; meanwhile no request may pick it (a busy slot stays listed)
+		p.free = slices.DeleteFunc(p.free, func(f *slot) bool { return f == s })
+		return
 	}
-	if len(p.waiters) > 0 {
+	limit := rep.MaxInFlight()
+	for len(p.waiters) > 0 && s.inflight < limit {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
-		s.busy = true
-		if p.budget != nil {
-			s.lastUsed = time.Now()
-		}
+		p.occupyLocked(s)
 		w <- s
+	}
+	if s.inflight >= limit {
 		return
+	}
+	if i := slices.Index(p.free, s); i >= 0 {
+		if s.inflight > 0 {
+			return // keeps its place
+		}
+		p.free = slices.Delete(p.free, i, i+1) // idle again: it goes last, the warmest (takeFreeLocked)
 	}
 	p.free = append(p.free, s)
 }
@@ -547,14 +584,17 @@ func (p *Pool) runOn(ctx context.Context, s *slot, rep *modelruntime.Replica, de
 		span.SetAttributes(tracing.AttrDeployment.String(p.name), tracing.AttrReplica.String(s.id))
 	}
 	callCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	stages, _ := p.observer().(StageObserver)
+	var timings workerproto.CallTimings
+	if stages != nil { // the replica's own profile of this call (calls on one replica overlap)
+		callCtx = workerproto.WithCallTimings(callCtx, &timings)
+	}
 	start := time.Now()
 	err := fn(callCtx, rep)
 	took := time.Since(start)
 	cancel()
-	if o, ok := p.observer().(StageObserver); ok && err == nil {
-		if t, ok := rep.LastTimings(); ok { // read before release: the next request would overwrite them
-			o.Stages(t, took)
-		}
+	if stages != nil && err == nil && timings.Reported {
+		stages.Stages(timings.Timings, took)
 	}
 	p.release(s, rep)
 	tracing.Fail(span, err)
@@ -613,9 +653,7 @@ func (p *Pool) Status() []slipway.ReplicaStatus {
 	out := make([]slipway.ReplicaStatus, 0, len(p.slots))
 	for _, s := range p.slots {
 		st := slipway.ReplicaStatus{ID: s.id, Version: s.version, State: s.state, Restarts: s.restarts, StartedAt: s.startedAt, LastError: s.lastErr}
-		if s.busy {
-			st.InFlight = 1
-		}
+		st.InFlight = s.inflight
 		if s.rep != nil && s.state != stateDead {
 			st.PID = s.rep.PID()
 		}
@@ -677,7 +715,7 @@ func (p *Pool) Hello() (version int, rep *modelruntime.Replica) {
 func (p *Pool) Idle() bool {
 	p.mu.Lock()
 	b := p.batcher
-	busy := len(p.waiters) > 0 || slices.ContainsFunc(p.slots, func(s *slot) bool { return s.busy })
+	busy := len(p.waiters) > 0 || slices.ContainsFunc(p.slots, func(s *slot) bool { return s.inflight > 0 })
 	p.mu.Unlock()
 	if busy || b == nil {
 		return !busy

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -458,17 +459,32 @@ func TestClientCancelKeepsReplica(t *testing.T) {
 	}
 }
 
-// holdReplica keeps the pool's only replica busy until the returned channel is read.
+// holdReplica keeps the pool's only replica busy, every position it has for calls in flight taken
+// (MaxInFlight), until the returned channel is read: it gives the first error once all those calls are over.
 func holdReplica(t *testing.T, p *Pool, seconds float64) <-chan error {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		_, err := call(t, p, fmt.Sprintf(`{"sleep": %g}`, seconds))
-		done <- err
-	}()
-	for p.Status()[0].InFlight == 0 {
+	_, rep := p.Hello()
+	n := rep.MaxInFlight()
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := call(t, p, fmt.Sprintf(`{"sleep": %g}`, seconds))
+			errs <- err
+		}()
+	}
+	for p.Status()[0].InFlight < n {
 		time.Sleep(5 * time.Millisecond)
 	}
+	done := make(chan error, 1)
+	go func() {
+		var first error
+		for range n {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		done <- first
+	}()
 	return done
 }
 
@@ -596,4 +612,72 @@ func TestShortCallsConcentrateOnABusyReplica(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Requests go to the replica with the fewest calls in flight: concurrent requests spread over idle replicas
+// first; once every replica is busy, a process replica takes more calls (up to MaxInFlight, pipelined on its
+// stream) before anything queues. Each answer is its own.
+func TestLeastInFlightThenPipelined(t *testing.T) {
+	p, _ := newTestPool(t, 2, Options{MaxQueue: 10})
+	_, rep := p.Hello()
+	perReplica := rep.MaxInFlight()
+	if perReplica < 2 {
+		t.Fatalf("a process replica takes %d call at a time, want several", perReplica)
+	}
+	type res struct {
+		a   answer
+		err error
+	}
+	results := make(chan res, 2*perReplica)
+	send := func(i int) {
+		go func() {
+			a, err := call(t, p, fmt.Sprintf(`{"sleep": 2, "x": %d}`, i))
+			results <- res{a, err}
+		}()
+	}
+	inFlight := func() (counts []int) {
+		for _, s := range p.Status() {
+			counts = append(counts, s.InFlight)
+		}
+		return counts
+	}
+	send(0)
+	for slices.Max(inFlight()) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	send(1)
+	for total(inFlight()) < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := inFlight(); got[0] != 1 || got[1] != 1 {
+		t.Fatalf("two requests on two idle replicas: in flight %v, want one each", got)
+	}
+	for i := 2; i < 2*perReplica; i++ {
+		send(i)
+	}
+	for total(inFlight()) < 2*perReplica {
+		if p.QueueLen() > 0 {
+			t.Fatalf("a request queued while replicas had room: in flight %v", inFlight())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	seen := map[float64]bool{}
+	for range 2 * perReplica {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		x := r.a.Echo.(float64)
+		if seen[x] {
+			t.Fatalf("answer for x=%v twice", x)
+		}
+		seen[x] = true
+	}
+}
+
+func total(xs []int) (n int) {
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }

@@ -100,11 +100,11 @@ func (p *Pool) restart(s *slot, dead *modelruntime.Replica) bool {
 			rep.Stop(p.StopGrace)
 			return false
 		}
-		s.rep, s.state, s.startedAt = rep, stateReady, time.Now()
+		s.rep, s.state, s.startedAt, s.inflight = rep, stateReady, time.Now(), 0 // calls on the dead one release nothing
 		if p.budget != nil {
 			s.bytes = rep.MemoryBytes()
 		}
-		p.releaseLocked(s, rep)
+		p.offerLocked(s, rep)
 		p.mu.Unlock()
 		p.log.Info("replica restarted", "deployment", p.name, "replica", s.id, "pid", rep.PID(), "restarts", s.restarts)
 		if o := p.observer(); o != nil {
@@ -153,16 +153,15 @@ func describeExit(rep *modelruntime.Replica) string {
 	return msg
 }
 
-// healthCheck pings an idle replica; one that does not answer is killed (and then restarted).
+// healthCheck pings an idle replica; one that does not answer is killed (and then restarted). The ping takes
+// one of the replica's positions: a process replica takes requests meanwhile, their frames queued behind it.
 func (p *Pool) healthCheck(s *slot, rep *modelruntime.Replica) {
 	p.mu.Lock()
-	i := slices.Index(p.free, s)
-	if i < 0 || s.rep != rep {
+	if s.inflight > 0 || s.rep != rep || !slices.Contains(p.free, s) {
 		p.mu.Unlock()
 		return // busy replicas are evidently alive
 	}
-	p.free = slices.Delete(p.free, i, i+1)
-	s.busy = true
+	p.occupyLocked(s)
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
 	err := rep.Ping(ctx)

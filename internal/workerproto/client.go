@@ -2,6 +2,7 @@ package workerproto
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -17,31 +18,73 @@ var ErrClosed = errors.New("workerproto: client closed")
 // keepBuf is the largest scratch buffer a Client or Serve keeps between frames.
 const keepBuf = 4 << 20
 
-// Client is the server side of one replica connection. It runs one request at a time:
-// concurrent calls wait for each other (a Ping waits for an in-flight predict).
+// Client is the server side of one replica connection. Calls may overlap: each writes its request frame as
+// soon as it is made (the replica works through them in order), and one reader goroutine matches the answers
+// to the calls in the order their requests were written. So a replica that finishes one call finds the next
+// request already waiting on its input and never sits idle for a round trip (pipelining). How many calls may
+// be in flight is the caller's choice (modelruntime.Replica bounds it).
 //
-// Cancellation: reads from a pipe cannot be cancelled. To enforce a deadline, the owner
-// of the child process kills it; the pending call then fails once the child's stdout
-// reaches EOF (with exec.Cmd, Wait also closes the pipe). After any I/O or protocol
-// error the stream may be out of step, so every later call returns that same error and
-// the replica should be replaced. A *ModelError is not such an error: the model raised
-// and the replica is still healthy. Requests rejected before anything is sent (invalid
-// tensors, a frame over 256 MiB) also return a *ModelError, of type ValueError, since
-// they leave the replica untouched.
+// Cancellation: a call whose context ends returns at once (an *AbandonedError); its answer is discarded when it
+// arrives and the calls behind it are unaffected. A read or write of the stream cannot be cancelled: to stop a
+// replica that is stuck, its owner kills it, which ends the stream. After any I/O or protocol error the stream may
+// be out of step, so every call in flight fails and every later call returns that same error: the replica should
+// be replaced. A *ModelError is not such an error: the model raised, for that call only, and the replica is
+// still healthy. Requests rejected before anything is sent (invalid tensors, a frame over 256 MiB) also return a
+// *ModelError, of type ValueError, since they leave the replica untouched.
 type Client struct {
-	mu     sync.Mutex
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
 	hdr    [headerLen]byte
-	wbuf   []byte
-	err    error // sticky transport/protocol error
 
-	timings Timings // from the m frame before the last result
-	timed   bool    // timings belong to the last call
+	wmu  sync.Mutex // one frame written at a time, queued in the order written
+	wbuf []byte
 
+	mu      sync.Mutex
+	pending []*call // written, answer not read yet; oldest first
+	err     error   // sticky transport/protocol error
+
+	readOnce  sync.Once
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// call is one request in flight: what answers it, and the answer once it came.
+type call struct {
+	want      Kind          // the result kind that answers it (or an E frame, for a predict)
+	done      chan struct{} // closed when the answer (or the stream's failure) is in
+	abandoned bool          // its caller left (ctx ended): the answer is dropped; guarded by Client.mu
+	payload   []byte
+	timings   Timings
+	timed     bool
+	err       error
+}
+
+// AbandonedError is returned by a call whose context ended before its answer arrived. Started says the replica
+// was already working on it (every earlier call had been answered): a deadline that passes then is the model's
+// own time, where a call still waiting behind others was only queued.
+type AbandonedError struct {
+	Err     error // the context's error
+	Started bool
+}
+
+func (e *AbandonedError) Error() string { return e.Err.Error() }
+func (e *AbandonedError) Unwrap() error { return e.Err }
+
+// CallTimings receives the child's own profile of one call (an m frame), when the child sends one; see
+// WithCallTimings.
+type CallTimings struct {
+	Timings
+	Reported bool
+}
+
+type callTimingsKey struct{}
+
+// WithCallTimings returns ctx carrying t: a predict call made with it stores the child's profile of that call
+// in t (the way net/http/httptrace hands a request its trace hooks). Calls may overlap, so there is no "last
+// call's timings" to ask for afterwards.
+func WithCallTimings(ctx context.Context, t *CallTimings) context.Context {
+	return context.WithValue(ctx, callTimingsKey{}, t)
 }
 
 // NewClient wraps the child's stdin (frames to the child) and stdout (frames from it).
@@ -50,16 +93,17 @@ func NewClient(stdin io.WriteCloser, stdout io.Reader) *Client {
 }
 
 // ReadHello reads the hello frame. It fails if the child reported ok=false (the error
-// includes the child's message) or sent anything other than a hello.
+// includes the child's message) or sent anything other than a hello. Call it before any other call.
 func (c *Client) ReadHello() (Hello, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.usable(); err != nil {
+	err := c.usableLocked()
+	c.mu.Unlock()
+	if err != nil {
 		return Hello{}, err
 	}
 	kind, payload, err := c.read()
 	if err != nil {
-		return Hello{}, err
+		return Hello{}, c.broken(err)
 	}
 	if kind != KindHello {
 		return Hello{}, c.broken(fmt.Errorf("workerproto: expected hello, got frame %s", kind))
@@ -74,54 +118,49 @@ func (c *Client) ReadHello() (Hello, error) {
 	return h, nil
 }
 
-// PredictJSON sends a J frame and returns the j result. It returns a *ModelError when
-// the model raised.
+// PredictJSON is PredictJSONContext without a deadline.
 func (c *Client) PredictJSON(body []byte) ([]byte, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.usable(); err != nil {
-		return nil, err
-	}
-	if err := c.write(KindPredictJSON, body); err != nil {
-		return nil, err
-	}
-	return c.result(KindResultJSON)
+	return c.PredictJSONContext(context.Background(), body)
 }
 
-// PredictTensors sends a T frame and decodes the t result. The inputs are validated
-// first. It returns a *ModelError when the model raised or the inputs are invalid.
+// PredictJSONContext sends a J frame and returns the j result. It returns a *ModelError when the model raised.
+func (c *Client) PredictJSONContext(ctx context.Context, body []byte) ([]byte, error) {
+	if len(body) > MaxFrame-1 {
+		return nil, rejected(fmt.Errorf("%w (%d bytes)", ErrFrameTooLarge, len(body)))
+	}
+	return c.roundTrip(ctx, KindResultJSON, func(buf []byte) []byte { return appendFrame(buf, KindPredictJSON, body) })
+}
+
+// PredictTensors is PredictTensorsContext without a deadline.
 func (c *Client) PredictTensors(in []Tensor) ([]Tensor, error) {
-	return c.predictFrame(in, func(buf []byte) []byte { return appendTensorFrame(buf, KindPredictTensors, in) })
+	return c.PredictTensorsContext(context.Background(), in)
 }
 
-// PredictTensorsParams sends a P frame (params, then the tensors) and decodes the t result: for models whose
-// predict() takes params (Hello.Params); the server never sends it to others.
+// PredictTensorsContext sends a T frame and decodes the t result. The inputs are validated first. It returns a
+// *ModelError when the model raised or the inputs are invalid.
+func (c *Client) PredictTensorsContext(ctx context.Context, in []Tensor) ([]Tensor, error) {
+	return c.predictFrame(ctx, in, func(buf []byte) []byte { return appendTensorFrame(buf, KindPredictTensors, in) })
+}
+
+// PredictTensorsParams is PredictTensorsParamsContext without a deadline.
 func (c *Client) PredictTensorsParams(in []Tensor, params []byte) ([]Tensor, error) {
-	return c.predictFrame(in, func(buf []byte) []byte { return appendParamsFrame(buf, params, in) })
+	return c.PredictTensorsParamsContext(context.Background(), in, params)
 }
 
-// predictFrame validates in, writes the frame that appendFrame builds into the write buffer, and decodes the
-// t result.
-func (c *Client) predictFrame(in []Tensor, appendFrame func(buf []byte) []byte) ([]Tensor, error) {
+// PredictTensorsParamsContext sends a P frame (params, then the tensors) and decodes the t result: for models
+// whose predict() takes params (Hello.Params); the server never sends it to others.
+func (c *Client) PredictTensorsParamsContext(ctx context.Context, in []Tensor, params []byte) ([]Tensor, error) {
+	return c.predictFrame(ctx, in, func(buf []byte) []byte { return appendParamsFrame(buf, params, in) })
+}
+
+// predictFrame validates in, sends the frame that build makes, and decodes the t result.
+func (c *Client) predictFrame(ctx context.Context, in []Tensor, build func(buf []byte) []byte) ([]Tensor, error) {
 	for _, t := range in {
 		if err := t.Validate(); err != nil {
 			return nil, rejected(err)
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.usable(); err != nil {
-		return nil, err
-	}
-	c.wbuf = appendFrame(c.wbuf[:0])
-	err := c.writeBuf()
-	if cap(c.wbuf) > keepBuf {
-		c.wbuf = nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	payload, err := c.result(KindResultTensors)
+	payload, err := c.roundTrip(ctx, KindResultTensors, build)
 	if err != nil {
 		return nil, err
 	}
@@ -132,28 +171,17 @@ func (c *Client) predictFrame(in []Tensor, appendFrame func(buf []byte) []byte) 
 	return out, nil
 }
 
-// Ping sends Q and waits for q.
-func (c *Client) Ping() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.usable(); err != nil {
-		return err
-	}
-	if err := c.write(KindPing, nil); err != nil {
-		return err
-	}
-	kind, _, err := c.read()
-	if err != nil {
-		return err
-	}
-	if kind != KindPong {
-		return c.broken(fmt.Errorf("workerproto: expected pong, got frame %s", kind))
-	}
-	return nil
+// Ping is PingContext without a deadline.
+func (c *Client) Ping() error { return c.PingContext(context.Background()) }
+
+// PingContext sends Q and waits for q. Pings queue behind the calls in flight like any other call.
+func (c *Client) PingContext(ctx context.Context) error {
+	_, err := c.roundTrip(ctx, KindPong, func(buf []byte) []byte { return appendFrame(buf, KindPing, nil) })
+	return err
 }
 
-// Close closes the child's stdin; the child exits when it reads EOF. It does not wait
-// for an in-flight call (that call fails once the child exits).
+// Close closes the child's stdin; the child exits when it reads EOF, after answering the requests it has read.
+// It does not wait for the calls in flight: they get their answers, or fail once the child's stream ends.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
@@ -164,7 +192,7 @@ func (c *Client) Close() error {
 	return c.closeErr
 }
 
-func (c *Client) usable() error {
+func (c *Client) usableLocked() error {
 	if c.err != nil {
 		return c.err
 	}
@@ -174,20 +202,27 @@ func (c *Client) usable() error {
 	return nil
 }
 
-// broken records err as the client's sticky error and returns it.
-func (c *Client) broken(err error) error {
-	c.err = err
-	return err
+// fail records err as the client's sticky error (the first one wins) and fails every call in flight with it.
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+	for _, p := range c.pending {
+		p.err = c.err
+		close(p.done)
+	}
+	c.pending = nil
 }
 
-func (c *Client) write(kind Kind, payload []byte) error {
-	if len(payload) > MaxFrame-1 {
-		return rejected(fmt.Errorf("%w (%d bytes)", ErrFrameTooLarge, len(payload)))
-	}
-	if err := WriteFrame(c.stdin, kind, payload); err != nil {
-		return c.broken(err)
-	}
-	return nil
+// broken is fail for a caller that returns the error: it returns the sticky error (err, unless the stream had
+// already failed).
+func (c *Client) broken(err error) error {
+	c.fail(err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }
 
 // rejected reports a request refused before anything was sent.
@@ -195,65 +230,158 @@ func rejected(err error) error {
 	return &ModelError{Message: err.Error(), Type: "ValueError"}
 }
 
-// writeBuf writes the complete frame prepared in c.wbuf.
-func (c *Client) writeBuf() error {
+// roundTrip writes the frame build makes, queued for its answer of kind want, and waits for that answer or for
+// ctx to end.
+func (c *Client) roundTrip(ctx context.Context, want Kind, build func(buf []byte) []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &AbandonedError{Err: err}
+	}
+	cl, err := c.send(want, build)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		if started, left := c.abandon(cl); left {
+			return nil, &AbandonedError{Err: ctx.Err(), Started: started}
+		}
+		<-cl.done // answered just now
+	}
+	if cl.err != nil {
+		return nil, cl.err
+	}
+	if t, ok := ctx.Value(callTimingsKey{}).(*CallTimings); ok {
+		t.Timings, t.Reported = cl.timings, cl.timed
+	}
+	return cl.payload, nil
+}
+
+// send writes one request frame and queues its call. Frames go out whole and in queue order: the write lock is
+// held across both.
+func (c *Client) send(want Kind, build func(buf []byte) []byte) (*call, error) {
+	cl := &call{want: want, done: make(chan struct{})}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = build(c.wbuf[:0])
 	if len(c.wbuf)-4 > MaxFrame {
-		return rejected(fmt.Errorf("%w (%d bytes)", ErrFrameTooLarge, len(c.wbuf)-headerLen))
+		c.trimBuf()
+		return nil, rejected(fmt.Errorf("%w (%d bytes)", ErrFrameTooLarge, len(c.wbuf)-headerLen))
 	}
-	if err := writeAll(c.stdin, c.wbuf); err != nil {
-		return c.broken(err)
+	c.mu.Lock()
+	if err := c.usableLocked(); err != nil {
+		c.mu.Unlock()
+		return nil, err
 	}
+	c.pending = append(c.pending, cl) // before the write: the answer may arrive before Write returns
+	c.mu.Unlock()
+	c.readOnce.Do(func() { go c.readLoop() }) // owned by the client: ends when the child's stream ends
+	err := writeAll(c.stdin, c.wbuf)
+	c.trimBuf()
+	if err != nil {
+		c.fail(err) // a frame cut short puts the stream out of step: fails cl too
+	}
+	return cl, nil
+}
+
+func (c *Client) trimBuf() {
+	if cap(c.wbuf) > keepBuf {
+		c.wbuf = nil
+	}
+}
+
+// abandon marks cl as left by its caller. It reports whether the replica had started on it (it was the oldest
+// call in flight) and whether it was still waiting (false: its answer is in).
+func (c *Client) abandon(cl *call) (started, left bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-cl.done:
+		return false, false
+	default:
+	}
+	cl.abandoned = true
+	return len(c.pending) > 0 && c.pending[0] == cl, true
+}
+
+// readLoop reads the answers and hands each to the oldest call in flight, until the stream fails or ends.
+func (c *Client) readLoop() {
+	var timings Timings
+	timed := false
+	for {
+		kind, payload, err := c.read()
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		if kind == KindTimings { // the profile of the answer that follows
+			if timings, err = decodeTimings(payload); err != nil {
+				c.fail(err)
+				return
+			}
+			timed = true
+			continue
+		}
+		if err := c.deliver(kind, payload, timings, timed); err != nil {
+			c.fail(err)
+			return
+		}
+		timed = false
+	}
+}
+
+// deliver answers the oldest call in flight with one frame; an error is a protocol error (the stream is out of
+// step).
+func (c *Client) deliver(kind Kind, payload []byte, timings Timings, timed bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return fmt.Errorf("workerproto: unexpected frame %s with no request in flight", kind)
+	}
+	cl := c.pending[0]
+	switch {
+	case kind == cl.want:
+		cl.payload = payload
+	case kind == KindError && cl.want != KindPong:
+		me := &ModelError{}
+		if err := json.Unmarshal(payload, me); err != nil {
+			cl.err = fmt.Errorf("workerproto: undecodable error frame %.200q: %w", payload, err)
+		} else {
+			cl.err = me
+		}
+	default:
+		return fmt.Errorf("workerproto: expected %s, got frame %s", cl.want, kind)
+	}
+	c.pending[0] = nil
+	c.pending = c.pending[1:]
+	cl.timings, cl.timed = timings, timed
+	if cl.abandoned { // nobody waits for it: let the memory go
+		cl.payload = nil
+	}
+	close(cl.done)
 	return nil
 }
 
-// read reads one frame into a new payload slice that the caller may keep.
+// read reads one frame into a new payload slice that the caller may keep. Only ReadHello (before any call) and
+// then the read loop read the stream.
 func (c *Client) read() (Kind, []byte, error) {
 	kind, payload, err := readFrame(c.stdout, c.hdr[:], nil)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = fmt.Errorf("workerproto: replica closed its stdout: %w", err)
 		}
-		return 0, nil, c.broken(err)
+		return 0, nil, err
 	}
 	return kind, payload, nil
 }
 
-// LastTimings returns the child's profile of the last predict call, when it sent one (Hello.Timings).
-func (c *Client) LastTimings() (Timings, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.timings, c.timed
-}
-
-// result reads the answer to a predict: want's payload, or a *ModelError. An m frame before it is kept
-// (LastTimings).
-func (c *Client) result(want Kind) ([]byte, error) {
-	c.timed = false
-	kind, payload, err := c.read()
-	if err != nil {
-		return nil, err
-	}
-	if kind == KindTimings {
-		if c.timings, err = decodeTimings(payload); err != nil {
-			return nil, c.broken(err)
-		}
-		c.timed = true
-		if kind, payload, err = c.read(); err != nil {
-			return nil, err
-		}
-	}
-	switch kind {
-	case want:
-		return payload, nil
-	case KindError:
-		me := &ModelError{}
-		if err := json.Unmarshal(payload, me); err != nil {
-			return nil, fmt.Errorf("workerproto: undecodable error frame %.200q: %w", payload, err)
-		}
-		return nil, me
-	default:
-		return nil, c.broken(fmt.Errorf("workerproto: expected %s, got frame %s", want, kind))
-	}
+// appendFrame appends a complete frame with a raw payload to dst.
+func appendFrame(dst []byte, kind Kind, payload []byte) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, headerLen)...)
+	dst = append(dst, payload...)
+	putHeader(dst[start:], kind, len(payload))
+	return dst
 }
 
 // appendTensorFrame appends a complete frame (header and tensor payload) to dst.

@@ -2,6 +2,7 @@ package workerproto
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,15 +182,22 @@ func TestHelloJSON(t *testing.T) {
 	}
 }
 
-// fakeChild answers every request with the given raw bytes, then closes its stdout.
-func fakeChild(t *testing.T, raw []byte) *Client {
+// fakeChild writes the raw bytes of hello first, then one of answers for each request frame it reads, in
+// order; once they are all sent it closes its stdout.
+func fakeChild(t *testing.T, hello []byte, answers ...[]byte) *Client {
 	t.Helper()
 	reqR, reqW := io.Pipe()
 	respR, respW := io.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = respW.Write(raw)
+		_, _ = respW.Write(hello)
+		for _, a := range answers {
+			if _, _, err := ReadFrame(reqR, nil); err != nil {
+				break
+			}
+			_, _ = respW.Write(a)
+		}
 		respW.Close()
 		_, _ = io.Copy(io.Discard, reqR)
 	}()
@@ -230,8 +238,7 @@ func TestClientProtocolErrorsAreSticky(t *testing.T) {
 		})
 	}
 	t.Run("unexpected result kind", func(t *testing.T) {
-		raw := append(bytes.Clone(helloFrame.Bytes()), 0, 0, 0, 1, 'q')
-		c := fakeChild(t, raw)
+		c := fakeChild(t, helloFrame.Bytes(), []byte{0, 0, 0, 1, 'q'})
 		if _, err := c.ReadHello(); err != nil {
 			t.Fatal(err)
 		}
@@ -359,7 +366,7 @@ func TestParamsFrameLayout(t *testing.T) {
 	}
 }
 
-// TestClientTimings: an m frame before a result is the child's profile of that call (LastTimings); a call
+// TestClientTimings: an m frame before a result is the child's profile of that call (WithCallTimings); a call
 // answered without one reports none; a malformed one breaks the stream.
 func TestClientTimings(t *testing.T) {
 	frame := func(kind Kind, payload []byte) []byte {
@@ -372,25 +379,26 @@ func TestClientTimings(t *testing.T) {
 	hello, _ := json.Marshal(Hello{OK: true, Timings: true})
 	timings := make([]byte, 24)
 	timings[0], timings[8], timings[16] = 10, 200, 3 // ns, little-endian
-	raw := slices.Concat(frame(KindHello, hello),
-		frame(KindTimings, timings), frame(KindResultJSON, []byte(`1`)),
+	c := fakeChild(t, frame(KindHello, hello),
+		slices.Concat(frame(KindTimings, timings), frame(KindResultJSON, []byte(`1`))),
 		frame(KindResultJSON, []byte(`2`)),
-		frame(KindTimings, timings[:8]), frame(KindResultJSON, []byte(`3`)))
-	c := fakeChild(t, raw)
+		slices.Concat(frame(KindTimings, timings[:8]), frame(KindResultJSON, []byte(`3`))))
 	h, err := c.ReadHello()
 	if err != nil || !h.Timings {
 		t.Fatalf("hello %+v, %v", h, err)
 	}
-	if out, err := c.PredictJSON([]byte(`0`)); err != nil || string(out) != "1" {
+	var got CallTimings
+	ctx := WithCallTimings(context.Background(), &got)
+	if out, err := c.PredictJSONContext(ctx, []byte(`0`)); err != nil || string(out) != "1" {
 		t.Fatalf("first call: %q, %v", out, err)
 	}
-	if got, ok := c.LastTimings(); !ok || got != (Timings{Decode: 10, Predict: 200, Encode: 3}) {
-		t.Fatalf("timings of the first call: %+v, %v", got, ok)
+	if !got.Reported || got.Timings != (Timings{Decode: 10, Predict: 200, Encode: 3}) {
+		t.Fatalf("timings of the first call: %+v", got)
 	}
-	if out, err := c.PredictJSON([]byte(`0`)); err != nil || string(out) != "2" {
+	if out, err := c.PredictJSONContext(ctx, []byte(`0`)); err != nil || string(out) != "2" {
 		t.Fatalf("second call: %q, %v", out, err)
 	}
-	if got, ok := c.LastTimings(); ok {
+	if got.Reported {
 		t.Fatalf("the second call sent no timings, got %+v", got)
 	}
 	if _, err := c.PredictJSON([]byte(`0`)); err == nil || !strings.Contains(err.Error(), "timings frame of 8 bytes") {

@@ -71,30 +71,68 @@ class ProtocolError(Exception):
 # Framing
 
 
-def read_frame(stream):
-    """Return (kind, payload bytearray) or None at a clean EOF."""
-    header = _read_exact(stream, 4, allow_eof=True)
-    if header is None:
-        return None
-    (length,) = struct.unpack(">I", header)
-    if length < 1 or length > MAX_FRAME:
-        raise ProtocolError("bad frame length %d" % length)
-    body = _read_exact(stream, length)
-    return chr(body[0]), memoryview(body)[1:]
+_LENGTH = struct.Struct(">I")
 
 
-def _read_exact(stream, n, allow_eof=False):
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = stream.readinto(view[got:])
-        if not k:
-            if got == 0 and allow_eof:
+class FrameReader:
+    """Frames from a raw (unbuffered) binary stream through one reused buffer. The server pipelines its requests
+    (docs/worker-protocol.md): one read takes whatever it has written, often several frames, and ready() says,
+    without a system call, whether a whole frame is already here (then the answer before it need not be flushed
+    on its own)."""
+
+    def __init__(self, raw, size=1 << 16):
+        self._raw = raw
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0
+
+    def ready(self):
+        """Whether a complete frame is buffered."""
+        have = self._end - self._start
+        return have >= 4 and have >= 4 + _LENGTH.unpack_from(self._buf, self._start)[0]
+
+    def read(self):
+        """Return (kind, payload memoryview) or None at a clean EOF. The payload is the request's own copy."""
+        if not self._fill(4):
+            if self._start == self._end:
                 return None
             raise ProtocolError("unexpected EOF inside a frame")
-        got += k
-    return buf
+        (length,) = _LENGTH.unpack_from(self._buf, self._start)
+        if length < 1 or length > MAX_FRAME:
+            raise ProtocolError("bad frame length %d" % length)
+        self._start += 4
+        if length <= len(self._buf):
+            if not self._fill(length):
+                raise ProtocolError("unexpected EOF inside a frame")
+            body = bytearray(self._view[self._start:self._start + length])
+            self._start += length
+        else:  # larger than the buffer: what is buffered, then the rest read straight into the body
+            body = bytearray(length)
+            have = self._end - self._start
+            body[:have] = self._view[self._start:self._end]
+            self._start = self._end = 0
+            view = memoryview(body)
+            while have < length:
+                k = self._raw.readinto(view[have:])
+                if not k:
+                    raise ProtocolError("unexpected EOF inside a frame")
+                have += k
+        if self._start == self._end:
+            self._start = self._end = 0
+        return chr(body[0]), memoryview(body)[1:]
+
+    def _fill(self, need):
+        """Buffer at least need bytes (at most the buffer's size) from _start; False at EOF before that."""
+        if self._start + need > len(self._buf):  # move the partial frame to the front
+            have = self._end - self._start
+            self._buf[:have] = self._buf[self._start:self._end]
+            self._start, self._end = 0, have
+        while self._end - self._start < need:
+            k = self._raw.readinto(self._view[self._end:])
+            if not k:
+                return False
+            self._end += k
+        return True
 
 
 def write_frame(out, kind, chunks=(), flush=True):
@@ -741,7 +779,7 @@ def serve(model_dir):
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    inp = sys.stdin.buffer
+    inp = FrameReader(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer))
 
     try:
         model_dir = os.path.abspath(model_dir)
@@ -764,17 +802,24 @@ def serve(model_dir):
     with_model = _accepts_model_kwarg(predict)
     out_name = outputs[0].get("name", "predictions") if len(outputs) == 1 and isinstance(outputs[0], dict) else "predictions"
 
+    finite_context = _sklearn_finite_context(model)
+
     def call(data, **params):
+        if finite_context is not None and _all_finite(data):
+            with finite_context(assume_finite=True):  # the check sklearn would make is known to pass
+                return predict(data, model=model, **params) if with_model else predict(data, **params)
         return predict(data, model=model, **params) if with_model else predict(data, **params)
 
     clock = time.perf_counter_ns
     while True:
         try:
-            frame = read_frame(inp)
+            frame = inp.read()
         except ProtocolError as e:
             sys.stderr.write("slipway harness: %s\n" % e)
+            _flush(out)
             return 2
         if frame is None:
+            _flush(out)
             return 0
         kind, payload = frame
         # Per-request profile (docs/worker-protocol.md, "m" frames): decode, predict(), encode, in ns.
@@ -809,14 +854,41 @@ def serve(model_dir):
             sys.stderr.write(_format_exc(e))
             sys.stderr.flush()
             reply = ("E", to_json({"error": str(e) or type(e).__name__, "type": type(e).__name__}).encode("utf-8"))
+        # With the next request already read, this answer goes out together with its own, in one write (the
+        # server reads them in order); otherwise now.
+        flush = not inp.ready()
         try:
             if t2:
                 write_frame(out, "m", _TIMINGS.pack(t1 - t0, t2 - t1, clock() - t2), flush=False)
-            write_frame(out, *reply)
+            write_frame(out, *reply, flush=flush)
         except ValueError as e:  # response too large for one frame
-            write_json(out, "E", {"error": str(e), "type": type(e).__name__})
+            write_frame(out, "E", to_json({"error": str(e), "type": type(e).__name__}).encode("utf-8"), flush=flush)
         except OSError:  # the server went away
             return 1
+
+
+def _flush(out):
+    try:
+        out.flush()
+    except OSError:  # the server went away
+        pass
+
+
+def _sklearn_finite_context(model):
+    """sklearn.config_context when the model is a scikit-learn estimator, else None. Never imports sklearn: a
+    model that is an estimator has imported it already."""
+    sk = sys.modules.get("sklearn")
+    base = sys.modules.get("sklearn.base")
+    if sk is None or base is None or not isinstance(model, base.BaseEstimator):
+        return None
+    return getattr(sk, "config_context", None)
+
+
+def _all_finite(data):
+    """Whether data is a float numpy block without NaN or infinity: then scikit-learn's own finiteness check of
+    its input (a third of a small pipeline's predict) is known to pass, and assume_finite skips it. Anything
+    else (a DataFrame, NaN on purpose for HistGradientBoosting, ...) reaches the model exactly as it came."""
+    return type(data) is np.ndarray and data.dtype.kind == "f" and bool(np.isfinite(data).all())
 
 
 # ---------------------------------------------------------------------------------------------------

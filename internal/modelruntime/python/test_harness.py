@@ -6,6 +6,7 @@
 import json
 import math
 import os
+import pickle
 import struct
 import subprocess
 import sys
@@ -705,6 +706,158 @@ class FastPathTest(unittest.TestCase):
                 self.assertEqual(out["values"][1].tolist(), [[1.0, 3.0], [2.0, 4.0]])
                 decode_ns, predict_ns, encode_ns = w.timings
                 self.assertGreater(decode_ns + predict_ns + encode_ns, 0)
+            finally:
+                w.dispose()
+
+
+SUM_ROWS = """
+import sys
+
+import numpy as np
+
+
+def predict(data: np.ndarray, model=None):
+    return {"sum": data.sum(axis=1), "sklearn_loaded": np.array([\"sklearn\" in sys.modules] * len(data))}
+"""
+
+
+class PipelineTest(unittest.TestCase):
+    """The server writes the next requests while the harness works on one (docs/worker-protocol.md): frames
+    arriving together, or larger than the harness's read buffer, are answered one by one, in order."""
+
+    def test_pipelined_frames_answered_in_order(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            w = Worker(model_dir(tmp, SUM_ROWS))
+            try:
+                self.assertEqual(w.recv_json("H")["predict_input"], "numpy")
+                rng = np.random.default_rng(11)
+                blocks = [rng.normal(size=(n, 3)) for n in (1, 2, 20000, 1, 3)]  # 20000 rows: 480 KB, over 64 KiB
+                frames = []
+                for i, b in enumerate(blocks):
+                    payload = encode_tensors([("c%d" % j, "FP64", b[:, j]) for j in range(3)])
+                    frames.append(struct.pack(">IB", len(payload) + 1, ord("T")) + payload)
+                    if i == 1:
+                        frames.append(struct.pack(">IB", 1, ord("Q")))  # a ping between requests
+                w.proc.stdin.write(b"".join(frames))  # all at once: they arrive together
+                w.proc.stdin.flush()
+                for i, b in enumerate(blocks):
+                    kind, payload = w.recv()
+                    self.assertEqual(kind, "t", payload)
+                    out = decode_tensors(payload)
+                    np.testing.assert_array_equal(out["sum"][1], b.sum(axis=1))
+                    self.assertEqual(len(w.timings), 3)
+                    if i == 1:
+                        self.assertEqual(w._frame(), ("q", b""))
+                self.assertFalse(out["sklearn_loaded"][1].any(), "the harness imported sklearn for a model without it")
+                self.assertEqual(w.close(), 0)
+            finally:
+                w.dispose()
+
+    def test_eof_inside_a_frame(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            w = Worker(model_dir(tmp, SUM_ROWS))
+            try:
+                w.recv_json("H")
+                w.proc.stdin.write(struct.pack(">IB", 100, ord("T")) + b"short")
+                self.assertEqual(w.close(), 2)
+                self.assertIn("unexpected EOF inside a frame", w.stderr())
+            finally:
+                w.dispose()
+
+
+SKLEARN_SCORE = """
+import os
+import pickle
+
+import numpy as np
+
+
+def load_model():
+    with open(os.path.join(os.path.dirname(os.path.realpath(__file__)), "model.pkl"), "rb") as f:
+        return pickle.load(f)
+
+
+def predict(data: np.ndarray, model=None):
+    import sklearn
+    assumed = sklearn.get_config()["assume_finite"]
+    return {"p": model.predict_proba(data)[:, 1], "assume_finite": np.array([assumed] * len(data))}
+"""
+
+
+class SklearnFiniteTest(unittest.TestCase):
+    """A scikit-learn estimator given a finite float block predicts under assume_finite (its own finiteness
+    check is known to pass); NaN or infinity reach it exactly as before."""
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            from sklearn.ensemble import HistGradientBoostingClassifier
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+        except ImportError:
+            raise unittest.SkipTest("scikit-learn is not installed (Debian: python3-sklearn)")
+        rng = np.random.default_rng(5)
+        cls.X = rng.normal(size=(200, 4))
+        y = (cls.X[:, 0] + cls.X[:, 1] > 0).astype(int)
+        cls.models = {
+            "logistic": make_pipeline(StandardScaler(), LogisticRegression()).fit(cls.X, y),
+            "histgb": HistGradientBoostingClassifier(max_iter=10).fit(cls.X, y),
+        }
+
+    def worker(self, tmp, name):
+        d = model_dir(tmp, SKLEARN_SCORE, name)
+        with open(os.path.join(d, "model.pkl"), "wb") as f:
+            pickle.dump(self.models[name], f)
+        w = Worker(d)
+        self.assertEqual(w.recv_json("H")["predict_input"], "numpy")
+        return w
+
+    def predict(self, w, block):
+        w.send("T", encode_tensors([("c%d" % j, "FP64", block[:, j]) for j in range(block.shape[1])]))
+        return w.recv()
+
+    def test_finite_input_skips_the_check_with_identical_outputs(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, model in self.models.items():
+                with self.subTest(name):
+                    w = self.worker(tmp, name)
+                    try:
+                        for block in (self.X[:1], self.X[:16]):
+                            kind, payload = self.predict(w, block)
+                            self.assertEqual(kind, "t", payload)
+                            out = decode_tensors(payload)
+                            np.testing.assert_array_equal(out["p"][1], model.predict_proba(block)[:, 1])
+                            self.assertTrue(out["assume_finite"][1].all())
+                    finally:
+                        w.dispose()
+
+    def test_nan_reaches_the_model_as_before(self):
+        nan = self.X[:3].copy()
+        nan[1, 2] = np.nan
+        inf = self.X[:3].copy()
+        inf[0, 0] = np.inf
+        with tempfile.TemporaryDirectory() as tmp:
+            w = self.worker(tmp, "logistic")
+            try:
+                for block in (nan, inf):
+                    try:
+                        self.models["logistic"].predict_proba(block)
+                        self.fail("LogisticRegression took a non-finite input")
+                    except ValueError as e:
+                        want = str(e)
+                    kind, payload = self.predict(w, block)
+                    self.assertEqual(kind, "E", payload)
+                    self.assertEqual(json.loads(payload), {"error": want, "type": "ValueError"})
+            finally:
+                w.dispose()
+            w = self.worker(tmp, "histgb")  # takes NaN on purpose
+            try:
+                kind, payload = self.predict(w, nan)
+                self.assertEqual(kind, "t", payload)
+                out = decode_tensors(payload)
+                np.testing.assert_array_equal(out["p"][1], self.models["histgb"].predict_proba(nan)[:, 1])
+                self.assertFalse(out["assume_finite"][1].any())
             finally:
                 w.dispose()
 
