@@ -184,13 +184,13 @@ func (r *Replica) call(ctx context.Context, fn func(ctx context.Context) error) 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-r.conn.Done():
-			return fmt.Errorf("%w: %v%s", ErrReplicaDied, r.conn.ExitErr(), r.tailSuffix())
+			return r.diedErr()
 		}
 	}
 	defer func() { <-r.gate }()
 	select {
 	case <-r.conn.Done():
-		return fmt.Errorf("%w: %v%s", ErrReplicaDied, r.conn.ExitErr(), r.tailSuffix())
+		return r.diedErr()
 	default:
 	}
 	if err := ctx.Err(); err != nil {
@@ -229,6 +229,11 @@ func (r *Replica) failed(err error) error {
 	}
 	<-r.waitOrKill(time.Second)
 	return fmt.Errorf("%w: %v%s", ErrReplicaDied, err, r.tailSuffix())
+}
+
+// diedErr reports that the replica's process has exited, with its exit status and last words.
+func (r *Replica) diedErr() error {
+	return fmt.Errorf("%w: %v%s", ErrReplicaDied, r.conn.ExitErr(), r.tailSuffix())
 }
 
 // waitOrKill gives a replica whose stream broke a moment to exit on its own, then kills it.
