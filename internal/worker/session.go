@@ -114,23 +114,18 @@ func (s *onnxSession) Close() { _ = s.handler.Model.Close() } // the process is 
 // (the protocol is strictly request → response), so the answers of two sessions never mix. A session that
 // ends while its call is on the child (the server's timeout killed it, the connection broke) kills the child:
 // the model may be stuck in predict(), and an answer nobody reads must not reach the next call. The next call,
-// of any session, takes a warm spare started as soon as the previous child was taken, so it does not wait for
-// load_model().
+// of any session, starts a new child and waits for its load_model(): no spare is kept loaded, so that the pod
+// holds one model's memory.
 type pythonSessions struct {
 	python, harness, dir string
 	batch                bool // SCHED_BATCH for each child once loaded
 	log                  *slog.Logger
 
 	turn  chan struct{} // capacity 1: held by the call on the child
-	child *pythonChild  // the serving child, guarded by turn (nil or exited: the next call takes the spare)
+	child *pythonChild  // the serving child, guarded by turn (nil or exited: the next call starts another)
 	// fatal, if set, stops the worker (Serve sets it): a model process the kernel OOM-killed while serving
 	// makes the worker exit, so that Kubernetes restarts the container and records the OOM kill.
 	fatal func(error)
-
-	mu   sync.Mutex
-	next *pythonChild // the warm spare: started, hello read
-	err  error        // the spare's start error
-	wait chan struct{}
 }
 
 type pythonChild struct {
@@ -147,14 +142,14 @@ func startPythonSessions(ctx context.Context, cfg *serveConfig, dir string, log 
 	if err := writeFileAtomic(harness, python.Harness); err != nil {
 		return nil, fmt.Errorf("write the python harness: %w", err)
 	}
-	p := &pythonSessions{python: cfg.python, harness: harness, dir: dir, log: log, wait: make(chan struct{}),
+	p := &pythonSessions{python: cfg.python, harness: harness, dir: dir, log: log,
 		batch: cfg.scheduling == "batch", turn: make(chan struct{}, 1)}
 	child, err := p.start()
 	if err != nil {
 		return nil, err
 	}
-	p.next = child
-	close(p.wait)
+	child.oomKills = oomKills()
+	p.child = child
 	return p, nil
 }
 
@@ -223,33 +218,8 @@ func (c *pythonChild) exited() bool {
 	}
 }
 
-// take returns the warm spare and starts the next one in the background.
-func (p *pythonSessions) take() (*pythonChild, error) {
-	p.mu.Lock()
-	wait := p.wait
-	p.mu.Unlock()
-	<-wait
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c, err := p.next, p.err
-	p.next, p.err = nil, nil
-	if c == nil && err == nil {
-		return nil, errors.New("the python worker is stopping")
-	}
-	next := make(chan struct{})
-	p.wait = next
-	go func() { // owned by p: ends once the next child is loaded (or failed)
-		n, err := p.start()
-		p.mu.Lock()
-		p.next, p.err = n, err
-		p.mu.Unlock()
-		close(next)
-	}()
-	return c, err
-}
-
 // acquire takes the turn on the child (giving up when gone closes first) and returns the serving child,
-// replacing one that exited with the spare. release gives the turn back.
+// starting a new one in place of one that exited. release gives the turn back.
 func (p *pythonSessions) acquire(gone <-chan struct{}) (*pythonChild, error) {
 	select {
 	case p.turn <- struct{}{}:
@@ -257,7 +227,7 @@ func (p *pythonSessions) acquire(gone <-chan struct{}) (*pythonChild, error) {
 		return nil, errSessionGone
 	}
 	if p.child == nil || p.child.exited() {
-		c, err := p.take()
+		c, err := p.start()
 		if err != nil {
 			<-p.turn
 			return nil, err
@@ -340,7 +310,7 @@ func answerEnds(k workerproto.Kind) bool {
 
 // call sends one request frame to the shared child and relays its answer frames to conn. It fails when the
 // child dies (the session ends, as a local replica's would: the server retries the request elsewhere and
-// starts the slot again; the next call takes the spare) or conn fails.
+// starts the slot again; the next call starts a new child) or conn fails.
 func (p *pythonSessions) call(ctx context.Context, conn net.Conn, kind workerproto.Kind, payload []byte) error {
 	c, err := p.acquire(ctx.Done())
 	if err != nil {
@@ -433,22 +403,12 @@ func modelErrorPayload(message, typ string) []byte {
 	return b
 }
 
-// Close stops the serving child and the spare (the worker is stopping; the sessions are closed).
+// Close stops the serving child (the worker is stopping; the sessions are closed).
 func (p *pythonSessions) Close() {
 	p.turn <- struct{}{}
 	if p.child != nil {
 		p.child.kill()
 		p.child = nil
-	}
-	p.mu.Lock()
-	wait := p.wait
-	p.mu.Unlock()
-	<-wait
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.next != nil {
-		p.next.kill()
-		p.next = nil
 	}
 }
 

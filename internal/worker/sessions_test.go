@@ -214,7 +214,7 @@ func TestWorkerPythonSessionEndingMidCallSparesTheOthers(t *testing.T) {
 	if err := <-hung; err == nil {
 		t.Fatal("the hung call answered after its session was closed")
 	}
-	// b's next call is answered (by the spare model process: the stuck one was killed), not stuck behind a's.
+	// b's next call is answered (by a new model process: the stuck one was killed), not stuck behind a's.
 	got, err := predictPID(b, 3, "")
 	if err != nil {
 		t.Fatalf("session b after a's session ended mid-call: %v", err)
