@@ -768,19 +768,33 @@ class PipelineTest(unittest.TestCase):
 SKLEARN_SCORE = """
 import os
 import pickle
+import threading
 
 import numpy as np
+import sklearn
+
+AT_LOAD = []
 
 
 def load_model():
+    if os.environ.get("USER_ASSUME_FINITE"):  # the user's own configuration skips the check everywhere
+        sklearn.set_config(assume_finite=True)
+    AT_LOAD.append(sklearn.get_config()["assume_finite"])
     with open(os.path.join(os.path.dirname(os.path.realpath(__file__)), "model.pkl"), "rb") as f:
         return pickle.load(f)
 
 
 def predict(data: np.ndarray, model=None):
-    import sklearn
+    if isinstance(data, dict):  # a JSON request: {"rows": [[...], ...]}
+        data = np.asarray(data["rows"], dtype=float)
     assumed = sklearn.get_config()["assume_finite"]
-    return {"p": model.predict_proba(data)[:, 1], "assume_finite": np.array([assumed] * len(data))}
+    in_thread = []
+    t = threading.Thread(target=lambda: in_thread.append(sklearn.get_config()["assume_finite"]))
+    t.start()
+    t.join()
+    n = len(data)
+    return {"p": model.predict_proba(data)[:, 1], "assume_finite": np.array([assumed] * n),
+            "at_load": np.array(AT_LOAD * n), "in_thread": np.array(in_thread * n)}
 """
 
 
@@ -805,16 +819,19 @@ class SklearnFiniteTest(unittest.TestCase):
             "histgb": HistGradientBoostingClassifier(max_iter=10).fit(cls.X, y),
         }
 
-    def worker(self, tmp, name):
-        d = model_dir(tmp, SKLEARN_SCORE, name)
-        with open(os.path.join(d, "model.pkl"), "wb") as f:
-            pickle.dump(self.models[name], f)
-        w = Worker(d)
+    def worker(self, tmp, name, env=None):
+        d = os.path.join(tmp, name)
+        if not os.path.isdir(d):
+            d = model_dir(tmp, SKLEARN_SCORE, name)
+            with open(os.path.join(d, "model.pkl"), "wb") as f:
+                pickle.dump(self.models[name], f)
+        w = Worker(d, env)
         self.assertEqual(w.recv_json("H")["predict_input"], "numpy")
         return w
 
     def predict(self, w, block):
-        w.send("T", encode_tensors([("c%d" % j, "FP64", block[:, j]) for j in range(block.shape[1])]))
+        dt = "INT64" if block.dtype.kind == "i" else "FP64"
+        w.send("T", encode_tensors([("c%d" % j, dt, block[:, j]) for j in range(block.shape[1])]))
         return w.recv()
 
     def test_finite_input_skips_the_check_with_identical_outputs(self):
@@ -858,6 +875,58 @@ class SklearnFiniteTest(unittest.TestCase):
                 out = decode_tensors(payload)
                 np.testing.assert_array_equal(out["p"][1], self.models["histgb"].predict_proba(nan)[:, 1])
                 self.assertFalse(out["assume_finite"][1].any())
+            finally:
+                w.dispose()
+
+    def flags(self, w, kind, payload):
+        """[assume_finite in predict(), in load_model(), in a thread predict() started] of one answer."""
+        if kind == "j":
+            out = json.loads(payload)
+            return [bool(out[k][0]) for k in ("assume_finite", "at_load", "in_thread")]
+        self.assertEqual(kind, "t", payload)
+        out = decode_tensors(payload)
+        return [bool(out[k][1][0]) for k in ("assume_finite", "at_load", "in_thread")]
+
+    def test_configuration_around_each_call(self):
+        """The skipped check is a standing setting of the harness's thread, switched back on for exactly the
+        calls that need it: load_model() and the threads score.py starts see the user's configuration."""
+        nan = self.X[:2].copy()
+        nan[0, 1] = np.nan
+        with tempfile.TemporaryDirectory() as tmp:
+            w = self.worker(tmp, "histgb")
+            try:
+                seen = []
+                for block in (self.X[:1], nan, self.X[:2], None, (self.X[:1] * 10).astype(np.int64), self.X[:3]):
+                    if block is None:  # a JSON request: not a float block, so the check stays on
+                        seen.append(self.flags(w, *w.call_json({"rows": self.X[:2].tolist()})))
+                    else:
+                        seen.append(self.flags(w, *self.predict(w, block)))
+                self.assertEqual([s[0] for s in seen], [True, False, True, False, False, True])
+                self.assertEqual({(s[1], s[2]) for s in seen}, {(False, False)})  # load_model, score.py's thread
+            finally:
+                w.dispose()
+            w = self.worker(tmp, "logistic")
+            try:
+                for _ in range(2):  # sklearn's own error for NaN, then finite input skips the check again
+                    kind, payload = self.predict(w, nan)
+                    self.assertEqual(kind, "E", payload)
+                    self.assertIn("Input X contains NaN", json.loads(payload)["error"])
+                    kind, payload = self.predict(w, self.X[:1])
+                    self.assertEqual(self.flags(w, kind, payload), [True, False, False])
+            finally:
+                w.dispose()
+
+    def test_user_configuration_assuming_finite_is_kept(self):
+        nan = self.X[:2].copy()
+        nan[1, 0] = np.nan
+        with tempfile.TemporaryDirectory() as tmp:
+            w = self.worker(tmp, "histgb", env={"USER_ASSUME_FINITE": "1"})
+            try:
+                for block in (self.X[:1], nan):
+                    kind, payload = self.predict(w, block)
+                    self.assertEqual(self.flags(w, kind, payload), [True, True, False])
+                    np.testing.assert_array_equal(decode_tensors(payload)["p"][1],
+                                                  self.models["histgb"].predict_proba(block)[:, 1])
             finally:
                 w.dispose()
 
