@@ -82,7 +82,7 @@ class FrameReader:
 
     def __init__(self, raw, size=1 << 16):
         self._raw = raw
-        self._buf = bytearray(size)
+        self._buf = self.buffer = bytearray(size)
         self._view = memoryview(self._buf)
         self._start = self._end = 0
 
@@ -92,7 +92,9 @@ class FrameReader:
         return have >= 4 and have >= 4 + _LENGTH.unpack_from(self._buf, self._start)[0]
 
     def read(self):
-        """Return (kind, payload memoryview) or None at a clean EOF. The payload is the request's own copy."""
+        """Return (kind, payload memoryview) or None at a clean EOF. A frame that fits the reader's buffer comes
+        as a view into it (payload.obj is self.buffer), valid until the next read(): whatever must outlive the
+        call is copied out of it (decode_input's transient). A larger frame has its own copy."""
         if not self._fill(4):
             if self._start == self._end:
                 return None
@@ -104,8 +106,11 @@ class FrameReader:
         if length <= len(self._buf):
             if not self._fill(length):
                 raise ProtocolError("unexpected EOF inside a frame")
-            body = bytearray(self._view[self._start:self._start + length])
-            self._start += length
+            start = self._start
+            self._start = start + length
+            if self._start == self._end:
+                self._start = self._end = 0
+            return chr(self._buf[start]), self._view[start + 1:start + length]
         else:  # larger than the buffer: what is buffered, then the rest read straight into the body
             body = bytearray(length)
             have = self._end - self._start
@@ -135,16 +140,26 @@ class FrameReader:
         return True
 
 
-def write_frame(out, kind, chunks=(), flush=True):
-    """Write one frame whose payload is the concatenation of the bytes-like chunks (flush=False: more follow)."""
+_JOIN_MAX = 1 << 16  # a frame up to this size is joined into one bytes object and written in one call
+
+
+def write_frame(out, kind, chunks=(), flush=True, before=b""):
+    """Write one frame whose payload is the concatenation of the bytes-like chunks (flush=False: more follow).
+    before: whole frames already encoded (an answer's timings), written just ahead of it. Raises ValueError,
+    having written nothing, when the frame is over the limit."""
     if isinstance(chunks, (bytes, bytearray, memoryview)):
         chunks = (chunks,)
-    size = sum(memoryview(c).nbytes for c in chunks)
+    size = 0
+    for c in chunks:
+        size += c.nbytes if type(c) is memoryview else len(c)
     if size + 1 > MAX_FRAME:
         raise ValueError("response of %d bytes exceeds the 256 MiB frame limit" % size)
-    out.write(_HEADER.pack(size + 1, ord(kind)))
-    for c in chunks:
-        out.write(c)
+    if size <= _JOIN_MAX:  # one call into the writer instead of one per piece
+        out.write(b"".join((before, _HEADER.pack(size + 1, ord(kind)), *chunks)))
+    else:
+        out.write(before + _HEADER.pack(size + 1, ord(kind)))
+        for c in chunks:
+            out.write(c)
     if flush:
         out.flush()
 
@@ -297,7 +312,7 @@ def _column(name, dt, dims, data):
     return arr.reshape(dims)
 
 
-def decode_input(buf, numpy_in=False):
+def decode_input(buf, numpy_in=False, transient=False):
     """What predict() receives for a T request (docs/worker-protocol.md), built straight from the frame.
 
     The fast path: when every column is 1-D, numeric, of one length and one datatype (the usual table of
@@ -305,12 +320,17 @@ def decode_input(buf, numpy_in=False):
     model gets its transpose, a (rows × columns) view: the numpy block itself when it declared numpy input
     (numpy_in), else a DataFrame over that block (one block: no per-column consolidation, no further copy).
     Anything else (strings, tensors, mixed datatypes) takes the general path, tensors_to_input; a numpy-in
-    model then gets a table of mixed numeric columns as DataFrame.to_numpy() gives it (their common type)."""
+    model then gets a table of mixed numeric columns as DataFrame.to_numpy() gives it (their common type).
+
+    transient: buf is reused after this call (FrameReader's buffer). The fast path copies the data out anyway;
+    the general path then works on its own copy, as predict() may keep arrays that share memory with it."""
     if FAST_PATH:
         hit = _known_table(buf)
         if hit is not None and (numpy_in or pd is not None):
             block, names = hit
             return block if numpy_in else pd.DataFrame(block, columns=_column_index(names), copy=False)
+    if transient:
+        buf = memoryview(bytearray(buf))
     cols = parse_frame(buf)
     block = _block(cols) if FAST_PATH else None
     if block is not None:
@@ -372,8 +392,8 @@ def _remember_table(buf, cols):
     hdr_idx = np.flatnonzero(header)
     if len(_TABLES) >= 64:
         _TABLES.clear()
-    _TABLES[len(buf)] = (hdr_idx, np.frombuffer(buf, dtype=np.uint8)[hdr_idx], data_idx, _dtypes()[cols[0][1]],
-                         len(cols), cols[0][2][0], tuple(c[0] for c in cols))
+    _TABLES[len(buf)] = (hdr_idx, np.frombuffer(buf, dtype=np.uint8)[hdr_idx].tobytes(), data_idx,
+                         _dtypes()[cols[0][1]], len(cols), cols[0][2][0], tuple(c[0] for c in cols))
 
 
 def _known_table(buf):
@@ -383,7 +403,7 @@ def _known_table(buf):
         return None
     hdr_idx, hdr, data_idx, dtype, ncols, rows, names = known
     u8 = np.frombuffer(buf, dtype=np.uint8)
-    if not np.array_equal(u8[hdr_idx], hdr):
+    if u8[hdr_idx].tobytes() != hdr:  # (np.array_equal took 4 µs of Python around the same comparison)
         return None
     return u8[data_idx].view(dtype).reshape(ncols, rows).T, names  # the gather is the one copy
 
@@ -524,14 +544,31 @@ def _is_scalar(v):
     return np.ndim(v) == 0
 
 
+# Answers repeat their layout: a numeric output's header (name, datatype, dims, data size) is fixed by its name,
+# numpy dtype and shape, so it is built once. (name, dtype, shape) -> header bytes; up to 256 layouts.
+_OUT_HEADERS = {}
+
+
 def encode_tensors(cols):
-    """Encode (name, array) pairs as a list of byte chunks forming one tensor frame."""
-    chunks = [struct.pack("<I", len(cols))]
+    """Encode (name, array) pairs as a list of byte chunks forming one tensor frame (bytes, or memoryviews of
+    bytes: a numeric output's data is the array's own buffer)."""
+    chunks = [_U32.pack(len(cols))]
     for name, a in cols:
+        key = (name, a.dtype, a.shape)
+        header = _OUT_HEADERS.get(key)
+        if header is not None:
+            chunks.append(header)
+            chunks.append(_numeric_data(a))
+            continue
         dt, data = _encode_array(name, a)
         nb = name.encode("utf-8")
-        chunks.append(struct.pack("<H", len(nb)) + nb + struct.pack("<B", len(dt)) + dt.encode("ascii")
-                      + struct.pack("<B%dq" % a.ndim, a.ndim, *a.shape) + struct.pack("<Q", len(data)))
+        header = (struct.pack("<H", len(nb)) + nb + struct.pack("<B", len(dt)) + dt.encode("ascii")
+                  + struct.pack("<B%dq" % a.ndim, a.ndim, *a.shape) + struct.pack("<Q", len(data)))
+        if dt != "BYTES":  # a BYTES output's size depends on its values
+            if len(_OUT_HEADERS) >= 256:
+                _OUT_HEADERS.clear()
+            _OUT_HEADERS[key] = header
+        chunks.append(header)
         chunks.append(data)
     return chunks
 
@@ -544,8 +581,7 @@ _KIND_NAMES = {("b", 1): "BOOL", ("u", 1): "UINT8", ("u", 2): "UINT16", ("u", 4)
 def _encode_array(name, a):
     key = (a.dtype.kind, a.dtype.itemsize)
     if key in _KIND_NAMES:
-        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
-        return _KIND_NAMES[key], memoryview(a.reshape(-1).view(np.uint8))
+        return _KIND_NAMES[key], _numeric_data(a)
     if a.dtype.kind in "USOmM":
         parts = []
         for v in a.ravel().tolist():
@@ -554,6 +590,13 @@ def _encode_array(name, a):
             parts.append(b)
         return "BYTES", b"".join(parts)
     raise TypeError("output %r has unsupported dtype %s" % (name, a.dtype))
+
+
+def _numeric_data(a):
+    """A numeric array's data as the frame carries it (row-major, little-endian), as bytes: its own buffer when
+    it is already laid out so."""
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return memoryview(a).cast("B") if a.size else b""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -772,6 +815,7 @@ def _declared_input(model_dir):
 
 
 _TIMINGS = struct.Struct("<QQQ")
+_M_FRAME = _HEADER.pack(1 + _TIMINGS.size, ord("m"))  # the header of every timings frame
 
 
 def serve(model_dir):
@@ -805,9 +849,11 @@ def serve(model_dir):
     call = _caller(predict, model, with_model, numpy_in)
 
     clock = time.perf_counter_ns
+    read, ready, shared = inp.read, inp.ready, inp.buffer
+    timings, ndarray = _TIMINGS.pack, np.ndarray
     while True:
         try:
-            frame = inp.read()
+            frame = read()
         except ProtocolError as e:
             sys.stderr.write("slipway harness: %s\n" % e)
             _flush(out)
@@ -820,41 +866,41 @@ def serve(model_dir):
         t0 = clock()
         t1 = t2 = 0
         try:
-            if kind == "J":
+            if kind == "T":
+                data = decode_input(payload, numpy_in, payload.obj is shared)
+                t1 = clock()
+                result = call(data)
+                t2 = clock()
+                cols = [(out_name, result)] if type(result) is ndarray else result_to_tensors(result, out_name)
+                reply_kind, reply = "t", encode_tensors(cols)
+            elif kind == "J":
                 data = json.loads(bytes(payload))
                 t1 = clock()
                 result = call(data)
                 t2 = clock()
-                reply = ("j", to_json(result).encode("utf-8"))
-            elif kind == "T":
-                data = decode_input(payload, numpy_in)
-                t1 = clock()
-                result = call(data)
-                t2 = clock()
-                reply = ("t", encode_tensors(result_to_tensors(result, out_name)))
+                reply_kind, reply = "j", to_json(result).encode("utf-8")
             elif kind == "P":  # params (JSON) then tensors, for a predict() that takes params
                 (n,) = struct.unpack_from("<I", payload, 0)
                 params = json.loads(bytes(payload[4:4 + n]))
-                data = decode_input(payload[4 + n:], numpy_in)
+                data = decode_input(payload[4 + n:], numpy_in, payload.obj is shared)
                 t1 = clock()
                 result = call(data, params=params)
                 t2 = clock()
-                reply = ("t", encode_tensors(result_to_tensors(result, out_name)))
+                reply_kind, reply = "t", encode_tensors(result_to_tensors(result, out_name))
             elif kind == "Q":
-                reply = ("q", b"")
+                reply_kind, reply = "q", b""
             else:
                 raise ProtocolError("unknown frame kind %r" % kind)
         except Exception as e:
             sys.stderr.write(_format_exc(e))
             sys.stderr.flush()
-            reply = ("E", to_json({"error": str(e) or type(e).__name__, "type": type(e).__name__}).encode("utf-8"))
+            t2 = 0
+            reply_kind, reply = "E", to_json({"error": str(e) or type(e).__name__, "type": type(e).__name__}).encode("utf-8")
         # With the next request already read, this answer goes out together with its own, in one write (the
-        # server reads them in order); otherwise now.
-        flush = not inp.ready()
+        # server reads them in order); otherwise now. Its timings go in the same write, just before it.
+        flush = not ready()
         try:
-            if t2:
-                write_frame(out, "m", _TIMINGS.pack(t1 - t0, t2 - t1, clock() - t2), flush=False)
-            write_frame(out, *reply, flush=flush)
+            write_frame(out, reply_kind, reply, flush, _M_FRAME + timings(t1 - t0, t2 - t1, clock() - t2) if t2 else b"")
         except ValueError as e:  # response too large for one frame
             write_frame(out, "E", to_json({"error": str(e), "type": type(e).__name__}).encode("utf-8"), flush=flush)
         except OSError:  # the server went away

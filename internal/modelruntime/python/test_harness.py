@@ -446,6 +446,87 @@ class DecodeTest(unittest.TestCase):
         self.assertEqual([(n, a.tolist()) for n, a in r], [("predictions", [3])])
 
 
+ENCODE_NAMES = {"b": "BOOL", "u1": "UINT8", "i4": "INT32", "i8": "INT64", "f4": "FP32", "f8": "FP64"}
+
+
+class EncodeTest(unittest.TestCase):
+    """The answer's encoding, in process: byte for byte what this file's own encoder writes, whatever the
+    header cache has seen before; write_frame's one-write and several-write forms."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, HERE)
+        import harness
+        cls.h = harness
+
+    def expected(self, cols):
+        ref = []
+        for name, a in cols:
+            if a.dtype.kind in "OU":
+                ref.append((name, "BYTES", a))
+            else:
+                key = "b" if a.dtype.kind == "b" else a.dtype.kind + str(a.dtype.itemsize)
+                ref.append((name, ENCODE_NAMES[key], np.asarray(a, dtype=a.dtype.newbyteorder("<"))))
+        return encode_tensors(ref)
+
+    def test_cached_headers_encode_every_layout(self):
+        self.h._OUT_HEADERS.clear()
+        f8 = np.array([0.25, -1.5])
+        answers = [
+            [("predictions", np.array([0.5]))],
+            [("predictions", np.array([0.75]))],                  # cached header, new data
+            [("predictions", f8)],                                # another shape
+            [("predictions", f8.astype(np.float32))],             # another dtype, same shape
+            [("scores", f8)],                                     # another name
+            [("predictions", f8.astype(">f8"))],                  # big-endian: swapped to little-endian
+            [("predictions", np.arange(6, dtype=np.int64).reshape(2, 3).T)],  # not contiguous
+            [("predictions", np.arange(6, dtype=np.int64).reshape(3, 2))],
+            [("predictions", np.array(2.5))],                     # 0-d
+            [("predictions", np.zeros(0))],                       # empty
+            [("predictions", np.array([True, False]))],
+            [("predictions", np.array(["a", "bc"], dtype=object))],  # BYTES of a cached name and shape
+            [("predictions", np.array(["long value", "x"], dtype=object))],
+            [("predictions", f8), ("label", np.array([1, 0], dtype=np.int32)), ("u", np.array([7, 9], dtype=np.uint8))],
+            [("predictions", np.array([0.5]))],
+        ]
+        for rnd in range(2):  # the second round finds every numeric header cached
+            for cols in answers:
+                with self.subTest(rnd=rnd, cols=cols):
+                    got = b"".join(bytes(c) for c in self.h.encode_tensors(cols))
+                    self.assertEqual(got, self.expected(cols))
+                    out = decode_tensors(got)
+                    for name, a in cols:
+                        want = a.tolist() if a.dtype.kind != "O" else list(a)
+                        self.assertEqual(out[name][1].tolist(), want)
+        self.assertGreater(len(self.h._OUT_HEADERS), 10)
+
+    def test_write_frame(self):
+        import io
+        chunks = [b"ab", memoryview(np.array([1.0, 2.0])).cast("B"), b""]
+        want = struct.pack(">IB", 19, ord("t")) + b"ab" + np.array([1.0, 2.0]).tobytes()
+        timings = struct.pack(">IB", 25, ord("m")) + bytes(range(24))
+        out = io.BytesIO()
+        self.h.write_frame(out, "t", chunks, before=timings)
+        self.assertEqual(out.getvalue(), timings + want)
+        old = self.h._JOIN_MAX
+        self.h._JOIN_MAX = 4  # the several-writes form of a large frame
+        try:
+            out = io.BytesIO()
+            self.h.write_frame(out, "t", chunks, before=timings)
+            self.assertEqual(out.getvalue(), timings + want)
+        finally:
+            self.h._JOIN_MAX = old
+        old = self.h.MAX_FRAME
+        self.h.MAX_FRAME = 10
+        try:
+            out = io.BytesIO()
+            with self.assertRaisesRegex(ValueError, "exceeds"):
+                self.h.write_frame(out, "t", chunks, before=timings)
+            self.assertEqual(out.getvalue(), b"")  # nothing written: the error frame goes out alone
+        finally:
+            self.h.MAX_FRAME = old
+
+
 class InspectTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -753,6 +834,41 @@ class PipelineTest(unittest.TestCase):
             finally:
                 w.dispose()
 
+    def test_kept_inputs_and_changing_answers(self):
+        """Request frames are decoded from the reader's reused buffer: an input predict() keeps must not change
+        when later requests overwrite that buffer (2-D tensors reach predict() as arrays over the frame's bytes,
+        tables as one block). Each answer is in a layout unlike the one before."""
+        rng = np.random.default_rng(3)
+        with tempfile.TemporaryDirectory() as tmp:
+            w = Worker(model_dir(tmp, KEEPER))
+            try:
+                w.recv_json("H")
+                sums = []
+                for i in range(7):
+                    if i % 2:
+                        block = rng.normal(size=(2, 3)).astype(np.float32)
+                        w.send("T", encode_tensors([("img", "FP32", block)]))
+                    else:
+                        block = rng.normal(size=(3, 2))
+                        w.send("T", encode_tensors([("a", "FP64", block[:, 0]), ("b", "FP64", block[:, 1])]))
+                    sums.append(float(block.astype(float).sum()))
+                    kind, payload = w.recv()
+                    self.assertEqual(kind, "t", payload)
+                    out = decode_tensors(payload)
+                    n = i + 1
+                    if n % 3 == 1:
+                        np.testing.assert_allclose(out["predictions"][1], sums)
+                    elif n % 3 == 2:
+                        self.assertEqual(out["sums"][0], "FP32")
+                        np.testing.assert_allclose(out["sums"][1], np.float32(sums), rtol=1e-6)
+                        self.assertEqual(out["n"][1].tolist(), [[n, n]])
+                    else:
+                        np.testing.assert_allclose(out["predictions"][1], sums[::-1])
+                        self.assertEqual(out["last"][1].tolist(), ["call %d" % n])
+                self.assertEqual(w.close(), 0)
+            finally:
+                w.dispose()
+
     def test_eof_inside_a_frame(self):
         with tempfile.TemporaryDirectory() as tmp:
             w = Worker(model_dir(tmp, SUM_ROWS))
@@ -763,6 +879,26 @@ class PipelineTest(unittest.TestCase):
                 self.assertIn("unexpected EOF inside a frame", w.stderr())
             finally:
                 w.dispose()
+
+
+KEEPER = """
+import numpy as np
+
+KEPT = []
+
+
+def predict(data, model=None):
+    # Keeps every input it was given (a model may: a cache, a monitor) and answers in a layout that changes with
+    # the call's number: the harness's reused buffers and cached headers must not show through.
+    KEPT.append(data)
+    sums = np.array([float(np.asarray(k, dtype=float).sum()) for k in KEPT])
+    n = len(KEPT)
+    if n % 3 == 1:
+        return sums
+    if n % 3 == 2:
+        return {"sums": sums.astype(np.float32), "n": np.array([n] * 2, dtype=np.int32).reshape(1, 2)}
+    return {"predictions": sums[::-1].copy(), "last": np.array(["call %d" % n], dtype=object)}
+"""
 
 
 SKLEARN_SCORE = """
