@@ -694,13 +694,21 @@ class FastPathTest(unittest.TestCase):
     def test_known_layout_is_checked(self):
         # The second frame of a layout takes the cached path: the same answer; a frame of the same length with
         # other names, another datatype or other row count must not be mistaken for it.
+        # (Short columns are gathered byte by byte, longer ones (over 64 bytes) slice by slice.)
         rng = np.random.default_rng(5)
         for cols in ([("a", "FP64", [1.0, 2.0]), ("b", "FP64", [3.0, 4.0])],
-                     [("x%02d" % i, "FP32", rng.normal(size=3).astype(np.float32).tolist()) for i in range(30)]):
+                     [("x%02d" % i, "FP32", rng.normal(size=3).astype(np.float32).tolist()) for i in range(30)],
+                     [("col%d" % i, "FP64", rng.normal(size=20).tolist()) for i in range(12)],  # names of 4 and 5 bytes
+                     [("only", "INT64", list(range(40)))],
+                     [("c%d" % i, "FP64", rng.normal(size=5000).tolist()) for i in range(3)]):  # 120 KB
             frame = encode_tensors(cols)
             first = self.h.decode_input(frame, numpy_in=True)
+            self.assertIn(len(frame), self.h._TABLES)
             other = encode_tensors([(n, dt, (np.asarray(v) * 2).tolist()) for n, dt, v in cols])
-            np.testing.assert_array_equal(self.h.decode_input(other, numpy_in=True), first * 2)
+            got = self.h.decode_input(other, numpy_in=True)
+            np.testing.assert_array_equal(got, first * 2)
+            np.testing.assert_array_equal(got, self.general(other).to_numpy())
+            self.assertTrue(got.flags.writeable)
             self.pd.testing.assert_frame_equal(self.h.decode_input(other), self.general(other), check_exact=True)
         same_len = [
             [("a", "FP64", [1.0, 2.0]), ("c", "FP64", [3.0, 4.0])],  # another name
@@ -720,6 +728,13 @@ class FastPathTest(unittest.TestCase):
         self.assertTrue(got.flags.writeable)
         frame[-8:] = struct.pack("<d", 99.0)  # the frame's buffer is reused for the next request
         self.assertEqual(got.tolist(), [[1.0, 3.0], [2.0, 4.0]])
+        long_cols = [("a", "FP64", np.arange(10.0)), ("b", "FP64", np.arange(10.0) + 10)]
+        for _ in range(2):  # the first of the layout, then the known one (slice by slice)
+            frame = bytearray(encode_tensors(long_cols))
+            got = self.h.decode_input(memoryview(frame), numpy_in=True, transient=True)
+            self.assertTrue(got.flags.writeable)
+            frame[-80:] = bytes(80)
+            self.assertEqual(got[:, 1].tolist(), list(np.arange(10.0) + 10))
         df = self.h.decode_input(bytes(encode_tensors(cols)))
         self.assertEqual(len(df._mgr.blocks), 1)  # one block, not one per column
 
