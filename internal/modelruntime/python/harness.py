@@ -96,6 +96,17 @@ class FrameReader:
         """Return (kind, payload memoryview) or None at a clean EOF. A frame that fits the reader's buffer comes
         as a view into it (payload.obj is self.buffer), valid until the next read(): whatever must outlive the
         call is copied out of it (decode_input's transient). A larger frame has its own copy."""
+        start = self._start
+        have = self._end - start
+        if have > 4:  # the usual case: the whole frame is buffered already
+            length = _LENGTH.unpack_from(self._buf, start)[0]
+            if 0 < length <= have - 4:
+                end = start + 4 + length
+                if end == self._end:
+                    self._start = self._end = 0
+                else:
+                    self._start = end
+                return chr(self._buf[start + 4]), self._view[start + 5:end]
         if not self._fill(4):
             if self._start == self._end:
                 return None
