@@ -8,11 +8,12 @@ N calls. What it prints is the harness's own cost per call: frame read, decode, 
     /usr/bin/python3 bench/pywide/harness_bench.py bench/work/pywide        # the bench/pywide model
     /usr/bin/python3 bench/pywide/harness_bench.py --constant               # predict() returns a constant
     /usr/bin/python3 bench/pywide/harness_bench.py --constant --rows 9      # a batched call of 9 rows
-    /usr/bin/python3 bench/pywide/harness_bench.py --harness /tmp/old/harness.py --constant   # another harness
+    /usr/bin/python3 bench/pywide/harness_bench.py --constant --harness /tmp/old/harness.py --harness new.py
 
 The request is ROWS rows of COLS FP64 columns (f00, f01, ...), what the server sends for bench/pywide's
-dataframe_split body. Each round prints its figure; the last line is the median of the rounds. Compare two
-harnesses in the same minutes (the machine's other load moves every figure).
+dataframe_split body. Each round prints its figure (on stderr); the last line per harness is the median of its
+rounds. With several --harness, all are started and their rounds alternate, so the machine's other load (which
+moves every figure) falls on each alike: that is how to compare two versions.
 """
 
 import argparse
@@ -118,12 +119,13 @@ def main():
     ap.add_argument("--inflight", type=int, default=2, help="requests written ahead of the answers (default 2)")
     ap.add_argument("--rows", type=int, default=1, help="rows per request (default 1)")
     ap.add_argument("--cols", type=int, default=30, help="FP64 columns per request (default 30)")
-    ap.add_argument("--harness", default=HARNESS, help="harness.py to run (default: this checkout's)")
+    ap.add_argument("--harness", action="append", help="harness.py to run, repeatable (default: this checkout's)")
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter (default /usr/bin/python3)")
     args = ap.parse_args()
     if bool(args.model_dir) == args.constant:
         ap.error("give a model directory or --constant")
 
+    harnesses = args.harness or [HARNESS]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir
         if args.constant:
@@ -131,23 +133,31 @@ def main():
             os.makedirs(model_dir)
             with open(os.path.join(model_dir, "score.py"), "w") as f:
                 f.write(textwrap.dedent(CONSTANT_SCORE))
-        h = Harness(args.python, args.harness, model_dir)
+        label = "constant" if args.constant else os.path.basename(os.path.normpath(model_dir))
+        frame = tensor_frame(args.rows, args.cols)
+        running = []
         try:
-            frame = tensor_frame(args.rows, args.cols)
-            h.calls(frame, 2000, args.inflight)  # warm-up: caches, the known-layout table, sklearn's first calls
-            label = "constant" if args.constant else os.path.basename(os.path.normpath(model_dir))
-            figures = []
+            for path in harnesses:
+                running.append(Harness(args.python, path, model_dir))
+                running[-1].calls(frame, 2000, args.inflight)  # warm-up: caches, the known layout, sklearn
+            figures = [[] for _ in running]
             for r in range(args.rounds):
-                c0, t0 = cpu_ns(h.proc.pid), time.perf_counter()
-                h.calls(frame, args.n, args.inflight)
-                c1, t1 = cpu_ns(h.proc.pid), time.perf_counter()
-                figures.append((c1 - c0) / 1e3 / args.n)
-                print("round %d: %s, %d row(s), %d in flight: harness %.1f µs CPU/call, %.0f calls/s"
-                      % (r + 1, label, args.rows, args.inflight, figures[-1], args.n / (t1 - t0)), file=sys.stderr)
-            print("%s rows=%d inflight=%d: harness %.1f µs CPU/call (median of %d rounds of %d)"
-                  % (label, args.rows, args.inflight, statistics.median(figures), args.rounds, args.n))
+                for i, h in enumerate(running):
+                    c0, t0 = cpu_ns(h.proc.pid), time.perf_counter()
+                    h.calls(frame, args.n, args.inflight)
+                    c1, t1 = cpu_ns(h.proc.pid), time.perf_counter()
+                    figures[i].append((c1 - c0) / 1e3 / args.n)
+                    print("round %d: %s: %s, %d row(s), %d in flight: harness %.1f µs CPU/call, %.0f calls/s"
+                          % (r + 1, harnesses[i], label, args.rows, args.inflight, figures[i][-1],
+                             args.n / (t1 - t0)), file=sys.stderr)
+            for path, fig in zip(harnesses, figures):
+                prefix = path + ": " if len(harnesses) > 1 else ""
+                print("%s%s rows=%d inflight=%d: harness %.1f µs CPU/call (median of %d rounds of %d; min %.1f)"
+                      % (prefix, label, args.rows, args.inflight, statistics.median(fig), args.rounds, args.n,
+                         min(fig)))
         finally:
-            h.close()
+            for h in running:
+                h.close()
     return 0
 
 
