@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // echo answers tensors with themselves (renamed) and JSON by wrapping it.
@@ -403,5 +404,44 @@ func TestClientTimings(t *testing.T) {
 	}
 	if _, err := c.PredictJSON([]byte(`0`)); err == nil || !strings.Contains(err.Error(), "timings frame of 8 bytes") {
 		t.Fatalf("short timings frame: %v", err)
+	}
+}
+
+// TestClientReusesOutputNames: a replica answering with the columns of its last answer gets their names without
+// a new string each; an answer with other columns gets its own names.
+func TestClientReusesOutputNames(t *testing.T) {
+	c := startServe(t, testHello, echo{})
+	if _, err := c.ReadHello(); err != nil {
+		t.Fatal(err)
+	}
+	call := func(names ...string) []Tensor {
+		t.Helper()
+		in := make([]Tensor, len(names))
+		for i, n := range names {
+			in[i] = NewFloat64(n, []int64{1}, []float64{float64(i)})
+		}
+		out, err := c.PredictTensors(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range names {
+			if out[i].Name != "out_"+n {
+				t.Fatalf("column %d is %q, want %q", i, out[i].Name, "out_"+n)
+			}
+		}
+		return out
+	}
+	first := call("a", "b")
+	second := call("a", "b")
+	for i := range first {
+		if unsafe.StringData(first[i].Name) != unsafe.StringData(second[i].Name) {
+			t.Errorf("column %d: a second answer with the same columns allocated its name again", i)
+		}
+	}
+	call("a", "c")
+	call("a")
+	call("b", "a", "d")
+	if again := call("b", "a", "d"); again[2].Name != "out_d" {
+		t.Fatalf("names %v", again)
 	}
 }

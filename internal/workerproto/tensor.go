@@ -181,15 +181,19 @@ func appendTensor(dst []byte, t Tensor) []byte {
 // DecodeTensors parses a tensor frame payload. The returned Data and Strings slices
 // alias b: copy them if b is reused. Every length is checked against the remaining
 // input before anything is allocated, so hostile input costs at most O(len(b)).
-func DecodeTensors(b []byte) ([]Tensor, error) {
-	d := decoder{b: b}
+func DecodeTensors(b []byte) ([]Tensor, error) { return decodeTensors(b, nil) }
+
+// decodeTensors is DecodeTensors taking the names of column i from names[i] when they are equal: a replica
+// answers every call with the same outputs, and their names need not be allocated again.
+func decodeTensors(b []byte, names []string) ([]Tensor, error) {
+	d := decoder{b: b, names: names}
 	ncols := d.u32()
 	if d.err == nil && uint64(ncols) > uint64(len(d.b)-d.off)/minColumnBytes {
 		return nil, fmt.Errorf("workerproto: tensor frame: %d columns cannot fit in %d bytes", ncols, len(b))
 	}
 	ts := make([]Tensor, 0, ncols)
 	for i := 0; d.err == nil && i < int(ncols); i++ {
-		t := d.tensor()
+		t := d.tensor(i)
 		if d.err != nil {
 			return nil, fmt.Errorf("workerproto: tensor frame: column %d: %w", i, d.err)
 		}
@@ -209,9 +213,10 @@ var errTruncated = errors.New("truncated")
 // decoder reads little-endian fields from b; after the first failure every read
 // returns zero values and err keeps the first error.
 type decoder struct {
-	b   []byte
-	off int
-	err error
+	b     []byte
+	off   int
+	err   error
+	names []string // see decodeTensors
 }
 
 func (d *decoder) fail(err error) {
@@ -261,7 +266,7 @@ func (d *decoder) u64() uint64 {
 	return 0
 }
 
-func (d *decoder) tensor() Tensor {
+func (d *decoder) tensor(i int) Tensor {
 	var t Tensor
 	name := d.take(uint64(d.u16()))
 	t.Datatype = string(d.take(uint64(d.u8())))
@@ -276,7 +281,11 @@ func (d *decoder) tensor() Tensor {
 		d.fail(errors.New("name is not valid UTF-8"))
 		return t
 	}
-	t.Name = string(name)
+	if i < len(d.names) && d.names[i] == string(name) {
+		t.Name = d.names[i]
+	} else {
+		t.Name = string(name)
+	}
 	t.Shape = make([]int64, ndim)
 	for i := range t.Shape {
 		t.Shape[i] = int64(binary.LittleEndian.Uint64(dims[8*i:]))
