@@ -90,6 +90,26 @@ func WithCallTimings(ctx context.Context, t *CallTimings) context.Context {
 	return context.WithValue(ctx, callTimingsKey{}, t)
 }
 
+// NewCallTimings is WithCallTimings with a new CallTimings, made in one allocation with the context that carries
+// it (a server asks for the timings of every call).
+func NewCallTimings(ctx context.Context) (context.Context, *CallTimings) {
+	c := &timingsCtx{Context: ctx}
+	return c, &c.t
+}
+
+// timingsCtx is a context carrying a CallTimings of its own (NewCallTimings).
+type timingsCtx struct {
+	context.Context
+	t CallTimings
+}
+
+func (c *timingsCtx) Value(key any) any {
+	if _, ok := key.(callTimingsKey); ok {
+		return &c.t
+	}
+	return c.Context.Value(key)
+}
+
 // NewClient wraps the child's stdin (frames to the child) and stdout (frames from it).
 func NewClient(stdin io.WriteCloser, stdout io.Reader) *Client {
 	return &Client{stdin: stdin, stdout: bufio.NewReaderSize(stdout, 64<<10)}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -443,5 +444,39 @@ func TestClientReusesOutputNames(t *testing.T) {
 	call("b", "a", "d")
 	if again := call("b", "a", "d"); again[2].Name != "out_d" {
 		t.Fatalf("names %v", again)
+	}
+}
+
+// TestNewCallTimings: the timings a context made by NewCallTimings carries reach the call through contexts
+// derived from it (the pool adds a deadline), and its other values still answer.
+func TestNewCallTimings(t *testing.T) {
+	var b bytes.Buffer
+	hello, _ := json.Marshal(Hello{OK: true, Timings: true})
+	timings := make([]byte, 24)
+	timings[0], timings[8], timings[16] = 7, 70, 9
+	for _, f := range []struct {
+		kind    Kind
+		payload []byte
+	}{{KindHello, hello}, {KindTimings, timings}, {KindResultJSON, []byte(`1`)}} {
+		if err := WriteFrame(&b, f.kind, f.payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := fakeChild(t, b.Bytes())
+	if _, err := c.ReadHello(); err != nil {
+		t.Fatal(err)
+	}
+	type key struct{}
+	ctx, got := NewCallTimings(context.WithValue(context.Background(), key{}, "v"))
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if ctx.Value(key{}) != "v" {
+		t.Fatal("the parent's value is lost")
+	}
+	if _, err := c.PredictJSONContext(ctx, []byte(`0`)); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Reported || got.Timings != (Timings{Decode: 7, Predict: 70, Encode: 9}) {
+		t.Fatalf("timings %+v", got)
 	}
 }
