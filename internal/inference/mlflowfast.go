@@ -165,6 +165,7 @@ func fastRows(s *scanner, width int, cells []tok) ([]tok, int, bool) {
 		if s.peek() != kArray {
 			return nil, 0, false
 		}
+		start := s.i
 		s.enter()
 		j := 0
 		for ; s.next(']', j); j++ {
@@ -179,6 +180,11 @@ func fastRows(s *scanner, width int, cells []tok) ([]tok, int, bool) {
 		}
 		if s.err != nil || j != width {
 			return nil, 0, false
+		}
+		if row == 0 { // room for as many rows as the rest of the body could hold, instead of doubling up to it
+			if rest := width * ((len(s.b) - s.i) / max(s.i-start, 1)); len(cells)+rest > cap(cells) {
+				cells = append(make([]tok, 0, len(cells)+rest+width), cells...)
+			}
 		}
 	}
 	return cells, row, s.err == nil
