@@ -191,7 +191,8 @@ func decodeTensors(b []byte, names []string) ([]Tensor, error) {
 	if d.err == nil && uint64(ncols) > uint64(len(d.b)-d.off)/minColumnBytes {
 		return nil, fmt.Errorf("workerproto: tensor frame: %d columns cannot fit in %d bytes", ncols, len(b))
 	}
-	ts := make([]Tensor, 0, ncols)
+	var ts []Tensor
+	ts, d.shapes = tensorRoom(int(ncols))
 	for i := 0; d.err == nil && i < int(ncols); i++ {
 		t := d.tensor(i)
 		if d.err != nil {
@@ -208,15 +209,29 @@ func decodeTensors(b []byte, names []string) ([]Tensor, error) {
 	return ts, nil
 }
 
+// tensorRoom returns room for n tensors and their shapes of up to two dimensions each: one allocation for the
+// usual answer of one tensor (a replica's answer is decoded on every call), two otherwise.
+func tensorRoom(n int) ([]Tensor, []int64) {
+	if n == 1 {
+		r := new(struct {
+			t     [1]Tensor
+			shape [2]int64
+		})
+		return r.t[:0:1], r.shape[:0:2]
+	}
+	return make([]Tensor, 0, n), make([]int64, 0, 2*n)
+}
+
 var errTruncated = errors.New("truncated")
 
 // decoder reads little-endian fields from b; after the first failure every read
 // returns zero values and err keeps the first error.
 type decoder struct {
-	b     []byte
-	off   int
-	err   error
-	names []string // see decodeTensors
+	b      []byte
+	off    int
+	err    error
+	names  []string // see decodeTensors
+	shapes []int64  // room for the tensors' shapes (tensorRoom)
 }
 
 func (d *decoder) fail(err error) {
@@ -286,7 +301,13 @@ func (d *decoder) tensor(i int) Tensor {
 	} else {
 		t.Name = string(name)
 	}
-	t.Shape = make([]int64, ndim)
+	if n := int(ndim); n <= cap(d.shapes)-len(d.shapes) {
+		at := len(d.shapes)
+		d.shapes = d.shapes[:at+n]
+		t.Shape = d.shapes[at : at+n : at+n] // capped: an append to it cannot reach the next tensor's
+	} else {
+		t.Shape = make([]int64, n)
+	}
 	for i := range t.Shape {
 		t.Shape[i] = int64(binary.LittleEndian.Uint64(dims[8*i:]))
 	}
