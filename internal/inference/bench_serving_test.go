@@ -2,6 +2,7 @@ package inference
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,7 +83,8 @@ func wideBenchBody() []byte {
 		if j > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(strconv.FormatFloat(float64(j%7)*1.37-4.25, 'f', -1, 64))
+		// at most 4 decimals, as bench/pywide writes them
+		b.WriteString(strconv.FormatFloat(math.Round((float64(j%7)*1.37-4.25)*1e4)/1e4, 'f', -1, 64))
 	}
 	b.WriteString("]]}}")
 	return []byte(b.String())

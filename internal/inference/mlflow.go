@@ -40,6 +40,14 @@ func DecodeMLflowJSON(body []byte, schema *slipway.Schema) (*MLflowRequest, erro
 	if err := checkBodySize(body); err != nil {
 		return nil, err
 	}
+	if req, ok := decodeSplitFast(body, schema); ok {
+		return req, nil
+	}
+	return decodeMLflowGeneral(body, schema)
+}
+
+// decodeMLflowGeneral is DecodeMLflowJSON for every form and every error (see decodeSplitFast).
+func decodeMLflowGeneral(body []byte, schema *slipway.Schema) (*MLflowRequest, error) {
 	d := &mlflowDecoding{s: scanner{b: body}}
 	s := &d.s
 	if s.peek() != kObject {
@@ -856,7 +864,7 @@ func (m *mlDecoder) typed(c *rawCol, room *[]byte) (workerproto.Tensor, error) {
 		dt, label = schemaDtype(c.spec.Dtype), c.spec.Dtype
 	} else {
 		var err error
-		if dt, err = m.infer(c); err != nil {
+		if dt, err = inferDtype(m.src, c.name, c.toks, c.elemPath); err != nil {
 			return workerproto.Tensor{}, err
 		}
 		label = dt.String()
@@ -872,8 +880,9 @@ func (m *mlDecoder) typed(c *rawCol, room *[]byte) (workerproto.Tensor, error) {
 	return col.tensor(c.name, c.shape), nil
 }
 
-// infer picks a column's dtype from its values.
-func (m *mlDecoder) infer(c *rawCol) (workerproto.Datatype, error) {
+// inferDtype picks the dtype of the column called name from its values toks; at(k) locates toks[k] in an
+// error (called only on one).
+func inferDtype(src []byte, name string, toks []tok, at func(k int) string) (workerproto.Datatype, error) {
 	const (
 		none = iota
 		number
@@ -882,7 +891,7 @@ func (m *mlDecoder) infer(c *rawCol) (workerproto.Datatype, error) {
 	)
 	kinds := [...]string{"", "a number", "a string", "true or false"}
 	class, first, firstNull, float := none, -1, -1, false
-	for k, t := range c.toks {
+	for k, t := range toks {
 		var cl int
 		switch t.k {
 		case kNull:
@@ -893,7 +902,7 @@ func (m *mlDecoder) infer(c *rawCol) (workerproto.Datatype, error) {
 		case kInt:
 			cl = number
 			if !float {
-				neg, mag, ok := parseIntText(t.raw(m.src))
+				neg, mag, ok := parseIntText(t.raw(src))
 				float = !ok || !workerproto.IntFits(workerproto.INT64, neg, mag)
 			}
 		case kFloat:
@@ -908,7 +917,7 @@ func (m *mlDecoder) infer(c *rawCol) (workerproto.Datatype, error) {
 			continue
 		}
 		if cl != class {
-			return workerproto.NoDatatype, invalid(c.elemPath(k), "expected %s for column %q (as at %s), got %s", kinds[class], c.name, c.elemPath(first), describe(m.src, t))
+			return workerproto.NoDatatype, invalid(at(k), "expected %s for column %q (as at %s), got %s", kinds[class], name, at(first), describe(src, t))
 		}
 	}
 	switch {
@@ -917,7 +926,7 @@ func (m *mlDecoder) infer(c *rawCol) (workerproto.Datatype, error) {
 	case class == none || class == number:
 		return workerproto.FP64, nil
 	case firstNull >= 0:
-		return workerproto.NoDatatype, invalid(c.elemPath(firstNull), "missing value (null) in column %q: only float columns accept null (as NaN)", c.name)
+		return workerproto.NoDatatype, invalid(at(firstNull), "missing value (null) in column %q: only float columns accept null (as NaN)", name)
 	case class == text:
 		return workerproto.BYTES, nil
 	}

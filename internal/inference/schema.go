@@ -14,7 +14,22 @@ import (
 // schema (float64, int32, bool, string...), MLflow's names (double, float, long, integer, boolean, binary,
 // datetime) and OIP names (FP32...). Datetimes travel as strings.
 func schemaDtype(name string) workerproto.Datatype {
-	switch strings.ToLower(name) {
+	// A schema's dtypes are nearly always lower case already: ToLower would scan each one per column per
+	// request.
+	if dt := lowerSchemaDtype(name); dt != workerproto.NoDatatype {
+		return dt
+	}
+	if lower := strings.ToLower(name); lower != name {
+		if dt := lowerSchemaDtype(lower); dt != workerproto.NoDatatype {
+			return dt
+		}
+	}
+	return workerproto.ParseDatatype(name)
+}
+
+// lowerSchemaDtype is schemaDtype for a lower-case numpy or MLflow name, NoDatatype for any other.
+func lowerSchemaDtype(name string) workerproto.Datatype {
+	switch name {
 	case "float64", "double":
 		return workerproto.FP64
 	case "float32", "float":
@@ -42,7 +57,7 @@ func schemaDtype(name string) workerproto.Datatype {
 	case "string", "str", "object", "binary", "bytes", "datetime":
 		return workerproto.BYTES
 	}
-	return workerproto.ParseDatatype(name)
+	return workerproto.NoDatatype
 }
 
 // compatible reports whether a tensor of datatype got may carry values of a schema column of datatype

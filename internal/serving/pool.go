@@ -345,7 +345,10 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 		}
 		return nil, nil, slipway.Errorf(slipway.EOVERLOADED, "deployment %s is at capacity (%d requests queued): retry after a moment, or add replicas", p.name, p.opts.MaxQueue)
 	}
-	ch := make(chan *slot, 1)
+	ch := waiterChans.Get().(chan *slot)
+	// Every return below leaves ch empty: it was answered, or it left p.waiters (under mu, so no one sends after)
+	// and then took what had been sent before.
+	defer waiterChans.Put(ch)
 	p.waiters = append(p.waiters, ch)
 	depth := len(p.waiters)
 	p.wakeLocked()
@@ -353,8 +356,11 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 	if o := p.observer(); o != nil {
 		o.Queued(depth)
 	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
+	timer := queueTimer(time.Until(deadline))
+	defer func() {
+		timer.Stop() // (since Go 1.23 a stopped timer delivers nothing stale after a Reset)
+		queueTimers.Put(timer)
+	}()
 	var err error
 	select {
 	case s := <-ch:
@@ -378,6 +384,22 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*slot, *modelru
 	default:
 	}
 	return nil, nil, err
+}
+
+// A request that waits for a replica (under load, most do) takes its channel and its timer from these pools
+// instead of allocating both (with the context's, the timer was one of the larger allocations per request).
+var (
+	waiterChans = sync.Pool{New: func() any { return make(chan *slot, 1) }}
+	queueTimers sync.Pool // of *time.Timer, stopped
+)
+
+// queueTimer returns a timer that fires after d, from queueTimers when it has one.
+func queueTimer(d time.Duration) *time.Timer {
+	if t, ok := queueTimers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
 }
 
 // refusedErr is why a waiting request was sent away: the pool closed, or its cold start failed.
@@ -585,15 +607,15 @@ func (p *Pool) runOn(ctx context.Context, s *slot, rep *modelruntime.Replica, de
 	}
 	callCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	stages, _ := p.observer().(StageObserver)
-	var timings workerproto.CallTimings
+	var timings *workerproto.CallTimings
 	if stages != nil { // the replica's own profile of this call (calls on one replica overlap)
-		callCtx = workerproto.WithCallTimings(callCtx, &timings)
+		callCtx, timings = workerproto.NewCallTimings(callCtx)
 	}
 	start := time.Now()
 	err := fn(callCtx, rep)
 	took := time.Since(start)
 	cancel()
-	if stages != nil && err == nil && timings.Reported {
+	if timings != nil && err == nil && timings.Reported {
 		stages.Stages(timings.Timings, took)
 	}
 	p.release(s, rep)
@@ -619,6 +641,9 @@ func (p *Pool) timeout() time.Duration {
 }
 
 func (p *Pool) timeoutError(err error, timeout time.Duration) error {
+	if err == nil { // the usual case: no lock (p.timeout), and no errors.As target escaping to the heap
+		return nil
+	}
 	if timeout == 0 {
 		timeout = p.timeout()
 	}

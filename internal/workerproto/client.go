@@ -43,6 +43,9 @@ type Client struct {
 	pending []*call // written, answer not read yet; oldest first
 	err     error   // sticky transport/protocol error
 
+	// outNames are the names of the last tensor answer's columns (decodeTensors).
+	outNames atomic.Pointer[[]string]
+
 	readOnce  sync.Once
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -85,6 +88,26 @@ type callTimingsKey struct{}
 // call's timings" to ask for afterwards.
 func WithCallTimings(ctx context.Context, t *CallTimings) context.Context {
 	return context.WithValue(ctx, callTimingsKey{}, t)
+}
+
+// NewCallTimings is WithCallTimings with a new CallTimings, made in one allocation with the context that carries
+// it (a server asks for the timings of every call).
+func NewCallTimings(ctx context.Context) (context.Context, *CallTimings) {
+	c := &timingsCtx{Context: ctx}
+	return c, &c.t
+}
+
+// timingsCtx is a context carrying a CallTimings of its own (NewCallTimings).
+type timingsCtx struct {
+	context.Context
+	t CallTimings
+}
+
+func (c *timingsCtx) Value(key any) any {
+	if _, ok := key.(callTimingsKey); ok {
+		return &c.t
+	}
+	return c.Context.Value(key)
 }
 
 // NewClient wraps the child's stdin (frames to the child) and stdout (frames from it).
@@ -164,11 +187,35 @@ func (c *Client) predictFrame(ctx context.Context, in []Tensor, build func(buf [
 	if err != nil {
 		return nil, err
 	}
-	out, err := DecodeTensors(payload) // payload is freshly allocated: aliasing is safe
+	var names []string
+	if p := c.outNames.Load(); p != nil {
+		names = *p
+	}
+	out, err := decodeTensors(payload, names) // payload is freshly allocated: aliasing is safe
 	if err != nil {
 		return nil, c.broken(err)
 	}
+	if !sameNames(out, names) {
+		fresh := make([]string, len(out))
+		for i := range out {
+			fresh[i] = out[i].Name
+		}
+		c.outNames.Store(&fresh)
+	}
 	return out, nil
+}
+
+// sameNames reports whether the columns of ts are called names, in order.
+func sameNames(ts []Tensor, names []string) bool {
+	if len(ts) != len(names) {
+		return false
+	}
+	for i := range ts {
+		if ts[i].Name != names[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Ping is PingContext without a deadline.
@@ -308,8 +355,11 @@ func (c *Client) abandon(cl *call) (started, left bool) {
 func (c *Client) readLoop() {
 	var timings Timings
 	timed := false
+	// An m frame (24 bytes, before each answer of a runtime that profiles its calls) is read here rather than into
+	// a payload of its own: it is decoded at once and not kept.
+	var scratch [timingsLen]byte
 	for {
-		kind, payload, err := c.read()
+		kind, payload, err := c.readInto(scratch[:])
 		if err != nil {
 			c.fail(err)
 			return
@@ -352,8 +402,10 @@ func (c *Client) deliver(kind Kind, payload []byte, timings Timings, timed bool)
 	default:
 		return fmt.Errorf("workerproto: expected %s, got frame %s", cl.want, kind)
 	}
-	c.pending[0] = nil
-	c.pending = c.pending[1:]
+	// Shift rather than reslice: a queue that slid forward would reallocate on every call (it holds a call or two).
+	n := copy(c.pending, c.pending[1:])
+	c.pending[n] = nil
+	c.pending = c.pending[:n]
 	cl.timings, cl.timed = timings, timed
 	if cl.abandoned { // nobody waits for it: let the memory go
 		cl.payload = nil
@@ -364,8 +416,12 @@ func (c *Client) deliver(kind Kind, payload []byte, timings Timings, timed bool)
 
 // read reads one frame into a new payload slice that the caller may keep. Only ReadHello (before any call) and
 // then the read loop read the stream.
-func (c *Client) read() (Kind, []byte, error) {
-	kind, payload, err := readFrame(c.stdout, c.hdr[:], nil)
+func (c *Client) read() (Kind, []byte, error) { return c.readInto(nil) }
+
+// readInto is read for a payload that fits in scratch and is of the one kind not kept (an m frame): it is
+// read into scratch (valid until the next read) instead of a new slice.
+func (c *Client) readInto(scratch []byte) (Kind, []byte, error) {
+	kind, payload, err := readFrameKeep(c.stdout, c.hdr[:], scratch, KindTimings)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = fmt.Errorf("workerproto: replica closed its stdout: %w", err)

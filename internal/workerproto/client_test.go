@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 )
 
 // echo answers tensors with themselves (renamed) and JSON by wrapping it.
@@ -403,5 +405,78 @@ func TestClientTimings(t *testing.T) {
 	}
 	if _, err := c.PredictJSON([]byte(`0`)); err == nil || !strings.Contains(err.Error(), "timings frame of 8 bytes") {
 		t.Fatalf("short timings frame: %v", err)
+	}
+}
+
+// TestClientReusesOutputNames: a replica answering with the columns of its last answer gets their names without
+// a new string each; an answer with other columns gets its own names.
+func TestClientReusesOutputNames(t *testing.T) {
+	c := startServe(t, testHello, echo{})
+	if _, err := c.ReadHello(); err != nil {
+		t.Fatal(err)
+	}
+	call := func(names ...string) []Tensor {
+		t.Helper()
+		in := make([]Tensor, len(names))
+		for i, n := range names {
+			in[i] = NewFloat64(n, []int64{1}, []float64{float64(i)})
+		}
+		out, err := c.PredictTensors(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range names {
+			if out[i].Name != "out_"+n {
+				t.Fatalf("column %d is %q, want %q", i, out[i].Name, "out_"+n)
+			}
+		}
+		return out
+	}
+	first := call("a", "b")
+	second := call("a", "b")
+	for i := range first {
+		if unsafe.StringData(first[i].Name) != unsafe.StringData(second[i].Name) {
+			t.Errorf("column %d: a second answer with the same columns allocated its name again", i)
+		}
+	}
+	call("a", "c")
+	call("a")
+	call("b", "a", "d")
+	if again := call("b", "a", "d"); again[2].Name != "out_d" {
+		t.Fatalf("names %v", again)
+	}
+}
+
+// TestNewCallTimings: the timings a context made by NewCallTimings carries reach the call through contexts
+// derived from it (the pool adds a deadline), and its other values still answer.
+func TestNewCallTimings(t *testing.T) {
+	var b bytes.Buffer
+	hello, _ := json.Marshal(Hello{OK: true, Timings: true})
+	timings := make([]byte, 24)
+	timings[0], timings[8], timings[16] = 7, 70, 9
+	for _, f := range []struct {
+		kind    Kind
+		payload []byte
+	}{{KindHello, hello}, {KindTimings, timings}, {KindResultJSON, []byte(`1`)}} {
+		if err := WriteFrame(&b, f.kind, f.payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := fakeChild(t, b.Bytes())
+	if _, err := c.ReadHello(); err != nil {
+		t.Fatal(err)
+	}
+	type key struct{}
+	ctx, got := NewCallTimings(context.WithValue(context.Background(), key{}, "v"))
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if ctx.Value(key{}) != "v" {
+		t.Fatal("the parent's value is lost")
+	}
+	if _, err := c.PredictJSONContext(ctx, []byte(`0`)); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Reported || got.Timings != (Timings{Decode: 7, Predict: 70, Encode: 9}) {
+		t.Fatalf("timings %+v", got)
 	}
 }

@@ -111,6 +111,12 @@ func ReadFrame(r io.Reader, buf []byte) (Kind, []byte, error) {
 
 // readFrame is ReadFrame with a separate header scratch (which may overlap buf).
 func readFrame(r io.Reader, hdr, buf []byte) (Kind, []byte, error) {
+	return readFrameKeep(r, hdr, buf, 0)
+}
+
+// readFrameKeep is readFrame for a reader that keeps payloads: buf is used only for a frame of kind scratchKind
+// (0: of any kind); other frames get a new slice.
+func readFrameKeep(r io.Reader, hdr, buf []byte, scratchKind Kind) (Kind, []byte, error) {
 	if _, err := io.ReadFull(r, hdr); err != nil {
 		return 0, nil, err
 	}
@@ -123,7 +129,7 @@ func readFrame(r io.Reader, hdr, buf []byte) (Kind, []byte, error) {
 		return 0, nil, fmt.Errorf("workerproto: frame length %d exceeds 256 MiB%s", n, strayHint(hdr))
 	}
 	size := int(n) - 1
-	if cap(buf) < size {
+	if cap(buf) < size || scratchKind != 0 && kind != scratchKind {
 		buf = make([]byte, size)
 	}
 	payload := buf[:size]

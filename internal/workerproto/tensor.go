@@ -181,15 +181,20 @@ func appendTensor(dst []byte, t Tensor) []byte {
 // DecodeTensors parses a tensor frame payload. The returned Data and Strings slices
 // alias b: copy them if b is reused. Every length is checked against the remaining
 // input before anything is allocated, so hostile input costs at most O(len(b)).
-func DecodeTensors(b []byte) ([]Tensor, error) {
-	d := decoder{b: b}
+func DecodeTensors(b []byte) ([]Tensor, error) { return decodeTensors(b, nil) }
+
+// decodeTensors is DecodeTensors taking the names of column i from names[i] when they are equal: a replica
+// answers every call with the same outputs, and their names need not be allocated again.
+func decodeTensors(b []byte, names []string) ([]Tensor, error) {
+	d := decoder{b: b, names: names}
 	ncols := d.u32()
 	if d.err == nil && uint64(ncols) > uint64(len(d.b)-d.off)/minColumnBytes {
 		return nil, fmt.Errorf("workerproto: tensor frame: %d columns cannot fit in %d bytes", ncols, len(b))
 	}
-	ts := make([]Tensor, 0, ncols)
+	var ts []Tensor
+	ts, d.shapes = tensorRoom(int(ncols))
 	for i := 0; d.err == nil && i < int(ncols); i++ {
-		t := d.tensor()
+		t := d.tensor(i)
 		if d.err != nil {
 			return nil, fmt.Errorf("workerproto: tensor frame: column %d: %w", i, d.err)
 		}
@@ -204,14 +209,29 @@ func DecodeTensors(b []byte) ([]Tensor, error) {
 	return ts, nil
 }
 
+// tensorRoom returns room for n tensors and their shapes of up to two dimensions each: one allocation for the
+// usual answer of one tensor (a replica's answer is decoded on every call), two otherwise.
+func tensorRoom(n int) ([]Tensor, []int64) {
+	if n == 1 {
+		r := new(struct {
+			t     [1]Tensor
+			shape [2]int64
+		})
+		return r.t[:0:1], r.shape[:0:2]
+	}
+	return make([]Tensor, 0, n), make([]int64, 0, 2*n)
+}
+
 var errTruncated = errors.New("truncated")
 
 // decoder reads little-endian fields from b; after the first failure every read
 // returns zero values and err keeps the first error.
 type decoder struct {
-	b   []byte
-	off int
-	err error
+	b      []byte
+	off    int
+	err    error
+	names  []string // see decodeTensors
+	shapes []int64  // room for the tensors' shapes (tensorRoom)
 }
 
 func (d *decoder) fail(err error) {
@@ -261,7 +281,7 @@ func (d *decoder) u64() uint64 {
 	return 0
 }
 
-func (d *decoder) tensor() Tensor {
+func (d *decoder) tensor(i int) Tensor {
 	var t Tensor
 	name := d.take(uint64(d.u16()))
 	t.Datatype = string(d.take(uint64(d.u8())))
@@ -276,8 +296,18 @@ func (d *decoder) tensor() Tensor {
 		d.fail(errors.New("name is not valid UTF-8"))
 		return t
 	}
-	t.Name = string(name)
-	t.Shape = make([]int64, ndim)
+	if i < len(d.names) && d.names[i] == string(name) {
+		t.Name = d.names[i]
+	} else {
+		t.Name = string(name)
+	}
+	if n := int(ndim); n <= cap(d.shapes)-len(d.shapes) {
+		at := len(d.shapes)
+		d.shapes = d.shapes[:at+n]
+		t.Shape = d.shapes[at : at+n : at+n] // capped: an append to it cannot reach the next tensor's
+	} else {
+		t.Shape = make([]int64, n)
+	}
 	for i := range t.Shape {
 		t.Shape[i] = int64(binary.LittleEndian.Uint64(dims[8*i:]))
 	}

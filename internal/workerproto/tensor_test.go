@@ -3,8 +3,10 @@ package workerproto
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -251,4 +253,32 @@ func FuzzDecodeTensors(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n in  % x\n out % x", b, re)
 		}
 	})
+}
+
+// TestDecodeTensorsShapesApart: the decoded tensors' shapes share one block (tensorRoom) but each is its own: an
+// append to one leaves the others as they were, whether the shapes fit the room or not.
+func TestDecodeTensorsShapesApart(t *testing.T) {
+	for _, shapes := range [][][]int64{
+		{{2}, {2, 1}, {1, 2, 1}}, // 6 dims: exactly the room of 3 tensors
+		{{1, 2, 1}},              // beyond the room of one tensor
+		{{3}},
+		{{}, {2}},
+	} {
+		in := make([]Tensor, len(shapes))
+		for i, s := range shapes {
+			in[i] = sample(fmt.Sprintf("t%d", i), "INT64", s)
+		}
+		out, err := DecodeTensors(EncodeTensors(nil, in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range out {
+			out[i].Shape = append(out[i].Shape, 99, 99)
+		}
+		for i := range out {
+			if got := out[i].Shape[:len(shapes[i])]; !slices.Equal(got, shapes[i]) {
+				t.Errorf("shapes %v: tensor %d has shape %v after appends to the others", shapes, i, got)
+			}
+		}
+	}
 }
