@@ -186,8 +186,26 @@ type batchReq struct {
 	in      []workerproto.Tensor
 	rows    int
 	arrived time.Time
-	done    chan batchResp // capacity 1: a queued request gets exactly one message
+	done    chan batchResp // capacity 1: a queued request gets exactly one message (empty when recycled)
 	queued  trace.Span     // its wait until a batch takes it (ended more than once: only the first counts)
+}
+
+// batchReqs recycles batchReqs with their channels: two allocations per batched request otherwise. A request goes
+// back once its own goroutine is done with it: it got its one message (nothing else will be sent to it, and whoever
+// sent it does not touch it afterwards), or it never queued. An abandoned request is never put back: its message
+// may still be on its way.
+var batchReqs = sync.Pool{New: func() any { return &batchReq{done: make(chan batchResp, 1)} }}
+
+func getBatchReq(ctx context.Context, in []workerproto.Tensor, rows int) *batchReq {
+	r := batchReqs.Get().(*batchReq)
+	r.ctx, r.in, r.rows = ctx, in, rows
+	return r
+}
+
+// putBatchReq recycles r, whose channel is empty (see batchReqs).
+func putBatchReq(r *batchReq) {
+	*r = batchReq{done: r.done} // nothing kept alive: the request's context, inputs or span
+	batchReqs.Put(r)
 }
 
 // batchResp is the one message a queued request gets.
@@ -206,7 +224,7 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int)
 	if rows >= b.cfg.MaxBatchSize {
 		return b.pool.predictDirect(ctx, in, rows) // already a full batch
 	}
-	r := &batchReq{ctx: ctx, in: in, rows: rows}
+	r := getBatchReq(ctx, in, rows)
 	if b.cfg.MaxWaitMS > 0 {
 		r.arrived = time.Now() // only a batch that may wait for rows needs it
 	}
@@ -216,13 +234,16 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int)
 	case b.closed:
 		b.mu.Unlock()
 		r.queued.End()
+		putBatchReq(r)
 		return b.pool.predictDirect(ctx, in, rows)
 	case !b.owned && len(b.queue) == 0:
 		// Nobody is waiting: this request acquires a replica itself (at once if one is idle, without any
 		// hand-off: the same outcome as a batch of one).
 		b.owned = true
 		b.mu.Unlock()
-		return b.acquireAndLead(r)
+		res, err := b.acquireAndLead(r)
+		putBatchReq(r)
+		return res, err
 	case len(b.queue) >= b.maxQueue:
 		b.mu.Unlock()
 		if o := b.pool.observer(); o != nil {
@@ -231,9 +252,9 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int)
 		err := slipway.Errorf(slipway.EOVERLOADED, "deployment %s is at capacity (batch queue full): retry after a moment, or add replicas", b.pool.name)
 		tracing.Fail(r.queued, err)
 		r.queued.End()
+		putBatchReq(r)
 		return Result{}, err
 	}
-	r.done = make(chan batchResp, 1)
 	b.queue = append(b.queue, r)
 	if b.filling != nil {
 		select {
@@ -244,9 +265,11 @@ func (b *batcher) submit(ctx context.Context, in []workerproto.Tensor, rows int)
 	b.mu.Unlock()
 	select {
 	case resp := <-r.done:
-		return b.follow(r, resp)
+		res, err := b.follow(r, resp)
+		putBatchReq(r)
+		return res, err
 	case <-ctx.Done():
-		return b.abandon(r)
+		return b.abandon(r) // not recycled (see batchReqs)
 	}
 }
 
