@@ -52,10 +52,12 @@ type Client struct {
 	closeErr  error
 }
 
-// call is one request in flight: what answers it, and the answer once it came.
+// call is one request in flight: what answers it, and the answer once it came. Calls are reused (callPool): the
+// reader signals done once per use instead of closing it.
 type call struct {
 	want      Kind          // the result kind that answers it (or an E frame, for a predict)
-	done      chan struct{} // closed when the answer (or the stream's failure) is in
+	done      chan struct{} // receives one value when the answer (or the stream's failure) is in (answered)
+	answered  bool          // guarded by Client.mu
 	abandoned bool          // its caller left (ctx ended): the answer is dropped; guarded by Client.mu
 	payload   []byte
 	timings   Timings
@@ -258,7 +260,7 @@ func (c *Client) fail(err error) {
 	}
 	for _, p := range c.pending {
 		p.err = c.err
-		close(p.done)
+		p.answer()
 	}
 	c.pending = nil
 }
@@ -295,19 +297,21 @@ func (c *Client) roundTrip(ctx context.Context, want Kind, build func(buf []byte
 		}
 		<-cl.done // answered just now
 	}
-	if cl.err != nil {
-		return nil, cl.err
+	if err := cl.err; err != nil {
+		putCall(cl)
+		return nil, err
 	}
 	if t, ok := ctx.Value(callTimingsKey{}).(*CallTimings); ok {
 		t.Timings, t.Reported = cl.timings, cl.timed
 	}
-	return cl.payload, nil
+	payload := cl.payload
+	putCall(cl)
+	return payload, nil
 }
 
 // send writes one request frame and queues its call. Frames go out whole and in queue order: the write lock is
 // held across both.
 func (c *Client) send(want Kind, build func(buf []byte) []byte) (*call, error) {
-	cl := &call{want: want, done: make(chan struct{})}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wbuf = build(c.wbuf[:0])
@@ -320,6 +324,7 @@ func (c *Client) send(want Kind, build func(buf []byte) []byte) (*call, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
+	cl := getCall(want)
 	c.pending = append(c.pending, cl) // before the write: the answer may arrive before Write returns
 	c.mu.Unlock()
 	c.readOnce.Do(func() { go c.readLoop() }) // owned by the client: ends when the child's stream ends
@@ -342,10 +347,8 @@ func (c *Client) trimBuf() {
 func (c *Client) abandon(cl *call) (started, left bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	select {
-	case <-cl.done:
+	if cl.answered {
 		return false, false
-	default:
 	}
 	cl.abandoned = true
 	return len(c.pending) > 0 && c.pending[0] == cl, true
@@ -410,8 +413,34 @@ func (c *Client) deliver(kind Kind, payload []byte, timings Timings, timed bool)
 	if cl.abandoned { // nobody waits for it: let the memory go
 		cl.payload = nil
 	}
-	close(cl.done)
+	cl.answer()
 	return nil
+}
+
+// answer signals cl's caller that its answer (or error) is in; under Client.mu, once per use of cl, and the
+// last the reader does with cl: from then on cl is its caller's alone.
+func (cl *call) answer() {
+	cl.answered = true
+	select {
+	case cl.done <- struct{}{}: // room for one, and one answer per use
+	default: // (not reached: a second answer would be a bug, which must not stop the reader holding mu)
+	}
+}
+
+// callPool holds calls whose caller took their answer: a call and its channel were two allocations per request.
+// An abandoned call is never put back (its answer may still come).
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+func getCall(want Kind) *call {
+	cl := callPool.Get().(*call)
+	cl.want = want
+	return cl
+}
+
+// putCall recycles cl once its caller has received from done and read the answer.
+func putCall(cl *call) {
+	*cl = call{done: cl.done} // its channel is empty: its one value was received
+	callPool.Put(cl)
 }
 
 // read reads one frame into a new payload slice that the caller may keep. Only ReadHello (before any call) and

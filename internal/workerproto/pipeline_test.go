@@ -254,3 +254,53 @@ func TestClientAbandonedCall(t *testing.T) {
 		t.Fatalf("a call made with an ended context was sent: %s", got)
 	}
 }
+
+// TestClientCallsNeverCrossUnderAbandonment: calls are reused once answered (callPool); many callers whose
+// deadlines end at random points of their calls (before sending, while queued, while answered) must each get
+// their own answer or an AbandonedError, never another call's answer.
+func TestClientCallsNeverCrossUnderAbandonment(t *testing.T) {
+	c, _ := startServeOS(t, newGate())
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answered, abandoned := 0, 0
+			for i := range 300 {
+				body := fmt.Sprintf(`"g%d-%d"`, g, i)
+				timeout := time.Duration(i%7) * 15 * time.Microsecond // 0 (never sent) to 90 µs
+				if i%7 == 6 {
+					timeout = time.Minute // always answered
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				out, err := c.PredictJSONContext(ctx, []byte(body))
+				cancel()
+				var ab *AbandonedError
+				switch {
+				case errors.As(err, &ab):
+					abandoned++
+				case err != nil:
+					errs <- fmt.Errorf("call %s: %w", body, err)
+					return
+				case string(out) != `{"echo":`+body+`}`:
+					errs <- fmt.Errorf("call %s got %s", body, out)
+					return
+				default:
+					answered++
+				}
+			}
+			if answered == 0 {
+				errs <- fmt.Errorf("caller %d: no call answered (%d abandoned)", g, abandoned)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if out, err := c.PredictJSON([]byte(`"last"`)); err != nil || string(out) != `{"echo":"last"}` {
+		t.Fatalf("after the storm: %q, %v", out, err)
+	}
+}
