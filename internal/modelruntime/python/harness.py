@@ -919,12 +919,14 @@ def serve(model_dir):
             sys.stderr.write(_format_exc(e))
             sys.stderr.flush()
             t2 = 0
-            reply_kind, reply = "E", to_json({"error": str(e) or type(e).__name__, "type": type(e).__name__}).encode("utf-8")
+            error = {"error": str(e) or type(e).__name__, "type": type(e).__name__}
+            reply_kind, reply = "E", to_json(error).encode("utf-8")
         # With the next request already read, this answer goes out together with its own, in one write (the
         # server reads them in order); otherwise now. Its timings go in the same write, just before it.
         flush = not ready()
         try:
-            write_frame(out, reply_kind, reply, flush, _M_FRAME + timings(t1 - t0, t2 - t1, clock() - t2) if t2 else b"")
+            profile = _M_FRAME + timings(t1 - t0, t2 - t1, clock() - t2) if t2 else b""
+            write_frame(out, reply_kind, reply, flush, profile)
         except ValueError as e:  # response too large for one frame
             write_frame(out, "E", to_json({"error": str(e), "type": type(e).__name__}).encode("utf-8"), flush=flush)
         except OSError:  # the server went away
