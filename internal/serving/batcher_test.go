@@ -19,18 +19,7 @@ import (
 // in-process ONNX deployment of 2 sessions, 1 row per request, as bench/run.sh's slipway-onnx-inproc-batch. Its
 // allocs/op are the batcher's per-request allocations plus the model call's share.
 func BenchmarkBatchedConcurrent(b *testing.B) {
-	onnxtest.Init(b)
-	m := tinyModels(b, 1)[0]
-	rt, err := modelruntime.New(modelruntime.Config{ScratchDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := NewPool(m.Name, Options{MaxQueue: 256, Timeout: 30 * time.Second, Batching: &slipway.Batching{MaxBatchSize: 64}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err := p.Rollout(context.Background(), 1, 2, inProcessStarter(rt, m.dir)); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.Close)
+	p, m := batchedInProcessPool(b, 256, 2)
 	in := []workerproto.Tensor{fp32(m.Input)}
 	if _, err := p.PredictTensors(context.Background(), in); err != nil { // the sessions' first call is slow
 		b.Fatal(err)
@@ -54,18 +43,7 @@ func BenchmarkBatchedConcurrent(b *testing.B) {
 // recycled, so an answer sent to a request that was put back, or a request put back while still queued, would
 // show up here as another input's answer or a lost one.
 func TestBatchedAnswersStayWithTheirRequests(t *testing.T) {
-	onnxtest.Init(t)
-	m := tinyModels(t, 1)[0]
-	rt, err := modelruntime.New(modelruntime.Config{ScratchDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := NewPool(m.Name, Options{MaxQueue: 256, Timeout: 30 * time.Second, Batching: &slipway.Batching{MaxBatchSize: 64}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err := p.Rollout(context.Background(), 1, 2, inProcessStarter(rt, m.dir)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p, m := batchedInProcessPool(t, 256, 2)
 	const inputs = 8
 	in := make([][]workerproto.Tensor, inputs)
 	want := make([]string, inputs)
@@ -118,4 +96,23 @@ func TestBatchedAnswersStayWithTheirRequests(t *testing.T) {
 		t.Fatal("no request answered")
 	}
 	t.Logf("%d answered, %d cancelled", answered.Load(), cancelled.Load())
+}
+
+// batchedInProcessPool is a batched (max 64 rows) in-process ONNX pool of a tiny model, with sessions replicas
+// and a queue of maxQueue, closed when the test ends.
+func batchedInProcessPool(tb testing.TB, maxQueue, sessions int) (*Pool, tinyModel) {
+	tb.Helper()
+	onnxtest.Init(tb)
+	m := tinyModels(tb, 1)[0]
+	rt, err := modelruntime.New(modelruntime.Config{ScratchDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := NewPool(m.Name, Options{MaxQueue: maxQueue, Timeout: 30 * time.Second, Batching: &slipway.Batching{MaxBatchSize: 64}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err := p.Rollout(context.Background(), 1, sessions, inProcessStarter(rt, m.dir)); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	return p, m
 }

@@ -2,16 +2,10 @@ package serving
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/slipway-ml/slipway"
-	"github.com/slipway-ml/slipway/internal/modelruntime"
-	"github.com/slipway-ml/slipway/internal/modelruntime/onnx/onnxtest"
 	"github.com/slipway-ml/slipway/internal/tracing"
 	"github.com/slipway-ml/slipway/internal/workerproto"
 )
@@ -20,18 +14,7 @@ import (
 // model) with tracing off and on. "off" is the figure to compare with a build without tracing (docs/monitoring.md):
 // tracing off must cost nothing there.
 func BenchmarkPredictTensors(b *testing.B) {
-	onnxtest.Init(b)
-	m := tinyModels(b, 1)[0]
-	rt, err := modelruntime.New(modelruntime.Config{ScratchDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := NewPool(m.Name, Options{MaxQueue: 64, Timeout: 30 * time.Second, Batching: &slipway.Batching{MaxBatchSize: 64}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err := p.Rollout(context.Background(), 1, 1, inProcessStarter(rt, m.dir)); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.Close)
+	p, m := batchedInProcessPool(b, 64, 1)
 	in := []workerproto.Tensor{fp32(m.Input)}
 	run := func(b *testing.B) {
 		b.ReportAllocs()
