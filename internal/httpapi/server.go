@@ -320,15 +320,18 @@ func newRequestID() string {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
 	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
-	var out [32]byte
-	hex.Encode(out[:], b[:])
-	return string(out[:])
+	return hexID(b)
 }
 
 func newID() string {
 	var b [16]byte
-	var out [32]byte
 	rand.Read(b[:])
+	return hexID(b)
+}
+
+// hexID spells 16 random bytes as 32 hex digits: the form of token and request ids.
+func hexID(b [16]byte) string {
+	var out [32]byte
 	hex.Encode(out[:], b[:])
 	return string(out[:])
 }

@@ -39,16 +39,15 @@ func decodeSplitFast(body []byte, schema *slipway.Schema) (req *MLflowRequest, o
 	}
 	s.enter()
 	var (
-		names      []string // without a schema
-		width      int
-		index      tok
-		haveIndex  bool
-		rows       int
-		cellsBuf   [fastTokRoom]tok
-		cells      = cellsBuf[:0]
-		haveCols   bool
-		haveData   bool
-		rowsParsed bool
+		names     []string // without a schema
+		width     int
+		index     tok
+		haveIndex bool
+		rows      int
+		cellsBuf  [fastTokRoom]tok
+		cells     = cellsBuf[:0]
+		haveCols  bool
+		haveData  bool
 	)
 	for n := 0; s.next('}', n); n++ {
 		k := s.key()
@@ -72,7 +71,6 @@ func decodeSplitFast(body []byte, schema *slipway.Schema) (req *MLflowRequest, o
 			if cells, rows, ok = fastRows(&s, width, cells); !ok {
 				return nil, false
 			}
-			rowsParsed = true
 		case "index":
 			if haveIndex {
 				return nil, false
@@ -84,7 +82,7 @@ func decodeSplitFast(body []byte, schema *slipway.Schema) (req *MLflowRequest, o
 	}
 	// Only the end of the body may follow: another top-level key (params, a second format) is the general
 	// decoder's.
-	if s.err != nil || !rowsParsed || rows == 0 || s.next('}', 1) || s.err != nil {
+	if s.err != nil || !haveData || rows == 0 || s.next('}', 1) || s.err != nil {
 		return nil, false
 	}
 	if s.end(); s.err != nil {

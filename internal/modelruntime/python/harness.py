@@ -543,6 +543,8 @@ def tensors_to_input(cols):
 
 def result_to_tensors(result, default_name="predictions"):
     """Turn predict()'s return value into a list of (name, numpy array)."""
+    if type(result) is np.ndarray:  # the usual answer, first: one output, as it is
+        return [(default_name, result)]
     _adopt_pandas()
     if pd is not None and isinstance(result, pd.DataFrame):
         return [(str(c), _column_array(result[c])) for c in result.columns]
@@ -874,7 +876,7 @@ def serve(model_dir):
 
     clock = time.perf_counter_ns
     read, ready, shared = inp.read, inp.ready, inp.buffer
-    timings, ndarray = _TIMINGS.pack, np.ndarray
+    timings = _TIMINGS.pack
     while True:
         try:
             frame = read()
@@ -895,8 +897,7 @@ def serve(model_dir):
                 t1 = clock()
                 result = call(data)
                 t2 = clock()
-                cols = [(out_name, result)] if type(result) is ndarray else result_to_tensors(result, out_name)
-                reply_kind, reply = "t", encode_tensors(cols)
+                reply_kind, reply = "t", encode_tensors(result_to_tensors(result, out_name))
             elif kind == "J":
                 data = json.loads(bytes(payload))
                 t1 = clock()
