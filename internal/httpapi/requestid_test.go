@@ -30,7 +30,7 @@ func TestWithRequestID(t *testing.T) {
 		default:
 		}
 	}))
-	hexID := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	hex32 := regexp.MustCompile(`^[0-9a-f]{32}$`)
 	for i, sent := range []string{"", "", "client-chosen", string(make([]byte, 129))} {
 		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), testCtxKey{}, "parent"))
 		if i == 1 {
@@ -50,7 +50,7 @@ func TestWithRequestID(t *testing.T) {
 		switch {
 		case sent == "client-chosen" && id != sent:
 			t.Errorf("the client's id %q was replaced by %q", sent, id)
-		case sent != "client-chosen" && !hexID.MatchString(id):
+		case sent != "client-chosen" && !hex32.MatchString(id):
 			t.Errorf("request %d: made id %q, want 32 hex digits", i, id)
 		}
 		if !sawParentValue {
