@@ -228,8 +228,12 @@ wait`, slipway.JobSpec{})
 	if c.State != slipway.RunCanceled || c.Reason != "canceled by tester" {
 		t.Errorf("canceled run = %s %q", c.State, c.Reason)
 	}
+	// SIGKILL is delivered asynchronously: kill(2) returns before the grandchild is gone, so give it a moment.
+	for deadline := time.Now().Add(10 * time.Second); pidAlive(pid) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if pidAlive(pid) {
-		t.Errorf("grandchild %d survived the cancel", pid)
+		t.Errorf("grandchild %d survived the cancel by 10 s", pid)
 	}
 	if _, err := e.s.CancelRun(context.Background(), r.ID, "tester"); slipway.ErrorCode(err) != slipway.ECONFLICT {
 		t.Errorf("second cancel: %v, want ECONFLICT", err)
