@@ -256,7 +256,7 @@ func (r *Replica) PredictJSON(ctx context.Context, body []byte) (out []byte, err
 }
 
 // PredictTensors sends a batch of columns and returns the output columns. A ctx made with
-// workerproto.WithCallTimings receives the replica's own profile of the call (decode, predict(), encode) when its
+// workerproto.NewCallTimings receives the replica's own profile of the call (decode, predict(), encode) when its
 // runtime reports one (the Python harness does: workerproto.Hello.Timings).
 func (r *Replica) PredictTensors(ctx context.Context, in []workerproto.Tensor) (out []workerproto.Tensor, err error) {
 	err = r.call(ctx, func(ctx context.Context) error {

@@ -77,7 +77,7 @@ func (e *AbandonedError) Error() string { return e.Err.Error() }
 func (e *AbandonedError) Unwrap() error { return e.Err }
 
 // CallTimings receives the child's own profile of one call (an m frame), when the child sends one; see
-// WithCallTimings.
+// NewCallTimings.
 type CallTimings struct {
 	Timings
 	Reported bool
@@ -85,15 +85,10 @@ type CallTimings struct {
 
 type callTimingsKey struct{}
 
-// WithCallTimings returns ctx carrying t: a predict call made with it stores the child's profile of that call
-// in t (the way net/http/httptrace hands a request its trace hooks). Calls may overlap, so there is no "last
+// NewCallTimings returns ctx carrying a new CallTimings, made in one allocation with the context (a server asks
+// for the timings of every call): a predict call made with the context stores the child's profile of that call
+// there (the way net/http/httptrace hands a request its trace hooks). Calls may overlap, so there is no "last
 // call's timings" to ask for afterwards.
-func WithCallTimings(ctx context.Context, t *CallTimings) context.Context {
-	return context.WithValue(ctx, callTimingsKey{}, t)
-}
-
-// NewCallTimings is WithCallTimings with a new CallTimings, made in one allocation with the context that carries
-// it (a server asks for the timings of every call).
 func NewCallTimings(ctx context.Context) (context.Context, *CallTimings) {
 	c := &timingsCtx{Context: ctx}
 	return c, &c.t

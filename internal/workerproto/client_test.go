@@ -368,7 +368,7 @@ func TestParamsFrameLayout(t *testing.T) {
 	}
 }
 
-// TestClientTimings: an m frame before a result is the child's profile of that call (WithCallTimings); a call
+// TestClientTimings: an m frame before a result is the child's profile of that call (NewCallTimings); a call
 // answered without one reports none; a malformed one breaks the stream.
 func TestClientTimings(t *testing.T) {
 	frame := func(kind Kind, payload []byte) []byte {
@@ -389,8 +389,7 @@ func TestClientTimings(t *testing.T) {
 	if err != nil || !h.Timings {
 		t.Fatalf("hello %+v, %v", h, err)
 	}
-	var got CallTimings
-	ctx := WithCallTimings(context.Background(), &got)
+	ctx, got := NewCallTimings(context.Background())
 	if out, err := c.PredictJSONContext(ctx, []byte(`0`)); err != nil || string(out) != "1" {
 		t.Fatalf("first call: %q, %v", out, err)
 	}
