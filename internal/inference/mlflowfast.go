@@ -144,7 +144,7 @@ func fastColumnNames(s *scanner, specs []slipway.ColumnSpec) (names []string, n 
 		return nil, 0, false
 	}
 	for i := range specs {
-		if _, err := checkName(specs[i].Name, ""); err != nil || schemaDtype(specs[i].Dtype) == workerproto.NoDatatype {
+		if _, err := checkName(specs[i].Name, ""); err != nil {
 			return nil, 0, false
 		}
 	}
@@ -221,7 +221,9 @@ func fastColumns(src []byte, width int, names []string, specs []slipway.ColumnSp
 	for j := range width {
 		var dt workerproto.Datatype
 		if specs != nil {
-			dt = schemaDtype(specs[j].Dtype)
+			if dt = schemaDtype(specs[j].Dtype); dt == workerproto.NoDatatype {
+				return nil, false
+			}
 		} else {
 			var err error
 			if dt, err = inferDtype(src, name(j), byCol[j*rows:(j+1)*rows], noPath); err != nil {
