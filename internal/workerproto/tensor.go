@@ -281,7 +281,7 @@ func (d *decoder) u64() uint64 {
 	return 0
 }
 
-func (d *decoder) tensor(i int) Tensor {
+func (d *decoder) tensor(col int) Tensor {
 	var t Tensor
 	name := d.take(uint64(d.u16()))
 	t.Datatype = string(d.take(uint64(d.u8())))
@@ -296,8 +296,8 @@ func (d *decoder) tensor(i int) Tensor {
 		d.fail(errors.New("name is not valid UTF-8"))
 		return t
 	}
-	if i < len(d.names) && d.names[i] == string(name) {
-		t.Name = d.names[i]
+	if col < len(d.names) && d.names[col] == string(name) {
+		t.Name = d.names[col]
 	} else {
 		t.Name = string(name)
 	}
