@@ -1,13 +1,20 @@
 """Retrain the churn classifier on what the live deployment saw: the closed loop's `train` step.
 
-    python3 closed-loop/train_on_captures.py --deployment churn-api --out DIR [--window 30s] [--min-rows 500]
-        [--sabotage none|errors|disagree]
+    python3 closed-loop/train_on_captures.py --deployment churn-api --out DIR [--window 10m]
+        [--since step-start|ISO-TIME] [--min-rows 1000] [--sabotage none|errors|disagree]
 
-Reads the deployment's captured requests of the last --window together with the ground truth the application
-sent back for them (GET /api/v1/deployments/NAME/captures?format=csv: inputs, outputs and `label`), keeps the
-labelled rows, and waits until there are --min-rows of them. Those rows are the training data: it hands them
-to retrain/train.py, which writes the model directory, holdout.csv (its test split, what the evaluate step
-scores both versions on) and baseline.csv (the drift baseline stored at registration).
+Reads the deployment's captured requests of the last --window, but none from before --since, together with
+the ground truth the application sent back for them (GET /api/v1/deployments/NAME/captures?format=csv:
+inputs, outputs and `label`), keeps the labelled rows, and waits until there are --min-rows of them. Those
+rows are the training data: it hands them to retrain/train.py, which writes the model directory, holdout.csv
+(its test split, what the evaluate step scores both versions on) and baseline.csv (the drift baseline stored
+at registration).
+
+`--since step-start` trains only on what the deployment sees after the step started, that is after the alert
+that started the run fired: the world as it is now. Without it, the window would still be mostly traffic from
+before the change when a drift alert fires seconds after it, and the candidate, trained on a mix, would be
+no better than the champion on its own held-out rows (on 650 old and 200 new rows, 6 runs in 40 failed the
+held-out gate; on 1000 new rows none of 100 did: closed-loop/gate_noise.py, the example's README).
 
 --sabotage makes a deliberately bad candidate for the example's failure runs, with a defect that only live
 traffic shows (single-row requests; the held-out batch scores many rows at once, so it passes the evaluate
@@ -84,10 +91,24 @@ def server():
     return url.rstrip("/"), ctx
 
 
-def labelled_captures(deployment, window):
+def parse_since(text):
+    """The earliest capture time to train on: step-start (now), an ISO 8601 time, or none (the epoch)."""
+    if text == "step-start":
+        return datetime.datetime.now(datetime.timezone.utc)
+    if not text:
+        return datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        sys.exit("--since %r: want step-start or an ISO 8601 time such as 2026-12-07T16:22:55Z" % text)
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+
+
+def labelled_captures(deployment, window, since):
     url, ctx = server()
     now = datetime.datetime.now(datetime.timezone.utc)
-    q = urllib.parse.urlencode({"from": (now - datetime.timedelta(seconds=window)).isoformat(), "to": now.isoformat(), "format": "csv"})
+    start = max(now - datetime.timedelta(seconds=window), since)
+    q = urllib.parse.urlencode({"from": start.isoformat(), "to": now.isoformat(), "format": "csv"})
     req = urllib.request.Request("%s/api/v1/deployments/%s/captures?%s" % (url, urllib.parse.quote(deployment), q),
                                  headers={"Authorization": "Bearer " + os.environ.get("SLIPWAY_TOKEN", "")})
     with urllib.request.urlopen(req, timeout=60, context=ctx) as resp:
@@ -104,24 +125,31 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deployment", required=True)
     ap.add_argument("--out", default=os.environ.get("SLIPWAY_OUTPUT_DIR", "out"))
-    ap.add_argument("--window", default="30s", help="captures of this last span (e.g. 30s, 10m)")
-    ap.add_argument("--min-rows", type=int, default=500, help="wait until the window holds this many labelled rows")
-    ap.add_argument("--wait", default="120s", help="give up waiting for labelled rows after this long")
+    ap.add_argument("--window", default="10m", help="captures of this last span (e.g. 30s, 10m)")
+    ap.add_argument("--since", default="", help="none captured before this: step-start or an ISO 8601 time")
+    ap.add_argument("--min-rows", type=int, default=1000, help="wait until the window holds this many labelled rows")
+    ap.add_argument("--wait", default="240s", help="give up waiting for labelled rows after this long")
     ap.add_argument("--sabotage", choices=["none", "errors", "disagree"], default="none")
     args = ap.parse_args()
 
+    since, span = parse_since(args.since), "the last %s" % args.window
+    if args.since:
+        span += " since %s" % since.isoformat(timespec="seconds")
     deadline = time.monotonic() + duration(args.wait)
+    last_report = 0.0
     while True:
-        rows, captured = labelled_captures(args.deployment, duration(args.window))
+        rows, captured = labelled_captures(args.deployment, duration(args.window), since)
         if len(rows) >= args.min_rows:
             break
         if time.monotonic() > deadline:
-            sys.exit("only %d of the %d captured rows of the last %s have ground truth (need %d)" % (
-                len(rows), captured, args.window, args.min_rows))
-        print("waiting for ground truth: %d labelled of %d captured rows of the last %s" % (len(rows), captured, args.window))
-        sys.stdout.flush()
+            sys.exit("only %d of the %d captured rows of %s have ground truth (need %d)" % (
+                len(rows), captured, span, args.min_rows))
+        if time.monotonic() - last_report >= 5:
+            print("waiting for ground truth: %d labelled of %d captured rows of %s (need %d)" % (
+                len(rows), captured, span, args.min_rows), flush=True)
+            last_report = time.monotonic()
         time.sleep(1)
-    print("training on %d labelled captures of %s (last %s, %d captured)" % (len(rows), args.deployment, args.window, captured))
+    print("training on %d labelled captures of %s (%s, %d captured)" % (len(rows), args.deployment, span, captured))
 
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
