@@ -23,11 +23,12 @@ type Replica struct {
 	gate   chan struct{} // one token per call in flight; its capacity is MaxInFlight
 }
 
-// DefaultMaxInFlight is how many calls a process replica has in flight at once. Two are enough for the replica
-// to find its next request waiting when it finishes one (measured in docs/benchmarks.md, "Python: several calls
-// in flight per replica"); more only lengthen the queue inside the replica, where a request cannot move to
-// another replica that frees up first.
-const DefaultMaxInFlight = 2
+// DefaultMaxInFlight is how many calls a process replica takes at once. A replica that finds its next request
+// already in its pipe goes on without sleeping; one that waits for it sleeps and wakes, which on a busy 2-core
+// host cost as much CPU as a small model's predict() (docs/benchmarks.md, "Issue 17, session 14": the harness at
+// 2 calls in flight 209 µs of CPU per call, at 8 138 µs). The pool may give a replica fewer: a batching
+// deployment's batcher is the queue there (serving.Pool).
+const DefaultMaxInFlight = 8
 
 // calls are what a Replica asks of its model: a workerproto.Client over a stream, or a Session directly.
 type calls interface {

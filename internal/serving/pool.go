@@ -473,8 +473,9 @@ const EventColdStart = "coldstart"
 // a busy one, and a busy process replica (which pipelines: MaxInFlight) before none.
 func (p *Pool) takeFreeLocked() *slot {
 	// A replica that died with calls in flight is still listed until one of them returns or its supervisor
-	// notices: a request sent there would only fail and be retried.
-	p.free = slices.DeleteFunc(p.free, func(s *slot) bool { return dead(s.rep) })
+	// notices: a request sent there would only fail and be retried. One listed with as many calls as it may
+	// have was filled before batching was turned on (perReplicaLocked).
+	p.free = slices.DeleteFunc(p.free, func(s *slot) bool { return dead(s.rep) || s.inflight >= p.perReplicaLocked(s.rep) })
 	if len(p.free) == 0 {
 		return nil
 	}
@@ -492,6 +493,20 @@ func (p *Pool) takeFreeLocked() *slot {
 	return s
 }
 
+// batchedPerReplica is how many calls a batching pool gives one replica at once: a batch running and the next
+// one waiting in its pipe. More would start batches while rows are still arriving, and the batches would shrink
+// (2.0-2.3× the FastAPI peer at 2, 1.6× at 8, 1.3× at 16: docs/benchmarks.md, "Issue 17, session 14").
+const batchedPerReplica = 2
+
+// perReplicaLocked is how many calls rep may have in flight: all it takes (a process replica pipelines up to
+// its MaxInFlight) unless the pool batches.
+func (p *Pool) perReplicaLocked(rep *modelruntime.Replica) int {
+	if p.batcher != nil {
+		return min(rep.MaxInFlight(), batchedPerReplica)
+	}
+	return rep.MaxInFlight()
+}
+
 // dead reports whether rep has exited.
 func dead(rep *modelruntime.Replica) bool {
 	select {
@@ -505,7 +520,7 @@ func dead(rep *modelruntime.Replica) bool {
 // occupyLocked counts one more call on s, which has room for it, and takes s off the free list once it is full.
 func (p *Pool) occupyLocked(s *slot) {
 	s.inflight++
-	if s.inflight >= s.rep.MaxInFlight() {
+	if s.inflight >= p.perReplicaLocked(s.rep) {
 		p.free = slices.DeleteFunc(p.free, func(f *slot) bool { return f == s })
 	}
 	if p.budget != nil {
@@ -549,7 +564,7 @@ func (p *Pool) offerLocked(s *slot, rep *modelruntime.Replica) {
 		p.free = slices.DeleteFunc(p.free, func(f *slot) bool { return f == s })
 		return
 	}
-	limit := rep.MaxInFlight()
+	limit := p.perReplicaLocked(rep)
 	for len(p.waiters) > 0 && s.inflight < limit {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]

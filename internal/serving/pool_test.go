@@ -96,9 +96,11 @@ func call(t *testing.T, p *Pool, body string) (answer, error) {
 
 func TestOverloadAnswersAtOnce(t *testing.T) {
 	p, _ := newTestPool(t, 1, Options{MaxQueue: 1})
+	_, rep := p.Hello()
+	n := int32(rep.MaxInFlight() + 4)
 	var wg sync.WaitGroup
 	var ok, overloaded atomic.Int32
-	for i := 0; i < 6; i++ {
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -114,8 +116,8 @@ func TestOverloadAnswersAtOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	// One in flight + one queued can succeed at any moment; the rest must be refused, not queued.
-	if overloaded.Load() == 0 || ok.Load() == 0 || ok.Load()+overloaded.Load() != 6 {
+	// The calls in flight + one queued can succeed at any moment; the rest must be refused, not queued.
+	if overloaded.Load() == 0 || ok.Load() == 0 || ok.Load()+overloaded.Load() != n {
 		t.Fatalf("ok %d, overloaded %d", ok.Load(), overloaded.Load())
 	}
 }
@@ -460,11 +462,14 @@ func TestClientCancelKeepsReplica(t *testing.T) {
 }
 
 // holdReplica keeps the pool's only replica busy, every position it has for calls in flight taken
-// (MaxInFlight), until the returned channel is read: it gives the first error once all those calls are over.
+// (perReplicaLocked), until the returned channel is read: it gives the first error once all those calls are
+// over. A process replica runs its calls one after the other: the hold lasts n × seconds.
 func holdReplica(t *testing.T, p *Pool, seconds float64) <-chan error {
 	t.Helper()
 	_, rep := p.Hello()
-	n := rep.MaxInFlight()
+	p.mu.Lock()
+	n := p.perReplicaLocked(rep)
+	p.mu.Unlock()
 	errs := make(chan error, n)
 	for range n {
 		go func() {
@@ -672,6 +677,38 @@ func TestLeastInFlightThenPipelined(t *testing.T) {
 			t.Fatalf("answer for x=%v twice", x)
 		}
 		seen[x] = true
+	}
+}
+
+// A batching pool gives a replica two calls at a time, whatever the replica could take: the rows wait in the
+// batcher and join bigger batches. Turned off, the requests waiting go to the replica at once.
+func TestBatchingPoolGivesAReplicaTwoCalls(t *testing.T) {
+	p, _ := newTestPool(t, 1, Options{MaxQueue: 10, Timeout: 30 * time.Second, Batching: &slipway.Batching{MaxBatchSize: 8}})
+	_, rep := p.Hello()
+	if rep.MaxInFlight() <= batchedPerReplica {
+		t.Fatalf("the replica takes %d calls: the test needs one that takes more than %d", rep.MaxInFlight(), batchedPerReplica)
+	}
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := call(t, p, fmt.Sprintf(`{"sleep": 1, "x": %d}`, i))
+			errs <- err
+		}()
+	}
+	for deadline := time.Now().Add(30 * time.Second); p.Status()[0].InFlight != 2 || p.QueueLen() != 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls on the replica and %d queued, want 2 and 2", p.Status()[0].InFlight, p.QueueLen())
+		}
+	}
+	p.SetOptions(Options{MaxQueue: 10, Timeout: 30 * time.Second}) // batching off
+	for i := range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if got := p.Status()[0].InFlight; got != 0 {
+		t.Fatalf("%d calls still counted in flight", got)
 	}
 }
 
