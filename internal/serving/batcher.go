@@ -125,6 +125,7 @@ func (p *Pool) setBatching(cfg *slipway.Batching) {
 		if cfg.Enabled() {
 			p.batcher = newBatcher(p, *cfg, max(p.opts.MaxQueue, 1))
 		}
+		p.reofferLocked()
 	}
 	p.mu.Unlock()
 	if old != nil {

@@ -473,9 +473,8 @@ const EventColdStart = "coldstart"
 // a busy one, and a busy process replica (which pipelines: MaxInFlight) before none.
 func (p *Pool) takeFreeLocked() *slot {
 	// A replica that died with calls in flight is still listed until one of them returns or its supervisor
-	// notices: a request sent there would only fail and be retried. One listed with as many calls as it may
-	// have was filled before batching was turned on (perReplicaLocked).
-	p.free = slices.DeleteFunc(p.free, func(s *slot) bool { return dead(s.rep) || s.inflight >= p.perReplicaLocked(s.rep) })
+	// notices: a request sent there would only fail and be retried.
+	p.free = slices.DeleteFunc(p.free, func(s *slot) bool { return dead(s.rep) })
 	if len(p.free) == 0 {
 		return nil
 	}
@@ -505,6 +504,17 @@ func (p *Pool) perReplicaLocked(rep *modelruntime.Replica) int {
 		return min(rep.MaxInFlight(), batchedPerReplica)
 	}
 	return rep.MaxInFlight()
+}
+
+// reofferLocked applies a new per-replica limit (batching turned on or off): a replica listed with as many calls
+// as it may now have leaves the free list, and one with room it did not have takes waiting requests at once.
+func (p *Pool) reofferLocked() {
+	p.free = slices.DeleteFunc(p.free, func(s *slot) bool { return s.rep != nil && s.inflight >= p.perReplicaLocked(s.rep) })
+	for _, s := range p.slots {
+		if s.state == stateReady && s.rep != nil {
+			p.offerLocked(s, s.rep)
+		}
+	}
 }
 
 // dead reports whether rep has exited.

@@ -681,7 +681,8 @@ func TestLeastInFlightThenPipelined(t *testing.T) {
 }
 
 // A batching pool gives a replica two calls at a time, whatever the replica could take: the rows wait in the
-// batcher and join bigger batches. Turned off, the requests waiting go to the replica at once.
+// batcher and join bigger batches. Turned off, the requests waiting go to the replica at once, not when a call
+// ends.
 func TestBatchingPoolGivesAReplicaTwoCalls(t *testing.T) {
 	p, _ := newTestPool(t, 1, Options{MaxQueue: 10, Timeout: 30 * time.Second, Batching: &slipway.Batching{MaxBatchSize: 8}})
 	_, rep := p.Hello()
@@ -702,6 +703,9 @@ func TestBatchingPoolGivesAReplicaTwoCalls(t *testing.T) {
 		}
 	}
 	p.SetOptions(Options{MaxQueue: 10, Timeout: 30 * time.Second}) // batching off
+	if q := p.QueueLen(); q != 0 {
+		t.Fatalf("%d requests still queued once batching was off, with room on the replica", q)
+	}
 	for i := range n {
 		if err := <-errs; err != nil {
 			t.Fatalf("call %d: %v", i, err)
