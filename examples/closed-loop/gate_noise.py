@@ -19,6 +19,9 @@ import subprocess
 import sys
 import tempfile
 
+import pandas as pd
+from sklearn.metrics import accuracy_score, roc_auc_score
+
 HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, HERE)
 import world  # noqa: E402
@@ -34,7 +37,6 @@ def train(rows):
             w.writerow([row[c] for c in world.FEATURES] + [churned])
     subprocess.run([sys.executable, os.path.join(HERE, "..", "retrain", "train.py"), "--data", data, "--out", out],
                    check=True, capture_output=True)
-    import pandas as pd
     with open(os.path.join(out, "model.pkl"), "rb") as f:
         return pickle.load(f), pd.read_csv(os.path.join(out, "holdout.csv"))
 
@@ -47,14 +49,15 @@ def main():
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--max-drop", type=float, default=0.02)
     args = ap.parse_args()
-    from sklearn.metrics import accuracy_score, roc_auc_score
 
+    if args.champion == "v1":
+        with open(os.path.join(HERE, "..", "sklearn-churn", "model.pkl"), "rb") as f:
+            v1 = pickle.load(f)
     margins = []
     for seed in range(args.draws):
         rng = random.Random(seed)
         if args.champion == "v1":
-            with open(os.path.join(HERE, "..", "sklearn-churn", "model.pkl"), "rb") as f:
-                champion = pickle.load(f)
+            champion = v1
         else:
             champion, _ = train([world.draw(rng, True) for _ in range(int(args.champion))])
         rows = [world.draw(rng, False) for _ in range(args.old)] + [world.draw(rng, True) for _ in range(args.new)]
