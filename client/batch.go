@@ -47,34 +47,16 @@ func (c *Client) DeleteBatchPrediction(ctx context.Context, id string) error {
 // WaitBatchPrediction polls a run every poll (DefaultPoll when ≤ 0), calling progress with each state seen
 // (may be nil), until it is SUCCEEDED, FAILED or CANCELED or ctx ends. It returns the last run seen.
 func (c *Client) WaitBatchPrediction(ctx context.Context, id string, progress func(*slipway.BatchRun), poll time.Duration) (*slipway.BatchRun, error) {
-	if poll <= 0 {
-		poll = DefaultPoll
-	}
-	var last *slipway.BatchRun
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return last, fmt.Errorf("client: wait for batch prediction %s: %w", id, ctx.Err())
-		case <-timer.C:
-		}
+	return waitFor(ctx, "batch prediction "+id, poll, func() (*slipway.BatchRun, bool, error) {
 		r, err := c.GetBatchPrediction(ctx, id)
 		if err != nil {
-			if ctx.Err() != nil {
-				return last, fmt.Errorf("client: wait for batch prediction %s: %w", id, ctx.Err())
-			}
-			return last, err
+			return nil, false, err
 		}
-		last = r
 		if progress != nil {
 			progress(r)
 		}
-		if r.State.Terminal() {
-			return r, nil
-		}
-		timer.Reset(poll)
-	}
+		return r, r.State.Terminal(), nil
+	})
 }
 
 // DownloadBatchOutput writes a succeeded run's output file (CSV or Parquet) to w.

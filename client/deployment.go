@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -59,29 +58,8 @@ const DefaultPoll = time.Second
 // When ctx ends first, it returns the last deployment it saw (nil if none) with an error wrapping ctx.Err(),
 // so that the caller can say what state it was stuck in.
 func (c *Client) WaitDeployment(ctx context.Context, name string, until func(*slipway.Deployment) bool, poll time.Duration) (*slipway.Deployment, error) {
-	if poll <= 0 {
-		poll = DefaultPoll
-	}
-	var last *slipway.Deployment
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return last, fmt.Errorf("client: wait for deployment %s: %w", name, ctx.Err())
-		case <-timer.C:
-		}
+	return waitFor(ctx, "deployment "+name, poll, func() (*slipway.Deployment, bool, error) {
 		d, err := c.GetDeployment(ctx, name)
-		if err != nil {
-			if ctx.Err() != nil {
-				return last, fmt.Errorf("client: wait for deployment %s: %w", name, ctx.Err())
-			}
-			return last, err
-		}
-		last = d
-		if until(d) {
-			return d, nil
-		}
-		timer.Reset(poll)
-	}
+		return d, err == nil && until(d), err
+	})
 }

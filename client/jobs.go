@@ -154,15 +154,17 @@ func (c *Client) DownloadJobRunOutput(ctx context.Context, id, path string) (io.
 
 // WaitJobRun polls a run every poll (DefaultPoll when 0) until it is over or ctx ends.
 func (c *Client) WaitJobRun(ctx context.Context, id string, poll time.Duration) (*slipway.JobRun, error) {
-	return waitFor(ctx, poll, func() (*slipway.JobRun, bool, error) {
+	return waitFor(ctx, "job run "+id, poll, func() (*slipway.JobRun, bool, error) {
 		r, err := c.GetJobRun(ctx, id)
 		return r, err == nil && r.State.Terminal(), err
 	})
 }
 
-// waitFor calls get every poll until it says done, an error occurs or ctx ends (the last value is returned
-// with ctx's error).
-func waitFor[T any](ctx context.Context, poll time.Duration, get func() (T, bool, error)) (T, error) {
+// waitFor calls get at once and then every poll (DefaultPoll when ≤ 0) until it says done, it fails or ctx
+// ends, and returns the last value get gave. When ctx ends first (also during a poll), the error wraps ctx.Err()
+// and names what was waited for, so that the caller can say what state it was stuck in; any other error of get
+// ends the wait with that error.
+func waitFor[T any](ctx context.Context, what string, poll time.Duration, get func() (T, bool, error)) (T, error) {
 	if poll <= 0 {
 		poll = DefaultPoll
 	}
@@ -172,11 +174,14 @@ func waitFor[T any](ctx context.Context, poll time.Duration, get func() (T, bool
 	for {
 		select {
 		case <-ctx.Done():
-			return last, fmt.Errorf("client: wait: %w", ctx.Err())
+			return last, fmt.Errorf("client: wait for %s: %w", what, ctx.Err())
 		case <-t.C:
 		}
 		v, done, err := get()
 		if err != nil {
+			if ctx.Err() != nil {
+				return last, fmt.Errorf("client: wait for %s: %w", what, ctx.Err())
+			}
 			return last, err
 		}
 		last = v
@@ -258,7 +263,7 @@ func (c *Client) RetryPipelineRun(ctx context.Context, id string) (*slipway.Pipe
 
 // WaitPipelineRun polls a run every poll (DefaultPoll when 0) until it is over or ctx ends.
 func (c *Client) WaitPipelineRun(ctx context.Context, id string, poll time.Duration) (*slipway.PipelineRun, error) {
-	return waitFor(ctx, poll, func() (*slipway.PipelineRun, bool, error) {
+	return waitFor(ctx, "pipeline run "+id, poll, func() (*slipway.PipelineRun, bool, error) {
 		r, err := c.GetPipelineRun(ctx, id)
 		return r, err == nil && r.State.Terminal(), err
 	})

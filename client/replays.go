@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -38,32 +37,14 @@ func (c *Client) CancelReplay(ctx context.Context, deployment, id string) (*Repl
 // WaitReplay polls a replay every poll (DefaultPoll when ≤ 0), calling progress with each state seen (may be
 // nil), until it ends (SUCCEEDED, FAILED or CANCELED) or ctx ends. It returns the last replay seen.
 func (c *Client) WaitReplay(ctx context.Context, deployment, id string, progress func(*Replay), poll time.Duration) (*Replay, error) {
-	if poll <= 0 {
-		poll = DefaultPoll
-	}
-	var last *Replay
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return last, fmt.Errorf("client: wait for replay %s: %w", id, ctx.Err())
-		case <-timer.C:
-		}
+	return waitFor(ctx, "replay "+id, poll, func() (*Replay, bool, error) {
 		r, err := c.GetReplay(ctx, deployment, id)
 		if err != nil {
-			if ctx.Err() != nil {
-				return last, fmt.Errorf("client: wait for replay %s: %w", id, ctx.Err())
-			}
-			return last, err
+			return nil, false, err
 		}
-		last = r
 		if progress != nil {
 			progress(r)
 		}
-		if r.State.Ended() {
-			return r, nil
-		}
-		timer.Reset(poll)
-	}
+		return r, r.State.Ended(), nil
+	})
 }

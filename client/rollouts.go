@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -41,32 +40,14 @@ func (c *Client) CancelRollout(ctx context.Context, deployment, id string) (*Rol
 // WaitRollout polls a rollout every poll (DefaultPoll when ≤ 0), calling progress with each state seen (may
 // be nil), until it ends (PROMOTED, ROLLED_BACK or CANCELED) or ctx ends. It returns the last rollout seen.
 func (c *Client) WaitRollout(ctx context.Context, deployment, id string, progress func(*Rollout), poll time.Duration) (*Rollout, error) {
-	if poll <= 0 {
-		poll = DefaultPoll
-	}
-	var last *Rollout
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return last, fmt.Errorf("client: wait for rollout %s: %w", id, ctx.Err())
-		case <-timer.C:
-		}
+	return waitFor(ctx, "rollout "+id, poll, func() (*Rollout, bool, error) {
 		r, err := c.GetRollout(ctx, deployment, id)
 		if err != nil {
-			if ctx.Err() != nil {
-				return last, fmt.Errorf("client: wait for rollout %s: %w", id, ctx.Err())
-			}
-			return last, err
+			return nil, false, err
 		}
-		last = r
 		if progress != nil {
 			progress(r)
 		}
-		if r.State.Ended() {
-			return r, nil
-		}
-		timer.Reset(poll)
-	}
+		return r, r.State.Ended(), nil
+	})
 }
