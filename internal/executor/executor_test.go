@@ -3,7 +3,9 @@ package executor
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -288,6 +290,24 @@ func TestSuperviseRefusesBadArguments(t *testing.T) {
 		{"--spool=a", "--exit=b", "--max-bytes=0", "--", "true"}, {"--spool=a", "--exit=b", "--max-bytes=x", "--", "true"}} {
 		if err := Supervise(args); err == nil {
 			t.Errorf("Supervise(%q) accepted", args)
+		}
+	}
+}
+
+// An address-space limit far below what a Go process holds reaches the program as its soft and hard limit, with
+// the other limits and the program's arguments intact. The shim leaves this limit to /bin/sh: set on the Go
+// shim itself, it made the shim's own exec fail now and then ("fatal error: runtime: cannot allocate memory",
+// or the race detector's "unable to mmap": 2 of 85 runs of TestJobResourcesMemoryLimitsTheRun under -race).
+func TestExecLimitedSetsASmallAddressSpace(t *testing.T) {
+	const limit = 16 << 20 // bytes: a Go test binary reserves far more address space than this
+	for i := range 20 {
+		out, err := exec.Command(os.Args[0], shimArg, "--as="+strconv.Itoa(limit), "--nofile=64", "--",
+			"sh", "-c", `ulimit -S -v; ulimit -H -v; ulimit -n; echo "$0 $*"`, "a", "b").CombinedOutput()
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", i, err, out)
+		}
+		if want := "16384\n16384\n64\na b\n"; string(out) != want {
+			t.Fatalf("run %d: the program saw %q, want %q (soft and hard limits in KiB, open files, its arguments)", i, out, want)
 		}
 	}
 }

@@ -36,6 +36,11 @@ func CgroupArg(dir string) string { return "--cgroup=" + dir }
 // replaces itself with PROGRAM (same PID and process group, so the
 // executor's handle stays valid). Go's os/exec cannot set rlimits on a child, hence this tiny re-exec. CPU time
 // gets SIGXCPU at the limit and SIGKILL one second later; core dumps are always off.
+//
+// The address-space limit is the one this Go process cannot set on itself: a Go process already holds more
+// address space than a small limit allows, so any allocation that asks the kernel for memory after it (the exec's
+// own argument copies, the collector's mark bits) ends it with "fatal error: runtime: cannot allocate memory"
+// before PROGRAM starts. /bin/sh sets it instead, just before it becomes PROGRAM (same PID again).
 func ExecLimited(args []string) error {
 	type limit struct {
 		res   int
@@ -50,6 +55,7 @@ func ExecLimited(args []string) error {
 	}
 	var settings []setting
 	var cgroup string
+	var addressSpace uint64 // bytes; 0: none
 	i := 0
 	for ; i < len(args) && args[i] != "--"; i++ {
 		name, value, ok := strings.Cut(strings.TrimPrefix(args[i], "--"), "=")
@@ -61,6 +67,10 @@ func ExecLimited(args []string) error {
 		n, err := strconv.ParseUint(value, 10, 64)
 		if !ok || !known || err != nil || n == 0 {
 			return fmt.Errorf("exec-limited: bad flag %q: want --cpu=S, --as=BYTES, --nofile=N, --nproc=N or --cgroup=DIR", args[i])
+		}
+		if name == "as" {
+			addressSpace = n
+			continue
 		}
 		settings = append(settings, setting{name, lim.res, syscall.Rlimit{Cur: n, Max: n + lim.extra}})
 	}
@@ -85,5 +95,15 @@ func ExecLimited(args []string) error {
 		}
 	}
 	_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}) // lowering a limit is always permitted
-	return syscall.Exec(path, args[i+1:], os.Environ())
+	argv := args[i+1:]
+	if addressSpace > 0 {
+		// `ulimit -v` sets the soft and the hard limit, in KiB; "$0" is the limit, "$@" PROGRAM and its arguments.
+		kib := strconv.FormatUint(max(addressSpace/1024, 1), 10)
+		argv = append([]string{shell, "-c", `ulimit -v "$0" && exec "$@"`, kib, path}, argv[1:]...)
+		path = shell
+	}
+	return syscall.Exec(path, argv, os.Environ())
 }
+
+// shell applies the address-space limit (see ExecLimited).
+const shell = "/bin/sh"
