@@ -11,7 +11,9 @@
 #   --wrk               also cross-check each target at c=32, 1 row with wrk (req/s and latency as wrk measures them)
 #
 # Environment: SLIPWAY_BIN (default bin/slipway), PYTHON (default /usr/bin/python3), GUNICORN (default gunicorn),
-# UVICORN (default: $PYTHON -m uvicorn).
+# UVICORN (default: $PYTHON -m uvicorn), BENCH_BASELINE_CLASS (batch or normal, default batch: the Linux scheduling
+# class the baselines run in; Slipway's server puts its own threads under SCHED_BATCH, --server-scheduling, and a
+# ratio is to compare the work done, not the classes: normal is for a Slipway binary older than that default).
 # Writes bench/results/<UTC timestamp>.md (and .jsonl, the raw cells) and prints the table and the ratios.
 # The verdicts (PASS/MISS) are information: the exit status is 1 only when something could not be run that
 # should have (a baseline did not start, a deployment FAILED, a preflight request was refused).
@@ -21,7 +23,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 duration=10s warmup=2s only=all loadgen_cpus="" use_wrk=0 quick=0 rounds=5
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case $1 in
     --quick) quick=1 duration=3s warmup=1s ;;
@@ -38,6 +40,11 @@ while (($#)); do
   shift
 done
 want() { [[ $only == all || ,$only, == *,$1,* ]]; }
+case ${BENCH_BASELINE_CLASS:-batch} in
+  batch) baseline_class=(chrt --batch 0) ;; # chrt execs the baseline: its pid is the server's
+  normal) baseline_class=() ;;
+  *) echo "run.sh: BENCH_BASELINE_CLASS must be batch or normal, got ${BENCH_BASELINE_CLASS}" >&2; exit 2 ;;
+esac
 for t in ${only//,/ }; do
   [[ $t == all || $t =~ ^(ceiling|flask|onnx|python|batching|pyfast)$ ]] || { echo "run.sh: unknown target $t in --only" >&2; exit 2; }
 done
@@ -225,6 +232,7 @@ fi
   echo "- machine: $(lscpu 2>/dev/null | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
   echo "- load generator: bench/loadgen on the same machine${loadgen_cpus:+ (taskset -c $loadgen_cpus)}, closed loop, keep-alive; ${warmup} warm-up then ${duration} measured per cell$( ((quick)) && echo ' (--quick)')"
   echo "- $(go version | cut -d' ' -f3), Python $("$PY" -c 'import platform, sklearn, pandas; print(platform.python_version(), "scikit-learn", sklearn.__version__, "pandas", pandas.__version__)'), $("$GUNICORN" --version 2>&1 | head -n1)"
+  echo "- baselines (Go ceiling, Python peers) run under $( ((${#baseline_class[@]})) && echo SCHED_BATCH || echo 'the default policy'), as Slipway's server runs its own threads by default (BENCH_BASELINE_CLASS=${BENCH_BASELINE_CLASS:-batch})"
   echo "- background CPU use (1 s sample before the run, nothing of the benchmark running): ${busy_before}%"
   echo "- CPU columns: share of all $(nproc) CPUs during each window used by the target (server and its processes), the load generator, and everything else"
   echo "- req/s counts 2xx responses; latencies are of 2xx responses (ms); errors are non-2xx and transport failures"
@@ -234,7 +242,7 @@ fi
 # ---- 1. ceiling: bare Go net/http ----
 if want ceiling; then
   say "ceiling: bare Go net/http handler"
-  start "$logs/gohttp.log" "$work/bin/gohttp" -addr 127.0.0.1:0
+  start "$logs/gohttp.log" "${baseline_class[@]}" "$work/bin/gohttp" -addr 127.0.0.1:0
   target_pid=$started
   if addr=$(wait_for "$logs/gohttp.log" "$started" 'addr=http://[^ ]+' 30); then
     url=${addr#addr=}/invocations
@@ -252,7 +260,7 @@ fi
 # ---- 3b. flask-gunicorn: what `mlflow models serve` runs, 2 sync workers ----
 if want flask; then
   say "flask-gunicorn: Flask app under gunicorn, 2 sync workers, examples/sklearn-churn/model.pkl"
-  start "$logs/gunicorn.log" "$GUNICORN" --workers 2 --worker-class sync --timeout 60 --bind 127.0.0.1:0 \
+  start "$logs/gunicorn.log" "${baseline_class[@]}" "$GUNICORN" --workers 2 --worker-class sync --timeout 60 --bind 127.0.0.1:0 \
     --chdir "$root/bench/baseline" flask_app:app
   target_pid=$started
   if addr=$(wait_for "$logs/gunicorn.log" "$started" 'Listening at: http://[^ ]+' 60); then
@@ -367,7 +375,7 @@ onnx_rounds() {
   deploy slipway-onnx-inproc slipway-onnx-inproc churn-onnx "" '"isolation": "in-process"' || ok=0
   deploy slipway-onnx-inproc-batch slipway-onnx-inproc-batch churn-onnx '{"max_batch_size": 64, "max_wait_ms": 0}' '"isolation": "in-process"' || ok=0
   if ((ok)); then
-    start "$logs/gohttp-rounds.log" "$work/bin/gohttp" -addr 127.0.0.1:0
+    start "$logs/gohttp-rounds.log" "${baseline_class[@]}" "$work/bin/gohttp" -addr 127.0.0.1:0
     gohttp_pid=$started
     if addr=$(wait_for "$logs/gohttp-rounds.log" "$gohttp_pid" 'addr=http://[^ ]+' 30); then
       ceiling_url=${addr#addr=}/invocations
@@ -422,7 +430,7 @@ pyfast_rounds() {
     local port
     port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     # shellcheck disable=SC2086 # UVICORN may be a command with arguments
-    start "$logs/uvicorn.log" env MODEL_PATH="$work/pywide/model.pkl" ${UVICORN:-$PY -m uvicorn} --workers 2 \
+    start "$logs/uvicorn.log" "${baseline_class[@]}" env MODEL_PATH="$work/pywide/model.pkl" ${UVICORN:-$PY -m uvicorn} --workers 2 \
       --loop uvloop --http httptools --no-access-log --app-dir "$root/bench/baseline" --host 127.0.0.1 --port "$port" fastapi_app:app
     uv_pid=$started
     if wait_workers "$logs/uvicorn.log" "$uv_pid" 'Application startup complete' 2 60; then

@@ -149,6 +149,7 @@ func TestDeployThreeProtocolsMatchPython(t *testing.T) {
 	s := startServer(t, "")
 	pushExamples(t, s)
 	deploy(t, s, "churn", "--model", "churn@champion", "--replicas", "2")
+	checkScheduling(t, s, "churn", "SCHED_OTHER", 1)
 	const n = 20
 	cols, rows := churnRows(t, n)
 	wantPred, wantProb := pythonReference(t, n)
@@ -272,7 +273,7 @@ func TestDeployONNXMatchesReference(t *testing.T) {
 	s := startServer(t, "")
 	pushExamples(t, s)
 	deploy(t, s, "churn-onnx", "--model", "churn-onnx:1", "--replicas", "2")
-	checkBatchScheduling(t, s, "churn-onnx")
+	checkScheduling(t, s, "churn-onnx", "SCHED_BATCH", 2)
 	raw, err := os.ReadFile(examplePath("onnx-churn", "expected.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -436,27 +437,36 @@ func checkV2Binary(t *testing.T, s *server, model string, features []float64, n 
 	}
 }
 
-// checkBatchScheduling: by default every thread of every replica runs under SCHED_BATCH, as chrt sees it.
-func checkBatchScheduling(t *testing.T, s *server, name string) {
+// checkScheduling: by default every thread of the server runs under SCHED_BATCH, and every thread of every
+// replica of deployment name under policy (SCHED_OTHER for Python, SCHED_BATCH for ONNX), as chrt sees them.
+// A Go program (the server, an ONNX replica) runs several threads.
+func checkScheduling(t *testing.T, s *server, name, policy string, replicaThreads int) {
 	t.Helper()
 	d, err := s.Client().GetDeployment(context.Background(), name)
 	if err != nil || len(d.ReplicaStatus) == 0 {
 		t.Fatalf("deployment %+v, %v", d, err)
 	}
+	checkPolicy(t, "server", s.cmd.Process.Pid, "SCHED_BATCH", 2)
 	for _, r := range d.ReplicaStatus {
-		out, err := exec.Command("chrt", "--all-tasks", "--pid", strconv.Itoa(r.PID)).CombinedOutput()
-		if err != nil {
-			t.Fatalf("chrt: %v: %s", err, out)
+		checkPolicy(t, "replica", r.PID, policy, replicaThreads)
+	}
+}
+
+// checkPolicy: every thread of process pid, of which there are at least threads, is under policy.
+func checkPolicy(t *testing.T, what string, pid int, policy string, threads int) {
+	t.Helper()
+	out, err := exec.Command("chrt", "--all-tasks", "--pid", strconv.Itoa(pid)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("chrt: %v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, line := range lines {
+		if strings.Contains(line, "policy") && !strings.HasSuffix(line, policy) {
+			t.Errorf("%s %d: %s, want %s", what, pid, line, policy)
 		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		for _, line := range lines {
-			if strings.Contains(line, "policy") && !strings.HasSuffix(line, "SCHED_BATCH") {
-				t.Errorf("replica %d: %s", r.PID, line)
-			}
-		}
-		if len(lines) < 4 { // a Go worker has several threads: each has a policy and a priority line
-			t.Errorf("replica %d: chrt listed %d lines: %s", r.PID, len(lines), out)
-		}
+	}
+	if len(lines) < 2*threads { // a policy and a priority line per thread
+		t.Errorf("%s %d: chrt listed %d lines, want %d threads: %s", what, pid, len(lines), threads, out)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/slipway-ml/slipway/internal/jobs"
 	"github.com/slipway-ml/slipway/internal/modelruntime"
 	"github.com/slipway-ml/slipway/internal/monitor"
+	"github.com/slipway-ml/slipway/internal/procsched"
 	"github.com/slipway-ml/slipway/internal/replay"
 	"github.com/slipway-ml/slipway/internal/rollout"
 	"github.com/slipway-ml/slipway/internal/serving"
@@ -138,6 +139,21 @@ func (a *App) openMonitorData(ctx context.Context) (*sqlstore.MonitorDB, error) 
 	return sqlstore.OpenMonitorSQLite(ctx, filepath.Join(filepath.Dir(a.cfg.Database.SQLite), "monitor.db"))
 }
 
+// scheduleServer puts the server's own threads in --server-scheduling's class and returns the classes its local
+// replicas are to be put in once loaded. A server that cannot change its own class (started under SCHED_IDLE,
+// say) logs why and runs on as it is.
+func (a *App) scheduleServer() modelruntime.ReplicaScheduling {
+	moved := false
+	if a.cfg.ServerScheduling == string(procsched.Batch) {
+		if err := procsched.Set(os.Getpid(), procsched.Batch); err != nil {
+			a.log.Warn("the server's threads stay in their scheduling class (start it with --server-scheduling normal to silence this)", "err", err)
+		} else {
+			moved = true
+		}
+	}
+	return modelruntime.ReplicaSchedulingFor(a.cfg.ReplicaScheduling, moved)
+}
+
 func (a *App) open(ctx context.Context) error {
 	var err error
 	if a.db, err = a.openDatabase(ctx); err != nil {
@@ -156,7 +172,7 @@ func (a *App) open(ctx context.Context) error {
 	}
 	// Replicas that are local processes get their memory limit from `slipway exec-limited`, like job runs.
 	rt, err := modelruntime.New(modelruntime.Config{Python: a.cfg.Python, PythonEnvs: a.cfg.PythonEnvs, ORTLibrary: a.cfg.ORTLibrary,
-		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime"), Scheduling: modelruntime.Scheduling(a.cfg.ReplicaScheduling),
+		ScratchDir: filepath.Join(a.cfg.DataDir, "runtime"), Scheduling: a.scheduleServer(),
 		Engine: modelruntime.LocalEngine{Shim: []string{exe, "exec-limited"}, CPU: a.localCPU()}})
 	if err != nil {
 		return err

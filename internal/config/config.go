@@ -71,8 +71,9 @@ type Config struct {
 	S3Endpoint, S3Region string
 	// S3CABundle is AWS_CA_BUNDLE: more certificate authorities to trust for the bucket's endpoint.
 	S3CABundle string
-	// ReplicaScheduling is the Linux scheduling policy of model replicas: batch or normal.
-	ReplicaScheduling string
+	// ServerScheduling and ReplicaScheduling are the Linux scheduling classes (batch or normal) of the server's
+	// own threads and of its local model replicas (docs/architecture.md, "The server under SCHED_BATCH").
+	ServerScheduling, ReplicaScheduling string
 	// ModelMemoryBudget bounds the measured memory of the loaded replicas (--model-memory-budget, e.g. 8GiB);
 	// beyond it the least recently used idle ones are unloaded. 0: half the memory of the machine (or of the
 	// server's cgroup, when that is less).
@@ -132,7 +133,7 @@ func Default() Config {
 		MaxHeaderBytes: 64 << 10, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		AuditRetention:     400 * 24 * time.Hour,
 		PayloadReadTimeout: time.Minute, WriteTimeout: time.Minute,
-		MetricsRetention: 14 * 24 * time.Hour, AlertInterval: 30 * time.Second, MaxConcurrentRuns: 4, ReplicaScheduling: "batch", LeaseTTL: 15 * time.Second,
+		MetricsRetention: 14 * 24 * time.Hour, AlertInterval: 30 * time.Second, MaxConcurrentRuns: 4, ServerScheduling: "batch", ReplicaScheduling: "auto", LeaseTTL: 15 * time.Second,
 		Engine: "local", Namespace: "default", Image: "localhost/slipway:dev", ReplicaNetwork: "pod",
 	}
 }
@@ -147,7 +148,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	}{
 		{&c.DataDir, "SLIPWAY_DATA_DIR"}, {&c.Addr, "SLIPWAY_ADDR"}, {&c.LogFormat, "SLIPWAY_LOG_FORMAT"},
 		{&c.LogLevel, "SLIPWAY_LOG_LEVEL"}, {&c.Python, "SLIPWAY_PYTHON"}, {&c.ORTLibrary, "SLIPWAY_ORT_LIB"},
-		{&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE"}, {&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING"},
+		{&c.ConnectionsFile, "SLIPWAY_CONNECTIONS_FILE"}, {&c.ReplicaScheduling, "SLIPWAY_REPLICA_SCHEDULING"}, {&c.ServerScheduling, "SLIPWAY_SERVER_SCHEDULING"},
 		{&c.ArtifactStore, "SLIPWAY_ARTIFACT_STORE"}, {&c.DatabaseURL, "SLIPWAY_DATABASE"},
 		{&c.TLSCert, "SLIPWAY_TLS_CERT"}, {&c.TLSKey, "SLIPWAY_TLS_KEY"}, {&c.AdvertiseURL, "SLIPWAY_ADVERTISE_URL"},
 		{&c.AdvertiseGRPC, "SLIPWAY_ADVERTISE_GRPC"},
@@ -199,7 +200,8 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, 
 	fs.Float64Var(&c.MaxRatio, "max-compression-ratio", c.MaxRatio, "largest unpacked/uploaded size ratio (archive bomb guard)")
 	fs.DurationVar(&c.ReadyTimeout, "replica-ready-timeout", c.ReadyTimeout, "how long a replica may take to load its model (load_model()) before it counts as failed")
 	fs.StringVar(&budget, "model-memory-budget", budget, "memory the loaded model replicas may hold, measured (e.g. 8GiB); beyond it the least recently used idle replicas are unloaded and reload on their next request (default: half the machine's memory, or of the server's cgroup limit; env SLIPWAY_MODEL_MEMORY_BUDGET)")
-	fs.StringVar(&c.ReplicaScheduling, "replica-scheduling", c.ReplicaScheduling, "Linux scheduling policy of model replicas: batch (SCHED_BATCH: waking a replica does not preempt the HTTP front end) or normal (env SLIPWAY_REPLICA_SCHEDULING)")
+	fs.StringVar(&c.ServerScheduling, "server-scheduling", c.ServerScheduling, "Linux scheduling class of the server's own threads: batch (SCHED_BATCH: the HTTP front end waking up does not preempt a model computing on the same machine) or normal (leave the server as started; env SLIPWAY_SERVER_SCHEDULING)")
+	fs.StringVar(&c.ReplicaScheduling, "replica-scheduling", c.ReplicaScheduling, "Linux scheduling class of local model replicas once loaded: auto (Python replicas SCHED_OTHER, ONNX replicas SCHED_BATCH; all SCHED_BATCH when the server is not), normal (SCHED_OTHER) or batch (SCHED_BATCH: waking a replica does not preempt the server; env SLIPWAY_REPLICA_SCHEDULING)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "serve HTTPS with this certificate (PEM; with --tls-key; SIGHUP reloads both; env SLIPWAY_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "the private key of --tls-cert (PEM; env SLIPWAY_TLS_KEY)")
 	fs.StringVar(&c.DatabaseURL, "database", c.DatabaseURL, "where the state lives: sqlite:///path/slipway.db (default: DATA_DIR/slipway.db, with monitor.db next to it) or postgres://user:password@host:5432/db for every table in PostgreSQL (env SLIPWAY_DATABASE)")
@@ -329,8 +331,11 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
 	}
-	if c.ReplicaScheduling != "batch" && c.ReplicaScheduling != "normal" {
-		errs = append(errs, fmt.Errorf("--replica-scheduling %q: want batch or normal", c.ReplicaScheduling))
+	if c.ServerScheduling != "batch" && c.ServerScheduling != "normal" {
+		errs = append(errs, fmt.Errorf("--server-scheduling %q: want batch or normal", c.ServerScheduling))
+	}
+	if c.ReplicaScheduling != "auto" && c.ReplicaScheduling != "batch" && c.ReplicaScheduling != "normal" {
+		errs = append(errs, fmt.Errorf("--replica-scheduling %q: want auto, batch or normal", c.ReplicaScheduling))
 	}
 	if c.ReplicaAnnounceURL != "" {
 		if u, err := url.Parse(c.ReplicaAnnounceURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

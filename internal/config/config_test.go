@@ -10,6 +10,7 @@ import (
 // Settings given by flag or environment variable, with the flag winning, and refused with a clear message.
 func TestStringSettings(t *testing.T) {
 	scheduling := func(c Config) string { return c.ReplicaScheduling }
+	serverScheduling := func(c Config) string { return c.ServerScheduling }
 	store := func(c Config) string { return c.ArtifactStore }
 	database := func(c Config) string { return fmt.Sprintf("%+v", c.Database) }
 	budget := func(c Config) string { return fmt.Sprint(c.ModelMemoryBudget) }
@@ -23,11 +24,15 @@ func TestStringSettings(t *testing.T) {
 		want   string
 		err    string
 	}{
-		{"scheduling default", "SLIPWAY_REPLICA_SCHEDULING", "", nil, scheduling, "batch", ""},
-		{"scheduling flag", "SLIPWAY_REPLICA_SCHEDULING", "", []string{"--replica-scheduling", "normal"}, scheduling, "normal", ""},
-		{"scheduling environment", "SLIPWAY_REPLICA_SCHEDULING", "normal", nil, scheduling, "normal", ""},
-		{"scheduling flag wins over environment", "SLIPWAY_REPLICA_SCHEDULING", "normal", []string{"--replica-scheduling", "batch"}, scheduling, "batch", ""},
-		{"unknown policy", "SLIPWAY_REPLICA_SCHEDULING", "", []string{"--replica-scheduling", "fifo"}, scheduling, "", `--replica-scheduling "fifo": want batch or normal`},
+		{"scheduling default", "SLIPWAY_REPLICA_SCHEDULING", "", nil, scheduling, "auto", ""},
+		{"scheduling flag", "SLIPWAY_REPLICA_SCHEDULING", "", []string{"--replica-scheduling", "batch"}, scheduling, "batch", ""},
+		{"scheduling environment", "SLIPWAY_REPLICA_SCHEDULING", "batch", nil, scheduling, "batch", ""},
+		{"scheduling flag wins over environment", "SLIPWAY_REPLICA_SCHEDULING", "batch", []string{"--replica-scheduling", "normal"}, scheduling, "normal", ""},
+		{"unknown policy", "SLIPWAY_REPLICA_SCHEDULING", "", []string{"--replica-scheduling", "fifo"}, scheduling, "", `--replica-scheduling "fifo": want auto, batch or normal`},
+		{"server scheduling default", "SLIPWAY_SERVER_SCHEDULING", "", nil, serverScheduling, "batch", ""},
+		{"server scheduling environment", "SLIPWAY_SERVER_SCHEDULING", "normal", nil, serverScheduling, "normal", ""},
+		{"server scheduling flag wins over environment", "SLIPWAY_SERVER_SCHEDULING", "normal", []string{"--server-scheduling", "batch"}, serverScheduling, "batch", ""},
+		{"unknown server class", "SLIPWAY_SERVER_SCHEDULING", "", []string{"--server-scheduling", "idle"}, serverScheduling, "", `--server-scheduling "idle": want batch or normal`},
 		{"artifacts on local disk by default", "SLIPWAY_ARTIFACT_STORE", "", nil, store, "", ""},
 		{"artifact store flag", "SLIPWAY_ARTIFACT_STORE", "", []string{"--artifact-store", "s3://models/prod"}, store, "s3://models/prod", ""},
 		{"artifact store environment", "SLIPWAY_ARTIFACT_STORE", "s3://models/env", nil, store, "s3://models/env", ""},

@@ -21,7 +21,8 @@ type ProcessSpec struct {
 	// with their digests: what an engine that runs the replica elsewhere must copy or mount.
 	Dir   string
 	Files []slipway.File
-	// Scheduling is applied once the replica is ready (loading the model runs under the default policy).
+	// Scheduling is applied once the replica is ready (loading the model runs in the class inherited from the
+	// server).
 	Scheduling Scheduling
 	// Deployment and Version name what the replica serves, for engines that place or find replicas by it
 	// (RemoteEngine takes an announced worker of this deployment and version). Empty for registration checks.

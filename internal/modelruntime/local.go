@@ -96,7 +96,7 @@ type localProcess struct {
 	err            error         // exit status, valid after done
 }
 
-func (p *localProcess) Ready() error          { return p.scheduling.apply(p.pid) }
+func (p *localProcess) Ready() error          { return applyScheduling(p.scheduling, p.pid) }
 func (p *localProcess) Done() <-chan struct{} { return p.done }
 func (p *localProcess) ExitErr() error        { return p.err }
 func (p *localProcess) PID() int              { return p.pid }

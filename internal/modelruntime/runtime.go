@@ -34,8 +34,9 @@ type Config struct {
 	ORTLibrary string
 	// ScratchDir holds the extracted harness.
 	ScratchDir string
-	// Scheduling is the policy replicas run under (SchedulingNormal when empty).
-	Scheduling Scheduling
+	// Scheduling is the class each runtime's replicas are put in once loaded (empty: the one they inherit from
+	// the server).
+	Scheduling ReplicaScheduling
 	// Engine runs the replicas: LocalEngine (child processes of the server) when nil.
 	Engine Engine
 	// InProcess runs the replicas of in-process deployments (ProcessSpec.Isolation): an InProcessEngine on
@@ -106,7 +107,7 @@ func (rt *Runtimes) VersionSpec(v *slipway.ModelVersion, dir string, extraEnv ma
 }
 
 func (rt *Runtimes) replicaSpec(pythonEnv, runtime, dir string, files []slipway.File, extraEnv map[string]string) (ProcessSpec, error) {
-	spec := ProcessSpec{Runtime: runtime, Env: baseEnv(extraEnv), Dir: dir, Files: files, Scheduling: rt.cfg.Scheduling}
+	spec := ProcessSpec{Runtime: runtime, Env: baseEnv(extraEnv), Dir: dir, Files: files, Scheduling: rt.cfg.Scheduling.For(runtime)}
 	switch runtime {
 	case slipway.RuntimePython:
 		python, err := rt.Interpreter(pythonEnv)

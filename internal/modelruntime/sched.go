@@ -1,69 +1,71 @@
 package modelruntime
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/procsched"
 )
 
-// Scheduling is the Linux scheduling policy a replica process runs under.
-type Scheduling string
+// Scheduling is the Linux scheduling class a replica process is put in once its model is loaded; empty leaves
+// it in the class it inherited from the server.
+type Scheduling = procsched.Class
 
 const (
-	// SchedulingBatch runs replicas under SCHED_BATCH: same CPU share as any process, but waking one (a request
-	// written to its pipe) does not preempt the thread that woke it. That thread is the HTTP front end, which
-	// has more requests to read and answers to write; it keeps its CPU slice and the model runs when a core
-	// frees, usually microseconds later. Under load this cut replica CPU per request by ~20% and raised an
-	// ONNX deployment's requests/s (docs/benchmarks.md), because each batch costs fewer context switches.
-	SchedulingBatch Scheduling = "batch"
-	// SchedulingNormal leaves replicas under the default policy (SCHED_OTHER).
-	SchedulingNormal Scheduling = "normal"
+	// SchedulingBatch runs replicas under SCHED_BATCH: waking one (a request written to its pipe) does not
+	// preempt the thread that woke it.
+	SchedulingBatch = procsched.Batch
+	// SchedulingNormal runs replicas under SCHED_OTHER.
+	SchedulingNormal = procsched.Normal
 )
 
-// apply puts every thread of process pid under the policy. Threads inherit their creator's policy, so threads
-// the model starts later get it too; one started while the first pass ran is caught by the next pass.
-func (s Scheduling) apply(pid int) error {
-	if s != SchedulingBatch {
-		return nil
+// ReplicaScheduling is the class each runtime's replicas are put in once loaded.
+type ReplicaScheduling struct{ Python, ONNX Scheduling }
+
+// For returns the class of runtime's replicas.
+func (s ReplicaScheduling) For(runtime string) Scheduling {
+	if runtime == slipway.RuntimeONNX {
+		return s.ONNX
 	}
-	done := map[int]bool{}
-	for pass := 0; pass < 5; pass++ {
-		tids, err := threads(pid)
-		if err != nil {
-			return err
-		}
-		changed := false
-		for _, tid := range tids {
-			if done[tid] {
-				continue
-			}
-			done[tid], changed = true, true
-			err := unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_BATCH}, 0)
-			if err != nil && !errors.Is(err, syscall.ESRCH) { // ESRCH: the thread has exited meanwhile
-				return fmt.Errorf("set SCHED_BATCH on replica %d thread %d: %w (start the server with --replica-scheduling normal)", pid, tid, err)
-			}
-		}
-		if !changed {
-			return nil
-		}
-	}
-	return nil
+	return s.Python
 }
 
-func threads(pid int) ([]int, error) {
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return nil, fmt.Errorf("list replica %d threads: %w", pid, err)
+// ReplicaSchedulingFor reads --replica-scheduling (auto, batch or normal) for a server whose own threads are
+// (serverBatch) or are not under SCHED_BATCH; docs/architecture.md has the figures.
+//
+// auto, with the server under SCHED_BATCH: a Python replica runs under SCHED_OTHER. Its calls are long (~100 µs
+// and more) and it is what limits a Python deployment; with up to 8 calls in flight it rarely sleeps, and the
+// front end's thousands of wake-ups a second no longer preempt it mid-call. An ONNX replica stays under
+// SCHED_BATCH, as the server is: its calls are short, it sleeps between batches, and a wake-up of it preempting the
+// front end at every batch cost more than it saved. Without the server under SCHED_BATCH, auto is the
+// arrangement before that: every replica under SCHED_BATCH.
+//
+// A replica starts as the server's child, in its class; normal moves it back only when the server moved itself
+// (else it is in the class the server was started in, which may be one it could not leave).
+func ReplicaSchedulingFor(flag string, serverBatch bool) ReplicaScheduling {
+	normal := SchedulingNormal
+	if !serverBatch {
+		normal = ""
 	}
-	tids := make([]int, 0, len(entries))
-	for _, e := range entries {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			tids = append(tids, tid)
-		}
+	switch flag {
+	case string(SchedulingBatch):
+		return ReplicaScheduling{Python: SchedulingBatch, ONNX: SchedulingBatch}
+	case string(SchedulingNormal):
+		return ReplicaScheduling{Python: normal, ONNX: normal}
 	}
-	return tids, nil
+	if !serverBatch {
+		return ReplicaScheduling{Python: SchedulingBatch, ONNX: SchedulingBatch}
+	}
+	return ReplicaScheduling{Python: SchedulingNormal, ONNX: SchedulingBatch}
+}
+
+// applyScheduling puts every thread of replica process pid in class s (nothing for an empty s).
+func applyScheduling(s Scheduling, pid int) error {
+	if s == "" {
+		return nil
+	}
+	if err := procsched.Set(pid, s); err != nil {
+		return fmt.Errorf("replica scheduling: %w (start the server with --replica-scheduling or --server-scheduling set otherwise)", err)
+	}
+	return nil
 }

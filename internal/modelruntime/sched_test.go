@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/slipway-ml/slipway"
+	"github.com/slipway-ml/slipway/internal/procsched"
 )
 
 // The model reports the policy of its main thread, of a thread it started while loading (before the server
@@ -35,22 +38,36 @@ def predict(data, model=None):
     return {"main": os.sched_getscheduler(0), "loaded": _answer[0], "new": _policy_of_new_thread()}
 `
 
+// A replica starts in the server's class (it is the server's child) and is put in its own once loaded. The
+// server's class is the test process's here, set for the subtest's duration.
 func TestReplicaScheduling(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "score.py"), []byte(schedScore), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
+		server     procsched.Class
 		scheduling Scheduling
 		want       int
 	}{
-		{SchedulingBatch, 3},
-		{SchedulingNormal, 0},
-		{"", 0},
+		{procsched.Normal, SchedulingBatch, 3},
+		{procsched.Normal, SchedulingNormal, 0},
+		{procsched.Normal, "", 0},
+		{procsched.Batch, SchedulingNormal, 0}, // the default: the server under SCHED_BATCH, its replicas not
+		{procsched.Batch, SchedulingBatch, 3},
+		{procsched.Batch, "", 3}, // left as inherited
 	}
 	for _, tc := range tests {
-		t.Run(string(tc.scheduling), func(t *testing.T) {
-			rt, err := New(Config{ScratchDir: t.TempDir(), Scheduling: tc.scheduling})
+		t.Run(string(tc.server)+"/"+string(tc.scheduling), func(t *testing.T) {
+			if err := procsched.Set(os.Getpid(), tc.server); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := procsched.Set(os.Getpid(), procsched.Normal); err != nil {
+					t.Error(err)
+				}
+			})
+			rt, err := New(Config{ScratchDir: t.TempDir(), Scheduling: ReplicaScheduling{Python: tc.scheduling}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,5 +94,26 @@ func TestReplicaScheduling(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReplicaSchedulingFor(t *testing.T) {
+	tests := []struct {
+		flag         string
+		serverBatch  bool
+		python, onnx Scheduling
+	}{
+		{"auto", true, SchedulingNormal, SchedulingBatch}, // the default
+		{"auto", false, SchedulingBatch, SchedulingBatch},
+		{"batch", true, SchedulingBatch, SchedulingBatch},
+		{"batch", false, SchedulingBatch, SchedulingBatch},
+		{"normal", true, SchedulingNormal, SchedulingNormal},
+		{"normal", false, "", ""}, // already in the class the server was started in
+	}
+	for _, tc := range tests {
+		got := ReplicaSchedulingFor(tc.flag, tc.serverBatch)
+		if got.For(slipway.RuntimePython) != tc.python || got.For(slipway.RuntimeONNX) != tc.onnx {
+			t.Errorf("ReplicaSchedulingFor(%q, %v) = %+v, want python %q onnx %q", tc.flag, tc.serverBatch, got, tc.python, tc.onnx)
+		}
 	}
 }
