@@ -43,18 +43,17 @@ func (s ReplicaScheduling) For(runtime string) Scheduling {
 // A replica starts as the server's child, in its class; normal moves it back only when the server moved itself
 // (else it is in the class the server was started in, which may be one it could not leave).
 func ReplicaSchedulingFor(flag string, serverBatch bool) ReplicaScheduling {
-	normal := SchedulingNormal
 	if !serverBatch {
-		normal = ""
+		if flag == string(SchedulingNormal) {
+			return ReplicaScheduling{} // already in the class the server was started in
+		}
+		return ReplicaScheduling{Python: SchedulingBatch, ONNX: SchedulingBatch}
 	}
 	switch flag {
 	case string(SchedulingBatch):
 		return ReplicaScheduling{Python: SchedulingBatch, ONNX: SchedulingBatch}
 	case string(SchedulingNormal):
-		return ReplicaScheduling{Python: normal, ONNX: normal}
-	}
-	if !serverBatch {
-		return ReplicaScheduling{Python: SchedulingBatch, ONNX: SchedulingBatch}
+		return ReplicaScheduling{Python: SchedulingNormal, ONNX: SchedulingNormal}
 	}
 	return ReplicaScheduling{Python: SchedulingNormal, ONNX: SchedulingBatch}
 }
@@ -65,7 +64,7 @@ func applyScheduling(s Scheduling, pid int) error {
 		return nil
 	}
 	if err := procsched.Set(pid, s); err != nil {
-		return fmt.Errorf("replica scheduling: %w (start the server with --replica-scheduling or --server-scheduling set otherwise)", err)
+		return fmt.Errorf("replica scheduling: %w (start the server with --server-scheduling normal --replica-scheduling normal to leave replicas in the class they start in)", err)
 	}
 	return nil
 }

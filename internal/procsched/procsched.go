@@ -24,15 +24,6 @@ const (
 	Normal Class = "normal"
 )
 
-// Parse reads a class as the command line spells it.
-func Parse(s string) (Class, error) {
-	switch c := Class(s); c {
-	case Batch, Normal:
-		return c, nil
-	}
-	return "", fmt.Errorf("scheduling class %q: want batch or normal", s)
-}
-
 func (c Class) policy() uint32 {
 	if c == Batch {
 		return unix.SCHED_BATCH
@@ -77,21 +68,6 @@ func setThread(tid int, c Class) error {
 	}
 	attr.Policy = c.policy() // nice, a custom slice and the reset-on-fork flag stay as they are
 	return unix.SchedSetAttr(tid, attr, 0)
-}
-
-// Of reports the class of thread tid (0: the calling thread); ok is false for a policy other than the two.
-func Of(tid int) (c Class, ok bool, err error) {
-	attr, err := unix.SchedGetAttr(tid, 0)
-	if err != nil {
-		return "", false, fmt.Errorf("read the scheduling policy of thread %d: %w", tid, err)
-	}
-	switch attr.Policy {
-	case unix.SCHED_BATCH:
-		return Batch, true, nil
-	case unix.SCHED_NORMAL:
-		return Normal, true, nil
-	}
-	return "", false, nil
 }
 
 func threads(pid int) ([]int, error) {
