@@ -47,7 +47,7 @@ bench-models: build examples ## 300 lazy in-process ONNX deployments: server RSS
 bench-batch: build examples ## 1M rows Parquet → PostgreSQL vs pandas + predict + COPY
 	./bench/batch/run.sh
 
-bench-remote: build examples ## network replicas (slipway worker serve over TCP) vs local pipes, ONNX and Python, c=32
+bench-remote: build examples ## network replicas (slipway worker serve over TCP) vs local pipes: ONNX, Python, fast Python; c=32
 	./bench/remote.sh
 
 bench-kube: build examples ## Kubernetes pods (replicas over TCP) vs local pipes, ONNX and Python, c=32; deploy → ACTIVE; kill -9 → serving

@@ -3,7 +3,7 @@
 #
 #   ./bench/remote.sh [--quick] [--duration 10s] [--warmup 2s] [--rounds 3]
 #
-# One server; for the ONNX and the Python example, a local deployment (2 replica processes over pipes) and an
+# One server; for the ONNX and the Python example, and for the fast Python model of the pyfast rounds (bench/pywide), a local deployment (2 replica processes over pipes) and an
 # external one (2 `slipway worker serve` processes on loopback TCP, same version, same settings). Each round
 # measures, at c=32 with 1 row per request, local then remote, for each runtime, and the ratio remote/local is
 # taken per round; the median ratio is reported. The two deployments of a runtime never run at the same time
@@ -84,10 +84,14 @@ export SLIPWAY_URL=${addr#addr=} SLIPWAY_TOKEN
 SLIPWAY_TOKEN=$(cat "$work/data/admin.token")
 "$SLIPWAY" models push examples/onnx-churn/model.onnx --model churn-onnx --metadata examples/onnx-churn/metadata.json >"$logs/push.log" 2>&1
 "$SLIPWAY" models push examples/sklearn-churn --model churn --metadata examples/sklearn-churn/metadata.json >>"$logs/push.log" 2>&1
+# pywide: the fast Python model of bench/run.sh's pyfast rounds (~0.1 ms a call, where the example's takes ~5 ms):
+# what a network replica's own overhead per call weighs against a quick predict().
+"$PY" bench/pywide/make_model.py "$work/pywide" >"$logs/pywide-model.log" 2>&1
+cp "$work/pywide/frame-1.json" "$work/payloads/pywide.json"
+"$SLIPWAY" models push "$work/pywide" --model pywide --metadata "$work/pywide/metadata.json" >>"$logs/push.log" 2>&1
 
-for rt in onnx python; do
-  model=churn-onnx:1
-  [[ $rt == python ]] && model=churn:1
+for rt in onnx python pywide; do
+  case $rt in onnx) model=churn-onnx:1 ;; python) model=churn:1 ;; pywide) model=pywide:1 ;; esac
   "$SLIPWAY" deploy "$rt-local" --model "$model" --replicas 2 >"$logs/deploy-$rt-local.log" 2>&1
   "$SLIPWAY" deploy "$rt-remote" --model "$model" --replicas 2 --engine external --no-wait >"$logs/deploy-$rt-remote.log" 2>&1
   spec=$("$SLIPWAY" deployments replica-spec "$rt-remote")
@@ -110,7 +114,7 @@ measure() { # measure LABEL URL BODY ROUND
     -meta "target=$1" -meta "round=$4" -json "$jsonl" -watch-pid "$server_pid" >&2
 }
 for ((r = 1; r <= rounds; r++)); do
-  for rt in onnx python; do
+  for rt in onnx python pywide; do
     for kind in local remote; do
       measure "$rt-$kind" "$SLIPWAY_URL/deployments/$rt-$kind/invocations" "$work/payloads/$rt.json" "$r"
     done
@@ -127,7 +131,7 @@ out = [f"Network replicas vs local pipes: c=32, 1 row, {sys.argv[5]} interleaved
        f"commit {sys.argv[6]}, {sys.argv[7]} CPUs. 2 replicas each; remote = 2 `slipway worker serve` on loopback TCP.", "",
        "| runtime | local req/s (median) | remote req/s (median) | remote/local (median of per-round ratios) | local p99 ms | remote p99 ms | errors |",
        "|---|---|---|---|---|---|---|"]
-for rt in ("onnx", "python"):
+for rt in ("onnx", "python", "pywide"):
     rounds = sorted({r for (t, r) in by if t.startswith(rt + "-")})
     loc = [by[(rt + "-local", r)] for r in rounds]
     rem = [by[(rt + "-remote", r)] for r in rounds]

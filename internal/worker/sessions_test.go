@@ -102,17 +102,29 @@ func TestWorkerServesSeveralSessionsONNX(t *testing.T) {
 	}
 }
 
-// pythonModel writes a score.py that answers its worker pid and, for {"sleep": s}, sleeps first.
+// pythonModel writes a score.py that answers its worker pid. A request may ask it first to create a file
+// ("mark"), wait for a file to exist ("until"), then to report whether another request reaches the harness's
+// stdin while this one is in predict() ("probe"), to exit ("exit") or to sleep ("sleep", seconds).
 func pythonModel(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	score := `import os, time
+	score := `import os, select, time
 def load_model():
     return None
 def predict(data, model=None):
-    if isinstance(data, dict) and data.get("sleep"):
+    if data.get("mark"):
+        open(data["mark"], "w").close()
+    if data.get("until"):
+        while not os.path.exists(data["until"]):
+            time.sleep(0.01)
+    if data.get("probe"):
+        readable, _, _ = select.select([0], [], [], 30)
+        return {"pid": os.getpid(), "echo": data.get("n"), "pipelined": bool(readable)}
+    if data.get("exit"):
+        os._exit(3)
+    if data.get("sleep"):
         time.sleep(data["sleep"])
-    return {"pid": os.getpid(), "echo": data.get("n") if isinstance(data, dict) else None}
+    return {"pid": os.getpid(), "echo": data.get("n")}
 `
 	if err := os.WriteFile(filepath.Join(dir, "score.py"), []byte(score), 0o644); err != nil {
 		t.Fatal(err)
@@ -134,8 +146,9 @@ func startPython(t *testing.T) *pythonSessions {
 }
 
 type pidAnswer struct {
-	PID  int `json:"pid"`
-	Echo int `json:"echo"`
+	PID       int  `json:"pid"`
+	Echo      int  `json:"echo"`
+	Pipelined bool `json:"pipelined"`
 }
 
 func predictPID(c *workerproto.Client, n int, extra string) (pidAnswer, error) {
@@ -224,5 +237,179 @@ func TestWorkerPythonSessionEndingMidCallSparesTheOthers(t *testing.T) {
 	}
 	if got.PID == first.PID {
 		t.Logf("the call did not reach the model before the session ended (same process %d)", got.PID)
+	}
+}
+
+// waitForFile waits until the model has created path (its "mark").
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the model never created %s", path)
+		}
+	}
+}
+
+// waitForLine waits until the serving child has n calls in flight (their frames written to it).
+func waitForLine(t *testing.T, p *pythonSessions, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		p.mu.Lock()
+		got := 0
+		if p.child != nil {
+			got = len(p.child.calls)
+		}
+		p.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the child has %d calls in flight, want %d", got, n)
+		}
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// A call reaches the model process while the one before it is still in predict(), as with a local replica:
+// the worker does not wait for an answer before it sends the next request.
+func TestWorkerPythonPipelinesCalls(t *testing.T) {
+	addr, spec := startSessionServer(t, startPython(t), 8)
+	a, _, err := dialSession(t, addr, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := dialSession(t, addr, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := filepath.Join(t.TempDir(), "in-predict")
+	for _, second := range []*workerproto.Client{a, b} { // the next call from the same session, then from another
+		_ = os.Remove(mark)
+		first := make(chan pidAnswer, 1)
+		go func() {
+			got, err := predictPID(a, 1, `, "probe": true, "mark": `+jsonString(mark))
+			if err != nil {
+				t.Error(err)
+			}
+			first <- got
+		}()
+		waitForFile(t, mark)
+		got, err := predictPID(second, 2, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe := <-first
+		if got.Echo != 2 || probe.Echo != 1 {
+			t.Fatalf("answers %+v and %+v, want the answers to 1 and 2", probe, got)
+		}
+		if !probe.Pipelined {
+			t.Fatal("the second request did not reach the model process while the first was in predict(): calls are not pipelined")
+		}
+	}
+}
+
+// Calls queued behind one whose session ended while it was in predict() are answered by a new model process,
+// in order, not failed with it.
+func TestWorkerPythonSessionEndingMidCallMovesTheQueuedCalls(t *testing.T) {
+	p := startPython(t)
+	addr, spec := startSessionServer(t, p, 8)
+	a, aConn, err := dialSession(t, addr, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := dialSession(t, addr, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := predictPID(b, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := filepath.Join(t.TempDir(), "in-predict")
+	hung := make(chan error, 1)
+	go func() {
+		_, err := predictPID(a, 1, `, "sleep": 600, "mark": `+jsonString(mark))
+		hung <- err
+	}()
+	waitForFile(t, mark)
+	queued := make([]chan pidAnswer, 3)
+	for i := range queued {
+		queued[i] = make(chan pidAnswer, 1)
+		go func() {
+			got, err := predictPID(b, 10+i, "")
+			if err != nil {
+				t.Errorf("b's queued call %d: %v", 10+i, err)
+			}
+			queued[i] <- got
+		}()
+		waitForLine(t, p, 2+i) // in this order on the child
+	}
+	_ = aConn.Close() // the server gives up on a's call
+	if err := <-hung; err == nil {
+		t.Fatal("the hung call answered after its session was closed")
+	}
+	for i, ch := range queued {
+		got := <-ch
+		if got.Echo != 10+i {
+			t.Fatalf("b's call %d got the answer to %d", 10+i, got.Echo)
+		}
+		if got.PID == before.PID {
+			t.Fatalf("b's call %d was answered by the killed process %d", 10+i, got.PID)
+		}
+	}
+}
+
+// A model process that dies in predict() fails that call's session only; the calls behind it go to a new one.
+func TestWorkerPythonCrashFailsOnlyItsCall(t *testing.T) {
+	p := startPython(t)
+	addr, spec := startSessionServer(t, p, 8)
+	a, _, err := dialSession(t, addr, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := dialSession(t, addr, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mark, release := filepath.Join(dir, "in-predict"), filepath.Join(dir, "go")
+	crashed := make(chan error, 1)
+	go func() {
+		_, err := predictPID(a, 1, `, "exit": true, "mark": `+jsonString(mark)+`, "until": `+jsonString(release))
+		crashed <- err
+	}()
+	waitForFile(t, mark)
+	queued := make(chan pidAnswer, 1)
+	go func() {
+		got, err := predictPID(b, 2, "")
+		if err != nil {
+			t.Errorf("b's queued call: %v", err)
+		}
+		queued <- got
+	}()
+	waitForLine(t, p, 2)
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-crashed; err == nil {
+		t.Fatal("the call the model process died on answered")
+	}
+	if got := <-queued; got.Echo != 2 || got.PID == 0 {
+		t.Fatalf("b's queued call: %+v, want the answer to 2", got)
+	}
+	// a's session ended with its call; a new one is served by the new process.
+	a2, _, err := dialSession(t, addr, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := predictPID(a2, 3, ""); err != nil || got.Echo != 3 {
+		t.Fatalf("a new session after the crash: %+v, %v", got, err)
 	}
 }

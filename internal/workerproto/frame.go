@@ -12,6 +12,7 @@
 package workerproto
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -150,4 +151,20 @@ func strayHint(hdr []byte) string {
 		}
 	}
 	return fmt.Sprintf(" (stdout starts with text %q: a stray print to stdout?)", hdr)
+}
+
+// FrameBuffered reports whether r's buffer already holds a whole frame, i.e. whether ReadFrame on r will return
+// without reading from the underlying stream. A relay uses it to write ahead while frames keep coming and to
+// flush when the next one has yet to arrive (a partly buffered frame counts as not buffered: its rest may take
+// a while).
+func FrameBuffered(r *bufio.Reader) bool {
+	n := r.Buffered()
+	if n < headerLen {
+		return false
+	}
+	h, err := r.Peek(headerLen)
+	if err != nil {
+		return false
+	}
+	return int64(binary.BigEndian.Uint32(h)) <= int64(n-4) // the length field counts the kind byte and the payload
 }

@@ -1,6 +1,7 @@
 package workerproto
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -138,5 +139,50 @@ func TestKindString(t *testing.T) {
 	}
 	if got := Kind('Z').String(); got != "0x5a (unknown)" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestFrameBuffered(t *testing.T) {
+	var two bytes.Buffer
+	for _, payload := range []string{"first", "second answer"} {
+		if err := WriteFrame(&two, KindResultJSON, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := two.Bytes()
+	firstLen := headerLen + len("first")
+	tests := []struct {
+		name string
+		have int  // bytes of the stream that have arrived
+		read int  // frames read before asking
+		want bool // a whole frame is buffered
+	}{
+		{"nothing yet", 0, 0, false},
+		{"part of a header", 3, 0, false},
+		{"a header without its payload", headerLen, 0, false},
+		{"all but the last byte", firstLen - 1, 0, false},
+		{"one whole frame", firstLen, 0, true},
+		{"both frames", len(whole), 0, true},
+		{"the second frame, after the first was read", len(whole), 1, true},
+		{"the second frame's header only, after the first was read", firstLen + headerLen, 1, false},
+		{"all read", len(whole), 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := bufio.NewReader(bytes.NewReader(whole[:tt.have]))
+			if tt.have > 0 {
+				if _, err := r.Peek(1); err != nil { // fill the buffer with what has arrived
+					t.Fatal(err)
+				}
+			}
+			for range tt.read {
+				if _, _, err := ReadFrame(r, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := FrameBuffered(r); got != tt.want {
+				t.Fatalf("FrameBuffered = %v, want %v (%d bytes buffered)", got, tt.want, r.Buffered())
+			}
+		})
 	}
 }
