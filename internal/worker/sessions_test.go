@@ -145,6 +145,29 @@ func startPython(t *testing.T) *pythonSessions {
 	return p
 }
 
+// pythonPair is a Python model served from one harness, as `slipway worker serve` does, and two sessions to it.
+type pythonPair struct {
+	p     *pythonSessions
+	addr  string
+	spec  slipway.ReplicaSpec
+	a, b  *workerproto.Client
+	aConn net.Conn
+}
+
+func twoPythonSessions(t *testing.T) pythonPair {
+	t.Helper()
+	s := pythonPair{p: startPython(t)}
+	s.addr, s.spec = startSessionServer(t, s.p, 8)
+	var err error
+	if s.a, s.aConn, err = dialSession(t, s.addr, s.spec); err != nil {
+		t.Fatal(err)
+	}
+	if s.b, _, err = dialSession(t, s.addr, s.spec); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 type pidAnswer struct {
 	PID       int  `json:"pid"`
 	Echo      int  `json:"echo"`
@@ -164,15 +187,8 @@ func predictPID(c *workerproto.Client, n int, extra string) (pidAnswer, error) {
 }
 
 func TestWorkerPythonSessionsShareOneHarness(t *testing.T) {
-	addr, spec := startSessionServer(t, startPython(t), 8)
-	a, _, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := twoPythonSessions(t)
+	a, b := s.a, s.b
 	// Both sessions call at once: every answer is its own request's (no mix-up between sessions), and one
 	// model process answers them all.
 	pids := map[int]bool{}
@@ -203,15 +219,8 @@ func TestWorkerPythonSessionsShareOneHarness(t *testing.T) {
 }
 
 func TestWorkerPythonSessionEndingMidCallSparesTheOthers(t *testing.T) {
-	addr, spec := startSessionServer(t, startPython(t), 8)
-	a, aConn, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := twoPythonSessions(t)
+	a, aConn, b := s.a, s.aConn, s.b
 	first, err := predictPID(b, 1, "")
 	if err != nil {
 		t.Fatal(err)
@@ -280,15 +289,8 @@ func jsonString(s string) string {
 // A call reaches the model process while the one before it is still in predict(), as with a local replica:
 // the worker does not wait for an answer before it sends the next request.
 func TestWorkerPythonPipelinesCalls(t *testing.T) {
-	addr, spec := startSessionServer(t, startPython(t), 8)
-	a, _, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := twoPythonSessions(t)
+	a, b := s.a, s.b
 	mark := filepath.Join(t.TempDir(), "in-predict")
 	for _, second := range []*workerproto.Client{a, b} { // the next call from the same session, then from another
 		_ = os.Remove(mark)
@@ -318,16 +320,8 @@ func TestWorkerPythonPipelinesCalls(t *testing.T) {
 // Calls queued behind one whose session ended while it was in predict() are answered by a new model process,
 // in order, not failed with it.
 func TestWorkerPythonSessionEndingMidCallMovesTheQueuedCalls(t *testing.T) {
-	p := startPython(t)
-	addr, spec := startSessionServer(t, p, 8)
-	a, aConn, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := twoPythonSessions(t)
+	p, a, aConn, b := s.p, s.a, s.aConn, s.b
 	before, err := predictPID(b, 0, "")
 	if err != nil {
 		t.Fatal(err)
@@ -368,16 +362,8 @@ func TestWorkerPythonSessionEndingMidCallMovesTheQueuedCalls(t *testing.T) {
 
 // A model process that dies in predict() fails that call's session only; the calls behind it go to a new one.
 func TestWorkerPythonCrashFailsOnlyItsCall(t *testing.T) {
-	p := startPython(t)
-	addr, spec := startSessionServer(t, p, 8)
-	a, _, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := dialSession(t, addr, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := twoPythonSessions(t)
+	p, a, b := s.p, s.a, s.b
 	dir := t.TempDir()
 	mark, release := filepath.Join(dir, "in-predict"), filepath.Join(dir, "go")
 	crashed := make(chan error, 1)
@@ -405,7 +391,7 @@ func TestWorkerPythonCrashFailsOnlyItsCall(t *testing.T) {
 		t.Fatalf("b's queued call: %+v, want the answer to 2", got)
 	}
 	// a's session ended with its call; a new one is served by the new process.
-	a2, _, err := dialSession(t, addr, spec)
+	a2, _, err := dialSession(t, s.addr, s.spec)
 	if err != nil {
 		t.Fatal(err)
 	}
