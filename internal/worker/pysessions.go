@@ -224,6 +224,16 @@ func (p *pythonSessions) submit(s *pythonSession, kind workerproto.Kind, payload
 		return err
 	}
 	p.mu.Lock()
+	if kind == workerproto.KindPing && len(c.calls) > 0 && !slices.ContainsFunc(c.calls, s.owns) {
+		// A server pings a replica it is not using; the child is busy with other sessions' calls, which is the
+		// answer (a stuck call fails on its own server's timeout, and that session's end kills the child). Sent
+		// to the child, the ping would wait behind up to 8 calls of every other server, past the ping's timeout.
+		p.mu.Unlock()
+		if s.write(workerproto.KindPong, nil) {
+			flushAll([]*pythonSession{s})
+		}
+		return nil
+	}
 	c.calls = append(c.calls, &pythonCall{session: s, kind: kind, payload: payload})
 	p.mu.Unlock()
 	// A failed write means the child is gone: its relay moves the call to the next child.
@@ -292,6 +302,8 @@ func (p *pythonSessions) relay(c *pythonChild) {
 		}
 	}
 }
+
+func (s *pythonSession) owns(call *pythonCall) bool { return call.session == s }
 
 // write buffers one frame for the session; false when the session has ended (the frame is dropped).
 func (s *pythonSession) write(k workerproto.Kind, payload []byte) bool {

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -397,5 +398,39 @@ func TestWorkerPythonCrashFailsOnlyItsCall(t *testing.T) {
 	}
 	if got, err := predictPID(a2, 3, ""); err != nil || got.Echo != 3 {
 		t.Fatalf("a new session after the crash: %+v, %v", got, err)
+	}
+}
+
+// A server's health check of a replica it is not using is answered while the model process is busy with another
+// server's calls, not queued behind them (where a slow model's line would outlast the check's timeout). A ping
+// of a session with calls of its own in flight still comes after them.
+func TestWorkerPythonPingOfAnIdleSessionIsNotQueued(t *testing.T) {
+	s := twoPythonSessions(t)
+	a, aConn, b := s.a, s.aConn, s.b
+	mark := filepath.Join(t.TempDir(), "in-predict")
+	hung := make(chan error, 1)
+	go func() {
+		_, err := predictPID(a, 1, `, "sleep": 600, "mark": `+jsonString(mark))
+		hung <- err
+	}()
+	waitForFile(t, mark)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // queued, it would wait the 600 s of a's call
+	defer cancel()
+	if err := b.PingContext(ctx); err != nil {
+		t.Fatalf("b's ping while a's call is in predict(): %v", err)
+	}
+	// a's own ping follows its call: it is not answered before the call is.
+	pinged := make(chan error, 1)
+	go func() { pinged <- a.Ping() }()
+	waitForLine(t, s.p, 2)
+	_ = aConn.Close()
+	if err := <-hung; err == nil {
+		t.Fatal("the hung call answered after its session was closed")
+	}
+	if err := <-pinged; err == nil {
+		t.Fatal("a's ping was answered although it came after a call that never was")
+	}
+	if err := b.Ping(); err != nil { // the model process is idle now (a new one): the ping goes to it
+		t.Fatalf("b's ping afterwards: %v", err)
 	}
 }
