@@ -7,20 +7,36 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway-ml/slipway"
 )
 
 // TestPythonReplicaPipelined: a 1-replica Python deployment (unbatched) takes several calls in flight at once
 // (their frames pipelined on the replica's stream, docs/worker-protocol.md), and each concurrent request gets
-// its own answer: every row's probability is what scikit-learn itself computes for that row. Killing the replica
-// while it has calls in flight loses no request: they are retried once the supervisor has replaced it.
+// its own answer: every row's probability is what scikit-learn itself computes for that row. Killing the model
+// process while it has calls in flight loses no request: they are retried, or moved to its replacement. Both as a
+// local replica process and as a network worker (`slipway worker serve`), whose one harness process takes the
+// calls of the server's session pipelined too.
 func TestPythonReplicaPipelined(t *testing.T) {
 	t.Parallel()
+	for _, engine := range []string{"local", "worker"} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			pipelinedAcrossAKill(t, engine)
+		})
+	}
+}
+
+func pipelinedAcrossAKill(t *testing.T, engine string) {
 	s := startServer(t, "")
 	dir := t.TempDir()
 	if out, err := exec.Command("/usr/bin/python3", examplePath("..", "bench", "pywide", "make_model.py"), dir).CombinedOutput(); err != nil {
@@ -29,7 +45,16 @@ func TestPythonReplicaPipelined(t *testing.T) {
 	if out, errOut, code := s.cli("models", "push", dir, "--model", "wide", "--metadata", dir+"/metadata.json"); code != 0 {
 		t.Fatalf("push: %s %s", out, errOut)
 	}
-	deploy(t, s, "wide", "--model", "wide:1", "--replicas", "1")
+	modelPID := func(d *slipway.Deployment) int { return d.ReplicaStatus[0].PID } // the local replica process
+	if engine == "local" {
+		deploy(t, s, "wide", "--model", "wide:1", "--replicas", "1")
+	} else {
+		deploy(t, s, "wide", "--model", "wide:1", "--replicas", "1", "--engine", "external", "--no-wait")
+		w := startWorker(t, replicaSpec(t, s, "wide"), t.TempDir())
+		w.waitReady()
+		waitActive(t, s, "wide")
+		modelPID = func(*slipway.Deployment) int { return harnessOf(w.cmd.Process.Pid) } // the worker's harness child
+	}
 
 	const nRows = 48
 	cols := make([]string, 30)
@@ -65,7 +90,7 @@ func TestPythonReplicaPipelined(t *testing.T) {
 		if err != nil || len(d.ReplicaStatus) != 1 {
 			t.Fatalf("deployment %+v, %v", d, err)
 		}
-		return d.ReplicaStatus[0].PID, d.ReplicaStatus[0].InFlight
+		return modelPID(d), d.ReplicaStatus[0].InFlight
 	}
 
 	// Concurrent requests, each its own row; the checker also records the most calls seen in flight.
@@ -116,7 +141,7 @@ func TestPythonReplicaPipelined(t *testing.T) {
 		p, n := pid()
 		maxInFlight = max(maxInFlight, n)
 		victim = p
-		return n >= 2 && count() >= 200
+		return victim > 0 && n >= 2 && count() >= 200 // never kill(0): that is the test's own process group
 	})
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -132,6 +157,22 @@ func TestPythonReplicaPipelined(t *testing.T) {
 		t.Fatalf("%d requests failed or got another's answer (of %d answered); first: %s", len(failures), answered, strings.Join(failures[:min(5, len(failures))], "; "))
 	}
 	t.Logf("%d concurrent requests answered correctly, up to %d calls in flight on the one replica, across a kill", answered, maxInFlight)
+}
+
+// harnessOf is the pid of the worker's Python harness (its only child), 0 while there is none. A child is listed
+// under the thread that started it, which may be any of the worker's.
+func harnessOf(worker int) int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", worker))
+	var kids []string
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	if len(kids) != 1 {
+		return 0
+	}
+	pid, _ := strconv.Atoi(kids[0])
+	return pid
 }
 
 // answerOf posts req and reads {"predictions": [...]}; a status other than 200 is an error.
