@@ -304,3 +304,75 @@ func TestClientCallsNeverCrossUnderAbandonment(t *testing.T) {
 		t.Fatalf("after the storm: %q, %v", out, err)
 	}
 }
+
+// slowThenHeld answers "slow" after 5 ms and "held" once released.
+type slowThenHeld struct{ release chan struct{} }
+
+func (h slowThenHeld) PredictJSON(body []byte) ([]byte, error) {
+	switch string(body) {
+	case `"slow"`:
+		time.Sleep(5 * time.Millisecond)
+	case `"held"`:
+		<-h.release
+	}
+	return body, nil
+}
+
+func (slowThenHeld) PredictTensors(in []Tensor) ([]Tensor, error) { return in, nil }
+
+// Serve may hold a quick call's answer to write it with the next one's, but a slow call's answer goes out at
+// once, not after the next call (already read) ends. Here the next call ends only when the test has the first
+// answer; held, the first answer would wait for the fallback release.
+func TestServeDoesNotHoldASlowAnswer(t *testing.T) {
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	respR, respW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := slowThenHeld{release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(h.release) }) }
+	fallback := time.AfterFunc(20*time.Second, release)
+	defer fallback.Stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(reqR, respW, testHello, h)
+		respW.Close()
+	}()
+	defer func() {
+		release()
+		reqW.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	if k, _, err := ReadFrame(respR, nil); err != nil || k != KindHello {
+		t.Fatalf("hello: %v %v", k, err)
+	}
+	var both []byte
+	for _, body := range []string{`"slow"`, `"held"`} {
+		b := make([]byte, headerLen+len(body))
+		putHeader(b, KindPredictJSON, len(body))
+		copy(b[headerLen:], body)
+		both = append(both, b...)
+	}
+	if _, err := reqW.Write(both); err != nil { // both requests arrive together
+		t.Fatal(err)
+	}
+	k, out, err := ReadFrame(respR, nil)
+	if err != nil || k != KindResultJSON || string(out) != `"slow"` {
+		t.Fatalf("first answer: %v %q %v", k, out, err)
+	}
+	select {
+	case <-h.release:
+		t.Fatal("the slow call's answer waited for the next call to end")
+	default:
+	}
+	release()
+	if k, out, err := ReadFrame(respR, nil); err != nil || string(out) != `"held"` {
+		t.Fatalf("second answer: %v %q %v", k, out, err)
+	}
+}

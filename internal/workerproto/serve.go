@@ -36,21 +36,29 @@ func Serve(r io.Reader, w io.Writer, hello Hello, h Handler) error {
 	if !hello.OK {
 		return nil
 	}
-	s := server{r: bufio.NewReaderSize(r, 64<<10), w: w, h: h}
+	out := bufio.NewWriterSize(w, 64<<10)
+	s := server{r: bufio.NewReaderSize(r, 64<<10), w: out, out: out, h: h}
 	return s.loop()
 }
 
 type server struct {
 	r    *bufio.Reader
-	w    io.Writer
+	w    io.Writer     // out
+	out  *bufio.Writer // flushed when no whole request is buffered: the answers to requests that came together go together
 	h    Handler
 	hdr  [headerLen]byte
 	rbuf []byte
 	wbuf []byte
 }
 
+// holdFor bounds how long an answer waits for the next one's company (the Python harness's HOLD_NS): only the
+// answer of a call shorter than this is held, and for no longer than this in all. A slower call's answer goes
+// out at once: held, it would wait for a whole next call.
+const holdFor = time.Millisecond
+
 func (s *server) loop() error {
 	lastYield := time.Now()
+	var held time.Time // when the oldest answer not yet flushed was ready (zero: none)
 	for {
 		kind, payload, err := readFrame(s.r, s.hdr[:], s.rbuf)
 		if errors.Is(err, io.EOF) {
@@ -62,15 +70,27 @@ func (s *server) loop() error {
 		if cap(payload) <= keepBuf {
 			s.rbuf = payload[:0]
 		}
+		began := time.Now()
 		if err := s.answer(kind, payload); err != nil {
 			return err
+		}
+		// With the next request already here and this call quick, its answer may wait to go out with the next
+		// one's: one write and one wake-up of the reader for several answers, at the price of at most holdFor.
+		now := time.Now()
+		if !FrameBuffered(s.r) || now.Sub(began) >= holdFor || (!held.IsZero() && now.Sub(held) >= holdFor) {
+			if err := s.out.Flush(); err != nil {
+				return err
+			}
+			held = time.Time{}
+		} else if held.IsZero() {
+			held = now
 		}
 		// This loop never waits in the scheduler (its reads block in the kernel), so after 10 ms the Go
 		// runtime's monitor thread takes it for a runaway goroutine: it preempts it, takes its P away and
 		// goes back to polling every 20 µs. In a busy worker that polling was ~20% of the process's CPU
 		// (perf). Yielding every few milliseconds keeps the monitor asleep; yielding after every frame would
 		// cost a thread wake-up each time.
-		if now := time.Now(); now.Sub(lastYield) > 5*time.Millisecond {
+		if now.Sub(lastYield) > 5*time.Millisecond {
 			runtime.Gosched()
 			lastYield = now
 		}

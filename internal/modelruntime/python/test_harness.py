@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import unittest
 
 import numpy as np
@@ -884,6 +885,34 @@ class PipelineTest(unittest.TestCase):
             finally:
                 w.dispose()
 
+    def test_a_slow_answer_is_not_held_for_the_next_call(self):
+        """Quick answers may wait (HOLD_NS) to go out with the next, already read, request's; a slow call's answer
+        goes out at once, not after the next call. Here the next call waits until the test has the first answer:
+        held, the first answer would come only when the fallback timer lets the second call end."""
+        with tempfile.TemporaryDirectory() as tmp:
+            gate = os.path.join(tmp, "go")
+            w = Worker(model_dir(tmp, WAITER))
+            fallback = threading.Timer(20, lambda: open(gate, "w").close())
+            fallback.start()
+            try:
+                w.recv_json("H")
+                frames = [json.dumps(v).encode() for v in ({"sleep": 0.05, "n": 1}, {"until": gate, "n": 2})]
+                w.proc.stdin.write(b"".join(struct.pack(">IB", len(f) + 1, ord("J")) + f for f in frames))
+                w.proc.stdin.flush()  # both requests arrive together
+                self.assertEqual(w.recv_json("j"), {"n": 1})
+                self.assertFalse(os.path.exists(gate), "the first answer waited for the second call")
+                open(gate, "w").close()
+                self.assertEqual(w.recv_json("j"), {"n": 2})
+                # Quick calls arriving together are all answered, in order, whether held or not.
+                frames = [json.dumps({"n": n}).encode() for n in range(3, 40)]
+                w.proc.stdin.write(b"".join(struct.pack(">IB", len(f) + 1, ord("J")) + f for f in frames))
+                w.proc.stdin.flush()
+                self.assertEqual([w.recv_json("j")["n"] for _ in frames], list(range(3, 40)))
+                self.assertEqual(w.close(), 0)
+            finally:
+                fallback.cancel()
+                w.dispose()
+
     def test_eof_inside_a_frame(self):
         with tempfile.TemporaryDirectory() as tmp:
             w = Worker(model_dir(tmp, SUM_ROWS))
@@ -895,6 +924,16 @@ class PipelineTest(unittest.TestCase):
             finally:
                 w.dispose()
 
+
+WAITER = """
+import os, time
+def predict(data):
+    if data.get("sleep"):
+        time.sleep(data["sleep"])
+    while data.get("until") and not os.path.exists(data["until"]):
+        time.sleep(0.005)
+    return {"n": data["n"]}
+"""
 
 KEEPER = """
 import numpy as np
