@@ -227,12 +227,7 @@ func TestWorkerPythonSessionEndingMidCallSparesTheOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Session a's call hangs in predict(); the server gives up on it (its timeout kills the session).
-	hung := make(chan error, 1)
-	go func() {
-		_, err := predictPID(a, 2, `, "sleep": 600`)
-		hung <- err
-	}()
-	time.Sleep(300 * time.Millisecond) // let the call reach the model (if it did not, b's call below still passes)
+	hung := hangInPredict(t, a)
 	_ = aConn.Close()
 	if err := <-hung; err == nil {
 		t.Fatal("the hung call answered after its session was closed")
@@ -246,7 +241,7 @@ func TestWorkerPythonSessionEndingMidCallSparesTheOthers(t *testing.T) {
 		t.Fatalf("session b got the answer to %d, want 3", got.Echo)
 	}
 	if got.PID == first.PID {
-		t.Logf("the call did not reach the model before the session ended (same process %d)", got.PID)
+		t.Fatalf("b was answered by the process stuck in a's call (%d)", got.PID)
 	}
 }
 
@@ -280,6 +275,20 @@ func waitForLine(t *testing.T, p *pythonSessions, n int) {
 			t.Fatalf("the child has %d calls in flight, want %d", got, n)
 		}
 	}
+}
+
+// hangInPredict starts a call of session c that sleeps in predict() for 600 s and returns once the call is there;
+// the channel gets the call's error when its session ends.
+func hangInPredict(t *testing.T, c *workerproto.Client) <-chan error {
+	t.Helper()
+	mark := filepath.Join(t.TempDir(), "in-predict")
+	hung := make(chan error, 1)
+	go func() {
+		_, err := predictPID(c, 1, `, "sleep": 600, "mark": `+jsonString(mark))
+		hung <- err
+	}()
+	waitForFile(t, mark)
+	return hung
 }
 
 func jsonString(s string) string {
@@ -327,13 +336,7 @@ func TestWorkerPythonSessionEndingMidCallMovesTheQueuedCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mark := filepath.Join(t.TempDir(), "in-predict")
-	hung := make(chan error, 1)
-	go func() {
-		_, err := predictPID(a, 1, `, "sleep": 600, "mark": `+jsonString(mark))
-		hung <- err
-	}()
-	waitForFile(t, mark)
+	hung := hangInPredict(t, a)
 	queued := make([]chan pidAnswer, 3)
 	for i := range queued {
 		queued[i] = make(chan pidAnswer, 1)
@@ -407,13 +410,7 @@ func TestWorkerPythonCrashFailsOnlyItsCall(t *testing.T) {
 func TestWorkerPythonPingOfAnIdleSessionIsNotQueued(t *testing.T) {
 	s := twoPythonSessions(t)
 	a, aConn, b := s.a, s.aConn, s.b
-	mark := filepath.Join(t.TempDir(), "in-predict")
-	hung := make(chan error, 1)
-	go func() {
-		_, err := predictPID(a, 1, `, "sleep": 600, "mark": `+jsonString(mark))
-		hung <- err
-	}()
-	waitForFile(t, mark)
+	hung := hangInPredict(t, a)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // queued, it would wait the 600 s of a's call
 	defer cancel()
 	if err := b.PingContext(ctx); err != nil {

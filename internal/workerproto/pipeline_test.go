@@ -43,19 +43,25 @@ func (g *gate) order() string {
 	return strings.Join(g.seen, ",")
 }
 
+// osPipes makes a child's stdin (reqR, reqW) and stdout (respR, respW) as OS pipes.
+func osPipes(t *testing.T) (reqR, reqW, respR, respW *os.File) {
+	t.Helper()
+	var err error
+	if reqR, reqW, err = os.Pipe(); err != nil {
+		t.Fatal(err)
+	}
+	if respR, respW, err = os.Pipe(); err != nil {
+		t.Fatal(err)
+	}
+	return reqR, reqW, respR, respW
+}
+
 // startServeOS connects a Client to Serve over two OS pipes: unlike io.Pipe they buffer, so frames written
 // while the child is busy wait in the pipe as they do with a real replica. stopChild closes the child's end of
 // its stdout (as a dying child does).
 func startServeOS(t *testing.T, h Handler) (c *Client, stopChild func()) {
 	t.Helper()
-	reqR, reqW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	respR, respW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reqR, reqW, respR, respW := osPipes(t)
 	done := make(chan error, 1)
 	go func() {
 		err := Serve(reqR, respW, testHello, h)
@@ -324,14 +330,7 @@ func (slowThenHeld) PredictTensors(in []Tensor) ([]Tensor, error) { return in, n
 // once, not after the next call (already read) ends. Here the next call ends only when the test has the first
 // answer; held, the first answer would wait for the fallback release.
 func TestServeDoesNotHoldASlowAnswer(t *testing.T) {
-	reqR, reqW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	respR, respW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reqR, reqW, respR, respW := osPipes(t)
 	h := slowThenHeld{release: make(chan struct{})}
 	var once sync.Once
 	release := func() { once.Do(func() { close(h.release) }) }
