@@ -131,7 +131,9 @@ func (p *pythonSessions) serving() (*pythonChild, error) {
 // start runs a harness child and reads its hello: a model that fails to load fails here.
 func (p *pythonSessions) start() (*pythonChild, error) {
 	start := time.Now()
-	cmd := exec.Command(p.python, "-u", p.harness, "serve", "--model-dir", p.dir)
+	// Every answer at once (--hold-ns 0): the call the child dies on must be the first one not answered, or an
+	// OOM kill would be reported to another call and the call that caused it sent to the next child.
+	cmd := exec.Command(p.python, "-u", p.harness, "serve", "--model-dir", p.dir, "--hold-ns", "0")
 	cmd.Dir = p.dir
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // dies with the worker

@@ -431,3 +431,48 @@ func TestWorkerPythonPingOfAnIdleSessionIsNotQueued(t *testing.T) {
 		t.Fatalf("b's ping afterwards: %v", err)
 	}
 }
+
+// The call a model process dies on is the first one not answered: a quick answer before it is not held back in
+// the process (the harness runs with --hold-ns 0 here), or it would die with it and its call take the blame (an
+// OOM kill reported to the wrong request, the real culprit sent to the next process).
+func TestWorkerPythonCrashBlamesTheRightCall(t *testing.T) {
+	s := twoPythonSessions(t)
+	p, a, b := s.p, s.a, s.b
+	dir := t.TempDir()
+	gate, mark := filepath.Join(dir, "go"), filepath.Join(dir, "in-predict")
+	first, second := make(chan error, 1), make(chan pidAnswer, 1)
+	go func() { // b's first call waits in predict() until the other two are queued behind it
+		_, err := predictPID(b, 1, `, "mark": `+jsonString(mark)+`, "until": `+jsonString(gate))
+		first <- err
+	}()
+	waitForFile(t, mark)
+	go func() {
+		got, err := predictPID(b, 2, "") // quick, with a's call already read behind it
+		if err != nil {
+			t.Errorf("b's quick call before the crash: %v", err)
+		}
+		second <- got
+	}()
+	waitForLine(t, p, 2)
+	crashed := make(chan error, 1)
+	go func() {
+		_, err := predictPID(a, 3, `, "exit": true`)
+		crashed <- err
+	}()
+	waitForLine(t, p, 3)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("b's first call: %v", err)
+	}
+	if got := <-second; got.Echo != 2 {
+		t.Fatalf("b's second call: %+v, want the answer to 2", got)
+	}
+	if err := <-crashed; err == nil {
+		t.Fatal("the call the process died on answered")
+	}
+	if got, err := predictPID(b, 4, ""); err != nil || got.Echo != 4 {
+		t.Fatalf("b after a's crash: %+v, %v (b's session must not have been blamed)", got, err)
+	}
+}

@@ -844,11 +844,13 @@ _TIMINGS = struct.Struct("<QQQ")
 # An answer whose call took less than this may wait for the next call's (already read) to go out with it, and
 # waits no longer than this in all: one write and one wake-up of the server for several quick answers, at the
 # price of at most ~1 ms. A slower call's answer goes out at once: held, it would wait for a whole next call.
+# A network worker turns it off (serve --hold-ns 0): it tells which call the process died on by the answers it has
+# read, and an answer held when the process dies would make it blame the wrong one.
 HOLD_NS = 1_000_000
 _M_FRAME = _HEADER.pack(1 + _TIMINGS.size, ord("m"))  # the header of every timings frame
 
 
-def serve(model_dir):
+def serve(model_dir, hold_ns=HOLD_NS):
     # Frames go to a private copy of stdout; fd 1 (and sys.stdout) become the log so stray prints are harmless.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -931,7 +933,7 @@ def serve(model_dir):
         # next one's, in one write (the server reads them in order): see HOLD_NS. Its timings go in the same
         # write, just before it.
         now = clock()
-        flush = not ready() or now - t0 >= HOLD_NS or (held and now - held >= HOLD_NS)
+        flush = not ready() or now - t0 >= hold_ns or (held and now - held >= hold_ns)
         held = 0 if flush else (held or now)
         try:
             profile = _M_FRAME + timings(t1 - t0, t2 - t1, now - t2) if t2 else b""
@@ -1081,13 +1083,15 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="mode", required=True)
     p = sub.add_parser("serve", help="serve score.py over the frame protocol on stdin/stdout")
     p.add_argument("--model-dir", required=True)
+    p.add_argument("--hold-ns", type=int, default=HOLD_NS,
+                   help="the longest a quick answer waits for the next one's company (0: every answer at once)")
     p = sub.add_parser("inspect", help="describe score.py and installed packages as JSON")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--packages", default="")
     sub.add_parser("environment", help="describe this interpreter and its installed distributions as JSON")
     args = parser.parse_args(argv)
     if args.mode == "serve":
-        return serve(args.model_dir)
+        return serve(args.model_dir, args.hold_ns)
     if args.mode == "environment":
         return run_environment()
     return run_inspect(args.model_dir, args.packages)
