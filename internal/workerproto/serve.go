@@ -36,15 +36,13 @@ func Serve(r io.Reader, w io.Writer, hello Hello, h Handler) error {
 	if !hello.OK {
 		return nil
 	}
-	out := bufio.NewWriterSize(w, 64<<10)
-	s := server{r: bufio.NewReaderSize(r, 64<<10), w: out, out: out, h: h}
+	s := server{r: bufio.NewReaderSize(r, 64<<10), w: bufio.NewWriterSize(w, 64<<10), h: h}
 	return s.loop()
 }
 
 type server struct {
 	r    *bufio.Reader
-	w    io.Writer     // out
-	out  *bufio.Writer // flushed when no whole request is buffered: the answers to requests that came together go together
+	w    *bufio.Writer // flushed as loop says: the answers to quick requests that came together go together
 	h    Handler
 	hdr  [headerLen]byte
 	rbuf []byte
@@ -78,7 +76,7 @@ func (s *server) loop() error {
 		// one's: one write and one wake-up of the reader for several answers, at the price of at most holdFor.
 		now := time.Now()
 		if !FrameBuffered(s.r) || now.Sub(began) >= holdFor || (!held.IsZero() && now.Sub(held) >= holdFor) {
-			if err := s.out.Flush(); err != nil {
+			if err := s.w.Flush(); err != nil {
 				return err
 			}
 			held = time.Time{}
